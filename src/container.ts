@@ -1,0 +1,59 @@
+import type { Config } from './config.js';
+import { describeDatabase } from './config.js';
+import { openDatabase, type Database, type Executor } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { openKeyring, type Keyring } from './crypto/keyring.js';
+import { loadMasterKey } from './crypto/master-key.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import { newId } from './lib/ids.js';
+import { vaultError } from './lib/errors.js';
+import { createVaultRepo } from './modules/vault/vault.repo.js';
+import { createAuditRepo } from './modules/audit/audit.repo.js';
+import { createAuditService } from './modules/audit/audit.service.js';
+import { createClientsRepo } from './modules/clients/clients.repo.js';
+import { createClientsService } from './modules/clients/clients.service.js';
+import { createDevicesRepo } from './modules/devices/devices.repo.js';
+import { createKeysRepo } from './modules/keys/keys.repo.js';
+import { createKeyIngest } from './modules/keys/keys.ingest.js';
+import { createKeysService } from './modules/keys/keys.service.js';
+import { createImportsService } from './modules/imports/imports.service.js';
+
+/**
+ * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
+ * Each service gets only the dependencies it names.
+ */
+export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database } = {}) {
+  const clock = opts.clock ?? systemClock;
+  const database = opts.database ?? openDatabase(config.database);
+  try {
+    await migrateToLatest(database.db);
+    const vaultRepo = createVaultRepo();
+    if (!(await vaultRepo.isInitialized(database.db))) {
+      throw vaultError(`No Keywarden vault in ${describeDatabase(config.database)}. Run "keywarden init" first.`);
+    }
+    const keyring: Keyring<Executor> = await openKeyring(vaultRepo, database.db, loadMasterKey(config.masterKey), newId);
+    const db = database.db;
+
+    const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock });
+    const clients = createClientsService({ db, repo: createClientsRepo(), keyring, audit, clock });
+    const keysRepo = createKeysRepo();
+    const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
+    const keys = createKeysService({ db, repo: keysRepo, keyring, audit, clock });
+    const imports = createImportsService({ db, ingest, clients, audit });
+
+    return {
+      config,
+      database,
+      keyring: { masterKeyId: keyring.masterKeyId, kekVersion: keyring.kekVersion },
+      audit,
+      clients,
+      keys,
+      imports,
+      close: () => database.close(),
+    };
+  } catch (e) {
+    if (!opts.database) await database.close();
+    throw e;
+  }
+}
+export type Container = Awaited<ReturnType<typeof buildContainer>>;

@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001_initial.js';
+
+/**
+ * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
+ * alike, and a migration cannot go missing from a build. Add new ones in order.
+ */
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001,
+};

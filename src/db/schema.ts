@@ -1,0 +1,138 @@
+/**
+ * Table types for Kysely. Timestamps are ISO-8601 UTC strings; ciphertexts are base64 text so the
+ * same column type works on SQLite and PostgreSQL. Only src/crypto can make sense of them.
+ */
+export interface MasterKeysTable {
+  version: number;
+  /** Non-secret identifier derived from the KEK, shown when the wrong master key is supplied. */
+  key_id: string;
+  /** A constant sealed under this KEK: decrypting it proves the supplied master key is right. */
+  verifier: string;
+  created_at: string;
+  retired_at: string | null;
+}
+
+export interface DataKeysTable {
+  id: string;
+  /** 'client' (one per client, seals recovery passwords), 'audit' (chain MAC), 'fingerprint'. */
+  purpose: string;
+  /** The client id for purpose 'client', 'global' otherwise. */
+  scope: string;
+  version: number;
+  kek_version: number;
+  wrapped_key: string;
+  created_at: string;
+  retired_at: string | null;
+}
+
+export interface ClientsTable {
+  id: string;
+  name: string;
+  /** Lower-cased name, unique: "Contoso" and "contoso" are the same client. */
+  name_key: string;
+  created_at: string;
+  updated_at: string;
+  archived_at: string | null;
+}
+
+export interface DevicesTable {
+  id: string;
+  client_id: string;
+  name: string;
+  name_key: string;
+  domain: string | null;
+  serial: string | null;
+  entra_device_id: string | null;
+  ad_object_guid: string | null;
+  ad_dn: string | null;
+  agent_id: string | null;
+  primary_user: string | null;
+  first_seen_at: string;
+  last_seen_at: string;
+  retired_at: string | null;
+  created_at: string;
+}
+
+export interface VolumesTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  mount_point: string | null;
+  volume_type: string;
+  volume_guid: string | null;
+  encryption_state: string | null;
+  last_reported_at: string | null;
+  created_at: string;
+}
+
+export interface RecoveryKeysTable {
+  id: string;
+  client_id: string;
+  device_id: string | null;
+  volume_id: string | null;
+  /** Normalized lower-case GUID without braces; null when the source carried only the 48 digits. */
+  key_id: string | null;
+  ciphertext: string;
+  data_key_version: number;
+  /** HMAC of the normalized password (keyed, client-bound): duplicate detection without decrypting. */
+  fingerprint: string;
+  state: string;
+  source_created_at: string | null;
+  first_seen_at: string;
+  last_seen_at: string;
+  state_changed_at: string;
+  created_at: string;
+}
+
+export interface KeySourcesTable {
+  id: string;
+  client_id: string;
+  recovery_key_id: string;
+  /** 'import' | 'agent' | 'entra' | 'ad' */
+  source_type: string;
+  /** Which import file, agent, tenant or domain controller. */
+  source_ref: string;
+  source_created_at: string | null;
+  first_seen_at: string;
+  last_seen_at: string;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  id: string;
+  occurred_at: string;
+  actor_type: string;
+  actor_id: string;
+  actor_name: string;
+  action: string;
+  client_id: string | null;
+  target_type: string | null;
+  target_id: string | null;
+  reason_code: string | null;
+  ticket: string | null;
+  outcome: string;
+  ip: string | null;
+  user_agent: string | null;
+  /** JSON object with action-specific facts; never a secret. */
+  details: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface DB {
+  master_keys: MasterKeysTable;
+  data_keys: DataKeysTable;
+  clients: ClientsTable;
+  devices: DevicesTable;
+  volumes: VolumesTable;
+  recovery_keys: RecoveryKeysTable;
+  key_sources: KeySourcesTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
+}

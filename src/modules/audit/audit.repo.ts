@@ -1,0 +1,59 @@
+import type { Executor } from '../../db/database.js';
+import type { AuditEventsTable } from '../../db/schema.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export function createAuditRepo() {
+  return {
+    async initHead(exec: Executor): Promise<void> {
+      await exec.insertInto('audit_head').values({ id: 1, seq: 0, hash: GENESIS_HASH }).execute();
+    },
+
+    /**
+     * Claims the next sequence number. The UPDATE comes first so the row (PostgreSQL) or the
+     * database (SQLite) is write-locked before we read the previous hash: two writers can never
+     * chain from the same tip.
+     */
+    async claimNext(exec: Executor): Promise<{ seq: number; prevHash: string }> {
+      await exec.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', 1) })).where('id', '=', 1).execute();
+      const head = await exec.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      return { seq: head.seq, prevHash: head.hash };
+    },
+
+    async append(exec: Executor, row: AuditEventsTable): Promise<void> {
+      await exec.insertInto('audit_events').values(row).execute();
+      await exec.updateTable('audit_head').set({ hash: row.hash }).where('id', '=', 1).execute();
+    },
+
+    async head(exec: Executor): Promise<{ seq: number; hash: string } | undefined> {
+      return exec.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+    },
+
+    /** Rows in sequence order, a page at a time, so verifying a large log stays in bounded memory. */
+    async page(exec: Executor, afterSeq: number, limit: number): Promise<AuditEventsTable[]> {
+      return exec
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('seq', '>', afterSeq)
+        .orderBy('seq', 'asc')
+        .limit(limit)
+        .execute();
+    },
+
+    async list(
+      exec: Executor,
+      filter: { clients: readonly string[] | null; action?: string; targetId?: string; limit: number; beforeSeq?: number },
+    ): Promise<AuditEventsTable[]> {
+      let q = exec.selectFrom('audit_events').selectAll();
+      if (filter.clients) {
+        if (filter.clients.length === 0) return [];
+        q = q.where('client_id', 'in', filter.clients as string[]);
+      }
+      if (filter.action) q = q.where('action', '=', filter.action);
+      if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
+      if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
+      return q.orderBy('seq', 'desc').limit(filter.limit).execute();
+    },
+  };
+}
+export type AuditRepo = ReturnType<typeof createAuditRepo>;

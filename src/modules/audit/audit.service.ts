@@ -1,0 +1,165 @@
+import type { Db, Executor } from '../../db/database.js';
+import type { AuditEventsTable } from '../../db/schema.js';
+import type { Clock } from '../../lib/clock.js';
+import { newId } from '../../lib/ids.js';
+import type { AuditMac, Keyring } from '../../crypto/keyring.js';
+import { forbidden } from '../../lib/errors.js';
+import { requirePermission, type Actor, clientScope } from '../authz/authz.js';
+import { GENESIS_HASH, type AuditRepo } from './audit.repo.js';
+import type { AuditEvent, AuditEventInput, VerifyResult } from './audit.types.js';
+
+/**
+ * The audit log is append-only and hash-chained: each row stores the previous row's hash and
+ * its own, an HMAC (keyed by the vault's audit data key) over the previous hash and the row's
+ * fields. Changing, deleting or reordering a row breaks the chain at that row; deleting the
+ * newest rows is caught by the audit_head row, which records the tip.
+ */
+
+/** The exact bytes the MAC covers. Field order is fixed forever; add new fields at the end. */
+export function canonicalPayload(r: Omit<AuditEventsTable, 'prev_hash' | 'hash'>): string {
+  return JSON.stringify([
+    r.seq,
+    r.id,
+    r.occurred_at,
+    r.actor_type,
+    r.actor_id,
+    r.actor_name,
+    r.action,
+    r.client_id,
+    r.target_type,
+    r.target_id,
+    r.reason_code,
+    r.ticket,
+    r.outcome,
+    r.ip,
+    r.user_agent,
+    r.details,
+  ]);
+}
+
+export function toAuditEvent(r: AuditEventsTable): AuditEvent {
+  let details: Record<string, unknown> | null = null;
+  if (r.details) {
+    try {
+      details = JSON.parse(r.details) as Record<string, unknown>;
+    } catch {
+      details = { unparseable: true };
+    }
+  }
+  return {
+    seq: r.seq,
+    id: r.id,
+    occurredAt: r.occurred_at,
+    actorType: r.actor_type,
+    actorId: r.actor_id,
+    actorName: r.actor_name,
+    action: r.action,
+    clientId: r.client_id,
+    targetType: r.target_type,
+    targetId: r.target_id,
+    reasonCode: r.reason_code,
+    ticket: r.ticket,
+    outcome: r.outcome,
+    ip: r.ip,
+    userAgent: r.user_agent,
+    details,
+  };
+}
+
+type Deps = { db: Db; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock };
+
+export function createAuditService({ db, repo, keyring, clock }: Deps) {
+  let macCache: AuditMac | undefined;
+  const mac = async (exec: Executor) => (macCache ??= await keyring.auditMac(exec));
+
+  return {
+    /**
+     * Appends one event inside the caller's transaction, so the event commits or rolls back
+     * with the change it describes.
+     */
+    async record(exec: Executor, actor: Actor, input: AuditEventInput): Promise<{ seq: number; id: string }> {
+      const m = await mac(exec);
+      const { seq, prevHash } = await repo.claimNext(exec);
+      const row: Omit<AuditEventsTable, 'prev_hash' | 'hash'> = {
+        seq,
+        id: newId(),
+        occurred_at: clock.now(),
+        actor_type: actor.type,
+        actor_id: actor.id,
+        actor_name: actor.name,
+        action: input.action,
+        client_id: input.clientId ?? null,
+        target_type: input.targetType ?? null,
+        target_id: input.targetId ?? null,
+        reason_code: input.reasonCode ?? null,
+        ticket: input.ticket ?? null,
+        outcome: input.outcome,
+        ip: actor.ip ?? null,
+        user_agent: actor.userAgent ?? null,
+        details: input.details ? JSON.stringify(input.details) : null,
+      };
+      const hash = m.mac(prevHash, canonicalPayload(row));
+      await repo.append(exec, { ...row, prev_hash: prevHash, hash });
+      return { seq, id: row.id };
+    },
+
+    /** Records an event in a transaction of its own (denials and failures outside any change). */
+    async recordNow(actor: Actor, input: AuditEventInput): Promise<{ seq: number; id: string }> {
+      return db.transaction().execute((tx) => this.record(tx, actor, input));
+    },
+
+    async list(
+      actor: Actor,
+      filter: { action?: string; targetId?: string; limit?: number; beforeSeq?: number } = {},
+    ): Promise<AuditEvent[]> {
+      requirePermission(actor, 'audit:read');
+      const rows = await repo.list(db, { ...filter, clients: clientScope(actor), limit: Math.min(filter.limit ?? 100, 1000) });
+      return rows.map(toAuditEvent);
+    },
+
+    /** Walks the whole chain from the first row. Reports the first sequence number that is wrong. */
+    async verify(actor: Actor): Promise<VerifyResult> {
+      requirePermission(actor, 'audit:read');
+      // The chain spans every client, so only someone with a global role can check it whole.
+      if (actor.clients !== 'all') throw forbidden('Only a global auditor or owner can verify the whole audit chain.');
+      const m = await mac(db);
+      let expectedSeq = 1;
+      let prevHash = GENESIS_HASH;
+      let count = 0;
+      const PAGE = 1000;
+      for (let after = 0; ; ) {
+        const rows = await repo.page(db, after, PAGE);
+        for (const r of rows) {
+          if (r.seq !== expectedSeq) {
+            return { intact: false, events: count, firstBrokenSeq: expectedSeq, problem: `event ${expectedSeq} is missing` };
+          }
+          if (r.prev_hash !== prevHash) {
+            return { intact: false, events: count, firstBrokenSeq: r.seq, problem: `event ${r.seq} does not follow event ${r.seq - 1}` };
+          }
+          const { prev_hash: _p, hash: _h, ...fields } = r;
+          if (!m.verify(r.prev_hash, canonicalPayload(fields), r.hash)) {
+            return { intact: false, events: count, firstBrokenSeq: r.seq, problem: `event ${r.seq} was changed` };
+          }
+          prevHash = r.hash;
+          expectedSeq++;
+          count++;
+        }
+        if (rows.length < PAGE) break;
+        after = rows[rows.length - 1]!.seq;
+      }
+      const head = await repo.head(db);
+      if (!head) return { intact: false, events: count, firstBrokenSeq: expectedSeq, problem: 'the audit chain head is missing' };
+      if (head.seq !== count || head.hash !== prevHash) {
+        const first = Math.min(head.seq, count + 1);
+        return {
+          intact: false,
+          events: count,
+          firstBrokenSeq: first < 1 ? 1 : first,
+          problem: head.seq > count ? `events ${count + 1} to ${head.seq} are missing` : 'the audit chain head does not match the last event',
+        };
+      }
+      return { intact: true, events: count, headSeq: head.seq };
+    },
+  };
+}
+export type AuditService = ReturnType<typeof createAuditService>;

@@ -1,0 +1,45 @@
+/** Actions recorded in the audit log. Names are stable: exports and SIEMs key off them. */
+export type AuditAction =
+  | 'vault.init'
+  | 'client.create'
+  | 'keys.import'
+  | 'key.conflict'
+  | 'key.reveal'
+  | 'audit.verify';
+
+export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error';
+
+export type AuditEventInput = {
+  action: AuditAction;
+  outcome: AuditOutcome;
+  clientId?: string | null;
+  targetType?: string | null;
+  targetId?: string | null;
+  reasonCode?: string | null;
+  ticket?: string | null;
+  /** Action-specific facts. Never a recovery password, key or token. */
+  details?: Record<string, unknown> | null;
+};
+
+export type AuditEvent = {
+  seq: number;
+  id: string;
+  occurredAt: string;
+  actorType: string;
+  actorId: string;
+  actorName: string;
+  action: string;
+  clientId: string | null;
+  targetType: string | null;
+  targetId: string | null;
+  reasonCode: string | null;
+  ticket: string | null;
+  outcome: string;
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown> | null;
+};
+
+export type VerifyResult =
+  | { intact: true; events: number; headSeq: number }
+  | { intact: false; events: number; firstBrokenSeq: number; problem: string };

@@ -1,0 +1,38 @@
+import type { Executor } from '../../db/database.js';
+import type { ClientsTable } from '../../db/schema.js';
+
+export const clientNameKey = (name: string) => name.trim().toLowerCase();
+
+export function createClientsRepo() {
+  return {
+    async insert(exec: Executor, row: ClientsTable): Promise<void> {
+      await exec.insertInto('clients').values(row).execute();
+    },
+    findByNameKey(exec: Executor, nameKey: string, clients: readonly string[] | null) {
+      let q = exec.selectFrom('clients').selectAll().where('name_key', '=', nameKey);
+      if (clients) q = clients.length ? q.where('id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      return q.executeTakeFirst();
+    },
+    findById(exec: Executor, id: string, clients: readonly string[] | null) {
+      let q = exec.selectFrom('clients').selectAll().where('id', '=', id);
+      if (clients) q = clients.length ? q.where('id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      return q.executeTakeFirst();
+    },
+    /** Clients with device and key counts, in name order. */
+    list(exec: Executor, clients: readonly string[] | null) {
+      let q = exec
+        .selectFrom('clients as c')
+        .select((eb) => [
+          'c.id',
+          'c.name',
+          'c.created_at',
+          eb.selectFrom('devices as d').whereRef('d.client_id', '=', 'c.id').select(eb.fn.countAll<number>().as('n')).as('devices'),
+          eb.selectFrom('recovery_keys as k').whereRef('k.client_id', '=', 'c.id').select(eb.fn.countAll<number>().as('n')).as('keys'),
+        ])
+        .where('c.archived_at', 'is', null);
+      if (clients) q = clients.length ? q.where('c.id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      return q.orderBy('c.name_key').execute();
+    },
+  };
+}
+export type ClientsRepo = ReturnType<typeof createClientsRepo>;

@@ -1,0 +1,164 @@
+import type { Executor } from '../../db/database.js';
+import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
+import type { KeyIdQuery } from '../../domain/key-id.js';
+import { keyIdPrefixBounds } from '../../domain/key-id.js';
+
+const CHUNK = 500;
+const chunks = <T>(xs: T[], n = CHUNK): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+};
+
+export type IngestKeyRow = Pick<
+  RecoveryKeysTable,
+  'id' | 'key_id' | 'fingerprint' | 'state' | 'device_id' | 'volume_id' | 'source_created_at'
+>;
+
+/** Columns a search or list returns: metadata joined with client, device and volume names. */
+const SUMMARY_COLUMNS = [
+  'k.id',
+  'k.key_id',
+  'k.state',
+  'k.source_created_at',
+  'k.first_seen_at',
+  'k.last_seen_at',
+  'k.client_id',
+  'c.name as client_name',
+  'k.device_id',
+  'd.name as device_name',
+  'v.mount_point',
+  'v.volume_type',
+] as const;
+
+/**
+ * Recovery-key rows. Every read filters by client: either one client id or the actor's list of
+ * visible clients (null = all), so "not yours" and "does not exist" look the same.
+ */
+export function createKeysRepo() {
+  const summaryQuery = (exec: Executor, clients: readonly string[] | null) => {
+    let q = exec
+      .selectFrom('recovery_keys as k')
+      .innerJoin('clients as c', 'c.id', 'k.client_id')
+      .leftJoin('devices as d', 'd.id', 'k.device_id')
+      .leftJoin('volumes as v', 'v.id', 'k.volume_id')
+      .select(SUMMARY_COLUMNS);
+    if (clients) q = clients.length ? q.where('k.client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+    return q;
+  };
+
+  return {
+    /** Existing keys of one client that share a key ID or a fingerprint with incoming reports. */
+    async findForIngest(exec: Executor, clientId: string, keyIds: string[], fingerprints: string[]): Promise<IngestKeyRow[]> {
+      const out: IngestKeyRow[] = [];
+      const cols = ['id', 'key_id', 'fingerprint', 'state', 'device_id', 'volume_id', 'source_created_at'] as const;
+      for (const part of chunks(keyIds)) {
+        out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('key_id', 'in', part).execute()));
+      }
+      for (const part of chunks(fingerprints)) {
+        out.push(
+          ...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('fingerprint', 'in', part).execute()),
+        );
+      }
+      return out;
+    },
+
+    async insertKeys(exec: Executor, rows: RecoveryKeysTable[]): Promise<void> {
+      for (const part of chunks(rows, 200)) await exec.insertInto('recovery_keys').values(part).execute();
+    },
+
+    /** Adds sources; a source already recorded for that key only gets its last-seen time moved. */
+    async upsertSources(exec: Executor, rows: KeySourcesTable[]): Promise<void> {
+      for (const part of chunks(rows, 300)) {
+        await exec
+          .insertInto('key_sources')
+          .values(part)
+          .onConflict((oc) =>
+            oc.columns(['recovery_key_id', 'source_type', 'source_ref']).doUpdateSet((eb) => ({ last_seen_at: eb.ref('excluded.last_seen_at') })),
+          )
+          .execute();
+      }
+    },
+
+    async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
+      for (const part of chunks(ids)) {
+        await exec.updateTable('recovery_keys').set({ last_seen_at: now }).where('client_id', '=', clientId).where('id', 'in', part).execute();
+      }
+    },
+
+    /** Flags active keys as being in conflict; keys already disclosed, rotated etc. keep their state. */
+    async flagConflicts(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
+      for (const part of chunks(ids)) {
+        await exec
+          .updateTable('recovery_keys')
+          .set({ state: 'conflict', state_changed_at: now })
+          .where('client_id', '=', clientId)
+          .where('id', 'in', part)
+          .where('state', '=', 'active')
+          .execute();
+      }
+    },
+
+    async patch(
+      exec: Executor,
+      clientId: string,
+      id: string,
+      patch: Partial<Pick<RecoveryKeysTable, 'key_id' | 'device_id' | 'volume_id' | 'source_created_at'>>,
+    ): Promise<void> {
+      await exec.updateTable('recovery_keys').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
+    },
+
+    async setState(exec: Executor, clientId: string, id: string, state: string, now: string): Promise<void> {
+      await exec
+        .updateTable('recovery_keys')
+        .set({ state, state_changed_at: now })
+        .where('client_id', '=', clientId)
+        .where('id', '=', id)
+        .execute();
+    },
+
+    /**
+     * Keys whose ID equals a full key ID or starts with a prefix. The prefix becomes a range
+     * (BETWEEN ...0000 AND ...ffff) so both engines use the key_id index.
+     */
+    searchByKeyId(exec: Executor, clients: readonly string[] | null, query: KeyIdQuery, limit: number) {
+      const q = summaryQuery(exec, clients);
+      if (query.kind === 'full') return q.where('k.key_id', '=', query.keyId).orderBy('k.first_seen_at', 'desc').limit(limit).execute();
+      const { low, high } = keyIdPrefixBounds(query.prefix);
+      return q.where('k.key_id', '>=', low).where('k.key_id', '<=', high).orderBy('k.first_seen_at', 'desc').limit(limit).execute();
+    },
+
+    list(exec: Executor, clients: readonly string[] | null, filter: { clientId?: string; limit: number; offset: number }) {
+      let q = summaryQuery(exec, clients);
+      if (filter.clientId) q = q.where('k.client_id', '=', filter.clientId);
+      return q.orderBy('c.name_key').orderBy('d.name_key').orderBy('k.first_seen_at').limit(filter.limit).offset(filter.offset).execute();
+    },
+
+    /** The sealed password of one key, for the reveal path only. */
+    sealedPassword(exec: Executor, clientId: string, id: string) {
+      return exec
+        .selectFrom('recovery_keys')
+        .select(['ciphertext', 'data_key_version', 'state'])
+        .where('client_id', '=', clientId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+    },
+
+    async sourcesOf(exec: Executor, keyRowIds: string[]) {
+      const out: Pick<KeySourcesTable, 'recovery_key_id' | 'source_type' | 'source_ref' | 'first_seen_at' | 'last_seen_at'>[] = [];
+      for (const part of chunks(keyRowIds)) {
+        out.push(
+          ...(await exec
+            .selectFrom('key_sources')
+            .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at'])
+            .where('recovery_key_id', 'in', part)
+            .orderBy('first_seen_at')
+            .execute()),
+        );
+      }
+      return out;
+    },
+  };
+}
+export type KeysRepo = ReturnType<typeof createKeysRepo>;
+export type KeySummaryRow = Awaited<ReturnType<KeysRepo['list']>>[number];

@@ -1,0 +1,34 @@
+import type { VolumeType } from '../../domain/volume.js';
+
+/** Lifecycle states of a stored recovery key. */
+export type KeyState = 'active' | 'superseded' | 'disclosed' | 'rotated' | 'conflict';
+export type SourceType = 'import' | 'agent' | 'entra' | 'ad';
+
+/** One key as a source reports it; the same shape for files, the agent, Graph and AD. */
+export type KeyReport = {
+  keyId: string | null;
+  /** Already normalized by src/domain (parseRecoveryPassword). */
+  recoveryPassword: string;
+  device?: { name?: string; domain?: string; serial?: string; user?: string; entraDeviceId?: string };
+  volume?: { mountPoint?: string; volumeType?: VolumeType };
+  createdAt?: string | null;
+};
+
+export type IngestOutcome = 'imported' | 'duplicate' | 'conflict';
+export type IngestResult = { imported: number; duplicates: number; conflicts: number; outcomes: IngestOutcome[] };
+
+/** Key metadata as lists and searches show it. Never carries the password. */
+export type KeySummary = {
+  id: string;
+  keyId: string | null;
+  client: { id: string; name: string };
+  device: { id: string; name: string } | null;
+  volume: { mountPoint: string | null; type: string } | null;
+  state: KeyState;
+  createdAt: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  sources: { type: string; ref: string; firstSeenAt: string; lastSeenAt: string }[];
+};
+
+export type RevealedKey = KeySummary & { recoveryPassword: string };

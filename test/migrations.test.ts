@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { openDatabase, type Database } from '../src/db/database.js';
+import { migrateAllDown, migrateDown, migrateToLatest, migrationStatus } from '../src/db/migrate.js';
+import { migrations } from '../src/db/migrations/index.js';
+import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
+
+const TABLES = ['master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head'];
+
+async function tables(database: Database): Promise<string[]> {
+  const list = await database.db.introspection.getTables();
+  return list.map((t) => t.name).filter((n) => !n.startsWith('kysely_')).sort();
+}
+
+describe(`migrations on ${ENGINE}`, () => {
+  let tdb: TestDatabase;
+  let database: Database;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    database = openDatabase(tdb.target);
+  });
+  afterAll(async () => {
+    await database.close();
+    await tdb.drop();
+  });
+
+  it('runs every migration up, all the way down, and up again', async () => {
+    expect(await migrateToLatest(database.db)).toEqual(Object.keys(migrations));
+    expect(await tables(database)).toEqual([...TABLES].sort());
+    expect((await migrationStatus(database.db)).every((m) => m.executedAt)).toBe(true);
+    expect(await migrateToLatest(database.db)).toEqual([]);
+
+    expect(await migrateAllDown(database.db)).toEqual(Object.keys(migrations).reverse());
+    expect(await tables(database)).toEqual([]);
+    expect(await migrateDown(database.db)).toEqual([]);
+
+    await migrateToLatest(database.db);
+    expect(await tables(database)).toEqual([...TABLES].sort());
+  });
+
+  it('enforces the constraints the vault relies on', async () => {
+    const now = new Date().toISOString();
+    await database.db.insertInto('clients').values({ id: 'c1', name: 'A', name_key: 'a', created_at: now, updated_at: now, archived_at: null }).execute();
+    await expect(
+      database.db.insertInto('clients').values({ id: 'c2', name: 'a', name_key: 'a', created_at: now, updated_at: now, archived_at: null }).execute(),
+    ).rejects.toThrow();
+    // A device must belong to an existing client (foreign keys are on for SQLite too).
+    await expect(
+      database.db
+        .insertInto('devices')
+        .values({
+          id: 'd1', client_id: 'nope', name: 'x', name_key: 'x', domain: null, serial: null, entra_device_id: null, ad_object_guid: null,
+          ad_dn: null, agent_id: null, primary_user: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now,
+        })
+        .execute(),
+    ).rejects.toThrow();
+    const r = await sql<{ n: number }>`select count(*) as n from clients`.execute(database.db);
+    expect(Number(r.rows[0]!.n)).toBe(1);
+  });
+});
