@@ -2,7 +2,8 @@ import type { Db, Executor } from '../../db/database.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, vaultError, isAppError } from '../../lib/errors.js';
-import { parseKeyIdQuery } from '../../domain/key-id.js';
+import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
+import { isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
 import { can, clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -25,6 +26,20 @@ export type RevealResult =
 
 /** More matches than this for one prefix are not listed; the caller must type more of the ID. */
 const MAX_CANDIDATES = 50;
+
+/**
+ * Parses what a technician typed as a key ID. A pasted recovery password is refused without
+ * being echoed: error messages never carry one, not even back to the person who typed it.
+ */
+function parseQuery(input: string) {
+  if (isRecoveryPasswordShaped(input)) {
+    throw badRequest('That looks like a recovery password, not a key ID. Type the key ID shown on the recovery screen.');
+  }
+  const q = parseKeyIdQuery(input);
+  if (!q.ok) throw badRequest(`Key ID "${input.trim().slice(0, 60)}": ${q.reason}.`);
+  return q.value;
+}
+const queryText = (q: KeyIdQuery) => (q.kind === 'full' ? q.keyId : q.prefix);
 const NOTE_MAX = 1000;
 
 export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
@@ -68,9 +83,7 @@ export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
     /** Search by key-ID prefix or full ID (metadata only). */
     async searchByKeyId(actor: Actor, query: string): Promise<KeySummary[]> {
       requirePermission(actor, 'key:list');
-      const q = parseKeyIdQuery(query);
-      if (!q.ok) throw badRequest(`Key ID "${query.trim().slice(0, 60)}": ${q.reason}.`);
-      return summarize(db, await repo.searchByKeyId(db, clientScope(actor), q.value, MAX_CANDIDATES));
+      return summarize(db, await repo.searchByKeyId(db, clientScope(actor), parseQuery(query), MAX_CANDIDATES));
     },
 
     /**
@@ -78,20 +91,24 @@ export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
      * The audit event, successful or not, is committed before the password leaves this function.
      */
     async revealByKeyId(actor: Actor, input: RevealInput): Promise<RevealResult> {
-      requirePermission(actor, 'key:lookup');
+      if (!can(actor, 'key:lookup')) {
+        // A denied reveal is a fact worth keeping: record it before refusing.
+        const q = parseKeyIdQuery(input.query);
+        await audit.recordNow(actor, { action: 'key.reveal', outcome: 'denied', details: { query: q.ok ? queryText(q.value) : null } });
+        requirePermission(actor, 'key:lookup');
+      }
       const reason = parseRevealReason({ reason: input.reason, ticket: input.ticket ?? undefined });
       if (!reason.ok) throw badRequest(reason.reason);
-      const q = parseKeyIdQuery(input.query);
-      if (!q.ok) throw badRequest(`Key ID "${input.query.trim().slice(0, 60)}": ${q.reason}.`);
+      const parsed = parseQuery(input.query);
       const note = input.note?.trim() || null;
       if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`);
-      const query = q.value.kind === 'full' ? q.value.keyId : q.value.prefix;
+      const query = queryText(parsed);
       const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
 
       let plaintext: string | undefined;
       let failure: unknown;
       const outcome = await db.transaction().execute(async (tx): Promise<RevealResult> => {
-        const rows = await repo.searchByKeyId(tx, clientScope(actor), q.value, MAX_CANDIDATES + 1);
+        const rows = await repo.searchByKeyId(tx, clientScope(actor), parsed, MAX_CANDIDATES + 1);
         if (rows.length === 0) {
           await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
           return { status: 'not_found' };
