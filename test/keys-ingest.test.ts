@@ -134,14 +134,14 @@ describe(`key ingestion on ${ENGINE}`, () => {
     const vaultRepo = createVaultRepo();
     const keyring = await openKeyring(vaultRepo, db, Buffer.from(v.masterKey, 'base64'), newId);
     const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock: systemClock });
-    // A devices repo that breaks on the 700th new device: after the first chunk of 500 was written.
+    // A devices repo that breaks on its second bulk insert: after the first chunk of 500 keys was written.
     const real = createDevicesRepo();
-    let inserted = 0;
+    let calls = 0;
     const failing = {
       ...real,
-      insert: async (...args: Parameters<typeof real.insert>) => {
-        if (++inserted === 700) throw new Error('disk full (simulated)');
-        return real.insert(...args);
+      insertMany: async (...args: Parameters<typeof real.insertMany>) => {
+        if (++calls === 2) throw new Error('disk full (simulated)');
+        return real.insertMany(...args);
       },
     };
     const ingest = createKeyIngest({ keys: createKeysRepo(), devices: failing, keyring, audit, clock: systemClock });

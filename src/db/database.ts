@@ -57,6 +57,8 @@ export function openDatabase(target: DatabaseTarget): Database {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('synchronous = NORMAL');
+    // 64 MB page cache: bulk imports touch random spots of several indexes (random UUID keys).
+    sqlite.pragma('cache_size = -65536');
     const db = new Kysely<DB>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
     return { db, engine: 'sqlite', close: () => db.destroy() };
   }

@@ -14,8 +14,8 @@ export function createDevicesRepo() {
       if (ids.length === 0) return Promise.resolve([] as DevicesTable[]);
       return exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('entra_device_id', 'in', ids).execute();
     },
-    async insert(exec: Executor, row: DevicesTable): Promise<void> {
-      await exec.insertInto('devices').values(row).execute();
+    async insertMany(exec: Executor, rows: DevicesTable[]): Promise<void> {
+      for (let i = 0; i < rows.length; i += 200) await exec.insertInto('devices').values(rows.slice(i, i + 200)).execute();
     },
     async update(
       exec: Executor,
@@ -35,12 +35,16 @@ export function createDevicesRepo() {
           .execute();
       }
     },
-    volumesOf(exec: Executor, clientId: string, deviceIds: string[]) {
-      if (deviceIds.length === 0) return Promise.resolve([] as VolumesTable[]);
-      return exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', deviceIds).execute();
+    async volumesOf(exec: Executor, clientId: string, deviceIds: string[]): Promise<VolumesTable[]> {
+      const out: VolumesTable[] = [];
+      for (let i = 0; i < deviceIds.length; i += 500) {
+        const part = deviceIds.slice(i, i + 500);
+        out.push(...(await exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', part).execute()));
+      }
+      return out;
     },
-    async insertVolume(exec: Executor, row: VolumesTable): Promise<void> {
-      await exec.insertInto('volumes').values(row).execute();
+    async insertVolumes(exec: Executor, rows: VolumesTable[]): Promise<void> {
+      for (let i = 0; i < rows.length; i += 300) await exec.insertInto('volumes').values(rows.slice(i, i + 300)).execute();
     },
     async setVolumeType(exec: Executor, clientId: string, id: string, volumeType: string): Promise<void> {
       await exec.updateTable('volumes').set({ volume_type: volumeType }).where('client_id', '=', clientId).where('id', '=', id).execute();

@@ -59,6 +59,9 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     const devicesByEntra = new Map<string, DevicesTable>();
     const volumesByDevice = new Map<string, VolumesTable[]>();
     const touchedDevices = new Set<string>();
+    // New devices and volumes are written in bulk at the end of each chunk, before its keys.
+    let pendingDevices: DevicesTable[] = [];
+    let pendingVolumeRows: VolumesTable[] = [];
 
     const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [] };
 
@@ -86,7 +89,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           retired_at: null,
           created_at: now,
         };
-        await devices.insert(tx, device);
+        pendingDevices.push(device);
         volumesByDevice.set(device.id, []);
       } else {
         // Fill facts the device row does not have yet; never overwrite one it has.
@@ -135,7 +138,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         last_reported_at: null,
         created_at: now,
       };
-      await devices.insertVolume(tx, row);
+      pendingVolumeRows.push(row);
       list.push(row);
       return row;
     };
@@ -160,11 +163,23 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         (n) => !devicesByEntra.has(n),
       );
       for (const d of await devices.findByEntraIds(tx, clientId, entraIds)) devicesByEntra.set(d.entra_device_id!, d);
+      // Volumes of the existing devices this chunk touches, in one query.
+      const needVolumes = new Set<string>();
+      for (const r of chunk) {
+        const name = r.device?.name?.trim();
+        const d = (r.device?.entraDeviceId && devicesByEntra.get(r.device.entraDeviceId)) || (name && devicesByName.get(deviceNameKey(name)));
+        if (d && !volumesByDevice.has(d.id)) needVolumes.add(d.id);
+      }
+      if (needVolumes.size) {
+        for (const id of needVolumes) volumesByDevice.set(id, []);
+        for (const vol of await devices.volumesOf(tx, clientId, [...needVolumes])) volumesByDevice.get(vol.device_id)!.push(vol);
+      }
 
       const inserts: RecoveryKeysTable[] = [];
       const sources = new Map<string, KeySourcesTable>();
       const touched = new Set<string>();
       const conflicted = new Set<string>();
+      const patches = new Map<string, Parameters<KeysRepo['patch']>[3]>();
       const addSource = (keyRowId: string, createdAt: string | null) => {
         if (!sources.has(keyRowId)) {
           sources.set(keyRowId, {
@@ -214,7 +229,8 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
             if (match.isNew) {
               Object.assign(inserts.find((k) => k.id === match.id)!, patch);
             } else {
-              await keys.patch(tx, clientId, match.id, patch);
+              // Applied after this chunk's new devices and volumes are written (foreign keys).
+              patches.set(match.id, { ...patches.get(match.id), ...patch });
             }
             const hadKeyId = match.key_id;
             Object.assign(match, patch);
@@ -278,7 +294,12 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         else result.conflicts++;
       }
 
+      await devices.insertMany(tx, pendingDevices);
+      await devices.insertVolumes(tx, pendingVolumeRows);
+      pendingDevices = [];
+      pendingVolumeRows = [];
       await keys.insertKeys(tx, inserts);
+      for (const [id, patch] of patches) await keys.patch(tx, clientId, id, patch);
       await keys.upsertSources(tx, [...sources.values()]);
       await keys.touch(tx, clientId, [...touched], now);
       await keys.flagConflicts(tx, clientId, [...conflicted], now);
