@@ -13,6 +13,19 @@ const envSchema = z
     KEYWARDEN_DATABASE_URL: z.string().min(1).optional(),
     KEYWARDEN_MASTER_KEY: z.string().min(1).optional(),
     KEYWARDEN_MASTER_KEY_FILE: z.string().min(1).optional(),
+    KEYWARDEN_HOST: z.string().min(1).default('127.0.0.1'),
+    KEYWARDEN_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+    KEYWARDEN_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    KEYWARDEN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
+    KEYWARDEN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    KEYWARDEN_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
+    KEYWARDEN_SESSION_MAX_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(12),
+    KEYWARDEN_STEP_UP_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
+    KEYWARDEN_REVEAL_LIMIT_PER_HOUR: z.coerce.number().int().min(1).max(10_000).default(30),
+    KEYWARDEN_LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(100).default(5),
+    KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(10_000).default(30),
+    KEYWARDEN_LOGIN_LOCKOUT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
+    KEYWARDEN_UPLOAD_LIMIT_MB: z.coerce.number().int().min(1).max(1024).default(64),
   })
   .refine((e) => !(e.KEYWARDEN_MASTER_KEY && e.KEYWARDEN_MASTER_KEY_FILE), {
     message: 'set KEYWARDEN_MASTER_KEY or KEYWARDEN_MASTER_KEY_FILE, not both',
@@ -26,10 +39,34 @@ export type MasterKeySource =
   | { kind: 'env'; base64: string }
   | { kind: 'file'; path: string; generatedByInit: boolean };
 
+export type ServerConfig = {
+  host: string;
+  port: number;
+  /** The address people use; https here turns on Secure cookies and HSTS. */
+  publicUrl: string | null;
+  secure: boolean;
+  trustProxy: boolean;
+  logLevel: string;
+  uploadLimitBytes: number;
+};
+
+/** Security policy knobs, all with conservative defaults. */
+export type Policy = {
+  sessionIdleMinutes: number;
+  sessionMaxHours: number;
+  stepUpMinutes: number;
+  revealLimitPerHour: number;
+  loginMaxFailures: number;
+  loginMaxFailuresPerIp: number;
+  loginLockoutMinutes: number;
+};
+
 export type Config = {
   dataDir: string;
   database: DatabaseTarget;
   masterKey: MasterKeySource;
+  server: ServerConfig;
+  policy: Policy;
 };
 
 export type ConfigOverrides = { dataDir?: string; databaseUrl?: string };
@@ -53,7 +90,8 @@ export function loadConfig(
 ): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    throw badRequest(`Configuration error: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    // Name the variable, never echo its value (it may be a secret).
+    throw badRequest(`Configuration error: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`).join('; ')}`);
   }
   const e = parsed.data;
   const dataDir = path.resolve(cwd, overrides.dataDir ?? e.KEYWARDEN_DATA_DIR ?? 'keywarden-data');
@@ -66,7 +104,25 @@ export function loadConfig(
     : e.KEYWARDEN_MASTER_KEY_FILE
       ? { kind: 'file', path: path.resolve(cwd, e.KEYWARDEN_MASTER_KEY_FILE), generatedByInit: false }
       : { kind: 'file', path: path.join(dataDir, 'master.key'), generatedByInit: true };
-  return { dataDir, database, masterKey };
+  const server: ServerConfig = {
+    host: e.KEYWARDEN_HOST,
+    port: e.KEYWARDEN_PORT,
+    publicUrl: e.KEYWARDEN_PUBLIC_URL ?? null,
+    secure: (e.KEYWARDEN_PUBLIC_URL ?? '').startsWith('https://'),
+    trustProxy: e.KEYWARDEN_TRUST_PROXY === 'true' || e.KEYWARDEN_TRUST_PROXY === '1',
+    logLevel: e.KEYWARDEN_LOG_LEVEL,
+    uploadLimitBytes: e.KEYWARDEN_UPLOAD_LIMIT_MB * 1024 * 1024,
+  };
+  const policy: Policy = {
+    sessionIdleMinutes: e.KEYWARDEN_SESSION_IDLE_MINUTES,
+    sessionMaxHours: e.KEYWARDEN_SESSION_MAX_HOURS,
+    stepUpMinutes: e.KEYWARDEN_STEP_UP_MINUTES,
+    revealLimitPerHour: e.KEYWARDEN_REVEAL_LIMIT_PER_HOUR,
+    loginMaxFailures: e.KEYWARDEN_LOGIN_MAX_FAILURES,
+    loginMaxFailuresPerIp: e.KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP,
+    loginLockoutMinutes: e.KEYWARDEN_LOGIN_LOCKOUT_MINUTES,
+  };
+  return { dataDir, database, masterKey, server, policy };
 }
 
 /** Where the data lives, in words for CLI output (never includes a password from a URL). */

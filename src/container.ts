@@ -17,6 +17,9 @@ import { createKeysRepo } from './modules/keys/keys.repo.js';
 import { createKeyIngest } from './modules/keys/keys.ingest.js';
 import { createKeysService } from './modules/keys/keys.service.js';
 import { createImportsService } from './modules/imports/imports.service.js';
+import { createIdentityRepo } from './modules/identity/identity.repo.js';
+import { createIdentityService } from './modules/identity/identity.service.js';
+import { createDevicesService } from './modules/devices/devices.service.js';
 
 /**
  * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
@@ -33,13 +36,24 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     }
     const keyring: Keyring<Executor> = await openKeyring(vaultRepo, database.db, loadMasterKey(config.masterKey), newId);
     const db = database.db;
+    // Vaults created before a global data key existed get it now, outside any request.
+    await db.transaction().execute((tx) => keyring.ensureGlobalKey(tx, 'secrets', clock.now()));
 
     const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock });
     const clients = createClientsService({ db, repo: createClientsRepo(), keyring, audit, clock });
     const keysRepo = createKeysRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
-    const keys = createKeysService({ db, repo: keysRepo, keyring, audit, clock });
+    const identity = createIdentityService({ db, repo: createIdentityRepo(), keyring, audit, clock, policy: config.policy });
+    const keys = createKeysService({
+      db,
+      repo: keysRepo,
+      keyring,
+      audit,
+      clock,
+      guard: { stepUpMinutes: config.policy.stepUpMinutes, revealsLeft: (a) => identity.revealsLeft(a) },
+    });
     const imports = createImportsService({ db, ingest, clients, audit });
+    const devices = createDevicesService({ db, keys });
 
     return {
       config,
@@ -49,6 +63,9 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       clients,
       keys,
       imports,
+      identity,
+      devices,
+      clock,
       close: () => database.close(),
     };
   } catch (e) {

@@ -9,13 +9,14 @@ import { vaultError } from '../lib/errors.js';
  *     └─ data keys (random 256-bit, wrapped by the KEK, stored in data_keys with the KEK version)
  *          ├─ one per client: seals that client's recovery passwords
  *          ├─ 'fingerprint': HMAC key for duplicate detection without decrypting
- *          └─ 'audit': HMAC key for the audit hash chain
+ *          ├─ 'audit': HMAC key for the audit hash chain
+ *          └─ 'secrets': seals other secrets the vault keeps (TOTP seeds), bound to their owner
  * Every wrap and seal binds its context in the AAD, so a wrapped key or ciphertext moved to
  * another client, row or purpose does not open. Unwrapped keys stay inside this module: the
  * rest of the code gets closures (seal/open/fingerprint/mac).
  */
 
-export type DataKeyPurpose = 'client' | 'fingerprint' | 'audit';
+export type DataKeyPurpose = 'client' | 'fingerprint' | 'audit' | 'secrets';
 export const GLOBAL_SCOPE = 'global';
 
 export type MasterKeyRow = { version: number; key_id: string; verifier: string };
@@ -58,9 +59,17 @@ export type AuditMac = {
   verify(prevHash: string, payload: string, hash: string): boolean;
 };
 
+export type SecretCipher = {
+  seal(context: string, plaintext: string): string;
+  open(context: string, sealed: string): string;
+};
+
 export type Keyring<E> = {
   readonly kekVersion: number;
   readonly masterKeyId: string;
+  /** Creates a global data key (e.g. 'secrets' for vaults made before it existed) if missing. */
+  ensureGlobalKey(exec: E, purpose: 'secrets', now: string): Promise<void>;
+  secretCipher(exec: E): Promise<SecretCipher>;
   createClientKey(exec: E, clientId: string, now: string): Promise<void>;
   clientCipher(exec: E, clientId: string): Promise<ClientCipher>;
   fingerprinter(exec: E): Promise<Fingerprinter>;
@@ -96,7 +105,7 @@ export async function initKeyring<E>(
     verifier: sealText(kek, VERIFIER_PLAINTEXT, verifierAad(version)),
     created_at: now,
   });
-  for (const purpose of ['fingerprint', 'audit'] as const) {
+  for (const purpose of ['fingerprint', 'audit', 'secrets'] as const) {
     await store.insertDataKey(exec, { ...newDataKeyRow(kek, version, purpose, GLOBAL_SCOPE, 1, newId()), created_at: now });
   }
 }
@@ -163,6 +172,26 @@ export async function openKeyring<E>(store: KeyStore<E>, exec: E, kek: Buffer, n
   return {
     kekVersion: currentKek,
     masterKeyId: supplied,
+
+    async ensureGlobalKey(exec, purpose, now) {
+      if ((await store.listDataKeys(exec, purpose, GLOBAL_SCOPE)).length) return;
+      await store.insertDataKey(exec, { ...newDataKeyRow(kek, currentKek, purpose, GLOBAL_SCOPE, 1, newId()), created_at: now });
+    },
+
+    async secretCipher(exec) {
+      const [version, key] = newest(await loadAll(exec, 'secrets', GLOBAL_SCOPE));
+      const aad = (context: string) => `keywarden/secret/v1|${context}|dk=${version}`;
+      return {
+        seal: (context, plaintext) => sealText(key, plaintext, aad(context)),
+        open: (context, sealed) => {
+          try {
+            return openText(key, sealed, aad(context));
+          } catch {
+            throw vaultError(`A stored secret (${context.split('=')[0]}) does not decrypt: it was altered or moved.`);
+          }
+        },
+      };
+    },
 
     async createClientKey(exec, clientId, now) {
       await store.insertDataKey(exec, { ...newDataKeyRow(kek, currentKek, 'client', clientId, 1, newId()), created_at: now });

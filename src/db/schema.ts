@@ -1,3 +1,4 @@
+
 /**
  * Table types for Kysely. Timestamps are ISO-8601 UTC strings; ciphertexts are base64 text so the
  * same column type works on SQLite and PostgreSQL. Only src/crypto can make sense of them.
@@ -33,6 +34,8 @@ export interface ClientsTable {
   created_at: string;
   updated_at: string;
   archived_at: string | null;
+  /** 1 when this client's own IT staff (client-viewer role) may reveal its keys. */
+  viewer_can_reveal: number;
 }
 
 export interface DevicesTable {
@@ -125,7 +128,94 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+export interface UsersTable {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  role: string;
+  all_clients: number;
+  status: string;
+  totp_secret: string | null;
+  totp_confirmed_at: string | null;
+  failed_logins: number;
+  lockouts: number;
+  locked_until: string | null;
+  last_login_at: string | null;
+  password_changed_at: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface UserClientsTable {
+  user_id: string;
+  client_id: string;
+}
+
+export interface RecoveryCodesTable {
+  id: string;
+  user_id: string;
+  code_hash: string;
+  used_at: string | null;
+  created_at: string;
+}
+
+export interface SessionsTable {
+  id: string;
+  token_hash: string;
+  csrf_hash: string;
+  user_id: string;
+  created_at: string;
+  last_seen_at: string;
+  expires_at: string;
+  mfa_at: string | null;
+  revoked_at: string | null;
+  ip: string | null;
+  user_agent: string | null;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  token_hash: string;
+  token_prefix: string;
+  role: string;
+  all_clients: number;
+  created_by: string;
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface ApiTokenClientsTable {
+  token_id: string;
+  client_id: string;
+}
+
+export interface LoginThrottleTable {
+  key: string;
+  failures: number;
+  window_started_at: string;
+  lockouts: number;
+  locked_until: string | null;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+  updated_at: string;
+}
+
 export interface DB {
+  users: UsersTable;
+  user_clients: UserClientsTable;
+  recovery_codes: RecoveryCodesTable;
+  sessions: SessionsTable;
+  api_tokens: ApiTokensTable;
+  api_token_clients: ApiTokenClientsTable;
+  login_throttle: LoginThrottleTable;
+  settings: SettingsTable;
   master_keys: MasterKeysTable;
   data_keys: DataKeysTable;
   clients: ClientsTable;

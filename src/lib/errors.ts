@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'forbidden'
   | 'unauthenticated'
   | 'rate_limited'
+  | 'step_up_required'
   | 'vault';
 
 const STATUS: Record<ErrorKind, number> = {
@@ -19,6 +20,7 @@ const STATUS: Record<ErrorKind, number> = {
   not_found: 404,
   conflict: 409,
   rate_limited: 429,
+  step_up_required: 403,
   vault: 500,
 };
 
@@ -41,6 +43,11 @@ export const badRequest = (message: string, details?: Record<string, unknown>) =
 export const notFound = (message: string) => new AppError('not_found', message);
 export const conflict = (message: string) => new AppError('conflict', message);
 export const forbidden = (message: string) => new AppError('forbidden', message);
+export const unauthenticated = (message: string) => new AppError('unauthenticated', message);
+export const rateLimited = (message: string, retryAfterSeconds: number) =>
+  new AppError('rate_limited', message, { retryAfterSeconds });
+export const stepUpRequired = () =>
+  new AppError('step_up_required', 'Confirm it is you: enter a current code from your authenticator app (step-up) before revealing a key.');
 /** Problems with the vault itself: wrong master key, missing data key, undecryptable row. */
 export const vaultError = (message: string) => new AppError('vault', message);
 

@@ -3,6 +3,19 @@ import type { AuditEventsTable } from '../../db/schema.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+export type AuditFilter = {
+  action?: string;
+  outcome?: string;
+  clientId?: string;
+  actorId?: string;
+  targetId?: string;
+  /** ISO-8601 bounds on occurred_at: from inclusive, to exclusive. */
+  from?: string;
+  to?: string;
+  beforeSeq?: number;
+  afterSeq?: number;
+};
+
 export function createAuditRepo() {
   return {
     async initHead(exec: Executor): Promise<void> {
@@ -40,19 +53,22 @@ export function createAuditRepo() {
         .execute();
     },
 
-    async list(
-      exec: Executor,
-      filter: { clients: readonly string[] | null; action?: string; targetId?: string; limit: number; beforeSeq?: number },
-    ): Promise<AuditEventsTable[]> {
+    async list(exec: Executor, filter: AuditFilter & { clients: readonly string[] | null; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
       let q = exec.selectFrom('audit_events').selectAll();
       if (filter.clients) {
         if (filter.clients.length === 0) return [];
         q = q.where('client_id', 'in', filter.clients as string[]);
       }
       if (filter.action) q = q.where('action', '=', filter.action);
+      if (filter.outcome) q = q.where('outcome', '=', filter.outcome);
+      if (filter.clientId) q = q.where('client_id', '=', filter.clientId);
+      if (filter.actorId) q = q.where('actor_id', '=', filter.actorId);
       if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
+      if (filter.from) q = q.where('occurred_at', '>=', filter.from);
+      if (filter.to) q = q.where('occurred_at', '<', filter.to);
       if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
-      return q.orderBy('seq', 'desc').limit(filter.limit).execute();
+      if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
+      return q.orderBy('seq', filter.order ?? 'desc').limit(filter.limit).execute();
     },
   };
 }

@@ -5,7 +5,7 @@ import { newId } from '../../lib/ids.js';
 import type { AuditMac, Keyring } from '../../crypto/keyring.js';
 import { forbidden } from '../../lib/errors.js';
 import { requirePermission, type Actor, clientScope } from '../authz/authz.js';
-import { GENESIS_HASH, type AuditRepo } from './audit.repo.js';
+import { GENESIS_HASH, type AuditFilter, type AuditRepo } from './audit.repo.js';
 import type { AuditEvent, AuditEventInput, VerifyResult } from './audit.types.js';
 
 /**
@@ -108,13 +108,27 @@ export function createAuditService({ db, repo, keyring, clock }: Deps) {
       return db.transaction().execute((tx) => this.record(tx, actor, input));
     },
 
-    async list(
-      actor: Actor,
-      filter: { action?: string; targetId?: string; limit?: number; beforeSeq?: number } = {},
-    ): Promise<AuditEvent[]> {
-      requirePermission(actor, 'audit:read');
-      const rows = await repo.list(db, { ...filter, clients: clientScope(actor), limit: Math.min(filter.limit ?? 100, 1000) });
+    /** Newest first. Client-scoped actors see only their clients' events (not vault-wide ones). */
+    async list(actor: Actor, filter: AuditFilter & { limit?: number } = {}): Promise<AuditEvent[]> {
+      requirePermission(actor, 'audit:read', filter.clientId);
+      const rows = await repo.list(db, { ...filter, clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
       return rows.map(toAuditEvent);
+    },
+
+    /**
+     * Every matching event, oldest first, a page at a time (for CSV / JSON-lines export). The
+     * export itself is audited, since it shows who saw which key.
+     */
+    async *export(actor: Actor, filter: AuditFilter = {}): AsyncGenerator<AuditEvent> {
+      requirePermission(actor, 'audit:read', filter.clientId);
+      await this.recordNow(actor, { action: 'audit.export', outcome: 'success', clientId: filter.clientId ?? null, details: { filter } });
+      let after = 0;
+      for (;;) {
+        const rows = await repo.list(db, { ...filter, afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
+        for (const r of rows) yield toAuditEvent(r);
+        if (rows.length < 1000) return;
+        after = rows[rows.length - 1]!.seq;
+      }
     },
 
     /** Walks the whole chain from the first row. Reports the first sequence number that is wrong. */

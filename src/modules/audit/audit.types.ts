@@ -5,9 +5,24 @@ export type AuditAction =
   | 'keys.import'
   | 'key.conflict'
   | 'key.reveal'
-  | 'audit.verify';
+  | 'audit.verify'
+  | 'audit.export'
+  | 'auth.login'
+  | 'auth.logout'
+  | 'auth.step_up'
+  | 'auth.denied'
+  | 'mfa.enrol'
+  | 'mfa.disable'
+  | 'user.create'
+  | 'user.update'
+  | 'user.role'
+  | 'user.password'
+  | 'token.create'
+  | 'token.revoke'
+  | 'client.update'
+  | 'settings.update';
 
-export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error';
+export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 
 export type AuditEventInput = {
   action: AuditAction;

@@ -18,6 +18,9 @@ export function createClientsRepo() {
       if (clients) q = clients.length ? q.where('id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
       return q.executeTakeFirst();
     },
+    async update(exec: Executor, id: string, patch: Partial<Pick<ClientsTable, 'name' | 'name_key' | 'viewer_can_reveal' | 'archived_at' | 'updated_at'>>) {
+      await exec.updateTable('clients').set(patch).where('id', '=', id).execute();
+    },
     /** Clients with device and key counts, in name order. */
     list(exec: Executor, clients: readonly string[] | null) {
       let q = exec
@@ -26,6 +29,7 @@ export function createClientsRepo() {
           'c.id',
           'c.name',
           'c.created_at',
+          'c.viewer_can_reveal',
           eb.selectFrom('devices as d').whereRef('d.client_id', '=', 'c.id').select(eb.fn.countAll<number>().as('n')).as('devices'),
           eb.selectFrom('recovery_keys as k').whereRef('k.client_id', '=', 'c.id').select(eb.fn.countAll<number>().as('n')).as('keys'),
         ])

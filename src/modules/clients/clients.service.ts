@@ -7,7 +7,7 @@ import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { clientNameKey, type ClientsRepo } from './clients.repo.js';
 
-export type Client = { id: string; name: string; createdAt: string };
+export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean };
 export type ClientSummary = Client & { devices: number; keys: number };
 
 type Deps = {
@@ -41,25 +41,75 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
         }
         const now = clock.now();
         const id = newId();
-        await repo.insert(tx, { id, name, name_key: clientNameKey(name), created_at: now, updated_at: now, archived_at: null });
+        await repo.insert(tx, { id, name, name_key: clientNameKey(name), created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0 });
         await keyring.createClientKey(tx, id, now);
         await audit.record(tx, actor, { action: 'client.create', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: { name } });
-        return { id, name, createdAt: now };
+        return { id, name, createdAt: now, viewerCanReveal: false };
       });
     },
 
     async list(actor: Actor): Promise<ClientSummary[]> {
       requirePermission(actor, 'client:read');
       const rows = await repo.list(db, clientScope(actor));
-      return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, devices: Number(r.devices ?? 0), keys: Number(r.keys ?? 0) }));
+      return rows.map((r) => ({
+        id: r.id,
+        name: r.name,
+        createdAt: r.created_at,
+        viewerCanReveal: !!r.viewer_can_reveal,
+        devices: Number(r.devices ?? 0),
+        keys: Number(r.keys ?? 0),
+      }));
     },
 
     /** Finds a client by name (case-insensitive) among those the actor may see; 404 otherwise. */
     async getByName(actor: Actor, name: string): Promise<Client> {
       requirePermission(actor, 'client:read');
       const row = await repo.findByNameKey(db, clientNameKey(name), clientScope(actor));
-      if (!row) throw notFound(`No client named "${name.trim()}". See "keywarden client list", or create it with "keywarden client add".`);
-      return { id: row.id, name: row.name, createdAt: row.created_at };
+      if (!row || row.archived_at) throw notFound(`No client named "${name.trim()}". See "keywarden client list", or create it with "keywarden client add".`);
+      return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal };
+    },
+
+    /** One client by id among those the actor may see; another client's id is "not found". */
+    async get(actor: Actor, id: string): Promise<Client> {
+      requirePermission(actor, 'client:read');
+      const row = await repo.findById(db, id, clientScope(actor));
+      if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+      return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal };
+    },
+
+    /** Rename, or switch whether the client's own staff (client-viewer) may reveal its keys. */
+    async update(actor: Actor, id: string, patch: { name?: string; viewerCanReveal?: boolean }): Promise<Client> {
+      requirePermission(actor, 'client:manage', id);
+      if (patch.viewerCanReveal !== undefined) requirePermission(actor, 'settings:manage');
+      return db.transaction().execute(async (tx) => {
+        const row = await repo.findById(tx, id, clientScope(actor));
+        if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+        const changes: Parameters<ClientsRepo['update']>[2] = { updated_at: clock.now() };
+        if (patch.name !== undefined) {
+          const name = validateClientName(patch.name);
+          const other = await repo.findByNameKey(tx, clientNameKey(name), null);
+          if (other && other.id !== id) throw conflict(`A client named "${name}" already exists.`);
+          changes.name = name;
+          changes.name_key = clientNameKey(name);
+        }
+        if (patch.viewerCanReveal !== undefined) changes.viewer_can_reveal = patch.viewerCanReveal ? 1 : 0;
+        await repo.update(tx, id, changes);
+        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: patch });
+        const updated = { ...row, ...changes };
+        return { id, name: updated.name, createdAt: row.created_at, viewerCanReveal: !!updated.viewer_can_reveal };
+      });
+    },
+
+    /** Archives a client: hidden from lists, its keys and audit trail kept (never deleted). */
+    async archive(actor: Actor, id: string): Promise<void> {
+      requirePermission(actor, 'client:manage', id);
+      await db.transaction().execute(async (tx) => {
+        const row = await repo.findById(tx, id, clientScope(actor));
+        if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+        const now = clock.now();
+        await repo.update(tx, id, { archived_at: now, updated_at: now });
+        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: { archived: true } });
+      });
     },
   };
 }

@@ -128,9 +128,31 @@ export function createKeysRepo() {
       return q.where('k.key_id', '>=', low).where('k.key_id', '<=', high).orderBy('k.first_seen_at', 'desc').limit(limit).execute();
     },
 
-    list(exec: Executor, clients: readonly string[] | null, filter: { clientId?: string; limit: number; offset: number }) {
+    summaryById(exec: Executor, clients: readonly string[] | null, id: string) {
+      return summaryQuery(exec, clients).where('k.id', '=', id).executeTakeFirst();
+    },
+
+    /** Keys whose device name, serial number or primary user matches (metadata search). */
+    searchByDevice(exec: Executor, clients: readonly string[] | null, text: string, limit: number) {
+      // A % or _ typed by the user only widens the match; no escaping needed for metadata search.
+      const like = `%${text.toLowerCase()}%`;
+      return summaryQuery(exec, clients)
+        .where((eb) =>
+          eb.or([
+            eb('d.name_key', 'like', like),
+            eb(eb.fn('lower', ['d.serial']), 'like', like),
+            eb(eb.fn('lower', ['d.primary_user']), 'like', like),
+          ]),
+        )
+        .orderBy('d.name_key')
+        .limit(limit)
+        .execute();
+    },
+
+    list(exec: Executor, clients: readonly string[] | null, filter: { clientId?: string; deviceId?: string; limit: number; offset: number }) {
       let q = summaryQuery(exec, clients);
       if (filter.clientId) q = q.where('k.client_id', '=', filter.clientId);
+      if (filter.deviceId) q = q.where('k.device_id', '=', filter.deviceId);
       return q.orderBy('c.name_key').orderBy('d.name_key').orderBy('k.first_seen_at').limit(filter.limit).offset(filter.offset).execute();
     },
 

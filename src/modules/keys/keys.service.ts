@@ -1,11 +1,11 @@
 import type { Db, Executor } from '../../db/database.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, vaultError, isAppError } from '../../lib/errors.js';
+import { badRequest, notFound, vaultError, isAppError, rateLimited, stepUpRequired } from '../../lib/errors.js';
 import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
-import { can, clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import { can, clientScope, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeyState, KeySummary, RevealedKey } from './keys.types.js';
@@ -16,9 +16,17 @@ type Deps = {
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
+  /** Reveal guards; the CLI (which holds the master key) runs without them. */
+  guard?: { stepUpMinutes: number; revealsLeft(actor: Actor): Promise<number> };
 };
 
-export type RevealInput = { query: string; reason: string; ticket?: string | null; note?: string | null };
+export type RevealInput = {
+  /** A key ID, the first 8+ characters of one, or the id of one key record. */
+  query: string;
+  reason: string;
+  ticket?: string | null;
+  note?: string | null;
+};
 export type RevealResult =
   | { status: 'revealed'; key: RevealedKey }
   | { status: 'ambiguous'; matches: number; candidates: KeySummary[] | null }
@@ -42,7 +50,9 @@ function parseQuery(input: string) {
 const queryText = (q: KeyIdQuery) => (q.kind === 'full' ? q.keyId : q.prefix);
 const NOTE_MAX = 1000;
 
-export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
+const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function createKeysService({ db, repo, keyring, audit, clock, guard }: Deps) {
   const summarize = async (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => {
     const sources = await repo.sourcesOf(exec, rows.map((r) => r.id));
     const byKey = new Map<string, KeySummary['sources']>();
@@ -70,14 +80,37 @@ export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
 
   return {
     /** Metadata of keys the actor may see. Never a password. */
-    async list(actor: Actor, filter: { clientId?: string; limit?: number; offset?: number } = {}): Promise<KeySummary[]> {
+    async list(actor: Actor, filter: { clientId?: string; deviceId?: string; limit?: number; offset?: number } = {}): Promise<KeySummary[]> {
       requirePermission(actor, 'key:list', filter.clientId);
       const rows = await repo.list(db, clientScope(actor), {
         clientId: filter.clientId,
+        deviceId: filter.deviceId,
         limit: Math.min(Math.max(filter.limit ?? 1000, 1), 100_000),
         offset: Math.max(filter.offset ?? 0, 0),
       });
       return summarize(db, rows);
+    },
+
+    /**
+     * The search box: a key ID or 8+ character prefix finds keys by ID; anything else (2+
+     * characters) matches device name, serial number or user. Metadata only.
+     */
+    async search(actor: Actor, text: string, limit = 50): Promise<KeySummary[]> {
+      requirePermission(actor, 'key:list');
+      const t = text.trim();
+      if (isRecoveryPasswordShaped(t)) throw badRequest('That looks like a recovery password; search by key ID, device name, serial or user.');
+      const asKeyId = parseKeyIdQuery(t);
+      if (asKeyId.ok) return summarize(db, await repo.searchByKeyId(db, clientScope(actor), asKeyId.value, limit));
+      if (t.length < 2) throw badRequest('Type at least 2 characters of a device name, serial number or user, or 8 of a key ID.', { field: 'q' });
+      return summarize(db, await repo.searchByDevice(db, clientScope(actor), t.slice(0, 100), limit));
+    },
+
+    /** One key's metadata by its record id; another client's key is "not found". */
+    async get(actor: Actor, id: string): Promise<KeySummary> {
+      requirePermission(actor, 'key:list');
+      const row = RECORD_ID.test(id) ? await repo.summaryById(db, clientScope(actor), id.toLowerCase()) : undefined;
+      if (!row) throw notFound(`No key record with id ${id.slice(0, 60)}.`);
+      return (await summarize(db, [row]))[0]!;
     },
 
     /** Search by key-ID prefix or full ID (metadata only). */
@@ -105,10 +138,26 @@ export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
       const query = queryText(parsed);
       const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
 
+      if (guard && actor.session?.mfaEnrolled) {
+        // A fresh second factor: a session signed in hours ago does not reveal keys on its own.
+        const fresh = actor.session.mfaAt && Date.parse(actor.session.mfaAt) + guard.stepUpMinutes * 60_000 > Date.parse(clock.now());
+        if (!fresh) {
+          await audit.recordNow(actor, { ...base, outcome: 'denied', details: { query, problem: 'step-up required' } });
+          throw stepUpRequired();
+        }
+      }
+      // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
+      if (guard && (actor.type === 'user' || actor.type === 'token') && (await guard.revealsLeft(actor)) <= 0) {
+        await audit.recordNow(actor, { ...base, outcome: 'rate_limited', details: { query } });
+        throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
+      }
+
       let plaintext: string | undefined;
       let failure: unknown;
       const outcome = await db.transaction().execute(async (tx): Promise<RevealResult> => {
-        const rows = await repo.searchByKeyId(tx, clientScope(actor), parsed, MAX_CANDIDATES + 1);
+        // The id of one key record (what the console links to) names exactly that key.
+        const byRecord = RECORD_ID.test(input.query.trim()) ? await repo.summaryById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
+        const rows = byRecord ? [byRecord] : await repo.searchByKeyId(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
         if (rows.length === 0) {
           await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
           return { status: 'not_found' };
@@ -116,7 +165,7 @@ export function createKeysService({ db, repo, keyring, audit, clock }: Deps) {
         if (rows.length > 1) {
           await audit.record(tx, actor, { ...base, outcome: 'ambiguous', details: { query, matches: rows.length } });
           // Seeing the list of candidates is browsing: only roles that may list keys get it.
-          const mayList = can(actor, 'key:list');
+          const mayList = can(actor, 'key:list') && actor.role !== 'client-viewer';
           return { status: 'ambiguous', matches: rows.length, candidates: mayList ? await summarize(tx, rows.slice(0, MAX_CANDIDATES)) : null };
         }
         const row = rows[0]!;
