@@ -37,10 +37,10 @@ export async function cliRun(args: string[], env: NodeJS.ProcessEnv, cwd = proce
 }
 
 /** A fresh, initialized vault on the engine under test, with a random master key in the env. */
-export async function createTestVault(): Promise<TestVault> {
+export async function createTestVault(extraEnv: NodeJS.ProcessEnv = {}): Promise<TestVault> {
   const db = await createTestDatabase();
   const masterKey = randomMasterKey();
-  const env = { KEYWARDEN_DATA_DIR: db.dir + '/data', KEYWARDEN_DATABASE_URL: db.url, KEYWARDEN_MASTER_KEY: masterKey };
+  const env = { KEYWARDEN_DATA_DIR: db.dir + '/data', KEYWARDEN_DATABASE_URL: db.url, KEYWARDEN_MASTER_KEY: masterKey, ...extraEnv };
   const config = loadConfig(env);
   const database = openDatabase(config.database);
   try {

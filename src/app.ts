@@ -1,0 +1,154 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import cookie from '@fastify/cookie';
+import helmet from '@fastify/helmet';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { sql } from 'kysely';
+import type { Container } from './container.js';
+import { migrationStatus } from './db/migrate.js';
+import { registerAuth } from './http/plugins/auth.js';
+import { registerErrorHandler } from './http/plugins/errors.js';
+import { authRoutes } from './http/routes/auth.routes.js';
+import { clientRoutes } from './http/routes/clients.routes.js';
+import { deviceRoutes } from './http/routes/devices.routes.js';
+import { keyRoutes } from './http/routes/keys.routes.js';
+import { importRoutes } from './http/routes/imports.routes.js';
+import { auditRoutes } from './http/routes/audit.routes.js';
+import { userRoutes } from './http/routes/users.routes.js';
+import { tokenRoutes } from './http/routes/tokens.routes.js';
+import { settingsRoutes } from './http/routes/settings.routes.js';
+
+export type RouteInfo = { method: string; url: string; auth: string };
+
+/** Log fields that can carry a secret; pino replaces them before anything is written. */
+export const REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-csrf-token"]',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.currentPassword',
+  '*.newPassword',
+  '*.recoveryPassword',
+  '*.token',
+  '*.sessionToken',
+  '*.csrfToken',
+  '*.secret',
+  '*.code',
+  '*.recoveryCodes',
+  '*.key',
+];
+
+export type AppOptions = { logger?: boolean | object };
+
+/**
+ * Builds the HTTP application around a container without listening, so tests drive it with
+ * inject() and `keywarden serve` adds the socket.
+ */
+export async function buildApp(container: Container, opts: AppOptions = {}): Promise<FastifyInstance & { routeTable: RouteInfo[] }> {
+  const { config } = container;
+  const app = Fastify({
+    logger:
+      opts.logger === false
+        ? false
+        : { level: config.server.logLevel, redact: { paths: REDACT, censor: '[redacted]' }, ...(typeof opts.logger === 'object' ? opts.logger : {}) },
+    trustProxy: config.server.trustProxy,
+    bodyLimit: 1024 * 1024,
+    requestIdHeader: false,
+    genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  // Every route, as registered: the authorization matrix test is generated from this table.
+  const routeTable: RouteInfo[] = [];
+  app.addHook('onRoute', (r) => {
+    // The API explorer's pages and assets are public, like the OpenAPI document they render.
+    if (r.url.startsWith('/api/docs')) r.config = { ...(r.config ?? {}), auth: 'public' };
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    for (const m of methods) {
+      if (m === 'HEAD' || r.url.startsWith('/api/docs')) continue;
+      routeTable.push({ method: m, url: r.url, auth: (r.config as { auth?: string } | undefined)?.auth ?? 'authenticated' });
+    }
+  });
+
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        'default-src': ["'self'"],
+        'script-src': ["'self'"],
+        'style-src': ["'self'"],
+        'img-src': ["'self'", 'data:'],
+        'font-src': ["'self'"],
+        'connect-src': ["'self'"],
+        'object-src': ["'none'"],
+        'base-uri': ["'none'"],
+        'form-action': ["'self'"],
+        'frame-ancestors': ["'none'"],
+      },
+    },
+    referrerPolicy: { policy: 'no-referrer' },
+    hsts: config.server.secure ? { maxAge: 31536000, includeSubDomains: true } : false,
+    crossOriginEmbedderPolicy: false,
+  });
+  await app.register(cookie);
+  await app.register(multipart, { limits: { fileSize: config.server.uploadLimitBytes, files: 20, fields: 20, fieldSize: 1024 } });
+
+  // Nothing the API answers should sit in a cache: keys, audit rows, tokens.
+  app.addHook('onSend', async (request, reply) => {
+    if (request.url.startsWith('/api/') && !request.url.startsWith('/api/docs')) reply.header('cache-control', 'no-store');
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Keywarden API',
+        version: '1',
+        description:
+          'BitLocker recovery-key vault. Authenticate with a session cookie (POST /api/v1/auth/login; send the returned csrfToken as X-CSRF-Token on changes) or an API token (Authorization: Bearer kw_…).',
+      },
+      components: {
+        securitySchemes: {
+          session: { type: 'apiKey', in: 'cookie', name: 'kw_session' },
+          bearer: { type: 'http', scheme: 'bearer' },
+        },
+      },
+      security: [{ session: [] }, { bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: false }, staticCSP: false });
+
+  registerErrorHandler(app, container.audit);
+  registerAuth(app, container.identity);
+
+  app.get('/healthz', { config: { auth: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { auth: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await sql`select 1`.execute(container.database.db);
+      const pending = (await migrationStatus(container.database.db)).filter((m) => !m.executedAt).map((m) => m.name);
+      if (pending.length) return reply.status(503).send({ status: 'migrations pending', pending });
+      return { status: 'ready' };
+    } catch {
+      return reply.status(503).send({ status: 'database unreachable' });
+    }
+  });
+  app.get('/api/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(
+    async (api) => {
+      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes]) {
+        await api.register(routes(container));
+      }
+    },
+    { prefix: '/api/v1' },
+  );
+
+  await app.ready();
+  return Object.assign(app, { routeTable });
+}

@@ -1,0 +1,72 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppError, forbidden, unauthenticated } from '../../lib/errors.js';
+import type { Actor } from '../../modules/authz/authz.js';
+import type { IdentityService } from '../../modules/identity/identity.service.js';
+
+export const SESSION_COOKIE = 'kw_session';
+export const CSRF_HEADER = 'x-csrf-token';
+
+/**
+ * How a route is reached:
+ * - public: no principal needed (login, health, OpenAPI)
+ * - authenticated (default): a session cookie or an API token
+ * - enrolment: reachable while the owner's "second factor required" rule still waits for this user
+ */
+export type RouteAuth = 'public' | 'authenticated' | 'enrolment';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: RouteAuth;
+  }
+  interface FastifyRequest {
+    actor?: Actor;
+    /** The raw session cookie, when the actor came from one (logout and CSRF use it). */
+    sessionToken?: string;
+  }
+}
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export function registerAuth(app: FastifyInstance, identity: Pick<IdentityService, 'authenticateSession' | 'authenticateToken' | 'checkCsrf'>): void {
+  app.decorateRequest('actor', undefined);
+  app.decorateRequest('sessionToken', undefined);
+
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const mode: RouteAuth = request.routeOptions.config?.auth ?? 'authenticated';
+    if (mode === 'public' || request.is404) return;
+    const ctx = { ip: request.ip ?? null, userAgent: (request.headers['user-agent'] ?? '').slice(0, 500) || null };
+
+    const authorization = request.headers.authorization;
+    if (authorization !== undefined) {
+      const m = /^Bearer\s+(\S+)$/i.exec(authorization);
+      const actor = m ? await identity.authenticateToken(m[1]!, ctx) : null;
+      if (!actor) throw unauthenticated('The API token is not valid: it may be mistyped, expired or revoked.');
+      request.actor = actor;
+      return; // Tokens are not sent by browsers on their own: no CSRF check.
+    }
+
+    const cookie = request.cookies?.[SESSION_COOKIE];
+    if (!cookie) throw unauthenticated('Sign in first (POST /api/v1/auth/login), or send an API token as "Authorization: Bearer …".');
+    const actor = await identity.authenticateSession(cookie, ctx);
+    if (!actor) throw unauthenticated('Your session has ended (signed out, idle too long, or revoked). Sign in again.');
+    request.actor = actor;
+    request.sessionToken = cookie;
+
+    if (UNSAFE.has(request.method)) {
+      const header = request.headers[CSRF_HEADER];
+      const token = Array.isArray(header) ? header[0] : header;
+      if (!token || !(await identity.checkCsrf(cookie, token))) {
+        throw new AppError('forbidden', `This request needs the ${CSRF_HEADER} header from sign-in (cross-site request protection).`, { csrf: true });
+      }
+    }
+    if (actor.session?.mfaEnrolmentRequired && mode !== 'enrolment') {
+      throw forbidden('Set up an authenticator app first: a second factor is required for everyone (POST /api/v1/me/mfa).');
+    }
+  });
+}
+
+/** The actor of an authenticated route (the hook guarantees it). */
+export function actorOf(request: FastifyRequest): Actor {
+  if (!request.actor) throw unauthenticated('Sign in first.');
+  return request.actor;
+}

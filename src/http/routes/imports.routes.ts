@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Container } from '../../container.js';
+import { badRequest } from '../../lib/errors.js';
+import { IMPORT_FORMATS, type ImportFormat } from '../../domain/import/index.js';
+import type { ImportFileResult } from '../../modules/imports/imports.service.js';
+import { actorOf } from '../plugins/auth.js';
+import { errors } from '../schemas.js';
+
+const Rejected = z.object({ file: z.string(), line: z.number(), reason: z.string() });
+
+/**
+ * Upload key files (multipart/form-data): fields `client` (name or id), optional `device`,
+ * `format` (auto|txt|manage-bde|csv|json) and `dryRun`, then one or more `file` parts.
+ * The same importers and rules as `keywarden import`; each file is one transaction.
+ */
+export const importRoutes =
+  (c: Container): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.post(
+      '/imports',
+      {
+        schema: {
+          tags: ['imports'],
+          summary: 'Import recovery keys from uploaded files (multipart: client, device?, format?, dryRun?, file…)',
+          consumes: ['multipart/form-data'],
+          response: {
+            200: z.object({
+              imported: z.number(),
+              duplicates: z.number(),
+              conflicts: z.number(),
+              rejected: z.array(Rejected),
+              files: z.array(z.object({ file: z.string(), format: z.string().nullable(), imported: z.number(), duplicates: z.number(), conflicts: z.number(), rejected: z.number() })),
+              dryRun: z.boolean(),
+            }),
+            ...errors(400, 401, 403, 404, 413),
+          },
+        },
+      },
+      async (request) => {
+        const actor = actorOf(request);
+        if (!request.isMultipart()) throw badRequest('Send the files as multipart/form-data: fields client, device, format, dryRun, then file parts.');
+        const fields: Record<string, string> = {};
+        const results: ImportFileResult[] = [];
+        for await (const part of request.parts()) {
+          if (part.type === 'field') {
+            if (!['client', 'device', 'format', 'dryRun'].includes(part.fieldname)) throw badRequest(`Unknown form field "${part.fieldname.slice(0, 40)}".`);
+            fields[part.fieldname] = String(part.value).slice(0, 200);
+            continue;
+          }
+          if (!fields.client) throw badRequest('Put the "client" field before the files.', { field: 'client' });
+          const format = (fields.format ?? 'auto') as ImportFormat | 'auto';
+          if (format !== 'auto' && !IMPORT_FORMATS.includes(format)) throw badRequest(`Unknown format "${format}". Use auto, ${IMPORT_FORMATS.join(', ')}.`, { field: 'format' });
+          const bytes = await part.toBuffer();
+          const clientName = /^[0-9a-f-]{36}$/i.test(fields.client) ? (await c.clients.get(actor, fields.client)).name : fields.client;
+          results.push(
+            await c.imports.importFile(
+              actor,
+              clientName,
+              { fileName: part.filename || 'upload', bytes, format, defaultDevice: fields.device },
+              { dryRun: fields.dryRun === 'true' || fields.dryRun === '1' },
+            ),
+          );
+        }
+        if (results.length === 0) throw badRequest('No file was uploaded: add at least one "file" part.', { field: 'file' });
+        return {
+          imported: results.reduce((s, r) => s + r.imported, 0),
+          duplicates: results.reduce((s, r) => s + r.duplicates, 0),
+          conflicts: results.reduce((s, r) => s + r.conflicts, 0),
+          rejected: results.flatMap((r) => r.rejected),
+          files: results.map((r) => ({ file: r.file, format: r.format, imported: r.imported, duplicates: r.duplicates, conflicts: r.conflicts, rejected: r.rejected.length })),
+          dryRun: fields.dryRun === 'true' || fields.dryRun === '1',
+        };
+      },
+    );
+  };

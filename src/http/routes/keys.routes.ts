@@ -1,0 +1,79 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Container } from '../../container.js';
+import { REASON_CODES } from '../../domain/reason-codes.js';
+import { notFound } from '../../lib/errors.js';
+import { actorOf } from '../plugins/auth.js';
+import { Id, KeySummarySchema, Limit, Offset, errors } from '../schemas.js';
+
+const RevealResponse = z.union([
+  z.object({ status: z.literal('revealed'), key: KeySummarySchema.extend({ recoveryPassword: z.string() }) }),
+  z.object({ status: z.literal('ambiguous'), matches: z.number(), candidates: z.array(KeySummarySchema).nullable() }),
+]);
+
+export const keyRoutes =
+  (c: Container): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.get(
+      '/keys',
+      {
+        schema: {
+          tags: ['keys'],
+          summary: 'Key metadata: search by key-ID prefix (8+), device name, serial or user; or list one client. Never a password.',
+          querystring: z.strictObject({ q: z.string().max(100).optional(), clientId: Id.optional(), limit: Limit, offset: Offset }),
+          response: { 200: z.array(KeySummarySchema), ...errors(400, 401, 403) },
+        },
+      },
+      async (request) => {
+        const actor = actorOf(request);
+        const { q, clientId, limit, offset } = request.query;
+        if (q) return c.keys.search(actor, q, limit ?? 50);
+        return c.keys.list(actor, { clientId, limit: limit ?? 100, offset });
+      },
+    );
+    app.get(
+      '/keys/reasons',
+      {
+        schema: {
+          tags: ['keys'],
+          summary: 'Reason codes a reveal accepts',
+          response: { 200: z.array(z.object({ code: z.string(), label: z.string() })), ...errors(401) },
+        },
+      },
+      async () => REASON_CODES.map((r) => ({ code: r.code, label: r.label })),
+    );
+    app.get(
+      '/keys/:keyRecordId',
+      {
+        schema: {
+          tags: ['keys'],
+          summary: "One key's metadata by its record id",
+          params: z.strictObject({ keyRecordId: Id }),
+          response: { 200: KeySummarySchema, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.keys.get(actorOf(request), request.params.keyRecordId),
+    );
+    app.post(
+      '/keys/:id/reveal',
+      {
+        schema: {
+          tags: ['keys'],
+          summary:
+            'Reveal a recovery password. {id} is the key ID from the recovery screen, its first 8+ characters, or a key record id. Audited before the password is returned; marks the key disclosed.',
+          params: z.strictObject({ id: z.string().min(1).max(64) }),
+          body: z.strictObject({
+            reason: z.string().min(1).max(40),
+            ticket: z.string().max(200).optional(),
+            note: z.string().max(1000).optional(),
+          }),
+          response: { 200: RevealResponse, ...errors(400, 401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        const r = await c.keys.revealByKeyId(actorOf(request), { query: request.params.id, ...request.body });
+        if (r.status === 'not_found') throw notFound(`No recovery key you can reach matches "${request.params.id.slice(0, 64)}".`);
+        return r;
+      },
+    );
+  };

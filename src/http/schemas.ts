@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+/**
+ * Shared, bounded request/response pieces. Every body is a strict object (unknown fields are a
+ * 400), every string has a maximum length, every list a maximum size.
+ */
+export const Id = z.guid().describe('record id');
+export const ClientIds = z.union([z.literal('all'), z.array(Id).max(1000)]);
+export const RoleName = z.enum(['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer']);
+export const Limit = z.coerce.number().int().min(1).max(1000).optional();
+export const Offset = z.coerce.number().int().min(0).max(10_000_000).optional();
+export const IsoTime = z.iso.datetime({ offset: true });
+
+export const ErrorBody = z.object({
+  error: z.string(),
+  message: z.string(),
+  requestId: z.string().optional(),
+  fields: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const Ok = z.object({ ok: z.literal(true) });
+
+export const KeySummarySchema = z.object({
+  id: z.string(),
+  keyId: z.string().nullable(),
+  client: z.object({ id: z.string(), name: z.string() }),
+  device: z.object({ id: z.string(), name: z.string() }).nullable(),
+  volume: z.object({ mountPoint: z.string().nullable(), type: z.string() }).nullable(),
+  state: z.string(),
+  createdAt: z.string().nullable(),
+  firstSeenAt: z.string(),
+  lastSeenAt: z.string(),
+  sources: z.array(z.object({ type: z.string(), ref: z.string(), firstSeenAt: z.string(), lastSeenAt: z.string() })),
+});
+
+export const UserSchema = z.object({
+  id: z.string(),
+  email: z.string(),
+  name: z.string(),
+  role: RoleName,
+  clients: z.union([z.literal('all'), z.array(z.string())]),
+  status: z.enum(['active', 'disabled']),
+  mfaEnabled: z.boolean(),
+  lastLoginAt: z.string().nullable(),
+  createdAt: z.string(),
+});
+
+export const TokenSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  prefix: z.string(),
+  role: RoleName,
+  clients: z.union([z.literal('all'), z.array(z.string())]),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+
+export const AuditEventSchema = z.object({
+  seq: z.number(),
+  id: z.string(),
+  occurredAt: z.string(),
+  actorType: z.string(),
+  actorId: z.string(),
+  actorName: z.string(),
+  action: z.string(),
+  clientId: z.string().nullable(),
+  targetType: z.string().nullable(),
+  targetId: z.string().nullable(),
+  reasonCode: z.string().nullable(),
+  ticket: z.string().nullable(),
+  outcome: z.string(),
+  ip: z.string().nullable(),
+  userAgent: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()).nullable(),
+});
+
+/** Standard error responses, listed on every route so the OpenAPI document tells the truth. */
+export const errors = (...codes: (400 | 401 | 403 | 404 | 409 | 413 | 429)[]) =>
+  Object.fromEntries(codes.map((c) => [c, ErrorBody])) as Record<number, typeof ErrorBody>;
