@@ -44,6 +44,16 @@ export const REDACT = [
 export type AppOptions = { logger?: boolean | object };
 
 /**
+ * URLs never carry secrets by design (reveals are POST bodies), but a person can still paste a
+ * recovery password or a token into an address bar. Mask both before a URL reaches a log line.
+ */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/\d{6}(?:[-\s]|%20)?(?:\d{6}(?:[-\s]|%20)?){6}\d{6}/g, '[redacted-recovery-password]')
+    .replace(/kw_[A-Za-z0-9_-]{20,}/g, 'kw_[redacted]');
+}
+
+/**
  * Builds the HTTP application around a container without listening, so tests drive it with
  * inject() and `keywarden serve` adds the socket.
  */
@@ -53,7 +63,18 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
     logger:
       opts.logger === false
         ? false
-        : { level: config.server.logLevel, redact: { paths: REDACT, censor: '[redacted]' }, ...(typeof opts.logger === 'object' ? opts.logger : {}) },
+        : {
+            level: config.server.logLevel,
+            redact: { paths: REDACT, censor: '[redacted]' },
+            serializers: {
+              req: (req: { method: string; url: string; ip?: string; socket?: { remoteAddress?: string } }) => ({
+                method: req.method,
+                url: redactUrl(req.url),
+                remoteAddress: req.ip ?? req.socket?.remoteAddress,
+              }),
+            },
+            ...(typeof opts.logger === 'object' ? opts.logger : {}),
+          },
     trustProxy: config.server.trustProxy,
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
@@ -99,8 +120,15 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
   await app.register(multipart, { limits: { fileSize: config.server.uploadLimitBytes, files: 20, fields: 20, fieldSize: 1024 } });
 
   // Nothing the API answers should sit in a cache: keys, audit rows, tokens.
+  // While shutting down, answers to requests still in flight close their connection, so a
+  // keep-alive client does not hold the process open after the last response.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onSend', async (request, reply) => {
     if (request.url.startsWith('/api/') && !request.url.startsWith('/api/docs')) reply.header('cache-control', 'no-store');
+    if (closing) reply.header('connection', 'close');
   });
 
   await app.register(swagger, {

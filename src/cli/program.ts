@@ -12,6 +12,8 @@ import { registerLookup } from './commands/lookup.js';
 import { registerKeys } from './commands/keys.js';
 import { registerAudit } from './commands/audit.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerUser } from './commands/user.js';
+import { registerServe } from './commands/serve.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -58,7 +60,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate]) {
+  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe]) {
     register(program, ctx);
   }
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.

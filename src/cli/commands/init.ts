@@ -3,17 +3,29 @@ import { openDatabase } from '../../db/database.js';
 import { systemClock } from '../../lib/clock.js';
 import { initVault } from '../../modules/vault/vault.service.js';
 import type { CliContext } from '../program.js';
+import { readNewPassword } from '../prompt.js';
 
 export function registerInit(program: Command, ctx: CliContext): void {
   program
     .command('init')
     .description('create the data folder, master key, database and vault keys (safe to run again)')
+    .option('--admin-email <email>', 'also create the first owner with this e-mail')
+    .option('--admin-password-file <file>', "the first owner's password, from a file (otherwise asked for, masked)")
     .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean; adminEmail?: string; adminPasswordFile?: string }) => {
       const config = ctx.config();
       const database = openDatabase(config.database);
       try {
         const r = await initVault(config, database, ctx.actor, systemClock);
+        if (opts.adminEmail) {
+          const c = await ctx.container();
+          const existing = await c.identity.getUserByEmail(ctx.actor, opts.adminEmail).catch(() => null);
+          if (!existing) {
+            const password = await readNewPassword(ctx.io, opts.adminPasswordFile, `Password for ${opts.adminEmail}`);
+            const u = await c.identity.createUser(ctx.actor, { email: opts.adminEmail, password, role: 'owner', clients: 'all' });
+            r.changes.push(`created the owner ${u.email}`);
+          }
+        }
         if (opts.json) return ctx.json({ created: r.created, dataDir: config.dataDir, database: r.database, masterKeyId: r.masterKeyId, changes: r.changes });
         if (!r.created && r.changes.length === 0) {
           ctx.out(`Keywarden is already initialized in ${config.dataDir}; nothing changed.`);
@@ -26,7 +38,7 @@ export function registerInit(program: Command, ctx: CliContext): void {
         if (r.created) {
           ctx.out(
             '\nThe master key is the only way to read the stored recovery passwords: copy it somewhere safe, apart from the database backups.' +
-              '\nNext steps:\n  keywarden client add "Contoso"\n  keywarden import "BitLocker Recovery Key *.TXT" --client "Contoso" --device LAPTOP-01\n  keywarden lookup 4290B6C0 --reason bios-changed --ticket T-1234',
+              '\nNext steps:\n  keywarden user add you@example.com   (the first user is an owner)\n  keywarden serve                      (web API on http://127.0.0.1:8080, docs at /api/docs)\n  keywarden client add "Contoso"\n  keywarden import "BitLocker Recovery Key *.TXT" --client "Contoso" --device LAPTOP-01\n  keywarden lookup 4290B6C0 --reason bios-changed --ticket T-1234',
           );
         }
       } finally {

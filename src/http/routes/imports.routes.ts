@@ -5,6 +5,7 @@ import { badRequest } from '../../lib/errors.js';
 import { IMPORT_FORMATS, type ImportFormat } from '../../domain/import/index.js';
 import type { ImportFileResult } from '../../modules/imports/imports.service.js';
 import { actorOf } from '../plugins/auth.js';
+import { requirePermission } from '../../modules/authz/authz.js';
 import { errors } from '../schemas.js';
 
 const Rejected = z.object({ file: z.string(), line: z.number(), reason: z.string() });
@@ -39,6 +40,8 @@ export const importRoutes =
       },
       async (request) => {
         const actor = actorOf(request);
+        // Permission before anything is looked up, so a role that cannot import learns nothing.
+        requirePermission(actor, 'key:import');
         if (!request.isMultipart()) throw badRequest('Send the files as multipart/form-data: fields client, device, format, dryRun, then file parts.');
         const fields: Record<string, string> = {};
         const results: ImportFileResult[] = [];

@@ -1,7 +1,7 @@
 import type { Db, Executor } from '../../db/database.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
-import { badRequest, conflict, notFound } from '../../lib/errors.js';
+import { badRequest, conflict, forbidden, notFound } from '../../lib/errors.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -34,6 +34,8 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
     /** Creates the client and its own data key in one transaction. */
     async create(actor: Actor, input: { name: string }): Promise<Client> {
       requirePermission(actor, 'client:manage');
+      // A client-limited admin would create a client they cannot see; new clients come from global roles.
+      if (actor.clients !== 'all') throw forbidden('Only an owner or an admin of all clients can add clients.');
       const name = validateClientName(input.name);
       return db.transaction().execute(async (tx) => {
         if (await repo.findByNameKey(tx, clientNameKey(name), null)) {
@@ -79,7 +81,8 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
 
     /** Rename, or switch whether the client's own staff (client-viewer) may reveal its keys. */
     async update(actor: Actor, id: string, patch: { name?: string; viewerCanReveal?: boolean }): Promise<Client> {
-      requirePermission(actor, 'client:manage', id);
+      // The permission first, without the id: a client outside the actor's list is then "not found".
+      requirePermission(actor, 'client:manage');
       if (patch.viewerCanReveal !== undefined) requirePermission(actor, 'settings:manage');
       return db.transaction().execute(async (tx) => {
         const row = await repo.findById(tx, id, clientScope(actor));
@@ -102,7 +105,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
 
     /** Archives a client: hidden from lists, its keys and audit trail kept (never deleted). */
     async archive(actor: Actor, id: string): Promise<void> {
-      requirePermission(actor, 'client:manage', id);
+      requirePermission(actor, 'client:manage');
       await db.transaction().execute(async (tx) => {
         const row = await repo.findById(tx, id, clientScope(actor));
         if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);

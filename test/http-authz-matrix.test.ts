@@ -1,0 +1,864 @@
+/**
+ * The authorization matrix: every registered HTTP route × every role (as a signed-in session and
+ * as an API token of that role) × own client / other client (and a missing object, which must
+ * answer exactly like the other client's), plus no session, expired / idle / signed-out / disabled
+ * sessions, revoked / expired / unknown tokens and missing CSRF headers.
+ *
+ * The expected statuses below are the specification, written out by hand from the permission
+ * rules; they are deliberately NOT derived from src/modules/authz (that would test the code with
+ * itself). Every response body is also checked for recovery passwords (only a 200 reveal may carry
+ * one, and only the password of the key it names) and, for client-limited principals, for any
+ * trace of the other client (its name, ids, device names, key IDs).
+ *
+ * A route registered in the app without an entry in MATRIX fails the first test; so does an entry
+ * for a route that no longer exists, or whose auth mode (public / authenticated / enrolment) changed.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PASSWORD, createTestApp, type TestApp } from './helpers/app.js';
+import { owner as cliOwner } from './helpers/vault.js';
+import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/keys.js';
+import { ENGINE } from './helpers/engine.js';
+import { ROLES, type Actor, type Role } from '../src/modules/authz/authz.js';
+import { sha256Hex } from '../src/crypto/tokens.js';
+
+// ------------------------------------------------------------------------------------ types
+
+/** The roles this matrix specifies; a role added to src without a column here fails the coverage test. */
+const MATRIX_ROLES = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'] as const satisfies readonly Role[];
+type MRole = (typeof MATRIX_ROLES)[number];
+
+type Kind = 'session' | 'token';
+type SeedUser = { id: string; email: string; role: Role; clients: 'all' | string[] };
+type Principal = {
+  name: string;
+  role: MRole;
+  kind: Kind;
+  /** owner is global ('all'); every other role is limited to the Own client. */
+  global: boolean;
+  headers: Record<string, string>;
+  /** The signed-in user (session), or the user the token belongs to (token). */
+  user: SeedUser;
+  tokenId?: string;
+};
+
+type KeyFx = { recordId: string; keyId: string; password: string };
+type ClientFx = {
+  id: string;
+  name: string;
+  device: { id: string; name: string };
+  /** A key whose 8-digit prefix is unique. */
+  solo: KeyFx;
+  /** Two keys sharing an 8-digit prefix: a prefix reveal is ambiguous. */
+  twins: [KeyFx, KeyFx];
+  twinPrefix: string;
+};
+
+type Fx = {
+  t: TestApp;
+  own: ClientFx;
+  other: ClientFx;
+  users: Record<MRole, SeedUser>;
+  ownerSession: Record<string, string>;
+  /** A user the /users/:userId routes act on (never signs in). */
+  targetUserId: string;
+  /** Every recovery password the test ever put in a request or in the vault. */
+  passwords: string[];
+};
+
+type Target = 'own' | 'other' | 'missing';
+type Req = {
+  url: string;
+  payload?: string | Record<string, unknown>;
+  headers?: Record<string, string>;
+  /**
+   * For session principals: 'fresh-session' signs the same user in again (for logout, which ends
+   * the session it is sent with); 'new-user' creates a throwaway user of the same role and clients
+   * (for a password change, which ends all their sessions). Tokens always use the token.
+   */
+  as?: 'fresh-session' | 'new-user';
+  /** The password a 200 answer to this request may (and must) carry. */
+  reveals?: string;
+  after?: () => Promise<void>;
+};
+type Ctx = { p: Principal; fx: Fx };
+type CheckArgs = { p: Principal; target: Target | 'any'; json: unknown; fx: Fx };
+type Check = (a: CheckArgs) => string | undefined;
+
+/** [own client, other client]. A missing object must answer like the other client's. */
+type Pair = readonly [own: number, other: number];
+type ClientVariant = {
+  label: string;
+  axis: 'client';
+  build: (ctx: Ctx, c: ClientFx, target: Target) => Req | Promise<Req>;
+  session: Record<MRole, Pair>;
+  /** Where an API token of the role answers differently from a session. */
+  token?: Partial<Record<MRole, Pair>>;
+  check?: Check;
+};
+type FlatVariant = {
+  label: string;
+  /** The own / other client distinction does not apply: one request, one expectation per role. */
+  axis: 'none';
+  build: (ctx: Ctx) => Req | Promise<Req>;
+  session: Record<MRole, number>;
+  token?: Partial<Record<MRole, number>>;
+  check?: Check;
+};
+type Variant = ClientVariant | FlatVariant;
+type Entry = { auth: 'public' | 'authenticated' | 'enrolment'; variants: Variant[] };
+
+// ------------------------------------------------------------------------------------ helpers
+
+const OK: Pair = [200, 200];
+const MINE: Pair = [200, 404];
+const DENY: Pair = [403, 403];
+/**
+ * A list filtered by ?clientId= of a client outside the principal's clients: refused with 403, the
+ * same answer as for a client id that does not exist, so nothing about its existence is disclosed.
+ * (A list filter is not an object; the services check the permission for the filtered client.)
+ */
+const FILTER: Pair = [200, 403];
+
+const all = <T>(v: T): Record<MRole, T> => ({ owner: v, admin: v, technician: v, helpdesk: v, auditor: v, 'client-viewer': v });
+const only = (roles: readonly MRole[], yes: number, no = 403): Record<MRole, number> =>
+  Object.fromEntries(MATRIX_ROLES.map((r) => [r, roles.includes(r) ? yes : no])) as Record<MRole, number>;
+
+const hex = (n = 4) => randomBytes(n).toString('hex');
+const REVEAL = { reason: 'lost-pin' };
+const NEW_PASSWORD = 'matrix changed password 42';
+
+/** A client that does not exist: random ids throughout. */
+function missingClient(): ClientFx {
+  const k = (): KeyFx => ({ recordId: randomUUID(), keyId: randomKeyId(), password: randomRecoveryPassword() });
+  const prefix = hex();
+  return {
+    id: randomUUID(),
+    name: `Northwind ${hex()}`,
+    device: { id: randomUUID(), name: `NW-${hex()}` },
+    solo: k(),
+    twins: [
+      { ...k(), keyId: prefix + randomKeyId().slice(8) },
+      { ...k(), keyId: prefix + randomKeyId().slice(8) },
+    ],
+    twinPrefix: prefix,
+  };
+}
+
+function multipart(fields: Record<string, string>, file: { filename: string; content: string }): { payload: string; headers: Record<string, string> } {
+  const boundary = `----kwmatrix${hex(8)}`;
+  const parts = Object.entries(fields).map(([k, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`);
+  parts.push(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${file.filename}"\r\nContent-Type: text/csv\r\n\r\n${file.content}\r\n`);
+  parts.push(`--${boundary}--\r\n`);
+  return { payload: parts.join(''), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+/** A person actor for service calls that need a user (token creation records created_by). */
+const personActor = (u: SeedUser): Actor => ({ type: 'user', id: u.id, name: u.email, role: u.role, clients: u.clients });
+
+/** Gives a client-limited principal one more client for the duration of a request. */
+async function grantClient(fx: Fx, p: Principal, clientId: string): Promise<(() => Promise<void>) | undefined> {
+  if (p.global) return undefined;
+  const db = fx.t.container.database.db;
+  if (p.kind === 'session') {
+    await db.insertInto('user_clients').values({ user_id: p.user.id, client_id: clientId }).execute();
+    return async () => void (await db.deleteFrom('user_clients').where('user_id', '=', p.user.id).where('client_id', '=', clientId).execute());
+  }
+  await db.insertInto('api_token_clients').values({ token_id: p.tokenId!, client_id: clientId }).execute();
+  return async () => void (await db.deleteFrom('api_token_clients').where('token_id', '=', p.tokenId!).where('client_id', '=', clientId).execute());
+}
+
+const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(json) ? (json as Record<string, unknown>[]) : []);
+const clientIdsOf = (json: unknown) => asArray(json).map((x) => (x.client as { id: string } | undefined)?.id ?? (x.clientId as string | undefined) ?? x.id);
+
+// ------------------------------------------------------------------------------------ the matrix
+
+const MATRIX: Record<string, Entry> = {
+  // ---------------------------------------------------------------- public
+  'GET /healthz': { auth: 'public', variants: [{ label: '', axis: 'none', build: () => ({ url: '/healthz' }), session: all(200) }] },
+  'GET /readyz': { auth: 'public', variants: [{ label: '', axis: 'none', build: () => ({ url: '/readyz' }), session: all(200) }] },
+  'GET /api/openapi.json': { auth: 'public', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/openapi.json' }), session: all(200) }] },
+  'POST /api/v1/auth/login': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'wrong password (never 403, never a session)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/auth/login', payload: { email: `nobody-${hex()}@example.test`, password: 'not the right password' } }),
+        session: all(401),
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- sign-in, step-up, me
+  'POST /api/v1/auth/logout': {
+    auth: 'enrolment',
+    variants: [
+      // Tokens have no session: signing out is a no-op that still answers ok.
+      { label: 'a throwaway session of the same user', axis: 'none', build: () => ({ url: '/api/v1/auth/logout', as: 'fresh-session' }), session: all(200) },
+    ],
+  },
+  'POST /api/v1/auth/step-up': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // No seeded user has an authenticator app: a session gets past authorization to "set one up first" (400).
+        label: 'no authenticator set up',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/auth/step-up', payload: { code: '123456' } }),
+        session: all(400),
+        token: all(403),
+      },
+    ],
+  },
+  'GET /api/v1/me': {
+    auth: 'enrolment',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me' }),
+        session: all(200),
+        check: ({ p, json }) => ((json as { actor?: { role?: string } }).actor?.role === p.role ? undefined : `me.actor.role is not ${p.role}`),
+      },
+    ],
+  },
+  'POST /api/v1/me/password': {
+    auth: 'enrolment',
+    variants: [
+      {
+        label: 'a throwaway user of the same role changes their password',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me/password', payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD }, as: 'new-user' }),
+        session: all(200),
+        token: all(403),
+      },
+    ],
+  },
+  'POST /api/v1/me/mfa': {
+    auth: 'enrolment',
+    variants: [{ label: 'start authenticator set-up', axis: 'none', build: () => ({ url: '/api/v1/me/mfa' }), session: all(200), token: all(403) }],
+  },
+  'POST /api/v1/me/mfa/confirm': {
+    auth: 'enrolment',
+    variants: [
+      // A wrong code (or no set-up started): authorized, then refused as a bad request.
+      { label: 'wrong code', axis: 'none', build: () => ({ url: '/api/v1/me/mfa/confirm', payload: { code: 'not-a-code' } }), session: all(400), token: all(403) },
+    ],
+  },
+  'DELETE /api/v1/me/mfa': {
+    auth: 'authenticated',
+    variants: [
+      // Nothing to remove: authorized, then a bad request.
+      { label: 'no authenticator set up', axis: 'none', build: () => ({ url: '/api/v1/me/mfa', payload: { code: '123456' } }), session: all(400), token: all(403) },
+    ],
+  },
+
+  // ---------------------------------------------------------------- clients
+  'GET /api/v1/clients': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/clients' }),
+        session: all(200),
+        check: ({ p, json, fx }) => {
+          const ids = asArray(json).map((c) => c.id as string);
+          if (!ids.includes(fx.own.id)) return 'the list lacks the Own client';
+          if (!p.global && ids.some((id) => id !== fx.own.id)) return `a client-limited principal sees ${ids.length} clients`;
+          return undefined;
+        },
+      },
+    ],
+  },
+  'POST /api/v1/clients': {
+    auth: 'authenticated',
+    variants: [{ label: 'a new client', axis: 'none', build: () => ({ url: '/api/v1/clients', payload: { name: `Matrix New ${hex()}` } }), session: only(['owner'], 201) }],
+  },
+  'GET /api/v1/clients/:clientId': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}` }), session: { ...all(MINE), owner: OK } }],
+  },
+  'PATCH /api/v1/clients/:clientId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'rename (to its own name)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}`, payload: { name: c.name } }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+      {
+        label: 'viewerCanReveal (owner only)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}`, payload: { viewerCanReveal: false } }),
+        session: { ...all(DENY), owner: OK },
+      },
+    ],
+  },
+  'DELETE /api/v1/clients/:clientId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Own = a throwaway client granted to the principal for this request; other = a throwaway client it cannot see.
+        label: 'archive a throwaway client',
+        axis: 'client',
+        build: async ({ p, fx }, c, target) => {
+          if (target === 'missing') return { url: `/api/v1/clients/${c.id}` };
+          const spare = await fx.t.container.clients.create(cliOwner, { name: `Matrix Spare ${hex()}` });
+          const after = target === 'own' ? await grantClient(fx, p, spare.id) : undefined;
+          return { url: `/api/v1/clients/${spare.id}`, after };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- devices
+  'GET /api/v1/devices': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/devices' }), session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200) },
+      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'search by device name',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices?q=${encodeURIComponent(c.device.name)}` }),
+        session: { ...all(OK), helpdesk: DENY },
+        check: ({ p, target, json }) => (!p.global && target !== 'own' && asArray(json).length ? 'found another client\'s device' : undefined),
+      },
+    ],
+  },
+  'GET /api/v1/devices/:deviceId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ p, json }) => {
+          const n = ((json as { recoveryKeys?: unknown[] }).recoveryKeys ?? []).length;
+          const mayList = ['owner', 'admin', 'technician', 'auditor'].includes(p.role);
+          return mayList === n > 0 ? undefined : `device detail lists ${n} keys for ${p.role}`;
+        },
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- keys
+  'GET /api/v1/keys': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/keys' }),
+        session: only(['owner', 'admin', 'technician', 'auditor'], 200),
+        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? 'lists another client\'s keys' : undefined),
+      },
+      { label: 'one client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/keys?clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, technician: FILTER, auditor: FILTER } },
+      {
+        label: 'search by key ID',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys?q=${c.solo.keyId}` }),
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, auditor: OK },
+        check: ({ p, target, json }) => {
+          const n = asArray(json).length;
+          const want = p.global ? (target === 'missing' ? 0 : 1) : target === 'own' ? 1 : 0;
+          return n === want ? undefined : `search found ${n} keys, expected ${want}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/keys/reasons': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/keys/reasons' }), session: all(200) }] },
+  'GET /api/v1/keys/:keyRecordId': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/keys/${c.solo.recordId}` }), session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE } }],
+  },
+  'POST /api/v1/keys/:id/reveal': {
+    auth: 'authenticated',
+    variants: (
+      [
+        ['by key ID', (c: ClientFx) => c.solo.keyId],
+        ['by 8-digit key ID prefix (upper case)', (c: ClientFx) => c.solo.keyId.slice(0, 8).toUpperCase()],
+        ['by key record id', (c: ClientFx) => c.solo.recordId],
+      ] as const
+    )
+      .map(
+        ([label, q]): Variant => ({
+          label,
+          axis: 'client',
+          build: (_x, c) => ({ url: `/api/v1/keys/${encodeURIComponent(q(c))}/reveal`, payload: REVEAL, reveals: c.solo.password }),
+          session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE },
+          check: ({ json, target, fx }) => {
+            const want = (target === 'own' ? fx.own : fx.other).solo.password;
+            return (json as { key?: { recoveryPassword?: string } }).key?.recoveryPassword === want ? undefined : 'the revealed password is not the key\'s';
+          },
+        }),
+      )
+      .concat([
+        {
+          label: 'ambiguous prefix: no password, candidates only for roles that may list keys',
+          axis: 'client',
+          build: (_x, c) => ({ url: `/api/v1/keys/${c.twinPrefix}/reveal`, payload: REVEAL }),
+          session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE },
+          check: ({ p, json }) => {
+            const r = json as { status?: string; matches?: number; candidates?: unknown[] | null };
+            if (r.status !== 'ambiguous' || r.matches !== 2) return `expected an ambiguous answer with 2 matches, got ${JSON.stringify(r).slice(0, 200)}`;
+            const mayList = ['owner', 'admin', 'technician'].includes(p.role);
+            return mayList === Array.isArray(r.candidates) ? undefined : `candidates ${mayList ? 'missing' : 'shown'} for ${p.role}`;
+          },
+        },
+      ]),
+  },
+
+  // ---------------------------------------------------------------- imports
+  'POST /api/v1/imports': {
+    auth: 'authenticated',
+    variants: (
+      [
+        ['dry run, client by name', (c: ClientFx) => c.name],
+        ['dry run, client by id', (c: ClientFx) => c.id],
+      ] as const
+    ).map(
+      ([label, client]): Variant => ({
+        label,
+        axis: 'client',
+        build: ({ fx }, c) => {
+          const password = randomRecoveryPassword();
+          fx.passwords.push(password);
+          const body = multipart({ client: client(c), dryRun: 'true' }, { filename: 'keys.csv', content: csvOf([{ device: `IMPORT-${hex()}`, keyId: randomKeyId(), password }]) });
+          return { url: '/api/v1/imports', ...body };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      }),
+    ),
+  },
+
+  // ---------------------------------------------------------------- audit
+  'GET /api/v1/audit': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/audit?limit=1000' }),
+        session: only(['owner', 'admin', 'auditor'], 200),
+        check: ({ p, json, fx }) => (!p.global && asArray(json).some((e) => e.clientId !== fx.own.id) ? 'a client-limited reader sees events outside its client' : undefined),
+      },
+      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/audit?clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER } },
+    ],
+  },
+  'GET /api/v1/audit/export': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'CSV, all visible', axis: 'none', build: () => ({ url: '/api/v1/audit/export?format=csv' }), session: only(['owner', 'admin', 'auditor'], 200) },
+      { label: 'JSON lines, one client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/audit/export?format=jsonl&clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER } },
+    ],
+  },
+  'GET /api/v1/audit/verify': {
+    auth: 'authenticated',
+    // The chain spans every client: only a global reader may walk it (client-limited admin and auditor: 403).
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/audit/verify' }), session: only(['owner'], 200) }],
+  },
+
+  // ---------------------------------------------------------------- users (owner only)
+  'GET /api/v1/users': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/users' }), session: only(['owner'], 200) }] },
+  'POST /api/v1/users': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a helpdesk user of that client',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/users', payload: { email: `matrix-${hex()}@example.test`, password: NEW_PASSWORD, role: 'helpdesk', clients: [c.id] } }),
+        session: { ...all(DENY), owner: [201, 201] },
+      },
+    ],
+  },
+  'GET /api/v1/users/:userId': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}` }), session: only(['owner'], 200) }],
+  },
+  'PATCH /api/v1/users/:userId': {
+    auth: 'authenticated',
+    variants: [{ label: 'rename', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}`, payload: { name: `Target ${hex()}` } }), session: only(['owner'], 200) }],
+  },
+  'POST /api/v1/users/:userId/password': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'reset', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}/password`, payload: { password: NEW_PASSWORD } }), session: only(['owner'], 200) },
+    ],
+  },
+
+  // ---------------------------------------------------------------- API tokens
+  'GET /api/v1/tokens': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/tokens' }), session: only(['owner', 'admin'], 200) }] },
+  'POST /api/v1/tokens': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Another client's id in the body is refused exactly like a missing one (400 "no such client").
+        label: 'an auditor token for that client',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/tokens', payload: { name: `matrix made ${hex()}`, role: 'auditor', clients: [c.id] } }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 400] },
+        // Tokens are created by people, never by other tokens.
+        token: { owner: DENY, admin: DENY },
+      },
+    ],
+  },
+  'DELETE /api/v1/tokens/:tokenId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Own = a fresh token created by this person (a token principal: by the owner who made it);
+        // other = a fresh token created by someone else. Admins revoke only their own tokens.
+        label: 'revoke a throwaway token',
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          if (target === 'missing') return { url: `/api/v1/tokens/${randomUUID()}` };
+          const me = p.kind === 'session' && (p.role === 'owner' || p.role === 'admin') ? p.user : fx.users.owner;
+          const creator = target === 'own' ? me : me.role === 'owner' ? fx.users.admin : fx.users.owner;
+          const r = await fx.t.container.identity.createToken(personActor(creator), { name: `matrix throwaway ${hex()}`, role: 'auditor', clients: [fx.own.id] });
+          return { url: `/api/v1/tokens/${r.view.id}` };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        // An admin's token created no token (tokens cannot), so it can revoke none: 404 as if absent.
+        token: { admin: [404, 404] },
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- settings (owner only)
+  'GET /api/v1/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings' }), session: only(['owner'], 200) }] },
+  'PATCH /api/v1/settings': {
+    auth: 'authenticated',
+    variants: [{ label: 'requireMfa stays off', axis: 'none', build: () => ({ url: '/api/v1/settings', payload: { requireMfa: false } }), session: only(['owner'], 200) }],
+  },
+};
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const splitKey = (key: string) => {
+  const i = key.indexOf(' ');
+  return { method: key.slice(0, i) as NonNullable<InjectOptions['method']>, url: key.slice(i + 1) };
+};
+
+// ------------------------------------------------------------------------------------ the test
+
+describe(`HTTP authorization matrix on ${ENGINE}`, () => {
+  let t: TestApp;
+  let fx: Fx;
+  const principals: Principal[] = [];
+  let requests = 0;
+
+  async function seedClient(name: string, tag: string): Promise<ClientFx> {
+    const { id } = await t.container.clients.create(cliOwner, { name });
+    const twinPrefix = hex();
+    const solo = { keyId: randomKeyId(), password: randomRecoveryPassword() };
+    const twins = [0, 1].map(() => ({ keyId: twinPrefix + randomKeyId().slice(8), password: randomRecoveryPassword() }));
+    const deviceName = `${tag}-LAPTOP-${hex(2).toUpperCase()}`;
+    const rows = [solo, ...twins].map((k, i) => ({ device: deviceName, keyId: k.keyId, password: k.password, drive: ['C:', 'D:', 'E:'][i] }));
+    const r = await t.container.imports.importFile(cliOwner, name, { fileName: `${tag}.csv`, bytes: bytes(csvOf(rows)) });
+    expect(r.imported).toBe(3);
+    const [device] = await t.container.devices.list(cliOwner, { clientId: id });
+    const keys = await t.container.keys.list(cliOwner, { clientId: id });
+    const rec = (keyId: string): KeyFx => {
+      const k = keys.find((x) => x.keyId === keyId);
+      if (!k) throw new Error(`seeded key ${keyId} not found`);
+      return { recordId: k.id, keyId, password: rows.find((x) => x.keyId === keyId)!.password };
+    };
+    return { id, name, device: { id: device!.id, name: device!.name }, solo: rec(solo.keyId), twins: [rec(twins[0]!.keyId), rec(twins[1]!.keyId)], twinPrefix };
+  }
+
+  beforeAll(async () => {
+    t = await createTestApp({
+      KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '10000',
+      KEYWARDEN_LOGIN_MAX_FAILURES: '100',
+      KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: '10000',
+    });
+    const own = await seedClient('Contoso', 'CON');
+    const other = await seedClient('Fabrikam', 'FAB');
+    const passwords = [own.solo, ...own.twins, other.solo, ...other.twins].map((k) => k.password);
+
+    const users = {} as Record<MRole, SeedUser>;
+    let ownerSession: Record<string, string> = {};
+    for (const role of MATRIX_ROLES) {
+      const clients = role === 'owner' ? ('all' as const) : [own.id];
+      const u = await t.addUser(role, clients, `matrix-${role}@example.test`);
+      const user: SeedUser = { id: u.id, email: u.email, role, clients };
+      users[role] = user;
+      const s = await t.signIn(u.email);
+      if (role === 'owner') ownerSession = s.headers;
+      principals.push({ name: `${role} session`, role, kind: 'session', global: role === 'owner', headers: s.headers, user });
+    }
+    for (const role of MATRIX_ROLES) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/tokens',
+        headers: ownerSession,
+        payload: { name: `matrix ${role}`, role, clients: role === 'owner' ? 'all' : [own.id] },
+      });
+      if (res.statusCode !== 201) throw new Error(`token for ${role}: ${res.statusCode} ${res.body}`);
+      const body = res.json() as { token: string; apiToken: { id: string } };
+      principals.push({ name: `${role} token`, role, kind: 'token', global: role === 'owner', headers: { authorization: `Bearer ${body.token}` }, user: users.owner, tokenId: body.apiToken.id });
+    }
+    const target = await t.addUser('technician', [own.id], 'matrix-target@example.test');
+    fx = { t, own, other, users, ownerSession, targetUserId: target.id, passwords };
+  });
+
+  afterAll(async () => {
+    if (requests) console.info(`authorization matrix on ${ENGINE}: ${requests} requests checked`);
+    await t?.close();
+  });
+
+  /** Strings that would show a client-limited principal something of the other client. */
+  const otherClientTraces = () => [fx.other.name, fx.other.id, fx.other.device.id, fx.other.device.name, ...[fx.other.solo, ...fx.other.twins].flatMap((k) => [k.recordId, k.keyId])];
+
+  /** Everything wrong with one response body: passwords it must not carry, other-client traces. */
+  function bodyProblems(p: Principal | null, requestText: string, body: string, allowedPassword: string | undefined): string[] {
+    const problems: string[] = [];
+    for (const pw of fx.passwords) {
+      if (pw === allowedPassword) continue;
+      if (body.includes(pw) || body.includes(pw.replace(/-/g, ''))) problems.push(`body contains a recovery password it must not (${pw.slice(0, 6)}…)`);
+    }
+    if (p && !p.global) {
+      const lower = body.toLowerCase();
+      const asked = requestText.toLowerCase();
+      for (const s of otherClientTraces()) {
+        const x = s.toLowerCase();
+        if (!asked.includes(x) && lower.includes(x)) problems.push(`body shows the other client's "${s}"`);
+      }
+    }
+    return problems;
+  }
+
+  async function send(method: NonNullable<InjectOptions['method']>, req: Req, auth: Record<string, string>): Promise<LightMyRequestResponse> {
+    requests++;
+    const opts: InjectOptions = { method, url: req.url, headers: { ...auth, ...req.headers } };
+    if (req.payload !== undefined) opts.payload = req.payload;
+    return t.app.inject(opts);
+  }
+
+  /** The auth headers for one request of a live principal, after resolving `as`. */
+  async function authFor(p: Principal, req: Req): Promise<Record<string, string>> {
+    if (p.kind !== 'session' || !req.as) return p.headers;
+    if (req.as === 'fresh-session') return (await t.signIn(p.user.email)).headers;
+    const u = await t.addUser(p.role, p.user.clients === 'all' ? 'all' : [...p.user.clients]);
+    return (await t.signIn(u.email)).headers;
+  }
+
+  const expectedFor = (v: Variant, p: Principal, target: Target | 'any'): number => {
+    if (v.axis === 'none') return (p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role];
+    const pair = (p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role];
+    return target === 'own' ? pair[0] : pair[1];
+  };
+
+  const requestText = (req: Req) => `${req.url} ${typeof req.payload === 'string' ? req.payload : JSON.stringify(req.payload ?? '')}`;
+  const parse = (res: LightMyRequestResponse): unknown => {
+    try {
+      return res.json();
+    } catch {
+      return res.body;
+    }
+  };
+
+  it('covers every registered route with the auth mode it is registered with, and nothing else', () => {
+    const registered = new Map(t.app.routeTable.map((r) => [`${r.method} ${r.url}`, r.auth]));
+    const problems: string[] = [];
+    for (const [key, auth] of registered) {
+      if (!MATRIX[key]) problems.push(`route ${key} has no entry in the authorization matrix`);
+      else if (MATRIX[key]!.auth !== auth) problems.push(`route ${key} is registered as "${auth}" but the matrix says "${MATRIX[key]!.auth}"`);
+    }
+    for (const key of Object.keys(MATRIX)) if (!registered.has(key)) problems.push(`matrix entry ${key} is not a registered route`);
+    expect([...ROLES].sort(), 'every role has a column in the matrix').toEqual([...MATRIX_ROLES].sort());
+    expect(problems).toEqual([]);
+  });
+
+  for (const [key, entry] of Object.entries(MATRIX)) {
+    it(`${key}: every role, as session and token, on its own and another client`, async () => {
+      const { method } = splitKey(key);
+      const failures: string[] = [];
+      for (const v of entry.variants) {
+        for (const p of principals) {
+          const targets: (Target | 'any')[] = v.axis === 'none' ? ['any'] : p.global ? ['own', 'other'] : ['own', 'other', 'missing'];
+          for (const target of targets) {
+            const client = target === 'own' ? fx.own : target === 'other' ? fx.other : missingClient();
+            const req = v.axis === 'none' ? await v.build({ p, fx }) : await v.build({ p, fx }, client, target as Target);
+            const where = `${v.label ? `[${v.label}] ` : ''}${p.name}${target === 'any' ? '' : `, ${target} client`}`;
+            try {
+              const res = await send(method, req, await authFor(p, req));
+              const want = expectedFor(v, p, target);
+              if (res.statusCode !== want) failures.push(`${where}: expected ${want}, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+              const allowed = want === 200 && res.statusCode === 200 ? req.reveals : undefined;
+              for (const problem of bodyProblems(p, requestText(req), res.body, allowed)) failures.push(`${where}: ${problem}`);
+              if (v.check && res.statusCode === want && want < 300) {
+                const problem = v.check({ p, target, json: parse(res), fx });
+                if (problem) failures.push(`${where}: ${problem}`);
+              }
+            } finally {
+              await req.after?.();
+            }
+          }
+        }
+      }
+      expect(failures).toEqual([]);
+    });
+  }
+
+  // ---------------------------------------------------------------- dead credentials
+  type Dead = { name: string; headers: () => Promise<Record<string, string>> };
+  const past = '2001-01-01T00:00:00.000Z';
+  const ownerTokenHeaders = async (): Promise<{ id: string; headers: Record<string, string> }> => {
+    const res = await t.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: fx.ownerSession, payload: { name: `matrix dead ${hex()}`, role: 'owner', clients: 'all' } });
+    expect(res.statusCode).toBe(201);
+    const body = res.json() as { token: string; apiToken: { id: string } };
+    return { id: body.apiToken.id, headers: { authorization: `Bearer ${body.token}` } };
+  };
+  /** Dead credentials all belong to global owners: if one still worked, it would work for everything. */
+  const freshOwnerSession = async () => t.signIn((await t.addUser('owner', 'all')).email);
+  const DEAD: Dead[] = [
+    { name: 'no credentials', headers: async () => ({}) },
+    { name: 'an unknown session cookie', headers: async () => ({ cookie: `kw_session=${randomBytes(32).toString('base64url')}`, 'x-csrf-token': hex(16) }) },
+    {
+      name: 'an expired session',
+      headers: async () => {
+        const s = await freshOwnerSession();
+        await t.container.database.db.updateTable('sessions').set({ expires_at: past }).where('token_hash', '=', sha256Hex(s.cookie)).execute();
+        return s.headers;
+      },
+    },
+    {
+      name: 'an idle session',
+      headers: async () => {
+        const s = await freshOwnerSession();
+        const idle = new Date(Date.now() - 6 * 3600_000).toISOString();
+        await t.container.database.db.updateTable('sessions').set({ last_seen_at: idle }).where('token_hash', '=', sha256Hex(s.cookie)).execute();
+        return s.headers;
+      },
+    },
+    {
+      name: 'a signed-out session',
+      headers: async () => {
+        const s = await freshOwnerSession();
+        expect((await t.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: s.headers })).statusCode).toBe(200);
+        return s.headers;
+      },
+    },
+    {
+      name: 'a session whose user was disabled',
+      headers: async () => {
+        const s = await freshOwnerSession();
+        const res = await t.app.inject({ method: 'PATCH', url: `/api/v1/users/${s.userId}`, headers: fx.ownerSession, payload: { status: 'disabled' } });
+        expect(res.statusCode).toBe(200);
+        return s.headers;
+      },
+    },
+    {
+      name: 'a revoked API token',
+      headers: async () => {
+        const tok = await ownerTokenHeaders();
+        expect((await t.app.inject({ method: 'DELETE', url: `/api/v1/tokens/${tok.id}`, headers: fx.ownerSession })).statusCode).toBe(200);
+        return tok.headers;
+      },
+    },
+    {
+      name: 'an expired API token',
+      headers: async () => {
+        const tok = await ownerTokenHeaders();
+        await t.container.database.db.updateTable('api_tokens').set({ expires_at: past }).where('id', '=', tok.id).execute();
+        return tok.headers;
+      },
+    },
+    { name: 'an unknown API token', headers: async () => ({ authorization: `Bearer kw_${randomBytes(32).toString('base64url')}` }) },
+    { name: 'a malformed Authorization header', headers: async () => ({ authorization: 'Basic bWF0cml4Om1hdHJpeA==' }) },
+  ];
+
+  it.each(DEAD.map((d) => [d.name, d] as const))('%s: 401 on every non-public route, public routes unaffected', async (_name, dead) => {
+    const headers = await dead.headers();
+    const ownerP = principals.find((p) => p.role === 'owner' && p.kind === 'session')!;
+    const failures: string[] = [];
+    for (const [key, entry] of Object.entries(MATRIX)) {
+      const { method } = splitKey(key);
+      for (const v of entry.variants) {
+        const req = v.axis === 'none' ? await v.build({ p: ownerP, fx }) : await v.build({ p: ownerP, fx }, fx.own, 'own');
+        try {
+          const res = await send(method, req, headers);
+          const want = entry.auth === 'public' ? expectedFor(v, ownerP, 'own') : 401;
+          if (res.statusCode !== want) failures.push(`${key} [${v.label}]: expected ${want}, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+          for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key} [${v.label}]: ${problem}`);
+        } finally {
+          await req.after?.();
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  // ---------------------------------------------------------------- CSRF
+  it('a session without the right x-csrf-token gets 403 on every unsafe route (before any permission or validation)', async () => {
+    const ownerP = principals.find((p) => p.role === 'owner' && p.kind === 'session')!;
+    const otherCsrf = principals.find((p) => p.role === 'technician' && p.kind === 'session')!.headers['x-csrf-token']!;
+    const failures: string[] = [];
+    let unsafe = 0;
+    for (const [key, entry] of Object.entries(MATRIX)) {
+      const { method } = splitKey(key);
+      if (!UNSAFE.has(method) || entry.auth === 'public') continue;
+      unsafe++;
+      const v = entry.variants[0]!;
+      for (const csrf of [undefined, otherCsrf, 'x']) {
+        const req = v.axis === 'none' ? await v.build({ p: ownerP, fx }) : await v.build({ p: ownerP, fx }, fx.own, 'own');
+        try {
+          const { 'x-csrf-token': _drop, ...cookieOnly } = await authFor(ownerP, req);
+          const res = await send(method, req, csrf === undefined ? cookieOnly : { ...cookieOnly, 'x-csrf-token': csrf });
+          const details = (parse(res) as { details?: { csrf?: boolean } }).details;
+          const what = csrf === undefined ? 'no x-csrf-token' : 'another session\'s / a bogus x-csrf-token';
+          if (res.statusCode !== 403 || details?.csrf !== true) failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+          for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key}: ${problem}`);
+        } finally {
+          await req.after?.();
+        }
+      }
+    }
+    expect(unsafe).toBeGreaterThan(10);
+    expect(failures).toEqual([]);
+  });
+
+  // ---------------------------------------------------------------- client-viewer reveals
+  it('client-viewer reveals its own client\'s keys only while the owner allows it for that client', async () => {
+    const viewers = principals.filter((p) => p.role === 'client-viewer');
+    const admin = principals.find((p) => p.role === 'admin' && p.kind === 'session')!;
+    const reveal = (p: Principal, q: string) => send('POST', { url: `/api/v1/keys/${q}/reveal`, payload: REVEAL }, p.headers);
+    const setViewerCanReveal = (on: boolean, headers = fx.ownerSession) =>
+      send('PATCH', { url: `/api/v1/clients/${fx.own.id}`, payload: { viewerCanReveal: on } }, headers);
+
+    // An admin may not switch it on (it is a vault setting): 403, and nothing changes.
+    expect((await setViewerCanReveal(true, admin.headers)).statusCode).toBe(403);
+    for (const p of viewers) expect((await reveal(p, fx.own.solo.keyId)).statusCode, p.name).toBe(403);
+
+    expect((await setViewerCanReveal(true)).statusCode).toBe(200);
+    try {
+      for (const p of viewers) {
+        const own = await reveal(p, fx.own.solo.keyId);
+        expect(own.statusCode, p.name).toBe(200);
+        expect((own.json() as { key: { recoveryPassword: string } }).key.recoveryPassword).toBe(fx.own.solo.password);
+        expect(bodyProblems(p, '', own.body, fx.own.solo.password)).toEqual([]);
+
+        const other = await reveal(p, fx.other.solo.keyId);
+        expect(other.statusCode, p.name).toBe(404);
+        expect(bodyProblems(p, fx.other.solo.keyId, other.body, undefined)).toEqual([]);
+
+        // Revealing is not browsing: an ambiguous prefix names no candidates, and the key list stays closed.
+        const amb = await reveal(p, fx.own.twinPrefix);
+        expect(amb.statusCode, p.name).toBe(200);
+        expect(amb.json()).toEqual({ status: 'ambiguous', matches: 2, candidates: null });
+        expect((await send('GET', { url: '/api/v1/keys' }, p.headers)).statusCode, p.name).toBe(403);
+        expect((await send('GET', { url: `/api/v1/keys/${fx.own.solo.recordId}` }, p.headers)).statusCode, p.name).toBe(403);
+      }
+    } finally {
+      expect((await setViewerCanReveal(false)).statusCode).toBe(200);
+    }
+    for (const p of viewers) expect((await reveal(p, fx.own.solo.keyId)).statusCode, p.name).toBe(403);
+  });
+});
