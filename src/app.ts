@@ -8,6 +8,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import { sql } from 'kysely';
 import type { Container } from './container.js';
 import { migrationStatus } from './db/migrate.js';
+import { badRequest } from './lib/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandler } from './http/plugins/errors.js';
 import { authRoutes } from './http/routes/auth.routes.js';
@@ -36,12 +37,21 @@ export const REDACT = [
   '*.sessionToken',
   '*.csrfToken',
   '*.secret',
-  '*.code',
+"busboyOptions.headers.cookie",
+  "busboyOptions.headers.authorization",
+  'busboyOptions.headers["x-csrf-token"]',
   '*.recoveryCodes',
   '*.key',
 ];
 
 export type AppOptions = { logger?: boolean | object };
+
+function hasNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (depth > 20 || v === null || typeof v !== 'object' || Buffer.isBuffer(v)) return false;
+  if (Array.isArray(v)) return v.some((x) => hasNul(x, depth + 1));
+  return Object.entries(v).some(([k, x]) => k.includes('\u0000') || hasNul(x, depth + 1));
+}
 
 /**
  * URLs never carry secrets by design (reveals are POST bodies), but a person can still paste a
@@ -153,6 +163,12 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: false }, staticCSP: false });
 
   registerErrorHandler(app, container.audit);
+  // A NUL byte is never meaningful input and PostgreSQL refuses it in text: stop it at the door.
+  app.addHook('preValidation', async (request) => {
+    if (/%00|\u0000/i.test(request.url) || hasNul(request.body)) {
+      throw badRequest('The request contains a NUL character, which no field accepts.');
+    }
+  });
   registerAuth(app, container.identity);
 
   app.get('/healthz', { config: { auth: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));

@@ -225,7 +225,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
   'POST /api/v1/me/password': {
-    auth: 'enrolment',
+    auth: 'authenticated',
     variants: [
       {
         label: 'a throwaway user of the same role changes their password',

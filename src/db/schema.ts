@@ -138,6 +138,7 @@ export interface UsersTable {
   status: string;
   totp_secret: string | null;
   totp_confirmed_at: string | null;
+  totp_last_step: number | null;
   failed_logins: number;
   lockouts: number;
   locked_until: string | null;

@@ -5,7 +5,7 @@ import { z } from 'zod';
  * 400), every string has a maximum length, every list a maximum size.
  */
 export const Id = z.guid().describe('record id');
-export const ClientIds = z.union([z.literal('all'), z.array(Id).max(1000)]);
+export const ClientIds = z.union([z.literal('all'), z.array(Id).max(1000)], { error: 'must be "all" or a list of client ids' });
 export const RoleName = z.enum(['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer']);
 export const Limit = z.coerce.number().int().min(1).max(1000).optional();
 export const Offset = z.coerce.number().int().min(0).max(10_000_000).optional();

@@ -99,3 +99,20 @@ export function shapeOf(res: LightMyRequestResponse, ...ids: string[]): { status
   for (const id of ids) message = message.split(id).join('<id>');
   return { status: res.statusCode, error: b.error, message, keys: Object.keys(b).sort() };
 }
+
+/**
+ * A code the server has not accepted yet. Each code works once (replay protection), so a test that
+ * signs in, steps up and confirms in one 30-second window needs the next step's code, and past
+ * that the stored "last step" is cleared (these tests are about other rules than replay).
+ */
+const usedSteps = new Map<string, number>();
+export async function freshTotp(t: TestApp, secret: string): Promise<string> {
+  const now = Math.floor(Date.now() / 30_000);
+  let step = Math.max(now, (usedSteps.get(secret) ?? now - 1) + 1);
+  if (step > now + 1) {
+    await t.container.database.db.updateTable('users').set({ totp_last_step: null }).execute();
+    step = now;
+  }
+  usedSteps.set(secret, step);
+  return totpCodeAt(secret, step * 30_000 + 1_000);
+}

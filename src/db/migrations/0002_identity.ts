@@ -19,6 +19,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     /** Sealed TOTP secret (AES-GCM under the vault's secrets key); set at enrolment. */
     .addColumn('totp_secret', 'text')
     .addColumn('totp_confirmed_at', 'text')
+    /** The 30-second step of the last accepted code: a code is never accepted twice. */
+    .addColumn('totp_last_step', 'integer')
     .addColumn('failed_logins', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('lockouts', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('locked_until', 'text')

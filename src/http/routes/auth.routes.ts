@@ -68,7 +68,6 @@ export const authRoutes =
     app.post(
       '/me/password',
       {
-        config: { auth: 'enrolment' },
         schema: {
           tags: ['me'],
           summary: 'Change your own password (ends every session, including this one)',

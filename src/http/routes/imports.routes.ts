@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
-import { badRequest } from '../../lib/errors.js';
+import { badRequest, isAppError } from '../../lib/errors.js';
 import { IMPORT_FORMATS, type ImportFormat } from '../../domain/import/index.js';
 import type { ImportFileResult } from '../../modules/imports/imports.service.js';
 import { actorOf } from '../plugins/auth.js';
@@ -45,7 +45,18 @@ export const importRoutes =
         if (!request.isMultipart()) throw badRequest('Send the files as multipart/form-data: fields client, device, format, dryRun, then file parts.');
         const fields: Record<string, string> = {};
         const results: ImportFileResult[] = [];
-        for await (const part of request.parts()) {
+        const parts = request.parts();
+        for (;;) {
+          let next: Awaited<ReturnType<typeof parts.next>>;
+          try {
+            next = await parts.next();
+          } catch (e) {
+            if (isAppError(e) || (e as { statusCode?: number }).statusCode === 413) throw e;
+            // A truncated body or a broken boundary: the upload itself is unreadable.
+            throw badRequest('The upload could not be read as multipart/form-data (cut off, or a broken boundary). Send it again.');
+          }
+          if (next.done) break;
+          const part = next.value;
           if (part.type === 'field') {
             if (!['client', 'device', 'format', 'dryRun'].includes(part.fieldname)) throw badRequest(`Unknown form field "${part.fieldname.slice(0, 40)}".`);
             fields[part.fieldname] = String(part.value).slice(0, 200);
@@ -54,7 +65,13 @@ export const importRoutes =
           if (!fields.client) throw badRequest('Put the "client" field before the files.', { field: 'client' });
           const format = (fields.format ?? 'auto') as ImportFormat | 'auto';
           if (format !== 'auto' && !IMPORT_FORMATS.includes(format)) throw badRequest(`Unknown format "${format}". Use auto, ${IMPORT_FORMATS.join(', ')}.`, { field: 'format' });
-          const bytes = await part.toBuffer();
+          let bytes: Buffer;
+          try {
+            bytes = await part.toBuffer();
+          } catch (e) {
+            if (isAppError(e) || (e as { statusCode?: number }).statusCode === 413) throw e;
+            throw badRequest(`The upload of ${part.filename || 'a file'} was cut off or malformed. Send it again.`);
+          }
           const clientName = /^[0-9a-f-]{36}$/i.test(fields.client) ? (await c.clients.get(actor, fields.client)).name : fields.client;
           results.push(
             await c.imports.importFile(

@@ -66,6 +66,12 @@ export function toAuditEvent(r: AuditEventsTable): AuditEvent {
   };
 }
 
+/** Stored times are UTC ISO text; bounds given with another offset are turned into the same form. */
+function instants<F extends AuditFilter>(f: F): F {
+  const at = (v?: string) => (v === undefined ? undefined : Number.isNaN(Date.parse(v)) ? v : new Date(v).toISOString());
+  return { ...f, from: at(f.from), to: at(f.to) };
+}
+
 type Deps = { db: Db; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock };
 
 export function createAuditService({ db, repo, keyring, clock }: Deps) {
@@ -111,7 +117,7 @@ export function createAuditService({ db, repo, keyring, clock }: Deps) {
     /** Newest first. Client-scoped actors see only their clients' events (not vault-wide ones). */
     async list(actor: Actor, filter: AuditFilter & { limit?: number } = {}): Promise<AuditEvent[]> {
       requirePermission(actor, 'audit:read', filter.clientId);
-      const rows = await repo.list(db, { ...filter, clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
+      const rows = await repo.list(db, { ...instants(filter), clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
       return rows.map(toAuditEvent);
     },
 
@@ -124,7 +130,7 @@ export function createAuditService({ db, repo, keyring, clock }: Deps) {
       await this.recordNow(actor, { action: 'audit.export', outcome: 'success', clientId: filter.clientId ?? null, details: { filter } });
       let after = 0;
       for (;;) {
-        const rows = await repo.list(db, { ...filter, afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
+        const rows = await repo.list(db, { ...instants(filter), afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
         for (const r of rows) yield toAuditEvent(r);
         if (rows.length < 1000) return;
         after = rows[rows.length - 1]!.seq;

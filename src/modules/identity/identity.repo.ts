@@ -105,7 +105,10 @@ export function createIdentityRepo() {
         .execute();
     },
 
-    /** Successful reveals by one actor since a time: the reveal rate limit counts these. */
+    /**
+     * Reveal attempts by one actor since a time: successes, and misses and ambiguous prefixes too,
+     * so probing key IDs is limited as well.
+     */
     revealsSince: async (exec: Executor, actorId: string, since: string) =>
       Number(
         (
@@ -114,7 +117,7 @@ export function createIdentityRepo() {
             .select((eb) => eb.fn.countAll<number>().as('n'))
             .where('actor_id', '=', actorId)
             .where('action', '=', 'key.reveal')
-            .where('outcome', '=', 'success')
+            .where('outcome', 'in', ['success', 'not_found', 'ambiguous'])
             .where('occurred_at', '>=', since)
             .executeTakeFirstOrThrow()
         ).n,

@@ -123,7 +123,14 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
   const checkSecondFactor = async (exec: Executor, user: UsersTable, code: string | undefined): Promise<boolean> => {
     if (!code || !user.totp_secret || !user.totp_confirmed_at) return false;
     const secret = (await keyring.secretCipher(exec)).open(`totp=${user.id}`, user.totp_secret);
-    if (checkTotp(secret, code, Date.parse(clock.now()))) return true;
+    const step = checkTotp(secret, code, Date.parse(clock.now()));
+    if (step !== null) {
+      // Each code works once: a code seen over someone's shoulder is spent.
+      if (user.totp_last_step !== null && step <= user.totp_last_step) return false;
+      await repo.updateUser(exec, user.id, { totp_last_step: step });
+      user.totp_last_step = step;
+      return true;
+    }
     // Not a TOTP code: maybe one of the one-time recovery codes.
     const normalized = code.trim().toLowerCase();
     if (!/^[a-z0-9]{5}-?[a-z0-9]{5}$/.test(normalized)) return false;
@@ -174,6 +181,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
           status: 'active',
           totp_secret: null,
           totp_confirmed_at: null,
+          totp_last_step: null,
           failed_logins: 0,
           lockouts: 0,
           locked_until: null,
@@ -428,12 +436,13 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (!u?.totp_secret) throw badRequest('Start the set-up first (POST /api/v1/me/mfa).');
       if (u.totp_confirmed_at) throw conflict('The authenticator app is already confirmed.');
       const secret = (await keyring.secretCipher(db)).open(`totp=${u.id}`, u.totp_secret);
-      if (!checkTotp(secret, code, Date.parse(clock.now()))) throw badRequest('The authenticator code is not right.', { field: 'code' });
+      const step = checkTotp(secret, code, Date.parse(clock.now()));
+      if (step === null) throw badRequest('The authenticator code is not right.', { field: 'code' });
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
       const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
       const now = clock.now();
       await db.transaction().execute(async (tx) => {
-        await repo.updateUser(tx, u.id, { totp_confirmed_at: now, updated_at: now });
+        await repo.updateUser(tx, u.id, { totp_confirmed_at: now, totp_last_step: step, updated_at: now });
         await repo.replaceRecoveryCodes(tx, u.id, hashes.map((h) => ({ id: newId(), code_hash: h, created_at: now })));
         await repo.updateSession(tx, actor.session!.id, { mfa_at: now });
         await audit.record(tx, actor, { action: 'mfa.enrol', outcome: 'success', targetType: 'user', targetId: u.id });
@@ -452,7 +461,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (!u?.totp_confirmed_at) throw badRequest('No authenticator app is set up.');
       if (!(await checkSecondFactor(db, u, code))) throw badRequest('The authenticator code is not right.', { field: 'code' });
       await db.transaction().execute(async (tx) => {
-        await repo.updateUser(tx, u.id, { totp_secret: null, totp_confirmed_at: null, updated_at: clock.now() });
+        await repo.updateUser(tx, u.id, { totp_secret: null, totp_confirmed_at: null, totp_last_step: null, updated_at: clock.now() });
         await repo.replaceRecoveryCodes(tx, u.id, []);
         await audit.record(tx, actor, { action: 'mfa.disable', outcome: 'success', targetType: 'user', targetId: u.id });
       });
@@ -520,6 +529,8 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (!t || t.revoked_at || (t.expires_at && Date.parse(t.expires_at) <= Date.parse(now))) return null;
       const creator = await repo.findUser(db, t.created_by);
       if (!creator || creator.status !== 'active') return null;
+      // A token is never worth more than its creator is now: demote the person, the token stops.
+      if (ROLE_RANK[t.role as Role] > ROLE_RANK[creator.role as Role]) return null;
       if (!t.last_used_at || Date.parse(now) - Date.parse(t.last_used_at) > 60_000) await repo.updateToken(db, t.id, { last_used_at: now });
       const clients = t.all_clients ? ('all' as const) : await repo.tokenClients(db, t.id);
       return {

@@ -3,7 +3,7 @@ import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, notFound, vaultError, isAppError, rateLimited, stepUpRequired } from '../../lib/errors.js';
 import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
-import { isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
+import { findRecoveryPasswordCandidates, isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
 import { can, clientScope, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -134,7 +134,15 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard }: De
       if (!reason.ok) throw badRequest(reason.reason);
       const parsed = parseQuery(input.query);
       const note = input.note?.trim() || null;
-      if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`);
+      if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`, { field: 'note' });
+      // The note goes into the audit log: never a recovery password, never control characters.
+      if (note && findRecoveryPasswordCandidates(note).length) {
+        throw badRequest('The note looks like it contains a recovery password; leave it out (the audit log must never hold one).', { field: 'note' });
+      }
+      // eslint-disable-next-line no-control-regex
+      if (note && /[\u0000-\u0008\u000b-\u001f\u007f\u202a-\u202e\u2066-\u2069]/.test(note)) {
+        throw badRequest('The note contains control characters.', { field: 'note' });
+      }
       const query = queryText(parsed);
       const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
 
