@@ -20,6 +20,7 @@ import { auditRoutes } from './http/routes/audit.routes.js';
 import { userRoutes } from './http/routes/users.routes.js';
 import { tokenRoutes } from './http/routes/tokens.routes.js';
 import { settingsRoutes } from './http/routes/settings.routes.js';
+import { agentRoutes } from './http/routes/agent.routes.js';
 
 export type RouteInfo = { method: string; url: string; auth: string };
 
@@ -169,7 +170,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       throw badRequest('The request contains a NUL character, which no field accepts.');
     }
   });
-  registerAuth(app, container.identity);
+  registerAuth(app, container.identity, container.agent);
 
   app.get('/healthz', { config: { auth: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { auth: 'public' }, schema: { hide: true } }, async (_req, reply) => {
@@ -186,7 +187,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
 
   await app.register(
     async (api) => {
-      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes]) {
+      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes]) {
         await api.register(routes(container));
       }
     },

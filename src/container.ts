@@ -20,6 +20,8 @@ import { createImportsService } from './modules/imports/imports.service.js';
 import { createIdentityRepo } from './modules/identity/identity.repo.js';
 import { createIdentityService } from './modules/identity/identity.service.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
+import { createAgentRepo } from './modules/agent/agent.repo.js';
+import { createAgentService } from './modules/agent/agent.service.js';
 
 /**
  * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
@@ -44,6 +46,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     const keysRepo = createKeysRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
     const identity = createIdentityService({ db, repo: createIdentityRepo(), keyring, audit, clock, policy: config.policy });
+    const agent = createAgentService({ db, repo: createAgentRepo(), keys: keysRepo, ingest, audit, clock });
     const keys = createKeysService({
       db,
       repo: keysRepo,
@@ -51,6 +54,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       audit,
       clock,
       guard: { stepUpMinutes: config.policy.stepUpMinutes, revealsLeft: (a) => identity.revealsLeft(a) },
+      onDisclosed: (tx, actor, key) => agent.onKeyDisclosed(tx, actor, key),
     });
     const imports = createImportsService({ db, ingest, clients, audit });
     const devices = createDevicesService({ db, keys });
@@ -65,6 +69,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       imports,
       identity,
       devices,
+      agent,
       clock,
       close: () => database.close(),
     };

@@ -5,7 +5,7 @@ import { migrateAllDown, migrateDown, migrateToLatest, migrationStatus } from '.
 import { migrations } from '../src/db/migrations/index.js';
 import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
 
-const TABLES = ['users', 'user_clients', 'recovery_codes', 'sessions', 'api_tokens', 'api_token_clients', 'login_throttle', 'settings', 'master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head'];
+const TABLES = ['enrollment_tokens', 'agent_credentials', 'volume_states', 'key_agent_fingerprints', 'device_events', 'findings', 'jobs', 'users', 'user_clients', 'recovery_codes', 'sessions', 'api_tokens', 'api_token_clients', 'login_throttle', 'settings', 'master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head'];
 
 async function tables(database: Database): Promise<string[]> {
   const list = await database.db.introspection.getTables();
@@ -40,9 +40,9 @@ describe(`migrations on ${ENGINE}`, () => {
 
   it('enforces the constraints the vault relies on', async () => {
     const now = new Date().toISOString();
-    await database.db.insertInto('clients').values({ id: 'c1', name: 'A', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0 }).execute();
+    await database.db.insertInto('clients').values({ id: 'c1', name: 'A', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 }).execute();
     await expect(
-      database.db.insertInto('clients').values({ id: 'c2', name: 'a', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0 }).execute(),
+      database.db.insertInto('clients').values({ id: 'c2', name: 'a', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 }).execute(),
     ).rejects.toThrow();
     // A device must belong to an existing client (foreign keys are on for SQLite too).
     await expect(

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * Bearer secrets: session cookies, CSRF tokens, API tokens. 32 random bytes, base64url, with a
@@ -23,3 +23,14 @@ export function newRecoveryCode(): string {
   for (const b of bytes) s += alphabet[b % alphabet.length];
   return `${s.slice(0, 5)}-${s.slice(5)}`;
 }
+
+/**
+ * The agent's fingerprint of a recovery password: HMAC-SHA256 keyed by the device's salt, over
+ * the normalized password. The agent computes the same on the device, so a check-in proves "same
+ * key" without sending it and the server compares without decrypting anything.
+ */
+export function agentFingerprint(saltBase64: string, normalizedPassword: string): string {
+  return createHmac('sha256', Buffer.from(saltBase64, 'base64')).update(normalizedPassword, 'utf8').digest('hex');
+}
+
+export const newSalt = (): string => randomBytes(32).toString('base64');

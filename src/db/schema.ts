@@ -36,6 +36,8 @@ export interface ClientsTable {
   archived_at: string | null;
   /** 1 when this client's own IT staff (client-viewer role) may reveal its keys. */
   viewer_can_reveal: number;
+  /** 1 (default) queues a rotate job for the device when one of its keys is revealed. */
+  rotate_after_disclosure: number;
 }
 
 export interface DevicesTable {
@@ -50,6 +52,10 @@ export interface DevicesTable {
   ad_dn: string | null;
   agent_id: string | null;
   primary_user: string | null;
+  /** JSON of what the agent last reported (OS, TPM, Secure Boot, Entra join, model…). */
+  facts: string | null;
+  smbios_uuid: string | null;
+  last_checkin_at: string | null;
   first_seen_at: string;
   last_seen_at: string;
   retired_at: string | null;
@@ -66,6 +72,13 @@ export interface VolumesTable {
   encryption_state: string | null;
   last_reported_at: string | null;
   created_at: string;
+  volume_status: string | null;
+  protection_status: string | null;
+  lock_status: string | null;
+  encryption_method: string | null;
+  encryption_percentage: number | null;
+  /** JSON list of {id, type} of the volume's key protectors as last reported. */
+  protectors: string | null;
 }
 
 export interface RecoveryKeysTable {
@@ -208,7 +221,104 @@ export interface SettingsTable {
   updated_at: string;
 }
 
+export interface EnrollmentTokensTable {
+  id: string;
+  client_id: string;
+  token_hash: string;
+  token_prefix: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  max_uses: number | null;
+  uses: number;
+  revoked_at: string | null;
+}
+
+export interface AgentCredentialsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  credential_hash: string;
+  fingerprint_salt: string;
+  last_seq: number;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface VolumeStatesTable {
+  id: string;
+  client_id: string;
+  volume_id: string;
+  recorded_at: string;
+  volume_status: string | null;
+  protection_status: string | null;
+  lock_status: string | null;
+  encryption_method: string | null;
+  encryption_percentage: number | null;
+  protectors: string | null;
+}
+
+export interface KeyAgentFingerprintsTable {
+  recovery_key_id: string;
+  device_id: string;
+  client_id: string;
+  fingerprint: string;
+  created_at: string;
+}
+
+export interface DeviceEventsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  event_id: number;
+  occurred_at: string;
+  protector_id: string | null;
+  mount_point: string | null;
+  received_at: string;
+}
+
+export interface FindingsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  volume_id: string | null;
+  recovery_key_id: string | null;
+  kind: string;
+  protector_id: string | null;
+  detail: string;
+  opened_at: string;
+  resolved_at: string | null;
+}
+
+export interface JobsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  kind: string;
+  mount_point: string | null;
+  protector_id: string | null;
+  recovery_key_id: string | null;
+  state: string;
+  attempts: number;
+  max_attempts: number;
+  new_key_id: string | null;
+  detail: string | null;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  sent_at: string | null;
+  finished_at: string | null;
+}
+
 export interface DB {
+  enrollment_tokens: EnrollmentTokensTable;
+  agent_credentials: AgentCredentialsTable;
+  volume_states: VolumeStatesTable;
+  key_agent_fingerprints: KeyAgentFingerprintsTable;
+  device_events: DeviceEventsTable;
+  findings: FindingsTable;
+  jobs: JobsTable;
   users: UsersTable;
   user_clients: UserClientsTable;
   recovery_codes: RecoveryCodesTable;

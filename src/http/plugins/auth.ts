@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError, forbidden, unauthenticated } from '../../lib/errors.js';
 import type { Actor } from '../../modules/authz/authz.js';
 import type { IdentityService } from '../../modules/identity/identity.service.js';
+import type { AgentService } from '../../modules/agent/agent.service.js';
 
 export const SESSION_COOKIE = 'kw_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -11,8 +12,9 @@ export const CSRF_HEADER = 'x-csrf-token';
  * - public: no principal needed (login, health, OpenAPI)
  * - authenticated (default): a session cookie or an API token
  * - enrolment: reachable while the owner's "second factor required" rule still waits for this user
+ * - agent: only with a device credential (kwd_…), which works nowhere else
  */
-export type RouteAuth = 'public' | 'authenticated' | 'enrolment';
+export type RouteAuth = 'public' | 'authenticated' | 'enrolment' | 'agent';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -27,7 +29,11 @@ declare module 'fastify' {
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function registerAuth(app: FastifyInstance, identity: Pick<IdentityService, 'authenticateSession' | 'authenticateToken' | 'checkCsrf'>): void {
+export function registerAuth(
+  app: FastifyInstance,
+  identity: Pick<IdentityService, 'authenticateSession' | 'authenticateToken' | 'checkCsrf'>,
+  agents: Pick<AgentService, 'authenticateDevice'>,
+): void {
   app.decorateRequest('actor', undefined);
   app.decorateRequest('sessionToken', undefined);
 
@@ -37,6 +43,13 @@ export function registerAuth(app: FastifyInstance, identity: Pick<IdentityServic
     const ctx = { ip: request.ip ?? null, userAgent: (request.headers['user-agent'] ?? '').slice(0, 500) || null };
 
     const authorization = request.headers.authorization;
+    if (mode === 'agent') {
+      const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+      const actor = m ? await agents.authenticateDevice(m[1]!, ctx) : null;
+      if (!actor) throw unauthenticated('The device credential is not valid (revoked, or the device was removed). Enroll the agent again with a new enrollment token.');
+      request.actor = actor;
+      return;
+    }
     if (authorization !== undefined) {
       const m = /^Bearer\s+(\S+)$/i.exec(authorization);
       const actor = m ? await identity.authenticateToken(m[1]!, ctx) : null;

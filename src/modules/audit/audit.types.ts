@@ -20,7 +20,19 @@ export type AuditAction =
   | 'token.create'
   | 'token.revoke'
   | 'client.update'
-  | 'settings.update';
+  | 'settings.update'
+  | 'agent.token.create'
+  | 'agent.token.revoke'
+  | 'agent.enroll'
+  | 'agent.revoke'
+  | 'agent.upload'
+  | 'key.superseded'
+  | 'key.rotated'
+  | 'key.used'
+  | 'finding.open'
+  | 'finding.resolve'
+  | 'job.create'
+  | 'job.update';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

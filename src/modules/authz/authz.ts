@@ -16,6 +16,8 @@ export type Actor = {
   clients: 'all' | readonly string[];
   /** For client-viewer: the clients whose owner allows their own staff to reveal keys. */
   revealClients?: readonly string[];
+  /** Agents only: the device this credential belongs to. */
+  device?: { id: string; credentialId: string; salt: string };
   /** Interactive sessions only: what step-up and the MFA policy need to know. */
   session?: { id: string; mfaAt: string | null; mfaEnrolled: boolean; mfaEnrolmentRequired: boolean };
   ip?: string | null;
@@ -37,14 +39,15 @@ export type Permission =
   | 'audit:read'
   | 'user:manage'
   | 'token:manage'
-  | 'settings:manage';
+  | 'settings:manage'
+  | 'agent:manage';
 
 const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   owner: [
     'client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read',
-    'user:manage', 'token:manage', 'settings:manage',
+    'user:manage', 'token:manage', 'settings:manage', 'agent:manage',
   ],
-  admin: ['client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read', 'token:manage'],
+  admin: ['client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read', 'token:manage', 'agent:manage'],
   technician: ['client:read', 'device:read', 'key:list', 'key:lookup', 'key:reveal'],
   helpdesk: ['client:read', 'key:lookup'],
   auditor: ['client:read', 'device:read', 'key:list', 'audit:read'],
@@ -87,6 +90,7 @@ const PERMISSION_WORDS: Record<Permission, string> = {
   'user:manage': 'manage users',
   'token:manage': 'manage API tokens',
   'settings:manage': 'change vault settings',
+  'agent:manage': 'manage agents, enrollment tokens and device jobs',
 };
 
 /** The client filter every query applies: null means "all clients". */

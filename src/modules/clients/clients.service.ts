@@ -43,7 +43,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
         }
         const now = clock.now();
         const id = newId();
-        await repo.insert(tx, { id, name, name_key: clientNameKey(name), created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0 });
+        await repo.insert(tx, { id, name, name_key: clientNameKey(name), created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 });
         await keyring.createClientKey(tx, id, now);
         await audit.record(tx, actor, { action: 'client.create', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: { name } });
         return { id, name, createdAt: now, viewerCanReveal: false };

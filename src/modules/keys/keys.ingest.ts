@@ -63,7 +63,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     let pendingDevices: DevicesTable[] = [];
     let pendingVolumeRows: VolumesTable[] = [];
 
-    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [] };
+    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [] };
 
     const resolveDevice = async (d: KeyReport['device']): Promise<DevicesTable | null> => {
       const name = d?.name?.trim();
@@ -84,6 +84,9 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           ad_dn: null,
           agent_id: null,
           primary_user: d?.user ?? null,
+          facts: null,
+          smbios_uuid: null,
+          last_checkin_at: null,
           first_seen_at: now,
           last_seen_at: now,
           retired_at: null,
@@ -137,6 +140,12 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         encryption_state: null,
         last_reported_at: null,
         created_at: now,
+        volume_status: null,
+        protection_status: null,
+        lock_status: null,
+        encryption_method: null,
+        encryption_percentage: null,
+        protectors: null,
       };
       pendingVolumeRows.push(row);
       list.push(row);
@@ -289,6 +298,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           }
         }
         result.outcomes.push(outcome);
+        result.keyRowIds.push(match ? match.id : inserts[inserts.length - 1]!.id);
         if (outcome === 'imported') result.imported++;
         else if (outcome === 'duplicate') result.duplicates++;
         else result.conflicts++;

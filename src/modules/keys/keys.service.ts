@@ -18,6 +18,8 @@ type Deps = {
   clock: Clock;
   /** Reveal guards; the CLI (which holds the master key) runs without them. */
   guard?: { stepUpMinutes: number; revealsLeft(actor: Actor): Promise<number> };
+  /** Runs in the reveal's transaction after a key became disclosed (the agent queues a rotation). */
+  onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
 };
 
 export type RevealInput = {
@@ -52,7 +54,7 @@ const NOTE_MAX = 1000;
 
 const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function createKeysService({ db, repo, keyring, audit, clock, guard }: Deps) {
+export function createKeysService({ db, repo, keyring, audit, clock, guard, onDisclosed }: Deps) {
   const summarize = async (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => {
     const sources = await repo.sourcesOf(exec, rows.map((r) => r.id));
     const byKey = new Map<string, KeySummary['sources']>();
@@ -198,6 +200,7 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard }: De
           await repo.setState(tx, row.client_id, row.id, 'disclosed', clock.now());
           row.state = 'disclosed';
         }
+        if (!failure && row.state === 'disclosed') await onDisclosed?.(tx, actor, row);
         const [summary] = await summarize(tx, [row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' } };
       });

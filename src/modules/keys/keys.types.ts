@@ -15,7 +15,14 @@ export type KeyReport = {
 };
 
 export type IngestOutcome = 'imported' | 'duplicate' | 'conflict';
-export type IngestResult = { imported: number; duplicates: number; conflicts: number; outcomes: IngestOutcome[] };
+export type IngestResult = {
+  imported: number;
+  duplicates: number;
+  conflicts: number;
+  /** Per report, in order: what happened and which key record it is now. */
+  outcomes: IngestOutcome[];
+  keyRowIds: string[];
+};
 
 /** Key metadata as lists and searches show it. Never carries the password. */
 export type KeySummary = {

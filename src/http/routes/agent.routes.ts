@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Container } from '../../container.js';
+import { CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, UploadRequest, UploadResponse } from '../../modules/agent/agent.protocol.js';
+import { actorOf } from '../plugins/auth.js';
+import { Id, Ok, errors } from '../schemas.js';
+
+const EnrollmentTokenSchema = z.object({
+  id: z.string(),
+  clientId: z.string(),
+  prefix: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  maxUses: z.number().nullable(),
+  uses: z.number(),
+  revokedAt: z.string().nullable(),
+});
+const JobSchema = z.object({
+  id: z.string(),
+  kind: z.string(),
+  state: z.string(),
+  mountPoint: z.string().nullable(),
+  protectorId: z.string().nullable(),
+  attempts: z.number(),
+  maxAttempts: z.number(),
+  detail: z.string().nullable(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+const FindingSchema = z.object({
+  id: z.string(),
+  kind: z.string(),
+  detail: z.string(),
+  protectorId: z.string().nullable(),
+  mountPoint: z.string().nullable(),
+  client: z.object({ id: z.string(), name: z.string() }),
+  device: z.object({ id: z.string(), name: z.string() }),
+  openedAt: z.string(),
+  resolvedAt: z.string().nullable(),
+});
+
+/** The agent's three calls (docs/agent-protocol.md) and the admin side: tokens, jobs, findings. */
+export const agentRoutes =
+  (c: Container): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.post(
+      '/agent/enroll',
+      {
+        config: { auth: 'public' },
+        schema: { tags: ['agent'], summary: 'Agent: enroll a device with an enrollment token', security: [], body: EnrollRequest, response: { 200: EnrollResponse, ...errors(400, 401) } },
+      },
+      async (request) => c.agent.enroll(request.body, { ip: request.ip ?? null, userAgent: request.headers['user-agent'] ?? null }),
+    );
+    app.post(
+      '/agent/checkin',
+      {
+        config: { auth: 'agent' },
+        schema: {
+          tags: ['agent'],
+          summary: 'Agent: report facts, volumes (fingerprints only), events and job results; get password requests and jobs',
+          body: CheckinRequest,
+          response: { 200: CheckinResponse, ...errors(400, 401, 403, 409, 413) },
+        },
+      },
+      async (request) => c.agent.checkin(actorOf(request), request.body),
+    );
+    app.post(
+      '/agent/keys',
+      {
+        config: { auth: 'agent' },
+        schema: { tags: ['agent'], summary: 'Agent: upload recovery passwords the server asked for', body: UploadRequest, response: { 200: UploadResponse, ...errors(400, 401, 403, 404, 409, 413) } },
+      },
+      async (request) => c.agent.uploadKeys(actorOf(request), request.body),
+    );
+
+    app.get(
+      '/agent/enrollment-tokens',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Enrollment tokens (never the token itself)',
+          querystring: z.strictObject({ clientId: Id.optional() }),
+          response: { 200: z.array(EnrollmentTokenSchema), ...errors(400, 401, 403) },
+        },
+      },
+      async (request) => c.agent.listEnrollmentTokens(actorOf(request), request.query.clientId),
+    );
+    app.post(
+      '/agent/enrollment-tokens',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: "Create an enrollment token for one client's agents; the token is in this response only",
+          body: z.strictObject({ clientId: Id, expiresInDays: z.number().int().min(1).max(365).optional(), maxUses: z.number().int().min(1).max(1_000_000).nullable().optional() }),
+          response: { 201: z.object({ token: z.string(), enrollmentToken: EnrollmentTokenSchema }), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        const r = await c.agent.createEnrollmentToken(actorOf(request), request.body);
+        return reply.status(201).send({ token: r.token, enrollmentToken: r.view });
+      },
+    );
+    app.delete(
+      '/agent/enrollment-tokens/:tokenId',
+      { schema: { tags: ['agent'], summary: 'Revoke an enrollment token', params: z.strictObject({ tokenId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      async (request) => {
+        await c.agent.revokeEnrollmentToken(actorOf(request), request.params.tokenId);
+        return { ok: true as const };
+      },
+    );
+    app.get(
+      '/devices/:deviceId/jobs',
+      { schema: { tags: ['agent'], summary: "A device's agent jobs", params: z.strictObject({ deviceId: Id }), response: { 200: z.array(JobSchema), ...errors(400, 401, 403, 404) } } },
+      async (request) => c.agent.listJobs(actorOf(request), request.params.deviceId),
+    );
+    app.post(
+      '/devices/:deviceId/jobs',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Queue work for the device agent: rotate, backup, backup-to-ad, backup-to-entra',
+          params: z.strictObject({ deviceId: Id }),
+          body: z.strictObject({
+            kind: z.enum(['rotate', 'backup', 'backup-to-ad', 'backup-to-entra']),
+            mountPoint: z.string().min(1).max(260),
+            protectorId: z.string().max(40).optional(),
+          }),
+          response: { 201: JobSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) => reply.status(201).send(await c.agent.queueJobFor(actorOf(request), request.params.deviceId, request.body)),
+    );
+    app.post(
+      '/devices/:deviceId/revoke-agent',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: "Revoke the device's agent credential (it must enroll again)",
+          params: z.strictObject({ deviceId: Id }),
+          response: { 200: z.object({ revoked: z.number() }), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.agent.revokeDevice(actorOf(request), request.params.deviceId),
+    );
+    app.get(
+      '/findings',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Findings: unescrowed keys, keys that differ from the vault, encrypted volumes without a recovery password',
+          querystring: z.strictObject({
+            clientId: Id.optional(),
+            deviceId: Id.optional(),
+            open: z.enum(['true', 'false']).optional(),
+            limit: z.coerce.number().int().min(1).max(1000).optional(),
+          }),
+          response: { 200: z.array(FindingSchema), ...errors(400, 401, 403) },
+        },
+      },
+      async (request) => {
+        const { open, ...rest } = request.query;
+        return c.agent.listFindings(actorOf(request), { ...rest, open: open === undefined ? undefined : open === 'true' });
+      },
+    );
+  };

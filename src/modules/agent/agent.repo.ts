@@ -1,0 +1,236 @@
+import type { Executor } from '../../db/database.js';
+import type {
+  AgentCredentialsTable,
+  DeviceEventsTable,
+  DevicesTable,
+  EnrollmentTokensTable,
+  FindingsTable,
+  JobsTable,
+  VolumeStatesTable,
+  VolumesTable,
+} from '../../db/schema.js';
+
+/** SQL for enrollment, check-ins, findings and jobs. Client id is in every WHERE clause. */
+export function createAgentRepo() {
+  return {
+    // enrollment tokens
+    async insertEnrollmentToken(exec: Executor, row: EnrollmentTokensTable) {
+      await exec.insertInto('enrollment_tokens').values(row).execute();
+    },
+    findEnrollmentTokenByHash: (exec: Executor, hash: string) =>
+      exec.selectFrom('enrollment_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst(),
+    findEnrollmentToken: (exec: Executor, id: string, clients: readonly string[] | null) => {
+      let q = exec.selectFrom('enrollment_tokens').selectAll().where('id', '=', id);
+      if (clients) q = clients.length ? q.where('client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      return q.executeTakeFirst();
+    },
+    listEnrollmentTokens: (exec: Executor, clients: readonly string[] | null, clientId?: string) => {
+      let q = exec.selectFrom('enrollment_tokens').selectAll().orderBy('created_at', 'desc');
+      if (clients) q = clients.length ? q.where('client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      if (clientId) q = q.where('client_id', '=', clientId);
+      return q.execute();
+    },
+    /** Takes one use of a token, atomically; false when it is used up, expired or revoked meanwhile. */
+    async useEnrollmentToken(exec: Executor, id: string, now: string): Promise<boolean> {
+      const r = await exec
+        .updateTable('enrollment_tokens')
+        .set((eb) => ({ uses: eb('uses', '+', 1) }))
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', now)
+        .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    },
+    async revokeEnrollmentToken(exec: Executor, id: string, now: string) {
+      await exec.updateTable('enrollment_tokens').set({ revoked_at: now }).where('id', '=', id).execute();
+    },
+
+    // devices (the agent's view)
+    findDeviceForEnrollment: async (
+      exec: Executor,
+      clientId: string,
+      d: { entraDeviceId: string | null; serial: string | null; smbiosUuid: string | null; nameKey: string },
+    ): Promise<DevicesTable | undefined> => {
+      const base = () => exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('retired_at', 'is', null);
+      if (d.entraDeviceId) {
+        const byEntra = await base().where('entra_device_id', '=', d.entraDeviceId).executeTakeFirst();
+        if (byEntra) return byEntra;
+      }
+      if (d.serial && d.smbiosUuid) {
+        const byHardware = await base().where('serial', '=', d.serial).where('smbios_uuid', '=', d.smbiosUuid).executeTakeFirst();
+        if (byHardware) return byHardware;
+      }
+      // A device known only by name (imported keys) that no agent has claimed yet is adopted.
+      return base()
+        .where('name_key', '=', d.nameKey)
+        .where('smbios_uuid', 'is', null)
+        .where((eb) => eb.or([eb('serial', 'is', null), eb('serial', '=', d.serial ?? '')]))
+        .executeTakeFirst();
+    },
+    findDevice: (exec: Executor, clientId: string, id: string) =>
+      exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst(),
+    async insertDevice(exec: Executor, row: DevicesTable) {
+      await exec.insertInto('devices').values(row).execute();
+    },
+    async updateDevice(exec: Executor, clientId: string, id: string, patch: Partial<Omit<DevicesTable, 'id' | 'client_id'>>) {
+      await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
+    },
+
+    // credentials
+    async insertCredential(exec: Executor, row: AgentCredentialsTable) {
+      await exec.insertInto('agent_credentials').values(row).execute();
+    },
+    async revokeDeviceCredentials(exec: Executor, clientId: string, deviceId: string, now: string): Promise<number> {
+      const r = await exec
+        .updateTable('agent_credentials')
+        .set({ revoked_at: now })
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows);
+    },
+    findCredentialByHash: (exec: Executor, hash: string) =>
+      exec.selectFrom('agent_credentials').selectAll().where('credential_hash', '=', hash).executeTakeFirst(),
+    hasActiveCredential: async (exec: Executor, clientId: string, deviceId: string) =>
+      !!(await exec
+        .selectFrom('agent_credentials')
+        .select('id')
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()),
+    /** Moves the sequence forward; false when seq is not above the last one (a replay). */
+    async claimSeq(exec: Executor, credentialId: string, seq: number, now: string): Promise<boolean> {
+      const r = await exec
+        .updateTable('agent_credentials')
+        .set({ last_seq: seq, last_used_at: now })
+        .where('id', '=', credentialId)
+        .where('last_seq', '<', seq)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    },
+    lastSeq: async (exec: Executor, credentialId: string) =>
+      (await exec.selectFrom('agent_credentials').select('last_seq').where('id', '=', credentialId).executeTakeFirst())?.last_seq ?? 0,
+
+    // volumes
+    volumesOf: (exec: Executor, clientId: string, deviceId: string) =>
+      exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).execute(),
+    async insertVolume(exec: Executor, row: VolumesTable) {
+      await exec.insertInto('volumes').values(row).execute();
+    },
+    async updateVolume(exec: Executor, clientId: string, id: string, patch: Partial<Omit<VolumesTable, 'id' | 'client_id'>>) {
+      await exec.updateTable('volumes').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
+    },
+    async insertVolumeState(exec: Executor, row: VolumeStatesTable) {
+      await exec.insertInto('volume_states').values(row).execute();
+    },
+
+    // keys as the agent sees them
+    keysOfDevice: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('recovery_keys')
+        .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .execute(),
+    keysByKeyIds: (exec: Executor, clientId: string, keyIds: string[]) =>
+      keyIds.length === 0
+        ? Promise.resolve([])
+        : exec
+            .selectFrom('recovery_keys')
+            .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+            .where('client_id', '=', clientId)
+            .where('key_id', 'in', keyIds)
+            .execute(),
+    fingerprintsOf: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('key_agent_fingerprints')
+        .select(['recovery_key_id', 'fingerprint'])
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .execute(),
+    async saveFingerprint(exec: Executor, row: { recovery_key_id: string; device_id: string; client_id: string; fingerprint: string; created_at: string }) {
+      await exec
+        .insertInto('key_agent_fingerprints')
+        .values(row)
+        .onConflict((oc) => oc.columns(['recovery_key_id', 'device_id']).doUpdateSet({ fingerprint: row.fingerprint, created_at: row.created_at }))
+        .execute();
+    },
+    async linkKey(exec: Executor, clientId: string, keyRowId: string, patch: { device_id?: string; volume_id?: string }) {
+      await exec.updateTable('recovery_keys').set(patch).where('client_id', '=', clientId).where('id', '=', keyRowId).execute();
+    },
+
+    // events
+    async insertEvent(exec: Executor, row: DeviceEventsTable): Promise<boolean> {
+      const seen = await exec
+        .selectFrom('device_events')
+        .select('id')
+        .where('client_id', '=', row.client_id)
+        .where('device_id', '=', row.device_id)
+        .where('event_id', '=', row.event_id)
+        .where('occurred_at', '=', row.occurred_at)
+        .executeTakeFirst();
+      if (seen) return false;
+      await exec.insertInto('device_events').values(row).execute();
+      return true;
+    },
+
+    // findings
+    openFindings: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('findings')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('resolved_at', 'is', null)
+        .execute(),
+    async insertFinding(exec: Executor, row: FindingsTable) {
+      await exec.insertInto('findings').values(row).execute();
+    },
+    async resolveFinding(exec: Executor, clientId: string, id: string, now: string) {
+      await exec.updateTable('findings').set({ resolved_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
+    },
+    listFindings: (exec: Executor, clients: readonly string[] | null, f: { clientId?: string; deviceId?: string; open?: boolean; limit: number }) => {
+      let q = exec
+        .selectFrom('findings as f')
+        .innerJoin('devices as d', 'd.id', 'f.device_id')
+        .innerJoin('clients as c', 'c.id', 'f.client_id')
+        .leftJoin('volumes as v', 'v.id', 'f.volume_id')
+        .select(['f.id', 'f.kind', 'f.detail', 'f.protector_id', 'f.opened_at', 'f.resolved_at', 'f.client_id', 'c.name as client_name', 'f.device_id', 'd.name as device_name', 'v.mount_point'])
+        .orderBy('f.opened_at', 'desc')
+        .limit(f.limit);
+      if (clients) q = clients.length ? q.where('f.client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      if (f.clientId) q = q.where('f.client_id', '=', f.clientId);
+      if (f.deviceId) q = q.where('f.device_id', '=', f.deviceId);
+      if (f.open !== undefined) q = f.open ? q.where('f.resolved_at', 'is', null) : q.where('f.resolved_at', 'is not', null);
+      return q.execute();
+    },
+
+    // jobs
+    async insertJob(exec: Executor, row: JobsTable) {
+      await exec.insertInto('jobs').values(row).execute();
+    },
+    findJob: (exec: Executor, clientId: string, deviceId: string, id: string) =>
+      exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).where('id', '=', id).executeTakeFirst(),
+    activeJobs: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('jobs')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
+        .orderBy('created_at')
+        .execute(),
+    jobsOf: (exec: Executor, clientId: string, deviceId: string) =>
+      exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).orderBy('created_at', 'desc').limit(200).execute(),
+    async updateJob(exec: Executor, clientId: string, id: string, patch: Partial<Omit<JobsTable, 'id' | 'client_id' | 'device_id'>>) {
+      await exec.updateTable('jobs').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
+    },
+    rotateSetting: async (exec: Executor, clientId: string) =>
+      (await exec.selectFrom('clients').select('rotate_after_disclosure').where('id', '=', clientId).executeTakeFirst())?.rotate_after_disclosure === 1,
+  };
+}
+export type AgentRepo = ReturnType<typeof createAgentRepo>;

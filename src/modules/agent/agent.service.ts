@@ -1,0 +1,738 @@
+import type { Db, Executor } from '../../db/database.js';
+import type { DevicesTable, JobsTable, VolumesTable } from '../../db/schema.js';
+import { agentFingerprint, newSalt, newSecret, sha256Hex } from '../../crypto/tokens.js';
+import type { Clock } from '../../lib/clock.js';
+import { newId } from '../../lib/ids.js';
+import { badRequest, conflict, forbidden, notFound, unauthenticated } from '../../lib/errors.js';
+import { BITLOCKER_EVENTS, isEncrypted, parsePsVolumeType } from '../../domain/bitlocker.js';
+import { formatKeyIdForDisplay, parseKeyId } from '../../domain/key-id.js';
+import { parseRecoveryPassword } from '../../domain/recovery-password.js';
+import { normalizeMountPoint } from '../../domain/volume.js';
+import { normalizeReport, type ReportedVolume } from '../../domain/agent-report.js';
+import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { KeyIngest } from '../keys/keys.ingest.js';
+import type { KeysRepo } from '../keys/keys.repo.js';
+import type { KeyReport } from '../keys/keys.types.js';
+import { deviceNameKey } from '../devices/devices.repo.js';
+import type { AgentRepo } from './agent.repo.js';
+import type { CheckinRequest, CheckinResponse, EnrollRequest, JobOffer, UploadRequest, UploadResponse } from './agent.protocol.js';
+
+export const ENROLLMENT_TOKEN_PREFIX = 'kwe_';
+export const DEVICE_CREDENTIAL_PREFIX = 'kwd_';
+const CHECKIN_INTERVAL_SECONDS = 3600;
+const MAX_CLOCK_SKEW_MS = 15 * 60_000;
+const JOB_MAX_ATTEMPTS = 3;
+const JOB_LIFETIME_DAYS = 7;
+
+export type JobKind = JobOffer['kind'];
+export type JobView = {
+  id: string;
+  kind: string;
+  state: string;
+  mountPoint: string | null;
+  protectorId: string | null;
+  attempts: number;
+  maxAttempts: number;
+  detail: string | null;
+  createdAt: string;
+  expiresAt: string;
+  finishedAt: string | null;
+};
+export type FindingView = {
+  id: string;
+  kind: string;
+  detail: string;
+  protectorId: string | null;
+  mountPoint: string | null;
+  client: { id: string; name: string };
+  device: { id: string; name: string };
+  openedAt: string;
+  resolvedAt: string | null;
+};
+export type EnrollmentTokenView = {
+  id: string;
+  clientId: string;
+  prefix: string;
+  createdAt: string;
+  expiresAt: string;
+  maxUses: number | null;
+  uses: number;
+  revokedAt: string | null;
+};
+
+type Deps = {
+  db: Db;
+  repo: AgentRepo;
+  keys: Pick<KeysRepo, 'setState'>;
+  ingest: KeyIngest;
+  audit: Pick<AuditService, 'record' | 'recordNow'>;
+  clock: Clock;
+};
+
+const addDays = (iso: string, days: number) => new Date(Date.parse(iso) + days * 86_400_000).toISOString();
+const braces = (keyId: string) => formatKeyIdForDisplay(keyId);
+const jobView = (j: JobsTable): JobView => ({
+  id: j.id,
+  kind: j.kind,
+  state: j.state,
+  mountPoint: j.mount_point,
+  protectorId: j.protector_id,
+  attempts: j.attempts,
+  maxAttempts: j.max_attempts,
+  detail: j.detail,
+  createdAt: j.created_at,
+  expiresAt: j.expires_at,
+  finishedAt: j.finished_at,
+});
+
+type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_password'; volumeId: string; protectorId: string | null; keyRowId: string | null; detail: string };
+
+/**
+ * The server half of the Windows agent. The agent gathers and executes; every decision is here:
+ * which keys to ask for, what changed, what is wrong (findings), and what the device should do (jobs).
+ */
+export function createAgentService({ db, repo, keys, ingest, audit, clock }: Deps) {
+  const deviceOf = (actor: Actor) => {
+    if (actor.type !== 'agent' || !actor.device || actor.clients === 'all' || actor.clients.length !== 1) {
+      throw forbidden('This endpoint is for the Keywarden agent, with a device credential.');
+    }
+    return { ...actor.device, clientId: actor.clients[0]! };
+  };
+
+  /** Replay and clock checks shared by every agent request that carries seq and sentAt. */
+  const admit = async (tx: Executor, dev: { credentialId: string }, seq: number, sentAt: string) => {
+    const skew = Math.abs(Date.parse(sentAt) - Date.parse(clock.now()));
+    if (skew > MAX_CLOCK_SKEW_MS) {
+      throw badRequest(`The device clock is off by ${Math.round(skew / 60_000)} minutes (sentAt); fix the time on the device and retry.`, { field: 'sentAt' });
+    }
+    if (!(await repo.claimSeq(tx, dev.credentialId, seq, clock.now()))) {
+      const last = await repo.lastSeq(tx, dev.credentialId);
+      throw conflict(`Request sequence ${seq} was already used (the last one seen is ${last}): a replayed or out-of-order request was refused.`);
+    }
+  };
+
+  /** Queues a job unless the same work is already waiting for that device. */
+  const queueJob = async (
+    tx: Executor,
+    actor: Actor,
+    job: { clientId: string; deviceId: string; kind: JobKind; mountPoint: string | null; protectorId: string | null; keyRowId: string | null },
+  ): Promise<JobsTable> => {
+    const active = await repo.activeJobs(tx, job.clientId, job.deviceId);
+    const same = active.find((j) => j.kind === job.kind && j.protector_id === job.protectorId && j.mount_point === job.mountPoint);
+    if (same) return same;
+    const now = clock.now();
+    const row: JobsTable = {
+      id: newId(),
+      client_id: job.clientId,
+      device_id: job.deviceId,
+      kind: job.kind,
+      mount_point: job.mountPoint,
+      protector_id: job.protectorId,
+      recovery_key_id: job.keyRowId,
+      state: 'pending',
+      attempts: 0,
+      max_attempts: JOB_MAX_ATTEMPTS,
+      new_key_id: null,
+      detail: null,
+      created_by: actor.id,
+      created_at: now,
+      expires_at: addDays(now, JOB_LIFETIME_DAYS),
+      sent_at: null,
+      finished_at: null,
+    };
+    await repo.insertJob(tx, row);
+    await audit.record(tx, actor, {
+      action: 'job.create',
+      outcome: 'success',
+      clientId: job.clientId,
+      targetType: 'job',
+      targetId: row.id,
+      details: { kind: job.kind, deviceId: job.deviceId, mountPoint: job.mountPoint, protectorId: job.protectorId },
+    });
+    return row;
+  };
+
+  const setJob = async (tx: Executor, actor: Actor, job: JobsTable, patch: Partial<JobsTable>, why?: string) => {
+    await repo.updateJob(tx, job.client_id, job.id, patch);
+    if (patch.state && patch.state !== job.state) {
+      await audit.record(tx, actor, {
+        action: 'job.update',
+        outcome: patch.state === 'failed' || patch.state === 'expired' ? 'failure' : 'success',
+        clientId: job.client_id,
+        targetType: 'job',
+        targetId: job.id,
+        details: { kind: job.kind, from: job.state, to: patch.state, ...(why ? { why } : {}) },
+      });
+    }
+    Object.assign(job, patch);
+  };
+
+  const markKey = async (tx: Executor, actor: Actor, clientId: string, key: { id: string; key_id: string | null; state: string }, state: string, action: 'key.superseded' | 'key.rotated' | 'key.used', why: string) => {
+    if (key.state === state) return;
+    await keys.setState(tx, clientId, key.id, state, clock.now());
+    await audit.record(tx, actor, { action, outcome: 'success', clientId, targetType: 'recovery_key', targetId: key.id, details: { keyId: key.key_id, from: key.state, to: state, why } });
+    key.state = state;
+  };
+
+  const service = {
+    // ------------------------------------------------------------ enrollment tokens (admins)
+    async createEnrollmentToken(
+      actor: Actor,
+      input: { clientId: string; expiresInDays?: number; maxUses?: number | null },
+    ): Promise<{ token: string; view: EnrollmentTokenView }> {
+      requirePermission(actor, 'agent:manage');
+      const days = input.expiresInDays ?? 30;
+      if (!Number.isInteger(days) || days < 1 || days > 365) throw badRequest('expiresInDays must be a whole number from 1 to 365.', { field: 'expiresInDays' });
+      if (input.maxUses != null && (!Number.isInteger(input.maxUses) || input.maxUses < 1 || input.maxUses > 1_000_000)) {
+        throw badRequest('maxUses must be a whole number from 1 to 1,000,000.', { field: 'maxUses' });
+      }
+      return db.transaction().execute(async (tx) => {
+        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
+        const scope = clientScope(actor);
+        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
+        const token = newSecret(ENROLLMENT_TOKEN_PREFIX);
+        const now = clock.now();
+        const row = {
+          id: newId(),
+          client_id: client.id,
+          token_hash: sha256Hex(token),
+          token_prefix: token.slice(0, ENROLLMENT_TOKEN_PREFIX.length + 6),
+          created_by: actor.id,
+          created_at: now,
+          expires_at: addDays(now, days),
+          max_uses: input.maxUses ?? null,
+          uses: 0,
+          revoked_at: null,
+        };
+        await repo.insertEnrollmentToken(tx, row);
+        await audit.record(tx, actor, {
+          action: 'agent.token.create',
+          outcome: 'success',
+          clientId: client.id,
+          targetType: 'enrollment_token',
+          targetId: row.id,
+          details: { client: client.name, expiresAt: row.expires_at, maxUses: row.max_uses },
+        });
+        return { token, view: { id: row.id, clientId: row.client_id, prefix: row.token_prefix, createdAt: now, expiresAt: row.expires_at, maxUses: row.max_uses, uses: 0, revokedAt: null } };
+      });
+    },
+
+    async listEnrollmentTokens(actor: Actor, clientId?: string): Promise<EnrollmentTokenView[]> {
+      requirePermission(actor, 'agent:manage', clientId);
+      const rows = await repo.listEnrollmentTokens(db, clientScope(actor), clientId);
+      return rows.map((r) => ({ id: r.id, clientId: r.client_id, prefix: r.token_prefix, createdAt: r.created_at, expiresAt: r.expires_at, maxUses: r.max_uses, uses: r.uses, revokedAt: r.revoked_at }));
+    },
+
+    async revokeEnrollmentToken(actor: Actor, id: string): Promise<void> {
+      requirePermission(actor, 'agent:manage');
+      await db.transaction().execute(async (tx) => {
+        const t = await repo.findEnrollmentToken(tx, id, clientScope(actor));
+        if (!t) throw notFound(`No enrollment token with id ${id}.`);
+        if (t.revoked_at) return;
+        await repo.revokeEnrollmentToken(tx, id, clock.now());
+        await audit.record(tx, actor, { action: 'agent.token.revoke', outcome: 'success', clientId: t.client_id, targetType: 'enrollment_token', targetId: id });
+      });
+    },
+
+    // ------------------------------------------------------------ enrollment (the agent)
+    async enroll(input: EnrollRequest, ctx: { ip: string | null; userAgent: string | null }) {
+      const hash = sha256Hex(input.enrollmentToken);
+      return db.transaction().execute(async (tx) => {
+        const token = await repo.findEnrollmentTokenByHash(tx, hash);
+        const now = clock.now();
+        // One answer for unknown, expired, revoked and used-up tokens: nothing to probe.
+        if (!token || !(await repo.useEnrollmentToken(tx, token.id, now))) {
+          throw unauthenticated('The enrollment token is not valid: it may be mistyped, expired, revoked or used up. Ask your administrator for a new one.');
+        }
+        const d = input.device;
+        const parsedEntra = d.entraDeviceId ? parseKeyId(d.entraDeviceId) : null;
+        const entra = parsedEntra?.ok ? parsedEntra.value : null;
+        const name = d.hostname.trim();
+        let device = await repo.findDeviceForEnrollment(tx, token.client_id, {
+          entraDeviceId: entra,
+          serial: d.serialNumber?.trim() || null,
+          smbiosUuid: d.smbiosUuid?.trim().toLowerCase() || null,
+          nameKey: deviceNameKey(name),
+        });
+        const reused = !!device;
+        if (!device) {
+          device = {
+            id: newId(),
+            client_id: token.client_id,
+            name,
+            name_key: deviceNameKey(name),
+            domain: d.domain ?? null,
+            serial: d.serialNumber?.trim() || null,
+            entra_device_id: entra,
+            ad_object_guid: null,
+            ad_dn: null,
+            agent_id: null,
+            primary_user: null,
+            facts: null,
+            smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || null,
+            last_checkin_at: null,
+            first_seen_at: now,
+            last_seen_at: now,
+            retired_at: null,
+            created_at: now,
+          };
+          await repo.insertDevice(tx, device);
+        } else {
+          await repo.updateDevice(tx, token.client_id, device.id, {
+            serial: device.serial ?? (d.serialNumber?.trim() || null),
+            smbios_uuid: device.smbios_uuid ?? (d.smbiosUuid?.trim().toLowerCase() || null),
+            entra_device_id: device.entra_device_id ?? entra,
+            domain: d.domain ?? device.domain,
+            last_seen_at: now,
+          });
+        }
+        // A new credential replaces any earlier one of this device.
+        await repo.revokeDeviceCredentials(tx, token.client_id, device.id, now);
+        const credential = newSecret(DEVICE_CREDENTIAL_PREFIX);
+        const salt = newSalt();
+        const credentialId = newId();
+        await repo.insertCredential(tx, {
+          id: credentialId,
+          client_id: token.client_id,
+          device_id: device.id,
+          credential_hash: sha256Hex(credential),
+          fingerprint_salt: salt,
+          last_seq: 0,
+          created_at: now,
+          last_used_at: null,
+          revoked_at: null,
+        });
+        await repo.updateDevice(tx, token.client_id, device.id, { agent_id: credentialId });
+        const agentActor: Actor = { type: 'agent', id: `agent:${device.id}`, name: `agent on ${name}`, role: 'client-viewer', clients: [token.client_id], ip: ctx.ip, userAgent: ctx.userAgent };
+        await audit.record(tx, agentActor, {
+          action: 'agent.enroll',
+          outcome: 'success',
+          clientId: token.client_id,
+          targetType: 'device',
+          targetId: device.id,
+          details: { hostname: name, existingDevice: reused, enrollmentToken: token.token_prefix, agentVersion: input.agentVersion ?? null },
+        });
+        return { deviceId: device.id, credential, fingerprintSalt: salt, checkinIntervalSeconds: CHECKIN_INTERVAL_SECONDS };
+      });
+    },
+
+    /** Resolves a device credential to an agent actor, or null (unknown, revoked, retired device). */
+    async authenticateDevice(credential: string, ctx: { ip: string | null; userAgent: string | null }): Promise<Actor | null> {
+      if (!credential.startsWith(DEVICE_CREDENTIAL_PREFIX) || credential.length > 200) return null;
+      const c = await repo.findCredentialByHash(db, sha256Hex(credential));
+      if (!c || c.revoked_at) return null;
+      const device = await repo.findDevice(db, c.client_id, c.device_id);
+      if (!device || device.retired_at) return null;
+      return {
+        type: 'agent',
+        id: `agent:${device.id}`,
+        name: `agent on ${device.name}`,
+        role: 'client-viewer',
+        clients: [c.client_id],
+        device: { id: device.id, credentialId: c.id, salt: c.fingerprint_salt },
+        ip: ctx.ip,
+        userAgent: ctx.userAgent,
+      };
+    },
+
+    // ------------------------------------------------------------ check-in
+    async checkin(actor: Actor, body: CheckinRequest): Promise<CheckinResponse> {
+      const dev = deviceOf(actor);
+      const report = normalizeReport({ volumes: body.volumes ?? null, manageBde: body.manageBde ?? null });
+      return db.transaction().execute(async (tx) => {
+        await admit(tx, dev, body.seq, body.sentAt);
+        const now = clock.now();
+        const clientId = dev.clientId;
+        const device = await repo.findDevice(tx, clientId, dev.id);
+        if (!device) throw notFound('This device no longer exists.');
+        await updateFacts(tx, device, body, now);
+
+        const volumes = await syncVolumes(tx, device, report.volumes, now);
+        const requestPasswords: CheckinResponse['requestPasswords'] = [];
+        const desired: DesiredFinding[] = [];
+
+        // What the vault knows about the protectors this device reports.
+        const reportedIds = report.volumes.flatMap((v) => v.protectors.filter((p) => p.type === 'RecoveryPassword').map((p) => p.id));
+        const deviceKeys = await repo.keysOfDevice(tx, clientId, device.id);
+        const otherKeys = await repo.keysByKeyIds(tx, clientId, reportedIds.filter((id) => !deviceKeys.some((k) => k.key_id === id)));
+        const allKeys = [...deviceKeys, ...otherKeys];
+        const fps = new Map((await repo.fingerprintsOf(tx, clientId, device.id)).map((f) => [f.recovery_key_id, f.fingerprint]));
+
+        for (const v of report.volumes) {
+          const vol = volumes.get(v.mountPoint)!;
+          const recovery = v.protectors.filter((p) => p.type === 'RecoveryPassword');
+          if (isEncrypted(v.volumeStatus) && recovery.length === 0 && v.lockStatus !== 'Locked') {
+            desired.push({ kind: 'no_recovery_password', volumeId: vol.id, protectorId: null, keyRowId: null, detail: `${v.mountPoint} is encrypted but has no recovery password protector: nobody could unlock it after a TPM or boot change.` });
+          }
+          for (const p of recovery) {
+            const candidates = allKeys.filter((k) => k.key_id === p.id);
+            const mine = candidates.find((k) => k.device_id === device.id) ?? candidates[0];
+            if (!mine) {
+              desired.push({ kind: 'unescrowed_key', volumeId: vol.id, protectorId: p.id, keyRowId: null, detail: `Recovery password ${braces(p.id)} on ${v.mountPoint} is not in the vault.` });
+              if (p.fingerprint) requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
+              continue;
+            }
+            if (mine.device_id !== device.id || mine.volume_id !== vol.id) {
+              // A key imported from a file (or under another name) now has a known device and volume.
+              await repo.linkKey(tx, clientId, mine.id, { device_id: device.id, volume_id: vol.id });
+              mine.device_id = device.id;
+              mine.volume_id = vol.id;
+            }
+            if (!p.fingerprint) continue; // a locked volume cannot show its passwords
+            const known = candidates.map((k) => fps.get(k.id)).filter(Boolean);
+            if (known.includes(p.fingerprint)) continue;
+            requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
+            if (known.length) {
+              desired.push({ kind: 'mismatch', volumeId: vol.id, protectorId: p.id, keyRowId: mine.id, detail: `Recovery password ${braces(p.id)} on ${v.mountPoint} differs from the one in the vault.` });
+            }
+          }
+          // Keys of this volume the device no longer has: superseded (or rotated, when a rotate job replaced them).
+          if (v.lockStatus === 'Locked') continue;
+          const present = new Set(recovery.map((p) => p.id));
+          for (const k of allKeys.filter((k) => k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
+            if (!['active', 'disclosed', 'conflict'].includes(k.state)) continue;
+            const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.state === 'awaiting_removal');
+            if (rotating) {
+              await markKey(tx, actor, clientId, k, 'rotated', 'key.rotated', 'replaced by the rotate job; the device no longer has it');
+              await setJob(tx, actor, rotating, { state: 'succeeded', finished_at: now });
+            } else {
+              await markKey(tx, actor, clientId, k, 'superseded', 'key.superseded', `the device no longer has this protector on ${v.mountPoint}`);
+            }
+          }
+        }
+
+        await recordEvents(tx, actor, device, body.events ?? [], now);
+        await applyJobResults(tx, actor, device, body.jobResults ?? [], now);
+        await reconcileFindings(tx, actor, device, desired, now);
+        const jobs = await offerJobs(tx, actor, device, now);
+        return { requestPasswords, jobs, nextCheckinSeconds: CHECKIN_INTERVAL_SECONDS };
+      });
+    },
+
+    // ------------------------------------------------------------ key upload
+    async uploadKeys(actor: Actor, body: UploadRequest): Promise<UploadResponse> {
+      const dev = deviceOf(actor);
+      return db.transaction().execute(async (tx) => {
+        await admit(tx, dev, body.seq, body.sentAt);
+        const now = clock.now();
+        const clientId = dev.clientId;
+        const device = await repo.findDevice(tx, clientId, dev.id);
+        if (!device) throw notFound('This device no longer exists.');
+        const job = body.jobId ? await repo.findJob(tx, clientId, device.id, body.jobId) : undefined;
+        if (body.jobId && !job) throw notFound(`No job ${body.jobId} for this device.`);
+
+        const stored: UploadResponse['stored'] = [];
+        const reports: KeyReport[] = [];
+        const accepted: { index: number; protectorId: string; keyId: string; password: string; mountPoint: string }[] = [];
+        body.keys.forEach((k, i) => {
+          const id = parseKeyId(k.protectorId);
+          const pw = parseRecoveryPassword(k.recoveryPassword);
+          const mountPoint = normalizeMountPoint(k.mountPoint);
+          const protectorId = id.ok ? braces(id.value) : k.protectorId.slice(0, 40);
+          if (!id.ok || !pw.ok || !mountPoint) {
+            stored[i] = { protectorId, status: 'rejected', reason: !id.ok ? `protector id: ${id.reason}` : !pw.ok ? `recovery password: ${pw.reason}` : 'mount point is empty' };
+            return;
+          }
+          accepted.push({ index: i, protectorId, keyId: id.value, password: pw.value, mountPoint });
+          reports.push({
+            keyId: id.value,
+            recoveryPassword: pw.value,
+            device: { name: device.name },
+            volume: { mountPoint, volumeType: parsePsVolumeType(k.volumeType) },
+            createdAt: null,
+          });
+        });
+        if (reports.length) {
+          const r = await ingest(tx, actor, clientId, { type: 'agent', ref: device.id }, reports);
+          for (let j = 0; j < accepted.length; j++) {
+            const a = accepted[j]!;
+            const outcome = r.outcomes[j]!;
+            stored[a.index] = { protectorId: a.protectorId, status: outcome === 'imported' ? 'stored' : outcome };
+            await repo.saveFingerprint(tx, { recovery_key_id: r.keyRowIds[j]!, device_id: device.id, client_id: clientId, fingerprint: agentFingerprint(dev.salt, a.password), created_at: now });
+            // Whatever the outcome, the device's own key is in the vault now: its findings are settled.
+            for (const f of (await repo.openFindings(tx, clientId, device.id)).filter((f) => f.protector_id === a.keyId && f.kind !== 'no_recovery_password')) {
+              await repo.resolveFinding(tx, clientId, f.id, now);
+              await audit.record(tx, actor, { action: 'finding.resolve', outcome: 'success', clientId, targetType: 'finding', targetId: f.id, details: { kind: f.kind, protectorId: a.protectorId } });
+            }
+            if (job?.kind === 'rotate' && outcome !== 'conflict' && a.keyId !== parseKeyIdOrNull(job.protector_id) && ['sent', 'pending'].includes(job.state)) {
+              await setJob(tx, actor, job, { state: 'awaiting_removal', new_key_id: a.keyId }, 'new recovery password escrowed');
+            }
+            if (job?.kind === 'backup' && a.keyId === parseKeyIdOrNull(job.protector_id)) {
+              await setJob(tx, actor, job, { state: 'succeeded', finished_at: now }, 'protector uploaded');
+            }
+          }
+        }
+        await audit.record(tx, actor, {
+          action: 'agent.upload',
+          outcome: 'success',
+          clientId,
+          targetType: 'device',
+          targetId: device.id,
+          details: { keys: stored.map((s) => ({ protectorId: s.protectorId, status: s.status })), jobId: body.jobId ?? null },
+        });
+        return { stored };
+      });
+    },
+
+    // ------------------------------------------------------------ admin views and actions
+    async queueJobFor(actor: Actor, deviceId: string, input: { kind: JobKind; mountPoint?: string | null; protectorId?: string | null }): Promise<JobView> {
+      requirePermission(actor, 'agent:manage');
+      return db.transaction().execute(async (tx) => {
+        const device = await findVisibleDevice(tx, actor, deviceId);
+        if (!(await repo.hasActiveCredential(tx, device.client_id, device.id))) {
+          throw badRequest(`${device.name} has no enrolled agent to run the job.`);
+        }
+        const id = input.protectorId ? parseKeyId(input.protectorId) : null;
+        if (id && !id.ok) throw badRequest(`protectorId: ${id.reason}`, { field: 'protectorId' });
+        const mount = input.mountPoint ? normalizeMountPoint(input.mountPoint) : null;
+        if (input.kind !== 'rotate' && !id) throw badRequest(`A ${input.kind} job needs the protectorId of a recovery password.`, { field: 'protectorId' });
+        if (!mount) throw badRequest('A job needs the mountPoint of the volume, e.g. "C:".', { field: 'mountPoint' });
+        let keyRowId: string | null = null;
+        if (id?.ok) {
+          const [k] = await repo.keysByKeyIds(tx, device.client_id, [id.value]);
+          keyRowId = k?.id ?? null;
+        }
+        const row = await queueJob(tx, actor, { clientId: device.client_id, deviceId: device.id, kind: input.kind, mountPoint: mount, protectorId: id?.ok ? braces(id.value) : null, keyRowId });
+        return jobView(row);
+      });
+    },
+
+    async listJobs(actor: Actor, deviceId: string): Promise<JobView[]> {
+      requirePermission(actor, 'device:read');
+      const device = await findVisibleDevice(db, actor, deviceId);
+      return (await repo.jobsOf(db, device.client_id, device.id)).map(jobView);
+    },
+
+    async listFindings(actor: Actor, filter: { clientId?: string; deviceId?: string; open?: boolean; limit?: number } = {}): Promise<FindingView[]> {
+      requirePermission(actor, 'device:read', filter.clientId);
+      const rows = await repo.listFindings(db, clientScope(actor), { ...filter, limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000) });
+      return rows.map((r) => ({
+        id: r.id,
+        kind: r.kind,
+        detail: r.detail,
+        protectorId: r.protector_id ? braces(r.protector_id) : null,
+        mountPoint: r.mount_point ?? null,
+        client: { id: r.client_id, name: r.client_name },
+        device: { id: r.device_id, name: r.device_name },
+        openedAt: r.opened_at,
+        resolvedAt: r.resolved_at,
+      }));
+    },
+
+    /** Stops a device's agent credential; the agent has to enroll again with a token. */
+    async revokeDevice(actor: Actor, deviceId: string): Promise<{ revoked: number }> {
+      requirePermission(actor, 'agent:manage');
+      return db.transaction().execute(async (tx) => {
+        const device = await findVisibleDevice(tx, actor, deviceId);
+        const n = await repo.revokeDeviceCredentials(tx, device.client_id, device.id, clock.now());
+        await audit.record(tx, actor, { action: 'agent.revoke', outcome: 'success', clientId: device.client_id, targetType: 'device', targetId: device.id, details: { device: device.name, credentials: n } });
+        return { revoked: n };
+      });
+    },
+
+    /**
+     * Called in the reveal's transaction: a disclosed key should be replaced. When the client
+     * rotates after disclosure (the default) and the device has an agent, queue a rotate job.
+     */
+    async onKeyDisclosed(tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
+      if (!key.device_id || !key.key_id) return;
+      if (!(await repo.rotateSetting(tx, key.client_id))) return;
+      if (!(await repo.hasActiveCredential(tx, key.client_id, key.device_id))) return;
+      const vol = await tx
+        .selectFrom('recovery_keys as k')
+        .leftJoin('volumes as v', 'v.id', 'k.volume_id')
+        .select('v.mount_point')
+        .where('k.client_id', '=', key.client_id)
+        .where('k.id', '=', key.id)
+        .executeTakeFirst();
+      await queueJob(tx, actor, { clientId: key.client_id, deviceId: key.device_id, kind: 'rotate', mountPoint: vol?.mount_point ?? null, protectorId: braces(key.key_id), keyRowId: key.id });
+    },
+  };
+
+  // ---------------------------------------------------------------- check-in steps
+  async function findVisibleDevice(exec: Executor, actor: Actor, deviceId: string): Promise<DevicesTable> {
+    const scope = clientScope(actor);
+    let q = exec.selectFrom('devices').selectAll().where('id', '=', deviceId);
+    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+    const d = /^[0-9a-f-]{36}$/i.test(deviceId) ? await q.executeTakeFirst() : undefined;
+    if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+    return d;
+  }
+
+  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string) {
+    const d = body.device;
+    const entra = d.entra?.deviceId ?? d.entraDeviceId ?? null;
+    const entraId = entra ? parseKeyId(entra) : null;
+    const name = d.hostname.trim();
+    const facts = {
+      manufacturer: d.manufacturer ?? null,
+      model: d.model ?? null,
+      os: d.os ?? null,
+      entra: d.entra ?? null,
+      adComputerName: d.adComputerName ?? null,
+      domainJoined: d.domainJoined ?? null,
+      tpm: d.tpm ?? null,
+      secureBoot: d.secureBoot ?? null,
+      agentVersion: body.agentVersion ?? null,
+    };
+    await repo.updateDevice(tx, device.client_id, device.id, {
+      name,
+      name_key: deviceNameKey(name),
+      domain: d.domain ?? device.domain,
+      serial: d.serialNumber?.trim() || device.serial,
+      smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || device.smbios_uuid,
+      entra_device_id: entraId?.ok ? entraId.value : device.entra_device_id,
+      facts: JSON.stringify(facts),
+      last_checkin_at: now,
+      last_seen_at: now,
+    });
+    device.name = name;
+  }
+
+  async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string): Promise<Map<string, VolumesTable>> {
+    const existing = await repo.volumesOf(tx, device.client_id, device.id);
+    const out = new Map<string, VolumesTable>();
+    for (const v of reported) {
+      const state = {
+        volume_status: v.volumeStatus,
+        protection_status: v.protectionStatus,
+        lock_status: v.lockStatus,
+        encryption_method: v.encryptionMethod,
+        encryption_percentage: v.encryptionPercentage === null ? null : Math.round(v.encryptionPercentage),
+        protectors: JSON.stringify(v.protectors.map((p) => ({ id: p.id, type: p.type }))),
+      };
+      let row = existing.find((x) => x.mount_point === v.mountPoint);
+      const changed = !row || (Object.keys(state) as (keyof typeof state)[]).some((k) => row![k] !== state[k]);
+      if (!row) {
+        row = {
+          id: newId(),
+          client_id: device.client_id,
+          device_id: device.id,
+          mount_point: v.mountPoint,
+          volume_type: v.volumeType,
+          volume_guid: null,
+          encryption_state: v.volumeStatus,
+          last_reported_at: now,
+          created_at: now,
+          ...state,
+        };
+        await repo.insertVolume(tx, row);
+      } else {
+        const patch = { ...state, last_reported_at: now, encryption_state: v.volumeStatus, ...(row.volume_type === 'unknown' && v.volumeType !== 'unknown' ? { volume_type: v.volumeType } : {}) };
+        await repo.updateVolume(tx, device.client_id, row.id, patch);
+        Object.assign(row, patch);
+      }
+      // History only on change, so a device checking in hourly does not fill the table.
+      if (changed) await repo.insertVolumeState(tx, { id: newId(), client_id: device.client_id, volume_id: row.id, recorded_at: now, ...state });
+      out.set(v.mountPoint, row);
+    }
+    return out;
+  }
+
+  async function recordEvents(tx: Executor, actor: Actor, device: DevicesTable, events: NonNullable<CheckinRequest['events']>, now: string) {
+    for (const e of events) {
+      if (!(e.id in BITLOCKER_EVENTS)) continue;
+      const pid = e.protectorId ? parseKeyId(e.protectorId) : null;
+      const fresh = await repo.insertEvent(tx, {
+        id: newId(),
+        client_id: device.client_id,
+        device_id: device.id,
+        event_id: e.id,
+        occurred_at: new Date(e.time).toISOString(),
+        protector_id: pid?.ok ? pid.value : null,
+        mount_point: e.volume ? normalizeMountPoint(e.volume) : null,
+        received_at: now,
+      });
+      if (!fresh || e.id !== 24652 || !pid?.ok) continue;
+      // The recovery password was typed at boot: it is known to whoever read it out. Rotate it.
+      const [k] = await repo.keysByKeyIds(tx, device.client_id, [pid.value]);
+      if (!k) continue;
+      if (k.state === 'active') await markKey(tx, actor, device.client_id, k, 'disclosed', 'key.used', `used to start Windows on ${device.name} (event 24652)`);
+      await service.onKeyDisclosed(tx, actor, { id: k.id, client_id: device.client_id, device_id: device.id, key_id: k.key_id });
+    }
+  }
+
+  async function applyJobResults(tx: Executor, actor: Actor, device: DevicesTable, results: NonNullable<CheckinRequest['jobResults']>, now: string) {
+    for (const r of results) {
+      const job = await repo.findJob(tx, device.client_id, device.id, r.jobId);
+      if (!job || !['pending', 'sent', 'awaiting_removal'].includes(job.state)) continue;
+      const detail = r.detail?.slice(0, 500) ?? null;
+      if (r.status === 'failed') {
+        const final = job.attempts >= job.max_attempts;
+        await setJob(tx, actor, job, { state: final ? 'failed' : 'pending', detail, ...(final ? { finished_at: now } : {}) }, detail ?? 'the agent reported a failure');
+        continue;
+      }
+      if (job.kind === 'rotate') {
+        if (job.state !== 'awaiting_removal') {
+          // "Done" without a new key in the vault would leave nothing to unlock the disk with.
+          await setJob(tx, actor, job, { state: 'pending', detail: 'reported done before a new recovery password was escrowed' }, 'no escrowed replacement yet');
+          continue;
+        }
+        if (job.recovery_key_id) {
+          const old = await tx.selectFrom('recovery_keys').select(['id', 'key_id', 'state']).where('client_id', '=', device.client_id).where('id', '=', job.recovery_key_id).executeTakeFirst();
+          if (old) await markKey(tx, actor, device.client_id, old, 'rotated', 'key.rotated', 'replaced by a new recovery password on the device');
+        }
+      }
+      await setJob(tx, actor, job, { state: 'succeeded', finished_at: now, detail }, detail ?? undefined);
+    }
+  }
+
+  async function reconcileFindings(tx: Executor, actor: Actor, device: DevicesTable, desired: DesiredFinding[], now: string) {
+    const open = await repo.openFindings(tx, device.client_id, device.id);
+    const key = (f: { kind: string; volume_id?: string | null; volumeId?: string; protector_id?: string | null; protectorId?: string | null }) =>
+      `${f.kind}|${f.volume_id ?? f.volumeId}|${f.protector_id ?? f.protectorId ?? ''}`;
+    const want = new Map(desired.map((d) => [key(d), d]));
+    for (const f of open) {
+      if (want.has(key(f))) {
+        want.delete(key(f));
+        continue;
+      }
+      await repo.resolveFinding(tx, device.client_id, f.id, now);
+      await audit.record(tx, actor, { action: 'finding.resolve', outcome: 'success', clientId: device.client_id, targetType: 'finding', targetId: f.id, details: { kind: f.kind, device: device.name } });
+    }
+    for (const d of want.values()) {
+      const id = newId();
+      await repo.insertFinding(tx, {
+        id,
+        client_id: device.client_id,
+        device_id: device.id,
+        volume_id: d.volumeId,
+        recovery_key_id: d.keyRowId,
+        kind: d.kind,
+        protector_id: d.protectorId,
+        detail: d.detail,
+        opened_at: now,
+        resolved_at: null,
+      });
+      await audit.record(tx, actor, { action: 'finding.open', outcome: 'success', clientId: device.client_id, targetType: 'finding', targetId: id, details: { kind: d.kind, device: device.name, detail: d.detail } });
+    }
+  }
+
+  async function offerJobs(tx: Executor, actor: Actor, device: DevicesTable, now: string): Promise<JobOffer[]> {
+    const offers: JobOffer[] = [];
+    for (const job of await repo.activeJobs(tx, device.client_id, device.id)) {
+      if (job.expires_at <= now) {
+        await setJob(tx, actor, job, { state: 'expired', finished_at: now }, 'not completed in time');
+        continue;
+      }
+      if (job.attempts >= job.max_attempts) {
+        await setJob(tx, actor, job, { state: 'failed', finished_at: now }, `no success after ${job.attempts} attempts`);
+        continue;
+      }
+      await setJob(tx, actor, job, { state: job.state === 'pending' ? 'sent' : job.state, attempts: job.attempts + 1, sent_at: now });
+      offers.push({ id: job.id, kind: job.kind as JobKind, mountPoint: job.mount_point, protectorId: job.protector_id });
+    }
+    return offers;
+  }
+
+  return service;
+}
+
+function parseKeyIdOrNull(s: string | null): string | null {
+  if (!s) return null;
+  const r = parseKeyId(s);
+  return r.ok ? r.value : null;
+}
+
+export type AgentService = ReturnType<typeof createAgentService>;
