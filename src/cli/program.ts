@@ -14,6 +14,7 @@ import { registerAudit } from './commands/audit.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerUser } from './commands/user.js';
 import { registerServe } from './commands/serve.js';
+import { registerAgent } from './commands/agent.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -60,7 +61,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe]) {
+  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent]) {
     register(program, ctx);
   }
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.
