@@ -18,6 +18,8 @@ const DeviceSummarySchema = z.object({
   keys: z.number(),
 });
 const DeviceDetailSchema = DeviceSummarySchema.extend({
+  facts: z.record(z.string(), z.unknown()).nullable(),
+  lastCheckinAt: z.string().nullable(),
   volumes: z.array(
     z.object({
       id: z.string(),

@@ -19,6 +19,9 @@ export type DeviceSummary = {
 };
 
 export type DeviceDetail = DeviceSummary & {
+  /** What the agent last reported (OS, TPM, Secure Boot, Entra join, model), or null. */
+  facts: Record<string, unknown> | null;
+  lastCheckinAt: string | null;
   volumes: { id: string; mountPoint: string | null; type: string; volumeGuid: string | null; encryptionState: string | null; lastReportedAt: string | null }[];
   recoveryKeys: KeySummary[];
 };
@@ -90,6 +93,7 @@ export function createDevicesService({ db, keys }: Deps) {
       requirePermission(actor, 'device:read');
       const row = ID.test(id) ? await base(clientScope(actor)).where('d.id', '=', id.toLowerCase()).executeTakeFirst() : undefined;
       if (!row) throw notFound(`No device with id ${id.slice(0, 60)}.`);
+      const extra = await db.selectFrom('devices').select(['facts', 'last_checkin_at']).where('client_id', '=', row.client_id).where('id', '=', row.id).executeTakeFirstOrThrow();
       const volumes = await db
         .selectFrom('volumes')
         .selectAll()
@@ -101,6 +105,8 @@ export function createDevicesService({ db, keys }: Deps) {
       const recoveryKeys = can(actor, 'key:list', row.client_id) ? await keys.list(actor, { clientId: row.client_id, deviceId: row.id }) : [];
       return {
         ...summary(row),
+        facts: extra.facts ? (JSON.parse(extra.facts) as Record<string, unknown>) : null,
+        lastCheckinAt: extra.last_checkin_at,
         volumes: volumes.map((v) => ({
           id: v.id,
           mountPoint: v.mount_point,
