@@ -1,3 +1,4 @@
+import { PostgresAdapter, sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
 import type {
   AgentCredentialsTable,
@@ -91,8 +92,14 @@ export function createAgentRepo() {
         .executeTakeFirst();
       return Number(r.numUpdatedRows);
     },
+    /** The credential with its device in one round trip (every agent request starts here). */
     findCredentialByHash: (exec: Executor, hash: string) =>
-      exec.selectFrom('agent_credentials').selectAll().where('credential_hash', '=', hash).executeTakeFirst(),
+      exec
+        .selectFrom('agent_credentials as a')
+        .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'a.device_id').onRef('d.client_id', '=', 'a.client_id'))
+        .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at'])
+        .where('a.credential_hash', '=', hash)
+        .executeTakeFirst(),
     hasActiveCredential: async (exec: Executor, clientId: string, deviceId: string) =>
       !!(await exec
         .selectFrom('agent_credentials')
@@ -145,6 +152,14 @@ export function createAgentRepo() {
             .where('client_id', '=', clientId)
             .where('key_id', 'in', keyIds)
             .execute(),
+    /**
+     * A routine check-in changes little but must still be durable enough: when it wrote no audit
+     * event, PostgreSQL may acknowledge the commit before its WAL reaches disk (the next check-in
+     * repeats the same facts anyway). SQLite: nothing to do.
+     */
+    async relaxDurability(exec: Executor): Promise<void> {
+      if (exec.getExecutor().adapter instanceof PostgresAdapter) await sql`set local synchronous_commit to off`.execute(exec);
+    },
     fingerprintsOf: (exec: Executor, clientId: string, deviceId: string) =>
       exec
         .selectFrom('key_agent_fingerprints')

@@ -92,7 +92,15 @@ type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_passw
  * The server half of the Windows agent. The agent gathers and executes; every decision is here:
  * which keys to ask for, what changed, what is wrong (findings), and what the device should do (jobs).
  */
-export function createAgentService({ db, repo, keys, ingest, audit, clock }: Deps) {
+export function createAgentService({ db, repo, keys, ingest, audit: auditLog, clock }: Deps) {
+  // Transactions that wrote an audit event keep full durability (see repo.relaxDurability).
+  const audited = new WeakSet<object>();
+  const audit = {
+    record: (tx: Executor, actor: Actor, event: Parameters<AuditService['record']>[2]) => {
+      audited.add(tx);
+      return auditLog.record(tx, actor, event);
+    },
+  };
   const deviceOf = (actor: Actor) => {
     if (actor.type !== 'agent' || !actor.device || actor.clients === 'all' || actor.clients.length !== 1) {
       throw forbidden('This endpoint is for the Keywarden agent, with a device credential.');
@@ -321,16 +329,14 @@ export function createAgentService({ db, repo, keys, ingest, audit, clock }: Dep
     async authenticateDevice(credential: string, ctx: { ip: string | null; userAgent: string | null }): Promise<Actor | null> {
       if (!credential.startsWith(DEVICE_CREDENTIAL_PREFIX) || credential.length > 200) return null;
       const c = await repo.findCredentialByHash(db, sha256Hex(credential));
-      if (!c || c.revoked_at) return null;
-      const device = await repo.findDevice(db, c.client_id, c.device_id);
-      if (!device || device.retired_at) return null;
+      if (!c || c.revoked_at || c.device_retired_at) return null;
       return {
         type: 'agent',
-        id: `agent:${device.id}`,
-        name: `agent on ${device.name}`,
+        id: `agent:${c.device_id}`,
+        name: `agent on ${c.device_name}`,
         role: 'client-viewer',
         clients: [c.client_id],
-        device: { id: device.id, credentialId: c.id, salt: c.fingerprint_salt },
+        device: { id: c.device_id, credentialId: c.id, salt: c.fingerprint_salt },
         ip: ctx.ip,
         userAgent: ctx.userAgent,
       };
@@ -406,6 +412,7 @@ export function createAgentService({ db, repo, keys, ingest, audit, clock }: Dep
         await applyJobResults(tx, actor, device, body.jobResults ?? [], now);
         await reconcileFindings(tx, actor, device, desired, now);
         const jobs = await offerJobs(tx, actor, device, now);
+        if (!audited.has(tx)) await repo.relaxDurability(tx);
         return { requestPasswords, jobs, nextCheckinSeconds: CHECKIN_INTERVAL_SECONDS };
       });
     },
@@ -618,7 +625,8 @@ export function createAgentService({ db, repo, keys, ingest, audit, clock }: Dep
           ...state,
         };
         await repo.insertVolume(tx, row);
-      } else {
+      } else if (changed || (row.volume_type === 'unknown' && v.volumeType !== 'unknown')) {
+        // Unchanged volumes are not rewritten: the device's last_checkin_at says they were seen.
         const patch = { ...state, last_reported_at: now, encryption_state: v.volumeStatus, ...(row.volume_type === 'unknown' && v.volumeType !== 'unknown' ? { volume_type: v.volumeType } : {}) };
         await repo.updateVolume(tx, device.client_id, row.id, patch);
         Object.assign(row, patch);
