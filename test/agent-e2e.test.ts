@@ -221,3 +221,22 @@ describe(`the agent loop on ${ENGINE}`, () => {
     expect(used.json.message).toBe(nonsense.json.message);
   });
 });
+
+describe(`agents of an archived client on ${ENGINE}`, () => {
+  it('can neither enroll nor check in once the client is archived', async () => {
+    const t = await createTestApp();
+    try {
+      const owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
+      const clientId = (await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: owner.headers, payload: { name: 'Leaving' } })).json().id;
+      const token = (await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId } })).json().token;
+      const agent = new TestAgent(injectTransport(t.app), new SimMachine('FAKE-LEAVING-1'));
+      expect((await agent.enroll(token)).status).toBe(200);
+      expect((await agent.run()).status).toBe(200);
+      expect((await t.app.inject({ method: 'DELETE', url: `${API}/clients/${clientId}`, headers: owner.headers })).statusCode).toBe(200);
+      expect((await agent.run()).status).toBe(401);
+      expect((await new TestAgent(injectTransport(t.app), new SimMachine('FAKE-LEAVING-2')).enroll(token)).status).toBe(401);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,20 +1,25 @@
 /**
  * The authorization matrix: every registered HTTP route × every role (as a signed-in session and
  * as an API token of that role) × own client / other client (and a missing object, which must
- * answer exactly like the other client's), plus no session, expired / idle / signed-out / disabled
- * sessions, revoked / expired / unknown tokens and missing CSRF headers.
+ * answer exactly like the other client's), plus the device credential of an enrolled agent (which
+ * opens the agent routes and nothing else), no session, expired / idle / signed-out / disabled
+ * sessions, revoked / expired / unknown tokens, revoked / replaced / unknown device credentials and
+ * missing CSRF headers.
  *
  * The expected statuses below are the specification, written out by hand from the permission
  * rules; they are deliberately NOT derived from src/modules/authz (that would test the code with
  * itself). Every response body is also checked for recovery passwords (only a 200 reveal may carry
- * one, and only the password of the key it names) and, for client-limited principals, for any
- * trace of the other client (its name, ids, device names, key IDs).
+ * one, and only the password of the key it names), for credentials (API tokens, enrollment tokens,
+ * device credentials: never echoed, never listed) and, for client-limited principals (the agent
+ * included), for any trace of the other client (its name, ids, device names, key IDs, its agent
+ * device, enrollment token and jobs).
  *
  * A route registered in the app without an entry in MATRIX fails the first test; so does an entry
- * for a route that no longer exists, or whose auth mode (public / authenticated / enrolment) changed.
+ * for a route that no longer exists, or whose auth mode (public / authenticated / enrolment / agent)
+ * changed.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, createTestApp, type TestApp } from './helpers/app.js';
 import { owner as cliOwner } from './helpers/vault.js';
@@ -22,6 +27,7 @@ import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/key
 import { ENGINE } from './helpers/engine.js';
 import { ROLES, type Actor, type Role } from '../src/modules/authz/authz.js';
 import { sha256Hex } from '../src/crypto/tokens.js';
+import { SimMachine, TestAgent, type Transport } from './agent/test-agent.js';
 
 // ------------------------------------------------------------------------------------ types
 
@@ -29,17 +35,19 @@ import { sha256Hex } from '../src/crypto/tokens.js';
 const MATRIX_ROLES = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'] as const satisfies readonly Role[];
 type MRole = (typeof MATRIX_ROLES)[number];
 
-type Kind = 'session' | 'token';
+/** 'agent': the device credential (kwd_…) of the test device enrolled for the Own client. */
+type Kind = 'session' | 'token' | 'agent';
 type SeedUser = { id: string; email: string; role: Role; clients: 'all' | string[] };
 type Principal = {
   name: string;
+  /** For the agent: the role src gives agent actors; its expectations come from `agent`, never from a role column. */
   role: MRole;
   kind: Kind;
-  /** owner is global ('all'); every other role is limited to the Own client. */
+  /** owner is global ('all'); every other role (and the agent) is limited to the Own client. */
   global: boolean;
   headers: Record<string, string>;
-  /** The signed-in user (session), or the user the token belongs to (token). */
-  user: SeedUser;
+  /** The signed-in user (session), or the user the token belongs to (token); none for the agent. */
+  user?: SeedUser;
   tokenId?: string;
 };
 
@@ -53,6 +61,10 @@ type ClientFx = {
   /** Two keys sharing an 8-digit prefix: a prefix reveal is ambiguous. */
   twins: [KeyFx, KeyFx];
   twinPrefix: string;
+  /** A device of this client with an enrolled agent (a live device credential). */
+  agentDevice: { id: string; name: string };
+  /** A long-lived enrollment token of this client (its id; the secret is in Fx.enroll). */
+  enrollmentTokenId: string;
 };
 
 type Fx = {
@@ -65,6 +77,16 @@ type Fx = {
   targetUserId: string;
   /** Every recovery password the test ever put in a request or in the vault. */
   passwords: string[];
+  /** Enrollment tokens and device credentials: no response may ever carry one. */
+  secrets: string[];
+  /** The agents of Own (the matrix's agent principal) and Other, each enrolled and checked in once. */
+  agents: { own: TestAgent; other: TestAgent };
+  /** Unlimited enrollment tokens per client, for throwaway devices. */
+  enroll: { own: string; other: string };
+  /** Enrollment tokens of the Own client that must not enroll anything. */
+  deadEnroll: { revoked: string; expired: string; usedUp: string };
+  /** A job queued for Other's agent device. */
+  otherJobId: string;
 };
 
 type Target = 'own' | 'other' | 'missing';
@@ -95,6 +117,8 @@ type ClientVariant = {
   session: Record<MRole, Pair>;
   /** Where an API token of the role answers differently from a session. */
   token?: Partial<Record<MRole, Pair>>;
+  /** The Own agent's device credential; only on agent routes (elsewhere: 401, or as everyone on public routes). */
+  agent?: Pair;
   check?: Check;
 };
 type FlatVariant = {
@@ -104,10 +128,11 @@ type FlatVariant = {
   build: (ctx: Ctx) => Req | Promise<Req>;
   session: Record<MRole, number>;
   token?: Partial<Record<MRole, number>>;
+  agent?: number;
   check?: Check;
 };
 type Variant = ClientVariant | FlatVariant;
-type Entry = { auth: 'public' | 'authenticated' | 'enrolment'; variants: Variant[] };
+type Entry = { auth: 'public' | 'authenticated' | 'enrolment' | 'agent'; variants: Variant[] };
 
 // ------------------------------------------------------------------------------------ helpers
 
@@ -143,6 +168,8 @@ function missingClient(): ClientFx {
       { ...k(), keyId: prefix + randomKeyId().slice(8) },
     ],
     twinPrefix: prefix,
+    agentDevice: { id: randomUUID(), name: `NW-AGENT-${hex()}` },
+    enrollmentTokenId: randomUUID(),
   };
 }
 
@@ -159,15 +186,58 @@ const personActor = (u: SeedUser): Actor => ({ type: 'user', id: u.id, name: u.e
 
 /** Gives a client-limited principal one more client for the duration of a request. */
 async function grantClient(fx: Fx, p: Principal, clientId: string): Promise<(() => Promise<void>) | undefined> {
-  if (p.global) return undefined;
+  // A device credential belongs to one device of one client: nothing to grant (and it opens no such route).
+  if (p.global || p.kind === 'agent') return undefined;
   const db = fx.t.container.database.db;
   if (p.kind === 'session') {
-    await db.insertInto('user_clients').values({ user_id: p.user.id, client_id: clientId }).execute();
-    return async () => void (await db.deleteFrom('user_clients').where('user_id', '=', p.user.id).where('client_id', '=', clientId).execute());
+    const userId = p.user!.id;
+    await db.insertInto('user_clients').values({ user_id: userId, client_id: clientId }).execute();
+    return async () => void (await db.deleteFrom('user_clients').where('user_id', '=', userId).where('client_id', '=', clientId).execute());
   }
   await db.insertInto('api_token_clients').values({ token_id: p.tokenId!, client_id: clientId }).execute();
   return async () => void (await db.deleteFrom('api_token_clients').where('token_id', '=', p.tokenId!).where('client_id', '=', clientId).execute());
 }
+
+/** An agent transport over inject(), for TestAgent. */
+const injectTransport =
+  (app: FastifyInstance): Transport =>
+  async ({ method, url, body, headers }) => {
+    const r = await app.inject({ method, url, payload: body as object, headers });
+    let json: unknown = null;
+    try {
+      json = r.json();
+    } catch {
+      json = r.body;
+    }
+    return { status: r.statusCode, json };
+  };
+
+/** Enrolls a fresh simulated machine (a new device) with an enrollment token. */
+async function enrollMachine(app: FastifyInstance, token: string, hostname = `MATRIX-TMP-${hex(3).toUpperCase()}`): Promise<TestAgent> {
+  const agent = new TestAgent(injectTransport(app), new SimMachine(hostname));
+  const r = await agent.enroll(token);
+  if (r.status !== 200) throw new Error(`enroll ${hostname}: ${r.status} ${JSON.stringify(r.json)}`);
+  return agent;
+}
+/** A throwaway device of the Own or Other client with a live device credential. */
+async function throwawayDevice(fx: Fx, client: 'own' | 'other'): Promise<{ deviceId: string; credential: string }> {
+  const a = await enrollMachine(fx.t.app, fx.enroll[client]);
+  fx.secrets.push(a.credential!);
+  return { deviceId: a.deviceId!, credential: a.credential! };
+}
+const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });
+/** A valid enroll body for a machine that was never seen. */
+const enrollBody = (enrollmentToken: string) => ({
+  enrollmentToken,
+  agentVersion: 'matrix-1.0',
+  device: { hostname: `MATRIX-ENROLL-${hex(3).toUpperCase()}`, domain: 'WORKGROUP', domainJoined: false, serialNumber: `SN-${hex()}`, smbiosUuid: randomUUID(), entraDeviceId: null },
+});
+/** The next upload of the Own agent: its own C: recovery password (stored once, then a duplicate). */
+const ownUploadBody = (fx: Fx, jobId: string | null = null) => {
+  const a = fx.agents.own;
+  const p = a.machine.recoveryPasswords('C:')[0]!;
+  return { seq: ++a.seq, sentAt: new Date().toISOString(), jobId, keys: [{ mountPoint: 'C:', protectorId: p.id, recoveryPassword: p.password!, volumeType: 'OperatingSystem' }] };
+};
 
 const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(json) ? (json as Record<string, unknown>[]) : []);
 const clientIdsOf = (json: unknown) => asArray(json).map((x) => (x.client as { id: string } | undefined)?.id ?? (x.clientId as string | undefined) ?? x.id);
@@ -519,7 +589,7 @@ const MATRIX: Record<string, Entry> = {
         axis: 'client',
         build: async ({ p, fx }, _c, target) => {
           if (target === 'missing') return { url: `/api/v1/tokens/${randomUUID()}` };
-          const me = p.kind === 'session' && (p.role === 'owner' || p.role === 'admin') ? p.user : fx.users.owner;
+          const me = p.kind === 'session' && (p.role === 'owner' || p.role === 'admin') ? p.user! : fx.users.owner;
           const creator = target === 'own' ? me : me.role === 'owner' ? fx.users.admin : fx.users.owner;
           const r = await fx.t.container.identity.createToken(personActor(creator), { name: `matrix throwaway ${hex()}`, role: 'auditor', clients: [fx.own.id] });
           return { url: `/api/v1/tokens/${r.view.id}` };
@@ -537,6 +607,208 @@ const MATRIX: Record<string, Entry> = {
     auth: 'authenticated',
     variants: [{ label: 'requireMfa stays off', axis: 'none', build: () => ({ url: '/api/v1/settings', payload: { requireMfa: false } }), session: only(['owner'], 200) }],
   },
+
+  // ---------------------------------------------------------------- the agent's own calls
+  'POST /api/v1/agent/enroll': {
+    auth: 'public',
+    // One answer (401, never 403, never a credential) for every token that must not enroll; a valid one is tested in agent-e2e.
+    variants: (
+      [
+        ['an unknown enrollment token', () => `kwe_${randomBytes(32).toString('base64url')}`],
+        ['a revoked enrollment token', (fx: Fx) => fx.deadEnroll.revoked],
+        ['an expired enrollment token', (fx: Fx) => fx.deadEnroll.expired],
+        ['a used-up enrollment token', (fx: Fx) => fx.deadEnroll.usedUp],
+        ['an API token in place of an enrollment token', (fx: Fx) => fx.secrets.find((x) => x.startsWith('kw_'))!],
+      ] as const
+    ).map(([label, token]): Variant => ({ label, axis: 'none', build: ({ fx }) => ({ url: '/api/v1/agent/enroll', payload: enrollBody(token(fx)) }), session: all(401) })),
+  },
+  'POST /api/v1/agent/checkin': {
+    auth: 'agent',
+    variants: [
+      {
+        // Every user session and API token: 401 (a device credential only), before the body is looked at.
+        label: 'the Own test device reports (next seq, sentAt = now)',
+        axis: 'none',
+        build: ({ fx }) => ({ url: '/api/v1/agent/checkin', payload: fx.agents.own.checkinBody() }),
+        session: all(401),
+        agent: 200,
+        check: ({ json }) => {
+          const r = json as { requestPasswords?: unknown[]; jobs?: unknown[]; nextCheckinSeconds?: number };
+          return Array.isArray(r.requestPasswords) && Array.isArray(r.jobs) && typeof r.nextCheckinSeconds === 'number' ? undefined : `not a check-in answer: ${JSON.stringify(r).slice(0, 160)}`;
+        },
+      },
+      {
+        // Authentication comes before validation: a session or token never learns what the body lacks.
+        label: 'an invalid body (the agent: 400)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/agent/checkin', payload: { seq: 0, sentAt: 'yesterday' } }),
+        session: all(401),
+        agent: 400,
+      },
+      {
+        label: 'a replayed seq (the agent: 409)',
+        axis: 'none',
+        build: ({ fx }) => ({ url: '/api/v1/agent/checkin', payload: { ...fx.agents.own.checkinBody(), seq: 1 } }),
+        session: all(401),
+        agent: 409,
+      },
+    ],
+  },
+  'POST /api/v1/agent/keys': {
+    auth: 'agent',
+    variants: [
+      {
+        label: 'the Own test device uploads its recovery password',
+        axis: 'none',
+        build: ({ fx }) => ({ url: '/api/v1/agent/keys', payload: ownUploadBody(fx) }),
+        session: all(401),
+        agent: 200,
+        check: ({ json }) => {
+          const status = (json as { stored?: { status?: string }[] }).stored?.[0]?.status;
+          return status === 'stored' || status === 'duplicate' ? undefined : `the upload was not escrowed (${status})`;
+        },
+      },
+      {
+        // A device credential works for its own device only: another device's job is "not found".
+        label: "for a job of Other's device (the agent: 404)",
+        axis: 'none',
+        build: ({ fx }) => ({ url: '/api/v1/agent/keys', payload: ownUploadBody(fx, fx.otherJobId) }),
+        session: all(401),
+        agent: 404,
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- agents: enrollment tokens, jobs, findings
+  'GET /api/v1/agent/enrollment-tokens': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/agent/enrollment-tokens' }),
+        session: only(['owner', 'admin'], 200),
+        check: ({ p, json, fx }) => {
+          const rows = asArray(json);
+          if (!rows.some((r) => r.id === fx.own.enrollmentTokenId)) return 'the list lacks the Own client\'s enrollment token';
+          if (p.global && !rows.some((r) => r.id === fx.other.enrollmentTokenId)) return 'a global principal does not see the Other client\'s enrollment token';
+          if (!p.global && rows.some((r) => r.clientId !== fx.own.id)) return 'lists another client\'s enrollment tokens';
+          return undefined;
+        },
+      },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/agent/enrollment-tokens?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER },
+        check: ({ target, json, fx }) => (asArray(json).some((r) => r.clientId !== (target === 'own' ? fx.own.id : fx.other.id)) ? 'the filter lets other clients\' tokens through' : undefined),
+      },
+    ],
+  },
+  'POST /api/v1/agent/enrollment-tokens': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Another client's id in the body is "not found" for an admin limited to Own, exactly like a missing one.
+        label: 'a one-use token for that client',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/agent/enrollment-tokens', payload: { clientId: c.id, expiresInDays: 1, maxUses: 1 } }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        check: ({ target, json, fx }) => {
+          const r = json as { token?: string; enrollmentToken?: { clientId?: string } };
+          if (!r.token?.startsWith('kwe_')) return 'no kwe_ token in the answer';
+          return r.enrollmentToken?.clientId === (target === 'own' ? fx.own.id : fx.other.id) ? undefined : 'the token is for another client';
+        },
+      },
+    ],
+  },
+  'DELETE /api/v1/agent/enrollment-tokens/:tokenId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'revoke a throwaway enrollment token of that client',
+        axis: 'client',
+        build: async ({ fx }, c, target) => {
+          if (target === 'missing') return { url: `/api/v1/agent/enrollment-tokens/${randomUUID()}` };
+          const r = await fx.t.container.agent.createEnrollmentToken(cliOwner, { clientId: c.id, expiresInDays: 1, maxUses: 1 });
+          fx.secrets.push(r.token);
+          return { url: `/api/v1/agent/enrollment-tokens/${r.view.id}` };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+    ],
+  },
+  'GET /api/v1/devices/:deviceId/jobs': {
+    auth: 'authenticated',
+    variants: [{ label: "the client's agent device", axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/jobs` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+  },
+  'POST /api/v1/devices/:deviceId/jobs': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'rotate C: on the client\'s agent device',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/jobs`, payload: { kind: 'rotate', mountPoint: 'C:' } }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        check: ({ json }) => ((json as { kind?: string }).kind === 'rotate' ? undefined : 'the answer is not the rotate job'),
+      },
+      {
+        // Permission, then visibility, then "no agent": another client's device never reaches the agent check.
+        label: 'a device without an agent (400 once authorized)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/jobs`, payload: { kind: 'rotate', mountPoint: 'C:' } }),
+        session: { ...all(DENY), owner: [400, 400], admin: [400, 404] },
+      },
+    ],
+  },
+  'POST /api/v1/devices/:deviceId/revoke-agent': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // A throwaway enrolled device per request, so the matrix's own agent keeps working.
+        label: 'a throwaway enrolled device of that client',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => {
+          if (target === 'missing') return { url: `/api/v1/devices/${randomUUID()}/revoke-agent` };
+          const d = await throwawayDevice(fx, target);
+          return { url: `/api/v1/devices/${d.deviceId}/revoke-agent` };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => ((json as { revoked?: number }).revoked === 1 ? undefined : `revoked ${(json as { revoked?: number }).revoked} credentials, expected 1`),
+      },
+    ],
+  },
+  'GET /api/v1/findings': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/findings' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        check: ({ p, json, fx }) => {
+          const ids = clientIdsOf(json);
+          if (!ids.includes(fx.own.id)) return 'the list lacks the Own agent\'s finding';
+          if (p.global && !ids.includes(fx.other.id)) return 'a global principal does not see the Other agent\'s finding';
+          if (!p.global && ids.some((id) => id !== fx.own.id)) return 'lists another client\'s findings';
+          return undefined;
+        },
+      },
+      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/findings?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        // A device filter is a search: a device outside the principal's clients simply matches nothing.
+        label: 'filtered by the client\'s agent device',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/findings?deviceId=${c.agentDevice.id}` }),
+        session: { ...all(OK), helpdesk: DENY },
+        check: ({ p, target, json }) => {
+          const n = asArray(json).length;
+          const want = target === 'missing' ? false : p.global || target === 'own';
+          return want === n > 0 ? undefined : `found ${n} findings for the ${target} client's agent device`;
+        },
+      },
+    ],
+  },
 };
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -553,7 +825,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   const principals: Principal[] = [];
   let requests = 0;
 
-  async function seedClient(name: string, tag: string): Promise<ClientFx> {
+  async function seedClient(name: string, tag: string): Promise<Omit<ClientFx, 'agentDevice' | 'enrollmentTokenId'>> {
     const { id } = await t.container.clients.create(cliOwner, { name });
     const twinPrefix = hex();
     const solo = { keyId: randomKeyId(), password: randomRecoveryPassword() };
@@ -578,9 +850,11 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       KEYWARDEN_LOGIN_MAX_FAILURES: '100',
       KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: '10000',
     });
-    const own = await seedClient('Contoso', 'CON');
-    const other = await seedClient('Fabrikam', 'FAB');
-    const passwords = [own.solo, ...own.twins, other.solo, ...other.twins].map((k) => k.password);
+    const ownSeed = await seedClient('Contoso', 'CON');
+    const otherSeed = await seedClient('Fabrikam', 'FAB');
+    const passwords = [ownSeed.solo, ...ownSeed.twins, otherSeed.solo, ...otherSeed.twins].map((k) => k.password);
+    const secrets: string[] = [];
+    const own = ownSeed;
 
     const users = {} as Record<MRole, SeedUser>;
     let ownerSession: Record<string, string> = {};
@@ -602,10 +876,62 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       });
       if (res.statusCode !== 201) throw new Error(`token for ${role}: ${res.statusCode} ${res.body}`);
       const body = res.json() as { token: string; apiToken: { id: string } };
+      secrets.push(body.token);
       principals.push({ name: `${role} token`, role, kind: 'token', global: role === 'owner', headers: { authorization: `Bearer ${body.token}` }, user: users.owner, tokenId: body.apiToken.id });
     }
+
+    // Agents: an unlimited enrollment token per client (made by the owner over HTTP), and one
+    // enrolled test device per client that has checked in once (so each client has a finding).
+    const enrollmentToken = async (clientId: string) => {
+      const res = await t.app.inject({ method: 'POST', url: '/api/v1/agent/enrollment-tokens', headers: ownerSession, payload: { clientId, expiresInDays: 7, maxUses: null } });
+      if (res.statusCode !== 201) throw new Error(`enrollment token: ${res.statusCode} ${res.body}`);
+      const body = res.json() as { token: string; enrollmentToken: { id: string } };
+      secrets.push(body.token);
+      return { token: body.token, id: body.enrollmentToken.id };
+    };
+    const ownEnroll = await enrollmentToken(ownSeed.id);
+    const otherEnroll = await enrollmentToken(otherSeed.id);
+    const agentOf = async (token: string, tag: string) => {
+      const a = await enrollMachine(t.app, token, `${tag}-AGENT-${hex(2).toUpperCase()}`);
+      secrets.push(a.credential!);
+      passwords.push(...a.machine.volumes.flatMap((v) => v.protectors.flatMap((p) => (p.password ? [p.password] : []))));
+      const r = await a.post('/api/v1/agent/checkin', a.checkinBody());
+      if (r.status !== 200) throw new Error(`first check-in of ${tag}: ${r.status} ${JSON.stringify(r.json)}`);
+      return a;
+    };
+    const agents = { own: await agentOf(ownEnroll.token, 'CON'), other: await agentOf(otherEnroll.token, 'FAB') };
+    const ownFx: ClientFx = { ...ownSeed, agentDevice: { id: agents.own.deviceId!, name: agents.own.machine.hostname }, enrollmentTokenId: ownEnroll.id };
+    const otherFx: ClientFx = { ...otherSeed, agentDevice: { id: agents.other.deviceId!, name: agents.other.machine.hostname }, enrollmentTokenId: otherEnroll.id };
+    principals.push({ name: 'agent (Own device credential)', role: 'client-viewer', kind: 'agent', global: false, headers: bearer(agents.own.credential!) });
+
+    const deadEnrollment = async (maxUses: number | null) => {
+      const r = await t.container.agent.createEnrollmentToken(cliOwner, { clientId: own.id, expiresInDays: 7, maxUses });
+      secrets.push(r.token);
+      return r;
+    };
+    const revoked = await deadEnrollment(null);
+    await t.container.agent.revokeEnrollmentToken(cliOwner, revoked.view.id);
+    const expired = await deadEnrollment(null);
+    await t.container.database.db.updateTable('enrollment_tokens').set({ expires_at: '2001-01-01T00:00:00.000Z' }).where('id', '=', expired.view.id).execute();
+    const usedUp = await deadEnrollment(1);
+    secrets.push((await enrollMachine(t.app, usedUp.token)).credential!);
+    const otherJob = await t.container.agent.queueJobFor(cliOwner, otherFx.agentDevice.id, { kind: 'rotate', mountPoint: 'C:' });
+
     const target = await t.addUser('technician', [own.id], 'matrix-target@example.test');
-    fx = { t, own, other, users, ownerSession, targetUserId: target.id, passwords };
+    fx = {
+      t,
+      own: ownFx,
+      other: otherFx,
+      users,
+      ownerSession,
+      targetUserId: target.id,
+      passwords,
+      secrets,
+      agents,
+      enroll: { own: ownEnroll.token, other: otherEnroll.token },
+      deadEnroll: { revoked: revoked.token, expired: expired.token, usedUp: usedUp.token },
+      otherJobId: otherJob.id,
+    };
   });
 
   afterAll(async () => {
@@ -614,7 +940,17 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   });
 
   /** Strings that would show a client-limited principal something of the other client. */
-  const otherClientTraces = () => [fx.other.name, fx.other.id, fx.other.device.id, fx.other.device.name, ...[fx.other.solo, ...fx.other.twins].flatMap((k) => [k.recordId, k.keyId])];
+  const otherClientTraces = () => [
+    fx.other.name,
+    fx.other.id,
+    fx.other.device.id,
+    fx.other.device.name,
+    fx.other.agentDevice.id,
+    fx.other.agentDevice.name,
+    fx.other.enrollmentTokenId,
+    fx.otherJobId,
+    ...[fx.other.solo, ...fx.other.twins].flatMap((k) => [k.recordId, k.keyId]),
+  ];
 
   /** Everything wrong with one response body: passwords it must not carry, other-client traces. */
   function bodyProblems(p: Principal | null, requestText: string, body: string, allowedPassword: string | undefined): string[] {
@@ -623,6 +959,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       if (pw === allowedPassword) continue;
       if (body.includes(pw) || body.includes(pw.replace(/-/g, ''))) problems.push(`body contains a recovery password it must not (${pw.slice(0, 6)}…)`);
     }
+    for (const secret of fx.secrets) if (body.includes(secret)) problems.push(`body contains a credential (${secret.slice(0, 8)}…)`);
     if (p && !p.global) {
       const lower = body.toLowerCase();
       const asked = requestText.toLowerCase();
@@ -644,15 +981,17 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   /** The auth headers for one request of a live principal, after resolving `as`. */
   async function authFor(p: Principal, req: Req): Promise<Record<string, string>> {
     if (p.kind !== 'session' || !req.as) return p.headers;
-    if (req.as === 'fresh-session') return (await t.signIn(p.user.email)).headers;
-    const u = await t.addUser(p.role, p.user.clients === 'all' ? 'all' : [...p.user.clients]);
+    const user = p.user!;
+    if (req.as === 'fresh-session') return (await t.signIn(user.email)).headers;
+    const u = await t.addUser(p.role, user.clients === 'all' ? 'all' : [...user.clients]);
     return (await t.signIn(u.email)).headers;
   }
 
-  const expectedFor = (v: Variant, p: Principal, target: Target | 'any'): number => {
-    if (v.axis === 'none') return (p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role];
-    const pair = (p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role];
-    return target === 'own' ? pair[0] : pair[1];
+  const expectedFor = (entry: Entry, v: Variant, p: Principal, target: Target | 'any'): number => {
+    const pick = (x: number | Pair) => (typeof x === 'number' ? x : target === 'own' ? x[0] : x[1]);
+    // A device credential opens the agent routes only: public routes answer it like anyone, everything else is 401.
+    if (p.kind === 'agent') return pick(v.agent ?? (entry.auth === 'public' ? v.session.owner : 401));
+    return pick((p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role]);
   };
 
   const requestText = (req: Req) => `${req.url} ${typeof req.payload === 'string' ? req.payload : JSON.stringify(req.payload ?? '')}`;
@@ -672,6 +1011,17 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       else if (MATRIX[key]!.auth !== auth) problems.push(`route ${key} is registered as "${auth}" but the matrix says "${MATRIX[key]!.auth}"`);
     }
     for (const key of Object.keys(MATRIX)) if (!registered.has(key)) problems.push(`matrix entry ${key} is not a registered route`);
+    // Agent routes take a device credential only: every role, as session and as token, is 401 there;
+    // and only an agent route may expect anything but 401 of the device credential.
+    for (const [key, entry] of Object.entries(MATRIX)) {
+      for (const v of entry.variants) {
+        if (entry.auth === 'agent') {
+          const roleAnswers = [...Object.values(v.session), ...Object.values(v.token ?? {})].flat();
+          if (roleAnswers.some((s) => s !== 401)) problems.push(`agent route ${key} [${v.label}] expects a user session or API token to get past 401`);
+          if (v.agent === undefined) problems.push(`agent route ${key} [${v.label}] has no expectation for the device credential`);
+        } else if (v.agent !== undefined) problems.push(`${key} [${v.label}] is not an agent route but expects something of the device credential`);
+      }
+    }
     expect([...ROLES].sort(), 'every role has a column in the matrix').toEqual([...MATRIX_ROLES].sort());
     expect(problems).toEqual([]);
   });
@@ -689,7 +1039,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
             const where = `${v.label ? `[${v.label}] ` : ''}${p.name}${target === 'any' ? '' : `, ${target} client`}`;
             try {
               const res = await send(method, req, await authFor(p, req));
-              const want = expectedFor(v, p, target);
+              const want = expectedFor(entry, v, p, target);
               if (res.statusCode !== want) failures.push(`${where}: expected ${want}, got ${res.statusCode} ${res.body.slice(0, 160)}`);
               const allowed = want === 200 && res.statusCode === 200 ? req.reveals : undefined;
               for (const problem of bodyProblems(p, requestText(req), res.body, allowed)) failures.push(`${where}: ${problem}`);
@@ -773,6 +1123,40 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
     },
     { name: 'an unknown API token', headers: async () => ({ authorization: `Bearer kw_${randomBytes(32).toString('base64url')}` }) },
     { name: 'a malformed Authorization header', headers: async () => ({ authorization: 'Basic bWF0cml4Om1hdHJpeA==' }) },
+    // Device credentials: dead ones open nothing, not even the agent routes; a live one is the matrix's agent principal.
+    {
+      name: 'a revoked device credential',
+      headers: async () => {
+        const d = await throwawayDevice(fx, 'own');
+        expect((await t.app.inject({ method: 'POST', url: `/api/v1/devices/${d.deviceId}/revoke-agent`, headers: fx.ownerSession })).statusCode).toBe(200);
+        return bearer(d.credential);
+      },
+    },
+    {
+      name: 'a device credential replaced by enrolling the same machine again',
+      headers: async () => {
+        const a = await enrollMachine(t.app, fx.enroll.own);
+        const first = a.credential!;
+        expect((await a.enroll(fx.enroll.own)).status).toBe(200);
+        fx.secrets.push(first, a.credential!);
+        expect(a.credential).not.toBe(first);
+        return bearer(first);
+      },
+    },
+    {
+      name: 'the device credential of a retired device',
+      headers: async () => {
+        const d = await throwawayDevice(fx, 'own');
+        await t.container.database.db.updateTable('devices').set({ retired_at: past }).where('id', '=', d.deviceId).execute();
+        return bearer(d.credential);
+      },
+    },
+    { name: 'an unknown device credential', headers: async () => bearer(`kwd_${randomBytes(32).toString('base64url')}`) },
+    {
+      name: 'a live device credential sent as the session cookie',
+      headers: async () => ({ cookie: `kw_session=${(await throwawayDevice(fx, 'own')).credential}`, 'x-csrf-token': hex(16) }),
+    },
+    { name: 'a live enrollment token as a bearer credential', headers: async () => bearer(fx.enroll.own) },
   ];
 
   it.each(DEAD.map((d) => [d.name, d] as const))('%s: 401 on every non-public route, public routes unaffected', async (_name, dead) => {
@@ -785,7 +1169,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
         const req = v.axis === 'none' ? await v.build({ p: ownerP, fx }) : await v.build({ p: ownerP, fx }, fx.own, 'own');
         try {
           const res = await send(method, req, headers);
-          const want = entry.auth === 'public' ? expectedFor(v, ownerP, 'own') : 401;
+          const want = entry.auth === 'public' ? expectedFor(entry, v, ownerP, 'own') : 401;
           if (res.statusCode !== want) failures.push(`${key} [${v.label}]: expected ${want}, got ${res.statusCode} ${res.body.slice(0, 160)}`);
           for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key} [${v.label}]: ${problem}`);
         } finally {
@@ -797,9 +1181,10 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   });
 
   // ---------------------------------------------------------------- CSRF
-  it('a session without the right x-csrf-token gets 403 on every unsafe route (before any permission or validation)', async () => {
+  it('a session without the right x-csrf-token gets 403 on every unsafe route (before any permission or validation); on agent routes a cookie is simply 401', async () => {
     const ownerP = principals.find((p) => p.role === 'owner' && p.kind === 'session')!;
     const otherCsrf = principals.find((p) => p.role === 'technician' && p.kind === 'session')!.headers['x-csrf-token']!;
+    const agentP = principals.find((p) => p.kind === 'agent')!;
     const failures: string[] = [];
     let unsafe = 0;
     for (const [key, entry] of Object.entries(MATRIX)) {
@@ -814,7 +1199,17 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
           const res = await send(method, req, csrf === undefined ? cookieOnly : { ...cookieOnly, 'x-csrf-token': csrf });
           const details = (parse(res) as { details?: { csrf?: boolean } }).details;
           const what = csrf === undefined ? 'no x-csrf-token' : 'another session\'s / a bogus x-csrf-token';
-          if (res.statusCode !== 403 || details?.csrf !== true) failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+          if (entry.auth === 'agent') {
+            // Agent routes read a device credential only: the cookie is no credential there at all,
+            // and a stray cookie next to the device credential asks for no CSRF header either.
+            if (res.statusCode !== 401 || details?.csrf === true) failures.push(`${key} (agent route) with a session cookie and ${what}: expected 401, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+            if (csrf === undefined) {
+              const again = v.axis === 'none' ? await v.build({ p: agentP, fx }) : await v.build({ p: agentP, fx }, fx.own, 'own');
+              const withDevice = await send(method, again, { ...cookieOnly, ...agentP.headers });
+              const want = expectedFor(entry, v, agentP, 'own');
+              if (withDevice.statusCode !== want) failures.push(`${key} (agent route) with the device credential and a session cookie: expected ${want}, got ${withDevice.statusCode} ${withDevice.body.slice(0, 160)}`);
+            }
+          } else if (res.statusCode !== 403 || details?.csrf !== true) failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
           for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key}: ${problem}`);
         } finally {
           await req.after?.();
@@ -827,7 +1222,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
 
   // ---------------------------------------------------------------- client-viewer reveals
   it('client-viewer reveals its own client\'s keys only while the owner allows it for that client', async () => {
-    const viewers = principals.filter((p) => p.role === 'client-viewer');
+    const viewers = principals.filter((p) => p.role === 'client-viewer' && p.kind !== 'agent');
     const admin = principals.find((p) => p.role === 'admin' && p.kind === 'session')!;
     const reveal = (p: Principal, q: string) => send('POST', { url: `/api/v1/keys/${q}/reveal`, payload: REVEAL }, p.headers);
     const setViewerCanReveal = (on: boolean, headers = fx.ownerSession) =>
@@ -848,6 +1243,10 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
         const other = await reveal(p, fx.other.solo.keyId);
         expect(other.statusCode, p.name).toBe(404);
         expect(bodyProblems(p, fx.other.solo.keyId, other.body, undefined)).toEqual([]);
+
+        // The agent's actor is a client-viewer of Own in src, but a device credential reveals nothing.
+        const agentP = principals.find((x) => x.kind === 'agent')!;
+        expect((await reveal(agentP, fx.own.solo.keyId)).statusCode, agentP.name).toBe(401);
 
         // Revealing is not browsing: an ambiguous prefix names no candidates, and the key list stays closed.
         const amb = await reveal(p, fx.own.twinPrefix);

@@ -39,6 +39,8 @@ export function createAgentRepo() {
         .where('id', '=', id)
         .where('revoked_at', 'is', null)
         .where('expires_at', '>', now)
+        // An archived client takes no new devices.
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('clients').select('id').whereRef('clients.id', '=', 'enrollment_tokens.client_id').where('clients.archived_at', 'is not', null))))
         .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
         .executeTakeFirst();
       return Number(r.numUpdatedRows) === 1;
@@ -97,7 +99,8 @@ export function createAgentRepo() {
       exec
         .selectFrom('agent_credentials as a')
         .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'a.device_id').onRef('d.client_id', '=', 'a.client_id'))
-        .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at'])
+        .innerJoin('clients as c', 'c.id', 'a.client_id')
+        .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at', 'c.archived_at as client_archived_at'])
         .where('a.credential_hash', '=', hash)
         .executeTakeFirst(),
     hasActiveCredential: async (exec: Executor, clientId: string, deviceId: string) =>

@@ -329,7 +329,8 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     async authenticateDevice(credential: string, ctx: { ip: string | null; userAgent: string | null }): Promise<Actor | null> {
       if (!credential.startsWith(DEVICE_CREDENTIAL_PREFIX) || credential.length > 200) return null;
       const c = await repo.findCredentialByHash(db, sha256Hex(credential));
-      if (!c || c.revoked_at || c.device_retired_at) return null;
+      // Revoked, retired device, or a client that was archived: the agent is done.
+      if (!c || c.revoked_at || c.device_retired_at || c.client_archived_at) return null;
       return {
         type: 'agent',
         id: `agent:${c.device_id}`,
