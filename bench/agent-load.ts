@@ -15,7 +15,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, setGlobalDispatcher } from 'undici';
-import pg from 'pg';
+import { throwawayPostgres } from './lib.js';
 import { SimMachine, TestAgent, type Transport } from '../test/agent/test-agent.js';
 
 const args = process.argv.slice(2);
@@ -45,21 +45,9 @@ async function bench(engine: string) {
   };
   let dropPg: (() => Promise<void>) | undefined;
   if (engine === 'postgres') {
-    const name = `kw_agents_${process.pid}`;
-    const admin = new pg.Client({ connectionString: pgAdmin });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(pgAdmin);
-    u.pathname = `/${name}`;
-    env.KEYWARDEN_DATABASE_URL = u.toString();
-    dropPg = async () => {
-      const c = new pg.Client({ connectionString: pgAdmin });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    const tmp = await throwawayPostgres(pgAdmin, `kw_agents_${process.pid}`);
+    env.KEYWARDEN_DATABASE_URL = tmp.url;
+    dropPg = tmp.drop;
   }
   const cli = (a: string[]) => spawnSync(process.execPath, [bin, ...a], { env, encoding: 'utf8' });
   cli(['init']);

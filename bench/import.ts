@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
+import { throwawayPostgres } from './lib.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {
@@ -48,21 +48,9 @@ for (const engine of engines) {
   const env: NodeJS.ProcessEnv = { ...process.env, KEYWARDEN_DATA_DIR: path.join(dir, `data-${engine}`), KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64') };
   let dropPg: (() => Promise<void>) | undefined;
   if (engine === 'postgres') {
-    const name = `kw_bench_${process.pid}`;
-    const admin = new pg.Client({ connectionString: pgAdmin });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(pgAdmin);
-    u.pathname = `/${name}`;
-    env.KEYWARDEN_DATABASE_URL = u.toString();
-    dropPg = async () => {
-      const c = new pg.Client({ connectionString: pgAdmin });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    const tmp = await throwawayPostgres(pgAdmin, `kw_bench_${process.pid}`);
+    env.KEYWARDEN_DATABASE_URL = tmp.url;
+    dropPg = tmp.drop;
   }
   const cli = (a: string[], stdio: 'inherit' | 'pipe' = 'pipe') => spawnSync(process.execPath, [bin, ...a], { env, encoding: 'utf8', stdio: ['ignore', stdio === 'inherit' ? 'pipe' : 'pipe', stdio] });
   cli(['init']);

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { FastifyInstance } from 'fastify';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { ENGINE } from './helpers/engine.js';
-import { SimMachine, TestAgent, sameGuid, type Transport } from './agent/test-agent.js';
+import { SimMachine, TestAgent, injectTransport, sameGuid } from './agent/test-agent.js';
 
 // Count decryptions of recovery passwords: a routine check-in must cause none.
 const decrypts = vi.hoisted(() => ({ count: 0 }));
@@ -18,18 +17,6 @@ vi.mock('../src/crypto/aead.js', async (importOriginal) => {
 });
 
 const API = '/api/v1';
-export const injectTransport =
-  (app: FastifyInstance): Transport =>
-  async ({ method, url, body, headers }) => {
-    const r = await app.inject({ method, url, payload: body as object, headers });
-    let json: unknown = null;
-    try {
-      json = r.json();
-    } catch {
-      json = r.body;
-    }
-    return { status: r.statusCode, json };
-  };
 
 describe(`the agent loop on ${ENGINE}`, () => {
   let t: TestApp;

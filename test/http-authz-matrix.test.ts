@@ -27,7 +27,7 @@ import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/key
 import { ENGINE } from './helpers/engine.js';
 import { ROLES, type Actor, type Role } from '../src/modules/authz/authz.js';
 import { sha256Hex } from '../src/crypto/tokens.js';
-import { SimMachine, TestAgent, type Transport } from './agent/test-agent.js';
+import { SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
 
 // ------------------------------------------------------------------------------------ types
 
@@ -198,19 +198,6 @@ async function grantClient(fx: Fx, p: Principal, clientId: string): Promise<(() 
   return async () => void (await db.deleteFrom('api_token_clients').where('token_id', '=', p.tokenId!).where('client_id', '=', clientId).execute());
 }
 
-/** An agent transport over inject(), for TestAgent. */
-const injectTransport =
-  (app: FastifyInstance): Transport =>
-  async ({ method, url, body, headers }) => {
-    const r = await app.inject({ method, url, payload: body as object, headers });
-    let json: unknown = null;
-    try {
-      json = r.json();
-    } catch {
-      json = r.body;
-    }
-    return { status: r.statusCode, json };
-  };
 
 /** Enrolls a fresh simulated machine (a new device) with an enrollment token. */
 async function enrollMachine(app: FastifyInstance, token: string, hostname = `MATRIX-TMP-${hex(3).toUpperCase()}`): Promise<TestAgent> {

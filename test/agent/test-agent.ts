@@ -244,3 +244,17 @@ export class TestAgent {
     return { jobId: job.id, status: 'succeeded', detail: `${job.kind} simulated` };
   }
 }
+
+/** A transport over Fastify's inject(), for tests that drive the app in-process. */
+export const injectTransport =
+  (app: { inject(opts: { method: 'POST'; url: string; payload: object; headers?: Record<string, string> }): Promise<{ statusCode: number; body: string; json(): unknown }> }): Transport =>
+  async ({ method, url, body, headers }) => {
+    const r = await app.inject({ method, url, payload: body as object, headers });
+    let json: unknown = null;
+    try {
+      json = r.json();
+    } catch {
+      json = r.body;
+    }
+    return { status: r.statusCode, json };
+  };
