@@ -111,6 +111,8 @@ export interface KeySourcesTable {
   source_created_at: string | null;
   first_seen_at: string;
   last_seen_at: string;
+  /** Set when the source stopped reporting this key (e.g. deleted in Entra); the key is kept. */
+  removed_at?: string | null;
 }
 
 export interface AuditEventsTable {
@@ -311,7 +313,60 @@ export interface JobsTable {
   finished_at: string | null;
 }
 
+export interface GraphConnectionsTable {
+  id: string;
+  client_id: string;
+  tenant_id: string;
+  app_client_id: string;
+  secret_ciphertext: string;
+  secret_data_key_version: number;
+  login_url: string;
+  graph_url: string;
+  sync_interval_minutes: number;
+  enabled: number;
+  created_at: string;
+  updated_at: string;
+  last_sync_at: string | null;
+  last_status: string | null;
+  last_error: string | null;
+  audit_cursor: string | null;
+}
+
+export interface SyncRunsTable {
+  id: string;
+  client_id: string;
+  connection_id: string;
+  started_at: string;
+  finished_at: string | null;
+  status: string;
+  keys_listed: number;
+  new_keys: number;
+  new_devices: number;
+  unchanged: number;
+  removed: number;
+  key_reads: number;
+  errors: number;
+  error_text: string | null;
+  duration_ms: number | null;
+}
+
+export interface ScheduledTasksTable {
+  id: string;
+  kind: string;
+  client_id: string | null;
+  target_id: string | null;
+  next_run_at: string;
+  interval_minutes: number | null;
+  locked_by: string | null;
+  locked_until: string | null;
+  last_run_at: string | null;
+  last_status: string | null;
+}
+
 export interface DB {
+  graph_connections: GraphConnectionsTable;
+  sync_runs: SyncRunsTable;
+  scheduled_tasks: ScheduledTasksTable;
   enrollment_tokens: EnrollmentTokensTable;
   agent_credentials: AgentCredentialsTable;
   volume_states: VolumeStatesTable;
