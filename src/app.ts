@@ -21,6 +21,7 @@ import { userRoutes } from './http/routes/users.routes.js';
 import { tokenRoutes } from './http/routes/tokens.routes.js';
 import { settingsRoutes } from './http/routes/settings.routes.js';
 import { agentRoutes } from './http/routes/agent.routes.js';
+import { graphRoutes } from './http/routes/graph.routes.js';
 
 export type RouteInfo = { method: string; url: string; auth: string };
 
@@ -187,7 +188,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
 
   await app.register(
     async (api) => {
-      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes]) {
+      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes, graphRoutes]) {
         await api.register(routes(container));
       }
     },

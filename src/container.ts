@@ -22,12 +22,16 @@ import { createIdentityService } from './modules/identity/identity.service.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
 import { createAgentService } from './modules/agent/agent.service.js';
+import { createGraphService } from './modules/graph/graph.service.js';
+import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
 
 /**
  * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
  * Each service gets only the dependencies it names.
  */
-export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database } = {}) {
+export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database; graphSleep?: (ms: number) => Promise<void> } = {}) {
   const clock = opts.clock ?? systemClock;
   const database = opts.database ?? openDatabase(config.database);
   try {
@@ -47,6 +51,21 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
     const identity = createIdentityService({ db, repo: createIdentityRepo(), keyring, audit, clock, policy: config.policy });
     const agent = createAgentService({ db, repo: createAgentRepo(), keys: keysRepo, ingest, audit, clock });
+    // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
+    let scheduler: Scheduler | undefined;
+    const graph = createGraphService({ db, keyring, ingest, keys: keysRepo, audit, clock, scheduler: () => scheduler!, graphOptions: { sleep: opts.graphSleep } });
+    scheduler = createScheduler({
+      db,
+      clock,
+      owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      handlers: {
+        'graph-sync': async (task) => {
+          const r = await graph.runSync(task.target_id!);
+          return r.status === 'succeeded' ? `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged` : `failed: ${r.errorText}`;
+        },
+        'intune-rotate': (task) => graph.runIntuneRotation(task.target_id!),
+      },
+    });
     const keys = createKeysService({
       db,
       repo: keysRepo,
@@ -54,7 +73,10 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       audit,
       clock,
       guard: { stepUpMinutes: config.policy.stepUpMinutes, revealsLeft: (a) => identity.revealsLeft(a) },
-      onDisclosed: (tx, actor, key) => agent.onKeyDisclosed(tx, actor, key),
+      onDisclosed: async (tx, actor, key) => {
+        await agent.onKeyDisclosed(tx, actor, key);
+        await graph.onKeyDisclosed(tx, actor, key);
+      },
     });
     const imports = createImportsService({ db, ingest, clients, audit });
     const devices = createDevicesService({ db, keys });
@@ -70,8 +92,13 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       identity,
       devices,
       agent,
+      graph,
+      scheduler: scheduler!,
       clock,
-      close: () => database.close(),
+      close: async () => {
+        await scheduler!.stop();
+        await database.close();
+      },
     };
   } catch (e) {
     if (!opts.database) await database.close();

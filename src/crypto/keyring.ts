@@ -47,6 +47,9 @@ const recoveryPasswordAad = (clientId: string, keyRowId: string, dataKeyVersion:
 export type SealedPassword = { ciphertext: string; dataKeyVersion: number };
 
 export type ClientCipher = {
+  /** Other secrets that belong to a client (e.g. its Graph app secret), bound to their context. */
+  sealSecret(context: string, plaintext: string): SealedPassword;
+  openSecret(context: string, sealed: SealedPassword): string;
   sealRecoveryPassword(keyRowId: string, normalizedPassword: string): SealedPassword;
   /** Throws a vault error (never the plaintext or key) when the ciphertext does not open here. */
   openRecoveryPassword(keyRowId: string, sealed: SealedPassword): string;
@@ -200,7 +203,20 @@ export async function openKeyring<E>(store: KeyStore<E>, exec: E, kek: Buffer, n
     async clientCipher(exec, clientId) {
       const keys = await loadAll(exec, 'client', clientId);
       const [version, current] = newest(keys);
+      const secretAad = (context: string, v: number) => `keywarden/client-secret/v1|client=${clientId}|${context}|dk=${v}`;
       return {
+        sealSecret(context, plaintext) {
+          return { ciphertext: sealText(current, plaintext, secretAad(context, version)), dataKeyVersion: version };
+        },
+        openSecret(context, sealed) {
+          const dek = keys.get(sealed.dataKeyVersion);
+          try {
+            if (!dek) throw new Error('no key');
+            return openText(dek, sealed.ciphertext, secretAad(context, sealed.dataKeyVersion));
+          } catch {
+            throw vaultError(`A stored secret of client ${clientId} (${context.split('=')[0]}) does not decrypt: it was altered or moved.`);
+          }
+        },
         sealRecoveryPassword(keyRowId, normalizedPassword) {
           return {
             ciphertext: sealText(current, normalizedPassword, recoveryPasswordAad(clientId, keyRowId, version)),

@@ -34,6 +34,9 @@ export function registerServe(program: Command, ctx: CliContext): void {
         process.once('SIGINT', () => stop('SIGINT'));
       });
       const address = await app.listen({ host, port });
+      // Scheduled work (Entra syncs, Intune rotations) runs in every server process; leases keep
+      // one task in one process at a time.
+      c.scheduler.start();
       if (!(await c.identity.hasUsers())) {
         ctx.err('No users yet. Create the first owner:  npx keywarden user add you@example.com');
       }

@@ -32,7 +32,10 @@ export type AuditAction =
   | 'finding.open'
   | 'finding.resolve'
   | 'job.create'
-  | 'job.update';
+  | 'job.update'
+  | 'graph.connect'
+  | 'graph.disconnect'
+  | 'graph.sync';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

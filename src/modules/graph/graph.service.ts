@@ -1,0 +1,482 @@
+import type { Db, Executor } from '../../db/database.js';
+import type { GraphConnectionsTable, SyncRunsTable } from '../../db/schema.js';
+import type { Keyring } from '../../crypto/keyring.js';
+import type { Clock } from '../../lib/clock.js';
+import { newId } from '../../lib/ids.js';
+import { badRequest, conflict, notFound } from '../../lib/errors.js';
+import { parseKeyId } from '../../domain/key-id.js';
+import { parseRecoveryPassword } from '../../domain/recovery-password.js';
+import { parseVolumeType } from '../../domain/volume.js';
+import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey } from '../../integrations/graph-client.js';
+import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { KeyIngest } from '../keys/keys.ingest.js';
+import type { KeysRepo } from '../keys/keys.repo.js';
+import type { KeyReport } from '../keys/keys.types.js';
+import type { Scheduler } from '../jobs/scheduler.js';
+
+export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
+export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
+/** Key reads ($select=key) in flight per tenant: fast, and gentle on Graph's throttling. */
+const READ_CONCURRENCY = 4;
+
+export type ConnectionView = {
+  id: string;
+  clientId: string;
+  tenantId: string;
+  appClientId: string;
+  loginUrl: string;
+  graphUrl: string;
+  syncIntervalMinutes: number;
+  enabled: boolean;
+  lastSyncAt: string | null;
+  lastStatus: string | null;
+  lastError: string | null;
+};
+
+export type SyncRunView = {
+  id: string;
+  clientId: string;
+  status: string;
+  startedAt: string;
+  finishedAt: string | null;
+  keysListed: number;
+  newKeys: number;
+  newDevices: number;
+  unchanged: number;
+  removed: number;
+  keyReads: number;
+  errors: number;
+  errorText: string | null;
+  durationMs: number | null;
+};
+
+type Deps = {
+  db: Db;
+  keyring: Pick<Keyring<Executor>, 'clientCipher'>;
+  ingest: KeyIngest;
+  keys: Pick<KeysRepo, 'upsertSources' | 'setState'>;
+  audit: Pick<AuditService, 'record' | 'recordNow'>;
+  clock: Clock;
+  scheduler: () => Scheduler;
+  /** Injected waits (tests use real time; the production default is setTimeout). */
+  graphOptions?: { sleep?: (ms: number) => Promise<void> };
+};
+
+const view = (c: GraphConnectionsTable): ConnectionView => ({
+  id: c.id,
+  clientId: c.client_id,
+  tenantId: c.tenant_id,
+  appClientId: c.app_client_id,
+  loginUrl: c.login_url,
+  graphUrl: c.graph_url,
+  syncIntervalMinutes: c.sync_interval_minutes,
+  enabled: !!c.enabled,
+  lastSyncAt: c.last_sync_at,
+  lastStatus: c.last_status,
+  lastError: c.last_error,
+});
+const runView = (r: SyncRunsTable): SyncRunView => ({
+  id: r.id,
+  clientId: r.client_id,
+  status: r.status,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  keysListed: r.keys_listed,
+  newKeys: r.new_keys,
+  newDevices: r.new_devices,
+  unchanged: r.unchanged,
+  removed: r.removed,
+  keyReads: r.key_reads,
+  errors: r.errors,
+  errorText: r.error_text,
+  durationMs: r.duration_ms,
+});
+export const syncTaskId = (connectionId: string) => `graph-sync:${connectionId}`;
+const secretContext = (connectionId: string) => `graph=${connectionId}`;
+
+function validUrl(u: string, field: string): string {
+  try {
+    const url = new URL(u);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))) throw new Error();
+    return u.replace(/\/+$/, '');
+  } catch {
+    throw badRequest(`${field} must be an https:// URL (http:// only for localhost).`, { field });
+  }
+}
+
+/** Runs fn over items with at most n in flight. */
+async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>) {
+  let i = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+/**
+ * Microsoft Entra ID, one connection per client: a local, encrypted copy of the tenant's
+ * BitLocker keys. A key is read with $select=key only when the vault does not hold its ID yet
+ * (each read is an audited event in the tenant); keys that vanish from Entra are kept.
+ */
+export function createGraphService({ db, keyring, ingest, keys, audit, clock, scheduler, graphOptions }: Deps) {
+  const load = async (exec: Executor, actor: Actor, id: string) => {
+    const scope = clientScope(actor);
+    let q = exec.selectFrom('graph_connections').selectAll().where('id', '=', id);
+    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+    const c = /^[0-9a-f-]{36}$/i.test(id) ? await q.executeTakeFirst() : undefined;
+    if (!c) throw notFound(`No Graph connection with id ${id.slice(0, 60)}.`);
+    return c;
+  };
+
+  const clientFor = async (conn: GraphConnectionsTable, onWait?: (ms: number) => void): Promise<GraphClient> => {
+    const cipher = await keyring.clientCipher(db, conn.client_id);
+    const secret = cipher.openSecret(secretContext(conn.id), { ciphertext: conn.secret_ciphertext, dataKeyVersion: conn.secret_data_key_version });
+    return createGraphClient(
+      { tenantId: conn.tenant_id, clientId: conn.app_client_id, clientSecret: secret, loginUrl: conn.login_url, graphUrl: conn.graph_url },
+      { userAgent: 'Keywarden/1 (BitLocker key escrow)', onWait: (ms) => onWait?.(ms), sleep: graphOptions?.sleep },
+    );
+  };
+
+  const service = {
+    async createConnection(
+      actor: Actor,
+      input: { clientId: string; tenantId: string; appClientId: string; clientSecret: string; loginUrl?: string; graphUrl?: string; syncIntervalMinutes?: number },
+    ): Promise<ConnectionView> {
+      requirePermission(actor, 'agent:manage', input.clientId);
+      const tenant = parseKeyId(input.tenantId);
+      const app = parseKeyId(input.appClientId);
+      if (!tenant.ok) throw badRequest('tenantId must be the tenant GUID (Entra admin centre > Overview).', { field: 'tenantId' });
+      if (!app.ok) throw badRequest('appClientId must be the app registration\'s Application (client) ID GUID.', { field: 'appClientId' });
+      if (!input.clientSecret || input.clientSecret.length > 500) throw badRequest('clientSecret is required (the secret value, not its ID).', { field: 'clientSecret' });
+      const interval = input.syncIntervalMinutes ?? 60;
+      if (!Number.isInteger(interval) || interval < 5 || interval > 7 * 24 * 60) throw badRequest('syncIntervalMinutes must be from 5 to 10080.', { field: 'syncIntervalMinutes' });
+      const loginUrl = validUrl(input.loginUrl ?? DEFAULT_LOGIN_URL, 'loginUrl');
+      const graphUrl = validUrl(input.graphUrl ?? DEFAULT_GRAPH_URL, 'graphUrl');
+      return db.transaction().execute(async (tx) => {
+        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
+        const scope = clientScope(actor);
+        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
+        if (await tx.selectFrom('graph_connections').select('id').where('client_id', '=', client.id).executeTakeFirst()) {
+          throw conflict(`${client.name} already has a Graph connection; change or remove it instead.`);
+        }
+        const id = newId();
+        const sealed = (await keyring.clientCipher(tx, client.id)).sealSecret(secretContext(id), input.clientSecret);
+        const now = clock.now();
+        const row: GraphConnectionsTable = {
+          id,
+          client_id: client.id,
+          tenant_id: tenant.value,
+          app_client_id: app.value,
+          secret_ciphertext: sealed.ciphertext,
+          secret_data_key_version: sealed.dataKeyVersion,
+          login_url: loginUrl,
+          graph_url: graphUrl,
+          sync_interval_minutes: interval,
+          enabled: 1,
+          created_at: now,
+          updated_at: now,
+          last_sync_at: null,
+          last_status: null,
+          last_error: null,
+          audit_cursor: null,
+        };
+        await tx.insertInto('graph_connections').values(row).execute();
+        await scheduler().ensureTask(tx, { id: syncTaskId(id), kind: 'graph-sync', clientId: client.id, targetId: id, intervalMinutes: interval });
+        await audit.record(tx, actor, { action: 'graph.connect', outcome: 'success', clientId: client.id, targetType: 'graph_connection', targetId: id, details: { tenantId: tenant.value, appClientId: app.value, graphUrl } });
+        return view(row);
+      });
+    },
+
+    async listConnections(actor: Actor): Promise<ConnectionView[]> {
+      requirePermission(actor, 'device:read');
+      const scope = clientScope(actor);
+      let q = db.selectFrom('graph_connections').selectAll().orderBy('created_at');
+      if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+      return (await q.execute()).map(view);
+    },
+
+    async deleteConnection(actor: Actor, id: string): Promise<void> {
+      requirePermission(actor, 'agent:manage');
+      await db.transaction().execute(async (tx) => {
+        const c = await load(tx, actor, id);
+        await scheduler().removeTask(tx, syncTaskId(id));
+        await tx.deleteFrom('sync_runs').where('connection_id', '=', id).execute();
+        await tx.deleteFrom('graph_connections').where('id', '=', id).execute();
+        await audit.record(tx, actor, { action: 'graph.disconnect', outcome: 'success', clientId: c.client_id, targetType: 'graph_connection', targetId: id });
+      });
+    },
+
+    async runs(actor: Actor, id: string, limit = 20): Promise<SyncRunView[]> {
+      requirePermission(actor, 'device:read');
+      const c = await load(db, actor, id);
+      return (await db.selectFrom('sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(limit).execute()).map(runView);
+    },
+
+    /** "Test connection": which of the permissions Keywarden uses does this app have? */
+    async testConnection(actor: Actor, id: string): Promise<{ ok: boolean; checks: { check: string; ok: boolean; detail: string }[] }> {
+      requirePermission(actor, 'agent:manage');
+      const c = await load(db, actor, id);
+      const graph = await clientFor(c);
+      const checks: { check: string; ok: boolean; detail: string }[] = [];
+      const probe = async (check: string, fn: () => Promise<string>) => {
+        try {
+          checks.push({ check, ok: true, detail: await fn() });
+        } catch (e) {
+          const g = e as GraphError;
+          checks.push({ check, ok: false, detail: g instanceof GraphError ? `${g.status} ${g.code}: ${g.message}` : String(e) });
+        }
+      };
+      await probe('sign-in (client credentials)', async () => (await graph.getToken(), 'token issued'));
+      let first: GraphKey | undefined;
+      await probe('BitlockerKey.ReadBasic.All: list recovery keys', async () => {
+        for await (const page of graph.listRecoveryKeys()) {
+          first = page[0];
+          break;
+        }
+        return first ? 'keys listed' : 'no keys in the tenant (yet)';
+      });
+      if (first) await probe('BitlockerKey.Read.All: read a recovery password', async () => (await graph.getRecoveryKey(first!.id), 'recovery password readable (this read is audited in the tenant)'));
+      await probe('Device.Read.All: read devices', async () => (await graph.findDevice('00000000-0000-0000-0000-000000000000'), 'devices readable'));
+      await probe('DeviceManagementManagedDevices.ReadWrite.All (optional: Intune rotation)', async () => (await graph.findManagedDevice('00000000-0000-0000-0000-000000000000'), 'managed devices readable'));
+      return { ok: checks.filter((x) => !x.check.includes('optional')).every((x) => x.ok), checks };
+    },
+
+    /** On demand (API, CLI): runs this connection's sync now, unless it is running elsewhere. */
+    async syncNow(actor: Actor, id: string): Promise<SyncRunView> {
+      requirePermission(actor, 'agent:manage');
+      const c = await load(db, actor, id);
+      await scheduler().runNow(syncTaskId(c.id));
+      const [last] = await db.selectFrom('sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(1).execute();
+      return runView(last!);
+    },
+
+    /** The scheduler's handler: one full sync of one connection. Never throws for a Graph failure. */
+    async runSync(connectionId: string, onProgress?: (done: number, total: number) => void): Promise<SyncRunView> {
+      const conn = await db.selectFrom('graph_connections').selectAll().where('id', '=', connectionId).executeTakeFirst();
+      if (!conn) throw notFound(`No Graph connection ${connectionId}.`);
+      const actor: Actor = { type: 'system', id: `system:graph:${conn.tenant_id}`, name: `Entra sync (${conn.tenant_id})`, role: 'owner', clients: [conn.client_id] };
+      const started = Date.now();
+      const run: SyncRunsTable = {
+        id: newId(),
+        client_id: conn.client_id,
+        connection_id: conn.id,
+        started_at: clock.now(),
+        finished_at: null,
+        status: 'running',
+        keys_listed: 0,
+        new_keys: 0,
+        new_devices: 0,
+        unchanged: 0,
+        removed: 0,
+        key_reads: 0,
+        errors: 0,
+        error_text: null,
+        duration_ms: null,
+      };
+      await db.insertInto('sync_runs').values(run).execute();
+      try {
+        const graph = await clientFor(conn);
+        // 1. Every key's metadata.
+        const listed: GraphKey[] = [];
+        for await (const page of graph.listRecoveryKeys()) listed.push(...page);
+        run.keys_listed = listed.length;
+        const byId = new Map<string, GraphKey>();
+        for (const k of listed) {
+          const id = parseKeyId(k.id);
+          if (id.ok) byId.set(id.value, k);
+          else run.errors++;
+        }
+        // 2. What the vault already holds (from any source): those keys are never read again.
+        const ids = [...byId.keys()];
+        const held = new Map<string, string>();
+        for (let i = 0; i < ids.length; i += 500) {
+          const rows = await db.selectFrom('recovery_keys').select(['id', 'key_id']).where('client_id', '=', conn.client_id).where('key_id', 'in', ids.slice(i, i + 500)).execute();
+          for (const r of rows) if (r.key_id && !held.has(r.key_id)) held.set(r.key_id, r.id);
+        }
+        const toRead = ids.filter((id) => !held.has(id));
+        // 3. Devices the vault does not know by Entra deviceId yet.
+        const entraIds = [...new Set(toRead.map((id) => byId.get(id)!.deviceId).filter((d): d is string => !!d).map((d) => d.toLowerCase()))];
+        const known = new Set<string>();
+        for (let i = 0; i < entraIds.length; i += 500) {
+          const rows = await db.selectFrom('devices').select('entra_device_id').where('client_id', '=', conn.client_id).where('entra_device_id', 'in', entraIds.slice(i, i + 500)).execute();
+          rows.forEach((r) => r.entra_device_id && known.add(r.entra_device_id));
+        }
+        const devices = new Map<string, GraphDevice | null>();
+        await pool(entraIds.filter((d) => !known.has(d)), READ_CONCURRENCY, async (d) => {
+          devices.set(d, await graph.findDevice(d));
+        });
+        // 4. Read the passwords of keys the vault does not hold (each read is audited in the tenant).
+        const reports: KeyReport[] = [];
+        let done = 0;
+        await pool(toRead, READ_CONCURRENCY, async (id) => {
+          const meta = byId.get(id)!;
+          const full = await graph.getRecoveryKey(meta.id);
+          run.key_reads++;
+          const pw = parseRecoveryPassword(full.key ?? '');
+          if (!pw.ok) {
+            run.errors++;
+          } else {
+            const entraDevice = meta.deviceId?.toLowerCase();
+            const d = entraDevice ? devices.get(entraDevice) : null;
+            reports.push({
+              keyId: id,
+              recoveryPassword: pw.value,
+              device: entraDevice ? { name: d?.displayName, entraDeviceId: entraDevice } : undefined,
+              volume: { volumeType: parseVolumeType(meta.volumeType) },
+              createdAt: meta.createdDateTime ? new Date(meta.createdDateTime).toISOString() : null,
+            });
+          }
+          onProgress?.(++done, toRead.length);
+        });
+        run.new_devices = [...devices.values()].filter(Boolean).length;
+        // 5. One transaction: new keys in, the Entra source on held keys, vanished keys marked.
+        await db.transaction().execute(async (tx) => {
+          const now = clock.now();
+          if (reports.length) {
+            const r = await ingest(tx, actor, conn.client_id, { type: 'entra', ref: conn.tenant_id }, reports);
+            run.new_keys = r.imported + r.conflicts;
+          }
+          const heldRows = [...held.entries()];
+          await keys.upsertSources(
+            tx,
+            heldRows.map(([keyId, rowId]) => ({
+              id: newId(),
+              client_id: conn.client_id,
+              recovery_key_id: rowId,
+              source_type: 'entra',
+              source_ref: conn.tenant_id,
+              source_created_at: byId.get(keyId)!.createdDateTime ? new Date(byId.get(keyId)!.createdDateTime).toISOString() : null,
+              first_seen_at: now,
+              last_seen_at: now,
+            })),
+          );
+          run.unchanged = heldRows.length;
+          // Back in Entra: no longer removed. Gone from Entra: removed at source, key kept.
+          const sources = await tx
+            .selectFrom('key_sources as s')
+            .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
+            .select(['s.id', 'k.key_id', 's.removed_at'])
+            .where('s.client_id', '=', conn.client_id)
+            .where('s.source_type', '=', 'entra')
+            .where('s.source_ref', '=', conn.tenant_id)
+            .execute();
+          const gone = sources.filter((s) => s.key_id && !byId.has(s.key_id) && !s.removed_at).map((s) => s.id);
+          const back = sources.filter((s) => s.key_id && byId.has(s.key_id) && s.removed_at).map((s) => s.id);
+          for (let i = 0; i < gone.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: now }).where('id', 'in', gone.slice(i, i + 500)).execute();
+          for (let i = 0; i < back.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: null }).where('id', 'in', back.slice(i, i + 500)).execute();
+          run.removed = gone.length;
+          await confirmRotations(tx, actor, conn, reports, now);
+        });
+        run.status = 'succeeded';
+      } catch (e) {
+        run.status = 'failed';
+        run.errors++;
+        run.error_text = e instanceof GraphError ? `${e.status ? `HTTP ${e.status} ` : ''}${e.code}: ${e.message}`.slice(0, 1000) : 'an unexpected error stopped the sync';
+      }
+      run.finished_at = clock.now();
+      run.duration_ms = Date.now() - started;
+      await db.updateTable('sync_runs').set(run).where('id', '=', run.id).execute();
+      await db
+        .updateTable('graph_connections')
+        .set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at })
+        .where('id', '=', conn.id)
+        .execute();
+      await audit.recordNow(actor, {
+        action: 'graph.sync',
+        outcome: run.status === 'succeeded' ? 'success' : 'failure',
+        clientId: conn.client_id,
+        targetType: 'graph_connection',
+        targetId: conn.id,
+        details: { newKeys: run.new_keys, newDevices: run.new_devices, unchanged: run.unchanged, removed: run.removed, keyReads: run.key_reads, errors: run.errors, error: run.error_text },
+      });
+      return runView(run);
+    },
+
+    /**
+     * In the reveal's transaction: a disclosed key from Entra, on a device without a Keywarden
+     * agent, is rotated through Intune when the client rotates after disclosure. The Graph call
+     * itself runs later, outside any transaction (the intune-rotate task).
+     */
+    async onKeyDisclosed(tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
+      if (!key.device_id || !key.key_id) return;
+      const client = await tx.selectFrom('clients').select('rotate_after_disclosure').where('id', '=', key.client_id).executeTakeFirst();
+      if (client?.rotate_after_disclosure !== 1) return;
+      const agent = await tx.selectFrom('agent_credentials').select('id').where('client_id', '=', key.client_id).where('device_id', '=', key.device_id).where('revoked_at', 'is', null).executeTakeFirst();
+      if (agent) return; // the agent rotates it
+      const conn = await tx.selectFrom('graph_connections').select('id').where('client_id', '=', key.client_id).where('enabled', '=', 1).executeTakeFirst();
+      const device = await tx.selectFrom('devices').select('entra_device_id').where('client_id', '=', key.client_id).where('id', '=', key.device_id).executeTakeFirst();
+      if (!conn || !device?.entra_device_id) return;
+      const now = clock.now();
+      const jobId = newId();
+      await tx
+        .insertInto('jobs')
+        .values({
+          id: jobId,
+          client_id: key.client_id,
+          device_id: key.device_id,
+          kind: 'intune-rotate',
+          mount_point: null,
+          protector_id: key.key_id,
+          recovery_key_id: key.id,
+          state: 'pending',
+          attempts: 0,
+          max_attempts: 3,
+          new_key_id: null,
+          detail: null,
+          created_by: actor.id,
+          created_at: now,
+          expires_at: new Date(Date.parse(now) + 7 * 86_400_000).toISOString(),
+          sent_at: null,
+          finished_at: null,
+        })
+        .execute();
+      await scheduler().ensureTask(tx, { id: `intune-rotate:${jobId}`, kind: 'intune-rotate', clientId: key.client_id, targetId: jobId, intervalMinutes: null });
+      await audit.record(tx, actor, { action: 'job.create', outcome: 'success', clientId: key.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', keyId: key.key_id } });
+    },
+
+    /** The intune-rotate task: ask Intune to rotate the device's keys; the next sync confirms it. */
+    async runIntuneRotation(jobId: string): Promise<string> {
+      const job = await db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
+      if (!job || job.state !== 'pending') return 'nothing to do';
+      const conn = await db.selectFrom('graph_connections').selectAll().where('client_id', '=', job.client_id).executeTakeFirst();
+      const device = await db.selectFrom('devices').select(['entra_device_id', 'name']).where('id', '=', job.device_id).executeTakeFirst();
+      const actor: Actor = { type: 'system', id: 'system:intune', name: 'Intune rotation', role: 'owner', clients: [job.client_id] };
+      const fail = async (detail: string) => {
+        await db.updateTable('jobs').set({ state: 'failed', detail, finished_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
+        await audit.recordNow(actor, { action: 'job.update', outcome: 'failure', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'failed', why: detail } });
+        return `failed: ${detail}`;
+      };
+      if (!conn || !device?.entra_device_id) return fail('no Graph connection or no Entra device id');
+      try {
+        const graph = await clientFor(conn);
+        const managed = await graph.findManagedDevice(device.entra_device_id);
+        if (!managed) return fail(`${device.name} is not an Intune-managed device`);
+        await graph.rotateBitLockerKeys(managed.id);
+      } catch (e) {
+        return fail(e instanceof GraphError ? `${e.status} ${e.code}: ${e.message}` : 'unexpected error');
+      }
+      await db.updateTable('jobs').set({ state: 'sent', sent_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
+      await audit.recordNow(actor, { action: 'job.update', outcome: 'success', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'sent' } });
+      return 'rotation requested from Intune';
+    },
+  };
+
+  /** A sent Intune rotation is done when a sync brings a new key for the same device. */
+  async function confirmRotations(tx: Executor, actor: Actor, conn: GraphConnectionsTable, reports: KeyReport[], now: string) {
+    const jobs = await tx.selectFrom('jobs').selectAll().where('client_id', '=', conn.client_id).where('kind', '=', 'intune-rotate').where('state', '=', 'sent').execute();
+    for (const job of jobs) {
+      const device = await tx.selectFrom('devices').select('entra_device_id').where('id', '=', job.device_id).executeTakeFirst();
+      const fresh = reports.find((r) => r.device?.entraDeviceId && r.device.entraDeviceId === device?.entra_device_id && r.keyId !== job.protector_id);
+      if (!fresh) continue;
+      if (job.recovery_key_id) {
+        await keys.setState(tx, conn.client_id, job.recovery_key_id, 'rotated', now);
+        await audit.record(tx, actor, { action: 'key.rotated', outcome: 'success', clientId: conn.client_id, targetType: 'recovery_key', targetId: job.recovery_key_id, details: { keyId: job.protector_id, by: 'intune', newKeyId: fresh.keyId } });
+      }
+      await tx.updateTable('jobs').set({ state: 'succeeded', finished_at: now, new_key_id: fresh.keyId }).where('id', '=', job.id).execute();
+      await audit.record(tx, actor, { action: 'job.update', outcome: 'success', clientId: conn.client_id, targetType: 'job', targetId: job.id, details: { kind: 'intune-rotate', to: 'succeeded' } });
+    }
+  }
+
+  return service;
+}
+export type GraphService = ReturnType<typeof createGraphService>;

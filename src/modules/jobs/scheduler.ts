@@ -1,0 +1,146 @@
+import { PostgresAdapter } from 'kysely';
+import type { Db, Executor } from '../../db/database.js';
+import type { ScheduledTasksTable } from '../../db/schema.js';
+import type { Clock } from '../../lib/clock.js';
+import { conflict } from '../../lib/errors.js';
+
+/**
+ * A small job runner kept in the database: recurring tasks (a Graph sync per connection) with a
+ * lease, so that of several Keywarden processes sharing one PostgreSQL database exactly one runs a
+ * task at a time (FOR UPDATE SKIP LOCKED). No Redis, no queue server.
+ */
+export type TaskHandler = (task: ScheduledTasksTable) => Promise<string>;
+
+const LEASE_MINUTES = 30;
+const addMinutes = (iso: string, m: number) => new Date(Date.parse(iso) + m * 60_000).toISOString();
+
+export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock: Clock; owner: string; handlers: Record<string, TaskHandler> }) {
+  const isPg = (exec: Executor) => exec.getExecutor().adapter instanceof PostgresAdapter;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+
+  /** Takes the lease of one task if it is free; false when another process holds it. */
+  async function lease(id: string, onlyIfDue: boolean): Promise<ScheduledTasksTable | undefined> {
+    return db.transaction().execute(async (tx) => {
+      const now = clock.now();
+      let q = tx
+        .selectFrom('scheduled_tasks')
+        .selectAll()
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]));
+      if (onlyIfDue) q = q.where('next_run_at', '<=', now);
+      const task = await (isPg(tx) ? q.forUpdate().skipLocked() : q).executeTakeFirst();
+      if (!task) return undefined;
+      await tx.updateTable('scheduled_tasks').set({ locked_by: owner, locked_until: addMinutes(now, LEASE_MINUTES) }).where('id', '=', id).execute();
+      return task;
+    });
+  }
+
+  async function finish(task: ScheduledTasksTable, status: string) {
+    const now = clock.now();
+    // Jitter spreads many tenants' hourly syncs over the hour instead of all at :00.
+    const interval = task.interval_minutes;
+    const jitter = interval ? Math.random() * Math.min(interval * 0.1, 10) : 0;
+    await db
+      .updateTable('scheduled_tasks')
+      .set({
+        locked_by: null,
+        locked_until: null,
+        last_run_at: now,
+        last_status: status.slice(0, 500),
+        next_run_at: interval ? addMinutes(now, interval + jitter) : addMinutes(now, 365 * 24 * 60),
+      })
+      .where('id', '=', task.id)
+      .where('locked_by', '=', owner)
+      .execute();
+  }
+
+  async function run(task: ScheduledTasksTable): Promise<string> {
+    const handler = handlers[task.kind];
+    let status: string;
+    try {
+      status = handler ? await handler(task) : `no handler for ${task.kind}`;
+    } catch (e) {
+      status = `failed: ${(e as Error).message}`;
+    }
+    await finish(task, status);
+    return status;
+  }
+
+  return {
+    /** Creates or updates a recurring task (idempotent). */
+    async ensureTask(exec: Executor, t: { id: string; kind: string; clientId: string | null; targetId: string | null; intervalMinutes: number | null; firstRunAt?: string }) {
+      const existing = await exec.selectFrom('scheduled_tasks').select('id').where('id', '=', t.id).executeTakeFirst();
+      if (existing) {
+        await exec.updateTable('scheduled_tasks').set({ interval_minutes: t.intervalMinutes }).where('id', '=', t.id).execute();
+        return;
+      }
+      await exec
+        .insertInto('scheduled_tasks')
+        .values({
+          id: t.id,
+          kind: t.kind,
+          client_id: t.clientId,
+          target_id: t.targetId,
+          next_run_at: t.firstRunAt ?? clock.now(),
+          interval_minutes: t.intervalMinutes,
+          locked_by: null,
+          locked_until: null,
+          last_run_at: null,
+          last_status: null,
+        })
+        .execute();
+    },
+
+    async removeTask(exec: Executor, id: string) {
+      await exec.deleteFrom('scheduled_tasks').where('id', '=', id).execute();
+    },
+
+    /** Runs one task now (on demand), unless another process is running it. */
+    async runNow(id: string): Promise<string> {
+      const task = await lease(id, false);
+      if (!task) throw conflict('That task is already running (here or in another Keywarden process); try again when it is done.');
+      return run(task);
+    },
+
+    /** Runs every task that is due and free; returns how many ran here. */
+    async runDue(limit = 20): Promise<number> {
+      const now = clock.now();
+      const due = await db
+        .selectFrom('scheduled_tasks')
+        .select('id')
+        .where('next_run_at', '<=', now)
+        .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
+        .orderBy('next_run_at')
+        .limit(limit)
+        .execute();
+      let ran = 0;
+      for (const { id } of due) {
+        const task = await lease(id, true);
+        if (!task) continue;
+        await run(task);
+        ran++;
+      }
+      return ran;
+    },
+
+    /** Polls for due tasks in the background (keywarden serve). */
+    start(everyMs = 30_000) {
+      const tick = () => {
+        running ??= this.runDue()
+          .catch(() => 0)
+          .then(() => undefined)
+          .finally(() => (running = undefined));
+      };
+      timer = setInterval(tick, everyMs);
+      timer.unref();
+      tick();
+    },
+
+    async stop() {
+      if (timer) clearInterval(timer);
+      await running;
+    },
+  };
+}
+export type Scheduler = ReturnType<typeof createScheduler>;
