@@ -65,6 +65,12 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
   const maxRetries = opts.maxRetries ?? 8;
   const graph = creds.graphUrl.replace(/\/+$/, '');
   let token: { value: string; expiresAt: number } | null = null;
+  // Graph throttles per app and tenant: when one request is told to wait, every request of this
+  // client waits until then, instead of the other workers running into the limit again.
+  let notBefore = 0;
+  const pause = async () => {
+    for (let left = notBefore - now(); left > 0; left = notBefore - now()) await sleep(left);
+  };
 
   async function getToken(force = false): Promise<string> {
     if (!force && token && token.expiresAt - 60_000 > now()) return token.value;
@@ -93,6 +99,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
     const url = pathOrUrl.startsWith('http') ? pathOrUrl : `${graph}${pathOrUrl}`;
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
+      await pause();
       const bearer = await getToken();
       let res: Response;
       try {
@@ -121,7 +128,9 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       if ((res.status === 429 || res.status === 503 || res.status === 504) && attempt < maxRetries) {
         const hinted = retryAfterMs(res.headers.get('retry-after'), now());
         await res.arrayBuffer().catch(() => undefined);
-        await wait(hinted ?? backoff(attempt), `HTTP ${res.status}`);
+        const ms = hinted ?? backoff(attempt);
+        notBefore = Math.max(notBefore, now() + ms);
+        opts.onWait?.(ms, `HTTP ${res.status}`);
         continue;
       }
       const text = await res.text();

@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../src/db/database.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { createScheduler } from '../src/modules/jobs/scheduler.js';
+import { systemClock } from '../src/lib/clock.js';
+import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
+
+/**
+ * Two Keywarden processes on one database (two separate connections/pools here) must never run
+ * the same task at the same time: the lease decides.
+ */
+describe(`task leases on ${ENGINE}`, () => {
+  let tdb: TestDatabase;
+  let a: Database;
+  let b: Database;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    a = openDatabase(tdb.target);
+    await migrateToLatest(a.db);
+    // PostgreSQL: a second pool, as a second server process would have. SQLite: one process has one
+    // connection (better-sqlite3 waits for a lock synchronously, so two connections in one process
+    // would block each other's event loop); two schedulers share it, which still tests the leases.
+    b = ENGINE === 'postgres' ? openDatabase(tdb.target) : a;
+  });
+  afterAll(async () => {
+    await a.close();
+    if (b !== a) await b.close();
+    await tdb.drop();
+  });
+
+  it('runs a due task in exactly one of two processes, and on-demand runs wait for the lease', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const ran: string[] = [];
+    const handler = (who: string) => async () => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      ran.push(who);
+      await new Promise((r) => setTimeout(r, 200));
+      inFlight--;
+      return 'ok';
+    };
+    const one = createScheduler({ db: a.db, clock: systemClock, owner: 'process-1', handlers: { sync: handler('1') } });
+    const two = createScheduler({ db: b.db, clock: systemClock, owner: 'process-2', handlers: { sync: handler('2') } });
+    for (let i = 0; i < 5; i++) await one.ensureTask(a.db, { id: `sync:${i}`, kind: 'sync', clientId: null, targetId: String(i), intervalMinutes: 60 });
+
+    const [r1, r2] = await Promise.all([one.runDue(), two.runDue()]);
+    expect(r1 + r2).toBe(5);
+    expect(ran).toHaveLength(5);
+    // Nothing is due any more: the next run is an interval away.
+    expect(await one.runDue()).toBe(0);
+
+    // On demand while the other process holds the lease: refused, not run twice.
+    ran.length = 0;
+    maxInFlight = 0;
+    const results = await Promise.allSettled([one.runNow('sync:0'), two.runNow('sync:0')]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(refused.reason.message).toMatch(/already running/);
+    expect(ran).toHaveLength(1);
+    expect(maxInFlight).toBe(1);
+    const task = await a.db.selectFrom('scheduled_tasks').selectAll().where('id', '=', 'sync:0').executeTakeFirstOrThrow();
+    expect(task.locked_by).toBeNull();
+    expect(task.last_status).toBe('ok');
+  });
+});
