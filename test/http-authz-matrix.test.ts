@@ -12,7 +12,7 @@
  * one, and only the password of the key it names), for credentials (API tokens, enrollment tokens,
  * device credentials: never echoed, never listed) and, for client-limited principals (the agent
  * included), for any trace of the other client (its name, ids, device names, key IDs, its agent
- * device, enrollment token and jobs).
+ * device, enrollment token, jobs and Entra ID connection).
  *
  * A route registered in the app without an entry in MATRIX fails the first test; so does an entry
  * for a route that no longer exists, or whose auth mode (public / authenticated / enrolment / agent)
@@ -65,6 +65,8 @@ type ClientFx = {
   agentDevice: { id: string; name: string };
   /** A long-lived enrollment token of this client (its id; the secret is in Fx.enroll). */
   enrollmentTokenId: string;
+  /** The client's Entra ID (Microsoft Graph) connection: one per client, pointed at GRAPH_LOGIN_URL / GRAPH_URL. */
+  connectionId: string;
 };
 
 type Fx = {
@@ -170,6 +172,7 @@ function missingClient(): ClientFx {
     twinPrefix: prefix,
     agentDevice: { id: randomUUID(), name: `NW-AGENT-${hex()}` },
     enrollmentTokenId: randomUUID(),
+    connectionId: randomUUID(),
   };
 }
 
@@ -226,7 +229,48 @@ const ownUploadBody = (fx: Fx, jobId: string | null = null) => {
   return { seq: ++a.seq, sentAt: new Date().toISOString(), jobId, keys: [{ mountPoint: 'C:', protectorId: p.id, recoveryPassword: p.password!, volumeType: 'OperatingSystem' }] };
 };
 
+// ------------------------------------------------------------------------------------ Entra ID (Graph) connections
+
+/**
+ * The sign-in and Graph URLs of every connection the matrix makes: the discard port of this machine,
+ * where nothing listens. Nothing is ever contacted: the refused sign-in fails "test" and "sync" at
+ * once (src/integrations/graph-client.ts retries only Graph calls, never a token request, so there is
+ * no backoff to wait for), and both still answer 200 with the failure in the body.
+ */
+const GRAPH_LOGIN_URL = 'http://127.0.0.1:9/login';
+const GRAPH_URL = 'http://127.0.0.1:9/graph';
+/** The app secret of every connection the matrix makes: stored encrypted, never in any response. */
+const GRAPH_SECRET = `matrix-graph-secret-${hex(16)}`;
+const graphBody = (clientId: string) => ({
+  clientId,
+  tenantId: randomUUID(),
+  appClientId: randomUUID(),
+  clientSecret: GRAPH_SECRET,
+  loginUrl: GRAPH_LOGIN_URL,
+  graphUrl: GRAPH_URL,
+});
+
+/**
+ * A throwaway client for one request (a client holds one connection at most): for 'own', granted to
+ * a client-limited principal for the duration of the request; for 'other', outside its clients.
+ * A global principal sees both anyway.
+ */
+async function spareClient(fx: Fx, p: Principal, target: 'own' | 'other'): Promise<{ id: string; after?: () => Promise<void> }> {
+  const spare = await fx.t.container.clients.create(cliOwner, { name: `Matrix Graph Spare ${hex()}` });
+  return { id: spare.id, after: target === 'own' ? await grantClient(fx, p, spare.id) : undefined };
+}
+
+/** A throwaway connection (on a spare client) for one request, or a random id for a missing one. */
+async function throwawayConnection(fx: Fx, p: Principal, target: Target): Promise<{ id: string; after?: () => Promise<void> }> {
+  if (target === 'missing') return { id: randomUUID() };
+  const spare = await spareClient(fx, p, target);
+  const conn = await fx.t.container.graph.createConnection(cliOwner, graphBody(spare.id));
+  return { id: conn.id, after: spare.after };
+}
+
 const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(json) ? (json as Record<string, unknown>[]) : []);
+/** True when an object has any field that looks like a secret (the app secret is never returned). */
+const hasSecretField = (o: Record<string, unknown>) => Object.keys(o).some((k) => /secret/i.test(k));
 const clientIdsOf = (json: unknown) => asArray(json).map((x) => (x.client as { id: string } | undefined)?.id ?? (x.clientId as string | undefined) ?? x.id);
 
 // ------------------------------------------------------------------------------------ the matrix
@@ -796,6 +840,121 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+
+  // ---------------------------------------------------------------- Entra ID (Microsoft Graph) connections
+  'GET /api/v1/graph/connections': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/graph/connections' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        check: ({ p, json, fx }) => {
+          const rows = asArray(json);
+          if (rows.some(hasSecretField)) return 'a connection in the list has a secret field';
+          if (!rows.some((r) => r.id === fx.own.connectionId)) return 'the list lacks the Own client\'s connection';
+          if (p.global && !rows.some((r) => r.id === fx.other.connectionId)) return 'a global principal does not see the Other client\'s connection';
+          if (!p.global && rows.some((r) => r.clientId !== fx.own.id || r.id === fx.other.connectionId)) return 'lists a connection of another client';
+          return undefined;
+        },
+      },
+    ],
+  },
+  'POST /api/v1/graph/connections': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Own = a throwaway client granted to the principal for this request; other = a throwaway client it cannot see.
+        // Another client's id in the body is "not found" for an admin limited to Own, exactly like a missing one.
+        label: 'connect a throwaway client',
+        axis: 'client',
+        build: async ({ p, fx }, c, target) => {
+          if (target === 'missing') return { url: '/api/v1/graph/connections', payload: graphBody(c.id) };
+          const spare = await spareClient(fx, p, target);
+          return { url: '/api/v1/graph/connections', payload: graphBody(spare.id), after: spare.after };
+        },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        check: ({ json }) => {
+          const r = json as Record<string, unknown>;
+          if (hasSecretField(r)) return 'the new connection is returned with a secret field';
+          return r.loginUrl === GRAPH_LOGIN_URL && r.graphUrl === GRAPH_URL ? undefined : `not the connection asked for: ${JSON.stringify(r).slice(0, 160)}`;
+        },
+      },
+      {
+        // Permission, then visibility, then "already connected": another client's connection is never confirmed by a 409.
+        label: 'a second connection for the client (409 once authorized)',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/graph/connections', payload: graphBody(c.id) }),
+        session: { ...all(DENY), owner: [409, 409], admin: [409, 404] },
+      },
+    ],
+  },
+  'DELETE /api/v1/graph/connections/:connectionId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'remove a throwaway connection',
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          const conn = await throwawayConnection(fx, p, target);
+          return { url: `/api/v1/graph/connections/${conn.id}`, after: conn.after };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => ((json as { ok?: boolean }).ok === true ? undefined : 'the answer is not ok'),
+      },
+    ],
+  },
+  'POST /api/v1/graph/connections/:connectionId/test': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // The sign-in service is unreachable: authorized, the test runs and reports its failing checks.
+        label: "the client's connection (unreachable: ok false)",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/graph/connections/${c.connectionId}/test` }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => {
+          const r = json as { ok?: boolean; checks?: { check: string; ok: boolean }[] };
+          if (r.ok !== false || !r.checks?.length) return `expected ok:false with checks, got ${JSON.stringify(r).slice(0, 160)}`;
+          return r.checks.some((x) => x.check.startsWith('sign-in') && !x.ok) ? undefined : 'no failing sign-in check';
+        },
+      },
+    ],
+  },
+  'POST /api/v1/graph/connections/:connectionId/sync': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // The sign-in service is unreachable: authorized, the sync runs, fails at once and answers its failed run.
+        label: "the client's connection (unreachable: a failed run)",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/graph/connections/${c.connectionId}/sync` }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ target, json, fx }) => {
+          const r = json as { status?: string; clientId?: string; errorText?: string | null };
+          if (r.clientId !== (target === 'own' ? fx.own.id : fx.other.id)) return 'the run is of another client';
+          return r.status === 'failed' && r.errorText ? undefined : `expected a failed run, got ${JSON.stringify(r).slice(0, 160)}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/graph/connections/:connectionId/runs': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "the client's connection",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/graph/connections/${c.connectionId}/runs` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ target, json, fx }) => {
+          const runs = asArray(json);
+          if (!runs.length) return 'no runs listed (one was seeded)';
+          return runs.every((r) => r.clientId === (target === 'own' ? fx.own.id : fx.other.id)) ? undefined : 'lists runs of another client';
+        },
+      },
+    ],
+  },
 };
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -812,7 +971,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   const principals: Principal[] = [];
   let requests = 0;
 
-  async function seedClient(name: string, tag: string): Promise<Omit<ClientFx, 'agentDevice' | 'enrollmentTokenId'>> {
+  async function seedClient(name: string, tag: string): Promise<Omit<ClientFx, 'agentDevice' | 'enrollmentTokenId' | 'connectionId'>> {
     const { id } = await t.container.clients.create(cliOwner, { name });
     const twinPrefix = hex();
     const solo = { keyId: randomKeyId(), password: randomRecoveryPassword() };
@@ -887,8 +1046,27 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       return a;
     };
     const agents = { own: await agentOf(ownEnroll.token, 'CON'), other: await agentOf(otherEnroll.token, 'FAB') };
-    const ownFx: ClientFx = { ...ownSeed, agentDevice: { id: agents.own.deviceId!, name: agents.own.machine.hostname }, enrollmentTokenId: ownEnroll.id };
-    const otherFx: ClientFx = { ...otherSeed, agentDevice: { id: agents.other.deviceId!, name: agents.other.machine.hostname }, enrollmentTokenId: otherEnroll.id };
+    // An Entra ID connection per client, each with one (failed) sync run, so the run lists show something.
+    secrets.push(GRAPH_SECRET);
+    const connect = async (clientId: string) => {
+      const conn = await t.container.graph.createConnection(cliOwner, graphBody(clientId));
+      const run = await t.container.graph.syncNow(cliOwner, conn.id);
+      if (run.status !== 'failed') throw new Error(`seed sync against ${GRAPH_URL}: ${run.status}`);
+      return conn.id;
+    };
+    const connections = { own: await connect(ownSeed.id), other: await connect(otherSeed.id) };
+    const ownFx: ClientFx = {
+      ...ownSeed,
+      agentDevice: { id: agents.own.deviceId!, name: agents.own.machine.hostname },
+      enrollmentTokenId: ownEnroll.id,
+      connectionId: connections.own,
+    };
+    const otherFx: ClientFx = {
+      ...otherSeed,
+      agentDevice: { id: agents.other.deviceId!, name: agents.other.machine.hostname },
+      enrollmentTokenId: otherEnroll.id,
+      connectionId: connections.other,
+    };
     principals.push({ name: 'agent (Own device credential)', role: 'client-viewer', kind: 'agent', global: false, headers: bearer(agents.own.credential!) });
 
     const deadEnrollment = async (maxUses: number | null) => {
@@ -935,6 +1113,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
     fx.other.agentDevice.id,
     fx.other.agentDevice.name,
     fx.other.enrollmentTokenId,
+    fx.other.connectionId,
     fx.otherJobId,
     ...[fx.other.solo, ...fx.other.twins].flatMap((k) => [k.recordId, k.keyId]),
   ];

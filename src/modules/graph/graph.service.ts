@@ -142,7 +142,8 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       actor: Actor,
       input: { clientId: string; tenantId: string; appClientId: string; clientSecret: string; loginUrl?: string; graphUrl?: string; syncIntervalMinutes?: number },
     ): Promise<ConnectionView> {
-      requirePermission(actor, 'agent:manage', input.clientId);
+      // Without the client id: a client outside the actor's list is then "not found" (checked below).
+      requirePermission(actor, 'agent:manage');
       const tenant = parseKeyId(input.tenantId);
       const app = parseKeyId(input.appClientId);
       if (!tenant.ok) throw badRequest('tenantId must be the tenant GUID (Entra admin centre > Overview).', { field: 'tenantId' });
