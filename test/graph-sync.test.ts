@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GraphSimulator } from './graph-sim/simulator.js';
+import { createTestApp, type Session, type TestApp } from './helpers/app.js';
+import { ENGINE } from './helpers/engine.js';
+import { systemActor } from '../src/modules/authz/authz.js';
+
+const API = '/api/v1';
+const admin = systemActor('test');
+
+describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
+  let t: TestApp;
+  let owner: Session;
+  let sim: GraphSimulator;
+  let urls: { loginUrl: string; graphUrl: string };
+
+  const connect = async (clientName: string, tenantId: string, secret?: string) => {
+    const client = await t.container.clients.create(admin, { name: clientName });
+    const tenant = sim.tenant(tenantId);
+    const conn = await t.container.graph.createConnection(admin, {
+      clientId: client.id,
+      tenantId,
+      appClientId: tenant.clientId,
+      clientSecret: secret ?? tenant.clientSecret,
+      ...urls,
+    });
+    return { client, conn };
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '1000' });
+    owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
+    sim = new GraphSimulator();
+    urls = await sim.start();
+  });
+  afterAll(async () => {
+    await sim.stop();
+    await t.close();
+  });
+
+  it('syncs 10,000 keys over 4,000 devices in pages of 200, reading each key once; a second sync reads none', async () => {
+    const tenantId = '0a0a0a0a-1111-4222-8333-444444444444';
+    sim.seedTenant(tenantId, { keys: 10_000, devices: 4_000, pageSize: 200 });
+    const { client, conn } = await connect('Big Tenant', tenantId);
+    const first = await t.container.graph.runSync(conn.id);
+    expect(first).toMatchObject({ status: 'succeeded', keysListed: 10_000, newKeys: 10_000, keyReads: 10_000, newDevices: 4_000, errors: 0 });
+    const reads = sim.keyReads(tenantId);
+    expect(reads.size).toBe(10_000);
+    expect([...reads.values()].every((n) => n === 1)).toBe(true);
+    const listCalls = sim.requests(tenantId).filter((r) => r.path.endsWith('/recoveryKeys') && r.status === 200);
+    expect(listCalls.length).toBe(50);
+
+    const db = t.container.database.db;
+    const count = await db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('client_id', '=', client.id).executeTakeFirstOrThrow();
+    expect(Number(count.n)).toBe(10_000);
+    const devices = await db.selectFrom('devices').select(['name', 'entra_device_id']).where('client_id', '=', client.id).execute();
+    expect(devices).toHaveLength(4_000);
+    const simDevices = new Map(sim.tenant(tenantId).devices.map((d) => [d.deviceId.toLowerCase(), d.displayName]));
+    for (const d of devices.slice(0, 200)) expect(d.name).toBe(simDevices.get(d.entra_device_id!));
+    // A sample of keys decrypts to exactly what Entra holds.
+    for (const k of sim.tenant(tenantId).keys.slice(0, 5)) {
+      const r = await t.app.inject({ method: 'POST', url: `${API}/keys/${k.id}/reveal`, headers: owner.headers, payload: { reason: 'tpm-reset' } });
+      expect(r.json().key.recoveryPassword).toBe(k.key);
+    }
+
+    sim.reset(tenantId);
+    const second = await t.container.graph.runSync(conn.id);
+    expect(second).toMatchObject({ status: 'succeeded', newKeys: 0, keyReads: 0, unchanged: 10_000 });
+    expect(sim.keyReads(tenantId).size).toBe(0);
+  }, 300_000);
+
+  it('keys deleted in Entra are kept and marked removed at source', async () => {
+    const tenantId = '0b0b0b0b-1111-4222-8333-444444444444';
+    sim.seedTenant(tenantId, { keys: 20, devices: 10 });
+    const { conn } = await connect('Shrinking', tenantId);
+    await t.container.graph.runSync(conn.id);
+    const gone = sim.tenant(tenantId).keys.splice(0, 3);
+    const r = await t.container.graph.runSync(conn.id);
+    expect(r).toMatchObject({ status: 'succeeded', removed: 3, keyReads: 0 });
+    for (const k of gone) {
+      const keys = (await t.app.inject({ method: 'GET', url: `${API}/keys?q=${k.id}`, headers: owner.headers })).json();
+      expect(keys).toHaveLength(1);
+    }
+    const removed = await t.container.database.db.selectFrom('key_sources').select('removed_at').where('source_type', '=', 'entra').where('source_ref', '=', tenantId).where('removed_at', 'is not', null).execute();
+    expect(removed).toHaveLength(3);
+  });
+
+  it('completes under throttling (every 5th request 429, Retry-After 1 s) and honours every Retry-After', async () => {
+    const tenantId = '0c0c0c0c-1111-4222-8333-444444444444';
+    sim.seedTenant(tenantId, { keys: 24, devices: 8, pageSize: 10 });
+    sim.tenant(tenantId).throttleEvery = 5;
+    sim.tenant(tenantId).retryAfter = { seconds: 1 };
+    const { conn } = await connect('Throttled', tenantId);
+    const r = await t.container.graph.runSync(conn.id);
+    expect(r).toMatchObject({ status: 'succeeded', newKeys: 24, errors: 0 });
+    expect(sim.throttledAt(tenantId).length).toBeGreaterThan(3);
+    expect(sim.violations(tenantId)).toEqual([]);
+  }, 120_000);
+
+  it('50 tenants sync at once; a bad secret fails only its own tenant, with Graph\'s error text', async () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `1d${String(i).padStart(6, "0")}-1111-4222-8333-444444444444`);
+    for (const id of ids) sim.seedTenant(id, { keys: 10, devices: 4 });
+    sim.tenant(ids[1]!).throttleEvery = 4;
+    sim.tenant(ids[1]!).retryAfter = { httpDate: true, seconds: 1 };
+    const conns: { id: string }[] = [];
+    for (const [i, id] of ids.entries()) conns.push((await connect(`Tenant ${i}`, id, i === 0 ? 'wrong secret' : undefined)).conn);
+    const runs = await Promise.all(conns.map((c) => t.container.graph.runSync(c.id)));
+    expect(runs[0]).toMatchObject({ status: 'failed' });
+    expect(runs[0]!.errorText).toMatch(/AADSTS7000215|invalid_client/);
+    for (const r of runs.slice(1)) expect(r).toMatchObject({ status: "succeeded", newKeys: 10 });
+    expect(sim.violations(ids[1]!)).toEqual([]);
+    const list = (await t.app.inject({ method: 'GET', url: `${API}/graph/connections`, headers: owner.headers })).json();
+    expect(list.find((c: { id: string }) => c.id === conns[0]!.id)).toMatchObject({ lastStatus: 'failed', lastError: expect.stringMatching(/invalid_client|AADSTS/) });
+  }, 120_000);
+
+  it('rotation: reveal → Intune rotate call → the next sync sees the new key → the old key is rotated', async () => {
+    const tenantId = '0e0e0e0e-1111-4222-8333-444444444444';
+    const tenant = sim.seedTenant(tenantId, { keys: 4, devices: 2 });
+    const { conn } = await connect('Intune', tenantId);
+    await t.container.graph.runSync(conn.id);
+    const old = tenant.keys[0]!;
+    if (!tenant.managedDevices.some((m) => m.azureADDeviceId.toLowerCase() === old.deviceId.toLowerCase())) {
+      tenant.managedDevices.push({ id: '5e5e5e5e-1111-4222-8333-444444444444', azureADDeviceId: old.deviceId, deviceName: 'FAKE-INTUNE' });
+    }
+    const r = await t.app.inject({ method: 'POST', url: `${API}/keys/${old.id}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin', ticket: 'T-7' } });
+    expect(r.statusCode).toBe(200);
+    const job = await t.container.database.db.selectFrom('jobs').selectAll().where('kind', '=', 'intune-rotate').where('protector_id', '=', old.id).executeTakeFirstOrThrow();
+    expect(job.state).toBe('pending');
+    expect(await t.container.scheduler.runNow(`intune-rotate:${job.id}`)).toBe('rotation requested from Intune');
+    expect(sim.requests(tenantId).some((q) => q.method === 'POST' && q.path.endsWith('/rotateBitLockerKeys') && q.status === 204)).toBe(true);
+    expect(tenant.keys.length).toBe(5);
+    await t.container.graph.runSync(conn.id);
+    const keys = (await t.app.inject({ method: 'GET', url: `${API}/keys?q=${old.id}`, headers: owner.headers })).json();
+    expect(keys[0].state).toBe('rotated');
+  });
+});
