@@ -133,3 +133,53 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     expect(keys[0].state).toBe('rotated');
   });
 });
+
+describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
+  it('imports "Read BitLocker key" events made in the portal, not the sync\'s own reads, once', async () => {
+    const t = await createTestApp();
+    const sim = new GraphSimulator();
+    const urls = await sim.start();
+    try {
+      const tenantId = '0f0f0f0f-1111-4222-8333-444444444444';
+      const tenant = sim.seedTenant(tenantId, { keys: 3, devices: 2 });
+      const client = await t.container.clients.create(admin, { name: 'Portal' });
+      const conn = await t.container.graph.createConnection(admin, { clientId: client.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+      await t.container.graph.runSync(conn.id);
+      sim.portalRead(tenantId, tenant.keys[1]!.id, { userPrincipalName: 'helpdesk@fake-tenant.example', ipAddress: '198.51.100.7' });
+      await t.container.graph.runSync(conn.id);
+      await t.container.graph.runSync(conn.id);
+      const events = await t.container.audit.list(admin, { action: 'entra.key_read' });
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ actorName: 'helpdesk@fake-tenant.example (in Entra)', ip: '198.51.100.7', details: expect.objectContaining({ keyId: tenant.keys[1]!.id.toLowerCase() }) });
+      expect(events[0]!.targetId).toEqual(expect.any(String));
+    } finally {
+      await sim.stop();
+      await t.close();
+    }
+  });
+
+  it('"test connection" says which permission is missing, in Graph\'s words', async () => {
+    const t = await createTestApp();
+    const sim = new GraphSimulator();
+    const urls = await sim.start();
+    try {
+      const tenantId = '0d0d0d0d-1111-4222-8333-444444444444';
+      const tenant = sim.seedTenant(tenantId, { keys: 2, devices: 1 });
+      tenant.permissions.delete('BitlockerKey.Read.All');
+      const client = await t.container.clients.create(admin, { name: 'Basic only' });
+      const conn = await t.container.graph.createConnection(admin, { clientId: client.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+      const r = await t.container.graph.testConnection(admin, conn.id);
+      expect(r.ok).toBe(false);
+      const failed = r.checks.filter((c) => !c.ok);
+      expect(failed.map((c) => c.check)).toEqual(['BitlockerKey.Read.All: read a recovery password']);
+      expect(failed[0]!.detail).toMatch(/403 Authorization_RequestDenied: Insufficient privileges/);
+      // A sync without the permission fails with the same text, and reads nothing it may not.
+      const run = await t.container.graph.runSync(conn.id);
+      expect(run.status).toBe('failed');
+      expect(run.errorText).toMatch(/Authorization_RequestDenied/);
+    } finally {
+      await sim.stop();
+      await t.close();
+    }
+  });
+});

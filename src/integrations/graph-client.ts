@@ -17,6 +17,14 @@ export type GraphCredentials = {
 };
 
 export type GraphKey = { id: string; createdDateTime: string; volumeType: string | number | null; deviceId: string | null; key?: string };
+export type GraphKeyReadAudit = {
+  id: string;
+  activityDateTime: string;
+  result?: string;
+  initiatedBy?: { user?: { userPrincipalName?: string | null; ipAddress?: string | null } | null; app?: { appId?: string | null; displayName?: string | null } | null };
+  targetResources?: { displayName?: string | null }[];
+};
+
 export type GraphDevice = {
   id: string;
   deviceId: string;
@@ -183,8 +191,10 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       await call('POST', `/beta/deviceManagement/managedDevices/${encodeURIComponent(managedDeviceId)}/rotateBitLockerKeys`);
     },
 
-    async *listKeyReadAudits(): AsyncGenerator<any[]> {
-      let next: string | undefined = `/v1.0/auditLogs/directoryAudits?$filter=${encodeURIComponent("activityDisplayName eq 'Read BitLocker key'")}`;
+    /** "Read BitLocker key" audit events (category KeyManagement), newer than `since` when given. */
+    async *listKeyReadAudits(since?: string | null): AsyncGenerator<GraphKeyReadAudit[]> {
+      const filter = `activityDisplayName eq 'Read BitLocker key'${since ? ` and activityDateTime gt ${since}` : ''}`;
+      let next: string | undefined = `/v1.0/auditLogs/directoryAudits?$filter=${encodeURIComponent(filter)}`;
       while (next) {
         const { json } = await call('GET', next);
         yield json?.value ?? [];

@@ -35,7 +35,8 @@ export type AuditAction =
   | 'job.update'
   | 'graph.connect'
   | 'graph.disconnect'
-  | 'graph.sync';
+  | 'graph.sync'
+  | 'entra.key_read';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

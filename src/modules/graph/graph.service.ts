@@ -7,7 +7,7 @@ import { badRequest, conflict, notFound } from '../../lib/errors.js';
 import { parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { parseVolumeType } from '../../domain/volume.js';
-import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey } from '../../integrations/graph-client.js';
+import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey, type GraphKeyReadAudit } from '../../integrations/graph-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
@@ -257,6 +257,7 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       if (!conn) throw notFound(`No Graph connection ${connectionId}.`);
       const actor: Actor = { type: 'system', id: `system:graph:${conn.tenant_id}`, name: `Entra sync (${conn.tenant_id})`, role: 'owner', clients: [conn.client_id] };
       const started = Date.now();
+      let auditImport = 'not run';
       const run: SyncRunsTable = {
         id: newId(),
         client_id: conn.client_id,
@@ -368,6 +369,8 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           run.removed = gone.length;
           await confirmRotations(tx, actor, conn, reports, now);
         });
+        // 6. Key reads people made in the Entra or Intune portal (with AuditLog.Read.All).
+        auditImport = await importKeyReads(graph, conn);
         run.status = 'succeeded';
       } catch (e) {
         run.status = 'failed';
@@ -388,7 +391,7 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         clientId: conn.client_id,
         targetType: 'graph_connection',
         targetId: conn.id,
-        details: { newKeys: run.new_keys, newDevices: run.new_devices, unchanged: run.unchanged, removed: run.removed, keyReads: run.key_reads, errors: run.errors, error: run.error_text },
+        details: { newKeys: run.new_keys, newDevices: run.new_devices, unchanged: run.unchanged, removed: run.removed, keyReads: run.key_reads, errors: run.errors, error: run.error_text, portalKeyReads: auditImport },
       });
       return runView(run);
     },
@@ -461,6 +464,46 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       return 'rotation requested from Intune';
     },
   };
+
+  /**
+   * Copies the tenant's "Read BitLocker key" audit events into Keywarden's audit log, so who read
+   * which key directly in Entra or Intune shows next to reveals made here. Our own sync's reads
+   * (made by this app) are left out. Without AuditLog.Read.All the step is skipped, not failed.
+   */
+  async function importKeyReads(graph: GraphClient, conn: GraphConnectionsTable): Promise<string> {
+    const events: GraphKeyReadAudit[] = [];
+    try {
+      for await (const page of graph.listKeyReadAudits(conn.audit_cursor)) events.push(...page);
+    } catch (e) {
+      if (e instanceof GraphError && e.status === 403) return 'skipped: AuditLog.Read.All is not granted';
+      throw e;
+    }
+    const fresh = events
+      .filter((a) => !conn.audit_cursor || a.activityDateTime > conn.audit_cursor)
+      .filter((a) => a.initiatedBy?.app?.appId?.toLowerCase() !== conn.app_client_id)
+      .sort((a, b) => a.activityDateTime.localeCompare(b.activityDateTime));
+    if (!fresh.length) return 'no new portal reads';
+    await db.transaction().execute(async (tx) => {
+      for (const a of fresh) {
+        const who = a.initiatedBy?.user?.userPrincipalName || a.initiatedBy?.app?.displayName || 'unknown';
+        const id = parseKeyId(a.targetResources?.[0]?.displayName ?? '');
+        const key = id.ok ? await tx.selectFrom('recovery_keys').select('id').where('client_id', '=', conn.client_id).where('key_id', '=', id.value).executeTakeFirst() : undefined;
+        const actor: Actor = { type: 'system', id: `entra:${who}`.slice(0, 200), name: `${who} (in Entra)`.slice(0, 200), role: 'auditor', clients: [conn.client_id], ip: a.initiatedBy?.user?.ipAddress ?? null };
+        await audit.record(tx, actor, {
+          action: 'entra.key_read',
+          outcome: a.result === 'success' || !a.result ? 'success' : 'failure',
+          clientId: conn.client_id,
+          targetType: 'recovery_key',
+          targetId: key?.id ?? null,
+          details: { keyId: id.ok ? id.value : null, tenantId: conn.tenant_id, entraEventId: a.id, at: a.activityDateTime },
+        });
+      }
+      const newest = fresh[fresh.length - 1]!.activityDateTime;
+      await tx.updateTable('graph_connections').set({ audit_cursor: newest }).where('id', '=', conn.id).execute();
+    });
+    conn.audit_cursor = fresh[fresh.length - 1]!.activityDateTime;
+    return `${fresh.length} portal reads imported`;
+  }
 
   /** A sent Intune rotation is done when a sync brings a new key for the same device. */
   async function confirmRotations(tx: Executor, actor: Actor, conn: GraphConnectionsTable, reports: KeyReport[], now: string) {
