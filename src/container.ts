@@ -23,6 +23,7 @@ import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
 import { createAgentService } from './modules/agent/agent.service.js';
 import { createGraphService } from './modules/graph/graph.service.js';
+import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -54,6 +55,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     let scheduler: Scheduler | undefined;
     const graph = createGraphService({ db, keyring, ingest, keys: keysRepo, audit, clock, scheduler: () => scheduler!, graphOptions: { sleep: opts.graphSleep } });
+    const directory = createDirectoryService({ db, keyring, ingest, keys: keysRepo, audit, clock, scheduler: () => scheduler! });
     scheduler = createScheduler({
       db,
       clock,
@@ -64,6 +66,10 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
           return r.status === 'succeeded' ? `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged` : `failed: ${r.errorText}`;
         },
         'intune-rotate': (task) => graph.runIntuneRotation(task.target_id!),
+        'ad-sync': async (task) => {
+          const r = await directory.runSync(task.target_id!);
+          return r.status === 'succeeded' ? `ok (${r.mode}): ${r.objectsRead} objects, ${r.newKeys} new keys` : `failed: ${r.errorText}`;
+        },
       },
     });
     const keys = createKeysService({
@@ -93,6 +99,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       devices,
       agent,
       graph,
+      directory,
       scheduler: scheduler!,
       clock,
       close: async () => {

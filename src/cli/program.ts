@@ -16,6 +16,7 @@ import { registerUser } from './commands/user.js';
 import { registerServe } from './commands/serve.js';
 import { registerAgent } from './commands/agent.js';
 import { registerGraph } from './commands/graph.js';
+import { registerAd } from './commands/ad.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -62,7 +63,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent, registerGraph]) {
+  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent, registerGraph, registerAd]) {
     register(program, ctx);
   }
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.

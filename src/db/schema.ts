@@ -363,7 +363,52 @@ export interface ScheduledTasksTable {
   last_status: string | null;
 }
 
+export interface DirectoryConnectionsTable {
+  id: string;
+  client_id: string;
+  hosts: string;
+  port: number;
+  tls_mode: string;
+  ca_cert: string | null;
+  pinned_sha256: string | null;
+  allow_untrusted: number;
+  bind_dn: string;
+  password_ciphertext: string;
+  password_data_key_version: number;
+  base_dns: string;
+  sync_interval_minutes: number;
+  enabled: number;
+  last_dc: string | null;
+  last_usn: string | null;
+  created_at: string;
+  updated_at: string;
+  last_sync_at: string | null;
+  last_status: string | null;
+  last_error: string | null;
+}
+
+export interface DirectorySyncRunsTable {
+  id: string;
+  client_id: string;
+  connection_id: string;
+  started_at: string;
+  finished_at: string | null;
+  status: string;
+  mode: string;
+  dc: string | null;
+  objects_read: number;
+  new_keys: number;
+  new_devices: number;
+  unchanged: number;
+  removed: number;
+  invalid: number;
+  error_text: string | null;
+  duration_ms: number | null;
+}
+
 export interface DB {
+  directory_connections: DirectoryConnectionsTable;
+  directory_sync_runs: DirectorySyncRunsTable;
   graph_connections: GraphConnectionsTable;
   sync_runs: SyncRunsTable;
   scheduled_tasks: ScheduledTasksTable;

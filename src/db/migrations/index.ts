@@ -3,6 +3,7 @@ import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_identity.js';
 import * as m0003 from './0003_agent.js';
 import * as m0004 from './0004_graph.js';
+import * as m0005 from './0005_directory.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '0002_identity': m0002,
   '0003_agent': m0003,
   '0004_graph': m0004,
+  '0005_directory': m0005,
 };

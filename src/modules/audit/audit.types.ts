@@ -36,7 +36,10 @@ export type AuditAction =
   | 'graph.connect'
   | 'graph.disconnect'
   | 'graph.sync'
-  | 'entra.key_read';
+  | 'entra.key_read'
+  | 'ad.connect'
+  | 'ad.sync'
+  | 'ad.invalid_password';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

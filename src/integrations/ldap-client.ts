@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import type { PeerCertificate, ConnectionOptions } from 'node:tls';
+import { Client, InvalidCredentialsError } from 'ldapts';
+
+/**
+ * A thin LDAP client for Active Directory over LDAPS or StartTLS (AD refuses simple binds without
+ * TLS). Certificates are verified against the configured CA, or matched to a pinned SHA-256
+ * fingerprint; accepting any certificate is possible only when asked for explicitly. Hosts are
+ * tried in order (failover). Errors come back as one of four product-level kinds.
+ */
+export type LdapTarget = {
+  hosts: string[];
+  port: number;
+  tlsMode: 'ldaps' | 'starttls';
+  caCert: string | null;
+  pinnedSha256: string | null;
+  allowUntrusted: boolean;
+  bindDn: string;
+  password: string;
+};
+
+export type LdapErrorKind = 'unreachable' | 'untrusted_certificate' | 'wrong_credentials' | 'ldap_error';
+
+export class LdapError extends Error {
+  constructor(
+    readonly kind: LdapErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LdapError';
+  }
+}
+
+export type LdapEntry = Record<string, string | string[] | Buffer | Buffer[]> & { dn: string };
+
+const normalizeFingerprint = (s: string) => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
+
+function tlsOptions(t: LdapTarget, host: string): ConnectionOptions {
+  const base: ConnectionOptions = { servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, minVersion: 'TLSv1.2' };
+  if (t.pinnedSha256) {
+    const want = normalizeFingerprint(t.pinnedSha256);
+    return {
+      ...base,
+      // A pinned certificate replaces CA validation: exactly this certificate, nothing else.
+      rejectUnauthorized: false,
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const got = createHash('sha256').update(cert.raw).digest('hex');
+        return got === want ? undefined : new Error(`the server certificate's SHA-256 ${got} is not the pinned ${want}`);
+      },
+    };
+  }
+  if (t.allowUntrusted) return { ...base, rejectUnauthorized: false, checkServerIdentity: () => undefined };
+  return { ...base, ca: t.caCert ? [t.caCert] : undefined, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+}
+
+function classify(e: unknown, host: string): LdapError {
+  if (e instanceof LdapError) return e;
+  if (e instanceof InvalidCredentialsError) return new LdapError('wrong_credentials', `The domain controller ${host} refused the bind: wrong user name or password (LDAP 49).`);
+  const err = e as { code?: string; message?: string };
+  const code = err.code ?? '';
+  const msg = err.message ?? String(e);
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to verify|self.signed|certificate|pinned/i.test(code + ' ' + msg)) {
+    return new LdapError('untrusted_certificate', `The certificate of ${host} is not trusted (${code || msg.slice(0, 120)}). Add the domain's CA certificate or pin the certificate's SHA-256.`);
+  }
+  if (/ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|ECONNRESET|EAI_AGAIN|timeout/i.test(code + ' ' + msg)) {
+    return new LdapError('unreachable', `Cannot reach ${host} (${code || msg.slice(0, 80)}).`);
+  }
+  return new LdapError('ldap_error', `LDAP error from ${host}: ${msg.slice(0, 200)}`);
+}
+
+export type LdapSession = {
+  host: string;
+  search(base: string, filter: string, attributes: string[], opts?: { scope?: 'base' | 'one' | 'sub'; buffers?: string[] }): Promise<LdapEntry[]>;
+  close(): Promise<void>;
+};
+
+/** Connects and binds to the first host that answers; wrong credentials or an untrusted certificate stop at once. */
+export async function openLdap(t: LdapTarget, timeoutMs = 10_000): Promise<LdapSession> {
+  let last: LdapError | undefined;
+  for (const host of t.hosts) {
+    const url = `${t.tlsMode === 'ldaps' ? 'ldaps' : 'ldap'}://${host}:${t.port}`;
+    const client = new Client({ url, timeout: timeoutMs, connectTimeout: timeoutMs, ...(t.tlsMode === 'ldaps' ? { tlsOptions: tlsOptions(t, host) } : {}) });
+    try {
+      if (t.tlsMode === 'starttls') await client.startTLS(tlsOptions(t, host));
+      await client.bind(t.bindDn, t.password);
+      return {
+        host,
+        async search(base, filter, attributes, opts = {}) {
+          try {
+            const r = await client.search(base, { scope: opts.scope ?? 'sub', filter, attributes, paged: opts.scope === 'base' ? false : { pageSize: 500 }, explicitBufferAttributes: opts.buffers ?? [] });
+            return r.searchEntries as unknown as LdapEntry[];
+          } catch (e) {
+            throw classify(e, host);
+          }
+        },
+        close: () => client.unbind().catch(() => undefined),
+      };
+    } catch (e) {
+      await client.unbind().catch(() => undefined);
+      last = classify(e, host);
+      if (last.kind !== 'unreachable') throw last; // a refusal is an answer: do not try the next DC
+    }
+  }
+  throw last ?? new LdapError('unreachable', 'No domain controller host is configured.');
+}
+
+/** Windows stores GUIDs with the first three fields little-endian. */
+export function windowsGuid(bytes: Buffer): string | null {
+  if (!Buffer.isBuffer(bytes) || bytes.length !== 16) return null;
+  const h = (b: Buffer) => b.toString('hex');
+  const rev = (s: number, e: number) => Buffer.from(bytes.subarray(s, e)).reverse();
+  return `${h(rev(0, 4))}-${h(rev(4, 6))}-${h(rev(6, 8))}-${h(bytes.subarray(8, 10))}-${h(bytes.subarray(10, 16))}`;
+}

@@ -1,0 +1,392 @@
+import type { Db, Executor } from '../../db/database.js';
+import type { DirectoryConnectionsTable, DirectorySyncRunsTable } from '../../db/schema.js';
+import type { Keyring } from '../../crypto/keyring.js';
+import type { Clock } from '../../lib/clock.js';
+import { newId } from '../../lib/ids.js';
+import { badRequest, conflict, notFound } from '../../lib/errors.js';
+import { parseRecoveryPassword } from '../../domain/recovery-password.js';
+import { LdapError, openLdap, windowsGuid, type LdapEntry, type LdapSession, type LdapTarget } from '../../integrations/ldap-client.js';
+import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { KeyIngest } from '../keys/keys.ingest.js';
+import type { KeysRepo } from '../keys/keys.repo.js';
+import type { KeyReport } from '../keys/keys.types.js';
+import type { Scheduler } from '../jobs/scheduler.js';
+import { deviceNameKey } from '../devices/devices.repo.js';
+
+export type DirectoryConnectionView = {
+  id: string;
+  clientId: string;
+  hosts: string[];
+  port: number;
+  tlsMode: 'ldaps' | 'starttls';
+  pinnedSha256: string | null;
+  allowUntrusted: boolean;
+  bindDn: string;
+  baseDns: string[];
+  syncIntervalMinutes: number;
+  lastSyncAt: string | null;
+  lastStatus: string | null;
+  lastError: string | null;
+};
+
+export type DirectorySyncRunView = {
+  id: string;
+  status: string;
+  mode: string;
+  dc: string | null;
+  objectsRead: number;
+  newKeys: number;
+  newDevices: number;
+  unchanged: number;
+  removed: number;
+  invalid: number;
+  errorText: string | null;
+  durationMs: number | null;
+};
+
+type Deps = {
+  db: Db;
+  keyring: Pick<Keyring<Executor>, 'clientCipher'>;
+  ingest: KeyIngest;
+  keys: Pick<KeysRepo, 'upsertSources'>;
+  audit: Pick<AuditService, 'record' | 'recordNow'>;
+  clock: Clock;
+  scheduler: () => Scheduler;
+};
+
+export const adTaskId = (id: string) => `ad-sync:${id}`;
+const RECOVERY_ATTRS = ['msFVE-RecoveryPassword', 'msFVE-RecoveryGuid', 'msFVE-VolumeGuid', 'whenCreated', 'uSNChanged', 'name'];
+const COMPUTER_ATTRS = ['name', 'dNSHostName', 'objectGUID', 'operatingSystem', 'lastLogonTimestamp'];
+const secretContext = (id: string) => `ldap=${id}`;
+
+const view = (c: DirectoryConnectionsTable): DirectoryConnectionView => ({
+  id: c.id,
+  clientId: c.client_id,
+  hosts: JSON.parse(c.hosts) as string[],
+  port: c.port,
+  tlsMode: c.tls_mode as 'ldaps' | 'starttls',
+  pinnedSha256: c.pinned_sha256,
+  allowUntrusted: !!c.allow_untrusted,
+  bindDn: c.bind_dn,
+  baseDns: JSON.parse(c.base_dns) as string[],
+  syncIntervalMinutes: c.sync_interval_minutes,
+  lastSyncAt: c.last_sync_at,
+  lastStatus: c.last_status,
+  lastError: c.last_error,
+});
+const runView = (r: DirectorySyncRunsTable): DirectorySyncRunView => ({
+  id: r.id,
+  status: r.status,
+  mode: r.mode,
+  dc: r.dc,
+  objectsRead: r.objects_read,
+  newKeys: r.new_keys,
+  newDevices: r.new_devices,
+  unchanged: r.unchanged,
+  removed: r.removed,
+  invalid: r.invalid,
+  errorText: r.error_text,
+  durationMs: r.duration_ms,
+});
+
+const first = (v: unknown): string | undefined => (Array.isArray(v) ? (v[0] as string | undefined) : (v as string | undefined));
+const firstBuf = (v: unknown): Buffer | undefined => (Array.isArray(v) ? (v[0] as Buffer | undefined) : Buffer.isBuffer(v) ? v : undefined);
+/** The parent of an object: its DN without the first RDN (RDN values here never contain commas). */
+const parentDn = (dn: string) => dn.slice(dn.indexOf(',', dn.indexOf('}')) + 1);
+/** AD generalized time 20240105173035.0Z → ISO. */
+const generalizedTime = (s: string | undefined) => {
+  const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})/.exec(s ?? '');
+  return m ? new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!)).toISOString() : null;
+};
+/** The CN's own creation time, with the client's offset: 2011-01-05T17:30:35-08:00{GUID}. */
+const cnTime = (cn: string | undefined) => {
+  const t = cn?.split('{')[0];
+  const ms = t ? Date.parse(t) : NaN;
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+};
+
+/**
+ * Active Directory, one connection per client: recovery objects (msFVE-RecoveryInformation) under
+ * the client's computers, synced over LDAPS/StartTLS; incremental by uSNChanged on the same DC.
+ */
+export function createDirectoryService({ db, keyring, ingest, keys, audit, clock, scheduler }: Deps) {
+  const load = async (exec: Executor, actor: Actor, id: string) => {
+    const scope = clientScope(actor);
+    let q = exec.selectFrom('directory_connections').selectAll().where('id', '=', id);
+    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+    const c = /^[0-9a-f-]{36}$/i.test(id) ? await q.executeTakeFirst() : undefined;
+    if (!c) throw notFound(`No directory connection with id ${id.slice(0, 60)}.`);
+    return c;
+  };
+  const target = async (c: DirectoryConnectionsTable): Promise<LdapTarget> => ({
+    hosts: JSON.parse(c.hosts) as string[],
+    port: c.port,
+    tlsMode: c.tls_mode as 'ldaps' | 'starttls',
+    caCert: c.ca_cert,
+    pinnedSha256: c.pinned_sha256,
+    allowUntrusted: !!c.allow_untrusted,
+    bindDn: c.bind_dn,
+    password: (await keyring.clientCipher(db, c.client_id)).openSecret(secretContext(c.id), { ciphertext: c.password_ciphertext, dataKeyVersion: c.password_data_key_version }),
+  });
+  const baseDns = (c: DirectoryConnectionsTable) => JSON.parse(c.base_dns) as string[];
+
+  async function readRoot(s: LdapSession): Promise<{ dc: string; usn: string }> {
+    const [root] = await s.search('', '(objectClass=*)', ['highestCommittedUSN', 'dsServiceName', 'dnsHostName', 'serverName'], { scope: 'base' });
+    return { dc: first(root?.dsServiceName) ?? first(root?.serverName) ?? s.host, usn: first(root?.highestCommittedUSN) ?? '0' };
+  }
+
+  const service = {
+    async createConnection(
+      actor: Actor,
+      input: {
+        clientId: string;
+        hosts: string[];
+        port?: number;
+        tlsMode?: 'ldaps' | 'starttls';
+        caCert?: string | null;
+        pinnedSha256?: string | null;
+        allowUntrusted?: boolean;
+        bindDn: string;
+        password: string;
+        baseDns: string[];
+        syncIntervalMinutes?: number;
+      },
+    ): Promise<DirectoryConnectionView> {
+      requirePermission(actor, 'agent:manage');
+      const hosts = input.hosts.map((h) => h.trim()).filter(Boolean);
+      if (!hosts.length || hosts.length > 10 || hosts.some((h) => !/^[A-Za-z0-9.:[\]-]{1,255}$/.test(h))) throw badRequest('hosts must list 1 to 10 domain controller host names.', { field: 'hosts' });
+      const tlsMode = input.tlsMode ?? 'ldaps';
+      const port = input.port ?? (tlsMode === 'ldaps' ? 636 : 389);
+      if (!input.caCert && !input.pinnedSha256 && !input.allowUntrusted) {
+        throw badRequest('Give the domain CA certificate (caCert), or the SHA-256 of the DC certificate (pinnedSha256); accepting any certificate needs allowUntrusted: true.', { field: 'caCert' });
+      }
+      if (!input.baseDns.length || input.baseDns.some((b) => !/=/.test(b) || b.length > 500)) throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
+      if (!input.password) throw badRequest('password is required.', { field: 'password' });
+      return db.transaction().execute(async (tx) => {
+        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
+        const scope = clientScope(actor);
+        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
+        if (await tx.selectFrom('directory_connections').select('id').where('client_id', '=', client.id).executeTakeFirst()) throw conflict(`${client.name} already has a directory connection.`);
+        const id = newId();
+        const sealed = (await keyring.clientCipher(tx, client.id)).sealSecret(secretContext(id), input.password);
+        const now = clock.now();
+        const row: DirectoryConnectionsTable = {
+          id,
+          client_id: client.id,
+          hosts: JSON.stringify(hosts),
+          port,
+          tls_mode: tlsMode,
+          ca_cert: input.caCert ?? null,
+          pinned_sha256: input.pinnedSha256 ?? null,
+          allow_untrusted: input.allowUntrusted ? 1 : 0,
+          bind_dn: input.bindDn,
+          password_ciphertext: sealed.ciphertext,
+          password_data_key_version: sealed.dataKeyVersion,
+          base_dns: JSON.stringify(input.baseDns),
+          sync_interval_minutes: input.syncIntervalMinutes ?? 60,
+          enabled: 1,
+          last_dc: null,
+          last_usn: null,
+          created_at: now,
+          updated_at: now,
+          last_sync_at: null,
+          last_status: null,
+          last_error: null,
+        };
+        await tx.insertInto('directory_connections').values(row).execute();
+        await scheduler().ensureTask(tx, { id: adTaskId(id), kind: 'ad-sync', clientId: client.id, targetId: id, intervalMinutes: row.sync_interval_minutes });
+        await audit.record(tx, actor, {
+          action: 'ad.connect',
+          outcome: 'success',
+          clientId: client.id,
+          targetType: 'directory_connection',
+          targetId: id,
+          details: { hosts, port, tlsMode, bindDn: input.bindDn, baseDns: input.baseDns, certificate: input.pinnedSha256 ? 'pinned' : input.caCert ? 'ca' : 'ANY (allowUntrusted)' },
+        });
+        return view(row);
+      });
+    },
+
+    async listConnections(actor: Actor): Promise<DirectoryConnectionView[]> {
+      requirePermission(actor, 'device:read');
+      const scope = clientScope(actor);
+      let q = db.selectFrom('directory_connections').selectAll().orderBy('created_at');
+      if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+      return (await q.execute()).map(view);
+    },
+
+    /** Bind, then: can this account actually read recovery passwords? (A plain user sees none, silently.) */
+    async testConnection(actor: Actor, id: string): Promise<{ ok: boolean; detail: string; computers: number; recoveryObjects: number; readablePasswords: number }> {
+      requirePermission(actor, 'agent:manage');
+      const c = await load(db, actor, id);
+      let s: LdapSession | undefined;
+      try {
+        s = await openLdap(await target(c));
+        let computers = 0;
+        let objects = 0;
+        let readable = 0;
+        for (const base of baseDns(c)) {
+          computers += (await s.search(base, '(objectClass=computer)', ['name'])).length;
+          const rec = await s.search(base, '(objectClass=msFVE-RecoveryInformation)', ['msFVE-RecoveryPassword']);
+          objects += rec.length;
+          readable += rec.filter((e) => first(e['msFVE-RecoveryPassword'])).length;
+        }
+        const ok = objects > 0 ? readable === objects : computers === 0;
+        const detail = !ok
+          ? objects === 0
+            ? `Bound to ${s.host}, but the account sees no BitLocker recovery objects under ${computers} computers: it most likely lacks read access to msFVE-RecoveryInformation (see docs/active-directory.md).`
+            : `Bound to ${s.host}; the account sees ${objects} recovery objects but can read the password of only ${readable}: grant it read access to the confidential attribute msFVE-RecoveryPassword.`
+          : `Bound to ${s.host}; ${computers} computers, ${objects} recovery objects, all readable.`;
+        return { ok, detail, computers, recoveryObjects: objects, readablePasswords: readable };
+      } catch (e) {
+        const err = e instanceof LdapError ? e : new LdapError('ldap_error', String(e));
+        return { ok: false, detail: `${err.kind}: ${err.message}`, computers: 0, recoveryObjects: 0, readablePasswords: 0 };
+      } finally {
+        await s?.close();
+      }
+    },
+
+    async syncNow(actor: Actor, id: string): Promise<DirectorySyncRunView> {
+      requirePermission(actor, 'agent:manage');
+      const c = await load(db, actor, id);
+      await scheduler().runNow(adTaskId(c.id));
+      const [last] = await db.selectFrom('directory_sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(1).execute();
+      return runView(last!);
+    },
+
+    /** One sync of one connection (scheduler handler). Never throws for a directory failure. */
+    async runSync(connectionId: string): Promise<DirectorySyncRunView> {
+      const conn = await db.selectFrom('directory_connections').selectAll().where('id', '=', connectionId).executeTakeFirst();
+      if (!conn) throw notFound(`No directory connection ${connectionId}.`);
+      const actor: Actor = { type: 'system', id: `system:ad:${conn.id}`, name: 'Active Directory sync', role: 'owner', clients: [conn.client_id] };
+      const started = Date.now();
+      const run: DirectorySyncRunsTable = {
+        id: newId(),
+        client_id: conn.client_id,
+        connection_id: conn.id,
+        started_at: clock.now(),
+        finished_at: null,
+        status: 'running',
+        mode: 'full',
+        dc: null,
+        objects_read: 0,
+        new_keys: 0,
+        new_devices: 0,
+        unchanged: 0,
+        removed: 0,
+        invalid: 0,
+        error_text: null,
+        duration_ms: null,
+      };
+      await db.insertInto('directory_sync_runs').values(run).execute();
+      let s: LdapSession | undefined;
+      try {
+        s = await openLdap(await target(conn));
+        const root = await readRoot(s);
+        run.dc = root.dc;
+        // uSNChanged is per domain controller: incremental only against the DC of the last sync.
+        const incremental = !!conn.last_usn && conn.last_dc === root.dc;
+        run.mode = incremental ? 'incremental' : 'full';
+        const filter = incremental ? `(&(objectClass=msFVE-RecoveryInformation)(uSNChanged>=${BigInt(conn.last_usn!) + 1n}))` : '(objectClass=msFVE-RecoveryInformation)';
+        const changed: LdapEntry[] = [];
+        const present = new Set<string>();
+        for (const base of baseDns(conn)) {
+          changed.push(...(await s.search(base, filter, RECOVERY_ATTRS, { buffers: ['msFVE-RecoveryGuid', 'msFVE-VolumeGuid'] })));
+          // Which keys still exist (ids only, no passwords): how deletions are noticed.
+          for (const e of await s.search(base, '(objectClass=msFVE-RecoveryInformation)', ['msFVE-RecoveryGuid'], { buffers: ['msFVE-RecoveryGuid'] })) {
+            const g = windowsGuid(firstBuf(e['msFVE-RecoveryGuid'])!);
+            if (g) present.add(g);
+          }
+        }
+        run.objects_read = changed.length;
+        // The computers these keys belong to.
+        const computerDns = [...new Set(changed.map((e) => parentDn(e.dn)))];
+        const computers = new Map<string, { name: string; guid: string | null; dn: string; os: string | null; dns: string | null }>();
+        for (const dn of computerDns) {
+          const [c] = await s.search(dn, '(objectClass=computer)', COMPUTER_ATTRS, { scope: 'base', buffers: ['objectGUID'] }).catch(() => [] as LdapEntry[]);
+          if (!c) continue;
+          const guidBuf = firstBuf(c.objectGUID);
+          computers.set(dn, { name: first(c.name) ?? dn.split(',')[0]!.slice(3), guid: guidBuf ? windowsGuid(guidBuf) : null, dn, os: first(c.operatingSystem) ?? null, dns: first(c.dNSHostName) ?? null });
+        }
+        // Computers match devices by objectGUID, then by name; the device's name is what ingest matches on.
+        await db.transaction().execute(async (tx) => {
+          const now = clock.now();
+          for (const comp of computers.values()) {
+            let dev = comp.guid ? await tx.selectFrom('devices').select(['id', 'name']).where('client_id', '=', conn.client_id).where('ad_object_guid', '=', comp.guid).executeTakeFirst() : undefined;
+            dev ??= await tx.selectFrom('devices').select(['id', 'name']).where('client_id', '=', conn.client_id).where('name_key', '=', deviceNameKey(comp.name)).executeTakeFirst();
+            if (dev) {
+              await tx.updateTable('devices').set({ ad_object_guid: comp.guid, ad_dn: comp.dn, last_seen_at: now }).where('client_id', '=', conn.client_id).where('id', '=', dev.id).execute();
+              comp.name = dev.name;
+            } else {
+              run.new_devices++;
+              await tx
+                .insertInto('devices')
+                .values({
+                  id: newId(), client_id: conn.client_id, name: comp.name, name_key: deviceNameKey(comp.name), domain: comp.dns?.split('.').slice(1).join('.') || null, serial: null,
+                  entra_device_id: null, ad_object_guid: comp.guid, ad_dn: comp.dn, agent_id: null, primary_user: null,
+                  facts: JSON.stringify({ os: { caption: comp.os } }), smbios_uuid: null, last_checkin_at: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now,
+                })
+                .execute();
+            }
+          }
+          const reports: KeyReport[] = [];
+          for (const e of changed) {
+            const keyId = windowsGuid(firstBuf(e['msFVE-RecoveryGuid'])!);
+            const pw = parseRecoveryPassword(first(e['msFVE-RecoveryPassword']) ?? '');
+            const comp = computers.get(parentDn(e.dn));
+            if (!keyId) continue;
+            if (!pw.ok) {
+              // AD does not validate what it stores: report it, never import it as a working key.
+              run.invalid++;
+              await audit.record(tx, actor, { action: 'ad.invalid_password', outcome: 'failure', clientId: conn.client_id, targetType: 'ad_object', targetId: keyId, details: { keyId, computer: comp?.name ?? null, problem: pw.reason } });
+              continue;
+            }
+            reports.push({ keyId, recoveryPassword: pw.value, device: comp ? { name: comp.name } : undefined, createdAt: cnTime(first(e.name)) ?? generalizedTime(first(e.whenCreated)) });
+          }
+          if (reports.length) {
+            const r = await ingest(tx, actor, conn.client_id, { type: 'ad', ref: conn.id }, reports);
+            run.new_keys = r.imported + r.conflicts;
+            run.unchanged = r.duplicates;
+          }
+          // Keys gone from AD (computer deleted, key removed): kept, marked removed at source.
+          const sources = await tx
+            .selectFrom('key_sources as s')
+            .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
+            .select(['s.id', 'k.key_id', 's.removed_at'])
+            .where('s.client_id', '=', conn.client_id)
+            .where('s.source_type', '=', 'ad')
+            .where('s.source_ref', '=', conn.id)
+            .execute();
+          const gone = sources.filter((x) => x.key_id && !present.has(x.key_id) && !x.removed_at).map((x) => x.id);
+          const back = sources.filter((x) => x.key_id && present.has(x.key_id) && x.removed_at).map((x) => x.id);
+          for (let i = 0; i < gone.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: now }).where('id', 'in', gone.slice(i, i + 500)).execute();
+          for (let i = 0; i < back.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: null }).where('id', 'in', back.slice(i, i + 500)).execute();
+          run.removed = gone.length;
+          await tx.updateTable('directory_connections').set({ last_dc: root.dc, last_usn: root.usn }).where('id', '=', conn.id).execute();
+        });
+        run.status = 'succeeded';
+      } catch (e) {
+        run.status = 'failed';
+        run.error_text = e instanceof LdapError ? `${e.kind}: ${e.message}` : 'an unexpected error stopped the sync';
+      } finally {
+        await s?.close();
+      }
+      run.finished_at = clock.now();
+      run.duration_ms = Date.now() - started;
+      await db.updateTable('directory_sync_runs').set(run).where('id', '=', run.id).execute();
+      await db.updateTable('directory_connections').set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at }).where('id', '=', conn.id).execute();
+      await audit.recordNow(actor, {
+        action: 'ad.sync',
+        outcome: run.status === 'succeeded' ? 'success' : 'failure',
+        clientId: conn.client_id,
+        targetType: 'directory_connection',
+        targetId: conn.id,
+        details: { mode: run.mode, dc: run.dc, objectsRead: run.objects_read, newKeys: run.new_keys, unchanged: run.unchanged, removed: run.removed, invalid: run.invalid, error: run.error_text },
+      });
+      return runView(run);
+    },
+  };
+  return service;
+}
+export type DirectoryService = ReturnType<typeof createDirectoryService>;
