@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { PeerCertificate, ConnectionOptions } from 'node:tls';
+import tls, { type ConnectionOptions } from 'node:tls';
 import { Client, InvalidCredentialsError } from 'ldapts';
 
 /**
@@ -37,18 +37,8 @@ const normalizeFingerprint = (s: string) => s.replace(/[^0-9a-f]/gi, '').toLower
 
 function tlsOptions(t: LdapTarget, host: string): ConnectionOptions {
   const base: ConnectionOptions = { servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, minVersion: 'TLSv1.2' };
-  if (t.pinnedSha256) {
-    const want = normalizeFingerprint(t.pinnedSha256);
-    return {
-      ...base,
-      // A pinned certificate replaces CA validation: exactly this certificate, nothing else.
-      rejectUnauthorized: false,
-      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-        const got = createHash('sha256').update(cert.raw).digest('hex');
-        return got === want ? undefined : new Error(`the server certificate's SHA-256 ${got} is not the pinned ${want}`);
-      },
-    };
-  }
+  // A pinned certificate replaces CA validation; openLdap checks the pin before it connects.
+  if (t.pinnedSha256) return { ...base, rejectUnauthorized: false, checkServerIdentity: () => undefined };
   if (t.allowUntrusted) return { ...base, rejectUnauthorized: false, checkServerIdentity: () => undefined };
   return { ...base, ca: t.caCert ? [t.caCert] : undefined, rejectUnauthorized: true, checkServerIdentity: () => undefined };
 }
@@ -74,13 +64,37 @@ export type LdapSession = {
   close(): Promise<void>;
 };
 
+/**
+ * Checks the pinned SHA-256 against the certificate the host presents, with a TLS handshake of
+ * its own (Node ignores identity-check errors once rejectUnauthorized is off, so the pin cannot be
+ * checked inside the LDAP connection's handshake).
+ */
+function checkPin(host: string, port: number, pinned: string, timeoutMs: number): Promise<void> {
+  const want = normalizeFingerprint(pinned);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, timeout: timeoutMs }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      const got = cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
+      if (got === want) resolve();
+      else reject(new LdapError('untrusted_certificate', `The certificate of ${host} has SHA-256 ${got || '(none)'}, not the pinned ${want}.`));
+    });
+    socket.on('timeout', () => socket.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    socket.on('error', (e) => reject(classify(e, host)));
+  });
+}
+
 /** Connects and binds to the first host that answers; wrong credentials or an untrusted certificate stop at once. */
 export async function openLdap(t: LdapTarget, timeoutMs = 10_000): Promise<LdapSession> {
+  if (t.pinnedSha256 && t.tlsMode === 'starttls') {
+    throw new LdapError('untrusted_certificate', 'A pinned certificate needs LDAPS (636); with StartTLS give the domain CA certificate instead.');
+  }
   let last: LdapError | undefined;
   for (const host of t.hosts) {
     const url = `${t.tlsMode === 'ldaps' ? 'ldaps' : 'ldap'}://${host}:${t.port}`;
     const client = new Client({ url, timeout: timeoutMs, connectTimeout: timeoutMs, ...(t.tlsMode === 'ldaps' ? { tlsOptions: tlsOptions(t, host) } : {}) });
     try {
+      if (t.pinnedSha256) await checkPin(host, t.port, t.pinnedSha256, timeoutMs);
       if (t.tlsMode === 'starttls') await client.startTLS(tlsOptions(t, host));
       await client.bind(t.bindDn, t.password);
       return {
