@@ -49,7 +49,7 @@ type Deps = {
   db: Db;
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   ingest: KeyIngest;
-  keys: Pick<KeysRepo, 'upsertSources'>;
+  keys: Pick<KeysRepo, 'upsertSources' | 'markSourcePresence'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
@@ -350,19 +350,7 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
             run.unchanged = r.duplicates;
           }
           // Keys gone from AD (computer deleted, key removed): kept, marked removed at source.
-          const sources = await tx
-            .selectFrom('key_sources as s')
-            .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
-            .select(['s.id', 'k.key_id', 's.removed_at'])
-            .where('s.client_id', '=', conn.client_id)
-            .where('s.source_type', '=', 'ad')
-            .where('s.source_ref', '=', conn.id)
-            .execute();
-          const gone = sources.filter((x) => x.key_id && !present.has(x.key_id) && !x.removed_at).map((x) => x.id);
-          const back = sources.filter((x) => x.key_id && present.has(x.key_id) && x.removed_at).map((x) => x.id);
-          for (let i = 0; i < gone.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: now }).where('id', 'in', gone.slice(i, i + 500)).execute();
-          for (let i = 0; i < back.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: null }).where('id', 'in', back.slice(i, i + 500)).execute();
-          run.removed = gone.length;
+          run.removed = await keys.markSourcePresence(tx, conn.client_id, { type: 'ad', ref: conn.id }, present, now);
           await tx.updateTable('directory_connections').set({ last_dc: root.dc, last_usn: root.usn }).where('id', '=', conn.id).execute();
         });
         run.status = 'succeeded';

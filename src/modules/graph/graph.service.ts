@@ -55,7 +55,7 @@ type Deps = {
   db: Db;
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   ingest: KeyIngest;
-  keys: Pick<KeysRepo, 'upsertSources' | 'setState'>;
+  keys: Pick<KeysRepo, 'upsertSources' | 'setState' | 'markSourcePresence'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
@@ -354,19 +354,7 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           );
           run.unchanged = heldRows.length;
           // Back in Entra: no longer removed. Gone from Entra: removed at source, key kept.
-          const sources = await tx
-            .selectFrom('key_sources as s')
-            .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
-            .select(['s.id', 'k.key_id', 's.removed_at'])
-            .where('s.client_id', '=', conn.client_id)
-            .where('s.source_type', '=', 'entra')
-            .where('s.source_ref', '=', conn.tenant_id)
-            .execute();
-          const gone = sources.filter((s) => s.key_id && !byId.has(s.key_id) && !s.removed_at).map((s) => s.id);
-          const back = sources.filter((s) => s.key_id && byId.has(s.key_id) && s.removed_at).map((s) => s.id);
-          for (let i = 0; i < gone.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: now }).where('id', 'in', gone.slice(i, i + 500)).execute();
-          for (let i = 0; i < back.length; i += 500) await tx.updateTable('key_sources').set({ removed_at: null }).where('id', 'in', back.slice(i, i + 500)).execute();
-          run.removed = gone.length;
+          run.removed = await keys.markSourcePresence(tx, conn.client_id, { type: 'entra', ref: conn.tenant_id }, new Set(byId.keys()), now);
           await confirmRotations(tx, actor, conn, reports, now);
         });
         // 6. Key reads people made in the Entra or Intune portal (with AuditLog.Read.All).

@@ -80,6 +80,27 @@ export function createKeysRepo() {
       }
     },
 
+    /**
+     * After a full listing from a directory (Entra tenant, AD connection): sources whose key is no
+     * longer there get removed_at (the key itself stays); sources whose key came back lose it.
+     * Returns how many were newly marked removed.
+     */
+    async markSourcePresence(exec: Executor, clientId: string, source: { type: string; ref: string }, present: ReadonlySet<string>, now: string): Promise<number> {
+      const rows = await exec
+        .selectFrom('key_sources as s')
+        .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
+        .select(['s.id', 'k.key_id', 's.removed_at'])
+        .where('s.client_id', '=', clientId)
+        .where('s.source_type', '=', source.type)
+        .where('s.source_ref', '=', source.ref)
+        .execute();
+      const gone = rows.filter((x) => x.key_id && !present.has(x.key_id) && !x.removed_at).map((x) => x.id);
+      const back = rows.filter((x) => x.key_id && present.has(x.key_id) && x.removed_at).map((x) => x.id);
+      for (const part of chunks(gone)) await exec.updateTable('key_sources').set({ removed_at: now }).where('id', 'in', part).execute();
+      for (const part of chunks(back)) await exec.updateTable('key_sources').set({ removed_at: null }).where('id', 'in', part).execute();
+      return gone.length;
+    },
+
     async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
       for (const part of chunks(ids)) {
         await exec.updateTable('recovery_keys').set({ last_seen_at: now }).where('client_id', '=', clientId).where('id', 'in', part).execute();
