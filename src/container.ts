@@ -25,6 +25,7 @@ import { createAgentService } from './modules/agent/agent.service.js';
 import { createGraphService } from './modules/graph/graph.service.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
+import { nullNotifier, type Notifier } from './modules/notifications/notifier.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -46,6 +47,8 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     // Vaults created before a global data key existed get it now, outside any request.
     await db.transaction().execute((tx) => keyring.ensureGlobalKey(tx, 'secrets', clock.now()));
 
+    // Replaced by the notifications module's outbox-backed notifier (issue 8).
+    const notifier: Notifier = nullNotifier;
     const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock });
     const clients = createClientsService({ db, repo: createClientsRepo(), keyring, audit, clock });
     const keysRepo = createKeysRepo();
@@ -100,6 +103,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       agent,
       graph,
       directory,
+      notifier,
       scheduler: scheduler!,
       clock,
       close: async () => {

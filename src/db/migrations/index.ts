@@ -4,6 +4,10 @@ import * as m0002 from './0002_identity.js';
 import * as m0003 from './0003_agent.js';
 import * as m0004 from './0004_graph.js';
 import * as m0005 from './0005_directory.js';
+import * as m0006 from './0006_compliance.js';
+import * as m0007 from './0007_notifications.js';
+import * as m0008 from './0008_lifecycle.js';
+import * as m0009 from './0009_scale.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -15,4 +19,8 @@ export const migrations: Record<string, Migration> = {
   '0003_agent': m0003,
   '0004_graph': m0004,
   '0005_directory': m0005,
+  '0006_compliance': m0006,
+  '0007_notifications': m0007,
+  '0008_lifecycle': m0008,
+  '0009_scale': m0009,
 };
