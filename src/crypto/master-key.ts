@@ -25,8 +25,39 @@ export function masterKeyExists(source: MasterKeySource): boolean {
   return source.kind === 'env' || fs.existsSync(source.path);
 }
 
+/**
+ * Every key the source holds, oldest first. The master key is a small key ring: a file (or
+ * KEYWARDEN_MASTER_KEY) may hold several keys, one per line (comma or space separated in the
+ * variable), so that during a rotation both the old and the new version are at hand. Which
+ * vault version each key is follows from the verifiers in master_keys, not from its position.
+ * Lines starting with # are comments. A file with one key (the format before rotation existed)
+ * is a ring of one.
+ */
+export function loadMasterKeys(source: MasterKeySource): Buffer[] {
+  if (source.kind === 'env') {
+    const parts = source.base64.split(/[\s,]+/).filter(Boolean);
+    if (parts.length === 0) throw badRequest('KEYWARDEN_MASTER_KEY is empty');
+    return parts.map((p, i) => decode(p, parts.length > 1 ? `Key ${i + 1} of KEYWARDEN_MASTER_KEY` : 'KEYWARDEN_MASTER_KEY'));
+  }
+  const text = readKeyFile(source);
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  if (lines.length === 0) throw badRequest(`The master key file ${source.path} holds no key`);
+  return lines.map((l, i) => decode(l, lines.length > 1 ? `Line ${i + 1} (not counting comments) of the master key file ${source.path}` : `The master key file ${source.path}`));
+}
+
+/**
+ * One key, for callers that predate key rings: the newest (last) key of the ring. Code that opens
+ * the vault should pass loadMasterKeys() to openKeyring() instead, which finds the right version.
+ */
 export function loadMasterKey(source: MasterKeySource): Buffer {
-  if (source.kind === 'env') return decode(source.base64, 'KEYWARDEN_MASTER_KEY');
+  const keys = loadMasterKeys(source);
+  return keys[keys.length - 1]!;
+}
+
+function readKeyFile(source: Extract<MasterKeySource, { kind: 'file' }>): string {
   let text: string;
   try {
     text = fs.readFileSync(source.path, 'utf8');
@@ -37,8 +68,31 @@ export function loadMasterKey(source: MasterKeySource): Buffer {
         : `Cannot read the master key file ${source.path} (KEYWARDEN_MASTER_KEY_FILE).`,
     );
   }
-  return decode(text, `The master key file ${source.path}`);
+  return text;
 }
+
+/**
+ * Rewrites the key ring file with `keys` (oldest first), atomically: a temporary file with mode
+ * 0600 is written, flushed and renamed over the old one, so a crash leaves the old or the new
+ * ring, never half of one.
+ */
+export function writeKeyRingFile(file: string, keys: { key: Buffer; comment: string }[]): void {
+  const body =
+    '# Keywarden master key ring: one key per line, oldest first. Back this file up (separately from the database).\n' +
+    keys.map((k) => `# ${k.comment.replace(/[\r\n]/g, ' ')}\n${k.key.toString('base64')}\n`).join('');
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = fs.openSync(tmp, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, body);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.chmodSync(tmp, 0o600);
+  fs.renameSync(tmp, file);
+}
+
+export const newMasterKey = (): Buffer => randomBytes(MASTER_KEY_BYTES);
 
 /**
  * Creates a new master key file with mode 0600. Refuses to overwrite: losing the old key

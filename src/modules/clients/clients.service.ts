@@ -7,7 +7,8 @@ import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { clientNameKey, type ClientsRepo } from './clients.repo.js';
 
-export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean };
+/** offboardedAt: set once the client's data key was destroyed (crypto-shred); nothing new can be sealed for it. */
+export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean; offboardedAt?: string | null };
 export type ClientSummary = Client & { devices: number; keys: number };
 
 type Deps = {
@@ -68,7 +69,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
       requirePermission(actor, 'client:read');
       const row = await repo.findByNameKey(db, clientNameKey(name), clientScope(actor));
       if (!row || row.archived_at) throw notFound(`No client named "${name.trim()}". See "keywarden client list", or create it with "keywarden client add".`);
-      return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal };
+      return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal, offboardedAt: row.offboarded_at ?? null };
     },
 
     /** One client by id among those the actor may see; another client's id is "not found". */

@@ -1,5 +1,5 @@
 import type { Db } from '../../db/database.js';
-import { badRequest } from '../../lib/errors.js';
+import { badRequest, conflict } from '../../lib/errors.js';
 import { ImportFormatError, parseImport, type ImportFormat } from '../../domain/import/index.js';
 import { requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -56,6 +56,8 @@ export function createImportsService({ db, ingest, clients, audit }: Deps) {
       requirePermission(actor, 'key:import');
       const client = await clients.getByName(actor, clientName);
       requirePermission(actor, 'key:import', client.id);
+      // Its data key is gone: nothing can be sealed for it any more, so say so before parsing.
+      if (client.offboardedAt) throw conflict(`Client "${client.name}" was offboarded on ${client.offboardedAt.slice(0, 10)}: its data key was destroyed, so no keys can be imported into it.`);
       const file = input.fileName;
       if (input.bytes.byteLength > MAX_FILE_BYTES) throw badRequest(`${file} is larger than 256 MB; split it into smaller files.`);
 

@@ -1,7 +1,8 @@
 import type { VolumeType } from '../../domain/volume.js';
 
 /** Lifecycle states of a stored recovery key. */
-export type KeyState = 'active' | 'superseded' | 'disclosed' | 'rotated' | 'conflict';
+/** 'destroyed': the password ciphertext was wiped after retention, or its client was offboarded (issue 9). */
+export type KeyState = 'active' | 'superseded' | 'disclosed' | 'rotated' | 'conflict' | 'destroyed';
 export type SourceType = 'import' | 'agent' | 'entra' | 'ad';
 
 /** One key as a source reports it; the same shape for files, the agent, Graph and AD. */

@@ -4,7 +4,7 @@ import { describeDatabase } from '../../config.js';
 import type { Database } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { initKeyring, openKeyring, type Keyring } from '../../crypto/keyring.js';
-import { generateMasterKeyFile, loadMasterKey, masterKeyExists } from '../../crypto/master-key.js';
+import { generateMasterKeyFile, loadMasterKey, loadMasterKeys, masterKeyExists } from '../../crypto/master-key.js';
 import type { Executor } from '../../db/database.js';
 import { vaultError } from '../../lib/errors.js';
 import type { Clock } from '../../lib/clock.js';
@@ -66,7 +66,8 @@ export async function initVault(config: Config, database: Database, actor: Actor
     });
     changes.push('created the vault keys and the audit log');
   }
-  keyring = await openKeyring(repo, database.db, kek, newId);
+  // The whole ring: after a rotation the vault's version may be any key in it.
+  keyring = await openKeyring(repo, database.db, loadMasterKeys(mk), newId);
   return {
     created: !initialized,
     database: describeDatabase(config.database),

@@ -1,0 +1,35 @@
+import type { Config } from '../../config.js';
+import type { Db, Executor } from '../../db/database.js';
+import { rotateLocalMasterKey, type RotationResult } from '../../crypto/kek-rotation.js';
+import type { Clock } from '../../lib/clock.js';
+import { forbidden } from '../../lib/errors.js';
+import type { Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { createVaultRepo } from './vault.repo.js';
+
+/**
+ * `keywarden keys rotate-master`: a new master-key version, every data key rewrapped under it in
+ * one transaction, the old version retired (docs/lifecycle.md). Only the local CLI runs it: it is
+ * the one place that holds the key ring file.
+ */
+export async function rotateMasterKey(
+  deps: { config: Config; db: Db; audit: Pick<AuditService, 'record'>; clock: Clock },
+  actor: Actor,
+  opts: { keepOld?: boolean } = {},
+): Promise<RotationResult> {
+  if (actor.type !== 'cli' || actor.role !== 'owner') throw forbidden('Only the vault owner on the command line can rotate the master key.');
+  return rotateLocalMasterKey<Executor>({
+    store: createVaultRepo(),
+    source: deps.config.masterKey,
+    transaction: (fn) => deps.db.transaction().execute(fn),
+    now: () => deps.clock.now(),
+    dropOld: !opts.keepOld,
+    onRotated: async (tx, r) => {
+      await deps.audit.record(tx, actor, {
+        action: 'vault.rotate_master',
+        outcome: 'success',
+        details: { fromVersions: r.fromVersions, fromKeyIds: r.fromKeyIds, toVersion: r.toVersion, toKeyId: r.toKeyId, rewrapped: r.rewrapped, newKeySource: r.newKeySource },
+      });
+    },
+  });
+}
