@@ -1,0 +1,139 @@
+import type { Executor } from '../../db/database.js';
+import {
+  parseEncryptionMethod,
+  parseKeyProtectorType,
+  parseLockStatus,
+  parseProtectionStatus,
+  parseVolumeStatus,
+} from '../../domain/bitlocker.js';
+import type { DeviceFacts, VolumeFacts } from '../../domain/compliance/evaluate.js';
+
+/**
+ * Reads what the vault knows about a batch of devices of one client, in a fixed number of queries
+ * per batch (never one per device), and shapes it for the pure evaluation.
+ */
+export type LoadedDevice = DeviceFacts & { id: string; name: string; retiredAt: string | null };
+
+const IN_CHUNK = 500;
+const chunks = <T>(xs: readonly T[], n = IN_CHUNK): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+};
+
+function parseProtectors(json: string | null): VolumeFacts['protectors'] {
+  if (!json) return [];
+  try {
+    const list = JSON.parse(json) as { id?: unknown; type?: unknown }[];
+    return Array.isArray(list) ? list.map((p) => ({ id: typeof p.id === 'string' ? p.id.toLowerCase() : null, type: parseKeyProtectorType(p.type) })) : [];
+  } catch {
+    return [];
+  }
+}
+
+export async function loadDevices(exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<LoadedDevice[]> {
+  const out: LoadedDevice[] = [];
+  for (const ids of chunks(deviceIds)) {
+    const [devices, volumes, keys, mismatches, exemptions] = await Promise.all([
+      exec
+        .selectFrom('devices')
+        .select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at'])
+        .where('client_id', '=', clientId)
+        .where('id', 'in', ids)
+        .execute(),
+      exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', ids).execute(),
+      exec
+        .selectFrom('recovery_keys')
+        .select(['id', 'device_id', 'key_id', 'volume_id', 'state', 'source_created_at', 'first_seen_at'])
+        .where('client_id', '=', clientId)
+        .where('device_id', 'in', ids)
+        .execute(),
+      exec
+        .selectFrom('findings')
+        .select(['device_id', 'volume_id', 'protector_id'])
+        .where('client_id', '=', clientId)
+        .where('device_id', 'in', ids)
+        .where('kind', '=', 'mismatch')
+        .where('resolved_at', 'is', null)
+        .execute(),
+      exec
+        .selectFrom('compliance_exemptions')
+        .select(['id', 'device_id', 'reason', 'expires_at'])
+        .where('client_id', '=', clientId)
+        .where('device_id', 'in', ids)
+        .where('revoked_at', 'is', null)
+        .execute(),
+    ]);
+    const sources = new Map<string, string[]>();
+    for (const part of chunks(keys.map((k) => k.id))) {
+      const rows = await exec
+        .selectFrom('key_sources')
+        .select(['recovery_key_id', 'source_type'])
+        .where('client_id', '=', clientId)
+        .where('recovery_key_id', 'in', part)
+        .where('removed_at', 'is', null)
+        .execute();
+      for (const r of rows) (sources.get(r.recovery_key_id) ?? sources.set(r.recovery_key_id, []).get(r.recovery_key_id)!).push(r.source_type);
+    }
+    // Since when protection has been off: the current run of "Off" in the volume's history.
+    const offVolumes = volumes.filter((v) => v.protection_status === 'Off').map((v) => v.id);
+    const offSince = new Map<string, string>();
+    for (const part of chunks(offVolumes)) {
+      const rows = await exec
+        .selectFrom('volume_states')
+        .select(['volume_id', 'recorded_at', 'protection_status'])
+        .where('client_id', '=', clientId)
+        .where('volume_id', 'in', part)
+        .orderBy('volume_id')
+        .orderBy('recorded_at', 'desc')
+        .execute();
+      const done = new Set<string>();
+      for (const r of rows) {
+        if (done.has(r.volume_id)) continue;
+        if (r.protection_status === 'Off') offSince.set(r.volume_id, r.recorded_at);
+        else done.add(r.volume_id);
+      }
+    }
+
+    const byDevice = <T extends { device_id: string }>(rows: T[]) => {
+      const m = new Map<string, T[]>();
+      for (const r of rows) (m.get(r.device_id) ?? m.set(r.device_id, []).get(r.device_id)!).push(r);
+      return m;
+    };
+    const vols = byDevice(volumes);
+    const ks = byDevice(keys.filter((k): k is typeof k & { device_id: string } => k.device_id !== null));
+    const mm = byDevice(mismatches);
+    const ex = byDevice(exemptions);
+    for (const d of devices) {
+      out.push({
+        id: d.id,
+        name: d.name,
+        retiredAt: d.retired_at,
+        lastSeenAt: d.last_seen_at,
+        lastCheckinAt: d.last_checkin_at,
+        volumes: (vols.get(d.id) ?? []).map((v) => ({
+          id: v.id,
+          mountPoint: v.mount_point,
+          type: (['os', 'fixed', 'removable'].includes(v.volume_type) ? v.volume_type : 'unknown') as VolumeFacts['type'],
+          volumeStatus: parseVolumeStatus(v.volume_status),
+          protectionStatus: parseProtectionStatus(v.protection_status),
+          lockStatus: parseLockStatus(v.lock_status),
+          encryptionMethod: parseEncryptionMethod(v.encryption_method),
+          protectors: parseProtectors(v.protectors),
+          protectionOffSince: offSince.get(v.id) ?? (v.protection_status === 'Off' ? v.last_reported_at : null),
+        })),
+        keys: (ks.get(d.id) ?? []).map((k) => ({
+          id: k.id,
+          keyId: k.key_id,
+          volumeId: k.volume_id,
+          state: k.state,
+          createdAt: k.source_created_at ?? k.first_seen_at,
+          sources: sources.get(k.id) ?? [],
+        })),
+        mismatchedProtectors: (mm.get(d.id) ?? []).filter((m) => m.protector_id).map((m) => ({ volumeId: m.volume_id, protectorId: m.protector_id! })),
+        exemptions: (ex.get(d.id) ?? []).map((e) => ({ id: e.id, reason: e.reason, expiresAt: e.expires_at })),
+      });
+    }
+  }
+  return out;
+}

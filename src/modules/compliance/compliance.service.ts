@@ -1,0 +1,475 @@
+import type { Db, Executor } from '../../db/database.js';
+import type { DeviceComplianceTable } from '../../db/schema.js';
+import type { Clock } from '../../lib/clock.js';
+import { newId } from '../../lib/ids.js';
+import { badRequest, forbidden, notFound } from '../../lib/errors.js';
+import { evaluateDevice, evaluationSignature, type ComplianceStatus, type Evaluation, type Finding } from '../../domain/compliance/evaluate.js';
+import { FINDING_INFO, type FindingCode } from '../../domain/compliance/findings.js';
+import {
+  POLICY_FIELDS,
+  applyOverrides,
+  effectivePolicy,
+  policyOverridesSchema,
+  type Policy,
+  type PolicyOverrides,
+  type PolicySource,
+} from '../../domain/compliance/policy.js';
+import { formatKeyIdForDisplay } from '../../domain/key-id.js';
+import { can, clientScope, requirePermission, systemActor, type Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { NotificationEvent, NotificationEventType, Notifier } from '../notifications/notifier.js';
+import { loadDevices, type LoadedDevice } from './compliance.loader.js';
+
+export type PolicyView = {
+  scope: 'default' | 'client';
+  clientId: string | null;
+  /** The fields set at this level. */
+  overrides: PolicyOverrides;
+  /** The policy in force (built-in <- MSP default <- client). */
+  effective: Policy;
+  /** Where each effective field comes from. */
+  sources: Record<keyof Policy, PolicySource>;
+  updatedAt: string | null;
+  updatedBy: string | null;
+};
+
+export type ExemptionView = {
+  id: string;
+  clientId: string;
+  device: { id: string; name: string };
+  reason: string;
+  expiresAt: string | null;
+  createdBy: string;
+  createdAt: string;
+  revokedAt: string | null;
+  active: boolean;
+};
+
+export type FindingView = Finding & { title: string; explanation: string; fix: string };
+export type DeviceComplianceView = {
+  device: { id: string; name: string };
+  client: { id: string; name: string };
+  status: ComplianceStatus;
+  since: string;
+  changedAt: string;
+  findings: FindingView[];
+  history: { recordedAt: string; status: string; previousStatus: string | null; codes: string[] }[];
+};
+
+type Deps = { db: Db; audit: Pick<AuditService, 'record'>; clock: Clock; notifier: Notifier };
+
+const BATCH = 500;
+const DEFAULT_SCOPE = 'default';
+
+/** Which finding codes, when they appear, are worth an event of their own. */
+const FINDING_EVENTS: Partial<Record<FindingCode, NotificationEventType>> = {
+  os_volume_unprotected: 'device.encryption_off',
+  data_volume_unprotected: 'device.encryption_off',
+  removable_volume_unprotected: 'device.encryption_off',
+  protection_suspended: 'device.protection_suspended',
+  stale: 'device.stale',
+  recovery_key_not_escrowed: 'key.unescrowed',
+  escrowed_key_mismatch: 'key.mismatch',
+};
+
+export const withInfo = (f: Finding): FindingView => ({ ...f, protectorId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null, ...FINDING_INFO[f.code] });
+const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `${f.code}|${f.volumeId ?? ''}|${f.protectorId ?? ''}`;
+
+/**
+ * Compliance: policies, exemptions, and each device's evaluated status. Evaluation reads the vault,
+ * runs the pure rules in src/domain/compliance, and writes only what changed: the current status,
+ * a history row, and notification events (in the same transaction, through the notifier's outbox).
+ */
+export function createComplianceService({ db, audit, clock, notifier }: Deps) {
+  // ------------------------------------------------------------------ policies
+  async function readOverrides(exec: Executor, scope: string): Promise<{ overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null }> {
+    const row = await exec.selectFrom('compliance_policies').selectAll().where('scope', '=', scope).executeTakeFirst();
+    if (!row) return { overrides: {}, updatedAt: null, updatedBy: null };
+    // A stored field that no longer validates (a future version's) is ignored, not fatal.
+    const parsed = policyOverridesSchema.safeParse(JSON.parse(row.settings));
+    return { overrides: parsed.success ? parsed.data : {}, updatedAt: row.updated_at, updatedBy: row.updated_by };
+  }
+
+  async function policyFor(exec: Executor, clientId: string): Promise<Policy> {
+    const [msp, client] = await Promise.all([readOverrides(exec, DEFAULT_SCOPE), readOverrides(exec, clientId)]);
+    return effectivePolicy(msp.overrides, client.overrides).policy;
+  }
+
+  async function visibleClient(exec: Executor, actor: Actor, clientId: string): Promise<{ id: string; name: string }> {
+    const scope = clientScope(actor);
+    const c = /^[0-9a-f-]{36}$/i.test(clientId) ? await exec.selectFrom('clients').select(['id', 'name']).where('id', '=', clientId.toLowerCase()).executeTakeFirst() : undefined;
+    if (!c || (scope && !scope.includes(c.id))) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
+    return c;
+  }
+
+  async function visibleDevice(exec: Executor, actor: Actor, deviceId: string) {
+    const scope = clientScope(actor);
+    const d = /^[0-9a-f-]{36}$/i.test(deviceId)
+      ? await exec
+          .selectFrom('devices as d')
+          .innerJoin('clients as c', 'c.id', 'd.client_id')
+          .select(['d.id', 'd.name', 'd.client_id', 'c.name as client_name'])
+          .where('d.id', '=', deviceId.toLowerCase())
+          .executeTakeFirst()
+      : undefined;
+    if (!d || (scope && !scope.includes(d.client_id))) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+    return d;
+  }
+
+  // ------------------------------------------------------------------ evaluation
+  type Outcome = { evaluated: number; changed: number; events: number };
+
+  /**
+   * Evaluates devices of one client inside the caller's transaction and stores what changed.
+   * The unit of work every trigger uses: a check-in, an upload, a sync, an import, the schedule.
+   */
+  async function evaluateIn(tx: Executor, clientId: string, deviceIds: readonly string[], policy?: Policy): Promise<Outcome> {
+    const out: Outcome = { evaluated: 0, changed: 0, events: 0 };
+    if (deviceIds.length === 0) return out;
+    const now = clock.now();
+    const pol = policy ?? (await policyFor(tx, clientId));
+    const client = await tx.selectFrom('clients').select(['name']).where('id', '=', clientId).executeTakeFirst();
+    if (!client) return out;
+    for (let i = 0; i < deviceIds.length; i += BATCH) {
+      const ids = deviceIds.slice(i, i + BATCH);
+      const [devices, currentRows] = await Promise.all([
+        loadDevices(tx, clientId, ids),
+        tx.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', 'in', ids).execute(),
+      ]);
+      const current = new Map(currentRows.map((r) => [r.device_id, r]));
+      const upserts: DeviceComplianceTable[] = [];
+      const history: { id: string; client_id: string; device_id: string; recorded_at: string; status: string; previous_status: string | null; codes: string }[] = [];
+      const retired: string[] = [];
+      for (const d of devices) {
+        const prev = current.get(d.id);
+        if (d.retiredAt) {
+          // Retired devices leave the statistics: one last history row takes them out of the trend.
+          if (prev) {
+            retired.push(d.id);
+            history.push({ id: newId(), client_id: clientId, device_id: d.id, recorded_at: now, status: 'retired', previous_status: prev.status, codes: '[]' });
+          }
+          continue;
+        }
+        out.evaluated++;
+        const e = evaluateDevice(d, pol, now);
+        const signature = evaluationSignature(e);
+        if (prev && prev.signature === signature) continue;
+        out.changed++;
+        upserts.push({
+          device_id: d.id,
+          client_id: clientId,
+          status: e.status,
+          findings: JSON.stringify(e.findings),
+          signature,
+          status_since: prev && prev.status === e.status ? prev.status_since : now,
+          changed_at: now,
+          evaluated_at: now,
+        });
+        history.push({ id: newId(), client_id: clientId, device_id: d.id, recorded_at: now, status: e.status, previous_status: prev?.status ?? null, codes: JSON.stringify(e.findings.map((f) => f.code)) });
+        out.events += await notify(tx, { id: clientId, name: client.name }, d, prev, e, now);
+      }
+      for (let j = 0; j < upserts.length; j += 100) {
+        await tx
+          .insertInto('device_compliance')
+          .values(upserts.slice(j, j + 100))
+          .onConflict((oc) =>
+            oc.column('device_id').doUpdateSet((eb) => ({
+              status: eb.ref('excluded.status'),
+              findings: eb.ref('excluded.findings'),
+              signature: eb.ref('excluded.signature'),
+              status_since: eb.ref('excluded.status_since'),
+              changed_at: eb.ref('excluded.changed_at'),
+              evaluated_at: eb.ref('excluded.evaluated_at'),
+            })),
+          )
+          .execute();
+      }
+      for (let j = 0; j < history.length; j += 200) await tx.insertInto('compliance_history').values(history.slice(j, j + 200)).execute();
+      if (retired.length) await tx.deleteFrom('device_compliance').where('client_id', '=', clientId).where('device_id', 'in', retired).execute();
+    }
+    return out;
+  }
+
+  /** Status transitions and newly appeared findings become notification events (never secrets). */
+  async function notify(tx: Executor, client: { id: string; name: string }, d: LoadedDevice, prev: DeviceComplianceTable | undefined, e: Evaluation, now: string): Promise<number> {
+    const events: NotificationEvent[] = [];
+    const who = `${d.name} (${client.name})`;
+    const lines = e.findings.map((f) => `${FINDING_INFO[f.code].title}: ${f.detail}`);
+    const base = { clientId: client.id, deviceId: d.id, occurredAt: now };
+    const details = (extra: Record<string, string | number | boolean | null | string[]> = {}) => ({
+      client: client.name,
+      device: d.name,
+      deviceId: d.id,
+      status: e.status,
+      previousStatus: prev?.status ?? null,
+      findings: lines,
+      ...extra,
+    });
+    // Each status transition is its own fact (keyed by its time), so non-compliant -> compliant ->
+    // non-compliant within the dedup window is told twice; a flapping finding is still deduplicated below.
+    if (e.status === 'non-compliant' && prev?.status !== 'non-compliant') {
+      events.push({ ...base, type: 'device.noncompliant', subject: `${who} is not compliant`, details: details({ findingCodes: e.findings.map((f) => f.code) }), dedupKey: `device.noncompliant:${d.id}:${now}` });
+    }
+    if (e.status === 'compliant' && prev?.status === 'non-compliant') {
+      events.push({ ...base, type: 'device.compliant', subject: `${who} is compliant again`, details: details(), dedupKey: `device.compliant:${d.id}:${now}` });
+    }
+    if (e.status !== 'exempt') {
+      const before = new Set(prev ? (JSON.parse(prev.findings) as Finding[]).map(findingKey) : []);
+      for (const f of e.findings) {
+        const type = FINDING_EVENTS[f.code];
+        if (!type || before.has(findingKey(f))) continue;
+        events.push({
+          ...base,
+          type,
+          subject: `${who}: ${FINDING_INFO[f.code].title.toLowerCase()}${f.mountPoint ? ` (${f.mountPoint})` : ''}`,
+          details: details({ finding: f.code, detail: f.detail, fix: FINDING_INFO[f.code].fix, mountPoint: f.mountPoint, keyId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null }),
+          dedupKey: `${type}:${d.id}:${f.code}:${f.volumeId ?? ''}:${f.protectorId ?? ''}`,
+        });
+      }
+    }
+    for (const ev of events) await notifier.emit(tx, ev);
+    return events.length;
+  }
+
+  async function deviceIdsOf(exec: Executor, clientId: string, after: string | null, limit: number): Promise<string[]> {
+    let q = exec.selectFrom('devices').select('id').where('client_id', '=', clientId);
+    if (after) q = q.where('id', '>', after);
+    return (await q.orderBy('id').limit(limit).execute()).map((r) => r.id);
+  }
+
+  async function evaluateClientAll(clientId: string): Promise<Outcome> {
+    const total: Outcome = { evaluated: 0, changed: 0, events: 0 };
+    const policy = await policyFor(db, clientId);
+    let after: string | null = null;
+    for (;;) {
+      const ids = await deviceIdsOf(db, clientId, after, BATCH * 4);
+      if (ids.length === 0) break;
+      after = ids[ids.length - 1]!;
+      // A transaction per batch: status rows, history and events of a batch commit together.
+      const r = await db.transaction().execute((tx) => evaluateIn(tx, clientId, ids, policy));
+      total.evaluated += r.evaluated;
+      total.changed += r.changed;
+      total.events += r.events;
+    }
+    return total;
+  }
+
+  const service = {
+    // ------------------------------------------------------------------ hooks for producers
+    /** Re-evaluates devices inside a producer's transaction (agent check-in, upload, import). */
+    evaluateDevicesIn: (tx: Executor, clientId: string, deviceIds: readonly string[]) => evaluateIn(tx, clientId, [...new Set(deviceIds)]),
+
+    /** After an import's keys went in: the devices those keys belong to. */
+    async afterKeysIngested(tx: Executor, clientId: string, keyRowIds: readonly string[]): Promise<void> {
+      const ids = new Set<string>();
+      for (let i = 0; i < keyRowIds.length; i += BATCH) {
+        const rows = await tx.selectFrom('recovery_keys').select('device_id').where('client_id', '=', clientId).where('id', 'in', keyRowIds.slice(i, i + BATCH)).where('device_id', 'is not', null).execute();
+        for (const r of rows) ids.add(r.device_id!);
+      }
+      await evaluateIn(tx, clientId, [...ids]);
+    },
+
+    // ------------------------------------------------------------------ evaluation on demand / schedule
+    /** One client (all its devices), or every active client. Owner/admin; the scheduler runs it as the system. */
+    async evaluate(actor: Actor, input: { clientId?: string } = {}): Promise<Outcome & { clients: number }> {
+      requirePermission(actor, 'client:manage', input.clientId);
+      if (input.clientId) {
+        const c = await visibleClient(db, actor, input.clientId);
+        return { clients: 1, ...(await evaluateClientAll(c.id)) };
+      }
+      const scope = clientScope(actor);
+      let q = db.selectFrom('clients').select('id').where('archived_at', 'is', null);
+      if (scope) q = scope.length ? q.where('id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+      const clients = await q.orderBy('id').execute();
+      const total = { clients: clients.length, evaluated: 0, changed: 0, events: 0 };
+      for (const c of clients) {
+        const r = await evaluateClientAll(c.id);
+        total.evaluated += r.evaluated;
+        total.changed += r.changed;
+        total.events += r.events;
+      }
+      return total;
+    },
+
+    /** Every active client, as the scheduler's system actor (the "compliance-evaluate" task). */
+    evaluateAll: () => service.evaluate(systemActor('compliance')),
+
+    /** After a Graph or AD sync: the client's devices (last seen, new keys, sources gone or back). */
+    async afterSync(clientId: string): Promise<void> {
+      await evaluateClientAll(clientId);
+    },
+
+    // ------------------------------------------------------------------ policies
+    async getPolicy(actor: Actor, clientId: string | null): Promise<PolicyView> {
+      // Another client's id answers like a missing one (404), not with a 403 that confirms it exists.
+      requirePermission(actor, 'client:read');
+      const client = clientId ? await visibleClient(db, actor, clientId) : null;
+      const msp = await readOverrides(db, DEFAULT_SCOPE);
+      const own = client ? await readOverrides(db, client.id) : msp;
+      const { policy, sources } = effectivePolicy(msp.overrides, client ? own.overrides : {});
+      return { scope: client ? 'client' : 'default', clientId: client?.id ?? null, overrides: own.overrides, effective: policy, sources, updatedAt: own.updatedAt, updatedBy: own.updatedBy };
+    },
+
+    /**
+     * Sets fields (`set`) and removes overrides (`inherit`) at one level. The MSP default is the
+     * owner's (or an admin with every client); a client's policy, an owner or admin of that client.
+     */
+    async updatePolicy(actor: Actor, clientId: string | null, input: { set?: Record<string, unknown>; inherit?: string[] }): Promise<PolicyView> {
+      requirePermission(actor, 'client:manage');
+      if (!clientId && actor.clients !== 'all') throw forbidden('Only an owner or an administrator of every client may change the MSP-wide default policy.');
+      const unknown = (input.inherit ?? []).filter((f) => !(POLICY_FIELDS as string[]).includes(f));
+      if (unknown.length) throw badRequest(`Unknown policy field: ${unknown.join(', ').slice(0, 100)}.`, { field: 'inherit' });
+      await db.transaction().execute(async (tx) => {
+        const client = clientId ? await visibleClient(tx, actor, clientId) : null;
+        const scope = client?.id ?? DEFAULT_SCOPE;
+        const before = await readOverrides(tx, scope);
+        let next: PolicyOverrides;
+        try {
+          next = applyOverrides(before.overrides, input.set ?? {}, input.inherit ?? []);
+        } catch (e) {
+          const issue = (e as { issues?: { path: (string | number)[]; message: string }[] }).issues?.[0];
+          throw badRequest(issue ? `Policy field ${issue.path.join('.')}: ${issue.message}` : 'The policy is not valid.', { field: issue?.path.join('.') });
+        }
+        const now = clock.now();
+        const row = { scope, client_id: client?.id ?? null, settings: JSON.stringify(next), updated_at: now, updated_by: actor.name };
+        await tx
+          .insertInto('compliance_policies')
+          .values(row)
+          .onConflict((oc) => oc.column('scope').doUpdateSet({ settings: row.settings, updated_at: now, updated_by: actor.name }))
+          .execute();
+        await audit.record(tx, actor, {
+          action: 'compliance.policy',
+          outcome: 'success',
+          clientId: client?.id ?? null,
+          targetType: 'compliance_policy',
+          targetId: scope,
+          details: { scope: client ? client.name : 'MSP default', before: before.overrides, after: next },
+        });
+      });
+      // The new rules apply at once: re-evaluate the client (or every client for the default).
+      if (clientId) await evaluateClientAll(clientId.toLowerCase());
+      else await service.evaluateAll();
+      return service.getPolicy(actor, clientId);
+    },
+
+    // ------------------------------------------------------------------ exemptions
+    async listExemptions(actor: Actor, filter: { clientId?: string; deviceId?: string } = {}): Promise<ExemptionView[]> {
+      requirePermission(actor, 'device:read', filter.clientId);
+      const scope = clientScope(actor);
+      let q = db
+        .selectFrom('compliance_exemptions as e')
+        .innerJoin('devices as d', 'd.id', 'e.device_id')
+        .select(['e.id', 'e.client_id', 'e.device_id', 'd.name as device_name', 'e.reason', 'e.expires_at', 'e.created_by', 'e.created_at', 'e.revoked_at']);
+      if (scope) q = scope.length ? q.where('e.client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+      if (filter.clientId) q = q.where('e.client_id', '=', filter.clientId);
+      if (filter.deviceId) q = q.where('e.device_id', '=', filter.deviceId);
+      const now = clock.now();
+      const rows = await q.orderBy('e.created_at', 'desc').limit(1000).execute();
+      return rows.map((r) => ({
+        id: r.id,
+        clientId: r.client_id,
+        device: { id: r.device_id, name: r.device_name },
+        reason: r.reason,
+        expiresAt: r.expires_at,
+        createdBy: r.created_by,
+        createdAt: r.created_at,
+        revokedAt: r.revoked_at,
+        active: !r.revoked_at && (r.expires_at === null || r.expires_at > now),
+      }));
+    },
+
+    async createExemption(actor: Actor, input: { deviceId: string; reason: string; expiresAt?: string | null }): Promise<ExemptionView> {
+      requirePermission(actor, 'client:manage');
+      const reason = input.reason.trim();
+      if (reason.length < 3 || reason.length > 500) throw badRequest('Give a reason for the exemption (3 to 500 characters).', { field: 'reason' });
+      const now = clock.now();
+      const expiresAt = input.expiresAt ? new Date(input.expiresAt).toISOString() : null;
+      if (expiresAt && expiresAt <= now) throw badRequest('The expiry must be in the future.', { field: 'expiresAt' });
+      const id = newId();
+      const device = await db.transaction().execute(async (tx) => {
+        const d = await visibleDevice(tx, actor, input.deviceId);
+        requirePermission(actor, 'client:manage', d.client_id);
+        await tx.insertInto('compliance_exemptions').values({ id, client_id: d.client_id, device_id: d.id, reason, expires_at: expiresAt, created_by: actor.name, created_at: now, revoked_at: null, revoked_by: null }).execute();
+        await audit.record(tx, actor, { action: 'compliance.exemption', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, exemption: id, reason, expiresAt } });
+        await evaluateIn(tx, d.client_id, [d.id]);
+        return d;
+      });
+      return { id, clientId: device.client_id, device: { id: device.id, name: device.name }, reason, expiresAt, createdBy: actor.name, createdAt: now, revokedAt: null, active: true };
+    },
+
+    async revokeExemption(actor: Actor, id: string): Promise<void> {
+      requirePermission(actor, 'client:manage');
+      await db.transaction().execute(async (tx) => {
+        const scope = clientScope(actor);
+        const e = /^[0-9a-f-]{36}$/i.test(id) ? await tx.selectFrom('compliance_exemptions').selectAll().where('id', '=', id.toLowerCase()).executeTakeFirst() : undefined;
+        if (!e || (scope && !scope.includes(e.client_id))) throw notFound(`No exemption with id ${id.slice(0, 60)}.`);
+        if (e.revoked_at) return;
+        const now = clock.now();
+        await tx.updateTable('compliance_exemptions').set({ revoked_at: now, revoked_by: actor.name }).where('id', '=', e.id).execute();
+        await audit.record(tx, actor, { action: 'compliance.exemption_revoke', outcome: 'success', clientId: e.client_id, targetType: 'device', targetId: e.device_id, details: { exemption: e.id, reason: e.reason } });
+        await evaluateIn(tx, e.client_id, [e.device_id]);
+      });
+    },
+
+    // ------------------------------------------------------------------ status views
+    async deviceStatus(actor: Actor, deviceId: string): Promise<DeviceComplianceView> {
+      requirePermission(actor, 'device:read');
+      const d = await visibleDevice(db, actor, deviceId);
+      let row = await db.selectFrom('device_compliance').selectAll().where('client_id', '=', d.client_id).where('device_id', '=', d.id).executeTakeFirst();
+      if (!row) {
+        // Never evaluated yet (a device that just appeared): evaluate now rather than answer nothing.
+        await db.transaction().execute((tx) => evaluateIn(tx, d.client_id, [d.id]));
+        row = await db.selectFrom('device_compliance').selectAll().where('client_id', '=', d.client_id).where('device_id', '=', d.id).executeTakeFirst();
+      }
+      const history = await db
+        .selectFrom('compliance_history')
+        .select(['recorded_at', 'status', 'previous_status', 'codes'])
+        .where('client_id', '=', d.client_id)
+        .where('device_id', '=', d.id)
+        .orderBy('recorded_at', 'desc')
+        .orderBy('id')
+        .limit(100)
+        .execute();
+      const now = clock.now();
+      return {
+        device: { id: d.id, name: d.name },
+        client: { id: d.client_id, name: d.client_name },
+        status: (row?.status ?? 'unknown') as ComplianceStatus,
+        since: row?.status_since ?? now,
+        changedAt: row?.changed_at ?? now,
+        findings: row ? (JSON.parse(row.findings) as Finding[]).map(withInfo) : [],
+        history: history.map((h) => ({ recordedAt: h.recorded_at, status: h.status, previousStatus: h.previous_status, codes: JSON.parse(h.codes) as string[] })),
+      };
+    },
+
+    /** Current statuses, a page at a time (keyset on device id). */
+    async listStatuses(actor: Actor, filter: { clientId?: string; status?: ComplianceStatus; after?: string; limit?: number } = {}) {
+      requirePermission(actor, 'device:read', filter.clientId);
+      const scope = clientScope(actor);
+      let q = db
+        .selectFrom('device_compliance as s')
+        .innerJoin('devices as d', 'd.id', 's.device_id')
+        .innerJoin('clients as c', 'c.id', 's.client_id')
+        .select(['s.device_id', 'd.name', 's.client_id', 'c.name as client_name', 's.status', 's.status_since', 's.findings', 'd.last_seen_at']);
+      if (scope) q = scope.length ? q.where('s.client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
+      if (filter.clientId) q = q.where('s.client_id', '=', filter.clientId);
+      if (filter.status) q = q.where('s.status', '=', filter.status);
+      if (filter.after) q = q.where('s.device_id', '>', filter.after);
+      const rows = await q.orderBy('s.device_id').limit(Math.min(Math.max(filter.limit ?? 200, 1), 1000)).execute();
+      return rows.map((r) => ({
+        device: { id: r.device_id, name: r.name },
+        client: { id: r.client_id, name: r.client_name },
+        status: r.status as ComplianceStatus,
+        since: r.status_since,
+        lastSeenAt: r.last_seen_at,
+        findings: (JSON.parse(r.findings) as Finding[]).map(withInfo),
+      }));
+    },
+
+    /** For the reports module: may this actor read compliance data of a client? */
+    canRead: (actor: Actor, clientId: string | null) => can(actor, 'device:read', clientId),
+    policyFor: (clientId: string) => policyFor(db, clientId),
+  };
+  return service;
+}
+export type ComplianceService = ReturnType<typeof createComplianceService>;
