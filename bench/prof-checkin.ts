@@ -7,14 +7,14 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { loadConfig } from '../src/config.js';
 import { buildContainer } from '../src/container.js';
 import { buildApp } from '../src/app.js';
 import { initVault } from '../src/modules/vault/vault.service.js';
-import { openDatabase } from '../src/db/database.js';
+import { openDatabase, type Database } from '../src/db/database.js';
+import type { DB } from '../src/db/schema.js';
+import SQLite from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
 import { cliActor, systemActor } from '../src/modules/authz/authz.js';
 import { systemClock } from '../src/lib/clock.js';
 import { SimMachine, TestAgent } from '../test/agent/test-agent.js';
@@ -34,10 +34,16 @@ const log = (e: { query: { sql: string }; queryDurationMillis: number }) => {
   s.ms += e.queryDurationMillis;
   stats.set(k, s);
 };
-const db = url
-  ? new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) }), log })
-  : new Kysely<any>({ dialect: new SqliteDialect({ database: new SQLite(config.database.engine === 'sqlite' ? config.database.file : '') }), log });
-const c = await buildContainer(config, { database: { db, engine: url ? 'postgres' : 'sqlite', close: () => db.destroy() } });
+// The product's own database setup (statement cache, pragmas, pool), with a query log.
+// PROF_NO_STMT_CACHE=1 (SQLite): plain Kysely over better-sqlite3, as before the statement cache, for an A/B.
+const database: Database =
+  process.env.PROF_NO_STMT_CACHE && !url
+    ? (() => {
+        const raw = new Kysely<DB>({ dialect: new SqliteDialect({ database: new SQLite(config.database.engine === 'sqlite' ? config.database.file : '') }), log });
+        return { db: raw, engine: 'sqlite' as const, close: () => raw.destroy() };
+      })()
+    : openDatabase(config.database, { log });
+const c = await buildContainer(config, { database });
 const app = await buildApp(c, { logger: false });
 const client = await c.clients.create(systemActor('prof'), { name: 'Prof' });
 const { token } = await c.agent.createEnrollmentToken(systemActor('prof'), { clientId: client.id });
@@ -48,11 +54,14 @@ const agent = new TestAgent(async (r) => {
 await agent.enroll(token);
 await agent.run();
 stats.clear();
-const N = 200;
+const N = Number(process.env.PROF_N ?? 200);
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 for (let i = 0; i < N; i++) await agent.run();
 const ms = performance.now() - t0;
-console.log(`${N} check-ins: ${(ms / N).toFixed(2)} ms each`);
+const cpu = process.cpuUsage(cpu0);
+// CPU time is steadier than wall time on a shared machine: compare fixes by it.
+console.log(`${N} check-ins: ${(ms / N).toFixed(2)} ms each (wall), ${((cpu.user + cpu.system) / 1000 / N).toFixed(3)} ms CPU each (client + server in one process)`);
 for (const [k, s] of [...stats].sort((a, b) => b[1].ms - a[1].ms)) console.log(`${(s.n / N).toFixed(1)}x ${(s.ms / N).toFixed(2)}ms  ${k}`);
 await app.close();
 await c.close();

@@ -63,4 +63,56 @@ describe(`task leases on ${ENGINE}`, () => {
     expect(task.locked_by).toBeNull();
     expect(task.last_status).toBe('ok');
   });
+
+  it("keeps a running task's lease by renewing it, and hands a dead holder's task to another process once the lease ran out", { timeout: 30_000 }, async () => {
+    // A clock the test moves: lease times are compared with it; the renewal timer itself is real (every lease/3 s).
+    let now = Date.now(); // the first test's tasks are next due an hour from now: not in this test's way
+    const clock = { now: () => new Date(now).toISOString() } as typeof systemClock;
+    let release!: () => void;
+    const started = new Promise<void>((r) => (release = r));
+    let finishLong!: () => void;
+    const ran: string[] = [];
+    const one = createScheduler({
+      db: a.db,
+      clock,
+      owner: 'process-1',
+      leaseSeconds: 3,
+      handlers: {
+        long: async () => {
+          ran.push('1');
+          release();
+          await new Promise<void>((r) => (finishLong = r));
+          return 'ok';
+        },
+      },
+    });
+    const two = createScheduler({ db: b.db, clock, owner: 'process-2', leaseSeconds: 3, handlers: { long: async () => (ran.push('2'), 'ok') } });
+    await one.ensureTask(a.db, { id: 'long:1', kind: 'long', clientId: null, targetId: '1', intervalMinutes: 60, firstRunAt: clock.now() });
+    const first = one.runDue();
+    await started;
+    const leasedUntil = async () => (await a.db.selectFrom('scheduled_tasks').select(['locked_by', 'locked_until']).where('id', '=', 'long:1').executeTakeFirstOrThrow());
+    const initial = (await leasedUntil()).locked_until!;
+    // Two seconds pass on the task clock; the renewal (after ~1 s of real time) pushes the lease past them.
+    now += 2_000;
+    for (let i = 0; i < 300 && (await leasedUntil()).locked_until === initial; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await leasedUntil()).locked_until! > initial).toBe(true);
+    expect((await leasedUntil()).locked_by).toBe('process-1');
+    now += 2_000; // past the first lease, within the renewed one: still not free
+    expect(await two.runDue()).toBe(0);
+    finishLong();
+    expect(await first).toBe(1);
+    expect(ran).toEqual(['1']);
+
+    // A holder that died mid-run: its lease stays in the table until it runs out, then another process runs the task.
+    await a.db.updateTable('scheduled_tasks').set({ next_run_at: clock.now(), locked_by: 'dead-process', locked_until: new Date(now + 3_000).toISOString() }).where('id', '=', 'long:1').execute();
+    expect(await two.runDue()).toBe(0);
+    now += 3_001;
+    expect(await two.runDue()).toBe(1);
+    expect(ran).toEqual(['1', '2']);
+    const after = await a.db.selectFrom('scheduled_tasks').selectAll().where('id', '=', 'long:1').executeTakeFirstOrThrow();
+    expect(after.locked_by).toBeNull();
+    expect(after.last_status).toBe('ok');
+    await one.stop();
+    await two.stop();
+  });
 });

@@ -2,6 +2,10 @@ import type { Command } from 'commander';
 import { buildApp } from '../../app.js';
 import { badRequest } from '../../lib/errors.js';
 import type { CliContext } from '../program.js';
+import { buildWorkerApp } from '../../http/worker-app.js';
+
+export const SERVE_ROLES = ['all', 'api', 'worker'] as const;
+export type ServeRole = (typeof SERVE_ROLES)[number];
 
 export function registerServe(program: Command, ctx: CliContext): void {
   program
@@ -9,12 +13,20 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .description('run the web API (and console) until stopped; SIGTERM finishes requests in flight, then exits')
     .option('--host <host>', 'address to listen on (KEYWARDEN_HOST, default 127.0.0.1)')
     .option('--port <port>', 'port (KEYWARDEN_PORT, default 8080)')
-    .action(async (opts: { host?: string; port?: string }) => {
+    .option(
+      '--role <role>',
+      'api: web API and agents only, no background work; worker: background tasks (syncs, rotations) with only /healthz, /readyz and /metrics over HTTP; all: both (default)',
+      'all',
+    )
+    .action(async (opts: { host?: string; port?: string; role: string }) => {
+      if (!(SERVE_ROLES as readonly string[]).includes(opts.role)) throw badRequest(`--role must be one of ${SERVE_ROLES.join(', ')}; got "${opts.role}".`);
+      const role = opts.role as ServeRole;
       const c = await ctx.container();
       const host = opts.host ?? c.config.server.host;
       const port = opts.port !== undefined ? Number(opts.port) : c.config.server.port;
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw badRequest(`--port must be a number from 0 to 65535; got "${opts.port}".`);
-      const app = await buildApp(c);
+      c.metrics.registry.setDefaultLabels({ role });
+      const app = role === 'worker' ? await buildWorkerApp(c) : await buildApp(c);
       const stopped = new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: string) => {
@@ -34,13 +46,19 @@ export function registerServe(program: Command, ctx: CliContext): void {
         process.once('SIGINT', () => stop('SIGINT'));
       });
       const address = await app.listen({ host, port });
-      // Scheduled work (Entra syncs, Intune rotations) runs in every server process; leases keep
-      // one task in one process at a time.
-      c.scheduler.start();
-      if (!(await c.identity.hasUsers())) {
+      // Scheduled work (Entra syncs, Intune rotations) runs in every process of role all or worker;
+      // leases keep one task in one process at a time. An api process never starts it.
+      // The first poll comes a few seconds after start (or one poll interval, if shorter), so that
+      // work due at start does not hold up readiness.
+      if (role !== 'api') c.scheduler.start(c.config.scale.schedulerPollMs, Math.min(c.config.scale.schedulerPollMs, 5_000));
+      if (role !== 'worker' && !(await c.identity.hasUsers())) {
         ctx.err('No users yet. Create the first owner:  npx keywarden user add you@example.com');
       }
-      ctx.err(`Keywarden is listening on ${c.config.server.publicUrl ?? address} (API docs at /api/docs).`);
+      ctx.err(
+        role === 'worker'
+          ? `Keywarden worker is listening on ${address} (role worker: background tasks; /healthz, /readyz, /metrics only).`
+          : `Keywarden is listening on ${c.config.server.publicUrl ?? address} (role ${role}; API docs at /api/docs).`,
+      );
       await stopped;
     });
 }

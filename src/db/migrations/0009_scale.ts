@@ -1,6 +1,14 @@
 import type { Kysely } from 'kysely';
 
-/** Placeholder reserved for its issue; filled in by that work. */
-export async function up(_db: Kysely<any>): Promise<void> {}
+/**
+ * Issue 10 (scale, metrics). /metrics reports the agent jobs still waiting for their device
+ * (`keywarden_agent_jobs_pending`) at every scrape; the jobs table keeps every finished job, so
+ * counting by state needs an index of its own (jobs_device_idx starts with device_id).
+ */
+export async function up(db: Kysely<any>): Promise<void> {
+  await db.schema.createIndex('jobs_state_idx').on('jobs').columns(['state']).execute();
+}
 
-export async function down(_db: Kysely<any>): Promise<void> {}
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('jobs_state_idx').execute();
+}

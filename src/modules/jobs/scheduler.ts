@@ -1,6 +1,6 @@
-import { PostgresAdapter } from 'kysely';
+import { PostgresAdapter, type ExpressionBuilder } from 'kysely';
 import type { Db, Executor } from '../../db/database.js';
-import type { ScheduledTasksTable } from '../../db/schema.js';
+import type { DB, ScheduledTasksTable } from '../../db/schema.js';
 import type { Clock } from '../../lib/clock.js';
 import { conflict } from '../../lib/errors.js';
 
@@ -11,29 +11,70 @@ import { conflict } from '../../lib/errors.js';
  */
 export type TaskHandler = (task: ScheduledTasksTable) => Promise<string>;
 
-const LEASE_MINUTES = 30;
+/**
+ * A lease is short and renewed while the task runs (every third of its length), so a long Graph
+ * sync keeps it, while a process that dies (SIGKILL, power loss) stops renewing and another process
+ * takes the task over once the lease has run out. The owner is re-checked on every renewal and on
+ * finish: a process that lost its lease (it was frozen longer than the lease) does not overwrite the
+ * new holder's bookkeeping.
+ */
+export const DEFAULT_LEASE_SECONDS = 120;
 const addMinutes = (iso: string, m: number) => new Date(Date.parse(iso) + m * 60_000).toISOString();
+const addSeconds = (iso: string, s: number) => new Date(Date.parse(iso) + s * 1000).toISOString();
 
-export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock: Clock; owner: string; handlers: Record<string, TaskHandler> }) {
+export type SchedulerEvents = {
+  /** A task finished here (status text as stored), for metrics. */
+  onRun?: (task: ScheduledTasksTable, status: string, ms: number) => void;
+  /** A renewal found the lease taken by another process. */
+  onLeaseLost?: (task: ScheduledTasksTable) => void;
+};
+
+export function createScheduler({
+  db,
+  clock,
+  owner,
+  handlers,
+  leaseSeconds = DEFAULT_LEASE_SECONDS,
+  events = {},
+}: {
+  db: Db;
+  clock: Clock;
+  owner: string;
+  handlers: Record<string, TaskHandler>;
+  leaseSeconds?: number;
+  events?: SchedulerEvents;
+}) {
   const isPg = (exec: Executor) => exec.getExecutor().adapter instanceof PostgresAdapter;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  let stopped = false;
 
-  /** Takes the lease of one task if it is free; false when another process holds it. */
+  /** Takes the lease of one task if it is free; undefined when another process holds it. */
   async function lease(id: string, onlyIfDue: boolean): Promise<ScheduledTasksTable | undefined> {
     return db.transaction().execute(async (tx) => {
       const now = clock.now();
-      let q = tx
-        .selectFrom('scheduled_tasks')
-        .selectAll()
-        .where('id', '=', id)
-        .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]));
+      const free = (eb: ExpressionBuilder<DB, 'scheduled_tasks'>) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]);
+      let q = tx.selectFrom('scheduled_tasks').selectAll().where('id', '=', id).where(free);
       if (onlyIfDue) q = q.where('next_run_at', '<=', now);
       const task = await (isPg(tx) ? q.forUpdate().skipLocked() : q).executeTakeFirst();
       if (!task) return undefined;
-      await tx.updateTable('scheduled_tasks').set({ locked_by: owner, locked_until: addMinutes(now, LEASE_MINUTES) }).where('id', '=', id).execute();
-      return task;
+      // The same condition again in the UPDATE: on SQLite (several processes on one file, or a
+      // reader that raced us) only the writer that still finds the lease free gets it.
+      const r = await tx.updateTable('scheduled_tasks').set({ locked_by: owner, locked_until: addSeconds(now, leaseSeconds) }).where('id', '=', id).where(free).executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) return undefined;
+      return { ...task, locked_by: owner, locked_until: addSeconds(now, leaseSeconds) };
     });
+  }
+
+  /** Extends the lease while the handler runs; false when another process has it now. */
+  async function renew(task: ScheduledTasksTable): Promise<boolean> {
+    const r = await db
+      .updateTable('scheduled_tasks')
+      .set({ locked_until: addSeconds(clock.now(), leaseSeconds) })
+      .where('id', '=', task.id)
+      .where('locked_by', '=', owner)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
   async function finish(task: ScheduledTasksTable, status: string) {
@@ -57,13 +98,26 @@ export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock:
 
   async function run(task: ScheduledTasksTable): Promise<string> {
     const handler = handlers[task.kind];
+    const started = performance.now();
+    const heartbeat = setInterval(() => {
+      renew(task).then(
+        (held) => {
+          if (!held) events.onLeaseLost?.(task);
+        },
+        () => undefined, // a failed renewal is retried at the next beat; the lease still has time
+      );
+    }, Math.max(1000, (leaseSeconds * 1000) / 3));
+    heartbeat.unref();
     let status: string;
     try {
       status = handler ? await handler(task) : `no handler for ${task.kind}`;
     } catch (e) {
       status = `failed: ${(e as Error).message}`;
+    } finally {
+      clearInterval(heartbeat);
     }
     await finish(task, status);
+    events.onRun?.(task, status, performance.now() - started);
     return status;
   }
 
@@ -116,6 +170,7 @@ export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock:
         .execute();
       let ran = 0;
       for (const { id } of due) {
+        if (stopped) break; // shutting down: leave the rest to another process
         const task = await lease(id, true);
         if (!task) continue;
         await run(task);
@@ -125,8 +180,15 @@ export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock:
     },
 
     /** Polls for due tasks in the background (keywarden serve). */
-    start(everyMs = 30_000) {
+    /**
+     * Polls every `everyMs`. The first poll waits `firstAfterMs` (default: right away): `serve` lets
+     * the process become ready first, because a task due at start (an hourly compliance evaluation of
+     * 500,000 devices) would otherwise compete with the first requests and /readyz.
+     */
+    start(everyMs = 30_000, firstAfterMs = 0) {
+      stopped = false;
       const tick = () => {
+        if (stopped) return;
         running ??= this.runDue()
           .catch(() => 0)
           .then(() => undefined)
@@ -134,10 +196,12 @@ export function createScheduler({ db, clock, owner, handlers }: { db: Db; clock:
       };
       timer = setInterval(tick, everyMs);
       timer.unref();
-      tick();
+      if (firstAfterMs <= 0) tick();
+      else setTimeout(tick, firstAfterMs).unref();
     },
 
     async stop() {
+      stopped = true;
       if (timer) clearInterval(timer);
       await running;
     },

@@ -1,0 +1,444 @@
+/**
+ * The benchmark suite (issue 10). Every benchmark measures its own baseline in the same run and
+ * reports the ratio, because absolute figures on a shared 2-core machine drift from minute to minute.
+ *
+ *   npm run bench                          # full sizes, SQLite and PostgreSQL
+ *   npm run bench -- --quick               # smaller sizes, under 3 minutes on 2 cores
+ *   npm run bench -- --engine sqlite       # one engine
+ *   npm run bench -- --only checkins,search
+ *   npm run bench -- --only search --search-keys 1000000 --engine sqlite
+ *
+ * Benchmarks: checkins, search (search + reveal, memory and start-up with N keys), import, graph,
+ * compliance (when bench/compliance-report.ts exists). Results: a table on stdout and
+ * bench/results/<timestamp>.json (plus bench/results/latest.json). PostgreSQL: KEYWARDEN_BENCH_PG_URL
+ * (default postgres://postgres@127.0.0.1:5432/postgres); throwaway databases are created and dropped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { sql } from 'kysely';
+import { loadConfig } from '../src/config.js';
+import { openDatabase } from '../src/db/database.js';
+import { buildContainer } from '../src/container.js';
+import { systemActor, type Actor } from '../src/modules/authz/authz.js';
+import { keyIdPrefixBounds } from '../src/domain/key-id.js';
+import { GraphSimulator } from '../test/graph-sim/simulator.js';
+import { SimMachine, TestAgent, injectTransport } from '../test/agent/test-agent.js';
+import { buildApp } from '../src/app.js';
+import { createBenchVault, csvOf, keyIdOf, pct, seedKeys, type Engine } from './gen.js';
+
+// ------------------------------------------------------------------------------ options
+const args = process.argv.slice(2);
+const flag = (n: string) => args.includes(`--${n}`);
+const opt = (n: string, d: string) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1]! : d);
+const QUICK = flag('quick');
+const ENGINES: Engine[] = opt('engine', 'both') === 'both' ? ['sqlite', 'postgres'] : [opt('engine', 'sqlite') as Engine];
+const ONLY = opt('only', 'checkins,search,import,graph,compliance').split(',');
+const SEED = opt('seed', 'keywarden-bench-1');
+const SIZES = {
+  checkinConcurrency: [50, 500],
+  checkinSeconds: QUICK ? 2 : 10,
+  checkinWarmup: QUICK ? 0.5 : 2,
+  searchKeys: args.includes('--search-keys') ? opt('search-keys', '').split(',').map(Number) : QUICK ? [100_000] : [100_000, 1_000_000],
+  reveals: QUICK ? 100 : 1000,
+  importRows: QUICK ? 10_000 : 100_000,
+  graphKeys: QUICK ? 500 : 10_000,
+  graphLatencyMs: 20,
+  complianceDevices: QUICK ? 20_000 : 100_000,
+};
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const BIN = path.join(REPO, 'bin', 'keywarden.js');
+const RESULTS = path.join(REPO, 'bench', 'results');
+
+type Row = { bench: string; engine: Engine | '-'; case: string; value: number | null; unit: string; p50?: number; p99?: number; baseline?: number | null; baselineLabel?: string; ratio?: number | null; target?: string; met?: boolean | null; note?: string };
+const rows: Row[] = [];
+const record = (r: Row) => {
+  rows.push(r);
+  console.log(`  ${r.engine} ${r.bench} ${r.case}: ${fmt(r.value)} ${r.unit}${r.p99 !== undefined ? ` (p50 ${r.p50} ms, p99 ${r.p99} ms)` : ''}${r.baseline != null ? ` vs ${r.baselineLabel} ${fmt(r.baseline)} = ${r.ratio}` : ''}${r.note ? ` — ${r.note}` : ''}`);
+};
+const fmt = (v: number | null | undefined) => (v == null ? 'n/a' : v >= 100 ? Math.round(v).toLocaleString('en-US') : String(Number(v.toFixed(2))));
+const ratio = (a: number, b: number) => (b ? Number((a / b).toFixed(3)) : null);
+
+// ------------------------------------------------------------------------------ processes
+
+/** Rebuilds dist/ when a source file is newer, so the servers measured run the current code. */
+function ensureBuilt() {
+  const distMain = path.join(REPO, 'dist', 'main.js');
+  const built = fs.existsSync(distMain) ? fs.statSync(distMain).mtimeMs : 0;
+  const newest = (dir: string): number =>
+    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
+  if (newest(path.join(REPO, 'src')) <= built) return;
+  console.log('dist/ is older than src/: compiling the server (tsc -p tsconfig.build.json)');
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO, stdio: 'inherit' });
+  if (r.status !== 0) console.log('warning: tsc reported errors (files emitted anyway); figures measure what was emitted');
+}
+
+type Proc = { proc: ChildProcess; url: string; startedMs: number; stop(): Promise<void> };
+
+/** Starts a server-like process and resolves once it prints "listening on <url> (". */
+function startProcess(cmd: string[], env: NodeJS.ProcessEnv): Promise<Proc> {
+  const t0 = performance.now();
+  const proc = spawn(process.execPath, cmd, { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      const m = /listening on (http:\/\/\S+?) \(/.exec(err);
+      if (m && !err.includes('\u0000resolved')) {
+        err += '\u0000resolved';
+        resolve({
+          proc,
+          url: m[1]!,
+          startedMs: performance.now() - t0,
+          stop: () =>
+            new Promise<void>((r) => {
+              if (proc.exitCode !== null) return r();
+              proc.once('exit', () => r());
+              proc.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    proc.once('exit', (c) => reject(new Error(`${cmd.join(' ')} exited with ${c}: ${err.slice(0, 2000)}`)));
+  });
+}
+// BENCH_SERVER_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the measured servers.
+const serverNodeArgs = (process.env.BENCH_SERVER_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
+const startServer = (env: NodeJS.ProcessEnv) => startProcess([...serverNodeArgs, BIN, 'serve', '--port', '0'], env);
+const startBare = () => startProcess([path.join(REPO, 'bench', 'bare-server.mjs')], {});
+
+/** Resident set size of a process in MB (Linux /proc): now (VmRSS) or its high-water mark (VmHWM). */
+function rssMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Spawn to first 200 from /readyz, polled every 10 ms. */
+async function timeToReady(cmd: string[], env: NodeJS.ProcessEnv): Promise<{ ms: number; p: Proc }> {
+  const t0 = performance.now();
+  const p = await startProcess(cmd, env);
+  for (;;) {
+    try {
+      if ((await fetch(`${p.url}/readyz`)).status === 200) return { ms: performance.now() - t0, p };
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function runLoadgen(plan: object): Promise<{ requests: number; perSecond: number; p50ms: number; p99ms: number; errors: number; firstErrors: string[]; seqs: number[] }> {
+  const file = path.join(RESULTS, `.plan-${process.pid}.json`);
+  fs.writeFileSync(file, JSON.stringify(plan));
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench', 'loadgen.ts'), file], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.on('exit', (code) => {
+      fs.rmSync(file, { force: true });
+      if (code !== 0) return reject(new Error(`load generator exited with ${code}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!));
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------ benchmarks
+
+/** Agent check-ins: unchanged and changed keys at two concurrencies, against bare Fastify. */
+async function benchCheckins(engine: Engine) {
+  const v = await createBenchVault(engine, 'checkins');
+  const bare = await startBare();
+  let server: Proc | undefined;
+  try {
+    const c = await buildContainer(v.config);
+    const client = await c.clients.create(systemActor('bench'), { name: 'Bench' });
+    const { token } = await c.agent.createEnrollmentToken(systemActor('bench'), { clientId: client.id, maxUses: null });
+    // Enrollment and the first check-in (escrow) go through the app in this process, before the
+    // server starts: the same work as over a socket, without paying for sockets twice.
+    const app = await buildApp(c, { logger: false });
+    const transport = injectTransport(app);
+    const n = Math.max(...SIZES.checkinConcurrency);
+    const agents: TestAgent[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i += 50) {
+      agents.push(
+        ...(await Promise.all(
+          Array.from({ length: Math.min(50, n - i) }, async (_, j) => {
+            const a = new TestAgent(transport, new SimMachine(`BENCH-PC-${String(i + j).padStart(5, '0')}`), (i + j) % 2 ? 'ps51' : 'ps7');
+            if ((await a.enroll(token)).status !== 200) throw new Error('enroll failed');
+            if ((await a.run()).status !== 200) throw new Error('first check-in failed');
+            return a;
+          }),
+        )),
+      );
+    }
+    await app.close();
+    await c.close();
+    server = await startServer(v.env);
+    const base = server.url;
+    console.log(`  ${engine}: ${n} devices enrolled and escrowed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const devices = agents.map((a) => {
+      const body = a.checkinBody();
+      a.seq--; // checkinBody() claimed a number; the load generator continues from the last one sent
+      return { credential: a.credential!, salt: a.salt!, seq: a.seq, body };
+    });
+    const run = async (url: string, mode: 'unchanged' | 'changed' | 'bare', concurrency: number) => {
+      const r = await runLoadgen({ base: url, devices, concurrency, seconds: SIZES.checkinSeconds, warmupSeconds: SIZES.checkinWarmup, mode });
+      if (mode !== 'bare') r.seqs.forEach((s, i) => (devices[i]!.seq = s));
+      if (r.errors) console.log(`  ${mode} c=${concurrency}: ${r.errors} errors, e.g. ${r.firstErrors.join(' | ')}`);
+      return r;
+    };
+    // The ceiling first at each concurrency, then our server right after it, so both see the same machine.
+    for (const conc of SIZES.checkinConcurrency) {
+      const b = await run(bare.url, 'bare', conc);
+      for (const mode of ['unchanged', 'changed'] as const) {
+        const r = await run(base, mode, conc);
+        const common = mode === 'unchanged';
+        record({
+          bench: 'checkins',
+          engine,
+          case: `${mode} keys, concurrency ${conc}`,
+          value: r.perSecond,
+          unit: 'check-ins/s',
+          p50: r.p50ms,
+          p99: r.p99ms,
+          baseline: b.perSecond,
+          baselineLabel: 'bare Fastify',
+          ratio: ratio(r.perSecond, b.perSecond),
+          ...(common ? { target: '>= 2,000/s and >= 40% of bare', met: r.perSecond >= 2000 && r.perSecond >= 0.4 * b.perSecond } : {}),
+          note: r.errors ? `${r.errors} errors` : undefined,
+        });
+      }
+    }
+  } finally {
+    await server?.stop();
+    await bare.stop();
+    await v.drop();
+  }
+}
+
+/** Key search by 8-digit prefix and reveal at N keys, against a raw indexed lookup; then RSS and start-up. */
+async function benchSearch(engine: Engine, keys: number) {
+  const v = await createBenchVault(engine, `search${keys}`, { KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '10000' });
+  try {
+    const config = loadConfig(v.env);
+    const c = await buildContainer(config);
+    const client = await c.clients.create(systemActor('bench'), { name: 'Bench' });
+    const db = openDatabase(config.database);
+    const t0 = performance.now();
+    await seedKeys(db, config, client.id, { seed: SEED, count: keys });
+    console.log(`  ${engine}: seeded ${keys.toLocaleString('en-US')} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    if (engine === 'postgres') await sql`analyze`.execute(db.db);
+    const user = await c.identity.createUser(systemActor('bench'), { email: 'tech@bench.example', password: 'bench password long enough', role: 'technician', clients: [client.id] });
+    const actor: Actor = { type: 'user', id: user.id, name: 'tech@bench.example', role: 'technician', clients: [client.id] };
+    const R = SIZES.reveals;
+    const picks = Array.from({ length: R }, (_, j) => Math.floor(((j + 0.5) * keys) / R));
+    const time = async (f: (i: number) => Promise<unknown>) => {
+      const l: number[] = [];
+      for (const i of picks) {
+        const s = performance.now();
+        await f(i);
+        l.push(performance.now() - s);
+      }
+      return l.sort((a, b) => a - b);
+    };
+    // Baseline: the same range lookup on the key_id index, same driver, no service around it.
+    const raw = await time(async (i) => {
+      const { low, high } = keyIdPrefixBounds(keyIdOf(SEED, i).slice(0, 8));
+      return db.db.selectFrom('recovery_keys').select(['id', 'ciphertext', 'data_key_version']).where('key_id', '>=', low).where('key_id', '<=', high).limit(11).execute();
+    });
+    const search = await time((i) => c.keys.search(actor, keyIdOf(SEED, i).slice(0, 8)));
+    let revealed = 0;
+    const reveal = await time(async (i) => {
+      const r = await c.keys.revealByKeyId(actor, { query: keyIdOf(SEED, i).slice(0, 8), reason: 'lost-pin', ticket: 'BENCH-1' });
+      if (r.status === 'revealed') revealed++;
+    });
+    const n = `${keys.toLocaleString('en-US')} keys`;
+    const rawP99 = Number(pct(raw, 99).toFixed(2));
+    record({ bench: 'search', engine, case: `raw indexed lookup, ${n}`, value: Number(pct(raw, 50).toFixed(2)), unit: 'ms p50', p50: Number(pct(raw, 50).toFixed(2)), p99: rawP99 });
+    record({ bench: 'search', engine, case: `search by 8-digit prefix, ${n}`, value: Number(pct(search, 99).toFixed(2)), unit: 'ms p99', p50: Number(pct(search, 50).toFixed(2)), p99: Number(pct(search, 99).toFixed(2)), baseline: rawP99, baselineLabel: 'raw lookup p99', ratio: ratio(pct(search, 99), pct(raw, 99)) });
+    record({
+      bench: 'search',
+      engine,
+      case: `search + reveal (authz, decrypt, audit), ${n}`,
+      value: Number(pct(reveal, 99).toFixed(2)),
+      unit: 'ms p99',
+      p50: Number(pct(reveal, 50).toFixed(2)),
+      p99: Number(pct(reveal, 99).toFixed(2)),
+      baseline: rawP99,
+      baselineLabel: 'raw lookup p99',
+      ratio: ratio(pct(reveal, 99), pct(raw, 99)),
+      target: keys >= 1_000_000 ? 'p99 < 10 ms' : undefined,
+      met: keys >= 1_000_000 ? pct(reveal, 99) < 10 : undefined,
+      note: `${revealed}/${R} revealed`,
+    });
+    await db.close();
+    await c.close();
+
+    // Memory and start-up of a server process on this vault, against an empty vault and bare Fastify.
+    const empty = await createBenchVault(engine, `empty${keys}`);
+    try {
+      const bareStart = await timeToReady([path.join(REPO, 'bench', 'bare-server.mjs')], {});
+      await bareStart.p.stop();
+      const e = await timeToReady([BIN, 'serve', '--port', '0'], empty.env);
+      const emptyRss = await rssAfterLoad(e.p);
+      await e.p.stop();
+      const s = await timeToReady([BIN, 'serve', '--port', '0'], v.env);
+      const rss = await rssAfterLoad(s.p);
+      await s.p.stop();
+      record({ bench: 'memory', engine, case: `server RSS after ready + 200 requests, ${n}`, value: Number(rss.now.toFixed(1)), unit: 'MB', baseline: Number(emptyRss.now.toFixed(1)), baselineLabel: 'empty vault', ratio: ratio(rss.now, emptyRss.now), target: keys >= 1_000_000 ? '< 300 MB' : undefined, met: keys >= 1_000_000 ? rss.now < 300 : undefined, note: `high-water mark ${rss.peak.toFixed(0)} MB (empty vault ${emptyRss.peak.toFixed(0)} MB)` });
+      record({ bench: 'startup', engine, case: `spawn to /readyz 200, ${n}`, value: Math.round(s.ms), unit: 'ms', baseline: Math.round(bareStart.ms), baselineLabel: 'bare Fastify process', ratio: ratio(s.ms, bareStart.ms), target: '< 2,000 ms', met: s.ms < 2000 });
+    } finally {
+      await empty.drop();
+    }
+  } finally {
+    await v.drop();
+  }
+}
+
+/** 200 mixed requests (readyz, a refused API call, OpenAPI document), then RSS. */
+async function rssAfterLoad(p: Proc): Promise<{ now: number; peak: number }> {
+  for (let i = 0; i < 200; i++) {
+    const url = i % 3 === 0 ? '/readyz' : i % 3 === 1 ? '/api/v1/keys?q=abcdef12' : '/api/openapi.json';
+    await (await fetch(p.url + url)).arrayBuffer();
+  }
+  return { now: rssMb(p.proc.pid!), peak: rssMb(p.proc.pid!, 'VmHWM') };
+}
+
+/** CSV import with the real CLI, against raw batched inserts of the same number of keys. */
+async function benchImport(engine: Engine) {
+  const v = await createBenchVault(engine, 'import');
+  try {
+    const rowsN = SIZES.importRows;
+    const csv = path.join(v.dir, 'keys.csv');
+    fs.writeFileSync(csv, csvOf(SEED, rowsN));
+    const c = await buildContainer(v.config);
+    await c.clients.create(systemActor('bench'), { name: 'Bench' });
+    const rawClient = await c.clients.create(systemActor('bench'), { name: 'Raw' });
+    await c.close();
+    const db = openDatabase(v.config.database);
+    const t1 = performance.now();
+    await seedKeys(db, v.config, rawClient.id, { seed: `${SEED}-raw`, count: rowsN });
+    const rawS = (performance.now() - t1) / 1000;
+    await db.close();
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [BIN, 'import', csv, '--client', 'Bench', '--json'], { cwd: REPO, env: { ...process.env, ...v.env }, encoding: 'utf8' });
+    const s = (performance.now() - t0) / 1000;
+    const imported = r.status === 0 ? JSON.parse(r.stdout).imported : null;
+    record({
+      bench: 'import',
+      engine,
+      case: `${rowsN.toLocaleString('en-US')} CSV rows (CLI process)`,
+      value: Math.round(rowsN / s),
+      unit: 'rows/s',
+      baseline: Math.round(rowsN / rawS),
+      baselineLabel: 'raw batched inserts',
+      ratio: ratio(rowsN / s, rowsN / rawS),
+      note: r.status === 0 ? `${imported} imported in ${s.toFixed(1)} s` : `import failed: ${r.stderr.slice(0, 200)}`,
+    });
+  } finally {
+    await v.drop();
+  }
+}
+
+/** Entra sync of N keys against the simulator with 20 ms latency, against the minimum its concurrency allows. */
+async function benchGraph(engine: Engine) {
+  const v = await createBenchVault(engine, 'graph');
+  const sim = new GraphSimulator({ latencyMs: SIZES.graphLatencyMs });
+  const urls = await sim.start();
+  try {
+    const c = await buildContainer(v.config);
+    const tenantId = '7d1a3e52-0b6f-4c1e-9a55-1f2e3d4c5b6a';
+    const t = sim.seedTenant(tenantId, { keys: SIZES.graphKeys, devices: Math.ceil(SIZES.graphKeys / 2), pageSize: 200, seed: SEED });
+    const client = await c.clients.create(systemActor('bench'), { name: 'Graph bench' });
+    const conn = await c.graph.createConnection(systemActor('bench'), { clientId: client.id, tenantId, appClientId: t.clientId, clientSecret: t.clientSecret, ...urls });
+    const t0 = performance.now();
+    const r = await c.graph.runSync(conn.id);
+    const ms = performance.now() - t0;
+    await c.close();
+    // The requests the sync made: per-key and per-device reads go out 4 at a time (READ_CONCURRENCY
+    // in graph.service.ts); the token, the listing pages and audit reads are sequential.
+    const reqs = sim.requests(tenantId);
+    const pooled = reqs.filter((q) => /\/recoveryKeys\/[^/]+$/.test(q.path) || (/\/devices$/.test(q.path) && /deviceId/.test(q.query))).length;
+    const sequential = reqs.length - pooled + 1; // + the token request, served on the login host
+    const minimum = SIZES.graphLatencyMs * (sequential + Math.ceil(pooled / 4));
+    record({
+      bench: 'graph',
+      engine,
+      case: `sync ${SIZES.graphKeys.toLocaleString('en-US')} keys, ${SIZES.graphLatencyMs} ms latency`,
+      value: Math.round(ms),
+      unit: 'ms',
+      baseline: minimum,
+      baselineLabel: 'minimum at concurrency 4',
+      ratio: ratio(ms, minimum),
+      note: `${r.status}, ${r.newKeys} new keys, ${reqs.length} requests (${pooled} pooled)`,
+    });
+  } finally {
+    await sim.stop();
+    await v.drop();
+  }
+}
+
+/** Compliance evaluation and CSV report: written by the compliance work (bench/compliance-report.ts). */
+async function benchCompliance(engine: Engine) {
+  const file = path.join(REPO, 'bench', 'compliance-report.ts');
+  if (!fs.existsSync(file)) {
+    record({ bench: 'compliance', engine, case: `evaluation + CSV report, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`, value: null, unit: '', note: 'not available: bench/compliance-report.ts does not exist in this tree' });
+    return;
+  }
+  // That script prints one line per phase: "  <phase>   <wall> s (CPU <cpu> s)   RSS before <a> MB, peak <b> MB".
+  // It measures no baseline of its own, so these rows have none (said so in the note).
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--engine', engine, '--devices', String(SIZES.complianceDevices)], { cwd: REPO, encoding: 'utf8', env: process.env });
+  const phases = [...r.stdout.matchAll(/^ {2}(\S.*?)\s{2,}([\d.]+) s \(CPU ([\d.]+) s\)\s+RSS before\s+(\d+) MB, peak\s+(\d+) MB/gm)];
+  if (r.status !== 0 || phases.length === 0) {
+    record({ bench: 'compliance', engine, case: 'evaluation + reports', value: null, unit: '', note: `failed (exit ${r.status}): ${(r.stderr || r.stdout).slice(-300)}` });
+    return;
+  }
+  for (const m of phases) {
+    const [, name, wall, cpu, before, peak] = m;
+    if (/^seed/i.test(name!)) continue;
+    record({ bench: 'compliance', engine, case: `${name!.trim()}, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`, value: Number(wall), unit: 's', note: `CPU ${cpu} s, RSS ${before} → peak ${peak} MB; no baseline in bench/compliance-report.ts` });
+  }
+}
+
+// ------------------------------------------------------------------------------ main
+fs.mkdirSync(RESULTS, { recursive: true });
+ensureBuilt();
+const started = Date.now();
+console.log(`Keywarden benchmarks${QUICK ? ' (--quick)' : ''}: ${ENGINES.join(', ')}; ${ONLY.join(', ')}`);
+const failures: string[] = [];
+for (const engine of ENGINES) {
+  const steps: [string, () => Promise<void>][] = [
+    ['checkins', () => benchCheckins(engine)],
+    ...SIZES.searchKeys.map((k): [string, () => Promise<void>] => ['search', () => benchSearch(engine, k)]),
+    ['import', () => benchImport(engine)],
+    ['graph', () => benchGraph(engine)],
+    ['compliance', () => benchCompliance(engine)],
+  ];
+  for (const [name, f] of steps) {
+    if (!ONLY.includes(name)) continue;
+    console.log(`\n== ${engine}: ${name}`);
+    try {
+      await f();
+    } catch (e) {
+      failures.push(`${engine} ${name}: ${(e as Error).stack ?? e}`);
+      console.log(`  FAILED: ${(e as Error).message}`);
+    }
+  }
+}
+const seconds = Math.round((Date.now() - started) / 1000);
+
+console.log(`\n${'bench'.padEnd(10)} ${'engine'.padEnd(8)} ${'case'.padEnd(52)} ${'value'.padStart(12)} ${'p50/p99 ms'.padStart(16)} ${'baseline'.padStart(22)} ${'ratio'.padStart(7)}  target`);
+for (const r of rows) {
+  console.log(
+    `${r.bench.padEnd(10)} ${r.engine.padEnd(8)} ${r.case.slice(0, 52).padEnd(52)} ${`${fmt(r.value)} ${r.unit}`.padStart(12)} ${(r.p99 !== undefined ? `${r.p50}/${r.p99}` : '').padStart(16)} ${(r.baseline != null ? `${fmt(r.baseline)} ${r.baselineLabel}` : '').slice(0, 22).padStart(22)} ${(r.ratio != null ? String(r.ratio) : '').padStart(7)}  ${r.target ? `${r.target}: ${r.met ? 'met' : 'MISSED'}` : (r.note ?? '')}`,
+  );
+}
+console.log(`\n${rows.length} figures in ${seconds} s${failures.length ? `; ${failures.length} benchmark(s) failed` : ''}`);
+const result = { date: new Date().toISOString(), quick: QUICK, engines: ENGINES, seconds, node: process.version, cpus: (await import('node:os')).cpus().length, rows, failures };
+const stamp = result.date.replace(/[:.]/g, '-');
+fs.writeFileSync(path.join(RESULTS, `${stamp}.json`), JSON.stringify(result, null, 2));
+fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(result, null, 2));
+for (const f of failures) console.log(f);
+process.exit(failures.length ? 1 : 0);
