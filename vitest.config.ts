@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects: `unit` is pure code (domain parsing, crypto primitives); `db` touches a real
- * database and runs on SQLite by default or PostgreSQL with KEYWARDEN_TEST_ENGINE=postgres.
+ * Projects: `unit` is pure code (domain parsing, crypto primitives); `db` touches a real
+ * database and runs on SQLite by default or PostgreSQL with KEYWARDEN_TEST_ENGINE=postgres;
+ * `browser` drives the web console in Chromium (test/browser).
  */
 export default defineConfig({
   test: {
@@ -17,8 +18,23 @@ export default defineConfig({
         test: {
           name: 'db',
           include: ['test/**/*.test.ts', 'src/modules/**/*.test.ts'],
+          exclude: ['test/browser/**'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        // The web console in Debian's Chromium against a real server (issue 7). The global setup
+        // builds dist/web when it is missing or older than web/. SQLite by default; the same tests
+        // run on PostgreSQL with KEYWARDEN_TEST_ENGINE=postgres.
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          globalSetup: ['test/browser/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          // One Chromium at a time on a 2-core machine.
+          fileParallelism: false,
         },
       },
     ],

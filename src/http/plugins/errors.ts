@@ -9,7 +9,11 @@ import type { AuditService } from '../../modules/audit/audit.service.js';
  * to the log only (never a stack trace, SQL or driver text in a response). Permission denials
  * are audited here, so every route gets it without remembering to.
  */
-export function registerErrorHandler(app: FastifyInstance, audit: Pick<AuditService, 'recordNow'>): void {
+export function registerErrorHandler(
+  app: FastifyInstance,
+  audit: Pick<AuditService, 'recordNow'>,
+  opts: { notFound?: (request: FastifyRequest, reply: FastifyReply) => boolean } = {},
+): void {
   app.setErrorHandler(async (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const requestId = request.id;
     if (hasZodFastifySchemaValidationErrors(error)) {
@@ -67,6 +71,8 @@ export function registerErrorHandler(app: FastifyInstance, audit: Pick<AuditServ
   });
 
   app.setNotFoundHandler((request, reply) => {
+    // The web console answers its own paths (a browser GET of /clients…) with its page.
+    if (opts.notFound?.(request, reply)) return;
     reply.status(404).send({ error: 'not_found', message: `There is no ${request.method} ${request.url.split('?')[0]?.slice(0, 200)}.`, requestId: request.id });
   });
 }

@@ -1,0 +1,173 @@
+/// <reference lib="dom" />
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { DESKTOP, PHONE, ROOT, SCREENSHOTS, enrolTotp, launchChromium, newContext, screenshot, seriousA11yViolations, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+
+/**
+ * Every screen of the console at 1280×800 and on a 390-px phone, light and dark: a screenshot of
+ * each (test-output/screenshots/, not committed) and axe-core on each, which must find no
+ * serious or critical accessibility violation.
+ *
+ * KEYWARDEN_UPDATE_README_SCREENSHOTS=1 also writes the few small PNGs the README shows
+ * (docs/screenshots/); a normal test run never changes committed files.
+ */
+type Variant = { name: string; viewport: { width: number; height: number }; scheme: 'light' | 'dark' };
+const VARIANTS: Variant[] = [
+  { name: 'desktop-light', viewport: DESKTOP, scheme: 'light' },
+  { name: 'desktop-dark', viewport: DESKTOP, scheme: 'dark' },
+  { name: 'phone-light', viewport: PHONE, scheme: 'light' },
+  { name: 'phone-dark', viewport: PHONE, scheme: 'dark' },
+];
+
+type Finding = { screen: string; variant: string; id: string; impact: string; help: string; nodes: string[] };
+
+describe('every console screen: screenshots and axe-core', () => {
+  let server: ConsoleServer;
+  let empty: ConsoleServer;
+  let browser: Browser;
+  let adminSecret: string;
+  let deviceId: string;
+  const shots: string[] = [];
+
+  beforeAll(async () => {
+    server = await startConsole();
+    empty = await startConsole({ seed: false });
+    browser = await launchChromium();
+    adminSecret = await enrolTotp(server, userOf(server, 'admin'), server.demo.password);
+    const d = await server.container.database.db.selectFrom('devices').select('id').where('name', '=', server.demo.samplePrefixes[0]!.device).executeTakeFirstOrThrow();
+    deviceId = d.id;
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await empty?.close();
+    await server?.close();
+  });
+
+  /** Waits for a screen, checks it with axe, and saves its picture. */
+  async function capture(p: Page, screen: string, variant: Variant, findings: Finding[]) {
+    // Let transitions (modals, theme) settle; nothing time-dependent is asserted here.
+    await p.waitForLoadState('networkidle');
+    await p.evaluate(() => document.fonts.ready);
+    await p.waitForTimeout(250);
+    shots.push(await screenshot(p, `${screen}-${variant.name}`));
+    for (const v of await seriousA11yViolations(p)) findings.push({ screen, variant: variant.name, ...v });
+  }
+
+  for (const variant of VARIANTS) {
+    it(`${variant.name}: sign-in, setup, find, reveal, device, clients, audit, settings`, async () => {
+      const findings: Finding[] = [];
+      const { context } = await newContext(browser, server.baseUrl, { viewport: variant.viewport, colorScheme: variant.scheme });
+      try {
+        const p = await context.newPage();
+        const h1 = (name: string | RegExp) => p.getByRole('heading', { level: 1, name }).waitFor();
+
+        // First run: no owner yet.
+        const setupPage = await context.newPage();
+        await setupPage.goto(`${empty.baseUrl}/`);
+        await setupPage.getByLabel('Confirm password').waitFor();
+        await setupPage.getByRole('button', { name: 'Create owner' }).waitFor();
+        await capture(setupPage, 'setup', variant, findings);
+        await setupPage.close();
+
+        // Sign in, then the TOTP step (the admin has an authenticator).
+        await p.goto('/login');
+        await p.getByRole('button', { name: 'Sign in' }).waitFor();
+        await capture(p, 'sign-in', variant, findings);
+        await p.getByLabel('Email').fill(userOf(server, 'admin'));
+        await p.getByLabel('Password', { exact: true }).fill(server.demo.password);
+        await p.getByRole('button', { name: 'Sign in' }).click();
+        await p.getByLabel('Authentication code').waitFor();
+        await capture(p, 'sign-in-totp', variant, findings);
+        await context.clearCookies();
+
+        // The owner sees every screen.
+        await signIn(p, server, userOf(server, 'owner'));
+        const box = p.getByRole('searchbox', { name: 'Find a key' });
+        await box.waitFor();
+        await capture(p, 'find-key', variant, findings);
+        const sample = server.demo.samplePrefixes[0]!;
+        await box.pressSequentially(sample.prefix);
+        await p.getByRole('listitem').filter({ hasText: sample.device }).waitFor();
+        await capture(p, 'find-key-result', variant, findings);
+        await box.fill('');
+        await box.pressSequentially(server.demo.ambiguousPrefix);
+        await p.getByText('Several keys match').waitFor();
+        await capture(p, 'find-key-ambiguous', variant, findings);
+
+        await box.fill('');
+        await box.pressSequentially(sample.prefix);
+        await p.getByRole('listitem').filter({ hasText: sample.device }).getByRole('button', { name: 'Reveal' }).click();
+        const dialog = p.getByRole('dialog', { name: 'Reveal recovery key' });
+        await dialog.getByLabel('Reason').waitFor();
+        await capture(p, 'reveal-form', variant, findings);
+        await dialog.getByLabel('Reason').selectOption({ label: 'TPM Reset' });
+        await dialog.getByLabel('Ticket reference').fill(`T-SHOT-${variant.name}`);
+        await dialog.getByRole('button', { name: 'Show password' }).click();
+        await p.getByTestId('recovery-password').waitFor();
+        await capture(p, 'reveal-password', variant, findings);
+        await dialog.getByRole('button', { name: 'Hide' }).click();
+        await p.keyboard.press('Escape');
+
+        await p.goto(`/devices/${deviceId}`);
+        await h1(sample.device);
+        await capture(p, 'device', variant, findings);
+
+        await p.goto('/clients');
+        await p.getByRole('columnheader', { name: 'Compliance' }).waitFor();
+        await capture(p, 'clients', variant, findings);
+        const client = server.demo.clients[0]!;
+        await p.goto(`/clients/${client.id}`);
+        await h1(client.name);
+        await p.getByRole('button', { name: /Export CSV/ }).first().waitFor();
+        await capture(p, 'client', variant, findings);
+
+        await p.goto('/audit');
+        await h1('Audit log');
+        await p.getByText(/Chain verified|Chain broken/).first().waitFor();
+        await capture(p, 'audit', variant, findings);
+
+        await p.goto('/settings');
+        await h1('Settings');
+        await capture(p, 'settings', variant, findings);
+        for (const tab of ['users', 'tokens', 'enrollment', 'integrations', 'security']) {
+          await p.goto(`/settings/${tab}`);
+          await h1('Settings');
+          await capture(p, `settings-${tab}`, variant, findings);
+        }
+
+        if (variant.name === 'desktop-light') {
+          // The theme switch works by hand too (not only following the system setting).
+          const scheme = () => p.evaluate(() => document.documentElement.getAttribute('data-mantine-color-scheme'));
+          expect(await scheme()).toBe('light');
+          await p.getByRole('button', { name: 'Toggle color scheme' }).click();
+          await p.waitForFunction(() => document.documentElement.getAttribute('data-mantine-color-scheme') === 'dark');
+        }
+      } finally {
+        await context.close();
+      }
+      if (findings.length) fs.writeFileSync(path.join(SCREENSHOTS, `axe-${variant.name}.json`), JSON.stringify(findings, null, 2));
+      expect(findings, JSON.stringify(findings, null, 2)).toEqual([]);
+    });
+  }
+
+  afterAll(async () => {
+    if (!process.env.KEYWARDEN_UPDATE_README_SCREENSHOTS || !browser) return;
+    // The README's pictures: a few screens, scaled down to 60% in Chromium itself (no image tools).
+    const out = path.join(ROOT, 'docs', 'screenshots');
+    fs.mkdirSync(out, { recursive: true });
+    const page = await browser.newPage({ viewport: { width: 768, height: 480 }, deviceScaleFactor: 1 });
+    try {
+      for (const name of ['find-key-result-desktop-light', 'reveal-password-desktop-dark', 'client-desktop-light', 'audit-desktop-dark']) {
+        const src = path.join(SCREENSHOTS, `${name}.png`);
+        if (!fs.existsSync(src)) continue;
+        const data = fs.readFileSync(src).toString('base64');
+        await page.setContent(`<body style="margin:0"><img style="width:768px;height:480px;display:block" src="data:image/png;base64,${data}"></body>`);
+        await page.locator('img').screenshot({ path: path.join(out, `${name.replace(/-desktop/, '')}.png`) });
+      }
+    } finally {
+      await page.close();
+    }
+  });
+});

@@ -1,0 +1,196 @@
+import { useEffect, type ReactNode } from 'react';
+import { Redirect, Route, Switch, useLocation, Link } from 'wouter';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { ActionIcon, AppShell, Badge, Burger, Button, Group, NavLink, Text, Tooltip, useComputedColorScheme, useMantineColorScheme } from '@mantine/core';
+import { useDisclosure } from '@mantine/hooks';
+import { IconBuilding, IconKey, IconListDetails, IconLogout, IconMoon, IconSettings, IconShieldLock, IconSun } from '@tabler/icons-react';
+import { api, ApiError, csrf, setUnauthenticatedHandler, type Me } from './api';
+import { SessionProvider, useSession, ROLE_LABEL } from './session';
+import { ErrorState, Loading } from './ui';
+import { LoginPage, SetupPage } from './pages/SignIn';
+import { MfaEnrolPage } from './pages/Account';
+import { FindKeyPage } from './pages/FindKey';
+import { DevicePage } from './pages/Device';
+import { ClientsPage, ClientPage } from './pages/Clients';
+import { AuditPage } from './pages/Audit';
+import { SettingsPage } from './pages/Settings';
+
+export type SessionState = { needed: boolean; signedIn: boolean };
+export const SIGNED_OUT: SessionState = { needed: false, signedIn: false };
+
+export function App() {
+  const qc = useQueryClient();
+  const [, navigate] = useLocation();
+  // Public: whether a first owner is still needed and whether this browser has a session.
+  const state = useQuery({ queryKey: ['session-state'], queryFn: () => api.getQuiet<SessionState>('/setup'), staleTime: Infinity });
+  const me = useQuery({
+    queryKey: ['me'],
+    queryFn: async () => {
+      try {
+        return await api.getQuiet<Me>('/me');
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) return null;
+        throw e;
+      }
+    },
+    enabled: state.data?.signedIn === true,
+    staleTime: 60_000,
+  });
+
+  useEffect(() => {
+    // Any 401 later on (session ended, idle timeout): back to sign-in, nothing cached kept.
+    setUnauthenticatedHandler(() => {
+      csrf.clear();
+      qc.clear();
+      qc.setQueryData(['session-state'], SIGNED_OUT);
+      qc.setQueryData(['me'], null);
+      navigate('/login');
+    });
+  }, [qc, navigate]);
+
+  if (me.data) {
+    if (me.data.mfaEnrolmentRequired) return <MfaEnrolPage me={me.data} />;
+    return (
+      <SessionProvider me={me.data}>
+        <Shell />
+      </SessionProvider>
+    );
+  }
+  if (state.isPending || (state.data?.signedIn && me.isPending && me.fetchStatus !== 'idle')) return <Loading label="Opening Keywarden…" />;
+  if (state.isError) return <ErrorState error={state.error} retry={() => void state.refetch()} title="Keywarden cannot be reached" />;
+  if (me.isError) return <ErrorState error={me.error} retry={() => void me.refetch()} title="Keywarden cannot be reached" />;
+  return <SignedOut needed={state.data?.needed ?? false} />;
+}
+
+function SignedOut({ needed }: { needed: boolean }) {
+  return (
+    <Switch>
+      <Route path="/setup">{needed ? <SetupPage /> : <Redirect to="/login" />}</Route>
+      <Route path="/login">{needed ? <Redirect to="/setup" /> : <LoginPage />}</Route>
+      <Route>
+        <Redirect to={needed ? '/setup' : '/login'} />
+      </Route>
+    </Switch>
+  );
+}
+
+function ColorSchemeToggle() {
+  const { setColorScheme } = useMantineColorScheme();
+  const computed = useComputedColorScheme('light', { getInitialValueInEffect: false });
+  return (
+    <Tooltip label={computed === 'dark' ? 'Light theme' : 'Dark theme'}>
+      <ActionIcon variant="default" size="lg" aria-label="Toggle color scheme" onClick={() => setColorScheme(computed === 'dark' ? 'light' : 'dark')}>
+        {computed === 'dark' ? <IconSun size={18} /> : <IconMoon size={18} />}
+      </ActionIcon>
+    </Tooltip>
+  );
+}
+
+function Shell() {
+  const { me, role, can } = useSession();
+  const [opened, { toggle, close }] = useDisclosure(false);
+  const [location, navigate] = useLocation();
+  const qc = useQueryClient();
+  const findKey = can('key:list') || can('key:lookup');
+  // Helpdesk finds keys by key ID only: no browsing lists of clients or devices.
+  const clients = role !== 'helpdesk' && can('client:read');
+  const audit = can('audit:read');
+
+  useEffect(() => close(), [location, close]);
+
+  useEffect(() => {
+    // `/` jumps to the search box from anywhere (unless typing in a field).
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+      const t = e.target as HTMLElement | null;
+      if (t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) return;
+      if (!findKey) return;
+      e.preventDefault();
+      if (location !== '/') navigate('/');
+      setTimeout(() => document.getElementById('find-key')?.focus(), 0);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [location, navigate, findKey]);
+
+  const signOut = async () => {
+    try {
+      await api.post('/auth/logout');
+    } catch {
+      // Signed out already (expired): the result is the same.
+    }
+    csrf.clear();
+    qc.clear();
+    qc.setQueryData(['session-state'], SIGNED_OUT);
+    qc.setQueryData(['me'], null);
+    navigate('/login');
+  };
+
+  const link = (href: string, label: string, icon: ReactNode, active: boolean) => (
+    <NavLink component={Link} href={href} label={label} leftSection={icon} active={active} aria-current={active ? 'page' : undefined} />
+  );
+
+  return (
+    <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: 'sm', collapsed: { mobile: !opened } }} padding="md">
+      <AppShell.Header>
+        <Group h="100%" px="md" justify="space-between" wrap="nowrap">
+          <Group gap="sm" wrap="nowrap">
+            <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={opened ? 'Close navigation' : 'Open navigation'} />
+            <Group gap={6} wrap="nowrap">
+              <IconShieldLock size={22} aria-hidden />
+              <Text fw={700}>Keywarden</Text>
+            </Group>
+          </Group>
+          <Group gap="xs" wrap="nowrap">
+            <Group gap={6} visibleFrom="xs" wrap="nowrap">
+              <Text size="sm" c="dimmed" truncate maw={220}>
+                {me.user?.email ?? me.actor.name}
+              </Text>
+              <Badge variant="light" size="sm">
+                {ROLE_LABEL[role]}
+              </Badge>
+            </Group>
+            <ColorSchemeToggle />
+            <Button variant="default" size="sm" leftSection={<IconLogout size={16} />} onClick={() => void signOut()}>
+              Sign out
+            </Button>
+          </Group>
+        </Group>
+      </AppShell.Header>
+      <AppShell.Navbar p="xs" aria-label="Main">
+        {findKey && link('/', 'Find a key', <IconKey size={18} />, location === '/')}
+        {clients && link('/clients', 'Clients', <IconBuilding size={18} />, location.startsWith('/clients') || location.startsWith('/devices'))}
+        {audit && link('/audit', 'Audit log', <IconListDetails size={18} />, location.startsWith('/audit'))}
+        {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
+      </AppShell.Navbar>
+      <AppShell.Main>
+          <Switch>
+            <Route path="/">{findKey ? <FindKeyPage /> : <Redirect to="/clients" />}</Route>
+            <Route path="/login">
+              <Redirect to="/" />
+            </Route>
+            <Route path="/setup">
+              <Redirect to="/" />
+            </Route>
+            <Route path="/devices/:id">{(p) => (role === 'helpdesk' ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
+            <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
+            <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
+            <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
+            <Route path="/settings">
+              <SettingsPage />
+            </Route>
+            <Route path="/settings/:tab">{(p) => <SettingsPage tab={p.tab} />}</Route>
+            <Route>
+              <NotFoundPage />
+            </Route>
+          </Switch>
+      </AppShell.Main>
+    </AppShell>
+  );
+}
+
+function NotFoundPage() {
+  return (
+    <ErrorState title="There is no such page" error={new Error('Check the address, or pick a page in the navigation.')} />
+  );
+}

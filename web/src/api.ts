@@ -1,0 +1,147 @@
+/**
+ * The one way the console talks to the server: the public /api/v1, with the session cookie (sent
+ * by the browser, httpOnly) and the CSRF token from sign-in on every change. The CSRF token is
+ * kept in sessionStorage so a reload keeps working; it is useless without the cookie, and no
+ * recovery password or API token is ever stored anywhere but component state.
+ */
+const CSRF_KEY = 'kw.csrf';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: Record<string, unknown> | undefined;
+  readonly fields: { field: string; message: string }[] | undefined;
+  constructor(status: number, code: string, message: string, details?: Record<string, unknown>, fields?: { field: string; message: string }[]) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+    this.fields = fields;
+  }
+}
+
+export const csrf = {
+  get: () => sessionStorage.getItem(CSRF_KEY),
+  set: (token: string) => sessionStorage.setItem(CSRF_KEY, token),
+  clear: () => sessionStorage.removeItem(CSRF_KEY),
+};
+
+/** Called when any request answers 401: the app goes back to sign-in. */
+let onUnauthenticated: () => void = () => {};
+export function setUnauthenticatedHandler(fn: () => void): void {
+  onUnauthenticated = fn;
+}
+
+async function request<T>(method: string, path: string, body?: unknown, opts: { raw?: boolean; quiet401?: boolean } = {}): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET') {
+    const token = csrf.get();
+    if (token) headers['x-csrf-token'] = token;
+  }
+  let res: Response;
+  try {
+    res = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'network', 'The Keywarden server cannot be reached. Check your connection, then try again.');
+  }
+  if (opts.raw && res.ok) return res as unknown as T;
+  const text = await res.text();
+  const json = text ? safeJson(text) : undefined;
+  if (!res.ok) {
+    const b = (json ?? {}) as { error?: string; message?: string; details?: Record<string, unknown>; fields?: { field: string; message: string }[] };
+    if (res.status === 401 && !opts.quiet401) onUnauthenticated();
+    throw new ApiError(res.status, b.error ?? 'error', b.message ?? `The server answered ${res.status}.`, b.details, b.fields);
+  }
+  return json as T;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export const api = {
+  get: <T>(path: string) => request<T>('GET', path),
+  post: <T>(path: string, body?: unknown) => request<T>('POST', path, body ?? {}),
+  patch: <T>(path: string, body: unknown) => request<T>('PATCH', path, body),
+  del: <T>(path: string, body?: unknown) => request<T>('DELETE', path, body),
+  /** Sign-in and setup answer 401 as part of their flow: no redirect. */
+  postQuiet: <T>(path: string, body: unknown) => request<T>('POST', path, body, { quiet401: true }),
+  getQuiet: <T>(path: string) => request<T>('GET', path, undefined, { quiet401: true }),
+  /** A file download (CSV): fetched with the cookie, then saved through a temporary link. */
+  async download(path: string, fallbackName: string): Promise<void> {
+    const res = await request<Response>('GET', path, undefined, { raw: true });
+    const blob = await res.blob();
+    const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? fallbackName;
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  },
+};
+
+export const qs = (params: Record<string, string | number | boolean | undefined | null>) => {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') u.set(k, String(v));
+  const s = u.toString();
+  return s ? `?${s}` : '';
+};
+
+// ------------------------------------------------------------------ shapes the API answers
+export type Role = 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+export type User = {
+  id: string;
+  email: string;
+  name: string;
+  role: Role;
+  clients: 'all' | string[];
+  status: 'active' | 'disabled';
+  mfaEnabled: boolean;
+  lastLoginAt: string | null;
+  createdAt: string;
+};
+export type Me = {
+  actor: { type: string; id: string; name: string; role: Role; clients: 'all' | string[] };
+  user: User | null;
+  mfaEnrolmentRequired: boolean;
+  stepUpValidUntil: string | null;
+};
+export type KeySummary = {
+  id: string;
+  keyId: string | null;
+  client: { id: string; name: string };
+  device: { id: string; name: string } | null;
+  volume: { mountPoint: string | null; type: string } | null;
+  state: string;
+  createdAt: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  sources: { type: string; ref: string; firstSeenAt: string; lastSeenAt: string }[];
+};
+export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean; devices: number; keys: number };
+export type AuditEvent = {
+  seq: number;
+  id: string;
+  occurredAt: string;
+  actorType: string;
+  actorId: string;
+  actorName: string;
+  action: string;
+  clientId: string | null;
+  targetType: string | null;
+  targetId: string | null;
+  reasonCode: string | null;
+  ticket: string | null;
+  outcome: string;
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown> | null;
+};

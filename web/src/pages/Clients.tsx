@@ -1,0 +1,406 @@
+import { useState } from 'react';
+import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { Link } from 'wouter';
+import { Anchor, Badge, Button, Card, Group, NativeSelect, Pagination, Progress, SimpleGrid, Stack, Table, Text, TextInput, Title } from '@mantine/core';
+import { DonutChart, BarChart } from '@mantine/charts';
+import { useDebouncedValue } from '@mantine/hooks';
+import { notifications } from '@mantine/notifications';
+import { IconArrowDown, IconArrowUp, IconArrowsSort, IconDownload, IconSearch } from '@tabler/icons-react';
+import { api, qs } from '../api';
+import { useSession } from '../session';
+import { Empty, ErrorState, Loading, PageTitle, fmtAgo, messageOf } from '../ui';
+
+type ComplianceCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; notEvaluated: number };
+type Counts = { encryption: { encrypted: number; 'not-encrypted': number; unknown: number }; escrow: { escrowed: number; notEscrowed: number } };
+type ClientRow = Counts & { id: string; name: string; devices: number; keys: number; openFindings: number; compliance: ComplianceCounts | null };
+type Overview = Counts & {
+  client: { id: string; name: string };
+  devices: number;
+  keys: number;
+  lastSeen: { day: number; week: number; month: number; older: number };
+  openFindings: number;
+  sources: Record<string, number>;
+  compliance: ComplianceCounts;
+};
+type DeviceRow = { id: string; name: string; serial: string | null; primaryUser: string | null; lastSeenAt: string; lastCheckinAt: string | null; keys: number; encryption: 'encrypted' | 'not-encrypted' | 'unknown'; escrowed: boolean; openFindings: number };
+
+const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
+
+/**
+ * Compliance at a glance: the policy evaluation's share of compliant devices (exempt ones count as
+ * fine), and the facts behind it: key escrow and encryption.
+ */
+function Compliance({ row }: { row: ClientRow }) {
+  if (!row.devices) return <Text size="sm" c="dimmed">No devices yet</Text>;
+  const escrowed = pct(row.escrow.escrowed, row.devices);
+  const encrypted = pct(row.encryption.encrypted, row.devices);
+  const c = row.compliance;
+  const evaluated = c ? row.devices - c.notEvaluated : 0;
+  const ok = c ? pct(c.compliant + c.exempt, row.devices) : null;
+  const main = ok ?? escrowed;
+  const color =
+    c && evaluated
+      ? c['non-compliant'] === 0 && c.unknown === 0
+        ? 'green'
+        : c['non-compliant'] === 0
+          ? 'gray' // nothing failing, but some devices cannot be judged yet (no agent report)
+          : ok! >= 90
+            ? 'yellow'
+            : 'red'
+      : escrowed === 100
+        ? 'green'
+        : escrowed >= 90
+          ? 'yellow'
+          : 'red';
+  return (
+    <Stack gap={2} miw={200}>
+      <Group gap={6} wrap="nowrap">
+        <Badge color={color} variant="light" size="sm">
+          {c && evaluated ? `${main}% compliant` : `${escrowed}% escrowed`}
+        </Badge>
+        <Text size="xs" c="dimmed">
+          {c && evaluated ? `${c['non-compliant']} non-compliant${c.unknown ? ` · ${c.unknown} unknown` : ''} · ${escrowed}% escrowed` : `${encrypted}% encrypted`}
+        </Text>
+      </Group>
+      <Progress value={main} color={color} size="sm" aria-label={c && evaluated ? `${main}% of devices compliant` : `${escrowed}% of devices have their key escrowed`} />
+    </Stack>
+  );
+}
+
+export function ClientsPage() {
+  const list = useQuery({ queryKey: ['console-clients'], queryFn: () => api.get<ClientRow[]>('/console/clients') });
+  const [filter, setFilter] = useState('');
+  const rows = (list.data ?? []).filter((c) => c.name.toLowerCase().includes(filter.trim().toLowerCase()));
+  const total = (list.data ?? []).reduce((a, c) => ({ devices: a.devices + c.devices, escrowed: a.escrowed + c.escrow.escrowed }), { devices: 0, escrowed: 0 });
+  return (
+    <Stack gap="md">
+      <PageTitle sub={list.data ? `${list.data.length} clients · ${total.devices} devices · ${pct(total.escrowed, total.devices)}% with their key escrowed` : undefined}>Clients</PageTitle>
+      <TextInput label="Filter clients" placeholder="Client name" value={filter} onChange={(e) => setFilter(e.currentTarget.value)} maw={320} leftSection={<IconSearch size={16} aria-hidden />} />
+      {list.isPending ? (
+        <Loading label="Loading clients…" />
+      ) : list.isError ? (
+        <ErrorState error={list.error} retry={() => void list.refetch()} />
+      ) : rows.length === 0 ? (
+        <Empty title={list.data.length ? 'No client matches' : 'No clients yet'}>{list.data.length ? 'Try another name.' : 'Add one with “keywarden client add "Contoso"”, then import keys, enroll agents or connect Entra ID.'}</Empty>
+      ) : (
+        <div className="kw-table-wrap" tabIndex={0}>
+          <Table striped highlightOnHover verticalSpacing={8}>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>Client</Table.Th>
+                <Table.Th ta="right">Devices</Table.Th>
+                <Table.Th ta="right">Keys</Table.Th>
+                <Table.Th>Compliance</Table.Th>
+                <Table.Th ta="right">Open findings</Table.Th>
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {rows.map((c) => (
+                <Table.Tr key={c.id}>
+                  <Table.Td>
+                    <Anchor component={Link} href={`/clients/${c.id}`} fw={600}>
+                      {c.name}
+                    </Anchor>
+                  </Table.Td>
+                  <Table.Td ta="right">{c.devices}</Table.Td>
+                  <Table.Td ta="right">{c.keys}</Table.Td>
+                  <Table.Td>
+                    <Compliance row={c} />
+                  </Table.Td>
+                  <Table.Td ta="right">{c.openFindings ? <Badge color="red" variant="light">{c.openFindings}</Badge> : '0'}</Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </div>
+      )}
+    </Stack>
+  );
+}
+
+type Sort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings';
+const PAGE = 25;
+
+export function ClientPage({ id }: { id: string }) {
+  const { can } = useSession();
+  const overview = useQuery({ queryKey: ['client-overview', id], queryFn: () => api.get<Overview>(`/clients/${id}/overview`) });
+  const [q, setQ] = useState('');
+  const [dq] = useDebouncedValue(q.trim(), 200);
+  const [encryption, setEncryption] = useState('');
+  const [escrowed, setEscrowed] = useState('');
+  const [sort, setSort] = useState<Sort>('name');
+  const [dir, setDir] = useState<'asc' | 'desc'>('asc');
+  const [page, setPage] = useState(1);
+  const filters = { q: dq, encryption, escrowed, sort, dir };
+  const devices = useQuery({
+    queryKey: ['client-devices', id, filters, page],
+    queryFn: () => api.get<{ total: number; items: DeviceRow[] }>(`/clients/${id}/devices${qs({ ...filters, limit: PAGE, offset: (page - 1) * PAGE })}`),
+    placeholderData: keepPreviousData,
+    enabled: overview.isSuccess,
+  });
+  const [exporting, setExporting] = useState(false);
+
+  if (overview.isPending) return <Loading label="Loading the client…" />;
+  if (overview.isError) return <ErrorState error={overview.error} retry={() => void overview.refetch()} title="This client could not be loaded" />;
+  const o = overview.data;
+
+  const sortBy = (s: Sort) => {
+    if (s === sort) setDir(dir === 'asc' ? 'desc' : 'asc');
+    else {
+      setSort(s);
+      setDir(s === 'name' ? 'asc' : 'desc');
+    }
+    setPage(1);
+  };
+  const th = (s: Sort, label: string, align?: 'right') => (
+    <Table.Th ta={align} aria-sort={sort === s ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'}>
+      <button type="button" className="kw-sort" onClick={() => sortBy(s)}>
+        {label}
+        {sort === s ? dir === 'asc' ? <IconArrowUp size={14} aria-hidden /> : <IconArrowDown size={14} aria-hidden /> : <IconArrowsSort size={14} aria-hidden opacity={0.5} />}
+      </button>
+    </Table.Th>
+  );
+  const exportCsv = async () => {
+    setExporting(true);
+    try {
+      await api.download(`/clients/${id}/devices/export${qs(filters)}`, 'devices.csv');
+    } catch (e) {
+      notifications.show({ color: 'red', message: messageOf(e) });
+    } finally {
+      setExporting(false);
+    }
+  };
+  const total = devices.data?.total ?? 0;
+
+  return (
+    <Stack gap="md">
+      <div>
+        <Anchor component={Link} href="/clients" size="sm">
+          Clients
+        </Anchor>
+        <PageTitle sub={`${o.devices} devices · ${o.keys} keys · ${o.openFindings} open findings`}>{o.client.name}</PageTitle>
+      </div>
+      <SimpleGrid cols={{ base: 1, sm: 2, lg: 4 }} spacing="md">
+        <Card withBorder component="section" aria-labelledby="ch-comp">
+          <Title order={2} fz="sm" id="ch-comp" mb="xs">
+            Compliance
+          </Title>
+          <DonutChart
+            size={130}
+            thickness={22}
+            withTooltip
+            chartLabel={`${pct(o.compliance.compliant + o.compliance.exempt, o.devices)}%`}
+            data={[
+              { name: 'Compliant', value: o.compliance.compliant, color: 'teal.6' },
+              { name: 'Exempt', value: o.compliance.exempt, color: 'cyan.4' },
+              { name: 'Non-compliant', value: o.compliance['non-compliant'], color: 'red.6' },
+              { name: 'Unknown', value: o.compliance.unknown + o.compliance.notEvaluated, color: 'gray.5' },
+            ]}
+            mx="auto"
+            aria-hidden
+          />
+          <Legend
+            items={[
+              ['Compliant', o.compliance.compliant],
+              ['Exempt', o.compliance.exempt],
+              ['Non-compliant', o.compliance['non-compliant']],
+              ['Unknown or not evaluated', o.compliance.unknown + o.compliance.notEvaluated],
+            ]}
+          />
+        </Card>
+        <Card withBorder component="section" aria-labelledby="ch-enc">
+          <Title order={2} fz="sm" id="ch-enc" mb="xs">
+            Encryption
+          </Title>
+          <DonutChart
+            size={130}
+            thickness={22}
+            withLabelsLine={false}
+            withTooltip
+            chartLabel={`${pct(o.encryption.encrypted, o.devices)}%`}
+            data={[
+              { name: 'Encrypted', value: o.encryption.encrypted, color: 'teal.6' },
+              { name: 'Not encrypted', value: o.encryption['not-encrypted'], color: 'red.6' },
+              { name: 'Unknown', value: o.encryption.unknown, color: 'gray.5' },
+            ]}
+            mx="auto"
+            aria-hidden
+            accessibilityLayer={false}
+            pieProps={{ rootTabIndex: -1 }}
+          />
+          <Legend items={[['Encrypted', o.encryption.encrypted], ['Not encrypted', o.encryption['not-encrypted']], ['Unknown (no agent report)', o.encryption.unknown]]} />
+        </Card>
+        <Card withBorder component="section" aria-labelledby="ch-esc">
+          <Title order={2} fz="sm" id="ch-esc" mb="xs">
+            Key escrow
+          </Title>
+          <DonutChart
+            size={130}
+            thickness={22}
+            withTooltip
+            chartLabel={`${pct(o.escrow.escrowed, o.devices)}%`}
+            data={[
+              { name: 'Escrowed', value: o.escrow.escrowed, color: 'blue.6' },
+              { name: 'Not escrowed', value: o.escrow.notEscrowed, color: 'orange.6' },
+            ]}
+            mx="auto"
+            aria-hidden
+            accessibilityLayer={false}
+            pieProps={{ rootTabIndex: -1 }}
+          />
+          <Legend items={[['Key escrowed', o.escrow.escrowed], ['Not escrowed or finding open', o.escrow.notEscrowed]]} />
+        </Card>
+        <Card withBorder component="section" aria-labelledby="ch-seen">
+          <Title order={2} fz="sm" id="ch-seen" mb="xs">
+            Last seen
+          </Title>
+          <BarChart
+            h={130}
+            dataKey="when"
+            withTooltip
+            gridAxis="none"
+            withYAxis={false}
+            data={[
+              { when: '24 h', devices: o.lastSeen.day },
+              { when: '7 d', devices: o.lastSeen.week },
+              { when: '30 d', devices: o.lastSeen.month },
+              { when: 'older', devices: o.lastSeen.older },
+            ]}
+            series={[{ name: 'devices', color: 'indigo.6' }]}
+            aria-hidden
+            accessibilityLayer={false}
+          />
+          <Legend items={[['Within 24 hours', o.lastSeen.day], ['Within 7 days', o.lastSeen.week], ['Within 30 days', o.lastSeen.month], ['Longer ago', o.lastSeen.older]]} />
+        </Card>
+      </SimpleGrid>
+
+      <Card withBorder component="section" aria-labelledby="dev-h">
+        <Group justify="space-between" mb="sm" wrap="wrap">
+          <Title order={2} fz="md" id="dev-h">
+            Devices
+          </Title>
+          <Button variant="default" leftSection={<IconDownload size={16} />} onClick={() => void exportCsv()} loading={exporting}>
+            Export CSV
+          </Button>
+        </Group>
+        <Group gap="sm" mb="sm" wrap="wrap" align="flex-end">
+          <TextInput
+            label="Search devices"
+            placeholder="Name, serial or user"
+            value={q}
+            onChange={(e) => {
+              setQ(e.currentTarget.value);
+              setPage(1);
+            }}
+            leftSection={<IconSearch size={16} aria-hidden />}
+            w={240}
+          />
+          <NativeSelect
+            label="Encryption"
+            value={encryption}
+            onChange={(e) => {
+              setEncryption(e.currentTarget.value);
+              setPage(1);
+            }}
+            data={[
+              { value: '', label: 'Any' },
+              { value: 'encrypted', label: 'Encrypted' },
+              { value: 'not-encrypted', label: 'Not encrypted' },
+              { value: 'unknown', label: 'Unknown' },
+            ]}
+          />
+          <NativeSelect
+            label="Key escrow"
+            value={escrowed}
+            onChange={(e) => {
+              setEscrowed(e.currentTarget.value);
+              setPage(1);
+            }}
+            data={[
+              { value: '', label: 'Any' },
+              { value: 'true', label: 'Escrowed' },
+              { value: 'false', label: 'Not escrowed' },
+            ]}
+          />
+        </Group>
+        {devices.isError ? (
+          <ErrorState error={devices.error} retry={() => void devices.refetch()} />
+        ) : !devices.data ? (
+          <Loading label="Loading devices…" />
+        ) : devices.data.items.length === 0 ? (
+          <Empty title={o.devices ? 'No device matches these filters' : 'No devices yet'}>{o.devices ? 'Clear the search or the filters.' : 'Devices appear when keys are imported, agents enroll, or Entra ID / AD syncs.'}</Empty>
+        ) : (
+          <>
+            <div className="kw-table-wrap" tabIndex={0}>
+              <Table striped highlightOnHover verticalSpacing={5} fz="sm">
+                <Table.Thead>
+                  <Table.Tr>
+                    {th('name', 'Device')}
+                    <Table.Th>Serial</Table.Th>
+                    <Table.Th>User</Table.Th>
+                    {th('encryption', 'Encryption')}
+                    {th('escrowed', 'Key escrowed')}
+                    {th('keys', 'Keys', 'right')}
+                    {th('openFindings', 'Findings', 'right')}
+                    {th('lastSeenAt', 'Last seen')}
+                  </Table.Tr>
+                </Table.Thead>
+                <Table.Tbody>
+                  {devices.data.items.map((d) => (
+                    <Table.Tr key={d.id}>
+                      <Table.Td>
+                        {can('device:read', id) ? (
+                          <Anchor component={Link} href={`/devices/${d.id}`} fw={600} size="sm">
+                            {d.name}
+                          </Anchor>
+                        ) : (
+                          d.name
+                        )}
+                      </Table.Td>
+                      <Table.Td className="kw-mono">{d.serial ?? '—'}</Table.Td>
+                      <Table.Td>{d.primaryUser ?? '—'}</Table.Td>
+                      <Table.Td>
+                        <Badge variant="light" size="sm" color={d.encryption === 'encrypted' ? 'teal' : d.encryption === 'not-encrypted' ? 'red' : 'gray'}>
+                          {d.encryption === 'not-encrypted' ? 'not encrypted' : d.encryption}
+                        </Badge>
+                      </Table.Td>
+                      <Table.Td>
+                        <Badge variant="light" size="sm" color={d.escrowed ? 'blue' : 'orange'}>
+                          {d.escrowed ? 'yes' : 'no'}
+                        </Badge>
+                      </Table.Td>
+                      <Table.Td ta="right">{d.keys}</Table.Td>
+                      <Table.Td ta="right">{d.openFindings || '—'}</Table.Td>
+                      <Table.Td>{fmtAgo(d.lastSeenAt)}</Table.Td>
+                    </Table.Tr>
+                  ))}
+                </Table.Tbody>
+              </Table>
+            </div>
+            <Group justify="space-between" mt="sm" wrap="wrap">
+              <Text size="sm" c="dimmed">
+                {(page - 1) * PAGE + 1}–{Math.min(page * PAGE, total)} of {total}
+              </Text>
+              <Pagination total={Math.max(1, Math.ceil(total / PAGE))} value={page} onChange={setPage} size="sm" getControlProps={(c) => ({ 'aria-label': c === 'previous' ? 'Previous page' : c === 'next' ? 'Next page' : c === 'first' ? 'First page' : 'Last page' })} />
+            </Group>
+          </>
+        )}
+      </Card>
+    </Stack>
+  );
+}
+
+function Legend({ items }: { items: [string, number][] }) {
+  return (
+    <Stack gap={2} mt="xs">
+      {items.map(([label, n]) => (
+        <Group key={label} justify="space-between" gap="xs">
+          <Text size="xs">{label}</Text>
+          <Text size="xs" fw={600}>
+            {n}
+          </Text>
+        </Group>
+      ))}
+    </Stack>
+  );
+}

@@ -1,0 +1,240 @@
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { Alert, Badge, Button, Group, Modal, NativeSelect, Progress, Stack, Text, TextInput, Textarea } from '@mantine/core';
+import { IconCheck, IconCopy, IconEyeOff, IconInfoCircle } from '@tabler/icons-react';
+import { api, ApiError, type KeySummary, type Me } from '../api';
+import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL } from '../ui';
+
+type Revealed = { password: string; rotation: 'agent' | 'intune' | null; state: string };
+type RevealAnswer =
+  | { status: 'revealed'; key: KeySummary & { recoveryPassword: string }; rotation: 'agent' | 'intune' | null }
+  | { status: 'ambiguous'; matches: number; candidates: KeySummary[] | null };
+
+/** What happens to the key now, in the words the technician reads out. */
+function consequence(r: Revealed): string {
+  if (r.rotation === 'agent') return "This key will be rotated at the device's next check-in.";
+  if (r.rotation === 'intune') return 'This key will be rotated through Intune within minutes.';
+  if (r.state === 'disclosed') return 'This key is now marked as disclosed. Nothing rotates it automatically on this device: replace it on the device after use (manage-bde -protectors).';
+  return 'This reveal is recorded in the audit log.';
+}
+
+/**
+ * The reveal: reason, ticket, note, step-up when needed, then the password in 8 numbered groups.
+ * The password lives only in this component's state: not in the URL, storage, title, console or
+ * the query cache (a mutation, reset as soon as its answer is taken); it leaves the DOM on Hide,
+ * on the timer, and when the dialog closes.
+ */
+export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; onClose: () => void }) {
+  const qc = useQueryClient();
+  const reasons = useQuery({ queryKey: ['reasons'], queryFn: () => api.get<{ code: string; label: string }[]>('/keys/reasons'), staleTime: Infinity });
+  const settings = useQuery({ queryKey: ['console-settings'], queryFn: () => api.get<{ revealHideSeconds: number }>('/console/settings'), staleTime: 60_000 });
+  const me = useQuery({ queryKey: ['me'], queryFn: () => api.get<Me>('/me') });
+  const [reason, setReason] = useState('');
+  const [ticket, setTicket] = useState('');
+  const [note, setNote] = useState('');
+  const [code, setCode] = useState('');
+  const [needCode, setNeedCode] = useState(false);
+  const [revealed, setRevealed] = useState<Revealed | null>(null);
+  const [hidden, setHidden] = useState(false);
+  const [ambiguous, setAmbiguous] = useState<number | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  // Step-up is needed when the person has an authenticator and the last proof is too old.
+  const mfa = me.data?.user?.mfaEnabled ?? false;
+  const stepUpFresh = !!me.data?.stepUpValidUntil && Date.parse(me.data.stepUpValidUntil) > Date.now() + 5_000;
+  const showCode = mfa && (needCode || !stepUpFresh);
+
+  const reveal = useMutation({
+    gcTime: 0,
+    mutationFn: async () => {
+      if (showCode) {
+        await api.post('/auth/step-up', { code: code.replace(/\s+/g, '') });
+        setCode('');
+        void qc.invalidateQueries({ queryKey: ['me'] });
+      }
+      return api.post<RevealAnswer>(`/keys/${encodeURIComponent(keySummary.id)}/reveal`, {
+        reason,
+        ...(ticket.trim() ? { ticket: ticket.trim() } : {}),
+        ...(note.trim() ? { note: note.trim() } : {}),
+      });
+    },
+    onSuccess: (r) => {
+      if (r.status === 'revealed') {
+        setRevealed({ password: r.key.recoveryPassword, rotation: r.rotation, state: r.key.state });
+        setHidden(false);
+        void qc.invalidateQueries({ queryKey: ['find-key'] });
+      } else setAmbiguous(r.matches);
+      // Keep nothing in TanStack's mutation cache.
+      reveal.reset();
+    },
+    onError: (e) => {
+      if (e instanceof ApiError && e.code === 'step_up_required') {
+        setNeedCode(true);
+        setError('Confirm it is you: enter a current code from your authenticator app.');
+      } else setError(messageOf(e));
+    },
+  });
+
+  const hide = () => {
+    setRevealed(null);
+    setHidden(true);
+  };
+  const close = () => {
+    setRevealed(null);
+    onClose();
+  };
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    if (!reason) return setError('Pick a reason.');
+    if (reason === 'other' && !ticket.trim()) return setError('“Other” needs a ticket reference.');
+    reveal.mutate();
+  };
+
+  return (
+    <Modal opened onClose={close} title="Reveal recovery key" size="lg" closeButtonProps={{ 'aria-label': 'Close' }} centered>
+      <Stack gap="md">
+        <KeyFacts k={keySummary} />
+        {revealed ? (
+          <PasswordView revealed={revealed} seconds={settings.data?.revealHideSeconds ?? 60} onHide={hide} />
+        ) : hidden ? (
+          <Stack gap="sm">
+            <Alert color="gray" variant="light" icon={<IconEyeOff size={18} />}>
+              The password is hidden. Revealing it again is a new, audited reveal.
+            </Alert>
+            <Group justify="flex-end">
+              <Button onClick={close}>Close</Button>
+            </Group>
+          </Stack>
+        ) : ambiguous !== null ? (
+          <Alert color="orange" title="Several keys match">
+            {ambiguous} keys match: ask for more digits of the key ID.
+          </Alert>
+        ) : (
+          <form onSubmit={submit}>
+            <Stack gap="sm">
+              <NativeSelect
+                label="Reason"
+                required
+                value={reason}
+                onChange={(e) => setReason(e.currentTarget.value)}
+                data={[{ value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' }, ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label }))]}
+              />
+              <TextInput label="Ticket reference" description={reason === 'other' ? 'Required for “Other”' : 'Optional, e.g. T-1234'} value={ticket} onChange={(e) => setTicket(e.currentTarget.value)} maxLength={200} required={reason === 'other'} />
+              <Textarea label="Note" description="Optional; goes into the audit log. Never paste a recovery password." value={note} onChange={(e) => setNote(e.currentTarget.value)} maxLength={1000} autosize minRows={1} maxRows={4} />
+              {showCode && (
+                <TextInput
+                  label="Authentication code"
+                  description="A current code from your authenticator app (step-up before a reveal)"
+                  value={code}
+                  onChange={(e) => setCode(e.currentTarget.value)}
+                  autoComplete="one-time-code"
+                  required
+                  maxLength={20}
+                  classNames={{ input: 'kw-mono' }}
+                />
+              )}
+              {error && (
+                <Alert color="red" variant="light" role="alert">
+                  {error}
+                </Alert>
+              )}
+              <Group justify="flex-end">
+                <Button variant="default" onClick={close}>
+                  Cancel
+                </Button>
+                <Button type="submit" loading={reveal.isPending}>
+                  Show password
+                </Button>
+              </Group>
+            </Stack>
+          </form>
+        )}
+      </Stack>
+    </Modal>
+  );
+}
+
+function KeyFacts({ k }: { k: KeySummary }) {
+  return (
+    <Stack gap={2}>
+      <Group gap="xs">
+        <Text fw={650}>{k.device?.name ?? 'Unknown device'}</Text>
+        <Text c="dimmed" size="sm">
+          {k.client.name}
+        </Text>
+        <Badge variant="light" size="sm">
+          {k.state}
+        </Badge>
+      </Group>
+      <Text className="kw-mono" size="sm">
+        Key ID {fmtKeyId(k.keyId)}
+      </Text>
+      <Text size="xs" c="dimmed">
+        Volume {k.volume?.mountPoint ?? '?'} · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} · {[...new Set(k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type))].join(', ')}
+      </Text>
+    </Stack>
+  );
+}
+
+function PasswordView({ revealed, seconds, onHide }: { revealed: Revealed; seconds: number; onHide: () => void }) {
+  const [left, setLeft] = useState(seconds);
+  const [copied, setCopied] = useState(false);
+  const groups = revealed.password.split('-');
+  // The latest onHide, without restarting the countdown when the parent re-renders.
+  const hideRef = useRef(onHide);
+  hideRef.current = onHide;
+
+  useEffect(() => {
+    const started = Date.now();
+    const t = setInterval(() => {
+      const remaining = seconds - Math.floor((Date.now() - started) / 1000);
+      if (remaining <= 0) {
+        clearInterval(t);
+        hideRef.current();
+      } else setLeft(remaining);
+    }, 250);
+    return () => clearInterval(t);
+  }, [seconds]);
+
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(revealed.password);
+      setCopied(true);
+      setTimeout(() => setCopied(false), 2000);
+    } catch {
+      setCopied(false);
+    }
+  };
+
+  return (
+    <Stack gap="sm">
+      <div data-testid="recovery-password" className="kw-password" aria-label="Recovery password, 8 groups of 6 digits" role="group">
+        {groups.map((g, i) => (
+          <div key={i} data-testid="password-group" className="kw-group">
+            <span className="kw-group-num">{i + 1}</span>
+            <span className="kw-group-digits">{g}</span>
+          </div>
+        ))}
+      </div>
+      <Group justify="space-between" wrap="wrap">
+        <Text size="sm" c="dimmed" aria-live="off">
+          Hides in {left} s
+        </Text>
+        <Group gap="xs">
+          <Button variant="light" onClick={() => void copy()} leftSection={copied ? <IconCheck size={16} /> : <IconCopy size={16} />} color={copied ? 'green' : undefined}>
+            {copied ? 'Copied' : 'Copy'}
+          </Button>
+          <Button variant="default" onClick={onHide} leftSection={<IconEyeOff size={16} />}>
+            Hide
+          </Button>
+        </Group>
+      </Group>
+      <Progress value={(left / seconds) * 100} size="xs" aria-hidden />
+      <Alert color="blue" variant="light" icon={<IconInfoCircle size={18} />}>
+        {consequence(revealed)}
+      </Alert>
+    </Stack>
+  );
+}

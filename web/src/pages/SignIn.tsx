@@ -1,0 +1,207 @@
+import { useState, type FormEvent, type ReactNode } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import { useLocation } from 'wouter';
+import { Alert, Button, Center, Group, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
+import { IconShieldLock } from '@tabler/icons-react';
+import { api, ApiError, csrf } from '../api';
+import { messageOf } from '../ui';
+
+type LoginAnswer = { csrfToken: string; mfaEnrolmentRequired: boolean };
+
+function Frame({ title, sub, children }: { title: string; sub?: ReactNode; children: ReactNode }) {
+  return (
+    <main>
+      <Center mih="100dvh" p="md">
+        <Paper withBorder shadow="sm" p="xl" w="100%" maw={400} radius="lg">
+          <Stack gap="lg">
+            <Group gap={8}>
+              <IconShieldLock size={26} aria-hidden />
+              <Text fw={700} size="lg">
+                Keywarden
+              </Text>
+            </Group>
+            <div>
+              <Title order={1} fz={22}>
+                {title}
+              </Title>
+              {sub && (
+                <Text c="dimmed" size="sm" mt={4}>
+                  {sub}
+                </Text>
+              )}
+            </div>
+            {children}
+          </Stack>
+        </Paper>
+      </Center>
+    </main>
+  );
+}
+
+/** After sign-in or setup: keep the CSRF token, forget every cached answer, load who we are. */
+function useSignedIn() {
+  const qc = useQueryClient();
+  const [, navigate] = useLocation();
+  return async (r: LoginAnswer) => {
+    csrf.set(r.csrfToken);
+    qc.clear();
+    qc.setQueryData(['session-state'], { needed: false, signedIn: true });
+    await qc.fetchQuery({ queryKey: ['me'], queryFn: () => api.get('/me') });
+    navigate('/');
+  };
+}
+
+export function LoginPage() {
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [code, setCode] = useState('');
+  const [step, setStep] = useState<'password' | 'code'>('password');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const signedIn = useSignedIn();
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await api.postQuiet<LoginAnswer>('/auth/login', { email, password, ...(step === 'code' ? { code: code.replace(/\s+/g, '') } : {}) });
+      setPassword('');
+      await signedIn(r);
+    } catch (err) {
+      if (err instanceof ApiError && err.details?.mfaRequired) {
+        setStep('code');
+        setError(null);
+      } else {
+        setError(messageOf(err));
+        if (step === 'code') setCode('');
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (step === 'code') {
+    return (
+      <Frame title="Two-step verification" sub="Enter the 6-digit code from your authenticator app, or one of your recovery codes.">
+        <form onSubmit={(e) => void submit(e)}>
+          <Stack>
+            <TextInput
+              label="Authentication code"
+              value={code}
+              onChange={(e) => setCode(e.currentTarget.value)}
+              autoComplete="one-time-code"
+              inputMode="text"
+              autoFocus
+              required
+              maxLength={20}
+              classNames={{ input: 'kw-mono' }}
+            />
+            {error && (
+              <Alert color="red" variant="light" role="alert">
+                {error}
+              </Alert>
+            )}
+            <Button type="submit" loading={busy} fullWidth>
+              Verify
+            </Button>
+            <Button
+              variant="subtle"
+              onClick={() => {
+                setStep('password');
+                setCode('');
+                setPassword('');
+                setError(null);
+              }}
+            >
+              Use another account
+            </Button>
+          </Stack>
+        </form>
+      </Frame>
+    );
+  }
+
+  return (
+    <Frame title="Sign in" sub="BitLocker recovery-key vault">
+      <form onSubmit={(e) => void submit(e)}>
+        <Stack>
+          <TextInput label="Email" type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} autoComplete="username" autoFocus required maxLength={254} />
+          <PasswordInput label="Password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} autoComplete="current-password" required maxLength={256} />
+          {error && (
+            <Alert color="red" variant="light" role="alert">
+              {error}
+            </Alert>
+          )}
+          <Button type="submit" loading={busy} fullWidth>
+            Sign in
+          </Button>
+        </Stack>
+      </form>
+    </Frame>
+  );
+}
+
+export function SetupPage() {
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [confirm, setConfirm] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const signedIn = useSignedIn();
+  const mismatch = confirm.length > 0 && confirm !== password;
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    if (password !== confirm) return setError('The two passwords are not the same.');
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await api.postQuiet<LoginAnswer>('/setup', { email, password });
+      setPassword('');
+      setConfirm('');
+      await signedIn(r);
+    } catch (err) {
+      setError(messageOf(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <Frame title="Create the owner" sub="Keywarden has no users yet. The first account is the vault's owner: it manages users, settings and every client.">
+      <form onSubmit={(e) => void submit(e)}>
+        <Stack>
+          <TextInput label="Email" type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} autoComplete="username" autoFocus required maxLength={254} />
+          <PasswordInput
+            label="Password"
+            description="At least 12 characters; a passphrase is best."
+            value={password}
+            onChange={(e) => setPassword(e.currentTarget.value)}
+            autoComplete="new-password"
+            required
+            minLength={12}
+            maxLength={256}
+          />
+          <PasswordInput
+            label="Confirm password"
+            value={confirm}
+            onChange={(e) => setConfirm(e.currentTarget.value)}
+            autoComplete="new-password"
+            required
+            maxLength={256}
+            error={mismatch ? 'The two passwords are not the same.' : undefined}
+          />
+          {error && (
+            <Alert color="red" variant="light" role="alert">
+              {error}
+            </Alert>
+          )}
+          <Button type="submit" loading={busy} fullWidth>
+            Create owner
+          </Button>
+        </Stack>
+      </form>
+    </Frame>
+  );
+}
