@@ -22,6 +22,13 @@ import { tokenRoutes } from './http/routes/tokens.routes.js';
 import { settingsRoutes } from './http/routes/settings.routes.js';
 import { agentRoutes } from './http/routes/agent.routes.js';
 import { graphRoutes } from './http/routes/graph.routes.js';
+import { notificationRoutes } from './http/routes/notifications.routes.js';
+import { exportRoutes } from './http/routes/exports.routes.js';
+import { lifecycleRoutes } from './http/routes/lifecycle.routes.js';
+import { complianceRoutes } from './http/routes/compliance.routes.js';
+import { consoleRoutes } from './http/routes/console.routes.js';
+import { createWebConsole } from './http/web.js';
+import { registerMetrics } from './http/plugins/metrics.js';
 
 export type RouteInfo = { method: string; url: string; auth: string };
 
@@ -39,14 +46,16 @@ export const REDACT = [
   '*.sessionToken',
   '*.csrfToken',
   '*.secret',
+  '*.signingSecret',
 "busboyOptions.headers.cookie",
   "busboyOptions.headers.authorization",
   'busboyOptions.headers["x-csrf-token"]',
   '*.recoveryCodes',
   '*.key',
+  '*.passphrase',
 ];
 
-export type AppOptions = { logger?: boolean | object };
+export type AppOptions = { logger?: boolean | object; /** The built web console (default dist/web). */ webDir?: string };
 
 function hasNul(v: unknown, depth = 0): boolean {
   if (typeof v === 'string') return v.includes('\u0000');
@@ -164,7 +173,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: false }, staticCSP: false });
 
-  registerErrorHandler(app, container.audit);
+  const web = createWebConsole({ dir: opts.webDir });
+  registerErrorHandler(app, container.audit, { notFound: web.notFound });
   // A NUL byte is never meaningful input and PostgreSQL refuses it in text: stop it at the door.
   app.addHook('preValidation', async (request) => {
     if (/%00|\u0000/i.test(request.url) || hasNul(request.body)) {
@@ -172,6 +182,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
     }
   });
   registerAuth(app, container.identity, container.agent);
+  // GET /metrics and the request counters (issue 10); off until KEYWARDEN_METRICS_TOKEN is set.
+  registerMetrics(app, container.metrics, container.config.scale.metricsToken);
 
   app.get('/healthz', { config: { auth: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { auth: 'public' }, schema: { hide: true } }, async (_req, reply) => {
@@ -188,12 +200,18 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
 
   await app.register(
     async (api) => {
-      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes, graphRoutes]) {
+      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes, graphRoutes, consoleRoutes, complianceRoutes, notificationRoutes]) {
         await api.register(routes(container));
       }
+      // Offline break-glass bundle download (issue 9).
+      await api.register(exportRoutes(container));
+      // Retire, legal hold, retention, crypto-shred with approvals, key history (issue 9).
+      await api.register(lifecycleRoutes(container));
     },
     { prefix: '/api/v1' },
   );
+  // The web console at / (issue 7): public page and assets; it talks to /api/v1 like any client.
+  await web.register(app);
 
   await app.ready();
   return Object.assign(app, { routeTable });

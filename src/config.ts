@@ -26,6 +26,10 @@ const envSchema = z
     KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(10_000).default(30),
     KEYWARDEN_LOGIN_LOCKOUT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
     KEYWARDEN_UPLOAD_LIMIT_MB: z.coerce.number().int().min(1).max(1024).default(64),
+    // Scale-out (issue 10): task leases, scheduler polling, the /metrics bearer token.
+    KEYWARDEN_TASK_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(120),
+    KEYWARDEN_SCHEDULER_POLL_SECONDS: z.coerce.number().min(0.2).max(3600).default(30),
+    KEYWARDEN_METRICS_TOKEN: z.string().min(32, 'use at least 32 characters (e.g. openssl rand -hex 32)').optional(),
   })
   .refine((e) => !(e.KEYWARDEN_MASTER_KEY && e.KEYWARDEN_MASTER_KEY_FILE), {
     message: 'set KEYWARDEN_MASTER_KEY or KEYWARDEN_MASTER_KEY_FILE, not both',
@@ -50,6 +54,13 @@ export type ServerConfig = {
   uploadLimitBytes: number;
 };
 
+export type ScaleConfig = {
+  taskLeaseSeconds: number;
+  schedulerPollMs: number;
+  /** Bearer token for GET /metrics; without one, /metrics answers 404 (not exposed). */
+  metricsToken: string | null;
+};
+
 /** Security policy knobs, all with conservative defaults. */
 export type Policy = {
   sessionIdleMinutes: number;
@@ -67,6 +78,8 @@ export type Config = {
   masterKey: MasterKeySource;
   server: ServerConfig;
   policy: Policy;
+  /** Several processes on one database: leases, polling, metrics (issue 10). */
+  scale: ScaleConfig;
 };
 
 export type ConfigOverrides = { dataDir?: string; databaseUrl?: string };
@@ -122,7 +135,12 @@ export function loadConfig(
     loginMaxFailuresPerIp: e.KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP,
     loginLockoutMinutes: e.KEYWARDEN_LOGIN_LOCKOUT_MINUTES,
   };
-  return { dataDir, database, masterKey, server, policy };
+  const scale: ScaleConfig = {
+    taskLeaseSeconds: e.KEYWARDEN_TASK_LEASE_SECONDS,
+    schedulerPollMs: Math.round(e.KEYWARDEN_SCHEDULER_POLL_SECONDS * 1000),
+    metricsToken: e.KEYWARDEN_METRICS_TOKEN ?? null,
+  };
+  return { dataDir, database, masterKey, server, policy, scale };
 }
 
 /** Where the data lives, in words for CLI output (never includes a password from a URL). */

@@ -3,7 +3,7 @@ import { describeDatabase } from './config.js';
 import { openDatabase, type Database, type Executor } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { openKeyring, type Keyring } from './crypto/keyring.js';
-import { loadMasterKey } from './crypto/master-key.js';
+import { loadMasterKeys } from './crypto/master-key.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { newId } from './lib/ids.js';
 import { vaultError } from './lib/errors.js';
@@ -22,10 +22,22 @@ import { createIdentityService } from './modules/identity/identity.service.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
 import { createAgentService } from './modules/agent/agent.service.js';
+import { createSeenBuffer } from './modules/agent/seen-buffer.js';
 import { createGraphService } from './modules/graph/graph.service.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
-import { nullNotifier, type Notifier } from './modules/notifications/notifier.js';
+import { createLifecycleService, RETENTION_TASK_KIND } from './modules/lifecycle/lifecycle.service.js';
+import { createKeyHistory } from './modules/lifecycle/key-history.js';
+import type { Notifier } from './modules/notifications/notifier.js';
+import { createOutboxNotifier } from './modules/notifications/outbox.js';
+import { systemActor } from './modules/authz/authz.js';
+import { createNotificationsService, type NotificationOptions } from './modules/notifications/notifications.service.js';
+import { createExportsRepo } from './modules/exports/exports.repo.js';
+import { createExportsService, SCHEDULE_TASK_KIND } from './modules/exports/exports.service.js';
+import { createMetrics } from './modules/metrics/metrics.js';
+import { createComplianceService } from './modules/compliance/compliance.service.js';
+import { createReportsService } from './modules/reports/reports.service.js';
+import { createBrandingService } from './modules/reports/branding.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -33,7 +45,7 @@ import { randomBytes } from 'node:crypto';
  * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
  * Each service gets only the dependencies it names.
  */
-export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database; graphSleep?: (ms: number) => Promise<void> } = {}) {
+export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database; graphSleep?: (ms: number) => Promise<void>; notifications?: Partial<NotificationOptions>; notifier?: Notifier } = {}) {
   const clock = opts.clock ?? systemClock;
   const database = opts.database ?? openDatabase(config.database);
   try {
@@ -42,39 +54,79 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     if (!(await vaultRepo.isInitialized(database.db))) {
       throw vaultError(`No Keywarden vault in ${describeDatabase(config.database)}. Run "keywarden init" first.`);
     }
-    const keyring: Keyring<Executor> = await openKeyring(vaultRepo, database.db, loadMasterKey(config.masterKey), newId);
+    const keyring: Keyring<Executor> = await openKeyring(vaultRepo, database.db, () => loadMasterKeys(config.masterKey), newId);
     const db = database.db;
     // Vaults created before a global data key existed get it now, outside any request.
     await db.transaction().execute((tx) => keyring.ensureGlobalKey(tx, 'secrets', clock.now()));
 
-    // Replaced by the notifications module's outbox-backed notifier (issue 8).
-    const notifier: Notifier = nullNotifier;
-    const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock });
+    // Producers write notifications into the outbox inside their own transaction (issue 8).
+    // Tests may pass a recording notifier (e.g. test/compliance.test.ts) to see exactly what producers emit.
+    const notifier: Notifier = opts.notifier ?? createOutboxNotifier({ clock });
+    const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock, notifier });
+    const notifications = createNotificationsService({ db, keyring, audit, clock, owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`, options: opts.notifications });
     const clients = createClientsService({ db, repo: createClientsRepo(), keyring, audit, clock });
     const keysRepo = createKeysRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
+    // Compliance (issue 8): re-evaluated by the producers' hooks below, and hourly by the scheduler.
+    const compliance = createComplianceService({ db, audit, clock, notifier });
+    // A sync that succeeded has already committed: a compliance problem must not turn it into a failure.
+    const afterSync = (clientId: string) => compliance.afterSync(clientId).catch((e) => process.emitWarning(`compliance evaluation after a sync failed: ${(e as Error).message}`));
     const identity = createIdentityService({ db, repo: createIdentityRepo(), keyring, audit, clock, policy: config.policy });
-    const agent = createAgentService({ db, repo: createAgentRepo(), keys: keysRepo, ingest, audit, clock });
+    // "Last seen" of unchanged check-ins, written every 100 ms in one transaction (issue 10).
+    const seen = createSeenBuffer({ db, engine: database.engine });
+    const agent = createAgentService({ db, repo: createAgentRepo(), keys: keysRepo, ingest, audit, clock, notifier, seen, onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids) });
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     let scheduler: Scheduler | undefined;
-    const graph = createGraphService({ db, keyring, ingest, keys: keysRepo, audit, clock, scheduler: () => scheduler!, graphOptions: { sleep: opts.graphSleep } });
-    const directory = createDirectoryService({ db, keyring, ingest, keys: keysRepo, audit, clock, scheduler: () => scheduler! });
+    const graph = createGraphService({ db, keyring, ingest, keys: keysRepo, audit, clock, notifier, scheduler: () => scheduler!, graphOptions: { sleep: opts.graphSleep }, onSynced: afterSync });
+    const directory = createDirectoryService({ db, keyring, ingest, keys: keysRepo, audit, clock, notifier, scheduler: () => scheduler!, onSynced: afterSync });
+    // Offline break-glass bundles, recovery sheets and scheduled exports (issue 9).
+    const exports = createExportsService({ db, repo: createExportsRepo(), keyring, audit, clock, stepUpMinutes: config.policy.stepUpMinutes, scheduler: () => scheduler! });
+    // Prometheus metrics of this process (GET /metrics, issue 10).
+    const metrics = createMetrics({ db, poolStats: database.poolStats });
     scheduler = createScheduler({
       db,
       clock,
       owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      leaseSeconds: config.scale.taskLeaseSeconds,
+      events: { onRun: (task, status, ms) => metrics.observeTask(task, status, ms), onLeaseLost: () => metrics.leaseLost() },
       handlers: {
         'graph-sync': async (task) => {
           const r = await graph.runSync(task.target_id!);
           return r.status === 'succeeded' ? `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged` : `failed: ${r.errorText}`;
         },
         'intune-rotate': (task) => graph.runIntuneRotation(task.target_id!),
+        // Destroys key material whose retention has passed (issue 9, lifecycle): daily.
+        [RETENTION_TASK_KIND]: () => lifecycle.runScheduledRetention(),
         'ad-sync': async (task) => {
           const r = await directory.runSync(task.target_id!);
           return r.status === 'succeeded' ? `ok (${r.mode}): ${r.objectsRead} objects, ${r.newKeys} new keys` : `failed: ${r.errorText}`;
         },
+        [SCHEDULE_TASK_KIND]: (task) => exports.runSchedule(task.target_id!),
+        // Time alone changes compliance (grace periods, exemptions expiring, stale devices): hourly.
+        'compliance-evaluate': async () => {
+          const r = await compliance.evaluateAll();
+          return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events`;
+        },
+        // Notification delivery (issue 8): scheduled reports, outbox routing, digests, sending with retries.
+        notifications: async () => {
+          const r = await notifications.runOnce();
+          return `ok: ${r.routed} events routed, ${r.sent} sent, ${r.retrying} to retry, ${r.failed} failed, ${r.reports} reports queued`;
+        },
+        // The audit chain is checked daily; a break is notified (audit.chain_broken) by the audit service.
+        'audit-verify': async () => {
+          const r = await audit.verify(systemActor('audit-verify'));
+          return r.intact ? `intact: ${r.events} events` : `broken at event ${r.firstBrokenSeq}: ${r.problem}`;
+        },
       },
     });
+    // Both are recurring, vault-wide tasks; a second process starting at the same moment may lose the insert race.
+    for (const t of [
+      { id: 'notifications', kind: 'notifications', intervalMinutes: 1, firstRunAt: clock.now() },
+      { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
+      { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
+    ]) {
+      await db.transaction().execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null })).catch(() => undefined);
+    }
     const keys = createKeysService({
       db,
       repo: keysRepo,
@@ -82,32 +134,65 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       audit,
       clock,
       guard: { stepUpMinutes: config.policy.stepUpMinutes, revealsLeft: (a) => identity.revealsLeft(a) },
+      notifier,
       onDisclosed: async (tx, actor, key) => {
         await agent.onKeyDisclosed(tx, actor, key);
         await graph.onKeyDisclosed(tx, actor, key);
+        // A revealed key is due for rotation (finding key_rotation_due) until it is replaced.
+        if (key.device_id) await compliance.evaluateDevicesIn(tx, key.client_id, [key.device_id]);
       },
     });
-    const imports = createImportsService({ db, ingest, clients, audit });
+    // An import's keys change the compliance of their devices: evaluated in the import's transaction.
+    const importIngest: typeof ingest = async (tx, actor, clientId, source, reports, onProgress) => {
+      const r = await ingest(tx, actor, clientId, source, reports, onProgress);
+      await compliance.afterKeysIngested(tx, clientId, r.keyRowIds);
+      return r;
+    };
+    const imports = createImportsService({ db, ingest: importIngest, clients, audit });
+    const reports = createReportsService({ db, clock, audit, compliance });
+    // Scheduled report e-mails render through the reports module.
+    notifications.useReportRenderer(reports);
+    const branding = createBrandingService({ db, audit, clock });
     const devices = createDevicesService({ db, keys });
+    // Retention, legal hold, crypto-shred, approvals and key history (issue 9).
+    const lifecycle = createLifecycleService({ db, keyring, audit, clock, scheduler: () => scheduler! });
+    const keyHistory = createKeyHistory({ db });
 
     return {
       config,
       database,
-      keyring: { masterKeyId: keyring.masterKeyId, kekVersion: keyring.kekVersion },
+      // Getters: a master-key rotation (issue 9) changes both while the process runs.
+      keyring: {
+        get masterKeyId() {
+          return keyring.masterKeyId;
+        },
+        get kekVersion() {
+          return keyring.kekVersion;
+        },
+      },
       audit,
       clients,
       keys,
       imports,
       identity,
       devices,
+      lifecycle,
+      keyHistory,
       agent,
       graph,
       directory,
+      exports,
       notifier,
+      notifications,
+      compliance,
+      reports,
+      branding,
       scheduler: scheduler!,
+      metrics,
       clock,
       close: async () => {
         await scheduler!.stop();
+        await seen.close();
         await database.close();
       },
     };

@@ -273,6 +273,92 @@ const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(jso
 const hasSecretField = (o: Record<string, unknown>) => Object.keys(o).some((k) => /secret/i.test(k));
 const clientIdsOf = (json: unknown) => asArray(json).map((x) => (x.client as { id: string } | undefined)?.id ?? (x.clientId as string | undefined) ?? x.id);
 
+// ------------------------------------------------------------------------------------ issue 9 (lifecycle) helpers
+
+/** A throwaway enrolled device of Own / Other (retired, or under legal hold, if asked), or a random id. */
+async function lifecycleDevice(fx: Fx, target: Target, state: 'live' | 'retired' | 'held' = 'live'): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  const d = await throwawayDevice(fx, target);
+  if (state === 'retired') await fx.t.container.lifecycle.retireDevice(cliOwner, d.deviceId, {});
+  if (state === 'held') await fx.t.container.lifecycle.setDeviceHold(cliOwner, d.deviceId, { hold: true, reason: 'matrix hold' });
+  return d.deviceId;
+}
+/** A throwaway client (optionally under legal hold), granted to a client-limited principal for the request when 'own'. */
+async function lifecycleClient(fx: Fx, p: Principal, target: Target, held = false): Promise<{ id: string; name: string; after?: () => Promise<void> }> {
+  if (target === 'missing') return { id: randomUUID(), name: 'Missing Co' };
+  const name = `Matrix Lifecycle ${hex()}`;
+  const { id } = await fx.t.container.clients.create(cliOwner, { name });
+  if (held) await fx.t.container.lifecycle.setClientHold(cliOwner, id, { hold: true, reason: 'matrix hold' });
+  return { id, name, after: target === 'own' ? await grantClient(fx, p, id) : undefined };
+}
+/** A pending two-owner request, asked by another owner, to destroy a throwaway retired device's keys. */
+async function pendingApproval(fx: Fx, target: Target): Promise<{ id: string; confirm: string }> {
+  if (target === 'missing') return { id: randomUUID(), confirm: 'Missing Co' };
+  const c = target === 'own' ? fx.own : fx.other;
+  const deviceId = await lifecycleDevice(fx, target, 'retired');
+  const id = randomUUID();
+  const now = new Date().toISOString();
+  await fx.t.container.database.db
+    .insertInto('lifecycle_approvals')
+    .values({ id, action: 'destroy-device-keys', client_id: c.id, device_id: deviceId, status: 'pending', reason: 'matrix', requested_by: `user:${randomUUID()}`, requested_by_name: 'another owner', requested_at: now, expires_at: new Date(Date.now() + 3_600_000).toISOString(), approved_by: null, approved_by_name: null, approved_at: null, closed_at: null, result: null })
+    .execute();
+  return { id, confirm: c.name };
+}
+const isExecuted = ({ json }: CheckArgs) => ((json as { status?: string }).status === 'executed' ? undefined : `expected the action to run, got ${JSON.stringify(json).slice(0, 200)}`);
+
+// ------------------------------------------------------------------------------------ issue 8 (notifications) helpers
+
+/**
+ * Channels the matrix makes point at the discard port of this machine with plain SMTP: a "send test"
+ * is refused at once and answers 200 with ok:false. Their SMTP password is sealed and must never be
+ * in any response.
+ */
+const NOTIFY_SMTP_PASSWORD = `matrix-smtp-password-${hex(16)}`;
+const notifyEmailBody = (clientId: string | null) => ({
+  clientId,
+  name: `Matrix mail ${hex()}`,
+  kind: 'email',
+  host: '127.0.0.1',
+  port: 9,
+  starttls: 'ignore',
+  username: 'matrix',
+  password: NOTIFY_SMTP_PASSWORD,
+  from: 'keywarden@matrix.example',
+  to: ['it@matrix.example'],
+});
+const notifySecret = (fx: Fx) => {
+  if (!fx.secrets.includes(NOTIFY_SMTP_PASSWORD)) fx.secrets.push(NOTIFY_SMTP_PASSWORD);
+};
+/** A throwaway e-mail channel of the client (made by the CLI owner), or a random id for a missing one. */
+async function notifyChannel(fx: Fx, c: ClientFx, target: Target): Promise<string> {
+  notifySecret(fx);
+  if (target === 'missing') return randomUUID();
+  return (await fx.t.container.notifications.createChannel(cliOwner, notifyEmailBody(c.id) as never)).channel.id;
+}
+async function notifyRule(fx: Fx, c: ClientFx, target: Target): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  const channelId = await notifyChannel(fx, c, target);
+  return (await fx.t.container.notifications.createRule(cliOwner, { clientId: c.id, name: `Matrix rule ${hex()}`, eventTypes: ['device.noncompliant'], channelIds: [channelId] })).id;
+}
+async function notifySchedule(fx: Fx, c: ClientFx, target: Target): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  const channelId = await notifyChannel(fx, c, target);
+  return (await fx.t.container.notifications.createSchedule(cliOwner, { clientId: c.id, name: `Matrix schedule ${hex()}`, channelId, recipients: ['ceo@matrix.example'] })).id;
+}
+/** A delivery of the client's (a refused "send test"), or a random id. */
+async function notifyDelivery(fx: Fx, c: ClientFx, target: Target): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  return (await fx.t.container.notifications.testChannel(cliOwner, await notifyChannel(fx, c, target))).deliveryId;
+}
+/** Lists: a client-limited principal sees only Own's rows (never MSP-wide ones); nothing carries a secret field. */
+const notifyListCheck: Check = ({ p, target, json, fx }) => {
+  const rows = asArray(json);
+  if (rows.some(hasSecretField)) return 'a row has a secret field';
+  if (target !== 'any' && rows.some((r) => r.clientId !== (target === 'own' ? fx.own.id : fx.other.id))) return 'a row of another client in a filtered list';
+  if (!p.global && rows.some((r) => r.clientId !== fx.own.id)) return 'a client-limited principal sees a row of another client or an MSP-wide one';
+  return undefined;
+};
+
 // ------------------------------------------------------------------------------------ the matrix
 
 const MATRIX: Record<string, Entry> = {
@@ -956,16 +1042,640 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
   // ================================================================ issue 7 (web console) routes
+  // The console's page and its assets are public (they carry no data); a missing asset is a 404 either way,
+  // so these answers do not depend on whether dist/web was built.
+  'GET /': { auth: 'public', variants: [{ label: 'the console page', axis: 'none', build: () => ({ url: '/' }), session: all(200) }] },
+  'GET /assets/*': { auth: 'public', variants: [{ label: 'a file that is not there', axis: 'none', build: () => ({ url: `/assets/matrix-${hex()}.js` }), session: all(404) }] },
+  'GET /api/v1/setup': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'first-run state',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/setup' }),
+        session: all(200),
+        check: ({ p, json }) => {
+          const r = json as { needed?: boolean; signedIn?: boolean };
+          if (r.needed !== false) return 'the vault has users: setup must not be needed';
+          return r.signedIn === (p.kind === 'session') ? undefined : `signedIn is ${r.signedIn} for a ${p.kind}`;
+        },
+      },
+    ],
+  },
+  'POST /api/v1/setup': {
+    auth: 'public',
+    // The vault has users: nobody (signed in or not) can create another "first" owner.
+    variants: [{ label: 'a second first owner', axis: 'none', build: () => ({ url: '/api/v1/setup', payload: { email: `matrix-setup-${hex()}@example.test`, password: NEW_PASSWORD } }), session: all(409) }],
+  },
+  'GET /api/v1/console/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/console/settings' }), session: all(200) }] },
+  'GET /api/v1/console/clients': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/console/clients' }),
+        session: all(200),
+        check: ({ p, json, fx }) => {
+          const rows = asArray(json);
+          if (!rows.some((r) => r.id === fx.own.id)) return 'the list lacks the Own client';
+          if (!p.global && rows.some((r) => r.id !== fx.own.id)) return `a client-limited principal sees ${rows.length} clients`;
+          // Helpdesk sees client names only, no device counts.
+          const own = rows.find((r) => r.id === fx.own.id)!;
+          return (p.role === 'helpdesk') === (own.devices === 0) ? undefined : `device counts ${own.devices ? 'shown' : 'missing'} for ${p.role}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/keys/lookup': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'by key ID',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys/lookup?keyId=${c.solo.keyId}` }),
+        // A lookup is a search: another client's key is simply not found (0 matches).
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK },
+        check: ({ p, target, json }) => {
+          const r = json as { matches?: number; keys?: unknown[] };
+          const want = p.global ? (target === 'missing' ? 0 : 1) : target === 'own' ? 1 : 0;
+          return r.matches === want && r.keys?.length === want ? undefined : `lookup found ${r.matches} (${r.keys?.length} shown), expected ${want}`;
+        },
+      },
+      {
+        label: 'ambiguous 8-digit prefix: the count, candidates only for roles that may list keys',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys/lookup?keyId=${c.twinPrefix.toUpperCase()}` }),
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK },
+        check: ({ p, target, json }) => {
+          const r = json as { matches?: number; keys?: unknown[] };
+          const visible = p.global ? target !== 'missing' : target === 'own';
+          const want = visible ? 2 : 0;
+          if (r.matches !== want) return `lookup found ${r.matches}, expected ${want}`;
+          const shown = visible && p.role !== 'helpdesk' ? 2 : 0;
+          return r.keys?.length === shown ? undefined : `${r.keys?.length} candidates shown to ${p.role}, expected ${shown}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/overview': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/overview` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ json }) => {
+          const r = json as { devices?: number; keys?: number };
+          return r.devices !== undefined && r.devices >= 1 && (r.keys ?? 0) >= 3 ? undefined : `not the seeded client's overview: ${JSON.stringify(r).slice(0, 160)}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/devices': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'sorted by last seen, filtered by name',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/devices?sort=lastSeenAt&dir=desc&q=${encodeURIComponent(c.device.name)}` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ target, json, fx }) => {
+          const r = json as { total?: number; items?: { name: string }[] };
+          const want = (target === 'own' ? fx.own : fx.other).device.name;
+          return r.total === 1 && r.items?.[0]?.name === want ? undefined : `expected the one device ${want}, got ${JSON.stringify(r).slice(0, 160)}`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/devices/export': {
+    auth: 'authenticated',
+    variants: [{ label: 'CSV', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/devices/export` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+  },
+  'GET /api/v1/devices/:deviceId/volume-history': {
+    auth: 'authenticated',
+    variants: [{ label: "the client's agent device", axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/volume-history` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+  },
+  'GET /api/v1/devices/:deviceId/audit': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "the client's device (its keys were imported: events exist)",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/audit` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE },
+        check: ({ target, json, fx }) => {
+          const id = (target === 'own' ? fx.own : fx.other).id;
+          return asArray(json).every((e) => e.clientId === id) ? undefined : "the trail has another client's events";
+        },
+      },
+    ],
+  },
+  'GET /api/v1/settings/security': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/security' }), session: only(['owner'], 200) }] },
+  'PATCH /api/v1/settings/security': {
+    auth: 'authenticated',
+    variants: [{ label: 'hide after 60 s (the default)', axis: 'none', build: () => ({ url: '/api/v1/settings/security', payload: { revealHideSeconds: 60 } }), session: only(['owner'], 200) }],
+  },
+  'GET /api/v1/directory/connections': {
+    auth: 'authenticated',
+    variants: [{ label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/directory/connections' }), session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200) }],
+  },
+  // No Active Directory connection is seeded here (test/ad-*.test.ts drive real ones against Samba):
+  // a missing one is "not found" for the roles that manage agents and a refusal for everyone else.
+  'POST /api/v1/directory/connections/:connectionId/test': {
+    auth: 'authenticated',
+    variants: [{ label: 'a missing connection', axis: 'none', build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/test` }), session: only(['owner', 'admin'], 404) }],
+  },
+  'POST /api/v1/directory/connections/:connectionId/sync': {
+    auth: 'authenticated',
+    variants: [{ label: 'a missing connection', axis: 'none', build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/sync` }), session: only(['owner', 'admin'], 404) }],
+  },
 
   // ================================================================ issue 8 (compliance, reports) routes
+  // Policies: every role with access to a client reads its policy (helpdesk included: it says what
+  // "compliant" means); owners change the MSP default; owners and admins (of that client) change a client's.
+  'GET /api/v1/compliance/policy': { auth: 'authenticated', variants: [{ label: 'the MSP default', axis: 'none', build: () => ({ url: '/api/v1/compliance/policy' }), session: all(200) }] },
+  'PATCH /api/v1/compliance/policy': {
+    auth: 'authenticated',
+    // A client-limited admin may not change what every other client inherits.
+    variants: [{ label: 'the MSP default (a value equal to the built-in)', axis: 'none', build: () => ({ url: '/api/v1/compliance/policy', payload: { set: { staleAfterDays: 30 } } }), session: only(['owner'], 200) }],
+  },
+  'GET /api/v1/clients/:clientId/compliance/policy': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/compliance/policy` }), session: { ...all(MINE), owner: OK } }],
+  },
+  'PATCH /api/v1/clients/:clientId/compliance/policy': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'override a field with its built-in value',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/compliance/policy`, payload: { set: { suspendedGraceHours: 24 } } }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+    ],
+  },
+  'GET /api/v1/compliance/exemptions': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/compliance/exemptions' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's exemptions" : undefined),
+      },
+      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/compliance/exemptions?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+    ],
+  },
+  'POST /api/v1/compliance/exemptions': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Another client's device is "not found" for an admin limited to Own, exactly like a missing one.
+        label: "exempt the client's device for an hour",
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/compliance/exemptions', payload: { deviceId: c.device.id, reason: 'matrix: lab machine', expiresAt: new Date(Date.now() + 3600_000).toISOString() } }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+      },
+    ],
+  },
+  'DELETE /api/v1/compliance/exemptions/:exemptionId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'end a throwaway exemption',
+        axis: 'client',
+        build: async ({ fx }, c, target) => {
+          if (target === 'missing') return { url: `/api/v1/compliance/exemptions/${randomUUID()}` };
+          const e = await fx.t.container.compliance.createExemption(cliOwner, { deviceId: c.device.id, reason: 'matrix throwaway', expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+          return { url: `/api/v1/compliance/exemptions/${e.id}` };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+    ],
+  },
+  'GET /api/v1/compliance/devices': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/compliance/devices' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's devices" : undefined),
+      },
+      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/compliance/devices?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+    ],
+  },
+  'GET /api/v1/devices/:deviceId/compliance': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/compliance` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+  },
+  'POST /api/v1/compliance/evaluate': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'every client the principal manages', axis: 'none', build: () => ({ url: '/api/v1/compliance/evaluate', payload: {} }), session: only(['owner', 'admin'], 200) },
+      // A client outside the principal's clients is refused (403) like one that does not exist.
+      { label: 'one client', axis: 'client', build: (_x, c) => ({ url: '/api/v1/compliance/evaluate', payload: { clientId: c.id } }), session: { ...all(DENY), owner: OK, admin: [200, 403] } },
+    ],
+  },
+  // Reports: whoever may see devices reads the compliance, devices, escrow and recovery-boot reports;
+  // the recovery audit (who revealed which key) is for audit readers and the client's own staff, not
+  // technicians; helpdesk reads none. A client outside the principal's: 403, like a missing one.
+  'GET /api/v1/reports/:report': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'devices CSV, all visible clients',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/reports/devices?format=csv' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        check: ({ p, json, fx }) => (!p.global && typeof json === 'string' && json.includes(fx.other.name) ? "another client's devices in the report" : undefined),
+      },
+      {
+        label: 'compliance summary PDF of a client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/reports/compliance-summary?format=pdf&clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
+      {
+        label: 'recovery audit CSV of a client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/reports/recovery-audit?format=csv&clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY, technician: DENY },
+      },
+      { label: 'escrow coverage CSV of a client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/reports/escrow-coverage?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      { label: 'recovery boots CSV of a client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/reports/recovery-boots?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+    ],
+  },
+  'GET /api/v1/settings/branding': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/branding' }), session: only(['owner'], 200) }] },
+  'PATCH /api/v1/settings/branding': {
+    auth: 'authenticated',
+    variants: [{ label: 'the MSP name', axis: 'none', build: () => ({ url: '/api/v1/settings/branding', payload: { mspName: 'Matrix MSP' } }), session: only(['owner'], 200) }],
+  },
 
   // ================================================================ issue 8 (notifications) routes
+  // Owners and admins manage channels, rules and report schedules (admins only of their clients; MSP-wide
+  // ones need all clients); auditors read them and the delivery log; everyone else gets 403.
+  'GET /api/v1/notifications/channels': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'all visible', axis: 'none', build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: async ({ fx }, c, target) => (await notifyChannel(fx, c, target), { url: `/api/v1/notifications/channels?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        check: notifyListCheck,
+      },
+    ],
+  },
+  'POST /api/v1/notifications/channels': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "an e-mail channel of the client",
+        axis: 'client',
+        build: ({ fx }, c) => (notifySecret(fx), { url: '/api/v1/notifications/channels', payload: notifyEmailBody(c.id) }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        check: ({ json }) => {
+          const r = json as { channel?: Record<string, unknown> };
+          if (!r.channel || hasSecretField(r.channel) || 'signingSecret' in (r as object)) return 'the new channel is returned with a secret';
+          return (r.channel.masked as Record<string, string>)?.password === '••••••••' ? undefined : 'the password is not shown masked';
+        },
+      },
+      { label: 'an MSP-wide channel', axis: 'none', build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels', payload: notifyEmailBody(null) }), session: only(['owner'], 201) },
+    ],
+  },
+  'PATCH /api/v1/notifications/channels/:channelId': {
+    auth: 'authenticated',
+    variants: [{ label: 'rename a throwaway channel', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}`, payload: { name: 'Matrix renamed' } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'DELETE /api/v1/notifications/channels/:channelId': {
+    auth: 'authenticated',
+    variants: [{ label: 'remove a throwaway channel', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'POST /api/v1/notifications/channels/:channelId/test': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Nothing listens on the discard port: authorized, the test runs and reports the refusal.
+        label: 'send test (refused: ok false)',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}/test` }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => ((json as { ok?: boolean; error?: string }).ok === false && (json as { error?: string }).error ? undefined : `expected ok:false with an error, got ${JSON.stringify(json).slice(0, 160)}`),
+      },
+    ],
+  },
+  'GET /api/v1/notifications/rules': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/rules' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: async ({ fx }, c, target) => (await notifyRule(fx, c, target), { url: `/api/v1/notifications/rules?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        check: notifyListCheck,
+      },
+    ],
+  },
+  'POST /api/v1/notifications/rules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "a rule on a channel of the client",
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({
+          url: '/api/v1/notifications/rules',
+          payload: { clientId: c.id, name: `Matrix rule ${hex()}`, eventTypes: ['device.noncompliant', 'key.revealed'], channelIds: [await notifyChannel(fx, c, target)], digest: 'hourly' },
+        }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+      },
+    ],
+  },
+  'PATCH /api/v1/notifications/rules/:ruleId': {
+    auth: 'authenticated',
+    variants: [{ label: 'a throwaway rule to daily', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}`, payload: { digest: 'daily' } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'DELETE /api/v1/notifications/rules/:ruleId': {
+    auth: 'authenticated',
+    variants: [{ label: 'remove a throwaway rule', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'GET /api/v1/notifications/deliveries': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'the whole log visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/deliveries' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: async ({ fx }, c, target) => (await notifyDelivery(fx, c, target), { url: `/api/v1/notifications/deliveries?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        check: notifyListCheck,
+      },
+    ],
+  },
+  'GET /api/v1/notifications/deliveries/:deliveryId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a refused test delivery with its attempt',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/deliveries/${await notifyDelivery(fx, c, target)}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE },
+        check: ({ json }) => ((json as { status?: string; attemptLog?: unknown[] }).status === 'failed' && (json as { attemptLog: unknown[] }).attemptLog?.length === 1 ? undefined : `unexpected delivery ${JSON.stringify(json).slice(0, 160)}`),
+      },
+    ],
+  },
+  'GET /api/v1/notifications/report-schedules': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/report-schedules' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: async ({ fx }, c, target) => (await notifySchedule(fx, c, target), { url: `/api/v1/notifications/report-schedules?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        check: notifyListCheck,
+      },
+    ],
+  },
+  'POST /api/v1/notifications/report-schedules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "monthly reports through the client's e-mail channel",
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({
+          url: '/api/v1/notifications/report-schedules',
+          payload: { clientId: c.id, name: `Matrix monthly ${hex()}`, channelId: await notifyChannel(fx, c, target), recipients: ['ceo@matrix.example'] },
+        }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+      },
+    ],
+  },
+  'PATCH /api/v1/notifications/report-schedules/:scheduleId': {
+    auth: 'authenticated',
+    variants: [{ label: 'a throwaway schedule to weekly', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}`, payload: { frequency: 'weekly', day: 1 } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'DELETE /api/v1/notifications/report-schedules/:scheduleId': {
+    auth: 'authenticated',
+    variants: [{ label: 'remove a throwaway schedule', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+  },
+  'POST /api/v1/notifications/report-schedules/:scheduleId/run': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Queued only (the worker renders and sends it): nothing is contacted during the matrix.
+        label: 'send a throwaway schedule now',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}/run` }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => ((json as { kind?: string; status?: string }).kind === 'report' && (json as { status?: string }).status === 'pending' ? undefined : 'not a queued report delivery'),
+      },
+    ],
+  },
 
   // ================================================================ issue 9 (lifecycle) routes
+  // Retire / reinstate / hold change a device, so each request gets a throwaway enrolled device.
+  'POST /api/v1/devices/:deviceId/retire': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a throwaway device',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target)}/retire`, payload: { reason: 'matrix' } }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+        check: ({ json }) => (String((json as { status?: string }).status).startsWith('retired, keys kept until ') ? undefined : 'no "keys kept until" status'),
+      },
+    ],
+  },
+  'POST /api/v1/devices/:deviceId/reinstate': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a throwaway retired device',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/reinstate` }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+    ],
+  },
+  'PUT /api/v1/devices/:deviceId/legal-hold': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'set a hold (protects: client managers)',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target)}/legal-hold`, payload: { hold: true, reason: 'matrix litigation' } }),
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+      {
+        label: 'lift a hold (owner only)',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'held')}/legal-hold`, payload: { hold: false, reason: 'matrix settled' } }),
+        session: { ...all(DENY), owner: OK },
+      },
+    ],
+  },
+  'POST /api/v1/devices/:deviceId/destroy-keys': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Owners acting as themselves only: an owner's API token is refused.
+        label: 'a throwaway retired device, typed client name',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`, payload: { confirm: c.name } }),
+        session: { ...all(DENY), owner: OK },
+        token: { owner: DENY },
+        check: isExecuted,
+      },
+      {
+        label: 'the wrong typed name (400 once authorized)',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`, payload: { confirm: 'not the name' } }),
+        session: { ...all(DENY), owner: [400, 400] },
+        token: { owner: DENY },
+      },
+    ],
+  },
+  'GET /api/v1/devices/:deviceId/key-history': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "the client's device",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/key-history` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE },
+        check: ({ json }) => {
+          const keys = ((json as { volumes?: { keys: unknown[] }[] }).volumes ?? []).flatMap((v) => v.keys);
+          return keys.length === 3 ? undefined : `history lists ${keys.length} keys, expected 3`;
+        },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/lifecycle': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+  },
+  'PATCH /api/v1/clients/:clientId/lifecycle': {
+    auth: 'authenticated',
+    variants: [{ label: 'retention (to the default)', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle`, payload: { retentionDays: 365 } }), session: { ...all(DENY), owner: OK } }],
+  },
+  'PUT /api/v1/clients/:clientId/legal-hold': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'set a hold on a throwaway client',
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          const x = await lifecycleClient(fx, p, target);
+          return { url: `/api/v1/clients/${x.id}/legal-hold`, payload: { hold: true, reason: 'matrix inquiry' }, after: x.after };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE },
+      },
+      {
+        label: 'lift a hold (owner only)',
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          const x = await lifecycleClient(fx, p, target, true);
+          return { url: `/api/v1/clients/${x.id}/legal-hold`, payload: { hold: false, reason: 'matrix closed' }, after: x.after };
+        },
+        session: { ...all(DENY), owner: OK },
+      },
+    ],
+  },
+  'POST /api/v1/clients/:clientId/retention-run': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Nothing of the seeded clients is past retention: the run executes and destroys nothing.
+        label: 'typed client name',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/retention-run`, payload: { confirm: c.name } }),
+        session: { ...all(DENY), owner: OK },
+        token: { owner: DENY },
+        check: ({ json }) => ((json as { result?: { keys?: number } }).result?.keys === 0 ? undefined : `expected 0 keys destroyed, got ${JSON.stringify(json).slice(0, 200)}`),
+      },
+    ],
+  },
+  'POST /api/v1/clients/:clientId/offboard': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'crypto-shred a throwaway client, typed name',
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          const x = await lifecycleClient(fx, p, target);
+          return { url: `/api/v1/clients/${x.id}/offboard`, payload: { confirm: x.name }, after: x.after };
+        },
+        session: { ...all(DENY), owner: OK },
+        token: { owner: DENY },
+        check: isExecuted,
+      },
+    ],
+  },
+  'GET /api/v1/lifecycle/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/settings' }), session: only(['owner'], 200) }] },
+  'PATCH /api/v1/lifecycle/settings': {
+    auth: 'authenticated',
+    // Left off: the rest of the matrix runs without two-owner approval.
+    variants: [{ label: 'two-owner approval off', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/settings', payload: { twoOwnerApproval: false } }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
+  'GET /api/v1/lifecycle/approvals': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/approvals' }), session: only(['owner'], 200) }] },
+  'POST /api/v1/lifecycle/approvals/:approvalId/approve': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "another owner's pending request, typed client name",
+        axis: 'client',
+        build: async ({ fx }, _c, target) => {
+          const a = await pendingApproval(fx, target);
+          return { url: `/api/v1/lifecycle/approvals/${a.id}/approve`, payload: { confirm: a.confirm } };
+        },
+        session: { ...all(DENY), owner: OK },
+        token: { owner: DENY },
+        check: isExecuted,
+      },
+    ],
+  },
+  'POST /api/v1/lifecycle/approvals/:approvalId/cancel': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a pending request',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/lifecycle/approvals/${(await pendingApproval(fx, target)).id}/cancel` }),
+        session: { ...all(DENY), owner: OK },
+      },
+    ],
+  },
 
   // ================================================================ issue 9 (export, backup) routes
+  'POST /api/v1/clients/:clientId/export': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // A bulk export of a client's working keys: owner only, and only with a fresh second factor
+        // (step-up), never an API token. No seeded principal has an authenticator app, so even the
+        // owner's session is refused here (403, before the client is looked up); the stepped-up
+        // owner's 200 (and 404 for a missing client) is in test/export-http.test.ts.
+        label: 'to a recipient public key',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/export`, payload: { recipient: 'age16jwvm8gmrvzq3ffqmechr7trn30saq65tasrtkvdku4dtcf8vctszxkej5' } }),
+        session: all(DENY),
+      },
+    ],
+  },
 
   // ================================================================ issue 10 (scale, metrics) routes
+  // /metrics has its own secret (KEYWARDEN_METRICS_TOKEN) instead of users' sessions and tokens. This app
+  // has none configured, so /metrics is off: 404 to everyone, whatever they send. With a token configured,
+  // only that token opens it (401 for no token, a wrong one, a user session or an API token):
+  // test/scale-out.test.ts checks that on real processes.
+  'GET /metrics': { auth: 'public', variants: [{ label: 'not enabled without KEYWARDEN_METRICS_TOKEN', axis: 'none', build: () => ({ url: '/metrics' }), session: all(404) }] },
 
 };
 

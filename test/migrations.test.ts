@@ -5,7 +5,7 @@ import { migrateAllDown, migrateDown, migrateToLatest, migrationStatus } from '.
 import { migrations } from '../src/db/migrations/index.js';
 import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
 
-const TABLES = ['directory_connections', 'directory_sync_runs', 'graph_connections', 'sync_runs', 'scheduled_tasks', 'enrollment_tokens', 'agent_credentials', 'volume_states', 'key_agent_fingerprints', 'device_events', 'findings', 'jobs', 'users', 'user_clients', 'recovery_codes', 'sessions', 'api_tokens', 'api_token_clients', 'login_throttle', 'settings', 'master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head'];
+const TABLES = ['directory_connections', 'directory_sync_runs', 'graph_connections', 'sync_runs', 'scheduled_tasks', 'enrollment_tokens', 'agent_credentials', 'volume_states', 'key_agent_fingerprints', 'device_events', 'findings', 'jobs', 'users', 'user_clients', 'recovery_codes', 'sessions', 'api_tokens', 'api_token_clients', 'login_throttle', 'settings', 'master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head', 'compliance_policies', 'compliance_exemptions', 'device_compliance', 'compliance_history', 'notification_channels', 'notification_rules', 'notification_rule_channels', 'notification_outbox', 'notification_items', 'notification_deliveries', 'notification_attempts', 'report_schedules', 'export_schedules', 'lifecycle_approvals'];
 
 async function tables(database: Database): Promise<string[]> {
   const list = await database.db.introspection.getTables();

@@ -17,6 +17,11 @@ import { registerServe } from './commands/serve.js';
 import { registerAgent } from './commands/agent.js';
 import { registerGraph } from './commands/graph.js';
 import { registerAd } from './commands/ad.js';
+import { registerExport } from './commands/export.js';
+import { registerBackup } from './commands/backup.js';
+import { registerLifecycle } from './commands/lifecycle.js';
+import { registerDemo } from './commands/demo.js';
+import { registerReport } from './commands/report.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -63,9 +68,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent, registerGraph, registerAd]) {
+  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent, registerGraph, registerAd, registerDemo]) {
     register(program, ctx);
   }
+  // Issue 9: offline break-glass exports, backup / restore / doctor.
+  registerExport(program, ctx);
+  registerBackup(program, ctx);
+  // Issue 9: retire, legal hold, offboard, key history, master-key rotation (after keys and client, which it extends).
+  registerLifecycle(program, ctx);
+  // Issue 8: compliance and recovery reports to a file.
+  registerReport(program, ctx);
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.
   const harden = (cmd: Command) => {
     cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

@@ -9,6 +9,7 @@ import {
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
+  type KyselyConfig,
   type Driver,
   type Transaction,
 } from 'kysely';
@@ -42,12 +43,49 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
-export type Database = { db: Db; engine: Engine; close(): Promise<void> };
+/**
+ * Kysely prepares every query afresh; better-sqlite3's prepare() parses and plans the SQL each
+ * time, which was 9% of a routine agent check-in's CPU (bench/prof-checkin.ts). The SQL text of a
+ * query built by the repos is the same from call to call (values are parameters), so prepared
+ * statements are kept by SQL text and reused. A statement that is still being iterated (a
+ * streaming query) is busy and cannot be shared: then a fresh one is prepared for that call.
+ */
+function withStatementCache(sqlite: SQLite.Database, max = 500) {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    prepare(sqlText: string) {
+      const hit = cache.get(sqlText);
+      if (hit && !hit.busy) return hit;
+      const stmt = sqlite.prepare(sqlText);
+      if (!hit) {
+        // Queries with IN lists of varying length have many texts: keep the cache bounded.
+        if (cache.size >= max) cache.delete(cache.keys().next().value!);
+        cache.set(sqlText, stmt);
+      }
+      return stmt;
+    },
+    close() {
+      cache.clear();
+      sqlite.close();
+    },
+  };
+}
+
+export type Database = {
+  db: Db;
+  engine: Engine;
+  close(): Promise<void>;
+  /** PostgreSQL pool occupancy, for /metrics (a growing `waiting` is the first sign of overload). */
+  poolStats?: () => { total: number; idle: number; waiting: number };
+  /** SQLite only: the raw better-sqlite3 handle, for its online backup API (keywarden backup). */
+  sqlite?: SQLite.Database;
+};
 
 // COUNT(*) and other int8 results arrive as strings from pg; every int8 we read is a count.
 pg.types.setTypeParser(20, (v: string) => Number(v));
 
-export function openDatabase(target: DatabaseTarget): Database {
+/** `log`: Kysely's query log (bench/prof-checkin.ts counts and times every statement with it). */
+export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig['log'] } = {}): Database {
   if (target.engine === 'sqlite') {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
     const sqlite = new SQLite(target.file);
@@ -59,12 +97,12 @@ export function openDatabase(target: DatabaseTarget): Database {
     sqlite.pragma('synchronous = NORMAL');
     // 64 MB page cache: bulk imports touch random spots of several indexes (random UUID keys).
     sqlite.pragma('cache_size = -65536');
-    const db = new Kysely<DB>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
-    return { db, engine: 'sqlite', close: () => db.destroy() };
+    const db = new Kysely<DB>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }), log: opts.log });
+    return { db, engine: 'sqlite', close: () => db.destroy(), sqlite };
   }
   const pool = new pg.Pool({ connectionString: target.url, max: 10 });
   // A dropped idle connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
-  return { db, engine: 'postgres', close: () => db.destroy() };
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: opts.log });
+  return { db, engine: 'postgres', close: () => db.destroy(), poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }) };
 }

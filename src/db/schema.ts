@@ -38,6 +38,15 @@ export interface ClientsTable {
   viewer_can_reveal: number;
   /** 1 (default) queues a rotate job for the device when one of its keys is revealed. */
   rotate_after_disclosure: number;
+  // issue 9 (lifecycle), migration 0008: optional here because the database fills the defaults.
+  /** Days a retired device's keys are kept before destruction (default 365); 0 keeps them forever. */
+  retention_days?: number;
+  legal_hold_at?: string | null;
+  legal_hold_reason?: string | null;
+  legal_hold_by?: string | null;
+  /** Set when the client was offboarded: its data key was destroyed (crypto-shred). */
+  offboarded_at?: string | null;
+  offboarded_by?: string | null;
 }
 
 export interface DevicesTable {
@@ -60,6 +69,14 @@ export interface DevicesTable {
   last_seen_at: string;
   retired_at: string | null;
   created_at: string;
+  // issue 9 (lifecycle), migration 0008
+  retired_by?: string | null;
+  retire_reason?: string | null;
+  legal_hold_at?: string | null;
+  legal_hold_reason?: string | null;
+  legal_hold_by?: string | null;
+  /** When the retention job (or an approved destroy) wiped this device's key material. */
+  keys_destroyed_at?: string | null;
 }
 
 export interface VolumesTable {
@@ -98,6 +115,9 @@ export interface RecoveryKeysTable {
   last_seen_at: string;
   state_changed_at: string;
   created_at: string;
+  // issue 9 (lifecycle), migration 0008: set when the ciphertext was wiped (state 'destroyed').
+  destroyed_at?: string | null;
+  destroyed_reason?: string | null;
 }
 
 export interface KeySourcesTable {
@@ -406,7 +426,204 @@ export interface DirectorySyncRunsTable {
   duration_ms: number | null;
 }
 
+export interface CompliancePoliciesTable {
+  /** 'default' (MSP-wide) or a client id. */
+  scope: string;
+  client_id: string | null;
+  /** JSON of the policy fields set at this level; the rest is inherited. */
+  settings: string;
+  updated_at: string;
+  updated_by: string;
+}
+
+export interface ComplianceExemptionsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  reason: string;
+  expires_at: string | null;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
+}
+
+export interface DeviceComplianceTable {
+  device_id: string;
+  client_id: string;
+  status: string;
+  findings: string;
+  signature: string;
+  status_since: string;
+  changed_at: string;
+  evaluated_at: string;
+}
+
+export interface ComplianceHistoryTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  recorded_at: string;
+  status: string;
+  previous_status: string | null;
+  codes: string;
+}
+
+/** Notifications (issue 8): see migrations/0007_notifications.ts. */
+export interface NotificationChannelsTable {
+  id: string;
+  client_id: string | null;
+  name: string;
+  kind: string;
+  config: string;
+  secret_ciphertext: string | null;
+  secret_data_key_version: number | null;
+  enabled: number;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+export interface NotificationRulesTable {
+  id: string;
+  client_id: string | null;
+  name: string;
+  event_types: string;
+  digest: string;
+  enabled: number;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+export interface NotificationRuleChannelsTable {
+  rule_id: string;
+  channel_id: string;
+}
+export interface NotificationOutboxTable {
+  id: string;
+  client_id: string | null;
+  event_type: string;
+  device_id: string | null;
+  subject: string;
+  details: string;
+  dedup_key: string | null;
+  occurred_at: string;
+  created_at: string;
+  state: string;
+  routed_at: string | null;
+}
+export interface NotificationItemsTable {
+  id: string;
+  outbox_id: string;
+  rule_id: string;
+  channel_id: string;
+  client_id: string | null;
+  due_at: string;
+  delivery_id: string | null;
+  created_at: string;
+}
+export interface NotificationDeliveriesTable {
+  id: string;
+  channel_id: string;
+  channel_name: string;
+  channel_kind: string;
+  client_id: string | null;
+  rule_id: string | null;
+  kind: string;
+  subject: string;
+  payload: string;
+  event_count: number;
+  status: string;
+  attempts: number;
+  max_attempts: number;
+  next_attempt_at: string | null;
+  locked_by: string | null;
+  locked_until: string | null;
+  last_error: string | null;
+  created_at: string;
+  sent_at: string | null;
+}
+export interface NotificationAttemptsTable {
+  id: string;
+  delivery_id: string;
+  attempt: number;
+  at: string;
+  outcome: string;
+  response_code: string | null;
+  summary: string | null;
+  error: string | null;
+  duration_ms: number;
+}
+export interface ReportSchedulesTable {
+  id: string;
+  client_id: string;
+  name: string;
+  channel_id: string;
+  recipients: string;
+  reports: string;
+  frequency: string;
+  day: number | null;
+  hour: number;
+  minute: number;
+  enabled: number;
+  next_run_at: string;
+  last_run_at: string | null;
+  last_delivery_id: string | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ExportSchedulesTable {
+  id: string;
+  /** null = all clients in one bundle. */
+  client_id: string | null;
+  /** age X25519 recipient public key (age1…); no passphrase is ever stored. */
+  recipient: string;
+  folder: string;
+  /** 'daily' | 'weekly' */
+  frequency: string;
+  keep: number;
+  created_by: string;
+  created_at: string;
+  last_run_at: string | null;
+  last_status: string | null;
+  last_file: string | null;
+}
+
+/** issue 9 (lifecycle): a pending destructive action waiting for a second owner. */
+export interface LifecycleApprovalsTable {
+  id: string;
+  action: string;
+  client_id: string;
+  device_id: string | null;
+  status: string;
+  reason: string | null;
+  requested_by: string;
+  requested_by_name: string;
+  requested_at: string;
+  expires_at: string;
+  approved_by: string | null;
+  approved_by_name: string | null;
+  approved_at: string | null;
+  closed_at: string | null;
+  result: string | null;
+}
+
 export interface DB {
+  lifecycle_approvals: LifecycleApprovalsTable;
+  export_schedules: ExportSchedulesTable;
+  notification_channels: NotificationChannelsTable;
+  notification_rules: NotificationRulesTable;
+  notification_rule_channels: NotificationRuleChannelsTable;
+  notification_outbox: NotificationOutboxTable;
+  notification_items: NotificationItemsTable;
+  notification_deliveries: NotificationDeliveriesTable;
+  notification_attempts: NotificationAttemptsTable;
+  report_schedules: ReportSchedulesTable;
+  compliance_policies: CompliancePoliciesTable;
+  compliance_exemptions: ComplianceExemptionsTable;
+  device_compliance: DeviceComplianceTable;
+  compliance_history: ComplianceHistoryTable;
   directory_connections: DirectoryConnectionsTable;
   directory_sync_runs: DirectorySyncRunsTable;
   graph_connections: GraphConnectionsTable;

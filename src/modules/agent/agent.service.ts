@@ -16,6 +16,8 @@ import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
 import { deviceNameKey } from '../devices/devices.repo.js';
 import type { AgentRepo } from './agent.repo.js';
+import type { SeenBuffer } from './seen-buffer.js';
+import type { Notifier } from '../notifications/notifier.js';
 import type { CheckinRequest, CheckinResponse, EnrollRequest, JobOffer, UploadRequest, UploadResponse } from './agent.protocol.js';
 
 export const ENROLLMENT_TOKEN_PREFIX = 'kwe_';
@@ -68,6 +70,12 @@ type Deps = {
   ingest: KeyIngest;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
+  /** Compliance re-evaluation, in the same transaction, for check-ins and uploads that changed something. */
+  onChanged?: (tx: Executor, clientId: string, deviceIds: string[]) => Promise<unknown>;
+  /** Notifications (issue 8), only where something happened: a recovery boot, a rotation done or failed. */
+  notifier?: Notifier;
+  /** Write-behind for "last seen" of unchanged check-ins (issue 10); without it every check-in writes the row. */
+  seen?: SeenBuffer;
 };
 
 const addDays = (iso: string, days: number) => new Date(Date.parse(iso) + days * 86_400_000).toISOString();
@@ -92,9 +100,11 @@ type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_passw
  * The server half of the Windows agent. The agent gathers and executes; every decision is here:
  * which keys to ask for, what changed, what is wrong (findings), and what the device should do (jobs).
  */
-export function createAgentService({ db, repo, keys, ingest, audit: auditLog, clock }: Deps) {
+export function createAgentService({ db, repo, keys, ingest, audit: auditLog, clock, onChanged, notifier, seen }: Deps) {
   // Transactions that wrote an audit event keep full durability (see repo.relaxDurability).
   const audited = new WeakSet<object>();
+  // Transactions whose check-in changed a volume or recorded a new event (compliance looks again).
+  const changedTx = new WeakSet<object>();
   const audit = {
     record: (tx: Executor, actor: Actor, event: Parameters<AuditService['record']>[2]) => {
       audited.add(tx);
@@ -172,6 +182,18 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         targetId: job.id,
         details: { kind: job.kind, from: job.state, to: patch.state, ...(why ? { why } : {}) },
       });
+      if (notifier && job.kind === 'rotate' && (patch.state === 'failed' || patch.state === 'expired')) {
+        const device = await tx.selectFrom('devices').select('name').where('id', '=', job.device_id).executeTakeFirst();
+        await notifier.emit(tx, {
+          type: 'key.rotation_failed',
+          clientId: job.client_id,
+          deviceId: job.device_id,
+          subject: `Rotating the recovery password on ${device?.name ?? 'a device'} ${patch.state === 'expired' ? 'was not done in time' : 'failed'}`,
+          details: { device: device?.name ?? null, mountPoint: job.mount_point, protectorId: job.protector_id, outcome: patch.state, why: why ?? null, attempts: patch.attempts ?? job.attempts },
+          dedupKey: `key.rotation_failed:${job.id}`,
+          occurredAt: clock.now(),
+        });
+      }
     }
     Object.assign(job, patch);
   };
@@ -180,6 +202,17 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     if (key.state === state) return;
     await keys.setState(tx, clientId, key.id, state, clock.now());
     await audit.record(tx, actor, { action, outcome: 'success', clientId, targetType: 'recovery_key', targetId: key.id, details: { keyId: key.key_id, from: key.state, to: state, why } });
+    if (notifier && action === 'key.rotated') {
+      const device = await tx.selectFrom('recovery_keys as k').innerJoin('devices as d', 'd.id', 'k.device_id').select(['d.id', 'd.name']).where('k.client_id', '=', clientId).where('k.id', '=', key.id).executeTakeFirst();
+      await notifier.emit(tx, {
+        type: 'key.rotated',
+        clientId,
+        deviceId: device?.id ?? null,
+        subject: `The recovery password${key.key_id ? ` ${braces(key.key_id)}` : ''} on ${device?.name ?? 'a device'} was rotated`,
+        details: { device: device?.name ?? null, keyId: key.key_id, why, by: 'agent' },
+        occurredAt: clock.now(),
+      });
+    }
     key.state = state;
   };
 
@@ -353,7 +386,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         const clientId = dev.clientId;
         const device = await repo.findDevice(tx, clientId, dev.id);
         if (!device) throw notFound('This device no longer exists.');
-        await updateFacts(tx, device, body, now);
+        const seenDeferred = await updateFacts(tx, device, body, now);
 
         const volumes = await syncVolumes(tx, device, report.volumes, now);
         const requestPasswords: CheckinResponse['requestPasswords'] = [];
@@ -413,6 +446,15 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         await applyJobResults(tx, actor, device, body.jobResults ?? [], now);
         await reconcileFindings(tx, actor, device, desired, now);
         const jobs = await offerJobs(tx, actor, device, now);
+        // Compliance only when something changed, or the device is back after a day away (stale):
+        // a check-in that changed nothing costs nothing more. When passwords were just requested,
+        // the upload that follows within seconds evaluates instead (no "not escrowed" flap).
+        const away = Date.parse(now) - Date.parse(device.last_seen_at) > 86_400_000;
+        if (onChanged && requestPasswords.length === 0 && (changedTx.has(tx) || audited.has(tx) || away)) {
+          // Compliance reads when the device was last seen: write it now, not 100 ms later.
+          if (seenDeferred) await repo.updateDevice(tx, clientId, device.id, { last_checkin_at: now, last_seen_at: now });
+          await onChanged(tx, clientId, [device.id]);
+        }
         if (!audited.has(tx)) await repo.relaxDurability(tx);
         return { requestPasswords, jobs, nextCheckinSeconds: CHECKIN_INTERVAL_SECONDS };
       });
@@ -479,6 +521,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
           targetId: device.id,
           details: { keys: stored.map((s) => ({ protectorId: s.protectorId, status: s.status })), jobId: body.jobId ?? null },
         });
+        await onChanged?.(tx, clientId, [device.id]);
         return { stored };
       });
     },
@@ -584,7 +627,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
       secureBoot: d.secureBoot ?? null,
       agentVersion: body.agentVersion ?? null,
     };
-    await repo.updateDevice(tx, device.client_id, device.id, {
+    const patch = {
       name,
       name_key: deviceNameKey(name),
       domain: d.domain ?? device.domain,
@@ -592,10 +635,17 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
       smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || device.smbios_uuid,
       entra_device_id: entraId?.ok ? entraId.value : device.entra_device_id,
       facts: JSON.stringify(facts),
-      last_checkin_at: now,
-      last_seen_at: now,
-    });
+    };
+    // The common hourly check-in reports the same facts: then only "seen at" changes, and that goes
+    // to the write-behind buffer instead of a row rewrite in this transaction (see seen-buffer.ts).
+    const same = device.last_checkin_at !== null && (Object.keys(patch) as (keyof typeof patch)[]).every((k) => device[k] === patch[k]);
+    if (same && seen) {
+      seen.touch(device.client_id, device.id, now);
+      return true;
+    }
+    await repo.updateDevice(tx, device.client_id, device.id, { ...patch, last_checkin_at: now, last_seen_at: now });
     device.name = name;
+    return false;
   }
 
   async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string): Promise<Map<string, VolumesTable>> {
@@ -633,7 +683,10 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         Object.assign(row, patch);
       }
       // History only on change, so a device checking in hourly does not fill the table.
-      if (changed) await repo.insertVolumeState(tx, { id: newId(), client_id: device.client_id, volume_id: row.id, recorded_at: now, ...state });
+      if (changed) {
+        changedTx.add(tx);
+        await repo.insertVolumeState(tx, { id: newId(), client_id: device.client_id, volume_id: row.id, recorded_at: now, ...state });
+      }
       out.set(v.mountPoint, row);
     }
     return out;
@@ -653,6 +706,18 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         mount_point: e.volume ? normalizeMountPoint(e.volume) : null,
         received_at: now,
       });
+      if (fresh) changedTx.add(tx);
+      if (fresh && e.id === 24652 && notifier) {
+        await notifier.emit(tx, {
+          type: 'device.recovery_boot',
+          clientId: device.client_id,
+          deviceId: device.id,
+          subject: `${device.name} was started with a recovery password${e.volume ? ` (${normalizeMountPoint(e.volume)})` : ''}`,
+          details: { device: device.name, protectorId: pid?.ok ? braces(pid.value) : null, mountPoint: e.volume ? normalizeMountPoint(e.volume) : null, at: new Date(e.time).toISOString() },
+          dedupKey: `device.recovery_boot:${device.id}:${new Date(e.time).toISOString()}`,
+          occurredAt: new Date(e.time).toISOString(),
+        });
+      }
       if (!fresh || e.id !== 24652 || !pid?.ok) continue;
       // The recovery password was typed at boot: it is known to whoever read it out. Rotate it.
       const [k] = await repo.keysByKeyIds(tx, device.client_id, [pid.value]);

@@ -7,6 +7,7 @@ import { forbidden } from '../../lib/errors.js';
 import { requirePermission, type Actor, clientScope } from '../authz/authz.js';
 import { GENESIS_HASH, type AuditFilter, type AuditRepo } from './audit.repo.js';
 import type { AuditEvent, AuditEventInput, VerifyResult } from './audit.types.js';
+import type { Notifier } from '../notifications/notifier.js';
 
 /**
  * The audit log is append-only and hash-chained: each row stores the previous row's hash and
@@ -72,9 +73,9 @@ function instants<F extends AuditFilter>(f: F): F {
   return { ...f, from: at(f.from), to: at(f.to) };
 }
 
-type Deps = { db: Db; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock };
+type Deps = { db: Db; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock; notifier?: Notifier };
 
-export function createAuditService({ db, repo, keyring, clock }: Deps) {
+export function createAuditService({ db, repo, keyring, clock, notifier }: Deps) {
   let macCache: AuditMac | undefined;
   const mac = async (exec: Executor) => (macCache ??= await keyring.auditMac(exec));
 
@@ -138,7 +139,26 @@ export function createAuditService({ db, repo, keyring, clock }: Deps) {
     },
 
     /** Walks the whole chain from the first row. Reports the first sequence number that is wrong. */
+    /** Checks the chain; a break is notified (audit.chain_broken), whether found by a person or the daily check. */
     async verify(actor: Actor): Promise<VerifyResult> {
+      const r = await this.verifyChain(actor);
+      if (!r.intact && notifier) {
+        // The answer matters more than the notification: a read-only copy (doctor) still gets it.
+        await db.transaction().execute((tx) =>
+          notifier.emit(tx, {
+            type: 'audit.chain_broken',
+            clientId: null,
+            subject: `The audit log's hash chain is broken at event ${r.firstBrokenSeq}`,
+            details: { firstBrokenEvent: r.firstBrokenSeq, problem: r.problem, eventsVerified: r.events, checkedBy: actor.name },
+            dedupKey: `audit.chain_broken:${r.firstBrokenSeq}`,
+            occurredAt: clock.now(),
+          }),
+        ).catch(() => undefined);
+      }
+      return r;
+    },
+
+    async verifyChain(actor: Actor): Promise<VerifyResult> {
       requirePermission(actor, 'audit:read');
       // The chain spans every client, so only someone with a global role can check it whole.
       if (actor.clients !== 'all') throw forbidden('Only a global auditor or owner can verify the whole audit chain.');

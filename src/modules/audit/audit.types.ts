@@ -39,7 +39,45 @@ export type AuditAction =
   | 'entra.key_read'
   | 'ad.connect'
   | 'ad.sync'
-  | 'ad.invalid_password';
+  | 'ad.invalid_password'
+  // issue 9 (lifecycle)
+  | 'device.retire'
+  | 'device.reinstate'
+  | 'device.keys_destroyed'
+  | 'key.destroyed'
+  | 'legal_hold.set'
+  | 'legal_hold.clear'
+  | 'client.retention'
+  | 'client.offboard'
+  | 'retention.run'
+  | 'lifecycle.settings'
+  | 'lifecycle.request'
+  | 'lifecycle.approve'
+  | 'lifecycle.cancel'
+  | 'lifecycle.expire'
+  | 'vault.rotate_master'
+  | 'compliance.policy'
+  | 'compliance.exemption'
+  | 'compliance.exemption_revoke'
+  | 'report.export'
+  // issue 8 (notifications)
+  | 'notification.channel.create'
+  | 'notification.channel.update'
+  | 'notification.channel.delete'
+  | 'notification.channel.test'
+  | 'notification.rule.create'
+  | 'notification.rule.update'
+  | 'notification.rule.delete'
+  | 'report_schedule.create'
+  | 'report_schedule.update'
+  | 'report_schedule.delete'
+  | 'report_schedule.run'
+  // issue 9 (export, backup)
+  | 'export.bundle'
+  | 'export.sheet'
+  | 'export.schedule'
+  | 'export.unschedule'
+  | 'vault.backup';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

@@ -12,6 +12,7 @@ import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import type { Notifier } from '../notifications/notifier.js';
 import { deviceNameKey } from '../devices/devices.repo.js';
 
 export type DirectoryConnectionView = {
@@ -53,6 +54,10 @@ type Deps = {
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
+  /** After a sync: compliance re-evaluates the client's devices (new keys, last seen, keys gone at source). */
+  onSynced?: (clientId: string) => Promise<void>;
+  /** sync.failed notifications (issue 8). */
+  notifier?: Notifier;
 };
 
 export const adTaskId = (id: string) => `ad-sync:${id}`;
@@ -110,7 +115,7 @@ const cnTime = (cn: string | undefined) => {
  * Active Directory, one connection per client: recovery objects (msFVE-RecoveryInformation) under
  * the client's computers, synced over LDAPS/StartTLS; incremental by uSNChanged on the same DC.
  */
-export function createDirectoryService({ db, keyring, ingest, keys, audit, clock, scheduler }: Deps) {
+export function createDirectoryService({ db, keyring, ingest, keys, audit, clock, scheduler, onSynced, notifier }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
     const scope = clientScope(actor);
     let q = exec.selectFrom('directory_connections').selectAll().where('id', '=', id);
@@ -362,7 +367,20 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
       }
       run.finished_at = clock.now();
       run.duration_ms = Date.now() - started;
-      await db.updateTable('directory_sync_runs').set(run).where('id', '=', run.id).execute();
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('directory_sync_runs').set(run).where('id', '=', run.id).execute();
+        if (run.status === 'failed' && notifier) {
+          const client = await tx.selectFrom('clients').select('name').where('id', '=', conn.client_id).executeTakeFirst();
+          await notifier.emit(tx, {
+            type: 'sync.failed',
+            clientId: conn.client_id,
+            subject: `The Active Directory sync of ${client?.name ?? 'a client'} failed`,
+            details: { source: 'Active Directory', dc: run.dc, error: run.error_text },
+            dedupKey: `sync.failed:ad:${conn.id}`,
+            occurredAt: run.finished_at!,
+          });
+        }
+      });
       await db.updateTable('directory_connections').set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at }).where('id', '=', conn.id).execute();
       await audit.recordNow(actor, {
         action: 'ad.sync',
@@ -372,6 +390,7 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
         targetId: conn.id,
         details: { mode: run.mode, dc: run.dc, objectsRead: run.objects_read, newKeys: run.new_keys, unchanged: run.unchanged, removed: run.removed, invalid: run.invalid, error: run.error_text },
       });
+      if (run.status === 'succeeded') await onSynced?.(conn.client_id);
       return runView(run);
     },
   };

@@ -14,6 +14,7 @@ import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import type { Notifier } from '../notifications/notifier.js';
 
 export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
 export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
@@ -59,6 +60,10 @@ type Deps = {
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
+  /** After a sync: compliance re-evaluates the client's devices (new keys, last seen, keys gone at source). */
+  onSynced?: (clientId: string) => Promise<void>;
+  /** sync.failed and Intune key.rotated / key.rotation_failed notifications (issue 8). */
+  notifier?: Notifier;
   /** Injected waits (tests use real time; the production default is setTimeout). */
   graphOptions?: { sleep?: (ms: number) => Promise<void> };
 };
@@ -118,7 +123,7 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>) {
  * BitLocker keys. A key is read with $select=key only when the vault does not hold its ID yet
  * (each read is an audited event in the tenant); keys that vanish from Entra are kept.
  */
-export function createGraphService({ db, keyring, ingest, keys, audit, clock, scheduler, graphOptions }: Deps) {
+export function createGraphService({ db, keyring, ingest, keys, audit, clock, scheduler, graphOptions, onSynced, notifier }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
     const scope = clientScope(actor);
     let q = exec.selectFrom('graph_connections').selectAll().where('id', '=', id);
@@ -275,6 +280,14 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         error_text: null,
         duration_ms: null,
       };
+      // Only the holder of this connection's task lease runs a sync, so a run still marked running is
+      // one whose process died mid-sync (its lease ran out and this process took the task over).
+      await db
+        .updateTable('sync_runs')
+        .set({ status: 'failed', finished_at: run.started_at, error_text: 'interrupted: the Keywarden process running this sync stopped; the next run took over' })
+        .where('connection_id', '=', conn.id)
+        .where('status', '=', 'running')
+        .execute();
       await db.insertInto('sync_runs').values(run).execute();
       try {
         const graph = await clientFor(conn);
@@ -367,7 +380,20 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       }
       run.finished_at = clock.now();
       run.duration_ms = Date.now() - started;
-      await db.updateTable('sync_runs').set(run).where('id', '=', run.id).execute();
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('sync_runs').set(run).where('id', '=', run.id).execute();
+        if (run.status === 'failed' && notifier) {
+          const client = await tx.selectFrom('clients').select('name').where('id', '=', conn.client_id).executeTakeFirst();
+          await notifier.emit(tx, {
+            type: 'sync.failed',
+            clientId: conn.client_id,
+            subject: `The Entra ID sync of ${client?.name ?? 'a client'} failed`,
+            details: { source: 'Entra ID', tenantId: conn.tenant_id, error: run.error_text },
+            dedupKey: `sync.failed:graph:${conn.id}`,
+            occurredAt: run.finished_at!,
+          });
+        }
+      });
       await db
         .updateTable('graph_connections')
         .set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at })
@@ -381,6 +407,7 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         targetId: conn.id,
         details: { newKeys: run.new_keys, newDevices: run.new_devices, unchanged: run.unchanged, removed: run.removed, keyReads: run.key_reads, errors: run.errors, error: run.error_text, portalKeyReads: auditImport },
       });
+      if (run.status === 'succeeded') await onSynced?.(conn.client_id);
       return runView(run);
     },
 
@@ -434,8 +461,19 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       const device = await db.selectFrom('devices').select(['entra_device_id', 'name']).where('id', '=', job.device_id).executeTakeFirst();
       const actor: Actor = { type: 'system', id: 'system:intune', name: 'Intune rotation', role: 'owner', clients: [job.client_id] };
       const fail = async (detail: string) => {
-        await db.updateTable('jobs').set({ state: 'failed', detail, finished_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
-        await audit.recordNow(actor, { action: 'job.update', outcome: 'failure', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'failed', why: detail } });
+        await db.transaction().execute(async (tx) => {
+          await tx.updateTable('jobs').set({ state: 'failed', detail, finished_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
+          await audit.record(tx, actor, { action: 'job.update', outcome: 'failure', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'failed', why: detail } });
+          await notifier?.emit(tx, {
+            type: 'key.rotation_failed',
+            clientId: job.client_id,
+            deviceId: job.device_id,
+            subject: `Rotating the recovery password of ${device?.name ?? 'a device'} through Intune failed`,
+            details: { device: device?.name ?? null, by: 'intune', why: detail },
+            dedupKey: `key.rotation_failed:${job.id}`,
+            occurredAt: clock.now(),
+          });
+        });
         return `failed: ${detail}`;
       };
       if (!conn || !device?.entra_device_id) return fail('no Graph connection or no Entra device id');
@@ -503,6 +541,17 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       if (job.recovery_key_id) {
         await keys.setState(tx, conn.client_id, job.recovery_key_id, 'rotated', now);
         await audit.record(tx, actor, { action: 'key.rotated', outcome: 'success', clientId: conn.client_id, targetType: 'recovery_key', targetId: job.recovery_key_id, details: { keyId: job.protector_id, by: 'intune', newKeyId: fresh.keyId } });
+        if (notifier) {
+          const name = (await tx.selectFrom('devices').select('name').where('id', '=', job.device_id).executeTakeFirst())?.name ?? 'a device';
+          await notifier.emit(tx, {
+            type: 'key.rotated',
+            clientId: conn.client_id,
+            deviceId: job.device_id,
+            subject: `The recovery password of ${name} was rotated through Intune`,
+            details: { device: name, keyId: job.protector_id, newKeyId: fresh.keyId, by: 'intune' },
+            occurredAt: now,
+          });
+        }
       }
       await tx.updateTable('jobs').set({ state: 'succeeded', finished_at: now, new_key_id: fresh.keyId }).where('id', '=', job.id).execute();
       await audit.record(tx, actor, { action: 'job.update', outcome: 'success', clientId: conn.client_id, targetType: 'job', targetId: job.id, details: { kind: 'intune-rotate', to: 'succeeded' } });

@@ -1,12 +1,14 @@
 import type { Db, Executor } from '../../db/database.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, notFound, vaultError, isAppError, rateLimited, stepUpRequired } from '../../lib/errors.js';
+import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited, stepUpRequired } from '../../lib/errors.js';
 import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { findRecoveryPasswordCandidates, isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
 import { can, clientScope, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { Notifier } from '../notifications/notifier.js';
+import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeyState, KeySummary, RevealedKey } from './keys.types.js';
 
@@ -20,6 +22,8 @@ type Deps = {
   guard?: { stepUpMinutes: number; revealsLeft(actor: Actor): Promise<number> };
   /** Runs in the reveal's transaction after a key became disclosed (the agent queues a rotation). */
   onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
+  /** key.revealed notifications, written in the reveal's transaction (issue 8). */
+  notifier?: Notifier;
 };
 
 export type RevealInput = {
@@ -30,7 +34,8 @@ export type RevealInput = {
   note?: string | null;
 };
 export type RevealResult =
-  | { status: 'revealed'; key: RevealedKey }
+  /** rotation: how the disclosed key will be replaced (the agent at its next check-in, Intune), or null when nothing is queued. */
+  | { status: 'revealed'; key: RevealedKey; rotation: 'agent' | 'intune' | null }
   | { status: 'ambiguous'; matches: number; candidates: KeySummary[] | null }
   | { status: 'not_found' };
 
@@ -52,9 +57,17 @@ function parseQuery(input: string) {
 const queryText = (q: KeyIdQuery) => (q.kind === 'full' ? q.keyId : q.prefix);
 const NOTE_MAX = 1000;
 
+/** issue 9: what a reveal of a destroyed key answers (409), with the date and why. */
+async function destroyedKeyError(exec: Executor, clientId: string, id: string) {
+  const r = await exec.selectFrom('recovery_keys').select(['destroyed_at', 'destroyed_reason']).where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst();
+  const on = r?.destroyed_at ? r.destroyed_at.slice(0, 10) : 'an earlier date';
+  const why = r?.destroyed_reason?.startsWith('client offboarded') ? 'when its client was offboarded (crypto-shred)' : r?.destroyed_reason?.startsWith('retention') ? 'after the retention period' : 'on an owner\'s request';
+  return conflict(`This key was destroyed on ${on} ${why}; its recovery password no longer exists in the vault.`);
+}
+
 const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function createKeysService({ db, repo, keyring, audit, clock, guard, onDisclosed }: Deps) {
+export function createKeysService({ db, repo, keyring, audit, clock, guard, onDisclosed, notifier }: Deps) {
   const summarize = async (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => {
     const sources = await repo.sourcesOf(exec, rows.map((r) => r.id));
     const byKey = new Map<string, KeySummary['sources']>();
@@ -180,7 +193,10 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
         }
         const row = rows[0]!;
         const sealed = await repo.sealedPassword(tx, row.client_id, row.id);
+        // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
+        const destroyed = sealed?.state === 'destroyed' ? await destroyedKeyError(tx, row.client_id, row.id) : undefined;
         try {
+          if (destroyed) throw destroyed;
           if (!sealed) throw vaultError('The key disappeared while it was being revealed.');
           const cipher = await keyring.clientCipher(tx, row.client_id);
           plaintext = cipher.openRecoveryPassword(row.id, { ciphertext: sealed.ciphertext, dataKeyVersion: sealed.data_key_version });
@@ -189,11 +205,11 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
         }
         await audit.record(tx, actor, {
           ...base,
-          outcome: failure ? 'error' : 'success',
+          outcome: destroyed ? 'failure' : failure ? 'error' : 'success',
           clientId: row.client_id,
           targetType: 'recovery_key',
           targetId: row.id,
-          details: { keyId: row.key_id, query, device: row.device_name ?? null, ...(note ? { note } : {}) },
+          details: { keyId: row.key_id, query, device: row.device_name ?? null, ...(note ? { note } : {}), ...(destroyed ? { problem: 'the key was destroyed' } : {}) },
         });
         // A disclosed key should be rotated; the state says so until a new key arrives.
         if (!failure && row.state === 'active') {
@@ -201,8 +217,30 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
           row.state = 'disclosed';
         }
         if (!failure && row.state === 'disclosed') await onDisclosed?.(tx, actor, row);
+        if (!failure && notifier) {
+          await notifier.emit(tx, {
+            type: 'key.revealed',
+            clientId: row.client_id,
+            deviceId: row.device_id,
+            subject: `Recovery key ${row.key_id ? formatKeyIdForDisplay(row.key_id) : row.id} of ${row.device_name ?? 'an unknown device'} was revealed by ${actor.name}`,
+            details: { keyId: row.key_id, device: row.device_name ?? null, revealedBy: actor.name, reason: reason.value.reason, ticket: reason.value.ticket ?? null },
+            occurredAt: clock.now(),
+          });
+        }
+        // What happens next, in plain words for the console: a rotation now waiting for this key.
+        const job = failure
+          ? undefined
+          : await tx
+              .selectFrom('jobs')
+              .select('kind')
+              .where('client_id', '=', row.client_id)
+              .where('recovery_key_id', '=', row.id)
+              .where('kind', 'in', ['rotate', 'intune-rotate'])
+              .where('state', 'in', ['pending', 'sent'])
+              .executeTakeFirst();
+        const rotation = job ? (job.kind === 'rotate' ? 'agent' : 'intune') : null;
         const [summary] = await summarize(tx, [row]);
-        return { status: 'revealed', key: { ...summary!, recoveryPassword: '' } };
+        return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });
       if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
       if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
