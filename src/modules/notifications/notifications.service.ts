@@ -461,6 +461,36 @@ export function createNotificationsService({ db, keyring, audit, clock, owner, o
       return due.length;
     });
   }
+  /** A new delivery, waiting for its first attempt (reports, single events and digests alike). */
+  async function insertPendingDelivery(
+    tx: Executor,
+    d: { id: string; channel: { id: string; name: string; kind: string }; clientId: string | null; ruleId: string | null; kind: 'report' | 'event' | 'digest'; subject: string; payload: DeliveryPayload; eventCount: number; now: string },
+  ): Promise<void> {
+    await tx
+      .insertInto('notification_deliveries')
+      .values({
+        id: d.id,
+        channel_id: d.channel.id,
+        channel_name: d.channel.name,
+        channel_kind: d.channel.kind,
+        client_id: d.clientId,
+        rule_id: d.ruleId,
+        kind: d.kind,
+        subject: d.subject.slice(0, 500),
+        payload: JSON.stringify(d.payload),
+        event_count: d.eventCount,
+        status: 'pending',
+        attempts: 0,
+        max_attempts: opts.maxAttempts,
+        next_attempt_at: d.now,
+        locked_by: null,
+        locked_until: null,
+        last_error: null,
+        created_at: d.now,
+        sent_at: null,
+      })
+      .execute();
+  }
   async function insertReportDelivery(tx: Executor, s: ReportSchedulesTable, now: string): Promise<string> {
     const channel = await tx.selectFrom('notification_channels').select(['id', 'name', 'kind']).where('id', '=', s.channel_id).executeTakeFirst();
     const client = await tx.selectFrom('clients').select('name').where('id', '=', s.client_id).executeTakeFirst();
@@ -470,30 +500,17 @@ export function createNotificationsService({ db, keyring, audit, clock, owner, o
     const payload: DeliveryPayload = {
       report: { scheduleId: s.id, scheduleName: s.name, clientId: s.client_id, recipients: parseJson(s.recipients, []), reports: parseJson(s.reports, []), period },
     };
-    await tx
-      .insertInto('notification_deliveries')
-      .values({
-        id,
-        channel_id: s.channel_id,
-        channel_name: channel?.name ?? '(removed channel)',
-        channel_kind: channel?.kind ?? 'email',
-        client_id: s.client_id,
-        rule_id: null,
-        kind: 'report',
-        subject: `${s.name}: ${client?.name ?? 'client'} BitLocker report, ${period.from.slice(0, 10)} to ${period.to.slice(0, 10)}`.slice(0, 500),
-        payload: JSON.stringify(payload),
-        event_count: 0,
-        status: 'pending',
-        attempts: 0,
-        max_attempts: opts.maxAttempts,
-        next_attempt_at: now,
-        locked_by: null,
-        locked_until: null,
-        last_error: null,
-        created_at: now,
-        sent_at: null,
-      })
-      .execute();
+    await insertPendingDelivery(tx, {
+      id,
+      channel: { id: s.channel_id, name: channel?.name ?? '(removed channel)', kind: channel?.kind ?? 'email' },
+      clientId: s.client_id,
+      ruleId: null,
+      kind: 'report',
+      subject: `${s.name}: ${client?.name ?? 'client'} BitLocker report, ${period.from.slice(0, 10)} to ${period.to.slice(0, 10)}`,
+      payload,
+      eventCount: 0,
+      now,
+    });
     return id;
   }
 
@@ -600,30 +617,17 @@ export function createNotificationsService({ db, keyring, audit, clock, owner, o
           const id = newId();
           const clients = [...new Set(grp.items.map((i) => i.client_id))];
           const subject = single ? grp.events[0]!.subject : digestSubject(grp.events);
-          await tx
-            .insertInto('notification_deliveries')
-            .values({
-              id,
-              channel_id: channel.id,
-              channel_name: channel.name,
-              channel_kind: channel.kind,
-              client_id: clients.length === 1 ? clients[0]! : null,
-              rule_id: g.rule_id,
-              kind: single ? 'event' : 'digest',
-              subject: subject.slice(0, 500),
-              payload: JSON.stringify({ events: grp.items.map((i) => i.outbox_id) } satisfies DeliveryPayload),
-              event_count: grp.items.length,
-              status: 'pending',
-              attempts: 0,
-              max_attempts: opts.maxAttempts,
-              next_attempt_at: now,
-              locked_by: null,
-              locked_until: null,
-              last_error: null,
-              created_at: now,
-              sent_at: null,
-            })
-            .execute();
+          await insertPendingDelivery(tx, {
+            id,
+            channel,
+            clientId: clients.length === 1 ? clients[0]! : null,
+            ruleId: g.rule_id,
+            kind: single ? 'event' : 'digest',
+            subject,
+            payload: { events: grp.items.map((i) => i.outbox_id) } satisfies DeliveryPayload,
+            eventCount: grp.items.length,
+            now,
+          });
           for (const part of chunks(grp.items.map((i) => i.id), 500)) await tx.updateTable('notification_items').set({ delivery_id: id }).where('id', 'in', part).execute();
           made++;
         }
