@@ -1,8 +1,11 @@
-import { forbidden } from '../../lib/errors.js';
+import { forbidden, stepUpRequired } from '../../lib/errors.js';
 
 /**
  * Who is acting, passed first to every service method. Authorization and audit read it; nothing
  * guesses the actor from ambient state.
+ *
+ * This file is the only authority on what an actor may do: services ask `can` / `requirePermission`
+ * for a named permission, and never compare role names themselves.
  */
 export type Role = 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
 export type ActorType = 'user' | 'token' | 'agent' | 'system' | 'cli';
@@ -14,6 +17,11 @@ export type Actor = {
   role: Role;
   /** 'all' for a global role, otherwise the client ids this actor may see. */
   clients: 'all' | readonly string[];
+  /**
+   * The permissions this actor holds now, when they differ from its role's row in the table: an API
+   * token holds only what both it and its creator hold today. Absent: the role's row.
+   */
+  permissions?: readonly Permission[];
   /** For client-viewer: the clients whose owner allows their own staff to reveal keys. */
   revealClients?: readonly string[];
   /** Agents only: the device this credential belongs to. */
@@ -25,8 +33,8 @@ export type Actor = {
 };
 
 /**
- * Seeing that a key exists (`key:list`) and revealing it (`key:reveal`) are separate
- * permissions. `key:lookup` is the helpdesk path: reveal by key ID only, no browsing.
+ * Seeing that a key exists (`key:list`) and revealing it (`key:reveal`) are separate permissions.
+ * `key:lookup` is the helpdesk path: find one key by its key ID, never a list.
  */
 export type Permission =
   | 'client:read'
@@ -36,40 +44,87 @@ export type Permission =
   | 'key:lookup'
   | 'key:reveal'
   | 'key:import'
+  | 'key:export'
   | 'audit:read'
   | 'user:manage'
   | 'token:manage'
   | 'settings:manage'
-  | 'agent:manage';
+  | 'integration:manage'
+  | 'agent:manage'
+  | 'lifecycle:manage'
+  | 'lifecycle:destroy'
+  | 'lifecycle:approve';
 
-const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
-  owner: [
+export const PERMISSIONS: readonly Permission[] = [
+  'client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'key:export',
+  'audit:read', 'user:manage', 'token:manage', 'settings:manage', 'integration:manage', 'agent:manage',
+  'lifecycle:manage', 'lifecycle:destroy', 'lifecycle:approve',
+];
+
+/** The permission table. Nothing else decides what a role may do. */
+export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  owner: PERMISSIONS,
+  admin: [
     'client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read',
-    'user:manage', 'token:manage', 'settings:manage', 'agent:manage',
+    'token:manage', 'integration:manage', 'agent:manage', 'lifecycle:manage',
   ],
-  admin: ['client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read', 'token:manage', 'agent:manage'],
   technician: ['client:read', 'device:read', 'key:list', 'key:lookup', 'key:reveal'],
-  helpdesk: ['client:read', 'key:lookup'],
+  helpdesk: ['client:read', 'key:lookup', 'key:reveal'],
   auditor: ['client:read', 'device:read', 'key:list', 'audit:read'],
-  'client-viewer': ['client:read', 'device:read'],
+  // key:lookup / key:reveal only for the clients whose owner switched it on (see `can`).
+  'client-viewer': ['client:read', 'device:read', 'key:lookup', 'key:reveal'],
 };
+
+/**
+ * Vault-wide powers: they reach every client at once, so only a principal with "all clients" holds
+ * them, whatever its role says.
+ */
+export const VAULT_WIDE: readonly Permission[] = ['settings:manage', 'key:export'];
+
+/** Powers a person exercises themselves: an API token never carries them. */
+export const PERSON_ONLY: readonly Permission[] = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage'];
+
+/**
+ * Actions that need a person who has just proved their second factor again (step-up), so that a
+ * stolen session alone cannot mint tokens, add owners, change security or destroy data.
+ */
+export type SensitiveAction =
+  | 'mint an API token'
+  | 'manage users'
+  | 'change security settings'
+  | 'change lifecycle settings'
+  | 'remove your authenticator app'
+  | 'offboard a client'
+  | 'destroy recovery keys'
+  | 'approve a destructive action'
+  | 'export recovery keys'
+  | 'reveal a recovery key';
 
 export const ROLES: readonly Role[] = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'];
 
-/** Roles ordered by power: nobody may hand out a role above their own. */
-export const ROLE_RANK: Record<Role, number> = { owner: 5, admin: 4, technician: 3, helpdesk: 2, auditor: 2, 'client-viewer': 1 };
+/** What this actor may do now: its role's row, narrowed for tokens and client-limited principals. */
+export function permissionsOf(actor: Pick<Actor, 'role' | 'clients' | 'type' | 'permissions'>): ReadonlySet<Permission> {
+  const base = actor.permissions ?? ROLE_PERMISSIONS[actor.role];
+  return new Set(
+    base.filter(
+      (p) =>
+        ROLE_PERMISSIONS[actor.role].includes(p) &&
+        !(actor.clients !== 'all' && VAULT_WIDE.includes(p)) &&
+        !(actor.type === 'token' && PERSON_ONLY.includes(p)),
+    ),
+  );
+}
 
 export function can(actor: Actor, permission: Permission, clientId?: string | null): boolean {
+  if (!permissionsOf(actor).has(permission)) return false;
   if (actor.role === 'client-viewer' && (permission === 'key:lookup' || permission === 'key:reveal')) {
     // A client's own IT staff may reveal only where the owner switched it on for that client.
     const allowed = actor.revealClients ?? [];
     return clientId == null ? allowed.length > 0 : allowed.includes(clientId);
   }
-  if (!ROLE_PERMISSIONS[actor.role].includes(permission)) return false;
   if (clientId == null || actor.clients === 'all') return true;
   return actor.clients.includes(clientId);
 }
-
 
 /** The one denial path: throws an AppError the audit writer and error handler both recognise. */
 export function requirePermission(actor: Actor, permission: Permission, clientId?: string | null): void {
@@ -78,7 +133,7 @@ export function requirePermission(actor: Actor, permission: Permission, clientId
   }
 }
 
-const PERMISSION_WORDS: Record<Permission, string> = {
+export const PERMISSION_WORDS: Record<Permission, string> = {
   'client:read': 'see clients',
   'client:manage': 'manage clients',
   'device:read': 'see devices',
@@ -86,12 +141,62 @@ const PERMISSION_WORDS: Record<Permission, string> = {
   'key:lookup': 'look up recovery keys',
   'key:reveal': 'reveal recovery keys',
   'key:import': 'import recovery keys',
+  'key:export': 'export recovery keys (break-glass bundles and recovery sheets)',
   'audit:read': 'read the audit log',
   'user:manage': 'manage users',
   'token:manage': 'manage API tokens',
-  'settings:manage': 'change vault settings',
+  'settings:manage': 'change vault-wide settings',
+  'integration:manage': 'manage Entra ID and Active Directory connections',
   'agent:manage': 'manage agents, enrollment tokens and device jobs',
+  'lifecycle:manage': 'retire devices and manage legal holds',
+  'lifecycle:destroy': 'destroy keys or offboard clients',
+  'lifecycle:approve': 'approve destructive actions',
 };
+
+/**
+ * A principal (a user, or a token's grant) is inside this actor's reach when every client it has is
+ * one the actor has, and it holds nothing the actor does not hold. Only such principals may be
+ * seen, created, changed or reset by the actor.
+ */
+export function mayManagePrincipal(actor: Actor, target: { role: Role; clients: 'all' | readonly string[] }): boolean {
+  if (actor.clients !== 'all') {
+    if (target.clients === 'all') return false;
+    if (!target.clients.every((c) => actor.clients.includes(c))) return false;
+  }
+  const mine = permissionsOf(actor);
+  // Compared by the target's role row, so a client-limited target is not "smaller" merely because it lacks vault-wide powers it could gain.
+  return ROLE_PERMISSIONS[target.role].every((p) => mine.has(p) || (actor.clients !== 'all' && VAULT_WIDE.includes(p)));
+}
+
+/**
+ * The effective grant of an API token at this moment: what it was granted, intersected with what its
+ * creator holds now (permissions and clients). A disabled or deleted creator leaves nothing.
+ */
+export function tokenGrant(
+  token: { role: Role; clients: 'all' | readonly string[] },
+  creator: { role: Role; clients: 'all' | readonly string[]; active: boolean },
+): { permissions: Permission[]; clients: 'all' | string[] } {
+  if (!creator.active) return { permissions: [], clients: [] };
+  const creatorPerms = permissionsOf({ role: creator.role, clients: creator.clients, type: 'user' });
+  const permissions = ROLE_PERMISSIONS[token.role].filter((p) => creatorPerms.has(p));
+  let clients: 'all' | string[];
+  if (token.clients === 'all') clients = creator.clients === 'all' ? 'all' : [...creator.clients];
+  else clients = creator.clients === 'all' ? [...token.clients] : token.clients.filter((c) => creator.clients.includes(c));
+  return { permissions, clients };
+}
+
+/**
+ * A fresh second factor for sensitive actions. People with an authenticator must have proved it
+ * within the step-up window; API tokens have no second factor and may not do these things at all.
+ * The CLI (which holds the master key) and system jobs are not asked.
+ */
+export function requireFreshSecondFactor(actor: Actor, action: SensitiveAction, now: string, stepUpMinutes: number): void {
+  if (actor.type === 'cli' || actor.type === 'system') return;
+  if (actor.type !== 'user' || !actor.session) throw forbidden(`Only a signed-in person can ${action}; API tokens cannot.`);
+  if (!actor.session.mfaEnrolled) return;
+  const at = actor.session.mfaAt;
+  if (!(at && Date.parse(at) + stepUpMinutes * 60_000 > Date.parse(now))) throw stepUpRequired(action);
+}
 
 /** The client filter every query applies: null means "all clients". */
 export function clientScope(actor: Actor): readonly string[] | null {
@@ -102,6 +207,11 @@ export function clientScope(actor: Actor): readonly string[] | null {
 export function revealScope(actor: Actor): readonly string[] | null {
   if (actor.role === 'client-viewer') return actor.revealClients ?? [];
   return clientScope(actor);
+}
+
+/** What a key-ID search may show besides the one match: candidates are browsing, for roles that may list. */
+export function mayListCandidates(actor: Actor): boolean {
+  return can(actor, 'key:list');
 }
 
 /** A system actor for jobs and bootstrap steps that no person started. */

@@ -1,0 +1,78 @@
+import type { DB } from './schema.js';
+
+/**
+ * Every table has one owning module. Only that module's repo (src/modules/<module>/*.repo.ts)
+ * inserts, updates or deletes its rows; other modules reach it through that repo.
+ * test/architecture.test.ts enforces this map; docs/architecture.md shows it.
+ */
+export type TableName = keyof DB;
+export type ModuleName =
+  | 'vault'
+  | 'audit'
+  | 'clients'
+  | 'devices'
+  | 'keys'
+  | 'identity'
+  | 'settings'
+  | 'agent'
+  | 'graph'
+  | 'directory'
+  | 'jobs'
+  | 'compliance'
+  | 'notifications'
+  | 'lifecycle'
+  | 'exports';
+
+export const TABLE_OWNERS: Record<TableName, ModuleName> = {
+  master_keys: 'vault',
+  data_keys: 'vault',
+  audit_events: 'audit',
+  audit_head: 'audit',
+  clients: 'clients',
+  devices: 'devices',
+  volumes: 'devices',
+  recovery_keys: 'keys',
+  key_sources: 'keys',
+  users: 'identity',
+  user_clients: 'identity',
+  recovery_codes: 'identity',
+  sessions: 'identity',
+  api_tokens: 'identity',
+  api_token_clients: 'identity',
+  login_throttle: 'identity',
+  settings: 'settings',
+  enrollment_tokens: 'agent',
+  agent_credentials: 'agent',
+  volume_states: 'agent',
+  key_agent_fingerprints: 'agent',
+  device_events: 'agent',
+  findings: 'agent',
+  jobs: 'agent',
+  graph_connections: 'graph',
+  sync_runs: 'graph',
+  directory_connections: 'directory',
+  directory_sync_runs: 'directory',
+  scheduled_tasks: 'jobs',
+  compliance_policies: 'compliance',
+  compliance_exemptions: 'compliance',
+  device_compliance: 'compliance',
+  compliance_history: 'compliance',
+  notification_channels: 'notifications',
+  notification_rules: 'notifications',
+  notification_rule_channels: 'notifications',
+  notification_outbox: 'notifications',
+  notification_items: 'notifications',
+  notification_deliveries: 'notifications',
+  notification_attempts: 'notifications',
+  report_schedules: 'notifications',
+  lifecycle_approvals: 'lifecycle',
+  export_schedules: 'exports',
+};
+
+/**
+ * Tables a module's repos may read (select or join) although another module owns them: names and
+ * counts for display, and joins a report needs in one query. Never written.
+ */
+export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
+  clients: ['devices', 'recovery_keys'],
+};
