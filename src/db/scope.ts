@@ -1,4 +1,4 @@
-import { sql, type WhereInterface } from 'kysely';
+import { sql } from 'kysely';
 
 /**
  * The one tenancy primitive. A client scope is the list of client ids an actor may see, or null
@@ -19,11 +19,9 @@ export const isId = (id: string): boolean => ID_PATTERN.test(id);
  * is inside the scope. Works on select, update and delete builders.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any Kysely builder with a where clause
-export function inClientScope<QB extends WhereInterface<any, any>>(qb: QB, column: string, scope: ClientScope): QB {
+export function inClientScope<QB extends { where: (...args: any[]) => any }>(qb: QB, column: string, scope: ClientScope): QB {
   if (scope === null) return qb;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the column is checked by the query's own SQL, not by types
-  const where = qb.where as (...args: any[]) => QB;
-  return scope.length ? where.call(qb, sql.ref(column), 'in', [...scope]) : where.call(qb, sql<boolean>`1 = 0`);
+  return (scope.length ? qb.where(sql.ref(column), 'in', [...scope]) : qb.where(sql<boolean>`1 = 0`)) as QB;
 }
 
 /** True when the scope includes this client. */

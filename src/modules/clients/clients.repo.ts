@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { ClientsTable } from '../../db/schema.js';
+import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
 
 export const clientNameKey = (name: string) => name.trim().toLowerCase();
 
@@ -17,6 +18,14 @@ export function createClientsRepo() {
       let q = exec.selectFrom('clients').selectAll().where('id', '=', id);
       if (clients) q = clients.length ? q.where('id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
       return q.executeTakeFirst();
+    },
+    /**
+     * The one "visible client" lookup: the client with this id when the scope includes it and it
+     * is not archived; undefined otherwise (callers answer 404, the same as for a missing id).
+     */
+    findVisible(exec: Executor, id: string, scope: ClientScope) {
+      if (!isId(id)) return Promise.resolve(undefined);
+      return inClientScope(exec.selectFrom('clients').selectAll().where('id', '=', id.toLowerCase()).where('archived_at', 'is', null), 'id', scope).executeTakeFirst();
     },
     async update(exec: Executor, id: string, patch: Partial<Pick<ClientsTable, 'name' | 'name_key' | 'viewer_can_reveal' | 'archived_at' | 'updated_at'>>) {
       await exec.updateTable('clients').set(patch).where('id', '=', id).execute();
