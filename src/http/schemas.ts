@@ -44,6 +44,7 @@ export const UserSchema = z.object({
   mfaEnabled: z.boolean(),
   lastLoginAt: z.string().nullable(),
   createdAt: z.string(),
+  pendingApprovalId: z.string().optional().describe('Set when the change waits for a second owner (two-owner approval is on)'),
 });
 
 export const TokenSchema = z.object({

@@ -92,8 +92,8 @@ function Shell() {
   const [location, navigate] = useLocation();
   const qc = useQueryClient();
   const findKey = can('key:list') || can('key:lookup');
-  // Helpdesk finds keys by key ID only: no browsing lists of clients or devices.
-  const clients = role !== 'helpdesk' && can('client:read');
+  // Whoever may not see devices (helpdesk) finds keys by key ID only: no browsing lists of clients.
+  const clients = can('client:read') && can('device:read');
   const audit = can('audit:read');
 
   useEffect(() => close(), [location, close]);
@@ -172,7 +172,7 @@ function Shell() {
             <Route path="/setup">
               <Redirect to="/" />
             </Route>
-            <Route path="/devices/:id">{(p) => (role === 'helpdesk' ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
+            <Route path="/devices/:id">{(p) => (!can('device:read') ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
             <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
             <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
             <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>

@@ -110,6 +110,10 @@ export type User = {
 };
 export type Me = {
   actor: { type: string; id: string; name: string; role: Role; clients: 'all' | string[] };
+  /** What this person may do now, from the server's permission table. */
+  permissions: string[];
+  /** The clients whose keys this person may reveal. */
+  revealClients: 'all' | string[];
   user: User | null;
   mfaEnrolmentRequired: boolean;
   stepUpValidUntil: string | null;

@@ -3,19 +3,28 @@ import { useQuery } from '@tanstack/react-query';
 import { api, type Client, type Me, type Role } from './api';
 
 /**
- * Who is signed in and what they may do. The console hides what a role may not do; the server
- * refuses it anyway (src/modules/authz/authz.ts is the authority, this mirrors it for display).
+ * Who is signed in and what they may do. The server's permission table (src/modules/authz/authz.ts)
+ * is the authority: GET /me returns this person's effective permissions and clients, and the console
+ * only hides what they would be refused anyway.
  */
-export type Permission = 'key:list' | 'key:lookup' | 'key:reveal' | 'client:read' | 'client:manage' | 'device:read' | 'audit:read' | 'user:manage' | 'token:manage' | 'settings:manage' | 'agent:manage';
-
-const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
-  owner: ['client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'audit:read', 'user:manage', 'token:manage', 'settings:manage', 'agent:manage'],
-  admin: ['client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'audit:read', 'token:manage', 'agent:manage'],
-  technician: ['client:read', 'device:read', 'key:list', 'key:lookup', 'key:reveal'],
-  helpdesk: ['client:read', 'key:lookup'],
-  auditor: ['client:read', 'device:read', 'key:list', 'audit:read'],
-  'client-viewer': ['client:read', 'device:read'],
-};
+export type Permission =
+  | 'client:read'
+  | 'client:manage'
+  | 'device:read'
+  | 'key:list'
+  | 'key:lookup'
+  | 'key:reveal'
+  | 'key:import'
+  | 'key:export'
+  | 'audit:read'
+  | 'user:manage'
+  | 'token:manage'
+  | 'settings:manage'
+  | 'integration:manage'
+  | 'agent:manage'
+  | 'lifecycle:manage'
+  | 'lifecycle:destroy'
+  | 'lifecycle:approve';
 
 export type SessionInfo = {
   me: Me;
@@ -33,14 +42,11 @@ export function SessionProvider({ me, children }: { me: Me; children: ReactNode 
   const clients = useQuery({ queryKey: ['clients'], queryFn: () => api.get<Client[]>('/clients'), enabled: !me.mfaEnrolmentRequired });
   const list = clients.data ?? [];
   const can = (p: Permission, clientId?: string) => {
-    if (role === 'client-viewer' && (p === 'key:lookup' || p === 'key:reveal')) {
-      // A client's own IT staff reveal only where the owner switched it on for that client.
-      const allowed = list.filter((c) => c.viewerCanReveal).map((c) => c.id);
-      return clientId ? allowed.includes(clientId) : allowed.length > 0;
-    }
-    if (!ROLE_PERMISSIONS[role].includes(p)) return false;
-    if (!clientId || me.actor.clients === 'all') return true;
-    return me.actor.clients.includes(clientId);
+    if (!me.permissions.includes(p)) return false;
+    if (!clientId) return true;
+    // Revealing is limited to the clients the server names (a client's own staff: where the owner allowed it).
+    const scope = p === 'key:reveal' || p === 'key:lookup' ? me.revealClients : me.actor.clients;
+    return scope === 'all' || scope.includes(clientId);
   };
   return <Ctx value={{ me, role, can, clients: list }}>{children}</Ctx>;
 }

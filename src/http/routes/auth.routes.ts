@@ -3,9 +3,12 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
 import { actorOf, SESSION_COOKIE } from '../plugins/auth.js';
 import { Ok, UserSchema, errors } from '../schemas.js';
+import { PERMISSIONS, type Permission } from '../../modules/authz/authz.js';
 
 const MeSchema = z.object({
   actor: z.object({ type: z.string(), id: z.string(), name: z.string(), role: z.string(), clients: z.union([z.literal('all'), z.array(z.string())]) }),
+  permissions: z.array(z.enum(PERMISSIONS as [Permission, ...Permission[]])).describe('What this principal may do now (for a token: its grant intersected with its creator\'s current access)'),
+  revealClients: z.union([z.literal('all'), z.array(z.string())]).describe('The clients whose keys this principal may reveal'),
   user: UserSchema.nullable(),
   mfaEnrolmentRequired: z.boolean(),
   stepUpValidUntil: z.string().nullable(),
@@ -53,7 +56,7 @@ export const authRoutes =
           tags: ['auth'],
           summary: 'Prove the second factor again (needed before revealing a key when the last proof is old)',
           body: z.strictObject({ code: z.string().min(1).max(20) }),
-          response: { 200: z.object({ mfaAt: z.string() }), ...errors(400, 401, 403) },
+          response: { 200: z.object({ mfaAt: z.string() }), ...errors(400, 401, 403, 429) },
         },
       },
       async (request) => c.identity.stepUp(actorOf(request), request.body.code),
@@ -61,7 +64,7 @@ export const authRoutes =
 
     app.get(
       '/me',
-      { config: { auth: 'enrolment' }, schema: { tags: ['me'], summary: 'Who is signed in, their role and clients', response: { 200: MeSchema, ...errors(401) } } },
+      { config: { auth: 'enrolment' }, schema: { tags: ['me'], summary: 'Who is signed in: role, effective permissions and clients', response: { 200: MeSchema, ...errors(401) } } },
       async (request) => c.identity.me(actorOf(request)),
     );
 

@@ -169,6 +169,14 @@ export function mayManagePrincipal(actor: Actor, target: { role: Role; clients: 
 }
 
 /**
+ * A grant that controls the whole vault (managing people, or every client at once). While two-owner
+ * approval is on, giving it to someone takes a second owner.
+ */
+export function grantsVaultControl(target: { role: Role; clients: 'all' | readonly string[] }): boolean {
+  return target.clients === 'all' || ROLE_PERMISSIONS[target.role].includes('user:manage');
+}
+
+/**
  * The effective grant of an API token at this moment: what it was granted, intersected with what its
  * creator holds now (permissions and clients). A disabled or deleted creator leaves nothing.
  */

@@ -1,4 +1,5 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { badRequest, conflict, forbidden, notFound } from '../../lib/errors.js';
@@ -12,7 +13,7 @@ export type Client = { id: string; name: string; createdAt: string; viewerCanRev
 export type ClientSummary = Client & { devices: number; keys: number };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
   repo: ClientsRepo;
   keyring: Pick<Keyring<Executor>, 'createClientKey'>;
   audit: Pick<AuditService, 'record'>;
@@ -30,7 +31,7 @@ export function validateClientName(raw: string): string {
   return name;
 }
 
-export function createClientsService({ db, repo, keyring, audit, clock }: Deps) {
+export function createClientsService({ tx: transactions, repo, keyring, audit, clock }: Deps) {
   return {
     /** Creates the client and its own data key in one transaction. */
     async create(actor: Actor, input: { name: string }): Promise<Client> {
@@ -38,7 +39,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
       // A client-limited admin would create a client they cannot see; new clients come from global roles.
       if (actor.clients !== 'all') throw forbidden('Only an owner or an admin of all clients can add clients.');
       const name = validateClientName(input.name);
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         if (await repo.findByNameKey(tx, clientNameKey(name), null)) {
           throw conflict(`A client named "${name}" already exists.`);
         }
@@ -53,7 +54,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
 
     async list(actor: Actor): Promise<ClientSummary[]> {
       requirePermission(actor, 'client:read');
-      const rows = await repo.list(db, clientScope(actor));
+      const rows = await repo.list(transactions.reader, clientScope(actor));
       return rows.map((r) => ({
         id: r.id,
         name: r.name,
@@ -67,7 +68,7 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
     /** Finds a client by name (case-insensitive) among those the actor may see; 404 otherwise. */
     async getByName(actor: Actor, name: string): Promise<Client> {
       requirePermission(actor, 'client:read');
-      const row = await repo.findByNameKey(db, clientNameKey(name), clientScope(actor));
+      const row = await repo.findByNameKey(transactions.reader, clientNameKey(name), clientScope(actor));
       if (!row || row.archived_at) throw notFound(`No client named "${name.trim()}". See "keywarden client list", or create it with "keywarden client add".`);
       return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal, offboardedAt: row.offboarded_at ?? null };
     },
@@ -75,8 +76,8 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
     /** One client by id among those the actor may see; another client's id is "not found". */
     async get(actor: Actor, id: string): Promise<Client> {
       requirePermission(actor, 'client:read');
-      const row = await repo.findById(db, id, clientScope(actor));
-      if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+      const row = await repo.findVisible(transactions.reader, id, clientScope(actor));
+      if (!row) throw notFound(`No client with id ${id.slice(0, 60)}.`);
       return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal };
     },
 
@@ -84,35 +85,36 @@ export function createClientsService({ db, repo, keyring, audit, clock }: Deps) 
     async update(actor: Actor, id: string, patch: { name?: string; viewerCanReveal?: boolean }): Promise<Client> {
       // The permission first, without the id: a client outside the actor's list is then "not found".
       requirePermission(actor, 'client:manage');
-      if (patch.viewerCanReveal !== undefined) requirePermission(actor, 'settings:manage');
-      return db.transaction().execute(async (tx) => {
-        const row = await repo.findById(tx, id, clientScope(actor));
-        if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+      // Letting a client's own staff reveal keys hands out reveal power: the same people who grant roles decide.
+      if (patch.viewerCanReveal !== undefined) requirePermission(actor, 'user:manage');
+      return transactions.run(async (tx) => {
+        const row = await repo.findVisible(tx, id, clientScope(actor));
+        if (!row) throw notFound(`No client with id ${id.slice(0, 60)}.`);
         const changes: Parameters<ClientsRepo['update']>[2] = { updated_at: clock.now() };
         if (patch.name !== undefined) {
           const name = validateClientName(patch.name);
           const other = await repo.findByNameKey(tx, clientNameKey(name), null);
-          if (other && other.id !== id) throw conflict(`A client named "${name}" already exists.`);
+          if (other && other.id !== row.id) throw conflict(`A client named "${name}" already exists.`);
           changes.name = name;
           changes.name_key = clientNameKey(name);
         }
         if (patch.viewerCanReveal !== undefined) changes.viewer_can_reveal = patch.viewerCanReveal ? 1 : 0;
-        await repo.update(tx, id, changes);
-        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: patch });
+        await repo.update(tx, row.id, changes);
+        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: row.id, targetType: 'client', targetId: row.id, details: patch });
         const updated = { ...row, ...changes };
-        return { id, name: updated.name, createdAt: row.created_at, viewerCanReveal: !!updated.viewer_can_reveal };
+        return { id: row.id, name: updated.name, createdAt: row.created_at, viewerCanReveal: !!updated.viewer_can_reveal };
       });
     },
 
     /** Archives a client: hidden from lists, its keys and audit trail kept (never deleted). */
     async archive(actor: Actor, id: string): Promise<void> {
       requirePermission(actor, 'client:manage');
-      await db.transaction().execute(async (tx) => {
-        const row = await repo.findById(tx, id, clientScope(actor));
-        if (!row || row.archived_at) throw notFound(`No client with id ${id.slice(0, 60)}.`);
+      await transactions.run(async (tx) => {
+        const row = await repo.findVisible(tx, id, clientScope(actor));
+        if (!row) throw notFound(`No client with id ${id.slice(0, 60)}.`);
         const now = clock.now();
-        await repo.update(tx, id, { archived_at: now, updated_at: now });
-        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: { archived: true } });
+        await repo.update(tx, row.id, { archived_at: now, updated_at: now });
+        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: row.id, targetType: 'client', targetId: row.id, details: { archived: true } });
       });
     },
   };

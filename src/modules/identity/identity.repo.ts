@@ -15,6 +15,19 @@ export function createIdentityRepo() {
     async insertUser(exec: Executor, row: UsersTable): Promise<void> {
       await exec.insertInto('users').values(row).execute();
     },
+    /**
+     * Takes a TOTP time step for this user if it is newer than the last one taken. Only one of
+     * several concurrent requests with the same code can change the row: that one wins.
+     */
+    async takeTotpStep(exec: Executor, id: string, step: number): Promise<boolean> {
+      const r = await exec
+        .updateTable('users')
+        .set({ totp_last_step: step })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    },
     async updateUser(exec: Executor, id: string, patch: Partial<Omit<UsersTable, 'id'>>): Promise<void> {
       await exec.updateTable('users').set(patch).where('id', '=', id).execute();
     },
@@ -91,18 +104,29 @@ export function createIdentityRepo() {
         )
         .execute();
     },
+    /**
+     * The throttle row for a key, created when missing and locked for the rest of the transaction
+     * (PostgreSQL holds the row lock taken by the upsert; SQLite transactions are serialised by
+     * BEGIN IMMEDIATE), so concurrent attempts are counted one after the other.
+     */
+    lockThrottle: (exec: Executor, key: string, now: string) =>
+      exec
+        .insertInto('login_throttle')
+        .values({ key, failures: 0, window_started_at: now, lockouts: 0, locked_until: null })
+        .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ failures: eb.ref('login_throttle.failures') })))
+        .returningAll()
+        .executeTakeFirstOrThrow(),
+    /** Gives one reserved attempt back (never below zero). */
+    async refundThrottle(exec: Executor, key: string): Promise<void> {
+      await exec
+        .updateTable('login_throttle')
+        .set((eb) => ({ failures: eb('failures', '-', 1) }))
+        .where('key', '=', key)
+        .where('failures', '>', 0)
+        .execute();
+    },
     async clearThrottle(exec: Executor, key: string): Promise<void> {
       await exec.deleteFrom('login_throttle').where('key', '=', key).execute();
-    },
-
-    // settings
-    settings: async (exec: Executor) => Object.fromEntries((await exec.selectFrom('settings').select(['key', 'value']).execute()).map((r) => [r.key, r.value])),
-    async setSetting(exec: Executor, key: string, value: string, now: string): Promise<void> {
-      await exec
-        .insertInto('settings')
-        .values({ key, value, updated_at: now })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: now }))
-        .execute();
     },
 
     /**

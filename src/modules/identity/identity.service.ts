@@ -1,4 +1,5 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor, Tx } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { UsersTable } from '../../db/schema.js';
 import type { Policy } from '../../config.js';
 import type { Keyring } from '../../crypto/keyring.js';
@@ -8,14 +9,48 @@ import { checkTotp, newTotpSecret, totpUri } from '../../crypto/totp.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { AppError, badRequest, conflict, forbidden, notFound, rateLimited, unauthenticated } from '../../lib/errors.js';
-import { ROLE_RANK, ROLES, requirePermission, type Actor, type Role } from '../authz/authz.js';
+import {
+  ROLES,
+  ROLE_PERMISSIONS,
+  grantsVaultControl,
+  mayManagePrincipal,
+  revealScope,
+  permissionsOf,
+  requireFreshSecondFactor,
+  requirePermission,
+  tokenGrant,
+  can,
+  type Actor,
+  type Permission,
+  type Role,
+  type SensitiveAction,
+} from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { IdentityRepo } from './identity.repo.js';
 import type { LoginResult, Settings, TokenView, UserView } from './identity.types.js';
 
+/**
+ * Two-owner approval, provided by the lifecycle module (bound late: it is built after identity).
+ * While it is on, making someone an owner or giving them every client waits for a second owner.
+ */
+export type ApprovalsPort = {
+  twoOwnerRequired(exec: Executor): Promise<boolean>;
+  request(
+    tx: Tx,
+    actor: Actor,
+    input: { action: string; clientId: string | null; targetType: string; targetId: string | null; reason?: string | null; params: Record<string, unknown> },
+  ): Promise<{ id: string }>;
+};
+
+/** The approval actions identity registers with the lifecycle module. */
+export const APPROVAL_GRANT_USER = 'user.grant';
+
 type Deps = {
-  db: Db;
+  tx: Transactions;
   repo: IdentityRepo;
+  /** Whether the owner requires every person to have a second factor (settings module). */
+  requireMfa: (exec: Executor) => Promise<boolean>;
+  approvals?: () => ApprovalsPort | undefined;
   keyring: Pick<Keyring<Executor>, 'secretCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
@@ -42,7 +77,8 @@ function validateRole(role: string): Role {
   return role as Role;
 }
 
-export function createIdentityService({ db, repo, keyring, audit, clock, policy }: Deps) {
+export function createIdentityService({ tx: transactions, repo, requireMfa, approvals, keyring, audit, clock, policy }: Deps) {
+  const db = transactions.reader;
   const view = async (exec: Executor, u: UsersTable): Promise<UserView> => ({
     id: u.id,
     email: u.email,
@@ -55,10 +91,22 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
     createdAt: u.created_at,
   });
 
-  const settingsOf = async (exec: Executor): Promise<Settings> => {
-    const s = await repo.settings(exec);
-    return { requireMfa: s.require_mfa === 'true' };
+  const settingsOf = async (exec: Executor): Promise<Settings> => ({ requireMfa: await requireMfa(exec) });
+
+  const grantOf = async (exec: Executor, u: UsersTable) => ({ role: u.role as Role, clients: u.all_clients ? ('all' as const) : await repo.userClients(exec, u.id) });
+
+  /** A user outside the actor's reach answers exactly like a user that does not exist. */
+  const manageableUser = async (exec: Executor, actor: Actor, id: string): Promise<UsersTable> => {
+    const u = await repo.findUser(exec, id);
+    if (!u || !mayManagePrincipal(actor, await grantOf(exec, u))) throw notFound(`No user with id ${id.slice(0, 60)}.`);
+    return u;
   };
+
+  const sensitive = (actor: Actor, action: SensitiveAction) => requireFreshSecondFactor(actor, action, clock.now(), policy.stepUpMinutes);
+
+  /** People and integrations wait for a second owner; the local CLI (which holds the master key) and system jobs do not. */
+  const secondOwnerNeeded = async (exec: Executor, actor: Actor) =>
+    (actor.type === 'user' || actor.type === 'token') && !!approvals?.() && (await approvals!()!.twoOwnerRequired(exec));
 
   /** Clients must exist, and an actor can only grant clients it can see itself. */
   const checkClients = async (exec: Executor, actor: Actor, clients: 'all' | readonly string[]) => {
@@ -72,42 +120,60 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
     if (missing.length) throw badRequest(`No such client: ${missing.join(', ')}.`, { field: 'clients' });
   };
 
-  const checkGrant = (actor: Actor, role: Role) => {
-    if (ROLE_RANK[role] > ROLE_RANK[actor.role]) throw forbidden(`You cannot grant the ${role} role: it is above your own.`);
+  /** Nobody hands out more than they hold: every permission of the role, every client. */
+  const checkGrant = (actor: Actor, role: Role, clients: 'all' | readonly string[]) => {
+    if (clients === 'all' && actor.clients !== 'all') throw forbidden('You can only grant access to clients you can see yourself.');
+    if (!mayManagePrincipal(actor, { role, clients })) throw forbidden(`You cannot grant the ${role} role: it holds powers you do not have.`);
   };
 
-  // Failed-login throttling, per account name and per address, shared through the database.
-  const throttleKeys = (email: string, ip: string | null) => [`acct:${email}`, ...(ip ? [`ip:${ip}`] : [])];
-  const lockedFor = async (exec: Executor, keys: string[]): Promise<number> => {
-    const now = Date.parse(clock.now());
-    let wait = 0;
-    for (const key of keys) {
-      const row = await repo.throttle(exec, key);
-      if (row?.locked_until) wait = Math.max(wait, Math.ceil((Date.parse(row.locked_until) - now) / 1000));
-    }
-    return wait;
-  };
-  const recordFailure = async (exec: Executor, key: string, max: number) => {
-    const now = clock.now();
-    const row = await repo.throttle(exec, key);
-    const windowExpired = !row || Date.parse(row.window_started_at) < Date.parse(now) - policy.loginLockoutMinutes * 60_000;
-    let failures = (windowExpired ? 0 : row!.failures) + 1;
-    let lockouts = row?.lockouts ?? 0;
-    let lockedUntil: string | null = null;
-    if (failures >= max) {
-      // Back off: each lockout in a row lasts twice as long as the last, up to a day.
-      lockouts += 1;
-      lockedUntil = addMinutes(now, Math.min(policy.loginLockoutMinutes * 2 ** (lockouts - 1), MAX_LOCKOUT_MINUTES));
-      failures = 0;
-    }
-    await repo.saveThrottle(exec, {
-      key,
-      failures,
-      window_started_at: windowExpired ? now : row!.window_started_at,
-      lockouts,
-      locked_until: lockedUntil,
+  // Attempt throttling (sign-in, step-up, second-factor checks), per account and per address, shared
+  // through the database. An attempt is reserved before the slow password or code check, under the
+  // throttle row's lock, so a burst of parallel guesses is counted in full: once the limit is
+  // reached, the rest are refused without being evaluated.
+  type Reservation = { key: string; max: number };
+  const reserve = async (keys: Reservation[]): Promise<{ ok: true } | { ok: false; wait: number }> =>
+    transactions.run(async (t) => {
+      const now = clock.now();
+      const nowMs = Date.parse(now);
+      let wait = 0;
+      const rows = [];
+      for (const k of keys) {
+        const row = await repo.lockThrottle(t, k.key, now);
+        rows.push({ k, row });
+        if (row.locked_until && Date.parse(row.locked_until) > nowMs) wait = Math.max(wait, Math.ceil((Date.parse(row.locked_until) - nowMs) / 1000));
+      }
+      if (wait > 0) return { ok: false as const, wait };
+      for (const { k, row } of rows) {
+        const windowExpired = Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 || (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
+        const failures = windowExpired ? 0 : row.failures;
+        if (failures >= k.max) {
+          // Back off: each lockout in a row lasts twice as long as the last, up to a day.
+          const lockouts = row.lockouts + 1;
+          const minutes = Math.min(policy.loginLockoutMinutes * 2 ** (lockouts - 1), MAX_LOCKOUT_MINUTES);
+          await repo.saveThrottle(t, { key: k.key, failures: 0, window_started_at: now, lockouts, locked_until: addMinutes(now, minutes) });
+          wait = Math.max(wait, minutes * 60);
+        }
+      }
+      if (wait > 0) return { ok: false as const, wait };
+      for (const { k, row } of rows) {
+        const windowExpired = Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 || (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
+        await repo.saveThrottle(t, {
+          key: k.key,
+          failures: (windowExpired ? 0 : row.failures) + 1,
+          window_started_at: windowExpired ? now : row.window_started_at,
+          lockouts: row.lockouts,
+          locked_until: null,
+        });
+      }
+      return { ok: true as const };
     });
-  };
+  /** Gives back a reserved attempt that turned out not to be a failure. */
+  const refund = (exec: Executor, key: string) => repo.refundThrottle(exec, key);
+  const lockedMessage = (what: string, wait: number) => `Too many failed ${what}. Try again in ${Math.ceil(wait / 60)} minute${wait > 60 ? 's' : ''}.`;
+  const stepUpKeys = (userId: string, ip: string | null | undefined): Reservation[] => [
+    { key: `mfa:${userId}`, max: policy.loginMaxFailures },
+    ...(ip ? [{ key: `ip:${ip}`, max: policy.loginMaxFailuresPerIp }] : []),
+  ];
 
   /** A login attempt's own audit actor: who they claimed to be, from where. */
   const claimant = (email: string, ip: string | null, userAgent: string | null, userId?: string): Actor => ({
@@ -125,9 +191,9 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
     const secret = (await keyring.secretCipher(exec)).open(`totp=${user.id}`, user.totp_secret);
     const step = checkTotp(secret, code, Date.parse(clock.now()));
     if (step !== null) {
-      // Each code works once: a code seen over someone's shoulder is spent.
-      if (user.totp_last_step !== null && step <= user.totp_last_step) return false;
-      await repo.updateUser(exec, user.id, { totp_last_step: step });
+      // Each code works once, also when the same code arrives twice at the same moment: the step is
+      // taken by a conditional update, and only the request whose update changed the row wins.
+      if (!(await repo.takeTotpStep(exec, user.id, step))) return false;
       user.totp_last_step = step;
       return true;
     }
@@ -154,6 +220,49 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
     revokedAt: t.revoked_at,
   });
 
+  /** A token is visible to its creator, and to people who manage users for the users they may manage. */
+  const tokenVisible = async (exec: Executor, actor: Actor, createdBy: string): Promise<boolean> => {
+    if (createdBy === actor.id) return true;
+    if (!can(actor, 'user:manage')) return false;
+    const creator = await repo.findUser(exec, createdBy);
+    return !!creator && mayManagePrincipal(actor, await grantOf(exec, creator));
+  };
+
+  /** Applies a role/clients/status change to a user, inside a transaction (also run by an approval). */
+  const applyGrant = async (tx: Tx, actor: Actor, u: UsersTable, next: { role: Role; clients: 'all' | readonly string[]; status: string }) => {
+    const now = clock.now();
+    const before = await grantOf(tx, u);
+    const changes: Partial<UsersTable> = { updated_at: now };
+    const grantChanged = next.role !== before.role || JSON.stringify(next.clients) !== JSON.stringify(before.clients);
+    if (grantChanged) {
+      changes.role = next.role;
+      changes.all_clients = next.clients === 'all' ? 1 : 0;
+      await repo.setUserClients(tx, u.id, next.clients === 'all' ? [] : [...new Set(next.clients)]);
+      await audit.record(tx, actor, { action: 'user.role', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, role: next.role, clients: next.clients } });
+    }
+    if (next.status !== u.status) changes.status = next.status;
+    // The last active owner cannot be demoted or disabled: someone must be able to manage the vault.
+    const wasManager = u.status === 'active' && ROLE_PERMISSIONS[before.role].includes('user:manage');
+    const staysManager = (changes.status ?? u.status) === 'active' && ROLE_PERMISSIONS[next.role].includes('user:manage');
+    if (wasManager && !staysManager && (await repo.countOwners(tx)) <= 1) throw badRequest('This is the last active owner; make someone else owner first.');
+    await repo.updateUser(tx, u.id, changes);
+    if (changes.status === 'disabled') await repo.revokeUserSessions(tx, u.id, now);
+    if (changes.status !== undefined) {
+      await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, status: changes.status } });
+    }
+    return { ...u, ...changes };
+  };
+
+  /**
+   * While two-owner approval is on, a change that gives someone control of the vault (owner powers,
+   * or every client) is filed for a second owner instead of being made.
+   */
+  const needsApproval = async (tx: Tx, actor: Actor, u: { status: string; role: Role; clients: 'all' | readonly string[] } | null, next: { status: string; role: Role; clients: 'all' | readonly string[] }) => {
+    const before = !!u && u.status === 'active' && grantsVaultControl(u);
+    const after = next.status === 'active' && grantsVaultControl(next);
+    return after && !before && (await secondOwnerNeeded(tx, actor));
+  };
+
   const service = {
     // ---------------------------------------------------------------- users
     async createUser(
@@ -161,24 +270,26 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       input: { email: string; name?: string; password: string; role: string; clients: 'all' | string[] },
     ): Promise<UserView> {
       requirePermission(actor, 'user:manage');
+      sensitive(actor, 'manage users');
       const email = normalizeEmail(input.email);
       if (!EMAIL.test(email) || email.length > 254) throw badRequest(`"${input.email.slice(0, 100)}" is not an e-mail address.`, { field: 'email' });
       validatePassword(input.password);
       const role = validateRole(input.role);
-      checkGrant(actor, role);
+      checkGrant(actor, role, input.clients);
       const passwordHash = await hashPassword(input.password);
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         await checkClients(tx, actor, input.clients);
         if (await repo.findUserByEmail(tx, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
         const now = clock.now();
+        const pending = await needsApproval(tx, actor, null, { status: 'active', role, clients: input.clients });
         const row: UsersTable = {
           id: newId(),
           email,
           name: (input.name ?? '').trim().slice(0, 200) || email,
           password_hash: passwordHash,
-          role,
-          all_clients: input.clients === 'all' ? 1 : 0,
-          status: 'active',
+          role: pending ? 'client-viewer' : role,
+          all_clients: !pending && input.clients === 'all' ? 1 : 0,
+          status: pending ? 'disabled' : 'active',
           totp_secret: null,
           totp_confirmed_at: null,
           totp_last_step: null,
@@ -191,29 +302,39 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
           updated_at: now,
         };
         await repo.insertUser(tx, row);
-        if (input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
-        await audit.record(tx, actor, { action: 'user.create', outcome: 'success', targetType: 'user', targetId: row.id, details: { email, role, clients: input.clients } });
-        return view(tx, row);
+        if (!pending && input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
+        await audit.record(tx, actor, { action: 'user.create', outcome: 'success', targetType: 'user', targetId: row.id, details: { email, role, clients: input.clients, ...(pending ? { pendingApproval: true } : {}) } });
+        if (!pending) return view(tx, row);
+        // The account exists, disabled and without access, until a second owner approves the grant.
+        const approval = await approvals!()!.request(tx, actor, {
+          action: APPROVAL_GRANT_USER,
+          clientId: null,
+          targetType: 'user',
+          targetId: row.id,
+          reason: `New user ${email} as ${role}${input.clients === 'all' ? ' of all clients' : ''}`,
+          params: { userId: row.id, role, clients: input.clients, status: 'active' },
+        });
+        return { ...(await view(tx, row)), pendingApprovalId: approval.id };
       });
     },
 
+    /** The users this actor may manage: every client of theirs inside the actor's, no power beyond the actor's. */
     async listUsers(actor: Actor): Promise<UserView[]> {
       requirePermission(actor, 'user:manage');
       const rows = await repo.listUsers(db);
-      return Promise.all(rows.map((u) => view(db, u)));
+      const views = await Promise.all(rows.map((u) => view(db, u)));
+      return views.filter((v) => mayManagePrincipal(actor, v));
     },
 
     async getUser(actor: Actor, id: string): Promise<UserView> {
       requirePermission(actor, 'user:manage');
-      const u = await repo.findUser(db, id);
-      if (!u) throw notFound(`No user with id ${id}.`);
-      return view(db, u);
+      return view(db, await manageableUser(db, actor, id));
     },
 
     async getUserByEmail(actor: Actor, email: string): Promise<UserView> {
       requirePermission(actor, 'user:manage');
       const u = await repo.findUserByEmail(db, normalizeEmail(email));
-      if (!u) throw notFound(`No user with the e-mail ${normalizeEmail(email)}.`);
+      if (!u || !mayManagePrincipal(actor, await grantOf(db, u))) throw notFound(`No user with the e-mail ${normalizeEmail(email)}.`);
       return view(db, u);
     },
 
@@ -224,52 +345,62 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       patch: { name?: string; status?: 'active' | 'disabled'; role?: string; clients?: 'all' | string[] },
     ): Promise<UserView> {
       requirePermission(actor, 'user:manage');
-      return db.transaction().execute(async (tx) => {
-        const u = await repo.findUser(tx, id);
-        if (!u) throw notFound(`No user with id ${id}.`);
-        const now = clock.now();
-        const changes: Partial<UsersTable> = { updated_at: now };
-        if (patch.name !== undefined) changes.name = patch.name.trim().slice(0, 200) || u.email;
-        if (patch.status && patch.status !== u.status) {
-          if (u.id === actor.id && patch.status === 'disabled') throw badRequest('You cannot disable your own account.');
-          changes.status = patch.status;
-        }
+      sensitive(actor, 'manage users');
+      return transactions.run(async (tx) => {
+        const u = await manageableUser(tx, actor, id);
+        const before = await grantOf(tx, u);
+        if (patch.status === 'disabled' && patch.status !== u.status && u.id === actor.id) throw badRequest('You cannot disable your own account.');
+        const next = {
+          role: patch.role !== undefined ? validateRole(patch.role) : before.role,
+          clients: patch.clients ?? before.clients,
+          status: patch.status ?? u.status,
+        };
         if (patch.role !== undefined || patch.clients !== undefined) {
-          const role = patch.role !== undefined ? validateRole(patch.role) : (u.role as Role);
-          checkGrant(actor, role);
-          const clients = patch.clients ?? (u.all_clients ? 'all' : await repo.userClients(tx, u.id));
-          await checkClients(tx, actor, clients);
-          changes.role = role;
-          changes.all_clients = clients === 'all' ? 1 : 0;
-          await repo.setUserClients(tx, u.id, clients === 'all' ? [] : [...new Set(clients)]);
-          await audit.record(tx, actor, { action: 'user.role', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, role, clients } });
+          checkGrant(actor, next.role, next.clients);
+          await checkClients(tx, actor, next.clients);
         }
-        // The last active owner cannot be demoted or disabled: someone must be able to manage the vault.
-        const losesOwner = u.role === 'owner' && u.status === 'active' && ((changes.role && changes.role !== 'owner') || changes.status === 'disabled');
-        if (losesOwner && (await repo.countOwners(tx)) <= 1) throw badRequest('This is the last active owner; make someone else owner first.');
-        await repo.updateUser(tx, u.id, changes);
-        if (changes.status === 'disabled') await repo.revokeUserSessions(tx, u.id, now);
-        if (changes.name !== undefined || changes.status !== undefined) {
-          await audit.record(tx, actor, {
-            action: 'user.update',
-            outcome: 'success',
+        let row = u;
+        if (patch.name !== undefined) {
+          const name = patch.name.trim().slice(0, 200) || u.email;
+          await repo.updateUser(tx, u.id, { name, updated_at: clock.now() });
+          await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, name } });
+          row = { ...row, name };
+        }
+        if (await needsApproval(tx, actor, { status: u.status, ...before }, next)) {
+          const approval = await approvals!()!.request(tx, actor, {
+            action: APPROVAL_GRANT_USER,
+            clientId: null,
             targetType: 'user',
             targetId: u.id,
-            details: { email: u.email, ...(changes.status ? { status: changes.status } : {}), ...(changes.name ? { name: changes.name } : {}) },
+            reason: `${u.email} as ${next.role}${next.clients === 'all' ? ' of all clients' : ''}`,
+            params: { userId: u.id, role: next.role, clients: next.clients, status: next.status },
           });
+          return { ...(await view(tx, row)), pendingApprovalId: approval.id };
         }
-        return view(tx, { ...u, ...changes });
+        return view(tx, await applyGrant(tx, actor, row, next));
       });
+    },
+
+    /** Carries out an approved grant (registered with the lifecycle module's approvals). */
+    async applyApprovedGrant(tx: Tx, approver: Actor, params: Record<string, unknown>): Promise<{ userId: string }> {
+      const userId = String(params.userId ?? '');
+      const u = await manageableUser(tx, approver, userId);
+      const role = validateRole(String(params.role));
+      const clients = params.clients === 'all' ? ('all' as const) : Array.isArray(params.clients) ? params.clients.map(String) : [];
+      checkGrant(approver, role, clients);
+      await checkClients(tx, approver, clients);
+      await applyGrant(tx, approver, u, { role, clients, status: params.status === 'disabled' ? 'disabled' : 'active' });
+      return { userId };
     },
 
     /** An operator sets a new password: every session of that user ends, the lockout is lifted. */
     async resetPassword(actor: Actor, id: string, password: string): Promise<void> {
       requirePermission(actor, 'user:manage');
+      sensitive(actor, 'manage users');
       validatePassword(password);
       const hashValue = await hashPassword(password);
-      await db.transaction().execute(async (tx) => {
-        const u = await repo.findUser(tx, id);
-        if (!u) throw notFound(`No user with id ${id}.`);
+      await transactions.run(async (tx) => {
+        const u = await manageableUser(tx, actor, id);
         const now = clock.now();
         await repo.updateUser(tx, id, { password_hash: hashValue, password_changed_at: now, updated_at: now, failed_logins: 0, locked_until: null });
         await repo.clearThrottle(tx, `acct:${u.email}`);
@@ -283,11 +414,16 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (actor.type !== 'user' || !actor.session) throw forbidden('Only a signed-in person can change their password.');
       validatePassword(next);
       const u = await repo.findUser(db, actor.id);
-      if (!u || !(await verifyPassword(u.password_hash, current))) throw badRequest('The current password is not right.', { field: 'currentPassword' });
+      if (!u) throw badRequest('The current password is not right.', { field: 'currentPassword' });
+      const reserved = await reserve([{ key: `acct:${u.email}`, max: policy.loginMaxFailures }, ...(actor.ip ? [{ key: `ip:${actor.ip}`, max: policy.loginMaxFailuresPerIp }] : [])]);
+      if (!reserved.ok) throw rateLimited(lockedMessage('password checks', reserved.wait), reserved.wait);
+      if (!(await verifyPassword(u.password_hash, current))) throw badRequest('The current password is not right.', { field: 'currentPassword' });
       const hashValue = await hashPassword(next);
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         const now = clock.now();
         await repo.updateUser(tx, u.id, { password_hash: hashValue, password_changed_at: now, updated_at: now });
+        await repo.clearThrottle(tx, `acct:${u.email}`);
+        if (actor.ip) await refund(tx, `ip:${actor.ip}`);
         await repo.revokeUserSessions(tx, u.id, now);
         await audit.record(tx, actor, { action: 'user.password', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, by: 'self' } });
       });
@@ -297,20 +433,18 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
     async login(input: { email: string; password: string; code?: string; ip: string | null; userAgent: string | null }): Promise<LoginResult> {
       const email = normalizeEmail(input.email).slice(0, 254);
       const who = claimant(email, input.ip, input.userAgent);
-      const keys = throttleKeys(email, input.ip);
-      const wait = await lockedFor(db, keys);
-      if (wait > 0) {
+      const acctKey = `acct:${email}`;
+      const ipKey = input.ip ? `ip:${input.ip}` : null;
+      const reserved = await reserve([{ key: acctKey, max: policy.loginMaxFailures }, ...(ipKey ? [{ key: ipKey, max: policy.loginMaxFailuresPerIp }] : [])]);
+      if (!reserved.ok) {
         await audit.recordNow(who, { action: 'auth.login', outcome: 'locked', details: { email } });
-        throw rateLimited(`Too many failed sign-ins. Try again in ${Math.ceil(wait / 60)} minute${wait > 60 ? 's' : ''}.`, wait);
+        throw rateLimited(lockedMessage('sign-ins', reserved.wait), reserved.wait);
       }
       const user = await repo.findUserByEmail(db, email);
       const passwordOk = user ? await verifyPassword(user.password_hash, input.password) : (await burnPasswordCheck(input.password), false);
       const fail = async (reason: string, message = 'The e-mail address or password is not right.') => {
-        await db.transaction().execute(async (tx) => {
-          await recordFailure(tx, `acct:${email}`, policy.loginMaxFailures);
-          if (input.ip) await recordFailure(tx, `ip:${input.ip}`, policy.loginMaxFailuresPerIp);
-          await audit.record(tx, claimant(email, input.ip, input.userAgent, user?.id), { action: 'auth.login', outcome: 'failure', details: { email, reason } });
-        });
+        // The attempt was already counted when it was reserved.
+        await audit.recordNow(claimant(email, input.ip, input.userAgent, user?.id), { action: 'auth.login', outcome: 'failure', details: { email, reason } });
         throw unauthenticated(message);
       };
       if (!user || !passwordOk) return fail(user ? 'wrong password' : 'unknown account');
@@ -318,7 +452,12 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       const mfaEnrolled = !!user.totp_confirmed_at;
       if (mfaEnrolled) {
         if (!input.code) {
-          // Right password, second factor still to come: not a failure, and nothing is created yet.
+          // Right password, second factor still to come: not a failure, so the attempt is given back
+          // (only this one: the count of earlier failures stays).
+          await transactions.run(async (tx) => {
+            await refund(tx, acctKey);
+            if (ipKey) await refund(tx, ipKey);
+          });
           throw new AppError('unauthenticated', 'Enter the code from your authenticator app (or a recovery code).', { mfaRequired: true });
         }
         if (!(await checkSecondFactor(db, user, input.code))) return fail('wrong second factor', 'The authenticator code is not right.');
@@ -327,7 +466,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       const sessionToken = newSecret();
       const csrfToken = newSecret();
       const now = clock.now();
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         await repo.insertSession(tx, {
           id: newId(),
           token_hash: sha256Hex(sessionToken),
@@ -342,7 +481,8 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
           user_agent: input.userAgent?.slice(0, 500) ?? null,
         });
         await repo.updateUser(tx, user.id, { last_login_at: now, failed_logins: 0 });
-        await repo.clearThrottle(tx, `acct:${email}`);
+        await repo.clearThrottle(tx, acctKey);
+        if (ipKey) await refund(tx, ipKey);
         await audit.record(tx, claimant(email, input.ip, input.userAgent, user.id), { action: 'auth.login', outcome: 'success', details: { email, mfa: mfaEnrolled } });
       });
       return { sessionToken, csrfToken, user: await view(db, user), mfaEnrolmentRequired: settings.requireMfa && !mfaEnrolled };
@@ -350,7 +490,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
 
     async logout(actor: Actor): Promise<void> {
       if (!actor.session) return;
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         await repo.updateSession(tx, actor.session!.id, { revoked_at: clock.now() });
         await audit.record(tx, actor, { action: 'auth.logout', outcome: 'success' });
       });
@@ -379,7 +519,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
         name: u.email,
         role: u.role as Role,
         clients,
-        revealClients: u.role === 'client-viewer' && clients !== 'all' ? await repo.revealableClients(db, clients) : undefined,
+        revealClients: clients !== 'all' ? await repo.revealableClients(db, clients) : undefined,
         session: {
           id: s.id,
           mfaAt: s.mfa_at,
@@ -398,18 +538,30 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       return !!s && sameHash(s.csrf_hash, sha256Hex(csrfToken));
     },
 
-    /** Proves the second factor again inside a session (before a reveal, for example). */
+    /**
+     * Proves the second factor again inside a session (before a reveal, for example). Throttled and
+     * locked per account and per address like sign-in, the attempt reserved before the check.
+     */
     async stepUp(actor: Actor, code: string): Promise<{ mfaAt: string }> {
       if (!actor.session) throw forbidden('Step-up is for signed-in people; API tokens do not have a second factor.');
       const u = await repo.findUser(db, actor.id);
       if (!u?.totp_confirmed_at) throw badRequest('Set up an authenticator app first (POST /api/v1/me/mfa).');
-      const ok = await db.transaction().execute(async (tx) => {
-        const good = await checkSecondFactor(tx, u, code);
+      const keys = stepUpKeys(u.id, actor.ip);
+      const reserved = await reserve(keys);
+      if (!reserved.ok) {
+        await audit.recordNow(actor, { action: 'auth.step_up', outcome: 'locked' });
+        throw rateLimited(lockedMessage('authenticator codes', reserved.wait), reserved.wait);
+      }
+      const good = await checkSecondFactor(db, u, code);
+      await transactions.run(async (tx) => {
         await audit.record(tx, actor, { action: 'auth.step_up', outcome: good ? 'success' : 'failure' });
-        if (good) await repo.updateSession(tx, actor.session!.id, { mfa_at: clock.now() });
-        return good;
+        if (good) {
+          await repo.updateSession(tx, actor.session!.id, { mfa_at: clock.now() });
+          await repo.clearThrottle(tx, keys[0]!.key);
+          if (keys[1]) await refund(tx, keys[1].key);
+        }
       });
-      if (!ok) throw badRequest('The authenticator code is not right.', { field: 'code' });
+      if (!good) throw badRequest('The authenticator code is not right.', { field: 'code' });
       actor.session.mfaAt = clock.now();
       return { mfaAt: actor.session.mfaAt };
     },
@@ -422,7 +574,7 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (!u) throw notFound('No such user.');
       if (u.totp_confirmed_at) throw conflict('An authenticator app is already set up; remove it first to set up another.');
       const secret = newTotpSecret();
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         const sealed = (await keyring.secretCipher(tx)).seal(`totp=${u.id}`, secret);
         await repo.updateUser(tx, u.id, { totp_secret: sealed, updated_at: clock.now() });
       });
@@ -435,16 +587,21 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       const u = await repo.findUser(db, actor.id);
       if (!u?.totp_secret) throw badRequest('Start the set-up first (POST /api/v1/me/mfa).');
       if (u.totp_confirmed_at) throw conflict('The authenticator app is already confirmed.');
+      const keys = stepUpKeys(u.id, actor.ip);
+      const reserved = await reserve(keys);
+      if (!reserved.ok) throw rateLimited(lockedMessage('authenticator codes', reserved.wait), reserved.wait);
       const secret = (await keyring.secretCipher(db)).open(`totp=${u.id}`, u.totp_secret);
       const step = checkTotp(secret, code, Date.parse(clock.now()));
       if (step === null) throw badRequest('The authenticator code is not right.', { field: 'code' });
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
       const hashes = await Promise.all(codes.map((c) => hashPassword(c)));
       const now = clock.now();
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         await repo.updateUser(tx, u.id, { totp_confirmed_at: now, totp_last_step: step, updated_at: now });
         await repo.replaceRecoveryCodes(tx, u.id, hashes.map((h) => ({ id: newId(), code_hash: h, created_at: now })));
         await repo.updateSession(tx, actor.session!.id, { mfa_at: now });
+        await repo.clearThrottle(tx, keys[0]!.key);
+        if (keys[1]) await refund(tx, keys[1].key);
         await audit.record(tx, actor, { action: 'mfa.enrol', outcome: 'success', targetType: 'user', targetId: u.id });
       });
       actor.session.mfaAt = now;
@@ -453,16 +610,27 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       return { recoveryCodes: codes };
     },
 
-    /** Removes the authenticator app, proving a current code; refused while the owner requires one. */
+    /** Removes the authenticator app, proving a current code (throttled like step-up); refused while the owner requires one. */
     async disableMfa(actor: Actor, code: string): Promise<void> {
       if (!actor.session) throw forbidden('Only a signed-in person can remove their authenticator app.');
       if ((await settingsOf(db)).requireMfa) throw badRequest('A second factor is required for everyone; it cannot be removed.');
       const u = await repo.findUser(db, actor.id);
       if (!u?.totp_confirmed_at) throw badRequest('No authenticator app is set up.');
-      if (!(await checkSecondFactor(db, u, code))) throw badRequest('The authenticator code is not right.', { field: 'code' });
-      await db.transaction().execute(async (tx) => {
+      const keys = stepUpKeys(u.id, actor.ip);
+      const reserved = await reserve(keys);
+      if (!reserved.ok) {
+        await audit.recordNow(actor, { action: 'mfa.disable', outcome: 'locked', targetType: 'user', targetId: u.id });
+        throw rateLimited(lockedMessage('authenticator codes', reserved.wait), reserved.wait);
+      }
+      if (!(await checkSecondFactor(db, u, code))) {
+        await audit.recordNow(actor, { action: 'mfa.disable', outcome: 'failure', targetType: 'user', targetId: u.id });
+        throw badRequest('The authenticator code is not right.', { field: 'code' });
+      }
+      await transactions.run(async (tx) => {
         await repo.updateUser(tx, u.id, { totp_secret: null, totp_confirmed_at: null, totp_last_step: null, updated_at: clock.now() });
         await repo.replaceRecoveryCodes(tx, u.id, []);
+        await repo.clearThrottle(tx, keys[0]!.key);
+        if (keys[1]) await refund(tx, keys[1].key);
         await audit.record(tx, actor, { action: 'mfa.disable', outcome: 'success', targetType: 'user', targetId: u.id });
       });
     },
@@ -473,16 +641,16 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       input: { name: string; role: string; clients: 'all' | string[]; expiresInDays?: number | null },
     ): Promise<{ token: string; view: TokenView }> {
       requirePermission(actor, 'token:manage');
-      if (actor.type !== 'user') throw forbidden('API tokens are created by people, not by other tokens.');
+      sensitive(actor, 'mint an API token');
       const name = input.name.trim();
       if (!name || name.length > 100) throw badRequest('A token needs a name of 1 to 100 characters.', { field: 'name' });
       const role = validateRole(input.role);
-      checkGrant(actor, role);
+      checkGrant(actor, role, input.clients);
       const days = input.expiresInDays ?? 90;
       if (!Number.isInteger(days) || days < 1 || days > 3650) throw badRequest('expiresInDays must be a whole number from 1 to 3650.', { field: 'expiresInDays' });
       const token = newSecret(API_TOKEN_PREFIX);
       const now = clock.now();
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         await checkClients(tx, actor, input.clients);
         const row = {
           id: newId(),
@@ -503,25 +671,31 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       });
     },
 
-    /** Owners see every token; others see the ones they created. */
+    /** Your own tokens; people who manage users also see the tokens of the users they may manage. */
     async listTokens(actor: Actor): Promise<TokenView[]> {
       requirePermission(actor, 'token:manage');
-      const rows = await repo.listTokens(db, actor.role === 'owner' ? null : actor.id);
-      return Promise.all(rows.map((t) => tokenView(db, t)));
+      const rows = await repo.listTokens(db, null);
+      const visible = [];
+      for (const t of rows) if (await tokenVisible(db, actor, t.created_by)) visible.push(t);
+      return Promise.all(visible.map((t) => tokenView(db, t)));
     },
 
     async revokeToken(actor: Actor, id: string): Promise<void> {
       requirePermission(actor, 'token:manage');
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         const t = await repo.findToken(tx, id);
-        if (!t || (actor.role !== 'owner' && t.created_by !== actor.id)) throw notFound(`No API token with id ${id}.`);
+        if (!t || !(await tokenVisible(tx, actor, t.created_by))) throw notFound(`No API token with id ${id.slice(0, 60)}.`);
         if (t.revoked_at) return;
         await repo.updateToken(tx, id, { revoked_at: clock.now() });
         await audit.record(tx, actor, { action: 'token.revoke', outcome: 'success', targetType: 'api_token', targetId: id, details: { name: t.name } });
       });
     },
 
-    /** Resolves a bearer token, or null when it is unknown, revoked or expired. */
+    /**
+     * Resolves a bearer token, or null when it is unknown, revoked or expired, or its creator is
+     * disabled or gone. A token is never worth more than its creator is now: at every request its
+     * permissions and clients are what it was granted intersected with what the creator holds today.
+     */
     async authenticateToken(token: string, ctx: { ip: string | null; userAgent: string | null }): Promise<Actor | null> {
       if (!token.startsWith(API_TOKEN_PREFIX) || token.length > 200) return null;
       const t = await repo.findTokenByHash(db, sha256Hex(token));
@@ -529,42 +703,41 @@ export function createIdentityService({ db, repo, keyring, audit, clock, policy 
       if (!t || t.revoked_at || (t.expires_at && Date.parse(t.expires_at) <= Date.parse(now))) return null;
       const creator = await repo.findUser(db, t.created_by);
       if (!creator || creator.status !== 'active') return null;
-      // A token is never worth more than its creator is now: demote the person, the token stops.
-      if (ROLE_RANK[t.role as Role] > ROLE_RANK[creator.role as Role]) return null;
+      const grant = tokenGrant(
+        { role: t.role as Role, clients: t.all_clients ? 'all' : await repo.tokenClients(db, t.id) },
+        { ...(await grantOf(db, creator)), active: true },
+      );
       if (!t.last_used_at || Date.parse(now) - Date.parse(t.last_used_at) > 60_000) await repo.updateToken(db, t.id, { last_used_at: now });
-      const clients = t.all_clients ? ('all' as const) : await repo.tokenClients(db, t.id);
       return {
         type: 'token',
         id: `token:${t.id}`,
         name: `token ${t.name} (${t.token_prefix}…)`,
         role: t.role as Role,
-        clients,
-        revealClients: t.role === 'client-viewer' && clients !== 'all' ? await repo.revealableClients(db, clients) : undefined,
+        clients: grant.clients,
+        permissions: grant.permissions,
+        revealClients: grant.clients !== 'all' ? await repo.revealableClients(db, grant.clients) : undefined,
         ip: ctx.ip,
         userAgent: ctx.userAgent,
       };
     },
 
-    // ---------------------------------------------------------------- settings and me
-    async getSettings(actor: Actor): Promise<Settings> {
-      requirePermission(actor, 'settings:manage');
-      return settingsOf(db);
-    },
-
-    async updateSettings(actor: Actor, patch: Partial<Settings>): Promise<Settings> {
-      requirePermission(actor, 'settings:manage');
-      return db.transaction().execute(async (tx) => {
-        if (patch.requireMfa !== undefined) await repo.setSetting(tx, 'require_mfa', String(patch.requireMfa), clock.now());
-        await audit.record(tx, actor, { action: 'settings.update', outcome: 'success', details: patch });
-        return settingsOf(tx);
-      });
-    },
-
-    async me(actor: Actor): Promise<{ actor: { type: string; id: string; name: string; role: Role; clients: 'all' | string[] }; user: UserView | null; mfaEnrolmentRequired: boolean; stepUpValidUntil: string | null }> {
+    // ---------------------------------------------------------------- me
+    async me(actor: Actor): Promise<{
+      actor: { type: string; id: string; name: string; role: Role; clients: 'all' | string[] };
+      permissions: Permission[];
+      revealClients: 'all' | string[];
+      user: UserView | null;
+      mfaEnrolmentRequired: boolean;
+      stepUpValidUntil: string | null;
+    }> {
       const u = actor.type === 'user' ? await repo.findUser(db, actor.id) : undefined;
       const mfaAt = actor.session?.mfaAt;
+      const permissions = [...permissionsOf(actor)].filter((p) => can(actor, p));
+      const reveal = revealScope(actor);
       return {
         actor: { type: actor.type, id: actor.id, name: actor.name, role: actor.role, clients: actor.clients === 'all' ? 'all' : [...actor.clients] },
+        permissions,
+        revealClients: !can(actor, 'key:reveal') ? [] : reveal === null ? 'all' : [...reveal],
         user: u ? await view(db, u) : null,
         mfaEnrolmentRequired: actor.session?.mfaEnrolmentRequired ?? false,
         stepUpValidUntil: mfaAt ? addMinutes(mfaAt, policy.stepUpMinutes) : null,

@@ -10,6 +10,8 @@ export type UserView = {
   mfaEnabled: boolean;
   lastLoginAt: string | null;
   createdAt: string;
+  /** Set when the change waits for a second owner (two-owner approval): the approval request's id. */
+  pendingApprovalId?: string;
 };
 
 export type TokenView = {

@@ -1,11 +1,13 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
+import { isId } from '../../db/scope.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited, stepUpRequired } from '../../lib/errors.js';
+import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited } from '../../lib/errors.js';
 import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { findRecoveryPasswordCandidates, isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
-import { can, clientScope, requirePermission, revealScope, type Actor } from '../authz/authz.js';
+import { can, clientScope, mayListCandidates, requireFreshSecondFactor, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Notifier } from '../notifications/notifier.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
@@ -13,8 +15,10 @@ import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeyState, KeySummary, RevealedKey } from './keys.types.js';
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
   repo: KeysRepo;
+  /** The agent's device jobs: whether a rotation now waits for a disclosed key. */
+  rotations: { pendingRotationKind(exec: Executor, clientId: string, recoveryKeyId: string): Promise<'rotate' | 'intune-rotate' | null> };
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
@@ -57,17 +61,16 @@ function parseQuery(input: string) {
 const queryText = (q: KeyIdQuery) => (q.kind === 'full' ? q.keyId : q.prefix);
 const NOTE_MAX = 1000;
 
-/** issue 9: what a reveal of a destroyed key answers (409), with the date and why. */
-async function destroyedKeyError(exec: Executor, clientId: string, id: string) {
-  const r = await exec.selectFrom('recovery_keys').select(['destroyed_at', 'destroyed_reason']).where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst();
+/** What a reveal of a destroyed key answers (409), with the date and why. */
+async function destroyedKeyError(repo: KeysRepo, exec: Executor, clientId: string, id: string) {
+  const r = await repo.destroyedDetails(exec, clientId, id);
   const on = r?.destroyed_at ? r.destroyed_at.slice(0, 10) : 'an earlier date';
   const why = r?.destroyed_reason?.startsWith('client offboarded') ? 'when its client was offboarded (crypto-shred)' : r?.destroyed_reason?.startsWith('retention') ? 'after the retention period' : 'on an owner\'s request';
   return conflict(`This key was destroyed on ${on} ${why}; its recovery password no longer exists in the vault.`);
 }
 
-const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function createKeysService({ db, repo, keyring, audit, clock, guard, onDisclosed, notifier }: Deps) {
+export function createKeysService({ tx: transactions, repo, rotations, keyring, audit, clock, guard, onDisclosed, notifier }: Deps) {
+  const db = transactions.reader;
   const summarize = async (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => {
     const sources = await repo.sourcesOf(exec, rows.map((r) => r.id));
     const byKey = new Map<string, KeySummary['sources']>();
@@ -123,7 +126,7 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
     /** One key's metadata by its record id; another client's key is "not found". */
     async get(actor: Actor, id: string): Promise<KeySummary> {
       requirePermission(actor, 'key:list');
-      const row = RECORD_ID.test(id) ? await repo.summaryById(db, clientScope(actor), id.toLowerCase()) : undefined;
+      const row = isId(id) ? await repo.summaryById(db, clientScope(actor), id.toLowerCase()) : undefined;
       if (!row) throw notFound(`No key record with id ${id.slice(0, 60)}.`);
       return (await summarize(db, [row]))[0]!;
     },
@@ -139,11 +142,11 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
      * The audit event, successful or not, is committed before the password leaves this function.
      */
     async revealByKeyId(actor: Actor, input: RevealInput): Promise<RevealResult> {
-      if (!can(actor, 'key:lookup')) {
+      if (!can(actor, 'key:reveal')) {
         // A denied reveal is a fact worth keeping: record it before refusing.
         const q = parseKeyIdQuery(input.query);
         await audit.recordNow(actor, { action: 'key.reveal', outcome: 'denied', details: { query: q.ok ? queryText(q.value) : null } });
-        requirePermission(actor, 'key:lookup');
+        requirePermission(actor, 'key:reveal');
       }
       const reason = parseRevealReason({ reason: input.reason, ticket: input.ticket ?? undefined });
       if (!reason.ok) throw badRequest(reason.reason);
@@ -161,12 +164,14 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
       const query = queryText(parsed);
       const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
 
-      if (guard && actor.session?.mfaEnrolled) {
+      if (guard && actor.session) {
         // A fresh second factor: a session signed in hours ago does not reveal keys on its own.
-        const fresh = actor.session.mfaAt && Date.parse(actor.session.mfaAt) + guard.stepUpMinutes * 60_000 > Date.parse(clock.now());
-        if (!fresh) {
+        // (API tokens have no second factor; they are limited by their grant and the hourly limit.)
+        try {
+          requireFreshSecondFactor(actor, 'reveal a recovery key', clock.now(), guard.stepUpMinutes);
+        } catch (e) {
           await audit.recordNow(actor, { ...base, outcome: 'denied', details: { query, problem: 'step-up required' } });
-          throw stepUpRequired();
+          throw e;
         }
       }
       // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
@@ -177,9 +182,9 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
 
       let plaintext: string | undefined;
       let failure: unknown;
-      const outcome = await db.transaction().execute(async (tx): Promise<RevealResult> => {
+      const outcome = await transactions.run(async (tx): Promise<RevealResult> => {
         // The id of one key record (what the console links to) names exactly that key.
-        const byRecord = RECORD_ID.test(input.query.trim()) ? await repo.summaryById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
+        const byRecord = isId(input.query.trim()) ? await repo.summaryById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
         const rows = byRecord ? [byRecord] : await repo.searchByKeyId(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
         if (rows.length === 0) {
           await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
@@ -188,13 +193,13 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
         if (rows.length > 1) {
           await audit.record(tx, actor, { ...base, outcome: 'ambiguous', details: { query, matches: rows.length } });
           // Seeing the list of candidates is browsing: only roles that may list keys get it.
-          const mayList = can(actor, 'key:list') && actor.role !== 'client-viewer';
+          const mayList = mayListCandidates(actor);
           return { status: 'ambiguous', matches: rows.length, candidates: mayList ? await summarize(tx, rows.slice(0, MAX_CANDIDATES)) : null };
         }
         const row = rows[0]!;
         const sealed = await repo.sealedPassword(tx, row.client_id, row.id);
         // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
-        const destroyed = sealed?.state === 'destroyed' ? await destroyedKeyError(tx, row.client_id, row.id) : undefined;
+        const destroyed = sealed?.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
         try {
           if (destroyed) throw destroyed;
           if (!sealed) throw vaultError('The key disappeared while it was being revealed.');
@@ -228,17 +233,8 @@ export function createKeysService({ db, repo, keyring, audit, clock, guard, onDi
           });
         }
         // What happens next, in plain words for the console: a rotation now waiting for this key.
-        const job = failure
-          ? undefined
-          : await tx
-              .selectFrom('jobs')
-              .select('kind')
-              .where('client_id', '=', row.client_id)
-              .where('recovery_key_id', '=', row.id)
-              .where('kind', 'in', ['rotate', 'intune-rotate'])
-              .where('state', 'in', ['pending', 'sent'])
-              .executeTakeFirst();
-        const rotation = job ? (job.kind === 'rotate' ? 'agent' : 'intune') : null;
+        const kind = failure ? null : await rotations.pendingRotationKind(tx, row.client_id, row.id);
+        const rotation = kind ? (kind === 'rotate' ? 'agent' : 'intune') : null;
         const [summary] = await summarize(tx, [row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });

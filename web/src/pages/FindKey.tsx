@@ -17,7 +17,7 @@ export function keyIdDigits(text: string): string | null {
 }
 
 export function FindKeyPage() {
-  const { can, role } = useSession();
+  const { can } = useSession();
   const [text, setText] = useState('');
   const [settled] = useDebouncedValue(text.trim(), 120);
   // A key ID (8+ hex digits) is searched at once, on every keystroke: it is one indexed range
@@ -28,7 +28,7 @@ export function FindKeyPage() {
   const [revealing, setRevealing] = useState<KeySummary | null>(null);
   const input = useRef<HTMLInputElement>(null);
   // People who may list keys search everything; helpdesk (and a client's own staff) by key ID only.
-  const browse = can('key:list') && role !== 'client-viewer';
+  const browse = can('key:list');
   const digits = keyIdDigits(debounced);
   const isKeyId = digits !== null && digits.length >= 8;
   const enabled = browse ? debounced.length >= 2 && !(digits !== null && digits.length < 8 && /^[0-9a-f]+$/i.test(digits) && /\d/.test(digits)) : isKeyId;

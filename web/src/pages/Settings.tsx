@@ -19,7 +19,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
     { value: 'users', label: 'Users & roles', show: can('user:manage') },
     { value: 'tokens', label: 'API tokens', show: can('token:manage') },
     { value: 'enrollment', label: 'Enrollment', show: can('agent:manage') },
-    { value: 'integrations', label: 'Integrations', show: can('agent:manage') },
+    { value: 'integrations', label: 'Integrations', show: can('integration:manage') },
     { value: 'security', label: 'Security', show: can('settings:manage') },
   ];
   const visible = tabs.filter((t) => t.show);
@@ -565,7 +565,7 @@ function IntegrationsTab() {
             {c.lastError ? ` · ${c.lastError}` : ''}
           </Text>
         </div>
-        {can('agent:manage', clientId) && (
+        {can('integration:manage', clientId) && (
           <Group gap="xs">
             <Button size="xs" variant="default" onClick={() => test.mutate({ kind, id })} loading={test.isPending && test.variables?.id === id}>
               Test connection
@@ -641,7 +641,7 @@ function IntegrationsTab() {
 function GraphConnectModal({ onClose }: { onClose: () => void }) {
   const qc = useQueryClient();
   const { clients, can } = useSession();
-  const options = clients.filter((c) => can('agent:manage', c.id));
+  const options = clients.filter((c) => can('integration:manage', c.id));
   const [clientId, setClientId] = useState(options[0]?.id ?? '');
   const [tenantId, setTenantId] = useState('');
   const [appClientId, setAppClientId] = useState('');
