@@ -5,7 +5,7 @@ import { signWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from '../../crypto/we
 /**
  * The four kinds of channel: what each one's settings are (split into the part that may be shown
  * and the part that is sealed), how it is shown masked, and how one message goes out. Nothing here
- * touches the database; notifications.service.ts seals and opens the secrets with the keyring.
+ * touches the database; channel-secrets.ts seals and opens the secrets with the keyring.
  */
 export const CHANNEL_KINDS = ['email', 'webhook', 'teams', 'slack'] as const;
 export type ChannelKind = (typeof CHANNEL_KINDS)[number];
@@ -60,7 +60,8 @@ export function checkUrl(u: string | undefined, field: string): string {
     throw badRequest(`${field} must be a full https:// URL.`, { field });
   }
   const local = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && local)) throw badRequest(`${field} must be an https:// URL (http:// only for localhost).`, { field });
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && local))
+    throw badRequest(`${field} must be an https:// URL (http:// only for localhost).`, { field });
   if (url.username || url.password) throw badRequest(`${field} must not carry a user name or password.`, { field });
   return url.toString();
 }
@@ -77,7 +78,10 @@ export function checkAddresses(list: string[] | undefined, field: string): strin
  * Validates a new channel's settings (or a changed one: `previous` holds the current ones, and
  * secrets left out stay as they were). Returns what is stored in clear and what is sealed.
  */
-export function buildChannel(input: ChannelInput, previous?: { config: ChannelConfig; secrets: ChannelSecrets }): { config: ChannelConfig; secrets: ChannelSecrets } {
+export function buildChannel(
+  input: ChannelInput,
+  previous?: { config: ChannelConfig; secrets: ChannelSecrets },
+): { config: ChannelConfig; secrets: ChannelSecrets } {
   if (input.kind === 'email') {
     const prev = previous?.config as EmailConfig | undefined;
     const host = (input.host ?? prev?.host ?? '').trim();
@@ -86,9 +90,11 @@ export function buildChannel(input: ChannelInput, previous?: { config: ChannelCo
     const port = input.port ?? prev?.port ?? (secure ? 465 : 587);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw badRequest('port must be 1 to 65535.', { field: 'port' });
     const from = (input.from ?? prev?.from ?? '').trim();
-    if (!EMAIL.test(from.replace(/^.*<([^>]+)>\s*$/, '$1'))) throw badRequest('from must be an e-mail address (optionally "Name <address>").', { field: 'from' });
+    if (!EMAIL.test(from.replace(/^.*<([^>]+)>\s*$/, '$1')))
+      throw badRequest('from must be an e-mail address (optionally "Name <address>").', { field: 'from' });
     const caCert = input.caCert === undefined ? (prev?.caCert ?? null) : input.caCert?.trim() || null;
-    if (caCert && !caCert.includes('-----BEGIN CERTIFICATE-----')) throw badRequest('caCert must be a PEM certificate (-----BEGIN CERTIFICATE-----).', { field: 'caCert' });
+    if (caCert && !caCert.includes('-----BEGIN CERTIFICATE-----'))
+      throw badRequest('caCert must be a PEM certificate (-----BEGIN CERTIFICATE-----).', { field: 'caCert' });
     const username = input.username === undefined ? (prev?.username ?? null) : input.username?.trim() || null;
     const secrets: ChannelSecrets = { ...previous?.secrets };
     if (input.password !== undefined) {
@@ -114,7 +120,8 @@ export function buildChannel(input: ChannelInput, previous?: { config: ChannelCo
     const prev = previous?.config as WebhookConfig | undefined;
     const url = input.url !== undefined || !prev ? checkUrl(input.url, 'url') : prev.url;
     const signingSecret = input.signingSecret ?? previous?.secrets.signingSecret;
-    if (!signingSecret || signingSecret.length < 16) throw badRequest('signingSecret must be at least 16 characters (leave it out to have one generated).', { field: 'signingSecret' });
+    if (!signingSecret || signingSecret.length < 16)
+      throw badRequest('signingSecret must be at least 16 characters (leave it out to have one generated).', { field: 'signingSecret' });
     return { config: { url }, secrets: { signingSecret } };
   }
   const url = input.url !== undefined || !previous ? checkUrl(input.url, 'url') : previous.secrets.url!;
@@ -160,16 +167,28 @@ export type SendResult = {
 
 export type SendOptions = { timeoutMs: number; now: () => Date };
 
-const clip = (s: string, n = 160) => s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim().slice(0, n);
+const clip = (s: string, n = 160) =>
+  s
+    // eslint-disable-next-line no-control-regex -- control characters from a remote answer are exactly what is stripped
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim()
+    .slice(0, n);
 
 /** Turns a network failure into words, without the URL (a Slack or Teams URL is a secret). */
 function networkError(e: unknown, timeoutMs: number): string {
   const err = e as { name?: string; code?: string; cause?: { code?: string; name?: string } };
   const code = err.cause?.code ?? err.code;
-  if (err.name === 'TimeoutError' || err.name === 'AbortError' || err.cause?.name === 'TimeoutError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+  if (
+    err.name === 'TimeoutError' ||
+    err.name === 'AbortError' ||
+    err.cause?.name === 'TimeoutError' ||
+    code === 'ETIMEDOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  ) {
     return `no answer within ${Math.round(timeoutMs / 100) / 10} s (timed out)`;
   }
-  if ((err.cause as { message?: string } | undefined)?.message === 'bad port') return 'that port is on the list of ports web clients refuse (e.g. 25, 9, 6000); use another port';
+  if ((err.cause as { message?: string } | undefined)?.message === 'bad port')
+    return 'that port is on the list of ports web clients refuse (e.g. 25, 9, 6000); use another port';
   if (code === 'ECONNREFUSED') return 'connection refused (nothing listens at that address and port)';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'host name not found (DNS)';
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return 'the connection was closed by the other side';
@@ -239,7 +258,8 @@ export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, ms
     const err = e as { code?: string; responseCode?: number; response?: string; message?: string };
     const code = err.responseCode ? String(err.responseCode) : null;
     const reply = err.response ? clip(err.response) : '';
-    if (err.code === 'EAUTH') return { ok: false, code, summary: reply || 'authentication refused', error: 'the SMTP server refused the user name or password', retryable: false };
+    if (err.code === 'EAUTH')
+      return { ok: false, code, summary: reply || 'authentication refused', error: 'the SMTP server refused the user name or password', retryable: false };
     if (err.code === 'ETLS' || (err.message && /STARTTLS/i.test(err.message) && !reply)) {
       return { ok: false, code, summary: reply || 'no TLS', error: 'the SMTP server does not offer STARTTLS, which this channel requires', retryable: false };
     }
@@ -248,7 +268,22 @@ export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, ms
       return { ok: false, code, summary: reply, error: `the SMTP server refused the message (${err.responseCode})`, retryable: !permanent };
     }
     if (err.code === 'ECONNECTION' || err.code === 'ETIMEDOUT' || err.code === 'ESOCKET' || err.code === 'EDNS') {
-      return { ok: false, code: null, summary: 'no response', error: networkError({ code: err.code === 'ETIMEDOUT' ? 'ETIMEDOUT' : (e as { cause?: { code?: string } }).cause?.code ?? (/ECONNREFUSED/.test(err.message ?? '') ? 'ECONNREFUSED' : /certificate|self.signed/i.test(err.message ?? '') ? 'ERR_TLS_CERT' : err.code) }, opts.timeoutMs), retryable: true };
+      return {
+        ok: false,
+        code: null,
+        summary: 'no response',
+        error: networkError(
+          {
+            code:
+              err.code === 'ETIMEDOUT'
+                ? 'ETIMEDOUT'
+                : ((e as { cause?: { code?: string } }).cause?.code ??
+                  (/ECONNREFUSED/.test(err.message ?? '') ? 'ECONNREFUSED' : /certificate|self.signed/i.test(err.message ?? '') ? 'ERR_TLS_CERT' : err.code)),
+          },
+          opts.timeoutMs,
+        ),
+        retryable: true,
+      };
     }
     return { ok: false, code, summary: reply || 'not sent', error: `the message could not be sent (${err.code ?? 'error'})`, retryable: true };
   } finally {
@@ -257,17 +292,28 @@ export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, ms
 }
 
 /** One message out through one channel. Never throws: every outcome is a SendResult. */
-export async function sendThrough(kind: ChannelKind, config: ChannelConfig, secrets: ChannelSecrets, msg: OutgoingMessage, opts: SendOptions): Promise<SendResult> {
+export async function sendThrough(
+  kind: ChannelKind,
+  config: ChannelConfig,
+  secrets: ChannelSecrets,
+  msg: OutgoingMessage,
+  opts: SendOptions,
+): Promise<SendResult> {
   try {
     if (kind === 'email') return await sendEmail(config as EmailConfig, secrets, msg, opts);
     if (kind === 'webhook') {
       const body = JSON.stringify(msg.webhook);
       const timestamp = String(Math.floor(opts.now().getTime() / 1000));
-      return await postJson((config as WebhookConfig).url, body, {
-        [TIMESTAMP_HEADER]: timestamp,
-        [SIGNATURE_HEADER]: signWebhook(secrets.signingSecret ?? '', timestamp, body),
-        'X-Keywarden-Delivery': msg.id,
-      }, opts);
+      return await postJson(
+        (config as WebhookConfig).url,
+        body,
+        {
+          [TIMESTAMP_HEADER]: timestamp,
+          [SIGNATURE_HEADER]: signWebhook(secrets.signingSecret ?? '', timestamp, body),
+          'X-Keywarden-Delivery': msg.id,
+        },
+        opts,
+      );
     }
     return await postJson(secrets.url ?? '', JSON.stringify(kind === 'teams' ? msg.teams : msg.slack), {}, opts);
   } catch {

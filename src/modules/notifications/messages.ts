@@ -69,7 +69,14 @@ function factsOf(e: EventView): [string, string][] {
   return facts;
 }
 
-export function renderMessage(input: { id: string; kind: MessageKind; events: EventView[]; sentAt: string; subject?: string; intro?: string }): OutgoingMessage {
+export function renderMessage(input: {
+  id: string;
+  kind: MessageKind;
+  events: EventView[];
+  sentAt: string;
+  subject?: string;
+  intro?: string;
+}): OutgoingMessage {
   const { id, kind, events, sentAt } = input;
   const single = events.length === 1 && kind !== 'digest';
   const subject = input.subject ?? (single ? events[0]!.subject : digestSubject(events));
@@ -78,7 +85,17 @@ export function renderMessage(input: { id: string; kind: MessageKind; events: Ev
     kind,
     sentAt,
     subject,
-    events: events.map((e) => ({ id: e.id, type: e.type, clientId: e.clientId, clientName: e.clientName, deviceId: e.deviceId, deviceName: e.deviceName, subject: e.subject, details: e.details, occurredAt: e.occurredAt })),
+    events: events.map((e) => ({
+      id: e.id,
+      type: e.type,
+      clientId: e.clientId,
+      clientName: e.clientName,
+      deviceId: e.deviceId,
+      deviceName: e.deviceName,
+      subject: e.subject,
+      details: e.details,
+      occurredAt: e.occurredAt,
+    })),
   };
 
   // ---- e-mail
@@ -92,18 +109,25 @@ export function renderMessage(input: { id: string; kind: MessageKind; events: Ev
     const facts = factsOf(events[0]!);
     const w = Math.max(...facts.map(([k]) => k.length)) + 2;
     for (const [k, v] of facts) text.push(`${`${k}:`.padEnd(w)}${v}`);
-    html.push(`<table style="font:14px sans-serif;border-collapse:collapse">${facts.map(([k, v]) => `<tr><th style="text-align:left;padding:2px 12px 2px 0">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`);
+    html.push(
+      `<table style="font:14px sans-serif;border-collapse:collapse">${facts.map(([k, v]) => `<tr><th style="text-align:left;padding:2px 12px 2px 0">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`,
+    );
   } else if (events.length) {
     text.push(`${events.length} events:`, '');
     const shown = events.slice(0, EMAIL_LIST);
     for (const e of shown) {
-      const extra = Object.entries(e.details).map(([k, v]) => `${k}: ${fmt(v)}`).join('; ');
+      const extra = Object.entries(e.details)
+        .map(([k, v]) => `${k}: ${fmt(v)}`)
+        .join('; ');
       text.push(`- ${e.occurredAt}  ${e.subject}${extra ? `  [${extra}]` : ''}`);
     }
     if (events.length > shown.length) text.push(`… and ${events.length - shown.length} more (the webhook and the delivery log carry all of them).`);
     html.push(
       `<table style="font:13px sans-serif;border-collapse:collapse"><tr><th style="text-align:left">When</th><th style="text-align:left">Client</th><th style="text-align:left">Event</th></tr>${shown
-        .map((e) => `<tr><td style="padding:2px 10px 2px 0;white-space:nowrap">${esc(e.occurredAt)}</td><td style="padding:2px 10px 2px 0">${esc(e.clientName ?? 'MSP-wide')}</td><td>${esc(e.subject)}</td></tr>`)
+        .map(
+          (e) =>
+            `<tr><td style="padding:2px 10px 2px 0;white-space:nowrap">${esc(e.occurredAt)}</td><td style="padding:2px 10px 2px 0">${esc(e.clientName ?? 'MSP-wide')}</td><td>${esc(e.subject)}</td></tr>`,
+        )
         .join('')}</table>`,
     );
     if (events.length > shown.length) html.push(`<p>… and ${events.length - shown.length} more.</p>`);
