@@ -29,7 +29,7 @@ const clock = { at: Date.now() - 21 * 86_400_000, now: () => new Date(clock.at).
 const c = await buildContainer(config, { notifier: nullNotifier, clock });
 const db = c.database.db;
 const client = await c.clients.create(owner, { name: 'Contoso Ltd' });
-await c.branding.update(owner, { mspName: 'Northwind IT Services', logoPngBase64: fs.readFileSync(path.join(repo, 'docs/logo-sample.png')).toString('base64') });
+await c.settings.updateBranding(owner, { mspName: 'Northwind IT Services', logoPngBase64: fs.readFileSync(path.join(repo, 'docs/logo-sample.png')).toString('base64') });
 
 const N = 60;
 const devices = Array.from({ length: N }, (_, i) => ({ id: randomUUID(), vol: randomUUID(), keyId: randomUUID(), name: `CONTOSO-${i < 40 ? 'LT' : 'WS'}-${String(i + 1).padStart(3, '0')}` }));

@@ -15,6 +15,7 @@ import { PASSWORD, createTestApp, type Session, type TestApp } from './helpers/a
 import { createTestVault, owner, type TestVault } from './helpers/vault.js';
 import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/keys.js';
 import { ENGINE } from './helpers/engine.js';
+import { freshTotp, minutesAgo, updateSession } from './helpers/http.js';
 import { SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
 
 type Json = Record<string, any>;
@@ -314,6 +315,36 @@ describe(`console API on ${ENGINE}`, () => {
     expect((await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: helpdesk.headers, payload: { revealHideSeconds: 30 } })).statusCode).toBe(403);
     const audit = await t.container.audit.list(owner, { action: 'settings.update' });
     expect(audit[0]?.details).toEqual({ revealHideSeconds: 45 });
+  });
+
+  it('keeps vault-wide settings from an owner limited to some clients, and from a stale second factor', async () => {
+    const patch = (s: Session, url: string, payload: Json) => t.app.inject({ method: 'PATCH', url, headers: s.headers, payload });
+    const before = (await get('/api/v1/settings/security', ownerS)).json();
+    const scoped = await t.signIn((await t.addUser('owner', [contoso], 'scoped-owner@example.test')).email);
+    expect((await get('/api/v1/settings/security', scoped)).statusCode).toBe(403);
+    expect((await get('/api/v1/settings', scoped)).statusCode).toBe(403);
+    expect((await patch(scoped, '/api/v1/settings/security', { clients: [{ id: fabrikam, rotateAfterDisclosure: !before.clients.find((c: Json) => c.id === fabrikam).rotateAfterDisclosure }] })).statusCode).toBe(403);
+    expect((await patch(scoped, '/api/v1/settings/security', { clients: [{ id: contoso, rotateAfterDisclosure: false }] })).statusCode).toBe(403);
+    expect((await patch(scoped, '/api/v1/settings', { requireMfa: true })).statusCode).toBe(403);
+    expect((await patch(scoped, '/api/v1/settings/branding', { mspName: 'Scoped MSP' })).statusCode).toBe(403);
+    expect((await get('/api/v1/settings/security', ownerS)).json()).toEqual(before);
+
+    // An owner with an authenticator changes settings only within the step-up window.
+    const second = await t.signIn((await t.addUser('owner', 'all', 'mfa-owner@example.test')).email);
+    const secret = (await t.app.inject({ method: 'POST', url: '/api/v1/me/mfa', headers: second.headers })).json().secret as string;
+    expect((await t.app.inject({ method: 'POST', url: '/api/v1/me/mfa/confirm', headers: second.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(200);
+    await updateSession(t, second.cookie, { mfa_at: minutesAgo(t.config.policy.stepUpMinutes + 1) });
+    for (const [url, body] of [
+      ['/api/v1/settings/security', { revealHideSeconds: 50 }],
+      ['/api/v1/settings', { requireMfa: false }],
+      ['/api/v1/settings/branding', { mspName: 'Stale MSP' }],
+    ] as const) {
+      const r = await patch(second, url, body);
+      expect(r.statusCode).toBe(403);
+      expect(r.json().error).toBe('step_up_required');
+    }
+    expect((await t.app.inject({ method: 'POST', url: '/api/v1/auth/step-up', headers: second.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(200);
+    expect((await patch(second, '/api/v1/settings/security', { revealHideSeconds: before.revealHideSeconds })).statusCode).toBe(200);
   });
 
   it('lists Active Directory connections without their bind password', async () => {

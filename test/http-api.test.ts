@@ -520,7 +520,7 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       // The owner has no authenticator app yet, so the rule now applies to them too.
       expect((await get(`${API}/settings`)).statusCode).toBe(403);
       expect((await get(`${API}/me`)).json().mfaEnrolmentRequired).toBe(true);
-      await t.container.identity.updateSettings(systemActor('test'), { requireMfa: false });
+      await t.container.settings.update(systemActor('test'), { requireMfa: false });
       expect((await get(`${API}/settings`)).json()).toEqual({ requireMfa: false });
       const events = (await get(`${API}/audit?action=settings.update`)).json();
       expect(events.map((e: { details: unknown }) => e.details)).toEqual([{ requireMfa: false }, { requireMfa: true }, {}]);

@@ -71,9 +71,6 @@ export const parsePsVolumeType = (v: unknown): 'os' | 'fixed' | 'unknown' => {
   return 'unknown';
 };
 
-/** Is the volume (partly) encrypted, i.e. must a recovery password be escrowed for it? */
-export const isEncrypted = (s: VolumeStatus | null): boolean => s !== null && s !== 'FullyDecrypted';
-
 /** BitLocker events the agent forwards, and what they mean to the server. */
 export const BITLOCKER_EVENTS: Record<number, string> = {
   845: 'recovery information backed up to Entra ID',

@@ -1,4 +1,5 @@
 import type { EncryptionMethod, KeyProtectorType, LockStatus, ProtectionStatus, VolumeStatus } from '../bitlocker.js';
+import { isCurrentKey, isVolumeEncrypted, keysEscrowing } from '../device-status.js';
 import { formatKeyIdForDisplay } from '../key-id.js';
 import { FINDING_CODES, type FindingCode } from './findings.js';
 import { METHOD_WORDS, methodMeets, type Policy } from './policy.js';
@@ -98,7 +99,7 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
     const required = kind === 'os' ? policy.protectOs : kind === 'fixed' ? policy.protectFixed : policy.protectRemovable;
     const min = kind === 'os' ? policy.minMethodOs : kind === 'fixed' ? policy.minMethodFixed : policy.minMethodRemovable;
     const types = v.protectors.map((p) => p.type);
-    const decrypting = v.volumeStatus === 'FullyDecrypted' || v.volumeStatus === 'DecryptionInProgress' || v.volumeStatus === 'DecryptionSuspended';
+    const decrypting = !isVolumeEncrypted(v.volumeStatus);
     const encrypting = v.volumeStatus === 'EncryptionInProgress' || v.volumeStatus === 'EncryptionSuspended';
     // Clear key: encrypted, protection off and not a single protector (device encryption before activation).
     const clearKey = !decrypting && v.protectionStatus === 'Off' && v.protectors.length === 0;
@@ -129,7 +130,7 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
     const passwords = v.protectors.filter((p) => p.type === 'RecoveryPassword' && p.id);
     if (passwords.length === 0) add('recovery_password_missing', v, `${drive(v)} is encrypted but has no recovery password.`);
     for (const p of passwords) {
-      const matching = device.keys.filter((k) => k.keyId === p.id);
+      const matching = keysEscrowing(p.id!, device.keys, (k) => k.keyId);
       if (matching.length === 0) {
         add('recovery_key_not_escrowed', v, `Recovery password ${formatKeyIdForDisplay(p.id!)} on ${drive(v)} is not in Keywarden.`, p.id);
         continue;
@@ -137,7 +138,7 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
       for (const k of matching) currentKeys.set(k.id, { ...k, volumeId: v.id });
     }
   }
-  if (!reported) for (const k of device.keys) if (['active', 'disclosed', 'conflict'].includes(k.state)) currentKeys.set(k.id, k);
+  if (!reported) for (const k of device.keys) if (isCurrentKey(k.state)) currentKeys.set(k.id, k);
 
   const volumeOf = (id: string | null) => device.volumes.find((v) => v.id === id) ?? null;
   for (const m of device.mismatchedProtectors) {

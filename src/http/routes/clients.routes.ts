@@ -6,6 +6,11 @@ import { Id, Ok, errors } from '../schemas.js';
 
 const ClientSchema = z.object({ id: z.string(), name: z.string(), createdAt: z.string(), viewerCanReveal: z.boolean() });
 const ClientSummarySchema = ClientSchema.extend({ devices: z.number(), keys: z.number() });
+const EncryptionCountsSchema = z.object({ encrypted: z.number(), 'not-encrypted': z.number(), unknown: z.number() });
+const EscrowCountsSchema = z.object({ escrowed: z.number(), notEscrowed: z.number() });
+const ComplianceCountsSchema = z
+  .object({ compliant: z.number(), 'non-compliant': z.number(), exempt: z.number(), unknown: z.number(), notEvaluated: z.number() })
+  .describe('devices by compliance status (the policy evaluation); notEvaluated: not evaluated yet');
 
 export const clientRoutes =
   (c: Container): FastifyPluginAsyncZod =>
@@ -59,5 +64,57 @@ export const clientRoutes =
         await c.clients.archive(actorOf(request), request.params.clientId);
         return { ok: true as const };
       },
+    );
+
+    // ---------------------------------------------------------------- clients at a glance
+    app.get(
+      '/console/clients',
+      {
+        schema: {
+          tags: ['clients'],
+          summary: 'Every client you can see at a glance: devices, keys, encryption and key-escrow counts, open findings',
+          response: {
+            200: z.array(
+              z.object({
+                id: z.string(),
+                name: z.string(),
+                devices: z.number(),
+                keys: z.number(),
+                encryption: EncryptionCountsSchema,
+                escrow: EscrowCountsSchema,
+                openFindings: z.number(),
+                compliance: ComplianceCountsSchema.nullable(),
+              }),
+            ),
+            ...errors(401, 403),
+          },
+        },
+      },
+      async (request) => c.clientOverview.clientsOverview(actorOf(request)),
+    );
+    app.get(
+      '/clients/:clientId/overview',
+      {
+        schema: {
+          tags: ['clients'],
+          summary: "A client's devices at a glance: encryption, key escrow, last seen, open findings, key sources",
+          params: z.strictObject({ clientId: Id }),
+          response: {
+            200: z.object({
+              client: z.object({ id: z.string(), name: z.string() }),
+              devices: z.number(),
+              keys: z.number(),
+              encryption: EncryptionCountsSchema,
+              escrow: EscrowCountsSchema,
+              lastSeen: z.object({ day: z.number(), week: z.number(), month: z.number(), older: z.number() }),
+              openFindings: z.number(),
+              sources: z.record(z.string(), z.number()),
+              compliance: ComplianceCountsSchema,
+            }),
+            ...errors(400, 401, 403, 404),
+          },
+        },
+      },
+      async (request) => c.clientOverview.clientOverview(actorOf(request), request.params.clientId),
     );
   };

@@ -214,24 +214,4 @@ export const complianceRoutes =
         return reply.send(body);
       },
     );
-
-    // ------------------------------------------------------------------ branding (owner)
-    const BrandingSchema = z.object({ mspName: z.string(), hasLogo: z.boolean(), logoBytes: z.number().nullable() });
-    app.get(
-      '/settings/branding',
-      { schema: { tags: ['settings'], summary: "The MSP's name and logo on reports (owner)", response: { 200: BrandingSchema, ...errors(401, 403) } } },
-      async (request) => c.branding.get(actorOf(request)),
-    );
-    app.patch(
-      '/settings/branding',
-      {
-        schema: {
-          tags: ['settings'],
-          summary: "Set the MSP's name and logo (a PNG of at most 256 KB, base64; null removes it) for reports (owner)",
-          body: z.strictObject({ mspName: z.string().min(1).max(100).optional(), logoPngBase64: z.string().max(360_000).nullable().optional() }),
-          response: { 200: BrandingSchema, ...errors(400, 401, 403) },
-        },
-      },
-      async (request) => c.branding.update(actorOf(request), request.body),
-    );
   };

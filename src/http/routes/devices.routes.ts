@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { stringify } from 'csv-stringify/sync';
 import type { Container } from '../../container.js';
 import { actorOf } from '../plugins/auth.js';
-import { Id, KeySummarySchema, Limit, Offset, errors } from '../schemas.js';
+import { AuditEventSchema, Id, KeySummarySchema, Limit, Offset, errors } from '../schemas.js';
 
 const DeviceSummarySchema = z.object({
   id: z.string(),
@@ -33,6 +34,28 @@ const DeviceDetailSchema = DeviceSummarySchema.extend({
   recoveryKeys: z.array(KeySummarySchema),
 });
 
+const EncryptionEnum = z.enum(['encrypted', 'not-encrypted', 'unknown']);
+const DeviceRowSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  serial: z.string().nullable(),
+  primaryUser: z.string().nullable(),
+  lastSeenAt: z.string(),
+  lastCheckinAt: z.string().nullable(),
+  keys: z.number(),
+  encryption: EncryptionEnum,
+  escrowed: z.boolean().describe('the vault holds a current recovery key and no finding is open'),
+  openFindings: z.number(),
+});
+const DeviceTableQuery = {
+  q: z.string().max(100).optional(),
+  encryption: EncryptionEnum.optional(),
+  escrowed: z.enum(['true', 'false']).optional(),
+  sort: z.enum(['name', 'lastSeenAt', 'keys', 'encryption', 'escrowed', 'openFindings']).optional(),
+  dir: z.enum(['asc', 'desc']).optional(),
+};
+const escrowedOf = (v?: 'true' | 'false') => (v === undefined ? undefined : v === 'true');
+
 export const deviceRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
@@ -59,5 +82,92 @@ export const deviceRoutes =
         },
       },
       async (request) => c.devices.get(actorOf(request), request.params.deviceId),
+    );
+
+    // ---------------------------------------------------------------- a client's devices table
+    app.get(
+      '/clients/:clientId/devices',
+      {
+        schema: {
+          tags: ['clients'],
+          summary: "A client's devices table: search, filter by encryption or escrow, sort and page on the server",
+          params: z.strictObject({ clientId: Id }),
+          querystring: z.strictObject({
+            ...DeviceTableQuery,
+            limit: z.coerce.number().int().min(1).max(500).optional(),
+            offset: z.coerce.number().int().min(0).max(10_000_000).optional(),
+          }),
+          response: { 200: z.object({ total: z.number(), items: z.array(DeviceRowSchema) }), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => {
+        const { escrowed, ...q } = request.query;
+        return c.deviceTable.clientDevices(actorOf(request), request.params.clientId, { ...q, escrowed: escrowedOf(escrowed) });
+      },
+    );
+    app.get(
+      '/clients/:clientId/devices/export',
+      {
+        schema: {
+          tags: ['clients'],
+          summary: "The client's devices table as CSV, with the same filters and order (never a key)",
+          params: z.strictObject({ clientId: Id }),
+          querystring: z.strictObject(DeviceTableQuery),
+          produces: ['text/csv'],
+        },
+      },
+      async (request, reply) => {
+        const { escrowed, ...q } = request.query;
+        const r = await c.deviceTable.exportClientDevices(actorOf(request), request.params.clientId, { ...q, escrowed: escrowedOf(escrowed) });
+        const slug = r.client.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'client';
+        reply.header('content-disposition', `attachment; filename="keywarden-devices-${slug}-${new Date().toISOString().slice(0, 10)}.csv"`);
+        reply.type('text/csv; charset=utf-8');
+        // A leading = + - @ would make a spreadsheet run the cell as a formula: quote it out.
+        const cell = (v: string | null) => (v && /^[=+\-@\t\r]/.test(v) ? `'${v}` : (v ?? ''));
+        return stringify(
+          r.rows.map((d) => [cell(d.name), cell(d.serial), cell(d.primaryUser), d.encryption, d.escrowed ? 'yes' : 'no', d.keys, d.openFindings, d.lastSeenAt, d.lastCheckinAt ?? '', d.id]),
+          { header: true, columns: ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'] },
+        );
+      },
+    );
+
+    // ---------------------------------------------------------------- a device's history
+    app.get(
+      '/devices/:deviceId/volume-history',
+      {
+        schema: {
+          tags: ['devices'],
+          summary: "The encryption states the device's agent reported for its volumes, newest first",
+          params: z.strictObject({ deviceId: Id }),
+          response: {
+            200: z.array(
+              z.object({
+                id: z.string(),
+                recordedAt: z.string(),
+                mountPoint: z.string().nullable(),
+                volumeStatus: z.string().nullable(),
+                protectionStatus: z.string().nullable(),
+                encryptionMethod: z.string().nullable(),
+                encryptionPercentage: z.number().nullable(),
+              }),
+            ),
+            ...errors(400, 401, 403, 404),
+          },
+        },
+      },
+      async (request) => c.deviceTable.volumeHistory(actorOf(request), request.params.deviceId),
+    );
+    app.get(
+      '/devices/:deviceId/audit',
+      {
+        schema: {
+          tags: ['devices'],
+          summary: "The device's audit trail: events about the device and its keys, newest first",
+          params: z.strictObject({ deviceId: Id }),
+          querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).optional() }),
+          response: { 200: z.array(AuditEventSchema), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.deviceTable.deviceAudit(actorOf(request), request.params.deviceId, request.query.limit),
     );
   };

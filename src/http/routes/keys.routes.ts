@@ -80,4 +80,17 @@ export const keyRoutes =
         return r;
       },
     );
+    app.get(
+      '/keys/lookup',
+      {
+        schema: {
+          tags: ['keys'],
+          summary:
+            'Find the key to reveal by its key ID or first 8+ characters (for roles that may reveal, including helpdesk). One match shows its metadata; several only how many (all of them for roles that may list keys). Never a password.',
+          querystring: z.strictObject({ keyId: z.string().min(1).max(64) }),
+          response: { 200: z.object({ matches: z.number(), keys: z.array(KeySummarySchema) }), ...errors(400, 401, 403) },
+        },
+      },
+      async (request) => c.keyLookup.lookup(actorOf(request), request.query.keyId),
+    );
   };

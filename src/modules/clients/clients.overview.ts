@@ -1,0 +1,118 @@
+import type { Transactions } from '../../db/transactions.js';
+import type { Encryption } from '../../domain/device-status.js';
+import type { Clock } from '../../lib/clock.js';
+import { can, clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import type { DeviceTableRepo } from '../devices/device-table.repo.js';
+import { toDeviceRow } from '../devices/device-table.service.js';
+import type { ClientsRepo } from './clients.repo.js';
+import { requireVisibleClient } from './visible-client.js';
+
+/**
+ * Clients at a glance: devices by encryption and key escrow (src/domain/device-status.ts), last
+ * seen, open findings, key sources and compliance, for one client or every visible one.
+ */
+
+export type ComplianceCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; notEvaluated: number };
+export type ClientOverview = {
+  client: { id: string; name: string };
+  devices: number;
+  keys: number;
+  encryption: Record<Encryption, number>;
+  escrow: { escrowed: number; notEscrowed: number };
+  lastSeen: { day: number; week: number; month: number; older: number };
+  openFindings: number;
+  sources: Record<string, number>;
+  /** Devices by their compliance status; notEvaluated: not evaluated yet. */
+  compliance: ComplianceCounts;
+};
+export type ClientAtAGlance = Omit<ClientOverview, 'client' | 'lastSeen' | 'sources' | 'compliance'> & { id: string; name: string; compliance: ComplianceCounts | null };
+
+type Deps = {
+  tx: Transactions;
+  table: Pick<DeviceTableRepo, 'all' | 'counts' | 'complianceCounts' | 'sourceCounts'>;
+  clients: Pick<ClientsRepo, 'listVisible'>;
+  clock: Clock;
+};
+
+export function createClientOverview({ tx, table, clients, clock }: Deps) {
+  const complianceOf = async (clientId: string, devices: number): Promise<ComplianceCounts> => {
+    const out: ComplianceCounts = { compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, notEvaluated: 0 };
+    let seen = 0;
+    for (const r of await table.complianceCounts(tx.reader, clientId)) {
+      const n = Number(r.n);
+      seen += n;
+      if (r.status in out) out[r.status as keyof ComplianceCounts] += n;
+      else out.unknown += n;
+    }
+    out.notEvaluated = Math.max(devices - seen, 0);
+    return out;
+  };
+
+  return {
+    async clientOverview(actor: Actor, clientId: string): Promise<ClientOverview> {
+      const client = await requireVisibleClient(tx.reader, actor, clientId, 'device:read');
+      const rows = (await table.all(tx.reader, client.id)).map(toDeviceRow);
+      const now = Date.parse(clock.now());
+      const out: ClientOverview = {
+        client: { id: client.id, name: client.name },
+        devices: rows.length,
+        keys: 0,
+        encryption: { encrypted: 0, 'not-encrypted': 0, unknown: 0 },
+        escrow: { escrowed: 0, notEscrowed: 0 },
+        lastSeen: { day: 0, week: 0, month: 0, older: 0 },
+        openFindings: 0,
+        sources: {},
+        compliance: { compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, notEvaluated: 0 },
+      };
+      for (const d of rows) {
+        out.keys += d.keys;
+        out.encryption[d.encryption]++;
+        if (d.escrowed) out.escrow.escrowed++;
+        else out.escrow.notEscrowed++;
+        const age = (now - Date.parse(d.lastSeenAt)) / 86_400_000;
+        if (age <= 1) out.lastSeen.day++;
+        else if (age <= 7) out.lastSeen.week++;
+        else if (age <= 30) out.lastSeen.month++;
+        else out.lastSeen.older++;
+        out.openFindings += d.openFindings;
+      }
+      for (const s of await table.sourceCounts(tx.reader, client.id)) out.sources[s.source_type] = Number(s.n);
+      out.compliance = await complianceOf(client.id, out.devices);
+      return out;
+    },
+
+    /** Every visible client at a glance (the clients list): devices, keys, encryption and escrow counts. */
+    async clientsOverview(actor: Actor): Promise<ClientAtAGlance[]> {
+      requirePermission(actor, 'client:read');
+      const out: ClientAtAGlance[] = [];
+      for (const c of await clients.listVisible(tx.reader, clientScope(actor))) {
+        const row: ClientAtAGlance = {
+          id: c.id,
+          name: c.name,
+          devices: 0,
+          keys: 0,
+          encryption: { encrypted: 0, 'not-encrypted': 0, unknown: 0 },
+          escrow: { escrowed: 0, notEscrowed: 0 },
+          openFindings: 0,
+          compliance: null,
+        };
+        // Helpdesk sees clients but not their devices: names only.
+        if (can(actor, 'device:read', c.id)) {
+          for (const r of await table.counts(tx.reader, c.id)) {
+            const n = Number(r.n);
+            row.devices += n;
+            row.keys += Number(r.keys ?? 0);
+            row.openFindings += Number(r.findings ?? 0);
+            row.encryption[r.encryption] += n;
+            if (Number(r.escrowed) === 1) row.escrow.escrowed += n;
+            else row.escrow.notEscrowed += n;
+          }
+          row.compliance = await complianceOf(c.id, row.devices);
+        }
+        out.push(row);
+      }
+      return out;
+    },
+  };
+}
+export type ClientOverviewService = ReturnType<typeof createClientOverview>;

@@ -1,0 +1,34 @@
+import { parseKeyIdQuery } from '../../domain/key-id.js';
+import { isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
+import type { Transactions } from '../../db/transactions.js';
+import { badRequest } from '../../lib/errors.js';
+import { mayListCandidates, requirePermission, revealScope, type Actor } from '../authz/authz.js';
+import type { KeysRepo } from './keys.repo.js';
+import type { KeysService } from './keys.service.js';
+import { summarizeKeys } from './keys.summary.js';
+import type { KeySummary } from './keys.types.js';
+
+/**
+ * Key-ID lookup for people who may reveal but not browse (helpdesk, a client's own staff): only a
+ * key ID or its first 8+ characters, only keys they may reveal. A single match shows its metadata
+ * (to confirm device and user on the phone); several show only how many. Roles that may list keys
+ * get the same candidates their search box shows them.
+ */
+export function createKeyLookup({ tx, repo, keys }: { tx: Transactions; repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf'>; keys: Pick<KeysService, 'search'> }) {
+  return {
+    async lookup(actor: Actor, text: string): Promise<{ matches: number; keys: KeySummary[] }> {
+      requirePermission(actor, 'key:lookup');
+      if (isRecoveryPasswordShaped(text)) throw badRequest('That looks like a recovery password, not a key ID. Type the key ID shown on the recovery screen.');
+      const q = parseKeyIdQuery(text);
+      if (!q.ok) throw badRequest(`Type the key ID shown on the recovery screen, at least its first 8 characters (${q.reason}).`, { field: 'keyId' });
+      if (mayListCandidates(actor)) {
+        const found = await keys.search(actor, text, 51);
+        return { matches: found.length, keys: found.slice(0, 50) };
+      }
+      const rows = await repo.searchByKeyId(tx.reader, revealScope(actor), q.value, 51);
+      if (rows.length !== 1) return { matches: rows.length, keys: [] };
+      return { matches: 1, keys: await summarizeKeys(repo, tx.reader, rows) };
+    },
+  };
+}
+export type KeyLookup = ReturnType<typeof createKeyLookup>;
