@@ -6,6 +6,7 @@ import { createKeyIngest } from '../src/modules/keys/keys.ingest.js';
 import { createKeysRepo } from '../src/modules/keys/keys.repo.js';
 import { createDevicesRepo } from '../src/modules/devices/devices.repo.js';
 import { createImportsService } from '../src/modules/imports/imports.service.js';
+import { transactions } from '../src/db/transactions.js';
 import { createAuditService } from '../src/modules/audit/audit.service.js';
 import { createAuditRepo } from '../src/modules/audit/audit.repo.js';
 import { openKeyring } from '../src/crypto/keyring.js';
@@ -133,7 +134,7 @@ describe(`key ingestion on ${ENGINE}`, () => {
     const db = c.database.db;
     const vaultRepo = createVaultRepo();
     const keyring = await openKeyring(vaultRepo, db, Buffer.from(v.masterKey, 'base64'), newId);
-    const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock: systemClock });
+    const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock: systemClock });
     // A devices repo that breaks on its second bulk insert: after the first chunk of 500 keys was written.
     const real = createDevicesRepo();
     let calls = 0;
@@ -145,7 +146,7 @@ describe(`key ingestion on ${ENGINE}`, () => {
       },
     };
     const ingest = createKeyIngest({ keys: createKeysRepo(), devices: failing, keyring, audit, clock: systemClock });
-    const imports = createImportsService({ db, ingest, clients: c.clients, audit });
+    const imports = createImportsService({ tx: transactions(db), ingest, clients: c.clients, audit });
     const rows = Array.from({ length: 1000 }, (_, i) => ({ device: `FAKE-HALF-${i}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
     const keysBefore = (await c.keys.list(owner, { clientId: client.id })).length;
     const auditBefore = (await c.audit.list(owner, { limit: 1 }))[0]!.seq;

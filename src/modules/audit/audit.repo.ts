@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { AuditEventsTable } from '../../db/schema.js';
+import { inClientScope, type ClientScope } from '../../db/scope.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -53,12 +54,9 @@ export function createAuditRepo() {
         .execute();
     },
 
-    async list(exec: Executor, filter: AuditFilter & { clients: readonly string[] | null; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
-      let q = exec.selectFrom('audit_events').selectAll();
-      if (filter.clients) {
-        if (filter.clients.length === 0) return [];
-        q = q.where('client_id', 'in', filter.clients as string[]);
-      }
+    async list(exec: Executor, filter: AuditFilter & { clients: ClientScope; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
+      // A client-limited actor sees only its clients' events, never vault-wide ones (client_id null).
+      let q = inClientScope(exec.selectFrom('audit_events').selectAll(), 'client_id', filter.clients);
       if (filter.action) q = q.where('action', '=', filter.action);
       if (filter.outcome) q = q.where('outcome', '=', filter.outcome);
       if (filter.clientId) q = q.where('client_id', '=', filter.clientId);
@@ -69,6 +67,23 @@ export function createAuditRepo() {
       if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
       if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
       return q.orderBy('seq', filter.order ?? 'desc').limit(filter.limit).execute();
+    },
+
+    /** One client's events about any of these targets (a device and its keys), newest first. */
+    async aboutTargets(exec: Executor, clientId: string, targetIds: readonly string[], limit: number): Promise<AuditEventsTable[]> {
+      if (targetIds.length === 0) return [];
+      return exec
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .where((eb) => {
+          const parts = [];
+          for (let i = 0; i < targetIds.length; i += 500) parts.push(eb('target_id', 'in', targetIds.slice(i, i + 500)));
+          return eb.or(parts);
+        })
+        .orderBy('seq', 'desc')
+        .limit(limit)
+        .execute();
     },
   };
 }

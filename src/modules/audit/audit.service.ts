@@ -1,4 +1,5 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { AuditEventsTable } from '../../db/schema.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
@@ -73,9 +74,10 @@ function instants<F extends AuditFilter>(f: F): F {
   return { ...f, from: at(f.from), to: at(f.to) };
 }
 
-type Deps = { db: Db; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock; notifier?: Notifier };
+type Deps = { tx: Transactions; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock; notifier?: Notifier };
 
-export function createAuditService({ db, repo, keyring, clock, notifier }: Deps) {
+export function createAuditService({ tx: transactions, repo, keyring, clock, notifier }: Deps) {
+  const reader = transactions.reader;
   let macCache: AuditMac | undefined;
   const mac = async (exec: Executor) => (macCache ??= await keyring.auditMac(exec));
 
@@ -112,13 +114,13 @@ export function createAuditService({ db, repo, keyring, clock, notifier }: Deps)
 
     /** Records an event in a transaction of its own (denials and failures outside any change). */
     async recordNow(actor: Actor, input: AuditEventInput): Promise<{ seq: number; id: string }> {
-      return db.transaction().execute((tx) => this.record(tx, actor, input));
+      return transactions.run((tx) => this.record(tx, actor, input));
     },
 
     /** Newest first. Client-scoped actors see only their clients' events (not vault-wide ones). */
     async list(actor: Actor, filter: AuditFilter & { limit?: number } = {}): Promise<AuditEvent[]> {
       requirePermission(actor, 'audit:read', filter.clientId);
-      const rows = await repo.list(db, { ...instants(filter), clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
+      const rows = await repo.list(reader, { ...instants(filter), clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
       return rows.map(toAuditEvent);
     },
 
@@ -131,7 +133,7 @@ export function createAuditService({ db, repo, keyring, clock, notifier }: Deps)
       await this.recordNow(actor, { action: 'audit.export', outcome: 'success', clientId: filter.clientId ?? null, details: { filter } });
       let after = 0;
       for (;;) {
-        const rows = await repo.list(db, { ...instants(filter), afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
+        const rows = await repo.list(reader, { ...instants(filter), afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
         for (const r of rows) yield toAuditEvent(r);
         if (rows.length < 1000) return;
         after = rows[rows.length - 1]!.seq;
@@ -144,7 +146,7 @@ export function createAuditService({ db, repo, keyring, clock, notifier }: Deps)
       const r = await this.verifyChain(actor);
       if (!r.intact && notifier) {
         // The answer matters more than the notification: a read-only copy (doctor) still gets it.
-        await db.transaction().execute((tx) =>
+        await transactions.run((tx) =>
           notifier.emit(tx, {
             type: 'audit.chain_broken',
             clientId: null,
@@ -162,13 +164,13 @@ export function createAuditService({ db, repo, keyring, clock, notifier }: Deps)
       requirePermission(actor, 'audit:read');
       // The chain spans every client, so only someone with a global role can check it whole.
       if (actor.clients !== 'all') throw forbidden('Only a global auditor or owner can verify the whole audit chain.');
-      const m = await mac(db);
+      const m = await mac(reader);
       let expectedSeq = 1;
       let prevHash = GENESIS_HASH;
       let count = 0;
       const PAGE = 1000;
       for (let after = 0; ; ) {
-        const rows = await repo.page(db, after, PAGE);
+        const rows = await repo.page(reader, after, PAGE);
         for (const r of rows) {
           if (r.seq !== expectedSeq) {
             return { intact: false, events: count, firstBrokenSeq: expectedSeq, problem: `event ${expectedSeq} is missing` };
@@ -187,7 +189,7 @@ export function createAuditService({ db, repo, keyring, clock, notifier }: Deps)
         if (rows.length < PAGE) break;
         after = rows[rows.length - 1]!.seq;
       }
-      const head = await repo.head(db);
+      const head = await repo.head(reader);
       if (!head) return { intact: false, events: count, firstBrokenSeq: expectedSeq, problem: 'the audit chain head is missing' };
       if (head.seq !== count || head.hash !== prevHash) {
         const first = Math.min(head.seq, count + 1);

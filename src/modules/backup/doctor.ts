@@ -3,6 +3,7 @@ import type { Config } from '../../config.js';
 import { describeDatabase } from '../../config.js';
 import { openDatabase, type Database } from '../../db/database.js';
 import { migrationStatus } from '../../db/migrate.js';
+import { transactions } from '../../db/transactions.js';
 import { openKeyring, type Keyring } from '../../crypto/keyring.js';
 import { loadMasterKeys } from '../../crypto/master-key.js';
 import type { Executor } from '../../db/database.js';
@@ -13,6 +14,7 @@ import { cliActor } from '../authz/authz.js';
 import { createAuditRepo } from '../audit/audit.repo.js';
 import { createAuditService } from '../audit/audit.service.js';
 import { createVaultRepo } from '../vault/vault.repo.js';
+import { createBackupRepo } from './backup.repo.js';
 
 /**
  * `keywarden doctor`: checks a data folder (or database) without changing it — no migrations are
@@ -59,17 +61,13 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
     return report();
   }
   const db = database.db;
+  const repo = createBackupRepo();
   try {
     // Schema
     try {
       const status = await migrationStatus(db);
       const pending = status.filter((m) => !m.executedAt).map((m) => m.name);
-      const applied = await db
-        .selectFrom('kysely_migration' as never)
-        .select('name' as never)
-        .execute()
-        .then((rows) => (rows as { name: string }[]).map((r) => r.name))
-        .catch(() => [] as string[]);
+      const applied = await repo.appliedMigrations(db);
       const known = new Set(status.map((m) => m.name));
       const unknown = applied.filter((n) => !known.has(n));
       if (applied.length === 0) add('schema', false, 'the database has no Keywarden schema (empty, or another database)');
@@ -84,9 +82,7 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
 
     // Counts
     try {
-      const count = async (t: 'clients' | 'devices' | 'recovery_keys' | 'audit_events') =>
-        Number((await db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
-      counts = { clients: await count('clients'), devices: await count('devices'), recoveryKeys: await count('recovery_keys'), auditEvents: await count('audit_events') };
+      counts = await repo.counts(db);
       add('counts', true, `${counts.clients} clients, ${counts.devices} devices, ${counts.recoveryKeys} recovery keys, ${counts.auditEvents} audit events`);
     } catch {
       add('counts', false, 'the tables cannot be counted (the schema is damaged)');
@@ -124,7 +120,7 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
         failures.push(`${what}: ${isAppError(e) ? e.message : 'does not open'}`);
       }
     }
-    const allClients = await db.selectFrom('clients').select(['id', 'name', 'offboarded_at']).orderBy('name_key').execute();
+    const allClients = await repo.allClients(db);
     // Offboarded clients were crypto-shredded on purpose: no data key is expected to open.
     const clients = allClients.filter((c) => !c.offboarded_at);
     const shredded = allClients.length - clients.length;
@@ -142,14 +138,7 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
       }
       // Every stored password, decrypted in memory only and dropped at once.
       for (let offset = 0; ; offset += PAGE) {
-        const rows = await db
-          .selectFrom('recovery_keys')
-          .select(['id', 'ciphertext', 'data_key_version'])
-          .where('client_id', '=', c.id)
-          .orderBy('id')
-          .limit(PAGE)
-          .offset(offset)
-          .execute();
+        const rows = await repo.sealedPasswords(db, c.id, offset, PAGE);
         for (const r of rows) {
           // Key material destroyed on purpose (retention) has no ciphertext left to check.
           if (!r.ciphertext) continue;
@@ -179,7 +168,7 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
 
     // Audit chain
     try {
-      const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock });
+      const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock });
       const v = await audit.verify(cliActor('doctor'));
       add('audit chain', v.intact, v.intact ? `intact: ${v.events} events verified` : `BROKEN at event ${v.firstBrokenSeq}: ${v.problem}`);
     } catch (e) {

@@ -7,6 +7,7 @@ import {
   parseVolumeStatus,
 } from '../../domain/bitlocker.js';
 import type { DeviceFacts, VolumeFacts } from '../../domain/compliance/evaluate.js';
+import type { ComplianceRepo } from './compliance.repo.js';
 
 /**
  * Reads what the vault knows about a batch of devices of one client, in a fixed number of queries
@@ -31,62 +32,20 @@ function parseProtectors(json: string | null): VolumeFacts['protectors'] {
   }
 }
 
-export async function loadDevices(exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<LoadedDevice[]> {
+export async function loadDevices(repo: ComplianceRepo, exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<LoadedDevice[]> {
   const out: LoadedDevice[] = [];
   for (const ids of chunks(deviceIds)) {
-    const [devices, volumes, keys, mismatches, exemptions] = await Promise.all([
-      exec
-        .selectFrom('devices')
-        .select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at'])
-        .where('client_id', '=', clientId)
-        .where('id', 'in', ids)
-        .execute(),
-      exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', ids).execute(),
-      exec
-        .selectFrom('recovery_keys')
-        .select(['id', 'device_id', 'key_id', 'volume_id', 'state', 'source_created_at', 'first_seen_at'])
-        .where('client_id', '=', clientId)
-        .where('device_id', 'in', ids)
-        .execute(),
-      exec
-        .selectFrom('findings')
-        .select(['device_id', 'volume_id', 'protector_id'])
-        .where('client_id', '=', clientId)
-        .where('device_id', 'in', ids)
-        .where('kind', '=', 'mismatch')
-        .where('resolved_at', 'is', null)
-        .execute(),
-      exec
-        .selectFrom('compliance_exemptions')
-        .select(['id', 'device_id', 'reason', 'expires_at'])
-        .where('client_id', '=', clientId)
-        .where('device_id', 'in', ids)
-        .where('revoked_at', 'is', null)
-        .execute(),
-    ]);
+    const { devices, volumes, keys, mismatches, exemptions } = await repo.deviceFacts(exec, clientId, ids);
     const sources = new Map<string, string[]>();
     for (const part of chunks(keys.map((k) => k.id))) {
-      const rows = await exec
-        .selectFrom('key_sources')
-        .select(['recovery_key_id', 'source_type'])
-        .where('client_id', '=', clientId)
-        .where('recovery_key_id', 'in', part)
-        .where('removed_at', 'is', null)
-        .execute();
+      const rows = await repo.keySources(exec, clientId, part);
       for (const r of rows) (sources.get(r.recovery_key_id) ?? sources.set(r.recovery_key_id, []).get(r.recovery_key_id)!).push(r.source_type);
     }
     // Since when protection has been off: the current run of "Off" in the volume's history.
     const offVolumes = volumes.filter((v) => v.protection_status === 'Off').map((v) => v.id);
     const offSince = new Map<string, string>();
     for (const part of chunks(offVolumes)) {
-      const rows = await exec
-        .selectFrom('volume_states')
-        .select(['volume_id', 'recorded_at', 'protection_status'])
-        .where('client_id', '=', clientId)
-        .where('volume_id', 'in', part)
-        .orderBy('volume_id')
-        .orderBy('recorded_at', 'desc')
-        .execute();
+      const rows = await repo.volumeStates(exec, clientId, part);
       const done = new Set<string>();
       for (const r of rows) {
         if (done.has(r.volume_id)) continue;

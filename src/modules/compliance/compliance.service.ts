@@ -1,5 +1,6 @@
-import type { Db, Executor } from '../../db/database.js';
-import type { DeviceComplianceTable } from '../../db/schema.js';
+import type { Executor } from '../../db/database.js';
+import type { ComplianceHistoryTable, DeviceComplianceTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { badRequest, forbidden, notFound } from '../../lib/errors.js';
@@ -16,9 +17,12 @@ import {
 } from '../../domain/compliance/policy.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { can, clientScope, requirePermission, systemActor, type Actor } from '../authz/authz.js';
+import type { ClientsRepo } from '../clients/clients.repo.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { NotificationEvent, NotificationEventType, Notifier } from '../notifications/notifier.js';
 import { loadDevices, type LoadedDevice } from './compliance.loader.js';
+import type { ComplianceRepo } from './compliance.repo.js';
 
 export type PolicyView = {
   scope: 'default' | 'client';
@@ -56,7 +60,7 @@ export type DeviceComplianceView = {
   history: { recordedAt: string; status: string; previousStatus: string | null; codes: string[] }[];
 };
 
-type Deps = { db: Db; audit: Pick<AuditService, 'record'>; clock: Clock; notifier: Notifier };
+type Deps = { tx: Transactions; repo: ComplianceRepo; clients: Pick<ClientsRepo, 'findById' | 'listVisible'>; audit: Pick<AuditService, 'record'>; clock: Clock; notifier: Notifier };
 
 const BATCH = 500;
 const DEFAULT_SCOPE = 'default';
@@ -80,10 +84,11 @@ const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `$
  * runs the pure rules in src/domain/compliance, and writes only what changed: the current status,
  * a history row, and notification events (in the same transaction, through the notifier's outbox).
  */
-export function createComplianceService({ db, audit, clock, notifier }: Deps) {
+export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier }: Deps) {
+  const reader = transactions.reader;
   // ------------------------------------------------------------------ policies
   async function readOverrides(exec: Executor, scope: string): Promise<{ overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null }> {
-    const row = await exec.selectFrom('compliance_policies').selectAll().where('scope', '=', scope).executeTakeFirst();
+    const row = await repo.findPolicy(exec, scope);
     if (!row) return { overrides: {}, updatedAt: null, updatedBy: null };
     // A stored field that no longer validates (a future version's) is ignored, not fatal.
     const parsed = policyOverridesSchema.safeParse(JSON.parse(row.settings));
@@ -95,24 +100,9 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     return effectivePolicy(msp.overrides, client.overrides).policy;
   }
 
-  async function visibleClient(exec: Executor, actor: Actor, clientId: string): Promise<{ id: string; name: string }> {
-    const scope = clientScope(actor);
-    const c = /^[0-9a-f-]{36}$/i.test(clientId) ? await exec.selectFrom('clients').select(['id', 'name']).where('id', '=', clientId.toLowerCase()).executeTakeFirst() : undefined;
-    if (!c || (scope && !scope.includes(c.id))) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
-    return c;
-  }
-
   async function visibleDevice(exec: Executor, actor: Actor, deviceId: string) {
-    const scope = clientScope(actor);
-    const d = /^[0-9a-f-]{36}$/i.test(deviceId)
-      ? await exec
-          .selectFrom('devices as d')
-          .innerJoin('clients as c', 'c.id', 'd.client_id')
-          .select(['d.id', 'd.name', 'd.client_id', 'c.name as client_name'])
-          .where('d.id', '=', deviceId.toLowerCase())
-          .executeTakeFirst()
-      : undefined;
-    if (!d || (scope && !scope.includes(d.client_id))) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+    const d = await repo.findVisibleDevice(exec, deviceId, clientScope(actor));
+    if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
     return d;
   }
 
@@ -128,17 +118,17 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     if (deviceIds.length === 0) return out;
     const now = clock.now();
     const pol = policy ?? (await policyFor(tx, clientId));
-    const client = await tx.selectFrom('clients').select(['name']).where('id', '=', clientId).executeTakeFirst();
+    const client = await clients.findById(tx, clientId, null);
     if (!client) return out;
     for (let i = 0; i < deviceIds.length; i += BATCH) {
       const ids = deviceIds.slice(i, i + BATCH);
       const [devices, currentRows] = await Promise.all([
-        loadDevices(tx, clientId, ids),
-        tx.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', 'in', ids).execute(),
+        loadDevices(repo, tx, clientId, ids),
+        repo.currentStatuses(tx, clientId, ids),
       ]);
       const current = new Map(currentRows.map((r) => [r.device_id, r]));
       const upserts: DeviceComplianceTable[] = [];
-      const history: { id: string; client_id: string; device_id: string; recorded_at: string; status: string; previous_status: string | null; codes: string }[] = [];
+      const history: ComplianceHistoryTable[] = [];
       const retired: string[] = [];
       for (const d of devices) {
         const prev = current.get(d.id);
@@ -168,24 +158,9 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
         history.push({ id: newId(), client_id: clientId, device_id: d.id, recorded_at: now, status: e.status, previous_status: prev?.status ?? null, codes: JSON.stringify(e.findings.map((f) => f.code)) });
         out.events += await notify(tx, { id: clientId, name: client.name }, d, prev, e, now);
       }
-      for (let j = 0; j < upserts.length; j += 100) {
-        await tx
-          .insertInto('device_compliance')
-          .values(upserts.slice(j, j + 100))
-          .onConflict((oc) =>
-            oc.column('device_id').doUpdateSet((eb) => ({
-              status: eb.ref('excluded.status'),
-              findings: eb.ref('excluded.findings'),
-              signature: eb.ref('excluded.signature'),
-              status_since: eb.ref('excluded.status_since'),
-              changed_at: eb.ref('excluded.changed_at'),
-              evaluated_at: eb.ref('excluded.evaluated_at'),
-            })),
-          )
-          .execute();
-      }
-      for (let j = 0; j < history.length; j += 200) await tx.insertInto('compliance_history').values(history.slice(j, j + 200)).execute();
-      if (retired.length) await tx.deleteFrom('device_compliance').where('client_id', '=', clientId).where('device_id', 'in', retired).execute();
+      await repo.upsertStatuses(tx, upserts);
+      await repo.insertHistory(tx, history);
+      await repo.deleteStatuses(tx, clientId, retired);
     }
     return out;
   }
@@ -231,22 +206,16 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     return events.length;
   }
 
-  async function deviceIdsOf(exec: Executor, clientId: string, after: string | null, limit: number): Promise<string[]> {
-    let q = exec.selectFrom('devices').select('id').where('client_id', '=', clientId);
-    if (after) q = q.where('id', '>', after);
-    return (await q.orderBy('id').limit(limit).execute()).map((r) => r.id);
-  }
-
   async function evaluateClientAll(clientId: string): Promise<Outcome> {
     const total: Outcome = { evaluated: 0, changed: 0, events: 0 };
-    const policy = await policyFor(db, clientId);
+    const policy = await policyFor(reader, clientId);
     let after: string | null = null;
     for (;;) {
-      const ids = await deviceIdsOf(db, clientId, after, BATCH * 4);
+      const ids = await repo.deviceIds(reader, clientId, after, BATCH * 4);
       if (ids.length === 0) break;
       after = ids[ids.length - 1]!;
       // A transaction per batch: status rows, history and events of a batch commit together.
-      const r = await db.transaction().execute((tx) => evaluateIn(tx, clientId, ids, policy));
+      const r = await transactions.run((tx) => evaluateIn(tx, clientId, ids, policy));
       total.evaluated += r.evaluated;
       total.changed += r.changed;
       total.events += r.events;
@@ -263,8 +232,7 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     async afterKeysIngested(tx: Executor, clientId: string, keyRowIds: readonly string[]): Promise<void> {
       const ids = new Set<string>();
       for (let i = 0; i < keyRowIds.length; i += BATCH) {
-        const rows = await tx.selectFrom('recovery_keys').select('device_id').where('client_id', '=', clientId).where('id', 'in', keyRowIds.slice(i, i + BATCH)).where('device_id', 'is not', null).execute();
-        for (const r of rows) ids.add(r.device_id!);
+        for (const id of await repo.deviceIdsOfKeys(tx, clientId, keyRowIds.slice(i, i + BATCH))) ids.add(id);
       }
       await evaluateIn(tx, clientId, [...ids]);
     },
@@ -274,15 +242,12 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     async evaluate(actor: Actor, input: { clientId?: string } = {}): Promise<Outcome & { clients: number }> {
       requirePermission(actor, 'client:manage', input.clientId);
       if (input.clientId) {
-        const c = await visibleClient(db, actor, input.clientId);
+        const c = await requireVisibleClient(reader, actor, input.clientId);
         return { clients: 1, ...(await evaluateClientAll(c.id)) };
       }
-      const scope = clientScope(actor);
-      let q = db.selectFrom('clients').select('id').where('archived_at', 'is', null);
-      if (scope) q = scope.length ? q.where('id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-      const clients = await q.orderBy('id').execute();
-      const total = { clients: clients.length, evaluated: 0, changed: 0, events: 0 };
-      for (const c of clients) {
+      const visible = await clients.listVisible(reader, clientScope(actor));
+      const total = { clients: visible.length, evaluated: 0, changed: 0, events: 0 };
+      for (const c of visible) {
         const r = await evaluateClientAll(c.id);
         total.evaluated += r.evaluated;
         total.changed += r.changed;
@@ -303,9 +268,9 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     async getPolicy(actor: Actor, clientId: string | null): Promise<PolicyView> {
       // Another client's id answers like a missing one (404), not with a 403 that confirms it exists.
       requirePermission(actor, 'client:read');
-      const client = clientId ? await visibleClient(db, actor, clientId) : null;
-      const msp = await readOverrides(db, DEFAULT_SCOPE);
-      const own = client ? await readOverrides(db, client.id) : msp;
+      const client = clientId ? await requireVisibleClient(reader, actor, clientId) : null;
+      const msp = await readOverrides(reader, DEFAULT_SCOPE);
+      const own = client ? await readOverrides(reader, client.id) : msp;
       const { policy, sources } = effectivePolicy(msp.overrides, client ? own.overrides : {});
       return { scope: client ? 'client' : 'default', clientId: client?.id ?? null, overrides: own.overrides, effective: policy, sources, updatedAt: own.updatedAt, updatedBy: own.updatedBy };
     },
@@ -319,8 +284,8 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
       if (!clientId && actor.clients !== 'all') throw forbidden('Only an owner or an administrator of every client may change the MSP-wide default policy.');
       const unknown = (input.inherit ?? []).filter((f) => !(POLICY_FIELDS as string[]).includes(f));
       if (unknown.length) throw badRequest(`Unknown policy field: ${unknown.join(', ').slice(0, 100)}.`, { field: 'inherit' });
-      await db.transaction().execute(async (tx) => {
-        const client = clientId ? await visibleClient(tx, actor, clientId) : null;
+      await transactions.run(async (tx) => {
+        const client = clientId ? await requireVisibleClient(tx, actor, clientId) : null;
         const scope = client?.id ?? DEFAULT_SCOPE;
         const before = await readOverrides(tx, scope);
         let next: PolicyOverrides;
@@ -332,11 +297,7 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
         }
         const now = clock.now();
         const row = { scope, client_id: client?.id ?? null, settings: JSON.stringify(next), updated_at: now, updated_by: actor.name };
-        await tx
-          .insertInto('compliance_policies')
-          .values(row)
-          .onConflict((oc) => oc.column('scope').doUpdateSet({ settings: row.settings, updated_at: now, updated_by: actor.name }))
-          .execute();
+        await repo.upsertPolicy(tx, row);
         await audit.record(tx, actor, {
           action: 'compliance.policy',
           outcome: 'success',
@@ -355,16 +316,8 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     // ------------------------------------------------------------------ exemptions
     async listExemptions(actor: Actor, filter: { clientId?: string; deviceId?: string } = {}): Promise<ExemptionView[]> {
       requirePermission(actor, 'device:read', filter.clientId);
-      const scope = clientScope(actor);
-      let q = db
-        .selectFrom('compliance_exemptions as e')
-        .innerJoin('devices as d', 'd.id', 'e.device_id')
-        .select(['e.id', 'e.client_id', 'e.device_id', 'd.name as device_name', 'e.reason', 'e.expires_at', 'e.created_by', 'e.created_at', 'e.revoked_at']);
-      if (scope) q = scope.length ? q.where('e.client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-      if (filter.clientId) q = q.where('e.client_id', '=', filter.clientId);
-      if (filter.deviceId) q = q.where('e.device_id', '=', filter.deviceId);
       const now = clock.now();
-      const rows = await q.orderBy('e.created_at', 'desc').limit(1000).execute();
+      const rows = await repo.listExemptions(reader, clientScope(actor), filter, 1000);
       return rows.map((r) => ({
         id: r.id,
         clientId: r.client_id,
@@ -386,10 +339,10 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
       const expiresAt = input.expiresAt ? new Date(input.expiresAt).toISOString() : null;
       if (expiresAt && expiresAt <= now) throw badRequest('The expiry must be in the future.', { field: 'expiresAt' });
       const id = newId();
-      const device = await db.transaction().execute(async (tx) => {
+      const device = await transactions.run(async (tx) => {
         const d = await visibleDevice(tx, actor, input.deviceId);
         requirePermission(actor, 'client:manage', d.client_id);
-        await tx.insertInto('compliance_exemptions').values({ id, client_id: d.client_id, device_id: d.id, reason, expires_at: expiresAt, created_by: actor.name, created_at: now, revoked_at: null, revoked_by: null }).execute();
+        await repo.insertExemption(tx, { id, client_id: d.client_id, device_id: d.id, reason, expires_at: expiresAt, created_by: actor.name, created_at: now, revoked_at: null, revoked_by: null });
         await audit.record(tx, actor, { action: 'compliance.exemption', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, exemption: id, reason, expiresAt } });
         await evaluateIn(tx, d.client_id, [d.id]);
         return d;
@@ -399,13 +352,12 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
 
     async revokeExemption(actor: Actor, id: string): Promise<void> {
       requirePermission(actor, 'client:manage');
-      await db.transaction().execute(async (tx) => {
-        const scope = clientScope(actor);
-        const e = /^[0-9a-f-]{36}$/i.test(id) ? await tx.selectFrom('compliance_exemptions').selectAll().where('id', '=', id.toLowerCase()).executeTakeFirst() : undefined;
-        if (!e || (scope && !scope.includes(e.client_id))) throw notFound(`No exemption with id ${id.slice(0, 60)}.`);
+      await transactions.run(async (tx) => {
+        const e = await repo.findExemption(tx, id, clientScope(actor));
+        if (!e) throw notFound(`No exemption with id ${id.slice(0, 60)}.`);
         if (e.revoked_at) return;
         const now = clock.now();
-        await tx.updateTable('compliance_exemptions').set({ revoked_at: now, revoked_by: actor.name }).where('id', '=', e.id).execute();
+        await repo.revokeExemption(tx, e.id, now, actor.name);
         await audit.record(tx, actor, { action: 'compliance.exemption_revoke', outcome: 'success', clientId: e.client_id, targetType: 'device', targetId: e.device_id, details: { exemption: e.id, reason: e.reason } });
         await evaluateIn(tx, e.client_id, [e.device_id]);
       });
@@ -414,22 +366,14 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     // ------------------------------------------------------------------ status views
     async deviceStatus(actor: Actor, deviceId: string): Promise<DeviceComplianceView> {
       requirePermission(actor, 'device:read');
-      const d = await visibleDevice(db, actor, deviceId);
-      let row = await db.selectFrom('device_compliance').selectAll().where('client_id', '=', d.client_id).where('device_id', '=', d.id).executeTakeFirst();
+      const d = await visibleDevice(reader, actor, deviceId);
+      let row = await repo.findStatus(reader, d.client_id, d.id);
       if (!row) {
         // Never evaluated yet (a device that just appeared): evaluate now rather than answer nothing.
-        await db.transaction().execute((tx) => evaluateIn(tx, d.client_id, [d.id]));
-        row = await db.selectFrom('device_compliance').selectAll().where('client_id', '=', d.client_id).where('device_id', '=', d.id).executeTakeFirst();
+        await transactions.run((tx) => evaluateIn(tx, d.client_id, [d.id]));
+        row = await repo.findStatus(reader, d.client_id, d.id);
       }
-      const history = await db
-        .selectFrom('compliance_history')
-        .select(['recorded_at', 'status', 'previous_status', 'codes'])
-        .where('client_id', '=', d.client_id)
-        .where('device_id', '=', d.id)
-        .orderBy('recorded_at', 'desc')
-        .orderBy('id')
-        .limit(100)
-        .execute();
+      const history = await repo.history(reader, d.client_id, d.id, 100);
       const now = clock.now();
       return {
         device: { id: d.id, name: d.name },
@@ -445,17 +389,7 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
     /** Current statuses, a page at a time (keyset on device id). */
     async listStatuses(actor: Actor, filter: { clientId?: string; status?: ComplianceStatus; after?: string; limit?: number } = {}) {
       requirePermission(actor, 'device:read', filter.clientId);
-      const scope = clientScope(actor);
-      let q = db
-        .selectFrom('device_compliance as s')
-        .innerJoin('devices as d', 'd.id', 's.device_id')
-        .innerJoin('clients as c', 'c.id', 's.client_id')
-        .select(['s.device_id', 'd.name', 's.client_id', 'c.name as client_name', 's.status', 's.status_since', 's.findings', 'd.last_seen_at']);
-      if (scope) q = scope.length ? q.where('s.client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-      if (filter.clientId) q = q.where('s.client_id', '=', filter.clientId);
-      if (filter.status) q = q.where('s.status', '=', filter.status);
-      if (filter.after) q = q.where('s.device_id', '>', filter.after);
-      const rows = await q.orderBy('s.device_id').limit(Math.min(Math.max(filter.limit ?? 200, 1), 1000)).execute();
+      const rows = await repo.listStatuses(reader, clientScope(actor), filter, Math.min(Math.max(filter.limit ?? 200, 1), 1000));
       return rows.map((r) => ({
         device: { id: r.device_id, name: r.name },
         client: { id: r.client_id, name: r.client_name },
@@ -468,7 +402,7 @@ export function createComplianceService({ db, audit, clock, notifier }: Deps) {
 
     /** For the reports module: may this actor read compliance data of a client? */
     canRead: (actor: Actor, clientId: string | null) => can(actor, 'device:read', clientId),
-    policyFor: (clientId: string) => policyFor(db, clientId),
+    policyFor: (clientId: string) => policyFor(reader, clientId),
   };
   return service;
 }

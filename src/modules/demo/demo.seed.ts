@@ -16,6 +16,7 @@ import type { KeyReport } from '../keys/keys.types.js';
 import { createVaultRepo } from '../vault/vault.repo.js';
 import { DEMO_CLIENTS, DEMO_MSP, generateDevices, type DemoDevice, type DemoVolume } from './demo.data.js';
 import { createRng, type Rng } from './demo.random.js';
+import { createDemoRepo } from './demo.repo.js';
 
 /**
  * `keywarden demo`: a realistic MSP in an empty vault, built through the same services the real
@@ -59,14 +60,15 @@ export type DemoSummary = {
   viewerClient: { id: string; name: string };
 };
 
+const repo = createDemoRepo();
+
 const DEMO_IP = '192.0.2.10'; // TEST-NET-1: documentation addresses, never a real client
 const DEMO_UA = 'Mozilla/5.0 (Keywarden demo data)';
 
 /** True when the vault has no clients, no users and no keys: the only vault the demo fills. */
 export async function isEmptyVault(c: Container): Promise<boolean> {
   const db = c.database.db;
-  const one = async (t: 'clients' | 'users' | 'recovery_keys') => (await db.selectFrom(t).select('id').limit(1).execute()).length > 0;
-  return !(await one('clients')) && !(await one('users')) && !(await one('recovery_keys'));
+  return !(await repo.any(db, 'clients')) && !(await repo.any(db, 'users')) && !(await repo.any(db, 'recovery_keys'));
 }
 
 /** The key ingest over the container's database (the container keeps its own private). */
@@ -382,8 +384,8 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     return { prefix: d.volumes[0]!.keys[0]!.keyId.slice(0, 8).toUpperCase(), client: x.profile.name, device: d.name };
   });
   const db = c.database.db;
-  const count = async (t: 'devices' | 'recovery_keys') => Number((await db.selectFrom(t).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
-  const findings = Number((await db.selectFrom('findings').select((eb) => eb.fn.countAll<number>().as('n')).where('resolved_at', 'is', null).executeTakeFirstOrThrow()).n);
+  const count = (t: 'devices' | 'recovery_keys') => repo.count(db, t);
+  const findings = await repo.openFindings(db);
   return {
     msp: DEMO_MSP,
     password,
@@ -443,7 +445,7 @@ export async function seedBulkKeys(c: Container, n: number, opts: { seed?: numbe
   const actor = systemActor('demo bulk keys');
   const clientCount = Math.max(1, opts.clients ?? 10);
   const batch = opts.batch ?? 5000;
-  const existing = new Set((await c.database.db.selectFrom('clients').select('name_key').execute()).map((r) => r.name_key));
+  const existing = await repo.clientNameKeys(c.database.db);
   const clients: { id: string; name: string }[] = [];
   for (let i = 1; clients.length < clientCount; i++) {
     const name = `Bulk Client ${String(i).padStart(2, '0')}`;

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { sql } from 'kysely';
-import type { Db } from '../../db/database.js';
 import type { ScheduledTasksTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
+import type { MetricsRepo } from './metrics.repo.js';
 
 /**
  * Prometheus metrics of one Keywarden process (GET /metrics). Each process has its own registry
@@ -14,7 +14,8 @@ import type { ScheduledTasksTable } from '../../db/schema.js';
  */
 export type PoolStats = () => { total: number; idle: number; waiting: number } | null;
 
-export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolStats?: PoolStats; role?: string }) {
+export function createMetrics({ tx, repo, poolStats, role = 'all' }: { tx: Pick<Transactions, 'reader'>; repo: MetricsRepo; poolStats?: PoolStats; role?: string }) {
+  const reader = tx.reader;
   const registry = new Registry();
   registry.setDefaultLabels({ role });
   collectDefaultMetrics({ register: registry, prefix: 'keywarden_' });
@@ -77,20 +78,7 @@ export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolSta
     registers: [registry],
     async collect() {
       const now = new Date().toISOString();
-      this.set(
-        await safe(async () =>
-          Number(
-            (
-              await db
-                .selectFrom('scheduled_tasks')
-                .select((eb) => eb.fn.countAll().as('n'))
-                .where('next_run_at', '<=', now)
-                .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
-                .executeTakeFirstOrThrow()
-            ).n,
-          ),
-        ),
-      );
+      this.set(await safe(() => repo.tasksDue(reader, now)));
     },
   });
   new Gauge({
@@ -99,11 +87,7 @@ export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolSta
     registers: [registry],
     async collect() {
       const now = new Date().toISOString();
-      this.set(
-        await safe(async () =>
-          Number((await db.selectFrom('scheduled_tasks').select((eb) => eb.fn.countAll().as('n')).where('locked_until', '>=', now).executeTakeFirstOrThrow()).n),
-        ),
-      );
+      this.set(await safe(() => repo.tasksRunning(reader, now)));
     },
   });
   new Gauge({
@@ -114,13 +98,8 @@ export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolSta
       const now = new Date().toISOString();
       this.set(
         await safe(async () => {
-          const r = await db
-            .selectFrom('scheduled_tasks')
-            .select((eb) => eb.fn.min('next_run_at').as('t'))
-            .where('next_run_at', '<=', now)
-            .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
-            .executeTakeFirst();
-          return r?.t ? Math.max(0, (Date.parse(now) - Date.parse(String(r.t))) / 1000) : 0;
+          const t = await repo.oldestDueAt(reader, now);
+          return t ? Math.max(0, (Date.parse(now) - Date.parse(t)) / 1000) : 0;
         }),
       );
     },
@@ -130,11 +109,7 @@ export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolSta
     help: 'Agent jobs (rotate, backup) waiting for their device to check in',
     registers: [registry],
     async collect() {
-      this.set(
-        await safe(async () =>
-          Number((await db.selectFrom('jobs').select((eb) => eb.fn.countAll().as('n')).where('state', 'in', ['pending', 'sent', 'awaiting_removal']).executeTakeFirstOrThrow()).n),
-        ),
-      );
+      this.set(await safe(() => repo.agentJobsPending(reader)));
     },
   });
   const outbox = new Gauge({
@@ -143,10 +118,8 @@ export function createMetrics({ db, poolStats, role = 'all' }: { db: Db; poolSta
     labelNames: ['stage'] as const,
     registers: [registry],
     async collect() {
-      // The notifications module owns these tables; read them without a compile-time dependency.
-      const count = (q: ReturnType<typeof sql<{ n: number }>>) => safe(async () => Number((await q.execute(db)).rows[0]?.n ?? 0));
-      outbox.set({ stage: 'unrouted' }, await count(sql<{ n: number }>`select count(*) as n from notification_outbox where state = 'new'`));
-      outbox.set({ stage: 'undelivered' }, await count(sql<{ n: number }>`select count(*) as n from notification_deliveries where status = 'pending'`));
+      outbox.set({ stage: 'unrouted' }, await safe(() => repo.outboxUnrouted(reader)));
+      outbox.set({ stage: 'undelivered' }, await safe(() => repo.deliveriesPending(reader)));
     },
   });
   if (poolStats) {

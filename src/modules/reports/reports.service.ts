@@ -1,19 +1,21 @@
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
-import { sql } from 'kysely';
-import type { Db, Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, forbidden, notFound } from '../../lib/errors.js';
+import { badRequest, forbidden } from '../../lib/errors.js';
 import { FINDING_CODES, FINDING_INFO, type FindingCode } from '../../domain/compliance/findings.js';
 import type { Finding } from '../../domain/compliance/evaluate.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
-import { clientScope, type Actor, type Role } from '../authz/authz.js';
+import { can, clientScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { ClientsRepo } from '../clients/clients.repo.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
 import type { ComplianceService } from '../compliance/compliance.service.js';
 import { readBranding } from './branding.js';
 import { renderRecoveryAuditPdf, renderSummaryPdf } from './reports.pdf.js';
+import type { ReportsRepo } from './reports.repo.js';
 
 export const REPORT_KINDS = ['compliance-summary', 'devices', 'escrow-coverage', 'recovery-audit', 'recovery-boots'] as const;
 export type ReportKind = (typeof REPORT_KINDS)[number];
@@ -22,21 +24,20 @@ export type ReportRequest = { report: ReportKind; clientId?: string | null; form
 export const PDF_REPORTS: readonly ReportKind[] = ['compliance-summary', 'recovery-audit'];
 
 /**
- * Who may read which report, by role, always limited to the actor's own clients:
- * - compliance, devices, escrow coverage, recovery boots: whoever may see devices (owner, admin,
- *   technician, auditor, client-viewer). These show device names and key IDs, never a password.
- * - recovery audit (who revealed which key, when, why): whoever may read the audit log (owner,
- *   admin, auditor), and the client's own IT staff (client-viewer) for their client: a client is
- *   entitled to know who accessed its keys. Technicians do not review each other's reveals.
+ * Who may read which report, always limited to the actor's own clients:
+ * - compliance, devices, escrow coverage, recovery boots: whoever may see devices (`device:read`).
+ *   These show device names and key IDs, never a password.
+ * - recovery audit (who revealed which key, when, why): whoever may read the audit log
+ *   (`audit:read`), and a client's own IT staff, who see their client's devices but do not browse
+ *   keys (`device:read` without `key:list`): a client is entitled to know who accessed its keys.
+ *   MSP technicians (who browse keys) do not review each other's reveals.
  * Helpdesk reads no report: it looks keys up by ID and does not browse devices.
  */
-export const REPORT_READERS: Record<ReportKind, readonly Role[]> = {
-  'compliance-summary': ['owner', 'admin', 'technician', 'auditor', 'client-viewer'],
-  devices: ['owner', 'admin', 'technician', 'auditor', 'client-viewer'],
-  'escrow-coverage': ['owner', 'admin', 'technician', 'auditor', 'client-viewer'],
-  'recovery-boots': ['owner', 'admin', 'technician', 'auditor', 'client-viewer'],
-  'recovery-audit': ['owner', 'admin', 'auditor', 'client-viewer'],
-};
+export function mayReadReport(actor: Actor, report: ReportKind, clientId?: string | null): boolean {
+  if (!can(actor, 'device:read', clientId)) return false;
+  if (report !== 'recovery-audit') return true;
+  return can(actor, 'audit:read', clientId) || !can(actor, 'key:list');
+}
 
 export const REPORT_TITLES: Record<ReportKind, string> = {
   'compliance-summary': 'BitLocker compliance summary',
@@ -82,32 +83,30 @@ const day = (iso: string) => iso.slice(0, 10);
 const fileStamp = (iso: string) => iso.slice(0, 10);
 const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'client';
 
-type Deps = { db: Db; clock: Clock; audit: Pick<AuditService, 'record'>; compliance: Pick<ComplianceService, 'policyFor'> };
+type Deps = { tx: Transactions; repo: ReportsRepo; clients: Pick<ClientsRepo, 'listVisible'>; clock: Clock; audit: Pick<AuditService, 'record'>; compliance: Pick<ComplianceService, 'policyFor'> };
 
 /**
  * Reports as streams: every CSV is written a page of rows at a time from keyset-paginated queries
  * (never the whole table in memory); the PDFs (summary, recovery audit) are drawn by pdfkit, which
  * writes each finished page to the output stream.
  */
-export function createReportsService({ db, clock, audit, compliance }: Deps) {
+export function createReportsService({ tx: transactions, repo, clients, clock, audit, compliance }: Deps) {
+  const reader = transactions.reader;
   async function resolveScope(actor: Actor, req: ReportRequest): Promise<ReportScope> {
     if (!(REPORT_KINDS as readonly string[]).includes(req.report)) throw badRequest(`Unknown report "${String(req.report).slice(0, 40)}"; choose one of ${REPORT_KINDS.join(', ')}.`, { field: 'report' });
     if (req.format !== 'csv' && req.format !== 'pdf') throw badRequest('The format is csv or pdf.', { field: 'format' });
     if (req.format === 'pdf' && !PDF_REPORTS.includes(req.report)) throw badRequest(`The ${req.report} report is available as CSV; PDF is offered for ${PDF_REPORTS.join(' and ')}.`, { field: 'format' });
-    if (!REPORT_READERS[req.report].includes(actor.role)) throw forbidden(`You are not allowed to read the ${REPORT_TITLES[req.report].toLowerCase()} report.`);
+    if (!mayReadReport(actor, req.report)) throw forbidden(`You are not allowed to read the ${REPORT_TITLES[req.report].toLowerCase()} report.`);
     const scope = clientScope(actor);
     if (req.clientId) {
       const id = req.clientId.toLowerCase();
-      // Outside the actor's clients: refused like a client that does not exist (nothing disclosed).
-      if (scope && !scope.includes(id)) throw forbidden('You are not allowed to read reports of that client.');
-      const c = /^[0-9a-f-]{36}$/.test(id) ? await db.selectFrom('clients').select(['id', 'name']).where('id', '=', id).executeTakeFirst() : undefined;
-      if (!c) throw notFound(`No client with id ${req.clientId.slice(0, 60)}.`);
-      return { label: c.name, clientId: c.id, clients: [c] };
+      // Outside the actor's clients: refused the same whether the client exists or not (nothing disclosed).
+      if (!mayReadReport(actor, req.report, id)) throw forbidden('You are not allowed to read reports of that client.');
+      const c = await requireVisibleClient(reader, actor, id);
+      return { label: c.name, clientId: c.id, clients: [{ id: c.id, name: c.name }] };
     }
-    let q = db.selectFrom('clients').select(['id', 'name']).where('archived_at', 'is', null);
-    if (scope) q = scope.length ? q.where('id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-    const clients = await q.orderBy('name_key').execute();
-    return { label: scope ? 'Your clients' : 'All clients', clientId: null, clients };
+    const visible = await clients.listVisible(reader, scope);
+    return { label: scope ? 'Your clients' : 'All clients', clientId: null, clients: visible };
   }
 
   // ------------------------------------------------------------------ data
@@ -116,17 +115,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
     const totals = emptyCounts();
     if (!scope.clients.length) return { totals, perClient };
     const ids = scope.clients.map((c) => c.id);
-    const [byStatus, devices] = await Promise.all([
-      db
-        .selectFrom('device_compliance as s')
-        .innerJoin('devices as d', 'd.id', 's.device_id')
-        .select(['s.client_id', 's.status', (eb) => eb.fn.countAll<number>().as('n')])
-        .where('s.client_id', 'in', ids)
-        .where('d.retired_at', 'is', null)
-        .groupBy(['s.client_id', 's.status'])
-        .execute(),
-      db.selectFrom('devices').select(['client_id', (eb) => eb.fn.countAll<number>().as('n')]).where('client_id', 'in', ids).where('retired_at', 'is', null).groupBy('client_id').execute(),
-    ]);
+    const [byStatus, devices] = await Promise.all([repo.statusCounts(reader, ids), repo.deviceCounts(reader, ids)]);
     for (const r of byStatus) {
       const c = perClient.get(r.client_id)!;
       const k = r.status as keyof StatusCounts;
@@ -145,13 +134,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
   /** Status counts per day from the history: each row adds one to its status and takes one from the previous. */
   async function trend(scope: ReportScope, now: string): Promise<SummaryData['trend']> {
     if (!scope.clients.length) return [];
-    const rows = await db
-      .selectFrom('compliance_history')
-      .select([sql<string>`substr(recorded_at, 1, 10)`.as('day'), 'status', 'previous_status', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('client_id', 'in', scope.clients.map((c) => c.id))
-      .groupBy([sql`substr(recorded_at, 1, 10)`, 'status', 'previous_status'])
-      .orderBy(sql`substr(recorded_at, 1, 10)`)
-      .execute();
+    const rows = await repo.historyByDay(reader, scope.clients.map((c) => c.id));
     const deltas = new Map<string, Record<string, number>>();
     const today = day(now);
     for (const r of rows) {
@@ -180,23 +163,11 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
   }
 
   /** Pages of (device_compliance + device) rows of one client in device-name order, with findings. */
-  async function* devicePages(exec: Executor, clientId: string, filter: { statuses?: string[]; limit?: number } = {}) {
+  async function* devicePages(clientId: string, filter: { statuses?: string[]; limit?: number } = {}) {
     let after: [string, string] | null = null;
     let left = filter.limit ?? Infinity;
     for (;;) {
-      let q = exec
-        .selectFrom('devices as d')
-        .leftJoin('device_compliance as s', 's.device_id', 'd.id')
-        .select(['d.id', 'd.name', 'd.name_key', 'd.serial', 'd.primary_user', 'd.last_seen_at', 'd.last_checkin_at', 's.status', 's.status_since', 's.findings'])
-        .where('d.client_id', '=', clientId)
-        .where('d.retired_at', 'is', null);
-      if (filter.statuses) q = q.where('s.status', 'in', filter.statuses);
-      if (after) {
-        const [k, id] = after;
-        // A row-value comparison, so the (client_id, name_key, id) index serves the page directly.
-        q = q.where((eb) => eb(eb.refTuple('d.name_key', 'd.id'), '>', eb.tuple(k, id)));
-      }
-      const rows = await q.orderBy('d.name_key').orderBy('d.id').limit(Math.min(PAGE, left)).execute();
+      const rows = await repo.devicePage(reader, clientId, filter, after, Math.min(PAGE, left));
       if (rows.length === 0) return;
       yield rows;
       left -= rows.length;
@@ -214,9 +185,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
     for (const c of scope.clients) {
       let after: string | null = null;
       for (;;) {
-        let q = db.selectFrom('device_compliance as s').innerJoin('devices as d', 'd.id', 's.device_id').select(['s.device_id', 's.findings']).where('s.client_id', '=', c.id).where('d.retired_at', 'is', null).where('s.findings', '!=', '[]');
-        if (after) q = q.where('s.device_id', '>', after);
-        const rows = await q.orderBy('s.device_id').limit(PAGE * 2).execute();
+        const rows = await repo.findingsPage(reader, c.id, after, PAGE * 2);
         for (const r of rows) for (const code of new Set((JSON.parse(r.findings) as Finding[]).map((f) => f.code))) byCode.set(code, (byCode.get(code) ?? 0) + 1);
         if (rows.length < PAGE * 2) break;
         after = rows[rows.length - 1]!.device_id;
@@ -225,7 +194,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
     const attention: SummaryData['attention'] = [];
     for (const c of scope.clients) {
       if (attention.length >= ATTENTION_ROWS) break;
-      for await (const rows of devicePages(db, c.id, { statuses: ['non-compliant'], limit: ATTENTION_ROWS - attention.length })) {
+      for await (const rows of devicePages(c.id, { statuses: ['non-compliant'], limit: ATTENTION_ROWS - attention.length })) {
         for (const r of rows) {
           attention.push({ client: c.name, device: r.name, since: r.status_since ?? '', lastSeenAt: r.last_seen_at, findings: (JSON.parse(r.findings ?? '[]') as Finding[]).map((f) => `${FINDING_INFO[f.code].title}${f.mountPoint ? ` (${f.mountPoint})` : ''}`) });
         }
@@ -249,19 +218,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
     const withoutClient = scope.clientId === null && clientScope(actor) === null;
     let after = 0;
     for (;;) {
-      let q = db
-        .selectFrom('audit_events')
-        .select(['seq', 'occurred_at', 'actor_type', 'actor_name', 'action', 'client_id', 'reason_code', 'ticket', 'outcome', 'ip', 'details'])
-        .where('action', 'in', ['key.reveal', 'entra.key_read'])
-        .where('seq', '>', after);
-      const ids = scope.clients.map((c) => c.id);
-      q = q.where((eb) => {
-        const parts = [];
-        if (ids.length) parts.push(eb('client_id', 'in', ids));
-        if (withoutClient) parts.push(eb('client_id', 'is', null));
-        return parts.length ? eb.or(parts) : eb.val(false);
-      });
-      const rows = await q.orderBy('seq').limit(PAGE).execute();
+      const rows = await repo.revealEventsPage(reader, scope.clients.map((c) => c.id), withoutClient, after, PAGE);
       if (rows.length === 0) return;
       yield rows.map((r) => {
         const d = r.details ? (JSON.parse(r.details) as Record<string, unknown>) : {};
@@ -308,7 +265,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
       }
       case 'devices': {
         for (const c of scope.clients) {
-          for await (const rows of devicePages(db, c.id)) {
+          for await (const rows of devicePages(c.id)) {
             yield rows.map((r) => {
               const f = JSON.parse(r.findings ?? '[]') as Finding[];
               return [c.name, r.name, r.serial ?? '', r.primary_user ?? '', r.status ?? 'unknown', r.status_since ?? '', r.last_seen_at, r.last_checkin_at ?? '', f.map((x) => x.code).join(' '), f.map((x) => x.detail).join(' | ')];
@@ -319,28 +276,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
       }
       case 'escrow-coverage': {
         for (const c of scope.clients) {
-          const [total, any, bySource] = await Promise.all([
-            db.selectFrom('devices').select((eb) => eb.fn.countAll<number>().as('n')).where('client_id', '=', c.id).where('retired_at', 'is', null).executeTakeFirstOrThrow(),
-            db
-              .selectFrom('recovery_keys as k')
-              .innerJoin('devices as d', 'd.id', 'k.device_id')
-              .select([sql<number>`count(distinct k.device_id)`.as('devices'), sql<number>`count(distinct k.id)`.as('keys')])
-              .where('k.client_id', '=', c.id)
-              .where('d.retired_at', 'is', null)
-              .where('k.state', 'in', ['active', 'disclosed', 'conflict'])
-              .executeTakeFirstOrThrow(),
-            db
-              .selectFrom('recovery_keys as k')
-              .innerJoin('devices as d', 'd.id', 'k.device_id')
-              .innerJoin('key_sources as s', 's.recovery_key_id', 'k.id')
-              .select(['s.source_type', sql<number>`count(distinct k.device_id)`.as('devices'), sql<number>`count(distinct k.id)`.as('keys')])
-              .where('k.client_id', '=', c.id)
-              .where('d.retired_at', 'is', null)
-              .where('k.state', 'in', ['active', 'disclosed', 'conflict'])
-              .where('s.removed_at', 'is', null)
-              .groupBy('s.source_type')
-              .execute(),
-          ]);
+          const { total, any, bySource } = await repo.escrowCoverage(reader, c.id);
           const n = Number(total.n);
           const label: Record<string, string> = { agent: 'Keywarden agent', entra: 'Entra ID', ad: 'Active Directory', import: 'Imported file' };
           yield [
@@ -361,31 +297,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
         for (const c of scope.clients) {
           let after: [string, string] | null = null;
           for (;;) {
-            let q = db
-              .selectFrom('device_events as e')
-              .innerJoin('devices as d', 'd.id', 'e.device_id')
-              .select((eb) => [
-                'e.id',
-                'e.occurred_at',
-                'e.protector_id',
-                'e.mount_point',
-                'd.name',
-                eb
-                  .selectFrom('recovery_keys as k')
-                  .select('k.state')
-                  .whereRef('k.client_id', '=', 'e.client_id')
-                  .whereRef('k.key_id', '=', 'e.protector_id')
-                  .orderBy('k.state_changed_at', 'desc')
-                  .limit(1)
-                  .as('key_state'),
-              ])
-              .where('e.client_id', '=', c.id)
-              .where('e.event_id', '=', 24652);
-            if (after) {
-              const [t, id] = after;
-              q = q.where((eb) => eb(eb.refTuple('e.occurred_at', 'e.id'), '>', eb.tuple(t, id)));
-            }
-            const rows = await q.orderBy('e.occurred_at').orderBy('e.id').limit(PAGE).execute();
+            const rows = await repo.recoveryBootsPage(reader, c.id, after, PAGE);
             if (rows.length) yield rows.map((r) => [r.occurred_at, c.name, r.name, r.protector_id ? formatKeyIdForDisplay(r.protector_id) : '', r.mount_point ?? '', r.key_state ?? 'not in Keywarden']);
             if (rows.length < PAGE) break;
             const last = rows[rows.length - 1]!;
@@ -413,7 +325,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
     async prepare(actor: Actor, req: ReportRequest): Promise<{ filename: string; contentType: string; write(out: NodeJS.WritableStream): Promise<void> }> {
       const scope = await resolveScope(actor, req);
       const now = clock.now();
-      await db.transaction().execute((tx) =>
+      await transactions.run((tx) =>
         audit.record(tx, actor, { action: 'report.export', outcome: 'success', clientId: scope.clientId, targetType: 'report', targetId: req.report, details: { report: req.report, format: req.format, scope: scope.label } }),
       );
       const filename = `keywarden-${req.report}-${scope.clientId ? slug(scope.label) : 'all-clients'}-${fileStamp(now)}.${req.format}`;
@@ -424,7 +336,7 @@ export function createReportsService({ db, clock, audit, compliance }: Deps) {
         filename,
         contentType: 'application/pdf',
         write: async (out) => {
-          const branding = await readBranding(db);
+          const branding = await readBranding(reader);
           if (req.report === 'compliance-summary') {
             const data = await summaryData(scope);
             const policy = scope.clientId ? await compliance.policyFor(scope.clientId) : null;

@@ -1,9 +1,10 @@
 import type { Config } from '../../config.js';
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import { rotateLocalMasterKey, type RotationResult } from '../../crypto/kek-rotation.js';
 import type { Clock } from '../../lib/clock.js';
 import { forbidden } from '../../lib/errors.js';
-import type { Actor } from '../authz/authz.js';
+import { can, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { createVaultRepo } from './vault.repo.js';
 
@@ -13,15 +14,16 @@ import { createVaultRepo } from './vault.repo.js';
  * the one place that holds the key ring file.
  */
 export async function rotateMasterKey(
-  deps: { config: Config; db: Db; audit: Pick<AuditService, 'record'>; clock: Clock },
+  deps: { config: Config; tx: Transactions; audit: Pick<AuditService, 'record'>; clock: Clock },
   actor: Actor,
   opts: { keepOld?: boolean } = {},
 ): Promise<RotationResult> {
-  if (actor.type !== 'cli' || actor.role !== 'owner') throw forbidden('Only the vault owner on the command line can rotate the master key.');
+  // The master key protects every client at once: a vault-wide power, and only where the key ring file is.
+  if (actor.type !== 'cli' || !can(actor, 'settings:manage')) throw forbidden('Only the vault owner on the command line can rotate the master key.');
   return rotateLocalMasterKey<Executor>({
     store: createVaultRepo(),
     source: deps.config.masterKey,
-    transaction: (fn) => deps.db.transaction().execute(fn),
+    transaction: (fn) => deps.tx.run(fn),
     now: () => deps.clock.now(),
     dropOld: !opts.keepOld,
     onRotated: async (tx, r) => {

@@ -3,6 +3,7 @@ import type { Config } from '../../config.js';
 import { describeDatabase } from '../../config.js';
 import type { Database } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
+import { transactions } from '../../db/transactions.js';
 import { initKeyring, openKeyring, type Keyring } from '../../crypto/keyring.js';
 import { generateMasterKeyFile, loadMasterKey, loadMasterKeys, masterKeyExists } from '../../crypto/master-key.js';
 import type { Executor } from '../../db/database.js';
@@ -61,7 +62,7 @@ export async function initVault(config: Config, database: Database, actor: Actor
       await initKeyring(repo, tx, kek, clock.now(), newId);
       await createAuditRepo().initHead(tx);
       keyring = await openKeyring(repo, tx, kek, newId);
-      const audit = createAuditService({ db: database.db, repo: createAuditRepo(), keyring, clock });
+      const audit = createAuditService({ tx: transactions(database.db), repo: createAuditRepo(), keyring, clock });
       await audit.record(tx, actor, { action: 'vault.init', outcome: 'success', details: { masterKeyId: keyring.masterKeyId } });
     });
     changes.push('created the vault keys and the audit log');

@@ -1,0 +1,182 @@
+import type { Executor } from '../../db/database.js';
+import type { ComplianceExemptionsTable, ComplianceHistoryTable, CompliancePoliciesTable, DeviceComplianceTable } from '../../db/schema.js';
+import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
+
+/**
+ * Policies, exemptions, each device's current status and its history. Evaluation also reads what
+ * the vault knows about devices (devices, volumes, keys, their sources, findings, volume history):
+ * those tables belong to other modules and are only read here (TABLE_READS in src/db/owners.ts).
+ */
+export function createComplianceRepo() {
+  return {
+    // ------------------------------------------------------------------ policies
+    findPolicy(exec: Executor, scope: string) {
+      return exec.selectFrom('compliance_policies').selectAll().where('scope', '=', scope).executeTakeFirst();
+    },
+    async upsertPolicy(exec: Executor, row: CompliancePoliciesTable): Promise<void> {
+      await exec
+        .insertInto('compliance_policies')
+        .values(row)
+        .onConflict((oc) => oc.column('scope').doUpdateSet({ settings: row.settings, updated_at: row.updated_at, updated_by: row.updated_by }))
+        .execute();
+    },
+
+    // ------------------------------------------------------------------ exemptions
+    async insertExemption(exec: Executor, row: ComplianceExemptionsTable): Promise<void> {
+      await exec.insertInto('compliance_exemptions').values(row).execute();
+    },
+    /** An exemption inside the scope; undefined for an id of another shape, another client's, or none. */
+    findExemption(exec: Executor, id: string, scope: ClientScope) {
+      if (!isId(id)) return Promise.resolve(undefined);
+      return inClientScope(exec.selectFrom('compliance_exemptions').selectAll().where('id', '=', id.toLowerCase()), 'client_id', scope).executeTakeFirst();
+    },
+    async revokeExemption(exec: Executor, id: string, revokedAt: string, revokedBy: string): Promise<void> {
+      await exec.updateTable('compliance_exemptions').set({ revoked_at: revokedAt, revoked_by: revokedBy }).where('id', '=', id).execute();
+    },
+    listExemptions(exec: Executor, scope: ClientScope, filter: { clientId?: string; deviceId?: string }, limit: number) {
+      let q = exec
+        .selectFrom('compliance_exemptions as e')
+        .innerJoin('devices as d', 'd.id', 'e.device_id')
+        .select(['e.id', 'e.client_id', 'e.device_id', 'd.name as device_name', 'e.reason', 'e.expires_at', 'e.created_by', 'e.created_at', 'e.revoked_at']);
+      q = inClientScope(q, 'e.client_id', scope);
+      if (filter.clientId) q = q.where('e.client_id', '=', filter.clientId);
+      if (filter.deviceId) q = q.where('e.device_id', '=', filter.deviceId);
+      return q.orderBy('e.created_at', 'desc').limit(limit).execute();
+    },
+
+    // ------------------------------------------------------------------ current status and history
+    currentStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]) {
+      if (deviceIds.length === 0) return Promise.resolve([] as DeviceComplianceTable[]);
+      return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', 'in', [...deviceIds]).execute();
+    },
+    findStatus(exec: Executor, clientId: string, deviceId: string) {
+      return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).executeTakeFirst();
+    },
+    async upsertStatuses(exec: Executor, rows: DeviceComplianceTable[]): Promise<void> {
+      for (let j = 0; j < rows.length; j += 100) {
+        await exec
+          .insertInto('device_compliance')
+          .values(rows.slice(j, j + 100))
+          .onConflict((oc) =>
+            oc.column('device_id').doUpdateSet((eb) => ({
+              status: eb.ref('excluded.status'),
+              findings: eb.ref('excluded.findings'),
+              signature: eb.ref('excluded.signature'),
+              status_since: eb.ref('excluded.status_since'),
+              changed_at: eb.ref('excluded.changed_at'),
+              evaluated_at: eb.ref('excluded.evaluated_at'),
+            })),
+          )
+          .execute();
+      }
+    },
+    async deleteStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<void> {
+      if (deviceIds.length === 0) return;
+      await exec.deleteFrom('device_compliance').where('client_id', '=', clientId).where('device_id', 'in', [...deviceIds]).execute();
+    },
+    async insertHistory(exec: Executor, rows: ComplianceHistoryTable[]): Promise<void> {
+      for (let j = 0; j < rows.length; j += 200) await exec.insertInto('compliance_history').values(rows.slice(j, j + 200)).execute();
+    },
+    history(exec: Executor, clientId: string, deviceId: string, limit: number) {
+      return exec
+        .selectFrom('compliance_history')
+        .select(['recorded_at', 'status', 'previous_status', 'codes'])
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .orderBy('recorded_at', 'desc')
+        .orderBy('id')
+        .limit(limit)
+        .execute();
+    },
+    /** Current statuses with device and client names, a page at a time (keyset on device id). */
+    listStatuses(exec: Executor, scope: ClientScope, filter: { clientId?: string; status?: string; after?: string }, limit: number) {
+      let q = exec
+        .selectFrom('device_compliance as s')
+        .innerJoin('devices as d', 'd.id', 's.device_id')
+        .innerJoin('clients as c', 'c.id', 's.client_id')
+        .select(['s.device_id', 'd.name', 's.client_id', 'c.name as client_name', 's.status', 's.status_since', 's.findings', 'd.last_seen_at']);
+      q = inClientScope(q, 's.client_id', scope);
+      if (filter.clientId) q = q.where('s.client_id', '=', filter.clientId);
+      if (filter.status) q = q.where('s.status', '=', filter.status);
+      if (filter.after) q = q.where('s.device_id', '>', filter.after);
+      return q.orderBy('s.device_id').limit(limit).execute();
+    },
+
+    // ------------------------------------------------------------------ what evaluation reads
+    /** A device inside the scope whose client is not archived, with its client's name. */
+    findVisibleDevice(exec: Executor, id: string, scope: ClientScope) {
+      if (!isId(id)) return Promise.resolve(undefined);
+      const q = exec
+        .selectFrom('devices as d')
+        .innerJoin('clients as c', 'c.id', 'd.client_id')
+        .select(['d.id', 'd.name', 'd.client_id', 'c.name as client_name'])
+        .where('d.id', '=', id.toLowerCase())
+        .where('c.archived_at', 'is', null);
+      return inClientScope(q, 'd.client_id', scope).executeTakeFirst();
+    },
+    /** Device ids of a client in id order, a page at a time. */
+    async deviceIds(exec: Executor, clientId: string, after: string | null, limit: number): Promise<string[]> {
+      let q = exec.selectFrom('devices').select('id').where('client_id', '=', clientId);
+      if (after) q = q.where('id', '>', after);
+      return (await q.orderBy('id').limit(limit).execute()).map((r) => r.id);
+    },
+    /** The devices that these key rows belong to. */
+    async deviceIdsOfKeys(exec: Executor, clientId: string, keyRowIds: readonly string[]): Promise<string[]> {
+      if (keyRowIds.length === 0) return [];
+      const rows = await exec.selectFrom('recovery_keys').select('device_id').where('client_id', '=', clientId).where('id', 'in', [...keyRowIds]).where('device_id', 'is not', null).execute();
+      return rows.map((r) => r.device_id!);
+    },
+    /** One batch of devices (at most a few hundred ids) and what the vault knows about them. */
+    async deviceFacts(exec: Executor, clientId: string, ids: readonly string[]) {
+      const list = [...ids];
+      const [devices, volumes, keys, mismatches, exemptions] = await Promise.all([
+        exec.selectFrom('devices').select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at']).where('client_id', '=', clientId).where('id', 'in', list).execute(),
+        exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', list).execute(),
+        exec
+          .selectFrom('recovery_keys')
+          .select(['id', 'device_id', 'key_id', 'volume_id', 'state', 'source_created_at', 'first_seen_at'])
+          .where('client_id', '=', clientId)
+          .where('device_id', 'in', list)
+          .execute(),
+        exec
+          .selectFrom('findings')
+          .select(['device_id', 'volume_id', 'protector_id'])
+          .where('client_id', '=', clientId)
+          .where('device_id', 'in', list)
+          .where('kind', '=', 'mismatch')
+          .where('resolved_at', 'is', null)
+          .execute(),
+        exec
+          .selectFrom('compliance_exemptions')
+          .select(['id', 'device_id', 'reason', 'expires_at'])
+          .where('client_id', '=', clientId)
+          .where('device_id', 'in', list)
+          .where('revoked_at', 'is', null)
+          .execute(),
+      ]);
+      return { devices, volumes, keys, mismatches, exemptions };
+    },
+    /** The sources still holding these keys. */
+    keySources(exec: Executor, clientId: string, keyRowIds: readonly string[]) {
+      return exec
+        .selectFrom('key_sources')
+        .select(['recovery_key_id', 'source_type'])
+        .where('client_id', '=', clientId)
+        .where('recovery_key_id', 'in', [...keyRowIds])
+        .where('removed_at', 'is', null)
+        .execute();
+    },
+    /** Protection history of these volumes, newest first per volume. */
+    volumeStates(exec: Executor, clientId: string, volumeIds: readonly string[]) {
+      return exec
+        .selectFrom('volume_states')
+        .select(['volume_id', 'recorded_at', 'protection_status'])
+        .where('client_id', '=', clientId)
+        .where('volume_id', 'in', [...volumeIds])
+        .orderBy('volume_id')
+        .orderBy('recorded_at', 'desc')
+        .execute();
+    },
+  };
+}
+export type ComplianceRepo = ReturnType<typeof createComplianceRepo>;
