@@ -64,7 +64,7 @@ await initVault(config, database, cliActor('bench'), clock);
 await database.close();
 const container = await buildContainer(config, { clock });
 
-let t = Date.now();
+const t = Date.now();
 const demo = await seedDemo(container, { seed: 7 });
 const bulk = await seedBulkKeys(container, keys, { onProgress: (d, n) => d % 20000 === 0 && process.stdout.write(`\r  seeding ${d.toLocaleString('en')} / ${n.toLocaleString('en')} keys`) });
 const total = Number((await container.database.db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);

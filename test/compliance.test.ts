@@ -231,7 +231,7 @@ describe(`compliance on ${ENGINE}`, () => {
         deviceId: agent.deviceId,
         subject: 'CONTOSO-LT-001 (Contoso) is not compliant',
         details: { client: 'Contoso', device: 'CONTOSO-LT-001', status: 'non-compliant', previousStatus: 'compliant', findingCodes: ['os_volume_unprotected'] },
-        dedupKey: expect.stringMatching(new RegExp(`^device\.noncompliant:${agent.deviceId}:\\d{4}-\\d{2}-\\d{2}T`)),
+        dedupKey: expect.stringMatching(new RegExp(`^device\\.noncompliant:${agent.deviceId}:\\d{4}-\\d{2}-\\d{2}T`)),
         inTransaction: true,
       });
       expect(JSON.stringify(notifier.events)).not.toMatch(/\d{6}-\d{6}-\d{6}/);

@@ -60,7 +60,7 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
       seeded.push(...keys.map((k) => ({ clientId: id, keyId: k.keyId, password: k.password })));
     }
     const u = await c.identity.createUser(cliOwner, { email: 'rotation-owner@example.test', password: 'correct horse battery staple', role: 'owner', clients: 'all' });
-    const tok = await c.identity.createToken({ type: 'user', id: u.id, name: u.email, role: 'owner', clients: 'all' }, { name: 'load', role: 'owner', clients: 'all' });
+    const tok = await c.identity.createToken({ type: 'user', id: u.id, name: u.email, role: 'owner', clients: 'all', session: { id: 'rotation', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false } }, { name: 'load', role: 'owner', clients: 'all' });
     bearer = { authorization: `Bearer ${tok.token}` };
   });
   afterAll(async () => {
@@ -73,7 +73,7 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
   /** fetch over the real socket; every answer is counted, every failure kept with its text. */
   async function call(method: string, url: string, body: unknown, headers: Record<string, string>, want: number[] = [200]): Promise<{ status: number; json: any }> {
     let status = 0;
-    let text = '';
+    let text: string;
     try {
       const r = await fetch(base + url, { method, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
       status = r.status;
@@ -83,7 +83,7 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
     }
     if (want.includes(status)) results.ok++;
     else results.failed.push(`${method} ${url} -> ${status} ${text.slice(0, 200)}`);
-    let json: any = null;
+    let json: any;
     try {
       json = JSON.parse(text);
     } catch {

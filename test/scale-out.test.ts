@@ -189,7 +189,6 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
     const db = t.container.database.db;
     const alive = () => servers.filter((s) => s.proc.exitCode === null && s.proc.signalCode === null);
     let next = 0;
-    let retried = 0;
     /** A load balancer: round robin; a connection error sends the request to the next live process. */
     async function send(make: () => { path: string; init: RequestInit }): Promise<Response> {
       for (let attempt = 0; attempt < 6; attempt++) {
@@ -199,7 +198,7 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
         try {
           return await fetch(s.url + p, init);
         } catch {
-          retried++;
+          // A killed process: try the next live one.
         }
       }
       throw new Error('no process answered');

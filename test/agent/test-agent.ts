@@ -250,7 +250,7 @@ export const injectTransport =
   (app: { inject(opts: { method: 'POST'; url: string; payload: object; headers?: Record<string, string> }): Promise<{ statusCode: number; body: string; json(): unknown }> }): Transport =>
   async ({ method, url, body, headers }) => {
     const r = await app.inject({ method, url, payload: body as object, headers });
-    let json: unknown = null;
+    let json: unknown;
     try {
       json = r.json();
     } catch {

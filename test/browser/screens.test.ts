@@ -27,7 +27,6 @@ describe('every console screen: screenshots and axe-core', () => {
   let server: ConsoleServer;
   let empty: ConsoleServer;
   let browser: Browser;
-  let adminSecret: string;
   let deviceId: string;
   const shots: string[] = [];
 
@@ -35,7 +34,7 @@ describe('every console screen: screenshots and axe-core', () => {
     server = await startConsole();
     empty = await startConsole({ seed: false });
     browser = await launchChromium();
-    adminSecret = await enrolTotp(server, userOf(server, 'admin'), server.demo.password);
+    await enrolTotp(server, userOf(server, 'admin'), server.demo.password);
     const d = await server.container.database.db.selectFrom('devices').select('id').where('name', '=', server.demo.samplePrefixes[0]!.device).executeTakeFirstOrThrow();
     deviceId = d.id;
   });

@@ -232,7 +232,7 @@ function text(v: unknown): string | undefined {
   if (typeof v === 'string') {
     // Control characters (NUL, ESC, ...) in names would corrupt terminal and
     // log output; they never belong in these fields.
-    const t = (/[\u0000-\u001f\u007f-\u009f]/.test(v) ? v.replace(/\p{Cc}/gu, ' ') : v).trim();
+    const t = (/\p{Cc}/u.test(v) ? v.replace(/\p{Cc}/gu, ' ') : v).trim();
     return t === '' ? undefined : t;
   }
   if (typeof v === 'number' && Number.isFinite(v)) return String(v);

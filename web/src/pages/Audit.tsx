@@ -44,7 +44,7 @@ export function AuditPage() {
   });
   const verify = useQuery({ queryKey: ['audit-verify'], queryFn: () => api.get<Verify>('/audit/verify'), enabled: mayVerify, staleTime: 30_000 });
   const [exporting, setExporting] = useState(false);
-  const rows = events.data?.pages.flat() ?? [];
+  const rows = useMemo(() => events.data?.pages.flat() ?? [], [events.data]);
   const actors = useMemo(() => {
     const m = new Map<string, string>();
     for (const e of rows) m.set(e.actorId, e.actorName);
