@@ -22,9 +22,17 @@ describe(`key search and reveal by role and client on ${ENGINE}`, () => {
     fabrikam = (await v.container.clients.create(owner, { name: 'Fabrikam' })).id;
     await v.container.imports.importFile(owner, 'Contoso', {
       fileName: 'c.csv',
-      bytes: bytes(csvOf([{ device: 'FAKE-C1', keyId: ids.contoso, password: pw.contoso }, { device: 'FAKE-C2', keyId: ids.contoso2, password: pw.contoso2 }])),
+      bytes: bytes(
+        csvOf([
+          { device: 'FAKE-C1', keyId: ids.contoso, password: pw.contoso },
+          { device: 'FAKE-C2', keyId: ids.contoso2, password: pw.contoso2 },
+        ]),
+      ),
     });
-    await v.container.imports.importFile(owner, 'Fabrikam', { fileName: 'f.csv', bytes: bytes(csvOf([{ device: 'FAKE-F1', keyId: ids.fabrikam, password: pw.fabrikam }])) });
+    await v.container.imports.importFile(owner, 'Fabrikam', {
+      fileName: 'f.csv',
+      bytes: bytes(csvOf([{ device: 'FAKE-F1', keyId: ids.fabrikam, password: pw.fabrikam }])),
+    });
   });
   afterAll(() => v.close());
 
@@ -36,7 +44,7 @@ describe(`key search and reveal by role and client on ${ENGINE}`, () => {
     expect(await v.container.keys.searchByKeyId(owner, 'c0ffedff')).toEqual([]);
   });
 
-  it('a technician of one client cannot find or reveal another client\'s key: not found, as if absent', async () => {
+  it("a technician of one client cannot find or reveal another client's key: not found, as if absent", async () => {
     const tech = actor('technician', [contoso]);
     const r = await v.container.keys.revealByKeyId(tech, { query: ids.fabrikam, reason: 'lost-pin' });
     expect(r).toEqual({ status: 'not_found' });
@@ -62,7 +70,12 @@ describe(`key search and reveal by role and client on ${ENGINE}`, () => {
     }
     // The refusals are audited too.
     const events = await v.container.audit.list(owner, { action: 'key.reveal', limit: 100 });
-    expect(events.filter((e) => e.outcome === 'denied').map((e) => e.actorName).sort()).toEqual(['auditor', 'client-viewer']);
+    expect(
+      events
+        .filter((e) => e.outcome === 'denied')
+        .map((e) => e.actorName)
+        .sort(),
+    ).toEqual(['auditor', 'client-viewer']);
   });
 
   it('every reveal attempt is in the audit log with its outcome, and no event holds a password', async () => {
@@ -75,5 +88,21 @@ describe(`key search and reveal by role and client on ${ENGINE}`, () => {
     const scoped = await v.container.audit.list(actor('auditor', [contoso]), { limit: 1000 });
     expect(scoped.every((e) => e.clientId === contoso)).toBe(true);
     expect(scoped.some((e) => e.clientId === fabrikam)).toBe(false);
+  });
+
+  it('a % or _ typed into a device search matches only itself, never every device in scope', async () => {
+    await v.container.imports.importFile(owner, 'Contoso', {
+      fileName: 'lab.csv',
+      bytes: bytes(csvOf([{ device: 'LAB_50%PC', keyId: 'd15c0000-0000-4000-8000-000000000004', password: randomRecoveryPassword() }])),
+    });
+    const keyDevices = async (q: string) => (await v.container.keys.search(owner, q)).map((k) => k.device?.name);
+    const devices = async (q: string) => (await v.container.devices.list(owner, { q })).map((d) => d.name);
+    for (const q of ['%%', '__', 'fake_c', '\\\\', '\\%']) {
+      expect(await keyDevices(q)).toEqual([]);
+      expect(await devices(q)).toEqual([]);
+    }
+    expect(await keyDevices('b_50%p')).toEqual(['LAB_50%PC']);
+    expect(await devices('B_50%P')).toEqual(['LAB_50%PC']);
+    expect(await keyDevices('fake-c')).toHaveLength(2);
   });
 });

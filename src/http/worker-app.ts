@@ -1,7 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { sql } from 'kysely';
 import type { Container } from '../container.js';
-import { migrationStatus } from '../db/migrate.js';
+import { databaseReadiness } from '../db/health.js';
 import { registerErrorHandler } from './plugins/errors.js';
 import { registerMetrics } from './plugins/metrics.js';
 
@@ -21,14 +20,9 @@ export async function buildWorkerApp(container: Container, opts: { logger?: bool
   registerMetrics(app, container.metrics, container.config.scale.metricsToken);
   app.get('/healthz', async () => ({ status: 'ok', role: 'worker' }));
   app.get('/readyz', async (_req, reply) => {
-    try {
-      await sql`select 1`.execute(container.database.db);
-      const pending = (await migrationStatus(container.database.db)).filter((m) => !m.executedAt).map((m) => m.name);
-      if (pending.length) return reply.status(503).send({ status: 'migrations pending', pending });
-      return { status: 'ready', role: 'worker' };
-    } catch {
-      return reply.status(503).send({ status: 'database unreachable' });
-    }
+    const r = await databaseReadiness(container.database.db);
+    if (r.status !== 'ready') return reply.status(503).send(r);
+    return { status: 'ready', role: 'worker' as const };
   });
   await app.ready();
   return app;

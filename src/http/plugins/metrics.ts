@@ -1,9 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { sameHash, sha256Hex } from '../../crypto/tokens.js';
 import { notFound, unauthenticated } from '../../lib/errors.js';
 import type { Metrics } from '../../modules/metrics/metrics.js';
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * GET /metrics (Prometheus text format) and the request counters behind it.
@@ -22,11 +20,11 @@ export function registerMetrics(app: FastifyInstance, metrics: Metrics, token: s
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  const expected = token ? digest(token) : null;
+  const expected = token ? sha256Hex(token) : null;
   app.get('/metrics', { config: { auth: 'public' }, schema: { hide: true } }, async (request, reply) => {
     if (!expected) throw notFound('Metrics are not enabled: set KEYWARDEN_METRICS_TOKEN to expose /metrics to Prometheus.');
     const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
-    if (!m || !timingSafeEqual(digest(m[1]!), expected)) {
+    if (!m || !sameHash(sha256Hex(m[1]!), expected)) {
       reply.header('www-authenticate', 'Bearer realm="keywarden-metrics"');
       throw unauthenticated('Send the metrics token (KEYWARDEN_METRICS_TOKEN) as "Authorization: Bearer …".');
     }

@@ -1,17 +1,12 @@
 import { PostgresAdapter, sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
-import type {
-  AgentCredentialsTable,
-  DeviceEventsTable,
-  DevicesTable,
-  EnrollmentTokensTable,
-  FindingsTable,
-  JobsTable,
-  VolumeStatesTable,
-  VolumesTable,
-} from '../../db/schema.js';
+import type { AgentCredentialsTable, DeviceEventsTable, EnrollmentTokensTable, FindingsTable, JobsTable, VolumeStatesTable } from '../../db/schema.js';
+import { inClientScope, type ClientScope } from '../../db/scope.js';
 
-/** SQL for enrollment, check-ins, findings and jobs. Client id is in every WHERE clause. */
+/**
+ * SQL for enrollment, check-ins, findings and jobs. Client id (or a client scope) is in every
+ * WHERE clause. Devices, volumes and keys are written through their own modules' repos.
+ */
 export function createAgentRepo() {
   return {
     // enrollment tokens
@@ -20,14 +15,10 @@ export function createAgentRepo() {
     },
     findEnrollmentTokenByHash: (exec: Executor, hash: string) =>
       exec.selectFrom('enrollment_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst(),
-    findEnrollmentToken: (exec: Executor, id: string, clients: readonly string[] | null) => {
-      let q = exec.selectFrom('enrollment_tokens').selectAll().where('id', '=', id);
-      if (clients) q = clients.length ? q.where('client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
-      return q.executeTakeFirst();
-    },
-    listEnrollmentTokens: (exec: Executor, clients: readonly string[] | null, clientId?: string) => {
-      let q = exec.selectFrom('enrollment_tokens').selectAll().orderBy('created_at', 'desc');
-      if (clients) q = clients.length ? q.where('client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+    findEnrollmentToken: (exec: Executor, id: string, clients: ClientScope) =>
+      inClientScope(exec.selectFrom('enrollment_tokens').selectAll().where('id', '=', id), 'client_id', clients).executeTakeFirst(),
+    listEnrollmentTokens: (exec: Executor, clients: ClientScope, clientId?: string) => {
+      let q = inClientScope(exec.selectFrom('enrollment_tokens').selectAll().orderBy('created_at', 'desc'), 'client_id', clients);
       if (clientId) q = q.where('client_id', '=', clientId);
       return q.execute();
     },
@@ -47,37 +38,6 @@ export function createAgentRepo() {
     },
     async revokeEnrollmentToken(exec: Executor, id: string, now: string) {
       await exec.updateTable('enrollment_tokens').set({ revoked_at: now }).where('id', '=', id).execute();
-    },
-
-    // devices (the agent's view)
-    findDeviceForEnrollment: async (
-      exec: Executor,
-      clientId: string,
-      d: { entraDeviceId: string | null; serial: string | null; smbiosUuid: string | null; nameKey: string },
-    ): Promise<DevicesTable | undefined> => {
-      const base = () => exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('retired_at', 'is', null);
-      if (d.entraDeviceId) {
-        const byEntra = await base().where('entra_device_id', '=', d.entraDeviceId).executeTakeFirst();
-        if (byEntra) return byEntra;
-      }
-      if (d.serial && d.smbiosUuid) {
-        const byHardware = await base().where('serial', '=', d.serial).where('smbios_uuid', '=', d.smbiosUuid).executeTakeFirst();
-        if (byHardware) return byHardware;
-      }
-      // A device known only by name (imported keys) that no agent has claimed yet is adopted.
-      return base()
-        .where('name_key', '=', d.nameKey)
-        .where('smbios_uuid', 'is', null)
-        .where((eb) => eb.or([eb('serial', 'is', null), eb('serial', '=', d.serial ?? '')]))
-        .executeTakeFirst();
-    },
-    findDevice: (exec: Executor, clientId: string, id: string) =>
-      exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst(),
-    async insertDevice(exec: Executor, row: DevicesTable) {
-      await exec.insertInto('devices').values(row).execute();
-    },
-    async updateDevice(exec: Executor, clientId: string, id: string, patch: Partial<Omit<DevicesTable, 'id' | 'client_id'>>) {
-      await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
 
     // credentials
@@ -126,35 +86,10 @@ export function createAgentRepo() {
       (await exec.selectFrom('agent_credentials').select('last_seq').where('id', '=', credentialId).executeTakeFirst())?.last_seq ?? 0,
 
     // volumes
-    volumesOf: (exec: Executor, clientId: string, deviceId: string) =>
-      exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).execute(),
-    async insertVolume(exec: Executor, row: VolumesTable) {
-      await exec.insertInto('volumes').values(row).execute();
-    },
-    async updateVolume(exec: Executor, clientId: string, id: string, patch: Partial<Omit<VolumesTable, 'id' | 'client_id'>>) {
-      await exec.updateTable('volumes').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
-    },
     async insertVolumeState(exec: Executor, row: VolumeStatesTable) {
       await exec.insertInto('volume_states').values(row).execute();
     },
 
-    // keys as the agent sees them
-    keysOfDevice: (exec: Executor, clientId: string, deviceId: string) =>
-      exec
-        .selectFrom('recovery_keys')
-        .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
-        .where('client_id', '=', clientId)
-        .where('device_id', '=', deviceId)
-        .execute(),
-    keysByKeyIds: (exec: Executor, clientId: string, keyIds: string[]) =>
-      keyIds.length === 0
-        ? Promise.resolve([])
-        : exec
-            .selectFrom('recovery_keys')
-            .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
-            .where('client_id', '=', clientId)
-            .where('key_id', 'in', keyIds)
-            .execute(),
     /**
      * A routine check-in changes little but must still be durable enough: when it wrote no audit
      * event, PostgreSQL may acknowledge the commit before its WAL reaches disk (the next check-in
@@ -177,10 +112,6 @@ export function createAgentRepo() {
         .onConflict((oc) => oc.columns(['recovery_key_id', 'device_id']).doUpdateSet({ fingerprint: row.fingerprint, created_at: row.created_at }))
         .execute();
     },
-    async linkKey(exec: Executor, clientId: string, keyRowId: string, patch: { device_id?: string; volume_id?: string }) {
-      await exec.updateTable('recovery_keys').set(patch).where('client_id', '=', clientId).where('id', '=', keyRowId).execute();
-    },
-
     // events
     async insertEvent(exec: Executor, row: DeviceEventsTable): Promise<boolean> {
       const seen = await exec
@@ -211,7 +142,7 @@ export function createAgentRepo() {
     async resolveFinding(exec: Executor, clientId: string, id: string, now: string) {
       await exec.updateTable('findings').set({ resolved_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
-    listFindings: (exec: Executor, clients: readonly string[] | null, f: { clientId?: string; deviceId?: string; open?: boolean; limit: number }) => {
+    listFindings: (exec: Executor, clients: ClientScope, f: { clientId?: string; deviceId?: string; open?: boolean; limit: number }) => {
       let q = exec
         .selectFrom('findings as f')
         .innerJoin('devices as d', 'd.id', 'f.device_id')
@@ -220,7 +151,7 @@ export function createAgentRepo() {
         .select(['f.id', 'f.kind', 'f.detail', 'f.protector_id', 'f.opened_at', 'f.resolved_at', 'f.client_id', 'c.name as client_name', 'f.device_id', 'd.name as device_name', 'v.mount_point'])
         .orderBy('f.opened_at', 'desc')
         .limit(f.limit);
-      if (clients) q = clients.length ? q.where('f.client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
+      q = inClientScope(q, 'f.client_id', clients);
       if (f.clientId) q = q.where('f.client_id', '=', f.clientId);
       if (f.deviceId) q = q.where('f.device_id', '=', f.deviceId);
       if (f.open !== undefined) q = f.open ? q.where('f.resolved_at', 'is', null) : q.where('f.resolved_at', 'is not', null);
@@ -247,8 +178,34 @@ export function createAgentRepo() {
     async updateJob(exec: Executor, clientId: string, id: string, patch: Partial<Omit<JobsTable, 'id' | 'client_id' | 'device_id'>>) {
       await exec.updateTable('jobs').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
-    rotateSetting: async (exec: Executor, clientId: string) =>
-      (await exec.selectFrom('clients').select('rotate_after_disclosure').where('id', '=', clientId).executeTakeFirst())?.rotate_after_disclosure === 1,
+    /** The kind of a rotation (rotate, intune-rotate) that is now waiting to replace this key, if any. */
+    pendingRotationKind: async (exec: Executor, clientId: string, recoveryKeyId: string): Promise<'rotate' | 'intune-rotate' | null> => {
+      const job = await exec
+        .selectFrom('jobs')
+        .select('kind')
+        .where('client_id', '=', clientId)
+        .where('recovery_key_id', '=', recoveryKeyId)
+        .where('kind', 'in', ['rotate', 'intune-rotate'])
+        .where('state', 'in', ['pending', 'sent'])
+        .executeTakeFirst();
+      return job ? (job.kind as 'rotate' | 'intune-rotate') : null;
+    },
+    /** A job by its id alone: for task handlers that were given only the job id. */
+    findJobById: (exec: Executor, id: string) => exec.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst(),
+    /** One client's jobs of one kind in one state (e.g. Intune rotations awaiting confirmation). */
+    jobsOfKind: (exec: Executor, clientId: string, kind: string, state: string) =>
+      exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('kind', '=', kind).where('state', '=', state).execute(),
+    /** An offboarded client: its agents' credentials and enrollment tokens stop, its open jobs are cancelled. */
+    async stopClient(exec: Executor, clientId: string, now: string, detail: string): Promise<void> {
+      await exec.updateTable('agent_credentials').set({ revoked_at: now }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
+      await exec.updateTable('enrollment_tokens').set({ revoked_at: now }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
+      await exec
+        .updateTable('jobs')
+        .set({ state: 'cancelled', finished_at: now, detail })
+        .where('client_id', '=', clientId)
+        .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
+        .execute();
+    },
   };
 }
 export type AgentRepo = ReturnType<typeof createAgentRepo>;

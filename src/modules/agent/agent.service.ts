@@ -1,10 +1,12 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
 import type { DevicesTable, JobsTable, VolumesTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
 import { agentFingerprint, newSalt, newSecret, sha256Hex } from '../../crypto/tokens.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { badRequest, conflict, forbidden, notFound, unauthenticated } from '../../lib/errors.js';
-import { BITLOCKER_EVENTS, isEncrypted, parsePsVolumeType } from '../../domain/bitlocker.js';
+import { BITLOCKER_EVENTS, parsePsVolumeType } from '../../domain/bitlocker.js';
+import { isCurrentKey, isVolumeEncrypted } from '../../domain/device-status.js';
 import { formatKeyIdForDisplay, parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { normalizeMountPoint } from '../../domain/volume.js';
@@ -14,8 +16,11 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
-import { deviceNameKey } from '../devices/devices.repo.js';
+import { deviceNameKey, newDeviceRow, type DevicesRepo } from '../devices/devices.repo.js';
+import type { ClientsRepo } from '../clients/clients.repo.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
 import type { AgentRepo } from './agent.repo.js';
+import { JOB_LIFETIME_DAYS, JOB_MAX_ATTEMPTS } from './jobs.js';
 import type { SeenBuffer } from './seen-buffer.js';
 import type { Notifier } from '../notifications/notifier.js';
 import type { CheckinRequest, CheckinResponse, EnrollRequest, JobOffer, UploadRequest, UploadResponse } from './agent.protocol.js';
@@ -24,8 +29,6 @@ export const ENROLLMENT_TOKEN_PREFIX = 'kwe_';
 export const DEVICE_CREDENTIAL_PREFIX = 'kwd_';
 const CHECKIN_INTERVAL_SECONDS = 3600;
 const MAX_CLOCK_SKEW_MS = 15 * 60_000;
-const JOB_MAX_ATTEMPTS = 3;
-const JOB_LIFETIME_DAYS = 7;
 
 export type JobKind = JobOffer['kind'];
 export type JobView = {
@@ -64,17 +67,19 @@ export type EnrollmentTokenView = {
 };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
   repo: AgentRepo;
-  keys: Pick<KeysRepo, 'setState'>;
+  devices: Pick<DevicesRepo, 'findForEnrollment' | 'find' | 'findVisible' | 'nameOf' | 'insert' | 'patch' | 'volumesOfDevice' | 'insertVolume' | 'updateVolume'>;
+  keys: Pick<KeysRepo, 'setState' | 'patch' | 'ofDevice' | 'byKeyIds' | 'stateOf' | 'deviceOf' | 'mountPointOf'>;
+  clients: Pick<ClientsRepo, 'rotatesAfterDisclosure'>;
   ingest: KeyIngest;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   /** Compliance re-evaluation, in the same transaction, for check-ins and uploads that changed something. */
   onChanged?: (tx: Executor, clientId: string, deviceIds: string[]) => Promise<unknown>;
-  /** Notifications (issue 8), only where something happened: a recovery boot, a rotation done or failed. */
+  /** Notifications, only where something happened: a recovery boot, a rotation done or failed. */
   notifier?: Notifier;
-  /** Write-behind for "last seen" of unchanged check-ins (issue 10); without it every check-in writes the row. */
+  /** Write-behind for "last seen" of unchanged check-ins; without it every check-in writes the row. */
   seen?: SeenBuffer;
 };
 
@@ -100,7 +105,7 @@ type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_passw
  * The server half of the Windows agent. The agent gathers and executes; every decision is here:
  * which keys to ask for, what changed, what is wrong (findings), and what the device should do (jobs).
  */
-export function createAgentService({ db, repo, keys, ingest, audit: auditLog, clock, onChanged, notifier, seen }: Deps) {
+export function createAgentService({ tx: transactions, repo, devices, keys, clients, ingest, audit: auditLog, clock, onChanged, notifier, seen }: Deps) {
   // Transactions that wrote an audit event keep full durability (see repo.relaxDurability).
   const audited = new WeakSet<object>();
   // Transactions whose check-in changed a volume or recorded a new event (compliance looks again).
@@ -183,13 +188,13 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         details: { kind: job.kind, from: job.state, to: patch.state, ...(why ? { why } : {}) },
       });
       if (notifier && job.kind === 'rotate' && (patch.state === 'failed' || patch.state === 'expired')) {
-        const device = await tx.selectFrom('devices').select('name').where('id', '=', job.device_id).executeTakeFirst();
+        const deviceName = await devices.nameOf(tx, job.client_id, job.device_id);
         await notifier.emit(tx, {
           type: 'key.rotation_failed',
           clientId: job.client_id,
           deviceId: job.device_id,
-          subject: `Rotating the recovery password on ${device?.name ?? 'a device'} ${patch.state === 'expired' ? 'was not done in time' : 'failed'}`,
-          details: { device: device?.name ?? null, mountPoint: job.mount_point, protectorId: job.protector_id, outcome: patch.state, why: why ?? null, attempts: patch.attempts ?? job.attempts },
+          subject: `Rotating the recovery password on ${deviceName ?? 'a device'} ${patch.state === 'expired' ? 'was not done in time' : 'failed'}`,
+          details: { device: deviceName, mountPoint: job.mount_point, protectorId: job.protector_id, outcome: patch.state, why: why ?? null, attempts: patch.attempts ?? job.attempts },
           dedupKey: `key.rotation_failed:${job.id}`,
           occurredAt: clock.now(),
         });
@@ -203,7 +208,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     await keys.setState(tx, clientId, key.id, state, clock.now());
     await audit.record(tx, actor, { action, outcome: 'success', clientId, targetType: 'recovery_key', targetId: key.id, details: { keyId: key.key_id, from: key.state, to: state, why } });
     if (notifier && action === 'key.rotated') {
-      const device = await tx.selectFrom('recovery_keys as k').innerJoin('devices as d', 'd.id', 'k.device_id').select(['d.id', 'd.name']).where('k.client_id', '=', clientId).where('k.id', '=', key.id).executeTakeFirst();
+      const device = await keys.deviceOf(tx, clientId, key.id);
       await notifier.emit(tx, {
         type: 'key.rotated',
         clientId,
@@ -228,10 +233,8 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
       if (input.maxUses != null && (!Number.isInteger(input.maxUses) || input.maxUses < 1 || input.maxUses > 1_000_000)) {
         throw badRequest('maxUses must be a whole number from 1 to 1,000,000.', { field: 'maxUses' });
       }
-      return db.transaction().execute(async (tx) => {
-        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
-        const scope = clientScope(actor);
-        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
+      return transactions.run(async (tx) => {
+        const client = await requireVisibleClient(tx, actor, input.clientId, 'agent:manage');
         const token = newSecret(ENROLLMENT_TOKEN_PREFIX);
         const now = clock.now();
         const row = {
@@ -261,13 +264,13 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
 
     async listEnrollmentTokens(actor: Actor, clientId?: string): Promise<EnrollmentTokenView[]> {
       requirePermission(actor, 'agent:manage', clientId);
-      const rows = await repo.listEnrollmentTokens(db, clientScope(actor), clientId);
+      const rows = await repo.listEnrollmentTokens(transactions.reader, clientScope(actor), clientId);
       return rows.map((r) => ({ id: r.id, clientId: r.client_id, prefix: r.token_prefix, createdAt: r.created_at, expiresAt: r.expires_at, maxUses: r.max_uses, uses: r.uses, revokedAt: r.revoked_at }));
     },
 
     async revokeEnrollmentToken(actor: Actor, id: string): Promise<void> {
       requirePermission(actor, 'agent:manage');
-      await db.transaction().execute(async (tx) => {
+      await transactions.run(async (tx) => {
         const t = await repo.findEnrollmentToken(tx, id, clientScope(actor));
         if (!t) throw notFound(`No enrollment token with id ${id}.`);
         if (t.revoked_at) return;
@@ -279,7 +282,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     // ------------------------------------------------------------ enrollment (the agent)
     async enroll(input: EnrollRequest, ctx: { ip: string | null; userAgent: string | null }) {
       const hash = sha256Hex(input.enrollmentToken);
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         const token = await repo.findEnrollmentTokenByHash(tx, hash);
         const now = clock.now();
         // One answer for unknown, expired, revoked and used-up tokens: nothing to probe.
@@ -290,7 +293,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         const parsedEntra = d.entraDeviceId ? parseKeyId(d.entraDeviceId) : null;
         const entra = parsedEntra?.ok ? parsedEntra.value : null;
         const name = d.hostname.trim();
-        let device = await repo.findDeviceForEnrollment(tx, token.client_id, {
+        let device = await devices.findForEnrollment(tx, token.client_id, {
           entraDeviceId: entra,
           serial: d.serialNumber?.trim() || null,
           smbiosUuid: d.smbiosUuid?.trim().toLowerCase() || null,
@@ -298,29 +301,19 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         });
         const reused = !!device;
         if (!device) {
-          device = {
+          device = newDeviceRow({
             id: newId(),
-            client_id: token.client_id,
+            clientId: token.client_id,
             name,
-            name_key: deviceNameKey(name),
-            domain: d.domain ?? null,
+            now,
+            domain: d.domain,
             serial: d.serialNumber?.trim() || null,
             entra_device_id: entra,
-            ad_object_guid: null,
-            ad_dn: null,
-            agent_id: null,
-            primary_user: null,
-            facts: null,
             smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || null,
-            last_checkin_at: null,
-            first_seen_at: now,
-            last_seen_at: now,
-            retired_at: null,
-            created_at: now,
-          };
-          await repo.insertDevice(tx, device);
+          });
+          await devices.insert(tx, device);
         } else {
-          await repo.updateDevice(tx, token.client_id, device.id, {
+          await devices.patch(tx, token.client_id, device.id, {
             serial: device.serial ?? (d.serialNumber?.trim() || null),
             smbios_uuid: device.smbios_uuid ?? (d.smbiosUuid?.trim().toLowerCase() || null),
             entra_device_id: device.entra_device_id ?? entra,
@@ -344,7 +337,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
           last_used_at: null,
           revoked_at: null,
         });
-        await repo.updateDevice(tx, token.client_id, device.id, { agent_id: credentialId });
+        await devices.patch(tx, token.client_id, device.id, { agent_id: credentialId });
         const agentActor: Actor = { type: 'agent', id: `agent:${device.id}`, name: `agent on ${name}`, role: 'client-viewer', clients: [token.client_id], ip: ctx.ip, userAgent: ctx.userAgent };
         await audit.record(tx, agentActor, {
           action: 'agent.enroll',
@@ -361,7 +354,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     /** Resolves a device credential to an agent actor, or null (unknown, revoked, retired device). */
     async authenticateDevice(credential: string, ctx: { ip: string | null; userAgent: string | null }): Promise<Actor | null> {
       if (!credential.startsWith(DEVICE_CREDENTIAL_PREFIX) || credential.length > 200) return null;
-      const c = await repo.findCredentialByHash(db, sha256Hex(credential));
+      const c = await repo.findCredentialByHash(transactions.reader, sha256Hex(credential));
       // Revoked, retired device, or a client that was archived: the agent is done.
       if (!c || c.revoked_at || c.device_retired_at || c.client_archived_at) return null;
       return {
@@ -380,11 +373,11 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     async checkin(actor: Actor, body: CheckinRequest): Promise<CheckinResponse> {
       const dev = deviceOf(actor);
       const report = normalizeReport({ volumes: body.volumes ?? null, manageBde: body.manageBde ?? null });
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         await admit(tx, dev, body.seq, body.sentAt);
         const now = clock.now();
         const clientId = dev.clientId;
-        const device = await repo.findDevice(tx, clientId, dev.id);
+        const device = await devices.find(tx, clientId, dev.id);
         if (!device) throw notFound('This device no longer exists.');
         const seenDeferred = await updateFacts(tx, device, body, now);
 
@@ -394,15 +387,15 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
 
         // What the vault knows about the protectors this device reports.
         const reportedIds = report.volumes.flatMap((v) => v.protectors.filter((p) => p.type === 'RecoveryPassword').map((p) => p.id));
-        const deviceKeys = await repo.keysOfDevice(tx, clientId, device.id);
-        const otherKeys = await repo.keysByKeyIds(tx, clientId, reportedIds.filter((id) => !deviceKeys.some((k) => k.key_id === id)));
+        const deviceKeys = await keys.ofDevice(tx, clientId, device.id);
+        const otherKeys = await keys.byKeyIds(tx, clientId, reportedIds.filter((id) => !deviceKeys.some((k) => k.key_id === id)));
         const allKeys = [...deviceKeys, ...otherKeys];
         const fps = new Map((await repo.fingerprintsOf(tx, clientId, device.id)).map((f) => [f.recovery_key_id, f.fingerprint]));
 
         for (const v of report.volumes) {
           const vol = volumes.get(v.mountPoint)!;
           const recovery = v.protectors.filter((p) => p.type === 'RecoveryPassword');
-          if (isEncrypted(v.volumeStatus) && recovery.length === 0 && v.lockStatus !== 'Locked') {
+          if (isVolumeEncrypted(v.volumeStatus) && recovery.length === 0 && v.lockStatus !== 'Locked') {
             desired.push({ kind: 'no_recovery_password', volumeId: vol.id, protectorId: null, keyRowId: null, detail: `${v.mountPoint} is encrypted but has no recovery password protector: nobody could unlock it after a TPM or boot change.` });
           }
           for (const p of recovery) {
@@ -415,7 +408,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
             }
             if (mine.device_id !== device.id || mine.volume_id !== vol.id) {
               // A key imported from a file (or under another name) now has a known device and volume.
-              await repo.linkKey(tx, clientId, mine.id, { device_id: device.id, volume_id: vol.id });
+              await keys.patch(tx, clientId, mine.id, { device_id: device.id, volume_id: vol.id });
               mine.device_id = device.id;
               mine.volume_id = vol.id;
             }
@@ -431,7 +424,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
           if (v.lockStatus === 'Locked') continue;
           const present = new Set(recovery.map((p) => p.id));
           for (const k of allKeys.filter((k) => k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
-            if (!['active', 'disclosed', 'conflict'].includes(k.state)) continue;
+            if (!isCurrentKey(k.state)) continue;
             const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.state === 'awaiting_removal');
             if (rotating) {
               await markKey(tx, actor, clientId, k, 'rotated', 'key.rotated', 'replaced by the rotate job; the device no longer has it');
@@ -452,7 +445,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         const away = Date.parse(now) - Date.parse(device.last_seen_at) > 86_400_000;
         if (onChanged && requestPasswords.length === 0 && (changedTx.has(tx) || audited.has(tx) || away)) {
           // Compliance reads when the device was last seen: write it now, not 100 ms later.
-          if (seenDeferred) await repo.updateDevice(tx, clientId, device.id, { last_checkin_at: now, last_seen_at: now });
+          if (seenDeferred) await devices.patch(tx, clientId, device.id, { last_checkin_at: now, last_seen_at: now });
           await onChanged(tx, clientId, [device.id]);
         }
         if (!audited.has(tx)) await repo.relaxDurability(tx);
@@ -463,11 +456,11 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     // ------------------------------------------------------------ key upload
     async uploadKeys(actor: Actor, body: UploadRequest): Promise<UploadResponse> {
       const dev = deviceOf(actor);
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         await admit(tx, dev, body.seq, body.sentAt);
         const now = clock.now();
         const clientId = dev.clientId;
-        const device = await repo.findDevice(tx, clientId, dev.id);
+        const device = await devices.find(tx, clientId, dev.id);
         if (!device) throw notFound('This device no longer exists.');
         const job = body.jobId ? await repo.findJob(tx, clientId, device.id, body.jobId) : undefined;
         if (body.jobId && !job) throw notFound(`No job ${body.jobId} for this device.`);
@@ -529,7 +522,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     // ------------------------------------------------------------ admin views and actions
     async queueJobFor(actor: Actor, deviceId: string, input: { kind: JobKind; mountPoint?: string | null; protectorId?: string | null }): Promise<JobView> {
       requirePermission(actor, 'agent:manage');
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         const device = await findVisibleDevice(tx, actor, deviceId);
         if (!(await repo.hasActiveCredential(tx, device.client_id, device.id))) {
           throw badRequest(`${device.name} has no enrolled agent to run the job.`);
@@ -541,7 +534,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
         if (!mount) throw badRequest('A job needs the mountPoint of the volume, e.g. "C:".', { field: 'mountPoint' });
         let keyRowId: string | null = null;
         if (id?.ok) {
-          const [k] = await repo.keysByKeyIds(tx, device.client_id, [id.value]);
+          const [k] = await keys.byKeyIds(tx, device.client_id, [id.value]);
           keyRowId = k?.id ?? null;
         }
         const row = await queueJob(tx, actor, { clientId: device.client_id, deviceId: device.id, kind: input.kind, mountPoint: mount, protectorId: id?.ok ? braces(id.value) : null, keyRowId });
@@ -551,13 +544,13 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
 
     async listJobs(actor: Actor, deviceId: string): Promise<JobView[]> {
       requirePermission(actor, 'device:read');
-      const device = await findVisibleDevice(db, actor, deviceId);
-      return (await repo.jobsOf(db, device.client_id, device.id)).map(jobView);
+      const device = await findVisibleDevice(transactions.reader, actor, deviceId);
+      return (await repo.jobsOf(transactions.reader, device.client_id, device.id)).map(jobView);
     },
 
     async listFindings(actor: Actor, filter: { clientId?: string; deviceId?: string; open?: boolean; limit?: number } = {}): Promise<FindingView[]> {
       requirePermission(actor, 'device:read', filter.clientId);
-      const rows = await repo.listFindings(db, clientScope(actor), { ...filter, limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000) });
+      const rows = await repo.listFindings(transactions.reader, clientScope(actor), { ...filter, limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000) });
       return rows.map((r) => ({
         id: r.id,
         kind: r.kind,
@@ -574,7 +567,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
     /** Stops a device's agent credential; the agent has to enroll again with a token. */
     async revokeDevice(actor: Actor, deviceId: string): Promise<{ revoked: number }> {
       requirePermission(actor, 'agent:manage');
-      return db.transaction().execute(async (tx) => {
+      return transactions.run(async (tx) => {
         const device = await findVisibleDevice(tx, actor, deviceId);
         const n = await repo.revokeDeviceCredentials(tx, device.client_id, device.id, clock.now());
         await audit.record(tx, actor, { action: 'agent.revoke', outcome: 'success', clientId: device.client_id, targetType: 'device', targetId: device.id, details: { device: device.name, credentials: n } });
@@ -588,25 +581,16 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
      */
     async onKeyDisclosed(tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
       if (!key.device_id || !key.key_id) return;
-      if (!(await repo.rotateSetting(tx, key.client_id))) return;
+      if (!(await clients.rotatesAfterDisclosure(tx, key.client_id))) return;
       if (!(await repo.hasActiveCredential(tx, key.client_id, key.device_id))) return;
-      const vol = await tx
-        .selectFrom('recovery_keys as k')
-        .leftJoin('volumes as v', 'v.id', 'k.volume_id')
-        .select('v.mount_point')
-        .where('k.client_id', '=', key.client_id)
-        .where('k.id', '=', key.id)
-        .executeTakeFirst();
-      await queueJob(tx, actor, { clientId: key.client_id, deviceId: key.device_id, kind: 'rotate', mountPoint: vol?.mount_point ?? null, protectorId: braces(key.key_id), keyRowId: key.id });
+      const mountPoint = await keys.mountPointOf(tx, key.client_id, key.id);
+      await queueJob(tx, actor, { clientId: key.client_id, deviceId: key.device_id, kind: 'rotate', mountPoint, protectorId: braces(key.key_id), keyRowId: key.id });
     },
   };
 
   // ---------------------------------------------------------------- check-in steps
   async function findVisibleDevice(exec: Executor, actor: Actor, deviceId: string): Promise<DevicesTable> {
-    const scope = clientScope(actor);
-    let q = exec.selectFrom('devices').selectAll().where('id', '=', deviceId);
-    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-    const d = /^[0-9a-f-]{36}$/i.test(deviceId) ? await q.executeTakeFirst() : undefined;
+    const d = await devices.findVisible(exec, deviceId, clientScope(actor));
     if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
     return d;
   }
@@ -643,13 +627,13 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
       seen.touch(device.client_id, device.id, now);
       return true;
     }
-    await repo.updateDevice(tx, device.client_id, device.id, { ...patch, last_checkin_at: now, last_seen_at: now });
+    await devices.patch(tx, device.client_id, device.id, { ...patch, last_checkin_at: now, last_seen_at: now });
     device.name = name;
     return false;
   }
 
   async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string): Promise<Map<string, VolumesTable>> {
-    const existing = await repo.volumesOf(tx, device.client_id, device.id);
+    const existing = await devices.volumesOfDevice(tx, device.client_id, device.id);
     const out = new Map<string, VolumesTable>();
     for (const v of reported) {
       const state = {
@@ -675,11 +659,11 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
           created_at: now,
           ...state,
         };
-        await repo.insertVolume(tx, row);
+        await devices.insertVolume(tx, row);
       } else if (changed || (row.volume_type === 'unknown' && v.volumeType !== 'unknown')) {
         // Unchanged volumes are not rewritten: the device's last_checkin_at says they were seen.
         const patch = { ...state, last_reported_at: now, encryption_state: v.volumeStatus, ...(row.volume_type === 'unknown' && v.volumeType !== 'unknown' ? { volume_type: v.volumeType } : {}) };
-        await repo.updateVolume(tx, device.client_id, row.id, patch);
+        await devices.updateVolume(tx, device.client_id, row.id, patch);
         Object.assign(row, patch);
       }
       // History only on change, so a device checking in hourly does not fill the table.
@@ -720,7 +704,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
       }
       if (!fresh || e.id !== 24652 || !pid?.ok) continue;
       // The recovery password was typed at boot: it is known to whoever read it out. Rotate it.
-      const [k] = await repo.keysByKeyIds(tx, device.client_id, [pid.value]);
+      const [k] = await keys.byKeyIds(tx, device.client_id, [pid.value]);
       if (!k) continue;
       if (k.state === 'active') await markKey(tx, actor, device.client_id, k, 'disclosed', 'key.used', `used to start Windows on ${device.name} (event 24652)`);
       await service.onKeyDisclosed(tx, actor, { id: k.id, client_id: device.client_id, device_id: device.id, key_id: k.key_id });
@@ -744,7 +728,7 @@ export function createAgentService({ db, repo, keys, ingest, audit: auditLog, cl
           continue;
         }
         if (job.recovery_key_id) {
-          const old = await tx.selectFrom('recovery_keys').select(['id', 'key_id', 'state']).where('client_id', '=', device.client_id).where('id', '=', job.recovery_key_id).executeTakeFirst();
+          const old = await keys.stateOf(tx, device.client_id, job.recovery_key_id);
           if (old) await markKey(tx, actor, device.client_id, old, 'rotated', 'key.rotated', 'replaced by a new recovery password on the device');
         }
       }

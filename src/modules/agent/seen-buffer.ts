@@ -1,20 +1,20 @@
-import { sql } from 'kysely';
-import type { Db } from '../../db/database.js';
+import type { Db, Engine } from '../../db/database.js';
+import { createDevicesRepo } from '../devices/devices.repo.js';
 
 /**
  * Write-behind for the one thing a routine check-in changes: when the device was last seen.
  *
- * An hourly check-in from 50,000 devices that reports exactly what the vault already knows used to
- * rewrite the device row (facts and two timestamps) in its own transaction. Now such a check-in
- * only notes the time here, and the buffer writes all noted times every `flushMs` in one
- * transaction (one statement per 500 devices on PostgreSQL).
+ * An hourly check-in from 50,000 devices that reports exactly what the vault already knows would
+ * otherwise rewrite the device row (facts and two timestamps) in its own transaction. Such a
+ * check-in only notes the time here, and the buffer writes all noted times every `flushMs` in one
+ * transaction (the devices repo's markSeen: one statement per 500 devices on PostgreSQL).
  *
  * Only these pure "seen at" timestamps are coalesced. Anything the agent reports that differs from
  * the database (facts, volumes, keys, events, job results) and the sequence number that guards
- * against replays are written in the check-in's own transaction before it is acknowledged, as
- * before. A crash loses at most `flushMs` of timestamps, which the device's next check-in (an
- * hour later) sets again. With several processes on one database each flush only moves a
- * timestamp forward (`… < new time`), so a slow process never turns a device's clock back.
+ * against replays are written in the check-in's own transaction before it is acknowledged. A crash
+ * loses at most `flushMs` of timestamps, which the device's next check-in (an hour later) sets
+ * again. With several processes on one database each flush only moves a timestamp forward
+ * (`… < new time`), so a slow process never turns a device's clock back.
  */
 export type SeenBuffer = {
   touch(clientId: string, deviceId: string, at: string): void;
@@ -26,36 +26,14 @@ export type SeenBuffer = {
   readonly pending: number;
 };
 
-export function createSeenBuffer({ db, engine, flushMs = 100, onError }: { db: Db; engine: 'sqlite' | 'postgres'; flushMs?: number; onError?: (e: unknown) => void }): SeenBuffer {
+export function createSeenBuffer({ db, engine, flushMs = 100, onError }: { db: Db; engine: Engine; flushMs?: number; onError?: (e: unknown) => void }): SeenBuffer {
   let pending = new Map<string, { clientId: string; deviceId: string; at: string }>();
   let flushing: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
-  async function write(batch: { clientId: string; deviceId: string; at: string }[]) {
-    await db.transaction().execute(async (tx) => {
-      if (engine === 'postgres') {
-        for (let i = 0; i < batch.length; i += 500) {
-          const part = batch.slice(i, i + 500);
-          const values = sql.join(part.map((b) => sql`(${b.deviceId}, ${b.clientId}, ${b.at})`));
-          await sql`update devices as d set last_checkin_at = v.at, last_seen_at = greatest(d.last_seen_at, v.at)
-                    from (values ${values}) as v(id, client_id, at)
-                    where d.id = v.id and d.client_id = v.client_id and (d.last_checkin_at is null or d.last_checkin_at < v.at)`.execute(tx);
-        }
-        return;
-      }
-      // SQLite: the same prepared statement per device, all in one transaction (one commit).
-      for (const b of batch) {
-        await tx
-          .updateTable('devices')
-          .set({ last_checkin_at: b.at, last_seen_at: sql<string>`max(last_seen_at, ${b.at})` })
-          .where('client_id', '=', b.clientId)
-          .where('id', '=', b.deviceId)
-          .where((eb) => eb.or([eb('last_checkin_at', 'is', null), eb('last_checkin_at', '<', b.at)]))
-          .execute();
-      }
-    });
-  }
+  const devices = createDevicesRepo();
+  const write = (batch: { clientId: string; deviceId: string; at: string }[]) => db.transaction().execute((tx) => devices.markSeen(tx, engine, batch));
 
   function flush(): Promise<void> {
     // One flush at a time, in order; a failed flush puts its times back for the next one.

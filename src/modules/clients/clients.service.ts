@@ -45,7 +45,16 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
         }
         const now = clock.now();
         const id = newId();
-        await repo.insert(tx, { id, name, name_key: clientNameKey(name), created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 });
+        await repo.insert(tx, {
+          id,
+          name,
+          name_key: clientNameKey(name),
+          created_at: now,
+          updated_at: now,
+          archived_at: null,
+          viewer_can_reveal: 0,
+          rotate_after_disclosure: 1,
+        });
         await keyring.createClientKey(tx, id, now);
         await audit.record(tx, actor, { action: 'client.create', outcome: 'success', clientId: id, targetType: 'client', targetId: id, details: { name } });
         return { id, name, createdAt: now, viewerCanReveal: false };
@@ -100,7 +109,14 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
         }
         if (patch.viewerCanReveal !== undefined) changes.viewer_can_reveal = patch.viewerCanReveal ? 1 : 0;
         await repo.update(tx, row.id, changes);
-        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: row.id, targetType: 'client', targetId: row.id, details: patch });
+        await audit.record(tx, actor, {
+          action: 'client.update',
+          outcome: 'success',
+          clientId: row.id,
+          targetType: 'client',
+          targetId: row.id,
+          details: patch,
+        });
         const updated = { ...row, ...changes };
         return { id: row.id, name: updated.name, createdAt: row.created_at, viewerCanReveal: !!updated.viewer_can_reveal };
       });
@@ -114,7 +130,14 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
         if (!row) throw notFound(`No client with id ${id.slice(0, 60)}.`);
         const now = clock.now();
         await repo.update(tx, row.id, { archived_at: now, updated_at: now });
-        await audit.record(tx, actor, { action: 'client.update', outcome: 'success', clientId: row.id, targetType: 'client', targetId: row.id, details: { archived: true } });
+        await audit.record(tx, actor, {
+          action: 'client.update',
+          outcome: 'success',
+          clientId: row.id,
+          targetType: 'client',
+          targetId: row.id,
+          details: { archived: true },
+        });
       });
     },
   };

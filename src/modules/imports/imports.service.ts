@@ -1,4 +1,4 @@
-import type { Db } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import { badRequest, conflict } from '../../lib/errors.js';
 import { ImportFormatError, parseImport, type ImportFormat } from '../../domain/import/index.js';
 import { requirePermission, type Actor } from '../authz/authz.js';
@@ -26,7 +26,7 @@ export type ImportFileResult = {
 };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
   ingest: KeyIngest;
   clients: Pick<ClientsService, 'getByName'>;
   audit: Pick<AuditService, 'record'>;
@@ -41,7 +41,7 @@ class DryRunRollback extends Error {
 
 const MAX_FILE_BYTES = 256 * 1024 * 1024;
 
-export function createImportsService({ db, ingest, clients, audit }: Deps) {
+export function createImportsService({ tx: transactions, ingest, clients, audit }: Deps) {
   return {
     /**
      * Imports one file into one client in one transaction: every good row goes in, every bad
@@ -57,7 +57,10 @@ export function createImportsService({ db, ingest, clients, audit }: Deps) {
       const client = await clients.getByName(actor, clientName);
       requirePermission(actor, 'key:import', client.id);
       // Its data key is gone: nothing can be sealed for it any more, so say so before parsing.
-      if (client.offboardedAt) throw conflict(`Client "${client.name}" was offboarded on ${client.offboardedAt.slice(0, 10)}: its data key was destroyed, so no keys can be imported into it.`);
+      if (client.offboardedAt)
+        throw conflict(
+          `Client "${client.name}" was offboarded on ${client.offboardedAt.slice(0, 10)}: its data key was destroyed, so no keys can be imported into it.`,
+        );
       const file = input.fileName;
       if (input.bytes.byteLength > MAX_FILE_BYTES) throw badRequest(`${file} is larger than 256 MB; split it into smaller files.`);
 
@@ -88,7 +91,7 @@ export function createImportsService({ db, ingest, clients, audit }: Deps) {
       const sourceRef = baseName(file);
 
       try {
-        return await db.transaction().execute(async (tx) => {
+        return await transactions.run(async (tx) => {
           const counts = await ingest(tx, actor, client.id, { type: 'import', ref: sourceRef }, reports, opts.onProgress);
           const result: ImportFileResult = {
             file,

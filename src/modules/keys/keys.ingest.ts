@@ -5,7 +5,7 @@ import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import type { Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
-import { deviceNameKey, type DevicesRepo } from '../devices/devices.repo.js';
+import { deviceNameKey, newDeviceRow, type DevicesRepo } from '../devices/devices.repo.js';
 import type { IngestKeyRow, KeysRepo } from './keys.repo.js';
 import type { IngestOutcome, IngestResult, KeyReport, SourceType } from './keys.types.js';
 
@@ -71,27 +71,17 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       let device = (entraId && devicesByEntra.get(entraId)) || (name && devicesByName.get(deviceNameKey(name))) || null;
       if (!device && !name && !entraId) return null;
       if (!device) {
-        device = {
+        device = newDeviceRow({
           id: newId(),
-          client_id: clientId,
+          clientId,
           // A Graph export may carry only the Entra device id; it stands in until a sync names it.
           name: name || entraId!,
-          name_key: deviceNameKey(name || entraId!),
-          domain: d?.domain ?? null,
-          serial: d?.serial ?? null,
-          entra_device_id: entraId ?? null,
-          ad_object_guid: null,
-          ad_dn: null,
-          agent_id: null,
-          primary_user: d?.user ?? null,
-          facts: null,
-          smbios_uuid: null,
-          last_checkin_at: null,
-          first_seen_at: now,
-          last_seen_at: now,
-          retired_at: null,
-          created_at: now,
-        };
+          now,
+          domain: d?.domain,
+          serial: d?.serial,
+          entra_device_id: entraId,
+          primary_user: d?.user,
+        });
         pendingDevices.push(device);
         volumesByDevice.set(device.id, []);
       } else {
@@ -164,13 +154,16 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       for (const row of await keys.findForIngest(tx, clientId, newKeyIds, newFps)) remember({ ...row, isNew: false });
 
       // Devices by name / Entra id for this chunk, in bulk.
-      const names = [...new Set(chunk.map((r) => r.device?.name?.trim()).filter((n): n is string => !!n).map(deviceNameKey))].filter(
-        (n) => !devicesByName.has(n),
-      );
+      const names = [
+        ...new Set(
+          chunk
+            .map((r) => r.device?.name?.trim())
+            .filter((n): n is string => !!n)
+            .map(deviceNameKey),
+        ),
+      ].filter((n) => !devicesByName.has(n));
       for (const d of await devices.findByNameKeys(tx, clientId, names)) devicesByName.set(d.name_key, d);
-      const entraIds = [...new Set(chunk.map((r) => r.device?.entraDeviceId).filter((n): n is string => !!n))].filter(
-        (n) => !devicesByEntra.has(n),
-      );
+      const entraIds = [...new Set(chunk.map((r) => r.device?.entraDeviceId).filter((n): n is string => !!n))].filter((n) => !devicesByEntra.has(n));
       for (const d of await devices.findByEntraIds(tx, clientId, entraIds)) devicesByEntra.set(d.entra_device_id!, d);
       // Volumes of the existing devices this chunk touches, in one query.
       const needVolumes = new Set<string>();
@@ -236,7 +229,10 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           if (createdAt && (!match.source_created_at || createdAt < match.source_created_at)) patch.source_created_at = createdAt;
           if (Object.keys(patch).length) {
             if (match.isNew) {
-              Object.assign(inserts.find((k) => k.id === match.id)!, patch);
+              Object.assign(
+                inserts.find((k) => k.id === match.id)!,
+                patch,
+              );
             } else {
               // Applied after this chunk's new devices and volumes are written (foreign keys).
               patches.set(match.id, { ...patches.get(match.id), ...patch });
@@ -290,9 +286,10 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
                 source: source.type,
                 sourceRef: source.ref,
                 conflictsWith: clash.map((k) => k.id),
-                problem: r.keyId && clash.some((k) => k.key_id === r.keyId)
-                  ? 'a different recovery password was reported under the same key ID'
-                  : 'the same recovery password was reported under a different key ID',
+                problem:
+                  r.keyId && clash.some((k) => k.key_id === r.keyId)
+                    ? 'a different recovery password was reported under the same key ID'
+                    : 'the same recovery password was reported under a different key ID',
               },
             });
           }

@@ -2,6 +2,8 @@ import type { Executor } from '../../db/database.js';
 import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
 import type { KeyIdQuery } from '../../domain/key-id.js';
 import { keyIdPrefixBounds } from '../../domain/key-id.js';
+import { inClientScope, type ClientScope } from '../../db/scope.js';
+import { deviceTextMatch } from '../devices/devices.repo.js';
 
 const CHUNK = 500;
 const chunks = <T>(xs: T[], n = CHUNK): T[][] => {
@@ -10,10 +12,7 @@ const chunks = <T>(xs: T[], n = CHUNK): T[][] => {
   return out;
 };
 
-export type IngestKeyRow = Pick<
-  RecoveryKeysTable,
-  'id' | 'key_id' | 'fingerprint' | 'state' | 'device_id' | 'volume_id' | 'source_created_at'
->;
+export type IngestKeyRow = Pick<RecoveryKeysTable, 'id' | 'key_id' | 'fingerprint' | 'state' | 'device_id' | 'volume_id' | 'source_created_at'>;
 
 /** Columns a search or list returns: metadata joined with client, device and volume names. */
 const SUMMARY_COLUMNS = [
@@ -36,16 +35,17 @@ const SUMMARY_COLUMNS = [
  * visible clients (null = all), so "not yours" and "does not exist" look the same.
  */
 export function createKeysRepo() {
-  const summaryQuery = (exec: Executor, clients: readonly string[] | null) => {
-    let q = exec
-      .selectFrom('recovery_keys as k')
-      .innerJoin('clients as c', 'c.id', 'k.client_id')
-      .leftJoin('devices as d', 'd.id', 'k.device_id')
-      .leftJoin('volumes as v', 'v.id', 'k.volume_id')
-      .select(SUMMARY_COLUMNS);
-    if (clients) q = clients.length ? q.where('k.client_id', 'in', clients as string[]) : q.where((eb) => eb.val(false));
-    return q;
-  };
+  const summaryQuery = (exec: Executor, scope: ClientScope) =>
+    inClientScope(
+      exec
+        .selectFrom('recovery_keys as k')
+        .innerJoin('clients as c', 'c.id', 'k.client_id')
+        .leftJoin('devices as d', 'd.id', 'k.device_id')
+        .leftJoin('volumes as v', 'v.id', 'k.volume_id')
+        .select(SUMMARY_COLUMNS),
+      'k.client_id',
+      scope,
+    );
 
   return {
     /** Existing keys of one client that share a key ID or a fingerprint with incoming reports. */
@@ -56,9 +56,7 @@ export function createKeysRepo() {
         out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('key_id', 'in', part).execute()));
       }
       for (const part of chunks(fingerprints)) {
-        out.push(
-          ...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('fingerprint', 'in', part).execute()),
-        );
+        out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('fingerprint', 'in', part).execute()));
       }
       return out;
     },
@@ -85,7 +83,13 @@ export function createKeysRepo() {
      * longer there get removed_at (the key itself stays); sources whose key came back lose it.
      * Returns how many were newly marked removed.
      */
-    async markSourcePresence(exec: Executor, clientId: string, source: { type: string; ref: string }, present: ReadonlySet<string>, now: string): Promise<number> {
+    async markSourcePresence(
+      exec: Executor,
+      clientId: string,
+      source: { type: string; ref: string },
+      present: ReadonlySet<string>,
+      now: string,
+    ): Promise<number> {
       const rows = await exec
         .selectFrom('key_sources as s')
         .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
@@ -130,21 +134,16 @@ export function createKeysRepo() {
     },
 
     async setState(exec: Executor, clientId: string, id: string, state: string, now: string): Promise<void> {
-      await exec
-        .updateTable('recovery_keys')
-        .set({ state, state_changed_at: now })
-        .where('client_id', '=', clientId)
-        .where('id', '=', id)
-        .execute();
+      await exec.updateTable('recovery_keys').set({ state, state_changed_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
 
     /**
      * Keys whose ID equals a full key ID or starts with a prefix. The prefix becomes a range
      * (BETWEEN ...0000 AND ...ffff) so both engines use the key_id index.
      */
-    searchByKeyId(exec: Executor, clients: readonly string[] | null, query: KeyIdQuery, limit: number) {
+    searchByKeyId(exec: Executor, clients: ClientScope, query: KeyIdQuery, limit: number) {
       // The matching keys first (an index range on key_id, at most `limit` of them), then their
-      // client, device and volume names (issue 7, the console's search box). Joined the other way
+      // client, device and volume names (the console's search box). Joined the other way
       // round, PostgreSQL right after a bulk load (no statistics yet) hashed the whole volumes table
       // for every search: 180 ms at 100,000 keys instead of 3 ms. bench/console-search.ts measures it.
       let matches = exec
@@ -155,7 +154,7 @@ export function createKeysRepo() {
         const { low, high } = keyIdPrefixBounds(query.prefix);
         matches = matches.where('key_id', '>=', low).where('key_id', '<=', high);
       }
-      if (clients) matches = clients.length ? matches.where('client_id', 'in', clients as string[]) : matches.where((eb) => eb.val(false));
+      matches = inClientScope(matches, 'client_id', clients);
       return exec
         .selectFrom(matches.orderBy('first_seen_at', 'desc').limit(limit).as('k'))
         .innerJoin('clients as c', 'c.id', 'k.client_id')
@@ -166,28 +165,16 @@ export function createKeysRepo() {
         .execute();
     },
 
-    summaryById(exec: Executor, clients: readonly string[] | null, id: string) {
+    summaryById(exec: Executor, clients: ClientScope, id: string) {
       return summaryQuery(exec, clients).where('k.id', '=', id).executeTakeFirst();
     },
 
     /** Keys whose device name, serial number or primary user matches (metadata search). */
-    searchByDevice(exec: Executor, clients: readonly string[] | null, text: string, limit: number) {
-      // A % or _ typed by the user only widens the match; no escaping needed for metadata search.
-      const like = `%${text.toLowerCase()}%`;
-      return summaryQuery(exec, clients)
-        .where((eb) =>
-          eb.or([
-            eb('d.name_key', 'like', like),
-            eb(eb.fn('lower', ['d.serial']), 'like', like),
-            eb(eb.fn('lower', ['d.primary_user']), 'like', like),
-          ]),
-        )
-        .orderBy('d.name_key')
-        .limit(limit)
-        .execute();
+    searchByDevice(exec: Executor, clients: ClientScope, text: string, limit: number) {
+      return summaryQuery(exec, clients).where(deviceTextMatch('d', text)).orderBy('d.name_key').limit(limit).execute();
     },
 
-    list(exec: Executor, clients: readonly string[] | null, filter: { clientId?: string; deviceId?: string; limit: number; offset: number }) {
+    list(exec: Executor, clients: ClientScope, filter: { clientId?: string; deviceId?: string; limit: number; offset: number }) {
       let q = summaryQuery(exec, clients);
       if (filter.clientId) q = q.where('k.client_id', '=', filter.clientId);
       if (filter.deviceId) q = q.where('k.device_id', '=', filter.deviceId);
@@ -217,6 +204,77 @@ export function createKeysRepo() {
         );
       }
       return out;
+    },
+
+    // ---------------------------------------------------------------- for the agent
+    /** The keys of one device, as the agent's check-in compares them with what the device reports. */
+    ofDevice: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('recovery_keys')
+        .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .execute(),
+    /** One client's keys with these key IDs (whatever device they were filed under). */
+    byKeyIds: (exec: Executor, clientId: string, keyIds: string[]) =>
+      keyIds.length === 0
+        ? Promise.resolve([])
+        : exec
+            .selectFrom('recovery_keys')
+            .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+            .where('client_id', '=', clientId)
+            .where('key_id', 'in', keyIds)
+            .execute(),
+    /** The key ID and state of one key. */
+    stateOf: (exec: Executor, clientId: string, id: string) =>
+      exec.selectFrom('recovery_keys').select(['id', 'key_id', 'state']).where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst(),
+    /** The device a key belongs to (id and name), when it has one. */
+    deviceOf: (exec: Executor, clientId: string, id: string) =>
+      exec
+        .selectFrom('recovery_keys as k')
+        .innerJoin('devices as d', 'd.id', 'k.device_id')
+        .select(['d.id', 'd.name'])
+        .where('k.client_id', '=', clientId)
+        .where('k.id', '=', id)
+        .executeTakeFirst(),
+    /** The mount point of the volume a key protects, or null when its volume is not known. */
+    mountPointOf: async (exec: Executor, clientId: string, id: string) =>
+      (
+        await exec
+          .selectFrom('recovery_keys as k')
+          .leftJoin('volumes as v', 'v.id', 'k.volume_id')
+          .select('v.mount_point')
+          .where('k.client_id', '=', clientId)
+          .where('k.id', '=', id)
+          .executeTakeFirst()
+      )?.mount_point ?? null,
+
+    /** When and why a key was destroyed (what a reveal of a destroyed key answers). */
+    destroyedDetails: (exec: Executor, clientId: string, id: string) =>
+      exec.selectFrom('recovery_keys').select(['destroyed_at', 'destroyed_reason']).where('client_id', '=', clientId).where('id', '=', id).executeTakeFirst(),
+
+    /**
+     * Wipes one key's recovery-password ciphertext and marks it destroyed. The row (key ID, dates,
+     * sources, fingerprint) stays, so a source reporting the key again finds it destroyed.
+     */
+    async destroyMaterial(exec: Executor, clientId: string, id: string, now: string, why: string): Promise<void> {
+      await exec
+        .updateTable('recovery_keys')
+        .set({ ciphertext: '', state: 'destroyed', state_changed_at: now, destroyed_at: now, destroyed_reason: why })
+        .where('client_id', '=', clientId)
+        .where('id', '=', id)
+        .execute();
+    },
+
+    /** Marks every not yet destroyed key of a client destroyed (its data key is gone); returns how many. */
+    async markClientKeysDestroyed(exec: Executor, clientId: string, now: string, why: string): Promise<number> {
+      const r = await exec
+        .updateTable('recovery_keys')
+        .set({ state: 'destroyed', state_changed_at: now, destroyed_at: now, destroyed_reason: why })
+        .where('client_id', '=', clientId)
+        .where('destroyed_at', 'is', null)
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows);
     },
   };
 }
