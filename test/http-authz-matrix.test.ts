@@ -1,10 +1,12 @@
 /**
  * The authorization matrix: every registered HTTP route × every role (as a signed-in session and
  * as an API token of that role) × own client / other client (and a missing object, which must
- * answer exactly like the other client's), plus the device credential of an enrolled agent (which
- * opens the agent routes and nothing else), no session, expired / idle / signed-out / disabled
- * sessions, revoked / expired / unknown tokens, revoked / replaced / unknown device credentials and
- * missing CSRF headers.
+ * answer exactly like the other client's), plus an owner of the Own client only (session and token;
+ * its own column), API tokens whose creator changed after making them (a global admin later limited
+ * to Own; an admin later demoted to helpdesk: each must answer like a token of what both hold now),
+ * the device credential of an enrolled agent (which opens the agent routes and nothing else), no
+ * session, expired / idle / signed-out / disabled sessions, revoked / expired / unknown tokens,
+ * revoked / replaced / unknown device credentials and missing CSRF headers.
  *
  * The expected statuses below are the specification, written out by hand from the permission
  * rules; they are deliberately NOT derived from src/modules/authz (that would test the code with
@@ -34,14 +36,28 @@ import { SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
 /** The roles this matrix specifies; a role added to src without a column here fails the coverage test. */
 const MATRIX_ROLES = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'] as const satisfies readonly Role[];
 type MRole = (typeof MATRIX_ROLES)[number];
+/**
+ * The expectation columns: one per role (the owner global, every other role limited to the Own
+ * client), plus the owner of the Own client only. Its column is written out by hand like the others.
+ */
+type Col = MRole | 'scoped-owner';
 
 /** 'agent': the device credential (kwd_…) of the test device enrolled for the Own client. */
 type Kind = 'session' | 'token' | 'agent';
 type SeedUser = { id: string; email: string; role: Role; clients: 'all' | string[] };
 type Principal = {
   name: string;
-  /** For the agent: the role src gives agent actors; its expectations come from `agent`, never from a role column. */
+  /** The expectation column this principal is checked against. */
+  col: Col;
+  /**
+   * The role whose powers it has now, for the body checks. For the agent: the role src gives agent
+   * actors; its expectations come from `agent`, never from a role column.
+   */
   role: MRole;
+  /** The role GET /me reports (a token keeps its own role name while its creator's narrows it); default `role`. */
+  meRole?: MRole;
+  /** Hand-written: the permissions GET /me must report, for the principals where they are the point. */
+  mePermissions?: readonly string[];
   kind: Kind;
   /** owner is global ('all'); every other role (and the agent) is limited to the Own client. */
   global: boolean;
@@ -49,6 +65,10 @@ type Principal = {
   /** The signed-in user (session), or the user the token belongs to (token); none for the agent. */
   user?: SeedUser;
   tokenId?: string;
+  /** Tokens: the person who made it, when their current clients limit it (grantClient widens both). */
+  creator?: SeedUser;
+  /** Tokens: granted "all clients" (no rows in api_token_clients). */
+  tokenAll?: boolean;
 };
 
 type KeyFx = { recordId: string; keyId: string; password: string };
@@ -73,10 +93,14 @@ type Fx = {
   t: TestApp;
   own: ClientFx;
   other: ClientFx;
-  users: Record<MRole, SeedUser>;
+  users: Record<MRole, SeedUser> & { 'scoped-owner': SeedUser };
   ownerSession: Record<string, string>;
-  /** A user the /users/:userId routes act on (never signs in). */
+  /** A user of the Own client the /users/:userId routes act on (never signs in). */
   targetUserId: string;
+  /** A global user (all clients) the /users/:userId routes act on (never signs in). */
+  globalTargetUserId: string;
+  /** API tokens made by the global owner: nobody client-limited may list them. */
+  ownerTokenIds: string[];
   /** Every recovery password the test ever put in a request or in the vault. */
   passwords: string[];
   /** Enrollment tokens and device credentials: no response may ever carry one. */
@@ -116,9 +140,9 @@ type ClientVariant = {
   label: string;
   axis: 'client';
   build: (ctx: Ctx, c: ClientFx, target: Target) => Req | Promise<Req>;
-  session: Record<MRole, Pair>;
+  session: Record<Col, Pair>;
   /** Where an API token of the role answers differently from a session. */
-  token?: Partial<Record<MRole, Pair>>;
+  token?: Partial<Record<Col, Pair>>;
   /** The Own agent's device credential; only on agent routes (elsewhere: 401, or as everyone on public routes). */
   agent?: Pair;
   check?: Check;
@@ -128,8 +152,8 @@ type FlatVariant = {
   /** The own / other client distinction does not apply: one request, one expectation per role. */
   axis: 'none';
   build: (ctx: Ctx) => Req | Promise<Req>;
-  session: Record<MRole, number>;
-  token?: Partial<Record<MRole, number>>;
+  session: Record<Col, number>;
+  token?: Partial<Record<Col, number>>;
   agent?: number;
   check?: Check;
 };
@@ -148,11 +172,48 @@ const DENY: Pair = [403, 403];
  */
 const FILTER: Pair = [200, 403];
 
-const all = <T>(v: T): Record<MRole, T> => ({ owner: v, admin: v, technician: v, helpdesk: v, auditor: v, 'client-viewer': v });
-const only = (roles: readonly MRole[], yes: number, no = 403): Record<MRole, number> =>
-  Object.fromEntries(MATRIX_ROLES.map((r) => [r, roles.includes(r) ? yes : no])) as Record<MRole, number>;
+const COLS: readonly Col[] = [...MATRIX_ROLES, 'scoped-owner'];
+const all = <T>(v: T): Record<Col, T> => ({ owner: v, admin: v, technician: v, helpdesk: v, auditor: v, 'client-viewer': v, 'scoped-owner': v });
+const only = (roles: readonly Col[], yes: number, no = 403): Record<Col, number> =>
+  Object.fromEntries(COLS.map((r) => [r, roles.includes(r) ? yes : no])) as Record<Col, number>;
 
 const hex = (n = 4) => randomBytes(n).toString('hex');
+/** A client's "rotate after disclosure" as created (on): a request that sets it changes nothing. */
+const ROTATE_DEFAULT = true;
+/** Written out by hand (not imported): what no API token ever holds. */
+const PERSON_ONLY_BY_HAND = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage'];
+/** Written out by hand: what an owner of one client holds (everything but the vault-wide powers). */
+const SCOPED_OWNER_PERMISSIONS = [
+  'client:read',
+  'client:manage',
+  'device:read',
+  'key:list',
+  'key:lookup',
+  'key:reveal',
+  'key:import',
+  'audit:read',
+  'user:manage',
+  'token:manage',
+  'integration:manage',
+  'agent:manage',
+  'lifecycle:manage',
+  'lifecycle:destroy',
+  'lifecycle:approve',
+];
+/** ... and an API token of it (no person-only powers). */
+const SCOPED_OWNER_TOKEN_PERMISSIONS = [
+  'client:read',
+  'client:manage',
+  'device:read',
+  'key:list',
+  'key:lookup',
+  'key:reveal',
+  'key:import',
+  'audit:read',
+  'integration:manage',
+  'agent:manage',
+  'lifecycle:manage',
+];
 const REVEAL = { reason: 'lost-pin' };
 const NEW_PASSWORD = 'matrix changed password 42';
 
@@ -185,7 +246,15 @@ function multipart(fields: Record<string, string>, file: { filename: string; con
 }
 
 /** A person actor for service calls that need a user (token creation records created_by). */
-const personActor = (u: SeedUser): Actor => ({ type: 'user', id: u.id, name: u.email, role: u.role, clients: u.clients });
+const personActor = (u: SeedUser): Actor => ({
+  type: 'user',
+  id: u.id,
+  name: u.email,
+  role: u.role,
+  clients: u.clients,
+  // Signed in, without an authenticator app: what minting a token asks of a person.
+  session: { id: `matrix-${u.id}`, mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false },
+});
 
 /** Gives a client-limited principal one more client for the duration of a request. */
 async function grantClient(fx: Fx, p: Principal, clientId: string): Promise<(() => Promise<void>) | undefined> {
@@ -197,10 +266,15 @@ async function grantClient(fx: Fx, p: Principal, clientId: string): Promise<(() 
     await db.insertInto('user_clients').values({ user_id: userId, client_id: clientId }).execute();
     return async () => void (await db.deleteFrom('user_clients').where('user_id', '=', userId).where('client_id', '=', clientId).execute());
   }
-  await db.insertInto('api_token_clients').values({ token_id: p.tokenId!, client_id: clientId }).execute();
-  return async () => void (await db.deleteFrom('api_token_clients').where('token_id', '=', p.tokenId!).where('client_id', '=', clientId).execute());
+  // A token reaches a client only when both it and its creator (as they are now) do.
+  const creator = p.creator && p.creator.clients !== 'all' ? p.creator.id : null;
+  if (!p.tokenAll) await db.insertInto('api_token_clients').values({ token_id: p.tokenId!, client_id: clientId }).execute();
+  if (creator) await db.insertInto('user_clients').values({ user_id: creator, client_id: clientId }).execute();
+  return async () => {
+    if (!p.tokenAll) await db.deleteFrom('api_token_clients').where('token_id', '=', p.tokenId!).where('client_id', '=', clientId).execute();
+    if (creator) await db.deleteFrom('user_clients').where('user_id', '=', creator).where('client_id', '=', clientId).execute();
+  };
 }
-
 
 /** Enrolls a fresh simulated machine (a new device) with an enrollment token. */
 async function enrollMachine(app: FastifyInstance, token: string, hostname = `MATRIX-TMP-${hex(3).toUpperCase()}`): Promise<TestAgent> {
@@ -220,13 +294,25 @@ const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` 
 const enrollBody = (enrollmentToken: string) => ({
   enrollmentToken,
   agentVersion: 'matrix-1.0',
-  device: { hostname: `MATRIX-ENROLL-${hex(3).toUpperCase()}`, domain: 'WORKGROUP', domainJoined: false, serialNumber: `SN-${hex()}`, smbiosUuid: randomUUID(), entraDeviceId: null },
+  device: {
+    hostname: `MATRIX-ENROLL-${hex(3).toUpperCase()}`,
+    domain: 'WORKGROUP',
+    domainJoined: false,
+    serialNumber: `SN-${hex()}`,
+    smbiosUuid: randomUUID(),
+    entraDeviceId: null,
+  },
 });
 /** The next upload of the Own agent: its own C: recovery password (stored once, then a duplicate). */
 const ownUploadBody = (fx: Fx, jobId: string | null = null) => {
   const a = fx.agents.own;
   const p = a.machine.recoveryPasswords('C:')[0]!;
-  return { seq: ++a.seq, sentAt: new Date().toISOString(), jobId, keys: [{ mountPoint: 'C:', protectorId: p.id, recoveryPassword: p.password!, volumeType: 'OperatingSystem' }] };
+  return {
+    seq: ++a.seq,
+    sentAt: new Date().toISOString(),
+    jobId,
+    keys: [{ mountPoint: 'C:', protectorId: p.id, recoveryPassword: p.password!, volumeType: 'OperatingSystem' }],
+  };
 };
 
 // ------------------------------------------------------------------------------------ Entra ID (Graph) connections
@@ -300,11 +386,28 @@ async function pendingApproval(fx: Fx, target: Target): Promise<{ id: string; co
   const now = new Date().toISOString();
   await fx.t.container.database.db
     .insertInto('lifecycle_approvals')
-    .values({ id, action: 'destroy-device-keys', client_id: c.id, device_id: deviceId, status: 'pending', reason: 'matrix', requested_by: `user:${randomUUID()}`, requested_by_name: 'another owner', requested_at: now, expires_at: new Date(Date.now() + 3_600_000).toISOString(), approved_by: null, approved_by_name: null, approved_at: null, closed_at: null, result: null })
+    .values({
+      id,
+      action: 'destroy-device-keys',
+      client_id: c.id,
+      device_id: deviceId,
+      status: 'pending',
+      reason: 'matrix',
+      requested_by: `user:${randomUUID()}`,
+      requested_by_name: 'another owner',
+      requested_at: now,
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      approved_by: null,
+      approved_by_name: null,
+      approved_at: null,
+      closed_at: null,
+      result: null,
+    })
     .execute();
   return { id, confirm: c.name };
 }
-const isExecuted = ({ json }: CheckArgs) => ((json as { status?: string }).status === 'executed' ? undefined : `expected the action to run, got ${JSON.stringify(json).slice(0, 200)}`);
+const isExecuted = ({ json }: CheckArgs) =>
+  (json as { status?: string }).status === 'executed' ? undefined : `expected the action to run, got ${JSON.stringify(json).slice(0, 200)}`;
 
 // ------------------------------------------------------------------------------------ issue 8 (notifications) helpers
 
@@ -338,12 +441,26 @@ async function notifyChannel(fx: Fx, c: ClientFx, target: Target): Promise<strin
 async function notifyRule(fx: Fx, c: ClientFx, target: Target): Promise<string> {
   if (target === 'missing') return randomUUID();
   const channelId = await notifyChannel(fx, c, target);
-  return (await fx.t.container.notifications.createRule(cliOwner, { clientId: c.id, name: `Matrix rule ${hex()}`, eventTypes: ['device.noncompliant'], channelIds: [channelId] })).id;
+  return (
+    await fx.t.container.notifications.createRule(cliOwner, {
+      clientId: c.id,
+      name: `Matrix rule ${hex()}`,
+      eventTypes: ['device.noncompliant'],
+      channelIds: [channelId],
+    })
+  ).id;
 }
 async function notifySchedule(fx: Fx, c: ClientFx, target: Target): Promise<string> {
   if (target === 'missing') return randomUUID();
   const channelId = await notifyChannel(fx, c, target);
-  return (await fx.t.container.notifications.createSchedule(cliOwner, { clientId: c.id, name: `Matrix schedule ${hex()}`, channelId, recipients: ['ceo@matrix.example'] })).id;
+  return (
+    await fx.t.container.notifications.createSchedule(cliOwner, {
+      clientId: c.id,
+      name: `Matrix schedule ${hex()}`,
+      channelId,
+      recipients: ['ceo@matrix.example'],
+    })
+  ).id;
 }
 /** A delivery of the client's (a refused "send test"), or a random id. */
 async function notifyDelivery(fx: Fx, c: ClientFx, target: Target): Promise<string> {
@@ -407,7 +524,21 @@ const MATRIX: Record<string, Entry> = {
         axis: 'none',
         build: () => ({ url: '/api/v1/me' }),
         session: all(200),
-        check: ({ p, json }) => ((json as { actor?: { role?: string } }).actor?.role === p.role ? undefined : `me.actor.role is not ${p.role}`),
+        check: ({ p, json, fx }) => {
+          const me = json as { actor?: { role?: string; clients?: unknown }; permissions?: string[] };
+          const role = p.meRole ?? p.role;
+          if (me.actor?.role !== role) return `me.actor.role is not ${role}`;
+          const clients = p.global ? 'all' : [fx.own.id];
+          if (p.kind !== 'agent' && JSON.stringify(me.actor?.clients) !== JSON.stringify(clients))
+            return `me.actor.clients is ${JSON.stringify(me.actor?.clients)}, expected ${JSON.stringify(clients)}`;
+          if (p.mePermissions && JSON.stringify([...(me.permissions ?? [])].sort()) !== JSON.stringify([...p.mePermissions].sort())) {
+            return `me.permissions is ${JSON.stringify(me.permissions)}, expected ${JSON.stringify(p.mePermissions)}`;
+          }
+          // Powers a person exercises themselves are never a token's.
+          if (p.kind === 'token' && me.permissions?.some((x) => PERSON_ONLY_BY_HAND.includes(x)))
+            return `a token reports ${me.permissions.filter((x) => PERSON_ONLY_BY_HAND.includes(x)).join(', ')}`;
+          return undefined;
+        },
       },
     ],
   },
@@ -431,14 +562,26 @@ const MATRIX: Record<string, Entry> = {
     auth: 'enrolment',
     variants: [
       // A wrong code (or no set-up started): authorized, then refused as a bad request.
-      { label: 'wrong code', axis: 'none', build: () => ({ url: '/api/v1/me/mfa/confirm', payload: { code: 'not-a-code' } }), session: all(400), token: all(403) },
+      {
+        label: 'wrong code',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me/mfa/confirm', payload: { code: 'not-a-code' } }),
+        session: all(400),
+        token: all(403),
+      },
     ],
   },
   'DELETE /api/v1/me/mfa': {
     auth: 'authenticated',
     variants: [
       // Nothing to remove: authorized, then a bad request.
-      { label: 'no authenticator set up', axis: 'none', build: () => ({ url: '/api/v1/me/mfa', payload: { code: '123456' } }), session: all(400), token: all(403) },
+      {
+        label: 'no authenticator set up',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me/mfa', payload: { code: '123456' } }),
+        session: all(400),
+        token: all(403),
+      },
     ],
   },
 
@@ -462,7 +605,14 @@ const MATRIX: Record<string, Entry> = {
   },
   'POST /api/v1/clients': {
     auth: 'authenticated',
-    variants: [{ label: 'a new client', axis: 'none', build: () => ({ url: '/api/v1/clients', payload: { name: `Matrix New ${hex()}` } }), session: only(['owner'], 201) }],
+    variants: [
+      {
+        label: 'a new client',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/clients', payload: { name: `Matrix New ${hex()}` } }),
+        session: only(['owner'], 201),
+      },
+    ],
   },
   'GET /api/v1/clients/:clientId': {
     auth: 'authenticated',
@@ -475,13 +625,15 @@ const MATRIX: Record<string, Entry> = {
         label: 'rename (to its own name)',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/clients/${c.id}`, payload: { name: c.name } }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
       {
-        label: 'viewerCanReveal (owner only)',
+        // Who of the client's own staff may reveal: managing people (never a token), the client's owner included.
+        label: 'viewerCanReveal (owners)',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/clients/${c.id}`, payload: { viewerCanReveal: false } }),
-        session: { ...all(DENY), owner: OK },
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -498,7 +650,7 @@ const MATRIX: Record<string, Entry> = {
           const after = target === 'own' ? await grantClient(fx, p, spare.id) : undefined;
           return { url: `/api/v1/clients/${spare.id}`, after };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
     ],
   },
@@ -507,14 +659,24 @@ const MATRIX: Record<string, Entry> = {
   'GET /api/v1/devices': {
     auth: 'authenticated',
     variants: [
-      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/devices' }), session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200) },
-      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/devices' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
+      },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
       {
         label: 'search by device name',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/devices?q=${encodeURIComponent(c.device.name)}` }),
         session: { ...all(OK), helpdesk: DENY },
-        check: ({ p, target, json }) => (!p.global && target !== 'own' && asArray(json).length ? 'found another client\'s device' : undefined),
+        check: ({ p, target, json }) => (!p.global && target !== 'own' && asArray(json).length ? "found another client's device" : undefined),
       },
     ],
   },
@@ -543,15 +705,20 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/keys' }),
-        session: only(['owner', 'admin', 'technician', 'auditor'], 200),
-        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? 'lists another client\'s keys' : undefined),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's keys" : undefined),
       },
-      { label: 'one client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/keys?clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, technician: FILTER, auditor: FILTER } },
+      {
+        label: 'one client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, technician: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
+      },
       {
         label: 'search by key ID',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/keys?q=${c.solo.keyId}` }),
-        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, auditor: OK },
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, auditor: OK, 'scoped-owner': OK },
         check: ({ p, target, json }) => {
           const n = asArray(json).length;
           const want = p.global ? (target === 'missing' ? 0 : 1) : target === 'own' ? 1 : 0;
@@ -560,10 +727,20 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
-  'GET /api/v1/keys/reasons': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/keys/reasons' }), session: all(200) }] },
+  'GET /api/v1/keys/reasons': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/keys/reasons' }), session: all(200) }],
+  },
   'GET /api/v1/keys/:keyRecordId': {
     auth: 'authenticated',
-    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/keys/${c.solo.recordId}` }), session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE } }],
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys/${c.solo.recordId}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'POST /api/v1/keys/:id/reveal': {
     auth: 'authenticated',
@@ -574,24 +751,22 @@ const MATRIX: Record<string, Entry> = {
         ['by key record id', (c: ClientFx) => c.solo.recordId],
       ] as const
     )
-      .map(
-        ([label, q]): Variant => ({
-          label,
-          axis: 'client',
-          build: (_x, c) => ({ url: `/api/v1/keys/${encodeURIComponent(q(c))}/reveal`, payload: REVEAL, reveals: c.solo.password }),
-          session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE },
-          check: ({ json, target, fx }) => {
-            const want = (target === 'own' ? fx.own : fx.other).solo.password;
-            return (json as { key?: { recoveryPassword?: string } }).key?.recoveryPassword === want ? undefined : 'the revealed password is not the key\'s';
-          },
-        }),
-      )
+      .map(([label, q]): Variant => ({
+        label,
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys/${encodeURIComponent(q(c))}/reveal`, payload: REVEAL, reveals: c.solo.password }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        check: ({ json, target, fx }) => {
+          const want = (target === 'own' ? fx.own : fx.other).solo.password;
+          return (json as { key?: { recoveryPassword?: string } }).key?.recoveryPassword === want ? undefined : "the revealed password is not the key's";
+        },
+      }))
       .concat([
         {
           label: 'ambiguous prefix: no password, candidates only for roles that may list keys',
           axis: 'client',
           build: (_x, c) => ({ url: `/api/v1/keys/${c.twinPrefix}/reveal`, payload: REVEAL }),
-          session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE },
+          session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
           check: ({ p, json }) => {
             const r = json as { status?: string; matches?: number; candidates?: unknown[] | null };
             if (r.status !== 'ambiguous' || r.matches !== 2) return `expected an ambiguous answer with 2 matches, got ${JSON.stringify(r).slice(0, 200)}`;
@@ -610,19 +785,20 @@ const MATRIX: Record<string, Entry> = {
         ['dry run, client by name', (c: ClientFx) => c.name],
         ['dry run, client by id', (c: ClientFx) => c.id],
       ] as const
-    ).map(
-      ([label, client]): Variant => ({
-        label,
-        axis: 'client',
-        build: ({ fx }, c) => {
-          const password = randomRecoveryPassword();
-          fx.passwords.push(password);
-          const body = multipart({ client: client(c), dryRun: 'true' }, { filename: 'keys.csv', content: csvOf([{ device: `IMPORT-${hex()}`, keyId: randomKeyId(), password }]) });
-          return { url: '/api/v1/imports', ...body };
-        },
-        session: { ...all(DENY), owner: OK, admin: MINE },
-      }),
-    ),
+    ).map(([label, client]): Variant => ({
+      label,
+      axis: 'client',
+      build: ({ fx }, c) => {
+        const password = randomRecoveryPassword();
+        fx.passwords.push(password);
+        const body = multipart(
+          { client: client(c), dryRun: 'true' },
+          { filename: 'keys.csv', content: csvOf([{ device: `IMPORT-${hex()}`, keyId: randomKeyId(), password }]) },
+        );
+        return { url: '/api/v1/imports', ...body };
+      },
+      session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+    })),
   },
 
   // ---------------------------------------------------------------- audit
@@ -633,17 +809,33 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/audit?limit=1000' }),
-        session: only(['owner', 'admin', 'auditor'], 200),
-        check: ({ p, json, fx }) => (!p.global && asArray(json).some((e) => e.clientId !== fx.own.id) ? 'a client-limited reader sees events outside its client' : undefined),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) =>
+          !p.global && asArray(json).some((e) => e.clientId !== fx.own.id) ? 'a client-limited reader sees events outside its client' : undefined,
       },
-      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/audit?clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER } },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/audit?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
+      },
     ],
   },
   'GET /api/v1/audit/export': {
     auth: 'authenticated',
     variants: [
-      { label: 'CSV, all visible', axis: 'none', build: () => ({ url: '/api/v1/audit/export?format=csv' }), session: only(['owner', 'admin', 'auditor'], 200) },
-      { label: 'JSON lines, one client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/audit/export?format=jsonl&clientId=${c.id}` }), session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER } },
+      {
+        label: 'CSV, all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/audit/export?format=csv' }),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+      },
+      {
+        label: 'JSON lines, one client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/audit/export?format=jsonl&clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
+      },
     ],
   },
   'GET /api/v1/audit/verify': {
@@ -652,36 +844,133 @@ const MATRIX: Record<string, Entry> = {
     variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/audit/verify' }), session: only(['owner'], 200) }],
   },
 
-  // ---------------------------------------------------------------- users (owner only)
-  'GET /api/v1/users': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/users' }), session: only(['owner'], 200) }] },
+  // ---------------------------------------------------------------- users
+  // People manage people (never a token); an owner of one client sees and manages only users whose
+  // every client is its own, and a global user is "not found" to it.
+  'GET /api/v1/users': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/users' }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+        check: ({ p, json, fx }) => {
+          const rows = asArray(json);
+          const ids = rows.map((u) => u.id);
+          if (!ids.includes(fx.targetUserId)) return "the list lacks the Own client's user";
+          if (p.global) return ids.includes(fx.globalTargetUserId) ? undefined : 'a global owner does not see a global user';
+          const outside = rows.filter((u) => u.clients === 'all' || !(u.clients as string[]).every((c) => c === fx.own.id));
+          return outside.length
+            ? `a client-limited owner sees ${outside.length} users outside its client (${outside.map((u) => u.email).join(', ')})`
+            : undefined;
+        },
+      },
+    ],
+  },
   'POST /api/v1/users': {
     auth: 'authenticated',
     variants: [
       {
         label: 'a helpdesk user of that client',
         axis: 'client',
-        build: (_x, c) => ({ url: '/api/v1/users', payload: { email: `matrix-${hex()}@example.test`, password: NEW_PASSWORD, role: 'helpdesk', clients: [c.id] } }),
-        session: { ...all(DENY), owner: [201, 201] },
+        build: (_x, c) => ({
+          url: '/api/v1/users',
+          payload: { email: `matrix-${hex()}@example.test`, password: NEW_PASSWORD, role: 'helpdesk', clients: [c.id] },
+        }),
+        // Another client's id in the body is refused exactly like a missing one (400 "no such client").
+        session: { ...all(DENY), owner: [201, 201], 'scoped-owner': [201, 400] },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
   'GET /api/v1/users/:userId': {
     auth: 'authenticated',
-    variants: [{ label: '', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}` }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'a user of Own',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}` }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'a global user',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.globalTargetUserId}` }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+    ],
   },
   'PATCH /api/v1/users/:userId': {
     auth: 'authenticated',
-    variants: [{ label: 'rename', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}`, payload: { name: `Target ${hex()}` } }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'rename a user of Own',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}`, payload: { name: `Target ${hex()}` } }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'rename a global user',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.globalTargetUserId}`, payload: { name: `Global target ${hex()}` } }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        // Granting "all clients" is for principals with all clients.
+        label: 'give a throwaway user of Own all clients',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/users/${(await fx.t.addUser('technician', [fx.own.id])).id}`, payload: { clients: 'all' } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
   },
   'POST /api/v1/users/:userId/password': {
     auth: 'authenticated',
     variants: [
-      { label: 'reset', axis: 'none', build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}/password`, payload: { password: NEW_PASSWORD } }), session: only(['owner'], 200) },
+      {
+        label: 'reset a user of Own',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}/password`, payload: { password: NEW_PASSWORD } }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'reset a global user',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.globalTargetUserId}/password`, payload: { password: NEW_PASSWORD } }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
     ],
   },
 
   // ---------------------------------------------------------------- API tokens
-  'GET /api/v1/tokens': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/tokens' }), session: only(['owner', 'admin'], 200) }] },
+  // Tokens are managed by people, never by other tokens. A client-limited person sees the tokens of
+  // the people it may manage and its own; never the global owner's.
+  'GET /api/v1/tokens': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/tokens' }),
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
+        token: { owner: 403, admin: 403, 'scoped-owner': 403 },
+        check: ({ p, json, fx }) => {
+          const ids = asArray(json).map((x) => x.id as string);
+          if (p.global) return fx.ownerTokenIds.every((id) => ids.includes(id)) ? undefined : 'the global owner does not see its own tokens';
+          return ids.some((id) => fx.ownerTokenIds.includes(id)) ? "a client-limited person sees the global owner's tokens" : undefined;
+        },
+      },
+    ],
+  },
   'POST /api/v1/tokens': {
     auth: 'authenticated',
     variants: [
@@ -690,9 +979,9 @@ const MATRIX: Record<string, Entry> = {
         label: 'an auditor token for that client',
         axis: 'client',
         build: (_x, c) => ({ url: '/api/v1/tokens', payload: { name: `matrix made ${hex()}`, role: 'auditor', clients: [c.id] } }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 400] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 400], 'scoped-owner': [201, 400] },
         // Tokens are created by people, never by other tokens.
-        token: { owner: DENY, admin: DENY },
+        token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -701,28 +990,43 @@ const MATRIX: Record<string, Entry> = {
     variants: [
       {
         // Own = a fresh token created by this person (a token principal: by the owner who made it);
-        // other = a fresh token created by someone else. Admins revoke only their own tokens.
+        // other = a fresh token created by someone it may not manage (for the global owner: an
+        // admin's, which it may revoke). Admins revoke only their own tokens.
         label: 'revoke a throwaway token',
         axis: 'client',
         build: async ({ p, fx }, _c, target) => {
           if (target === 'missing') return { url: `/api/v1/tokens/${randomUUID()}` };
           const me = p.kind === 'session' && (p.role === 'owner' || p.role === 'admin') ? p.user! : fx.users.owner;
-          const creator = target === 'own' ? me : me.role === 'owner' ? fx.users.admin : fx.users.owner;
-          const r = await fx.t.container.identity.createToken(personActor(creator), { name: `matrix throwaway ${hex()}`, role: 'auditor', clients: [fx.own.id] });
+          const creator = target === 'own' ? me : me.role === 'owner' && me.clients === 'all' ? fx.users.admin : fx.users.owner;
+          const r = await fx.t.container.identity.createToken(personActor(creator), {
+            name: `matrix throwaway ${hex()}`,
+            role: 'auditor',
+            clients: [fx.own.id],
+          });
           return { url: `/api/v1/tokens/${r.view.id}` };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
-        // An admin's token created no token (tokens cannot), so it can revoke none: 404 as if absent.
-        token: { admin: [404, 404] },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
       },
     ],
   },
 
-  // ---------------------------------------------------------------- settings (owner only)
-  'GET /api/v1/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings' }), session: only(['owner'], 200) }] },
+  // ---------------------------------------------------------------- vault-wide settings: a person with all clients (the owner), never a token
+  'GET /api/v1/settings': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
   'PATCH /api/v1/settings': {
     auth: 'authenticated',
-    variants: [{ label: 'requireMfa stays off', axis: 'none', build: () => ({ url: '/api/v1/settings', payload: { requireMfa: false } }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'requireMfa stays off',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/settings', payload: { requireMfa: false } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
   },
 
   // ---------------------------------------------------------------- the agent's own calls
@@ -737,7 +1041,12 @@ const MATRIX: Record<string, Entry> = {
         ['a used-up enrollment token', (fx: Fx) => fx.deadEnroll.usedUp],
         ['an API token in place of an enrollment token', (fx: Fx) => fx.secrets.find((x) => x.startsWith('kw_'))!],
       ] as const
-    ).map(([label, token]): Variant => ({ label, axis: 'none', build: ({ fx }) => ({ url: '/api/v1/agent/enroll', payload: enrollBody(token(fx)) }), session: all(401) })),
+    ).map(([label, token]): Variant => ({
+      label,
+      axis: 'none',
+      build: ({ fx }) => ({ url: '/api/v1/agent/enroll', payload: enrollBody(token(fx)) }),
+      session: all(401),
+    })),
   },
   'POST /api/v1/agent/checkin': {
     auth: 'agent',
@@ -751,7 +1060,9 @@ const MATRIX: Record<string, Entry> = {
         agent: 200,
         check: ({ json }) => {
           const r = json as { requestPasswords?: unknown[]; jobs?: unknown[]; nextCheckinSeconds?: number };
-          return Array.isArray(r.requestPasswords) && Array.isArray(r.jobs) && typeof r.nextCheckinSeconds === 'number' ? undefined : `not a check-in answer: ${JSON.stringify(r).slice(0, 160)}`;
+          return Array.isArray(r.requestPasswords) && Array.isArray(r.jobs) && typeof r.nextCheckinSeconds === 'number'
+            ? undefined
+            : `not a check-in answer: ${JSON.stringify(r).slice(0, 160)}`;
         },
       },
       {
@@ -804,12 +1115,12 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/agent/enrollment-tokens' }),
-        session: only(['owner', 'admin'], 200),
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
         check: ({ p, json, fx }) => {
           const rows = asArray(json);
-          if (!rows.some((r) => r.id === fx.own.enrollmentTokenId)) return 'the list lacks the Own client\'s enrollment token';
-          if (p.global && !rows.some((r) => r.id === fx.other.enrollmentTokenId)) return 'a global principal does not see the Other client\'s enrollment token';
-          if (!p.global && rows.some((r) => r.clientId !== fx.own.id)) return 'lists another client\'s enrollment tokens';
+          if (!rows.some((r) => r.id === fx.own.enrollmentTokenId)) return "the list lacks the Own client's enrollment token";
+          if (p.global && !rows.some((r) => r.id === fx.other.enrollmentTokenId)) return "a global principal does not see the Other client's enrollment token";
+          if (!p.global && rows.some((r) => r.clientId !== fx.own.id)) return "lists another client's enrollment tokens";
           return undefined;
         },
       },
@@ -817,8 +1128,9 @@ const MATRIX: Record<string, Entry> = {
         label: 'filtered by client',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/agent/enrollment-tokens?clientId=${c.id}` }),
-        session: { ...all(DENY), owner: OK, admin: FILTER },
-        check: ({ target, json, fx }) => (asArray(json).some((r) => r.clientId !== (target === 'own' ? fx.own.id : fx.other.id)) ? 'the filter lets other clients\' tokens through' : undefined),
+        session: { ...all(DENY), owner: OK, admin: FILTER, 'scoped-owner': FILTER },
+        check: ({ target, json, fx }) =>
+          asArray(json).some((r) => r.clientId !== (target === 'own' ? fx.own.id : fx.other.id)) ? "the filter lets other clients' tokens through" : undefined,
       },
     ],
   },
@@ -830,7 +1142,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'a one-use token for that client',
         axis: 'client',
         build: (_x, c) => ({ url: '/api/v1/agent/enrollment-tokens', payload: { clientId: c.id, expiresInDays: 1, maxUses: 1 } }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
         check: ({ target, json, fx }) => {
           const r = json as { token?: string; enrollmentToken?: { clientId?: string } };
           if (!r.token?.startsWith('kwe_')) return 'no kwe_ token in the answer';
@@ -851,22 +1163,29 @@ const MATRIX: Record<string, Entry> = {
           fx.secrets.push(r.token);
           return { url: `/api/v1/agent/enrollment-tokens/${r.view.id}` };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
     ],
   },
   'GET /api/v1/devices/:deviceId/jobs': {
     auth: 'authenticated',
-    variants: [{ label: "the client's agent device", axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/jobs` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+    variants: [
+      {
+        label: "the client's agent device",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/jobs` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+      },
+    ],
   },
   'POST /api/v1/devices/:deviceId/jobs': {
     auth: 'authenticated',
     variants: [
       {
-        label: 'rotate C: on the client\'s agent device',
+        label: "rotate C: on the client's agent device",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/jobs`, payload: { kind: 'rotate', mountPoint: 'C:' } }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
         check: ({ json }) => ((json as { kind?: string }).kind === 'rotate' ? undefined : 'the answer is not the rotate job'),
       },
       {
@@ -874,7 +1193,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'a device without an agent (400 once authorized)',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/jobs`, payload: { kind: 'rotate', mountPoint: 'C:' } }),
-        session: { ...all(DENY), owner: [400, 400], admin: [400, 404] },
+        session: { ...all(DENY), owner: [400, 400], admin: [400, 404], 'scoped-owner': [400, 404] },
       },
     ],
   },
@@ -890,8 +1209,9 @@ const MATRIX: Record<string, Entry> = {
           const d = await throwawayDevice(fx, target);
           return { url: `/api/v1/devices/${d.deviceId}/revoke-agent` };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
-        check: ({ json }) => ((json as { revoked?: number }).revoked === 1 ? undefined : `revoked ${(json as { revoked?: number }).revoked} credentials, expected 1`),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) =>
+          (json as { revoked?: number }).revoked === 1 ? undefined : `revoked ${(json as { revoked?: number }).revoked} credentials, expected 1`,
       },
     ],
   },
@@ -902,19 +1222,24 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/findings' }),
-        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
         check: ({ p, json, fx }) => {
           const ids = clientIdsOf(json);
-          if (!ids.includes(fx.own.id)) return 'the list lacks the Own agent\'s finding';
-          if (p.global && !ids.includes(fx.other.id)) return 'a global principal does not see the Other agent\'s finding';
-          if (!p.global && ids.some((id) => id !== fx.own.id)) return 'lists another client\'s findings';
+          if (!ids.includes(fx.own.id)) return "the list lacks the Own agent's finding";
+          if (p.global && !ids.includes(fx.other.id)) return "a global principal does not see the Other agent's finding";
+          if (!p.global && ids.some((id) => id !== fx.own.id)) return "lists another client's findings";
           return undefined;
         },
       },
-      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/findings?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/findings?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
       {
         // A device filter is a search: a device outside the principal's clients simply matches nothing.
-        label: 'filtered by the client\'s agent device',
+        label: "filtered by the client's agent device",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/findings?deviceId=${c.agentDevice.id}` }),
         session: { ...all(OK), helpdesk: DENY },
@@ -935,12 +1260,12 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/graph/connections' }),
-        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
         check: ({ p, json, fx }) => {
           const rows = asArray(json);
           if (rows.some(hasSecretField)) return 'a connection in the list has a secret field';
-          if (!rows.some((r) => r.id === fx.own.connectionId)) return 'the list lacks the Own client\'s connection';
-          if (p.global && !rows.some((r) => r.id === fx.other.connectionId)) return 'a global principal does not see the Other client\'s connection';
+          if (!rows.some((r) => r.id === fx.own.connectionId)) return "the list lacks the Own client's connection";
+          if (p.global && !rows.some((r) => r.id === fx.other.connectionId)) return "a global principal does not see the Other client's connection";
           if (!p.global && rows.some((r) => r.clientId !== fx.own.id || r.id === fx.other.connectionId)) return 'lists a connection of another client';
           return undefined;
         },
@@ -960,7 +1285,7 @@ const MATRIX: Record<string, Entry> = {
           const spare = await spareClient(fx, p, target);
           return { url: '/api/v1/graph/connections', payload: graphBody(spare.id), after: spare.after };
         },
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
         check: ({ json }) => {
           const r = json as Record<string, unknown>;
           if (hasSecretField(r)) return 'the new connection is returned with a secret field';
@@ -972,7 +1297,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'a second connection for the client (409 once authorized)',
         axis: 'client',
         build: (_x, c) => ({ url: '/api/v1/graph/connections', payload: graphBody(c.id) }),
-        session: { ...all(DENY), owner: [409, 409], admin: [409, 404] },
+        session: { ...all(DENY), owner: [409, 409], admin: [409, 404], 'scoped-owner': [409, 404] },
       },
     ],
   },
@@ -986,7 +1311,7 @@ const MATRIX: Record<string, Entry> = {
           const conn = await throwawayConnection(fx, p, target);
           return { url: `/api/v1/graph/connections/${conn.id}`, after: conn.after };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
         check: ({ json }) => ((json as { ok?: boolean }).ok === true ? undefined : 'the answer is not ok'),
       },
     ],
@@ -999,7 +1324,7 @@ const MATRIX: Record<string, Entry> = {
         label: "the client's connection (unreachable: ok false)",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/graph/connections/${c.connectionId}/test` }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
         check: ({ json }) => {
           const r = json as { ok?: boolean; checks?: { check: string; ok: boolean }[] };
           if (r.ok !== false || !r.checks?.length) return `expected ok:false with checks, got ${JSON.stringify(r).slice(0, 160)}`;
@@ -1016,7 +1341,7 @@ const MATRIX: Record<string, Entry> = {
         label: "the client's connection (unreachable: a failed run)",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/graph/connections/${c.connectionId}/sync` }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
         check: ({ target, json, fx }) => {
           const r = json as { status?: string; clientId?: string; errorText?: string | null };
           if (r.clientId !== (target === 'own' ? fx.own.id : fx.other.id)) return 'the run is of another client';
@@ -1045,7 +1370,10 @@ const MATRIX: Record<string, Entry> = {
   // The console's page and its assets are public (they carry no data); a missing asset is a 404 either way,
   // so these answers do not depend on whether dist/web was built.
   'GET /': { auth: 'public', variants: [{ label: 'the console page', axis: 'none', build: () => ({ url: '/' }), session: all(200) }] },
-  'GET /assets/*': { auth: 'public', variants: [{ label: 'a file that is not there', axis: 'none', build: () => ({ url: `/assets/matrix-${hex()}.js` }), session: all(404) }] },
+  'GET /assets/*': {
+    auth: 'public',
+    variants: [{ label: 'a file that is not there', axis: 'none', build: () => ({ url: `/assets/matrix-${hex()}.js` }), session: all(404) }],
+  },
   'GET /api/v1/setup': {
     auth: 'public',
     variants: [
@@ -1065,9 +1393,19 @@ const MATRIX: Record<string, Entry> = {
   'POST /api/v1/setup': {
     auth: 'public',
     // The vault has users: nobody (signed in or not) can create another "first" owner.
-    variants: [{ label: 'a second first owner', axis: 'none', build: () => ({ url: '/api/v1/setup', payload: { email: `matrix-setup-${hex()}@example.test`, password: NEW_PASSWORD } }), session: all(409) }],
+    variants: [
+      {
+        label: 'a second first owner',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/setup', payload: { email: `matrix-setup-${hex()}@example.test`, password: NEW_PASSWORD } }),
+        session: all(409),
+      },
+    ],
   },
-  'GET /api/v1/console/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/console/settings' }), session: all(200) }] },
+  'GET /api/v1/console/settings': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/console/settings' }), session: all(200) }],
+  },
   'GET /api/v1/console/clients': {
     auth: 'authenticated',
     variants: [
@@ -1095,7 +1433,7 @@ const MATRIX: Record<string, Entry> = {
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/keys/lookup?keyId=${c.solo.keyId}` }),
         // A lookup is a search: another client's key is simply not found (0 matches).
-        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK },
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK, 'scoped-owner': OK },
         check: ({ p, target, json }) => {
           const r = json as { matches?: number; keys?: unknown[] };
           const want = p.global ? (target === 'missing' ? 0 : 1) : target === 'own' ? 1 : 0;
@@ -1106,7 +1444,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'ambiguous 8-digit prefix: the count, candidates only for roles that may list keys',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/keys/lookup?keyId=${c.twinPrefix.toUpperCase()}` }),
-        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK },
+        session: { ...all(DENY), owner: OK, admin: OK, technician: OK, helpdesk: OK, 'scoped-owner': OK },
         check: ({ p, target, json }) => {
           const r = json as { matches?: number; keys?: unknown[] };
           const visible = p.global ? target !== 'missing' : target === 'own';
@@ -1128,7 +1466,9 @@ const MATRIX: Record<string, Entry> = {
         session: { ...all(MINE), owner: OK, helpdesk: DENY },
         check: ({ json }) => {
           const r = json as { devices?: number; keys?: number };
-          return r.devices !== undefined && r.devices >= 1 && (r.keys ?? 0) >= 3 ? undefined : `not the seeded client's overview: ${JSON.stringify(r).slice(0, 160)}`;
+          return r.devices !== undefined && r.devices >= 1 && (r.keys ?? 0) >= 3
+            ? undefined
+            : `not the seeded client's overview: ${JSON.stringify(r).slice(0, 160)}`;
         },
       },
     ],
@@ -1151,11 +1491,25 @@ const MATRIX: Record<string, Entry> = {
   },
   'GET /api/v1/clients/:clientId/devices/export': {
     auth: 'authenticated',
-    variants: [{ label: 'CSV', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/devices/export` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+    variants: [
+      {
+        label: 'CSV',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/devices/export` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+      },
+    ],
   },
   'GET /api/v1/devices/:deviceId/volume-history': {
     auth: 'authenticated',
-    variants: [{ label: "the client's agent device", axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/volume-history` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+    variants: [
+      {
+        label: "the client's agent device",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.agentDevice.id}/volume-history` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+      },
+    ],
   },
   'GET /api/v1/devices/:deviceId/audit': {
     auth: 'authenticated',
@@ -1164,7 +1518,7 @@ const MATRIX: Record<string, Entry> = {
         label: "the client's device (its keys were imported: events exist)",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/audit` }),
-        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE, 'scoped-owner': MINE },
         check: ({ target, json, fx }) => {
           const id = (target === 'own' ? fx.own : fx.other).id;
           return asArray(json).every((e) => e.clientId === id) ? undefined : "the trail has another client's events";
@@ -1172,34 +1526,84 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
-  'GET /api/v1/settings/security': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/security' }), session: only(['owner'], 200) }] },
+  'GET /api/v1/settings/security': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/security' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
   'PATCH /api/v1/settings/security': {
     auth: 'authenticated',
-    variants: [{ label: 'hide after 60 s (the default)', axis: 'none', build: () => ({ url: '/api/v1/settings/security', payload: { revealHideSeconds: 60 } }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'hide after 60 s (the default)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/settings/security', payload: { revealHideSeconds: 60 } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+      {
+        // Even for a client of its own, a client-limited owner changes no security setting.
+        label: "the client's rotate-after-disclosure (unchanged value)",
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/settings/security', payload: { clients: [{ id: c.id, rotateAfterDisclosure: ROTATE_DEFAULT }] } }),
+        session: { ...all(DENY), owner: OK },
+        token: { owner: DENY, 'scoped-owner': DENY },
+      },
+    ],
   },
   'GET /api/v1/directory/connections': {
     auth: 'authenticated',
-    variants: [{ label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/directory/connections' }), session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200) }],
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/directory/connections' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
+      },
+    ],
   },
   // No Active Directory connection is seeded here (test/ad-*.test.ts drive real ones against Samba):
   // a missing one is "not found" for the roles that manage agents and a refusal for everyone else.
   'POST /api/v1/directory/connections/:connectionId/test': {
     auth: 'authenticated',
-    variants: [{ label: 'a missing connection', axis: 'none', build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/test` }), session: only(['owner', 'admin'], 404) }],
+    variants: [
+      {
+        label: 'a missing connection',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/test` }),
+        session: only(['owner', 'admin', 'scoped-owner'], 404),
+      },
+    ],
   },
   'POST /api/v1/directory/connections/:connectionId/sync': {
     auth: 'authenticated',
-    variants: [{ label: 'a missing connection', axis: 'none', build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/sync` }), session: only(['owner', 'admin'], 404) }],
+    variants: [
+      {
+        label: 'a missing connection',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/sync` }),
+        session: only(['owner', 'admin', 'scoped-owner'], 404),
+      },
+    ],
   },
 
   // ================================================================ issue 8 (compliance, reports) routes
   // Policies: every role with access to a client reads its policy (helpdesk included: it says what
   // "compliant" means); owners change the MSP default; owners and admins (of that client) change a client's.
-  'GET /api/v1/compliance/policy': { auth: 'authenticated', variants: [{ label: 'the MSP default', axis: 'none', build: () => ({ url: '/api/v1/compliance/policy' }), session: all(200) }] },
+  'GET /api/v1/compliance/policy': {
+    auth: 'authenticated',
+    variants: [{ label: 'the MSP default', axis: 'none', build: () => ({ url: '/api/v1/compliance/policy' }), session: all(200) }],
+  },
   'PATCH /api/v1/compliance/policy': {
     auth: 'authenticated',
     // A client-limited admin may not change what every other client inherits.
-    variants: [{ label: 'the MSP default (a value equal to the built-in)', axis: 'none', build: () => ({ url: '/api/v1/compliance/policy', payload: { set: { staleAfterDays: 30 } } }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'the MSP default (a value equal to the built-in)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/compliance/policy', payload: { set: { staleAfterDays: 30 } } }),
+        session: only(['owner'], 200),
+      },
+    ],
   },
   'GET /api/v1/clients/:clientId/compliance/policy': {
     auth: 'authenticated',
@@ -1212,7 +1616,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'override a field with its built-in value',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/compliance/policy`, payload: { set: { suspendedGraceHours: 24 } } }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
     ],
   },
@@ -1223,10 +1627,15 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/compliance/exemptions' }),
-        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
         check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's exemptions" : undefined),
       },
-      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/compliance/exemptions?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/compliance/exemptions?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
     ],
   },
   'POST /api/v1/compliance/exemptions': {
@@ -1236,8 +1645,11 @@ const MATRIX: Record<string, Entry> = {
         // Another client's device is "not found" for an admin limited to Own, exactly like a missing one.
         label: "exempt the client's device for an hour",
         axis: 'client',
-        build: (_x, c) => ({ url: '/api/v1/compliance/exemptions', payload: { deviceId: c.device.id, reason: 'matrix: lab machine', expiresAt: new Date(Date.now() + 3600_000).toISOString() } }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        build: (_x, c) => ({
+          url: '/api/v1/compliance/exemptions',
+          payload: { deviceId: c.device.id, reason: 'matrix: lab machine', expiresAt: new Date(Date.now() + 3600_000).toISOString() },
+        }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
       },
     ],
   },
@@ -1249,10 +1661,14 @@ const MATRIX: Record<string, Entry> = {
         axis: 'client',
         build: async ({ fx }, c, target) => {
           if (target === 'missing') return { url: `/api/v1/compliance/exemptions/${randomUUID()}` };
-          const e = await fx.t.container.compliance.createExemption(cliOwner, { deviceId: c.device.id, reason: 'matrix throwaway', expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+          const e = await fx.t.container.compliance.createExemption(cliOwner, {
+            deviceId: c.device.id,
+            reason: 'matrix throwaway',
+            expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+          });
           return { url: `/api/v1/compliance/exemptions/${e.id}` };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
     ],
   },
@@ -1263,22 +1679,44 @@ const MATRIX: Record<string, Entry> = {
         label: 'all visible',
         axis: 'none',
         build: () => ({ url: '/api/v1/compliance/devices' }),
-        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
         check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's devices" : undefined),
       },
-      { label: 'filtered by client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/compliance/devices?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/compliance/devices?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
     ],
   },
   'GET /api/v1/devices/:deviceId/compliance': {
     auth: 'authenticated',
-    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/compliance` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/compliance` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+      },
+    ],
   },
   'POST /api/v1/compliance/evaluate': {
     auth: 'authenticated',
     variants: [
-      { label: 'every client the principal manages', axis: 'none', build: () => ({ url: '/api/v1/compliance/evaluate', payload: {} }), session: only(['owner', 'admin'], 200) },
+      {
+        label: 'every client the principal manages',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/compliance/evaluate', payload: {} }),
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
+      },
       // A client outside the principal's clients is refused (403) like one that does not exist.
-      { label: 'one client', axis: 'client', build: (_x, c) => ({ url: '/api/v1/compliance/evaluate', payload: { clientId: c.id } }), session: { ...all(DENY), owner: OK, admin: [200, 403] } },
+      {
+        label: 'one client',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/compliance/evaluate', payload: { clientId: c.id } }),
+        session: { ...all(DENY), owner: OK, admin: [200, 403], 'scoped-owner': [200, 403] },
+      },
     ],
   },
   // Reports: whoever may see devices reads the compliance, devices, escrow and recovery-boot reports;
@@ -1291,8 +1729,9 @@ const MATRIX: Record<string, Entry> = {
         label: 'devices CSV, all visible clients',
         axis: 'none',
         build: () => ({ url: '/api/v1/reports/devices?format=csv' }),
-        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer'], 200),
-        check: ({ p, json, fx }) => (!p.global && typeof json === 'string' && json.includes(fx.other.name) ? "another client's devices in the report" : undefined),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) =>
+          !p.global && typeof json === 'string' && json.includes(fx.other.name) ? "another client's devices in the report" : undefined,
       },
       {
         label: 'compliance summary PDF of a client',
@@ -1306,14 +1745,35 @@ const MATRIX: Record<string, Entry> = {
         build: (_x, c) => ({ url: `/api/v1/reports/recovery-audit?format=csv&clientId=${c.id}` }),
         session: { ...all(FILTER), owner: OK, helpdesk: DENY, technician: DENY },
       },
-      { label: 'escrow coverage CSV of a client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/reports/escrow-coverage?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
-      { label: 'recovery boots CSV of a client', axis: 'client', build: (_x, c) => ({ url: `/api/v1/reports/recovery-boots?clientId=${c.id}` }), session: { ...all(FILTER), owner: OK, helpdesk: DENY } },
+      {
+        label: 'escrow coverage CSV of a client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/reports/escrow-coverage?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
+      {
+        label: 'recovery boots CSV of a client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/reports/recovery-boots?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
     ],
   },
-  'GET /api/v1/settings/branding': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/branding' }), session: only(['owner'], 200) }] },
+  'GET /api/v1/settings/branding': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/branding' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
   'PATCH /api/v1/settings/branding': {
     auth: 'authenticated',
-    variants: [{ label: 'the MSP name', axis: 'none', build: () => ({ url: '/api/v1/settings/branding', payload: { mspName: 'Matrix MSP' } }), session: only(['owner'], 200) }],
+    variants: [
+      {
+        label: 'the MSP name',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/settings/branding', payload: { mspName: 'Matrix MSP' } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
   },
 
   // ================================================================ issue 8 (notifications) routes
@@ -1322,12 +1782,18 @@ const MATRIX: Record<string, Entry> = {
   'GET /api/v1/notifications/channels': {
     auth: 'authenticated',
     variants: [
-      { label: 'all visible', axis: 'none', build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels' }),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+        check: notifyListCheck,
+      },
       {
         label: 'filtered by client',
         axis: 'client',
         build: async ({ fx }, c, target) => (await notifyChannel(fx, c, target), { url: `/api/v1/notifications/channels?clientId=${c.id}` }),
-        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
         check: notifyListCheck,
       },
     ],
@@ -1336,26 +1802,48 @@ const MATRIX: Record<string, Entry> = {
     auth: 'authenticated',
     variants: [
       {
-        label: "an e-mail channel of the client",
+        label: 'an e-mail channel of the client',
         axis: 'client',
         build: ({ fx }, c) => (notifySecret(fx), { url: '/api/v1/notifications/channels', payload: notifyEmailBody(c.id) }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
         check: ({ json }) => {
           const r = json as { channel?: Record<string, unknown> };
           if (!r.channel || hasSecretField(r.channel) || 'signingSecret' in (r as object)) return 'the new channel is returned with a secret';
           return (r.channel.masked as Record<string, string>)?.password === '••••••••' ? undefined : 'the password is not shown masked';
         },
       },
-      { label: 'an MSP-wide channel', axis: 'none', build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels', payload: notifyEmailBody(null) }), session: only(['owner'], 201) },
+      {
+        label: 'an MSP-wide channel',
+        axis: 'none',
+        build: ({ fx }) => (notifySecret(fx), { url: '/api/v1/notifications/channels', payload: notifyEmailBody(null) }),
+        session: only(['owner'], 201),
+      },
     ],
   },
   'PATCH /api/v1/notifications/channels/:channelId': {
     auth: 'authenticated',
-    variants: [{ label: 'rename a throwaway channel', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}`, payload: { name: 'Matrix renamed' } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'rename a throwaway channel',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({
+          url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}`,
+          payload: { name: 'Matrix renamed' },
+        }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'DELETE /api/v1/notifications/channels/:channelId': {
     auth: 'authenticated',
-    variants: [{ label: 'remove a throwaway channel', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'remove a throwaway channel',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'POST /api/v1/notifications/channels/:channelId/test': {
     auth: 'authenticated',
@@ -1365,20 +1853,29 @@ const MATRIX: Record<string, Entry> = {
         label: 'send test (refused: ok false)',
         axis: 'client',
         build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/channels/${await notifyChannel(fx, c, target)}/test` }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
-        check: ({ json }) => ((json as { ok?: boolean; error?: string }).ok === false && (json as { error?: string }).error ? undefined : `expected ok:false with an error, got ${JSON.stringify(json).slice(0, 160)}`),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) =>
+          (json as { ok?: boolean; error?: string }).ok === false && (json as { error?: string }).error
+            ? undefined
+            : `expected ok:false with an error, got ${JSON.stringify(json).slice(0, 160)}`,
       },
     ],
   },
   'GET /api/v1/notifications/rules': {
     auth: 'authenticated',
     variants: [
-      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/rules' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/notifications/rules' }),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+        check: notifyListCheck,
+      },
       {
         label: 'filtered by client',
         axis: 'client',
         build: async ({ fx }, c, target) => (await notifyRule(fx, c, target), { url: `/api/v1/notifications/rules?clientId=${c.id}` }),
-        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
         check: notifyListCheck,
       },
     ],
@@ -1387,33 +1884,59 @@ const MATRIX: Record<string, Entry> = {
     auth: 'authenticated',
     variants: [
       {
-        label: "a rule on a channel of the client",
+        label: 'a rule on a channel of the client',
         axis: 'client',
         build: async ({ fx }, c, target) => ({
           url: '/api/v1/notifications/rules',
-          payload: { clientId: c.id, name: `Matrix rule ${hex()}`, eventTypes: ['device.noncompliant', 'key.revealed'], channelIds: [await notifyChannel(fx, c, target)], digest: 'hourly' },
+          payload: {
+            clientId: c.id,
+            name: `Matrix rule ${hex()}`,
+            eventTypes: ['device.noncompliant', 'key.revealed'],
+            channelIds: [await notifyChannel(fx, c, target)],
+            digest: 'hourly',
+          },
         }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
       },
     ],
   },
   'PATCH /api/v1/notifications/rules/:ruleId': {
     auth: 'authenticated',
-    variants: [{ label: 'a throwaway rule to daily', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}`, payload: { digest: 'daily' } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'a throwaway rule to daily',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}`, payload: { digest: 'daily' } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'DELETE /api/v1/notifications/rules/:ruleId': {
     auth: 'authenticated',
-    variants: [{ label: 'remove a throwaway rule', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'remove a throwaway rule',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/rules/${await notifyRule(fx, c, target)}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'GET /api/v1/notifications/deliveries': {
     auth: 'authenticated',
     variants: [
-      { label: 'the whole log visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/deliveries' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'the whole log visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/notifications/deliveries' }),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+        check: notifyListCheck,
+      },
       {
         label: 'filtered by client',
         axis: 'client',
         build: async ({ fx }, c, target) => (await notifyDelivery(fx, c, target), { url: `/api/v1/notifications/deliveries?clientId=${c.id}` }),
-        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
         check: notifyListCheck,
       },
     ],
@@ -1425,20 +1948,29 @@ const MATRIX: Record<string, Entry> = {
         label: 'a refused test delivery with its attempt',
         axis: 'client',
         build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/deliveries/${await notifyDelivery(fx, c, target)}` }),
-        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE },
-        check: ({ json }) => ((json as { status?: string; attemptLog?: unknown[] }).status === 'failed' && (json as { attemptLog: unknown[] }).attemptLog?.length === 1 ? undefined : `unexpected delivery ${JSON.stringify(json).slice(0, 160)}`),
+        session: { ...all(DENY), owner: OK, admin: MINE, auditor: MINE, 'scoped-owner': MINE },
+        check: ({ json }) =>
+          (json as { status?: string; attemptLog?: unknown[] }).status === 'failed' && (json as { attemptLog: unknown[] }).attemptLog?.length === 1
+            ? undefined
+            : `unexpected delivery ${JSON.stringify(json).slice(0, 160)}`,
       },
     ],
   },
   'GET /api/v1/notifications/report-schedules': {
     auth: 'authenticated',
     variants: [
-      { label: 'all visible', axis: 'none', build: () => ({ url: '/api/v1/notifications/report-schedules' }), session: only(['owner', 'admin', 'auditor'], 200), check: notifyListCheck },
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/notifications/report-schedules' }),
+        session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200),
+        check: notifyListCheck,
+      },
       {
         label: 'filtered by client',
         axis: 'client',
         build: async ({ fx }, c, target) => (await notifySchedule(fx, c, target), { url: `/api/v1/notifications/report-schedules?clientId=${c.id}` }),
-        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER },
+        session: { ...all(DENY), owner: OK, admin: FILTER, auditor: FILTER, 'scoped-owner': FILTER },
         check: notifyListCheck,
       },
     ],
@@ -1453,17 +1985,34 @@ const MATRIX: Record<string, Entry> = {
           url: '/api/v1/notifications/report-schedules',
           payload: { clientId: c.id, name: `Matrix monthly ${hex()}`, channelId: await notifyChannel(fx, c, target), recipients: ['ceo@matrix.example'] },
         }),
-        session: { ...all(DENY), owner: [201, 201], admin: [201, 404] },
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
       },
     ],
   },
   'PATCH /api/v1/notifications/report-schedules/:scheduleId': {
     auth: 'authenticated',
-    variants: [{ label: 'a throwaway schedule to weekly', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}`, payload: { frequency: 'weekly', day: 1 } }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'a throwaway schedule to weekly',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({
+          url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}`,
+          payload: { frequency: 'weekly', day: 1 },
+        }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'DELETE /api/v1/notifications/report-schedules/:scheduleId': {
     auth: 'authenticated',
-    variants: [{ label: 'remove a throwaway schedule', axis: 'client', build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}` }), session: { ...all(DENY), owner: OK, admin: MINE } }],
+    variants: [
+      {
+        label: 'remove a throwaway schedule',
+        axis: 'client',
+        build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
   },
   'POST /api/v1/notifications/report-schedules/:scheduleId/run': {
     auth: 'authenticated',
@@ -1473,8 +2022,11 @@ const MATRIX: Record<string, Entry> = {
         label: 'send a throwaway schedule now',
         axis: 'client',
         build: async ({ fx }, c, target) => ({ url: `/api/v1/notifications/report-schedules/${await notifySchedule(fx, c, target)}/run` }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
-        check: ({ json }) => ((json as { kind?: string; status?: string }).kind === 'report' && (json as { status?: string }).status === 'pending' ? undefined : 'not a queued report delivery'),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) =>
+          (json as { kind?: string; status?: string }).kind === 'report' && (json as { status?: string }).status === 'pending'
+            ? undefined
+            : 'not a queued report delivery',
       },
     ],
   },
@@ -1488,7 +2040,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'a throwaway device',
         axis: 'client',
         build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target)}/retire`, payload: { reason: 'matrix' } }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
         check: ({ json }) => (String((json as { status?: string }).status).startsWith('retired, keys kept until ') ? undefined : 'no "keys kept until" status'),
       },
     ],
@@ -1500,7 +2052,7 @@ const MATRIX: Record<string, Entry> = {
         label: 'a throwaway retired device',
         axis: 'client',
         build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/reinstate` }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
     ],
   },
@@ -1510,14 +2062,22 @@ const MATRIX: Record<string, Entry> = {
       {
         label: 'set a hold (protects: client managers)',
         axis: 'client',
-        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target)}/legal-hold`, payload: { hold: true, reason: 'matrix litigation' } }),
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        build: async ({ fx }, _c, target) => ({
+          url: `/api/v1/devices/${await lifecycleDevice(fx, target)}/legal-hold`,
+          payload: { hold: true, reason: 'matrix litigation' },
+        }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
       {
-        label: 'lift a hold (owner only)',
+        // Lifting lets destruction resume: owners as people (a fresh second factor), never a token.
+        label: 'lift a hold (owners)',
         axis: 'client',
-        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'held')}/legal-hold`, payload: { hold: false, reason: 'matrix settled' } }),
-        session: { ...all(DENY), owner: OK },
+        build: async ({ fx }, _c, target) => ({
+          url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'held')}/legal-hold`,
+          payload: { hold: false, reason: 'matrix settled' },
+        }),
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -1528,17 +2088,23 @@ const MATRIX: Record<string, Entry> = {
         // Owners acting as themselves only: an owner's API token is refused.
         label: 'a throwaway retired device, typed client name',
         axis: 'client',
-        build: async ({ fx }, c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`, payload: { confirm: c.name } }),
-        session: { ...all(DENY), owner: OK },
-        token: { owner: DENY },
+        build: async ({ fx }, c, target) => ({
+          url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`,
+          payload: { confirm: c.name },
+        }),
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
         check: isExecuted,
       },
       {
         label: 'the wrong typed name (400 once authorized)',
         axis: 'client',
-        build: async ({ fx }, _c, target) => ({ url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`, payload: { confirm: 'not the name' } }),
-        session: { ...all(DENY), owner: [400, 400] },
-        token: { owner: DENY },
+        build: async ({ fx }, _c, target) => ({
+          url: `/api/v1/devices/${await lifecycleDevice(fx, target, 'retired')}/destroy-keys`,
+          payload: { confirm: 'not the name' },
+        }),
+        session: { ...all(DENY), owner: [400, 400], 'scoped-owner': [400, 404] },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -1549,7 +2115,7 @@ const MATRIX: Record<string, Entry> = {
         label: "the client's device",
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/key-history` }),
-        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, auditor: MINE, 'scoped-owner': MINE },
         check: ({ json }) => {
           const keys = ((json as { volumes?: { keys: unknown[] }[] }).volumes ?? []).flatMap((v) => v.keys);
           return keys.length === 3 ? undefined : `history lists ${keys.length} keys, expected 3`;
@@ -1559,11 +2125,22 @@ const MATRIX: Record<string, Entry> = {
   },
   'GET /api/v1/clients/:clientId/lifecycle': {
     auth: 'authenticated',
-    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } }],
+    variants: [
+      { label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle` }), session: { ...all(MINE), owner: OK, helpdesk: DENY } },
+    ],
   },
   'PATCH /api/v1/clients/:clientId/lifecycle': {
     auth: 'authenticated',
-    variants: [{ label: 'retention (to the default)', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle`, payload: { retentionDays: 365 } }), session: { ...all(DENY), owner: OK } }],
+    // Shortening retention brings destruction closer: the power to destroy, as a person.
+    variants: [
+      {
+        label: 'retention (to the default)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/lifecycle`, payload: { retentionDays: 365 } }),
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
+      },
+    ],
   },
   'PUT /api/v1/clients/:clientId/legal-hold': {
     auth: 'authenticated',
@@ -1575,16 +2152,17 @@ const MATRIX: Record<string, Entry> = {
           const x = await lifecycleClient(fx, p, target);
           return { url: `/api/v1/clients/${x.id}/legal-hold`, payload: { hold: true, reason: 'matrix inquiry' }, after: x.after };
         },
-        session: { ...all(DENY), owner: OK, admin: MINE },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
       },
       {
-        label: 'lift a hold (owner only)',
+        label: 'lift a hold (owners, never a token)',
         axis: 'client',
         build: async ({ p, fx }, _c, target) => {
           const x = await lifecycleClient(fx, p, target, true);
           return { url: `/api/v1/clients/${x.id}/legal-hold`, payload: { hold: false, reason: 'matrix closed' }, after: x.after };
         },
-        session: { ...all(DENY), owner: OK },
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -1596,9 +2174,10 @@ const MATRIX: Record<string, Entry> = {
         label: 'typed client name',
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/retention-run`, payload: { confirm: c.name } }),
-        session: { ...all(DENY), owner: OK },
-        token: { owner: DENY },
-        check: ({ json }) => ((json as { result?: { keys?: number } }).result?.keys === 0 ? undefined : `expected 0 keys destroyed, got ${JSON.stringify(json).slice(0, 200)}`),
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
+        check: ({ json }) =>
+          (json as { result?: { keys?: number } }).result?.keys === 0 ? undefined : `expected 0 keys destroyed, got ${JSON.stringify(json).slice(0, 200)}`,
       },
     ],
   },
@@ -1612,19 +2191,52 @@ const MATRIX: Record<string, Entry> = {
           const x = await lifecycleClient(fx, p, target);
           return { url: `/api/v1/clients/${x.id}/offboard`, payload: { confirm: x.name }, after: x.after };
         },
-        session: { ...all(DENY), owner: OK },
-        token: { owner: DENY },
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
         check: isExecuted,
       },
     ],
   },
-  'GET /api/v1/lifecycle/settings': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/settings' }), session: only(['owner'], 200) }] },
+  'GET /api/v1/lifecycle/settings': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/settings' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
   'PATCH /api/v1/lifecycle/settings': {
     auth: 'authenticated',
     // Left off: the rest of the matrix runs without two-owner approval.
-    variants: [{ label: 'two-owner approval off', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/settings', payload: { twoOwnerApproval: false } }), session: only(['owner'], 200), token: { owner: 403 } }],
+    variants: [
+      {
+        label: 'two-owner approval off',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/lifecycle/settings', payload: { twoOwnerApproval: false } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
   },
-  'GET /api/v1/lifecycle/approvals': { auth: 'authenticated', variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/lifecycle/approvals' }), session: only(['owner'], 200) }] },
+  'GET /api/v1/lifecycle/approvals': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Owners approve as people; an owner of one client sees only that client's requests.
+        label: "a pending request of Own and one of Other's",
+        axis: 'none',
+        build: async ({ fx }) => {
+          await pendingApproval(fx, 'own');
+          await pendingApproval(fx, 'other');
+          return { url: '/api/v1/lifecycle/approvals?status=pending' };
+        },
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+        check: ({ p, json, fx }) => {
+          const ids = asArray(json).map((a) => (a.client as { id: string } | null)?.id ?? null);
+          if (!ids.includes(fx.own.id)) return "the list lacks Own's request";
+          if (p.global) return ids.includes(fx.other.id) ? undefined : "the global owner does not see Other's request";
+          return ids.every((id) => id === fx.own.id) ? undefined : 'a client-limited owner sees requests of another client (or vault-wide ones)';
+        },
+      },
+    ],
+  },
   'POST /api/v1/lifecycle/approvals/:approvalId/approve': {
     auth: 'authenticated',
     variants: [
@@ -1635,8 +2247,8 @@ const MATRIX: Record<string, Entry> = {
           const a = await pendingApproval(fx, target);
           return { url: `/api/v1/lifecycle/approvals/${a.id}/approve`, payload: { confirm: a.confirm } };
         },
-        session: { ...all(DENY), owner: OK },
-        token: { owner: DENY },
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
         check: isExecuted,
       },
     ],
@@ -1648,7 +2260,8 @@ const MATRIX: Record<string, Entry> = {
         label: 'a pending request',
         axis: 'client',
         build: async ({ fx }, _c, target) => ({ url: `/api/v1/lifecycle/approvals/${(await pendingApproval(fx, target)).id}/cancel` }),
-        session: { ...all(DENY), owner: OK },
+        session: { ...all(DENY), owner: OK, 'scoped-owner': MINE },
+        token: { owner: DENY, 'scoped-owner': DENY },
       },
     ],
   },
@@ -1675,8 +2288,10 @@ const MATRIX: Record<string, Entry> = {
   // has none configured, so /metrics is off: 404 to everyone, whatever they send. With a token configured,
   // only that token opens it (401 for no token, a wrong one, a user session or an API token):
   // test/scale-out.test.ts checks that on real processes.
-  'GET /metrics': { auth: 'public', variants: [{ label: 'not enabled without KEYWARDEN_METRICS_TOKEN', axis: 'none', build: () => ({ url: '/metrics' }), session: all(404) }] },
-
+  'GET /metrics': {
+    auth: 'public',
+    variants: [{ label: 'not enabled without KEYWARDEN_METRICS_TOKEN', axis: 'none', build: () => ({ url: '/metrics' }), session: all(404) }],
+  },
 };
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -1724,7 +2339,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
     const secrets: string[] = [];
     const own = ownSeed;
 
-    const users = {} as Record<MRole, SeedUser>;
+    const users = {} as Fx['users'];
     let ownerSession: Record<string, string> = {};
     for (const role of MATRIX_ROLES) {
       const clients = role === 'owner' ? ('all' as const) : [own.id];
@@ -1733,25 +2348,116 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       users[role] = user;
       const s = await t.signIn(u.email);
       if (role === 'owner') ownerSession = s.headers;
-      principals.push({ name: `${role} session`, role, kind: 'session', global: role === 'owner', headers: s.headers, user });
+      principals.push({ name: `${role} session`, col: role, role, kind: 'session', global: role === 'owner', headers: s.headers, user });
     }
-    for (const role of MATRIX_ROLES) {
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/api/v1/tokens',
-        headers: ownerSession,
-        payload: { name: `matrix ${role}`, role, clients: role === 'owner' ? 'all' : [own.id] },
+    // The owner of the Own client only.
+    {
+      const u = await t.addUser('owner', [own.id], 'matrix-scoped-owner@example.test');
+      const user: SeedUser = { id: u.id, email: u.email, role: 'owner', clients: [own.id] };
+      users['scoped-owner'] = user;
+      const s = await t.signIn(u.email);
+      principals.push({
+        name: 'scoped-owner session',
+        col: 'scoped-owner',
+        role: 'owner',
+        kind: 'session',
+        global: false,
+        headers: s.headers,
+        user,
+        mePermissions: SCOPED_OWNER_PERMISSIONS,
       });
-      if (res.statusCode !== 201) throw new Error(`token for ${role}: ${res.statusCode} ${res.body}`);
+    }
+    const mintToken = async (headers: Record<string, string>, name: string, role: Role, clients: 'all' | string[]) => {
+      const res = await t.app.inject({ method: 'POST', url: '/api/v1/tokens', headers, payload: { name, role, clients } });
+      if (res.statusCode !== 201) throw new Error(`token ${name}: ${res.statusCode} ${res.body}`);
       const body = res.json() as { token: string; apiToken: { id: string } };
       secrets.push(body.token);
-      principals.push({ name: `${role} token`, role, kind: 'token', global: role === 'owner', headers: { authorization: `Bearer ${body.token}` }, user: users.owner, tokenId: body.apiToken.id });
+      return { headers: { authorization: `Bearer ${body.token}` }, id: body.apiToken.id };
+    };
+    const ownerTokenIds: string[] = [];
+    for (const role of MATRIX_ROLES) {
+      const tok = await mintToken(ownerSession, `matrix ${role}`, role, role === 'owner' ? 'all' : [own.id]);
+      ownerTokenIds.push(tok.id);
+      principals.push({
+        name: `${role} token`,
+        col: role,
+        role,
+        kind: 'token',
+        global: role === 'owner',
+        headers: tok.headers,
+        user: users.owner,
+        tokenId: tok.id,
+      });
+    }
+    {
+      const tok = await mintToken(ownerSession, 'matrix scoped owner', 'owner', [own.id]);
+      ownerTokenIds.push(tok.id);
+      principals.push({
+        name: 'scoped-owner token',
+        col: 'scoped-owner',
+        role: 'owner',
+        kind: 'token',
+        global: false,
+        headers: tok.headers,
+        user: users.owner,
+        tokenId: tok.id,
+        mePermissions: SCOPED_OWNER_TOKEN_PERMISSIONS,
+      });
+    }
+    // Tokens whose creator changed after making them: each must answer exactly like a token of what
+    // both it and its creator hold now.
+    {
+      // A technician token for all clients, made by an admin of all clients who is then limited to Own:
+      // a technician token of Own.
+      const a = await t.addUser('admin', 'all', 'matrix-narrowed-admin@example.test');
+      const tok = await mintToken((await t.signIn(a.email)).headers, 'matrix narrowed creator', 'technician', 'all');
+      const narrowed = await t.app.inject({ method: 'PATCH', url: `/api/v1/users/${a.id}`, headers: ownerSession, payload: { clients: [own.id] } });
+      if (narrowed.statusCode !== 200) throw new Error(`narrowing the token's creator: ${narrowed.statusCode} ${narrowed.body}`);
+      principals.push({
+        name: 'technician token (all clients) of an admin later limited to Own',
+        col: 'technician',
+        role: 'technician',
+        kind: 'token',
+        global: false,
+        headers: tok.headers,
+        user: users.owner,
+        tokenId: tok.id,
+        creator: { id: a.id, email: a.email, role: 'admin', clients: [own.id] },
+        tokenAll: true,
+        mePermissions: ['client:read', 'device:read', 'key:list', 'key:lookup', 'key:reveal'],
+      });
+    }
+    {
+      // A technician token of Own, made by an admin of Own who is then demoted to helpdesk: what both
+      // hold is helpdesk's (find and reveal one key, never list).
+      const a = await t.addUser('admin', [own.id], 'matrix-demoted-admin@example.test');
+      const tok = await mintToken((await t.signIn(a.email)).headers, 'matrix demoted creator', 'technician', [own.id]);
+      const demoted = await t.app.inject({ method: 'PATCH', url: `/api/v1/users/${a.id}`, headers: ownerSession, payload: { role: 'helpdesk' } });
+      if (demoted.statusCode !== 200) throw new Error(`demoting the token's creator: ${demoted.statusCode} ${demoted.body}`);
+      principals.push({
+        name: 'technician token of an admin of Own later demoted to helpdesk',
+        col: 'helpdesk',
+        role: 'helpdesk',
+        meRole: 'technician',
+        kind: 'token',
+        global: false,
+        headers: tok.headers,
+        user: users.owner,
+        tokenId: tok.id,
+        creator: { id: a.id, email: a.email, role: 'helpdesk', clients: [own.id] },
+        mePermissions: ['client:read', 'key:lookup', 'key:reveal'],
+      });
     }
 
     // Agents: an unlimited enrollment token per client (made by the owner over HTTP), and one
     // enrolled test device per client that has checked in once (so each client has a finding).
     const enrollmentToken = async (clientId: string) => {
-      const res = await t.app.inject({ method: 'POST', url: '/api/v1/agent/enrollment-tokens', headers: ownerSession, payload: { clientId, expiresInDays: 7, maxUses: null } });
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/agent/enrollment-tokens',
+        headers: ownerSession,
+        payload: { clientId, expiresInDays: 7, maxUses: null },
+      });
       if (res.statusCode !== 201) throw new Error(`enrollment token: ${res.statusCode} ${res.body}`);
       const body = res.json() as { token: string; enrollmentToken: { id: string } };
       secrets.push(body.token);
@@ -1789,7 +2495,14 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       enrollmentTokenId: otherEnroll.id,
       connectionId: connections.other,
     };
-    principals.push({ name: 'agent (Own device credential)', role: 'client-viewer', kind: 'agent', global: false, headers: bearer(agents.own.credential!) });
+    principals.push({
+      name: 'agent (Own device credential)',
+      col: 'client-viewer',
+      role: 'client-viewer',
+      kind: 'agent',
+      global: false,
+      headers: bearer(agents.own.credential!),
+    });
 
     const deadEnrollment = async (maxUses: number | null) => {
       const r = await t.container.agent.createEnrollmentToken(cliOwner, { clientId: own.id, expiresInDays: 7, maxUses });
@@ -1805,6 +2518,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
     const otherJob = await t.container.agent.queueJobFor(cliOwner, otherFx.agentDevice.id, { kind: 'rotate', mountPoint: 'C:' });
 
     const target = await t.addUser('technician', [own.id], 'matrix-target@example.test');
+    const globalTarget = await t.addUser('technician', 'all', 'matrix-global-target@example.test');
     fx = {
       t,
       own: ownFx,
@@ -1812,6 +2526,8 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
       users,
       ownerSession,
       targetUserId: target.id,
+      globalTargetUserId: globalTarget.id,
+      ownerTokenIds,
       passwords,
       secrets,
       agents,
@@ -1879,7 +2595,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
     const pick = (x: number | Pair) => (typeof x === 'number' ? x : target === 'own' ? x[0] : x[1]);
     // A device credential opens the agent routes only: public routes answer it like anyone, everything else is 401.
     if (p.kind === 'agent') return pick(v.agent ?? (entry.auth === 'public' ? v.session.owner : 401));
-    return pick((p.kind === 'token' ? v.token?.[p.role] : undefined) ?? v.session[p.role]);
+    return pick((p.kind === 'token' ? v.token?.[p.col] : undefined) ?? v.session[p.col]);
   };
 
   const requestText = (req: Req) => `${req.url} ${typeof req.payload === 'string' ? req.payload : JSON.stringify(req.payload ?? '')}`;
@@ -1949,7 +2665,12 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   type Dead = { name: string; headers: () => Promise<Record<string, string>> };
   const past = '2001-01-01T00:00:00.000Z';
   const ownerTokenHeaders = async (): Promise<{ id: string; headers: Record<string, string> }> => {
-    const res = await t.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: fx.ownerSession, payload: { name: `matrix dead ${hex()}`, role: 'owner', clients: 'all' } });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/tokens',
+      headers: fx.ownerSession,
+      payload: { name: `matrix dead ${hex()}`, role: 'owner', clients: 'all' },
+    });
     expect(res.statusCode).toBe(201);
     const body = res.json() as { token: string; apiToken: { id: string } };
     return { id: body.apiToken.id, headers: { authorization: `Bearer ${body.token}` } };
@@ -2086,18 +2807,23 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
           const { 'x-csrf-token': _drop, ...cookieOnly } = await authFor(ownerP, req);
           const res = await send(method, req, csrf === undefined ? cookieOnly : { ...cookieOnly, 'x-csrf-token': csrf });
           const details = (parse(res) as { details?: { csrf?: boolean } }).details;
-          const what = csrf === undefined ? 'no x-csrf-token' : 'another session\'s / a bogus x-csrf-token';
+          const what = csrf === undefined ? 'no x-csrf-token' : "another session's / a bogus x-csrf-token";
           if (entry.auth === 'agent') {
             // Agent routes read a device credential only: the cookie is no credential there at all,
             // and a stray cookie next to the device credential asks for no CSRF header either.
-            if (res.statusCode !== 401 || details?.csrf === true) failures.push(`${key} (agent route) with a session cookie and ${what}: expected 401, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+            if (res.statusCode !== 401 || details?.csrf === true)
+              failures.push(`${key} (agent route) with a session cookie and ${what}: expected 401, got ${res.statusCode} ${res.body.slice(0, 160)}`);
             if (csrf === undefined) {
               const again = v.axis === 'none' ? await v.build({ p: agentP, fx }) : await v.build({ p: agentP, fx }, fx.own, 'own');
               const withDevice = await send(method, again, { ...cookieOnly, ...agentP.headers });
               const want = expectedFor(entry, v, agentP, 'own');
-              if (withDevice.statusCode !== want) failures.push(`${key} (agent route) with the device credential and a session cookie: expected ${want}, got ${withDevice.statusCode} ${withDevice.body.slice(0, 160)}`);
+              if (withDevice.statusCode !== want)
+                failures.push(
+                  `${key} (agent route) with the device credential and a session cookie: expected ${want}, got ${withDevice.statusCode} ${withDevice.body.slice(0, 160)}`,
+                );
             }
-          } else if (res.statusCode !== 403 || details?.csrf !== true) failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
+          } else if (res.statusCode !== 403 || details?.csrf !== true)
+            failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
           for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key}: ${problem}`);
         } finally {
           await req.after?.();
@@ -2109,7 +2835,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   });
 
   // ---------------------------------------------------------------- client-viewer reveals
-  it('client-viewer reveals its own client\'s keys only while the owner allows it for that client', async () => {
+  it("client-viewer reveals its own client's keys only while the owner allows it for that client", async () => {
     const viewers = principals.filter((p) => p.role === 'client-viewer' && p.kind !== 'agent');
     const admin = principals.find((p) => p.role === 'admin' && p.kind === 'session')!;
     const reveal = (p: Principal, q: string) => send('POST', { url: `/api/v1/keys/${q}/reveal`, payload: REVEAL }, p.headers);

@@ -21,7 +21,12 @@ export type ModuleName =
   | 'compliance'
   | 'notifications'
   | 'lifecycle'
-  | 'exports';
+  | 'exports'
+  // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
+  | 'reports'
+  | 'backup'
+  | 'metrics'
+  | 'demo';
 
 export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   master_keys: 'vault',
@@ -75,4 +80,17 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
  */
 export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   clients: ['devices', 'recovery_keys'],
+  devices: ['clients', 'recovery_keys', 'key_sources', 'findings', 'volume_states', 'device_compliance'],
+  keys: ['clients', 'devices', 'volumes'],
+  agent: ['clients', 'devices', 'volumes'],
+  compliance: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'findings', 'volume_states'],
+  reports: ['devices', 'device_compliance', 'compliance_history', 'audit_events', 'recovery_keys', 'key_sources', 'device_events'],
+  backup: ['clients', 'devices', 'recovery_keys', 'audit_events'],
+  metrics: ['scheduled_tasks', 'jobs', 'notification_outbox', 'notification_deliveries'],
+  demo: ['clients', 'users', 'recovery_keys', 'devices', 'findings'],
+  lifecycle: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'users'],
+  exports: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources'],
+  notifications: ['clients', 'devices'],
+  // Which of a person's clients let client staff reveal; the hourly reveal count comes from the audit log.
+  identity: ['clients', 'audit_events'],
 };

@@ -31,7 +31,7 @@ export function registerErrorHandler(
       });
     }
     if (isAppError(error)) {
-      if (error.kind === 'forbidden' && request.actor) {
+      if ((error.kind === 'forbidden' || error.kind === 'step_up_required') && request.actor) {
         await audit
           .recordNow(request.actor, {
             action: 'auth.denied',

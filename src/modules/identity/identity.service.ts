@@ -102,6 +102,22 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     return u;
   };
 
+  /** Outside any transaction (the denial must be kept even though the request fails): refuses a user out of reach. */
+  const checkUserReach = async (actor: Actor, id: string): Promise<void> => {
+    const u = await repo.findUser(db, id);
+    if (u && !mayManagePrincipal(actor, await grantOf(db, u))) {
+      await deniedOutOfReach(actor, 'user', u.id);
+      throw notFound(`No user with id ${id.slice(0, 60)}.`);
+    }
+  };
+
+  /**
+   * Someone reached for a person or token outside their reach. They are told "not found", as for
+   * one that does not exist; the audit log keeps the attempt as a denial.
+   */
+  const deniedOutOfReach = (actor: Actor, targetType: 'user' | 'api_token', targetId: string) =>
+    audit.recordNow(actor, { action: 'auth.denied', outcome: 'denied', targetType, targetId, details: { problem: `the ${targetType === 'user' ? 'user' : 'token'} is outside your reach` } });
+
   const sensitive = (actor: Actor, action: SensitiveAction) => requireFreshSecondFactor(actor, action, clock.now(), policy.stepUpMinutes);
 
   /** People and integrations wait for a second owner; the local CLI (which holds the master key) and system jobs do not. */
@@ -123,7 +139,9 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
   /** Nobody hands out more than they hold: every permission of the role, every client. */
   const checkGrant = (actor: Actor, role: Role, clients: 'all' | readonly string[]) => {
     if (clients === 'all' && actor.clients !== 'all') throw forbidden('You can only grant access to clients you can see yourself.');
-    if (!mayManagePrincipal(actor, { role, clients })) throw forbidden(`You cannot grant the ${role} role: it holds powers you do not have.`);
+    // The role against the actor's own clients; the listed clients are checked by checkClients
+    // (a client outside the actor's reach is "no such client", as for one that does not exist).
+    if (!mayManagePrincipal(actor, { role, clients: actor.clients })) throw forbidden(`You cannot grant the ${role} role: it holds powers you do not have.`);
   };
 
   // Attempt throttling (sign-in, step-up, second-factor checks), per account and per address, shared
@@ -328,12 +346,14 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
 
     async getUser(actor: Actor, id: string): Promise<UserView> {
       requirePermission(actor, 'user:manage');
+      await checkUserReach(actor, id);
       return view(db, await manageableUser(db, actor, id));
     },
 
     async getUserByEmail(actor: Actor, email: string): Promise<UserView> {
       requirePermission(actor, 'user:manage');
       const u = await repo.findUserByEmail(db, normalizeEmail(email));
+      if (u && !mayManagePrincipal(actor, await grantOf(db, u))) await deniedOutOfReach(actor, 'user', u.id);
       if (!u || !mayManagePrincipal(actor, await grantOf(db, u))) throw notFound(`No user with the e-mail ${normalizeEmail(email)}.`);
       return view(db, u);
     },
@@ -346,6 +366,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     ): Promise<UserView> {
       requirePermission(actor, 'user:manage');
       sensitive(actor, 'manage users');
+      await checkUserReach(actor, id);
       return transactions.run(async (tx) => {
         const u = await manageableUser(tx, actor, id);
         const before = await grantOf(tx, u);
@@ -398,6 +419,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       requirePermission(actor, 'user:manage');
       sensitive(actor, 'manage users');
       validatePassword(password);
+      await checkUserReach(actor, id);
       const hashValue = await hashPassword(password);
       await transactions.run(async (tx) => {
         const u = await manageableUser(tx, actor, id);
@@ -682,6 +704,11 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
 
     async revokeToken(actor: Actor, id: string): Promise<void> {
       requirePermission(actor, 'token:manage');
+      const existing = await repo.findToken(db, id);
+      if (existing && !(await tokenVisible(db, actor, existing.created_by))) {
+        await deniedOutOfReach(actor, 'api_token', existing.id);
+        throw notFound(`No API token with id ${id.slice(0, 60)}.`);
+      }
       await transactions.run(async (tx) => {
         const t = await repo.findToken(tx, id);
         if (!t || !(await tokenVisible(tx, actor, t.created_by))) throw notFound(`No API token with id ${id.slice(0, 60)}.`);
