@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
+import { transactions } from '../src/db/transactions.js';
 import { createScheduler } from '../src/modules/jobs/scheduler.js';
 import { systemClock } from '../src/lib/clock.js';
 import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
@@ -40,8 +41,8 @@ describe(`task leases on ${ENGINE}`, () => {
       inFlight--;
       return 'ok';
     };
-    const one = createScheduler({ db: a.db, clock: systemClock, owner: 'process-1', handlers: { sync: handler('1') } });
-    const two = createScheduler({ db: b.db, clock: systemClock, owner: 'process-2', handlers: { sync: handler('2') } });
+    const one = createScheduler({ tx: transactions(a.db), clock: systemClock, owner: 'process-1', handlers: { sync: handler('1') } });
+    const two = createScheduler({ tx: transactions(b.db), clock: systemClock, owner: 'process-2', handlers: { sync: handler('2') } });
     for (let i = 0; i < 5; i++) await one.ensureTask(a.db, { id: `sync:${i}`, kind: 'sync', clientId: null, targetId: String(i), intervalMinutes: 60 });
 
     const [r1, r2] = await Promise.all([one.runDue(), two.runDue()]);
@@ -73,7 +74,7 @@ describe(`task leases on ${ENGINE}`, () => {
     let finishLong!: () => void;
     const ran: string[] = [];
     const one = createScheduler({
-      db: a.db,
+      tx: transactions(a.db),
       clock,
       owner: 'process-1',
       leaseSeconds: 3,
@@ -86,11 +87,12 @@ describe(`task leases on ${ENGINE}`, () => {
         },
       },
     });
-    const two = createScheduler({ db: b.db, clock, owner: 'process-2', leaseSeconds: 3, handlers: { long: async () => (ran.push('2'), 'ok') } });
+    const two = createScheduler({ tx: transactions(b.db), clock, owner: 'process-2', leaseSeconds: 3, handlers: { long: async () => (ran.push('2'), 'ok') } });
     await one.ensureTask(a.db, { id: 'long:1', kind: 'long', clientId: null, targetId: '1', intervalMinutes: 60, firstRunAt: clock.now() });
     const first = one.runDue();
     await started;
-    const leasedUntil = async () => (await a.db.selectFrom('scheduled_tasks').select(['locked_by', 'locked_until']).where('id', '=', 'long:1').executeTakeFirstOrThrow());
+    const leasedUntil = async () =>
+      await a.db.selectFrom('scheduled_tasks').select(['locked_by', 'locked_until']).where('id', '=', 'long:1').executeTakeFirstOrThrow();
     const initial = (await leasedUntil()).locked_until!;
     // Two seconds pass on the task clock; the renewal (after ~1 s of real time) pushes the lease past them.
     now += 2_000;
@@ -104,7 +106,11 @@ describe(`task leases on ${ENGINE}`, () => {
     expect(ran).toEqual(['1']);
 
     // A holder that died mid-run: its lease stays in the table until it runs out, then another process runs the task.
-    await a.db.updateTable('scheduled_tasks').set({ next_run_at: clock.now(), locked_by: 'dead-process', locked_until: new Date(now + 3_000).toISOString() }).where('id', '=', 'long:1').execute();
+    await a.db
+      .updateTable('scheduled_tasks')
+      .set({ next_run_at: clock.now(), locked_by: 'dead-process', locked_until: new Date(now + 3_000).toISOString() })
+      .where('id', '=', 'long:1')
+      .execute();
     expect(await two.runDue()).toBe(0);
     now += 3_001;
     expect(await two.runDue()).toBe(1);

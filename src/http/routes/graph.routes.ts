@@ -38,15 +38,18 @@ const RunSchema = z.object({
 export const graphRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
-    app.get('/graph/connections', { schema: { tags: ['graph'], summary: 'Entra ID connections you can see', response: { 200: z.array(ConnectionSchema), ...errors(401, 403) } } }, async (request) =>
-      c.graph.listConnections(actorOf(request)),
+    app.get(
+      '/graph/connections',
+      { schema: { tags: ['graph'], summary: 'Entra ID connections you can see', response: { 200: z.array(ConnectionSchema), ...errors(401, 403) } } },
+      async (request) => c.graph.listConnections(actorOf(request)),
     );
     app.post(
       '/graph/connections',
       {
         schema: {
           tags: ['graph'],
-          summary: "Link a client to its Entra tenant (app registration with BitlockerKey.Read.All and Device.Read.All application permissions); the secret is stored encrypted",
+          summary:
+            'Link a client to its Entra tenant (app registration with BitlockerKey.Read.All and Device.Read.All application permissions); the secret is stored encrypted',
           body: z.strictObject({
             clientId: Id,
             tenantId: z.string().min(32).max(40),
@@ -63,7 +66,14 @@ export const graphRoutes =
     );
     app.delete(
       '/graph/connections/:connectionId',
-      { schema: { tags: ['graph'], summary: 'Remove a connection (synced keys stay in the vault)', params: z.strictObject({ connectionId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['graph'],
+          summary: 'Remove a connection (synced keys stay in the vault)',
+          params: z.strictObject({ connectionId: Id }),
+          response: { 200: Ok, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => {
         await c.graph.deleteConnection(actorOf(request), request.params.connectionId);
         return { ok: true as const };
@@ -74,9 +84,12 @@ export const graphRoutes =
       {
         schema: {
           tags: ['graph'],
-          summary: 'Test the connection: sign-in and each permission, with Graph\'s own error text',
+          summary: "Test the connection: sign-in and each permission, with Graph's own error text",
           params: z.strictObject({ connectionId: Id }),
-          response: { 200: z.object({ ok: z.boolean(), checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string() })) }), ...errors(400, 401, 403, 404) },
+          response: {
+            200: z.object({ ok: z.boolean(), checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string() })) }),
+            ...errors(400, 401, 403, 404),
+          },
         },
       },
       async (request) => c.graph.testConnection(actorOf(request), request.params.connectionId),
@@ -95,7 +108,14 @@ export const graphRoutes =
     );
     app.get(
       '/graph/connections/:connectionId/runs',
-      { schema: { tags: ['graph'], summary: 'Recent sync runs with their counts', params: z.strictObject({ connectionId: Id }), response: { 200: z.array(RunSchema), ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['graph'],
+          summary: 'Recent sync runs with their counts',
+          params: z.strictObject({ connectionId: Id }),
+          response: { 200: z.array(RunSchema), ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.graph.runs(actorOf(request), request.params.connectionId),
     );
   };

@@ -1,5 +1,6 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
 import type { DirectoryConnectionsTable, DirectorySyncRunsTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
@@ -8,12 +9,15 @@ import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { LdapError, openLdap, windowsGuid, type LdapEntry, type LdapSession, type LdapTarget } from '../../integrations/ldap-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import { notifySyncFailed } from '../jobs/sync-failed.js';
 import type { Notifier } from '../notifications/notifier.js';
-import { deviceNameKey } from '../devices/devices.repo.js';
+import { deviceNameKey, type DevicesRepo } from '../devices/devices.repo.js';
+import type { DirectoryRepo } from './directory.repo.js';
 
 export type DirectoryConnectionView = {
   id: string;
@@ -47,16 +51,18 @@ export type DirectorySyncRunView = {
 };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
+  repo: DirectoryRepo;
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   ingest: KeyIngest;
   keys: Pick<KeysRepo, 'upsertSources' | 'markSourcePresence'>;
+  devices: Pick<DevicesRepo, 'findByAdObjectGuid' | 'findByNameKeys' | 'patch' | 'insert'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
   /** After a sync: compliance re-evaluates the client's devices (new keys, last seen, keys gone at source). */
   onSynced?: (clientId: string) => Promise<void>;
-  /** sync.failed notifications (issue 8). */
+  /** sync.failed notifications. */
   notifier?: Notifier;
 };
 
@@ -115,12 +121,9 @@ const cnTime = (cn: string | undefined) => {
  * Active Directory, one connection per client: recovery objects (msFVE-RecoveryInformation) under
  * the client's computers, synced over LDAPS/StartTLS; incremental by uSNChanged on the same DC.
  */
-export function createDirectoryService({ db, keyring, ingest, keys, audit, clock, scheduler, onSynced, notifier }: Deps) {
+export function createDirectoryService({ tx, repo, keyring, ingest, keys, devices, audit, clock, scheduler, onSynced, notifier }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
-    const scope = clientScope(actor);
-    let q = exec.selectFrom('directory_connections').selectAll().where('id', '=', id);
-    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-    const c = /^[0-9a-f-]{36}$/i.test(id) ? await q.executeTakeFirst() : undefined;
+    const c = await repo.findVisible(exec, id, clientScope(actor));
     if (!c) throw notFound(`No directory connection with id ${id.slice(0, 60)}.`);
     return c;
   };
@@ -132,7 +135,10 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
     pinnedSha256: c.pinned_sha256,
     allowUntrusted: !!c.allow_untrusted,
     bindDn: c.bind_dn,
-    password: (await keyring.clientCipher(db, c.client_id)).openSecret(secretContext(c.id), { ciphertext: c.password_ciphertext, dataKeyVersion: c.password_data_key_version }),
+    password: (await keyring.clientCipher(tx.reader, c.client_id)).openSecret(secretContext(c.id), {
+      ciphertext: c.password_ciphertext,
+      dataKeyVersion: c.password_data_key_version,
+    }),
   });
   const baseDns = (c: DirectoryConnectionsTable) => JSON.parse(c.base_dns) as string[];
 
@@ -158,23 +164,26 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
         syncIntervalMinutes?: number;
       },
     ): Promise<DirectoryConnectionView> {
-      requirePermission(actor, 'agent:manage');
+      requirePermission(actor, 'integration:manage');
       const hosts = input.hosts.map((h) => h.trim()).filter(Boolean);
-      if (!hosts.length || hosts.length > 10 || hosts.some((h) => !/^[A-Za-z0-9.:[\]-]{1,255}$/.test(h))) throw badRequest('hosts must list 1 to 10 domain controller host names.', { field: 'hosts' });
+      if (!hosts.length || hosts.length > 10 || hosts.some((h) => !/^[A-Za-z0-9.:[\]-]{1,255}$/.test(h)))
+        throw badRequest('hosts must list 1 to 10 domain controller host names.', { field: 'hosts' });
       const tlsMode = input.tlsMode ?? 'ldaps';
       const port = input.port ?? (tlsMode === 'ldaps' ? 636 : 389);
       if (!input.caCert && !input.pinnedSha256 && !input.allowUntrusted) {
-        throw badRequest('Give the domain CA certificate (caCert), or the SHA-256 of the DC certificate (pinnedSha256); accepting any certificate needs allowUntrusted: true.', { field: 'caCert' });
+        throw badRequest(
+          'Give the domain CA certificate (caCert), or the SHA-256 of the DC certificate (pinnedSha256); accepting any certificate needs allowUntrusted: true.',
+          { field: 'caCert' },
+        );
       }
-      if (!input.baseDns.length || input.baseDns.some((b) => !/=/.test(b) || b.length > 500)) throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
+      if (!input.baseDns.length || input.baseDns.some((b) => !/=/.test(b) || b.length > 500))
+        throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
       if (!input.password) throw badRequest('password is required.', { field: 'password' });
-      return db.transaction().execute(async (tx) => {
-        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
-        const scope = clientScope(actor);
-        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
-        if (await tx.selectFrom('directory_connections').select('id').where('client_id', '=', client.id).executeTakeFirst()) throw conflict(`${client.name} already has a directory connection.`);
+      return tx.run(async (t) => {
+        const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
+        if (await repo.findByClient(t, client.id)) throw conflict(`${client.name} already has a directory connection.`);
         const id = newId();
-        const sealed = (await keyring.clientCipher(tx, client.id)).sealSecret(secretContext(id), input.password);
+        const sealed = (await keyring.clientCipher(t, client.id)).sealSecret(secretContext(id), input.password);
         const now = clock.now();
         const row: DirectoryConnectionsTable = {
           id,
@@ -199,15 +208,22 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
           last_status: null,
           last_error: null,
         };
-        await tx.insertInto('directory_connections').values(row).execute();
-        await scheduler().ensureTask(tx, { id: adTaskId(id), kind: 'ad-sync', clientId: client.id, targetId: id, intervalMinutes: row.sync_interval_minutes });
-        await audit.record(tx, actor, {
+        await repo.insert(t, row);
+        await scheduler().ensureTask(t, { id: adTaskId(id), kind: 'ad-sync', clientId: client.id, targetId: id, intervalMinutes: row.sync_interval_minutes });
+        await audit.record(t, actor, {
           action: 'ad.connect',
           outcome: 'success',
           clientId: client.id,
           targetType: 'directory_connection',
           targetId: id,
-          details: { hosts, port, tlsMode, bindDn: input.bindDn, baseDns: input.baseDns, certificate: input.pinnedSha256 ? 'pinned' : input.caCert ? 'ca' : 'ANY (allowUntrusted)' },
+          details: {
+            hosts,
+            port,
+            tlsMode,
+            bindDn: input.bindDn,
+            baseDns: input.baseDns,
+            certificate: input.pinnedSha256 ? 'pinned' : input.caCert ? 'ca' : 'ANY (allowUntrusted)',
+          },
         });
         return view(row);
       });
@@ -215,16 +231,16 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
 
     async listConnections(actor: Actor): Promise<DirectoryConnectionView[]> {
       requirePermission(actor, 'device:read');
-      const scope = clientScope(actor);
-      let q = db.selectFrom('directory_connections').selectAll().orderBy('created_at');
-      if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-      return (await q.execute()).map(view);
+      return (await repo.list(tx.reader, clientScope(actor))).map(view);
     },
 
     /** Bind, then: can this account actually read recovery passwords? (A plain user sees none, silently.) */
-    async testConnection(actor: Actor, id: string): Promise<{ ok: boolean; detail: string; computers: number; recoveryObjects: number; readablePasswords: number }> {
-      requirePermission(actor, 'agent:manage');
-      const c = await load(db, actor, id);
+    async testConnection(
+      actor: Actor,
+      id: string,
+    ): Promise<{ ok: boolean; detail: string; computers: number; recoveryObjects: number; readablePasswords: number }> {
+      requirePermission(actor, 'integration:manage');
+      const c = await load(tx.reader, actor, id);
       let s: LdapSession | undefined;
       try {
         s = await openLdap(await target(c));
@@ -253,16 +269,15 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
     },
 
     async syncNow(actor: Actor, id: string): Promise<DirectorySyncRunView> {
-      requirePermission(actor, 'agent:manage');
-      const c = await load(db, actor, id);
+      requirePermission(actor, 'integration:manage');
+      const c = await load(tx.reader, actor, id);
       await scheduler().runNow(adTaskId(c.id));
-      const [last] = await db.selectFrom('directory_sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(1).execute();
-      return runView(last!);
+      return runView((await repo.latestRun(tx.reader, c.id))!);
     },
 
     /** One sync of one connection (scheduler handler). Never throws for a directory failure. */
     async runSync(connectionId: string): Promise<DirectorySyncRunView> {
-      const conn = await db.selectFrom('directory_connections').selectAll().where('id', '=', connectionId).executeTakeFirst();
+      const conn = await repo.find(tx.reader, connectionId);
       if (!conn) throw notFound(`No directory connection ${connectionId}.`);
       const actor: Actor = { type: 'system', id: `system:ad:${conn.id}`, name: 'Active Directory sync', role: 'owner', clients: [conn.client_id] };
       const started = Date.now();
@@ -284,7 +299,7 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
         error_text: null,
         duration_ms: null,
       };
-      await db.insertInto('directory_sync_runs').values(run).execute();
+      await tx.run((t) => repo.insertRun(t, run));
       let s: LdapSession | undefined;
       try {
         s = await openLdap(await target(conn));
@@ -293,7 +308,9 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
         // uSNChanged is per domain controller: incremental only against the DC of the last sync.
         const incremental = !!conn.last_usn && conn.last_dc === root.dc;
         run.mode = incremental ? 'incremental' : 'full';
-        const filter = incremental ? `(&(objectClass=msFVE-RecoveryInformation)(uSNChanged>=${BigInt(conn.last_usn!) + 1n}))` : '(objectClass=msFVE-RecoveryInformation)';
+        const filter = incremental
+          ? `(&(objectClass=msFVE-RecoveryInformation)(uSNChanged>=${BigInt(conn.last_usn!) + 1n}))`
+          : '(objectClass=msFVE-RecoveryInformation)';
         const changed: LdapEntry[] = [];
         const present = new Set<string>();
         for (const base of baseDns(conn)) {
@@ -312,27 +329,45 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
           const [c] = await s.search(dn, '(objectClass=computer)', COMPUTER_ATTRS, { scope: 'base', buffers: ['objectGUID'] }).catch(() => [] as LdapEntry[]);
           if (!c) continue;
           const guidBuf = firstBuf(c.objectGUID);
-          computers.set(dn, { name: first(c.name) ?? dn.split(',')[0]!.slice(3), guid: guidBuf ? windowsGuid(guidBuf) : null, dn, os: first(c.operatingSystem) ?? null, dns: first(c.dNSHostName) ?? null });
+          computers.set(dn, {
+            name: first(c.name) ?? dn.split(',')[0]!.slice(3),
+            guid: guidBuf ? windowsGuid(guidBuf) : null,
+            dn,
+            os: first(c.operatingSystem) ?? null,
+            dns: first(c.dNSHostName) ?? null,
+          });
         }
         // Computers match devices by objectGUID, then by name; the device's name is what ingest matches on.
-        await db.transaction().execute(async (tx) => {
+        await tx.run(async (t) => {
           const now = clock.now();
           for (const comp of computers.values()) {
-            let dev = comp.guid ? await tx.selectFrom('devices').select(['id', 'name']).where('client_id', '=', conn.client_id).where('ad_object_guid', '=', comp.guid).executeTakeFirst() : undefined;
-            dev ??= await tx.selectFrom('devices').select(['id', 'name']).where('client_id', '=', conn.client_id).where('name_key', '=', deviceNameKey(comp.name)).executeTakeFirst();
+            let dev: { id: string; name: string } | undefined = comp.guid ? await devices.findByAdObjectGuid(t, conn.client_id, comp.guid) : undefined;
+            dev ??= (await devices.findByNameKeys(t, conn.client_id, [deviceNameKey(comp.name)]))[0];
             if (dev) {
-              await tx.updateTable('devices').set({ ad_object_guid: comp.guid, ad_dn: comp.dn, last_seen_at: now }).where('client_id', '=', conn.client_id).where('id', '=', dev.id).execute();
+              await devices.patch(t, conn.client_id, dev.id, { ad_object_guid: comp.guid, ad_dn: comp.dn, last_seen_at: now });
               comp.name = dev.name;
             } else {
               run.new_devices++;
-              await tx
-                .insertInto('devices')
-                .values({
-                  id: newId(), client_id: conn.client_id, name: comp.name, name_key: deviceNameKey(comp.name), domain: comp.dns?.split('.').slice(1).join('.') || null, serial: null,
-                  entra_device_id: null, ad_object_guid: comp.guid, ad_dn: comp.dn, agent_id: null, primary_user: null,
-                  facts: JSON.stringify({ os: { caption: comp.os } }), smbios_uuid: null, last_checkin_at: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now,
-                })
-                .execute();
+              await devices.insert(t, {
+                id: newId(),
+                client_id: conn.client_id,
+                name: comp.name,
+                name_key: deviceNameKey(comp.name),
+                domain: comp.dns?.split('.').slice(1).join('.') || null,
+                serial: null,
+                entra_device_id: null,
+                ad_object_guid: comp.guid,
+                ad_dn: comp.dn,
+                agent_id: null,
+                primary_user: null,
+                facts: JSON.stringify({ os: { caption: comp.os } }),
+                smbios_uuid: null,
+                last_checkin_at: null,
+                first_seen_at: now,
+                last_seen_at: now,
+                retired_at: null,
+                created_at: now,
+              });
             }
           }
           const reports: KeyReport[] = [];
@@ -344,19 +379,31 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
             if (!pw.ok) {
               // AD does not validate what it stores: report it, never import it as a working key.
               run.invalid++;
-              await audit.record(tx, actor, { action: 'ad.invalid_password', outcome: 'failure', clientId: conn.client_id, targetType: 'ad_object', targetId: keyId, details: { keyId, computer: comp?.name ?? null, problem: pw.reason } });
+              await audit.record(t, actor, {
+                action: 'ad.invalid_password',
+                outcome: 'failure',
+                clientId: conn.client_id,
+                targetType: 'ad_object',
+                targetId: keyId,
+                details: { keyId, computer: comp?.name ?? null, problem: pw.reason },
+              });
               continue;
             }
-            reports.push({ keyId, recoveryPassword: pw.value, device: comp ? { name: comp.name } : undefined, createdAt: cnTime(first(e.name)) ?? generalizedTime(first(e.whenCreated)) });
+            reports.push({
+              keyId,
+              recoveryPassword: pw.value,
+              device: comp ? { name: comp.name } : undefined,
+              createdAt: cnTime(first(e.name)) ?? generalizedTime(first(e.whenCreated)),
+            });
           }
           if (reports.length) {
-            const r = await ingest(tx, actor, conn.client_id, { type: 'ad', ref: conn.id }, reports);
+            const r = await ingest(t, actor, conn.client_id, { type: 'ad', ref: conn.id }, reports);
             run.new_keys = r.imported + r.conflicts;
             run.unchanged = r.duplicates;
           }
           // Keys gone from AD (computer deleted, key removed): kept, marked removed at source.
-          run.removed = await keys.markSourcePresence(tx, conn.client_id, { type: 'ad', ref: conn.id }, present, now);
-          await tx.updateTable('directory_connections').set({ last_dc: root.dc, last_usn: root.usn }).where('id', '=', conn.id).execute();
+          run.removed = await keys.markSourcePresence(t, conn.client_id, { type: 'ad', ref: conn.id }, present, now);
+          await repo.update(t, conn.id, { last_dc: root.dc, last_usn: root.usn });
         });
         run.status = 'succeeded';
       } catch (e) {
@@ -367,28 +414,38 @@ export function createDirectoryService({ db, keyring, ingest, keys, audit, clock
       }
       run.finished_at = clock.now();
       run.duration_ms = Date.now() - started;
-      await db.transaction().execute(async (tx) => {
-        await tx.updateTable('directory_sync_runs').set(run).where('id', '=', run.id).execute();
+      await tx.run(async (t) => {
+        await repo.updateRun(t, run);
         if (run.status === 'failed' && notifier) {
-          const client = await tx.selectFrom('clients').select('name').where('id', '=', conn.client_id).executeTakeFirst();
-          await notifier.emit(tx, {
-            type: 'sync.failed',
+          await notifySyncFailed(t, notifier, {
+            source: 'Active Directory',
+            dedupKind: 'ad',
             clientId: conn.client_id,
-            subject: `The Active Directory sync of ${client?.name ?? 'a client'} failed`,
-            details: { source: 'Active Directory', dc: run.dc, error: run.error_text },
-            dedupKey: `sync.failed:ad:${conn.id}`,
+            connectionId: conn.id,
             occurredAt: run.finished_at!,
+            details: { dc: run.dc, error: run.error_text },
           });
         }
       });
-      await db.updateTable('directory_connections').set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at }).where('id', '=', conn.id).execute();
+      await tx.run((t) =>
+        repo.update(t, conn.id, { last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at! }),
+      );
       await audit.recordNow(actor, {
         action: 'ad.sync',
         outcome: run.status === 'succeeded' ? 'success' : 'failure',
         clientId: conn.client_id,
         targetType: 'directory_connection',
         targetId: conn.id,
-        details: { mode: run.mode, dc: run.dc, objectsRead: run.objects_read, newKeys: run.new_keys, unchanged: run.unchanged, removed: run.removed, invalid: run.invalid, error: run.error_text },
+        details: {
+          mode: run.mode,
+          dc: run.dc,
+          objectsRead: run.objects_read,
+          newKeys: run.new_keys,
+          unchanged: run.unchanged,
+          removed: run.removed,
+          invalid: run.invalid,
+          error: run.error_text,
+        },
       });
       if (run.status === 'succeeded') await onSynced?.(conn.client_id);
       return runView(run);

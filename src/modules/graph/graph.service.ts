@@ -1,5 +1,6 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
 import type { GraphConnectionsTable, SyncRunsTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
@@ -10,11 +11,18 @@ import { parseVolumeType } from '../../domain/volume.js';
 import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey, type GraphKeyReadAudit } from '../../integrations/graph-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { AgentRepo } from '../agent/agent.repo.js';
+import { JOB_MAX_ATTEMPTS, jobExpiresAt } from '../agent/jobs.js';
+import type { ClientsRepo } from '../clients/clients.repo.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
+import type { DevicesRepo } from '../devices/devices.repo.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import { notifySyncFailed } from '../jobs/sync-failed.js';
 import type { Notifier } from '../notifications/notifier.js';
+import type { GraphRepo } from './graph.repo.js';
 
 export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
 export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
@@ -53,16 +61,21 @@ export type SyncRunView = {
 };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
+  repo: GraphRepo;
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   ingest: KeyIngest;
-  keys: Pick<KeysRepo, 'upsertSources' | 'setState' | 'markSourcePresence'>;
+  keys: Pick<KeysRepo, 'findForIngest' | 'upsertSources' | 'setState' | 'markSourcePresence'>;
+  devices: Pick<DevicesRepo, 'find' | 'findByEntraIds'>;
+  /** Intune rotations are device jobs: the agent module owns them. */
+  jobs: Pick<AgentRepo, 'insertJob' | 'findJobById' | 'jobsOfKind' | 'updateJob' | 'hasActiveCredential'>;
+  clients: Pick<ClientsRepo, 'rotatesAfterDisclosure'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   scheduler: () => Scheduler;
   /** After a sync: compliance re-evaluates the client's devices (new keys, last seen, keys gone at source). */
   onSynced?: (clientId: string) => Promise<void>;
-  /** sync.failed and Intune key.rotated / key.rotation_failed notifications (issue 8). */
+  /** sync.failed and Intune key.rotated / key.rotation_failed notifications. */
   notifier?: Notifier;
   /** Injected waits (tests use real time; the production default is setTimeout). */
   graphOptions?: { sleep?: (ms: number) => Promise<void> };
@@ -113,9 +126,11 @@ function validUrl(u: string, field: string): string {
 /** Runs fn over items with at most n in flight. */
 async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>) {
   let i = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (i < items.length) await fn(items[i++]!);
+    }),
+  );
 }
 
 /**
@@ -123,18 +138,30 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>) {
  * BitLocker keys. A key is read with $select=key only when the vault does not hold its ID yet
  * (each read is an audited event in the tenant); keys that vanish from Entra are kept.
  */
-export function createGraphService({ db, keyring, ingest, keys, audit, clock, scheduler, graphOptions, onSynced, notifier }: Deps) {
+export function createGraphService({
+  tx,
+  repo,
+  keyring,
+  ingest,
+  keys,
+  devices,
+  jobs,
+  clients,
+  audit,
+  clock,
+  scheduler,
+  graphOptions,
+  onSynced,
+  notifier,
+}: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
-    const scope = clientScope(actor);
-    let q = exec.selectFrom('graph_connections').selectAll().where('id', '=', id);
-    if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-    const c = /^[0-9a-f-]{36}$/i.test(id) ? await q.executeTakeFirst() : undefined;
+    const c = await repo.findVisible(exec, id, clientScope(actor));
     if (!c) throw notFound(`No Graph connection with id ${id.slice(0, 60)}.`);
     return c;
   };
 
   const clientFor = async (conn: GraphConnectionsTable, onWait?: (ms: number) => void): Promise<GraphClient> => {
-    const cipher = await keyring.clientCipher(db, conn.client_id);
+    const cipher = await keyring.clientCipher(tx.reader, conn.client_id);
     const secret = cipher.openSecret(secretContext(conn.id), { ciphertext: conn.secret_ciphertext, dataKeyVersion: conn.secret_data_key_version });
     return createGraphClient(
       { tenantId: conn.tenant_id, clientId: conn.app_client_id, clientSecret: secret, loginUrl: conn.login_url, graphUrl: conn.graph_url },
@@ -145,28 +172,36 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
   const service = {
     async createConnection(
       actor: Actor,
-      input: { clientId: string; tenantId: string; appClientId: string; clientSecret: string; loginUrl?: string; graphUrl?: string; syncIntervalMinutes?: number },
+      input: {
+        clientId: string;
+        tenantId: string;
+        appClientId: string;
+        clientSecret: string;
+        loginUrl?: string;
+        graphUrl?: string;
+        syncIntervalMinutes?: number;
+      },
     ): Promise<ConnectionView> {
       // Without the client id: a client outside the actor's list is then "not found" (checked below).
-      requirePermission(actor, 'agent:manage');
+      requirePermission(actor, 'integration:manage');
       const tenant = parseKeyId(input.tenantId);
       const app = parseKeyId(input.appClientId);
       if (!tenant.ok) throw badRequest('tenantId must be the tenant GUID (Entra admin centre > Overview).', { field: 'tenantId' });
-      if (!app.ok) throw badRequest('appClientId must be the app registration\'s Application (client) ID GUID.', { field: 'appClientId' });
-      if (!input.clientSecret || input.clientSecret.length > 500) throw badRequest('clientSecret is required (the secret value, not its ID).', { field: 'clientSecret' });
+      if (!app.ok) throw badRequest("appClientId must be the app registration's Application (client) ID GUID.", { field: 'appClientId' });
+      if (!input.clientSecret || input.clientSecret.length > 500)
+        throw badRequest('clientSecret is required (the secret value, not its ID).', { field: 'clientSecret' });
       const interval = input.syncIntervalMinutes ?? 60;
-      if (!Number.isInteger(interval) || interval < 5 || interval > 7 * 24 * 60) throw badRequest('syncIntervalMinutes must be from 5 to 10080.', { field: 'syncIntervalMinutes' });
+      if (!Number.isInteger(interval) || interval < 5 || interval > 7 * 24 * 60)
+        throw badRequest('syncIntervalMinutes must be from 5 to 10080.', { field: 'syncIntervalMinutes' });
       const loginUrl = validUrl(input.loginUrl ?? DEFAULT_LOGIN_URL, 'loginUrl');
       const graphUrl = validUrl(input.graphUrl ?? DEFAULT_GRAPH_URL, 'graphUrl');
-      return db.transaction().execute(async (tx) => {
-        const client = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', input.clientId).where('archived_at', 'is', null).executeTakeFirst();
-        const scope = clientScope(actor);
-        if (!client || (scope && !scope.includes(client.id))) throw notFound(`No client with id ${input.clientId}.`);
-        if (await tx.selectFrom('graph_connections').select('id').where('client_id', '=', client.id).executeTakeFirst()) {
+      return tx.run(async (t) => {
+        const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
+        if (await repo.findByClient(t, client.id)) {
           throw conflict(`${client.name} already has a Graph connection; change or remove it instead.`);
         }
         const id = newId();
-        const sealed = (await keyring.clientCipher(tx, client.id)).sealSecret(secretContext(id), input.clientSecret);
+        const sealed = (await keyring.clientCipher(t, client.id)).sealSecret(secretContext(id), input.clientSecret);
         const now = clock.now();
         const row: GraphConnectionsTable = {
           id,
@@ -186,42 +221,45 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           last_error: null,
           audit_cursor: null,
         };
-        await tx.insertInto('graph_connections').values(row).execute();
-        await scheduler().ensureTask(tx, { id: syncTaskId(id), kind: 'graph-sync', clientId: client.id, targetId: id, intervalMinutes: interval });
-        await audit.record(tx, actor, { action: 'graph.connect', outcome: 'success', clientId: client.id, targetType: 'graph_connection', targetId: id, details: { tenantId: tenant.value, appClientId: app.value, graphUrl } });
+        await repo.insert(t, row);
+        await scheduler().ensureTask(t, { id: syncTaskId(id), kind: 'graph-sync', clientId: client.id, targetId: id, intervalMinutes: interval });
+        await audit.record(t, actor, {
+          action: 'graph.connect',
+          outcome: 'success',
+          clientId: client.id,
+          targetType: 'graph_connection',
+          targetId: id,
+          details: { tenantId: tenant.value, appClientId: app.value, graphUrl },
+        });
         return view(row);
       });
     },
 
     async listConnections(actor: Actor): Promise<ConnectionView[]> {
       requirePermission(actor, 'device:read');
-      const scope = clientScope(actor);
-      let q = db.selectFrom('graph_connections').selectAll().orderBy('created_at');
-      if (scope) q = scope.length ? q.where('client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-      return (await q.execute()).map(view);
+      return (await repo.list(tx.reader, clientScope(actor))).map(view);
     },
 
     async deleteConnection(actor: Actor, id: string): Promise<void> {
-      requirePermission(actor, 'agent:manage');
-      await db.transaction().execute(async (tx) => {
-        const c = await load(tx, actor, id);
-        await scheduler().removeTask(tx, syncTaskId(id));
-        await tx.deleteFrom('sync_runs').where('connection_id', '=', id).execute();
-        await tx.deleteFrom('graph_connections').where('id', '=', id).execute();
-        await audit.record(tx, actor, { action: 'graph.disconnect', outcome: 'success', clientId: c.client_id, targetType: 'graph_connection', targetId: id });
+      requirePermission(actor, 'integration:manage');
+      await tx.run(async (t) => {
+        const c = await load(t, actor, id);
+        await scheduler().removeTask(t, syncTaskId(id));
+        await repo.remove(t, id);
+        await audit.record(t, actor, { action: 'graph.disconnect', outcome: 'success', clientId: c.client_id, targetType: 'graph_connection', targetId: id });
       });
     },
 
     async runs(actor: Actor, id: string, limit = 20): Promise<SyncRunView[]> {
       requirePermission(actor, 'device:read');
-      const c = await load(db, actor, id);
-      return (await db.selectFrom('sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(limit).execute()).map(runView);
+      const c = await load(tx.reader, actor, id);
+      return (await repo.runsOf(tx.reader, c.id, limit)).map(runView);
     },
 
     /** "Test connection": which of the permissions Keywarden uses does this app have? */
     async testConnection(actor: Actor, id: string): Promise<{ ok: boolean; checks: { check: string; ok: boolean; detail: string }[] }> {
-      requirePermission(actor, 'agent:manage');
-      const c = await load(db, actor, id);
+      requirePermission(actor, 'integration:manage');
+      const c = await load(tx.reader, actor, id);
       const graph = await clientFor(c);
       const checks: { check: string; ok: boolean; detail: string }[] = [];
       const probe = async (check: string, fn: () => Promise<string>) => {
@@ -241,26 +279,39 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         }
         return first ? 'keys listed' : 'no keys in the tenant (yet)';
       });
-      if (first) await probe('BitlockerKey.Read.All: read a recovery password', async () => (await graph.getRecoveryKey(first!.id), 'recovery password readable (this read is audited in the tenant)'));
+      if (first)
+        await probe(
+          'BitlockerKey.Read.All: read a recovery password',
+          async () => (await graph.getRecoveryKey(first!.id), 'recovery password readable (this read is audited in the tenant)'),
+        );
       await probe('Device.Read.All: read devices', async () => (await graph.findDevice('00000000-0000-0000-0000-000000000000'), 'devices readable'));
-      await probe('DeviceManagementManagedDevices.ReadWrite.All (optional: Intune rotation)', async () => (await graph.findManagedDevice('00000000-0000-0000-0000-000000000000'), 'managed devices readable'));
+      await probe(
+        'DeviceManagementManagedDevices.ReadWrite.All (optional: Intune rotation)',
+        async () => (await graph.findManagedDevice('00000000-0000-0000-0000-000000000000'), 'managed devices readable'),
+      );
       return { ok: checks.filter((x) => !x.check.includes('optional')).every((x) => x.ok), checks };
     },
 
     /** On demand (API, CLI): runs this connection's sync now, unless it is running elsewhere. */
     async syncNow(actor: Actor, id: string): Promise<SyncRunView> {
-      requirePermission(actor, 'agent:manage');
-      const c = await load(db, actor, id);
+      requirePermission(actor, 'integration:manage');
+      const c = await load(tx.reader, actor, id);
       await scheduler().runNow(syncTaskId(c.id));
-      const [last] = await db.selectFrom('sync_runs').selectAll().where('connection_id', '=', c.id).orderBy('started_at', 'desc').limit(1).execute();
+      const [last] = await repo.runsOf(tx.reader, c.id, 1);
       return runView(last!);
     },
 
     /** The scheduler's handler: one full sync of one connection. Never throws for a Graph failure. */
     async runSync(connectionId: string, onProgress?: (done: number, total: number) => void): Promise<SyncRunView> {
-      const conn = await db.selectFrom('graph_connections').selectAll().where('id', '=', connectionId).executeTakeFirst();
+      const conn = await repo.find(tx.reader, connectionId);
       if (!conn) throw notFound(`No Graph connection ${connectionId}.`);
-      const actor: Actor = { type: 'system', id: `system:graph:${conn.tenant_id}`, name: `Entra sync (${conn.tenant_id})`, role: 'owner', clients: [conn.client_id] };
+      const actor: Actor = {
+        type: 'system',
+        id: `system:graph:${conn.tenant_id}`,
+        name: `Entra sync (${conn.tenant_id})`,
+        role: 'owner',
+        clients: [conn.client_id],
+      };
       const started = Date.now();
       let auditImport = 'not run';
       const run: SyncRunsTable = {
@@ -282,13 +333,10 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       };
       // Only the holder of this connection's task lease runs a sync, so a run still marked running is
       // one whose process died mid-sync (its lease ran out and this process took the task over).
-      await db
-        .updateTable('sync_runs')
-        .set({ status: 'failed', finished_at: run.started_at, error_text: 'interrupted: the Keywarden process running this sync stopped; the next run took over' })
-        .where('connection_id', '=', conn.id)
-        .where('status', '=', 'running')
-        .execute();
-      await db.insertInto('sync_runs').values(run).execute();
+      await tx.run(async (t) => {
+        await repo.failRunning(t, conn.id, run.started_at, 'interrupted: the Keywarden process running this sync stopped; the next run took over');
+        await repo.insertRun(t, run);
+      });
       try {
         const graph = await clientFor(conn);
         // 1. Every key's metadata.
@@ -304,22 +352,30 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         // 2. What the vault already holds (from any source): those keys are never read again.
         const ids = [...byId.keys()];
         const held = new Map<string, string>();
-        for (let i = 0; i < ids.length; i += 500) {
-          const rows = await db.selectFrom('recovery_keys').select(['id', 'key_id']).where('client_id', '=', conn.client_id).where('key_id', 'in', ids.slice(i, i + 500)).execute();
-          for (const r of rows) if (r.key_id && !held.has(r.key_id)) held.set(r.key_id, r.id);
-        }
+        for (const r of await keys.findForIngest(tx.reader, conn.client_id, ids, [])) if (r.key_id && !held.has(r.key_id)) held.set(r.key_id, r.id);
         const toRead = ids.filter((id) => !held.has(id));
         // 3. Devices the vault does not know by Entra deviceId yet.
-        const entraIds = [...new Set(toRead.map((id) => byId.get(id)!.deviceId).filter((d): d is string => !!d).map((d) => d.toLowerCase()))];
+        const entraIds = [
+          ...new Set(
+            toRead
+              .map((id) => byId.get(id)!.deviceId)
+              .filter((d): d is string => !!d)
+              .map((d) => d.toLowerCase()),
+          ),
+        ];
         const known = new Set<string>();
         for (let i = 0; i < entraIds.length; i += 500) {
-          const rows = await db.selectFrom('devices').select('entra_device_id').where('client_id', '=', conn.client_id).where('entra_device_id', 'in', entraIds.slice(i, i + 500)).execute();
+          const rows = await devices.findByEntraIds(tx.reader, conn.client_id, entraIds.slice(i, i + 500));
           rows.forEach((r) => r.entra_device_id && known.add(r.entra_device_id));
         }
-        const devices = new Map<string, GraphDevice | null>();
-        await pool(entraIds.filter((d) => !known.has(d)), READ_CONCURRENCY, async (d) => {
-          devices.set(d, await graph.findDevice(d));
-        });
+        const entraDevices = new Map<string, GraphDevice | null>();
+        await pool(
+          entraIds.filter((d) => !known.has(d)),
+          READ_CONCURRENCY,
+          async (d) => {
+            entraDevices.set(d, await graph.findDevice(d));
+          },
+        );
         // 4. Read the passwords of keys the vault does not hold (each read is audited in the tenant).
         const reports: KeyReport[] = [];
         let done = 0;
@@ -332,7 +388,7 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
             run.errors++;
           } else {
             const entraDevice = meta.deviceId?.toLowerCase();
-            const d = entraDevice ? devices.get(entraDevice) : null;
+            const d = entraDevice ? entraDevices.get(entraDevice) : null;
             reports.push({
               keyId: id,
               recoveryPassword: pw.value,
@@ -343,17 +399,17 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           }
           onProgress?.(++done, toRead.length);
         });
-        run.new_devices = [...devices.values()].filter(Boolean).length;
+        run.new_devices = [...entraDevices.values()].filter(Boolean).length;
         // 5. One transaction: new keys in, the Entra source on held keys, vanished keys marked.
-        await db.transaction().execute(async (tx) => {
+        await tx.run(async (t) => {
           const now = clock.now();
           if (reports.length) {
-            const r = await ingest(tx, actor, conn.client_id, { type: 'entra', ref: conn.tenant_id }, reports);
+            const r = await ingest(t, actor, conn.client_id, { type: 'entra', ref: conn.tenant_id }, reports);
             run.new_keys = r.imported + r.conflicts;
           }
           const heldRows = [...held.entries()];
           await keys.upsertSources(
-            tx,
+            t,
             heldRows.map(([keyId, rowId]) => ({
               id: newId(),
               client_id: conn.client_id,
@@ -367,8 +423,8 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           );
           run.unchanged = heldRows.length;
           // Back in Entra: no longer removed. Gone from Entra: removed at source, key kept.
-          run.removed = await keys.markSourcePresence(tx, conn.client_id, { type: 'entra', ref: conn.tenant_id }, new Set(byId.keys()), now);
-          await confirmRotations(tx, actor, conn, reports, now);
+          run.removed = await keys.markSourcePresence(t, conn.client_id, { type: 'entra', ref: conn.tenant_id }, new Set(byId.keys()), now);
+          await confirmRotations(t, actor, conn, reports, now);
         });
         // 6. Key reads people made in the Entra or Intune portal (with AuditLog.Read.All).
         auditImport = await importKeyReads(graph, conn);
@@ -376,36 +432,43 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       } catch (e) {
         run.status = 'failed';
         run.errors++;
-        run.error_text = e instanceof GraphError ? `${e.status ? `HTTP ${e.status} ` : ''}${e.code}: ${e.message}`.slice(0, 1000) : 'an unexpected error stopped the sync';
+        run.error_text =
+          e instanceof GraphError ? `${e.status ? `HTTP ${e.status} ` : ''}${e.code}: ${e.message}`.slice(0, 1000) : 'an unexpected error stopped the sync';
       }
       run.finished_at = clock.now();
       run.duration_ms = Date.now() - started;
-      await db.transaction().execute(async (tx) => {
-        await tx.updateTable('sync_runs').set(run).where('id', '=', run.id).execute();
+      await tx.run(async (t) => {
+        await repo.updateRun(t, run);
         if (run.status === 'failed' && notifier) {
-          const client = await tx.selectFrom('clients').select('name').where('id', '=', conn.client_id).executeTakeFirst();
-          await notifier.emit(tx, {
-            type: 'sync.failed',
+          await notifySyncFailed(t, notifier, {
+            source: 'Entra ID',
+            dedupKind: 'graph',
             clientId: conn.client_id,
-            subject: `The Entra ID sync of ${client?.name ?? 'a client'} failed`,
-            details: { source: 'Entra ID', tenantId: conn.tenant_id, error: run.error_text },
-            dedupKey: `sync.failed:graph:${conn.id}`,
+            connectionId: conn.id,
             occurredAt: run.finished_at!,
+            details: { tenantId: conn.tenant_id, error: run.error_text },
           });
         }
       });
-      await db
-        .updateTable('graph_connections')
-        .set({ last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at })
-        .where('id', '=', conn.id)
-        .execute();
+      await tx.run((t) =>
+        repo.update(t, conn.id, { last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at! }),
+      );
       await audit.recordNow(actor, {
         action: 'graph.sync',
         outcome: run.status === 'succeeded' ? 'success' : 'failure',
         clientId: conn.client_id,
         targetType: 'graph_connection',
         targetId: conn.id,
-        details: { newKeys: run.new_keys, newDevices: run.new_devices, unchanged: run.unchanged, removed: run.removed, keyReads: run.key_reads, errors: run.errors, error: run.error_text, portalKeyReads: auditImport },
+        details: {
+          newKeys: run.new_keys,
+          newDevices: run.new_devices,
+          unchanged: run.unchanged,
+          removed: run.removed,
+          keyReads: run.key_reads,
+          errors: run.errors,
+          error: run.error_text,
+          portalKeyReads: auditImport,
+        },
       });
       if (run.status === 'succeeded') await onSynced?.(conn.client_id);
       return runView(run);
@@ -416,55 +479,70 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
      * agent, is rotated through Intune when the client rotates after disclosure. The Graph call
      * itself runs later, outside any transaction (the intune-rotate task).
      */
-    async onKeyDisclosed(tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
+    async onKeyDisclosed(exec: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
       if (!key.device_id || !key.key_id) return;
-      const client = await tx.selectFrom('clients').select('rotate_after_disclosure').where('id', '=', key.client_id).executeTakeFirst();
-      if (client?.rotate_after_disclosure !== 1) return;
-      const agent = await tx.selectFrom('agent_credentials').select('id').where('client_id', '=', key.client_id).where('device_id', '=', key.device_id).where('revoked_at', 'is', null).executeTakeFirst();
-      if (agent) return; // the agent rotates it
-      const conn = await tx.selectFrom('graph_connections').select('id').where('client_id', '=', key.client_id).where('enabled', '=', 1).executeTakeFirst();
-      const device = await tx.selectFrom('devices').select('entra_device_id').where('client_id', '=', key.client_id).where('id', '=', key.device_id).executeTakeFirst();
-      if (!conn || !device?.entra_device_id) return;
+      if (!(await clients.rotatesAfterDisclosure(exec, key.client_id))) return;
+      if (await jobs.hasActiveCredential(exec, key.client_id, key.device_id)) return; // the agent rotates it
+      const conn = await repo.findByClient(exec, key.client_id);
+      const device = await devices.find(exec, key.client_id, key.device_id);
+      if (!conn || conn.enabled !== 1 || !device?.entra_device_id) return;
       const now = clock.now();
       const jobId = newId();
-      await tx
-        .insertInto('jobs')
-        .values({
-          id: jobId,
-          client_id: key.client_id,
-          device_id: key.device_id,
-          kind: 'intune-rotate',
-          mount_point: null,
-          protector_id: key.key_id,
-          recovery_key_id: key.id,
-          state: 'pending',
-          attempts: 0,
-          max_attempts: 3,
-          new_key_id: null,
-          detail: null,
-          created_by: actor.id,
-          created_at: now,
-          expires_at: new Date(Date.parse(now) + 7 * 86_400_000).toISOString(),
-          sent_at: null,
-          finished_at: null,
-        })
-        .execute();
-      await scheduler().ensureTask(tx, { id: `intune-rotate:${jobId}`, kind: 'intune-rotate', clientId: key.client_id, targetId: jobId, intervalMinutes: null });
-      await audit.record(tx, actor, { action: 'job.create', outcome: 'success', clientId: key.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', keyId: key.key_id } });
+      await jobs.insertJob(exec, {
+        id: jobId,
+        client_id: key.client_id,
+        device_id: key.device_id,
+        kind: 'intune-rotate',
+        mount_point: null,
+        protector_id: key.key_id,
+        recovery_key_id: key.id,
+        state: 'pending',
+        attempts: 0,
+        max_attempts: JOB_MAX_ATTEMPTS,
+        new_key_id: null,
+        detail: null,
+        created_by: actor.id,
+        created_at: now,
+        expires_at: jobExpiresAt(now),
+        sent_at: null,
+        finished_at: null,
+      });
+      await scheduler().ensureTask(exec, {
+        id: `intune-rotate:${jobId}`,
+        kind: 'intune-rotate',
+        clientId: key.client_id,
+        targetId: jobId,
+        intervalMinutes: null,
+      });
+      await audit.record(exec, actor, {
+        action: 'job.create',
+        outcome: 'success',
+        clientId: key.client_id,
+        targetType: 'job',
+        targetId: jobId,
+        details: { kind: 'intune-rotate', keyId: key.key_id },
+      });
     },
 
     /** The intune-rotate task: ask Intune to rotate the device's keys; the next sync confirms it. */
     async runIntuneRotation(jobId: string): Promise<string> {
-      const job = await db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
+      const job = await jobs.findJobById(tx.reader, jobId);
       if (!job || job.state !== 'pending') return 'nothing to do';
-      const conn = await db.selectFrom('graph_connections').selectAll().where('client_id', '=', job.client_id).executeTakeFirst();
-      const device = await db.selectFrom('devices').select(['entra_device_id', 'name']).where('id', '=', job.device_id).executeTakeFirst();
+      const conn = await repo.findByClient(tx.reader, job.client_id);
+      const device = await devices.find(tx.reader, job.client_id, job.device_id);
       const actor: Actor = { type: 'system', id: 'system:intune', name: 'Intune rotation', role: 'owner', clients: [job.client_id] };
       const fail = async (detail: string) => {
-        await db.transaction().execute(async (tx) => {
-          await tx.updateTable('jobs').set({ state: 'failed', detail, finished_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
-          await audit.record(tx, actor, { action: 'job.update', outcome: 'failure', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'failed', why: detail } });
-          await notifier?.emit(tx, {
+        await tx.run(async (t) => {
+          await jobs.updateJob(t, job.client_id, jobId, { state: 'failed', detail, finished_at: clock.now(), attempts: job.attempts + 1 });
+          await audit.record(t, actor, {
+            action: 'job.update',
+            outcome: 'failure',
+            clientId: job.client_id,
+            targetType: 'job',
+            targetId: jobId,
+            details: { kind: 'intune-rotate', to: 'failed', why: detail },
+          });
+          await notifier?.emit(t, {
             type: 'key.rotation_failed',
             clientId: job.client_id,
             deviceId: job.device_id,
@@ -485,8 +563,15 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       } catch (e) {
         return fail(e instanceof GraphError ? `${e.status} ${e.code}: ${e.message}` : 'unexpected error');
       }
-      await db.updateTable('jobs').set({ state: 'sent', sent_at: clock.now(), attempts: job.attempts + 1 }).where('id', '=', jobId).execute();
-      await audit.recordNow(actor, { action: 'job.update', outcome: 'success', clientId: job.client_id, targetType: 'job', targetId: jobId, details: { kind: 'intune-rotate', to: 'sent' } });
+      await tx.run((t) => jobs.updateJob(t, job.client_id, jobId, { state: 'sent', sent_at: clock.now(), attempts: job.attempts + 1 }));
+      await audit.recordNow(actor, {
+        action: 'job.update',
+        outcome: 'success',
+        clientId: job.client_id,
+        targetType: 'job',
+        targetId: jobId,
+        details: { kind: 'intune-rotate', to: 'sent' },
+      });
       return 'rotation requested from Intune';
     },
   };
@@ -509,13 +594,20 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
       .filter((a) => a.initiatedBy?.app?.appId?.toLowerCase() !== conn.app_client_id)
       .sort((a, b) => a.activityDateTime.localeCompare(b.activityDateTime));
     if (!fresh.length) return 'no new portal reads';
-    await db.transaction().execute(async (tx) => {
+    await tx.run(async (t) => {
       for (const a of fresh) {
         const who = a.initiatedBy?.user?.userPrincipalName || a.initiatedBy?.app?.displayName || 'unknown';
         const id = parseKeyId(a.targetResources?.[0]?.displayName ?? '');
-        const key = id.ok ? await tx.selectFrom('recovery_keys').select('id').where('client_id', '=', conn.client_id).where('key_id', '=', id.value).executeTakeFirst() : undefined;
-        const actor: Actor = { type: 'system', id: `entra:${who}`.slice(0, 200), name: `${who} (in Entra)`.slice(0, 200), role: 'auditor', clients: [conn.client_id], ip: a.initiatedBy?.user?.ipAddress ?? null };
-        await audit.record(tx, actor, {
+        const [key] = id.ok ? await keys.findForIngest(t, conn.client_id, [id.value], []) : [];
+        const actor: Actor = {
+          type: 'system',
+          id: `entra:${who}`.slice(0, 200),
+          name: `${who} (in Entra)`.slice(0, 200),
+          role: 'auditor',
+          clients: [conn.client_id],
+          ip: a.initiatedBy?.user?.ipAddress ?? null,
+        };
+        await audit.record(t, actor, {
           action: 'entra.key_read',
           outcome: a.result === 'success' || !a.result ? 'success' : 'failure',
           clientId: conn.client_id,
@@ -525,25 +617,31 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
         });
       }
       const newest = fresh[fresh.length - 1]!.activityDateTime;
-      await tx.updateTable('graph_connections').set({ audit_cursor: newest }).where('id', '=', conn.id).execute();
+      await repo.update(t, conn.id, { audit_cursor: newest });
     });
     conn.audit_cursor = fresh[fresh.length - 1]!.activityDateTime;
     return `${fresh.length} portal reads imported`;
   }
 
   /** A sent Intune rotation is done when a sync brings a new key for the same device. */
-  async function confirmRotations(tx: Executor, actor: Actor, conn: GraphConnectionsTable, reports: KeyReport[], now: string) {
-    const jobs = await tx.selectFrom('jobs').selectAll().where('client_id', '=', conn.client_id).where('kind', '=', 'intune-rotate').where('state', '=', 'sent').execute();
-    for (const job of jobs) {
-      const device = await tx.selectFrom('devices').select('entra_device_id').where('id', '=', job.device_id).executeTakeFirst();
+  async function confirmRotations(exec: Executor, actor: Actor, conn: GraphConnectionsTable, reports: KeyReport[], now: string) {
+    for (const job of await jobs.jobsOfKind(exec, conn.client_id, 'intune-rotate', 'sent')) {
+      const device = await devices.find(exec, conn.client_id, job.device_id);
       const fresh = reports.find((r) => r.device?.entraDeviceId && r.device.entraDeviceId === device?.entra_device_id && r.keyId !== job.protector_id);
       if (!fresh) continue;
       if (job.recovery_key_id) {
-        await keys.setState(tx, conn.client_id, job.recovery_key_id, 'rotated', now);
-        await audit.record(tx, actor, { action: 'key.rotated', outcome: 'success', clientId: conn.client_id, targetType: 'recovery_key', targetId: job.recovery_key_id, details: { keyId: job.protector_id, by: 'intune', newKeyId: fresh.keyId } });
+        await keys.setState(exec, conn.client_id, job.recovery_key_id, 'rotated', now);
+        await audit.record(exec, actor, {
+          action: 'key.rotated',
+          outcome: 'success',
+          clientId: conn.client_id,
+          targetType: 'recovery_key',
+          targetId: job.recovery_key_id,
+          details: { keyId: job.protector_id, by: 'intune', newKeyId: fresh.keyId },
+        });
         if (notifier) {
-          const name = (await tx.selectFrom('devices').select('name').where('id', '=', job.device_id).executeTakeFirst())?.name ?? 'a device';
-          await notifier.emit(tx, {
+          const name = device?.name ?? 'a device';
+          await notifier.emit(exec, {
             type: 'key.rotated',
             clientId: conn.client_id,
             deviceId: job.device_id,
@@ -553,8 +651,15 @@ export function createGraphService({ db, keyring, ingest, keys, audit, clock, sc
           });
         }
       }
-      await tx.updateTable('jobs').set({ state: 'succeeded', finished_at: now, new_key_id: fresh.keyId }).where('id', '=', job.id).execute();
-      await audit.record(tx, actor, { action: 'job.update', outcome: 'success', clientId: conn.client_id, targetType: 'job', targetId: job.id, details: { kind: 'intune-rotate', to: 'succeeded' } });
+      await jobs.updateJob(exec, conn.client_id, job.id, { state: 'succeeded', finished_at: now, new_key_id: fresh.keyId });
+      await audit.record(exec, actor, {
+        action: 'job.update',
+        outcome: 'success',
+        clientId: conn.client_id,
+        targetType: 'job',
+        targetId: job.id,
+        details: { kind: 'intune-rotate', to: 'succeeded' },
+      });
     }
   }
 

@@ -1,8 +1,9 @@
-import { PostgresAdapter, type ExpressionBuilder } from 'kysely';
-import type { Db, Executor } from '../../db/database.js';
-import type { DB, ScheduledTasksTable } from '../../db/schema.js';
+import type { Executor } from '../../db/database.js';
+import type { ScheduledTasksTable } from '../../db/schema.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { conflict } from '../../lib/errors.js';
+import { createSchedulerRepo, type SchedulerRepo } from './scheduler.repo.js';
 
 /**
  * A small job runner kept in the database: recurring tasks (a Graph sync per connection) with a
@@ -30,51 +31,37 @@ export type SchedulerEvents = {
 };
 
 export function createScheduler({
-  db,
+  tx,
+  repo = createSchedulerRepo(),
   clock,
   owner,
   handlers,
   leaseSeconds = DEFAULT_LEASE_SECONDS,
   events = {},
 }: {
-  db: Db;
+  tx: Transactions;
+  repo?: SchedulerRepo;
   clock: Clock;
   owner: string;
   handlers: Record<string, TaskHandler>;
   leaseSeconds?: number;
   events?: SchedulerEvents;
 }) {
-  const isPg = (exec: Executor) => exec.getExecutor().adapter instanceof PostgresAdapter;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = false;
 
   /** Takes the lease of one task if it is free; undefined when another process holds it. */
   async function lease(id: string, onlyIfDue: boolean): Promise<ScheduledTasksTable | undefined> {
-    return db.transaction().execute(async (tx) => {
+    return tx.run(async (t) => {
       const now = clock.now();
-      const free = (eb: ExpressionBuilder<DB, 'scheduled_tasks'>) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]);
-      let q = tx.selectFrom('scheduled_tasks').selectAll().where('id', '=', id).where(free);
-      if (onlyIfDue) q = q.where('next_run_at', '<=', now);
-      const task = await (isPg(tx) ? q.forUpdate().skipLocked() : q).executeTakeFirst();
-      if (!task) return undefined;
-      // The same condition again in the UPDATE: on SQLite (several processes on one file, or a
-      // reader that raced us) only the writer that still finds the lease free gets it.
-      const r = await tx.updateTable('scheduled_tasks').set({ locked_by: owner, locked_until: addSeconds(now, leaseSeconds) }).where('id', '=', id).where(free).executeTakeFirst();
-      if (Number(r.numUpdatedRows) !== 1) return undefined;
-      return { ...task, locked_by: owner, locked_until: addSeconds(now, leaseSeconds) };
+      return repo.takeLease(t, id, { owner, now, until: addSeconds(now, leaseSeconds), onlyIfDue });
     });
   }
 
   /** Extends the lease while the handler runs; false when another process has it now. */
   async function renew(task: ScheduledTasksTable): Promise<boolean> {
-    const r = await db
-      .updateTable('scheduled_tasks')
-      .set({ locked_until: addSeconds(clock.now(), leaseSeconds) })
-      .where('id', '=', task.id)
-      .where('locked_by', '=', owner)
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
+    return tx.run((t) => repo.renewLease(t, task.id, owner, addSeconds(clock.now(), leaseSeconds)));
   }
 
   async function finish(task: ScheduledTasksTable, status: string) {
@@ -82,31 +69,29 @@ export function createScheduler({
     // Jitter spreads many tenants' hourly syncs over the hour instead of all at :00.
     const interval = task.interval_minutes;
     const jitter = interval ? Math.random() * Math.min(interval * 0.1, 10) : 0;
-    await db
-      .updateTable('scheduled_tasks')
-      .set({
-        locked_by: null,
-        locked_until: null,
+    await tx.run((t) =>
+      repo.finish(t, task.id, owner, {
         last_run_at: now,
         last_status: status.slice(0, 500),
         next_run_at: interval ? addMinutes(now, interval + jitter) : addMinutes(now, 365 * 24 * 60),
-      })
-      .where('id', '=', task.id)
-      .where('locked_by', '=', owner)
-      .execute();
+      }),
+    );
   }
 
   async function run(task: ScheduledTasksTable): Promise<string> {
     const handler = handlers[task.kind];
     const started = performance.now();
-    const heartbeat = setInterval(() => {
-      renew(task).then(
-        (held) => {
-          if (!held) events.onLeaseLost?.(task);
-        },
-        () => undefined, // a failed renewal is retried at the next beat; the lease still has time
-      );
-    }, Math.max(1000, (leaseSeconds * 1000) / 3));
+    const heartbeat = setInterval(
+      () => {
+        renew(task).then(
+          (held) => {
+            if (!held) events.onLeaseLost?.(task);
+          },
+          () => undefined, // a failed renewal is retried at the next beat; the lease still has time
+        );
+      },
+      Math.max(1000, (leaseSeconds * 1000) / 3),
+    );
     heartbeat.unref();
     let status: string;
     try {
@@ -123,31 +108,30 @@ export function createScheduler({
 
   return {
     /** Creates or updates a recurring task (idempotent). */
-    async ensureTask(exec: Executor, t: { id: string; kind: string; clientId: string | null; targetId: string | null; intervalMinutes: number | null; firstRunAt?: string }) {
-      const existing = await exec.selectFrom('scheduled_tasks').select('id').where('id', '=', t.id).executeTakeFirst();
-      if (existing) {
-        await exec.updateTable('scheduled_tasks').set({ interval_minutes: t.intervalMinutes }).where('id', '=', t.id).execute();
+    async ensureTask(
+      exec: Executor,
+      t: { id: string; kind: string; clientId: string | null; targetId: string | null; intervalMinutes: number | null; firstRunAt?: string },
+    ) {
+      if (await repo.exists(exec, t.id)) {
+        await repo.setInterval(exec, t.id, t.intervalMinutes);
         return;
       }
-      await exec
-        .insertInto('scheduled_tasks')
-        .values({
-          id: t.id,
-          kind: t.kind,
-          client_id: t.clientId,
-          target_id: t.targetId,
-          next_run_at: t.firstRunAt ?? clock.now(),
-          interval_minutes: t.intervalMinutes,
-          locked_by: null,
-          locked_until: null,
-          last_run_at: null,
-          last_status: null,
-        })
-        .execute();
+      await repo.insert(exec, {
+        id: t.id,
+        kind: t.kind,
+        client_id: t.clientId,
+        target_id: t.targetId,
+        next_run_at: t.firstRunAt ?? clock.now(),
+        interval_minutes: t.intervalMinutes,
+        locked_by: null,
+        locked_until: null,
+        last_run_at: null,
+        last_status: null,
+      });
     },
 
     async removeTask(exec: Executor, id: string) {
-      await exec.deleteFrom('scheduled_tasks').where('id', '=', id).execute();
+      await repo.remove(exec, id);
     },
 
     /** Runs one task now (on demand), unless another process is running it. */
@@ -159,15 +143,7 @@ export function createScheduler({
 
     /** Runs every task that is due and free; returns how many ran here. */
     async runDue(limit = 20): Promise<number> {
-      const now = clock.now();
-      const due = await db
-        .selectFrom('scheduled_tasks')
-        .select('id')
-        .where('next_run_at', '<=', now)
-        .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
-        .orderBy('next_run_at')
-        .limit(limit)
-        .execute();
+      const due = await repo.due(tx.reader, clock.now(), limit);
       let ran = 0;
       for (const { id } of due) {
         if (stopped) break; // shutting down: leave the rest to another process

@@ -1,0 +1,45 @@
+import type { Executor } from '../../db/database.js';
+import type { DirectoryConnectionsTable, DirectorySyncRunsTable } from '../../db/schema.js';
+import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
+
+/** Active Directory connections (one per client) and their sync runs. */
+export function createDirectoryRepo() {
+  return {
+    /** The connection with this id when the scope includes its client; undefined for any other id. */
+    findVisible(exec: Executor, id: string, scope: ClientScope) {
+      if (!isId(id)) return Promise.resolve(undefined);
+      return inClientScope(exec.selectFrom('directory_connections').selectAll().where('id', '=', id), 'client_id', scope).executeTakeFirst();
+    },
+    /** For the scheduler's handler, which acts for no person. */
+    find: (exec: Executor, id: string) => exec.selectFrom('directory_connections').selectAll().where('id', '=', id).executeTakeFirst(),
+    findByClient: (exec: Executor, clientId: string) =>
+      exec.selectFrom('directory_connections').selectAll().where('client_id', '=', clientId).executeTakeFirst(),
+    list: (exec: Executor, scope: ClientScope) =>
+      inClientScope(exec.selectFrom('directory_connections').selectAll().orderBy('created_at'), 'client_id', scope).execute(),
+    async insert(exec: Executor, row: DirectoryConnectionsTable): Promise<void> {
+      await exec.insertInto('directory_connections').values(row).execute();
+    },
+    async update(
+      exec: Executor,
+      id: string,
+      patch: Partial<Pick<DirectoryConnectionsTable, 'last_dc' | 'last_usn' | 'last_sync_at' | 'last_status' | 'last_error' | 'updated_at'>>,
+    ): Promise<void> {
+      await exec.updateTable('directory_connections').set(patch).where('id', '=', id).execute();
+    },
+
+    // sync runs
+    latestRun: (exec: Executor, connectionId: string) =>
+      exec.selectFrom('directory_sync_runs').selectAll().where('connection_id', '=', connectionId).orderBy('started_at', 'desc').limit(1).executeTakeFirst(),
+    async insertRun(exec: Executor, row: DirectorySyncRunsTable): Promise<void> {
+      await exec.insertInto('directory_sync_runs').values(row).execute();
+    },
+    async updateRun(exec: Executor, row: DirectorySyncRunsTable): Promise<void> {
+      await exec.updateTable('directory_sync_runs').set(row).where('id', '=', row.id).execute();
+    },
+    /** Stops every AD connection of a client (offboarded: its bind password can no longer be opened). */
+    async disableClientConnections(exec: Executor, clientId: string, now: string): Promise<void> {
+      await exec.updateTable('directory_connections').set({ enabled: 0, updated_at: now }).where('client_id', '=', clientId).execute();
+    },
+  };
+}
+export type DirectoryRepo = ReturnType<typeof createDirectoryRepo>;
