@@ -12,7 +12,8 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Notifier } from '../notifications/notifier.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
-import type { KeyState, KeySummary, RevealedKey } from './keys.types.js';
+import type { KeySummary, RevealedKey } from './keys.types.js';
+import { summarizeKeys } from './keys.summary.js';
 
 type Deps = {
   tx: Transactions;
@@ -71,30 +72,7 @@ async function destroyedKeyError(repo: KeysRepo, exec: Executor, clientId: strin
 
 export function createKeysService({ tx: transactions, repo, rotations, keyring, audit, clock, guard, onDisclosed, notifier }: Deps) {
   const db = transactions.reader;
-  const summarize = async (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => {
-    const sources = await repo.sourcesOf(exec, rows.map((r) => r.id));
-    const byKey = new Map<string, KeySummary['sources']>();
-    for (const s of sources) {
-      (byKey.get(s.recovery_key_id) ?? byKey.set(s.recovery_key_id, []).get(s.recovery_key_id)!).push({
-        type: s.source_type,
-        ref: s.source_ref,
-        firstSeenAt: s.first_seen_at,
-        lastSeenAt: s.last_seen_at,
-      });
-    }
-    return rows.map((r) => ({
-      id: r.id,
-      keyId: r.key_id,
-      client: { id: r.client_id, name: r.client_name },
-      device: r.device_id ? { id: r.device_id, name: r.device_name ?? '' } : null,
-      volume: r.mount_point || r.volume_type ? { mountPoint: r.mount_point ?? null, type: r.volume_type ?? 'unknown' } : null,
-      state: r.state as KeyState,
-      createdAt: r.source_created_at,
-      firstSeenAt: r.first_seen_at,
-      lastSeenAt: r.last_seen_at,
-      sources: byKey.get(r.id) ?? [],
-    }));
-  };
+  const summarize = (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => summarizeKeys(repo, exec, rows);
 
   return {
     /** Metadata of keys the actor may see. Never a password. */
