@@ -55,12 +55,31 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
 
     for (const name of ['Alpine Ski House', 'Coho Winery', 'Wide World Importers']) {
       const id = (await c.clients.create(cliOwner, { name })).id;
-      const keys = Array.from({ length: 15 }, (_, i) => ({ device: `FAKE-${name.slice(0, 4).toUpperCase()}-${i}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
+      const keys = Array.from({ length: 15 }, (_, i) => ({
+        device: `FAKE-${name.slice(0, 4).toUpperCase()}-${i}`,
+        keyId: randomKeyId(),
+        password: randomRecoveryPassword(),
+      }));
       await c.imports.importFile(cliOwner, name, { fileName: 'seed.csv', bytes: bytes(csvOf(keys)) });
       seeded.push(...keys.map((k) => ({ clientId: id, keyId: k.keyId, password: k.password })));
     }
-    const u = await c.identity.createUser(cliOwner, { email: 'rotation-owner@example.test', password: 'correct horse battery staple', role: 'owner', clients: 'all' });
-    const tok = await c.identity.createToken({ type: 'user', id: u.id, name: u.email, role: 'owner', clients: 'all', session: { id: 'rotation', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false } }, { name: 'load', role: 'owner', clients: 'all' });
+    const u = await c.identity.createUser(cliOwner, {
+      email: 'rotation-owner@example.test',
+      password: 'correct horse battery staple',
+      role: 'owner',
+      clients: 'all',
+    });
+    const tok = await c.identity.createToken(
+      {
+        type: 'user',
+        id: u.id,
+        name: u.email,
+        role: 'owner',
+        clients: 'all',
+        session: { id: 'rotation', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false },
+      },
+      { name: 'load', role: 'owner', clients: 'all' },
+    );
     bearer = { authorization: `Bearer ${tok.token}` };
   });
   afterAll(async () => {
@@ -71,7 +90,13 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
 
   const results = { ok: 0, failed: [] as string[] };
   /** fetch over the real socket; every answer is counted, every failure kept with its text. */
-  async function call(method: string, url: string, body: unknown, headers: Record<string, string>, want: number[] = [200]): Promise<{ status: number; json: any }> {
+  async function call(
+    method: string,
+    url: string,
+    body: unknown,
+    headers: Record<string, string>,
+    want: number[] = [200],
+  ): Promise<{ status: number; json: any }> {
     let status = 0;
     let text: string;
     try {
@@ -140,7 +165,10 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
     // Let the load run, then rotate from a separate keywarden process.
     while (results.ok < 60) await new Promise((r) => setTimeout(r, 20));
     rotating = true;
-    const out = await run(process.execPath, ['--import', 'tsx', path.join(REPO, 'src', 'main.ts'), 'keys', 'rotate-master', '--json'], { cwd: REPO, env: { ...process.env, ...env } });
+    const out = await run(process.execPath, ['--import', 'tsx', path.join(REPO, 'src', 'main.ts'), 'keys', 'rotate-master', '--json'], {
+      cwd: REPO,
+      env: { ...process.env, ...env },
+    });
     rotating = false;
     const afterRotation = results.ok;
     while (results.ok < afterRotation + 60) await new Promise((r) => setTimeout(r, 20));
@@ -156,7 +184,9 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
     expect(out.stderr).toMatch(/back up the new master key now/);
 
     const db = c.database.db;
-    expect((await db.selectFrom('master_keys').select(['version', 'retired_at']).orderBy('version').execute()).map((m) => [m.version, m.retired_at !== null])).toEqual([
+    expect(
+      (await db.selectFrom('master_keys').select(['version', 'retired_at']).orderBy('version').execute()).map((m) => [m.version, m.retired_at !== null]),
+    ).toEqual([
       [1, true],
       [2, false],
     ]);
@@ -178,7 +208,9 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
     const byClient = new Map<string, Awaited<ReturnType<typeof kr.clientCipher>>>();
     for (const k of keys) {
       if (!byClient.has(k.client_id)) byClient.set(k.client_id, await kr.clientCipher(db, k.client_id));
-      expect(byClient.get(k.client_id)!.openRecoveryPassword(k.id, { ciphertext: k.ciphertext, dataKeyVersion: k.data_key_version })).toMatch(/^\d{6}(-\d{6}){7}$/);
+      expect(byClient.get(k.client_id)!.openRecoveryPassword(k.id, { ciphertext: k.ciphertext, dataKeyVersion: k.data_key_version })).toMatch(
+        /^\d{6}(-\d{6}){7}$/,
+      );
     }
     for (const client of await db.selectFrom('clients').select('id').execute()) await kr.clientCipher(db, client.id);
     // The old key alone no longer opens this vault...

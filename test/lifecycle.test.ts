@@ -14,7 +14,10 @@ const newKey = (): Key => ({ keyId: randomKeyId(), password: randomRecoveryPassw
 
 /** Imports keys for devices of a client through the real import path; returns the device ids by name. */
 async function importKeys(t: LifecycleApp, client: string, rows: { device: string; key: Key; drive?: string }[], fileName = 'keys.csv') {
-  await t.c.imports.importFile(cliOwner, client, { fileName, bytes: bytes(csvOf(rows.map((r) => ({ device: r.device, keyId: r.key.keyId, password: r.key.password, drive: r.drive })))) });
+  await t.c.imports.importFile(cliOwner, client, {
+    fileName,
+    bytes: bytes(csvOf(rows.map((r) => ({ device: r.device, keyId: r.key.keyId, password: r.key.password, drive: r.drive })))),
+  });
   const devices = await t.c.devices.list(cliOwner, { limit: 1000 });
   return Object.fromEntries(devices.map((d) => [d.name, d.id]));
 }
@@ -31,7 +34,8 @@ describe(`lifecycle: retire, retention, legal hold, reinstate (${ENGINE})`, () =
   const keys = { retired: newKey(), retired2: newKey(), held: newKey(), kept: newKey(), live: newKey() };
   let ids: Record<string, string>;
 
-  const reveal = (s: Session, k: Key) => t.app.inject({ method: 'POST', url: `${API}/keys/${k.keyId}/reveal`, headers: s.headers, payload: { reason: 'lost-pin', ticket: 'T-1' } });
+  const reveal = (s: Session, k: Key) =>
+    t.app.inject({ method: 'POST', url: `${API}/keys/${k.keyId}/reveal`, headers: s.headers, payload: { reason: 'lost-pin', ticket: 'T-1' } });
   const runRetentionTask = () => t.c.scheduler.runNow(RETENTION_TASK_ID);
 
   beforeAll(async () => {
@@ -51,16 +55,30 @@ describe(`lifecycle: retire, retention, legal hold, reinstate (${ENGINE})`, () =
   afterAll(() => t?.close());
 
   it('retires a device: "retired, keys kept until DATE" (365 days by default), audited; keys still reveal', async () => {
-    const r = await t.app.inject({ method: 'POST', url: `${API}/devices/${ids['FAKE-OLD-1']}/retire`, headers: admin.headers, payload: { reason: 'laptop returned' } });
+    const r = await t.app.inject({
+      method: 'POST',
+      url: `${API}/devices/${ids['FAKE-OLD-1']}/retire`,
+      headers: admin.headers,
+      payload: { reason: 'laptop returned' },
+    });
     expect(r.statusCode).toBe(200);
-    expect(r.json()).toMatchObject({ retiredAt: '2026-01-05T09:00:00.000Z', keysKeptUntil: '2027-01-05T09:00:00.000Z', status: 'retired, keys kept until 2027-01-05', legalHold: null });
+    expect(r.json()).toMatchObject({
+      retiredAt: '2026-01-05T09:00:00.000Z',
+      keysKeptUntil: '2027-01-05T09:00:00.000Z',
+      status: 'retired, keys kept until 2027-01-05',
+      legalHold: null,
+    });
     // Retiring twice is refused, not repeated.
-    expect((await t.app.inject({ method: 'POST', url: `${API}/devices/${ids['FAKE-OLD-1']}/retire`, headers: admin.headers, payload: {} })).statusCode).toBe(409);
+    expect((await t.app.inject({ method: 'POST', url: `${API}/devices/${ids['FAKE-OLD-1']}/retire`, headers: admin.headers, payload: {} })).statusCode).toBe(
+      409,
+    );
     const events = await t.c.audit.list(cliOwner, { action: 'device.retire' });
     expect(events[0]).toMatchObject({ targetId: ids['FAKE-OLD-1'], details: { reason: 'laptop returned', keysKeptUntil: '2027-01-05T09:00:00.000Z' } });
     const status = (await t.app.inject({ method: 'GET', url: `${API}/clients/${clientId}/lifecycle`, headers: owner.headers })).json();
     expect(status.retentionDays).toBe(365);
-    expect(status.retiredDevices.map((d: { name: string; status: string }) => `${d.name}: ${d.status}`)).toEqual(['FAKE-OLD-1: retired, keys kept until 2027-01-05']);
+    expect(status.retiredDevices.map((d: { name: string; status: string }) => `${d.name}: ${d.status}`)).toEqual([
+      'FAKE-OLD-1: retired, keys kept until 2027-01-05',
+    ]);
     expect((await reveal(owner, keys.retired)).statusCode).toBe(200);
   });
 
@@ -69,7 +87,12 @@ describe(`lifecycle: retire, retention, legal hold, reinstate (${ENGINE})`, () =
       expect((await t.app.inject({ method: 'POST', url: `${API}/devices/${ids[name]}/retire`, headers: owner.headers, payload: {} })).statusCode).toBe(200);
     }
     // The held device: a legal hold set by an admin (setting one only protects).
-    const hold = await t.app.inject({ method: 'PUT', url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`, headers: admin.headers, payload: { hold: true, reason: 'litigation 2026-17' } });
+    const hold = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`,
+      headers: admin.headers,
+      payload: { hold: true, reason: 'litigation 2026-17' },
+    });
     expect(hold.statusCode).toBe(200);
     expect(hold.json().status).toBe('retired, keys kept (legal hold since 2026-01-05)');
     // FAKE-KEPT-1 is reinstated before destruction.
@@ -109,36 +132,83 @@ describe(`lifecycle: retire, retention, legal hold, reinstate (${ENGINE})`, () =
     owner = await t.signIn(ownerUser.email); // the session aged with the clock
     const r = await reveal(owner, keys.retired);
     expect(r.statusCode).toBe(409);
-    expect(r.json().message).toBe(`This key was destroyed on ${t.clock.now().slice(0, 10)} after the retention period; its recovery password no longer exists in the vault.`);
+    expect(r.json().message).toBe(
+      `This key was destroyed on ${t.clock.now().slice(0, 10)} after the retention period; its recovery password no longer exists in the vault.`,
+    );
     const ev = (await t.c.audit.list(cliOwner, { action: 'key.reveal' }))[0]!;
     expect(ev).toMatchObject({ outcome: 'failure', details: { problem: 'the key was destroyed' } });
     expect((await t.app.inject({ method: 'POST', url: `${API}/devices/${ids['FAKE-OLD-1']}/reinstate`, headers: owner.headers })).statusCode).toBe(409);
     const status = (await t.app.inject({ method: 'GET', url: `${API}/clients/${clientId}/lifecycle`, headers: owner.headers })).json();
-    expect(status.retiredDevices.find((d: { name: string }) => d.name === 'FAKE-OLD-1').status).toBe(`retired, keys destroyed on ${t.clock.now().slice(0, 10)}`);
+    expect(status.retiredDevices.find((d: { name: string }) => d.name === 'FAKE-OLD-1').status).toBe(
+      `retired, keys destroyed on ${t.clock.now().slice(0, 10)}`,
+    );
   });
 
   it('legal hold: a client hold blocks everything; only an owner lifts a hold; lifting lets retention resume', async () => {
     admin = await t.signIn((await t.addUser('admin', [clientId])).email);
-    const clear = await t.app.inject({ method: 'PUT', url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`, headers: admin.headers, payload: { hold: false, reason: 'settled' } });
+    const clear = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`,
+      headers: admin.headers,
+      payload: { hold: false, reason: 'settled' },
+    });
     expect(clear.statusCode).toBe(403);
-    const noReason = await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientId}/legal-hold`, headers: owner.headers, payload: { hold: true, reason: ' ' } });
+    const noReason = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/clients/${clientId}/legal-hold`,
+      headers: owner.headers,
+      payload: { hold: true, reason: ' ' },
+    });
     expect(noReason.statusCode).toBe(400);
     // A reason goes into the audit log: a pasted recovery password is refused without being echoed.
-    const pasted = await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientId}/legal-hold`, headers: owner.headers, payload: { hold: true, reason: `key ${keys.held.password}` } });
+    const pasted = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/clients/${clientId}/legal-hold`,
+      headers: owner.headers,
+      payload: { hold: true, reason: `key ${keys.held.password}` },
+    });
     expect(pasted.statusCode).toBe(400);
     expect(pasted.body.includes(keys.held.password)).toBe(false);
-    const chold = await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientId}/legal-hold`, headers: owner.headers, payload: { hold: true, reason: 'regulator inquiry' } });
+    const chold = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/clients/${clientId}/legal-hold`,
+      headers: owner.headers,
+      payload: { hold: true, reason: 'regulator inquiry' },
+    });
     expect(chold.statusCode).toBe(200);
     expect(chold.json().legalHold).toMatchObject({ reason: 'regulator inquiry' });
     // Device hold lifted, but the client hold still protects it.
-    expect((await t.app.inject({ method: 'PUT', url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`, headers: owner.headers, payload: { hold: false, reason: 'settled' } })).statusCode).toBe(200);
+    expect(
+      (
+        await t.app.inject({
+          method: 'PUT',
+          url: `${API}/devices/${ids['FAKE-HELD-1']}/legal-hold`,
+          headers: owner.headers,
+          payload: { hold: false, reason: 'settled' },
+        })
+      ).statusCode,
+    ).toBe(200);
     expect(await runRetentionTask()).toMatch(/^ok: 0 keys of 0 retired devices destroyed, 1 devices held back/);
     expect((await keyRow(t, keys.held.keyId)).state).toBe('active');
     // On-demand destruction is refused under a hold, too.
-    const forced = await t.app.inject({ method: 'POST', url: `${API}/devices/${ids['FAKE-HELD-1']}/destroy-keys`, headers: owner.headers, payload: { confirm: 'Contoso Ltd' } });
+    const forced = await t.app.inject({
+      method: 'POST',
+      url: `${API}/devices/${ids['FAKE-HELD-1']}/destroy-keys`,
+      headers: owner.headers,
+      payload: { confirm: 'Contoso Ltd' },
+    });
     expect(forced.statusCode).toBe(409);
     expect(forced.json().message).toMatch(/under legal hold/);
-    expect((await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientId}/legal-hold`, headers: owner.headers, payload: { hold: false, reason: 'inquiry closed' } })).statusCode).toBe(200);
+    expect(
+      (
+        await t.app.inject({
+          method: 'PUT',
+          url: `${API}/clients/${clientId}/legal-hold`,
+          headers: owner.headers,
+          payload: { hold: false, reason: 'inquiry closed' },
+        })
+      ).statusCode,
+    ).toBe(200);
     expect(await runRetentionTask()).toBe('ok: 1 keys of 1 retired devices destroyed');
     expect((await keyRow(t, keys.held.keyId)).state).toBe('destroyed');
     const holds = await t.c.audit.list(cliOwner, { clientId });
@@ -150,8 +220,10 @@ describe(`lifecycle: retire, retention, legal hold, reinstate (${ENGINE})`, () =
     ]);
   });
 
-  it('retention 0 keeps a retired device\'s keys forever; retention is an owner setting', async () => {
-    expect((await t.app.inject({ method: 'PATCH', url: `${API}/clients/${clientId}/lifecycle`, headers: admin.headers, payload: { retentionDays: 1 } })).statusCode).toBe(403);
+  it("retention 0 keeps a retired device's keys forever; retention is an owner setting", async () => {
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: `${API}/clients/${clientId}/lifecycle`, headers: admin.headers, payload: { retentionDays: 1 } })).statusCode,
+    ).toBe(403);
     const r = await t.app.inject({ method: 'PATCH', url: `${API}/clients/${clientId}/lifecycle`, headers: owner.headers, payload: { retentionDays: 0 } });
     expect(r.statusCode).toBe(200);
     expect(r.json().retentionDays).toBe(0);
@@ -219,7 +291,12 @@ describe(`lifecycle: destructive actions need an owner, the typed client name, a
     ownerA = await t.signIn(a.email);
     ownerB = await t.signIn((await t.addUser('owner', 'all')).email);
     admin = await t.signIn((await t.addUser('admin', 'all')).email);
-    const tok = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerA.headers, payload: { name: 'automation', role: 'owner', clients: 'all' } });
+    const tok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/tokens`,
+      headers: ownerA.headers,
+      payload: { name: 'automation', role: 'owner', clients: 'all' },
+    });
     expect(tok.statusCode).toBe(201);
     ownerToken = tok.json().token;
   });
@@ -229,7 +306,7 @@ describe(`lifecycle: destructive actions need an owner, the typed client name, a
     t.app.inject({ method: 'POST', url: `${API}/devices/${ids[deviceName]}/destroy-keys`, headers, payload: { confirm, reason: 'disk shredded' } });
   const intact = async (k: Key) => (await keyRow(t, k.keyId)).ciphertext.length > 20;
 
-  it('refuses a wrong typed name, a non-owner, and an owner\'s API token; nothing is destroyed', async () => {
+  it("refuses a wrong typed name, a non-owner, and an owner's API token; nothing is destroyed", async () => {
     const wrong = await destroy(ownerA.headers, 'FAKE-FAB-1', 'fabrikam inc');
     expect(wrong.statusCode).toBe(400);
     expect(wrong.json().message).toBe('To confirm, type the client\'s name exactly as shown: "Fabrikam Inc".');
@@ -237,19 +314,31 @@ describe(`lifecycle: destructive actions need an owner, the typed client name, a
     const byToken = await destroy({ authorization: `Bearer ${ownerToken}` }, 'FAKE-FAB-1', 'Fabrikam Inc');
     expect(byToken.statusCode).toBe(403);
     expect(byToken.json().message).toMatch(/API tokens cannot/);
-    const offboardByAdmin = await t.app.inject({ method: 'POST', url: `${API}/clients/${clientId}/offboard`, headers: admin.headers, payload: { confirm: 'Fabrikam Inc' } });
+    const offboardByAdmin = await t.app.inject({
+      method: 'POST',
+      url: `${API}/clients/${clientId}/offboard`,
+      headers: admin.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
     expect(offboardByAdmin.statusCode).toBe(403);
-    const offboardWrong = await t.app.inject({ method: 'POST', url: `${API}/clients/${clientId}/offboard`, headers: ownerA.headers, payload: { confirm: 'Fabrikam' } });
+    const offboardWrong = await t.app.inject({
+      method: 'POST',
+      url: `${API}/clients/${clientId}/offboard`,
+      headers: ownerA.headers,
+      payload: { confirm: 'Fabrikam' },
+    });
     expect(offboardWrong.statusCode).toBe(400);
     // The CLI asks for the typed name as well.
     const cli = await t.v.cli(['device', 'destroy-keys', '--device', 'FAKE-FAB-1', '--confirm', 'Fabrikam']);
     expect(cli.code).toBe(2);
     expect(cli.stderr).toMatch(/type the client's name exactly/);
     expect(await intact(k1)).toBe(true);
-    expect(await t.c.database.db.selectFrom('clients').select('offboarded_at').where('id', '=', clientId).executeTakeFirstOrThrow()).toEqual({ offboarded_at: null });
+    expect(await t.c.database.db.selectFrom('clients').select('offboarded_at').where('id', '=', clientId).executeTakeFirstOrThrow()).toEqual({
+      offboarded_at: null,
+    });
   });
 
-  it('an owner with the typed name destroys a retired device\'s keys at once (two-owner off); the CLI too', async () => {
+  it("an owner with the typed name destroys a retired device's keys at once (two-owner off); the CLI too", async () => {
     const r = await destroy(ownerA.headers, 'FAKE-FAB-1', ' Fabrikam Inc ');
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ status: 'executed', action: 'destroy-device-keys', result: { device: 'FAKE-FAB-1', keys: 1 } });
@@ -261,7 +350,9 @@ describe(`lifecycle: destructive actions need an owner, the typed client name, a
   });
 
   it('two-owner mode: a request waits; the same owner cannot approve; a second owner approves with the typed name; expiry', async () => {
-    expect((await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: admin.headers, payload: { twoOwnerApproval: true } })).statusCode).toBe(403);
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: admin.headers, payload: { twoOwnerApproval: true } })).statusCode,
+    ).toBe(403);
     const on = await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: ownerA.headers, payload: { twoOwnerApproval: true } });
     expect(on.json()).toMatchObject({ twoOwnerApproval: true });
 
@@ -271,32 +362,195 @@ describe(`lifecycle: destructive actions need an owner, the typed client name, a
     expect(approval).toMatchObject({ action: 'destroy-device-keys', status: 'pending', device: { name: 'FAKE-FAB-3' }, reason: 'disk shredded' });
     expect(await intact(k3)).toBe(true);
 
-    const self = await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${approval.id}/approve`, headers: ownerA.headers, payload: { confirm: 'Fabrikam Inc' } });
+    const self = await t.app.inject({
+      method: 'POST',
+      url: `${API}/lifecycle/approvals/${approval.id}/approve`,
+      headers: ownerA.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
     expect(self.statusCode).toBe(403);
     expect(self.json().message).toMatch(/second owner must approve/);
-    expect((await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${approval.id}/approve`, headers: admin.headers, payload: { confirm: 'Fabrikam Inc' } })).statusCode).toBe(403);
-    expect((await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${approval.id}/approve`, headers: ownerB.headers, payload: { confirm: 'Fabrikam' } })).statusCode).toBe(400);
+    expect(
+      (
+        await t.app.inject({
+          method: 'POST',
+          url: `${API}/lifecycle/approvals/${approval.id}/approve`,
+          headers: admin.headers,
+          payload: { confirm: 'Fabrikam Inc' },
+        })
+      ).statusCode,
+    ).toBe(403);
+    expect(
+      (
+        await t.app.inject({
+          method: 'POST',
+          url: `${API}/lifecycle/approvals/${approval.id}/approve`,
+          headers: ownerB.headers,
+          payload: { confirm: 'Fabrikam' },
+        })
+      ).statusCode,
+    ).toBe(400);
     expect(await intact(k3)).toBe(true);
-    const ok = await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${approval.id}/approve`, headers: ownerB.headers, payload: { confirm: 'Fabrikam Inc' } });
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/lifecycle/approvals/${approval.id}/approve`,
+      headers: ownerB.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toEqual({ status: 'executed', action: 'destroy-device-keys', result: { device: 'FAKE-FAB-3', keys: 1 } });
     expect(await intact(k3)).toBe(false);
     // Approving twice does nothing more.
-    expect((await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${approval.id}/approve`, headers: ownerB.headers, payload: { confirm: 'Fabrikam Inc' } })).statusCode).toBe(409);
+    expect(
+      (
+        await t.app.inject({
+          method: 'POST',
+          url: `${API}/lifecycle/approvals/${approval.id}/approve`,
+          headers: ownerB.headers,
+          payload: { confirm: 'Fabrikam Inc' },
+        })
+      ).statusCode,
+    ).toBe(409);
     const list = (await t.app.inject({ method: 'GET', url: `${API}/lifecycle/approvals`, headers: ownerA.headers })).json();
     expect(list[0]).toMatchObject({ id: approval.id, status: 'executed', approvedBy: expect.stringMatching(/@example.test/) });
     const audit = (await t.c.audit.list(cliOwner, { clientId })).map((e) => e.action);
     expect(audit.slice(0, 4)).toEqual(['device.keys_destroyed', 'key.destroyed', 'lifecycle.approve', 'lifecycle.request']);
 
     // A request nobody approves expires and can then never run.
-    const late = await t.app.inject({ method: 'POST', url: `${API}/clients/${clientId}/offboard`, headers: ownerA.headers, payload: { confirm: 'Fabrikam Inc' } });
+    const late = await t.app.inject({
+      method: 'POST',
+      url: `${API}/clients/${clientId}/offboard`,
+      headers: ownerA.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
     expect(late.statusCode).toBe(202);
     t.clock.advanceHours(73);
     ownerB = await t.signIn((await t.addUser('owner', 'all')).email);
-    const expired = await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${late.json().approval.id}/approve`, headers: ownerB.headers, payload: { confirm: 'Fabrikam Inc' } });
+    const expired = await t.app.inject({
+      method: 'POST',
+      url: `${API}/lifecycle/approvals/${late.json().approval.id}/approve`,
+      headers: ownerB.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
     expect(expired.statusCode).toBe(409);
     expect(expired.json().message).toMatch(/expired/);
     expect((await t.c.audit.list(cliOwner, { action: 'lifecycle.expire' })).length).toBe(1);
     expect((await t.c.database.db.selectFrom('clients').select('offboarded_at').where('id', '=', clientId).executeTakeFirstOrThrow()).offboarded_at).toBeNull();
+  });
+});
+
+describe(`lifecycle: two-owner approval protects itself (${ENGINE})`, () => {
+  let t: LifecycleApp;
+  let ownerA: Session;
+  let ownerB: Session;
+  let emails: { a: string; b: string };
+  let scoped: Session;
+  let ids: Record<string, string>;
+  let contoso: string;
+  let fabrikam: string;
+
+  beforeAll(async () => {
+    t = await createLifecycleApp();
+    contoso = (await t.c.clients.create(cliOwner, { name: 'Contoso Ltd' })).id;
+    fabrikam = (await t.c.clients.create(cliOwner, { name: 'Fabrikam Inc' })).id;
+    await importKeys(t, 'Contoso Ltd', [{ device: 'FAKE-CON-1', key: newKey() }]);
+    ids = await importKeys(t, 'Fabrikam Inc', [{ device: 'FAKE-FAB-1', key: newKey() }]);
+    for (const d of ['FAKE-CON-1', 'FAKE-FAB-1']) await t.c.lifecycle.retireDevice(cliOwner, ids[d]!, {});
+    emails = { a: (await t.addUser('owner', 'all')).email, b: (await t.addUser('owner', 'all')).email };
+    ownerA = await t.signIn(emails.a);
+    ownerB = await t.signIn(emails.b);
+    scoped = await t.signIn((await t.addUser('owner', [contoso])).email);
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: ownerA.headers, payload: { twoOwnerApproval: true } })).json(),
+    ).toMatchObject({ twoOwnerApproval: true });
+  });
+  afterAll(() => t?.close());
+
+  const settings = async (s: Session) => (await t.app.inject({ method: 'GET', url: `${API}/lifecycle/settings`, headers: s.headers })).json();
+  const approve = (s: Session, id: string, confirm?: string) =>
+    t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${id}/approve`, headers: s.headers, payload: confirm === undefined ? {} : { confirm } });
+
+  it('the requester cannot switch two-owner approval off alone: the switch waits for a second owner and stays on', async () => {
+    const off = await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: ownerA.headers, payload: { twoOwnerApproval: false } });
+    expect(off.statusCode).toBe(202);
+    expect(off.json()).toMatchObject({
+      twoOwnerApproval: true,
+      pendingApproval: { action: 'disable-two-owner-approval', client: null, status: 'pending', target: { type: 'setting' } },
+    });
+    expect((await settings(ownerA)).twoOwnerApproval).toBe(true);
+    const self = await approve(ownerA, off.json().pendingApproval.id);
+    expect(self.statusCode).toBe(403);
+    expect(self.json().message).toMatch(/second owner must approve/);
+    // Destruction still waits for a second owner.
+    const destroy = await t.app.inject({
+      method: 'POST',
+      url: `${API}/devices/${ids['FAKE-FAB-1']}/destroy-keys`,
+      headers: ownerA.headers,
+      payload: { confirm: 'Fabrikam Inc' },
+    });
+    expect(destroy.statusCode).toBe(202);
+    expect((await settings(ownerA)).twoOwnerApproval).toBe(true);
+  });
+
+  it("a scoped owner lists only its clients' requests, never vault-wide ones, and cannot approve others'", async () => {
+    const mine = await t.app.inject({
+      method: 'POST',
+      url: `${API}/devices/${ids['FAKE-CON-1']}/destroy-keys`,
+      headers: ownerA.headers,
+      payload: { confirm: 'Contoso Ltd' },
+    });
+    expect(mine.statusCode).toBe(202);
+    const all = (await t.app.inject({ method: 'GET', url: `${API}/lifecycle/approvals?status=pending`, headers: ownerB.headers })).json() as {
+      id: string;
+      client: { id: string } | null;
+    }[];
+    expect(all.map((a) => a.client?.id ?? null).sort()).toEqual([contoso, fabrikam, null].sort());
+    const listed = await t.app.inject({ method: 'GET', url: `${API}/lifecycle/approvals`, headers: scoped.headers });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json()).toEqual([expect.objectContaining({ id: mine.json().approval.id, client: { id: contoso, name: 'Contoso Ltd' } })]);
+    for (const a of all.filter((x) => x.client?.id !== contoso)) {
+      expect((await approve(scoped, a.id, 'Fabrikam Inc')).statusCode).toBe(404);
+      expect((await t.app.inject({ method: 'POST', url: `${API}/lifecycle/approvals/${a.id}/cancel`, headers: scoped.headers })).statusCode).toBe(404);
+    }
+    // Its own client's request it may approve (it is a second owner whose account predates the request).
+    const ok = await approve(scoped, mine.json().approval.id, 'Contoso Ltd');
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toMatchObject({ status: 'executed', action: 'destroy-device-keys', result: { device: 'FAKE-CON-1', keys: 1 } });
+  });
+
+  it('an owner account created after a request cannot approve it', async () => {
+    t.clock.advanceHours(1);
+    const late = await t.signIn((await t.addUser('owner', 'all')).email);
+    const pending = (
+      (await t.app.inject({ method: 'GET', url: `${API}/lifecycle/approvals?status=pending`, headers: late.headers })).json() as {
+        id: string;
+        action: string;
+      }[]
+    ).find((a) => a.action === 'disable-two-owner-approval')!;
+    const r = await approve(late, pending.id);
+    expect(r.statusCode).toBe(403);
+    expect(r.json().message).toMatch(/created after the request/);
+    expect((await settings(late)).twoOwnerApproval).toBe(true);
+  });
+
+  it("a second owner's approval switches two-owner approval off", async () => {
+    ownerA = await t.signIn(emails.a);
+    ownerB = await t.signIn(emails.b);
+    const pending = (
+      (await t.app.inject({ method: 'GET', url: `${API}/lifecycle/approvals?status=pending`, headers: ownerB.headers })).json() as {
+        id: string;
+        action: string;
+      }[]
+    ).find((a) => a.action === 'disable-two-owner-approval')!;
+    const r = await approve(ownerB, pending.id);
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ status: 'executed', action: 'disable-two-owner-approval', result: { twoOwnerApproval: false } });
+    expect((await settings(ownerA)).twoOwnerApproval).toBe(false);
+    const audit = await t.c.audit.list(cliOwner, { action: 'lifecycle.settings' });
+    expect(audit[0]).toMatchObject({ details: { twoOwnerApproval: false, approved: true } });
+    // Off now: switching it off again (or on) takes effect at once.
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: `${API}/lifecycle/settings`, headers: ownerA.headers, payload: { twoOwnerApproval: false } })).statusCode,
+    ).toBe(200);
   });
 });

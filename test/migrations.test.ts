@@ -5,11 +5,58 @@ import { migrateAllDown, migrateDown, migrateToLatest, migrationStatus } from '.
 import { migrations } from '../src/db/migrations/index.js';
 import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
 
-const TABLES = ['directory_connections', 'directory_sync_runs', 'graph_connections', 'sync_runs', 'scheduled_tasks', 'enrollment_tokens', 'agent_credentials', 'volume_states', 'key_agent_fingerprints', 'device_events', 'findings', 'jobs', 'users', 'user_clients', 'recovery_codes', 'sessions', 'api_tokens', 'api_token_clients', 'login_throttle', 'settings', 'master_keys', 'data_keys', 'clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'audit_head', 'compliance_policies', 'compliance_exemptions', 'device_compliance', 'compliance_history', 'notification_channels', 'notification_rules', 'notification_rule_channels', 'notification_outbox', 'notification_items', 'notification_deliveries', 'notification_attempts', 'report_schedules', 'export_schedules', 'lifecycle_approvals'];
+const TABLES = [
+  'directory_connections',
+  'directory_sync_runs',
+  'graph_connections',
+  'sync_runs',
+  'scheduled_tasks',
+  'enrollment_tokens',
+  'agent_credentials',
+  'volume_states',
+  'key_agent_fingerprints',
+  'device_events',
+  'findings',
+  'jobs',
+  'users',
+  'user_clients',
+  'recovery_codes',
+  'sessions',
+  'api_tokens',
+  'api_token_clients',
+  'login_throttle',
+  'settings',
+  'master_keys',
+  'data_keys',
+  'clients',
+  'devices',
+  'volumes',
+  'recovery_keys',
+  'key_sources',
+  'audit_events',
+  'audit_head',
+  'compliance_policies',
+  'compliance_exemptions',
+  'device_compliance',
+  'compliance_history',
+  'notification_channels',
+  'notification_rules',
+  'notification_rule_channels',
+  'notification_outbox',
+  'notification_items',
+  'notification_deliveries',
+  'notification_attempts',
+  'report_schedules',
+  'export_schedules',
+  'lifecycle_approvals',
+];
 
 async function tables(database: Database): Promise<string[]> {
   const list = await database.db.introspection.getTables();
-  return list.map((t) => t.name).filter((n) => !n.startsWith('kysely_')).sort();
+  return list
+    .map((t) => t.name)
+    .filter((n) => !n.startsWith('kysely_'))
+    .sort();
 }
 
 describe(`migrations on ${ENGINE}`, () => {
@@ -40,21 +87,65 @@ describe(`migrations on ${ENGINE}`, () => {
 
   it('enforces the constraints the vault relies on', async () => {
     const now = new Date().toISOString();
-    await database.db.insertInto('clients').values({ id: 'c1', name: 'A', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 }).execute();
+    await database.db
+      .insertInto('clients')
+      .values({ id: 'c1', name: 'A', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 })
+      .execute();
     await expect(
-      database.db.insertInto('clients').values({ id: 'c2', name: 'a', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 }).execute(),
+      database.db
+        .insertInto('clients')
+        .values({ id: 'c2', name: 'a', name_key: 'a', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 })
+        .execute(),
     ).rejects.toThrow();
     // A device must belong to an existing client (foreign keys are on for SQLite too).
     await expect(
       database.db
         .insertInto('devices')
         .values({
-          id: 'd1', client_id: 'nope', name: 'x', name_key: 'x', domain: null, serial: null, entra_device_id: null, ad_object_guid: null,
-          ad_dn: null, agent_id: null, primary_user: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now,
+          id: 'd1',
+          client_id: 'nope',
+          name: 'x',
+          name_key: 'x',
+          domain: null,
+          serial: null,
+          entra_device_id: null,
+          ad_object_guid: null,
+          ad_dn: null,
+          agent_id: null,
+          primary_user: null,
+          first_seen_at: now,
+          last_seen_at: now,
+          retired_at: null,
+          created_at: now,
         })
         .execute(),
     ).rejects.toThrow();
     const r = await sql<{ n: number }>`select count(*) as n from clients`.execute(database.db);
     expect(Number(r.rows[0]!.n)).toBe(1);
+  });
+
+  it('keeps approval requests across 0011 (up and down); a vault-wide request has no place in the older schema', async () => {
+    const row = (id: string, clientId: string | null) =>
+      sql`insert into lifecycle_approvals (id, action, client_id, device_id, status, reason, requested_by, requested_by_name, requested_at, expires_at)
+        values (${id}, 'offboard-client', ${clientId}, null, 'pending', 'r', 'u1', 'owner', '2026-01-01T00:00:00.000Z', '2026-01-04T00:00:00.000Z')`.execute(
+        database.db,
+      );
+    expect(await migrateDown(database.db)).toEqual(['0011_approvals']);
+    await row('a1', 'c1');
+    await expect(row('a0', null)).rejects.toThrow();
+    await migrateToLatest(database.db);
+    const up = await sql<{
+      id: string;
+      client_id: string;
+      target_type: string;
+      target_id: string;
+      params: string | null;
+    }>`select id, client_id, target_type, target_id, params from lifecycle_approvals`.execute(database.db);
+    expect(up.rows).toEqual([{ id: 'a1', client_id: 'c1', target_type: 'client', target_id: 'c1', params: null }]);
+    await row('a2', null);
+    expect(await migrateDown(database.db)).toEqual(['0011_approvals']);
+    const down = await sql<{ id: string }>`select id from lifecycle_approvals`.execute(database.db);
+    expect(down.rows.map((r) => r.id)).toEqual(['a1']);
+    await migrateToLatest(database.db);
   });
 });

@@ -1,3 +1,4 @@
+import type { ColumnType } from 'kysely';
 
 /**
  * Table types for Kysely. Timestamps are ISO-8601 UTC strings; ciphertexts are base64 text so the
@@ -590,12 +591,21 @@ export interface ExportSchedulesTable {
   last_file: string | null;
 }
 
-/** issue 9 (lifecycle): a pending destructive action waiting for a second owner. */
+/** An optional column: reads may be null, inserts may leave it out. */
+type Optional<T> = ColumnType<T | null, T | null | undefined, T | null>;
+
+/** An action waiting for a second owner: a destructive one, or a change of who may do them. */
 export interface LifecycleApprovalsTable {
   id: string;
   action: string;
-  client_id: string;
+  /** null for a vault-wide request (e.g. switching two-owner approval off). */
+  client_id: string | null;
   device_id: string | null;
+  /** What the request is about, for display ('device', 'client', 'setting', 'user', ...). */
+  target_type: Optional<string>;
+  target_id: Optional<string>;
+  /** JSON object the approved action runs with; never a secret. */
+  params: Optional<string>;
   status: string;
   reason: string | null;
   requested_by: string;

@@ -2,7 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { isCancel, password } from '@clack/prompts';
-import { BundleOpenError, bundleProtection, generateIdentity, openBundle, parseIdentityFile, passphraseProblem, recipientFingerprint, type BundleKey } from '../../crypto/bundle.js';
+import {
+  BundleOpenError,
+  bundleProtection,
+  generateIdentity,
+  openBundle,
+  parseIdentityFile,
+  passphraseProblem,
+  recipientFingerprint,
+  type BundleKey,
+} from '../../crypto/bundle.js';
 import { parseBundle } from '../../domain/export-bundle.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { badRequest } from '../../lib/errors.js';
@@ -50,7 +59,9 @@ function writeNew(io: CliIo, file: string, data: string | Buffer): string {
     fd = fs.openSync(full, 'wx', 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw badRequest(code === 'EEXIST' ? `${file} already exists; choose another name (an export never overwrites a file).` : `Cannot create ${file} (${code ?? 'error'}).`);
+    throw badRequest(
+      code === 'EEXIST' ? `${file} already exists; choose another name (an export never overwrites a file).` : `Cannot create ${file} (${code ?? 'error'}).`,
+    );
   }
   try {
     fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
@@ -69,7 +80,7 @@ type ExportOpts = { client?: string; out?: string; passphraseFile?: string; reci
 export function registerExport(program: Command, ctx: CliContext): void {
   const exp = program
     .command('export')
-    .description('offline break-glass copies: an encrypted bundle (age format) of a client\'s keys, a printable recovery sheet; audited');
+    .description("offline break-glass copies: an encrypted bundle (age format) of a client's keys, a printable recovery sheet; audited");
   // "export --client …" runs this default subcommand. The options live here, not on "export"
   // itself, so "export open FILE --passphrase-file F" hands --passphrase-file to "open".
   exp
@@ -77,7 +88,9 @@ export function registerExport(program: Command, ctx: CliContext): void {
     .description('write an encrypted bundle of a client\'s active keys and/or the printable recovery sheet (the default: "keywarden export --client NAME …")')
     .option('--client <name>', 'the client whose keys to export')
     .option('--out <file>', 'write the encrypted bundle here (never overwrites)')
-    .addOption(new Option('--passphrase-file <file>', 'protect the bundle with the passphrase in this file (otherwise asked for, masked)').conflicts('recipient'))
+    .addOption(
+      new Option('--passphrase-file <file>', 'protect the bundle with the passphrase in this file (otherwise asked for, masked)').conflicts('recipient'),
+    )
     .option('--recipient <age1…>', 'encrypt to this age X25519 public key instead of a passphrase (see "export keygen")')
     .option('--sheet <file.pdf>', 'also write the printable recovery sheet (plaintext on paper: one page per device)')
     .option('--json', 'machine-readable output')
@@ -93,7 +106,10 @@ export function registerExport(program: Command, ctx: CliContext): void {
         ? undefined
         : opts.recipient
           ? { kind: 'recipient' as const, recipient: opts.recipient }
-          : { kind: 'passphrase' as const, passphrase: opts.passphraseFile ? readSecretFile(ctx.io, opts.passphraseFile, 'passphrase') : await askPassphrase(ctx.io, true) };
+          : {
+              kind: 'passphrase' as const,
+              passphrase: opts.passphraseFile ? readSecretFile(ctx.io, opts.passphraseFile, 'passphrase') : await askPassphrase(ctx.io, true),
+            };
       const r = await c.exports.exportClient(ctx.actor, { clientId: client.id, protection, sheet: Boolean(opts.sheet) });
       const out = opts.out && r.bundle !== null ? writeNew(ctx.io, opts.out, r.bundle) : null;
       const sheet = opts.sheet && r.sheet ? writeNew(ctx.io, opts.sheet, r.sheet) : null;
@@ -150,7 +166,13 @@ export function registerExport(program: Command, ctx: CliContext): void {
       if (bundle.keys.length === 0) return;
       ctx.out(
         table(
-          bundle.keys.map((k) => [k.client, k.device ?? '(no device)', k.volume ?? '', k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID)', k.recoveryPassword]),
+          bundle.keys.map((k) => [
+            k.client,
+            k.device ?? '(no device)',
+            k.volume ?? '',
+            k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID)',
+            k.recoveryPassword,
+          ]),
           ['CLIENT', 'DEVICE', 'VOLUME', 'KEY ID', 'RECOVERY PASSWORD'],
         ),
       );
@@ -172,10 +194,14 @@ export function registerExport(program: Command, ctx: CliContext): void {
       const file = writeNew(ctx.io, opts.out, g.fileText);
       if (opts.json) return ctx.json({ identityFile: file, recipient: g.recipient, fingerprint: recipientFingerprint(g.recipient) });
       ctx.out(`Identity written to ${file} (keep it secret and offline: it opens every bundle made for it).`);
-      ctx.out(`Recipient (public, give this to "export --recipient" or "export schedule add --recipient"):\n  ${g.recipient}\n  fingerprint ${recipientFingerprint(g.recipient)}`);
+      ctx.out(
+        `Recipient (public, give this to "export --recipient" or "export schedule add --recipient"):\n  ${g.recipient}\n  fingerprint ${recipientFingerprint(g.recipient)}`,
+      );
     });
 
-  const schedule = exp.command('schedule').description('scheduled exports to a folder for your own backup system (encrypted to a recipient key; no passphrase is stored)');
+  const schedule = exp
+    .command('schedule')
+    .description('scheduled exports to a folder for your own backup system (encrypted to a recipient key; no passphrase is stored)');
   schedule
     .command('add')
     .description('export one client (or all clients) daily or weekly to a folder, keeping the newest N bundles')
@@ -191,7 +217,13 @@ export function registerExport(program: Command, ctx: CliContext): void {
       const keep = Number.parseInt(opts.keep, 10);
       const c = await ctx.container();
       const clientId = opts.client ? (await c.clients.getByName(ctx.actor, opts.client)).id : null;
-      const s = await c.exports.addSchedule(ctx.actor, { clientId, recipient: opts.recipient, folder: resolve(ctx.io, opts.folder), frequency: opts.frequency, keep: Number.isFinite(keep) ? keep : NaN });
+      const s = await c.exports.addSchedule(ctx.actor, {
+        clientId,
+        recipient: opts.recipient,
+        folder: resolve(ctx.io, opts.folder),
+        frequency: opts.frequency,
+        keep: Number.isFinite(keep) ? keep : NaN,
+      });
       if (opts.json) return ctx.json(s);
       ctx.out(
         `Scheduled a ${s.frequency} export of ${s.client?.name ?? 'all clients'} to ${s.folder}, keeping ${s.keep} copies (schedule ${s.id}). ` +
@@ -208,7 +240,16 @@ export function registerExport(program: Command, ctx: CliContext): void {
       if (list.length === 0) return ctx.out('No export schedules. Add one with: keywarden export schedule add --client NAME --recipient age1… --folder DIR');
       ctx.out(
         table(
-          list.map((s) => [s.id, s.client?.name ?? '(all clients)', s.frequency, String(s.keep), s.folder, s.recipientFingerprint, s.lastRunAt?.slice(0, 16) ?? '', s.lastStatus ?? '']),
+          list.map((s) => [
+            s.id,
+            s.client?.name ?? '(all clients)',
+            s.frequency,
+            String(s.keep),
+            s.folder,
+            s.recipientFingerprint,
+            s.lastRunAt?.slice(0, 16) ?? '',
+            s.lastStatus ?? '',
+          ]),
           ['ID', 'CLIENT', 'EVERY', 'KEEP', 'FOLDER', 'RECIPIENT', 'LAST RUN', 'STATUS'],
         ),
       );

@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { notFound, badRequest } from '../../lib/errors.js';
+import { transactions } from '../../db/transactions.js';
 import { rotateMasterKey } from '../../modules/vault/rotate-master.js';
-import type { DestroyOutcome } from '../../modules/lifecycle/lifecycle.service.js';
+import type { ApprovalView, DestroyOutcome } from '../../modules/lifecycle/lifecycle.service.js';
 import type { Container } from '../../container.js';
 import { table } from '../io.js';
 import type { CliContext } from '../program.js';
 
 /**
- * Lifecycle commands (issue 9): device retire / reinstate / hold / destroy-keys, client retention /
+ * Lifecycle commands: device retire / reinstate / hold / destroy-keys, client retention /
  * hold / offboard, keys history, keys rotate-master, lifecycle approvals. Destructive commands take
  * the client's name typed again (--confirm), like the console's confirmation box.
  */
@@ -23,20 +24,29 @@ async function findDevice(c: Container, ctx: CliContext, device: string, client?
   const want = device.trim().toLowerCase();
   const matches = (await c.devices.list(ctx.actor, { clientId, q: device.trim(), limit: 1000 })).filter((d) => d.name.toLowerCase() === want);
   if (matches.length === 0) throw notFound(`No device named "${device.trim()}"${client ? ` in client "${client.trim()}"` : ''}.`);
-  if (matches.length > 1) throw badRequest(`${matches.length} devices are named "${device.trim()}" (clients: ${matches.map((m) => m.client.name).join(', ')}); add --client NAME.`);
+  if (matches.length > 1)
+    throw badRequest(`${matches.length} devices are named "${device.trim()}" (clients: ${matches.map((m) => m.client.name).join(', ')}); add --client NAME.`);
   return matches[0]!;
+}
+
+function pendingText(a: ApprovalView): string {
+  return (
+    `Two-owner approval is on: request ${a.id} is waiting for a second owner (until ${a.expiresAt}).\n` +
+    `Another owner approves it with: keywarden lifecycle approve ${a.id}${a.client ? ` --confirm "${a.client.name}"` : ''}`
+  );
 }
 
 function printOutcome(ctx: CliContext, r: DestroyOutcome, json?: boolean) {
   if (json) return ctx.json(r);
   if (r.status === 'pending') {
-    ctx.out(
-      `Two-owner approval is on: request ${r.approval.id} is waiting for a second owner (until ${r.approval.expiresAt}).\n` +
-        `Another owner approves it with: keywarden lifecycle approve ${r.approval.id} --confirm "${r.approval.client.name}"`,
-    );
+    ctx.out(pendingText(r.approval));
     return;
   }
-  ctx.out(`Done (${r.action}): ${Object.entries(r.result).map(([k, v]) => `${k} ${String(v)}`).join(', ')}.`);
+  ctx.out(
+    `Done (${r.action}): ${Object.entries(r.result)
+      .map(([k, v]) => `${k} ${String(v)}`)
+      .join(', ')}.`,
+  );
 }
 
 export function registerLifecycle(program: Command, ctx: CliContext): void {
@@ -112,12 +122,18 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
       ctx.out(`Client "${r.client.name}": keys of retired devices kept ${r.retentionDays ? `${r.retentionDays} days` : 'forever'}.`);
       if (r.legalHold) ctx.out(`Legal hold since ${r.legalHold.at.slice(0, 10)} (${r.legalHold.by}): ${r.legalHold.reason}`);
       if (r.offboardedAt) ctx.out(`Offboarded on ${r.offboardedAt.slice(0, 10)} by ${r.offboardedBy}: its data key was destroyed.`);
-      if (r.retiredDevices.length) ctx.out(table(r.retiredDevices.map((d) => [d.name, d.status]), ['DEVICE', 'STATUS']));
+      if (r.retiredDevices.length)
+        ctx.out(
+          table(
+            r.retiredDevices.map((d) => [d.name, d.status]),
+            ['DEVICE', 'STATUS'],
+          ),
+        );
     });
   client
     .command('retention')
     .argument('<name>', 'client name')
-    .requiredOption('--days <n>', 'days to keep a retired device\'s keys (0 = forever)')
+    .requiredOption('--days <n>', "days to keep a retired device's keys (0 = forever)")
     .description("owner: set how long a retired device's keys are kept")
     .action(async (name: string, o: { days: string }) => {
       const c = await ctx.container();
@@ -145,7 +161,11 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
     .description('owner: crypto-shred a client by destroying its data key (make the break-glass export first: keywarden export)')
     .action(async (name: string, o: { confirm: string; reason?: string; json?: boolean }) => {
       const c = await ctx.container();
-      printOutcome(ctx, await c.lifecycle.offboardClient(ctx.actor, (await c.clients.getByName(ctx.actor, name)).id, { confirm: o.confirm, reason: o.reason }), o.json);
+      printOutcome(
+        ctx,
+        await c.lifecycle.offboardClient(ctx.actor, (await c.clients.getByName(ctx.actor, name)).id, { confirm: o.confirm, reason: o.reason }),
+        o.json,
+      );
     });
 
   // ------------------------------------------------------------ keys
@@ -168,7 +188,13 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
         for (const k of v.keys) {
           ctx.out(`  Key ${k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID)'}: ${k.state}`);
           for (const e of k.events) {
-            const extra = [e.source ? `${e.source.type} ${e.source.ref}` : '', e.by ? `by ${e.by}` : '', e.reason ? `reason ${e.reason}` : '', e.ticket ? `ticket ${e.ticket}` : '', e.detail ?? '']
+            const extra = [
+              e.source ? `${e.source.type} ${e.source.ref}` : '',
+              e.by ? `by ${e.by}` : '',
+              e.reason ? `reason ${e.reason}` : '',
+              e.ticket ? `ticket ${e.ticket}` : '',
+              e.detail ?? '',
+            ]
               .filter(Boolean)
               .join(', ');
             ctx.out(`    ${e.at.replace('T', ' ').slice(0, 19)}  ${e.type.replace(/_/g, ' ')}${extra ? `  (${extra})` : ''}`);
@@ -183,7 +209,7 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action(async (o: { keepOld?: boolean; json?: boolean }) => {
       const c = await ctx.container();
-      const r = await rotateMasterKey({ config: c.config, db: c.database.db, audit: c.audit, clock: c.clock }, ctx.actor, { keepOld: o.keepOld });
+      const r = await rotateMasterKey({ config: c.config, tx: transactions(c.database.db), audit: c.audit, clock: c.clock }, ctx.actor, { keepOld: o.keepOld });
       const warning =
         'IMPORTANT: back up the new master key now, separately from the database. Database backups made before this rotation ' +
         `open only with the retired key (${r.fromKeyIds.join(', ')}): keep its backup copy as long as you keep those backups, or destroy every copy to make them unreadable.`;
@@ -208,12 +234,18 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
     .action(async (o: { twoOwner?: string; json?: boolean }) => {
       const c = await ctx.container();
       if (o.twoOwner !== undefined && !['on', 'off'].includes(o.twoOwner)) throw badRequest('--two-owner takes "on" or "off".');
-      const r = o.twoOwner === undefined ? await c.lifecycle.getSettings(ctx.actor) : await c.lifecycle.updateSettings(ctx.actor, { twoOwnerApproval: o.twoOwner === 'on' });
+      const r =
+        o.twoOwner === undefined
+          ? await c.lifecycle.getSettings(ctx.actor)
+          : await c.lifecycle.updateSettings(ctx.actor, { twoOwnerApproval: o.twoOwner === 'on' });
       if (o.json) return ctx.json(r);
-      ctx.out(`Two-owner approval: ${r.twoOwnerApproval ? 'on' : 'off'} (requests expire after ${r.approvalHours} hours). Default retention: ${r.defaultRetentionDays} days.`);
+      if (r.pendingApproval) return ctx.out(pendingText(r.pendingApproval));
+      ctx.out(
+        `Two-owner approval: ${r.twoOwnerApproval ? 'on' : 'off'} (requests expire after ${r.approvalHours} hours). Default retention: ${r.defaultRetentionDays} days.`,
+      );
     });
   lc.command('approvals')
-    .description('requests to destroy key material')
+    .description('requests waiting for (or given) a second owner')
     .option('--status <status>', 'pending | executed | cancelled | expired')
     .option('--json', 'machine-readable output')
     .action(async (o: { status?: string; json?: boolean }) => {
@@ -221,14 +253,19 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
       const list = await c.lifecycle.listApprovals(ctx.actor, { status: o.status });
       if (o.json) return ctx.json(list);
       if (list.length === 0) return ctx.out('No requests.');
-      ctx.out(table(list.map((a) => [a.id, a.action, a.client.name, a.device?.name ?? '', a.status, a.requestedBy, a.expiresAt.slice(0, 16)]), ['ID', 'ACTION', 'CLIENT', 'DEVICE', 'STATUS', 'REQUESTED BY', 'EXPIRES']));
+      ctx.out(
+        table(
+          list.map((a) => [a.id, a.action, a.client?.name ?? '(all clients)', a.device?.name ?? '', a.status, a.requestedBy, a.expiresAt.slice(0, 16)]),
+          ['ID', 'ACTION', 'CLIENT', 'DEVICE', 'STATUS', 'REQUESTED BY', 'EXPIRES'],
+        ),
+      );
     });
   lc.command('approve')
     .argument('<id>', 'request id')
-    .requiredOption('--confirm <client name>', "the client's name, typed exactly, to confirm")
+    .option('--confirm <client name>', "the client's name, typed exactly, to confirm (requests about a client)")
     .option('--json', 'machine-readable output')
     .description('approve (as a second, different owner) and run a pending request')
-    .action(async (id: string, o: { confirm: string; json?: boolean }) => {
+    .action(async (id: string, o: { confirm?: string; json?: boolean }) => {
       const c = await ctx.container();
       printOutcome(ctx, await c.lifecycle.approve(ctx.actor, id, { confirm: o.confirm }), o.json);
     });

@@ -9,6 +9,7 @@ import * as m0007 from './0007_notifications.js';
 import * as m0008 from './0008_lifecycle.js';
 import * as m0009 from './0009_scale.js';
 import * as m0010 from './0010_exports.js';
+import * as m0011 from './0011_approvals.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -25,4 +26,5 @@ export const migrations: Record<string, Migration> = {
   '0008_lifecycle': m0008,
   '0009_scale': m0009,
   '0010_exports': m0010,
+  '0011_approvals': m0011,
 };

@@ -6,8 +6,8 @@ import { actorOf } from '../plugins/auth.js';
 import { Id } from '../schemas.js';
 
 /**
- * Offline break-glass bundle from the console (issue 9): owner only, signed in with a fresh
- * step-up, never an API token. The passphrase travels in the POST body (never a URL) and is not
+ * Offline break-glass bundle from the console: `key:export` (an owner with every client), signed
+ * in with a fresh step-up, never an API token. The passphrase travels in the POST body (never a URL) and is not
  * logged (app.ts redacts it); the answer is the age file itself.
  */
 export const exportRoutes =

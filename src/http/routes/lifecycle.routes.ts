@@ -4,7 +4,7 @@ import type { Container } from '../../container.js';
 import { actorOf } from '../plugins/auth.js';
 import { Id, errors } from '../schemas.js';
 
-/** Lifecycle (issue 9): retire / reinstate, legal hold, retention, destructive actions with approvals, key history. */
+/** Lifecycle: retire / reinstate, legal hold, retention, destructive actions with two-owner approvals, key history. */
 
 const Reason = z.string().max(500);
 const Hold = z.object({ at: z.string(), reason: z.string(), by: z.string() }).nullable();
@@ -20,9 +20,11 @@ const DeviceLifecycleSchema = z.object({
 });
 const ApprovalSchema = z.object({
   id: z.string(),
-  action: z.enum(['destroy-device-keys', 'retention-run', 'offboard-client']),
-  client: z.object({ id: z.string(), name: z.string() }),
+  action: z.string().describe("'destroy-device-keys', 'retention-run', 'offboard-client', 'disable-two-owner-approval', or an action another module guards"),
+  client: z.object({ id: z.string(), name: z.string() }).nullable().describe('null for a vault-wide request'),
   device: z.object({ id: z.string(), name: z.string() }).nullable(),
+  target: z.object({ type: z.string(), id: z.string().nullable() }).nullable(),
+  params: z.record(z.string(), z.unknown()).describe('what the approved action runs with (never a secret)'),
   status: z.string(),
   reason: z.string().nullable(),
   requestedBy: z.string(),
@@ -50,7 +52,12 @@ const Confirm = z.strictObject({
   confirm: z.string().max(300).describe("the client's name, typed exactly as shown"),
   reason: Reason.optional(),
 });
-const SettingsSchema = z.object({ twoOwnerApproval: z.boolean(), approvalHours: z.number(), defaultRetentionDays: z.number() });
+const SettingsSchema = z.object({
+  twoOwnerApproval: z.boolean(),
+  approvalHours: z.number(),
+  defaultRetentionDays: z.number(),
+  pendingApproval: ApprovalSchema.optional().describe('present when switching two-owner approval off now waits for a second owner'),
+});
 const Event = z.object({
   at: z.string(),
   type: z.string(),
@@ -74,7 +81,16 @@ const KeyHistorySchema = z.object({
           firstSeenAt: z.string(),
           lastSeenAt: z.string(),
           destroyedAt: z.string().nullable(),
-          sources: z.array(z.object({ type: z.string(), ref: z.string(), createdAt: z.string().nullable(), firstSeenAt: z.string(), lastSeenAt: z.string(), removedAt: z.string().nullable() })),
+          sources: z.array(
+            z.object({
+              type: z.string(),
+              ref: z.string(),
+              createdAt: z.string().nullable(),
+              firstSeenAt: z.string(),
+              lastSeenAt: z.string(),
+              removedAt: z.string().nullable(),
+            }),
+          ),
           events: z.array(Event),
         }),
       ),
@@ -104,7 +120,14 @@ export const lifecycleRoutes =
     );
     app.post(
       '/devices/:deviceId/reinstate',
-      { schema: { tags, summary: 'Put a retired device back in service (possible until its keys are destroyed)', params: device, response: { 200: DeviceLifecycleSchema, ...errors(400, 401, 403, 404, 409) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Put a retired device back in service (possible until its keys are destroyed)',
+          params: device,
+          response: { 200: DeviceLifecycleSchema, ...errors(400, 401, 403, 404, 409) },
+        },
+      },
       async (request) => c.lifecycle.reinstateDevice(actorOf(request), request.params.deviceId),
     );
     app.put(
@@ -112,7 +135,7 @@ export const lifecycleRoutes =
       {
         schema: {
           tags,
-          summary: "Set (hold: true) or lift (hold: false, owner only) a legal hold on a device: while held, none of its keys is destroyed",
+          summary: 'Set (hold: true) or lift (hold: false, owner only) a legal hold on a device: while held, none of its keys is destroyed',
           params: device,
           body: z.strictObject({ hold: z.boolean(), reason: Reason }),
           response: { 200: DeviceLifecycleSchema, ...errors(400, 401, 403, 404, 409) },
@@ -138,13 +161,27 @@ export const lifecycleRoutes =
     );
     app.get(
       '/devices/:deviceId/key-history',
-      { schema: { tags, summary: 'Every key each volume of this device has had, as a timeline (metadata only)', params: device, response: { 200: KeyHistorySchema, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Every key each volume of this device has had, as a timeline (metadata only)',
+          params: device,
+          response: { 200: KeyHistorySchema, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.keyHistory(actorOf(request), request.params.deviceId),
     );
 
     app.get(
       '/clients/:clientId/lifecycle',
-      { schema: { tags, summary: 'Retention period, legal hold, offboarding and retired devices of a client', params: client, response: { 200: ClientLifecycleSchema, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Retention period, legal hold, offboarding and retired devices of a client',
+          params: client,
+          response: { 200: ClientLifecycleSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.lifecycle.clientStatus(actorOf(request), request.params.clientId),
     );
     app.patch(
@@ -194,7 +231,7 @@ export const lifecycleRoutes =
       {
         schema: {
           tags,
-          summary: "Owner: offboard a client by destroying its data key (crypto-shred; typed client name; export first)",
+          summary: 'Owner: offboard a client by destroying its data key (crypto-shred; typed client name; export first)',
           params: client,
           body: Confirm,
           response: { 200: DestroyOutcomeSchema, 202: DestroyOutcomeSchema, ...errors(400, 401, 403, 404, 409) },
@@ -216,19 +253,22 @@ export const lifecycleRoutes =
       {
         schema: {
           tags,
-          summary: 'Owner (signed in): switch two-owner approval of destructive actions on or off',
+          summary: 'Owner (signed in, fresh step-up): switch two-owner approval on; switching it off while it is on waits for a second owner (202)',
           body: z.strictObject({ twoOwnerApproval: z.boolean().optional() }),
-          response: { 200: SettingsSchema, ...errors(400, 401, 403) },
+          response: { 200: SettingsSchema, 202: SettingsSchema, ...errors(400, 401, 403) },
         },
       },
-      async (request) => c.lifecycle.updateSettings(actorOf(request), request.body),
+      async (request, reply) => {
+        const r = await c.lifecycle.updateSettings(actorOf(request), request.body);
+        return reply.status(r.pendingApproval ? 202 : 200).send(r);
+      },
     );
     app.get(
       '/lifecycle/approvals',
       {
         schema: {
           tags,
-          summary: 'Owner: requests to destroy key material, pending and past',
+          summary: 'Owner: requests waiting for (or given) a second owner, pending and past, of the clients in reach',
           querystring: z.strictObject({ status: z.enum(['pending', 'executed', 'cancelled', 'expired']).optional() }),
           response: { 200: z.array(ApprovalSchema), ...errors(400, 401, 403) },
         },
@@ -240,9 +280,10 @@ export const lifecycleRoutes =
       {
         schema: {
           tags,
-          summary: "A second, different owner approves (typing the client name): the action runs at once",
+          summary:
+            "A second owner (not the requester, with an account older than the request) approves, typing the client's name when there is one: the action runs at once",
           params: z.strictObject({ approvalId: Id }),
-          body: z.strictObject({ confirm: z.string().max(300) }),
+          body: z.strictObject({ confirm: z.string().max(300).optional() }),
           response: { 200: DestroyOutcomeSchema, ...errors(400, 401, 403, 404, 409) },
         },
       },
@@ -250,7 +291,14 @@ export const lifecycleRoutes =
     );
     app.post(
       '/lifecycle/approvals/:approvalId/cancel',
-      { schema: { tags, summary: 'Owner: cancel a pending request', params: z.strictObject({ approvalId: Id }), response: { 200: ApprovalSchema, ...errors(400, 401, 403, 404, 409) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Owner: cancel a pending request',
+          params: z.strictObject({ approvalId: Id }),
+          response: { 200: ApprovalSchema, ...errors(400, 401, 403, 404, 409) },
+        },
+      },
       async (request) => c.lifecycle.cancel(actorOf(request), request.params.approvalId),
     );
   };

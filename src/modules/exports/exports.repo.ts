@@ -51,7 +51,8 @@ export function createExportsRepo() {
           .where('recovery_key_id', 'in', part)
           .orderBy('first_seen_at')
           .execute();
-        for (const s of found) (sources.get(s.recovery_key_id) ?? sources.set(s.recovery_key_id, []).get(s.recovery_key_id)!).push(`${s.source_type}: ${s.source_ref}`);
+        for (const s of found)
+          (sources.get(s.recovery_key_id) ?? sources.set(s.recovery_key_id, []).get(s.recovery_key_id)!).push(`${s.source_type}: ${s.source_ref}`);
       }
       return rows.map((r) => ({ ...r, sources: sources.get(r.id) ?? [] }));
     },
@@ -59,11 +60,13 @@ export function createExportsRepo() {
     /** Clients a scheduled "all clients" export covers: every client not archived. */
     activeClients(exec: Executor) {
       // Offboarded (crypto-shredded) clients have no readable key left.
-      return exec.selectFrom('clients').select(['id', 'name']).where('archived_at', 'is', null).where('offboarded_at', 'is', null).orderBy('name_key').execute();
-    },
-
-    clientById(exec: Executor, id: string) {
-      return exec.selectFrom('clients').select(['id', 'name', 'offboarded_at']).where('id', '=', id).executeTakeFirst();
+      return exec
+        .selectFrom('clients')
+        .select(['id', 'name'])
+        .where('archived_at', 'is', null)
+        .where('offboarded_at', 'is', null)
+        .orderBy('name_key')
+        .execute();
     },
 
     async insertSchedule(exec: Executor, row: ExportSchedulesTable) {

@@ -1,25 +1,29 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { checkRecipient, passphraseProblem, recipientFingerprint, sealBundle, type BundleProtection } from '../../crypto/bundle.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, bundleFileName, serializeBundle, type Bundle, type BundleKeyEntry } from '../../domain/export-bundle.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, conflict, forbidden, isAppError, notFound, stepUpRequired, vaultError } from '../../lib/errors.js';
+import { badRequest, conflict, forbidden, isAppError, notFound, vaultError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { systemActor, type Actor } from '../authz/authz.js';
+import { requireFreshSecondFactor, requirePermission, systemActor, type Actor } from '../authz/authz.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import type { SchedulerRepo } from '../jobs/scheduler.repo.js';
 import type { ExportableKeyRow, ExportsRepo } from './exports.repo.js';
 import { renderRecoverySheet } from './recovery-sheet.js';
 
 /**
- * Offline break-glass copies (issue 9): an encrypted bundle of a client's keys that opens without
+ * Offline break-glass copies: an encrypted bundle of a client's keys that opens without
  * Keywarden, an optional printed recovery sheet, and scheduled bundles written to a folder.
  *
- * A bundle discloses every working key of a client at once, so: owner only, never an API token,
- * a fresh second factor for people signed in to the console, and every export (including a
+ * A bundle discloses every working key of a client at once, so: `key:export` (a person with every
+ * client, never an API token), a fresh second factor for people signed in to the console (who
+ * must have an authenticator app), and every export (including a
  * refused one) is in the audit log with its scope — client, number of keys and devices, and the
  * recipient's fingerprint or "passphrase" — never the passphrase or a password. The audit event
  * commits before any byte of the bundle leaves this module.
@@ -30,8 +34,9 @@ export type Frequency = keyof typeof FREQUENCIES;
 const MAX_KEEP = 1000;
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
   repo: ExportsRepo;
+  tasks: Pick<SchedulerRepo, 'nextRuns'>;
   keyring: Pick<Keyring<Executor>, 'clientCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
@@ -74,32 +79,38 @@ export type ScheduleView = {
 
 const taskId = (scheduleId: string) => `${SCHEDULE_TASK_KIND}:${scheduleId}`;
 
-export function createExportsService({ db, repo, keyring, audit, clock, stepUpMinutes, scheduler }: Deps) {
-  /** Owner, global, not a token; a console session needs a fresh step-up. Refusals are audited. */
+export function createExportsService({ tx, repo, tasks, keyring, audit, clock, stepUpMinutes, scheduler }: Deps) {
+  /** `key:export`, a person, a fresh step-up. Refusals are audited. */
   async function requireExporter(actor: Actor, clientId: string | null, what: string): Promise<void> {
-    let problem: Error | undefined;
-    if (actor.role !== 'owner' || actor.clients !== 'all') problem = forbidden(`Only an owner can ${what}.`);
-    else if (actor.type === 'token' || actor.type === 'agent') {
-      problem = forbidden(`API tokens cannot ${what}: sign in as an owner, or set up a scheduled export to a recipient key (keywarden export schedule add).`);
-    } else if (actor.type === 'user') {
-      const s = actor.session;
-      if (!s?.mfaEnrolled) problem = forbidden(`Set up an authenticator app first: to ${what} you confirm it is you with a current code (step-up).`);
-      else if (!(s.mfaAt && Date.parse(s.mfaAt) + stepUpMinutes * 60_000 > Date.parse(clock.now()))) problem = stepUpRequired();
-    }
-    if (problem) {
-      await audit.recordNow(actor, { action: 'export.bundle', outcome: 'denied', clientId: null, details: { requestedClientId: clientId, problem: problem.message } });
+    try {
+      if (actor.type === 'token' || actor.type === 'agent') {
+        throw forbidden(`API tokens cannot ${what}: sign in as an owner, or set up a scheduled export to a recipient key (keywarden export schedule add).`);
+      }
+      requirePermission(actor, 'key:export');
+      // Stricter than other sensitive actions: without an authenticator app there is no step-up at all.
+      if (actor.type === 'user' && !actor.session?.mfaEnrolled) {
+        throw forbidden(`Set up an authenticator app first: to ${what} you confirm it is you with a current code (step-up).`);
+      }
+      requireFreshSecondFactor(actor, 'export recovery keys', clock.now(), stepUpMinutes);
+    } catch (problem) {
+      await audit.recordNow(actor, {
+        action: 'export.bundle',
+        outcome: 'denied',
+        clientId: null,
+        details: { requestedClientId: clientId, problem: (problem as Error).message },
+      });
       throw problem;
     }
   }
 
   /** Decrypts the exportable keys of some clients inside the caller's transaction. */
-  async function collect(tx: Executor, clientIds: string[]): Promise<BundleKeyEntry[]> {
-    const rows = await repo.exportableKeys(tx, clientIds);
+  async function collect(t: Executor, clientIds: string[]): Promise<BundleKeyEntry[]> {
+    const rows = await repo.exportableKeys(t, clientIds);
     const byClient = new Map<string, ExportableKeyRow[]>();
     for (const r of rows) (byClient.get(r.client_id) ?? byClient.set(r.client_id, []).get(r.client_id)!).push(r);
     const out: BundleKeyEntry[] = [];
     for (const [clientId, list] of byClient) {
-      const cipher = await keyring.clientCipher(tx, clientId);
+      const cipher = await keyring.clientCipher(t, clientId);
       for (const r of list) {
         // Key material destroyed on purpose (retention, crypto-shred) has nothing left to export.
         if (!r.ciphertext) continue;
@@ -166,7 +177,8 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
      */
     async exportClient(actor: Actor, req: ExportRequest): Promise<ExportResult> {
       await requireExporter(actor, req.clientId, "export a client's recovery keys");
-      if (!req.protection && !req.sheet) throw badRequest('Say what to write: an encrypted bundle (a passphrase or a recipient key), a recovery sheet, or both.');
+      if (!req.protection && !req.sheet)
+        throw badRequest('Say what to write: an encrypted bundle (a passphrase or a recipient key), a recovery sheet, or both.');
       if (req.protection?.kind === 'recipient') req.protection.recipient = checkRecipient(req.protection.recipient);
       if (req.protection?.kind === 'passphrase') {
         const problem = passphraseProblem(req.protection.passphrase);
@@ -174,20 +186,22 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
       }
       const now = clock.now();
       let failure: unknown;
-      const result = await db.transaction().execute(async (tx) => {
-        const found = await repo.clientById(tx, req.clientId);
-        if (!found) throw notFound(`No client with id ${req.clientId.slice(0, 60)}.`);
-        if (found.offboarded_at) throw conflict(`Client "${found.name}" was offboarded on ${found.offboarded_at.slice(0, 10)}: its keys were destroyed (crypto-shred), so there is nothing to export.`);
+      const result = await tx.run(async (t) => {
+        const found = await requireVisibleClient(t, actor, req.clientId, 'key:export');
+        if (found.offboarded_at)
+          throw conflict(
+            `Client "${found.name}" was offboarded on ${found.offboarded_at.slice(0, 10)}: its keys were destroyed (crypto-shred), so there is nothing to export.`,
+          );
         const client = { id: found.id, name: found.name };
         let keys: BundleKeyEntry[] = [];
         try {
-          keys = await collect(tx, [client.id]);
+          keys = await collect(t, [client.id]);
         } catch (e) {
           failure = e;
         }
         const scope = { client: client.name, keys: keys.length, devices: deviceCount(keys) };
         if (req.protection) {
-          await audit.record(tx, actor, {
+          await audit.record(t, actor, {
             action: 'export.bundle',
             outcome: failure ? 'error' : 'success',
             clientId: client.id,
@@ -197,7 +211,14 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
           });
         }
         if (req.sheet) {
-          await audit.record(tx, actor, { action: 'export.sheet', outcome: failure ? 'error' : 'success', clientId: client.id, targetType: 'client', targetId: client.id, details: { ...scope, pages: scope.devices } });
+          await audit.record(t, actor, {
+            action: 'export.sheet',
+            outcome: failure ? 'error' : 'success',
+            clientId: client.id,
+            targetType: 'client',
+            targetId: client.id,
+            details: { ...scope, pages: scope.devices },
+          });
         }
         return { client, keys };
       });
@@ -215,17 +236,21 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
     },
 
     /** A recurring export to a folder, encrypted to a recipient public key (no secret is stored). */
-    async addSchedule(actor: Actor, input: { clientId: string | null; recipient: string; folder: string; frequency: Frequency; keep: number }): Promise<ScheduleView> {
+    async addSchedule(
+      actor: Actor,
+      input: { clientId: string | null; recipient: string; folder: string; frequency: Frequency; keep: number },
+    ): Promise<ScheduleView> {
       await requireExporter(actor, input.clientId, 'schedule exports of recovery keys');
       const recipient = checkRecipient(input.recipient);
       if (!path.isAbsolute(input.folder)) throw badRequest('The export folder must be an absolute path.', { field: 'folder' });
       if (!(input.frequency in FREQUENCIES)) throw badRequest('The frequency is daily or weekly.', { field: 'frequency' });
-      if (!Number.isInteger(input.keep) || input.keep < 1 || input.keep > MAX_KEEP) throw badRequest(`Keep between 1 and ${MAX_KEEP} copies.`, { field: 'keep' });
+      if (!Number.isInteger(input.keep) || input.keep < 1 || input.keep > MAX_KEEP)
+        throw badRequest(`Keep between 1 and ${MAX_KEEP} copies.`, { field: 'keep' });
       const id = newId();
       const now = clock.now();
-      await db.transaction().execute(async (tx) => {
-        if (input.clientId && !(await repo.clientById(tx, input.clientId))) throw notFound(`No client with id ${input.clientId.slice(0, 60)}.`);
-        await repo.insertSchedule(tx, {
+      await tx.run(async (t) => {
+        if (input.clientId) await requireVisibleClient(t, actor, input.clientId, 'key:export');
+        await repo.insertSchedule(t, {
           id,
           client_id: input.clientId,
           recipient,
@@ -238,35 +263,54 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
           last_status: null,
           last_file: null,
         });
-        await scheduler().ensureTask(tx, { id: taskId(id), kind: SCHEDULE_TASK_KIND, clientId: input.clientId, targetId: id, intervalMinutes: FREQUENCIES[input.frequency], firstRunAt: now });
-        await audit.record(tx, actor, {
+        await scheduler().ensureTask(t, {
+          id: taskId(id),
+          kind: SCHEDULE_TASK_KIND,
+          clientId: input.clientId,
+          targetId: id,
+          intervalMinutes: FREQUENCIES[input.frequency],
+          firstRunAt: now,
+        });
+        await audit.record(t, actor, {
           action: 'export.schedule',
           outcome: 'success',
           clientId: input.clientId,
           targetType: 'export_schedule',
           targetId: id,
-          details: { scope: input.clientId ? 'client' : 'all clients', recipientFingerprint: recipientFingerprint(recipient), folder: input.folder, frequency: input.frequency, keep: input.keep },
+          details: {
+            scope: input.clientId ? 'client' : 'all clients',
+            recipientFingerprint: recipientFingerprint(recipient),
+            folder: input.folder,
+            frequency: input.frequency,
+            keep: input.keep,
+          },
         });
       });
       return (await this.listSchedules(actor)).find((s) => s.id === id)!;
     },
 
     async listSchedules(actor: Actor): Promise<ScheduleView[]> {
-      if (actor.role !== 'owner' || actor.clients !== 'all') throw forbidden('Only an owner can see export schedules.');
-      const rows = await repo.listSchedules(db);
-      const tasks = await db.selectFrom('scheduled_tasks').select(['target_id', 'next_run_at']).where('kind', '=', SCHEDULE_TASK_KIND).execute();
-      const next = new Map(tasks.map((t) => [t.target_id, t.next_run_at]));
+      requirePermission(actor, 'key:export');
+      const rows = await repo.listSchedules(tx.reader);
+      const next = new Map((await tasks.nextRuns(tx.reader, SCHEDULE_TASK_KIND)).map((t) => [t.target_id, t.next_run_at]));
       return rows.map((r) => view(r, next.get(r.id) ?? null));
     },
 
     async removeSchedule(actor: Actor, id: string): Promise<void> {
       await requireExporter(actor, null, 'remove export schedules');
-      await db.transaction().execute(async (tx) => {
-        const s = await repo.schedule(tx, id);
+      await tx.run(async (t) => {
+        const s = await repo.schedule(t, id);
         if (!s) throw notFound(`No export schedule with id ${id.slice(0, 60)}.`);
-        await scheduler().removeTask(tx, taskId(id));
-        await repo.deleteSchedule(tx, id);
-        await audit.record(tx, actor, { action: 'export.unschedule', outcome: 'success', clientId: s.client_id, targetType: 'export_schedule', targetId: id, details: { folder: s.folder } });
+        await scheduler().removeTask(t, taskId(id));
+        await repo.deleteSchedule(t, id);
+        await audit.record(t, actor, {
+          action: 'export.unschedule',
+          outcome: 'success',
+          clientId: s.client_id,
+          targetType: 'export_schedule',
+          targetId: id,
+          details: { folder: s.folder },
+        });
       });
     },
 
@@ -281,25 +325,25 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
      */
     async runSchedule(scheduleId: string): Promise<string> {
       const actor = systemActor('scheduled export');
-      const s = await repo.schedule(db, scheduleId);
+      const s = await repo.schedule(tx.reader, scheduleId);
       if (!s) return 'skipped: the schedule was removed';
       const now = clock.now();
       // The schedule's id in the name keeps two schedules sharing a folder from rotating each other's files.
       const prefixScope = `${s.client_id ? (s.client_name ?? s.client_id) : 'all-clients'}-${s.id.slice(0, 8)}`;
       const name = bundleFileName(prefixScope, now);
       let status: string;
-      let written: string | null = null;
+      let written: string | null;
       try {
         // The folder is checked first, so an unwritable one fails before anything is decrypted or audited as exported.
         fs.mkdirSync(s.folder, { recursive: true, mode: 0o700 });
         fs.accessSync(s.folder, fs.constants.W_OK);
-        const { bundle, keys } = await db.transaction().execute(async (tx) => {
-          const clients = s.client_id ? [{ id: s.client_id, name: s.client_name ?? '' }] : await repo.activeClients(tx);
+        const { bundle, keys } = await tx.run(async (t) => {
+          const clients = s.client_id ? [{ id: s.client_id, name: s.client_name ?? '' }] : await repo.activeClients(t);
           const keys = await collect(
-            tx,
+            t,
             clients.map((c) => c.id),
           );
-          await audit.record(tx, actor, {
+          await audit.record(t, actor, {
             action: 'export.bundle',
             outcome: 'success',
             clientId: s.client_id,
@@ -328,10 +372,17 @@ export function createExportsService({ db, repo, keyring, audit, clock, stepUpMi
         status = `failed: ${isAppError(e) ? e.message : 'the bundle could not be written (check the folder and its permissions)'}`;
         // Audited either way; when the write itself failed, this follows the run's success event.
         await audit
-          .recordNow(actor, { action: 'export.bundle', outcome: 'error', clientId: s.client_id, targetType: 'export_schedule', targetId: s.id, details: { scheduled: true, file: name, problem: status } })
+          .recordNow(actor, {
+            action: 'export.bundle',
+            outcome: 'error',
+            clientId: s.client_id,
+            targetType: 'export_schedule',
+            targetId: s.id,
+            details: { scheduled: true, file: name, problem: status },
+          })
           .catch(() => undefined);
       }
-      await repo.recordRun(db, s.id, { at: now, status, file: written });
+      await repo.recordRun(tx.reader, s.id, { at: now, status, file: written });
       return status;
     },
   };

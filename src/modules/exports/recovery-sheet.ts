@@ -40,25 +40,45 @@ export async function renderRecoverySheet({ keys, printedAt, printedBy }: SheetI
     doc.font('Helvetica').fontSize(9).fillColor('#555555').text('KEYWARDEN · BITLOCKER RECOVERY SHEET · CONFIDENTIAL', MARGIN, y, { width, align: 'left' });
     doc.text(`Printed ${date}`, MARGIN, y, { width, align: 'right' });
     y += 22;
-    doc.fillColor('#000000').font('Helvetica-Bold').fontSize(22).text(d.device ?? 'Keys without a device', MARGIN, y, { width, lineBreak: false, ellipsis: true });
+    doc
+      .fillColor('#000000')
+      .font('Helvetica-Bold')
+      .fontSize(22)
+      .text(d.device ?? 'Keys without a device', MARGIN, y, { width, lineBreak: false, ellipsis: true });
     y += 30;
     doc.font('Helvetica').fontSize(12).text(`Client: ${d.client}`, MARGIN, y, { width, lineBreak: false, ellipsis: true });
     y += 26;
-    doc.moveTo(MARGIN, y).lineTo(A4.width - MARGIN, y).lineWidth(1).strokeColor('#000000').stroke();
+    doc
+      .moveTo(MARGIN, y)
+      .lineTo(A4.width - MARGIN, y)
+      .lineWidth(1)
+      .strokeColor('#000000')
+      .stroke();
     y += 14;
 
     const available = A4.height - MARGIN - 70 - y;
     const scale = Math.min(1, available / (d.keys.length * BLOCK));
     for (const k of d.keys) {
       const volume = k.volume ? `Volume ${k.volume}` : 'Volume unknown';
-      doc.font('Helvetica').fontSize(10 * Math.max(scale, 0.7)).fillColor('#333333').text(`${volume}   ·   state ${k.state}   ·   created ${(k.createdAt ?? k.firstSeenAt).slice(0, 10)}`, MARGIN, y, {
-        width,
-        lineBreak: false,
-        ellipsis: true,
-      });
+      doc
+        .font('Helvetica')
+        .fontSize(10 * Math.max(scale, 0.7))
+        .fillColor('#333333')
+        .text(`${volume}   ·   state ${k.state}   ·   created ${(k.createdAt ?? k.firstSeenAt).slice(0, 10)}`, MARGIN, y, {
+          width,
+          lineBreak: false,
+          ellipsis: true,
+        });
       y += 16 * scale;
-      doc.font('Helvetica-Bold').fontSize(11 * Math.max(scale, 0.7)).fillColor('#000000').text('Key ID', MARGIN, y, { lineBreak: false });
-      doc.font('Courier-Bold').fontSize(13 * Math.max(scale, 0.7)).text(k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID recorded)', MARGIN + 60, y - 1, { lineBreak: false });
+      doc
+        .font('Helvetica-Bold')
+        .fontSize(11 * Math.max(scale, 0.7))
+        .fillColor('#000000')
+        .text('Key ID', MARGIN, y, { lineBreak: false });
+      doc
+        .font('Courier-Bold')
+        .fontSize(13 * Math.max(scale, 0.7))
+        .text(k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID recorded)', MARGIN + 60, y - 1, { lineBreak: false });
       y += 22 * scale;
       // Two rows of four groups, each numbered above, as on the BitLocker recovery screen.
       const groups = passwordGroups(k.recoveryPassword);
@@ -67,13 +87,26 @@ export async function renderRecoverySheet({ keys, printedAt, printedBy }: SheetI
         for (let col = 0; col < 4; col++) {
           const i = row * 4 + col;
           const x = MARGIN + col * cell;
-          doc.font('Helvetica').fontSize(8 * Math.max(scale, 0.8)).fillColor('#666666').text(String(i + 1), x, y, { width: cell - 8, align: 'center', lineBreak: false });
-          doc.font('Courier-Bold').fontSize(22 * scale).fillColor('#000000').text(groups[i] ?? '', x, y + 10 * scale, { width: cell - 8, align: 'center', lineBreak: false });
+          doc
+            .font('Helvetica')
+            .fontSize(8 * Math.max(scale, 0.8))
+            .fillColor('#666666')
+            .text(String(i + 1), x, y, { width: cell - 8, align: 'center', lineBreak: false });
+          doc
+            .font('Courier-Bold')
+            .fontSize(22 * scale)
+            .fillColor('#000000')
+            .text(groups[i] ?? '', x, y + 10 * scale, { width: cell - 8, align: 'center', lineBreak: false });
         }
         y += 40 * scale;
       }
       y += 12 * scale;
-      doc.moveTo(MARGIN, y - 6 * scale).lineTo(A4.width - MARGIN, y - 6 * scale).lineWidth(0.3).strokeColor('#999999').stroke();
+      doc
+        .moveTo(MARGIN, y - 6 * scale)
+        .lineTo(A4.width - MARGIN, y - 6 * scale)
+        .lineWidth(0.3)
+        .strokeColor('#999999')
+        .stroke();
     }
   }
 
@@ -82,16 +115,29 @@ export async function renderRecoverySheet({ keys, printedAt, printedBy }: SheetI
   for (let i = range.start; i < range.start + range.count; i++) {
     doc.switchToPage(i);
     const fy = A4.height - MARGIN - 30;
-    doc.moveTo(MARGIN, fy - 6).lineTo(A4.width - MARGIN, fy - 6).lineWidth(1).strokeColor('#000000').stroke();
-    doc.font('Helvetica-Bold').fontSize(10).fillColor('#000000').text('DESTROY WHEN SUPERSEDED — shred this page once the key is rotated or the device retired.', MARGIN, fy, {
-      width,
-      lineBreak: false,
-    });
-    doc.font('Helvetica').fontSize(8).fillColor('#555555').text(`Printed ${date} by ${printedBy}. Keep in a locked safe. Page ${i - range.start + 1} of ${range.count}.`, MARGIN, fy + 14, {
-      width,
-      lineBreak: false,
-      ellipsis: true,
-    });
+    doc
+      .moveTo(MARGIN, fy - 6)
+      .lineTo(A4.width - MARGIN, fy - 6)
+      .lineWidth(1)
+      .strokeColor('#000000')
+      .stroke();
+    doc
+      .font('Helvetica-Bold')
+      .fontSize(10)
+      .fillColor('#000000')
+      .text('DESTROY WHEN SUPERSEDED — shred this page once the key is rotated or the device retired.', MARGIN, fy, {
+        width,
+        lineBreak: false,
+      });
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor('#555555')
+      .text(`Printed ${date} by ${printedBy}. Keep in a locked safe. Page ${i - range.start + 1} of ${range.count}.`, MARGIN, fy + 14, {
+        width,
+        lineBreak: false,
+        ellipsis: true,
+      });
   }
   doc.end();
   await done;

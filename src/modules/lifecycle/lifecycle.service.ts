@@ -1,16 +1,38 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor, Tx } from '../../db/database.js';
+import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { newId } from '../../lib/ids.js';
 import { badRequest, conflict, forbidden, notFound } from '../../lib/errors.js';
-import { can, clientScope, requirePermission, systemActor, type Actor } from '../authz/authz.js';
+import {
+  can,
+  clientScope,
+  requireFreshSecondFactor,
+  requirePermission,
+  systemActor,
+  type Actor,
+  type Permission,
+  type SensitiveAction,
+} from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Scheduler } from '../jobs/scheduler.js';
+import type { SchedulerRepo } from '../jobs/scheduler.repo.js';
+import type { ClientsRepo } from '../clients/clients.repo.js';
+import { requireVisibleClient } from '../clients/visible-client.js';
+import type { DevicesRepo } from '../devices/devices.repo.js';
+import type { KeysRepo } from '../keys/keys.repo.js';
+import type { AgentRepo } from '../agent/agent.repo.js';
+import type { GraphRepo } from '../graph/graph.repo.js';
+import type { DirectoryRepo } from '../directory/directory.repo.js';
+import type { SettingsRepo } from '../settings/settings.repo.js';
 import { findRecoveryPasswordCandidates } from '../../domain/recovery-password.js';
+import { APPROVAL_HOURS, SETTING_TWO_OWNER, type ApprovalView, type Approvals } from './approvals.js';
+import type { LifecycleRepo } from './lifecycle.repo.js';
+
+export type { ApprovalView } from './approvals.js';
 
 /**
  * Decommission and retention, legal hold, crypto-shred and the approvals that guard them
- * (issue 9; docs/lifecycle.md).
+ * (docs/lifecycle.md).
  *
  * Two things destroy key material, and nothing else does:
  * - destroyDeviceKeys: wipes the ciphertexts of one retired device's keys (metadata stays);
@@ -23,14 +45,15 @@ import { findRecoveryPasswordCandidates } from '../../domain/recovery-password.j
 export const RETENTION_TASK_ID = 'lifecycle-retention';
 export const RETENTION_TASK_KIND = 'lifecycle-retention';
 export const DEFAULT_RETENTION_DAYS = 365;
-const APPROVAL_HOURS = 72;
-const SETTING_TWO_OWNER = 'lifecycle.two_owner_approval';
+/** The approval action that switches two-owner approval off: itself a two-owner action while it is on. */
+export const DISABLE_TWO_OWNER = 'disable-two-owner-approval';
 
 export type DestructiveAction = 'destroy-device-keys' | 'retention-run' | 'offboard-client';
-const ACTION_WORDS: Record<DestructiveAction, string> = {
-  'destroy-device-keys': "destroy a retired device's keys",
-  'retention-run': 'destroy the keys whose retention period has passed',
-  'offboard-client': 'offboard a client (destroy its data key)',
+const DESTRUCTIVE: readonly DestructiveAction[] = ['destroy-device-keys', 'retention-run', 'offboard-client'];
+const STEP_UP_WORDS: Record<DestructiveAction, SensitiveAction> = {
+  'destroy-device-keys': 'destroy recovery keys',
+  'retention-run': 'destroy recovery keys',
+  'offboard-client': 'offboard a client',
 };
 
 export type Hold = { at: string; reason: string; by: string } | null;
@@ -55,37 +78,31 @@ export type ClientLifecycle = {
   retiredDevices: DeviceLifecycle[];
   pendingApprovals: ApprovalView[];
 };
-export type ApprovalView = {
-  id: string;
-  action: DestructiveAction;
-  client: { id: string; name: string };
-  device: { id: string; name: string } | null;
-  status: string;
-  reason: string | null;
-  requestedBy: string;
-  requestedAt: string;
-  expiresAt: string;
-  approvedBy: string | null;
-  approvedAt: string | null;
-  closedAt: string | null;
-  result: Record<string, unknown> | null;
-};
-export type DestroyOutcome =
-  | { status: 'executed'; action: DestructiveAction; result: Record<string, unknown> }
-  | { status: 'pending'; approval: ApprovalView };
+export type DestroyOutcome = { status: 'executed'; action: string; result: Record<string, unknown> } | { status: 'pending'; approval: ApprovalView };
+export type LifecycleSettings = { twoOwnerApproval: boolean; approvalHours: number; defaultRetentionDays: number; pendingApproval?: ApprovalView };
 
 type Deps = {
-  db: Db;
+  tx: Transactions;
+  repo: LifecycleRepo;
+  approvals: Approvals;
+  clients: Pick<ClientsRepo, 'setLifecycle'>;
+  devices: Pick<DevicesRepo, 'setLifecycle'>;
+  keys: Pick<KeysRepo, 'destroyMaterial' | 'markClientKeysDestroyed'>;
+  agent: Pick<AgentRepo, 'stopClient'>;
+  graph: Pick<GraphRepo, 'disableClientConnections'>;
+  directory: Pick<DirectoryRepo, 'disableClientConnections'>;
+  tasks: Pick<SchedulerRepo, 'removeClientTasks'>;
+  settings: Pick<SettingsRepo, 'set'>;
   keyring: Pick<Keyring<Executor>, 'destroyClientKeys'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
+  stepUpMinutes: number;
   scheduler: () => Pick<Scheduler, 'ensureTask'>;
 };
 
-const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const day = (iso: string) => iso.slice(0, 10);
 const addDays = (iso: string, d: number) => new Date(Date.parse(iso) + d * 86_400_000).toISOString();
-const addHours = (iso: string, h: number) => new Date(Date.parse(iso) + h * 3_600_000).toISOString();
+const text = (v: unknown) => (typeof v === 'string' ? v : null);
 
 function holdOf(r: { legal_hold_at?: string | null; legal_hold_reason?: string | null; legal_hold_by?: string | null }): Hold {
   return r.legal_hold_at ? { at: r.legal_hold_at, reason: r.legal_hold_reason ?? '', by: r.legal_hold_by ?? '' } : null;
@@ -105,38 +122,39 @@ function cleanReason(raw: string | undefined | null, required: boolean): string 
   return r;
 }
 
-/**
- * Destroying key material is for owners acting as themselves: a signed-in owner or the local
- * CLI (which holds the master key anyway). An API token, even an owner's, cannot.
- */
-function requireOwnerPerson(actor: Actor, what: string): void {
-  if (actor.role !== 'owner') throw forbidden(`Only an owner can ${what}.`);
-  if (actor.type !== 'user' && actor.type !== 'cli') throw forbidden(`Only an owner signed in as a person can ${what}; API tokens cannot.`);
+/** The typed confirmation: the client's name exactly as shown (surrounding spaces aside). */
+function confirmName(clientName: string, typed: string | undefined) {
+  if ((typed ?? '').trim() !== clientName) {
+    throw badRequest(`To confirm, type the client's name exactly as shown: "${clientName}".`, { field: 'confirm' });
+  }
 }
 
-export function createLifecycleService({ db, keyring, audit, clock, scheduler }: Deps) {
-  // ------------------------------------------------------------------ look-ups (tenancy in every WHERE)
-  const findClient = async (exec: Executor, actor: Actor, id: string) => {
-    const scope = clientScope(actor);
-    if (!ID.test(id) || (scope && !scope.includes(id.toLowerCase()))) return undefined;
-    return exec.selectFrom('clients').selectAll().where('id', '=', id.toLowerCase()).where('archived_at', 'is', null).executeTakeFirst();
-  };
-  const findDevice = async (exec: Executor, actor: Actor, id: string) => {
-    if (!ID.test(id)) return undefined;
-    const scope = clientScope(actor);
-    let q = exec
-      .selectFrom('devices as d')
-      .innerJoin('clients as c', 'c.id', 'd.client_id')
-      .selectAll('d')
-      .select(['c.name as client_name', 'c.retention_days', 'c.legal_hold_at as client_hold_at', 'c.offboarded_at as client_offboarded_at'])
-      .where('d.id', '=', id.toLowerCase())
-      .where('c.archived_at', 'is', null);
-    if (scope) q = scope.length ? q.where('d.client_id', 'in', scope as string[]) : q.where((eb) => eb.val(false));
-    return q.executeTakeFirst();
-  };
-  type DeviceRow = NonNullable<Awaited<ReturnType<typeof findDevice>>>;
+export function createLifecycleService(deps: Deps) {
+  const { tx, repo, approvals, clients, devices, keys, agent, graph, directory, tasks, settings, keyring, audit, clock, stepUpMinutes, scheduler } = deps;
 
-  const deviceView = (d: Pick<DeviceRow, 'id' | 'name' | 'retired_at' | 'retired_by' | 'keys_destroyed_at' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by'>, retentionDays: number): DeviceLifecycle => {
+  /**
+   * A power a person exercises with a fresh second factor. An API token is told plainly that it can
+   * never do this, rather than that it lacks a permission.
+   */
+  function requireSensitive(actor: Actor, permission: Permission, clientId: string | null, action: SensitiveAction): void {
+    if (actor.type === 'token') throw forbidden(`Only a signed-in person can ${action}; API tokens cannot.`);
+    requirePermission(actor, permission, clientId);
+    requireFreshSecondFactor(actor, action, clock.now(), stepUpMinutes);
+  }
+
+  // ------------------------------------------------------------------ look-ups (tenancy in every WHERE)
+  const findDevice = (exec: Executor, actor: Actor, id: string) => repo.findDevice(exec, id, clientScope(actor));
+  type DeviceRow = NonNullable<Awaited<ReturnType<typeof findDevice>>>;
+  const requireDevice = async (exec: Executor, actor: Actor, id: string): Promise<DeviceRow> => {
+    const d = await findDevice(exec, actor, id);
+    if (!d) throw notFound(`No device with id ${id.slice(0, 60)}.`);
+    return d;
+  };
+
+  const deviceView = (
+    d: Pick<DeviceRow, 'id' | 'name' | 'retired_at' | 'retired_by' | 'keys_destroyed_at' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by'>,
+    retentionDays: number,
+  ): DeviceLifecycle => {
     const until = d.retired_at && retentionDays > 0 ? addDays(d.retired_at, retentionDays) : null;
     let status = 'in service';
     if (d.retired_at) {
@@ -156,29 +174,6 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
     };
   };
 
-  const approvalView = async (exec: Executor, r: { id: string; action: string; client_id: string; device_id: string | null; status: string; reason: string | null; requested_by_name: string; requested_at: string; expires_at: string; approved_by_name: string | null; approved_at: string | null; closed_at: string | null; result: string | null }): Promise<ApprovalView> => {
-    const c = await exec.selectFrom('clients').select(['id', 'name']).where('id', '=', r.client_id).executeTakeFirst();
-    const d = r.device_id ? await exec.selectFrom('devices').select(['id', 'name']).where('client_id', '=', r.client_id).where('id', '=', r.device_id).executeTakeFirst() : undefined;
-    return {
-      id: r.id,
-      action: r.action as DestructiveAction,
-      client: { id: r.client_id, name: c?.name ?? '' },
-      device: d ? { id: d.id, name: d.name } : null,
-      status: r.status,
-      reason: r.reason,
-      requestedBy: r.requested_by_name,
-      requestedAt: r.requested_at,
-      expiresAt: r.expires_at,
-      approvedBy: r.approved_by_name,
-      approvedAt: r.approved_at,
-      closedAt: r.closed_at,
-      result: r.result ? (JSON.parse(r.result) as Record<string, unknown>) : null,
-    };
-  };
-
-  const twoOwnerRequired = async (exec: Executor) =>
-    (await exec.selectFrom('settings').select('value').where('key', '=', SETTING_TWO_OWNER).executeTakeFirst())?.value === 'true';
-
   // ------------------------------------------------------------------ the destructive core (inside a transaction)
 
   /**
@@ -186,23 +181,12 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
    * key rows (key ID, dates, state, sources) stay; the fingerprint stays too, so a source that
    * reports the same key again is recognised as this (destroyed) key instead of being stored anew.
    */
-  async function destroyDeviceKeysTx(tx: Executor, actor: Actor, device: { id: string; client_id: string; name: string }, why: string): Promise<number> {
+  async function destroyDeviceKeysTx(t: Executor, actor: Actor, device: { id: string; client_id: string; name: string }, why: string): Promise<number> {
     const now = clock.now();
-    const keys = await tx
-      .selectFrom('recovery_keys')
-      .select(['id', 'key_id', 'state'])
-      .where('client_id', '=', device.client_id)
-      .where('device_id', '=', device.id)
-      .where('destroyed_at', 'is', null)
-      .execute();
-    for (const k of keys) {
-      await tx
-        .updateTable('recovery_keys')
-        .set({ ciphertext: '', state: 'destroyed', state_changed_at: now, destroyed_at: now, destroyed_reason: why })
-        .where('client_id', '=', device.client_id)
-        .where('id', '=', k.id)
-        .execute();
-      await audit.record(tx, actor, {
+    const live = await repo.liveKeysOf(t, device.client_id, device.id);
+    for (const k of live) {
+      await keys.destroyMaterial(t, device.client_id, k.id, now, why);
+      await audit.record(t, actor, {
         action: 'key.destroyed',
         outcome: 'success',
         clientId: device.client_id,
@@ -211,50 +195,46 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
         details: { keyId: k.key_id, device: device.name, from: k.state, why },
       });
     }
-    await tx.updateTable('devices').set({ keys_destroyed_at: now }).where('client_id', '=', device.client_id).where('id', '=', device.id).execute();
-    await audit.record(tx, actor, {
+    await devices.setLifecycle(t, device.client_id, device.id, { keys_destroyed_at: now });
+    await audit.record(t, actor, {
       action: 'device.keys_destroyed',
       outcome: 'success',
       clientId: device.client_id,
       targetType: 'device',
       targetId: device.id,
-      details: { device: device.name, keys: keys.length, why },
+      details: { device: device.name, keys: live.length, why },
     });
-    return keys.length;
+    return live.length;
   }
 
   /** Refuses when a hold (client or device) or an offboarding stands in the way. Read in the destroying transaction. */
-  async function assertDestroyable(tx: Executor, clientId: string, deviceId: string | null, action: DestructiveAction) {
-    const c = await tx.selectFrom('clients').select(['name', 'legal_hold_at', 'offboarded_at']).where('id', '=', clientId).executeTakeFirstOrThrow();
+  async function assertDestroyable(t: Executor, clientId: string, deviceId: string | null, action: DestructiveAction) {
+    const c = await repo.clientLifecycle(t, clientId);
+    if (!c) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
     if (c.offboarded_at) throw conflict(`Client "${c.name}" was already offboarded on ${day(c.offboarded_at)}.`);
-    if (c.legal_hold_at) throw conflict(`Client "${c.name}" is under legal hold since ${day(c.legal_hold_at)}: nothing of it can be destroyed until the hold is cleared.`);
+    if (c.legal_hold_at)
+      throw conflict(`Client "${c.name}" is under legal hold since ${day(c.legal_hold_at)}: nothing of it can be destroyed until the hold is cleared.`);
     if (deviceId) {
-      const d = await tx.selectFrom('devices').select(['name', 'retired_at', 'legal_hold_at', 'keys_destroyed_at']).where('client_id', '=', clientId).where('id', '=', deviceId).executeTakeFirstOrThrow();
-      if (d.legal_hold_at) throw conflict(`Device "${d.name}" is under legal hold since ${day(d.legal_hold_at)}: its keys cannot be destroyed until the hold is cleared.`);
+      const d = await repo.deviceLifecycle(t, clientId, deviceId);
+      if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+      if (d.legal_hold_at)
+        throw conflict(`Device "${d.name}" is under legal hold since ${day(d.legal_hold_at)}: its keys cannot be destroyed until the hold is cleared.`);
       if (!d.retired_at) throw conflict(`Device "${d.name}" is in service: retire it first (its keys are only destroyed after it is retired).`);
       if (d.keys_destroyed_at) throw conflict(`The keys of device "${d.name}" were already destroyed on ${day(d.keys_destroyed_at)}.`);
     }
     if (action === 'offboard-client') {
-      const held = await tx.selectFrom('devices').select('name').where('client_id', '=', clientId).where('legal_hold_at', 'is not', null).executeTakeFirst();
+      const held = await repo.heldDevice(t, clientId);
       if (held) throw conflict(`Device "${held.name}" of client "${c.name}" is under legal hold: the client cannot be offboarded until the hold is cleared.`);
     }
+    return c;
   }
 
   /** Retired devices whose retention has passed and that no hold protects (one client, or all). */
   async function dueDevices(exec: Executor, clientId: string | null) {
-    let q = exec
-      .selectFrom('devices as d')
-      .innerJoin('clients as c', 'c.id', 'd.client_id')
-      .select(['d.id', 'd.client_id', 'd.name', 'd.retired_at', 'd.legal_hold_at', 'c.retention_days', 'c.legal_hold_at as client_hold_at'])
-      .where('d.retired_at', 'is not', null)
-      .where('d.keys_destroyed_at', 'is', null)
-      .where('c.offboarded_at', 'is', null);
-    if (clientId) q = q.where('d.client_id', '=', clientId);
     const now = clock.now();
-    const rows = await q.orderBy('d.retired_at').execute();
     const due = [];
     let held = 0;
-    for (const r of rows) {
+    for (const r of await repo.retiredWithKeys(exec, clientId)) {
       const days = Number(r.retention_days ?? DEFAULT_RETENTION_DAYS);
       if (days <= 0 || addDays(r.retired_at!, days) > now) continue;
       if (r.legal_hold_at || r.client_hold_at) {
@@ -266,12 +246,18 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
     return { due, held };
   }
 
-  async function retentionRunTx(tx: Executor, actor: Actor, clientId: string | null) {
-    const { due, held } = await dueDevices(tx, clientId);
-    let keys = 0;
-    for (const d of due) keys += await destroyDeviceKeysTx(tx, actor, d, `retention period of ${Number(d.retention_days ?? DEFAULT_RETENTION_DAYS)} days after retirement on ${day(d.retired_at!)} passed`);
-    const result = { devices: due.length, keys, heldBack: held };
-    await audit.record(tx, actor, { action: 'retention.run', outcome: 'success', clientId, details: result });
+  async function retentionRunTx(t: Executor, actor: Actor, clientId: string | null) {
+    const { due, held } = await dueDevices(t, clientId);
+    let n = 0;
+    for (const d of due)
+      n += await destroyDeviceKeysTx(
+        t,
+        actor,
+        d,
+        `retention period of ${Number(d.retention_days ?? DEFAULT_RETENTION_DAYS)} days after retirement on ${day(d.retired_at!)} passed`,
+      );
+    const result = { devices: due.length, keys: n, heldBack: held };
+    await audit.record(t, actor, { action: 'retention.run', outcome: 'success', clientId, details: result });
     return result;
   }
 
@@ -281,231 +267,267 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
    * connections, agents and enrollment tokens stop; its keys are marked destroyed; the client row,
    * key metadata and audit trail stay.
    */
-  async function offboardTx(tx: Executor, actor: Actor, client: { id: string; name: string }, reason: string | null) {
+  async function offboardTx(t: Tx, actor: Actor, client: { id: string; name: string }, reason: string | null) {
     const now = clock.now();
-    const dataKeys = await keyring.destroyClientKeys(tx, client.id);
-    const keys = await tx
-      .updateTable('recovery_keys')
-      .set({ state: 'destroyed', state_changed_at: now, destroyed_at: now, destroyed_reason: 'client offboarded (data key destroyed)' })
-      .where('client_id', '=', client.id)
-      .where('destroyed_at', 'is', null)
-      .executeTakeFirst();
-    await tx.updateTable('clients').set({ offboarded_at: now, offboarded_by: actor.name, updated_at: now }).where('id', '=', client.id).execute();
+    const dataKeys = await keyring.destroyClientKeys(t, client.id);
+    const marked = await keys.markClientKeysDestroyed(t, client.id, now, 'client offboarded (data key destroyed)');
+    await clients.setLifecycle(t, client.id, { offboarded_at: now, offboarded_by: actor.name, updated_at: now });
     // Nothing may keep feeding or reading a client whose key is gone.
-    await tx.updateTable('graph_connections').set({ enabled: 0, updated_at: now }).where('client_id', '=', client.id).execute();
-    await tx.updateTable('directory_connections').set({ enabled: 0, updated_at: now }).where('client_id', '=', client.id).execute();
-    await tx.deleteFrom('scheduled_tasks').where('client_id', '=', client.id).execute();
-    await tx.updateTable('agent_credentials').set({ revoked_at: now }).where('client_id', '=', client.id).where('revoked_at', 'is', null).execute();
-    await tx.updateTable('enrollment_tokens').set({ revoked_at: now }).where('client_id', '=', client.id).where('revoked_at', 'is', null).execute();
-    await tx
-      .updateTable('jobs')
-      .set({ state: 'cancelled', finished_at: now, detail: 'client offboarded' })
-      .where('client_id', '=', client.id)
-      .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
-      .execute();
-    const result = { dataKeysDestroyed: dataKeys, keysMarkedDestroyed: Number(keys.numUpdatedRows) };
-    await audit.record(tx, actor, { action: 'client.offboard', outcome: 'success', clientId: client.id, targetType: 'client', targetId: client.id, details: { client: client.name, reason, ...result } });
+    await graph.disableClientConnections(t, client.id, now);
+    await directory.disableClientConnections(t, client.id, now);
+    await tasks.removeClientTasks(t, client.id);
+    await agent.stopClient(t, client.id, now, 'client offboarded');
+    const result = { dataKeysDestroyed: dataKeys, keysMarkedDestroyed: marked };
+    await audit.record(t, actor, {
+      action: 'client.offboard',
+      outcome: 'success',
+      clientId: client.id,
+      targetType: 'client',
+      targetId: client.id,
+      details: { client: client.name, reason, ...result },
+    });
     return result;
   }
 
-  async function execute(tx: Executor, actor: Actor, action: DestructiveAction, clientId: string, deviceId: string | null, reason: string | null) {
-    await assertDestroyable(tx, clientId, deviceId, action);
+  async function execute(t: Tx, actor: Actor, action: DestructiveAction, clientId: string, deviceId: string | null, reason: string | null) {
+    const c = await assertDestroyable(t, clientId, deviceId, action);
     if (action === 'destroy-device-keys') {
-      const d = await tx.selectFrom('devices').select(['id', 'client_id', 'name']).where('client_id', '=', clientId).where('id', '=', deviceId!).executeTakeFirstOrThrow();
-      const keys = await destroyDeviceKeysTx(tx, actor, d, `destroyed on request${reason ? `: ${reason}` : ''} (before the end of the retention period)`);
-      return { device: d.name, keys };
+      const d = (await repo.deviceLifecycle(t, clientId, deviceId!))!;
+      const n = await destroyDeviceKeysTx(t, actor, d, `destroyed on request${reason ? `: ${reason}` : ''} (before the end of the retention period)`);
+      return { device: d.name, keys: n };
     }
-    if (action === 'retention-run') return retentionRunTx(tx, actor, clientId);
-    const c = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', clientId).executeTakeFirstOrThrow();
-    return offboardTx(tx, actor, c, reason);
+    if (action === 'retention-run') return retentionRunTx(t, actor, clientId);
+    return offboardTx(t, actor, c, reason);
   }
 
-  /** The typed confirmation: the client's name exactly as shown (surrounding spaces aside). */
-  function confirmName(clientName: string, typed: string | undefined) {
-    if ((typed ?? '').trim() !== clientName) {
-      throw badRequest(`To confirm, type the client's name exactly as shown: "${clientName}".`, { field: 'confirm' });
-    }
+  // Approved requests run as the approver, with what the request recorded.
+  for (const action of DESTRUCTIVE) {
+    approvals.register(action, (t, approver, p) => execute(t, approver, action, String(p.clientId), text(p.deviceId), text(p.reason)));
   }
+  approvals.register(DISABLE_TWO_OWNER, async (t, approver) => {
+    await settings.set(t, SETTING_TWO_OWNER, 'false', clock.now());
+    await audit.record(t, approver, { action: 'lifecycle.settings', outcome: 'success', details: { twoOwnerApproval: false, approved: true } });
+    return { twoOwnerApproval: false };
+  });
 
-  async function request(actor: Actor, action: DestructiveAction, target: { clientId?: string; deviceId?: string }, input: { confirm?: string; reason?: string | null }): Promise<DestroyOutcome> {
-    requireOwnerPerson(actor, ACTION_WORDS[action]);
+  async function request(
+    actor: Actor,
+    action: DestructiveAction,
+    target: { clientId?: string; deviceId?: string },
+    input: { confirm?: string; reason?: string | null },
+  ): Promise<DestroyOutcome> {
+    requireSensitive(actor, 'lifecycle:destroy', null, STEP_UP_WORDS[action]);
     const reason = cleanReason(input.reason, false);
-    return db.transaction().execute(async (tx) => {
+    return tx.run(async (t) => {
       let clientId: string;
       let clientName: string;
       let deviceId: string | null = null;
       if (target.deviceId) {
-        const d = await findDevice(tx, actor, target.deviceId);
-        if (!d) throw notFound(`No device with id ${target.deviceId.slice(0, 60)}.`);
+        const d = await requireDevice(t, actor, target.deviceId);
         clientId = d.client_id;
         clientName = d.client_name;
         deviceId = d.id;
       } else {
-        const c = await findClient(tx, actor, target.clientId!);
-        if (!c) throw notFound(`No client with id ${target.clientId!.slice(0, 60)}.`);
+        const c = await requireVisibleClient(t, actor, target.clientId!, 'lifecycle:destroy');
         clientId = c.id;
         clientName = c.name;
       }
+      requirePermission(actor, 'lifecycle:destroy', clientId);
       confirmName(clientName, input.confirm);
-      await assertDestroyable(tx, clientId, deviceId, action);
-      if (await twoOwnerRequired(tx)) {
-        const now = clock.now();
-        const row = {
-          id: newId(),
+      await assertDestroyable(t, clientId, deviceId, action);
+      if (await approvals.twoOwnerRequired(t)) {
+        const approval = await approvals.request(t, actor, {
           action,
-          client_id: clientId,
-          device_id: deviceId,
-          status: 'pending',
+          clientId,
+          targetType: deviceId ? 'device' : 'client',
+          targetId: deviceId ?? clientId,
           reason,
-          requested_by: actor.id,
-          requested_by_name: actor.name,
-          requested_at: now,
-          expires_at: addHours(now, APPROVAL_HOURS),
-          approved_by: null,
-          approved_by_name: null,
-          approved_at: null,
-          closed_at: null,
-          result: null,
-        };
-        await tx.insertInto('lifecycle_approvals').values(row).execute();
-        await audit.record(tx, actor, { action: 'lifecycle.request', outcome: 'success', clientId, targetType: 'approval', targetId: row.id, details: { action, deviceId, reason, expiresAt: row.expires_at } });
-        return { status: 'pending', approval: await approvalView(tx, row) };
+          params: { clientId, deviceId, reason },
+        });
+        return { status: 'pending', approval };
       }
-      const result = await execute(tx, actor, action, clientId, deviceId, reason);
+      const result = await execute(t, actor, action, clientId, deviceId, reason);
       return { status: 'executed', action, result };
     });
   }
 
   const service = {
+    /** Two-owner approval of guarded actions, for this module and any other that registers one. */
+    approvals,
+
     // ---------------------------------------------------------------- retire / reinstate
     async retireDevice(actor: Actor, deviceId: string, input: { reason?: string | null } = {}): Promise<DeviceLifecycle> {
-      requirePermission(actor, 'client:manage');
+      requirePermission(actor, 'lifecycle:manage');
       const reason = cleanReason(input.reason, false);
-      return db.transaction().execute(async (tx) => {
-        const d = await findDevice(tx, actor, deviceId);
-        if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+      return tx.run(async (t) => {
+        const d = await requireDevice(t, actor, deviceId);
+        requirePermission(actor, 'lifecycle:manage', d.client_id);
         if (d.client_offboarded_at) throw conflict(`Client "${d.client_name}" was offboarded; its devices cannot change.`);
         if (d.retired_at) throw conflict(`Device "${d.name}" is already retired (since ${day(d.retired_at)}).`);
         const now = clock.now();
-        await tx.updateTable('devices').set({ retired_at: now, retired_by: actor.name, retire_reason: reason }).where('client_id', '=', d.client_id).where('id', '=', d.id).execute();
-        const days = Number(d.retention_days ?? DEFAULT_RETENTION_DAYS);
-        const view = deviceView({ ...d, retired_at: now, retired_by: actor.name }, days);
-        await audit.record(tx, actor, { action: 'device.retire', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, reason, keysKeptUntil: view.keysKeptUntil } });
+        await devices.setLifecycle(t, d.client_id, d.id, { retired_at: now, retired_by: actor.name, retire_reason: reason });
+        const view = deviceView({ ...d, retired_at: now, retired_by: actor.name }, Number(d.retention_days ?? DEFAULT_RETENTION_DAYS));
+        await audit.record(t, actor, {
+          action: 'device.retire',
+          outcome: 'success',
+          clientId: d.client_id,
+          targetType: 'device',
+          targetId: d.id,
+          details: { device: d.name, reason, keysKeptUntil: view.keysKeptUntil },
+        });
         // The daily task that destroys keys after their retention; created once, idempotent.
-        await scheduler().ensureTask(tx, { id: RETENTION_TASK_ID, kind: RETENTION_TASK_KIND, clientId: null, targetId: null, intervalMinutes: 24 * 60 });
+        await scheduler().ensureTask(t, { id: RETENTION_TASK_ID, kind: RETENTION_TASK_KIND, clientId: null, targetId: null, intervalMinutes: 24 * 60 });
         return view;
       });
     },
 
     async reinstateDevice(actor: Actor, deviceId: string): Promise<DeviceLifecycle> {
-      requirePermission(actor, 'client:manage');
-      return db.transaction().execute(async (tx) => {
-        const d = await findDevice(tx, actor, deviceId);
-        if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+      requirePermission(actor, 'lifecycle:manage');
+      return tx.run(async (t) => {
+        const d = await requireDevice(t, actor, deviceId);
+        requirePermission(actor, 'lifecycle:manage', d.client_id);
         if (!d.retired_at) throw conflict(`Device "${d.name}" is not retired.`);
         if (d.keys_destroyed_at) throw conflict(`Device "${d.name}" cannot be reinstated: its keys were destroyed on ${day(d.keys_destroyed_at)}.`);
-        await tx.updateTable('devices').set({ retired_at: null, retired_by: null, retire_reason: null }).where('client_id', '=', d.client_id).where('id', '=', d.id).execute();
-        await audit.record(tx, actor, { action: 'device.reinstate', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, retiredAt: d.retired_at } });
+        await devices.setLifecycle(t, d.client_id, d.id, { retired_at: null, retired_by: null, retire_reason: null });
+        await audit.record(t, actor, {
+          action: 'device.reinstate',
+          outcome: 'success',
+          clientId: d.client_id,
+          targetType: 'device',
+          targetId: d.id,
+          details: { device: d.name, retiredAt: d.retired_at },
+        });
         return deviceView({ ...d, retired_at: null, retired_by: null }, Number(d.retention_days ?? DEFAULT_RETENTION_DAYS));
       });
     },
 
     async deviceStatus(actor: Actor, deviceId: string): Promise<DeviceLifecycle> {
       requirePermission(actor, 'device:read');
-      const d = await findDevice(db, actor, deviceId);
-      if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+      const d = await requireDevice(tx.reader, actor, deviceId);
       return deviceView(d, Number(d.retention_days ?? DEFAULT_RETENTION_DAYS));
     },
 
     // ---------------------------------------------------------------- legal hold
-    /** Setting a hold only protects (client:manage); lifting one lets destruction resume (owner only). */
+    /** Setting a hold only protects (lifecycle:manage); lifting one lets destruction resume (lifecycle:destroy, fresh second factor). */
     async setDeviceHold(actor: Actor, deviceId: string, input: { hold: boolean; reason?: string | null }): Promise<DeviceLifecycle> {
-      requirePermission(actor, 'client:manage');
-      if (!input.hold && actor.role !== 'owner') throw forbidden('Only an owner can lift a legal hold.');
+      if (input.hold) requirePermission(actor, 'lifecycle:manage');
+      else requireSensitive(actor, 'lifecycle:destroy', null, 'destroy recovery keys');
       const reason = cleanReason(input.reason, true)!;
-      return db.transaction().execute(async (tx) => {
-        const d = await findDevice(tx, actor, deviceId);
-        if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
+      return tx.run(async (t) => {
+        const d = await requireDevice(t, actor, deviceId);
+        requirePermission(actor, input.hold ? 'lifecycle:manage' : 'lifecycle:destroy', d.client_id);
         const now = clock.now();
         if (input.hold && d.legal_hold_at) throw conflict(`Device "${d.name}" is already under legal hold (since ${day(d.legal_hold_at)}).`);
         if (!input.hold && !d.legal_hold_at) throw conflict(`Device "${d.name}" is not under legal hold.`);
-        const patch = input.hold ? { legal_hold_at: now, legal_hold_reason: reason, legal_hold_by: actor.name } : { legal_hold_at: null, legal_hold_reason: null, legal_hold_by: null };
-        await tx.updateTable('devices').set(patch).where('client_id', '=', d.client_id).where('id', '=', d.id).execute();
-        await audit.record(tx, actor, { action: input.hold ? 'legal_hold.set' : 'legal_hold.clear', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, reason } });
+        const patch = input.hold
+          ? { legal_hold_at: now, legal_hold_reason: reason, legal_hold_by: actor.name }
+          : { legal_hold_at: null, legal_hold_reason: null, legal_hold_by: null };
+        await devices.setLifecycle(t, d.client_id, d.id, patch);
+        await audit.record(t, actor, {
+          action: input.hold ? 'legal_hold.set' : 'legal_hold.clear',
+          outcome: 'success',
+          clientId: d.client_id,
+          targetType: 'device',
+          targetId: d.id,
+          details: { device: d.name, reason },
+        });
         return deviceView({ ...d, ...patch }, Number(d.retention_days ?? DEFAULT_RETENTION_DAYS));
       });
     },
 
     async setClientHold(actor: Actor, clientId: string, input: { hold: boolean; reason?: string | null }): Promise<ClientLifecycle> {
-      requirePermission(actor, 'client:manage');
-      if (!input.hold && actor.role !== 'owner') throw forbidden('Only an owner can lift a legal hold.');
+      const permission: Permission = input.hold ? 'lifecycle:manage' : 'lifecycle:destroy';
+      if (input.hold) requirePermission(actor, permission);
+      else requireSensitive(actor, permission, null, 'destroy recovery keys');
       const reason = cleanReason(input.reason, true)!;
-      await db.transaction().execute(async (tx) => {
-        const c = await findClient(tx, actor, clientId);
-        if (!c) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
+      await tx.run(async (t) => {
+        const c = await requireVisibleClient(t, actor, clientId, permission);
+        requirePermission(actor, permission, c.id);
         if (input.hold && c.legal_hold_at) throw conflict(`Client "${c.name}" is already under legal hold (since ${day(c.legal_hold_at)}).`);
         if (!input.hold && !c.legal_hold_at) throw conflict(`Client "${c.name}" is not under legal hold.`);
         const now = clock.now();
-        const patch = input.hold ? { legal_hold_at: now, legal_hold_reason: reason, legal_hold_by: actor.name } : { legal_hold_at: null, legal_hold_reason: null, legal_hold_by: null };
-        await tx.updateTable('clients').set({ ...patch, updated_at: now }).where('id', '=', c.id).execute();
-        await audit.record(tx, actor, { action: input.hold ? 'legal_hold.set' : 'legal_hold.clear', outcome: 'success', clientId: c.id, targetType: 'client', targetId: c.id, details: { client: c.name, reason } });
+        const patch = input.hold
+          ? { legal_hold_at: now, legal_hold_reason: reason, legal_hold_by: actor.name }
+          : { legal_hold_at: null, legal_hold_reason: null, legal_hold_by: null };
+        await clients.setLifecycle(t, c.id, { ...patch, updated_at: now });
+        await audit.record(t, actor, {
+          action: input.hold ? 'legal_hold.set' : 'legal_hold.clear',
+          outcome: 'success',
+          clientId: c.id,
+          targetType: 'client',
+          targetId: c.id,
+          details: { client: c.name, reason },
+        });
       });
       return service.clientStatus(actor, clientId);
     },
 
     // ---------------------------------------------------------------- retention and status
     async setRetention(actor: Actor, clientId: string, days: number): Promise<ClientLifecycle> {
-      // Shortening retention brings destruction closer: vault owners only.
-      requirePermission(actor, 'settings:manage');
-      if (!Number.isInteger(days) || days < 0 || days > 36_500) throw badRequest('retentionDays must be a whole number of days from 0 (keep forever) to 36500.', { field: 'retentionDays' });
-      await db.transaction().execute(async (tx) => {
-        const c = await findClient(tx, actor, clientId);
-        if (!c) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
-        await tx.updateTable('clients').set({ retention_days: days, updated_at: clock.now() }).where('id', '=', c.id).execute();
-        await audit.record(tx, actor, { action: 'client.retention', outcome: 'success', clientId: c.id, targetType: 'client', targetId: c.id, details: { client: c.name, from: Number(c.retention_days ?? DEFAULT_RETENTION_DAYS), to: days } });
+      // Shortening retention brings destruction closer: the same power as destroying.
+      requireSensitive(actor, 'lifecycle:destroy', null, 'change lifecycle settings');
+      if (!Number.isInteger(days) || days < 0 || days > 36_500)
+        throw badRequest('retentionDays must be a whole number of days from 0 (keep forever) to 36500.', { field: 'retentionDays' });
+      await tx.run(async (t) => {
+        const c = await requireVisibleClient(t, actor, clientId, 'lifecycle:destroy');
+        requirePermission(actor, 'lifecycle:destroy', c.id);
+        await clients.setLifecycle(t, c.id, { retention_days: days, updated_at: clock.now() });
+        await audit.record(t, actor, {
+          action: 'client.retention',
+          outcome: 'success',
+          clientId: c.id,
+          targetType: 'client',
+          targetId: c.id,
+          details: { client: c.name, from: Number(c.retention_days ?? DEFAULT_RETENTION_DAYS), to: days },
+        });
       });
       return service.clientStatus(actor, clientId);
     },
 
     async clientStatus(actor: Actor, clientId: string): Promise<ClientLifecycle> {
-      requirePermission(actor, 'device:read');
-      const c = await findClient(db, actor, clientId);
-      if (!c) throw notFound(`No client with id ${clientId.slice(0, 60)}.`);
+      const c = await requireVisibleClient(tx.reader, actor, clientId, 'device:read');
+      requirePermission(actor, 'device:read', c.id);
       const days = Number(c.retention_days ?? DEFAULT_RETENTION_DAYS);
-      const devices = await db.selectFrom('devices').selectAll().where('client_id', '=', c.id).where('retired_at', 'is not', null).orderBy('name_key').execute();
-      const pending = can(actor, 'settings:manage')
-        ? await db.selectFrom('lifecycle_approvals').selectAll().where('client_id', '=', c.id).where('status', '=', 'pending').orderBy('requested_at').execute()
-        : [];
+      const retired = await repo.retiredDevices(tx.reader, c.id);
       return {
         client: { id: c.id, name: c.name },
         retentionDays: days,
         legalHold: holdOf(c),
         offboardedAt: c.offboarded_at ?? null,
         offboardedBy: c.offboarded_by ?? null,
-        retiredDevices: devices.map((d) => deviceView(d, days)),
-        pendingApprovals: await Promise.all(pending.map((p) => approvalView(db, p))),
+        retiredDevices: retired.map((d) => deviceView(d, days)),
+        pendingApprovals: can(actor, 'lifecycle:approve', c.id) ? await approvals.pendingFor(tx.reader, c.id) : [],
       };
     },
 
     // ---------------------------------------------------------------- settings
-    async getSettings(actor: Actor): Promise<{ twoOwnerApproval: boolean; approvalHours: number; defaultRetentionDays: number }> {
+    async getSettings(actor: Actor): Promise<LifecycleSettings> {
       requirePermission(actor, 'settings:manage');
-      return { twoOwnerApproval: await twoOwnerRequired(db), approvalHours: APPROVAL_HOURS, defaultRetentionDays: DEFAULT_RETENTION_DAYS };
+      return { twoOwnerApproval: await approvals.twoOwnerRequired(tx.reader), approvalHours: APPROVAL_HOURS, defaultRetentionDays: DEFAULT_RETENTION_DAYS };
     },
 
-    async updateSettings(actor: Actor, patch: { twoOwnerApproval?: boolean }) {
-      requireOwnerPerson(actor, 'change who must approve destructive actions');
-      await db.transaction().execute(async (tx) => {
-        if (patch.twoOwnerApproval !== undefined) {
-          const now = clock.now();
-          const value = String(patch.twoOwnerApproval);
-          const exists = await tx.selectFrom('settings').select('key').where('key', '=', SETTING_TWO_OWNER).executeTakeFirst();
-          if (exists) await tx.updateTable('settings').set({ value, updated_at: now }).where('key', '=', SETTING_TWO_OWNER).execute();
-          else await tx.insertInto('settings').values({ key: SETTING_TWO_OWNER, value, updated_at: now }).execute();
+    /**
+     * Switching two-owner approval on takes effect at once. Switching it off while it is on is
+     * itself a request a second owner approves, so one owner cannot switch it off and destroy alone.
+     */
+    async updateSettings(actor: Actor, patch: { twoOwnerApproval?: boolean }): Promise<LifecycleSettings> {
+      requireSensitive(actor, 'settings:manage', null, 'change lifecycle settings');
+      const pending = await tx.run(async (t) => {
+        if (patch.twoOwnerApproval === false && (await approvals.twoOwnerRequired(t))) {
+          return approvals.request(t, actor, {
+            action: DISABLE_TWO_OWNER,
+            clientId: null,
+            targetType: 'setting',
+            targetId: SETTING_TWO_OWNER,
+            params: { twoOwnerApproval: false },
+          });
         }
-        await audit.record(tx, actor, { action: 'lifecycle.settings', outcome: 'success', details: patch });
+        if (patch.twoOwnerApproval !== undefined) await settings.set(t, SETTING_TWO_OWNER, String(patch.twoOwnerApproval), clock.now());
+        await audit.record(t, actor, { action: 'lifecycle.settings', outcome: 'success', details: patch });
+        return undefined;
       });
-      return service.getSettings(actor);
+      const now = await service.getSettings(actor);
+      return pending ? { ...now, pendingApproval: pending } : now;
     },
 
     // ---------------------------------------------------------------- destructive actions
@@ -519,71 +541,18 @@ export function createLifecycleService({ db, keyring, audit, clock, scheduler }:
     offboardClient: (actor: Actor, clientId: string, input: { confirm?: string; reason?: string | null }) =>
       request(actor, 'offboard-client', { clientId }, input),
 
-    async listApprovals(actor: Actor, filter: { status?: string } = {}): Promise<ApprovalView[]> {
-      requirePermission(actor, 'settings:manage');
-      await expireApprovals();
-      let q = db.selectFrom('lifecycle_approvals').selectAll();
-      if (filter.status) q = q.where('status', '=', filter.status);
-      const rows = await q.orderBy('requested_at', 'desc').limit(200).execute();
-      return Promise.all(rows.map((r) => approvalView(db, r)));
-    },
-
+    listApprovals: (actor: Actor, filter: { status?: string } = {}): Promise<ApprovalView[]> => approvals.list(actor, filter),
     /** A second, different owner approves (typing the client name again); the action runs at once. */
-    async approve(actor: Actor, approvalId: string, input: { confirm?: string }): Promise<DestroyOutcome> {
-      requireOwnerPerson(actor, 'approve the destruction of key material');
-      await expireApprovals();
-      return db.transaction().execute(async (tx) => {
-        const a = ID.test(approvalId) ? await tx.selectFrom('lifecycle_approvals').selectAll().where('id', '=', approvalId.toLowerCase()).executeTakeFirst() : undefined;
-        const scope = clientScope(actor);
-        if (!a || (scope && !scope.includes(a.client_id))) throw notFound(`No approval request with id ${approvalId.slice(0, 60)}.`);
-        if (a.status !== 'pending') throw conflict(`That request is ${a.status}; only a pending request can be approved.`);
-        if (a.requested_by === actor.id) throw forbidden('A second owner must approve: the owner who asked cannot approve their own request.');
-        const c = await tx.selectFrom('clients').select(['id', 'name']).where('id', '=', a.client_id).executeTakeFirstOrThrow();
-        confirmName(c.name, input.confirm);
-        const now = clock.now();
-        await audit.record(tx, actor, { action: 'lifecycle.approve', outcome: 'success', clientId: a.client_id, targetType: 'approval', targetId: a.id, details: { action: a.action, requestedBy: a.requested_by_name } });
-        const result = await execute(tx, actor, a.action as DestructiveAction, a.client_id, a.device_id, a.reason);
-        const patch = { status: 'executed', approved_by: actor.id, approved_by_name: actor.name, approved_at: now, closed_at: now, result: JSON.stringify(result) };
-        await tx.updateTable('lifecycle_approvals').set(patch).where('id', '=', a.id).execute();
-        return { status: 'executed', action: a.action as DestructiveAction, result };
-      });
-    },
-
-    async cancel(actor: Actor, approvalId: string): Promise<ApprovalView> {
-      requirePermission(actor, 'settings:manage');
-      return db.transaction().execute(async (tx) => {
-        const a = ID.test(approvalId) ? await tx.selectFrom('lifecycle_approvals').selectAll().where('id', '=', approvalId.toLowerCase()).executeTakeFirst() : undefined;
-        const scope = clientScope(actor);
-        if (!a || (scope && !scope.includes(a.client_id))) throw notFound(`No approval request with id ${approvalId.slice(0, 60)}.`);
-        if (a.status !== 'pending') throw conflict(`That request is ${a.status}; only a pending request can be cancelled.`);
-        const now = clock.now();
-        await tx.updateTable('lifecycle_approvals').set({ status: 'cancelled', closed_at: now }).where('id', '=', a.id).execute();
-        await audit.record(tx, actor, { action: 'lifecycle.cancel', outcome: 'success', clientId: a.client_id, targetType: 'approval', targetId: a.id, details: { action: a.action } });
-        return approvalView(tx, { ...a, status: 'cancelled', closed_at: now });
-      });
-    },
+    approve: (actor: Actor, approvalId: string, input: { confirm?: string }): Promise<DestroyOutcome> => approvals.approve(actor, approvalId, input),
+    cancel: (actor: Actor, approvalId: string): Promise<ApprovalView> => approvals.cancel(actor, approvalId),
 
     /** The daily task: destroys what is past retention across all clients. */
     async runScheduledRetention(): Promise<string> {
-      await expireApprovals();
-      const r = await db.transaction().execute((tx) => retentionRunTx(tx, systemActor('retention'), null));
+      await approvals.expire();
+      const r = await tx.run((t) => retentionRunTx(t, systemActor('retention'), null));
       return `ok: ${r.keys} keys of ${r.devices} retired devices destroyed${r.heldBack ? `, ${r.heldBack} devices held back by a legal hold` : ''}`;
     },
   };
-
-  /** Pending requests past their expiry become 'expired' (audited), so they can never be approved. */
-  async function expireApprovals(): Promise<void> {
-    const now = clock.now();
-    const stale = await db.selectFrom('lifecycle_approvals').select(['id', 'client_id', 'action']).where('status', '=', 'pending').where('expires_at', '<=', now).execute();
-    for (const a of stale) {
-      await db.transaction().execute(async (tx) => {
-        const r = await tx.updateTable('lifecycle_approvals').set({ status: 'expired', closed_at: now }).where('id', '=', a.id).where('status', '=', 'pending').executeTakeFirst();
-        if (Number(r.numUpdatedRows) === 1) {
-          await audit.record(tx, systemActor('approvals'), { action: 'lifecycle.expire', outcome: 'success', clientId: a.client_id, targetType: 'approval', targetId: a.id, details: { action: a.action } });
-        }
-      });
-    }
-  }
 
   return service;
 }
