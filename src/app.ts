@@ -5,9 +5,8 @@ import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { sql } from 'kysely';
 import type { Container } from './container.js';
-import { migrationStatus } from './db/migrate.js';
+import { databaseReadiness } from './db/health.js';
 import { badRequest } from './lib/errors.js';
 import { registerAuth } from './http/plugins/auth.js';
 import { registerErrorHandler } from './http/plugins/errors.js';
@@ -20,13 +19,14 @@ import { auditRoutes } from './http/routes/audit.routes.js';
 import { userRoutes } from './http/routes/users.routes.js';
 import { tokenRoutes } from './http/routes/tokens.routes.js';
 import { settingsRoutes } from './http/routes/settings.routes.js';
+import { setupRoutes } from './http/routes/setup.routes.js';
 import { agentRoutes } from './http/routes/agent.routes.js';
 import { graphRoutes } from './http/routes/graph.routes.js';
 import { notificationRoutes } from './http/routes/notifications.routes.js';
 import { exportRoutes } from './http/routes/exports.routes.js';
 import { lifecycleRoutes } from './http/routes/lifecycle.routes.js';
 import { complianceRoutes } from './http/routes/compliance.routes.js';
-import { consoleRoutes } from './http/routes/console.routes.js';
+import { directoryRoutes } from './http/routes/directory.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 
@@ -187,20 +187,15 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
 
   app.get('/healthz', { config: { auth: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { auth: 'public' }, schema: { hide: true } }, async (_req, reply) => {
-    try {
-      await sql`select 1`.execute(container.database.db);
-      const pending = (await migrationStatus(container.database.db)).filter((m) => !m.executedAt).map((m) => m.name);
-      if (pending.length) return reply.status(503).send({ status: 'migrations pending', pending });
-      return { status: 'ready' };
-    } catch {
-      return reply.status(503).send({ status: 'database unreachable' });
-    }
+    const r = await databaseReadiness(container.database.db);
+    if (r.status !== 'ready') return reply.status(503).send(r);
+    return { status: 'ready' as const };
   });
   app.get('/api/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () => app.swagger());
 
   await app.register(
     async (api) => {
-      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, agentRoutes, graphRoutes, consoleRoutes, complianceRoutes, notificationRoutes]) {
+      for (const routes of [authRoutes, clientRoutes, deviceRoutes, keyRoutes, importRoutes, auditRoutes, userRoutes, tokenRoutes, settingsRoutes, setupRoutes, agentRoutes, graphRoutes, directoryRoutes, complianceRoutes, notificationRoutes]) {
         await api.register(routes(container));
       }
       // Offline break-glass bundle download (issue 9).

@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import { describeDatabase } from './config.js';
 import { openDatabase, type Database, type Executor } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import { transactions } from './db/transactions.js';
 import { openKeyring, type Keyring } from './crypto/keyring.js';
 import { loadMasterKeys } from './crypto/master-key.js';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -18,26 +19,50 @@ import { createKeyIngest } from './modules/keys/keys.ingest.js';
 import { createKeysService } from './modules/keys/keys.service.js';
 import { createImportsService } from './modules/imports/imports.service.js';
 import { createIdentityRepo } from './modules/identity/identity.repo.js';
-import { createIdentityService } from './modules/identity/identity.service.js';
+import { APPROVAL_GRANT_USER, createIdentityService } from './modules/identity/identity.service.js';
+import { requireMfa } from './modules/settings/settings.repo.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
 import { createAgentService } from './modules/agent/agent.service.js';
 import { createSeenBuffer } from './modules/agent/seen-buffer.js';
+import { createGraphRepo } from './modules/graph/graph.repo.js';
 import { createGraphService } from './modules/graph/graph.service.js';
+import { createDirectoryRepo } from './modules/directory/directory.repo.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
 import { createLifecycleService, RETENTION_TASK_KIND } from './modules/lifecycle/lifecycle.service.js';
 import { createKeyHistory } from './modules/lifecycle/key-history.js';
+import { createLifecycleRepo } from './modules/lifecycle/lifecycle.repo.js';
+import { createApprovals } from './modules/lifecycle/approvals.js';
+import { createSchedulerRepo } from './modules/jobs/scheduler.repo.js';
 import type { Notifier } from './modules/notifications/notifier.js';
 import { createOutboxNotifier } from './modules/notifications/outbox.js';
 import { systemActor } from './modules/authz/authz.js';
 import { createNotificationsService, type NotificationOptions } from './modules/notifications/notifications.service.js';
+import { createChannelsService } from './modules/notifications/channels.service.js';
+import { createRulesService } from './modules/notifications/rules.service.js';
+import { createDeliveryService } from './modules/notifications/delivery.service.js';
+import { createSchedulesService } from './modules/notifications/schedules.service.js';
+import { createChannelsRepo } from './modules/notifications/channels.repo.js';
+import { createRulesRepo } from './modules/notifications/rules.repo.js';
+import { createDeliveryRepo } from './modules/notifications/delivery.repo.js';
+import { createOutboxRepo } from './modules/notifications/outbox.repo.js';
+import { createSchedulesRepo } from './modules/notifications/schedules.repo.js';
 import { createExportsRepo } from './modules/exports/exports.repo.js';
 import { createExportsService, SCHEDULE_TASK_KIND } from './modules/exports/exports.service.js';
 import { createMetrics } from './modules/metrics/metrics.js';
+import { createMetricsRepo } from './modules/metrics/metrics.repo.js';
+import { createComplianceRepo } from './modules/compliance/compliance.repo.js';
 import { createComplianceService } from './modules/compliance/compliance.service.js';
+import { createReportsRepo } from './modules/reports/reports.repo.js';
 import { createReportsService } from './modules/reports/reports.service.js';
-import { createBrandingService } from './modules/reports/branding.js';
+import { createSettingsRepo } from './modules/settings/settings.repo.js';
+import { createSettingsService } from './modules/settings/settings.service.js';
+import { createSetupService } from './modules/identity/setup.service.js';
+import { createKeyLookup } from './modules/keys/keys.lookup.js';
+import { createDeviceTableRepo } from './modules/devices/device-table.repo.js';
+import { createDeviceTableService } from './modules/devices/device-table.service.js';
+import { createClientOverview } from './modules/clients/clients.overview.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -62,29 +87,89 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     // Producers write notifications into the outbox inside their own transaction (issue 8).
     // Tests may pass a recording notifier (e.g. test/compliance.test.ts) to see exactly what producers emit.
     const notifier: Notifier = opts.notifier ?? createOutboxNotifier({ clock });
-    const audit = createAuditService({ db, repo: createAuditRepo(), keyring, clock, notifier });
-    const notifications = createNotificationsService({ db, keyring, audit, clock, owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`, options: opts.notifications });
-    const clients = createClientsService({ db, repo: createClientsRepo(), keyring, audit, clock });
+    const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock, notifier });
+    const notifyRepos = {
+      channels: createChannelsRepo(),
+      rules: createRulesRepo(),
+      deliveries: createDeliveryRepo(),
+      outbox: createOutboxRepo(),
+      schedules: createSchedulesRepo(),
+    };
+    const notifyDelivery = createDeliveryService({
+      tx: transactions(db),
+      repos: notifyRepos,
+      keyring,
+      clock,
+      owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      options: opts.notifications,
+    });
+    const notifyChannels = createChannelsService({
+      tx: transactions(db),
+      repo: notifyRepos.channels,
+      deliveries: notifyRepos.deliveries,
+      delivery: notifyDelivery,
+      keyring,
+      audit,
+      clock,
+    });
+    const notifications = createNotificationsService({
+      channels: notifyChannels,
+      rules: createRulesService({ tx: transactions(db), repo: notifyRepos.rules, deliveries: notifyRepos.deliveries, channels: notifyChannels, audit, clock }),
+      delivery: notifyDelivery,
+      schedules: createSchedulesService({
+        tx: transactions(db),
+        repo: notifyRepos.schedules,
+        channels: notifyChannels,
+        delivery: notifyDelivery,
+        audit,
+        clock,
+      }),
+      notifier,
+    });
+    const clientsRepo = createClientsRepo();
+    const clients = createClientsService({ tx: transactions(db), repo: clientsRepo, keyring, audit, clock });
     const keysRepo = createKeysRepo();
-    const ingest = createKeyIngest({ keys: keysRepo, devices: createDevicesRepo(), keyring, audit, clock });
+    const devicesRepo = createDevicesRepo();
+    const ingest = createKeyIngest({ keys: keysRepo, devices: devicesRepo, keyring, audit, clock });
     // Compliance (issue 8): re-evaluated by the producers' hooks below, and hourly by the scheduler.
-    const compliance = createComplianceService({ db, audit, clock, notifier });
+    const compliance = createComplianceService({ tx: transactions(db), repo: createComplianceRepo(), clients: clientsRepo, audit, clock, notifier });
     // A sync that succeeded has already committed: a compliance problem must not turn it into a failure.
     const afterSync = (clientId: string) => compliance.afterSync(clientId).catch((e) => process.emitWarning(`compliance evaluation after a sync failed: ${(e as Error).message}`));
-    const identity = createIdentityService({ db, repo: createIdentityRepo(), keyring, audit, clock, policy: config.policy });
+    // Two-owner approval lives in the lifecycle module, built further down.
+    // Two-owner approval: identity and lifecycle register the actions a second owner approves.
+    const lifecycleRepo = createLifecycleRepo();
+    const approvals = createApprovals({ tx: transactions(db), repo: lifecycleRepo, settings: createSettingsRepo(), audit, clock, stepUpMinutes: config.policy.stepUpMinutes });
+    const identity = createIdentityService({ tx: transactions(db), repo: createIdentityRepo(), requireMfa, approvals: () => approvals, keyring, audit, clock, policy: config.policy });
+    // Making someone an owner or giving them every client waits for a second owner while two-owner approval is on.
+    approvals.register(APPROVAL_GRANT_USER, (tx, approver, params) => identity.applyApprovedGrant(tx, approver, params));
     // "Last seen" of unchanged check-ins, written every 100 ms in one transaction (issue 10).
     const seen = createSeenBuffer({ db, engine: database.engine });
-    const agent = createAgentService({ db, repo: createAgentRepo(), keys: keysRepo, ingest, audit, clock, notifier, seen, onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids) });
+    const agent = createAgentService({ tx: transactions(db), repo: createAgentRepo(), devices: devicesRepo, keys: keysRepo, clients: clientsRepo, ingest, audit, clock, notifier, seen, onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids) });
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     let scheduler: Scheduler | undefined;
-    const graph = createGraphService({ db, keyring, ingest, keys: keysRepo, audit, clock, notifier, scheduler: () => scheduler!, graphOptions: { sleep: opts.graphSleep }, onSynced: afterSync });
-    const directory = createDirectoryService({ db, keyring, ingest, keys: keysRepo, audit, clock, notifier, scheduler: () => scheduler!, onSynced: afterSync });
-    // Offline break-glass bundles, recovery sheets and scheduled exports (issue 9).
-    const exports = createExportsService({ db, repo: createExportsRepo(), keyring, audit, clock, stepUpMinutes: config.policy.stepUpMinutes, scheduler: () => scheduler! });
+    const graph = createGraphService({
+      tx: transactions(db),
+      repo: createGraphRepo(),
+      keyring,
+      ingest,
+      keys: keysRepo,
+      devices: devicesRepo,
+      jobs: createAgentRepo(),
+      clients: clientsRepo,
+      audit,
+      clock,
+      notifier,
+      scheduler: () => scheduler!,
+      graphOptions: { sleep: opts.graphSleep },
+      onSynced: afterSync,
+    });
+    const directory = createDirectoryService({ tx: transactions(db), repo: createDirectoryRepo(), keyring, ingest, keys: keysRepo, devices: devicesRepo, audit, clock, notifier, scheduler: () => scheduler!, onSynced: afterSync });
+    // Offline break-glass bundles, recovery sheets and scheduled exports.
+    const exports = createExportsService({ tx: transactions(db), repo: createExportsRepo(), tasks: createSchedulerRepo(), keyring, audit, clock, stepUpMinutes: config.policy.stepUpMinutes, scheduler: () => scheduler! });
     // Prometheus metrics of this process (GET /metrics, issue 10).
-    const metrics = createMetrics({ db, poolStats: database.poolStats });
+    const metrics = createMetrics({ tx: transactions(db), repo: createMetricsRepo(), poolStats: database.poolStats });
     scheduler = createScheduler({
-      db,
+      tx: transactions(db),
       clock,
       owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       leaseSeconds: config.scale.taskLeaseSeconds,
@@ -128,8 +213,9 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       await db.transaction().execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null })).catch(() => undefined);
     }
     const keys = createKeysService({
-      db,
+      tx: transactions(db),
       repo: keysRepo,
+      rotations: createAgentRepo(),
       keyring,
       audit,
       clock,
@@ -148,15 +234,39 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       await compliance.afterKeysIngested(tx, clientId, r.keyRowIds);
       return r;
     };
-    const imports = createImportsService({ db, ingest: importIngest, clients, audit });
-    const reports = createReportsService({ db, clock, audit, compliance });
+    const imports = createImportsService({ tx: transactions(db), ingest: importIngest, clients, audit });
+    const reports = createReportsService({ tx: transactions(db), repo: createReportsRepo(), clients: clientsRepo, clock, audit, compliance });
     // Scheduled report e-mails render through the reports module.
     notifications.useReportRenderer(reports);
-    const branding = createBrandingService({ db, audit, clock });
-    const devices = createDevicesService({ db, keys });
-    // Retention, legal hold, crypto-shred, approvals and key history (issue 9).
-    const lifecycle = createLifecycleService({ db, keyring, audit, clock, scheduler: () => scheduler! });
-    const keyHistory = createKeyHistory({ db });
+    // Vault-wide settings (MFA, reveal display, rotate after disclosure, branding) and first-run setup.
+    const settings = createSettingsService({ tx: transactions(db), repo: createSettingsRepo(), clients: clientsRepo, audit, clock, policy: config.policy });
+    const setup = createSetupService({ identity });
+    const keyLookup = createKeyLookup({ tx: transactions(db), repo: keysRepo, keys });
+    // A client's devices with their encryption and escrow state: the clients overview and the devices table.
+    const deviceTableRepo = createDeviceTableRepo();
+    const deviceTable = createDeviceTableService({ tx: transactions(db), repo: deviceTableRepo, devices: devicesRepo, keys: keysRepo, audit: createAuditRepo() });
+    const clientOverview = createClientOverview({ tx: transactions(db), table: deviceTableRepo, clients: clientsRepo, clock });
+    const devices = createDevicesService({ tx: transactions(db), repo: devicesRepo, keys });
+    // Retention, legal hold, crypto-shred and key history.
+    const lifecycle = createLifecycleService({
+      tx: transactions(db),
+      repo: lifecycleRepo,
+      approvals,
+      clients: clientsRepo,
+      devices: devicesRepo,
+      keys: keysRepo,
+      agent: createAgentRepo(),
+      graph: createGraphRepo(),
+      directory: createDirectoryRepo(),
+      tasks: createSchedulerRepo(),
+      settings: createSettingsRepo(),
+      keyring,
+      audit,
+      clock,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      scheduler: () => scheduler!,
+    });
+    const keyHistory = createKeyHistory({ tx: transactions(db), repo: lifecycleRepo });
 
     return {
       config,
@@ -177,6 +287,8 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       identity,
       devices,
       lifecycle,
+      /** Two-owner approval (the same object as lifecycle.approvals). */
+      approvals,
       keyHistory,
       agent,
       graph,
@@ -186,7 +298,11 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       notifications,
       compliance,
       reports,
-      branding,
+      settings,
+      setup,
+      keyLookup,
+      deviceTable,
+      clientOverview,
       scheduler: scheduler!,
       metrics,
       clock,
