@@ -129,5 +129,13 @@ async function bench(engine: string) {
 
 const results = [];
 for (const e of engines) results.push(await bench(e));
-console.log('\n' + results.map((r) => `${r.engine}: ${r.devices} devices, ${r.checkins.toLocaleString('en-US')} check-ins in ${r.seconds} s = ${r.checkinsPerSecond} /s, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms, ${r.errors} errors`).join('\n'));
+console.log(
+  '\n' +
+    results
+      .map(
+        (r) =>
+          `${r.engine}: ${r.devices} devices, ${r.checkins.toLocaleString('en-US')} check-ins in ${r.seconds} s = ${r.checkinsPerSecond} /s, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms, ${r.errors} errors`,
+      )
+      .join('\n'),
+);
 process.exit(results.some((r) => r.errors > 0) ? 1 : 0);

@@ -14,13 +14,19 @@ import { nullNotifier } from '../src/modules/notifications/notifier.js';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: compliance-report-lowmem.ts DIR (kept by compliance-report.ts --keep)');
-const c = await buildContainer(loadConfig({ KEYWARDEN_DATA_DIR: path.join(dir, 'data'), KEYWARDEN_MASTER_KEY: fs.readFileSync(path.join(dir, 'master-key'), 'utf8') }), { notifier: nullNotifier });
+const c = await buildContainer(
+  loadConfig({ KEYWARDEN_DATA_DIR: path.join(dir, 'data'), KEYWARDEN_MASTER_KEY: fs.readFileSync(path.join(dir, 'master-key'), 'utf8') }),
+  { notifier: nullNotifier },
+);
 const owner = cliActor('bench');
 const client = (await c.database.db.selectFrom('clients').select('id').executeTakeFirstOrThrow()).id;
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
 const limit = (await import('node:v8')).getHeapStatistics().heap_size_limit;
 console.log(`heap limit ${mb(limit)}`);
-for (const [report, format] of [['devices', 'csv'], ['compliance-summary', 'pdf']] as const) {
+for (const [report, format] of [
+  ['devices', 'csv'],
+  ['compliance-summary', 'pdf'],
+] as const) {
   let peakRss = process.memoryUsage().rss;
   let peakHeap = process.memoryUsage().heapUsed;
   const timer = setInterval(() => {
@@ -38,6 +44,8 @@ for (const [report, format] of [['devices', 'csv'], ['compliance-summary', 'pdf'
   await c.reports.render(owner, { report, clientId: client, format }, counter);
   clearInterval(timer);
   const u = process.cpuUsage(cpu);
-  console.log(`${report} ${format}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((u.user + u.system) / 1e6).toFixed(2)} s CPU, ${(bytes / 1e6).toFixed(1)} MB written, peak heap used ${mb(peakHeap)}, peak RSS ${mb(peakRss)}`);
+  console.log(
+    `${report} ${format}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((u.user + u.system) / 1e6).toFixed(2)} s CPU, ${(bytes / 1e6).toFixed(1)} MB written, peak heap used ${mb(peakHeap)}, peak RSS ${mb(peakRss)}`,
+  );
 }
 await c.close();

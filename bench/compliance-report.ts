@@ -69,7 +69,9 @@ async function phase<T>(name: string, fn: () => Promise<T>): Promise<{ ms: numbe
   const cpuMs = (cpu.user + cpu.system) / 1000;
   clearInterval(timer);
   peak = Math.max(peak, process.memoryUsage().rss);
-  console.log(`  ${name.padEnd(36)} ${(ms / 1000).toFixed(2).padStart(7)} s (CPU ${(cpuMs / 1000).toFixed(2)} s)   RSS before ${mb(before).padStart(7)}, peak ${mb(peak).padStart(7)}`);
+  console.log(
+    `  ${name.padEnd(36)} ${(ms / 1000).toFixed(2).padStart(7)} s (CPU ${(cpuMs / 1000).toFixed(2)} s)   RSS before ${mb(before).padStart(7)}, peak ${mb(peak).padStart(7)}`,
+  );
   return { ms, cpuMs, peak, before, result };
 }
 
@@ -112,7 +114,26 @@ for (const engine of engines) {
         const unescrowed = i % 50 === 13;
         const stale = i % 50 === 29;
         const seen = stale ? iso(45) : iso(i % 3);
-        devices.push({ id, client_id: client.id, name, name_key: name.toLowerCase(), domain: 'BENCH', serial: `SN${i}`, entra_device_id: null, ad_object_guid: null, ad_dn: null, agent_id: null, primary_user: null, facts: null, smbios_uuid: null, last_checkin_at: seen, first_seen_at: iso(200), last_seen_at: seen, retired_at: null, created_at: iso(200) });
+        devices.push({
+          id,
+          client_id: client.id,
+          name,
+          name_key: name.toLowerCase(),
+          domain: 'BENCH',
+          serial: `SN${i}`,
+          entra_device_id: null,
+          ad_object_guid: null,
+          ad_dn: null,
+          agent_id: null,
+          primary_user: null,
+          facts: null,
+          smbios_uuid: null,
+          last_checkin_at: seen,
+          first_seen_at: iso(200),
+          last_seen_at: seen,
+          retired_at: null,
+          created_at: iso(200),
+        });
         volumes.push({
           id: vol,
           client_id: client.id,
@@ -128,12 +149,42 @@ for (const engine of engines) {
           lock_status: 'Unlocked',
           encryption_method: decrypted ? 'None' : 'XtsAes128',
           encryption_percentage: decrypted ? 0 : 100,
-          protectors: decrypted ? '[]' : JSON.stringify([{ id: uuidOf(4, i), type: 'Tpm' }, { id: keyId, type: 'RecoveryPassword' }]),
+          protectors: decrypted
+            ? '[]'
+            : JSON.stringify([
+                { id: uuidOf(4, i), type: 'Tpm' },
+                { id: keyId, type: 'RecoveryPassword' },
+              ]),
         });
         if (!decrypted && !unescrowed) {
           const kid = uuidOf(5, i);
-          keys.push({ id: kid, client_id: client.id, device_id: id, volume_id: vol, key_id: keyId, ciphertext: 'bench-not-a-real-ciphertext', data_key_version: 1, fingerprint: `bench-${i}`, state: 'active', source_created_at: iso(100), first_seen_at: iso(100), last_seen_at: seen, state_changed_at: iso(100), created_at: iso(100) });
-          sources.push({ id: uuidOf(6, i), client_id: client.id, recovery_key_id: kid, source_type: 'agent', source_ref: id, source_created_at: null, first_seen_at: iso(100), last_seen_at: seen, removed_at: null });
+          keys.push({
+            id: kid,
+            client_id: client.id,
+            device_id: id,
+            volume_id: vol,
+            key_id: keyId,
+            ciphertext: 'bench-not-a-real-ciphertext',
+            data_key_version: 1,
+            fingerprint: `bench-${i}`,
+            state: 'active',
+            source_created_at: iso(100),
+            first_seen_at: iso(100),
+            last_seen_at: seen,
+            state_changed_at: iso(100),
+            created_at: iso(100),
+          });
+          sources.push({
+            id: uuidOf(6, i),
+            client_id: client.id,
+            recovery_key_id: kid,
+            source_type: 'agent',
+            source_ref: id,
+            source_created_at: null,
+            first_seen_at: iso(100),
+            last_seen_at: seen,
+            removed_at: null,
+          });
         }
       }
       await db.transaction().execute(async (tx) => {
@@ -152,15 +203,25 @@ for (const engine of engines) {
   // ------------------------------------------------------------------ evaluate
   const first = await phase('evaluateAll (first, all change)', () => c.compliance.evaluateAll());
   const again = await phase('evaluateAll (again, nothing changes)', () => c.compliance.evaluateAll());
-  console.log(`    first: ${first.result.evaluated.toLocaleString('en-US')} devices, ${first.result.changed.toLocaleString('en-US')} changed = ${Math.round(first.result.evaluated / (first.ms / 1000)).toLocaleString('en-US')} devices/s; again: ${Math.round(again.result.evaluated / (again.ms / 1000)).toLocaleString('en-US')} devices/s`);
+  console.log(
+    `    first: ${first.result.evaluated.toLocaleString('en-US')} devices, ${first.result.changed.toLocaleString('en-US')} changed = ${Math.round(first.result.evaluated / (first.ms / 1000)).toLocaleString('en-US')} devices/s; again: ${Math.round(again.result.evaluated / (again.ms / 1000)).toLocaleString('en-US')} devices/s`,
+  );
 
   // ------------------------------------------------------------------ reports
   const toFile = (file: string) => fs.createWriteStream(path.join(dir, file));
-  const csv = await phase('devices report, CSV', () => c.reports.render(owner, { report: 'devices', clientId: client.id, format: 'csv' }, toFile('devices.csv')));
-  const pdf = await phase('compliance summary, PDF', () => c.reports.render(owner, { report: 'compliance-summary', clientId: client.id, format: 'pdf' }, toFile('summary.pdf')));
-  const sumCsv = await phase('compliance summary, CSV', () => c.reports.render(owner, { report: 'compliance-summary', clientId: client.id, format: 'csv' }, toFile('summary.csv')));
+  const csv = await phase('devices report, CSV', () =>
+    c.reports.render(owner, { report: 'devices', clientId: client.id, format: 'csv' }, toFile('devices.csv')),
+  );
+  const pdf = await phase('compliance summary, PDF', () =>
+    c.reports.render(owner, { report: 'compliance-summary', clientId: client.id, format: 'pdf' }, toFile('summary.pdf')),
+  );
+  const sumCsv = await phase('compliance summary, CSV', () =>
+    c.reports.render(owner, { report: 'compliance-summary', clientId: client.id, format: 'csv' }, toFile('summary.csv')),
+  );
   const lines = fs.readFileSync(path.join(dir, 'devices.csv'), 'utf8').split('\n').length - 2;
-  console.log(`    devices.csv ${lines.toLocaleString('en-US')} rows, ${(fs.statSync(path.join(dir, 'devices.csv')).size / 1e6).toFixed(1)} MB; summary.pdf ${(fs.statSync(path.join(dir, 'summary.pdf')).size / 1e3).toFixed(0)} kB`);
+  console.log(
+    `    devices.csv ${lines.toLocaleString('en-US')} rows, ${(fs.statSync(path.join(dir, 'devices.csv')).size / 1e6).toFixed(1)} MB; summary.pdf ${(fs.statSync(path.join(dir, 'summary.pdf')).size / 1e3).toFixed(0)} kB`,
+  );
 
   rows.push({
     engine,
@@ -177,8 +238,7 @@ for (const engine of engines) {
     // A throwaway vault: its master key is kept next to it so the data can be inspected.
     fs.writeFileSync(path.join(dir, 'master-key'), env.KEYWARDEN_MASTER_KEY!, { mode: 0o600 });
     console.log(`    kept ${dir}`);
-  }
-  else fs.rmSync(dir, { recursive: true, force: true });
+  } else fs.rmSync(dir, { recursive: true, force: true });
 }
 console.log('\n| engine | devices | evaluateAll (first) | evaluateAll (unchanged) | devices CSV | summary PDF | summary CSV |');
 console.log('|---|---|---|---|---|---|---|');

@@ -50,7 +50,11 @@ const ms = (x: number) => `${x.toFixed(1)} ms`;
 const webDir = prepareConsole();
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-search-bench-'));
-const env: NodeJS.ProcessEnv = { KEYWARDEN_DATA_DIR: path.join(dir, 'data'), KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'), KEYWARDEN_LOG_LEVEL: 'warn' };
+const env: NodeJS.ProcessEnv = {
+  KEYWARDEN_DATA_DIR: path.join(dir, 'data'),
+  KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'),
+  KEYWARDEN_LOG_LEVEL: 'warn',
+};
 let dropPg: (() => Promise<void>) | undefined;
 if (engine === 'postgres') {
   const tmp = await throwawayPostgres(pgAdmin, `kw_search_bench_${process.pid}`);
@@ -66,9 +70,20 @@ const container = await buildContainer(config, { clock });
 
 const t = Date.now();
 const demo = await seedDemo(container, { seed: 7 });
-const bulk = await seedBulkKeys(container, keys, { onProgress: (d, n) => d % 20000 === 0 && process.stdout.write(`\r  seeding ${d.toLocaleString('en')} / ${n.toLocaleString('en')} keys`) });
-const total = Number((await container.database.db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
-console.log(`\n${engine}: ${total.toLocaleString('en')} keys in the vault (demo + ${keys.toLocaleString('en')} generated), seeded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+const bulk = await seedBulkKeys(container, keys, {
+  onProgress: (d, n) => d % 20000 === 0 && process.stdout.write(`\r  seeding ${d.toLocaleString('en')} / ${n.toLocaleString('en')} keys`),
+});
+const total = Number(
+  (
+    await container.database.db
+      .selectFrom('recovery_keys')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
+  ).n,
+);
+console.log(
+  `\n${engine}: ${total.toLocaleString('en')} keys in the vault (demo + ${keys.toLocaleString('en')} generated), seeded in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+);
 
 const app = await buildApp(container, { logger: false, webDir });
 await app.listen({ host: '127.0.0.1', port: 0 });
@@ -136,9 +151,13 @@ for (const p of prefixes) {
   apiTimes.push(performance.now() - s);
 }
 
-const debounce = /useDebouncedValue\([^,]+,\s*(\d+)\)/.exec(fs.readFileSync(path.resolve(import.meta.dirname, '..', 'web', 'src', 'pages', 'FindKey.tsx'), 'utf8'))?.[1];
+const debounce = /useDebouncedValue\([^,]+,\s*(\d+)\)/.exec(
+  fs.readFileSync(path.resolve(import.meta.dirname, '..', 'web', 'src', 'pages', 'FindKey.tsx'), 'utf8'),
+)?.[1];
 console.log(`\nTyping the 8th character of a key-ID prefix -> the one matching key on screen (${prefixes.length} prefixes, Chromium ${browser.version()}):`);
-console.log(`  browser: p50 ${ms(pct(browserTimes, 50))}, p95 ${ms(pct(browserTimes, 95))}, min ${ms(Math.min(...browserTimes))}, max ${ms(Math.max(...browserTimes))}`);
+console.log(
+  `  browser: p50 ${ms(pct(browserTimes, 50))}, p95 ${ms(pct(browserTimes, 95))}, min ${ms(Math.min(...browserTimes))}, max ${ms(Math.max(...browserTimes))}`,
+);
 console.log(`  API only (GET /api/v1/keys?q=<prefix>, ${bytes} bytes): p50 ${ms(pct(apiTimes, 50))}, p95 ${ms(pct(apiTimes, 95))}`);
 console.log(`  (the console debounces names and serials by ${debounce ?? '?'} ms; a key ID of 8+ hex digits is searched on the keystroke)`);
 

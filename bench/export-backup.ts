@@ -38,8 +38,18 @@ for (const engine of engines) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-bench-export-'));
   const dbs: { url: string; drop(): Promise<void> }[] = [];
   try {
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, KEYWARDEN_DATA_DIR: path.join(dir, 'data'), KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64') };
-    const target: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, KEYWARDEN_DATA_DIR: path.join(dir, 'restored'), KEYWARDEN_MASTER_KEY: env.KEYWARDEN_MASTER_KEY };
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: dir,
+      KEYWARDEN_DATA_DIR: path.join(dir, 'data'),
+      KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'),
+    };
+    const target: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: dir,
+      KEYWARDEN_DATA_DIR: path.join(dir, 'restored'),
+      KEYWARDEN_MASTER_KEY: env.KEYWARDEN_MASTER_KEY,
+    };
     if (engine === 'postgres') {
       const a = await throwawayPostgres(pgAdmin, 'kw_bench_export_src');
       const b = await throwawayPostgres(pgAdmin, 'kw_bench_export_dst');
@@ -56,20 +66,25 @@ for (const engine of engines) {
       return s;
     };
     const lines = ['Computer Name,Recovery Key ID,Recovery Password,Drive Letter'];
-    for (let i = 0; i < keys; i++) lines.push(`BENCH-PC-${String(i % Math.max(1, Math.floor(keys / 2))).padStart(6, '0')},{${randomUUID()}},${password()},${i % 2 ? 'D:' : 'C:'}`);
+    for (let i = 0; i < keys; i++)
+      lines.push(`BENCH-PC-${String(i % Math.max(1, Math.floor(keys / 2))).padStart(6, '0')},{${randomUUID()}},${password()},${i % 2 ? 'D:' : 'C:'}`);
     fs.writeFileSync(path.join(dir, 'k.csv'), lines.join('\n') + '\n');
     run('startup baseline (keywarden --help)', ['--help']);
     run('', ['init']);
     run('', ['client', 'add', 'Bench']);
     run('', ['import', 'k.csv', '--client', 'Bench']);
-    const g = JSON.parse(spawnSync(tsx, [main, 'export', 'keygen', '--out', 'id.txt', '--json'], { cwd: dir, env, encoding: 'utf8' }).stdout) as { recipient: string };
+    const g = JSON.parse(spawnSync(tsx, [main, 'export', 'keygen', '--out', 'id.txt', '--json'], { cwd: dir, env, encoding: 'utf8' }).stdout) as {
+      recipient: string;
+    };
     run(`export --recipient (${keys} keys)`, ['export', '--client', 'Bench', '--out', 'b.age', '--recipient', g.recipient]);
     run(`export open --identity (${keys} keys)`, ['export', 'open', 'b.age', '--identity', 'id.txt', '--json']);
     run(`export --sheet (${keys / 2} pages)`, ['export', '--client', 'Bench', '--sheet', 's.pdf']);
     run('backup', ['backup', '--out', 'vault.kwbackup']);
     run('restore', ['restore', 'vault.kwbackup'], target);
     run(`doctor (decrypts all ${keys} passwords)`, ['doctor'], target);
-    console.log(`${engine.padEnd(8)} sizes: bundle ${(fs.statSync(path.join(dir, 'b.age')).size / 1e6).toFixed(1)} MB, sheet ${(fs.statSync(path.join(dir, 's.pdf')).size / 1e6).toFixed(1)} MB, backup ${(fs.statSync(path.join(dir, 'vault.kwbackup')).size / 1e6).toFixed(1)} MB`);
+    console.log(
+      `${engine.padEnd(8)} sizes: bundle ${(fs.statSync(path.join(dir, 'b.age')).size / 1e6).toFixed(1)} MB, sheet ${(fs.statSync(path.join(dir, 's.pdf')).size / 1e6).toFixed(1)} MB, backup ${(fs.statSync(path.join(dir, 'vault.kwbackup')).size / 1e6).toFixed(1)} MB`,
+    );
   } finally {
     for (const d of dbs) await d.drop();
     fs.rmSync(dir, { recursive: true, force: true });

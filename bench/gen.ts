@@ -82,7 +82,12 @@ export async function createBenchVault(engine: Engine, label: string, extraEnv: 
  * Inserts `count` keys (two per device, C: and D:) for one client with multi-row INSERTs of
  * `batch` rows, one transaction per 10,000 keys. Sealing and fingerprints use the vault's keyring.
  */
-export async function seedKeys(database: Database, config: Config, clientId: string, opts: { seed: string; count: number; from?: number; batch?: number }): Promise<void> {
+export async function seedKeys(
+  database: Database,
+  config: Config,
+  clientId: string,
+  opts: { seed: string; count: number; from?: number; batch?: number },
+): Promise<void> {
   const { db } = database;
   const keyring = await openKeyring(createVaultRepo(), db, loadMasterKey(config.masterKey), newId);
   const cipher = await keyring.clientCipher(db, clientId);
@@ -100,12 +105,46 @@ export async function seedKeys(database: Database, config: Config, clientId: str
         const deviceId = uuidOf(opts.seed, dev, 'device');
         if (i % 2 === 0 || i === start) {
           const name = deviceNameOf(dev);
-          devices.push({ id: deviceId, client_id: clientId, name, name_key: name.toLowerCase(), domain: null, serial: null, entra_device_id: null, ad_object_guid: null, ad_dn: null, agent_id: null, primary_user: null, facts: null, smbios_uuid: null, last_checkin_at: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now });
+          devices.push({
+            id: deviceId,
+            client_id: clientId,
+            name,
+            name_key: name.toLowerCase(),
+            domain: null,
+            serial: null,
+            entra_device_id: null,
+            ad_object_guid: null,
+            ad_dn: null,
+            agent_id: null,
+            primary_user: null,
+            facts: null,
+            smbios_uuid: null,
+            last_checkin_at: null,
+            first_seen_at: now,
+            last_seen_at: now,
+            retired_at: null,
+            created_at: now,
+          });
         }
         const id = uuidOf(opts.seed, i, 'row');
         const pw = passwordOf(opts.seed, i);
         const sealed = cipher.sealRecoveryPassword(id, pw);
-        keys.push({ id, client_id: clientId, device_id: deviceId, volume_id: null, key_id: keyIdOf(opts.seed, i), ciphertext: sealed.ciphertext, data_key_version: sealed.dataKeyVersion, fingerprint: fingerprint(clientId, pw), state: 'active', source_created_at: now, first_seen_at: now, last_seen_at: now, state_changed_at: now, created_at: now });
+        keys.push({
+          id,
+          client_id: clientId,
+          device_id: deviceId,
+          volume_id: null,
+          key_id: keyIdOf(opts.seed, i),
+          ciphertext: sealed.ciphertext,
+          data_key_version: sealed.dataKeyVersion,
+          fingerprint: fingerprint(clientId, pw),
+          state: 'active',
+          source_created_at: now,
+          first_seen_at: now,
+          last_seen_at: now,
+          state_changed_at: now,
+          created_at: now,
+        });
       }
       if (database.engine === 'postgres') {
         // One statement per 10,000 rows: every column as an array parameter, unnested by the server.
@@ -122,8 +161,17 @@ export async function seedKeys(database: Database, config: Config, clientId: str
         return;
       }
       // SQLite: multi-row INSERTs through the statement cache.
-      for (let i = 0; i < devices.length; i += batch) await tx.insertInto('devices').values(devices.slice(i, i + batch)).onConflict((oc) => oc.column('id').doNothing()).execute();
-      for (let i = 0; i < keys.length; i += batch) await tx.insertInto('recovery_keys').values(keys.slice(i, i + batch)).execute();
+      for (let i = 0; i < devices.length; i += batch)
+        await tx
+          .insertInto('devices')
+          .values(devices.slice(i, i + batch))
+          .onConflict((oc) => oc.column('id').doNothing())
+          .execute();
+      for (let i = 0; i < keys.length; i += batch)
+        await tx
+          .insertInto('recovery_keys')
+          .values(keys.slice(i, i + batch))
+          .execute();
     });
   }
 }
@@ -137,7 +185,9 @@ export function uuidOf(seed: string, i: number, what: string): string {
 export function csvOf(seed: string, count: number): string {
   const lines = ['Computer Name,Recovery Key ID,Recovery Password,Drive Letter,Created'];
   for (let i = 0; i < count; i++) {
-    lines.push(`${deviceNameOf(Math.floor(i / 2))},{${keyIdOf(seed, i).toUpperCase()}},${passwordOf(seed, i)},${i % 2 ? 'D:' : 'C:'},2025-0${1 + (i % 9)}-15T10:00:00Z`);
+    lines.push(
+      `${deviceNameOf(Math.floor(i / 2))},{${keyIdOf(seed, i).toUpperCase()}},${passwordOf(seed, i)},${i % 2 ? 'D:' : 'C:'},2025-0${1 + (i % 9)}-15T10:00:00Z`,
+    );
   }
   return lines.join('\r\n') + '\r\n';
 }

@@ -24,8 +24,15 @@ const KEYS = Number(arg('keys', '200'));
 const engine = arg('engine', 'sqlite');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kw-throttle-'));
-const pg = engine === 'postgres' ? await throwawayPostgres(process.env.KEYWARDEN_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', `kw_throttle_${process.pid}`) : null;
-const config = loadConfig({ KEYWARDEN_DATA_DIR: dir, KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'), ...(pg ? { KEYWARDEN_DATABASE_URL: pg.url } : {}) });
+const pg =
+  engine === 'postgres'
+    ? await throwawayPostgres(process.env.KEYWARDEN_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', `kw_throttle_${process.pid}`)
+    : null;
+const config = loadConfig({
+  KEYWARDEN_DATA_DIR: dir,
+  KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'),
+  ...(pg ? { KEYWARDEN_DATABASE_URL: pg.url } : {}),
+});
 const d0 = openDatabase(config.database);
 await initVault(config, d0, cliActor('bench'), systemClock);
 await d0.close();
@@ -41,13 +48,29 @@ async function run(label: string, throttle: boolean) {
     t.retryAfter = { seconds: 1 };
   }
   const client = await c.clients.create(systemActor('bench'), { name: `${label} ${tenantId.slice(0, 8)}` });
-  const conn = await c.graph.createConnection(systemActor('bench'), { clientId: client.id, tenantId, appClientId: t.clientId, clientSecret: t.clientSecret, ...urls });
+  const conn = await c.graph.createConnection(systemActor('bench'), {
+    clientId: client.id,
+    tenantId,
+    appClientId: t.clientId,
+    clientSecret: t.clientSecret,
+    ...urls,
+  });
   const t0 = performance.now();
   const r = await c.graph.runSync(conn.id);
   const ms = performance.now() - t0;
   const throttles = sim.throttledAt(tenantId);
   const imposed = throttles.reduce((s, x) => s + x.retryAfterSeconds * 1000, 0);
-  return { label, status: r.status, keys: r.newKeys, requests: sim.requests(tenantId).length, throttles: throttles.length, imposedMs: imposed, totalMs: Math.round(ms), ratio: imposed ? Number((ms / imposed).toFixed(3)) : null, violations: sim.violations(tenantId).length };
+  return {
+    label,
+    status: r.status,
+    keys: r.newKeys,
+    requests: sim.requests(tenantId).length,
+    throttles: throttles.length,
+    imposedMs: imposed,
+    totalMs: Math.round(ms),
+    ratio: imposed ? Number((ms / imposed).toFixed(3)) : null,
+    violations: sim.violations(tenantId).length,
+  };
 }
 function randomUUIDish() {
   const h = randomBytes(16).toString('hex');

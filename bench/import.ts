@@ -36,7 +36,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-bench-'));
 const csv = path.join(dir, 'bench.csv');
 const lines = ['Computer Name,Recovery Key ID,Recovery Password,Drive Letter,Created'];
 for (let i = 0; i < rows; i++) {
-  lines.push(`BENCH-PC-${String(i % Math.max(1, Math.floor(rows / 2))).padStart(6, '0')},{${randomUUID().toUpperCase()}},${password()},${i % 2 ? 'D:' : 'C:'},2025-0${1 + (i % 9)}-15T10:00:00Z`);
+  lines.push(
+    `BENCH-PC-${String(i % Math.max(1, Math.floor(rows / 2))).padStart(6, '0')},{${randomUUID().toUpperCase()}},${password()},${i % 2 ? 'D:' : 'C:'},2025-0${1 + (i % 9)}-15T10:00:00Z`,
+  );
 }
 fs.writeFileSync(csv, lines.join('\r\n') + '\r\n');
 console.log(`generated ${rows.toLocaleString('en-US')} rows (${(fs.statSync(csv).size / 1e6).toFixed(1)} MB) in ${csv}`);
@@ -45,14 +47,19 @@ if (!fs.existsSync(path.join(repo, 'dist', 'main.js'))) spawnSync('npm', ['run',
 
 const results: Record<string, unknown>[] = [];
 for (const engine of engines) {
-  const env: NodeJS.ProcessEnv = { ...process.env, KEYWARDEN_DATA_DIR: path.join(dir, `data-${engine}`), KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64') };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KEYWARDEN_DATA_DIR: path.join(dir, `data-${engine}`),
+    KEYWARDEN_MASTER_KEY: randomBytes(32).toString('base64'),
+  };
   let dropPg: (() => Promise<void>) | undefined;
   if (engine === 'postgres') {
     const tmp = await throwawayPostgres(pgAdmin, `kw_bench_${process.pid}`);
     env.KEYWARDEN_DATABASE_URL = tmp.url;
     dropPg = tmp.drop;
   }
-  const cli = (a: string[], stdio: 'inherit' | 'pipe' = 'pipe') => spawnSync(process.execPath, [bin, ...a], { env, encoding: 'utf8', stdio: ['ignore', stdio === 'inherit' ? 'pipe' : 'pipe', stdio] });
+  const cli = (a: string[], stdio: 'inherit' | 'pipe' = 'pipe') =>
+    spawnSync(process.execPath, [bin, ...a], { env, encoding: 'utf8', stdio: ['ignore', stdio === 'inherit' ? 'pipe' : 'pipe', stdio] });
   cli(['init']);
   cli(['client', 'add', 'Bench']);
   console.log(`\n== ${engine}: importing ${rows.toLocaleString('en-US')} rows`);
@@ -80,4 +87,12 @@ for (const engine of engines) {
   await dropPg?.();
 }
 fs.rmSync(dir, { recursive: true, force: true });
-console.log('\n' + results.map((r) => `${r.engine}: ${(r.rows as number).toLocaleString('en-US')} rows in ${r.seconds} s = ${(r.rowsPerSecond as number).toLocaleString('en-US')} rows/s (re-import of the same file: ${(r.reimportRowsPerSecond as number).toLocaleString('en-US')} rows/s)`).join('\n'));
+console.log(
+  '\n' +
+    results
+      .map(
+        (r) =>
+          `${r.engine}: ${(r.rows as number).toLocaleString('en-US')} rows in ${r.seconds} s = ${(r.rowsPerSecond as number).toLocaleString('en-US')} rows/s (re-import of the same file: ${(r.reimportRowsPerSecond as number).toLocaleString('en-US')} rows/s)`,
+      )
+      .join('\n'),
+);

@@ -30,7 +30,11 @@ function body(d: Device): string {
     const vol = b.volumes[0];
     vol.keyProtectors = [
       ...vol.keyProtectors.filter((p: any) => !p.benchExtra),
-      { id: `{${randomUUID().toUpperCase()}}`, type: typeof vol.keyProtectors[0].type === 'number' ? 3 : 'RecoveryPassword', fingerprint: createHmac('sha256', Buffer.from(d.salt, 'base64')).update(pw, 'utf8').digest('hex') },
+      {
+        id: `{${randomUUID().toUpperCase()}}`,
+        type: typeof vol.keyProtectors[0].type === 'number' ? 3 : 'RecoveryPassword',
+        fingerprint: createHmac('sha256', Buffer.from(d.salt, 'base64')).update(pw, 'utf8').digest('hex'),
+      },
     ];
   }
   return JSON.stringify(b);

@@ -41,10 +41,37 @@ const owner = cliActor('bench');
 const smtp = await startSmtp({ user: 'u', pass: 'p' });
 const rx = await startReceiver();
 const client = await c.clients.create(owner, { name: 'Bench Co' });
-const mail = await c.notifications.createChannel(owner, { clientId: client.id, name: 'mail', kind: 'email', host: '127.0.0.1', port: smtp.port, starttls: 'ignore', from: 'k@bench.example', to: ['it@bench.example'] });
-const hook = await c.notifications.createChannel(owner, { clientId: client.id, name: 'hook', kind: 'webhook', url: rx.url('/h'), signingSecret: 'bench-signing-secret-0123' });
-await c.notifications.createRule(owner, { clientId: client.id, name: 'all', eventTypes: ['device.noncompliant'], channelIds: [mail.channel.id, hook.channel.id] });
-const ev = (i: number) => ({ type: 'device.noncompliant' as const, clientId: client.id, subject: `DEV-${i} (Bench Co) is not compliant`, details: { findingCodes: ['os_volume_unprotected'] }, dedupKey: `nc:${i}:${Math.random()}`, occurredAt: clock.now() });
+const mail = await c.notifications.createChannel(owner, {
+  clientId: client.id,
+  name: 'mail',
+  kind: 'email',
+  host: '127.0.0.1',
+  port: smtp.port,
+  starttls: 'ignore',
+  from: 'k@bench.example',
+  to: ['it@bench.example'],
+});
+const hook = await c.notifications.createChannel(owner, {
+  clientId: client.id,
+  name: 'hook',
+  kind: 'webhook',
+  url: rx.url('/h'),
+  signingSecret: 'bench-signing-secret-0123',
+});
+await c.notifications.createRule(owner, {
+  clientId: client.id,
+  name: 'all',
+  eventTypes: ['device.noncompliant'],
+  channelIds: [mail.channel.id, hook.channel.id],
+});
+const ev = (i: number) => ({
+  type: 'device.noncompliant' as const,
+  clientId: client.id,
+  subject: `DEV-${i} (Bench Co) is not compliant`,
+  details: { findingCodes: ['os_volume_unprotected'] },
+  dedupKey: `nc:${i}:${Math.random()}`,
+  occurredAt: clock.now(),
+});
 const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
 
 // 1. emit() inside a producer's transaction.
@@ -70,12 +97,21 @@ for (let b = 0; b < 20; b++) {
   singles += (await c.notifications.runOnce()).sent;
 }
 const singleMs = ms(t);
-console.log(JSON.stringify({
-  engine: c.database.engine,
-  emit: { events: N, totalMs: Math.round(emitMs), perEventMs: +(emitMs / N).toFixed(3) },
-  burstPass: { routed: pass.routed, deliveries: pass.deliveriesCreated, sent: pass.sent, ms: Math.round(passMs), mails: smtp.mails.length, webhookEventsInDigest: rx.hits[0]?.json?.events?.length },
-  singles: { sent: singles, ms: Math.round(singleMs), perMessageMs: +(singleMs / singles).toFixed(1) },
-}));
+console.log(
+  JSON.stringify({
+    engine: c.database.engine,
+    emit: { events: N, totalMs: Math.round(emitMs), perEventMs: +(emitMs / N).toFixed(3) },
+    burstPass: {
+      routed: pass.routed,
+      deliveries: pass.deliveriesCreated,
+      sent: pass.sent,
+      ms: Math.round(passMs),
+      mails: smtp.mails.length,
+      webhookEventsInDigest: rx.hits[0]?.json?.events?.length,
+    },
+    singles: { sent: singles, ms: Math.round(singleMs), perMessageMs: +(singleMs / singles).toFixed(1) },
+  }),
+);
 await c.close();
 await smtp.close();
 await rx.close();

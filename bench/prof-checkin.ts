@@ -39,7 +39,10 @@ const log = (e: { query: { sql: string }; queryDurationMillis: number }) => {
 const database: Database =
   process.env.PROF_NO_STMT_CACHE && !url
     ? (() => {
-        const raw = new Kysely<DB>({ dialect: new SqliteDialect({ database: new SQLite(config.database.engine === 'sqlite' ? config.database.file : '') }), log });
+        const raw = new Kysely<DB>({
+          dialect: new SqliteDialect({ database: new SQLite(config.database.engine === 'sqlite' ? config.database.file : '') }),
+          log,
+        });
         return { db: raw, engine: 'sqlite' as const, close: () => raw.destroy() };
       })()
     : openDatabase(config.database, { log });
@@ -61,7 +64,9 @@ for (let i = 0; i < N; i++) await agent.run();
 const ms = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 // CPU time is steadier than wall time on a shared machine: compare fixes by it.
-console.log(`${N} check-ins: ${(ms / N).toFixed(2)} ms each (wall), ${((cpu.user + cpu.system) / 1000 / N).toFixed(3)} ms CPU each (client + server in one process)`);
+console.log(
+  `${N} check-ins: ${(ms / N).toFixed(2)} ms each (wall), ${((cpu.user + cpu.system) / 1000 / N).toFixed(3)} ms CPU each (client + server in one process)`,
+);
 for (const [k, s] of [...stats].sort((a, b) => b[1].ms - a[1].ms)) console.log(`${(s.n / N).toFixed(1)}x ${(s.ms / N).toFixed(2)}ms  ${k}`);
 await app.close();
 await c.close();

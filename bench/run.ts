@@ -1,5 +1,5 @@
 /**
- * The benchmark suite (issue 10). Every benchmark measures its own baseline in the same run and
+ * The benchmark suite. Every benchmark measures its own baseline in the same run and
  * reports the ratio, because absolute figures on a shared 2-core machine drift from minute to minute.
  *
  *   npm run bench                          # full sizes, SQLite and PostgreSQL
@@ -51,11 +51,27 @@ const REPO = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(REPO, 'bin', 'keywarden.js');
 const RESULTS = path.join(REPO, 'bench', 'results');
 
-type Row = { bench: string; engine: Engine | '-'; case: string; value: number | null; unit: string; p50?: number; p99?: number; baseline?: number | null; baselineLabel?: string; ratio?: number | null; target?: string; met?: boolean | null; note?: string };
+type Row = {
+  bench: string;
+  engine: Engine | '-';
+  case: string;
+  value: number | null;
+  unit: string;
+  p50?: number;
+  p99?: number;
+  baseline?: number | null;
+  baselineLabel?: string;
+  ratio?: number | null;
+  target?: string;
+  met?: boolean | null;
+  note?: string;
+};
 const rows: Row[] = [];
 const record = (r: Row) => {
   rows.push(r);
-  console.log(`  ${r.engine} ${r.bench} ${r.case}: ${fmt(r.value)} ${r.unit}${r.p99 !== undefined ? ` (p50 ${r.p50} ms, p99 ${r.p99} ms)` : ''}${r.baseline != null ? ` vs ${r.baselineLabel} ${fmt(r.baseline)} = ${r.ratio}` : ''}${r.note ? ` — ${r.note}` : ''}`);
+  console.log(
+    `  ${r.engine} ${r.bench} ${r.case}: ${fmt(r.value)} ${r.unit}${r.p99 !== undefined ? ` (p50 ${r.p50} ms, p99 ${r.p99} ms)` : ''}${r.baseline != null ? ` vs ${r.baselineLabel} ${fmt(r.baseline)} = ${r.ratio}` : ''}${r.note ? ` — ${r.note}` : ''}`,
+  );
 };
 const fmt = (v: number | null | undefined) => (v == null ? 'n/a' : v >= 100 ? Math.round(v).toLocaleString('en-US') : String(Number(v.toFixed(2))));
 const ratio = (a: number, b: number) => (b ? Number((a / b).toFixed(3)) : null);
@@ -67,10 +83,15 @@ function ensureBuilt() {
   const distMain = path.join(REPO, 'dist', 'main.js');
   const built = fs.existsSync(distMain) ? fs.statSync(distMain).mtimeMs : 0;
   const newest = (dir: string): number =>
-    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
+    fs
+      .readdirSync(dir, { withFileTypes: true })
+      .reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
   if (newest(path.join(REPO, 'src')) <= built) return;
   console.log('dist/ is older than src/: compiling the server (tsc -p tsconfig.build.json)');
-  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: REPO,
+    stdio: 'inherit',
+  });
   if (r.status !== 0) console.log('warning: tsc reported errors (files emitted anyway); figures measure what was emitted');
 }
 
@@ -128,11 +149,16 @@ async function timeToReady(cmd: string[], env: NodeJS.ProcessEnv): Promise<{ ms:
   }
 }
 
-function runLoadgen(plan: object): Promise<{ requests: number; perSecond: number; p50ms: number; p99ms: number; errors: number; firstErrors: string[]; seqs: number[] }> {
+function runLoadgen(
+  plan: object,
+): Promise<{ requests: number; perSecond: number; p50ms: number; p99ms: number; errors: number; firstErrors: string[]; seqs: number[] }> {
   const file = path.join(RESULTS, `.plan-${process.pid}.json`);
   fs.writeFileSync(file, JSON.stringify(plan));
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench', 'loadgen.ts'), file], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench', 'loadgen.ts'), file], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     proc.stdout!.on('data', (d) => (out += d));
     proc.on('exit', (code) => {
@@ -230,7 +256,12 @@ async function benchSearch(engine: Engine, keys: number) {
     await seedKeys(db, config, client.id, { seed: SEED, count: keys });
     console.log(`  ${engine}: seeded ${keys.toLocaleString('en-US')} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     if (engine === 'postgres') await sql`analyze`.execute(db.db);
-    const user = await c.identity.createUser(systemActor('bench'), { email: 'tech@bench.example', password: 'bench password long enough', role: 'technician', clients: [client.id] });
+    const user = await c.identity.createUser(systemActor('bench'), {
+      email: 'tech@bench.example',
+      password: 'bench password long enough',
+      role: 'technician',
+      clients: [client.id],
+    });
     const actor: Actor = { type: 'user', id: user.id, name: 'tech@bench.example', role: 'technician', clients: [client.id] };
     const R = SIZES.reveals;
     const picks = Array.from({ length: R }, (_, j) => Math.floor(((j + 0.5) * keys) / R));
@@ -246,7 +277,13 @@ async function benchSearch(engine: Engine, keys: number) {
     // Baseline: the same range lookup on the key_id index, same driver, no service around it.
     const raw = await time(async (i) => {
       const { low, high } = keyIdPrefixBounds(keyIdOf(SEED, i).slice(0, 8));
-      return db.db.selectFrom('recovery_keys').select(['id', 'ciphertext', 'data_key_version']).where('key_id', '>=', low).where('key_id', '<=', high).limit(11).execute();
+      return db.db
+        .selectFrom('recovery_keys')
+        .select(['id', 'ciphertext', 'data_key_version'])
+        .where('key_id', '>=', low)
+        .where('key_id', '<=', high)
+        .limit(11)
+        .execute();
     });
     const search = await time((i) => c.keys.search(actor, keyIdOf(SEED, i).slice(0, 8)));
     let revealed = 0;
@@ -256,8 +293,27 @@ async function benchSearch(engine: Engine, keys: number) {
     });
     const n = `${keys.toLocaleString('en-US')} keys`;
     const rawP99 = Number(pct(raw, 99).toFixed(2));
-    record({ bench: 'search', engine, case: `raw indexed lookup, ${n}`, value: Number(pct(raw, 50).toFixed(2)), unit: 'ms p50', p50: Number(pct(raw, 50).toFixed(2)), p99: rawP99 });
-    record({ bench: 'search', engine, case: `search by 8-digit prefix, ${n}`, value: Number(pct(search, 99).toFixed(2)), unit: 'ms p99', p50: Number(pct(search, 50).toFixed(2)), p99: Number(pct(search, 99).toFixed(2)), baseline: rawP99, baselineLabel: 'raw lookup p99', ratio: ratio(pct(search, 99), pct(raw, 99)) });
+    record({
+      bench: 'search',
+      engine,
+      case: `raw indexed lookup, ${n}`,
+      value: Number(pct(raw, 50).toFixed(2)),
+      unit: 'ms p50',
+      p50: Number(pct(raw, 50).toFixed(2)),
+      p99: rawP99,
+    });
+    record({
+      bench: 'search',
+      engine,
+      case: `search by 8-digit prefix, ${n}`,
+      value: Number(pct(search, 99).toFixed(2)),
+      unit: 'ms p99',
+      p50: Number(pct(search, 50).toFixed(2)),
+      p99: Number(pct(search, 99).toFixed(2)),
+      baseline: rawP99,
+      baselineLabel: 'raw lookup p99',
+      ratio: ratio(pct(search, 99), pct(raw, 99)),
+    });
     record({
       bench: 'search',
       engine,
@@ -287,8 +343,31 @@ async function benchSearch(engine: Engine, keys: number) {
       const s = await timeToReady([BIN, 'serve', '--port', '0'], v.env);
       const rss = await rssAfterLoad(s.p);
       await s.p.stop();
-      record({ bench: 'memory', engine, case: `server RSS after ready + 200 requests, ${n}`, value: Number(rss.now.toFixed(1)), unit: 'MB', baseline: Number(emptyRss.now.toFixed(1)), baselineLabel: 'empty vault', ratio: ratio(rss.now, emptyRss.now), target: keys >= 1_000_000 ? '< 300 MB' : undefined, met: keys >= 1_000_000 ? rss.now < 300 : undefined, note: `high-water mark ${rss.peak.toFixed(0)} MB (empty vault ${emptyRss.peak.toFixed(0)} MB)` });
-      record({ bench: 'startup', engine, case: `spawn to /readyz 200, ${n}`, value: Math.round(s.ms), unit: 'ms', baseline: Math.round(bareStart.ms), baselineLabel: 'bare Fastify process', ratio: ratio(s.ms, bareStart.ms), target: '< 2,000 ms', met: s.ms < 2000 });
+      record({
+        bench: 'memory',
+        engine,
+        case: `server RSS after ready + 200 requests, ${n}`,
+        value: Number(rss.now.toFixed(1)),
+        unit: 'MB',
+        baseline: Number(emptyRss.now.toFixed(1)),
+        baselineLabel: 'empty vault',
+        ratio: ratio(rss.now, emptyRss.now),
+        target: keys >= 1_000_000 ? '< 300 MB' : undefined,
+        met: keys >= 1_000_000 ? rss.now < 300 : undefined,
+        note: `high-water mark ${rss.peak.toFixed(0)} MB (empty vault ${emptyRss.peak.toFixed(0)} MB)`,
+      });
+      record({
+        bench: 'startup',
+        engine,
+        case: `spawn to /readyz 200, ${n}`,
+        value: Math.round(s.ms),
+        unit: 'ms',
+        baseline: Math.round(bareStart.ms),
+        baselineLabel: 'bare Fastify process',
+        ratio: ratio(s.ms, bareStart.ms),
+        target: '< 2,000 ms',
+        met: s.ms < 2000,
+      });
     } finally {
       await empty.drop();
     }
@@ -323,7 +402,11 @@ async function benchImport(engine: Engine) {
     const rawS = (performance.now() - t1) / 1000;
     await db.close();
     const t0 = performance.now();
-    const r = spawnSync(process.execPath, [BIN, 'import', csv, '--client', 'Bench', '--json'], { cwd: REPO, env: { ...process.env, ...v.env }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [BIN, 'import', csv, '--client', 'Bench', '--json'], {
+      cwd: REPO,
+      env: { ...process.env, ...v.env },
+      encoding: 'utf8',
+    });
     const s = (performance.now() - t0) / 1000;
     const imported = r.status === 0 ? JSON.parse(r.stdout).imported : null;
     record({
@@ -352,7 +435,13 @@ async function benchGraph(engine: Engine) {
     const tenantId = '7d1a3e52-0b6f-4c1e-9a55-1f2e3d4c5b6a';
     const t = sim.seedTenant(tenantId, { keys: SIZES.graphKeys, devices: Math.ceil(SIZES.graphKeys / 2), pageSize: 200, seed: SEED });
     const client = await c.clients.create(systemActor('bench'), { name: 'Graph bench' });
-    const conn = await c.graph.createConnection(systemActor('bench'), { clientId: client.id, tenantId, appClientId: t.clientId, clientSecret: t.clientSecret, ...urls });
+    const conn = await c.graph.createConnection(systemActor('bench'), {
+      clientId: client.id,
+      tenantId,
+      appClientId: t.clientId,
+      clientSecret: t.clientSecret,
+      ...urls,
+    });
     const t0 = performance.now();
     const r = await c.graph.runSync(conn.id);
     const ms = performance.now() - t0;
@@ -384,21 +473,46 @@ async function benchGraph(engine: Engine) {
 async function benchCompliance(engine: Engine) {
   const file = path.join(REPO, 'bench', 'compliance-report.ts');
   if (!fs.existsSync(file)) {
-    record({ bench: 'compliance', engine, case: `evaluation + CSV report, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`, value: null, unit: '', note: 'not available: bench/compliance-report.ts does not exist in this tree' });
+    record({
+      bench: 'compliance',
+      engine,
+      case: `evaluation + CSV report, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`,
+      value: null,
+      unit: '',
+      note: 'not available: bench/compliance-report.ts does not exist in this tree',
+    });
     return;
   }
   // That script prints one line per phase: "  <phase>   <wall> s (CPU <cpu> s)   RSS before <a> MB, peak <b> MB".
   // It measures no baseline of its own, so these rows have none (said so in the note).
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--engine', engine, '--devices', String(SIZES.complianceDevices)], { cwd: REPO, encoding: 'utf8', env: process.env });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file, '--engine', engine, '--devices', String(SIZES.complianceDevices)], {
+    cwd: REPO,
+    encoding: 'utf8',
+    env: process.env,
+  });
   const phases = [...r.stdout.matchAll(/^ {2}(\S.*?)\s{2,}([\d.]+) s \(CPU ([\d.]+) s\)\s+RSS before\s+(\d+) MB, peak\s+(\d+) MB/gm)];
   if (r.status !== 0 || phases.length === 0) {
-    record({ bench: 'compliance', engine, case: 'evaluation + reports', value: null, unit: '', note: `failed (exit ${r.status}): ${(r.stderr || r.stdout).slice(-300)}` });
+    record({
+      bench: 'compliance',
+      engine,
+      case: 'evaluation + reports',
+      value: null,
+      unit: '',
+      note: `failed (exit ${r.status}): ${(r.stderr || r.stdout).slice(-300)}`,
+    });
     return;
   }
   for (const m of phases) {
     const [, name, wall, cpu, before, peak] = m;
     if (/^seed/i.test(name!)) continue;
-    record({ bench: 'compliance', engine, case: `${name!.trim()}, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`, value: Number(wall), unit: 's', note: `CPU ${cpu} s, RSS ${before} → peak ${peak} MB; no baseline in bench/compliance-report.ts` });
+    record({
+      bench: 'compliance',
+      engine,
+      case: `${name!.trim()}, ${SIZES.complianceDevices.toLocaleString('en-US')} devices`,
+      value: Number(wall),
+      unit: 's',
+      note: `CPU ${cpu} s, RSS ${before} → peak ${peak} MB; no baseline in bench/compliance-report.ts`,
+    });
   }
 }
 
@@ -429,14 +543,25 @@ for (const engine of ENGINES) {
 }
 const seconds = Math.round((Date.now() - started) / 1000);
 
-console.log(`\n${'bench'.padEnd(10)} ${'engine'.padEnd(8)} ${'case'.padEnd(52)} ${'value'.padStart(12)} ${'p50/p99 ms'.padStart(16)} ${'baseline'.padStart(22)} ${'ratio'.padStart(7)}  target`);
+console.log(
+  `\n${'bench'.padEnd(10)} ${'engine'.padEnd(8)} ${'case'.padEnd(52)} ${'value'.padStart(12)} ${'p50/p99 ms'.padStart(16)} ${'baseline'.padStart(22)} ${'ratio'.padStart(7)}  target`,
+);
 for (const r of rows) {
   console.log(
     `${r.bench.padEnd(10)} ${r.engine.padEnd(8)} ${r.case.slice(0, 52).padEnd(52)} ${`${fmt(r.value)} ${r.unit}`.padStart(12)} ${(r.p99 !== undefined ? `${r.p50}/${r.p99}` : '').padStart(16)} ${(r.baseline != null ? `${fmt(r.baseline)} ${r.baselineLabel}` : '').slice(0, 22).padStart(22)} ${(r.ratio != null ? String(r.ratio) : '').padStart(7)}  ${r.target ? `${r.target}: ${r.met ? 'met' : 'MISSED'}` : (r.note ?? '')}`,
   );
 }
 console.log(`\n${rows.length} figures in ${seconds} s${failures.length ? `; ${failures.length} benchmark(s) failed` : ''}`);
-const result = { date: new Date().toISOString(), quick: QUICK, engines: ENGINES, seconds, node: process.version, cpus: (await import('node:os')).cpus().length, rows, failures };
+const result = {
+  date: new Date().toISOString(),
+  quick: QUICK,
+  engines: ENGINES,
+  seconds,
+  node: process.version,
+  cpus: (await import('node:os')).cpus().length,
+  rows,
+  failures,
+};
 const stamp = result.date.replace(/[:.]/g, '-');
 fs.writeFileSync(path.join(RESULTS, `${stamp}.json`), JSON.stringify(result, null, 2));
 fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(result, null, 2));

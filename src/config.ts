@@ -18,15 +18,35 @@ const envSchema = z
     KEYWARDEN_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
     KEYWARDEN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
     KEYWARDEN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    KEYWARDEN_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
-    KEYWARDEN_SESSION_MAX_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(12),
-    KEYWARDEN_STEP_UP_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
+    KEYWARDEN_SESSION_IDLE_MINUTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 60)
+      .default(30),
+    KEYWARDEN_SESSION_MAX_HOURS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 30)
+      .default(12),
+    KEYWARDEN_STEP_UP_MINUTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 60)
+      .default(15),
     KEYWARDEN_REVEAL_LIMIT_PER_HOUR: z.coerce.number().int().min(1).max(10_000).default(30),
     KEYWARDEN_LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(100).default(5),
     KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(10_000).default(30),
-    KEYWARDEN_LOGIN_LOCKOUT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
+    KEYWARDEN_LOGIN_LOCKOUT_MINUTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 60)
+      .default(15),
     KEYWARDEN_UPLOAD_LIMIT_MB: z.coerce.number().int().min(1).max(1024).default(64),
-    // Scale-out (issue 10): task leases, scheduler polling, the /metrics bearer token.
+    // Scale-out: task leases, scheduler polling, the /metrics bearer token.
     KEYWARDEN_TASK_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(120),
     KEYWARDEN_SCHEDULER_POLL_SECONDS: z.coerce.number().min(0.2).max(3600).default(30),
     KEYWARDEN_METRICS_TOKEN: z.string().min(32, 'use at least 32 characters (e.g. openssl rand -hex 32)').optional(),
@@ -35,13 +55,9 @@ const envSchema = z
     message: 'set KEYWARDEN_MASTER_KEY or KEYWARDEN_MASTER_KEY_FILE, not both',
   });
 
-export type DatabaseTarget =
-  | { engine: 'sqlite'; file: string }
-  | { engine: 'postgres'; url: string };
+export type DatabaseTarget = { engine: 'sqlite'; file: string } | { engine: 'postgres'; url: string };
 
-export type MasterKeySource =
-  | { kind: 'env'; base64: string }
-  | { kind: 'file'; path: string; generatedByInit: boolean };
+export type MasterKeySource = { kind: 'env'; base64: string } | { kind: 'file'; path: string; generatedByInit: boolean };
 
 export type ServerConfig = {
   host: string;
@@ -78,7 +94,7 @@ export type Config = {
   masterKey: MasterKeySource;
   server: ServerConfig;
   policy: Policy;
-  /** Several processes on one database: leases, polling, metrics (issue 10). */
+  /** Several processes on one database: leases, polling, metrics. */
   scale: ScaleConfig;
 };
 
@@ -91,16 +107,10 @@ export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
     if (!file) throw badRequest('KEYWARDEN_DATABASE_URL "sqlite:" needs a file path, e.g. sqlite:./keywarden-data/keywarden.db');
     return { engine: 'sqlite', file: file === ':memory:' ? file : path.resolve(cwd, file) };
   }
-  throw badRequest(
-    'KEYWARDEN_DATABASE_URL must start with postgres://, postgresql:// or sqlite: (for example sqlite:./keywarden-data/keywarden.db)',
-  );
+  throw badRequest('KEYWARDEN_DATABASE_URL must start with postgres://, postgresql:// or sqlite: (for example sqlite:./keywarden-data/keywarden.db)');
 }
 
-export function loadConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  overrides: ConfigOverrides = {},
-  cwd: string = process.cwd(),
-): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}, cwd: string = process.cwd()): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     // Name the variable, never echo its value (it may be a secret).
@@ -109,9 +119,7 @@ export function loadConfig(
   const e = parsed.data;
   const dataDir = path.resolve(cwd, overrides.dataDir ?? e.KEYWARDEN_DATA_DIR ?? 'keywarden-data');
   const dbUrl = overrides.databaseUrl ?? e.KEYWARDEN_DATABASE_URL;
-  const database: DatabaseTarget = dbUrl
-    ? parseDatabaseUrl(dbUrl, cwd)
-    : { engine: 'sqlite', file: path.join(dataDir, 'keywarden.db') };
+  const database: DatabaseTarget = dbUrl ? parseDatabaseUrl(dbUrl, cwd) : { engine: 'sqlite', file: path.join(dataDir, 'keywarden.db') };
   const masterKey: MasterKeySource = e.KEYWARDEN_MASTER_KEY
     ? { kind: 'env', base64: e.KEYWARDEN_MASTER_KEY }
     : e.KEYWARDEN_MASTER_KEY_FILE

@@ -70,7 +70,16 @@ import { randomBytes } from 'node:crypto';
  * Composition root: config -> database -> keyring -> repos -> services, wired by hand.
  * Each service gets only the dependencies it names.
  */
-export async function buildContainer(config: Config, opts: { clock?: Clock; database?: Database; graphSleep?: (ms: number) => Promise<void>; notifications?: Partial<NotificationOptions>; notifier?: Notifier } = {}) {
+export async function buildContainer(
+  config: Config,
+  opts: {
+    clock?: Clock;
+    database?: Database;
+    graphSleep?: (ms: number) => Promise<void>;
+    notifications?: Partial<NotificationOptions>;
+    notifier?: Notifier;
+  } = {},
+) {
   const clock = opts.clock ?? systemClock;
   const database = opts.database ?? openDatabase(config.database);
   try {
@@ -84,7 +93,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     // Vaults created before a global data key existed get it now, outside any request.
     await db.transaction().execute((tx) => keyring.ensureGlobalKey(tx, 'secrets', clock.now()));
 
-    // Producers write notifications into the outbox inside their own transaction (issue 8).
+    // Producers write notifications into the outbox inside their own transaction.
     // Tests may pass a recording notifier (e.g. test/compliance.test.ts) to see exactly what producers emit.
     const notifier: Notifier = opts.notifier ?? createOutboxNotifier({ clock });
     const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock, notifier });
@@ -131,21 +140,51 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     const keysRepo = createKeysRepo();
     const devicesRepo = createDevicesRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: devicesRepo, keyring, audit, clock });
-    // Compliance (issue 8): re-evaluated by the producers' hooks below, and hourly by the scheduler.
+    // Compliance: re-evaluated by the producers' hooks below, and hourly by the scheduler.
     const compliance = createComplianceService({ tx: transactions(db), repo: createComplianceRepo(), clients: clientsRepo, audit, clock, notifier });
     // A sync that succeeded has already committed: a compliance problem must not turn it into a failure.
-    const afterSync = (clientId: string) => compliance.afterSync(clientId).catch((e) => process.emitWarning(`compliance evaluation after a sync failed: ${(e as Error).message}`));
+    const afterSync = (clientId: string) =>
+      compliance.afterSync(clientId).catch((e) => process.emitWarning(`compliance evaluation after a sync failed: ${(e as Error).message}`));
     // Two-owner approval lives in the lifecycle module, built further down.
     // Two-owner approval: identity and lifecycle register the actions a second owner approves.
     const lifecycleRepo = createLifecycleRepo();
-    const approvals = createApprovals({ tx: transactions(db), repo: lifecycleRepo, settings: createSettingsRepo(), audit, clock, stepUpMinutes: config.policy.stepUpMinutes });
-    const identity = createIdentityService({ tx: transactions(db), repo: createIdentityRepo(), requireMfa, approvals: () => approvals, keyring, audit, clock, policy: config.policy });
+    const approvals = createApprovals({
+      tx: transactions(db),
+      repo: lifecycleRepo,
+      settings: createSettingsRepo(),
+      audit,
+      clock,
+      stepUpMinutes: config.policy.stepUpMinutes,
+    });
+    const identity = createIdentityService({
+      tx: transactions(db),
+      repo: createIdentityRepo(),
+      requireMfa,
+      approvals: () => approvals,
+      keyring,
+      audit,
+      clock,
+      policy: config.policy,
+    });
     // Making someone an owner or giving them every client waits for a second owner while two-owner approval is on.
     approvals.register(APPROVAL_GRANT_USER, (tx, approver, params) => identity.applyApprovedGrant(tx, approver, params));
-    // "Last seen" of unchanged check-ins, written every 100 ms in one transaction (issue 10).
+    // "Last seen" of unchanged check-ins, written every 100 ms in one transaction.
     const seen = createSeenBuffer({ db, engine: database.engine });
-    const agent = createAgentService({ tx: transactions(db), repo: createAgentRepo(), devices: devicesRepo, keys: keysRepo, clients: clientsRepo, ingest, audit, clock, notifier, seen, onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids) });
+    const agent = createAgentService({
+      tx: transactions(db),
+      repo: createAgentRepo(),
+      devices: devicesRepo,
+      keys: keysRepo,
+      clients: clientsRepo,
+      ingest,
+      audit,
+      clock,
+      notifier,
+      seen,
+      onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids),
+    });
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
+    // eslint-disable-next-line prefer-const -- assigned once below; the services built first read it only when a task runs
     let scheduler: Scheduler | undefined;
     const graph = createGraphService({
       tx: transactions(db),
@@ -163,10 +202,31 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       graphOptions: { sleep: opts.graphSleep },
       onSynced: afterSync,
     });
-    const directory = createDirectoryService({ tx: transactions(db), repo: createDirectoryRepo(), keyring, ingest, keys: keysRepo, devices: devicesRepo, audit, clock, notifier, scheduler: () => scheduler!, onSynced: afterSync });
+    const directory = createDirectoryService({
+      tx: transactions(db),
+      repo: createDirectoryRepo(),
+      keyring,
+      ingest,
+      keys: keysRepo,
+      devices: devicesRepo,
+      audit,
+      clock,
+      notifier,
+      scheduler: () => scheduler!,
+      onSynced: afterSync,
+    });
     // Offline break-glass bundles, recovery sheets and scheduled exports.
-    const exports = createExportsService({ tx: transactions(db), repo: createExportsRepo(), tasks: createSchedulerRepo(), keyring, audit, clock, stepUpMinutes: config.policy.stepUpMinutes, scheduler: () => scheduler! });
-    // Prometheus metrics of this process (GET /metrics, issue 10).
+    const exports = createExportsService({
+      tx: transactions(db),
+      repo: createExportsRepo(),
+      tasks: createSchedulerRepo(),
+      keyring,
+      audit,
+      clock,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      scheduler: () => scheduler!,
+    });
+    // Prometheus metrics of this process (GET /metrics).
     const metrics = createMetrics({ tx: transactions(db), repo: createMetricsRepo(), poolStats: database.poolStats });
     scheduler = createScheduler({
       tx: transactions(db),
@@ -180,7 +240,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
           return r.status === 'succeeded' ? `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged` : `failed: ${r.errorText}`;
         },
         'intune-rotate': (task) => graph.runIntuneRotation(task.target_id!),
-        // Destroys key material whose retention has passed (issue 9, lifecycle): daily.
+        // Destroys key material whose retention has passed (lifecycle): daily.
         [RETENTION_TASK_KIND]: () => lifecycle.runScheduledRetention(),
         'ad-sync': async (task) => {
           const r = await directory.runSync(task.target_id!);
@@ -192,7 +252,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
           const r = await compliance.evaluateAll();
           return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events`;
         },
-        // Notification delivery (issue 8): scheduled reports, outbox routing, digests, sending with retries.
+        // Notification delivery: scheduled reports, outbox routing, digests, sending with retries.
         notifications: async () => {
           const r = await notifications.runOnce();
           return `ok: ${r.routed} events routed, ${r.sent} sent, ${r.retrying} to retry, ${r.failed} failed, ${r.reports} reports queued`;
@@ -210,7 +270,10 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
       { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
     ]) {
-      await db.transaction().execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null })).catch(() => undefined);
+      await db
+        .transaction()
+        .execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null }))
+        .catch(() => undefined);
     }
     const keys = createKeysService({
       tx: transactions(db),
@@ -244,7 +307,13 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     const keyLookup = createKeyLookup({ tx: transactions(db), repo: keysRepo, keys });
     // A client's devices with their encryption and escrow state: the clients overview and the devices table.
     const deviceTableRepo = createDeviceTableRepo();
-    const deviceTable = createDeviceTableService({ tx: transactions(db), repo: deviceTableRepo, devices: devicesRepo, keys: keysRepo, audit: createAuditRepo() });
+    const deviceTable = createDeviceTableService({
+      tx: transactions(db),
+      repo: deviceTableRepo,
+      devices: devicesRepo,
+      keys: keysRepo,
+      audit: createAuditRepo(),
+    });
     const clientOverview = createClientOverview({ tx: transactions(db), table: deviceTableRepo, clients: clientsRepo, clock });
     const devices = createDevicesService({ tx: transactions(db), repo: devicesRepo, keys });
     // Retention, legal hold, crypto-shred and key history.
@@ -271,7 +340,7 @@ export async function buildContainer(config: Config, opts: { clock?: Clock; data
     return {
       config,
       database,
-      // Getters: a master-key rotation (issue 9) changes both while the process runs.
+      // Getters: a master-key rotation changes both while the process runs.
       keyring: {
         get masterKeyId() {
           return keyring.masterKeyId;

@@ -30,7 +30,12 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
       computers.push({
         name: `FAKE-AD-${String(i).padStart(4, '0')}`,
         os: 'Windows 11 Enterprise',
-        keys: Array.from({ length: n }, (_, j) => ({ id: randomUUID(), password: randomRecoveryPassword(), created: new Date(Date.UTC(2024, j, 1 + (i % 28), 10)), tzOffsetMinutes: j === 1 ? -480 : 60 })),
+        keys: Array.from({ length: n }, (_, j) => ({
+          id: randomUUID(),
+          password: randomRecoveryPassword(),
+          created: new Date(Date.UTC(2024, j, 1 + (i % 28), 10)),
+          tzOffsetMinutes: j === 1 ? -480 : 60,
+        })),
       });
     }
     computers[7]!.keys.push({ ...invalid, created: new Date(Date.UTC(2024, 5, 1)) });
@@ -61,7 +66,11 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
     const run = await t.container.directory.runSync(connId);
     expect(run).toMatchObject({ status: 'succeeded', mode: 'full', objectsRead: total(), newKeys: total() - 1, invalid: 1, newDevices: 2000 });
     const db = t.container.database.db;
-    const n = await db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('client_id', '=', clientId).executeTakeFirstOrThrow();
+    const n = await db
+      .selectFrom('recovery_keys')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('client_id', '=', clientId)
+      .executeTakeFirstOrThrow();
     expect(Number(n.n)).toBe(total() - 1);
     for (const c of [computers[0]!, computers[1]!, computers[1999]!]) {
       for (const k of c.keys) {
@@ -71,10 +80,15 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
       }
     }
     // The invalid password from AD is reported, never imported.
-    expect((await t.container.keys.searchByKeyId(admin, invalid.id))).toEqual([]);
+    expect(await t.container.keys.searchByKeyId(admin, invalid.id)).toEqual([]);
     const events = await t.container.audit.list(admin, { action: 'ad.invalid_password' });
     expect(events.map((e) => e.details?.keyId)).toContain(invalid.id);
-    const dev = await db.selectFrom('devices').select(['ad_object_guid', 'ad_dn']).where('client_id', '=', clientId).where('name', '=', computers[3]!.name).executeTakeFirstOrThrow();
+    const dev = await db
+      .selectFrom('devices')
+      .select(['ad_object_guid', 'ad_dn'])
+      .where('client_id', '=', clientId)
+      .where('name', '=', computers[3]!.name)
+      .executeTakeFirstOrThrow();
     expect(dev.ad_object_guid).toMatch(/^[0-9a-f-]{36}$/);
     expect(dev.ad_dn).toBe(computerDns.get(computers[3]!.name));
   }, 300_000);
@@ -98,7 +112,15 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
 
   it('StartTLS on 389 works as well as LDAPS', async () => {
     const other = (await t.container.clients.create(admin, { name: 'Contoso StartTLS' })).id;
-    const conn = await t.container.directory.createConnection(admin, { clientId: other, hosts: [host()], tlsMode: 'starttls', caCert: dc.caCertPem, bindDn: dc.admin.bindDn, password: dc.admin.password, baseDns: [`${ou},${dc.baseDn}`] });
+    const conn = await t.container.directory.createConnection(admin, {
+      clientId: other,
+      hosts: [host()],
+      tlsMode: 'starttls',
+      caCert: dc.caCertPem,
+      bindDn: dc.admin.bindDn,
+      password: dc.admin.password,
+      baseDns: [`${ou},${dc.baseDn}`],
+    });
     const test = await t.container.directory.testConnection(admin, conn.id);
     expect(test.ok).toBe(true);
     expect(test.recoveryObjects).toBeGreaterThan(total() - 10);
@@ -107,7 +129,16 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
   it('detects an account that cannot read recovery passwords, and gives distinct errors for a wrong password, an untrusted certificate and an unreachable host', async () => {
     const mk = async (name: string, over: Partial<Parameters<TestApp['container']['directory']['createConnection']>[1]>) => {
       const id = (await t.container.clients.create(admin, { name })).id;
-      return t.container.directory.createConnection(admin, { clientId: id, hosts: [host()], tlsMode: 'ldaps', caCert: dc.caCertPem, bindDn: dc.admin.bindDn, password: dc.admin.password, baseDns: [`${ou},${dc.baseDn}`], ...over });
+      return t.container.directory.createConnection(admin, {
+        clientId: id,
+        hosts: [host()],
+        tlsMode: 'ldaps',
+        caCert: dc.caCertPem,
+        bindDn: dc.admin.bindDn,
+        password: dc.admin.password,
+        baseDns: [`${ou},${dc.baseDn}`],
+        ...over,
+      });
     };
     // A UPN works as the bind name, as it does against Windows DCs.
     const reader = await mk('Reader', { bindDn: dc.reader.upn, password: dc.reader.password });
@@ -134,13 +165,27 @@ describe.skipIf(skip)(`a pinned domain controller certificate on ${ENGINE}`, () 
       const { createHash } = await import('node:crypto');
       const pin = await new Promise<string>((resolve, reject) => {
         const s = tls.connect({ host: new URL(dc.ldapsUrl).hostname, port: 636, rejectUnauthorized: false }, () => {
-          resolve(createHash('sha256').update(s.getPeerCertificate().raw).digest('hex').replace(/(..)(?!$)/g, '$1:').toUpperCase());
+          resolve(
+            createHash('sha256')
+              .update(s.getPeerCertificate().raw)
+              .digest('hex')
+              .replace(/(..)(?!$)/g, '$1:')
+              .toUpperCase(),
+          );
           s.end();
         });
         s.on('error', reject);
       });
       const id = (await t.container.clients.create(admin, { name: 'Pinned' })).id;
-      const conn = await t.container.directory.createConnection(admin, { clientId: id, hosts: [new URL(dc.ldapsUrl).hostname], tlsMode: 'ldaps', pinnedSha256: pin, bindDn: dc.admin.bindDn, password: dc.admin.password, baseDns: [dc.baseDn] });
+      const conn = await t.container.directory.createConnection(admin, {
+        clientId: id,
+        hosts: [new URL(dc.ldapsUrl).hostname],
+        tlsMode: 'ldaps',
+        pinnedSha256: pin,
+        bindDn: dc.admin.bindDn,
+        password: dc.admin.password,
+        baseDns: [dc.baseDn],
+      });
       const r = await t.container.directory.testConnection(admin, conn.id);
       expect(r.detail).toMatch(/^Bound to 127\./);
     } finally {

@@ -33,34 +33,58 @@ describe(`the agent loop on ${ENGINE}`, () => {
       const escrowed = [];
       for (const p of v.protectors.filter((x) => x.type === 'RecoveryPassword')) {
         const keys = (await t.app.inject({ method: 'GET', url: `${API}/keys?q=${p.id.slice(1, 9)}`, headers: owner.headers })).json();
-        if (keys.some((k: { keyId: string; state: string }) => sameGuid(k.keyId, p.id) && ['active', 'disclosed', 'conflict'].includes(k.state))) escrowed.push(p.id);
+        if (keys.some((k: { keyId: string; state: string }) => sameGuid(k.keyId, p.id) && ['active', 'disclosed', 'conflict'].includes(k.state)))
+          escrowed.push(p.id);
       }
       expect(escrowed.length, `${v.mountPoint} has an escrowed recovery password`).toBeGreaterThan(0);
     }
   }
 
   const reveal = (keyId: string) =>
-    t.app.inject({ method: 'POST', url: `${API}/keys/${keyId.replace(/[{}]/g, '')}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin', ticket: 'T-1' } });
+    t.app.inject({
+      method: 'POST',
+      url: `${API}/keys/${keyId.replace(/[{}]/g, '')}/reveal`,
+      headers: owner.headers,
+      payload: { reason: 'lost-pin', ticket: 'T-1' },
+    });
 
   beforeAll(async () => {
     t = await createTestApp({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '1000' });
     const u = await t.addUser('owner', 'all', 'owner@example.test');
     owner = await t.signIn(u.email);
     clientId = (await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: owner.headers, payload: { name: 'Contoso' } })).json().id;
-    const tok = await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId, expiresInDays: 7, maxUses: 10 } });
+    const tok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/agent/enrollment-tokens`,
+      headers: owner.headers,
+      payload: { clientId, expiresInDays: 7, maxUses: 10 },
+    });
     expect(tok.statusCode).toBe(201);
     token = tok.json().token;
     expect(token).toMatch(/^kwe_/);
     machine = new SimMachine('FAKE-AGENT-01');
     machine.volumes.push({
-      mountPoint: 'D:', os: false, status: 'FullyEncrypted', protection: 'On', locked: false, method: 'XtsAes256', percentage: 100,
-      protectors: [{ id: '{11111111-2222-4333-8444-555555555555}', type: 'RecoveryPassword', password: '471207-278498-422125-177177-561902-537405-468006-693451' }, { id: '{AAAAAAAA-2222-4333-8444-555555555555}', type: 'ExternalKey' }],
+      mountPoint: 'D:',
+      os: false,
+      status: 'FullyEncrypted',
+      protection: 'On',
+      locked: false,
+      method: 'XtsAes256',
+      percentage: 100,
+      protectors: [
+        { id: '{11111111-2222-4333-8444-555555555555}', type: 'RecoveryPassword', password: '471207-278498-422125-177177-561902-537405-468006-693451' },
+        { id: '{AAAAAAAA-2222-4333-8444-555555555555}', type: 'ExternalKey' },
+      ],
     });
     const base = injectTransport(t.app);
-    agent = new TestAgent(async (req) => {
-      requests.push(JSON.stringify(req.body));
-      return base(req);
-    }, machine, 'ps51');
+    agent = new TestAgent(
+      async (req) => {
+        requests.push(JSON.stringify(req.body));
+        return base(req);
+      },
+      machine,
+      'ps51',
+    );
   });
   afterAll(() => t.close());
 
@@ -148,7 +172,9 @@ describe(`the agent loop on ${ENGINE}`, () => {
     const after = (await t.app.inject({ method: 'GET', url: `${API}/devices/${agent.deviceId}/jobs`, headers: owner.headers })).json();
     expect(after[0]).toMatchObject({ kind: 'rotate', state: 'succeeded' });
     // And the whole story is in the audit log.
-    const actions = (await t.app.inject({ method: 'GET', url: `${API}/audit?limit=200`, headers: owner.headers })).json().map((e: { action: string }) => e.action);
+    const actions = (await t.app.inject({ method: 'GET', url: `${API}/audit?limit=200`, headers: owner.headers }))
+      .json()
+      .map((e: { action: string }) => e.action);
     for (const a of ['agent.enroll', 'agent.upload', 'key.reveal', 'job.create', 'job.update', 'key.rotated', 'key.superseded']) expect(actions).toContain(a);
   });
 
@@ -178,8 +204,13 @@ describe(`the agent loop on ${ENGINE}`, () => {
     // An agent credential is not an API token and opens nothing else.
     const elsewhere = await t.app.inject({ method: 'GET', url: `${API}/keys`, headers: { authorization: `Bearer ${agent.credential}` } });
     expect(elsewhere.statusCode).toBe(401);
-    const userToken = (await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: owner.headers, payload: { name: 'x', role: 'admin', clients: 'all' } })).json().token;
-    expect((await t.app.inject({ method: 'POST', url: `${API}/agent/checkin`, headers: { authorization: `Bearer ${userToken}` }, payload: agent.checkinBody() })).statusCode).toBe(401);
+    const userToken = (
+      await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: owner.headers, payload: { name: 'x', role: 'admin', clients: 'all' } })
+    ).json().token;
+    expect(
+      (await t.app.inject({ method: 'POST', url: `${API}/agent/checkin`, headers: { authorization: `Bearer ${userToken}` }, payload: agent.checkinBody() }))
+        .statusCode,
+    ).toBe(401);
   });
 
   it('re-enrolling the same machine finds its device; a revoked credential is refused', async () => {
@@ -187,7 +218,12 @@ describe(`the agent loop on ${ENGINE}`, () => {
     const oldCredential = agent.credential;
     expect((await agent.enroll(token)).status).toBe(200);
     expect(agent.deviceId).toBe(firstId);
-    const stale = await t.app.inject({ method: 'POST', url: `${API}/agent/checkin`, headers: { authorization: `Bearer ${oldCredential}` }, payload: agent.checkinBody() });
+    const stale = await t.app.inject({
+      method: 'POST',
+      url: `${API}/agent/checkin`,
+      headers: { authorization: `Bearer ${oldCredential}` },
+      payload: agent.checkinBody(),
+    });
     expect(stale.statusCode).toBe(401);
     expect((await agent.run()).status).toBe(200);
     const rev = await t.app.inject({ method: 'POST', url: `${API}/devices/${agent.deviceId}/revoke-agent`, headers: owner.headers });
@@ -200,7 +236,9 @@ describe(`the agent loop on ${ENGINE}`, () => {
   it('refuses an unknown, revoked, expired or used-up enrollment token with one message', async () => {
     const other = new TestAgent(injectTransport(t.app), new SimMachine('FAKE-AGENT-02'));
     expect((await other.enroll('kwe_nonsense')).status).toBe(401);
-    const one = (await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId, maxUses: 1 } })).json();
+    const one = (
+      await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId, maxUses: 1 } })
+    ).json();
     expect((await other.enroll(one.token)).status).toBe(200);
     const used = await new TestAgent(injectTransport(t.app), new SimMachine('FAKE-AGENT-03')).enroll(one.token);
     expect(used.status).toBe(401);

@@ -27,11 +27,23 @@ describe(`recorded agent check-ins on ${ENGINE}`, () => {
 
   async function checkIn(file: string) {
     const body = JSON.parse(fs.readFileSync(path.join(DIR, file), 'utf8'));
-    const enrolled = await t.app.inject({ method: 'POST', url: `${API}/agent/enroll`, payload: { enrollmentToken: token, device: { hostname: body.device.hostname, serialNumber: body.device.serialNumber, smbiosUuid: body.device.smbiosUuid } } });
+    const enrolled = await t.app.inject({
+      method: 'POST',
+      url: `${API}/agent/enroll`,
+      payload: {
+        enrollmentToken: token,
+        device: { hostname: body.device.hostname, serialNumber: body.device.serialNumber, smbiosUuid: body.device.smbiosUuid },
+      },
+    });
     expect(enrolled.statusCode).toBe(200);
     const { credential, deviceId } = enrolled.json();
     // Fresh sequence and clock; everything else exactly as recorded.
-    const res = await t.app.inject({ method: 'POST', url: `${API}/agent/checkin`, headers: { authorization: `Bearer ${credential}` }, payload: { ...body, seq: 1, sentAt: new Date().toISOString(), jobResults: [] } });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: `${API}/agent/checkin`,
+      headers: { authorization: `Bearer ${credential}` },
+      payload: { ...body, seq: 1, sentAt: new Date().toISOString(), jobResults: [] },
+    });
     expect(res.statusCode, res.body).toBe(200);
     const device = (await t.app.inject({ method: 'GET', url: `${API}/devices/${deviceId}`, headers: owner.headers })).json();
     const volumes = await t.container.database.db.selectFrom('volumes').selectAll().where('device_id', '=', deviceId).orderBy('mount_point').execute();
@@ -42,8 +54,15 @@ describe(`recorded agent check-ins on ${ENGINE}`, () => {
   it('PowerShell 5.1 integers and PowerShell 7 names give the same state', async () => {
     const a = await checkIn('checkin-ps51-integers.json');
     const b = await checkIn('checkin-ps7-names.json');
-    const state = (v: { mount_point: string | null; volume_type: string; volume_status: string | null; protection_status: string | null; lock_status: string | null; encryption_method: string | null; encryption_percentage: number | null }) =>
-      [v.mount_point, v.volume_type, v.volume_status, v.protection_status, v.lock_status, v.encryption_method, v.encryption_percentage].join('|');
+    const state = (v: {
+      mount_point: string | null;
+      volume_type: string;
+      volume_status: string | null;
+      protection_status: string | null;
+      lock_status: string | null;
+      encryption_method: string | null;
+      encryption_percentage: number | null;
+    }) => [v.mount_point, v.volume_type, v.volume_status, v.protection_status, v.lock_status, v.encryption_method, v.encryption_percentage].join('|');
     expect(a.volumes.map(state)).toEqual(b.volumes.map(state));
     expect(a.volumes.map(state)[0]).toBe('C:|os|FullyEncrypted|On|Unlocked|XtsAes128|100');
     expect(a.volumes.map(state)[1]).toMatch(/^D:\|fixed\|FullyEncrypted\|On\|Unlocked\|/);
@@ -79,9 +98,16 @@ describe(`recorded agent check-ins on ${ENGINE}`, () => {
   it('recorded events are accepted and stored once', async () => {
     const events = JSON.parse(fs.readFileSync(path.join(DIR, 'events-sample.json'), 'utf8'));
     const body = JSON.parse(fs.readFileSync(path.join(DIR, 'checkin-ps7-names.json'), 'utf8'));
-    const enrolled = (await t.app.inject({ method: 'POST', url: `${API}/agent/enroll`, payload: { enrollmentToken: token, device: { hostname: 'FAKE-EVENTS' } } })).json();
+    const enrolled = (
+      await t.app.inject({ method: 'POST', url: `${API}/agent/enroll`, payload: { enrollmentToken: token, device: { hostname: 'FAKE-EVENTS' } } })
+    ).json();
     const send = (seq: number) =>
-      t.app.inject({ method: 'POST', url: `${API}/agent/checkin`, headers: { authorization: `Bearer ${enrolled.credential}` }, payload: { ...body, device: { ...body.device, hostname: 'FAKE-EVENTS' }, seq, sentAt: new Date().toISOString(), events, jobResults: [] } });
+      t.app.inject({
+        method: 'POST',
+        url: `${API}/agent/checkin`,
+        headers: { authorization: `Bearer ${enrolled.credential}` },
+        payload: { ...body, device: { ...body.device, hostname: 'FAKE-EVENTS' }, seq, sentAt: new Date().toISOString(), events, jobResults: [] },
+      });
     expect((await send(1)).statusCode).toBe(200);
     expect((await send(2)).statusCode).toBe(200);
     const stored = await t.container.database.db.selectFrom('device_events').select('event_id').where('device_id', '=', enrolled.deviceId).execute();

@@ -23,7 +23,10 @@ type Key = { device: string; keyId: string; password: string };
 /** The real CLI in a child process (what an operator runs while `keywarden serve` is up). */
 function cliProcess(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(REPO, 'node_modules', '.bin', 'tsx'), [path.join(REPO, 'src', 'main.ts'), ...args], { cwd, env: { PATH: process.env.PATH, HOME: cwd, ...env } });
+    const child = spawn(path.join(REPO, 'node_modules', '.bin', 'tsx'), [path.join(REPO, 'src', 'main.ts'), ...args], {
+      cwd,
+      env: { PATH: process.env.PATH, HOME: cwd, ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => void (stdout += d.toString()));
@@ -37,12 +40,19 @@ describe(`backup, restore and doctor on ${ENGINE}`, () => {
   let v: TestVault;
   let work: string;
   let backupFile: string;
-  let manifest: { counts: { clients: number; devices: number; recoveryKeys: number; auditEvents: number }; masterKeys: { keyId: string }[]; engine: string; files: { name: string }[]; schemaVersion: string };
+  let manifest: {
+    counts: { clients: number; devices: number; recoveryKeys: number; auditEvents: number };
+    masterKeys: { keyId: string }[];
+    engine: string;
+    files: { name: string }[];
+    schemaVersion: string;
+  };
   let target: { env: NodeJS.ProcessEnv; db?: TestDatabase };
   const before: Key[] = [];
   const during: Key[] = [];
   const spares: TestDatabase[] = [];
-  const newKeys = (n: number, tag: string): Key[] => Array.from({ length: n }, (_, i) => ({ device: `FAKE-BK-${tag}-${i % 7}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
+  const newKeys = (n: number, tag: string): Key[] =>
+    Array.from({ length: n }, (_, i) => ({ device: `FAKE-BK-${tag}-${i % 7}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
 
   /** An empty place to restore into: a new data folder, and on PostgreSQL a new empty database. */
   async function emptyTarget(masterKey?: string): Promise<{ env: NodeJS.ProcessEnv; db?: TestDatabase }> {
@@ -94,7 +104,7 @@ describe(`backup, restore and doctor on ${ENGINE}`, () => {
     manifest = out.manifest;
     expect(out.masterKey.notIncluded).toBe(true);
     expect(manifest.engine).toBe(ENGINE);
-    expect(manifest.schemaVersion).toBe('0010_exports');
+    expect(manifest.schemaVersion).toBe('0011_approvals');
     expect(manifest.masterKeys.map((m) => m.keyId)).toEqual([v.container.keyring.masterKeyId]);
     expect(manifest.counts.clients).toBe(2);
     // A snapshot taken at one instant: every key from before, some of the ones written during.
@@ -148,7 +158,12 @@ describe(`backup, restore and doctor on ${ENGINE}`, () => {
     const report = JSON.parse(r.stdout) as { ok: boolean; counts: typeof manifest.counts; checks: { name: string; ok: boolean; detail: string }[] };
     expect(report.ok).toBe(true);
     expect(report.checks.map((c) => c.name)).toEqual(['schema', 'counts', 'master key', 'data keys', 'recovery passwords', 'audit chain']);
-    expect(report.counts).toEqual({ clients: 2, devices: manifest.counts.devices, recoveryKeys: manifest.counts.recoveryKeys, auditEvents: manifest.counts.auditEvents });
+    expect(report.counts).toEqual({
+      clients: 2,
+      devices: manifest.counts.devices,
+      recoveryKeys: manifest.counts.recoveryKeys,
+      auditEvents: manifest.counts.auditEvents,
+    });
     expect(report.checks.find((c) => c.name === 'recovery passwords')!.detail).toBe(`all ${manifest.counts.recoveryKeys} stored recovery passwords decrypt`);
     expect(report.checks.find((c) => c.name === 'audit chain')!.detail).toBe(`intact: ${manifest.counts.auditEvents} events verified`);
 
@@ -161,7 +176,11 @@ describe(`backup, restore and doctor on ${ENGINE}`, () => {
       const known = new Map([...before, ...during].map((k) => [k.keyId, k.password]));
       const listed = await c.keys.list(owner, { limit: 100_000 });
       expect(listed.length).toBe(manifest.counts.recoveryKeys);
-      for (const k of before) expect(listed.some((x) => x.keyId === k.keyId), k.keyId).toBe(true);
+      for (const k of before)
+        expect(
+          listed.some((x) => x.keyId === k.keyId),
+          k.keyId,
+        ).toBe(true);
       let revealed = 0;
       for (const k of listed) {
         const r = await c.keys.revealByKeyId(owner, { query: k.keyId!, reason: 'lost-pin' });

@@ -23,7 +23,9 @@ describe(`keywarden agent commands on ${ENGINE}`, () => {
     expect(human.stdout).toMatch(/shown only now/);
     expect((await v.cli(['agent', 'token', 'revoke', t.id])).code).toBe(0);
     expect((await v.cli(['agent', 'token', 'list', '--json'])).stdout).toContain('"revokedAt": "20');
-    const enroll = await v.container.agent.enroll({ enrollmentToken: t.token, device: { hostname: 'FAKE-CLI-AGENT' } }, { ip: null, userAgent: null }).catch((e: Error) => e);
+    const enroll = await v.container.agent
+      .enroll({ enrollmentToken: t.token, device: { hostname: 'FAKE-CLI-AGENT' } }, { ip: null, userAgent: null })
+      .catch((e: Error) => e);
     expect(enroll).toBeInstanceOf(Error);
     expect((await v.cli(['agent', 'token', 'create', '--client', 'Nobody'])).code).toBe(2);
   });

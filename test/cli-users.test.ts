@@ -25,7 +25,18 @@ describe(`keywarden user commands on ${ENGINE}`, () => {
     const noRole = await v.cli(['user', 'add', 'tech@example.test', '--password-file', 'o.txt']);
     expect(noRole.code).toBe(2);
     expect(noRole.stderr).toMatch(/--role/);
-    const tech = await v.cli(['user', 'add', 'tech@example.test', '--role', 'technician', '--clients', 'contoso', '--password-file', pwFile('t.txt', 'tech password 1234'), '--json']);
+    const tech = await v.cli([
+      'user',
+      'add',
+      'tech@example.test',
+      '--role',
+      'technician',
+      '--clients',
+      'contoso',
+      '--password-file',
+      pwFile('t.txt', 'tech password 1234'),
+      '--json',
+    ]);
     expect(tech.code).toBe(0);
     expect(JSON.parse(tech.stdout)).toMatchObject({ email: 'tech@example.test', role: 'technician', clients: [expect.any(String)] });
     const short = await v.cli(['user', 'add', 'x@example.test', '--role', 'auditor', '--password-file', pwFile('s.txt', 'short')]);

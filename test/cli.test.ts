@@ -141,7 +141,13 @@ describe(`keywarden CLI on ${ENGINE}`, () => {
     const list = JSON.parse(r.stdout);
     expect(list.length).toBe(4);
     expect(list[0]).toEqual(
-      expect.objectContaining({ keyId: expect.any(String), client: 'Contoso', device: expect.any(String), state: expect.any(String), sources: expect.any(Array) }),
+      expect.objectContaining({
+        keyId: expect.any(String),
+        client: 'Contoso',
+        device: expect.any(String),
+        state: expect.any(String),
+        sources: expect.any(Array),
+      }),
     );
     const human = await run(['keys', 'list']);
     expect(human.stdout).toMatch(/\{ABCDEF01-1111-4111-8111-111111111111\}\s+Contoso\s+FAKE-CLI-1/);

@@ -25,7 +25,15 @@ import { GraphSimulator } from './graph-sim/simulator.js';
  */
 
 const API = '/api/v1';
-const COMPLIANCE_EVENTS: string[] = ['device.noncompliant', 'device.compliant', 'device.encryption_off', 'device.protection_suspended', 'device.stale', 'key.unescrowed', 'key.mismatch'];
+const COMPLIANCE_EVENTS: string[] = [
+  'device.noncompliant',
+  'device.compliant',
+  'device.encryption_off',
+  'device.protection_suspended',
+  'device.stale',
+  'key.unescrowed',
+  'key.mismatch',
+];
 
 /** Records what producers emit, and whether they did it inside a transaction (the outbox contract). */
 class RecordingNotifier implements Notifier {
@@ -134,7 +142,11 @@ describe(`compliance on ${ENGINE}`, () => {
     it('a client inherits the MSP default and overrides it field by field', async () => {
       let r = await send('PATCH', `${API}/compliance/policy`, { set: { staleAfterDays: 14, osProtector: 'tpm_pin' } });
       expect(r.statusCode).toBe(200);
-      expect(r.json()).toMatchObject({ scope: 'default', overrides: { staleAfterDays: 14, osProtector: 'tpm_pin' }, effective: { staleAfterDays: 14, osProtector: 'tpm_pin', protectOs: true } });
+      expect(r.json()).toMatchObject({
+        scope: 'default',
+        overrides: { staleAfterDays: 14, osProtector: 'tpm_pin' },
+        effective: { staleAfterDays: 14, osProtector: 'tpm_pin', protectOs: true },
+      });
       r = await send('PATCH', `${API}/clients/${contoso.id}/compliance/policy`, { set: { osProtector: 'tpm', maxKeyAgeDays: 365 } });
       expect(r.statusCode).toBe(200);
       expect(r.json()).toMatchObject({
@@ -146,7 +158,10 @@ describe(`compliance on ${ENGINE}`, () => {
         updatedBy: 'owner@example.test',
       });
       // Fabrikam has no overrides: the default as it is.
-      expect((await get(`${API}/clients/${fabrikam.id}/compliance/policy`)).json()).toMatchObject({ overrides: {}, effective: { osProtector: 'tpm_pin', staleAfterDays: 14 } });
+      expect((await get(`${API}/clients/${fabrikam.id}/compliance/policy`)).json()).toMatchObject({
+        overrides: {},
+        effective: { osProtector: 'tpm_pin', staleAfterDays: 14 },
+      });
       // A later change of the default reaches clients for the fields they do not override.
       await send('PATCH', `${API}/compliance/policy`, { set: { staleAfterDays: 21 } });
       expect((await get(`${API}/clients/${contoso.id}/compliance/policy`)).json().effective).toMatchObject({ staleAfterDays: 21, osProtector: 'tpm' });
@@ -211,7 +226,10 @@ describe(`compliance on ${ENGINE}`, () => {
       expect((await statusOf(lazy.deviceId!)).findings.map((f) => f.code)).toEqual(['recovery_key_not_escrowed']);
       expect(notifier.types()).toEqual(['device.noncompliant', 'key.unescrowed']);
       expect(notifier.events.every((e) => e.inTransaction)).toBe(true);
-      expect(notifier.events.find((e) => e.type === 'key.unescrowed')).toMatchObject({ subject: 'FABRIKAM-LT-001 (Fabrikam): recovery password not escrowed (C:)', details: { finding: 'recovery_key_not_escrowed', mountPoint: 'C:' } });
+      expect(notifier.events.find((e) => e.type === 'key.unescrowed')).toMatchObject({
+        subject: 'FABRIKAM-LT-001 (Fabrikam): recovery password not escrowed (C:)',
+        details: { finding: 'recovery_key_not_escrowed', mountPoint: 'C:' },
+      });
     });
 
     it('protection turned off through a check-in: non-compliant, a finding, a history row and events', async () => {
@@ -272,7 +290,13 @@ describe(`compliance on ${ENGINE}`, () => {
       const expiresAt = new Date(Date.now() + 2 * 86_400_000).toISOString();
       const ex = await send('POST', `${API}/compliance/exemptions`, { deviceId: agent.deviceId, reason: 'Disk replacement ordered', expiresAt });
       expect(ex.statusCode).toBe(201);
-      expect(ex.json()).toMatchObject({ device: { id: agent.deviceId, name: 'CONTOSO-LT-001' }, reason: 'Disk replacement ordered', expiresAt, active: true, createdBy: 'owner@example.test' });
+      expect(ex.json()).toMatchObject({
+        device: { id: agent.deviceId, name: 'CONTOSO-LT-001' },
+        reason: 'Disk replacement ordered',
+        expiresAt,
+        active: true,
+        createdBy: 'owner@example.test',
+      });
       expect((await statusOf(agent.deviceId!)).status).toBe('exempt');
       // Only owners and admins exempt devices; readers see the list.
       expect((await send('POST', `${API}/compliance/exemptions`, { deviceId: agent.deviceId, reason: 'nope' }, 'technician')).statusCode).toBe(403);
@@ -319,7 +343,10 @@ describe(`compliance on ${ENGINE}`, () => {
       expect((await statusOf(other.deviceId!)).findings.map((f) => f.code)).toEqual(['recovery_key_not_escrowed']);
       notifier.clear();
       const p = other.machine.recoveryPasswords('C:')[0]!;
-      await c.imports.importFile(cliOwner, 'Contoso', { fileName: 'keys.csv', bytes: bytes(csvOf([{ device: 'CONTOSO-LT-002', keyId: p.id, password: p.password!, drive: 'C:' }])) });
+      await c.imports.importFile(cliOwner, 'Contoso', {
+        fileName: 'keys.csv',
+        bytes: bytes(csvOf([{ device: 'CONTOSO-LT-002', keyId: p.id, password: p.password!, drive: 'C:' }])),
+      });
       expect((await statusOf(other.deviceId!)).status).toBe('compliant');
       expect(notifier.types()).toEqual(['device.compliant']);
     });
@@ -343,8 +370,20 @@ describe(`compliance on ${ENGINE}`, () => {
       const entraDevice = tenant.devices[0]!;
       entraDevice.displayName = 'TAILSPIN-LT-001';
       const p = a.machine.recoveryPasswords('C:')[0]!;
-      tenant.keys.push({ id: p.id.replace(/[{}]/g, '').toLowerCase(), createdDateTime: new Date().toISOString(), volumeType: 1, deviceId: entraDevice.deviceId, key: p.password! });
-      const conn = await c.graph.createConnection(cliOwner, { clientId: tailspin.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+      tenant.keys.push({
+        id: p.id.replace(/[{}]/g, '').toLowerCase(),
+        createdDateTime: new Date().toISOString(),
+        volumeType: 1,
+        deviceId: entraDevice.deviceId,
+        key: p.password!,
+      });
+      const conn = await c.graph.createConnection(cliOwner, {
+        clientId: tailspin.id,
+        tenantId,
+        appClientId: tenant.clientId,
+        clientSecret: tenant.clientSecret,
+        ...urls,
+      });
       notifier.clear();
       expect(await c.graph.runSync(conn.id)).toMatchObject({ status: 'succeeded' });
       expect((await statusOf(a.deviceId!)).status).toBe('compliant');
@@ -381,7 +420,9 @@ describe(`compliance on ${ENGINE}`, () => {
       expect(notifier.types()).toEqual(['device.noncompliant', 'device.compliant']);
       // Branding for the PDFs.
       const logo = fs.readFileSync(path.resolve(import.meta.dirname, '../docs/logo-sample.png'));
-      expect((await send('PATCH', `${API}/settings/branding`, { mspName: 'Northwind IT Services', logoPngBase64: logo.toString('base64') })).statusCode).toBe(200);
+      expect((await send('PATCH', `${API}/settings/branding`, { mspName: 'Northwind IT Services', logoPngBase64: logo.toString('base64') })).statusCode).toBe(
+        200,
+      );
     });
     afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -396,7 +437,15 @@ describe(`compliance on ${ENGINE}`, () => {
     it('compliance summary: counts, percentages, trend and findings', async () => {
       const rows = await csv('compliance-summary', `&clientId=${contoso.id}`);
       const current = rows.find((r) => r.section === 'current')!;
-      expect(current).toMatchObject({ scope: 'Contoso', devices: '3', compliant: '2', non_compliant: '1', exempt: '0', unknown: '0', compliant_percent: '66.7' });
+      expect(current).toMatchObject({
+        scope: 'Contoso',
+        devices: '3',
+        compliant: '2',
+        non_compliant: '1',
+        exempt: '0',
+        unknown: '0',
+        compliant_percent: '66.7',
+      });
       // Today's point of the trend is the current state (the history says how it got there).
       const trend = rows.filter((r) => r.section === 'trend');
       expect(trend.length).toBeGreaterThan(0);
@@ -434,14 +483,31 @@ describe(`compliance on ${ENGINE}`, () => {
       expect(r.statusCode).toBe(200);
       const rows = parseCsv(r.body, { columns: true }) as Record<string, string>[];
       expect(rows).toEqual([
-        expect.objectContaining({ who: 'owner@example.test', status: 'Successful', client: 'Contoso', device: 'CONTOSO-LT-001', key_id: revealed.id.toUpperCase(), reason: 'Lost PIN', ticket: 'T-4711', source: 'Keywarden' }),
+        expect.objectContaining({
+          who: 'owner@example.test',
+          status: 'Successful',
+          client: 'Contoso',
+          device: 'CONTOSO-LT-001',
+          key_id: revealed.id.toUpperCase(),
+          reason: 'Lost PIN',
+          ticket: 'T-4711',
+          source: 'Keywarden',
+        }),
       ]);
       expect(r.body).not.toContain(revealed.password!);
     });
 
     it('recovery boots: the event 24652 with the key it used', async () => {
       const rows = await csv('recovery-boots', `&clientId=${contoso.id}`);
-      expect(rows).toEqual([expect.objectContaining({ client: 'Contoso', device: 'CONTOSO-LT-001', key_id: revealed.id.toUpperCase(), mount_point: 'C:', key_state_now: 'rotated' })]);
+      expect(rows).toEqual([
+        expect.objectContaining({
+          client: 'Contoso',
+          device: 'CONTOSO-LT-001',
+          key_id: revealed.id.toUpperCase(),
+          mount_point: 'C:',
+          key_state_now: 'rotated',
+        }),
+      ]);
     });
 
     it('who may read which report', async () => {
@@ -471,7 +537,11 @@ describe(`compliance on ${ENGINE}`, () => {
       const file = path.join(tmp, `${name}.pdf`);
       fs.writeFileSync(file, pdf);
       execFileSync('pdftoppm', ['-png', '-r', '40', file, path.join(tmp, name)]);
-      return fs.readdirSync(tmp).filter((f) => f.startsWith(`${name}-`) && f.endsWith('.png')).sort().map((f) => path.join(tmp, f));
+      return fs
+        .readdirSync(tmp)
+        .filter((f) => f.startsWith(`${name}-`) && f.endsWith('.png'))
+        .sort()
+        .map((f) => path.join(tmp, f));
     };
 
     it('PDF summary for a client: two pages (summary, devices needing attention), neither blank', async () => {
@@ -501,10 +571,23 @@ describe(`compliance on ${ENGINE}`, () => {
     });
 
     it('PDF recovery audit over several pages: every request listed, the table continues page after page', async () => {
-      const helpdesk: import('../src/modules/authz/authz.js').Actor = { type: 'user', id: 'matrix-helpdesk', name: 'helpdesk@example.test', role: 'helpdesk', clients: [contoso.id] };
+      const helpdesk: import('../src/modules/authz/authz.js').Actor = {
+        type: 'user',
+        id: 'matrix-helpdesk',
+        name: 'helpdesk@example.test',
+        role: 'helpdesk',
+        clients: [contoso.id],
+      };
       await c.database.db.transaction().execute(async (tx) => {
         for (let i = 0; i < 150; i++) {
-          await c.audit.record(tx, helpdesk, { action: 'key.reveal', outcome: 'not_found', clientId: contoso.id, reasonCode: 'lost-pin', ticket: `T-${1000 + i}`, details: { query: `${String(i).padStart(8, '0')}` } });
+          await c.audit.record(tx, helpdesk, {
+            action: 'key.reveal',
+            outcome: 'not_found',
+            clientId: contoso.id,
+            reasonCode: 'lost-pin',
+            ticket: `T-${1000 + i}`,
+            details: { query: `${String(i).padStart(8, '0')}` },
+          });
         }
       });
       const rows = parseCsv((await get(`${API}/reports/recovery-audit?clientId=${contoso.id}`)).body, { columns: true }) as Record<string, string>[];
@@ -552,7 +635,12 @@ describe(`compliance on ${ENGINE}`, () => {
     await c.database.db.updateTable('devices').set({ retired_at: new Date().toISOString() }).where('id', '=', d.id).execute();
     await c.compliance.evaluateAll();
     expect(await c.database.db.selectFrom('device_compliance').select('status').where('device_id', '=', d.id).executeTakeFirst()).toBeUndefined();
-    const last = await c.database.db.selectFrom('compliance_history').select(['status', 'previous_status']).where('device_id', '=', d.id).orderBy('recorded_at', 'desc').executeTakeFirstOrThrow();
+    const last = await c.database.db
+      .selectFrom('compliance_history')
+      .select(['status', 'previous_status'])
+      .where('device_id', '=', d.id)
+      .orderBy('recorded_at', 'desc')
+      .executeTakeFirstOrThrow();
     expect(last).toEqual({ status: 'retired', previous_status: 'non-compliant' });
     const s = await c.reports.summaryData(cliOwner, contoso.id);
     expect(s.totals).toMatchObject({ total: 2, compliant: 2, 'non-compliant': 0 });

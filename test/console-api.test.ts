@@ -1,5 +1,5 @@
 /**
- * The web console's server side (issue 7): the page itself (CSP with a per-response style nonce,
+ * The web console's server side: the page itself (CSP with a per-response style nonce,
  * caching, the single-page app's fallback), first-run setup, the helpdesk key-ID lookup, a
  * client's overview and devices table (sort, filter, pages, CSV), a device's history, the security
  * settings and what a reveal says will happen next. Real HTTP through app.inject, on SQLite or
@@ -28,7 +28,10 @@ describe(`web console: the page on ${ENGINE}`, () => {
     // A built console as Vite lays it out: index.html with the nonce placeholder, hashed assets.
     web = mkdtempSync(join(tmpdir(), 'kw-web-'));
     mkdirSync(join(web, 'assets'));
-    writeFileSync(join(web, 'index.html'), `<!doctype html><meta name="kw-style-nonce" content="${NONCE_PLACEHOLDER}"><script type="module" src="/assets/index-abc123.js"></script>`);
+    writeFileSync(
+      join(web, 'index.html'),
+      `<!doctype html><meta name="kw-style-nonce" content="${NONCE_PLACEHOLDER}"><script type="module" src="/assets/index-abc123.js"></script>`,
+    );
     writeFileSync(join(web, 'assets', 'index-abc123.js'), 'console.log("console");');
   });
   afterAll(async () => v.close());
@@ -131,7 +134,10 @@ describe(`first-run setup on ${ENGINE}`, () => {
     expect(cookie?.httpOnly).toBe(true);
     const me = await t.app.inject({ url: '/api/v1/me', headers: { cookie: `kw_session=${cookie!.value}` } });
     expect(me.json().actor.role).toBe('owner');
-    expect((await t.app.inject({ url: '/api/v1/setup', headers: { cookie: `kw_session=${cookie!.value}` } })).json()).toEqual({ needed: false, signedIn: true });
+    expect((await t.app.inject({ url: '/api/v1/setup', headers: { cookie: `kw_session=${cookie!.value}` } })).json()).toEqual({
+      needed: false,
+      signedIn: true,
+    });
 
     const again = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: 'late@example.test', password: PASSWORD } });
     expect(again.statusCode).toBe(409);
@@ -167,7 +173,10 @@ describe(`console API on ${ENGINE}`, () => {
       { device: '=HYPERLINK("x")', keyId: randomKeyId(), password: randomRecoveryPassword() },
     ];
     expect((await t.container.imports.importFile(owner, 'Contoso', { fileName: 'c.csv', bytes: bytes(csvOf(rows)) })).imported).toBe(3);
-    await t.container.imports.importFile(owner, 'Fabrikam', { fileName: 'f.csv', bytes: bytes(csvOf([{ device: 'FAB-TWIN-B', keyId: keys.twinB.keyId, password: keys.twinB.password }])) });
+    await t.container.imports.importFile(owner, 'Fabrikam', {
+      fileName: 'f.csv',
+      bytes: bytes(csvOf([{ device: 'FAB-TWIN-B', keyId: keys.twinB.keyId, password: keys.twinB.password }])),
+    });
     // One device with a Keywarden agent: an encrypted C: whose key is escrowed by the agent.
     const enrollment = await t.container.agent.createEnrollmentToken(owner, { clientId: contoso, expiresInDays: 1, maxUses: 5 });
     agent = new TestAgent(injectTransport(t.app), new SimMachine('CON-AGENT-01'));
@@ -218,7 +227,7 @@ describe(`console API on ${ENGINE}`, () => {
       openFindings: 0,
     });
     expect(o.sources).toEqual({ import: 3, agent: 1 });
-    // Counted from the policy evaluation (issue 8): after one, every device has a status.
+    // Counted from the policy evaluation: after one, every device has a status.
     expect(Object.values(o.compliance as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(4);
     const evaluated = await t.app.inject({ method: 'POST', url: '/api/v1/compliance/evaluate', headers: ownerS.headers, payload: { clientId: contoso } });
     expect(evaluated.statusCode).toBe(200);
@@ -278,16 +287,22 @@ describe(`console API on ${ENGINE}`, () => {
     expect(all).not.toMatch(/^=/m);
   });
 
-  it('tells what a reveal sets in motion, per the client\'s rotate-after-disclosure switch', async () => {
+  it("tells what a reveal sets in motion, per the client's rotate-after-disclosure switch", async () => {
     const agentKey = (await t.container.keys.list(owner, { clientId: contoso, deviceId: agent.deviceId! }))[0]!;
-    const reveal = (id: string) => t.app.inject({ method: 'POST', url: `/api/v1/keys/${id}/reveal`, headers: ownerS.headers, payload: { reason: 'lost-pin', ticket: 'T-7' } });
+    const reveal = (id: string) =>
+      t.app.inject({ method: 'POST', url: `/api/v1/keys/${id}/reveal`, headers: ownerS.headers, payload: { reason: 'lost-pin', ticket: 'T-7' } });
 
     const r = (await reveal(agentKey.id)).json();
     expect(r.status).toBe('revealed');
     expect(r.rotation).toBe('agent');
     expect((await reveal(keys.solo.keyId)).json().rotation).toBeNull();
 
-    const off = await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: ownerS.headers, payload: { clients: [{ id: fabrikam, rotateAfterDisclosure: false }] } });
+    const off = await t.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/settings/security',
+      headers: ownerS.headers,
+      payload: { clients: [{ id: fabrikam, rotateAfterDisclosure: false }] },
+    });
     expect(off.statusCode).toBe(200);
     expect(off.json().clients.find((c: Json) => c.id === fabrikam).rotateAfterDisclosure).toBe(false);
     expect(off.json().clients.find((c: Json) => c.id === contoso).rotateAfterDisclosure).toBe(true);
@@ -310,9 +325,13 @@ describe(`console API on ${ENGINE}`, () => {
     expect(set.json()).toMatchObject({ revealHideSeconds: 45, requireMfa: false, revealLimitPerHour: expect.any(Number) });
     expect((await get('/api/v1/console/settings', helpdesk)).json().revealHideSeconds).toBe(45);
     for (const bad of [5, 601, 30.5]) {
-      expect((await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: ownerS.headers, payload: { revealHideSeconds: bad } })).statusCode).toBe(400);
+      expect(
+        (await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: ownerS.headers, payload: { revealHideSeconds: bad } })).statusCode,
+      ).toBe(400);
     }
-    expect((await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: helpdesk.headers, payload: { revealHideSeconds: 30 } })).statusCode).toBe(403);
+    expect(
+      (await t.app.inject({ method: 'PATCH', url: '/api/v1/settings/security', headers: helpdesk.headers, payload: { revealHideSeconds: 30 } })).statusCode,
+    ).toBe(403);
     const audit = await t.container.audit.list(owner, { action: 'settings.update' });
     expect(audit[0]?.details).toEqual({ revealHideSeconds: 45 });
   });
@@ -323,7 +342,13 @@ describe(`console API on ${ENGINE}`, () => {
     const scoped = await t.signIn((await t.addUser('owner', [contoso], 'scoped-owner@example.test')).email);
     expect((await get('/api/v1/settings/security', scoped)).statusCode).toBe(403);
     expect((await get('/api/v1/settings', scoped)).statusCode).toBe(403);
-    expect((await patch(scoped, '/api/v1/settings/security', { clients: [{ id: fabrikam, rotateAfterDisclosure: !before.clients.find((c: Json) => c.id === fabrikam).rotateAfterDisclosure }] })).statusCode).toBe(403);
+    expect(
+      (
+        await patch(scoped, '/api/v1/settings/security', {
+          clients: [{ id: fabrikam, rotateAfterDisclosure: !before.clients.find((c: Json) => c.id === fabrikam).rotateAfterDisclosure }],
+        })
+      ).statusCode,
+    ).toBe(403);
     expect((await patch(scoped, '/api/v1/settings/security', { clients: [{ id: contoso, rotateAfterDisclosure: false }] })).statusCode).toBe(403);
     expect((await patch(scoped, '/api/v1/settings', { requireMfa: true })).statusCode).toBe(403);
     expect((await patch(scoped, '/api/v1/settings/branding', { mspName: 'Scoped MSP' })).statusCode).toBe(403);
@@ -332,7 +357,10 @@ describe(`console API on ${ENGINE}`, () => {
     // An owner with an authenticator changes settings only within the step-up window.
     const second = await t.signIn((await t.addUser('owner', 'all', 'mfa-owner@example.test')).email);
     const secret = (await t.app.inject({ method: 'POST', url: '/api/v1/me/mfa', headers: second.headers })).json().secret as string;
-    expect((await t.app.inject({ method: 'POST', url: '/api/v1/me/mfa/confirm', headers: second.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ method: 'POST', url: '/api/v1/me/mfa/confirm', headers: second.headers, payload: { code: await freshTotp(t, secret) } }))
+        .statusCode,
+    ).toBe(200);
     await updateSession(t, second.cookie, { mfa_at: minutesAgo(t.config.policy.stepUpMinutes + 1) });
     for (const [url, body] of [
       ['/api/v1/settings/security', { revealHideSeconds: 50 }],
@@ -343,7 +371,9 @@ describe(`console API on ${ENGINE}`, () => {
       expect(r.statusCode).toBe(403);
       expect(r.json().error).toBe('step_up_required');
     }
-    expect((await t.app.inject({ method: 'POST', url: '/api/v1/auth/step-up', headers: second.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ method: 'POST', url: '/api/v1/auth/step-up', headers: second.headers, payload: { code: await freshTotp(t, secret) } })).statusCode,
+    ).toBe(200);
     expect((await patch(second, '/api/v1/settings/security', { revealHideSeconds: before.revealHideSeconds })).statusCode).toBe(200);
   });
 

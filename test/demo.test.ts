@@ -31,7 +31,12 @@ describe('demo data', () => {
     const sources = (await db.selectFrom('key_sources').select('source_type').distinct().execute()).map((r) => r.source_type).sort();
     expect(sources).toEqual(['ad', 'agent', 'entra', 'import']);
     // Keys seen by more than one source (Entra + agent, AD + agent, TXT + agent).
-    const multi = await db.selectFrom('key_sources').select('recovery_key_id').groupBy('recovery_key_id').having((eb) => eb.fn.count('source_type'), '>', 1).execute();
+    const multi = await db
+      .selectFrom('key_sources')
+      .select('recovery_key_id')
+      .groupBy('recovery_key_id')
+      .having((eb) => eb.fn.count('source_type'), '>', 1)
+      .execute();
     expect(multi.length).toBeGreaterThan(20);
     const volumeTypes = (await db.selectFrom('volumes').select('volume_type').distinct().execute()).map((r) => r.volume_type).sort();
     expect(volumeTypes).toEqual(['fixed', 'os', 'removable']);
@@ -40,7 +45,9 @@ describe('demo data', () => {
     const states = (await db.selectFrom('recovery_keys').select('state').distinct().execute()).map((r) => r.state).sort();
     expect(states).toEqual(['active', 'conflict', 'disclosed', 'rotated']);
     // Suspended protection and an unencrypted data drive, as the agent reported them.
-    expect(await db.selectFrom('volumes').select('id').where('protection_status', '=', 'Off').where('volume_status', '=', 'FullyEncrypted').execute()).not.toHaveLength(0);
+    expect(
+      await db.selectFrom('volumes').select('id').where('protection_status', '=', 'Off').where('volume_status', '=', 'FullyEncrypted').execute(),
+    ).not.toHaveLength(0);
     expect(await db.selectFrom('volumes').select('id').where('volume_status', '=', 'FullyDecrypted').execute()).not.toHaveLength(0);
     const jobs = (await db.selectFrom('jobs').select(['kind', 'state']).execute()).map((j) => `${j.kind}:${j.state}`);
     expect(jobs).toContain('rotate:succeeded');
@@ -85,7 +92,10 @@ describe('demo data', () => {
     expect(r.clients).toEqual(['Bulk Client 01', 'Bulk Client 02']);
     const found = await v.container.keys.searchByKeyId(actor, r.sampleKeyIds[3]!);
     expect(found.map((k) => k.keyId)).toEqual([r.sampleKeyIds[3]]);
-    const total = await v.container.database.db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const total = await v.container.database.db
+      .selectFrom('recovery_keys')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     expect(Number(total.n)).toBe(demo.keys + 1200);
   });
 

@@ -47,7 +47,19 @@ describe(`device status: the SQL agrees with src/domain/device-status.ts on ${EN
     const db = database.db;
     await migrateToLatest(db);
     const now = new Date().toISOString();
-    await db.insertInto('clients').values({ id: clientId, name: 'Contoso', name_key: 'contoso', created_at: now, updated_at: now, archived_at: null, viewer_can_reveal: 0, rotate_after_disclosure: 1 }).execute();
+    await db
+      .insertInto('clients')
+      .values({
+        id: clientId,
+        name: 'Contoso',
+        name_key: 'contoso',
+        created_at: now,
+        updated_at: now,
+        archived_at: null,
+        viewer_can_reveal: 0,
+        rotate_after_disclosure: 1,
+      })
+      .execute();
     let n = 0;
     for (const volumes of VOLUME_SETS) {
       for (const keys of KEY_SETS) {
@@ -56,21 +68,82 @@ describe(`device status: the SQL agrees with src/domain/device-status.ts on ${EN
           const name = `DEV-${String(++n).padStart(4, '0')}`;
           await db
             .insertInto('devices')
-            .values({ id, client_id: clientId, name, name_key: name.toLowerCase(), domain: null, serial: null, entra_device_id: null, ad_object_guid: null, ad_dn: null, agent_id: null, primary_user: null, facts: null, smbios_uuid: null, last_checkin_at: null, first_seen_at: now, last_seen_at: now, retired_at: null, created_at: now })
+            .values({
+              id,
+              client_id: clientId,
+              name,
+              name_key: name.toLowerCase(),
+              domain: null,
+              serial: null,
+              entra_device_id: null,
+              ad_object_guid: null,
+              ad_dn: null,
+              agent_id: null,
+              primary_user: null,
+              facts: null,
+              smbios_uuid: null,
+              last_checkin_at: null,
+              first_seen_at: now,
+              last_seen_at: now,
+              retired_at: null,
+              created_at: now,
+            })
             .execute();
           for (const [i, status] of volumes.entries()) {
             await db
               .insertInto('volumes')
-              .values({ id: randomUUID(), client_id: clientId, device_id: id, mount_point: `${'CDE'[i]}:`, volume_type: 'fixed', volume_guid: null, encryption_state: status, last_reported_at: now, created_at: now, volume_status: status, protection_status: null, lock_status: null, encryption_method: null, encryption_percentage: null, protectors: null })
+              .values({
+                id: randomUUID(),
+                client_id: clientId,
+                device_id: id,
+                mount_point: `${'CDE'[i]}:`,
+                volume_type: 'fixed',
+                volume_guid: null,
+                encryption_state: status,
+                last_reported_at: now,
+                created_at: now,
+                volume_status: status,
+                protection_status: null,
+                lock_status: null,
+                encryption_method: null,
+                encryption_percentage: null,
+                protectors: null,
+              })
               .execute();
           }
           for (const state of keys) {
             await db
               .insertInto('recovery_keys')
-              .values({ id: randomUUID(), client_id: clientId, device_id: id, volume_id: null, key_id: randomUUID(), ciphertext: 'x', data_key_version: 1, fingerprint: randomUUID(), state, source_created_at: null, first_seen_at: now, last_seen_at: now, state_changed_at: now, created_at: now })
+              .values({
+                id: randomUUID(),
+                client_id: clientId,
+                device_id: id,
+                volume_id: null,
+                key_id: randomUUID(),
+                ciphertext: 'x',
+                data_key_version: 1,
+                fingerprint: randomUUID(),
+                state,
+                source_created_at: null,
+                first_seen_at: now,
+                last_seen_at: now,
+                state_changed_at: now,
+                created_at: now,
+              })
               .execute();
           }
-          const finding = (resolved: boolean) => ({ id: randomUUID(), client_id: clientId, device_id: id, volume_id: null, recovery_key_id: null, kind: 'unescrowed_key', protector_id: null, detail: 'test', opened_at: now, resolved_at: resolved ? now : null });
+          const finding = (resolved: boolean) => ({
+            id: randomUUID(),
+            client_id: clientId,
+            device_id: id,
+            volume_id: null,
+            recovery_key_id: null,
+            kind: 'unescrowed_key',
+            protector_id: null,
+            detail: 'test',
+            opened_at: now,
+            resolved_at: resolved ? now : null,
+          });
           for (let i = 0; i < findings.open; i++) await db.insertInto('findings').values(finding(false)).execute();
           for (let i = 0; i < findings.resolved; i++) await db.insertInto('findings').values(finding(true)).execute();
           expected.set(id, { encryption: deviceEncryption(volumes), escrowed: isDeviceEscrowed({ keyStates: keys, openFindings: findings.open }) });

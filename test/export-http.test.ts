@@ -32,15 +32,18 @@ describe(`export over HTTP on ${ENGINE}`, () => {
     ownerId = o.id;
     s = await t.signIn(o.email);
     secret = (await t.app.inject({ method: 'POST', url: `${API}/me/mfa`, headers: s.headers })).json().secret;
-    expect((await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: s.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: s.headers, payload: { code: await freshTotp(t, secret) } })).statusCode,
+    ).toBe(200);
     clientId = (await t.container.clients.create(cliOwner, { name: 'Contoso' })).id;
     await t.container.imports.importFile(cliOwner, 'Contoso', { fileName: 'k.csv', bytes: bytes(csvOf(keys)) });
   });
   afterAll(() => t.close());
 
-  const sorted = (ks: { keyId: string | null; recoveryPassword?: string; password?: string }[]) => ks.map((k) => `${k.keyId}|${k.recoveryPassword ?? k.password}`).sort();
+  const sorted = (ks: { keyId: string | null; recoveryPassword?: string; password?: string }[]) =>
+    ks.map((k) => `${k.keyId}|${k.recoveryPassword ?? k.password}`).sort();
 
-  it('a stepped-up owner downloads a passphrase bundle that opens to the client\'s keys', async () => {
+  it("a stepped-up owner downloads a passphrase bundle that opens to the client's keys", async () => {
     const r = await exportReq(s.headers, { passphrase: PASSPHRASE });
     expect(r.statusCode, r.body).toBe(200);
     expect(r.headers['content-type']).toMatch(/application\/octet-stream/);
@@ -62,7 +65,13 @@ describe(`export over HTTP on ${ENGINE}`, () => {
   });
 
   it('bad bodies are 400 without echoing the passphrase', async () => {
-    for (const body of [{}, { passphrase: PASSPHRASE, recipient: 'age1x' }, { passphrase: 'tooweak' }, { recipient: 'ssh-ed25519 AAAA' }, { passphrase: PASSPHRASE, extra: 1 }]) {
+    for (const body of [
+      {},
+      { passphrase: PASSPHRASE, recipient: 'age1x' },
+      { passphrase: 'tooweak' },
+      { recipient: 'ssh-ed25519 AAAA' },
+      { passphrase: PASSPHRASE, extra: 1 },
+    ]) {
       const r = await exportReq(s.headers, body);
       expect(r.statusCode, JSON.stringify(body)).toBe(400);
       expectNoLeak(r, ['tooweak', PASSPHRASE, ...keys.map((k) => k.password)]);
@@ -84,7 +93,12 @@ describe(`export over HTTP on ${ENGINE}`, () => {
     const plainOwner = await t.signIn((await t.addUser('owner', 'all')).email);
     const admin = await t.signIn((await t.addUser('admin', 'all')).email);
     const tech = await t.signIn((await t.addUser('technician', [clientId])).email);
-    const tok = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: s.headers, payload: { name: 'automation', role: 'owner', clients: 'all' } });
+    const tok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/tokens`,
+      headers: s.headers,
+      payload: { name: 'automation', role: 'owner', clients: 'all' },
+    });
     expect(tok.statusCode).toBe(201);
     const bearer = { authorization: `Bearer ${tok.json().token}` };
     for (const [who, headers] of [

@@ -118,7 +118,22 @@ describe(`scheduled exports on ${ENGINE}`, () => {
 
   it('the CLI adds, lists and removes schedules; a recipient key is required and checked', async () => {
     const dir = path.join(folder, 'cli');
-    const add = await v.cli(['export', 'schedule', 'add', '--client', 'Fabrikam', '--recipient', recipient, '--folder', dir, '--frequency', 'weekly', '--keep', '4', '--json']);
+    const add = await v.cli([
+      'export',
+      'schedule',
+      'add',
+      '--client',
+      'Fabrikam',
+      '--recipient',
+      recipient,
+      '--folder',
+      dir,
+      '--frequency',
+      'weekly',
+      '--keep',
+      '4',
+      '--json',
+    ]);
     expect(add.code).toBe(0);
     const id = JSON.parse(add.stdout).id as string;
     const list = await v.cli(['export', 'schedule', 'list']);

@@ -105,11 +105,15 @@ describe(`offline export bundles on ${ENGINE}`, () => {
   it('opens in a separate process with no KEYWARDEN_* environment and an empty working folder', () => {
     const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-offline-proc-'));
     try {
-      const r = spawnSync(path.join(REPO, 'node_modules', '.bin', 'tsx'), [path.join(REPO, 'src', 'main.ts'), 'export', 'open', passBundle, '--passphrase-file', file('pass.txt'), '--json'], {
-        cwd: empty,
-        env: { PATH: process.env.PATH, HOME: empty },
-        encoding: 'utf8',
-      });
+      const r = spawnSync(
+        path.join(REPO, 'node_modules', '.bin', 'tsx'),
+        [path.join(REPO, 'src', 'main.ts'), 'export', 'open', passBundle, '--passphrase-file', file('pass.txt'), '--json'],
+        {
+          cwd: empty,
+          env: { PATH: process.env.PATH, HOME: empty },
+          encoding: 'utf8',
+        },
+      );
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       expect(sortKeys((JSON.parse(r.stdout) as { keys: Opened[] }).keys)).toEqual(expected());
@@ -140,7 +144,9 @@ describe(`offline export bundles on ${ENGINE}`, () => {
     expect(opened.code).toBe(0);
     expect(opened.left).toEqual([]);
     const fromRecipient = (JSON.parse(opened.stdout) as { keys: Opened[] }).keys;
-    const fromPassphrase = (JSON.parse((await offline(['export', 'open', passBundle, '--passphrase-file', file('pass.txt'), '--json'])).stdout) as { keys: Opened[] }).keys;
+    const fromPassphrase = (
+      JSON.parse((await offline(['export', 'open', passBundle, '--passphrase-file', file('pass.txt'), '--json'])).stdout) as { keys: Opened[] }
+    ).keys;
     expect(sortKeys(fromRecipient)).toEqual(sortKeys(fromPassphrase));
     expect(sortKeys(fromRecipient)).toEqual(expected());
   });
@@ -232,7 +238,10 @@ describe(`offline export bundles on ${ENGINE}`, () => {
     // Not blank: a page of large digits has many dark pixels (grey map, one byte per pixel).
     const gray = spawnSync('pdftoppm', ['-gray', '-r', '40', pdf, path.join(pngDir, 'gray')], { encoding: 'utf8' });
     expect(gray.status).toBe(0);
-    const pgms = fs.readdirSync(pngDir).filter((f) => f.endsWith('.pgm')).sort();
+    const pgms = fs
+      .readdirSync(pngDir)
+      .filter((f) => f.endsWith('.pgm'))
+      .sort();
     expect(pgms.length).toBe(3);
     for (const p of pgms) {
       const buf = fs.readFileSync(path.join(pngDir, p));
@@ -304,9 +313,23 @@ describe(`offline export bundles on ${ENGINE}`, () => {
       { ...base, type: 'user', id: 'u-tech', name: 'tech@example.test', role: 'technician' },
       { ...base, type: 'token', id: 't-owner', name: 'owner token', role: 'owner' },
       // An owner signed in without an authenticator app cannot step up.
-      { ...base, type: 'user', id: 'u-owner', name: 'owner@example.test', role: 'owner', session: { id: 's', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false } },
+      {
+        ...base,
+        type: 'user',
+        id: 'u-owner',
+        name: 'owner@example.test',
+        role: 'owner',
+        session: { id: 's', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false },
+      },
       // An owner whose second factor is older than the step-up window.
-      { ...base, type: 'user', id: 'u-owner2', name: 'owner2@example.test', role: 'owner', session: { id: 's2', mfaAt: '2001-01-01T00:00:00.000Z', mfaEnrolled: true, mfaEnrolmentRequired: false } },
+      {
+        ...base,
+        type: 'user',
+        id: 'u-owner2',
+        name: 'owner2@example.test',
+        role: 'owner',
+        session: { id: 's2', mfaAt: '2001-01-01T00:00:00.000Z', mfaEnrolled: true, mfaEnrolmentRequired: false },
+      },
     ];
     for (const a of actors) {
       await expect(v.container.exports.exportClient(a, { clientId, protection: { kind: 'passphrase', passphrase: PASSPHRASE } }), a.id).rejects.toMatchObject({

@@ -187,7 +187,12 @@ describe('graph simulator: recoveryKeys', () => {
     expect(items).toHaveLength(1050);
     expect(new Set(items.map((k) => k.id)).size).toBe(1050);
     expect(items.every((k) => !('key' in k))).toBe(true);
-    expect(items[0]).toEqual({ id: t.keys[0]!.id, createdDateTime: t.keys[0]!.createdDateTime, volumeType: t.keys[0]!.volumeType, deviceId: t.keys[0]!.deviceId });
+    expect(items[0]).toEqual({
+      id: t.keys[0]!.id,
+      createdDateTime: t.keys[0]!.createdDateTime,
+      volumeType: t.keys[0]!.volumeType,
+      deviceId: t.keys[0]!.deviceId,
+    });
     expect(sim.keyReads(t.tenantId).size).toBe(0);
   });
 
@@ -233,7 +238,12 @@ describe('graph simulator: recoveryKeys', () => {
     expect(read.body).toMatchObject({ id: k0.id, key: k0.key, deviceId: k0.deviceId });
     await graph(token, `${KEYS}/${k0.id}?$select=key`);
     await graph(token, `${KEYS}/${k1.id.toUpperCase()}?$select=key`);
-    expect(sim.keyReads(t.tenantId)).toEqual(new Map([[k0.id, 2], [k1.id, 1]]));
+    expect(sim.keyReads(t.tenantId)).toEqual(
+      new Map([
+        [k0.id, 2],
+        [k1.id, 1],
+      ]),
+    );
     expect(t.audits).toHaveLength(3);
     expect(t.audits[0]).toMatchObject({
       activityDisplayName: 'Read BitLocker key',
@@ -270,7 +280,7 @@ describe('graph simulator: recoveryKeys', () => {
 });
 
 describe('graph simulator: devices, Intune rotation, audit log', () => {
-  it("looks a device up by deviceId with $select, {value: []} when unknown", async () => {
+  it('looks a device up by deviceId with $select, {value: []} when unknown', async () => {
     const t = sim.seedTenant('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', { keys: 10, devices: 10 });
     const token = await tokenFor(t);
     const d = t.devices[3]!;
@@ -306,7 +316,9 @@ describe('graph simulator: devices, Intune rotation, audit log', () => {
     expect(isValidRecoveryPassword(pw.body.key)).toBe(true);
 
     expect((await graph(token, `/v1.0/deviceManagement/managedDevices/${id}/rotateBitLockerKeys`, { method: 'POST' })).status).toBe(400);
-    expect((await graph(token, `/beta/deviceManagement/managedDevices/00000000-0000-4000-8000-000000000000/rotateBitLockerKeys`, { method: 'POST' })).status).toBe(404);
+    expect(
+      (await graph(token, `/beta/deviceManagement/managedDevices/00000000-0000-4000-8000-000000000000/rotateBitLockerKeys`, { method: 'POST' })).status,
+    ).toBe(404);
     t.onRotate = 'replace';
     await graph(token, `/beta/deviceManagement/managedDevices/${id}/rotateBitLockerKeys`, { method: 'POST' });
     const replaced = (await listAll(token, `${KEYS}?$filter=deviceId eq '${dev.deviceId}'`)).items;
@@ -329,7 +341,10 @@ describe('graph simulator: devices, Intune rotation, audit log', () => {
     expect(items).toHaveLength(8);
     expect(items[0]!.initiatedBy.user.userPrincipalName).toBe('helpdesk@contoso.example');
     expect(items.slice(1).map((a) => a.targetResources[0].displayName)).toEqual(t.keys.map((k) => k.id).reverse());
-    const since = await graph(token, `/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Read BitLocker key' and activityDateTime ge ${new Date(T0 + 5000).toISOString()}`);
+    const since = await graph(
+      token,
+      `/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Read BitLocker key' and activityDateTime ge ${new Date(T0 + 5000).toISOString()}`,
+    );
     expect(since.body.value).toHaveLength(3);
     expect((await graph(token, `/v1.0/auditLogs/directoryAudits?$filter=foo eq 'x'`)).status).toBe(400);
   });
@@ -382,7 +397,12 @@ describe('graph simulator: throttling', () => {
       s.retryAfter = { seconds: 2 };
       const tok = await fetch(`${urls.loginUrl}/${s.tenantId}/oauth2/v2.0/token`, {
         method: 'POST',
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: s.clientId, client_secret: s.clientSecret, scope: 'https://graph.microsoft.com/.default' }),
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: s.clientId,
+          client_secret: s.clientSecret,
+          scope: 'https://graph.microsoft.com/.default',
+        }),
       }).then(async (r) => ((await r.json()) as Json).access_token as string);
       const h = { authorization: `Bearer ${tok}` };
       expect((await fetch(`${urls.graphUrl}${KEYS}`, { headers: h })).status).toBe(429);

@@ -50,7 +50,11 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     expect(listCalls.length).toBe(50);
 
     const db = t.container.database.db;
-    const count = await db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('client_id', '=', client.id).executeTakeFirstOrThrow();
+    const count = await db
+      .selectFrom('recovery_keys')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('client_id', '=', client.id)
+      .executeTakeFirstOrThrow();
     expect(Number(count.n)).toBe(10_000);
     const devices = await db.selectFrom('devices').select(['name', 'entra_device_id']).where('client_id', '=', client.id).execute();
     expect(devices).toHaveLength(4_000);
@@ -80,7 +84,13 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
       const keys = (await t.app.inject({ method: 'GET', url: `${API}/keys?q=${k.id}`, headers: owner.headers })).json();
       expect(keys).toHaveLength(1);
     }
-    const removed = await t.container.database.db.selectFrom('key_sources').select('removed_at').where('source_type', '=', 'entra').where('source_ref', '=', tenantId).where('removed_at', 'is not', null).execute();
+    const removed = await t.container.database.db
+      .selectFrom('key_sources')
+      .select('removed_at')
+      .where('source_type', '=', 'entra')
+      .where('source_ref', '=', tenantId)
+      .where('removed_at', 'is not', null)
+      .execute();
     expect(removed).toHaveLength(3);
   });
 
@@ -96,8 +106,8 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     expect(sim.violations(tenantId)).toEqual([]);
   }, 120_000);
 
-  it('50 tenants sync at once; a bad secret fails only its own tenant, with Graph\'s error text', async () => {
-    const ids = Array.from({ length: 50 }, (_, i) => `1d${String(i).padStart(6, "0")}-1111-4222-8333-444444444444`);
+  it("50 tenants sync at once; a bad secret fails only its own tenant, with Graph's error text", async () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `1d${String(i).padStart(6, '0')}-1111-4222-8333-444444444444`);
     for (const id of ids) sim.seedTenant(id, { keys: 10, devices: 4 });
     sim.tenant(ids[1]!).throttleEvery = 4;
     sim.tenant(ids[1]!).retryAfter = { httpDate: true, seconds: 1 };
@@ -106,10 +116,13 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     const runs = await Promise.all(conns.map((c) => t.container.graph.runSync(c.id)));
     expect(runs[0]).toMatchObject({ status: 'failed' });
     expect(runs[0]!.errorText).toMatch(/AADSTS7000215|invalid_client/);
-    for (const r of runs.slice(1)) expect(r).toMatchObject({ status: "succeeded", newKeys: 10 });
+    for (const r of runs.slice(1)) expect(r).toMatchObject({ status: 'succeeded', newKeys: 10 });
     expect(sim.violations(ids[1]!)).toEqual([]);
     const list = (await t.app.inject({ method: 'GET', url: `${API}/graph/connections`, headers: owner.headers })).json();
-    expect(list.find((c: { id: string }) => c.id === conns[0]!.id)).toMatchObject({ lastStatus: 'failed', lastError: expect.stringMatching(/invalid_client|AADSTS/) });
+    expect(list.find((c: { id: string }) => c.id === conns[0]!.id)).toMatchObject({
+      lastStatus: 'failed',
+      lastError: expect.stringMatching(/invalid_client|AADSTS/),
+    });
   }, 120_000);
 
   it('rotation: reveal → Intune rotate call → the next sync sees the new key → the old key is rotated', async () => {
@@ -121,9 +134,19 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     if (!tenant.managedDevices.some((m) => m.azureADDeviceId.toLowerCase() === old.deviceId.toLowerCase())) {
       tenant.managedDevices.push({ id: '5e5e5e5e-1111-4222-8333-444444444444', azureADDeviceId: old.deviceId, deviceName: 'FAKE-INTUNE' });
     }
-    const r = await t.app.inject({ method: 'POST', url: `${API}/keys/${old.id}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin', ticket: 'T-7' } });
+    const r = await t.app.inject({
+      method: 'POST',
+      url: `${API}/keys/${old.id}/reveal`,
+      headers: owner.headers,
+      payload: { reason: 'lost-pin', ticket: 'T-7' },
+    });
     expect(r.statusCode).toBe(200);
-    const job = await t.container.database.db.selectFrom('jobs').selectAll().where('kind', '=', 'intune-rotate').where('protector_id', '=', old.id).executeTakeFirstOrThrow();
+    const job = await t.container.database.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('kind', '=', 'intune-rotate')
+      .where('protector_id', '=', old.id)
+      .executeTakeFirstOrThrow();
     expect(job.state).toBe('pending');
     expect(await t.container.scheduler.runNow(`intune-rotate:${job.id}`)).toBe('rotation requested from Intune');
     expect(sim.requests(tenantId).some((q) => q.method === 'POST' && q.path.endsWith('/rotateBitLockerKeys') && q.status === 204)).toBe(true);
@@ -143,14 +166,24 @@ describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
       const tenantId = '0f0f0f0f-1111-4222-8333-444444444444';
       const tenant = sim.seedTenant(tenantId, { keys: 3, devices: 2 });
       const client = await t.container.clients.create(admin, { name: 'Portal' });
-      const conn = await t.container.graph.createConnection(admin, { clientId: client.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+      const conn = await t.container.graph.createConnection(admin, {
+        clientId: client.id,
+        tenantId,
+        appClientId: tenant.clientId,
+        clientSecret: tenant.clientSecret,
+        ...urls,
+      });
       await t.container.graph.runSync(conn.id);
       sim.portalRead(tenantId, tenant.keys[1]!.id, { userPrincipalName: 'helpdesk@fake-tenant.example', ipAddress: '198.51.100.7' });
       await t.container.graph.runSync(conn.id);
       await t.container.graph.runSync(conn.id);
       const events = await t.container.audit.list(admin, { action: 'entra.key_read' });
       expect(events).toHaveLength(1);
-      expect(events[0]).toMatchObject({ actorName: 'helpdesk@fake-tenant.example (in Entra)', ip: '198.51.100.7', details: expect.objectContaining({ keyId: tenant.keys[1]!.id.toLowerCase() }) });
+      expect(events[0]).toMatchObject({
+        actorName: 'helpdesk@fake-tenant.example (in Entra)',
+        ip: '198.51.100.7',
+        details: expect.objectContaining({ keyId: tenant.keys[1]!.id.toLowerCase() }),
+      });
       expect(events[0]!.targetId).toEqual(expect.any(String));
     } finally {
       await sim.stop();
@@ -167,7 +200,13 @@ describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
       const tenant = sim.seedTenant(tenantId, { keys: 2, devices: 1 });
       tenant.permissions.delete('BitlockerKey.Read.All');
       const client = await t.container.clients.create(admin, { name: 'Basic only' });
-      const conn = await t.container.graph.createConnection(admin, { clientId: client.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+      const conn = await t.container.graph.createConnection(admin, {
+        clientId: client.id,
+        tenantId,
+        appClientId: tenant.clientId,
+        clientSecret: tenant.clientSecret,
+        ...urls,
+      });
       const r = await t.container.graph.testConnection(admin, conn.id);
       expect(r.ok).toBe(false);
       const failed = r.checks.filter((c) => !c.ok);

@@ -24,14 +24,26 @@ const FILES = ['keys-with-ids.csv', 'keys-with-bad-rows.csv', TXT, 'manage-bde-t
 const upFile = (name: string): UploadFile => (name === 'conflict.csv' ? { name, content: CONFLICT_CSV } : fixture(name));
 
 /** Known rows of keys-with-ids.csv. */
-const LAPTOP_01 = { keyId: '4363365b-db8a-4395-83d0-579527c14421', password: '218295-314006-039116-363605-259171-090915-081675-330187', serial: 'FAKE-SN-0001', user: 'jane.doe@example.invalid' };
+const LAPTOP_01 = {
+  keyId: '4363365b-db8a-4395-83d0-579527c14421',
+  password: '218295-314006-039116-363605-259171-090915-081675-330187',
+  serial: 'FAKE-SN-0001',
+  user: 'jane.doe@example.invalid',
+};
 
 const AMBIGUOUS = [
   { keyId: 'abcdef01-0000-4000-8000-000000000001', password: randomRecoveryPassword() },
   { keyId: 'abcdef01-0000-4000-8000-000000000002', password: randomRecoveryPassword() },
 ];
 
-type Summary = { imported: number; duplicates: number; conflicts: number; rejected: { file: string; line: number; reason: string }[]; files: { file: string; format: string | null; imported: number; duplicates: number; conflicts: number; rejected: number }[]; dryRun: boolean };
+type Summary = {
+  imported: number;
+  duplicates: number;
+  conflicts: number;
+  rejected: { file: string; line: number; reason: string }[];
+  files: { file: string; format: string | null; imported: number; duplicates: number; conflicts: number; rejected: number }[];
+  dryRun: boolean;
+};
 
 /** ISO-8601 for the same instant in another UTC offset (what a browser in that zone may send). */
 function withOffset(ms: number, offsetMinutes: number): string {
@@ -148,7 +160,14 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(Object.keys(s).sort()).toEqual(['conflicts', 'dryRun', 'duplicates', 'files', 'imported', 'rejected']);
       expect(s.dryRun).toBe(false);
       expect(s.files).toEqual(
-        FILES.map((file) => ({ file, format: expect.any(String), imported: expect.any(Number), duplicates: expect.any(Number), conflicts: expect.any(Number), rejected: expect.any(Number) })),
+        FILES.map((file) => ({
+          file,
+          format: expect.any(String),
+          imported: expect.any(Number),
+          duplicates: expect.any(Number),
+          conflicts: expect.any(Number),
+          rejected: expect.any(Number),
+        })),
       );
       // Per file: 4 new keys; 3 good and 6 bad rows; one key file; two volumes of which one is the key
       // file's key again (a duplicate); and one known key ID with another password (a conflict).
@@ -174,7 +193,9 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       const again = await upload({ client: 'Contoso', device: 'FAKE-TXT-LAPTOP' }, [fixture('keys-with-ids.csv')]);
       expect(again.json()).toMatchObject({ imported: 0, duplicates: 4, conflicts: 0, rejected: [], dryRun: false });
 
-      const amb = await upload({ client: 'Fabrikam Ltd' }, [{ name: 'ambiguous.csv', content: csvOf(AMBIGUOUS.map((k, i) => ({ device: `FAKE-FAB-${i + 1}`, keyId: k.keyId, password: k.password }))) }]);
+      const amb = await upload({ client: 'Fabrikam Ltd' }, [
+        { name: 'ambiguous.csv', content: csvOf(AMBIGUOUS.map((k, i) => ({ device: `FAKE-FAB-${i + 1}`, keyId: k.keyId, password: k.password }))) },
+      ]);
       expect(amb.json()).toMatchObject({ imported: 2, duplicates: 0, conflicts: 0, rejected: [] });
 
       const counts = (await get(`${API}/clients`)).json();
@@ -215,7 +236,12 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(d).toMatchObject({ id: laptop.id, name: 'FAKE-LAPTOP-01', client: { id: contoso, name: 'Contoso' }, domain: 'corp.example' });
       expect(d.volumes).toEqual([expect.objectContaining({ mountPoint: 'C:', type: expect.any(String) })]);
       expect(d.recoveryKeys).toEqual([
-        expect.objectContaining({ keyId: LAPTOP_01.keyId, state: 'active', device: { id: laptop.id, name: 'FAKE-LAPTOP-01' }, sources: [expect.objectContaining({ type: 'import', ref: 'keys-with-ids.csv' })] }),
+        expect.objectContaining({
+          keyId: LAPTOP_01.keyId,
+          state: 'active',
+          device: { id: laptop.id, name: 'FAKE-LAPTOP-01' },
+          sources: [expect.objectContaining({ type: 'import', ref: 'keys-with-ids.csv' })],
+        }),
       ]);
       const desk = (await get(`${API}/devices/${devices.find((x) => x.name === 'FAKE-DESKTOP-03')!.id}`)).json();
       expect(desk.volumes.length).toBe(2);
@@ -230,18 +256,31 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       for (const q of ['FAKE-LAPTOP-01', 'laptop-01', LAPTOP_01.serial, 'jane.doe']) {
         const r = await get(`${API}/keys?q=${encodeURIComponent(q)}`);
         expect(r.statusCode, q).toBe(200);
-        expect(r.json().map((k: { keyId: string }) => k.keyId), q).toEqual([LAPTOP_01.keyId]);
+        expect(
+          r.json().map((k: { keyId: string }) => k.keyId),
+          q,
+        ).toEqual([LAPTOP_01.keyId]);
       }
       const full = await get(`${API}/keys?q=${encodeURIComponent(`{${LAPTOP_01.keyId.toUpperCase()}}`)}`);
       expect(full.json().map((k: { keyId: string }) => k.keyId)).toEqual([LAPTOP_01.keyId]);
       const fab = await get(`${API}/keys?clientId=${fabrikam}`);
-      expect(fab.json().map((k: { keyId: string }) => k.keyId).sort()).toEqual(AMBIGUOUS.map((k) => k.keyId));
+      expect(
+        fab
+          .json()
+          .map((k: { keyId: string }) => k.keyId)
+          .sort(),
+      ).toEqual(AMBIGUOUS.map((k) => k.keyId));
       expect((await get(`${API}/keys?q=abcdef01`)).json()).toHaveLength(2);
       const all = await get(`${API}/keys?limit=1000`);
       for (const r of [byPrefix, full, fab, all]) expectNoLeak(r, allSecrets());
       expect(all.body).not.toMatch(/\d{6}-\d{6}-\d{6}/);
       const reasons = (await get(`${API}/keys/reasons`)).json();
-      expect(reasons).toEqual(expect.arrayContaining([{ code: 'lost-pin', label: 'Lost PIN' }, { code: 'other', label: expect.any(String) }]));
+      expect(reasons).toEqual(
+        expect.arrayContaining([
+          { code: 'lost-pin', label: 'Lost PIN' },
+          { code: 'other', label: expect.any(String) },
+        ]),
+      );
     });
 
     it('gets one key by its record id', async () => {
@@ -275,7 +314,12 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       const r = await send('POST', `${API}/keys/abcdef01/reveal`, { reason: 'lost-pin' });
       expect(r.statusCode).toBe(200);
       expect(r.json()).toMatchObject({ status: 'ambiguous', matches: 2 });
-      expect(r.json().candidates.map((k: { keyId: string }) => k.keyId).sort()).toEqual(AMBIGUOUS.map((k) => k.keyId));
+      expect(
+        r
+          .json()
+          .candidates.map((k: { keyId: string }) => k.keyId)
+          .sort(),
+      ).toEqual(AMBIGUOUS.map((k) => k.keyId));
       expect(r.json().key).toBeUndefined();
       expectNoLeak(r, allSecrets());
       // The full ID picks one.
@@ -285,7 +329,17 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
   });
 
   describe('audit', () => {
-    type Ev = { seq: number; action: string; clientId: string | null; occurredAt: string; outcome: string; details: Record<string, unknown> | null; actorId: string; reasonCode: string | null; ticket: string | null };
+    type Ev = {
+      seq: number;
+      action: string;
+      clientId: string | null;
+      occurredAt: string;
+      outcome: string;
+      details: Record<string, unknown> | null;
+      actorId: string;
+      reasonCode: string | null;
+      ticket: string | null;
+    };
     let all: Ev[];
 
     beforeAll(async () => {
@@ -297,7 +351,13 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(all.map((e) => e.seq)).toEqual([...all.map((e) => e.seq)].sort((a, b) => b - a));
       const reveals = (await get(`${API}/audit?action=key.reveal`)).json() as Ev[];
       expect(reveals.map((e) => e.outcome)).toEqual(['success', 'ambiguous', 'success']);
-      expect(reveals[2]).toMatchObject({ actorId: ownerId, reasonCode: 'other', ticket: 'T-1001', clientId: contoso, details: expect.objectContaining({ note: 'user on the phone' }) });
+      expect(reveals[2]).toMatchObject({
+        actorId: ownerId,
+        reasonCode: 'other',
+        ticket: 'T-1001',
+        clientId: contoso,
+        details: expect.objectContaining({ note: 'user on the phone' }),
+      });
       expect((await get(`${API}/audit?action=key.reveal&outcome=ambiguous`)).json()).toHaveLength(1);
 
       const forContoso = (await get(`${API}/audit?clientId=${contoso}&limit=1000`)).json() as Ev[];
@@ -337,17 +397,37 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
         expect(Date.parse(f)).toBe(at);
         const r = await get(`${API}/audit?limit=1000&from=${encodeURIComponent(f)}`);
         expect(r.statusCode, f).toBe(200);
-        expect.soft(r.json().map((e: Ev) => e.seq), `from=${f}`).toEqual(atOrAfter(at));
+        expect
+          .soft(
+            r.json().map((e: Ev) => e.seq),
+            `from=${f}`,
+          )
+          .toEqual(atOrAfter(at));
         const r2 = await get(`${API}/audit?limit=1000&to=${encodeURIComponent(f)}`);
-        expect.soft(r2.json().map((e: Ev) => e.seq), `to=${f}`).toEqual(before(at));
+        expect
+          .soft(
+            r2.json().map((e: Ev) => e.seq),
+            `to=${f}`,
+          )
+          .toEqual(before(at));
       }
       // Whole seconds, no fraction: "2025-01-01T10:00:00Z".
       const second = Math.floor(at / 1000) * 1000;
       const plain = new Date(second).toISOString().replace('.000Z', 'Z');
       const r = await get(`${API}/audit?limit=1000&from=${encodeURIComponent(plain)}`);
-      expect.soft(r.json().map((e: Ev) => e.seq), `from=${plain}`).toEqual(atOrAfter(second));
+      expect
+        .soft(
+          r.json().map((e: Ev) => e.seq),
+          `from=${plain}`,
+        )
+        .toEqual(atOrAfter(second));
       const r2 = await get(`${API}/audit?limit=1000&to=${encodeURIComponent(plain)}`);
-      expect.soft(r2.json().map((e: Ev) => e.seq), `to=${plain}`).toEqual(before(second));
+      expect
+        .soft(
+          r2.json().map((e: Ev) => e.seq),
+          `to=${plain}`,
+        )
+        .toEqual(before(second));
     });
 
     it('exports CSV (header row, JSON details quoted) and JSON lines, oldest first; the export is audited', async () => {
@@ -374,13 +454,27 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(jl.statusCode).toBe(200);
       expect(jl.headers['content-type']).toMatch(/^application\/x-ndjson/);
       expect(jl.body.endsWith('\n')).toBe(true);
-      const events = jl.body.trim().split('\n').map((l) => JSON.parse(l) as Ev);
-      expect(events.map((e) => e.seq)).toEqual(all.filter((e) => e.action === 'key.reveal').map((e) => e.seq).reverse());
+      const events = jl.body
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Ev);
+      expect(events.map((e) => e.seq)).toEqual(
+        all
+          .filter((e) => e.action === 'key.reveal')
+          .map((e) => e.seq)
+          .reverse(),
+      );
       expect(events[0]).toEqual(all.find((e) => e.seq === events[0]!.seq));
 
       const dflt = await get(`${API}/audit/export?clientId=${fabrikam}`);
       expect(dflt.headers['content-type']).toMatch(/^application\/x-ndjson/);
-      expect(dflt.body.trim().split('\n').map((l) => JSON.parse(l).clientId).every((c: string) => c === fabrikam)).toBe(true);
+      expect(
+        dflt.body
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l).clientId)
+          .every((c: string) => c === fabrikam),
+      ).toBe(true);
 
       const exports = (await get(`${API}/audit?action=audit.export`)).json() as Ev[];
       expect(exports).toHaveLength(3);
@@ -497,7 +591,11 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(list.json()).toEqual([expect.objectContaining({ id: apiToken.id, name: 'SIEM export' })]);
       expect(list.body).not.toContain(token);
 
-      const used = await t.app.inject({ method: 'GET', url: `${API}/audit/export?format=jsonl&action=token.create`, headers: { authorization: `Bearer ${token}` } });
+      const used = await t.app.inject({
+        method: 'GET',
+        url: `${API}/audit/export?format=jsonl&action=token.create`,
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(used.statusCode).toBe(200);
       expect(used.body).not.toContain(token);
 

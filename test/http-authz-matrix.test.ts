@@ -359,7 +359,7 @@ const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(jso
 const hasSecretField = (o: Record<string, unknown>) => Object.keys(o).some((k) => /secret/i.test(k));
 const clientIdsOf = (json: unknown) => asArray(json).map((x) => (x.client as { id: string } | undefined)?.id ?? (x.clientId as string | undefined) ?? x.id);
 
-// ------------------------------------------------------------------------------------ issue 9 (lifecycle) helpers
+// ------------------------------------------------------------------------------------ lifecycle helpers
 
 /** A throwaway enrolled device of Own / Other (retired, or under legal hold, if asked), or a random id. */
 async function lifecycleDevice(fx: Fx, target: Target, state: 'live' | 'retired' | 'held' = 'live'): Promise<string> {
@@ -409,7 +409,7 @@ async function pendingApproval(fx: Fx, target: Target): Promise<{ id: string; co
 const isExecuted = ({ json }: CheckArgs) =>
   (json as { status?: string }).status === 'executed' ? undefined : `expected the action to run, got ${JSON.stringify(json).slice(0, 200)}`;
 
-// ------------------------------------------------------------------------------------ issue 8 (notifications) helpers
+// ------------------------------------------------------------------------------------ notifications helpers
 
 /**
  * Channels the matrix makes point at the discard port of this machine with plain SMTP: a "send test"
@@ -1366,7 +1366,7 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
-  // ================================================================ issue 7 (web console) routes
+  // ================================================================ web console routes
   // The console's page and its assets are public (they carry no data); a missing asset is a 404 either way,
   // so these answers do not depend on whether dist/web was built.
   'GET /': { auth: 'public', variants: [{ label: 'the console page', axis: 'none', build: () => ({ url: '/' }), session: all(200) }] },
@@ -1586,7 +1586,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
 
-  // ================================================================ issue 8 (compliance, reports) routes
+  // ================================================================ compliance, reports routes
   // Policies: every role with access to a client reads its policy (helpdesk included: it says what
   // "compliant" means); owners change the MSP default; owners and admins (of that client) change a client's.
   'GET /api/v1/compliance/policy': {
@@ -1776,7 +1776,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
 
-  // ================================================================ issue 8 (notifications) routes
+  // ================================================================ notifications routes
   // Owners and admins manage channels, rules and report schedules (admins only of their clients; MSP-wide
   // ones need all clients); auditors read them and the delivery log; everyone else gets 403.
   'GET /api/v1/notifications/channels': {
@@ -2031,7 +2031,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
 
-  // ================================================================ issue 9 (lifecycle) routes
+  // ================================================================ lifecycle routes
   // Retire / reinstate / hold change a device, so each request gets a throwaway enrolled device.
   'POST /api/v1/devices/:deviceId/retire': {
     auth: 'authenticated',
@@ -2266,7 +2266,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
 
-  // ================================================================ issue 9 (export, backup) routes
+  // ================================================================ export, backup routes
   'POST /api/v1/clients/:clientId/export': {
     auth: 'authenticated',
     variants: [
@@ -2283,7 +2283,7 @@ const MATRIX: Record<string, Entry> = {
     ],
   },
 
-  // ================================================================ issue 10 (scale, metrics) routes
+  // ================================================================ scale, metrics routes
   // /metrics has its own secret (KEYWARDEN_METRICS_TOKEN) instead of users' sessions and tokens. This app
   // has none configured, so /metrics is off: 404 to everyone, whatever they send. With a token configured,
   // only that token opens it (401 for no token, a wrong one, a user session or an API token):

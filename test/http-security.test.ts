@@ -69,7 +69,14 @@ describe(`HTTP security on ${ENGINE}`, () => {
   let ownerId: string;
   let contoso: string;
   let fabrikam: string;
-  const c = { one: newKey('FAKE-C1'), two: newKey('FAKE-C2'), three: newKey('FAKE-C3'), four: newKey('FAKE-C4'), five: newKey('FAKE-C5'), six: newKey('FAKE-C6') };
+  const c = {
+    one: newKey('FAKE-C1'),
+    two: newKey('FAKE-C2'),
+    three: newKey('FAKE-C3'),
+    four: newKey('FAKE-C4'),
+    five: newKey('FAKE-C5'),
+    six: newKey('FAKE-C6'),
+  };
   const amb = [newKey('FAKE-AMB1', 'abba0000-0000-4000-8000-000000000001'), newKey('FAKE-AMB2', 'abba0000-0000-4000-8000-000000000002')];
   const f = { one: newKey('FAKE-F1') };
   const allPasswords = () => [PASSWORD, ...Object.values(c), ...amb, ...Object.values(f)].map((k) => (typeof k === 'string' ? k : k.password));
@@ -185,7 +192,11 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect(first.lockouts).toBe(1);
 
       // The first lockout has run out (moved into the past instead of waiting).
-      await t.container.database.db.updateTable('login_throttle').set({ locked_until: minutesAgo(1) }).where('key', '=', key).execute();
+      await t.container.database.db
+        .updateTable('login_throttle')
+        .set({ locked_until: minutesAgo(1) })
+        .where('key', '=', key)
+        .execute();
 
       const second = await lockOnce('10.1.0.6');
       expect(second.lockouts).toBe(2);
@@ -219,7 +230,9 @@ describe(`HTTP security on ${ENGINE}`, () => {
 
       const locked = await auditEvents(t, { action: 'auth.login', outcome: 'locked' });
       const lockedEmails = locked.map((e) => e.details?.email);
-      expect(lockedEmails).toEqual(expect.arrayContaining(['locked.one@example.test', 'nobody.here@example.test', 'spray-fresh@example.test', 'reset.me@example.test']));
+      expect(lockedEmails).toEqual(
+        expect.arrayContaining(['locked.one@example.test', 'nobody.here@example.test', 'spray-fresh@example.test', 'reset.me@example.test']),
+      );
       const text = JSON.stringify([...failures, ...locked]);
       for (const tried of ['wrong password 0', 'nope 1', 'Winter2024!', PASSWORD]) expect(text).not.toContain(tried);
     });
@@ -231,7 +244,12 @@ describe(`HTTP security on ${ENGINE}`, () => {
     let techTokenId: string;
 
     it('creates a token shown once (kw_…); the list never shows it', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'rmm sync', role: 'technician', clients: [contoso] } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: ownerS.headers,
+        payload: { name: 'rmm sync', role: 'technician', clients: [contoso] },
+      });
       expect(r.statusCode).toBe(201);
       const body = r.json();
       techToken = body.token;
@@ -276,12 +294,19 @@ describe(`HTTP security on ${ENGINE}`, () => {
 
       const row = await t.container.database.db.selectFrom('api_tokens').select(['last_used_at']).where('id', '=', techTokenId).executeTakeFirstOrThrow();
       expect(row.last_used_at).toBeTruthy();
-      const listed = (await t.app.inject({ method: 'GET', url: `${API}/tokens`, headers: ownerS.headers })).json().find((x: { id: string }) => x.id === techTokenId);
+      const listed = (await t.app.inject({ method: 'GET', url: `${API}/tokens`, headers: ownerS.headers }))
+        .json()
+        .find((x: { id: string }) => x.id === techTokenId);
       expect(listed.lastUsedAt).toBeTruthy();
     });
 
     it('needs no CSRF header (browsers do not send tokens on their own)', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'admin bot', role: 'admin', clients: 'all' } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: ownerS.headers,
+        payload: { name: 'admin bot', role: 'admin', clients: 'all' },
+      });
       expect(r.statusCode).toBe(201);
       const created = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: bearer(r.json().token), payload: { name: 'Made By Token' } });
       expect(created.statusCode).toBe(201);
@@ -290,23 +315,39 @@ describe(`HTTP security on ${ENGINE}`, () => {
     });
 
     it('an expired token is refused with 401', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'short lived', role: 'auditor', clients: 'all', expiresInDays: 1 } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: ownerS.headers,
+        payload: { name: 'short lived', role: 'auditor', clients: 'all', expiresInDays: 1 },
+      });
       const token = r.json().token as string;
       expect((await t.app.inject({ method: 'GET', url: `${API}/audit`, headers: bearer(token) })).statusCode).toBe(200);
-      await t.container.database.db.updateTable('api_tokens').set({ expires_at: minutesAgo(1) }).where('id', '=', r.json().apiToken.id).execute();
+      await t.container.database.db
+        .updateTable('api_tokens')
+        .set({ expires_at: minutesAgo(1) })
+        .where('id', '=', r.json().apiToken.id)
+        .execute();
       const expired = await t.app.inject({ method: 'GET', url: `${API}/audit`, headers: bearer(token) });
       expect(expired.statusCode).toBe(401);
       expect(expired.json().error).toBe('unauthenticated');
     });
 
     it('a revoked token is refused with 401', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'to revoke', role: 'auditor', clients: 'all' } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: ownerS.headers,
+        payload: { name: 'to revoke', role: 'auditor', clients: 'all' },
+      });
       const token = r.json().token as string;
       expect((await t.app.inject({ method: 'GET', url: `${API}/clients`, headers: bearer(token) })).statusCode).toBe(200);
       const del = await t.app.inject({ method: 'DELETE', url: `${API}/tokens/${r.json().apiToken.id}`, headers: ownerS.headers });
       expect(del.statusCode).toBe(200);
       expect((await t.app.inject({ method: 'GET', url: `${API}/clients`, headers: bearer(token) })).statusCode).toBe(401);
-      const listed = (await t.app.inject({ method: 'GET', url: `${API}/tokens`, headers: ownerS.headers })).json().find((x: { id: string }) => x.id === r.json().apiToken.id);
+      const listed = (await t.app.inject({ method: 'GET', url: `${API}/tokens`, headers: ownerS.headers }))
+        .json()
+        .find((x: { id: string }) => x.id === r.json().apiToken.id);
       expect(listed.revokedAt).toBeTruthy();
     });
 
@@ -318,7 +359,12 @@ describe(`HTTP security on ${ENGINE}`, () => {
     });
 
     it('a token cannot create tokens (403), even with the owner role', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'owner bot', role: 'owner', clients: 'all' } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: ownerS.headers,
+        payload: { name: 'owner bot', role: 'owner', clients: 'all' },
+      });
       expect(r.statusCode).toBe(201);
       const h = bearer(r.json().token);
       const nested = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: h, payload: { name: 'child', role: 'auditor', clients: 'all' } });
@@ -327,14 +373,21 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect(nested.body).not.toMatch(/kw_/);
     });
 
-    it("a token stops working when the person who created it is disabled", async () => {
+    it('a token stops working when the person who created it is disabled', async () => {
       const a = await t.addUser('admin', 'all', 'token.creator@example.test');
       const s = await t.signIn(a.email);
-      const r = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: s.headers, payload: { name: 'creator bot', role: 'auditor', clients: 'all' } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: s.headers,
+        payload: { name: 'creator bot', role: 'auditor', clients: 'all' },
+      });
       expect(r.statusCode).toBe(201);
       const h = bearer(r.json().token);
       expect((await t.app.inject({ method: 'GET', url: `${API}/clients`, headers: h })).statusCode).toBe(200);
-      expect((await t.app.inject({ method: 'PATCH', url: `${API}/users/${a.id}`, headers: ownerS.headers, payload: { status: 'disabled' } })).statusCode).toBe(200);
+      expect((await t.app.inject({ method: 'PATCH', url: `${API}/users/${a.id}`, headers: ownerS.headers, payload: { status: 'disabled' } })).statusCode).toBe(
+        200,
+      );
       expect((await t.app.inject({ method: 'GET', url: `${API}/clients`, headers: h })).statusCode).toBe(401);
     });
 
@@ -344,7 +397,12 @@ describe(`HTTP security on ${ENGINE}`, () => {
       const up = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: s.headers, payload: { name: 'too much', role: 'owner', clients: 'all' } });
       expect(up.statusCode).toBe(403);
       expect(up.json().error).toBe('forbidden');
-      const ok = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: s.headers, payload: { name: 'fine', role: 'technician', clients: [contoso] } });
+      const ok = await t.app.inject({
+        method: 'POST',
+        url: `${API}/tokens`,
+        headers: s.headers,
+        payload: { name: 'fine', role: 'technician', clients: [contoso] },
+      });
       expect(ok.statusCode).toBe(201);
       // Admins see only their own tokens.
       const mine = (await t.app.inject({ method: 'GET', url: `${API}/tokens`, headers: s.headers })).json();
@@ -355,11 +413,21 @@ describe(`HTTP security on ${ENGINE}`, () => {
   // ------------------------------------------------------------------ CSRF
   describe('CSRF', () => {
     it('refuses a cookie request that changes something without the x-csrf-token header, and audits it', async () => {
-      const noHeader = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: ownerS.headers.cookie! }, payload: { name: 'Csrf Victim' } });
+      const noHeader = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { cookie: ownerS.headers.cookie! },
+        payload: { name: 'Csrf Victim' },
+      });
       expect(noHeader.statusCode).toBe(403);
       expect(noHeader.json().error).toBe('forbidden');
       expect(noHeader.json().message).toMatch(/x-csrf-token/i);
-      const wrong = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: ownerS.headers.cookie!, 'x-csrf-token': 'x'.repeat(43) }, payload: { name: 'Csrf Victim' } });
+      const wrong = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { cookie: ownerS.headers.cookie!, 'x-csrf-token': 'x'.repeat(43) },
+        payload: { name: 'Csrf Victim' },
+      });
       expect(wrong.statusCode).toBe(403);
       for (const [method, url, payload] of [
         ['PATCH', `${API}/clients/${contoso}`, { name: 'Renamed' }],
@@ -375,7 +443,9 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect(clients.map((x: { name: string }) => x.name).sort()).toEqual(['Contoso', 'Fabrikam', 'Made By Token']);
       const denied = await auditEvents(t, { action: 'auth.denied', actorId: ownerId });
       expect(denied.length).toBeGreaterThanOrEqual(6);
-      expect(denied.map((e) => e.details?.route)).toEqual(expect.arrayContaining([`POST ${API}/clients`, `PATCH ${API}/clients/:clientId`, `POST ${API}/keys/:id/reveal`]));
+      expect(denied.map((e) => e.details?.route)).toEqual(
+        expect.arrayContaining([`POST ${API}/clients`, `PATCH ${API}/clients/:clientId`, `POST ${API}/keys/:id/reveal`]),
+      );
       expect(denied[0]).toMatchObject({ outcome: 'denied', actorType: 'user' });
       // The session is still good: CSRF refusals do not end it.
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: ownerS.headers })).statusCode).toBe(200);
@@ -389,13 +459,28 @@ describe(`HTTP security on ${ENGINE}`, () => {
 
     it("one session's CSRF token does not work with another session's cookie", async () => {
       const other = await t.signIn('owner@example.test');
-      const a = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: other.headers.cookie!, 'x-csrf-token': ownerS.csrf }, payload: { name: 'Crossed' } });
+      const a = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { cookie: other.headers.cookie!, 'x-csrf-token': ownerS.csrf },
+        payload: { name: 'Crossed' },
+      });
       expect(a.statusCode).toBe(403);
-      const b = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: ownerS.headers.cookie!, 'x-csrf-token': other.csrf }, payload: { name: 'Crossed' } });
+      const b = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { cookie: ownerS.headers.cookie!, 'x-csrf-token': other.csrf },
+        payload: { name: 'Crossed' },
+      });
       expect(b.statusCode).toBe(403);
       const u = await t.addUser('admin', 'all', 'csrf.other@example.test');
       const s = await t.signIn(u.email);
-      const x = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: s.headers.cookie!, 'x-csrf-token': ownerS.csrf }, payload: { name: 'Crossed' } });
+      const x = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { cookie: s.headers.cookie!, 'x-csrf-token': ownerS.csrf },
+        payload: { name: 'Crossed' },
+      });
       expect(x.statusCode).toBe(403);
       // With the matching pair it works.
       const ok = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: other.headers, payload: { name: 'Crossed' } });
@@ -437,7 +522,7 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: s2.headers })).statusCode).toBe(401);
     });
 
-    it("disabling a user ends their sessions (and their sign-in)", async () => {
+    it('disabling a user ends their sessions (and their sign-in)', async () => {
       const u = await t.addUser('technician', 'all', 'disable.me@example.test');
       const s1 = await t.signIn(u.email);
       const s2 = await t.signIn(u.email);
@@ -460,7 +545,9 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect(r.statusCode).toBe(200);
       const raw = [r.headers['set-cookie']].flat().find((h) => String(h).startsWith('kw_session='));
       expect(raw).toBeDefined();
-      const attrs = String(raw).split(';').map((a) => a.trim().toLowerCase());
+      const attrs = String(raw)
+        .split(';')
+        .map((a) => a.trim().toLowerCase());
       expect(attrs).toContain('httponly');
       expect(attrs).toContain('samesite=strict');
       expect(attrs).toContain('path=/');
@@ -529,7 +616,7 @@ describe(`HTTP security on ${ENGINE}`, () => {
       ['key', 'keys'],
       ['device', 'devices'],
       ['client', 'clients'],
-    ])("a %s of another client is 404, identical to one that does not exist", async (_what, path) => {
+    ])('a %s of another client is 404, identical to one that does not exist', async (_what, path) => {
       const missing = '0badc0de-0000-4000-8000-0000000000ff';
       const existing = path === 'keys' ? fabKeyRecord : path === 'devices' ? fabDevice : fabrikam;
       // The owner sees it: it does exist.
@@ -635,7 +722,12 @@ describe(`HTTP security on ${ENGINE}`, () => {
       const r = await reveal(t, s.headers, 'abba0000');
       expect(r.statusCode).toBe(200);
       expect(r.json()).toMatchObject({ status: 'ambiguous', matches: 2 });
-      expect(r.json().candidates.map((k: { keyId: string }) => k.keyId).sort()).toEqual(amb.map((k) => k.keyId));
+      expect(
+        r
+          .json()
+          .candidates.map((k: { keyId: string }) => k.keyId)
+          .sort(),
+      ).toEqual(amb.map((k) => k.keyId));
       expectNoLeak(r, allPasswords());
       const ev = await auditEvents(t, { action: 'key.reveal', actorId: u.id, outcome: 'ambiguous' });
       expect(ev.length).toBe(1);
@@ -677,7 +769,17 @@ describe(`HTTP security on ${ENGINE}`, () => {
       ['docs', { method: 'GET', url: '/api/docs/static/swagger-initializer.js' }, 200],
     ];
 
-    const directives = (csp: string) => new Map(csp.split(';').map((d) => d.trim()).filter(Boolean).map((d) => { const [name, ...v] = d.split(/\s+/); return [name!.toLowerCase(), v] as const; }));
+    const directives = (csp: string) =>
+      new Map(
+        csp
+          .split(';')
+          .map((d) => d.trim())
+          .filter(Boolean)
+          .map((d) => {
+            const [name, ...v] = d.split(/\s+/);
+            return [name!.toLowerCase(), v] as const;
+          }),
+      );
 
     it('every response has a strict CSP, no-referrer, nosniff and (on http) no HSTS', async () => {
       for (const [label, req, status] of routes()) {
@@ -726,14 +828,24 @@ describe(`HTTP security on ${ENGINE}`, () => {
       const q = await t.app.inject({ method: 'GET', url: `${API}/keys?colour=blue`, headers: ownerS.headers });
       expect(q.statusCode).toBe(400);
       expect(q.json().fields.map((x: { field: string }) => x.field)).toContain('colour');
-      const extra = await t.app.inject({ method: 'POST', url: `${API}/auth/login`, remoteAddress: '10.9.9.9', payload: { email: 'owner@example.test', password: PASSWORD, remember: true } });
+      const extra = await t.app.inject({
+        method: 'POST',
+        url: `${API}/auth/login`,
+        remoteAddress: '10.9.9.9',
+        payload: { email: 'owner@example.test', password: PASSWORD, remember: true },
+      });
       expect(extra.statusCode).toBe(400);
       expect(extra.json().fields.map((x: { field: string }) => x.field)).toEqual(['remember']);
       expectNoLeak(extra, allPasswords());
     });
 
     it('wrong types get field-level messages', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/users`, headers: ownerS.headers, payload: { email: 42, password: true, role: 'king', clients: 'some' } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/users`,
+        headers: ownerS.headers,
+        payload: { email: 42, password: true, role: 'king', clients: 'some' },
+      });
       expect(r.statusCode).toBe(400);
       const fields = r.json().fields as { field: string; message: string }[];
       expect(new Set(fields.map((x) => x.field))).toEqual(new Set(['email', 'password', 'role', 'clients']));
@@ -751,8 +863,13 @@ describe(`HTTP security on ${ENGINE}`, () => {
       expect(missing.json().fields).toEqual([{ field: 'reason', message: 'is required' }]);
     });
 
-    it("every field message is a product sentence, not Zod's bare \"Invalid input\" (e.g. clients: \"all\" or a list)", async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/users`, headers: ownerS.headers, payload: { email: 'x@example.test', password: PASSWORD, role: 'auditor', clients: 'some' } });
+    it('every field message is a product sentence, not Zod\'s bare "Invalid input" (e.g. clients: "all" or a list)', async () => {
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/users`,
+        headers: ownerS.headers,
+        payload: { email: 'x@example.test', password: PASSWORD, role: 'auditor', clients: 'some' },
+      });
       expect(r.statusCode).toBe(400);
       expect(r.json().fields).toHaveLength(1);
       expect(r.json().fields[0].field).toBe('clients');
@@ -767,12 +884,27 @@ describe(`HTTP security on ${ENGINE}`, () => {
       const r = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { ...ownerS.headers, 'content-type': 'application/json' }, payload: big });
       expect(r.statusCode).toBe(413);
       expect(r.json().error).toBe('too_large');
-      const anon = await t.app.inject({ method: 'POST', url: `${API}/auth/login`, headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ email: 'a@b.c', password: 'p'.repeat(1_100_000) }) });
+      const anon = await t.app.inject({
+        method: 'POST',
+        url: `${API}/auth/login`,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: 'a@b.c', password: 'p'.repeat(1_100_000) }),
+      });
       expect(anon.statusCode).toBe(413);
-      const bad = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { ...ownerS.headers, 'content-type': 'application/json' }, payload: '{"name": "Half' });
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { ...ownerS.headers, 'content-type': 'application/json' },
+        payload: '{"name": "Half',
+      });
       expect(bad.statusCode).toBe(400);
       expect(bad.json()).toMatchObject({ error: 'bad_request', message: expect.stringMatching(/JSON/) });
-      const text = await t.app.inject({ method: 'POST', url: `${API}/clients`, headers: { ...ownerS.headers, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'name=Plain' });
+      const text = await t.app.inject({
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { ...ownerS.headers, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'name=Plain',
+      });
       expect(text.statusCode).toBe(415);
       for (const res of [r, anon, bad, text]) expectNoLeak(res, allPasswords());
     });
@@ -812,10 +944,20 @@ describe(`HTTP security on ${ENGINE}`, () => {
         await send(`devices q ${JSON.stringify(h)}`, { method: 'GET', url: `${API}/devices?q=${q}`, headers: ownerS.headers });
         await send(`audit action ${JSON.stringify(h)}`, { method: 'GET', url: `${API}/audit?action=${q}&actorId=${q}`, headers: ownerS.headers });
         await send(`reveal ${JSON.stringify(h)}`, { method: 'POST', url: `${API}/keys/${q}/reveal`, headers: ownerS.headers, payload: { reason: 'lost-pin' } });
-        await send(`reveal ticket ${JSON.stringify(h)}`, { method: 'POST', url: `${API}/keys/deadbeef/reveal`, headers: ownerS.headers, payload: { reason: 'other', ticket: h, note: h } });
+        await send(`reveal ticket ${JSON.stringify(h)}`, {
+          method: 'POST',
+          url: `${API}/keys/deadbeef/reveal`,
+          headers: ownerS.headers,
+          payload: { reason: 'other', ticket: h, note: h },
+        });
         await send(`login ${JSON.stringify(h)}`, { method: 'POST', url: `${API}/auth/login`, remoteAddress: '10.8.0.1', payload: { email: h, password: h } });
         await send(`client ${JSON.stringify(h)}`, { method: 'POST', url: `${API}/clients`, headers: ownerS.headers, payload: { name: h } });
-        await send(`user ${JSON.stringify(h)}`, { method: 'POST', url: `${API}/users`, headers: ownerS.headers, payload: { email: h, password: h, role: 'auditor', clients: [h] } });
+        await send(`user ${JSON.stringify(h)}`, {
+          method: 'POST',
+          url: `${API}/users`,
+          headers: ownerS.headers,
+          payload: { email: h, password: h, role: 'auditor', clients: [h] },
+        });
         await send(`get client ${JSON.stringify(h)}`, { method: 'GET', url: `${API}/clients/${q}`, headers: ownerS.headers });
         // Clear the address throttle the login attempts build up, so every attempt reaches the database.
         await t.container.database.db.deleteFrom('login_throttle').where('key', '=', 'ip:10.8.0.1').execute();
@@ -825,11 +967,26 @@ describe(`HTTP security on ${ENGINE}`, () => {
       await send('offset negative', { method: 'GET', url: `${API}/devices?offset=-1`, headers: ownerS.headers });
       await send('array body', { method: 'POST', url: `${API}/clients`, headers: ownerS.headers, payload: [1, 2] as never });
       await send('null body', { method: 'POST', url: `${API}/clients`, headers: { ...ownerS.headers, 'content-type': 'application/json' }, payload: 'null' });
-      await send('proto', { method: 'POST', url: `${API}/clients`, headers: { ...ownerS.headers, 'content-type': 'application/json' }, payload: '{"name":"P","__proto__":{"admin":true}}' });
+      await send('proto', {
+        method: 'POST',
+        url: `${API}/clients`,
+        headers: { ...ownerS.headers, 'content-type': 'application/json' },
+        payload: '{"name":"P","__proto__":{"admin":true}}',
+      });
       const fiveHundreds = responses.filter((r) => r.res.statusCode >= 500).map((r) => `${r.label} → ${r.res.statusCode} ${r.res.body}`);
       expect(fiveHundreds).toEqual([]);
       for (const { label, res } of responses) {
-        expectNoLeak(res, [PASSWORD, ...Object.values(c).filter((k) => k !== c.one).map((k) => k.password), f.one.password], label);
+        expectNoLeak(
+          res,
+          [
+            PASSWORD,
+            ...Object.values(c)
+              .filter((k) => k !== c.one)
+              .map((k) => k.password),
+            f.one.password,
+          ],
+          label,
+        );
         // A recovery password typed where a key ID, search or sign-in goes is not echoed back
         // (creating a client or user stores what was typed, so those are left out).
         if (!/^(client|user) /.test(label)) expect(res.body.includes(c.one.password), `${label} echoes a recovery password`).toBe(false);
@@ -837,20 +994,40 @@ describe(`HTTP security on ${ENGINE}`, () => {
       }
     });
 
-    it('a malformed multipart upload is the client\'s mistake: 4xx, not 500', async () => {
+    it("a malformed multipart upload is the client's mistake: 4xx, not 500", async () => {
       const responses: { label: string; res: LightMyRequestResponse }[] = [];
       const send = async (label: string, req: InjectOptions) => {
         responses.push({ label, res: await t.app.inject(req) });
       };
       await send('no multipart', { method: 'POST', url: `${API}/imports`, headers: ownerS.headers, payload: { client: 'Contoso' } });
       const broken = await multipart({ client: 'Contoso' }, [{ name: 'k.csv', content: 'x' }]);
-      await send('broken multipart', { method: 'POST', url: `${API}/imports`, headers: { ...ownerS.headers, ...broken.headers }, payload: broken.payload.subarray(0, broken.payload.length - 20) });
-      await send('multipart bad boundary', { method: 'POST', url: `${API}/imports`, headers: { ...ownerS.headers, 'content-type': 'multipart/form-data; boundary=zzz' }, payload: 'garbage' });
+      await send('broken multipart', {
+        method: 'POST',
+        url: `${API}/imports`,
+        headers: { ...ownerS.headers, ...broken.headers },
+        payload: broken.payload.subarray(0, broken.payload.length - 20),
+      });
+      await send('multipart bad boundary', {
+        method: 'POST',
+        url: `${API}/imports`,
+        headers: { ...ownerS.headers, 'content-type': 'multipart/form-data; boundary=zzz' },
+        payload: 'garbage',
+      });
 
       const fiveHundreds = responses.filter((r) => r.res.statusCode >= 500).map((r) => `${r.label} → ${r.res.statusCode} ${r.res.body}`);
       expect(fiveHundreds).toEqual([]);
       for (const { label, res } of responses) {
-        expectNoLeak(res, [PASSWORD, ...Object.values(c).filter((k) => k !== c.one).map((k) => k.password), f.one.password], label);
+        expectNoLeak(
+          res,
+          [
+            PASSWORD,
+            ...Object.values(c)
+              .filter((k) => k !== c.one)
+              .map((k) => k.password),
+            f.one.password,
+          ],
+          label,
+        );
         // The one recovery password that was sent is not echoed back either.
         expect(res.body.includes(c.one.password), `${label} echoes a recovery password`).toBe(false);
         expect(res.headers['content-type'], label).toMatch(/^application\/json/);
@@ -871,28 +1048,52 @@ describe(`HTTP security on ${ENGINE}`, () => {
         const s = sessionFrom(loginRes);
         // A failed sign-in with a password that must not be logged either.
         const tried = `my-other-password-do-not-log-${n}`;
-        expect((await logged.inject({ method: 'POST', url: `${API}/auth/login`, remoteAddress: '10.7.0.1', payload: { email: u.email, password: tried } })).statusCode).toBe(401);
+        expect(
+          (await logged.inject({ method: 'POST', url: `${API}/auth/login`, remoteAddress: '10.7.0.1', payload: { email: u.email, password: tried } }))
+            .statusCode,
+        ).toBe(401);
 
         const imported = [newKey(`FAKE-LOG${n}A`), newKey(`FAKE-LOG${n}B`)];
-        const form = await multipart({ client: 'Contoso' }, [{ name: `log-keys-${n}.csv`, content: csvOf(imported.map((k) => ({ device: k.device, keyId: k.keyId, password: k.password }))) }]);
+        const form = await multipart({ client: 'Contoso' }, [
+          { name: `log-keys-${n}.csv`, content: csvOf(imported.map((k) => ({ device: k.device, keyId: k.keyId, password: k.password }))) },
+        ]);
         const imp = await logged.inject({ method: 'POST', url: `${API}/imports`, headers: { ...s.headers, ...form.headers }, payload: form.payload });
         expect(imp.statusCode).toBe(200);
         expect(imp.json().imported).toBe(2);
 
-        const rv = await logged.inject({ method: 'POST', url: `${API}/keys/${imported[0]!.keyId}/reveal`, headers: s.headers, payload: { reason: 'lost-pin' } });
+        const rv = await logged.inject({
+          method: 'POST',
+          url: `${API}/keys/${imported[0]!.keyId}/reveal`,
+          headers: s.headers,
+          payload: { reason: 'lost-pin' },
+        });
         expect(rv.statusCode).toBe(200);
         expect(rv.json().key.recoveryPassword).toBe(imported[0]!.password);
 
-        const tok = await logged.inject({ method: 'POST', url: `${API}/tokens`, headers: s.headers, payload: { name: `logged ${n}`, role: 'admin', clients: 'all' } });
+        const tok = await logged.inject({
+          method: 'POST',
+          url: `${API}/tokens`,
+          headers: s.headers,
+          payload: { name: `logged ${n}`, role: 'admin', clients: 'all' },
+        });
         expect(tok.statusCode).toBe(201);
         const token = tok.json().token as string;
         expect((await logged.inject({ method: 'GET', url: `${API}/audit?limit=1`, headers: bearer(token) })).statusCode).toBe(200);
-        const form2 = await multipart({ client: 'Contoso', dryRun: 'true' }, [{ name: `log-dry-${n}.csv`, content: csvOf(imported.map((k) => ({ device: k.device, keyId: k.keyId, password: k.password }))) }]);
-        expect((await logged.inject({ method: 'POST', url: `${API}/imports`, headers: { ...bearer(token), ...form2.headers }, payload: form2.payload })).statusCode).toBe(200);
+        const form2 = await multipart({ client: 'Contoso', dryRun: 'true' }, [
+          { name: `log-dry-${n}.csv`, content: csvOf(imported.map((k) => ({ device: k.device, keyId: k.keyId, password: k.password }))) },
+        ]);
+        expect(
+          (await logged.inject({ method: 'POST', url: `${API}/imports`, headers: { ...bearer(token), ...form2.headers }, payload: form2.payload })).statusCode,
+        ).toBe(200);
         expect((await logged.inject({ method: 'GET', url: `${API}/clients`, headers: bearer(token + 'x') })).statusCode).toBe(401);
         // Error paths log too.
-        expect((await logged.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: s.headers.cookie! }, payload: { name: 'no csrf' } })).statusCode).toBe(403);
-        expect((await logged.inject({ method: 'POST', url: `${API}/clients`, headers: { ...s.headers, 'content-type': 'application/json' }, payload: '{bad' })).statusCode).toBe(400);
+        expect(
+          (await logged.inject({ method: 'POST', url: `${API}/clients`, headers: { cookie: s.headers.cookie! }, payload: { name: 'no csrf' } })).statusCode,
+        ).toBe(403);
+        expect(
+          (await logged.inject({ method: 'POST', url: `${API}/clients`, headers: { ...s.headers, 'content-type': 'application/json' }, payload: '{bad' }))
+            .statusCode,
+        ).toBe(400);
         expect((await logged.inject({ method: 'POST', url: `${API}/auth/logout`, headers: s.headers })).statusCode).toBe(200);
 
         const secrets: [string, string][] = [
@@ -913,10 +1114,12 @@ describe(`HTTP security on ${ENGINE}`, () => {
 
     function expectClean(r: Awaited<ReturnType<typeof loggedFlows>>) {
       expect(r.text.length).toBeGreaterThan(0);
-      const leaks = r.secrets.filter(([, value]) => r.text.includes(value)).map(([what]) => {
-        const line = r.lines.find((l) => JSON.stringify(l).includes(r.secrets.find(([w]) => w === what)![1]));
-        return `${what} (in a "${String(line?.msg)}" line)`;
-      });
+      const leaks = r.secrets
+        .filter(([, value]) => r.text.includes(value))
+        .map(([what]) => {
+          const line = r.lines.find((l) => JSON.stringify(l).includes(r.secrets.find(([w]) => w === what)![1]));
+          return `${what} (in a "${String(line?.msg)}" line)`;
+        });
       expect(leaks, 'secrets found in the log').toEqual([]);
       // Recovery passwords in any grouping (digits only).
       for (const d of r.digits) expect(r.text.replace(/[^0-9]/g, '')).not.toContain(d);
@@ -991,7 +1194,9 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
     const row = await t.container.database.db.selectFrom('users').select(['totp_secret']).where('id', '=', tech.id).executeTakeFirstOrThrow();
     expect(row.totp_secret).not.toContain(secret);
     // Confirming again is refused.
-    expect((await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: s.headers, payload: { code: await freshTotp(t, secret) } })).statusCode).toBe(409);
+    expect(
+      (await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: s.headers, payload: { code: await freshTotp(t, secret) } })).statusCode,
+    ).toBe(409);
     expect((await auditEvents(t, { action: 'mfa.enrol', actorId: tech.id })).length).toBe(1);
   });
 
@@ -1060,7 +1265,12 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
   });
 
   it('step-up needs a session: an API token gets 403', async () => {
-    const tok = await t.app.inject({ method: 'POST', url: `${API}/tokens`, headers: ownerS.headers, payload: { name: 'bot', role: 'technician', clients: 'all' } });
+    const tok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/tokens`,
+      headers: ownerS.headers,
+      payload: { name: 'bot', role: 'technician', clients: 'all' },
+    });
     const r = await t.app.inject({ method: 'POST', url: `${API}/auth/step-up`, headers: bearer(tok.json().token), payload: { code: '123456' } });
     expect(r.statusCode).toBe(403);
   });
@@ -1073,7 +1283,10 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       // The owner sets up their own authenticator first, so they keep working.
       const begin = await t.app.inject({ method: 'POST', url: `${API}/me/mfa`, headers: ownerS.headers });
       const ownerSecret = begin.json().secret as string;
-      expect((await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: ownerS.headers, payload: { code: await freshTotp(t, ownerSecret) } })).statusCode).toBe(200);
+      expect(
+        (await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: ownerS.headers, payload: { code: await freshTotp(t, ownerSecret) } }))
+          .statusCode,
+      ).toBe(200);
       const set = await t.app.inject({ method: 'PATCH', url: `${API}/settings`, headers: ownerS.headers, payload: { requireMfa: true } });
       expect(set.statusCode).toBe(200);
       expect(set.json()).toEqual({ requireMfa: true });
@@ -1085,11 +1298,20 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       pending = sessionFrom(res);
     });
 
-    const allowed = new Set([`GET ${API}/me`, `POST ${API}/me/mfa`, `POST ${API}/me/mfa/confirm`, `DELETE ${API}/me/mfa`, `POST ${API}/auth/logout`, `POST ${API}/auth/login`]);
+    const allowed = new Set([
+      `GET ${API}/me`,
+      `POST ${API}/me/mfa`,
+      `POST ${API}/me/mfa/confirm`,
+      `DELETE ${API}/me/mfa`,
+      `POST ${API}/auth/logout`,
+      `POST ${API}/auth/login`,
+    ]);
 
     it('a user without an authenticator signs in, but every route except /me, /me/mfa* and /auth/logout is 403', async () => {
       // Public routes and the agent's own routes do not use a session at all.
-      const routes = t.app.routeTable.filter((r) => r.url.startsWith(API) && r.auth !== 'public' && r.auth !== 'agent' && !allowed.has(`${r.method} ${r.url}`) && r.url !== `${API}/me/password`);
+      const routes = t.app.routeTable.filter(
+        (r) => r.url.startsWith(API) && r.auth !== 'public' && r.auth !== 'agent' && !allowed.has(`${r.method} ${r.url}`) && r.url !== `${API}/me/password`,
+      );
       expect(routes.length).toBeGreaterThan(20);
       const id = '11111111-2222-4333-8444-555555555555';
       for (const r of routes) {
@@ -1106,7 +1328,12 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
     });
 
     it('POST /me/password is not among the routes open before enrolment either', async () => {
-      const r = await t.app.inject({ method: 'POST', url: `${API}/me/password`, headers: pending.headers, payload: { currentPassword: PASSWORD, newPassword: PASSWORD } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: `${API}/me/password`,
+        headers: pending.headers,
+        payload: { currentPassword: PASSWORD, newPassword: PASSWORD },
+      });
       expect(r.statusCode).toBe(403);
     });
 
@@ -1119,7 +1346,12 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       const sess = await t.signIn('pending@example.test');
       const begin = await t.app.inject({ method: 'POST', url: `${API}/me/mfa`, headers: sess.headers });
       expect(begin.statusCode).toBe(200);
-      const confirm = await t.app.inject({ method: 'POST', url: `${API}/me/mfa/confirm`, headers: sess.headers, payload: { code: await freshTotp(t, begin.json().secret) } });
+      const confirm = await t.app.inject({
+        method: 'POST',
+        url: `${API}/me/mfa/confirm`,
+        headers: sess.headers,
+        payload: { code: await freshTotp(t, begin.json().secret) },
+      });
       expect(confirm.statusCode).toBe(200);
       expect((await t.app.inject({ method: 'GET', url: `${API}/clients`, headers: sess.headers })).statusCode).toBe(200);
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: sess.headers })).json().mfaEnrolmentRequired).toBe(false);
@@ -1134,7 +1366,9 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: s.headers })).json().user.mfaEnabled).toBe(true);
       expect((await login(t, tech.email, PASSWORD)).json().details).toEqual({ mfaRequired: true });
 
-      expect((await t.app.inject({ method: 'PATCH', url: `${API}/settings`, headers: ownerS.headers, payload: { requireMfa: false } })).json()).toEqual({ requireMfa: false });
+      expect((await t.app.inject({ method: 'PATCH', url: `${API}/settings`, headers: ownerS.headers, payload: { requireMfa: false } })).json()).toEqual({
+        requireMfa: false,
+      });
       const off = await t.app.inject({ method: 'DELETE', url: `${API}/me/mfa`, headers: s.headers, payload: { code: await freshTotp(t, secret) } });
       expect(off.statusCode).toBe(200);
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: s.headers })).json().user.mfaEnabled).toBe(false);
@@ -1158,7 +1392,9 @@ describe(`behind an https public URL on ${ENGINE}`, () => {
     const r = await login(t, 'secure.owner@example.test', PASSWORD);
     expect(r.statusCode).toBe(200);
     const raw = [r.headers['set-cookie']].flat().find((h) => String(h).startsWith('kw_session='));
-    const attrs = String(raw).split(';').map((a) => a.trim().toLowerCase());
+    const attrs = String(raw)
+      .split(';')
+      .map((a) => a.trim().toLowerCase());
     expect(attrs).toEqual(expect.arrayContaining(['secure', 'httponly', 'samesite=strict', 'path=/']));
     const s = sessionFrom(r);
     const out = await t.app.inject({ method: 'POST', url: `${API}/auth/logout`, headers: s.headers });

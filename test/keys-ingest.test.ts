@@ -47,7 +47,11 @@ describe(`key ingestion on ${ENGINE}`, () => {
     const pw = randomRecoveryPassword();
     const a = await importText('Contoso', `BitLocker Recovery Key ${keyId.toUpperCase()}.TXT`, txt(keyId, pw), { device: 'FAKE-PC-1' });
     expect(a).toMatchObject({ imported: 1, duplicates: 0, conflicts: 0, rejected: [] });
-    const b = await importText('Contoso', 'rmm-export.csv', csvOf([{ device: 'fake-pc-1', keyId: `{${keyId.toUpperCase()}}`, password: pw.replace(/-/g, ' ') }]));
+    const b = await importText(
+      'Contoso',
+      'rmm-export.csv',
+      csvOf([{ device: 'fake-pc-1', keyId: `{${keyId.toUpperCase()}}`, password: pw.replace(/-/g, ' ') }]),
+    );
     expect(b).toMatchObject({ imported: 0, duplicates: 1, conflicts: 0 });
 
     const found = await v.container.keys.searchByKeyId(owner, keyId);
@@ -94,7 +98,7 @@ describe(`key ingestion on ${ENGINE}`, () => {
     expect(found[0]!.sources).toHaveLength(2);
   });
 
-  it('keeps clients apart: the same key in another client is that client\'s own key', async () => {
+  it("keeps clients apart: the same key in another client is that client's own key", async () => {
     const keyId = randomKeyId();
     const pw = randomRecoveryPassword();
     await importText('Contoso', 'x.csv', csvOf([{ device: 'FAKE-PC-4', keyId, password: pw }]));
@@ -107,13 +111,22 @@ describe(`key ingestion on ${ENGINE}`, () => {
   it('duplicates inside one file count once', async () => {
     const keyId = randomKeyId();
     const pw = randomRecoveryPassword();
-    const r = await importText('Contoso', 'dup.csv', csvOf([{ device: 'FAKE-PC-5', keyId, password: pw }, { device: 'FAKE-PC-5', keyId, password: pw }]));
+    const r = await importText(
+      'Contoso',
+      'dup.csv',
+      csvOf([
+        { device: 'FAKE-PC-5', keyId, password: pw },
+        { device: 'FAKE-PC-5', keyId, password: pw },
+      ]),
+    );
     expect(r).toMatchObject({ imported: 1, duplicates: 1, conflicts: 0 });
   });
 
   it('a dry run counts but saves nothing', async () => {
     const before = (await v.container.keys.list(owner)).length;
-    const r = await importText('Contoso', 'dry.csv', csvOf([{ device: 'FAKE-PC-6', keyId: randomKeyId(), password: randomRecoveryPassword() }]), { dryRun: true });
+    const r = await importText('Contoso', 'dry.csv', csvOf([{ device: 'FAKE-PC-6', keyId: randomKeyId(), password: randomRecoveryPassword() }]), {
+      dryRun: true,
+    });
     expect(r.imported).toBe(1);
     expect((await v.container.keys.list(owner)).length).toBe(before);
   });

@@ -14,7 +14,12 @@ type Key = { keyId: string; password: string; device: string };
 
 async function seed(t: LifecycleApp, client: string, prefix: string, n: number): Promise<Key[]> {
   const keys = Array.from({ length: n }, (_, i) => ({ keyId: randomKeyId(), password: randomRecoveryPassword(), device: `FAKE-${prefix}-${i % 4}` }));
-  await t.c.imports.importFile(cliOwner, client, { fileName: `${prefix}.csv`, bytes: bytes(csvOf(keys.map((k, i) => ({ device: k.device, keyId: k.keyId, password: k.password, drive: i < 4 ? 'C:' : `${String.fromCharCode(68 + i)}:` })))) });
+  await t.c.imports.importFile(cliOwner, client, {
+    fileName: `${prefix}.csv`,
+    bytes: bytes(
+      csvOf(keys.map((k, i) => ({ device: k.device, keyId: k.keyId, password: k.password, drive: i < 4 ? 'C:' : `${String.fromCharCode(68 + i)}:` }))),
+    ),
+  });
   return keys;
 }
 
@@ -41,21 +46,38 @@ describe(`lifecycle: crypto-shred a client (${ENGINE})`, () => {
 
   it('before: every key of both clients decrypts', async () => {
     const kr = await freshKeyring(t);
-    for (const [clientId, n] of [[shredId, 12], [keepId, 8]] as const) {
+    for (const [clientId, n] of [
+      [shredId, 12],
+      [keepId, 8],
+    ] as const) {
       const cipher = await kr.clientCipher(t.c.database.db, clientId);
       const rows = await t.c.database.db.selectFrom('recovery_keys').selectAll().where('client_id', '=', clientId).execute();
       expect(rows).toHaveLength(n);
-      for (const r of rows) expect(cipher.openRecoveryPassword(r.id, { ciphertext: r.ciphertext, dataKeyVersion: r.data_key_version })).toMatch(/^\d{6}(-\d{6}){7}$/);
+      for (const r of rows)
+        expect(cipher.openRecoveryPassword(r.id, { ciphertext: r.ciphertext, dataKeyVersion: r.data_key_version })).toMatch(/^\d{6}(-\d{6}){7}$/);
     }
   });
 
   it('offboarding destroys the data key: every ciphertext of that client is undecryptable at once, every other client intact', async () => {
     // The same process has the data key cached from the reveal: the shred must beat the cache.
-    expect((await t.app.inject({ method: 'POST', url: `${API}/keys/${shredKeys[0]!.keyId}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin' } })).statusCode).toBe(200);
-    const tok = await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId: shredId, expiresInDays: 7 } });
+    expect(
+      (await t.app.inject({ method: 'POST', url: `${API}/keys/${shredKeys[0]!.keyId}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin' } }))
+        .statusCode,
+    ).toBe(200);
+    const tok = await t.app.inject({
+      method: 'POST',
+      url: `${API}/agent/enrollment-tokens`,
+      headers: owner.headers,
+      payload: { clientId: shredId, expiresInDays: 7 },
+    });
     expect(tok.statusCode).toBe(201);
 
-    const r = await t.app.inject({ method: 'POST', url: `${API}/clients/${shredId}/offboard`, headers: owner.headers, payload: { confirm: 'Northwind Traders', reason: 'contract ended' } });
+    const r = await t.app.inject({
+      method: 'POST',
+      url: `${API}/clients/${shredId}/offboard`,
+      headers: owner.headers,
+      payload: { confirm: 'Northwind Traders', reason: 'contract ended' },
+    });
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ status: 'executed', action: 'offboard-client', result: { dataKeysDestroyed: 1, keysMarkedDestroyed: 12 } });
 
@@ -68,7 +90,8 @@ describe(`lifecycle: crypto-shred a client (${ENGINE})`, () => {
     await expect(kr.clientCipher(db, shredId)).rejects.toThrow(/No data key found for client .*offboarded/);
     // Another client's key cannot stand in for it either (each ciphertext is bound to its client).
     const other = await kr.clientCipher(db, keepId);
-    for (const k of rows) expect(() => other.openRecoveryPassword(k.id, { ciphertext: k.ciphertext, dataKeyVersion: k.data_key_version })).toThrow(/does not decrypt/);
+    for (const k of rows)
+      expect(() => other.openRecoveryPassword(k.id, { ciphertext: k.ciphertext, dataKeyVersion: k.data_key_version })).toThrow(/does not decrypt/);
     for (const k of shredKeys) {
       const rev = await t.app.inject({ method: 'POST', url: `${API}/keys/${k.keyId}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin' } });
       expect(rev.statusCode).toBe(409);
@@ -93,10 +116,16 @@ describe(`lifecycle: crypto-shred a client (${ENGINE})`, () => {
     const toks = await t.c.database.db.selectFrom('enrollment_tokens').select('revoked_at').where('client_id', '=', shredId).execute();
     expect(toks.every((x) => x.revoked_at)).toBe(true);
     await expect(
-      t.c.imports.importFile(cliOwner, 'Northwind Traders', { fileName: 'late.csv', bytes: bytes(csvOf([{ device: 'FAKE-NW-9', keyId: randomKeyId(), password: randomRecoveryPassword() }])) }),
+      t.c.imports.importFile(cliOwner, 'Northwind Traders', {
+        fileName: 'late.csv',
+        bytes: bytes(csvOf([{ device: 'FAKE-NW-9', keyId: randomKeyId(), password: randomRecoveryPassword() }])),
+      }),
     ).rejects.toMatchObject({ kind: 'conflict', message: expect.stringMatching(/offboarded on \d{4}-\d{2}-\d{2}: its data key was destroyed/) });
     // Offboarding twice is refused.
-    expect((await t.app.inject({ method: 'POST', url: `${API}/clients/${shredId}/offboard`, headers: owner.headers, payload: { confirm: 'Northwind Traders' } })).statusCode).toBe(409);
+    expect(
+      (await t.app.inject({ method: 'POST', url: `${API}/clients/${shredId}/offboard`, headers: owner.headers, payload: { confirm: 'Northwind Traders' } }))
+        .statusCode,
+    ).toBe(409);
   });
 });
 
@@ -125,8 +154,16 @@ describe(`lifecycle: key history (${ENGINE})`, () => {
     const first = machine.recoveryPasswords('C:')[0]!;
     const firstKeyId = first.id.replace(/[{}]/g, '').toLowerCase();
     // The same key also arrives from an import file: a second source.
-    await t.c.imports.importFile(cliOwner, 'Litware', { fileName: 'portal-export.csv', bytes: bytes(csvOf([{ device: 'FAKE-HIST-01', keyId: firstKeyId, password: first.password! }])) });
-    const rev = await t.app.inject({ method: 'POST', url: `${API}/keys/${firstKeyId}/reveal`, headers: owner.headers, payload: { reason: 'lost-pin', ticket: 'T-42' } });
+    await t.c.imports.importFile(cliOwner, 'Litware', {
+      fileName: 'portal-export.csv',
+      bytes: bytes(csvOf([{ device: 'FAKE-HIST-01', keyId: firstKeyId, password: first.password! }])),
+    });
+    const rev = await t.app.inject({
+      method: 'POST',
+      url: `${API}/keys/${firstKeyId}/reveal`,
+      headers: owner.headers,
+      payload: { reason: 'lost-pin', ticket: 'T-42' },
+    });
     expect(rev.statusCode).toBe(200);
     // The disclosure queued a rotation; the agent carries it out over its next runs.
     for (let i = 0; i < 3; i++) await agent.run();
@@ -139,11 +176,19 @@ describe(`lifecycle: key history (${ENGINE})`, () => {
     const h = res.json();
     expect(h.device).toMatchObject({ name: 'FAKE-HIST-01', client: { name: 'Litware' }, retiredAt: null });
     const c = h.volumes.find((v: { volume: { mountPoint: string } | null }) => v.volume?.mountPoint === 'C:');
-    expect(c.keys.map((k: { keyId: string; state: string }) => `${k.keyId} ${k.state}`)).toEqual([`${firstKeyId} rotated`, `${second.id.replace(/[{}]/g, '').toLowerCase()} active`]);
+    expect(c.keys.map((k: { keyId: string; state: string }) => `${k.keyId} ${k.state}`)).toEqual([
+      `${firstKeyId} rotated`,
+      `${second.id.replace(/[{}]/g, '').toLowerCase()} active`,
+    ]);
     const old = c.keys[0];
     const types = old.events.map((e: { type: string }) => e.type);
     expect(types).toEqual(expect.arrayContaining(['created', 'first_seen', 'last_seen', 'disclosed', 'rotated']));
-    expect(old.events.filter((e: { type: string }) => e.type === 'created').map((e: { source: { type: string; ref: string } }) => e.source.type).sort()).toEqual(['agent', 'import']);
+    expect(
+      old.events
+        .filter((e: { type: string }) => e.type === 'created')
+        .map((e: { source: { type: string; ref: string } }) => e.source.type)
+        .sort(),
+    ).toEqual(['agent', 'import']);
     expect(old.events.find((e: { type: string }) => e.type === 'disclosed')).toMatchObject({ by: ownerEmail, reason: 'lost-pin', ticket: 'T-42' });
     expect(types.indexOf('disclosed')).toBeLessThan(types.indexOf('rotated'));
     expect(old.sources.map((s: { type: string }) => s.type).sort()).toEqual(['agent', 'import']);

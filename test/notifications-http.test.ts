@@ -44,8 +44,20 @@ describe(`notifications API on ${ENGINE}`, () => {
     await rx?.close();
   });
 
-  const call = (s: Session, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => v.app.inject({ method, url, headers: s.headers, ...(payload ? { payload } : {}) });
-  const emailBody = (clientId: string | null) => ({ clientId, name: `Mail ${hex(2)}`, kind: 'email', host: '127.0.0.1', port: smtp.port, starttls: 'ignore', username: 'kw', password: SMTP_PASSWORD, from: 'keywarden@msp.example', to: ['it@client.example'] });
+  const call = (s: Session, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) =>
+    v.app.inject({ method, url, headers: s.headers, ...(payload ? { payload } : {}) });
+  const emailBody = (clientId: string | null) => ({
+    clientId,
+    name: `Mail ${hex(2)}`,
+    kind: 'email',
+    host: '127.0.0.1',
+    port: smtp.port,
+    starttls: 'ignore',
+    username: 'kw',
+    password: SMTP_PASSWORD,
+    from: 'keywarden@msp.example',
+    to: ['it@client.example'],
+  });
   const noSecrets = (text: string, where: string) => {
     for (const s of secrets) expect(text.includes(s), `${where} contains a secret (${s.slice(0, 8)}…)`).toBe(false);
   };
@@ -53,14 +65,25 @@ describe(`notifications API on ${ENGINE}`, () => {
   it('owners manage channels of every kind; secrets are sealed, masked in answers, and never in the audit or server log', async () => {
     const email = await call(ownerS, 'POST', `${API}/channels`, emailBody(clientA.id));
     expect(email.statusCode).toBe(201);
-    expect(email.json().channel).toMatchObject({ kind: 'email', clientId: clientA.id, masked: { password: '••••••••' }, settings: { host: '127.0.0.1', username: 'kw' } });
+    expect(email.json().channel).toMatchObject({
+      kind: 'email',
+      clientId: clientA.id,
+      masked: { password: '••••••••' },
+      settings: { host: '127.0.0.1', username: 'kw' },
+    });
     const generated = await call(ownerS, 'POST', `${API}/channels`, { clientId: clientA.id, name: 'PSA', kind: 'webhook', url: rx.url('/psa') });
     expect(generated.statusCode).toBe(201);
     // A generated signing secret is shown once, at creation, and never again.
     const signingSecret = generated.json().signingSecret as string;
     expect(signingSecret).toMatch(/^kwwh_/);
     secrets.push(signingSecret);
-    const chosen = await call(ownerS, 'POST', `${API}/channels`, { clientId: clientA.id, name: 'SIEM', kind: 'webhook', url: rx.url('/siem'), signingSecret: CHOSEN_SECRET });
+    const chosen = await call(ownerS, 'POST', `${API}/channels`, {
+      clientId: clientA.id,
+      name: 'SIEM',
+      kind: 'webhook',
+      url: rx.url('/siem'),
+      signingSecret: CHOSEN_SECRET,
+    });
     expect(chosen.json().signingSecret).toBeUndefined();
     const teams = await call(ownerS, 'POST', `${API}/channels`, { clientId: null, name: 'MSP Teams', kind: 'teams', url: rx.url(TEAMS_PATH) });
     const slack = await call(ownerS, 'POST', `${API}/channels`, { clientId: null, name: 'MSP Slack', kind: 'slack', url: rx.url(SLACK_PATH) });
@@ -83,7 +106,8 @@ describe(`notifications API on ${ENGINE}`, () => {
     const hit = rx.hits.find((h) => h.path === '/psa')!;
     const ts = String(hit.headers['x-keywarden-timestamp']);
     expect(verifyWebhook(signingSecret, ts, hit.body, String(hit.headers['x-keywarden-signature']), Number(ts))).toBe(true);
-    for (const id of [teams.json().channel.id, slack.json().channel.id]) expect((await call(ownerS, 'POST', `${API}/channels/${id}/test`)).json().ok).toBe(true);
+    for (const id of [teams.json().channel.id, slack.json().channel.id])
+      expect((await call(ownerS, 'POST', `${API}/channels/${id}/test`)).json().ok).toBe(true);
 
     const deliveries = await call(ownerS, 'GET', `${API}/deliveries`);
     expect(deliveries.json().length).toBeGreaterThanOrEqual(4);
@@ -92,7 +116,9 @@ describe(`notifications API on ${ENGINE}`, () => {
 
     const audit = await v.container.audit.list(owner, { limit: 1000 });
     const mine = audit.filter((e) => e.action.startsWith('notification.'));
-    expect(mine.map((e) => e.action)).toEqual(expect.arrayContaining(['notification.channel.create', 'notification.channel.update', 'notification.channel.test']));
+    expect(mine.map((e) => e.action)).toEqual(
+      expect.arrayContaining(['notification.channel.create', 'notification.channel.update', 'notification.channel.test']),
+    );
     noSecrets(JSON.stringify(audit), 'the audit log');
     noSecrets(v.logs.join('\n'), 'the server log');
     expect(v.logs.length).toBeGreaterThan(0);
@@ -121,10 +147,20 @@ describe(`notifications API on ${ENGINE}`, () => {
     expect((await call(admin, 'GET', `${API}/channels?clientId=${clientB.id}`)).statusCode).toBe(403);
 
     // A rule of client A may use A's channels, never B's (B's is "not found" to this admin).
-    const rule = await call(admin, 'POST', `${API}/rules`, { clientId: clientA.id, name: 'A alerts', eventTypes: ['device.noncompliant', 'key.revealed'], channelIds: [mine.json().channel.id] });
+    const rule = await call(admin, 'POST', `${API}/rules`, {
+      clientId: clientA.id,
+      name: 'A alerts',
+      eventTypes: ['device.noncompliant', 'key.revealed'],
+      channelIds: [mine.json().channel.id],
+    });
     expect(rule.statusCode).toBe(201);
-    expect((await call(admin, 'POST', `${API}/rules`, { clientId: clientA.id, name: 'x', eventTypes: ['key.revealed'], channelIds: [bId] })).statusCode).toBe(404);
-    expect((await call(admin, 'POST', `${API}/rules`, { clientId: clientA.id, name: 'x', eventTypes: ['not.a.type'], channelIds: [mine.json().channel.id] })).statusCode).toBe(400);
+    expect((await call(admin, 'POST', `${API}/rules`, { clientId: clientA.id, name: 'x', eventTypes: ['key.revealed'], channelIds: [bId] })).statusCode).toBe(
+      404,
+    );
+    expect(
+      (await call(admin, 'POST', `${API}/rules`, { clientId: clientA.id, name: 'x', eventTypes: ['not.a.type'], channelIds: [mine.json().channel.id] }))
+        .statusCode,
+    ).toBe(400);
     expect((await call(admin, 'PATCH', `${API}/rules/${rule.json().id}`, { digest: 'daily' })).json().digest).toBe('daily');
 
     expect((await call(auditor, 'GET', `${API}/channels`)).statusCode).toBe(200);
@@ -136,7 +172,8 @@ describe(`notifications API on ${ENGINE}`, () => {
     expect((await call(auditor, 'POST', `${API}/channels`, emailBody(clientA.id))).statusCode).toBe(403);
     expect((await call(auditor, 'POST', `${API}/channels/${mine.json().channel.id}/test`)).statusCode).toBe(403);
 
-    for (const url of [`${API}/channels`, `${API}/rules`, `${API}/deliveries`, `${API}/report-schedules`]) expect((await call(tech, 'GET', url)).statusCode, url).toBe(403);
+    for (const url of [`${API}/channels`, `${API}/rules`, `${API}/deliveries`, `${API}/report-schedules`])
+      expect((await call(tech, 'GET', url)).statusCode, url).toBe(403);
     expect((await call(admin, 'DELETE', `${API}/rules/${rule.json().id}`)).statusCode).toBe(200);
     expect((await call(admin, 'DELETE', `${API}/channels/${mine.json().channel.id}`)).statusCode).toBe(200);
   });
@@ -144,11 +181,37 @@ describe(`notifications API on ${ENGINE}`, () => {
   it('report schedules: created with the monthly default, refused for a non-email channel, and sent on demand', async () => {
     const email = (await call(ownerS, 'POST', `${API}/channels`, emailBody(clientA.id))).json().channel;
     const hook = (await call(ownerS, 'POST', `${API}/channels`, { clientId: clientA.id, name: 'Hook', kind: 'webhook', url: rx.url('/h') })).json().channel;
-    expect((await call(ownerS, 'POST', `${API}/report-schedules`, { clientId: clientA.id, name: 'Monthly', channelId: hook.id, recipients: ['ceo@client.example'] })).statusCode).toBe(400);
-    expect((await call(ownerS, 'POST', `${API}/report-schedules`, { clientId: clientA.id, name: 'Bad', channelId: email.id, recipients: ['ceo@client.example'], reports: [{ report: 'devices', format: 'pdf' }] })).statusCode).toBe(400);
-    const s = await call(ownerS, 'POST', `${API}/report-schedules`, { clientId: clientA.id, name: 'Monthly', channelId: email.id, recipients: ['ceo@client.example'] });
+    expect(
+      (await call(ownerS, 'POST', `${API}/report-schedules`, { clientId: clientA.id, name: 'Monthly', channelId: hook.id, recipients: ['ceo@client.example'] }))
+        .statusCode,
+    ).toBe(400);
+    expect(
+      (
+        await call(ownerS, 'POST', `${API}/report-schedules`, {
+          clientId: clientA.id,
+          name: 'Bad',
+          channelId: email.id,
+          recipients: ['ceo@client.example'],
+          reports: [{ report: 'devices', format: 'pdf' }],
+        })
+      ).statusCode,
+    ).toBe(400);
+    const s = await call(ownerS, 'POST', `${API}/report-schedules`, {
+      clientId: clientA.id,
+      name: 'Monthly',
+      channelId: email.id,
+      recipients: ['ceo@client.example'],
+    });
     expect(s.statusCode).toBe(201);
-    expect(s.json()).toMatchObject({ frequency: 'monthly', day: 1, hour: 7, reports: [{ report: 'compliance-summary', format: 'pdf' }, { report: 'recovery-audit', format: 'pdf' }] });
+    expect(s.json()).toMatchObject({
+      frequency: 'monthly',
+      day: 1,
+      hour: 7,
+      reports: [
+        { report: 'compliance-summary', format: 'pdf' },
+        { report: 'recovery-audit', format: 'pdf' },
+      ],
+    });
     const weekly = await call(ownerS, 'PATCH', `${API}/report-schedules/${s.json().id}`, { frequency: 'weekly', day: 1 });
     expect(weekly.json()).toMatchObject({ frequency: 'weekly', day: 1 });
     const run = await call(ownerS, 'POST', `${API}/report-schedules/${s.json().id}/run`);
@@ -205,7 +268,14 @@ describe(`notifications API on ${ENGINE}`, () => {
     expect(await count()).toBe(before);
 
     // An Entra ID sync that cannot sign in: sync.failed.
-    const conn = await v.container.graph.createConnection(owner, { clientId: client.id, tenantId: crypto.randomUUID(), appClientId: crypto.randomUUID(), clientSecret: `graph-${hex()}`, loginUrl: 'http://127.0.0.1:9/login', graphUrl: 'http://127.0.0.1:9/graph' });
+    const conn = await v.container.graph.createConnection(owner, {
+      clientId: client.id,
+      tenantId: crypto.randomUUID(),
+      appClientId: crypto.randomUUID(),
+      clientSecret: `graph-${hex()}`,
+      loginUrl: 'http://127.0.0.1:9/login',
+      graphUrl: 'http://127.0.0.1:9/graph',
+    });
     const run = await v.container.graph.syncNow(owner, conn.id);
     expect(run.status).toBe('failed');
     const failed = (await outbox('sync.failed')).filter((e) => e.client_id === client.id);
@@ -217,7 +287,16 @@ describe(`notifications API on ${ENGINE}`, () => {
     await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
     const port = (free.address() as AddressInfo).port;
     await new Promise<void>((resolve) => free.close(() => resolve()));
-    const ad = await v.container.directory.createConnection(owner, { clientId: client.id, hosts: ['127.0.0.1'], port, tlsMode: 'ldaps', allowUntrusted: true, bindDn: 'CN=svc,DC=corp,DC=example', password: `ad-${hex()}`, baseDns: ['DC=corp,DC=example'] });
+    const ad = await v.container.directory.createConnection(owner, {
+      clientId: client.id,
+      hosts: ['127.0.0.1'],
+      port,
+      tlsMode: 'ldaps',
+      allowUntrusted: true,
+      bindDn: 'CN=svc,DC=corp,DC=example',
+      password: `ad-${hex()}`,
+      baseDns: ['DC=corp,DC=example'],
+    });
     const adRun = await v.container.directory.runSync(ad.id);
     expect(adRun.status).toBe('failed');
     const adFailed = (await outbox('sync.failed')).filter((e) => e.client_id === client.id && e.subject.includes('Active Directory'));

@@ -37,7 +37,15 @@ describe(`notifications on ${ENGINE}`, () => {
   let rx: Awaited<ReturnType<typeof startReceiver>>;
 
   beforeAll(async () => {
-    v = await createNotifyVault({ timeoutMs: 2000, maxAttempts: 4, backoffBaseMs: 60_000, backoffCapMs: 3600_000, gatherSeconds: 30, digestThreshold: 10, dedupWindowMinutes: 60 });
+    v = await createNotifyVault({
+      timeoutMs: 2000,
+      maxAttempts: 4,
+      backoffBaseMs: 60_000,
+      backoffCapMs: 3600_000,
+      gatherSeconds: 30,
+      digestThreshold: 10,
+      dedupWindowMinutes: 60,
+    });
     smtp = await startSmtp({ user: SMTP_USER, pass: SMTP_PASSWORD });
     rx = await startReceiver();
   });
@@ -57,13 +65,42 @@ describe(`notifications on ${ENGINE}`, () => {
   const hitsAt = (path: string) => rx.hits.filter((h) => h.path === path);
 
   /** A client with an e-mail channel and a signed webhook, and a rule sending `types` to both. */
-  async function clientWithChannels(name: string, types: NotificationEvent['type'][], digest: 'none' | 'hourly' | 'daily' = 'none', existing?: { id: string; name: string }) {
+  async function clientWithChannels(
+    name: string,
+    types: NotificationEvent['type'][],
+    digest: 'none' | 'hourly' | 'daily' = 'none',
+    existing?: { id: string; name: string },
+  ) {
     const client = existing ?? (await v.container.clients.create(owner, { name: `${name} ${hex()}` }));
     const to = `it-${hex()}@client.example`;
     const hookPath = `/hook/${hex()}`;
-    const email = await n().createChannel(owner, { clientId: client.id, name: `${name} IT mail`, kind: 'email', host: '127.0.0.1', port: smtp.port, secure: false, starttls: 'ignore', username: SMTP_USER, password: SMTP_PASSWORD, from: 'Keywarden <keywarden@msp.example>', to: [to] });
-    const hook = await n().createChannel(owner, { clientId: client.id, name: `${name} PSA`, kind: 'webhook', url: rx.url(hookPath), signingSecret: WEBHOOK_SECRET });
-    const rule = await n().createRule(owner, { clientId: client.id, name: `${name} alerts`, eventTypes: types, channelIds: [email.channel.id, hook.channel.id], digest });
+    const email = await n().createChannel(owner, {
+      clientId: client.id,
+      name: `${name} IT mail`,
+      kind: 'email',
+      host: '127.0.0.1',
+      port: smtp.port,
+      secure: false,
+      starttls: 'ignore',
+      username: SMTP_USER,
+      password: SMTP_PASSWORD,
+      from: 'Keywarden <keywarden@msp.example>',
+      to: [to],
+    });
+    const hook = await n().createChannel(owner, {
+      clientId: client.id,
+      name: `${name} PSA`,
+      kind: 'webhook',
+      url: rx.url(hookPath),
+      signingSecret: WEBHOOK_SECRET,
+    });
+    const rule = await n().createRule(owner, {
+      clientId: client.id,
+      name: `${name} alerts`,
+      eventTypes: types,
+      channelIds: [email.channel.id, hook.channel.id],
+      digest,
+    });
     return { client, to, hookPath, email: email.channel, hook: hook.channel, rule };
   }
   async function emitAll(events: NotificationEvent[]) {
@@ -151,8 +188,14 @@ describe(`notifications on ${ENGINE}`, () => {
     await v.container.compliance.evaluate(owner, { clientId: client.id });
     await pump();
     const subjects = mailsTo(f.to).map((m) => m.subject);
-    expect(subjects.some((x) => x.includes(`${agent.machine.hostname}`) && /not compliant/.test(x)), subjects.join(' | ')).toBe(true);
-    expect(subjects.some((x) => /protection suspended too long/.test(x)), subjects.join(' | ')).toBe(true);
+    expect(
+      subjects.some((x) => x.includes(`${agent.machine.hostname}`) && /not compliant/.test(x)),
+      subjects.join(' | '),
+    ).toBe(true);
+    expect(
+      subjects.some((x) => /protection suspended too long/.test(x)),
+      subjects.join(' | '),
+    ).toBe(true);
   });
 
   it('500 devices going non-compliant in one batch: one digest per channel, not 500 messages', async () => {
@@ -274,20 +317,49 @@ describe(`notifications on ${ENGINE}`, () => {
     const a = await clientWithChannels('Alpha', ['sync.failed']);
     const b = await clientWithChannels('Beta', ['sync.failed']);
     const soc = `soc-${hex()}@msp.example`;
-    const msp = await n().createChannel(owner, { clientId: null, name: 'MSP SOC', kind: 'email', host: '127.0.0.1', port: smtp.port, starttls: 'ignore', from: 'keywarden@msp.example', to: [soc] });
-    await expect(n().createRule(owner, { clientId: null, name: 'bad', eventTypes: ['sync.failed'], channelIds: [a.email.id] })).rejects.toThrow(/MSP-wide rule can only use MSP-wide channels/);
-    await expect(n().createRule(owner, { clientId: a.client.id, name: 'bad', eventTypes: ['sync.failed'], channelIds: [b.email.id] })).rejects.toThrow(/another client/);
+    const msp = await n().createChannel(owner, {
+      clientId: null,
+      name: 'MSP SOC',
+      kind: 'email',
+      host: '127.0.0.1',
+      port: smtp.port,
+      starttls: 'ignore',
+      from: 'keywarden@msp.example',
+      to: [soc],
+    });
+    await expect(n().createRule(owner, { clientId: null, name: 'bad', eventTypes: ['sync.failed'], channelIds: [a.email.id] })).rejects.toThrow(
+      /MSP-wide rule can only use MSP-wide channels/,
+    );
+    await expect(n().createRule(owner, { clientId: a.client.id, name: 'bad', eventTypes: ['sync.failed'], channelIds: [b.email.id] })).rejects.toThrow(
+      /another client/,
+    );
     await n().createRule(owner, { clientId: null, name: 'All sync failures', eventTypes: ['sync.failed', 'audit.chain_broken'], channelIds: [msp.channel.id] });
-    await emitAll([event(a.client.id, 1, { type: 'sync.failed', subject: 'Alpha sync failed' }), event(b.client.id, 1, { type: 'sync.failed', subject: 'Beta sync failed' })]);
+    await emitAll([
+      event(a.client.id, 1, { type: 'sync.failed', subject: 'Alpha sync failed' }),
+      event(b.client.id, 1, { type: 'sync.failed', subject: 'Beta sync failed' }),
+    ]);
     await pump();
     expect(mailsTo(a.to).map((m) => m.subject)).toEqual(['[Keywarden] Alpha sync failed']);
     expect(mailsTo(b.to).map((m) => m.subject)).toEqual(['[Keywarden] Beta sync failed']);
-    expect(mailsTo(soc).map((m) => m.subject).sort()).toEqual(['[Keywarden] Alpha sync failed', '[Keywarden] Beta sync failed']);
+    expect(
+      mailsTo(soc)
+        .map((m) => m.subject)
+        .sort(),
+    ).toEqual(['[Keywarden] Alpha sync failed', '[Keywarden] Beta sync failed']);
   });
 
   it('a broken audit chain is notified MSP-wide', async () => {
     const soc = `chain-${hex()}@msp.example`;
-    const ch = await n().createChannel(owner, { clientId: null, name: 'Chain watch', kind: 'email', host: '127.0.0.1', port: smtp.port, starttls: 'ignore', from: 'keywarden@msp.example', to: [soc] });
+    const ch = await n().createChannel(owner, {
+      clientId: null,
+      name: 'Chain watch',
+      kind: 'email',
+      host: '127.0.0.1',
+      port: smtp.port,
+      starttls: 'ignore',
+      from: 'keywarden@msp.example',
+      to: [soc],
+    });
     await n().createRule(owner, { clientId: null, name: 'Chain', eventTypes: ['audit.chain_broken'], channelIds: [ch.channel.id] });
     const db = v.container.database.db;
     const row = await db.selectFrom('audit_events').select(['seq', 'action']).orderBy('seq').limit(1).offset(3).executeTakeFirstOrThrow();
@@ -339,7 +411,18 @@ describe(`notifications on ${ENGINE}`, () => {
     expect(r.error).toMatch(/connection refused/);
     expect((await n().getDelivery(owner, r.deliveryId)).status).toBe('failed');
     // A wrong SMTP password: refused, not retried.
-    const wrong = await n().createChannel(owner, { clientId: f.client.id, name: 'Wrong pass', kind: 'email', host: '127.0.0.1', port: smtp.port, starttls: 'ignore', username: SMTP_USER, password: 'not-the-password', from: 'k@msp.example', to: ['x@client.example'] });
+    const wrong = await n().createChannel(owner, {
+      clientId: f.client.id,
+      name: 'Wrong pass',
+      kind: 'email',
+      host: '127.0.0.1',
+      port: smtp.port,
+      starttls: 'ignore',
+      username: SMTP_USER,
+      password: 'not-the-password',
+      from: 'k@msp.example',
+      to: ['x@client.example'],
+    });
     const w = await n().testChannel(owner, wrong.channel.id);
     expect(w.ok).toBe(false);
     expect(w.error).toMatch(/refused the user name or password/);
@@ -351,7 +434,15 @@ describe(`notifications on ${ENGINE}`, () => {
     const starttls = await startSmtp({ user: SMTP_USER, pass: SMTP_PASSWORD }, { mode: 'starttls', ...pem });
     try {
       const client = await v.container.clients.create(owner, { name: `TLS ${hex()}` });
-      const base = { clientId: client.id, kind: 'email' as const, host: '127.0.0.1', username: SMTP_USER, password: SMTP_PASSWORD, from: 'keywarden@msp.example', to: ['tls@client.example'] };
+      const base = {
+        clientId: client.id,
+        kind: 'email' as const,
+        host: '127.0.0.1',
+        username: SMTP_USER,
+        password: SMTP_PASSWORD,
+        from: 'keywarden@msp.example',
+        to: ['tls@client.example'],
+      };
       const test = async (name: string, extra: object) => n().testChannel(owner, (await n().createChannel(owner, { ...base, name, ...extra })).channel.id);
       expect(await test('implicit TLS, private CA', { port: tls.port, secure: true, caCert: pem.cert })).toMatchObject({ ok: true, responseCode: '250' });
       const refused = await test('implicit TLS, unknown CA', { port: tls.port, secure: true });
@@ -372,7 +463,12 @@ describe(`notifications on ${ENGINE}`, () => {
   });
 
   it('the worker and the daily audit check are scheduler tasks of their own', async () => {
-    const tasks = await v.container.database.db.selectFrom('scheduled_tasks').select(['id', 'kind', 'interval_minutes']).where('id', 'in', ['notifications', 'audit-verify']).orderBy('id').execute();
+    const tasks = await v.container.database.db
+      .selectFrom('scheduled_tasks')
+      .select(['id', 'kind', 'interval_minutes'])
+      .where('id', 'in', ['notifications', 'audit-verify'])
+      .orderBy('id')
+      .execute();
     expect(tasks).toEqual([
       { id: 'audit-verify', kind: 'audit-verify', interval_minutes: 1440 },
       { id: 'notifications', kind: 'notifications', interval_minutes: 1 },

@@ -90,7 +90,8 @@ describe.skipIf(!avail.ok)(avail.ok ? 'Samba AD DC harness' : `Samba AD DC harne
       })),
     }));
     for (const c of computers)
-      for (const k of c.keys) expected.set(k.id, { password: k.password, volumeGuid: k.volumeGuid, computer: c.name, cn: recoveryObjectCn(k.id, k.created, k.tzOffsetMinutes) });
+      for (const k of c.keys)
+        expected.set(k.id, { password: k.password, volumeGuid: k.volumeGuid, computer: c.name, cn: recoveryObjectCn(k.id, k.created, k.tzOffsetMinutes) });
     const t = Date.now();
     ({ computerDns } = await seedDirectory(dc, { ou: 'OU=Contoso,OU=Clients', computers }));
     console.info(`samba harness: ${dc.ldapsUrl} start ${JSON.stringify(dc.timings)}, seeded 20 computers + ${expected.size} keys in ${Date.now() - t} ms`);
@@ -159,7 +160,10 @@ describe.skipIf(!avail.ok)(avail.ok ? 'Samba AD DC harness' : `Samba AD DC harne
       });
       expect(searchEntries.map((e) => e['msFVE-RecoveryPassword'])).toEqual([expected.get(VECTOR_ID)!.password]);
       // Computers look like domain members.
-      const pcs = await c.search(`OU=Contoso,OU=Clients,${dc.baseDn}`, { filter: '(objectClass=computer)', attributes: ['sAMAccountName', 'dNSHostName', 'operatingSystem'] });
+      const pcs = await c.search(`OU=Contoso,OU=Clients,${dc.baseDn}`, {
+        filter: '(objectClass=computer)',
+        attributes: ['sAMAccountName', 'dNSHostName', 'operatingSystem'],
+      });
       expect(pcs.searchEntries).toHaveLength(20);
       const pc0 = pcs.searchEntries.find((e) => e.sAMAccountName === 'PC-000$');
       expect(pc0?.dNSHostName).toBe('pc-000.test.lan');
@@ -188,7 +192,10 @@ describe.skipIf(!avail.ok)(avail.ok ? 'Samba AD DC harness' : `Samba AD DC harne
         expect(await recoveryObjects(c)).toHaveLength(0);
         const pcs = await c.search(`OU=Contoso,OU=Clients,${dc.baseDn}`, { filter: '(objectClass=computer)', attributes: ['cn'] });
         expect(pcs.searchEntries).toHaveLength(20);
-        const direct = await c.search(dc.baseDn, { filter: new EqualityFilter({ attribute: 'msFVE-RecoveryGuid', value: guidToWindowsBytes(VECTOR_ID) }), attributes: ['msFVE-RecoveryPassword'] });
+        const direct = await c.search(dc.baseDn, {
+          filter: new EqualityFilter({ attribute: 'msFVE-RecoveryGuid', value: guidToWindowsBytes(VECTOR_ID) }),
+          attributes: ['msFVE-RecoveryPassword'],
+        });
         expect(direct.searchEntries).toHaveLength(0);
       } finally {
         await c.unbind();

@@ -1,5 +1,5 @@
 /**
- * Several `keywarden serve` processes on one database (issue 10).
+ * Several `keywarden serve` processes on one database.
  *
  * On every engine: `--role worker` serves only health checks and /metrics and runs the background
  * tasks; `--role api` serves the API and runs none; /metrics needs its own bearer token.
@@ -125,10 +125,18 @@ describe(`keywarden serve --role api|worker and /metrics on ${ENGINE}`, () => {
     const urls = await sim.start();
     const client = await t.container.clients.create(admin, { name: 'Roles Tenant' });
     const tenant = sim.tenant('5c0ffee0-1111-4222-8333-444444444444');
-    const conn = await t.container.graph.createConnection(admin, { clientId: client.id, tenantId: tenant.tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls });
+    const conn = await t.container.graph.createConnection(admin, {
+      clientId: client.id,
+      tenantId: tenant.tenantId,
+      appClientId: tenant.clientId,
+      clientSecret: tenant.clientSecret,
+      ...urls,
+    });
     const db = t.container.database.db;
-    await until('the scheduled sync to finish', async () =>
-      (await db.selectFrom('sync_runs').select('status').where('connection_id', '=', conn.id).where('status', '=', 'succeeded').executeTakeFirst()) ?? false,
+    await until(
+      'the scheduled sync to finish',
+      async () =>
+        (await db.selectFrom('sync_runs').select('status').where('connection_id', '=', conn.id).where('status', '=', 'succeeded').executeTakeFirst()) ?? false,
     );
     const wm = await until('the worker to count the run', async () => {
       const m = await metricsOf(worker);
@@ -223,7 +231,17 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
       const tenantId = `5ca1e000-0000-4000-8000-00000000000${i}`;
       const tenant = sim.seedTenant(tenantId, { keys: 300, devices: 120, pageSize: 100 });
       const client = await t.container.clients.create(admin, { name: `Tenant ${i}` });
-      conns.push((await t.container.graph.createConnection(admin, { clientId: client.id, tenantId, appClientId: tenant.clientId, clientSecret: tenant.clientSecret, ...urls })).id);
+      conns.push(
+        (
+          await t.container.graph.createConnection(admin, {
+            clientId: client.id,
+            tenantId,
+            appClientId: tenant.clientId,
+            clientSecret: tenant.clientSecret,
+            ...urls,
+          })
+        ).id,
+      );
     }
 
     // Traffic on all three processes while the syncs run and one process dies.
@@ -234,11 +252,25 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
       while (!stop) {
         const a = agents[k % agents.length]!;
         // A check-in that hit the dead process is sent again with a new sequence number (a real agent retries on its next run).
-        const r = await send(() => ({ path: '/api/v1/agent/checkin', init: { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${a.credential}` }, body: JSON.stringify(a.checkinBody()) } }));
+        const r = await send(() => ({
+          path: '/api/v1/agent/checkin',
+          init: {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${a.credential}` },
+            body: JSON.stringify(a.checkinBody()),
+          },
+        }));
         answers.push(r.status);
         await r.arrayBuffer();
         const key = keys[k % keys.length]!;
-        const rv = await send(() => ({ path: `/api/v1/keys/${key.keyId.slice(0, 8)}/reveal`, init: { method: 'POST', headers: { 'content-type': 'application/json', ...tech.headers }, body: JSON.stringify({ reason: 'lost-pin', ticket: `T-${k}` }) } }));
+        const rv = await send(() => ({
+          path: `/api/v1/keys/${key.keyId.slice(0, 8)}/reveal`,
+          init: {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...tech.headers },
+            body: JSON.stringify({ reason: 'lost-pin', ticket: `T-${k}` }),
+          },
+        }));
         answers.push(rv.status);
         const body = (await rv.json()) as { key?: { recoveryPassword?: string } };
         if (rv.status === 200) expect(body.key?.recoveryPassword).toBe(key.password);
@@ -248,11 +280,21 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
 
     // Wait until a process holds a sync's lease with the run under way, then SIGKILL that process.
     const victim = await until('a process to hold a sync lease mid-run', async () => {
-      const leased = await db.selectFrom('scheduled_tasks').select(['id', 'target_id', 'locked_by']).where('kind', '=', 'graph-sync').where('locked_by', 'is not', null).execute();
+      const leased = await db
+        .selectFrom('scheduled_tasks')
+        .select(['id', 'target_id', 'locked_by'])
+        .where('kind', '=', 'graph-sync')
+        .where('locked_by', 'is not', null)
+        .execute();
       for (const l of leased) {
         const pid = Number(l.locked_by!.split(':')[1]);
         const server = servers.find((s) => s.pid === pid);
-        const running = await db.selectFrom('sync_runs').select('id').where('connection_id', '=', l.target_id!).where('status', '=', 'running').executeTakeFirst();
+        const running = await db
+          .selectFrom('sync_runs')
+          .select('id')
+          .where('connection_id', '=', l.target_id!)
+          .where('status', '=', 'running')
+          .executeTakeFirst();
         if (server && running) return { server, connectionId: l.target_id!, taskId: l.id };
       }
       return undefined;
@@ -283,7 +325,15 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
     // Each tenant's keys are in the vault once.
     for (const c of conns) {
       const conn = await db.selectFrom('graph_connections').select('client_id').where('id', '=', c).executeTakeFirstOrThrow();
-      expect((await db.selectFrom('recovery_keys').select((eb) => eb.fn.countAll().as('n')).where('client_id', '=', conn.client_id).executeTakeFirstOrThrow()).n).toBe(300);
+      expect(
+        (
+          await db
+            .selectFrom('recovery_keys')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('client_id', '=', conn.client_id)
+            .executeTakeFirstOrThrow()
+        ).n,
+      ).toBe(300);
     }
     // The killed process's task: released by a survivor (the dead process cannot have finished it).
     const task = await db.selectFrom('scheduled_tasks').selectAll().where('id', '=', victim.taskId).executeTakeFirstOrThrow();
@@ -299,7 +349,12 @@ describe.runIf(ENGINE === 'postgres')('three keywarden serve processes on one Po
     expect(answers.length).toBeGreaterThan(0);
     expect(answers.filter((s) => s !== 200)).toEqual([]);
     // Every reveal is in the audit log, whichever process served it, in one unbroken chain.
-    const reveals = await db.selectFrom('audit_events').select((eb) => eb.fn.countAll().as('n')).where('action', '=', 'key.reveal').where('outcome', '=', 'success').executeTakeFirstOrThrow();
+    const reveals = await db
+      .selectFrom('audit_events')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('action', '=', 'key.reveal')
+      .where('outcome', '=', 'success')
+      .executeTakeFirstOrThrow();
     expect(Number(reveals.n)).toBeGreaterThanOrEqual(answers.length / 2);
     expect(await t.container.audit.verifyChain(admin)).toMatchObject({ intact: true });
   });

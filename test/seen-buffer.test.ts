@@ -19,11 +19,33 @@ describe(`check-in "last seen" write-behind on ${ENGINE}`, () => {
     d = openDatabase(tdb.target);
     await migrateToLatest(d.db);
     const t0 = '2026-01-01T00:00:00.000Z';
-    await d.db.insertInto('clients').values({ id: client, name: 'Seen', name_key: 'seen', created_at: t0, updated_at: t0, archived_at: null } as never).execute();
+    await d.db
+      .insertInto('clients')
+      .values({ id: client, name: 'Seen', name_key: 'seen', created_at: t0, updated_at: t0, archived_at: null } as never)
+      .execute();
     for (let i = 1; i <= 3; i++) {
       await d.db
         .insertInto('devices')
-        .values({ id: dev(i), client_id: client, name: `FAKE-${i}`, name_key: `fake-${i}`, domain: null, serial: null, entra_device_id: null, ad_object_guid: null, ad_dn: null, agent_id: null, primary_user: null, facts: null, smbios_uuid: null, last_checkin_at: t0, first_seen_at: t0, last_seen_at: t0, retired_at: null, created_at: t0 })
+        .values({
+          id: dev(i),
+          client_id: client,
+          name: `FAKE-${i}`,
+          name_key: `fake-${i}`,
+          domain: null,
+          serial: null,
+          entra_device_id: null,
+          ad_object_guid: null,
+          ad_dn: null,
+          agent_id: null,
+          primary_user: null,
+          facts: null,
+          smbios_uuid: null,
+          last_checkin_at: t0,
+          first_seen_at: t0,
+          last_seen_at: t0,
+          retired_at: null,
+          created_at: t0,
+        })
         .execute();
     }
   });

@@ -68,15 +68,29 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerInit, registerClient, registerImport, registerLookup, registerKeys, registerAudit, registerMigrate, registerUser, registerServe, registerAgent, registerGraph, registerAd, registerDemo]) {
+  for (const register of [
+    registerInit,
+    registerClient,
+    registerImport,
+    registerLookup,
+    registerKeys,
+    registerAudit,
+    registerMigrate,
+    registerUser,
+    registerServe,
+    registerAgent,
+    registerGraph,
+    registerAd,
+    registerDemo,
+  ]) {
     register(program, ctx);
   }
-  // Issue 9: offline break-glass exports, backup / restore / doctor.
+  // Offline break-glass exports, backup / restore / doctor.
   registerExport(program, ctx);
   registerBackup(program, ctx);
-  // Issue 9: retire, legal hold, offboard, key history, master-key rotation (after keys and client, which it extends).
+  // Retire, legal hold, offboard, key history, master-key rotation (after keys and client, which it extends).
   registerLifecycle(program, ctx);
-  // Issue 8: compliance and recovery reports to a file.
+  // Compliance and recovery reports to a file.
   registerReport(program, ctx);
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.
   const harden = (cmd: Command) => {
@@ -99,7 +113,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       return e.kind === 'bad_request' || e.kind === 'not_found' ? EXIT.usage : EXIT.partial;
     }
     // Unknown failures: no stack trace or driver text on the terminal by default (it can quote data).
-    ctx.err('Error: an unexpected problem stopped the command.' + (io.env.KEYWARDEN_DEBUG ? `\n${(e as Error)?.stack}` : ' Set KEYWARDEN_DEBUG=1 for details.'));
+    ctx.err(
+      'Error: an unexpected problem stopped the command.' + (io.env.KEYWARDEN_DEBUG ? `\n${(e as Error)?.stack}` : ' Set KEYWARDEN_DEBUG=1 for details.'),
+    );
     return EXIT.partial;
   } finally {
     await opened?.close();

@@ -40,8 +40,6 @@ export function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
   }
 }
 
-export const sealText = (key: Buffer, plaintext: string, aad: string): string =>
-  seal(key, Buffer.from(plaintext, 'utf8'), aad).toString('base64');
+export const sealText = (key: Buffer, plaintext: string, aad: string): string => seal(key, Buffer.from(plaintext, 'utf8'), aad).toString('base64');
 
-export const openText = (key: Buffer, sealed: string, aad: string): string =>
-  open(key, Buffer.from(sealed, 'base64'), aad).toString('utf8');
+export const openText = (key: Buffer, sealed: string, aad: string): string => open(key, Buffer.from(sealed, 'base64'), aad).toString('utf8');

@@ -4,7 +4,17 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { armor } from 'age-encryption';
-import { BundleOpenError, bundleProtection, checkRecipient, generateIdentity, openBundle, parseIdentityFile, passphraseProblem, recipientFingerprint, sealBundle } from './bundle.js';
+import {
+  BundleOpenError,
+  bundleProtection,
+  checkRecipient,
+  generateIdentity,
+  openBundle,
+  parseIdentityFile,
+  passphraseProblem,
+  recipientFingerprint,
+  sealBundle,
+} from './bundle.js';
 
 describe('bundles and the reference age tool (Debian package "age", installed by .ci/run)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-age-'));
@@ -48,7 +58,8 @@ describe('break-glass bundle crypto (age)', () => {
   it('accepts only age X25519 recipients and reads age-keygen identity files', async () => {
     const g = await generateIdentity('2026-01-01T00:00:00.000Z');
     expect(checkRecipient(`  ${g.recipient}\n`)).toBe(g.recipient);
-    for (const bad of ['', 'age1', 'ssh-ed25519 AAAAC3Nz', g.recipient.toUpperCase(), g.recipient + 'q']) expect(() => checkRecipient(bad)).toThrow(/age X25519 public key/);
+    for (const bad of ['', 'age1', 'ssh-ed25519 AAAAC3Nz', g.recipient.toUpperCase(), g.recipient + 'q'])
+      expect(() => checkRecipient(bad)).toThrow(/age X25519 public key/);
     expect(parseIdentityFile(g.fileText)).toBe(g.identity);
     expect(parseIdentityFile(`# comment\r\n\r\n${g.identity}\r\n`)).toBe(g.identity);
     expect(() => parseIdentityFile('# nothing here\n')).toThrow(/no age X25519 identity/);

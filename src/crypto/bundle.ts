@@ -40,9 +40,12 @@ export function recipientFingerprint(recipient: string): string {
 export function checkRecipient(recipient: string): string {
   const r = recipient.trim();
   if (!RECIPIENT.test(r)) {
-    throw badRequest('The recipient must be an age X25519 public key: "age1" followed by 58 characters (make one with "keywarden export keygen" or "age-keygen").', {
-      field: 'recipient',
-    });
+    throw badRequest(
+      'The recipient must be an age X25519 public key: "age1" followed by 58 characters (make one with "keywarden export keygen" or "age-keygen").',
+      {
+        field: 'recipient',
+      },
+    );
   }
   return r;
 }
@@ -55,7 +58,8 @@ export function checkRecipient(recipient: string): string {
 export function passphraseProblem(passphrase: string): string | null {
   if (passphrase.length === 0) return 'The passphrase is empty.';
   if (passphrase !== passphrase.trim()) return 'The passphrase starts or ends with spaces, which are easy to lose when it is typed in again; remove them.';
-  if ([...passphrase].length < 12) return `The passphrase is too short (${[...passphrase].length} characters): use at least 12, best four or more random words.`;
+  if ([...passphrase].length < 12)
+    return `The passphrase is too short (${[...passphrase].length} characters): use at least 12, best four or more random words.`;
   if (new Set(passphrase.toLowerCase()).size < 6) return 'The passphrase repeats too few different characters; use four or more random words.';
   const lower = passphrase.toLowerCase().replace(/[^a-z0-9]/g, '');
   const obvious = ['password', 'passwort', 'keywarden', 'bitlocker', 'qwerty', 'azerty', '123456', 'letmein', 'recovery', 'welcome', 'admin'];
@@ -142,11 +146,16 @@ export async function openBundle(file: Uint8Array, key: BundleKey): Promise<stri
         throw new BundleOpenError('wrong-key', 'This bundle was made for a recipient key, not a passphrase: open it with --identity FILE.');
       }
       if (key.kind === 'identity' && wanted === 'passphrase') {
-        throw new BundleOpenError('wrong-key', 'This bundle is protected by a passphrase, not a recipient key: open it with --passphrase-file FILE (or type the passphrase).');
+        throw new BundleOpenError(
+          'wrong-key',
+          'This bundle is protected by a passphrase, not a recipient key: open it with --passphrase-file FILE (or type the passphrase).',
+        );
       }
       throw new BundleOpenError(
         'wrong-key',
-        key.kind === 'passphrase' ? 'The passphrase does not open this bundle: wrong passphrase (or the header of the file was altered).' : 'The identity does not open this bundle: it was made for another recipient key.',
+        key.kind === 'passphrase'
+          ? 'The passphrase does not open this bundle: wrong passphrase (or the header of the file was altered).'
+          : 'The identity does not open this bundle: it was made for another recipient key.',
       );
     }
     if (/unrecognized identity|invalid identity/.test(msg)) throw badRequest('The identity is not a valid age X25519 identity.');

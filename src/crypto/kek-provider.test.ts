@@ -8,7 +8,11 @@ import { createLocalKekProvider, VERIFIER_PLAINTEXT, verifierAad, type KekProvid
 import { masterKeyRowFor, openKeyring, rewrapAllDataKeys, type DataKeyRow, type KeyStore, type MasterKeyRow } from './keyring.js';
 import { loadMasterKeys, masterKeyId, writeKeyRingFile } from './master-key.js';
 
-const reg = (version: number, key: Buffer): RegisteredKek => ({ version, key_id: masterKeyId(key), verifier: sealText(key, VERIFIER_PLAINTEXT, verifierAad(version)) });
+const reg = (version: number, key: Buffer): RegisteredKek => ({
+  version,
+  key_id: masterKeyId(key),
+  verifier: sealText(key, VERIFIER_PLAINTEXT, verifierAad(version)),
+});
 
 /** The keyring's storage in memory, to run it without a database. */
 function memoryStore(): KeyStore<null> & { masters: (MasterKeyRow & { retired: boolean })[]; dataKeys: DataKeyRow[] } {
@@ -21,11 +25,16 @@ function memoryStore(): KeyStore<null> & { masters: (MasterKeyRow & { retired: b
     lockMasterKeys: async () => masters.filter((m) => !m.retired).sort((a, b) => b.version - a.version),
     insertMasterKey: async (_e, r) => void masters.push({ version: r.version, key_id: r.key_id, verifier: r.verifier, retired: false }),
     listDataKeys: async (_e, purpose, scope) => dataKeys.filter((d) => d.purpose === purpose && d.scope === scope),
-    insertDataKey: async (_e, r) => void dataKeys.push({ id: r.id, purpose: r.purpose, scope: r.scope, version: r.version, kek_version: r.kek_version, wrapped_key: r.wrapped_key }),
+    insertDataKey: async (_e, r) =>
+      void dataKeys.push({ id: r.id, purpose: r.purpose, scope: r.scope, version: r.version, kek_version: r.kek_version, wrapped_key: r.wrapped_key }),
     listAllDataKeys: async () => [...dataKeys],
     listAllMasterKeys: async () => [...masters],
     maxMasterKeyVersion: async () => Math.max(0, ...masters.map((m) => m.version)),
-    rewrapDataKey: async (_e, id, kekVersion, wrappedKey) => void Object.assign(dataKeys.find((d) => d.id === id)!, { kek_version: kekVersion, wrapped_key: wrappedKey }),
+    rewrapDataKey: async (_e, id, kekVersion, wrappedKey) =>
+      void Object.assign(
+        dataKeys.find((d) => d.id === id)!,
+        { kek_version: kekVersion, wrapped_key: wrappedKey },
+      ),
     retireMasterKeys: async (_e, versions) => void masters.filter((m) => versions.includes(m.version)).forEach((m) => (m.retired = true)),
     deleteDataKeys: async (_e, purpose, scope) => {
       const before = dataKeys.length;
@@ -42,7 +51,10 @@ describe('master key ring', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kw-ring-'));
     const file = path.join(dir, 'master.key');
     const [a, b] = [randomBytes(32), randomBytes(32)];
-    writeKeyRingFile(file, [{ key: a, comment: 'first' }, { key: b, comment: 'second' }]);
+    writeKeyRingFile(file, [
+      { key: a, comment: 'first' },
+      { key: b, comment: 'second' },
+    ]);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     const keys = loadMasterKeys({ kind: 'file', path: file, generatedByInit: false });
     expect(keys.map((k) => k.toString('hex'))).toEqual([a.toString('hex'), b.toString('hex')]);

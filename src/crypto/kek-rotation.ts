@@ -51,7 +51,10 @@ export async function rotateLocalMasterKey<E>(opts: {
 
   // A key kept in the ring after an earlier rotation (--keep-old) is a retired version, never a new one.
   const everRegistered = await opts.transaction((tx) => store.listAllMasterKeys(tx));
-  let newKey = provider.unregistered().filter((k) => versionOf(k, everRegistered) === undefined).at(-1);
+  let newKey = provider
+    .unregistered()
+    .filter((k) => versionOf(k, everRegistered) === undefined)
+    .at(-1);
   let newKeySource: RotationResult['newKeySource'] = 'ring';
   if (!newKey) {
     if (source.kind === 'env') {
@@ -100,7 +103,9 @@ export async function rotateLocalMasterKey<E>(opts: {
 
   if (source.kind === 'file') {
     // dropOld: keep only the key the vault now uses. Otherwise the retired keys stay, marked.
-    const retired = opts.dropOld ? [] : keys.filter((k) => !k.equals(fresh)).map((k) => ({ key: k, comment: `${masterKeyId(k)} retired ${opts.now()} (kept with --keep-old)` }));
+    const retired = opts.dropOld
+      ? []
+      : keys.filter((k) => !k.equals(fresh)).map((k) => ({ key: k, comment: `${masterKeyId(k)} retired ${opts.now()} (kept with --keep-old)` }));
     writeKeyRingFile(source.path, [...retired, { key: fresh, comment: `${result.toKeyId} (version ${result.toVersion}) since ${opts.now()}` }]);
     result.removedOldFromFile = opts.dropOld;
   }

@@ -37,7 +37,7 @@ export interface KeyStore<E> {
   insertMasterKey(exec: E, row: MasterKeyRow & { created_at: string }): Promise<void>;
   listDataKeys(exec: E, purpose: DataKeyPurpose, scope: string): Promise<DataKeyRow[]>;
   insertDataKey(exec: E, row: DataKeyRow & { created_at: string }): Promise<void>;
-  // Lifecycle (issue 9): master-key rotation and client crypto-shred.
+  // Lifecycle: master-key rotation and client crypto-shred.
   /** Every data key of every purpose and scope (for a rewrap). Locks the rows on PostgreSQL. */
   listAllDataKeys(exec: E): Promise<DataKeyRow[]>;
   /** Every master-key version ever registered, retired ones included. */
@@ -102,21 +102,21 @@ export type Keyring<E> = {
   auditMac(exec: E): Promise<AuditMac>;
 };
 
-function newDataKeyRow(
-  kek: Buffer,
-  kekVersion: number,
-  purpose: DataKeyPurpose,
-  scope: string,
-  version: number,
-  id: string,
-): DataKeyRow {
+function newDataKeyRow(kek: Buffer, kekVersion: number, purpose: DataKeyPurpose, scope: string, version: number, id: string): DataKeyRow {
   const dek = randomBytes(32);
   const wrapped = seal(kek, dek, wrapAad(purpose, scope, version, kekVersion)).toString('base64');
   dek.fill(0);
   return { id, purpose, scope, version, kek_version: kekVersion, wrapped_key: wrapped };
 }
 
-async function newDataKeyRowWith(provider: KekProvider, kekVersion: number, purpose: DataKeyPurpose, scope: string, version: number, id: string): Promise<DataKeyRow> {
+async function newDataKeyRowWith(
+  provider: KekProvider,
+  kekVersion: number,
+  purpose: DataKeyPurpose,
+  scope: string,
+  version: number,
+  id: string,
+): Promise<DataKeyRow> {
   const dek = randomBytes(32);
   const wrapped = (await provider.wrap(kekVersion, dek, wrapAad(purpose, scope, version, kekVersion))).toString('base64');
   dek.fill(0);
@@ -163,13 +163,7 @@ export async function masterKeyRowFor(provider: KekProvider, version: number): P
 }
 
 /** First-time setup of an empty vault: register the master key and create the global data keys. */
-export async function initKeyring<E>(
-  store: KeyStore<E>,
-  exec: E,
-  kek: Buffer,
-  now: string,
-  newId: () => string,
-): Promise<void> {
+export async function initKeyring<E>(store: KeyStore<E>, exec: E, kek: Buffer, now: string, newId: () => string): Promise<void> {
   const version = 1;
   await store.insertMasterKey(exec, {
     version,
@@ -248,7 +242,9 @@ export async function openKeyring<E>(
     try {
       dek = await provider.unwrap(row.kek_version, Buffer.from(row.wrapped_key, 'base64'), wrapAad(row.purpose, row.scope, row.version, row.kek_version));
     } catch {
-      throw vaultError(`Data key ${row.purpose}/${row.version} for ${row.scope === GLOBAL_SCOPE ? 'the vault' : 'client ' + row.scope} does not open: it was altered or moved.`);
+      throw vaultError(
+        `Data key ${row.purpose}/${row.version} for ${row.scope === GLOBAL_SCOPE ? 'the vault' : 'client ' + row.scope} does not open: it was altered or moved.`,
+      );
     }
     cache.set(cacheKey, dek);
     return dek;
@@ -356,14 +352,12 @@ export async function openKeyring<E>(
 
     async fingerprinter(exec) {
       const [, fk] = newest(await loadAll(exec, 'fingerprint', GLOBAL_SCOPE));
-      return (clientId, normalizedPassword) =>
-        createHmac('sha256', fk).update(`recovery-password/v1|${clientId}|${normalizedPassword}`).digest('hex');
+      return (clientId, normalizedPassword) => createHmac('sha256', fk).update(`recovery-password/v1|${clientId}|${normalizedPassword}`).digest('hex');
     },
 
     async auditMac(exec) {
       const [, ak] = newest(await loadAll(exec, 'audit', GLOBAL_SCOPE));
-      const mac = (prevHash: string, payload: string) =>
-        createHmac('sha256', ak).update(prevHash).update('\n').update(payload).digest('hex');
+      const mac = (prevHash: string, payload: string) => createHmac('sha256', ak).update(prevHash).update('\n').update(payload).digest('hex');
       return {
         mac,
         verify(prevHash, payload, hash) {

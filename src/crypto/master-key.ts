@@ -45,7 +45,9 @@ export function loadMasterKeys(source: MasterKeySource): Buffer[] {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));
   if (lines.length === 0) throw badRequest(`The master key file ${source.path} holds no key`);
-  return lines.map((l, i) => decode(l, lines.length > 1 ? `Line ${i + 1} (not counting comments) of the master key file ${source.path}` : `The master key file ${source.path}`));
+  return lines.map((l, i) =>
+    decode(l, lines.length > 1 ? `Line ${i + 1} (not counting comments) of the master key file ${source.path}` : `The master key file ${source.path}`),
+  );
 }
 
 /**

@@ -39,7 +39,7 @@ export interface ClientsTable {
   viewer_can_reveal: number;
   /** 1 (default) queues a rotate job for the device when one of its keys is revealed. */
   rotate_after_disclosure: number;
-  // issue 9 (lifecycle), migration 0008: optional here because the database fills the defaults.
+  // lifecycle, migration 0008: optional here because the database fills the defaults.
   /** Days a retired device's keys are kept before destruction (default 365); 0 keeps them forever. */
   retention_days?: number;
   legal_hold_at?: string | null;
@@ -70,7 +70,7 @@ export interface DevicesTable {
   last_seen_at: string;
   retired_at: string | null;
   created_at: string;
-  // issue 9 (lifecycle), migration 0008
+  // lifecycle, migration 0008
   retired_by?: string | null;
   retire_reason?: string | null;
   legal_hold_at?: string | null;
@@ -116,7 +116,7 @@ export interface RecoveryKeysTable {
   last_seen_at: string;
   state_changed_at: string;
   created_at: string;
-  // issue 9 (lifecycle), migration 0008: set when the ciphertext was wiped (state 'destroyed').
+  // lifecycle, migration 0008: set when the ciphertext was wiped (state 'destroyed').
   destroyed_at?: string | null;
   destroyed_reason?: string | null;
 }
@@ -470,7 +470,7 @@ export interface ComplianceHistoryTable {
   codes: string;
 }
 
-/** Notifications (issue 8): see migrations/0007_notifications.ts. */
+/** Notifications: see migrations/0007_notifications.ts. */
 export interface NotificationChannelsTable {
   id: string;
   client_id: string | null;

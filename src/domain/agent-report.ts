@@ -1,11 +1,4 @@
-import {
-  parseEncryptionMethod,
-  parseKeyProtectorType,
-  parseLockStatus,
-  parseProtectionStatus,
-  parsePsVolumeType,
-  parseVolumeStatus,
-} from './bitlocker.js';
+import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parsePsVolumeType, parseVolumeStatus } from './bitlocker.js';
 import { parseKeyId } from './key-id.js';
 import { normalizeMountPoint } from './volume.js';
 import { parseManageBdeReport, type ReportedProtector, type ReportedVolume } from './manage-bde-report.js';
@@ -28,10 +21,10 @@ export type RawVolume = {
  * Turns a check-in's volumes (or its manage-bde fallback text) into one canonical shape. Unknown
  * enum values become null rather than errors: a newer Windows must not break check-ins.
  */
-export function normalizeReport(input: {
-  volumes?: RawVolume[] | null;
-  manageBde?: { status: string; protectors: string } | null;
-}): { volumes: ReportedVolume[]; problems: string[] } {
+export function normalizeReport(input: { volumes?: RawVolume[] | null; manageBde?: { status: string; protectors: string } | null }): {
+  volumes: ReportedVolume[];
+  problems: string[];
+} {
   const problems: string[] = [];
   let volumes: ReportedVolume[] = [];
   if (input.volumes?.length) {

@@ -65,7 +65,9 @@ export const parseKeyProtectorType = mapper(KEY_PROTECTOR_TYPE, { numericalpassw
  * declares OperatingSystem first), which differs from Graph's 1/2/3: hence a mapper of its own.
  */
 export const parsePsVolumeType = (v: unknown): 'os' | 'fixed' | 'unknown' => {
-  const s = String(v ?? '').trim().toLowerCase();
+  const s = String(v ?? '')
+    .trim()
+    .toLowerCase();
   if (s === '0' || s === 'operatingsystem' || s === 'os') return 'os';
   if (s === '1' || s === 'data' || s === 'fixed') return 'fixed';
   return 'unknown';

@@ -75,16 +75,18 @@ export function keysByDevice(keys: readonly BundleKeyEntry[]): { client: string;
     g.keys.push(k);
   }
   return [...groups.values()].sort(
-    (a, b) =>
-      a.client.localeCompare(b.client) ||
-      Number(a.device === null) - Number(b.device === null) ||
-      (a.device ?? '').localeCompare(b.device ?? '') ,
+    (a, b) => a.client.localeCompare(b.client) || Number(a.device === null) - Number(b.device === null) || (a.device ?? '').localeCompare(b.device ?? ''),
   );
 }
 
 /** A file name that sorts by time: keywarden-export-<scope>-20261126T131500Z.age */
 export function bundleFileName(scope: string, at: string): string {
-  const slug = scope.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'client';
+  const slug =
+    scope
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 40) || 'client';
   const stamp = at.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return `keywarden-export-${slug}-${stamp}.age`;
 }

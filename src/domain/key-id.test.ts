@@ -1,11 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  formatKeyIdForDisplay,
-  keyIdPrefixBounds,
-  parseKeyId,
-  parseKeyIdQuery,
-} from './key-id.js';
+import { formatKeyIdForDisplay, keyIdPrefixBounds, parseKeyId, parseKeyIdQuery } from './key-id.js';
 
 const ID = '4290b6c0-b17a-497a-8552-272cc30e80d4';
 
@@ -100,9 +95,7 @@ describe('keyIdPrefixBounds', () => {
 describe('formatKeyIdForDisplay', () => {
   it('shows the manage-bde form', () => {
     expect(formatKeyIdForDisplay(ID)).toBe('{4290B6C0-B17A-497A-8552-272CC30E80D4}');
-    expect(formatKeyIdForDisplay('{4290b6c0b17a497a8552272cc30e80d4}')).toBe(
-      '{4290B6C0-B17A-497A-8552-272CC30E80D4}',
-    );
+    expect(formatKeyIdForDisplay('{4290b6c0b17a497a8552272cc30e80d4}')).toBe('{4290B6C0-B17A-497A-8552-272CC30E80D4}');
   });
   it('leaves non-GUID IDs alone', () => {
     expect(formatKeyIdForDisplay(' BitLocker ')).toBe('BitLocker');
@@ -115,8 +108,7 @@ describe('formatKeyIdForDisplay', () => {
 
 const hexChars = fc.constantFrom(...'0123456789abcdef'.split(''));
 const hex32 = fc.array(hexChars, { minLength: 32, maxLength: 32 }).map((a) => a.join(''));
-const hyphenated = (h: string): string =>
-  `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+const hyphenated = (h: string): string => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 const randomCase = (s: string, flips: boolean[]): string =>
   s
     .split('')
@@ -201,19 +193,16 @@ describe('key ID properties', () => {
 
   it('random strings never throw', () => {
     fc.assert(
-      fc.property(
-        fc.oneof(fc.string({ maxLength: 60 }), fc.stringMatching(/^[{}0-9a-fA-F -]{0,45}$/)),
-        (s) => {
-          const a = parseKeyId(s);
-          const b = parseKeyIdQuery(s);
-          formatKeyIdForDisplay(s);
-          if (a.ok) expect(a.value).toMatch(/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/);
-          if (b.ok && b.value.kind === 'prefix') {
-            expect(b.value.prefix).toMatch(/^[0-9a-f]{8,31}$/);
-            keyIdPrefixBounds(b.value.prefix);
-          }
-        },
-      ),
+      fc.property(fc.oneof(fc.string({ maxLength: 60 }), fc.stringMatching(/^[{}0-9a-fA-F -]{0,45}$/)), (s) => {
+        const a = parseKeyId(s);
+        const b = parseKeyIdQuery(s);
+        formatKeyIdForDisplay(s);
+        if (a.ok) expect(a.value).toMatch(/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/);
+        if (b.ok && b.value.kind === 'prefix') {
+          expect(b.value.prefix).toMatch(/^[0-9a-f]{8,31}$/);
+          keyIdPrefixBounds(b.value.prefix);
+        }
+      }),
       { numRuns: 200 },
     );
   });

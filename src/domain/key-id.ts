@@ -29,8 +29,7 @@ const COMPACT = /^[0-9a-f]{32}$/i;
 
 const SHORT_REASON = `type at least the first ${KEY_ID_PREFIX_MIN} characters of the key ID`;
 const HEX_ONLY_REASON = 'a key ID contains only hex digits (0-9, A-F) and dashes';
-const HYPHEN_REASON =
-  'the dashes in a key ID go after hex digits 8, 12, 16 and 20 (like 4290B6C0-B17A-497A-8552-272CC30E80D4)';
+const HYPHEN_REASON = 'the dashes in a key ID go after hex digits 8, 12, 16 and 20 (like 4290B6C0-B17A-497A-8552-272CC30E80D4)';
 
 /** Insert hyphens into up to 32 hex digits at the GUID positions. */
 function hyphenate(hex: string): string {

@@ -18,11 +18,7 @@ import { findRecoveryPasswordCandidates } from './recovery-password.js';
 // Builders: manage-bde lays out `    Label:   value` with the values in one column.
 // ---------------------------------------------------------------------------------------------
 
-const EN_BANNER = [
-  'BitLocker Drive Encryption: Configuration Tool version 10.0.22631',
-  'Copyright (C) 2013 Microsoft Corporation. All rights reserved.',
-  '',
-];
+const EN_BANNER = ['BitLocker Drive Encryption: Configuration Tool version 10.0.22631', 'Copyright (C) 2013 Microsoft Corporation. All rights reserved.', ''];
 const DE_BANNER = [
   'BitLocker-Laufwerkverschlüsselung: Konfigurationstool, Version 10.0.19041',
   'Copyright (C) 2013 Microsoft Corporation. Alle Rechte vorbehalten.',
@@ -32,13 +28,7 @@ const DE_BANNER = [
 type Lang = 'en' | 'de';
 
 /** One volume of `manage-bde -status`. `protectors` null means "None Found". */
-function statusBlock(
-  lang: Lang,
-  header: string,
-  typeLine: string,
-  rows: [string, string][],
-  protectors: string[] | null,
-): string[] {
+function statusBlock(lang: Lang, header: string, typeLine: string, rows: [string, string][], protectors: string[] | null): string[] {
   const width = lang === 'en' ? 22 : 30;
   const row = (label: string, value: string) => `    ${`${label}:`.padEnd(width)}${value}`;
   const keyProtectors = lang === 'en' ? 'Key Protectors' : 'Schlüsselschutzvorrichtungen';
@@ -82,19 +72,10 @@ const rp: ReportedProtector = { id: low(ID.rp), type: 'RecoveryPassword', finger
 const rp2: ReportedProtector = { id: low(ID.rp2), type: 'RecoveryPassword', fingerprint: FP.rp2 };
 const ext: ReportedProtector = { id: low(ID.ext), type: 'ExternalKey', fingerprint: null };
 
-const EN_TPM = protectorBlock('TPM', ID.tpm, [
-  'PCR Validation Profile:',
-  '  7, 11',
-  '  (Uses Secure Boot for integrity validation)',
-]);
-const DE_TPM = protectorBlock('TPM', ID.tpm, [
-  'PCR-Validierungsprofil:',
-  '  7, 11',
-  '  (Verwendet den sicheren Start für die Integritätsüberprüfung)',
-]);
+const EN_TPM = protectorBlock('TPM', ID.tpm, ['PCR Validation Profile:', '  7, 11', '  (Uses Secure Boot for integrity validation)']);
+const DE_TPM = protectorBlock('TPM', ID.tpm, ['PCR-Validierungsprofil:', '  7, 11', '  (Verwendet den sicheren Start für die Integritätsüberprüfung)']);
 const EN_RP = (id = ID.rp, fp = FP.rp) => protectorBlock('Numerical Password', id, ['Password:', `  fp:${fp}`]);
-const DE_RP = (id = ID.rp, fp = FP.rp) =>
-  protectorBlock('Numerisches Kennwort', id, ['Kennwort:', `  fp:${fp}`, 'Sicherungstyp: Microsoft-Kontosicherung']);
+const DE_RP = (id = ID.rp, fp = FP.rp) => protectorBlock('Numerisches Kennwort', id, ['Kennwort:', `  fp:${fp}`, 'Sicherungstyp: Microsoft-Kontosicherung']);
 
 // ---------------------------------------------------------------------------------------------
 // The six states, in English and German
@@ -195,10 +176,7 @@ const SCENARIOS: Scenario[] = [
       text(
         ['Volume D: [FAKE-DATA]', 'All Key Protectors', ''],
         EN_RP(ID.rp2, FP.rp2),
-        protectorBlock('External Key (Required for automatic unlock)', ID.ext, [
-          'External Key File Name:',
-          `  ${ID.ext.slice(1, -1)}.BEK`,
-        ]),
+        protectorBlock('External Key (Required for automatic unlock)', ID.ext, ['External Key File Name:', `  ${ID.ext.slice(1, -1)}.BEK`]),
       ),
     ],
     de: [
@@ -282,13 +260,7 @@ const SCENARIOS: Scenario[] = [
           null,
         ),
       ),
-      text(DE_BANNER, [
-        'Volume "E:" []',
-        'Alle Schlüsselschutzvorrichtungen',
-        '',
-        'FEHLER: Es wurden keine Schlüsselschutzvorrichtungen gefunden.',
-        '',
-      ]),
+      text(DE_BANNER, ['Volume "E:" []', 'Alle Schlüsselschutzvorrichtungen', '', 'FEHLER: Es wurden keine Schlüsselschutzvorrichtungen gefunden.', '']),
     ],
     expected: vol({
       mountPoint: 'E:',
@@ -325,11 +297,7 @@ const SCENARIOS: Scenario[] = [
         ),
       ),
       // A locked volume cannot show its password, so there is no fp: line.
-      text(
-        ['Volume F: [Label Unknown]', 'All Key Protectors', ''],
-        protectorBlock('Numerical Password', ID.rp),
-        protectorBlock('Password', ID.pw),
-      ),
+      text(['Volume F: [Label Unknown]', 'All Key Protectors', ''], protectorBlock('Numerical Password', ID.rp), protectorBlock('Password', ID.pw)),
     ],
     de: [
       text(
@@ -453,12 +421,7 @@ const SCENARIOS: Scenario[] = [
           null,
         ),
       ),
-      text([
-        'Volume "C:" [Windows]',
-        'Alle Schlüsselschutzvorrichtungen',
-        '',
-        'FEHLER: Es wurden keine Schlüsselschutzvorrichtungen gefunden.',
-      ]),
+      text(['Volume "C:" [Windows]', 'Alle Schlüsselschutzvorrichtungen', '', 'FEHLER: Es wurden keine Schlüsselschutzvorrichtungen gefunden.']),
     ],
     expected: vol({
       mountPoint: 'C:',
@@ -482,7 +445,10 @@ describe.each(['en', 'de'] as const)('parseManageBdeReport (%s)', (lang) => {
   it('a whole machine: the volumes of both texts joined by mount point, in status order', () => {
     const picked = SCENARIOS.slice(0, 4); // C:, D:, E:, F:
     const status = picked.map((s) => s[lang][0]).join('\n');
-    const protectors = [...picked].reverse().map((s) => s[lang][1]).join('\n');
+    const protectors = [...picked]
+      .reverse()
+      .map((s) => s[lang][1])
+      .join('\n');
     expect(parseManageBdeReport(status, protectors)).toEqual({ volumes: picked.map((s) => s.expected), problems: [] });
   });
 
@@ -504,8 +470,7 @@ describe('German output with broken encoding', () => {
   const expected = SCENARIOS[0]?.expected;
 
   it('OEM code page 850 bytes read as Windows-1252', () => {
-    const cp850as1252 = (s: string) =>
-      s.replace(/ü/g, '\u0081').replace(/ö/g, '\u201d').replace(/ä/g, '\u201e').replace(/ß/g, 'á');
+    const cp850as1252 = (s: string) => s.replace(/ü/g, '\u0081').replace(/ö/g, '\u201d').replace(/ä/g, '\u201e').replace(/ß/g, 'á');
     expect(parseManageBdeReport(cp850as1252(status), cp850as1252(protectors))).toEqual({
       volumes: [expected],
       problems: [],
@@ -658,8 +623,7 @@ describe('recovery passwords and fingerprints', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('status values', () => {
-  const one = (rows: [string, string][]) =>
-    parseManageBdeReport(text(statusBlock('en', 'Volume C: [Windows]', '[OS Volume]', rows, null)), '');
+  const one = (rows: [string, string][]) => parseManageBdeReport(text(statusBlock('en', 'Volume C: [Windows]', '[OS Volume]', rows, null)), '');
 
   it.each([
     ['Conversion Status', 'Encryption In Progress', 'volumeStatus', 'EncryptionInProgress'],
@@ -710,10 +674,7 @@ describe('status values', () => {
     ]);
     const r = parseManageBdeReport(status, text(['Volume C: [Windows]', ''], EN_TPM));
     expect(r.volumes).toEqual([vol({ mountPoint: 'C:', protectors: [tpm] })]);
-    expect(r.problems).toEqual([
-      'volume C: the volume type was not recognised',
-      'volume C: no status line was recognised (language not supported?)',
-    ]);
+    expect(r.problems).toEqual(['volume C: the volume type was not recognised', 'volume C: no status line was recognised (language not supported?)']);
   });
 
   it('a volume in only one of the texts still appears; a listed but missing protector list is noted', () => {
@@ -813,9 +774,7 @@ describe('properties', () => {
 
   it('shuffled manage-bde lines mixed with noise never throw and keep the invariants', () => {
     const line = fc.oneof(fc.constantFrom(...LINE_VOCABULARY), fc.string({ unit: 'binary', maxLength: 40 }));
-    const doc = fc
-      .tuple(fc.array(line, { maxLength: 60 }), fc.constantFrom('\n', '\r\n', '\r'))
-      .map(([ls, eol]) => ls.join(eol));
+    const doc = fc.tuple(fc.array(line, { maxLength: 60 }), fc.constantFrom('\n', '\r\n', '\r')).map(([ls, eol]) => ls.join(eol));
     fc.assert(
       fc.property(doc, doc, (s, p) => {
         checkInvariants(parseManageBdeReport(s, p));
@@ -1095,7 +1054,10 @@ describe('agent fixtures', () => {
     }
     const lines = readme.split('\n');
     for (const [id, fp] of pairs) {
-      expect(lines.some((l) => l.includes(id) && l.includes(fp)), `${id} ${fp}`).toBe(true);
+      expect(
+        lines.some((l) => l.includes(id) && l.includes(fp)),
+        `${id} ${fp}`,
+      ).toBe(true);
     }
   });
 

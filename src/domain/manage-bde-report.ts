@@ -38,13 +38,7 @@
  * Pure: no I/O. Never throws, whatever the input.
  */
 import type { EncryptionMethod, KeyProtectorType, LockStatus, ProtectionStatus, VolumeStatus } from './bitlocker.js';
-import {
-  parseEncryptionMethod,
-  parseKeyProtectorType,
-  parseLockStatus,
-  parseProtectionStatus,
-  parseVolumeStatus,
-} from './bitlocker.js';
+import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parseVolumeStatus } from './bitlocker.js';
 import { parseKeyId } from './key-id.js';
 import { findRecoveryPasswordCandidates } from './recovery-password.js';
 import { normalizeMountPoint } from './volume.js';
@@ -205,12 +199,7 @@ const PROTECTOR_TYPE_PREFIXES = table<KeyProtectorType>([
 
 type Lookup<T> = { value: T | null; known: boolean };
 
-function lookup<T>(
-  raw: string,
-  words: ReadonlyMap<string, T>,
-  fallback: (v: unknown) => T | null,
-  prefixes?: ReadonlyMap<string, T>,
-): Lookup<T> {
+function lookup<T>(raw: string, words: ReadonlyMap<string, T>, fallback: (v: unknown) => T | null, prefixes?: ReadonlyMap<string, T>): Lookup<T> {
   const k = key(raw);
   const exact = words.get(k);
   if (exact !== undefined) return { value: exact, known: true };
@@ -247,8 +236,7 @@ function parsePercentage(raw: string): Lookup<number> {
 /** `Volume C: [Windows]`, `Volume "C:" []`: a word, the drive letter (maybe quoted), `[`. */
 const VOLUME_HEADER = /^\s*\S+\s+["']?([A-Za-z]):["']?\s*\[/;
 /** `Volume \\?\Volume{GUID}\ [Recovery]`: a volume without a drive letter. */
-const GUID_VOLUME_HEADER =
-  /^\s*\S+\s+["']?(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)["']?\s*\[/;
+const GUID_VOLUME_HEADER = /^\s*\S+\s+["']?(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)["']?\s*\[/;
 
 function volumeHeader(line: string): string | null {
   const letter = VOLUME_HEADER.exec(line);
@@ -461,13 +449,7 @@ function headerType(header: string | null): KeyProtectorType | null {
  * Add `p` to a volume's protectors, merging a protector listed twice (the same volume queried
  * twice). `index` maps the IDs already in `list` to their entries.
  */
-function addProtector(
-  list: ReportedProtector[],
-  index: Map<string, ReportedProtector>,
-  p: ReportedProtector,
-  problem: (s: string) => void,
-  at: string,
-): void {
+function addProtector(list: ReportedProtector[], index: Map<string, ReportedProtector>, p: ReportedProtector, problem: (s: string) => void, at: string): void {
   const existing = index.get(p.id);
   if (existing === undefined) {
     list.push(p);

@@ -38,8 +38,14 @@ describe('notification timing', () => {
   });
 
   it('names the period a report covers and refuses impossible schedules', () => {
-    expect(reportPeriod({ frequency: 'monthly', day: 1, hour: 7, minute: 0 }, '2026-03-01T07:00:00.000Z')).toEqual({ from: '2026-02-01T00:00:00.000Z', to: '2026-03-01T00:00:00.000Z' });
-    expect(reportPeriod({ frequency: 'weekly', day: 1, hour: 7, minute: 0 }, '2026-03-09T07:00:00.000Z')).toEqual({ from: '2026-03-02T00:00:00.000Z', to: '2026-03-09T00:00:00.000Z' });
+    expect(reportPeriod({ frequency: 'monthly', day: 1, hour: 7, minute: 0 }, '2026-03-01T07:00:00.000Z')).toEqual({
+      from: '2026-02-01T00:00:00.000Z',
+      to: '2026-03-01T00:00:00.000Z',
+    });
+    expect(reportPeriod({ frequency: 'weekly', day: 1, hour: 7, minute: 0 }, '2026-03-09T07:00:00.000Z')).toEqual({
+      from: '2026-03-02T00:00:00.000Z',
+      to: '2026-03-09T00:00:00.000Z',
+    });
     expect(reportTimingProblem({ frequency: 'monthly', day: 31, hour: 7, minute: 0 })).toMatch(/1 to 28/);
     expect(reportTimingProblem({ frequency: 'weekly', day: 7, hour: 7, minute: 0 })).toMatch(/Sunday/);
     expect(reportTimingProblem({ frequency: 'daily', day: null, hour: 24, minute: 0 })).toMatch(/hour/);

@@ -24,9 +24,7 @@ describe('REASON_CODES', () => {
       expect(r.code).toMatch(/^[a-z]+(-[a-z]+)*$/);
       expect(r.label.length).toBeGreaterThan(0);
     }
-    expect(REASON_CODES.find((r) => r.code === 'os-boot-order-changed')?.label).toBe(
-      'Operating System Boot Order changed',
-    );
+    expect(REASON_CODES.find((r) => r.code === 'os-boot-order-changed')?.label).toBe('Operating System Boot Order changed');
   });
 
   it('isReasonCode', () => {

@@ -51,18 +51,10 @@ export function isReasonCode(s: unknown): s is ReasonCode {
  * - A ticket that contains something shaped like a recovery password is
  *   refused, so a pasted key never ends up in the audit log in clear text.
  */
-export function parseRevealReason({
-  reason,
-  ticket,
-}: {
-  reason: string;
-  ticket?: string;
-}): Result<{ reason: ReasonCode; ticket: string | null }> {
+export function parseRevealReason({ reason, ticket }: { reason: string; ticket?: string }): Result<{ reason: ReasonCode; ticket: string | null }> {
   const code = typeof reason === 'string' ? reason.trim().toLowerCase() : '';
   if (!isReasonCode(code)) {
-    return fail(
-      `choose a reason for revealing the key: one of ${REASON_CODES.map((r) => r.code).join(', ')}`,
-    );
+    return fail(`choose a reason for revealing the key: one of ${REASON_CODES.map((r) => r.code).join(', ')}`);
   }
 
   let cleanTicket: string | null = null;
@@ -79,9 +71,7 @@ export function parseRevealReason({
         return fail('the ticket reference may contain only printable characters on one line');
       }
       if (extractRecoveryPassword(t) !== null) {
-        return fail(
-          'the ticket reference looks like it contains a recovery password; enter only the ticket number',
-        );
+        return fail('the ticket reference looks like it contains a recovery password; enter only the ticket number');
       }
       cleanTicket = t;
     }

@@ -137,9 +137,7 @@ describe('parseRecoveryPassword: rejections', () => {
 
 describe('recoveryPasswordToKey', () => {
   it('accepts unnormalized input too', () => {
-    expect(hex(recoveryPasswordToKey((VALID[0] as string).replaceAll('-', ' ')))).toBe(
-      '55a7e662e795eb3e8ac7d7be32a641f6',
-    );
+    expect(hex(recoveryPasswordToKey((VALID[0] as string).replaceAll('-', ' ')))).toBe('55a7e662e795eb3e8ac7d7be32a641f6');
   });
   it('throws on invalid input without echoing digits', () => {
     const bad = '123456-231453-873456-213546-654678-765689-123456-324565';
@@ -169,10 +167,7 @@ describe('isRecoveryPasswordShaped / findRecoveryPasswordCandidates', () => {
   it('finds the password inside surrounding text', () => {
     expect(findRecoveryPasswordCandidates(`C: ${VALID[1]}`)).toEqual([VALID[1]]);
     expect(findRecoveryPasswordCandidates(`Recovery Key:\t${VALID[1]} (OS)`)).toEqual([VALID[1]]);
-    expect(findRecoveryPasswordCandidates(`C: ${VALID[1]}; D: ${VALID[2]}`)).toEqual([
-      VALID[1],
-      VALID[2],
-    ]);
+    expect(findRecoveryPasswordCandidates(`C: ${VALID[1]}; D: ${VALID[2]}`)).toEqual([VALID[1], VALID[2]]);
     expect(findRecoveryPasswordCandidates('Size: 1000 GB, 2024-01-31')).toEqual([]);
   });
 
@@ -223,52 +218,41 @@ function render(values: number[], seps: string[]): string {
 describe('properties', () => {
   it('random valid passwords round-trip to the normalized form and key bytes', () => {
     fc.assert(
-      fc.property(
-        uint16s,
-        fc.array(separator, { minLength: 7, maxLength: 7 }),
-        fc.constantFrom('', ' ', '\t', '\n'),
-        (values, seps, pad) => {
-          const input = `${pad}${render(values, seps)}${pad}`;
-          const expected = values.map((v) => String(v * 11).padStart(6, '0')).join('-');
-          const r = parseRecoveryPassword(input);
-          expect(r).toEqual({ ok: true, value: expected });
-          const key = recoveryPasswordToKey(expected);
-          const expectedKey = new Uint8Array(16);
-          values.forEach((v, i) => {
-            expectedKey[2 * i] = v & 0xff;
-            expectedKey[2 * i + 1] = v >> 8;
-          });
-          expect(Array.from(key)).toEqual(Array.from(expectedKey));
-        },
-      ),
+      fc.property(uint16s, fc.array(separator, { minLength: 7, maxLength: 7 }), fc.constantFrom('', ' ', '\t', '\n'), (values, seps, pad) => {
+        const input = `${pad}${render(values, seps)}${pad}`;
+        const expected = values.map((v) => String(v * 11).padStart(6, '0')).join('-');
+        const r = parseRecoveryPassword(input);
+        expect(r).toEqual({ ok: true, value: expected });
+        const key = recoveryPasswordToKey(expected);
+        const expectedKey = new Uint8Array(16);
+        values.forEach((v, i) => {
+          expectedKey[2 * i] = v & 0xff;
+          expectedKey[2 * i + 1] = v >> 8;
+        });
+        expect(Array.from(key)).toEqual(Array.from(expectedKey));
+      }),
       { numRuns: 200 },
     );
   });
 
   it('a digit changed so a group is no longer divisible by 11 names that group', () => {
     fc.assert(
-      fc.property(
-        uint16s,
-        fc.integer({ min: 0, max: 7 }),
-        fc.integer({ min: 0, max: 5 }),
-        fc.integer({ min: 1, max: 9 }),
-        (values, group, pos, delta) => {
-          const groups = values.map((v) => String(v * 11).padStart(6, '0'));
-          const g = groups[group] as string;
-          const digit = (Number(g[pos]) + delta) % 10;
-          const mutated = g.slice(0, pos) + String(digit) + g.slice(pos + 1);
-          // Changing one digit by d changes the value by d·10^k with
-          // 0 < |d| < 10, never a multiple of 11, so the group is invalid.
-          groups[group] = mutated;
-          const input = groups.join('-');
-          const r = parseRecoveryPassword(input);
-          expect(r.ok).toBe(false);
-          if (!r.ok) {
-            expect(r.reason).toMatch(new RegExp(`^group ${group + 1} of 8 `));
-            expect(leaksDigits(r.reason, input)).toBe(false);
-          }
-        },
-      ),
+      fc.property(uint16s, fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 9 }), (values, group, pos, delta) => {
+        const groups = values.map((v) => String(v * 11).padStart(6, '0'));
+        const g = groups[group] as string;
+        const digit = (Number(g[pos]) + delta) % 10;
+        const mutated = g.slice(0, pos) + String(digit) + g.slice(pos + 1);
+        // Changing one digit by d changes the value by d·10^k with
+        // 0 < |d| < 10, never a multiple of 11, so the group is invalid.
+        groups[group] = mutated;
+        const input = groups.join('-');
+        const r = parseRecoveryPassword(input);
+        expect(r.ok).toBe(false);
+        if (!r.ok) {
+          expect(r.reason).toMatch(new RegExp(`^group ${group + 1} of 8 `));
+          expect(leaksDigits(r.reason, input)).toBe(false);
+        }
+      }),
       { numRuns: 200 },
     );
   });
@@ -290,20 +274,15 @@ describe('properties', () => {
 
   it('an inserted letter is rejected without echoing digits', () => {
     fc.assert(
-      fc.property(
-        uint16s,
-        fc.integer({ min: 0, max: 55 }),
-        fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzOIl'.split('')),
-        (values, at, letter) => {
-          const pw = render(values, Array(7).fill('-') as string[]);
-          const input = pw.slice(0, at) + letter + pw.slice(at);
-          const r = parseRecoveryPassword(input);
-          expect(r).toEqual({
-            ok: false,
-            reason: 'contains characters other than digits, spaces and dashes',
-          });
-        },
-      ),
+      fc.property(uint16s, fc.integer({ min: 0, max: 55 }), fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzOIl'.split('')), (values, at, letter) => {
+        const pw = render(values, Array(7).fill('-') as string[]);
+        const input = pw.slice(0, at) + letter + pw.slice(at);
+        const r = parseRecoveryPassword(input);
+        expect(r).toEqual({
+          ok: false,
+          reason: 'contains characters other than digits, spaces and dashes',
+        });
+      }),
       { numRuns: 200 },
     );
   });

@@ -80,9 +80,7 @@ export function parseRecoveryPassword(input: string): Result<string> {
 
   const digits = s.replace(/[^0-9]/g, '');
   if (digits.length !== TOTAL_DIGITS) {
-    return fail(
-      `a recovery password has 48 digits in 8 groups of 6; got ${plural(digits.length, 'digit')}`,
-    );
+    return fail(`a recovery password has 48 digits in 8 groups of 6; got ${plural(digits.length, 'digit')}`);
   }
 
   // Structure: digit runs separated by "whitespace, optionally with one dash".
@@ -244,8 +242,7 @@ export function extractRecoveryPassword(text: string): Result<string> | null {
  * silently. Such a run (digits with single letters between digits) with at
  * least 40 digits is reported as a failure instead of being ignored.
  */
-const NEAR_MISS =
-  /[0-9](?:[0-9\-\u2010-\u2015\u2212\uFE58\uFE63\uFF0D]|[^\S\r\n]|(?<=[0-9])[A-Za-z](?=[0-9]))*[0-9]/g;
+const NEAR_MISS = /[0-9](?:[0-9\-\u2010-\u2015\u2212\uFE58\uFE63\uFF0D]|[^\S\r\n]|(?<=[0-9])[A-Za-z](?=[0-9]))*[0-9]/g;
 
 function nearMiss(text: string): Result<string> | null {
   if (typeof text !== 'string') return null;
@@ -259,10 +256,7 @@ function nearMiss(text: string): Result<string> | null {
 const DASH_CLASS = '[-\\u2010-\\u2015\\u2212\\uFE58\\uFE63\\uFF0D]';
 const LINE_WS = '[^\\S\\r\\n]';
 /** Exactly 8 groups of 6 digits, each separator optional, not inside a longer digit run. */
-const STRICT_GROUPS = new RegExp(
-  `(?<![0-9])[0-9]{6}(?:(?:${LINE_WS}*${DASH_CLASS}${LINE_WS}*|${LINE_WS}+)?[0-9]{6}){7}(?![0-9])`,
-  'g',
-);
+const STRICT_GROUPS = new RegExp(`(?<![0-9])[0-9]{6}(?:(?:${LINE_WS}*${DASH_CLASS}${LINE_WS}*|${LINE_WS}+)?[0-9]{6}){7}(?![0-9])`, 'g');
 const DASH_AT_END = new RegExp(`${DASH_CLASS}\\s*$`);
 const DASH_AT_START = new RegExp(`^\\s*${DASH_CLASS}`);
 

@@ -21,7 +21,10 @@ export type GraphKeyReadAudit = {
   id: string;
   activityDateTime: string;
   result?: string;
-  initiatedBy?: { user?: { userPrincipalName?: string | null; ipAddress?: string | null } | null; app?: { appId?: string | null; displayName?: string | null } | null };
+  initiatedBy?: {
+    user?: { userPrincipalName?: string | null; ipAddress?: string | null } | null;
+    app?: { appId?: string | null; displayName?: string | null } | null;
+  };
   targetResources?: { displayName?: string | null }[];
 };
 
@@ -103,6 +106,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
     return token.value;
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Graph's JSON differs per endpoint; each caller narrows it to its documented shape
   async function call(method: string, pathOrUrl: string): Promise<{ status: number; json: any }> {
     const url = pathOrUrl.startsWith('http') ? pathOrUrl : `${graph}${pathOrUrl}`;
     let refreshed = false;

@@ -45,12 +45,16 @@ function tlsOptions(t: LdapTarget, host: string): ConnectionOptions {
 
 function classify(e: unknown, host: string): LdapError {
   if (e instanceof LdapError) return e;
-  if (e instanceof InvalidCredentialsError) return new LdapError('wrong_credentials', `The domain controller ${host} refused the bind: wrong user name or password (LDAP 49).`);
+  if (e instanceof InvalidCredentialsError)
+    return new LdapError('wrong_credentials', `The domain controller ${host} refused the bind: wrong user name or password (LDAP 49).`);
   const err = e as { code?: string; message?: string };
   const code = err.code ?? '';
   const msg = err.message ?? String(e);
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|unable to verify|self.signed|certificate|pinned/i.test(code + ' ' + msg)) {
-    return new LdapError('untrusted_certificate', `The certificate of ${host} is not trusted (${code || msg.slice(0, 120)}). Add the domain's CA certificate or pin the certificate's SHA-256.`);
+    return new LdapError(
+      'untrusted_certificate',
+      `The certificate of ${host} is not trusted (${code || msg.slice(0, 120)}). Add the domain's CA certificate or pin the certificate's SHA-256.`,
+    );
   }
   if (/ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|ECONNRESET|EAI_AGAIN|timeout/i.test(code + ' ' + msg)) {
     return new LdapError('unreachable', `Cannot reach ${host} (${code || msg.slice(0, 80)}).`);
@@ -72,13 +76,16 @@ export type LdapSession = {
 function checkPin(host: string, port: number, pinned: string, timeoutMs: number): Promise<void> {
   const want = normalizeFingerprint(pinned);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port, rejectUnauthorized: false, servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, timeout: timeoutMs }, () => {
-      const cert = socket.getPeerCertificate();
-      socket.end();
-      const got = cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
-      if (got === want) resolve();
-      else reject(new LdapError('untrusted_certificate', `The certificate of ${host} has SHA-256 ${got || '(none)'}, not the pinned ${want}.`));
-    });
+    const socket = tls.connect(
+      { host, port, rejectUnauthorized: false, servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, timeout: timeoutMs },
+      () => {
+        const cert = socket.getPeerCertificate();
+        socket.end();
+        const got = cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
+        if (got === want) resolve();
+        else reject(new LdapError('untrusted_certificate', `The certificate of ${host} has SHA-256 ${got || '(none)'}, not the pinned ${want}.`));
+      },
+    );
     socket.on('timeout', () => socket.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     socket.on('error', (e) => reject(classify(e, host)));
   });
@@ -101,7 +108,13 @@ export async function openLdap(t: LdapTarget, timeoutMs = 10_000): Promise<LdapS
         host,
         async search(base, filter, attributes, opts = {}) {
           try {
-            const r = await client.search(base, { scope: opts.scope ?? 'sub', filter, attributes, paged: opts.scope === 'base' ? false : { pageSize: 500 }, explicitBufferAttributes: opts.buffers ?? [] });
+            const r = await client.search(base, {
+              scope: opts.scope ?? 'sub',
+              filter,
+              attributes,
+              paged: opts.scope === 'base' ? false : { pageSize: 500 },
+              explicitBufferAttributes: opts.buffers ?? [],
+            });
             return r.searchEntries as unknown as LdapEntry[];
           } catch (e) {
             throw classify(e, host);

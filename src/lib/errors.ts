@@ -3,15 +3,7 @@
  * keyboard, quotes what they sent (never a secret) and maps to one HTTP status and one CLI
  * exit code, so the CLI and (later) the HTTP error handler translate errors in one place.
  */
-export type ErrorKind =
-  | 'bad_request'
-  | 'not_found'
-  | 'conflict'
-  | 'forbidden'
-  | 'unauthenticated'
-  | 'rate_limited'
-  | 'step_up_required'
-  | 'vault';
+export type ErrorKind = 'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'vault';
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400,
@@ -38,14 +30,12 @@ export class AppError extends Error {
   }
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>) =>
-  new AppError('bad_request', message, details);
+export const badRequest = (message: string, details?: Record<string, unknown>) => new AppError('bad_request', message, details);
 export const notFound = (message: string) => new AppError('not_found', message);
 export const conflict = (message: string) => new AppError('conflict', message);
 export const forbidden = (message: string) => new AppError('forbidden', message);
 export const unauthenticated = (message: string) => new AppError('unauthenticated', message);
-export const rateLimited = (message: string, retryAfterSeconds: number) =>
-  new AppError('rate_limited', message, { retryAfterSeconds });
+export const rateLimited = (message: string, retryAfterSeconds: number) => new AppError('rate_limited', message, { retryAfterSeconds });
 export const stepUpRequired = (action = 'reveal a recovery key') =>
   new AppError('step_up_required', `Confirm it is you: enter a current code from your authenticator app (step-up) to ${action}.`);
 /** Problems with the vault itself: wrong master key, missing data key, undecryptable row. */

@@ -3,7 +3,18 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { parseRecoveryPassword } from '../../src/domain/recovery-password.js';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { enrolTotp, freshCode, launchChromium, newContext, pageTraces, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import {
+  enrolTotp,
+  freshCode,
+  launchChromium,
+  newContext,
+  pageTraces,
+  screenshotFailure,
+  signIn,
+  startConsole,
+  userOf,
+  type ConsoleServer,
+} from './harness.js';
 
 /**
  * The helpdesk call, end to end in Chromium: sign in with TOTP, find a key by 8 characters,
@@ -163,7 +174,9 @@ describe('web console in Chromium', () => {
 
   it('copies the password to the clipboard, hides it after the configured time, and leaves no trace', async () => {
     const { page: p, context, consoleLines } = await asTech({ permissions: ['clipboard-read', 'clipboard-write'], clock: true });
-    const hideSeconds = await p.evaluate(async () => ((await (await fetch('/api/v1/console/settings')).json()) as { revealHideSeconds: number }).revealHideSeconds);
+    const hideSeconds = await p.evaluate(
+      async () => ((await (await fetch('/api/v1/console/settings')).json()) as { revealHideSeconds: number }).revealHideSeconds,
+    );
     expect(hideSeconds).toBeGreaterThan(0);
     const { dialog, password } = await reveal(p, server.demo.samplePrefixes[2]!.prefix, 'T-4243');
     await dialog.getByRole('button', { name: 'Copy' }).click();
@@ -192,7 +205,10 @@ describe('web console in Chromium', () => {
     // A device name is not a key ID: no list.
     const sample = server.demo.samplePrefixes[3]!;
     await search(p, sample.device);
-    await p.getByText(/at least its first 8 characters|key ID/).first().waitFor();
+    await p
+      .getByText(/at least its first 8 characters|key ID/)
+      .first()
+      .waitFor();
     expect(await results(p).count()).toBe(0);
     // The key ID works: the one key, its device, and Reveal.
     await search(p, sample.prefix);
@@ -207,16 +223,19 @@ describe('web console in Chromium', () => {
     await p.getByText('Several keys match').waitFor();
     expect(await results(p).count()).toBe(0);
     // Calling the API from the page, with the page's own session and CSRF token: refused.
-    const statuses = await p.evaluate(async ([clientId]) => {
-      const csrf = sessionStorage.getItem('kw.csrf') ?? '';
-      const get = async (u: string) => (await fetch(u, { headers: { 'x-csrf-token': csrf } })).status;
-      return {
-        keys: await get('/api/v1/keys?q=CD-LT'),
-        keysOfClient: await get(`/api/v1/keys?clientId=${clientId}`),
-        devices: await get('/api/v1/devices'),
-        clientDevices: await get(`/api/v1/clients/${clientId}/devices`),
-      };
-    }, [server.demo.clients[0]!.id]);
+    const statuses = await p.evaluate(
+      async ([clientId]) => {
+        const csrf = sessionStorage.getItem('kw.csrf') ?? '';
+        const get = async (u: string) => (await fetch(u, { headers: { 'x-csrf-token': csrf } })).status;
+        return {
+          keys: await get('/api/v1/keys?q=CD-LT'),
+          keysOfClient: await get(`/api/v1/keys?clientId=${clientId}`),
+          devices: await get('/api/v1/devices'),
+          clientDevices: await get(`/api/v1/clients/${clientId}/devices`),
+        };
+      },
+      [server.demo.clients[0]!.id],
+    );
     expect(statuses).toEqual({ keys: 403, keysOfClient: 403, devices: 403, clientDevices: 403 });
     // And the page itself does not offer those screens by URL either.
     await p.goto(`/clients/${server.demo.clients[0]!.id}`);
@@ -238,22 +257,28 @@ describe('web console in Chromium', () => {
     // Another client's page by URL: not found, nothing of it shown.
     await p.goto(`/clients/${other.id}`);
     await p.getByRole('button', { name: 'Sign out' }).waitFor();
-    await p.getByText(/not found|no client|cannot/i).first().waitFor();
+    await p
+      .getByText(/not found|no client|cannot/i)
+      .first()
+      .waitFor();
     expect(await p.getByRole('heading', { level: 1, name: other.name }).count()).toBe(0);
-    const api = await p.evaluate(async ([mine, theirs]) => {
-      const j = async (u: string) => {
-        const r = await fetch(u);
-        return { status: r.status, body: r.ok ? await r.json() : null };
-      };
-      const clients = await j('/api/v1/clients');
-      return {
-        clients: (clients.body as { id: string }[]).map((c) => c.id),
-        own: (await j(`/api/v1/clients/${mine}`)).status,
-        other: (await j(`/api/v1/clients/${theirs}`)).status,
-        otherDevices: (await j(`/api/v1/clients/${theirs}/devices`)).status,
-        keys: (await j('/api/v1/keys?q=FAB')).status,
-      };
-    }, [own.id, other.id]);
+    const api = await p.evaluate(
+      async ([mine, theirs]) => {
+        const j = async (u: string) => {
+          const r = await fetch(u);
+          return { status: r.status, body: r.ok ? await r.json() : null };
+        };
+        const clients = await j('/api/v1/clients');
+        return {
+          clients: (clients.body as { id: string }[]).map((c) => c.id),
+          own: (await j(`/api/v1/clients/${mine}`)).status,
+          other: (await j(`/api/v1/clients/${theirs}`)).status,
+          otherDevices: (await j(`/api/v1/clients/${theirs}/devices`)).status,
+          keys: (await j('/api/v1/keys?q=FAB')).status,
+        };
+      },
+      [own.id, other.id],
+    );
     expect(api).toEqual({ clients: [own.id], own: 200, other: 404, otherDevices: 404, keys: 403 });
   });
 });

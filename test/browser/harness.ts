@@ -80,7 +80,16 @@ export function chromiumPath(): string {
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: chromiumPath(),
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
@@ -88,8 +97,17 @@ export const DESKTOP = { width: 1280, height: 800 } as const;
 export const PHONE = { width: 390, height: 844 } as const;
 
 /** A context that records console messages, so tests can check that no secret was logged. */
-export async function newContext(browser: Browser, baseUrl: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}) {
-  const context = await browser.newContext({ baseURL: baseUrl, viewport: opts.viewport ?? DESKTOP, colorScheme: opts.colorScheme ?? 'light', deviceScaleFactor: 1 });
+export async function newContext(
+  browser: Browser,
+  baseUrl: string,
+  opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {},
+) {
+  const context = await browser.newContext({
+    baseURL: baseUrl,
+    viewport: opts.viewport ?? DESKTOP,
+    colorScheme: opts.colorScheme ?? 'light',
+    deviceScaleFactor: 1,
+  });
   // Fail fast: a missing element is a failure, not a reason to wait for the test timeout.
   context.setDefaultTimeout(15_000);
   const consoleLines: string[] = [];
@@ -110,15 +128,26 @@ export async function freshCode(c: Container, userEmail: string, secret: string)
 /** Turns on TOTP for a user through the API, as the user would in Settings; returns the secret. */
 export async function enrolTotp(server: ConsoleServer, email: string, password: string): Promise<string> {
   const base = server.baseUrl;
-  const login = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+  const login = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
   if (login.status !== 200) throw new Error(`sign-in for ${email} failed: ${login.status}`);
-  const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const cookie = login.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
   const { csrfToken } = (await login.json()) as { csrfToken: string };
   const headers = { cookie, 'x-csrf-token': csrfToken, 'content-type': 'application/json' };
   const begin = await fetch(`${base}/api/v1/me/mfa`, { method: 'POST', headers, body: '{}' });
   if (begin.status !== 200) throw new Error(`MFA enrolment failed: ${begin.status} ${await begin.text()}`);
   const { secret } = (await begin.json()) as { secret: string };
-  const confirm = await fetch(`${base}/api/v1/me/mfa/confirm`, { method: 'POST', headers, body: JSON.stringify({ code: await freshCode(server.container, email, secret) }) });
+  const confirm = await fetch(`${base}/api/v1/me/mfa/confirm`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ code: await freshCode(server.container, email, secret) }),
+  });
   if (confirm.status !== 200) throw new Error(`MFA confirmation failed: ${confirm.status} ${await confirm.text()}`);
   await fetch(`${base}/api/v1/auth/logout`, { method: 'POST', headers, body: '{}' });
   return secret;
@@ -152,12 +181,26 @@ export async function seriousA11yViolations(page: Page): Promise<{ id: string; i
   axeSource ??= fs.readFileSync(path.join(ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
   if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
   const result = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: { id: string; impact: string; help: string; nodes: { target: string[]; failureSummary?: string }[] }[] }> } }).axe;
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(
+            ctx: Document,
+            opts: object,
+          ): Promise<{ violations: { id: string; impact: string; help: string; nodes: { target: string[]; failureSummary?: string }[] }[] }>;
+        };
+      }
+    ).axe;
     return axe.run(document, { resultTypes: ['violations'] });
   });
   return result.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}${n.failureSummary ? `: ${n.failureSummary.split('\n').slice(1).join(' ').trim()}` : ''}`) }));
+    .map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}${n.failureSummary ? `: ${n.failureSummary.split('\n').slice(1).join(' ').trim()}` : ''}`),
+    }));
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

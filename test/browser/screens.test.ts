@@ -3,7 +3,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { DESKTOP, PHONE, ROOT, SCREENSHOTS, enrolTotp, launchChromium, newContext, screenshot, seriousA11yViolations, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import {
+  DESKTOP,
+  PHONE,
+  ROOT,
+  SCREENSHOTS,
+  enrolTotp,
+  launchChromium,
+  newContext,
+  screenshot,
+  seriousA11yViolations,
+  signIn,
+  startConsole,
+  userOf,
+  type ConsoleServer,
+} from './harness.js';
 
 /**
  * Every screen of the console at 1280×800 and on a 390-px phone, light and dark: a screenshot of
@@ -35,7 +49,11 @@ describe('every console screen: screenshots and axe-core', () => {
     empty = await startConsole({ seed: false });
     browser = await launchChromium();
     await enrolTotp(server, userOf(server, 'admin'), server.demo.password);
-    const d = await server.container.database.db.selectFrom('devices').select('id').where('name', '=', server.demo.samplePrefixes[0]!.device).executeTakeFirstOrThrow();
+    const d = await server.container.database.db
+      .selectFrom('devices')
+      .select('id')
+      .where('name', '=', server.demo.samplePrefixes[0]!.device)
+      .executeTakeFirstOrThrow();
     deviceId = d.id;
   });
   afterAll(async () => {
@@ -119,12 +137,18 @@ describe('every console screen: screenshots and axe-core', () => {
         const client = server.demo.clients[0]!;
         await p.goto(`/clients/${client.id}`);
         await h1(client.name);
-        await p.getByRole('button', { name: /Export CSV/ }).first().waitFor();
+        await p
+          .getByRole('button', { name: /Export CSV/ })
+          .first()
+          .waitFor();
         await capture(p, 'client', variant, findings);
 
         await p.goto('/audit');
         await h1('Audit log');
-        await p.getByText(/Chain verified|Chain broken/).first().waitFor();
+        await p
+          .getByText(/Chain verified|Chain broken/)
+          .first()
+          .waitFor();
         await capture(p, 'audit', variant, findings);
 
         await p.goto('/settings');

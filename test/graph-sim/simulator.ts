@@ -119,7 +119,16 @@ export type SimThrottle = {
   /** Early requests excused as already in flight (see GraphSimulatorOptions.inFlightGraceMs). */
   excusedInFlight: number;
 };
-export type SimViolation = { at: number; method: string; path: string; query: string; status: 429 | 503; throttledAt: number; until: number; earlyByMs: number };
+export type SimViolation = {
+  at: number;
+  method: string;
+  path: string;
+  query: string;
+  status: 429 | 503;
+  throttledAt: number;
+  until: number;
+  earlyByMs: number;
+};
 
 export type GraphSimulatorOptions = {
   /** Delay before every response is written (default 0). */
@@ -372,9 +381,26 @@ const GRAPH_SCOPES = new Set(['https://graph.microsoft.com/.default', `${GRAPH_A
 
 const KEY_PROPS = ['id', 'createdDateTime', 'volumeType', 'deviceId', 'key'] as const;
 const DEVICE_PROPS = [
-  'id', 'deviceId', 'displayName', 'operatingSystem', 'operatingSystemVersion', 'trustType', 'approximateLastSignInDateTime',
-  'isManaged', 'isCompliant', 'accountEnabled', 'registrationDateTime', 'createdDateTime', 'deviceOwnership', 'enrollmentType',
-  'managementType', 'profileType', 'mdmAppId', 'onPremisesSyncEnabled', 'manufacturer', 'model',
+  'id',
+  'deviceId',
+  'displayName',
+  'operatingSystem',
+  'operatingSystemVersion',
+  'trustType',
+  'approximateLastSignInDateTime',
+  'isManaged',
+  'isCompliant',
+  'accountEnabled',
+  'registrationDateTime',
+  'createdDateTime',
+  'deviceOwnership',
+  'enrollmentType',
+  'managementType',
+  'profileType',
+  'mdmAppId',
+  'onPremisesSyncEnabled',
+  'manufacturer',
+  'model',
 ];
 const ODATA_OPTIONS = ['filter', 'select', 'top', 'skip', 'skiptoken', 'orderby', 'count', 'search', 'expand', 'format'];
 
@@ -771,7 +797,10 @@ export class GraphSimulator {
         reply: fail(400, 'unauthorized_client', 700016, `Application with identifier '${clientId}' was not found in the directory '${st.t.tenantId}'.`),
       };
     if (!secret)
-      return { st, reply: fail(401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.") };
+      return {
+        st,
+        reply: fail(401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."),
+      };
     if (!safeEqual(secret, st.t.clientSecret))
       return {
         st,
@@ -839,7 +868,8 @@ export class GraphSimulator {
     if (w && at < w.until - RETRY_AFTER_SLACK_MS) {
       const retry = `${method} ${req.url ?? ''}` === w.url;
       if (!retry && performance.now() - w.realFrom <= this.inFlightGraceMs) w.entry.excusedInFlight++;
-      else st.violations.push({ at, method, path, query: safeDecode(rawQuery), status: w.status, throttledAt: w.from, until: w.until, earlyByMs: w.until - at });
+      else
+        st.violations.push({ at, method, path, query: safeDecode(rawQuery), status: w.status, throttledAt: w.from, until: w.until, earlyByMs: w.until - at });
     }
     if (rec.expiresAt <= at) return { st, reply: unauthorized('Access token has expired or is not yet valid.') };
     if (rec.audience !== 'graph') return { st, reply: unauthorized('Access token validation failure. Invalid audience.') };
@@ -850,7 +880,11 @@ export class GraphSimulator {
     if (t.throttleEvery && n % t.throttleEvery === 0) {
       return {
         st,
-        reply: { status: 429, throttle: { status: 429, retry: t.retryAfter ?? { seconds: 1 } }, body: graphErrorBody('TooManyRequests', 'Too many requests.', at) },
+        reply: {
+          status: 429,
+          throttle: { status: 429, retry: t.retryAfter ?? { seconds: 1 } },
+          body: graphErrorBody('TooManyRequests', 'Too many requests.', at),
+        },
       };
     }
     if (t.fail503Every && n % t.fail503Every === 0) {
@@ -946,12 +980,21 @@ export class GraphSimulator {
     if (filter !== undefined) {
       const eq = parseEq(filter);
       if (!eq || eq.prop.toLowerCase() !== 'deviceid')
-        throw new GraphError(400, 'Request_UnsupportedQuery', `Unsupported or invalid query filter clause specified for property of resource 'bitlockerRecoveryKey'.`);
+        throw new GraphError(
+          400,
+          'Request_UnsupportedQuery',
+          `Unsupported or invalid query filter clause specified for property of resource 'bitlockerRecoveryKey'.`,
+        );
       items = c.st.keysByDevice.get(c.st.t.keys, c.st.version, eq.value);
     }
     const page = this.page(c, 'recoveryKeys', items.length, c.st.t.pageSize);
     // The list never returns `key`, even when selected (§2.1).
-    const value = items.slice(page.offset, page.end).map((k) => project(keyMeta(k), select?.filter((p) => p !== 'key')));
+    const value = items.slice(page.offset, page.end).map((k) =>
+      project(
+        keyMeta(k),
+        select?.filter((p) => p !== 'key'),
+      ),
+    );
     return this.collection(c, `informationProtection/bitlocker/recoveryKeys`, value, page.nextLink);
   }
 
@@ -1030,8 +1073,7 @@ export class GraphSimulator {
     if (filter !== undefined) {
       const eq = parseEq(filter);
       const prop = eq?.prop.toLowerCase();
-      if (!eq || (prop !== 'azureaddeviceid' && prop !== 'devicename' && prop !== 'id'))
-        throw new GraphError(400, 'BadRequest', `Invalid filter clause`);
+      if (!eq || (prop !== 'azureaddeviceid' && prop !== 'devicename' && prop !== 'id')) throw new GraphError(400, 'BadRequest', `Invalid filter clause`);
       if (prop === 'azureaddeviceid') items = c.st.managedByAad.get(c.st.t.managedDevices, c.st.version, eq.value);
       else if (prop === 'id') items = c.st.managedById.get(c.st.t.managedDevices, c.st.version, eq.value);
       else items = items.filter((m) => m.deviceName.toLowerCase() === eq.value.toLowerCase());
@@ -1295,7 +1337,12 @@ function parseSelect(raw: string | undefined, known: readonly string[] | null, t
   return props.map((p) => {
     if (!known) return p;
     const hit = known.find((k) => k.toLowerCase() === p.toLowerCase());
-    if (!hit) throw new GraphError(400, 'BadRequest', `Parsing OData Select and Expand failed: Could not find a property named '${p}' on type 'microsoft.graph.${type}'.`);
+    if (!hit)
+      throw new GraphError(
+        400,
+        'BadRequest',
+        `Parsing OData Select and Expand failed: Could not find a property named '${p}' on type 'microsoft.graph.${type}'.`,
+      );
     return hit;
   });
 }
@@ -1303,7 +1350,8 @@ function parseSelect(raw: string | undefined, known: readonly string[] | null, t
 function parseTop(raw: string | undefined, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new GraphError(400, 'Request_BadRequest', `Invalid page size specified: '${raw}'. Must be between 1 and ${max} inclusive.`);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new GraphError(400, 'Request_BadRequest', `Invalid page size specified: '${raw}'. Must be between 1 and ${max} inclusive.`);
   return n;
 }
 
@@ -1335,7 +1383,11 @@ function requirePermission(st: TenantState, anyOf: string[]): void {
 
 function requireIntunePermission(st: TenantState, anyOf: string[]): void {
   if (!anyOf.some((p) => st.t.permissions.has(p)))
-    throw new GraphError(403, 'Forbidden', `Application is not authorized to perform this operation. Application must have one of the following scopes: ${anyOf.join(', ')}`);
+    throw new GraphError(
+      403,
+      'Forbidden',
+      `Application is not authorized to perform this operation. Application must have one of the following scopes: ${anyOf.join(', ')}`,
+    );
 }
 
 function notFound(id: string): GraphError {

@@ -7,7 +7,9 @@ export function permissionTable(): string {
   const sep = `|---|${ROLES.map(() => ':-:').join('|')}|---|`;
   const rows = PERMISSIONS.map((p) => {
     const notes = [VAULT_WIDE.includes(p) ? 'all clients only' : '', PERSON_ONLY.includes(p) ? 'never an API token' : ''].filter(Boolean);
-    const cells = ROLES.map((r) => (ROLE_PERMISSIONS[r].includes(p) ? (r === 'client-viewer' && (p === 'key:reveal' || p === 'key:lookup') ? 'where allowed' : 'yes') : ''));
+    const cells = ROLES.map((r) =>
+      ROLE_PERMISSIONS[r].includes(p) ? (r === 'client-viewer' && (p === 'key:reveal' || p === 'key:lookup') ? 'where allowed' : 'yes') : '',
+    );
     return `| \`${p}\` | ${cells.join(' | ')} | ${PERMISSION_WORDS[p]}${notes.length ? ` (${notes.join('; ')})` : ''} |`;
   });
   return [head, sep, ...rows].join('\n');
@@ -20,13 +22,20 @@ export function ownerMap(): string {
   }
   const modules = [...new Set([...byModule.keys(), ...(Object.keys(TABLE_READS) as ModuleName[])])].sort();
   const rows = modules.map((m) => {
-    const owns = (byModule.get(m) ?? []).sort().map((t) => `\`${t}\``).join(', ') || '—';
-    const reads = [...(TABLE_READS[m] ?? [])].sort().map((t) => `\`${t}\``).join(', ') || '—';
+    const owns =
+      (byModule.get(m) ?? [])
+        .sort()
+        .map((t) => `\`${t}\``)
+        .join(', ') || '—';
+    const reads =
+      [...(TABLE_READS[m] ?? [])]
+        .sort()
+        .map((t) => `\`${t}\``)
+        .join(', ') || '—';
     return `| ${m} | ${owns} | ${reads} |`;
   });
   return ['| module | owns (only its repos write these) | also reads (joins, never writes) |', '|---|---|---|', ...rows].join('\n');
 }
-
 
 // `npx tsx test/helpers/architecture-docs.ts` prints both sections.
 if (import.meta.url === `file://${process.argv[1]}`) console.log(`${permissionTable()}\n\n${ownerMap()}`);

@@ -28,7 +28,10 @@ export async function multipart(fields: Record<string, string>, files: UploadFil
 }
 
 /** Audit events as an owner reads them, newest first. */
-export function auditEvents(t: TestApp, filter: { action?: string; outcome?: string; actorId?: string; targetId?: string; clientId?: string } = {}): Promise<AuditEvent[]> {
+export function auditEvents(
+  t: TestApp,
+  filter: { action?: string; outcome?: string; actorId?: string; targetId?: string; clientId?: string } = {},
+): Promise<AuditEvent[]> {
   return t.container.audit.list(owner, { ...filter, limit: 1000 });
 }
 
@@ -81,7 +84,16 @@ export function logCapture(): { stream: { write(s: string): void }; text(): stri
 }
 
 const STACK = [/\n\s+at\s/, /\bat\s+\S+\s+\(.*:\d+:\d+\)/, /\bat\s+(file:\/\/|\/|node:)\S+:\d+/, /\.ts:\d+/, /\.ts['":]/, /\.js:\d+:\d+/, /node_modules/];
-const SQL = [/\bselect\s+[\s\S]*\bfrom\b/i, /\binsert\s+into\b/i, /\bupdate\s+"?\w+"?\s+set\b/i, /\bdelete\s+from\b/i, /SQLITE_[A-Z]/, /\bsyntax error at or near\b/i, /\bviolates\b.*\bconstraint\b/i, /\bpg_\w+/];
+const SQL = [
+  /\bselect\s+[\s\S]*\bfrom\b/i,
+  /\binsert\s+into\b/i,
+  /\bupdate\s+"?\w+"?\s+set\b/i,
+  /\bdelete\s+from\b/i,
+  /SQLITE_[A-Z]/,
+  /\bsyntax error at or near\b/i,
+  /\bviolates\b.*\bconstraint\b/i,
+  /\bpg_\w+/,
+];
 
 /** Fails when a response body carries a stack trace, SQL or driver text, or one of the secrets. */
 export function expectNoLeak(res: LightMyRequestResponse | string, secrets: readonly string[] = [], label = ''): void {

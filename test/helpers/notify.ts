@@ -34,7 +34,14 @@ export class TestClock implements Clock {
 
 // ------------------------------------------------------------------------------------ SMTP
 
-export type Mail = { from: string; to: string[]; raw: string; subject: string; text: string; attachments: { contentType: string; filename: string | null; size: number }[] };
+export type Mail = {
+  from: string;
+  to: string[];
+  raw: string;
+  subject: string;
+  text: string;
+  attachments: { contentType: string; filename: string | null; size: number }[];
+};
 
 function decodeQp(s: string): string {
   const bytes: number[] = [];
@@ -54,7 +61,9 @@ export function parseMail(raw: string, envelope: { from: string; to: string[] })
   const split = raw.indexOf('\r\n\r\n');
   const head = raw.slice(0, split);
   // Whitespace between two encoded words is not part of the text (RFC 2047).
-  const subject = headerOf(head, 'Subject').replace(/\?=\s+=\?/g, '?==?').replace(/=\?UTF-8\?Q\?(.*?)\?=/gi, (_m, q: string) => decodeQp(q.replace(/_/g, ' ')));
+  const subject = headerOf(head, 'Subject')
+    .replace(/\?=\s+=\?/g, '?==?')
+    .replace(/=\?UTF-8\?Q\?(.*?)\?=/gi, (_m, q: string) => decodeQp(q.replace(/_/g, ' ')));
   const parts = raw.slice(split + 4).split(/\r\n--[^\r\n]+\r\n/);
   let text = '';
   const attachments: Mail['attachments'] = [];
@@ -68,7 +77,11 @@ export function parseMail(raw: string, envelope: { from: string; to: string[] })
     if (/multipart\//i.test(type)) continue;
     const disposition = headerOf(h, 'Content-Disposition');
     if (/attachment/i.test(disposition)) {
-      attachments.push({ contentType: type.split(';')[0]!, filename: /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? null, size: cte === 'base64' ? Buffer.from(body.replace(/\s+/g, ''), 'base64').length : body.length });
+      attachments.push({
+        contentType: type.split(';')[0]!,
+        filename: /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? null,
+        size: cte === 'base64' ? Buffer.from(body.replace(/\s+/g, ''), 'base64').length : body.length,
+      });
       continue;
     }
     if (!/^text\//i.test(type)) continue;
@@ -100,7 +113,12 @@ export async function startSmtp(auth: { user: string; pass: string }, tls?: { mo
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
-        mails.push(parseMail(Buffer.concat(chunks).toString('utf8'), { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) }));
+        mails.push(
+          parseMail(Buffer.concat(chunks).toString('utf8'), {
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+            to: session.envelope.rcptTo.map((r) => r.address),
+          }),
+        );
         cb();
       });
     },
@@ -114,7 +132,27 @@ export async function startSmtp(auth: { user: string; pass: string }, tls?: { mo
 
 /** A throwaway self-signed certificate for 127.0.0.1 (openssl, as on any CI image). */
 export function selfSignedCert(dir: string): { key: string; cert: string } {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${dir}/smtp.key`, '-out', `${dir}/smtp.crt`, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${dir}/smtp.key`,
+      '-out',
+      `${dir}/smtp.crt`,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { key: fs.readFileSync(`${dir}/smtp.key`, 'utf8'), cert: fs.readFileSync(`${dir}/smtp.crt`, 'utf8') };
 }
 

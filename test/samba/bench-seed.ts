@@ -30,13 +30,18 @@ try {
   }));
   const keys = computers.reduce((s, c) => s + c.keys.length, 0);
   const t = Date.now();
-  await seedDirectory(dc, { ou: "OU=Contoso,OU=Clients", computers }, { concurrency });
+  await seedDirectory(dc, { ou: 'OU=Contoso,OU=Clients', computers }, { concurrency });
   const ms = Date.now() - t;
   console.log(`seeded ${n} computers + ${keys} recovery objects in ${ms} ms (${Math.round(((n + keys) / ms) * 1000)} adds/s, concurrency ${concurrency})`);
   const c = new Client({ url: dc.ldapsUrl, tlsOptions: { ca: [dc.caCertPem] } });
   await c.bind(dc.admin.upn, dc.admin.password);
   const ts = Date.now();
-  const r = await c.search(dc.baseDn, { filter: '(objectClass=msFVE-RecoveryInformation)', attributes: ['msFVE-RecoveryGuid', 'msFVE-RecoveryPassword'], explicitBufferAttributes: ['msFVE-RecoveryGuid'], paged: { pageSize: 1000 } });
+  const r = await c.search(dc.baseDn, {
+    filter: '(objectClass=msFVE-RecoveryInformation)',
+    attributes: ['msFVE-RecoveryGuid', 'msFVE-RecoveryPassword'],
+    explicitBufferAttributes: ['msFVE-RecoveryGuid'],
+    paged: { pageSize: 1000 },
+  });
   console.log(`paged search found ${r.searchEntries.length} recovery objects in ${Date.now() - ts} ms`);
   await c.unbind();
 } finally {

@@ -158,7 +158,15 @@ function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: Node
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(out);
-      else reject(new Error(`${path.basename(cmd)} ${args.filter((a) => !a.includes('pass')).slice(0, 3).join(' ')} failed (${signal ?? code}):\n${out.slice(-3000)}`));
+      else
+        reject(
+          new Error(
+            `${path.basename(cmd)} ${args
+              .filter((a) => !a.includes('pass'))
+              .slice(0, 3)
+              .join(' ')} failed (${signal ?? code}):\n${out.slice(-3000)}`,
+          ),
+        );
     });
   });
 }
@@ -283,14 +291,56 @@ async function writeTlsMaterial(tlsDir: string, openssl: string, ip: string): Pr
   fs.mkdirSync(tlsDir, { recursive: true, mode: 0o700 });
   const f = (n: string) => path.join(tlsDir, n);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await run(openssl, ['req', '-x509', ...ec, '-keyout', f('ca-key.pem'), '-out', f('ca.pem'), '-days', '30', '-subj', '/O=Keywarden tests/CN=Keywarden test Samba CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  await run(openssl, ['req', '-new', ...ec, '-keyout', f('key.pem'), '-out', f('server.csr'), '-subj', `/O=Keywarden tests/CN=${HOST.toLowerCase()}.${DNS_DOMAIN}`]);
+  await run(openssl, [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    f('ca-key.pem'),
+    '-out',
+    f('ca.pem'),
+    '-days',
+    '30',
+    '-subj',
+    '/O=Keywarden tests/CN=Keywarden test Samba CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  await run(openssl, [
+    'req',
+    '-new',
+    ...ec,
+    '-keyout',
+    f('key.pem'),
+    '-out',
+    f('server.csr'),
+    '-subj',
+    `/O=Keywarden tests/CN=${HOST.toLowerCase()}.${DNS_DOMAIN}`,
+  ]);
   fs.writeFileSync(
     f('server.ext'),
     `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n` +
       `subjectAltName=DNS:${HOST.toLowerCase()}.${DNS_DOMAIN},DNS:localhost,IP:${ip}\n`,
   );
-  await run(openssl, ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'), '-CAcreateserial', '-out', f('cert.pem'), '-days', '30', '-extfile', f('server.ext')]);
+  await run(openssl, [
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca-key.pem'),
+    '-CAcreateserial',
+    '-out',
+    f('cert.pem'),
+    '-days',
+    '30',
+    '-extfile',
+    f('server.ext'),
+  ]);
   // Samba refuses a private key that is not 0600 and owned by the server's uid.
   fs.chmodSync(f('key.pem'), 0o600);
   fs.chmodSync(f('ca-key.pem'), 0o600);
@@ -408,7 +458,12 @@ export async function startSambaDc(opts: { dir?: string; keepDir?: boolean; maxR
       if (Date.now() > deadline) throw new Error(`LDAPS did not answer within 60 s: ${lastErr}\n${tail(path.join(logDir, 'samba.stdout'))}`);
       if (fs.existsSync(caFile)) {
         caCertPem = fs.readFileSync(caFile, 'utf8');
-        const c = new Client({ url: `ldaps://${ip}:636`, timeout: 5000, connectTimeout: 2000, tlsOptions: { ca: [caCertPem], servername: openssl ? undefined : tlsServerName } });
+        const c = new Client({
+          url: `ldaps://${ip}:636`,
+          timeout: 5000,
+          connectTimeout: 2000,
+          tlsOptions: { ca: [caCertPem], servername: openssl ? undefined : tlsServerName },
+        });
         try {
           await c.bind(`Administrator@${DNS_DOMAIN}`, adminPassword);
           break;
@@ -504,7 +559,10 @@ function isAlreadyExists(e: unknown): boolean {
 }
 
 function splitDn(dn: string): string[] {
-  return dn.split(/(?<!\\),/).map((s) => s.trim()).filter(Boolean);
+  return dn
+    .split(/(?<!\\),/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** Creates `ou` (relative to baseDn, or absolute) and its parents; returns the absolute DN. */

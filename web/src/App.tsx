@@ -164,33 +164,31 @@ function Shell() {
         {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
       </AppShell.Navbar>
       <AppShell.Main>
-          <Switch>
-            <Route path="/">{findKey ? <FindKeyPage /> : <Redirect to="/clients" />}</Route>
-            <Route path="/login">
-              <Redirect to="/" />
-            </Route>
-            <Route path="/setup">
-              <Redirect to="/" />
-            </Route>
-            <Route path="/devices/:id">{(p) => (!can('device:read') ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
-            <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
-            <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
-            <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
-            <Route path="/settings">
-              <SettingsPage />
-            </Route>
-            <Route path="/settings/:tab">{(p) => <SettingsPage tab={p.tab} />}</Route>
-            <Route>
-              <NotFoundPage />
-            </Route>
-          </Switch>
+        <Switch>
+          <Route path="/">{findKey ? <FindKeyPage /> : <Redirect to="/clients" />}</Route>
+          <Route path="/login">
+            <Redirect to="/" />
+          </Route>
+          <Route path="/setup">
+            <Redirect to="/" />
+          </Route>
+          <Route path="/devices/:id">{(p) => (!can('device:read') ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
+          <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
+          <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
+          <Route path="/settings">
+            <SettingsPage />
+          </Route>
+          <Route path="/settings/:tab">{(p) => <SettingsPage tab={p.tab} />}</Route>
+          <Route>
+            <NotFoundPage />
+          </Route>
+        </Switch>
       </AppShell.Main>
     </AppShell>
   );
 }
 
 function NotFoundPage() {
-  return (
-    <ErrorState title="There is no such page" error={new Error('Check the address, or pick a page in the navigation.')} />
-  );
+  return <ErrorState title="There is no such page" error={new Error('Check the address, or pick a page in the navigation.')} />;
 }

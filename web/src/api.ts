@@ -41,7 +41,13 @@ async function request<T>(method: string, path: string, body?: unknown, opts: { 
   }
   let res: Response;
   try {
-    res = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+    res = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
   } catch {
     throw new ApiError(0, 'network', 'The Keywarden server cannot be reached. Check your connection, then try again.');
   }

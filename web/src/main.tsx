@@ -4,7 +4,18 @@ import '@mantine/notifications/styles.css';
 import './app.css';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { MantineProvider, MultiSelect, NativeSelect, NumberInput, PasswordInput, TextInput, Textarea, createTheme, darken, type CSSVariablesResolver } from '@mantine/core';
+import {
+  MantineProvider,
+  MultiSelect,
+  NativeSelect,
+  NumberInput,
+  PasswordInput,
+  TextInput,
+  Textarea,
+  createTheme,
+  darken,
+  type CSSVariablesResolver,
+} from '@mantine/core';
 import { BarChart, DonutChart } from '@mantine/charts';
 import { Notifications } from '@mantine/notifications';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';

@@ -11,7 +11,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 export function registerAd(program: Command, ctx: CliContext): void {
   const ad = program.command('ad').description('on-premises Active Directory: sync BitLocker recovery objects over LDAPS or StartTLS');
   ad.command('connect')
-    .description("link a client to its domain (the bind password is asked for, masked, or read from a file)")
+    .description('link a client to its domain (the bind password is asked for, masked, or read from a file)')
     .requiredOption('--client <name>', 'the client')
     .requiredOption('--host <host>', 'domain controller (repeat for failover, in order)', collect)
     .requiredOption('--bind-dn <dn>', 'the sync account: DN or user@domain')
@@ -23,33 +23,47 @@ export function registerAd(program: Command, ctx: CliContext): void {
     .option('--allow-untrusted', 'accept any certificate (recorded in the audit log; only for a lab)')
     .option('--password-file <file>', 'file holding the bind password')
     .option('--interval <minutes>', 'sync every N minutes', '60')
-    .action(async (o: { client: string; host: string[]; bindDn: string; baseDn: string[]; starttls?: boolean; port?: string; caFile?: string; pin?: string; allowUntrusted?: boolean; passwordFile?: string; interval: string }) => {
-      const c = await ctx.container();
-      const client = await c.clients.getByName(ctx.actor, o.client);
-      let caCert: string | null = null;
-      if (o.caFile) {
-        try {
-          caCert = fs.readFileSync(path.resolve(ctx.io.cwd, o.caFile), 'utf8');
-        } catch {
-          throw badRequest(`Cannot read the CA certificate file ${o.caFile}.`);
+    .action(
+      async (o: {
+        client: string;
+        host: string[];
+        bindDn: string;
+        baseDn: string[];
+        starttls?: boolean;
+        port?: string;
+        caFile?: string;
+        pin?: string;
+        allowUntrusted?: boolean;
+        passwordFile?: string;
+        interval: string;
+      }) => {
+        const c = await ctx.container();
+        const client = await c.clients.getByName(ctx.actor, o.client);
+        let caCert: string | null = null;
+        if (o.caFile) {
+          try {
+            caCert = fs.readFileSync(path.resolve(ctx.io.cwd, o.caFile), 'utf8');
+          } catch {
+            throw badRequest(`Cannot read the CA certificate file ${o.caFile}.`);
+          }
         }
-      }
-      const password = await readNewPassword(ctx.io, o.passwordFile, 'Bind password');
-      const conn = await c.directory.createConnection(ctx.actor, {
-        clientId: client.id,
-        hosts: o.host,
-        port: o.port ? Number(o.port) : undefined,
-        tlsMode: o.starttls ? 'starttls' : 'ldaps',
-        caCert,
-        pinnedSha256: o.pin ?? null,
-        allowUntrusted: !!o.allowUntrusted,
-        bindDn: o.bindDn,
-        password,
-        baseDns: o.baseDn,
-        syncIntervalMinutes: Number(o.interval),
-      });
-      ctx.out(`Connected ${client.name} to ${conn.hosts.join(', ')}. Check it with: keywarden ad test --client "${client.name}"`);
-    });
+        const password = await readNewPassword(ctx.io, o.passwordFile, 'Bind password');
+        const conn = await c.directory.createConnection(ctx.actor, {
+          clientId: client.id,
+          hosts: o.host,
+          port: o.port ? Number(o.port) : undefined,
+          tlsMode: o.starttls ? 'starttls' : 'ldaps',
+          caCert,
+          pinnedSha256: o.pin ?? null,
+          allowUntrusted: !!o.allowUntrusted,
+          bindDn: o.bindDn,
+          password,
+          baseDns: o.baseDn,
+          syncIntervalMinutes: Number(o.interval),
+        });
+        ctx.out(`Connected ${client.name} to ${conn.hosts.join(', ')}. Check it with: keywarden ad test --client "${client.name}"`);
+      },
+    );
   const pick = async (clientName?: string) => {
     const c = await ctx.container();
     const list = await c.directory.listConnections(ctx.actor);
@@ -66,7 +80,19 @@ export function registerAd(program: Command, ctx: CliContext): void {
       const { c, list } = await pick();
       if (o.json) return ctx.json(list);
       const names = new Map((await c.clients.list(ctx.actor)).map((x) => [x.id, x.name]));
-      ctx.out(table(list.map((x) => [names.get(x.clientId) ?? x.clientId, x.hosts.join(','), x.tlsMode, x.lastSyncAt?.slice(0, 16).replace('T', ' ') ?? 'never', x.lastStatus ?? '', x.lastError ?? '']), ['CLIENT', 'HOSTS', 'TLS', 'LAST SYNC (UTC)', 'STATUS', 'ERROR']));
+      ctx.out(
+        table(
+          list.map((x) => [
+            names.get(x.clientId) ?? x.clientId,
+            x.hosts.join(','),
+            x.tlsMode,
+            x.lastSyncAt?.slice(0, 16).replace('T', ' ') ?? 'never',
+            x.lastStatus ?? '',
+            x.lastError ?? '',
+          ]),
+          ['CLIENT', 'HOSTS', 'TLS', 'LAST SYNC (UTC)', 'STATUS', 'ERROR'],
+        ),
+      );
     });
   ad.command('test')
     .description('bind, and check that the account can read recovery passwords')

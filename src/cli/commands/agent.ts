@@ -40,7 +40,14 @@ export function registerAgent(program: Command, ctx: CliContext): void {
       const names = new Map((await c.clients.list(ctx.actor)).map((x) => [x.id, x.name]));
       ctx.out(
         table(
-          list.map((t) => [t.id, `${t.prefix}…`, names.get(t.clientId) ?? t.clientId, t.expiresAt.slice(0, 10), t.maxUses === null ? `${t.uses}` : `${t.uses}/${t.maxUses}`, t.revokedAt ? 'revoked' : '']),
+          list.map((t) => [
+            t.id,
+            `${t.prefix}…`,
+            names.get(t.clientId) ?? t.clientId,
+            t.expiresAt.slice(0, 10),
+            t.maxUses === null ? `${t.uses}` : `${t.uses}/${t.maxUses}`,
+            t.revokedAt ? 'revoked' : '',
+          ]),
           ['ID', 'TOKEN', 'CLIENT', 'EXPIRES', 'USES', ''],
         ),
       );
@@ -61,8 +68,11 @@ export function registerAgent(program: Command, ctx: CliContext): void {
     .action(async (device: string, opts: { client: string }) => {
       const c = await ctx.container();
       const client = await c.clients.getByName(ctx.actor, opts.client);
-      const found = (await c.devices.list(ctx.actor, { clientId: client.id, q: device, limit: 1000 })).filter((d) => d.name.toLowerCase() === device.trim().toLowerCase());
-      if (found.length !== 1) throw badRequest(found.length ? `Several devices of ${client.name} are named ${device}.` : `${client.name} has no device named ${device}.`);
+      const found = (await c.devices.list(ctx.actor, { clientId: client.id, q: device, limit: 1000 })).filter(
+        (d) => d.name.toLowerCase() === device.trim().toLowerCase(),
+      );
+      if (found.length !== 1)
+        throw badRequest(found.length ? `Several devices of ${client.name} are named ${device}.` : `${client.name} has no device named ${device}.`);
       const r = await c.agent.revokeDevice(ctx.actor, found[0]!.id);
       ctx.out(r.revoked ? `Revoked the agent credential of ${found[0]!.name}.` : `${found[0]!.name} had no active agent credential.`);
     });

@@ -28,7 +28,11 @@ export function registerBackup(program: Command, ctx: CliContext): void {
       try {
         result = await createBackup(c.config, c.database, out, c.clock.now(), ctx.io.env);
       } catch (e) {
-        await c.audit.recordNow(ctx.actor, { action: 'vault.backup', outcome: 'error', details: { file: path.basename(out), problem: isAppError(e) ? e.message.split('\n')[0] : 'unexpected' } });
+        await c.audit.recordNow(ctx.actor, {
+          action: 'vault.backup',
+          outcome: 'error',
+          details: { file: path.basename(out), problem: isAppError(e) ? e.message.split('\n')[0] : 'unexpected' },
+        });
         throw e;
       }
       const m = result.manifest;
@@ -37,7 +41,10 @@ export function registerBackup(program: Command, ctx: CliContext): void {
         outcome: 'success',
         details: { file: path.basename(out), engine: m.engine, schemaVersion: m.schemaVersion, counts: m.counts, sha256: m.files[0]?.sha256 ?? null },
       });
-      const ids = m.masterKeys.filter((k) => !k.retired).map((k) => k.keyId).join(' / ');
+      const ids = m.masterKeys
+        .filter((k) => !k.retired)
+        .map((k) => k.keyId)
+        .join(' / ');
       // Said every time, on stderr, also with --json (stdout stays machine-readable).
       ctx.err(MASTER_KEY_WARNING(result.masterKey, ids));
       if (opts.json) return ctx.json({ file: result.file, manifest: m, masterKey: { notIncluded: true, ids, where: result.masterKey } });
@@ -56,7 +63,10 @@ export function registerBackup(program: Command, ctx: CliContext): void {
       const config = ctx.config();
       const r = await restoreBackup(config, path.resolve(ctx.io.cwd, file), ctx.io.env);
       const m = r.manifest;
-      const ids = m.masterKeys.filter((k) => !k.retired).map((k) => k.keyId).join(' / ');
+      const ids = m.masterKeys
+        .filter((k) => !k.retired)
+        .map((k) => k.keyId)
+        .join(' / ');
       if (opts.json) return ctx.json({ restoredTo: r.target, dataDir: r.dataDir, manifest: m, masterKey: { ids, where: masterKeyWhere(config) } });
       ctx.out(
         `Restored the backup of ${m.createdAt.replace('T', ' ').slice(0, 19)} UTC (Keywarden ${m.keywardenVersion}, schema ${m.schemaVersion}) into ${r.target}:\n` +

@@ -40,7 +40,10 @@ export function registerDemo(program: Command, ctx: CliContext): void {
         const extra = bulk
           ? await seedBulkKeys(c, bulk, {
               seed: seed + 1,
-              onProgress: (done, total) => !opts.json && (done === total || done % 20_000 === 0) && ctx.err(`  - bulk keys: ${done.toLocaleString('en')} of ${total.toLocaleString('en')}`),
+              onProgress: (done, total) =>
+                !opts.json &&
+                (done === total || done % 20_000 === 0) &&
+                ctx.err(`  - bulk keys: ${done.toLocaleString('en')} of ${total.toLocaleString('en')}`),
             })
           : null;
         if (opts.json) return ctx.json({ dataDir: config.dataDir, ...summary, bulk: extra });

@@ -5,7 +5,7 @@ import { table } from '../io.js';
 import type { CliContext } from '../program.js';
 
 export function registerGraph(program: Command, ctx: CliContext): void {
-  const graph = program.command('graph').description('Microsoft Entra ID (Graph): sync each client tenant\'s BitLocker keys');
+  const graph = program.command('graph').description("Microsoft Entra ID (Graph): sync each client tenant's BitLocker keys");
   graph
     .command('connect')
     .description("link a client to its Entra tenant's app registration (secret asked for, masked, or from a file)")
@@ -19,7 +19,9 @@ export function registerGraph(program: Command, ctx: CliContext): void {
     .action(async (o: { client: string; tenant: string; app: string; secretFile?: string; loginUrl: string; graphUrl: string; interval: string }) => {
       const c = await ctx.container();
       const client = await c.clients.getByName(ctx.actor, o.client);
-      const secret = o.secretFile ? await readNewPassword(ctx.io, o.secretFile, 'Client secret') : await readNewPassword(ctx.io, undefined, 'Client secret value');
+      const secret = o.secretFile
+        ? await readNewPassword(ctx.io, o.secretFile, 'Client secret')
+        : await readNewPassword(ctx.io, undefined, 'Client secret value');
       const conn = await c.graph.createConnection(ctx.actor, {
         clientId: client.id,
         tenantId: o.tenant,
@@ -40,7 +42,18 @@ export function registerGraph(program: Command, ctx: CliContext): void {
       const list = await c.graph.listConnections(ctx.actor);
       if (o.json) return ctx.json(list);
       const names = new Map((await c.clients.list(ctx.actor)).map((x) => [x.id, x.name]));
-      ctx.out(table(list.map((x) => [names.get(x.clientId) ?? x.clientId, x.tenantId, x.lastSyncAt?.slice(0, 16).replace('T', ' ') ?? 'never', x.lastStatus ?? '', x.lastError ?? '']), ['CLIENT', 'TENANT', 'LAST SYNC (UTC)', 'STATUS', 'ERROR']));
+      ctx.out(
+        table(
+          list.map((x) => [
+            names.get(x.clientId) ?? x.clientId,
+            x.tenantId,
+            x.lastSyncAt?.slice(0, 16).replace('T', ' ') ?? 'never',
+            x.lastStatus ?? '',
+            x.lastError ?? '',
+          ]),
+          ['CLIENT', 'TENANT', 'LAST SYNC (UTC)', 'STATUS', 'ERROR'],
+        ),
+      );
     });
   const pick = async (clientName: string | undefined) => {
     const c = await ctx.container();

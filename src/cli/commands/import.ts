@@ -65,7 +65,10 @@ export function registerImport(program: Command, ctx: CliContext): void {
         const secs = (Date.now() - started) / 1000;
         if (ctx.io.isTTY && r.imported + r.duplicates + r.conflicts > 0) ctx.io.stderr('\n');
         const rows = r.imported + r.duplicates + r.conflicts + r.rejected.length;
-        if (rows >= 1000) ctx.err(`${input.name}: ${rows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(rows / Math.max(secs, 0.001)).toLocaleString('en-US')} rows/s)`);
+        if (rows >= 1000)
+          ctx.err(
+            `${input.name}: ${rows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(rows / Math.max(secs, 0.001)).toLocaleString('en-US')} rows/s)`,
+          );
         results.push(r);
       }
       const total = {

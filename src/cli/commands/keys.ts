@@ -40,7 +40,10 @@ export function registerKeys(program: Command, ctx: CliContext): void {
             k.volume?.mountPoint ?? k.volume?.type ?? '',
             k.state,
             (k.createdAt ?? k.firstSeenAt).slice(0, 10),
-            k.sources.map((s) => s.type).filter((t, i, a) => a.indexOf(t) === i).join(','),
+            k.sources
+              .map((s) => s.type)
+              .filter((t, i, a) => a.indexOf(t) === i)
+              .join(','),
           ]),
           ['KEY ID', 'CLIENT', 'DEVICE', 'VOLUME', 'STATE', 'CREATED', 'SOURCES'],
         ),

@@ -38,7 +38,12 @@ export function registerLookup(program: Command, ctx: CliContext): void {
         if (opts.json) ctx.json({ matches: r.matches, candidates });
         else {
           ctx.err(`${r.matches} keys match "${keyid.trim()}"; type more of the key ID (the full ID picks exactly one).`);
-          ctx.out(table(candidates.map((k) => [k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID)', k.client, k.device ?? '', k.createdAt.slice(0, 10), k.state]), ['KEY ID', 'CLIENT', 'DEVICE', 'DATE', 'STATE']));
+          ctx.out(
+            table(
+              candidates.map((k) => [k.keyId ? formatKeyIdForDisplay(k.keyId) : '(no key ID)', k.client, k.device ?? '', k.createdAt.slice(0, 10), k.state]),
+              ['KEY ID', 'CLIENT', 'DEVICE', 'DATE', 'STATE'],
+            ),
+          );
         }
         throw new CliExit(EXIT.ambiguous);
       }
@@ -74,6 +79,11 @@ export function registerLookup(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action((opts: { json?: boolean }) => {
       if (opts.json) return ctx.json(REASON_CODES);
-      ctx.out(table(REASON_CODES.map((r) => [r.code, r.label]), ['CODE', 'MEANING']));
+      ctx.out(
+        table(
+          REASON_CODES.map((r) => [r.code, r.label]),
+          ['CODE', 'MEANING'],
+        ),
+      );
     });
 }

@@ -48,7 +48,9 @@ export function registerReport(program: Command, ctx: CliContext): void {
         try {
           await prepared.write(fs.createWriteStream(tmp));
           fs.renameSync(tmp, file);
-          ctx.out(`Wrote ${path.relative(ctx.io.cwd, file) || file} (${prepared.contentType.split(';')[0]}, ${fs.statSync(file).size.toLocaleString('en-US')} bytes).`);
+          ctx.out(
+            `Wrote ${path.relative(ctx.io.cwd, file) || file} (${prepared.contentType.split(';')[0]}, ${fs.statSync(file).size.toLocaleString('en-US')} bytes).`,
+          );
         } catch (e) {
           fs.rmSync(tmp, { force: true });
           throw e;

@@ -9,7 +9,10 @@ import type { CliContext } from '../program.js';
 /** --clients "all" or a comma-separated list of client names. */
 async function clientIds(c: Container, ctx: CliContext, spec: string): Promise<'all' | string[]> {
   if (spec.trim().toLowerCase() === 'all') return 'all';
-  const names = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!names.length) throw badRequest('--clients needs "all" or client names separated by commas.');
   return Promise.all(names.map(async (n) => (await c.clients.getByName(ctx.actor, n)).id));
 }
@@ -47,7 +50,14 @@ export function registerUser(program: Command, ctx: CliContext): void {
       if (!users.length) return ctx.out('No users yet. Add the first owner with: keywarden user add you@example.com');
       ctx.out(
         table(
-          users.map((u) => [u.email, u.role, u.clients === 'all' ? 'all' : String(u.clients.length), u.status, u.mfaEnabled ? 'yes' : 'no', u.lastLoginAt?.slice(0, 16).replace('T', ' ') ?? 'never']),
+          users.map((u) => [
+            u.email,
+            u.role,
+            u.clients === 'all' ? 'all' : String(u.clients.length),
+            u.status,
+            u.mfaEnabled ? 'yes' : 'no',
+            u.lastLoginAt?.slice(0, 16).replace('T', ' ') ?? 'never',
+          ]),
           ['EMAIL', 'ROLE', 'CLIENTS', 'STATUS', '2FA', 'LAST SIGN-IN (UTC)'],
         ),
       );

@@ -92,16 +92,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   // key_id alone: the helpdesk prefix search spans the clients a technician may see.
   await db.schema.createIndex('recovery_keys_key_id_idx').on('recovery_keys').columns(['key_id']).execute();
-  await db.schema
-    .createIndex('recovery_keys_client_key_idx')
-    .on('recovery_keys')
-    .columns(['client_id', 'key_id'])
-    .execute();
-  await db.schema
-    .createIndex('recovery_keys_client_fp_idx')
-    .on('recovery_keys')
-    .columns(['client_id', 'fingerprint'])
-    .execute();
+  await db.schema.createIndex('recovery_keys_client_key_idx').on('recovery_keys').columns(['client_id', 'key_id']).execute();
+  await db.schema.createIndex('recovery_keys_client_fp_idx').on('recovery_keys').columns(['client_id', 'fingerprint']).execute();
   await db.schema.createIndex('recovery_keys_device_idx').on('recovery_keys').columns(['device_id']).execute();
 
   await db.schema
@@ -153,17 +145,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of [
-    'audit_head',
-    'audit_events',
-    'key_sources',
-    'recovery_keys',
-    'volumes',
-    'devices',
-    'clients',
-    'data_keys',
-    'master_keys',
-  ]) {
+  for (const table of ['audit_head', 'audit_events', 'key_sources', 'recovery_keys', 'volumes', 'devices', 'clients', 'data_keys', 'master_keys']) {
     await db.schema.dropTable(table).execute();
   }
 }

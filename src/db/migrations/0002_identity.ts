@@ -105,7 +105,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
 
-  await db.schema.alterTable('clients').addColumn('viewer_can_reveal', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .alterTable('clients')
+    .addColumn('viewer_can_reveal', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
   // Counting a user's reveals in the last hour (rate limit) without scanning the log.
   await db.schema.createIndex('audit_events_actor_idx').on('audit_events').columns(['actor_id', 'action', 'occurred_at']).execute();
 }

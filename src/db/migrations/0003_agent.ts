@@ -126,7 +126,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('jobs_device_idx').on('jobs').columns(['device_id', 'state']).execute();
 
-  await db.schema.alterTable('clients').addColumn('rotate_after_disclosure', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+  await db.schema
+    .alterTable('clients')
+    .addColumn('rotate_after_disclosure', 'integer', (c) => c.notNull().defaultTo(1))
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

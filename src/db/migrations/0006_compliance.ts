@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Compliance (issue 8): policies (an MSP-wide default plus per-client overrides), per-device
+ * Compliance: policies (an MSP-wide default plus per-client overrides), per-device
  * exemptions, each device's current status with its findings, and the status history that answers
  * "since when". Rows that belong to a device go with it (ON DELETE CASCADE).
  */

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Notifications (issue 8): channels (email, signed webhook, Teams, Slack) and rules per client or
+ * Notifications: channels (email, signed webhook, Teams, Slack) and rules per client or
  * MSP-wide, the outbox that producers write inside their own transaction, the items waiting to be
  * sent (one per event × rule × channel, held for a digest), the deliveries (one message each) with
  * their attempt log, and scheduled report e-mails.

@@ -1,13 +1,16 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Lifecycle (issue 9): retention and legal hold on clients and devices, destroyed key material,
+ * Lifecycle: retention and legal hold on clients and devices, destroyed key material,
  * client offboarding (crypto-shred) and the approval objects that guard both destructive actions.
  * No foreign key here cascades: a key row is never removed as a side effect of anything.
  */
 export async function up(db: Kysely<any>): Promise<void> {
   // 365 days unless a client says otherwise; 0 keeps a retired device's keys forever.
-  await db.schema.alterTable('clients').addColumn('retention_days', 'integer', (c) => c.notNull().defaultTo(365)).execute();
+  await db.schema
+    .alterTable('clients')
+    .addColumn('retention_days', 'integer', (c) => c.notNull().defaultTo(365))
+    .execute();
   for (const col of ['legal_hold_at', 'legal_hold_reason', 'legal_hold_by', 'offboarded_at', 'offboarded_by']) {
     await db.schema.alterTable('clients').addColumn(col, 'text').execute();
   }

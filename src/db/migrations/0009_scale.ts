@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Issue 10 (scale, metrics). /metrics reports the agent jobs still waiting for their device
+ * Scale and metrics: /metrics reports the agent jobs still waiting for their device
  * (`keywarden_agent_jobs_pending`) at every scrape; the jobs table keeps every finished job, so
  * counting by state needs an index of its own (jobs_device_idx starts with device_id).
  */

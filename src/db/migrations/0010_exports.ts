@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Scheduled offline exports (issue 9): per client or for all clients, encrypted to an age
+ * Scheduled offline exports: per client or for all clients, encrypted to an age
  * recipient public key (never a passphrase: nothing secret is stored), written to a folder the
  * MSP's own backup system collects. The run itself is a scheduled_tasks row of kind
  * 'export-schedule' whose target_id is the schedule id.

@@ -94,28 +94,77 @@ type Case = { why: string; d: DeviceFacts; p?: Policy; now?: string };
 const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
   os_volume_unprotected: {
     raise: [
-      { why: 'OS drive fully decrypted', d: device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] }) },
+      {
+        why: 'OS drive fully decrypted',
+        d: device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] }),
+      },
       { why: 'OS drive being decrypted', d: device({ volumes: [osVolume({ volumeStatus: 'DecryptionInProgress', protectionStatus: 'Off' })] }) },
       { why: 'OS drive decryption paused', d: device({ volumes: [osVolume({ volumeStatus: 'DecryptionSuspended', protectionStatus: 'Off' })] }) },
     ],
     clear: [
       { why: 'encrypted again', d: device() },
-      { why: 'the policy does not require the OS drive', d: device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] }), p: policy({ protectOs: false }) },
+      {
+        why: 'the policy does not require the OS drive',
+        d: device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] }),
+        p: policy({ protectOs: false }),
+      },
     ],
   },
   data_volume_unprotected: {
-    raise: [{ why: 'fixed D: decrypted', d: device({ volumes: [osVolume(), dataVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }) }],
+    raise: [
+      {
+        why: 'fixed D: decrypted',
+        d: device({ volumes: [osVolume(), dataVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }),
+      },
+    ],
     clear: [
       { why: 'D: encrypted', d: device({ volumes: [osVolume(), dataVolume()], keys: [key(KEY_C), key(KEY_D)] }) },
-      { why: 'fixed drives not required', d: device({ volumes: [osVolume(), dataVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }), p: policy({ protectFixed: false }) },
+      {
+        why: 'fixed drives not required',
+        d: device({ volumes: [osVolume(), dataVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }),
+        p: policy({ protectFixed: false }),
+      },
     ],
   },
   removable_volume_unprotected: {
     raise: [
-      { why: 'USB stick decrypted, policy requires removable', d: device({ volumes: [osVolume(), dataVolume({ id: 'vol-e', mountPoint: 'E:', type: 'removable', volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }), p: policy({ protectRemovable: true }) },
+      {
+        why: 'USB stick decrypted, policy requires removable',
+        d: device({
+          volumes: [
+            osVolume(),
+            dataVolume({
+              id: 'vol-e',
+              mountPoint: 'E:',
+              type: 'removable',
+              volumeStatus: 'FullyDecrypted',
+              protectionStatus: 'Off',
+              encryptionMethod: 'None',
+              protectors: [],
+            }),
+          ],
+        }),
+        p: policy({ protectRemovable: true }),
+      },
     ],
     clear: [
-      { why: 'removable not required (the built-in default)', d: device({ volumes: [osVolume(), dataVolume({ id: 'vol-e', mountPoint: 'E:', type: 'removable', volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })] }) },
+      {
+        why: 'removable not required (the built-in default)',
+        d: device({
+          volumes: [
+            osVolume(),
+            dataVolume({
+              id: 'vol-e',
+              mountPoint: 'E:',
+              type: 'removable',
+              volumeStatus: 'FullyDecrypted',
+              protectionStatus: 'Off',
+              encryptionMethod: 'None',
+              protectors: [],
+            }),
+          ],
+        }),
+      },
     ],
   },
   encryption_in_progress: {
@@ -129,7 +178,11 @@ const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
     raise: [
       { why: 'AES-CBC 128 under an XTS-AES 128 minimum', d: device({ volumes: [osVolume({ encryptionMethod: 'Aes128' })] }) },
       { why: 'XTS-AES 128 under an XTS-AES 256 minimum', d: device(), p: policy({ minMethodOs: 'xts_aes_256' }) },
-      { why: 'hardware encryption under any minimum', d: device({ volumes: [osVolume({ encryptionMethod: 'Hardware' })] }), p: policy({ minMethodOs: 'aes_cbc_128' }) },
+      {
+        why: 'hardware encryption under any minimum',
+        d: device({ volumes: [osVolume({ encryptionMethod: 'Hardware' })] }),
+        p: policy({ minMethodOs: 'aes_cbc_128' }),
+      },
     ],
     clear: [
       { why: 'XTS-AES 256 meets XTS-AES 128', d: device({ volumes: [osVolume({ encryptionMethod: 'XtsAes256' })] }) },
@@ -138,44 +191,119 @@ const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
     ],
   },
   tpm_required: {
-    raise: [{ why: 'OS drive with only a password protector', d: device({ volumes: [osVolume({ protectors: [{ id: 'pw', type: 'Password' }, { id: KEY_C, type: 'RecoveryPassword' }] })] }) }],
+    raise: [
+      {
+        why: 'OS drive with only a password protector',
+        d: device({
+          volumes: [
+            osVolume({
+              protectors: [
+                { id: 'pw', type: 'Password' },
+                { id: KEY_C, type: 'RecoveryPassword' },
+              ],
+            }),
+          ],
+        }),
+      },
+    ],
     clear: [
       { why: 'TPM protector present', d: device() },
-      { why: 'TPM+PIN counts as TPM', d: device({ volumes: [osVolume({ protectors: [{ id: 'tp', type: 'TpmPin' }, { id: KEY_C, type: 'RecoveryPassword' }] })] }) },
-      { why: 'policy does not require a TPM', d: device({ volumes: [osVolume({ protectors: [{ id: KEY_C, type: 'RecoveryPassword' }] })] }), p: policy({ osProtector: 'any' }) },
+      {
+        why: 'TPM+PIN counts as TPM',
+        d: device({
+          volumes: [
+            osVolume({
+              protectors: [
+                { id: 'tp', type: 'TpmPin' },
+                { id: KEY_C, type: 'RecoveryPassword' },
+              ],
+            }),
+          ],
+        }),
+      },
+      {
+        why: 'policy does not require a TPM',
+        d: device({ volumes: [osVolume({ protectors: [{ id: KEY_C, type: 'RecoveryPassword' }] })] }),
+        p: policy({ osProtector: 'any' }),
+      },
     ],
   },
   tpm_pin_required: {
     raise: [{ why: 'TPM alone where TPM+PIN is required', d: device(), p: policy({ osProtector: 'tpm_pin' }) }],
     clear: [
-      { why: 'TPM+PIN protector added', d: device({ volumes: [osVolume({ protectors: [{ id: 'tp', type: 'TpmPin' }, { id: KEY_C, type: 'RecoveryPassword' }] })] }), p: policy({ osProtector: 'tpm_pin' }) },
-      { why: 'TPM+PIN+startup key also has a PIN', d: device({ volumes: [osVolume({ protectors: [{ id: 'tp', type: 'TpmPinStartupKey' }, { id: KEY_C, type: 'RecoveryPassword' }] })] }), p: policy({ osProtector: 'tpm_pin' }) },
+      {
+        why: 'TPM+PIN protector added',
+        d: device({
+          volumes: [
+            osVolume({
+              protectors: [
+                { id: 'tp', type: 'TpmPin' },
+                { id: KEY_C, type: 'RecoveryPassword' },
+              ],
+            }),
+          ],
+        }),
+        p: policy({ osProtector: 'tpm_pin' }),
+      },
+      {
+        why: 'TPM+PIN+startup key also has a PIN',
+        d: device({
+          volumes: [
+            osVolume({
+              protectors: [
+                { id: 'tp', type: 'TpmPinStartupKey' },
+                { id: KEY_C, type: 'RecoveryPassword' },
+              ],
+            }),
+          ],
+        }),
+        p: policy({ osProtector: 'tpm_pin' }),
+      },
     ],
   },
   protection_suspended: {
     raise: [
       { why: 'suspended 25 hours with a 24-hour grace', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(25) })] }) },
-      { why: 'suspended with no grace at all', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(0.1) })] }), p: policy({ suspendedGraceHours: 0 }) },
+      {
+        why: 'suspended with no grace at all',
+        d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(0.1) })] }),
+        p: policy({ suspendedGraceHours: 0 }),
+      },
       { why: 'suspended since an unknown time', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: null })] }) },
     ],
     clear: [
-      { why: 'suspended a few minutes for an update (within grace)', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(0.1) })] }) },
+      {
+        why: 'suspended a few minutes for an update (within grace)',
+        d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(0.1) })] }),
+      },
       { why: 'suspended exactly the grace period', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: at(24) })] }) },
       { why: 'resumed', d: device() },
     ],
   },
   waiting_for_activation: {
-    raise: [{ why: 'encrypted, protection off, no protectors (clear key)', d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectors: [], protectionOffSince: at(0.1) })], keys: [] }) }],
+    raise: [
+      {
+        why: 'encrypted, protection off, no protectors (clear key)',
+        d: device({ volumes: [osVolume({ protectionStatus: 'Off', protectors: [], protectionOffSince: at(0.1) })], keys: [] }),
+      },
+    ],
     clear: [{ why: 'protectors added and protection on', d: device() }],
   },
   recovery_password_missing: {
     raise: [
       { why: 'OS drive with TPM only', d: device({ volumes: [osVolume({ protectors: [{ id: 'tpm-1', type: 'Tpm' }] })], keys: [] }) },
-      { why: 'an encrypted removable drive without one, even when not required', d: device({ volumes: [osVolume(), dataVolume({ id: 'vol-e', mountPoint: 'E:', type: 'removable', protectors: [{ id: 'pw', type: 'Password' }] })] }) },
+      {
+        why: 'an encrypted removable drive without one, even when not required',
+        d: device({ volumes: [osVolume(), dataVolume({ id: 'vol-e', mountPoint: 'E:', type: 'removable', protectors: [{ id: 'pw', type: 'Password' }] })] }),
+      },
     ],
     clear: [
       { why: 'recovery password added and escrowed', d: device() },
-      { why: 'policy does not require one', d: device({ volumes: [osVolume({ protectors: [{ id: 'tpm-1', type: 'Tpm' }] })], keys: [] }), p: policy({ requireRecoveryPassword: false }) },
+      {
+        why: 'policy does not require one',
+        d: device({ volumes: [osVolume({ protectors: [{ id: 'tpm-1', type: 'Tpm' }] })], keys: [] }),
+        p: policy({ requireRecoveryPassword: false }),
+      },
     ],
   },
   recovery_key_not_escrowed: {
@@ -186,7 +314,9 @@ const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
     ],
   },
   escrowed_key_mismatch: {
-    raise: [{ why: 'the agent saw a different password under the same key ID', d: device({ mismatchedProtectors: [{ volumeId: 'vol-c', protectorId: KEY_C }] }) }],
+    raise: [
+      { why: 'the agent saw a different password under the same key ID', d: device({ mismatchedProtectors: [{ volumeId: 'vol-c', protectorId: KEY_C }] }) },
+    ],
     clear: [{ why: 'the agent uploaded the current password (finding resolved)', d: device({ mismatchedProtectors: [] }) }],
   },
   key_conflict: {
@@ -196,7 +326,11 @@ const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
   not_in_directory: {
     raise: [
       { why: 'Entra required, only the agent has it', d: device(), p: policy({ requireDirectoryEscrow: 'entra' }) },
-      { why: 'AD required, only Entra has it', d: device({ keys: [key(KEY_C, { sources: ['agent', 'entra'] })] }), p: policy({ requireDirectoryEscrow: 'ad' }) },
+      {
+        why: 'AD required, only Entra has it',
+        d: device({ keys: [key(KEY_C, { sources: ['agent', 'entra'] })] }),
+        p: policy({ requireDirectoryEscrow: 'ad' }),
+      },
     ],
     clear: [
       { why: 'the Entra sync found it', d: device({ keys: [key(KEY_C, { sources: ['agent', 'entra'] })] }), p: policy({ requireDirectoryEscrow: 'entra' }) },
@@ -212,7 +346,10 @@ const TRIGGERS: Record<FindingCode, { raise: Case[]; clear: Case[] }> = {
     clear: [
       { why: 'younger than the maximum', d: device({ keys: [key(KEY_C, { createdAt: at(24 * 89) })] }), p: policy({ maxKeyAgeDays: 90 }) },
       { why: 'no maximum', d: device({ keys: [key(KEY_C, { createdAt: at(24 * 2000) })] }) },
-      { why: 'rotated: the old key is no longer on the device', d: device({ keys: [key(KEY_C, { id: 'new' }), key('99999999-2222-4333-8444-555555555555', { state: 'rotated' })] }) },
+      {
+        why: 'rotated: the old key is no longer on the device',
+        d: device({ keys: [key(KEY_C, { id: 'new' }), key('99999999-2222-4333-8444-555555555555', { state: 'rotated' })] }),
+      },
     ],
   },
   stale: {
@@ -257,23 +394,45 @@ describe('exact findings for the interesting states', () => {
     expect(evaluateDevice(d, BUILTIN_POLICY, '2026-11-27T11:55:00.000Z').status).toBe('compliant');
     const late = evaluateDevice(d, BUILTIN_POLICY, '2026-11-27T11:55:00.001Z');
     expect(late.status).toBe('non-compliant');
-    expect(late.findings).toEqual([{ code: 'protection_suspended', volumeId: 'vol-c', mountPoint: 'C:', protectorId: null, detail: expect.stringContaining('since 2026-11-26 11:55 UTC') }]);
+    expect(late.findings).toEqual([
+      { code: 'protection_suspended', volumeId: 'vol-c', mountPoint: 'C:', protectorId: null, detail: expect.stringContaining('since 2026-11-26 11:55 UTC') },
+    ]);
   });
   it('a clear-key drive is waiting for activation, not "suspended", and gets no protector findings', () => {
-    expect(codes(device({ volumes: [osVolume({ protectionStatus: 'Off', protectors: [], protectionOffSince: at(100) })], keys: [] }))).toEqual(['waiting_for_activation']);
+    expect(codes(device({ volumes: [osVolume({ protectionStatus: 'Off', protectors: [], protectionOffSince: at(100) })], keys: [] }))).toEqual([
+      'waiting_for_activation',
+    ]);
   });
   it('a decrypted OS drive gives only os_volume_unprotected (no protector or escrow noise)', () => {
-    expect(codes(device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] }))).toEqual(['os_volume_unprotected']);
+    expect(
+      codes(device({ volumes: [osVolume({ volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', encryptionMethod: 'None', protectors: [] })], keys: [] })),
+    ).toEqual(['os_volume_unprotected']);
   });
   it('an unescrowed password names its key ID in braces and the drive', () => {
     const f = evaluateDevice(device({ keys: [] }), BUILTIN_POLICY, NOW).findings;
-    expect(f).toEqual([{ code: 'recovery_key_not_escrowed', volumeId: 'vol-c', mountPoint: 'C:', protectorId: KEY_C, detail: `Recovery password {${KEY_C.toUpperCase()}} on C: is not in Keywarden.` }]);
+    expect(f).toEqual([
+      {
+        code: 'recovery_key_not_escrowed',
+        volumeId: 'vol-c',
+        mountPoint: 'C:',
+        protectorId: KEY_C,
+        detail: `Recovery password {${KEY_C.toUpperCase()}} on C: is not in Keywarden.`,
+      },
+    ]);
   });
   it('a locked data drive is not judged (its state is hidden) and does not fail the device', () => {
-    expect(statusOf(device({ volumes: [osVolume(), dataVolume({ lockStatus: 'Locked', volumeStatus: null, protectionStatus: null, encryptionMethod: null, protectors: [] })] }))).toBe('compliant');
+    expect(
+      statusOf(
+        device({
+          volumes: [osVolume(), dataVolume({ lockStatus: 'Locked', volumeStatus: null, protectionStatus: null, encryptionMethod: null, protectors: [] })],
+        }),
+      ),
+    ).toBe('compliant');
   });
   it('a volume of unknown type is held to the fixed-drive rules', () => {
-    expect(codes(device({ volumes: [osVolume(), dataVolume({ type: 'unknown', volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', protectors: [] })] }))).toEqual(['data_volume_unprotected']);
+    expect(
+      codes(device({ volumes: [osVolume(), dataVolume({ type: 'unknown', volumeStatus: 'FullyDecrypted', protectionStatus: 'Off', protectors: [] })] })),
+    ).toEqual(['data_volume_unprotected']);
   });
   it('findings of a device known only from a sync: key findings and stale, status unknown', () => {
     const d = device({ lastCheckinAt: null, volumes: [], lastSeenAt: at(24 * 40), keys: [key(KEY_C, { state: 'conflict' })] });
@@ -334,20 +493,43 @@ describe('properties', () => {
     id: fc.constantFrom('v1', 'v2', 'v3'),
     mountPoint: fc.constantFrom('C:', 'D:', 'E:', null),
     type: fc.constantFrom('os', 'fixed', 'removable', 'unknown' as const),
-    volumeStatus: fc.constantFrom('FullyDecrypted', 'FullyEncrypted', 'EncryptionInProgress', 'DecryptionInProgress', 'EncryptionSuspended', 'DecryptionSuspended', null),
+    volumeStatus: fc.constantFrom(
+      'FullyDecrypted',
+      'FullyEncrypted',
+      'EncryptionInProgress',
+      'DecryptionInProgress',
+      'EncryptionSuspended',
+      'DecryptionSuspended',
+      null,
+    ),
     protectionStatus: fc.constantFrom('On', 'Off', 'Unknown', null),
     lockStatus: fc.constantFrom('Unlocked', 'Locked', null),
     encryptionMethod: fc.constantFrom('None', 'Aes128', 'Aes256', 'XtsAes128', 'XtsAes256', 'Hardware', null),
-    protectors: fc.array(fc.record({ id: fc.constantFrom(KEY_C, KEY_D, 'x'), type: fc.constantFrom('Tpm', 'TpmPin', 'RecoveryPassword', 'ExternalKey', null) }), { maxLength: 4 }),
+    protectors: fc.array(
+      fc.record({ id: fc.constantFrom(KEY_C, KEY_D, 'x'), type: fc.constantFrom('Tpm', 'TpmPin', 'RecoveryPassword', 'ExternalKey', null) }),
+      { maxLength: 4 },
+    ),
     protectionOffSince: fc.option(fc.integer({ min: 0, max: 24 * 60 }).map((h) => at(h))),
   }) as fc.Arbitrary<VolumeFacts>;
   const deviceArb = fc.record({
     lastSeenAt: fc.integer({ min: 0, max: 24 * 90 }).map((h) => at(h)),
     lastCheckinAt: fc.option(fc.integer({ min: 0, max: 24 * 90 }).map((h) => at(h))),
     volumes: fc.array(volumeArb, { maxLength: 3 }),
-    keys: fc.array(fc.record({ id: fc.uuid(), keyId: fc.constantFrom(KEY_C, KEY_D, null), volumeId: fc.constantFrom('v1', 'v2', null), state: fc.constantFrom('active', 'superseded', 'disclosed', 'rotated', 'conflict'), createdAt: fc.integer({ min: 0, max: 24 * 400 }).map((h) => at(h)), sources: fc.subarray(['agent', 'entra', 'ad', 'import']) }), { maxLength: 3 }),
+    keys: fc.array(
+      fc.record({
+        id: fc.uuid(),
+        keyId: fc.constantFrom(KEY_C, KEY_D, null),
+        volumeId: fc.constantFrom('v1', 'v2', null),
+        state: fc.constantFrom('active', 'superseded', 'disclosed', 'rotated', 'conflict'),
+        createdAt: fc.integer({ min: 0, max: 24 * 400 }).map((h) => at(h)),
+        sources: fc.subarray(['agent', 'entra', 'ad', 'import']),
+      }),
+      { maxLength: 3 },
+    ),
     mismatchedProtectors: fc.constant([]),
-    exemptions: fc.array(fc.record({ id: fc.uuid(), reason: fc.constant('r'), expiresAt: fc.option(fc.integer({ min: -100, max: 100 }).map((h) => at(h))) }), { maxLength: 1 }),
+    exemptions: fc.array(fc.record({ id: fc.uuid(), reason: fc.constant('r'), expiresAt: fc.option(fc.integer({ min: -100, max: 100 }).map((h) => at(h))) }), {
+      maxLength: 1,
+    }),
   }) as fc.Arbitrary<DeviceFacts>;
   const policyArb = fc.record({
     protectOs: fc.boolean(),
@@ -395,7 +577,10 @@ describe('properties', () => {
       fc.property(deviceArb, deviceArb, policyArb, (a, b, p) => {
         const ea = evaluateDevice(a, p, NOW);
         const eb = evaluateDevice(b, p, NOW);
-        const same = ea.status === eb.status && JSON.stringify(ea.findings.map((f) => [f.code, f.volumeId, f.protectorId])) === JSON.stringify(eb.findings.map((f) => [f.code, f.volumeId, f.protectorId]));
+        const same =
+          ea.status === eb.status &&
+          JSON.stringify(ea.findings.map((f) => [f.code, f.volumeId, f.protectorId])) ===
+            JSON.stringify(eb.findings.map((f) => [f.code, f.volumeId, f.protectorId]));
         expect(evaluationSignature(ea) === evaluationSignature(eb)).toBe(same);
       }),
       { numRuns: 300 },

@@ -114,14 +114,22 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
       else if (!encrypting && v.protectionStatus === 'Off') {
         const since = v.protectionOffSince;
         const over = since === null || t - ms(since) > policy.suspendedGraceHours * HOUR;
-        if (over) add('protection_suspended', v, since ? `Protection on ${drive(v)} has been suspended since ${since.slice(0, 16).replace('T', ' ')} UTC (allowed: ${hours(policy.suspendedGraceHours)}).` : `Protection on ${drive(v)} is suspended.`);
+        if (over)
+          add(
+            'protection_suspended',
+            v,
+            since
+              ? `Protection on ${drive(v)} has been suspended since ${since.slice(0, 16).replace('T', ' ')} UTC (allowed: ${hours(policy.suspendedGraceHours)}).`
+              : `Protection on ${drive(v)} is suspended.`,
+          );
       }
       if (v.encryptionMethod && v.encryptionMethod !== 'None' && !methodMeets(v.encryptionMethod, min)) {
         add('encryption_method_mismatch', v, `${drive(v)} uses ${METHOD_WORDS[v.encryptionMethod]}; the policy requires ${METHOD_WORDS[min]} or stronger.`);
       }
       if (kind === 'os' && !clearKey) {
         if (policy.osProtector === 'tpm' && !types.some((x) => x && TPM_PROTECTORS.includes(x))) add('tpm_required', v, `${drive(v)} has no TPM protector.`);
-        if (policy.osProtector === 'tpm_pin' && !types.some((x) => x && PIN_PROTECTORS.includes(x))) add('tpm_pin_required', v, `${drive(v)} has no TPM+PIN protector.`);
+        if (policy.osProtector === 'tpm_pin' && !types.some((x) => x && PIN_PROTECTORS.includes(x)))
+          add('tpm_pin_required', v, `${drive(v)} has no TPM+PIN protector.`);
       }
     }
     if (decrypting || clearKey || !policy.requireRecoveryPassword) continue;
@@ -143,7 +151,12 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
   const volumeOf = (id: string | null) => device.volumes.find((v) => v.id === id) ?? null;
   for (const m of device.mismatchedProtectors) {
     const v = volumeOf(m.volumeId);
-    add('escrowed_key_mismatch', v, `Recovery password ${formatKeyIdForDisplay(m.protectorId)}${v ? ` on ${drive(v)}` : ''} differs from the one in Keywarden.`, m.protectorId);
+    add(
+      'escrowed_key_mismatch',
+      v,
+      `Recovery password ${formatKeyIdForDisplay(m.protectorId)}${v ? ` on ${drive(v)}` : ''} differs from the one in Keywarden.`,
+      m.protectorId,
+    );
   }
   for (const k of device.keys) {
     if (k.state !== 'conflict') continue;
@@ -159,11 +172,22 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
         const inAd = k.sources.includes('ad');
         const inEntra = k.sources.includes('entra');
         const okDir = want === 'ad' ? inAd : want === 'entra' ? inEntra : inAd || inEntra;
-        if (!okDir) add('not_in_directory', v, `Recovery password ${label} is not escrowed in ${want === 'ad' ? 'Active Directory' : want === 'entra' ? 'Entra ID' : 'Active Directory or Entra ID'}.`, k.keyId);
+        if (!okDir)
+          add(
+            'not_in_directory',
+            v,
+            `Recovery password ${label} is not escrowed in ${want === 'ad' ? 'Active Directory' : want === 'entra' ? 'Entra ID' : 'Active Directory or Entra ID'}.`,
+            k.keyId,
+          );
       }
       if (k.state === 'disclosed') add('key_rotation_due', v, `Recovery password ${label} was revealed or used and has not been replaced.`, k.keyId);
       else if (policy.maxKeyAgeDays !== null && t - ms(k.createdAt) > policy.maxKeyAgeDays * DAY) {
-        add('key_rotation_due', v, `Recovery password ${label} is ${Math.floor((t - ms(k.createdAt)) / DAY)} days old (maximum ${days(policy.maxKeyAgeDays)}).`, k.keyId);
+        add(
+          'key_rotation_due',
+          v,
+          `Recovery password ${label} is ${Math.floor((t - ms(k.createdAt)) / DAY)} days old (maximum ${days(policy.maxKeyAgeDays)}).`,
+          k.keyId,
+        );
       }
     }
   }
@@ -179,7 +203,11 @@ export function evaluateDevice(device: DeviceFacts, policy: Policy, now: string)
 
 const ORDER = new Map(FINDING_CODES.map((c, i) => [c, i]));
 function compareFindings(a: Finding, b: Finding): number {
-  return ORDER.get(a.code)! - ORDER.get(b.code)! || (a.mountPoint ?? '').localeCompare(b.mountPoint ?? '') || (a.protectorId ?? '').localeCompare(b.protectorId ?? '');
+  return (
+    ORDER.get(a.code)! - ORDER.get(b.code)! ||
+    (a.mountPoint ?? '').localeCompare(b.mountPoint ?? '') ||
+    (a.protectorId ?? '').localeCompare(b.protectorId ?? '')
+  );
 }
 
 /** A stable text of status and findings: the stored status changes exactly when this does. */

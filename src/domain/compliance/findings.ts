@@ -65,12 +65,14 @@ export const FINDING_INFO: Record<FindingCode, FindingInfo> = {
   },
   protection_suspended: {
     title: 'Protection suspended too long',
-    explanation: 'BitLocker protection on the drive has been suspended longer than the grace period allowed for updates: the key sits in the clear on the disk.',
+    explanation:
+      'BitLocker protection on the drive has been suspended longer than the grace period allowed for updates: the key sits in the clear on the disk.',
     fix: 'Resume protection (Resume-BitLocker -MountPoint C: or manage-bde -protectors -enable C:) and find what suspended it.',
   },
   waiting_for_activation: {
     title: 'Waiting for activation (clear key)',
-    explanation: 'The drive is encrypted but has no protectors yet (device encryption "waiting for activation"): the key sits in the clear and nothing protects the data.',
+    explanation:
+      'The drive is encrypted but has no protectors yet (device encryption "waiting for activation"): the key sits in the clear and nothing protects the data.',
     fix: 'Add protectors to activate BitLocker (a TPM and a recovery password, escrowed), e.g. through the Intune policy or manage-bde -on.',
   },
   recovery_password_missing: {
@@ -105,7 +107,8 @@ export const FINDING_INFO: Record<FindingCode, FindingInfo> = {
   },
   stale: {
     title: 'Device not seen recently',
-    explanation: 'Keywarden has not heard from the device (agent check-in or a directory sync) for longer than the policy allows; its status may be out of date.',
+    explanation:
+      'Keywarden has not heard from the device (agent check-in or a directory sync) for longer than the policy allows; its status may be out of date.',
     fix: 'Check the device is still in use and the agent runs (scheduled task "Keywarden Agent"); retire it in Keywarden if it is gone.',
   },
 };

@@ -69,7 +69,11 @@ export const policySchema = z.strictObject({
   minMethodRemovable: z.enum(METHOD_LEVELS),
   osProtector: z.enum(OS_PROTECTORS),
   /** Protection may be suspended this long (Windows updates suspend it for a reboot) before it counts. */
-  suspendedGraceHours: z.number().int().min(0).max(24 * 30),
+  suspendedGraceHours: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 30),
   /** Every encrypted volume needs a recovery password, escrowed in Keywarden. */
   requireRecoveryPassword: z.boolean(),
   /** And also escrowed in AD or Entra ID (seen there by a sync). */

@@ -48,16 +48,12 @@ describe('parseCsv', () => {
 
   it('tab-delimited with a leading blank line and columns in any order', () => {
     const text = `\n\nRecoveryPassword\tComputerName\n${PW}\tFAKE-T\n`;
-    expect(parseCsv(text).records).toEqual([
-      { line: 4, keyId: null, recoveryPassword: PW, deviceName: 'FAKE-T' },
-    ]);
+    expect(parseCsv(text).records).toEqual([{ line: 4, keyId: null, recoveryPassword: PW, deviceName: 'FAKE-T' }]);
   });
 
   it("honours Excel's sep= line", () => {
     const text = `sep=;\nDevice;Recovery Password\nFAKE-1;${PW}\n`;
-    expect(parseCsv(text).records).toEqual([
-      { line: 3, keyId: null, recoveryPassword: PW, deviceName: 'FAKE-1' },
-    ]);
+    expect(parseCsv(text).records).toEqual([{ line: 3, keyId: null, recoveryPassword: PW, deviceName: 'FAKE-1' }]);
   });
 
   it('bad rows become rejections with their lines; good rows still import', () => {
@@ -87,9 +83,7 @@ describe('parseCsv', () => {
     const text = `Device,Password\n"FAKE-1,${PW}\nFAKE-2,${PW2}\n`;
     const r = parseCsv(text);
     expect(r.records.map((x) => [x.line, x.recoveryPassword])).toEqual([[3, PW2]]);
-    expect(r.rejected).toEqual([
-      { line: 2, reason: 'this line has an unbalanced quote and could not be read' },
-    ]);
+    expect(r.rejected).toEqual([{ line: 2, reason: 'this line has an unbalanced quote and could not be read' }]);
   });
 
   it('no password column → ImportFormatError listing accepted names', () => {

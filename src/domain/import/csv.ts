@@ -123,10 +123,7 @@ function parseWithInfo(text: string, delimiter: CsvDelimiter): RawRow[] {
  * the file): every physical line is its own record. Lines that still cannot
  * be read are reported as `broken` so the caller can reject them.
  */
-function parseLineByLine(
-  text: string,
-  delimiter: CsvDelimiter,
-): { rows: RawRow[]; broken: number[] } {
+function parseLineByLine(text: string, delimiter: CsvDelimiter): { rows: RawRow[]; broken: number[] } {
   const rows: RawRow[] = [];
   const broken: number[] = [];
   const lines = text.split('\n');
@@ -151,9 +148,7 @@ function parseLineByLine(
 const SEP_LINE = /^\s*"?sep=([,;\t])"?\s*$/i;
 
 /** The header line (after an optional `sep=` line) and the delimiter to use. */
-export function csvHeaderLine(
-  text: string,
-): { line: number; text: string; delimiter: CsvDelimiter } | null {
+export function csvHeaderLine(text: string): { line: number; text: string; delimiter: CsvDelimiter } | null {
   const first = firstContentLine(text);
   if (first === null) return null;
   const sep = SEP_LINE.exec(first.text)?.[1] as CsvDelimiter | undefined;
@@ -183,9 +178,7 @@ export function parseCsv(text: string): ParsedRows {
   const headerIdx = rows.findIndex((r) => r.line >= first.line && !isBlank(r));
   const header = rows[headerIdx];
   if (header === undefined || (broken[0] !== undefined && broken[0] <= header.line)) {
-    throw new ImportFormatError(
-      'the CSV header line could not be read (check for an unbalanced quote)',
-    );
+    throw new ImportFormatError('the CSV header line could not be read (check for an unbalanced quote)');
   }
 
   const columns = mapFields(header.cells);

@@ -26,9 +26,7 @@ describe('decodeText', () => {
     expect(decodeText(cat(bytes(0xfe, 0xff), utf16be(SAMPLE)))).toBe(EXPECTED);
   });
   it('UTF-8 with BOM', () => {
-    expect(decodeText(cat(bytes(0xef, 0xbb, 0xbf), new TextEncoder().encode(SAMPLE)))).toBe(
-      EXPECTED,
-    );
+    expect(decodeText(cat(bytes(0xef, 0xbb, 0xbf), new TextEncoder().encode(SAMPLE)))).toBe(EXPECTED);
   });
   it('UTF-8 without BOM', () => {
     expect(decodeText(new TextEncoder().encode(SAMPLE))).toBe(EXPECTED);

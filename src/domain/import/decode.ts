@@ -59,10 +59,7 @@ export function decodeText(bytes: Uint8Array): string {
     text = new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes.subarray(3));
   } else {
     const utf16 = sniffUtf16(bytes);
-    text =
-      utf16 === null
-        ? new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes)
-        : decodeUtf16(bytes, utf16 === 'be');
+    text = utf16 === null ? new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes) : decodeUtf16(bytes, utf16 === 'be');
   }
   return text.replace(/\r\n?/g, '\n');
 }

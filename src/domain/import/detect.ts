@@ -27,9 +27,7 @@ function hasCsvHeader(text: string): boolean {
   // TXT files. Single-column CSV files are recognized by extension instead.
   if (!header.text.includes(header.delimiter)) return false;
   // Split naively (quotes stripped): good enough to recognize column names.
-  const cells = header.text
-    .split(header.delimiter)
-    .map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
+  const cells = header.text.split(header.delimiter).map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
   return mapFields(cells).recoveryPassword !== undefined;
 }
 

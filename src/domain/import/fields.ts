@@ -17,16 +17,7 @@ import { normalizeMountPoint, parseVolumeType } from '../volume.js';
 import type { ImportRecord } from './types.js';
 
 export type FieldName =
-  | 'recoveryPassword'
-  | 'keyId'
-  | 'deviceName'
-  | 'mountPoint'
-  | 'volumeType'
-  | 'createdAt'
-  | 'serial'
-  | 'domain'
-  | 'user'
-  | 'entraDeviceId';
+  'recoveryPassword' | 'keyId' | 'deviceName' | 'mountPoint' | 'volumeType' | 'createdAt' | 'serial' | 'domain' | 'user' | 'entraDeviceId';
 
 export const FIELD_SYNONYMS: Readonly<Record<FieldName, readonly string[]>> = {
   recoveryPassword: [
@@ -40,41 +31,11 @@ export const FIELD_SYNONYMS: Readonly<Record<FieldName, readonly string[]>> = {
     'password',
     'key',
   ],
-  keyId: [
-    'keyid',
-    'recoverykeyid',
-    'passwordid',
-    'protectorid',
-    'keyprotectorid',
-    'bitlockerkeyid',
-    'recoverypasswordid',
-    'id',
-  ],
-  deviceName: [
-    'device',
-    'devicename',
-    'computer',
-    'computername',
-    'hostname',
-    'host',
-    'assetname',
-    'asset',
-    'machine',
-    'machinename',
-    'endpoint',
-  ],
+  keyId: ['keyid', 'recoverykeyid', 'passwordid', 'protectorid', 'keyprotectorid', 'bitlockerkeyid', 'recoverypasswordid', 'id'],
+  deviceName: ['device', 'devicename', 'computer', 'computername', 'hostname', 'host', 'assetname', 'asset', 'machine', 'machinename', 'endpoint'],
   mountPoint: ['volume', 'drive', 'mountpoint', 'driveletter', 'volumeletter'],
   volumeType: ['volumetype', 'drivetype'],
-  createdAt: [
-    'date',
-    'created',
-    'createdat',
-    'createddate',
-    'createddatetime',
-    'backupdate',
-    'datecreated',
-    'timestamp',
-  ],
+  createdAt: ['date', 'created', 'createdat', 'createddate', 'createddatetime', 'backupdate', 'datecreated', 'timestamp'],
   serial: ['serial', 'serialnumber'],
   domain: ['domain'],
   user: ['user', 'username', 'upn', 'owner'],
@@ -136,8 +97,7 @@ export function passwordFieldNamesForMessage(): string {
 // Timestamps
 // ---------------------------------------------------------------------------
 
-const DATE_REASON =
-  'date: not a date this importer understands; use ISO 8601 like 2024-01-31T12:00:00Z';
+const DATE_REASON = 'date: not a date this importer understands; use ISO 8601 like 2024-01-31T12:00:00Z';
 
 function daysInMonth(year: number, month: number): number {
   if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
@@ -166,10 +126,7 @@ export function parseTimestamp(value: string): Result<string> {
     return Number.isNaN(d.getTime()) ? fail(DATE_REASON) : ok(d.toISOString());
   }
 
-  const iso =
-    /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$/i.exec(
-      t,
-    );
+  const iso = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$/i.exec(t);
   if (iso) {
     const [, ys, mos, ds, hs, mis, ss, frac, zone] = iso;
     const year = Number(ys);
@@ -179,16 +136,7 @@ export function parseTimestamp(value: string): Result<string> {
     const minute = Number(mis ?? 0);
     const second = Number(ss ?? 0);
     const millis = Number((frac ?? '').slice(0, 3).padEnd(3, '0'));
-    if (
-      year < 1000 ||
-      month < 1 ||
-      month > 12 ||
-      day < 1 ||
-      day > daysInMonth(year, month) ||
-      hour > 23 ||
-      minute > 59 ||
-      second > 59
-    ) {
+    if (year < 1000 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
       return fail(DATE_REASON);
     }
     let offsetMinutes = 0;
@@ -199,19 +147,14 @@ export function parseTimestamp(value: string): Result<string> {
       if (oh > 23 || om > 59) return fail(DATE_REASON);
       offsetMinutes = (zone.startsWith('-') ? -1 : 1) * (oh * 60 + om);
     }
-    const ms =
-      Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
+    const ms = Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
     const d = new Date(ms);
     return Number.isNaN(d.getTime()) ? fail(DATE_REASON) : ok(d.toISOString());
   }
 
   // RFC 2822 / HTTP-date: only with an explicit zone, so Date.parse never
   // falls back to local time.
-  if (
-    /^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{2}:\d{2}(?::\d{2})?\s+(?:GMT|UTC|Z|[+-]\d{4})$/.test(
-      t,
-    )
-  ) {
+  if (/^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{2}:\d{2}(?::\d{2})?\s+(?:GMT|UTC|Z|[+-]\d{4})$/.test(t)) {
     const ms = Date.parse(t);
     if (!Number.isNaN(ms)) return ok(new Date(ms).toISOString());
   }

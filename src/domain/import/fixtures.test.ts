@@ -33,9 +33,7 @@ const EXPECTED: Record<string, Expectation> = {
   },
   'win8-utf8-lf.txt': {
     format: 'txt',
-    records: [
-      { line: 14, keyId: 'c53a0d2d-ca2b-455f-885a-c7ab5cce972d', deviceName: 'FAKE-LAPTOP-02' },
-    ],
+    records: [{ line: 14, keyId: 'c53a0d2d-ca2b-455f-885a-c7ab5cce972d', deviceName: 'FAKE-LAPTOP-02' }],
   },
   'win7-utf16le-bom-crlf.txt': {
     format: 'txt',
@@ -148,7 +146,13 @@ const EXPECTED: Record<string, Expectation> = {
   'graph-recovery-keys.json': {
     format: 'json',
     records: [
-      { line: 5, keyId: '4290b6c0-b17a-497a-8552-272cc30e80d4', volumeType: 'os', createdAt: '2020-06-15T13:45:30.000Z', entraDeviceId: '1ab40ab2-32a8-4b00-b6b5-ba724e407de9' },
+      {
+        line: 5,
+        keyId: '4290b6c0-b17a-497a-8552-272cc30e80d4',
+        volumeType: 'os',
+        createdAt: '2020-06-15T13:45:30.000Z',
+        entraDeviceId: '1ab40ab2-32a8-4b00-b6b5-ba724e407de9',
+      },
       { line: 13, volumeType: 'os' },
       { line: 21, volumeType: 'os', createdAt: '2022-07-08T09:10:11.123Z' },
       { line: 29, volumeType: 'fixed' },

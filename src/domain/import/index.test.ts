@@ -44,12 +44,8 @@ describe('parseImport', () => {
   });
 
   it('unknown format → ImportFormatError naming the file (base name only)', () => {
-    expect(() =>
-      parseImport({ bytes: enc('hello world'), fileName: '/tmp/uploads/mystery.dat' }),
-    ).toThrow(
-      new ImportFormatError(
-        'could not tell the format of mystery.dat; pass --format txt|manage-bde|csv|json',
-      ),
+    expect(() => parseImport({ bytes: enc('hello world'), fileName: '/tmp/uploads/mystery.dat' })).toThrow(
+      new ImportFormatError('could not tell the format of mystery.dat; pass --format txt|manage-bde|csv|json'),
     );
     expect(() => parseImport({ bytes: enc('hello world') })).toThrow(/of the file;/);
   });
@@ -75,15 +71,11 @@ describe('parseImport', () => {
   }, 60_000);
 
   it('empty file → ImportFormatError', () => {
-    expect(() => parseImport({ bytes: new Uint8Array([0xff, 0xfe]), fileName: 'a.txt' })).toThrow(
-      'a.txt is empty',
-    );
+    expect(() => parseImport({ bytes: new Uint8Array([0xff, 0xfe]), fileName: 'a.txt' })).toThrow('a.txt is empty');
   });
 
   it('invalid explicit format → ImportFormatError', () => {
-    expect(() =>
-      parseImport({ bytes: enc('x'), format: 'xml' as unknown as 'csv' }),
-    ).toThrow(ImportFormatError);
+    expect(() => parseImport({ bytes: enc('x'), format: 'xml' as unknown as 'csv' })).toThrow(ImportFormatError);
   });
 
   it('ImportFormatError is an Error with its own name', () => {

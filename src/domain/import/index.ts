@@ -15,14 +15,7 @@ import { IMPORT_FORMATS, ImportFormatError, type ImportFormat, type ParsedImport
 
 export { decodeText } from './decode.js';
 export { detectFormat } from './detect.js';
-export {
-  IMPORT_FORMATS,
-  ImportFormatError,
-  type ImportFormat,
-  type ImportRecord,
-  type ImportRejection,
-  type ParsedImport,
-} from './types.js';
+export { IMPORT_FORMATS, ImportFormatError, type ImportFormat, type ImportRecord, type ImportRejection, type ParsedImport } from './types.js';
 export { parseTimestamp } from './fields.js';
 
 /** The file name for messages: base name only, no control characters, bounded length. */
@@ -41,11 +34,7 @@ function displayName(fileName: string | undefined): string {
  * format cannot be told or the whole file is unusable. Bad rows never throw:
  * they come back in `rejected` with their line numbers.
  */
-export function parseImport(input: {
-  bytes: Uint8Array;
-  fileName?: string;
-  format?: ImportFormat | 'auto';
-}): ParsedImport {
+export function parseImport(input: { bytes: Uint8Array; fileName?: string; format?: ImportFormat | 'auto' }): ParsedImport {
   const text = decodeText(input.bytes);
   if (text.trim() === '') throw new ImportFormatError(`${displayName(input.fileName)} is empty`);
 
@@ -54,9 +43,7 @@ export function parseImport(input: {
   if (requested === 'auto') {
     const detected = detectFormat(text, input.fileName);
     if (detected === null) {
-      throw new ImportFormatError(
-        `could not tell the format of ${displayName(input.fileName)}; pass --format txt|manage-bde|csv|json`,
-      );
+      throw new ImportFormatError(`could not tell the format of ${displayName(input.fileName)}; pass --format txt|manage-bde|csv|json`);
     }
     format = detected;
   } else if ((IMPORT_FORMATS as readonly string[]).includes(requested)) {

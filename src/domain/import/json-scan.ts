@@ -23,9 +23,7 @@ export interface JsonPos {
   props?: Map<string, JsonPos>;
 }
 
-export type JsonScanResult =
-  | { ok: true; root: JsonPos }
-  | { ok: false; line: number; column: number; problem: string };
+export type JsonScanResult = { ok: true; root: JsonPos } | { ok: false; line: number; column: number; problem: string };
 
 /** Depth (root = 0) down to which positions are recorded. */
 const MAX_POS_DEPTH = 4;
@@ -238,11 +236,7 @@ export function scanJson(text: string): JsonScanResult {
           continue;
         }
         if (c !== 0x2c) {
-          return error(
-            top.kind === 'array'
-              ? 'a comma or ] was expected'
-              : 'a comma or } was expected',
-          );
+          return error(top.kind === 'array' ? 'a comma or ] was expected' : 'a comma or } was expected');
         }
         i++;
         top.state = top.kind === 'array' ? 'value' : 'key';

@@ -90,9 +90,7 @@ describe('parseJson', () => {
   });
 
   it('single object', () => {
-    expect(parseJson(`{"RecoveryPassword": "${PW}"}`).records).toEqual([
-      { line: 1, keyId: null, recoveryPassword: PW },
-    ]);
+    expect(parseJson(`{"RecoveryPassword": "${PW}"}`).records).toEqual([{ line: 1, keyId: null, recoveryPassword: PW }]);
   });
 
   it('Graph bitlockerRecoveryKey list response', () => {
@@ -140,8 +138,7 @@ describe('parseJson', () => {
     expect(parseJson(text).rejected).toEqual([
       {
         line: 1,
-        reason:
-          'no recovery password in this entry (Graph lists leave out the key; fetch each key with $select=key)',
+        reason: 'no recovery password in this entry (Graph lists leave out the key; fetch each key with $select=key)',
       },
     ]);
   });
@@ -192,9 +189,7 @@ describe('parseJson', () => {
   it('invalid JSON → ImportFormatError with line/column and no content', () => {
     const text = `[\n  {"RecoveryPassword": "${PW}",}\n]`;
     expect(() => parseJson(text)).toThrow(ImportFormatError);
-    expect(() => parseJson(text)).toThrow(
-      'the file is not valid JSON: a property name in double quotes was expected at line 2, column 82',
-    );
+    expect(() => parseJson(text)).toThrow('the file is not valid JSON: a property name in double quotes was expected at line 2, column 82');
   });
 
   it('a scalar root → ImportFormatError', () => {

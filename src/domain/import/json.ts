@@ -22,8 +22,7 @@ import { ImportFormatError, type ImportRecord, type ImportRejection, type Parsed
 
 type JsonObject = Record<string, unknown>;
 
-const isObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** An object with its property names normalized once (first occurrence wins). */
 interface Keyed {
@@ -46,10 +45,7 @@ const FALLBACK_DEVICE = ['name', 'displayname'];
 function makeGetter(layers: Keyed[]): (field: FieldName) => unknown {
   // Later layers (a protector) override earlier ones (its volume).
   return (field) => {
-    const synonyms =
-      field === 'deviceName'
-        ? [...FIELD_SYNONYMS.deviceName, ...FALLBACK_DEVICE]
-        : FIELD_SYNONYMS[field];
+    const synonyms = field === 'deviceName' ? [...FIELD_SYNONYMS.deviceName, ...FALLBACK_DEVICE] : FIELD_SYNONYMS[field];
     for (let l = layers.length - 1; l >= 0; l--) {
       const layer = layers[l];
       if (layer === undefined) continue;
@@ -67,11 +63,7 @@ function hasPasswordField(k: Keyed): boolean {
 }
 
 /** Find a property by normalized name, returning its value and its position. */
-function prop(
-  k: Keyed,
-  pos: JsonPos | undefined,
-  names: readonly string[],
-): { value: unknown; pos: JsonPos | undefined } | undefined {
+function prop(k: Keyed, pos: JsonPos | undefined, names: readonly string[]): { value: unknown; pos: JsonPos | undefined } | undefined {
   for (const name of names) {
     const original = k.keys.get(name);
     if (original !== undefined) return { value: k.obj[original], pos: pos?.props?.get(original) };
@@ -80,9 +72,7 @@ function prop(
 }
 
 function invalidJson(line: number, column: number, problem: string): ImportFormatError {
-  return new ImportFormatError(
-    `the file is not valid JSON: ${problem} at line ${line}, column ${column}`,
-  );
+  return new ImportFormatError(`the file is not valid JSON: ${problem} at line ${line}, column ${column}`);
 }
 
 export function parseJson(text: string): ParsedRows {
@@ -113,9 +103,7 @@ export function parseJson(text: string): ParsedRows {
       positions = [rootPos];
     }
   } else {
-    throw new ImportFormatError(
-      'a JSON import must be an array of key objects, a single key object, or a Graph response with a "value" array',
-    );
+    throw new ImportFormatError('a JSON import must be an array of key objects, a single key object, or a Graph response with a "value" array');
   }
 
   const records: ImportRecord[] = [];
@@ -131,9 +119,7 @@ export function parseJson(text: string): ParsedRows {
     const el = keyed(element);
     // PowerShell Get-BitLockerVolume shape: one record per protector that has
     // a recovery password; TPM and other protectors are skipped.
-    const protectors = hasPasswordField(el)
-      ? undefined
-      : prop(el, pos, ['keyprotector', 'keyprotectors']);
+    const protectors = hasPasswordField(el) ? undefined : prop(el, pos, ['keyprotector', 'keyprotectors']);
     if (protectors !== undefined && Array.isArray(protectors.value)) {
       let found = 0;
       protectors.value.forEach((p, pi) => {
@@ -162,8 +148,7 @@ export function parseJson(text: string): ParsedRows {
     }
 
     if (!hasPasswordField(el)) {
-      const graphLike =
-        el.keys.has('id') && (el.keys.has('createddatetime') || el.keys.has('volumetype'));
+      const graphLike = el.keys.has('id') && (el.keys.has('createddatetime') || el.keys.has('volumetype'));
       rejected.push({
         line,
         reason: graphLike

@@ -52,9 +52,7 @@ Alle Schlüsselschutzvorrichtungen
         ${PW}
       Sicherungstyp: Microsoft-Kontosicherung
 `;
-    expect(parseManageBde(de).records).toEqual([
-      { line: 7, keyId: '802c7373-d80b-4b64-911b-5976e4be9544', recoveryPassword: PW, mountPoint: 'C:' },
-    ]);
+    expect(parseManageBde(de).records).toEqual([{ line: 7, keyId: '802c7373-d80b-4b64-911b-5976e4be9544', recoveryPassword: PW, mountPoint: 'C:' }]);
   });
 
   it('several volumes, each password gets its own mount point', () => {
@@ -69,18 +67,14 @@ Alle Schlüsselschutzvorrichtungen
 
   it('volume without a drive letter uses the volume GUID path', () => {
     const text = `Volume \\\\?\\Volume{cb96dd9a-4f54-11e0-8d6c-806e6f6e6963}\\ [Recovery]\n    Numerical Password:\n      ID: {896E40E3-9C76-4A4F-B84E-458F540D09C6}\n      Password:\n        ${PW2}\n`;
-    expect(parseManageBde(text).records[0]?.mountPoint).toBe(
-      '\\\\?\\Volume{cb96dd9a-4f54-11e0-8d6c-806e6f6e6963}\\',
-    );
+    expect(parseManageBde(text).records[0]?.mountPoint).toBe('\\\\?\\Volume{cb96dd9a-4f54-11e0-8d6c-806e6f6e6963}\\');
   });
 
   it('an invalid password is rejected at its line; the rest still imports', () => {
     const bad = PW.replace('269280', '269281');
     const text = EN.replace(PW, bad) + `\nVolume D: [X]\n  ID: {896E40E3-9C76-4A4F-B84E-458F540D09C6}\n  Password:\n    ${PW2}\n`;
     const r = parseManageBde(text);
-    expect(r.rejected).toEqual([
-      { line: 16, reason: 'group 2 of 8 fails the BitLocker checksum (not divisible by 11)' },
-    ]);
+    expect(r.rejected).toEqual([{ line: 16, reason: 'group 2 of 8 fails the BitLocker checksum (not divisible by 11)' }]);
     expect(r.records).toHaveLength(1);
     expect(r.records[0]?.mountPoint).toBe('D:');
   });

@@ -7,13 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_GROUP_VALUE } from '../recovery-password.js';
-import {
-  ImportFormatError,
-  parseImport,
-  type ImportFormat,
-  type ImportRecord,
-  type ParsedImport,
-} from './index.js';
+import { ImportFormatError, parseImport, type ImportFormat, type ImportRecord, type ParsedImport } from './index.js';
 
 // ---------------------------------------------------------------------------
 // Generators and helpers
@@ -46,16 +40,13 @@ const encodingArb = fc.constantFrom<Encoding>('utf8', 'utf8bom', 'utf16le', 'utf
 const eolArb = fc.constantFrom('\n', '\r\n');
 
 /** A valid password: its canonical form and the 8 group strings. */
-const passwordArb = fc
-  .array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 })
-  .map((vals) => {
-    const groups = vals.map((v) => String(v * 11).padStart(6, '0'));
-    return { canonical: groups.join('-'), groups };
-  });
+const passwordArb = fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }).map((vals) => {
+  const groups = vals.map((v) => String(v * 11).padStart(6, '0'));
+  return { canonical: groups.join('-'), groups };
+});
 
 /** How a password is written: one separator per gap. */
-const separatorsArb = (choices: string[]) =>
-  fc.array(fc.constantFrom(...choices), { minLength: 7, maxLength: 7 });
+const separatorsArb = (choices: string[]) => fc.array(fc.constantFrom(...choices), { minLength: 7, maxLength: 7 });
 
 function renderPassword(groups: string[], seps: string[]): string {
   return groups.map((g, i) => (i === 0 ? g : `${seps[i - 1] ?? '-'}${g}`)).join('');
@@ -144,9 +135,7 @@ interface Expected {
 
 function check(result: ParsedImport, format: ImportFormat, expected: Expected, text: string): void {
   expect(result.format).toBe(format);
-  expect(result.records.map((r) => [r.line, r.keyId, r.recoveryPassword])).toEqual(
-    expected.records.map((r) => [r.line, r.keyId, r.recoveryPassword]),
-  );
+  expect(result.records.map((r) => [r.line, r.keyId, r.recoveryPassword])).toEqual(expected.records.map((r) => [r.line, r.keyId, r.recoveryPassword]));
   expected.records.forEach((r, i) => {
     if (r.extra !== undefined) expect(result.records[i]).toMatchObject(r.extra);
   });
@@ -608,27 +597,22 @@ describe('arbitrary input', () => {
 
   it('truncated or damaged JSON exports fail with ImportFormatError only', () => {
     fc.assert(
-      fc.property(
-        fc.array(jsonItemArb, { minLength: 1, maxLength: 4 }),
-        fc.nat(),
-        fc.constantFrom('cut', 'flip'),
-        (items, at, how) => {
-          const json = JSON.stringify(
-            items.map((i) => ({ RecoveryPassword: renderPassword(i.pw.groups, i.seps), KeyId: i.guid })),
-            null,
-            2,
-          );
-          const pos = at % json.length;
-          const damaged = how === 'cut' ? json.slice(0, pos) : `${json.slice(0, pos)}}${json.slice(pos + 1)}`;
-          try {
-            parseImport({ bytes: new TextEncoder().encode(damaged), format: 'json' });
-          } catch (e) {
-            expect(e).toBeInstanceOf(ImportFormatError);
-            expect((e as Error).message).toMatch(/^(the file is not valid JSON|a JSON import must be|the file is empty)|is empty$/);
-            expectNoLeak([(e as Error).message], damaged);
-          }
-        },
-      ),
+      fc.property(fc.array(jsonItemArb, { minLength: 1, maxLength: 4 }), fc.nat(), fc.constantFrom('cut', 'flip'), (items, at, how) => {
+        const json = JSON.stringify(
+          items.map((i) => ({ RecoveryPassword: renderPassword(i.pw.groups, i.seps), KeyId: i.guid })),
+          null,
+          2,
+        );
+        const pos = at % json.length;
+        const damaged = how === 'cut' ? json.slice(0, pos) : `${json.slice(0, pos)}}${json.slice(pos + 1)}`;
+        try {
+          parseImport({ bytes: new TextEncoder().encode(damaged), format: 'json' });
+        } catch (e) {
+          expect(e).toBeInstanceOf(ImportFormatError);
+          expect((e as Error).message).toMatch(/^(the file is not valid JSON|a JSON import must be|the file is empty)|is empty$/);
+          expectNoLeak([(e as Error).message], damaged);
+        }
+      }),
       RUNS,
     );
   });

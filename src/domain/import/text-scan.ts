@@ -12,8 +12,7 @@ import { parseKeyId } from '../key-id.js';
  * around it are allowed (they are not part of the match). The Windows 7 short
  * form `ABC7C7A1-9BEE-4F` is deliberately NOT matched.
  */
-const FULL_GUID =
-  /(?<![0-9A-Fa-f-])([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![0-9A-Fa-f-])/;
+const FULL_GUID = /(?<![0-9A-Fa-f-])([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![0-9A-Fa-f-])/;
 
 /** The first full GUID in `s`, canonicalized, or null. */
 export function firstGuid(s: string): string | null {
@@ -31,8 +30,7 @@ export function guidFromFileName(fileName: string | undefined): string | null {
 }
 
 /** manage-bde protector ID line: `ID: {GUID}` (the label is `ID` in every language). */
-const ID_LINE =
-  /^\s*ID\s*:\s*\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?\s*$/i;
+const ID_LINE = /^\s*ID\s*:\s*\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?\s*$/i;
 
 export function idLineKeyId(line: string): string | null {
   const m = ID_LINE.exec(line);
@@ -42,8 +40,7 @@ export function idLineKeyId(line: string): string | null {
 }
 
 /** Strict form used for format detection: braces required, as manage-bde prints them. */
-export const MANAGE_BDE_ID_LINE =
-  /^[ \t]*ID[ \t]*:[ \t]*\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}[ \t]*$/im;
+export const MANAGE_BDE_ID_LINE = /^[ \t]*ID[ \t]*:[ \t]*\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}[ \t]*$/im;
 
 /**
  * manage-bde volume header: a drive letter `X:` followed by a bracketed label,
@@ -54,10 +51,7 @@ export const MANAGE_BDE_ID_LINE =
 export function volumeHeaderMount(line: string): string | null {
   const letter = /(?:^|[\s"'])([A-Za-z]):["']?\s*\[.*\]\s*$/.exec(line);
   if (letter?.[1] !== undefined) return `${letter[1].toUpperCase()}:`;
-  const guidPath =
-    /(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)\s*\[.*\]\s*$/.exec(
-      line,
-    );
+  const guidPath = /(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)\s*\[.*\]\s*$/.exec(line);
   if (guidPath?.[1] !== undefined) return guidPath[1];
   return null;
 }

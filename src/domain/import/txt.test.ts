@@ -51,35 +51,26 @@ describe('parseTxt', () => {
   });
 
   it('does not depend on English labels', () => {
-    const french = WIN8.replace('Identifier:', 'Identificateur :').replace(
-      'Recovery Key:',
-      'Clé de récupération :',
-    );
+    const french = WIN8.replace('Identifier:', 'Identificateur :').replace('Recovery Key:', 'Clé de récupération :');
     expect(parseTxt(french).records).toEqual([{ line: 13, keyId: ID, recoveryPassword: PW }]);
   });
 
   it('falls back to the GUID in the file name', () => {
     const text = `Recovery Key:\n\n\t${PW}\n`;
-    expect(
-      parseTxt(text, 'C:\\Users\\x\\BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT'),
-    ).toEqual({ records: [{ line: 3, keyId: ID, recoveryPassword: PW }], rejected: [] });
+    expect(parseTxt(text, 'C:\\Users\\x\\BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT')).toEqual({
+      records: [{ line: 3, keyId: ID, recoveryPassword: PW }],
+      rejected: [],
+    });
     // The text wins over the file name.
-    expect(
-      parseTxt(WIN7, 'BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT').records[0]
-        ?.keyId,
-    ).toBe('abc7c7a1-9bee-4f1c-90f7-5ab6d66cd465');
+    expect(parseTxt(WIN7, 'BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT').records[0]?.keyId).toBe('abc7c7a1-9bee-4f1c-90f7-5ab6d66cd465');
   });
 
   it('keeps keyId null when there is no GUID anywhere', () => {
-    expect(parseTxt(`Recovery Key: ${PW}`).records).toEqual([
-      { line: 1, keyId: null, recoveryPassword: PW },
-    ]);
+    expect(parseTxt(`Recovery Key: ${PW}`).records).toEqual([{ line: 1, keyId: null, recoveryPassword: PW }]);
   });
 
   it('picks up a device / computer name line', () => {
-    expect(parseTxt(`Computer name: FAKE-LAPTOP-01\n${WIN8}`).records[0]?.deviceName).toBe(
-      'FAKE-LAPTOP-01',
-    );
+    expect(parseTxt(`Computer name: FAKE-LAPTOP-01\n${WIN8}`).records[0]?.deviceName).toBe('FAKE-LAPTOP-01');
     expect(parseTxt(`Device name:  FAKE-PC \n${WIN8}`).records[0]?.deviceName).toBe('FAKE-PC');
   });
 

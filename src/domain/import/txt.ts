@@ -21,8 +21,7 @@ import type { Result } from '../result.js';
 import { firstGuid, guidFromFileName } from './text-scan.js';
 import type { ImportRecord, ImportRejection, ParsedRows } from './types.js';
 
-const DEVICE_LINE =
-  /^\s*(?:device|computer|pc|machine|host)\s*(?:name)?\s*[:=]\s*(\S.*?)\s*$/i;
+const DEVICE_LINE = /^\s*(?:device|computer|pc|machine|host)\s*(?:name)?\s*[:=]\s*(\S.*?)\s*$/i;
 
 function deviceNameOf(line: string): string | null {
   const m = DEVICE_LINE.exec(line);

@@ -46,7 +46,8 @@ export function registerAuth(
     if (mode === 'agent') {
       const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
       const actor = m ? await agents.authenticateDevice(m[1]!, ctx) : null;
-      if (!actor) throw unauthenticated('The device credential is not valid (revoked, or the device was removed). Enroll the agent again with a new enrollment token.');
+      if (!actor)
+        throw unauthenticated('The device credential is not valid (revoked, or the device was removed). Enroll the agent again with a new enrollment token.');
       request.actor = actor;
       return;
     }

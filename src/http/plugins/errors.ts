@@ -57,9 +57,15 @@ export function registerErrorHandler(
       return reply.status(413).send({ error: 'too_large', message: 'The request body is too large.', requestId });
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || error.statusCode === 415) {
-      return reply.status(415).send({ error: 'unsupported_media_type', message: 'Send JSON (application/json), or multipart/form-data for uploads.', requestId });
+      return reply
+        .status(415)
+        .send({ error: 'unsupported_media_type', message: 'Send JSON (application/json), or multipart/form-data for uploads.', requestId });
     }
-    if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (error.statusCode === 400 && error.name === 'SyntaxError')) {
+    if (
+      error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+      error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+      (error.statusCode === 400 && error.name === 'SyntaxError')
+    ) {
       return reply.status(400).send({ error: 'bad_request', message: 'The request body is not valid JSON.', requestId });
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500 && !isResponseSerializationError(error)) {
@@ -67,13 +73,17 @@ export function registerErrorHandler(
       return reply.status(error.statusCode).send({ error: 'bad_request', message: error.message.slice(0, 300), requestId });
     }
     request.log.error({ err: { type: error.name, code: error.code, stack: error.stack } }, 'unexpected error');
-    return reply.status(500).send({ error: 'internal', message: `Something went wrong on our side. Quote request id ${requestId} to your administrator.`, requestId });
+    return reply
+      .status(500)
+      .send({ error: 'internal', message: `Something went wrong on our side. Quote request id ${requestId} to your administrator.`, requestId });
   });
 
   app.setNotFoundHandler((request, reply) => {
     // The web console answers its own paths (a browser GET of /clients…) with its page.
     if (opts.notFound?.(request, reply)) return;
-    reply.status(404).send({ error: 'not_found', message: `There is no ${request.method} ${request.url.split('?')[0]?.slice(0, 200)}.`, requestId: request.id });
+    reply
+      .status(404)
+      .send({ error: 'not_found', message: `There is no ${request.method} ${request.url.split('?')[0]?.slice(0, 200)}.`, requestId: request.id });
   });
 }
 

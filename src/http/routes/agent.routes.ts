@@ -48,7 +48,13 @@ export const agentRoutes =
       '/agent/enroll',
       {
         config: { auth: 'public' },
-        schema: { tags: ['agent'], summary: 'Agent: enroll a device with an enrollment token', security: [], body: EnrollRequest, response: { 200: EnrollResponse, ...errors(400, 401) } },
+        schema: {
+          tags: ['agent'],
+          summary: 'Agent: enroll a device with an enrollment token',
+          security: [],
+          body: EnrollRequest,
+          response: { 200: EnrollResponse, ...errors(400, 401) },
+        },
       },
       async (request) => c.agent.enroll(request.body, { ip: request.ip ?? null, userAgent: request.headers['user-agent'] ?? null }),
     );
@@ -69,7 +75,12 @@ export const agentRoutes =
       '/agent/keys',
       {
         config: { auth: 'agent' },
-        schema: { tags: ['agent'], summary: 'Agent: upload recovery passwords the server asked for', body: UploadRequest, response: { 200: UploadResponse, ...errors(400, 401, 403, 404, 409, 413) } },
+        schema: {
+          tags: ['agent'],
+          summary: 'Agent: upload recovery passwords the server asked for',
+          body: UploadRequest,
+          response: { 200: UploadResponse, ...errors(400, 401, 403, 404, 409, 413) },
+        },
       },
       async (request) => c.agent.uploadKeys(actorOf(request), request.body),
     );
@@ -92,7 +103,11 @@ export const agentRoutes =
         schema: {
           tags: ['agent'],
           summary: "Create an enrollment token for one client's agents; the token is in this response only",
-          body: z.strictObject({ clientId: Id, expiresInDays: z.number().int().min(1).max(365).optional(), maxUses: z.number().int().min(1).max(1_000_000).nullable().optional() }),
+          body: z.strictObject({
+            clientId: Id,
+            expiresInDays: z.number().int().min(1).max(365).optional(),
+            maxUses: z.number().int().min(1).max(1_000_000).nullable().optional(),
+          }),
           response: { 201: z.object({ token: z.string(), enrollmentToken: EnrollmentTokenSchema }), ...errors(400, 401, 403, 404) },
         },
       },
@@ -103,7 +118,14 @@ export const agentRoutes =
     );
     app.delete(
       '/agent/enrollment-tokens/:tokenId',
-      { schema: { tags: ['agent'], summary: 'Revoke an enrollment token', params: z.strictObject({ tokenId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Revoke an enrollment token',
+          params: z.strictObject({ tokenId: Id }),
+          response: { 200: Ok, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => {
         await c.agent.revokeEnrollmentToken(actorOf(request), request.params.tokenId);
         return { ok: true as const };
@@ -111,7 +133,14 @@ export const agentRoutes =
     );
     app.get(
       '/devices/:deviceId/jobs',
-      { schema: { tags: ['agent'], summary: "A device's agent jobs", params: z.strictObject({ deviceId: Id }), response: { 200: z.array(JobSchema), ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['agent'],
+          summary: "A device's agent jobs",
+          params: z.strictObject({ deviceId: Id }),
+          response: { 200: z.array(JobSchema), ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.agent.listJobs(actorOf(request), request.params.deviceId),
     );
     app.post(

@@ -17,7 +17,21 @@ const Filter = {
 };
 
 const CSV_COLUMNS: (keyof AuditEvent)[] = [
-  'seq', 'occurredAt', 'actorType', 'actorId', 'actorName', 'action', 'outcome', 'clientId', 'targetType', 'targetId', 'reasonCode', 'ticket', 'ip', 'userAgent', 'details',
+  'seq',
+  'occurredAt',
+  'actorType',
+  'actorId',
+  'actorName',
+  'action',
+  'outcome',
+  'clientId',
+  'targetType',
+  'targetId',
+  'reasonCode',
+  'ticket',
+  'ip',
+  'userAgent',
+  'details',
 ];
 
 export const auditRoutes =
@@ -29,7 +43,11 @@ export const auditRoutes =
         schema: {
           tags: ['audit'],
           summary: 'Audit events, newest first; page with beforeSeq',
-          querystring: z.strictObject({ ...Filter, limit: z.coerce.number().int().min(1).max(1000).optional(), beforeSeq: z.coerce.number().int().min(1).optional() }),
+          querystring: z.strictObject({
+            ...Filter,
+            limit: z.coerce.number().int().min(1).max(1000).optional(),
+            beforeSeq: z.coerce.number().int().min(1).optional(),
+          }),
           response: { 200: z.array(AuditEventSchema), ...errors(400, 401, 403) },
         },
       },

@@ -7,7 +7,9 @@ import { PERMISSIONS, type Permission } from '../../modules/authz/authz.js';
 
 const MeSchema = z.object({
   actor: z.object({ type: z.string(), id: z.string(), name: z.string(), role: z.string(), clients: z.union([z.literal('all'), z.array(z.string())]) }),
-  permissions: z.array(z.enum(PERMISSIONS as [Permission, ...Permission[]])).describe('What this principal may do now (for a token: its grant intersected with its creator\'s current access)'),
+  permissions: z
+    .array(z.enum(PERMISSIONS as [Permission, ...Permission[]]))
+    .describe("What this principal may do now (for a token: its grant intersected with its creator's current access)"),
   revealClients: z.union([z.literal('all'), z.array(z.string())]).describe('The clients whose keys this principal may reveal'),
   user: UserSchema.nullable(),
   mfaEnrolmentRequired: z.boolean(),
@@ -64,7 +66,10 @@ export const authRoutes =
 
     app.get(
       '/me',
-      { config: { auth: 'enrolment' }, schema: { tags: ['me'], summary: 'Who is signed in: role, effective permissions and clients', response: { 200: MeSchema, ...errors(401) } } },
+      {
+        config: { auth: 'enrolment' },
+        schema: { tags: ['me'], summary: 'Who is signed in: role, effective permissions and clients', response: { 200: MeSchema, ...errors(401) } },
+      },
       async (request) => c.identity.me(actorOf(request)),
     );
 

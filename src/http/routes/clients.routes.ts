@@ -17,7 +17,13 @@ export const clientRoutes =
   async (app) => {
     app.get(
       '/clients',
-      { schema: { tags: ['clients'], summary: 'Clients you can see, with device and key counts', response: { 200: z.array(ClientSummarySchema), ...errors(401, 403) } } },
+      {
+        schema: {
+          tags: ['clients'],
+          summary: 'Clients you can see, with device and key counts',
+          response: { 200: z.array(ClientSummarySchema), ...errors(401, 403) },
+        },
+      },
       async (request) => c.clients.list(actorOf(request)),
     );
     app.post(
@@ -34,7 +40,14 @@ export const clientRoutes =
     );
     app.get(
       '/clients/:clientId',
-      { schema: { tags: ['clients'], summary: 'One client', params: z.strictObject({ clientId: Id }), response: { 200: ClientSchema, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['clients'],
+          summary: 'One client',
+          params: z.strictObject({ clientId: Id }),
+          response: { 200: ClientSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.clients.get(actorOf(request), request.params.clientId),
     );
     app.patch(

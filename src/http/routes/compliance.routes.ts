@@ -56,7 +56,13 @@ export const complianceRoutes =
     // ------------------------------------------------------------------ policies
     app.get(
       '/compliance/policy',
-      { schema: { tags: ['compliance'], summary: 'The MSP-wide default compliance policy (clients inherit it)', response: { 200: PolicyViewSchema, ...errors(401, 403) } } },
+      {
+        schema: {
+          tags: ['compliance'],
+          summary: 'The MSP-wide default compliance policy (clients inherit it)',
+          response: { 200: PolicyViewSchema, ...errors(401, 403) },
+        },
+      },
       async (request) => c.compliance.getPolicy(actorOf(request), null),
     );
     app.patch(

@@ -119,14 +119,32 @@ export const deviceRoutes =
       async (request, reply) => {
         const { escrowed, ...q } = request.query;
         const r = await c.deviceTable.exportClientDevices(actorOf(request), request.params.clientId, { ...q, escrowed: escrowedOf(escrowed) });
-        const slug = r.client.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'client';
+        const slug =
+          r.client
+            .replace(/[^A-Za-z0-9]+/g, '-')
+            .replace(/^-|-$/g, '')
+            .slice(0, 60) || 'client';
         reply.header('content-disposition', `attachment; filename="keywarden-devices-${slug}-${new Date().toISOString().slice(0, 10)}.csv"`);
         reply.type('text/csv; charset=utf-8');
         // A leading = + - @ would make a spreadsheet run the cell as a formula: quote it out.
         const cell = (v: string | null) => (v && /^[=+\-@\t\r]/.test(v) ? `'${v}` : (v ?? ''));
         return stringify(
-          r.rows.map((d) => [cell(d.name), cell(d.serial), cell(d.primaryUser), d.encryption, d.escrowed ? 'yes' : 'no', d.keys, d.openFindings, d.lastSeenAt, d.lastCheckinAt ?? '', d.id]),
-          { header: true, columns: ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'] },
+          r.rows.map((d) => [
+            cell(d.name),
+            cell(d.serial),
+            cell(d.primaryUser),
+            d.encryption,
+            d.escrowed ? 'yes' : 'no',
+            d.keys,
+            d.openFindings,
+            d.lastSeenAt,
+            d.lastCheckinAt ?? '',
+            d.id,
+          ]),
+          {
+            header: true,
+            columns: ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'],
+          },
         );
       },
     );

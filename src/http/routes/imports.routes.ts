@@ -31,7 +31,16 @@ export const importRoutes =
               duplicates: z.number(),
               conflicts: z.number(),
               rejected: z.array(Rejected),
-              files: z.array(z.object({ file: z.string(), format: z.string().nullable(), imported: z.number(), duplicates: z.number(), conflicts: z.number(), rejected: z.number() })),
+              files: z.array(
+                z.object({
+                  file: z.string(),
+                  format: z.string().nullable(),
+                  imported: z.number(),
+                  duplicates: z.number(),
+                  conflicts: z.number(),
+                  rejected: z.number(),
+                }),
+              ),
               dryRun: z.boolean(),
             }),
             ...errors(400, 401, 403, 404, 413),
@@ -64,7 +73,8 @@ export const importRoutes =
           }
           if (!fields.client) throw badRequest('Put the "client" field before the files.', { field: 'client' });
           const format = (fields.format ?? 'auto') as ImportFormat | 'auto';
-          if (format !== 'auto' && !IMPORT_FORMATS.includes(format)) throw badRequest(`Unknown format "${format}". Use auto, ${IMPORT_FORMATS.join(', ')}.`, { field: 'format' });
+          if (format !== 'auto' && !IMPORT_FORMATS.includes(format))
+            throw badRequest(`Unknown format "${format}". Use auto, ${IMPORT_FORMATS.join(', ')}.`, { field: 'format' });
           let bytes: Buffer;
           try {
             bytes = await part.toBuffer();
@@ -88,7 +98,14 @@ export const importRoutes =
           duplicates: results.reduce((s, r) => s + r.duplicates, 0),
           conflicts: results.reduce((s, r) => s + r.conflicts, 0),
           rejected: results.flatMap((r) => r.rejected),
-          files: results.map((r) => ({ file: r.file, format: r.format, imported: r.imported, duplicates: r.duplicates, conflicts: r.conflicts, rejected: r.rejected.length })),
+          files: results.map((r) => ({
+            file: r.file,
+            format: r.format,
+            imported: r.imported,
+            duplicates: r.duplicates,
+            conflicts: r.conflicts,
+            rejected: r.rejected.length,
+          })),
           dryRun: fields.dryRun === 'true' || fields.dryRun === '1',
         };
       },

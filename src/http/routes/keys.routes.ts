@@ -10,7 +10,10 @@ const RevealResponse = z.union([
   z.object({
     status: z.literal('revealed'),
     key: KeySummarySchema.extend({ recoveryPassword: z.string() }),
-    rotation: z.enum(['agent', 'intune']).nullable().describe("how the disclosed key will be replaced: by the device's agent at its next check-in, through Intune, or null (nothing queued)"),
+    rotation: z
+      .enum(['agent', 'intune'])
+      .nullable()
+      .describe("how the disclosed key will be replaced: by the device's agent at its next check-in, through Intune, or null (nothing queued)"),
   }),
   z.object({ status: z.literal('ambiguous'), matches: z.number(), candidates: z.array(KeySummarySchema).nullable() }),
 ]);

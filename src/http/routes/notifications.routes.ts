@@ -119,7 +119,14 @@ export const notificationRoutes =
     // ---------------------------------------------------------------- channels
     app.get(
       '/notifications/channels',
-      { schema: { tags, summary: 'Notification channels you can see (secrets masked)', querystring: ClientFilter, response: { 200: z.array(ChannelSchema), ...errors(400, 401, 403) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Notification channels you can see (secrets masked)',
+          querystring: ClientFilter,
+          response: { 200: z.array(ChannelSchema), ...errors(400, 401, 403) },
+        },
+      },
       async (request) => n.listChannels(actorOf(request), request.query),
     );
     app.post(
@@ -127,8 +134,15 @@ export const notificationRoutes =
       {
         schema: {
           tags,
-          summary: 'Add a channel: e-mail (SMTP), signed webhook, Microsoft Teams or Slack incoming webhook. clientId null = MSP-wide. A webhook without signingSecret gets one generated, returned here once.',
-          body: z.strictObject({ clientId: Id.nullable(), name: z.string().min(1).max(200), kind: z.enum(CHANNEL_KINDS), enabled: z.boolean().optional(), ...ChannelSettings }),
+          summary:
+            'Add a channel: e-mail (SMTP), signed webhook, Microsoft Teams or Slack incoming webhook. clientId null = MSP-wide. A webhook without signingSecret gets one generated, returned here once.',
+          body: z.strictObject({
+            clientId: Id.nullable(),
+            name: z.string().min(1).max(200),
+            kind: z.enum(CHANNEL_KINDS),
+            enabled: z.boolean().optional(),
+            ...ChannelSettings,
+          }),
           response: { 201: z.object({ channel: ChannelSchema, signingSecret: z.string().optional() }), ...errors(400, 401, 403, 404) },
         },
       },
@@ -149,7 +163,14 @@ export const notificationRoutes =
     );
     app.delete(
       '/notifications/channels/:channelId',
-      { schema: { tags, summary: 'Remove a channel (its delivery log stays)', params: z.strictObject({ channelId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Remove a channel (its delivery log stays)',
+          params: z.strictObject({ channelId: Id }),
+          response: { 200: Ok, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => {
         await n.deleteChannel(actorOf(request), request.params.channelId);
         return { ok: true as const };
@@ -162,7 +183,10 @@ export const notificationRoutes =
           tags,
           summary: 'Send a test message through the channel now; answers what the server said',
           params: z.strictObject({ channelId: Id }),
-          response: { 200: z.object({ ok: z.boolean(), deliveryId: z.string(), responseCode: z.string().nullable(), summary: z.string(), error: z.string().nullable() }), ...errors(400, 401, 403, 404) },
+          response: {
+            200: z.object({ ok: z.boolean(), deliveryId: z.string(), responseCode: z.string().nullable(), summary: z.string(), error: z.string().nullable() }),
+            ...errors(400, 401, 403, 404),
+          },
         },
       },
       async (request) => n.testChannel(actorOf(request), request.params.channelId),
@@ -171,7 +195,14 @@ export const notificationRoutes =
     // ---------------------------------------------------------------- rules
     app.get(
       '/notifications/rules',
-      { schema: { tags, summary: 'Notification rules you can see', querystring: ClientFilter, response: { 200: z.array(RuleSchema), ...errors(400, 401, 403) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Notification rules you can see',
+          querystring: ClientFilter,
+          response: { 200: z.array(RuleSchema), ...errors(400, 401, 403) },
+        },
+      },
       async (request) => n.listRules(actorOf(request), request.query),
     );
     app.post(
@@ -180,7 +211,14 @@ export const notificationRoutes =
         schema: {
           tags,
           summary: 'Add a rule: which events go to which channels, at once or as an hourly/daily digest. clientId null = MSP-wide (all clients).',
-          body: z.strictObject({ clientId: Id.nullable(), name: z.string().min(1).max(200), eventTypes: z.array(EventType).min(1).max(20), channelIds: z.array(Id).min(1).max(20), digest: Digest.optional(), enabled: z.boolean().optional() }),
+          body: z.strictObject({
+            clientId: Id.nullable(),
+            name: z.string().min(1).max(200),
+            eventTypes: z.array(EventType).min(1).max(20),
+            channelIds: z.array(Id).min(1).max(20),
+            digest: Digest.optional(),
+            enabled: z.boolean().optional(),
+          }),
           response: { 201: RuleSchema, ...errors(400, 401, 403, 404) },
         },
       },
@@ -193,7 +231,13 @@ export const notificationRoutes =
           tags,
           summary: 'Change a rule',
           params: z.strictObject({ ruleId: Id }),
-          body: z.strictObject({ name: z.string().min(1).max(200).optional(), eventTypes: z.array(EventType).min(1).max(20).optional(), channelIds: z.array(Id).min(1).max(20).optional(), digest: Digest.optional(), enabled: z.boolean().optional() }),
+          body: z.strictObject({
+            name: z.string().min(1).max(200).optional(),
+            eventTypes: z.array(EventType).min(1).max(20).optional(),
+            channelIds: z.array(Id).min(1).max(20).optional(),
+            digest: Digest.optional(),
+            enabled: z.boolean().optional(),
+          }),
           response: { 200: RuleSchema, ...errors(400, 401, 403, 404) },
         },
       },
@@ -215,7 +259,12 @@ export const notificationRoutes =
         schema: {
           tags,
           summary: 'The delivery log, newest first (status, attempts, last error; never a secret)',
-          querystring: z.strictObject({ clientId: Id.optional(), channelId: Id.optional(), status: z.enum(['pending', 'sent', 'failed']).optional(), limit: Limit }),
+          querystring: z.strictObject({
+            clientId: Id.optional(),
+            channelId: Id.optional(),
+            status: z.enum(['pending', 'sent', 'failed']).optional(),
+            limit: Limit,
+          }),
           response: { 200: z.array(DeliverySchema), ...errors(400, 401, 403) },
         },
       },
@@ -237,7 +286,14 @@ export const notificationRoutes =
     // ---------------------------------------------------------------- scheduled reports
     app.get(
       '/notifications/report-schedules',
-      { schema: { tags, summary: 'Scheduled report e-mails you can see', querystring: ClientFilter, response: { 200: z.array(ScheduleSchema), ...errors(400, 401, 403) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Scheduled report e-mails you can see',
+          querystring: ClientFilter,
+          response: { 200: z.array(ScheduleSchema), ...errors(400, 401, 403) },
+        },
+      },
       async (request) => n.listSchedules(actorOf(request), request.query),
     );
     app.post(
@@ -259,7 +315,12 @@ export const notificationRoutes =
           tags,
           summary: 'Change a report schedule',
           params: z.strictObject({ scheduleId: Id }),
-          body: z.strictObject({ ...ScheduleFields, name: ScheduleFields.name.optional(), channelId: Id.optional(), recipients: ScheduleFields.recipients.optional() }),
+          body: z.strictObject({
+            ...ScheduleFields,
+            name: ScheduleFields.name.optional(),
+            channelId: Id.optional(),
+            recipients: ScheduleFields.recipients.optional(),
+          }),
           response: { 200: ScheduleSchema, ...errors(400, 401, 403, 404) },
         },
       },
@@ -267,7 +328,9 @@ export const notificationRoutes =
     );
     app.delete(
       '/notifications/report-schedules/:scheduleId',
-      { schema: { tags, summary: 'Remove a report schedule', params: z.strictObject({ scheduleId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: { tags, summary: 'Remove a report schedule', params: z.strictObject({ scheduleId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } },
+      },
       async (request) => {
         await n.deleteSchedule(actorOf(request), request.params.scheduleId);
         return { ok: true as const };

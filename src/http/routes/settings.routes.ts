@@ -24,8 +24,10 @@ const BrandingSchema = z.object({ mspName: z.string(), hasLogo: z.boolean(), log
 export const settingsRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
-    app.get('/settings', { schema: { tags: ['settings'], summary: 'Vault settings (owner)', response: { 200: SettingsSchema, ...errors(401, 403) } } }, async (request) =>
-      c.settings.get(actorOf(request)),
+    app.get(
+      '/settings',
+      { schema: { tags: ['settings'], summary: 'Vault settings (owner)', response: { 200: SettingsSchema, ...errors(401, 403) } } },
+      async (request) => c.settings.get(actorOf(request)),
     );
     app.patch(
       '/settings',
@@ -46,7 +48,8 @@ export const settingsRoutes =
       {
         schema: {
           tags: ['settings'],
-          summary: 'Security settings (owner): MFA required, how long a revealed password stays on screen, step-up window, reveal limit, rotate after disclosure per client',
+          summary:
+            'Security settings (owner): MFA required, how long a revealed password stays on screen, step-up window, reveal limit, rotate after disclosure per client',
           response: { 200: SecuritySchema, ...errors(401, 403) },
         },
       },
@@ -61,7 +64,10 @@ export const settingsRoutes =
           body: z.strictObject({
             requireMfa: z.boolean().optional(),
             revealHideSeconds: z.number().int().min(10).max(600).optional(),
-            clients: z.array(z.strictObject({ id: Id, rotateAfterDisclosure: z.boolean() })).max(1000).optional(),
+            clients: z
+              .array(z.strictObject({ id: Id, rotateAfterDisclosure: z.boolean() }))
+              .max(1000)
+              .optional(),
           }),
           response: { 200: SecuritySchema, ...errors(400, 401, 403) },
         },

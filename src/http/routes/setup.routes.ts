@@ -43,7 +43,12 @@ export const setupRoutes =
       },
       async (request, reply) => {
         await c.setup.createOwner({ ...request.body, ip: request.ip ?? null });
-        const r = await c.identity.login({ email: request.body.email, password: request.body.password, ip: request.ip ?? null, userAgent: request.headers['user-agent'] ?? null });
+        const r = await c.identity.login({
+          email: request.body.email,
+          password: request.body.password,
+          ip: request.ip ?? null,
+          userAgent: request.headers['user-agent'] ?? null,
+        });
         reply.setCookie(SESSION_COOKIE, r.sessionToken, { ...cookieOptions, maxAge: c.config.policy.sessionMaxHours * 3600 });
         return { user: r.user, csrfToken: r.csrfToken, mfaEnrolmentRequired: r.mfaEnrolmentRequired };
       },

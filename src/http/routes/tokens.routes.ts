@@ -9,7 +9,13 @@ export const tokenRoutes =
   async (app) => {
     app.get(
       '/tokens',
-      { schema: { tags: ['tokens'], summary: 'API tokens (owners see all, admins their own); never the token itself', response: { 200: z.array(TokenSchema), ...errors(401, 403) } } },
+      {
+        schema: {
+          tags: ['tokens'],
+          summary: 'API tokens (owners see all, admins their own); never the token itself',
+          response: { 200: z.array(TokenSchema), ...errors(401, 403) },
+        },
+      },
       async (request) => c.identity.listTokens(actorOf(request)),
     );
     app.post(
@@ -18,7 +24,12 @@ export const tokenRoutes =
         schema: {
           tags: ['tokens'],
           summary: 'Create an API token for an integration; the token is in this response only',
-          body: z.strictObject({ name: z.string().min(1).max(100), role: RoleName, clients: ClientIds, expiresInDays: z.number().int().min(1).max(3650).optional() }),
+          body: z.strictObject({
+            name: z.string().min(1).max(100),
+            role: RoleName,
+            clients: ClientIds,
+            expiresInDays: z.number().int().min(1).max(3650).optional(),
+          }),
           response: { 201: z.object({ token: z.string(), apiToken: TokenSchema }), ...errors(400, 401, 403) },
         },
       },
@@ -29,7 +40,14 @@ export const tokenRoutes =
     );
     app.delete(
       '/tokens/:tokenId',
-      { schema: { tags: ['tokens'], summary: 'Revoke an API token', params: z.strictObject({ tokenId: Id }), response: { 200: Ok, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['tokens'],
+          summary: 'Revoke an API token',
+          params: z.strictObject({ tokenId: Id }),
+          response: { 200: Ok, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => {
         await c.identity.revokeToken(actorOf(request), request.params.tokenId);
         return { ok: true as const };

@@ -7,8 +7,10 @@ import { ClientIds, Id, Ok, RoleName, UserSchema, errors } from '../schemas.js';
 export const userRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
-    app.get('/users', { schema: { tags: ['users'], summary: 'All users (owner)', response: { 200: z.array(UserSchema), ...errors(401, 403) } } }, async (request) =>
-      c.identity.listUsers(actorOf(request)),
+    app.get(
+      '/users',
+      { schema: { tags: ['users'], summary: 'All users (owner)', response: { 200: z.array(UserSchema), ...errors(401, 403) } } },
+      async (request) => c.identity.listUsers(actorOf(request)),
     );
     app.post(
       '/users',
@@ -30,7 +32,14 @@ export const userRoutes =
     );
     app.get(
       '/users/:userId',
-      { schema: { tags: ['users'], summary: 'One user (owner)', params: z.strictObject({ userId: Id }), response: { 200: UserSchema, ...errors(400, 401, 403, 404) } } },
+      {
+        schema: {
+          tags: ['users'],
+          summary: 'One user (owner)',
+          params: z.strictObject({ userId: Id }),
+          response: { 200: UserSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
       async (request) => c.identity.getUser(actorOf(request), request.params.userId),
     );
     app.patch(
@@ -40,7 +49,12 @@ export const userRoutes =
           tags: ['users'],
           summary: 'Rename, disable / enable (disabling ends their sessions), or change role and clients (owner)',
           params: z.strictObject({ userId: Id }),
-          body: z.strictObject({ name: z.string().max(200).optional(), status: z.enum(['active', 'disabled']).optional(), role: RoleName.optional(), clients: ClientIds.optional() }),
+          body: z.strictObject({
+            name: z.string().max(200).optional(),
+            status: z.enum(['active', 'disabled']).optional(),
+            role: RoleName.optional(),
+            clients: ClientIds.optional(),
+          }),
           response: { 200: UserSchema, ...errors(400, 401, 403, 404) },
         },
       },

@@ -29,7 +29,11 @@ export function createAuditRepo() {
      * chain from the same tip.
      */
     async claimNext(exec: Executor): Promise<{ seq: number; prevHash: string }> {
-      await exec.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', 1) })).where('id', '=', 1).execute();
+      await exec
+        .updateTable('audit_head')
+        .set((eb) => ({ seq: eb('seq', '+', 1) }))
+        .where('id', '=', 1)
+        .execute();
       const head = await exec.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       return { seq: head.seq, prevHash: head.hash };
     },
@@ -45,13 +49,7 @@ export function createAuditRepo() {
 
     /** Rows in sequence order, a page at a time, so verifying a large log stays in bounded memory. */
     async page(exec: Executor, afterSeq: number, limit: number): Promise<AuditEventsTable[]> {
-      return exec
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', afterSeq)
-        .orderBy('seq', 'asc')
-        .limit(limit)
-        .execute();
+      return exec.selectFrom('audit_events').selectAll().where('seq', '>', afterSeq).orderBy('seq', 'asc').limit(limit).execute();
     },
 
     async list(exec: Executor, filter: AuditFilter & { clients: ClientScope; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
@@ -66,7 +64,10 @@ export function createAuditRepo() {
       if (filter.to) q = q.where('occurred_at', '<', filter.to);
       if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
       if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
-      return q.orderBy('seq', filter.order ?? 'desc').limit(filter.limit).execute();
+      return q
+        .orderBy('seq', filter.order ?? 'desc')
+        .limit(filter.limit)
+        .execute();
     },
 
     /** One client's events about any of these targets (a device and its keys), newest first. */

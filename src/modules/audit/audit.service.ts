@@ -146,16 +146,18 @@ export function createAuditService({ tx: transactions, repo, keyring, clock, not
       const r = await this.verifyChain(actor);
       if (!r.intact && notifier) {
         // The answer matters more than the notification: a read-only copy (doctor) still gets it.
-        await transactions.run((tx) =>
-          notifier.emit(tx, {
-            type: 'audit.chain_broken',
-            clientId: null,
-            subject: `The audit log's hash chain is broken at event ${r.firstBrokenSeq}`,
-            details: { firstBrokenEvent: r.firstBrokenSeq, problem: r.problem, eventsVerified: r.events, checkedBy: actor.name },
-            dedupKey: `audit.chain_broken:${r.firstBrokenSeq}`,
-            occurredAt: clock.now(),
-          }),
-        ).catch(() => undefined);
+        await transactions
+          .run((tx) =>
+            notifier.emit(tx, {
+              type: 'audit.chain_broken',
+              clientId: null,
+              subject: `The audit log's hash chain is broken at event ${r.firstBrokenSeq}`,
+              details: { firstBrokenEvent: r.firstBrokenSeq, problem: r.problem, eventsVerified: r.events, checkedBy: actor.name },
+              dedupKey: `audit.chain_broken:${r.firstBrokenSeq}`,
+              occurredAt: clock.now(),
+            }),
+          )
+          .catch(() => undefined);
       }
       return r;
     },
@@ -169,7 +171,7 @@ export function createAuditService({ tx: transactions, repo, keyring, clock, not
       let prevHash = GENESIS_HASH;
       let count = 0;
       const PAGE = 1000;
-      for (let after = 0; ; ) {
+      for (let after = 0; ;) {
         const rows = await repo.page(reader, after, PAGE);
         for (const r of rows) {
           if (r.seq !== expectedSeq) {

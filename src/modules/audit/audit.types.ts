@@ -40,7 +40,7 @@ export type AuditAction =
   | 'ad.connect'
   | 'ad.sync'
   | 'ad.invalid_password'
-  // issue 9 (lifecycle)
+  // lifecycle
   | 'device.retire'
   | 'device.reinstate'
   | 'device.keys_destroyed'
@@ -60,7 +60,7 @@ export type AuditAction =
   | 'compliance.exemption'
   | 'compliance.exemption_revoke'
   | 'report.export'
-  // issue 8 (notifications)
+  // notifications
   | 'notification.channel.create'
   | 'notification.channel.update'
   | 'notification.channel.delete'
@@ -72,7 +72,7 @@ export type AuditAction =
   | 'report_schedule.update'
   | 'report_schedule.delete'
   | 'report_schedule.run'
-  // issue 9 (export, backup)
+  // export, backup
   | 'export.bundle'
   | 'export.sheet'
   | 'export.schedule'
@@ -112,6 +112,4 @@ export type AuditEvent = {
   details: Record<string, unknown> | null;
 };
 
-export type VerifyResult =
-  | { intact: true; events: number; headSeq: number }
-  | { intact: false; events: number; firstBrokenSeq: number; problem: string };
+export type VerifyResult = { intact: true; events: number; headSeq: number } | { intact: false; events: number; firstBrokenSeq: number; problem: string };

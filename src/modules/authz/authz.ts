@@ -56,17 +56,41 @@ export type Permission =
   | 'lifecycle:approve';
 
 export const PERMISSIONS: readonly Permission[] = [
-  'client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'key:export',
-  'audit:read', 'user:manage', 'token:manage', 'settings:manage', 'integration:manage', 'agent:manage',
-  'lifecycle:manage', 'lifecycle:destroy', 'lifecycle:approve',
+  'client:read',
+  'client:manage',
+  'device:read',
+  'key:list',
+  'key:lookup',
+  'key:reveal',
+  'key:import',
+  'key:export',
+  'audit:read',
+  'user:manage',
+  'token:manage',
+  'settings:manage',
+  'integration:manage',
+  'agent:manage',
+  'lifecycle:manage',
+  'lifecycle:destroy',
+  'lifecycle:approve',
 ];
 
 /** The permission table. Nothing else decides what a role may do. */
 export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   owner: PERMISSIONS,
   admin: [
-    'client:read', 'client:manage', 'device:read', 'key:list', 'key:lookup', 'key:reveal', 'key:import', 'audit:read',
-    'token:manage', 'integration:manage', 'agent:manage', 'lifecycle:manage',
+    'client:read',
+    'client:manage',
+    'device:read',
+    'key:list',
+    'key:lookup',
+    'key:reveal',
+    'key:import',
+    'audit:read',
+    'token:manage',
+    'integration:manage',
+    'agent:manage',
+    'lifecycle:manage',
   ],
   technician: ['client:read', 'device:read', 'key:list', 'key:lookup', 'key:reveal'],
   helpdesk: ['client:read', 'key:lookup', 'key:reveal'],
@@ -96,6 +120,7 @@ export type SensitiveAction =
   | 'remove your authenticator app'
   | 'offboard a client'
   | 'destroy recovery keys'
+  | 'lift a legal hold'
   | 'approve a destructive action'
   | 'export recovery keys'
   | 'reveal a recovery key';

@@ -6,7 +6,14 @@ import type { Executor } from '../../db/database.js';
  */
 export function createBackupRepo() {
   const count = async (exec: Executor, t: 'clients' | 'devices' | 'recovery_keys' | 'audit_events') =>
-    Number((await exec.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    Number(
+      (
+        await exec
+          .selectFrom(t)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
   return {
     /** Names of the migrations applied to this database (empty when it has no Keywarden schema). */
     appliedMigrations(exec: Executor): Promise<string[]> {
@@ -18,7 +25,12 @@ export function createBackupRepo() {
         .catch(() => [] as string[]);
     },
     async counts(exec: Executor) {
-      return { clients: await count(exec, 'clients'), devices: await count(exec, 'devices'), recoveryKeys: await count(exec, 'recovery_keys'), auditEvents: await count(exec, 'audit_events') };
+      return {
+        clients: await count(exec, 'clients'),
+        devices: await count(exec, 'devices'),
+        recoveryKeys: await count(exec, 'recovery_keys'),
+        auditEvents: await count(exec, 'audit_events'),
+      };
     },
     /** Every client, offboarded ones included, in name order. */
     allClients(exec: Executor) {
@@ -26,7 +38,14 @@ export function createBackupRepo() {
     },
     /** One page of a client's sealed recovery passwords, in id order. */
     sealedPasswords(exec: Executor, clientId: string, offset: number, limit: number) {
-      return exec.selectFrom('recovery_keys').select(['id', 'ciphertext', 'data_key_version']).where('client_id', '=', clientId).orderBy('id').limit(limit).offset(offset).execute();
+      return exec
+        .selectFrom('recovery_keys')
+        .select(['id', 'ciphertext', 'data_key_version'])
+        .where('client_id', '=', clientId)
+        .orderBy('id')
+        .limit(limit)
+        .offset(offset)
+        .execute();
     },
   };
 }

@@ -131,7 +131,13 @@ export type BackupResult = { file: string; manifest: BackupManifest; masterKey: 
  * Takes a consistent snapshot of the vault while it runs and packs it with its manifest.
  * `out` must not exist; the archive appears under that name only once it is complete.
  */
-export async function createBackup(config: Config, database: Database, out: string, now: string, toolEnv: NodeJS.ProcessEnv = process.env): Promise<BackupResult> {
+export async function createBackup(
+  config: Config,
+  database: Database,
+  out: string,
+  now: string,
+  toolEnv: NodeJS.ProcessEnv = process.env,
+): Promise<BackupResult> {
   if (fs.existsSync(out)) throw badRequest(`${out} already exists; choose another name (a backup never overwrites a file).`);
   if (!fs.existsSync(path.dirname(out))) throw badRequest(`The folder ${path.dirname(out)} does not exist.`);
   const work = fs.mkdtempSync(path.join(path.dirname(out), '.keywarden-backup-'));
@@ -165,7 +171,10 @@ export async function createBackup(config: Config, database: Database, out: stri
         const snapshot = String((await client.query('select pg_export_snapshot() as s')).rows[0].s);
         facts = await snapshotFacts(async (sql) => (await client.query(sql)).rows as Record<string, unknown>[]);
         const dump = path.join(work, PG_ENTRY);
-        await runTool('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${dump}`, `--dbname=${conn.url}`], { ...toolEnv, ...conn.env });
+        await runTool('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${dump}`, `--dbname=${conn.url}`], {
+          ...toolEnv,
+          ...conn.env,
+        });
         await client.query('commit');
         entry = { name: PG_ENTRY, file: dump };
       } finally {
@@ -225,7 +234,8 @@ export function readBackup(file: string): { manifest: BackupManifest; payload: {
   if (!payload || !expected) throw badRequest(`${file} lacks its database file (${name}).`);
   if (payload.size !== expected.bytes) throw badRequest(`${file} is damaged: ${name} has ${payload.size} bytes, the manifest says ${expected.bytes}.`);
   const unknown = manifest.migrations.filter((n) => !(n in migrations));
-  if (unknown.length) throw badRequest(`${file} comes from a newer Keywarden (${manifest.keywardenVersion}; migrations ${unknown.join(', ')}); upgrade before restoring.`);
+  if (unknown.length)
+    throw badRequest(`${file} comes from a newer Keywarden (${manifest.keywardenVersion}; migrations ${unknown.join(', ')}); upgrade before restoring.`);
   return { manifest, payload };
 }
 
@@ -243,13 +253,16 @@ export async function restoreBackup(config: Config, file: string, toolEnv: NodeJ
   if (manifest.engine !== config.database.engine) {
     throw badRequest(
       `This is a ${manifest.engine === 'sqlite' ? 'SQLite' : 'PostgreSQL'} backup, but the target is ${describeDatabase(config.database)}. ` +
-        (manifest.engine === 'sqlite' ? 'Restore it without KEYWARDEN_DATABASE_URL (into a data folder).' : 'Set KEYWARDEN_DATABASE_URL to an empty PostgreSQL database.'),
+        (manifest.engine === 'sqlite'
+          ? 'Restore it without KEYWARDEN_DATABASE_URL (into a data folder).'
+          : 'Set KEYWARDEN_DATABASE_URL to an empty PostgreSQL database.'),
     );
   }
   const expected = manifest.files.find((f) => f.name === payload.name)!;
   if (config.database.engine === 'sqlite') {
     const target = config.database.file;
-    if (!isEmptyDir(config.dataDir)) throw conflict(`The data folder ${config.dataDir} is not empty. Restore only into an empty (or new) folder: it never overwrites a vault.`);
+    if (!isEmptyDir(config.dataDir))
+      throw conflict(`The data folder ${config.dataDir} is not empty. Restore only into an empty (or new) folder: it never overwrites a vault.`);
     if (fs.existsSync(target)) throw conflict(`${target} already exists. Restore only into an empty place: it never overwrites a vault.`);
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(config.dataDir, 0o700);
@@ -267,13 +280,18 @@ export async function restoreBackup(config: Config, file: string, toolEnv: NodeJ
 
   // PostgreSQL: pg_restore into a database without tables.
   if (!toolVersion('pg_restore', toolEnv)) {
-    throw vaultError('pg_restore was not found on PATH. Install the PostgreSQL client tools, or unpack the backup (tar -xf FILE) and run:\n  pg_restore --no-owner --no-privileges --exit-on-error --dbname="postgres://…/empty_database" keywarden.pgdump');
+    throw vaultError(
+      'pg_restore was not found on PATH. Install the PostgreSQL client tools, or unpack the backup (tar -xf FILE) and run:\n  pg_restore --no-owner --no-privileges --exit-on-error --dbname="postgres://…/empty_database" keywarden.pgdump',
+    );
   }
   const client = new pg.Client({ connectionString: config.database.url });
   await client.connect();
   try {
-    const tables = Number((await client.query("select count(*) as n from information_schema.tables where table_schema not in ('pg_catalog', 'information_schema')")).rows[0].n);
-    if (tables > 0) throw conflict(`${describeDatabase(config.database)} is not empty (${tables} tables). Restore only into an empty database: it never overwrites a vault.`);
+    const tables = Number(
+      (await client.query("select count(*) as n from information_schema.tables where table_schema not in ('pg_catalog', 'information_schema')")).rows[0].n,
+    );
+    if (tables > 0)
+      throw conflict(`${describeDatabase(config.database)} is not empty (${tables} tables). Restore only into an empty database: it never overwrites a vault.`);
   } finally {
     await client.end().catch(() => {});
   }

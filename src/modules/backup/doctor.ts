@@ -98,7 +98,11 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
     const mk = config.masterKey;
     if (mk.kind === 'file' && !fs.existsSync(mk.path)) {
       const expected = (await vaultRepo.listMasterKeys(db)).map((m) => m.key_id).join(' or ');
-      add('master key', false, `there is no master key at ${mk.path}: put this vault's master key (${expected}) there with mode 0600, or set KEYWARDEN_MASTER_KEY / KEYWARDEN_MASTER_KEY_FILE`);
+      add(
+        'master key',
+        false,
+        `there is no master key at ${mk.path}: put this vault's master key (${expected}) there with mode 0600, or set KEYWARDEN_MASTER_KEY / KEYWARDEN_MASTER_KEY_FILE`,
+      );
       return report();
     }
     try {

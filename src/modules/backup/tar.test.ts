@@ -15,7 +15,10 @@ describe('backup tar container', () => {
     const big = path.join(dir, 'big.bin');
     fs.writeFileSync(big, randomBytes(3 * 1024 * 1024 + 123)); // several pieces, odd size
     const out = path.join(dir, 'a.tar');
-    const sums = writeTar(out, [{ name: 'manifest.json', data: Buffer.from('{"a":1}\n') }, { name: 'keywarden.db', file: big }]);
+    const sums = writeTar(out, [
+      { name: 'manifest.json', data: Buffer.from('{"a":1}\n') },
+      { name: 'keywarden.db', file: big },
+    ]);
     expect(sums[1]).toEqual({ name: 'keywarden.db', ...fileDigest(big) });
     expect(fs.statSync(out).size % 512).toBe(0);
     const list = spawnSync('tar', ['-tvf', out], { encoding: 'utf8' });

@@ -87,15 +87,29 @@ export function listTar(file: string): { name: string; offset: number; size: num
     const total = fs.fstatSync(fd).size;
     const out: { name: string; offset: number; size: number }[] = [];
     const h = Buffer.alloc(BLOCK);
-    for (let pos = 0; pos + BLOCK <= total; ) {
+    for (let pos = 0; pos + BLOCK <= total;) {
       if (fs.readSync(fd, h, 0, BLOCK, pos) !== BLOCK) throw new TarError('the archive ends in the middle of a header');
       if (h.every((b) => b === 0)) return out;
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
-      const stored = Number.parseInt(h.subarray(148, 156).toString('ascii').replace(/[\0 ]+$/, '').trim(), 8);
+      const stored = Number.parseInt(
+        h
+          .subarray(148, 156)
+          .toString('ascii')
+          .replace(/[\0 ]+$/, '')
+          .trim(),
+        8,
+      );
       if (stored !== sum) throw new TarError('a header checksum is wrong');
       const name = h.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-      const size = Number.parseInt(h.subarray(124, 136).toString('ascii').replace(/[\0 ]+$/, '').trim() || '0', 8);
+      const size = Number.parseInt(
+        h
+          .subarray(124, 136)
+          .toString('ascii')
+          .replace(/[\0 ]+$/, '')
+          .trim() || '0',
+        8,
+      );
       const type = String.fromCharCode(h[156]!);
       if (pos + BLOCK + size > total) throw new TarError(`${name} is cut short`);
       if (type === '0' || type === '\0') out.push({ name, offset: pos + BLOCK, size });
@@ -125,7 +139,7 @@ export function extractTarEntry(file: string, entry: { offset: number; size: num
   const hash = createHash('sha256');
   try {
     const buf = Buffer.alloc(PIECE);
-    for (let done = 0; done < entry.size; ) {
+    for (let done = 0; done < entry.size;) {
       const n = fs.readSync(src, buf, 0, Math.min(PIECE, entry.size - done), entry.offset + done);
       if (n === 0) throw new TarError('the archive ends early');
       fs.writeSync(out, buf, 0, n);

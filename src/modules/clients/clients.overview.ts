@@ -25,7 +25,11 @@ export type ClientOverview = {
   /** Devices by their compliance status; notEvaluated: not evaluated yet. */
   compliance: ComplianceCounts;
 };
-export type ClientAtAGlance = Omit<ClientOverview, 'client' | 'lastSeen' | 'sources' | 'compliance'> & { id: string; name: string; compliance: ComplianceCounts | null };
+export type ClientAtAGlance = Omit<ClientOverview, 'client' | 'lastSeen' | 'sources' | 'compliance'> & {
+  id: string;
+  name: string;
+  compliance: ComplianceCounts | null;
+};
 
 type Deps = {
   tx: Transactions;

@@ -21,7 +21,11 @@ export function createClientsRepo() {
      */
     findVisible(exec: Executor, id: string, scope: ClientScope) {
       if (!isId(id)) return Promise.resolve(undefined);
-      return inClientScope(exec.selectFrom('clients').selectAll().where('id', '=', id.toLowerCase()).where('archived_at', 'is', null), 'id', scope).executeTakeFirst();
+      return inClientScope(
+        exec.selectFrom('clients').selectAll().where('id', '=', id.toLowerCase()).where('archived_at', 'is', null),
+        'id',
+        scope,
+      ).executeTakeFirst();
     },
     async update(exec: Executor, id: string, patch: Partial<Pick<ClientsTable, 'name' | 'name_key' | 'viewer_can_reveal' | 'archived_at' | 'updated_at'>>) {
       await exec.updateTable('clients').set(patch).where('id', '=', id).execute();
@@ -51,16 +55,24 @@ export function createClientsRepo() {
     },
     /** Visible (not archived) clients in name order: id and name only. */
     listVisible(exec: Executor, scope: ClientScope) {
-      return inClientScope(exec.selectFrom('clients').select(['id', 'name']).where('archived_at', 'is', null), 'id', scope).orderBy('name_key').execute();
+      return inClientScope(exec.selectFrom('clients').select(['id', 'name']).where('archived_at', 'is', null), 'id', scope)
+        .orderBy('name_key')
+        .execute();
     },
     async setRotateAfterDisclosure(exec: Executor, id: string, on: boolean, now: string): Promise<void> {
-      await exec.updateTable('clients').set({ rotate_after_disclosure: on ? 1 : 0, updated_at: now }).where('id', '=', id).execute();
+      await exec
+        .updateTable('clients')
+        .set({ rotate_after_disclosure: on ? 1 : 0, updated_at: now })
+        .where('id', '=', id)
+        .execute();
     },
     /** Retention, legal hold and offboarding fields (the lifecycle module's changes to a client). */
     async setLifecycle(
       exec: Executor,
       id: string,
-      patch: Partial<Pick<ClientsTable, 'retention_days' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by' | 'offboarded_at' | 'offboarded_by'>> & { updated_at: string },
+      patch: Partial<Pick<ClientsTable, 'retention_days' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by' | 'offboarded_at' | 'offboarded_by'>> & {
+        updated_at: string;
+      },
     ): Promise<void> {
       await exec.updateTable('clients').set(patch).where('id', '=', id).execute();
     },

@@ -1,11 +1,5 @@
 import type { Executor } from '../../db/database.js';
-import {
-  parseEncryptionMethod,
-  parseKeyProtectorType,
-  parseLockStatus,
-  parseProtectionStatus,
-  parseVolumeStatus,
-} from '../../domain/bitlocker.js';
+import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parseVolumeStatus } from '../../domain/bitlocker.js';
 import type { DeviceFacts, VolumeFacts } from '../../domain/compliance/evaluate.js';
 import type { ComplianceRepo } from './compliance.repo.js';
 

@@ -47,7 +47,12 @@ export function createComplianceRepo() {
     // ------------------------------------------------------------------ current status and history
     currentStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]) {
       if (deviceIds.length === 0) return Promise.resolve([] as DeviceComplianceTable[]);
-      return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', 'in', [...deviceIds]).execute();
+      return exec
+        .selectFrom('device_compliance')
+        .selectAll()
+        .where('client_id', '=', clientId)
+        .where('device_id', 'in', [...deviceIds])
+        .execute();
     },
     findStatus(exec: Executor, clientId: string, deviceId: string) {
       return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).executeTakeFirst();
@@ -72,10 +77,18 @@ export function createComplianceRepo() {
     },
     async deleteStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<void> {
       if (deviceIds.length === 0) return;
-      await exec.deleteFrom('device_compliance').where('client_id', '=', clientId).where('device_id', 'in', [...deviceIds]).execute();
+      await exec
+        .deleteFrom('device_compliance')
+        .where('client_id', '=', clientId)
+        .where('device_id', 'in', [...deviceIds])
+        .execute();
     },
     async insertHistory(exec: Executor, rows: ComplianceHistoryTable[]): Promise<void> {
-      for (let j = 0; j < rows.length; j += 200) await exec.insertInto('compliance_history').values(rows.slice(j, j + 200)).execute();
+      for (let j = 0; j < rows.length; j += 200)
+        await exec
+          .insertInto('compliance_history')
+          .values(rows.slice(j, j + 200))
+          .execute();
     },
     history(exec: Executor, clientId: string, deviceId: string, limit: number) {
       return exec
@@ -123,14 +136,25 @@ export function createComplianceRepo() {
     /** The devices that these key rows belong to. */
     async deviceIdsOfKeys(exec: Executor, clientId: string, keyRowIds: readonly string[]): Promise<string[]> {
       if (keyRowIds.length === 0) return [];
-      const rows = await exec.selectFrom('recovery_keys').select('device_id').where('client_id', '=', clientId).where('id', 'in', [...keyRowIds]).where('device_id', 'is not', null).execute();
+      const rows = await exec
+        .selectFrom('recovery_keys')
+        .select('device_id')
+        .where('client_id', '=', clientId)
+        .where('id', 'in', [...keyRowIds])
+        .where('device_id', 'is not', null)
+        .execute();
       return rows.map((r) => r.device_id!);
     },
     /** One batch of devices (at most a few hundred ids) and what the vault knows about them. */
     async deviceFacts(exec: Executor, clientId: string, ids: readonly string[]) {
       const list = [...ids];
       const [devices, volumes, keys, mismatches, exemptions] = await Promise.all([
-        exec.selectFrom('devices').select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at']).where('client_id', '=', clientId).where('id', 'in', list).execute(),
+        exec
+          .selectFrom('devices')
+          .select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at'])
+          .where('client_id', '=', clientId)
+          .where('id', 'in', list)
+          .execute(),
         exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', list).execute(),
         exec
           .selectFrom('recovery_keys')

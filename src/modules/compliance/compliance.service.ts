@@ -60,7 +60,14 @@ export type DeviceComplianceView = {
   history: { recordedAt: string; status: string; previousStatus: string | null; codes: string[] }[];
 };
 
-type Deps = { tx: Transactions; repo: ComplianceRepo; clients: Pick<ClientsRepo, 'findById' | 'listVisible'>; audit: Pick<AuditService, 'record'>; clock: Clock; notifier: Notifier };
+type Deps = {
+  tx: Transactions;
+  repo: ComplianceRepo;
+  clients: Pick<ClientsRepo, 'findById' | 'listVisible'>;
+  audit: Pick<AuditService, 'record'>;
+  clock: Clock;
+  notifier: Notifier;
+};
 
 const BATCH = 500;
 const DEFAULT_SCOPE = 'default';
@@ -76,7 +83,11 @@ const FINDING_EVENTS: Partial<Record<FindingCode, NotificationEventType>> = {
   escrowed_key_mismatch: 'key.mismatch',
 };
 
-export const withInfo = (f: Finding): FindingView => ({ ...f, protectorId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null, ...FINDING_INFO[f.code] });
+export const withInfo = (f: Finding): FindingView => ({
+  ...f,
+  protectorId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null,
+  ...FINDING_INFO[f.code],
+});
 const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `${f.code}|${f.volumeId ?? ''}|${f.protectorId ?? ''}`;
 
 /**
@@ -122,10 +133,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     if (!client) return out;
     for (let i = 0; i < deviceIds.length; i += BATCH) {
       const ids = deviceIds.slice(i, i + BATCH);
-      const [devices, currentRows] = await Promise.all([
-        loadDevices(repo, tx, clientId, ids),
-        repo.currentStatuses(tx, clientId, ids),
-      ]);
+      const [devices, currentRows] = await Promise.all([loadDevices(repo, tx, clientId, ids), repo.currentStatuses(tx, clientId, ids)]);
       const current = new Map(currentRows.map((r) => [r.device_id, r]));
       const upserts: DeviceComplianceTable[] = [];
       const history: ComplianceHistoryTable[] = [];
@@ -155,7 +163,15 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
           changed_at: now,
           evaluated_at: now,
         });
-        history.push({ id: newId(), client_id: clientId, device_id: d.id, recorded_at: now, status: e.status, previous_status: prev?.status ?? null, codes: JSON.stringify(e.findings.map((f) => f.code)) });
+        history.push({
+          id: newId(),
+          client_id: clientId,
+          device_id: d.id,
+          recorded_at: now,
+          status: e.status,
+          previous_status: prev?.status ?? null,
+          codes: JSON.stringify(e.findings.map((f) => f.code)),
+        });
         out.events += await notify(tx, { id: clientId, name: client.name }, d, prev, e, now);
       }
       await repo.upsertStatuses(tx, upserts);
@@ -166,7 +182,14 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
   }
 
   /** Status transitions and newly appeared findings become notification events (never secrets). */
-  async function notify(tx: Executor, client: { id: string; name: string }, d: LoadedDevice, prev: DeviceComplianceTable | undefined, e: Evaluation, now: string): Promise<number> {
+  async function notify(
+    tx: Executor,
+    client: { id: string; name: string },
+    d: LoadedDevice,
+    prev: DeviceComplianceTable | undefined,
+    e: Evaluation,
+    now: string,
+  ): Promise<number> {
     const events: NotificationEvent[] = [];
     const who = `${d.name} (${client.name})`;
     const lines = e.findings.map((f) => `${FINDING_INFO[f.code].title}: ${f.detail}`);
@@ -183,7 +206,13 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     // Each status transition is its own fact (keyed by its time), so non-compliant -> compliant ->
     // non-compliant within the dedup window is told twice; a flapping finding is still deduplicated below.
     if (e.status === 'non-compliant' && prev?.status !== 'non-compliant') {
-      events.push({ ...base, type: 'device.noncompliant', subject: `${who} is not compliant`, details: details({ findingCodes: e.findings.map((f) => f.code) }), dedupKey: `device.noncompliant:${d.id}:${now}` });
+      events.push({
+        ...base,
+        type: 'device.noncompliant',
+        subject: `${who} is not compliant`,
+        details: details({ findingCodes: e.findings.map((f) => f.code) }),
+        dedupKey: `device.noncompliant:${d.id}:${now}`,
+      });
     }
     if (e.status === 'compliant' && prev?.status === 'non-compliant') {
       events.push({ ...base, type: 'device.compliant', subject: `${who} is compliant again`, details: details(), dedupKey: `device.compliant:${d.id}:${now}` });
@@ -197,7 +226,13 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
           ...base,
           type,
           subject: `${who}: ${FINDING_INFO[f.code].title.toLowerCase()}${f.mountPoint ? ` (${f.mountPoint})` : ''}`,
-          details: details({ finding: f.code, detail: f.detail, fix: FINDING_INFO[f.code].fix, mountPoint: f.mountPoint, keyId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null }),
+          details: details({
+            finding: f.code,
+            detail: f.detail,
+            fix: FINDING_INFO[f.code].fix,
+            mountPoint: f.mountPoint,
+            keyId: f.protectorId ? formatKeyIdForDisplay(f.protectorId) : null,
+          }),
           dedupKey: `${type}:${d.id}:${f.code}:${f.volumeId ?? ''}:${f.protectorId ?? ''}`,
         });
       }
@@ -272,7 +307,15 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
       const msp = await readOverrides(reader, DEFAULT_SCOPE);
       const own = client ? await readOverrides(reader, client.id) : msp;
       const { policy, sources } = effectivePolicy(msp.overrides, client ? own.overrides : {});
-      return { scope: client ? 'client' : 'default', clientId: client?.id ?? null, overrides: own.overrides, effective: policy, sources, updatedAt: own.updatedAt, updatedBy: own.updatedBy };
+      return {
+        scope: client ? 'client' : 'default',
+        clientId: client?.id ?? null,
+        overrides: own.overrides,
+        effective: policy,
+        sources,
+        updatedAt: own.updatedAt,
+        updatedBy: own.updatedBy,
+      };
     },
 
     /**
@@ -342,12 +385,39 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
       const device = await transactions.run(async (tx) => {
         const d = await visibleDevice(tx, actor, input.deviceId);
         requirePermission(actor, 'client:manage', d.client_id);
-        await repo.insertExemption(tx, { id, client_id: d.client_id, device_id: d.id, reason, expires_at: expiresAt, created_by: actor.name, created_at: now, revoked_at: null, revoked_by: null });
-        await audit.record(tx, actor, { action: 'compliance.exemption', outcome: 'success', clientId: d.client_id, targetType: 'device', targetId: d.id, details: { device: d.name, exemption: id, reason, expiresAt } });
+        await repo.insertExemption(tx, {
+          id,
+          client_id: d.client_id,
+          device_id: d.id,
+          reason,
+          expires_at: expiresAt,
+          created_by: actor.name,
+          created_at: now,
+          revoked_at: null,
+          revoked_by: null,
+        });
+        await audit.record(tx, actor, {
+          action: 'compliance.exemption',
+          outcome: 'success',
+          clientId: d.client_id,
+          targetType: 'device',
+          targetId: d.id,
+          details: { device: d.name, exemption: id, reason, expiresAt },
+        });
         await evaluateIn(tx, d.client_id, [d.id]);
         return d;
       });
-      return { id, clientId: device.client_id, device: { id: device.id, name: device.name }, reason, expiresAt, createdBy: actor.name, createdAt: now, revokedAt: null, active: true };
+      return {
+        id,
+        clientId: device.client_id,
+        device: { id: device.id, name: device.name },
+        reason,
+        expiresAt,
+        createdBy: actor.name,
+        createdAt: now,
+        revokedAt: null,
+        active: true,
+      };
     },
 
     async revokeExemption(actor: Actor, id: string): Promise<void> {
@@ -358,7 +428,14 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
         if (e.revoked_at) return;
         const now = clock.now();
         await repo.revokeExemption(tx, e.id, now, actor.name);
-        await audit.record(tx, actor, { action: 'compliance.exemption_revoke', outcome: 'success', clientId: e.client_id, targetType: 'device', targetId: e.device_id, details: { exemption: e.id, reason: e.reason } });
+        await audit.record(tx, actor, {
+          action: 'compliance.exemption_revoke',
+          outcome: 'success',
+          clientId: e.client_id,
+          targetType: 'device',
+          targetId: e.device_id,
+          details: { exemption: e.id, reason: e.reason },
+        });
         await evaluateIn(tx, e.client_id, [e.device_id]);
       });
     },
@@ -382,7 +459,12 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
         since: row?.status_since ?? now,
         changedAt: row?.changed_at ?? now,
         findings: row ? (JSON.parse(row.findings) as Finding[]).map(withInfo) : [],
-        history: history.map((h) => ({ recordedAt: h.recorded_at, status: h.status, previousStatus: h.previous_status, codes: JSON.parse(h.codes) as string[] })),
+        history: history.map((h) => ({
+          recordedAt: h.recorded_at,
+          status: h.status,
+          previousStatus: h.previous_status,
+          codes: JSON.parse(h.codes) as string[],
+        })),
       };
     },
 

@@ -29,8 +29,54 @@ export const DEMO_CLIENTS: readonly DemoClientProfile[] = [
   { name: 'Wide World Importers', code: 'WWI', domain: 'wideworldimporters.example', devices: 30, sources: ['ad'] },
 ];
 
-const FIRST = ['Alex', 'Sam', 'Jordan', 'Taylor', 'Morgan', 'Casey', 'Riley', 'Jamie', 'Avery', 'Quinn', 'Robin', 'Drew', 'Kim', 'Lee', 'Noor', 'Ana', 'Mateo', 'Yuki', 'Priya', 'Lars', 'Ines', 'Tomas', 'Aiko', 'Omar'];
-const LAST = ['Fischer', 'Okafor', 'Lindqvist', 'Moreau', 'Tanaka', 'Novak', 'Silva', 'Kowalski', 'Haddad', 'Jansen', 'Rossi', 'Nguyen', 'Berg', 'Costa', 'Duarte', 'Ibrahim', 'Keller', 'Larsen', 'Meyer', 'Petrov'];
+const FIRST = [
+  'Alex',
+  'Sam',
+  'Jordan',
+  'Taylor',
+  'Morgan',
+  'Casey',
+  'Riley',
+  'Jamie',
+  'Avery',
+  'Quinn',
+  'Robin',
+  'Drew',
+  'Kim',
+  'Lee',
+  'Noor',
+  'Ana',
+  'Mateo',
+  'Yuki',
+  'Priya',
+  'Lars',
+  'Ines',
+  'Tomas',
+  'Aiko',
+  'Omar',
+];
+const LAST = [
+  'Fischer',
+  'Okafor',
+  'Lindqvist',
+  'Moreau',
+  'Tanaka',
+  'Novak',
+  'Silva',
+  'Kowalski',
+  'Haddad',
+  'Jansen',
+  'Rossi',
+  'Nguyen',
+  'Berg',
+  'Costa',
+  'Duarte',
+  'Ibrahim',
+  'Keller',
+  'Larsen',
+  'Meyer',
+  'Petrov',
+];
 const MODELS = [
   ['Dell Inc.', 'Latitude 5440'],
   ['Dell Inc.', 'OptiPlex 7010'],
@@ -143,7 +189,16 @@ export function generateDevices(rng: Rng, profile: DemoClientProfile): DemoDevic
     }
     if (laptop && rng.chance(0.12)) {
       // A BitLocker To Go stick: escrowed by Entra or by the CSV export, not seen by the agent.
-      volumes.push({ mountPoint: 'E:', type: 'removable', status: 'FullyEncrypted', protection: 'On', method: 'XtsAes128', percentage: 100, tpmId: null, keys: [{ keyId: rng.guid(), password: rng.recoveryPassword() }] });
+      volumes.push({
+        mountPoint: 'E:',
+        type: 'removable',
+        status: 'FullyEncrypted',
+        protection: 'On',
+        method: 'XtsAes128',
+        percentage: 100,
+        tpmId: null,
+        keys: [{ keyId: rng.guid(), password: rng.recoveryPassword() }],
+      });
     }
     out.push({
       name,

@@ -32,7 +32,10 @@ export function createRng(seed: number): Rng {
   const int = (min: number, max: number) => min + Math.floor(next() * (max - min + 1));
   const hex = (n: number) => {
     let s = '';
-    while (s.length < n) s += Math.floor(next() * 0x10000).toString(16).padStart(4, '0');
+    while (s.length < n)
+      s += Math.floor(next() * 0x10000)
+        .toString(16)
+        .padStart(4, '0');
     return s.slice(0, n);
   };
   return {

@@ -11,10 +11,25 @@ export function createDemoRepo() {
       return (await exec.selectFrom(t).select('id').limit(1).execute()).length > 0;
     },
     async count(exec: Executor, t: 'devices' | 'recovery_keys'): Promise<number> {
-      return Number((await exec.selectFrom(t).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+      return Number(
+        (
+          await exec
+            .selectFrom(t)
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     },
     async openFindings(exec: Executor): Promise<number> {
-      return Number((await exec.selectFrom('findings').select((eb) => eb.fn.countAll<number>().as('n')).where('resolved_at', 'is', null).executeTakeFirstOrThrow()).n);
+      return Number(
+        (
+          await exec
+            .selectFrom('findings')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('resolved_at', 'is', null)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     },
     /** Name keys of every client (archived ones too: a name is never reused). */
     async clientNameKeys(exec: Executor): Promise<Set<string>> {

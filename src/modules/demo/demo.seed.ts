@@ -96,7 +96,16 @@ class DemoAgent {
       {
         enrollmentToken: token,
         agentVersion: '1.0.0',
-        device: { hostname: d.name, domain, domainJoined: !!domain, serialNumber: d.serial, manufacturer: d.manufacturer, model: d.model, smbiosUuid: d.smbiosUuid, entraDeviceId: entraJoined ? d.entraDeviceId : null },
+        device: {
+          hostname: d.name,
+          domain,
+          domainJoined: !!domain,
+          serialNumber: d.serial,
+          manufacturer: d.manufacturer,
+          model: d.model,
+          smbiosUuid: d.smbiosUuid,
+          entraDeviceId: entraJoined ? d.entraDeviceId : null,
+        },
       },
       { ip: DEMO_IP, userAgent: 'Keywarden-Agent/1.0.0 (demo)' },
     );
@@ -124,7 +133,11 @@ class DemoAgent {
         model: d.model,
         smbiosUuid: d.smbiosUuid,
         os: d.os,
-        entra: { joinType: entraJoined ? (domain ? 'HybridJoined' : 'AzureAdJoined') : 'NotJoined', deviceId: entraJoined ? d.entraDeviceId : null, tenantId: null },
+        entra: {
+          joinType: entraJoined ? (domain ? 'HybridJoined' : 'AzureAdJoined') : 'NotJoined',
+          deviceId: entraJoined ? d.entraDeviceId : null,
+          tenantId: null,
+        },
         adComputerName: domain ? d.name : null,
         tpm: { present: true, ready: true, enabled: true, activated: true, specVersion: '2.0, 0, 1.59', manufacturer: 'INTC' },
         secureBoot: true,
@@ -153,7 +166,9 @@ class DemoAgent {
     const keys = requested.flatMap((q) => {
       const v = this.device.volumes.find((x) => x.mountPoint === q.mountPoint);
       const k = v?.keys.find((x) => braces(x.keyId) === q.protectorId.toUpperCase());
-      return v && k ? [{ mountPoint: v.mountPoint, protectorId: braces(k.keyId), recoveryPassword: k.password, volumeType: v.type === 'os' ? 'OperatingSystem' : 'Data' }] : [];
+      return v && k
+        ? [{ mountPoint: v.mountPoint, protectorId: braces(k.keyId), recoveryPassword: k.password, volumeType: v.type === 'os' ? 'OperatingSystem' : 'Data' }]
+        : [];
     });
     if (!keys.length) return;
     await this.c.agent.uploadKeys(this.actor, UploadRequest.parse({ seq: ++this.seq, sentAt: this.clock.now(), jobId, keys }));
@@ -166,7 +181,9 @@ class DemoAgent {
  */
 export async function seedDemo(c: Container, opts: { seed?: number; password?: string; onProgress?: (step: string) => void } = {}): Promise<DemoSummary> {
   if (!(await isEmptyVault(c))) {
-    throw conflict('This vault already has clients, users or keys; the demo only fills an empty vault. Use a fresh data folder, e.g. --data-dir ./keywarden-demo.');
+    throw conflict(
+      'This vault already has clients, users or keys; the demo only fills an empty vault. Use a fresh data folder, e.g. --data-dir ./keywarden-demo.',
+    );
   }
   const rng = createRng(opts.seed ?? 7);
   const clock = isDemoClock(c.clock) ? c.clock : null;
@@ -212,7 +229,15 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     const created = await c.identity.createUser(demo, { email: u.email, name: `${u.role} (demo)`, password, role: u.role, clients: u.clients });
     userIds.set(u.role, created.id);
   }
-  const person = (role: Role): Actor => ({ type: 'user', id: userIds.get(role)!, name: users.find((u) => u.role === role)!.email, role, clients: 'all', ip: DEMO_IP, userAgent: DEMO_UA });
+  const person = (role: Role): Actor => ({
+    type: 'user',
+    id: userIds.get(role)!,
+    name: users.find((u) => u.role === role)!.email,
+    role,
+    clients: 'all',
+    ip: DEMO_IP,
+    userAgent: DEMO_UA,
+  });
 
   // ---- Entra ID (Graph-shaped: what runSync builds from bitlockerRecoveryKey + device objects)
   step('Entra ID and Active Directory keys');
@@ -235,7 +260,12 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     );
     await c.database.db.transaction().execute(async (tx) => {
       const r = await ingest(tx, system, x.client.id, { type: 'entra', ref: tenantId }, reports);
-      await c.audit.record(tx, system, { action: 'graph.sync', outcome: 'success', clientId: x.client.id, details: { demo: true, tenantId, keysListed: reports.length, newKeys: r.imported } });
+      await c.audit.record(tx, system, {
+        action: 'graph.sync',
+        outcome: 'success',
+        clientId: x.client.id,
+        details: { demo: true, tenantId, keysListed: reports.length, newKeys: r.imported },
+      });
     });
     syncs.push({ system, clientId: x.client.id, source: { type: 'entra', ref: tenantId }, reports });
   }
@@ -245,11 +275,25 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     const dc = `dc01.${x.profile.domain}`;
     const system: Actor = { type: 'system', id: `system:ad:${dc}`, name: 'Active Directory sync', role: 'owner', clients: [x.client.id] };
     const reports: KeyReport[] = x.devices.flatMap((d) =>
-      d.volumes.filter((v) => v.type !== 'removable').flatMap((v) => v.keys.map((k) => ({ keyId: k.keyId, recoveryPassword: k.password, device: { name: d.name, domain: x.profile.domain }, createdAt: daysAgoIso(c.clock, rng.int(110, 900)) }))),
+      d.volumes
+        .filter((v) => v.type !== 'removable')
+        .flatMap((v) =>
+          v.keys.map((k) => ({
+            keyId: k.keyId,
+            recoveryPassword: k.password,
+            device: { name: d.name, domain: x.profile.domain },
+            createdAt: daysAgoIso(c.clock, rng.int(110, 900)),
+          })),
+        ),
     );
     await c.database.db.transaction().execute(async (tx) => {
       const r = await ingest(tx, system, x.client.id, { type: 'ad', ref: dc }, reports);
-      await c.audit.record(tx, system, { action: 'ad.sync', outcome: 'success', clientId: x.client.id, details: { demo: true, dc, objectsRead: reports.length, newKeys: r.imported } });
+      await c.audit.record(tx, system, {
+        action: 'ad.sync',
+        outcome: 'success',
+        clientId: x.client.id,
+        details: { demo: true, dc, objectsRead: reports.length, newKeys: r.imported },
+      });
     });
     syncs.push({ system, clientId: x.client.id, source: { type: 'ad', ref: dc }, reports });
   }
@@ -260,7 +304,9 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
   const tech = person('technician');
   const admin = person('admin');
   for (const x of clients.filter((x) => x.profile.sources.includes('csv') && x.profile.sources[0] === 'csv')) {
-    const rows = x.devices.flatMap((d) => d.volumes.flatMap((v) => v.keys.map((k) => csvRow(d, v, k.keyId, k.password, daysAgoIso(c.clock, rng.int(100, 800))))));
+    const rows = x.devices.flatMap((d) =>
+      d.volumes.flatMap((v) => v.keys.map((k) => csvRow(d, v, k.keyId, k.password, daysAgoIso(c.clock, rng.int(100, 800))))),
+    );
     await c.imports.importFile(admin, x.profile.name, { fileName: `ninja-rmm-bitlocker-export.csv`, bytes: Buffer.from(CSV_HEADER + rows.join('\n') + '\n') });
   }
   // ---- TXT: "BitLocker Recovery Key <ID>.TXT" files users saved, imported one by one (manual)
@@ -269,7 +315,11 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
       const v = d.volumes.find((v) => v.type === 'removable') ?? d.volumes[0]!;
       const k = v.keys[0];
       if (!k) continue;
-      await c.imports.importFile(admin, x.profile.name, { fileName: `BitLocker Recovery Key ${k.keyId.toUpperCase()}.TXT`, bytes: Buffer.from(recoveryKeyTxt(k.keyId, k.password)), defaultDevice: d.name });
+      await c.imports.importFile(admin, x.profile.name, {
+        fileName: `BitLocker Recovery Key ${k.keyId.toUpperCase()}.TXT`,
+        bytes: Buffer.from(recoveryKeyTxt(k.keyId, k.password)),
+        defaultDevice: d.name,
+      });
     }
   }
 
@@ -277,9 +327,7 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
   step('agent enrolments and check-ins');
   const agents: { agent: DemoAgent; entra: boolean; domain: string | null; clientId: string }[] = [];
   const agentClients = clients.filter((x) => x.profile.sources.includes('agent'));
-  const agentDevices = agentClients.flatMap((x) =>
-    x.devices.filter((_, i) => x.profile.sources[0] === 'agent' || i % 2 === 0).map((d) => ({ x, d })),
-  );
+  const agentDevices = agentClients.flatMap((x) => x.devices.filter((_, i) => x.profile.sources[0] === 'agent' || i % 2 === 0).map((d) => ({ x, d })));
   const tokens = new Map<string, string>();
   at(80);
   for (const x of agentClients) tokens.set(x.client.id, (await c.agent.createEnrollmentToken(admin, { clientId: x.client.id, expiresInDays: 365 })).token);
@@ -301,8 +349,11 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
   at(30);
   const cd = clients[0]!;
   const conflictDevice = healthy(cd.devices);
-  const sheet = [csvRow(conflictDevice, conflictDevice.volumes[0]!, conflictDevice.volumes[0]!.keys[0]!.keyId, rng.recoveryPassword(), daysAgoIso(c.clock, 400))];
-  for (const d of cd.devices.slice(-3).filter((d) => !reserved.has(d))) sheet.push(...d.volumes.flatMap((v) => v.keys.map((k) => csvRow(d, v, k.keyId, k.password, daysAgoIso(c.clock, 300)))));
+  const sheet = [
+    csvRow(conflictDevice, conflictDevice.volumes[0]!, conflictDevice.volumes[0]!.keys[0]!.keyId, rng.recoveryPassword(), daysAgoIso(c.clock, 400)),
+  ];
+  for (const d of cd.devices.slice(-3).filter((d) => !reserved.has(d)))
+    sheet.push(...d.volumes.flatMap((v) => v.keys.map((k) => csvRow(d, v, k.keyId, k.password, daysAgoIso(c.clock, 300)))));
   await c.imports.importFile(admin, cd.profile.name, { fileName: 'old-laptops-2024.csv', bytes: Buffer.from(CSV_HEADER + sheet.join('\n') + '\n') });
 
   // The password of a protector changed on the device (re-encrypted by hand) but was not re-escrowed.
@@ -321,7 +372,12 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
   let reveals = 0;
   if (rotated) {
     const key = rotated.agent.device.volumes[0]!.keys[0]!;
-    const r0 = await c.keys.revealByKeyId(tech, { query: key.keyId.slice(0, 8), reason: 'bios-changed', ticket: 'T-10412', note: 'BIOS update by the vendor tool; user called from the front desk.' });
+    const r0 = await c.keys.revealByKeyId(tech, {
+      query: key.keyId.slice(0, 8),
+      reason: 'bios-changed',
+      ticket: 'T-10412',
+      note: 'BIOS update by the vendor tool; user called from the front desk.',
+    });
     if (r0.status === 'revealed') reveals++;
     at(5);
     const r = await rotated.agent.checkin(rotated.entra, rotated.domain);
@@ -332,7 +388,9 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
       vol.keys.push(fresh);
       await rotated.agent.upload([{ mountPoint: vol.mountPoint, protectorId: braces(fresh.keyId) }], job.id);
       vol.keys = vol.keys.filter((k) => k !== key);
-      await rotated.agent.checkin(rotated.entra, rotated.domain, [{ jobId: job.id, status: 'succeeded', newProtectorId: braces(fresh.keyId), removedProtectorId: braces(key.keyId) }]);
+      await rotated.agent.checkin(rotated.entra, rotated.domain, [
+        { jobId: job.id, status: 'succeeded', newProtectorId: braces(fresh.keyId), removedProtectorId: braces(key.keyId) },
+      ]);
     }
   }
 
@@ -354,7 +412,12 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     await c.database.db.transaction().execute(async (tx) => {
       const r = await ingest(tx, sync.system, sync.clientId, sync.source, sync.reports);
       const action = sync.source.type === 'entra' ? 'graph.sync' : 'ad.sync';
-      await c.audit.record(tx, sync.system, { action, outcome: 'success', clientId: sync.clientId, details: { demo: true, source: sync.source.ref, listed: sync.reports.length, newKeys: r.imported, unchanged: r.duplicates } });
+      await c.audit.record(tx, sync.system, {
+        action,
+        outcome: 'success',
+        clientId: sync.clientId,
+        details: { demo: true, source: sync.source.ref, listed: sync.reports.length, newKeys: r.imported, unchanged: r.duplicates },
+      });
     });
   }
 
@@ -370,7 +433,12 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     at(hours / 24);
     hours -= 4;
     const d = healthy(call.x.devices);
-    const r = await c.keys.revealByKeyId(person(call.who), { query: d.volumes[0]!.keys[0]!.keyId.slice(0, 8).toUpperCase(), reason: call.reason, ticket: call.ticket, note: call.note });
+    const r = await c.keys.revealByKeyId(person(call.who), {
+      query: d.volumes[0]!.keys[0]!.keyId.slice(0, 8).toUpperCase(),
+      reason: call.reason,
+      ticket: call.ticket,
+      note: call.note,
+    });
     if (r.status === 'revealed') reveals++;
   }
   at(2 / 24);
@@ -403,7 +471,16 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
 
 const CSV_HEADER = 'Device,Serial Number,User,Drive,Volume Type,Key ID,Recovery Password,Created\n';
 function csvRow(d: DemoDevice, v: DemoVolume, keyId: string, password: string, created: string): string {
-  return [d.name, d.serial, d.user, v.mountPoint, v.type === 'os' ? 'OS' : v.type === 'fixed' ? 'Fixed' : 'Removable', `{${keyId.toUpperCase()}}`, password, created.slice(0, 10)].join(',');
+  return [
+    d.name,
+    d.serial,
+    d.user,
+    v.mountPoint,
+    v.type === 'os' ? 'OS' : v.type === 'fixed' ? 'Fixed' : 'Removable',
+    `{${keyId.toUpperCase()}}`,
+    password,
+    created.slice(0, 10),
+  ].join(',');
 }
 
 /** The file Windows writes when a user saves a recovery key (Windows 10/11 wording). */
@@ -439,7 +516,11 @@ export type BulkResult = { clients: string[]; keys: number; sampleKeyIds: string
  * one transaction per batch. Key IDs come from the seed; the sample lets a benchmark type real
  * prefixes.
  */
-export async function seedBulkKeys(c: Container, n: number, opts: { seed?: number; clients?: number; batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<BulkResult> {
+export async function seedBulkKeys(
+  c: Container,
+  n: number,
+  opts: { seed?: number; clients?: number; batch?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<BulkResult> {
   const rng: Rng = createRng(opts.seed ?? 100_000);
   const ingest = await openIngest(c);
   const actor = systemActor('demo bulk keys');
@@ -464,11 +545,24 @@ export async function seedBulkKeys(c: Container, n: number, opts: { seed?: numbe
       const keyId = rng.guid();
       if (k % sampleEvery === 0) sampleKeyIds.push(keyId);
       // Two volumes per device: OS and data, like a desktop.
-      reports.push({ keyId, recoveryPassword: rng.recoveryPassword(), device: { name: `BULK-${String(Math.floor(k / 2)).padStart(7, '0')}`, serial: `BULK${k}` }, volume: { mountPoint: k % 2 ? 'D:' : 'C:', volumeType: k % 2 ? 'fixed' : 'os' }, createdAt: null });
+      reports.push({
+        keyId,
+        recoveryPassword: rng.recoveryPassword(),
+        device: { name: `BULK-${String(Math.floor(k / 2)).padStart(7, '0')}`, serial: `BULK${k}` },
+        volume: { mountPoint: k % 2 ? 'D:' : 'C:', volumeType: k % 2 ? 'fixed' : 'os' },
+        createdAt: null,
+      });
     }
     await c.database.db.transaction().execute(async (tx: Executor) => {
       const r = await ingest(tx, actor, client.id, { type: 'import', ref: 'bulk-demo-keys' }, reports);
-      await c.audit.record(tx, actor, { action: 'keys.import', outcome: 'success', clientId: client.id, targetType: 'client', targetId: client.id, details: { demo: true, file: 'bulk-demo-keys', imported: r.imported, duplicates: r.duplicates, conflicts: r.conflicts } });
+      await c.audit.record(tx, actor, {
+        action: 'keys.import',
+        outcome: 'success',
+        clientId: client.id,
+        targetType: 'client',
+        targetId: client.id,
+        details: { demo: true, file: 'bulk-demo-keys', imported: r.imported, duplicates: r.duplicates, conflicts: r.conflicts },
+      });
     });
     done += size;
     opts.onProgress?.(done, n);

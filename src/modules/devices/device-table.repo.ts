@@ -13,7 +13,14 @@ import { deviceTextMatch } from './devices.repo.js';
 export type DeviceTableFilter = { q?: string; encryption?: Encryption; escrowed?: boolean };
 export type DeviceTableSort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings';
 
-const SORT_COLUMN = { name: 'x.name_key', lastSeenAt: 'x.last_seen_at', keys: 'x.keys', encryption: 'x.encryption', escrowed: 'x.escrowed', openFindings: 'x.open_findings' } as const;
+const SORT_COLUMN = {
+  name: 'x.name_key',
+  lastSeenAt: 'x.last_seen_at',
+  keys: 'x.keys',
+  encryption: 'x.encryption',
+  escrowed: 'x.escrowed',
+  openFindings: 'x.open_findings',
+} as const;
 
 export function createDeviceTableRepo() {
   /** One row per device of a client (not retired) with the counts its state is derived from. */
@@ -30,7 +37,12 @@ export function createDeviceTableRepo() {
         'd.primary_user',
         'd.last_seen_at',
         'd.last_checkin_at',
-        eb.selectFrom('recovery_keys as k').whereRef('k.device_id', '=', 'd.id').where('k.client_id', '=', clientId).select(eb.fn.countAll<number>().as('n')).as('keys'),
+        eb
+          .selectFrom('recovery_keys as k')
+          .whereRef('k.device_id', '=', 'd.id')
+          .where('k.client_id', '=', clientId)
+          .select(eb.fn.countAll<number>().as('n'))
+          .as('keys'),
         eb
           .selectFrom('recovery_keys as k')
           .whereRef('k.device_id', '=', 'd.id')
@@ -88,7 +100,13 @@ export function createDeviceTableRepo() {
     counts: (exec: Executor, clientId: string) =>
       exec
         .selectFrom(deviceTable(exec, clientId).as('x'))
-        .select((eb) => ['x.encryption', 'x.escrowed', eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('x.keys').as('keys'), eb.fn.sum<number>('x.open_findings').as('findings')])
+        .select((eb) => [
+          'x.encryption',
+          'x.escrowed',
+          eb.fn.countAll<number>().as('n'),
+          eb.fn.sum<number>('x.keys').as('keys'),
+          eb.fn.sum<number>('x.open_findings').as('findings'),
+        ])
         .groupBy(['x.encryption', 'x.escrowed'])
         .execute(),
 
@@ -100,7 +118,14 @@ export function createDeviceTableRepo() {
     },
 
     /** Filtered and sorted (name, then id, breaks ties), one page. */
-    page: (exec: Executor, clientId: string, filter: DeviceTableFilter, order: { sort?: DeviceTableSort; dir?: 'asc' | 'desc' }, limit: number, offset: number) =>
+    page: (
+      exec: Executor,
+      clientId: string,
+      filter: DeviceTableFilter,
+      order: { sort?: DeviceTableSort; dir?: 'asc' | 'desc' },
+      limit: number,
+      offset: number,
+    ) =>
       filtered(exec, clientId, filter)
         .selectAll('x')
         .orderBy(SORT_COLUMN[order.sort ?? 'name'], order.dir ?? 'asc')

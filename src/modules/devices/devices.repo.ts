@@ -91,7 +91,11 @@ export function createDevicesRepo() {
       return exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('entra_device_id', 'in', ids).execute();
     },
     async insertMany(exec: Executor, rows: DevicesTable[]): Promise<void> {
-      for (let i = 0; i < rows.length; i += 200) await exec.insertInto('devices').values(rows.slice(i, i + 200)).execute();
+      for (let i = 0; i < rows.length; i += 200)
+        await exec
+          .insertInto('devices')
+          .values(rows.slice(i, i + 200))
+          .execute();
     },
     async update(
       exec: Executor,
@@ -120,7 +124,11 @@ export function createDevicesRepo() {
       return out;
     },
     async insertVolumes(exec: Executor, rows: VolumesTable[]): Promise<void> {
-      for (let i = 0; i < rows.length; i += 300) await exec.insertInto('volumes').values(rows.slice(i, i + 300)).execute();
+      for (let i = 0; i < rows.length; i += 300)
+        await exec
+          .insertInto('volumes')
+          .values(rows.slice(i, i + 300))
+          .execute();
     },
     async setVolumeType(exec: Executor, clientId: string, id: string, volumeType: string): Promise<void> {
       await exec.updateTable('volumes').set({ volume_type: volumeType }).where('client_id', '=', clientId).where('id', '=', id).execute();
@@ -224,7 +232,9 @@ export function createDevicesRepo() {
       exec: Executor,
       clientId: string,
       id: string,
-      patch: Partial<Pick<DevicesTable, 'retired_at' | 'retired_by' | 'retire_reason' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by' | 'keys_destroyed_at'>>,
+      patch: Partial<
+        Pick<DevicesTable, 'retired_at' | 'retired_by' | 'retire_reason' | 'legal_hold_at' | 'legal_hold_reason' | 'legal_hold_by' | 'keys_destroyed_at'>
+      >,
     ): Promise<void> {
       await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },

@@ -87,6 +87,8 @@ export function createExportsService({ tx, repo, tasks, keyring, audit, clock, s
         throw forbidden(`API tokens cannot ${what}: sign in as an owner, or set up a scheduled export to a recipient key (keywarden export schedule add).`);
       }
       requirePermission(actor, 'key:export');
+      // An export hands out the keys themselves: it is a reveal too.
+      requirePermission(actor, 'key:reveal');
       // Stricter than other sensitive actions: without an authenticator app there is no step-up at all.
       if (actor.type === 'user' && !actor.session?.mfaEnrolled) {
         throw forbidden(`Set up an authenticator app first: to ${what} you confirm it is you with a current code (step-up).`);

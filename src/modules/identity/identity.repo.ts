@@ -10,7 +10,14 @@ export function createIdentityRepo() {
     listUsers: (exec: Executor) => exec.selectFrom('users').selectAll().orderBy('email').execute(),
     countOwners: async (exec: Executor) =>
       Number(
-        (await exec.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).where('role', '=', 'owner').where('status', '=', 'active').executeTakeFirstOrThrow()).n,
+        (
+          await exec
+            .selectFrom('users')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('role', '=', 'owner')
+            .where('status', '=', 'active')
+            .executeTakeFirstOrThrow()
+        ).n,
       ),
     async insertUser(exec: Executor, row: UsersTable): Promise<void> {
       await exec.insertInto('users').values(row).execute();
@@ -35,20 +42,43 @@ export function createIdentityRepo() {
       (await exec.selectFrom('user_clients').select('client_id').where('user_id', '=', userId).execute()).map((r) => r.client_id),
     async setUserClients(exec: Executor, userId: string, clientIds: readonly string[]): Promise<void> {
       await exec.deleteFrom('user_clients').where('user_id', '=', userId).execute();
-      if (clientIds.length) await exec.insertInto('user_clients').values(clientIds.map((client_id) => ({ user_id: userId, client_id }))).execute();
+      if (clientIds.length)
+        await exec
+          .insertInto('user_clients')
+          .values(clientIds.map((client_id) => ({ user_id: userId, client_id })))
+          .execute();
     },
     /** Of these clients, the ones whose owner lets their own staff reveal keys. */
     revealableClients: async (exec: Executor, clientIds: readonly string[]) =>
       clientIds.length === 0
         ? []
-        : (await exec.selectFrom('clients').select('id').where('id', 'in', clientIds as string[]).where('viewer_can_reveal', '=', 1).execute()).map((r) => r.id),
+        : (
+            await exec
+              .selectFrom('clients')
+              .select('id')
+              .where('id', 'in', clientIds as string[])
+              .where('viewer_can_reveal', '=', 1)
+              .execute()
+          ).map((r) => r.id),
     existingClientIds: async (exec: Executor, ids: readonly string[]) =>
-      ids.length === 0 ? [] : (await exec.selectFrom('clients').select('id').where('id', 'in', ids as string[]).execute()).map((r) => r.id),
+      ids.length === 0
+        ? []
+        : (
+            await exec
+              .selectFrom('clients')
+              .select('id')
+              .where('id', 'in', ids as string[])
+              .execute()
+          ).map((r) => r.id),
 
     // recovery codes
     async replaceRecoveryCodes(exec: Executor, userId: string, rows: { id: string; code_hash: string; created_at: string }[]): Promise<void> {
       await exec.deleteFrom('recovery_codes').where('user_id', '=', userId).execute();
-      if (rows.length) await exec.insertInto('recovery_codes').values(rows.map((r) => ({ ...r, user_id: userId, used_at: null }))).execute();
+      if (rows.length)
+        await exec
+          .insertInto('recovery_codes')
+          .values(rows.map((r) => ({ ...r, user_id: userId, used_at: null })))
+          .execute();
     },
     unusedRecoveryCodes: (exec: Executor, userId: string) =>
       exec.selectFrom('recovery_codes').select(['id', 'code_hash']).where('user_id', '=', userId).where('used_at', 'is', null).execute(),
@@ -61,8 +91,7 @@ export function createIdentityRepo() {
     async insertSession(exec: Executor, row: SessionsTable): Promise<void> {
       await exec.insertInto('sessions').values(row).execute();
     },
-    findSessionByHash: (exec: Executor, tokenHash: string) =>
-      exec.selectFrom('sessions').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst(),
+    findSessionByHash: (exec: Executor, tokenHash: string) => exec.selectFrom('sessions').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst(),
     async updateSession(exec: Executor, id: string, patch: Partial<Pick<SessionsTable, 'last_seen_at' | 'mfa_at' | 'revoked_at'>>): Promise<void> {
       await exec.updateTable('sessions').set(patch).where('id', '=', id).execute();
     },
@@ -73,7 +102,11 @@ export function createIdentityRepo() {
     // API tokens
     async insertToken(exec: Executor, row: ApiTokensTable, clientIds: readonly string[]): Promise<void> {
       await exec.insertInto('api_tokens').values(row).execute();
-      if (clientIds.length) await exec.insertInto('api_token_clients').values(clientIds.map((client_id) => ({ token_id: row.id, client_id }))).execute();
+      if (clientIds.length)
+        await exec
+          .insertInto('api_token_clients')
+          .values(clientIds.map((client_id) => ({ token_id: row.id, client_id })))
+          .execute();
     },
     findTokenByHash: (exec: Executor, tokenHash: string) => exec.selectFrom('api_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst(),
     findToken: (exec: Executor, id: string) => exec.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst(),

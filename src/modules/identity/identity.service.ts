@@ -93,7 +93,10 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
 
   const settingsOf = async (exec: Executor): Promise<Settings> => ({ requireMfa: await requireMfa(exec) });
 
-  const grantOf = async (exec: Executor, u: UsersTable) => ({ role: u.role as Role, clients: u.all_clients ? ('all' as const) : await repo.userClients(exec, u.id) });
+  const grantOf = async (exec: Executor, u: UsersTable) => ({
+    role: u.role as Role,
+    clients: u.all_clients ? ('all' as const) : await repo.userClients(exec, u.id),
+  });
 
   /** A user outside the actor's reach answers exactly like a user that does not exist. */
   const manageableUser = async (exec: Executor, actor: Actor, id: string): Promise<UsersTable> => {
@@ -116,7 +119,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
    * one that does not exist; the audit log keeps the attempt as a denial.
    */
   const deniedOutOfReach = (actor: Actor, targetType: 'user' | 'api_token', targetId: string) =>
-    audit.recordNow(actor, { action: 'auth.denied', outcome: 'denied', targetType, targetId, details: { problem: `the ${targetType === 'user' ? 'user' : 'token'} is outside your reach` } });
+    audit.recordNow(actor, {
+      action: 'auth.denied',
+      outcome: 'denied',
+      targetType,
+      targetId,
+      details: { problem: `the ${targetType === 'user' ? 'user' : 'token'} is outside your reach` },
+    });
 
   const sensitive = (actor: Actor, action: SensitiveAction) => requireFreshSecondFactor(actor, action, clock.now(), policy.stepUpMinutes);
 
@@ -162,7 +171,9 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       }
       if (wait > 0) return { ok: false as const, wait };
       for (const { k, row } of rows) {
-        const windowExpired = Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 || (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
+        const windowExpired =
+          Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 ||
+          (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
         const failures = windowExpired ? 0 : row.failures;
         if (failures >= k.max) {
           // Back off: each lockout in a row lasts twice as long as the last, up to a day.
@@ -174,7 +185,9 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       }
       if (wait > 0) return { ok: false as const, wait };
       for (const { k, row } of rows) {
-        const windowExpired = Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 || (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
+        const windowExpired =
+          Date.parse(row.window_started_at) < nowMs - policy.loginLockoutMinutes * 60_000 ||
+          (row.locked_until !== null && Date.parse(row.locked_until) <= nowMs);
         await repo.saveThrottle(t, {
           key: k.key,
           failures: (windowExpired ? 0 : row.failures) + 1,
@@ -256,7 +269,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       changes.role = next.role;
       changes.all_clients = next.clients === 'all' ? 1 : 0;
       await repo.setUserClients(tx, u.id, next.clients === 'all' ? [] : [...new Set(next.clients)]);
-      await audit.record(tx, actor, { action: 'user.role', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, role: next.role, clients: next.clients } });
+      await audit.record(tx, actor, {
+        action: 'user.role',
+        outcome: 'success',
+        targetType: 'user',
+        targetId: u.id,
+        details: { email: u.email, role: next.role, clients: next.clients },
+      });
     }
     if (next.status !== u.status) changes.status = next.status;
     // The last active owner cannot be demoted or disabled: someone must be able to manage the vault.
@@ -266,7 +285,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     await repo.updateUser(tx, u.id, changes);
     if (changes.status === 'disabled') await repo.revokeUserSessions(tx, u.id, now);
     if (changes.status !== undefined) {
-      await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, status: changes.status } });
+      await audit.record(tx, actor, {
+        action: 'user.update',
+        outcome: 'success',
+        targetType: 'user',
+        targetId: u.id,
+        details: { email: u.email, status: changes.status },
+      });
     }
     return { ...u, ...changes };
   };
@@ -275,7 +300,12 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
    * While two-owner approval is on, a change that gives someone control of the vault (owner powers,
    * or every client) is filed for a second owner instead of being made.
    */
-  const needsApproval = async (tx: Tx, actor: Actor, u: { status: string; role: Role; clients: 'all' | readonly string[] } | null, next: { status: string; role: Role; clients: 'all' | readonly string[] }) => {
+  const needsApproval = async (
+    tx: Tx,
+    actor: Actor,
+    u: { status: string; role: Role; clients: 'all' | readonly string[] } | null,
+    next: { status: string; role: Role; clients: 'all' | readonly string[] },
+  ) => {
     const before = !!u && u.status === 'active' && grantsVaultControl(u);
     const after = next.status === 'active' && grantsVaultControl(next);
     return after && !before && (await secondOwnerNeeded(tx, actor));
@@ -283,10 +313,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
 
   const service = {
     // ---------------------------------------------------------------- users
-    async createUser(
-      actor: Actor,
-      input: { email: string; name?: string; password: string; role: string; clients: 'all' | string[] },
-    ): Promise<UserView> {
+    async createUser(actor: Actor, input: { email: string; name?: string; password: string; role: string; clients: 'all' | string[] }): Promise<UserView> {
       requirePermission(actor, 'user:manage');
       sensitive(actor, 'manage users');
       const email = normalizeEmail(input.email);
@@ -321,7 +348,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         };
         await repo.insertUser(tx, row);
         if (!pending && input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
-        await audit.record(tx, actor, { action: 'user.create', outcome: 'success', targetType: 'user', targetId: row.id, details: { email, role, clients: input.clients, ...(pending ? { pendingApproval: true } : {}) } });
+        await audit.record(tx, actor, {
+          action: 'user.create',
+          outcome: 'success',
+          targetType: 'user',
+          targetId: row.id,
+          details: { email, role, clients: input.clients, ...(pending ? { pendingApproval: true } : {}) },
+        });
         if (!pending) return view(tx, row);
         // The account exists, disabled and without access, until a second owner approves the grant.
         const approval = await approvals!()!.request(tx, actor, {
@@ -427,7 +460,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         await repo.updateUser(tx, id, { password_hash: hashValue, password_changed_at: now, updated_at: now, failed_logins: 0, locked_until: null });
         await repo.clearThrottle(tx, `acct:${u.email}`);
         await repo.revokeUserSessions(tx, id, now);
-        await audit.record(tx, actor, { action: 'user.password', outcome: 'success', targetType: 'user', targetId: id, details: { email: u.email, by: 'operator' } });
+        await audit.record(tx, actor, {
+          action: 'user.password',
+          outcome: 'success',
+          targetType: 'user',
+          targetId: id,
+          details: { email: u.email, by: 'operator' },
+        });
       });
     },
 
@@ -437,7 +476,10 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       validatePassword(next);
       const u = await repo.findUser(db, actor.id);
       if (!u) throw badRequest('The current password is not right.', { field: 'currentPassword' });
-      const reserved = await reserve([{ key: `acct:${u.email}`, max: policy.loginMaxFailures }, ...(actor.ip ? [{ key: `ip:${actor.ip}`, max: policy.loginMaxFailuresPerIp }] : [])]);
+      const reserved = await reserve([
+        { key: `acct:${u.email}`, max: policy.loginMaxFailures },
+        ...(actor.ip ? [{ key: `ip:${actor.ip}`, max: policy.loginMaxFailuresPerIp }] : []),
+      ]);
       if (!reserved.ok) throw rateLimited(lockedMessage('password checks', reserved.wait), reserved.wait);
       if (!(await verifyPassword(u.password_hash, current))) throw badRequest('The current password is not right.', { field: 'currentPassword' });
       const hashValue = await hashPassword(next);
@@ -447,7 +489,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         await repo.clearThrottle(tx, `acct:${u.email}`);
         if (actor.ip) await refund(tx, `ip:${actor.ip}`);
         await repo.revokeUserSessions(tx, u.id, now);
-        await audit.record(tx, actor, { action: 'user.password', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, by: 'self' } });
+        await audit.record(tx, actor, {
+          action: 'user.password',
+          outcome: 'success',
+          targetType: 'user',
+          targetId: u.id,
+          details: { email: u.email, by: 'self' },
+        });
       });
     },
 
@@ -505,7 +553,11 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         await repo.updateUser(tx, user.id, { last_login_at: now, failed_logins: 0 });
         await repo.clearThrottle(tx, acctKey);
         if (ipKey) await refund(tx, ipKey);
-        await audit.record(tx, claimant(email, input.ip, input.userAgent, user.id), { action: 'auth.login', outcome: 'success', details: { email, mfa: mfaEnrolled } });
+        await audit.record(tx, claimant(email, input.ip, input.userAgent, user.id), {
+          action: 'auth.login',
+          outcome: 'success',
+          details: { email, mfa: mfaEnrolled },
+        });
       });
       return { sessionToken, csrfToken, user: await view(db, user), mfaEnrolmentRequired: settings.requireMfa && !mfaEnrolled };
     },
@@ -620,7 +672,11 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       const now = clock.now();
       await transactions.run(async (tx) => {
         await repo.updateUser(tx, u.id, { totp_confirmed_at: now, totp_last_step: step, updated_at: now });
-        await repo.replaceRecoveryCodes(tx, u.id, hashes.map((h) => ({ id: newId(), code_hash: h, created_at: now })));
+        await repo.replaceRecoveryCodes(
+          tx,
+          u.id,
+          hashes.map((h) => ({ id: newId(), code_hash: h, created_at: now })),
+        );
         await repo.updateSession(tx, actor.session!.id, { mfa_at: now });
         await repo.clearThrottle(tx, keys[0]!.key);
         if (keys[1]) await refund(tx, keys[1].key);
@@ -669,7 +725,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       const role = validateRole(input.role);
       checkGrant(actor, role, input.clients);
       const days = input.expiresInDays ?? 90;
-      if (!Number.isInteger(days) || days < 1 || days > 3650) throw badRequest('expiresInDays must be a whole number from 1 to 3650.', { field: 'expiresInDays' });
+      if (!Number.isInteger(days) || days < 1 || days > 3650)
+        throw badRequest('expiresInDays must be a whole number from 1 to 3650.', { field: 'expiresInDays' });
       const token = newSecret(API_TOKEN_PREFIX);
       const now = clock.now();
       return transactions.run(async (tx) => {
@@ -688,7 +745,13 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
           revoked_at: null,
         };
         await repo.insertToken(tx, row, input.clients === 'all' ? [] : [...new Set(input.clients)]);
-        await audit.record(tx, actor, { action: 'token.create', outcome: 'success', targetType: 'api_token', targetId: row.id, details: { name, role, clients: input.clients, expiresAt: row.expires_at } });
+        await audit.record(tx, actor, {
+          action: 'token.create',
+          outcome: 'success',
+          targetType: 'api_token',
+          targetId: row.id,
+          details: { name, role, clients: input.clients, expiresAt: row.expires_at },
+        });
         return { token, view: await tokenView(tx, row) };
       });
     },

@@ -20,7 +20,9 @@ export function createSetupService({ identity }: { identity: Pick<IdentityServic
 
     async createOwner(input: { email: string; password: string; ip: string | null }): Promise<void> {
       if (!input.ip || !LOOPBACK.includes(input.ip)) {
-        throw forbidden('First-run setup from the browser works only on the server itself (http://127.0.0.1). On a remote server, create the first owner with "keywarden user add you@example.com".');
+        throw forbidden(
+          'First-run setup from the browser works only on the server itself (http://127.0.0.1). On a remote server, create the first owner with "keywarden user add you@example.com".',
+        );
       }
       const run = running.then(async () => {
         if (await identity.hasUsers()) throw conflict('Keywarden already has an owner. Sign in instead.');

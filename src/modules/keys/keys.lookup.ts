@@ -14,7 +14,15 @@ import type { KeySummary } from './keys.types.js';
  * (to confirm device and user on the phone); several show only how many. Roles that may list keys
  * get the same candidates their search box shows them.
  */
-export function createKeyLookup({ tx, repo, keys }: { tx: Transactions; repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf'>; keys: Pick<KeysService, 'search'> }) {
+export function createKeyLookup({
+  tx,
+  repo,
+  keys,
+}: {
+  tx: Transactions;
+  repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf'>;
+  keys: Pick<KeysService, 'search'>;
+}) {
   return {
     async lookup(actor: Actor, text: string): Promise<{ matches: number; keys: KeySummary[] }> {
       requirePermission(actor, 'key:lookup');

@@ -27,7 +27,7 @@ type Deps = {
   guard?: { stepUpMinutes: number; revealsLeft(actor: Actor): Promise<number> };
   /** Runs in the reveal's transaction after a key became disclosed (the agent queues a rotation). */
   onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
-  /** key.revealed notifications, written in the reveal's transaction (issue 8). */
+  /** key.revealed notifications, written in the reveal's transaction. */
   notifier?: Notifier;
 };
 
@@ -66,7 +66,11 @@ const NOTE_MAX = 1000;
 async function destroyedKeyError(repo: KeysRepo, exec: Executor, clientId: string, id: string) {
   const r = await repo.destroyedDetails(exec, clientId, id);
   const on = r?.destroyed_at ? r.destroyed_at.slice(0, 10) : 'an earlier date';
-  const why = r?.destroyed_reason?.startsWith('client offboarded') ? 'when its client was offboarded (crypto-shred)' : r?.destroyed_reason?.startsWith('retention') ? 'after the retention period' : 'on an owner\'s request';
+  const why = r?.destroyed_reason?.startsWith('client offboarded')
+    ? 'when its client was offboarded (crypto-shred)'
+    : r?.destroyed_reason?.startsWith('retention')
+      ? 'after the retention period'
+      : "on an owner's request";
   return conflict(`This key was destroyed on ${on} ${why}; its recovery password no longer exists in the vault.`);
 }
 
@@ -192,7 +196,13 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
           clientId: row.client_id,
           targetType: 'recovery_key',
           targetId: row.id,
-          details: { keyId: row.key_id, query, device: row.device_name ?? null, ...(note ? { note } : {}), ...(destroyed ? { problem: 'the key was destroyed' } : {}) },
+          details: {
+            keyId: row.key_id,
+            query,
+            device: row.device_name ?? null,
+            ...(note ? { note } : {}),
+            ...(destroyed ? { problem: 'the key was destroyed' } : {}),
+          },
         });
         // A disclosed key should be rotated; the state says so until a new key arrives.
         if (!failure && row.state === 'active') {
@@ -206,7 +216,13 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
             clientId: row.client_id,
             deviceId: row.device_id,
             subject: `Recovery key ${row.key_id ? formatKeyIdForDisplay(row.key_id) : row.id} of ${row.device_name ?? 'an unknown device'} was revealed by ${actor.name}`,
-            details: { keyId: row.key_id, device: row.device_name ?? null, revealedBy: actor.name, reason: reason.value.reason, ticket: reason.value.ticket ?? null },
+            details: {
+              keyId: row.key_id,
+              device: row.device_name ?? null,
+              revealedBy: actor.name,
+              reason: reason.value.reason,
+              ticket: reason.value.ticket ?? null,
+            },
             occurredAt: clock.now(),
           });
         }

@@ -1,7 +1,7 @@
 import type { VolumeType } from '../../domain/volume.js';
 
 /** Lifecycle states of a stored recovery key. */
-/** 'destroyed': the password ciphertext was wiped after retention, or its client was offboarded (issue 9). */
+/** 'destroyed': the password ciphertext was wiped after retention, or its client was offboarded. */
 export type KeyState = 'active' | 'superseded' | 'disclosed' | 'rotated' | 'conflict' | 'destroyed';
 export type SourceType = 'import' | 'agent' | 'entra' | 'ad';
 

@@ -411,7 +411,7 @@ export function createLifecycleService(deps: Deps) {
     /** Setting a hold only protects (lifecycle:manage); lifting one lets destruction resume (lifecycle:destroy, fresh second factor). */
     async setDeviceHold(actor: Actor, deviceId: string, input: { hold: boolean; reason?: string | null }): Promise<DeviceLifecycle> {
       if (input.hold) requirePermission(actor, 'lifecycle:manage');
-      else requireSensitive(actor, 'lifecycle:destroy', null, 'destroy recovery keys');
+      else requireSensitive(actor, 'lifecycle:destroy', null, 'lift a legal hold');
       const reason = cleanReason(input.reason, true)!;
       return tx.run(async (t) => {
         const d = await requireDevice(t, actor, deviceId);
@@ -438,7 +438,7 @@ export function createLifecycleService(deps: Deps) {
     async setClientHold(actor: Actor, clientId: string, input: { hold: boolean; reason?: string | null }): Promise<ClientLifecycle> {
       const permission: Permission = input.hold ? 'lifecycle:manage' : 'lifecycle:destroy';
       if (input.hold) requirePermission(actor, permission);
-      else requireSensitive(actor, permission, null, 'destroy recovery keys');
+      else requireSensitive(actor, permission, null, 'lift a legal hold');
       const reason = cleanReason(input.reason, true)!;
       await tx.run(async (t) => {
         const c = await requireVisibleClient(t, actor, clientId, permission);

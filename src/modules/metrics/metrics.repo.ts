@@ -16,7 +16,13 @@ export function createMetricsRepo() {
       );
     },
     async tasksRunning(exec: Executor, now: string): Promise<number> {
-      return count(await exec.selectFrom('scheduled_tasks').select((eb) => eb.fn.countAll().as('n')).where('locked_until', '>=', now).executeTakeFirst());
+      return count(
+        await exec
+          .selectFrom('scheduled_tasks')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('locked_until', '>=', now)
+          .executeTakeFirst(),
+      );
     },
     /** When the oldest due, unleased task fell due (null: none). */
     async oldestDueAt(exec: Executor, now: string): Promise<string | null> {
@@ -29,13 +35,31 @@ export function createMetricsRepo() {
       return r?.t ? String(r.t) : null;
     },
     async agentJobsPending(exec: Executor): Promise<number> {
-      return count(await exec.selectFrom('jobs').select((eb) => eb.fn.countAll().as('n')).where('state', 'in', ['pending', 'sent', 'awaiting_removal']).executeTakeFirst());
+      return count(
+        await exec
+          .selectFrom('jobs')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
+          .executeTakeFirst(),
+      );
     },
     async outboxUnrouted(exec: Executor): Promise<number> {
-      return count(await exec.selectFrom('notification_outbox').select((eb) => eb.fn.countAll().as('n')).where('state', '=', 'new').executeTakeFirst());
+      return count(
+        await exec
+          .selectFrom('notification_outbox')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('state', '=', 'new')
+          .executeTakeFirst(),
+      );
     },
     async deliveriesPending(exec: Executor): Promise<number> {
-      return count(await exec.selectFrom('notification_deliveries').select((eb) => eb.fn.countAll().as('n')).where('status', '=', 'pending').executeTakeFirst());
+      return count(
+        await exec
+          .selectFrom('notification_deliveries')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('status', '=', 'pending')
+          .executeTakeFirst(),
+      );
     },
   };
 }

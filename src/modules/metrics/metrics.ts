@@ -14,7 +14,17 @@ import type { MetricsRepo } from './metrics.repo.js';
  */
 export type PoolStats = () => { total: number; idle: number; waiting: number } | null;
 
-export function createMetrics({ tx, repo, poolStats, role = 'all' }: { tx: Pick<Transactions, 'reader'>; repo: MetricsRepo; poolStats?: PoolStats; role?: string }) {
+export function createMetrics({
+  tx,
+  repo,
+  poolStats,
+  role = 'all',
+}: {
+  tx: Pick<Transactions, 'reader'>;
+  repo: MetricsRepo;
+  poolStats?: PoolStats;
+  role?: string;
+}) {
   const reader = tx.reader;
   const registry = new Registry();
   registry.setDefaultLabels({ role });

@@ -11,7 +11,16 @@ import type { AuditRow, ReportScope, SummaryData } from './reports.service.js';
  * Pages are written to the output as they fill up, so a long recovery audit does not pile up in memory.
  */
 
-const COLORS = { compliant: '#2f9e44', 'non-compliant': '#e03131', exempt: '#868e96', unknown: '#ced4da', ink: '#212529', muted: '#6c757d', rule: '#dee2e6', band: '#f1f3f5' };
+const COLORS = {
+  compliant: '#2f9e44',
+  'non-compliant': '#e03131',
+  exempt: '#868e96',
+  unknown: '#ced4da',
+  ink: '#212529',
+  muted: '#6c757d',
+  rule: '#dee2e6',
+  band: '#f1f3f5',
+};
 const MARGIN = 48;
 type Doc = PDFKit.PDFDocument;
 type Column = { header: string; width: number; align?: 'left' | 'right' };
@@ -47,13 +56,34 @@ function startDocument(out: NodeJS.WritableStream, branding: Branding, title: st
       doc.image(branding.logoPng, MARGIN, 18, { fit: [110, 34] });
       x = MARGIN + 120;
     }
-    doc.font('Helvetica-Bold').fontSize(11).fillColor(COLORS.ink).text(printable(branding.mspName), x, 24, { width: width - x - MARGIN, lineBreak: false });
-    doc.font('Helvetica').fontSize(8).fillColor(COLORS.muted).text(printable(`${title} · ${scopeLabel}`), x, 38, { width: width - x - MARGIN, lineBreak: false });
-    doc.moveTo(MARGIN, 58).lineTo(width - MARGIN, 58).strokeColor(COLORS.rule).lineWidth(0.5).stroke();
+    doc
+      .font('Helvetica-Bold')
+      .fontSize(11)
+      .fillColor(COLORS.ink)
+      .text(printable(branding.mspName), x, 24, { width: width - x - MARGIN, lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(COLORS.muted)
+      .text(printable(`${title} · ${scopeLabel}`), x, 38, { width: width - x - MARGIN, lineBreak: false });
+    doc
+      .moveTo(MARGIN, 58)
+      .lineTo(width - MARGIN, 58)
+      .strokeColor(COLORS.rule)
+      .lineWidth(0.5)
+      .stroke();
     // Footer: drawn with the bottom margin lifted, or pdfkit would start yet another page.
     const bottom = doc.page.margins.bottom;
     doc.page.margins.bottom = 0;
-    doc.font('Helvetica').fontSize(7).fillColor(COLORS.muted).text(`Generated ${when(generatedAt)} UTC by Keywarden · Page ${page}`, MARGIN, height - 30, { width: width - 2 * MARGIN, align: 'center', lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(7)
+      .fillColor(COLORS.muted)
+      .text(`Generated ${when(generatedAt)} UTC by Keywarden · Page ${page}`, MARGIN, height - 30, {
+        width: width - 2 * MARGIN,
+        align: 'center',
+        lineBreak: false,
+      });
     doc.page.margins.bottom = bottom;
     doc.x = MARGIN;
     doc.y = 72;
@@ -80,7 +110,14 @@ function table(doc: Doc, columns: Column[], rows: Iterable<string[]>, rowHeight 
     ensure(doc, rowHeight * 2);
     let x = MARGIN;
     const y = doc.y;
-    doc.rect(MARGIN, y - 2, columns.reduce((s, c) => s + c.width, 0), rowHeight).fill(COLORS.band);
+    doc
+      .rect(
+        MARGIN,
+        y - 2,
+        columns.reduce((s, c) => s + c.width, 0),
+        rowHeight,
+      )
+      .fill(COLORS.band);
     doc.font('Helvetica-Bold').fontSize(7.5).fillColor(COLORS.ink);
     for (const c of columns) {
       doc.text(c.header, x + 3, y + 1, { width: c.width - 6, align: c.align ?? 'left', lineBreak: false });
@@ -104,7 +141,12 @@ function table(doc: Doc, columns: Column[], rows: Iterable<string[]>, rowHeight 
       doc.text(fit(doc, printable(cell), c.width - 6), x + 3, y + 1, { width: c.width - 6, align: c.align ?? 'left', lineBreak: false });
       x += c.width;
     });
-    doc.moveTo(MARGIN, y + rowHeight - 2).lineTo(x, y + rowHeight - 2).strokeColor(COLORS.rule).lineWidth(0.3).stroke();
+    doc
+      .moveTo(MARGIN, y + rowHeight - 2)
+      .lineTo(x, y + rowHeight - 2)
+      .strokeColor(COLORS.rule)
+      .lineWidth(0.3)
+      .stroke();
     doc.y = y + rowHeight;
   }
   doc.x = MARGIN;
@@ -123,8 +165,16 @@ function statusBoxes(doc: Doc, c: SummaryData['totals']) {
     const x = MARGIN + i * (w + 10);
     doc.rect(x, y, w, 58).fill(COLORS.band);
     doc.rect(x, y, 4, 58).fill(color);
-    doc.font('Helvetica-Bold').fontSize(20).fillColor(COLORS.ink).text(n.toLocaleString('en-US'), x + 12, y + 8, { width: w - 16, lineBreak: false });
-    doc.font('Helvetica').fontSize(8).fillColor(COLORS.muted).text(`${label} · ${pct(n, c.total)}`, x + 12, y + 36, { width: w - 16, lineBreak: false });
+    doc
+      .font('Helvetica-Bold')
+      .fontSize(20)
+      .fillColor(COLORS.ink)
+      .text(n.toLocaleString('en-US'), x + 12, y + 8, { width: w - 16, lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(COLORS.muted)
+      .text(`${label} · ${pct(n, c.total)}`, x + 12, y + 36, { width: w - 16, lineBreak: false });
   });
   doc.y = y + 70;
   doc.x = MARGIN;
@@ -140,7 +190,12 @@ function trendChart(doc: Doc, trend: SummaryData['trend']) {
   doc.font('Helvetica').fontSize(7).fillColor(COLORS.muted);
   doc.text(max.toLocaleString('en-US'), MARGIN, y0 - 3, { width: 26, align: 'right', lineBreak: false });
   doc.text('0', MARGIN, y0 + h - 6, { width: 26, align: 'right', lineBreak: false });
-  doc.moveTo(x0, y0 + h).lineTo(x0 + w, y0 + h).strokeColor(COLORS.rule).lineWidth(0.5).stroke();
+  doc
+    .moveTo(x0, y0 + h)
+    .lineTo(x0 + w, y0 + h)
+    .strokeColor(COLORS.rule)
+    .lineWidth(0.5)
+    .stroke();
   const slot = w / Math.max(trend.length, 1);
   const bar = Math.max(2, Math.min(18, slot * 0.7));
   trend.forEach((t, i) => {
@@ -159,7 +214,12 @@ function trendChart(doc: Doc, trend: SummaryData['trend']) {
   }
   // Legend
   let lx = x0 + 90;
-  for (const [k, label] of [['compliant', 'Compliant'], ['non-compliant', 'Not compliant'], ['exempt', 'Exempt'], ['unknown', 'Unknown']] as const) {
+  for (const [k, label] of [
+    ['compliant', 'Compliant'],
+    ['non-compliant', 'Not compliant'],
+    ['exempt', 'Exempt'],
+    ['unknown', 'Unknown'],
+  ] as const) {
     doc.rect(lx, y0 + h + 5, 7, 7).fill(COLORS[k]);
     doc.fillColor(COLORS.muted).text(label, lx + 10, y0 + h + 4, { lineBreak: false });
     lx += 70;
@@ -170,7 +230,9 @@ function trendChart(doc: Doc, trend: SummaryData['trend']) {
 }
 
 function policyLines(p: Policy): string[] {
-  const volumes = [p.protectOs && 'operating-system drive', p.protectFixed && 'fixed data drives', p.protectRemovable && 'removable drives'].filter(Boolean).join(', ') || 'none';
+  const volumes =
+    [p.protectOs && 'operating-system drive', p.protectFixed && 'fixed data drives', p.protectRemovable && 'removable drives'].filter(Boolean).join(', ') ||
+    'none';
   return [
     `Drives that must be encrypted: ${volumes}.`,
     `Minimum method: ${METHOD_WORDS[p.minMethodOs]} (OS), ${METHOD_WORDS[p.minMethodFixed]} (fixed), ${METHOD_WORDS[p.minMethodRemovable]} (removable).`,
@@ -183,7 +245,11 @@ export async function renderSummaryPdf(out: NodeJS.WritableStream, input: { data
   const { data, branding, policy } = input;
   const { doc, done, pages } = startDocument(out, branding, 'BitLocker compliance report', data.scope.label, data.generatedAt);
   doc.font('Helvetica-Bold').fontSize(20).fillColor(COLORS.ink).text('BitLocker compliance report', MARGIN, doc.y);
-  doc.font('Helvetica').fontSize(10).fillColor(COLORS.muted).text(printable(`${data.scope.label} · ${data.totals.total.toLocaleString('en-US')} devices · as of ${when(data.generatedAt)} UTC`));
+  doc
+    .font('Helvetica')
+    .fontSize(10)
+    .fillColor(COLORS.muted)
+    .text(printable(`${data.scope.label} · ${data.totals.total.toLocaleString('en-US')} devices · as of ${when(data.generatedAt)} UTC`));
   doc.moveDown(0.8);
   statusBoxes(doc, data.totals);
   if (policy) {
@@ -220,7 +286,14 @@ export async function renderSummaryPdf(out: NodeJS.WritableStream, input: { data
         { header: 'Exempt', width: 50, align: 'right' },
         { header: 'Unknown', width: 50, align: 'right' },
       ],
-      data.perClient.map((c) => [c.client, String(c.total), `${c.compliant} (${pct(c.compliant, c.total)})`, String(c['non-compliant']), String(c.exempt), String(c.unknown)]),
+      data.perClient.map((c) => [
+        c.client,
+        String(c.total),
+        `${c.compliant} (${pct(c.compliant, c.total)})`,
+        String(c['non-compliant']),
+        String(c.exempt),
+        String(c.unknown),
+      ]),
     );
   }
   if (data.attention.length) {
@@ -235,10 +308,21 @@ export async function renderSummaryPdf(out: NodeJS.WritableStream, input: { data
         { header: 'Last seen', width: 60 },
         { header: 'Findings', width: doc.page.width - 2 * MARGIN - 240 - (data.scope.clientId === null ? 80 : 0) },
       ],
-      data.attention.map((a) => [...(data.scope.clientId === null ? [a.client] : []), a.device, when(a.since), a.lastSeenAt.slice(0, 10), a.findings.join('; ')]),
+      data.attention.map((a) => [
+        ...(data.scope.clientId === null ? [a.client] : []),
+        a.device,
+        when(a.since),
+        a.lastSeenAt.slice(0, 10),
+        a.findings.join('; '),
+      ]),
     );
     if (data.attentionMore > 0) {
-      doc.moveDown(0.5).font('Helvetica').fontSize(8).fillColor(COLORS.muted).text(`${data.attentionMore.toLocaleString('en-US')} more devices are not compliant: see the devices report (CSV) for the full list.`, MARGIN);
+      doc
+        .moveDown(0.5)
+        .font('Helvetica')
+        .fontSize(8)
+        .fillColor(COLORS.muted)
+        .text(`${data.attentionMore.toLocaleString('en-US')} more devices are not compliant: see the devices report (CSV) for the full list.`, MARGIN);
     }
   }
   doc.end();
@@ -246,14 +330,21 @@ export async function renderSummaryPdf(out: NodeJS.WritableStream, input: { data
   return pages();
 }
 
-export async function renderRecoveryAuditPdf(out: NodeJS.WritableStream, input: { scope: ReportScope; generatedAt: string; branding: Branding; rows: AsyncIterable<AuditRow[]> }): Promise<number> {
+export async function renderRecoveryAuditPdf(
+  out: NodeJS.WritableStream,
+  input: { scope: ReportScope; generatedAt: string; branding: Branding; rows: AsyncIterable<AuditRow[]> },
+): Promise<number> {
   const { doc, done, pages } = startDocument(out, input.branding, 'Recovery audit', input.scope.label, input.generatedAt);
   doc.font('Helvetica-Bold').fontSize(20).fillColor(COLORS.ink).text('Recovery audit', MARGIN, doc.y);
   doc
     .font('Helvetica')
     .fontSize(9)
     .fillColor(COLORS.muted)
-    .text(printable(`${input.scope.label}. Every request for a BitLocker recovery password: who asked, when, for which key, why, and whether it was given. Recovery passwords themselves never appear in this report.`));
+    .text(
+      printable(
+        `${input.scope.label}. Every request for a BitLocker recovery password: who asked, when, for which key, why, and whether it was given. Recovery passwords themselves never appear in this report.`,
+      ),
+    );
   doc.moveDown(0.8);
   const columns: Column[] = [
     { header: 'When (UTC)', width: 62 },
@@ -271,7 +362,16 @@ export async function renderRecoveryAuditPdf(out: NodeJS.WritableStream, input: 
     table(
       doc,
       columns,
-      page.map((r) => [when(r.when), r.who, r.source, r.status, r.client, r.device, r.keyId.replace(/^\{([0-9A-F]{8})[^}]*\}$/, '{$1…}'), [r.reason, r.ticket].filter(Boolean).join(' · ')]),
+      page.map((r) => [
+        when(r.when),
+        r.who,
+        r.source,
+        r.status,
+        r.client,
+        r.device,
+        r.keyId.replace(/^\{([0-9A-F]{8})[^}]*\}$/, '{$1…}'),
+        [r.reason, r.ticket].filter(Boolean).join(' · '),
+      ]),
       14,
       // Later query pages continue the same table.
       count === 0,
@@ -279,7 +379,13 @@ export async function renderRecoveryAuditPdf(out: NodeJS.WritableStream, input: 
     count += page.length;
   }
   if (count === 0) doc.font('Helvetica').fontSize(9).fillColor(COLORS.muted).text('No recovery password was requested.', MARGIN);
-  else doc.moveDown(0.5).font('Helvetica').fontSize(8).fillColor(COLORS.muted).text(`${count.toLocaleString('en-US')} requests.`, MARGIN);
+  else
+    doc
+      .moveDown(0.5)
+      .font('Helvetica')
+      .fontSize(8)
+      .fillColor(COLORS.muted)
+      .text(`${count.toLocaleString('en-US')} requests.`, MARGIN);
   doc.end();
   await done;
   return pages();

@@ -43,7 +43,18 @@ export function createReportsRepo() {
       let q = exec
         .selectFrom('devices as d')
         .leftJoin('device_compliance as s', 's.device_id', 'd.id')
-        .select(['d.id', 'd.name', 'd.name_key', 'd.serial', 'd.primary_user', 'd.last_seen_at', 'd.last_checkin_at', 's.status', 's.status_since', 's.findings'])
+        .select([
+          'd.id',
+          'd.name',
+          'd.name_key',
+          'd.serial',
+          'd.primary_user',
+          'd.last_seen_at',
+          'd.last_checkin_at',
+          's.status',
+          's.status_since',
+          's.findings',
+        ])
         .where('d.client_id', '=', clientId)
         .where('d.retired_at', 'is', null);
       if (filter.statuses) q = q.where('s.status', 'in', filter.statuses);
@@ -84,7 +95,12 @@ export function createReportsRepo() {
     /** Escrow coverage of a client: devices in service, devices with a usable key, and the same per source. */
     async escrowCoverage(exec: Executor, clientId: string) {
       const [total, any, bySource] = await Promise.all([
-        exec.selectFrom('devices').select((eb) => eb.fn.countAll<number>().as('n')).where('client_id', '=', clientId).where('retired_at', 'is', null).executeTakeFirstOrThrow(),
+        exec
+          .selectFrom('devices')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('client_id', '=', clientId)
+          .where('retired_at', 'is', null)
+          .executeTakeFirstOrThrow(),
         exec
           .selectFrom('recovery_keys as k')
           .innerJoin('devices as d', 'd.id', 'k.device_id')

@@ -81,9 +81,21 @@ const pct = (n: number, total: number) => (total ? Math.round((n / total) * 1000
 const emptyCounts = (): StatusCounts => ({ compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, total: 0 });
 const day = (iso: string) => iso.slice(0, 10);
 const fileStamp = (iso: string) => iso.slice(0, 10);
-const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'client';
+const slug = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 40) || 'client';
 
-type Deps = { tx: Transactions; repo: ReportsRepo; clients: Pick<ClientsRepo, 'listVisible'>; clock: Clock; audit: Pick<AuditService, 'record'>; compliance: Pick<ComplianceService, 'policyFor'> };
+type Deps = {
+  tx: Transactions;
+  repo: ReportsRepo;
+  clients: Pick<ClientsRepo, 'listVisible'>;
+  clock: Clock;
+  audit: Pick<AuditService, 'record'>;
+  compliance: Pick<ComplianceService, 'policyFor'>;
+};
 
 /**
  * Reports as streams: every CSV is written a page of rows at a time from keyset-paginated queries
@@ -93,9 +105,11 @@ type Deps = { tx: Transactions; repo: ReportsRepo; clients: Pick<ClientsRepo, 'l
 export function createReportsService({ tx: transactions, repo, clients, clock, audit, compliance }: Deps) {
   const reader = transactions.reader;
   async function resolveScope(actor: Actor, req: ReportRequest): Promise<ReportScope> {
-    if (!(REPORT_KINDS as readonly string[]).includes(req.report)) throw badRequest(`Unknown report "${String(req.report).slice(0, 40)}"; choose one of ${REPORT_KINDS.join(', ')}.`, { field: 'report' });
+    if (!(REPORT_KINDS as readonly string[]).includes(req.report))
+      throw badRequest(`Unknown report "${String(req.report).slice(0, 40)}"; choose one of ${REPORT_KINDS.join(', ')}.`, { field: 'report' });
     if (req.format !== 'csv' && req.format !== 'pdf') throw badRequest('The format is csv or pdf.', { field: 'format' });
-    if (req.format === 'pdf' && !PDF_REPORTS.includes(req.report)) throw badRequest(`The ${req.report} report is available as CSV; PDF is offered for ${PDF_REPORTS.join(' and ')}.`, { field: 'format' });
+    if (req.format === 'pdf' && !PDF_REPORTS.includes(req.report))
+      throw badRequest(`The ${req.report} report is available as CSV; PDF is offered for ${PDF_REPORTS.join(' and ')}.`, { field: 'format' });
     if (!mayReadReport(actor, req.report)) throw forbidden(`You are not allowed to read the ${REPORT_TITLES[req.report].toLowerCase()} report.`);
     const scope = clientScope(actor);
     if (req.clientId) {
@@ -134,7 +148,10 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
   /** Status counts per day from the history: each row adds one to its status and takes one from the previous. */
   async function trend(scope: ReportScope, now: string): Promise<SummaryData['trend']> {
     if (!scope.clients.length) return [];
-    const rows = await repo.historyByDay(reader, scope.clients.map((c) => c.id));
+    const rows = await repo.historyByDay(
+      reader,
+      scope.clients.map((c) => c.id),
+    );
     const deltas = new Map<string, Record<string, number>>();
     const today = day(now);
     for (const r of rows) {
@@ -154,7 +171,12 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
     for (let i = 0; i < TREND_DAYS; i++) {
       const d = new Date(Date.parse(start) + i * 86_400_000).toISOString().slice(0, 10);
       apply(deltas.get(d));
-      const c = { compliant: running.compliant ?? 0, 'non-compliant': running['non-compliant'] ?? 0, exempt: running.exempt ?? 0, unknown: running.unknown ?? 0 };
+      const c = {
+        compliant: running.compliant ?? 0,
+        'non-compliant': running['non-compliant'] ?? 0,
+        exempt: running.exempt ?? 0,
+        unknown: running.unknown ?? 0,
+      };
       out.push({ day: d, ...c, total: c.compliant + c['non-compliant'] + c.exempt + c.unknown });
     }
     // Days before the first evaluation carry nothing: leave them out.
@@ -186,7 +208,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       let after: string | null = null;
       for (;;) {
         const rows = await repo.findingsPage(reader, c.id, after, PAGE * 2);
-        for (const r of rows) for (const code of new Set((JSON.parse(r.findings) as Finding[]).map((f) => f.code))) byCode.set(code, (byCode.get(code) ?? 0) + 1);
+        for (const r of rows)
+          for (const code of new Set((JSON.parse(r.findings) as Finding[]).map((f) => f.code))) byCode.set(code, (byCode.get(code) ?? 0) + 1);
         if (rows.length < PAGE * 2) break;
         after = rows[rows.length - 1]!.device_id;
       }
@@ -196,7 +219,13 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       if (attention.length >= ATTENTION_ROWS) break;
       for await (const rows of devicePages(c.id, { statuses: ['non-compliant'], limit: ATTENTION_ROWS - attention.length })) {
         for (const r of rows) {
-          attention.push({ client: c.name, device: r.name, since: r.status_since ?? '', lastSeenAt: r.last_seen_at, findings: (JSON.parse(r.findings ?? '[]') as Finding[]).map((f) => `${FINDING_INFO[f.code].title}${f.mountPoint ? ` (${f.mountPoint})` : ''}`) });
+          attention.push({
+            client: c.name,
+            device: r.name,
+            since: r.status_since ?? '',
+            lastSeenAt: r.last_seen_at,
+            findings: (JSON.parse(r.findings ?? '[]') as Finding[]).map((f) => `${FINDING_INFO[f.code].title}${f.mountPoint ? ` (${f.mountPoint})` : ''}`),
+          });
         }
       }
     }
@@ -218,7 +247,13 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
     const withoutClient = scope.clientId === null && clientScope(actor) === null;
     let after = 0;
     for (;;) {
-      const rows = await repo.revealEventsPage(reader, scope.clients.map((c) => c.id), withoutClient, after, PAGE);
+      const rows = await repo.revealEventsPage(
+        reader,
+        scope.clients.map((c) => c.id),
+        withoutClient,
+        after,
+        PAGE,
+      );
       if (rows.length === 0) return;
       yield rows.map((r) => {
         const d = r.details ? (JSON.parse(r.details) as Record<string, unknown>) : {};
@@ -226,7 +261,14 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         return {
           seq: r.seq,
           when: r.occurred_at,
-          source: r.action === 'entra.key_read' ? 'Entra / Intune portal' : r.actor_type === 'cli' ? 'Keywarden CLI' : r.actor_type === 'token' ? 'Keywarden API token' : 'Keywarden',
+          source:
+            r.action === 'entra.key_read'
+              ? 'Entra / Intune portal'
+              : r.actor_type === 'cli'
+                ? 'Keywarden CLI'
+                : r.actor_type === 'token'
+                  ? 'Keywarden API token'
+                  : 'Keywarden',
           status: r.outcome === 'success' ? 'Successful' : `Failed (${r.outcome.replace('_', ' ')})`,
           who: r.actor_name,
           client: r.client_id ? (names.get(r.client_id) ?? '') : '',
@@ -257,7 +299,17 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
     switch (req.report) {
       case 'compliance-summary': {
         const s = await summaryData(scope);
-        const row = (section: string, label: string, dayText: string, c: StatusCounts) => [section, label, dayText, c.total, c.compliant, c['non-compliant'], c.exempt, c.unknown, pct(c.compliant, c.total)];
+        const row = (section: string, label: string, dayText: string, c: StatusCounts) => [
+          section,
+          label,
+          dayText,
+          c.total,
+          c.compliant,
+          c['non-compliant'],
+          c.exempt,
+          c.unknown,
+          pct(c.compliant, c.total),
+        ];
         yield [row('current', scope.label, day(s.generatedAt), s.totals), ...s.perClient.map((c) => row('client', c.client, day(s.generatedAt), c))];
         yield s.trend.map((t) => row('trend', scope.label, t.day, t));
         yield s.findings.map((f) => ['finding', FINDING_INFO[f.code].title, f.code, f.devices, '', '', '', '', pct(f.devices, s.totals.total)]);
@@ -268,7 +320,18 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
           for await (const rows of devicePages(c.id)) {
             yield rows.map((r) => {
               const f = JSON.parse(r.findings ?? '[]') as Finding[];
-              return [c.name, r.name, r.serial ?? '', r.primary_user ?? '', r.status ?? 'unknown', r.status_since ?? '', r.last_seen_at, r.last_checkin_at ?? '', f.map((x) => x.code).join(' '), f.map((x) => x.detail).join(' | ')];
+              return [
+                c.name,
+                r.name,
+                r.serial ?? '',
+                r.primary_user ?? '',
+                r.status ?? 'unknown',
+                r.status_since ?? '',
+                r.last_seen_at,
+                r.last_checkin_at ?? '',
+                f.map((x) => x.code).join(' '),
+                f.map((x) => x.detail).join(' | '),
+              ];
             });
           }
         }
@@ -290,7 +353,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         return;
       }
       case 'recovery-audit': {
-        for await (const rows of auditRows(actor, scope)) yield rows.map((r) => [r.when, r.source, r.status, r.who, r.client, r.device, r.keyId, r.reason, r.ticket, r.ip]);
+        for await (const rows of auditRows(actor, scope))
+          yield rows.map((r) => [r.when, r.source, r.status, r.who, r.client, r.device, r.keyId, r.reason, r.ticket, r.ip]);
         return;
       }
       case 'recovery-boots': {
@@ -298,7 +362,15 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
           let after: [string, string] | null = null;
           for (;;) {
             const rows = await repo.recoveryBootsPage(reader, c.id, after, PAGE);
-            if (rows.length) yield rows.map((r) => [r.occurred_at, c.name, r.name, r.protector_id ? formatKeyIdForDisplay(r.protector_id) : '', r.mount_point ?? '', r.key_state ?? 'not in Keywarden']);
+            if (rows.length)
+              yield rows.map((r) => [
+                r.occurred_at,
+                c.name,
+                r.name,
+                r.protector_id ? formatKeyIdForDisplay(r.protector_id) : '',
+                r.mount_point ?? '',
+                r.key_state ?? 'not in Keywarden',
+              ]);
             if (rows.length < PAGE) break;
             const last = rows[rows.length - 1]!;
             after = [last.occurred_at, last.id];
@@ -326,7 +398,14 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       const scope = await resolveScope(actor, req);
       const now = clock.now();
       await transactions.run((tx) =>
-        audit.record(tx, actor, { action: 'report.export', outcome: 'success', clientId: scope.clientId, targetType: 'report', targetId: req.report, details: { report: req.report, format: req.format, scope: scope.label } }),
+        audit.record(tx, actor, {
+          action: 'report.export',
+          outcome: 'success',
+          clientId: scope.clientId,
+          targetType: 'report',
+          targetId: req.report,
+          details: { report: req.report, format: req.format, scope: scope.label },
+        }),
       );
       const filename = `keywarden-${req.report}-${scope.clientId ? slug(scope.label) : 'all-clients'}-${fileStamp(now)}.${req.format}`;
       if (req.format === 'csv') {
@@ -355,7 +434,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       return { filename: r.filename, contentType: r.contentType };
     },
 
-    summaryData: async (actor: Actor, clientId: string | null) => summaryData(await resolveScope(actor, { report: 'compliance-summary', clientId, format: 'csv' })),
+    summaryData: async (actor: Actor, clientId: string | null) =>
+      summaryData(await resolveScope(actor, { report: 'compliance-summary', clientId, format: 'csv' })),
   };
   return service;
 }

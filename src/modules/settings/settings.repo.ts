@@ -18,7 +18,11 @@ export function createSettingsRepo() {
     /** The values of these keys that are set (missing keys are absent from the map). */
     async getMany(exec: Executor, keys: readonly string[]): Promise<Map<string, string>> {
       if (keys.length === 0) return new Map();
-      const rows = await exec.selectFrom('settings').select(['key', 'value']).where('key', 'in', [...keys]).execute();
+      const rows = await exec
+        .selectFrom('settings')
+        .select(['key', 'value'])
+        .where('key', 'in', [...keys])
+        .execute();
       return new Map(rows.map((r) => [r.key, r.value]));
     },
     /** Inserts or replaces one setting. */

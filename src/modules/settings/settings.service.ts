@@ -6,7 +6,15 @@ import { clientScope, requireFreshSecondFactor, requirePermission, type Actor } 
 import type { AuditService } from '../audit/audit.service.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { checkLogo } from '../reports/branding.js';
-import { BRANDING_LOGO_KEY, BRANDING_NAME_KEY, readBranding, REQUIRE_MFA_KEY, REVEAL_HIDE_SECONDS_KEY, type Branding, type SettingsRepo } from './settings.repo.js';
+import {
+  BRANDING_LOGO_KEY,
+  BRANDING_NAME_KEY,
+  readBranding,
+  REQUIRE_MFA_KEY,
+  REVEAL_HIDE_SECONDS_KEY,
+  type Branding,
+  type SettingsRepo,
+} from './settings.repo.js';
 
 /**
  * Vault-wide settings: MFA required for everyone, how long a revealed password stays on screen,
@@ -60,7 +68,12 @@ export function createSettingsService({ tx, repo, clients, audit, clock, policy 
       revealLimitPerHour: policy.revealLimitPerHour,
       sessionIdleMinutes: policy.sessionIdleMinutes,
       sessionMaxHours: policy.sessionMaxHours,
-      clients: rows.map((c) => ({ id: c.id, name: c.name, rotateAfterDisclosure: c.rotate_after_disclosure === 1, viewerCanReveal: c.viewer_can_reveal === 1 })),
+      clients: rows.map((c) => ({
+        id: c.id,
+        name: c.name,
+        rotateAfterDisclosure: c.rotate_after_disclosure === 1,
+        viewerCanReveal: c.viewer_can_reveal === 1,
+      })),
     };
   };
 
@@ -99,7 +112,10 @@ export function createSettingsService({ tx, repo, clients, audit, clock, policy 
     /** MFA required, how long a revealed password stays on screen, rotate after disclosure per client. */
     async updateSecurity(actor: Actor, patch: SecurityPatch): Promise<SecuritySettings> {
       mayChange(actor);
-      if (patch.revealHideSeconds !== undefined && (!Number.isInteger(patch.revealHideSeconds) || patch.revealHideSeconds < 10 || patch.revealHideSeconds > 600)) {
+      if (
+        patch.revealHideSeconds !== undefined &&
+        (!Number.isInteger(patch.revealHideSeconds) || patch.revealHideSeconds < 10 || patch.revealHideSeconds > 600)
+      ) {
         throw badRequest('A revealed password stays on screen from 10 to 600 seconds.', { field: 'revealHideSeconds' });
       }
       await tx.run(async (t) => {
@@ -110,7 +126,14 @@ export function createSettingsService({ tx, repo, clients, audit, clock, policy 
           const row = await clients.findVisible(t, c.id, clientScope(actor));
           if (!row) throw badRequest(`No such client: ${c.id.slice(0, 60)}.`, { field: 'clients' });
           await clients.setRotateAfterDisclosure(t, row.id, c.rotateAfterDisclosure, now);
-          await audit.record(t, actor, { action: 'client.update', outcome: 'success', clientId: row.id, targetType: 'client', targetId: row.id, details: { rotateAfterDisclosure: c.rotateAfterDisclosure } });
+          await audit.record(t, actor, {
+            action: 'client.update',
+            outcome: 'success',
+            clientId: row.id,
+            targetType: 'client',
+            targetId: row.id,
+            details: { rotateAfterDisclosure: c.rotateAfterDisclosure },
+          });
         }
         const { clients: _clients, ...rest } = patch;
         if (Object.keys(rest).length) await audit.record(t, actor, { action: 'settings.update', outcome: 'success', details: rest });

@@ -30,7 +30,14 @@ export async function rotateMasterKey(
       await deps.audit.record(tx, actor, {
         action: 'vault.rotate_master',
         outcome: 'success',
-        details: { fromVersions: r.fromVersions, fromKeyIds: r.fromKeyIds, toVersion: r.toVersion, toKeyId: r.toKeyId, rewrapped: r.rewrapped, newKeySource: r.newKeySource },
+        details: {
+          fromVersions: r.fromVersions,
+          fromKeyIds: r.fromKeyIds,
+          toVersion: r.toVersion,
+          toKeyId: r.toKeyId,
+          rewrapped: r.rewrapped,
+          newKeySource: r.newKeySource,
+        },
       });
     },
   });

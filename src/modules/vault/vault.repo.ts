@@ -10,15 +10,13 @@ export function createVaultRepo(): KeyStore<Executor> & { isInitialized(exec: Ex
       return row !== undefined;
     },
     listMasterKeys(exec) {
-      return exec
-        .selectFrom('master_keys')
-        .select(['version', 'key_id', 'verifier'])
-        .where('retired_at', 'is', null)
-        .orderBy('version', 'desc')
-        .execute();
+      return exec.selectFrom('master_keys').select(['version', 'key_id', 'verifier']).where('retired_at', 'is', null).orderBy('version', 'desc').execute();
     },
     async insertMasterKey(exec, row) {
-      await exec.insertInto('master_keys').values({ ...row, retired_at: null }).execute();
+      await exec
+        .insertInto('master_keys')
+        .values({ ...row, retired_at: null })
+        .execute();
     },
     listDataKeys(exec, purpose: DataKeyPurpose, scope: string) {
       return exec
@@ -29,9 +27,12 @@ export function createVaultRepo(): KeyStore<Executor> & { isInitialized(exec: Ex
         .execute();
     },
     async insertDataKey(exec, row) {
-      await exec.insertInto('data_keys').values({ ...row, retired_at: null }).execute();
+      await exec
+        .insertInto('data_keys')
+        .values({ ...row, retired_at: null })
+        .execute();
     },
-    // Lifecycle (issue 9): master-key rotation and client crypto-shred.
+    // Lifecycle: master-key rotation and client crypto-shred.
     listAllDataKeys(exec) {
       const q = exec.selectFrom('data_keys').select(['id', 'purpose', 'scope', 'version', 'kek_version', 'wrapped_key']).orderBy('id');
       // On PostgreSQL the rewrap holds the rows, so a concurrent rotation waits instead of interleaving.
@@ -45,7 +46,10 @@ export function createVaultRepo(): KeyStore<Executor> & { isInitialized(exec: Ex
       return exec.selectFrom('master_keys').select(['version', 'key_id', 'verifier']).orderBy('version').execute();
     },
     async maxMasterKeyVersion(exec) {
-      const r = await exec.selectFrom('master_keys').select((eb) => eb.fn.max<number>('version').as('v')).executeTakeFirst();
+      const r = await exec
+        .selectFrom('master_keys')
+        .select((eb) => eb.fn.max<number>('version').as('v'))
+        .executeTakeFirst();
       return Number(r?.v ?? 0);
     },
     async rewrapDataKey(exec, id, kekVersion, wrappedKey) {

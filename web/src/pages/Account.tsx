@@ -53,7 +53,11 @@ export function MfaSetup({ onDone }: { onDone?: () => void }) {
     return (
       <Stack gap="sm">
         <Text size="sm">Use an authenticator app (Microsoft Authenticator, Google Authenticator, 1Password…). Revealing keys asks for a fresh code.</Text>
-        {begin.error && <Alert color="red" role="alert">{messageOf(begin.error)}</Alert>}
+        {begin.error && (
+          <Alert color="red" role="alert">
+            {messageOf(begin.error)}
+          </Alert>
+        )}
         <Group>
           <Button onClick={() => begin.mutate()} loading={begin.isPending}>
             Set up an authenticator app
@@ -70,7 +74,9 @@ export function MfaSetup({ onDone }: { onDone?: () => void }) {
       }}
     >
       <Stack gap="sm">
-        <Text size="sm">In your authenticator app, add an account with this setup key (or open the link on the phone itself), then type the code it shows.</Text>
+        <Text size="sm">
+          In your authenticator app, add an account with this setup key (or open the link on the phone itself), then type the code it shows.
+        </Text>
         <div>
           <Text size="xs" c="dimmed">
             Setup key
@@ -82,8 +88,21 @@ export function MfaSetup({ onDone }: { onDone?: () => void }) {
         <Text size="sm">
           <a href={secret.otpauthUri}>Open in an authenticator app on this device</a>
         </Text>
-        <TextInput label="Authentication code" value={code} onChange={(e) => setCode(e.currentTarget.value)} autoComplete="one-time-code" required maxLength={20} className="kw-mono" autoFocus />
-        {confirm.error && <Alert color="red" role="alert">{messageOf(confirm.error)}</Alert>}
+        <TextInput
+          label="Authentication code"
+          value={code}
+          onChange={(e) => setCode(e.currentTarget.value)}
+          autoComplete="one-time-code"
+          required
+          maxLength={20}
+          className="kw-mono"
+          autoFocus
+        />
+        {confirm.error && (
+          <Alert color="red" role="alert">
+            {messageOf(confirm.error)}
+          </Alert>
+        )}
         <Group>
           <Button type="submit" loading={confirm.isPending}>
             Confirm
@@ -168,8 +187,18 @@ export function AccountTab({ me }: { me: Me }) {
           >
             <Stack gap="sm">
               <Text size="sm">An authenticator app is set up for your account.</Text>
-              <TextInput label="Authentication code" description="A current code, to remove the app" value={disableCode} onChange={(e) => setDisableCode(e.currentTarget.value)} maxLength={20} />
-              {disable.error && <Alert color="red" role="alert">{messageOf(disable.error)}</Alert>}
+              <TextInput
+                label="Authentication code"
+                description="A current code, to remove the app"
+                value={disableCode}
+                onChange={(e) => setDisableCode(e.currentTarget.value)}
+                maxLength={20}
+              />
+              {disable.error && (
+                <Alert color="red" role="alert">
+                  {messageOf(disable.error)}
+                </Alert>
+              )}
               <Group>
                 <Button type="submit" variant="light" color="red" loading={disable.isPending} disabled={!disableCode}>
                   Remove authenticator app
@@ -194,9 +223,27 @@ export function AccountTab({ me }: { me: Me }) {
           <Stack gap="sm">
             {/* Lets password managers file the new password under the right account. */}
             <input type="email" name="username" autoComplete="username" value={me.user?.email ?? ''} readOnly hidden />
-            <PasswordInput label="Current password" value={current} onChange={(e) => setCurrent(e.currentTarget.value)} autoComplete="current-password" required />
-            <PasswordInput label="New password" description="At least 12 characters. Every session ends, this one too." value={next} onChange={(e) => setNext(e.currentTarget.value)} autoComplete="new-password" required minLength={12} />
-            {change.error && <Alert color="red" role="alert">{messageOf(change.error)}</Alert>}
+            <PasswordInput
+              label="Current password"
+              value={current}
+              onChange={(e) => setCurrent(e.currentTarget.value)}
+              autoComplete="current-password"
+              required
+            />
+            <PasswordInput
+              label="New password"
+              description="At least 12 characters. Every session ends, this one too."
+              value={next}
+              onChange={(e) => setNext(e.currentTarget.value)}
+              autoComplete="new-password"
+              required
+              minLength={12}
+            />
+            {change.error && (
+              <Alert color="red" role="alert">
+                {messageOf(change.error)}
+              </Alert>
+            )}
             <Group>
               <Button type="submit" loading={change.isPending}>
                 Change password

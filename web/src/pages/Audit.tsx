@@ -10,11 +10,46 @@ import { Empty, ErrorState, Loading, PageTitle, fmtDateTime, messageOf } from '.
 type Verify = { intact: true; events: number; headSeq: number } | { intact: false; events: number; firstBrokenSeq: number; problem: string };
 
 const ACTIONS = [
-  'key.reveal', 'keys.import', 'key.conflict', 'key.superseded', 'key.rotated', 'key.used', 'auth.login', 'auth.logout', 'auth.step_up', 'auth.denied',
-  'mfa.enrol', 'mfa.disable', 'user.create', 'user.update', 'user.role', 'user.password', 'token.create', 'token.revoke', 'client.create', 'client.update',
-  'settings.update', 'audit.export', 'audit.verify', 'agent.token.create', 'agent.token.revoke', 'agent.enroll', 'agent.revoke', 'agent.upload',
-  'finding.open', 'finding.resolve', 'job.create', 'job.update', 'graph.connect', 'graph.disconnect', 'graph.sync', 'entra.key_read', 'ad.connect', 'ad.sync',
-  'ad.invalid_password', 'vault.init',
+  'key.reveal',
+  'keys.import',
+  'key.conflict',
+  'key.superseded',
+  'key.rotated',
+  'key.used',
+  'auth.login',
+  'auth.logout',
+  'auth.step_up',
+  'auth.denied',
+  'mfa.enrol',
+  'mfa.disable',
+  'user.create',
+  'user.update',
+  'user.role',
+  'user.password',
+  'token.create',
+  'token.revoke',
+  'client.create',
+  'client.update',
+  'settings.update',
+  'audit.export',
+  'audit.verify',
+  'agent.token.create',
+  'agent.token.revoke',
+  'agent.enroll',
+  'agent.revoke',
+  'agent.upload',
+  'finding.open',
+  'finding.resolve',
+  'job.create',
+  'job.update',
+  'graph.connect',
+  'graph.disconnect',
+  'graph.sync',
+  'entra.key_read',
+  'ad.connect',
+  'ad.sync',
+  'ad.invalid_password',
+  'vault.init',
 ];
 const OUTCOMES = ['success', 'denied', 'failure', 'not_found', 'ambiguous', 'rate_limited', 'locked', 'error'];
 const PAGE = 100;
@@ -76,11 +111,31 @@ export function AuditPage() {
       </PageTitle>
       <ChainStatus mayVerify={mayVerify} verify={verify} />
       <SimpleGrid cols={{ base: 1, xs: 2, md: 4, lg: 7 }} spacing="sm">
-        <NativeSelect label="Actor" value={actorId} onChange={(e) => setActorId(e.currentTarget.value)} data={[{ value: '', label: 'Anyone' }, ...actors.map(([id, name]) => ({ value: id, label: name }))]} />
-        <NativeSelect label="Client" value={clientId} onChange={(e) => setClientId(e.currentTarget.value)} data={[{ value: '', label: 'All clients' }, ...clients.map((c) => ({ value: c.id, label: c.name }))]} />
-        <NativeSelect label="Action" value={action} onChange={(e) => setAction(e.currentTarget.value)} data={[{ value: '', label: 'Any action' }, ...ACTIONS]} />
+        <NativeSelect
+          label="Actor"
+          value={actorId}
+          onChange={(e) => setActorId(e.currentTarget.value)}
+          data={[{ value: '', label: 'Anyone' }, ...actors.map(([id, name]) => ({ value: id, label: name }))]}
+        />
+        <NativeSelect
+          label="Client"
+          value={clientId}
+          onChange={(e) => setClientId(e.currentTarget.value)}
+          data={[{ value: '', label: 'All clients' }, ...clients.map((c) => ({ value: c.id, label: c.name }))]}
+        />
+        <NativeSelect
+          label="Action"
+          value={action}
+          onChange={(e) => setAction(e.currentTarget.value)}
+          data={[{ value: '', label: 'Any action' }, ...ACTIONS]}
+        />
         <TextInput label="Key or target" placeholder="Record id" value={targetId} onChange={(e) => setTargetId(e.currentTarget.value)} maxLength={200} />
-        <NativeSelect label="Outcome" value={outcome} onChange={(e) => setOutcome(e.currentTarget.value)} data={[{ value: '', label: 'Any outcome' }, ...OUTCOMES]} />
+        <NativeSelect
+          label="Outcome"
+          value={outcome}
+          onChange={(e) => setOutcome(e.currentTarget.value)}
+          data={[{ value: '', label: 'Any outcome' }, ...OUTCOMES]}
+        />
         <TextInput label="From" type="datetime-local" value={from} onChange={(e) => setFrom(e.currentTarget.value)} />
         <TextInput label="To" type="datetime-local" value={to} onChange={(e) => setTo(e.currentTarget.value)} />
       </SimpleGrid>
@@ -118,7 +173,11 @@ export function AuditPage() {
                     </Table.Td>
                     <Table.Td className="kw-mono">{e.action}</Table.Td>
                     <Table.Td>
-                      <Badge size="sm" variant="light" color={e.outcome === 'success' ? 'green' : e.outcome === 'denied' || e.outcome === 'error' ? 'red' : 'yellow'}>
+                      <Badge
+                        size="sm"
+                        variant="light"
+                        color={e.outcome === 'success' ? 'green' : e.outcome === 'denied' || e.outcome === 'error' ? 'red' : 'yellow'}
+                      >
                         {e.outcome}
                       </Badge>
                     </Table.Td>

@@ -22,7 +22,18 @@ type Overview = Counts & {
   sources: Record<string, number>;
   compliance: ComplianceCounts;
 };
-type DeviceRow = { id: string; name: string; serial: string | null; primaryUser: string | null; lastSeenAt: string; lastCheckinAt: string | null; keys: number; encryption: 'encrypted' | 'not-encrypted' | 'unknown'; escrowed: boolean; openFindings: number };
+type DeviceRow = {
+  id: string;
+  name: string;
+  serial: string | null;
+  primaryUser: string | null;
+  lastSeenAt: string;
+  lastCheckinAt: string | null;
+  keys: number;
+  encryption: 'encrypted' | 'not-encrypted' | 'unknown';
+  escrowed: boolean;
+  openFindings: number;
+};
 
 const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
 
@@ -31,7 +42,12 @@ const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
  * fine), and the facts behind it: key escrow and encryption.
  */
 function Compliance({ row }: { row: ClientRow }) {
-  if (!row.devices) return <Text size="sm" c="dimmed">No devices yet</Text>;
+  if (!row.devices)
+    return (
+      <Text size="sm" c="dimmed">
+        No devices yet
+      </Text>
+    );
   const escrowed = pct(row.escrow.escrowed, row.devices);
   const encrypted = pct(row.encryption.encrypted, row.devices);
   const c = row.compliance;
@@ -59,10 +75,17 @@ function Compliance({ row }: { row: ClientRow }) {
           {c && evaluated ? `${main}% compliant` : `${escrowed}% escrowed`}
         </Badge>
         <Text size="xs" c="dimmed">
-          {c && evaluated ? `${c['non-compliant']} non-compliant${c.unknown ? ` · ${c.unknown} unknown` : ''} · ${escrowed}% escrowed` : `${encrypted}% encrypted`}
+          {c && evaluated
+            ? `${c['non-compliant']} non-compliant${c.unknown ? ` · ${c.unknown} unknown` : ''} · ${escrowed}% escrowed`
+            : `${encrypted}% encrypted`}
         </Text>
       </Group>
-      <Progress value={main} color={color} size="sm" aria-label={c && evaluated ? `${main}% of devices compliant` : `${escrowed}% of devices have their key escrowed`} />
+      <Progress
+        value={main}
+        color={color}
+        size="sm"
+        aria-label={c && evaluated ? `${main}% of devices compliant` : `${escrowed}% of devices have their key escrowed`}
+      />
     </Stack>
   );
 }
@@ -74,14 +97,27 @@ export function ClientsPage() {
   const total = (list.data ?? []).reduce((a, c) => ({ devices: a.devices + c.devices, escrowed: a.escrowed + c.escrow.escrowed }), { devices: 0, escrowed: 0 });
   return (
     <Stack gap="md">
-      <PageTitle sub={list.data ? `${list.data.length} clients · ${total.devices} devices · ${pct(total.escrowed, total.devices)}% with their key escrowed` : undefined}>Clients</PageTitle>
-      <TextInput label="Filter clients" placeholder="Client name" value={filter} onChange={(e) => setFilter(e.currentTarget.value)} maw={320} leftSection={<IconSearch size={16} aria-hidden />} />
+      <PageTitle
+        sub={list.data ? `${list.data.length} clients · ${total.devices} devices · ${pct(total.escrowed, total.devices)}% with their key escrowed` : undefined}
+      >
+        Clients
+      </PageTitle>
+      <TextInput
+        label="Filter clients"
+        placeholder="Client name"
+        value={filter}
+        onChange={(e) => setFilter(e.currentTarget.value)}
+        maw={320}
+        leftSection={<IconSearch size={16} aria-hidden />}
+      />
       {list.isPending ? (
         <Loading label="Loading clients…" />
       ) : list.isError ? (
         <ErrorState error={list.error} retry={() => void list.refetch()} />
       ) : rows.length === 0 ? (
-        <Empty title={list.data.length ? 'No client matches' : 'No clients yet'}>{list.data.length ? 'Try another name.' : 'Add one with “keywarden client add "Contoso"”, then import keys, enroll agents or connect Entra ID.'}</Empty>
+        <Empty title={list.data.length ? 'No client matches' : 'No clients yet'}>
+          {list.data.length ? 'Try another name.' : 'Add one with “keywarden client add "Contoso"”, then import keys, enroll agents or connect Entra ID.'}
+        </Empty>
       ) : (
         <div className="kw-table-wrap" tabIndex={0}>
           <Table striped highlightOnHover verticalSpacing={8}>
@@ -107,7 +143,15 @@ export function ClientsPage() {
                   <Table.Td>
                     <Compliance row={c} />
                   </Table.Td>
-                  <Table.Td ta="right">{c.openFindings ? <Badge color="red" variant="light">{c.openFindings}</Badge> : '0'}</Table.Td>
+                  <Table.Td ta="right">
+                    {c.openFindings ? (
+                      <Badge color="red" variant="light">
+                        {c.openFindings}
+                      </Badge>
+                    ) : (
+                      '0'
+                    )}
+                  </Table.Td>
                 </Table.Tr>
               ))}
             </Table.Tbody>
@@ -156,7 +200,15 @@ export function ClientPage({ id }: { id: string }) {
     <Table.Th ta={align} aria-sort={sort === s ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'}>
       <button type="button" className="kw-sort" onClick={() => sortBy(s)}>
         {label}
-        {sort === s ? dir === 'asc' ? <IconArrowUp size={14} aria-hidden /> : <IconArrowDown size={14} aria-hidden /> : <IconArrowsSort size={14} aria-hidden opacity={0.5} />}
+        {sort === s ? (
+          dir === 'asc' ? (
+            <IconArrowUp size={14} aria-hidden />
+          ) : (
+            <IconArrowDown size={14} aria-hidden />
+          )
+        ) : (
+          <IconArrowsSort size={14} aria-hidden opacity={0.5} />
+        )}
       </button>
     </Table.Th>
   );
@@ -228,7 +280,13 @@ export function ClientPage({ id }: { id: string }) {
             accessibilityLayer={false}
             pieProps={{ rootTabIndex: -1 }}
           />
-          <Legend items={[['Encrypted', o.encryption.encrypted], ['Not encrypted', o.encryption['not-encrypted']], ['Unknown (no agent report)', o.encryption.unknown]]} />
+          <Legend
+            items={[
+              ['Encrypted', o.encryption.encrypted],
+              ['Not encrypted', o.encryption['not-encrypted']],
+              ['Unknown (no agent report)', o.encryption.unknown],
+            ]}
+          />
         </Card>
         <Card withBorder component="section" aria-labelledby="ch-esc">
           <Title order={2} fz="sm" id="ch-esc" mb="xs">
@@ -248,7 +306,12 @@ export function ClientPage({ id }: { id: string }) {
             accessibilityLayer={false}
             pieProps={{ rootTabIndex: -1 }}
           />
-          <Legend items={[['Key escrowed', o.escrow.escrowed], ['Not escrowed or finding open', o.escrow.notEscrowed]]} />
+          <Legend
+            items={[
+              ['Key escrowed', o.escrow.escrowed],
+              ['Not escrowed or finding open', o.escrow.notEscrowed],
+            ]}
+          />
         </Card>
         <Card withBorder component="section" aria-labelledby="ch-seen">
           <Title order={2} fz="sm" id="ch-seen" mb="xs">
@@ -270,7 +333,14 @@ export function ClientPage({ id }: { id: string }) {
             aria-hidden
             accessibilityLayer={false}
           />
-          <Legend items={[['Within 24 hours', o.lastSeen.day], ['Within 7 days', o.lastSeen.week], ['Within 30 days', o.lastSeen.month], ['Longer ago', o.lastSeen.older]]} />
+          <Legend
+            items={[
+              ['Within 24 hours', o.lastSeen.day],
+              ['Within 7 days', o.lastSeen.week],
+              ['Within 30 days', o.lastSeen.month],
+              ['Longer ago', o.lastSeen.older],
+            ]}
+          />
         </Card>
       </SimpleGrid>
 
@@ -328,7 +398,9 @@ export function ClientPage({ id }: { id: string }) {
         ) : !devices.data ? (
           <Loading label="Loading devices…" />
         ) : devices.data.items.length === 0 ? (
-          <Empty title={o.devices ? 'No device matches these filters' : 'No devices yet'}>{o.devices ? 'Clear the search or the filters.' : 'Devices appear when keys are imported, agents enroll, or Entra ID / AD syncs.'}</Empty>
+          <Empty title={o.devices ? 'No device matches these filters' : 'No devices yet'}>
+            {o.devices ? 'Clear the search or the filters.' : 'Devices appear when keys are imported, agents enroll, or Entra ID / AD syncs.'}
+          </Empty>
         ) : (
           <>
             <div className="kw-table-wrap" tabIndex={0}>
@@ -381,7 +453,15 @@ export function ClientPage({ id }: { id: string }) {
               <Text size="sm" c="dimmed">
                 {(page - 1) * PAGE + 1}–{Math.min(page * PAGE, total)} of {total}
               </Text>
-              <Pagination total={Math.max(1, Math.ceil(total / PAGE))} value={page} onChange={setPage} size="sm" getControlProps={(c) => ({ 'aria-label': c === 'previous' ? 'Previous page' : c === 'next' ? 'Next page' : c === 'first' ? 'First page' : 'Last page' })} />
+              <Pagination
+                total={Math.max(1, Math.ceil(total / PAGE))}
+                value={page}
+                onChange={setPage}
+                size="sm"
+                getControlProps={(c) => ({
+                  'aria-label': c === 'previous' ? 'Previous page' : c === 'next' ? 'Next page' : c === 'first' ? 'First page' : 'Last page',
+                })}
+              />
             </Group>
           </>
         )}

@@ -26,7 +26,19 @@ type DeviceDetail = {
   volumes: { id: string; mountPoint: string | null; type: string; volumeGuid: string | null; encryptionState: string | null; lastReportedAt: string | null }[];
   recoveryKeys: KeySummary[];
 };
-type Job = { id: string; kind: string; state: string; mountPoint: string | null; protectorId: string | null; attempts: number; maxAttempts: number; detail: string | null; createdAt: string; expiresAt: string; finishedAt: string | null };
+type Job = {
+  id: string;
+  kind: string;
+  state: string;
+  mountPoint: string | null;
+  protectorId: string | null;
+  attempts: number;
+  maxAttempts: number;
+  detail: string | null;
+  createdAt: string;
+  expiresAt: string;
+  finishedAt: string | null;
+};
 type Finding = { id: string; kind: string; detail: string; protectorId: string | null; mountPoint: string | null; openedAt: string; resolvedAt: string | null };
 type DeviceCompliance = {
   status: 'compliant' | 'non-compliant' | 'exempt' | 'unknown';
@@ -34,9 +46,21 @@ type DeviceCompliance = {
   findings: { code: string; mountPoint: string | null; title: string; explanation: string; fix: string }[];
 };
 const COMPLIANCE_COLOR: Record<string, string> = { compliant: 'green', 'non-compliant': 'red', exempt: 'cyan', unknown: 'gray' };
-type VolumeState = { id: string; recordedAt: string; mountPoint: string | null; volumeStatus: string | null; protectionStatus: string | null; encryptionMethod: string | null; encryptionPercentage: number | null };
+type VolumeState = {
+  id: string;
+  recordedAt: string;
+  mountPoint: string | null;
+  volumeStatus: string | null;
+  protectionStatus: string | null;
+  encryptionMethod: string | null;
+  encryptionPercentage: number | null;
+};
 
-const FINDING_LABEL: Record<string, string> = { unescrowed_key: 'Key not escrowed', mismatch: 'Key differs from the vault', no_recovery_password: 'Encrypted without a recovery password' };
+const FINDING_LABEL: Record<string, string> = {
+  unescrowed_key: 'Key not escrowed',
+  mismatch: 'Key differs from the vault',
+  no_recovery_password: 'Encrypted without a recovery password',
+};
 
 function Section({ title, children, right }: { title: string; children: React.ReactNode; right?: React.ReactNode }) {
   const id = `sec-${title.replace(/\W+/g, '-').toLowerCase()}`;
@@ -71,11 +95,28 @@ export function DevicePage({ id }: { id: string }) {
   const qc = useQueryClient();
   const device = useQuery({ queryKey: ['device', id], queryFn: () => api.get<DeviceDetail>(`/devices/${id}`) });
   const jobs = useQuery({ queryKey: ['device', id, 'jobs'], queryFn: () => api.get<Job[]>(`/devices/${id}/jobs`), enabled: device.isSuccess });
-  const findings = useQuery({ queryKey: ['device', id, 'findings'], queryFn: () => api.get<Finding[]>(`/findings${qs({ deviceId: id })}`), enabled: device.isSuccess });
-  const compliance = useQuery({ queryKey: ['device', id, 'compliance'], queryFn: () => api.get<DeviceCompliance>(`/devices/${id}/compliance`), enabled: device.isSuccess, retry: false });
-  const history = useQuery({ queryKey: ['device', id, 'history'], queryFn: () => api.get<VolumeState[]>(`/devices/${id}/volume-history`), enabled: device.isSuccess });
+  const findings = useQuery({
+    queryKey: ['device', id, 'findings'],
+    queryFn: () => api.get<Finding[]>(`/findings${qs({ deviceId: id })}`),
+    enabled: device.isSuccess,
+  });
+  const compliance = useQuery({
+    queryKey: ['device', id, 'compliance'],
+    queryFn: () => api.get<DeviceCompliance>(`/devices/${id}/compliance`),
+    enabled: device.isSuccess,
+    retry: false,
+  });
+  const history = useQuery({
+    queryKey: ['device', id, 'history'],
+    queryFn: () => api.get<VolumeState[]>(`/devices/${id}/volume-history`),
+    enabled: device.isSuccess,
+  });
   const clientId = device.data?.client.id;
-  const audit = useQuery({ queryKey: ['device', id, 'audit'], queryFn: () => api.get<AuditEvent[]>(`/devices/${id}/audit${qs({ limit: 50 })}`), enabled: device.isSuccess && can('audit:read', clientId) });
+  const audit = useQuery({
+    queryKey: ['device', id, 'audit'],
+    queryFn: () => api.get<AuditEvent[]>(`/devices/${id}/audit${qs({ limit: 50 })}`),
+    enabled: device.isSuccess && can('audit:read', clientId),
+  });
   const [revealing, setRevealing] = useState<KeySummary | null>(null);
   const queue = useMutation({
     mutationFn: (b: { kind: string; mountPoint: string }) => api.post<Job>(`/devices/${id}/jobs`, b),
@@ -103,7 +144,11 @@ export function DevicePage({ id }: { id: string }) {
         <Anchor component={Link} href={`/clients/${d.client.id}`} size="sm">
           {d.client.name}
         </Anchor>
-        <PageTitle sub={`Last seen ${fmtAgo(d.lastSeenAt)}${d.lastCheckinAt ? ` · agent check-in ${fmtAgo(d.lastCheckinAt)}` : ' · no agent'}${d.retiredAt ? ' · retired' : ''}`}>{d.name}</PageTitle>
+        <PageTitle
+          sub={`Last seen ${fmtAgo(d.lastSeenAt)}${d.lastCheckinAt ? ` · agent check-in ${fmtAgo(d.lastCheckinAt)}` : ' · no agent'}${d.retiredAt ? ' · retired' : ''}`}
+        >
+          {d.name}
+        </PageTitle>
       </div>
       {compliance.data && (
         <Section
@@ -143,7 +188,12 @@ export function DevicePage({ id }: { id: string }) {
           <Field label="Entra device ID" value={d.entraDeviceId ? <span className="kw-mono">{d.entraDeviceId}</span> : null} />
           <Field label="Operating system" value={[os?.caption, os?.version].filter(Boolean).join(' ') || null} />
           <Field label="Model" value={[fact('manufacturer'), fact('model')].filter(Boolean).join(' ') || null} />
-          <Field label="TPM" value={tpm ? (tpm.present ? `present${tpm.specVersion ? ` (${tpm.specVersion})` : ''}${tpm.ready === false ? ', not ready' : ''}` : 'not present') : null} />
+          <Field
+            label="TPM"
+            value={
+              tpm ? (tpm.present ? `present${tpm.specVersion ? ` (${tpm.specVersion})` : ''}${tpm.ready === false ? ', not ready' : ''}` : 'not present') : null
+            }
+          />
           <Field label="Secure Boot" value={f.secureBoot === undefined || f.secureBoot === null ? null : f.secureBoot ? 'on' : 'off'} />
           <Field label="Entra join" value={entra?.joinType ?? null} />
           <Field label="Agent version" value={fact('agentVersion')} />
@@ -176,7 +226,18 @@ export function DevicePage({ id }: { id: string }) {
                     <Table.Td className="kw-mono">{v.mountPoint ?? v.volumeGuid ?? '?'}</Table.Td>
                     <Table.Td>{v.type}</Table.Td>
                     <Table.Td>
-                      <Badge variant="light" color={v.encryptionState === 'FullyEncrypted' ? 'green' : v.encryptionState === 'FullyDecrypted' ? 'red' : v.encryptionState ? 'yellow' : 'gray'}>
+                      <Badge
+                        variant="light"
+                        color={
+                          v.encryptionState === 'FullyEncrypted'
+                            ? 'green'
+                            : v.encryptionState === 'FullyDecrypted'
+                              ? 'red'
+                              : v.encryptionState
+                                ? 'yellow'
+                                : 'gray'
+                        }
+                      >
                         {v.encryptionState ?? 'unknown'}
                       </Badge>
                     </Table.Td>
@@ -186,7 +247,12 @@ export function DevicePage({ id }: { id: string }) {
                         {v.mountPoint && d.lastCheckinAt ? (
                           <Menu position="bottom-end">
                             <Menu.Target>
-                              <Button size="compact-sm" variant="default" rightSection={<IconChevronDown size={14} />} aria-label={`Agent actions for ${v.mountPoint}`}>
+                              <Button
+                                size="compact-sm"
+                                variant="default"
+                                rightSection={<IconChevronDown size={14} />}
+                                aria-label={`Agent actions for ${v.mountPoint}`}
+                              >
                                 Agent
                               </Button>
                             </Menu.Target>
@@ -194,7 +260,9 @@ export function DevicePage({ id }: { id: string }) {
                               <Menu.Item onClick={() => queue.mutate({ kind: 'rotate', mountPoint: v.mountPoint! })}>Rotate recovery password</Menu.Item>
                               <Menu.Item onClick={() => queue.mutate({ kind: 'backup', mountPoint: v.mountPoint! })}>Escrow again</Menu.Item>
                               <Menu.Item onClick={() => queue.mutate({ kind: 'backup-to-entra', mountPoint: v.mountPoint! })}>Back up to Entra ID</Menu.Item>
-                              <Menu.Item onClick={() => queue.mutate({ kind: 'backup-to-ad', mountPoint: v.mountPoint! })}>Back up to Active Directory</Menu.Item>
+                              <Menu.Item onClick={() => queue.mutate({ kind: 'backup-to-ad', mountPoint: v.mountPoint! })}>
+                                Back up to Active Directory
+                              </Menu.Item>
                             </Menu.Dropdown>
                           </Menu>
                         ) : (
@@ -252,7 +320,9 @@ export function DevicePage({ id }: { id: string }) {
             Your role does not list keys. {d.keys} key{d.keys === 1 ? '' : 's'} on file.
           </Text>
         ) : d.recoveryKeys.length === 0 ? (
-          <Empty title="No recovery key escrowed">This device has no key in the vault. If it is encrypted, its key is at risk: enroll the agent, connect Entra ID or AD, or import the key.</Empty>
+          <Empty title="No recovery key escrowed">
+            This device has no key in the vault. If it is encrypted, its key is at risk: enroll the agent, connect Entra ID or AD, or import the key.
+          </Empty>
         ) : (
           <div className="kw-table-wrap" tabIndex={0}>
             <Table striped verticalSpacing={6} fz="sm">

@@ -11,7 +11,11 @@ import { RevealDialog } from './Reveal';
 
 /** What the server will treat as a key-ID search: 8+ hex digits, optional braces and dashes. */
 export function keyIdDigits(text: string): string | null {
-  const s = text.trim().replace(/[\u2010-\u2015\u2212]/g, '-').replace(/^\{/, '').replace(/\}$/, '');
+  const s = text
+    .trim()
+    .replace(/[\u2010-\u2015\u2212]/g, '-')
+    .replace(/^\{/, '')
+    .replace(/\}$/, '');
   if (!/^[0-9a-f-]+$/i.test(s)) return null;
   return s.replace(/-/g, '');
 }
@@ -54,7 +58,13 @@ export function FindKeyPage() {
 
   return (
     <Stack gap="md" maw={980}>
-      <PageTitle sub={browse ? 'Type the first 8 characters of the key ID the user reads from the recovery screen, or a device name, serial number or user.' : 'Type the key ID the user reads from the recovery screen: at least its first 8 characters.'}>
+      <PageTitle
+        sub={
+          browse
+            ? 'Type the first 8 characters of the key ID the user reads from the recovery screen, or a device name, serial number or user.'
+            : 'Type the key ID the user reads from the recovery screen: at least its first 8 characters.'
+        }
+      >
         Find a key
       </PageTitle>
       <TextInput
@@ -79,7 +89,18 @@ export function FindKeyPage() {
         classNames={{ input: 'kw-mono' }}
       />
       <div aria-live="polite">
-        <Results text={debounced} browse={browse} isKeyId={isKeyId} digits={digits} enabled={enabled} data={data} error={search.error} pending={search.isPending && enabled} onReveal={setRevealing} retry={() => void search.refetch()} />
+        <Results
+          text={debounced}
+          browse={browse}
+          isKeyId={isKeyId}
+          digits={digits}
+          enabled={enabled}
+          data={data}
+          error={search.error}
+          pending={search.isPending && enabled}
+          onReveal={setRevealing}
+          retry={() => void search.refetch()}
+        />
       </div>
       {revealing && <RevealDialog keySummary={revealing} onClose={() => setRevealing(null)} />}
     </Stack>
@@ -109,7 +130,11 @@ function Results(props: {
   if (!enabled) {
     return (
       <Text c="dimmed" size="sm">
-        {digits !== null && !browse ? `Keep typing: ${digits.length} of at least 8 characters of the key ID.` : !browse ? 'Type the key ID (hex digits 0-9, A-F), at least its first 8 characters.' : `Keep typing: at least 8 characters of a key ID, or 2 of a device name, serial or user.`}
+        {digits !== null && !browse
+          ? `Keep typing: ${digits.length} of at least 8 characters of the key ID.`
+          : !browse
+            ? 'Type the key ID (hex digits 0-9, A-F), at least its first 8 characters.'
+            : `Keep typing: at least 8 characters of a key ID, or 2 of a device name, serial or user.`}
       </Text>
     );
   }
@@ -136,7 +161,8 @@ function Results(props: {
     <Stack gap="sm">
       {several && (
         <Alert color="orange" variant="light" icon={<IconAlertCircle size={18} />} title="Several keys match">
-          {data.matches > 50 ? 'More than 50' : data.matches} keys start with {digits?.slice(0, 32).toUpperCase()}: ask for more digits of the key ID{data.keys.length ? ', or compare device and user below' : ''}.
+          {data.matches > 50 ? 'More than 50' : data.matches} keys start with {digits?.slice(0, 32).toUpperCase()}: ask for more digits of the key ID
+          {data.keys.length ? ', or compare device and user below' : ''}.
         </Alert>
       )}
       {!several && !isKeyId && (
@@ -164,7 +190,17 @@ function ResultItem({ k, onReveal, linkDevice }: { k: KeySummary; onReveal: (k: 
         <Stack gap={2} miw={0} style={{ flex: '1 1 320px' }}>
           <Group gap="xs" wrap="wrap">
             <Text fw={650} size="md">
-              {k.device ? linkDevice ? <Anchor component={Link} href={`/devices/${k.device.id}`}>{k.device.name}</Anchor> : k.device.name : 'Unknown device'}
+              {k.device ? (
+                linkDevice ? (
+                  <Anchor component={Link} href={`/devices/${k.device.id}`}>
+                    {k.device.name}
+                  </Anchor>
+                ) : (
+                  k.device.name
+                )
+              ) : (
+                'Unknown device'
+              )}
             </Text>
             <Text size="sm" c="dimmed">
               {k.client.name}
@@ -177,7 +213,8 @@ function ResultItem({ k, onReveal, linkDevice }: { k: KeySummary; onReveal: (k: 
             {fmtKeyId(k.keyId)}
           </Text>
           <Text size="xs" c="dimmed">
-            Volume {k.volume?.mountPoint ?? '?'} ({k.volume?.type ?? 'unknown'}) · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} · source{sources.length === 1 ? '' : 's'}: {sources.join(', ') || 'none'}
+            Volume {k.volume?.mountPoint ?? '?'} ({k.volume?.type ?? 'unknown'}) · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} · source
+            {sources.length === 1 ? '' : 's'}: {sources.join(', ') || 'none'}
           </Text>
         </Stack>
         {/* Helpdesk reveals by key ID (key:lookup) without the browsing permission key:reveal. */}

@@ -14,7 +14,8 @@ type RevealAnswer =
 function consequence(r: Revealed): string {
   if (r.rotation === 'agent') return "This key will be rotated at the device's next check-in.";
   if (r.rotation === 'intune') return 'This key will be rotated through Intune within minutes.';
-  if (r.state === 'disclosed') return 'This key is now marked as disclosed. Nothing rotates it automatically on this device: replace it on the device after use (manage-bde -protectors).';
+  if (r.state === 'disclosed')
+    return 'This key is now marked as disclosed. Nothing rotates it automatically on this device: replace it on the device after use (manage-bde -protectors).';
   return 'This reveal is recorded in the audit log.';
 }
 
@@ -119,10 +120,29 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                 required
                 value={reason}
                 onChange={(e) => setReason(e.currentTarget.value)}
-                data={[{ value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' }, ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label }))]}
+                data={[
+                  { value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' },
+                  ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label })),
+                ]}
               />
-              <TextInput label="Ticket reference" description={reason === 'other' ? 'Required for “Other”' : 'Optional, e.g. T-1234'} value={ticket} onChange={(e) => setTicket(e.currentTarget.value)} maxLength={200} required={reason === 'other'} />
-              <Textarea label="Note" description="Optional; goes into the audit log. Never paste a recovery password." value={note} onChange={(e) => setNote(e.currentTarget.value)} maxLength={1000} autosize minRows={1} maxRows={4} />
+              <TextInput
+                label="Ticket reference"
+                description={reason === 'other' ? 'Required for “Other”' : 'Optional, e.g. T-1234'}
+                value={ticket}
+                onChange={(e) => setTicket(e.currentTarget.value)}
+                maxLength={200}
+                required={reason === 'other'}
+              />
+              <Textarea
+                label="Note"
+                description="Optional; goes into the audit log. Never paste a recovery password."
+                value={note}
+                onChange={(e) => setNote(e.currentTarget.value)}
+                maxLength={1000}
+                autosize
+                minRows={1}
+                maxRows={4}
+              />
               {showCode && (
                 <TextInput
                   label="Authentication code"
@@ -172,7 +192,8 @@ function KeyFacts({ k }: { k: KeySummary }) {
         Key ID {fmtKeyId(k.keyId)}
       </Text>
       <Text size="xs" c="dimmed">
-        Volume {k.volume?.mountPoint ?? '?'} · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} · {[...new Set(k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type))].join(', ')}
+        Volume {k.volume?.mountPoint ?? '?'} · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} ·{' '}
+        {[...new Set(k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type))].join(', ')}
       </Text>
     </Stack>
   );
@@ -223,7 +244,12 @@ function PasswordView({ revealed, seconds, onHide }: { revealed: Revealed; secon
           Hides in {left} s
         </Text>
         <Group gap="xs">
-          <Button variant="light" onClick={() => void copy()} leftSection={copied ? <IconCheck size={16} /> : <IconCopy size={16} />} color={copied ? 'green' : undefined}>
+          <Button
+            variant="light"
+            onClick={() => void copy()}
+            leftSection={copied ? <IconCheck size={16} /> : <IconCopy size={16} />}
+            color={copied ? 'green' : undefined}
+          >
             {copied ? 'Copied' : 'Copy'}
           </Button>
           <Button variant="default" onClick={onHide} leftSection={<IconEyeOff size={16} />}>

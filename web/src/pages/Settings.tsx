@@ -1,7 +1,28 @@
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Redirect, useLocation } from 'wouter';
-import { Alert, Badge, Button, Card, Checkbox, Code, CopyButton, Group, Modal, MultiSelect, NativeSelect, NumberInput, PasswordInput, Stack, Switch, Table, Tabs, Text, TextInput, Title } from '@mantine/core';
+import {
+  Alert,
+  Badge,
+  Button,
+  Card,
+  Checkbox,
+  Code,
+  CopyButton,
+  Group,
+  Modal,
+  MultiSelect,
+  NativeSelect,
+  NumberInput,
+  PasswordInput,
+  Stack,
+  Switch,
+  Table,
+  Tabs,
+  Text,
+  TextInput,
+  Title,
+} from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconCheck, IconCopy, IconPlus } from '@tabler/icons-react';
 import { api, type Role, type User } from '../api';
@@ -50,12 +71,34 @@ export function SettingsPage({ tab }: { tab?: string }) {
 }
 
 /** Which clients: all of them, or a list. */
-function ClientsPicker({ all, setAll, ids, setIds, label }: { all: boolean; setAll: (v: boolean) => void; ids: string[]; setIds: (v: string[]) => void; label: string }) {
+function ClientsPicker({
+  all,
+  setAll,
+  ids,
+  setIds,
+  label,
+}: {
+  all: boolean;
+  setAll: (v: boolean) => void;
+  ids: string[];
+  setIds: (v: string[]) => void;
+  label: string;
+}) {
   const { clients } = useSession();
   return (
     <Stack gap={6}>
       <Checkbox label={`${label}: all clients, present and future`} checked={all} onChange={(e) => setAll(e.currentTarget.checked)} />
-      {!all && <MultiSelect label="Clients" placeholder="Pick clients" data={clients.map((c) => ({ value: c.id, label: c.name }))} value={ids} onChange={setIds} searchable required />}
+      {!all && (
+        <MultiSelect
+          label="Clients"
+          placeholder="Pick clients"
+          data={clients.map((c) => ({ value: c.id, label: c.name }))}
+          value={ids}
+          onChange={setIds}
+          searchable
+          required
+        />
+      )}
     </Stack>
   );
 }
@@ -102,7 +145,8 @@ function UsersTab() {
     <Stack gap="sm">
       <Group justify="space-between">
         <Text size="sm" c="dimmed">
-          Owners manage everything; admins manage clients, agents and tokens; technicians find and reveal keys; helpdesk reveals by key ID only; auditors read keys' metadata and the audit log; client viewers see their own client.
+          Owners manage everything; admins manage clients, agents and tokens; technicians find and reveal keys; helpdesk reveals by key ID only; auditors read
+          keys' metadata and the audit log; client viewers see their own client.
         </Text>
         <Button leftSection={<IconPlus size={16} />} onClick={() => setAdding(true)}>
           Add user
@@ -143,7 +187,17 @@ function UsersTab() {
                   />
                 </Table.Td>
                 <Table.Td>{u.clients === 'all' ? 'All' : u.clients.map((c) => names.get(c) ?? c.slice(0, 8)).join(', ') || 'none'}</Table.Td>
-                <Table.Td>{u.mfaEnabled ? <Badge color="green" variant="light" size="sm">on</Badge> : <Badge color="gray" variant="light" size="sm">off</Badge>}</Table.Td>
+                <Table.Td>
+                  {u.mfaEnabled ? (
+                    <Badge color="green" variant="light" size="sm">
+                      on
+                    </Badge>
+                  ) : (
+                    <Badge color="gray" variant="light" size="sm">
+                      off
+                    </Badge>
+                  )}
+                </Table.Td>
                 <Table.Td>{fmtAgo(u.lastLoginAt)}</Table.Td>
                 <Table.Td>
                   <Badge color={u.status === 'active' ? 'green' : 'gray'} variant="light" size="sm">
@@ -153,7 +207,11 @@ function UsersTab() {
                 <Table.Td>
                   <Group gap={4} wrap="nowrap">
                     {u.id !== me.actor.id && (
-                      <Button size="compact-xs" variant="default" onClick={() => update.mutate({ id: u.id, patch: { status: u.status === 'active' ? 'disabled' : 'active' } })}>
+                      <Button
+                        size="compact-xs"
+                        variant="default"
+                        onClick={() => update.mutate({ id: u.id, patch: { status: u.status === 'active' ? 'disabled' : 'active' } })}
+                      >
                         {u.status === 'active' ? 'Disable' : 'Enable'}
                       </Button>
                     )}
@@ -201,10 +259,26 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
         <Stack gap="sm">
           <TextInput label="Email" type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} required autoFocus />
           <TextInput label="Name" value={name} onChange={(e) => setName(e.currentTarget.value)} />
-          <PasswordInput label="Initial password" description="At least 12 characters; tell it to them through another channel." value={password} onChange={(e) => setPassword(e.currentTarget.value)} required autoComplete="new-password" />
-          <NativeSelect label="Role" value={role} onChange={(e) => setRole(e.currentTarget.value as Role)} data={ROLES.map((r) => ({ value: r, label: ROLE_LABEL[r] }))} />
+          <PasswordInput
+            label="Initial password"
+            description="At least 12 characters; tell it to them through another channel."
+            value={password}
+            onChange={(e) => setPassword(e.currentTarget.value)}
+            required
+            autoComplete="new-password"
+          />
+          <NativeSelect
+            label="Role"
+            value={role}
+            onChange={(e) => setRole(e.currentTarget.value as Role)}
+            data={ROLES.map((r) => ({ value: r, label: ROLE_LABEL[r] }))}
+          />
           <ClientsPicker all={all} setAll={setAll} ids={ids} setIds={setIds} label="Access" />
-          {create.error && <Alert color="red" role="alert">{messageOf(create.error)}</Alert>}
+          {create.error && (
+            <Alert color="red" role="alert">
+              {messageOf(create.error)}
+            </Alert>
+          )}
           <Group justify="flex-end">
             <Button variant="default" onClick={onClose}>
               Cancel
@@ -238,8 +312,19 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
         }}
       >
         <Stack gap="sm">
-          <PasswordInput label="New password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} required autoComplete="new-password" autoFocus />
-          {reset.error && <Alert color="red" role="alert">{messageOf(reset.error)}</Alert>}
+          <PasswordInput
+            label="New password"
+            value={password}
+            onChange={(e) => setPassword(e.currentTarget.value)}
+            required
+            autoComplete="new-password"
+            autoFocus
+          />
+          {reset.error && (
+            <Alert color="red" role="alert">
+              {messageOf(reset.error)}
+            </Alert>
+          )}
           <Group justify="flex-end">
             <Button variant="default" onClick={onClose}>
               Cancel
@@ -255,7 +340,18 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
 }
 
 // ---------------------------------------------------------------- API tokens
-type Token = { id: string; name: string; prefix: string; role: Role; clients: 'all' | string[]; createdBy: string; createdAt: string; expiresAt: string | null; lastUsedAt: string | null; revokedAt: string | null };
+type Token = {
+  id: string;
+  name: string;
+  prefix: string;
+  role: Role;
+  clients: 'all' | string[];
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+};
 
 function TokensTab() {
   const qc = useQueryClient();
@@ -269,7 +365,8 @@ function TokensTab() {
   const [secret, setSecret] = useState<string | null>(null);
   const names = new Map(clients.map((c) => [c.id, c.name]));
   const create = useMutation({
-    mutationFn: () => api.post<{ token: string; apiToken: Token }>('/tokens', { name, role, clients: all ? 'all' : ids, ...(days ? { expiresInDays: Number(days) } : {}) }),
+    mutationFn: () =>
+      api.post<{ token: string; apiToken: Token }>('/tokens', { name, role, clients: all ? 'all' : ids, ...(days ? { expiresInDays: Number(days) } : {}) }),
     onSuccess: (r) => {
       setSecret(r.token);
       setName('');
@@ -296,13 +393,29 @@ function TokensTab() {
           }}
         >
           <Stack gap="sm" maw={560}>
-            <TextInput label="Token name" description="What uses it, e.g. “PSA helpdesk integration”" value={name} onChange={(e) => setName(e.currentTarget.value)} required maxLength={100} />
+            <TextInput
+              label="Token name"
+              description="What uses it, e.g. “PSA helpdesk integration”"
+              value={name}
+              onChange={(e) => setName(e.currentTarget.value)}
+              required
+              maxLength={100}
+            />
             <Group grow>
-              <NativeSelect label="Role" value={role} onChange={(e) => setRole(e.currentTarget.value as Role)} data={ROLES.filter((r) => myRole === 'owner' || r !== 'owner').map((r) => ({ value: r, label: ROLE_LABEL[r] }))} />
+              <NativeSelect
+                label="Role"
+                value={role}
+                onChange={(e) => setRole(e.currentTarget.value as Role)}
+                data={ROLES.filter((r) => myRole === 'owner' || r !== 'owner').map((r) => ({ value: r, label: ROLE_LABEL[r] }))}
+              />
               <NumberInput label="Expires in (days)" value={days} onChange={setDays} min={1} max={3650} />
             </Group>
             <ClientsPicker all={all} setAll={setAll} ids={ids} setIds={setIds} label="Access" />
-            {create.error && <Alert color="red" role="alert">{messageOf(create.error)}</Alert>}
+            {create.error && (
+              <Alert color="red" role="alert">
+                {messageOf(create.error)}
+              </Alert>
+            )}
             <Group>
               <Button type="submit" loading={create.isPending}>
                 Create token
@@ -314,7 +427,10 @@ function TokensTab() {
           <Stack mt="md">
             <SecretOnce title="API token created" secret={secret}>
               <Text size="sm">
-                Send it as <Code>Authorization: Bearer …</Code>. <Button size="compact-xs" variant="subtle" onClick={() => setSecret(null)}>Done</Button>
+                Send it as <Code>Authorization: Bearer …</Code>.{' '}
+                <Button size="compact-xs" variant="subtle" onClick={() => setSecret(null)}>
+                  Done
+                </Button>
               </Text>
             </SecretOnce>
           </Stack>
@@ -371,7 +487,16 @@ function TokensTab() {
 }
 
 // ---------------------------------------------------------------- enrollment tokens
-type EnrollmentToken = { id: string; clientId: string; prefix: string; createdAt: string; expiresAt: string; maxUses: number | null; uses: number; revokedAt: string | null };
+type EnrollmentToken = {
+  id: string;
+  clientId: string;
+  prefix: string;
+  createdAt: string;
+  expiresAt: string;
+  maxUses: number | null;
+  uses: number;
+  revokedAt: string | null;
+};
 
 /** The command an RMM, Intune or GPO runs on each device (agent/README.md). */
 export function agentCommand(serverUrl: string, token: string): string {
@@ -391,7 +516,11 @@ function EnrollmentTab() {
   const names = new Map(clients.map((c) => [c.id, c.name]));
   const create = useMutation({
     mutationFn: () =>
-      api.post<{ token: string; enrollmentToken: EnrollmentToken }>('/agent/enrollment-tokens', { clientId, expiresInDays: Number(days) || 30, maxUses: maxUses === '' ? null : Number(maxUses) }),
+      api.post<{ token: string; enrollmentToken: EnrollmentToken }>('/agent/enrollment-tokens', {
+        clientId,
+        expiresInDays: Number(days) || 30,
+        maxUses: maxUses === '' ? null : Number(maxUses),
+      }),
     onSuccess: (r) => {
       setMade({ token: r.token, client: names.get(r.enrollmentToken.clientId) ?? '' });
       void qc.invalidateQueries({ queryKey: ['enrollment-tokens'] });
@@ -411,7 +540,8 @@ function EnrollmentTab() {
           Enroll devices
         </Title>
         <Text size="sm" c="dimmed" mb="sm">
-          An enrollment token lets the Windows agent register devices of one client. Deploy the agent script with your RMM, Intune or a GPO and run the command below on each device.
+          An enrollment token lets the Windows agent register devices of one client. Deploy the agent script with your RMM, Intune or a GPO and run the command
+          below on each device.
         </Text>
         <form
           onSubmit={(e) => {
@@ -421,7 +551,14 @@ function EnrollmentTab() {
           }}
         >
           <Group align="flex-end" gap="sm" wrap="wrap">
-            <NativeSelect label="Client" value={clientId} onChange={(e) => setClientId(e.currentTarget.value)} data={manageable.map((c) => ({ value: c.id, label: c.name }))} required w={220} />
+            <NativeSelect
+              label="Client"
+              value={clientId}
+              onChange={(e) => setClientId(e.currentTarget.value)}
+              data={manageable.map((c) => ({ value: c.id, label: c.name }))}
+              required
+              w={220}
+            />
             <NumberInput label="Valid for (days)" value={days} onChange={setDays} min={1} max={365} w={140} />
             <NumberInput label="Maximum devices" placeholder="No limit" value={maxUses} onChange={setMaxUses} min={1} w={160} />
             <Button type="submit" loading={create.isPending} disabled={!clientId}>
@@ -455,7 +592,8 @@ function EnrollmentTab() {
               </Group>
               {serverUrl.startsWith('http://') && (
                 <Text size="xs" c="orange" mt={4}>
-                  This console is served over plain HTTP: the agent accepts that only for testing (-AllowInsecureHttp). Put Keywarden behind HTTPS for real devices.
+                  This console is served over plain HTTP: the agent accepts that only for testing (-AllowInsecureHttp). Put Keywarden behind HTTPS for real
+                  devices.
                 </Text>
               )}
             </div>
@@ -498,7 +636,13 @@ function EnrollmentTab() {
                           {t.revokedAt ? 'revoked' : 'expired'}
                         </Badge>
                       ) : (
-                        <Button size="compact-xs" color="red" variant="light" onClick={() => revoke.mutate(t.id)} aria-label={`Revoke enrollment token ${t.prefix}`}>
+                        <Button
+                          size="compact-xs"
+                          color="red"
+                          variant="light"
+                          onClick={() => revoke.mutate(t.id)}
+                          aria-label={`Revoke enrollment token ${t.prefix}`}
+                        >
                           Revoke
                         </Button>
                       )}
@@ -515,8 +659,29 @@ function EnrollmentTab() {
 }
 
 // ---------------------------------------------------------------- integrations
-type GraphConnection = { id: string; clientId: string; tenantId: string; appClientId: string; syncIntervalMinutes: number; enabled: boolean; lastSyncAt: string | null; lastStatus: string | null; lastError: string | null };
-type AdConnection = { id: string; clientId: string; hosts: string[]; port: number; tlsMode: string; bindDn: string; baseDns: string[]; lastSyncAt: string | null; lastStatus: string | null; lastError: string | null };
+type GraphConnection = {
+  id: string;
+  clientId: string;
+  tenantId: string;
+  appClientId: string;
+  syncIntervalMinutes: number;
+  enabled: boolean;
+  lastSyncAt: string | null;
+  lastStatus: string | null;
+  lastError: string | null;
+};
+type AdConnection = {
+  id: string;
+  clientId: string;
+  hosts: string[];
+  port: number;
+  tlsMode: string;
+  bindDn: string;
+  baseDns: string[];
+  lastSyncAt: string | null;
+  lastStatus: string | null;
+  lastError: string | null;
+};
 type TestResult = { ok: boolean; lines: string[] };
 
 function IntegrationsTab() {
@@ -540,16 +705,26 @@ function IntegrationsTab() {
     onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const sync = useMutation({
-    mutationFn: ({ kind, id }: { kind: 'graph' | 'ad'; id: string }) => api.post<{ status: string; errorText: string | null }>(kind === 'graph' ? `/graph/connections/${id}/sync` : `/directory/connections/${id}/sync`),
+    mutationFn: ({ kind, id }: { kind: 'graph' | 'ad'; id: string }) =>
+      api.post<{ status: string; errorText: string | null }>(kind === 'graph' ? `/graph/connections/${id}/sync` : `/directory/connections/${id}/sync`),
     onSuccess: (r) => {
-      notifications.show({ color: r.status === 'failed' ? 'red' : 'green', message: r.status === 'failed' ? `Sync failed: ${r.errorText ?? ''}` : `Sync ${r.status}.` });
+      notifications.show({
+        color: r.status === 'failed' ? 'red' : 'green',
+        message: r.status === 'failed' ? `Sync failed: ${r.errorText ?? ''}` : `Sync ${r.status}.`,
+      });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       void qc.invalidateQueries({ queryKey: ['ad-connections'] });
     },
     onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
 
-  const row = (kind: 'graph' | 'ad', id: string, clientId: string, what: React.ReactNode, c: { lastSyncAt: string | null; lastStatus: string | null; lastError: string | null }) => (
+  const row = (
+    kind: 'graph' | 'ad',
+    id: string,
+    clientId: string,
+    what: React.ReactNode,
+    c: { lastSyncAt: string | null; lastStatus: string | null; lastError: string | null },
+  ) => (
     <Card key={id} withBorder padding="sm">
       <Group justify="space-between" wrap="wrap" gap="sm">
         <div>
@@ -606,11 +781,21 @@ function IntegrationsTab() {
         ) : graph.isError ? (
           <ErrorState error={graph.error} />
         ) : graph.data.length === 0 ? (
-          <Empty title="No Entra ID tenant connected">Connect a client's tenant to sync the recovery keys Entra ID holds (app registration with BitlockerKey.Read.All and Device.Read.All).</Empty>
+          <Empty title="No Entra ID tenant connected">
+            Connect a client's tenant to sync the recovery keys Entra ID holds (app registration with BitlockerKey.Read.All and Device.Read.All).
+          </Empty>
         ) : (
           <Stack gap="xs">
             {graph.data.map((g) =>
-              row('graph', g.id, g.clientId, <span className="kw-mono">tenant {g.tenantId} · every {g.syncIntervalMinutes} min</span>, g),
+              row(
+                'graph',
+                g.id,
+                g.clientId,
+                <span className="kw-mono">
+                  tenant {g.tenantId} · every {g.syncIntervalMinutes} min
+                </span>,
+                g,
+              ),
             )}
           </Stack>
         )}
@@ -625,12 +810,11 @@ function IntegrationsTab() {
           <ErrorState error={ad.error} />
         ) : ad.data.length === 0 ? (
           <Empty title="No Active Directory connected">
-            Add one on the server with <Code>keywarden ad connect</Code> (it needs the bind password and the domain controller's certificate); it then shows here.
+            Add one on the server with <Code>keywarden ad connect</Code> (it needs the bind password and the domain controller's certificate); it then shows
+            here.
           </Empty>
         ) : (
-          <Stack gap="xs">
-            {ad.data.map((a) => row('ad', a.id, a.clientId, `${a.hosts.join(', ')}:${a.port} (${a.tlsMode}) · ${a.bindDn}`, a))}
-          </Stack>
+          <Stack gap="xs">{ad.data.map((a) => row('ad', a.id, a.clientId, `${a.hosts.join(', ')}:${a.port} (${a.tlsMode}) · ${a.bindDn}`, a))}</Stack>
         )}
       </section>
       {adding && <GraphConnectModal onClose={() => setAdding(false)} />}
@@ -664,11 +848,28 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
         }}
       >
         <Stack gap="sm">
-          <NativeSelect label="Client" value={clientId} onChange={(e) => setClientId(e.currentTarget.value)} data={options.map((c) => ({ value: c.id, label: c.name }))} required />
+          <NativeSelect
+            label="Client"
+            value={clientId}
+            onChange={(e) => setClientId(e.currentTarget.value)}
+            data={options.map((c) => ({ value: c.id, label: c.name }))}
+            required
+          />
           <TextInput label="Tenant ID" value={tenantId} onChange={(e) => setTenantId(e.currentTarget.value)} required className="kw-mono" />
           <TextInput label="Application (client) ID" value={appClientId} onChange={(e) => setAppClientId(e.currentTarget.value)} required />
-          <PasswordInput label="Client secret" description="Stored encrypted; never shown again." value={secret} onChange={(e) => setSecret(e.currentTarget.value)} required autoComplete="off" />
-          {create.error && <Alert color="red" role="alert">{messageOf(create.error)}</Alert>}
+          <PasswordInput
+            label="Client secret"
+            description="Stored encrypted; never shown again."
+            value={secret}
+            onChange={(e) => setSecret(e.currentTarget.value)}
+            required
+            autoComplete="off"
+          />
+          {create.error && (
+            <Alert color="red" role="alert">
+              {messageOf(create.error)}
+            </Alert>
+          )}
           <Group justify="flex-end">
             <Button variant="default" onClick={onClose}>
               Cancel
@@ -733,7 +934,11 @@ function SecurityTab() {
           />
           <Group align="flex-end" gap="sm">
             <NumberInput label="Hide a revealed password after (seconds)" value={hide ?? s.revealHideSeconds} onChange={setHide} min={10} max={600} w={300} />
-            <Button variant="default" onClick={() => save.mutate({ revealHideSeconds: Number(hide ?? s.revealHideSeconds) })} disabled={hide === null || Number(hide) === s.revealHideSeconds}>
+            <Button
+              variant="default"
+              onClick={() => save.mutate({ revealHideSeconds: Number(hide ?? s.revealHideSeconds) })}
+              disabled={hide === null || Number(hide) === s.revealHideSeconds}
+            >
               Save
             </Button>
           </Group>
@@ -786,10 +991,18 @@ function SecurityTab() {
                   <Table.Tr key={c.id}>
                     <Table.Td>{c.name}</Table.Td>
                     <Table.Td>
-                      <Switch aria-label={`Rotate after disclosure for ${c.name}`} checked={c.rotateAfterDisclosure} onChange={(e) => save.mutate({ clients: [{ id: c.id, rotateAfterDisclosure: e.currentTarget.checked }] })} />
+                      <Switch
+                        aria-label={`Rotate after disclosure for ${c.name}`}
+                        checked={c.rotateAfterDisclosure}
+                        onChange={(e) => save.mutate({ clients: [{ id: c.id, rotateAfterDisclosure: e.currentTarget.checked }] })}
+                      />
                     </Table.Td>
                     <Table.Td>
-                      <Switch aria-label={`Client viewers of ${c.name} may reveal`} checked={c.viewerCanReveal} onChange={(e) => viewer.mutate({ id: c.id, on: e.currentTarget.checked })} />
+                      <Switch
+                        aria-label={`Client viewers of ${c.name} may reveal`}
+                        checked={c.viewerCanReveal}
+                        onChange={(e) => viewer.mutate({ id: c.id, on: e.currentTarget.checked })}
+                      />
                     </Table.Td>
                   </Table.Tr>
                 ))}
@@ -801,5 +1014,3 @@ function SecurityTab() {
     </Stack>
   );
 }
-
-

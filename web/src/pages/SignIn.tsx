@@ -126,8 +126,24 @@ export function LoginPage() {
     <Frame title="Sign in" sub="BitLocker recovery-key vault">
       <form onSubmit={(e) => void submit(e)}>
         <Stack>
-          <TextInput label="Email" type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} autoComplete="username" autoFocus required maxLength={254} />
-          <PasswordInput label="Password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} autoComplete="current-password" required maxLength={256} />
+          <TextInput
+            label="Email"
+            type="email"
+            value={email}
+            onChange={(e) => setEmail(e.currentTarget.value)}
+            autoComplete="username"
+            autoFocus
+            required
+            maxLength={254}
+          />
+          <PasswordInput
+            label="Password"
+            value={password}
+            onChange={(e) => setPassword(e.currentTarget.value)}
+            autoComplete="current-password"
+            required
+            maxLength={256}
+          />
           {error && (
             <Alert color="red" variant="light" role="alert">
               {error}
@@ -172,7 +188,16 @@ export function SetupPage() {
     <Frame title="Create the owner" sub="Keywarden has no users yet. The first account is the vault's owner: it manages users, settings and every client.">
       <form onSubmit={(e) => void submit(e)}>
         <Stack>
-          <TextInput label="Email" type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} autoComplete="username" autoFocus required maxLength={254} />
+          <TextInput
+            label="Email"
+            type="email"
+            value={email}
+            onChange={(e) => setEmail(e.currentTarget.value)}
+            autoComplete="username"
+            autoFocus
+            required
+            maxLength={254}
+          />
           <PasswordInput
             label="Password"
             description="At least 12 characters; a passphrase is best."
