@@ -1,4 +1,4 @@
-import type { Insertable } from 'kysely';
+import type { Insertable, Selectable } from 'kysely';
 import type { Executor } from '../../db/database.js';
 import type { LifecycleApprovalsTable } from '../../db/schema.js';
 import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
@@ -8,26 +8,8 @@ import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
  * clients, devices, keys and the audit log (joins declared in TABLE_READS). Every other write goes
  * through the owning module's repo.
  */
-export type ApprovalRow = {
-  id: string;
-  action: string;
-  client_id: string | null;
-  device_id: string | null;
-  target_type: string | null;
-  target_id: string | null;
-  params: string | null;
-  status: string;
-  reason: string | null;
-  requested_by: string;
-  requested_by_name: string;
-  requested_at: string;
-  expires_at: string;
-  approved_by: string | null;
-  approved_by_name: string | null;
-  approved_at: string | null;
-  closed_at: string | null;
-  result: string | null;
-};
+/** An approval request as read from the table (optional columns are filled by the database). */
+export type ApprovalRow = Selectable<LifecycleApprovalsTable>;
 
 export function createLifecycleRepo() {
   return {
