@@ -564,6 +564,15 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect((await send('PATCH', `${API}/users/${ownerId}`, { role: 'admin' })).statusCode).toBe(400);
       expect((await get(`${API}/me`)).json().actor.role).toBe('owner');
     });
+
+    it('an owner of one client does not count: the last owner of all clients cannot narrow themselves to one', async () => {
+      const client = (await send('POST', `${API}/clients`, { name: 'Last Owner Test Client' })).json();
+      expect((await send('POST', `${API}/users`, { email: 'one.client.owner@example.test', password: 'one client owner pw', role: 'owner', clients: [client.id] })).statusCode).toBe(201);
+      const r = await send('PATCH', `${API}/users/${ownerId}`, { clients: [client.id] });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().message).toMatch(/last active owner of all clients/);
+      expect((await get(`${API}/me`)).json().actor.clients).toBe('all');
+    });
   });
 
   describe('API tokens', () => {

@@ -8,6 +8,7 @@ export function createIdentityRepo() {
     findUserByEmail: (exec: Executor, email: string) => exec.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst(),
     findUser: (exec: Executor, id: string) => exec.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst(),
     listUsers: (exec: Executor) => exec.selectFrom('users').selectAll().orderBy('email').execute(),
+    /** Active owners of every client: the people who can manage the whole vault. */
     countOwners: async (exec: Executor) =>
       Number(
         (
@@ -15,6 +16,7 @@ export function createIdentityRepo() {
             .selectFrom('users')
             .select((eb) => eb.fn.countAll<number>().as('n'))
             .where('role', '=', 'owner')
+            .where('all_clients', '=', 1)
             .where('status', '=', 'active')
             .executeTakeFirstOrThrow()
         ).n,

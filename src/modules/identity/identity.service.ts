@@ -278,10 +278,11 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       });
     }
     if (next.status !== u.status) changes.status = next.status;
-    // The last active owner cannot be demoted or disabled: someone must be able to manage the vault.
-    const wasManager = u.status === 'active' && ROLE_PERMISSIONS[before.role].includes('user:manage');
-    const staysManager = (changes.status ?? u.status) === 'active' && ROLE_PERMISSIONS[next.role].includes('user:manage');
-    if (wasManager && !staysManager && (await repo.countOwners(tx)) <= 1) throw badRequest('This is the last active owner; make someone else owner first.');
+    // The last active owner of every client cannot be demoted, narrowed or disabled: someone must be able to manage the whole vault.
+    const managesVault = (g: { role: Role; clients: 'all' | readonly string[] }) => g.clients === 'all' && ROLE_PERMISSIONS[g.role].includes('user:manage');
+    const wasManager = u.status === 'active' && managesVault(before);
+    const staysManager = (changes.status ?? u.status) === 'active' && managesVault(next);
+    if (wasManager && !staysManager && (await repo.countOwners(tx)) <= 1) throw badRequest('This is the last active owner of all clients; make someone else owner of all clients first.');
     await repo.updateUser(tx, u.id, changes);
     if (changes.status === 'disabled') await repo.revokeUserSessions(tx, u.id, now);
     if (changes.status !== undefined) {
