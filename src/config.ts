@@ -1,6 +1,8 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { badRequest } from './lib/errors.js';
+import { parseEgressAllow, type EgressAllowEntry } from './integrations/egress.js';
 
 /**
  * One schema over the environment, parsed once at start-up. It fails fast with a message that
@@ -16,7 +18,7 @@ const envSchema = z
     KEYWARDEN_HOST: z.string().min(1).default('127.0.0.1'),
     KEYWARDEN_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
     KEYWARDEN_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
-    KEYWARDEN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
+    KEYWARDEN_TRUST_PROXY: z.string().default('false'),
     KEYWARDEN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     KEYWARDEN_SESSION_IDLE_MINUTES: z.coerce
       .number()
@@ -49,6 +51,8 @@ const envSchema = z
     // Scale-out: task leases, scheduler polling, the /metrics bearer token.
     KEYWARDEN_TASK_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(120),
     KEYWARDEN_SCHEDULER_POLL_SECONDS: z.coerce.number().min(0.2).max(3600).default(30),
+    // Exceptions to the egress policy (src/integrations/egress.ts): hosts, addresses or CIDRs, optional :port.
+    KEYWARDEN_EGRESS_ALLOW: z.string().max(10_000).optional(),
     KEYWARDEN_METRICS_TOKEN: z.string().min(32, 'use at least 32 characters (e.g. openssl rand -hex 32)').optional(),
   })
   .refine((e) => !(e.KEYWARDEN_MASTER_KEY && e.KEYWARDEN_MASTER_KEY_FILE), {
@@ -65,10 +69,60 @@ export type ServerConfig = {
   /** The address people use; https here turns on Secure cookies and HSTS. */
   publicUrl: string | null;
   secure: boolean;
-  trustProxy: boolean;
+  /**
+   * Which reverse proxies may name the client in X-Forwarded-For: none (false), the last N hops,
+   * or the proxies' own addresses/CIDRs. The client is the right-most address no trusted proxy added.
+   */
+  trustProxy: TrustProxy;
   logLevel: string;
   uploadLimitBytes: number;
 };
+
+export type TrustProxy = false | number | string[];
+
+const TRUST_PROXY_HELP =
+  'set the number of proxies in front of Keywarden (KEYWARDEN_TRUST_PROXY=1 for one nginx or Caddy on the same network path) or their addresses (KEYWARDEN_TRUST_PROXY=127.0.0.1 or 10.0.0.0/24,fd00::/64)';
+
+/** A proxy address or CIDR as written by an operator (IPv4 or IPv6, optional /prefix). */
+function validProxyAddress(value: string): boolean {
+  const [addr, prefix, extra] = value.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (prefix === undefined) return true;
+  if (!/^\d{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * KEYWARDEN_TRUST_PROXY: false/0 (default), a hop count, or a comma-separated list of proxy
+ * addresses/CIDRs. "true" (trust every hop) is refused: then the client picks its own address.
+ */
+export function parseTrustProxy(raw: string): TrustProxy {
+  const v = raw.trim();
+  if (v === '' || v.toLowerCase() === 'false' || v === '0') return false;
+  if (v.toLowerCase() === 'true') {
+    throw badRequest(
+      `Configuration error: KEYWARDEN_TRUST_PROXY=true would trust every X-Forwarded-For entry, and a client can write its own. Instead, ${TRUST_PROXY_HELP}.`,
+    );
+  }
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    if (hops > 10) throw badRequest(`Configuration error: KEYWARDEN_TRUST_PROXY: ${hops} proxies in a row is more than Keywarden accepts (at most 10); ${TRUST_PROXY_HELP}.`);
+    return hops;
+  }
+  const list = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const bad = list.filter((x) => !validProxyAddress(x));
+  if (bad.length || list.length === 0) {
+    throw badRequest(
+      `Configuration error: KEYWARDEN_TRUST_PROXY must be false, a number of proxies or a comma-separated list of proxy addresses; "${bad[0] ?? v}" is neither a number nor an IP address or CIDR. ${TRUST_PROXY_HELP[0]!.toUpperCase()}${TRUST_PROXY_HELP.slice(1)}.`,
+    );
+  }
+  return list;
+}
 
 export type ScaleConfig = {
   taskLeaseSeconds: number;
@@ -96,6 +150,8 @@ export type Config = {
   policy: Policy;
   /** Several processes on one database: leases, polling, metrics. */
   scale: ScaleConfig;
+  /** Where Keywarden may connect beyond the default egress rules (KEYWARDEN_EGRESS_ALLOW). */
+  egress: { allow: EgressAllowEntry[] };
 };
 
 export type ConfigOverrides = { dataDir?: string; databaseUrl?: string };
@@ -130,7 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     port: e.KEYWARDEN_PORT,
     publicUrl: e.KEYWARDEN_PUBLIC_URL ?? null,
     secure: (e.KEYWARDEN_PUBLIC_URL ?? '').startsWith('https://'),
-    trustProxy: e.KEYWARDEN_TRUST_PROXY === 'true' || e.KEYWARDEN_TRUST_PROXY === '1',
+    trustProxy: parseTrustProxy(e.KEYWARDEN_TRUST_PROXY),
     logLevel: e.KEYWARDEN_LOG_LEVEL,
     uploadLimitBytes: e.KEYWARDEN_UPLOAD_LIMIT_MB * 1024 * 1024,
   };
@@ -148,7 +204,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     schedulerPollMs: Math.round(e.KEYWARDEN_SCHEDULER_POLL_SECONDS * 1000),
     metricsToken: e.KEYWARDEN_METRICS_TOKEN ?? null,
   };
-  return { dataDir, database, masterKey, server, policy, scale };
+  let allow: EgressAllowEntry[];
+  try {
+    allow = parseEgressAllow(e.KEYWARDEN_EGRESS_ALLOW);
+  } catch (problem) {
+    throw badRequest(`Configuration error: ${(problem as Error).message}`);
+  }
+  return { dataDir, database, masterKey, server, policy, scale, egress: { allow } };
 }
 
 /** Where the data lives, in words for CLI output (never includes a password from a URL). */
