@@ -40,7 +40,8 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
     }
     computers[7]!.keys.push({ ...invalid, created: new Date(Date.UTC(2024, 5, 1)) });
     ({ computerDns } = await seedDirectory(dc, { ou, computers }));
-    t = await createTestApp();
+    // The DC listens on a loopback address of its own (127.0.0.N): listed, as an operator would.
+    t = await createTestApp({ KEYWARDEN_EGRESS_ALLOW: host() });
     clientId = (await t.container.clients.create(admin, { name: 'Contoso' })).id;
     const conn = await t.container.directory.createConnection(admin, {
       clientId,
@@ -124,6 +125,9 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
     const test = await t.container.directory.testConnection(admin, conn.id);
     expect(test.ok).toBe(true);
     expect(test.recoveryObjects).toBeGreaterThan(total() - 10);
+    const cli = await t.cli(['ad', 'test', '--client', 'Contoso StartTLS']);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^ok: Bound to/);
   }, 120_000);
 
   it('detects an account that cannot read recovery passwords, and gives distinct errors for a wrong password, an untrusted certificate and an unreachable host', async () => {
@@ -145,6 +149,10 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
     const r = await t.container.directory.testConnection(admin, reader.id);
     expect(r.ok).toBe(false);
     expect(r.detail).toMatch(/sees no BitLocker recovery objects/);
+    // keywarden ad test reports the problem with exit 1.
+    const cli = await t.cli(['ad', 'test', '--client', 'Reader']);
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toMatch(/^PROBLEM: .*sees no BitLocker recovery objects/);
 
     const wrong = await t.container.directory.runSync((await mk('Wrong password', { password: 'not the password' })).id);
     expect(wrong.status).toBe('failed');
@@ -159,7 +167,7 @@ describe.skipIf(skip)(`Active Directory sync against a real Samba AD DC on ${ENG
 describe.skipIf(skip)(`a pinned domain controller certificate on ${ENGINE}`, () => {
   it('connects when the SHA-256 matches the certificate the DC presents', async () => {
     const dc = await startSambaDc();
-    const t = await createTestApp();
+    const t = await createTestApp({ KEYWARDEN_EGRESS_ALLOW: new URL(dc.ldapsUrl).hostname });
     try {
       const tls = await import('node:tls');
       const { createHash } = await import('node:crypto');
@@ -193,4 +201,32 @@ describe.skipIf(skip)(`a pinned domain controller certificate on ${ENGINE}`, () 
       await dc.stop();
     }
   }, 120_000);
+});
+
+// No domain controller needed: the CLI's exit code when the test finds a problem.
+describe(`keywarden ad test on ${ENGINE}`, () => {
+  it('exits 1 when it reports a problem (here: nothing answers on the DC port), in text and JSON', async () => {
+    const t = await createTestApp({ KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
+    try {
+      const id = (await t.container.clients.create(admin, { name: 'Nobody home' })).id;
+      await t.container.directory.createConnection(admin, {
+        clientId: id,
+        hosts: ['127.0.0.1'],
+        port: 1,
+        tlsMode: 'ldaps',
+        pinnedSha256: 'ab'.repeat(32),
+        bindDn: 'CN=reader,DC=example,DC=test',
+        password: 'not used',
+        baseDns: ['DC=example,DC=test'],
+      });
+      const text = await t.cli(['ad', 'test', '--client', 'Nobody home']);
+      expect(text.code).toBe(1);
+      expect(text.stdout).toMatch(/^PROBLEM: /);
+      const json = await t.cli(['ad', 'test', '--client', 'Nobody home', '--json']);
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stdout)).toMatchObject({ ok: false });
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
 });

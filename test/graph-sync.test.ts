@@ -6,6 +6,8 @@ import { systemActor } from '../src/modules/authz/authz.js';
 
 const API = '/api/v1';
 const admin = systemActor('test');
+/** The simulator listens on loopback, which the egress policy refuses unless allowed. */
+const LAB = { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' };
 
 describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
   let t: TestApp;
@@ -27,7 +29,7 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
   };
 
   beforeAll(async () => {
-    t = await createTestApp({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '1000' });
+    t = await createTestApp({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '1000', ...LAB });
     owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
     sim = new GraphSimulator();
     urls = await sim.start();
@@ -92,6 +94,24 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
       .where('removed_at', 'is not', null)
       .execute();
     expect(removed).toHaveLength(3);
+
+    // keys list says so, per source (text and JSON).
+    const listed = await t.cli(['keys', 'list', '--client', 'Shrinking', '--json']);
+    expect(listed.code).toBe(0);
+    const rows = JSON.parse(listed.stdout) as { keyId: string; sources: { type: string; removedAt: string | null; removedAtSource: boolean }[] }[];
+    const goneIds = new Set(gone.map((k) => k.id.toLowerCase()));
+    expect(rows).toHaveLength(20);
+    for (const row of rows) {
+      const entra = row.sources.filter((x) => x.type === 'entra');
+      expect(entra).toHaveLength(1);
+      expect(entra[0]!.removedAtSource).toBe(goneIds.has(row.keyId.toLowerCase()));
+      expect(entra[0]!.removedAt !== null).toBe(goneIds.has(row.keyId.toLowerCase()));
+    }
+    const text = await t.cli(['keys', 'list', '--client', 'Shrinking']);
+    expect(text.stdout.match(/entra \(removed at source \d{4}-\d{2}-\d{2}\)/g)).toHaveLength(3);
+    // The API shows the same per source.
+    const api = (await t.app.inject({ url: `${API}/keys?q=${gone[0]!.id}`, headers: owner.headers })).json();
+    expect(api[0].sources).toEqual([expect.objectContaining({ type: 'entra', removedAt: expect.any(String) })]);
   });
 
   it('completes under throttling (every 5th request 429, Retry-After 1 s) and honours every Retry-After', async () => {
@@ -106,7 +126,7 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
     expect(sim.violations(tenantId)).toEqual([]);
   }, 120_000);
 
-  it("50 tenants sync at once; a bad secret fails only its own tenant, with Graph's error text", async () => {
+  it('50 tenants sync at once; a bad secret fails only its own tenant, with the sign-in error code', async () => {
     const ids = Array.from({ length: 50 }, (_, i) => `1d${String(i).padStart(6, '0')}-1111-4222-8333-444444444444`);
     for (const id of ids) sim.seedTenant(id, { keys: 10, devices: 4 });
     sim.tenant(ids[1]!).throttleEvery = 4;
@@ -159,7 +179,7 @@ describe(`Entra ID sync against the Graph simulator on ${ENGINE}`, () => {
 
 describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
   it('imports "Read BitLocker key" events made in the portal, not the sync\'s own reads, once', async () => {
-    const t = await createTestApp();
+    const t = await createTestApp(LAB);
     const sim = new GraphSimulator();
     const urls = await sim.start();
     try {
@@ -191,8 +211,69 @@ describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
     }
   });
 
-  it('"test connection" says which permission is missing, in Graph\'s words', async () => {
-    const t = await createTestApp();
+  it("a failing portal-read import leaves the sync succeeded with warnings, every key stored, without Graph's text", async () => {
+    const t = await createTestApp(LAB);
+    const sim = new GraphSimulator();
+    const urls = await sim.start();
+    try {
+      const tenantId = '0e0e0e0e-1111-4222-8333-444444444444';
+      const tenant = sim.seedTenant(tenantId, { keys: 5, devices: 2 });
+      const client = await t.container.clients.create(admin, { name: 'Audit broken' });
+      const conn = await t.container.graph.createConnection(admin, {
+        clientId: client.id,
+        tenantId,
+        appClientId: tenant.clientId,
+        clientSecret: tenant.clientSecret,
+        ...urls,
+      });
+      const remoteText = 'internal detail from the remote side';
+      for (const [status, code] of [
+        [500, 'InternalServerError'],
+        [400, 'BadRequest'],
+        [404, 'ResourceNotFound'],
+      ] as const) {
+        tenant.auditFailure = { status, code, message: remoteText };
+        const run = await t.container.graph.runSync(conn.id);
+        expect(run.status).toBe('succeeded');
+        expect(run.errorText).toBeNull();
+        expect(run.warnings).toMatch(
+          new RegExp(`Portal key reads were not imported: Microsoft Graph answered HTTP ${status} to the directory audit log.*Every key was synced`),
+        );
+        expect(run.warnings).not.toContain(remoteText);
+        expect(run.warnings).not.toContain(code);
+      }
+      expect((await t.container.keys.list(admin, { clientId: client.id })).length).toBe(5);
+      const [connection] = await t.container.graph.listConnections(admin);
+      expect(connection).toMatchObject({ lastStatus: 'succeeded with warnings', lastError: expect.stringMatching(/^Portal key reads were not imported/) });
+      const [audited] = await t.container.audit.list(admin, { action: 'graph.sync', limit: 1 });
+      expect(audited).toMatchObject({
+        outcome: 'success',
+        details: expect.objectContaining({ warnings: expect.stringMatching(/Portal key reads/), portalKeyReads: 'failed' }),
+      });
+      expect(JSON.stringify(audited)).not.toContain(remoteText);
+
+      // The API and the CLI show the warning.
+      const owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
+      const runs = (await t.app.inject({ url: `${API}/graph/connections/${conn.id}/runs`, headers: owner.headers })).json();
+      expect(runs[0]).toMatchObject({ status: 'succeeded', warnings: expect.stringMatching(/HTTP 404/) });
+      const cli = await t.cli(['graph', 'sync', '--client', 'Audit broken']);
+      expect(cli.code).toBe(0);
+      expect(cli.stdout).toMatch(/Audit broken: succeeded with warnings — Portal key reads were not imported/);
+      expect(cli.stdout).not.toContain(remoteText);
+
+      // Fixed at the source: the next sync has no warning, and the connection says so.
+      delete tenant.auditFailure;
+      const clean = await t.container.graph.runSync(conn.id);
+      expect(clean).toMatchObject({ status: 'succeeded', warnings: null });
+      expect((await t.container.graph.listConnections(admin))[0]).toMatchObject({ lastStatus: 'succeeded', lastError: null });
+    } finally {
+      await sim.stop();
+      await t.close();
+    }
+  });
+
+  it('"test connection" says which permission is missing, by Graph\'s error code', async () => {
+    const t = await createTestApp(LAB);
     const sim = new GraphSimulator();
     const urls = await sim.start();
     try {
@@ -209,9 +290,18 @@ describe(`Entra portal key reads and connection tests on ${ENGINE}`, () => {
       });
       const r = await t.container.graph.testConnection(admin, conn.id);
       expect(r.ok).toBe(false);
+      // keywarden graph test reports the problem with exit 1 (text and JSON).
+      const cli = await t.cli(['graph', 'test', '--client', 'Basic only']);
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toMatch(/FAIL {2}BitlockerKey\.Read\.All: read a recovery password/);
+      const json = await t.cli(['graph', 'test', '--client', 'Basic only', '--json']);
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stdout).ok).toBe(false);
       const failed = r.checks.filter((c) => !c.ok);
       expect(failed.map((c) => c.check)).toEqual(['BitlockerKey.Read.All: read a recovery password']);
-      expect(failed[0]!.detail).toMatch(/403 Authorization_RequestDenied: Insufficient privileges/);
+      // Graph's error code, in Keywarden's words (Graph's own message is never repeated).
+      expect(failed[0]!.detail).toMatch(/^403 Authorization_RequestDenied: Microsoft Graph denied access: the app registration lacks a permission/);
+      expect(failed[0]!.detail).not.toMatch(/Insufficient privileges/);
       // A sync without the permission fails with the same text, and reads nothing it may not.
       const run = await t.container.graph.runSync(conn.id);
       expect(run.status).toBe('failed');

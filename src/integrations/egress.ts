@@ -33,7 +33,13 @@ export type EgressPolicy = {
 };
 
 /** A refusal in product words; it never contains anything the remote side said. */
-export const egressRefused = (message: string) => new AppError('bad_request', message, { egress: true });
+export const egressRefused = (message: string, reason: 'refused' | 'unresolved' = 'refused') => new AppError('bad_request', message, { egress: reason });
+
+/** True for any refusal by the egress policy (an address it does not allow, or a name it could not resolve). */
+export const isEgressError = (e: unknown): e is AppError => e instanceof AppError && (e.details?.egress === 'refused' || e.details?.egress === 'unresolved');
+
+/** True when the policy could not resolve the name (worth retrying later), rather than refusing the address. */
+export const isUnresolved = (e: unknown): boolean => e instanceof AppError && e.details?.egress === 'unresolved';
 
 const METADATA_NAMES = new Set(['metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
 
@@ -67,18 +73,40 @@ for (const [a, p] of [
   privateRanges.addSubnet(a, p, 'ipv4');
 privateRanges.addSubnet('fc00::', 7, 'ipv6');
 
-/** `::ffff:10.0.0.1` is 10.0.0.1 on the wire. */
-function unmapped(address: string): { address: string; type: 'ipv4' | 'ipv6' } {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (m) return { address: m[1]!, type: 'ipv4' };
-  // The same written in hex, as URLs normalise it: ::ffff:7f00:1 is 127.0.0.1.
-  const h = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
-  if (h) {
-    const hi = parseInt(h[1]!, 16);
-    const lo = parseInt(h[2]!, 16);
-    return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, type: 'ipv4' };
+/** The eight 16-bit groups of an IPv6 address (with or without a dotted IPv4 tail), or null. */
+function hextets(address: string): number[] | null {
+  if (!net.isIPv6(address)) return null;
+  let text = address.toLowerCase().replace(/%.*$/, '');
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = text.slice(0, dotted.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
-  return { address, type: net.isIPv4(address) ? 'ipv4' : 'ipv6' };
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.length === 8 ? groups.map((g) => parseInt(g, 16)) : null;
+}
+
+/**
+ * The IPv4 address an IPv6 address carries to the wire, if any: IPv4-mapped (::ffff:127.0.0.1, or
+ * ::ffff:7f00:1 as URLs write it), IPv4-compatible (::127.0.0.1) and NAT64 (64:ff9b::127.0.0.1) all
+ * reach the embedded IPv4 address, so that address is the one checked.
+ */
+function unmapped(address: string): { address: string; type: 'ipv4' | 'ipv6' } {
+  if (net.isIPv4(address)) return { address, type: 'ipv4' };
+  const g = hextets(address);
+  if (g) {
+    const top = g.slice(0, 6);
+    const mapped = top.slice(0, 5).every((x) => x === 0) && top[5] === 0xffff;
+    const compatible = top.every((x) => x === 0) && (g[6]! !== 0 || g[7]! > 1);
+    const nat64 = g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0);
+    if (mapped || compatible || nat64) {
+      return { address: `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`, type: 'ipv4' };
+    }
+  }
+  return { address, type: 'ipv6' };
 }
 
 /** Why an address is refused for this kind of service, or null when it is fine. */
@@ -86,7 +114,8 @@ export function egressProblem(address: string, kind: EgressKind): string | null 
   const a = unmapped(address);
   if (always.check(a.address, a.type)) {
     if (a.type === 'ipv4' ? a.address.startsWith('127.') : a.address === '::1') return 'a loopback address';
-    if (a.type === 'ipv4' ? a.address.startsWith('169.254.') : /^fe[89ab]/i.test(a.address)) return 'a link-local address, where cloud metadata services answer';
+    if (a.type === 'ipv4' ? a.address.startsWith('169.254.') : /^fe[89ab]/i.test(a.address))
+      return 'a link-local address, where cloud metadata services answer';
     if (a.address === 'fd00:ec2::254') return 'a cloud metadata address';
     if (a.type === 'ipv4' && /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(a.address)) return 'a carrier-grade NAT address';
     return 'an unspecified, multicast or reserved address';
@@ -120,7 +149,8 @@ export function parseEgressAllow(text: string | undefined): EgressAllowEntry[] {
       const family = net.isIPv4(addr!) ? 'ipv4' : net.isIPv6(addr!) ? 'ipv6' : null;
       if (family) {
         const bits = prefix === undefined ? (family === 'ipv4' ? 32 : 128) : Number(prefix);
-        if (!Number.isInteger(bits) || bits < 0 || bits > (family === 'ipv4' ? 32 : 128)) throw new Error(`KEYWARDEN_EGRESS_ALLOW: "${raw}" has a bad prefix length.`);
+        if (!Number.isInteger(bits) || bits < 0 || bits > (family === 'ipv4' ? 32 : 128))
+          throw new Error(`KEYWARDEN_EGRESS_ALLOW: "${raw}" has a bad prefix length.`);
         return { cidr: [addr!, bits], family, port };
       }
       if (prefix !== undefined || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/i.test(addr!)) {
@@ -129,6 +159,9 @@ export function parseEgressAllow(text: string | undefined): EgressAllowEntry[] {
       return { host: addr!.toLowerCase().replace(/\.$/, ''), port };
     });
 }
+
+/** Open connection pools kept for reuse (one per origin and checked address). */
+const MAX_POOLS = 32;
 
 type Lookup = (host: string) => Promise<{ address: string; family: number }[]>;
 const systemLookup: Lookup = (host) => dns.lookup(host, { all: true, verbatim: true });
@@ -148,7 +181,10 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
 
   const policy: EgressPolicy = {
     async resolve(rawHost, port, kind, what) {
-      const host = rawHost.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+      const host = rawHost
+        .replace(/^\[|\]$/g, '')
+        .toLowerCase()
+        .replace(/\.$/, '');
       const hint = 'An operator can allow it with KEYWARDEN_EGRESS_ALLOW.';
       if (!host) throw egressRefused(`${what} has no host name.`);
       const literal = net.isIP(host);
@@ -161,9 +197,9 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
         try {
           addresses = await lookup(host);
         } catch {
-          throw egressRefused(`The name ${host} of ${what} could not be resolved.`);
+          throw egressRefused(`The name ${host} of ${what} could not be resolved.`, 'unresolved');
         }
-        if (!addresses.length) throw egressRefused(`The name ${host} of ${what} could not be resolved.`);
+        if (!addresses.length) throw egressRefused(`The name ${host} of ${what} could not be resolved.`, 'unresolved');
       }
       const byName = !literal && allowedByName(host, port);
       for (const a of addresses) {
@@ -181,22 +217,42 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
       if (u.protocol !== 'https:' && u.protocol !== 'http:') throw egressRefused(`${what} must be an http(s) address.`);
       const port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
       const target = await policy.resolve(u.hostname, port, kind, what);
-      // This request's connections go to the checked address and nowhere else.
-      const dispatcher = new Agent({
-        connect: {
-          lookup: ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
-            if (options?.all) callback(null, [{ address: target.address, family: target.family }]);
-            else callback(null, target.address, target.family);
-          }) as unknown as net.LookupFunction,
-        },
-      });
-      try {
-        return await undiciFetch(u, { ...init, redirect: 'manual', dispatcher });
-      } finally {
-        // The body may still be read after this returns: close the pool once it is idle.
-        void dispatcher.close().catch(() => undefined);
-      }
+      return undiciFetch(u, { ...init, redirect: 'manual', dispatcher: pinnedAgent(`${u.protocol}//${u.hostname}:${port}`, target) });
     },
   };
+
+  /**
+   * A connection pool whose every connection goes to one checked address (TLS still checks the
+   * certificate against the host name). Pools are kept per origin and address, so a sync's
+   * thousands of requests reuse their connections; a name that now resolves elsewhere gets a new
+   * pool only after the new address has passed the check.
+   */
+  const pools = new Map<string, Agent>();
+  function pinnedAgent(origin: string, target: { address: string; family: 4 | 6 }): Agent {
+    const key = `${origin} ${target.address}`;
+    let agent = pools.get(key);
+    if (agent) {
+      pools.delete(key);
+      pools.set(key, agent);
+      return agent;
+    }
+    agent = new Agent({
+      keepAliveTimeout: 10_000,
+      connect: {
+        lookup: ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+          if (options?.all) callback(null, [{ address: target.address, family: target.family }]);
+          else callback(null, target.address, target.family);
+        }) as unknown as net.LookupFunction,
+      },
+    });
+    pools.set(key, agent);
+    // The least recently used pool goes once it has finished its requests.
+    for (const [k, old] of pools) {
+      if (pools.size <= MAX_POOLS) break;
+      pools.delete(k);
+      void old.close().catch(() => undefined);
+    }
+    return agent;
+  }
   return policy;
 }

@@ -1,9 +1,18 @@
+import type { Response } from 'undici';
+import { AppError } from '../lib/errors.js';
+import type { EgressPolicy } from './egress.js';
+
 /**
  * A thin Microsoft Graph client for BitLocker keys: client-credentials token (cached until it
  * expires), retries that honour Retry-After (seconds or an HTTP date) on 429/503/504 and back off
- * exponentially with jitter when there is none, @odata.nextLink paging followed unchanged. No
- * business logic: the graph module decides what to read and what to store. Base URLs come from the
- * connection, so national clouds and the test simulator use the same code.
+ * exponentially with jitter when there is none, @odata.nextLink paging on the configured Graph
+ * origin only. No business logic: the graph module decides what to read and what to store. Base
+ * URLs come from the connection, so national clouds and the test simulator use the same code.
+ *
+ * Every request goes through the egress policy and no redirect is followed, so the bearer token and
+ * the app secret only ever travel to the configured, checked addresses. What the remote side says
+ * is reported as its HTTP status, an error code Keywarden knows and Keywarden's own words: its
+ * text is never repeated, because it ends up in sync results that auditors and client viewers read.
  */
 
 export type GraphCredentials = {
@@ -38,7 +47,11 @@ export type GraphDevice = {
   approximateLastSignInDateTime?: string | null;
 };
 
-/** A Graph or login failure, with Graph's own error code and text (never a token or secret). */
+/**
+ * A Graph or sign-in failure: the HTTP status (0 when no answer came), an error code (a known
+ * Microsoft code, or Keywarden's own such as http_500 or redirect) and a message in Keywarden's
+ * words. Never a token, a secret or text from the remote answer.
+ */
 export class GraphError extends Error {
   constructor(
     readonly status: number,
@@ -51,6 +64,8 @@ export class GraphError extends Error {
 }
 
 export type GraphClientOptions = {
+  /** Every connection goes through it (Graph and the sign-in endpoint are internet services). */
+  egress: EgressPolicy;
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
   maxRetries?: number;
@@ -70,11 +85,84 @@ export function retryAfterMs(header: string | null, now: number): number | null 
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
-export function createGraphClient(creds: GraphCredentials, opts: GraphClientOptions = {}) {
+/** The OAuth error codes of the sign-in endpoint, with what they mean for this connection. */
+const SIGN_IN_CODES: Record<string, string> = {
+  invalid_client: "refused the application ID or secret: check the app registration's client secret (its value, not its ID) and that it has not expired",
+  unauthorized_client: 'does not let this app registration sign in with a client secret in this tenant',
+  invalid_request: 'refused the request: check the tenant ID and the sign-in URL of this connection',
+  invalid_scope: 'refused the Graph address as a scope: check that the Graph URL belongs to the same cloud as the sign-in URL',
+  invalid_grant: 'refused the grant: check the app registration and its admin consent',
+  unsupported_grant_type: 'does not accept client credentials at this address: check the sign-in URL',
+  temporarily_unavailable: 'is temporarily unavailable: the next sync tries again',
+  server_error: 'had a server error: the next sync tries again',
+};
+
+/** The Graph error codes Keywarden recognises; any other code is reported as http_<status>. */
+const GRAPH_CODES = new Set([
+  'Authorization_RequestDenied',
+  'Authorization_IdentityNotFound',
+  'InvalidAuthenticationToken',
+  'Request_ResourceNotFound',
+  'Request_BadRequest',
+  'Request_UnsupportedQuery',
+  'ResourceNotFound',
+  'BadRequest',
+  'Forbidden',
+  'accessDenied',
+  'Unauthorized',
+  'NotFound',
+  'TooManyRequests',
+  'ServiceUnavailable',
+  'InternalServerError',
+  'generalException',
+  'UnknownError',
+]);
+
+function graphWords(status: number): string {
+  if (status === 400) return 'Microsoft Graph refused the request as invalid';
+  if (status === 401) return 'Microsoft Graph did not accept the access token';
+  if (status === 403) return 'Microsoft Graph denied access: the app registration lacks a permission this step needs, or its admin consent';
+  if (status === 404) return 'Microsoft Graph did not find the requested item';
+  if (status === 429 || status === 503 || status === 504) return 'Microsoft Graph stayed throttled or unavailable after every retry';
+  if (status >= 500) return `Microsoft Graph had a server error (HTTP ${status})`;
+  return `Microsoft Graph answered HTTP ${status}`;
+}
+
+/** Answers larger than this are not read: no Graph page comes near it. */
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+/** The body as text, or null when it is larger than Keywarden reads. */
+async function readText(res: Response): Promise<string | null> {
+  if (!res.body) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  // Leaving the loop early cancels the stream: the rest is never downloaded.
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > MAX_BODY_BYTES) return null;
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Why a connection failed, in Keywarden's words: the egress refusal, or the system's error code. */
+function unreachable(e: unknown, service: string, host: string): GraphError {
+  if (e instanceof AppError && e.details?.egress) return new GraphError(0, 'refused', e.message);
+  const cause = (e as { cause?: { code?: unknown } } | null)?.cause;
+  const code = typeof cause?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(cause.code) ? ` (${cause.code})` : '';
+  return new GraphError(0, 'unreachable', `Cannot reach ${service} at ${host}${code}.`);
+}
+
+const redirected = (status: number, service: string, field: string) =>
+  new GraphError(status, 'redirect', `${service} answered with a redirect, which Keywarden does not follow: check the ${field} of this connection.`);
+
+export function createGraphClient(creds: GraphCredentials, opts: GraphClientOptions) {
   const sleep = opts.sleep ?? defaultSleep;
   const now = opts.now ?? Date.now;
   const maxRetries = opts.maxRetries ?? 8;
+  const { egress } = opts;
   const graph = creds.graphUrl.replace(/\/+$/, '');
+  const graphOrigin = new URL(graph).origin;
   let token: { value: string; expiresAt: number } | null = null;
   // Graph throttles per app and tenant: when one request is told to wait, every request of this
   // client waits until then, instead of the other workers running into the limit again.
@@ -87,69 +175,112 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
     if (!force && token && token.expiresAt - 60_000 > now()) return token.value;
     const url = `${creds.loginUrl.replace(/\/+$/, '')}/${encodeURIComponent(creds.tenantId)}/oauth2/v2.0/token`;
     const scope = graph.startsWith('https://') ? `${new URL(graph).origin}/.default` : 'https://graph.microsoft.com/.default';
+    const signIn = 'The Microsoft sign-in endpoint';
     let res: Response;
     try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': opts.userAgent ?? 'Keywarden' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret, scope }),
-      });
+      res = await egress.fetch(
+        url,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': opts.userAgent ?? 'Keywarden' },
+          body: new URLSearchParams({ grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret, scope }),
+        },
+        'internet',
+        'the Microsoft sign-in endpoint',
+      );
     } catch (e) {
-      throw new GraphError(0, 'unreachable', `Cannot reach the sign-in service at ${new URL(url).host}: ${(e as Error).message}`);
+      throw unreachable(e, 'the Microsoft sign-in endpoint', new URL(url).host);
     }
-    const body = (await res.json().catch(() => ({}))) as { access_token?: string; expires_in?: number; error?: string; error_description?: string };
-    if (!res.ok || !body.access_token) {
-      // error_description is Microsoft's text (AADSTS codes); it never contains the secret.
-      throw new GraphError(res.status, body.error ?? 'token_error', body.error_description?.split('\r\n')[0] ?? `Sign-in failed with HTTP ${res.status}`);
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel().catch(() => undefined);
+      throw redirected(res.status, signIn, 'sign-in URL');
     }
-    token = { value: body.access_token, expiresAt: now() + (body.expires_in ?? 3600) * 1000 };
+    const text = await readText(res);
+    const body = ((text ? safeJson(text) : null) ?? {}) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
+    if (!res.ok || typeof body.access_token !== 'string' || !body.access_token) {
+      // Only the OAuth error code is used, and only when it is one Keywarden knows; the
+      // description (and anything else in the answer) is not repeated.
+      const code = typeof body.error === 'string' && Object.hasOwn(SIGN_IN_CODES, body.error) ? body.error : null;
+      if (code) throw new GraphError(res.status, code, `${signIn} ${SIGN_IN_CODES[code]}.`);
+      if (res.ok) throw new GraphError(res.status, 'token_error', `${signIn} answered without an access token.`);
+      throw new GraphError(res.status, `http_${res.status}`, `${signIn} refused the sign-in with HTTP ${res.status}.`);
+    }
+    const expiresIn = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : Number(body.expires_in) || 3600;
+    token = { value: body.access_token, expiresAt: now() + expiresIn * 1000 };
     return token.value;
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Graph's JSON differs per endpoint; each caller narrows it to its documented shape
   async function call(method: string, pathOrUrl: string): Promise<{ status: number; json: any }> {
-    const url = pathOrUrl.startsWith('http') ? pathOrUrl : `${graph}${pathOrUrl}`;
+    const url = pathOrUrl.startsWith('/') ? `${graph}${pathOrUrl}` : pathOrUrl;
+    // A next page elsewhere would receive the bearer token: only the configured Graph origin is asked.
+    let origin: string | null = null;
+    try {
+      origin = new URL(url).origin;
+    } catch {
+      // an address that does not parse is refused below
+    }
+    if (origin !== graphOrigin) {
+      throw new GraphError(
+        0,
+        'foreign_link',
+        'Microsoft Graph pointed to a next page outside the Graph URL of this connection, which Keywarden does not follow.',
+      );
+    }
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
-      await pause();
       const bearer = await getToken();
+      // Last before sending: a wait another request was just told about applies to this one too.
+      await pause();
       let res: Response;
       try {
-        res = await fetch(url, {
-          method,
-          headers: {
-            authorization: `Bearer ${bearer}`,
-            accept: 'application/json',
-            'user-agent': opts.userAgent ?? 'Keywarden',
-            'ocp-client-name': 'Keywarden',
-            'ocp-client-version': '1',
+        res = await egress.fetch(
+          url,
+          {
+            method,
+            headers: {
+              authorization: `Bearer ${bearer}`,
+              accept: 'application/json',
+              'user-agent': opts.userAgent ?? 'Keywarden',
+              'ocp-client-name': 'Keywarden',
+              'ocp-client-version': '1',
+            },
           },
-        });
+          'internet',
+          'Microsoft Graph',
+        );
       } catch (e) {
-        if (attempt >= maxRetries) throw new GraphError(0, 'unreachable', `Cannot reach Microsoft Graph: ${(e as Error).message}`);
+        const failure = unreachable(e, 'Microsoft Graph', new URL(url).host);
+        if (failure.code === 'refused' || attempt >= maxRetries) throw failure;
         await wait(backoff(attempt), 'network error');
         continue;
+      }
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel().catch(() => undefined);
+        throw redirected(res.status, 'Microsoft Graph', 'Graph URL');
       }
       if (res.status === 401 && !refreshed) {
         // An expired token mid-run: get a fresh one once, then try again.
         refreshed = true;
-        await res.arrayBuffer().catch(() => undefined);
+        await readText(res).catch(() => undefined);
         await getToken(true);
         continue;
       }
       if ((res.status === 429 || res.status === 503 || res.status === 504) && attempt < maxRetries) {
         const hinted = retryAfterMs(res.headers.get('retry-after'), now());
-        await res.arrayBuffer().catch(() => undefined);
+        await readText(res).catch(() => undefined);
         const ms = hinted ?? backoff(attempt);
         notBefore = Math.max(notBefore, now() + ms);
         opts.onWait?.(ms, `HTTP ${res.status}`);
         continue;
       }
-      const text = await res.text();
+      const text = await readText(res);
+      if (text === null) throw new GraphError(res.status, 'too_large', `Microsoft Graph sent an answer larger than Keywarden reads (HTTP ${res.status}).`);
       const json = text ? safeJson(text) : null;
       if (!res.ok) {
-        const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
-        throw new GraphError(res.status, err?.code ?? `http_${res.status}`, err?.message ?? `Microsoft Graph answered HTTP ${res.status}`);
+        // The error code decides what Keywarden says (e.g. a missing permission); Graph's message is not repeated.
+        const code = (json as { error?: { code?: unknown } } | null)?.error?.code;
+        throw new GraphError(res.status, typeof code === 'string' && GRAPH_CODES.has(code) ? code : `http_${res.status}`, `${graphWords(res.status)}.`);
       }
       return { status: res.status, json };
     }
@@ -169,7 +300,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       while (next) {
         const { json } = await call('GET', next);
         yield (json?.value ?? []) as GraphKey[];
-        next = json?.['@odata.nextLink'];
+        next = nextLink(json);
       }
     },
 
@@ -202,7 +333,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       while (next) {
         const { json } = await call('GET', next);
         yield json?.value ?? [];
-        next = json?.['@odata.nextLink'];
+        next = nextLink(json);
       }
     },
   };
@@ -212,6 +343,15 @@ export type GraphClient = ReturnType<typeof createGraphClient>;
 /** Exponential backoff with full jitter: 1 s, 2 s, 4 s … capped at 60 s. */
 function backoff(attempt: number): number {
   return Math.round(Math.random() * Math.min(60_000, 1000 * 2 ** attempt));
+}
+
+/** The next page's address, if any; a next page that is not an address fails the paging. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a Graph page's JSON
+function nextLink(json: any): string | undefined {
+  const link: unknown = json?.['@odata.nextLink'];
+  if (link === undefined || link === null) return undefined;
+  if (typeof link !== 'string') throw new GraphError(0, 'foreign_link', 'Microsoft Graph answered with a next page Keywarden cannot read.');
+  return link;
 }
 
 function safeJson(text: string): unknown {

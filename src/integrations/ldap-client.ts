@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { Client, InvalidCredentialsError } from 'ldapts';
+import { isUnresolved, type EgressPolicy, isEgressError } from './egress.js';
 
 /**
  * A thin LDAP client for Active Directory over LDAPS or StartTLS (AD refuses simple binds without
  * TLS). Certificates are verified against the configured CA, or matched to a pinned SHA-256
  * fingerprint; accepting any certificate is possible only when asked for explicitly. Hosts are
- * tried in order (failover). Errors come back as one of four product-level kinds.
+ * tried in order (failover), each at the address the egress policy checked (the name is not
+ * resolved again; TLS still presents and checks the host name). Errors come back as one of five
+ * product-level kinds.
  */
 export type LdapTarget = {
   hosts: string[];
@@ -19,7 +23,7 @@ export type LdapTarget = {
   password: string;
 };
 
-export type LdapErrorKind = 'unreachable' | 'untrusted_certificate' | 'wrong_credentials' | 'ldap_error';
+export type LdapErrorKind = 'unreachable' | 'not_allowed' | 'untrusted_certificate' | 'wrong_credentials' | 'ldap_error';
 
 export class LdapError extends Error {
   constructor(
@@ -35,8 +39,11 @@ export type LdapEntry = Record<string, string | string[] | Buffer | Buffer[]> & 
 
 const normalizeFingerprint = (s: string) => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
 
+/** SNI carries a name, never an address. */
+const serverName = (host: string) => (net.isIP(host.replace(/^\[|\]$/g, '')) ? undefined : host);
+
 function tlsOptions(t: LdapTarget, host: string): ConnectionOptions {
-  const base: ConnectionOptions = { servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, minVersion: 'TLSv1.2' };
+  const base: ConnectionOptions = { servername: serverName(host), minVersion: 'TLSv1.2' };
   // A pinned certificate replaces CA validation; openLdap checks the pin before it connects.
   if (t.pinnedSha256) return { ...base, rejectUnauthorized: false, checkServerIdentity: () => undefined };
   if (t.allowUntrusted) return { ...base, rejectUnauthorized: false, checkServerIdentity: () => undefined };
@@ -73,35 +80,43 @@ export type LdapSession = {
  * its own (Node ignores identity-check errors once rejectUnauthorized is off, so the pin cannot be
  * checked inside the LDAP connection's handshake).
  */
-function checkPin(host: string, port: number, pinned: string, timeoutMs: number): Promise<void> {
+function checkPin(host: string, address: string, port: number, pinned: string, timeoutMs: number): Promise<void> {
   const want = normalizeFingerprint(pinned);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect(
-      { host, port, rejectUnauthorized: false, servername: /^\d+\.\d+\.\d+\.\d+$/.test(host) ? undefined : host, timeout: timeoutMs },
-      () => {
-        const cert = socket.getPeerCertificate();
-        socket.end();
-        const got = cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
-        if (got === want) resolve();
-        else reject(new LdapError('untrusted_certificate', `The certificate of ${host} has SHA-256 ${got || '(none)'}, not the pinned ${want}.`));
-      },
-    );
+    const socket = tls.connect({ host: address, port, rejectUnauthorized: false, servername: serverName(host), timeout: timeoutMs }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      const got = cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
+      if (got === want) resolve();
+      else reject(new LdapError('untrusted_certificate', `The certificate of ${host} has SHA-256 ${got || '(none)'}, not the pinned ${want}.`));
+    });
     socket.on('timeout', () => socket.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     socket.on('error', (e) => reject(classify(e, host)));
   });
 }
 
 /** Connects and binds to the first host that answers; wrong credentials or an untrusted certificate stop at once. */
-export async function openLdap(t: LdapTarget, timeoutMs = 10_000): Promise<LdapSession> {
+export async function openLdap(t: LdapTarget, egress: EgressPolicy, timeoutMs = 10_000): Promise<LdapSession> {
   if (t.pinnedSha256 && t.tlsMode === 'starttls') {
     throw new LdapError('untrusted_certificate', 'A pinned certificate needs LDAPS (636); with StartTLS give the domain CA certificate instead.');
   }
   let last: LdapError | undefined;
   for (const host of t.hosts) {
-    const url = `${t.tlsMode === 'ldaps' ? 'ldaps' : 'ldap'}://${host}:${t.port}`;
+    let address: string;
+    try {
+      ({ address } = await egress.resolve(host, t.port, 'local', 'the domain controller'));
+    } catch (e) {
+      if (!isEgressError(e)) throw e;
+      // A name that does not resolve is unreachable; a forbidden address is reported as such. Either
+      // way the next DC may do, and a refusal is the more useful thing to report if none does.
+      const err = new LdapError(isUnresolved(e) ? 'unreachable' : 'not_allowed', e.message);
+      if (last?.kind !== 'not_allowed' || err.kind === 'not_allowed') last = err;
+      continue;
+    }
+    const url = `${t.tlsMode === 'ldaps' ? 'ldaps' : 'ldap'}://${net.isIPv6(address) ? `[${address}]` : address}:${t.port}`;
     const client = new Client({ url, timeout: timeoutMs, connectTimeout: timeoutMs, ...(t.tlsMode === 'ldaps' ? { tlsOptions: tlsOptions(t, host) } : {}) });
     try {
-      if (t.pinnedSha256) await checkPin(host, t.port, t.pinnedSha256, timeoutMs);
+      if (t.pinnedSha256) await checkPin(host, address, t.port, t.pinnedSha256, timeoutMs);
       if (t.tlsMode === 'starttls') await client.startTLS(tlsOptions(t, host));
       await client.bind(t.bindDn, t.password);
       return {
@@ -124,8 +139,9 @@ export async function openLdap(t: LdapTarget, timeoutMs = 10_000): Promise<LdapS
       };
     } catch (e) {
       await client.unbind().catch(() => undefined);
-      last = classify(e, host);
-      if (last.kind !== 'unreachable') throw last; // a refusal is an answer: do not try the next DC
+      const err = classify(e, host);
+      if (err.kind !== 'unreachable') throw err; // a refusal is an answer: do not try the next DC
+      if (last?.kind !== 'not_allowed') last = err;
     }
   }
   throw last ?? new LdapError('unreachable', 'No domain controller host is configured.');

@@ -89,6 +89,8 @@ export type SimTenant = {
   fail503Every?: number;
   /** every Nth Graph request answers 504 without Retry-After (client must back off on its own). */
   fail504Every?: number;
+  /** directoryAudits answers this error instead of its page (the rest of Graph works): a broken optional step. */
+  auditFailure?: { status: number; code: string; message: string };
   /** default 3600; small values let tests hit expiry (401 InvalidAuthenticationToken) */
   tokenLifetimeSeconds?: number;
   /** what happens when rotateBitLockerKeys is called: by default a new key for the same device/volume is added and the old one stays */
@@ -1136,6 +1138,8 @@ export class GraphSimulator {
 
   private listAudits(c: Ctx): Reply {
     requirePermission(c.st, PERM.audits);
+    const failure = c.st.t.auditFailure;
+    if (failure) throw new GraphError(failure.status, failure.code, failure.message);
     const all = c.st.t.audits;
     const tokenPayload = this.readSkiptoken(c, 'directoryAudits');
     const snapshot = tokenPayload?.n ?? all.length; // entries added while paging show up in the next run, not mid-way

@@ -213,9 +213,17 @@ export type NotifyVault = {
   close(): Promise<void>;
 };
 
-export async function createNotifyVault(options: Partial<NotificationOptions> = {}): Promise<NotifyVault> {
+export async function createNotifyVault(options: Partial<NotificationOptions> = {}, extraEnv: NodeJS.ProcessEnv = {}): Promise<NotifyVault> {
   const tdb = await createTestDatabase();
-  const env = { KEYWARDEN_DATA_DIR: `${tdb.dir}/data`, KEYWARDEN_DATABASE_URL: tdb.url, KEYWARDEN_MASTER_KEY: randomMasterKey() };
+  const env = {
+    KEYWARDEN_DATA_DIR: `${tdb.dir}/data`,
+    KEYWARDEN_DATABASE_URL: tdb.url,
+    KEYWARDEN_MASTER_KEY: randomMasterKey(),
+    // The SMTP server and HTTP receivers listen on this machine; a test of the egress policy's
+    // refusals sets KEYWARDEN_EGRESS_ALLOW itself (e.g. to '').
+    KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost',
+    ...extraEnv,
+  };
   const config = loadConfig(env);
   const database = openDatabase(config.database);
   try {

@@ -40,7 +40,15 @@ export async function cliRun(args: string[], env: NodeJS.ProcessEnv, cwd = proce
 export async function createTestVault(extraEnv: NodeJS.ProcessEnv = {}): Promise<TestVault> {
   const db = await createTestDatabase();
   const masterKey = randomMasterKey();
-  const env = { KEYWARDEN_DATA_DIR: db.dir + '/data', KEYWARDEN_DATABASE_URL: db.url, KEYWARDEN_MASTER_KEY: masterKey, ...extraEnv };
+  const env = {
+    KEYWARDEN_DATA_DIR: db.dir + '/data',
+    KEYWARDEN_DATABASE_URL: db.url,
+    KEYWARDEN_MASTER_KEY: masterKey,
+    // The lab targets (Graph simulator, webhook and SMTP listeners) run on this machine; a test of
+    // the egress policy's refusals sets KEYWARDEN_EGRESS_ALLOW itself (e.g. to '').
+    KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost',
+    ...extraEnv,
+  };
   const config = loadConfig(env);
   const database = openDatabase(config.database);
   try {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { badRequest } from '../../lib/errors.js';
 import { readNewPassword } from '../prompt.js';
-import { table } from '../io.js';
+import { CliExit, EXIT, table } from '../io.js';
 import type { CliContext } from '../program.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -101,8 +101,10 @@ export function registerAd(program: Command, ctx: CliContext): void {
     .action(async (o: { client: string; json?: boolean }) => {
       const { c, list } = await pick(o.client);
       const r = await c.directory.testConnection(ctx.actor, list[0]!.id);
-      if (o.json) return ctx.json(r);
-      ctx.out(`${r.ok ? 'ok' : 'PROBLEM'}: ${r.detail}`);
+      if (o.json) ctx.json(r);
+      else ctx.out(`${r.ok ? 'ok' : 'PROBLEM'}: ${r.detail}`);
+      // Scripts and monitoring read the exit code: a reported problem is exit 1.
+      if (!r.ok) throw new CliExit(EXIT.partial);
     });
   ad.command('sync')
     .description('sync now (every connection, or one client)')

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { badRequest } from '../../lib/errors.js';
 import { readNewPassword } from '../prompt.js';
-import { table } from '../io.js';
+import { CliExit, EXIT, table } from '../io.js';
 import type { CliContext } from '../program.js';
 
 export function registerGraph(program: Command, ctx: CliContext): void {
@@ -72,8 +72,14 @@ export function registerGraph(program: Command, ctx: CliContext): void {
     .action(async (o: { client: string; json?: boolean }) => {
       const { c, list } = await pick(o.client);
       const r = await c.graph.testConnection(ctx.actor, list[0]!.id);
-      if (o.json) return ctx.json(r);
+      if (o.json) {
+        ctx.json(r);
+        if (!r.ok) throw new CliExit(EXIT.partial);
+        return;
+      }
       for (const x of r.checks) ctx.out(`${x.ok ? 'ok  ' : 'FAIL'}  ${x.check}: ${x.detail}`);
+      // Scripts and monitoring read the exit code: a failed check is a problem.
+      if (!r.ok) throw new CliExit(EXIT.partial);
     });
   graph
     .command('sync')
@@ -94,6 +100,7 @@ export function registerGraph(program: Command, ctx: CliContext): void {
               ? `${names.get(conn.clientId)}: ${r.keysListed} keys in Entra, ${r.newKeys} new, ${r.unchanged} already held, ${r.removed} removed at source, ${r.newDevices} new devices, ${r.keyReads} key reads, ${(r.durationMs! / 1000).toFixed(1)} s`
               : `${names.get(conn.clientId)}: FAILED — ${r.errorText}`,
           );
+          if (r.status === 'succeeded' && r.warnings) ctx.out(`${names.get(conn.clientId)}: succeeded with warnings — ${r.warnings}`);
         }
       }
       if (o.json) ctx.json(results);

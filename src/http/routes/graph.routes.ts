@@ -31,6 +31,8 @@ const RunSchema = z.object({
   keyReads: z.number(),
   errors: z.number(),
   errorText: z.string().nullable(),
+  /** A succeeded sync whose optional step (portal key reads) failed: which one. */
+  warnings: z.string().nullable(),
   durationMs: z.number().nullable(),
 });
 
@@ -84,7 +86,7 @@ export const graphRoutes =
       {
         schema: {
           tags: ['graph'],
-          summary: "Test the connection: sign-in and each permission, with Graph's own error text",
+          summary: 'Test the connection: sign-in and each permission, with the HTTP status and error code of any failure',
           params: z.strictObject({ connectionId: Id }),
           response: {
             200: z.object({ ok: z.boolean(), checks: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string() })) }),

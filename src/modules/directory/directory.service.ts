@@ -1,11 +1,14 @@
+import net from 'node:net';
 import type { Executor } from '../../db/database.js';
 import type { DirectoryConnectionsTable, DirectorySyncRunsTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
+import { lockKey } from '../../db/locks.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { badRequest, conflict, notFound } from '../../lib/errors.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
+import type { EgressPolicy } from '../../integrations/egress.js';
 import { LdapError, openLdap, windowsGuid, type LdapEntry, type LdapSession, type LdapTarget } from '../../integrations/ldap-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -64,6 +67,8 @@ type Deps = {
   onSynced?: (clientId: string) => Promise<void>;
   /** sync.failed notifications. */
   notifier?: Notifier;
+  /** Domain controllers are reached only at addresses this policy checked. */
+  egress: EgressPolicy;
 };
 
 export const adTaskId = (id: string) => `ad-sync:${id}`;
@@ -121,7 +126,7 @@ const cnTime = (cn: string | undefined) => {
  * Active Directory, one connection per client: recovery objects (msFVE-RecoveryInformation) under
  * the client's computers, synced over LDAPS/StartTLS; incremental by uSNChanged on the same DC.
  */
-export function createDirectoryService({ tx, repo, keyring, ingest, keys, devices, audit, clock, scheduler, onSynced, notifier }: Deps) {
+export function createDirectoryService({ tx, repo, keyring, ingest, keys, devices, audit, clock, scheduler, onSynced, notifier, egress }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
     const c = await repo.findVisible(exec, id, clientScope(actor));
     if (!c) throw notFound(`No directory connection with id ${id.slice(0, 60)}.`);
@@ -179,6 +184,8 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
       if (!input.baseDns.length || input.baseDns.some((b) => !/=/.test(b) || b.length > 500))
         throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
       if (!input.password) throw badRequest('password is required.', { field: 'password' });
+      // An address the egress policy refuses is refused now; names are checked at every connection.
+      for (const h of hosts) if (net.isIP(h.replace(/^\[|\]$/g, ''))) await egress.resolve(h, port, 'local', 'the domain controller');
       return tx.run(async (t) => {
         const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
         if (await repo.findByClient(t, client.id)) throw conflict(`${client.name} already has a directory connection.`);
@@ -243,7 +250,7 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
       const c = await load(tx.reader, actor, id);
       let s: LdapSession | undefined;
       try {
-        s = await openLdap(await target(c));
+        s = await openLdap(await target(c), egress);
         let computers = 0;
         let objects = 0;
         let readable = 0;
@@ -302,7 +309,7 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
       await tx.run((t) => repo.insertRun(t, run));
       let s: LdapSession | undefined;
       try {
-        s = await openLdap(await target(conn));
+        s = await openLdap(await target(conn), egress);
         const root = await readRoot(s);
         run.dc = root.dc;
         // uSNChanged is per domain controller: incremental only against the DC of the last sync.
@@ -339,6 +346,9 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
         }
         // Computers match devices by objectGUID, then by name; the device's name is what ingest matches on.
         await tx.run(async (t) => {
+          // The client's ingest lock before any write: devices created here and the keys ingested
+          // below are serialised with imports, other syncs and agent uploads of the same client.
+          await lockKey(t, 'ingest', conn.client_id);
           const now = clock.now();
           for (const comp of computers.values()) {
             let dev: { id: string; name: string } | undefined = comp.guid ? await devices.findByAdObjectGuid(t, conn.client_id, comp.guid) : undefined;

@@ -4,10 +4,11 @@ import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
-import { badRequest, conflict, notFound } from '../../lib/errors.js';
+import { AppError, badRequest, conflict, notFound } from '../../lib/errors.js';
 import { parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { parseVolumeType } from '../../domain/volume.js';
+import { type EgressPolicy, isUnresolved } from '../../integrations/egress.js';
 import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey, type GraphKeyReadAudit } from '../../integrations/graph-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -57,6 +58,8 @@ export type SyncRunView = {
   keyReads: number;
   errors: number;
   errorText: string | null;
+  /** Set when every key was stored but an optional step (portal key reads) failed: which one. */
+  warnings: string | null;
   durationMs: number | null;
 };
 
@@ -77,6 +80,8 @@ type Deps = {
   onSynced?: (clientId: string) => Promise<void>;
   /** sync.failed and Intune key.rotated / key.rotation_failed notifications. */
   notifier?: Notifier;
+  /** Every request to Graph and its sign-in endpoint goes through it. */
+  egress: EgressPolicy;
   /** Injected waits (tests use real time; the production default is setTimeout). */
   graphOptions?: { sleep?: (ms: number) => Promise<void> };
 };
@@ -108,6 +113,7 @@ const runView = (r: SyncRunsTable): SyncRunView => ({
   keyReads: r.key_reads,
   errors: r.errors,
   errorText: r.error_text,
+  warnings: r.warnings ?? null,
   durationMs: r.duration_ms,
 });
 export const syncTaskId = (connectionId: string) => `graph-sync:${connectionId}`;
@@ -150,6 +156,7 @@ export function createGraphService({
   audit,
   clock,
   scheduler,
+  egress,
   graphOptions,
   onSynced,
   notifier,
@@ -165,8 +172,19 @@ export function createGraphService({
     const secret = cipher.openSecret(secretContext(conn.id), { ciphertext: conn.secret_ciphertext, dataKeyVersion: conn.secret_data_key_version });
     return createGraphClient(
       { tenantId: conn.tenant_id, clientId: conn.app_client_id, clientSecret: secret, loginUrl: conn.login_url, graphUrl: conn.graph_url },
-      { userAgent: 'Keywarden/1 (BitLocker key escrow)', onWait: (ms) => onWait?.(ms), sleep: graphOptions?.sleep },
+      { egress, userAgent: 'Keywarden/1 (BitLocker key escrow)', onWait: (ms) => onWait?.(ms), sleep: graphOptions?.sleep },
     );
+  };
+
+  const checkEgress = async (url: string, what: string) => {
+    const u = new URL(url);
+    try {
+      await egress.resolve(u.hostname, u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80, 'internet', what);
+    } catch (e) {
+      // A name that does not resolve now (no DNS on this host yet) is checked again at every sync;
+      // only an address the policy refuses stops the connection from being saved.
+      if (!isUnresolved(e)) throw e;
+    }
   };
 
   const service = {
@@ -195,6 +213,27 @@ export function createGraphService({
         throw badRequest('syncIntervalMinutes must be from 5 to 10080.', { field: 'syncIntervalMinutes' });
       const loginUrl = validUrl(input.loginUrl ?? DEFAULT_LOGIN_URL, 'loginUrl');
       const graphUrl = validUrl(input.graphUrl ?? DEFAULT_GRAPH_URL, 'graphUrl');
+      // A target the egress policy refuses (loopback, metadata, private networks) is refused now, not
+      // at the first sync; the attempt is audited. Outside the transaction: it resolves names.
+      const client = await requireVisibleClient(tx.reader, actor, input.clientId, 'integration:manage');
+      for (const [field, url, what] of [
+        ['loginUrl', loginUrl, 'the Microsoft sign-in endpoint'],
+        ['graphUrl', graphUrl, 'Microsoft Graph'],
+      ] as const) {
+        try {
+          await checkEgress(url, what);
+        } catch (e) {
+          if (!(e instanceof AppError)) throw e;
+          await audit.recordNow(actor, {
+            action: 'graph.connect',
+            outcome: 'failure',
+            clientId: client.id,
+            targetType: 'graph_connection',
+            details: { field, url, why: e.message },
+          });
+          throw badRequest(e.message, { field });
+        }
+      }
       return tx.run(async (t) => {
         const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
         if (await repo.findByClient(t, client.id)) {
@@ -267,7 +306,7 @@ export function createGraphService({
           checks.push({ check, ok: true, detail: await fn() });
         } catch (e) {
           const g = e as GraphError;
-          checks.push({ check, ok: false, detail: g instanceof GraphError ? `${g.status} ${g.code}: ${g.message}` : String(e) });
+          checks.push({ check, ok: false, detail: g instanceof GraphError ? `${g.status} ${g.code}: ${g.message}` : 'an unexpected error stopped this check' });
         }
       };
       await probe('sign-in (client credentials)', async () => (await graph.getToken(), 'token issued'));
@@ -329,6 +368,7 @@ export function createGraphService({
         key_reads: 0,
         errors: 0,
         error_text: null,
+        warnings: null,
         duration_ms: null,
       };
       // Only the holder of this connection's task lease runs a sync, so a run still marked running is
@@ -426,8 +466,17 @@ export function createGraphService({
           run.removed = await keys.markSourcePresence(t, conn.client_id, { type: 'entra', ref: conn.tenant_id }, new Set(byId.keys()), now);
           await confirmRotations(t, actor, conn, reports, now);
         });
-        // 6. Key reads people made in the Entra or Intune portal (with AuditLog.Read.All).
-        auditImport = await importKeyReads(graph, conn);
+        // 6. Key reads people made in the Entra or Intune portal (with AuditLog.Read.All). Optional:
+        // every key is already stored, so a failure here is a warning on a succeeded sync.
+        try {
+          auditImport = await importKeyReads(graph, conn);
+        } catch (e) {
+          auditImport = 'failed';
+          run.warnings =
+            e instanceof GraphError
+              ? `Portal key reads were not imported: ${e.status ? `Microsoft Graph answered HTTP ${e.status} to` : 'Microsoft Graph could not be reached for'} the directory audit log (auditLogs/directoryAudits). Every key was synced.`
+              : 'Portal key reads were not imported: an unexpected error stopped that step. Every key was synced.';
+        }
         run.status = 'succeeded';
       } catch (e) {
         run.status = 'failed';
@@ -451,7 +500,13 @@ export function createGraphService({
         }
       });
       await tx.run((t) =>
-        repo.update(t, conn.id, { last_sync_at: run.finished_at, last_status: run.status, last_error: run.error_text, updated_at: run.finished_at! }),
+        repo.update(t, conn.id, {
+          last_sync_at: run.finished_at,
+          // The connection's one-line state: a warning shows there until the next sync.
+          last_status: run.warnings ? 'succeeded with warnings' : run.status,
+          last_error: run.error_text ?? run.warnings,
+          updated_at: run.finished_at!,
+        }),
       );
       await audit.recordNow(actor, {
         action: 'graph.sync',
@@ -467,6 +522,7 @@ export function createGraphService({
           keyReads: run.key_reads,
           errors: run.errors,
           error: run.error_text,
+          warnings: run.warnings,
           portalKeyReads: auditImport,
         },
       });

@@ -7,7 +7,17 @@ import { newId } from '../../lib/ids.js';
 import { notFound } from '../../lib/errors.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
-import { buildChannel, maskSecrets, type ChannelConfig, type ChannelInput, type ChannelKind, type ChannelSecrets, type EmailConfig } from './channels.js';
+import { type EgressPolicy, isEgressError } from '../../integrations/egress.js';
+import {
+  buildChannel,
+  checkChannelTarget,
+  maskSecrets,
+  type ChannelConfig,
+  type ChannelInput,
+  type ChannelKind,
+  type ChannelSecrets,
+  type EmailConfig,
+} from './channels.js';
 import { createChannelSecrets, type ChannelKeyring } from './channel-secrets.js';
 import type { ChannelsRepo } from './channels.repo.js';
 import type { DeliveryRepo } from './delivery.repo.js';
@@ -22,8 +32,10 @@ type Deps = {
   deliveries: Pick<DeliveryRepo, 'deleteWaitingItems'>;
   delivery: Pick<DeliveryService, 'queueTest' | 'attempt'>;
   keyring: ChannelKeyring;
-  audit: Pick<AuditService, 'record'>;
+  audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
+  /** Where a channel may point: checked when it is saved, again when something is sent. */
+  egress: EgressPolicy;
 };
 
 function channelSettings(kind: ChannelKind, config: ChannelConfig): Record<string, unknown> {
@@ -33,8 +45,35 @@ function channelSettings(kind: ChannelKind, config: ChannelConfig): Record<strin
 }
 
 /** Notification channels: where messages go, their sealed secrets, and "send test". */
-export function createChannelsService({ tx, repo, deliveries, delivery, keyring, audit, clock }: Deps) {
+export function createChannelsService({ tx, repo, deliveries, delivery, keyring, audit, clock, egress }: Deps) {
   const secrets = createChannelSecrets(keyring);
+
+  /**
+   * A target the egress policy refuses is refused when the channel is saved (400), and the attempt
+   * is in the audit trail. Checked outside the write transaction: name resolution can take seconds.
+   */
+  async function checkTarget(
+    actor: Actor,
+    kind: ChannelKind,
+    built: { config: ChannelConfig; secrets: ChannelSecrets },
+    audited: { action: 'notification.channel.create' | 'notification.channel.update'; clientId: string | null; targetId: string | null; name: string },
+  ): Promise<void> {
+    try {
+      await checkChannelTarget(egress, kind, built);
+    } catch (e) {
+      if (isEgressError(e)) {
+        await audit.recordNow(actor, {
+          action: audited.action,
+          outcome: 'failure',
+          clientId: audited.clientId,
+          targetType: 'notification_channel',
+          targetId: audited.targetId,
+          details: { name: audited.name, kind, reason: e.message },
+        });
+      }
+      throw e;
+    }
+  }
 
   async function channelView(exec: Executor, c: NotificationChannelsTable, known?: ChannelSecrets): Promise<ChannelView> {
     const kind = c.kind as ChannelKind;
@@ -72,11 +111,14 @@ export function createChannelsService({ tx, repo, deliveries, delivery, keyring,
 
     async createChannel(actor: Actor, input: ChannelCreate): Promise<{ channel: ChannelView; signingSecret?: string }> {
       const name = checkName(input.name, 'Channel');
+      // Permission and visibility before anything is resolved on the actor's behalf.
+      const visibleClientId = await mayManage(tx.reader, actor, input.clientId);
+      // A webhook without a secret of the admin's choosing gets a generated one, shown once.
+      const generated = input.kind === 'webhook' && !input.signingSecret ? newWebhookSecret() : undefined;
+      const built = buildChannel({ ...input, ...(generated ? { signingSecret: generated } : {}) });
+      await checkTarget(actor, input.kind, built, { action: 'notification.channel.create', clientId: visibleClientId, targetId: null, name });
       return tx.run(async (t) => {
         const clientId = await mayManage(t, actor, input.clientId);
-        // A webhook without a secret of the admin's choosing gets a generated one, shown once.
-        const generated = input.kind === 'webhook' && !input.signingSecret ? newWebhookSecret() : undefined;
-        const built = buildChannel({ ...input, ...(generated ? { signingSecret: generated } : {}) });
         const id = newId();
         const now = clock.now();
         const row: NotificationChannelsTable = {
@@ -105,6 +147,16 @@ export function createChannelsService({ tx, repo, deliveries, delivery, keyring,
     },
 
     async updateChannel(actor: Actor, id: string, patch: ChannelPatch): Promise<ChannelView> {
+      if (patch.url !== undefined || patch.host !== undefined || patch.port !== undefined) {
+        // A new target is checked before the write transaction (name resolution can take seconds).
+        requirePermission(actor, 'client:manage');
+        const c = await load(tx.reader, actor, id);
+        await mayManage(tx.reader, actor, c.client_id);
+        const kind = c.kind as ChannelKind;
+        const previous = { config: parseJson<ChannelConfig>(c.config, { urlHint: '' }), secrets: await secrets.open(tx.reader, c) };
+        const built = buildChannel({ ...patch, kind } as ChannelInput, previous);
+        await checkTarget(actor, kind, built, { action: 'notification.channel.update', clientId: c.client_id, targetId: c.id, name: c.name });
+      }
       return tx.run(async (t) => {
         requirePermission(actor, 'client:manage');
         const c = await load(t, actor, id);

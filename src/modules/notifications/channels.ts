@@ -1,6 +1,8 @@
+import net from 'node:net';
 import nodemailer from 'nodemailer';
-import { badRequest } from '../../lib/errors.js';
+import { AppError, badRequest } from '../../lib/errors.js';
 import { signWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from '../../crypto/webhook-signature.js';
+import { isUnresolved, type EgressPolicy, isEgressError } from '../../integrations/egress.js';
 
 /**
  * The four kinds of channel: what each one's settings are (split into the part that may be shown
@@ -136,6 +138,31 @@ export function maskSecrets(kind: ChannelKind, config: ChannelConfig, hasSecrets
   return { url: (config as ChatConfig).urlHint };
 }
 
+/** What each kind of channel is called in an egress refusal. */
+const TARGET_WORDS: Record<ChannelKind, string> = { email: 'the SMTP relay', webhook: 'the webhook', teams: 'Microsoft Teams', slack: 'Slack' };
+
+const urlPort = (u: URL) => (u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80);
+
+/**
+ * Checks where a channel would connect against the egress policy, so that a forbidden target is
+ * refused when the channel is saved, not only when something is sent. Throws the policy's refusal
+ * (a 400 in product words).
+ */
+export async function checkChannelTarget(egress: EgressPolicy, kind: ChannelKind, built: { config: ChannelConfig; secrets: ChannelSecrets }): Promise<void> {
+  if (kind === 'email') {
+    const c = built.config as EmailConfig;
+    await egress.resolve(c.host, c.port, 'local', TARGET_WORDS.email);
+    return;
+  }
+  const u = new URL(kind === 'webhook' ? (built.config as WebhookConfig).url : (built.secrets.url ?? ''));
+  await egress.resolve(u.hostname, urlPort(u), 'internet', TARGET_WORDS[kind]);
+}
+
+/** An egress refusal is in product words and names no secret (never a URL's path). */
+const isEgressRefusal = isEgressError;
+/** A name that did not resolve may resolve later; a forbidden address stays forbidden. */
+const refusalIsTransient = (e: AppError) => isUnresolved(e);
+
 // ------------------------------------------------------------------------------------ sending
 
 export type OutgoingMessage = {
@@ -165,14 +192,12 @@ export type SendResult = {
   retryable: boolean;
 };
 
-export type SendOptions = { timeoutMs: number; now: () => Date };
-
-const clip = (s: string, n = 160) =>
-  s
-    // eslint-disable-next-line no-control-regex -- control characters from a remote answer are exactly what is stripped
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
-    .trim()
-    .slice(0, n);
+export type SendOptions = {
+  timeoutMs: number;
+  now: () => Date;
+  /** Every connection goes to an address this policy checked. */
+  egress: EgressPolicy;
+};
 
 /** Turns a network failure into words, without the URL (a Slack or Teams URL is a secret). */
 function networkError(e: unknown, timeoutMs: number): string {
@@ -196,44 +221,131 @@ function networkError(e: unknown, timeoutMs: number): string {
   return `could not connect${code ? ` (${code})` : ''}`;
 }
 
-async function postJson(url: string, body: string, headers: Record<string, string>, opts: SendOptions): Promise<SendResult> {
-  let res: Response;
+async function postJson(
+  kind: Exclude<ChannelKind, 'email'>,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  opts: SendOptions,
+): Promise<SendResult> {
+  let res: Awaited<ReturnType<EgressPolicy['fetch']>>;
   try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'Keywarden-Notifications/1', ...headers },
-      body,
-      // A redirect could carry the payload somewhere the admin did not configure.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(opts.timeoutMs),
-    });
+    res = await opts.egress.fetch(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'user-agent': 'Keywarden-Notifications/1', ...headers },
+        body,
+        signal: AbortSignal.timeout(opts.timeoutMs),
+      },
+      'internet',
+      TARGET_WORDS[kind],
+    );
   } catch (e) {
+    if (isEgressRefusal(e)) return { ok: false, code: null, summary: 'not sent', error: e.message, retryable: refusalIsTransient(e) };
     return { ok: false, code: null, summary: 'no response', error: networkError(e, opts.timeoutMs), retryable: true };
   }
-  let answer = '';
-  try {
-    answer = clip(await res.text(), 120);
-  } catch {
-    // The body is only a hint for the log.
-  }
-  const summary = `HTTP ${res.status}${answer ? `: ${answer}` : ''}`;
+  // The answer's body is never read: what a receiver (or whatever listens at that address) says is
+  // neither shown nor stored, only its status.
+  await res.body?.cancel().catch(() => undefined);
+  const summary = `HTTP ${res.status}`;
   if (res.status >= 200 && res.status < 300) return { ok: true, code: String(res.status), summary, error: null, retryable: false };
+  if (res.status >= 300 && res.status < 400) {
+    // A redirect could carry the payload somewhere the admin did not configure: never followed.
+    return {
+      ok: false,
+      code: String(res.status),
+      summary,
+      error: `the endpoint answered with a redirect (HTTP ${res.status}), which Keywarden does not follow; configure the final URL`,
+      retryable: false,
+    };
+  }
   const retryable = res.status >= 500 || [408, 425, 429].includes(res.status);
-  const error =
-    res.status >= 300 && res.status < 400
-      ? `the endpoint answered with a redirect (HTTP ${res.status}); configure the final URL`
-      : `the endpoint refused the message (HTTP ${res.status})${retryable ? '' : '; check the URL and the receiver — retrying will not help'}`;
+  const error = `the endpoint refused the message (HTTP ${res.status})${retryable ? '' : '; check the URL and the receiver — retrying will not help'}`;
   return { ok: false, code: String(res.status), summary, error, retryable };
 }
 
+/** The reply code of an SMTP answer (and its enhanced status code), never the server's own words. */
+const smtpCode = (reply: string | undefined) => /^\d{3}(?:[ -][245]\.\d{1,3}\.\d{1,3}(?=\s|$))?/.exec(reply ?? '')?.[0]?.replace('-', ' ') ?? null;
+
+/**
+ * Every way an SMTP attempt fails, in product words. What the remote side said is never passed on:
+ * "send test" must not read banners or tell an open port from a closed one.
+ */
+function smtpFailure(e: unknown): SendResult {
+  const err = e as {
+    code?: string;
+    originalCode?: string;
+    responseCode?: number;
+    response?: string;
+    message?: string;
+    command?: string;
+    cause?: { code?: string };
+  };
+  const code = err.responseCode ? String(err.responseCode) : null;
+  const system = `${err.originalCode ?? ''} ${err.cause?.code ?? ''} ${err.code ?? ''}`;
+  const unreachable: SendResult = {
+    ok: false,
+    code: null,
+    summary: 'no SMTP answer',
+    error: 'the SMTP relay could not be reached (no SMTP server answered at that address and port)',
+    retryable: true,
+  };
+  if (err.code === 'EAUTH')
+    return {
+      ok: false,
+      code,
+      summary: code ? `${code} authentication refused` : 'authentication refused',
+      error: 'the SMTP relay refused the user name or password',
+      retryable: false,
+    };
+  // Node's certificate errors name the check that failed; the text is Node's, not the server's.
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME/.test(system) || (!err.response && /certificate|self.signed/i.test(err.message ?? ''))) {
+    return { ok: false, code: null, summary: 'TLS failed', error: "the SMTP relay's TLS certificate is not trusted", retryable: false };
+  }
+  if (err.code === 'ETLS' || (err.command !== 'CONN' && !err.response && /STARTTLS/i.test(err.message ?? ''))) {
+    return {
+      ok: false,
+      code,
+      summary: 'TLS failed',
+      error: 'the SMTP relay did not complete TLS (it does not offer STARTTLS, which this channel requires, or the handshake failed)',
+      retryable: false,
+    };
+  }
+  // Anything before a proper SMTP greeting (refused, timed out, closed, a service that is not SMTP)
+  // looks the same from here.
+  if (err.command === 'CONN' || err.code === 'EPROTOCOL' || !err.responseCode) return unreachable;
+  const permanent = err.responseCode >= 500;
+  return {
+    ok: false,
+    code,
+    summary: smtpCode(err.response) ?? code ?? 'refused',
+    error: `the SMTP relay refused the message (${err.responseCode})${permanent ? '; retrying will not help' : ''}`,
+    retryable: !permanent,
+  };
+}
+
 export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, msg: OutgoingMessage, opts: SendOptions): Promise<SendResult> {
+  let target: { address: string };
+  try {
+    target = await opts.egress.resolve(config.host, config.port, 'local', TARGET_WORDS.email);
+  } catch (e) {
+    if (isEgressRefusal(e)) return { ok: false, code: null, summary: 'not sent', error: e.message, retryable: refusalIsTransient(e) };
+    throw e;
+  }
   const transport = nodemailer.createTransport({
-    host: config.host,
+    // The checked address, so the relay's name is not resolved a second time; TLS still checks
+    // the certificate against the configured name.
+    host: target.address,
     port: config.port,
     secure: config.secure,
     requireTLS: !config.secure && config.starttls === 'required',
     ignoreTLS: !config.secure && config.starttls === 'ignore',
-    tls: { rejectUnauthorized: !config.allowSelfSigned, ...(config.caCert ? { ca: config.caCert } : {}) },
+    tls: {
+      ...(net.isIP(config.host) ? {} : { servername: config.host }),
+      rejectUnauthorized: !config.allowSelfSigned,
+      ...(config.caCert ? { ca: config.caCert } : {}),
+    },
     auth: config.username ? { user: config.username, pass: secrets.password ?? '' } : undefined,
     connectionTimeout: opts.timeoutMs,
     greetingTimeout: opts.timeoutMs,
@@ -253,39 +365,9 @@ export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, ms
       attachments: msg.attachments?.map((a) => ({ filename: a.filename, contentType: a.contentType, content: a.content })),
     });
     const code = /^\d{3}/.exec(info.response ?? '')?.[0] ?? null;
-    return { ok: true, code, summary: clip(info.response ?? 'accepted'), error: null, retryable: false };
+    return { ok: true, code, summary: `${smtpCode(info.response) ?? code ?? '250'} accepted`, error: null, retryable: false };
   } catch (e) {
-    const err = e as { code?: string; responseCode?: number; response?: string; message?: string };
-    const code = err.responseCode ? String(err.responseCode) : null;
-    const reply = err.response ? clip(err.response) : '';
-    if (err.code === 'EAUTH')
-      return { ok: false, code, summary: reply || 'authentication refused', error: 'the SMTP server refused the user name or password', retryable: false };
-    if (err.code === 'ETLS' || (err.message && /STARTTLS/i.test(err.message) && !reply)) {
-      return { ok: false, code, summary: reply || 'no TLS', error: 'the SMTP server does not offer STARTTLS, which this channel requires', retryable: false };
-    }
-    if (err.responseCode) {
-      const permanent = err.responseCode >= 500;
-      return { ok: false, code, summary: reply, error: `the SMTP server refused the message (${err.responseCode})`, retryable: !permanent };
-    }
-    if (err.code === 'ECONNECTION' || err.code === 'ETIMEDOUT' || err.code === 'ESOCKET' || err.code === 'EDNS') {
-      return {
-        ok: false,
-        code: null,
-        summary: 'no response',
-        error: networkError(
-          {
-            code:
-              err.code === 'ETIMEDOUT'
-                ? 'ETIMEDOUT'
-                : ((e as { cause?: { code?: string } }).cause?.code ??
-                  (/ECONNREFUSED/.test(err.message ?? '') ? 'ECONNREFUSED' : /certificate|self.signed/i.test(err.message ?? '') ? 'ERR_TLS_CERT' : err.code)),
-          },
-          opts.timeoutMs,
-        ),
-        retryable: true,
-      };
-    }
-    return { ok: false, code, summary: reply || 'not sent', error: `the message could not be sent (${err.code ?? 'error'})`, retryable: true };
+    return smtpFailure(e);
   } finally {
     transport.close();
   }
@@ -305,6 +387,7 @@ export async function sendThrough(
       const body = JSON.stringify(msg.webhook);
       const timestamp = String(Math.floor(opts.now().getTime() / 1000));
       return await postJson(
+        'webhook',
         (config as WebhookConfig).url,
         body,
         {
@@ -315,7 +398,7 @@ export async function sendThrough(
         opts,
       );
     }
-    return await postJson(secrets.url ?? '', JSON.stringify(kind === 'teams' ? msg.teams : msg.slack), {}, opts);
+    return await postJson(kind, secrets.url ?? '', JSON.stringify(kind === 'teams' ? msg.teams : msg.slack), {}, opts);
   } catch {
     return { ok: false, code: null, summary: 'not sent', error: 'an unexpected error stopped the delivery', retryable: true };
   }

@@ -10,6 +10,7 @@ import type {
 import type { Transactions } from '../../db/transactions.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { Clock } from '../../lib/clock.js';
+import type { EgressPolicy } from '../../integrations/egress.js';
 import { newId } from '../../lib/ids.js';
 import { notFound } from '../../lib/errors.js';
 import { backoffMs, itemDueAt, nextReportRun, reportPeriod, type DigestMode, type ReportFrequency } from '../../domain/notification-timing.js';
@@ -43,6 +44,8 @@ type Deps = {
   /** Names this process in delivery leases (several Keywarden processes may share PostgreSQL). */
   owner: string;
   options?: Partial<NotificationOptions>;
+  /** Every webhook, Teams, Slack and SMTP connection goes to an address this policy checked. */
+  egress: EgressPolicy;
 };
 
 class DeliveryProblem extends Error {
@@ -62,7 +65,7 @@ class DeliveryProblem extends Error {
  * FOR UPDATE SKIP LOCKED (SQLite serialises writers with BEGIN IMMEDIATE), and a delivery being
  * sent carries a lease (locked_by / locked_until) that expires if its process dies mid-send.
  */
-export function createDeliveryService({ tx, repos, keyring, clock, owner, options }: Deps) {
+export function createDeliveryService({ tx, repos, keyring, clock, owner, options, egress }: Deps) {
   const opts: NotificationOptions = { ...DEFAULT_NOTIFICATION_OPTIONS, ...options };
   const { deliveries, outbox, rules, channels, schedules } = repos;
   const secrets = createChannelSecrets(keyring);
@@ -433,6 +436,7 @@ export function createDeliveryService({ tx, repos, keyring, clock, owner, option
         result = await sendThrough(channel.kind as ChannelKind, parseJson<ChannelConfig>(channel.config, { urlHint: '' }), opened, msg, {
           timeoutMs: opts.timeoutMs,
           now: () => new Date(clock.now()),
+          egress,
         });
       } catch (e) {
         result =
