@@ -110,13 +110,15 @@ describe(`first-run setup on ${ENGINE}`, () => {
   });
   afterAll(async () => t.close());
 
-  it('creates the first owner once, from this machine only, and signs them in', async () => {
+  it('creates the first owner once, with the setup token printed on the server, and signs them in', async () => {
     expect((await t.app.inject({ url: '/api/v1/setup' })).json()).toEqual({ needed: true, signedIn: false });
-    const body = { email: 'first@example.test', password: PASSWORD };
+    const setupToken = (await t.container.setup.issueToken())!;
+    const body = { email: 'first@example.test', password: PASSWORD, setupToken };
 
-    const remote = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: body, remoteAddress: '203.0.113.7' });
-    expect(remote.statusCode).toBe(403);
-    expect(remote.json().message).toContain('keywarden user add');
+    // Being on the server itself is no longer enough: the token is.
+    const noToken = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: body.email, password: PASSWORD } });
+    expect(noToken.statusCode).toBe(403);
+    expect(noToken.json().message).toContain('keywarden user add');
     expect(await t.container.identity.hasUsers()).toBe(false);
 
     const weak = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { ...body, password: 'short' } });
@@ -125,7 +127,7 @@ describe(`first-run setup on ${ENGINE}`, () => {
     // Two browsers racing: exactly one owner.
     const [a, b] = await Promise.all([
       t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: body }),
-      t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: 'second@example.test', password: PASSWORD } }),
+      t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: 'second@example.test', password: PASSWORD, setupToken } }),
     ]);
     expect([a.statusCode, b.statusCode].sort()).toEqual([200, 409]);
     const winner = a.statusCode === 200 ? a : b;
@@ -139,7 +141,7 @@ describe(`first-run setup on ${ENGINE}`, () => {
       signedIn: true,
     });
 
-    const again = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: 'late@example.test', password: PASSWORD } });
+    const again = await t.app.inject({ method: 'POST', url: '/api/v1/setup', payload: { email: 'late@example.test', password: PASSWORD, setupToken } });
     expect(again.statusCode).toBe(409);
     expect((await t.container.identity.listUsers(owner)).length).toBe(1);
     const audit = await t.container.audit.list(owner, { action: 'user.create' });

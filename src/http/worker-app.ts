@@ -1,8 +1,10 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Container } from '../container.js';
+import { fastifyTrustProxy } from '../config.js';
 import { databaseReadiness } from '../db/health.js';
 import { registerErrorHandler } from './plugins/errors.js';
 import { registerMetrics } from './plugins/metrics.js';
+import { requestLogSerializers } from './request-log.js';
 
 /**
  * The HTTP side of `keywarden serve --role worker`: a worker runs background tasks only, so it
@@ -11,8 +13,11 @@ import { registerMetrics } from './plugins/metrics.js';
  */
 export async function buildWorkerApp(container: Container, opts: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger === false ? false : { level: container.config.server.logLevel, ...(typeof opts.logger === 'object' ? opts.logger : {}) },
-    trustProxy: container.config.server.trustProxy,
+    logger:
+      opts.logger === false
+        ? false
+        : { level: container.config.server.logLevel, serializers: requestLogSerializers, ...(typeof opts.logger === 'object' ? opts.logger : {}) },
+    trustProxy: fastifyTrustProxy(container.config.server.trustProxy),
     requestIdHeader: false,
     return503OnClosing: true,
   });

@@ -26,10 +26,28 @@ export function registerInit(program: Command, ctx: CliContext): void {
             r.changes.push(`created the owner ${u.email}`);
           }
         }
-        if (opts.json) return ctx.json({ created: r.created, dataDir: config.dataDir, database: r.database, masterKeyId: r.masterKeyId, changes: r.changes });
+        // No owner yet: a one-time token for first-run setup in the browser (printed here, never logged).
+        const setupToken = await (await ctx.container()).setup.issueToken();
+        if (opts.json)
+          return ctx.json({
+            created: r.created,
+            dataDir: config.dataDir,
+            database: r.database,
+            masterKeyId: r.masterKeyId,
+            changes: r.changes,
+            ...(setupToken ? { setupToken } : {}),
+          });
+        const printSetupToken = () => {
+          if (!setupToken) return;
+          ctx.out(
+            `\nFirst-run setup token (one-time; "keywarden serve" prints a new one that replaces it):\n    ${setupToken}\n` +
+              'Enter it on the console\'s setup page to create the first owner, or use "keywarden user add" instead.',
+          );
+        };
         if (!r.created && r.changes.length === 0) {
           ctx.out(`Keywarden is already initialized in ${config.dataDir}; nothing changed.`);
           ctx.out(`  Database:   ${r.database}\n  Master key: ${r.masterKey} (${r.masterKeyId})`);
+          printSetupToken();
           return;
         }
         ctx.out(r.created ? 'Keywarden vault initialized.' : 'Keywarden vault updated.');
@@ -41,6 +59,7 @@ export function registerInit(program: Command, ctx: CliContext): void {
               '\nNext steps:\n  keywarden user add you@example.com   (the first user is an owner)\n  keywarden serve                      (web API on http://127.0.0.1:8080, docs at /api/docs)\n  keywarden client add "Contoso"\n  keywarden import "BitLocker Recovery Key *.TXT" --client "Contoso" --device LAPTOP-01\n  keywarden lookup 4290B6C0 --reason bios-changed --ticket T-1234',
           );
         }
+        printSetupToken();
       } finally {
         await database.close();
       }

@@ -27,6 +27,8 @@ export function registerServe(program: Command, ctx: CliContext): void {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw badRequest(`--port must be a number from 0 to 65535; got "${opts.port}".`);
       c.metrics.registry.setDefaultLabels({ role });
       const app = role === 'worker' ? await buildWorkerApp(c) : await buildApp(c);
+      // Before the first request: with no user yet, the browser's first-run setup needs this token.
+      const setupToken = role === 'worker' ? null : await c.setup.issueToken();
       const stopped = new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: string) => {
@@ -51,8 +53,12 @@ export function registerServe(program: Command, ctx: CliContext): void {
       // The first poll comes a few seconds after start (or one poll interval, if shorter), so that
       // work due at start does not hold up readiness.
       if (role !== 'api') c.scheduler.start(c.config.scale.schedulerPollMs, Math.min(c.config.scale.schedulerPollMs, 5_000));
-      if (role !== 'worker' && !(await c.identity.hasUsers())) {
-        ctx.err('No users yet. Create the first owner:  npx keywarden user add you@example.com');
+      if (setupToken) {
+        // The terminal only, never the log: whoever holds it can make themselves the vault's owner.
+        ctx.err(
+          `No users yet. Create the first owner in the browser (${c.config.server.publicUrl ?? address}/setup) with this one-time setup token:\n\n    ${setupToken}\n\n` +
+            'It replaces any setup token printed before and stops working once the owner exists. Or, on this server:  npx keywarden user add you@example.com',
+        );
       }
       ctx.err(
         role === 'worker'

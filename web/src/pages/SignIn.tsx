@@ -159,6 +159,7 @@ export function LoginPage() {
 }
 
 export function SetupPage() {
+  const [setupToken, setSetupToken] = useState('');
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [confirm, setConfirm] = useState('');
@@ -173,7 +174,8 @@ export function SetupPage() {
     setBusy(true);
     setError(null);
     try {
-      const r = await api.postQuiet<LoginAnswer>('/setup', { email, password });
+      const r = await api.postQuiet<LoginAnswer>('/setup', { setupToken: setupToken.trim(), email, password });
+      setSetupToken('');
       setPassword('');
       setConfirm('');
       await signedIn(r);
@@ -188,13 +190,22 @@ export function SetupPage() {
     <Frame title="Create the owner" sub="Keywarden has no users yet. The first account is the vault's owner: it manages users, settings and every client.">
       <form onSubmit={(e) => void submit(e)}>
         <Stack>
+          <PasswordInput
+            label="Setup token"
+            description="Printed in the terminal where keywarden serve (or keywarden init) runs on the server."
+            value={setupToken}
+            onChange={(e) => setSetupToken(e.currentTarget.value)}
+            autoComplete="off"
+            autoFocus
+            required
+            maxLength={200}
+          />
           <TextInput
             label="Email"
             type="email"
             value={email}
             onChange={(e) => setEmail(e.currentTarget.value)}
             autoComplete="username"
-            autoFocus
             required
             maxLength={254}
           />
