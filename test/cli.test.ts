@@ -48,7 +48,7 @@ describe(`keywarden CLI on ${ENGINE}`, () => {
     const file = write('keys.csv', csvOf(keys));
     const r = await run(['import', file, '--client', 'Contoso', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ imported: 3, duplicates: 0, conflicts: 0, rejected: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ imported: 3, duplicates: 0, conflicts: 0, rejected: [], rejectedCount: 0 });
 
     const bad = write('bad.csv', `${csvOf(keys.slice(0, 1))}FAKE-CLI-9,${randomKeyId()},111111-222222-333333-444444-555555-666666-777777-888888,C:\n`);
     const partial = await run(['import', bad, '--client', 'Contoso', '--json']);
@@ -58,6 +58,7 @@ describe(`keywarden CLI on ${ENGINE}`, () => {
       duplicates: 1,
       conflicts: 0,
       rejected: [{ file: bad, line: 3, reason: expect.stringMatching(/group 7 of 8 is out of range/) }],
+      rejectedCount: 1,
     });
 
     const human = await run(['import', file, '--client', 'Contoso']);

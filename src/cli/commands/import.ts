@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { badRequest } from '../../lib/errors.js';
-import { IMPORT_FORMATS, type ImportFormat } from '../../domain/import/index.js';
+import { IMPORT_FORMATS, MAX_REPORTED_REJECTIONS, type ImportFormat } from '../../domain/import/index.js';
 import type { ImportFileResult, ImportRejected } from '../../modules/imports/imports.service.js';
 import { CliExit, EXIT } from '../io.js';
 import type { CliContext } from '../program.js';
@@ -64,7 +64,7 @@ export function registerImport(program: Command, ctx: CliContext): void {
         );
         const secs = (Date.now() - started) / 1000;
         if (ctx.io.isTTY && r.imported + r.duplicates + r.conflicts > 0) ctx.io.stderr('\n');
-        const rows = r.imported + r.duplicates + r.conflicts + r.rejected.length;
+        const rows = r.imported + r.duplicates + r.conflicts + r.rejectedCount;
         if (rows >= 1000)
           ctx.err(
             `${input.name}: ${rows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(rows / Math.max(secs, 0.001)).toLocaleString('en-US')} rows/s)`,
@@ -75,7 +75,8 @@ export function registerImport(program: Command, ctx: CliContext): void {
         imported: results.reduce((s, r) => s + r.imported, 0),
         duplicates: results.reduce((s, r) => s + r.duplicates, 0),
         conflicts: results.reduce((s, r) => s + r.conflicts, 0),
-        rejected: results.flatMap((r) => r.rejected) as ImportRejected[],
+        rejected: results.flatMap((r) => r.rejected).slice(0, MAX_REPORTED_REJECTIONS) as ImportRejected[],
+        rejectedCount: results.reduce((s, r) => s + r.rejectedCount, 0),
       };
       if (opts.json) {
         ctx.json(total);
@@ -83,14 +84,16 @@ export function registerImport(program: Command, ctx: CliContext): void {
         for (const r of results) {
           ctx.out(
             `${r.file}${r.format ? ` (${r.format})` : ''}: ${plural(r.imported, 'key')} imported, ${plural(r.duplicates, 'duplicate')}, ` +
-              `${plural(r.conflicts, 'conflict')}, ${plural(r.rejected.length, 'row')} rejected`,
+              `${plural(r.conflicts, 'conflict')}, ${plural(r.rejectedCount, 'row')} rejected`,
           );
           for (const x of r.rejected.slice(0, 50)) ctx.out(`  ${x.file}${x.line ? ` line ${x.line}` : ''}: ${x.reason}`);
-          if (r.rejected.length > 50) ctx.out(`  … and ${r.rejected.length - 50} more (use --json for the full list)`);
+          const unlisted = r.rejectedCount - Math.min(r.rejected.length, 50);
+          if (unlisted > 0)
+            ctx.out(`  … and ${unlisted.toLocaleString('en-US')} more${r.rejected.length > 50 ? ` (--json lists the first ${MAX_REPORTED_REJECTIONS})` : ''}`);
         }
         if (total.conflicts) ctx.out('Conflicts: a key ID arrived with a different password. Both are kept and flagged "conflict"; see "keywarden keys list".');
         if (opts.dryRun) ctx.out('Dry run: nothing was saved.');
       }
-      if (total.rejected.length) throw new CliExit(EXIT.partial);
+      if (total.rejectedCount) throw new CliExit(EXIT.partial);
     });
 }

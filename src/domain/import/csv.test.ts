@@ -33,6 +33,7 @@ describe('parseCsv', () => {
         { line: 4, keyId: null, recoveryPassword: PW2, deviceName: 'FAKE PC-2', mountPoint: 'D:' },
       ],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 

@@ -16,7 +16,7 @@
 import { parse } from 'csv-parse/sync';
 import { findRecoveryPasswordCandidates } from '../recovery-password.js';
 import { buildRecord, mapFields, passwordFieldNamesForMessage, type FieldName } from './fields.js';
-import { ImportFormatError, type ImportRecord, type ImportRejection, type ParsedRows } from './types.js';
+import { ImportFormatError, LONG_LINE_REASON, MAX_LINE_CHARS, Rejections, type ImportRecord, type ParsedRows } from './types.js';
 
 export type CsvDelimiter = ',' | ';' | '\t';
 
@@ -62,13 +62,18 @@ interface RawRow {
   /** 1-based line where the row starts. */
   line: number;
   cells: string[];
+  /** Set when the line could not be read; the reason it is rejected. */
+  broken?: string;
 }
+
+const UNBALANCED_QUOTE_REASON = 'this line has an unbalanced quote and could not be read';
 
 const CSV_OPTIONS = {
   relax_quotes: true,
   relax_column_count: true,
-  // Blank lines are kept (and skipped by us) so line numbers can be counted.
-  skip_empty_lines: false,
+  // Kept empty lines cost csv-parse a hundred microseconds each (a file of blank lines took
+  // minutes), so they are skipped and line numbers come from `info` instead.
+  skip_empty_lines: true,
   bom: false,
 } as const;
 
@@ -79,42 +84,24 @@ function countNewlines(s: string): number {
 }
 
 /**
- * Whole-file parse.
- *
- * Line numbers without csv-parse's `info` option (which costs about a third
- * of the parse time on 100k rows): empty lines are kept as records, so every
- * record spans exactly 1 + (newlines inside its quoted fields) lines, and a
- * running sum gives each record's first line. If the sum does not match the
- * file's line count (a csv-parse behaviour we did not anticipate), we re-parse
- * with `info` rather than report wrong lines.
+ * Whole-file parse. csv-parse reports the line where each record ENDS; newlines inside quoted
+ * fields are the only way a record spans lines (the text is LF-normalized), so subtracting them
+ * gives the first line. A record longer than MAX_LINE_CHARS is one rejected row.
  */
 function parseWhole(text: string, delimiter: CsvDelimiter): RawRow[] {
-  const records = parse(text, { ...CSV_OPTIONS, delimiter }) as string[][];
-  const rows: RawRow[] = [];
-  let line = 1;
-  for (const cells of records) {
-    rows.push({ line, cells });
-    let inner = 0;
-    for (const cell of cells) inner += countNewlines(cell);
-    line += 1 + inner;
-  }
-  const totalLines = countNewlines(text) + (text.endsWith('\n') ? 0 : 1);
-  if (line - 1 === totalLines) return rows;
-  return parseWithInfo(text, delimiter);
-}
-
-/** Slower variant: csv-parse reports the line where each record ENDS. */
-function parseWithInfo(text: string, delimiter: CsvDelimiter): RawRow[] {
   const out = parse(text, { ...CSV_OPTIONS, delimiter, info: true }) as unknown as {
     record: string[];
     info: { lines: number };
   }[];
   return out.map(({ record, info }) => {
-    // Newlines inside quoted fields are the only way a record spans lines
-    // (the text is LF-normalized), so subtract them to get the first line.
     let inner = 0;
-    for (const cell of record) inner += countNewlines(cell);
-    return { line: info.lines - inner, cells: record };
+    let size = 0;
+    for (const cell of record) {
+      inner += countNewlines(cell);
+      size += cell.length;
+    }
+    const line = info.lines - inner;
+    return size > MAX_LINE_CHARS ? { line, cells: [], broken: LONG_LINE_REASON } : { line, cells: record };
   });
 }
 
@@ -123,25 +110,65 @@ function parseWithInfo(text: string, delimiter: CsvDelimiter): RawRow[] {
  * the file): every physical line is its own record. Lines that still cannot
  * be read are reported as `broken` so the caller can reject them.
  */
-function parseLineByLine(text: string, delimiter: CsvDelimiter): { rows: RawRow[]; broken: number[] } {
+function parseLineByLine(text: string, delimiter: CsvDelimiter): RawRow[] {
   const rows: RawRow[] = [];
-  const broken: number[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? '';
+    if (line.length > MAX_LINE_CHARS) {
+      rows.push({ line: i + 1, cells: [], broken: LONG_LINE_REASON });
+      continue;
+    }
     if (line.trim() === '') continue;
     if (!line.includes('"')) {
       rows.push({ line: i + 1, cells: line.split(delimiter) });
       continue;
     }
-    try {
-      const rec = parse(line, { ...CSV_OPTIONS, delimiter }) as string[][];
-      rows.push({ line: i + 1, cells: rec[0] ?? [] });
-    } catch {
-      broken.push(i + 1);
-    }
+    const cells = splitCsvLine(line, delimiter);
+    rows.push(cells === null ? { line: i + 1, cells: [], broken: UNBALANCED_QUOTE_REASON } : { line: i + 1, cells });
   }
-  return { rows, broken };
+  return rows;
+}
+
+/**
+ * One physical line split into cells in a single pass, the way csv-parse reads it with relaxed
+ * quotes: a cell that starts with `"` runs to the next lone `"` (`""` is a quote), which must be
+ * followed by the delimiter or the end of the line; a quote inside an unquoted cell is kept as
+ * is. Null when a quoted cell is never closed or is followed by other text.
+ */
+export function splitCsvLine(line: string, delimiter: CsvDelimiter): string[] | null {
+  const cells: string[] = [];
+  let i = 0;
+  for (;;) {
+    if (line.charCodeAt(i) === 0x22) {
+      let cell = '';
+      let from = i + 1;
+      for (;;) {
+        const q = line.indexOf('"', from);
+        if (q === -1) return null;
+        cell += line.slice(from, q);
+        if (line.charCodeAt(q + 1) === 0x22) {
+          cell += '"';
+          from = q + 2;
+          continue;
+        }
+        i = q + 1;
+        break;
+      }
+      cells.push(cell);
+      if (i === line.length) return cells;
+      if (line[i] !== delimiter) return null;
+      i++;
+      continue;
+    }
+    const end = line.indexOf(delimiter, i);
+    if (end === -1) {
+      cells.push(line.slice(i));
+      return cells;
+    }
+    cells.push(line.slice(i, end));
+    i = end + 1;
+  }
 }
 
 /** Excel's optional first line `sep=;` names the delimiter. */
@@ -165,20 +192,19 @@ export function parseCsv(text: string): ParsedRows {
   const delimiter = first.delimiter;
 
   let rows: RawRow[];
-  let broken: number[] = [];
   try {
     rows = parseWhole(text, delimiter);
   } catch {
-    ({ rows, broken } = parseLineByLine(text, delimiter));
+    rows = parseLineByLine(text, delimiter);
   }
 
-  const isBlank = (r: RawRow): boolean => r.cells.every((c) => c.trim() === '');
+  const isBlank = (r: RawRow): boolean => r.broken === undefined && r.cells.every((c) => c.trim() === '');
   // The header is the first non-blank row at or after the header line (this
   // skips an Excel `sep=` line).
   const headerIdx = rows.findIndex((r) => r.line >= first.line && !isBlank(r));
   const header = rows[headerIdx];
-  if (header === undefined || (broken[0] !== undefined && broken[0] <= header.line)) {
-    throw new ImportFormatError('the CSV header line could not be read (check for an unbalanced quote)');
+  if (header === undefined || rows.slice(0, headerIdx + 1).some((r) => r.broken !== undefined)) {
+    throw new ImportFormatError('the CSV header line could not be read (check for an unbalanced quote or a very long line)');
   }
 
   const columns = mapFields(header.cells);
@@ -194,21 +220,21 @@ export function parseCsv(text: string): ParsedRows {
   }
 
   const records: ImportRecord[] = [];
-  const rejected: ImportRejection[] = broken
-    .filter((l) => l > header.line)
-    .map((line) => ({ line, reason: 'this line has an unbalanced quote and could not be read' }));
-
+  const rejected = new Rejections();
   for (let i = headerIdx + 1; i < rows.length; i++) {
     const row = rows[i];
     if (row === undefined || isBlank(row)) continue;
+    if (row.broken !== undefined) {
+      rejected.add(row.line, row.broken);
+      continue;
+    }
     const get = (field: FieldName): unknown => {
       const col = columns[field];
       return col === undefined ? undefined : row.cells[col];
     };
     const built = buildRecord(row.line, get);
     if (built.ok) records.push(built.value);
-    else rejected.push({ line: row.line, reason: built.reason });
+    else rejected.add(row.line, built.reason);
   }
-  rejected.sort((a, b) => a.line - b.line);
-  return { records, rejected };
+  return rejected.rows(records);
 }

@@ -18,11 +18,11 @@ import { extractRecoveryPassword } from '../recovery-password.js';
 import { csvHeaderLine } from './csv.js';
 import { mapFields } from './fields.js';
 import { MANAGE_BDE_ID_LINE, firstGuid, guidFromFileName } from './text-scan.js';
-import type { ImportFormat } from './types.js';
+import { MAX_LINE_CHARS, type ImportFormat } from './types.js';
 
 function hasCsvHeader(text: string): boolean {
   const header = csvHeaderLine(text);
-  if (header === null) return false;
+  if (header === null || header.text.length > MAX_LINE_CHARS) return false;
   // A delimiter is required: a lone "Recovery Key:" label line starts many
   // TXT files. Single-column CSV files are recognized by extension instead.
   if (!header.text.includes(header.delimiter)) return false;
@@ -33,7 +33,7 @@ function hasCsvHeader(text: string): boolean {
 
 /** Some line holds a password, or a broken attempt at one (which txt will reject). */
 function hasPasswordLine(text: string): boolean {
-  return text.split('\n').some((line) => extractRecoveryPassword(line) !== null);
+  return text.split('\n').some((line) => line.length <= MAX_LINE_CHARS && extractRecoveryPassword(line) !== null);
 }
 
 export function detectFormat(text: string, fileName?: string): ImportFormat | null {
@@ -45,7 +45,9 @@ export function detectFormat(text: string, fileName?: string): ImportFormat | nu
   const hasGuid = firstGuid(text) !== null || guidFromFileName(fileName) !== null;
   if (hasGuid && hasPasswordLine(text)) return 'txt';
 
-  const ext = /\.([A-Za-z0-9]+)$/.exec(fileName ?? '')?.[1]?.toLowerCase();
+  const name = fileName ?? '';
+  const dot = name.lastIndexOf('.');
+  const ext = dot === -1 ? '' : name.slice(dot + 1).toLowerCase();
   if (ext === 'csv' || ext === 'tsv') return 'csv';
   if (ext === 'json') return 'json';
   if (ext === 'txt' && hasPasswordLine(text)) return 'txt';

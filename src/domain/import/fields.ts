@@ -11,7 +11,7 @@
  * "RecoveryPassword" and "Password" columns uses "RecoveryPassword".
  */
 import { parseKeyId } from '../key-id.js';
-import { extractRecoveryPassword, parseRecoveryPassword } from '../recovery-password.js';
+import { SHAPED_MIN_DIGITS, extractRecoveryPassword, parseRecoveryPassword } from '../recovery-password.js';
 import { fail, ok, type Result } from '../result.js';
 import { normalizeMountPoint, parseVolumeType } from '../volume.js';
 import type { ImportRecord } from './types.js';
@@ -169,6 +169,16 @@ export function parseTimestamp(value: string): Result<string> {
 export type FieldGetter = (field: FieldName) => unknown;
 
 const NO_PASSWORD_REASON = 'no recovery password in this row';
+const NOT_A_PASSWORD = fail<string>('the recovery password field does not contain a 48-digit recovery password');
+
+function digitCount(v: string): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) n++;
+  }
+  return n;
+}
 
 /** Text value of a cell/property, or undefined when absent or empty. */
 function text(v: unknown): string | undefined {
@@ -197,14 +207,16 @@ export function passwordFromCell(v: unknown): Result<string> {
     // A 48-digit number has already lost digits to floating point.
     return fail('the recovery password must be text (in quotes), not a number or object');
   }
+  // Too few digits to hold a password, whatever else the cell says: the common bad row, answered
+  // without running the password patterns.
+  const digits = digitCount(v);
+  if (digits < SHAPED_MIN_DIGITS) return NOT_A_PASSWORD;
   const extracted = extractRecoveryPassword(v);
   if (extracted !== null) return extracted;
   // Many digits but broken up by other characters: let the parser explain.
-  if (v.replace(/[^0-9]/g, '').length >= 40) {
-    const parsed = parseRecoveryPassword(v);
-    if (!parsed.ok) return parsed;
-  }
-  return fail('the recovery password field does not contain a 48-digit recovery password');
+  const parsed = parseRecoveryPassword(v);
+  if (!parsed.ok) return parsed;
+  return NOT_A_PASSWORD;
 }
 
 /**

@@ -40,6 +40,7 @@ describe('parseImport', () => {
       format: 'txt',
       records: [{ line: 1, keyId: null, recoveryPassword: PW }],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 

@@ -15,7 +15,15 @@ import { IMPORT_FORMATS, ImportFormatError, type ImportFormat, type ParsedImport
 
 export { decodeText } from './decode.js';
 export { detectFormat } from './detect.js';
-export { IMPORT_FORMATS, ImportFormatError, type ImportFormat, type ImportRecord, type ImportRejection, type ParsedImport } from './types.js';
+export {
+  IMPORT_FORMATS,
+  ImportFormatError,
+  MAX_REPORTED_REJECTIONS,
+  type ImportFormat,
+  type ImportRecord,
+  type ImportRejection,
+  type ParsedImport,
+} from './types.js';
 export { parseTimestamp } from './fields.js';
 
 /** The file name for messages: base name only, no control characters, bounded length. */
@@ -67,5 +75,5 @@ export function parseImport(input: { bytes: Uint8Array; fileName?: string; forma
       rows = parseJson(text);
       break;
   }
-  return { format, records: rows.records, rejected: rows.rejected };
+  return { format, ...rows };
 }

@@ -86,6 +86,7 @@ describe('parseJson', () => {
         },
       ],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 
@@ -130,6 +131,7 @@ describe('parseJson', () => {
         },
       ],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 
@@ -170,6 +172,7 @@ describe('parseJson', () => {
         },
       ],
       rejected: [{ line: 5, reason: 'this volume has no recovery password protector' }],
+      rejectedCount: 1,
     });
   });
 

@@ -18,7 +18,7 @@
  */
 import { buildRecord, normalizeFieldName, FIELD_SYNONYMS, type FieldName } from './fields.js';
 import { scanJson, type JsonPos } from './json-scan.js';
-import { ImportFormatError, type ImportRecord, type ImportRejection, type ParsedRows } from './types.js';
+import { ImportFormatError, Rejections, type ImportRecord, type ParsedRows } from './types.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -107,12 +107,12 @@ export function parseJson(text: string): ParsedRows {
   }
 
   const records: ImportRecord[] = [];
-  const rejected: ImportRejection[] = [];
+  const rejected = new Rejections();
   elements.forEach((element, index) => {
     const pos = positions[index];
     const line = pos?.line ?? rootPos.line;
     if (!isObject(element)) {
-      rejected.push({ line, reason: 'this entry is not an object' });
+      rejected.add(line, 'this entry is not an object');
       return;
     }
 
@@ -139,28 +139,28 @@ export function parseJson(text: string): ParsedRows {
         const pLine = protectors.pos?.items?.[pi]?.line ?? line;
         const built = buildRecord(pLine, g);
         if (built.ok) records.push(built.value);
-        else rejected.push({ line: pLine, reason: built.reason });
+        else rejected.add(pLine, built.reason);
       });
       if (found === 0) {
-        rejected.push({ line, reason: 'this volume has no recovery password protector' });
+        rejected.add(line, 'this volume has no recovery password protector');
       }
       return;
     }
 
     if (!hasPasswordField(el)) {
       const graphLike = el.keys.has('id') && (el.keys.has('createddatetime') || el.keys.has('volumetype'));
-      rejected.push({
+      rejected.add(
         line,
-        reason: graphLike
+        graphLike
           ? 'no recovery password in this entry (Graph lists leave out the key; fetch each key with $select=key)'
           : 'no recovery password in this entry',
-      });
+      );
       return;
     }
     const built = buildRecord(line, makeGetter([el]));
     if (built.ok) records.push(built.value);
-    else rejected.push({ line, reason: built.reason });
+    else rejected.add(line, built.reason);
   });
 
-  return { records, rejected };
+  return rejected.rows(records);
 }

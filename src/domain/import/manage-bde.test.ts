@@ -39,6 +39,7 @@ describe('parseManageBde', () => {
         },
       ],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 

@@ -19,12 +19,12 @@
 import { extractRecoveryPassword } from '../recovery-password.js';
 import { parseVolumeType, type VolumeType } from '../volume.js';
 import { idLineKeyId, volumeHeaderMount } from './text-scan.js';
-import type { ImportRecord, ImportRejection, ParsedRows } from './types.js';
+import { LONG_LINE_REASON, MAX_LINE_CHARS, Rejections, type ImportRecord, type ParsedRows } from './types.js';
 
 export function parseManageBde(text: string): ParsedRows {
   const lines = text.split('\n');
   const records: ImportRecord[] = [];
-  const rejected: ImportRejection[] = [];
+  const rejected = new Rejections();
 
   let mountPoint: string | null = null;
   let volumeType: VolumeType | null = null;
@@ -35,6 +35,10 @@ export function parseManageBde(text: string): ParsedRows {
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? '';
     const lineNo = i + 1;
+    if (line.length > MAX_LINE_CHARS) {
+      rejected.add(lineNo, LONG_LINE_REASON);
+      continue;
+    }
 
     const mount = volumeHeaderMount(line);
     if (mount !== null) {
@@ -64,16 +68,16 @@ export function parseManageBde(text: string): ParsedRows {
     if (parsed === null) continue;
 
     if (protector === null) {
-      rejected.push({ line: lineNo, reason: 'recovery password without an "ID: {…}" line above it' });
+      rejected.add(lineNo, 'recovery password without an "ID: {…}" line above it');
       continue;
     }
     if (protector.used) {
-      rejected.push({ line: lineNo, reason: 'a second recovery password under the same ID' });
+      rejected.add(lineNo, 'a second recovery password under the same ID');
       continue;
     }
     protector.used = true;
     if (!parsed.ok) {
-      rejected.push({ line: lineNo, reason: parsed.reason });
+      rejected.add(lineNo, parsed.reason);
       continue;
     }
     const record: ImportRecord = {
@@ -85,5 +89,5 @@ export function parseManageBde(text: string): ParsedRows {
     if (volumeType !== null) record.volumeType = volumeType;
     records.push(record);
   }
-  return { records, rejected };
+  return rejected.rows(records);
 }

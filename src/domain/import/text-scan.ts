@@ -42,6 +42,10 @@ export function idLineKeyId(line: string): string | null {
 /** Strict form used for format detection: braces required, as manage-bde prints them. */
 export const MANAGE_BDE_ID_LINE = /^[ \t]*ID[ \t]*:[ \t]*\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}[ \t]*$/im;
 
+/** A drive letter after the start or a space/quote, then `:`, an optional quote and `[`. */
+const VOLUME_LETTER = /(?:^|[\s"'])([A-Za-z]):["']?\s*\[/;
+const VOLUME_GUID_PATH = /(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)\s*\[/;
+
 /**
  * manage-bde volume header: a drive letter `X:` followed by a bracketed label,
  * e.g. `Volume C: [OS]`, `Volume C: [Windows]`, `Volume C: []`, German
@@ -49,9 +53,14 @@ export const MANAGE_BDE_ID_LINE = /^[ \t]*ID[ \t]*:[ \t]*\{[0-9A-Fa-f]{8}-[0-9A-
  * their volume GUID path. Returns the mount point or null.
  */
 export function volumeHeaderMount(line: string): string | null {
-  const letter = /(?:^|[\s"'])([A-Za-z]):["']?\s*\[.*\]\s*$/.exec(line);
-  if (letter?.[1] !== undefined) return `${letter[1].toUpperCase()}:`;
-  const guidPath = /(\\\\\?\\Volume\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}\\?)\s*\[.*\]\s*$/.exec(line);
-  if (guidPath?.[1] !== undefined) return guidPath[1];
+  // The line must end with `]`: checked once here, so the patterns below only look for the
+  // opening `X: [` and never rescan the rest of the line from every candidate position.
+  const trimmed = line.trimEnd();
+  if (!trimmed.endsWith(']')) return null;
+  const closing = trimmed.length - 1;
+  const letter = VOLUME_LETTER.exec(trimmed);
+  if (letter?.[1] !== undefined && letter.index + letter[0].length - 1 < closing) return `${letter[1].toUpperCase()}:`;
+  const guidPath = VOLUME_GUID_PATH.exec(trimmed);
+  if (guidPath?.[1] !== undefined && guidPath.index + guidPath[0].length - 1 < closing) return guidPath[1];
   return null;
 }

@@ -40,6 +40,7 @@ describe('parseTxt', () => {
     expect(parseTxt(WIN8)).toEqual({
       records: [{ line: 13, keyId: ID, recoveryPassword: PW }],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 
@@ -47,6 +48,7 @@ describe('parseTxt', () => {
     expect(parseTxt(WIN7)).toEqual({
       records: [{ line: 10, keyId: 'abc7c7a1-9bee-4f1c-90f7-5ab6d66cd465', recoveryPassword: PW2 }],
       rejected: [],
+      rejectedCount: 0,
     });
   });
 
@@ -60,6 +62,7 @@ describe('parseTxt', () => {
     expect(parseTxt(text, 'C:\\Users\\x\\BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT')).toEqual({
       records: [{ line: 3, keyId: ID, recoveryPassword: PW }],
       rejected: [],
+      rejectedCount: 0,
     });
     // The text wins over the file name.
     expect(parseTxt(WIN7, 'BitLocker Recovery Key 4290B6C0-B17A-497A-8552-272CC30E80D4.TXT').records[0]?.keyId).toBe('abc7c7a1-9bee-4f1c-90f7-5ab6d66cd465');
@@ -79,6 +82,7 @@ describe('parseTxt', () => {
     expect(parseTxt(bad)).toEqual({
       records: [],
       rejected: [{ line: 13, reason: 'group 2 of 8 fails the BitLocker checksum (not divisible by 11)' }],
+      rejectedCount: 1,
     });
   });
 
@@ -86,6 +90,7 @@ describe('parseTxt', () => {
     expect(parseTxt('Identifier:\n4290B6C0-B17A-497A-8552-272CC30E80D4\n')).toEqual({
       records: [],
       rejected: [{ line: 1, reason: 'no recovery password found in this file' }],
+      rejectedCount: 1,
     });
   });
 

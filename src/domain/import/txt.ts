@@ -19,9 +19,11 @@
 import { extractRecoveryPassword } from '../recovery-password.js';
 import type { Result } from '../result.js';
 import { firstGuid, guidFromFileName } from './text-scan.js';
-import type { ImportRecord, ImportRejection, ParsedRows } from './types.js';
+import { LONG_LINE_REASON, MAX_LINE_CHARS, Rejections, type ImportRecord, type ParsedRows } from './types.js';
 
-const DEVICE_LINE = /^\s*(?:device|computer|pc|machine|host)\s*(?:name)?\s*[:=]\s*(\S.*?)\s*$/i;
+// Linear on any line: no two neighbouring `\s*` can trade a run of spaces, and the name ends at
+// its last non-space character without a lazy `.*?` retried against `\s*$` at every position.
+const DEVICE_LINE = /^\s*(?:device|computer|pc|machine|host)(?:\s*name)?\s*[:=]\s*(\S(?:.*\S)?)/i;
 
 function deviceNameOf(line: string): string | null {
   const m = DEVICE_LINE.exec(line);
@@ -32,16 +34,28 @@ function deviceNameOf(line: string): string | null {
 export function parseTxt(text: string, fileName?: string): ParsedRows {
   const lines = text.split('\n');
   const passwordLines: { idx: number; parsed: Result<string> }[] = [];
+  const longLines: number[] = [];
   for (let i = 0; i < lines.length; i++) {
+    if ((lines[i] ?? '').length > MAX_LINE_CHARS) {
+      longLines.push(i);
+      lines[i] = '';
+      continue;
+    }
     const parsed = extractRecoveryPassword(lines[i] ?? '');
     if (parsed !== null) passwordLines.push({ idx: i, parsed });
   }
 
   const records: ImportRecord[] = [];
-  const rejected: ImportRejection[] = [];
+  const rejected = new Rejections();
+  let nextLong = 0;
+  /** Long lines are reported in line order among the other rejections. */
+  const longLinesBefore = (idx: number): void => {
+    for (; nextLong < longLines.length && (longLines[nextLong] ?? 0) < idx; nextLong++) rejected.add((longLines[nextLong] ?? 0) + 1, LONG_LINE_REASON);
+  };
   if (passwordLines.length === 0) {
-    rejected.push({ line: 1, reason: 'no recovery password found in this file' });
-    return { records, rejected };
+    if (longLines.length === 0) rejected.add(1, 'no recovery password found in this file');
+    longLinesBefore(lines.length);
+    return rejected.rows(records);
   }
 
   const fileGuid = guidFromFileName(fileName);
@@ -63,17 +77,19 @@ export function parseTxt(text: string, fileName?: string): ParsedRows {
       const d = deviceNameOf(line);
       if (d !== null && (single ? deviceName === null : true)) deviceName = d;
     }
-    if (keyId === null && (single || records.length + rejected.length === 0)) keyId = fileGuid;
+    if (keyId === null && (single || records.length + rejected.count - nextLong === 0)) keyId = fileGuid;
     blockStart = idx + 1;
 
+    longLinesBefore(idx);
     const lineNo = idx + 1;
     if (!parsed.ok) {
-      rejected.push({ line: lineNo, reason: parsed.reason });
+      rejected.add(lineNo, parsed.reason);
       continue;
     }
     const record: ImportRecord = { line: lineNo, keyId, recoveryPassword: parsed.value };
     if (deviceName !== null) record.deviceName = deviceName;
     records.push(record);
   }
-  return { records, rejected };
+  longLinesBefore(lines.length);
+  return rejected.rows(records);
 }

@@ -43,10 +43,8 @@ export interface ImportRejection {
   reason: string;
 }
 
-export interface ParsedImport {
+export interface ParsedImport extends ParsedRows {
   format: ImportFormat;
-  records: ImportRecord[];
-  rejected: ImportRejection[];
 }
 
 /** The whole file is unusable. The message is product wording without secrets. */
@@ -60,5 +58,36 @@ export class ImportFormatError extends Error {
 /** What each format parser returns; `parseImport` adds the format. */
 export interface ParsedRows {
   records: ImportRecord[];
+  /** The first MAX_REPORTED_REJECTIONS rejections, in line order. */
   rejected: ImportRejection[];
+  /** All rejections, including those not listed. */
+  rejectedCount: number;
+}
+
+/**
+ * How many rejections are kept with their line and reason. A file of a million bad rows must
+ * cost a count, not a million objects in memory and in the answer.
+ */
+export const MAX_REPORTED_REJECTIONS = 100;
+
+/**
+ * The longest line the text formats read (64 KiB). No key file has lines anywhere near this; a
+ * longer line is one rejected row, and no pattern ever runs over it.
+ */
+export const MAX_LINE_CHARS = 64 * 1024;
+export const LONG_LINE_REASON = 'this line is longer than 64 KB and was not read';
+
+/** Collects rejections: counts all of them, keeps the first MAX_REPORTED_REJECTIONS. */
+export class Rejections {
+  readonly list: ImportRejection[] = [];
+  count = 0;
+
+  add(line: number, reason: string): void {
+    this.count++;
+    if (this.list.length < MAX_REPORTED_REJECTIONS) this.list.push({ line, reason });
+  }
+
+  rows(records: ImportRecord[]): ParsedRows {
+    return { records, rejected: this.list, rejectedCount: this.count };
+  }
 }

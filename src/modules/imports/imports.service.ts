@@ -1,11 +1,12 @@
 import type { Transactions } from '../../db/transactions.js';
 import { badRequest, conflict } from '../../lib/errors.js';
-import { ImportFormatError, parseImport, type ImportFormat } from '../../domain/import/index.js';
+import { ImportFormatError, type ImportFormat } from '../../domain/import/index.js';
 import { requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { ClientsService } from '../clients/clients.service.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeyReport } from '../keys/keys.types.js';
+import { parseImportOffThread } from './import-parse.js';
 
 export type ImportFileInput = {
   fileName: string;
@@ -22,7 +23,10 @@ export type ImportFileResult = {
   imported: number;
   duplicates: number;
   conflicts: number;
+  /** The first MAX_REPORTED_REJECTIONS rejected rows, in line order. */
   rejected: ImportRejected[];
+  /** Every rejected row, listed or not. */
+  rejectedCount: number;
 };
 
 type Deps = {
@@ -66,10 +70,10 @@ export function createImportsService({ tx: transactions, ingest, clients, audit 
 
       let parsed;
       try {
-        parsed = parseImport({ bytes: input.bytes, fileName: file, format: input.format ?? 'auto' });
+        parsed = await parseImportOffThread({ bytes: input.bytes, fileName: file, format: input.format ?? 'auto' });
       } catch (e) {
         if (e instanceof ImportFormatError) {
-          return { file, format: null, imported: 0, duplicates: 0, conflicts: 0, rejected: [{ file, line: 0, reason: e.message }] };
+          return { file, format: null, imported: 0, duplicates: 0, conflicts: 0, rejected: [{ file, line: 0, reason: e.message }], rejectedCount: 1 };
         }
         throw e;
       }
@@ -100,6 +104,7 @@ export function createImportsService({ tx: transactions, ingest, clients, audit 
             duplicates: counts.duplicates,
             conflicts: counts.conflicts,
             rejected,
+            rejectedCount: parsed.rejectedCount,
           };
           await audit.record(tx, actor, {
             action: 'keys.import',
@@ -113,7 +118,7 @@ export function createImportsService({ tx: transactions, ingest, clients, audit 
               imported: counts.imported,
               duplicates: counts.duplicates,
               conflicts: counts.conflicts,
-              rejected: rejected.length,
+              rejected: parsed.rejectedCount,
             },
           });
           if (opts.dryRun) throw new DryRunRollback(result);
