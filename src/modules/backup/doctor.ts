@@ -8,6 +8,7 @@ import { openKeyring, type Keyring } from '../../crypto/keyring.js';
 import { loadMasterKeys } from '../../crypto/master-key.js';
 import type { Executor } from '../../db/database.js';
 import { isAppError } from '../../lib/errors.js';
+import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { cliActor } from '../authz/authz.js';
@@ -24,6 +25,7 @@ import { createBackupRepo } from './backup.repo.js';
  *   - every stored recovery password decrypts (in memory; nothing is printed)
  *   - the audit hash chain is intact
  *   - counts of clients, devices, keys and audit events
+ *   - no key ID has two active records and no device is stored twice in one client
  * Any problem is listed in words; the command exits non-zero when there is one.
  */
 export type DoctorCheck = { name: string; ok: boolean; detail: string };
@@ -36,6 +38,10 @@ export type DoctorReport = {
 };
 
 const PAGE = 1000;
+/** Duplicates named in a check's detail; the rest are counted. */
+const NAMED = 20;
+
+const listed = (items: string[], total: number) => items.slice(0, NAMED).join('; ') + (total > NAMED ? `; and ${total - NAMED} more` : '');
 
 export async function runDoctor(config: Config, clock: Clock): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
@@ -86,6 +92,36 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
       add('counts', true, `${counts.clients} clients, ${counts.devices} devices, ${counts.recoveryKeys} recovery keys, ${counts.auditEvents} audit events`);
     } catch {
       add('counts', false, 'the tables cannot be counted (the schema is damaged)');
+    }
+
+    // Keys and devices stored twice: a reveal by key ID can only answer "ambiguous" for them.
+    try {
+      const keys = await repo.duplicateKeys(db);
+      add(
+        'duplicate keys',
+        keys.length === 0,
+        keys.length === 0
+          ? 'every key ID has at most one active record per client'
+          : `${keys.length} key ID(s) have more than one active record in the same client, so a reveal by key ID answers "ambiguous": ` +
+              listed(
+                keys.map((k) => `${k.client_name} key ${formatKeyIdForDisplay(k.key_id)} (${k.n} records)`),
+                keys.length,
+              ),
+      );
+      const devices = await repo.duplicateDevices(db);
+      add(
+        'duplicate devices',
+        devices.length === 0,
+        devices.length === 0
+          ? 'no device is stored twice (same client and the same name and serial, Entra device ID or AD object GUID)'
+          : `${devices.length} device(s) are stored more than once in the same client: ` +
+              listed(
+                devices.map((d) => `${d.client_name} ${d.name} (${d.n} records with the same ${d.identity})`),
+                devices.length,
+              ),
+      );
+    } catch {
+      add('duplicates', false, 'keys and devices cannot be checked for duplicates (the schema is damaged)');
     }
 
     // Master key and data keys
