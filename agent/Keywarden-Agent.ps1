@@ -53,8 +53,9 @@
 
 .PARAMETER ForceReenroll
     Enroll again even though a credential exists (after the device was revoked, or to move it to
-    another client). Needs an enrollment token. The server gives the same machine its existing
-    device record back with a new credential.
+    another client). Needs an enrollment token. The credential it holds goes along as proof, so the
+    server gives the same machine its existing device record back with a new credential; without
+    one, a machine the server already knows waits for an administrator to approve the link.
 
 .PARAMETER StatePath
     Folder for agent.json (credential, salt, sequence number) and agent.log.
@@ -1261,6 +1262,11 @@ function Invoke-Enrollment {
             entraDeviceId = $Entra.deviceId
         }
     }
+    if ($null -ne $PreviousState -and $PreviousState.credential) {
+        # The credential this machine already holds proves it is the device it says it is: the
+        # server then gives it its device back without waiting for an administrator's approval.
+        $body['previousCredential'] = [string]$PreviousState.credential
+    }
     Write-AgentLog ('Enrolling {0} (serial {1}, Entra device {2}).' -f $Identity.hostname, $Identity.serialNumber, $Entra.deviceId)
     $response = Invoke-AgentApi -Path '/api/v1/agent/enroll' -Body $body -What 'enrollment' -HttpErrorExitCode 2
     $deviceId = ConvertTo-CleanString $response.deviceId
@@ -1299,6 +1305,10 @@ function Invoke-Enrollment {
     }
     Save-AgentState
     Add-Summary ('Enrolled with {0} as device {1}.' -f $script:BaseUrl, $deviceId)
+    if ($response.pendingApproval -eq $true) {
+        Write-AgentLog 'The server already knows this machine as another device: until an administrator approves the link (keywarden agent approve), reports go to a device record of their own.' 'WARN'
+        Add-Summary 'Waiting for an administrator to approve the link to the existing device.'
+    }
 }
 
 function Send-Checkin {

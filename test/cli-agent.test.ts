@@ -39,4 +39,27 @@ describe(`keywarden agent commands on ${ENGINE}`, () => {
     expect(await v.container.agent.authenticateDevice(e.credential, { ip: null, userAgent: null })).toBeNull();
     expect((await v.cli(['agent', 'revoke', 'nope', '--client', 'Contoso'])).code).toBe(2);
   });
+
+  it('lists an agent that enrolled as a known machine without its credential, and approves the link', async () => {
+    const t = JSON.parse((await v.cli(['agent', 'token', 'create', '--client', 'Contoso', '--json'])).stdout);
+    const device = { hostname: 'FAKE-CLI-TWIN', serialNumber: 'FAKE-SN-TWIN', smbiosUuid: '6f1c1a52-9c1e-4d55-a1f0-3b1e2f6a7b01' };
+    const ctx = { ip: null, userAgent: null };
+    const real = await v.container.agent.enroll({ enrollmentToken: t.token, device }, ctx);
+    const twin = await v.container.agent.enroll({ enrollmentToken: t.token, device: { ...device, hostname: 'FAKE-CLI-TWIN-2' } }, ctx);
+    expect(twin.pendingApproval).toBe(true);
+    const pending = JSON.parse((await v.cli(['agent', 'pending', '--client', 'Contoso', '--json'])).stdout);
+    expect(pending).toEqual([
+      expect.objectContaining({
+        device: { id: twin.deviceId, name: 'FAKE-CLI-TWIN-2' },
+        claims: { id: real.deviceId, name: 'FAKE-CLI-TWIN' },
+        matchedOn: 'hardware',
+      }),
+    ]);
+    expect((await v.cli(['agent', 'pending'])).stdout).toContain(twin.deviceId);
+    const r = await v.cli(['agent', 'approve', twin.deviceId]);
+    expect(r.stdout).toMatch(/Linked: the agent now reports for FAKE-CLI-TWIN/);
+    expect(await v.container.agent.authenticateDevice(real.credential, ctx)).toBeNull();
+    expect((await v.container.agent.authenticateDevice(twin.credential, ctx))?.device?.id).toBe(real.deviceId);
+    expect((await v.cli(['agent', 'approve', '--all'])).stdout).toMatch(/No agent is waiting/);
+  });
 });

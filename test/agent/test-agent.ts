@@ -38,6 +38,8 @@ const guid = () => `{${randomUUID().toUpperCase()}}`;
 export class SimMachine {
   volumes: SimVolume[];
   events: { id: number; time: string; protectorId?: string; volume?: string }[] = [];
+  /** dsregcmd's DeviceId, or null when the machine is not Entra joined. */
+  entraDeviceId: string | null = null;
   constructor(
     readonly hostname: string,
     readonly serial = `FAKE-SN-${randomBytes(4).toString('hex').toUpperCase()}`,
@@ -93,6 +95,8 @@ export class TestAgent {
   deviceId?: string;
   credential?: string;
   salt?: string;
+  /** The server's answer at enrollment: this device waits for an admin to link it to a known device. */
+  pendingApproval = false;
   seq = 0;
   /** The last body sent, for replay tests. */
   lastBody?: { url: string; body: any };
@@ -117,6 +121,7 @@ export class TestAgent {
     return this.style === 'ps51' ? ENUMS[kind].indexOf(name) : name;
   }
 
+  /** Like Invoke-Enrollment: the credential it holds (agent.json) goes along as proof of the machine. */
   async enroll(token: string): Promise<{ status: number; json: any }> {
     const r = await this.send({
       method: 'POST',
@@ -124,13 +129,24 @@ export class TestAgent {
       body: {
         enrollmentToken: token,
         agentVersion: 'test-1.0',
-        device: { hostname: this.machine.hostname, domain: 'WORKGROUP', domainJoined: false, serialNumber: this.machine.serial, manufacturer: 'FAKE', model: 'Simulator', smbiosUuid: this.machine.smbiosUuid, entraDeviceId: null },
+        device: {
+          hostname: this.machine.hostname,
+          domain: 'WORKGROUP',
+          domainJoined: false,
+          serialNumber: this.machine.serial,
+          manufacturer: 'FAKE',
+          model: 'Simulator',
+          smbiosUuid: this.machine.smbiosUuid,
+          entraDeviceId: this.machine.entraDeviceId,
+        },
+        ...(this.credential ? { previousCredential: this.credential } : {}),
       },
     });
     if (r.status === 200) {
       this.deviceId = r.json.deviceId;
       this.credential = r.json.credential;
       this.salt = r.json.fingerprintSalt;
+      this.pendingApproval = r.json.pendingApproval === true;
       this.seq = 0;
     }
     return r;
@@ -151,7 +167,7 @@ export class TestAgent {
         model: 'Simulator',
         smbiosUuid: m.smbiosUuid,
         os: { caption: 'Microsoft Windows 11 Pro', version: '10.0.22631', build: '22631' },
-        entra: { joinType: 'NotJoined', deviceId: null, tenantId: null },
+        entra: m.entraDeviceId ? { joinType: 'AzureAdJoined', deviceId: m.entraDeviceId, tenantId: null } : { joinType: 'NotJoined', deviceId: null, tenantId: null },
         adComputerName: null,
         tpm: { present: true, ready: true, enabled: true, activated: true, specVersion: '2.0, 0, 1.59', manufacturer: 'FAKE' },
         secureBoot: true,

@@ -61,6 +61,51 @@ export function registerAgent(program: Command, ctx: CliContext): void {
       ctx.out('Revoked.');
     });
   agent
+    .command('pending')
+    .description('agents that enrolled as a device the vault already knows, without its credential, waiting for approval')
+    .option('--client <name>', 'only this client')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { client?: string; json?: boolean }) => {
+      const c = await ctx.container();
+      const clientId = opts.client ? (await c.clients.getByName(ctx.actor, opts.client)).id : undefined;
+      const list = await c.agent.listPendingLinks(ctx.actor, clientId);
+      if (opts.json) return ctx.json(list);
+      if (list.length === 0) return ctx.out('No agent is waiting for approval.');
+      ctx.out(
+        table(
+          list.map((p) => [
+            p.device.id,
+            p.device.name,
+            p.client.name,
+            p.claims ? `${p.claims.name} (${p.claims.id})` : '(deleted)',
+            p.matchedOn ?? '',
+            p.enrolledAt.slice(0, 16),
+          ]),
+          ['WAITING DEVICE ID', 'NAME', 'CLIENT', 'ENROLLED AS', 'MATCHED ON', 'ENROLLED'],
+        ),
+      );
+    });
+  agent
+    .command('approve')
+    .argument('[device id]', 'the waiting device id from "agent pending"')
+    .option('--all', 'every waiting agent (of --client, if given): e.g. after a rollout onto devices already synced from Entra ID')
+    .option('--client <name>', 'with --all: only this client')
+    .description('link a waiting agent to the existing device it enrolled as (its older agent credential stops)')
+    .action(async (deviceId: string | undefined, opts: { all?: boolean; client?: string }) => {
+      const c = await ctx.container();
+      if (!deviceId && !opts.all) throw badRequest('Give the waiting device id from "keywarden agent pending", or --all.');
+      let ids = deviceId ? [deviceId.trim()] : [];
+      if (opts.all) {
+        const clientId = opts.client ? (await c.clients.getByName(ctx.actor, opts.client)).id : undefined;
+        ids = (await c.agent.listPendingLinks(ctx.actor, clientId)).filter((p) => p.claims).map((p) => p.device.id);
+        if (ids.length === 0) return ctx.out('No agent is waiting for approval.');
+      }
+      for (const id of ids) {
+        const r = await c.agent.approveLink(ctx.actor, id);
+        ctx.out(`Linked: the agent now reports for ${r.device} (${r.deviceId}).`);
+      }
+    });
+  agent
     .command('revoke')
     .argument('<device>', 'device name')
     .requiredOption('--client <name>', 'the client of the device')

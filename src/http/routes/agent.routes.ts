@@ -40,6 +40,14 @@ const FindingSchema = z.object({
   resolvedAt: z.string().nullable(),
 });
 
+const PendingLinkSchema = z.object({
+  device: z.object({ id: z.string(), name: z.string() }),
+  claims: z.object({ id: z.string(), name: z.string() }).nullable(),
+  matchedOn: z.string().nullable(),
+  client: z.object({ id: z.string(), name: z.string() }),
+  enrolledAt: z.string(),
+});
+
 /** The agent's three calls (docs/agent-protocol.md) and the admin side: tokens, jobs, findings. */
 export const agentRoutes =
   (c: Container): FastifyPluginAsyncZod =>
@@ -171,6 +179,30 @@ export const agentRoutes =
         },
       },
       async (request) => c.agent.revokeDevice(actorOf(request), request.params.deviceId),
+    );
+    app.get(
+      '/agent/pending-links',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Agents that enrolled as a device the vault already knows, without its credential, and wait for approval',
+          querystring: z.strictObject({ clientId: Id.optional() }),
+          response: { 200: z.array(PendingLinkSchema), ...errors(400, 401, 403) },
+        },
+      },
+      async (request) => c.agent.listPendingLinks(actorOf(request), request.query.clientId),
+    );
+    app.post(
+      '/devices/:deviceId/approve-agent-link',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: 'Link the agent waiting under this device record to the existing device it enrolled as',
+          params: z.strictObject({ deviceId: Id }),
+          response: { 200: z.object({ deviceId: z.string(), device: z.string() }), ...errors(400, 401, 403, 404, 409) },
+        },
+      },
+      async (request) => c.agent.approveLink(actorOf(request), request.params.deviceId),
     );
     app.get(
       '/findings',

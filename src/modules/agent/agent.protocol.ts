@@ -24,6 +24,11 @@ export const EnrollRequest = z.strictObject({
   enrollmentToken: Str(200).min(1),
   agentVersion: Str(40).optional(),
   device: DeviceIdentity,
+  /**
+   * The device credential (kwd_…) the agent held before this enrollment, if any: proof that it is
+   * the machine it says it is, so it gets its device record back without an admin's approval.
+   */
+  previousCredential: Str(200).nullable().optional(),
 });
 export type EnrollRequest = z.infer<typeof EnrollRequest>;
 
@@ -32,6 +37,11 @@ export const EnrollResponse = z.object({
   credential: z.string(),
   fingerprintSalt: z.string(),
   checkinIntervalSeconds: z.number(),
+  /**
+   * true: the device matched a device the vault already knows, without proof. The agent works
+   * under a device record of its own until an admin links it (POST /devices/{deviceId}/approve-agent-link).
+   */
+  pendingApproval: z.boolean(),
 });
 
 export const DeviceFacts = DeviceIdentity.extend({

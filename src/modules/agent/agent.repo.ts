@@ -82,6 +82,58 @@ export function createAgentRepo() {
         .executeTakeFirst();
       return Number(r.numUpdatedRows) === 1;
     },
+    /** The existing device a credential waits to be linked to, or null when it is linked (the usual case). */
+    linkOf: async (exec: Executor, credentialId: string): Promise<string | null> =>
+      (await exec.selectFrom('agent_credentials').select('link_device_id').where('id', '=', credentialId).executeTakeFirst())?.link_device_id ?? null,
+    /** The live credential of a device that waits for an admin to link it to an existing device. */
+    pendingLinkOf: (exec: Executor, clientId: string, deviceId: string) =>
+      exec
+        .selectFrom('agent_credentials')
+        .select(['id', 'link_device_id', 'link_match'])
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('revoked_at', 'is', null)
+        .where('link_device_id', 'is not', null)
+        .executeTakeFirst(),
+    /** Agents waiting for a link, with the device they enrolled as and the device they claim to be. */
+    listPendingLinks: (exec: Executor, clients: ClientScope, clientId?: string) => {
+      let q = exec
+        .selectFrom('agent_credentials as a')
+        .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'a.device_id').onRef('d.client_id', '=', 'a.client_id'))
+        .leftJoin('devices as t', (j) => j.onRef('t.id', '=', 'a.link_device_id').onRef('t.client_id', '=', 'a.client_id'))
+        .innerJoin('clients as c', 'c.id', 'a.client_id')
+        .select(['a.id', 'a.client_id', 'c.name as client_name', 'a.device_id', 'd.name as device_name', 'a.link_device_id', 't.name as link_device_name', 'a.link_match', 'a.created_at'])
+        .where('a.revoked_at', 'is', null)
+        .where('a.link_device_id', 'is not', null)
+        .orderBy('a.created_at');
+      q = inClientScope(q, 'a.client_id', clients);
+      if (clientId) q = q.where('a.client_id', '=', clientId);
+      return q.execute();
+    },
+    /** Approval: the credential now belongs to the existing device. */
+    async linkCredential(exec: Executor, clientId: string, credentialId: string, deviceId: string): Promise<void> {
+      await exec
+        .updateTable('agent_credentials')
+        .set({ device_id: deviceId, link_device_id: null, link_match: null })
+        .where('client_id', '=', clientId)
+        .where('id', '=', credentialId)
+        .execute();
+    },
+    /** Approval: fingerprints the agent's uploads left under its own device record follow the keys. */
+    async moveFingerprints(exec: Executor, clientId: string, fromDeviceId: string, toDeviceId: string): Promise<void> {
+      await exec.deleteFrom('key_agent_fingerprints').where('client_id', '=', clientId).where('device_id', '=', toDeviceId).execute();
+      await exec.updateTable('key_agent_fingerprints').set({ device_id: toDeviceId }).where('client_id', '=', clientId).where('device_id', '=', fromDeviceId).execute();
+    },
+    /** Approval: the jobs of the device record the agent waited in end with it. */
+    async cancelJobsOf(exec: Executor, clientId: string, deviceId: string, now: string, detail: string): Promise<void> {
+      await exec
+        .updateTable('jobs')
+        .set({ state: 'cancelled', finished_at: now, detail })
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
+        .execute();
+    },
     lastSeq: async (exec: Executor, credentialId: string) =>
       (await exec.selectFrom('agent_credentials').select('last_seq').where('id', '=', credentialId).executeTakeFirst())?.last_seq ?? 0,
 

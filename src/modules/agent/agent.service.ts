@@ -69,8 +69,8 @@ export type EnrollmentTokenView = {
 type Deps = {
   tx: Transactions;
   repo: AgentRepo;
-  devices: Pick<DevicesRepo, 'findForEnrollment' | 'find' | 'findVisible' | 'nameOf' | 'insert' | 'patch' | 'volumesOfDevice' | 'insertVolume' | 'updateVolume'>;
-  keys: Pick<KeysRepo, 'setState' | 'patch' | 'ofDevice' | 'byKeyIds' | 'stateOf' | 'deviceOf' | 'mountPointOf'>;
+  devices: Pick<DevicesRepo, 'findForEnrollment' | 'find' | 'findVisible' | 'nameOf' | 'insert' | 'patch' | 'volumesOfDevice' | 'insertVolume' | 'updateVolume' | 'findByEntraIds'>;
+  keys: Pick<KeysRepo, 'setState' | 'patch' | 'ofDevice' | 'byKeyIds' | 'stateOf' | 'deviceOf' | 'mountPointOf' | 'sourcesOf'>;
   clients: Pick<ClientsRepo, 'rotatesAfterDisclosure'>;
   ingest: KeyIngest;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
@@ -85,6 +85,17 @@ type Deps = {
 
 const addDays = (iso: string, days: number) => new Date(Date.parse(iso) + days * 86_400_000).toISOString();
 const braces = (keyId: string) => formatKeyIdForDisplay(keyId);
+const keyConflictDetail = (keyId: string, mountPoint: string) =>
+  `Recovery password ${braces(keyId)} on ${mountPoint} has a key ID another device holds in the vault; it was not filed under this device. Check which device really has it.`;
+export type PendingLinkView = {
+  /** The device record the agent works under until the link is approved. */
+  device: { id: string; name: string };
+  /** The existing device it enrolled as (null when that device was deleted meanwhile). */
+  claims: { id: string; name: string } | null;
+  matchedOn: string | null;
+  client: { id: string; name: string };
+  enrolledAt: string;
+};
 const jobView = (j: JobsTable): JobView => ({
   id: j.id,
   kind: j.kind,
@@ -99,7 +110,7 @@ const jobView = (j: JobsTable): JobView => ({
   finishedAt: j.finished_at,
 });
 
-type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_password'; volumeId: string; protectorId: string | null; keyRowId: string | null; detail: string };
+type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_password' | 'key_conflict'; volumeId: string; protectorId: string | null; keyRowId: string | null; detail: string };
 
 /**
  * The server half of the Windows agent. The agent gathers and executes; every decision is here:
@@ -293,36 +304,51 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         const parsedEntra = d.entraDeviceId ? parseKeyId(d.entraDeviceId) : null;
         const entra = parsedEntra?.ok ? parsedEntra.value : null;
         const name = d.hostname.trim();
-        let device = await devices.findForEnrollment(tx, token.client_id, {
-          entraDeviceId: entra,
-          serial: d.serialNumber?.trim() || null,
-          smbiosUuid: d.smbiosUuid?.trim().toLowerCase() || null,
-          nameKey: deviceNameKey(name),
-        });
-        const reused = !!device;
-        if (!device) {
+        const serial = d.serialNumber?.trim() || null;
+        const smbiosUuid = d.smbiosUuid?.trim().toLowerCase() || null;
+        const match = await devices.findForEnrollment(tx, token.client_id, { entraDeviceId: entra, serial, smbiosUuid, nameKey: deviceNameKey(name) });
+        const matchedOn = !match ? null : entra && match.entra_device_id === entra ? 'entra' : serial && smbiosUuid && match.serial === serial && match.smbios_uuid === smbiosUuid ? 'hardware' : 'name';
+        // Entra device ID, serial number, SMBIOS UUID and name are not secrets: matching them hands
+        // over a device only when (a) the agent proves it holds that device's live credential (a
+        // re-enrollment, a restored image, a moved server), or (b) nothing of value is at stake: no
+        // live agent to cut off, and no key from any source but this device's own agents (an
+        // Entra/AD/imported key would otherwise be superseded or put in conflict by whoever knows
+        // the ID). Everything else (a re-imaged laptop whose credential is gone, an impostor) waits
+        // under a device record of its own until an admin with agent:manage links it.
+        let adopt = false;
+        if (match) {
+          const proof = input.previousCredential ? await repo.findCredentialByHash(tx, sha256Hex(input.previousCredential)) : undefined;
+          const proven = !!proof && !proof.revoked_at && proof.client_id === token.client_id && proof.device_id === match.id;
+          adopt = proven || (!(await repo.hasActiveCredential(tx, token.client_id, match.id)) && !(await hasForeignKeys(tx, token.client_id, match.id)));
+        }
+        let device: DevicesTable;
+        if (match && adopt) {
+          device = match;
+          await devices.patch(tx, token.client_id, device.id, {
+            serial: device.serial ?? serial,
+            smbios_uuid: device.smbios_uuid ?? smbiosUuid,
+            entra_device_id: device.entra_device_id ?? entra,
+            domain: d.domain ?? device.domain,
+            last_seen_at: now,
+          });
+          // A new credential replaces any earlier one of this device.
+          await repo.revokeDeviceCredentials(tx, token.client_id, device.id, now);
+        } else {
+          // A new device, or one waiting for approval: it carries no identity attribute of the
+          // device it claims to be, so nothing (enrollment, Entra, AD, imports) matches it instead.
           device = newDeviceRow({
             id: newId(),
             clientId: token.client_id,
             name,
             now,
             domain: d.domain,
-            serial: d.serialNumber?.trim() || null,
-            entra_device_id: entra,
-            smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || null,
+            serial: match ? null : serial,
+            entra_device_id: match ? null : entra,
+            smbios_uuid: match ? null : smbiosUuid,
           });
           await devices.insert(tx, device);
-        } else {
-          await devices.patch(tx, token.client_id, device.id, {
-            serial: device.serial ?? (d.serialNumber?.trim() || null),
-            smbios_uuid: device.smbios_uuid ?? (d.smbiosUuid?.trim().toLowerCase() || null),
-            entra_device_id: device.entra_device_id ?? entra,
-            domain: d.domain ?? device.domain,
-            last_seen_at: now,
-          });
         }
-        // A new credential replaces any earlier one of this device.
-        await repo.revokeDeviceCredentials(tx, token.client_id, device.id, now);
+        const pending = !!match && !adopt;
         const credential = newSecret(DEVICE_CREDENTIAL_PREFIX);
         const salt = newSalt();
         const credentialId = newId();
@@ -336,18 +362,26 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           created_at: now,
           last_used_at: null,
           revoked_at: null,
+          link_device_id: pending ? match.id : null,
+          link_match: pending ? matchedOn : null,
         });
         await devices.patch(tx, token.client_id, device.id, { agent_id: credentialId });
         const agentActor: Actor = { type: 'agent', id: `agent:${device.id}`, name: `agent on ${name}`, role: 'client-viewer', clients: [token.client_id], ip: ctx.ip, userAgent: ctx.userAgent };
         await audit.record(tx, agentActor, {
-          action: 'agent.enroll',
+          action: pending ? 'agent.enroll.pending' : 'agent.enroll',
           outcome: 'success',
           clientId: token.client_id,
           targetType: 'device',
           targetId: device.id,
-          details: { hostname: name, existingDevice: reused, enrollmentToken: token.token_prefix, agentVersion: input.agentVersion ?? null },
+          details: {
+            hostname: name,
+            existingDevice: !!match && adopt,
+            ...(pending ? { claims: { deviceId: match.id, device: match.name, matchedOn } } : {}),
+            enrollmentToken: token.token_prefix,
+            agentVersion: input.agentVersion ?? null,
+          },
         });
-        return { deviceId: device.id, credential, fingerprintSalt: salt, checkinIntervalSeconds: CHECKIN_INTERVAL_SECONDS };
+        return { deviceId: device.id, credential, fingerprintSalt: salt, checkinIntervalSeconds: CHECKIN_INTERVAL_SECONDS, pendingApproval: pending };
       });
     },
 
@@ -379,7 +413,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         const clientId = dev.clientId;
         const device = await devices.find(tx, clientId, dev.id);
         if (!device) throw notFound('This device no longer exists.');
-        const seenDeferred = await updateFacts(tx, device, body, now);
+        const pendingLink = await repo.linkOf(tx, dev.credentialId);
+        const seenDeferred = await updateFacts(tx, device, body, now, !!pendingLink);
 
         const volumes = await syncVolumes(tx, device, report.volumes, now);
         const requestPasswords: CheckinResponse['requestPasswords'] = [];
@@ -400,20 +435,29 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           }
           for (const p of recovery) {
             const candidates = allKeys.filter((k) => k.key_id === p.id);
-            const mine = candidates.find((k) => k.device_id === device.id) ?? candidates[0];
+            const held = candidates.find((k) => k.device_id !== null && k.device_id !== device.id);
+            const mine = candidates.find((k) => k.device_id === device.id);
+            if (!mine && held) {
+              // A key ID another device holds is never taken over on a report: it may be a cloned
+              // disk, a moved drive or a device claiming what is not its own. Someone decides.
+              desired.push({ kind: 'key_conflict', volumeId: vol.id, protectorId: p.id, keyRowId: held.id, detail: keyConflictDetail(p.id, v.mountPoint) });
+              continue;
+            }
             if (!mine) {
+              // Not in the vault, or only as a key of no device (an import without a device): the
+              // upload that follows files it here, and links an unlinked record only when its
+              // password is the same (the ingest rules), which is proof the device holds it.
               desired.push({ kind: 'unescrowed_key', volumeId: vol.id, protectorId: p.id, keyRowId: null, detail: `Recovery password ${braces(p.id)} on ${v.mountPoint} is not in the vault.` });
               if (p.fingerprint) requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
               continue;
             }
-            if (mine.device_id !== device.id || mine.volume_id !== vol.id) {
-              // A key imported from a file (or under another name) now has a known device and volume.
-              await keys.patch(tx, clientId, mine.id, { device_id: device.id, volume_id: vol.id });
-              mine.device_id = device.id;
+            if (mine.volume_id !== vol.id) {
+              // The device's own key, filed without its volume (or under another mount point) until now.
+              await keys.patch(tx, clientId, mine.id, { volume_id: vol.id });
               mine.volume_id = vol.id;
             }
             if (!p.fingerprint) continue; // a locked volume cannot show its passwords
-            const known = candidates.map((k) => fps.get(k.id)).filter(Boolean);
+            const known = candidates.filter((k) => k.device_id === device.id).map((k) => fps.get(k.id)).filter(Boolean);
             if (known.includes(p.fingerprint)) continue;
             requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
             if (known.length) {
@@ -423,7 +467,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           // Keys of this volume the device no longer has: superseded (or rotated, when a rotate job replaced them).
           if (v.lockStatus === 'Locked') continue;
           const present = new Set(recovery.map((p) => p.id));
-          for (const k of allKeys.filter((k) => k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
+          for (const k of allKeys.filter((k) => k.device_id === device.id && k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
             if (!isCurrentKey(k.state)) continue;
             const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.state === 'awaiting_removal');
             if (rotating) {
@@ -468,6 +512,12 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         const stored: UploadResponse['stored'] = [];
         const reports: KeyReport[] = [];
         const accepted: { index: number; protectorId: string; keyId: string; password: string; mountPoint: string }[] = [];
+        // Key IDs another device of the client holds: never filed here (see the check-in).
+        const ids = body.keys.map((k) => parseKeyId(k.protectorId)).flatMap((r) => (r.ok ? [r.value] : []));
+        const known = await keys.byKeyIds(tx, clientId, ids);
+        const heldElsewhere = new Map(known.filter((k) => k.device_id !== null && k.device_id !== device.id).map((k) => [k.key_id!, k]));
+        const ownIds = new Set(known.filter((k) => k.device_id === device.id).map((k) => k.key_id!));
+        const conflicts: { mountPoint: string; keyId: string; keyRowId: string }[] = [];
         body.keys.forEach((k, i) => {
           const id = parseKeyId(k.protectorId);
           const pw = parseRecoveryPassword(k.recoveryPassword);
@@ -477,11 +527,18 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
             stored[i] = { protectorId, status: 'rejected', reason: !id.ok ? `protector id: ${id.reason}` : !pw.ok ? `recovery password: ${pw.reason}` : 'mount point is empty' };
             return;
           }
+          const held = heldElsewhere.get(id.value);
+          if (held && !ownIds.has(id.value)) {
+            stored[i] = { protectorId, status: 'conflict', reason: 'another device holds this key ID; it was not stored and is flagged for review' };
+            conflicts.push({ mountPoint, keyId: id.value, keyRowId: held.id });
+            return;
+          }
           accepted.push({ index: i, protectorId, keyId: id.value, password: pw.value, mountPoint });
           reports.push({
             keyId: id.value,
             recoveryPassword: pw.value,
-            device: { name: device.name },
+            // By id: a name can be shared (a device waiting for its link has the name of the one it claims).
+            device: { id: device.id, name: device.name },
             volume: { mountPoint, volumeType: parsePsVolumeType(k.volumeType) },
             createdAt: null,
           });
@@ -504,6 +561,28 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
             if (job?.kind === 'backup' && a.keyId === parseKeyIdOrNull(job.protector_id)) {
               await setJob(tx, actor, job, { state: 'succeeded', finished_at: now }, 'protector uploaded');
             }
+          }
+        }
+        if (conflicts.length) {
+          const open = await repo.openFindings(tx, clientId, device.id);
+          const vols = await devices.volumesOfDevice(tx, clientId, device.id);
+          for (const c of conflicts) {
+            if (open.some((f) => f.kind === 'key_conflict' && f.protector_id === c.keyId)) continue;
+            const id = newId();
+            const detail = keyConflictDetail(c.keyId, c.mountPoint);
+            await repo.insertFinding(tx, {
+              id,
+              client_id: clientId,
+              device_id: device.id,
+              volume_id: vols.find((v) => v.mount_point === c.mountPoint)?.id ?? null,
+              recovery_key_id: c.keyRowId,
+              kind: 'key_conflict',
+              protector_id: c.keyId,
+              detail,
+              opened_at: now,
+              resolved_at: null,
+            });
+            await audit.record(tx, actor, { action: 'finding.open', outcome: 'success', clientId, targetType: 'finding', targetId: id, details: { kind: 'key_conflict', device: device.name, detail } });
           }
         }
         await audit.record(tx, actor, {
@@ -575,6 +654,55 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       });
     },
 
+    /** Agents that enrolled as a known device without proof and wait for an admin to link them. */
+    async listPendingLinks(actor: Actor, clientId?: string): Promise<PendingLinkView[]> {
+      requirePermission(actor, 'agent:manage', clientId);
+      const rows = await repo.listPendingLinks(transactions.reader, clientScope(actor), clientId);
+      return rows.map((r) => ({
+        device: { id: r.device_id, name: r.device_name },
+        claims: r.link_device_id && r.link_device_name ? { id: r.link_device_id, name: r.link_device_name } : null,
+        matchedOn: r.link_match ?? null,
+        client: { id: r.client_id, name: r.client_name },
+        enrolledAt: r.created_at,
+      }));
+    },
+
+    /**
+     * An admin confirms that the agent waiting under deviceId is the machine it enrolled as: its
+     * credential moves to that device (whose older credentials stop), the keys it escrowed
+     * meanwhile follow, and the waiting record is retired.
+     */
+    async approveLink(actor: Actor, deviceId: string): Promise<{ deviceId: string; device: string }> {
+      requirePermission(actor, 'agent:manage');
+      return transactions.run(async (tx) => {
+        const waiting = await findVisibleDevice(tx, actor, deviceId);
+        const clientId = waiting.client_id;
+        const cred = await repo.pendingLinkOf(tx, clientId, waiting.id);
+        if (!cred?.link_device_id) throw notFound(`${waiting.name} has no agent waiting for approval.`);
+        const target = await devices.find(tx, clientId, cred.link_device_id);
+        if (!target || target.retired_at) throw conflict(`The device ${waiting.name} enrolled as no longer exists or was retired; revoke this agent and let it enroll again.`);
+        const now = clock.now();
+        const revoked = await repo.revokeDeviceCredentials(tx, clientId, target.id, now);
+        await repo.linkCredential(tx, clientId, cred.id, target.id);
+        for (const k of await keys.ofDevice(tx, clientId, waiting.id)) await keys.patch(tx, clientId, k.id, { device_id: target.id, volume_id: null });
+        await repo.moveFingerprints(tx, clientId, waiting.id, target.id);
+        await repo.cancelJobsOf(tx, clientId, waiting.id, now, `the agent was linked to ${target.name}`);
+        for (const f of await repo.openFindings(tx, clientId, waiting.id)) await repo.resolveFinding(tx, clientId, f.id, now);
+        await devices.patch(tx, clientId, target.id, { agent_id: cred.id, last_seen_at: now });
+        await devices.patch(tx, clientId, waiting.id, { agent_id: null, retired_at: now, retired_by: actor.id, retire_reason: `agent linked to ${target.name}` });
+        await audit.record(tx, actor, {
+          action: 'agent.link.approve',
+          outcome: 'success',
+          clientId,
+          targetType: 'device',
+          targetId: target.id,
+          details: { device: target.name, from: { deviceId: waiting.id, device: waiting.name }, matchedOn: cred.link_match ?? null, revokedCredentials: revoked },
+        });
+        await onChanged?.(tx, clientId, [target.id, waiting.id]);
+        return { deviceId: target.id, device: target.name };
+      });
+    },
+
     /**
      * Called in the reveal's transaction: a disclosed key should be replaced. When the client
      * rotates after disclosure (the default) and the device has an agent, queue a rotate job.
@@ -589,16 +717,31 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   };
 
   // ---------------------------------------------------------------- check-in steps
+  /** Whether a key of the device came from anything but the device's own agents (Entra, AD, an import). */
+  async function hasForeignKeys(exec: Executor, clientId: string, deviceId: string): Promise<boolean> {
+    const rows = await keys.ofDevice(exec, clientId, deviceId);
+    if (rows.length === 0) return false;
+    return (await keys.sourcesOf(exec, rows.map((k) => k.id))).some((src) => src.source_type !== 'agent' || src.source_ref !== deviceId);
+  }
+
   async function findVisibleDevice(exec: Executor, actor: Actor, deviceId: string): Promise<DevicesTable> {
     const d = await devices.findVisible(exec, deviceId, clientScope(actor));
     if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
     return d;
   }
 
-  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string) {
+  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string, pendingLink: boolean) {
     const d = body.device;
     const entra = d.entra?.deviceId ?? d.entraDeviceId ?? null;
-    const entraId = entra ? parseKeyId(entra) : null;
+    const parsedEntra = entra ? parseKeyId(entra) : null;
+    let entraId = parsedEntra?.ok ? parsedEntra.value : device.entra_device_id;
+    // Identity attributes are what enrollment, Entra and AD match devices on: a device waiting
+    // for its link keeps none, and no device takes an Entra device ID another device of the
+    // client already has.
+    if (pendingLink) entraId = device.entra_device_id;
+    else if (entraId && entraId !== device.entra_device_id && (await devices.findByEntraIds(tx, device.client_id, [entraId])).some((x) => x.id !== device.id)) {
+      entraId = device.entra_device_id;
+    }
     const name = d.hostname.trim();
     const facts = {
       manufacturer: d.manufacturer ?? null,
@@ -615,9 +758,9 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       name,
       name_key: deviceNameKey(name),
       domain: d.domain ?? device.domain,
-      serial: d.serialNumber?.trim() || device.serial,
-      smbios_uuid: d.smbiosUuid?.trim().toLowerCase() || device.smbios_uuid,
-      entra_device_id: entraId?.ok ? entraId.value : device.entra_device_id,
+      serial: pendingLink ? device.serial : d.serialNumber?.trim() || device.serial,
+      smbios_uuid: pendingLink ? device.smbios_uuid : d.smbiosUuid?.trim().toLowerCase() || device.smbios_uuid,
+      entra_device_id: entraId,
       facts: JSON.stringify(facts),
     };
     // The common hourly check-in reports the same facts: then only "seen at" changes, and that goes
@@ -704,7 +847,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       }
       if (!fresh || e.id !== 24652 || !pid?.ok) continue;
       // The recovery password was typed at boot: it is known to whoever read it out. Rotate it.
-      const [k] = await keys.byKeyIds(tx, device.client_id, [pid.value]);
+      // Only the device's own key: an event cannot mark another device's key as used.
+      const k = (await keys.byKeyIds(tx, device.client_id, [pid.value])).find((x) => x.device_id === device.id);
       if (!k) continue;
       if (k.state === 'active') await markKey(tx, actor, device.client_id, k, 'disclosed', 'key.used', `used to start Windows on ${device.name} (event 24652)`);
       await service.onKeyDisclosed(tx, actor, { id: k.id, client_id: device.client_id, device_id: device.id, key_id: k.key_id });

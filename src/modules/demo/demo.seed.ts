@@ -90,7 +90,8 @@ class DemoAgent {
     private readonly clock: Clock,
   ) {}
 
-  async enroll(token: string, entraJoined: boolean, domain: string | null) {
+  /** approver: the admin who links an agent that enrolled as a device already known from Entra or an import. */
+  async enroll(token: string, entraJoined: boolean, domain: string | null, approver?: Actor) {
     const d = this.device;
     const r = await this.c.agent.enroll(
       {
@@ -110,6 +111,7 @@ class DemoAgent {
       { ip: DEMO_IP, userAgent: 'Keywarden-Agent/1.0.0 (demo)' },
     );
     this.salt = r.fingerprintSalt;
+    if (r.pendingApproval && approver) await this.c.agent.approveLink(approver, r.deviceId);
     this.actor = (await this.c.agent.authenticateDevice(r.credential, { ip: DEMO_IP, userAgent: 'Keywarden-Agent/1.0.0 (demo)' }))!;
   }
 
@@ -337,7 +339,7 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     const entra = x.profile.sources.includes('entra');
     const domain = x.profile.sources.includes('ad') ? x.profile.domain : null;
     const agent = new DemoAgent(c, d, c.clock);
-    await agent.enroll(tokens.get(x.client.id)!, entra, domain);
+    await agent.enroll(tokens.get(x.client.id)!, entra, domain, admin);
     const r = await agent.checkin(entra, domain);
     // An unescrowed key: the upload "failed" (in real life: proxy, crash, no network).
     if (d.scenario !== 'unescrowed') await agent.upload(r.requestPasswords);
