@@ -1388,18 +1388,26 @@ describe(`behind an https public URL on ${ENGINE}`, () => {
     await t?.close();
   });
 
-  it('the session cookie is Secure (and still HttpOnly, SameSite=Strict, Path=/)', async () => {
+  it('the session cookie is __Host-kw_session: Secure, Path=/, no Domain (and still HttpOnly, SameSite=Strict)', async () => {
     const r = await login(t, 'secure.owner@example.test', PASSWORD);
     expect(r.statusCode).toBe(200);
-    const raw = [r.headers['set-cookie']].flat().find((h) => String(h).startsWith('kw_session='));
+    const cookies = [r.headers['set-cookie']].flat().map(String);
+    expect(cookies.some((h) => h.startsWith('kw_session='))).toBe(false);
+    const raw = cookies.find((h) => h.startsWith('__Host-kw_session='));
     const attrs = String(raw)
       .split(';')
       .map((a) => a.trim().toLowerCase());
     expect(attrs).toEqual(expect.arrayContaining(['secure', 'httponly', 'samesite=strict', 'path=/']));
+    expect(attrs.some((a) => a.startsWith('domain='))).toBe(false);
     const s = sessionFrom(r);
+    expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: s.headers })).statusCode).toBe(200);
+    // The plain name is not a session over https: a cookie planted without the prefix is ignored.
+    const plain = await t.app.inject({ method: 'GET', url: `${API}/me`, headers: { cookie: `kw_session=${s.cookie}` } });
+    expect(plain.statusCode).toBe(401);
     const out = await t.app.inject({ method: 'POST', url: `${API}/auth/logout`, headers: s.headers });
-    const cleared = [out.headers['set-cookie']].flat().find((h) => String(h).startsWith('kw_session='));
+    const cleared = [out.headers['set-cookie']].flat().find((h) => String(h).startsWith('__Host-kw_session='));
     expect(String(cleared).toLowerCase()).toContain('secure');
+    expect(String(cleared).toLowerCase()).toContain('path=/');
   });
 
   it('every response carries HSTS', async () => {

@@ -84,10 +84,35 @@ export type Database = {
 // COUNT(*) and other int8 results arrive as strings from pg; every int8 we read is a count.
 pg.types.setTypeParser(20, (v: string) => Number(v));
 
+/**
+ * The vault file holds every sealed key and the audit log: only the service account may read it,
+ * whatever the umask. An empty file is a valid empty database, and SQLite gives the -wal and -shm
+ * files it creates next to it the same permissions.
+ */
+function createPrivateFile(file: string): void {
+  try {
+    fs.closeSync(fs.openSync(file, 'wx', 0o600));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // A vault created by an older version may be readable by others: tighten it (and its -wal/-shm),
+    // when this account owns them; a file someone else owns is left as the operator set it.
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+      try {
+        if ((fs.statSync(f).mode & 0o077) !== 0) fs.chmodSync(f, 0o600);
+      } catch {
+        // Missing, or not ours to change.
+      }
+    }
+  }
+}
+
 /** `log`: Kysely's query log (bench/prof-checkin.ts counts and times every statement with it). */
 export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig['log'] } = {}): Database {
   if (target.engine === 'sqlite') {
-    if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
+    if (target.file !== ':memory:') {
+      fs.mkdirSync(path.dirname(target.file), { recursive: true });
+      createPrivateFile(target.file);
+    }
     const sqlite = new SQLite(target.file);
     // WAL lets readers run while a writer commits; busy_timeout makes a second process wait
     // instead of failing at once; foreign keys are off by default in SQLite.

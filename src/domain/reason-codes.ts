@@ -8,7 +8,7 @@
  * English wording for display. `other` needs a ticket reference so every
  * non-standard reveal can be traced back to a request.
  */
-import { extractRecoveryPassword } from './recovery-password.js';
+import { containsRecoveryPasswordLike } from './recovery-password.js';
 import { fail, ok, type Result } from './result.js';
 
 export const REASON_CODES = [
@@ -70,7 +70,7 @@ export function parseRevealReason({ reason, ticket }: { reason: string; ticket?:
       if (/\p{C}/u.test(t)) {
         return fail('the ticket reference may contain only printable characters on one line');
       }
-      if (extractRecoveryPassword(t) !== null) {
+      if (containsRecoveryPasswordLike(t)) {
         return fail('the ticket reference looks like it contains a recovery password; enter only the ticket number');
       }
       cleanTicket = t;

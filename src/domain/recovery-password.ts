@@ -277,3 +277,150 @@ function strictGroupsIn(run: string): string | null {
   }
   return m[0];
 }
+
+// ------------------------------------------------------------------ secret scan
+//
+// One detector for every place where a recovery password must never be kept: the ticket and
+// note of a reveal (they go into the audit log) and request log lines. Someone who pastes or
+// types a password uses whatever separator their source had (`.`, `/`, `_`, `+`, spaces, none),
+// full-width or other script digits, or a URL encoding of any of these; all count.
+
+/** Separator chunks longer than this end a run: words and long punctuation separate numbers. */
+const SCAN_MAX_SEPARATOR = 3;
+/** A run with letters typed between its digits (O for 0) still counts while it has at most this many. */
+const SCAN_MAX_TYPO_LETTERS = 4;
+const PERCENT_RUN = /(?:%[0-9A-Fa-f]{2})+/g;
+const FORMAT_CHARS = /\p{Cf}/gu;
+const NON_ASCII_DIGIT = /(?![0-9])\p{Nd}/gu;
+const IS_DIGIT_RE = /^\p{Nd}$/u;
+
+function percentDecodeOnce(s: string): string {
+  return s.replace(PERCENT_RUN, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return Buffer.from(run.replace(/%/g, ''), 'hex').toString('latin1');
+    }
+  });
+}
+
+/** The value of a decimal digit of any script (Unicode lays each script's 0-9 out contiguously). */
+function asciiDigit(ch: string): string {
+  let cp = ch.codePointAt(0)!;
+  let steps = 0;
+  while (steps < 9 && IS_DIGIT_RE.test(String.fromCodePoint(cp - 1))) {
+    cp--;
+    steps++;
+  }
+  return String(steps % 10);
+}
+
+/**
+ * The text as a person would read it: URL-decoded (also twice-encoded), NFKC (full-width
+ * digits become 0-9), invisible format characters dropped, digits of any script as 0-9.
+ * Used only to look for secrets; never stored.
+ */
+export function normalizeForSecretScan(text: string): string {
+  if (typeof text !== 'string') return '';
+  let s = text;
+  for (let i = 0; i < 3 && s.includes('%'); i++) {
+    const next = percentDecodeOnce(s);
+    if (next === s) break;
+    s = next;
+  }
+  return s.normalize('NFKC').replace(FORMAT_CHARS, '').replace(NON_ASCII_DIGIT, asciiDigit);
+}
+
+type Span = { start: number; end: number };
+
+function isAsciiDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+function isLetterOrNumber(ch: string): boolean {
+  return /[\p{L}\p{N}]/u.test(ch);
+}
+
+/**
+ * Spans of `s` (already normalized) that hold 40 or more digits in one run. A run is digits
+ * joined by separator chunks of 1-3 characters that are neither letters nor digits; a single
+ * ASCII letter between two digits (a typo such as O for 0) keeps the run going, but a run with
+ * more than four such letters counts only through its letter-free parts (so a GUID next to a
+ * password neither hides it nor is mistaken for one). Linear in the input.
+ */
+function passwordLikeSpans(s: string): Span[] {
+  const out: Span[] = [];
+  const n = s.length;
+  let i = 0;
+  while (i < n) {
+    if (!isAsciiDigit(s.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    // One loose run from i; strict sub-runs split at letters.
+    const start = i;
+    let end = i;
+    let digits = 0;
+    let letters = 0;
+    const strict: { start: number; end: number; digits: number }[] = [{ start: i, end: i, digits: 0 }];
+    let j = i;
+    while (j < n) {
+      const c = s.charCodeAt(j);
+      if (isAsciiDigit(c)) {
+        digits++;
+        const cur = strict[strict.length - 1]!;
+        cur.digits++;
+        cur.end = j + 1;
+        end = j + 1;
+        j++;
+        continue;
+      }
+      const ch = s[j]!;
+      const isAsciiLetter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+      if (isAsciiLetter && isAsciiDigit(s.charCodeAt(j + 1))) {
+        letters++;
+        strict.push({ start: j + 1, end: j + 1, digits: 0 });
+        j++;
+        continue;
+      }
+      if (isLetterOrNumber(ch)) break;
+      // A separator chunk: it joins only when a digit follows within the limit.
+      let k = j;
+      while (k < n && k - j < SCAN_MAX_SEPARATOR && !isAsciiDigit(s.charCodeAt(k)) && !isLetterOrNumber(s[k]!)) k++;
+      if (k < n && isAsciiDigit(s.charCodeAt(k)) && k > j) {
+        j = k;
+        continue;
+      }
+      break;
+    }
+    if (digits >= SHAPED_MIN_DIGITS && letters <= SCAN_MAX_TYPO_LETTERS) {
+      out.push({ start, end });
+    } else {
+      for (const r of strict) if (r.digits >= SHAPED_MIN_DIGITS) out.push({ start: r.start, end: r.end });
+    }
+    i = Math.max(end, i + 1);
+  }
+  return out;
+}
+
+/**
+ * True when the text holds something a person may have meant as a recovery password (40 or more
+ * digits in one run, whatever the separators, digits or encoding). The ticket and note guards and
+ * the request log use this one test.
+ */
+export function containsRecoveryPasswordLike(text: string): boolean {
+  return passwordLikeSpans(normalizeForSecretScan(text)).length > 0;
+}
+
+/** The normalized text with every password-like run replaced by `mask`. */
+export function redactRecoveryPasswordLike(text: string, mask = '[redacted-recovery-password]'): string {
+  const s = normalizeForSecretScan(text);
+  const spans = passwordLikeSpans(s);
+  if (spans.length === 0) return s;
+  let out = '';
+  let at = 0;
+  for (const sp of spans) {
+    out += s.slice(at, sp.start) + mask;
+    at = sp.end;
+  }
+  return out + s.slice(at);
+}

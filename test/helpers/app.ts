@@ -44,13 +44,14 @@ export async function createTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestAp
 }
 
 export function sessionFrom(res: LightMyRequestResponse): Session {
-  const cookie = res.cookies.find((c) => c.name === 'kw_session');
+  // `__Host-kw_session` over https (KEYWARDEN_PUBLIC_URL), `kw_session` over plain http.
+  const cookie = res.cookies.find((c) => c.name === 'kw_session' || c.name === '__Host-kw_session');
   if (!cookie) throw new Error('no session cookie');
   const body = res.json() as { csrfToken: string; user: { id: string } };
   return {
     cookie: cookie.value,
     csrf: body.csrfToken,
-    headers: { cookie: `kw_session=${cookie.value}`, 'x-csrf-token': body.csrfToken },
+    headers: { cookie: `${cookie.name}=${cookie.value}`, 'x-csrf-token': body.csrfToken },
     userId: body.user.id,
   };
 }

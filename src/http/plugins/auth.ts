@@ -5,6 +5,16 @@ import type { IdentityService } from '../../modules/identity/identity.service.js
 import type { AgentService } from '../../modules/agent/agent.service.js';
 
 export const SESSION_COOKIE = 'kw_session';
+/**
+ * Over https the session cookie carries the `__Host-` prefix: a browser then keeps it only when it
+ * is Secure, set by this very host and for path /, so a neighbouring subdomain can neither plant
+ * nor override it. Plain http (a lab, a test) keeps the plain name, which a browser would refuse
+ * to store with the prefix.
+ */
+export const SECURE_SESSION_COOKIE = '__Host-kw_session';
+export function sessionCookieName(secure: boolean): string {
+  return secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE;
+}
 export const CSRF_HEADER = 'x-csrf-token';
 
 /**
@@ -33,7 +43,9 @@ export function registerAuth(
   app: FastifyInstance,
   identity: Pick<IdentityService, 'authenticateSession' | 'authenticateToken' | 'checkCsrf'>,
   agents: Pick<AgentService, 'authenticateDevice'>,
+  opts: { secure?: boolean } = {},
 ): void {
+  const cookieName = sessionCookieName(opts.secure ?? false);
   app.decorateRequest('actor', undefined);
   app.decorateRequest('sessionToken', undefined);
 
@@ -59,7 +71,7 @@ export function registerAuth(
       return; // Tokens are not sent by browsers on their own: no CSRF check.
     }
 
-    const cookie = request.cookies?.[SESSION_COOKIE];
+    const cookie = request.cookies?.[cookieName];
     if (!cookie) throw unauthenticated('Sign in first (POST /api/v1/auth/login), or send an API token as "Authorization: Bearer …".');
     const actor = await identity.authenticateSession(cookie, ctx);
     if (!actor) throw unauthenticated('Your session has ended (signed out, idle too long, or revoked). Sign in again.');

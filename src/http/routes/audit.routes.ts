@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { stringify } from 'csv-stringify/sync';
+import { Readable, pipeline } from 'node:stream';
 import type { Container } from '../../container.js';
+import { csvWriter } from '../../lib/csv.js';
 import type { AuditEvent } from '../../modules/audit/audit.types.js';
 import { actorOf } from '../plugins/auth.js';
 import { AuditEventSchema, Id, IsoTime, errors } from '../schemas.js';
@@ -66,21 +67,36 @@ export const auditRoutes =
       async (request, reply) => {
         const { format, ...filter } = request.query;
         const events = c.audit.export(actorOf(request), filter);
-        // The first step runs the permission check and audits the export before any byte is sent.
+        // The first step runs the permission check and audits the export before any byte is sent;
+        // then the events stream out a page at a time (a large log never sits in memory).
         const first = await events.next();
-        const all = first.done ? [] : [first.value];
-        for await (const e of events) all.push(e);
+        async function* all(): AsyncGenerator<AuditEvent> {
+          if (first.done) return;
+          yield first.value;
+          yield* events;
+        }
         const stamp = new Date().toISOString().slice(0, 10);
         reply.header('content-disposition', `attachment; filename="keywarden-audit-${stamp}.${format}"`);
+        const failed = (err: Error | null) => {
+          if (err) request.log.error({ err: { type: err.name, message: err.message } }, 'audit export stopped');
+        };
         if (format === 'csv') {
           reply.type('text/csv; charset=utf-8');
-          return stringify(
-            all.map((e) => CSV_COLUMNS.map((k) => (k === 'details' ? (e.details ? JSON.stringify(e.details) : '') : (e[k] ?? '')))),
-            { header: true, columns: CSV_COLUMNS as string[] },
+          const rows = Readable.from(
+            (async function* () {
+              for await (const e of all()) yield CSV_COLUMNS.map((k) => (k === 'details' ? (e.details ? JSON.stringify(e.details) : '') : (e[k] ?? '')));
+            })(),
           );
+          return reply.send(pipeline(rows, csvWriter(CSV_COLUMNS as string[]), failed));
         }
         reply.type('application/x-ndjson; charset=utf-8');
-        return all.map((e) => JSON.stringify(e)).join('\n') + (all.length ? '\n' : '');
+        const lines = Readable.from(
+          (async function* () {
+            for await (const e of all()) yield JSON.stringify(e) + '\n';
+          })(),
+          { objectMode: false },
+        );
+        return reply.send(lines);
       },
     );
     app.get(

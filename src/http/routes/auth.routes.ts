@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
-import { actorOf, SESSION_COOKIE } from '../plugins/auth.js';
+import { actorOf, sessionCookieName } from '../plugins/auth.js';
 import { Ok, UserSchema, errors } from '../schemas.js';
 import { PERMISSIONS, type Permission } from '../../modules/authz/authz.js';
 
@@ -21,6 +21,7 @@ export const authRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
     const cookieOptions = { path: '/', httpOnly: true, sameSite: 'strict' as const, secure: c.config.server.secure };
+    const cookieName = sessionCookieName(c.config.server.secure);
 
     app.post(
       '/auth/login',
@@ -36,7 +37,7 @@ export const authRoutes =
       },
       async (request, reply) => {
         const r = await c.identity.login({ ...request.body, ip: request.ip ?? null, userAgent: request.headers['user-agent'] ?? null });
-        reply.setCookie(SESSION_COOKIE, r.sessionToken, { ...cookieOptions, maxAge: c.config.policy.sessionMaxHours * 3600 });
+        reply.setCookie(cookieName, r.sessionToken, { ...cookieOptions, maxAge: c.config.policy.sessionMaxHours * 3600 });
         return { user: r.user, csrfToken: r.csrfToken, mfaEnrolmentRequired: r.mfaEnrolmentRequired };
       },
     );
@@ -46,7 +47,7 @@ export const authRoutes =
       { config: { auth: 'enrolment' }, schema: { tags: ['auth'], summary: 'Sign out: revokes this session', response: { 200: Ok, ...errors(401, 403) } } },
       async (request, reply) => {
         await c.identity.logout(actorOf(request));
-        reply.clearCookie(SESSION_COOKIE, cookieOptions);
+        reply.clearCookie(cookieName, cookieOptions);
         return { ok: true as const };
       },
     );

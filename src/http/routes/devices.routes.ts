@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { stringify } from 'csv-stringify/sync';
+import { csvText } from '../../lib/csv.js';
 import type { Container } from '../../container.js';
 import { actorOf } from '../plugins/auth.js';
 import { AuditEventSchema, Id, KeySummarySchema, Limit, Offset, errors } from '../schemas.js';
@@ -126,13 +126,12 @@ export const deviceRoutes =
             .slice(0, 60) || 'client';
         reply.header('content-disposition', `attachment; filename="keywarden-devices-${slug}-${new Date().toISOString().slice(0, 10)}.csv"`);
         reply.type('text/csv; charset=utf-8');
-        // A leading = + - @ would make a spreadsheet run the cell as a formula: quote it out.
-        const cell = (v: string | null) => (v && /^[=+\-@\t\r]/.test(v) ? `'${v}` : (v ?? ''));
-        return stringify(
+        return csvText(
+          ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'],
           r.rows.map((d) => [
-            cell(d.name),
-            cell(d.serial),
-            cell(d.primaryUser),
+            d.name,
+            d.serial ?? '',
+            d.primaryUser ?? '',
             d.encryption,
             d.escrowed ? 'yes' : 'no',
             d.keys,
@@ -141,10 +140,6 @@ export const deviceRoutes =
             d.lastCheckinAt ?? '',
             d.id,
           ]),
-          {
-            header: true,
-            columns: ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'],
-          },
         );
       },
     );

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
-import { stringify } from 'csv-stringify';
 import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, forbidden } from '../../lib/errors.js';
+import { csvWriter } from '../../lib/csv.js';
 import { FINDING_CODES, FINDING_INFO, type FindingCode } from '../../domain/compliance/findings.js';
 import type { Finding } from '../../domain/compliance/evaluate.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
@@ -286,7 +286,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
 
   // ------------------------------------------------------------------ CSV
   async function writeCsv(out: NodeJS.WritableStream, columns: string[], rows: AsyncIterable<unknown[][]>): Promise<void> {
-    const csv = stringify({ header: true, columns });
+    const csv = csvWriter(columns);
     const done = pipeline(csv, out);
     for await (const page of rows) {
       for (const row of page) if (!csv.write(row)) await once(csv, 'drain');
