@@ -6,10 +6,12 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Container } from './container.js';
+import { fastifyTrustProxy } from './config.js';
 import { databaseReadiness } from './db/health.js';
 import { badRequest } from './lib/errors.js';
-import { registerAuth } from './http/plugins/auth.js';
+import { registerAuth, sessionCookieName } from './http/plugins/auth.js';
 import { registerErrorHandler } from './http/plugins/errors.js';
+import { registerStrictJson } from './http/plugins/json-body.js';
 import { authRoutes } from './http/routes/auth.routes.js';
 import { clientRoutes } from './http/routes/clients.routes.js';
 import { deviceRoutes } from './http/routes/devices.routes.js';
@@ -29,6 +31,7 @@ import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
+import { requestLogSerializers } from './http/request-log.js';
 
 export type RouteInfo = { method: string; url: string; auth: string };
 
@@ -44,6 +47,7 @@ export const REDACT = [
   '*.recoveryPassword',
   '*.token',
   '*.sessionToken',
+  '*.setupToken',
   '*.csrfToken',
   '*.secret',
   '*.signingSecret',
@@ -65,14 +69,6 @@ function hasNul(v: unknown, depth = 0): boolean {
 }
 
 /**
- * URLs never carry secrets by design (reveals are POST bodies), but a person can still paste a
- * recovery password or a token into an address bar. Mask both before a URL reaches a log line.
- */
-export function redactUrl(url: string): string {
-  return url.replace(/\d{6}(?:[-\s]|%20)?(?:\d{6}(?:[-\s]|%20)?){6}\d{6}/g, '[redacted-recovery-password]').replace(/kw_[A-Za-z0-9_-]{20,}/g, 'kw_[redacted]');
-}
-
-/**
  * Builds the HTTP application around a container without listening, so tests drive it with
  * inject() and `keywarden serve` adds the socket.
  */
@@ -85,16 +81,12 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
         : {
             level: config.server.logLevel,
             redact: { paths: REDACT, censor: '[redacted]' },
-            serializers: {
-              req: (req: { method: string; url: string; ip?: string; socket?: { remoteAddress?: string } }) => ({
-                method: req.method,
-                url: redactUrl(req.url),
-                remoteAddress: req.ip ?? req.socket?.remoteAddress,
-              }),
-            },
+            // URLs never carry secrets by design (reveals are POST bodies), but people paste them into
+            // search boxes and address bars: request lines carry the route and parameter names only.
+            serializers: requestLogSerializers,
             ...(typeof opts.logger === 'object' ? opts.logger : {}),
           },
-    trustProxy: config.server.trustProxy,
+    trustProxy: fastifyTrustProxy(config.server.trustProxy),
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
     genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
@@ -102,6 +94,19 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+
+  // A proxy in front while no proxy is trusted: every client looks like the proxy (one shared
+  // login throttle, the proxy's address in the audit log). Said once, on the first such request.
+  if (config.server.trustProxy === false) {
+    let warned = false;
+    app.addHook('onRequest', async (request) => {
+      if (warned || request.headers['x-forwarded-for'] === undefined) return;
+      warned = true;
+      request.log.warn(
+        "A request carries X-Forwarded-For, so a reverse proxy seems to be in front of Keywarden, but KEYWARDEN_TRUST_PROXY is not set: every client is seen with the proxy's address. Set KEYWARDEN_TRUST_PROXY to the number of proxies (e.g. 1) or their addresses (e.g. 127.0.0.1).",
+      );
+    });
+  }
 
   // Every route, as registered: the authorization matrix test is generated from this table.
   const routeTable: RouteInfo[] = [];
@@ -137,6 +142,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
   });
   await app.register(cookie);
   await app.register(multipart, { limits: { fileSize: config.server.uploadLimitBytes, files: 20, fields: 20, fieldSize: 1024 } });
+  registerStrictJson(app);
 
   // Nothing the API answers should sit in a cache: keys, audit rows, tokens.
   // While shutting down, answers to requests still in flight close their connection, so a
@@ -161,7 +167,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       },
       components: {
         securitySchemes: {
-          session: { type: 'apiKey', in: 'cookie', name: 'kw_session' },
+          session: { type: 'apiKey', in: 'cookie', name: sessionCookieName(config.server.secure) },
           bearer: { type: 'http', scheme: 'bearer' },
         },
       },
@@ -179,7 +185,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       throw badRequest('The request contains a NUL character, which no field accepts.');
     }
   });
-  registerAuth(app, container.identity, container.agent);
+  registerAuth(app, container.identity, container.agent, { secure: container.config.server.secure });
   // GET /metrics and the request counters; off until KEYWARDEN_METRICS_TOKEN is set.
   registerMetrics(app, container.metrics, container.config.scale.metricsToken);
 

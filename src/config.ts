@@ -108,7 +108,10 @@ export function parseTrustProxy(raw: string): TrustProxy {
   }
   if (/^\d+$/.test(v)) {
     const hops = Number(v);
-    if (hops > 10) throw badRequest(`Configuration error: KEYWARDEN_TRUST_PROXY: ${hops} proxies in a row is more than Keywarden accepts (at most 10); ${TRUST_PROXY_HELP}.`);
+    if (hops > 10)
+      throw badRequest(
+        `Configuration error: KEYWARDEN_TRUST_PROXY: ${hops} proxies in a row is more than Keywarden accepts (at most 10); ${TRUST_PROXY_HELP}.`,
+      );
     return hops;
   }
   const list = v
@@ -122,6 +125,17 @@ export function parseTrustProxy(raw: string): TrustProxy {
     );
   }
   return list;
+}
+
+/**
+ * The form Fastify takes. A hop count becomes a function: Fastify refuses a bare number, since it
+ * cannot tell whether the peer is a proxy. Behind N proxies, the peer and the N-1 entries nearest
+ * to it are trusted, so the client is the N-th X-Forwarded-For entry from the right; that holds only
+ * when nothing reaches Keywarden except through the proxies (docs/deploying.md).
+ */
+export function fastifyTrustProxy(tp: TrustProxy): false | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof tp === 'number') return (_address, hop) => hop < tp;
+  return tp;
 }
 
 export type ScaleConfig = {

@@ -3,6 +3,7 @@ import { describeDatabase } from './config.js';
 import { openDatabase, type Database, type Executor } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { transactions } from './db/transactions.js';
+import { createEgressPolicy, type EgressPolicy } from './integrations/egress.js';
 import { openKeyring, type Keyring } from './crypto/keyring.js';
 import { loadMasterKeys } from './crypto/master-key.js';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -78,6 +79,8 @@ export async function buildContainer(
     graphSleep?: (ms: number) => Promise<void>;
     notifications?: Partial<NotificationOptions>;
     notifier?: Notifier;
+    /** Tests may resolve names their own way (e.g. a fake DNS answer for a rebinding test). */
+    egress?: EgressPolicy;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -96,7 +99,10 @@ export async function buildContainer(
     // Producers write notifications into the outbox inside their own transaction.
     // Tests may pass a recording notifier (e.g. test/compliance.test.ts) to see exactly what producers emit.
     const notifier: Notifier = opts.notifier ?? createOutboxNotifier({ clock });
-    const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock, notifier });
+    // Every outbound connection (Graph, webhooks, Teams, Slack, SMTP, LDAP) goes through this one policy.
+    const egress = opts.egress ?? createEgressPolicy({ allow: config.egress.allow });
+    const auditRepo = createAuditRepo();
+    const audit = createAuditService({ tx: transactions(db), repo: auditRepo, keyring, clock, notifier });
     const notifyRepos = {
       channels: createChannelsRepo(),
       rules: createRulesRepo(),
@@ -111,6 +117,7 @@ export async function buildContainer(
       clock,
       owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       options: opts.notifications,
+      egress,
     });
     const notifyChannels = createChannelsService({
       tx: transactions(db),
@@ -120,6 +127,7 @@ export async function buildContainer(
       keyring,
       audit,
       clock,
+      egress,
     });
     const notifications = createNotificationsService({
       channels: notifyChannels,
@@ -199,10 +207,12 @@ export async function buildContainer(
       clock,
       notifier,
       scheduler: () => scheduler!,
+      egress,
       graphOptions: { sleep: opts.graphSleep },
       onSynced: afterSync,
     });
     const directory = createDirectoryService({
+      egress,
       tx: transactions(db),
       repo: createDirectoryRepo(),
       keyring,
@@ -237,7 +247,8 @@ export async function buildContainer(
       handlers: {
         'graph-sync': async (task) => {
           const r = await graph.runSync(task.target_id!);
-          return r.status === 'succeeded' ? `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged` : `failed: ${r.errorText}`;
+          if (r.status !== 'succeeded') return `failed: ${r.errorText}`;
+          return `ok: ${r.newKeys} new keys, ${r.unchanged} unchanged${r.warnings ? `; warning: ${r.warnings}` : ''}`;
         },
         'intune-rotate': (task) => graph.runIntuneRotation(task.target_id!),
         // Destroys key material whose retention has passed (lifecycle): daily.
@@ -282,7 +293,11 @@ export async function buildContainer(
       keyring,
       audit,
       clock,
-      guard: { stepUpMinutes: config.policy.stepUpMinutes, revealsLeft: (a) => identity.revealsLeft(a) },
+      guard: {
+        stepUpMinutes: config.policy.stepUpMinutes,
+        revealLimitPerHour: config.policy.revealLimitPerHour,
+        revealsSince: (exec, actorId, since) => auditRepo.revealsSince(exec, actorId, since),
+      },
       notifier,
       onDisclosed: async (tx, actor, key) => {
         await agent.onKeyDisclosed(tx, actor, key);
@@ -303,7 +318,7 @@ export async function buildContainer(
     notifications.useReportRenderer(reports);
     // Vault-wide settings (MFA, reveal display, rotate after disclosure, branding) and first-run setup.
     const settings = createSettingsService({ tx: transactions(db), repo: createSettingsRepo(), clients: clientsRepo, audit, clock, policy: config.policy });
-    const setup = createSetupService({ identity });
+    const setup = createSetupService({ tx: transactions(db), settings: createSettingsRepo(), identity, audit, clock });
     const keyLookup = createKeyLookup({ tx: transactions(db), repo: keysRepo, keys });
     // A client's devices with their encryption and escrow state: the clients overview and the devices table.
     const deviceTableRepo = createDeviceTableRepo();
@@ -340,6 +355,7 @@ export async function buildContainer(
     return {
       config,
       database,
+      egress,
       // Getters: a master-key rotation changes both while the process runs.
       keyring: {
         get masterKeyId() {

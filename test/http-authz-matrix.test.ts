@@ -289,6 +289,27 @@ async function throwawayDevice(fx: Fx, client: 'own' | 'other'): Promise<{ devic
   fx.secrets.push(a.credential!);
   return { deviceId: a.deviceId!, credential: a.credential! };
 }
+/**
+ * A device of the Own or Other client whose agent waits for approval: a second machine enrolled with
+ * the serial number and SMBIOS UUID of a throwaway device that has a live agent.
+ */
+async function waitingDevice(fx: Fx, client: 'own' | 'other'): Promise<string> {
+  const real = await enrollMachine(fx.t.app, fx.enroll[client]);
+  fx.secrets.push(real.credential!);
+  const twin = new TestAgent(injectTransport(fx.t.app), new SimMachine(`MATRIX-TWIN-${hex(3).toUpperCase()}`, real.machine.serial, real.machine.smbiosUuid));
+  const r = await twin.enroll(fx.enroll[client]);
+  if (r.status !== 200 || r.json.pendingApproval !== true) throw new Error(`twin enrollment: ${r.status} ${JSON.stringify(r.json)}`);
+  fx.secrets.push(twin.credential!);
+  return twin.deviceId!;
+}
+/** One waiting agent per client, made on first use, so the list of waiting agents has something to leak. */
+const waitingSeeded = new WeakSet<Fx>();
+async function seedWaiting(fx: Fx): Promise<void> {
+  if (waitingSeeded.has(fx)) return;
+  waitingSeeded.add(fx);
+  await waitingDevice(fx, 'own');
+  await waitingDevice(fx, 'other');
+}
 const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });
 /** A valid enroll body for a machine that was never seen. */
 const enrollBody = (enrollmentToken: string) => ({
@@ -1215,6 +1236,56 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  'GET /api/v1/agent/pending-links': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: async ({ fx }) => {
+          await seedWaiting(fx);
+          return { url: '/api/v1/agent/pending-links' };
+        },
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) => {
+          const ids = asArray(json).map((r) => (r.client as { id?: string } | undefined)?.id);
+          if (!ids.includes(fx.own.id)) return "the list lacks the Own client's waiting agent";
+          if (p.global && !ids.includes(fx.other.id)) return "a global principal does not see the Other client's waiting agent";
+          if (!p.global && ids.some((id) => id !== fx.own.id)) return "lists another client's waiting agents";
+          return undefined;
+        },
+      },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: async ({ fx }, c) => {
+          await seedWaiting(fx);
+          return { url: `/api/v1/agent/pending-links?clientId=${c.id}` };
+        },
+        session: { ...all(DENY), owner: OK, admin: FILTER, 'scoped-owner': FILTER },
+        check: ({ target, json, fx }) =>
+          asArray(json).some((r) => (r.client as { id?: string } | undefined)?.id !== (target === 'own' ? fx.own.id : fx.other.id))
+            ? "the filter lets other clients' waiting agents through"
+            : undefined,
+      },
+    ],
+  },
+  'POST /api/v1/devices/:deviceId/approve-agent-link': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // A throwaway waiting agent per request; approving it cuts off the throwaway device's own agent only.
+        label: 'a throwaway waiting agent of that client',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => {
+          if (target === 'missing') return { url: `/api/v1/devices/${randomUUID()}/approve-agent-link` };
+          return { url: `/api/v1/devices/${await waitingDevice(fx, target)}/approve-agent-link` };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) => (typeof (json as { deviceId?: string }).deviceId === 'string' ? undefined : 'the answer names no device'),
+      },
+    ],
+  },
   'GET /api/v1/findings': {
     auth: 'authenticated',
     variants: [
@@ -1397,7 +1468,7 @@ const MATRIX: Record<string, Entry> = {
       {
         label: 'a second first owner',
         axis: 'none',
-        build: () => ({ url: '/api/v1/setup', payload: { email: `matrix-setup-${hex()}@example.test`, password: NEW_PASSWORD } }),
+        build: () => ({ url: '/api/v1/setup', payload: { email: `matrix-setup-${hex()}@example.test`, password: NEW_PASSWORD, setupToken: `kws_${hex()}` } }),
         session: all(409),
       },
     ],

@@ -91,6 +91,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   lifecycle: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'audit_events', 'users'],
   exports: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources'],
   notifications: ['clients', 'devices'],
-  // Which of a person's clients let client staff reveal; the hourly reveal count comes from the audit log.
-  identity: ['clients', 'audit_events'],
+  // Which of a person's clients let client staff reveal.
+  identity: ['clients'],
 };

@@ -267,6 +267,10 @@ export interface AgentCredentialsTable {
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  /** Set while the agent waits for an admin to link it to this existing device (it enrolled as that machine without its credential). */
+  link_device_id?: string | null;
+  /** What matched that device: 'entra', 'hardware' (serial + SMBIOS UUID) or 'name'. */
+  link_match?: string | null;
 }
 
 export interface VolumeStatesTable {
@@ -368,6 +372,8 @@ export interface SyncRunsTable {
   key_reads: number;
   errors: number;
   error_text: string | null;
+  /** A succeeded run whose optional step failed: which one, in product words (never remote text). */
+  warnings?: string | null;
   duration_ms: number | null;
 }
 

@@ -31,7 +31,7 @@ export const KeySummarySchema = z.object({
   createdAt: z.string().nullable(),
   firstSeenAt: z.string(),
   lastSeenAt: z.string(),
-  sources: z.array(z.object({ type: z.string(), ref: z.string(), firstSeenAt: z.string(), lastSeenAt: z.string() })),
+  sources: z.array(z.object({ type: z.string(), ref: z.string(), firstSeenAt: z.string(), lastSeenAt: z.string(), removedAt: z.string().nullable() })),
 });
 
 export const UserSchema = z.object({

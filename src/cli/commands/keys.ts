@@ -3,11 +3,24 @@ import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { table } from '../io.js';
 import type { CliContext } from '../program.js';
 
+/** Source types, each marked when every source of that type removed the key (e.g. entra (removed at source 2026-01-05)). */
+function sourceSummary(sources: readonly { type: string; removedAt: string | null }[]): string {
+  const types = sources.map((s) => s.type).filter((t, i, a) => a.indexOf(t) === i);
+  return types
+    .map((t) => {
+      const of = sources.filter((s) => s.type === t);
+      if (of.some((s) => s.removedAt === null)) return t;
+      const last = of.map((s) => s.removedAt!).sort()[of.length - 1]!;
+      return `${t} (removed at source ${last.slice(0, 10)})`;
+    })
+    .join(',');
+}
+
 export function registerKeys(program: Command, ctx: CliContext): void {
   const keys = program.command('keys').description('recovery-key metadata (never the passwords)');
   keys
     .command('list')
-    .description('list keys with client, device, volume, state and sources')
+    .description('list keys with client, device, volume, state and sources (and whether a source removed the key)')
     .option('--client <name>', 'only this client')
     .option('--json', 'machine-readable output')
     .action(async (opts: { client?: string; json?: boolean }) => {
@@ -26,7 +39,8 @@ export function registerKeys(program: Command, ctx: CliContext): void {
             createdAt: k.createdAt,
             firstSeenAt: k.firstSeenAt,
             lastSeenAt: k.lastSeenAt,
-            sources: k.sources,
+            // Per source: whether it stopped listing the key (deleted in Entra or AD); the key is kept.
+            sources: k.sources.map((src) => ({ ...src, removedAtSource: src.removedAt !== null })),
           })),
         );
       }
@@ -40,10 +54,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
             k.volume?.mountPoint ?? k.volume?.type ?? '',
             k.state,
             (k.createdAt ?? k.firstSeenAt).slice(0, 10),
-            k.sources
-              .map((s) => s.type)
-              .filter((t, i, a) => a.indexOf(t) === i)
-              .join(','),
+            sourceSummary(k.sources),
           ]),
           ['KEY ID', 'CLIENT', 'DEVICE', 'VOLUME', 'STATE', 'CREATED', 'SOURCES'],
         ),

@@ -10,6 +10,8 @@ import * as m0008 from './0008_lifecycle.js';
 import * as m0009 from './0009_scale.js';
 import * as m0010 from './0010_exports.js';
 import * as m0011 from './0011_approvals.js';
+import * as m0012 from './0012_agent_links.js';
+import * as m0013 from './0013_sync_warnings.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -27,4 +29,6 @@ export const migrations: Record<string, Migration> = {
   '0009_scale': m0009,
   '0010_exports': m0010,
   '0011_approvals': m0011,
+  '0012_agent_links': m0012,
+  '0013_sync_warnings': m0013,
 };

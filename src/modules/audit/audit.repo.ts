@@ -86,6 +86,23 @@ export function createAuditRepo() {
         .limit(limit)
         .execute();
     },
+
+    /**
+     * Reveal attempts by one actor since a time: successes, and misses and ambiguous prefixes too,
+     * so probing key IDs is limited as well. The keys service counts them under the actor's reveal
+     * lock, in the transaction that writes the next attempt.
+     */
+    async revealsSince(exec: Executor, actorId: string, since: string): Promise<number> {
+      const row = await exec
+        .selectFrom('audit_events')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('actor_id', '=', actorId)
+        .where('action', '=', 'key.reveal')
+        .where('outcome', 'in', ['success', 'not_found', 'ambiguous'])
+        .where('occurred_at', '>=', since)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
   };
 }
 export type AuditRepo = ReturnType<typeof createAuditRepo>;

@@ -24,6 +24,8 @@ export type AuditAction =
   | 'agent.token.create'
   | 'agent.token.revoke'
   | 'agent.enroll'
+  | 'agent.enroll.pending'
+  | 'agent.link.approve'
   | 'agent.revoke'
   | 'agent.upload'
   | 'key.superseded'

@@ -31,6 +31,8 @@ export function createClientsRepo() {
       await exec.updateTable('clients').set(patch).where('id', '=', id).execute();
     },
     /** Clients with device and key counts, in name order. */
+    /** Every client's id and name, archived ones included (new names are compared with them all). */
+    allNames: (exec: Executor) => exec.selectFrom('clients').select(['id', 'name']).execute(),
     list(exec: Executor, clients: ClientScope) {
       const q = exec
         .selectFrom('clients as c')

@@ -7,6 +7,7 @@ import type { Keyring } from '../../crypto/keyring.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { clientNameKey, type ClientsRepo } from './clients.repo.js';
+import { confusableWith, normalizeName } from '../../domain/names.js';
 
 /** offboardedAt: set once the client's data key was destroyed (crypto-shred); nothing new can be sealed for it. */
 export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean; offboardedAt?: string | null };
@@ -23,12 +24,21 @@ type Deps = {
 const MAX_NAME = 200;
 
 export function validateClientName(raw: string): string {
-  const name = raw.trim().replace(/\s+/g, ' ');
+  const normalized = normalizeName(raw, 'A client name');
+  if (!normalized.ok) throw badRequest(normalized.reason);
+  const name = normalized.value;
   if (!name) throw badRequest('A client name cannot be empty.');
   if (name.length > MAX_NAME) throw badRequest(`A client name can be at most ${MAX_NAME} characters; got ${name.length}.`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw badRequest('A client name cannot contain control characters.');
   return name;
+}
+
+/** Refuses a name that reads like another client's (look-alike letters from other scripts). */
+function refuseConfusable(name: string, others: readonly { id: string; name: string }[], self?: string): void {
+  const twin = confusableWith(
+    name,
+    others.filter((o) => o.id !== self),
+  );
+  if (twin) throw badRequest(`"${name}" looks the same as the existing client "${twin.name}"; choose a name that reads differently.`, { field: 'name' });
 }
 
 export function createClientsService({ tx: transactions, repo, keyring, audit, clock }: Deps) {
@@ -43,6 +53,7 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
         if (await repo.findByNameKey(tx, clientNameKey(name), null)) {
           throw conflict(`A client named "${name}" already exists.`);
         }
+        refuseConfusable(name, await repo.allNames(tx));
         const now = clock.now();
         const id = newId();
         await repo.insert(tx, {
@@ -104,6 +115,7 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
           const name = validateClientName(patch.name);
           const other = await repo.findByNameKey(tx, clientNameKey(name), null);
           if (other && other.id !== row.id) throw conflict(`A client named "${name}" already exists.`);
+          refuseConfusable(name, await repo.allNames(tx), row.id);
           changes.name = name;
           changes.name_key = clientNameKey(name);
         }

@@ -1,3 +1,4 @@
+import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
 import type { ComplianceHistoryTable, DeviceComplianceTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
@@ -132,6 +133,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     const client = await clients.findById(tx, clientId, null);
     if (!client) return out;
     for (let i = 0; i < deviceIds.length; i += BATCH) {
+      if (i > 0) await yieldToEventLoop();
       const ids = deviceIds.slice(i, i + BATCH);
       const [devices, currentRows] = await Promise.all([loadDevices(repo, tx, clientId, ids), repo.currentStatuses(tx, clientId, ids)]);
       const current = new Map(currentRows.map((r) => [r.device_id, r]));
@@ -267,6 +269,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     async afterKeysIngested(tx: Executor, clientId: string, keyRowIds: readonly string[]): Promise<void> {
       const ids = new Set<string>();
       for (let i = 0; i < keyRowIds.length; i += BATCH) {
+        if (i > 0) await yieldToEventLoop();
         for (const id of await repo.deviceIdsOfKeys(tx, clientId, keyRowIds.slice(i, i + BATCH))) ids.add(id);
       }
       await evaluateIn(tx, clientId, [...ids]);

@@ -163,24 +163,6 @@ export function createIdentityRepo() {
     async clearThrottle(exec: Executor, key: string): Promise<void> {
       await exec.deleteFrom('login_throttle').where('key', '=', key).execute();
     },
-
-    /**
-     * Reveal attempts by one actor since a time: successes, and misses and ambiguous prefixes too,
-     * so probing key IDs is limited as well.
-     */
-    revealsSince: async (exec: Executor, actorId: string, since: string) =>
-      Number(
-        (
-          await exec
-            .selectFrom('audit_events')
-            .select((eb) => eb.fn.countAll<number>().as('n'))
-            .where('actor_id', '=', actorId)
-            .where('action', '=', 'key.reveal')
-            .where('outcome', 'in', ['success', 'not_found', 'ambiguous'])
-            .where('occurred_at', '>=', since)
-            .executeTakeFirstOrThrow()
-        ).n,
-      ),
   };
 }
 export type IdentityRepo = ReturnType<typeof createIdentityRepo>;

@@ -282,7 +282,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     const managesVault = (g: { role: Role; clients: 'all' | readonly string[] }) => g.clients === 'all' && ROLE_PERMISSIONS[g.role].includes('user:manage');
     const wasManager = u.status === 'active' && managesVault(before);
     const staysManager = (changes.status ?? u.status) === 'active' && managesVault(next);
-    if (wasManager && !staysManager && (await repo.countOwners(tx)) <= 1) throw badRequest('This is the last active owner of all clients; make someone else owner of all clients first.');
+    if (wasManager && !staysManager && (await repo.countOwners(tx)) <= 1)
+      throw badRequest('This is the last active owner of all clients; make someone else owner of all clients first.');
     await repo.updateUser(tx, u.id, changes);
     if (changes.status === 'disabled') await repo.revokeUserSessions(tx, u.id, now);
     if (changes.status !== undefined) {
@@ -842,12 +843,6 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
 
     async hasUsers(): Promise<boolean> {
       return (await repo.listUsers(db)).length > 0;
-    },
-
-    /** How many reveals this actor may still make this hour; the keys service asks before revealing. */
-    async revealsLeft(actor: Actor): Promise<number> {
-      const since = new Date(Date.parse(clock.now()) - 3600_000).toISOString();
-      return policy.revealLimitPerHour - (await repo.revealsSince(db, actor.id, since));
     },
   };
   return service;

@@ -1,4 +1,6 @@
+import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
+import { lockKey } from '../../db/locks.js';
 import type { DevicesTable, KeySourcesTable, RecoveryKeysTable, VolumesTable } from '../../db/schema.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
@@ -16,6 +18,8 @@ import type { IngestOutcome, IngestResult, KeyReport, SourceType } from './keys.
  * - no key ID, password known    -> the same key (and a later key ID fills the gap)
  * - nothing is deleted or overwritten; only empty facts (device, volume, key ID, date) get filled
  * Work runs in chunks: one lookup per chunk for existing keys, multi-row inserts, batched updates.
+ * One ingest per client at a time (imports, syncs and agent uploads of the same keys): each sees
+ * the keys and devices the one before it committed, so a key or a device is never stored twice.
  */
 
 type Deps = {
@@ -39,6 +43,8 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     reports: KeyReport[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<IngestResult> {
+    // Held until the caller's transaction ends. Callers that write before ingesting take it first.
+    await lockKey(tx, 'ingest', clientId);
     const now = clock.now();
     const cipher = await keyring.clientCipher(tx, clientId);
     const fingerprint = await keyring.fingerprinter(tx);
@@ -65,7 +71,13 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
 
     const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [] };
 
+    const devicesById = new Map<string, DevicesTable | null>();
     const resolveDevice = async (d: KeyReport['device']): Promise<DevicesTable | null> => {
+      // A reporter that knows its own device record (the agent) names it by id: names can be shared.
+      if (d?.id) {
+        if (!devicesById.has(d.id)) devicesById.set(d.id, (await devices.find(tx, clientId, d.id)) ?? null);
+        return devicesById.get(d.id)!;
+      }
       const name = d?.name?.trim();
       const entraId = d?.entraDeviceId;
       let device = (entraId && devicesByEntra.get(entraId)) || (name && devicesByName.get(deviceNameKey(name))) || null;
@@ -311,6 +323,9 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       await keys.touch(tx, clientId, [...touched], now);
       await keys.flagConflicts(tx, clientId, [...conflicted], now);
       onProgress?.(Math.min(start + CHUNK, reports.length), reports.length);
+      // SQLite answers synchronously: without this a large import would hold the event loop
+      // (health checks, sign-ins) from its first chunk to its last.
+      if (start + CHUNK < reports.length) await yieldToEventLoop();
     }
     await devices.touch(tx, clientId, [...touchedDevices], now);
     return result;

@@ -11,8 +11,9 @@ import type { KeySummary } from './keys.types.js';
 /**
  * Key-ID lookup for people who may reveal but not browse (helpdesk, a client's own staff): only a
  * key ID or its first 8+ characters, only keys they may reveal. A single match shows its metadata
- * (to confirm device and user on the phone); several show only how many. Roles that may list keys
- * get the same candidates their search box shows them.
+ * (to confirm device and user on the phone); several show only how many, unless the full key ID
+ * was typed (then each record is listed with its client). Roles that may list keys get the same
+ * candidates their search box shows them.
  */
 export function createKeyLookup({
   tx,
@@ -34,6 +35,9 @@ export function createKeyLookup({
         return { matches: found.length, keys: found.slice(0, 50) };
       }
       const rows = await repo.searchByKeyId(tx.reader, revealScope(actor), q.value, 51);
+      // A full key ID held by several records (in several clients, or in conflict) lists them, each
+      // with its client: they are all keys this person may reveal, and no prefix was browsed.
+      if (rows.length > 1 && q.value.kind === 'full') return { matches: rows.length, keys: await summarizeKeys(repo, tx.reader, rows.slice(0, 50)) };
       if (rows.length !== 1) return { matches: rows.length, keys: [] };
       return { matches: 1, keys: await summarizeKeys(repo, tx.reader, rows) };
     },

@@ -192,12 +192,12 @@ export function createKeysRepo() {
     },
 
     async sourcesOf(exec: Executor, keyRowIds: string[]) {
-      const out: Pick<KeySourcesTable, 'recovery_key_id' | 'source_type' | 'source_ref' | 'first_seen_at' | 'last_seen_at'>[] = [];
+      const out: Pick<KeySourcesTable, 'recovery_key_id' | 'source_type' | 'source_ref' | 'first_seen_at' | 'last_seen_at' | 'removed_at'>[] = [];
       for (const part of chunks(keyRowIds)) {
         out.push(
           ...(await exec
             .selectFrom('key_sources')
-            .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at'])
+            .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at', 'removed_at'])
             .where('recovery_key_id', 'in', part)
             .orderBy('first_seen_at')
             .execute()),

@@ -1,11 +1,12 @@
 import type { Executor } from '../../db/database.js';
 import type { Transactions } from '../../db/transactions.js';
+import { lockKey } from '../../db/locks.js';
 import { isId } from '../../db/scope.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited } from '../../lib/errors.js';
 import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
-import { findRecoveryPasswordCandidates, isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
+import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
 import { can, clientScope, mayListCandidates, requireFreshSecondFactor, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -24,7 +25,12 @@ type Deps = {
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   /** Reveal guards; the CLI (which holds the master key) runs without them. */
-  guard?: { stepUpMinutes: number; revealsLeft(actor: Actor): Promise<number> };
+  guard?: {
+    stepUpMinutes: number;
+    revealLimitPerHour: number;
+    /** Reveal attempts an actor made since a time (the audit log), read in the reveal's transaction. */
+    revealsSince(exec: Executor, actorId: string, since: string): Promise<number>;
+  };
   /** Runs in the reveal's transaction after a key became disclosed (the agent queues a rotation). */
   onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
   /** key.revealed notifications, written in the reveal's transaction. */
@@ -52,7 +58,7 @@ const MAX_CANDIDATES = 50;
  * being echoed: error messages never carry one, not even back to the person who typed it.
  */
 function parseQuery(input: string) {
-  if (isRecoveryPasswordShaped(input)) {
+  if (containsRecoveryPasswordLike(input)) {
     throw badRequest('That looks like a recovery password, not a key ID. Type the key ID shown on the recovery screen.');
   }
   const q = parseKeyIdQuery(input);
@@ -98,7 +104,7 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
     async search(actor: Actor, text: string, limit = 50): Promise<KeySummary[]> {
       requirePermission(actor, 'key:list');
       const t = text.trim();
-      if (isRecoveryPasswordShaped(t)) throw badRequest('That looks like a recovery password; search by key ID, device name, serial or user.');
+      if (containsRecoveryPasswordLike(t)) throw badRequest('That looks like a recovery password; search by key ID, device name, serial or user.');
       const asKeyId = parseKeyIdQuery(t);
       if (asKeyId.ok) return summarize(db, await repo.searchByKeyId(db, clientScope(actor), asKeyId.value, limit));
       if (t.length < 2) throw badRequest('Type at least 2 characters of a device name, serial number or user, or 8 of a key ID.', { field: 'q' });
@@ -136,7 +142,7 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
       const note = input.note?.trim() || null;
       if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`, { field: 'note' });
       // The note goes into the audit log: never a recovery password, never control characters.
-      if (note && findRecoveryPasswordCandidates(note).length) {
+      if (note && containsRecoveryPasswordLike(note)) {
         throw badRequest('The note looks like it contains a recovery password; leave it out (the audit log must never hold one).', { field: 'note' });
       }
       // eslint-disable-next-line no-control-regex
@@ -157,14 +163,22 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         }
       }
       // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
-      if (guard && (actor.type === 'user' || actor.type === 'token') && (await guard.revealsLeft(actor)) <= 0) {
-        await audit.recordNow(actor, { ...base, outcome: 'rate_limited', details: { query } });
-        throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
-      }
+      const limit = guard && (actor.type === 'user' || actor.type === 'token') ? guard : undefined;
 
       let plaintext: string | undefined;
       let failure: unknown;
-      const outcome = await transactions.run(async (tx): Promise<RevealResult> => {
+      const outcome = await transactions.run(async (tx): Promise<RevealResult | { status: 'rate_limited' }> => {
+        if (limit) {
+          // Count and record under one lock per actor: parallel reveals by one person queue here,
+          // each sees the attempts committed before it, so the limit holds exactly.
+          await lockKey(tx, 'reveal', actor.id);
+          const since = new Date(Date.parse(clock.now()) - 3600_000).toISOString();
+          if ((await limit.revealsSince(tx, actor.id, since)) >= limit.revealLimitPerHour) {
+            // Committed with this transaction; the refusal is thrown once it has been.
+            await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { query } });
+            return { status: 'rate_limited' };
+          }
+        }
         // The id of one key record (what the console links to) names exactly that key.
         const byRecord = isId(input.query.trim()) ? await repo.summaryById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
         const rows = byRecord ? [byRecord] : await repo.searchByKeyId(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
@@ -174,8 +188,10 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         }
         if (rows.length > 1) {
           await audit.record(tx, actor, { ...base, outcome: 'ambiguous', details: { query, matches: rows.length } });
-          // Seeing the list of candidates is browsing: only roles that may list keys get it.
-          const mayList = mayListCandidates(actor);
+          // Seeing the list of candidates for a prefix is browsing: only roles that may list keys get
+          // it. A full key ID is no browsing: every record of it (one per client, a conflict) is a
+          // key the actor may reveal, shown with its client so the right one is revealed by record id.
+          const mayList = mayListCandidates(actor) || parsed.kind === 'full';
           return { status: 'ambiguous', matches: rows.length, candidates: mayList ? await summarize(tx, rows.slice(0, MAX_CANDIDATES)) : null };
         }
         const row = rows[0]!;
@@ -232,6 +248,9 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         const [summary] = await summarize(tx, [row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });
+      if (outcome.status === 'rate_limited') {
+        throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
+      }
       if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
       if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
       return outcome;

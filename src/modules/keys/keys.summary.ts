@@ -15,6 +15,7 @@ export async function summarizeKeys(repo: Pick<KeysRepo, 'sourcesOf'>, exec: Exe
       ref: s.source_ref,
       firstSeenAt: s.first_seen_at,
       lastSeenAt: s.last_seen_at,
+      removedAt: s.removed_at ?? null,
     });
   }
   return rows.map((r) => ({

@@ -10,7 +10,8 @@ export type KeyReport = {
   keyId: string | null;
   /** Already normalized by src/domain (parseRecoveryPassword). */
   recoveryPassword: string;
-  device?: { name?: string; domain?: string; serial?: string; user?: string; entraDeviceId?: string };
+  /** id: the device record itself, when the reporter knows it (the agent); then nothing is matched by name. */
+  device?: { id?: string; name?: string; domain?: string; serial?: string; user?: string; entraDeviceId?: string };
   volume?: { mountPoint?: string; volumeType?: VolumeType };
   createdAt?: string | null;
 };
@@ -36,7 +37,8 @@ export type KeySummary = {
   createdAt: string | null;
   firstSeenAt: string;
   lastSeenAt: string;
-  sources: { type: string; ref: string; firstSeenAt: string; lastSeenAt: string }[];
+  /** removedAt: when that source (an Entra tenant, an AD connection) stopped listing the key; the key is kept. */
+  sources: { type: string; ref: string; firstSeenAt: string; lastSeenAt: string; removedAt: string | null }[];
 };
 
 export type RevealedKey = KeySummary & { recoveryPassword: string };

@@ -36,6 +36,8 @@ const ACTIONS = [
   'agent.token.create',
   'agent.token.revoke',
   'agent.enroll',
+  'agent.enroll.pending',
+  'agent.link.approve',
   'agent.revoke',
   'agent.upload',
   'finding.open',

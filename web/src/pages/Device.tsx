@@ -60,6 +60,7 @@ const FINDING_LABEL: Record<string, string> = {
   unescrowed_key: 'Key not escrowed',
   mismatch: 'Key differs from the vault',
   no_recovery_password: 'Encrypted without a recovery password',
+  key_conflict: 'Key ID held by another device',
 };
 
 function Section({ title, children, right }: { title: string; children: React.ReactNode; right?: React.ReactNode }) {

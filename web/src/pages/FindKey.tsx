@@ -161,8 +161,17 @@ function Results(props: {
     <Stack gap="sm">
       {several && (
         <Alert color="orange" variant="light" icon={<IconAlertCircle size={18} />} title="Several keys match">
-          {data.matches > 50 ? 'More than 50' : data.matches} keys start with {digits?.slice(0, 32).toUpperCase()}: ask for more digits of the key ID
-          {data.keys.length ? ', or compare device and user below' : ''}.
+          {digits?.length === 32 ? (
+            <>
+              {data.matches} records have this full key ID (in several clients, or in conflict): compare client, device and user below and reveal the one the
+              caller's device belongs to.
+            </>
+          ) : (
+            <>
+              {data.matches > 50 ? 'More than 50' : data.matches} keys start with {digits?.slice(0, 32).toUpperCase()}: ask for more digits of the key ID
+              {data.keys.length ? ', or compare device and user below' : ''}.
+            </>
+          )}
         </Alert>
       )}
       {!several && !isKeyId && (

@@ -706,11 +706,13 @@ function IntegrationsTab() {
   });
   const sync = useMutation({
     mutationFn: ({ kind, id }: { kind: 'graph' | 'ad'; id: string }) =>
-      api.post<{ status: string; errorText: string | null }>(kind === 'graph' ? `/graph/connections/${id}/sync` : `/directory/connections/${id}/sync`),
+      api.post<{ status: string; errorText: string | null; warnings?: string | null }>(
+        kind === 'graph' ? `/graph/connections/${id}/sync` : `/directory/connections/${id}/sync`,
+      ),
     onSuccess: (r) => {
       notifications.show({
-        color: r.status === 'failed' ? 'red' : 'green',
-        message: r.status === 'failed' ? `Sync failed: ${r.errorText ?? ''}` : `Sync ${r.status}.`,
+        color: r.status === 'failed' ? 'red' : r.warnings ? 'yellow' : 'green',
+        message: r.status === 'failed' ? `Sync failed: ${r.errorText ?? ''}` : r.warnings ? `Sync succeeded with warnings: ${r.warnings}` : `Sync ${r.status}.`,
       });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       void qc.invalidateQueries({ queryKey: ['ad-connections'] });
