@@ -567,6 +567,27 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       await t.signIn(email, next);
     });
 
+    it('a display name with invisible or text-direction characters is refused; full-width forms are folded', async () => {
+      const bad = await send('POST', `${API}/users`, {
+        email: 'bidi.name@example.test',
+        password: 'bidi name password',
+        role: 'auditor',
+        clients: 'all',
+        name: 'Eve\u202eliam',
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().fields?.[0]?.field).toBe('name');
+      const good = await send('POST', `${API}/users`, {
+        email: 'wide.name@example.test',
+        password: 'wide name password',
+        role: 'auditor',
+        clients: 'all',
+        name: 'Ｅve  Smith',
+      });
+      expect(good.statusCode).toBe(201);
+      expect(good.json().name).toBe('Eve Smith');
+    });
+
     it('keeps the last owner: cannot disable or demote yourself into an ownerless vault', async () => {
       expect((await send('PATCH', `${API}/users/${ownerId}`, { status: 'disabled' })).statusCode).toBe(400);
       expect((await send('PATCH', `${API}/users/${ownerId}`, { role: 'admin' })).statusCode).toBe(400);

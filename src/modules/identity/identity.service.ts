@@ -2,6 +2,7 @@ import type { Executor, Tx } from '../../db/database.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { UsersTable } from '../../db/schema.js';
 import type { Policy } from '../../config.js';
+import { normalizeName } from '../../domain/names.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../../crypto/passwords.js';
 import { newRecoveryCode, newSecret, sameHash, sha256Hex } from '../../crypto/tokens.js';
@@ -66,6 +67,13 @@ export const API_TOKEN_PREFIX = 'kw_';
 
 const addMinutes = (iso: string, minutes: number) => new Date(Date.parse(iso) + minutes * 60_000).toISOString();
 const normalizeEmail = (e: string) => e.trim().toLowerCase();
+
+/** A person's display name: NFKC, no invisible or text-direction characters (they make one name look like another). */
+function displayName(raw: string | undefined): string {
+  const r = normalizeName(raw ?? '', 'A name');
+  if (!r.ok) throw badRequest(r.reason, { field: 'name' });
+  return r.value.slice(0, 200);
+}
 
 export function validatePassword(password: string): void {
   if (password.length < MIN_PASSWORD) throw badRequest(`A password needs at least ${MIN_PASSWORD} characters.`, { field: 'password' });
@@ -332,7 +340,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         const row: UsersTable = {
           id: newId(),
           email,
-          name: (input.name ?? '').trim().slice(0, 200) || email,
+          name: displayName(input.name) || email,
           password_hash: passwordHash,
           role: pending ? 'client-viewer' : role,
           all_clients: !pending && input.clients === 'all' ? 1 : 0,
@@ -417,7 +425,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         }
         let row = u;
         if (patch.name !== undefined) {
-          const name = patch.name.trim().slice(0, 200) || u.email;
+          const name = displayName(patch.name) || u.email;
           await repo.updateUser(tx, u.id, { name, updated_at: clock.now() });
           await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, name } });
           row = { ...row, name };
