@@ -4,6 +4,7 @@
  * engine under test, that the SQL gives the same answer as the domain functions for every mix of
  * volume states, key states and findings.
  */
+import { newDeviceRow } from '../src/modules/devices/devices.repo.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/database.js';
@@ -66,29 +67,7 @@ describe(`device status: the SQL agrees with src/domain/device-status.ts on ${EN
         for (const findings of FINDING_SETS) {
           const id = randomUUID();
           const name = `DEV-${String(++n).padStart(4, '0')}`;
-          await db
-            .insertInto('devices')
-            .values({
-              id,
-              client_id: clientId,
-              name,
-              name_key: name.toLowerCase(),
-              domain: null,
-              serial: null,
-              entra_device_id: null,
-              ad_object_guid: null,
-              ad_dn: null,
-              agent_id: null,
-              primary_user: null,
-              facts: null,
-              smbios_uuid: null,
-              last_checkin_at: null,
-              first_seen_at: now,
-              last_seen_at: now,
-              retired_at: null,
-              created_at: now,
-            })
-            .execute();
+          await db.insertInto('devices').values(newDeviceRow({ id, clientId, name, now })).execute();
           for (const [i, status] of volumes.entries()) {
             await db
               .insertInto('volumes')

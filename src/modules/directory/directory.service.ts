@@ -19,7 +19,7 @@ import type { KeyReport } from '../keys/keys.types.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import { notifySyncFailed } from '../jobs/sync-failed.js';
 import type { Notifier } from '../notifications/notifier.js';
-import { deviceNameKey, type DevicesRepo } from '../devices/devices.repo.js';
+import { deviceNameKey, newDeviceRow, type DevicesRepo } from '../devices/devices.repo.js';
 import type { DirectoryRepo } from './directory.repo.js';
 
 export type DirectoryConnectionView = {
@@ -358,26 +358,19 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
               comp.name = dev.name;
             } else {
               run.new_devices++;
-              await devices.insert(t, {
-                id: newId(),
-                client_id: conn.client_id,
-                name: comp.name,
-                name_key: deviceNameKey(comp.name),
-                domain: comp.dns?.split('.').slice(1).join('.') || null,
-                serial: null,
-                entra_device_id: null,
-                ad_object_guid: comp.guid,
-                ad_dn: comp.dn,
-                agent_id: null,
-                primary_user: null,
-                facts: JSON.stringify({ os: { caption: comp.os } }),
-                smbios_uuid: null,
-                last_checkin_at: null,
-                first_seen_at: now,
-                last_seen_at: now,
-                retired_at: null,
-                created_at: now,
-              });
+              await devices.insert(
+                t,
+                newDeviceRow({
+                  id: newId(),
+                  clientId: conn.client_id,
+                  name: comp.name,
+                  now,
+                  domain: comp.dns?.split('.').slice(1).join('.') || null,
+                  ad_object_guid: comp.guid,
+                  ad_dn: comp.dn,
+                  facts: JSON.stringify({ os: { caption: comp.os } }),
+                }),
+              );
             }
           }
           const reports: KeyReport[] = [];
