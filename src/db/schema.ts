@@ -336,6 +336,11 @@ export interface JobsTable {
   expires_at: string;
   sent_at: string | null;
   finished_at: string | null;
+  // migration 0014
+  /** JSON of kind-specific options (enable-encryption: encryptionMethod, usedSpaceOnly). */
+  options?: string | null;
+  /** Who asked for it: manual | bulk | policy | disclosure | rotation (null: before 0014, or another producer). */
+  origin?: string | null;
 }
 
 export interface GraphConnectionsTable {

@@ -57,6 +57,10 @@ export type OsProtector = (typeof OS_PROTECTORS)[number];
 export const DIRECTORY_ESCROW = ['none', 'ad', 'entra', 'ad_or_entra'] as const;
 export type DirectoryEscrow = (typeof DIRECTORY_ESCROW)[number];
 
+/** The method an enable-encryption job asks for; 'default' lets Windows choose (XTS-AES 128 since 1511). */
+export const ENFORCED_METHODS = ['default', 'XtsAes128', 'XtsAes256', 'Aes128', 'Aes256'] as const;
+export type EnforcedMethod = (typeof ENFORCED_METHODS)[number];
+
 export const policySchema = z.strictObject({
   /** The operating-system volume must be protected. */
   protectOs: z.boolean(),
@@ -82,6 +86,19 @@ export const policySchema = z.strictObject({
   maxKeyAgeDays: z.number().int().min(1).max(3650).nullable(),
   /** A device not seen (agent check-in or a sync) for this many days is stale. */
   staleAfterDays: z.number().int().min(1).max(3650),
+  /**
+   * Act on escrow findings through the agent: add a recovery password where a drive has none,
+   * upload again one the vault does not hold.
+   */
+  enforceEscrow: z.boolean(),
+  /** Act on encryption findings through the agent: encrypt unencrypted OS and fixed drives, resume suspended protection. */
+  enforceEncryption: z.boolean(),
+  /** Act on recovery passwords older than maxKeyAgeDays through the agent: rotate them. */
+  enforceKeyAge: z.boolean(),
+  /** The method the agent encrypts with when it enforces encryption. */
+  encryptionMethod: z.enum(ENFORCED_METHODS),
+  /** After the agent rotated a recovery password, back the new one up to AD or Entra ID when the device is joined there. */
+  directoryBackupAfterRotation: z.boolean(),
 });
 export type Policy = z.infer<typeof policySchema>;
 /** The fields set at one level (MSP default or client); the rest is inherited. */
@@ -91,7 +108,9 @@ export const POLICY_FIELDS = Object.keys(policySchema.shape) as (keyof Policy)[]
 
 /**
  * What Keywarden assumes before the MSP says anything: Windows' own defaults (XTS-AES 128, TPM)
- * for OS and fixed volumes, removable drives optional, a day of suspension for updates.
+ * for OS and fixed volumes, removable drives optional, a day of suspension for updates. The agent
+ * changes nothing on its own (every enforce field off) except backing a rotated password up to the
+ * directory the device is joined to.
  */
 export const BUILTIN_POLICY: Policy = {
   protectOs: true,
@@ -106,7 +125,16 @@ export const BUILTIN_POLICY: Policy = {
   requireDirectoryEscrow: 'none',
   maxKeyAgeDays: null,
   staleAfterDays: 30,
+  enforceEscrow: false,
+  enforceEncryption: false,
+  enforceKeyAge: false,
+  encryptionMethod: 'default',
+  directoryBackupAfterRotation: true,
 };
+
+/** Whether the policy asks the agent to act on any finding. */
+export const enforcesAnything = (p: Pick<Policy, 'enforceEscrow' | 'enforceEncryption' | 'enforceKeyAge'>): boolean =>
+  p.enforceEscrow || p.enforceEncryption || p.enforceKeyAge;
 
 export type PolicySource = 'builtin' | 'default' | 'client';
 

@@ -1,7 +1,17 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
-import { CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, UploadRequest, UploadResponse } from '../../modules/agent/agent.protocol.js';
+import {
+  AGENT_JOB_KINDS,
+  CheckinRequest,
+  CheckinResponse,
+  EnrollRequest,
+  EnrollResponse,
+  JOB_ENCRYPTION_METHODS,
+  UploadRequest,
+  UploadResponse,
+} from '../../modules/agent/agent.protocol.js';
+import { FINDING_CODES } from '../../domain/compliance/findings.js';
 import { actorOf } from '../plugins/auth.js';
 import { Id, Ok, errors } from '../schemas.js';
 
@@ -18,16 +28,25 @@ const EnrollmentTokenSchema = z.object({
 const JobSchema = z.object({
   id: z.string(),
   kind: z.string(),
-  state: z.string(),
+  state: z.string().describe('pending | sent | awaiting_removal | succeeded | failed | expired | cancelled'),
   mountPoint: z.string().nullable(),
   protectorId: z.string().nullable(),
+  encryptionMethod: z.string().nullable().describe("enable-encryption: the method asked for; null: Windows' default"),
+  usedSpaceOnly: z.boolean().nullable().describe('enable-encryption: encrypt used space only'),
+  newProtectorId: z.string().nullable().describe('the recovery password the job escrowed (rotate: the new one)'),
+  origin: z.string().nullable().describe('manual | bulk | policy | disclosure | rotation'),
   attempts: z.number(),
   maxAttempts: z.number(),
-  detail: z.string().nullable(),
+  detail: z.string().nullable().describe("the agent's last result, or why the server did not accept it"),
   createdAt: z.string(),
   expiresAt: z.string(),
+  sentAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
 });
+const ClientJobSchema = JobSchema.extend({ device: z.object({ id: z.string(), name: z.string() }) });
+const JOB_STATE_FILTERS = ['active', 'pending', 'sent', 'awaiting_removal', 'succeeded', 'failed', 'expired', 'cancelled'] as const;
+const JobKind = z.enum(AGENT_JOB_KINDS);
+const MountPoint = z.string().min(1).max(260);
 const FindingSchema = z.object({
   id: z.string(),
   kind: z.string(),
@@ -156,17 +175,80 @@ export const agentRoutes =
       {
         schema: {
           tags: ['agent'],
-          summary: 'Queue work for the device agent: rotate, backup, backup-to-ad, backup-to-entra',
+          summary:
+            'Queue work for the device agent: rotate, backup, backup-to-ad, backup-to-entra, re-escrow (a recovery password or a volume), enable-encryption, resume-protection, add-recovery-password (a volume)',
           params: z.strictObject({ deviceId: Id }),
           body: z.strictObject({
-            kind: z.enum(['rotate', 'backup', 'backup-to-ad', 'backup-to-entra']),
-            mountPoint: z.string().min(1).max(260),
-            protectorId: z.string().max(40).optional(),
+            kind: JobKind,
+            mountPoint: MountPoint.optional().describe('the volume, e.g. "C:"; enable-encryption, resume-protection and add-recovery-password need it'),
+            protectorId: z.string().max(40).optional().describe('a recovery password (key ID); backup, backup-to-ad and backup-to-entra need it'),
+            encryptionMethod: z
+              .enum(['default', ...JOB_ENCRYPTION_METHODS])
+              .optional()
+              .describe("enable-encryption only: the method; default: Windows' own"),
+            usedSpaceOnly: z.boolean().optional().describe('enable-encryption only: encrypt used space only (default true)'),
           }),
           response: { 201: JobSchema, ...errors(400, 401, 403, 404) },
         },
       },
       async (request, reply) => reply.status(201).send(await c.agent.queueJobFor(actorOf(request), request.params.deviceId, request.body)),
+    );
+    app.get(
+      '/clients/:clientId/agent-jobs',
+      {
+        schema: {
+          tags: ['agent'],
+          summary: "A client's agent jobs with their results, newest first (state=active: pending, sent or awaiting removal)",
+          params: z.strictObject({ clientId: Id }),
+          querystring: z.strictObject({
+            state: z.enum(JOB_STATE_FILTERS).optional(),
+            kind: JobKind.optional(),
+            limit: z.coerce.number().int().min(1).max(1000).optional(),
+          }),
+          response: { 200: z.array(ClientJobSchema), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.agent.listClientJobs(actorOf(request), request.params.clientId, request.query),
+    );
+    app.post(
+      '/clients/:clientId/agent-jobs',
+      {
+        schema: {
+          tags: ['agent'],
+          summary:
+            "Queue one kind of agent job on many of a client's devices: those named, those with an open finding (one job per finding), or every device with an agent",
+          params: z.strictObject({ clientId: Id }),
+          body: z.strictObject({
+            kind: JobKind,
+            deviceIds: z.array(Id).min(1).max(1000).optional(),
+            finding: z
+              .enum(FINDING_CODES)
+              .optional()
+              .describe("devices with this open compliance finding; each job targets the finding's volume and recovery password"),
+            mountPoint: MountPoint.optional().describe("without a finding: the volume (default: each device's operating-system volume)"),
+            dryRun: z.boolean().optional().describe('say what would be queued, queue nothing'),
+          }),
+          response: {
+            200: z.object({
+              queued: z.number(),
+              dryRun: z.boolean(),
+              jobs: z.array(
+                z.object({
+                  jobId: z.string().nullable(),
+                  deviceId: z.string(),
+                  device: z.string(),
+                  kind: z.string(),
+                  mountPoint: z.string().nullable(),
+                  protectorId: z.string().nullable(),
+                }),
+              ),
+              skipped: z.array(z.object({ deviceId: z.string(), device: z.string().nullable(), why: z.string() })),
+            }),
+            ...errors(400, 401, 403, 404),
+          },
+        },
+      },
+      async (request) => c.agent.queueJobsForClient(actorOf(request), request.params.clientId, request.body),
     );
     app.post(
       '/devices/:deviceId/revoke-agent',

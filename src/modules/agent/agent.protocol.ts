@@ -121,16 +121,44 @@ export const CheckinRequest = z.strictObject({
 });
 export type CheckinRequest = z.infer<typeof CheckinRequest>;
 
+/**
+ * What an agent can be asked to do. An agent fails a kind it does not know ("unsupported job kind").
+ * rotate, enable-encryption, resume-protection and add-recovery-password escrow a recovery password
+ * of the volume first (the server refuses their "done" until it answered stored or duplicate).
+ */
+export const AGENT_JOB_KINDS = [
+  'rotate',
+  'backup',
+  'backup-to-ad',
+  'backup-to-entra',
+  'enable-encryption',
+  'resume-protection',
+  'add-recovery-password',
+  're-escrow',
+] as const;
+export type AgentJobKind = (typeof AGENT_JOB_KINDS)[number];
+/** The methods enable-encryption may ask for (BitLocker module names); null in an offer: Windows' default. */
+export const JOB_ENCRYPTION_METHODS = ['XtsAes128', 'XtsAes256', 'Aes128', 'Aes256'] as const;
+export type JobEncryptionMethod = (typeof JOB_ENCRYPTION_METHODS)[number];
+/** At most this many passwords are requested per check-in (the rest at the next one); uploads carry at most 32. */
+export const MAX_REQUESTED_PASSWORDS = 128;
+
 export const JobOffer = z.object({
   id: z.string(),
-  kind: z.enum(['rotate', 'backup', 'backup-to-ad', 'backup-to-entra']),
+  kind: z.enum(AGENT_JOB_KINDS),
   mountPoint: z.string().nullable(),
   protectorId: z.string().nullable(),
+  /** enable-encryption only (null otherwise): the method to encrypt with; null = Windows' default. */
+  encryptionMethod: z.enum(JOB_ENCRYPTION_METHODS).nullable(),
+  /** enable-encryption only (null otherwise): encrypt used space only. */
+  usedSpaceOnly: z.boolean().nullable(),
 });
 export type JobOffer = z.infer<typeof JobOffer>;
 
 export const CheckinResponse = z.object({
-  requestPasswords: z.array(z.object({ mountPoint: z.string(), protectorId: z.string() })),
+  /** At most MAX_REQUESTED_PASSWORDS entries. */
+  requestPasswords: z.array(z.object({ mountPoint: z.string(), protectorId: z.string() })).max(MAX_REQUESTED_PASSWORDS),
+  /** Empty in a check-in that carries jobResults: the agent runs jobs only from its first check-in of a run. */
   jobs: z.array(JobOffer),
   nextCheckinSeconds: z.number(),
 });

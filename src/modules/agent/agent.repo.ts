@@ -3,6 +3,13 @@ import type { Executor } from '../../db/database.js';
 import type { AgentCredentialsTable, DeviceEventsTable, EnrollmentTokensTable, FindingsTable, JobsTable, VolumeStatesTable } from '../../db/schema.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
 
+/** IN lists of at most 500 ids (PostgreSQL and SQLite both cap bound parameters). */
+function chunked<T>(xs: readonly T[], n = 500): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
 /**
  * SQL for enrollment, check-ins, findings and jobs. Client id (or a client scope) is in every
  * WHERE clause. Devices, volumes and keys are written through their own modules' repos.
@@ -247,6 +254,118 @@ export function createAgentRepo() {
     /** One client's jobs of one kind in one state (e.g. Intune rotations awaiting confirmation). */
     jobsOfKind: (exec: Executor, clientId: string, kind: string, state: string) =>
       exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('kind', '=', kind).where('state', '=', state).execute(),
+    // jobs of many devices (bulk queueing, policy enforcement): a fixed number of queries per batch
+    /**
+     * What decides whether a device's agent may be given work: retired, on legal hold (device or
+     * client), a live credential, waiting for an admin to link it. Only devices of the client.
+     */
+    async jobTargets(exec: Executor, clientId: string, deviceIds: readonly string[]) {
+      const out = [];
+      for (const ids of chunked(deviceIds)) {
+        out.push(
+          ...(await exec
+            .selectFrom('devices as d')
+            .innerJoin('clients as c', 'c.id', 'd.client_id')
+            .select(['d.id', 'd.name', 'd.retired_at', 'd.legal_hold_at', 'c.legal_hold_at as client_legal_hold_at'])
+            .select((eb) => [
+              eb
+                .exists(eb.selectFrom('agent_credentials as a').select('a.id').whereRef('a.device_id', '=', 'd.id').whereRef('a.client_id', '=', 'd.client_id').where('a.revoked_at', 'is', null))
+                .as('has_agent'),
+              eb
+                .exists(
+                  eb
+                    .selectFrom('agent_credentials as a')
+                    .select('a.id')
+                    .whereRef('a.device_id', '=', 'd.id')
+                    .whereRef('a.client_id', '=', 'd.client_id')
+                    .where('a.revoked_at', 'is', null)
+                    .where('a.link_device_id', 'is not', null),
+                )
+                .as('pending_link'),
+            ])
+            .where('d.client_id', '=', clientId)
+            .where('d.id', 'in', ids)
+            .execute()),
+        );
+      }
+      // SQLite answers EXISTS with 0/1, PostgreSQL with a boolean.
+      return out.map((r) => ({ ...r, has_agent: !!r.has_agent, pending_link: !!r.pending_link }));
+    },
+    /** Devices of a client (not retired) whose agent holds a live credential, in id order. */
+    agentDeviceIds: async (exec: Executor, clientId: string): Promise<string[]> =>
+      (
+        await exec
+          .selectFrom('devices as d')
+          .select('d.id')
+          .where('d.client_id', '=', clientId)
+          .where('d.retired_at', 'is', null)
+          .where((eb) =>
+            eb.exists(eb.selectFrom('agent_credentials as a').select('a.id').whereRef('a.device_id', '=', 'd.id').whereRef('a.client_id', '=', 'd.client_id').where('a.revoked_at', 'is', null)),
+          )
+          .orderBy('d.id')
+          .execute()
+      ).map((r) => r.id),
+    /** The volumes the agents of these devices last reported. */
+    async volumesOfDevices(exec: Executor, clientId: string, deviceIds: readonly string[]) {
+      const out = [];
+      for (const ids of chunked(deviceIds)) {
+        out.push(
+          ...(await exec
+            .selectFrom('volumes')
+            .select(['id', 'device_id', 'mount_point', 'volume_type', 'volume_status', 'protectors'])
+            .where('client_id', '=', clientId)
+            .where('device_id', 'in', ids)
+            .execute()),
+        );
+      }
+      return out;
+    },
+    /** Jobs of these devices that are waiting or running. */
+    async activeJobsOfDevices(exec: Executor, clientId: string, deviceIds: readonly string[]) {
+      const out: JobsTable[] = [];
+      for (const ids of chunked(deviceIds)) {
+        out.push(
+          ...(await exec
+            .selectFrom('jobs')
+            .selectAll()
+            .where('client_id', '=', clientId)
+            .where('device_id', 'in', ids)
+            .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
+            .execute()),
+        );
+      }
+      return out;
+    },
+    /** Jobs of these devices that ended (done, failed or expired) at or after `since`. */
+    async jobsEndedSince(exec: Executor, clientId: string, deviceIds: readonly string[], since: string) {
+      const out: JobsTable[] = [];
+      for (const ids of chunked(deviceIds)) {
+        out.push(
+          ...(await exec
+            .selectFrom('jobs')
+            .selectAll()
+            .where('client_id', '=', clientId)
+            .where('device_id', 'in', ids)
+            .where('state', 'in', ['succeeded', 'failed', 'expired'])
+            .where('finished_at', '>=', since)
+            .execute()),
+        );
+      }
+      return out;
+    },
+    /** A client's agent jobs with their device's name, newest first. */
+    clientJobs: (exec: Executor, clientId: string, f: { kinds: readonly string[]; states?: readonly string[]; limit: number }) => {
+      let q = exec
+        .selectFrom('jobs as j')
+        .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'j.device_id').onRef('d.client_id', '=', 'j.client_id'))
+        .selectAll('j')
+        .select('d.name as device_name')
+        .where('j.client_id', '=', clientId)
+        .where('j.kind', 'in', [...f.kinds]);
+      if (f.states) q = q.where('j.state', 'in', [...f.states]);
+      return q.orderBy('j.created_at', 'desc').orderBy('j.id').limit(f.limit).execute();
+    },
+
     /** An offboarded client: its agents' credentials and enrollment tokens stop, its open jobs are cancelled. */
     async stopClient(exec: Executor, clientId: string, now: string, detail: string): Promise<void> {
       await exec.updateTable('agent_credentials').set({ revoked_at: now }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();

@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { DevicesTable, JobsTable, VolumesTable } from '../../db/schema.js';
+import { isId } from '../../db/scope.js';
 import type { Transactions } from '../../db/transactions.js';
 import { agentFingerprint, newSalt, newSecret, sha256Hex } from '../../crypto/tokens.js';
 import type { Clock } from '../../lib/clock.js';
@@ -11,7 +12,10 @@ import { formatKeyIdForDisplay, parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { normalizeMountPoint } from '../../domain/volume.js';
 import { normalizeReport, type ReportedVolume } from '../../domain/agent-report.js';
-import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
+import type { Finding } from '../../domain/compliance/evaluate.js';
+import { FINDING_CODES, type FindingCode } from '../../domain/compliance/findings.js';
+import { enforcesAnything, type Policy } from '../../domain/compliance/policy.js';
+import { clientScope, requirePermission, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { KeyIngest } from '../keys/keys.ingest.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
@@ -23,26 +27,68 @@ import type { AgentRepo } from './agent.repo.js';
 import { JOB_LIFETIME_DAYS, JOB_MAX_ATTEMPTS } from './jobs.js';
 import type { SeenBuffer } from './seen-buffer.js';
 import type { Notifier } from '../notifications/notifier.js';
-import type { CheckinRequest, CheckinResponse, EnrollRequest, JobOffer, UploadRequest, UploadResponse } from './agent.protocol.js';
+import {
+  AGENT_JOB_KINDS,
+  JOB_ENCRYPTION_METHODS,
+  MAX_REQUESTED_PASSWORDS,
+  type AgentJobKind,
+  type CheckinRequest,
+  type CheckinResponse,
+  type EnrollRequest,
+  type JobEncryptionMethod,
+  type JobOffer,
+  type UploadRequest,
+  type UploadResponse,
+} from './agent.protocol.js';
 
 export const ENROLLMENT_TOKEN_PREFIX = 'kwe_';
 export const DEVICE_CREDENTIAL_PREFIX = 'kwd_';
 const CHECKIN_INTERVAL_SECONDS = 3600;
 const MAX_CLOCK_SKEW_MS = 15 * 60_000;
 
-export type JobKind = JobOffer['kind'];
+export type JobKind = AgentJobKind;
 export type JobView = {
   id: string;
   kind: string;
   state: string;
   mountPoint: string | null;
   protectorId: string | null;
+  /** enable-encryption: the method asked for (null: Windows' default, or another kind). */
+  encryptionMethod: string | null;
+  /** enable-encryption: used space only (null for other kinds). */
+  usedSpaceOnly: boolean | null;
+  /** The recovery password the job escrowed (rotate: the new one); null until one was. */
+  newProtectorId: string | null;
+  /** manual | bulk | policy | disclosure | rotation; null for jobs from before these were recorded. */
+  origin: string | null;
   attempts: number;
   maxAttempts: number;
   detail: string | null;
   createdAt: string;
   expiresAt: string;
+  sentAt: string | null;
   finishedAt: string | null;
+};
+/** A job in a client's list: with its device. */
+export type ClientJobView = JobView & { device: { id: string; name: string } };
+export type JobOrigin = 'manual' | 'bulk' | 'policy' | 'disclosure' | 'rotation';
+/** What a job needs besides its kind: the volume, the recovery password, enable-encryption's options. */
+export type JobInput = {
+  mountPoint?: string | null;
+  protectorId?: string | null;
+  /** enable-encryption only; 'default' (or nothing) = Windows' default. */
+  encryptionMethod?: JobEncryptionMethod | 'default' | null;
+  /** enable-encryption only; default true. */
+  usedSpaceOnly?: boolean | null;
+};
+export type BulkQueueResult = {
+  /** How many jobs were queued (a dry run: would be). */
+  queued: number;
+  dryRun: boolean;
+  /** The jobs queued (a dry run: jobId null). */
+  jobs: { jobId: string | null; deviceId: string; device: string; kind: JobKind; mountPoint: string | null; protectorId: string | null }[];
+  /** Devices (or their volumes) that got no job, and why, in product words. */
+  skipped: { deviceId: string; device: string | null; why: string }[];
 };
 export type FindingView = {
   id: string;
@@ -81,6 +127,10 @@ type Deps = {
   notifier?: Notifier;
   /** Write-behind for "last seen" of unchanged check-ins; without it every check-in writes the row. */
   seen?: SeenBuffer;
+  /** The client's compliance policy in force, read in the caller's transaction (default: the built-in one). */
+  policy?: (exec: Executor, clientId: string) => Promise<Pick<Policy, 'directoryBackupAfterRotation' | 'encryptionMethod'>>;
+  /** Devices of a client whose stored compliance evaluation has a finding of this code (bulk queueing by finding). */
+  devicesWithFinding?: (exec: Executor, clientId: string, code: FindingCode) => Promise<{ deviceId: string; findings: Finding[] }[]>;
 };
 
 const addDays = (iso: string, days: number) => new Date(Date.parse(iso) + days * 86_400_000).toISOString();
@@ -96,19 +146,101 @@ export type PendingLinkView = {
   client: { id: string; name: string };
   enrolledAt: string;
 };
-const jobView = (j: JobsTable): JobView => ({
-  id: j.id,
-  kind: j.kind,
-  state: j.state,
-  mountPoint: j.mount_point,
-  protectorId: j.protector_id,
-  attempts: j.attempts,
-  maxAttempts: j.max_attempts,
-  detail: j.detail,
-  createdAt: j.created_at,
-  expiresAt: j.expires_at,
-  finishedAt: j.finished_at,
-});
+type JobOptions = { encryptionMethod: JobEncryptionMethod | null; usedSpaceOnly: boolean | null };
+function jobOptions(j: Pick<JobsTable, 'options'>): JobOptions {
+  try {
+    const o = j.options ? (JSON.parse(j.options) as Partial<JobOptions>) : {};
+    return {
+      encryptionMethod: (JOB_ENCRYPTION_METHODS as readonly string[]).includes(o.encryptionMethod as string) ? (o.encryptionMethod as JobEncryptionMethod) : null,
+      usedSpaceOnly: typeof o.usedSpaceOnly === 'boolean' ? o.usedSpaceOnly : null,
+    };
+  } catch {
+    return { encryptionMethod: null, usedSpaceOnly: null };
+  }
+}
+const jobView = (j: JobsTable): JobView => {
+  const o = jobOptions(j);
+  return {
+    id: j.id,
+    kind: j.kind,
+    state: j.state,
+    mountPoint: j.mount_point,
+    protectorId: j.protector_id,
+    encryptionMethod: o.encryptionMethod,
+    usedSpaceOnly: o.usedSpaceOnly,
+    newProtectorId: j.new_key_id ? braces(j.new_key_id) : null,
+    origin: j.origin ?? null,
+    attempts: j.attempts,
+    maxAttempts: j.max_attempts,
+    detail: j.detail,
+    createdAt: j.created_at,
+    expiresAt: j.expires_at,
+    sentAt: j.sent_at,
+    finishedAt: j.finished_at,
+  };
+};
+
+const ACTIVE_JOB_STATES = ['pending', 'sent', 'awaiting_removal'];
+const isAgentJobKind = (kind: string): kind is JobKind => (AGENT_JOB_KINDS as readonly string[]).includes(kind);
+/** Kinds that act on a whole volume: they name no protector. */
+const VOLUME_KINDS: readonly JobKind[] = ['enable-encryption', 'resume-protection', 'add-recovery-password'];
+/** Kinds that act on one recovery password. */
+const PROTECTOR_KINDS: readonly JobKind[] = ['backup', 'backup-to-ad', 'backup-to-entra'];
+/** Kinds that may report success only after a recovery password of their volume was escrowed with their job id. */
+const ESCROW_FIRST: readonly JobKind[] = ['rotate', 'enable-encryption', 'resume-protection', 'add-recovery-password'];
+const NOT_ESCROWED = 'reported done before a recovery password was escrowed';
+/** A job of the same kind and volume that ended this recently is not queued again by the policy. */
+const POLICY_BACKOFF_MS = 24 * 3_600_000;
+/** Names a recovery password of the vault (braces) or, for a job without one, its volume. */
+const jobTarget = (t: { mountPoint: string | null; protectorId: string | null }) =>
+  t.protectorId ? `${t.protectorId}${t.mountPoint ? ` on ${t.mountPoint}` : ''}` : (t.mountPoint ?? 'the device');
+
+/**
+ * Checks what a job of `kind` needs and puts it in the stored form (mount point normalised,
+ * protector with braces, options), or says what is wrong in product words.
+ */
+function planJob(
+  kind: string,
+  input: JobInput,
+): { ok: true; mountPoint: string | null; protectorId: string | null; options: JobOptions | null } | { ok: false; field: string; message: string } {
+  if (!isAgentJobKind(kind)) return { ok: false, field: 'kind', message: `Unknown job kind "${String(kind).slice(0, 40)}"; use one of ${AGENT_JOB_KINDS.join(', ')}.` };
+  const id = input.protectorId ? parseKeyId(input.protectorId) : null;
+  if (id && !id.ok) return { ok: false, field: 'protectorId', message: `protectorId: ${id.reason}` };
+  const mountPoint = input.mountPoint ? normalizeMountPoint(input.mountPoint) : null;
+  if (input.mountPoint != null && !mountPoint) return { ok: false, field: 'mountPoint', message: 'mountPoint is empty; name the volume, e.g. "C:".' };
+  const protectorId = id?.ok ? braces(id.value) : null;
+  if (kind !== 'enable-encryption' && (input.encryptionMethod != null || input.usedSpaceOnly != null)) {
+    return { ok: false, field: 'encryptionMethod', message: 'Only an enable-encryption job takes encryptionMethod and usedSpaceOnly.' };
+  }
+  if (VOLUME_KINDS.includes(kind)) {
+    if (!mountPoint) return { ok: false, field: 'mountPoint', message: `A ${kind} job needs the mountPoint of the volume, e.g. "C:".` };
+    if (protectorId) return { ok: false, field: 'protectorId', message: `A ${kind} job acts on the whole volume ${mountPoint}; leave protectorId out.` };
+  } else if (PROTECTOR_KINDS.includes(kind)) {
+    if (!protectorId) return { ok: false, field: 'protectorId', message: `A ${kind} job needs the protectorId of a recovery password.` };
+  } else if (!mountPoint && !protectorId) {
+    return { ok: false, field: 'mountPoint', message: `A ${kind} job needs the mountPoint of the volume, the protectorId of a recovery password, or both.` };
+  }
+  let options: JobOptions | null = null;
+  if (kind === 'enable-encryption') {
+    const method = input.encryptionMethod ?? 'default';
+    if (method !== 'default' && !(JOB_ENCRYPTION_METHODS as readonly string[]).includes(method)) {
+      return { ok: false, field: 'encryptionMethod', message: `encryptionMethod must be default, ${JOB_ENCRYPTION_METHODS.join(', ')}.` };
+    }
+    options = { encryptionMethod: method === 'default' ? null : method, usedSpaceOnly: input.usedSpaceOnly ?? true };
+  }
+  return { ok: true, mountPoint, protectorId, options };
+}
+
+/** Whether an active job already does what `want` asks for (same kind, same recovery password or whole volume). */
+function covers(active: Pick<JobsTable, 'kind' | 'mount_point' | 'protector_id'>, want: { kind: string; mountPoint: string | null; protectorId: string | null }): boolean {
+  if (active.kind !== want.kind) {
+    // enable-encryption and resume-protection add an escrowed recovery password first.
+    return want.kind === 'add-recovery-password' && ['enable-encryption', 'resume-protection'].includes(active.kind) && active.mount_point === want.mountPoint;
+  }
+  if (want.protectorId && active.protector_id === want.protectorId) return true;
+  // A job on the whole volume (no protector) covers every recovery password of it.
+  return active.protector_id === null && active.mount_point !== null && active.mount_point === want.mountPoint;
+}
 
 type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_password' | 'key_conflict'; volumeId: string; protectorId: string | null; keyRowId: string | null; detail: string };
 
@@ -116,7 +248,7 @@ type DesiredFinding = { kind: 'unescrowed_key' | 'mismatch' | 'no_recovery_passw
  * The server half of the Windows agent. The agent gathers and executes; every decision is here:
  * which keys to ask for, what changed, what is wrong (findings), and what the device should do (jobs).
  */
-export function createAgentService({ tx: transactions, repo, devices, keys, clients, ingest, audit: auditLog, clock, onChanged, notifier, seen }: Deps) {
+export function createAgentService({ tx: transactions, repo, devices, keys, clients, ingest, audit: auditLog, clock, onChanged, notifier, seen, policy, devicesWithFinding }: Deps) {
   // Transactions that wrote an audit event keep full durability (see repo.relaxDurability).
   const audited = new WeakSet<object>();
   // Transactions whose check-in changed a volume or recorded a new event (compliance looks again).
@@ -150,10 +282,23 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   const queueJob = async (
     tx: Executor,
     actor: Actor,
-    job: { clientId: string; deviceId: string; kind: JobKind; mountPoint: string | null; protectorId: string | null; keyRowId: string | null },
+    job: {
+      clientId: string;
+      deviceId: string;
+      kind: JobKind;
+      mountPoint: string | null;
+      protectorId: string | null;
+      keyRowId: string | null;
+      options?: JobOptions | null;
+      origin: JobOrigin;
+      /** Extra audit details: the finding a policy job answers, the rotation a backup follows. */
+      because?: Record<string, string>;
+    },
+    active?: JobsTable[],
   ): Promise<JobsTable> => {
-    const active = await repo.activeJobs(tx, job.clientId, job.deviceId);
-    const same = active.find((j) => j.kind === job.kind && j.protector_id === job.protectorId && j.mount_point === job.mountPoint);
+    const same = (active ?? (await repo.activeJobs(tx, job.clientId, job.deviceId))).find(
+      (j) => j.device_id === job.deviceId && j.kind === job.kind && j.protector_id === job.protectorId && j.mount_point === job.mountPoint,
+    );
     if (same) return same;
     const now = clock.now();
     const row: JobsTable = {
@@ -174,6 +319,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       expires_at: addDays(now, JOB_LIFETIME_DAYS),
       sent_at: null,
       finished_at: null,
+      options: job.options ? JSON.stringify(job.options) : null,
+      origin: job.origin,
     };
     await repo.insertJob(tx, row);
     await audit.record(tx, actor, {
@@ -182,8 +329,17 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       clientId: job.clientId,
       targetType: 'job',
       targetId: row.id,
-      details: { kind: job.kind, deviceId: job.deviceId, mountPoint: job.mountPoint, protectorId: job.protectorId },
+      details: {
+        kind: job.kind,
+        deviceId: job.deviceId,
+        mountPoint: job.mountPoint,
+        protectorId: job.protectorId,
+        why: job.origin,
+        ...(job.options ? { options: job.options } : {}),
+        ...job.because,
+      },
     });
+    active?.push(row);
     return row;
   };
 
@@ -414,10 +570,19 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         const device = await devices.find(tx, clientId, dev.id);
         if (!device) throw notFound('This device no longer exists.');
         const pendingLink = await repo.linkOf(tx, dev.credentialId);
-        const seenDeferred = await updateFacts(tx, device, body, now, !!pendingLink);
+        const seenDeferred = await updateFacts(tx, device, body, now, !!pendingLink, report.problems);
 
-        const volumes = await syncVolumes(tx, device, report.volumes, now);
+        // A report with problems (a manage-bde fallback that could not read every volume's
+        // protectors, an unreadable protector id) is not the whole truth: it supersedes no key, and
+        // a volume it shows without protectors keeps the protectors and findings it had.
+        const complete = report.problems.length === 0;
+        const uncovered = new Set(complete ? [] : report.volumes.filter((v) => v.protectors.length === 0).map((v) => v.mountPoint));
+        const volumes = await syncVolumes(tx, device, report.volumes, now, uncovered);
         const requestPasswords: CheckinResponse['requestPasswords'] = [];
+        const ask = (r: CheckinResponse['requestPasswords'][number]) => {
+          // The rest at the next check-in: an answer asks for at most MAX_REQUESTED_PASSWORDS.
+          if (requestPasswords.length < MAX_REQUESTED_PASSWORDS) requestPasswords.push(r);
+        };
         const desired: DesiredFinding[] = [];
 
         // What the vault knows about the protectors this device reports.
@@ -430,6 +595,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         for (const v of report.volumes) {
           const vol = volumes.get(v.mountPoint)!;
           const recovery = v.protectors.filter((p) => p.type === 'RecoveryPassword');
+          if (uncovered.has(v.mountPoint)) continue;
           if (isVolumeEncrypted(v.volumeStatus) && recovery.length === 0 && v.lockStatus !== 'Locked') {
             desired.push({ kind: 'no_recovery_password', volumeId: vol.id, protectorId: null, keyRowId: null, detail: `${v.mountPoint} is encrypted but has no recovery password protector: nobody could unlock it after a TPM or boot change.` });
           }
@@ -448,7 +614,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
               // upload that follows files it here, and links an unlinked record only when its
               // password is the same (the ingest rules), which is proof the device holds it.
               desired.push({ kind: 'unescrowed_key', volumeId: vol.id, protectorId: p.id, keyRowId: null, detail: `Recovery password ${braces(p.id)} on ${v.mountPoint} is not in the vault.` });
-              if (p.fingerprint) requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
+              if (p.fingerprint) ask({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
               continue;
             }
             if (mine.volume_id !== vol.id) {
@@ -459,20 +625,27 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
             if (!p.fingerprint) continue; // a locked volume cannot show its passwords
             const known = candidates.filter((k) => k.device_id === device.id).map((k) => fps.get(k.id)).filter(Boolean);
             if (known.includes(p.fingerprint)) continue;
-            requestPasswords.push({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
+            ask({ mountPoint: v.mountPoint, protectorId: braces(p.id) });
             if (known.length) {
               desired.push({ kind: 'mismatch', volumeId: vol.id, protectorId: p.id, keyRowId: mine.id, detail: `Recovery password ${braces(p.id)} on ${v.mountPoint} differs from the one in the vault.` });
             }
           }
           // Keys of this volume the device no longer has: superseded (or rotated, when a rotate job replaced them).
-          if (v.lockStatus === 'Locked') continue;
+          if (v.lockStatus === 'Locked' || !complete) continue;
           const present = new Set(recovery.map((p) => p.id));
           for (const k of allKeys.filter((k) => k.device_id === device.id && k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
             if (!isCurrentKey(k.state)) continue;
-            const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.state === 'awaiting_removal');
+            // The replacement is escrowed (awaiting removal, or escrowed before a failed attempt): rotated.
+            const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.new_key_id !== null);
+            const wholeVolume = rotating
+              ? undefined
+              : (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.protector_id === null && j.mount_point === v.mountPoint && j.new_key_id !== null);
             if (rotating) {
               await markKey(tx, actor, clientId, k, 'rotated', 'key.rotated', 'replaced by the rotate job; the device no longer has it');
-              await setJob(tx, actor, rotating, { state: 'succeeded', finished_at: now });
+              await finishRotation(tx, actor, device, rotating, body, now, null);
+            } else if (wholeVolume && k.key_id !== wholeVolume.new_key_id) {
+              // A rotation of every recovery password of the volume: done when the agent says so.
+              await markKey(tx, actor, clientId, k, 'rotated', 'key.rotated', 'replaced by the rotate job; the device no longer has it');
             } else {
               await markKey(tx, actor, clientId, k, 'superseded', 'key.superseded', `the device no longer has this protector on ${v.mountPoint}`);
             }
@@ -480,9 +653,11 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         }
 
         await recordEvents(tx, actor, device, body.events ?? [], now);
-        await applyJobResults(tx, actor, device, body.jobResults ?? [], now);
-        await reconcileFindings(tx, actor, device, desired, now);
-        const jobs = await offerJobs(tx, actor, device, now);
+        await applyJobResults(tx, actor, device, body, now);
+        await reconcileFindings(tx, actor, device, desired, now, new Set([...uncovered].map((m) => volumes.get(m)!.id)));
+        // The agent runs jobs from the first check-in of a run only; one offered in the check-in
+        // that reports results would be ignored and still count as an attempt.
+        const jobs = body.jobResults?.length ? [] : await offerJobs(tx, actor, device, now);
         // Compliance only when something changed, or the device is back after a day away (stale):
         // a check-in that changed nothing costs nothing more. When passwords were just requested,
         // the upload that follows within seconds evaluates instead (no "not escrowed" flap).
@@ -555,12 +730,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
               await repo.resolveFinding(tx, clientId, f.id, now);
               await audit.record(tx, actor, { action: 'finding.resolve', outcome: 'success', clientId, targetType: 'finding', targetId: f.id, details: { kind: f.kind, protectorId: a.protectorId } });
             }
-            if (job?.kind === 'rotate' && outcome !== 'conflict' && a.keyId !== parseKeyIdOrNull(job.protector_id) && ['sent', 'pending'].includes(job.state)) {
-              await setJob(tx, actor, job, { state: 'awaiting_removal', new_key_id: a.keyId }, 'new recovery password escrowed');
-            }
-            if (job?.kind === 'backup' && a.keyId === parseKeyIdOrNull(job.protector_id)) {
-              await setJob(tx, actor, job, { state: 'succeeded', finished_at: now }, 'protector uploaded');
-            }
+            if (job) await noteJobUpload(tx, actor, job, a, outcome, now);
           }
         }
         if (conflicts.length) {
@@ -599,24 +769,16 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     },
 
     // ------------------------------------------------------------ admin views and actions
-    async queueJobFor(actor: Actor, deviceId: string, input: { kind: JobKind; mountPoint?: string | null; protectorId?: string | null }): Promise<JobView> {
+    async queueJobFor(actor: Actor, deviceId: string, input: JobInput & { kind: JobKind }): Promise<JobView> {
       requirePermission(actor, 'agent:manage');
       return transactions.run(async (tx) => {
         const device = await findVisibleDevice(tx, actor, deviceId);
         if (!(await repo.hasActiveCredential(tx, device.client_id, device.id))) {
           throw badRequest(`${device.name} has no enrolled agent to run the job.`);
         }
-        const id = input.protectorId ? parseKeyId(input.protectorId) : null;
-        if (id && !id.ok) throw badRequest(`protectorId: ${id.reason}`, { field: 'protectorId' });
-        const mount = input.mountPoint ? normalizeMountPoint(input.mountPoint) : null;
-        if (input.kind !== 'rotate' && !id) throw badRequest(`A ${input.kind} job needs the protectorId of a recovery password.`, { field: 'protectorId' });
-        if (!mount) throw badRequest('A job needs the mountPoint of the volume, e.g. "C:".', { field: 'mountPoint' });
-        let keyRowId: string | null = null;
-        if (id?.ok) {
-          const [k] = await keys.byKeyIds(tx, device.client_id, [id.value]);
-          keyRowId = k?.id ?? null;
-        }
-        const row = await queueJob(tx, actor, { clientId: device.client_id, deviceId: device.id, kind: input.kind, mountPoint: mount, protectorId: id?.ok ? braces(id.value) : null, keyRowId });
+        const plan = planJob(input.kind, input);
+        if (!plan.ok) throw badRequest(plan.message, { field: plan.field });
+        const row = await queueJob(tx, actor, { ...(await resolveKey(tx, device.client_id, device.id, plan)), clientId: device.client_id, deviceId: device.id, kind: input.kind, origin: 'manual' });
         return jobView(row);
       });
     },
@@ -625,6 +787,197 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       requirePermission(actor, 'device:read');
       const device = await findVisibleDevice(transactions.reader, actor, deviceId);
       return (await repo.jobsOf(transactions.reader, device.client_id, device.id)).map(jobView);
+    },
+
+    /** A client's agent jobs, newest first; `state` 'active' = pending, sent or awaiting removal. */
+    async listClientJobs(actor: Actor, clientId: string, filter: { state?: string; kind?: string; limit?: number } = {}): Promise<ClientJobView[]> {
+      requirePermission(actor, 'device:read');
+      const client = await requireVisibleClient(transactions.reader, actor, clientId, 'device:read');
+      if (filter.kind && !isAgentJobKind(filter.kind)) throw badRequest(`Unknown job kind "${filter.kind.slice(0, 40)}".`, { field: 'kind' });
+      const rows = await repo.clientJobs(transactions.reader, client.id, {
+        kinds: filter.kind ? [filter.kind] : AGENT_JOB_KINDS,
+        states: filter.state === 'active' ? ACTIVE_JOB_STATES : filter.state ? [filter.state] : undefined,
+        limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000),
+      });
+      return rows.map((r) => ({ ...jobView(r), device: { id: r.device_id, name: r.device_name } }));
+    },
+
+    /**
+     * Queues one kind of job on many devices of a client: the devices named, the devices with an
+     * open finding of a code (one job per finding, on its volume and recovery password), or every
+     * device with an agent. Devices that cannot take it are listed with the reason, not refused.
+     */
+    async queueJobsForClient(
+      actor: Actor,
+      clientId: string,
+      input: { kind: JobKind; deviceIds?: string[]; finding?: FindingCode; mountPoint?: string | null; dryRun?: boolean },
+    ): Promise<BulkQueueResult> {
+      requirePermission(actor, 'agent:manage');
+      if (!isAgentJobKind(input.kind)) throw badRequest(`Unknown job kind "${String(input.kind).slice(0, 40)}"; use one of ${AGENT_JOB_KINDS.join(', ')}.`, { field: 'kind' });
+      if (input.finding !== undefined && !(FINDING_CODES as readonly string[]).includes(input.finding)) {
+        throw badRequest(`Unknown finding code "${String(input.finding).slice(0, 60)}".`, { field: 'finding' });
+      }
+      if (input.finding && input.mountPoint) throw badRequest('Give a finding or a mountPoint, not both: a finding names its own volume.', { field: 'mountPoint' });
+      const kind = input.kind;
+      const dryRun = input.dryRun === true;
+      return transactions.run(async (tx) => {
+        const client = await requireVisibleClient(tx, actor, clientId, 'agent:manage');
+        const out: BulkQueueResult = { queued: 0, dryRun, jobs: [], skipped: [] };
+        const policy = await policyOf(tx, client.id);
+
+        // What to do on which device: from the findings, or on the volume named (default: the OS volume).
+        const wanted = new Map<string, { mountPoint: string | null; protectorId: string | null }[] | null>();
+        const named = input.deviceIds ? [...new Set(input.deviceIds.map((d) => d.toLowerCase()))] : null;
+        if (input.finding) {
+          const rows = await (devicesWithFinding?.(tx, client.id, input.finding) ?? Promise.resolve([]));
+          const byDevice = new Map(rows.map((r) => [r.deviceId, r.findings.filter((f) => f.code === input.finding)]));
+          for (const id of named ?? [...byDevice.keys()]) {
+            const fs = byDevice.get(id);
+            wanted.set(id, fs?.length ? fs.map((f) => ({ mountPoint: f.mountPoint, protectorId: f.protectorId ? braces(f.protectorId) : null })) : null);
+          }
+        } else {
+          for (const id of named ?? (await repo.agentDeviceIds(tx, client.id))) wanted.set(id, []);
+        }
+        const ids = [...wanted.keys()];
+        const batch = await loadBatch(tx, client.id, ids);
+        for (const id of ids) {
+          const d = batch.devices.get(id);
+          if (!d) {
+            out.skipped.push({ deviceId: id, device: null, why: 'no such device in this client' });
+            continue;
+          }
+          const why = unfit(d);
+          if (why) {
+            out.skipped.push({ deviceId: id, device: d.name, why });
+            continue;
+          }
+          let targets = wanted.get(id);
+          if (targets === null) {
+            out.skipped.push({ deviceId: id, device: d.name, why: `no open finding ${input.finding}` });
+            continue;
+          }
+          if (targets!.length === 0) {
+            // No finding: the volume named, or the operating-system volume the agent reported.
+            const vols = batch.volumes.get(id) ?? [];
+            const vol = input.mountPoint ? vols.find((v) => v.mount_point === normalizeMountPoint(input.mountPoint!)) : vols.find((v) => v.volume_type === 'os');
+            const mountPoint = input.mountPoint ? normalizeMountPoint(input.mountPoint) : (vol?.mount_point ?? null);
+            if (!mountPoint) {
+              out.skipped.push({ deviceId: id, device: d.name, why: 'its agent reported no operating-system volume; name a mountPoint' });
+              continue;
+            }
+            if (PROTECTOR_KINDS.includes(kind)) {
+              const passwords = recoveryPasswordIds(vol?.protectors ?? null);
+              if (passwords.length === 0) {
+                out.skipped.push({ deviceId: id, device: d.name, why: `${mountPoint} has no recovery password to back up` });
+                continue;
+              }
+              targets = passwords.map((p) => ({ mountPoint, protectorId: braces(p) }));
+            } else targets = [{ mountPoint, protectorId: null }];
+          }
+          for (const t of targets!) {
+            const plan = planJob(kind, {
+              mountPoint: t.mountPoint,
+              protectorId: VOLUME_KINDS.includes(kind) ? null : t.protectorId,
+              ...(kind === 'enable-encryption' ? { encryptionMethod: policy.encryptionMethod } : {}),
+            });
+            if (!plan.ok) {
+              out.skipped.push({ deviceId: id, device: d.name, why: plan.message });
+              continue;
+            }
+            const want = { kind, mountPoint: plan.mountPoint, protectorId: plan.protectorId };
+            const dup = (batch.active.get(id) ?? []).find((j) => covers(j, want));
+            if (dup) {
+              out.skipped.push({ deviceId: id, device: d.name, why: `already queued: ${dup.kind} for ${jobTarget({ mountPoint: dup.mount_point, protectorId: dup.protector_id })}` });
+              continue;
+            }
+            let jobId: string | null = null;
+            if (!dryRun) {
+              const list = batch.active.get(id) ?? batch.active.set(id, []).get(id)!;
+              const row = await queueJob(
+                tx,
+                actor,
+                { ...(await resolveKey(tx, client.id, id, plan)), clientId: client.id, deviceId: id, kind, origin: 'bulk', because: input.finding ? { finding: input.finding } : undefined },
+                list,
+              );
+              jobId = row.id;
+            } else {
+              (batch.active.get(id) ?? batch.active.set(id, []).get(id)!).push({ kind, mount_point: plan.mountPoint, protector_id: plan.protectorId } as JobsTable);
+            }
+            out.queued++;
+            out.jobs.push({ jobId, deviceId: id, device: d.name, kind, mountPoint: plan.mountPoint, protectorId: plan.protectorId });
+          }
+        }
+        return out;
+      });
+    },
+
+    /**
+     * Called by compliance in its evaluation's transaction: the policy's enforce fields turn findings
+     * into agent jobs (escrow, encryption, key age). Only devices with a live agent that are not
+     * waiting for a link, retired or on hold; never a second job for the same work, and not again
+     * within 24 hours after one of the same kind and volume ended (the device's next report shows
+     * whether it worked; a failure is not retried every hour).
+     */
+    async enforcePolicy(tx: Executor, clientId: string, policy: Policy, evaluated: { deviceId: string; findings: Finding[] }[]): Promise<{ queued: number }> {
+      if (!enforcesAnything(policy)) return { queued: 0 };
+      const wants = new Map<string, { kind: JobKind; finding: Finding; protectorId: string | null }[]>();
+      for (const d of evaluated) {
+        const list: { kind: JobKind; finding: Finding; protectorId: string | null }[] = [];
+        const osUnprotected = d.findings.some((f) => f.code === 'os_volume_unprotected');
+        for (const f of d.findings) {
+          if (!f.mountPoint) continue;
+          const kind = enforcedKind(policy, f.code);
+          if (!kind) continue;
+          // A data drive's auto-unlock needs an encrypted OS drive: that one comes first.
+          if (f.code === 'data_volume_unprotected' && osUnprotected) continue;
+          list.push({ kind, finding: f, protectorId: kind === 'rotate' || kind === 're-escrow' ? (f.protectorId ? braces(f.protectorId) : null) : null });
+        }
+        if (list.length) wants.set(d.deviceId, list);
+      }
+      if (wants.size === 0) return { queued: 0 };
+      const ids = [...wants.keys()];
+      const now = clock.now();
+      const batch = await loadBatch(tx, clientId, ids, new Date(Date.parse(now) - POLICY_BACKOFF_MS).toISOString());
+      // Rotation by age only: a revealed key is rotated by the disclosure rule (rotate after disclosure), not by the policy.
+      const rotateIds = [...wants.values()].flat().filter((w) => w.kind === 'rotate' && w.finding.protectorId).map((w) => w.finding.protectorId!);
+      const keyState = new Map((await keys.byKeyIds(tx, clientId, [...new Set(rotateIds)])).map((k) => [`${k.device_id}|${k.key_id}`, k]));
+      const actor = systemActor('compliance policy');
+      let queued = 0;
+      for (const [id, list] of wants) {
+        const d = batch.devices.get(id);
+        if (!d || unfit(d)) continue;
+        const vols = new Map((batch.volumes.get(id) ?? []).map((v) => [v.id, v]));
+        for (const w of list) {
+          const f = w.finding;
+          const volume = f.volumeId ? vols.get(f.volumeId) : undefined;
+          // Only a drive that is not encrypted at all: one being decrypted was decrypted on purpose.
+          if (w.kind === 'enable-encryption' && volume?.volume_status !== 'FullyDecrypted') continue;
+          let keyRowId: string | null = null;
+          if (w.kind === 'rotate') {
+            const k = f.protectorId ? keyState.get(`${id}|${f.protectorId}`) : undefined;
+            if (!k || k.state !== 'active') continue;
+            keyRowId = k.id;
+          }
+          const plan = planJob(w.kind, {
+            mountPoint: f.mountPoint,
+            protectorId: w.protectorId,
+            ...(w.kind === 'enable-encryption' ? { encryptionMethod: policy.encryptionMethod } : {}),
+          });
+          if (!plan.ok) continue;
+          const want = { kind: w.kind, mountPoint: plan.mountPoint, protectorId: plan.protectorId };
+          const active = batch.active.get(id) ?? batch.active.set(id, []).get(id)!;
+          if (active.some((j) => covers(j, want))) continue;
+          if ((batch.ended.get(id) ?? []).some((j) => j.kind === want.kind && (j.mount_point === want.mountPoint || (!!want.protectorId && j.protector_id === want.protectorId)))) continue;
+          await queueJob(
+            tx,
+            actor,
+            { clientId, deviceId: id, kind: w.kind, mountPoint: plan.mountPoint, protectorId: plan.protectorId, keyRowId, options: plan.options, origin: 'policy', because: { finding: f.code } },
+            active,
+          );
+          queued++;
+        }
+      }
+      return { queued };
     },
 
     async listFindings(actor: Actor, filter: { clientId?: string; deviceId?: string; open?: boolean; limit?: number } = {}): Promise<FindingView[]> {
@@ -712,9 +1065,43 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       if (!(await clients.rotatesAfterDisclosure(tx, key.client_id))) return;
       if (!(await repo.hasActiveCredential(tx, key.client_id, key.device_id))) return;
       const mountPoint = await keys.mountPointOf(tx, key.client_id, key.id);
-      await queueJob(tx, actor, { clientId: key.client_id, deviceId: key.device_id, kind: 'rotate', mountPoint, protectorId: braces(key.key_id), keyRowId: key.id });
+      await queueJob(tx, actor, { clientId: key.client_id, deviceId: key.device_id, kind: 'rotate', mountPoint, protectorId: braces(key.key_id), keyRowId: key.id, origin: 'disclosure' });
     },
   };
+
+  // ---------------------------------------------------------------- jobs of many devices
+  const policyOf = async (exec: Executor, clientId: string) =>
+    (await policy?.(exec, clientId)) ?? { directoryBackupAfterRotation: true, encryptionMethod: 'default' as const };
+
+  /** Everything bulk queueing and enforcement need about a set of devices, in a fixed number of queries. */
+  async function loadBatch(exec: Executor, clientId: string, ids: readonly string[], endedSince?: string) {
+    const group = <T extends { device_id: string }>(rows: T[]) => {
+      const m = new Map<string, T[]>();
+      for (const r of rows) (m.get(r.device_id) ?? m.set(r.device_id, []).get(r.device_id)!).push(r);
+      return m;
+    };
+    const valid = ids.filter(isId);
+    const [targets, volumes, active, ended] = await Promise.all([
+      repo.jobTargets(exec, clientId, valid),
+      repo.volumesOfDevices(exec, clientId, valid),
+      repo.activeJobsOfDevices(exec, clientId, valid),
+      endedSince ? repo.jobsEndedSince(exec, clientId, valid, endedSince) : Promise.resolve([]),
+    ]);
+    return { devices: new Map(targets.map((t) => [t.id, t])), volumes: group(volumes), active: group(active.filter((j) => isAgentJobKind(j.kind))), ended: group(ended) };
+  }
+
+  /** The device's own key row for a job's recovery password, and the volume it sits on when the job names none. */
+  async function resolveKey(
+    exec: Executor,
+    clientId: string,
+    deviceId: string,
+    plan: { mountPoint: string | null; protectorId: string | null; options: JobOptions | null },
+  ): Promise<{ mountPoint: string | null; protectorId: string | null; keyRowId: string | null; options: JobOptions | null }> {
+    const keyId = parseKeyIdOrNull(plan.protectorId);
+    const key = keyId ? (await keys.byKeyIds(exec, clientId, [keyId])).find((k) => k.device_id === deviceId) : undefined;
+    const mountPoint = plan.mountPoint ?? (key ? await keys.mountPointOf(exec, clientId, key.id) : null) ?? null;
+    return { mountPoint, protectorId: plan.protectorId, keyRowId: key?.id ?? null, options: plan.options };
+  }
 
   // ---------------------------------------------------------------- check-in steps
   /** Whether a key of the device came from anything but the device's own agents (Entra, AD, an import). */
@@ -730,7 +1117,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     return d;
   }
 
-  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string, pendingLink: boolean) {
+  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string, pendingLink: boolean, problems: string[]) {
     const d = body.device;
     const entra = d.entra?.deviceId ?? d.entraDeviceId ?? null;
     const parsedEntra = entra ? parseKeyId(entra) : null;
@@ -753,6 +1140,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       tpm: d.tpm ?? null,
       secureBoot: d.secureBoot ?? null,
       agentVersion: body.agentVersion ?? null,
+      // What the last report could not read (shown with the device; nothing was superseded because of it).
+      ...(problems.length ? { reportProblems: problems.slice(0, 20).map((p) => p.slice(0, 300)) } : {}),
     };
     const patch = {
       name,
@@ -775,19 +1164,20 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     return false;
   }
 
-  async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string): Promise<Map<string, VolumesTable>> {
+  /** `keepProtectors`: mount points whose protectors the report could not read; their stored list stays. */
+  async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string, keepProtectors: ReadonlySet<string>): Promise<Map<string, VolumesTable>> {
     const existing = await devices.volumesOfDevice(tx, device.client_id, device.id);
     const out = new Map<string, VolumesTable>();
     for (const v of reported) {
+      let row = existing.find((x) => x.mount_point === v.mountPoint);
       const state = {
         volume_status: v.volumeStatus,
         protection_status: v.protectionStatus,
         lock_status: v.lockStatus,
         encryption_method: v.encryptionMethod,
         encryption_percentage: v.encryptionPercentage === null ? null : Math.round(v.encryptionPercentage),
-        protectors: JSON.stringify(v.protectors.map((p) => ({ id: p.id, type: p.type }))),
+        protectors: keepProtectors.has(v.mountPoint) && row ? row.protectors : JSON.stringify(v.protectors.map((p) => ({ id: p.id, type: p.type }))),
       };
-      let row = existing.find((x) => x.mount_point === v.mountPoint);
       const changed = !row || (Object.keys(state) as (keyof typeof state)[]).some((k) => row![k] !== state[k]);
       if (!row) {
         row = {
@@ -855,33 +1245,125 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     }
   }
 
-  async function applyJobResults(tx: Executor, actor: Actor, device: DevicesTable, results: NonNullable<CheckinRequest['jobResults']>, now: string) {
-    for (const r of results) {
+  /**
+   * An upload carrying a job's id: what it proves for the job. Only "stored" or "duplicate" counts as
+   * escrowed (a conflict is a password that differs from the vault's under the same key ID).
+   */
+  async function noteJobUpload(tx: Executor, actor: Actor, job: JobsTable, key: { keyId: string; mountPoint: string; protectorId: string }, outcome: string, now: string) {
+    if (!ACTIVE_JOB_STATES.includes(job.state) || !isAgentJobKind(job.kind)) return;
+    const escrowed = outcome === 'imported' || outcome === 'duplicate';
+    const named = parseKeyIdOrNull(job.protector_id);
+    const kind = job.kind;
+    if (kind === 'backup' || (kind === 're-escrow' && named)) {
+      if (key.keyId !== named) return;
+      if (escrowed) await setJob(tx, actor, job, { state: 'succeeded', finished_at: now, new_key_id: key.keyId, detail: 'recovery password escrowed' }, 'protector uploaded');
+      else await setJob(tx, actor, job, { detail: `the vault answered ${outcome} for ${key.protectorId}: not escrowed` });
+      return;
+    }
+    if (!escrowed || job.state === 'awaiting_removal') return;
+    if (kind === 'rotate') {
+      if (key.keyId === named) return;
+      // The old key's volume as the vault knows it now: the agent follows a protector whose drive letter changed.
+      const old = job.recovery_key_id ? await keys.mountPointOf(tx, job.client_id, job.recovery_key_id) : null;
+      if (job.mount_point && key.mountPoint !== job.mount_point && key.mountPoint !== old) return;
+      await setJob(tx, actor, job, { state: 'awaiting_removal', new_key_id: key.keyId }, 'new recovery password escrowed');
+      return;
+    }
+    if ((ESCROW_FIRST.includes(kind) || kind === 're-escrow') && !job.new_key_id && key.mountPoint === job.mount_point) {
+      // Escrowed first: the job may now enable, resume or report done (the state stays until it does).
+      await setJob(tx, actor, job, { new_key_id: key.keyId });
+    }
+  }
+
+  async function applyJobResults(tx: Executor, actor: Actor, device: DevicesTable, body: CheckinRequest, now: string) {
+    for (const r of body.jobResults ?? []) {
       const job = await repo.findJob(tx, device.client_id, device.id, r.jobId);
-      if (!job || !['pending', 'sent', 'awaiting_removal'].includes(job.state)) continue;
+      // Only the agent's own kinds: an Intune rotation of the same device is not the agent's to report.
+      if (!job || !ACTIVE_JOB_STATES.includes(job.state) || !isAgentJobKind(job.kind)) continue;
       const detail = r.detail?.slice(0, 500) ?? null;
       if (r.status === 'failed') {
         const final = job.attempts >= job.max_attempts;
         await setJob(tx, actor, job, { state: final ? 'failed' : 'pending', detail, ...(final ? { finished_at: now } : {}) }, detail ?? 'the agent reported a failure');
         continue;
       }
+      const refused = await refuseSuccess(tx, device, job);
+      if (refused) {
+        // "Done" without an escrowed recovery password would leave nothing to unlock the disk with: try again.
+        await setJob(tx, actor, job, { state: 'pending', detail: refused }, refused);
+        continue;
+      }
       if (job.kind === 'rotate') {
-        if (job.state !== 'awaiting_removal') {
-          // "Done" without a new key in the vault would leave nothing to unlock the disk with.
-          await setJob(tx, actor, job, { state: 'pending', detail: 'reported done before a new recovery password was escrowed' }, 'no escrowed replacement yet');
-          continue;
-        }
-        if (job.recovery_key_id) {
-          const old = await keys.stateOf(tx, device.client_id, job.recovery_key_id);
-          if (old) await markKey(tx, actor, device.client_id, old, 'rotated', 'key.rotated', 'replaced by a new recovery password on the device');
-        }
+        await finishRotation(tx, actor, device, job, body, now, detail, r.removedProtectorId ?? null);
+        continue;
       }
       await setJob(tx, actor, job, { state: 'succeeded', finished_at: now, detail }, detail ?? undefined);
     }
   }
 
-  async function reconcileFindings(tx: Executor, actor: Actor, device: DevicesTable, desired: DesiredFinding[], now: string) {
-    const open = await repo.openFindings(tx, device.client_id, device.id);
+  /**
+   * Why the agent's "succeeded" cannot be taken for this job, or null when it can. Kinds that escrow
+   * first need the recovery password they escrowed (uploaded with the job's id, answered stored or
+   * duplicate); backup and re-escrow of one password succeed at that upload, so a report of success
+   * for one still waiting means the vault never answered stored or duplicate.
+   */
+  async function refuseSuccess(tx: Executor, device: DevicesTable, job: JobsTable): Promise<string | null> {
+    const kind = job.kind as JobKind;
+    if (ESCROW_FIRST.includes(kind)) return job.new_key_id ? null : NOT_ESCROWED;
+    if (kind === 'backup' || (kind === 're-escrow' && job.protector_id)) return `${NOT_ESCROWED} (the vault did not answer stored or duplicate for ${job.protector_id})`;
+    if (kind === 're-escrow') {
+      if (!job.new_key_id) return NOT_ESCROWED;
+      // Every recovery password the volume has (as the agent last reported it) must be in the vault.
+      const vol = (await devices.volumesOfDevice(tx, device.client_id, device.id)).find((v) => v.mount_point === job.mount_point);
+      const held = new Set((await keys.ofDevice(tx, device.client_id, device.id)).filter((k) => k.state === 'active' || k.state === 'disclosed').map((k) => k.key_id));
+      const missing = recoveryPasswordIds(vol?.protectors ?? null).filter((id) => !held.has(id));
+      if (missing.length) return `${NOT_ESCROWED}: ${missing.map(braces).join(', ')} on ${job.mount_point} is not in the vault`;
+    }
+    return null;
+  }
+
+  /**
+   * A rotation is done: the old key is rotated, and (unless the policy says otherwise) the new one
+   * is backed up to the directory the device is joined to, as Microsoft's own rotation does, so AD
+   * and Entra ID do not keep showing only the removed password.
+   */
+  async function finishRotation(tx: Executor, actor: Actor, device: DevicesTable, job: JobsTable, body: CheckinRequest, now: string, detail: string | null, removedProtectorId: string | null = null) {
+    if (job.recovery_key_id) {
+      const old = await keys.stateOf(tx, device.client_id, job.recovery_key_id);
+      if (old) await markKey(tx, actor, device.client_id, old, 'rotated', 'key.rotated', 'replaced by a new recovery password on the device');
+    } else if (removedProtectorId) {
+      // A rotation of every recovery password of the volume: the one the agent removed.
+      const removed = parseKeyIdOrNull(removedProtectorId);
+      const k = removed && removed !== job.new_key_id ? (await keys.byKeyIds(tx, device.client_id, [removed])).find((x) => x.device_id === device.id) : undefined;
+      if (k && isCurrentKey(k.state)) await markKey(tx, actor, device.client_id, k, 'rotated', 'key.rotated', 'replaced by a new recovery password on the device');
+    }
+    const backups: JobKind[] = [];
+    if (job.new_key_id && (await policyOf(tx, device.client_id)).directoryBackupAfterRotation) {
+      if (body.device.domainJoined === true) backups.push('backup-to-ad');
+      if (body.device.entra?.joinType === 'AzureAdJoined' || body.device.entra?.joinType === 'HybridJoined') backups.push('backup-to-entra');
+    }
+    const note = backups.length ? `backup of the new recovery password to ${backups.map((b) => (b === 'backup-to-ad' ? 'Active Directory' : 'Entra ID')).join(' and ')} queued` : null;
+    const text = [detail, note].filter(Boolean).join('; ').slice(0, 1000) || null;
+    await setJob(tx, actor, job, { state: 'succeeded', finished_at: now, detail: text }, text ?? undefined);
+    if (!backups.length) return;
+    const fresh = (await keys.byKeyIds(tx, device.client_id, [job.new_key_id!])).find((k) => k.device_id === device.id);
+    const mountPoint = job.mount_point ?? (fresh ? await keys.mountPointOf(tx, device.client_id, fresh.id) : null) ?? null;
+    for (const kind of backups) {
+      await queueJob(tx, actor, {
+        clientId: device.client_id,
+        deviceId: device.id,
+        kind,
+        mountPoint,
+        protectorId: braces(job.new_key_id!),
+        keyRowId: fresh?.id ?? null,
+        origin: 'rotation',
+        because: { rotateJob: job.id },
+      });
+    }
+  }
+
+  /** `keepVolumes`: volumes the report could not read in full; their open findings stay as they are. */
+  async function reconcileFindings(tx: Executor, actor: Actor, device: DevicesTable, desired: DesiredFinding[], now: string, keepVolumes: ReadonlySet<string>) {
+    const open = (await repo.openFindings(tx, device.client_id, device.id)).filter((f) => !f.volume_id || !keepVolumes.has(f.volume_id));
     const key = (f: { kind: string; volume_id?: string | null; volumeId?: string; protector_id?: string | null; protectorId?: string | null }) =>
       `${f.kind}|${f.volume_id ?? f.volumeId}|${f.protector_id ?? f.protectorId ?? ''}`;
     const want = new Map(desired.map((d) => [key(d), d]));
@@ -914,6 +1396,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   async function offerJobs(tx: Executor, actor: Actor, device: DevicesTable, now: string): Promise<JobOffer[]> {
     const offers: JobOffer[] = [];
     for (const job of await repo.activeJobs(tx, device.client_id, device.id)) {
+      // Other producers' jobs of the device (an Intune rotation) are not for the agent.
+      if (!isAgentJobKind(job.kind)) continue;
       if (job.expires_at <= now) {
         await setJob(tx, actor, job, { state: 'expired', finished_at: now }, 'not completed in time');
         continue;
@@ -923,12 +1407,43 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         continue;
       }
       await setJob(tx, actor, job, { state: job.state === 'pending' ? 'sent' : job.state, attempts: job.attempts + 1, sent_at: now });
-      offers.push({ id: job.id, kind: job.kind as JobKind, mountPoint: job.mount_point, protectorId: job.protector_id });
+      const o = jobOptions(job);
+      offers.push({ id: job.id, kind: job.kind, mountPoint: job.mount_point, protectorId: job.protector_id, ...o });
     }
     return offers;
   }
 
   return service;
+}
+
+/** Why a device's agent may not be given work right now, or null when it may. */
+function unfit(d: { retired_at: string | null; legal_hold_at?: string | null; client_legal_hold_at?: string | null; has_agent: boolean; pending_link: boolean }): string | null {
+  if (d.retired_at) return 'retired';
+  if (d.legal_hold_at || d.client_legal_hold_at) return 'on legal hold: its keys stay as they are';
+  if (!d.has_agent) return 'no enrolled agent';
+  if (d.pending_link) return 'its agent waits for an admin to approve its link to this device';
+  return null;
+}
+
+/** The job a policy's enforce fields ask for on a finding, if any. */
+function enforcedKind(policy: Policy, code: FindingCode): JobKind | null {
+  if (policy.enforceEscrow && code === 'recovery_password_missing') return 'add-recovery-password';
+  if (policy.enforceEscrow && code === 'recovery_key_not_escrowed') return 're-escrow';
+  if (policy.enforceEncryption && (code === 'os_volume_unprotected' || code === 'data_volume_unprotected')) return 'enable-encryption';
+  if (policy.enforceEncryption && code === 'protection_suspended') return 'resume-protection';
+  if (policy.enforceKeyAge && code === 'key_rotation_due') return 'rotate';
+  return null;
+}
+
+/** Key IDs (normalised) of the recovery-password protectors in a volume row's protector list. */
+function recoveryPasswordIds(json: string | null): string[] {
+  if (!json) return [];
+  try {
+    const list = JSON.parse(json) as { id?: unknown; type?: unknown }[];
+    return Array.isArray(list) ? list.filter((p) => p.type === 'RecoveryPassword' && typeof p.id === 'string').flatMap((p) => parseKeyIdOrNull(p.id as string) ?? []) : [];
+  } catch {
+    return [];
+  }
 }
 
 function parseKeyIdOrNull(s: string | null): string | null {

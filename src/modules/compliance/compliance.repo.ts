@@ -101,6 +101,16 @@ export function createComplianceRepo() {
         .limit(limit)
         .execute();
     },
+    /** A client's stored evaluations whose findings may hold this code (the caller parses to be sure). */
+    statusesWithFinding(exec: Executor, clientId: string, code: string) {
+      return exec
+        .selectFrom('device_compliance')
+        .select(['device_id', 'findings'])
+        .where('client_id', '=', clientId)
+        .where('findings', 'like', `%"code":"${code.replace(/[^a-z_]/g, '')}"%`)
+        .orderBy('device_id')
+        .execute();
+    },
     /** Current statuses with device and client names, a page at a time (keyset on device id). */
     listStatuses(exec: Executor, scope: ClientScope, filter: { clientId?: string; status?: string; after?: string }, limit: number) {
       let q = exec

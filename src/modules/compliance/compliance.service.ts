@@ -11,6 +11,7 @@ import {
   POLICY_FIELDS,
   applyOverrides,
   effectivePolicy,
+  enforcesAnything,
   policyOverridesSchema,
   type Policy,
   type PolicyOverrides,
@@ -68,6 +69,12 @@ type Deps = {
   audit: Pick<AuditService, 'record'>;
   clock: Clock;
   notifier: Notifier;
+  /**
+   * The policy's enforce fields: turns a batch of evaluated devices' findings into agent jobs, in
+   * the evaluation's transaction (the agent module decides what may be queued). Called only when
+   * the policy enforces something.
+   */
+  enforce?: (tx: Executor, clientId: string, policy: Policy, devices: { deviceId: string; findings: Finding[] }[]) => Promise<unknown>;
 };
 
 const BATCH = 500;
@@ -96,7 +103,7 @@ const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `$
  * runs the pure rules in src/domain/compliance, and writes only what changed: the current status,
  * a history row, and notification events (in the same transaction, through the notifier's outbox).
  */
-export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier }: Deps) {
+export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier, enforce }: Deps) {
   const reader = transactions.reader;
   // ------------------------------------------------------------------ policies
   async function readOverrides(exec: Executor, scope: string): Promise<{ overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null }> {
@@ -140,6 +147,8 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
       const upserts: DeviceComplianceTable[] = [];
       const history: ComplianceHistoryTable[] = [];
       const retired: string[] = [];
+      // Every evaluated device with findings, changed or not: enforcement turned on later still acts.
+      const enforceable: { deviceId: string; findings: Finding[] }[] = [];
       for (const d of devices) {
         const prev = current.get(d.id);
         if (d.retiredAt) {
@@ -152,6 +161,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
         }
         out.evaluated++;
         const e = evaluateDevice(d, pol, now);
+        if (e.status === 'non-compliant') enforceable.push({ deviceId: d.id, findings: e.findings });
         const signature = evaluationSignature(e);
         if (prev && prev.signature === signature) continue;
         out.changed++;
@@ -179,6 +189,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
       await repo.upsertStatuses(tx, upserts);
       await repo.insertHistory(tx, history);
       await repo.deleteStatuses(tx, clientId, retired);
+      if (enforce && enforceable.length && enforcesAnything(pol)) await enforce(tx, clientId, pol, enforceable);
     }
     return out;
   }
@@ -483,6 +494,17 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
         lastSeenAt: r.last_seen_at,
         findings: (JSON.parse(r.findings) as Finding[]).map(withInfo),
       }));
+    },
+
+    /** The policy in force for a client, read in the caller's transaction (the agent's rotation backups). */
+    policyIn: (exec: Executor, clientId: string) => policyFor(exec, clientId),
+
+    /** Devices of a client whose stored evaluation has a finding of this code, with those findings. */
+    async devicesWithFinding(exec: Executor, clientId: string, code: FindingCode): Promise<{ deviceId: string; findings: Finding[] }[]> {
+      const rows = await repo.statusesWithFinding(exec, clientId, code);
+      return rows
+        .map((r) => ({ deviceId: r.device_id, findings: (JSON.parse(r.findings) as Finding[]).filter((f) => f.code === code) }))
+        .filter((r) => r.findings.length > 0);
     },
 
     /** For the reports module: may this actor read compliance data of a client? */

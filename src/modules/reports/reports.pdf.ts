@@ -238,7 +238,23 @@ function policyLines(p: Policy): string[] {
     `Minimum method: ${METHOD_WORDS[p.minMethodOs]} (OS), ${METHOD_WORDS[p.minMethodFixed]} (fixed), ${METHOD_WORDS[p.minMethodRemovable]} (removable).`,
     `OS drive protector: ${p.osProtector === 'tpm_pin' ? 'TPM + PIN' : p.osProtector === 'tpm' ? 'TPM' : 'any'}. Suspension allowed for ${p.suspendedGraceHours} h (updates).`,
     `Recovery password ${p.requireRecoveryPassword ? 'required and escrowed in Keywarden' : 'not required'}${p.requireDirectoryEscrow !== 'none' ? `, also in ${p.requireDirectoryEscrow === 'ad' ? 'Active Directory' : p.requireDirectoryEscrow === 'entra' ? 'Entra ID' : 'AD or Entra ID'}` : ''}${p.maxKeyAgeDays ? `; rotated every ${p.maxKeyAgeDays} days` : ''}. Stale after ${p.staleAfterDays} days unseen.`,
+    enforcementLine(p),
   ];
+}
+
+/** What the Keywarden agent does about findings on its own (the policy's enforce fields). */
+function enforcementLine(p: Policy): string {
+  const acts = [
+    p.enforceEscrow && 'adds and escrows missing recovery passwords',
+    p.enforceEncryption &&
+      `turns on encryption (${p.encryptionMethod === 'default' ? "Windows' default method" : METHOD_WORDS[p.encryptionMethod]}) and resumes suspended protection`,
+    p.enforceKeyAge && p.maxKeyAgeDays && 'rotates recovery passwords past their maximum age',
+  ].filter(Boolean);
+  const backup = p.directoryBackupAfterRotation ? ' Rotated passwords are also backed up to AD / Entra ID where the device is joined.' : '';
+  return (
+    (acts.length ? `The Keywarden agent ${acts.join('; ')}, always escrowing first.` : 'The Keywarden agent reports findings; it changes nothing on its own.') +
+    backup
+  );
 }
 
 export async function renderSummaryPdf(out: NodeJS.WritableStream, input: { data: SummaryData; branding: Branding; policy: Policy | null }): Promise<number> {
