@@ -23,6 +23,8 @@ import { tokenRoutes } from './http/routes/tokens.routes.js';
 import { settingsRoutes } from './http/routes/settings.routes.js';
 import { setupRoutes } from './http/routes/setup.routes.js';
 import { agentRoutes } from './http/routes/agent.routes.js';
+import { agentFileDownloadRoutes, agentFileRoutes } from './http/routes/agent-files.routes.js';
+import { agentHealthRoutes } from './http/routes/agent-health.routes.js';
 import { graphRoutes } from './http/routes/graph.routes.js';
 import { notificationRoutes } from './http/routes/notifications.routes.js';
 import { exportRoutes } from './http/routes/exports.routes.js';
@@ -211,6 +213,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
         settingsRoutes,
         setupRoutes,
         agentRoutes,
+        agentFileRoutes,
+        agentHealthRoutes,
         graphRoutes,
         directoryRoutes,
         complianceRoutes,
@@ -225,6 +229,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
     },
     { prefix: '/api/v1' },
   );
+  // The rollout kit's downloads (/agent/<file>): registered, so the console's page never answers them.
+  await app.register(agentFileDownloadRoutes(container));
   // The web console at /: public page and assets; it talks to /api/v1 like any client.
   await web.register(app);
 

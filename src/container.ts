@@ -26,6 +26,9 @@ import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
 import { createAgentService } from './modules/agent/agent.service.js';
 import { createSeenBuffer } from './modules/agent/seen-buffer.js';
+import { createAgentFiles } from './modules/agent/agent-files.js';
+import { createAgentHealthRepo } from './modules/agent/agent-health.repo.js';
+import { createAgentHealthService } from './modules/agent/agent-health.service.js';
 import { createGraphRepo } from './modules/graph/graph.repo.js';
 import { createGraphService } from './modules/graph/graph.service.js';
 import { createDirectoryRepo } from './modules/directory/directory.repo.js';
@@ -149,7 +152,16 @@ export async function buildContainer(
     const devicesRepo = createDevicesRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: devicesRepo, keyring, audit, clock });
     // Compliance: re-evaluated by the producers' hooks below, and hourly by the scheduler.
-    const compliance = createComplianceService({ tx: transactions(db), repo: createComplianceRepo(), clients: clientsRepo, audit, clock, notifier });
+    const compliance = createComplianceService({
+      tx: transactions(db),
+      repo: createComplianceRepo(),
+      clients: clientsRepo,
+      audit,
+      clock,
+      notifier,
+      // The policy's enforce fields queue agent jobs; the agent service is built below and called only later.
+      enforce: (tx, clientId, policy, evaluated) => agent.enforcePolicy(tx, clientId, policy, evaluated),
+    });
     // A sync that succeeded has already committed: a compliance problem must not turn it into a failure.
     const afterSync = (clientId: string) =>
       compliance.afterSync(clientId).catch((e) => process.emitWarning(`compliance evaluation after a sync failed: ${(e as Error).message}`));
@@ -190,6 +202,8 @@ export async function buildContainer(
       notifier,
       seen,
       onChanged: (tx, clientId, ids) => compliance.evaluateDevicesIn(tx, clientId, ids),
+      policy: (tx, clientId) => compliance.policyIn(tx, clientId),
+      devicesWithFinding: (tx, clientId, code) => compliance.devicesWithFinding(tx, clientId, code),
     });
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     // eslint-disable-next-line prefer-const -- assigned once below; the services built first read it only when a task runs
@@ -351,6 +365,15 @@ export async function buildContainer(
       scheduler: () => scheduler!,
     });
     const keyHistory = createKeyHistory({ tx: transactions(db), repo: lifecycleRepo });
+    // The rollout kit (agent/ and agent/examples/, served at /agent/<file>) and the agents' health.
+    const agentFiles = createAgentFiles();
+    const agentHealth = createAgentHealthService({
+      tx: transactions(db),
+      repo: createAgentHealthRepo(),
+      files: agentFiles,
+      policyFor: (clientId) => compliance.policyFor(clientId),
+      clock,
+    });
 
     return {
       config,
@@ -388,6 +411,8 @@ export async function buildContainer(
       keyLookup,
       deviceTable,
       clientOverview,
+      agentFiles,
+      agentHealth,
       scheduler: scheduler!,
       metrics,
       clock,

@@ -1218,6 +1218,33 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  'GET /api/v1/clients/:clientId/agent-jobs': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "the client's agent jobs",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/agent-jobs?limit=1000` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        // The rotate job queued for Other's agent is listed for Other only.
+        check: ({ target, json, fx }) =>
+          asArray(json).some((j) => j.id === fx.otherJobId) === (target === 'other') ? undefined : `Other's job ${target === 'other' ? 'missing' : 'listed'}`,
+      },
+    ],
+  },
+  'POST /api/v1/clients/:clientId/agent-jobs': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // A dry run: authorization and scoping are the same as for a real one, and nothing is queued.
+        label: "a dry run of rotate on the client's agent device",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/agent-jobs`, payload: { kind: 'rotate', deviceIds: [c.agentDevice.id], dryRun: true } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) => ((json as { dryRun?: boolean }).dryRun === true ? undefined : 'not the dry run answer'),
+      },
+    ],
+  },
   'POST /api/v1/devices/:deviceId/revoke-agent': {
     auth: 'authenticated',
     variants: [
@@ -1318,6 +1345,39 @@ const MATRIX: Record<string, Entry> = {
           const n = asArray(json).length;
           const want = target === 'missing' ? false : p.global || target === 'own';
           return want === n > 0 ? undefined : `found ${n} findings for the ${target} client's agent device`;
+        },
+      },
+    ],
+  },
+
+  'GET /api/v1/agent/health': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/agent/health' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) => {
+          const ids = asArray((json as { devices?: unknown }).devices).map((d) => d.id);
+          const clientIds = clientIdsOf((json as { devices?: unknown }).devices);
+          if (!ids.includes(fx.own.agentDevice.id)) return "the list lacks the Own client's agent";
+          if (p.global && !ids.includes(fx.other.agentDevice.id)) return "a global principal does not see the Other client's agent";
+          if (!p.global && clientIds.some((id) => id !== fx.own.id)) return "lists another client's agents";
+          return undefined;
+        },
+      },
+      {
+        // A client outside the principal's is "not found", exactly like one that does not exist.
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/agent/health?clientId=${c.id}` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ target, json, fx }) => {
+          const want = target === 'own' ? fx.own : fx.other;
+          const devices = asArray((json as { devices?: unknown }).devices);
+          if (!devices.some((d) => d.id === want.agentDevice.id)) return "the filtered list lacks the client's agent";
+          return clientIdsOf(devices).some((id) => id !== want.id) ? "the filter lets other clients' agents through" : undefined;
         },
       },
     ],
@@ -1444,6 +1504,26 @@ const MATRIX: Record<string, Entry> = {
   'GET /assets/*': {
     auth: 'public',
     variants: [{ label: 'a file that is not there', axis: 'none', build: () => ({ url: `/assets/matrix-${hex()}.js` }), session: all(404) }],
+  },
+  // The agent rollout kit: the script and its helpers, public downloads of a fixed list of files.
+  'GET /agent/*': {
+    auth: 'public',
+    variants: [
+      { label: 'the agent script', axis: 'none', build: () => ({ url: '/agent/Keywarden-Agent.ps1' }), session: all(200) },
+      { label: 'a path outside the kit', axis: 'none', build: () => ({ url: '/agent/..%2Fpackage.json' }), session: all(404) },
+    ],
+  },
+  'GET /api/v1/agent/files': {
+    auth: 'public',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/agent/files' }),
+        session: all(200),
+        check: ({ json }) => (asArray((json as { files?: unknown }).files).length === 5 ? undefined : 'the manifest does not list the five files'),
+      },
+    ],
   },
   'GET /api/v1/setup': {
     auth: 'public',
