@@ -75,11 +75,11 @@ async function bench(engine: string) {
   for (let i = 0; i < DEVICES; i += 50) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(50, DEVICES - i) }, async (_, j) => {
-        const a = new TestAgent(transport, new SimMachine(`BENCH-PC-${String(i + j).padStart(5, '0')}`), (i + j) % 2 ? 'ps51' : 'ps7');
+        const a = new TestAgent(transport, new SimMachine(`BENCH-PC-${String(i + j).padStart(5, '0')}`));
         const e = await a.enroll(token);
         if (e.status !== 200) throw new Error(`enroll failed: ${e.status} ${JSON.stringify(e.json)}`);
         const first = await a.run();
-        if (first.status !== 200) throw new Error(`first check-in failed: ${first.status}`);
+        if (first.exitCode !== 0) throw new Error(`first check-in failed: ${first.finalLine}`);
         return a;
       }),
     );

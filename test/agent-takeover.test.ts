@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { ENGINE } from './helpers/engine.js';
-import { SimMachine, TestAgent, injectTransport, newRecoveryPassword, sameGuid } from './agent/test-agent.js';
+import { STATE_FILE, SimMachine, TestAgent, injectTransport, newRecoveryPassword, sameGuid } from './agent/test-agent.js';
 
 const API = '/api/v1';
 const bare = (id: string) => id.replace(/[{}]/g, '');
@@ -41,7 +41,7 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     m.entraDeviceId = randomUUID();
     victim = agentFor(m);
     expect((await victim.enroll(contosoToken)).json.pendingApproval).toBe(false);
-    expect((await victim.run()).status).toBe(200);
+    expect((await victim.run()).exitCode).toBe(0);
   });
   afterAll(() => t.close());
 
@@ -57,8 +57,8 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     expect(e.json.deviceId).not.toBe(victim.deviceId);
 
     // The attacker's reports land on its own waiting record; the victim's agent works as before.
-    expect((await attacker.run()).status).toBe(200);
-    expect((await victim.run()).status).toBe(200);
+    expect((await attacker.run()).exitCode).toBe(0);
+    expect((await victim.run()).exitCode).toBe(0);
     const victimDevice = await get(`/devices/${victim.deviceId}`);
     expect(victimDevice.name).toBe('FAKE-VICTIM-01');
     const after = (await keysOf(contoso)).filter((k) => k.device?.id === victim.deviceId);
@@ -82,7 +82,7 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     const reimaged = agentFor(m);
     const e = await reimaged.enroll(contosoToken);
     expect(e.json.pendingApproval).toBe(true);
-    expect((await reimaged.run()).status).toBe(200);
+    expect((await reimaged.run()).exitCode).toBe(0);
     const waiting = reimaged.deviceId!;
     const pending = await get(`/agent/pending-links?clientId=${contoso}`);
     expect(pending.find((p: { device: { id: string } }) => p.device.id === waiting)).toMatchObject({ matchedOn: 'hardware', claims: { id: victim.deviceId } });
@@ -93,9 +93,9 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     expect(ok.json()).toEqual({ deviceId: victim.deviceId, device: 'FAKE-VICTIM-01' });
 
     // The old agent is cut off; the approved one reports for the existing device.
-    expect((await victim.run()).status).toBe(401);
+    expect((await victim.run()).exitCode).toBe(2);
     const run = await reimaged.run();
-    expect(run.status).toBe(200);
+    expect(run.exitCode).toBe(0);
     const device = await get(`/devices/${victim.deviceId}`);
     expect(device.name).toBe('FAKE-REIMAGED-01');
     const mine = m.recoveryPasswords('C:')[0]!;
@@ -117,11 +117,12 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     const m = new SimMachine('FAKE-LONER-01');
     const first = agentFor(m);
     await first.enroll(contosoToken);
-    expect((await first.run()).status).toBe(200);
+    expect((await first.run()).exitCode).toBe(0);
     expect((await t.app.inject({ method: 'POST', url: `${API}/devices/${first.deviceId}/revoke-agent`, headers: owner.headers })).json()).toEqual({
       revoked: 1,
     });
-    const fresh = agentFor(m); // the state file is gone: no credential to present
+    m.files.delete(STATE_FILE); // the state file is gone: no credential to present
+    const fresh = agentFor(m);
     const e = await fresh.enroll(contosoToken);
     expect(e.json.pendingApproval).toBe(false);
     expect(fresh.deviceId).toBe(first.deviceId);
@@ -138,7 +139,7 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     // It reports the victim's protector ID on its own volume: not asked for, not re-linked.
     const stolen = { id: genuine.id, type: 'RecoveryPassword' as const, password: newRecoveryPassword() };
     m.volume('C:').protectors.push(stolen);
-    m.events.push({ id: 24652, time: new Date().toISOString(), protectorId: genuine.id });
+    m.logEvent(24652, { protectorId: genuine.id });
     const checkin = await tamper.post(`${API}/agent/checkin`, tamper.checkinBody());
     expect(checkin.status).toBe(200);
     expect(checkin.json.requestPasswords).toEqual([]);
@@ -149,7 +150,7 @@ describe(`agents cannot claim what is not theirs on ${ENGINE}`, () => {
     expect(up.json.stored).toEqual([expect.objectContaining({ status: 'conflict' })]);
     // Then drops it, which would supersede it if it were its own.
     m.volume('C:').protectors = m.volume('C:').protectors.filter((p) => p !== stolen);
-    expect((await tamper.run()).status).toBe(200);
+    expect((await tamper.run()).exitCode).toBe(0);
 
     const rows = (await keysOf(contoso)).filter((k) => sameGuid(k.keyId, genuine.id));
     expect(rows).toHaveLength(1);

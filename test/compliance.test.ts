@@ -204,8 +204,8 @@ describe(`compliance on ${ENGINE}`, () => {
     it('first check-in: evaluated once the requested recovery password is uploaded (no flapping)', async () => {
       notifier.clear();
       const r = await agent.run();
-      expect(r.status).toBe(200);
-      expect(agent.log).toEqual(['uploaded 1: 200']);
+      expect(r.exitCode).toBe(0);
+      expect(r.lines).toContain("1 recovery password(s) escrowed at the server's request.");
       const s = await statusOf(agent.deviceId!);
       expect(s.status).toBe('compliant');
       expect(s.findings).toEqual([]);
@@ -236,7 +236,7 @@ describe(`compliance on ${ENGINE}`, () => {
       notifier.clear();
       const c0 = agent.machine.volume('C:');
       Object.assign(c0, { status: 'FullyDecrypted', protection: 'Off', method: 'None', percentage: 0 });
-      expect((await agent.run()).status).toBe(200);
+      expect((await agent.run()).exitCode).toBe(0);
       const s = await statusOf(agent.deviceId!);
       expect(s.status).toBe('non-compliant');
       expect(s.findings.map((f) => f.code)).toEqual(['os_volume_unprotected']);
@@ -258,7 +258,7 @@ describe(`compliance on ${ENGINE}`, () => {
     it('a check-in that changes nothing writes no history and emits nothing', async () => {
       notifier.clear();
       const before = (await statusOf(agent.deviceId!)).history.length;
-      expect((await agent.run()).status).toBe(200);
+      expect((await agent.run()).exitCode).toBe(0);
       expect((await statusOf(agent.deviceId!)).history.length).toBe(before);
       expect(notifier.types()).toEqual([]);
     });
@@ -266,7 +266,7 @@ describe(`compliance on ${ENGINE}`, () => {
     it('protection suspended for an update is within the grace period; back on: compliant again', async () => {
       notifier.clear();
       Object.assign(agent.machine.volume('C:'), { status: 'FullyEncrypted', protection: 'Off', method: 'XtsAes128', percentage: 100 });
-      expect((await agent.run()).status).toBe(200);
+      expect((await agent.run()).exitCode).toBe(0);
       // Suspended (protectors present, protection off) a moment ago: no finding.
       expect((await statusOf(agent.deviceId!)).status).toBe('compliant');
       expect(notifier.types()).toEqual(['device.compliant']);
@@ -279,7 +279,7 @@ describe(`compliance on ${ENGINE}`, () => {
       expect(notifier.types()).toEqual(['device.noncompliant', 'device.protection_suspended']);
       clock.offsetMs = 0;
       Object.assign(agent.machine.volume('C:'), { protection: 'On' });
-      expect((await agent.run()).status).toBe(200);
+      expect((await agent.run()).exitCode).toBe(0);
       expect((await statusOf(agent.deviceId!)).status).toBe('compliant');
     });
 
@@ -414,7 +414,7 @@ describe(`compliance on ${ENGINE}`, () => {
       // Revealed: due for rotation at once.
       expect((await statusOf(agent.deviceId!)).findings.map((f) => f.code)).toEqual(['key_rotation_due']);
       // The agent reports the boot with it, rotates it (the job queued by the reveal): compliant again.
-      agent.machine.events.push({ id: 24652, time: new Date().toISOString(), protectorId: revealed.id, volume: 'C:' });
+      agent.machine.logEvent(24652, { protectorId: revealed.id, volume: 'C:' });
       await agent.run();
       expect((await statusOf(agent.deviceId!)).status).toBe('compliant');
       expect(notifier.types()).toEqual(['device.noncompliant', 'device.compliant']);

@@ -297,7 +297,7 @@ describe(`hygiene over HTTP on ${ENGINE}`, () => {
     const serial = '@SUM(1+1)*cmd|calc!A0';
     const agent = new TestAgent(injectTransport(t.app), new SimMachine(host, serial));
     expect((await agent.enroll(tok.json().token)).status).toBe(200);
-    expect((await agent.run()).status).toBe(200);
+    expect((await agent.run()).exitCode).toBe(0);
     // A reveal of the planted device's key, with a formula as its ticket, for the recovery audit.
     const protector = agent.machine.recoveryPasswords('C:')[0]!;
     const rv = await t.app.inject({

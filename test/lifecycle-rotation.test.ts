@@ -154,7 +154,7 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
         if (present.length >= 6) agent.machine.removeProtector('C:', present[0]!.id);
         agent.machine.addRecoveryPassword('C:');
         const r = await counted(agent.run());
-        if (r.status !== 200) results.failed.push(`agent run -> ${r.status}`);
+        if (r.exitCode !== 0) results.failed.push(`agent run -> ${r.finalLine}`);
       }
     };
     const clientLoop = async () => {

@@ -5,7 +5,7 @@ import { ENGINE } from './helpers/engine.js';
 import { owner } from './helpers/vault.js';
 import type { Session } from './helpers/app.js';
 import { createNotifyVault, startReceiver, startSmtp, type NotifyVault, type SmtpSink } from './helpers/notify.js';
-import { SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
+import { STATE_FILE, SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
 import { verifyWebhook } from '../src/crypto/webhook-signature.js';
 
 /**
@@ -252,10 +252,10 @@ describe(`notifications API on ${ENGINE}`, () => {
 
     // The machine was started with a recovery password (event 24652), reported once even if sent twice.
     const pid = agent.machine.recoveryPasswords('C:')[0]!.id;
-    const boot = { id: 24652, time: new Date().toISOString(), protectorId: pid, volume: 'C:' };
-    agent.machine.events.push(boot);
+    agent.machine.logEvent(24652, { protectorId: pid, volume: 'C:' });
     await agent.run();
-    agent.machine.events.push(boot);
+    // agent.json restored from a backup: the event cursor is back, the event goes out again.
+    agent.machine.files.set(STATE_FILE, JSON.stringify({ ...agent.savedState, lastEventTime: null }));
     await agent.run();
     const boots = (await outbox('device.recovery_boot')).filter((e) => e.client_id === client.id);
     expect(boots).toHaveLength(1);

@@ -125,8 +125,8 @@ describe(`notifications on ${ENGINE}`, () => {
     const agent = new TestAgent(injectTransport(v.app), new SimMachine(`CON-LAPTOP-${hex().toUpperCase()}`));
     expect((await agent.enroll(tok.token)).status).toBe(200);
     // First runs: the key is escrowed on request, the device settles as compliant.
-    expect((await agent.run()).status).toBe(200);
-    expect((await agent.run()).status).toBe(200);
+    expect((await agent.run()).exitCode).toBe(0);
+    expect((await agent.run()).exitCode).toBe(0);
     await pump();
     // The MSP sets up notifications for the client once its devices report (what happened before is not replayed).
     const f = await clientWithChannels('Contoso', ['device.noncompliant', 'device.encryption_off'], 'none', client);
@@ -135,7 +135,7 @@ describe(`notifications on ${ENGINE}`, () => {
     // BitLocker is turned off on C: (decrypted): the next check-in reports it.
     const c = agent.machine.volume('C:');
     Object.assign(c, { status: 'FullyDecrypted', protection: 'Off', method: 'None', percentage: 0 });
-    expect((await agent.run()).status).toBe(200);
+    expect((await agent.run()).exitCode).toBe(0);
     // Nothing is sent before the gathering window has passed.
     expect((await n().runOnce()).sent).toBe(0);
     const r = await pump();
@@ -180,7 +180,7 @@ describe(`notifications on ${ENGINE}`, () => {
     const f = await clientWithChannels('Wingtip', ['device.noncompliant', 'device.protection_suspended'], 'none', client);
     // Suspend-BitLocker before a reboot: encrypted, protection off.
     agent.machine.volume('C:').protection = 'Off';
-    expect((await agent.run()).status).toBe(200);
+    expect((await agent.run()).exitCode).toBe(0);
     await pump();
     expect(mailsTo(f.to)).toHaveLength(0);
     // Still suspended a day later (the default grace is 24 hours): the hourly evaluation finds it.
