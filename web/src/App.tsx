@@ -3,7 +3,7 @@ import { Redirect, Route, Switch, useLocation, Link } from 'wouter';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ActionIcon, AppShell, Badge, Burger, Button, Group, NavLink, Text, Tooltip, useComputedColorScheme, useMantineColorScheme } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
-import { IconBuilding, IconKey, IconListDetails, IconLogout, IconMoon, IconSettings, IconShieldLock, IconSun } from '@tabler/icons-react';
+import { IconBuilding, IconDeviceLaptop, IconKey, IconListDetails, IconLogout, IconMoon, IconSettings, IconShieldLock, IconSun } from '@tabler/icons-react';
 import { api, ApiError, csrf, setUnauthenticatedHandler, type Me } from './api';
 import { SessionProvider, useSession, ROLE_LABEL } from './session';
 import { ErrorState, Loading } from './ui';
@@ -12,6 +12,7 @@ import { MfaEnrolPage } from './pages/Account';
 import { FindKeyPage } from './pages/FindKey';
 import { DevicePage } from './pages/Device';
 import { ClientsPage, ClientPage } from './pages/Clients';
+import { AgentsPage } from './pages/Agents';
 import { AuditPage } from './pages/Audit';
 import { SettingsPage } from './pages/Settings';
 
@@ -160,6 +161,7 @@ function Shell() {
       <AppShell.Navbar p="xs" aria-label="Main">
         {findKey && link('/', 'Find a key', <IconKey size={18} />, location === '/')}
         {clients && link('/clients', 'Clients', <IconBuilding size={18} />, location.startsWith('/clients') || location.startsWith('/devices'))}
+        {clients && link('/agents', 'Agents', <IconDeviceLaptop size={18} />, location.startsWith('/agents'))}
         {audit && link('/audit', 'Audit log', <IconListDetails size={18} />, location.startsWith('/audit'))}
         {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
       </AppShell.Navbar>
@@ -175,6 +177,7 @@ function Shell() {
           <Route path="/devices/:id">{(p) => (!can('device:read') ? <Redirect to="/" /> : <DevicePage id={p.id} />)}</Route>
           <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
           <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
+          <Route path="/agents">{clients ? <AgentsPage /> : <Redirect to="/" />}</Route>
           <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
           <Route path="/settings">
             <SettingsPage />

@@ -155,3 +155,61 @@ export type AuditEvent = {
   userAgent: string | null;
   details: Record<string, unknown> | null;
 };
+
+// ------------------------------------------------------------------ the Windows agent: jobs, health, rollout kit
+/** What the agent can be asked to do on a device (docs/agent-protocol.md). */
+export type JobKind =
+  'rotate' | 'backup' | 'backup-to-ad' | 'backup-to-entra' | 'enable-encryption' | 'resume-protection' | 'add-recovery-password' | 're-escrow';
+/** The encryption method enable-encryption asks Windows for; 'default' leaves it to Windows. */
+export type EncryptionMethodChoice = 'default' | 'XtsAes128' | 'XtsAes256' | 'Aes128' | 'Aes256';
+export type Job = {
+  id: string;
+  kind: string;
+  state: string;
+  mountPoint: string | null;
+  protectorId: string | null;
+  attempts: number;
+  maxAttempts: number;
+  detail: string | null;
+  createdAt: string;
+  expiresAt: string;
+  finishedAt: string | null;
+  /** enable-encryption: the method asked for (null: Windows' default) and whether only used space is encrypted. */
+  encryptionMethod: string | null;
+  usedSpaceOnly: boolean | null;
+  /** The recovery password the job escrowed (rotate: the new one); null until one was. */
+  newProtectorId: string | null;
+  /** Who asked: manual | bulk | policy | disclosure | rotation (null for old jobs). */
+  origin: string | null;
+  sentAt: string | null;
+};
+/** A job in a client's list: the same, with its device. */
+export type ClientJob = Job & { device: { id: string; name: string } };
+/** POST /clients/{id}/agent-jobs: what was (or, with dryRun, would be) queued, and why the rest was not. */
+export type BulkQueueResult = {
+  queued: number;
+  dryRun: boolean;
+  /** The jobs queued (dry run: that would be, jobId null). */
+  jobs: { jobId: string | null; deviceId: string; device: string; kind: JobKind; mountPoint: string | null; protectorId: string | null }[];
+  skipped: { deviceId: string; device: string | null; why: string }[];
+};
+export type AgentHealth = {
+  /** The agent version this server ships (agent/Keywarden-Agent.ps1). */
+  current: string;
+  /** version null: agents that did not report one. */
+  versions: { version: string | null; devices: number }[];
+  devices: {
+    id: string;
+    name: string;
+    client: { id: string; name: string };
+    agentVersion: string | null;
+    lastCheckinAt: string | null;
+    stale: boolean;
+    outdated: boolean;
+    failingJobs: number;
+  }[];
+  /** Jobs that failed or expired in the last 7 days. */
+  failingJobs: { id: string; kind: string; state: 'failed' | 'expired'; device: { id: string; name: string }; detail: string | null; finishedAt: string }[];
+};
+/** GET /agent/files (public): the rollout kit the server serves, byte for byte the repository's files. */
+export type AgentFiles = { version: string; files: { name: string; sha256: string; size: number; url: string }[] };

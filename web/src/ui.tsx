@@ -1,6 +1,6 @@
 import type { ReactNode } from 'react';
-import { Alert, Button, Center, Group, Loader, Stack, Text, ThemeIcon, Title } from '@mantine/core';
-import { IconAlertTriangle, IconInbox } from '@tabler/icons-react';
+import { Alert, Button, Center, Code, CopyButton, Group, Loader, Stack, Text, ThemeIcon, Title } from '@mantine/core';
+import { IconAlertTriangle, IconCheck, IconCopy, IconInbox } from '@tabler/icons-react';
 import { ApiError } from './api';
 
 /** Loading, empty and error states, the same everywhere. */
@@ -94,3 +94,65 @@ export const STATE_COLOR: Record<string, string> = { active: 'green', disclosed:
 
 /** A key ID shown as Windows shows it on the recovery screen. */
 export const fmtKeyId = (k: string | null) => (k ? k.toUpperCase() : 'no key ID');
+
+/** A copy button that says "Copied" for a moment; `label` names what it copies for screen readers. */
+export function CopyValue({ value, label, text = 'Copy' }: { value: string; label?: string; text?: string }) {
+  return (
+    <CopyButton value={value}>
+      {({ copied, copy }) => (
+        <Button
+          size="xs"
+          variant="light"
+          onClick={copy}
+          aria-label={label ? `${copied ? 'Copied' : text}: ${label}` : undefined}
+          leftSection={copied ? <IconCheck size={14} /> : <IconCopy size={14} />}
+        >
+          {copied ? 'Copied' : text}
+        </Button>
+      )}
+    </CopyButton>
+  );
+}
+
+/** A secret shown once (API and enrollment tokens), with a copy button. */
+export function SecretOnce({ title, secret, children }: { title: string; secret: string; children?: ReactNode }) {
+  return (
+    <Alert color="green" variant="light" title={title}>
+      <Stack gap="xs">
+        <Text size="sm">Copy it now: it is shown only once and Keywarden keeps only a hash.</Text>
+        <Group gap="xs" wrap="nowrap" align="flex-start">
+          <Code block className="kw-code" style={{ flex: 1 }} data-testid="secret-once">
+            {secret}
+          </Code>
+          <CopyValue value={secret} />
+        </Group>
+        {children}
+      </Stack>
+    </Alert>
+  );
+}
+
+/**
+ * Code to paste (a command, a script's first lines): a titled block that scrolls sideways on a
+ * phone instead of widening the page, reachable by keyboard, with its own copy button.
+ */
+export function Snippet({ title, code, description }: { title: string; code: string; description?: ReactNode }) {
+  return (
+    <div className="kw-snippet">
+      <Group justify="space-between" gap="xs" wrap="nowrap" mb={4}>
+        <Text size="sm" fw={600}>
+          {title}
+        </Text>
+        <CopyValue value={code} label={title} />
+      </Group>
+      {description && (
+        <Text size="sm" c="dimmed" mb={4}>
+          {description}
+        </Text>
+      )}
+      <Code block tabIndex={0} aria-label={title} data-testid="snippet" className="kw-snippet-code">
+        {code}
+      </Code>
+    </div>
+  );
+}

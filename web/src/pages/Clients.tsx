@@ -5,10 +5,11 @@ import { Anchor, Badge, Button, Card, Group, NativeSelect, Pagination, Progress,
 import { DonutChart, BarChart } from '@mantine/charts';
 import { useDebouncedValue } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
-import { IconArrowDown, IconArrowUp, IconArrowsSort, IconDownload, IconSearch } from '@tabler/icons-react';
+import { IconArrowDown, IconArrowUp, IconArrowsSort, IconDownload, IconPlayerPlay, IconSearch } from '@tabler/icons-react';
 import { api, qs } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtAgo, messageOf } from '../ui';
+import { BulkQueueModal } from './Agents';
 
 type ComplianceCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; notEvaluated: number };
 type Counts = { encryption: { encrypted: number; 'not-encrypted': number; unknown: number }; escrow: { escrowed: number; notEscrowed: number } };
@@ -183,6 +184,7 @@ export function ClientPage({ id }: { id: string }) {
     enabled: overview.isSuccess,
   });
   const [exporting, setExporting] = useState(false);
+  const [bulk, setBulk] = useState(false);
 
   if (overview.isPending) return <Loading label="Loading the client…" />;
   if (overview.isError) return <ErrorState error={overview.error} retry={() => void overview.refetch()} title="This client could not be loaded" />;
@@ -230,8 +232,25 @@ export function ClientPage({ id }: { id: string }) {
         <Anchor component={Link} href="/clients" size="sm">
           Clients
         </Anchor>
-        <PageTitle sub={`${o.devices} devices · ${o.keys} keys · ${o.openFindings} open findings`}>{o.client.name}</PageTitle>
+        <PageTitle
+          sub={`${o.devices} devices · ${o.keys} keys · ${o.openFindings} open findings`}
+          right={
+            <Group gap="sm" wrap="wrap">
+              <Anchor component={Link} href={`/agents?client=${id}`} size="sm">
+                Agent health
+              </Anchor>
+              {can('agent:manage', id) && (
+                <Button variant="default" leftSection={<IconPlayerPlay size={16} />} onClick={() => setBulk(true)}>
+                  Queue agent jobs
+                </Button>
+              )}
+            </Group>
+          }
+        >
+          {o.client.name}
+        </PageTitle>
       </div>
+      {bulk && <BulkQueueModal clientId={id} clientName={o.client.name} onClose={() => setBulk(false)} />}
       <SimpleGrid cols={{ base: 1, sm: 2, lg: 4 }} spacing="md">
         <Card withBorder component="section" aria-labelledby="ch-comp">
           <Title order={2} fz="sm" id="ch-comp" mb="xs">

@@ -4,10 +4,16 @@ import { Link } from 'wouter';
 import { Anchor, Badge, Button, Card, Group, SimpleGrid, Stack, Table, Text, Title, Menu } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconChevronDown } from '@tabler/icons-react';
-import { api, qs, type AuditEvent, type KeySummary } from '../api';
+import { api, qs, type AuditEvent, type Job, type JobKind, type KeySummary } from '../api';
+import { JOB_HINT, JOB_LABEL, VOLUME_KINDS, jobLabel } from '../agent';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtAgo, fmtDateTime, fmtKeyId, messageOf } from '../ui';
+import { EnableEncryptionModal, JobRow } from './Agents';
 import { RevealDialog } from './Reveal';
+
+/** Jobs about one recovery password (the Recovery keys table's menu). */
+const KEY_KINDS: JobKind[] = ['rotate', 'backup', 'backup-to-entra', 'backup-to-ad'];
+type QueueInput = { kind: JobKind; mountPoint: string; protectorId?: string; encryptionMethod?: string; usedSpaceOnly?: boolean };
 
 type DeviceDetail = {
   id: string;
@@ -25,19 +31,6 @@ type DeviceDetail = {
   lastCheckinAt: string | null;
   volumes: { id: string; mountPoint: string | null; type: string; volumeGuid: string | null; encryptionState: string | null; lastReportedAt: string | null }[];
   recoveryKeys: KeySummary[];
-};
-type Job = {
-  id: string;
-  kind: string;
-  state: string;
-  mountPoint: string | null;
-  protectorId: string | null;
-  attempts: number;
-  maxAttempts: number;
-  detail: string | null;
-  createdAt: string;
-  expiresAt: string;
-  finishedAt: string | null;
 };
 type Finding = { id: string; kind: string; detail: string; protectorId: string | null; mountPoint: string | null; openedAt: string; resolvedAt: string | null };
 type DeviceCompliance = {
@@ -119,14 +112,42 @@ export function DevicePage({ id }: { id: string }) {
     enabled: device.isSuccess && can('audit:read', clientId),
   });
   const [revealing, setRevealing] = useState<KeySummary | null>(null);
+  const [encrypting, setEncrypting] = useState<string | null>(null);
   const queue = useMutation({
-    mutationFn: (b: { kind: string; mountPoint: string }) => api.post<Job>(`/devices/${id}/jobs`, b),
+    mutationFn: (b: QueueInput) => api.post<Job>(`/devices/${id}/jobs`, b),
     onSuccess: (j) => {
-      notifications.show({ color: 'green', message: `Queued: ${j.kind} ${j.mountPoint ?? ''}. The agent picks it up at its next check-in.` });
+      notifications.show({
+        color: 'green',
+        message: `Queued: ${jobLabel(j.kind)}${j.mountPoint ? ` on ${j.mountPoint}` : ''}. The agent picks it up at its next check-in.`,
+      });
+      setEncrypting(null);
       void qc.invalidateQueries({ queryKey: ['device', id, 'jobs'] });
     },
     onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
+  /** The agent menu of one volume or one key: a button that opens a list of job kinds. */
+  const agentMenu = (label: string, kinds: JobKind[], pick: (k: JobKind) => void) => (
+    <Menu position="bottom-end" width={300} withInitialFocusPlaceholder={false}>
+      <Menu.Target>
+        <Button size="compact-sm" variant="default" rightSection={<IconChevronDown size={14} />} aria-label={label}>
+          Agent
+        </Button>
+      </Menu.Target>
+      <Menu.Dropdown>
+        {kinds.map((k) => (
+          <Menu.Item key={k} onClick={() => pick(k)}>
+            <Text size="sm">
+              {JOB_LABEL[k]}
+              {k === 'enable-encryption' ? '…' : ''}
+            </Text>
+            <Text size="xs" c="dimmed">
+              {JOB_HINT[k]}
+            </Text>
+          </Menu.Item>
+        ))}
+      </Menu.Dropdown>
+    </Menu>
+  );
 
   if (device.isPending) return <Loading label="Loading the device…" />;
   if (device.isError) return <ErrorState error={device.error} retry={() => void device.refetch()} title="This device could not be loaded" />;
@@ -246,26 +267,9 @@ export function DevicePage({ id }: { id: string }) {
                     {manage && (
                       <Table.Td>
                         {v.mountPoint && d.lastCheckinAt ? (
-                          <Menu position="bottom-end">
-                            <Menu.Target>
-                              <Button
-                                size="compact-sm"
-                                variant="default"
-                                rightSection={<IconChevronDown size={14} />}
-                                aria-label={`Agent actions for ${v.mountPoint}`}
-                              >
-                                Agent
-                              </Button>
-                            </Menu.Target>
-                            <Menu.Dropdown>
-                              <Menu.Item onClick={() => queue.mutate({ kind: 'rotate', mountPoint: v.mountPoint! })}>Rotate recovery password</Menu.Item>
-                              <Menu.Item onClick={() => queue.mutate({ kind: 'backup', mountPoint: v.mountPoint! })}>Escrow again</Menu.Item>
-                              <Menu.Item onClick={() => queue.mutate({ kind: 'backup-to-entra', mountPoint: v.mountPoint! })}>Back up to Entra ID</Menu.Item>
-                              <Menu.Item onClick={() => queue.mutate({ kind: 'backup-to-ad', mountPoint: v.mountPoint! })}>
-                                Back up to Active Directory
-                              </Menu.Item>
-                            </Menu.Dropdown>
-                          </Menu>
+                          agentMenu(`Agent actions for ${v.mountPoint}`, VOLUME_KINDS, (kind) =>
+                            kind === 'enable-encryption' ? setEncrypting(v.mountPoint) : queue.mutate({ kind, mountPoint: v.mountPoint! }),
+                          )
                         ) : (
                           <Text size="xs" c="dimmed">
                             no agent
@@ -352,11 +356,21 @@ export function DevicePage({ id }: { id: string }) {
                     <Table.Td>{k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type).join(', ')}</Table.Td>
                     <Table.Td>{fmtDateTime(k.createdAt ?? k.firstSeenAt)}</Table.Td>
                     <Table.Td>
-                      {can('key:reveal', d.client.id) && (
-                        <Button size="compact-sm" onClick={() => setRevealing(k)}>
-                          Reveal
-                        </Button>
-                      )}
+                      <Group gap={4} wrap="nowrap">
+                        {can('key:reveal', d.client.id) && (
+                          <Button size="compact-sm" onClick={() => setRevealing(k)}>
+                            Reveal
+                          </Button>
+                        )}
+                        {manage &&
+                          d.lastCheckinAt &&
+                          k.keyId &&
+                          k.volume?.mountPoint &&
+                          (k.state === 'active' || k.state === 'disclosed') &&
+                          agentMenu(`Agent actions for key ${fmtKeyId(k.keyId)}`, KEY_KINDS, (kind) =>
+                            queue.mutate({ kind, mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
+                          )}
+                      </Group>
                     </Table.Td>
                   </Table.Tr>
                 ))}
@@ -406,23 +420,9 @@ export function DevicePage({ id }: { id: string }) {
               No jobs, pending or past.
             </Text>
           ) : (
-            <Stack gap="xs">
+            <Stack gap="xs" component="ul" className="kw-results" aria-label="Agent jobs">
               {jobs.data.map((j) => (
-                <Group key={j.id} justify="space-between" wrap="nowrap">
-                  <div>
-                    <Text size="sm" fw={600}>
-                      {j.kind} {j.mountPoint ?? ''}
-                    </Text>
-                    <Text size="xs" c="dimmed">
-                      queued {fmtDateTime(j.createdAt)}
-                      {j.finishedAt ? ` · finished ${fmtDateTime(j.finishedAt)}` : ''}
-                      {j.detail ? ` · ${j.detail}` : ''}
-                    </Text>
-                  </div>
-                  <Badge variant="light" color={j.state === 'done' ? 'green' : j.state === 'failed' || j.state === 'expired' ? 'red' : 'blue'}>
-                    {j.state}
-                  </Badge>
-                </Group>
+                <JobRow key={j.id} job={j} />
               ))}
             </Stack>
           )}
@@ -468,6 +468,15 @@ export function DevicePage({ id }: { id: string }) {
         </Section>
       )}
       {revealing && <RevealDialog keySummary={revealing} onClose={() => setRevealing(null)} />}
+      {encrypting && (
+        <EnableEncryptionModal
+          title={`Turn on encryption for ${encrypting} on ${d.name}`}
+          busy={queue.isPending}
+          error={queue.error}
+          onClose={() => setEncrypting(null)}
+          onQueue={(o) => queue.mutate({ kind: 'enable-encryption', mountPoint: encrypting, ...o })}
+        />
+      )}
     </Stack>
   );
 }

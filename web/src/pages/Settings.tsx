@@ -8,7 +8,6 @@ import {
   Card,
   Checkbox,
   Code,
-  CopyButton,
   Group,
   Modal,
   MultiSelect,
@@ -24,11 +23,12 @@ import {
   Title,
 } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { IconCheck, IconCopy, IconPlus } from '@tabler/icons-react';
+import { IconPlus } from '@tabler/icons-react';
 import { api, type Role, type User } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
-import { Empty, ErrorState, Loading, PageTitle, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
+import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, messageOf } from '../ui';
 import { AccountTab } from './Account';
+import { EnrollmentTab } from './Enrollment';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'security';
 
@@ -100,29 +100,6 @@ function ClientsPicker({
         />
       )}
     </Stack>
-  );
-}
-
-function SecretOnce({ title, secret, children }: { title: string; secret: string; children?: React.ReactNode }) {
-  return (
-    <Alert color="green" variant="light" title={title}>
-      <Stack gap="xs">
-        <Text size="sm">Copy it now: it is shown only once and Keywarden keeps only a hash.</Text>
-        <Group gap="xs" wrap="nowrap" align="flex-start">
-          <Code block className="kw-code" style={{ flex: 1 }}>
-            {secret}
-          </Code>
-          <CopyButton value={secret}>
-            {({ copied, copy }) => (
-              <Button size="xs" variant="light" onClick={copy} leftSection={copied ? <IconCheck size={14} /> : <IconCopy size={14} />}>
-                {copied ? 'Copied' : 'Copy'}
-              </Button>
-            )}
-          </CopyButton>
-        </Group>
-        {children}
-      </Stack>
-    </Alert>
   );
 }
 
@@ -478,178 +455,6 @@ function TokensTab() {
                   </Table.Td>
                 </Table.Tr>
               ))}
-            </Table.Tbody>
-          </Table>
-        </div>
-      )}
-    </Stack>
-  );
-}
-
-// ---------------------------------------------------------------- enrollment tokens
-type EnrollmentToken = {
-  id: string;
-  clientId: string;
-  prefix: string;
-  createdAt: string;
-  expiresAt: string;
-  maxUses: number | null;
-  uses: number;
-  revokedAt: string | null;
-};
-
-/** The command an RMM, Intune or GPO runs on each device (agent/README.md). */
-export function agentCommand(serverUrl: string, token: string): string {
-  const insecure = serverUrl.startsWith('http://') ? ' -AllowInsecureHttp' : '';
-  return `powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\\Keywarden-Agent.ps1 -ServerUrl ${serverUrl} -EnrollmentToken ${token}${insecure}`;
-}
-
-function EnrollmentTab() {
-  const qc = useQueryClient();
-  const { clients, can } = useSession();
-  const manageable = clients.filter((c) => can('agent:manage', c.id));
-  const [clientId, setClientId] = useState(manageable[0]?.id ?? '');
-  const [days, setDays] = useState<number | string>(30);
-  const [maxUses, setMaxUses] = useState<number | string>('');
-  const [made, setMade] = useState<{ token: string; client: string } | null>(null);
-  const tokens = useQuery({ queryKey: ['enrollment-tokens'], queryFn: () => api.get<EnrollmentToken[]>('/agent/enrollment-tokens') });
-  const names = new Map(clients.map((c) => [c.id, c.name]));
-  const create = useMutation({
-    mutationFn: () =>
-      api.post<{ token: string; enrollmentToken: EnrollmentToken }>('/agent/enrollment-tokens', {
-        clientId,
-        expiresInDays: Number(days) || 30,
-        maxUses: maxUses === '' ? null : Number(maxUses),
-      }),
-    onSuccess: (r) => {
-      setMade({ token: r.token, client: names.get(r.enrollmentToken.clientId) ?? '' });
-      void qc.invalidateQueries({ queryKey: ['enrollment-tokens'] });
-    },
-    gcTime: 0,
-  });
-  const revoke = useMutation({
-    mutationFn: (id: string) => api.del(`/agent/enrollment-tokens/${id}`),
-    onSuccess: () => void qc.invalidateQueries({ queryKey: ['enrollment-tokens'] }),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
-  });
-  const serverUrl = window.location.origin;
-  return (
-    <Stack gap="md">
-      <Card withBorder component="section" aria-labelledby="enr-new">
-        <Title order={2} fz="md" id="enr-new" mb="xs">
-          Enroll devices
-        </Title>
-        <Text size="sm" c="dimmed" mb="sm">
-          An enrollment token lets the Windows agent register devices of one client. Deploy the agent script with your RMM, Intune or a GPO and run the command
-          below on each device.
-        </Text>
-        <form
-          onSubmit={(e) => {
-            e.preventDefault();
-            setMade(null);
-            create.mutate();
-          }}
-        >
-          <Group align="flex-end" gap="sm" wrap="wrap">
-            <NativeSelect
-              label="Client"
-              value={clientId}
-              onChange={(e) => setClientId(e.currentTarget.value)}
-              data={manageable.map((c) => ({ value: c.id, label: c.name }))}
-              required
-              w={220}
-            />
-            <NumberInput label="Valid for (days)" value={days} onChange={setDays} min={1} max={365} w={140} />
-            <NumberInput label="Maximum devices" placeholder="No limit" value={maxUses} onChange={setMaxUses} min={1} w={160} />
-            <Button type="submit" loading={create.isPending} disabled={!clientId}>
-              Create enrollment token
-            </Button>
-          </Group>
-          {create.error && (
-            <Alert color="red" mt="sm" role="alert">
-              {messageOf(create.error)}
-            </Alert>
-          )}
-        </form>
-        {made && (
-          <Stack mt="md" gap="sm">
-            <SecretOnce title={`Enrollment token for ${made.client}`} secret={made.token} />
-            <div>
-              <Text size="sm" fw={600} mb={4}>
-                Agent command line
-              </Text>
-              <Group gap="xs" wrap="nowrap" align="flex-start">
-                <Code block className="kw-code" style={{ flex: 1 }} data-testid="agent-command">
-                  {agentCommand(serverUrl, made.token)}
-                </Code>
-                <CopyButton value={agentCommand(serverUrl, made.token)}>
-                  {({ copied, copy }) => (
-                    <Button size="xs" variant="light" onClick={copy} leftSection={copied ? <IconCheck size={14} /> : <IconCopy size={14} />}>
-                      {copied ? 'Copied' : 'Copy command'}
-                    </Button>
-                  )}
-                </CopyButton>
-              </Group>
-              {serverUrl.startsWith('http://') && (
-                <Text size="xs" c="orange" mt={4}>
-                  This console is served over plain HTTP: the agent accepts that only for testing (-AllowInsecureHttp). Put Keywarden behind HTTPS for real
-                  devices.
-                </Text>
-              )}
-            </div>
-          </Stack>
-        )}
-      </Card>
-      {tokens.isPending ? (
-        <Loading />
-      ) : tokens.isError ? (
-        <ErrorState error={tokens.error} />
-      ) : tokens.data.length === 0 ? (
-        <Empty title="No enrollment tokens yet" />
-      ) : (
-        <div className="kw-table-wrap" tabIndex={0}>
-          <Table striped verticalSpacing={6} fz="sm">
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>Client</Table.Th>
-                <Table.Th>Prefix</Table.Th>
-                <Table.Th>Uses</Table.Th>
-                <Table.Th>Expires</Table.Th>
-                <Table.Th>Actions</Table.Th>
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {tokens.data.map((t) => {
-                const expired = Date.parse(t.expiresAt) < Date.now();
-                return (
-                  <Table.Tr key={t.id}>
-                    <Table.Td>{names.get(t.clientId) ?? t.clientId.slice(0, 8)}</Table.Td>
-                    <Table.Td className="kw-mono">{t.prefix}…</Table.Td>
-                    <Table.Td>
-                      {t.uses}
-                      {t.maxUses ? ` of ${t.maxUses}` : ''}
-                    </Table.Td>
-                    <Table.Td>{fmtDateTime(t.expiresAt)}</Table.Td>
-                    <Table.Td>
-                      {t.revokedAt || expired ? (
-                        <Badge color="gray" variant="light" size="sm">
-                          {t.revokedAt ? 'revoked' : 'expired'}
-                        </Badge>
-                      ) : (
-                        <Button
-                          size="compact-xs"
-                          color="red"
-                          variant="light"
-                          onClick={() => revoke.mutate(t.id)}
-                          aria-label={`Revoke enrollment token ${t.prefix}`}
-                        >
-                          Revoke
-                        </Button>
-                      )}
-                    </Table.Td>
-                  </Table.Tr>
-                );
-              })}
             </Table.Tbody>
           </Table>
         </div>
