@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { CliExit, EXIT } from '../io.js';
 import type { CliContext } from '../program.js';
+import { parsePeriod, type ReportPeriod } from '../../modules/reports/period.js';
 import { PDF_REPORTS, type ReportKind } from '../../modules/reports/reports.service.js';
 
 /** CLI names of the reports (short) and what they render. */
@@ -23,15 +24,26 @@ export function registerReport(program: Command, ctx: CliContext): void {
       .description(k.what)
       .option('--client <name>', 'one client (default: all clients)')
       .option('--format <format>', PDF_REPORTS.includes(k.report) ? 'pdf or csv' : 'csv', 'csv')
+      .option('--month <YYYY-MM>', 'one calendar month (UTC), e.g. 2026-11')
+      .option('--from <YYYY-MM-DD>', 'first day included (UTC)')
+      .option('--to <YYYY-MM-DD>', 'last day included (UTC)')
       .requiredOption('--out <file>', 'where to write it ("-" for standard output, CSV only)')
-      .action(async (opts: { client?: string; format: string; out: string }) => {
+      .action(async (opts: { client?: string; format: string; out: string; month?: string; from?: string; to?: string }) => {
         if (opts.format !== 'csv' && opts.format !== 'pdf') {
           ctx.err('--format is csv or pdf.');
           throw new CliExit(EXIT.usage);
         }
+        let period: ReportPeriod | null;
+        try {
+          // The same check as the API's, worded with the CLI's option names.
+          period = parsePeriod({ month: opts.month, from: opts.from, to: opts.to }, { month: '--month', from: '--from', to: '--to' });
+        } catch (e) {
+          ctx.err((e as Error).message);
+          throw new CliExit(EXIT.usage);
+        }
         const c = await ctx.container();
         const clientId = opts.client ? (await c.clients.getByName(ctx.actor, opts.client)).id : null;
-        const req = { report: k.report, clientId, format: opts.format as 'csv' | 'pdf' };
+        const req = { report: k.report, clientId, format: opts.format as 'csv' | 'pdf', period };
         if (opts.out === '-') {
           if (req.format === 'pdf') {
             ctx.err('A PDF goes to a file: give --out FILE.');

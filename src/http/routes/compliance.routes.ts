@@ -5,6 +5,7 @@ import type { Container } from '../../container.js';
 import { COMPLIANCE_STATUSES } from '../../domain/compliance/evaluate.js';
 import { FINDING_CODES } from '../../domain/compliance/findings.js';
 import { POLICY_FIELDS, policyOverridesSchema, policySchema } from '../../domain/compliance/policy.js';
+import { parsePeriod } from '../../modules/reports/period.js';
 import { REPORT_KINDS } from '../../modules/reports/reports.service.js';
 import { actorOf } from '../plugins/auth.js';
 import { Id, IsoTime, Limit, Ok, errors } from '../schemas.js';
@@ -202,17 +203,24 @@ export const complianceRoutes =
       {
         schema: {
           tags: ['reports'],
-          summary: 'A report as a file (CSV for every report; PDF for compliance-summary and recovery-audit), streamed',
+          summary:
+            'A report as a file (CSV for every report; PDF for compliance-summary and recovery-audit), streamed; month or from/to limit the reveals and boots listed and the compliance trend',
           params: z.strictObject({ report: z.enum(REPORT_KINDS) }),
-          querystring: z.strictObject({ clientId: Id.optional(), format: z.enum(['csv', 'pdf']).default('csv') }),
+          querystring: z.strictObject({
+            clientId: Id.optional(),
+            format: z.enum(['csv', 'pdf']).default('csv'),
+            month: z.string().max(40).optional().describe('a calendar month, YYYY-MM (e.g. 2026-11); not with from/to'),
+            from: z.string().max(40).optional().describe('first day included, YYYY-MM-DD (UTC); without it, from the beginning'),
+            to: z.string().max(40).optional().describe('last day included, YYYY-MM-DD (UTC); without it, up to now'),
+          }),
           produces: ['text/csv', 'application/pdf'],
         },
       },
       async (request, reply) => {
         const { report } = request.params;
-        const { clientId, format } = request.query;
+        const { clientId, format, month, from, to } = request.query;
         // Checks and the audit record happen before the first byte, so an error is still an HTTP error.
-        const prepared = await c.reports.prepare(actorOf(request), { report, clientId, format });
+        const prepared = await c.reports.prepare(actorOf(request), { report, clientId, format, period: parsePeriod({ month, from, to }) });
         const body = new PassThrough();
         prepared.write(body).catch((e: Error) => body.destroy(e));
         reply.header('content-disposition', `attachment; filename="${prepared.filename}"`);

@@ -134,7 +134,7 @@ export function createDeliveryService({ tx, repos, keyring, clock, owner, option
         });
         let meta: { filename: string; contentType: string };
         try {
-          meta = await renderer.render(actor, { report: rep.report, clientId: r.clientId, format: rep.format }, sink);
+          meta = await renderer.render(actor, { report: rep.report, clientId: r.clientId, format: rep.format, period: r.period }, sink);
           if (!sink.writableEnded) sink.end();
           await done;
         } catch (e) {

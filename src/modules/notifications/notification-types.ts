@@ -50,7 +50,7 @@ export const PDF_REPORTS: readonly ReportName[] = ['compliance-summary', 'recove
 export type ReportRenderer = {
   render(
     actor: Actor,
-    req: { report: ReportName; clientId?: string; format: 'csv' | 'pdf' },
+    req: { report: ReportName; clientId?: string; format: 'csv' | 'pdf'; period?: { from: string; to: string } | null },
     out: Writable,
   ): Promise<{ filename: string; contentType: string }>;
 };

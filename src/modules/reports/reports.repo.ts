@@ -78,12 +78,20 @@ export function createReportsRepo() {
       return q.orderBy('s.device_id').limit(limit).execute();
     },
     /** One page of reveal events (Keywarden and Entra) of these clients, and optionally those of no client. */
-    async revealEventsPage(exec: Executor, clientIds: string[], withoutClient: boolean, afterSeq: number, limit: number) {
-      const q = exec
+    async revealEventsPage(
+      exec: Executor,
+      clientIds: string[],
+      withoutClient: boolean,
+      period: { from: string; to: string } | null,
+      afterSeq: number,
+      limit: number,
+    ) {
+      let q = exec
         .selectFrom('audit_events')
         .select(['seq', 'occurred_at', 'actor_type', 'actor_name', 'action', 'client_id', 'reason_code', 'ticket', 'outcome', 'ip', 'details'])
         .where('action', 'in', ['key.reveal', 'entra.key_read'])
         .where('seq', '>', afterSeq);
+      if (period) q = q.where('occurred_at', '>=', period.from).where('occurred_at', '<', period.to);
       // No client and no client-less events asked for: nothing to read.
       if (clientIds.length === 0 && !withoutClient) return [] as Awaited<ReturnType<typeof q.execute>>;
       return q
@@ -124,7 +132,7 @@ export function createReportsRepo() {
       return { total, any, bySource };
     },
     /** One page of the boots with a recovery password (event 24652) of a client, with the key's state now. */
-    recoveryBootsPage(exec: Executor, clientId: string, after: [string, string] | null, limit: number) {
+    recoveryBootsPage(exec: Executor, clientId: string, period: { from: string; to: string } | null, after: [string, string] | null, limit: number) {
       let q = exec
         .selectFrom('device_events as e')
         .innerJoin('devices as d', 'd.id', 'e.device_id')
@@ -145,6 +153,7 @@ export function createReportsRepo() {
         ])
         .where('e.client_id', '=', clientId)
         .where('e.event_id', '=', 24652);
+      if (period) q = q.where('e.occurred_at', '>=', period.from).where('e.occurred_at', '<', period.to);
       if (after) {
         const [t, id] = after;
         q = q.where((eb) => eb(eb.refTuple('e.occurred_at', 'e.id'), '>', eb.tuple(t, id)));

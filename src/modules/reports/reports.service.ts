@@ -6,6 +6,7 @@ import { badRequest, forbidden } from '../../lib/errors.js';
 import { csvWriter } from '../../lib/csv.js';
 import { FINDING_CODES, FINDING_INFO, type FindingCode } from '../../domain/compliance/findings.js';
 import type { Finding } from '../../domain/compliance/evaluate.js';
+import { addSummaries, summarizeCompliance, type ComplianceSummary } from '../../domain/compliance/summary.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
 import { can, clientScope, type Actor } from '../authz/authz.js';
@@ -14,13 +15,15 @@ import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { ComplianceService } from '../compliance/compliance.service.js';
 import { readBranding } from './branding.js';
+import type { ReportPeriod } from './period.js';
 import { renderRecoveryAuditPdf, renderSummaryPdf } from './reports.pdf.js';
 import type { ReportsRepo } from './reports.repo.js';
 
 export const REPORT_KINDS = ['compliance-summary', 'devices', 'escrow-coverage', 'recovery-audit', 'recovery-boots'] as const;
 export type ReportKind = (typeof REPORT_KINDS)[number];
 export type ReportFormat = 'csv' | 'pdf';
-export type ReportRequest = { report: ReportKind; clientId?: string | null; format: ReportFormat };
+/** `period` limits the events (reveals, recovery boots) and the compliance trend; null is all time. */
+export type ReportRequest = { report: ReportKind; clientId?: string | null; format: ReportFormat; period?: ReportPeriod | null };
 export const PDF_REPORTS: readonly ReportKind[] = ['compliance-summary', 'recovery-audit'];
 
 /**
@@ -48,7 +51,8 @@ export const REPORT_TITLES: Record<ReportKind, string> = {
 };
 
 export type ReportScope = { label: string; clientId: string | null; clients: { id: string; name: string }[] };
-export type StatusCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; total: number };
+/** src/domain/compliance/summary.ts's numbers (the Clients overview shows the same); total: devices in service. */
+export type StatusCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; total: number; percentCompliant: number | null };
 export type SummaryData = {
   scope: ReportScope;
   generatedAt: string;
@@ -75,12 +79,23 @@ export type AuditRow = {
 
 const PAGE = 2000;
 const TREND_DAYS = 30;
+/** The longest trend drawn: a year of daily bars. */
+const MAX_TREND_DAYS = 366;
 const ATTENTION_ROWS = 40;
 const REASON_LABEL = new Map<string, string>(REASON_CODES.map((r) => [r.code, r.label]));
 const pct = (n: number, total: number) => (total ? Math.round((n / total) * 1000) / 10 : 0);
-const emptyCounts = (): StatusCounts => ({ compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, total: 0 });
+const asCounts = (s: ComplianceSummary): StatusCounts => ({
+  compliant: s.compliant,
+  'non-compliant': s['non-compliant'],
+  exempt: s.exempt,
+  unknown: s.unknown,
+  total: s.devices,
+  percentCompliant: s.percentCompliant,
+});
 const day = (iso: string) => iso.slice(0, 10);
-const fileStamp = (iso: string) => iso.slice(0, 10);
+const lastDay = (p: ReportPeriod) => new Date(Date.parse(p.to) - 1).toISOString().slice(0, 10);
+/** The file name's date: the period (2026-11-01_2026-11-30) or, for all time, the day it was made. */
+const fileStamp = (iso: string, p?: ReportPeriod | null) => (p ? `${p.from.slice(0, 10)}_${lastDay(p)}` : iso.slice(0, 10));
 const slug = (s: string) =>
   s
     .toLowerCase()
@@ -125,28 +140,21 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
 
   // ------------------------------------------------------------------ data
   async function statusCounts(scope: ReportScope): Promise<{ totals: StatusCounts; perClient: Map<string, StatusCounts> }> {
-    const perClient = new Map<string, StatusCounts>(scope.clients.map((c) => [c.id, emptyCounts()]));
-    const totals = emptyCounts();
-    if (!scope.clients.length) return { totals, perClient };
+    if (!scope.clients.length) return { totals: asCounts(summarizeCompliance([], 0)), perClient: new Map() };
     const ids = scope.clients.map((c) => c.id);
     const [byStatus, devices] = await Promise.all([repo.statusCounts(reader, ids), repo.deviceCounts(reader, ids)]);
-    for (const r of byStatus) {
-      const c = perClient.get(r.client_id)!;
-      const k = r.status as keyof StatusCounts;
-      if (k in c && k !== 'total') c[k] += Number(r.n);
-    }
-    for (const r of devices) {
-      const c = perClient.get(r.client_id)!;
-      c.total = Number(r.n);
-      // Devices not evaluated yet count as unknown.
-      c.unknown += Math.max(0, c.total - c.compliant - c['non-compliant'] - c.exempt - c.unknown);
-    }
-    for (const c of perClient.values()) for (const k of Object.keys(totals) as (keyof StatusCounts)[]) totals[k] += c[k];
-    return { totals, perClient };
+    const deviceCount = new Map(devices.map((r) => [r.client_id, Number(r.n)]));
+    // One definition for every screen and report: devices not evaluated yet count as unknown.
+    const summaries = scope.clients.map((c) => {
+      const rows = byStatus.filter((r) => r.client_id === c.id);
+      return [c.id, summarizeCompliance(rows, deviceCount.get(c.id) ?? 0)] as const;
+    });
+    const perClient = new Map(summaries.map(([id, s]) => [id, asCounts(s)]));
+    return { totals: asCounts(addSummaries(summaries.map(([, s]) => s))), perClient };
   }
 
   /** Status counts per day from the history: each row adds one to its status and takes one from the previous. */
-  async function trend(scope: ReportScope, now: string): Promise<SummaryData['trend']> {
+  async function trend(scope: ReportScope, now: string, period?: ReportPeriod | null): Promise<SummaryData['trend']> {
     if (!scope.clients.length) return [];
     const rows = await repo.historyByDay(
       reader,
@@ -161,14 +169,24 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       d[r.status] = (d[r.status] ?? 0) + Number(r.n);
       if (r.previous_status) d[r.previous_status] = (d[r.previous_status] ?? 0) - Number(r.n);
     }
-    const start = new Date(Date.parse(day(now)) - (TREND_DAYS - 1) * 86_400_000).toISOString().slice(0, 10);
+    // The period's days up to today (at most a year, its end), or the last 30 days.
+    const end = period && lastDay(period) < today ? lastDay(period) : today;
+    const first = [...deltas.keys()][0] ?? end;
+    let start = period
+      ? day(period.from) > first
+        ? day(period.from)
+        : first
+      : new Date(Date.parse(today) - (TREND_DAYS - 1) * 86_400_000).toISOString().slice(0, 10);
+    if (Date.parse(end) - Date.parse(start) > (MAX_TREND_DAYS - 1) * 86_400_000)
+      start = new Date(Date.parse(end) - (MAX_TREND_DAYS - 1) * 86_400_000).toISOString().slice(0, 10);
+    const days = start > end ? 0 : Math.round((Date.parse(end) - Date.parse(start)) / 86_400_000) + 1;
     const running: Record<string, number> = {};
     const apply = (d: Record<string, number> | undefined) => {
       for (const [k, v] of Object.entries(d ?? {})) running[k] = (running[k] ?? 0) + v;
     };
     for (const [d, delta] of deltas) if (d < start) apply(delta);
     const out: SummaryData['trend'] = [];
-    for (let i = 0; i < TREND_DAYS; i++) {
+    for (let i = 0; i < days; i++) {
       const d = new Date(Date.parse(start) + i * 86_400_000).toISOString().slice(0, 10);
       apply(deltas.get(d));
       const c = {
@@ -177,11 +195,11 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         exempt: running.exempt ?? 0,
         unknown: running.unknown ?? 0,
       };
-      out.push({ day: d, ...c, total: c.compliant + c['non-compliant'] + c.exempt + c.unknown });
+      out.push({ day: d, ...asCounts(addSummaries([c])) });
     }
     // Days before the first evaluation carry nothing: leave them out.
-    const first = out.findIndex((p) => p.total > 0);
-    return first < 0 ? [] : out.slice(first);
+    const firstUsed = out.findIndex((p) => p.total > 0);
+    return firstUsed < 0 ? [] : out.slice(firstUsed);
   }
 
   /** Pages of (device_compliance + device) rows of one client in device-name order, with findings. */
@@ -199,7 +217,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
     }
   }
 
-  async function summaryData(scope: ReportScope): Promise<SummaryData> {
+  async function summaryData(scope: ReportScope, period?: ReportPeriod | null): Promise<SummaryData> {
     const now = clock.now();
     const { totals, perClient } = await statusCounts(scope);
     // Findings by code: one pass over the devices with findings, a page at a time.
@@ -234,14 +252,14 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       generatedAt: now,
       totals,
       perClient: scope.clients.map((c) => ({ client: c.name, ...perClient.get(c.id)! })),
-      trend: await trend(scope, now),
+      trend: await trend(scope, now, period),
       findings: FINDING_CODES.filter((c) => byCode.has(c)).map((code) => ({ code, devices: byCode.get(code)! })),
       attention,
       attentionMore: Math.max(0, totals['non-compliant'] - attention.length),
     };
   }
 
-  async function* auditRows(actor: Actor, scope: ReportScope): AsyncGenerator<AuditRow[]> {
+  async function* auditRows(actor: Actor, scope: ReportScope, period?: ReportPeriod | null): AsyncGenerator<AuditRow[]> {
     const names = new Map(scope.clients.map((c) => [c.id, c.name]));
     // A global reader's MSP-wide report also lists refused reveals that matched no client.
     const withoutClient = scope.clientId === null && clientScope(actor) === null;
@@ -251,6 +269,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         reader,
         scope.clients.map((c) => c.id),
         withoutClient,
+        period ?? null,
         after,
         PAGE,
       );
@@ -298,7 +317,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
   async function* csvRows(actor: Actor, req: ReportRequest, scope: ReportScope): AsyncGenerator<unknown[][]> {
     switch (req.report) {
       case 'compliance-summary': {
-        const s = await summaryData(scope);
+        const s = await summaryData(scope, req.period);
         const row = (section: string, label: string, dayText: string, c: StatusCounts) => [
           section,
           label,
@@ -308,7 +327,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
           c['non-compliant'],
           c.exempt,
           c.unknown,
-          pct(c.compliant, c.total),
+          // compliant ÷ (compliant + non-compliant); empty when nothing is judged (unknown, not 0).
+          c.percentCompliant ?? '',
         ];
         yield [row('current', scope.label, day(s.generatedAt), s.totals), ...s.perClient.map((c) => row('client', c.client, day(s.generatedAt), c))];
         yield s.trend.map((t) => row('trend', scope.label, t.day, t));
@@ -353,7 +373,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         return;
       }
       case 'recovery-audit': {
-        for await (const rows of auditRows(actor, scope))
+        for await (const rows of auditRows(actor, scope, req.period))
           yield rows.map((r) => [r.when, r.source, r.status, r.who, r.client, r.device, r.keyId, r.reason, r.ticket, r.ip]);
         return;
       }
@@ -361,7 +381,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         for (const c of scope.clients) {
           let after: [string, string] | null = null;
           for (;;) {
-            const rows = await repo.recoveryBootsPage(reader, c.id, after, PAGE);
+            const rows = await repo.recoveryBootsPage(reader, c.id, req.period ?? null, after, PAGE);
             if (rows.length)
               yield rows.map((r) => [
                 r.occurred_at,
@@ -404,10 +424,10 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
           clientId: scope.clientId,
           targetType: 'report',
           targetId: req.report,
-          details: { report: req.report, format: req.format, scope: scope.label },
+          details: { report: req.report, format: req.format, scope: scope.label, ...(req.period ? { from: req.period.from, to: req.period.to } : {}) },
         }),
       );
-      const filename = `keywarden-${req.report}-${scope.clientId ? slug(scope.label) : 'all-clients'}-${fileStamp(now)}.${req.format}`;
+      const filename = `keywarden-${req.report}-${scope.clientId ? slug(scope.label) : 'all-clients'}-${fileStamp(now, req.period)}.${req.format}`;
       if (req.format === 'csv') {
         return { filename, contentType: 'text/csv; charset=utf-8', write: (out) => writeCsv(out, CSV_COLUMNS[req.report], csvRows(actor, req, scope)) };
       }
@@ -417,11 +437,11 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         write: async (out) => {
           const branding = await readBranding(reader);
           if (req.report === 'compliance-summary') {
-            const data = await summaryData(scope);
+            const data = await summaryData(scope, req.period);
             const policy = scope.clientId ? await compliance.policyFor(scope.clientId) : null;
-            await renderSummaryPdf(out, { data, branding, policy });
+            await renderSummaryPdf(out, { data, branding, policy, period: req.period });
           } else {
-            await renderRecoveryAuditPdf(out, { scope, generatedAt: now, branding, rows: auditRows(actor, scope) });
+            await renderRecoveryAuditPdf(out, { scope, generatedAt: now, branding, rows: auditRows(actor, scope, req.period), period: req.period });
           }
         },
       };
