@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { evaluateDevice, evaluationSignature, type DeviceFacts, type KeyFacts, type VolumeFacts } from './evaluate.js';
+import { evaluateDevice, evaluationSignature, protectionOffSinceOf, type DeviceFacts, type KeyFacts, type VolumeFacts } from './evaluate.js';
 import { FINDING_CODES, FINDING_INFO, type FindingCode } from './findings.js';
 import { BUILTIN_POLICY, applyOverrides, effectivePolicy, methodMeets, type Policy } from './policy.js';
 
@@ -584,6 +584,35 @@ describe('properties', () => {
         expect(evaluationSignature(ea) === evaluationSignature(eb)).toBe(same);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('a device first seen with protection suspended (docs/compliance.md: unknown start = at once)', () => {
+  const history = (...rows: [number, 'On' | 'Off' | null][]) => rows.map(([h, p]) => ({ recordedAt: at(h), protectionStatus: p }));
+
+  it('the start of "off" is unknown when no earlier report shows protection on', () => {
+    expect(protectionOffSinceOf(history([0.1, 'Off']))).toBeNull();
+    expect(protectionOffSinceOf(history([0.1, 'Off'], [2, 'Off']))).toBeNull();
+    expect(protectionOffSinceOf([])).toBeNull();
+  });
+
+  it('the start is the first "Off" after protection was last seen on', () => {
+    expect(protectionOffSinceOf(history([0.1, 'Off'], [2, 'Off'], [5, 'On'], [9, 'Off']))).toBe(at(2));
+    expect(protectionOffSinceOf(history([1, 'On'], [2, 'Off']))).toBeNull();
+  });
+
+  it('is protection_suspended at once, not compliant for the grace period', () => {
+    const since = protectionOffSinceOf(history([0.1, 'Off']));
+    const e = evaluateDevice(device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: since })] }), BUILTIN_POLICY, NOW);
+    expect(e.status).toBe('non-compliant');
+    expect(e.findings.map((f) => f.code)).toEqual(['protection_suspended']);
+  });
+
+  it('suspended a few minutes after being seen on: still within the grace', () => {
+    const since = protectionOffSinceOf(history([0.1, 'Off'], [3, 'On']));
+    expect(evaluateDevice(device({ volumes: [osVolume({ protectionStatus: 'Off', protectionOffSince: since })] }), BUILTIN_POLICY, NOW).status).toBe(
+      'compliant',
     );
   });
 });

@@ -210,6 +210,22 @@ function compareFindings(a: Finding, b: Finding): number {
   );
 }
 
+/**
+ * When the current stretch of "protection off" began, from a volume's reported protection states
+ * (newest first): the oldest "Off" of the run that reaches the newest report, but only when an
+ * earlier report shows protection on. A volume first seen suspended (the run reaches the first
+ * report, or nothing was recorded) has an unknown start: null, which the evaluation treats as
+ * "over the grace at once" (docs/compliance.md), rather than the time Keywarden happened to see it.
+ */
+export function protectionOffSinceOf(history: readonly { recordedAt: string; protectionStatus: string | null }[]): string | null {
+  let since: string | null = null;
+  for (const h of history) {
+    if (h.protectionStatus !== 'Off') return since;
+    since = h.recordedAt;
+  }
+  return null;
+}
+
 /** A stable text of status and findings: the stored status changes exactly when this does. */
 export function evaluationSignature(e: Pick<Evaluation, 'status' | 'findings'>): string {
   return [e.status, ...e.findings.map((f) => `${f.code}|${f.volumeId ?? ''}|${f.protectorId ?? ''}`)].join(';');

@@ -9,8 +9,17 @@ const ClientSummarySchema = ClientSchema.extend({ devices: z.number(), keys: z.n
 const EncryptionCountsSchema = z.object({ encrypted: z.number(), 'not-encrypted': z.number(), unknown: z.number() });
 const EscrowCountsSchema = z.object({ escrowed: z.number(), notEscrowed: z.number() });
 const ComplianceCountsSchema = z
-  .object({ compliant: z.number(), 'non-compliant': z.number(), exempt: z.number(), unknown: z.number(), notEvaluated: z.number() })
-  .describe('devices by compliance status (the policy evaluation); notEvaluated: not evaluated yet');
+  .object({
+    compliant: z.number(),
+    'non-compliant': z.number(),
+    exempt: z.number(),
+    unknown: z.number().describe('no agent reported the drives, or not evaluated yet'),
+    devices: z.number(),
+    judged: z.number().describe('compliant + non-compliant: exempt and unknown devices are not judged'),
+    percentCompliant: z.number().nullable().describe('compliant ÷ judged in whole per cent; null (unknown) when nothing is judged'),
+    level: z.enum(['all', 'most', 'some', 'few', 'unknown']).describe('all: none non-compliant; most: ≥ 80 %; some: ≥ 50 %; few: below'),
+  })
+  .describe('devices by compliance status (the policy evaluation, docs/compliance.md "Numbers"), the same as the client page and the compliance report');
 
 export const clientRoutes =
   (c: Container): FastifyPluginAsyncZod =>

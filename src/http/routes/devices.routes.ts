@@ -35,6 +35,7 @@ const DeviceDetailSchema = DeviceSummarySchema.extend({
 });
 
 const EncryptionEnum = z.enum(['encrypted', 'not-encrypted', 'unknown']);
+const ComplianceEnum = z.enum(['compliant', 'non-compliant', 'exempt', 'unknown']);
 const DeviceRowSchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -45,13 +46,15 @@ const DeviceRowSchema = z.object({
   keys: z.number(),
   encryption: EncryptionEnum,
   escrowed: z.boolean().describe('the vault holds a current recovery key and no finding is open'),
-  openFindings: z.number(),
+  openFindings: z.number().describe("the agent's open key-escrow findings (unescrowed, mismatch, no recovery password, conflict)"),
+  compliance: ComplianceEnum.describe('the latest policy evaluation; unknown when no agent reported the drives or not evaluated yet'),
 });
 const DeviceTableQuery = {
   q: z.string().max(100).optional(),
   encryption: EncryptionEnum.optional(),
   escrowed: z.enum(['true', 'false']).optional(),
-  sort: z.enum(['name', 'lastSeenAt', 'keys', 'encryption', 'escrowed', 'openFindings']).optional(),
+  compliance: ComplianceEnum.optional(),
+  sort: z.enum(['name', 'lastSeenAt', 'keys', 'encryption', 'escrowed', 'openFindings', 'compliance']).optional(),
   dir: z.enum(['asc', 'desc']).optional(),
 };
 const escrowedOf = (v?: 'true' | 'false') => (v === undefined ? undefined : v === 'true');
@@ -90,7 +93,7 @@ export const deviceRoutes =
       {
         schema: {
           tags: ['clients'],
-          summary: "A client's devices table: search, filter by encryption or escrow, sort and page on the server",
+          summary: "A client's devices table: search, filter by encryption, escrow or compliance status, sort and page on the server",
           params: z.strictObject({ clientId: Id }),
           querystring: z.strictObject({
             ...DeviceTableQuery,
@@ -127,13 +130,14 @@ export const deviceRoutes =
         reply.header('content-disposition', `attachment; filename="keywarden-devices-${slug}-${new Date().toISOString().slice(0, 10)}.csv"`);
         reply.type('text/csv; charset=utf-8');
         return csvText(
-          ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'],
+          ['device', 'serial', 'primaryUser', 'encryption', 'keyEscrowed', 'compliance', 'keys', 'openFindings', 'lastSeenAt', 'lastCheckinAt', 'id'],
           r.rows.map((d) => [
             d.name,
             d.serial ?? '',
             d.primaryUser ?? '',
             d.encryption,
             d.escrowed ? 'yes' : 'no',
+            d.compliance,
             d.keys,
             d.openFindings,
             d.lastSeenAt,

@@ -1,4 +1,5 @@
 import type { Transactions } from '../../db/transactions.js';
+import { summarizeCompliance, type ComplianceSummary } from '../../domain/compliance/summary.js';
 import type { Encryption } from '../../domain/device-status.js';
 import type { Clock } from '../../lib/clock.js';
 import { can, clientScope, requirePermission, type Actor } from '../authz/authz.js';
@@ -9,10 +10,11 @@ import { requireVisibleClient } from './visible-client.js';
 
 /**
  * Clients at a glance: devices by encryption and key escrow (src/domain/device-status.ts), last
- * seen, open findings, key sources and compliance, for one client or every visible one.
+ * seen, open findings, key sources and compliance (src/domain/compliance/summary.ts: the same
+ * numbers as the client page and the compliance report), for one client or every visible one.
  */
 
-export type ComplianceCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; notEvaluated: number };
+export type ComplianceCounts = ComplianceSummary;
 export type ClientOverview = {
   client: { id: string; name: string };
   devices: number;
@@ -20,9 +22,10 @@ export type ClientOverview = {
   encryption: Record<Encryption, number>;
   escrow: { escrowed: number; notEscrowed: number };
   lastSeen: { day: number; week: number; month: number; older: number };
+  /** The agent's open key-escrow findings (a count of findings, not of devices); compliance is the policy's view. */
   openFindings: number;
   sources: Record<string, number>;
-  /** Devices by their compliance status; notEvaluated: not evaluated yet. */
+  /** Devices by their compliance status (never evaluated: unknown), per cent compliant and its level. */
   compliance: ComplianceCounts;
 };
 export type ClientAtAGlance = Omit<ClientOverview, 'client' | 'lastSeen' | 'sources' | 'compliance'> & {
@@ -39,18 +42,8 @@ type Deps = {
 };
 
 export function createClientOverview({ tx, table, clients, clock }: Deps) {
-  const complianceOf = async (clientId: string, devices: number): Promise<ComplianceCounts> => {
-    const out: ComplianceCounts = { compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, notEvaluated: 0 };
-    let seen = 0;
-    for (const r of await table.complianceCounts(tx.reader, clientId)) {
-      const n = Number(r.n);
-      seen += n;
-      if (r.status in out) out[r.status as keyof ComplianceCounts] += n;
-      else out.unknown += n;
-    }
-    out.notEvaluated = Math.max(devices - seen, 0);
-    return out;
-  };
+  const complianceOf = async (clientId: string, devices: number): Promise<ComplianceCounts> =>
+    summarizeCompliance(await table.complianceCounts(tx.reader, clientId), devices);
 
   return {
     async clientOverview(actor: Actor, clientId: string): Promise<ClientOverview> {
@@ -66,7 +59,7 @@ export function createClientOverview({ tx, table, clients, clock }: Deps) {
         lastSeen: { day: 0, week: 0, month: 0, older: 0 },
         openFindings: 0,
         sources: {},
-        compliance: { compliant: 0, 'non-compliant': 0, exempt: 0, unknown: 0, notEvaluated: 0 },
+        compliance: summarizeCompliance([], 0),
       };
       for (const d of rows) {
         out.keys += d.keys;

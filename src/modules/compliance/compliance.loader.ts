@@ -1,6 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parseVolumeStatus } from '../../domain/bitlocker.js';
-import type { DeviceFacts, VolumeFacts } from '../../domain/compliance/evaluate.js';
+import { protectionOffSinceOf, type DeviceFacts, type VolumeFacts } from '../../domain/compliance/evaluate.js';
 import type { ComplianceRepo } from './compliance.repo.js';
 
 /**
@@ -35,17 +35,15 @@ export async function loadDevices(repo: ComplianceRepo, exec: Executor, clientId
       const rows = await repo.keySources(exec, clientId, part);
       for (const r of rows) (sources.get(r.recovery_key_id) ?? sources.set(r.recovery_key_id, []).get(r.recovery_key_id)!).push(r.source_type);
     }
-    // Since when protection has been off: the current run of "Off" in the volume's history.
+    // Since when protection has been off: the current run of "Off" in the volume's history (null: unknown).
     const offVolumes = volumes.filter((v) => v.protection_status === 'Off').map((v) => v.id);
-    const offSince = new Map<string, string>();
+    const offSince = new Map<string, string | null>();
     for (const part of chunks(offVolumes)) {
       const rows = await repo.volumeStates(exec, clientId, part);
-      const done = new Set<string>();
-      for (const r of rows) {
-        if (done.has(r.volume_id)) continue;
-        if (r.protection_status === 'Off') offSince.set(r.volume_id, r.recorded_at);
-        else done.add(r.volume_id);
-      }
+      const history = new Map<string, { recordedAt: string; protectionStatus: string | null }[]>();
+      for (const r of rows)
+        (history.get(r.volume_id) ?? history.set(r.volume_id, []).get(r.volume_id)!).push({ recordedAt: r.recorded_at, protectionStatus: r.protection_status });
+      for (const id of part) offSince.set(id, protectionOffSinceOf(history.get(id) ?? []));
     }
 
     const byDevice = <T extends { device_id: string }>(rows: T[]) => {
@@ -73,7 +71,7 @@ export async function loadDevices(repo: ComplianceRepo, exec: Executor, clientId
           lockStatus: parseLockStatus(v.lock_status),
           encryptionMethod: parseEncryptionMethod(v.encryption_method),
           protectors: parseProtectors(v.protectors),
-          protectionOffSince: offSince.get(v.id) ?? (v.protection_status === 'Off' ? v.last_reported_at : null),
+          protectionOffSince: offSince.get(v.id) ?? null,
         })),
         keys: (ks.get(d.id) ?? []).map((k) => ({
           id: k.id,

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import { COMPLIANCE_STATUSES, type ComplianceStatus } from '../../domain/compliance/evaluate.js';
 import { CURRENT_KEY_STATES, NOT_ENCRYPTED_STATUSES, type Encryption } from '../../domain/device-status.js';
 import { deviceTextMatch } from './devices.repo.js';
 
@@ -10,8 +11,11 @@ import { deviceTextMatch } from './devices.repo.js';
  * isDeviceEscrowed) from the same constants; test/device-status.test.ts checks that both agree.
  */
 
-export type DeviceTableFilter = { q?: string; encryption?: Encryption; escrowed?: boolean };
-export type DeviceTableSort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings';
+export type DeviceTableFilter = { q?: string; encryption?: Encryption; escrowed?: boolean; compliance?: ComplianceStatus };
+export type DeviceTableSort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings' | 'compliance';
+
+/** Statuses stored by the evaluation; anything else (or none: not evaluated yet) is 'unknown' (complianceStatusOf). */
+const JUDGED = COMPLIANCE_STATUSES.filter((s) => s !== 'unknown');
 
 const SORT_COLUMN = {
   name: 'x.name_key',
@@ -20,6 +24,7 @@ const SORT_COLUMN = {
   encryption: 'x.encryption',
   escrowed: 'x.escrowed',
   openFindings: 'x.open_findings',
+  compliance: 'x.compliance',
 } as const;
 
 export function createDeviceTableRepo() {
@@ -71,6 +76,12 @@ export function createDeviceTableRepo() {
           .where('f.resolved_at', 'is', null)
           .select(eb.fn.countAll<number>().as('n'))
           .as('open_findings'),
+        eb
+          .selectFrom('device_compliance as dc')
+          .whereRef('dc.device_id', '=', 'd.id')
+          .where('dc.client_id', '=', clientId)
+          .select('dc.status')
+          .as('compliance_status'),
       ]);
 
   /** The same rows with the derived columns (deviceEncryption and isDeviceEscrowed in SQL), as a table to filter, sort and page. */
@@ -81,6 +92,10 @@ export function createDeviceTableRepo() {
       .select([
         sql<Encryption>`case when t.clear_volumes > 0 then 'not-encrypted' when t.known_volumes > 0 then 'encrypted' else 'unknown' end`.as('encryption'),
         sql<number>`case when t.current_keys > 0 and t.open_findings = 0 then 1 else 0 end`.as('escrowed'),
+        // complianceStatusOf (src/domain/compliance/summary.ts) in SQL: the same four statuses.
+        sql<ComplianceStatus>`case when t.compliance_status in (${sql.join(JUDGED.map((x) => sql.lit(x)))}) then t.compliance_status else 'unknown' end`.as(
+          'compliance',
+        ),
       ]);
 
   const filtered = (exec: Executor, clientId: string, filter: DeviceTableFilter) => {
@@ -89,6 +104,7 @@ export function createDeviceTableRepo() {
     if (text) q = q.where(deviceTextMatch('x', text));
     if (filter.encryption) q = q.where('x.encryption', '=', filter.encryption);
     if (filter.escrowed !== undefined) q = q.where('x.escrowed', '=', filter.escrowed ? 1 : 0);
+    if (filter.compliance) q = q.where('x.compliance', '=', filter.compliance);
     return q;
   };
 
@@ -135,16 +151,15 @@ export function createDeviceTableRepo() {
         .offset(offset)
         .execute(),
 
-    /** Compliance status counts of the client's (not retired) devices, from the latest evaluation. */
+    /**
+     * The client's (not retired) devices by compliance status, from the latest evaluation: the same
+     * column the table filters on, so a count and its filtered list always agree.
+     */
     complianceCounts: (exec: Executor, clientId: string) =>
       exec
-        .selectFrom('device_compliance as dc')
-        .innerJoin('devices as d', 'd.id', 'dc.device_id')
-        .select((eb) => ['dc.status', eb.fn.countAll<number>().as('n')])
-        .where('dc.client_id', '=', clientId)
-        .where('d.client_id', '=', clientId)
-        .where('d.retired_at', 'is', null)
-        .groupBy('dc.status')
+        .selectFrom(deviceTable(exec, clientId).as('x'))
+        .select((eb) => [eb.ref('x.compliance').as('status'), eb.fn.countAll<number>().as('n')])
+        .groupBy('x.compliance')
         .execute(),
 
     /** Keys by source (import, agent, Entra, AD) where the source still reports them. */

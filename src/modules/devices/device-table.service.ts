@@ -1,4 +1,5 @@
 import type { Transactions } from '../../db/transactions.js';
+import type { ComplianceStatus } from '../../domain/compliance/evaluate.js';
 import type { Encryption } from '../../domain/device-status.js';
 import { notFound } from '../../lib/errors.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
@@ -26,6 +27,8 @@ export type DeviceRow = {
   encryption: Encryption;
   escrowed: boolean;
   openFindings: number;
+  /** The latest evaluation's status; 'unknown' when never evaluated (complianceStatusOf). */
+  compliance: ComplianceStatus;
 };
 export type DeviceTableQuery = DeviceTableFilter & { sort?: DeviceTableSort; dir?: 'asc' | 'desc'; limit?: number; offset?: number };
 
@@ -43,6 +46,7 @@ export const toDeviceRow = (r: DeviceTableRow): DeviceRow => ({
   encryption: r.encryption,
   escrowed: Number(r.escrowed) === 1,
   openFindings: Number(r.open_findings ?? 0),
+  compliance: r.compliance,
 });
 
 type Deps = {

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
-import { Link } from 'wouter';
+import { Link, useLocation, useSearchParams } from 'wouter';
 import { Anchor, Badge, Button, Card, Group, NativeSelect, Pagination, Progress, SimpleGrid, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { DonutChart, BarChart } from '@mantine/charts';
 import { useDebouncedValue } from '@mantine/hooks';
@@ -11,7 +11,14 @@ import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtAgo, messageOf } from '../ui';
 import { BulkQueueModal } from './Agents';
 
-type ComplianceCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; notEvaluated: number };
+type ComplianceStatus = 'compliant' | 'non-compliant' | 'exempt' | 'unknown';
+/** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
+type ComplianceCounts = Record<ComplianceStatus, number> & {
+  devices: number;
+  judged: number;
+  percentCompliant: number | null;
+  level: 'all' | 'most' | 'some' | 'few' | 'unknown';
+};
 type Counts = { encryption: { encrypted: number; 'not-encrypted': number; unknown: number }; escrow: { escrowed: number; notEscrowed: number } };
 type ClientRow = Counts & { id: string; name: string; devices: number; keys: number; openFindings: number; compliance: ComplianceCounts | null };
 type Overview = Counts & {
@@ -34,59 +41,67 @@ type DeviceRow = {
   encryption: 'encrypted' | 'not-encrypted' | 'unknown';
   escrowed: boolean;
   openFindings: number;
+  compliance: ComplianceStatus;
 };
 
 const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
 
+/** Colours of the levels (docs/compliance.md, "Numbers"): 81 % compliant is yellow, not red. */
+const LEVEL_COLOR: Record<ComplianceCounts['level'], string> = { all: 'green', most: 'yellow', some: 'orange', few: 'red', unknown: 'gray' };
+const STATUS_COLOR: Record<ComplianceStatus, string> = { compliant: 'teal', 'non-compliant': 'red', exempt: 'cyan', unknown: 'gray' };
+const COMPLIANCE_ORDER: readonly ComplianceStatus[] = ['compliant', 'exempt', 'non-compliant', 'unknown'];
+const STATUS_LABEL: Record<ComplianceStatus, string> = { compliant: 'Compliant', 'non-compliant': 'Non-compliant', exempt: 'Exempt', unknown: 'Unknown' };
+
+/** The client page's devices table filtered by one value (the filters live in the URL). */
+const devicesHref = (clientId: string, filter: Record<string, string>) => `/clients/${clientId}?${new URLSearchParams(filter).toString()}`;
+
+/** A count that opens the devices it counts. */
+function CountLink({ n, href, label }: { n: number; href: string; label: string }) {
+  return (
+    <Anchor component={Link} href={href} size="xs" aria-label={`${n} ${label}: show these devices`}>
+      {n} {label}
+    </Anchor>
+  );
+}
+
 /**
- * Compliance at a glance: the policy evaluation's share of compliant devices (exempt ones count as
- * fine), and the facts behind it: key escrow and encryption.
+ * Compliance at a glance: per cent compliant of the judged devices (compliant + non-compliant),
+ * "unknown" when no device could be judged, and the counts, each a link to its devices.
  */
 function Compliance({ row }: { row: ClientRow }) {
-  if (!row.devices)
+  const c = row.compliance;
+  if (!row.devices || !c)
     return (
       <Text size="sm" c="dimmed">
-        No devices yet
+        {row.devices ? `${pct(row.escrow.escrowed, row.devices)}% escrowed` : 'No devices yet'}
       </Text>
     );
-  const escrowed = pct(row.escrow.escrowed, row.devices);
-  const encrypted = pct(row.encryption.encrypted, row.devices);
-  const c = row.compliance;
-  const evaluated = c ? row.devices - c.notEvaluated : 0;
-  const ok = c ? pct(c.compliant + c.exempt, row.devices) : null;
-  const main = ok ?? escrowed;
-  const color =
-    c && evaluated
-      ? c['non-compliant'] === 0 && c.unknown === 0
-        ? 'green'
-        : c['non-compliant'] === 0
-          ? 'gray' // nothing failing, but some devices cannot be judged yet (no agent report)
-          : ok! >= 90
-            ? 'yellow'
-            : 'red'
-      : escrowed === 100
-        ? 'green'
-        : escrowed >= 90
-          ? 'yellow'
-          : 'red';
+  const known = c.percentCompliant !== null;
+  const parts = (['non-compliant', 'exempt', 'unknown'] as const).filter((s) => c[s] > 0);
   return (
-    <Stack gap={2} miw={200}>
+    <Stack gap={2} miw={220}>
       <Group gap={6} wrap="nowrap">
-        <Badge color={color} variant="light" size="sm">
-          {c && evaluated ? `${main}% compliant` : `${escrowed}% escrowed`}
+        <Badge color={LEVEL_COLOR[c.level]} variant="light" size="sm">
+          {known ? `${c.percentCompliant}% compliant` : 'Compliance unknown'}
         </Badge>
         <Text size="xs" c="dimmed">
-          {c && evaluated
-            ? `${c['non-compliant']} non-compliant${c.unknown ? ` · ${c.unknown} unknown` : ''} · ${escrowed}% escrowed`
-            : `${encrypted}% encrypted`}
+          {pct(row.escrow.escrowed, row.devices)}% escrowed
         </Text>
       </Group>
-      <Progress
-        value={main}
-        color={color}
-        size="sm"
-        aria-label={c && evaluated ? `${main}% of devices compliant` : `${escrowed}% of devices have their key escrowed`}
-      />
+      <Group gap={8} wrap="wrap">
+        {c.compliant > 0 && <CountLink n={c.compliant} label="compliant" href={devicesHref(row.id, { compliance: 'compliant' })} />}
+        {parts.map((s) => (
+          <CountLink key={s} n={c[s]} label={s === 'unknown' ? 'unknown (no agent report)' : s} href={devicesHref(row.id, { compliance: s })} />
+        ))}
+      </Group>
+      {known && (
+        <Progress
+          value={c.percentCompliant!}
+          color={LEVEL_COLOR[c.level]}
+          size="sm"
+          aria-label={`${c.percentCompliant}% of ${c.judged} judged devices compliant`}
+        />
+      )}
     </Stack>
   );
 }
@@ -128,7 +143,7 @@ export function ClientsPage() {
                 <Table.Th ta="right">Devices</Table.Th>
                 <Table.Th ta="right">Keys</Table.Th>
                 <Table.Th>Compliance</Table.Th>
-                <Table.Th ta="right">Open findings</Table.Th>
+                <Table.Th ta="right">Non-compliant devices</Table.Th>
               </Table.Tr>
             </Table.Thead>
             <Table.Tbody>
@@ -145,12 +160,20 @@ export function ClientsPage() {
                     <Compliance row={c} />
                   </Table.Td>
                   <Table.Td ta="right">
-                    {c.openFindings ? (
-                      <Badge color="red" variant="light">
-                        {c.openFindings}
-                      </Badge>
-                    ) : (
+                    {c.compliance && c.compliance['non-compliant'] ? (
+                      <Anchor
+                        component={Link}
+                        href={devicesHref(c.id, { compliance: 'non-compliant' })}
+                        aria-label={`${c.compliance['non-compliant']} non-compliant devices of ${c.name}: show them`}
+                      >
+                        <Badge color="red" variant="light" style={{ cursor: 'pointer' }}>
+                          {c.compliance['non-compliant']}
+                        </Badge>
+                      </Anchor>
+                    ) : c.compliance ? (
                       '0'
+                    ) : (
+                      '—'
                     )}
                   </Table.Td>
                 </Table.Tr>
@@ -163,7 +186,7 @@ export function ClientsPage() {
   );
 }
 
-type Sort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings';
+type Sort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings' | 'compliance';
 const PAGE = 25;
 
 export function ClientPage({ id }: { id: string }) {
@@ -171,12 +194,23 @@ export function ClientPage({ id }: { id: string }) {
   const overview = useQuery({ queryKey: ['client-overview', id], queryFn: () => api.get<Overview>(`/clients/${id}/overview`) });
   const [q, setQ] = useState('');
   const [dq] = useDebouncedValue(q.trim(), 200);
-  const [encryption, setEncryption] = useState('');
-  const [escrowed, setEscrowed] = useState('');
+  // The filters live in the URL, so every count and chart segment can link to its devices.
+  const [params, setParams] = useSearchParams();
+  const [, navigate] = useLocation();
+  const encryption = params.get('encryption') ?? '';
+  const escrowed = params.get('escrowed') ?? '';
+  const compliance = params.get('compliance') ?? '';
+  const setFilter = (name: 'encryption' | 'escrowed' | 'compliance', value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(name, value);
+    else next.delete(name);
+    setParams(next, { replace: true });
+    setPage(1);
+  };
   const [sort, setSort] = useState<Sort>('name');
   const [dir, setDir] = useState<'asc' | 'desc'>('asc');
   const [page, setPage] = useState(1);
-  const filters = { q: dq, encryption, escrowed, sort, dir };
+  const filters = { q: dq, encryption, escrowed, compliance, sort, dir };
   const devices = useQuery({
     queryKey: ['client-devices', id, filters, page],
     queryFn: () => api.get<{ total: number; items: DeviceRow[] }>(`/clients/${id}/devices${qs({ ...filters, limit: PAGE, offset: (page - 1) * PAGE })}`),
@@ -233,7 +267,15 @@ export function ClientPage({ id }: { id: string }) {
           Clients
         </Anchor>
         <PageTitle
-          sub={`${o.devices} devices · ${o.keys} keys · ${o.openFindings} open findings`}
+          sub={
+            <>
+              {o.devices} devices · {o.keys} keys ·{' '}
+              <Anchor component={Link} href={devicesHref(id, { compliance: 'non-compliant' })} inherit underline="always">
+                {o.compliance['non-compliant']} non-compliant
+              </Anchor>{' '}
+              · {o.openFindings} open key-escrow findings
+            </>
+          }
           right={
             <Group gap="sm" wrap="wrap">
               <Anchor component={Link} href={`/agents?client=${id}`} size="sm">
@@ -260,24 +302,30 @@ export function ClientPage({ id }: { id: string }) {
             size={130}
             thickness={22}
             withTooltip
-            chartLabel={`${pct(o.compliance.compliant + o.compliance.exempt, o.devices)}%`}
-            data={[
-              { name: 'Compliant', value: o.compliance.compliant, color: 'teal.6' },
-              { name: 'Exempt', value: o.compliance.exempt, color: 'cyan.4' },
-              { name: 'Non-compliant', value: o.compliance['non-compliant'], color: 'red.6' },
-              { name: 'Unknown', value: o.compliance.unknown + o.compliance.notEvaluated, color: 'gray.5' },
-            ]}
+            chartLabel={o.compliance.percentCompliant === null ? 'unknown' : `${o.compliance.percentCompliant}%`}
+            data={COMPLIANCE_ORDER.map((s) => ({ name: STATUS_LABEL[s], value: o.compliance[s], color: `${STATUS_COLOR[s]}.${s === 'exempt' ? 4 : 6}` }))}
             mx="auto"
             aria-hidden
+            accessibilityLayer={false}
+            // A segment opens its devices, like the legend's links (which keyboard and screen-reader users get).
+            pieProps={{
+              rootTabIndex: -1,
+              style: { cursor: 'pointer' },
+              onClick: (_: unknown, i: number) => navigate(devicesHref(id, { compliance: COMPLIANCE_ORDER[i]! })),
+            }}
           />
           <Legend
-            items={[
-              ['Compliant', o.compliance.compliant],
-              ['Exempt', o.compliance.exempt],
-              ['Non-compliant', o.compliance['non-compliant']],
-              ['Unknown or not evaluated', o.compliance.unknown + o.compliance.notEvaluated],
-            ]}
+            items={COMPLIANCE_ORDER.map((s) => [
+              s === 'unknown' ? 'Unknown (no agent report)' : STATUS_LABEL[s],
+              o.compliance[s],
+              devicesHref(id, { compliance: s }),
+            ])}
           />
+          <Text size="xs" c="dimmed" mt={4}>
+            {o.compliance.percentCompliant === null
+              ? 'No device can be judged yet: no agent has reported its drives.'
+              : `${o.compliance.percentCompliant}% of ${o.compliance.judged} judged devices (exempt and unknown are not judged).`}
+          </Text>
         </Card>
         <Card withBorder component="section" aria-labelledby="ch-enc">
           <Title order={2} fz="sm" id="ch-enc" mb="xs">
@@ -301,9 +349,9 @@ export function ClientPage({ id }: { id: string }) {
           />
           <Legend
             items={[
-              ['Encrypted', o.encryption.encrypted],
-              ['Not encrypted', o.encryption['not-encrypted']],
-              ['Unknown (no agent report)', o.encryption.unknown],
+              ['Encrypted', o.encryption.encrypted, devicesHref(id, { encryption: 'encrypted' })],
+              ['Not encrypted', o.encryption['not-encrypted'], devicesHref(id, { encryption: 'not-encrypted' })],
+              ['Unknown (no agent report)', o.encryption.unknown, devicesHref(id, { encryption: 'unknown' })],
             ]}
           />
         </Card>
@@ -327,8 +375,8 @@ export function ClientPage({ id }: { id: string }) {
           />
           <Legend
             items={[
-              ['Key escrowed', o.escrow.escrowed],
-              ['Not escrowed or finding open', o.escrow.notEscrowed],
+              ['Key escrowed', o.escrow.escrowed, devicesHref(id, { escrowed: 'true' })],
+              ['Not escrowed or finding open', o.escrow.notEscrowed, devicesHref(id, { escrowed: 'false' })],
             ]}
           />
         </Card>
@@ -385,12 +433,15 @@ export function ClientPage({ id }: { id: string }) {
             w={240}
           />
           <NativeSelect
+            label="Compliance"
+            value={compliance}
+            onChange={(e) => setFilter('compliance', e.currentTarget.value)}
+            data={[{ value: '', label: 'Any' }, ...COMPLIANCE_ORDER.map((s) => ({ value: s, label: STATUS_LABEL[s] }))]}
+          />
+          <NativeSelect
             label="Encryption"
             value={encryption}
-            onChange={(e) => {
-              setEncryption(e.currentTarget.value);
-              setPage(1);
-            }}
+            onChange={(e) => setFilter('encryption', e.currentTarget.value)}
             data={[
               { value: '', label: 'Any' },
               { value: 'encrypted', label: 'Encrypted' },
@@ -401,10 +452,7 @@ export function ClientPage({ id }: { id: string }) {
           <NativeSelect
             label="Key escrow"
             value={escrowed}
-            onChange={(e) => {
-              setEscrowed(e.currentTarget.value);
-              setPage(1);
-            }}
+            onChange={(e) => setFilter('escrowed', e.currentTarget.value)}
             data={[
               { value: '', label: 'Any' },
               { value: 'true', label: 'Escrowed' },
@@ -429,10 +477,11 @@ export function ClientPage({ id }: { id: string }) {
                     {th('name', 'Device')}
                     <Table.Th>Serial</Table.Th>
                     <Table.Th>User</Table.Th>
+                    {th('compliance', 'Compliance')}
                     {th('encryption', 'Encryption')}
                     {th('escrowed', 'Key escrowed')}
                     {th('keys', 'Keys', 'right')}
-                    {th('openFindings', 'Findings', 'right')}
+                    {th('openFindings', 'Escrow findings', 'right')}
                     {th('lastSeenAt', 'Last seen')}
                   </Table.Tr>
                 </Table.Thead>
@@ -450,6 +499,11 @@ export function ClientPage({ id }: { id: string }) {
                       </Table.Td>
                       <Table.Td className="kw-mono">{d.serial ?? '—'}</Table.Td>
                       <Table.Td>{d.primaryUser ?? '—'}</Table.Td>
+                      <Table.Td>
+                        <Badge variant="light" size="sm" color={STATUS_COLOR[d.compliance]}>
+                          {STATUS_LABEL[d.compliance]}
+                        </Badge>
+                      </Table.Td>
                       <Table.Td>
                         <Badge variant="light" size="sm" color={d.encryption === 'encrypted' ? 'teal' : d.encryption === 'not-encrypted' ? 'red' : 'gray'}>
                           {d.encryption === 'not-encrypted' ? 'not encrypted' : d.encryption}
@@ -489,12 +543,19 @@ export function ClientPage({ id }: { id: string }) {
   );
 }
 
-function Legend({ items }: { items: [string, number][] }) {
+/** A chart's legend; an entry with a link opens the devices it counts. */
+function Legend({ items }: { items: [string, number, string?][] }) {
   return (
     <Stack gap={2} mt="xs">
-      {items.map(([label, n]) => (
+      {items.map(([label, n, href]) => (
         <Group key={label} justify="space-between" gap="xs">
-          <Text size="xs">{label}</Text>
+          {href ? (
+            <Anchor component={Link} href={href} size="xs" aria-label={`${label}: ${n} devices, show them`}>
+              {label}
+            </Anchor>
+          ) : (
+            <Text size="xs">{label}</Text>
+          )}
           <Text size="xs" fw={600}>
             {n}
           </Text>
