@@ -304,7 +304,19 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
         state: 'active',
         createdAt: expect.stringMatching(/^2024-03-01/),
       });
-      expect(Object.keys(r.json()).sort()).toEqual(['client', 'createdAt', 'device', 'firstSeenAt', 'id', 'keyId', 'lastSeenAt', 'sources', 'state', 'volume']);
+      expect(Object.keys(r.json()).sort()).toEqual([
+        'client',
+        'createdAt',
+        'device',
+        'firstSeenAt',
+        'id',
+        'keyId',
+        'lastSeenAt',
+        'mayNotUnlock',
+        'sources',
+        'state',
+        'volume',
+      ]);
       expectNoLeak(r, allSecrets());
     });
 
@@ -444,7 +456,9 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       expect(csv.headers['content-type']).toMatch(/^text\/csv/);
       expect(csv.headers['content-disposition']).toMatch(/^attachment; filename="keywarden-audit-\d{4}-\d{2}-\d{2}\.csv"$/);
       const lines = csv.body.split(/\r?\n/);
-      expect(lines[0]).toBe('seq,occurredAt,actorType,actorId,actorName,action,outcome,clientId,targetType,targetId,reasonCode,ticket,ip,userAgent,details');
+      expect(lines[0]).toBe(
+        'seq,occurredAt,actorType,actorId,actorName,action,outcome,clientId,targetType,targetId,reasonCode,ticket,ip,userAgent,details,actor,actionLabel,device,keyId,reasonLabel',
+      );
       const rows = parseCsv(csv.body, { columns: true }) as Record<string, string>[];
       // The export records itself first, then reads: it is the last row.
       expect(rows.length).toBe(all.length + 1);

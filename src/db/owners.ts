@@ -81,7 +81,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
 export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   clients: ['devices', 'recovery_keys'],
   devices: ['clients', 'recovery_keys', 'key_sources', 'findings', 'volume_states', 'device_compliance'],
-  keys: ['clients', 'devices', 'volumes'],
+  // keys: open mismatch findings mark a key "may not unlock" in search, device page and reveal.
+  keys: ['clients', 'devices', 'volumes', 'findings'],
   agent: ['clients', 'devices', 'volumes'],
   compliance: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'findings', 'volume_states'],
   reports: ['devices', 'device_compliance', 'compliance_history', 'audit_events', 'recovery_keys', 'key_sources', 'device_events'],

@@ -110,6 +110,32 @@ export function parseKeyIdQuery(input: string): Result<KeyIdQuery> {
   return ok({ kind: 'prefix', prefix: hex.toLowerCase() });
 }
 
+/** Separators people type or read out between groups of a key ID (spaces, dots, slashes, dashes). */
+const SPOKEN_SEPARATORS = /[\s._:/\\,;'"`\u2010-\u2015\u2212\uFE58\uFE63\uFF0D-]/g;
+
+/**
+ * A key-ID search as it arrives from a phone call: the user reads `35D132DC E86A`, the technician
+ * types the letter O for zero or I / l for one. Key IDs hold only 0-9 and A-F, so O, I and l
+ * cannot be meant as letters; separators anywhere are dropped. The strict form (`parseKeyIdQuery`)
+ * wins when it parses; `forgiven` says the input needed this leniency (a device name such as
+ * OFFICE01 can look like a key ID then, so a search that also matches names should try both).
+ * Only for searches: imports and stored IDs stay strict.
+ */
+export function parseSpokenKeyIdQuery(input: string): Result<KeyIdQuery & { forgiven: boolean }> {
+  if (typeof input !== 'string') return fail('a key ID must be text');
+  const strict = parseKeyIdQuery(input);
+  if (strict.ok) return ok({ ...strict.value, forgiven: false });
+  let s = input.trim();
+  if (s.startsWith('{')) s = s.slice(1);
+  if (s.endsWith('}')) s = s.slice(0, -1);
+  const hex = s.replace(SPOKEN_SEPARATORS, '').replace(/[oO]/g, '0').replace(/[Iil]/g, '1');
+  if (hex === '' || /[^0-9a-f]/i.test(hex)) return strict;
+  if (hex.length > 32) return fail(`a key ID has 32 hex digits; got ${hex.length}`);
+  if (hex.length < KEY_ID_PREFIX_MIN) return fail(SHORT_REASON);
+  if (hex.length === 32) return ok({ kind: 'full', keyId: hyphenate(hex.toLowerCase()), forgiven: true });
+  return ok({ kind: 'prefix', prefix: hex.toLowerCase(), forgiven: true });
+}
+
 /**
  * Range bounds for a prefix search in storage: every canonical key ID that
  * starts with `prefix` sorts between `low` (prefix padded with 0) and `high`

@@ -28,6 +28,7 @@ export const KeySummarySchema = z.object({
   device: z.object({ id: z.string(), name: z.string() }).nullable(),
   volume: z.object({ mountPoint: z.string().nullable(), type: z.string() }).nullable(),
   state: z.string(),
+  mayNotUnlock: z.boolean().describe("the device's agent reported a different password for this key: revealing it may not unlock the drive"),
   createdAt: z.string().nullable(),
   firstSeenAt: z.string(),
   lastSeenAt: z.string(),
@@ -77,6 +78,12 @@ export const AuditEventSchema = z.object({
   ip: z.string().nullable(),
   userAgent: z.string().nullable(),
   details: z.record(z.string(), z.unknown()).nullable(),
+  actor: z.string().describe('Who, in words: a person by name or email, a system actor by what it is'),
+  actionLabel: z.string(),
+  reasonLabel: z.string().nullable(),
+  device: z.string().nullable().describe('The device the event is about, by name'),
+  keyId: z.string().nullable().describe('The key the event is about, as the recovery screen shows it'),
+  detailFields: z.array(z.object({ label: z.string(), value: z.string(), internal: z.boolean() })),
 });
 
 /** Standard error responses, listed on every route so the OpenAPI document tells the truth. */

@@ -15,7 +15,12 @@ const RevealResponse = z.union([
       .nullable()
       .describe("how the disclosed key will be replaced: by the device's agent at its next check-in, through Intune, or null (nothing queued)"),
   }),
-  z.object({ status: z.literal('ambiguous'), matches: z.number(), candidates: z.array(KeySummarySchema).nullable() }),
+  z.object({
+    status: z.literal('ambiguous'),
+    matches: z.number(),
+    candidates: z.array(KeySummarySchema).nullable().describe('ranked: keys likely to unlock first, then agent-reported, then newest'),
+    tryFirst: z.string().nullable().optional().describe('with candidates: the record id of the one to try first, or null when none is likely to unlock'),
+  }),
 ]);
 
 export const keyRoutes =
@@ -91,7 +96,14 @@ export const keyRoutes =
           summary:
             'Find the key to reveal by its key ID or first 8+ characters (for roles that may reveal, including helpdesk). One match shows its metadata; several only how many (all of them for roles that may list keys). Never a password.',
           querystring: z.strictObject({ keyId: z.string().min(1).max(64) }),
-          response: { 200: z.object({ matches: z.number(), keys: z.array(KeySummarySchema) }), ...errors(400, 401, 403) },
+          response: {
+            200: z.object({
+              matches: z.number(),
+              keys: z.array(KeySummarySchema).describe('several: ranked, keys likely to unlock first, then agent-reported, then newest'),
+              tryFirst: z.string().nullable().describe('the record id of the key to try first when several match, or null'),
+            }),
+            ...errors(400, 401, 403),
+          },
         },
       },
       async (request) => c.keyLookup.lookup(actorOf(request), request.query.keyId),

@@ -1,11 +1,11 @@
-import { parseKeyIdQuery } from '../../domain/key-id.js';
+import { parseSpokenKeyIdQuery } from '../../domain/key-id.js';
 import { isRecoveryPasswordShaped } from '../../domain/recovery-password.js';
 import type { Transactions } from '../../db/transactions.js';
 import { badRequest } from '../../lib/errors.js';
 import { mayListCandidates, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { KeysRepo } from './keys.repo.js';
 import type { KeysService } from './keys.service.js';
-import { summarizeKeys } from './keys.summary.js';
+import { rankCandidates, summarizeKeys } from './keys.summary.js';
 import type { KeySummary } from './keys.types.js';
 
 /**
@@ -15,31 +15,35 @@ import type { KeySummary } from './keys.types.js';
  * was typed (then each record is listed with its client). Roles that may list keys get the same
  * candidates their search box shows them.
  */
+/** Several keys: in the order to try them; a single one is simply it. */
+const ranked = (found: KeySummary[]) => (found.length > 1 ? rankCandidates(found) : { keys: found, tryFirst: null });
+
 export function createKeyLookup({
   tx,
   repo,
   keys,
 }: {
   tx: Transactions;
-  repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf'>;
+  repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf' | 'openMismatchKeyIds'>;
   keys: Pick<KeysService, 'search'>;
 }) {
   return {
-    async lookup(actor: Actor, text: string): Promise<{ matches: number; keys: KeySummary[] }> {
+    /** keys: ranked when several (see rankCandidates); tryFirst: the record id to read out first, or null. */
+    async lookup(actor: Actor, text: string): Promise<{ matches: number; keys: KeySummary[]; tryFirst: string | null }> {
       requirePermission(actor, 'key:lookup');
       if (isRecoveryPasswordShaped(text)) throw badRequest('That looks like a recovery password, not a key ID. Type the key ID shown on the recovery screen.');
-      const q = parseKeyIdQuery(text);
+      const q = parseSpokenKeyIdQuery(text);
       if (!q.ok) throw badRequest(`Type the key ID shown on the recovery screen, at least its first 8 characters (${q.reason}).`, { field: 'keyId' });
       if (mayListCandidates(actor)) {
         const found = await keys.search(actor, text, 51);
-        return { matches: found.length, keys: found.slice(0, 50) };
+        return { matches: found.length, ...ranked(found.slice(0, 50)) };
       }
       const rows = await repo.searchByKeyId(tx.reader, revealScope(actor), q.value, 51);
       // A full key ID held by several records (in several clients, or in conflict) lists them, each
       // with its client: they are all keys this person may reveal, and no prefix was browsed.
-      if (rows.length > 1 && q.value.kind === 'full') return { matches: rows.length, keys: await summarizeKeys(repo, tx.reader, rows.slice(0, 50)) };
-      if (rows.length !== 1) return { matches: rows.length, keys: [] };
-      return { matches: 1, keys: await summarizeKeys(repo, tx.reader, rows) };
+      if (rows.length > 1 && q.value.kind === 'full') return { matches: rows.length, ...ranked(await summarizeKeys(repo, tx.reader, rows.slice(0, 50))) };
+      if (rows.length !== 1) return { matches: rows.length, keys: [], tryFirst: null };
+      return { matches: 1, keys: await summarizeKeys(repo, tx.reader, rows), tryFirst: null };
     },
   };
 }

@@ -206,6 +206,25 @@ export function createKeysRepo() {
       return out;
     },
 
+    /**
+     * Which of these keys the agent proved wrong: an open `mismatch` finding says the escrowed
+     * password differs from the one on the device, so revealing it may not unlock the drive.
+     */
+    async openMismatchKeyIds(exec: Executor, keyRowIds: string[]): Promise<Set<string>> {
+      const out = new Set<string>();
+      for (const part of chunks(keyRowIds)) {
+        const rows = await exec
+          .selectFrom('findings')
+          .select('recovery_key_id')
+          .where('recovery_key_id', 'in', part)
+          .where('kind', '=', 'mismatch')
+          .where('resolved_at', 'is', null)
+          .execute();
+        for (const r of rows) if (r.recovery_key_id) out.add(r.recovery_key_id);
+      }
+      return out;
+    },
+
     // ---------------------------------------------------------------- for the agent
     /** The keys of one device, as the agent's check-in compares them with what the device reports. */
     ofDevice: (exec: Executor, clientId: string, deviceId: string) =>

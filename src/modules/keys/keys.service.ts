@@ -5,7 +5,7 @@ import { isId } from '../../db/scope.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited } from '../../lib/errors.js';
-import { parseKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
+import { parseKeyIdQuery, parseSpokenKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
 import { can, clientScope, mayListCandidates, requireFreshSecondFactor, requirePermission, revealScope, type Actor } from '../authz/authz.js';
@@ -14,7 +14,7 @@ import type { Notifier } from '../notifications/notifier.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeySummary, RevealedKey } from './keys.types.js';
-import { summarizeKeys } from './keys.summary.js';
+import { rankCandidates, summarizeKeys } from './keys.summary.js';
 
 type Deps = {
   tx: Transactions;
@@ -47,7 +47,10 @@ export type RevealInput = {
 export type RevealResult =
   /** rotation: how the disclosed key will be replaced (the agent at its next check-in, Intune), or null when nothing is queued. */
   | { status: 'revealed'; key: RevealedKey; rotation: 'agent' | 'intune' | null }
-  | { status: 'ambiguous'; matches: number; candidates: KeySummary[] | null }
+  /** candidates ranked (see rankCandidates); tryFirst: the record id to read out first, or null. */
+  | { status: 'ambiguous'; matches: number; candidates: KeySummary[]; tryFirst: string | null }
+  /** Only the count: a prefix, for a role that may not browse keys. */
+  | { status: 'ambiguous'; matches: number; candidates: null }
   | { status: 'not_found' };
 
 /** More matches than this for one prefix are not listed; the caller must type more of the ID. */
@@ -61,7 +64,8 @@ function parseQuery(input: string) {
   if (containsRecoveryPasswordLike(input)) {
     throw badRequest('That looks like a recovery password, not a key ID. Type the key ID shown on the recovery screen.');
   }
-  const q = parseKeyIdQuery(input);
+  // Spaces, O for 0 and I / l for 1 are forgiven here, so API, console and CLI agree.
+  const q = parseSpokenKeyIdQuery(input);
   if (!q.ok) throw badRequest(`Key ID "${input.trim().slice(0, 60)}": ${q.reason}.`);
   return q.value;
 }
@@ -105,10 +109,16 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
       requirePermission(actor, 'key:list');
       const t = text.trim();
       if (containsRecoveryPasswordLike(t)) throw badRequest('That looks like a recovery password; search by key ID, device name, serial or user.');
-      const asKeyId = parseKeyIdQuery(t);
-      if (asKeyId.ok) return summarize(db, await repo.searchByKeyId(db, clientScope(actor), asKeyId.value, limit));
+      const asKeyId = parseSpokenKeyIdQuery(t);
+      if (asKeyId.ok && !asKeyId.value.forgiven) return summarize(db, await repo.searchByKeyId(db, clientScope(actor), asKeyId.value, limit));
       if (t.length < 2) throw badRequest('Type at least 2 characters of a device name, serial number or user, or 8 of a key ID.', { field: 'q' });
-      return summarize(db, await repo.searchByDevice(db, clientScope(actor), t.slice(0, 100), limit));
+      const byDevice = await repo.searchByDevice(db, clientScope(actor), t.slice(0, 100), limit);
+      if (!asKeyId.ok) return summarize(db, byDevice);
+      // Only a forgiving reading makes it a key ID (`4290B6CO`, `35D132DC E86A`, but also a name
+      // like OFFICE01): key matches first, and the device matches the strict search always gave.
+      const byKey = await repo.searchByKeyId(db, clientScope(actor), asKeyId.value, limit);
+      const seen = new Set(byKey.map((r) => r.id));
+      return summarize(db, [...byKey, ...byDevice.filter((r) => !seen.has(r.id))].slice(0, limit));
     },
 
     /** One key's metadata by its record id; another client's key is "not found". */
@@ -192,7 +202,9 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
           // it. A full key ID is no browsing: every record of it (one per client, a conflict) is a
           // key the actor may reveal, shown with its client so the right one is revealed by record id.
           const mayList = mayListCandidates(actor) || parsed.kind === 'full';
-          return { status: 'ambiguous', matches: rows.length, candidates: mayList ? await summarize(tx, rows.slice(0, MAX_CANDIDATES)) : null };
+          if (!mayList) return { status: 'ambiguous', matches: rows.length, candidates: null };
+          const ranked = rankCandidates(await summarize(tx, rows.slice(0, MAX_CANDIDATES)));
+          return { status: 'ambiguous', matches: rows.length, candidates: ranked.keys, tryFirst: ranked.tryFirst };
         }
         const row = rows[0]!;
         const sealed = await repo.sealedPassword(tx, row.client_id, row.id);

@@ -34,6 +34,8 @@ export type KeySummary = {
   device: { id: string; name: string } | null;
   volume: { mountPoint: string | null; type: string } | null;
   state: KeyState;
+  /** The device's agent reported a different password for this key (an open mismatch finding). */
+  mayNotUnlock: boolean;
   createdAt: string | null;
   firstSeenAt: string;
   lastSeenAt: string;

@@ -9,7 +9,7 @@ import { JOB_HINT, JOB_LABEL, VOLUME_KINDS, jobLabel } from '../agent';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtAgo, fmtDateTime, fmtKeyId, messageOf } from '../ui';
 import { EnableEncryptionModal, JobRow } from './Agents';
-import { RevealDialog } from './Reveal';
+import { MayNotUnlockBadge, RevealDialog } from './Reveal';
 
 /** Jobs about one recovery password (the Recovery keys table's menu). */
 const KEY_KINDS: JobKind[] = ['rotate', 'backup', 'backup-to-entra', 'backup-to-ad'];
@@ -349,9 +349,12 @@ export function DevicePage({ id }: { id: string }) {
                     <Table.Td className="kw-mono">{fmtKeyId(k.keyId)}</Table.Td>
                     <Table.Td>{k.volume?.mountPoint ?? '?'}</Table.Td>
                     <Table.Td>
-                      <Badge variant="light" color={STATE_COLOR[k.state] ?? 'gray'}>
-                        {k.state}
-                      </Badge>
+                      <Group gap={4} wrap="nowrap">
+                        <Badge variant="light" color={STATE_COLOR[k.state] ?? 'gray'}>
+                          {k.state}
+                        </Badge>
+                        {k.mayNotUnlock && <MayNotUnlockBadge />}
+                      </Group>
                     </Table.Td>
                     <Table.Td>{k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type).join(', ')}</Table.Td>
                     <Table.Td>{fmtDateTime(k.createdAt ?? k.firstSeenAt)}</Table.Td>
@@ -367,7 +370,7 @@ export function DevicePage({ id }: { id: string }) {
                           k.keyId &&
                           k.volume?.mountPoint &&
                           (k.state === 'active' || k.state === 'disclosed') &&
-                          agentMenu(`Agent actions for key ${fmtKeyId(k.keyId)}`, KEY_KINDS, (kind) =>
+                          agentMenu(`Agent actions for key ${fmtKeyId(k.keyId)}`, k.mayNotUnlock ? ['re-escrow', ...KEY_KINDS] : KEY_KINDS, (kind) =>
                             queue.mutate({ kind, mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
                           )}
                       </Group>

@@ -7,17 +7,22 @@ import { IconAlertCircle, IconKey, IconSearch, IconSearchOff } from '@tabler/ico
 import { api, qs, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtDate, fmtKeyId } from '../ui';
-import { RevealDialog } from './Reveal';
+import { MayNotUnlock, MayNotUnlockBadge, RevealDialog } from './Reveal';
 
-/** What the server will treat as a key-ID search: 8+ hex digits, optional braces and dashes. */
+/**
+ * How many key-ID digits were typed, for the "keep typing" hint and to search at once: the server
+ * decides what the text means (it forgives spaces and other separators, O for 0, I / l for 1).
+ */
 export function keyIdDigits(text: string): string | null {
   const s = text
     .trim()
-    .replace(/[\u2010-\u2015\u2212]/g, '-')
     .replace(/^\{/, '')
-    .replace(/\}$/, '');
-  if (!/^[0-9a-f-]+$/i.test(s)) return null;
-  return s.replace(/-/g, '');
+    .replace(/\}$/, '')
+    .replace(/[\s._:/\\,;'"`\u2010-\u2015\u2212\uFE58\uFE63\uFF0D-]/g, '')
+    .replace(/[oO]/g, '0')
+    .replace(/[Iil]/g, '1');
+  if (!/^[0-9a-f]+$/i.test(s)) return null;
+  return s;
 }
 
 export function FindKeyPage() {
@@ -35,16 +40,20 @@ export function FindKeyPage() {
   const browse = can('key:list');
   const digits = keyIdDigits(debounced);
   const isKeyId = digits !== null && digits.length >= 8;
-  const enabled = browse ? debounced.length >= 2 && !(digits !== null && digits.length < 8 && /^[0-9a-f]+$/i.test(digits) && /\d/.test(digits)) : isKeyId;
+  // A short run of plain hex digits is the start of a key ID: wait for 8 (a name like "lab" is searched at once).
+  const shortHex = /^[0-9a-f-]+$/i.test(debounced) && /\d/.test(debounced) && (digits?.length ?? 0) < 8;
+  const enabled = browse ? debounced.length >= 2 && !shortHex : isKeyId;
 
   useEffect(() => input.current?.focus(), []);
 
   const search = useQuery({
     queryKey: ['find-key', browse, debounced],
-    queryFn: async (): Promise<{ matches: number; keys: KeySummary[] }> => {
-      if (browse) {
+    queryFn: async (): Promise<Found> => {
+      // A key ID goes to the lookup for every role that may reveal: it ranks several records of one
+      // key ID ("try this one first"). An auditor (lists, never reveals) keeps the plain search.
+      if (browse && !(isKeyId && can('key:lookup'))) {
         const keys = await api.get<KeySummary[]>(`/keys${qs({ q: debounced, limit: 51 })}`);
-        return { matches: keys.length, keys: keys.slice(0, 50) };
+        return { matches: keys.length, keys: keys.slice(0, 50), tryFirst: null };
       }
       return api.get(`/keys/lookup${qs({ keyId: debounced })}`);
     },
@@ -107,13 +116,15 @@ export function FindKeyPage() {
   );
 }
 
+type Found = { matches: number; keys: KeySummary[]; tryFirst: string | null };
+
 function Results(props: {
   text: string;
   browse: boolean;
   isKeyId: boolean;
   digits: string | null;
   enabled: boolean;
-  data: { matches: number; keys: KeySummary[] } | undefined;
+  data: Found | undefined;
   error: unknown;
   pending: boolean;
   retry: () => void;
@@ -163,8 +174,8 @@ function Results(props: {
         <Alert color="orange" variant="light" icon={<IconAlertCircle size={18} />} title="Several keys match">
           {digits?.length === 32 ? (
             <>
-              {data.matches} records have this full key ID (in several clients, or in conflict): compare client, device and user below and reveal the one the
-              caller's device belongs to.
+              {data.matches} stored keys have this full key ID (a conflict, or several clients). They are listed in the order to try them: reveal the one marked
+              “Try this one first”; if it does not unlock, the next.
             </>
           ) : (
             <>
@@ -182,7 +193,7 @@ function Results(props: {
       {data.keys.length > 0 && (
         <ul className="kw-results" aria-label="Matching keys">
           {data.keys.map((k) => (
-            <ResultItem key={k.id} k={k} onReveal={onReveal} linkDevice={browse} />
+            <ResultItem key={k.id} k={k} onReveal={onReveal} linkDevice={browse} tryFirst={data.tryFirst === k.id} />
           ))}
         </ul>
       )}
@@ -190,7 +201,7 @@ function Results(props: {
   );
 }
 
-function ResultItem({ k, onReveal, linkDevice }: { k: KeySummary; onReveal: (k: KeySummary) => void; linkDevice: boolean }) {
+function ResultItem({ k, onReveal, linkDevice, tryFirst }: { k: KeySummary; onReveal: (k: KeySummary) => void; linkDevice: boolean; tryFirst: boolean }) {
   const { can } = useSession();
   const sources = [...new Set(k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type))];
   return (
@@ -217,6 +228,12 @@ function ResultItem({ k, onReveal, linkDevice }: { k: KeySummary; onReveal: (k: 
             <Badge color={STATE_COLOR[k.state] ?? 'gray'} variant="light" size="sm">
               {k.state}
             </Badge>
+            {k.mayNotUnlock && <MayNotUnlockBadge />}
+            {tryFirst && (
+              <Badge color="blue" variant="filled" size="sm">
+                Try this one first
+              </Badge>
+            )}
           </Group>
           <Text className="kw-mono" size="sm">
             {fmtKeyId(k.keyId)}
@@ -225,6 +242,7 @@ function ResultItem({ k, onReveal, linkDevice }: { k: KeySummary; onReveal: (k: 
             Volume {k.volume?.mountPoint ?? '?'} ({k.volume?.type ?? 'unknown'}) · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} · source
             {sources.length === 1 ? '' : 's'}: {sources.join(', ') || 'none'}
           </Text>
+          {k.mayNotUnlock && <MayNotUnlock k={k} />}
         </Stack>
         {/* Helpdesk reveals by key ID (key:lookup) without the browsing permission key:reveal. */}
         {(can('key:reveal', k.client.id) || can('key:lookup', k.client.id)) && (

@@ -1,9 +1,10 @@
-import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, Badge, Button, Group, Modal, NativeSelect, Progress, Stack, Text, TextInput, Textarea } from '@mantine/core';
-import { IconCheck, IconCopy, IconEyeOff, IconInfoCircle } from '@tabler/icons-react';
-import { api, ApiError, type KeySummary, type Me } from '../api';
-import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL } from '../ui';
+import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle } from '@tabler/icons-react';
+import { api, ApiError, type Job, type KeySummary, type Me } from '../api';
+import { useSession } from '../session';
+import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 
 type Revealed = { password: string; rotation: 'agent' | 'intune' | null; state: string };
 type RevealAnswer =
@@ -39,6 +40,9 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const [hidden, setHidden] = useState(false);
   const [ambiguous, setAmbiguous] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // The key's state after this reveal (disclosed), kept when the password is hidden again.
+  const [stateNow, setStateNow] = useState(keySummary.state);
+  const form = useRef<HTMLFormElement>(null);
 
   // Step-up is needed when the person has an authenticator and the last proof is too old.
   const mfa = me.data?.user?.mfaEnabled ?? false;
@@ -62,8 +66,11 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
     onSuccess: (r) => {
       if (r.status === 'revealed') {
         setRevealed({ password: r.key.recoveryPassword, rotation: r.rotation, state: r.key.state });
+        setStateNow(r.key.state);
         setHidden(false);
+        // Every list that shows this key's state: the search results and its device page.
         void qc.invalidateQueries({ queryKey: ['find-key'] });
+        if (keySummary.device) void qc.invalidateQueries({ queryKey: ['device', keySummary.device.id] });
       } else setAmbiguous(r.matches);
       // Keep nothing in TanStack's mutation cache.
       reveal.reset();
@@ -92,11 +99,18 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
     if (reason === 'other' && !ticket.trim()) return setError('“Other” needs a ticket reference.');
     reveal.mutate();
   };
+  // A native select does not submit its form on Enter; on the phone the reason is often all it takes.
+  const enterSubmits = (e: KeyboardEvent<HTMLSelectElement>) => {
+    if (e.key !== 'Enter') return;
+    e.preventDefault();
+    form.current?.requestSubmit();
+  };
 
   return (
     <Modal opened onClose={close} title="Reveal recovery key" size="lg" closeButtonProps={{ 'aria-label': 'Close' }} centered>
       <Stack gap="md">
-        <KeyFacts k={keySummary} />
+        <KeyFacts k={keySummary} state={stateNow} />
+        {keySummary.mayNotUnlock && <MayNotUnlock k={keySummary} />}
         {revealed ? (
           <PasswordView revealed={revealed} seconds={settings.data?.revealHideSeconds ?? 60} onHide={hide} />
         ) : hidden ? (
@@ -113,13 +127,15 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
             {ambiguous} keys match: ask for more digits of the key ID.
           </Alert>
         ) : (
-          <form onSubmit={submit}>
+          <form onSubmit={submit} ref={form}>
             <Stack gap="sm">
               <NativeSelect
                 label="Reason"
                 required
+                data-autofocus
                 value={reason}
                 onChange={(e) => setReason(e.currentTarget.value)}
+                onKeyDown={enterSubmits}
                 data={[
                   { value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' },
                   ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label })),
@@ -176,7 +192,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   );
 }
 
-function KeyFacts({ k }: { k: KeySummary }) {
+function KeyFacts({ k, state }: { k: KeySummary; state: string }) {
   return (
     <Stack gap={2}>
       <Group gap="xs">
@@ -184,9 +200,10 @@ function KeyFacts({ k }: { k: KeySummary }) {
         <Text c="dimmed" size="sm">
           {k.client.name}
         </Text>
-        <Badge variant="light" size="sm">
-          {k.state}
+        <Badge variant="light" size="sm" color={STATE_COLOR[state] ?? 'gray'} data-testid="key-state">
+          {state}
         </Badge>
+        {k.mayNotUnlock && <MayNotUnlockBadge />}
       </Group>
       <Text className="kw-mono" size="sm">
         Key ID {fmtKeyId(k.keyId)}
@@ -262,5 +279,55 @@ function PasswordView({ revealed, seconds, onHide }: { revealed: Revealed; secon
         {consequence(revealed)}
       </Alert>
     </Stack>
+  );
+}
+
+/** The short mark on a key the device's agent proved wrong (search results, device page, dialog). */
+export function MayNotUnlockBadge() {
+  return (
+    <Badge color="red" variant="light" size="sm" leftSection={<IconAlertTriangle size={12} aria-hidden />}>
+      May not unlock
+    </Badge>
+  );
+}
+
+/**
+ * What to do about a key that may not unlock: the agent reported a different password for it. People
+ * who manage agents can ask it to escrow the password the drive really has (a `re-escrow` job).
+ */
+export function MayNotUnlock({ k }: { k: KeySummary }) {
+  const { can } = useSession();
+  const qc = useQueryClient();
+  const mayQueue = !!(k.device && k.keyId && k.volume?.mountPoint && can('agent:manage', k.client.id));
+  const queue = useMutation({
+    mutationFn: () => api.post<Job>(`/devices/${k.device!.id}/jobs`, { kind: 're-escrow', mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
+    onSuccess: () => void qc.invalidateQueries({ queryKey: ['device', k.device!.id] }),
+  });
+  return (
+    <Alert color="red" variant="light" icon={<IconAlertTriangle size={18} />} title="May not unlock" p="xs">
+      <Stack gap={6}>
+        <Text size="sm">
+          The device's agent reported a different password for this key: the stored one may not unlock the drive. Try it; if it fails, look for another key of
+          this device{mayQueue ? ', and ask the agent to re-escrow the real one.' : ', and ask an admin to have the agent re-escrow it.'}
+        </Text>
+        {mayQueue &&
+          (queue.isSuccess ? (
+            <Text size="sm" role="status">
+              Re-escrow queued: the agent sends the drive's password at its next check-in.
+            </Text>
+          ) : (
+            <Group gap="xs">
+              <Button size="compact-sm" variant="light" color="red" loading={queue.isPending} onClick={() => queue.mutate()}>
+                Ask the agent to re-escrow
+              </Button>
+              {queue.isError && (
+                <Text size="sm" c="red" role="alert">
+                  {messageOf(queue.error)}
+                </Text>
+              )}
+            </Group>
+          ))}
+      </Stack>
+    </Alert>
   );
 }
