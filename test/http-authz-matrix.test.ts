@@ -864,6 +864,11 @@ const MATRIX: Record<string, Entry> = {
     // The chain spans every client: only a global reader may walk it (client-limited admin and auditor: 403).
     variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/audit/verify' }), session: only(['owner'], 200) }],
   },
+  'GET /api/v1/audit/actions': {
+    auth: 'authenticated',
+    // Labels only, the same for every reader of the log.
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/audit/actions' }), session: only(['owner', 'admin', 'auditor', 'scoped-owner'], 200) }],
+  },
 
   // ---------------------------------------------------------------- users
   // People manage people (never a token); an owner of one client sees and manages only users whose

@@ -131,6 +131,8 @@ export type KeySummary = {
   device: { id: string; name: string } | null;
   volume: { mountPoint: string | null; type: string } | null;
   state: string;
+  /** The device's agent reported a different password for this key: it may not unlock. */
+  mayNotUnlock: boolean;
   createdAt: string | null;
   firstSeenAt: string;
   lastSeenAt: string;
@@ -154,6 +156,13 @@ export type AuditEvent = {
   ip: string | null;
   userAgent: string | null;
   details: Record<string, unknown> | null;
+  /** Derived by the server: the actor, action and reason in words; device and key ID from the details. */
+  actor: string;
+  actionLabel: string;
+  reasonLabel: string | null;
+  device: string | null;
+  keyId: string | null;
+  detailFields: { label: string; value: string; internal: boolean }[];
 };
 
 // ------------------------------------------------------------------ the Windows agent: jobs, health, rollout kit

@@ -15,6 +15,10 @@ const Filter = {
   targetId: z.string().max(200).optional(),
   from: IsoTime.optional(),
   to: IsoTime.optional(),
+  keyId: z.string().max(200).optional().describe('A full key ID or its first 8+ digits; braces, dashes, spaces and case do not matter'),
+  device: z.string().max(200).optional().describe('A device name or its beginning'),
+  ticket: z.string().max(200).optional().describe('Part of a ticket reference'),
+  search: z.string().max(200).optional().describe('One box: events whose key ID, device or ticket matches'),
 };
 
 const CSV_COLUMNS: (keyof AuditEvent)[] = [
@@ -33,6 +37,12 @@ const CSV_COLUMNS: (keyof AuditEvent)[] = [
   'ip',
   'userAgent',
   'details',
+  // Added later, at the end, so tools reading the columns above by position keep working.
+  'actor',
+  'actionLabel',
+  'device',
+  'keyId',
+  'reasonLabel',
 ];
 
 export const auditRoutes =
@@ -84,7 +94,8 @@ export const auditRoutes =
           reply.type('text/csv; charset=utf-8');
           const rows = Readable.from(
             (async function* () {
-              for await (const e of all()) yield CSV_COLUMNS.map((k) => (k === 'details' ? (e.details ? JSON.stringify(e.details) : '') : (e[k] ?? '')));
+              for await (const e of all())
+                yield CSV_COLUMNS.map((k) => (k === 'details' ? (e.details ? JSON.stringify(e.details) : '') : (e[k] ?? '')) as string | number);
             })(),
           );
           return reply.send(pipeline(rows, csvWriter(CSV_COLUMNS as string[]), failed));
@@ -98,6 +109,17 @@ export const auditRoutes =
         );
         return reply.send(lines);
       },
+    );
+    app.get(
+      '/audit/actions',
+      {
+        schema: {
+          tags: ['audit'],
+          summary: 'Every action the audit log records, with its label (for filters)',
+          response: { 200: z.array(z.object({ action: z.string(), label: z.string() })), ...errors(401, 403) },
+        },
+      },
+      async (request) => [...c.audit.actions(actorOf(request))],
     );
     app.get(
       '/audit/verify',

@@ -1,5 +1,6 @@
+import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 import type { Executor } from '../../db/database.js';
-import type { AuditEventsTable } from '../../db/schema.js';
+import type { AuditEventsTable, DB } from '../../db/schema.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -15,7 +16,54 @@ export type AuditFilter = {
   to?: string;
   beforeSeq?: number;
   afterSeq?: number;
+  /** As typed: a key ID (full or a prefix of 8+ digits), the start of a device name, part of a ticket. */
+  keyId?: string;
+  device?: string;
+  ticket?: string;
+  /** One box for all three: an event matches when any of them does. */
+  search?: string;
 };
+
+/**
+ * Parsed search terms. `keyId` is a canonical (lower-case, hyphenated) key ID or the start of one.
+ * Both sides are lower()ed in SQL, so case is ignored the same way on each engine's terms: ASCII
+ * on SQLite, all of Unicode on PostgreSQL.
+ */
+export type AuditMatch = { keyId?: string; device?: string; ticket?: string };
+export type AuditListFilter = Omit<AuditFilter, 'keyId' | 'device' | 'ticket' | 'search'> & { all?: AuditMatch; any?: AuditMatch };
+
+/** A LIKE pattern for literal text (\ escapes), matched with ESCAPE '\'. */
+const likeLiteral = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+/** How text appears inside a JSON string (the details column is JSON.stringify output). */
+const inJson = (s: string) => JSON.stringify(s).slice(1, -1);
+
+type Eb = ExpressionBuilder<DB, 'audit_events'>;
+const detailsLike = (pattern: string) => sql<SqlBool>`lower(details) like lower(cast(${pattern} as text)) escape '\\'`;
+
+/**
+ * The conditions for one match. Key IDs and devices live in the details JSON, so they are matched
+ * as JSON text: `"keyId":"<id>` (stored lower-case, or braced upper-case for agent protector IDs,
+ * hence lower()), the key that replaced it, and what someone searched for; `"device":"<name>` (or a
+ * directory computer). Both are anchored at the value's start, so a term cannot match across fields.
+ */
+function matchConditions(eb: Eb, m: AuditMatch): Expression<SqlBool>[] {
+  const out: Expression<SqlBool>[] = [];
+  if (m.keyId) {
+    const id = likeLiteral(m.keyId);
+    const compact = likeLiteral(m.keyId.replace(/-/g, ''));
+    const parts = ['keyid', 'protectorid', 'newkeyid', 'query'].flatMap((k) => [`%"${k}":"${id}%`, `%"${k}":"{${id}%`]);
+    parts.push(`%"query":"${compact}%`);
+    // One cheap test first (the first 8 digits anywhere), so the anchored patterns run only on
+    // the few rows that pass it: a miss costs one LIKE per row, not nine.
+    out.push(eb.and([detailsLike(`%${compact.slice(0, 8)}%`), eb.or(parts.map(detailsLike))]));
+  }
+  if (m.device) {
+    const d = likeLiteral(inJson(m.device));
+    out.push(eb.and([detailsLike(`%${d}%`), eb.or([detailsLike(`%"device":"${d}%`), detailsLike(`%"computer":"${d}%`)])]));
+  }
+  if (m.ticket) out.push(sql<SqlBool>`lower(ticket) like lower(cast(${`%${likeLiteral(m.ticket)}%`} as text)) escape '\\'`);
+  return out;
+}
 
 export function createAuditRepo() {
   return {
@@ -52,7 +100,14 @@ export function createAuditRepo() {
       return exec.selectFrom('audit_events').selectAll().where('seq', '>', afterSeq).orderBy('seq', 'asc').limit(limit).execute();
     },
 
-    async list(exec: Executor, filter: AuditFilter & { clients: ClientScope; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
+    /**
+     * A page of events, newest first by default. A search by key ID, device or ticket reads the
+     * details text of the rows in scope (and inside the other filters) from the newest down and
+     * stops at the page limit; no index covers text inside JSON on both engines, so a search that
+     * matches little reads every row in scope (measured on SQLite: about half a second per million
+     * events for a key ID that matches nothing). A time range or client narrows it.
+     */
+    async list(exec: Executor, filter: AuditListFilter & { clients: ClientScope; limit: number; order?: 'asc' | 'desc' }): Promise<AuditEventsTable[]> {
       // A client-limited actor sees only its clients' events, never vault-wide ones (client_id null).
       let q = inClientScope(exec.selectFrom('audit_events').selectAll(), 'client_id', filter.clients);
       if (filter.action) q = q.where('action', '=', filter.action);
@@ -64,6 +119,9 @@ export function createAuditRepo() {
       if (filter.to) q = q.where('occurred_at', '<', filter.to);
       if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
       if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
+      const { all, any } = filter;
+      if (all) q = q.where((eb) => eb.and(matchConditions(eb, all)));
+      if (any) q = q.where((eb) => eb.or(matchConditions(eb, any)));
       return q
         .orderBy('seq', filter.order ?? 'desc')
         .limit(filter.limit)

@@ -4,11 +4,14 @@ import type { AuditEventsTable } from '../../db/schema.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import type { AuditMac, Keyring } from '../../crypto/keyring.js';
-import { forbidden } from '../../lib/errors.js';
+import { badRequest, forbidden } from '../../lib/errors.js';
+import { parseKeyIdQuery } from '../../domain/key-id.js';
+import { ok, type Result } from '../../domain/result.js';
 import { requirePermission, type Actor, clientScope } from '../authz/authz.js';
-import { GENESIS_HASH, type AuditFilter, type AuditRepo } from './audit.repo.js';
+import { GENESIS_HASH, type AuditFilter, type AuditListFilter, type AuditMatch, type AuditRepo } from './audit.repo.js';
 import type { AuditEvent, AuditEventInput, VerifyResult } from './audit.types.js';
 import type { Notifier } from '../notifications/notifier.js';
+import { AUDIT_ACTIONS, actionLabel, actorLabel, detailFields, deviceOf, keyIdOf, reasonLabel } from './audit.labels.js';
 
 /**
  * The audit log is append-only and hash-chained: each row stores the previous row's hash and
@@ -65,13 +68,56 @@ export function toAuditEvent(r: AuditEventsTable): AuditEvent {
     ip: r.ip,
     userAgent: r.user_agent,
     details,
+    actor: actorLabel(r.actor_type, r.actor_id, r.actor_name),
+    actionLabel: actionLabel(r.action),
+    reasonLabel: reasonLabel(r.reason_code),
+    device: deviceOf(details),
+    keyId: keyIdOf(details),
+    detailFields: detailFields(details, r.target_id),
   };
 }
 
-/** Stored times are UTC ISO text; bounds given with another offset are turned into the same form. */
-function instants<F extends AuditFilter>(f: F): F {
+/** A key ID as typed or read out on the phone: spaces are dropped, braces and case do not matter. */
+function keyIdTerm(typed: string): Result<string> {
+  const q = parseKeyIdQuery(typed.replace(/\s+/g, ''));
+  if (!q.ok) return q;
+  if (q.value.kind === 'full') return ok(q.value.keyId);
+  const p = q.value.prefix;
+  // Canonical IDs are hyphenated after digits 8, 12, 16 and 20; a prefix is spelled the same way.
+  return ok([p.slice(0, 8), p.slice(8, 12), p.slice(12, 16), p.slice(16, 20), p.slice(20)].filter((x) => x !== '').join('-'));
+}
+
+const TERM_MAX = 200;
+
+/**
+ * The filter as the repository reads it: times as stored (UTC ISO text; bounds given with another
+ * offset are turned into the same form) and the search terms parsed. A key ID that cannot be one is
+ * refused with the reason; in the one search box such text is simply not treated as a key ID.
+ */
+function toListFilter(f: AuditFilter): AuditListFilter {
+  const { keyId, device, ticket, search, ...rest } = f;
   const at = (v?: string) => (v === undefined ? undefined : Number.isNaN(Date.parse(v)) ? v : new Date(v).toISOString());
-  return { ...f, from: at(f.from), to: at(f.to) };
+  const text = (v: string | undefined, what: string) => {
+    const t = v?.trim() ?? '';
+    if ([...t].length > TERM_MAX) throw badRequest(`The ${what} to search for is longer than ${TERM_MAX} characters.`);
+    return t || undefined;
+  };
+  const all: AuditMatch = {};
+  const k = text(keyId, 'key ID');
+  if (k) {
+    const id = keyIdTerm(k);
+    if (!id.ok) throw badRequest(`Key ID "${k.slice(0, 60)}": ${id.reason}.`, { field: 'keyId' });
+    all.keyId = id.value;
+  }
+  all.device = text(device, 'device name');
+  all.ticket = text(ticket, 'ticket');
+  const s = text(search, 'text');
+  let any: AuditMatch | undefined;
+  if (s) {
+    const id = keyIdTerm(s);
+    any = { device: s, ticket: s, ...(id.ok ? { keyId: id.value } : {}) };
+  }
+  return { ...rest, from: at(f.from), to: at(f.to), ...(all.keyId || all.device || all.ticket ? { all } : {}), ...(any ? { any } : {}) };
 }
 
 type Deps = { tx: Transactions; repo: AuditRepo; keyring: Pick<Keyring<Executor>, 'auditMac'>; clock: Clock; notifier?: Notifier };
@@ -117,10 +163,16 @@ export function createAuditService({ tx: transactions, repo, keyring, clock, not
       return transactions.run((tx) => this.record(tx, actor, input));
     },
 
+    /** The actions and their labels, for a reader's filter. */
+    actions(actor: Actor): readonly { action: string; label: string }[] {
+      requirePermission(actor, 'audit:read');
+      return AUDIT_ACTIONS;
+    },
+
     /** Newest first. Client-scoped actors see only their clients' events (not vault-wide ones). */
     async list(actor: Actor, filter: AuditFilter & { limit?: number } = {}): Promise<AuditEvent[]> {
       requirePermission(actor, 'audit:read', filter.clientId);
-      const rows = await repo.list(reader, { ...instants(filter), clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
+      const rows = await repo.list(reader, { ...toListFilter(filter), clients: clientScope(actor), limit: Math.min(Math.max(filter.limit ?? 100, 1), 1000) });
       return rows.map(toAuditEvent);
     },
 
@@ -130,10 +182,11 @@ export function createAuditService({ tx: transactions, repo, keyring, clock, not
      */
     async *export(actor: Actor, filter: AuditFilter = {}): AsyncGenerator<AuditEvent> {
       requirePermission(actor, 'audit:read', filter.clientId);
+      const parsed = toListFilter(filter);
       await this.recordNow(actor, { action: 'audit.export', outcome: 'success', clientId: filter.clientId ?? null, details: { filter } });
       let after = 0;
       for (;;) {
-        const rows = await repo.list(reader, { ...instants(filter), afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
+        const rows = await repo.list(reader, { ...parsed, afterSeq: after, clients: clientScope(actor), limit: 1000, order: 'asc' });
         for (const r of rows) yield toAuditEvent(r);
         if (rows.length < 1000) return;
         after = rows[rows.length - 1]!.seq;

@@ -112,6 +112,15 @@ export type AuditEvent = {
   ip: string | null;
   userAgent: string | null;
   details: Record<string, unknown> | null;
+  /** Derived when read (audit.labels.ts), never stored: the actor, action and reason in words. */
+  actor: string;
+  actionLabel: string;
+  reasonLabel: string | null;
+  /** The device (by name) and the key ID ({4290B6C0-…}) the event is about, from its details. */
+  device: string | null;
+  keyId: string | null;
+  /** The other details as labelled fields; `internal` marks one of Keywarden's own record IDs. */
+  detailFields: { label: string; value: string; internal: boolean }[];
 };
 
 export type VerifyResult = { intact: true; events: number; headSeq: number } | { intact: false; events: number; firstBrokenSeq: number; problem: string };

@@ -1,9 +1,36 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import QRCode from 'qrcode';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Center, Code, Group, List, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { api, csrf, type Me } from '../api';
-import { messageOf } from '../ui';
+import { CopyValue, messageOf } from '../ui';
+
+/**
+ * The otpauth URI as a QR code, drawn here in the browser: the URI (it holds the secret) is never
+ * sent anywhere to be rendered, never put in an address and never logged.
+ */
+function OtpQrCode({ uri }: { uri: string }) {
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    if (!canvas.current) return;
+    // Dark on white whatever the theme: scanners want the contrast, and a quiet zone of 4 modules.
+    QRCode.toCanvas(canvas.current, uri, { errorCorrectionLevel: 'M', margin: 4, scale: 5, color: { dark: '#000000', light: '#ffffff' } }).catch(() =>
+      setFailed(true),
+    );
+  }, [uri]);
+  if (failed) return <Text size="sm">The QR code could not be drawn; type the setup key below instead.</Text>;
+  return (
+    <canvas
+      ref={canvas}
+      role="img"
+      aria-label="QR code for your authenticator app: scan it with the app, or type the setup key shown below"
+      data-testid="mfa-qr"
+      style={{ display: 'block', maxWidth: '100%', height: 'auto', imageRendering: 'pixelated' }}
+    />
+  );
+}
 
 /** Setting up an authenticator app: start (secret), confirm with a code, keep the recovery codes. */
 export function MfaSetup({ onDone }: { onDone?: () => void }) {
@@ -75,15 +102,19 @@ export function MfaSetup({ onDone }: { onDone?: () => void }) {
     >
       <Stack gap="sm">
         <Text size="sm">
-          In your authenticator app, add an account with this setup key (or open the link on the phone itself), then type the code it shows.
+          Scan this QR code with your authenticator app (or type the setup key, or open the link on the phone itself), then type the code it shows.
         </Text>
+        <OtpQrCode uri={secret.otpauthUri} />
         <div>
           <Text size="xs" c="dimmed">
             Setup key
           </Text>
-          <Code block className="kw-code">
+          <Code block className="kw-code" data-testid="mfa-setup-key">
             {secret.secret.replace(/(.{4})/g, '$1 ').trim()}
           </Code>
+          <Group mt={4}>
+            <CopyValue value={secret.secret} label="setup key" />
+          </Group>
         </div>
         <Text size="sm">
           <a href={secret.otpauthUri}>Open in an authenticator app on this device</a>

@@ -1,59 +1,27 @@
 import { useMemo, useState } from 'react';
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
-import { Alert, Badge, Button, Code, Group, NativeSelect, SimpleGrid, Stack, Table, Text, TextInput, Tooltip } from '@mantine/core';
+import { Alert, Badge, Button, Drawer, Group, NativeSelect, SimpleGrid, Stack, Table, Text, TextInput } from '@mantine/core';
+import { useDebouncedValue } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
-import { IconDownload, IconShieldCheck, IconShieldX } from '@tabler/icons-react';
+import { IconDownload, IconSearch, IconShieldCheck, IconShieldX } from '@tabler/icons-react';
 import { api, qs, type AuditEvent } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDateTime, messageOf } from '../ui';
 
 type Verify = { intact: true; events: number; headSeq: number } | { intact: false; events: number; firstBrokenSeq: number; problem: string };
 
-const ACTIONS = [
-  'key.reveal',
-  'keys.import',
-  'key.conflict',
-  'key.superseded',
-  'key.rotated',
-  'key.used',
-  'auth.login',
-  'auth.logout',
-  'auth.step_up',
-  'auth.denied',
-  'mfa.enrol',
-  'mfa.disable',
-  'user.create',
-  'user.update',
-  'user.role',
-  'user.password',
-  'token.create',
-  'token.revoke',
-  'client.create',
-  'client.update',
-  'settings.update',
-  'audit.export',
-  'audit.verify',
-  'agent.token.create',
-  'agent.token.revoke',
-  'agent.enroll',
-  'agent.enroll.pending',
-  'agent.link.approve',
-  'agent.revoke',
-  'agent.upload',
-  'finding.open',
-  'finding.resolve',
-  'job.create',
-  'job.update',
-  'graph.connect',
-  'graph.disconnect',
-  'graph.sync',
-  'entra.key_read',
-  'ad.connect',
-  'ad.sync',
-  'ad.invalid_password',
-  'vault.init',
+/** Outcomes in words (the badge shows the whole word, never a truncated code). */
+const OUTCOMES: { value: string; label: string }[] = [
+  { value: 'success', label: 'Success' },
+  { value: 'denied', label: 'Denied' },
+  { value: 'failure', label: 'Failed' },
+  { value: 'not_found', label: 'Not found' },
+  { value: 'ambiguous', label: 'Several matches' },
+  { value: 'rate_limited', label: 'Limit reached' },
+  { value: 'locked', label: 'Locked' },
+  { value: 'error', label: 'Error' },
 ];
-const OUTCOMES = ['success', 'denied', 'failure', 'not_found', 'ambiguous', 'rate_limited', 'locked', 'error'];
+const OUTCOME_LABEL = new Map(OUTCOMES.map((o) => [o.value, o.label]));
 const PAGE = 100;
 
 /** A local date-time (from the input) as an ISO instant; empty stays empty. */
@@ -64,11 +32,13 @@ export function AuditPage() {
   const [actorId, setActorId] = useState('');
   const [clientId, setClientId] = useState('');
   const [action, setAction] = useState('');
-  const [targetId, setTargetId] = useState('');
+  const [search, setSearch] = useState('');
   const [outcome, setOutcome] = useState('');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
-  const filter = { actorId: actorId.trim(), clientId, action, targetId: targetId.trim(), outcome, from: toIso(from), to: toIso(to) };
+  const [open, setOpen] = useState<AuditEvent | null>(null);
+  const [settled] = useDebouncedValue(search.trim(), 250);
+  const filter = { actorId, clientId, action, search: settled, outcome, from: toIso(from), to: toIso(to) };
   const clientName = useMemo(() => new Map(clients.map((c) => [c.id, c.name])), [clients]);
   // Walking the whole chain spans every client: an owner's view.
   const mayVerify = role === 'owner' && me.actor.clients === 'all';
@@ -79,15 +49,22 @@ export function AuditPage() {
     initialPageParam: undefined as number | undefined,
     getNextPageParam: (last) => (last.length === PAGE ? last[last.length - 1]!.seq : undefined),
   });
+  const actions = useQuery({
+    queryKey: ['audit-actions'],
+    queryFn: () => api.get<{ action: string; label: string }[]>('/audit/actions'),
+    staleTime: Infinity,
+  });
   const verify = useQuery({ queryKey: ['audit-verify'], queryFn: () => api.get<Verify>('/audit/verify'), enabled: mayVerify, staleTime: 30_000 });
   const [exporting, setExporting] = useState(false);
   const rows = useMemo(() => events.data?.pages.flat() ?? [], [events.data]);
+  // One entry per name: the select is for people, who do not care which internal id an actor has.
   const actors = useMemo(() => {
-    const m = new Map<string, string>();
-    for (const e of rows) m.set(e.actorId, e.actorName);
-    if (actorId) m.set(actorId, m.get(actorId) ?? actorId);
-    return [...m.entries()].sort((a, b) => a[1].localeCompare(b[1]));
+    const byName = new Map<string, string>();
+    for (const e of rows) if (![...byName.values()].includes(e.actor)) byName.set(e.actorId, e.actor);
+    if (actorId && !byName.has(actorId)) byName.set(actorId, rows.find((e) => e.actorId === actorId)?.actor ?? 'The chosen actor');
+    return [...byName.entries()].sort((a, b) => a[1].localeCompare(b[1]));
   }, [rows, actorId]);
+  const filtered = Boolean(actorId || clientId || action || settled || outcome || from || to);
 
   const exportCsv = async () => {
     setExporting(true);
@@ -112,7 +89,17 @@ export function AuditPage() {
         Audit log
       </PageTitle>
       <ChainStatus mayVerify={mayVerify} verify={verify} />
-      <SimpleGrid cols={{ base: 1, xs: 2, md: 4, lg: 7 }} spacing="sm">
+      <TextInput
+        label="Search"
+        description="A key ID (the first 8 characters are enough), a device name or a ticket"
+        placeholder="e.g. 35D132DC, CD-LT-0002 or T-1234"
+        leftSection={<IconSearch size={16} />}
+        value={search}
+        onChange={(e) => setSearch(e.currentTarget.value)}
+        maxLength={200}
+        type="search"
+      />
+      <SimpleGrid cols={{ base: 1, xs: 2, md: 3, lg: 6 }} spacing="sm">
         <NativeSelect
           label="Actor"
           value={actorId}
@@ -129,9 +116,8 @@ export function AuditPage() {
           label="Action"
           value={action}
           onChange={(e) => setAction(e.currentTarget.value)}
-          data={[{ value: '', label: 'Any action' }, ...ACTIONS]}
+          data={[{ value: '', label: 'Any action' }, ...(actions.data ?? []).map((a) => ({ value: a.action, label: a.label }))]}
         />
-        <TextInput label="Key or target" placeholder="Record id" value={targetId} onChange={(e) => setTargetId(e.currentTarget.value)} maxLength={200} />
         <NativeSelect
           label="Outcome"
           value={outcome}
@@ -146,56 +132,69 @@ export function AuditPage() {
       ) : events.isError ? (
         <ErrorState error={events.error} retry={() => void events.refetch()} />
       ) : rows.length === 0 ? (
-        <Empty title="No events match">Widen the time range or clear a filter.</Empty>
+        <Empty title="No events match">{filtered ? 'Check the search text, or clear a filter.' : 'Nothing has been recorded yet.'}</Empty>
       ) : (
         <>
-          <div className="kw-table-wrap" tabIndex={0}>
+          <div className="kw-table-wrap" tabIndex={0} role="region" aria-label="Audit events">
             <Table striped highlightOnHover verticalSpacing={4} fz="sm">
               <Table.Thead>
                 <Table.Tr>
-                  <Table.Th>#</Table.Th>
-                  <Table.Th>When</Table.Th>
+                  <Table.Th>Time</Table.Th>
                   <Table.Th>Actor</Table.Th>
                   <Table.Th>Action</Table.Th>
-                  <Table.Th>Outcome</Table.Th>
                   <Table.Th>Client</Table.Th>
-                  <Table.Th>Reason / ticket</Table.Th>
+                  <Table.Th>Device</Table.Th>
+                  <Table.Th>Key ID</Table.Th>
+                  <Table.Th>Ticket</Table.Th>
+                  <Table.Th>Reason</Table.Th>
+                  <Table.Th>Outcome</Table.Th>
                   <Table.Th>Details</Table.Th>
                 </Table.Tr>
               </Table.Thead>
               <Table.Tbody>
-                {rows.map((e) => (
-                  <Table.Tr key={e.id}>
-                    <Table.Td className="kw-mono">{e.seq}</Table.Td>
-                    <Table.Td style={{ whiteSpace: 'nowrap' }}>{fmtDateTime(e.occurredAt)}</Table.Td>
-                    <Table.Td>
-                      <Tooltip label={`${e.actorType} ${e.actorId}${e.ip ? ` · ${e.ip}` : ''}`}>
-                        <span>{e.actorName}</span>
-                      </Tooltip>
-                    </Table.Td>
-                    <Table.Td className="kw-mono">{e.action}</Table.Td>
-                    <Table.Td>
-                      <Badge
-                        size="sm"
-                        variant="light"
-                        color={e.outcome === 'success' ? 'green' : e.outcome === 'denied' || e.outcome === 'error' ? 'red' : 'yellow'}
-                      >
-                        {e.outcome}
-                      </Badge>
-                    </Table.Td>
-                    <Table.Td>{e.clientId ? (clientName.get(e.clientId) ?? e.clientId.slice(0, 8)) : '—'}</Table.Td>
-                    <Table.Td>{[e.reasonCode, e.ticket].filter(Boolean).join(' · ') || '—'}</Table.Td>
-                    <Table.Td>
-                      {e.details ? (
-                        <Code className="kw-code" fz="xs">
-                          {JSON.stringify(e.details).slice(0, 160)}
-                        </Code>
-                      ) : (
-                        '—'
-                      )}
-                    </Table.Td>
-                  </Table.Tr>
-                ))}
+                {rows.map((e) => {
+                  const shown = e.detailFields.filter((f) => !f.internal);
+                  return (
+                    <Table.Tr key={e.id} data-testid="audit-row">
+                      <Table.Td style={{ whiteSpace: 'nowrap' }}>{fmtDateTime(e.occurredAt)}</Table.Td>
+                      <Table.Td>{e.actor}</Table.Td>
+                      <Table.Td>{e.actionLabel}</Table.Td>
+                      <Table.Td>{e.clientId ? (clientName.get(e.clientId) ?? 'another client') : '—'}</Table.Td>
+                      <Table.Td>{e.device ?? '—'}</Table.Td>
+                      <Table.Td className="kw-mono" style={{ whiteSpace: 'nowrap' }}>
+                        {e.keyId ?? '—'}
+                      </Table.Td>
+                      <Table.Td>{e.ticket ?? '—'}</Table.Td>
+                      <Table.Td>{e.reasonLabel ?? '—'}</Table.Td>
+                      <Table.Td>
+                        <Badge
+                          size="sm"
+                          variant="light"
+                          tt="none"
+                          styles={{ root: { maxWidth: 'none' }, label: { overflow: 'visible' } }}
+                          color={e.outcome === 'success' ? 'green' : e.outcome === 'denied' || e.outcome === 'error' ? 'red' : 'yellow'}
+                        >
+                          {OUTCOME_LABEL.get(e.outcome) ?? e.outcome}
+                        </Badge>
+                      </Table.Td>
+                      <Table.Td>
+                        <Stack gap={0}>
+                          {shown.slice(0, 3).map((f, i) => (
+                            <Text key={i} size="xs">
+                              <Text span size="xs" c="dimmed">
+                                {f.label}:
+                              </Text>{' '}
+                              {f.value.length > 80 ? `${f.value.slice(0, 80)}…` : f.value}
+                            </Text>
+                          ))}
+                          <Button variant="subtle" size="compact-xs" onClick={() => setOpen(e)} aria-label={`All details of event ${e.seq}`} w="fit-content">
+                            All details
+                          </Button>
+                        </Stack>
+                      </Table.Td>
+                    </Table.Tr>
+                  );
+                })}
               </Table.Tbody>
             </Table>
           </div>
@@ -208,6 +207,68 @@ export function AuditPage() {
           )}
         </>
       )}
+      <Drawer
+        opened={open !== null}
+        onClose={() => setOpen(null)}
+        position="right"
+        title="Event details"
+        size="md"
+        closeButtonProps={{ 'aria-label': 'Close the details' }}
+      >
+        {open && <EventDetails e={open} clientName={open.clientId ? (clientName.get(open.clientId) ?? null) : null} />}
+      </Drawer>
+    </Stack>
+  );
+}
+
+/** Every fact of one event as labelled fields, the record IDs included (for matching with the export or the database). */
+function EventDetails({ e, clientName }: { e: AuditEvent; clientName: string | null }) {
+  const fields: [string, string | null][] = [
+    ['Time', fmtDateTime(e.occurredAt)],
+    ['Actor', e.actor],
+    ['Action', e.actionLabel],
+    ['Outcome', OUTCOME_LABEL.get(e.outcome) ?? e.outcome],
+    ['Client', clientName],
+    ['Device', e.device],
+    ['Key ID', e.keyId],
+    ['Ticket', e.ticket],
+    ['Reason', e.reasonLabel],
+    ...e.detailFields.filter((f) => !f.internal).map((f): [string, string] => [f.label, f.value]),
+    ['IP address', e.ip],
+    ['Browser or client', e.userAgent],
+  ];
+  const internal: [string, string | null][] = [
+    ['Event number', String(e.seq)],
+    ['Event ID', e.id],
+    ['Action code', e.action],
+    ['Actor ID', `${e.actorType} ${e.actorId}`],
+    ['Client ID', e.clientId],
+    ['Target', e.targetId ? `${e.targetType ?? ''} ${e.targetId}`.trim() : null],
+    ...e.detailFields.filter((f) => f.internal).map((f): [string, string] => [f.label, f.value]),
+  ];
+  const list = (items: [string, string | null][]) => (
+    <dl className="kw-dl">
+      {items
+        .filter(([, v]) => v !== null && v !== '')
+        .map(([k, v]) => (
+          <div key={k}>
+            <Text component="dt" size="xs" c="dimmed">
+              {k}
+            </Text>
+            <Text component="dd" size="sm" m={0} mb="xs" style={{ overflowWrap: 'anywhere' }}>
+              {v}
+            </Text>
+          </div>
+        ))}
+    </dl>
+  );
+  return (
+    <Stack gap="sm">
+      {list(fields)}
+      <Text size="sm" fw={600}>
+        Record IDs
+      </Text>
+      {list(internal)}
     </Stack>
   );
 }
