@@ -33,7 +33,7 @@ import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
-import { requestLogSerializers } from './http/request-log.js';
+import { RequestLogController, requestLogSerializers } from './http/request-log.js';
 
 export type RouteInfo = { method: string; url: string; auth: string };
 
@@ -91,6 +91,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
     trustProxy: fastifyTrustProxy(config.server.trustProxy),
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
+    // One line per request instead of two (RequestLogController).
+    logController: new RequestLogController(),
     genReqId: () => `req-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
     return503OnClosing: true,
   }).withTypeProvider<ZodTypeProvider>();

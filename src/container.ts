@@ -92,7 +92,7 @@ export async function buildContainer(
     await migrateToLatest(database.db);
     const vaultRepo = createVaultRepo();
     if (!(await vaultRepo.isInitialized(database.db))) {
-      throw vaultError(`No Keywarden vault in ${describeDatabase(config.database)}. Run "keywarden init" first.`);
+      throw vaultError(`No Keywarden vault in ${describeDatabase(config.database)}. Run "npx keywarden init" first.`);
     }
     const keyring: Keyring<Executor> = await openKeyring(vaultRepo, database.db, () => loadMasterKeys(config.masterKey), newId);
     const db = database.db;

@@ -64,19 +64,31 @@ describe(`keywarden user commands on ${ENGINE}`, () => {
 });
 
 describe('keywarden init --admin-email', () => {
-  it('creates the first owner once; running it again changes nothing', async () => {
+  it('creates the first owner once; on a vault with users it refuses, adds nobody and names `user add`', async () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-admin-'));
     const tdb = await createTestDatabase();
     const env: NodeJS.ProcessEnv = ENGINE === 'postgres' ? { KEYWARDEN_DATABASE_URL: tdb.url } : {};
     try {
       fs.writeFileSync(path.join(cwd, 'pw'), 'first owner password\n');
+      // `npm start` first (init without an owner), then the README's "A first session": still the first owner.
+      expect((await cliRun(['init'], env, cwd)).code).toBe(0);
       const r = await cliRun(['init', '--admin-email', 'boss@example.test', '--admin-password-file', 'pw'], env, cwd);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/created the owner boss@example.test/);
       const again = await cliRun(['init', '--admin-email', 'boss@example.test', '--admin-password-file', 'pw'], env, cwd);
-      expect(again.stdout).toMatch(/nothing changed/);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/already has users, boss@example.test among them, so init adds no owner/);
+      const other = await cliRun(['init', '--admin-email', 'second@example.test', '--admin-password-file', 'pw'], env, cwd);
+      expect(other.code).toBe(2);
+      expect(other.stderr).toContain('npx keywarden user add second@example.test --role owner');
+      // The hint is a real command: it adds the second owner.
+      const added = await cliRun(['user', 'add', 'second@example.test', '--role', 'owner', '--password-file', 'pw'], env, cwd);
+      expect(added.code).toBe(0);
       const list = await cliRun(['user', 'list', '--json'], env, cwd);
-      expect(JSON.parse(list.stdout)).toMatchObject([{ email: 'boss@example.test', role: 'owner', clients: 'all' }]);
+      expect((JSON.parse(list.stdout) as { email: string; role: string }[]).map((u) => `${u.email} ${u.role}`).sort()).toEqual([
+        'boss@example.test owner',
+        'second@example.test owner',
+      ]);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
       await tdb.drop();

@@ -187,6 +187,11 @@ describe('keywarden init', () => {
       const first = await cliRun(['init'], env, cwd);
       expect(first.code).toBe(0);
       expect(first.stdout).toMatch(/Keywarden vault initialized/);
+      // `keywarden` is not on PATH after `npm ci`: every next step is spelled with npx.
+      const steps = first.stdout.slice(first.stdout.indexOf('Next steps:')).split('\n').slice(1, 6);
+      expect(steps).toHaveLength(5);
+      for (const step of steps) expect(step).toMatch(/^ {2}npx keywarden /);
+      expect(first.stdout).not.toMatch(/(?<!npx )keywarden (user|serve|client|import|lookup)/);
       const keyFile = path.join(cwd, 'keywarden-data', 'master.key');
       expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
       expect(fs.statSync(path.join(cwd, 'keywarden-data')).mode & 0o777).toBe(0o700);
@@ -220,12 +225,21 @@ describe('keywarden init', () => {
       const before = await cliRun(['client', 'list'], { ...env, KEYWARDEN_DATA_DIR: path.join(cwd, 'never') }, cwd);
       if (ENGINE === 'sqlite') {
         expect(before.code).toBe(1);
-        expect(before.stderr).toMatch(/Run "keywarden init" first/);
+        expect(before.stderr).toMatch(/Run "npx keywarden init" first/);
       }
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
       await tdb.drop();
     }
+  });
+
+  it('no installed package asks for a newer Node than the project (no EBADENGINE warning at `npm ci`)', () => {
+    const lock = JSON.parse(fs.readFileSync(path.join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string } }> };
+    // The project says node >=20.11; a dependency that says >=21 or more (cookie@2, content-disposition@3) is pinned back by "overrides".
+    const newer = Object.entries(lock.packages)
+      .filter(([, p]) => /^\s*>=?\s*v?(2[1-9]|[3-9]\d)/.test(p.engines?.node ?? ''))
+      .map(([name, p]) => `${name} ${p.engines!.node}`);
+    expect(newer).toEqual([]);
   });
 
   it('the installed bin runs from dist (what `npx keywarden` starts)', () => {

@@ -4,7 +4,15 @@ import { systemActor } from '../src/modules/authz/authz.js';
 import { generateDevices, DEMO_CLIENTS } from '../src/modules/demo/demo.data.js';
 import { createRng } from '../src/modules/demo/demo.random.js';
 import { seedBulkKeys, seedDemo, type DemoSummary } from '../src/modules/demo/demo.seed.js';
-import { createTestVault, type TestVault } from './helpers/vault.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config.js';
+import { startCommands } from '../src/cli/commands/demo.js';
+import { cliRun, createTestVault, type TestVault } from './helpers/vault.js';
+import { createTestDatabase, ENGINE } from './helpers/engine.js';
+
+const REPO = path.resolve(import.meta.dirname, '..');
 
 /** `keywarden demo`: a living MSP in an empty vault, built through the real services. */
 describe('demo data', () => {
@@ -82,6 +90,25 @@ describe('demo data', () => {
     expect(parseRecoveryPassword(r.key.recoveryPassword)).toEqual({ ok: true, value: r.key.recoveryPassword });
   });
 
+  it('shows the Entra ID and Active Directory connections its syncs came from, switched off and never scheduled, and the MSP branding', async () => {
+    const entra = await v.container.graph.listConnections(actor);
+    const ad = await v.container.directory.listConnections(actor);
+    const names = (ids: string[]) => demo.clients.filter((c) => ids.includes(c.id)).map((c) => c.name);
+    expect(names(entra.map((c) => c.clientId))).toEqual(demo.clients.filter((c) => c.sources.includes('entra')).map((c) => c.name));
+    expect(names(ad.map((c) => c.clientId))).toEqual(demo.clients.filter((c) => c.sources.includes('ad')).map((c) => c.name));
+    for (const c of entra) expect(c.enabled).toBe(false);
+    const db = v.container.database.db;
+    const adRows = await db.selectFrom('directory_connections').select(['enabled', 'client_id']).execute();
+    expect(adRows.map((r) => Number(r.enabled))).toEqual(ad.map(() => 0));
+    // The keys' Entra source names the same tenant as the connection.
+    const tenants = (await db.selectFrom('key_sources').select('source_ref').where('source_type', '=', 'entra').distinct().execute()).map((r) => r.source_ref);
+    expect(tenants.map((t) => t.toLowerCase()).sort()).toEqual(entra.map((c) => c.tenantId.toLowerCase()).sort());
+    for (const c of ad) expect(c.hosts[0]).toMatch(/^dc01\.[a-z-]+\.example$/);
+    const tasks = await db.selectFrom('scheduled_tasks').select('kind').where('kind', 'in', ['graph-sync', 'ad-sync']).execute();
+    expect(tasks).toEqual([]);
+    expect(await v.container.settings.getBranding(actor)).toMatchObject({ mspName: 'Northwind IT Services' });
+  });
+
   it('refuses a vault that already has data', async () => {
     await expect(seedDemo(v.container)).rejects.toThrow(/already has clients, users or keys/);
   });
@@ -124,9 +151,48 @@ describe('keywarden demo (CLI)', () => {
     expect(r.stdout).toMatch(/Password: demo-\S{12}/);
     expect(r.stdout).toMatch(/owner@northwind-msp\.example\s+owner/);
     expect(r.stdout).toMatch(/several keys match/);
+    expect(r.stdout).toMatch(/sign in as helpdesk@northwind-msp\.example/);
+    // The test vault is in ./data with its database named by KEYWARDEN_DATABASE_URL: both must be given again.
+    expect(r.stdout).toContain('npx keywarden serve --data-dir ./data --database-url …');
     const again = await v.cli(['demo']);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/already has clients, users or keys/);
+  });
+
+  it('prints the command that serves the folder it filled, and that command (KEYWARDEN_DATA_DIR) opens the demo vault', { timeout: 120_000 }, async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'keywarden-demo-'));
+    const tdb = await createTestDatabase();
+    const env: NodeJS.ProcessEnv = ENGINE === 'postgres' ? { KEYWARDEN_DATABASE_URL: tdb.url } : {};
+    try {
+      const r = await cliRun(['demo', '--data-dir', 'keywarden-demo'], env, cwd);
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toMatch(/npm start {3}\(or/);
+      if (ENGINE === 'sqlite') {
+        expect(r.stdout).toContain('Start the console on this data folder:  npx keywarden serve --data-dir ./keywarden-demo\n');
+        expect(r.stdout).toContain('(or: KEYWARDEN_DATA_DIR=./keywarden-demo npm start), then open http://127.0.0.1:8080');
+      } else {
+        expect(r.stdout).toContain('npx keywarden serve --data-dir ./keywarden-demo --database-url …');
+        expect(r.stdout).toContain('(or: KEYWARDEN_DATA_DIR=./keywarden-demo KEYWARDEN_DATABASE_URL=… npm start)');
+      }
+      // What `npm start` runs (init, then serve) reads the folder from KEYWARDEN_DATA_DIR: the demo vault, its users.
+      const start = { ...env, KEYWARDEN_DATA_DIR: './keywarden-demo' };
+      expect((await cliRun(['init'], start, cwd)).stdout).toMatch(/keywarden-demo; nothing changed/);
+      const users = JSON.parse((await cliRun(['user', 'list', '--json'], start, cwd)).stdout) as { email: string }[];
+      expect(users.map((u) => u.email)).toContain('helpdesk@northwind-msp.example');
+      // The folder holds the master key: git must not pick it up.
+      expect(fs.readFileSync(path.join(REPO, '.gitignore'), 'utf8').split('\n')).toContain('keywarden-demo/');
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+      await tdb.drop();
+    }
+  });
+
+  it('on the default folder it says `npm start`; elsewhere the folder, quoted when needed', () => {
+    const cwd = '/srv/kw';
+    expect(startCommands(cwd, loadConfig({}, {}, cwd))).toEqual(['Start the console:  npm start   (or: npx keywarden serve), then open http://127.0.0.1:8080']);
+    const odd = startCommands(cwd, loadConfig({ KEYWARDEN_PORT: '9090' }, { dataDir: "/mnt/my demo's" }, cwd));
+    expect(odd[0]).toBe(`Start the console on this data folder:  npx keywarden serve --data-dir '/mnt/my demo'\\''s'`);
+    expect(odd[1]).toContain('then open http://127.0.0.1:9090');
   });
 
   it('rejects a bad --keys value', async () => {

@@ -194,8 +194,9 @@ describe(`hygiene over HTTP on ${ENGINE}`, () => {
         await logged.inject({ method: 'GET', url: `/no/such/page/${q}?x=${q}`, headers: techS.headers });
       }
       const text = log.text();
-      expect(text).toContain('incoming request');
+      // One line per request, when answered: it names the request (masked) as well as the status.
       expect(text).toContain('request completed');
+      expect(text).toMatch(/"req":\{"method":"GET","url":"\/no\/such\/page\/\[redacted-recovery-password\]\?x"/);
       expectNoGroup(text, pw, 'log');
       expectNoGroup(decodeURIComponent(text.replace(/%(?![0-9A-Fa-f]{2})/g, '%25')), pw, 'decoded log');
       const urls = log

@@ -29,6 +29,22 @@ describe(`task leases on ${ENGINE}`, () => {
     await tdb.drop();
   });
 
+  it('tells every listener of each finished task, with its status (what `serve` logs)', async () => {
+    const heard: string[] = [];
+    const s = createScheduler({
+      tx: transactions(a.db),
+      clock: systemClock,
+      owner: 'process-listen',
+      handlers: { 'listen-ok': async () => 'ok: 2 new keys', 'listen-bad': async () => Promise.reject(new Error('no DC answered')) },
+    });
+    s.onRun((task, status, ms) => heard.push(`${task.kind} ${status} ${ms >= 0}`));
+    await s.ensureTask(a.db, { id: 'listen-ok:1', kind: 'listen-ok', clientId: null, targetId: '1', intervalMinutes: 60 });
+    await s.ensureTask(a.db, { id: 'listen-bad:1', kind: 'listen-bad', clientId: null, targetId: '1', intervalMinutes: 60 });
+    await s.runNow('listen-ok:1');
+    await s.runNow('listen-bad:1');
+    expect(heard).toEqual(['listen-ok ok: 2 new keys true', 'listen-bad failed: no DC answered true']);
+  });
+
   it('runs a due task in exactly one of two processes, and on-demand runs wait for the lease', async () => {
     let inFlight = 0;
     let maxInFlight = 0;

@@ -64,7 +64,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
     .addOption(new Option('--data-dir <dir>', 'where the vault lives (default ./keywarden-data)').env('KEYWARDEN_DATA_DIR'))
     .addOption(new Option('--database-url <url>', 'postgres://… or sqlite:FILE (default: SQLite in the data folder)'))
-    .showHelpAfterError('(run "keywarden --help" for usage)')
+    .showHelpAfterError('(run "npx keywarden --help" for usage)')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 

@@ -66,7 +66,7 @@ function readKeyFile(source: Extract<MasterKeySource, { kind: 'file' }>): string
   } catch {
     throw vaultError(
       source.generatedByInit
-        ? `No master key at ${source.path}. Run "keywarden init" first, or set KEYWARDEN_MASTER_KEY / KEYWARDEN_MASTER_KEY_FILE.`
+        ? `No master key at ${source.path}. Run "npx keywarden init" first, or set KEYWARDEN_MASTER_KEY / KEYWARDEN_MASTER_KEY_FILE.`
         : `Cannot read the master key file ${source.path} (KEYWARDEN_MASTER_KEY_FILE).`,
     );
   }

@@ -1,3 +1,4 @@
+import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import { containsRecoveryPasswordLike, redactRecoveryPasswordLike } from '../domain/recovery-password.js';
 
 /**
@@ -53,3 +54,66 @@ export const requestLogSerializers = {
     remoteAddress: req.ip ?? req.socket?.remoteAddress,
   }),
 };
+
+/**
+ * One log line per request, written when the answer has gone out: method, route, status and time.
+ * Fastify's default writes two ("incoming request" without the status, "request completed" without
+ * the route); the arrival stays, at debug level, for finding a request that never finishes.
+ */
+export class RequestLogController extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug({ req: request }, 'incoming request');
+  }
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { req: request, res: { statusCode: reply.statusCode }, responseTime: Math.round(reply.elapsedTime * 10) / 10 };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else reply.log.info(line, 'request completed');
+  }
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+/** pino's own fields, and the ones a readable line shows in its own place. */
+const SHOWN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'reqId', 'req', 'res', 'responseTime']);
+
+function fieldText(v: unknown): string {
+  if (typeof v === 'string') return /^[^\s"=]{1,200}$/.test(v) ? v : JSON.stringify(v.length > 500 ? v.slice(0, 500) + '…' : v);
+  return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * A pino JSON line as a person reads it on a terminal, e.g.
+ * `10:47:23  POST /api/v1/keys/:id/reveal  200  12.3 ms` or `10:47:25  WARN  message  key=value`.
+ * It reads only what pino already wrote (after redaction), so it shows nothing the JSON would not.
+ */
+export function readableLogLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json.endsWith('\n') ? json : json + '\n';
+  }
+  const d = new Date(typeof o.time === 'number' ? o.time : Date.now());
+  const time = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+  const level = typeof o.level === 'number' ? (LEVELS[o.level] ?? String(o.level)) : 'INFO';
+  const parts = [time];
+  if (level !== 'INFO') parts.push(level);
+  const req = o.req as { method?: string; url?: string } | undefined;
+  const res = o.res as { statusCode?: number } | undefined;
+  if (req && o.msg === 'request completed') {
+    parts.push(`${req.method ?? '?'} ${req.url ?? '?'}`, String(res?.statusCode ?? '?'), `${o.responseTime ?? '?'} ms`);
+  } else if (req && o.msg === 'incoming request') {
+    parts.push(`→ ${req.method ?? '?'} ${req.url ?? '?'}`);
+  } else {
+    parts.push(String(o.msg ?? ''));
+    if (req) parts.push(`(${req.method ?? '?'} ${req.url ?? '?'})`);
+  }
+  const extra = Object.entries(o)
+    .filter(([k]) => !SHOWN.has(k))
+    .map(([k, v]) => `${k}=${fieldText(v)}`);
+  return [...parts, ...extra].join('  ') + '\n';
+}
+
+/** A pino destination that writes readable lines instead of JSON (for `serve` on a terminal). */
+export function readableLogStream(write: (text: string) => void = (t) => void process.stdout.write(t)): { write(line: string): void } {
+  return { write: (line) => write(readableLogLine(line)) };
+}

@@ -4,7 +4,7 @@ import { fastifyTrustProxy } from '../config.js';
 import { databaseReadiness } from '../db/health.js';
 import { registerErrorHandler } from './plugins/errors.js';
 import { registerMetrics } from './plugins/metrics.js';
-import { requestLogSerializers } from './request-log.js';
+import { RequestLogController, requestLogSerializers } from './request-log.js';
 
 /**
  * The HTTP side of `keywarden serve --role worker`: a worker runs background tasks only, so it
@@ -19,6 +19,8 @@ export async function buildWorkerApp(container: Container, opts: { logger?: bool
         : { level: container.config.server.logLevel, serializers: requestLogSerializers, ...(typeof opts.logger === 'object' ? opts.logger : {}) },
     trustProxy: fastifyTrustProxy(container.config.server.trustProxy),
     requestIdHeader: false,
+    // One line per request instead of two (RequestLogController).
+    logController: new RequestLogController(),
     return503OnClosing: true,
   });
   registerErrorHandler(app, container.audit);

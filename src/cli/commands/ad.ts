@@ -61,7 +61,7 @@ export function registerAd(program: Command, ctx: CliContext): void {
           baseDns: o.baseDn,
           syncIntervalMinutes: Number(o.interval),
         });
-        ctx.out(`Connected ${client.name} to ${conn.hosts.join(', ')}. Check it with: keywarden ad test --client "${client.name}"`);
+        ctx.out(`Connected ${client.name} to ${conn.hosts.join(', ')}. Check it with: npx keywarden ad test --client "${client.name}"`);
       },
     );
   const pick = async (clientName?: string) => {
@@ -70,7 +70,7 @@ export function registerAd(program: Command, ctx: CliContext): void {
     if (!clientName) return { c, list };
     const client = await c.clients.getByName(ctx.actor, clientName);
     const one = list.filter((x) => x.clientId === client.id);
-    if (!one.length) throw badRequest(`${client.name} has no directory connection. Add one with: keywarden ad connect --client "${client.name}" …`);
+    if (!one.length) throw badRequest(`${client.name} has no directory connection. Add one with: npx keywarden ad connect --client "${client.name}" …`);
     return { c, list: one };
   };
   ad.command('list')

@@ -93,7 +93,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
     .description('link a waiting agent to the existing device it enrolled as (its older agent credential stops)')
     .action(async (deviceId: string | undefined, opts: { all?: boolean; client?: string }) => {
       const c = await ctx.container();
-      if (!deviceId && !opts.all) throw badRequest('Give the waiting device id from "keywarden agent pending", or --all.');
+      if (!deviceId && !opts.all) throw badRequest('Give the waiting device id from "npx keywarden agent pending", or --all.');
       let ids = deviceId ? [deviceId.trim()] : [];
       if (opts.all) {
         const clientId = opts.client ? (await c.clients.getByName(ctx.actor, opts.client)).id : undefined;

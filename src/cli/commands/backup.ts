@@ -74,7 +74,7 @@ export function registerBackup(program: Command, ctx: CliContext): void {
       );
       ctx.err(
         `\nThe master key is not in the backup. Put master key ${ids} in ${masterKeyWhere(config)}` +
-          `${config.masterKey.kind === 'file' ? ' (mode 0600)' : ''}, then run "keywarden doctor" before starting the server.`,
+          `${config.masterKey.kind === 'file' ? ' (mode 0600)' : ''}, then run "npx keywarden doctor" before starting the server.`,
       );
     });
 

@@ -21,7 +21,7 @@ export function registerClient(program: Command, ctx: CliContext): void {
     .action(async (opts: { json?: boolean }) => {
       const list = await (await ctx.container()).clients.list(ctx.actor);
       if (opts.json) return ctx.json(list);
-      if (list.length === 0) return ctx.out('No clients yet. Add one with: keywarden client add "Contoso"');
+      if (list.length === 0) return ctx.out('No clients yet. Add one with: npx keywarden client add "Contoso"');
       ctx.out(
         table(
           list.map((c) => [c.name, String(c.devices), String(c.keys), c.createdAt.slice(0, 10)]),

@@ -1,4 +1,6 @@
+import path from 'node:path';
 import type { Command } from 'commander';
+import type { Config } from '../../config.js';
 import { buildContainer } from '../../container.js';
 import { openDatabase } from '../../db/database.js';
 import { badRequest } from '../../lib/errors.js';
@@ -12,6 +14,25 @@ const wholeNumber = (name: string, v: string | undefined, max: number): number |
   if (!Number.isInteger(n) || n < 0 || n > max) throw badRequest(`${name} must be a whole number from 0 to ${max.toLocaleString('en')}; got "${v}".`);
   return n;
 };
+
+/**
+ * How to serve the folder the demo just filled, spelled for it: after `--data-dir X`, a bare
+ * `npm start` would serve ./keywarden-data instead (and the demo password would not work there).
+ */
+export function startCommands(cwd: string, config: Config): string[] {
+  const url = `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${config.server.port}`;
+  const defaultDir = path.resolve(cwd, 'keywarden-data');
+  // A database elsewhere (--database-url, KEYWARDEN_DATABASE_URL) must be named again; its URL may hold a password, so not here.
+  const databaseGiven = config.database.engine !== 'sqlite' || config.database.file !== path.join(config.dataDir, 'keywarden.db');
+  if (config.dataDir === defaultDir && !databaseGiven) return [`Start the console:  npm start   (or: npx keywarden serve), then open ${url}`];
+  const rel = path.relative(cwd, config.dataDir);
+  const dir = rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? `./${rel}` : config.dataDir;
+  const quoted = /^[\w./:@+-]+$/.test(dir) ? dir : `'${dir.replace(/'/g, `'\\''`)}'`;
+  return [
+    `Start the console on this data folder:  npx keywarden serve --data-dir ${quoted}${databaseGiven ? ' --database-url …  (the same database URL as here)' : ''}`,
+    `  (or: KEYWARDEN_DATA_DIR=${quoted}${databaseGiven ? ' KEYWARDEN_DATABASE_URL=…' : ''} npm start), then open ${url}`,
+  ];
+}
 
 export function registerDemo(program: Command, ctx: CliContext): void {
   program
@@ -57,11 +78,11 @@ export function registerDemo(program: Command, ctx: CliContext): void {
             `  Password: ${summary.password}`,
             ...summary.users.map((u) => `  ${u.email.padEnd(40)} ${u.role.padEnd(14)} ${u.note}`),
             '',
-            'Try the helpdesk call: sign in as tech@…, type one of these key-ID prefixes in "Find a key":',
+            `Try the helpdesk call: sign in as ${summary.helpdeskEmail}, type one of these key-ID prefixes in "Find a key":`,
             ...summary.samplePrefixes.map((s) => `  ${s.prefix}  (${s.client}, ${s.device})`),
             `  ${summary.ambiguousPrefix}  (two clients: "several keys match")`,
             '',
-            'Start the console:  npm start   (or: npx keywarden serve), then open http://127.0.0.1:8080',
+            ...startCommands(ctx.io.cwd, config),
           ]
             .filter((l, i, all) => l !== '' || all[i - 1] !== '')
             .join('\n'),

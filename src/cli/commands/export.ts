@@ -95,7 +95,8 @@ export function registerExport(program: Command, ctx: CliContext): void {
     .option('--sheet <file.pdf>', 'also write the printable recovery sheet (plaintext on paper: one page per device)')
     .option('--json', 'machine-readable output')
     .action(async (opts: ExportOpts) => {
-      if (!opts.client) throw badRequest('Name the client: keywarden export --client NAME --out FILE (or: export open FILE, export keygen, export schedule).');
+      if (!opts.client)
+        throw badRequest('Name the client: npx keywarden export --client NAME --out FILE (or: export open FILE, export keygen, export schedule).');
       if (!opts.out && !opts.sheet) throw badRequest('Say where to write: --out FILE for the encrypted bundle and/or --sheet FILE.pdf for the printed sheet.');
       if (!opts.out && (opts.passphraseFile || opts.recipient)) throw badRequest('--passphrase-file and --recipient protect the bundle: give --out FILE too.');
       ensureFree(ctx.io, opts.out);
@@ -117,7 +118,7 @@ export function registerExport(program: Command, ctx: CliContext): void {
       if (opts.json) return ctx.json({ client: r.client.name, keys: r.keys, devices: r.devices, out, sheet, protection: how });
       if (out) {
         ctx.out(`Wrote ${r.keys} recovery keys (${r.devices} devices) of ${r.client.name} to ${out}, encrypted to ${how}.`);
-        ctx.out('It is an age file: open it with "keywarden export open FILE" on any machine, or with the age / rage tools.');
+        ctx.out('It is an age file: open it with "npx keywarden export open FILE" on any machine, or with the age / rage tools.');
       }
       if (sheet) ctx.out(`Wrote the recovery sheet (${r.devices} pages) to ${sheet}. It is plaintext: print it, put it in the safe, delete the file.`);
       if (r.keys === 0) ctx.err(`Note: ${r.client.name} has no active keys to export.`);
@@ -227,7 +228,7 @@ export function registerExport(program: Command, ctx: CliContext): void {
       if (opts.json) return ctx.json(s);
       ctx.out(
         `Scheduled a ${s.frequency} export of ${s.client?.name ?? 'all clients'} to ${s.folder}, keeping ${s.keep} copies (schedule ${s.id}). ` +
-          'The server (keywarden serve) runs it; the first run is due now.',
+          'The server (npx keywarden serve) runs it; the first run is due now.',
       );
     });
   schedule
@@ -237,7 +238,8 @@ export function registerExport(program: Command, ctx: CliContext): void {
     .action(async (opts: { json?: boolean }) => {
       const list = await (await ctx.container()).exports.listSchedules(ctx.actor);
       if (opts.json) return ctx.json(list);
-      if (list.length === 0) return ctx.out('No export schedules. Add one with: keywarden export schedule add --client NAME --recipient age1… --folder DIR');
+      if (list.length === 0)
+        return ctx.out('No export schedules. Add one with: npx keywarden export schedule add --client NAME --recipient age1… --folder DIR');
       ctx.out(
         table(
           list.map((s) => [

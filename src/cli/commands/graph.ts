@@ -31,7 +31,7 @@ export function registerGraph(program: Command, ctx: CliContext): void {
         graphUrl: o.graphUrl,
         syncIntervalMinutes: Number(o.interval),
       });
-      ctx.out(`Connected ${client.name} to tenant ${conn.tenantId}. Check it with: keywarden graph test --client "${client.name}"`);
+      ctx.out(`Connected ${client.name} to tenant ${conn.tenantId}. Check it with: npx keywarden graph test --client "${client.name}"`);
     });
   graph
     .command('list')
@@ -61,7 +61,7 @@ export function registerGraph(program: Command, ctx: CliContext): void {
     if (!clientName) return { c, list };
     const client = await c.clients.getByName(ctx.actor, clientName);
     const one = list.filter((x) => x.clientId === client.id);
-    if (!one.length) throw badRequest(`${client.name} has no Graph connection. Add one with: keywarden graph connect --client "${client.name}" …`);
+    if (!one.length) throw badRequest(`${client.name} has no Graph connection. Add one with: npx keywarden graph connect --client "${client.name}" …`);
     return { c, list: one };
   };
   graph

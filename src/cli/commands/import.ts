@@ -91,7 +91,8 @@ export function registerImport(program: Command, ctx: CliContext): void {
           if (unlisted > 0)
             ctx.out(`  … and ${unlisted.toLocaleString('en-US')} more${r.rejected.length > 50 ? ` (--json lists the first ${MAX_REPORTED_REJECTIONS})` : ''}`);
         }
-        if (total.conflicts) ctx.out('Conflicts: a key ID arrived with a different password. Both are kept and flagged "conflict"; see "keywarden keys list".');
+        if (total.conflicts)
+          ctx.out('Conflicts: a key ID arrived with a different password. Both are kept and flagged "conflict"; see "npx keywarden keys list".');
         if (opts.dryRun) ctx.out('Dry run: nothing was saved.');
       }
       if (total.rejectedCount) throw new CliExit(EXIT.partial);

@@ -1,9 +1,13 @@
 import type { Command } from 'commander';
 import { openDatabase } from '../../db/database.js';
 import { systemClock } from '../../lib/clock.js';
+import { badRequest } from '../../lib/errors.js';
 import { initVault } from '../../modules/vault/vault.service.js';
 import type { CliContext } from '../program.js';
 import { readNewPassword } from '../prompt.js';
+
+/** An e-mail address as one shell word in a hint (quoted when it holds anything unusual). */
+const shellWord = (s: string) => (/^[\w.@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 export function registerInit(program: Command, ctx: CliContext): void {
   program
@@ -19,12 +23,18 @@ export function registerInit(program: Command, ctx: CliContext): void {
         const r = await initVault(config, database, ctx.actor, systemClock);
         if (opts.adminEmail) {
           const c = await ctx.container();
-          const existing = await c.identity.getUserByEmail(ctx.actor, opts.adminEmail).catch(() => null);
-          if (!existing) {
-            const password = await readNewPassword(ctx.io, opts.adminPasswordFile, `Password for ${opts.adminEmail}`);
-            const u = await c.identity.createUser(ctx.actor, { email: opts.adminEmail, password, role: 'owner', clients: 'all' });
-            r.changes.push(`created the owner ${u.email}`);
+          // --admin-email makes the FIRST owner. Once anyone can sign in, a re-run of the README's
+          // first command must not quietly add another owner: adding people is `user add`'s job.
+          if (await c.identity.hasUsers()) {
+            const existing = await c.identity.getUserByEmail(ctx.actor, opts.adminEmail).catch(() => null);
+            throw badRequest(
+              `This vault in ${config.dataDir} already has users${existing ? `, ${existing.email} among them` : ''}, so init adds no owner. ` +
+                `To add someone, run:  npx keywarden user add ${shellWord(opts.adminEmail)} --role owner   (or --role admin, technician, helpdesk, auditor, client-viewer)`,
+            );
           }
+          const password = await readNewPassword(ctx.io, opts.adminPasswordFile, `Password for ${opts.adminEmail}`);
+          const u = await c.identity.createUser(ctx.actor, { email: opts.adminEmail, password, role: 'owner', clients: 'all' });
+          r.changes.push(`created the owner ${u.email}`);
         }
         // No owner yet: a one-time token for first-run setup in the browser (printed here, never logged).
         const setupToken = await (await ctx.container()).setup.issueToken();
@@ -40,8 +50,8 @@ export function registerInit(program: Command, ctx: CliContext): void {
         const printSetupToken = () => {
           if (!setupToken) return;
           ctx.out(
-            `\nFirst-run setup token (one-time; "keywarden serve" prints a new one that replaces it):\n    ${setupToken}\n` +
-              'Enter it on the console\'s setup page to create the first owner, or use "keywarden user add" instead.',
+            `\nFirst-run setup token (one-time; "npx keywarden serve" prints a new one that replaces it):\n    ${setupToken}\n` +
+              'Enter it on the console\'s setup page to create the first owner, or use "npx keywarden user add you@example.com" instead.',
           );
         };
         if (!r.created && r.changes.length === 0) {
@@ -56,7 +66,7 @@ export function registerInit(program: Command, ctx: CliContext): void {
         if (r.created) {
           ctx.out(
             '\nThe master key is the only way to read the stored recovery passwords: copy it somewhere safe, apart from the database backups.' +
-              '\nNext steps:\n  keywarden user add you@example.com   (the first user is an owner)\n  keywarden serve                      (web API on http://127.0.0.1:8080, docs at /api/docs)\n  keywarden client add "Contoso"\n  keywarden import "BitLocker Recovery Key *.TXT" --client "Contoso" --device LAPTOP-01\n  keywarden lookup 4290B6C0 --reason bios-changed --ticket T-1234',
+              '\nNext steps:\n  npx keywarden user add you@example.com   (the first user is an owner; or create it in the browser)\n  npx keywarden serve                      (web console and API on http://127.0.0.1:8080, docs at /api/docs)\n  npx keywarden client add "Contoso"\n  npx keywarden import "BitLocker Recovery Key *.TXT" --client "Contoso" --device LAPTOP-01\n  npx keywarden lookup 4290B6C0 --reason bios-changed --ticket T-1234',
           );
         }
         printSetupToken();

@@ -44,7 +44,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
           })),
         );
       }
-      if (list.length === 0) return ctx.out('No keys yet. Import some with: keywarden import FILE --client NAME');
+      if (list.length === 0) return ctx.out('No keys yet. Import some with: npx keywarden import FILE --client NAME');
       ctx.out(
         table(
           list.map((k) => [

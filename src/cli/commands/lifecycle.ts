@@ -32,7 +32,7 @@ async function findDevice(c: Container, ctx: CliContext, device: string, client?
 function pendingText(a: ApprovalView): string {
   return (
     `Two-owner approval is on: request ${a.id} is waiting for a second owner (until ${a.expiresAt}).\n` +
-    `Another owner approves it with: keywarden lifecycle approve ${a.id}${a.client ? ` --confirm "${a.client.name}"` : ''}`
+    `Another owner approves it with: npx keywarden lifecycle approve ${a.id}${a.client ? ` --confirm "${a.client.name}"` : ''}`
   );
 }
 

@@ -3,9 +3,27 @@ import { buildApp } from '../../app.js';
 import { badRequest } from '../../lib/errors.js';
 import type { CliContext } from '../program.js';
 import { buildWorkerApp } from '../../http/worker-app.js';
+import { readableLogStream } from '../../http/request-log.js';
 
 export const SERVE_ROLES = ['all', 'api', 'worker'] as const;
 export type ServeRole = (typeof SERVE_ROLES)[number];
+
+/** Why the socket could not be opened, in words with the fix; undefined for anything else. */
+function listenProblem(e: unknown, host: string, port: number): Error | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const other = port === 65535 ? 8081 : port + 1;
+  if (code === 'EADDRINUSE')
+    return badRequest(
+      `Port ${port} is in use by another program on ${host}: stop it, or start Keywarden on another port with --port ${other} (or KEYWARDEN_PORT=${other}).`,
+    );
+  if (code === 'EACCES')
+    return badRequest(
+      `Keywarden may not listen on port ${port} (ports below 1024 need extra rights): use --port 8080 (or KEYWARDEN_PORT=8080) behind a reverse proxy.`,
+    );
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return badRequest(`This machine has no address ${host} to listen on: use --host 127.0.0.1 (or KEYWARDEN_HOST), or one of its own addresses.`);
+  return undefined;
+}
 
 export function registerServe(program: Command, ctx: CliContext): void {
   program
@@ -26,7 +44,10 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const port = opts.port !== undefined ? Number(opts.port) : c.config.server.port;
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw badRequest(`--port must be a number from 0 to 65535; got "${opts.port}".`);
       c.metrics.registry.setDefaultLabels({ role });
-      const app = role === 'worker' ? await buildWorkerApp(c) : await buildApp(c);
+      // A person watching a terminal reads one line per request; a service manager or log
+      // collector (stdout not a terminal) gets pino's JSON lines.
+      const logger = process.stdout.isTTY ? { stream: readableLogStream() } : {};
+      const app = role === 'worker' ? await buildWorkerApp(c, { logger }) : await buildApp(c, { logger });
       // Before the first request: with no user yet, the browser's first-run setup needs this token.
       const setupToken = role === 'worker' ? null : await c.setup.issueToken();
       const stopped = new Promise<void>((resolve) => {
@@ -47,7 +68,20 @@ export function registerServe(program: Command, ctx: CliContext): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
-      const address = await app.listen({ host, port });
+      let address: string;
+      try {
+        address = await app.listen({ host, port });
+      } catch (e) {
+        await app.close().catch(() => undefined);
+        throw listenProblem(e, host, port) ?? e;
+      }
+      // Scheduled syncs and rotations in the same log as the requests, one line each.
+      c.scheduler.onRun((task, status, ms) =>
+        app.log.info(
+          { task: task.kind, client: task.client_id ?? undefined, status, ms: Math.round(ms) },
+          status.startsWith('failed') ? 'task failed' : 'task finished',
+        ),
+      );
       // Scheduled work (Entra syncs, Intune rotations) runs in every process of role all or worker;
       // leases keep one task in one process at a time. An api process never starts it.
       // The first poll comes a few seconds after start (or one poll interval, if shorter), so that

@@ -47,7 +47,7 @@ export function registerUser(program: Command, ctx: CliContext): void {
       const c = await ctx.container();
       const users = await c.identity.listUsers(ctx.actor);
       if (opts.json) return ctx.json(users);
-      if (!users.length) return ctx.out('No users yet. Add the first owner with: keywarden user add you@example.com');
+      if (!users.length) return ctx.out('No users yet. Add the first owner with: npx keywarden user add you@example.com');
       ctx.out(
         table(
           users.map((u) => [

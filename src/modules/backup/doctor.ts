@@ -78,7 +78,7 @@ export async function runDoctor(config: Config, clock: Clock): Promise<DoctorRep
       const unknown = applied.filter((n) => !known.has(n));
       if (applied.length === 0) add('schema', false, 'the database has no Keywarden schema (empty, or another database)');
       else if (unknown.length) add('schema', false, `the database is newer than this Keywarden (migrations ${unknown.join(', ')}); upgrade Keywarden`);
-      else if (pending.length) add('schema', false, `${pending.length} migration(s) pending (${pending.join(', ')}); run "keywarden migrate"`);
+      else if (pending.length) add('schema', false, `${pending.length} migration(s) pending (${pending.join(', ')}); run "npx keywarden migrate"`);
       else add('schema', true, `current (${applied.at(-1)})`);
       if (applied.length === 0) return report();
     } catch {

@@ -89,7 +89,8 @@ export function createClientsService({ tx: transactions, repo, keyring, audit, c
     async getByName(actor: Actor, name: string): Promise<Client> {
       requirePermission(actor, 'client:read');
       const row = await repo.findByNameKey(transactions.reader, clientNameKey(name), clientScope(actor));
-      if (!row || row.archived_at) throw notFound(`No client named "${name.trim()}". See "keywarden client list", or create it with "keywarden client add".`);
+      if (!row || row.archived_at)
+        throw notFound(`No client named "${name.trim()}". See "npx keywarden client list", or create it with "npx keywarden client add".`);
       return { id: row.id, name: row.name, createdAt: row.created_at, viewerCanReveal: !!row.viewer_can_reveal, offboardedAt: row.offboarded_at ?? null };
     },
 

@@ -10,6 +10,10 @@ import { newId } from '../../lib/ids.js';
 import { CheckinRequest, UploadRequest, type CheckinResponse } from '../agent/agent.protocol.js';
 import { systemActor, type Actor, type Role } from '../authz/authz.js';
 import { createDevicesRepo } from '../devices/devices.repo.js';
+import { createDirectoryRepo } from '../directory/directory.repo.js';
+import { adTaskId } from '../directory/directory.service.js';
+import { createGraphRepo } from '../graph/graph.repo.js';
+import { syncTaskId } from '../graph/graph.service.js';
 import { createKeyIngest, type KeyIngest } from '../keys/keys.ingest.js';
 import { createKeysRepo } from '../keys/keys.repo.js';
 import type { KeyReport } from '../keys/keys.types.js';
@@ -56,6 +60,8 @@ export type DemoSummary = {
   samplePrefixes: { prefix: string; client: string; device: string }[];
   /** A prefix two keys share (in different clients): the "several keys match" case. */
   ambiguousPrefix: string;
+  /** Who takes the helpdesk call in the demo (reveal by key ID only). */
+  helpdeskEmail: string;
   /** The client the client-viewer demo user belongs to. */
   viewerClient: { id: string; name: string };
 };
@@ -300,6 +306,47 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     syncs.push({ system, clientId: x.client.id, source: { type: 'ad', ref: dc }, reports });
   }
 
+  // ---- The connections those syncs came from, so Settings → Integrations shows them. Created
+  // through the services, then switched off and unscheduled: the tenants, hosts and secrets are
+  // made up, and a demo server must not call Microsoft or a domain controller on its own.
+  step('Entra ID and Active Directory connections (disabled)');
+  const graphRepo = createGraphRepo();
+  const directoryRepo = createDirectoryRepo();
+  for (const sync of syncs) {
+    const x = clients.find((x) => x.client.id === sync.clientId)!;
+    const id =
+      sync.source.type === 'entra'
+        ? (
+            await c.graph.createConnection(demo, {
+              clientId: x.client.id,
+              tenantId: sync.source.ref,
+              appClientId: createRng(x.profile.name.length * 104_729).guid(),
+              clientSecret: 'demo-not-a-real-secret',
+            })
+          ).id
+        : (
+            await c.directory.createConnection(demo, {
+              clientId: x.client.id,
+              hosts: [sync.source.ref],
+              bindDn: `CN=svc-keywarden-demo,OU=Service Accounts,DC=${x.profile.domain.split('.').join(',DC=')}`,
+              password: 'demo-not-a-real-password',
+              baseDns: [`DC=${x.profile.domain.split('.').join(',DC=')}`],
+              pinnedSha256: '00'.repeat(32),
+            })
+          ).id;
+    await c.database.db.transaction().execute(async (t) => {
+      if (sync.source.type === 'entra') {
+        await graphRepo.disableClientConnections(t, x.client.id, c.clock.now());
+        await c.scheduler.removeTask(t, syncTaskId(id));
+      } else {
+        await directoryRepo.disableClientConnections(t, x.client.id, c.clock.now());
+        await c.scheduler.removeTask(t, adTaskId(id));
+      }
+    });
+  }
+  // The PDFs and the console carry the demo MSP's name, as a real MSP's would.
+  await c.settings.updateBranding(demo, { mspName: DEMO_MSP });
+
   // ---- CSV (an RMM custom-field export) through the real import
   step('CSV and TXT imports');
   at(95);
@@ -467,6 +514,7 @@ export async function seedDemo(c: Container, opts: { seed?: number; password?: s
     reveals,
     samplePrefixes,
     ambiguousPrefix,
+    helpdeskEmail: users.find((u) => u.role === 'helpdesk')!.email,
     viewerClient: { id: viewer.id, name: viewer.name },
   };
 }

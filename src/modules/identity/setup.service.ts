@@ -17,7 +17,7 @@ import type { IdentityService } from './identity.service.js';
 export const SETUP_TOKEN_KEY = 'setup.token_sha256';
 
 const NO_TOKEN =
-  'First-run setup needs the setup token that "keywarden serve" (or "keywarden init") printed in the server\'s terminal. Restart "keywarden serve" to print a new one, or create the first owner on the server with "keywarden user add you@example.com".';
+  'First-run setup needs the setup token that "keywarden serve" (or "keywarden init") printed in the server\'s terminal. Restart "npx keywarden serve" to print a new one, or create the first owner on the server with "npx keywarden user add you@example.com".';
 
 type Deps = {
   tx: Transactions;

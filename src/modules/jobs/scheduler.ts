@@ -50,6 +50,7 @@ export function createScheduler({
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = false;
+  const runListeners = new Set<NonNullable<SchedulerEvents['onRun']>>();
 
   /** Takes the lease of one task if it is free; undefined when another process holds it. */
   async function lease(id: string, onlyIfDue: boolean): Promise<ScheduledTasksTable | undefined> {
@@ -102,11 +103,17 @@ export function createScheduler({
       clearInterval(heartbeat);
     }
     await finish(task, status);
-    events.onRun?.(task, status, performance.now() - started);
+    const ms = performance.now() - started;
+    events.onRun?.(task, status, ms);
+    for (const listener of runListeners) listener(task, status, ms);
     return status;
   }
 
   return {
+    /** Also tells `listener` about every task finished here (`keywarden serve` logs them). */
+    onRun(listener: NonNullable<SchedulerEvents['onRun']>) {
+      runListeners.add(listener);
+    },
     /** Creates or updates a recurring task (idempotent). */
     async ensureTask(
       exec: Executor,
