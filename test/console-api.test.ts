@@ -207,7 +207,7 @@ describe(`console API on ${ENGINE}`, () => {
     expect(forOwner.matches).toBe(2);
     expect(forOwner.keys.map((k: Json) => k.device.name).sort()).toEqual(['CON-TWIN-A', 'FAB-TWIN-B']);
 
-    expect((await get('/api/v1/keys/lookup?keyId=ffffffff', helpdesk)).json()).toEqual({ matches: 0, keys: [] });
+    expect((await get('/api/v1/keys/lookup?keyId=ffffffff', helpdesk)).json()).toEqual({ matches: 0, keys: [], tryFirst: null });
     const name = await get('/api/v1/keys/lookup?keyId=CON-SOLO', helpdesk);
     expect(name.statusCode).toBe(400);
     const pasted = await get(`/api/v1/keys/lookup?keyId=${keys.solo.password}`, helpdesk);
