@@ -14,27 +14,15 @@ import { ENGINE } from './helpers/engine.js';
 import { owner } from './helpers/vault.js';
 import { expectNoLeak } from './helpers/http.js';
 import type { Actor } from '../src/modules/authz/authz.js';
+import type { AgentHealth } from '../src/modules/agent/agent-health.service.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CURRENT = /^\$AgentVersion\s*=\s*'([^']+)'/m.exec(fs.readFileSync(path.join(REPO, 'agent/Keywarden-Agent.ps1'), 'utf8'))![1]!;
 const DAY = 86_400_000;
 const daysAgo = (d: number) => new Date(Date.now() - d * DAY).toISOString();
 
-type Health = {
-  current: string;
-  versions: { version: string | null; devices: number }[];
-  devices: {
-    id: string;
-    name: string;
-    client: { id: string; name: string };
-    agentVersion: string | null;
-    lastCheckinAt: string | null;
-    stale: boolean;
-    outdated: boolean;
-    failingJobs: number;
-  }[];
-  failingJobs: { id: string; kind: string; state: string; device: { id: string; name: string }; detail: string | null; finishedAt: string }[];
-};
+/** The API's answer: the service's own view type. */
+type Health = AgentHealth;
 
 describe(`agent health on ${ENGINE}`, () => {
   let t: TestApp;
