@@ -6,12 +6,14 @@
  *   because RMM custom-field exports often carry just the 48 digits.
  * - The delimiter is `,`, `;` (European Excel) or tab, whichever occurs most
  *   in the header line.
- * - Line numbers are real file lines, taken from csv-parse's `info`, so an
- *   admin can open the file at the rejected line.
- * - One broken row never costs the file: csv-parse runs with relaxed quotes
- *   and column counts. Only an unbalanced quote makes csv-parse give up on
- *   the rest of the file; then we fall back to reading line by line so that
- *   just the broken line is rejected.
+ * - Line numbers are real file lines, so an admin can open the file at the
+ *   rejected line.
+ * - One broken row never costs the file: records are read the way csv-parse
+ *   reads them with relaxed quotes and column counts (`readRecords`, linear
+ *   and cheap per row; csv-parse itself cost tens of microseconds a row).
+ *   Only a quote left open at the end of the file gives up on the whole
+ *   file; then we fall back to reading line by line so that just the broken
+ *   line is rejected.
  */
 import { parse } from 'csv-parse/sync';
 import { findRecoveryPasswordCandidates } from '../recovery-password.js';
@@ -58,7 +60,7 @@ export function firstContentLine(text: string): { line: number; text: string } |
   return null;
 }
 
-interface RawRow {
+export interface RawRow {
   /** 1-based line where the row starts. */
   line: number;
   cells: string[];
@@ -68,11 +70,14 @@ interface RawRow {
 
 const UNBALANCED_QUOTE_REASON = 'this line has an unbalanced quote and could not be read';
 
-const CSV_OPTIONS = {
+/**
+ * How the file was always read with csv-parse. Records are now split by `readRecords` below, which
+ * follows these options exactly (csv-sameness.test.ts compares the two on random files);
+ * csv-parse itself only still reads the rare text with a carriage return in it.
+ */
+export const CSV_OPTIONS = {
   relax_quotes: true,
   relax_column_count: true,
-  // Kept empty lines cost csv-parse a hundred microseconds each (a file of blank lines took
-  // minutes), so they are skipped and line numbers come from `info` instead.
   skip_empty_lines: true,
   bom: false,
 } as const;
@@ -83,27 +88,168 @@ function countNewlines(s: string): number {
   return n;
 }
 
+/** Thrown by `readRecords` where csv-parse throws: a quote still open at the end of the text. */
+export class CsvQuoteNotClosed extends Error {
+  constructor() {
+    super('a quote is still open at the end of the CSV text');
+    this.name = 'CsvQuoteNotClosed';
+  }
+}
+
+const QUOTE = 0x22;
+const LF = 0x0a;
+
+/** Lone UTF-16 surrogates: csv-parse reads UTF-8 bytes, where each one became U+FFFD. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /**
- * Whole-file parse. csv-parse reports the line where each record ENDS; newlines inside quoted
- * fields are the only way a record spans lines (the text is LF-normalized), so subtracting them
- * gives the first line. A record longer than MAX_LINE_CHARS is one rejected row.
+ * The text as csv-parse always received it: a line of spaces or tabs is emptied (to csv-parse it
+ * was a kept row, dropped later as blank, at the price of a whole record: half a minute per MB;
+ * emptied, it is a skipped empty line and every line number stays the same), and a lone
+ * surrogate is U+FFFD as in the UTF-8 bytes csv-parse read.
  */
-function parseWhole(text: string, delimiter: CsvDelimiter): RawRow[] {
-  // A line of spaces or tabs is a blank row (dropped below) but not an empty line to csv-parse,
-  // which keeps it at the same cost per row: a file of them took half a minute per MB. Emptied
-  // here, csv-parse skips them; the line count, and so every line number, stays the same.
-  const out = parse(text.replace(/^[ \t]+$/gm, ''), { ...CSV_OPTIONS, delimiter, info: true }) as unknown as {
+function preparedText(text: string): string {
+  return text.replace(/^[ \t]+$/gm, '').replace(LONE_SURROGATE, '\uFFFD');
+}
+
+/**
+ * Splits LF-only text into records exactly as csv-parse does with CSV_OPTIONS, in one linear pass
+ * and at the cost of a `split` for the common line: csv-parse spent 10-30 µs on every record
+ * (an error object per row whose column count differs from the first row's), so a MB of short
+ * rows took seconds. `lines[k]` is the 1-based line where record `cells[k]` starts.
+ *
+ * - A line without a quote character is one record, split at every delimiter; an empty line is
+ *   skipped.
+ * - A line with a quote goes through the csv-parse state machine (`readQuotedRecord`), which may
+ *   run over several lines while a quoted cell is open.
+ *
+ * Throws CsvQuoteNotClosed where csv-parse throws (its only error with these options).
+ */
+export function readRecords(text: string, delimiter: CsvDelimiter): { lines: number[]; cells: string[][] } {
+  // Two parallel arrays rather than an object per record: with a { line, cells } literal per row,
+  // the optimized loop now and then ran at ~10 µs a row for the rest of the process (seen in CPU
+  // profiles; likely V8 pretenuring that allocation site), the very cost this reader avoids.
+  const lines: number[] = [];
+  const cells: string[][] = [];
+  const d = delimiter.charCodeAt(0);
+  const n = text.length;
+  let line = 1;
+  let i = 0;
+  // Position of the next quote at or after i (cached: searching again from every line of a file
+  // without quotes would cost the rest of the file each time).
+  let nextQuote = text.indexOf('"');
+  while (i < n) {
+    let end = text.indexOf('\n', i);
+    if (end === -1) end = n;
+    if (nextQuote !== -1 && nextQuote < i) nextQuote = text.indexOf('"', i);
+    if (nextQuote === -1 || nextQuote >= end) {
+      if (end > i) {
+        lines.push(line);
+        cells.push(text.slice(i, end).split(delimiter));
+      }
+    } else {
+      const record: string[] = [];
+      const recordEnd = readQuotedRecord(text, i, d, record);
+      if (record.length > 0) {
+        lines.push(line);
+        cells.push(record);
+      }
+      line += countNewlines(text.slice(i, recordEnd));
+      end = recordEnd;
+    }
+    line++;
+    i = end + 1;
+  }
+  return { lines, cells };
+}
+
+/**
+ * One record from `start` (the beginning of a line) the way csv-parse reads it with relaxed
+ * quotes: a quote opens a quoted cell only as the cell's first character; inside, `""` is a
+ * quote and newlines are text; the closing quote must be followed by the delimiter, a newline,
+ * the end of the text or a NUL (csv-parse checks the next byte for truthiness), otherwise the
+ * cell continues unquoted with the quote kept on both sides of what was read so far. A quote
+ * anywhere else is text. The cells are pushed to `cells`; returns the position of the newline
+ * that ends the record (or the text length).
+ */
+function readQuotedRecord(text: string, start: number, d: number, cells: string[]): number {
+  const n = text.length;
+  let field = '';
+  let wasQuoting = false;
+  let seg = start; // unquoted text from seg to i still belongs to field
+  let i = start;
+  for (;;) {
+    if (i >= n) {
+      field += text.slice(seg, i);
+      if (wasQuoting || cells.length > 0 || field !== '') cells.push(field);
+      return n;
+    }
+    const c = text.charCodeAt(i);
+    if (c === LF) {
+      field += text.slice(seg, i);
+      if (wasQuoting || cells.length > 0 || field !== '') cells.push(field);
+      return i;
+    }
+    if (c === d) {
+      cells.push(field + text.slice(seg, i));
+      field = '';
+      wasQuoting = false;
+      seg = ++i;
+      continue;
+    }
+    if (c !== QUOTE || field !== '' || seg !== i) {
+      i++;
+      continue;
+    }
+    // A quoted cell.
+    let from = i + 1;
+    for (;;) {
+      const q = text.indexOf('"', from);
+      if (q === -1) throw new CsvQuoteNotClosed();
+      field += text.slice(from, q);
+      const next = q + 1 < n ? text.charCodeAt(q + 1) : -1;
+      if (next === QUOTE) {
+        field += '"';
+        from = q + 2;
+        continue;
+      }
+      wasQuoting = true;
+      if (next !== -1 && next !== 0 && next !== d && next !== LF) field = `"${field}"`;
+      i = q + 1;
+      break;
+    }
+    seg = i;
+  }
+}
+
+/** The old reader, kept for text with a carriage return (parseImport never passes one). */
+function csvParseRecords(text: string, delimiter: CsvDelimiter): { lines: number[]; cells: string[][] } {
+  const out = parse(text, { ...CSV_OPTIONS, delimiter, info: true }) as unknown as {
     record: string[];
     info: { lines: number };
   }[];
-  return out.map(({ record, info }) => {
+  // csv-parse reports the line where each record ENDS; newlines inside quoted fields are the only
+  // way a record spans lines, so subtracting them gives the first line.
+  const lines = out.map(({ record, info }) => {
     let inner = 0;
+    for (const cell of record) inner += countNewlines(cell);
+    return info.lines - inner;
+  });
+  return { lines, cells: out.map((r) => r.record) };
+}
+
+/**
+ * Whole-file parse: every record with the line where it starts. A record longer than
+ * MAX_LINE_CHARS is one rejected row. Throws when csv-parse would give up (a quote still open at
+ * the end of the file).
+ */
+export function parseWhole(text: string, delimiter: CsvDelimiter): RawRow[] {
+  const prepared = preparedText(text);
+  const { lines, cells } = prepared.includes('\r') ? csvParseRecords(prepared, delimiter) : readRecords(prepared, delimiter);
+  return cells.map((record, k) => {
+    const line = lines[k] ?? 0;
     let size = 0;
-    for (const cell of record) {
-      inner += countNewlines(cell);
-      size += cell.length;
-    }
-    const line = info.lines - inner;
+    for (const cell of record) size += cell.length;
     return size > MAX_LINE_CHARS ? { line, cells: [], broken: LONG_LINE_REASON } : { line, cells: record };
   });
 }
