@@ -64,6 +64,7 @@ import { createSettingsRepo } from './modules/settings/settings.repo.js';
 import { createSettingsService } from './modules/settings/settings.service.js';
 import { createSetupService } from './modules/identity/setup.service.js';
 import { createKeyLookup } from './modules/keys/keys.lookup.js';
+import { createUnlockOutcome } from './modules/keys/keys.outcome.js';
 import { createDeviceTableRepo } from './modules/devices/device-table.repo.js';
 import { createDeviceTableService } from './modules/devices/device-table.service.js';
 import { createClientOverview } from './modules/clients/clients.overview.js';
@@ -334,6 +335,21 @@ export async function buildContainer(
     const settings = createSettingsService({ tx: transactions(db), repo: createSettingsRepo(), clients: clientsRepo, audit, clock, policy: config.policy });
     const setup = createSetupService({ tx: transactions(db), settings: createSettingsRepo(), identity, audit, clock });
     const keyLookup = createKeyLookup({ tx: transactions(db), repo: keysRepo, keys });
+    // "Did it unlock?" after a reveal: findings through the agent's repo, the reveal read from the audit log.
+    const unlockOutcome = createUnlockOutcome({
+      tx: transactions(db),
+      repo: keysRepo,
+      findings: createAgentRepo(),
+      revealedSince: async (exec, actorId, clientId, keyRowId, since) =>
+        (await auditRepo.aboutTargets(exec, clientId, [keyRowId], 500)).some(
+          (e) => e.action === 'key.reveal' && e.outcome === 'success' && e.actor_id === actorId && e.occurred_at >= since,
+        ),
+      audit,
+      clock,
+      onChanged: async (tx, clientId, deviceIds) => {
+        await compliance.evaluateDevicesIn(tx, clientId, deviceIds);
+      },
+    });
     // A client's devices with their encryption and escrow state: the clients overview and the devices table.
     const deviceTableRepo = createDeviceTableRepo();
     const deviceTable = createDeviceTableService({
@@ -342,6 +358,7 @@ export async function buildContainer(
       devices: devicesRepo,
       keys: keysRepo,
       audit: createAuditRepo(),
+      clock,
     });
     const clientOverview = createClientOverview({ tx: transactions(db), table: deviceTableRepo, clients: clientsRepo, clock });
     const devices = createDevicesService({ tx: transactions(db), repo: devicesRepo, keys });
@@ -409,6 +426,7 @@ export async function buildContainer(
       settings,
       setup,
       keyLookup,
+      unlockOutcome,
       deviceTable,
       clientOverview,
       agentFiles,

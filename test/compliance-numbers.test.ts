@@ -117,6 +117,32 @@ describe(`compliance numbers agree on ${ENGINE}`, () => {
     expect(rows.find((r) => r.section === 'current')).toMatchObject({ devices: '2', unknown: '2', compliant_percent: '' });
   });
 
+  it('every last-seen bar is the length of its filtered list (bands: 24 h, 7 d, 30 d, older)', async () => {
+    // Litware's two devices: one seen 3 days ago, one exactly 30 days ago (the edge of "30 d").
+    const now = Date.parse(c.clock.now());
+    const day = 86_400_000;
+    const lit = await c.database.db.selectFrom('devices').select(['id', 'name']).where('client_id', '=', litware.id).orderBy('name').execute();
+    const seenAt = [new Date(now - 3 * day).toISOString(), new Date(now - 30 * day + 1000).toISOString()];
+    for (const [i, d] of lit.entries()) await c.database.db.updateTable('devices').set({ last_seen_at: seenAt[i]! }).where('id', '=', d.id).execute();
+    for (const client of [contoso, litware]) {
+      const page = (await get(`${API}/clients/${client.id}/overview`)).json() as Json;
+      let sum = 0;
+      for (const band of ['day', 'week', 'month', 'older'] as const) {
+        const r = await get(`${API}/clients/${client.id}/devices?seen=${band}&limit=500`);
+        expect(r.statusCode, r.body).toBe(200);
+        expect([client.name, band, r.json().total]).toEqual([client.name, band, page.lastSeen[band]]);
+        sum += r.json().total as number;
+      }
+      expect(sum).toBe(page.devices);
+    }
+    expect((await get(`${API}/clients/${litware.id}/overview`)).json().lastSeen).toEqual({ day: 0, week: 1, month: 1, older: 0 });
+    const csv = parseCsv((await get(`${API}/clients/${litware.id}/devices/export?seen=week`)).body, { columns: true }) as Record<string, string>[];
+    expect(csv.map((r) => r.device)).toEqual([lit[0]!.name]);
+    const bad = await get(`${API}/clients/${litware.id}/devices?seen=yesterday`);
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toMatch(/seen/);
+  });
+
   it('refuses a compliance filter it does not know, in product words', async () => {
     const r = await get(`${API}/clients/${contoso.id}/devices?compliance=green`);
     expect(r.statusCode).toBe(400);

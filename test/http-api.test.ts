@@ -165,7 +165,7 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
       const r = await upload({ client: contoso, device: 'FAKE-TXT-LAPTOP' }, FILES.map(upFile));
       expect(r.statusCode).toBe(200);
       const s: Summary = r.json();
-      expect(Object.keys(s).sort()).toEqual(['conflicts', 'dryRun', 'duplicates', 'files', 'imported', 'rejected', 'rejectedCount']);
+      expect(Object.keys(s).sort()).toEqual(['conflicts', 'devices', 'dryRun', 'duplicates', 'files', 'imported', 'rejected', 'rejectedCount']);
       expect(s.dryRun).toBe(false);
       expect(s.files).toEqual(
         FILES.map((file) => ({

@@ -748,6 +748,22 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  'POST /api/v1/keys/:keyRecordId/unlock-outcome': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'after revealing it (only the person who revealed a key answers)',
+        axis: 'client',
+        build: async ({ p, fx }, c) => {
+          // The principal reveals the key first; where it may not, the outcome is refused as well.
+          await fx.t.app.inject({ method: 'POST', url: `/api/v1/keys/${c.solo.recordId}/reveal`, headers: p.headers, payload: REVEAL });
+          return { url: `/api/v1/keys/${c.solo.recordId}/unlock-outcome`, payload: { unlocked: true } };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        check: ({ json }) => ((json as { unlocked?: boolean; key?: { id?: string } }).unlocked === true ? undefined : 'no unlock outcome recorded'),
+      },
+    ],
+  },
   'GET /api/v1/keys/reasons': {
     auth: 'authenticated',
     variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/keys/reasons' }), session: all(200) }],
@@ -1741,6 +1757,53 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  'POST /api/v1/directory/connections': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a missing client',
+        axis: 'none',
+        build: () => ({
+          url: '/api/v1/directory/connections',
+          payload: { clientId: randomUUID(), hosts: ['dc.invalid'], allowUntrusted: true, bindDn: 'CN=kw,DC=x', password: 'pw', baseDns: ['DC=x'] },
+        }),
+        session: only(['owner', 'admin', 'scoped-owner'], 404),
+      },
+    ],
+  },
+  'PATCH /api/v1/directory/connections/:connectionId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a missing connection',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}`, payload: { enabled: false } }),
+        session: only(['owner', 'admin', 'scoped-owner'], 404),
+      },
+    ],
+  },
+  'DELETE /api/v1/directory/connections/:connectionId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a missing connection',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}` }),
+        session: only(['owner', 'admin', 'scoped-owner'], 404),
+      },
+    ],
+  },
+  'GET /api/v1/directory/connections/:connectionId/runs': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a missing connection',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/directory/connections/${randomUUID()}/runs` }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 404),
+      },
+    ],
+  },
 
   // ================================================================ compliance, reports routes
   // Policies: every role with access to a client reads its policy (helpdesk included: it says what
@@ -1914,6 +1977,11 @@ const MATRIX: Record<string, Entry> = {
         session: { ...all(FILTER), owner: OK, helpdesk: DENY },
       },
     ],
+  },
+  // The report catalog: every signed-in principal gets the list of what it may read (helpdesk: none).
+  'GET /api/v1/reports': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/reports' }), session: all(200) }],
   },
   'GET /api/v1/settings/branding': {
     auth: 'authenticated',
@@ -2189,6 +2257,18 @@ const MATRIX: Record<string, Entry> = {
 
   // ================================================================ lifecycle routes
   // Retire / reinstate / hold change a device, so each request gets a throwaway enrolled device.
+  'GET /api/v1/devices/:deviceId/lifecycle': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/lifecycle` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+        check: ({ json }) => (typeof (json as { status?: unknown }).status === 'string' ? undefined : 'no lifecycle status'),
+      },
+    ],
+  },
   'POST /api/v1/devices/:deviceId/retire': {
     auth: 'authenticated',
     variants: [

@@ -48,3 +48,35 @@ export function isDeviceEscrowed(device: { keyStates: readonly string[]; openFin
 export function keysEscrowing<K>(protectorId: string, keys: readonly K[], keyIdOf: (k: K) => string | null): K[] {
   return keys.filter((k) => keyIdOf(k) === protectorId);
 }
+
+/**
+ * When a device was last seen, in the client page's four bands: within 24 hours, 7 days, 30 days,
+ * or longer ago. The chart counts with `lastSeenBand` and the devices table filters with
+ * `lastSeenBounds`, so a bar and its filtered list always agree.
+ */
+export type LastSeenBand = 'day' | 'week' | 'month' | 'older';
+export const LAST_SEEN_BANDS: readonly LastSeenBand[] = ['day', 'week', 'month', 'older'];
+const BAND_DAYS: Record<Exclude<LastSeenBand, 'older'>, number> = { day: 1, week: 7, month: 30 };
+
+export function lastSeenBand(lastSeenAt: string, now: number): LastSeenBand {
+  const age = (now - Date.parse(lastSeenAt)) / 86_400_000;
+  if (age <= BAND_DAYS.day) return 'day';
+  if (age <= BAND_DAYS.week) return 'week';
+  if (age <= BAND_DAYS.month) return 'month';
+  return 'older';
+}
+
+/** The band as ISO-time bounds on last_seen_at: seen at or after `from`, and before `before`. */
+export function lastSeenBounds(band: LastSeenBand, now: number): { from?: string; before?: string } {
+  const ago = (days: number) => new Date(now - days * 86_400_000).toISOString();
+  switch (band) {
+    case 'day':
+      return { from: ago(BAND_DAYS.day) };
+    case 'week':
+      return { from: ago(BAND_DAYS.week), before: ago(BAND_DAYS.day) };
+    case 'month':
+      return { from: ago(BAND_DAYS.month), before: ago(BAND_DAYS.week) };
+    case 'older':
+      return { before: ago(BAND_DAYS.month) };
+  }
+}

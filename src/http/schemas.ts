@@ -28,7 +28,11 @@ export const KeySummarySchema = z.object({
   device: z.object({ id: z.string(), name: z.string() }).nullable(),
   volume: z.object({ mountPoint: z.string().nullable(), type: z.string() }).nullable(),
   state: z.string(),
-  mayNotUnlock: z.boolean().describe("the device's agent reported a different password for this key: revealing it may not unlock the drive"),
+  mayNotUnlock: z
+    .boolean()
+    .describe(
+      "the device's agent reported a different password for this key, or the person who revealed it said it did not unlock: it may not unlock the drive",
+    ),
   createdAt: z.string().nullable(),
   firstSeenAt: z.string(),
   lastSeenAt: z.string(),

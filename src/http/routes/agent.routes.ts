@@ -12,6 +12,7 @@ import {
   UploadResponse,
 } from '../../modules/agent/agent.protocol.js';
 import { FINDING_CODES } from '../../domain/compliance/findings.js';
+import { ESCROW_FINDING_KINDS, FINDING_SEVERITIES } from '../../domain/escrow-findings.js';
 import { actorOf } from '../plugins/auth.js';
 import { Id, Ok, errors } from '../schemas.js';
 
@@ -49,7 +50,9 @@ const JobKind = z.enum(AGENT_JOB_KINDS);
 const MountPoint = z.string().min(1).max(260);
 const FindingSchema = z.object({
   id: z.string(),
-  kind: z.string(),
+  kind: z.enum(ESCROW_FINDING_KINDS),
+  title: z.string().describe('the kind in product words'),
+  severity: z.enum(FINDING_SEVERITIES).describe('high: the vault cannot unlock the drive today; medium: the right password is stored, among others'),
   detail: z.string(),
   protectorId: z.string().nullable(),
   mountPoint: z.string().nullable(),
@@ -295,8 +298,11 @@ export const agentRoutes =
           querystring: z.strictObject({
             clientId: Id.optional(),
             deviceId: Id.optional(),
-            open: z.enum(['true', 'false']).optional(),
-            limit: z.coerce.number().int().min(1).max(1000).optional(),
+            open: z.enum(['true', 'false']).optional().describe('true: still open; false: resolved; none: both'),
+            kind: z.enum(ESCROW_FINDING_KINDS).optional(),
+            severity: z.enum(FINDING_SEVERITIES).optional(),
+            limit: z.coerce.number().int().min(1).max(1000).optional().describe('default 200'),
+            offset: z.coerce.number().int().min(0).max(1_000_000).optional().describe('skip this many (newest first): the next page'),
           }),
           response: { 200: z.array(FindingSchema), ...errors(400, 401, 403) },
         },

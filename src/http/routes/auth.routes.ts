@@ -2,11 +2,11 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
 import { actorOf, sessionCookieName } from '../plugins/auth.js';
-import { Ok, UserSchema, errors } from '../schemas.js';
+import { Ok, RoleName, UserSchema, errors } from '../schemas.js';
 import { PERMISSIONS, type Permission } from '../../modules/authz/authz.js';
 
 const MeSchema = z.object({
-  actor: z.object({ type: z.string(), id: z.string(), name: z.string(), role: z.string(), clients: z.union([z.literal('all'), z.array(z.string())]) }),
+  actor: z.object({ type: z.string(), id: z.string(), name: z.string(), role: RoleName, clients: z.union([z.literal('all'), z.array(z.string())]) }),
   permissions: z
     .array(z.enum(PERMISSIONS as [Permission, ...Permission[]]))
     .describe("What this principal may do now (for a token: its grant intersected with its creator's current access)"),

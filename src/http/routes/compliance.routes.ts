@@ -14,9 +14,9 @@ const Status = z.enum(COMPLIANCE_STATUSES as [string, ...string[]]);
 const PolicyViewSchema = z.object({
   scope: z.enum(['default', 'client']),
   clientId: z.string().nullable(),
-  overrides: z.record(z.string(), z.unknown()),
+  overrides: policyOverridesSchema.describe('the fields set at this level; the rest is inherited'),
   effective: policySchema,
-  sources: z.record(z.string(), z.enum(['builtin', 'default', 'client'])),
+  sources: z.record(policySchema.keyof(), z.enum(['builtin', 'default', 'client'])).describe('where each field of the policy in force comes from'),
   updatedAt: z.string().nullable(),
   updatedBy: z.string().nullable(),
 });
@@ -198,6 +198,20 @@ export const complianceRoutes =
     );
 
     // ------------------------------------------------------------------ reports
+    app.get(
+      '/reports',
+      {
+        schema: {
+          tags: ['reports'],
+          summary: 'The reports you may read: title, what each holds, and its formats',
+          response: {
+            200: z.array(z.object({ report: z.enum(REPORT_KINDS), title: z.string(), description: z.string(), formats: z.array(z.enum(['csv', 'pdf'])) })),
+            ...errors(401),
+          },
+        },
+      },
+      async (request) => c.reports.catalog(actorOf(request)),
+    );
     app.get(
       '/reports/:report',
       {

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { csvText } from '../../lib/csv.js';
 import type { Container } from '../../container.js';
 import { actorOf } from '../plugins/auth.js';
+import { LAST_SEEN_BANDS } from '../../domain/device-status.js';
 import { AuditEventSchema, Id, KeySummarySchema, Limit, Offset, errors } from '../schemas.js';
 
 const DeviceSummarySchema = z.object({
@@ -19,7 +20,25 @@ const DeviceSummarySchema = z.object({
   keys: z.number(),
 });
 const DeviceDetailSchema = DeviceSummarySchema.extend({
-  facts: z.record(z.string(), z.unknown()).nullable(),
+  facts: z
+    .looseObject({
+      manufacturer: z.string().nullable().optional(),
+      model: z.string().nullable().optional(),
+      os: z
+        .object({ caption: z.string().nullable().optional(), version: z.string().nullable().optional(), build: z.string().nullable().optional() })
+        .nullable()
+        .optional(),
+      entra: z.object({ joinType: z.string().nullable().optional() }).loose().nullable().optional(),
+      tpm: z
+        .object({ present: z.boolean().nullable().optional(), ready: z.boolean().nullable().optional(), specVersion: z.string().nullable().optional() })
+        .loose()
+        .nullable()
+        .optional(),
+      secureBoot: z.boolean().nullable().optional(),
+      agentVersion: z.string().nullable().optional(),
+    })
+    .nullable()
+    .describe("what the device's agent last reported about it (other sources may add fields)"),
   lastCheckinAt: z.string().nullable(),
   volumes: z.array(
     z.object({
@@ -54,6 +73,7 @@ const DeviceTableQuery = {
   encryption: EncryptionEnum.optional(),
   escrowed: z.enum(['true', 'false']).optional(),
   compliance: ComplianceEnum.optional(),
+  seen: z.enum(LAST_SEEN_BANDS).optional().describe('last seen within 24 hours (day), 7 days (week), 30 days (month), or longer ago (older)'),
   sort: z.enum(['name', 'lastSeenAt', 'keys', 'encryption', 'escrowed', 'openFindings', 'compliance']).optional(),
   dir: z.enum(['asc', 'desc']).optional(),
 };

@@ -13,6 +13,8 @@ import { requirePermission } from '../../modules/authz/authz.js';
 import { errors } from '../schemas.js';
 
 const Rejected = z.object({ file: z.string(), line: z.number(), reason: z.string() });
+/** How many devices an answer names at most (an export of thousands is summed up in the counts). */
+const MAX_LISTED_DEVICES = 200;
 
 /**
  * Upload key files (multipart/form-data): fields `client` (name or id), optional `device`,
@@ -43,16 +45,22 @@ export const importRoutes =
               files: z.array(
                 z.object({
                   file: z.string(),
-                  format: z.string().nullable(),
+                  format: z
+                    .enum(IMPORT_FORMATS as [ImportFormat, ...ImportFormat[]])
+                    .nullable()
+                    .describe('null when the file could not be read in any format'),
                   imported: z.number(),
                   duplicates: z.number(),
                   conflicts: z.number(),
                   rejected: z.number(),
                 }),
               ),
+              devices: z
+                .array(z.object({ id: z.string().nullable().describe('null in a dry run: nothing was stored'), name: z.string() }))
+                .describe(`The devices the keys were (or would be) filed under, each once; the first ${MAX_LISTED_DEVICES}.`),
               dryRun: z.boolean(),
             }),
-            ...errors(400, 401, 403, 404, 413),
+            ...errors(400, 401, 403, 404, 409, 413),
           },
         },
       },
@@ -130,6 +138,7 @@ export const importRoutes =
             conflicts: r.conflicts,
             rejected: r.rejectedCount,
           })),
+          devices: [...new Map(results.flatMap((r) => r.devices).map((d) => [d.id ?? `name:${d.name}`, d])).values()].slice(0, MAX_LISTED_DEVICES),
           dryRun: fields.dryRun === 'true' || fields.dryRun === '1',
         };
       },

@@ -23,6 +23,16 @@ const RevealResponse = z.union([
   }),
 ]);
 
+const UnlockOutcomeSchema = z.object({
+  unlocked: z.boolean(),
+  key: KeySummarySchema.describe('the key as it stands now'),
+  candidates: z.array(KeySummarySchema).describe("every stored record of this key ID in the key's client, ranked as a lookup ranks them"),
+  tryFirst: z.string().nullable().describe('the record id to try first, or null'),
+  superseded: z.number().describe('other records of the key ID marked superseded (yes on a conflict)'),
+  resolvedFindings: z.number().describe('findings the answer resolved (key_conflict on a yes)'),
+  openedFinding: z.boolean().describe('a "did not unlock" finding was opened (no)'),
+});
+
 export const keyRoutes =
   (c: Container): FastifyPluginAsyncZod =>
   async (app) => {
@@ -87,6 +97,23 @@ export const keyRoutes =
         if (r.status === 'not_found') throw notFound(`No recovery key you can reach matches "${request.params.id.slice(0, 64)}".`);
         return r;
       },
+    );
+    app.post(
+      '/keys/:keyRecordId/unlock-outcome',
+      {
+        schema: {
+          tags: ['keys'],
+          summary:
+            'After a reveal, the person who revealed the key says whether it unlocked the drive. Yes: the other stored passwords of its key ID are superseded and its conflict resolved. No: the key is marked "may not unlock" (re-escrow it). Audited.',
+          params: z.strictObject({ keyRecordId: Id }),
+          body: z.strictObject({
+            unlocked: z.boolean({ error: 'Say whether the key unlocked the drive: unlocked true or false.' }),
+            ticket: z.string().max(200).optional(),
+          }),
+          response: { 200: UnlockOutcomeSchema, ...errors(400, 401, 403, 404, 409) },
+        },
+      },
+      async (request) => c.unlockOutcome.record(actorOf(request), request.params.keyRecordId, request.body),
     );
     app.get(
       '/keys/lookup',

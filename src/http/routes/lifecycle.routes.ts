@@ -105,6 +105,18 @@ export const lifecycleRoutes =
     const client = z.strictObject({ clientId: Id });
     const tags = ['lifecycle'];
 
+    app.get(
+      '/devices/:deviceId/lifecycle',
+      {
+        schema: {
+          tags,
+          summary: 'Whether a device is in service or retired, how long its keys are kept, and its legal hold',
+          params: device,
+          response: { 200: DeviceLifecycleSchema, ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.lifecycle.deviceStatus(actorOf(request), request.params.deviceId),
+    );
     app.post(
       '/devices/:deviceId/retire',
       {

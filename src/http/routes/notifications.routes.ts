@@ -80,7 +80,7 @@ const ScheduleSchema = z.object({
   name: z.string(),
   channelId: z.string(),
   recipients: z.array(z.string()),
-  reports: z.array(z.object({ report: z.string(), format: z.string() })),
+  reports: z.array(z.object({ report: z.enum(REPORT_NAMES), format: z.enum(['csv', 'pdf']) })),
   frequency: z.enum(['monthly', 'weekly', 'daily']),
   day: z.number().nullable(),
   hour: z.number(),

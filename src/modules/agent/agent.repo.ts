@@ -201,7 +201,11 @@ export function createAgentRepo() {
     async resolveFinding(exec: Executor, clientId: string, id: string, now: string) {
       await exec.updateTable('findings').set({ resolved_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
-    listFindings: (exec: Executor, clients: ClientScope, f: { clientId?: string; deviceId?: string; open?: boolean; limit: number }) => {
+    listFindings: (
+      exec: Executor,
+      clients: ClientScope,
+      f: { clientId?: string; deviceId?: string; open?: boolean; kinds?: readonly string[]; limit: number; offset?: number },
+    ) => {
       let q = exec
         .selectFrom('findings as f')
         .innerJoin('devices as d', 'd.id', 'f.device_id')
@@ -209,10 +213,14 @@ export function createAgentRepo() {
         .leftJoin('volumes as v', 'v.id', 'f.volume_id')
         .select(['f.id', 'f.kind', 'f.detail', 'f.protector_id', 'f.opened_at', 'f.resolved_at', 'f.client_id', 'c.name as client_name', 'f.device_id', 'd.name as device_name', 'v.mount_point'])
         .orderBy('f.opened_at', 'desc')
-        .limit(f.limit);
+        .orderBy('f.id')
+        .limit(f.limit)
+        .offset(f.offset ?? 0);
       q = inClientScope(q, 'f.client_id', clients);
       if (f.clientId) q = q.where('f.client_id', '=', f.clientId);
       if (f.deviceId) q = q.where('f.device_id', '=', f.deviceId);
+      // The service asks for no kinds at all without calling (an empty IN list is not SQL).
+      if (f.kinds?.length) q = q.where('f.kind', 'in', f.kinds);
       if (f.open !== undefined) q = f.open ? q.where('f.resolved_at', 'is', null) : q.where('f.resolved_at', 'is not', null);
       return q.execute();
     },

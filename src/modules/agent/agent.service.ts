@@ -14,6 +14,7 @@ import { normalizeMountPoint } from '../../domain/volume.js';
 import { normalizeReport, type ReportedVolume } from '../../domain/agent-report.js';
 import type { Finding } from '../../domain/compliance/evaluate.js';
 import { FINDING_CODES, type FindingCode } from '../../domain/compliance/findings.js';
+import { ESCROW_FINDING_INFO, ESCROW_FINDING_KINDS, isEscrowFindingKind, type EscrowFindingKind, type FindingSeverity } from '../../domain/escrow-findings.js';
 import { enforcesAnything, type Policy } from '../../domain/compliance/policy.js';
 import { clientScope, requirePermission, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -92,7 +93,10 @@ export type BulkQueueResult = {
 };
 export type FindingView = {
   id: string;
-  kind: string;
+  kind: EscrowFindingKind;
+  /** In product words (ESCROW_FINDING_INFO). */
+  title: string;
+  severity: FindingSeverity;
   detail: string;
   protectorId: string | null;
   mountPoint: string | null;
@@ -980,12 +984,27 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       return { queued };
     },
 
-    async listFindings(actor: Actor, filter: { clientId?: string; deviceId?: string; open?: boolean; limit?: number } = {}): Promise<FindingView[]> {
+    async listFindings(
+      actor: Actor,
+      filter: { clientId?: string; deviceId?: string; open?: boolean; kind?: EscrowFindingKind; severity?: FindingSeverity; limit?: number; offset?: number } = {},
+    ): Promise<FindingView[]> {
       requirePermission(actor, 'device:read', filter.clientId);
-      const rows = await repo.listFindings(transactions.reader, clientScope(actor), { ...filter, limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000) });
-      return rows.map((r) => ({
+      const { kind, severity, ...rest } = filter;
+      // Type and severity both narrow the kinds asked for (a kind of another severity matches nothing).
+      const kinds = kind || severity ? ESCROW_FINDING_KINDS.filter((k) => (!kind || k === kind) && (!severity || ESCROW_FINDING_INFO[k].severity === severity)) : undefined;
+      if (kinds?.length === 0) return [];
+      const rows = await repo.listFindings(transactions.reader, clientScope(actor), {
+        ...rest,
+        kinds,
+        limit: Math.min(Math.max(filter.limit ?? 200, 1), 1000),
+        offset: Math.max(filter.offset ?? 0, 0),
+      });
+      // The check-in writes only the kinds of ESCROW_FINDING_KINDS (DesiredFinding).
+      return rows.filter((r) => isEscrowFindingKind(r.kind)).map((r) => ({
         id: r.id,
-        kind: r.kind,
+        kind: r.kind as EscrowFindingKind,
+        title: ESCROW_FINDING_INFO[r.kind as EscrowFindingKind].title,
+        severity: ESCROW_FINDING_INFO[r.kind as EscrowFindingKind].severity,
         detail: r.detail,
         protectorId: r.protector_id ? braces(r.protector_id) : null,
         mountPoint: r.mount_point ?? null,
@@ -1363,7 +1382,11 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
 
   /** `keepVolumes`: volumes the report could not read in full; their open findings stay as they are. */
   async function reconcileFindings(tx: Executor, actor: Actor, device: DevicesTable, desired: DesiredFinding[], now: string, keepVolumes: ReadonlySet<string>) {
-    const open = (await repo.openFindings(tx, device.client_id, device.id)).filter((f) => !f.volume_id || !keepVolumes.has(f.volume_id));
+    // did_not_unlock is a person's report after a reveal (keys.outcome.ts), not the agent's to settle: it
+    // closes when the key is re-escrowed (uploadKeys) or someone says the key did unlock.
+    const open = (await repo.openFindings(tx, device.client_id, device.id)).filter(
+      (f) => f.kind !== 'did_not_unlock' && (!f.volume_id || !keepVolumes.has(f.volume_id)),
+    );
     const key = (f: { kind: string; volume_id?: string | null; volumeId?: string; protector_id?: string | null; protectorId?: string | null }) =>
       `${f.kind}|${f.volume_id ?? f.volumeId}|${f.protector_id ?? f.protectorId ?? ''}`;
     const want = new Map(desired.map((d) => [key(d), d]));

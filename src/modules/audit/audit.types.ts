@@ -5,6 +5,9 @@ export type AuditAction =
   | 'keys.import'
   | 'key.conflict'
   | 'key.reveal'
+  // after a reveal: did the password unlock the drive?
+  | 'key.unlock_confirmed'
+  | 'key.unlock_failed'
   | 'audit.verify'
   | 'audit.export'
   | 'auth.login'
@@ -40,6 +43,8 @@ export type AuditAction =
   | 'graph.sync'
   | 'entra.key_read'
   | 'ad.connect'
+  | 'ad.update'
+  | 'ad.disconnect'
   | 'ad.sync'
   | 'ad.invalid_password'
   // lifecycle

@@ -1,6 +1,6 @@
 import type { Transactions } from '../../db/transactions.js';
 import { summarizeCompliance, type ComplianceSummary } from '../../domain/compliance/summary.js';
-import type { Encryption } from '../../domain/device-status.js';
+import { lastSeenBand, type Encryption } from '../../domain/device-status.js';
 import type { Clock } from '../../lib/clock.js';
 import { can, clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { DeviceTableRepo } from '../devices/device-table.repo.js';
@@ -66,11 +66,7 @@ export function createClientOverview({ tx, table, clients, clock }: Deps) {
         out.encryption[d.encryption]++;
         if (d.escrowed) out.escrow.escrowed++;
         else out.escrow.notEscrowed++;
-        const age = (now - Date.parse(d.lastSeenAt)) / 86_400_000;
-        if (age <= 1) out.lastSeen.day++;
-        else if (age <= 7) out.lastSeen.week++;
-        else if (age <= 30) out.lastSeen.month++;
-        else out.lastSeen.older++;
+        out.lastSeen[lastSeenBand(d.lastSeenAt, now)]++;
         out.openFindings += d.openFindings;
       }
       for (const s of await table.sourceCounts(tx.reader, client.id)) out.sources[s.source_type] = Number(s.n);

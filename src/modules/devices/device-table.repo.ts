@@ -11,7 +11,14 @@ import { deviceTextMatch } from './devices.repo.js';
  * isDeviceEscrowed) from the same constants; test/device-status.test.ts checks that both agree.
  */
 
-export type DeviceTableFilter = { q?: string; encryption?: Encryption; escrowed?: boolean; compliance?: ComplianceStatus };
+export type DeviceTableFilter = {
+  q?: string;
+  encryption?: Encryption;
+  escrowed?: boolean;
+  compliance?: ComplianceStatus;
+  /** last_seen_at bounds (lastSeenBounds): at or after `from`, before `before`. */
+  seen?: { from?: string; before?: string };
+};
 export type DeviceTableSort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings' | 'compliance';
 
 /** Statuses stored by the evaluation; anything else (or none: not evaluated yet) is 'unknown' (complianceStatusOf). */
@@ -105,6 +112,8 @@ export function createDeviceTableRepo() {
     if (filter.encryption) q = q.where('x.encryption', '=', filter.encryption);
     if (filter.escrowed !== undefined) q = q.where('x.escrowed', '=', filter.escrowed ? 1 : 0);
     if (filter.compliance) q = q.where('x.compliance', '=', filter.compliance);
+    if (filter.seen?.from) q = q.where('x.last_seen_at', '>=', filter.seen.from);
+    if (filter.seen?.before) q = q.where('x.last_seen_at', '<', filter.seen.before);
     return q;
   };
 

@@ -1,6 +1,7 @@
 import type { Transactions } from '../../db/transactions.js';
 import type { ComplianceStatus } from '../../domain/compliance/evaluate.js';
-import type { Encryption } from '../../domain/device-status.js';
+import { lastSeenBounds, type Encryption, type LastSeenBand } from '../../domain/device-status.js';
+import type { Clock } from '../../lib/clock.js';
 import { notFound } from '../../lib/errors.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditRepo } from '../audit/audit.repo.js';
@@ -30,7 +31,14 @@ export type DeviceRow = {
   /** The latest evaluation's status; 'unknown' when never evaluated (complianceStatusOf). */
   compliance: ComplianceStatus;
 };
-export type DeviceTableQuery = DeviceTableFilter & { sort?: DeviceTableSort; dir?: 'asc' | 'desc'; limit?: number; offset?: number };
+export type DeviceTableQuery = Omit<DeviceTableFilter, 'seen'> & {
+  /** Last seen within 24 hours, 7 days, 30 days or longer ago: the client page's bands. */
+  seen?: LastSeenBand;
+  sort?: DeviceTableSort;
+  dir?: 'asc' | 'desc';
+  limit?: number;
+  offset?: number;
+};
 
 const EXPORT_MAX = 100_000;
 const HISTORY_MAX = 200;
@@ -55,9 +63,12 @@ type Deps = {
   devices: Pick<DevicesRepo, 'findVisible'>;
   keys: Pick<KeysRepo, 'ofDevice'>;
   audit: Pick<AuditRepo, 'aboutTargets'>;
+  clock: Clock;
 };
 
-export function createDeviceTableService({ tx, repo, devices, keys, audit }: Deps) {
+export function createDeviceTableService({ tx, repo, devices, keys, audit, clock }: Deps) {
+  const filterOf = ({ seen, ...q }: DeviceTableQuery): DeviceTableFilter => ({ ...q, seen: seen ? lastSeenBounds(seen, Date.parse(clock.now())) : undefined });
+
   const visibleDevice = async (actor: Actor, deviceId: string) => {
     const d = await devices.findVisible(tx.reader, deviceId, clientScope(actor));
     if (!d) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
@@ -68,15 +79,16 @@ export function createDeviceTableService({ tx, repo, devices, keys, audit }: Dep
     /** The client page's devices table: filtered, sorted and paged by the database. */
     async clientDevices(actor: Actor, clientId: string, query: DeviceTableQuery): Promise<{ total: number; items: DeviceRow[] }> {
       const client = await requireVisibleClient(tx.reader, actor, clientId, 'device:read');
-      const total = await repo.total(tx.reader, client.id, query);
-      const rows = await repo.page(tx.reader, client.id, query, query, Math.min(Math.max(query.limit ?? 50, 1), 500), Math.max(query.offset ?? 0, 0));
+      const filter = filterOf(query);
+      const total = await repo.total(tx.reader, client.id, filter);
+      const rows = await repo.page(tx.reader, client.id, filter, query, Math.min(Math.max(query.limit ?? 50, 1), 500), Math.max(query.offset ?? 0, 0));
       return { total, items: rows.map(toDeviceRow) };
     },
 
     /** Every matching device of the table, for CSV (bounded; the table's own filters and order). */
     async exportClientDevices(actor: Actor, clientId: string, query: DeviceTableQuery): Promise<{ client: string; rows: DeviceRow[] }> {
       const client = await requireVisibleClient(tx.reader, actor, clientId, 'device:read');
-      const rows = await repo.page(tx.reader, client.id, query, query, EXPORT_MAX, 0);
+      const rows = await repo.page(tx.reader, client.id, filterOf(query), query, EXPORT_MAX, 0);
       return { client: client.name, rows: rows.map(toDeviceRow) };
     },
 

@@ -27,7 +27,42 @@ export function createDirectoryRepo() {
       await exec.updateTable('directory_connections').set(patch).where('id', '=', id).execute();
     },
 
+    /** Everything an admin may change from the console (the bind password as a new sealed value). */
+    async edit(
+      exec: Executor,
+      id: string,
+      patch: Partial<
+        Pick<
+          DirectoryConnectionsTable,
+          | 'hosts'
+          | 'port'
+          | 'tls_mode'
+          | 'ca_cert'
+          | 'pinned_sha256'
+          | 'allow_untrusted'
+          | 'bind_dn'
+          | 'password_ciphertext'
+          | 'password_data_key_version'
+          | 'base_dns'
+          | 'sync_interval_minutes'
+          | 'enabled'
+          | 'last_dc'
+          | 'last_usn'
+          | 'updated_at'
+        >
+      >,
+    ): Promise<void> {
+      await exec.updateTable('directory_connections').set(patch).where('id', '=', id).execute();
+    },
+    /** The connection and its run history (keys it synced stay in the vault). */
+    async remove(exec: Executor, id: string): Promise<void> {
+      await exec.deleteFrom('directory_sync_runs').where('connection_id', '=', id).execute();
+      await exec.deleteFrom('directory_connections').where('id', '=', id).execute();
+    },
+
     // sync runs
+    runsOf: (exec: Executor, connectionId: string, limit: number) =>
+      exec.selectFrom('directory_sync_runs').selectAll().where('connection_id', '=', connectionId).orderBy('started_at', 'desc').limit(limit).execute(),
     latestRun: (exec: Executor, connectionId: string) =>
       exec.selectFrom('directory_sync_runs').selectAll().where('connection_id', '=', connectionId).orderBy('started_at', 'desc').limit(1).executeTakeFirst(),
     async insertRun(exec: Executor, row: DirectorySyncRunsTable): Promise<void> {

@@ -33,15 +33,39 @@ export type DirectoryConnectionView = {
   bindDn: string;
   baseDns: string[];
   syncIntervalMinutes: number;
+  /** A CA certificate is stored (it is shown nowhere; a new one replaces it). */
+  hasCaCert: boolean;
+  enabled: boolean;
   lastSyncAt: string | null;
   lastStatus: string | null;
   lastError: string | null;
 };
 
+/** What an admin gives to connect a directory (the password is sealed at once). */
+export type DirectoryConnectionInput = {
+  clientId: string;
+  hosts: string[];
+  port?: number;
+  tlsMode?: 'ldaps' | 'starttls';
+  caCert?: string | null;
+  pinnedSha256?: string | null;
+  allowUntrusted?: boolean;
+  bindDn: string;
+  password: string;
+  baseDns: string[];
+  syncIntervalMinutes?: number;
+};
+/** A change: fields left out stay; a password left out (or empty) is kept. */
+export type DirectoryConnectionPatch = Partial<Omit<DirectoryConnectionInput, 'clientId' | 'password'>> & { password?: string | null; enabled?: boolean };
+
+export type DirectoryTestCheck = { check: string; ok: boolean; detail: string };
+
 export type DirectorySyncRunView = {
   id: string;
-  status: string;
-  mode: string;
+  status: 'running' | 'succeeded' | 'failed';
+  startedAt: string;
+  finishedAt: string | null;
+  mode: 'full' | 'incremental';
   dc: string | null;
   objectsRead: number;
   newKeys: number;
@@ -87,14 +111,18 @@ const view = (c: DirectoryConnectionsTable): DirectoryConnectionView => ({
   bindDn: c.bind_dn,
   baseDns: JSON.parse(c.base_dns) as string[],
   syncIntervalMinutes: c.sync_interval_minutes,
+  hasCaCert: !!c.ca_cert,
+  enabled: c.enabled === 1,
   lastSyncAt: c.last_sync_at,
   lastStatus: c.last_status,
   lastError: c.last_error,
 });
 const runView = (r: DirectorySyncRunsTable): DirectorySyncRunView => ({
   id: r.id,
-  status: r.status,
-  mode: r.mode,
+  status: r.status as DirectorySyncRunView['status'],
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  mode: r.mode as DirectorySyncRunView['mode'],
   dc: r.dc,
   objectsRead: r.objects_read,
   newKeys: r.new_keys,
@@ -152,40 +180,49 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
     return { dc: first(root?.dsServiceName) ?? first(root?.serverName) ?? s.host, usn: first(root?.highestCommittedUSN) ?? '0' };
   }
 
+  /** The connection settings, checked and completed with their defaults. */
+  async function checkSettings(input: Omit<DirectoryConnectionInput, 'clientId' | 'password'>) {
+    const hosts = (input.hosts ?? []).map((h) => h.trim()).filter(Boolean);
+    if (!hosts.length || hosts.length > 10 || hosts.some((h) => !/^[A-Za-z0-9.:[\]-]{1,255}$/.test(h)))
+      throw badRequest('hosts must list 1 to 10 domain controller host names.', { field: 'hosts' });
+    const tlsMode = input.tlsMode ?? 'ldaps';
+    if (tlsMode !== 'ldaps' && tlsMode !== 'starttls') throw badRequest('tlsMode must be ldaps or starttls.', { field: 'tlsMode' });
+    const port = input.port ?? (tlsMode === 'ldaps' ? 636 : 389);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw badRequest('port must be 1 to 65535.', { field: 'port' });
+    const caCert = input.caCert?.trim() || null;
+    if (caCert && !caCert.includes('-----BEGIN CERTIFICATE-----'))
+      throw badRequest('caCert must be a PEM certificate (-----BEGIN CERTIFICATE-----).', { field: 'caCert' });
+    const pinnedSha256 = input.pinnedSha256?.trim() || null;
+    if (pinnedSha256 && !/^[0-9A-Fa-f:]{64,95}$/.test(pinnedSha256))
+      throw badRequest('pinnedSha256 must be the SHA-256 fingerprint of the DC certificate in hex (colons allowed).', { field: 'pinnedSha256' });
+    const allowUntrusted = !!input.allowUntrusted;
+    if (!caCert && !pinnedSha256 && !allowUntrusted) {
+      throw badRequest(
+        'Give the domain CA certificate (caCert), or the SHA-256 of the DC certificate (pinnedSha256); accepting any certificate needs allowUntrusted: true.',
+        { field: 'caCert' },
+      );
+    }
+    const bindDn = (input.bindDn ?? '').trim();
+    if (!bindDn || bindDn.length > 500)
+      throw badRequest('bindDn must name the account to bind as, e.g. CN=keywarden,OU=Service,DC=corp,DC=example.', { field: 'bindDn' });
+    const baseDns = (input.baseDns ?? []).map((b) => b.trim()).filter(Boolean);
+    if (!baseDns.length || baseDns.length > 20 || baseDns.some((b) => !/=/.test(b) || b.length > 500))
+      throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
+    const syncIntervalMinutes = input.syncIntervalMinutes ?? 60;
+    if (!Number.isInteger(syncIntervalMinutes) || syncIntervalMinutes < 5 || syncIntervalMinutes > 10080)
+      throw badRequest('syncIntervalMinutes must be 5 to 10080 (a week).', { field: 'syncIntervalMinutes' });
+    // An address the egress policy refuses is refused now; names are checked at every connection.
+    for (const h of hosts) if (net.isIP(h.replace(/^\[|\]$/g, ''))) await egress.resolve(h, port, 'local', 'the domain controller');
+    return { hosts, port, tlsMode, caCert, pinnedSha256, allowUntrusted, bindDn, baseDns, syncIntervalMinutes };
+  }
+  const certificateWord = (s: { caCert: string | null; pinnedSha256: string | null }) => (s.pinnedSha256 ? 'pinned' : s.caCert ? 'ca' : 'ANY (allowUntrusted)');
+
   const service = {
-    async createConnection(
-      actor: Actor,
-      input: {
-        clientId: string;
-        hosts: string[];
-        port?: number;
-        tlsMode?: 'ldaps' | 'starttls';
-        caCert?: string | null;
-        pinnedSha256?: string | null;
-        allowUntrusted?: boolean;
-        bindDn: string;
-        password: string;
-        baseDns: string[];
-        syncIntervalMinutes?: number;
-      },
-    ): Promise<DirectoryConnectionView> {
+    async createConnection(actor: Actor, input: DirectoryConnectionInput): Promise<DirectoryConnectionView> {
       requirePermission(actor, 'integration:manage');
-      const hosts = input.hosts.map((h) => h.trim()).filter(Boolean);
-      if (!hosts.length || hosts.length > 10 || hosts.some((h) => !/^[A-Za-z0-9.:[\]-]{1,255}$/.test(h)))
-        throw badRequest('hosts must list 1 to 10 domain controller host names.', { field: 'hosts' });
-      const tlsMode = input.tlsMode ?? 'ldaps';
-      const port = input.port ?? (tlsMode === 'ldaps' ? 636 : 389);
-      if (!input.caCert && !input.pinnedSha256 && !input.allowUntrusted) {
-        throw badRequest(
-          'Give the domain CA certificate (caCert), or the SHA-256 of the DC certificate (pinnedSha256); accepting any certificate needs allowUntrusted: true.',
-          { field: 'caCert' },
-        );
-      }
-      if (!input.baseDns.length || input.baseDns.some((b) => !/=/.test(b) || b.length > 500))
-        throw badRequest('baseDns must list the DNs to search, e.g. OU=Contoso,DC=corp,DC=example.', { field: 'baseDns' });
-      if (!input.password) throw badRequest('password is required.', { field: 'password' });
-      // An address the egress policy refuses is refused now; names are checked at every connection.
-      for (const h of hosts) if (net.isIP(h.replace(/^\[|\]$/g, ''))) await egress.resolve(h, port, 'local', 'the domain controller');
+      const settings = await checkSettings(input);
+      if (!input.password) throw badRequest('The bind password is required.', { field: 'password' });
+      if (input.password.length > 500) throw badRequest('The bind password is at most 500 characters.', { field: 'password' });
       return tx.run(async (t) => {
         const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
         if (await repo.findByClient(t, client.id)) throw conflict(`${client.name} already has a directory connection.`);
@@ -195,17 +232,17 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
         const row: DirectoryConnectionsTable = {
           id,
           client_id: client.id,
-          hosts: JSON.stringify(hosts),
-          port,
-          tls_mode: tlsMode,
-          ca_cert: input.caCert ?? null,
-          pinned_sha256: input.pinnedSha256 ?? null,
-          allow_untrusted: input.allowUntrusted ? 1 : 0,
-          bind_dn: input.bindDn,
+          hosts: JSON.stringify(settings.hosts),
+          port: settings.port,
+          tls_mode: settings.tlsMode,
+          ca_cert: settings.caCert,
+          pinned_sha256: settings.pinnedSha256,
+          allow_untrusted: settings.allowUntrusted ? 1 : 0,
+          bind_dn: settings.bindDn,
           password_ciphertext: sealed.ciphertext,
           password_data_key_version: sealed.dataKeyVersion,
-          base_dns: JSON.stringify(input.baseDns),
-          sync_interval_minutes: input.syncIntervalMinutes ?? 60,
+          base_dns: JSON.stringify(settings.baseDns),
+          sync_interval_minutes: settings.syncIntervalMinutes,
           enabled: 1,
           last_dc: null,
           last_usn: null,
@@ -224,16 +261,113 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
           targetType: 'directory_connection',
           targetId: id,
           details: {
-            hosts,
-            port,
-            tlsMode,
-            bindDn: input.bindDn,
-            baseDns: input.baseDns,
-            certificate: input.pinnedSha256 ? 'pinned' : input.caCert ? 'ca' : 'ANY (allowUntrusted)',
+            hosts: settings.hosts,
+            port: settings.port,
+            tlsMode: settings.tlsMode,
+            bindDn: settings.bindDn,
+            baseDns: settings.baseDns,
+            certificate: certificateWord(settings),
           },
         });
         return view(row);
       });
+    },
+
+    /** Edit, enable or disable; a new bind password replaces the sealed one (empty keeps it). */
+    async updateConnection(actor: Actor, id: string, patch: DirectoryConnectionPatch): Promise<DirectoryConnectionView> {
+      requirePermission(actor, 'integration:manage');
+      const before = await load(tx.reader, actor, id);
+      const settings = await checkSettings({
+        hosts: patch.hosts ?? (JSON.parse(before.hosts) as string[]),
+        tlsMode: patch.tlsMode ?? (before.tls_mode as 'ldaps' | 'starttls'),
+        port: patch.port ?? (patch.tlsMode && patch.tlsMode !== before.tls_mode ? undefined : before.port),
+        caCert: patch.caCert === undefined ? before.ca_cert : patch.caCert,
+        pinnedSha256: patch.pinnedSha256 === undefined ? before.pinned_sha256 : patch.pinnedSha256,
+        allowUntrusted: patch.allowUntrusted ?? !!before.allow_untrusted,
+        bindDn: patch.bindDn ?? before.bind_dn,
+        baseDns: patch.baseDns ?? (JSON.parse(before.base_dns) as string[]),
+        syncIntervalMinutes: patch.syncIntervalMinutes ?? before.sync_interval_minutes,
+      });
+      if (patch.password && patch.password.length > 500) throw badRequest('The bind password is at most 500 characters.', { field: 'password' });
+      return tx.run(async (t) => {
+        const c = await load(t, actor, id);
+        const enabled = patch.enabled === undefined ? c.enabled === 1 : patch.enabled;
+        const sealed = patch.password ? (await keyring.clientCipher(t, c.client_id)).sealSecret(secretContext(c.id), patch.password) : undefined;
+        const hosts = JSON.stringify(settings.hosts);
+        const baseDns = JSON.stringify(settings.baseDns);
+        // Another directory, account or subtree: the next sync reads everything again.
+        const fresh = hosts !== c.hosts || settings.port !== c.port || settings.bindDn !== c.bind_dn || baseDns !== c.base_dns;
+        const now = clock.now();
+        const changes = {
+          hosts,
+          port: settings.port,
+          tls_mode: settings.tlsMode,
+          ca_cert: settings.caCert,
+          pinned_sha256: settings.pinnedSha256,
+          allow_untrusted: settings.allowUntrusted ? 1 : 0,
+          bind_dn: settings.bindDn,
+          base_dns: baseDns,
+          sync_interval_minutes: settings.syncIntervalMinutes,
+          enabled: enabled ? 1 : 0,
+          ...(sealed ? { password_ciphertext: sealed.ciphertext, password_data_key_version: sealed.dataKeyVersion } : {}),
+          ...(fresh ? { last_dc: null, last_usn: null } : {}),
+          updated_at: now,
+        };
+        await repo.edit(t, c.id, changes);
+        if (enabled)
+          await scheduler().ensureTask(t, {
+            id: adTaskId(c.id),
+            kind: 'ad-sync',
+            clientId: c.client_id,
+            targetId: c.id,
+            intervalMinutes: settings.syncIntervalMinutes,
+          });
+        else await scheduler().removeTask(t, adTaskId(c.id));
+        const changed = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined && (k !== 'password' || !!patch.password));
+        await audit.record(t, actor, {
+          action: 'ad.update',
+          outcome: 'success',
+          clientId: c.client_id,
+          targetType: 'directory_connection',
+          targetId: c.id,
+          details: {
+            changed,
+            enabled,
+            hosts: settings.hosts,
+            port: settings.port,
+            tlsMode: settings.tlsMode,
+            bindDn: settings.bindDn,
+            baseDns: settings.baseDns,
+            certificate: certificateWord(settings),
+          },
+        });
+        return view({ ...c, ...changes });
+      });
+    },
+
+    /** Removes the connection and its run history; the keys it synced stay in the vault. */
+    async deleteConnection(actor: Actor, id: string): Promise<void> {
+      requirePermission(actor, 'integration:manage');
+      await tx.run(async (t) => {
+        const c = await load(t, actor, id);
+        await scheduler().removeTask(t, adTaskId(c.id));
+        await repo.remove(t, c.id);
+        await audit.record(t, actor, {
+          action: 'ad.disconnect',
+          outcome: 'success',
+          clientId: c.client_id,
+          targetType: 'directory_connection',
+          targetId: c.id,
+          details: { hosts: JSON.parse(c.hosts) as string[], bindDn: c.bind_dn },
+        });
+      });
+    },
+
+    /** Recent sync runs, newest first: the connection's health. */
+    async runs(actor: Actor, id: string, limit = 20): Promise<DirectorySyncRunView[]> {
+      requirePermission(actor, 'device:read');
+      const c = await load(tx.reader, actor, id);
+      return (await repo.runsOf(tx.reader, c.id, Math.min(Math.max(limit, 1), 100))).map(runView);
     },
 
     async listConnections(actor: Actor): Promise<DirectoryConnectionView[]> {
@@ -241,35 +375,59 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
       return (await repo.list(tx.reader, clientScope(actor))).map(view);
     },
 
-    /** Bind, then: can this account actually read recovery passwords? (A plain user sees none, silently.) */
+    /**
+     * Bind, then: can this account actually read recovery passwords? (A plain user sees none, silently.)
+     * Each step is one check with its own result, in the order they ran.
+     */
     async testConnection(
       actor: Actor,
       id: string,
-    ): Promise<{ ok: boolean; detail: string; computers: number; recoveryObjects: number; readablePasswords: number }> {
+    ): Promise<{ ok: boolean; detail: string; computers: number; recoveryObjects: number; readablePasswords: number; checks: DirectoryTestCheck[] }> {
       requirePermission(actor, 'integration:manage');
       const c = await load(tx.reader, actor, id);
+      const checks: DirectoryTestCheck[] = [];
       let s: LdapSession | undefined;
       try {
-        s = await openLdap(await target(c), egress);
+        try {
+          s = await openLdap(await target(c), egress);
+          checks.push({
+            check: 'Connect and sign in',
+            ok: true,
+            detail: `Bound to ${s.host} as ${c.bind_dn} over ${c.tls_mode === 'ldaps' ? 'LDAPS' : 'StartTLS'}.`,
+          });
+        } catch (e) {
+          const err = e instanceof LdapError ? e : new LdapError('ldap_error', String(e));
+          checks.push({ check: 'Connect and sign in', ok: false, detail: `${err.kind}: ${err.message}` });
+          return { ok: false, detail: `${err.kind}: ${err.message}`, computers: 0, recoveryObjects: 0, readablePasswords: 0, checks };
+        }
         let computers = 0;
         let objects = 0;
         let readable = 0;
-        for (const base of baseDns(c)) {
-          computers += (await s.search(base, '(objectClass=computer)', ['name'])).length;
-          const rec = await s.search(base, '(objectClass=msFVE-RecoveryInformation)', ['msFVE-RecoveryPassword']);
-          objects += rec.length;
-          readable += rec.filter((e) => first(e['msFVE-RecoveryPassword'])).length;
+        try {
+          for (const base of baseDns(c)) {
+            computers += (await s.search(base, '(objectClass=computer)', ['name'])).length;
+            const rec = await s.search(base, '(objectClass=msFVE-RecoveryInformation)', ['msFVE-RecoveryPassword']);
+            objects += rec.length;
+            readable += rec.filter((e) => first(e['msFVE-RecoveryPassword'])).length;
+          }
+        } catch (e) {
+          const err = e instanceof LdapError ? e : new LdapError('ldap_error', String(e));
+          checks.push({ check: 'Search the base DNs', ok: false, detail: `${err.kind}: ${err.message}` });
+          return { ok: false, detail: `${err.kind}: ${err.message}`, computers, recoveryObjects: objects, readablePasswords: readable, checks };
         }
+        checks.push({ check: 'Search the base DNs', ok: true, detail: `${computers} computers under ${baseDns(c).join('; ')}.` });
         const ok = objects > 0 ? readable === objects : computers === 0;
         const detail = !ok
           ? objects === 0
             ? `Bound to ${s.host}, but the account sees no BitLocker recovery objects under ${computers} computers: it most likely lacks read access to msFVE-RecoveryInformation (see docs/active-directory.md).`
             : `Bound to ${s.host}; the account sees ${objects} recovery objects but can read the password of only ${readable}: grant it read access to the confidential attribute msFVE-RecoveryPassword.`
           : `Bound to ${s.host}; ${computers} computers, ${objects} recovery objects, all readable.`;
-        return { ok, detail, computers, recoveryObjects: objects, readablePasswords: readable };
-      } catch (e) {
-        const err = e instanceof LdapError ? e : new LdapError('ldap_error', String(e));
-        return { ok: false, detail: `${err.kind}: ${err.message}`, computers: 0, recoveryObjects: 0, readablePasswords: 0 };
+        checks.push({
+          check: 'Read BitLocker recovery passwords',
+          ok,
+          detail: ok ? `${objects} recovery objects, ${readable} passwords readable.` : detail,
+        });
+        return { ok, detail, computers, recoveryObjects: objects, readablePasswords: readable, checks };
       } finally {
         await s?.close();
       }
@@ -278,6 +436,7 @@ export function createDirectoryService({ tx, repo, keyring, ingest, keys, device
     async syncNow(actor: Actor, id: string): Promise<DirectorySyncRunView> {
       requirePermission(actor, 'integration:manage');
       const c = await load(tx.reader, actor, id);
+      if (c.enabled !== 1) throw conflict('This directory connection is disabled: enable it before syncing.');
       await scheduler().runNow(adTaskId(c.id));
       return runView((await repo.latestRun(tx.reader, c.id))!);
     },

@@ -27,6 +27,8 @@ export type ImportFileResult = {
   rejected: ImportRejected[];
   /** Every rejected row, listed or not. */
   rejectedCount: number;
+  /** The devices the keys were filed under (id null in a dry run: nothing was stored). */
+  devices: { id: string | null; name: string }[];
 };
 
 type Deps = {
@@ -73,7 +75,16 @@ export function createImportsService({ tx: transactions, ingest, clients, audit 
         parsed = await parseImportOffThread({ bytes: input.bytes, fileName: file, format: input.format ?? 'auto' });
       } catch (e) {
         if (e instanceof ImportFormatError) {
-          return { file, format: null, imported: 0, duplicates: 0, conflicts: 0, rejected: [{ file, line: 0, reason: e.message }], rejectedCount: 1 };
+          return {
+            file,
+            format: null,
+            imported: 0,
+            duplicates: 0,
+            conflicts: 0,
+            rejected: [{ file, line: 0, reason: e.message }],
+            rejectedCount: 1,
+            devices: [],
+          };
         }
         throw e;
       }
@@ -105,6 +116,7 @@ export function createImportsService({ tx: transactions, ingest, clients, audit 
             conflicts: counts.conflicts,
             rejected,
             rejectedCount: parsed.rejectedCount,
+            devices: counts.devices.map((d) => ({ id: opts.dryRun ? null : d.id, name: d.name })),
           };
           await audit.record(tx, actor, {
             action: 'keys.import',

@@ -69,7 +69,8 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     let pendingDevices: DevicesTable[] = [];
     let pendingVolumeRows: VolumesTable[] = [];
 
-    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [] };
+    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [], devices: [] };
+    const filedUnder = new Set<string>();
 
     const devicesById = new Map<string, DevicesTable | null>();
     const resolveDevice = async (d: KeyReport['device']): Promise<DevicesTable | null> => {
@@ -214,6 +215,10 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         const fp = fps[i]!;
         const createdAt = r.createdAt ?? null;
         const device = await resolveDevice(r.device);
+        if (device && !filedUnder.has(device.id)) {
+          filedUnder.add(device.id);
+          result.devices.push({ id: device.id, name: device.name });
+        }
         const volume = await resolveVolume(device, r.volume);
 
         const sameId = r.keyId ? (byKeyId.get(r.keyId) ?? []) : [];

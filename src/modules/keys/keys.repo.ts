@@ -6,6 +6,12 @@ import { inClientScope, type ClientScope } from '../../db/scope.js';
 import { deviceTextMatch } from '../devices/devices.repo.js';
 
 const CHUNK = 500;
+
+/**
+ * Open findings that mark a key "may not unlock": the agent reported another password for it
+ * (mismatch), or someone who revealed it said it did not unlock the drive (did_not_unlock).
+ */
+export const MAY_NOT_UNLOCK_KINDS = ['mismatch', 'did_not_unlock'] as const;
 const chunks = <T>(xs: T[], n = CHUNK): T[][] => {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
@@ -207,8 +213,8 @@ export function createKeysRepo() {
     },
 
     /**
-     * Which of these keys the agent proved wrong: an open `mismatch` finding says the escrowed
-     * password differs from the one on the device, so revealing it may not unlock the drive.
+     * Which of these keys may not unlock: an open `mismatch` finding says the escrowed password
+     * differs from the one on the device, an open `did_not_unlock` one that it failed after a reveal.
      */
     async openMismatchKeyIds(exec: Executor, keyRowIds: string[]): Promise<Set<string>> {
       const out = new Set<string>();
@@ -217,13 +223,31 @@ export function createKeysRepo() {
           .selectFrom('findings')
           .select('recovery_key_id')
           .where('recovery_key_id', 'in', part)
-          .where('kind', '=', 'mismatch')
+          .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
           .where('resolved_at', 'is', null)
           .execute();
         for (const r of rows) if (r.recovery_key_id) out.add(r.recovery_key_id);
       }
       return out;
     },
+
+    /**
+     * Open findings about one key ID of one client (the unlock outcome settles them): those filed on
+     * any of its records, and key_conflict findings naming the key ID (filed on the reporting device).
+     */
+    openFindingsAboutKey: (exec: Executor, clientId: string, keyId: string | null, keyRowIds: string[]) =>
+      exec
+        .selectFrom('findings')
+        .select(['id', 'kind', 'device_id', 'recovery_key_id', 'protector_id'])
+        .where('client_id', '=', clientId)
+        .where('resolved_at', 'is', null)
+        .where((eb) =>
+          eb.or([
+            ...(keyRowIds.length ? [eb('recovery_key_id', 'in', keyRowIds)] : []),
+            ...(keyId ? [eb.and([eb('kind', '=', 'key_conflict'), eb('protector_id', '=', keyId)])] : []),
+          ]),
+        )
+        .execute(),
 
     // ---------------------------------------------------------------- for the agent
     /** The keys of one device, as the agent's check-in compares them with what the device reports. */

@@ -24,6 +24,8 @@ export type IngestResult = {
   /** Per report, in order: what happened and which key record it is now. */
   outcomes: IngestOutcome[];
   keyRowIds: string[];
+  /** The devices the reports were filed under, each once, in first-seen order (ids and names, no secret). */
+  devices: { id: string; name: string }[];
 };
 
 /** Key metadata as lists and searches show it. Never carries the password. */

@@ -50,6 +50,17 @@ export const REPORT_TITLES: Record<ReportKind, string> = {
   'recovery-boots': 'Devices started with a recovery password',
 };
 
+/** What each report holds, in product words (the console's Reports screen lists them). */
+export const REPORT_DESCRIPTIONS: Record<ReportKind, string> = {
+  'compliance-summary':
+    'Devices per compliance status and per client, the daily trend over the period, which findings affect how many devices (with the fix), and the devices that need attention.',
+  devices: 'Every device with its compliance status, since when, when it was last seen, and each finding in a sentence.',
+  'escrow-coverage': 'Per client and source (agent, Entra ID, Active Directory, import): how many devices have a recovery key escrowed, as a percentage.',
+  'recovery-audit':
+    'Every recovery password reveal and Entra ID / Intune portal read in the period: when, who, the device, the key ID, the reason and ticket. Never a password.',
+  'recovery-boots': 'Devices that started with a recovery password in the period (event 24652): the device, key ID, drive and what became of the key.',
+};
+
 export type ReportScope = { label: string; clientId: string | null; clients: { id: string; name: string }[] };
 /** src/domain/compliance/summary.ts's numbers (the Clients overview shows the same); total: devices in service. */
 export type StatusCounts = { compliant: number; 'non-compliant': number; exempt: number; unknown: number; total: number; percentCompliant: number | null };
@@ -410,6 +421,16 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
   };
 
   const service = {
+    /** The reports this actor may read, with their titles, descriptions and formats (CSV always; PDF for two). */
+    catalog(actor: Actor): { report: ReportKind; title: string; description: string; formats: ReportFormat[] }[] {
+      return REPORT_KINDS.filter((report) => mayReadReport(actor, report)).map((report) => ({
+        report,
+        title: REPORT_TITLES[report],
+        description: REPORT_DESCRIPTIONS[report],
+        formats: PDF_REPORTS.includes(report) ? ['csv', 'pdf'] : ['csv'],
+      }));
+    },
+
     /**
      * Checks the request and the actor's right to it, audits it, and returns the file name, content
      * type and a writer. Nothing is written before the checks pass, so HTTP can still answer an error.
