@@ -5,14 +5,23 @@ import path from 'node:path';
 /**
  * Builds the web console once per test run when dist/web is missing or older than its sources
  * (web/), so the browser tests always drive the code in the working tree. The tests then serve a
- * snapshot of it (test-output/web): a `npm run build` while the tests run replaces dist/web's
- * hashed assets, which would leave a running test server pointing at files that are gone.
+ * snapshot of it (test-output/web-<pid>, one per test run): a `npm run build` while the tests run
+ * replaces dist/web's hashed assets, which would leave a running test server pointing at files
+ * that are gone, and two test runs at once must not empty each other's copy.
  */
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    webSnapshot: string;
+  }
+}
+
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const WEB = path.join(ROOT, 'web');
 const DIST = path.join(ROOT, 'dist', 'web');
 const BUILT = path.join(DIST, 'index.html');
-export const WEB_SNAPSHOT = path.join(ROOT, 'test-output', 'web');
+const SNAPSHOT_ROOT = path.join(ROOT, 'test-output');
 
 function newestMtime(dir: string): number {
   let newest = 0;
@@ -43,16 +52,22 @@ function complete(dir: string): boolean {
   return assets.length > 0 && assets.every((a) => fs.existsSync(path.join(dir, 'assets', a)));
 }
 
-/** Builds dist/web when needed and returns a private, complete copy for the test server. */
+/**
+ * Returns a private, complete build of the console for this run's test server: a copy of dist/web
+ * when that is current, else a build of the working tree straight into the private folder (dist/web
+ * is left to `npm run build`, so test runs at once never write the same files).
+ */
 export function prepareConsole(): string {
-  if (consoleIsStale()) buildConsole();
-  fs.rmSync(WEB_SNAPSHOT, { recursive: true, force: true });
-  fs.cpSync(DIST, WEB_SNAPSHOT, { recursive: true });
-  if (!complete(WEB_SNAPSHOT)) buildConsole(WEB_SNAPSHOT);
-  if (!complete(WEB_SNAPSHOT)) throw new Error(`the web console build in ${WEB_SNAPSHOT} is incomplete`);
-  return WEB_SNAPSHOT;
+  const snapshot = path.join(SNAPSHOT_ROOT, `web-${process.pid}`);
+  fs.rmSync(snapshot, { recursive: true, force: true });
+  if (!consoleIsStale()) fs.cpSync(DIST, snapshot, { recursive: true });
+  if (!complete(snapshot)) buildConsole(snapshot);
+  if (!complete(snapshot)) throw new Error(`the web console build in ${snapshot} is incomplete`);
+  return snapshot;
 }
 
-export default function setup(): void {
-  prepareConsole();
+export default function setup(project: TestProject): () => void {
+  const snapshot = prepareConsole();
+  project.provide('webSnapshot', snapshot);
+  return () => fs.rmSync(snapshot, { recursive: true, force: true });
 }

@@ -13,7 +13,7 @@ import { createDemoClock, seedBulkKeys, seedDemo, type BulkResult, type DemoSumm
 import { totpCodeAt } from '../../src/crypto/totp.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/engine.js';
 import { randomMasterKey } from '../helpers/vault.js';
-import { WEB_SNAPSHOT } from './global-setup.js';
+import { inject } from 'vitest';
 
 /**
  * The browser tests' world: a real server (buildApp on a loopback socket) over a fresh vault
@@ -48,7 +48,7 @@ export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.Proce
   // seed: false leaves the vault empty (the first-run setup screen).
   const demo = opts.seed === false ? (null as unknown as DemoSummary) : await seedDemo(container, { seed: 7 });
   const bulk = opts.bulkKeys ? await seedBulkKeys(container, opts.bulkKeys) : null;
-  const app = await buildApp(container, { logger: false, webDir: opts.webDir ?? WEB_SNAPSHOT });
+  const app = await buildApp(container, { logger: false, webDir: opts.webDir ?? inject('webSnapshot') });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   if (!addr || typeof addr === 'string') throw new Error('no address');

@@ -73,7 +73,7 @@ describe('every console screen: screenshots and axe-core', () => {
   }
 
   for (const variant of VARIANTS) {
-    it(`${variant.name}: sign-in, setup, find, reveal, device, clients, audit, settings`, async () => {
+    it(`${variant.name}: sign-in, setup, find, reveal, device, clients, home, findings, compliance, reports, import, notifications, agents, audit, settings`, async () => {
       const findings: Finding[] = [];
       const { context } = await newContext(browser, server.baseUrl, { viewport: variant.viewport, colorScheme: variant.scheme });
       try {
@@ -132,7 +132,8 @@ describe('every console screen: screenshots and axe-core', () => {
         await capture(p, 'device', variant, findings);
 
         await p.goto('/clients');
-        await p.getByRole('columnheader', { name: 'Compliance' }).waitFor();
+        // A table on the desktop, cards on the phone: the first client's link is in both.
+        await p.getByRole('link', { name: server.demo.clients[0]!.name, exact: true }).first().waitFor();
         await capture(p, 'clients', variant, findings);
         const client = server.demo.clients[0]!;
         await p.goto(`/clients/${client.id}`);
@@ -142,6 +143,21 @@ describe('every console screen: screenshots and axe-core', () => {
           .first()
           .waitFor();
         await capture(p, 'client', variant, findings);
+
+        // The day's other screens (each has its own walk-through test; here: picture and axe).
+        for (const [url, title, shot] of [
+          ['/home', 'What needs attention', 'home'],
+          ['/findings', 'Findings', 'findings'],
+          ['/compliance', 'Compliance policy', 'compliance'],
+          ['/reports', 'Reports', 'reports'],
+          ['/imports', 'Import keys', 'imports'],
+          ['/notifications', 'Notifications', 'notifications'],
+          ['/agents', /Agents/, 'agents'],
+        ] as const) {
+          await p.goto(url);
+          await h1(title);
+          await capture(p, shot, variant, findings);
+        }
 
         await p.goto('/audit');
         await h1('Audit log');
@@ -154,7 +170,7 @@ describe('every console screen: screenshots and axe-core', () => {
         await p.goto('/settings');
         await h1('Settings');
         await capture(p, 'settings', variant, findings);
-        for (const tab of ['users', 'tokens', 'enrollment', 'integrations', 'security']) {
+        for (const tab of ['users', 'tokens', 'enrollment', 'integrations', 'branding', 'security']) {
           await p.goto(`/settings/${tab}`);
           await h1('Settings');
           await capture(p, `settings-${tab}`, variant, findings);
@@ -182,11 +198,26 @@ describe('every console screen: screenshots and axe-core', () => {
     fs.mkdirSync(out, { recursive: true });
     const page = await browser.newPage({ viewport: { width: 768, height: 480 }, deviceScaleFactor: 1 });
     try {
-      for (const name of ['find-key-result-desktop-light', 'reveal-password-desktop-dark', 'client-desktop-light', 'audit-desktop-dark']) {
+      for (const name of [
+        'find-key-result-desktop-light',
+        'reveal-password-desktop-dark',
+        'client-desktop-light',
+        'audit-desktop-dark',
+        'home-desktop-light',
+        'findings-desktop-dark',
+        'compliance-desktop-light',
+        'imports-desktop-dark',
+        'device-phone-light',
+      ]) {
         const src = path.join(SCREENSHOTS, `${name}.png`);
         if (!fs.existsSync(src)) continue;
-        const data = fs.readFileSync(src).toString('base64');
-        await page.setContent(`<body style="margin:0"><img style="width:768px;height:480px;display:block" src="data:image/png;base64,${data}"></body>`);
+        const png = fs.readFileSync(src);
+        // 60 % of the picture's own size (read from the PNG header): 1280×800 → 768×480, a phone 390 wide → 234.
+        const [w, h] = [Math.round(png.readUInt32BE(16) * 0.6), Math.round(png.readUInt32BE(20) * 0.6)];
+        await page.setViewportSize({ width: w, height: h });
+        await page.setContent(
+          `<body style="margin:0"><img style="width:${w}px;height:${h}px;display:block" src="data:image/png;base64,${png.toString('base64')}"></body>`,
+        );
         await page.locator('img').screenshot({ path: path.join(out, `${name.replace(/-desktop/, '')}.png`) });
       }
     } finally {

@@ -3,8 +3,24 @@ import { Redirect, Route, Switch, useLocation, Link } from 'wouter';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ActionIcon, AppShell, Badge, Burger, Button, Group, NavLink, Text, Tooltip, useComputedColorScheme, useMantineColorScheme } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
-import { IconBuilding, IconDeviceLaptop, IconKey, IconListDetails, IconLogout, IconMoon, IconSettings, IconShieldLock, IconSun } from '@tabler/icons-react';
-import { api, ApiError, csrf, setUnauthenticatedHandler, type Me } from './api';
+import {
+  IconAlertTriangle,
+  IconBell,
+  IconBuilding,
+  IconChecklist,
+  IconDeviceLaptop,
+  IconFileImport,
+  IconHome,
+  IconKey,
+  IconListDetails,
+  IconLogout,
+  IconMoon,
+  IconReportAnalytics,
+  IconSettings,
+  IconShieldLock,
+  IconSun,
+} from '@tabler/icons-react';
+import { api, ApiError, csrf, setUnauthenticatedHandler, type Answer } from './api';
 import { SessionProvider, useSession, ROLE_LABEL } from './session';
 import { ErrorState, Loading } from './ui';
 import { LoginPage, SetupPage } from './pages/SignIn';
@@ -15,20 +31,26 @@ import { ClientsPage, ClientPage } from './pages/Clients';
 import { AgentsPage } from './pages/Agents';
 import { AuditPage } from './pages/Audit';
 import { SettingsPage } from './pages/Settings';
+import { HomePage } from './pages/Home';
+import { ImportsPage } from './pages/Imports';
+import { CompliancePage } from './pages/Compliance';
+import { ReportsPage } from './pages/Reports';
+import { NotificationsPage } from './pages/Notifications';
+import { FindingsPage } from './pages/Findings';
 
-export type SessionState = { needed: boolean; signedIn: boolean };
+export type SessionState = Answer<'/api/v1/setup', 'get'>;
 export const SIGNED_OUT: SessionState = { needed: false, signedIn: false };
 
 export function App() {
   const qc = useQueryClient();
   const [, navigate] = useLocation();
   // Public: whether a first owner is still needed and whether this browser has a session.
-  const state = useQuery({ queryKey: ['session-state'], queryFn: () => api.getQuiet<SessionState>('/setup'), staleTime: Infinity });
+  const state = useQuery({ queryKey: ['session-state'], queryFn: () => api.get('/api/v1/setup', { quiet401: true }), staleTime: Infinity });
   const me = useQuery({
     queryKey: ['me'],
     queryFn: async () => {
       try {
-        return await api.getQuiet<Me>('/me');
+        return await api.get('/api/v1/me', { quiet401: true });
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) return null;
         throw e;
@@ -96,6 +118,14 @@ function Shell() {
   // Whoever may not see devices (helpdesk) finds keys by key ID only: no browsing lists of clients.
   const clients = can('client:read') && can('device:read');
   const audit = can('audit:read');
+  // Each screen is shown to whoever the server would let do its work (GET /me's permissions).
+  const home = clients;
+  const findings = clients;
+  const imports = can('key:import');
+  const compliance = clients;
+  const reports = clients;
+  // Notification settings: whoever manages a client or reads its audit trail (the server's mayRead).
+  const notifications = can('client:manage') || can('audit:read');
 
   useEffect(() => close(), [location, close]);
 
@@ -116,7 +146,7 @@ function Shell() {
 
   const signOut = async () => {
     try {
-      await api.post('/auth/logout');
+      await api.post('/api/v1/auth/logout');
     } catch {
       // Signed out already (expired): the result is the same.
     }
@@ -159,9 +189,15 @@ function Shell() {
         </Group>
       </AppShell.Header>
       <AppShell.Navbar p="xs" aria-label="Main">
+        {home && link('/home', 'Home', <IconHome size={18} />, location === '/home')}
         {findKey && link('/', 'Find a key', <IconKey size={18} />, location === '/')}
         {clients && link('/clients', 'Clients', <IconBuilding size={18} />, location.startsWith('/clients') || location.startsWith('/devices'))}
+        {findings && link('/findings', 'Findings', <IconAlertTriangle size={18} />, location.startsWith('/findings'))}
+        {compliance && link('/compliance', 'Compliance', <IconChecklist size={18} />, location.startsWith('/compliance'))}
+        {reports && link('/reports', 'Reports', <IconReportAnalytics size={18} />, location.startsWith('/reports'))}
+        {imports && link('/imports', 'Import', <IconFileImport size={18} />, location.startsWith('/imports'))}
         {clients && link('/agents', 'Agents', <IconDeviceLaptop size={18} />, location.startsWith('/agents'))}
+        {notifications && link('/notifications', 'Notifications', <IconBell size={18} />, location.startsWith('/notifications'))}
         {audit && link('/audit', 'Audit log', <IconListDetails size={18} />, location.startsWith('/audit'))}
         {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
       </AppShell.Navbar>
@@ -178,6 +214,12 @@ function Shell() {
           <Route path="/clients">{clients ? <ClientsPage /> : <Redirect to="/" />}</Route>
           <Route path="/clients/:id">{(p) => (clients ? <ClientPage id={p.id} /> : <Redirect to="/" />)}</Route>
           <Route path="/agents">{clients ? <AgentsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/home">{home ? <HomePage /> : <Redirect to="/" />}</Route>
+          <Route path="/findings">{findings ? <FindingsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/compliance">{compliance ? <CompliancePage /> : <Redirect to="/" />}</Route>
+          <Route path="/reports">{reports ? <ReportsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/imports">{imports ? <ImportsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/notifications">{notifications ? <NotificationsPage /> : <Redirect to="/" />}</Route>
           <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
           <Route path="/settings">
             <SettingsPage />

@@ -1,4 +1,4 @@
-import type { EncryptionMethodChoice, JobKind } from './api';
+import type { Body, EncryptionMethodChoice, JobKind } from './api';
 
 /**
  * The Windows agent as the console shows it: job kinds in plain words, which finding each kind
@@ -79,7 +79,9 @@ export const FINDING_TITLE: Record<string, string> = {
   key_rotation_due: 'Recovery password due for rotation',
 };
 /** For each kind, the findings it fixes (the first one is the default aim). */
-export const KIND_FINDINGS: Record<JobKind, string[]> = {
+/** The findings a bulk job of each kind answers (the server checks the pairing too). */
+export type BulkFinding = NonNullable<Body<'/api/v1/clients/{clientId}/agent-jobs', 'post'>['finding']>;
+export const KIND_FINDINGS: Record<JobKind, BulkFinding[]> = {
   'enable-encryption': ['os_volume_unprotected', 'data_volume_unprotected'],
   'resume-protection': ['protection_suspended'],
   'add-recovery-password': ['recovery_password_missing'],

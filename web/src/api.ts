@@ -3,7 +3,15 @@
  * by the browser, httpOnly) and the CSRF token from sign-in on every change. The CSRF token is
  * kept in sessionStorage so a reload keeps working; it is useless without the cookie, and no
  * recovery password or API token is ever stored anywhere but component state.
+ *
+ * Every path, parameter, body and answer is typed from web/src/api.gen.ts, which is generated from
+ * the server's OpenAPI document (`npm run gen:api`; `npm run build` fails when it is stale). The
+ * console writes no API shapes of its own: the named types below are picked out of the generated ones.
  */
+import createClient, { type MaybeOptionalInit } from 'openapi-fetch';
+import type { HttpMethod, PathsWithMethod, ResponseObjectMap, SuccessResponse } from 'openapi-typescript-helpers';
+import type { paths } from './api.gen';
+
 const CSRF_KEY = 'kw.csrf';
 
 export class ApiError extends Error {
@@ -32,37 +40,51 @@ export function setUnauthenticatedHandler(fn: () => void): void {
   onUnauthenticated = fn;
 }
 
-async function request<T>(method: string, path: string, body?: unknown, opts: { raw?: boolean; quiet401?: boolean } = {}): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (method !== 'GET') {
-    const token = csrf.get();
-    if (token) headers['x-csrf-token'] = token;
-  }
-  let res: Response;
-  try {
-    res = await fetch(`/api/v1${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'same-origin',
-      cache: 'no-store',
-    });
-  } catch {
-    throw new ApiError(0, 'network', 'The Keywarden server cannot be reached. Check your connection, then try again.');
-  }
-  if (opts.raw && res.ok) return res as unknown as T;
-  const text = await res.text();
-  const json = text ? safeJson(text) : undefined;
-  if (!res.ok) {
-    const b = (json ?? {}) as { error?: string; message?: string; details?: Record<string, unknown>; fields?: { field: string; message: string }[] };
-    if (res.status === 401 && !opts.quiet401) onUnauthenticated();
-    throw new ApiError(res.status, b.error ?? 'error', b.message ?? `The server answered ${res.status}.`, b.details, b.fields);
-  }
-  return json as T;
-}
+/** Every error answer of the API (src/http/schemas.ts ErrorBody), as documented on any route. */
+type ErrorBody = paths['/api/v1/me']['get']['responses'][401]['content']['application/json'];
+
+/** Sign-in, setup and the first /me answer 401 as part of their flow: no redirect for these. */
+const QUIET_401 = 'x-kw-quiet-401';
+
+const client = createClient<paths>({
+  baseUrl: '',
+  credentials: 'same-origin',
+  cache: 'no-store',
+  headers: { accept: 'application/json' },
+  // Empty filters are left out of the URL, as a person would type it.
+  querySerializer: (query) => {
+    const u = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined || v === null || v === '') continue;
+      if (Array.isArray(v)) for (const item of v as unknown[]) u.append(k, String(item));
+      else u.set(k, String(v));
+    }
+    return u.toString();
+  },
+});
+
+client.use({
+  onRequest({ request }) {
+    if (request.method !== 'GET') {
+      const token = csrf.get();
+      if (token) request.headers.set('x-csrf-token', token);
+    }
+    return request;
+  },
+  async onResponse({ request, response }) {
+    if (response.ok) return response;
+    const b = (safeJson(await response.text()) ?? {}) as Partial<ErrorBody>;
+    if (response.status === 401 && !request.headers.has(QUIET_401)) onUnauthenticated();
+    throw new ApiError(response.status, b.error ?? 'error', b.message ?? `The server answered ${response.status}.`, b.details, b.fields);
+  },
+  onError({ error }) {
+    if (error instanceof ApiError) return error;
+    return new ApiError(0, 'network', 'The Keywarden server cannot be reached. Check your connection, then try again.');
+  },
+});
 
 function safeJson(text: string): unknown {
+  if (!text) return undefined;
   try {
     return JSON.parse(text);
   } catch {
@@ -70,155 +92,117 @@ function safeJson(text: string): unknown {
   }
 }
 
+// ------------------------------------------------------------------ typed calls
+type Paths<M extends HttpMethod> = PathsWithMethod<paths, M>;
+/** What an operation answers on success (JSON). */
+export type Answer<P extends keyof paths, M extends HttpMethod> =
+  paths[P] extends Record<M, infer Op>
+    ? ResponseObjectMap<Op> extends infer R extends Record<string | number, unknown>
+      ? SuccessResponse<R, 'application/json'>
+      : never
+    : never;
+/** The JSON body an operation takes. */
+export type Body<P extends keyof paths, M extends HttpMethod> =
+  paths[P] extends Record<M, infer Op> ? (Op extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never) : never;
+/** The query parameters an operation takes. */
+export type Query<P extends keyof paths, M extends HttpMethod> =
+  paths[P] extends Record<M, infer Op> ? (Op extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never) : never;
+
+type Init<P extends keyof paths, M extends HttpMethod> = MaybeOptionalInit<paths[P], M>;
+type InitArg<I> = undefined extends I ? [init?: I & { quiet401?: boolean }] : [init: I & { quiet401?: boolean }];
+
+type Call = (url: string, init?: Record<string, unknown>) => Promise<{ data?: unknown; response: Response }>;
+
+function call(method: Call, url: string, init: (Record<string, unknown> & { quiet401?: boolean }) | undefined) {
+  const { quiet401, ...rest } = init ?? {};
+  const headers = quiet401 ? { [QUIET_401]: '1' } : undefined;
+  return method(url, { ...rest, headers }).then((r) => r.data);
+}
+
+/**
+ * `api.get('/api/v1/clients/{clientId}', { params: { path: { clientId } } })` answers the client, typed;
+ * any answer other than 2xx is thrown as ApiError (401 also sends the app to sign-in unless quiet401).
+ */
 export const api = {
-  get: <T>(path: string) => request<T>('GET', path),
-  post: <T>(path: string, body?: unknown) => request<T>('POST', path, body ?? {}),
-  patch: <T>(path: string, body: unknown) => request<T>('PATCH', path, body),
-  del: <T>(path: string, body?: unknown) => request<T>('DELETE', path, body),
-  /** Sign-in and setup answer 401 as part of their flow: no redirect. */
-  postQuiet: <T>(path: string, body: unknown) => request<T>('POST', path, body, { quiet401: true }),
-  getQuiet: <T>(path: string) => request<T>('GET', path, undefined, { quiet401: true }),
-  /** A file download (CSV): fetched with the cookie, then saved through a temporary link. */
-  async download(path: string, fallbackName: string): Promise<void> {
-    const res = await request<Response>('GET', path, undefined, { raw: true });
-    const blob = await res.blob();
-    const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? fallbackName;
-    const url = URL.createObjectURL(blob);
+  get: <P extends Paths<'get'>>(url: P, ...init: InitArg<Init<P, 'get'>>) =>
+    call(client.GET as unknown as Call, url, init[0] as Record<string, unknown>) as Promise<Answer<P, 'get'>>,
+  post: <P extends Paths<'post'>>(url: P, ...init: InitArg<Init<P, 'post'>>) =>
+    call(client.POST as unknown as Call, url, init[0] as Record<string, unknown>) as Promise<Answer<P, 'post'>>,
+  put: <P extends Paths<'put'>>(url: P, ...init: InitArg<Init<P, 'put'>>) =>
+    call(client.PUT as unknown as Call, url, init[0] as Record<string, unknown>) as Promise<Answer<P, 'put'>>,
+  patch: <P extends Paths<'patch'>>(url: P, ...init: InitArg<Init<P, 'patch'>>) =>
+    call(client.PATCH as unknown as Call, url, init[0] as Record<string, unknown>) as Promise<Answer<P, 'patch'>>,
+  del: <P extends Paths<'delete'>>(url: P, ...init: InitArg<Init<P, 'delete'>>) =>
+    call(client.DELETE as unknown as Call, url, init[0] as Record<string, unknown>) as Promise<Answer<P, 'delete'>>,
+  /**
+   * A file download (CSV, PDF): fetched with the cookie, then saved through a temporary link.
+   * The path is one the server documents; the query is that operation's.
+   */
+  async download<P extends Paths<'get'>>(
+    url: P,
+    init: { params?: { path?: Record<string, string>; query?: Query<P, 'get'> } },
+    fallbackName: string,
+  ): Promise<void> {
+    const r = await (client.GET as unknown as Call)(url, { ...init, parseAs: 'blob' });
+    const blob = r.data as Blob;
+    const name = /filename="([^"]+)"/.exec(r.response.headers.get('content-disposition') ?? '')?.[1] ?? fallbackName;
+    const href = URL.createObjectURL(blob);
     const a = document.createElement('a');
-    a.href = url;
+    a.href = href;
     a.download = name;
     document.body.appendChild(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    setTimeout(() => URL.revokeObjectURL(href), 10_000);
   },
+  /**
+   * A file the server answers to a POST (a break-glass bundle): what is secret travels in the body,
+   * never in the URL. Answers the saved file's name and size.
+   */
+  async downloadPost<P extends Paths<'post'>>(
+    url: P,
+    init: { params?: { path?: Record<string, string> }; body: Body<P, 'post'> },
+    fallbackName: string,
+  ): Promise<{ name: string; bytes: number }> {
+    const r = await (client.POST as unknown as Call)(url, { ...init, parseAs: 'blob' });
+    const blob = r.data as Blob;
+    const name = /filename="([^"]+)"/.exec(r.response.headers.get('content-disposition') ?? '')?.[1] ?? fallbackName;
+    const href = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = href;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 10_000);
+    return { name, bytes: blob.size };
+  },
+  /**
+   * A multipart upload (key files): the form goes as it is (the browser sets its boundary), with
+   * the same CSRF, 401 and error handling as every other call; the answer is the operation's, typed.
+   */
+  upload: <P extends Paths<'post'>>(url: P, form: FormData) => call(client.POST as unknown as Call, url, { body: form }) as Promise<Answer<P, 'post'>>,
 };
 
-export const qs = (params: Record<string, string | number | boolean | undefined | null>) => {
-  const u = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') u.set(k, String(v));
-  const s = u.toString();
-  return s ? `?${s}` : '';
-};
+// ------------------------------------------------------------------ named shapes, picked from the generated ones
+type Item<T> = T extends readonly (infer I)[] ? I : never;
 
-// ------------------------------------------------------------------ shapes the API answers
-export type Role = 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
-export type User = {
-  id: string;
-  email: string;
-  name: string;
-  role: Role;
-  clients: 'all' | string[];
-  status: 'active' | 'disabled';
-  mfaEnabled: boolean;
-  lastLoginAt: string | null;
-  createdAt: string;
-};
-export type Me = {
-  actor: { type: string; id: string; name: string; role: Role; clients: 'all' | string[] };
-  /** What this person may do now, from the server's permission table. */
-  permissions: string[];
-  /** The clients whose keys this person may reveal. */
-  revealClients: 'all' | string[];
-  user: User | null;
-  mfaEnrolmentRequired: boolean;
-  stepUpValidUntil: string | null;
-};
-export type KeySummary = {
-  id: string;
-  keyId: string | null;
-  client: { id: string; name: string };
-  device: { id: string; name: string } | null;
-  volume: { mountPoint: string | null; type: string } | null;
-  state: string;
-  /** The device's agent reported a different password for this key: it may not unlock. */
-  mayNotUnlock: boolean;
-  createdAt: string | null;
-  firstSeenAt: string;
-  lastSeenAt: string;
-  sources: { type: string; ref: string; firstSeenAt: string; lastSeenAt: string }[];
-};
-export type Client = { id: string; name: string; createdAt: string; viewerCanReveal: boolean; devices: number; keys: number };
-export type AuditEvent = {
-  seq: number;
-  id: string;
-  occurredAt: string;
-  actorType: string;
-  actorId: string;
-  actorName: string;
-  action: string;
-  clientId: string | null;
-  targetType: string | null;
-  targetId: string | null;
-  reasonCode: string | null;
-  ticket: string | null;
-  outcome: string;
-  ip: string | null;
-  userAgent: string | null;
-  details: Record<string, unknown> | null;
-  /** Derived by the server: the actor, action and reason in words; device and key ID from the details. */
-  actor: string;
-  actionLabel: string;
-  reasonLabel: string | null;
-  device: string | null;
-  keyId: string | null;
-  detailFields: { label: string; value: string; internal: boolean }[];
-};
-
-// ------------------------------------------------------------------ the Windows agent: jobs, health, rollout kit
+export type Me = Answer<'/api/v1/me', 'get'>;
+export type Permission = Me['permissions'][number];
+export type User = Answer<'/api/v1/users/{userId}', 'get'>;
+export type Role = User['role'];
+export type Client = Item<Answer<'/api/v1/clients', 'get'>>;
+export type KeySummary = Item<Answer<'/api/v1/keys', 'get'>>;
+export type AuditEvent = Item<Answer<'/api/v1/audit', 'get'>>;
 /** What the agent can be asked to do on a device (docs/agent-protocol.md). */
-export type JobKind =
-  'rotate' | 'backup' | 'backup-to-ad' | 'backup-to-entra' | 'enable-encryption' | 'resume-protection' | 'add-recovery-password' | 're-escrow';
+export type JobKind = Body<'/api/v1/devices/{deviceId}/jobs', 'post'>['kind'];
 /** The encryption method enable-encryption asks Windows for; 'default' leaves it to Windows. */
-export type EncryptionMethodChoice = 'default' | 'XtsAes128' | 'XtsAes256' | 'Aes128' | 'Aes256';
-export type Job = {
-  id: string;
-  kind: string;
-  state: string;
-  mountPoint: string | null;
-  protectorId: string | null;
-  attempts: number;
-  maxAttempts: number;
-  detail: string | null;
-  createdAt: string;
-  expiresAt: string;
-  finishedAt: string | null;
-  /** enable-encryption: the method asked for (null: Windows' default) and whether only used space is encrypted. */
-  encryptionMethod: string | null;
-  usedSpaceOnly: boolean | null;
-  /** The recovery password the job escrowed (rotate: the new one); null until one was. */
-  newProtectorId: string | null;
-  /** Who asked: manual | bulk | policy | disclosure | rotation (null for old jobs). */
-  origin: string | null;
-  sentAt: string | null;
-};
+export type EncryptionMethodChoice = NonNullable<Body<'/api/v1/devices/{deviceId}/jobs', 'post'>['encryptionMethod']>;
+export type Job = Item<Answer<'/api/v1/devices/{deviceId}/jobs', 'get'>>;
 /** A job in a client's list: the same, with its device. */
-export type ClientJob = Job & { device: { id: string; name: string } };
+export type ClientJob = Item<Answer<'/api/v1/clients/{clientId}/agent-jobs', 'get'>>;
 /** POST /clients/{id}/agent-jobs: what was (or, with dryRun, would be) queued, and why the rest was not. */
-export type BulkQueueResult = {
-  queued: number;
-  dryRun: boolean;
-  /** The jobs queued (dry run: that would be, jobId null). */
-  jobs: { jobId: string | null; deviceId: string; device: string; kind: JobKind; mountPoint: string | null; protectorId: string | null }[];
-  skipped: { deviceId: string; device: string | null; why: string }[];
-};
-export type AgentHealth = {
-  /** The agent version this server ships (agent/Keywarden-Agent.ps1). */
-  current: string;
-  /** version null: agents that did not report one. */
-  versions: { version: string | null; devices: number }[];
-  devices: {
-    id: string;
-    name: string;
-    client: { id: string; name: string };
-    agentVersion: string | null;
-    lastCheckinAt: string | null;
-    stale: boolean;
-    outdated: boolean;
-    failingJobs: number;
-  }[];
-  /** Jobs that failed or expired in the last 7 days. */
-  failingJobs: { id: string; kind: string; state: 'failed' | 'expired'; device: { id: string; name: string }; detail: string | null; finishedAt: string }[];
-};
+export type BulkQueueResult = Answer<'/api/v1/clients/{clientId}/agent-jobs', 'post'>;
+export type AgentHealth = Answer<'/api/v1/agent/health', 'get'>;
 /** GET /agent/files (public): the rollout kit the server serves, byte for byte the repository's files. */
-export type AgentFiles = { version: string; files: { name: string; sha256: string; size: number; url: string }[] };
+export type AgentFiles = Answer<'/api/v1/agent/files', 'get'>;

@@ -8,6 +8,7 @@ import {
   MantineProvider,
   MultiSelect,
   NativeSelect,
+  Notification,
   NumberInput,
   PasswordInput,
   TextInput,
@@ -53,6 +54,8 @@ const theme = createTheme({
     // stop may sit inside them (axe: aria-hidden-focus), so recharts' keyboard layer is off.
     DonutChart: DonutChart.extend({ defaultProps: { accessibilityLayer: false, pieProps: { rootTabIndex: -1 } } }),
     BarChart: BarChart.extend({ defaultProps: { accessibilityLayer: false } }),
+    // Every notification's × gets a name for screen readers (axe: button-name).
+    Notification: Notification.extend({ defaultProps: { closeButtonProps: { 'aria-label': 'Close notification' } } }),
   },
 });
 

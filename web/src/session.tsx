@@ -1,30 +1,13 @@
 import { createContext, use, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { api, type Client, type Me, type Role } from './api';
+import { api, type Client, type Me, type Permission, type Role } from './api';
 
 /**
  * Who is signed in and what they may do. The server's permission table (src/modules/authz/authz.ts)
  * is the authority: GET /me returns this person's effective permissions and clients, and the console
  * only hides what they would be refused anyway.
  */
-export type Permission =
-  | 'client:read'
-  | 'client:manage'
-  | 'device:read'
-  | 'key:list'
-  | 'key:lookup'
-  | 'key:reveal'
-  | 'key:import'
-  | 'key:export'
-  | 'audit:read'
-  | 'user:manage'
-  | 'token:manage'
-  | 'settings:manage'
-  | 'integration:manage'
-  | 'agent:manage'
-  | 'lifecycle:manage'
-  | 'lifecycle:destroy'
-  | 'lifecycle:approve';
+export type { Permission };
 
 export type SessionInfo = {
   me: Me;
@@ -39,7 +22,7 @@ const Ctx = createContext<SessionInfo | null>(null);
 
 export function SessionProvider({ me, children }: { me: Me; children: ReactNode }) {
   const role = me.actor.role;
-  const clients = useQuery({ queryKey: ['clients'], queryFn: () => api.get<Client[]>('/clients'), enabled: !me.mfaEnrolmentRequired });
+  const clients = useQuery({ queryKey: ['clients'], queryFn: () => api.get('/api/v1/clients'), enabled: !me.mfaEnrolmentRequired });
   const list = clients.data ?? [];
   const can = (p: Permission, clientId?: string) => {
     if (!me.permissions.includes(p)) return false;
@@ -65,4 +48,5 @@ export const ROLE_LABEL: Record<Role, string> = {
   auditor: 'Auditor',
   'client-viewer': 'Client viewer',
 };
-export const ROLES: Role[] = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'];
+/** Every role the server names, in the order of ROLE_LABEL (a role the API adds is a type error there). */
+export const ROLES = Object.keys(ROLE_LABEL) as Role[];

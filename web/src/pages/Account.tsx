@@ -3,7 +3,7 @@ import QRCode from 'qrcode';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Center, Code, Group, List, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { api, csrf, type Me } from '../api';
+import { api, csrf, type Answer, type Me } from '../api';
 import { CopyValue, messageOf } from '../ui';
 
 /**
@@ -35,12 +35,12 @@ function OtpQrCode({ uri }: { uri: string }) {
 /** Setting up an authenticator app: start (secret), confirm with a code, keep the recovery codes. */
 export function MfaSetup({ onDone }: { onDone?: () => void }) {
   const qc = useQueryClient();
-  const [secret, setSecret] = useState<{ secret: string; otpauthUri: string } | null>(null);
+  const [secret, setSecret] = useState<Answer<'/api/v1/me/mfa', 'post'> | null>(null);
   const [codes, setCodes] = useState<string[] | null>(null);
   const [code, setCode] = useState('');
-  const begin = useMutation({ mutationFn: () => api.post<{ secret: string; otpauthUri: string }>('/me/mfa'), onSuccess: setSecret, gcTime: 0 });
+  const begin = useMutation({ mutationFn: () => api.post('/api/v1/me/mfa'), onSuccess: setSecret, gcTime: 0 });
   const confirm = useMutation({
-    mutationFn: () => api.post<{ recoveryCodes: string[] }>('/me/mfa/confirm', { code: code.replace(/\s+/g, '') }),
+    mutationFn: () => api.post('/api/v1/me/mfa/confirm', { body: { code: code.replace(/\s+/g, '') } }),
     onSuccess: (r) => {
       setCodes(r.recoveryCodes);
       setSecret(null);
@@ -148,7 +148,7 @@ export function MfaSetup({ onDone }: { onDone?: () => void }) {
 export function MfaEnrolPage({ me }: { me: Me }) {
   const qc = useQueryClient();
   const signOut = async () => {
-    await api.post('/auth/logout').catch(() => undefined);
+    await api.post('/api/v1/auth/logout').catch(() => undefined);
     csrf.clear();
     qc.clear();
     qc.setQueryData(['session-state'], { needed: false, signedIn: false });
@@ -184,7 +184,7 @@ export function AccountTab({ me }: { me: Me }) {
   const [disableCode, setDisableCode] = useState('');
   const qc = useQueryClient();
   const change = useMutation({
-    mutationFn: () => api.post('/me/password', { currentPassword: current, newPassword: next }),
+    mutationFn: () => api.post('/api/v1/me/password', { body: { currentPassword: current, newPassword: next } }),
     onSuccess: () => {
       notifications.show({ color: 'green', message: 'Password changed. Sign in again with the new one.' });
       csrf.clear();
@@ -195,7 +195,7 @@ export function AccountTab({ me }: { me: Me }) {
     gcTime: 0,
   });
   const disable = useMutation({
-    mutationFn: () => api.del('/me/mfa', { code: disableCode.replace(/\s+/g, '') }),
+    mutationFn: () => api.del('/api/v1/me/mfa', { body: { code: disableCode.replace(/\s+/g, '') } }),
     onSuccess: () => {
       setDisableCode('');
       notifications.show({ message: 'Authenticator app removed.' });

@@ -21,8 +21,20 @@ import {
 } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconPlayerPlay } from '@tabler/icons-react';
-import { api, qs, type AgentHealth, type BulkQueueResult, type ClientJob, type EncryptionMethodChoice, type Job, type JobKind } from '../api';
-import { BULK_KINDS, ENCRYPTION_METHODS, FINDING_TITLE, JOB_HINT, JOB_LABEL, KIND_FINDINGS, JOB_ORIGIN, jobActive, jobLabel, jobState } from '../agent';
+import { api, type BulkQueueResult, type EncryptionMethodChoice, type Job, type JobKind, type Query } from '../api';
+import {
+  type BulkFinding,
+  BULK_KINDS,
+  ENCRYPTION_METHODS,
+  FINDING_TITLE,
+  JOB_HINT,
+  JOB_LABEL,
+  KIND_FINDINGS,
+  JOB_ORIGIN,
+  jobActive,
+  jobLabel,
+  jobState,
+} from '../agent';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtAgo, fmtDateTime, fmtKeyId, messageOf } from '../ui';
 
@@ -54,7 +66,7 @@ export function AgentsPage() {
   const [show, setShow] = useState<'attention' | 'all'>('attention');
   const [page, setPage] = useState(1);
   const [bulk, setBulk] = useState(false);
-  const health = useQuery({ queryKey: ['agent-health', clientId], queryFn: () => api.get<AgentHealth>(`/agent/health${qs({ clientId })}`) });
+  const health = useQuery({ queryKey: ['agent-health', clientId], queryFn: () => api.get('/api/v1/agent/health', { params: { query: { clientId } } }) });
   const manage = !!clientId && can('agent:manage', clientId);
 
   const pick = (id: string) => {
@@ -268,7 +280,9 @@ export function AgentsPage() {
   );
 }
 
-const JOB_FILTERS = [
+/** '' shows every state. */
+type JobStateFilter = NonNullable<Query<'/api/v1/clients/{clientId}/agent-jobs', 'get'>['state']> | '';
+const JOB_FILTERS: { value: JobStateFilter; label: string }[] = [
   { value: 'active', label: 'Waiting or running' },
   { value: 'failed', label: 'Failed' },
   { value: 'succeeded', label: 'Done' },
@@ -277,10 +291,10 @@ const JOB_FILTERS = [
 
 /** A client's agent jobs (GET /clients/{id}/agent-jobs), newest first. */
 function ClientJobs({ clientId }: { clientId: string }) {
-  const [state, setState] = useState('active');
+  const [state, setState] = useState<JobStateFilter>('active');
   const jobs = useQuery({
     queryKey: ['client-jobs', clientId, state],
-    queryFn: () => api.get<ClientJob[]>(`/clients/${clientId}/agent-jobs${qs({ state })}`),
+    queryFn: () => api.get('/api/v1/clients/{clientId}/agent-jobs', { params: { path: { clientId }, query: { state: state || undefined } } }),
   });
   return (
     <Card withBorder component="section" aria-labelledby="ag-jobs">
@@ -288,7 +302,7 @@ function ClientJobs({ clientId }: { clientId: string }) {
         <Title order={2} fz="md" id="ag-jobs">
           Agent jobs of this client
         </Title>
-        <NativeSelect label="Show" size="xs" value={state} onChange={(e) => setState(e.currentTarget.value)} data={JOB_FILTERS} />
+        <NativeSelect label="Show" size="xs" value={state} onChange={(e) => setState(e.currentTarget.value as JobStateFilter)} data={JOB_FILTERS} />
       </Group>
       {jobs.isPending ? (
         <Loading />
@@ -316,12 +330,14 @@ function ClientJobs({ clientId }: { clientId: string }) {
 export function BulkQueueModal({ clientId, clientName, onClose }: { clientId: string; clientName: string; onClose: () => void }) {
   const qc = useQueryClient();
   const [kind, setKind] = useState<JobKind>(BULK_KINDS[0]!);
-  const [finding, setFinding] = useState<string>(KIND_FINDINGS[BULK_KINDS[0]!][0] ?? '');
+  const [finding, setFinding] = useState<BulkFinding | ''>(KIND_FINDINGS[BULK_KINDS[0]!][0] ?? '');
   const [preview, setPreview] = useState<BulkQueueResult | null>(null);
   const [done, setDone] = useState<BulkQueueResult | null>(null);
   const run = useMutation({
     mutationFn: (dryRun: boolean) =>
-      api.post<BulkQueueResult>(`/clients/${clientId}/agent-jobs`, { kind, ...(finding ? { finding } : {}), dryRun }).then((r) => ({ r, dryRun })),
+      api
+        .post('/api/v1/clients/{clientId}/agent-jobs', { params: { path: { clientId } }, body: { kind, ...(finding ? { finding } : {}), dryRun } })
+        .then((r) => ({ r, dryRun })),
     onSuccess: ({ r, dryRun }) => {
       if (dryRun) {
         setPreview(r);
@@ -334,7 +350,7 @@ export function BulkQueueModal({ clientId, clientName, onClose }: { clientId: st
       void qc.invalidateQueries({ queryKey: ['agent-health'] });
     },
   });
-  const change = (k: JobKind, f: string) => {
+  const change = (k: JobKind, f: BulkFinding | '') => {
     setKind(k);
     setFinding(f);
     setPreview(null);
@@ -365,7 +381,7 @@ export function BulkQueueModal({ clientId, clientName, onClose }: { clientId: st
             label="Devices"
             description="Only devices with this finding, or every device with an agent"
             value={finding}
-            onChange={(e) => change(kind, e.currentTarget.value)}
+            onChange={(e) => change(kind, e.currentTarget.value as BulkFinding | '')}
             data={[
               ...KIND_FINDINGS[kind].map((f) => ({ value: f, label: FINDING_TITLE[f] ?? f })),
               { value: '', label: 'Every device with an agent (operating-system drive)' },

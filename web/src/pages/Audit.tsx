@@ -1,14 +1,16 @@
 import { useMemo, useState } from 'react';
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
-import { Alert, Badge, Button, Drawer, Group, NativeSelect, SimpleGrid, Stack, Table, Text, TextInput } from '@mantine/core';
-import { useDebouncedValue } from '@mantine/hooks';
+import { Alert, Badge, Button, Card, Collapse, Drawer, Group, NativeSelect, SimpleGrid, Stack, Table, Text, TextInput } from '@mantine/core';
+import { useDebouncedValue, useDisclosure, useMediaQuery } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
-import { IconDownload, IconSearch, IconShieldCheck, IconShieldX } from '@tabler/icons-react';
-import { api, qs, type AuditEvent } from '../api';
+import { IconAdjustmentsHorizontal, IconDownload, IconSearch, IconShieldCheck, IconShieldX } from '@tabler/icons-react';
+import { api, type Answer, type AuditEvent } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDateTime, messageOf } from '../ui';
 
-type Verify = { intact: true; events: number; headSeq: number } | { intact: false; events: number; firstBrokenSeq: number; problem: string };
+type Verify = Answer<'/api/v1/audit/verify', 'get'>;
+/** Below this width events are cards, not a table (no sideways scrolling on a phone). */
+const PHONE = '(max-width: 599px)';
 
 /** Outcomes in words (the badge shows the whole word, never a truncated code). */
 const OUTCOMES: { value: string; label: string }[] = [
@@ -45,16 +47,16 @@ export function AuditPage() {
 
   const events = useInfiniteQuery({
     queryKey: ['audit', filter],
-    queryFn: ({ pageParam }) => api.get<AuditEvent[]>(`/audit${qs({ ...filter, limit: PAGE, beforeSeq: pageParam })}`),
+    queryFn: ({ pageParam }) => api.get('/api/v1/audit', { params: { query: { ...filter, limit: PAGE, beforeSeq: pageParam } } }),
     initialPageParam: undefined as number | undefined,
     getNextPageParam: (last) => (last.length === PAGE ? last[last.length - 1]!.seq : undefined),
   });
   const actions = useQuery({
     queryKey: ['audit-actions'],
-    queryFn: () => api.get<{ action: string; label: string }[]>('/audit/actions'),
+    queryFn: () => api.get('/api/v1/audit/actions'),
     staleTime: Infinity,
   });
-  const verify = useQuery({ queryKey: ['audit-verify'], queryFn: () => api.get<Verify>('/audit/verify'), enabled: mayVerify, staleTime: 30_000 });
+  const verify = useQuery({ queryKey: ['audit-verify'], queryFn: () => api.get('/api/v1/audit/verify'), enabled: mayVerify, staleTime: 30_000 });
   const [exporting, setExporting] = useState(false);
   const rows = useMemo(() => events.data?.pages.flat() ?? [], [events.data]);
   // One entry per name: the select is for people, who do not care which internal id an actor has.
@@ -65,11 +67,16 @@ export function AuditPage() {
     return [...byName.entries()].sort((a, b) => a[1].localeCompare(b[1]));
   }, [rows, actorId]);
   const filtered = Boolean(actorId || clientId || action || settled || outcome || from || to);
+  const phone = useMediaQuery(PHONE) === true;
+  // On a phone the filters fold away under one button (the search box stays): results come first.
+  const [filtersOpen, { toggle: toggleFilters }] = useDisclosure(false);
+  const chosenFilters = [actorId, clientId, action, outcome, from, to].filter(Boolean).length;
+  const clientLabel = (e: AuditEvent) => (e.clientId ? (clientName.get(e.clientId) ?? 'another client') : '—');
 
   const exportCsv = async () => {
     setExporting(true);
     try {
-      await api.download(`/audit/export${qs({ ...filter, format: 'csv' })}`, 'keywarden-audit.csv');
+      await api.download('/api/v1/audit/export', { params: { query: { ...filter, format: 'csv' } } }, 'keywarden-audit.csv');
     } catch (e) {
       notifications.show({ color: 'red', message: messageOf(e) });
     } finally {
@@ -99,34 +106,48 @@ export function AuditPage() {
         maxLength={200}
         type="search"
       />
-      <SimpleGrid cols={{ base: 1, xs: 2, md: 3, lg: 6 }} spacing="sm">
-        <NativeSelect
-          label="Actor"
-          value={actorId}
-          onChange={(e) => setActorId(e.currentTarget.value)}
-          data={[{ value: '', label: 'Anyone' }, ...actors.map(([id, name]) => ({ value: id, label: name }))]}
-        />
-        <NativeSelect
-          label="Client"
-          value={clientId}
-          onChange={(e) => setClientId(e.currentTarget.value)}
-          data={[{ value: '', label: 'All clients' }, ...clients.map((c) => ({ value: c.id, label: c.name }))]}
-        />
-        <NativeSelect
-          label="Action"
-          value={action}
-          onChange={(e) => setAction(e.currentTarget.value)}
-          data={[{ value: '', label: 'Any action' }, ...(actions.data ?? []).map((a) => ({ value: a.action, label: a.label }))]}
-        />
-        <NativeSelect
-          label="Outcome"
-          value={outcome}
-          onChange={(e) => setOutcome(e.currentTarget.value)}
-          data={[{ value: '', label: 'Any outcome' }, ...OUTCOMES]}
-        />
-        <TextInput label="From" type="datetime-local" value={from} onChange={(e) => setFrom(e.currentTarget.value)} />
-        <TextInput label="To" type="datetime-local" value={to} onChange={(e) => setTo(e.currentTarget.value)} />
-      </SimpleGrid>
+      {phone && (
+        <Button
+          variant="default"
+          leftSection={<IconAdjustmentsHorizontal size={16} />}
+          onClick={toggleFilters}
+          aria-expanded={filtersOpen}
+          aria-controls="audit-filters"
+          w="fit-content"
+        >
+          {filtersOpen ? 'Hide filters' : chosenFilters ? `Filters (${chosenFilters})` : 'Filters'}
+        </Button>
+      )}
+      <Collapse expanded={!phone || filtersOpen} id="audit-filters">
+        <SimpleGrid cols={{ base: 1, xs: 2, md: 3, lg: 6 }} spacing="sm">
+          <NativeSelect
+            label="Actor"
+            value={actorId}
+            onChange={(e) => setActorId(e.currentTarget.value)}
+            data={[{ value: '', label: 'Anyone' }, ...actors.map(([id, name]) => ({ value: id, label: name }))]}
+          />
+          <NativeSelect
+            label="Client"
+            value={clientId}
+            onChange={(e) => setClientId(e.currentTarget.value)}
+            data={[{ value: '', label: 'All clients' }, ...clients.map((c) => ({ value: c.id, label: c.name }))]}
+          />
+          <NativeSelect
+            label="Action"
+            value={action}
+            onChange={(e) => setAction(e.currentTarget.value)}
+            data={[{ value: '', label: 'Any action' }, ...(actions.data ?? []).map((a) => ({ value: a.action, label: a.label }))]}
+          />
+          <NativeSelect
+            label="Outcome"
+            value={outcome}
+            onChange={(e) => setOutcome(e.currentTarget.value)}
+            data={[{ value: '', label: 'Any outcome' }, ...OUTCOMES]}
+          />
+          <TextInput label="From" type="datetime-local" value={from} onChange={(e) => setFrom(e.currentTarget.value)} />
+          <TextInput label="To" type="datetime-local" value={to} onChange={(e) => setTo(e.currentTarget.value)} />
+        </SimpleGrid>
+      </Collapse>
       {events.isPending ? (
         <Loading label="Loading events…" />
       ) : events.isError ? (
@@ -135,69 +156,69 @@ export function AuditPage() {
         <Empty title="No events match">{filtered ? 'Check the search text, or clear a filter.' : 'Nothing has been recorded yet.'}</Empty>
       ) : (
         <>
-          <div className="kw-table-wrap" tabIndex={0} role="region" aria-label="Audit events">
-            <Table striped highlightOnHover verticalSpacing={4} fz="sm">
-              <Table.Thead>
-                <Table.Tr>
-                  <Table.Th>Time</Table.Th>
-                  <Table.Th>Actor</Table.Th>
-                  <Table.Th>Action</Table.Th>
-                  <Table.Th>Client</Table.Th>
-                  <Table.Th>Device</Table.Th>
-                  <Table.Th>Key ID</Table.Th>
-                  <Table.Th>Ticket</Table.Th>
-                  <Table.Th>Reason</Table.Th>
-                  <Table.Th>Outcome</Table.Th>
-                  <Table.Th>Details</Table.Th>
-                </Table.Tr>
-              </Table.Thead>
-              <Table.Tbody>
-                {rows.map((e) => {
-                  const shown = e.detailFields.filter((f) => !f.internal);
-                  return (
-                    <Table.Tr key={e.id} data-testid="audit-row">
-                      <Table.Td style={{ whiteSpace: 'nowrap' }}>{fmtDateTime(e.occurredAt)}</Table.Td>
-                      <Table.Td>{e.actor}</Table.Td>
-                      <Table.Td>{e.actionLabel}</Table.Td>
-                      <Table.Td>{e.clientId ? (clientName.get(e.clientId) ?? 'another client') : '—'}</Table.Td>
-                      <Table.Td>{e.device ?? '—'}</Table.Td>
-                      <Table.Td className="kw-mono" style={{ whiteSpace: 'nowrap' }}>
-                        {e.keyId ?? '—'}
-                      </Table.Td>
-                      <Table.Td>{e.ticket ?? '—'}</Table.Td>
-                      <Table.Td>{e.reasonLabel ?? '—'}</Table.Td>
-                      <Table.Td>
-                        <Badge
-                          size="sm"
-                          variant="light"
-                          tt="none"
-                          styles={{ root: { maxWidth: 'none' }, label: { overflow: 'visible' } }}
-                          color={e.outcome === 'success' ? 'green' : e.outcome === 'denied' || e.outcome === 'error' ? 'red' : 'yellow'}
-                        >
-                          {OUTCOME_LABEL.get(e.outcome) ?? e.outcome}
-                        </Badge>
-                      </Table.Td>
-                      <Table.Td>
-                        <Stack gap={0}>
-                          {shown.slice(0, 3).map((f, i) => (
-                            <Text key={i} size="xs">
-                              <Text span size="xs" c="dimmed">
-                                {f.label}:
-                              </Text>{' '}
-                              {f.value.length > 80 ? `${f.value.slice(0, 80)}…` : f.value}
-                            </Text>
-                          ))}
-                          <Button variant="subtle" size="compact-xs" onClick={() => setOpen(e)} aria-label={`All details of event ${e.seq}`} w="fit-content">
-                            All details
-                          </Button>
-                        </Stack>
-                      </Table.Td>
-                    </Table.Tr>
-                  );
-                })}
-              </Table.Tbody>
-            </Table>
-          </div>
+          {phone ? (
+            <ul className="kw-results" aria-label="Audit events">
+              {rows.map((e) => (
+                <EventCard key={e.id} e={e} client={clientLabel(e)} onDetails={() => setOpen(e)} />
+              ))}
+            </ul>
+          ) : (
+            <div className="kw-table-wrap" tabIndex={0} role="region" aria-label="Audit events">
+              <Table striped highlightOnHover verticalSpacing={4} fz="sm">
+                <Table.Thead>
+                  <Table.Tr>
+                    <Table.Th>Time</Table.Th>
+                    <Table.Th>Actor</Table.Th>
+                    <Table.Th>Action</Table.Th>
+                    <Table.Th>Client</Table.Th>
+                    <Table.Th>Device</Table.Th>
+                    <Table.Th>Key ID</Table.Th>
+                    <Table.Th>Ticket</Table.Th>
+                    <Table.Th>Reason</Table.Th>
+                    <Table.Th>Outcome</Table.Th>
+                    <Table.Th>Details</Table.Th>
+                  </Table.Tr>
+                </Table.Thead>
+                <Table.Tbody>
+                  {rows.map((e) => {
+                    const shown = e.detailFields.filter((f) => !f.internal);
+                    return (
+                      <Table.Tr key={e.id} data-testid="audit-row">
+                        <Table.Td style={{ whiteSpace: 'nowrap' }}>{fmtDateTime(e.occurredAt)}</Table.Td>
+                        <Table.Td>{e.actor}</Table.Td>
+                        <Table.Td>{e.actionLabel}</Table.Td>
+                        <Table.Td>{clientLabel(e)}</Table.Td>
+                        <Table.Td>{e.device ?? '—'}</Table.Td>
+                        <Table.Td className="kw-mono" style={{ whiteSpace: 'nowrap' }}>
+                          {e.keyId ?? '—'}
+                        </Table.Td>
+                        <Table.Td>{e.ticket ?? '—'}</Table.Td>
+                        <Table.Td>{e.reasonLabel ?? '—'}</Table.Td>
+                        <Table.Td>
+                          <OutcomeBadge outcome={e.outcome} />
+                        </Table.Td>
+                        <Table.Td>
+                          <Stack gap={0}>
+                            {shown.slice(0, 3).map((f, i) => (
+                              <Text key={i} size="xs">
+                                <Text span size="xs" c="dimmed">
+                                  {f.label}:
+                                </Text>{' '}
+                                {f.value.length > 80 ? `${f.value.slice(0, 80)}…` : f.value}
+                              </Text>
+                            ))}
+                            <Button variant="subtle" size="compact-xs" onClick={() => setOpen(e)} aria-label={`All details of event ${e.seq}`} w="fit-content">
+                              All details
+                            </Button>
+                          </Stack>
+                        </Table.Td>
+                      </Table.Tr>
+                    );
+                  })}
+                </Table.Tbody>
+              </Table>
+            </div>
+          )}
           {events.hasNextPage && (
             <Group justify="center">
               <Button variant="default" onClick={() => void events.fetchNextPage()} loading={events.isFetchingNextPage}>
@@ -218,6 +239,62 @@ export function AuditPage() {
         {open && <EventDetails e={open} clientName={open.clientId ? (clientName.get(open.clientId) ?? null) : null} />}
       </Drawer>
     </Stack>
+  );
+}
+
+function OutcomeBadge({ outcome }: { outcome: string }) {
+  return (
+    <Badge
+      size="sm"
+      variant="light"
+      tt="none"
+      styles={{ root: { maxWidth: 'none' }, label: { overflow: 'visible' } }}
+      color={outcome === 'success' ? 'green' : outcome === 'denied' || outcome === 'error' ? 'red' : 'yellow'}
+    >
+      {OUTCOME_LABEL.get(outcome) ?? outcome}
+    </Badge>
+  );
+}
+
+/** One event on a phone: what happened, by whom, to what, and why; every detail one tap away. */
+function EventCard({ e, client, onDetails }: { e: AuditEvent; client: string; onDetails: () => void }) {
+  const facts: [string, string | null][] = [
+    ['Actor', e.actor],
+    ['Client', client === '—' ? null : client],
+    ['Device', e.device],
+    ['Key ID', e.keyId],
+    ['Ticket', e.ticket],
+    ['Reason', e.reasonLabel],
+  ];
+  return (
+    <Card component="li" withBorder padding="sm" data-testid="audit-row" style={{ minWidth: 0 }}>
+      <Group justify="space-between" gap="xs" wrap="nowrap" align="flex-start">
+        <Text fw={600} size="sm" style={{ overflowWrap: 'anywhere', minWidth: 0 }}>
+          {e.actionLabel}
+        </Text>
+        <OutcomeBadge outcome={e.outcome} />
+      </Group>
+      <Text size="xs" c="dimmed" mb={4}>
+        {fmtDateTime(e.occurredAt)}
+      </Text>
+      <dl className="kw-dl" style={{ margin: 0 }}>
+        {facts
+          .filter(([, v]) => v)
+          .map(([k, v]) => (
+            <Group key={k} gap={6} wrap="nowrap" align="baseline">
+              <Text component="dt" size="xs" c="dimmed" w={56} style={{ flexShrink: 0 }}>
+                {k}
+              </Text>
+              <Text component="dd" size="sm" m={0} className={k === 'Key ID' ? 'kw-mono' : undefined} style={{ overflowWrap: 'anywhere', minWidth: 0 }}>
+                {v}
+              </Text>
+            </Group>
+          ))}
+      </dl>
+      <Button variant="subtle" size="compact-sm" onClick={onDetails} aria-label={`All details of event ${e.seq}`} w="fit-content" mt={4} px={0}>
+        All details
+      </Button>
+    </Card>
   );
 }
 

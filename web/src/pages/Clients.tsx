@@ -1,48 +1,52 @@
 import { useState } from 'react';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { Link, useLocation, useSearchParams } from 'wouter';
-import { Anchor, Badge, Button, Card, Group, NativeSelect, Pagination, Progress, SimpleGrid, Stack, Table, Text, TextInput, Title } from '@mantine/core';
+import {
+  ActionIcon,
+  Anchor,
+  Badge,
+  Button,
+  Card,
+  Group,
+  NativeSelect,
+  Pagination,
+  Progress,
+  SimpleGrid,
+  Stack,
+  Table,
+  Text,
+  TextInput,
+  Title,
+} from '@mantine/core';
 import { DonutChart, BarChart } from '@mantine/charts';
-import { useDebouncedValue } from '@mantine/hooks';
+import { useDebouncedValue, useMediaQuery } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
-import { IconArrowDown, IconArrowUp, IconArrowsSort, IconDownload, IconPlayerPlay, IconSearch } from '@tabler/icons-react';
-import { api, qs } from '../api';
+import { IconArchive, IconArrowDown, IconArrowUp, IconArrowsSort, IconDownload, IconPencil, IconPlayerPlay, IconPlus, IconSearch } from '@tabler/icons-react';
+import { api, type Answer, type Query } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtAgo, messageOf } from '../ui';
 import { BulkQueueModal } from './Agents';
+import { AddClientModal, ArchiveClientModal, RenameClientModal } from './client-admin';
+import { ClientLifecycleCard } from './client-lifecycle';
 
-type ComplianceStatus = 'compliant' | 'non-compliant' | 'exempt' | 'unknown';
+type ClientRow = Answer<'/api/v1/console/clients', 'get'>[number];
 /** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
-type ComplianceCounts = Record<ComplianceStatus, number> & {
-  devices: number;
-  judged: number;
-  percentCompliant: number | null;
-  level: 'all' | 'most' | 'some' | 'few' | 'unknown';
-};
-type Counts = { encryption: { encrypted: number; 'not-encrypted': number; unknown: number }; escrow: { escrowed: number; notEscrowed: number } };
-type ClientRow = Counts & { id: string; name: string; devices: number; keys: number; openFindings: number; compliance: ComplianceCounts | null };
-type Overview = Counts & {
-  client: { id: string; name: string };
-  devices: number;
-  keys: number;
-  lastSeen: { day: number; week: number; month: number; older: number };
-  openFindings: number;
-  sources: Record<string, number>;
-  compliance: ComplianceCounts;
-};
-type DeviceRow = {
-  id: string;
-  name: string;
-  serial: string | null;
-  primaryUser: string | null;
-  lastSeenAt: string;
-  lastCheckinAt: string | null;
-  keys: number;
-  encryption: 'encrypted' | 'not-encrypted' | 'unknown';
-  escrowed: boolean;
-  openFindings: number;
-  compliance: ComplianceStatus;
-};
+type ComplianceCounts = NonNullable<ClientRow['compliance']>;
+type DeviceQuery = Query<'/api/v1/clients/{clientId}/devices', 'get'>;
+type ComplianceStatus = NonNullable<DeviceQuery['compliance']>;
+type DeviceRow = Answer<'/api/v1/clients/{clientId}/devices', 'get'>['items'][number];
+type Sort = NonNullable<DeviceQuery['sort']>;
+
+/** Below 600 px the lists become cards: nothing scrolls sideways on a phone. */
+const PHONE_QUERY = '(max-width: 599.98px)';
+const usePhone = () => useMediaQuery(PHONE_QUERY, false, { getInitialValueInEffect: false });
+
+/** Notifications' × is a button: it needs a name (axe). */
+const DISMISS = { 'aria-label': 'Dismiss' };
+
+/** A value from the URL, kept only when it is one the server knows. */
+const oneOf = <T extends string>(v: string | null, allowed: readonly T[]): T | undefined =>
+  v && (allowed as readonly string[]).includes(v) ? (v as T) : undefined;
 
 const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
 
@@ -50,6 +54,15 @@ const pct = (n: number, of: number) => (of ? Math.round((n / of) * 100) : 0);
 const LEVEL_COLOR: Record<ComplianceCounts['level'], string> = { all: 'green', most: 'yellow', some: 'orange', few: 'red', unknown: 'gray' };
 const STATUS_COLOR: Record<ComplianceStatus, string> = { compliant: 'teal', 'non-compliant': 'red', exempt: 'cyan', unknown: 'gray' };
 const COMPLIANCE_ORDER: readonly ComplianceStatus[] = ['compliant', 'exempt', 'non-compliant', 'unknown'];
+const ENCRYPTION_VALUES: readonly NonNullable<DeviceQuery['encryption']>[] = ['encrypted', 'not-encrypted', 'unknown'];
+const ESCROWED_VALUES: readonly NonNullable<DeviceQuery['escrowed']>[] = ['true', 'false'];
+const SEEN_LABEL: Record<NonNullable<DeviceQuery['seen']>, string> = {
+  day: 'Within 24 hours',
+  week: 'Within 7 days',
+  month: 'Within 30 days',
+  older: 'Longer ago',
+};
+const SEEN_VALUES = Object.keys(SEEN_LABEL) as NonNullable<DeviceQuery['seen']>[];
 const STATUS_LABEL: Record<ComplianceStatus, string> = { compliant: 'Compliant', 'non-compliant': 'Non-compliant', exempt: 'Exempt', unknown: 'Unknown' };
 
 /** The client page's devices table filtered by one value (the filters live in the URL). */
@@ -107,33 +120,130 @@ function Compliance({ row }: { row: ClientRow }) {
 }
 
 export function ClientsPage() {
-  const list = useQuery({ queryKey: ['console-clients'], queryFn: () => api.get<ClientRow[]>('/console/clients') });
+  const { can, me } = useSession();
+  const phone = usePhone();
+  const list = useQuery({ queryKey: ['console-clients'], queryFn: () => api.get('/api/v1/console/clients') });
   const [filter, setFilter] = useState('');
+  const [adding, setAdding] = useState(false);
+  const [renaming, setRenaming] = useState<ClientRow | null>(null);
+  const [archiving, setArchiving] = useState<ClientRow | null>(null);
+  // Renaming and archiving: whoever manages clients.
+  const manage = can('client:manage');
+  // A client is added by someone who manages every client (the server refuses a client-limited admin).
+  const mayAdd = manage && me.actor.clients === 'all';
   const rows = (list.data ?? []).filter((c) => c.name.toLowerCase().includes(filter.trim().toLowerCase()));
   const total = (list.data ?? []).reduce((a, c) => ({ devices: a.devices + c.devices, escrowed: a.escrowed + c.escrow.escrowed }), { devices: 0, escrowed: 0 });
+  const actions = (c: ClientRow) =>
+    manage ? (
+      <Group gap={4} wrap="nowrap" justify="flex-end">
+        <ActionIcon variant="subtle" color="gray" aria-label={`Rename ${c.name}`} title="Rename" onClick={() => setRenaming(c)}>
+          <IconPencil size={18} />
+        </ActionIcon>
+        <ActionIcon variant="subtle" color="red" aria-label={`Archive ${c.name}`} title="Archive" onClick={() => setArchiving(c)}>
+          <IconArchive size={18} />
+        </ActionIcon>
+      </Group>
+    ) : null;
+  const nonCompliant = (c: ClientRow) =>
+    c.compliance && c.compliance['non-compliant'] ? (
+      <Anchor
+        component={Link}
+        href={devicesHref(c.id, { compliance: 'non-compliant' })}
+        aria-label={`${c.compliance['non-compliant']} non-compliant devices of ${c.name}: show them`}
+      >
+        <Badge color="red" variant="light" style={{ cursor: 'pointer' }}>
+          {c.compliance['non-compliant']}
+        </Badge>
+      </Anchor>
+    ) : c.compliance ? (
+      '0'
+    ) : (
+      '—'
+    );
   return (
     <Stack gap="md">
       <PageTitle
         sub={list.data ? `${list.data.length} clients · ${total.devices} devices · ${pct(total.escrowed, total.devices)}% with their key escrowed` : undefined}
+        right={
+          mayAdd && list.data?.length ? (
+            <Button leftSection={<IconPlus size={16} />} onClick={() => setAdding(true)}>
+              Add client
+            </Button>
+          ) : undefined
+        }
       >
         Clients
       </PageTitle>
-      <TextInput
-        label="Filter clients"
-        placeholder="Client name"
-        value={filter}
-        onChange={(e) => setFilter(e.currentTarget.value)}
-        maw={320}
-        leftSection={<IconSearch size={16} aria-hidden />}
-      />
+      {adding && (
+        <AddClientModal
+          onClose={() => setAdding(false)}
+          onAdded={(c) => notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${c.name} was added.` })}
+        />
+      )}
+      {renaming && <RenameClientModal client={renaming} onClose={() => setRenaming(null)} />}
+      {archiving && (
+        <ArchiveClientModal
+          client={archiving}
+          onClose={() => setArchiving(null)}
+          onArchived={() =>
+            notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${archiving.name} was archived. Its keys and audit trail are kept.` })
+          }
+        />
+      )}
+      {!!list.data?.length && (
+        <TextInput
+          label="Filter clients"
+          placeholder="Client name"
+          value={filter}
+          onChange={(e) => setFilter(e.currentTarget.value)}
+          maw={320}
+          leftSection={<IconSearch size={16} aria-hidden />}
+        />
+      )}
       {list.isPending ? (
         <Loading label="Loading clients…" />
       ) : list.isError ? (
         <ErrorState error={list.error} retry={() => void list.refetch()} />
       ) : rows.length === 0 ? (
-        <Empty title={list.data.length ? 'No client matches' : 'No clients yet'}>
-          {list.data.length ? 'Try another name.' : 'Add one with “keywarden client add "Contoso"”, then import keys, enroll agents or connect Entra ID.'}
-        </Empty>
+        list.data.length ? (
+          <Empty title="No client matches">Try another name.</Empty>
+        ) : (
+          <Empty title="No clients yet">
+            {mayAdd ? (
+              <Stack gap="sm" align="center">
+                <span>Add your first client here. Then import its keys, enroll agents, or connect its Entra ID or Active Directory.</span>
+                <Button leftSection={<IconPlus size={16} />} onClick={() => setAdding(true)}>
+                  Add your first client
+                </Button>
+              </Stack>
+            ) : (
+              'An owner or admin adds clients on this page. Ask them to add yours.'
+            )}
+          </Empty>
+        )
+      ) : phone ? (
+        <ul className="kw-results" aria-label="Clients">
+          {rows.map((c) => (
+            <li key={c.id}>
+              <Card withBorder padding="sm">
+                <Group justify="space-between" wrap="nowrap" align="flex-start" gap="xs">
+                  <Anchor component={Link} href={`/clients/${c.id}`} fw={600} style={{ overflowWrap: 'anywhere' }}>
+                    {c.name}
+                  </Anchor>
+                  {actions(c)}
+                </Group>
+                <Text size="sm" c="dimmed" mb={4}>
+                  {c.devices} devices · {c.keys} keys
+                </Text>
+                <Compliance row={c} />
+                <Group gap={6} mt={4}>
+                  <Text size="sm">Non-compliant devices:</Text>
+                  {nonCompliant(c)}
+                </Group>
+              </Card>
+            </li>
+          ))}
+        </ul>
       ) : (
         <div className="kw-table-wrap" tabIndex={0}>
           <Table striped highlightOnHover verticalSpacing={8}>
@@ -144,6 +254,11 @@ export function ClientsPage() {
                 <Table.Th ta="right">Keys</Table.Th>
                 <Table.Th>Compliance</Table.Th>
                 <Table.Th ta="right">Non-compliant devices</Table.Th>
+                {manage && (
+                  <Table.Th>
+                    <span className="kw-visually-hidden">Actions</span>
+                  </Table.Th>
+                )}
               </Table.Tr>
             </Table.Thead>
             <Table.Tbody>
@@ -159,23 +274,8 @@ export function ClientsPage() {
                   <Table.Td>
                     <Compliance row={c} />
                   </Table.Td>
-                  <Table.Td ta="right">
-                    {c.compliance && c.compliance['non-compliant'] ? (
-                      <Anchor
-                        component={Link}
-                        href={devicesHref(c.id, { compliance: 'non-compliant' })}
-                        aria-label={`${c.compliance['non-compliant']} non-compliant devices of ${c.name}: show them`}
-                      >
-                        <Badge color="red" variant="light" style={{ cursor: 'pointer' }}>
-                          {c.compliance['non-compliant']}
-                        </Badge>
-                      </Anchor>
-                    ) : c.compliance ? (
-                      '0'
-                    ) : (
-                      '—'
-                    )}
-                  </Table.Td>
+                  <Table.Td ta="right">{nonCompliant(c)}</Table.Td>
+                  {manage && <Table.Td ta="right">{actions(c)}</Table.Td>}
                 </Table.Tr>
               ))}
             </Table.Tbody>
@@ -186,21 +286,25 @@ export function ClientsPage() {
   );
 }
 
-type Sort = 'name' | 'lastSeenAt' | 'keys' | 'encryption' | 'escrowed' | 'openFindings' | 'compliance';
 const PAGE = 25;
 
 export function ClientPage({ id }: { id: string }) {
   const { can } = useSession();
-  const overview = useQuery({ queryKey: ['client-overview', id], queryFn: () => api.get<Overview>(`/clients/${id}/overview`) });
+  const phone = usePhone();
+  const overview = useQuery({
+    queryKey: ['client-overview', id],
+    queryFn: () => api.get('/api/v1/clients/{clientId}/overview', { params: { path: { clientId: id } } }),
+  });
   const [q, setQ] = useState('');
   const [dq] = useDebouncedValue(q.trim(), 200);
   // The filters live in the URL, so every count and chart segment can link to its devices.
   const [params, setParams] = useSearchParams();
   const [, navigate] = useLocation();
-  const encryption = params.get('encryption') ?? '';
-  const escrowed = params.get('escrowed') ?? '';
-  const compliance = params.get('compliance') ?? '';
-  const setFilter = (name: 'encryption' | 'escrowed' | 'compliance', value: string) => {
+  const encryption = oneOf(params.get('encryption'), ENCRYPTION_VALUES);
+  const escrowed = oneOf(params.get('escrowed'), ESCROWED_VALUES);
+  const compliance = oneOf(params.get('compliance'), COMPLIANCE_ORDER);
+  const seen = oneOf(params.get('seen'), SEEN_VALUES);
+  const setFilter = (name: 'encryption' | 'escrowed' | 'compliance' | 'seen', value: string) => {
     const next = new URLSearchParams(params);
     if (value) next.set(name, value);
     else next.delete(name);
@@ -210,15 +314,19 @@ export function ClientPage({ id }: { id: string }) {
   const [sort, setSort] = useState<Sort>('name');
   const [dir, setDir] = useState<'asc' | 'desc'>('asc');
   const [page, setPage] = useState(1);
-  const filters = { q: dq, encryption, escrowed, compliance, sort, dir };
+  const filters = { q: dq, encryption, escrowed, compliance, seen, sort, dir };
   const devices = useQuery({
     queryKey: ['client-devices', id, filters, page],
-    queryFn: () => api.get<{ total: number; items: DeviceRow[] }>(`/clients/${id}/devices${qs({ ...filters, limit: PAGE, offset: (page - 1) * PAGE })}`),
+    queryFn: () =>
+      api.get('/api/v1/clients/{clientId}/devices', {
+        params: { path: { clientId: id }, query: { ...filters, limit: PAGE, offset: (page - 1) * PAGE } },
+      }),
     placeholderData: keepPreviousData,
     enabled: overview.isSuccess,
   });
   const [exporting, setExporting] = useState(false);
   const [bulk, setBulk] = useState(false);
+  const [admin, setAdmin] = useState<'rename' | 'archive' | null>(null);
 
   if (overview.isPending) return <Loading label="Loading the client…" />;
   if (overview.isError) return <ErrorState error={overview.error} retry={() => void overview.refetch()} title="This client could not be loaded" />;
@@ -251,9 +359,9 @@ export function ClientPage({ id }: { id: string }) {
   const exportCsv = async () => {
     setExporting(true);
     try {
-      await api.download(`/clients/${id}/devices/export${qs(filters)}`, 'devices.csv');
+      await api.download('/api/v1/clients/{clientId}/devices/export', { params: { path: { clientId: id }, query: filters } }, 'devices.csv');
     } catch (e) {
-      notifications.show({ color: 'red', message: messageOf(e) });
+      notifications.show({ color: 'red', closeButtonProps: DISMISS, message: messageOf(e) });
     } finally {
       setExporting(false);
     }
@@ -286,6 +394,16 @@ export function ClientPage({ id }: { id: string }) {
                   Queue agent jobs
                 </Button>
               )}
+              {can('client:manage', id) && (
+                <>
+                  <Button variant="default" leftSection={<IconPencil size={16} />} onClick={() => setAdmin('rename')}>
+                    Rename
+                  </Button>
+                  <Button variant="default" color="red" leftSection={<IconArchive size={16} />} onClick={() => setAdmin('archive')}>
+                    Archive
+                  </Button>
+                </>
+              )}
             </Group>
           }
         >
@@ -293,6 +411,17 @@ export function ClientPage({ id }: { id: string }) {
         </PageTitle>
       </div>
       {bulk && <BulkQueueModal clientId={id} clientName={o.client.name} onClose={() => setBulk(false)} />}
+      {admin === 'rename' && <RenameClientModal client={o.client} onClose={() => setAdmin(null)} />}
+      {admin === 'archive' && (
+        <ArchiveClientModal
+          client={o.client}
+          onClose={() => setAdmin(null)}
+          onArchived={() => {
+            notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${o.client.name} was archived. Its keys and audit trail are kept.` });
+            navigate('/clients');
+          }}
+        />
+      )}
       <SimpleGrid cols={{ base: 1, sm: 2, lg: 4 }} spacing="md">
         <Card withBorder component="section" aria-labelledby="ch-comp">
           <Title order={2} fz="sm" id="ch-comp" mb="xs">
@@ -400,14 +529,7 @@ export function ClientPage({ id }: { id: string }) {
             aria-hidden
             accessibilityLayer={false}
           />
-          <Legend
-            items={[
-              ['Within 24 hours', o.lastSeen.day],
-              ['Within 7 days', o.lastSeen.week],
-              ['Within 30 days', o.lastSeen.month],
-              ['Longer ago', o.lastSeen.older],
-            ]}
-          />
+          <Legend items={[...SEEN_VALUES.map((b): [string, number, string] => [SEEN_LABEL[b], o.lastSeen[b], devicesHref(id, { seen: b })])]} />
         </Card>
       </SimpleGrid>
 
@@ -432,15 +554,28 @@ export function ClientPage({ id }: { id: string }) {
             leftSection={<IconSearch size={16} aria-hidden />}
             w={240}
           />
+          {phone && (
+            <NativeSelect
+              label="Sort by"
+              value={`${sort}:${dir}`}
+              onChange={(e) => {
+                const [s, d] = e.currentTarget.value.split(':') as [Sort, 'asc' | 'desc'];
+                setSort(s);
+                setDir(d);
+                setPage(1);
+              }}
+              data={SORT_CHOICES}
+            />
+          )}
           <NativeSelect
             label="Compliance"
-            value={compliance}
+            value={compliance ?? ''}
             onChange={(e) => setFilter('compliance', e.currentTarget.value)}
             data={[{ value: '', label: 'Any' }, ...COMPLIANCE_ORDER.map((s) => ({ value: s, label: STATUS_LABEL[s] }))]}
           />
           <NativeSelect
             label="Encryption"
-            value={encryption}
+            value={encryption ?? ''}
             onChange={(e) => setFilter('encryption', e.currentTarget.value)}
             data={[
               { value: '', label: 'Any' },
@@ -451,13 +586,19 @@ export function ClientPage({ id }: { id: string }) {
           />
           <NativeSelect
             label="Key escrow"
-            value={escrowed}
+            value={escrowed ?? ''}
             onChange={(e) => setFilter('escrowed', e.currentTarget.value)}
             data={[
               { value: '', label: 'Any' },
               { value: 'true', label: 'Escrowed' },
               { value: 'false', label: 'Not escrowed' },
             ]}
+          />
+          <NativeSelect
+            label="Last seen"
+            value={seen ?? ''}
+            onChange={(e) => setFilter('seen', e.currentTarget.value)}
+            data={[{ value: '', label: 'Any time' }, ...SEEN_VALUES.map((b) => ({ value: b, label: SEEN_LABEL[b] }))]}
           />
         </Group>
         {devices.isError ? (
@@ -470,58 +611,68 @@ export function ClientPage({ id }: { id: string }) {
           </Empty>
         ) : (
           <>
-            <div className="kw-table-wrap" tabIndex={0}>
-              <Table striped highlightOnHover verticalSpacing={5} fz="sm">
-                <Table.Thead>
-                  <Table.Tr>
-                    {th('name', 'Device')}
-                    <Table.Th>Serial</Table.Th>
-                    <Table.Th>User</Table.Th>
-                    {th('compliance', 'Compliance')}
-                    {th('encryption', 'Encryption')}
-                    {th('escrowed', 'Key escrowed')}
-                    {th('keys', 'Keys', 'right')}
-                    {th('openFindings', 'Escrow findings', 'right')}
-                    {th('lastSeenAt', 'Last seen')}
-                  </Table.Tr>
-                </Table.Thead>
-                <Table.Tbody>
-                  {devices.data.items.map((d) => (
-                    <Table.Tr key={d.id}>
-                      <Table.Td>
-                        {can('device:read', id) ? (
-                          <Anchor component={Link} href={`/devices/${d.id}`} fw={600} size="sm">
-                            {d.name}
-                          </Anchor>
-                        ) : (
-                          d.name
-                        )}
-                      </Table.Td>
-                      <Table.Td className="kw-mono">{d.serial ?? '—'}</Table.Td>
-                      <Table.Td>{d.primaryUser ?? '—'}</Table.Td>
-                      <Table.Td>
-                        <Badge variant="light" size="sm" color={STATUS_COLOR[d.compliance]}>
-                          {STATUS_LABEL[d.compliance]}
-                        </Badge>
-                      </Table.Td>
-                      <Table.Td>
-                        <Badge variant="light" size="sm" color={d.encryption === 'encrypted' ? 'teal' : d.encryption === 'not-encrypted' ? 'red' : 'gray'}>
-                          {d.encryption === 'not-encrypted' ? 'not encrypted' : d.encryption}
-                        </Badge>
-                      </Table.Td>
-                      <Table.Td>
-                        <Badge variant="light" size="sm" color={d.escrowed ? 'blue' : 'orange'}>
-                          {d.escrowed ? 'yes' : 'no'}
-                        </Badge>
-                      </Table.Td>
-                      <Table.Td ta="right">{d.keys}</Table.Td>
-                      <Table.Td ta="right">{d.openFindings || '—'}</Table.Td>
-                      <Table.Td>{fmtAgo(d.lastSeenAt)}</Table.Td>
+            {phone ? (
+              <ul className="kw-results" aria-label="Devices">
+                {devices.data.items.map((d) => (
+                  <li key={d.id}>
+                    <DeviceCard d={d} link={can('device:read', id)} />
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              <div className="kw-table-wrap" tabIndex={0}>
+                <Table striped highlightOnHover verticalSpacing={5} fz="sm">
+                  <Table.Thead>
+                    <Table.Tr>
+                      {th('name', 'Device')}
+                      <Table.Th>Serial</Table.Th>
+                      <Table.Th>User</Table.Th>
+                      {th('compliance', 'Compliance')}
+                      {th('encryption', 'Encryption')}
+                      {th('escrowed', 'Key escrowed')}
+                      {th('keys', 'Keys', 'right')}
+                      {th('openFindings', 'Escrow findings', 'right')}
+                      {th('lastSeenAt', 'Last seen')}
                     </Table.Tr>
-                  ))}
-                </Table.Tbody>
-              </Table>
-            </div>
+                  </Table.Thead>
+                  <Table.Tbody>
+                    {devices.data.items.map((d) => (
+                      <Table.Tr key={d.id}>
+                        <Table.Td>
+                          {can('device:read', id) ? (
+                            <Anchor component={Link} href={`/devices/${d.id}`} fw={600} size="sm">
+                              {d.name}
+                            </Anchor>
+                          ) : (
+                            d.name
+                          )}
+                        </Table.Td>
+                        <Table.Td className="kw-mono">{d.serial ?? '—'}</Table.Td>
+                        <Table.Td>{d.primaryUser ?? '—'}</Table.Td>
+                        <Table.Td>
+                          <Badge variant="light" size="sm" color={STATUS_COLOR[d.compliance]}>
+                            {STATUS_LABEL[d.compliance]}
+                          </Badge>
+                        </Table.Td>
+                        <Table.Td>
+                          <Badge variant="light" size="sm" color={d.encryption === 'encrypted' ? 'teal' : d.encryption === 'not-encrypted' ? 'red' : 'gray'}>
+                            {d.encryption === 'not-encrypted' ? 'not encrypted' : d.encryption}
+                          </Badge>
+                        </Table.Td>
+                        <Table.Td>
+                          <Badge variant="light" size="sm" color={d.escrowed ? 'blue' : 'orange'}>
+                            {d.escrowed ? 'yes' : 'no'}
+                          </Badge>
+                        </Table.Td>
+                        <Table.Td ta="right">{d.keys}</Table.Td>
+                        <Table.Td ta="right">{d.openFindings || '—'}</Table.Td>
+                        <Table.Td>{fmtAgo(d.lastSeenAt)}</Table.Td>
+                      </Table.Tr>
+                    ))}
+                  </Table.Tbody>
+                </Table>
+              </div>
+            )}
             <Group justify="space-between" mt="sm" wrap="wrap">
               <Text size="sm" c="dimmed">
                 {(page - 1) * PAGE + 1}–{Math.min(page * PAGE, total)} of {total}
@@ -539,7 +690,51 @@ export function ClientPage({ id }: { id: string }) {
           </>
         )}
       </Card>
+      {can('device:read', id) && <ClientLifecycleCard clientId={id} clientName={o.client.name} />}
     </Stack>
+  );
+}
+
+const SORT_CHOICES: { value: `${Sort}:${'asc' | 'desc'}`; label: string }[] = [
+  { value: 'name:asc', label: 'Device name' },
+  { value: 'lastSeenAt:desc', label: 'Last seen, newest first' },
+  { value: 'compliance:desc', label: 'Compliance' },
+  { value: 'openFindings:desc', label: 'Most escrow findings' },
+  { value: 'keys:desc', label: 'Most keys' },
+];
+
+/** One device on a phone: the table's columns as a card, nothing wider than the screen. */
+function DeviceCard({ d, link }: { d: DeviceRow; link: boolean }) {
+  return (
+    <Card withBorder padding="sm">
+      {link ? (
+        <Anchor component={Link} href={`/devices/${d.id}`} fw={600} style={{ overflowWrap: 'anywhere' }}>
+          {d.name}
+        </Anchor>
+      ) : (
+        <Text fw={600} style={{ overflowWrap: 'anywhere' }}>
+          {d.name}
+        </Text>
+      )}
+      <Group gap={6} mt={4} wrap="wrap">
+        <Badge variant="light" size="sm" color={STATUS_COLOR[d.compliance]}>
+          {STATUS_LABEL[d.compliance]}
+        </Badge>
+        <Badge variant="light" size="sm" color={d.encryption === 'encrypted' ? 'teal' : d.encryption === 'not-encrypted' ? 'red' : 'gray'}>
+          {d.encryption === 'not-encrypted' ? 'not encrypted' : d.encryption}
+        </Badge>
+        <Badge variant="light" size="sm" color={d.escrowed ? 'blue' : 'orange'}>
+          {d.escrowed ? 'key escrowed' : 'key not escrowed'}
+        </Badge>
+      </Group>
+      <Text size="sm" c="dimmed" mt={4} style={{ overflowWrap: 'anywhere' }}>
+        {[d.primaryUser, d.serial ? `serial ${d.serial}` : null].filter(Boolean).join(' · ') || 'No user or serial known'}
+      </Text>
+      <Text size="sm" c="dimmed">
+        {d.keys} key{d.keys === 1 ? '' : 's'}
+        {d.openFindings ? ` · ${d.openFindings} escrow finding${d.openFindings === 1 ? '' : 's'}` : ''} · seen {fmtAgo(d.lastSeenAt)}
+      </Text>
+    </Card>
   );
 }
 

@@ -1,60 +1,28 @@
-import { useState } from 'react';
+import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
-import { Anchor, Badge, Button, Card, Group, SimpleGrid, Stack, Table, Text, Title, Menu } from '@mantine/core';
+import { Alert, Anchor, Badge, Button, Card, Group, Menu, Modal, SimpleGrid, Stack, Table, Text, TextInput, Textarea, Title } from '@mantine/core';
+import { useMediaQuery } from '@mantine/hooks';
 import { notifications } from '@mantine/notifications';
-import { IconChevronDown } from '@tabler/icons-react';
-import { api, qs, type AuditEvent, type Job, type JobKind, type KeySummary } from '../api';
+import { IconAlertTriangle, IconChevronDown, IconLock } from '@tabler/icons-react';
+import { api, type Answer, type Body, type JobKind, type KeySummary } from '../api';
 import { JOB_HINT, JOB_LABEL, VOLUME_KINDS, jobLabel } from '../agent';
 import { useSession } from '../session';
-import { Empty, ErrorState, Loading, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtAgo, fmtDateTime, fmtKeyId, messageOf } from '../ui';
+import { Empty, ErrorState, Loading, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtAgo, fmtDate, fmtDateTime, fmtKeyId, messageOf } from '../ui';
 import { EnableEncryptionModal, JobRow } from './Agents';
 import { MayNotUnlockBadge, RevealDialog } from './Reveal';
 
+/** Below this width the device page shows cards instead of tables (issue 17, item 6). */
+const PHONE = '(max-width: 599px)';
+/** The close button of a notification, named for screen readers. */
+const DISMISS = { 'aria-label': 'Dismiss' };
 /** Jobs about one recovery password (the Recovery keys table's menu). */
 const KEY_KINDS: JobKind[] = ['rotate', 'backup', 'backup-to-entra', 'backup-to-ad'];
-type QueueInput = { kind: JobKind; mountPoint: string; protectorId?: string; encryptionMethod?: string; usedSpaceOnly?: boolean };
-
-type DeviceDetail = {
-  id: string;
-  client: { id: string; name: string };
-  name: string;
-  domain: string | null;
-  serial: string | null;
-  entraDeviceId: string | null;
-  primaryUser: string | null;
-  firstSeenAt: string;
-  lastSeenAt: string;
-  retiredAt: string | null;
-  keys: number;
-  facts: Record<string, unknown> | null;
-  lastCheckinAt: string | null;
-  volumes: { id: string; mountPoint: string | null; type: string; volumeGuid: string | null; encryptionState: string | null; lastReportedAt: string | null }[];
-  recoveryKeys: KeySummary[];
-};
-type Finding = { id: string; kind: string; detail: string; protectorId: string | null; mountPoint: string | null; openedAt: string; resolvedAt: string | null };
-type DeviceCompliance = {
-  status: 'compliant' | 'non-compliant' | 'exempt' | 'unknown';
-  since: string;
-  findings: { code: string; mountPoint: string | null; title: string; explanation: string; fix: string }[];
-};
+type QueueInput = Body<'/api/v1/devices/{deviceId}/jobs', 'post'>;
+type DeviceDetail = Answer<'/api/v1/devices/{deviceId}', 'get'>;
+type ClientLifecycle = Answer<'/api/v1/clients/{clientId}/lifecycle', 'get'>;
+type Approval = ClientLifecycle['pendingApprovals'][number];
 const COMPLIANCE_COLOR: Record<string, string> = { compliant: 'green', 'non-compliant': 'red', exempt: 'cyan', unknown: 'gray' };
-type VolumeState = {
-  id: string;
-  recordedAt: string;
-  mountPoint: string | null;
-  volumeStatus: string | null;
-  protectionStatus: string | null;
-  encryptionMethod: string | null;
-  encryptionPercentage: number | null;
-};
-
-const FINDING_LABEL: Record<string, string> = {
-  unescrowed_key: 'Key not escrowed',
-  mismatch: 'Key differs from the vault',
-  no_recovery_password: 'Encrypted without a recovery password',
-  key_conflict: 'Key ID held by another device',
-};
 
 function Section({ title, children, right }: { title: string; children: React.ReactNode; right?: React.ReactNode }) {
   const id = `sec-${title.replace(/\W+/g, '-').toLowerCase()}`;
@@ -87,43 +55,46 @@ function Field({ label, value }: { label: string; value: React.ReactNode }) {
 export function DevicePage({ id }: { id: string }) {
   const { can } = useSession();
   const qc = useQueryClient();
-  const device = useQuery({ queryKey: ['device', id], queryFn: () => api.get<DeviceDetail>(`/devices/${id}`) });
-  const jobs = useQuery({ queryKey: ['device', id, 'jobs'], queryFn: () => api.get<Job[]>(`/devices/${id}/jobs`), enabled: device.isSuccess });
+  const phone = useMediaQuery(PHONE) === true;
+  const path = { params: { path: { deviceId: id } } };
+  const device = useQuery({ queryKey: ['device', id], queryFn: () => api.get('/api/v1/devices/{deviceId}', path) });
+  const jobs = useQuery({ queryKey: ['device', id, 'jobs'], queryFn: () => api.get('/api/v1/devices/{deviceId}/jobs', path), enabled: device.isSuccess });
   const findings = useQuery({
     queryKey: ['device', id, 'findings'],
-    queryFn: () => api.get<Finding[]>(`/findings${qs({ deviceId: id })}`),
+    queryFn: () => api.get('/api/v1/findings', { params: { query: { deviceId: id } } }),
     enabled: device.isSuccess,
   });
   const compliance = useQuery({
     queryKey: ['device', id, 'compliance'],
-    queryFn: () => api.get<DeviceCompliance>(`/devices/${id}/compliance`),
+    queryFn: () => api.get('/api/v1/devices/{deviceId}/compliance', path),
     enabled: device.isSuccess,
     retry: false,
   });
   const history = useQuery({
     queryKey: ['device', id, 'history'],
-    queryFn: () => api.get<VolumeState[]>(`/devices/${id}/volume-history`),
+    queryFn: () => api.get('/api/v1/devices/{deviceId}/volume-history', path),
     enabled: device.isSuccess,
   });
   const clientId = device.data?.client.id;
   const audit = useQuery({
     queryKey: ['device', id, 'audit'],
-    queryFn: () => api.get<AuditEvent[]>(`/devices/${id}/audit${qs({ limit: 50 })}`),
+    queryFn: () => api.get('/api/v1/devices/{deviceId}/audit', { params: { path: { deviceId: id }, query: { limit: 50 } } }),
     enabled: device.isSuccess && can('audit:read', clientId),
   });
   const [revealing, setRevealing] = useState<KeySummary | null>(null);
   const [encrypting, setEncrypting] = useState<string | null>(null);
   const queue = useMutation({
-    mutationFn: (b: QueueInput) => api.post<Job>(`/devices/${id}/jobs`, b),
+    mutationFn: (b: QueueInput) => api.post('/api/v1/devices/{deviceId}/jobs', { params: { path: { deviceId: id } }, body: b }),
     onSuccess: (j) => {
       notifications.show({
         color: 'green',
+        closeButtonProps: DISMISS,
         message: `Queued: ${jobLabel(j.kind)}${j.mountPoint ? ` on ${j.mountPoint}` : ''}. The agent picks it up at its next check-in.`,
       });
       setEncrypting(null);
       void qc.invalidateQueries({ queryKey: ['device', id, 'jobs'] });
     },
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', closeButtonProps: DISMISS, message: messageOf(e) }),
   });
   /** The agent menu of one volume or one key: a button that opens a list of job kinds. */
   const agentMenu = (label: string, kinds: JobKind[], pick: (k: JobKind) => void) => (
@@ -152,13 +123,39 @@ export function DevicePage({ id }: { id: string }) {
   if (device.isPending) return <Loading label="Loading the device…" />;
   if (device.isError) return <ErrorState error={device.error} retry={() => void device.refetch()} title="This device could not be loaded" />;
   const d = device.data;
-  const f = (d.facts ?? {}) as Record<string, unknown>;
+  const f = d.facts ?? {};
   const fact = (k: string) => (f[k] === undefined || f[k] === null || typeof f[k] === 'object' ? null : String(f[k]));
-  const os = f.os as { caption?: string | null; version?: string | null } | null | undefined;
-  const tpm = f.tpm as { present?: boolean | null; ready?: boolean | null; specVersion?: string | null } | null | undefined;
-  const entra = f.entra as { joinType?: string | null } | null | undefined;
+  const { os, tpm, entra } = f;
   const sources = [...new Set(d.recoveryKeys.flatMap((k) => k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type)))];
   const manage = can('agent:manage', d.client.id);
+  const mayReveal = can('key:reveal', d.client.id);
+
+  /** The actions of one key: Reveal first, always in reach; then the agent's menu. */
+  const keyActions = (k: KeySummary, full: boolean) => (
+    <Group gap={4} wrap="nowrap">
+      {mayReveal && (
+        <Button size={full ? 'sm' : 'compact-sm'} onClick={() => setRevealing(k)} aria-label={`Reveal key ${fmtKeyId(k.keyId)}`}>
+          Reveal
+        </Button>
+      )}
+      {manage &&
+        d.lastCheckinAt &&
+        k.keyId &&
+        k.volume?.mountPoint &&
+        (k.state === 'active' || k.state === 'disclosed') &&
+        agentMenu(`Agent actions for key ${fmtKeyId(k.keyId)}`, k.mayNotUnlock ? ['re-escrow', ...KEY_KINDS] : KEY_KINDS, (kind) =>
+          queue.mutate({ kind, mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
+        )}
+    </Group>
+  );
+  const stateBadges = (k: KeySummary) => (
+    <Group gap={4} wrap="wrap">
+      <Badge variant="light" color={STATE_COLOR[k.state] ?? 'gray'}>
+        {k.state}
+      </Badge>
+      {k.mayNotUnlock && <MayNotUnlockBadge />}
+    </Group>
+  );
 
   return (
     <Stack gap="md">
@@ -172,6 +169,69 @@ export function DevicePage({ id }: { id: string }) {
           {d.name}
         </PageTitle>
       </div>
+
+      <Section title="Recovery keys">
+        {!can('key:list', d.client.id) ? (
+          <Text size="sm" c="dimmed">
+            Your role does not list keys. {d.keys} key{d.keys === 1 ? '' : 's'} on file.
+          </Text>
+        ) : d.recoveryKeys.length === 0 ? (
+          <Empty title="No recovery key escrowed">
+            This device has no key in the vault. If it is encrypted, its key is at risk: enroll the agent (Settings → Enrollment), connect Entra ID or AD, or
+            import the key (Imports).
+          </Empty>
+        ) : phone ? (
+          <Stack gap="xs" component="ul" className="kw-results" aria-label="Recovery keys">
+            {d.recoveryKeys.map((k) => (
+              <Card key={k.id} withBorder padding="sm" component="li" data-testid="key-card">
+                <Stack gap={6}>
+                  <Text className="kw-mono" size="sm" style={{ overflowWrap: 'anywhere' }}>
+                    {fmtKeyId(k.keyId)}
+                  </Text>
+                  {stateBadges(k)}
+                  <Text size="xs" c="dimmed">
+                    Volume {k.volume?.mountPoint ?? '?'} · key from {fmtDate(k.createdAt ?? k.firstSeenAt)} ·{' '}
+                    {k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type).join(', ') || 'no source'}
+                  </Text>
+                  {keyActions(k, true)}
+                </Stack>
+              </Card>
+            ))}
+          </Stack>
+        ) : (
+          <div className="kw-table-wrap" tabIndex={0}>
+            <Table striped verticalSpacing={6} fz="sm">
+              <Table.Thead>
+                <Table.Tr>
+                  <Table.Th>Key ID</Table.Th>
+                  <Table.Th>Volume</Table.Th>
+                  <Table.Th>State</Table.Th>
+                  <Table.Th>Sources</Table.Th>
+                  <Table.Th>Created</Table.Th>
+                  <Table.Th>
+                    <span className="kw-visually-hidden">Actions</span>
+                  </Table.Th>
+                </Table.Tr>
+              </Table.Thead>
+              <Table.Tbody>
+                {d.recoveryKeys.map((k) => (
+                  <Table.Tr key={k.id}>
+                    <Table.Td className="kw-mono">{fmtKeyId(k.keyId)}</Table.Td>
+                    <Table.Td>{k.volume?.mountPoint ?? '?'}</Table.Td>
+                    <Table.Td>{stateBadges(k)}</Table.Td>
+                    <Table.Td>{k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type).join(', ')}</Table.Td>
+                    <Table.Td>{fmtDateTime(k.createdAt ?? k.firstSeenAt)}</Table.Td>
+                    <Table.Td>{keyActions(k, false)}</Table.Td>
+                  </Table.Tr>
+                ))}
+              </Table.Tbody>
+            </Table>
+          </div>
+        )}
+      </Section>
+
+      <LifecycleSection device={d} />
+
       {compliance.data && (
         <Section
           title="Compliance"
@@ -230,6 +290,31 @@ export function DevicePage({ id }: { id: string }) {
           <Text size="sm" c="dimmed">
             No volumes known. Volumes and their encryption state come from the Keywarden agent; imports and directories only bring keys.
           </Text>
+        ) : phone ? (
+          <Stack gap="xs" component="ul" className="kw-results" aria-label="Volumes">
+            {d.volumes.map((v) => (
+              <Card key={v.id} withBorder padding="sm" component="li">
+                <Group justify="space-between" wrap="wrap" gap="xs">
+                  <div>
+                    <Text className="kw-mono" size="sm">
+                      {v.mountPoint ?? v.volumeGuid ?? '?'}
+                    </Text>
+                    <Text size="xs" c="dimmed">
+                      {v.type} · reported {fmtAgo(v.lastReportedAt)}
+                    </Text>
+                  </div>
+                  <EncryptionBadge state={v.encryptionState} />
+                </Group>
+                {manage && v.mountPoint && d.lastCheckinAt && (
+                  <Group mt={6}>
+                    {agentMenu(`Agent actions for ${v.mountPoint}`, VOLUME_KINDS, (kind) =>
+                      kind === 'enable-encryption' ? setEncrypting(v.mountPoint) : queue.mutate({ kind, mountPoint: v.mountPoint! }),
+                    )}
+                  </Group>
+                )}
+              </Card>
+            ))}
+          </Stack>
         ) : (
           <div className="kw-table-wrap" tabIndex={0}>
             <Table striped highlightOnHover verticalSpacing={6} fz="sm">
@@ -248,20 +333,7 @@ export function DevicePage({ id }: { id: string }) {
                     <Table.Td className="kw-mono">{v.mountPoint ?? v.volumeGuid ?? '?'}</Table.Td>
                     <Table.Td>{v.type}</Table.Td>
                     <Table.Td>
-                      <Badge
-                        variant="light"
-                        color={
-                          v.encryptionState === 'FullyEncrypted'
-                            ? 'green'
-                            : v.encryptionState === 'FullyDecrypted'
-                              ? 'red'
-                              : v.encryptionState
-                                ? 'yellow'
-                                : 'gray'
-                        }
-                      >
-                        {v.encryptionState ?? 'unknown'}
-                      </Badge>
+                      <EncryptionBadge state={v.encryptionState} />
                     </Table.Td>
                     <Table.Td>{fmtAgo(v.lastReportedAt)}</Table.Td>
                     {manage && (
@@ -319,70 +391,6 @@ export function DevicePage({ id }: { id: string }) {
         )}
       </Section>
 
-      <Section title="Recovery keys">
-        {!can('key:list', d.client.id) ? (
-          <Text size="sm" c="dimmed">
-            Your role does not list keys. {d.keys} key{d.keys === 1 ? '' : 's'} on file.
-          </Text>
-        ) : d.recoveryKeys.length === 0 ? (
-          <Empty title="No recovery key escrowed">
-            This device has no key in the vault. If it is encrypted, its key is at risk: enroll the agent, connect Entra ID or AD, or import the key.
-          </Empty>
-        ) : (
-          <div className="kw-table-wrap" tabIndex={0}>
-            <Table striped verticalSpacing={6} fz="sm">
-              <Table.Thead>
-                <Table.Tr>
-                  <Table.Th>Key ID</Table.Th>
-                  <Table.Th>Volume</Table.Th>
-                  <Table.Th>State</Table.Th>
-                  <Table.Th>Sources</Table.Th>
-                  <Table.Th>Created</Table.Th>
-                  <Table.Th>
-                    <span className="kw-visually-hidden">Actions</span>
-                  </Table.Th>
-                </Table.Tr>
-              </Table.Thead>
-              <Table.Tbody>
-                {d.recoveryKeys.map((k) => (
-                  <Table.Tr key={k.id}>
-                    <Table.Td className="kw-mono">{fmtKeyId(k.keyId)}</Table.Td>
-                    <Table.Td>{k.volume?.mountPoint ?? '?'}</Table.Td>
-                    <Table.Td>
-                      <Group gap={4} wrap="nowrap">
-                        <Badge variant="light" color={STATE_COLOR[k.state] ?? 'gray'}>
-                          {k.state}
-                        </Badge>
-                        {k.mayNotUnlock && <MayNotUnlockBadge />}
-                      </Group>
-                    </Table.Td>
-                    <Table.Td>{k.sources.map((s) => SOURCE_LABEL[s.type] ?? s.type).join(', ')}</Table.Td>
-                    <Table.Td>{fmtDateTime(k.createdAt ?? k.firstSeenAt)}</Table.Td>
-                    <Table.Td>
-                      <Group gap={4} wrap="nowrap">
-                        {can('key:reveal', d.client.id) && (
-                          <Button size="compact-sm" onClick={() => setRevealing(k)}>
-                            Reveal
-                          </Button>
-                        )}
-                        {manage &&
-                          d.lastCheckinAt &&
-                          k.keyId &&
-                          k.volume?.mountPoint &&
-                          (k.state === 'active' || k.state === 'disclosed') &&
-                          agentMenu(`Agent actions for key ${fmtKeyId(k.keyId)}`, k.mayNotUnlock ? ['re-escrow', ...KEY_KINDS] : KEY_KINDS, (kind) =>
-                            queue.mutate({ kind, mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
-                          )}
-                      </Group>
-                    </Table.Td>
-                  </Table.Tr>
-                ))}
-              </Table.Tbody>
-            </Table>
-          </div>
-        )}
-      </Section>
-
       <SimpleGrid cols={{ base: 1, md: 2 }} spacing="md">
         <Section title="Findings">
           {findings.isPending ? (
@@ -397,11 +405,11 @@ export function DevicePage({ id }: { id: string }) {
             <Stack gap="xs">
               {findings.data.map((x) => (
                 <Group key={x.id} justify="space-between" wrap="nowrap" align="flex-start">
-                  <div>
+                  <div style={{ minWidth: 0 }}>
                     <Text size="sm" fw={600}>
-                      {FINDING_LABEL[x.kind] ?? x.kind} {x.mountPoint ? `(${x.mountPoint})` : ''}
+                      {x.title} {x.mountPoint ? `(${x.mountPoint})` : ''}
                     </Text>
-                    <Text size="xs" c="dimmed">
+                    <Text size="xs" c="dimmed" style={{ overflowWrap: 'anywhere' }}>
                       {x.detail}
                     </Text>
                   </div>
@@ -442,6 +450,21 @@ export function DevicePage({ id }: { id: string }) {
             <Text size="sm" c="dimmed">
               Nothing recorded about this device or its keys yet.
             </Text>
+          ) : phone ? (
+            <Stack gap="xs" component="ul" className="kw-results" aria-label="Audit trail">
+              {audit.data.map((e) => (
+                <Card key={e.id} withBorder padding="xs" component="li">
+                  <Text size="sm" fw={600}>
+                    {e.actionLabel}
+                    {e.outcome !== 'success' ? ` (${e.outcome})` : ''}
+                  </Text>
+                  <Text size="xs" c="dimmed" style={{ overflowWrap: 'anywhere' }}>
+                    {fmtDateTime(e.occurredAt)} · {e.actor}
+                    {e.reasonLabel || e.ticket ? ` · ${[e.reasonLabel, e.ticket].filter(Boolean).join(' · ')}` : ''}
+                  </Text>
+                </Card>
+              ))}
+            </Stack>
           ) : (
             <div className="kw-table-wrap" tabIndex={0}>
               <Table verticalSpacing={4} fz="sm">
@@ -458,10 +481,10 @@ export function DevicePage({ id }: { id: string }) {
                   {audit.data.map((e) => (
                     <Table.Tr key={e.id}>
                       <Table.Td>{fmtDateTime(e.occurredAt)}</Table.Td>
-                      <Table.Td>{e.actorName}</Table.Td>
-                      <Table.Td className="kw-mono">{e.action}</Table.Td>
+                      <Table.Td>{e.actor}</Table.Td>
+                      <Table.Td>{e.actionLabel}</Table.Td>
                       <Table.Td>{e.outcome}</Table.Td>
-                      <Table.Td>{[e.reasonCode, e.ticket].filter(Boolean).join(' · ') || '—'}</Table.Td>
+                      <Table.Td>{[e.reasonLabel, e.ticket].filter(Boolean).join(' · ') || '—'}</Table.Td>
                     </Table.Tr>
                   ))}
                 </Table.Tbody>
@@ -481,5 +504,289 @@ export function DevicePage({ id }: { id: string }) {
         />
       )}
     </Stack>
+  );
+}
+
+function EncryptionBadge({ state }: { state: string | null }) {
+  const color = state === 'FullyEncrypted' ? 'green' : state === 'FullyDecrypted' ? 'red' : state ? 'yellow' : 'gray';
+  return (
+    <Badge variant="light" color={color}>
+      {state ?? 'unknown'}
+    </Badge>
+  );
+}
+
+// ------------------------------------------------------------------ lifecycle: retire, reinstate, legal hold, destroy keys
+
+type LifecycleAction = 'retire' | 'reinstate' | 'hold' | 'lift' | 'destroy';
+const ACTION_TITLE: Record<LifecycleAction, string> = {
+  retire: 'Retire this device',
+  reinstate: 'Put this device back in service',
+  hold: 'Put this device under legal hold',
+  lift: 'Lift the legal hold',
+  destroy: "Destroy this device's keys now",
+};
+
+/** An approval in words: who asked, when, until when a second owner can approve. */
+function approvalWords(a: Approval): string {
+  const what =
+    a.action === 'destroy-device-keys' ? "Destroying this device's keys" : a.action === 'offboard-client' ? 'Offboarding this client' : 'A retention run';
+  return `${what} waits for a second owner's approval: requested by ${a.requestedBy} on ${fmtDateTime(a.requestedAt)}${a.reason ? ` (“${a.reason}”)` : ''}, open until ${fmtDateTime(a.expiresAt)}. Owners approve it in Settings.`;
+}
+
+/**
+ * Where the device is in its life, in words, and what may be done about it: retire / reinstate and
+ * legal hold (lifecycle:manage), lifting a hold and destroying the keys now (owners, lifecycle:destroy,
+ * with a fresh second factor). What a hold blocks is shown disabled, with why.
+ */
+function LifecycleSection({ device: d }: { device: DeviceDetail }) {
+  const { can } = useSession();
+  const status = useQuery({
+    queryKey: ['device', d.id, 'lifecycle'],
+    queryFn: () => api.get('/api/v1/devices/{deviceId}/lifecycle', { params: { path: { deviceId: d.id } } }),
+  });
+  const client = useQuery({
+    queryKey: ['device', d.id, 'client-lifecycle'],
+    queryFn: () => api.get('/api/v1/clients/{clientId}/lifecycle', { params: { path: { clientId: d.client.id } } }),
+  });
+  const [action, setAction] = useState<LifecycleAction | null>(null);
+  const manage = can('lifecycle:manage', d.client.id);
+  const destroy = can('lifecycle:destroy', d.client.id);
+
+  if (status.isPending) return null;
+  if (status.isError)
+    return (
+      <Section title="Lifecycle">
+        <ErrorState error={status.error} retry={() => void status.refetch()} />
+      </Section>
+    );
+  const s = status.data;
+  const clientHold = client.data?.legalHold ?? null;
+  const pending = (client.data?.pendingApprovals ?? []).filter((a) => a.device?.id === d.id);
+  const destroyed = !!s.keysDestroyedAt;
+  const destroyBlocked = s.legalHold
+    ? `The device is under legal hold since ${fmtDate(s.legalHold.at)}: its keys cannot be destroyed until the hold is lifted.`
+    : clientHold
+      ? `${d.client.name} is under legal hold since ${fmtDate(clientHold.at)}: nothing of it can be destroyed until that hold is lifted.`
+      : !s.retiredAt
+        ? 'Keys are only destroyed after the device is retired.'
+        : destroyed
+          ? `Its keys were already destroyed on ${fmtDate(s.keysDestroyedAt)}.`
+          : pending.some((a) => a.action === 'destroy-device-keys')
+            ? 'A request to destroy them already waits for a second owner.'
+            : null;
+
+  return (
+    <Section
+      title="Lifecycle"
+      right={
+        <Group gap={4}>
+          <Badge variant="light" color={s.retiredAt ? 'gray' : 'green'}>
+            {s.retiredAt ? 'Retired' : 'In service'}
+          </Badge>
+          {(s.legalHold || clientHold) && (
+            <Badge variant="light" color="violet" leftSection={<IconLock size={12} aria-hidden />}>
+              Legal hold
+            </Badge>
+          )}
+        </Group>
+      }
+    >
+      <Stack gap="xs">
+        <Text size="sm" data-testid="lifecycle-status">
+          {s.retiredAt
+            ? `Retired on ${fmtDate(s.retiredAt)}${s.retiredBy ? ` by ${s.retiredBy}` : ''}: ${s.status}.`
+            : 'In service: its keys are kept while the device is in use.'}
+        </Text>
+        {s.legalHold && (
+          <Text size="sm" data-testid="legal-hold">
+            Under legal hold since {fmtDate(s.legalHold.at)} (set by {s.legalHold.by}): “{s.legalHold.reason}”. None of its keys is destroyed while the hold
+            stands.
+          </Text>
+        )}
+        {clientHold && (
+          <Text size="sm">
+            {d.client.name} is under legal hold since {fmtDate(clientHold.at)}: “{clientHold.reason}”.
+          </Text>
+        )}
+        {pending.map((a) => (
+          <Alert key={a.id} color="yellow" variant="light" icon={<IconAlertTriangle size={18} />} p="xs" data-testid="pending-approval">
+            {approvalWords(a)}
+          </Alert>
+        ))}
+        {(manage || destroy) && (
+          <Group gap="xs" wrap="wrap">
+            {manage && !s.retiredAt && (
+              <Button size="sm" variant="default" onClick={() => setAction('retire')}>
+                Retire…
+              </Button>
+            )}
+            {manage && s.retiredAt && (
+              <Button size="sm" variant="default" disabled={destroyed} onClick={() => setAction('reinstate')}>
+                Reinstate…
+              </Button>
+            )}
+            {manage && !s.legalHold && (
+              <Button size="sm" variant="default" onClick={() => setAction('hold')}>
+                Set legal hold…
+              </Button>
+            )}
+            {destroy && s.legalHold && (
+              <Button size="sm" variant="default" onClick={() => setAction('lift')}>
+                Lift legal hold…
+              </Button>
+            )}
+            {destroy && (
+              <Button size="sm" color="red" variant="light" disabled={!!destroyBlocked} onClick={() => setAction('destroy')} aria-describedby="destroy-why">
+                Destroy keys now…
+              </Button>
+            )}
+          </Group>
+        )}
+        {destroy && destroyBlocked && (
+          <Text size="xs" c="dimmed" id="destroy-why">
+            Destroy keys now is not available: {destroyBlocked}
+          </Text>
+        )}
+        {manage && destroyed && s.retiredAt && (
+          <Text size="xs" c="dimmed">
+            It cannot be reinstated: its keys were destroyed on {fmtDate(s.keysDestroyedAt)}.
+          </Text>
+        )}
+      </Stack>
+      {action && <LifecycleModal action={action} device={d} onClose={() => setAction(null)} />}
+    </Section>
+  );
+}
+
+function LifecycleModal({ action, device: d, onClose }: { action: LifecycleAction; device: DeviceDetail; onClose: () => void }) {
+  const qc = useQueryClient();
+  const me = useQuery({ queryKey: ['me'], queryFn: () => api.get('/api/v1/me') });
+  const [reason, setReason] = useState('');
+  const [confirm, setConfirm] = useState('');
+  const [code, setCode] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const sensitive = action === 'lift' || action === 'destroy';
+  const mfa = me.data?.user?.mfaEnabled ?? false;
+  const fresh = !!me.data?.stepUpValidUntil && Date.parse(me.data.stepUpValidUntil) > Date.now() + 5_000;
+  const showCode = sensitive && mfa && !fresh;
+  const reasonRequired = action === 'hold' || action === 'lift';
+  const deviceId = d.id;
+  const path = { params: { path: { deviceId } } };
+
+  const run = useMutation({
+    mutationFn: async (): Promise<string> => {
+      if (showCode) {
+        await api.post('/api/v1/auth/step-up', { body: { code: code.replace(/\s+/g, '') } });
+        void qc.invalidateQueries({ queryKey: ['me'] });
+      }
+      const why = reason.trim();
+      if (action === 'retire') {
+        const r = await api.post('/api/v1/devices/{deviceId}/retire', { ...path, body: why ? { reason: why } : {} });
+        return `${d.name} is retired: ${r.status}.`;
+      }
+      if (action === 'reinstate') {
+        await api.post('/api/v1/devices/{deviceId}/reinstate', path);
+        return `${d.name} is back in service.`;
+      }
+      if (action === 'hold' || action === 'lift') {
+        await api.put('/api/v1/devices/{deviceId}/legal-hold', { ...path, body: { hold: action === 'hold', reason: why } });
+        return action === 'hold' ? `${d.name} is under legal hold.` : `The legal hold on ${d.name} is lifted.`;
+      }
+      const r = await api.post('/api/v1/devices/{deviceId}/destroy-keys', { ...path, body: { confirm, ...(why ? { reason: why } : {}) } });
+      return r.status === 'pending'
+        ? "Requested: destroying the keys waits for a second owner's approval."
+        : `The keys of ${d.name} are destroyed (${String(r.result.keys ?? 0)}).`;
+    },
+    onSuccess: (message) => {
+      notifications.show({ color: 'green', closeButtonProps: DISMISS, message });
+      void qc.invalidateQueries({ queryKey: ['device', deviceId] });
+      onClose();
+    },
+    onError: (e) => setError(messageOf(e)),
+  });
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    if (reasonRequired && !reason.trim()) return setError('Give a reason: it goes into the audit log.');
+    if (action === 'destroy' && confirm.trim() !== d.client.name) return setError(`Type the client's name exactly: ${d.client.name}`);
+    run.mutate();
+  };
+  const explain: Record<LifecycleAction, string> = {
+    retire: `${d.name} leaves service. Its keys stay in the vault for the client's retention period and can still be revealed; then they are destroyed unless a legal hold stands. You can reinstate it until then.`,
+    reinstate: `${d.name} comes back into service; its keys are kept as long as it is in use.`,
+    hold: `While the hold stands, none of the keys of ${d.name} is destroyed, not even after its retention period. Lifting it takes an owner.`,
+    lift: `Its keys can be destroyed again once their retention period has passed.`,
+    destroy: `The recovery passwords of ${d.name} are wiped from the vault for good; nobody can reveal them afterwards. The key IDs and the audit trail stay.`,
+  };
+  return (
+    <Modal opened onClose={onClose} title={ACTION_TITLE[action]} centered closeButtonProps={{ 'aria-label': 'Close' }}>
+      <form onSubmit={submit}>
+        <Stack gap="sm">
+          <Text size="sm">{explain[action]}</Text>
+          {action !== 'reinstate' && (
+            <Textarea
+              label="Reason"
+              description={reasonRequired ? 'Required; goes into the audit log' : 'Optional; goes into the audit log'}
+              value={reason}
+              onChange={(e) => setReason(e.currentTarget.value)}
+              maxLength={500}
+              required={reasonRequired}
+              autosize
+              minRows={2}
+              data-autofocus
+            />
+          )}
+          {action === 'destroy' && (
+            <TextInput
+              label={`Type the client's name to confirm: ${d.client.name}`}
+              value={confirm}
+              onChange={(e) => setConfirm(e.currentTarget.value)}
+              required
+              maxLength={300}
+              autoComplete="off"
+            />
+          )}
+          {showCode && (
+            <TextInput
+              label="Authentication code"
+              description="A current code from your authenticator app (this action needs a fresh second factor)"
+              value={code}
+              onChange={(e) => setCode(e.currentTarget.value)}
+              autoComplete="one-time-code"
+              required
+              maxLength={20}
+              classNames={{ input: 'kw-mono' }}
+            />
+          )}
+          {error && (
+            <Alert color="red" variant="light" role="alert">
+              {error}
+            </Alert>
+          )}
+          <Group justify="flex-end">
+            <Button variant="default" onClick={onClose}>
+              Cancel
+            </Button>
+            <Button
+              type="submit"
+              color={action === 'destroy' ? 'red' : undefined}
+              loading={run.isPending}
+              data-autofocus={action === 'reinstate' ? true : undefined}
+            >
+              {action === 'retire'
+                ? 'Retire'
+                : action === 'reinstate'
+                  ? 'Reinstate'
+                  : action === 'hold'
+                    ? 'Set legal hold'
+                    : action === 'lift'
+                      ? 'Lift legal hold'
+                      : 'Destroy keys'}
+            </Button>
+          </Group>
+        </Stack>
+      </form>
+    </Modal>
   );
 }

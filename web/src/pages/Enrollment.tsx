@@ -3,21 +3,10 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, Anchor, Badge, Button, Card, Group, NativeSelect, NumberInput, Stack, Table, Tabs, Text, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconDownload } from '@tabler/icons-react';
-import { api, type AgentFiles } from '../api';
+import { api } from '../api';
 import { deploymentRoutes, downloadAll, hashCheck } from '../agent';
 import { useSession } from '../session';
 import { CopyValue, Empty, ErrorState, Loading, SecretOnce, Snippet, fmtDateTime, messageOf } from '../ui';
-
-type EnrollmentToken = {
-  id: string;
-  clientId: string;
-  prefix: string;
-  createdAt: string;
-  expiresAt: string;
-  maxUses: number | null;
-  uses: number;
-  revokedAt: string | null;
-};
 
 /** The files an admin downloads for a rollout, in the order they need them. */
 const KIT_ORDER = [
@@ -64,14 +53,12 @@ export function EnrollmentTab() {
   const [days, setDays] = useState<number | string>(30);
   const [maxUses, setMaxUses] = useState<number | string>('');
   const [made, setMade] = useState<{ token: string; client: string } | null>(null);
-  const tokens = useQuery({ queryKey: ['enrollment-tokens'], queryFn: () => api.get<EnrollmentToken[]>('/agent/enrollment-tokens') });
+  const tokens = useQuery({ queryKey: ['enrollment-tokens'], queryFn: () => api.get('/api/v1/agent/enrollment-tokens') });
   const names = new Map(clients.map((c) => [c.id, c.name]));
   const create = useMutation({
     mutationFn: () =>
-      api.post<{ token: string; enrollmentToken: EnrollmentToken }>('/agent/enrollment-tokens', {
-        clientId,
-        expiresInDays: Number(days) || 30,
-        maxUses: maxUses === '' ? null : Number(maxUses),
+      api.post('/api/v1/agent/enrollment-tokens', {
+        body: { clientId, expiresInDays: Number(days) || 30, maxUses: maxUses === '' ? null : Number(maxUses) },
       }),
     onSuccess: (r) => {
       setMade({ token: r.token, client: names.get(r.enrollmentToken.clientId) ?? '' });
@@ -80,7 +67,7 @@ export function EnrollmentTab() {
     gcTime: 0,
   });
   const revoke = useMutation({
-    mutationFn: (id: string) => api.del(`/agent/enrollment-tokens/${id}`),
+    mutationFn: (id: string) => api.del('/api/v1/agent/enrollment-tokens/{tokenId}', { params: { path: { tokenId: id } } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['enrollment-tokens'] }),
     onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
@@ -206,7 +193,7 @@ export function EnrollmentTab() {
 
 /** The rollout kit from GET /agent/files: byte for byte the repository's files, with their SHA-256. */
 function AgentDownloads() {
-  const files = useQuery({ queryKey: ['agent-files'], queryFn: () => api.get<AgentFiles>('/agent/files'), staleTime: 5 * 60_000 });
+  const files = useQuery({ queryKey: ['agent-files'], queryFn: () => api.get('/api/v1/agent/files'), staleTime: 5 * 60_000 });
   const sorted = [...(files.data?.files ?? [])].sort((a, b) => rank(a.name) - rank(b.name));
   return (
     <Card withBorder component="section" aria-labelledby="enr-kit">

@@ -4,7 +4,7 @@ import { Link } from 'wouter';
 import { Alert, Anchor, Badge, Button, Group, Kbd, Loader, Paper, Stack, Text, TextInput } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
 import { IconAlertCircle, IconKey, IconSearch, IconSearchOff } from '@tabler/icons-react';
-import { api, qs, type KeySummary } from '../api';
+import { api, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtDate, fmtKeyId } from '../ui';
 import { MayNotUnlock, MayNotUnlockBadge, RevealDialog } from './Reveal';
@@ -52,10 +52,10 @@ export function FindKeyPage() {
       // A key ID goes to the lookup for every role that may reveal: it ranks several records of one
       // key ID ("try this one first"). An auditor (lists, never reveals) keeps the plain search.
       if (browse && !(isKeyId && can('key:lookup'))) {
-        const keys = await api.get<KeySummary[]>(`/keys${qs({ q: debounced, limit: 51 })}`);
+        const keys = await api.get('/api/v1/keys', { params: { query: { q: debounced, limit: 51 } } });
         return { matches: keys.length, keys: keys.slice(0, 50), tryFirst: null };
       }
-      return api.get(`/keys/lookup${qs({ keyId: debounced })}`);
+      return api.get('/api/v1/keys/lookup', { params: { query: { keyId: debounced } } });
     },
     enabled,
     placeholderData: keepPreviousData,
@@ -116,7 +116,7 @@ export function FindKeyPage() {
   );
 }
 
-type Found = { matches: number; keys: KeySummary[]; tryFirst: string | null };
+type Found = Answer<'/api/v1/keys/lookup', 'get'>;
 
 function Results(props: {
   text: string;

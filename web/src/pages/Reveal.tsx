@@ -1,15 +1,15 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, Badge, Button, Group, Modal, NativeSelect, Progress, Stack, Text, TextInput, Textarea } from '@mantine/core';
-import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle } from '@tabler/icons-react';
-import { api, ApiError, type Job, type KeySummary, type Me } from '../api';
+import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle, IconX } from '@tabler/icons-react';
+import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 
-type Revealed = { password: string; rotation: 'agent' | 'intune' | null; state: string };
-type RevealAnswer =
-  | { status: 'revealed'; key: KeySummary & { recoveryPassword: string }; rotation: 'agent' | 'intune' | null }
-  | { status: 'ambiguous'; matches: number; candidates: KeySummary[] | null };
+type RevealAnswer = Answer<'/api/v1/keys/{id}/reveal', 'post'>;
+type Revealed = { password: string; rotation: Extract<RevealAnswer, { status: 'revealed' }>['rotation']; state: string };
+/** What "Did it unlock?" answers: the key now, and every stored record of its key ID, ranked. */
+export type UnlockOutcome = Answer<'/api/v1/keys/{keyRecordId}/unlock-outcome', 'post'>;
 
 /** What happens to the key now, in the words the technician reads out. */
 function consequence(r: Revealed): string {
@@ -28,9 +28,9 @@ function consequence(r: Revealed): string {
  */
 export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; onClose: () => void }) {
   const qc = useQueryClient();
-  const reasons = useQuery({ queryKey: ['reasons'], queryFn: () => api.get<{ code: string; label: string }[]>('/keys/reasons'), staleTime: Infinity });
-  const settings = useQuery({ queryKey: ['console-settings'], queryFn: () => api.get<{ revealHideSeconds: number }>('/console/settings'), staleTime: 60_000 });
-  const me = useQuery({ queryKey: ['me'], queryFn: () => api.get<Me>('/me') });
+  const reasons = useQuery({ queryKey: ['reasons'], queryFn: () => api.get('/api/v1/keys/reasons'), staleTime: Infinity });
+  const settings = useQuery({ queryKey: ['console-settings'], queryFn: () => api.get('/api/v1/console/settings'), staleTime: 60_000 });
+  const me = useQuery({ queryKey: ['me'], queryFn: () => api.get('/api/v1/me') });
   const [reason, setReason] = useState('');
   const [ticket, setTicket] = useState('');
   const [note, setNote] = useState('');
@@ -40,8 +40,10 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const [hidden, setHidden] = useState(false);
   const [ambiguous, setAmbiguous] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
-  // The key's state after this reveal (disclosed), kept when the password is hidden again.
-  const [stateNow, setStateNow] = useState(keySummary.state);
+  // The key as it stands after this reveal (disclosed) and its unlock outcome, kept when the password is hidden again.
+  const [current, setCurrent] = useState<KeySummary>(keySummary);
+  // Set once a reveal succeeded in this dialog: the person may then say whether it unlocked.
+  const [revealedTicket, setRevealedTicket] = useState<string | null | undefined>(undefined);
   const form = useRef<HTMLFormElement>(null);
 
   // Step-up is needed when the person has an authenticator and the last proof is too old.
@@ -53,20 +55,25 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
     gcTime: 0,
     mutationFn: async () => {
       if (showCode) {
-        await api.post('/auth/step-up', { code: code.replace(/\s+/g, '') });
+        await api.post('/api/v1/auth/step-up', { body: { code: code.replace(/\s+/g, '') } });
         setCode('');
         void qc.invalidateQueries({ queryKey: ['me'] });
       }
-      return api.post<RevealAnswer>(`/keys/${encodeURIComponent(keySummary.id)}/reveal`, {
-        reason,
-        ...(ticket.trim() ? { ticket: ticket.trim() } : {}),
-        ...(note.trim() ? { note: note.trim() } : {}),
+      return api.post('/api/v1/keys/{id}/reveal', {
+        params: { path: { id: keySummary.id } },
+        body: {
+          reason,
+          ...(ticket.trim() ? { ticket: ticket.trim() } : {}),
+          ...(note.trim() ? { note: note.trim() } : {}),
+        },
       });
     },
     onSuccess: (r) => {
       if (r.status === 'revealed') {
-        setRevealed({ password: r.key.recoveryPassword, rotation: r.rotation, state: r.key.state });
-        setStateNow(r.key.state);
+        const { recoveryPassword, ...summary } = r.key;
+        setRevealed({ password: recoveryPassword, rotation: r.rotation, state: r.key.state });
+        setCurrent(summary);
+        setRevealedTicket(ticket.trim() || null);
         setHidden(false);
         // Every list that shows this key's state: the search results and its device page.
         void qc.invalidateQueries({ queryKey: ['find-key'] });
@@ -109,15 +116,19 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   return (
     <Modal opened onClose={close} title="Reveal recovery key" size="lg" closeButtonProps={{ 'aria-label': 'Close' }} centered>
       <Stack gap="md">
-        <KeyFacts k={keySummary} state={stateNow} />
-        {keySummary.mayNotUnlock && <MayNotUnlock k={keySummary} />}
+        <KeyFacts k={current} state={current.state} />
+        {current.mayNotUnlock && <MayNotUnlock k={current} />}
         {revealed ? (
-          <PasswordView revealed={revealed} seconds={settings.data?.revealHideSeconds ?? 60} onHide={hide} />
+          <>
+            <PasswordView revealed={revealed} seconds={settings.data?.revealHideSeconds ?? 60} onHide={hide} />
+            <DidItUnlock k={current} ticket={revealedTicket ?? null} onRecorded={setCurrent} />
+          </>
         ) : hidden ? (
           <Stack gap="sm">
             <Alert color="gray" variant="light" icon={<IconEyeOff size={18} />}>
               The password is hidden. Revealing it again is a new, audited reveal.
             </Alert>
+            {revealedTicket !== undefined && <DidItUnlock k={current} ticket={revealedTicket} onRecorded={setCurrent} />}
             <Group justify="flex-end">
               <Button onClick={close}>Close</Button>
             </Group>
@@ -300,15 +311,20 @@ export function MayNotUnlock({ k }: { k: KeySummary }) {
   const qc = useQueryClient();
   const mayQueue = !!(k.device && k.keyId && k.volume?.mountPoint && can('agent:manage', k.client.id));
   const queue = useMutation({
-    mutationFn: () => api.post<Job>(`/devices/${k.device!.id}/jobs`, { kind: 're-escrow', mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! }),
+    mutationFn: () =>
+      api.post('/api/v1/devices/{deviceId}/jobs', {
+        params: { path: { deviceId: k.device!.id } },
+        body: { kind: 're-escrow', mountPoint: k.volume!.mountPoint!, protectorId: k.keyId! },
+      }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['device', k.device!.id] }),
   });
   return (
     <Alert color="red" variant="light" icon={<IconAlertTriangle size={18} />} title="May not unlock" p="xs">
       <Stack gap={6}>
         <Text size="sm">
-          The device's agent reported a different password for this key: the stored one may not unlock the drive. Try it; if it fails, look for another key of
-          this device{mayQueue ? ', and ask the agent to re-escrow the real one.' : ', and ask an admin to have the agent re-escrow it.'}
+          The device's agent reported a different password for this key, or it failed when someone tried it: the stored one may not unlock the drive. Try it; if
+          it fails, look for another key of this device
+          {mayQueue ? ', and ask the agent to re-escrow the real one.' : ', and ask an admin to have the agent re-escrow it.'}
         </Text>
         {mayQueue &&
           (queue.isSuccess ? (
@@ -329,5 +345,79 @@ export function MayNotUnlock({ k }: { k: KeySummary }) {
           ))}
       </Stack>
     </Alert>
+  );
+}
+
+/**
+ * "Did it unlock?" after a reveal: only the person who revealed the key answers (the server checks).
+ * Yes settles a key ID with several stored passwords (the others are superseded, the conflict
+ * resolved); no marks the key "may not unlock" and offers a re-escrow.
+ */
+function DidItUnlock({ k, ticket, onRecorded }: { k: KeySummary; ticket: string | null; onRecorded: (k: KeySummary) => void }) {
+  const qc = useQueryClient();
+  const [answer, setAnswer] = useState<UnlockOutcome | null>(null);
+  const record = useMutation({
+    mutationFn: (unlocked: boolean) =>
+      api.post('/api/v1/keys/{keyRecordId}/unlock-outcome', { params: { path: { keyRecordId: k.id } }, body: { unlocked, ...(ticket ? { ticket } : {}) } }),
+    onSuccess: (r) => {
+      setAnswer(r);
+      onRecorded(r.key);
+      // Search results, the device page and lookups show the new state and ranking.
+      void qc.invalidateQueries({ queryKey: ['find-key'] });
+      for (const c of r.candidates) if (c.device) void qc.invalidateQueries({ queryKey: ['device', c.device.id] });
+    },
+  });
+  if (answer?.unlocked)
+    return (
+      <Alert color="green" variant="light" icon={<IconCheck size={18} />} role="status" title="Recorded: it unlocked">
+        {answer.superseded > 0
+          ? `This is the password of key ID ${fmtKeyId(k.keyId)}. The other stored password${answer.superseded === 1 ? ' is' : 's are'} now marked superseded${answer.resolvedFindings ? ' and the conflict is resolved' : ''}.`
+          : 'Thank you: the audit log records that this key unlocked the drive.'}
+      </Alert>
+    );
+  if (answer && !answer.unlocked)
+    return (
+      <Alert color="orange" variant="light" icon={<IconX size={18} />} role="status" title="Recorded: it did not unlock">
+        {answer.key.mayNotUnlock
+          ? 'This key is now marked “may not unlock” in search, on the device page and here.'
+          : 'The audit log records that this key did not unlock the drive (it has no device to mark).'}
+        {answer.tryFirst && answer.tryFirst !== k.id ? ' Another stored password of this key ID is now the one to try first: search the key ID again.' : ''}
+      </Alert>
+    );
+  return (
+    <Group gap="xs" justify="space-between" wrap="wrap" role="group" aria-labelledby={`unlock-q-${k.id}`}>
+      <Text fw={600} size="sm" id={`unlock-q-${k.id}`}>
+        Did it unlock?
+      </Text>
+      <Group gap="xs">
+        <Button
+          size="sm"
+          color="green"
+          variant="light"
+          leftSection={<IconCheck size={16} />}
+          loading={record.isPending && record.variables}
+          disabled={record.isPending}
+          onClick={() => record.mutate(true)}
+        >
+          Yes, it unlocked
+        </Button>
+        <Button
+          size="sm"
+          color="red"
+          variant="light"
+          leftSection={<IconX size={16} />}
+          loading={record.isPending && !record.variables}
+          disabled={record.isPending}
+          onClick={() => record.mutate(false)}
+        >
+          No
+        </Button>
+      </Group>
+      {record.isError && (
+        <Text size="sm" c="red" role="alert" w="100%">
+          {messageOf(record.error)}
+        </Text>
+      )}
+    </Group>
   );
 }

@@ -8,6 +8,7 @@ import {
   Card,
   Checkbox,
   Code,
+  FileInput,
   Group,
   Modal,
   MultiSelect,
@@ -20,17 +21,21 @@ import {
   Tabs,
   Text,
   TextInput,
+  Textarea,
   Title,
 } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconPlus } from '@tabler/icons-react';
-import { api, type Role, type User } from '../api';
+import { api, ApiError, type Answer, type Body, type Role, type User } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
-import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, messageOf } from '../ui';
+import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
 import { AccountTab } from './Account';
 import { EnrollmentTab } from './Enrollment';
 
-type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'security';
+/** A toast whose close button has a name (axe: button-name). */
+const notify = (n: { color: string; message: string }) => notifications.show({ ...n, closeButtonProps: { 'aria-label': 'Dismiss' } });
+
+type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security';
 
 export function SettingsPage({ tab }: { tab?: string }) {
   const { can, me } = useSession();
@@ -40,7 +45,8 @@ export function SettingsPage({ tab }: { tab?: string }) {
     { value: 'users', label: 'Users & roles', show: can('user:manage') },
     { value: 'tokens', label: 'API tokens', show: can('token:manage') },
     { value: 'enrollment', label: 'Enrollment', show: can('agent:manage') },
-    { value: 'integrations', label: 'Integrations', show: can('integration:manage') },
+    { value: 'integrations', label: 'Connections', show: can('integration:manage') },
+    { value: 'branding', label: 'Branding', show: can('settings:manage') },
     { value: 'security', label: 'Security', show: can('settings:manage') },
   ];
   const visible = tabs.filter((t) => t.show);
@@ -64,6 +70,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
         <Tabs.Panel value="tokens">{current === 'tokens' && <TokensTab />}</Tabs.Panel>
         <Tabs.Panel value="enrollment">{current === 'enrollment' && <EnrollmentTab />}</Tabs.Panel>
         <Tabs.Panel value="integrations">{current === 'integrations' && <IntegrationsTab />}</Tabs.Panel>
+        <Tabs.Panel value="branding">{current === 'branding' && <BrandingTab />}</Tabs.Panel>
         <Tabs.Panel value="security">{current === 'security' && <SecurityTab />}</Tabs.Panel>
       </Tabs>
     </Stack>
@@ -107,14 +114,15 @@ function ClientsPicker({
 function UsersTab() {
   const qc = useQueryClient();
   const { clients, me } = useSession();
-  const users = useQuery({ queryKey: ['users'], queryFn: () => api.get<User[]>('/users') });
+  const users = useQuery({ queryKey: ['users'], queryFn: () => api.get('/api/v1/users') });
   const [adding, setAdding] = useState(false);
   const [resetFor, setResetFor] = useState<User | null>(null);
   const names = new Map(clients.map((c) => [c.id, c.name]));
   const update = useMutation({
-    mutationFn: ({ id, patch }: { id: string; patch: Record<string, unknown> }) => api.patch<User>(`/users/${id}`, patch),
+    mutationFn: ({ id, patch }: { id: string; patch: Body<'/api/v1/users/{userId}', 'patch'> }) =>
+      api.patch('/api/v1/users/{userId}', { params: { path: { userId: id } }, body: patch }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
   });
   if (users.isPending) return <Loading />;
   if (users.isError) return <ErrorState error={users.error} retry={() => void users.refetch()} />;
@@ -159,7 +167,7 @@ function UsersTab() {
                     size="xs"
                     value={u.role}
                     disabled={u.id === me.actor.id}
-                    onChange={(e) => update.mutate({ id: u.id, patch: { role: e.currentTarget.value } })}
+                    onChange={(e) => update.mutate({ id: u.id, patch: { role: e.currentTarget.value as Role } })}
                     data={ROLES.map((r) => ({ value: r, label: ROLE_LABEL[r] }))}
                   />
                 </Table.Td>
@@ -217,16 +225,16 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
   const [all, setAll] = useState(false);
   const [ids, setIds] = useState<string[]>([]);
   const create = useMutation({
-    mutationFn: () => api.post<User>('/users', { email, name: name || undefined, password, role, clients: all ? 'all' : ids }),
+    mutationFn: () => api.post('/api/v1/users', { body: { email, name: name || undefined, password, role, clients: all ? 'all' : ids } }),
     onSuccess: (u) => {
-      notifications.show({ color: 'green', message: `${u.email} can now sign in.` });
+      notify({ color: 'green', message: `${u.email} can now sign in.` });
       void qc.invalidateQueries({ queryKey: ['users'] });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} title="Add user">
+    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title="Add user">
       <form
         onSubmit={(e: FormEvent) => {
           e.preventDefault();
@@ -273,15 +281,15 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
 function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void }) {
   const [password, setPassword] = useState('');
   const reset = useMutation({
-    mutationFn: () => api.post(`/users/${user.id}/password`, { password }),
+    mutationFn: () => api.post('/api/v1/users/{userId}/password', { params: { path: { userId: user.id } }, body: { password } }),
     onSuccess: () => {
-      notifications.show({ color: 'green', message: `New password set for ${user.email}; their sessions ended.` });
+      notify({ color: 'green', message: `New password set for ${user.email}; their sessions ended.` });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} title={`Set a password for ${user.email}`}>
+    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={`Set a password for ${user.email}`}>
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -317,23 +325,11 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
 }
 
 // ---------------------------------------------------------------- API tokens
-type Token = {
-  id: string;
-  name: string;
-  prefix: string;
-  role: Role;
-  clients: 'all' | string[];
-  createdBy: string;
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-};
 
 function TokensTab() {
   const qc = useQueryClient();
   const { clients, role: myRole, me } = useSession();
-  const tokens = useQuery({ queryKey: ['tokens'], queryFn: () => api.get<Token[]>('/tokens') });
+  const tokens = useQuery({ queryKey: ['tokens'], queryFn: () => api.get('/api/v1/tokens') });
   const [name, setName] = useState('');
   const [role, setRole] = useState<Role>('helpdesk');
   const [all, setAll] = useState(me.actor.clients === 'all' && myRole === 'owner');
@@ -342,8 +338,7 @@ function TokensTab() {
   const [secret, setSecret] = useState<string | null>(null);
   const names = new Map(clients.map((c) => [c.id, c.name]));
   const create = useMutation({
-    mutationFn: () =>
-      api.post<{ token: string; apiToken: Token }>('/tokens', { name, role, clients: all ? 'all' : ids, ...(days ? { expiresInDays: Number(days) } : {}) }),
+    mutationFn: () => api.post('/api/v1/tokens', { body: { name, role, clients: all ? 'all' : ids, ...(days ? { expiresInDays: Number(days) } : {}) } }),
     onSuccess: (r) => {
       setSecret(r.token);
       setName('');
@@ -352,9 +347,9 @@ function TokensTab() {
     gcTime: 0,
   });
   const revoke = useMutation({
-    mutationFn: (id: string) => api.del(`/tokens/${id}`),
+    mutationFn: (id: string) => api.del('/api/v1/tokens/{tokenId}', { params: { path: { tokenId: id } } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['tokens'] }),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
   });
   return (
     <Stack gap="md">
@@ -463,115 +458,46 @@ function TokensTab() {
   );
 }
 
-// ---------------------------------------------------------------- integrations
-type GraphConnection = {
-  id: string;
-  clientId: string;
-  tenantId: string;
-  appClientId: string;
-  syncIntervalMinutes: number;
-  enabled: boolean;
-  lastSyncAt: string | null;
-  lastStatus: string | null;
-  lastError: string | null;
-};
-type AdConnection = {
-  id: string;
-  clientId: string;
-  hosts: string[];
-  port: number;
-  tlsMode: string;
-  bindDn: string;
-  baseDns: string[];
-  lastSyncAt: string | null;
-  lastStatus: string | null;
-  lastError: string | null;
-};
-type TestResult = { ok: boolean; lines: string[] };
+// ---------------------------------------------------------------- connections (Entra ID, Active Directory)
+type GraphConnection = Answer<'/api/v1/graph/connections', 'get'>[number];
+type AdConnection = Answer<'/api/v1/directory/connections', 'get'>[number];
+type TestResult = Answer<'/api/v1/graph/connections/{connectionId}/test', 'post'> | Answer<'/api/v1/directory/connections/{connectionId}/test', 'post'>;
+type LastSync = Pick<GraphConnection | AdConnection, 'lastSyncAt' | 'lastStatus' | 'lastError'>;
+
+const STATUS_COLOR: Record<string, string> = { succeeded: 'green', failed: 'red', running: 'blue' };
+
+/** Last sync in words: when, how it went, and the error when it failed. */
+function Health({ c }: { c: LastSync }) {
+  return (
+    <Text size="xs" c={c.lastError ? 'red' : 'dimmed'}>
+      {c.lastSyncAt ? `Last sync ${fmtAgo(c.lastSyncAt)}` : 'Never synced'}
+      {c.lastStatus ? ` · ${c.lastStatus}` : ''}
+      {c.lastError ? ` · ${c.lastError}` : ''}
+    </Text>
+  );
+}
+
+function TestOutcome({ r, label }: { r: TestResult; label: string }) {
+  return (
+    <Alert mt="xs" color={r.ok ? 'green' : 'red'} variant="light" title={r.ok ? `Connection works: ${label}` : `Connection test failed: ${label}`}>
+      <Stack gap={2}>
+        {r.checks.map((c, i) => (
+          <Text key={i} size="xs">
+            {c.ok ? '✓' : '✗'} <strong>{c.check}</strong>: {c.detail}
+          </Text>
+        ))}
+      </Stack>
+    </Alert>
+  );
+}
 
 function IntegrationsTab() {
-  const qc = useQueryClient();
-  const { clients, can } = useSession();
-  const names = new Map(clients.map((c) => [c.id, c.name]));
-  const graph = useQuery({ queryKey: ['graph-connections'], queryFn: () => api.get<GraphConnection[]>('/graph/connections') });
-  const ad = useQuery({ queryKey: ['ad-connections'], queryFn: () => api.get<AdConnection[]>('/directory/connections') });
-  const [results, setResults] = useState<Record<string, TestResult>>({});
-  const [adding, setAdding] = useState(false);
-  const test = useMutation({
-    mutationFn: async ({ kind, id }: { kind: 'graph' | 'ad'; id: string }): Promise<[string, TestResult]> => {
-      if (kind === 'graph') {
-        const r = await api.post<{ ok: boolean; checks: { check: string; ok: boolean; detail: string }[] }>(`/graph/connections/${id}/test`);
-        return [id, { ok: r.ok, lines: r.checks.map((c) => `${c.ok ? '✓' : '✗'} ${c.check}: ${c.detail}`) }];
-      }
-      const r = await api.post<{ ok: boolean; detail: string }>(`/directory/connections/${id}/test`);
-      return [id, { ok: r.ok, lines: [r.detail] }];
-    },
-    onSuccess: ([id, r]) => setResults((x) => ({ ...x, [id]: r })),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
-  });
-  const sync = useMutation({
-    mutationFn: ({ kind, id }: { kind: 'graph' | 'ad'; id: string }) =>
-      api.post<{ status: string; errorText: string | null; warnings?: string | null }>(
-        kind === 'graph' ? `/graph/connections/${id}/sync` : `/directory/connections/${id}/sync`,
-      ),
-    onSuccess: (r) => {
-      notifications.show({
-        color: r.status === 'failed' ? 'red' : r.warnings ? 'yellow' : 'green',
-        message: r.status === 'failed' ? `Sync failed: ${r.errorText ?? ''}` : r.warnings ? `Sync succeeded with warnings: ${r.warnings}` : `Sync ${r.status}.`,
-      });
-      void qc.invalidateQueries({ queryKey: ['graph-connections'] });
-      void qc.invalidateQueries({ queryKey: ['ad-connections'] });
-    },
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
-  });
-
-  const row = (
-    kind: 'graph' | 'ad',
-    id: string,
-    clientId: string,
-    what: React.ReactNode,
-    c: { lastSyncAt: string | null; lastStatus: string | null; lastError: string | null },
-  ) => (
-    <Card key={id} withBorder padding="sm">
-      <Group justify="space-between" wrap="wrap" gap="sm">
-        <div>
-          <Text fw={600} size="sm">
-            {names.get(clientId) ?? clientId.slice(0, 8)}
-          </Text>
-          <Text size="xs" c="dimmed" component="div">
-            {what}
-          </Text>
-          <Text size="xs" c={c.lastError ? 'red' : 'dimmed'}>
-            Last sync {fmtAgo(c.lastSyncAt)}
-            {c.lastStatus ? ` · ${c.lastStatus}` : ''}
-            {c.lastError ? ` · ${c.lastError}` : ''}
-          </Text>
-        </div>
-        {can('integration:manage', clientId) && (
-          <Group gap="xs">
-            <Button size="xs" variant="default" onClick={() => test.mutate({ kind, id })} loading={test.isPending && test.variables?.id === id}>
-              Test connection
-            </Button>
-            <Button size="xs" variant="light" onClick={() => sync.mutate({ kind, id })} loading={sync.isPending && sync.variables?.id === id}>
-              Sync now
-            </Button>
-          </Group>
-        )}
-      </Group>
-      {results[id] && (
-        <Alert mt="xs" color={results[id].ok ? 'green' : 'red'} variant="light" title={results[id].ok ? 'Connection works' : 'Connection test failed'}>
-          <Stack gap={2}>
-            {results[id].lines.map((l, i) => (
-              <Text key={i} size="xs">
-                {l}
-              </Text>
-            ))}
-          </Stack>
-        </Alert>
-      )}
-    </Card>
-  );
-
+  const { can } = useSession();
+  const manage = can('integration:manage');
+  const [addingGraph, setAddingGraph] = useState(false);
+  const [addingAd, setAddingAd] = useState(false);
+  const graph = useQuery({ queryKey: ['graph-connections'], queryFn: () => api.get('/api/v1/graph/connections') });
+  const ad = useQuery({ queryKey: ['ad-connections'], queryFn: () => api.get('/api/v1/directory/connections') });
   return (
     <Stack gap="lg">
       <section aria-labelledby="int-entra">
@@ -579,53 +505,528 @@ function IntegrationsTab() {
           <Title order={2} fz="md" id="int-entra">
             Microsoft Entra ID
           </Title>
-          <Button size="xs" leftSection={<IconPlus size={14} />} onClick={() => setAdding(true)}>
-            Connect a tenant
-          </Button>
+          {manage && (
+            <Button size="xs" leftSection={<IconPlus size={14} />} onClick={() => setAddingGraph(true)}>
+              Connect a tenant
+            </Button>
+          )}
         </Group>
         {graph.isPending ? (
           <Loading />
         ) : graph.isError ? (
-          <ErrorState error={graph.error} />
+          <ErrorState error={graph.error} retry={() => void graph.refetch()} />
         ) : graph.data.length === 0 ? (
           <Empty title="No Entra ID tenant connected">
-            Connect a client's tenant to sync the recovery keys Entra ID holds (app registration with BitlockerKey.Read.All and Device.Read.All).
+            Choose “Connect a tenant” to sync the recovery keys a client's Entra ID holds (an app registration with BitlockerKey.Read.All and Device.Read.All).
           </Empty>
         ) : (
           <Stack gap="xs">
-            {graph.data.map((g) =>
-              row(
-                'graph',
-                g.id,
-                g.clientId,
-                <span className="kw-mono">
-                  tenant {g.tenantId} · every {g.syncIntervalMinutes} min
-                </span>,
-                g,
-              ),
-            )}
+            {graph.data.map((g) => (
+              <GraphCard key={g.id} g={g} />
+            ))}
           </Stack>
         )}
       </section>
       <section aria-labelledby="int-ad">
-        <Title order={2} fz="md" id="int-ad" mb="xs">
-          Active Directory
-        </Title>
+        <Group justify="space-between" mb="xs">
+          <Title order={2} fz="md" id="int-ad">
+            Active Directory
+          </Title>
+          {manage && (
+            <Button size="xs" leftSection={<IconPlus size={14} />} onClick={() => setAddingAd(true)}>
+              Connect Active Directory
+            </Button>
+          )}
+        </Group>
         {ad.isPending ? (
           <Loading />
         ) : ad.isError ? (
-          <ErrorState error={ad.error} />
+          <ErrorState error={ad.error} retry={() => void ad.refetch()} />
         ) : ad.data.length === 0 ? (
           <Empty title="No Active Directory connected">
-            Add one on the server with <Code>keywarden ad connect</Code> (it needs the bind password and the domain controller's certificate); it then shows
-            here.
+            Choose “Connect Active Directory” to sync the recovery passwords a client's domain keeps (a read-only account with access to
+            msFVE-RecoveryInformation).
           </Empty>
         ) : (
-          <Stack gap="xs">{ad.data.map((a) => row('ad', a.id, a.clientId, `${a.hosts.join(', ')}:${a.port} (${a.tlsMode}) · ${a.bindDn}`, a))}</Stack>
+          <Stack gap="xs">
+            {ad.data.map((a) => (
+              <AdCard key={a.id} a={a} />
+            ))}
+          </Stack>
         )}
       </section>
-      {adding && <GraphConnectModal onClose={() => setAdding(false)} />}
+      {addingGraph && <GraphConnectModal onClose={() => setAddingGraph(false)} />}
+      {addingAd && <AdConnectionModal onClose={() => setAddingAd(false)} />}
     </Stack>
+  );
+}
+
+/** Sync history: the last runs with their counts and errors. */
+function RunsTable({ rows, label }: { rows: { id: string; status: string; at: string; counts: string; error: string | null }[]; label: string }) {
+  if (!rows.length)
+    return (
+      <Text size="xs" c="dimmed" mt="xs">
+        No sync has run yet.
+      </Text>
+    );
+  return (
+    <div className="kw-table-wrap" tabIndex={0} role="region" aria-label={label}>
+      <Table fz="xs" verticalSpacing={4} mt="xs" aria-label={label}>
+        <Table.Thead>
+          <Table.Tr>
+            <Table.Th>Started</Table.Th>
+            <Table.Th>Status</Table.Th>
+            <Table.Th>Counts</Table.Th>
+            <Table.Th>Error</Table.Th>
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {rows.map((r) => (
+            <Table.Tr key={r.id}>
+              <Table.Td>{fmtDateTime(r.at)}</Table.Td>
+              <Table.Td>
+                <Badge size="sm" variant="light" color={STATUS_COLOR[r.status] ?? 'gray'}>
+                  {r.status}
+                </Badge>
+              </Table.Td>
+              <Table.Td>{r.counts}</Table.Td>
+              <Table.Td>{r.error ?? '—'}</Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </div>
+  );
+}
+
+function ConfirmRemove({ what, onConfirm, onClose, pending }: { what: string; onConfirm: () => void; onClose: () => void; pending: boolean }) {
+  return (
+    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={`Remove ${what}?`}>
+      <Stack gap="sm">
+        <Text size="sm">Syncing stops and its history is removed. Recovery keys it already synced stay in the vault.</Text>
+        <Group justify="flex-end">
+          <Button variant="default" onClick={onClose}>
+            Cancel
+          </Button>
+          <Button color="red" onClick={onConfirm} loading={pending}>
+            Remove
+          </Button>
+        </Group>
+      </Stack>
+    </Modal>
+  );
+}
+
+function GraphCard({ g }: { g: GraphConnection }) {
+  const qc = useQueryClient();
+  const { clients, can } = useSession();
+  const name = clients.find((c) => c.id === g.clientId)?.name ?? g.clientId.slice(0, 8);
+  const manage = can('integration:manage', g.clientId);
+  const [result, setResult] = useState<TestResult | null>(null);
+  const [history, setHistory] = useState(false);
+  const [removing, setRemoving] = useState(false);
+  const runs = useQuery({
+    queryKey: ['graph-runs', g.id],
+    queryFn: () => api.get('/api/v1/graph/connections/{connectionId}/runs', { params: { path: { connectionId: g.id } } }),
+    enabled: history,
+  });
+  const path = { params: { path: { connectionId: g.id } } };
+  const test = useMutation({
+    mutationFn: () => api.post('/api/v1/graph/connections/{connectionId}/test', path),
+    onSuccess: (r) => setResult({ ok: r.ok, checks: r.checks }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  const sync = useMutation({
+    mutationFn: () => api.post('/api/v1/graph/connections/{connectionId}/sync', path),
+    onSuccess: (r) => {
+      notify({
+        color: r.status === 'failed' ? 'red' : r.warnings ? 'yellow' : 'green',
+        message:
+          r.status === 'failed'
+            ? `Sync of ${name} failed: ${r.errorText ?? ''}`
+            : `Sync of ${name} ${r.status}: ${r.newKeys} new keys, ${r.unchanged} unchanged${r.warnings ? ` (warning: ${r.warnings})` : ''}.`,
+      });
+      void qc.invalidateQueries({ queryKey: ['graph-connections'] });
+      void qc.invalidateQueries({ queryKey: ['graph-runs', g.id] });
+    },
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  const remove = useMutation({
+    mutationFn: () => api.del('/api/v1/graph/connections/{connectionId}', path),
+    onSuccess: () => {
+      notify({ color: 'green', message: `Entra ID of ${name} disconnected.` });
+      void qc.invalidateQueries({ queryKey: ['graph-connections'] });
+    },
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  return (
+    <Card withBorder padding="sm" component="article" aria-label={`Entra ID of ${name}`}>
+      <Group justify="space-between" wrap="wrap" gap="sm" align="flex-start">
+        <div>
+          <Group gap={6}>
+            <Text fw={600} size="sm">
+              {name}
+            </Text>
+            {!g.enabled && (
+              <Badge size="sm" color="gray" variant="light">
+                disabled
+              </Badge>
+            )}
+          </Group>
+          <Text size="xs" c="dimmed" className="kw-mono">
+            tenant {g.tenantId} · app {g.appClientId} · every {g.syncIntervalMinutes} min
+          </Text>
+          <Health c={g} />
+        </div>
+        <Group gap="xs">
+          {manage && (
+            <>
+              <Button size="xs" variant="default" onClick={() => test.mutate()} loading={test.isPending}>
+                Test connection
+              </Button>
+              <Button size="xs" variant="light" onClick={() => sync.mutate()} loading={sync.isPending}>
+                Sync now
+              </Button>
+            </>
+          )}
+          <Button size="xs" variant="subtle" onClick={() => setHistory((h) => !h)} aria-expanded={history}>
+            {history ? 'Hide history' : 'Sync history'}
+          </Button>
+          {manage && (
+            <Button size="xs" variant="subtle" color="red" onClick={() => setRemoving(true)}>
+              Remove
+            </Button>
+          )}
+        </Group>
+      </Group>
+      {result && <TestOutcome r={result} label={`Entra ID of ${name}`} />}
+      {history &&
+        (runs.isPending ? (
+          <Loading />
+        ) : runs.isError ? (
+          <ErrorState error={runs.error} />
+        ) : (
+          <RunsTable
+            label={`Sync history of Entra ID of ${name}`}
+            rows={runs.data.map((r) => ({
+              id: r.id,
+              status: r.status,
+              at: r.startedAt,
+              counts: `${r.keysListed} listed, ${r.newKeys} new, ${r.unchanged} unchanged, ${r.removed} removed`,
+              error: r.errorText ?? r.warnings,
+            }))}
+          />
+        ))}
+      {removing && (
+        <ConfirmRemove
+          what={`the Entra ID connection of ${name}`}
+          pending={remove.isPending}
+          onClose={() => setRemoving(false)}
+          onConfirm={() => remove.mutate()}
+        />
+      )}
+    </Card>
+  );
+}
+
+function AdCard({ a }: { a: AdConnection }) {
+  const qc = useQueryClient();
+  const { clients, can } = useSession();
+  const name = clients.find((c) => c.id === a.clientId)?.name ?? a.clientId.slice(0, 8);
+  const manage = can('integration:manage', a.clientId);
+  const [result, setResult] = useState<TestResult | null>(null);
+  const [history, setHistory] = useState(false);
+  const [editing, setEditing] = useState(false);
+  const [removing, setRemoving] = useState(false);
+  const path = { params: { path: { connectionId: a.id } } };
+  const runs = useQuery({ queryKey: ['ad-runs', a.id], queryFn: () => api.get('/api/v1/directory/connections/{connectionId}/runs', path), enabled: history });
+  const refresh = () => {
+    void qc.invalidateQueries({ queryKey: ['ad-connections'] });
+    void qc.invalidateQueries({ queryKey: ['ad-runs', a.id] });
+  };
+  const test = useMutation({
+    mutationFn: () => api.post('/api/v1/directory/connections/{connectionId}/test', path),
+    onSuccess: (r) => setResult({ ok: r.ok, checks: r.checks }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  const sync = useMutation({
+    mutationFn: () => api.post('/api/v1/directory/connections/{connectionId}/sync', path),
+    onSuccess: (r) => {
+      notify({
+        color: r.status === 'failed' ? 'red' : 'green',
+        message:
+          r.status === 'failed'
+            ? `Sync of ${name} failed: ${r.errorText ?? ''}`
+            : `Sync of ${name} ${r.status} (${r.mode}): ${r.objectsRead} objects read, ${r.newKeys} new keys.`,
+      });
+      refresh();
+    },
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  const toggle = useMutation({
+    mutationFn: (enabled: boolean) => api.patch('/api/v1/directory/connections/{connectionId}', { ...path, body: { enabled } }),
+    onSuccess: (c) => {
+      notify({ color: 'green', message: `Active Directory of ${name} ${c.enabled ? 'enabled' : 'disabled'}.` });
+      refresh();
+    },
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  const remove = useMutation({
+    mutationFn: () => api.del('/api/v1/directory/connections/{connectionId}', path),
+    onSuccess: () => {
+      notify({ color: 'green', message: `Active Directory of ${name} disconnected.` });
+      void qc.invalidateQueries({ queryKey: ['ad-connections'] });
+    },
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+  });
+  return (
+    <Card withBorder padding="sm" component="article" aria-label={`Active Directory of ${name}`}>
+      <Group justify="space-between" wrap="wrap" gap="sm" align="flex-start">
+        <div style={{ minWidth: 0 }}>
+          <Group gap={6}>
+            <Text fw={600} size="sm">
+              {name}
+            </Text>
+            <Badge size="sm" color={a.enabled ? 'green' : 'gray'} variant="light">
+              {a.enabled ? 'enabled' : 'disabled'}
+            </Badge>
+          </Group>
+          <Text size="xs" c="dimmed" className="kw-mono" style={{ overflowWrap: 'anywhere' }}>
+            {a.hosts.join(', ')}:{a.port} ({a.tlsMode === 'ldaps' ? 'LDAPS' : 'StartTLS'}) · {a.bindDn} · every {a.syncIntervalMinutes} min
+          </Text>
+          <Health c={a} />
+        </div>
+        <Group gap="xs">
+          {manage && (
+            <>
+              <Button size="xs" variant="default" onClick={() => test.mutate()} loading={test.isPending}>
+                Test connection
+              </Button>
+              <Button size="xs" variant="light" onClick={() => sync.mutate()} loading={sync.isPending} disabled={!a.enabled}>
+                Sync now
+              </Button>
+              <Button size="xs" variant="default" onClick={() => setEditing(true)}>
+                Edit
+              </Button>
+              <Button size="xs" variant="default" onClick={() => toggle.mutate(!a.enabled)} loading={toggle.isPending}>
+                {a.enabled ? 'Disable' : 'Enable'}
+              </Button>
+            </>
+          )}
+          <Button size="xs" variant="subtle" onClick={() => setHistory((h) => !h)} aria-expanded={history}>
+            {history ? 'Hide history' : 'Sync history'}
+          </Button>
+          {manage && (
+            <Button size="xs" variant="subtle" color="red" onClick={() => setRemoving(true)}>
+              Remove
+            </Button>
+          )}
+        </Group>
+      </Group>
+      {result && <TestOutcome r={result} label={`Active Directory of ${name}`} />}
+      {history &&
+        (runs.isPending ? (
+          <Loading />
+        ) : runs.isError ? (
+          <ErrorState error={runs.error} />
+        ) : (
+          <RunsTable
+            label={`Sync history of Active Directory of ${name}`}
+            rows={runs.data.map((r) => ({
+              id: r.id,
+              status: r.status,
+              at: r.startedAt,
+              counts: `${r.mode}${r.dc ? ` from ${r.dc}` : ''}: ${r.objectsRead} read, ${r.newKeys} new, ${r.unchanged} unchanged, ${r.removed} removed, ${r.invalid} invalid`,
+              error: r.errorText,
+            }))}
+          />
+        ))}
+      {editing && <AdConnectionModal existing={a} onClose={() => setEditing(false)} />}
+      {removing && (
+        <ConfirmRemove
+          what={`the Active Directory connection of ${name}`}
+          pending={remove.isPending}
+          onClose={() => setRemoving(false)}
+          onConfirm={() => remove.mutate()}
+        />
+      )}
+    </Card>
+  );
+}
+
+type Trust = 'ca' | 'pin' | 'any';
+const lines = (s: string) =>
+  s
+    .split(/[\n,;]+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+/** Connect a client's Active Directory, or change a connection (the password: blank keeps it). */
+function AdConnectionModal({ existing, onClose }: { existing?: AdConnection; onClose: () => void }) {
+  const qc = useQueryClient();
+  const { clients, can } = useSession();
+  const options = clients.filter((c) => can('integration:manage', c.id));
+  const [clientId, setClientId] = useState(existing?.clientId ?? options[0]?.id ?? '');
+  const [hosts, setHosts] = useState(existing?.hosts.join('\n') ?? '');
+  const [tlsMode, setTlsMode] = useState<'ldaps' | 'starttls'>(existing?.tlsMode ?? 'ldaps');
+  const [port, setPort] = useState<number | string>(existing?.port ?? '');
+  const [trust, setTrust] = useState<Trust>(existing ? (existing.pinnedSha256 ? 'pin' : existing.hasCaCert ? 'ca' : 'any') : 'ca');
+  const [caCert, setCaCert] = useState('');
+  const [pin, setPin] = useState(existing?.pinnedSha256 ?? '');
+  const [bindDn, setBindDn] = useState(existing?.bindDn ?? '');
+  const [password, setPassword] = useState('');
+  const [baseDns, setBaseDns] = useState(existing?.baseDns.join('\n') ?? '');
+  const [interval, setInterval] = useState<number | string>(existing?.syncIntervalMinutes ?? 60);
+  const settings = () => ({
+    hosts: lines(hosts),
+    tlsMode,
+    ...(port !== '' ? { port: Number(port) } : {}),
+    // The certificate check chosen; a stored CA certificate is kept when none is pasted.
+    ...(trust === 'ca'
+      ? { ...(caCert.trim() || !existing?.hasCaCert ? { caCert: caCert.trim() || null } : {}), pinnedSha256: null, allowUntrusted: false }
+      : trust === 'pin'
+        ? { pinnedSha256: pin.trim() || null, caCert: null, allowUntrusted: false }
+        : { allowUntrusted: true, pinnedSha256: null, caCert: null }),
+    bindDn: bindDn.trim(),
+    baseDns: baseDns
+      .split('\n')
+      .map((x) => x.trim())
+      .filter(Boolean),
+    syncIntervalMinutes: Number(interval) || 60,
+  });
+  const save = useMutation({
+    mutationFn: () =>
+      existing
+        ? api.patch('/api/v1/directory/connections/{connectionId}', {
+            params: { path: { connectionId: existing.id } },
+            body: { ...settings(), ...(password ? { password } : {}) },
+          })
+        : api.post('/api/v1/directory/connections', { body: { clientId, ...settings(), password } }),
+    onSuccess: () => {
+      setPassword('');
+      notify({ color: 'green', message: existing ? 'Connection saved.' : 'Active Directory connected. Use “Test connection” to check it.' });
+      void qc.invalidateQueries({ queryKey: ['ad-connections'] });
+      onClose();
+    },
+    gcTime: 0,
+  });
+  return (
+    <Modal
+      opened
+      onClose={onClose}
+      closeButtonProps={{ 'aria-label': 'Close' }}
+      title={existing ? 'Edit the Active Directory connection' : 'Connect Active Directory'}
+      size="lg"
+    >
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          save.mutate();
+        }}
+      >
+        <Stack gap="sm">
+          {!existing && (
+            <NativeSelect
+              label="Client"
+              value={clientId}
+              onChange={(e) => setClientId(e.currentTarget.value)}
+              data={options.map((c) => ({ value: c.id, label: c.name }))}
+              required
+            />
+          )}
+          <Textarea
+            label="Domain controllers"
+            description="Host names, one per line, tried in order."
+            value={hosts}
+            onChange={(e) => setHosts(e.currentTarget.value)}
+            required
+            autosize
+            minRows={2}
+          />
+          <Group grow align="flex-start">
+            <NativeSelect
+              label="Encryption"
+              value={tlsMode}
+              onChange={(e) => setTlsMode(e.currentTarget.value as 'ldaps' | 'starttls')}
+              data={[
+                { value: 'ldaps', label: 'LDAPS (port 636)' },
+                { value: 'starttls', label: 'StartTLS (port 389)' },
+              ]}
+            />
+            <NumberInput label="Port" description="Blank: the usual one" value={port} onChange={setPort} min={1} max={65535} />
+          </Group>
+          <NativeSelect
+            label="Trust the domain controller's certificate by"
+            value={trust}
+            onChange={(e) => setTrust(e.currentTarget.value as Trust)}
+            data={[
+              { value: 'ca', label: 'The domain CA certificate' },
+              { value: 'pin', label: 'Its SHA-256 fingerprint' },
+              { value: 'any', label: 'Accepting any certificate (not recommended)' },
+            ]}
+          />
+          {trust === 'ca' && (
+            <Textarea
+              label="Domain CA certificate (PEM)"
+              description={existing?.hasCaCert ? 'A certificate is stored; paste a new one to replace it, or leave blank to keep it.' : undefined}
+              placeholder="-----BEGIN CERTIFICATE-----"
+              value={caCert}
+              onChange={(e) => setCaCert(e.currentTarget.value)}
+              autosize
+              minRows={3}
+              maxRows={8}
+              className="kw-mono"
+            />
+          )}
+          {trust === 'pin' && (
+            <TextInput label="SHA-256 fingerprint of the DC certificate" value={pin} onChange={(e) => setPin(e.currentTarget.value)} className="kw-mono" />
+          )}
+          {trust === 'any' && (
+            <Alert color="yellow" variant="light">
+              Anyone who can intercept the connection could read the bind password and the recovery keys. This choice is recorded in the audit log.
+            </Alert>
+          )}
+          <TextInput
+            label="Bind account (DN)"
+            placeholder="CN=keywarden,OU=Service Accounts,DC=corp,DC=example"
+            value={bindDn}
+            onChange={(e) => setBindDn(e.currentTarget.value)}
+            required
+          />
+          <PasswordInput
+            label="Bind password"
+            description={existing ? 'Stored encrypted and never shown. Leave blank to keep the current password.' : 'Stored encrypted; never shown again.'}
+            value={password}
+            onChange={(e) => setPassword(e.currentTarget.value)}
+            required={!existing}
+            autoComplete="new-password"
+          />
+          <Textarea
+            label="Search under (base DNs)"
+            description="One per line, e.g. OU=Contoso,DC=corp,DC=example"
+            value={baseDns}
+            onChange={(e) => setBaseDns(e.currentTarget.value)}
+            required
+            autosize
+            minRows={2}
+          />
+          <NumberInput label="Sync every (minutes)" value={interval} onChange={setInterval} min={5} max={10080} w={220} />
+          {save.error && (
+            <Alert color="red" role="alert">
+              {messageOf(save.error)}
+            </Alert>
+          )}
+          <Group justify="flex-end">
+            <Button variant="default" onClick={onClose}>
+              Cancel
+            </Button>
+            <Button type="submit" loading={save.isPending}>
+              {existing ? 'Save' : 'Connect'}
+            </Button>
+          </Group>
+        </Stack>
+      </form>
+    </Modal>
   );
 }
 
@@ -638,16 +1039,18 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
   const [appClientId, setAppClientId] = useState('');
   const [secret, setSecret] = useState('');
   const create = useMutation({
-    mutationFn: () => api.post('/graph/connections', { clientId, tenantId: tenantId.trim(), appClientId: appClientId.trim(), clientSecret: secret }),
+    mutationFn: () =>
+      api.post('/api/v1/graph/connections', { body: { clientId, tenantId: tenantId.trim(), appClientId: appClientId.trim(), clientSecret: secret } }),
     onSuccess: () => {
       setSecret('');
+      notify({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} title="Connect an Entra ID tenant">
+    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title="Connect an Entra ID tenant">
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -691,37 +1094,203 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
   );
 }
 
-// ---------------------------------------------------------------- security
-type Security = {
-  requireMfa: boolean;
-  revealHideSeconds: number;
-  stepUpMinutes: number;
-  revealLimitPerHour: number;
-  sessionIdleMinutes: number;
-  sessionMaxHours: number;
-  clients: { id: string; name: string; rotateAfterDisclosure: boolean; viewerCanReveal: boolean }[];
-};
+// ---------------------------------------------------------------- branding on reports
+type Branding = Answer<'/api/v1/settings/branding', 'get'>;
 
+/** A fresh code from the authenticator app, when the server asks for one before a change. */
+function StepUp({ onDone }: { onDone: () => void }) {
+  const [code, setCode] = useState('');
+  const verify = useMutation({
+    mutationFn: () => api.post('/api/v1/auth/step-up', { body: { code: code.replace(/\s+/g, '') } }),
+    onSuccess: () => {
+      setCode('');
+      onDone();
+    },
+    gcTime: 0,
+  });
+  return (
+    <Alert color="yellow" variant="light" title="Confirm it is you">
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          verify.mutate();
+        }}
+      >
+        <Group align="flex-end" gap="sm">
+          <TextInput
+            label="Authentication code"
+            description="From your authenticator app"
+            value={code}
+            onChange={(e) => setCode(e.currentTarget.value)}
+            inputMode="numeric"
+            autoComplete="one-time-code"
+            required
+          />
+          <Button type="submit" loading={verify.isPending}>
+            Verify and save
+          </Button>
+        </Group>
+        {verify.error && (
+          <Text size="sm" c="red" role="alert" mt="xs">
+            {messageOf(verify.error)}
+          </Text>
+        )}
+      </form>
+    </Alert>
+  );
+}
+
+function BrandingTab() {
+  const qc = useQueryClient();
+  const branding = useQuery({ queryKey: ['branding'], queryFn: () => api.get('/api/v1/settings/branding') });
+  const [name, setName] = useState<string | null>(null);
+  const [logo, setLogo] = useState<{ base64: string; url: string; bytes: number } | null>(null);
+  const [logoError, setLogoError] = useState<string | null>(null);
+  const [needStepUp, setNeedStepUp] = useState(false);
+  const save = useMutation({
+    mutationFn: (body: Body<'/api/v1/settings/branding', 'patch'>) => api.patch('/api/v1/settings/branding', { body }),
+    onSuccess: (b: Branding) => {
+      qc.setQueryData(['branding'], b);
+      setName(null);
+      setNeedStepUp(false);
+      notify({ color: 'green', message: 'Branding saved: reports carry it from now on.' });
+    },
+    onError: (e) => {
+      if (e instanceof ApiError && e.code === 'step_up_required') setNeedStepUp(true);
+    },
+  });
+  if (branding.isPending) return <Loading />;
+  if (branding.isError) return <ErrorState error={branding.error} retry={() => void branding.refetch()} />;
+  const b = branding.data;
+  const shownName = name ?? b.mspName;
+  const pending = (): Body<'/api/v1/settings/branding', 'patch'> => ({
+    ...(name !== null && name.trim() !== b.mspName ? { mspName: name.trim() } : {}),
+    ...(logo ? { logoPngBase64: logo.base64 } : {}),
+  });
+  const changed = Object.keys(pending()).length > 0;
+  const pick = (file: File | null) => {
+    setLogoError(null);
+    setLogo(null);
+    if (!file) return;
+    if (file.type !== 'image/png') return setLogoError('The logo must be a PNG image.');
+    if (file.size > 256 * 1024) return setLogoError(`The logo must be at most 256 KB; this one is ${Math.ceil(file.size / 1024)} KB.`);
+    const reader = new FileReader();
+    reader.onload = () => {
+      const url = String(reader.result);
+      setLogo({ url, base64: url.slice(url.indexOf(',') + 1), bytes: file.size });
+    };
+    reader.readAsDataURL(file);
+  };
+  return (
+    <Stack gap="lg" maw={760}>
+      <Card withBorder component="section" aria-labelledby="brand-form">
+        <Title order={2} fz="md" id="brand-form" mb="sm">
+          Your name and logo on reports
+        </Title>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            save.mutate(pending());
+          }}
+        >
+          <Stack gap="sm">
+            <TextInput
+              label="MSP name"
+              description="Printed at the top of every report you send a client."
+              value={shownName}
+              onChange={(e) => setName(e.currentTarget.value)}
+              maxLength={100}
+              required
+            />
+            <FileInput
+              label="Logo"
+              description={
+                b.hasLogo ? `A logo is stored (${Math.ceil((b.logoBytes ?? 0) / 1024)} KB). Choose a new PNG to replace it.` : 'A PNG of at most 256 KB.'
+              }
+              accept="image/png"
+              onChange={pick}
+              clearable
+              clearButtonProps={{ 'aria-label': 'Clear the chosen logo' }}
+              error={logoError}
+            />
+            {save.error && !needStepUp && (
+              <Alert color="red" role="alert">
+                {messageOf(save.error)}
+              </Alert>
+            )}
+            {needStepUp && <StepUp onDone={() => save.mutate(pending())} />}
+            <Group>
+              <Button type="submit" loading={save.isPending} disabled={!changed}>
+                Save branding
+              </Button>
+              {b.hasLogo && (
+                <Button variant="default" color="red" onClick={() => save.mutate({ logoPngBase64: null })}>
+                  Remove logo
+                </Button>
+              )}
+            </Group>
+          </Stack>
+        </form>
+      </Card>
+      <Card withBorder component="section" aria-labelledby="brand-preview">
+        <Title order={2} fz="md" id="brand-preview" mb="sm">
+          Preview
+        </Title>
+        <div
+          className="kw-report-preview"
+          data-testid="branding-preview"
+          style={{ border: '1px solid var(--mantine-color-default-border)', padding: 16, borderRadius: 4 }}
+        >
+          <Group justify="space-between" wrap="nowrap" align="center">
+            <div>
+              <Text fw={700} size="lg">
+                {shownName || '—'}
+              </Text>
+              <Text size="sm" c="dimmed">
+                BitLocker compliance summary · Example client · {fmtDate(new Date().toISOString())}
+              </Text>
+            </div>
+            {logo ? (
+              <img src={logo.url} alt={`Logo of ${shownName}`} style={{ maxHeight: 48, maxWidth: 160 }} />
+            ) : b.hasLogo ? (
+              <Badge variant="light">Your stored logo</Badge>
+            ) : (
+              <Text size="xs" c="dimmed">
+                No logo
+              </Text>
+            )}
+          </Group>
+        </div>
+        <Text size="xs" c="dimmed" mt="xs">
+          {changed ? 'Not saved yet: this is how reports will look once you save.' : 'This is how reports look now.'}
+        </Text>
+      </Card>
+    </Stack>
+  );
+}
+
+// ---------------------------------------------------------------- security
 function SecurityTab() {
   const qc = useQueryClient();
-  const sec = useQuery({ queryKey: ['security'], queryFn: () => api.get<Security>('/settings/security') });
+  const sec = useQuery({ queryKey: ['security'], queryFn: () => api.get('/api/v1/settings/security') });
   const [hide, setHide] = useState<number | string | null>(null);
   const save = useMutation({
-    mutationFn: (patch: Record<string, unknown>) => api.patch<Security>('/settings/security', patch),
+    mutationFn: (patch: Body<'/api/v1/settings/security', 'patch'>) => api.patch('/api/v1/settings/security', { body: patch }),
     onSuccess: (s) => {
       qc.setQueryData(['security'], s);
       void qc.invalidateQueries({ queryKey: ['console-settings'] });
-      notifications.show({ color: 'green', message: 'Saved.' });
+      notify({ color: 'green', message: 'Saved.' });
     },
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
   });
   const viewer = useMutation({
-    mutationFn: ({ id, on }: { id: string; on: boolean }) => api.patch(`/clients/${id}`, { viewerCanReveal: on }),
+    mutationFn: ({ id, on }: { id: string; on: boolean }) =>
+      api.patch('/api/v1/clients/{clientId}', { params: { path: { clientId: id } }, body: { viewerCanReveal: on } }),
     onSuccess: () => {
       void qc.invalidateQueries({ queryKey: ['security'] });
       void qc.invalidateQueries({ queryKey: ['clients'] });
     },
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
   });
   if (sec.isPending) return <Loading />;
   if (sec.isError) return <ErrorState error={sec.error} retry={() => void sec.refetch()} />;

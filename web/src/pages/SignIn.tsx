@@ -3,10 +3,10 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useLocation } from 'wouter';
 import { Alert, Button, Center, Group, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
 import { IconShieldLock } from '@tabler/icons-react';
-import { api, ApiError, csrf } from '../api';
+import { api, ApiError, csrf, type Answer } from '../api';
 import { messageOf } from '../ui';
 
-type LoginAnswer = { csrfToken: string; mfaEnrolmentRequired: boolean };
+type LoginAnswer = Answer<'/api/v1/auth/login', 'post'> | Answer<'/api/v1/setup', 'post'>;
 
 function Frame({ title, sub, children }: { title: string; sub?: ReactNode; children: ReactNode }) {
   return (
@@ -46,7 +46,7 @@ function useSignedIn() {
     csrf.set(r.csrfToken);
     qc.clear();
     qc.setQueryData(['session-state'], { needed: false, signedIn: true });
-    await qc.fetchQuery({ queryKey: ['me'], queryFn: () => api.get('/me') });
+    await qc.fetchQuery({ queryKey: ['me'], queryFn: () => api.get('/api/v1/me') });
     navigate('/');
   };
 }
@@ -65,7 +65,10 @@ export function LoginPage() {
     setBusy(true);
     setError(null);
     try {
-      const r = await api.postQuiet<LoginAnswer>('/auth/login', { email, password, ...(step === 'code' ? { code: code.replace(/\s+/g, '') } : {}) });
+      const r = await api.post('/api/v1/auth/login', {
+        body: { email, password, ...(step === 'code' ? { code: code.replace(/\s+/g, '') } : {}) },
+        quiet401: true,
+      });
       setPassword('');
       await signedIn(r);
     } catch (err) {
@@ -174,7 +177,7 @@ export function SetupPage() {
     setBusy(true);
     setError(null);
     try {
-      const r = await api.postQuiet<LoginAnswer>('/setup', { setupToken: setupToken.trim(), email, password });
+      const r = await api.post('/api/v1/setup', { body: { setupToken: setupToken.trim(), email, password }, quiet401: true });
       setSetupToken('');
       setPassword('');
       setConfirm('');
