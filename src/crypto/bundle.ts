@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { badRequest } from '../lib/errors.js';
+import { checkRecipient, passphraseProblem } from './bundle-checks.js';
 
 /**
  * Offline break-glass bundles are age files (https://age-encryption.org/v1), written and read by
@@ -12,6 +12,10 @@ import { badRequest } from '../lib/errors.js';
  *
  * Nothing here stores or logs a passphrase or an identity; errors never quote one.
  */
+
+// The checks that need no age code live in bundle-checks.ts (the export service uses them without
+// loading age-encryption); re-exported so callers keep one import.
+export { checkRecipient, passphraseProblem, recipientFingerprint } from './bundle-checks.js';
 
 export type BundleProtection = { kind: 'passphrase'; passphrase: string } | { kind: 'recipient'; recipient: string };
 export type BundleKey = { kind: 'passphrase'; passphrase: string } | { kind: 'identity'; identity: string };
@@ -27,52 +31,9 @@ export class BundleOpenError extends Error {
   }
 }
 
-const RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 const IDENTITY = /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/;
 const ARMOR_BEGIN = '-----BEGIN AGE ENCRYPTED FILE-----';
 const BINARY_MAGIC = 'age-encryption.org/v1\n';
-
-/** A short public name for a recipient, recorded in the audit log and printed by keygen. */
-export function recipientFingerprint(recipient: string): string {
-  return 'age:' + createHash('sha256').update(recipient.trim()).digest('hex').slice(0, 16);
-}
-
-export function checkRecipient(recipient: string): string {
-  const r = recipient.trim();
-  if (!RECIPIENT.test(r)) {
-    throw badRequest(
-      'The recipient must be an age X25519 public key: "age1" followed by 58 characters (make one with "keywarden export keygen" or "age-keygen").',
-      {
-        field: 'recipient',
-      },
-    );
-  }
-  return r;
-}
-
-/**
- * Weak passphrases are refused: the bundle sits in a safe or a backup for years, where anyone
- * who copies it can guess offline. The estimate is deliberately simple (length, variety, the
- * obvious words); four or five random words pass easily.
- */
-export function passphraseProblem(passphrase: string): string | null {
-  if (passphrase.length === 0) return 'The passphrase is empty.';
-  if (passphrase !== passphrase.trim()) return 'The passphrase starts or ends with spaces, which are easy to lose when it is typed in again; remove them.';
-  if ([...passphrase].length < 12)
-    return `The passphrase is too short (${[...passphrase].length} characters): use at least 12, best four or more random words.`;
-  if (new Set(passphrase.toLowerCase()).size < 6) return 'The passphrase repeats too few different characters; use four or more random words.';
-  const lower = passphrase.toLowerCase().replace(/[^a-z0-9]/g, '');
-  const obvious = ['password', 'passwort', 'keywarden', 'bitlocker', 'qwerty', 'azerty', '123456', 'letmein', 'recovery', 'welcome', 'admin'];
-  const rest = obvious.reduce((s, w) => s.split(w).join(''), lower);
-  if (rest.length < 8) return 'The passphrase is mostly a common word or sequence; use four or more random words.';
-  let pool = 0;
-  if (/[a-z]/.test(passphrase)) pool += 26;
-  if (/[A-Z]/.test(passphrase)) pool += 26;
-  if (/[0-9]/.test(passphrase)) pool += 10;
-  if (/[^a-zA-Z0-9]/.test(passphrase)) pool += 33;
-  if ([...passphrase].length * Math.log2(Math.max(pool, 2)) < 60) return 'The passphrase is too weak: make it longer (four or more random words).';
-  return null;
-}
 
 /** Encrypts one bundle; returns the armored age file. */
 export async function sealBundle(plaintext: string, to: BundleProtection): Promise<string> {

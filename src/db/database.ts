@@ -1,7 +1,7 @@
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import pg from 'pg';
 import {
   CompiledQuery,
   Kysely,
@@ -81,8 +81,19 @@ export type Database = {
   sqlite?: SQLite.Database;
 };
 
-// COUNT(*) and other int8 results arrive as strings from pg; every int8 we read is a count.
-pg.types.setTypeParser(20, (v: string) => Number(v));
+/**
+ * pg loads with the first PostgreSQL database, not with this module: the CLI on a SQLite vault never
+ * needs it. It is CommonJS, so it is required synchronously (openDatabase stays synchronous).
+ */
+let pgModule: typeof import('pg') | undefined;
+function loadPg(): typeof import('pg') {
+  if (!pgModule) {
+    pgModule = createRequire(import.meta.url)('pg') as typeof import('pg');
+    // COUNT(*) and other int8 results arrive as strings from pg; every int8 we read is a count.
+    pgModule.types.setTypeParser(20, (v: string) => Number(v));
+  }
+  return pgModule;
+}
 
 /**
  * The vault file holds every sealed key and the audit log: only the service account may read it,
@@ -125,7 +136,7 @@ export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig[
     const db = new Kysely<DB>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }), log: opts.log });
     return { db, engine: 'sqlite', close: () => db.destroy(), sqlite };
   }
-  const pool = new pg.Pool({ connectionString: target.url, max: 10 });
+  const pool = new (loadPg().Pool)({ connectionString: target.url, max: 10 });
   // A dropped idle connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: opts.log });

@@ -1,6 +1,6 @@
 import dns from 'node:dns/promises';
 import net from 'node:net';
-import { Agent, fetch as undiciFetch, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici';
+import type { Agent, RequestInit as UndiciRequestInit, Response as UndiciResponse } from 'undici';
 import { AppError } from '../lib/errors.js';
 
 /**
@@ -166,6 +166,10 @@ const MAX_POOLS = 32;
 type Lookup = (host: string) => Promise<{ address: string; family: number }[]>;
 const systemLookup: Lookup = (host) => dns.lookup(host, { all: true, verbatim: true });
 
+/** undici loads on the first outbound request: the CLI's commands that never connect out do not pay for it. */
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = () => (undici ??= import('undici'));
+
 export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; lookup?: Lookup }): EgressPolicy {
   const lookup = opts.lookup ?? systemLookup;
   const allowedByName = (host: string, port: number) => opts.allow.some((e) => 'host' in e && e.host === host && (e.port === null || e.port === port));
@@ -217,7 +221,8 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
       if (u.protocol !== 'https:' && u.protocol !== 'http:') throw egressRefused(`${what} must be an http(s) address.`);
       const port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
       const target = await policy.resolve(u.hostname, port, kind, what);
-      return undiciFetch(u, { ...init, redirect: 'manual', dispatcher: pinnedAgent(`${u.protocol}//${u.hostname}:${port}`, target) });
+      const { Agent, fetch: undiciFetch } = await loadUndici();
+      return undiciFetch(u, { ...init, redirect: 'manual', dispatcher: pinnedAgent(Agent, `${u.protocol}//${u.hostname}:${port}`, target) });
     },
   };
 
@@ -228,7 +233,7 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
    * pool only after the new address has passed the check.
    */
   const pools = new Map<string, Agent>();
-  function pinnedAgent(origin: string, target: { address: string; family: 4 | 6 }): Agent {
+  function pinnedAgent(AgentClass: typeof Agent, origin: string, target: { address: string; family: 4 | 6 }): Agent {
     const key = `${origin} ${target.address}`;
     let agent = pools.get(key);
     if (agent) {
@@ -236,7 +241,7 @@ export function createEgressPolicy(opts: { allow: readonly EgressAllowEntry[]; l
       pools.set(key, agent);
       return agent;
     }
-    agent = new Agent({
+    agent = new AgentClass({
       keepAliveTimeout: 10_000,
       connect: {
         lookup: ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {

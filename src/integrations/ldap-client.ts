@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { Client, InvalidCredentialsError } from 'ldapts';
 import { isUnresolved, type EgressPolicy, isEgressError } from './egress.js';
 
 /**
@@ -50,9 +49,12 @@ function tlsOptions(t: LdapTarget, host: string): ConnectionOptions {
   return { ...base, ca: t.caCert ? [t.caCert] : undefined, rejectUnauthorized: true, checkServerIdentity: () => undefined };
 }
 
+/** ldapts loads with the first connection, not with the container: the CLI's lookup never needs it. */
+let ldapts: typeof import('ldapts') | undefined;
+
 function classify(e: unknown, host: string): LdapError {
   if (e instanceof LdapError) return e;
-  if (e instanceof InvalidCredentialsError)
+  if (ldapts && e instanceof ldapts.InvalidCredentialsError)
     return new LdapError('wrong_credentials', `The domain controller ${host} refused the bind: wrong user name or password (LDAP 49).`);
   const err = e as { code?: string; message?: string };
   const code = err.code ?? '';
@@ -100,6 +102,7 @@ export async function openLdap(t: LdapTarget, egress: EgressPolicy, timeoutMs = 
   if (t.pinnedSha256 && t.tlsMode === 'starttls') {
     throw new LdapError('untrusted_certificate', 'A pinned certificate needs LDAPS (636); with StartTLS give the domain CA certificate instead.');
   }
+  const { Client } = (ldapts ??= await import('ldapts'));
   let last: LdapError | undefined;
   for (const host of t.hosts) {
     let address: string;

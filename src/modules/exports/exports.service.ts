@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import type { Executor } from '../../db/database.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { Keyring } from '../../crypto/keyring.js';
-import { checkRecipient, passphraseProblem, recipientFingerprint, sealBundle, type BundleProtection } from '../../crypto/bundle.js';
+import type { BundleProtection } from '../../crypto/bundle.js';
+import { checkRecipient, passphraseProblem, recipientFingerprint } from '../../crypto/bundle-checks.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, bundleFileName, serializeBundle, type Bundle, type BundleKeyEntry } from '../../domain/export-bundle.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, conflict, forbidden, isAppError, notFound, vaultError } from '../../lib/errors.js';
@@ -15,6 +16,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import type { SchedulerRepo } from '../jobs/scheduler.repo.js';
 import type { ExportableKeyRow, ExportsRepo } from './exports.repo.js';
+import { FREQUENCIES, type Frequency } from './frequencies.js';
 import { renderRecoverySheet } from './recovery-sheet.js';
 
 /**
@@ -29,8 +31,11 @@ import { renderRecoverySheet } from './recovery-sheet.js';
  * commits before any byte of the bundle leaves this module.
  */
 export const SCHEDULE_TASK_KIND = 'export-schedule';
-export const FREQUENCIES = { daily: 24 * 60, weekly: 7 * 24 * 60 } as const;
-export type Frequency = keyof typeof FREQUENCIES;
+export { FREQUENCIES, type Frequency };
+
+/** age-encryption loads when a bundle is sealed, not with the container (the CLI's lookup never needs it). */
+const sealBundle: typeof import('../../crypto/bundle.js').sealBundle = async (plaintext, to) =>
+  (await import('../../crypto/bundle.js')).sealBundle(plaintext, to);
 const MAX_KEEP = 1000;
 
 type Deps = {

@@ -1,4 +1,3 @@
-import PDFDocument from 'pdfkit';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { keysByDevice, passwordGroups, type BundleKeyEntry } from '../../domain/export-bundle.js';
 
@@ -17,6 +16,8 @@ const MARGIN = 48;
 const BLOCK = 150;
 
 export async function renderRecoverySheet({ keys, printedAt, printedBy }: SheetInput): Promise<Buffer> {
+  // pdfkit (and its fonts) load when a sheet is printed, not with the container: `keywarden lookup` never needs them.
+  const { default: PDFDocument } = await import('pdfkit');
   const doc = new PDFDocument({
     size: 'A4',
     margin: MARGIN,

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
 import type { ScheduledTasksTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { MetricsRepo } from './metrics.repo.js';
@@ -13,18 +14,39 @@ import type { MetricsRepo } from './metrics.repo.js';
  * status codes and task kinds only (bounded cardinality, nothing sensitive).
  */
 export type PoolStats = () => { total: number; idle: number; waiting: number } | null;
+type MetricsDeps = { tx: Pick<Transactions, 'reader'>; repo: MetricsRepo; poolStats?: PoolStats; role?: string };
 
-export function createMetrics({
-  tx,
-  repo,
-  poolStats,
-  role = 'all',
-}: {
-  tx: Pick<Transactions, 'reader'>;
-  repo: MetricsRepo;
-  poolStats?: PoolStats;
-  role?: string;
-}) {
+/**
+ * The registry and its metrics are built on first use (`serve` touches them at start, the
+ * scheduler after its first task): the CLI's one-shot commands build a container but never load
+ * prom-client. prom-client is CommonJS, so it is required synchronously at that moment.
+ */
+export function createMetrics(deps: MetricsDeps) {
+  let built: ReturnType<typeof buildMetrics> | undefined;
+  const m = () => (built ??= buildMetrics(deps));
+  return {
+    get registry(): Registry {
+      return m().registry;
+    },
+    /** One answered HTTP request (route = the pattern, e.g. /api/v1/keys/:id, never the URL). */
+    observeRequest(method: string, route: string, status: number, seconds: number) {
+      m().observeRequest(method, route, status, seconds);
+    },
+    /** A background task finished in this process (the scheduler's onRun). */
+    observeTask(task: Pick<ScheduledTasksTable, 'kind'>, status: string, ms: number) {
+      m().observeTask(task, status, ms);
+    },
+    leaseLost() {
+      m().leaseLost();
+    },
+    async text(): Promise<{ contentType: string; body: string }> {
+      return m().text();
+    },
+  };
+}
+
+function buildMetrics({ tx, repo, poolStats, role = 'all' }: MetricsDeps) {
+  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
   const reader = tx.reader;
   const registry = new Registry();
   registry.setDefaultLabels({ role });
@@ -150,13 +172,11 @@ export function createMetrics({
 
   return {
     registry,
-    /** One answered HTTP request (route = the pattern, e.g. /api/v1/keys/:id, never the URL). */
     observeRequest(method: string, route: string, status: number, seconds: number) {
       httpRequests.inc({ method, route, status: String(status) });
       httpDuration.observe({ method, route }, seconds);
       if (route === '/api/v1/agent/checkin') checkins.inc({ outcome: status < 400 ? 'ok' : status < 500 ? 'refused' : 'error' });
     },
-    /** A background task finished in this process (the scheduler's onRun). */
     observeTask(task: Pick<ScheduledTasksTable, 'kind'>, status: string, ms: number) {
       const outcome = /^(failed|no handler)/.test(status) ? 'failed' : 'succeeded';
       tasks.inc({ kind: task.kind, outcome });

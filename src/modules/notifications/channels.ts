@@ -1,5 +1,4 @@
 import net from 'node:net';
-import nodemailer from 'nodemailer';
 import { AppError, badRequest } from '../../lib/errors.js';
 import { signWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from '../../crypto/webhook-signature.js';
 import { isUnresolved, type EgressPolicy, isEgressError } from '../../integrations/egress.js';
@@ -333,6 +332,8 @@ export async function sendEmail(config: EmailConfig, secrets: ChannelSecrets, ms
     if (isEgressRefusal(e)) return { ok: false, code: null, summary: 'not sent', error: e.message, retryable: refusalIsTransient(e) };
     throw e;
   }
+  // nodemailer loads with the first e-mail, not with the container: the CLI's lookup never needs it.
+  const { default: nodemailer } = await import('nodemailer');
   const transport = nodemailer.createTransport({
     // The checked address, so the relay's name is not resolved a second time; TLS still checks
     // the certificate against the configured name.

@@ -16,15 +16,13 @@ import { requireVisibleClient } from '../clients/visible-client.js';
 import type { ComplianceService } from '../compliance/compliance.service.js';
 import { readBranding } from './branding.js';
 import type { ReportPeriod } from './period.js';
-import { renderRecoveryAuditPdf, renderSummaryPdf } from './reports.pdf.js';
 import type { ReportsRepo } from './reports.repo.js';
+import { PDF_REPORTS, REPORT_KINDS, type ReportKind } from './report-kinds.js';
 
-export const REPORT_KINDS = ['compliance-summary', 'devices', 'escrow-coverage', 'recovery-audit', 'recovery-boots'] as const;
-export type ReportKind = (typeof REPORT_KINDS)[number];
+export { REPORT_KINDS, PDF_REPORTS, type ReportKind };
 export type ReportFormat = 'csv' | 'pdf';
 /** `period` limits the events (reveals, recovery boots) and the compliance trend; null is all time. */
 export type ReportRequest = { report: ReportKind; clientId?: string | null; format: ReportFormat; period?: ReportPeriod | null };
-export const PDF_REPORTS: readonly ReportKind[] = ['compliance-summary', 'recovery-audit'];
 
 /**
  * Who may read which report, always limited to the actor's own clients:
@@ -457,6 +455,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         contentType: 'application/pdf',
         write: async (out) => {
           const branding = await readBranding(reader);
+          // The PDF renderer (pdfkit, fonts) loads with the first PDF, not with the container.
+          const { renderRecoveryAuditPdf, renderSummaryPdf } = await import('./reports.pdf.js');
           if (req.report === 'compliance-summary') {
             const data = await summaryData(scope, req.period);
             const policy = scope.clientId ? await compliance.policyFor(scope.clientId) : null;

@@ -156,7 +156,7 @@ export function createSettingsService({ tx, repo, clients, audit, clock, policy 
       if (input.logoPngBase64 === null) logo = null;
       else if (input.logoPngBase64 !== undefined) {
         logo = Buffer.from(input.logoPngBase64, 'base64');
-        checkLogo(logo);
+        await checkLogo(logo);
       }
       const now = clock.now();
       await tx.run(async (t) => {
