@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type Config } from '../config.js';
-import { buildContainer, type Container } from '../container.js';
+import type { Config } from '../config.js';
+import type { Container } from '../container.js';
 import { isAppError } from '../lib/errors.js';
 import { cliActor, type Actor } from '../modules/authz/authz.js';
 import { CliExit, EXIT, type CliIo } from './io.js';
@@ -46,14 +46,20 @@ function osUser(): string {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const program = new Command('keywarden');
   let opened: Container | undefined;
+  // config.ts (zod, the egress policy) loads before a command's action runs (the preAction hook
+  // below), not for --help, --version or a usage error.
+  let configModule: typeof import('../config.js') | undefined;
   const ctx: CliContext = {
     io,
     actor: cliActor(osUser()),
     config: () => {
       const o = program.opts<{ dataDir?: string; databaseUrl?: string }>();
-      return loadConfig(io.env, { dataDir: o.dataDir, databaseUrl: o.databaseUrl }, io.cwd);
+      if (!configModule) throw new Error('the configuration was read before the command ran');
+      return configModule.loadConfig(io.env, { dataDir: o.dataDir, databaseUrl: o.databaseUrl }, io.cwd);
     },
-    container: async () => (opened ??= await buildContainer(ctx.config())),
+    // The container (every service, the database driver) loads on first use: --help and commands
+    // that never open the vault do not pay for it.
+    container: async () => (opened ??= await (await import('../container.js')).buildContainer(ctx.config())),
     json: (v) => io.stdout(JSON.stringify(v, null, 2) + '\n'),
     out: (t) => io.stdout(t.endsWith('\n') ? t : t + '\n'),
     err: (t) => io.stderr(t.endsWith('\n') ? t : t + '\n'),
@@ -66,7 +72,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .addOption(new Option('--database-url <url>', 'postgres://… or sqlite:FILE (default: SQLite in the data folder)'))
     .showHelpAfterError('(run "npx keywarden --help" for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .hook('preAction', async () => {
+      configModule ??= await import('../config.js');
+    });
 
   for (const register of [
     registerInit,

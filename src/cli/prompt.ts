@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { isCancel, password } from '@clack/prompts';
 import { badRequest } from '../lib/errors.js';
 import type { CliIo } from './io.js';
 
@@ -19,6 +18,8 @@ export async function readNewPassword(io: CliIo, file: string | undefined, what:
     return text.replace(/\r?\n$/, '');
   }
   if (!process.stdin.isTTY || io.env.CI) throw badRequest(`Give ${what} with --password-file FILE (no terminal to ask on).`);
+  // Loaded only when someone is asked: scripts and --help never need it.
+  const { isCancel, password } = await import('@clack/prompts');
   const first = await password({ message: `${what} (at least 12 characters)` });
   if (isCancel(first)) throw badRequest('Cancelled.');
   const again = await password({ message: 'Once more, to be sure' });

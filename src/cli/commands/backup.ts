@@ -2,10 +2,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { systemClock } from '../../lib/clock.js';
 import { isAppError } from '../../lib/errors.js';
-import { createBackup, masterKeyWhere, restoreBackup } from '../../modules/backup/backup.js';
-import { runDoctor } from '../../modules/backup/doctor.js';
 import { CliExit, EXIT } from '../io.js';
 import type { CliContext } from '../program.js';
+
+// The backup code (database drivers, tar, pg_dump) loads when one of these commands runs, not for --help.
+const backupModule = () => import('../../modules/backup/backup.js');
 
 const MASTER_KEY_WARNING = (where: string, ids: string) =>
   [
@@ -24,6 +25,7 @@ export function registerBackup(program: Command, ctx: CliContext): void {
     .action(async (opts: { out: string; json?: boolean }) => {
       const c = await ctx.container();
       const out = path.resolve(ctx.io.cwd, opts.out);
+      const { createBackup } = await backupModule();
       let result: Awaited<ReturnType<typeof createBackup>>;
       try {
         result = await createBackup(c.config, c.database, out, c.clock.now(), ctx.io.env);
@@ -61,6 +63,7 @@ export function registerBackup(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action(async (file: string, opts: { json?: boolean }) => {
       const config = ctx.config();
+      const { restoreBackup, masterKeyWhere } = await backupModule();
       const r = await restoreBackup(config, path.resolve(ctx.io.cwd, file), ctx.io.env);
       const m = r.manifest;
       const ids = m.masterKeys
@@ -83,6 +86,7 @@ export function registerBackup(program: Command, ctx: CliContext): void {
     .description('check a data folder: schema version, master key opens every data key, every password decrypts, audit chain, counts (changes nothing)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
+      const { runDoctor } = await import('../../modules/backup/doctor.js');
       const r = await runDoctor(ctx.config(), systemClock);
       if (opts.json) ctx.json(r);
       else {

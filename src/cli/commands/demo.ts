@@ -1,11 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Config } from '../../config.js';
-import { buildContainer } from '../../container.js';
-import { openDatabase } from '../../db/database.js';
 import { badRequest } from '../../lib/errors.js';
-import { createDemoClock, seedBulkKeys, seedDemo } from '../../modules/demo/demo.seed.js';
-import { initVault } from '../../modules/vault/vault.service.js';
 import type { CliContext } from '../program.js';
 
 const wholeNumber = (name: string, v: string | undefined, max: number): number | undefined => {
@@ -45,6 +41,13 @@ export function registerDemo(program: Command, ctx: CliContext): void {
       const seed = wholeNumber('--seed', opts.seed, 2 ** 31)!;
       const bulk = wholeNumber('--keys', opts.keys, 2_000_000);
       const config = ctx.config();
+      // The vault, its services and the seeder load when the command runs, not for --help.
+      const [{ buildContainer }, { openDatabase }, { createDemoClock, seedBulkKeys, seedDemo }, { initVault }] = await Promise.all([
+        import('../../container.js'),
+        import('../../db/database.js'),
+        import('../../modules/demo/demo.seed.js'),
+        import('../../modules/vault/vault.service.js'),
+      ]);
       // Same steps as `keywarden init` (data folder, master key, schema, vault keys); safe on an existing vault.
       const database = openDatabase(config.database);
       try {

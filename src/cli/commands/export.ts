@@ -1,21 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { isCancel, password } from '@clack/prompts';
-import {
-  BundleOpenError,
-  bundleProtection,
-  generateIdentity,
-  openBundle,
-  parseIdentityFile,
-  passphraseProblem,
-  recipientFingerprint,
-  type BundleKey,
-} from '../../crypto/bundle.js';
-import { parseBundle } from '../../domain/export-bundle.js';
+import type { BundleKey, BundleOpenError } from '../../crypto/bundle.js';
+import { passphraseProblem, recipientFingerprint } from '../../crypto/bundle-checks.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { badRequest } from '../../lib/errors.js';
-import { FREQUENCIES, type Frequency } from '../../modules/exports/exports.service.js';
+import { FREQUENCIES, type Frequency } from '../../modules/exports/frequencies.js';
 import { CliExit, EXIT, table, type CliIo } from '../io.js';
 import type { CliContext } from '../program.js';
 
@@ -25,7 +15,10 @@ import type { CliContext } from '../program.js';
  * `export open` and `export keygen` work with nothing but the file they are given: they never call
  * ctx.config() or ctx.container(), so they run on a laptop without a server, data folder,
  * configuration or database (the whole point of a break-glass copy).
+ *
+ * The age code (crypto/bundle.ts), the bundle schema and the prompt load when a command needs them, not for --help.
  */
+const bundleCode = () => import('../../crypto/bundle.js');
 
 const resolve = (io: CliIo, file: string) => path.resolve(io.cwd, file);
 
@@ -40,6 +33,7 @@ function readSecretFile(io: CliIo, file: string, what: string): string {
 /** A passphrase from a file (scripts) or a masked prompt (people); never from an argument. */
 async function askPassphrase(io: CliIo, confirm: boolean): Promise<string> {
   if (!process.stdin.isTTY || io.env.CI) throw badRequest('Give the passphrase with --passphrase-file FILE (there is no terminal to ask on).');
+  const { isCancel, password } = await import('@clack/prompts');
   const first = await password({ message: confirm ? 'Passphrase for the bundle (four or more random words)' : 'Passphrase of the bundle' });
   if (isCancel(first)) throw badRequest('Cancelled.');
   if (!confirm) return first;
@@ -138,6 +132,10 @@ export function registerExport(program: Command, ctx: CliContext): void {
       } catch {
         throw badRequest(`Cannot read the bundle ${file}.`);
       }
+      const [{ BundleOpenError, bundleProtection, openBundle, parseIdentityFile }, { parseBundle }] = await Promise.all([
+        bundleCode(),
+        import('../../domain/export-bundle.js'),
+      ]);
       let key: BundleKey;
       try {
         if (opts.identity) key = { kind: 'identity', identity: parseIdentityFile(readSecretFile(ctx.io, opts.identity, 'identity')) };
@@ -191,6 +189,7 @@ export function registerExport(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action(async (opts: { out: string; json?: boolean }) => {
       ensureFree(ctx.io, opts.out);
+      const { generateIdentity } = await bundleCode();
       const g = await generateIdentity(new Date().toISOString());
       const file = writeNew(ctx.io, opts.out, g.fileText);
       if (opts.json) return ctx.json({ identityFile: file, recipient: g.recipient, fingerprint: recipientFingerprint(g.recipient) });

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { badRequest } from '../../lib/errors.js';
-import { IMPORT_FORMATS, MAX_REPORTED_REJECTIONS, type ImportFormat } from '../../domain/import/index.js';
+// The constants only (types.ts): the parsers load with the container when an import runs.
+import { IMPORT_FORMATS, MAX_REPORTED_REJECTIONS, type ImportFormat } from '../../domain/import/types.js';
 import type { ImportFileResult, ImportRejected } from '../../modules/imports/imports.service.js';
 import { CliExit, EXIT } from '../io.js';
 import type { CliContext } from '../program.js';

@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../db/database.js';
 import { systemClock } from '../../lib/clock.js';
 import { badRequest } from '../../lib/errors.js';
-import { initVault } from '../../modules/vault/vault.service.js';
 import type { CliContext } from '../program.js';
 import { readNewPassword } from '../prompt.js';
 
@@ -18,6 +16,8 @@ export function registerInit(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean; adminEmail?: string; adminPasswordFile?: string }) => {
       const config = ctx.config();
+      // The database drivers and vault code load when the command runs, not for --help.
+      const [{ openDatabase }, { initVault }] = await Promise.all([import('../../db/database.js'), import('../../modules/vault/vault.service.js')]);
       const database = openDatabase(config.database);
       try {
         const r = await initVault(config, database, ctx.actor, systemClock);

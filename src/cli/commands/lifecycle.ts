@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { notFound, badRequest } from '../../lib/errors.js';
-import { transactions } from '../../db/transactions.js';
-import { rotateMasterKey } from '../../modules/vault/rotate-master.js';
 import type { ApprovalView, DestroyOutcome } from '../../modules/lifecycle/lifecycle.service.js';
 import type { Container } from '../../container.js';
 import { table } from '../io.js';
@@ -209,6 +207,7 @@ export function registerLifecycle(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .action(async (o: { keepOld?: boolean; json?: boolean }) => {
       const c = await ctx.container();
+      const [{ transactions }, { rotateMasterKey }] = await Promise.all([import('../../db/transactions.js'), import('../../modules/vault/rotate-master.js')]);
       const r = await rotateMasterKey({ config: c.config, tx: transactions(c.database.db), audit: c.audit, clock: c.clock }, ctx.actor, { keepOld: o.keepOld });
       const warning =
         'IMPORTANT: back up the new master key now, separately from the database. Database backups made before this rotation ' +

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { Argument } from 'commander';
-import { openDatabase } from '../../db/database.js';
-import { migrateDown, migrateToLatest, migrationStatus } from '../../db/migrate.js';
 import type { CliContext } from '../program.js';
 
 export function registerMigrate(program: Command, ctx: CliContext): void {
@@ -11,7 +9,13 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
     .addArgument(new Argument('[direction]', 'what to do').choices(['up', 'down', 'status']).default('up'))
     .option('--json', 'machine-readable output')
     .action(async (direction: 'up' | 'down' | 'status', opts: { json?: boolean }) => {
-      const database = openDatabase(ctx.config().database);
+      const config = ctx.config();
+      // The database drivers and migrations load when the command runs, not for --help.
+      const [{ openDatabase }, { migrateDown, migrateToLatest, migrationStatus }] = await Promise.all([
+        import('../../db/database.js'),
+        import('../../db/migrate.js'),
+      ]);
+      const database = openDatabase(config.database);
       try {
         if (direction === 'status') {
           const s = await migrationStatus(database.db);

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { CliExit, EXIT } from '../io.js';
 import type { CliContext } from '../program.js';
 import { parsePeriod, type ReportPeriod } from '../../modules/reports/period.js';
-import { PDF_REPORTS, type ReportKind } from '../../modules/reports/reports.service.js';
+import { PDF_REPORTS, type ReportKind } from '../../modules/reports/report-kinds.js';
 
 /** CLI names of the reports (short) and what they render. */
 const KINDS: Record<string, { report: ReportKind; what: string }> = {

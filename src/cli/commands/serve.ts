@@ -1,9 +1,6 @@
 import type { Command } from 'commander';
-import { buildApp } from '../../app.js';
 import { badRequest } from '../../lib/errors.js';
 import type { CliContext } from '../program.js';
-import { buildWorkerApp } from '../../http/worker-app.js';
-import { readableLogStream } from '../../http/request-log.js';
 
 export const SERVE_ROLES = ['all', 'api', 'worker'] as const;
 export type ServeRole = (typeof SERVE_ROLES)[number];
@@ -44,6 +41,12 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const port = opts.port !== undefined ? Number(opts.port) : c.config.server.port;
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw badRequest(`--port must be a number from 0 to 65535; got "${opts.port}".`);
       c.metrics.registry.setDefaultLabels({ role });
+      // Fastify and the routes load here, when the server starts: no other command needs them.
+      const [{ buildApp }, { buildWorkerApp }, { readableLogStream }] = await Promise.all([
+        import('../../app.js'),
+        import('../../http/worker-app.js'),
+        import('../../http/request-log.js'),
+      ]);
       // A person watching a terminal reads one line per request; a service manager or log
       // collector (stdout not a terminal) gets pino's JSON lines.
       const logger = process.stdout.isTTY ? { stream: readableLogStream() } : {};
