@@ -9,9 +9,10 @@
  *   npm run bench -- --only search --search-keys 1000000 --engine sqlite
  *
  * Benchmarks: checkins, search (search + reveal, memory and start-up with N keys), import, graph,
- * compliance (when bench/compliance-report.ts exists). Results: a table on stdout and
- * bench/results/<timestamp>.json (plus bench/results/latest.json). PostgreSQL: KEYWARDEN_BENCH_PG_URL
- * (default postgres://postgres@127.0.0.1:5432/postgres); throwaway databases are created and dropped.
+ * compliance (when bench/compliance-report.ts exists), cli (start-up of --help and lookup, bench/cli-start.ts).
+ * Results: a table on stdout and bench/results/<timestamp>.json (plus bench/results/latest.json).
+ * PostgreSQL: KEYWARDEN_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); throwaway
+ * databases are created and dropped.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,7 +34,7 @@ const flag = (n: string) => args.includes(`--${n}`);
 const opt = (n: string, d: string) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1]! : d);
 const QUICK = flag('quick');
 const ENGINES: Engine[] = opt('engine', 'both') === 'both' ? ['sqlite', 'postgres'] : [opt('engine', 'sqlite') as Engine];
-const ONLY = opt('only', 'checkins,search,import,graph,compliance').split(',');
+const ONLY = opt('only', 'checkins,search,import,graph,compliance,cli').split(',');
 const SEED = opt('seed', 'keywarden-bench-1');
 const SIZES = {
   checkinConcurrency: [50, 500],
@@ -45,6 +46,7 @@ const SIZES = {
   graphKeys: QUICK ? 500 : 10_000,
   graphLatencyMs: 20,
   complianceDevices: QUICK ? 20_000 : 100_000,
+  cliRuns: QUICK ? 10 : 30,
 };
 
 const REPO = path.resolve(import.meta.dirname, '..');
@@ -516,6 +518,37 @@ async function benchCompliance(engine: Engine) {
   }
 }
 
+/** CLI start-up: bench/cli-start.ts times each case against node -e 0 in the same run and prints one JSON line. */
+async function benchCli(engine: Engine) {
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(REPO, 'bench', 'cli-start.ts'), '--engine', engine, '--runs', String(SIZES.cliRuns), '--json'],
+    {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: process.env,
+    },
+  );
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`bench/cli-start.ts failed (exit ${r.status}): ${(r.stderr || r.stdout).slice(-300)}`);
+  const { rows: cli } = JSON.parse(last) as { rows: import('./cli-start.js').CliStartRow[] };
+  for (const c of cli) {
+    if (c.case === 'node -e 0') continue;
+    record({
+      bench: 'cli',
+      engine,
+      case: c.case,
+      value: c.medianMs,
+      unit: 'ms',
+      baseline: c.baselineMs,
+      baselineLabel: 'node -e 0',
+      ratio: c.ratio,
+      ...(c.targetMs ? { target: `< ${c.targetMs} ms`, met: c.medianMs < c.targetMs } : {}),
+      note: `median of ${SIZES.cliRuns}, min ${c.minMs} ms, ${c.modules} modules loaded`,
+    });
+  }
+}
+
 // ------------------------------------------------------------------------------ main
 fs.mkdirSync(RESULTS, { recursive: true });
 ensureBuilt();
@@ -529,6 +562,7 @@ for (const engine of ENGINES) {
     ['import', () => benchImport(engine)],
     ['graph', () => benchGraph(engine)],
     ['compliance', () => benchCompliance(engine)],
+    ['cli', () => benchCli(engine)],
   ];
   for (const [name, f] of steps) {
     if (!ONLY.includes(name)) continue;
