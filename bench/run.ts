@@ -429,7 +429,8 @@ async function benchImport(engine: Engine) {
 
 /** Entra sync of N keys against the simulator with 20 ms latency, against the minimum its concurrency allows. */
 async function benchGraph(engine: Engine) {
-  const v = await createBenchVault(engine, 'graph');
+  // The simulator listens on loopback, which the egress policy refuses unless the operator allows it.
+  const v = await createBenchVault(engine, 'graph', { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' });
   const sim = new GraphSimulator({ latencyMs: SIZES.graphLatencyMs });
   const urls = await sim.start();
   try {
