@@ -171,6 +171,11 @@ describe(`directory connections over the API on ${ENGINE}`, () => {
     const bad = await req(admin, 'PATCH', `/directory/connections/${id}`, { allowUntrusted: false });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/caCert/);
+    // An edit cannot re-point the connection at an address the egress policy refuses either.
+    const meta = await req(admin, 'PATCH', `/directory/connections/${id}`, { hosts: ['127.0.0.1', '169.254.169.254'] });
+    expect(meta.statusCode).toBe(400);
+    expect(meta.json().message).toMatch(/link-local/);
+    expect(JSON.parse((await row(id))!.hosts)).toEqual(['127.0.0.1']);
     expect((await req(scoped, 'PATCH', `/directory/connections/${id}`, { enabled: false })).statusCode).toBe(404);
     expect((await req(tech, 'PATCH', `/directory/connections/${id}`, { enabled: false })).statusCode).toBe(403);
 

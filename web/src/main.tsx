@@ -6,6 +6,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import {
   MantineProvider,
+  Modal,
   MultiSelect,
   NativeSelect,
   Notification,
@@ -54,8 +55,10 @@ const theme = createTheme({
     // stop may sit inside them (axe: aria-hidden-focus), so recharts' keyboard layer is off.
     DonutChart: DonutChart.extend({ defaultProps: { accessibilityLayer: false, pieProps: { rootTabIndex: -1 } } }),
     BarChart: BarChart.extend({ defaultProps: { accessibilityLayer: false } }),
-    // Every notification's × gets a name for screen readers (axe: button-name).
+    // Every notification's and dialog's × gets a name for screen readers (axe: button-name); a
+    // dialog may name its own ("Close without queuing").
     Notification: Notification.extend({ defaultProps: { closeButtonProps: { 'aria-label': 'Close notification' } } }),
+    Modal: Modal.extend({ defaultProps: { closeButtonProps: { 'aria-label': 'Close' } } }),
   },
 });
 

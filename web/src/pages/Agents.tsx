@@ -359,7 +359,7 @@ export function BulkQueueModal({ clientId, clientName, onClose }: { clientId: st
   };
   const result = done ?? preview;
   return (
-    <Modal opened onClose={onClose} title={`Queue agent jobs for ${clientName}`} size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={`Queue agent jobs for ${clientName}`} size="lg">
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -504,7 +504,7 @@ export function EnableEncryptionModal({
   const [method, setMethod] = useState<EncryptionMethodChoice>('default');
   const [usedSpaceOnly, setUsedSpaceOnly] = useState(true);
   return (
-    <Modal opened onClose={onClose} title={title} closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={title}>
       <form
         onSubmit={(e) => {
           e.preventDefault();

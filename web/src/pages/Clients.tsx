@@ -42,7 +42,6 @@ const PHONE_QUERY = '(max-width: 599.98px)';
 const usePhone = () => useMediaQuery(PHONE_QUERY, false, { getInitialValueInEffect: false });
 
 /** Notifications' × is a button: it needs a name (axe). */
-const DISMISS = { 'aria-label': 'Dismiss' };
 
 /** A value from the URL, kept only when it is one the server knows. */
 const oneOf = <T extends string>(v: string | null, allowed: readonly T[]): T | undefined =>
@@ -174,20 +173,13 @@ export function ClientsPage() {
       >
         Clients
       </PageTitle>
-      {adding && (
-        <AddClientModal
-          onClose={() => setAdding(false)}
-          onAdded={(c) => notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${c.name} was added.` })}
-        />
-      )}
+      {adding && <AddClientModal onClose={() => setAdding(false)} onAdded={(c) => notifications.show({ color: 'teal', message: `${c.name} was added.` })} />}
       {renaming && <RenameClientModal client={renaming} onClose={() => setRenaming(null)} />}
       {archiving && (
         <ArchiveClientModal
           client={archiving}
           onClose={() => setArchiving(null)}
-          onArchived={() =>
-            notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${archiving.name} was archived. Its keys and audit trail are kept.` })
-          }
+          onArchived={() => notifications.show({ color: 'teal', message: `${archiving.name} was archived. Its keys and audit trail are kept.` })}
         />
       )}
       {!!list.data?.length && (
@@ -361,7 +353,7 @@ export function ClientPage({ id }: { id: string }) {
     try {
       await api.download('/api/v1/clients/{clientId}/devices/export', { params: { path: { clientId: id }, query: filters } }, 'devices.csv');
     } catch (e) {
-      notifications.show({ color: 'red', closeButtonProps: DISMISS, message: messageOf(e) });
+      notifications.show({ color: 'red', message: messageOf(e) });
     } finally {
       setExporting(false);
     }
@@ -417,7 +409,7 @@ export function ClientPage({ id }: { id: string }) {
           client={o.client}
           onClose={() => setAdmin(null)}
           onArchived={() => {
-            notifications.show({ color: 'teal', closeButtonProps: DISMISS, message: `${o.client.name} was archived. Its keys and audit trail are kept.` });
+            notifications.show({ color: 'teal', message: `${o.client.name} was archived. Its keys and audit trail are kept.` });
             navigate('/clients');
           }}
         />

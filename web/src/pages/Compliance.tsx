@@ -27,7 +27,6 @@ import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDate, fmtDateTime, messageOf } from '../ui';
 
 /** Notifications' close button, named for screen readers. */
-const CLOSE = { 'aria-label': 'Close the message' };
 
 type PolicyView = Answer<'/api/v1/compliance/policy', 'get'>;
 type Policy = PolicyView['effective'];
@@ -222,14 +221,13 @@ function EvaluateButton({ clientId, clientName }: { clientId: string; clientName
     mutationFn: () => api.post('/api/v1/compliance/evaluate', { body: clientId ? { clientId } : {} }),
     onSuccess: (r) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         title: 'Evaluated',
         message: `${r.evaluated} device${r.evaluated === 1 ? '' : 's'} of ${clientName ?? `${r.clients} client${r.clients === 1 ? '' : 's'}`} checked against the policy; ${r.changed} changed status.`,
       });
       void qc.invalidateQueries();
     },
-    onError: (e) => notifications.show({ closeButtonProps: CLOSE, color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   return (
     <Button leftSection={<IconPlayerPlay size={16} />} loading={run.isPending} onClick={() => run.mutate()}>
@@ -259,7 +257,6 @@ function PolicyForm({ clientId, clientName, scope, mayEdit }: { clientId: string
       setDraft({});
       const n = Object.keys(body.set ?? {}).length + (body.inherit?.length ?? 0);
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         message: `${n} setting${n === 1 ? '' : 's'} saved for ${clientName ?? 'the MSP default'}; devices were evaluated again.`,
       });
@@ -458,13 +455,12 @@ function Exemptions({ clientId }: { clientId: string }) {
     mutationFn: (e: Exemption) => api.del('/api/v1/compliance/exemptions/{exemptionId}', { params: { path: { exemptionId: e.id } } }),
     onSuccess: (_r, e) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         message: `The exemption of ${e.device.name} has ended; the device is judged by the policy again.`,
       });
       void qc.invalidateQueries({ queryKey: ['exemptions'] });
     },
-    onError: (e) => notifications.show({ closeButtonProps: CLOSE, color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const mayAdd = can('client:manage', clientId || undefined);
   const clientName = new Map(clients.map((c) => [c.id, c.name]));
@@ -590,7 +586,6 @@ function AddExemptionModal({ clientId: fixedClient, onClose }: { clientId: strin
       }),
     onSuccess: (e) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         message: `${e.device.name} is exempt${e.expiresAt ? ` until ${fmtDateTime(e.expiresAt)}` : ''}.`,
       });
@@ -599,7 +594,7 @@ function AddExemptionModal({ clientId: fixedClient, onClose }: { clientId: strin
     },
   });
   return (
-    <Modal opened onClose={onClose} title="Add an exemption" size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title="Add an exemption" size="lg">
       <form
         onSubmit={(e) => {
           e.preventDefault();

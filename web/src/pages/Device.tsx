@@ -15,7 +15,6 @@ import { MayNotUnlockBadge, RevealDialog } from './Reveal';
 /** Below this width the device page shows cards instead of tables (issue 17, item 6). */
 const PHONE = '(max-width: 599px)';
 /** The close button of a notification, named for screen readers. */
-const DISMISS = { 'aria-label': 'Dismiss' };
 /** Jobs about one recovery password (the Recovery keys table's menu). */
 const KEY_KINDS: JobKind[] = ['rotate', 'backup', 'backup-to-entra', 'backup-to-ad'];
 type QueueInput = Body<'/api/v1/devices/{deviceId}/jobs', 'post'>;
@@ -88,13 +87,12 @@ export function DevicePage({ id }: { id: string }) {
     onSuccess: (j) => {
       notifications.show({
         color: 'green',
-        closeButtonProps: DISMISS,
         message: `Queued: ${jobLabel(j.kind)}${j.mountPoint ? ` on ${j.mountPoint}` : ''}. The agent picks it up at its next check-in.`,
       });
       setEncrypting(null);
       void qc.invalidateQueries({ queryKey: ['device', id, 'jobs'] });
     },
-    onError: (e) => notifications.show({ color: 'red', closeButtonProps: DISMISS, message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   /** The agent menu of one volume or one key: a button that opens a list of job kinds. */
   const agentMenu = (label: string, kinds: JobKind[], pick: (k: JobKind) => void) => (
@@ -699,7 +697,7 @@ function LifecycleModal({ action, device: d, onClose }: { action: LifecycleActio
         : `The keys of ${d.name} are destroyed (${String(r.result.keys ?? 0)}).`;
     },
     onSuccess: (message) => {
-      notifications.show({ color: 'green', closeButtonProps: DISMISS, message });
+      notifications.show({ color: 'green', message });
       void qc.invalidateQueries({ queryKey: ['device', deviceId] });
       onClose();
     },
@@ -720,7 +718,7 @@ function LifecycleModal({ action, device: d, onClose }: { action: LifecycleActio
     destroy: `The recovery passwords of ${d.name} are wiped from the vault for good; nobody can reveal them afterwards. The key IDs and the audit trail stay.`,
   };
   return (
-    <Modal opened onClose={onClose} title={ACTION_TITLE[action]} centered closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={ACTION_TITLE[action]} centered>
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Text size="sm">{explain[action]}</Text>

@@ -20,14 +20,11 @@ import {
   Text,
   TextInput,
 } from '@mantine/core';
-import { notifications as toast } from '@mantine/notifications';
+import { notifications } from '@mantine/notifications';
 import { IconPlus } from '@tabler/icons-react';
 import { api, type Answer, type Body, type Query } from '../api';
 import { useSession } from '../session';
 import { CopyValue, Empty, ErrorState, Loading, PageTitle, fmtAgo, fmtDateTime, messageOf } from '../ui';
-
-/** A toast whose close button has a name (axe: button-name). */
-const notify = (n: { color: string; message: string }) => toast.show({ ...n, closeButtonProps: { 'aria-label': 'Dismiss' } });
 
 /**
  * Notifications: where messages go (channels: e-mail, signed webhook, Teams, Slack), which events go
@@ -205,21 +202,21 @@ function ChannelCard({ c, scope, manage, onEdit }: { c: Channel; scope: string; 
       setResult(r);
       void qc.invalidateQueries({ queryKey: ['notify-deliveries'] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const toggle = useMutation({
     mutationFn: () => api.patch('/api/v1/notifications/channels/{channelId}', { ...path, body: { enabled: !c.enabled } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['notify-channels'] }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const remove = useMutation({
     mutationFn: () => api.del('/api/v1/notifications/channels/{channelId}', path),
     onSuccess: () => {
-      notify({ color: 'green', message: `Channel ${c.name} removed.` });
+      notifications.show({ color: 'green', message: `Channel ${c.name} removed.` });
       void qc.invalidateQueries({ queryKey: ['notify-channels'] });
       void qc.invalidateQueries({ queryKey: ['notify-rules'] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const secretNote = Object.keys(c.masked)
     .filter((k) => c.masked[k] !== '(none)' && k !== 'url')
@@ -276,7 +273,7 @@ function ChannelCard({ c, scope, manage, onEdit }: { c: Channel; scope: string; 
         </Alert>
       )}
       {removing && (
-        <Modal opened onClose={() => setRemoving(false)} closeButtonProps={{ 'aria-label': 'Close' }} title={`Remove ${c.name}?`}>
+        <Modal opened onClose={() => setRemoving(false)} title={`Remove ${c.name}?`}>
           <Stack gap="sm">
             <Text size="sm">Rules stop sending here; messages waiting for this channel are dropped. Its delivery log stays.</Text>
             <Group justify="flex-end">
@@ -356,7 +353,7 @@ function ChannelModal({ existing, onClose, onCreated }: { existing?: Channel; on
     onSuccess: (secret) => {
       setPassword('');
       setSigningSecret('');
-      notify({ color: 'green', message: existing ? `Channel ${name} saved.` : `Channel ${name} added. Use “Send test” to check it.` });
+      notifications.show({ color: 'green', message: existing ? `Channel ${name} saved.` : `Channel ${name} added. Use “Send test” to check it.` });
       void qc.invalidateQueries({ queryKey: ['notify-channels'] });
       onCreated?.(name, secret);
       onClose();
@@ -365,7 +362,7 @@ function ChannelModal({ existing, onClose, onCreated }: { existing?: Channel; on
   });
   const keep = existing ? 'Leave blank to keep the stored one.' : undefined;
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={existing ? `Edit ${existing.name}` : 'Add a channel'} size="lg">
+    <Modal opened onClose={onClose} title={existing ? `Edit ${existing.name}` : 'Add a channel'} size="lg">
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -491,12 +488,12 @@ function RulesTab() {
   const toggle = useMutation({
     mutationFn: (r: Rule) => api.patch('/api/v1/notifications/rules/{ruleId}', { params: { path: { ruleId: r.id } }, body: { enabled: !r.enabled } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['notify-rules'] }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const remove = useMutation({
     mutationFn: (r: Rule) => api.del('/api/v1/notifications/rules/{ruleId}', { params: { path: { ruleId: r.id } } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['notify-rules'] }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   if (rules.isPending || channels.isPending) return <Loading />;
   if (rules.isError) return <ErrorState error={rules.error} retry={() => void rules.refetch()} />;
@@ -597,14 +594,14 @@ function RuleModal({ channels, onClose }: { channels: Channel[]; onClose: () => 
         body: { clientId: scope === MSP_WIDE ? null : scope, name: name.trim(), eventTypes: events as EventType[], channelIds, digest },
       }),
     onSuccess: () => {
-      notify({ color: 'green', message: `Rule ${name} added.` });
+      notifications.show({ color: 'green', message: `Rule ${name} added.` });
       void qc.invalidateQueries({ queryKey: ['notify-rules'] });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title="Add a rule" size="lg">
+    <Modal opened onClose={onClose} title="Add a rule" size="lg">
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -776,7 +773,7 @@ function AttemptsModal({ d, onClose }: { d: Delivery; onClose: () => void }) {
     queryFn: () => api.get('/api/v1/notifications/deliveries/{deliveryId}', { params: { path: { deliveryId: d.id } } }),
   });
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={d.subject} size="lg">
+    <Modal opened onClose={onClose} title={d.subject} size="lg">
       {one.isPending ? (
         <Loading />
       ) : one.isError ? (

@@ -27,7 +27,6 @@ import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDateTime, messageOf } from '../ui';
 
 /** Notifications' close button, named for screen readers. */
-const CLOSE = { 'aria-label': 'Close the message' };
 
 type Report = Answer<'/api/v1/reports', 'get'>[number];
 type ReportName = Report['report'];
@@ -158,7 +157,7 @@ function ReportCard({ report, query, disabled }: { report: Report; query: Report
         `keywarden-${report.report}.${format}`,
       );
     } catch (e) {
-      notifications.show({ closeButtonProps: CLOSE, color: 'red', title: 'The report could not be made', message: messageOf(e) });
+      notifications.show({ color: 'red', title: 'The report could not be made', message: messageOf(e) });
     } finally {
       setBusy(null);
     }
@@ -213,26 +212,24 @@ function Schedules({ catalog }: { catalog: Report[] }) {
       api.patch('/api/v1/notifications/report-schedules/{scheduleId}', { params: { path: { scheduleId: s.id } }, body: { enabled: !s.enabled } }),
     onSuccess: (s) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         message: s.enabled ? `"${s.name}" is on again; next e-mail ${fmtDateTime(s.nextRunAt)}.` : `"${s.name}" is paused.`,
       });
       refresh();
     },
-    onError: (e) => notifications.show({ closeButtonProps: CLOSE, color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const run = useMutation({
     mutationFn: (s: Schedule) => api.post('/api/v1/notifications/report-schedules/{scheduleId}/run', { params: { path: { scheduleId: s.id } } }),
     onSuccess: (d, s) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         title: 'Sending',
         message: `"${s.name}" is queued for ${d.channel.name}; it goes out within a minute (the delivery log under Notifications shows when).`,
       });
       refresh();
     },
-    onError: (e) => notifications.show({ closeButtonProps: CLOSE, color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
 
   return (
@@ -377,13 +374,13 @@ function DeleteScheduleModal({ schedule, onClose, onDone }: { schedule: Schedule
   const del = useMutation({
     mutationFn: () => api.del('/api/v1/notifications/report-schedules/{scheduleId}', { params: { path: { scheduleId: schedule.id } } }),
     onSuccess: () => {
-      notifications.show({ closeButtonProps: CLOSE, color: 'green', message: `"${schedule.name}" is deleted; no more e-mails will be sent for it.` });
+      notifications.show({ color: 'green', message: `"${schedule.name}" is deleted; no more e-mails will be sent for it.` });
       onDone();
       onClose();
     },
   });
   return (
-    <Modal opened onClose={onClose} title="Delete the scheduled e-mail?" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title="Delete the scheduled e-mail?">
       <Stack gap="sm">
         <Text size="sm">
           "{schedule.name}" will no longer be sent to {schedule.recipients.join(', ')}. E-mails already sent stay in the delivery log.
@@ -444,7 +441,6 @@ function AddScheduleModal({ catalog, onClose, onDone }: { catalog: Report[]; onC
       }),
     onSuccess: (s) => {
       notifications.show({
-        closeButtonProps: CLOSE,
         color: 'green',
         message: `"${s.name}" is scheduled: ${cadence(s).toLowerCase()}, first on ${fmtDateTime(s.nextRunAt)}.`,
       });
@@ -454,7 +450,7 @@ function AddScheduleModal({ catalog, onClose, onDone }: { catalog: Report[]; onC
   });
 
   return (
-    <Modal opened onClose={onClose} title="Schedule a report e-mail" size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title="Schedule a report e-mail" size="lg">
       <form
         onSubmit={(e) => {
           e.preventDefault();

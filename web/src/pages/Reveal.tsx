@@ -114,7 +114,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   };
 
   return (
-    <Modal opened onClose={close} title="Reveal recovery key" size="lg" closeButtonProps={{ 'aria-label': 'Close' }} centered>
+    <Modal opened onClose={close} title="Reveal recovery key" size="lg" centered>
       <Stack gap="md">
         <KeyFacts k={current} state={current.state} />
         {current.mayNotUnlock && <MayNotUnlock k={current} />}

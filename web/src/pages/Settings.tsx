@@ -32,9 +32,6 @@ import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmt
 import { AccountTab } from './Account';
 import { EnrollmentTab } from './Enrollment';
 
-/** A toast whose close button has a name (axe: button-name). */
-const notify = (n: { color: string; message: string }) => notifications.show({ ...n, closeButtonProps: { 'aria-label': 'Dismiss' } });
-
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security';
 
 export function SettingsPage({ tab }: { tab?: string }) {
@@ -122,7 +119,7 @@ function UsersTab() {
     mutationFn: ({ id, patch }: { id: string; patch: Body<'/api/v1/users/{userId}', 'patch'> }) =>
       api.patch('/api/v1/users/{userId}', { params: { path: { userId: id } }, body: patch }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   if (users.isPending) return <Loading />;
   if (users.isError) return <ErrorState error={users.error} retry={() => void users.refetch()} />;
@@ -227,14 +224,14 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
   const create = useMutation({
     mutationFn: () => api.post('/api/v1/users', { body: { email, name: name || undefined, password, role, clients: all ? 'all' : ids } }),
     onSuccess: (u) => {
-      notify({ color: 'green', message: `${u.email} can now sign in.` });
+      notifications.show({ color: 'green', message: `${u.email} can now sign in.` });
       void qc.invalidateQueries({ queryKey: ['users'] });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title="Add user">
+    <Modal opened onClose={onClose} title="Add user">
       <form
         onSubmit={(e: FormEvent) => {
           e.preventDefault();
@@ -283,13 +280,13 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
   const reset = useMutation({
     mutationFn: () => api.post('/api/v1/users/{userId}/password', { params: { path: { userId: user.id } }, body: { password } }),
     onSuccess: () => {
-      notify({ color: 'green', message: `New password set for ${user.email}; their sessions ended.` });
+      notifications.show({ color: 'green', message: `New password set for ${user.email}; their sessions ended.` });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={`Set a password for ${user.email}`}>
+    <Modal opened onClose={onClose} title={`Set a password for ${user.email}`}>
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -349,7 +346,7 @@ function TokensTab() {
   const revoke = useMutation({
     mutationFn: (id: string) => api.del('/api/v1/tokens/{tokenId}', { params: { path: { tokenId: id } } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['tokens'] }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   return (
     <Stack gap="md">
@@ -601,7 +598,7 @@ function RunsTable({ rows, label }: { rows: { id: string; status: string; at: st
 
 function ConfirmRemove({ what, onConfirm, onClose, pending }: { what: string; onConfirm: () => void; onClose: () => void; pending: boolean }) {
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title={`Remove ${what}?`}>
+    <Modal opened onClose={onClose} title={`Remove ${what}?`}>
       <Stack gap="sm">
         <Text size="sm">Syncing stops and its history is removed. Recovery keys it already synced stay in the vault.</Text>
         <Group justify="flex-end">
@@ -634,12 +631,12 @@ function GraphCard({ g }: { g: GraphConnection }) {
   const test = useMutation({
     mutationFn: () => api.post('/api/v1/graph/connections/{connectionId}/test', path),
     onSuccess: (r) => setResult({ ok: r.ok, checks: r.checks }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const sync = useMutation({
     mutationFn: () => api.post('/api/v1/graph/connections/{connectionId}/sync', path),
     onSuccess: (r) => {
-      notify({
+      notifications.show({
         color: r.status === 'failed' ? 'red' : r.warnings ? 'yellow' : 'green',
         message:
           r.status === 'failed'
@@ -649,15 +646,15 @@ function GraphCard({ g }: { g: GraphConnection }) {
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       void qc.invalidateQueries({ queryKey: ['graph-runs', g.id] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const remove = useMutation({
     mutationFn: () => api.del('/api/v1/graph/connections/{connectionId}', path),
     onSuccess: () => {
-      notify({ color: 'green', message: `Entra ID of ${name} disconnected.` });
+      notifications.show({ color: 'green', message: `Entra ID of ${name} disconnected.` });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   return (
     <Card withBorder padding="sm" component="article" aria-label={`Entra ID of ${name}`}>
@@ -747,12 +744,12 @@ function AdCard({ a }: { a: AdConnection }) {
   const test = useMutation({
     mutationFn: () => api.post('/api/v1/directory/connections/{connectionId}/test', path),
     onSuccess: (r) => setResult({ ok: r.ok, checks: r.checks }),
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const sync = useMutation({
     mutationFn: () => api.post('/api/v1/directory/connections/{connectionId}/sync', path),
     onSuccess: (r) => {
-      notify({
+      notifications.show({
         color: r.status === 'failed' ? 'red' : 'green',
         message:
           r.status === 'failed'
@@ -761,23 +758,23 @@ function AdCard({ a }: { a: AdConnection }) {
       });
       refresh();
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const toggle = useMutation({
     mutationFn: (enabled: boolean) => api.patch('/api/v1/directory/connections/{connectionId}', { ...path, body: { enabled } }),
     onSuccess: (c) => {
-      notify({ color: 'green', message: `Active Directory of ${name} ${c.enabled ? 'enabled' : 'disabled'}.` });
+      notifications.show({ color: 'green', message: `Active Directory of ${name} ${c.enabled ? 'enabled' : 'disabled'}.` });
       refresh();
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const remove = useMutation({
     mutationFn: () => api.del('/api/v1/directory/connections/{connectionId}', path),
     onSuccess: () => {
-      notify({ color: 'green', message: `Active Directory of ${name} disconnected.` });
+      notifications.show({ color: 'green', message: `Active Directory of ${name} disconnected.` });
       void qc.invalidateQueries({ queryKey: ['ad-connections'] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   return (
     <Card withBorder padding="sm" component="article" aria-label={`Active Directory of ${name}`}>
@@ -904,7 +901,7 @@ function AdConnectionModal({ existing, onClose }: { existing?: AdConnection; onC
         : api.post('/api/v1/directory/connections', { body: { clientId, ...settings(), password } }),
     onSuccess: () => {
       setPassword('');
-      notify({ color: 'green', message: existing ? 'Connection saved.' : 'Active Directory connected. Use “Test connection” to check it.' });
+      notifications.show({ color: 'green', message: existing ? 'Connection saved.' : 'Active Directory connected. Use “Test connection” to check it.' });
       void qc.invalidateQueries({ queryKey: ['ad-connections'] });
       onClose();
     },
@@ -914,7 +911,7 @@ function AdConnectionModal({ existing, onClose }: { existing?: AdConnection; onC
     <Modal
       opened
       onClose={onClose}
-      closeButtonProps={{ 'aria-label': 'Close' }}
+
       title={existing ? 'Edit the Active Directory connection' : 'Connect Active Directory'}
       size="lg"
     >
@@ -1043,14 +1040,14 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
       api.post('/api/v1/graph/connections', { body: { clientId, tenantId: tenantId.trim(), appClientId: appClientId.trim(), clientSecret: secret } }),
     onSuccess: () => {
       setSecret('');
-      notify({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
+      notifications.show({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       onClose();
     },
     gcTime: 0,
   });
   return (
-    <Modal opened onClose={onClose} closeButtonProps={{ 'aria-label': 'Close' }} title="Connect an Entra ID tenant">
+    <Modal opened onClose={onClose} title="Connect an Entra ID tenant">
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -1153,7 +1150,7 @@ function BrandingTab() {
       qc.setQueryData(['branding'], b);
       setName(null);
       setNeedStepUp(false);
-      notify({ color: 'green', message: 'Branding saved: reports carry it from now on.' });
+      notifications.show({ color: 'green', message: 'Branding saved: reports carry it from now on.' });
     },
     onError: (e) => {
       if (e instanceof ApiError && e.code === 'step_up_required') setNeedStepUp(true);
@@ -1279,9 +1276,9 @@ function SecurityTab() {
     onSuccess: (s) => {
       qc.setQueryData(['security'], s);
       void qc.invalidateQueries({ queryKey: ['console-settings'] });
-      notify({ color: 'green', message: 'Saved.' });
+      notifications.show({ color: 'green', message: 'Saved.' });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   const viewer = useMutation({
     mutationFn: ({ id, on }: { id: string; on: boolean }) =>
@@ -1290,7 +1287,7 @@ function SecurityTab() {
       void qc.invalidateQueries({ queryKey: ['security'] });
       void qc.invalidateQueries({ queryKey: ['clients'] });
     },
-    onError: (e) => notify({ color: 'red', message: messageOf(e) }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
   if (sec.isPending) return <Loading />;
   if (sec.isError) return <ErrorState error={sec.error} retry={() => void sec.refetch()} />;

@@ -52,7 +52,7 @@ function NameForm({
     save.mutate();
   };
   return (
-    <Modal opened onClose={onClose} title={title} centered closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={title} centered>
       <form onSubmit={submit}>
         <Stack gap="sm">
           <TextInput
@@ -142,7 +142,7 @@ export function ArchiveClientModal({ client, onClose, onArchived }: { client: { 
     if (confirm.matches) archive.mutate();
   };
   return (
-    <Modal opened onClose={onClose} title={`Archive ${client.name}`} centered closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={`Archive ${client.name}`} centered>
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Alert color="blue" variant="light" icon={<IconInfoCircle size={18} />} title="What archiving does">

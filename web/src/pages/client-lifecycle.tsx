@@ -201,13 +201,7 @@ function HoldModal({ clientId, clientName, hold, onClose, onDone }: ModalProps &
     save.mutate();
   };
   return (
-    <Modal
-      opened
-      onClose={onClose}
-      title={hold ? `Set legal hold on ${clientName}` : `Lift legal hold on ${clientName}`}
-      centered
-      closeButtonProps={{ 'aria-label': 'Close' }}
-    >
+    <Modal opened onClose={onClose} title={hold ? `Set legal hold on ${clientName}` : `Lift legal hold on ${clientName}`} centered>
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Text size="sm">
@@ -270,7 +264,7 @@ function ApproveModal({ approval, clientId, clientName, onClose, onDone }: Modal
     run.mutate();
   };
   return (
-    <Modal opened onClose={onClose} title={`Approve a request for ${clientName}`} centered size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={`Approve a request for ${clientName}`} centered size="lg">
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Alert color="red" variant="light" title="This runs at once and cannot be undone">
@@ -328,7 +322,7 @@ function OffboardModal({ clientId, clientName, onClose, onDone }: ModalProps) {
     run.mutate();
   };
   return (
-    <Modal opened onClose={onClose} title={`Offboard ${clientName}`} centered size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={`Offboard ${clientName}`} centered size="lg">
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Alert color="red" variant="light" title="This cannot be undone">
@@ -400,7 +394,7 @@ function ExportModal({ clientId, clientName, onClose, onDone }: ModalProps) {
     run.mutate();
   };
   return (
-    <Modal opened onClose={onClose} title={`Break-glass export of ${clientName}`} centered size="lg" closeButtonProps={{ 'aria-label': 'Close' }}>
+    <Modal opened onClose={onClose} title={`Break-glass export of ${clientName}`} centered size="lg">
       <form onSubmit={submit}>
         <Stack gap="sm">
           <Text size="sm">
