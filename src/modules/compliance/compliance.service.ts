@@ -276,16 +276,6 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     /** Re-evaluates devices inside a producer's transaction (agent check-in, upload, import). */
     evaluateDevicesIn: (tx: Executor, clientId: string, deviceIds: readonly string[]) => evaluateIn(tx, clientId, [...new Set(deviceIds)]),
 
-    /** After an import's keys went in: the devices those keys belong to. */
-    async afterKeysIngested(tx: Executor, clientId: string, keyRowIds: readonly string[]): Promise<void> {
-      const ids = new Set<string>();
-      for (let i = 0; i < keyRowIds.length; i += BATCH) {
-        if (i > 0) await yieldToEventLoop();
-        for (const id of await repo.deviceIdsOfKeys(tx, clientId, keyRowIds.slice(i, i + BATCH))) ids.add(id);
-      }
-      await evaluateIn(tx, clientId, [...ids]);
-    },
-
     // ------------------------------------------------------------------ evaluation on demand / schedule
     /** One client (all its devices), or every active client. Owner/admin; the scheduler runs it as the system. */
     async evaluate(actor: Actor, input: { clientId?: string } = {}): Promise<Outcome & { clients: number }> {

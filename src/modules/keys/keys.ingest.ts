@@ -51,10 +51,10 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
 
     const byKeyId = new Map<string, Known[]>();
     const byFp = new Map<string, Known[]>();
-    const seenRows = new Set<string>();
+    const seenRows = new Map<string, Known>();
     const remember = (k: Known) => {
       if (seenRows.has(k.id)) return;
-      seenRows.add(k.id);
+      seenRows.set(k.id, k);
       if (k.key_id) (byKeyId.get(k.key_id) ?? byKeyId.set(k.key_id, []).get(k.key_id)!).push(k);
       (byFp.get(k.fingerprint) ?? byFp.set(k.fingerprint, []).get(k.fingerprint)!).push(k);
     };
@@ -65,11 +65,13 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     const devicesByEntra = new Map<string, DevicesTable>();
     const volumesByDevice = new Map<string, VolumesTable[]>();
     const touchedDevices = new Set<string>();
+    // Devices this ingest creates: their last-seen time is already now.
+    const createdDevices = new Set<string>();
     // New devices and volumes are written in bulk at the end of each chunk, before its keys.
     let pendingDevices: DevicesTable[] = [];
     let pendingVolumeRows: VolumesTable[] = [];
 
-    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [], devices: [] };
+    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [], devices: [], deviceIds: [] };
     const filedUnder = new Set<string>();
 
     const devicesById = new Map<string, DevicesTable | null>();
@@ -96,6 +98,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           primary_user: d?.user,
         });
         pendingDevices.push(device);
+        createdDevices.add(device.id);
         volumesByDevice.set(device.id, []);
       } else {
         // Fill facts the device row does not have yet; never overwrite one it has.
@@ -105,10 +108,11 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         if (!device.serial && d?.serial) patch.serial = d.serial;
         if (!device.primary_user && d?.user) patch.primary_user = d.user;
         if (Object.keys(patch).length) {
-          await devices.update(tx, clientId, device.id, patch);
+          // A device of this chunk is not written yet: its pending row takes the facts.
+          if (!pendingDevices.includes(device)) await devices.update(tx, clientId, device.id, patch);
           Object.assign(device, patch);
         }
-        touchedDevices.add(device.id);
+        if (!createdDevices.has(device.id)) touchedDevices.add(device.id);
       }
       devicesByName.set(device.name_key, device);
       if (device.entra_device_id) devicesByEntra.set(device.entra_device_id, device);
@@ -333,6 +337,12 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       if (start + CHUNK < reports.length) await yieldToEventLoop();
     }
     await devices.touch(tx, clientId, [...touchedDevices], now);
+    const keyDevices = new Set<string>();
+    for (const id of result.keyRowIds) {
+      const deviceId = seenRows.get(id)?.device_id;
+      if (deviceId) keyDevices.add(deviceId);
+    }
+    result.deviceIds = [...keyDevices];
     return result;
   };
 }

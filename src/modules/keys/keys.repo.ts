@@ -3,6 +3,7 @@ import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
 import type { KeyIdQuery } from '../../domain/key-id.js';
 import { keyIdPrefixBounds } from '../../domain/key-id.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
+import { bulkInsert } from '../../db/bulk.js';
 import { deviceTextMatch } from '../devices/devices.repo.js';
 
 const CHUNK = 500;
@@ -36,6 +37,35 @@ const SUMMARY_COLUMNS = [
   'v.volume_type',
 ] as const;
 
+const insertKeyRows = bulkInsert<RecoveryKeysTable>(
+  'recovery_keys',
+  [
+    'id',
+    'client_id',
+    'device_id',
+    'volume_id',
+    'key_id',
+    'ciphertext',
+    'data_key_version',
+    'fingerprint',
+    'state',
+    'source_created_at',
+    'first_seen_at',
+    'last_seen_at',
+    'state_changed_at',
+    'created_at',
+    'destroyed_at',
+    'destroyed_reason',
+  ],
+  { types: { data_key_version: 'integer' } },
+);
+/** A source already recorded for that key only gets its last-seen time moved. */
+const upsertSourceRows = bulkInsert<KeySourcesTable>(
+  'key_sources',
+  ['id', 'client_id', 'recovery_key_id', 'source_type', 'source_ref', 'source_created_at', 'first_seen_at', 'last_seen_at', 'removed_at'],
+  { onConflict: 'on conflict (recovery_key_id, source_type, source_ref) do update set last_seen_at = excluded.last_seen_at' },
+);
+
 /**
  * Recovery-key rows. Every read filters by client: either one client id or the actor's list of
  * visible clients (null = all), so "not yours" and "does not exist" look the same.
@@ -67,22 +97,10 @@ export function createKeysRepo() {
       return out;
     },
 
-    async insertKeys(exec: Executor, rows: RecoveryKeysTable[]): Promise<void> {
-      for (const part of chunks(rows, 200)) await exec.insertInto('recovery_keys').values(part).execute();
-    },
+    insertKeys: (exec: Executor, rows: RecoveryKeysTable[]): Promise<void> => insertKeyRows(exec, rows),
 
     /** Adds sources; a source already recorded for that key only gets its last-seen time moved. */
-    async upsertSources(exec: Executor, rows: KeySourcesTable[]): Promise<void> {
-      for (const part of chunks(rows, 300)) {
-        await exec
-          .insertInto('key_sources')
-          .values(part)
-          .onConflict((oc) =>
-            oc.columns(['recovery_key_id', 'source_type', 'source_ref']).doUpdateSet((eb) => ({ last_seen_at: eb.ref('excluded.last_seen_at') })),
-          )
-          .execute();
-      }
-    },
+    upsertSources: (exec: Executor, rows: KeySourcesTable[]): Promise<void> => upsertSourceRows(exec, rows),
 
     /**
      * After a full listing from a directory (Entra tenant, AD connection): sources whose key is no
