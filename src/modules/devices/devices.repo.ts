@@ -2,7 +2,7 @@ import { sql, type Expression, type SqlBool } from 'kysely';
 import type { Engine, Executor } from '../../db/database.js';
 import type { DevicesTable, VolumesTable } from '../../db/schema.js';
 import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
-import { bulkInsert } from '../../db/bulk.js';
+import { MAX_LOOKUP_LIST, bulkInsert } from '../../db/bulk.js';
 
 export const deviceNameKey = (name: string) => name.trim().toLowerCase();
 
@@ -149,19 +149,19 @@ export function createDevicesRepo() {
       await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
     async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (let i = 0; i < ids.length; i += 500) {
+      for (let i = 0; i < ids.length; i += MAX_LOOKUP_LIST) {
         await exec
           .updateTable('devices')
           .set({ last_seen_at: now })
           .where('client_id', '=', clientId)
-          .where('id', 'in', ids.slice(i, i + 500))
+          .where('id', 'in', ids.slice(i, i + MAX_LOOKUP_LIST))
           .execute();
       }
     },
     async volumesOf(exec: Executor, clientId: string, deviceIds: string[]): Promise<VolumesTable[]> {
       const out: VolumesTable[] = [];
-      for (let i = 0; i < deviceIds.length; i += 500) {
-        const part = deviceIds.slice(i, i + 500);
+      for (let i = 0; i < deviceIds.length; i += MAX_LOOKUP_LIST) {
+        const part = deviceIds.slice(i, i + MAX_LOOKUP_LIST);
         out.push(...(await exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', part).execute()));
       }
       return out;

@@ -1,6 +1,7 @@
 import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
 import { lockKey } from '../../db/locks.js';
+import { bulkStepRows } from '../../db/bulk.js';
 import type { DevicesTable, KeySourcesTable, RecoveryKeysTable, VolumesTable } from '../../db/schema.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
@@ -32,8 +33,6 @@ type Deps = {
 
 type Known = IngestKeyRow & { isNew: boolean };
 
-const CHUNK = 500;
-
 export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) {
   return async function ingest(
     tx: Executor,
@@ -46,6 +45,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     // Held until the caller's transaction ends. Callers that write before ingesting take it first.
     await lockKey(tx, 'ingest', clientId);
     const now = clock.now();
+    const CHUNK = bulkStepRows(tx);
     const cipher = await keyring.clientCipher(tx, clientId);
     const fingerprint = await keyring.fingerprinter(tx);
 

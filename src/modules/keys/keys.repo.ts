@@ -3,7 +3,7 @@ import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
 import type { KeyIdQuery } from '../../domain/key-id.js';
 import { keyIdPrefixBounds } from '../../domain/key-id.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
-import { bulkInsert } from '../../db/bulk.js';
+import { MAX_LOOKUP_LIST, bulkInsert } from '../../db/bulk.js';
 import { deviceTextMatch } from '../devices/devices.repo.js';
 
 const CHUNK = 500;
@@ -88,10 +88,10 @@ export function createKeysRepo() {
     async findForIngest(exec: Executor, clientId: string, keyIds: string[], fingerprints: string[]): Promise<IngestKeyRow[]> {
       const out: IngestKeyRow[] = [];
       const cols = ['id', 'key_id', 'fingerprint', 'state', 'device_id', 'volume_id', 'source_created_at'] as const;
-      for (const part of chunks(keyIds)) {
+      for (const part of chunks(keyIds, MAX_LOOKUP_LIST)) {
         out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('key_id', 'in', part).execute()));
       }
-      for (const part of chunks(fingerprints)) {
+      for (const part of chunks(fingerprints, MAX_LOOKUP_LIST)) {
         out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('fingerprint', 'in', part).execute()));
       }
       return out;
@@ -130,14 +130,14 @@ export function createKeysRepo() {
     },
 
     async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (const part of chunks(ids)) {
+      for (const part of chunks(ids, MAX_LOOKUP_LIST)) {
         await exec.updateTable('recovery_keys').set({ last_seen_at: now }).where('client_id', '=', clientId).where('id', 'in', part).execute();
       }
     },
 
     /** Flags active keys as being in conflict; keys already disclosed, rotated etc. keep their state. */
     async flagConflicts(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (const part of chunks(ids)) {
+      for (const part of chunks(ids, MAX_LOOKUP_LIST)) {
         await exec
           .updateTable('recovery_keys')
           .set({ state: 'conflict', state_changed_at: now })
