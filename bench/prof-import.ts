@@ -4,9 +4,11 @@
  * and with --prof a CPU profile of the CLI process summed by function and by file.
  *
  * With --queries the import runs in this process instead (the service call the CLI makes), and
- * every SQL statement's count and total time is printed.
+ * every SQL statement's count and total time is printed. The ratio is the bench's (raw seconds /
+ * CLI seconds), with the same ratio of CPU seconds beside it: steadier on a busy machine (SQLite
+ * runs in the CLI process; PostgreSQL's own work is not in it).
  *
- *   npx tsx bench/prof-import.ts [--engine sqlite|postgres] [--rows 10000] [--turns 3] [--prof | --queries]
+ *   npx tsx bench/prof-import.ts [--engine sqlite|postgres] [--rows 10000] [--turns 3] [--prof | --queries] [--bin PATH ...]
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,7 +28,9 @@ const turns = Number(arg('turns', '3'));
 const prof = process.argv.includes('--prof');
 const queries = process.argv.includes('--queries');
 const REPO = path.resolve(import.meta.dirname, '..');
-const BIN = path.join(REPO, 'bin', 'keywarden.js');
+// --bin PATH (repeatable): compare CLIs, e.g. a build of main against this tree, in the same turns.
+const bins = process.argv.flatMap((a, i) => (a === '--bin' ? [path.resolve(process.argv[i + 1]!)] : []));
+if (bins.length === 0) bins.push(path.join(REPO, 'bin', 'keywarden.js'));
 
 type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] };
 type Profile = { nodes: Node[]; samples: number[]; timeDeltas: number[] };
@@ -106,14 +110,15 @@ if (process.argv.includes('--summary')) {
 const v = await createBenchVault(engine, 'profimport');
 try {
   const csv = path.join(v.dir, 'keys.csv');
-  fs.writeFileSync(csv, csvOf('keywarden-bench-1', rows * turns));
+  const lines = csvOf('keywarden-bench-1', rows * turns * bins.length).split('\r\n');
   const c = await buildContainer(v.config);
   const raws = [];
   for (let t = 0; t < turns; t++) {
-    await c.clients.create(systemActor('bench'), { name: `Bench ${t}` });
+    for (let b = 0; b < bins.length; b++) await c.clients.create(systemActor('bench'), { name: `Bench ${t}.${b}` });
     raws.push(await c.clients.create(systemActor('bench'), { name: `Raw ${t}` }));
   }
   await c.close();
+  const ratios = bins.map(() => ({ wall: [] as number[], cpu: [] as number[] }));
   for (let t = 0; t < turns; t++) {
     const db = openDatabase(v.config.database);
     const cpu0 = process.cpuUsage();
@@ -121,34 +126,47 @@ try {
     await seedKeys(db, v.config, raws[t]!.id, { seed: `raw-${t}`, count: rows });
     const rawS = (performance.now() - t1) / 1000;
     const rawCpu = process.cpuUsage(cpu0);
+    const rawCpuS = (rawCpu.user + rawCpu.system) / 1e6;
     await db.close();
+    console.log(`${engine} turn ${t}: raw ${rawS.toFixed(2)} s (cpu ${rawCpuS.toFixed(2)} s)`);
 
-    // Each turn imports its own slice of keys into its own client (a fresh client, like the bench).
-    const part = path.join(v.dir, `part-${t}.csv`);
-    const lines = fs.readFileSync(csv, 'utf8').split('\r\n');
-    fs.writeFileSync(part, [lines[0], ...lines.slice(1 + t * rows, 1 + (t + 1) * rows)].join('\r\n') + '\r\n');
-    if (queries) {
-      console.log(`${engine} turn ${t}: raw ${rawS.toFixed(2)} s (cpu ${((rawCpu.user + rawCpu.system) / 1e6).toFixed(2)} s)`);
-      await importWithQueryLog(v, part, `Bench ${t}`);
-      continue;
+    // Every import takes its own slice of keys into its own client (a fresh client, like the bench);
+    // with several --bin, their order alternates from turn to turn.
+    const order = bins.map((_, b) => b);
+    if (t % 2) order.reverse();
+    for (const b of order) {
+      const slice = (t * bins.length + b) * rows;
+      fs.writeFileSync(csv, [lines[0], ...lines.slice(1 + slice, 1 + slice + rows)].join('\r\n') + '\r\n');
+      const client = `Bench ${t}.${b}`;
+      if (queries) {
+        await importWithQueryLog(v, csv, client);
+        continue;
+      }
+      const profDir = path.join(v.dir, `prof-${t}-${b}`);
+      const nodeArgs = prof ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+      const t0 = performance.now();
+      const r = spawnSync('/usr/bin/time', ['-f', '%U %S', process.execPath, ...nodeArgs, bins[b]!, 'import', csv, '--client', client, '--json'], {
+        cwd: REPO,
+        env: { ...process.env, ...v.env },
+        encoding: 'utf8',
+      });
+      const s = (performance.now() - t0) / 1000;
+      if (r.status !== 0) throw new Error(r.stderr);
+      const [u, sys] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number);
+      const cpuS = u! + sys!;
+      ratios[b]!.wall.push(rawS / s);
+      ratios[b]!.cpu.push(rawCpuS / cpuS);
+      console.log(
+        `  ${bins[b]}: ${s.toFixed(2)} s (cpu ${cpuS.toFixed(2)} s), ${JSON.parse(r.stdout).imported} imported; ` +
+          `ratio ${(rawS / s).toFixed(3)} (cpu ${(rawCpuS / cpuS).toFixed(3)})`,
+      );
+      if (prof) for (const f of fs.readdirSync(profDir)) summarise(path.join(profDir, f));
     }
-    const profDir = path.join(v.dir, `prof-${t}`);
-    const nodeArgs = prof ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-    const t0 = performance.now();
-    const r = spawnSync('/usr/bin/time', ['-f', '%U %S', process.execPath, ...nodeArgs, BIN, 'import', part, '--client', `Bench ${t}`, '--json'], {
-      cwd: REPO,
-      env: { ...process.env, ...v.env },
-      encoding: 'utf8',
-    });
-    const s = (performance.now() - t0) / 1000;
-    if (r.status !== 0) throw new Error(r.stderr);
-    const [u, sys] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number);
-    console.log(
-      `${engine} turn ${t}: raw ${rawS.toFixed(2)} s (cpu ${((rawCpu.user + rawCpu.system) / 1e6).toFixed(2)} s), ` +
-        `CLI ${s.toFixed(2)} s (cpu ${(u! + sys!).toFixed(2)} s) -> ${JSON.parse(r.stdout).imported} imported; ratio ${(rawS / s).toFixed(3)}`,
-    );
-    if (prof) for (const f of fs.readdirSync(profDir)) summarise(path.join(profDir, f));
   }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
+  if (!queries)
+    for (const [b, bin] of bins.entries())
+      console.log(`median over ${turns} turns, ${bin}: ratio ${median(ratios[b]!.wall).toFixed(3)} (cpu ${median(ratios[b]!.cpu).toFixed(3)})`);
 } finally {
   await v.drop();
 }
