@@ -95,8 +95,9 @@ async function importWithQueryLog(v: Awaited<ReturnType<typeof createBenchVault>
   const s = (performance.now() - t0) / 1000;
   await c.close();
   const inDb = [...stats.values()].reduce((a, x) => a + x.ms, 0);
+  const statements = [...stats.values()].reduce((a, x) => a + x.n, 0);
   console.log(
-    `in-process import: ${r.imported} imported in ${s.toFixed(2)} s (cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s), ${(inDb / 1000).toFixed(2)} s in statements`,
+    `in-process import: ${r.imported} imported in ${s.toFixed(2)} s (cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s), ${(inDb / 1000).toFixed(2)} s in ${statements} statements`,
   );
   for (const [k, x] of [...stats].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25))
     console.log(`${String(x.n).padStart(6)}x ${x.ms.toFixed(0).padStart(6)} ms  ${k}`);
