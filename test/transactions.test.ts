@@ -26,7 +26,11 @@ describe(`transactions and prepared queries on ${ENGINE}`, () => {
 
   beforeAll(async () => {
     tdb = await createTestDatabase();
-    d = openDatabase(tdb.target, { log: (e) => e.level === 'query' && statements.push(e.query.sql.toLowerCase()) });
+    d = openDatabase(tdb.target, {
+      log: (e) => {
+        if (e.level === 'query') statements.push(e.query.sql.toLowerCase());
+      },
+    });
     await migrateToLatest(d.db);
     // A second connection (another process, as far as the database knows) to see what is committed.
     other = openDatabase(tdb.target);

@@ -58,6 +58,8 @@ export function startCheckpointer(file: string, opts: { everyMs?: number; onErro
     close: () =>
       new Promise<void>((resolve) => {
         worker.once('exit', () => resolve());
+        // Unreferenced while it runs (it never keeps a process alive), but waited for now.
+        worker.ref();
         worker.postMessage('close');
         // A checkpoint stuck behind a lock must not hold up shutdown.
         setTimeout(() => void worker.terminate(), 5_000).unref();

@@ -36,7 +36,7 @@ export type Prepared<P, O> = {
   run(exec: Executor, params: P): Promise<number>;
 };
 
-export function prepared<P extends Record<string, unknown>, O>(build: (db: Kysely<DB>, p: Placeholder<P>) => Compilable<O>): Prepared<P, O> {
+export function prepared<P extends object, O>(build: (db: Kysely<DB>, p: Placeholder<P>) => Compilable<O>): Prepared<P, O> {
   // One compilation per Kysely instance (its adapter object is shared by its transactions).
   const byAdapter = new WeakMap<object, { query: CompiledQuery<O>; slots: Slot[] }>();
   const placeholder = ((name: string) => `${MARK}${name}`) as Placeholder<P>;
@@ -58,7 +58,7 @@ export function prepared<P extends Record<string, unknown>, O>(build: (db: Kysel
     const { query, slots } = compiled(exec);
     const parameters = slots.map((s) => {
       if ('value' in s) return s.value;
-      const v = params[s.name];
+      const v = (params as Record<string, unknown>)[s.name];
       if (v === undefined) throw new Error(`prepared query: no value for ${s.name}`);
       return v;
     });

@@ -89,6 +89,37 @@ const q = {
       .where('state', 'in', [...ACTIVE_JOB_STATES])
       .orderBy('created_at'),
   ),
+  insertFinding: prepared<FindingsTable, never>((db, p) =>
+    db.insertInto('findings').values({
+      id: p('id'),
+      client_id: p('client_id'),
+      device_id: p('device_id'),
+      volume_id: p('volume_id'),
+      recovery_key_id: p('recovery_key_id'),
+      kind: p('kind'),
+      protector_id: p('protector_id'),
+      detail: p('detail'),
+      opened_at: p('opened_at'),
+      resolved_at: p('resolved_at'),
+    }),
+  ),
+  resolveFinding: prepared<{ clientId: string; id: string; now: string }, never>((db, p) =>
+    db.updateTable('findings').set({ resolved_at: p('now') }).where('client_id', '=', p('clientId')).where('id', '=', p('id')),
+  ),
+  insertVolumeState: prepared<VolumeStatesTable, never>((db, p) =>
+    db.insertInto('volume_states').values({
+      id: p('id'),
+      client_id: p('client_id'),
+      volume_id: p('volume_id'),
+      recorded_at: p('recorded_at'),
+      volume_status: p('volume_status'),
+      protection_status: p('protection_status'),
+      lock_status: p('lock_status'),
+      encryption_method: p('encryption_method'),
+      encryption_percentage: p('encryption_percentage'),
+      protectors: p('protectors'),
+    }),
+  ),
   /**
    * PostgreSQL: the sequence claim and every read of a check-in in one statement (one round trip
    * instead of eight). The claim's UPDATE locks the credential row until the check-in commits, so
@@ -299,7 +330,7 @@ export function createAgentRepo() {
 
     // volumes
     async insertVolumeState(exec: Executor, row: VolumeStatesTable) {
-      await exec.insertInto('volume_states').values(row).execute();
+      await q.insertVolumeState.run(exec, row);
     },
 
     /**
@@ -336,10 +367,10 @@ export function createAgentRepo() {
     // findings
     openFindings: (exec: Executor, clientId: string, deviceId: string) => q.openFindings.all(exec, { clientId, deviceId }),
     async insertFinding(exec: Executor, row: FindingsTable) {
-      await exec.insertInto('findings').values(row).execute();
+      await q.insertFinding.run(exec, row);
     },
     async resolveFinding(exec: Executor, clientId: string, id: string, now: string) {
-      await exec.updateTable('findings').set({ resolved_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
+      await q.resolveFinding.run(exec, { clientId, id, now });
     },
     listFindings: (
       exec: Executor,
