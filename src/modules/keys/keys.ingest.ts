@@ -45,7 +45,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     // Held until the caller's transaction ends. Callers that write before ingesting take it first.
     await lockKey(tx, 'ingest', clientId);
     const now = clock.now();
-    const CHUNK = bulkStepRows(tx);
+    const chunkSize = bulkStepRows(tx);
     const cipher = await keyring.clientCipher(tx, clientId);
     const fingerprint = await keyring.fingerprinter(tx);
 
@@ -159,8 +159,8 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       return row;
     };
 
-    for (let start = 0; start < reports.length; start += CHUNK) {
-      const chunk = reports.slice(start, start + CHUNK);
+    for (let start = 0; start < reports.length; start += chunkSize) {
+      const chunk = reports.slice(start, start + chunkSize);
       const fps = chunk.map((r) => fingerprint(clientId, r.recoveryPassword));
 
       // One round trip per chunk for what the vault already knows about these keys.
@@ -331,10 +331,10 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       await keys.upsertSources(tx, [...sources.values()]);
       await keys.touch(tx, clientId, [...touched], now);
       await keys.flagConflicts(tx, clientId, [...conflicted], now);
-      onProgress?.(Math.min(start + CHUNK, reports.length), reports.length);
+      onProgress?.(Math.min(start + chunkSize, reports.length), reports.length);
       // SQLite answers synchronously: without this a large import would hold the event loop
       // (health checks, sign-ins) from its first chunk to its last.
-      if (start + CHUNK < reports.length) await yieldToEventLoop();
+      if (start + chunkSize < reports.length) await yieldToEventLoop();
     }
     await devices.touch(tx, clientId, [...touchedDevices], now);
     const keyDevices = new Set<string>();
