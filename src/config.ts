@@ -13,6 +13,9 @@ const envSchema = z
   .object({
     KEYWARDEN_DATA_DIR: z.string().min(1).optional(),
     KEYWARDEN_DATABASE_URL: z.string().min(1).optional(),
+    // PostgreSQL: connections per process, and how long one statement may run (milliseconds).
+    KEYWARDEN_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+    KEYWARDEN_DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
     KEYWARDEN_MASTER_KEY: z.string().min(1).optional(),
     KEYWARDEN_MASTER_KEY_FILE: z.string().min(1).optional(),
     KEYWARDEN_HOST: z.string().min(1).default('127.0.0.1'),
@@ -59,7 +62,10 @@ const envSchema = z
     message: 'set KEYWARDEN_MASTER_KEY or KEYWARDEN_MASTER_KEY_FILE, not both',
   });
 
-export type DatabaseTarget = { engine: 'sqlite'; file: string } | { engine: 'postgres'; url: string };
+export type DatabaseTarget =
+  | { engine: 'sqlite'; file: string }
+  /** poolSize (default 10) and statementTimeoutMs (default 300,000): KEYWARDEN_DB_POOL_SIZE, KEYWARDEN_DB_STATEMENT_TIMEOUT_MS. */
+  | { engine: 'postgres'; url: string; poolSize?: number; statementTimeoutMs?: number };
 
 export type MasterKeySource = { kind: 'env'; base64: string } | { kind: 'file'; path: string; generatedByInit: boolean };
 
@@ -189,7 +195,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
   const e = parsed.data;
   const dataDir = path.resolve(cwd, overrides.dataDir ?? e.KEYWARDEN_DATA_DIR ?? 'keywarden-data');
   const dbUrl = overrides.databaseUrl ?? e.KEYWARDEN_DATABASE_URL;
-  const database: DatabaseTarget = dbUrl ? parseDatabaseUrl(dbUrl, cwd) : { engine: 'sqlite', file: path.join(dataDir, 'keywarden.db') };
+  const parsedDb: DatabaseTarget = dbUrl ? parseDatabaseUrl(dbUrl, cwd) : { engine: 'sqlite', file: path.join(dataDir, 'keywarden.db') };
+  const database: DatabaseTarget =
+    parsedDb.engine === 'postgres' ? { ...parsedDb, poolSize: e.KEYWARDEN_DB_POOL_SIZE, statementTimeoutMs: e.KEYWARDEN_DB_STATEMENT_TIMEOUT_MS } : parsedDb;
   const masterKey: MasterKeySource = e.KEYWARDEN_MASTER_KEY
     ? { kind: 'env', base64: e.KEYWARDEN_MASTER_KEY }
     : e.KEYWARDEN_MASTER_KEY_FILE

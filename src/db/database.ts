@@ -186,7 +186,14 @@ export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig[
       },
     };
   }
-  const pool = new (loadPg().Pool)({ connectionString: target.url, max: 10 });
+  const pool = new (loadPg().Pool)({
+    connectionString: target.url,
+    max: target.poolSize ?? 10,
+    // A runaway statement (or a transaction left open by a stalled process) must not hold a
+    // connection, and the locks it took, for ever.
+    statement_timeout: target.statementTimeoutMs ?? 300_000,
+    idle_in_transaction_session_timeout: 60_000,
+  });
   // A dropped idle connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: withNamedStatements(pool) }), log: opts.log });

@@ -1,4 +1,4 @@
-import { SqliteAdapter, sql } from 'kysely';
+import { CompiledQuery, SqliteAdapter } from 'kysely';
 import type { Db, Executor, Tx } from './database.js';
 
 /**
@@ -22,6 +22,11 @@ export function transactions(db: Db): Transactions {
   if (!run) sqliteRunners.set(db, (run = groupCommit(db)));
   return { reader: db, run };
 }
+
+// Compiled once: a batch runs these around every unit.
+const SAVEPOINT = CompiledQuery.raw('savepoint kw_unit');
+const RELEASE = CompiledQuery.raw('release kw_unit');
+const ROLLBACK_TO = CompiledQuery.raw('rollback to kw_unit');
 
 type Unit = { work: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -69,14 +74,14 @@ function groupCommit(db: Db, maxBatch = 64): Transactions['run'] {
     }
     try {
       for (const u of batch) {
-        await sql`savepoint kw_unit`.execute(trx);
+        await trx.executeQuery(SAVEPOINT);
         try {
           const value = await u.work(trx);
-          await sql`release kw_unit`.execute(trx);
+          await trx.executeQuery(RELEASE);
           outcomes.push(() => u.resolve(value));
         } catch (e) {
-          await sql`rollback to kw_unit`.execute(trx);
-          await sql`release kw_unit`.execute(trx);
+          await trx.executeQuery(ROLLBACK_TO);
+          await trx.executeQuery(RELEASE);
           outcomes.push(() => u.reject(e));
         }
       }

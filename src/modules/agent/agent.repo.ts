@@ -122,58 +122,72 @@ const q = {
   ),
   /**
    * PostgreSQL: the sequence claim and every read of a check-in in one statement (one round trip
-   * instead of eight). The claim's UPDATE locks the credential row until the check-in commits, so
-   * two requests of one device never interleave. Every column is text or integer: JSON carries them
-   * unchanged.
+   * instead of eight). Inside a transaction the claim's UPDATE locks the credential row until the
+   * check-in commits, so two requests of one device never interleave. Every column is text or
+   * integer: JSON carries them unchanged.
    */
-  pgClaimAndSnapshot: prepared<DeviceRef & Claim, { claimed: number; link: string | null } & Omit<CheckinSnapshot, 'link'> & { device: DevicesTable | null }>(
-    (db, p) =>
-      db
-        .with('claim', (w) =>
-          w
-            .updateTable('agent_credentials')
-            .set({ last_seq: p('seq'), last_used_at: p('now') })
-            .where('id', '=', p('credentialId'))
-            .where('last_seq', '<', p('seq'))
-            .where('revoked_at', 'is', null)
-            .returning(['link_device_id']),
-        )
-        .selectNoFrom((eb) => [
-          eb.selectFrom('claim').select((e) => e.fn.countAll<number>().as('n')).as('claimed'),
-          eb.selectFrom('claim').select('link_device_id').as('link'),
-          jsonObjectFrom(eb.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))).as('device'),
-          jsonArrayFrom(
-            eb.selectFrom('volumes').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).orderBy('mount_point'),
-          ).as('volumes'),
-          jsonArrayFrom(
-            eb
-              .selectFrom('recovery_keys')
-              .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
-              .where('client_id', '=', p('clientId'))
-              .where('device_id', '=', p('deviceId')),
-          ).as('keys'),
-          jsonArrayFrom(
-            eb
-              .selectFrom('key_agent_fingerprints')
-              .select(['recovery_key_id', 'fingerprint'])
-              .where('client_id', '=', p('clientId'))
-              .where('device_id', '=', p('deviceId')),
-          ).as('fingerprints'),
-          jsonArrayFrom(
-            eb.selectFrom('findings').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).where('resolved_at', 'is', null),
-          ).as('findings'),
-          jsonArrayFrom(
-            eb
-              .selectFrom('jobs')
-              .selectAll()
-              .where('client_id', '=', p('clientId'))
-              .where('device_id', '=', p('deviceId'))
-              .where('state', 'in', [...ACTIVE_JOB_STATES])
-              .orderBy('created_at'),
-          ).as('jobs'),
-        ]) as never,
-  ),
+  pgClaimAndSnapshot: pgSnapshot('claim'),
+  /** The same on its own (autocommit), committed without waiting for the WAL flush (see claimRoutine). */
+  pgClaimAndSnapshotRelaxed: pgSnapshot('claim-relaxed'),
+  /** Inside a transaction, for a check-in whose claim was already committed: the credential row locked, and the reads. */
+  pgLockAndSnapshot: pgSnapshot('lock'),
 };
+
+type PgSnapshotRow = { claimed: number; link: string | null } & Omit<CheckinSnapshot, 'link' | 'device'> & { device: DevicesTable | null };
+
+function pgSnapshot(mode: 'claim' | 'claim-relaxed' | 'lock') {
+  return prepared<DeviceRef & Partial<Claim> & { credentialId: string }, PgSnapshotRow>((db, p) => {
+    const base =
+      mode === 'lock'
+        ? db.with('claim', (w) => w.selectFrom('agent_credentials').select('link_device_id').where('id', '=', p('credentialId')).forUpdate())
+        : db.with('claim', (w) =>
+            w
+              .updateTable('agent_credentials')
+              .set({ last_seq: p('seq') as number, last_used_at: p('now') as string })
+              .where('id', '=', p('credentialId'))
+              .where('last_seq', '<', p('seq') as number)
+              .where('revoked_at', 'is', null)
+              .returning(['link_device_id']),
+          );
+    return base.selectNoFrom((eb) => [
+      eb.selectFrom('claim').select((e) => e.fn.countAll<number>().as('n')).as('claimed'),
+      eb.selectFrom('claim').select('link_device_id').as('link'),
+      // A statement of its own is its own transaction: this lets its commit skip the WAL flush.
+      ...(mode === 'claim-relaxed' ? [sql<string>`set_config('synchronous_commit', 'off', true)`.as('relaxed')] : []),
+      jsonObjectFrom(eb.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))).as('device'),
+      jsonArrayFrom(eb.selectFrom('volumes').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).orderBy('mount_point')).as(
+        'volumes',
+      ),
+      jsonArrayFrom(
+        eb
+          .selectFrom('recovery_keys')
+          .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+          .where('client_id', '=', p('clientId'))
+          .where('device_id', '=', p('deviceId')),
+      ).as('keys'),
+      jsonArrayFrom(
+        eb.selectFrom('key_agent_fingerprints').select(['recovery_key_id', 'fingerprint']).where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')),
+      ).as('fingerprints'),
+      jsonArrayFrom(
+        eb.selectFrom('findings').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).where('resolved_at', 'is', null),
+      ).as('findings'),
+      jsonArrayFrom(
+        eb
+          .selectFrom('jobs')
+          .selectAll()
+          .where('client_id', '=', p('clientId'))
+          .where('device_id', '=', p('deviceId'))
+          .where('state', 'in', [...ACTIVE_JOB_STATES])
+          .orderBy('created_at'),
+      ).as('jobs'),
+    ]) as never;
+  });
+}
+
+function snapshotOf(r: PgSnapshotRow): CheckinSnapshot {
+  const { device, link, volumes, keys, fingerprints, findings, jobs } = r;
+  return { device: device ?? undefined, link, volumes, keys, fingerprints, findings, jobs };
+}
 
 /** IN lists of at most 500 ids (PostgreSQL and SQLite both cap bound parameters). */
 function chunked<T>(xs: readonly T[], n = 500): T[][] {
@@ -255,9 +269,7 @@ export function createAgentRepo() {
     async claimAndSnapshot(exec: Executor, ref: DeviceRef, claim: Claim): Promise<{ claimed: false } | { claimed: true; snapshot: CheckinSnapshot }> {
       if (exec.getExecutor().adapter instanceof PostgresAdapter) {
         const r = (await q.pgClaimAndSnapshot.first(exec, { ...ref, ...claim }))!;
-        if (Number(r.claimed) !== 1) return { claimed: false };
-        const { device, link, volumes, keys, fingerprints, findings, jobs } = r;
-        return { claimed: true, snapshot: { device: device ?? undefined, link, volumes, keys, fingerprints, findings, jobs } };
+        return Number(r.claimed) === 1 ? { claimed: true, snapshot: snapshotOf(r) } : { claimed: false };
       }
       const claimed = await q.claimSeqReturningLink.all(exec, claim);
       if (claimed.length !== 1) return { claimed: false };
@@ -273,6 +285,23 @@ export function createAgentRepo() {
           jobs: await q.activeJobs.all(exec, ref),
         },
       };
+    },
+    /**
+     * PostgreSQL only (null on SQLite): claimAndSnapshot as a statement of its own, outside any
+     * transaction, committed at once without waiting for the WAL flush. For a routine check-in
+     * that is all the database work there is; one that has more to do runs again in a
+     * transaction (lockAndSnapshot). A lost claim (a crash of PostgreSQL itself within a moment)
+     * only lets the same sequence number be used once more, for a check-in that changed nothing.
+     */
+    async claimRoutine(exec: Executor, ref: DeviceRef, claim: Claim): Promise<null | { claimed: false } | { claimed: true; snapshot: CheckinSnapshot }> {
+      if (!(exec.getExecutor().adapter instanceof PostgresAdapter)) return null;
+      const r = (await q.pgClaimAndSnapshotRelaxed.first(exec, { ...ref, ...claim }))!;
+      return Number(r.claimed) === 1 ? { claimed: true, snapshot: snapshotOf(r) } : { claimed: false };
+    },
+    /** PostgreSQL, in a transaction: the check-in's credential row locked (no claim: it was made) and the snapshot; undefined when the credential is gone. */
+    async lockAndSnapshot(exec: Executor, ref: DeviceRef, credentialId: string): Promise<CheckinSnapshot | undefined> {
+      const r = (await q.pgLockAndSnapshot.first(exec, { ...ref, credentialId }))!;
+      return Number(r.claimed) === 1 ? snapshotOf(r) : undefined;
     },
     /** The existing device a credential waits to be linked to, or null when it is linked (the usual case). */
     linkOf: async (exec: Executor, credentialId: string): Promise<string | null> => (await q.linkOf.first(exec, { credentialId }))?.link_device_id ?? null,

@@ -24,7 +24,8 @@ import type { KeyReport } from '../keys/keys.types.js';
 import { deviceNameKey, newDeviceRow, type DevicesRepo } from '../devices/devices.repo.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
-import type { AgentRepo } from './agent.repo.js';
+import type { AgentRepo, CheckinSnapshot } from './agent.repo.js';
+import { NeedsDatabase, probeExecutor } from '../../db/probe.js';
 import { JOB_LIFETIME_DAYS, JOB_MAX_ATTEMPTS } from './jobs.js';
 import type { SeenBuffer } from './seen-buffer.js';
 import type { Notifier } from '../notifications/notifier.js';
@@ -575,14 +576,37 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     async checkin(actor: Actor, body: CheckinRequest): Promise<CheckinResponse> {
       const dev = deviceOf(actor);
       const report = normalizeReport({ volumes: body.volumes ?? null, manageBde: body.manageBde ?? null });
+      checkClock(body.sentAt);
+      const now = clock.now();
+      const ref = { clientId: dev.clientId, deviceId: dev.id };
+      const claim = { credentialId: dev.credentialId, seq: body.seq, now };
+      // PostgreSQL: one statement claims the sequence number and reads everything (its own
+      // transaction); the check-in then runs against a probe that has no database. A routine
+      // check-in (nothing changed) needs none and is done: one round trip. One that has something
+      // to write or read hits the probe and runs again, in a transaction, from a fresh snapshot.
+      const routine = await repo.claimRoutine(transactions.reader, ref, claim);
+      if (routine) {
+        if (!routine.claimed) return refuseReplay(transactions.reader, dev, body.seq);
+        try {
+          return await runCheckin(probeExecutor('postgres'), routine.snapshot, true);
+        } catch (e) {
+          if (!(e instanceof NeedsDatabase)) throw e;
+        }
+        return transactions.run(async (tx) => {
+          const snap = await repo.lockAndSnapshot(tx, ref, dev.credentialId);
+          if (!snap) throw notFound('This device no longer exists.');
+          return runCheckin(tx, snap, false);
+        });
+      }
+      // SQLite: the claim and the reads in the transaction (no round trips to save; commits are shared).
       return transactions.run(async (tx) => {
-        checkClock(body.sentAt);
-        const now = clock.now();
-        const clientId = dev.clientId;
-        // The sequence claim and everything the report is compared with, read once.
-        const start = await repo.claimAndSnapshot(tx, { clientId, deviceId: dev.id }, { credentialId: dev.credentialId, seq: body.seq, now });
+        const start = await repo.claimAndSnapshot(tx, ref, claim);
         if (!start.claimed) return refuseReplay(tx, dev, body.seq);
-        const snap = start.snapshot;
+        return runCheckin(tx, start.snapshot, false);
+      });
+
+      async function runCheckin(tx: Executor, snap: CheckinSnapshot, probe: boolean): Promise<CheckinResponse> {
+        const clientId = dev.clientId;
         const device = snap.device;
         if (!device) throw notFound('This device no longer exists.');
         const pendingLink = snap.link;
@@ -686,9 +710,10 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           if (seenDeferred) await devices.patch(tx, clientId, device.id, { last_checkin_at: now, last_seen_at: now });
           await onChanged(tx, clientId, [device.id]);
         }
-        if (!audited.has(tx)) await repo.relaxDurability(tx);
+        // (A probe's claim was committed relaxed already.)
+        if (!probe && !audited.has(tx)) await repo.relaxDurability(tx);
         return { requestPasswords, jobs, nextCheckinSeconds: CHECKIN_INTERVAL_SECONDS };
-      });
+      }
     },
 
     // ------------------------------------------------------------ key upload
