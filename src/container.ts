@@ -324,7 +324,7 @@ export async function buildContainer(
     // An import's keys change the compliance of their devices: evaluated in the import's transaction.
     const importIngest: typeof ingest = async (tx, actor, clientId, source, reports, onProgress) => {
       const r = await ingest(tx, actor, clientId, source, reports, onProgress);
-      await compliance.afterKeysIngested(tx, clientId, r.keyRowIds);
+      await compliance.evaluateDevicesIn(tx, clientId, r.deviceIds);
       return r;
     };
     const imports = createImportsService({ tx: transactions(db), ingest: importIngest, clients, audit });

@@ -159,14 +159,15 @@ describe(`keywarden CLI on ${ENGINE}`, () => {
   });
 
   it('shows import progress and the rate for large files', async () => {
-    const rows = Array.from({ length: 6000 }, (_, i) => ({ device: `FAKE-BULK-${i % 700}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
+    // Enough keys for five progress lines on PostgreSQL too, which ingests 2,000 keys a step (src/db/bulk.ts).
+    const rows = Array.from({ length: 10_000 }, (_, i) => ({ device: `FAKE-BULK-${i % 700}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
     const file = write('bulk.csv', csvOf(rows));
     const r = await run(['import', file, '--client', 'Contoso']);
     expect(r.code).toBe(0);
     const progress = r.stderr.split('\n').filter((l) => / keys \(\d[\d,]* keys\/s\)$/.test(l));
     expect(progress.length).toBeGreaterThanOrEqual(5);
-    expect(progress.at(-1)).toContain('6,000 / 6,000 keys');
-    expect(r.stderr).toMatch(/6,000 rows in \d+\.\d s \([\d,]+ rows\/s\)/);
+    expect(progress.at(-1)).toContain('10,000 / 10,000 keys');
+    expect(r.stderr).toMatch(/10,000 rows in \d+\.\d s \([\d,]+ rows\/s\)/);
   });
 
   it('no password reached any output except the reveals', () => {

@@ -148,7 +148,8 @@ describe(`key ingestion on ${ENGINE}`, () => {
     const vaultRepo = createVaultRepo();
     const keyring = await openKeyring(vaultRepo, db, Buffer.from(v.masterKey, 'base64'), newId);
     const audit = createAuditService({ tx: transactions(db), repo: createAuditRepo(), keyring, clock: systemClock });
-    // A devices repo that breaks on its second bulk insert: after the first chunk of 500 keys was written.
+    // A devices repo that breaks on its second bulk insert: after the first chunk of keys was written
+    // (500 keys on SQLite, 2,000 on PostgreSQL: src/db/bulk.ts, bulkStepRows).
     const real = createDevicesRepo();
     let calls = 0;
     const failing = {
@@ -160,7 +161,7 @@ describe(`key ingestion on ${ENGINE}`, () => {
     };
     const ingest = createKeyIngest({ keys: createKeysRepo(), devices: failing, keyring, audit, clock: systemClock });
     const imports = createImportsService({ tx: transactions(db), ingest, clients: c.clients, audit });
-    const rows = Array.from({ length: 1000 }, (_, i) => ({ device: `FAKE-HALF-${i}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
+    const rows = Array.from({ length: 3000 }, (_, i) => ({ device: `FAKE-HALF-${i}`, keyId: randomKeyId(), password: randomRecoveryPassword() }));
     const keysBefore = (await c.keys.list(owner, { clientId: client.id })).length;
     const auditBefore = (await c.audit.list(owner, { limit: 1 }))[0]!.seq;
     await expect(imports.importFile(owner, 'Contoso', { fileName: 'half.csv', bytes: bytes(csvOf(rows)) })).rejects.toThrow('disk full');

@@ -1,4 +1,5 @@
 import type { Executor } from '../../db/database.js';
+import { MAX_LOOKUP_LIST } from '../../db/bulk.js';
 import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parseVolumeStatus } from '../../domain/bitlocker.js';
 import { protectionOffSinceOf, type DeviceFacts, type VolumeFacts } from '../../domain/compliance/evaluate.js';
 import type { ComplianceRepo } from './compliance.repo.js';
@@ -9,7 +10,7 @@ import type { ComplianceRepo } from './compliance.repo.js';
  */
 export type LoadedDevice = DeviceFacts & { id: string; name: string; retiredAt: string | null };
 
-const IN_CHUNK = 500;
+const IN_CHUNK = MAX_LOOKUP_LIST;
 const chunks = <T>(xs: readonly T[], n = IN_CHUNK): T[][] => {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));

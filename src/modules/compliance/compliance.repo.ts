@@ -1,6 +1,26 @@
 import type { Executor } from '../../db/database.js';
 import type { ComplianceExemptionsTable, ComplianceHistoryTable, CompliancePoliciesTable, DeviceComplianceTable } from '../../db/schema.js';
 import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
+import { bulkInsert } from '../../db/bulk.js';
+
+const upsertStatusRows = bulkInsert<DeviceComplianceTable>(
+  'device_compliance',
+  ['device_id', 'client_id', 'status', 'findings', 'signature', 'status_since', 'changed_at', 'evaluated_at'],
+  {
+    onConflict:
+      'on conflict (device_id) do update set status = excluded.status, findings = excluded.findings, signature = excluded.signature, ' +
+      'status_since = excluded.status_since, changed_at = excluded.changed_at, evaluated_at = excluded.evaluated_at',
+  },
+);
+const insertHistoryRows = bulkInsert<ComplianceHistoryTable>('compliance_history', [
+  'id',
+  'client_id',
+  'device_id',
+  'recorded_at',
+  'status',
+  'previous_status',
+  'codes',
+]);
 
 /**
  * Policies, exemptions, each device's current status and its history. Evaluation also reads what
@@ -57,24 +77,7 @@ export function createComplianceRepo() {
     findStatus(exec: Executor, clientId: string, deviceId: string) {
       return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).executeTakeFirst();
     },
-    async upsertStatuses(exec: Executor, rows: DeviceComplianceTable[]): Promise<void> {
-      for (let j = 0; j < rows.length; j += 100) {
-        await exec
-          .insertInto('device_compliance')
-          .values(rows.slice(j, j + 100))
-          .onConflict((oc) =>
-            oc.column('device_id').doUpdateSet((eb) => ({
-              status: eb.ref('excluded.status'),
-              findings: eb.ref('excluded.findings'),
-              signature: eb.ref('excluded.signature'),
-              status_since: eb.ref('excluded.status_since'),
-              changed_at: eb.ref('excluded.changed_at'),
-              evaluated_at: eb.ref('excluded.evaluated_at'),
-            })),
-          )
-          .execute();
-      }
-    },
+    upsertStatuses: (exec: Executor, rows: DeviceComplianceTable[]): Promise<void> => upsertStatusRows(exec, rows),
     async deleteStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<void> {
       if (deviceIds.length === 0) return;
       await exec
@@ -83,13 +86,7 @@ export function createComplianceRepo() {
         .where('device_id', 'in', [...deviceIds])
         .execute();
     },
-    async insertHistory(exec: Executor, rows: ComplianceHistoryTable[]): Promise<void> {
-      for (let j = 0; j < rows.length; j += 200)
-        await exec
-          .insertInto('compliance_history')
-          .values(rows.slice(j, j + 200))
-          .execute();
-    },
+    insertHistory: (exec: Executor, rows: ComplianceHistoryTable[]): Promise<void> => insertHistoryRows(exec, rows),
     history(exec: Executor, clientId: string, deviceId: string, limit: number) {
       return exec
         .selectFrom('compliance_history')
@@ -142,18 +139,6 @@ export function createComplianceRepo() {
       let q = exec.selectFrom('devices').select('id').where('client_id', '=', clientId);
       if (after) q = q.where('id', '>', after);
       return (await q.orderBy('id').limit(limit).execute()).map((r) => r.id);
-    },
-    /** The devices that these key rows belong to. */
-    async deviceIdsOfKeys(exec: Executor, clientId: string, keyRowIds: readonly string[]): Promise<string[]> {
-      if (keyRowIds.length === 0) return [];
-      const rows = await exec
-        .selectFrom('recovery_keys')
-        .select('device_id')
-        .where('client_id', '=', clientId)
-        .where('id', 'in', [...keyRowIds])
-        .where('device_id', 'is not', null)
-        .execute();
-      return rows.map((r) => r.device_id!);
     },
     /** One batch of devices (at most a few hundred ids) and what the vault knows about them. */
     async deviceFacts(exec: Executor, clientId: string, ids: readonly string[]) {

@@ -1,5 +1,6 @@
 import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
+import { bulkStepRows } from '../../db/bulk.js';
 import type { ComplianceHistoryTable, DeviceComplianceTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
@@ -139,9 +140,10 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     const pol = policy ?? (await policyFor(tx, clientId));
     const client = await clients.findById(tx, clientId, null);
     if (!client) return out;
-    for (let i = 0; i < deviceIds.length; i += BATCH) {
+    const step = bulkStepRows(tx);
+    for (let i = 0; i < deviceIds.length; i += step) {
       if (i > 0) await yieldToEventLoop();
-      const ids = deviceIds.slice(i, i + BATCH);
+      const ids = deviceIds.slice(i, i + step);
       const [devices, currentRows] = await Promise.all([loadDevices(repo, tx, clientId, ids), repo.currentStatuses(tx, clientId, ids)]);
       const current = new Map(currentRows.map((r) => [r.device_id, r]));
       const upserts: DeviceComplianceTable[] = [];
@@ -275,16 +277,6 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     // ------------------------------------------------------------------ hooks for producers
     /** Re-evaluates devices inside a producer's transaction (agent check-in, upload, import). */
     evaluateDevicesIn: (tx: Executor, clientId: string, deviceIds: readonly string[]) => evaluateIn(tx, clientId, [...new Set(deviceIds)]),
-
-    /** After an import's keys went in: the devices those keys belong to. */
-    async afterKeysIngested(tx: Executor, clientId: string, keyRowIds: readonly string[]): Promise<void> {
-      const ids = new Set<string>();
-      for (let i = 0; i < keyRowIds.length; i += BATCH) {
-        if (i > 0) await yieldToEventLoop();
-        for (const id of await repo.deviceIdsOfKeys(tx, clientId, keyRowIds.slice(i, i + BATCH))) ids.add(id);
-      }
-      await evaluateIn(tx, clientId, [...ids]);
-    },
 
     // ------------------------------------------------------------------ evaluation on demand / schedule
     /** One client (all its devices), or every active client. Owner/admin; the scheduler runs it as the system. */

@@ -2,6 +2,7 @@ import { sql, type Expression, type SqlBool } from 'kysely';
 import type { Engine, Executor } from '../../db/database.js';
 import type { DevicesTable, VolumesTable } from '../../db/schema.js';
 import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
+import { MAX_LOOKUP_LIST, bulkInsert } from '../../db/bulk.js';
 
 export const deviceNameKey = (name: string) => name.trim().toLowerCase();
 
@@ -56,6 +57,54 @@ export function deviceTextMatch(alias: string, text: string): Expression<SqlBool
 export type DevicePatch = Partial<Omit<DevicesTable, 'id' | 'client_id' | 'created_at' | 'first_seen_at'>>;
 
 /** Device and volume rows. Every method takes the client id (or a client scope) and puts it in the WHERE clause. */
+const insertDeviceRows = bulkInsert<DevicesTable>('devices', [
+  'id',
+  'client_id',
+  'name',
+  'name_key',
+  'domain',
+  'serial',
+  'entra_device_id',
+  'ad_object_guid',
+  'ad_dn',
+  'agent_id',
+  'primary_user',
+  'facts',
+  'smbios_uuid',
+  'last_checkin_at',
+  'first_seen_at',
+  'last_seen_at',
+  'retired_at',
+  'created_at',
+  'retired_by',
+  'retire_reason',
+  'legal_hold_at',
+  'legal_hold_reason',
+  'legal_hold_by',
+  'keys_destroyed_at',
+]);
+const insertVolumeRows = bulkInsert<VolumesTable>(
+  'volumes',
+  [
+    'id',
+    'client_id',
+    'device_id',
+    'mount_point',
+    'volume_type',
+    'volume_guid',
+    'encryption_state',
+    'last_reported_at',
+    'created_at',
+    'volume_status',
+    'protection_status',
+    'lock_status',
+    'encryption_method',
+    'encryption_percentage',
+    'protectors',
+  ],
+  { types: { encryption_percentage: 'integer' } },
+);
+
 export function createDevicesRepo() {
   /** Device rows with their client's name and key count, inside a client scope. */
   const summaryQuery = (exec: Executor, scope: ClientScope) =>
@@ -90,13 +139,7 @@ export function createDevicesRepo() {
       if (ids.length === 0) return Promise.resolve([] as DevicesTable[]);
       return exec.selectFrom('devices').selectAll().where('client_id', '=', clientId).where('entra_device_id', 'in', ids).execute();
     },
-    async insertMany(exec: Executor, rows: DevicesTable[]): Promise<void> {
-      for (let i = 0; i < rows.length; i += 200)
-        await exec
-          .insertInto('devices')
-          .values(rows.slice(i, i + 200))
-          .execute();
-    },
+    insertMany: (exec: Executor, rows: DevicesTable[]): Promise<void> => insertDeviceRows(exec, rows),
     async update(
       exec: Executor,
       clientId: string,
@@ -106,30 +149,24 @@ export function createDevicesRepo() {
       await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },
     async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (let i = 0; i < ids.length; i += 500) {
+      for (let i = 0; i < ids.length; i += MAX_LOOKUP_LIST) {
         await exec
           .updateTable('devices')
           .set({ last_seen_at: now })
           .where('client_id', '=', clientId)
-          .where('id', 'in', ids.slice(i, i + 500))
+          .where('id', 'in', ids.slice(i, i + MAX_LOOKUP_LIST))
           .execute();
       }
     },
     async volumesOf(exec: Executor, clientId: string, deviceIds: string[]): Promise<VolumesTable[]> {
       const out: VolumesTable[] = [];
-      for (let i = 0; i < deviceIds.length; i += 500) {
-        const part = deviceIds.slice(i, i + 500);
+      for (let i = 0; i < deviceIds.length; i += MAX_LOOKUP_LIST) {
+        const part = deviceIds.slice(i, i + MAX_LOOKUP_LIST);
         out.push(...(await exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', part).execute()));
       }
       return out;
     },
-    async insertVolumes(exec: Executor, rows: VolumesTable[]): Promise<void> {
-      for (let i = 0; i < rows.length; i += 300)
-        await exec
-          .insertInto('volumes')
-          .values(rows.slice(i, i + 300))
-          .execute();
-    },
+    insertVolumes: (exec: Executor, rows: VolumesTable[]): Promise<void> => insertVolumeRows(exec, rows),
     async setVolumeType(exec: Executor, clientId: string, id: string, volumeType: string): Promise<void> {
       await exec.updateTable('volumes').set({ volume_type: volumeType }).where('client_id', '=', clientId).where('id', '=', id).execute();
     },

@@ -1,6 +1,7 @@
 import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
 import { lockKey } from '../../db/locks.js';
+import { bulkStepRows } from '../../db/bulk.js';
 import type { DevicesTable, KeySourcesTable, RecoveryKeysTable, VolumesTable } from '../../db/schema.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
@@ -32,8 +33,6 @@ type Deps = {
 
 type Known = IngestKeyRow & { isNew: boolean };
 
-const CHUNK = 500;
-
 export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) {
   return async function ingest(
     tx: Executor,
@@ -46,15 +45,16 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     // Held until the caller's transaction ends. Callers that write before ingesting take it first.
     await lockKey(tx, 'ingest', clientId);
     const now = clock.now();
+    const chunkSize = bulkStepRows(tx);
     const cipher = await keyring.clientCipher(tx, clientId);
     const fingerprint = await keyring.fingerprinter(tx);
 
     const byKeyId = new Map<string, Known[]>();
     const byFp = new Map<string, Known[]>();
-    const seenRows = new Set<string>();
+    const seenRows = new Map<string, Known>();
     const remember = (k: Known) => {
       if (seenRows.has(k.id)) return;
-      seenRows.add(k.id);
+      seenRows.set(k.id, k);
       if (k.key_id) (byKeyId.get(k.key_id) ?? byKeyId.set(k.key_id, []).get(k.key_id)!).push(k);
       (byFp.get(k.fingerprint) ?? byFp.set(k.fingerprint, []).get(k.fingerprint)!).push(k);
     };
@@ -65,11 +65,13 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
     const devicesByEntra = new Map<string, DevicesTable>();
     const volumesByDevice = new Map<string, VolumesTable[]>();
     const touchedDevices = new Set<string>();
+    // Devices this ingest creates: their last-seen time is already now.
+    const createdDevices = new Set<string>();
     // New devices and volumes are written in bulk at the end of each chunk, before its keys.
     let pendingDevices: DevicesTable[] = [];
     let pendingVolumeRows: VolumesTable[] = [];
 
-    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [], devices: [] };
+    const result: IngestResult = { imported: 0, duplicates: 0, conflicts: 0, outcomes: [], keyRowIds: [], devices: [], deviceIds: [] };
     const filedUnder = new Set<string>();
 
     const devicesById = new Map<string, DevicesTable | null>();
@@ -96,6 +98,7 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
           primary_user: d?.user,
         });
         pendingDevices.push(device);
+        createdDevices.add(device.id);
         volumesByDevice.set(device.id, []);
       } else {
         // Fill facts the device row does not have yet; never overwrite one it has.
@@ -105,10 +108,11 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         if (!device.serial && d?.serial) patch.serial = d.serial;
         if (!device.primary_user && d?.user) patch.primary_user = d.user;
         if (Object.keys(patch).length) {
-          await devices.update(tx, clientId, device.id, patch);
+          // A device of this chunk is not written yet: its pending row takes the facts.
+          if (!pendingDevices.includes(device)) await devices.update(tx, clientId, device.id, patch);
           Object.assign(device, patch);
         }
-        touchedDevices.add(device.id);
+        if (!createdDevices.has(device.id)) touchedDevices.add(device.id);
       }
       devicesByName.set(device.name_key, device);
       if (device.entra_device_id) devicesByEntra.set(device.entra_device_id, device);
@@ -155,8 +159,8 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       return row;
     };
 
-    for (let start = 0; start < reports.length; start += CHUNK) {
-      const chunk = reports.slice(start, start + CHUNK);
+    for (let start = 0; start < reports.length; start += chunkSize) {
+      const chunk = reports.slice(start, start + chunkSize);
       const fps = chunk.map((r) => fingerprint(clientId, r.recoveryPassword));
 
       // One round trip per chunk for what the vault already knows about these keys.
@@ -327,12 +331,18 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
       await keys.upsertSources(tx, [...sources.values()]);
       await keys.touch(tx, clientId, [...touched], now);
       await keys.flagConflicts(tx, clientId, [...conflicted], now);
-      onProgress?.(Math.min(start + CHUNK, reports.length), reports.length);
+      onProgress?.(Math.min(start + chunkSize, reports.length), reports.length);
       // SQLite answers synchronously: without this a large import would hold the event loop
       // (health checks, sign-ins) from its first chunk to its last.
-      if (start + CHUNK < reports.length) await yieldToEventLoop();
+      if (start + chunkSize < reports.length) await yieldToEventLoop();
     }
     await devices.touch(tx, clientId, [...touchedDevices], now);
+    const keyDevices = new Set<string>();
+    for (const id of result.keyRowIds) {
+      const deviceId = seenRows.get(id)?.device_id;
+      if (deviceId) keyDevices.add(deviceId);
+    }
+    result.deviceIds = [...keyDevices];
     return result;
   };
 }

@@ -3,6 +3,7 @@ import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
 import type { KeyIdQuery } from '../../domain/key-id.js';
 import { keyIdPrefixBounds } from '../../domain/key-id.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
+import { MAX_LOOKUP_LIST, bulkInsert } from '../../db/bulk.js';
 import { deviceTextMatch } from '../devices/devices.repo.js';
 
 const CHUNK = 500;
@@ -36,6 +37,35 @@ const SUMMARY_COLUMNS = [
   'v.volume_type',
 ] as const;
 
+const insertKeyRows = bulkInsert<RecoveryKeysTable>(
+  'recovery_keys',
+  [
+    'id',
+    'client_id',
+    'device_id',
+    'volume_id',
+    'key_id',
+    'ciphertext',
+    'data_key_version',
+    'fingerprint',
+    'state',
+    'source_created_at',
+    'first_seen_at',
+    'last_seen_at',
+    'state_changed_at',
+    'created_at',
+    'destroyed_at',
+    'destroyed_reason',
+  ],
+  { types: { data_key_version: 'integer' } },
+);
+/** A source already recorded for that key only gets its last-seen time moved. */
+const upsertSourceRows = bulkInsert<KeySourcesTable>(
+  'key_sources',
+  ['id', 'client_id', 'recovery_key_id', 'source_type', 'source_ref', 'source_created_at', 'first_seen_at', 'last_seen_at', 'removed_at'],
+  { onConflict: 'on conflict (recovery_key_id, source_type, source_ref) do update set last_seen_at = excluded.last_seen_at' },
+);
+
 /**
  * Recovery-key rows. Every read filters by client: either one client id or the actor's list of
  * visible clients (null = all), so "not yours" and "does not exist" look the same.
@@ -58,31 +88,19 @@ export function createKeysRepo() {
     async findForIngest(exec: Executor, clientId: string, keyIds: string[], fingerprints: string[]): Promise<IngestKeyRow[]> {
       const out: IngestKeyRow[] = [];
       const cols = ['id', 'key_id', 'fingerprint', 'state', 'device_id', 'volume_id', 'source_created_at'] as const;
-      for (const part of chunks(keyIds)) {
+      for (const part of chunks(keyIds, MAX_LOOKUP_LIST)) {
         out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('key_id', 'in', part).execute()));
       }
-      for (const part of chunks(fingerprints)) {
+      for (const part of chunks(fingerprints, MAX_LOOKUP_LIST)) {
         out.push(...(await exec.selectFrom('recovery_keys').select(cols).where('client_id', '=', clientId).where('fingerprint', 'in', part).execute()));
       }
       return out;
     },
 
-    async insertKeys(exec: Executor, rows: RecoveryKeysTable[]): Promise<void> {
-      for (const part of chunks(rows, 200)) await exec.insertInto('recovery_keys').values(part).execute();
-    },
+    insertKeys: (exec: Executor, rows: RecoveryKeysTable[]): Promise<void> => insertKeyRows(exec, rows),
 
     /** Adds sources; a source already recorded for that key only gets its last-seen time moved. */
-    async upsertSources(exec: Executor, rows: KeySourcesTable[]): Promise<void> {
-      for (const part of chunks(rows, 300)) {
-        await exec
-          .insertInto('key_sources')
-          .values(part)
-          .onConflict((oc) =>
-            oc.columns(['recovery_key_id', 'source_type', 'source_ref']).doUpdateSet((eb) => ({ last_seen_at: eb.ref('excluded.last_seen_at') })),
-          )
-          .execute();
-      }
-    },
+    upsertSources: (exec: Executor, rows: KeySourcesTable[]): Promise<void> => upsertSourceRows(exec, rows),
 
     /**
      * After a full listing from a directory (Entra tenant, AD connection): sources whose key is no
@@ -112,14 +130,14 @@ export function createKeysRepo() {
     },
 
     async touch(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (const part of chunks(ids)) {
+      for (const part of chunks(ids, MAX_LOOKUP_LIST)) {
         await exec.updateTable('recovery_keys').set({ last_seen_at: now }).where('client_id', '=', clientId).where('id', 'in', part).execute();
       }
     },
 
     /** Flags active keys as being in conflict; keys already disclosed, rotated etc. keep their state. */
     async flagConflicts(exec: Executor, clientId: string, ids: string[], now: string): Promise<void> {
-      for (const part of chunks(ids)) {
+      for (const part of chunks(ids, MAX_LOOKUP_LIST)) {
         await exec
           .updateTable('recovery_keys')
           .set({ state: 'conflict', state_changed_at: now })

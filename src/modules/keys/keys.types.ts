@@ -26,6 +26,8 @@ export type IngestResult = {
   keyRowIds: string[];
   /** The devices the reports were filed under, each once, in first-seen order (ids and names, no secret). */
   devices: { id: string; name: string }[];
+  /** The devices of the key records in keyRowIds as they are now stored, each once (what compliance re-evaluates). */
+  deviceIds: string[];
 };
 
 /** Key metadata as lists and searches show it. Never carries the password. */
