@@ -31,7 +31,7 @@ const jsonHelpers = (exec: Executor) => (exec.getExecutor().adapter instanceof P
  * What a key summary shows beyond the row, as columns of a query over `recovery_keys as k`: its
  * sources (oldest first) and whether an open finding says it may not unlock.
  */
-const summaryExtraColumns = (exec: Executor, eb: ExpressionBuilder<DB & { k: Pick<RecoveryKeysTable, 'id'> }, 'k'>) => [
+const summaryExtraColumns = (exec: Executor, eb: ExpressionBuilder<DB & { k: Pick<RecoveryKeysTable, 'id' | 'client_id'> }, 'k'>) => [
   jsonHelpers(exec)
     .jsonArrayFrom(
       eb
@@ -46,6 +46,8 @@ const summaryExtraColumns = (exec: Executor, eb: ExpressionBuilder<DB & { k: Pic
       eb
         .selectFrom('findings as f')
         .select('f.id')
+        // The client first: findings has no index on recovery_key_id, one on (client_id, resolved_at).
+        .whereRef('f.client_id', '=', 'k.client_id')
         .whereRef('f.recovery_key_id', '=', 'k.id')
         .where('f.kind', 'in', MAY_NOT_UNLOCK_KINDS)
         .where('f.resolved_at', 'is', null),
