@@ -1,10 +1,14 @@
 /**
  * The load generator of the check-in benchmark, run as its own process so that it does not share
  * an event loop (or a core's time slices) with the server it measures. Reads a plan (JSON file:
- * base URL, devices with their credential, salt, last sequence number and check-in body) and keeps
+ * base URLs, devices with their credential, salt, last sequence number and check-in body) and keeps
  * `concurrency` requests in flight for `seconds` over keep-alive connections (undici Pool with one
  * connection per concurrent request). Each device has at most one request in flight, so its
  * sequence numbers arrive in order. Prints one JSON line with the results.
+ *
+ * Several base URLs (several `keywarden serve` processes on one database): the concurrent slots are
+ * dealt out to the URLs in turn, and a slot sends all its devices to its URL, so each device always
+ * talks to the same process and each process gets an equal share of the slots.
  *
  *   mode unchanged: the body as enrolled (the common hourly check-in)
  *   mode changed:   every check-in reports a new recovery password protector the vault does not
@@ -16,10 +20,20 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 
 type Device = { credential: string; salt: string; seq: number; body: Record<string, any> };
-type Plan = { base: string; devices: Device[]; concurrency: number; seconds: number; warmupSeconds: number; mode: 'unchanged' | 'changed' | 'bare' };
+type Plan = { bases: string[]; devices: Device[]; concurrency: number; seconds: number; warmupSeconds: number; mode: 'unchanged' | 'changed' | 'bare' };
 
 const plan = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Plan;
-const pool = new Pool(plan.base, { connections: plan.concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+const baseOf = (slot: number) => slot % plan.bases.length;
+const pools = plan.bases.map(
+  (base, b) =>
+    new Pool(base, {
+      connections: Array.from({ length: plan.concurrency }, (_, s) => s).filter((s) => baseOf(s) === b).length,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+    }),
+);
+/** Measured check-ins answered by each base URL, to show how the load was spread. */
+const perBase = plan.bases.map(() => 0);
 
 function body(d: Device): string {
   const b = structuredClone(d.body);
@@ -54,6 +68,8 @@ let measuredFrom = 0;
 
 async function worker(slot: number) {
   const mine = plan.devices.filter((_, i) => i % plan.concurrency === slot);
+  const b = baseOf(slot);
+  const pool = pools[b]!;
   let k = 0;
   while (Date.now() < stopAt) {
     const d = mine[k++ % mine.length]!;
@@ -77,14 +93,17 @@ async function worker(slot: number) {
       warm = false;
       measuredFrom = now;
     }
-    if (!warm && now <= stopAt) latencies.push(performance.now() - t0);
+    if (!warm && now <= stopAt) {
+      latencies.push(performance.now() - t0);
+      perBase[b]!++;
+    }
     if (!warm && now >= stopAt && latencies.length < plan.concurrency && now < hardStop) stopAt = Math.min(hardStop, now + 250);
   }
 }
 
 await Promise.all(Array.from({ length: plan.concurrency }, (_, i) => worker(i)));
 const elapsed = (Math.min(Date.now(), stopAt) - (measuredFrom || warmUntil)) / 1000;
-await pool.close();
+await Promise.all(pools.map((p) => p.close()));
 latencies.sort((a, b) => a - b);
 const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.max(0, Math.ceil((p / 100) * latencies.length) - 1))] ?? NaN;
 process.stdout.write(
@@ -96,6 +115,7 @@ process.stdout.write(
     errors: errors.length,
     firstErrors: errors.slice(0, 3),
     devices: plan.devices.length,
+    perBase,
     seqs: plan.devices.map((d) => d.seq),
   }) + '\n',
 );

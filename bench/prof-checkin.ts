@@ -3,7 +3,7 @@
  * device through app.inject and prints every SQL statement's count and total time.
  *   npx tsx bench/prof-checkin.ts [postgres-url]
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,7 +60,27 @@ stats.clear();
 const N = Number(process.env.PROF_N ?? 200);
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
-for (let i = 0; i < N; i++) await agent.run();
+// PROF_MODE=changed: each check-in reports a new recovery password protector the vault does not
+// have, as bench/loadgen.ts does (findings, audit events, a request to upload; no upload).
+const changed = process.env.PROF_MODE === 'changed';
+const changedBody = () => {
+  const b = agent.checkinBody();
+  const vol = b.volumes[0]!;
+  const pw = Array.from({ length: 8 }, () => String(randomBytes(2).readUInt16LE(0) * 11).padStart(6, '0')).join('-');
+  vol.keyProtectors = [
+    ...vol.keyProtectors,
+    {
+      id: `{${randomUUID().toUpperCase()}}`,
+      type: typeof vol.keyProtectors[0]!.type === 'number' ? 3 : 'RecoveryPassword',
+      fingerprint: createHmac('sha256', Buffer.from(agent.salt!, 'base64')).update(pw, 'utf8').digest('hex'),
+    },
+  ];
+  return b;
+};
+for (let i = 0; i < N; i++) {
+  if (!changed) await agent.run();
+  else if ((await agent.post('/api/v1/agent/checkin', changedBody())).status !== 200) throw new Error('check-in refused');
+}
 const ms = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 // CPU time is steadier than wall time on a shared machine: compare fixes by it.

@@ -15,6 +15,8 @@ import {
 } from 'kysely';
 import type { DatabaseTarget } from '../config.js';
 import type { DB } from './schema.js';
+import { namedStatements } from './prepared.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<DB>;
@@ -79,6 +81,8 @@ export type Database = {
   poolStats?: () => { total: number; idle: number; waiting: number };
   /** SQLite only: the raw better-sqlite3 handle, for its online backup API (keywarden backup). */
   sqlite?: SQLite.Database;
+  /** SQLite only: WAL checkpoints on a worker thread from now on (a long-running server; see checkpointer.ts). */
+  backgroundCheckpoints?: (onError?: (message: string) => void) => void;
 };
 
 /**
@@ -117,6 +121,37 @@ function createPrivateFile(file: string): void {
   }
 }
 
+/**
+ * The hot-path queries (src/db/prepared.ts) run as named server-side prepared statements: PostgreSQL
+ * parses and plans each once per connection instead of on every call (an unnamed statement is
+ * parsed and planned every time). Only those SQL texts are named, so a connection holds a bounded
+ * number of them; any other query goes through unchanged.
+ */
+function withNamedStatements(pool: import('pg').Pool): import('pg').Pool {
+  const patched = new WeakSet<object>();
+  const connect = pool.connect.bind(pool) as () => Promise<import('pg').PoolClient>;
+  return new Proxy(pool, {
+    get(target, prop, receiver) {
+      if (prop !== 'connect') return Reflect.get(target, prop, receiver);
+      return async () => {
+        const client = await connect();
+        if (!patched.has(client)) {
+          patched.add(client);
+          const query = client.query.bind(client) as (...a: unknown[]) => unknown;
+          (client as { query: unknown }).query = (...a: unknown[]) => {
+            const [text, values] = a;
+            if (a.length === 2 && typeof text === 'string' && Array.isArray(values) && namedStatements.texts.has(text)) {
+              return query({ name: namedStatements.nameOf(text), text, values });
+            }
+            return query(...a);
+          };
+        }
+        return client;
+      };
+    },
+  });
+}
+
 /** `log`: Kysely's query log (bench/prof-checkin.ts counts and times every statement with it). */
 export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig['log'] } = {}): Database {
   if (target.engine === 'sqlite') {
@@ -134,11 +169,26 @@ export function openDatabase(target: DatabaseTarget, opts: { log?: KyselyConfig[
     // 64 MB page cache: bulk imports touch random spots of several indexes (random UUID keys).
     sqlite.pragma('cache_size = -65536');
     const db = new Kysely<DB>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }), log: opts.log });
-    return { db, engine: 'sqlite', close: () => db.destroy(), sqlite };
+    let checkpointer: Checkpointer | undefined;
+    return {
+      db,
+      engine: 'sqlite',
+      sqlite,
+      close: async () => {
+        await checkpointer?.close();
+        await db.destroy();
+      },
+      backgroundCheckpoints: (onError) => {
+        if (checkpointer || target.file === ':memory:') return;
+        // The worker checkpoints every second; this connection only past 10,000 pages (40 MB of WAL).
+        sqlite.pragma('wal_autocheckpoint = 10000');
+        checkpointer = startCheckpointer(target.file, { onError });
+      },
+    };
   }
   const pool = new (loadPg().Pool)({ connectionString: target.url, max: 10 });
   // A dropped idle connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: opts.log });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: withNamedStatements(pool) }), log: opts.log });
   return { db, engine: 'postgres', close: () => db.destroy(), poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }) };
 }

@@ -83,7 +83,8 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   devices: ['clients', 'recovery_keys', 'key_sources', 'findings', 'volume_states', 'device_compliance'],
   // keys: open mismatch findings mark a key "may not unlock" in search, device page and reveal.
   keys: ['clients', 'devices', 'volumes', 'findings'],
-  agent: ['clients', 'devices', 'volumes'],
+  // agent: a check-in reads the device's keys with everything else it compares (claimAndSnapshot).
+  agent: ['clients', 'devices', 'volumes', 'recovery_keys'],
   compliance: ['clients', 'devices', 'volumes', 'recovery_keys', 'key_sources', 'findings', 'volume_states'],
   reports: ['devices', 'device_compliance', 'compliance_history', 'audit_events', 'recovery_keys', 'key_sources', 'device_events'],
   backup: ['clients', 'devices', 'recovery_keys', 'audit_events'],

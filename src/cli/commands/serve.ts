@@ -37,6 +37,8 @@ export function registerServe(program: Command, ctx: CliContext): void {
       if (!(SERVE_ROLES as readonly string[]).includes(opts.role)) throw badRequest(`--role must be one of ${SERVE_ROLES.join(', ')}; got "${opts.role}".`);
       const role = opts.role as ServeRole;
       const c = await ctx.container();
+      // A server commits all day: its SQLite checkpoints run on a worker thread, not in requests.
+      c.database.backgroundCheckpoints?.((message) => process.stderr.write(`SQLite checkpoint failed: ${message}\n`));
       const host = opts.host ?? c.config.server.host;
       const port = opts.port !== undefined ? Number(opts.port) : c.config.server.port;
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw badRequest(`--port must be a number from 0 to 65535; got "${opts.port}".`);

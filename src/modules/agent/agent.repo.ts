@@ -1,7 +1,193 @@
 import { PostgresAdapter, sql } from 'kysely';
+import { jsonArrayFrom, jsonObjectFrom } from 'kysely/helpers/postgres';
 import type { Executor } from '../../db/database.js';
-import type { AgentCredentialsTable, DeviceEventsTable, EnrollmentTokensTable, FindingsTable, JobsTable, VolumeStatesTable } from '../../db/schema.js';
+import { prepared } from '../../db/prepared.js';
+import type {
+  AgentCredentialsTable,
+  DeviceEventsTable,
+  DevicesTable,
+  EnrollmentTokensTable,
+  FindingsTable,
+  JobsTable,
+  RecoveryKeysTable,
+  VolumesTable,
+  VolumeStatesTable,
+} from '../../db/schema.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
+
+/** Jobs a device still has to act on (or report on). */
+const ACTIVE_JOB_STATES = ['pending', 'sent', 'awaiting_removal'] as const;
+
+type DeviceRef = { clientId: string; deviceId: string };
+type Claim = { credentialId: string; seq: number; now: string };
+export type SnapshotKey = Pick<RecoveryKeysTable, 'id' | 'key_id' | 'state' | 'volume_id' | 'device_id'>;
+/** What a check-in compares the agent's report with. */
+export type CheckinSnapshot = {
+  device: DevicesTable | undefined;
+  /** The existing device this credential waits to be linked to (null: linked, the usual case). */
+  link: string | null;
+  volumes: VolumesTable[];
+  keys: SnapshotKey[];
+  fingerprints: { recovery_key_id: string; fingerprint: string }[];
+  findings: FindingsTable[];
+  jobs: JobsTable[];
+};
+
+// The check-in's statements, compiled once (src/db/prepared.ts). Client id is in every WHERE clause.
+const q = {
+  credentialByHash: prepared<{ hash: string }, Pick<AgentCredentialsTable, 'id' | 'client_id' | 'device_id' | 'fingerprint_salt' | 'revoked_at'> & {
+    device_name: string;
+    device_retired_at: string | null;
+    client_archived_at: string | null;
+  }>((db, p) =>
+    db
+      .selectFrom('agent_credentials as a')
+      .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'a.device_id').onRef('d.client_id', '=', 'a.client_id'))
+      .innerJoin('clients as c', 'c.id', 'a.client_id')
+      .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at', 'c.archived_at as client_archived_at'])
+      .where('a.credential_hash', '=', p('hash')),
+  ),
+  claimSeq: prepared<Claim, never>((db, p) =>
+    db
+      .updateTable('agent_credentials')
+      .set({ last_seq: p('seq'), last_used_at: p('now') })
+      .where('id', '=', p('credentialId'))
+      .where('last_seq', '<', p('seq'))
+      .where('revoked_at', 'is', null),
+  ),
+  claimSeqReturningLink: prepared<Claim, { link_device_id: string | null }>((db, p) =>
+    db
+      .updateTable('agent_credentials')
+      .set({ last_seq: p('seq'), last_used_at: p('now') })
+      .where('id', '=', p('credentialId'))
+      .where('last_seq', '<', p('seq'))
+      .where('revoked_at', 'is', null)
+      .returning('link_device_id'),
+  ),
+  linkOf: prepared<{ credentialId: string }, { link_device_id: string | null }>((db, p) =>
+    db.selectFrom('agent_credentials').select('link_device_id').where('id', '=', p('credentialId')),
+  ),
+  device: prepared<DeviceRef, DevicesTable>((db, p) => db.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))),
+  volumes: prepared<DeviceRef, VolumesTable>((db, p) =>
+    db.selectFrom('volumes').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).orderBy('mount_point'),
+  ),
+  keys: prepared<DeviceRef, SnapshotKey>((db, p) =>
+    db.selectFrom('recovery_keys').select(['id', 'key_id', 'state', 'volume_id', 'device_id']).where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')),
+  ),
+  fingerprints: prepared<DeviceRef, { recovery_key_id: string; fingerprint: string }>((db, p) =>
+    db.selectFrom('key_agent_fingerprints').select(['recovery_key_id', 'fingerprint']).where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')),
+  ),
+  openFindings: prepared<DeviceRef, FindingsTable>((db, p) =>
+    db.selectFrom('findings').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).where('resolved_at', 'is', null),
+  ),
+  activeJobs: prepared<DeviceRef, JobsTable>((db, p) =>
+    db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('client_id', '=', p('clientId'))
+      .where('device_id', '=', p('deviceId'))
+      .where('state', 'in', [...ACTIVE_JOB_STATES])
+      .orderBy('created_at'),
+  ),
+  insertFinding: prepared<FindingsTable, never>((db, p) =>
+    db.insertInto('findings').values({
+      id: p('id'),
+      client_id: p('client_id'),
+      device_id: p('device_id'),
+      volume_id: p('volume_id'),
+      recovery_key_id: p('recovery_key_id'),
+      kind: p('kind'),
+      protector_id: p('protector_id'),
+      detail: p('detail'),
+      opened_at: p('opened_at'),
+      resolved_at: p('resolved_at'),
+    }),
+  ),
+  resolveFinding: prepared<{ clientId: string; id: string; now: string }, never>((db, p) =>
+    db.updateTable('findings').set({ resolved_at: p('now') }).where('client_id', '=', p('clientId')).where('id', '=', p('id')),
+  ),
+  insertVolumeState: prepared<VolumeStatesTable, never>((db, p) =>
+    db.insertInto('volume_states').values({
+      id: p('id'),
+      client_id: p('client_id'),
+      volume_id: p('volume_id'),
+      recorded_at: p('recorded_at'),
+      volume_status: p('volume_status'),
+      protection_status: p('protection_status'),
+      lock_status: p('lock_status'),
+      encryption_method: p('encryption_method'),
+      encryption_percentage: p('encryption_percentage'),
+      protectors: p('protectors'),
+    }),
+  ),
+  /**
+   * PostgreSQL: the sequence claim and every read of a check-in in one statement (one round trip
+   * instead of eight). Inside a transaction the claim's UPDATE locks the credential row until the
+   * check-in commits, so two requests of one device never interleave. Every column is text or
+   * integer: JSON carries them unchanged.
+   */
+  pgClaimAndSnapshot: pgSnapshot('claim'),
+  /** The same on its own (autocommit), committed without waiting for the WAL flush (see claimRoutine). */
+  pgClaimAndSnapshotRelaxed: pgSnapshot('claim-relaxed'),
+  /** Inside a transaction, for a check-in whose claim was already committed: the credential row locked, and the reads. */
+  pgLockAndSnapshot: pgSnapshot('lock'),
+};
+
+type PgSnapshotRow = { claimed: number; link: string | null } & Omit<CheckinSnapshot, 'link' | 'device'> & { device: DevicesTable | null };
+
+function pgSnapshot(mode: 'claim' | 'claim-relaxed' | 'lock') {
+  return prepared<DeviceRef & Partial<Claim> & { credentialId: string }, PgSnapshotRow>((db, p) => {
+    const base =
+      mode === 'lock'
+        ? db.with('claim', (w) => w.selectFrom('agent_credentials').select('link_device_id').where('id', '=', p('credentialId')).forUpdate())
+        : db.with('claim', (w) =>
+            w
+              .updateTable('agent_credentials')
+              .set({ last_seq: p('seq') as number, last_used_at: p('now') as string })
+              .where('id', '=', p('credentialId'))
+              .where('last_seq', '<', p('seq') as number)
+              .where('revoked_at', 'is', null)
+              .returning(['link_device_id']),
+          );
+    return base.selectNoFrom((eb) => [
+      eb.selectFrom('claim').select((e) => e.fn.countAll<number>().as('n')).as('claimed'),
+      eb.selectFrom('claim').select('link_device_id').as('link'),
+      // A statement of its own is its own transaction: this lets its commit skip the WAL flush.
+      ...(mode === 'claim-relaxed' ? [sql<string>`set_config('synchronous_commit', 'off', true)`.as('relaxed')] : []),
+      jsonObjectFrom(eb.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))).as('device'),
+      jsonArrayFrom(eb.selectFrom('volumes').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).orderBy('mount_point')).as(
+        'volumes',
+      ),
+      jsonArrayFrom(
+        eb
+          .selectFrom('recovery_keys')
+          .select(['id', 'key_id', 'state', 'volume_id', 'device_id'])
+          .where('client_id', '=', p('clientId'))
+          .where('device_id', '=', p('deviceId')),
+      ).as('keys'),
+      jsonArrayFrom(
+        eb.selectFrom('key_agent_fingerprints').select(['recovery_key_id', 'fingerprint']).where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')),
+      ).as('fingerprints'),
+      jsonArrayFrom(
+        eb.selectFrom('findings').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).where('resolved_at', 'is', null),
+      ).as('findings'),
+      jsonArrayFrom(
+        eb
+          .selectFrom('jobs')
+          .selectAll()
+          .where('client_id', '=', p('clientId'))
+          .where('device_id', '=', p('deviceId'))
+          .where('state', 'in', [...ACTIVE_JOB_STATES])
+          .orderBy('created_at'),
+      ).as('jobs'),
+    ]) as never;
+  });
+}
+
+function snapshotOf(r: PgSnapshotRow): CheckinSnapshot {
+  const { device, link, volumes, keys, fingerprints, findings, jobs } = r;
+  return { device: device ?? undefined, link, volumes, keys, fingerprints, findings, jobs };
+}
 
 /** IN lists of at most 500 ids (PostgreSQL and SQLite both cap bound parameters). */
 function chunked<T>(xs: readonly T[], n = 500): T[][] {
@@ -62,14 +248,7 @@ export function createAgentRepo() {
       return Number(r.numUpdatedRows);
     },
     /** The credential with its device in one round trip (every agent request starts here). */
-    findCredentialByHash: (exec: Executor, hash: string) =>
-      exec
-        .selectFrom('agent_credentials as a')
-        .innerJoin('devices as d', (j) => j.onRef('d.id', '=', 'a.device_id').onRef('d.client_id', '=', 'a.client_id'))
-        .innerJoin('clients as c', 'c.id', 'a.client_id')
-        .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at', 'c.archived_at as client_archived_at'])
-        .where('a.credential_hash', '=', hash)
-        .executeTakeFirst(),
+    findCredentialByHash: (exec: Executor, hash: string) => q.credentialByHash.first(exec, { hash }),
     hasActiveCredential: async (exec: Executor, clientId: string, deviceId: string) =>
       !!(await exec
         .selectFrom('agent_credentials')
@@ -80,18 +259,52 @@ export function createAgentRepo() {
         .executeTakeFirst()),
     /** Moves the sequence forward; false when seq is not above the last one (a replay). */
     async claimSeq(exec: Executor, credentialId: string, seq: number, now: string): Promise<boolean> {
-      const r = await exec
-        .updateTable('agent_credentials')
-        .set({ last_seq: seq, last_used_at: now })
-        .where('id', '=', credentialId)
-        .where('last_seq', '<', seq)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst();
-      return Number(r.numUpdatedRows) === 1;
+      return (await q.claimSeq.run(exec, { credentialId, seq, now })) === 1;
+    },
+    /**
+     * A check-in's start: claims the sequence number (false: a replay) and reads what the report is
+     * compared with. One round trip on PostgreSQL; on SQLite (no round trips) the same statements
+     * one after another, each prepared once.
+     */
+    async claimAndSnapshot(exec: Executor, ref: DeviceRef, claim: Claim): Promise<{ claimed: false } | { claimed: true; snapshot: CheckinSnapshot }> {
+      if (exec.getExecutor().adapter instanceof PostgresAdapter) {
+        const r = (await q.pgClaimAndSnapshot.first(exec, { ...ref, ...claim }))!;
+        return Number(r.claimed) === 1 ? { claimed: true, snapshot: snapshotOf(r) } : { claimed: false };
+      }
+      const claimed = await q.claimSeqReturningLink.all(exec, claim);
+      if (claimed.length !== 1) return { claimed: false };
+      return {
+        claimed: true,
+        snapshot: {
+          device: await q.device.first(exec, ref),
+          link: claimed[0]!.link_device_id,
+          volumes: await q.volumes.all(exec, ref),
+          keys: await q.keys.all(exec, ref),
+          fingerprints: await q.fingerprints.all(exec, ref),
+          findings: await q.openFindings.all(exec, ref),
+          jobs: await q.activeJobs.all(exec, ref),
+        },
+      };
+    },
+    /**
+     * PostgreSQL only (null on SQLite): claimAndSnapshot as a statement of its own, outside any
+     * transaction, committed at once without waiting for the WAL flush. For a routine check-in
+     * that is all the database work there is; one that has more to do runs again in a
+     * transaction (lockAndSnapshot). A lost claim (a crash of PostgreSQL itself within a moment)
+     * only lets the same sequence number be used once more, for a check-in that changed nothing.
+     */
+    async claimRoutine(exec: Executor, ref: DeviceRef, claim: Claim): Promise<null | { claimed: false } | { claimed: true; snapshot: CheckinSnapshot }> {
+      if (!(exec.getExecutor().adapter instanceof PostgresAdapter)) return null;
+      const r = (await q.pgClaimAndSnapshotRelaxed.first(exec, { ...ref, ...claim }))!;
+      return Number(r.claimed) === 1 ? { claimed: true, snapshot: snapshotOf(r) } : { claimed: false };
+    },
+    /** PostgreSQL, in a transaction: the check-in's credential row locked (no claim: it was made) and the snapshot; undefined when the credential is gone. */
+    async lockAndSnapshot(exec: Executor, ref: DeviceRef, credentialId: string): Promise<CheckinSnapshot | undefined> {
+      const r = (await q.pgLockAndSnapshot.first(exec, { ...ref, credentialId }))!;
+      return Number(r.claimed) === 1 ? snapshotOf(r) : undefined;
     },
     /** The existing device a credential waits to be linked to, or null when it is linked (the usual case). */
-    linkOf: async (exec: Executor, credentialId: string): Promise<string | null> =>
-      (await exec.selectFrom('agent_credentials').select('link_device_id').where('id', '=', credentialId).executeTakeFirst())?.link_device_id ?? null,
+    linkOf: async (exec: Executor, credentialId: string): Promise<string | null> => (await q.linkOf.first(exec, { credentialId }))?.link_device_id ?? null,
     /** The live credential of a device that waits for an admin to link it to an existing device. */
     pendingLinkOf: (exec: Executor, clientId: string, deviceId: string) =>
       exec
@@ -146,7 +359,7 @@ export function createAgentRepo() {
 
     // volumes
     async insertVolumeState(exec: Executor, row: VolumeStatesTable) {
-      await exec.insertInto('volume_states').values(row).execute();
+      await q.insertVolumeState.run(exec, row);
     },
 
     /**
@@ -157,13 +370,7 @@ export function createAgentRepo() {
     async relaxDurability(exec: Executor): Promise<void> {
       if (exec.getExecutor().adapter instanceof PostgresAdapter) await sql`set local synchronous_commit to off`.execute(exec);
     },
-    fingerprintsOf: (exec: Executor, clientId: string, deviceId: string) =>
-      exec
-        .selectFrom('key_agent_fingerprints')
-        .select(['recovery_key_id', 'fingerprint'])
-        .where('client_id', '=', clientId)
-        .where('device_id', '=', deviceId)
-        .execute(),
+    fingerprintsOf: (exec: Executor, clientId: string, deviceId: string) => q.fingerprints.all(exec, { clientId, deviceId }),
     async saveFingerprint(exec: Executor, row: { recovery_key_id: string; device_id: string; client_id: string; fingerprint: string; created_at: string }) {
       await exec
         .insertInto('key_agent_fingerprints')
@@ -187,19 +394,12 @@ export function createAgentRepo() {
     },
 
     // findings
-    openFindings: (exec: Executor, clientId: string, deviceId: string) =>
-      exec
-        .selectFrom('findings')
-        .selectAll()
-        .where('client_id', '=', clientId)
-        .where('device_id', '=', deviceId)
-        .where('resolved_at', 'is', null)
-        .execute(),
+    openFindings: (exec: Executor, clientId: string, deviceId: string) => q.openFindings.all(exec, { clientId, deviceId }),
     async insertFinding(exec: Executor, row: FindingsTable) {
-      await exec.insertInto('findings').values(row).execute();
+      await q.insertFinding.run(exec, row);
     },
     async resolveFinding(exec: Executor, clientId: string, id: string, now: string) {
-      await exec.updateTable('findings').set({ resolved_at: now }).where('client_id', '=', clientId).where('id', '=', id).execute();
+      await q.resolveFinding.run(exec, { clientId, id, now });
     },
     listFindings: (
       exec: Executor,
@@ -231,15 +431,7 @@ export function createAgentRepo() {
     },
     findJob: (exec: Executor, clientId: string, deviceId: string, id: string) =>
       exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).where('id', '=', id).executeTakeFirst(),
-    activeJobs: (exec: Executor, clientId: string, deviceId: string) =>
-      exec
-        .selectFrom('jobs')
-        .selectAll()
-        .where('client_id', '=', clientId)
-        .where('device_id', '=', deviceId)
-        .where('state', 'in', ['pending', 'sent', 'awaiting_removal'])
-        .orderBy('created_at')
-        .execute(),
+    activeJobs: (exec: Executor, clientId: string, deviceId: string) => q.activeJobs.all(exec, { clientId, deviceId }),
     jobsOf: (exec: Executor, clientId: string, deviceId: string) =>
       exec.selectFrom('jobs').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).orderBy('created_at', 'desc').limit(200).execute(),
     async updateJob(exec: Executor, clientId: string, id: string, patch: Partial<Omit<JobsTable, 'id' | 'client_id' | 'device_id'>>) {

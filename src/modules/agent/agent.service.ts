@@ -1,5 +1,5 @@
 import type { Executor } from '../../db/database.js';
-import type { DevicesTable, JobsTable, VolumesTable } from '../../db/schema.js';
+import type { DevicesTable, FindingsTable, JobsTable, VolumesTable } from '../../db/schema.js';
 import { isId } from '../../db/scope.js';
 import type { Transactions } from '../../db/transactions.js';
 import { agentFingerprint, newSalt, newSecret, sha256Hex } from '../../crypto/tokens.js';
@@ -24,7 +24,8 @@ import type { KeyReport } from '../keys/keys.types.js';
 import { deviceNameKey, newDeviceRow, type DevicesRepo } from '../devices/devices.repo.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
-import type { AgentRepo } from './agent.repo.js';
+import type { AgentRepo, CheckinSnapshot } from './agent.repo.js';
+import { NeedsDatabase, probeExecutor } from '../../db/probe.js';
 import { JOB_LIFETIME_DAYS, JOB_MAX_ATTEMPTS } from './jobs.js';
 import type { SeenBuffer } from './seen-buffer.js';
 import type { Notifier } from '../notifications/notifier.js';
@@ -257,6 +258,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   const audited = new WeakSet<object>();
   // Transactions whose check-in changed a volume or recorded a new event (compliance looks again).
   const changedTx = new WeakSet<object>();
+  // Transactions that created or changed a job (a check-in re-reads its jobs after that).
+  const jobsChanged = new WeakSet<object>();
   const audit = {
     record: (tx: Executor, actor: Actor, event: Parameters<AuditService['record']>[2]) => {
       audited.add(tx);
@@ -272,14 +275,18 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
 
   /** Replay and clock checks shared by every agent request that carries seq and sentAt. */
   const admit = async (tx: Executor, dev: { credentialId: string }, seq: number, sentAt: string) => {
+    checkClock(sentAt);
+    if (!(await repo.claimSeq(tx, dev.credentialId, seq, clock.now()))) await refuseReplay(tx, dev, seq);
+  };
+  const checkClock = (sentAt: string) => {
     const skew = Math.abs(Date.parse(sentAt) - Date.parse(clock.now()));
     if (skew > MAX_CLOCK_SKEW_MS) {
       throw badRequest(`The device clock is off by ${Math.round(skew / 60_000)} minutes (sentAt); fix the time on the device and retry.`, { field: 'sentAt' });
     }
-    if (!(await repo.claimSeq(tx, dev.credentialId, seq, clock.now()))) {
-      const last = await repo.lastSeq(tx, dev.credentialId);
-      throw conflict(`Request sequence ${seq} was already used (the last one seen is ${last}): a replayed or out-of-order request was refused.`);
-    }
+  };
+  const refuseReplay = async (tx: Executor, dev: { credentialId: string }, seq: number): Promise<never> => {
+    const last = await repo.lastSeq(tx, dev.credentialId);
+    throw conflict(`Request sequence ${seq} was already used (the last one seen is ${last}): a replayed or out-of-order request was refused.`);
   };
 
   /** Queues a job unless the same work is already waiting for that device. */
@@ -327,6 +334,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       origin: job.origin,
     };
     await repo.insertJob(tx, row);
+    jobsChanged.add(tx);
     await audit.record(tx, actor, {
       action: 'job.create',
       outcome: 'success',
@@ -349,6 +357,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
 
   const setJob = async (tx: Executor, actor: Actor, job: JobsTable, patch: Partial<JobsTable>, why?: string) => {
     await repo.updateJob(tx, job.client_id, job.id, patch);
+    jobsChanged.add(tx);
     if (patch.state && patch.state !== job.state) {
       await audit.record(tx, actor, {
         action: 'job.update',
@@ -567,13 +576,42 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     async checkin(actor: Actor, body: CheckinRequest): Promise<CheckinResponse> {
       const dev = deviceOf(actor);
       const report = normalizeReport({ volumes: body.volumes ?? null, manageBde: body.manageBde ?? null });
+      checkClock(body.sentAt);
+      const now = clock.now();
+      const ref = { clientId: dev.clientId, deviceId: dev.id };
+      const claim = { credentialId: dev.credentialId, seq: body.seq, now };
+      // PostgreSQL: one statement claims the sequence number and reads everything (its own
+      // transaction); the check-in then runs against a probe that has no database. A routine
+      // check-in (nothing changed) needs none and is done: one round trip. One that has something
+      // to write or read hits the probe and runs again, in a transaction, from a fresh snapshot.
+      const routine = await repo.claimRoutine(transactions.reader, ref, claim);
+      if (routine) {
+        if (!routine.claimed) return refuseReplay(transactions.reader, dev, body.seq);
+        try {
+          return await runCheckin(probeExecutor('postgres'), routine.snapshot, true);
+        } catch (e) {
+          if (!(e instanceof NeedsDatabase)) throw e;
+        }
+        return transactions.run(async (tx) => {
+          const snap = await repo.lockAndSnapshot(tx, ref, dev.credentialId);
+          if (!snap) throw notFound('This device no longer exists.');
+          return runCheckin(tx, snap, false);
+        });
+      }
+      // SQLite: the claim and the reads in the transaction (no round trips to save; commits are shared).
       return transactions.run(async (tx) => {
-        await admit(tx, dev, body.seq, body.sentAt);
-        const now = clock.now();
+        const start = await repo.claimAndSnapshot(tx, ref, claim);
+        if (!start.claimed) return refuseReplay(tx, dev, body.seq);
+        return runCheckin(tx, start.snapshot, false);
+      });
+
+      async function runCheckin(tx: Executor, snap: CheckinSnapshot, probe: boolean): Promise<CheckinResponse> {
         const clientId = dev.clientId;
-        const device = await devices.find(tx, clientId, dev.id);
+        const device = snap.device;
         if (!device) throw notFound('This device no longer exists.');
-        const pendingLink = await repo.linkOf(tx, dev.credentialId);
+        const pendingLink = snap.link;
+        // Jobs read at the start stay valid until this check-in changes one.
+        const activeJobs = () => (jobsChanged.has(tx) ? repo.activeJobs(tx, clientId, device.id) : Promise.resolve(snap.jobs));
         const seenDeferred = await updateFacts(tx, device, body, now, !!pendingLink, report.problems);
 
         // A report with problems (a manage-bde fallback that could not read every volume's
@@ -581,7 +619,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         // a volume it shows without protectors keeps the protectors and findings it had.
         const complete = report.problems.length === 0;
         const uncovered = new Set(complete ? [] : report.volumes.filter((v) => v.protectors.length === 0).map((v) => v.mountPoint));
-        const volumes = await syncVolumes(tx, device, report.volumes, now, uncovered);
+        const volumes = await syncVolumes(tx, device, report.volumes, now, uncovered, snap.volumes);
         const requestPasswords: CheckinResponse['requestPasswords'] = [];
         const ask = (r: CheckinResponse['requestPasswords'][number]) => {
           // The rest at the next check-in: an answer asks for at most MAX_REQUESTED_PASSWORDS.
@@ -591,10 +629,10 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
 
         // What the vault knows about the protectors this device reports.
         const reportedIds = report.volumes.flatMap((v) => v.protectors.filter((p) => p.type === 'RecoveryPassword').map((p) => p.id));
-        const deviceKeys = await keys.ofDevice(tx, clientId, device.id);
+        const deviceKeys = snap.keys;
         const otherKeys = await keys.byKeyIds(tx, clientId, reportedIds.filter((id) => !deviceKeys.some((k) => k.key_id === id)));
         const allKeys = [...deviceKeys, ...otherKeys];
-        const fps = new Map((await repo.fingerprintsOf(tx, clientId, device.id)).map((f) => [f.recovery_key_id, f.fingerprint]));
+        const fps = new Map(snap.fingerprints.map((f) => [f.recovery_key_id, f.fingerprint]));
 
         for (const v of report.volumes) {
           const vol = volumes.get(v.mountPoint)!;
@@ -640,10 +678,10 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           for (const k of allKeys.filter((k) => k.device_id === device.id && k.volume_id === vol.id && k.key_id && !present.has(k.key_id))) {
             if (!isCurrentKey(k.state)) continue;
             // The replacement is escrowed (awaiting removal, or escrowed before a failed attempt): rotated.
-            const rotating = (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.new_key_id !== null);
+            const rotating = (await activeJobs()).find((j) => j.kind === 'rotate' && j.recovery_key_id === k.id && j.new_key_id !== null);
             const wholeVolume = rotating
               ? undefined
-              : (await repo.activeJobs(tx, clientId, device.id)).find((j) => j.kind === 'rotate' && j.protector_id === null && j.mount_point === v.mountPoint && j.new_key_id !== null);
+              : (await activeJobs()).find((j) => j.kind === 'rotate' && j.protector_id === null && j.mount_point === v.mountPoint && j.new_key_id !== null);
             if (rotating) {
               await markKey(tx, actor, clientId, k, 'rotated', 'key.rotated', 'replaced by the rotate job; the device no longer has it');
               await finishRotation(tx, actor, device, rotating, body, now, null);
@@ -658,10 +696,11 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
 
         await recordEvents(tx, actor, device, body.events ?? [], now);
         await applyJobResults(tx, actor, device, body, now);
-        await reconcileFindings(tx, actor, device, desired, now, new Set([...uncovered].map((m) => volumes.get(m)!.id)));
+        // Findings change in this check-in only here: the ones read at the start are current.
+        await reconcileFindings(tx, actor, device, desired, now, new Set([...uncovered].map((m) => volumes.get(m)!.id)), snap.findings);
         // The agent runs jobs from the first check-in of a run only; one offered in the check-in
         // that reports results would be ignored and still count as an attempt.
-        const jobs = body.jobResults?.length ? [] : await offerJobs(tx, actor, device, now);
+        const jobs = body.jobResults?.length ? [] : await offerJobs(tx, actor, device, now, await activeJobs());
         // Compliance only when something changed, or the device is back after a day away (stale):
         // a check-in that changed nothing costs nothing more. When passwords were just requested,
         // the upload that follows within seconds evaluates instead (no "not escrowed" flap).
@@ -671,9 +710,10 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
           if (seenDeferred) await devices.patch(tx, clientId, device.id, { last_checkin_at: now, last_seen_at: now });
           await onChanged(tx, clientId, [device.id]);
         }
-        if (!audited.has(tx)) await repo.relaxDurability(tx);
+        // (A probe's claim was committed relaxed already.)
+        if (!probe && !audited.has(tx)) await repo.relaxDurability(tx);
         return { requestPasswords, jobs, nextCheckinSeconds: CHECKIN_INTERVAL_SECONDS };
-      });
+      }
     },
 
     // ------------------------------------------------------------ key upload
@@ -1184,8 +1224,14 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   }
 
   /** `keepProtectors`: mount points whose protectors the report could not read; their stored list stays. */
-  async function syncVolumes(tx: Executor, device: DevicesTable, reported: ReportedVolume[], now: string, keepProtectors: ReadonlySet<string>): Promise<Map<string, VolumesTable>> {
-    const existing = await devices.volumesOfDevice(tx, device.client_id, device.id);
+  async function syncVolumes(
+    tx: Executor,
+    device: DevicesTable,
+    reported: ReportedVolume[],
+    now: string,
+    keepProtectors: ReadonlySet<string>,
+    existing: VolumesTable[],
+  ): Promise<Map<string, VolumesTable>> {
     const out = new Map<string, VolumesTable>();
     for (const v of reported) {
       let row = existing.find((x) => x.mount_point === v.mountPoint);
@@ -1381,10 +1427,18 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
   }
 
   /** `keepVolumes`: volumes the report could not read in full; their open findings stay as they are. */
-  async function reconcileFindings(tx: Executor, actor: Actor, device: DevicesTable, desired: DesiredFinding[], now: string, keepVolumes: ReadonlySet<string>) {
+  async function reconcileFindings(
+    tx: Executor,
+    actor: Actor,
+    device: DevicesTable,
+    desired: DesiredFinding[],
+    now: string,
+    keepVolumes: ReadonlySet<string>,
+    openFindings: FindingsTable[],
+  ) {
     // did_not_unlock is a person's report after a reveal (keys.outcome.ts), not the agent's to settle: it
     // closes when the key is re-escrowed (uploadKeys) or someone says the key did unlock.
-    const open = (await repo.openFindings(tx, device.client_id, device.id)).filter(
+    const open = openFindings.filter(
       (f) => f.kind !== 'did_not_unlock' && (!f.volume_id || !keepVolumes.has(f.volume_id)),
     );
     const key = (f: { kind: string; volume_id?: string | null; volumeId?: string; protector_id?: string | null; protectorId?: string | null }) =>
@@ -1416,9 +1470,9 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     }
   }
 
-  async function offerJobs(tx: Executor, actor: Actor, device: DevicesTable, now: string): Promise<JobOffer[]> {
+  async function offerJobs(tx: Executor, actor: Actor, device: DevicesTable, now: string, active: JobsTable[]): Promise<JobOffer[]> {
     const offers: JobOffer[] = [];
-    for (const job of await repo.activeJobs(tx, device.client_id, device.id)) {
+    for (const job of active) {
       // Other producers' jobs of the device (an Intune rotation) are not for the agent.
       if (!isAgentJobKind(job.kind)) continue;
       if (job.expires_at <= now) {
