@@ -25,7 +25,8 @@ type SourceRow = Pick<KeySourcesTable, 'recovery_key_id' | 'source_type' | 'sour
 
 // PostgreSQL hands back parsed JSON, SQLite the JSON text.
 const parseJson = <T>(v: T[] | string): T[] => (typeof v === 'string' ? (JSON.parse(v) as T[]) : v);
-const jsonHelpers = (exec: Executor) => (exec.getExecutor().adapter instanceof PostgresAdapter ? pgJson : sqliteJson);
+const isPostgres = (exec: Executor) => exec.getExecutor().adapter instanceof PostgresAdapter;
+const jsonHelpers = (exec: Executor) => (isPostgres(exec) ? pgJson : sqliteJson);
 
 /**
  * What a key summary shows beyond the row, as columns of a query over `recovery_keys as k`: its
@@ -126,6 +127,40 @@ export function createKeysRepo() {
       .innerJoin('clients as c', 'c.id', 'k.client_id')
       .leftJoin('devices as d', 'd.id', 'k.device_id')
       .leftJoin('volumes as v', 'v.id', 'k.volume_id');
+  };
+
+  /**
+   * What a key summary shows beyond the row: its sources (oldest first) and which keys may not
+   * unlock (an open finding of MAY_NOT_UNLOCK_KINDS), one statement per 500 keys.
+   */
+  const summaryExtras = async (exec: Executor, keyRowIds: string[]) => {
+    const sources: SourceRow[] = [];
+    const mayNotUnlock = new Set<string>();
+    const { jsonArrayFrom } = jsonHelpers(exec);
+    for (const part of chunks(keyRowIds)) {
+      const row = await exec
+        .selectNoFrom((eb) => [
+          jsonArrayFrom(
+            eb
+              .selectFrom('key_sources')
+              .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at', 'removed_at'])
+              .where('recovery_key_id', 'in', part)
+              .orderBy('first_seen_at'),
+          ).as('sources'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('findings')
+              .select('recovery_key_id')
+              .where('recovery_key_id', 'in', part)
+              .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
+              .where('resolved_at', 'is', null),
+          ).as('findings'),
+        ])
+        .executeTakeFirstOrThrow();
+      sources.push(...parseJson(row.sources));
+      for (const f of parseJson(row.findings)) if (f.recovery_key_id) mayNotUnlock.add(f.recovery_key_id);
+    }
+    return { sources, mayNotUnlock };
   };
 
   return {
@@ -231,12 +266,17 @@ export function createKeysRepo() {
      * match needs no second query.
      */
     async revealCandidates(exec: Executor, clients: ClientScope, query: KeyIdQuery, limit: number) {
-      const rows = await keyIdMatches(exec, clients, query, limit)
+      const matches = keyIdMatches(exec, clients, query, limit)
         .select([...SUMMARY_COLUMNS, 'k.ciphertext', 'k.data_key_version'])
-        .select((eb) => summaryExtraColumns(exec, eb))
-        .orderBy('k.first_seen_at', 'desc')
-        .execute();
-      return rows.map(withParsedExtras);
+        .orderBy('k.first_seen_at', 'desc');
+      if (isPostgres(exec)) return (await matches.select((eb) => summaryExtraColumns(exec, eb)).execute()).map(withParsedExtras);
+      // SQLite: two statements in process cost less than the correlated JSON columns (measured).
+      const rows = await matches.execute();
+      const { sources, mayNotUnlock } = await summaryExtras(
+        exec,
+        rows.map((r) => r.id),
+      );
+      return rows.map((r) => ({ ...r, sources: sources.filter((x) => x.recovery_key_id === r.id), may_not_unlock: mayNotUnlock.has(r.id) }));
     },
 
     summaryById(exec: Executor, clients: ClientScope, id: string) {
@@ -280,39 +320,7 @@ export function createKeysRepo() {
       return out;
     },
 
-    /**
-     * What a key summary shows beyond the row: its sources (oldest first) and which keys may not
-     * unlock (an open finding of MAY_NOT_UNLOCK_KINDS), one statement per 500 keys.
-     */
-    async summaryExtras(exec: Executor, keyRowIds: string[]) {
-      const sources: SourceRow[] = [];
-      const mayNotUnlock = new Set<string>();
-      const { jsonArrayFrom } = jsonHelpers(exec);
-      for (const part of chunks(keyRowIds)) {
-        const row = await exec
-          .selectNoFrom((eb) => [
-            jsonArrayFrom(
-              eb
-                .selectFrom('key_sources')
-                .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at', 'removed_at'])
-                .where('recovery_key_id', 'in', part)
-                .orderBy('first_seen_at'),
-            ).as('sources'),
-            jsonArrayFrom(
-              eb
-                .selectFrom('findings')
-                .select('recovery_key_id')
-                .where('recovery_key_id', 'in', part)
-                .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
-                .where('resolved_at', 'is', null),
-            ).as('findings'),
-          ])
-          .executeTakeFirstOrThrow();
-        sources.push(...parseJson(row.sources));
-        for (const f of parseJson(row.findings)) if (f.recovery_key_id) mayNotUnlock.add(f.recovery_key_id);
-      }
-      return { sources, mayNotUnlock };
-    },
+    summaryExtras,
 
     /**
      * Open findings about one key ID of one client (the unlock outcome settles them): those filed on
