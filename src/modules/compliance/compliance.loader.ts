@@ -2,11 +2,12 @@ import type { Executor } from '../../db/database.js';
 import { MAX_LOOKUP_LIST } from '../../db/bulk.js';
 import { parseEncryptionMethod, parseKeyProtectorType, parseLockStatus, parseProtectionStatus, parseVolumeStatus } from '../../domain/bitlocker.js';
 import { protectionOffSinceOf, type DeviceFacts, type VolumeFacts } from '../../domain/compliance/evaluate.js';
+import type { DeviceComplianceTable } from '../../db/schema.js';
 import type { ComplianceRepo } from './compliance.repo.js';
 
 /**
- * Reads what the vault knows about a batch of devices of one client, in a fixed number of queries
- * per batch (never one per device), and shapes it for the pure evaluation.
+ * Reads what the vault knows about a batch of devices of one client, and their current statuses, in
+ * one query per batch (two when a volume's protection is off), and shapes it for the pure evaluation.
  */
 export type LoadedDevice = DeviceFacts & { id: string; name: string; retiredAt: string | null };
 
@@ -27,15 +28,20 @@ function parseProtectors(json: string | null): VolumeFacts['protectors'] {
   }
 }
 
-export async function loadDevices(repo: ComplianceRepo, exec: Executor, clientId: string, deviceIds: readonly string[]): Promise<LoadedDevice[]> {
+export async function loadDevices(
+  repo: ComplianceRepo,
+  exec: Executor,
+  clientId: string,
+  deviceIds: readonly string[],
+): Promise<{ devices: LoadedDevice[]; statuses: DeviceComplianceTable[] }> {
   const out: LoadedDevice[] = [];
+  const statuses: DeviceComplianceTable[] = [];
   for (const ids of chunks(deviceIds)) {
-    const { devices, volumes, keys, mismatches, exemptions } = await repo.deviceFacts(exec, clientId, ids);
+    const facts = await repo.deviceFacts(exec, clientId, ids);
+    const { devices, volumes, keys, mismatches, exemptions } = facts;
+    statuses.push(...facts.statuses);
     const sources = new Map<string, string[]>();
-    for (const part of chunks(keys.map((k) => k.id))) {
-      const rows = await repo.keySources(exec, clientId, part);
-      for (const r of rows) (sources.get(r.recovery_key_id) ?? sources.set(r.recovery_key_id, []).get(r.recovery_key_id)!).push(r.source_type);
-    }
+    for (const r of facts.sources) (sources.get(r.recovery_key_id) ?? sources.set(r.recovery_key_id, []).get(r.recovery_key_id)!).push(r.source_type);
     // Since when protection has been off: the current run of "Off" in the volume's history (null: unknown).
     const offVolumes = volumes.filter((v) => v.protection_status === 'Off').map((v) => v.id);
     const offSince = new Map<string, string | null>();
@@ -87,5 +93,5 @@ export async function loadDevices(repo: ComplianceRepo, exec: Executor, clientId
       });
     }
   }
-  return out;
+  return { devices: out, statuses };
 }

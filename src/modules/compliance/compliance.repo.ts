@@ -1,3 +1,6 @@
+import { PostgresAdapter } from 'kysely';
+import * as pgJson from 'kysely/helpers/postgres';
+import * as sqliteJson from 'kysely/helpers/sqlite';
 import type { Executor } from '../../db/database.js';
 import type { ComplianceExemptionsTable, ComplianceHistoryTable, CompliancePoliciesTable, DeviceComplianceTable } from '../../db/schema.js';
 import { inClientScope, isId, type ClientScope } from '../../db/scope.js';
@@ -33,6 +36,30 @@ export function createComplianceRepo() {
     findPolicy(exec: Executor, scope: string) {
       return exec.selectFrom('compliance_policies').selectAll().where('scope', '=', scope).executeTakeFirst();
     },
+    /**
+     * What evaluating a client's devices needs besides the devices, in one query: the client's
+     * name (for notifications) and the policies stored for it and for the MSP default. Undefined
+     * when the client does not exist.
+     */
+    async evaluationContext(exec: Executor, clientId: string, defaultScope: string) {
+      const { jsonArrayFrom } = exec.getExecutor().adapter instanceof PostgresAdapter ? pgJson : sqliteJson;
+      const row = await exec
+        .selectFrom('clients')
+        .select((eb) => [
+          'name',
+          jsonArrayFrom(
+            eb
+              .selectFrom('compliance_policies')
+              .select(['scope', 'settings', 'updated_at', 'updated_by', 'client_id'])
+              .where('scope', 'in', [defaultScope, clientId]),
+          ).as('policies'),
+        ])
+        .where('id', '=', clientId)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      const policies = typeof row.policies === 'string' ? (JSON.parse(row.policies) as CompliancePoliciesTable[]) : row.policies;
+      return { name: row.name, policies };
+    },
     async upsertPolicy(exec: Executor, row: CompliancePoliciesTable): Promise<void> {
       await exec
         .insertInto('compliance_policies')
@@ -65,15 +92,6 @@ export function createComplianceRepo() {
     },
 
     // ------------------------------------------------------------------ current status and history
-    currentStatuses(exec: Executor, clientId: string, deviceIds: readonly string[]) {
-      if (deviceIds.length === 0) return Promise.resolve([] as DeviceComplianceTable[]);
-      return exec
-        .selectFrom('device_compliance')
-        .selectAll()
-        .where('client_id', '=', clientId)
-        .where('device_id', 'in', [...deviceIds])
-        .execute();
-    },
     findStatus(exec: Executor, clientId: string, deviceId: string) {
       return exec.selectFrom('device_compliance').selectAll().where('client_id', '=', clientId).where('device_id', '=', deviceId).executeTakeFirst();
     },
@@ -141,49 +159,86 @@ export function createComplianceRepo() {
       return (await q.orderBy('id').limit(limit).execute()).map((r) => r.id);
     },
     /** One batch of devices (at most a few hundred ids) and what the vault knows about them. */
+    /**
+     * What the evaluation reads about a batch of devices (the devices, their volumes, keys, the
+     * keys' sources, open mismatch findings, exemptions and current statuses), in one statement:
+     * each list a JSON array. A device's evaluation runs inside reveals and check-ins, where every
+     * statement is a round trip on PostgreSQL.
+     */
     async deviceFacts(exec: Executor, clientId: string, ids: readonly string[]) {
       const list = [...ids];
-      const [devices, volumes, keys, mismatches, exemptions] = await Promise.all([
-        exec
-          .selectFrom('devices')
-          .select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at'])
-          .where('client_id', '=', clientId)
-          .where('id', 'in', list)
-          .execute(),
-        exec.selectFrom('volumes').selectAll().where('client_id', '=', clientId).where('device_id', 'in', list).execute(),
-        exec
-          .selectFrom('recovery_keys')
-          .select(['id', 'device_id', 'key_id', 'volume_id', 'state', 'source_created_at', 'first_seen_at'])
-          .where('client_id', '=', clientId)
-          .where('device_id', 'in', list)
-          .execute(),
-        exec
-          .selectFrom('findings')
-          .select(['device_id', 'volume_id', 'protector_id'])
-          .where('client_id', '=', clientId)
-          .where('device_id', 'in', list)
-          .where('kind', '=', 'mismatch')
-          .where('resolved_at', 'is', null)
-          .execute(),
-        exec
-          .selectFrom('compliance_exemptions')
-          .select(['id', 'device_id', 'reason', 'expires_at'])
-          .where('client_id', '=', clientId)
-          .where('device_id', 'in', list)
-          .where('revoked_at', 'is', null)
-          .execute(),
-      ]);
-      return { devices, volumes, keys, mismatches, exemptions };
-    },
-    /** The sources still holding these keys. */
-    keySources(exec: Executor, clientId: string, keyRowIds: readonly string[]) {
-      return exec
-        .selectFrom('key_sources')
-        .select(['recovery_key_id', 'source_type'])
-        .where('client_id', '=', clientId)
-        .where('recovery_key_id', 'in', [...keyRowIds])
-        .where('removed_at', 'is', null)
-        .execute();
+      const { jsonArrayFrom } = exec.getExecutor().adapter instanceof PostgresAdapter ? pgJson : sqliteJson;
+      const row = await exec
+        .selectNoFrom((eb) => [
+          jsonArrayFrom(
+            eb
+              .selectFrom('devices')
+              .select(['id', 'name', 'last_seen_at', 'last_checkin_at', 'retired_at'])
+              .where('client_id', '=', clientId)
+              .where('id', 'in', list),
+          ).as('devices'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('volumes')
+              .select(['id', 'device_id', 'mount_point', 'volume_type', 'volume_status', 'protection_status', 'lock_status', 'encryption_method', 'protectors'])
+              .where('client_id', '=', clientId)
+              .where('device_id', 'in', list),
+          ).as('volumes'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('recovery_keys')
+              .select(['id', 'device_id', 'key_id', 'volume_id', 'state', 'source_created_at', 'first_seen_at'])
+              .where('client_id', '=', clientId)
+              .where('device_id', 'in', list),
+          ).as('keys'),
+          // The sources still holding those keys.
+          jsonArrayFrom(
+            eb
+              .selectFrom('key_sources as s')
+              .innerJoin('recovery_keys as k', 'k.id', 's.recovery_key_id')
+              .select(['s.recovery_key_id', 's.source_type'])
+              .where('s.client_id', '=', clientId)
+              .where('k.client_id', '=', clientId)
+              .where('k.device_id', 'in', list)
+              .where('s.removed_at', 'is', null),
+          ).as('sources'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('findings')
+              .select(['device_id', 'volume_id', 'protector_id'])
+              .where('client_id', '=', clientId)
+              .where('device_id', 'in', list)
+              .where('kind', '=', 'mismatch')
+              .where('resolved_at', 'is', null),
+          ).as('mismatches'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('compliance_exemptions')
+              .select(['id', 'device_id', 'reason', 'expires_at'])
+              .where('client_id', '=', clientId)
+              .where('device_id', 'in', list)
+              .where('revoked_at', 'is', null),
+          ).as('exemptions'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('device_compliance')
+              .select(['device_id', 'client_id', 'status', 'findings', 'signature', 'status_since', 'changed_at', 'evaluated_at'])
+              .where('client_id', '=', clientId)
+              .where('device_id', 'in', list),
+          ).as('statuses'),
+        ])
+        .executeTakeFirstOrThrow();
+      // PostgreSQL hands back parsed JSON, SQLite the JSON text.
+      const parse = <T>(v: T[] | string): T[] => (typeof v === 'string' ? (JSON.parse(v) as T[]) : v);
+      return {
+        devices: parse(row.devices),
+        volumes: parse(row.volumes),
+        keys: parse(row.keys),
+        sources: parse(row.sources),
+        mismatches: parse(row.mismatches),
+        exemptions: parse(row.exemptions),
+        statuses: parse(row.statuses) as DeviceComplianceTable[],
+      };
     },
     /** Protection history of these volumes, newest first per volume. */
     volumeStates(exec: Executor, clientId: string, volumeIds: readonly string[]) {

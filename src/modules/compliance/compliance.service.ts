@@ -1,7 +1,7 @@
 import { yieldToEventLoop } from '../../lib/yield.js';
 import type { Executor } from '../../db/database.js';
 import { bulkStepRows } from '../../db/bulk.js';
-import type { ComplianceHistoryTable, DeviceComplianceTable } from '../../db/schema.js';
+import type { CompliancePoliciesTable, ComplianceHistoryTable, DeviceComplianceTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
@@ -66,7 +66,7 @@ export type DeviceComplianceView = {
 type Deps = {
   tx: Transactions;
   repo: ComplianceRepo;
-  clients: Pick<ClientsRepo, 'findById' | 'listVisible'>;
+  clients: Pick<ClientsRepo, 'listVisible'>;
   audit: Pick<AuditService, 'record'>;
   clock: Clock;
   notifier: Notifier;
@@ -107,17 +107,23 @@ const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `$
 export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier, enforce }: Deps) {
   const reader = transactions.reader;
   // ------------------------------------------------------------------ policies
-  async function readOverrides(exec: Executor, scope: string): Promise<{ overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null }> {
-    const row = await repo.findPolicy(exec, scope);
+  type Overrides = { overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null };
+  const toOverrides = (row: CompliancePoliciesTable | undefined): Overrides => {
     if (!row) return { overrides: {}, updatedAt: null, updatedBy: null };
     // A stored field that no longer validates (a future version's) is ignored, not fatal.
     const parsed = policyOverridesSchema.safeParse(JSON.parse(row.settings));
     return { overrides: parsed.success ? parsed.data : {}, updatedAt: row.updated_at, updatedBy: row.updated_by };
+  };
+  async function readOverrides(exec: Executor, scope: string): Promise<Overrides> {
+    return toOverrides(await repo.findPolicy(exec, scope));
   }
 
+  const policyOf = (rows: readonly CompliancePoliciesTable[], clientId: string): Policy => {
+    const at = (scope: string) => toOverrides(rows.find((r) => r.scope === scope)).overrides;
+    return effectivePolicy(at(DEFAULT_SCOPE), at(clientId)).policy;
+  };
   async function policyFor(exec: Executor, clientId: string): Promise<Policy> {
-    const [msp, client] = await Promise.all([readOverrides(exec, DEFAULT_SCOPE), readOverrides(exec, clientId)]);
-    return effectivePolicy(msp.overrides, client.overrides).policy;
+    return policyOf((await repo.evaluationContext(exec, clientId, DEFAULT_SCOPE))?.policies ?? [], clientId);
   }
 
   async function visibleDevice(exec: Executor, actor: Actor, deviceId: string) {
@@ -137,14 +143,16 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
     const out: Outcome = { evaluated: 0, changed: 0, events: 0 };
     if (deviceIds.length === 0) return out;
     const now = clock.now();
-    const pol = policy ?? (await policyFor(tx, clientId));
-    const client = await clients.findById(tx, clientId, null);
-    if (!client) return out;
+    // Client and policies in one query: a device's evaluation runs inside reveals and check-ins.
+    const context = await repo.evaluationContext(tx, clientId, DEFAULT_SCOPE);
+    if (!context) return out;
+    const client = { id: clientId, name: context.name };
+    const pol = policy ?? policyOf(context.policies, clientId);
     const step = bulkStepRows(tx);
     for (let i = 0; i < deviceIds.length; i += step) {
       if (i > 0) await yieldToEventLoop();
       const ids = deviceIds.slice(i, i + step);
-      const [devices, currentRows] = await Promise.all([loadDevices(repo, tx, clientId, ids), repo.currentStatuses(tx, clientId, ids)]);
+      const { devices, statuses: currentRows } = await loadDevices(repo, tx, clientId, ids);
       const current = new Map(currentRows.map((r) => [r.device_id, r]));
       const upserts: DeviceComplianceTable[] = [];
       const history: ComplianceHistoryTable[] = [];
@@ -186,7 +194,7 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
           previous_status: prev?.status ?? null,
           codes: JSON.stringify(e.findings.map((f) => f.code)),
         });
-        out.events += await notify(tx, { id: clientId, name: client.name }, d, prev, e, now);
+        out.events += await notify(tx, client, d, prev, e, now);
       }
       await repo.upsertStatuses(tx, upserts);
       await repo.insertHistory(tx, history);

@@ -537,11 +537,13 @@ export function createGraphService({
      */
     async onKeyDisclosed(exec: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }): Promise<void> {
       if (!key.device_id || !key.key_id) return;
+      // Most clients have no Entra connection: that answer comes first, so their reveals ask nothing else.
+      const conn = await repo.findByClient(exec, key.client_id);
+      if (!conn || conn.enabled !== 1) return;
       if (!(await clients.rotatesAfterDisclosure(exec, key.client_id))) return;
       if (await jobs.hasActiveCredential(exec, key.client_id, key.device_id)) return; // the agent rotates it
-      const conn = await repo.findByClient(exec, key.client_id);
       const device = await devices.find(exec, key.client_id, key.device_id);
-      if (!conn || conn.enabled !== 1 || !device?.entra_device_id) return;
+      if (!device?.entra_device_id) return;
       const now = clock.now();
       const jobId = newId();
       await jobs.insertJob(exec, {

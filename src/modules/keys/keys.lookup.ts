@@ -24,7 +24,7 @@ export function createKeyLookup({
   keys,
 }: {
   tx: Transactions;
-  repo: Pick<KeysRepo, 'searchByKeyId' | 'sourcesOf' | 'openMismatchKeyIds'>;
+  repo: Pick<KeysRepo, 'searchByKeyId' | 'summaryExtras'>;
   keys: Pick<KeysService, 'search'>;
 }) {
   return {

@@ -36,7 +36,7 @@ const REPLACEABLE = ['active', 'conflict', 'disclosed'];
 
 type Deps = {
   tx: Transactions;
-  repo: Pick<KeysRepo, 'summaryById' | 'searchByKeyId' | 'sourcesOf' | 'openMismatchKeyIds' | 'openFindingsAboutKey' | 'setState'>;
+  repo: Pick<KeysRepo, 'summaryById' | 'searchByKeyId' | 'summaryExtras' | 'openFindingsAboutKey' | 'setState'>;
   /** The agent module owns findings: the outcome files and settles them through its repo. */
   findings: {
     insertFinding(exec: Executor, row: FindingsTable): Promise<void>;

@@ -1,5 +1,8 @@
+import { PostgresAdapter, type ExpressionBuilder } from 'kysely';
+import * as pgJson from 'kysely/helpers/postgres';
+import * as sqliteJson from 'kysely/helpers/sqlite';
 import type { Executor } from '../../db/database.js';
-import type { KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
+import type { DB, KeySourcesTable, RecoveryKeysTable } from '../../db/schema.js';
 import type { KeyIdQuery } from '../../domain/key-id.js';
 import { keyIdPrefixBounds } from '../../domain/key-id.js';
 import { inClientScope, type ClientScope } from '../../db/scope.js';
@@ -18,6 +21,46 @@ const chunks = <T>(xs: T[], n = CHUNK): T[][] => {
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
   return out;
 };
+
+type SourceRow = Pick<KeySourcesTable, 'recovery_key_id' | 'source_type' | 'source_ref' | 'first_seen_at' | 'last_seen_at' | 'removed_at'>;
+
+// PostgreSQL hands back parsed JSON, SQLite the JSON text.
+const parseJson = <T>(v: T[] | string): T[] => (typeof v === 'string' ? (JSON.parse(v) as T[]) : v);
+const isPostgres = (exec: Executor) => exec.getExecutor().adapter instanceof PostgresAdapter;
+const jsonHelpers = (exec: Executor) => (isPostgres(exec) ? pgJson : sqliteJson);
+
+/**
+ * What a key summary shows beyond the row, as columns of a query over `recovery_keys as k`: its
+ * sources (oldest first) and whether an open finding says it may not unlock.
+ */
+const summaryExtraColumns = (exec: Executor, eb: ExpressionBuilder<DB & { k: Pick<RecoveryKeysTable, 'id' | 'client_id'> }, 'k'>) => [
+  jsonHelpers(exec)
+    .jsonArrayFrom(
+      eb
+        .selectFrom('key_sources as s')
+        .select(['s.recovery_key_id', 's.source_type', 's.source_ref', 's.first_seen_at', 's.last_seen_at', 's.removed_at'])
+        .whereRef('s.recovery_key_id', '=', 'k.id')
+        .orderBy('s.first_seen_at'),
+    )
+    .as('sources'),
+  eb
+    .exists(
+      eb
+        .selectFrom('findings as f')
+        .select('f.id')
+        // The client first: findings has no index on recovery_key_id, one on (client_id, resolved_at).
+        .whereRef('f.client_id', '=', 'k.client_id')
+        .whereRef('f.recovery_key_id', '=', 'k.id')
+        .where('f.kind', 'in', MAY_NOT_UNLOCK_KINDS)
+        .where('f.resolved_at', 'is', null),
+    )
+    .as('may_not_unlock'),
+];
+const withParsedExtras = <R extends { sources: SourceRow[] | string; may_not_unlock: unknown }>(r: R) => ({
+  ...r,
+  sources: parseJson(r.sources),
+  may_not_unlock: Boolean(r.may_not_unlock),
+});
 
 export type IngestKeyRow = Pick<RecoveryKeysTable, 'id' | 'key_id' | 'fingerprint' | 'state' | 'device_id' | 'volume_id' | 'source_created_at'>;
 
@@ -82,6 +125,73 @@ export function createKeysRepo() {
       'k.client_id',
       scope,
     );
+
+  // The matching keys first (an index range on key_id, at most `limit` of them), then their
+  // client, device and volume names (the console's search box). Joined the other way
+  // round, PostgreSQL right after a bulk load (no statistics yet) hashed the whole volumes table
+  // for every search: 180 ms at 100,000 keys instead of 3 ms. bench/console-search.ts measures it.
+  const keyIdMatches = (exec: Executor, clients: ClientScope, query: KeyIdQuery, limit: number) => {
+    let matches = exec
+      .selectFrom('recovery_keys')
+      .select([
+        'id',
+        'key_id',
+        'state',
+        'source_created_at',
+        'first_seen_at',
+        'last_seen_at',
+        'client_id',
+        'device_id',
+        'volume_id',
+        'ciphertext',
+        'data_key_version',
+      ]);
+    if (query.kind === 'full') matches = matches.where('key_id', '=', query.keyId);
+    else {
+      const { low, high } = keyIdPrefixBounds(query.prefix);
+      matches = matches.where('key_id', '>=', low).where('key_id', '<=', high);
+    }
+    matches = inClientScope(matches, 'client_id', clients);
+    return exec
+      .selectFrom(matches.orderBy('first_seen_at', 'desc').limit(limit).as('k'))
+      .innerJoin('clients as c', 'c.id', 'k.client_id')
+      .leftJoin('devices as d', 'd.id', 'k.device_id')
+      .leftJoin('volumes as v', 'v.id', 'k.volume_id');
+  };
+
+  /**
+   * What a key summary shows beyond the row: its sources (oldest first) and which keys may not
+   * unlock (an open finding of MAY_NOT_UNLOCK_KINDS), one statement per 500 keys.
+   */
+  const summaryExtras = async (exec: Executor, keyRowIds: string[]) => {
+    const sources: SourceRow[] = [];
+    const mayNotUnlock = new Set<string>();
+    const { jsonArrayFrom } = jsonHelpers(exec);
+    for (const part of chunks(keyRowIds)) {
+      const row = await exec
+        .selectNoFrom((eb) => [
+          jsonArrayFrom(
+            eb
+              .selectFrom('key_sources')
+              .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at', 'removed_at'])
+              .where('recovery_key_id', 'in', part)
+              .orderBy('first_seen_at'),
+          ).as('sources'),
+          jsonArrayFrom(
+            eb
+              .selectFrom('findings')
+              .select('recovery_key_id')
+              .where('recovery_key_id', 'in', part)
+              .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
+              .where('resolved_at', 'is', null),
+          ).as('findings'),
+        ])
+        .executeTakeFirstOrThrow();
+      sources.push(...parseJson(row.sources));
+      for (const f of parseJson(row.findings)) if (f.recovery_key_id) mayNotUnlock.add(f.recovery_key_id);
+    }
+    return { sources, mayNotUnlock };
+  };
 
   return {
     /** Existing keys of one client that share a key ID or a fingerprint with incoming reports. */
@@ -166,27 +276,25 @@ export function createKeysRepo() {
      * (BETWEEN ...0000 AND ...ffff) so both engines use the key_id index.
      */
     searchByKeyId(exec: Executor, clients: ClientScope, query: KeyIdQuery, limit: number) {
-      // The matching keys first (an index range on key_id, at most `limit` of them), then their
-      // client, device and volume names (the console's search box). Joined the other way
-      // round, PostgreSQL right after a bulk load (no statistics yet) hashed the whole volumes table
-      // for every search: 180 ms at 100,000 keys instead of 3 ms. bench/console-search.ts measures it.
-      let matches = exec
-        .selectFrom('recovery_keys')
-        .select(['id', 'key_id', 'state', 'source_created_at', 'first_seen_at', 'last_seen_at', 'client_id', 'device_id', 'volume_id']);
-      if (query.kind === 'full') matches = matches.where('key_id', '=', query.keyId);
-      else {
-        const { low, high } = keyIdPrefixBounds(query.prefix);
-        matches = matches.where('key_id', '>=', low).where('key_id', '<=', high);
-      }
-      matches = inClientScope(matches, 'client_id', clients);
-      return exec
-        .selectFrom(matches.orderBy('first_seen_at', 'desc').limit(limit).as('k'))
-        .innerJoin('clients as c', 'c.id', 'k.client_id')
-        .leftJoin('devices as d', 'd.id', 'k.device_id')
-        .leftJoin('volumes as v', 'v.id', 'k.volume_id')
-        .select(SUMMARY_COLUMNS)
-        .orderBy('k.first_seen_at', 'desc')
-        .execute();
+      return keyIdMatches(exec, clients, query, limit).select(SUMMARY_COLUMNS).orderBy('k.first_seen_at', 'desc').execute();
+    },
+
+    /**
+     * The same search for a reveal: each match with its sealed password, so revealing a single
+     * match needs no second query.
+     */
+    async revealCandidates(exec: Executor, clients: ClientScope, query: KeyIdQuery, limit: number) {
+      const matches = keyIdMatches(exec, clients, query, limit)
+        .select([...SUMMARY_COLUMNS, 'k.ciphertext', 'k.data_key_version'])
+        .orderBy('k.first_seen_at', 'desc');
+      if (isPostgres(exec)) return (await matches.select((eb) => summaryExtraColumns(exec, eb)).execute()).map(withParsedExtras);
+      // SQLite: two statements in process cost less than the correlated JSON columns (measured).
+      const rows = await matches.execute();
+      const { sources, mayNotUnlock } = await summaryExtras(
+        exec,
+        rows.map((r) => r.id),
+      );
+      return rows.map((r) => ({ ...r, sources: sources.filter((x) => x.recovery_key_id === r.id), may_not_unlock: mayNotUnlock.has(r.id) }));
     },
 
     summaryById(exec: Executor, clients: ClientScope, id: string) {
@@ -205,14 +313,14 @@ export function createKeysRepo() {
       return q.orderBy('c.name_key').orderBy('d.name_key').orderBy('k.first_seen_at').limit(filter.limit).offset(filter.offset).execute();
     },
 
-    /** The sealed password of one key, for the reveal path only. */
-    sealedPassword(exec: Executor, clientId: string, id: string) {
-      return exec
-        .selectFrom('recovery_keys')
-        .select(['ciphertext', 'data_key_version', 'state'])
-        .where('client_id', '=', clientId)
-        .where('id', '=', id)
+    /** One key record for a reveal, with its sealed password. */
+    async revealById(exec: Executor, clients: ClientScope, id: string) {
+      const row = await summaryQuery(exec, clients)
+        .select(['k.ciphertext', 'k.data_key_version'])
+        .select((eb) => summaryExtraColumns(exec, eb))
+        .where('k.id', '=', id)
         .executeTakeFirst();
+      return row && withParsedExtras(row);
     },
 
     async sourcesOf(exec: Executor, keyRowIds: string[]) {
@@ -230,24 +338,7 @@ export function createKeysRepo() {
       return out;
     },
 
-    /**
-     * Which of these keys may not unlock: an open `mismatch` finding says the escrowed password
-     * differs from the one on the device, an open `did_not_unlock` one that it failed after a reveal.
-     */
-    async openMismatchKeyIds(exec: Executor, keyRowIds: string[]): Promise<Set<string>> {
-      const out = new Set<string>();
-      for (const part of chunks(keyRowIds)) {
-        const rows = await exec
-          .selectFrom('findings')
-          .select('recovery_key_id')
-          .where('recovery_key_id', 'in', part)
-          .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
-          .where('resolved_at', 'is', null)
-          .execute();
-        for (const r of rows) if (r.recovery_key_id) out.add(r.recovery_key_id);
-      }
-      return out;
-    },
+    summaryExtras,
 
     /**
      * Open findings about one key ID of one client (the unlock outcome settles them): those filed on

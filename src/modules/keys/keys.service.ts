@@ -14,7 +14,7 @@ import type { Notifier } from '../notifications/notifier.js';
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeySummary, RevealedKey } from './keys.types.js';
-import { rankCandidates, summarizeKeys } from './keys.summary.js';
+import { rankCandidates, summariesOf, summarizeKeys } from './keys.summary.js';
 
 type Deps = {
   tx: Transactions;
@@ -190,8 +190,8 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
           }
         }
         // The id of one key record (what the console links to) names exactly that key.
-        const byRecord = isId(input.query.trim()) ? await repo.summaryById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
-        const rows = byRecord ? [byRecord] : await repo.searchByKeyId(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
+        const byRecord = isId(input.query.trim()) ? await repo.revealById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
+        const rows = byRecord ? [byRecord] : await repo.revealCandidates(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
         if (rows.length === 0) {
           await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
           return { status: 'not_found' };
@@ -203,18 +203,16 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
           // key the actor may reveal, shown with its client so the right one is revealed by record id.
           const mayList = mayListCandidates(actor) || parsed.kind === 'full';
           if (!mayList) return { status: 'ambiguous', matches: rows.length, candidates: null };
-          const ranked = rankCandidates(await summarize(tx, rows.slice(0, MAX_CANDIDATES)));
+          const ranked = rankCandidates(summariesOf(rows.slice(0, MAX_CANDIDATES)));
           return { status: 'ambiguous', matches: rows.length, candidates: ranked.keys, tryFirst: ranked.tryFirst };
         }
-        const row = rows[0]!;
-        const sealed = await repo.sealedPassword(tx, row.client_id, row.id);
+        const { ciphertext, data_key_version: dataKeyVersion, ...row } = rows[0]!;
         // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
-        const destroyed = sealed?.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
+        const destroyed = row.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
         try {
           if (destroyed) throw destroyed;
-          if (!sealed) throw vaultError('The key disappeared while it was being revealed.');
           const cipher = await keyring.clientCipher(tx, row.client_id);
-          plaintext = cipher.openRecoveryPassword(row.id, { ciphertext: sealed.ciphertext, dataKeyVersion: sealed.data_key_version });
+          plaintext = cipher.openRecoveryPassword(row.id, { ciphertext, dataKeyVersion });
         } catch (e) {
           failure = e;
         }
@@ -257,7 +255,7 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         // What happens next, in plain words for the console: a rotation now waiting for this key.
         const kind = failure ? null : await rotations.pendingRotationKind(tx, row.client_id, row.id);
         const rotation = kind ? (kind === 'rotate' ? 'agent' : 'intune') : null;
-        const [summary] = await summarize(tx, [row]);
+        const [summary] = summariesOf([row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });
       if (outcome.status === 'rate_limited') {

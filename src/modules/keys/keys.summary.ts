@@ -6,13 +6,26 @@ import type { KeyState, KeySummary } from './keys.types.js';
  * Key rows as the API shows them (metadata and sources, never a password). The one place that
  * decides "may not unlock": an open mismatch finding from the device's agent on that key.
  */
-export async function summarizeKeys(
-  repo: Pick<KeysRepo, 'sourcesOf' | 'openMismatchKeyIds'>,
-  exec: Executor,
-  rows: readonly KeySummaryRow[],
-): Promise<KeySummary[]> {
-  const ids = rows.map((r) => r.id);
-  const [sources, mismatched] = await Promise.all([repo.sourcesOf(exec, ids), repo.openMismatchKeyIds(exec, ids)]);
+export async function summarizeKeys(repo: Pick<KeysRepo, 'summaryExtras'>, exec: Executor, rows: readonly KeySummaryRow[]): Promise<KeySummary[]> {
+  const { sources, mayNotUnlock } = await repo.summaryExtras(
+    exec,
+    rows.map((r) => r.id),
+  );
+  return toKeySummaries(rows, sources, mayNotUnlock);
+}
+
+type SourceRow = Awaited<ReturnType<KeysRepo['summaryExtras']>>['sources'][number];
+
+/** Rows that were read with their sources and "may not unlock" flag (the reveal's search). */
+export function summariesOf(rows: readonly (KeySummaryRow & { sources: SourceRow[]; may_not_unlock: boolean })[]): KeySummary[] {
+  return toKeySummaries(
+    rows,
+    rows.flatMap((r) => r.sources),
+    new Set(rows.filter((r) => r.may_not_unlock).map((r) => r.id)),
+  );
+}
+
+function toKeySummaries(rows: readonly KeySummaryRow[], sources: readonly SourceRow[], mismatched: ReadonlySet<string>): KeySummary[] {
   const byKey = new Map<string, KeySummary['sources']>();
   for (const s of sources) {
     (byKey.get(s.recovery_key_id) ?? byKey.set(s.recovery_key_id, []).get(s.recovery_key_id)!).push({
