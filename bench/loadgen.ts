@@ -14,13 +14,23 @@
  *   mode changed:   every check-in reports a new recovery password protector the vault does not
  *                   have (a rotation on the device): findings, audit events, a request to upload
  *   mode bare:      same bodies against the bare Fastify route (no device state on the server)
+ *   mode settle:    every device checks in once with its enrolled body, not timed: after a changed
+ *                   run each device has a protector the next unchanged run no longer reports, so its
+ *                   first check-in there would be a change (a finding resolved, a volume rewritten)
  */
 import fs from 'node:fs';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 
 type Device = { credential: string; salt: string; seq: number; body: Record<string, any> };
-type Plan = { bases: string[]; devices: Device[]; concurrency: number; seconds: number; warmupSeconds: number; mode: 'unchanged' | 'changed' | 'bare' };
+type Plan = {
+  bases: string[];
+  devices: Device[];
+  concurrency: number;
+  seconds: number;
+  warmupSeconds: number;
+  mode: 'unchanged' | 'changed' | 'bare' | 'settle';
+};
 
 const plan = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Plan;
 const baseOf = (slot: number) => slot % plan.bases.length;
@@ -71,7 +81,8 @@ async function worker(slot: number) {
   const b = baseOf(slot);
   const pool = pools[b]!;
   let k = 0;
-  while (Date.now() < stopAt) {
+  const settle = plan.mode === 'settle';
+  while (settle ? k < mine.length : Date.now() < stopAt) {
     const d = mine[k++ % mine.length]!;
     const payload = body(d);
     const t0 = performance.now();

@@ -225,7 +225,7 @@ async function enrollDevices(engine: Engine, v: BenchVault, n: number): Promise<
 }
 
 /** One load-generator run; the devices' sequence numbers carry on from where it stopped. */
-async function checkinRun(devices: LoadDevice[], bases: string[], mode: 'unchanged' | 'changed' | 'bare', concurrency: number) {
+async function checkinRun(devices: LoadDevice[], bases: string[], mode: 'unchanged' | 'changed' | 'bare' | 'settle', concurrency: number) {
   const r = await runLoadgen({ bases, devices, concurrency, seconds: SIZES.checkinSeconds, warmupSeconds: SIZES.checkinWarmup, mode });
   if (mode !== 'bare') r.seqs.forEach((s, i) => (devices[i]!.seq = s));
   if (r.errors) console.log(`  ${mode} c=${concurrency}: ${r.errors} errors, e.g. ${r.firstErrors.join(' | ')}`);
@@ -286,6 +286,8 @@ async function benchCheckins(engine: Engine) {
         met: r !== null && r >= 0.5,
         note: `${ratio(ch.perSecond, b.perSecond)} of bare Fastify ${fmt(b.perSecond)}/s${ch.errors ? `; ${ch.errors} errors` : ''}`,
       });
+      // Back to the enrolled state before the next unchanged run measures routine check-ins.
+      await checkinRun(devices, [server.url], 'settle', conc);
     }
   } finally {
     await server?.stop();
