@@ -168,6 +168,26 @@ export function createKeysRepo() {
     const mayNotUnlock = new Set<string>();
     const { jsonArrayFrom } = jsonHelpers(exec);
     for (const part of chunks(keyRowIds)) {
+      // SQLite: two plain statements (no round trips to save; its JSON building costs more).
+      if (!isPostgres(exec)) {
+        sources.push(
+          ...(await exec
+            .selectFrom('key_sources')
+            .select(['recovery_key_id', 'source_type', 'source_ref', 'first_seen_at', 'last_seen_at', 'removed_at'])
+            .where('recovery_key_id', 'in', part)
+            .orderBy('first_seen_at')
+            .execute()),
+        );
+        const open = await exec
+          .selectFrom('findings')
+          .select('recovery_key_id')
+          .where('recovery_key_id', 'in', part)
+          .where('kind', 'in', MAY_NOT_UNLOCK_KINDS)
+          .where('resolved_at', 'is', null)
+          .execute();
+        for (const f of open) if (f.recovery_key_id) mayNotUnlock.add(f.recovery_key_id);
+        continue;
+      }
       const row = await exec
         .selectNoFrom((eb) => [
           jsonArrayFrom(
