@@ -59,11 +59,14 @@ describe(`transactions and prepared queries on ${ENGINE}`, () => {
     statements.length = 0;
     const results = await Promise.allSettled(
       Array.from({ length: 10 }, (_, k) =>
-        tx.run(async (t) => {
-          await addClient(t, 100 + k);
-          if (k === 4) throw new Error('unit 4 fails after writing');
-          return k;
-        }),
+        tx.run(
+          async (t) => {
+            await addClient(t, 100 + k);
+            if (k === 4) throw new Error('unit 4 fails after writing');
+            return k;
+          },
+          { shareCommit: true },
+        ),
       ),
     );
     expect(results.map((r) => r.status)).toEqual([
@@ -87,14 +90,26 @@ describe(`transactions and prepared queries on ${ENGINE}`, () => {
     else expect(commits).toBe(9);
   });
 
+  it('work that does not ask to share a commit gets a transaction and a commit of its own', async () => {
+    const tx = transactions(d.db);
+    statements.length = 0;
+    await Promise.all([400, 401, 402].map((i) => tx.run((t) => addClient(t, i))));
+    expect(statements.filter((s) => s === 'commit')).toHaveLength(3);
+    expect(statements.some((s) => s.startsWith('savepoint'))).toBe(false);
+    expect(await committed([400, 401, 402])).toBe(3);
+  });
+
   it('acknowledges a transaction only once its writes are committed (readable from another connection)', async () => {
     const tx = transactions(d.db);
     const seen = await Promise.all(
       Array.from({ length: 5 }, (_, k) =>
         tx
-          .run(async (t) => {
-            await addClient(t, 200 + k);
-          })
+          .run(
+            async (t) => {
+              await addClient(t, 200 + k);
+            },
+            { shareCommit: true },
+          )
           .then(() => committed([200 + k])),
       ),
     );
@@ -104,12 +119,15 @@ describe(`transactions and prepared queries on ${ENGINE}`, () => {
   it('a unit that breaks a constraint is rolled back alone, and the batch goes on', async () => {
     const tx = transactions(d.db);
     const results = await Promise.allSettled([
-      tx.run((t) => addClient(t, 300)),
-      tx.run(async (t) => {
-        await addClient(t, 301);
-        await addClient(t, 300); // the same id again: a unique violation
-      }),
-      tx.run((t) => addClient(t, 302)),
+      tx.run((t) => addClient(t, 300), { shareCommit: true }),
+      tx.run(
+        async (t) => {
+          await addClient(t, 301);
+          await addClient(t, 300); // the same id again: a unique violation
+        },
+        { shareCommit: true },
+      ),
+      tx.run((t) => addClient(t, 302), { shareCommit: true }),
     ]);
     // On PostgreSQL the first and the second race for id 300: exactly one of them fails.
     expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);

@@ -9,18 +9,24 @@ import type { Db, Executor, Tx } from './database.js';
 export type Transactions = {
   /** For reads outside a transaction; only repos query through it. */
   readonly reader: Executor;
-  /** Runs `work` in a transaction; resolves once it is committed, rejects (nothing kept) if it threw. */
-  run<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in a transaction; resolves once it is committed, rejects (nothing kept) if it threw.
+   * `shareCommit`: short, frequent work (agent check-ins) may share its COMMIT with others that
+   * start in the same turn of the event loop (SQLite group commit, below).
+   */
+  run<T>(work: (tx: Tx) => Promise<T>, opts?: { shareCommit?: boolean }): Promise<T>;
 };
 
 /** The group-commit runner of each SQLite database (every service's Transactions share it). */
 const sqliteRunners = new WeakMap<Db, Transactions['run']>();
 
 export function transactions(db: Db): Transactions {
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return { reader: db, run: (work) => db.transaction().execute(work) };
-  let run = sqliteRunners.get(db);
-  if (!run) sqliteRunners.set(db, (run = groupCommit(db)));
-  return { reader: db, run };
+  const plain = <T>(work: (tx: Tx) => Promise<T>) => db.transaction().execute(work);
+  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return { reader: db, run: plain };
+  let shared = sqliteRunners.get(db);
+  if (!shared) sqliteRunners.set(db, (shared = groupCommit(db)));
+  const group = shared;
+  return { reader: db, run: (work, opts) => (opts?.shareCommit ? group(work) : plain(work)) };
 }
 
 // Compiled once: a batch runs these around every unit.
@@ -33,7 +39,9 @@ type Unit = { work: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void;
 /**
  * SQLite group commit: transactions that start in the same turn of the event loop (the check-ins
  * whose requests arrived together) run one after another inside one BEGIN … COMMIT, each in its
- * own savepoint, and share the commit. SQLite has one writer at a time anyway, so nothing waits
+ * own savepoint, and share the commit. Only work that asks for it: a batch answers all its units
+ * at the end, so long units (a sync's writes) would hold the others' answers, and the event loop,
+ * for the whole batch (50 concurrent Entra syncs then sent Graph requests during a Retry-After). SQLite has one writer at a time anyway, so nothing waits
  * longer for the lock; what is saved is a commit (a WAL append of every page written, and the
  * WAL-index update) per transaction, which was a tenth of a check-in server's CPU (bench/README.md).
  *

@@ -599,11 +599,14 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         });
       }
       // SQLite: the claim and the reads in the transaction (no round trips to save; commits are shared).
-      return transactions.run(async (tx) => {
-        const start = await repo.claimAndSnapshot(tx, ref, claim);
-        if (!start.claimed) return refuseReplay(tx, dev, body.seq);
-        return runCheckin(tx, start.snapshot, false);
-      });
+      return transactions.run(
+        async (tx) => {
+          const start = await repo.claimAndSnapshot(tx, ref, claim);
+          if (!start.claimed) return refuseReplay(tx, dev, body.seq);
+          return runCheckin(tx, start.snapshot, false);
+        },
+        { shareCommit: true },
+      );
 
       async function runCheckin(tx: Executor, snap: CheckinSnapshot, probe: boolean): Promise<CheckinResponse> {
         const clientId = dev.clientId;
