@@ -47,15 +47,8 @@ const q = {
       .select(['a.id', 'a.client_id', 'a.device_id', 'a.fingerprint_salt', 'a.revoked_at', 'd.name as device_name', 'd.retired_at as device_retired_at', 'c.archived_at as client_archived_at'])
       .where('a.credential_hash', '=', p('hash')),
   ),
-  claimSeq: prepared<Claim, never>((db, p) =>
-    db
-      .updateTable('agent_credentials')
-      .set({ last_seq: p('seq'), last_used_at: p('now') })
-      .where('id', '=', p('credentialId'))
-      .where('last_seq', '<', p('seq'))
-      .where('revoked_at', 'is', null),
-  ),
-  claimSeqReturningLink: prepared<Claim, { link_device_id: string | null }>((db, p) =>
+  /** Moves the sequence forward (no row: a replay), and says whether the credential waits for a link. */
+  claimSeq: prepared<Claim, { link_device_id: string | null }>((db, p) =>
     db
       .updateTable('agent_credentials')
       .set({ last_seq: p('seq'), last_used_at: p('now') })
@@ -63,9 +56,6 @@ const q = {
       .where('last_seq', '<', p('seq'))
       .where('revoked_at', 'is', null)
       .returning('link_device_id'),
-  ),
-  linkOf: prepared<{ credentialId: string }, { link_device_id: string | null }>((db, p) =>
-    db.selectFrom('agent_credentials').select('link_device_id').where('id', '=', p('credentialId')),
   ),
   device: prepared<DeviceRef, DevicesTable>((db, p) => db.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))),
   volumes: prepared<DeviceRef, VolumesTable>((db, p) =>
@@ -122,12 +112,9 @@ const q = {
   ),
   /**
    * PostgreSQL: the sequence claim and every read of a check-in in one statement (one round trip
-   * instead of eight). Inside a transaction the claim's UPDATE locks the credential row until the
-   * check-in commits, so two requests of one device never interleave. Every column is text or
-   * integer: JSON carries them unchanged.
+   * instead of eight), on its own (autocommit), committed without waiting for the WAL flush (see
+   * claimRoutine). Every column is text or integer: JSON carries them unchanged.
    */
-  pgClaimAndSnapshot: pgSnapshot('claim'),
-  /** The same on its own (autocommit), committed without waiting for the WAL flush (see claimRoutine). */
   pgClaimAndSnapshotRelaxed: pgSnapshot('claim-relaxed'),
   /** Inside a transaction, for a check-in whose claim was already committed: the credential row locked, and the reads. */
   pgLockAndSnapshot: pgSnapshot('lock'),
@@ -135,7 +122,7 @@ const q = {
 
 type PgSnapshotRow = { claimed: number; link: string | null } & Omit<CheckinSnapshot, 'link' | 'device'> & { device: DevicesTable | null };
 
-function pgSnapshot(mode: 'claim' | 'claim-relaxed' | 'lock') {
+function pgSnapshot(mode: 'claim-relaxed' | 'lock') {
   return prepared<DeviceRef & Partial<Claim> & { credentialId: string }, PgSnapshotRow>((db, p) => {
     const base =
       mode === 'lock'
@@ -153,7 +140,7 @@ function pgSnapshot(mode: 'claim' | 'claim-relaxed' | 'lock') {
       eb.selectFrom('claim').select((e) => e.fn.countAll<number>().as('n')).as('claimed'),
       eb.selectFrom('claim').select('link_device_id').as('link'),
       // A statement of its own is its own transaction: this lets its commit skip the WAL flush.
-      ...(mode === 'claim-relaxed' ? [sql<string>`set_config('synchronous_commit', 'off', true)`.as('relaxed')] : []),
+      ...(mode === 'lock' ? [] : [sql<string>`set_config('synchronous_commit', 'off', true)`.as('relaxed')]),
       jsonObjectFrom(eb.selectFrom('devices').selectAll().where('client_id', '=', p('clientId')).where('id', '=', p('deviceId'))).as('device'),
       jsonArrayFrom(eb.selectFrom('volumes').selectAll().where('client_id', '=', p('clientId')).where('device_id', '=', p('deviceId')).orderBy('mount_point')).as(
         'volumes',
@@ -259,19 +246,15 @@ export function createAgentRepo() {
         .executeTakeFirst()),
     /** Moves the sequence forward; false when seq is not above the last one (a replay). */
     async claimSeq(exec: Executor, credentialId: string, seq: number, now: string): Promise<boolean> {
-      return (await q.claimSeq.run(exec, { credentialId, seq, now })) === 1;
+      return (await q.claimSeq.all(exec, { credentialId, seq, now })).length === 1;
     },
     /**
-     * A check-in's start: claims the sequence number (false: a replay) and reads what the report is
-     * compared with. One round trip on PostgreSQL; on SQLite (no round trips) the same statements
-     * one after another, each prepared once.
+     * A check-in's start inside its transaction (SQLite): claims the sequence number (false: a
+     * replay) and reads what the report is compared with, one prepared statement after another (no
+     * round trips to save). PostgreSQL starts with claimRoutine instead.
      */
     async claimAndSnapshot(exec: Executor, ref: DeviceRef, claim: Claim): Promise<{ claimed: false } | { claimed: true; snapshot: CheckinSnapshot }> {
-      if (exec.getExecutor().adapter instanceof PostgresAdapter) {
-        const r = (await q.pgClaimAndSnapshot.first(exec, { ...ref, ...claim }))!;
-        return Number(r.claimed) === 1 ? { claimed: true, snapshot: snapshotOf(r) } : { claimed: false };
-      }
-      const claimed = await q.claimSeqReturningLink.all(exec, claim);
+      const claimed = await q.claimSeq.all(exec, claim);
       if (claimed.length !== 1) return { claimed: false };
       return {
         claimed: true,
@@ -303,8 +286,6 @@ export function createAgentRepo() {
       const r = (await q.pgLockAndSnapshot.first(exec, { ...ref, credentialId }))!;
       return Number(r.claimed) === 1 ? snapshotOf(r) : undefined;
     },
-    /** The existing device a credential waits to be linked to, or null when it is linked (the usual case). */
-    linkOf: async (exec: Executor, credentialId: string): Promise<string | null> => (await q.linkOf.first(exec, { credentialId }))?.link_device_id ?? null,
     /** The live credential of a device that waits for an admin to link it to an existing device. */
     pendingLinkOf: (exec: Executor, clientId: string, deviceId: string) =>
       exec

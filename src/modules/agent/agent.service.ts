@@ -588,7 +588,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       if (routine) {
         if (!routine.claimed) return refuseReplay(transactions.reader, dev, body.seq);
         try {
-          return await runCheckin(probeExecutor('postgres'), routine.snapshot, true);
+          return await runCheckin(probeExecutor(), routine.snapshot, true);
         } catch (e) {
           if (!(e instanceof NeedsDatabase)) throw e;
         }
