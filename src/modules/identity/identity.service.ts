@@ -225,6 +225,52 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     userAgent,
   });
 
+  /**
+   * Whether this person has a second factor of their own (today: a confirmed authenticator app).
+   * Every check of "is this person enrolled" goes through here, so a new kind of factor is added once.
+   */
+  const hasSecondFactor = async (_exec: Executor, user: UsersTable): Promise<boolean> => !!user.totp_confirmed_at;
+
+  /**
+   * Opens a console session for a person who has just proved who they are (by whatever method),
+   * in one transaction with the caller's audit record: the cookie and CSRF secrets are returned
+   * once and only their hashes are stored. `mfa` says whether a second factor was proven now.
+   */
+  const openSession = async (
+    user: UsersTable,
+    how: {
+      mfa: boolean;
+      method: string;
+      ip: string | null;
+      userAgent: string | null;
+      audit: (tx: Tx) => Promise<unknown>;
+      afterInsert?: (tx: Tx) => Promise<void>;
+    },
+  ): Promise<{ sessionToken: string; csrfToken: string }> => {
+    const sessionToken = newSecret();
+    const csrfToken = newSecret();
+    const now = clock.now();
+    await transactions.run(async (tx) => {
+      await repo.insertSession(tx, {
+        id: newId(),
+        token_hash: sha256Hex(sessionToken),
+        csrf_hash: sha256Hex(csrfToken),
+        user_id: user.id,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: addMinutes(now, policy.sessionMaxHours * 60),
+        mfa_at: how.mfa ? now : null,
+        revoked_at: null,
+        ip: how.ip,
+        user_agent: how.userAgent?.slice(0, 500) ?? null,
+      });
+      await repo.updateUser(tx, user.id, { last_login_at: now, failed_logins: 0 });
+      if (how.afterInsert) await how.afterInsert(tx);
+      await how.audit(tx);
+    });
+    return { sessionToken, csrfToken };
+  };
+
   const checkSecondFactor = async (exec: Executor, user: UsersTable, code: string | undefined): Promise<boolean> => {
     if (!code || !user.totp_secret || !user.totp_confirmed_at) return false;
     const secret = (await keyring.secretCipher(exec)).open(`totp=${user.id}`, user.totp_secret);
@@ -529,7 +575,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       };
       if (!user || !passwordOk) return fail(user ? 'wrong password' : 'unknown account');
       if (user.status !== 'active') return fail('account disabled');
-      const mfaEnrolled = !!user.totp_confirmed_at;
+      const mfaEnrolled = await hasSecondFactor(db, user);
       if (mfaEnrolled) {
         if (!input.code) {
           // Right password, second factor still to come: not a failure, so the attempt is given back
@@ -543,31 +589,21 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         if (!(await checkSecondFactor(db, user, input.code))) return fail('wrong second factor', 'The authenticator code is not right.');
       }
       const settings = await settingsOf(db);
-      const sessionToken = newSecret();
-      const csrfToken = newSecret();
-      const now = clock.now();
-      await transactions.run(async (tx) => {
-        await repo.insertSession(tx, {
-          id: newId(),
-          token_hash: sha256Hex(sessionToken),
-          csrf_hash: sha256Hex(csrfToken),
-          user_id: user.id,
-          created_at: now,
-          last_seen_at: now,
-          expires_at: addMinutes(now, policy.sessionMaxHours * 60),
-          mfa_at: mfaEnrolled ? now : null,
-          revoked_at: null,
-          ip: input.ip,
-          user_agent: input.userAgent?.slice(0, 500) ?? null,
-        });
-        await repo.updateUser(tx, user.id, { last_login_at: now, failed_logins: 0 });
-        await repo.clearThrottle(tx, acctKey);
-        if (ipKey) await refund(tx, ipKey);
-        await audit.record(tx, claimant(email, input.ip, input.userAgent, user.id), {
-          action: 'auth.login',
-          outcome: 'success',
-          details: { email, mfa: mfaEnrolled },
-        });
+      const { sessionToken, csrfToken } = await openSession(user, {
+        mfa: mfaEnrolled,
+        method: 'password',
+        ip: input.ip,
+        userAgent: input.userAgent,
+        audit: (tx) =>
+          audit.record(tx, claimant(email, input.ip, input.userAgent, user.id), {
+            action: 'auth.login',
+            outcome: 'success',
+            details: { email, mfa: mfaEnrolled },
+          }),
+        afterInsert: async (tx) => {
+          await repo.clearThrottle(tx, acctKey);
+          if (ipKey) await refund(tx, ipKey);
+        },
       });
       return { sessionToken, csrfToken, user: await view(db, user), mfaEnrolmentRequired: settings.requireMfa && !mfaEnrolled };
     },
@@ -597,6 +633,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       if (nowMs - Date.parse(s.last_seen_at) > 60_000) await repo.updateSession(db, s.id, { last_seen_at: now });
       const clients = u.all_clients ? ('all' as const) : await repo.userClients(db, u.id);
       const settings = await settingsOf(db);
+      const secondFactor = await hasSecondFactor(db, u);
       return {
         type: 'user',
         id: u.id,
@@ -607,8 +644,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         session: {
           id: s.id,
           mfaAt: s.mfa_at,
-          mfaEnrolled: !!u.totp_confirmed_at,
-          mfaEnrolmentRequired: settings.requireMfa && !u.totp_confirmed_at,
+          mfaEnrolled: secondFactor,
+          mfaEnrolmentRequired: settings.requireMfa && !secondFactor,
         },
         ip: ctx.ip,
         userAgent: ctx.userAgent,
