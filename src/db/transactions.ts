@@ -20,9 +20,47 @@ export type Transactions = {
 /** The group-commit runner of each SQLite database (every service's Transactions share it). */
 const sqliteRunners = new WeakMap<Db, Transactions['run']>();
 
+/** Work registered to run at the end of a transaction, just before its COMMIT (see `atCommit`). */
+const commitHooks = new WeakMap<Executor, Map<object, (tx: Tx) => Promise<void>>>();
+
+/**
+ * Runs `hook` once at the end of this transaction, after the caller's work and before COMMIT,
+ * inside the transaction (a hook that throws rolls everything back). One hook per `key`: a second
+ * registration with the same key is ignored, so a service can queue many items and flush them
+ * together. Answers false when `exec` is not a transaction that runs hooks (SQLite, or a plain
+ * handle): the caller then does its work at once.
+ *
+ * Why: work that takes a hot lock (the audit chain head) holds it from its statement to COMMIT.
+ * Done last, it holds it for its own statements and the commit only, not for the rest of the
+ * transaction's round trips.
+ */
+export function atCommit(exec: Executor, key: object, hook: (tx: Tx) => Promise<void>): boolean {
+  const hooks = commitHooks.get(exec);
+  if (!hooks) return false;
+  if (!hooks.has(key)) hooks.set(key, hook);
+  return true;
+}
+
 export function transactions(db: Db): Transactions {
   const plain = <T>(work: (tx: Tx) => Promise<T>) => db.transaction().execute(work);
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return { reader: db, run: plain };
+  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
+    // PostgreSQL: each transaction runs its commit hooks (atCommit) after its work.
+    const withHooks = <T>(work: (tx: Tx) => Promise<T>) =>
+      db.transaction().execute(async (tx) => {
+        const hooks = new Map<object, (tx: Tx) => Promise<void>>();
+        commitHooks.set(tx, hooks);
+        const value = await work(tx);
+        // A hook may queue more work (another key), so run until none is left.
+        while (hooks.size) {
+          const [key, hook] = hooks.entries().next().value!;
+          hooks.delete(key);
+          await hook(tx);
+        }
+        commitHooks.delete(tx);
+        return value;
+      });
+    return { reader: db, run: withHooks };
+  }
   let shared = sqliteRunners.get(db);
   if (!shared) sqliteRunners.set(db, (shared = groupCommit(db)));
   const group = shared;

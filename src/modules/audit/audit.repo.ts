@@ -72,37 +72,47 @@ export function createAuditRepo() {
     },
 
     /**
-     * Claims the next sequence number and returns it with the previous event's hash, in one
-     * statement. The UPDATE write-locks the head row (PostgreSQL) or the database (SQLite) before
-     * the hash is read, so two writers can never chain from the same tip.
+     * Claims the next `n` sequence numbers and returns the first with the previous event's hash, in
+     * one statement. The UPDATE write-locks the head row (PostgreSQL) or the database (SQLite)
+     * before the hash is read, so two writers can never chain from the same tip.
      */
-    async claimNext(exec: Executor): Promise<{ seq: number; prevHash: string }> {
+    async claimNext(exec: Executor, n = 1): Promise<{ seq: number; prevHash: string }> {
       const head = await exec
         .updateTable('audit_head')
-        .set((eb) => ({ seq: eb('seq', '+', 1) }))
+        .set((eb) => ({ seq: eb('seq', '+', n) }))
         .where('id', '=', 1)
         .returning(['seq', 'hash'])
         .executeTakeFirstOrThrow();
-      return { seq: head.seq, prevHash: head.hash };
+      return { seq: head.seq - n + 1, prevHash: head.hash };
     },
 
     /**
-     * Writes the claimed event and moves the head's hash to it. PostgreSQL does both in one
-     * statement (a round trip saved on every audited action); SQLite, which has no writes inside
-     * WITH, in two (in process, no round trips).
+     * Writes the claimed events (in sequence order) and moves the head's hash to the last. PostgreSQL
+     * does both in one statement (a round trip saved on every audited transaction); SQLite, which
+     * has no writes inside WITH, in two (in process, no round trips).
      */
-    async append(exec: Executor, row: AuditEventsTable): Promise<void> {
+    async append(exec: Executor, rows: AuditEventsTable[]): Promise<void> {
+      const last = rows[rows.length - 1]!;
+      // A transaction that records thousands of events (a large sync) stays under the engines'
+      // limits on bound parameters: all but the last chunk first, the last with the head.
+      const CHUNK = 1000;
+      for (let i = 0; i + CHUNK < rows.length; i += CHUNK)
+        await exec
+          .insertInto('audit_events')
+          .values(rows.slice(i, i + CHUNK))
+          .execute();
+      const tail = rows.slice(Math.floor((rows.length - 1) / CHUNK) * CHUNK);
       if (exec.getExecutor().adapter instanceof PostgresAdapter) {
         await exec
-          .with('event', (db) => db.insertInto('audit_events').values(row))
+          .with('event', (db) => db.insertInto('audit_events').values(tail))
           .updateTable('audit_head')
-          .set({ hash: row.hash })
+          .set({ hash: last.hash })
           .where('id', '=', 1)
           .execute();
         return;
       }
-      await exec.insertInto('audit_events').values(row).execute();
-      await exec.updateTable('audit_head').set({ hash: row.hash }).where('id', '=', 1).execute();
+      await exec.insertInto('audit_events').values(tail).execute();
+      await exec.updateTable('audit_head').set({ hash: last.hash }).where('id', '=', 1).execute();
     },
 
     async head(exec: Executor): Promise<{ seq: number; hash: string } | undefined> {
