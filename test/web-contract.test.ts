@@ -85,6 +85,8 @@ describe('one typed contract between server and console', () => {
 
   it('the check catches a hand-written copy of an answer', async () => {
     const shapes = apiShapes((await openApiDocument()) as { paths: Record<string, Record<string, unknown>> });
+    // test-output/ is not in the repository: a fresh checkout that runs this file alone has none yet.
+    fs.mkdirSync(path.join(ROOT, 'test-output'), { recursive: true });
     const dir = fs.mkdtempSync(path.join(ROOT, 'test-output', 'contract-'));
     try {
       const f = path.join(dir, 'Copy.tsx');
