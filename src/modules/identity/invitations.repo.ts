@@ -81,7 +81,14 @@ export function createInvitationsRepo() {
     },
     /** Client names for what the invitee is shown. */
     clientNames: async (exec: Executor, ids: readonly string[]) =>
-      ids.length ? exec.selectFrom('clients').select(['id', 'name']).where('id', 'in', [...ids]).orderBy('name').execute() : [],
+      ids.length
+        ? exec
+            .selectFrom('clients')
+            .select(['id', 'name'])
+            .where('id', 'in', [...ids])
+            .orderBy('name')
+            .execute()
+        : [],
   };
 }
 export type InvitationsRepo = ReturnType<typeof createInvitationsRepo>;

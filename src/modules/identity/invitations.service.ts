@@ -6,7 +6,7 @@ import { hashPassword } from '../../crypto/passwords.js';
 import { newSecret, sha256Hex } from '../../crypto/tokens.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
-import { AppError, badRequest, conflict, notFound, rateLimited } from '../../lib/errors.js';
+import { AppError, badRequest, conflict, forbidden, notFound, rateLimited } from '../../lib/errors.js';
 import { can, grantsVaultControl, mayManagePrincipal, requireFreshSecondFactor, requirePermission, type Actor, type Role } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { DirectMail } from '../notifications/direct-mail.js';
@@ -65,10 +65,7 @@ export type InvitationPreview = {
 type Deps = {
   tx: Transactions;
   repo: InvitationsRepo;
-  identity: Pick<
-    IdentityService,
-    'checkInvitationGrant' | 'userActor' | 'createInvitedUser' | 'sessionFor' | 'reserveAttempt' | 'refundAttempt'
-  >;
+  identity: Pick<IdentityService, 'checkInvitationGrant' | 'userActor' | 'createInvitedUser' | 'sessionFor' | 'reserveAttempt' | 'refundAttempt'>;
   approvals: () => ApprovalsPort | undefined;
   mail: DirectMail;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
@@ -238,7 +235,11 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       ip: input.ip,
       userAgent: input.userAgent,
       audit: (tx: Tx) =>
-        audit.record(tx, { ...who, id: user.id, name: user.email }, { action: 'auth.login', outcome: 'success', details: { email: user.email, mfa: false, method: input.method } }),
+        audit.record(
+          tx,
+          { ...who, id: user.id, name: user.email },
+          { action: 'auth.login', outcome: 'success', details: { email: user.email, mfa: false, method: input.method } },
+        ),
     });
   };
 
@@ -252,6 +253,8 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
     async create(actor: Actor, input: { email: string; role: string; clients: 'all' | string[]; expiresInHours?: number }): Promise<InvitationIssued> {
       const hours = hoursOf(input.expiresInHours);
       await identity.checkInvitationGrant(db, actor, input);
+      // The invitation is re-checked against its inviter when it is used: only a person can invite.
+      if (actor.type !== 'user') throw forbidden('Only a signed-in person can invite someone; on the server, use "keywarden user add".');
       const token = newSecret(INVITATION_TOKEN_PREFIX);
       const { row, approvalId } = await transactions.run(async (tx) => {
         const g = await identity.checkInvitationGrant(tx, actor, input);
@@ -342,7 +345,13 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       await transactions.run(async (tx) => {
         const r = await reachable(tx, actor, id);
         if (!(await repo.revoke(tx, r.id, clock.now()))) throw conflict(`That invitation was already ${r.accepted_at ? 'accepted' : 'withdrawn'}.`);
-        await audit.record(tx, actor, { action: 'invitation.revoked', outcome: 'success', targetType: 'invitation', targetId: r.id, details: { email: r.email } });
+        await audit.record(tx, actor, {
+          action: 'invitation.revoked',
+          outcome: 'success',
+          targetType: 'invitation',
+          targetId: r.id,
+          details: { email: r.email },
+        });
       });
     },
 
@@ -370,7 +379,13 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       // Only guesses count against the address: a real link's attempt is given back.
       if (key) await identity.refundAttempt(key);
       validatePassword(input.password);
-      return complete(r, { name: input.name, passwordHash: await hashPassword(input.password), method: 'invitation', ip: input.ip, userAgent: input.userAgent });
+      return complete(r, {
+        name: input.name,
+        passwordHash: await hashPassword(input.password),
+        method: 'invitation',
+        ip: input.ip,
+        userAgent: input.userAgent,
+      });
     },
 
     /**
@@ -400,7 +415,13 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       await identity.checkInvitationGrant(tx, approver, { email: r.email, role: r.role, clients: clientsOf(r) });
       if (!grantsVaultControl({ role: r.role as Role, clients: clientsOf(r) }) || !(await repo.approve(tx, r.id, clock.now())))
         throw conflict('That invitation is no longer waiting for approval.');
-      await audit.record(tx, approver, { action: 'invitation.approved', outcome: 'success', targetType: 'invitation', targetId: r.id, details: { email: r.email } });
+      await audit.record(tx, approver, {
+        action: 'invitation.approved',
+        outcome: 'success',
+        targetType: 'invitation',
+        targetId: r.id,
+        details: { email: r.email },
+      });
       return { invitationId: r.id };
     },
   };

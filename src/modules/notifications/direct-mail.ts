@@ -14,7 +14,13 @@ import { parseJson } from './notification-types.js';
  */
 export type DirectMail = (msg: { to: string; subject: string; text: string }) => Promise<{ sent: true } | { sent: false; reason: string }>;
 
-export function createDirectMail(deps: { tx: Transactions; repo: Pick<ChannelsRepo, 'list'>; keyring: ChannelKeyring; egress: EgressPolicy; timeoutMs?: number }): DirectMail {
+export function createDirectMail(deps: {
+  tx: Transactions;
+  repo: Pick<ChannelsRepo, 'list'>;
+  keyring: ChannelKeyring;
+  egress: EgressPolicy;
+  timeoutMs?: number;
+}): DirectMail {
   const secrets = createChannelSecrets(deps.keyring);
   return async (msg) => {
     try {
