@@ -934,7 +934,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       checkGrant(inviter, input.role, input.clients);
       await checkClients(tx, inviter, input.clients);
       if (!input.approved && grantsVaultControl(input) && (await secondOwnerNeeded(tx, inviter)))
-        throw forbidden('This grant needs a second owner\'s approval.');
+        throw forbidden("This grant needs a second owner's approval.");
       const email = normalizeEmail(input.email);
       if (await repo.findUserByEmail(tx, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
       const now = clock.now();
