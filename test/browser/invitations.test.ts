@@ -7,7 +7,18 @@ import { cliActor } from '../../src/modules/authz/authz.js';
 import { totpCodeAt } from '../../src/crypto/totp.js';
 import { requireMfa } from '../../src/modules/settings/settings.repo.js';
 import { startSmtp, type SmtpSink } from '../helpers/notify.js';
-import { enrolTotp, launchChromium, newContext, pageTraces, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import {
+  enrolTotp,
+  launchChromium,
+  newContext,
+  pageTraces,
+  screenshotFailure,
+  seriousA11yViolations,
+  signIn,
+  startConsole,
+  userOf,
+  type ConsoleServer,
+} from './harness.js';
 
 /**
  * Issue 19, item 3 in Chromium: in a new vault (a second factor required of everyone) the owner
@@ -96,6 +107,7 @@ describe('invitations and a second factor by default in Chromium', () => {
     const pending = p.getByRole('region', { name: 'Pending invitations' });
     await pending.getByText(INVITEE).waitFor();
     expect(await pending.innerText()).not.toContain(token);
+    expect(await seriousA11yViolations(p)).toEqual([]);
 
     // The invitee, in a browser of their own.
     const { context: ic, consoleLines } = await context();
@@ -108,6 +120,7 @@ describe('invitations and a second factor by default in Chromium', () => {
     expect(offer).toContain('all clients');
     // The link leaves the address bar once read.
     expect(q.url()).not.toContain(token);
+    expect(await seriousA11yViolations(q)).toEqual([]);
     await q.getByLabel('Your name').fill('Nia Technician');
     await q.getByLabel('Choose a password').fill(INVITEE_PASSWORD);
     await q.getByLabel('The same password again').fill(INVITEE_PASSWORD);
