@@ -63,6 +63,9 @@ import { createReportsService } from './modules/reports/reports.service.js';
 import { createSettingsRepo } from './modules/settings/settings.repo.js';
 import { createSettingsService } from './modules/settings/settings.service.js';
 import { createSetupService } from './modules/identity/setup.service.js';
+import { APPROVAL_INVITE, createInvitationsService } from './modules/identity/invitations.service.js';
+import { createInvitationsRepo } from './modules/identity/invitations.repo.js';
+import { createDirectMail } from './modules/notifications/direct-mail.js';
 import { createKeyLookup } from './modules/keys/keys.lookup.js';
 import { createUnlockOutcome } from './modules/keys/keys.outcome.js';
 import { createDeviceTableRepo } from './modules/devices/device-table.repo.js';
@@ -189,6 +192,19 @@ export async function buildContainer(
     });
     // Making someone an owner or giving them every client waits for a second owner while two-owner approval is on.
     approvals.register(APPROVAL_GRANT_USER, (tx, approver, params) => identity.applyApprovedGrant(tx, approver, params));
+    // Invitations by e-mail (issue 19): the link goes out through the vault-wide e-mail channel, sent at once (never queued: it carries a secret).
+    const invitations = createInvitationsService({
+      tx: transactions(db),
+      repo: createInvitationsRepo(),
+      identity,
+      approvals: () => approvals,
+      mail: createDirectMail({ tx: transactions(db), repo: notifyRepos.channels, keyring, egress }),
+      audit,
+      clock,
+      policy: config.policy,
+      publicUrl: config.server.publicUrl,
+    });
+    approvals.register(APPROVAL_INVITE, (tx, approver, params) => invitations.applyApproval(tx, approver, params));
     // "Last seen" of unchanged check-ins, written every 100 ms in one transaction.
     const seen = createSeenBuffer({ db, engine: database.engine });
     const agent = createAgentService({
@@ -410,6 +426,7 @@ export async function buildContainer(
       keys,
       imports,
       identity,
+      invitations,
       devices,
       lifecycle,
       /** Two-owner approval (the same object as lifecycle.approvals). */

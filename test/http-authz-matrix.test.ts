@@ -499,6 +499,21 @@ const notifyListCheck: Check = ({ p, target, json, fx }) => {
 
 // ------------------------------------------------------------------------------------ the matrix
 
+/** Invitations (issue 19, item 3): a fresh invitation made by the global owner (a person), for these clients; its id. */
+async function matrixInvitation(fx: Fx, clients: 'all' | string[]): Promise<string> {
+  const o = fx.users.owner;
+  const inviter: Actor = {
+    type: 'user',
+    id: o.id,
+    name: o.email,
+    role: 'owner',
+    clients: 'all',
+    session: { id: 'matrix', mfaAt: null, mfaEnrolled: false, mfaEnrolmentRequired: false },
+  };
+  const r = await fx.t.container.invitations.create(inviter, { email: `matrix-invitee-${hex()}@example.test`, role: 'helpdesk', clients });
+  return r.invitation.id;
+}
+
 const MATRIX: Record<string, Entry> = {
   // ---------------------------------------------------------------- public
   'GET /healthz': { auth: 'public', variants: [{ label: '', axis: 'none', build: () => ({ url: '/healthz' }), session: all(200) }] },
@@ -992,6 +1007,110 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+
+  // ---------------------------------------------------------------- invitations (issue 19, item 3: invitations)
+  // Inviting is managing users: people with user:manage (owners), never a token, never beyond their
+  // own clients; an invitation outside a client-limited owner's reach is "not found". The invitee's
+  // preview and acceptance are public: an unknown link answers 400 to everyone.
+  'GET /api/v1/invitations': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/invitations' }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+        check: ({ p, json }) => {
+          if (JSON.stringify(json).includes('kwi_')) return 'the list carries an invitation token';
+          if (p.global) return undefined;
+          const outside = asArray(json).filter((i) => i.clients === 'all' || !(i.clients as string[]).every((c) => c === p.user?.clients[0]));
+          return outside.length ? `a client-limited owner sees ${outside.length} invitations outside its client` : undefined;
+        },
+      },
+    ],
+  },
+  'POST /api/v1/invitations': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Another client's id in the body is refused exactly like a missing one (400 "no such client").
+        label: 'a helpdesk invitation for that client',
+        axis: 'client',
+        build: (_x, c) => ({ url: '/api/v1/invitations', payload: { email: `matrix-invite-${hex()}@example.test`, role: 'helpdesk', clients: [c.id] } }),
+        session: { ...all(DENY), owner: [201, 201], 'scoped-owner': [201, 400] },
+        token: { owner: DENY, 'scoped-owner': DENY },
+      },
+      {
+        label: 'an owner of all clients',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/invitations', payload: { email: `matrix-invite-${hex()}@example.test`, role: 'owner', clients: 'all' } }),
+        session: only(['owner'], 201),
+        token: { owner: 403 },
+      },
+    ],
+  },
+  'POST /api/v1/invitations/:invitationId/resend': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'an invitation for Own',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, [fx.own.id])}/resend`, payload: {} }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'an invitation for all clients',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, 'all')}/resend`, payload: {} }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+    ],
+  },
+  'DELETE /api/v1/invitations/:invitationId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'an invitation for Own',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, [fx.own.id])}` }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'an invitation for all clients',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, 'all')}` }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+    ],
+  },
+  'POST /api/v1/invitations/preview': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'an unknown link',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/invitations/preview', payload: { token: `kwi_${hex(32)}` } }),
+        session: all(400),
+      },
+    ],
+  },
+  'POST /api/v1/invitations/accept': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'an unknown link (never a session)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/invitations/accept', payload: { token: `kwi_${hex(32)}`, password: NEW_PASSWORD } }),
+        session: all(400),
+      },
+    ],
+  },
+  // ---------------------------------------------------------------- end of invitations (issue 19, item 3)
 
   // ---------------------------------------------------------------- API tokens
   // Tokens are managed by people, never by other tokens. A client-limited person sees the tokens of

@@ -17,7 +17,7 @@ import { createLocalKekProvider } from '../src/crypto/kek-provider.js';
 import { loadMasterKeys } from '../src/crypto/master-key.js';
 import { createVaultRepo } from '../src/modules/vault/vault.repo.js';
 import { createTestDatabase, ENGINE, type TestDatabase } from './helpers/engine.js';
-import { createTestVault, owner as cliOwner, randomMasterKey, cliRun } from './helpers/vault.js';
+import { allowPasswordOnly, createTestVault, owner as cliOwner, randomMasterKey, cliRun } from './helpers/vault.js';
 import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/keys.js';
 import { SimMachine, TestAgent, type Transport } from './agent/test-agent.js';
 
@@ -47,6 +47,8 @@ describe(`master-key rotation under load (${ENGINE})`, () => {
     config = loadConfig(env);
     const database = openDatabase(config.database);
     await initVault(config, database, cliOwner, systemClock);
+    // Password-only people, as in createTestVault (see allowPasswordOnly).
+    await allowPasswordOnly(database);
     await database.close();
     c = await buildContainer(config);
     app = await buildApp(c, { logger: false });

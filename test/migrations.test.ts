@@ -25,6 +25,7 @@ const TABLES = [
   'api_tokens',
   'api_token_clients',
   'login_throttle',
+  'invitations',
   'settings',
   'master_keys',
   'data_keys',

@@ -230,6 +230,27 @@ export interface ApiTokenClientsTable {
   client_id: string;
 }
 
+/** An invitation by e-mail (issue 19): only the SHA-256 of its one-time token is kept. */
+export interface InvitationsTable {
+  id: string;
+  email: string;
+  role: string;
+  all_clients: number;
+  client_ids: string;
+  token_hash: string;
+  invited_by: string;
+  invited_by_name: string;
+  created_at: string;
+  expires_at: string;
+  sent_at: string | null;
+  mail_status: string | null;
+  approval_id: string | null;
+  approved_at: string | null;
+  accepted_at: string | null;
+  accepted_user_id: string | null;
+  revoked_at: string | null;
+}
+
 export interface LoginThrottleTable {
   key: string;
   failures: number;
@@ -664,6 +685,7 @@ export interface DB {
   api_tokens: ApiTokensTable;
   api_token_clients: ApiTokenClientsTable;
   login_throttle: LoginThrottleTable;
+  invitations: InvitationsTable;
   settings: SettingsTable;
   master_keys: MasterKeysTable;
   data_keys: DataKeysTable;

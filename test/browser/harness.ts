@@ -12,7 +12,7 @@ import { cliActor } from '../../src/modules/authz/authz.js';
 import { createDemoClock, seedBulkKeys, seedDemo, type BulkResult, type DemoSummary } from '../../src/modules/demo/demo.seed.js';
 import { totpCodeAt } from '../../src/crypto/totp.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/engine.js';
-import { randomMasterKey } from '../helpers/vault.js';
+import { allowPasswordOnly, randomMasterKey } from '../helpers/vault.js';
 import { inject } from 'vitest';
 
 /**
@@ -33,7 +33,18 @@ export type ConsoleServer = {
   close(): Promise<void>;
 };
 
-export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.ProcessEnv; webDir?: string; seed?: boolean } = {}): Promise<ConsoleServer> {
+export async function startConsole(
+  opts: {
+    bulkKeys?: number;
+    env?: NodeJS.ProcessEnv;
+    webDir?: string;
+    seed?: boolean;
+    /** Keep what a new vault starts with: a second factor required of everyone (else switched off, see allowPasswordOnly). */
+    keepRequiredMfa?: boolean;
+    /** Listen on this port (a test that needs KEYWARDEN_PUBLIC_URL before the server starts); default any free one. */
+    port?: number;
+  } = {},
+): Promise<ConsoleServer> {
   const db = await createTestDatabase();
   const env = { KEYWARDEN_DATA_DIR: db.dir + '/data', KEYWARDEN_DATABASE_URL: db.url, KEYWARDEN_MASTER_KEY: randomMasterKey(), ...opts.env };
   const config = loadConfig(env);
@@ -41,6 +52,8 @@ export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.Proce
   const database = openDatabase(config.database);
   try {
     await initVault(config, database, cliActor('browser-test'), clock);
+    // Password-only demo people, as in createTestVault (see allowPasswordOnly).
+    if (!opts.keepRequiredMfa) await allowPasswordOnly(database);
   } finally {
     await database.close();
   }
@@ -49,7 +62,7 @@ export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.Proce
   const demo = opts.seed === false ? (null as unknown as DemoSummary) : await seedDemo(container, { seed: 7 });
   const bulk = opts.bulkKeys ? await seedBulkKeys(container, opts.bulkKeys) : null;
   const app = await buildApp(container, { logger: false, webDir: opts.webDir ?? inject('webSnapshot') });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   const addr = app.server.address();
   if (!addr || typeof addr === 'string') throw new Error('no address');
   return {

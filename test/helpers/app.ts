@@ -19,8 +19,8 @@ export type Session = {
 
 export const PASSWORD = 'correct horse battery staple';
 
-export async function createTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp> {
-  const v = await createTestVault(env);
+export async function createTestApp(env: NodeJS.ProcessEnv = {}, opts: { keepRequiredMfa?: boolean } = {}): Promise<TestApp> {
+  const v = await createTestVault(env, opts);
   const app = await buildApp(v.container, { logger: false });
   let n = 0;
   const closeVault = v.close;

@@ -12,7 +12,7 @@ import { systemActor } from '../../src/modules/authz/authz.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import type { NotificationOptions } from '../../src/modules/notifications/notifications.service.js';
 import { createTestDatabase, type TestDatabase } from './engine.js';
-import { owner, randomMasterKey } from './vault.js';
+import { allowPasswordOnly, owner, randomMasterKey } from './vault.js';
 import { PASSWORD, sessionFrom, type Session } from './app.js';
 
 /**
@@ -228,6 +228,8 @@ export async function createNotifyVault(options: Partial<NotificationOptions> = 
   const database = openDatabase(config.database);
   try {
     await initVault(config, database, owner, systemClock);
+    // Password-only people, as in createTestVault (see allowPasswordOnly).
+    await allowPasswordOnly(database);
   } finally {
     await database.close();
   }

@@ -1,4 +1,4 @@
-import { useEffect, type ReactNode } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import { Redirect, Route, Switch, useLocation, Link } from 'wouter';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ActionIcon, AppShell, Badge, Burger, Button, Group, NavLink, Text, Tooltip, useComputedColorScheme, useMantineColorScheme } from '@mantine/core';
@@ -37,11 +37,19 @@ import { CompliancePage } from './pages/Compliance';
 import { ReportsPage } from './pages/Reports';
 import { NotificationsPage } from './pages/Notifications';
 import { FindingsPage } from './pages/Findings';
+import { AcceptInvitationPage, SecondFactorNag, invitationTokenInHash } from './pages/Invitations';
 
 export type SessionState = Answer<'/api/v1/setup', 'get'>;
 export const SIGNED_OUT: SessionState = { needed: false, signedIn: false };
 
 export function App() {
+  // An invitation link (/#/invitation/<token>): the invitee's page, whoever is signed in here.
+  const [inviteToken, setInviteToken] = useState(invitationTokenInHash);
+  useEffect(() => {
+    const onHash = () => setInviteToken((t) => invitationTokenInHash() ?? t);
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
   const qc = useQueryClient();
   const [, navigate] = useLocation();
   // Public: whether a first owner is still needed and whether this browser has a session.
@@ -71,6 +79,7 @@ export function App() {
     });
   }, [qc, navigate]);
 
+  if (inviteToken) return <AcceptInvitationPage token={inviteToken} onDone={() => setInviteToken(null)} />;
   if (me.data) {
     if (me.data.mfaEnrolmentRequired) return <MfaEnrolPage me={me.data} />;
     return (
@@ -202,6 +211,7 @@ function Shell() {
         {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
       </AppShell.Navbar>
       <AppShell.Main>
+        <SecondFactorNag missing={me.secondFactorMissing} />
         <Switch>
           <Route path="/">{findKey ? <FindKeyPage /> : <Redirect to="/clients" />}</Route>
           <Route path="/login">

@@ -14,6 +14,7 @@ const MeSchema = z.object({
   user: UserSchema.nullable(),
   mfaEnrolmentRequired: z.boolean(),
   stepUpValidUntil: z.string().nullable(),
+  secondFactorMissing: z.boolean().describe('A person who manages users (an owner) has no second factor yet: the console reminds them'),
 });
 
 /** Sign-in, sign-out, step-up, and the signed-in person's own account (/me). */

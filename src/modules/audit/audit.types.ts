@@ -20,6 +20,12 @@ export type AuditAction =
   | 'user.update'
   | 'user.role'
   | 'user.password'
+  // Invitations (issue 19)
+  | 'user.invited'
+  | 'invitation.resent'
+  | 'invitation.revoked'
+  | 'invitation.approved'
+  | 'invitation.accepted'
   | 'token.create'
   | 'token.revoke'
   | 'client.update'

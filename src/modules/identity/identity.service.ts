@@ -866,6 +866,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       user: UserView | null;
       mfaEnrolmentRequired: boolean;
       stepUpValidUntil: string | null;
+      secondFactorMissing: boolean;
     }> {
       const u = actor.type === 'user' ? await repo.findUser(db, actor.id) : undefined;
       const mfaAt = actor.session?.mfaAt;
@@ -878,8 +879,106 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         user: u ? await view(db, u) : null,
         mfaEnrolmentRequired: actor.session?.mfaEnrolmentRequired ?? false,
         stepUpValidUntil: mfaAt ? addMinutes(mfaAt, policy.stepUpMinutes) : null,
+        // The console nags people who manage others (owners) until they have a second factor.
+        secondFactorMissing: !!u && can(actor, 'user:manage') && !(await hasSecondFactor(db, u)),
       };
     },
+
+    // ---------------------------------------------------------------- invitations (issue 19, item 3)
+    // The invitations service (invitations.service.ts) owns the flow; these are the identity rules it
+    // must not re-implement: the grant checks of createUser, one session opener, attempt throttling.
+
+    /**
+     * The checks createUser makes, for an invitation to this e-mail with this role and clients: the
+     * actor manages users with a fresh second factor, grants nothing beyond their own, only clients
+     * they see, and nobody has the e-mail yet. `secondOwnerNeeded`: the grant gives control of the
+     * vault while two-owner approval is on.
+     */
+    async checkInvitationGrant(
+      exec: Executor,
+      actor: Actor,
+      input: { email: string; role: string; clients: 'all' | readonly string[] },
+    ): Promise<{ email: string; role: Role; clients: 'all' | string[]; secondOwnerNeeded: boolean }> {
+      requirePermission(actor, 'user:manage');
+      sensitive(actor, 'manage users');
+      const email = normalizeEmail(input.email);
+      if (!EMAIL.test(email) || email.length > 254) throw badRequest(`"${input.email.slice(0, 100)}" is not an e-mail address.`, { field: 'email' });
+      const role = validateRole(input.role);
+      checkGrant(actor, role, input.clients);
+      await checkClients(exec, actor, input.clients);
+      if (await repo.findUserByEmail(exec, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
+      const clients = input.clients === 'all' ? ('all' as const) : [...new Set(input.clients)];
+      return { email, role, clients, secondOwnerNeeded: grantsVaultControl({ role, clients }) && (await secondOwnerNeeded(exec, actor)) };
+    },
+
+    /** The person as an actor with their role and clients of now (no session), or null when disabled or gone. */
+    async userActor(exec: Executor, userId: string): Promise<Actor | null> {
+      const u = await repo.findUser(exec, userId);
+      if (!u || u.status !== 'active') return null;
+      const clients = u.all_clients ? ('all' as const) : await repo.userClients(exec, u.id);
+      return { type: 'user', id: u.id, name: u.email, role: u.role as Role, clients };
+    },
+
+    /**
+     * Creates the invited person inside the caller's transaction, the grant checked against the
+     * inviter's CURRENT role and clients (a demoted, narrowed or disabled inviter grants nothing).
+     * `approved`: a second owner approved the grant (needed while two-owner approval is on and the
+     * grant gives control of the vault). `passwordHash` null: no password (single sign-on).
+     */
+    async createInvitedUser(
+      tx: Tx,
+      inviter: Actor,
+      input: { email: string; name?: string; passwordHash: string | null; role: Role; clients: 'all' | readonly string[]; approved: boolean },
+    ): Promise<UsersTable> {
+      requirePermission(inviter, 'user:manage');
+      checkGrant(inviter, input.role, input.clients);
+      await checkClients(tx, inviter, input.clients);
+      if (!input.approved && grantsVaultControl(input) && (await secondOwnerNeeded(tx, inviter)))
+        throw forbidden("This grant needs a second owner's approval.");
+      const email = normalizeEmail(input.email);
+      if (await repo.findUserByEmail(tx, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
+      const now = clock.now();
+      const row: UsersTable = {
+        id: newId(),
+        email,
+        name: displayName(input.name) || email,
+        // Without a password: a random one nobody knows (sign-in only through the identity provider).
+        password_hash: input.passwordHash ?? (await hashPassword(newSecret())),
+        role: input.role,
+        all_clients: input.clients === 'all' ? 1 : 0,
+        status: 'active',
+        totp_secret: null,
+        totp_confirmed_at: null,
+        totp_last_step: null,
+        failed_logins: 0,
+        lockouts: 0,
+        locked_until: null,
+        last_login_at: null,
+        password_changed_at: now,
+        created_at: now,
+        updated_at: now,
+      };
+      await repo.insertUser(tx, row);
+      if (input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
+      return row;
+    },
+
+    /** Opens a session for a person who just proved who they are (through openSession), as login answers. */
+    async sessionFor(
+      user: UsersTable,
+      how: { mfa: boolean; method: string; ip: string | null; userAgent: string | null; audit: (tx: Tx) => Promise<unknown> },
+    ): Promise<LoginResult> {
+      const { sessionToken, csrfToken } = await openSession(user, how);
+      const mfaEnrolled = await hasSecondFactor(db, user);
+      return { sessionToken, csrfToken, user: await view(db, user), mfaEnrolmentRequired: (await settingsOf(db)).requireMfa && !mfaEnrolled };
+    },
+
+    /** Reserves one attempt under these throttle keys (see `reserve`); false with the wait when locked. */
+    async reserveAttempt(keys: { key: string; max: number }[]): Promise<{ ok: true } | { ok: false; wait: number; message: string }> {
+      const r = await reserve(keys);
+      return r.ok ? r : { ...r, message: lockedMessage('attempts', r.wait) };
+    },
+    refundAttempt: (key: string) => refund(db, key),
 
     /** First owner, created by `keywarden init` (or `user add` on the command line). */
     async bootstrapUser(actor: Actor, input: { email: string; password: string; role?: Role; name?: string }): Promise<UserView> {

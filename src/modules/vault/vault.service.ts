@@ -13,6 +13,7 @@ import { newId } from '../../lib/ids.js';
 import type { Actor } from '../authz/authz.js';
 import { createAuditRepo } from '../audit/audit.repo.js';
 import { createAuditService } from '../audit/audit.service.js';
+import { createSettingsRepo, REQUIRE_MFA_KEY } from '../settings/settings.repo.js';
 import { createVaultRepo } from './vault.repo.js';
 
 export type InitResult = {
@@ -64,6 +65,9 @@ export async function initVault(config: Config, database: Database, actor: Actor
       keyring = await openKeyring(repo, tx, kek, newId);
       const audit = createAuditService({ tx: transactions(database.db), repo: createAuditRepo(), keyring, clock });
       await audit.record(tx, actor, { action: 'vault.init', outcome: 'success', details: { masterKeyId: keyring.masterKeyId } });
+      // A new vault requires a second factor of everyone until an owner turns it off (Settings →
+      // Security, with a fresh second factor). Vaults that exist already keep their setting.
+      await createSettingsRepo().set(tx, REQUIRE_MFA_KEY, 'true', clock.now());
     });
     changes.push('created the vault keys and the audit log');
   }

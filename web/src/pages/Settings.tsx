@@ -31,6 +31,7 @@ import { ROLE_LABEL, ROLES, useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
 import { AccountTab } from './Account';
 import { EnrollmentTab } from './Enrollment';
+import { InvitationsPanel } from './Invitations';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security';
 
@@ -207,6 +208,7 @@ function UsersTab() {
           </Table.Tbody>
         </Table>
       </div>
+      <InvitationsPanel />
       {adding && <AddUserModal onClose={() => setAdding(false)} />}
       {resetFor && <ResetPasswordModal user={resetFor} onClose={() => setResetFor(null)} />}
     </Stack>
