@@ -21,6 +21,8 @@ import { createKeysService } from './modules/keys/keys.service.js';
 import { createImportsService } from './modules/imports/imports.service.js';
 import { createIdentityRepo } from './modules/identity/identity.repo.js';
 import { APPROVAL_GRANT_USER, createIdentityService } from './modules/identity/identity.service.js';
+import { createPasskeysRepo } from './modules/identity/passkeys.repo.js';
+import { createPasskeysService } from './modules/identity/passkeys.service.js';
 import { requireMfa } from './modules/settings/settings.repo.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
@@ -177,18 +179,32 @@ export async function buildContainer(
       clock,
       stepUpMinutes: config.policy.stepUpMinutes,
     });
+    const passkeysRepo = createPasskeysRepo();
     const identity = createIdentityService({
       tx: transactions(db),
       repo: createIdentityRepo(),
       requireMfa,
       approvals: () => approvals,
       keyring,
+      passkeys: passkeysRepo,
       audit,
       clock,
       policy: config.policy,
     });
     // Making someone an owner or giving them every client waits for a second owner while two-owner approval is on.
     approvals.register(APPROVAL_GRANT_USER, (tx, approver, params) => identity.applyApprovedGrant(tx, approver, params));
+    // Passkeys (WebAuthn): registration, sign-in (password-less or second factor) and step-up.
+    const passkeys = createPasskeysService({
+      tx: transactions(db),
+      repo: passkeysRepo,
+      users: createIdentityRepo(),
+      identity,
+      requireMfa,
+      audit,
+      clock,
+      policy: config.policy,
+      publicUrl: config.server.publicUrl,
+    });
     // "Last seen" of unchanged check-ins, written every 100 ms in one transaction.
     const seen = createSeenBuffer({ db, engine: database.engine });
     const agent = createAgentService({
@@ -410,6 +426,7 @@ export async function buildContainer(
       keys,
       imports,
       identity,
+      passkeys,
       devices,
       lifecycle,
       /** Two-owner approval (the same object as lifecycle.approvals). */
