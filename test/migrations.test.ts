@@ -25,6 +25,8 @@ const TABLES = [
   'api_tokens',
   'api_token_clients',
   'login_throttle',
+  'passkeys',
+  'passkey_challenges',
   'settings',
   'master_keys',
   'data_keys',
