@@ -1618,6 +1618,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -1626,6 +1627,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -1834,6 +1837,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -1842,6 +1846,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -12352,6 +12358,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -12360,6 +12367,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               } | null;
             };
           };
@@ -16225,6 +16234,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16233,6 +16243,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -16669,6 +16681,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16677,6 +16690,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             }[];
           };
         };
@@ -16756,6 +16771,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16764,6 +16780,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };
@@ -16887,6 +16905,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16895,6 +16914,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };
@@ -17021,6 +17042,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -17029,6 +17051,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };

@@ -98,6 +98,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     clients: u.all_clients ? 'all' : await repo.userClients(exec, u.id),
     status: u.status as UserView['status'],
     mfaEnabled: await hasSecondFactor(exec, u),
+    totpEnabled: !!u.totp_confirmed_at,
     lastLoginAt: u.last_login_at,
     createdAt: u.created_at,
   });
