@@ -33,7 +33,23 @@ export type ConsoleServer = {
   close(): Promise<void>;
 };
 
-export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.ProcessEnv; webDir?: string; seed?: boolean } = {}): Promise<ConsoleServer> {
+/** A loopback port nobody listens on now (for a server whose public URL must name its port before it starts). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** port: listen there instead of on a random port (passkeys: KEYWARDEN_PUBLIC_URL must name it). */
+export async function startConsole(
+  opts: { bulkKeys?: number; env?: NodeJS.ProcessEnv; webDir?: string; seed?: boolean; port?: number } = {},
+): Promise<ConsoleServer> {
   const db = await createTestDatabase();
   const env = { KEYWARDEN_DATA_DIR: db.dir + '/data', KEYWARDEN_DATABASE_URL: db.url, KEYWARDEN_MASTER_KEY: randomMasterKey(), ...opts.env };
   const config = loadConfig(env);
@@ -49,7 +65,7 @@ export async function startConsole(opts: { bulkKeys?: number; env?: NodeJS.Proce
   const demo = opts.seed === false ? (null as unknown as DemoSummary) : await seedDemo(container, { seed: 7 });
   const bulk = opts.bulkKeys ? await seedBulkKeys(container, opts.bulkKeys) : null;
   const app = await buildApp(container, { logger: false, webDir: opts.webDir ?? inject('webSnapshot') });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   const addr = app.server.address();
   if (!addr || typeof addr === 'string') throw new Error('no address');
   return {
@@ -158,7 +174,7 @@ export async function signIn(page: Page, server: ConsoleServer, email: string, t
   await page.goto('/login');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password', { exact: true }).fill(server.demo.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   if (totpSecret) {
     const code = page.getByLabel('Authentication code');
     await code.waitFor();
