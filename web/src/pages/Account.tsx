@@ -164,9 +164,10 @@ export function MfaEnrolPage({ me }: { me: Me }) {
               Set up two-step verification
             </Title>
             <Text size="sm" c="dimmed">
-              The owner of this vault requires an authenticator app for everyone. Signed in as {me.user?.email ?? me.actor.name}.
+              The owner of this vault requires a second factor for everyone: an authenticator app or a passkey. Signed in as {me.user?.email ?? me.actor.name}.
             </Text>
             <MfaSetup onDone={() => void qc.invalidateQueries({ queryKey: ['me'] })} />
+            <PasskeysSection me={me} />
             <Group>
               <Button variant="subtle" onClick={() => void signOut()}>
                 Sign out
