@@ -357,6 +357,22 @@ describe(`passkeys on ${ENGINE}`, () => {
     expect(login.json()).toMatchObject({ details: { mfaRequired: true, passkey: true, totp: true } });
   });
 
+  it('an operator lists a user’s passkeys and removes them all (a lost device) on the command line; their sessions end', async () => {
+    const p = await person();
+    expect((await register(p, 'Stolen laptop')).statusCode).toBe(200);
+    const listed = await t.cli(['user', 'passkeys', p.email]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/Stolen laptop/);
+    expect(listed.stdout).not.toContain(p.auth.credentials[0]!.id);
+    const removed = await t.cli(['user', 'passkeys', p.email, '--remove-all']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toMatch(/Removed 1 passkey of/);
+    expect((await get('/me', p.s)).statusCode).toBe(401);
+    expect((await passwordless(p.auth)).res.statusCode).toBe(401);
+    const audit = (await auditEvents(t, { action: 'passkey.remove', targetId: p.id }))[0]!;
+    expect(audit.details).toMatchObject({ by: 'operator', removed: 1 });
+  });
+
   it('API tokens cannot use passkeys; without KEYWARDEN_PUBLIC_URL passkeys are refused, not guessed', async () => {
     const p = await person('owner');
     const tok = await post('/tokens', p.s, { name: 'pk', role: 'technician', clients: 'all' });

@@ -29,6 +29,11 @@ export function createPasskeysRepo() {
       const r = await exec.deleteFrom('passkeys').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
       return Number(r.numDeletedRows) === 1;
     },
+    /** Removes every passkey of a person (an operator, for a lost or stolen device); answers how many. */
+    async removeAllForUser(exec: Executor, userId: string): Promise<number> {
+      const r = await exec.deleteFrom('passkeys').where('user_id', '=', userId).executeTakeFirst();
+      return Number(r.numDeletedRows);
+    },
     /**
      * Moves the signature counter forward, only if the new value is higher than the stored one
      * (or both are zero: authenticators that do not count). Of several answers carrying the same

@@ -49,8 +49,8 @@ type Purpose = 'register' | 'sign-in' | 'step-up';
 type Deps = {
   tx: Transactions;
   repo: PasskeysRepo;
-  users: Pick<IdentityRepo, 'findUser' | 'findUserByEmail' | 'updateUser' | 'updateSession' | 'clearThrottle'>;
-  identity: Pick<IdentityService, 'signInParts'>;
+  users: Pick<IdentityRepo, 'findUser' | 'findUserByEmail' | 'updateUser' | 'updateSession' | 'clearThrottle' | 'revokeUserSessions'>;
+  identity: Pick<IdentityService, 'signInParts' | 'getUser'>;
   /** Whether the owner requires every person to have a second factor (settings module). */
   requireMfa: (exec: Executor) => Promise<boolean>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
@@ -375,6 +375,36 @@ export function createPasskeysService({ tx: transactions, repo, users, identity,
           targetId: actor.id,
           details: { passkeyId: id, name: p.name },
         });
+      });
+    },
+
+    // ---------------------------------------------------------------- operators
+    /** Someone else's passkeys, for people who manage that user (user:manage, within reach). */
+    async listFor(actor: Actor, userId: string): Promise<PasskeyView[]> {
+      const u = await identity.getUser(actor, userId);
+      return (await repo.listForUser(db, u.id)).map(viewOf);
+    },
+
+    /**
+     * Removes every passkey of a user (a lost or stolen device) and ends their sessions. Needs
+     * user:manage within reach and a fresh step-up; while a second factor is required for everyone,
+     * the user sets up a new one at their next sign-in.
+     */
+    async removeAllFor(actor: Actor, userId: string): Promise<{ removed: number }> {
+      const u = await identity.getUser(actor, userId);
+      requireFreshSecondFactor(actor, 'manage users', clock.now(), policy.stepUpMinutes);
+      return transactions.run(async (tx) => {
+        const now = clock.now();
+        const removed = await repo.removeAllForUser(tx, u.id);
+        await users.revokeUserSessions(tx, u.id, now);
+        await audit.record(tx, actor, {
+          action: 'passkey.remove',
+          outcome: 'success',
+          targetType: 'user',
+          targetId: u.id,
+          details: { email: u.email, by: 'operator', removed },
+        });
+        return { removed };
       });
     },
 
