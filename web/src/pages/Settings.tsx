@@ -30,6 +30,7 @@ import { api, ApiError, type Answer, type Body, type Role, type User } from '../
 import { ROLE_LABEL, ROLES, useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
 import { AccountTab } from './Account';
+import { PasskeyStepUpButton } from '../passkeys';
 import { EnrollmentTab } from './Enrollment';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security';
@@ -1133,6 +1134,7 @@ function StepUp({ onDone }: { onDone: () => void }) {
           </Text>
         )}
       </form>
+      <PasskeyStepUpButton onDone={onDone} label="Confirm with a passkey and save" />
     </Alert>
   );
 }
