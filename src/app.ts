@@ -32,6 +32,7 @@ import { lifecycleRoutes } from './http/routes/lifecycle.routes.js';
 import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
 import { invitationRoutes } from './http/routes/invitations.routes.js';
+import { passkeyRoutes } from './http/routes/passkeys.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -228,6 +229,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       ]) {
         await api.register(routes(container));
       }
+      // Passkeys (WebAuthn): your passkeys, sign-in and step-up with one.
+      await api.register(passkeyRoutes(container));
       // Offline break-glass bundle download.
       await api.register(exportRoutes(container));
       // Retire, legal hold, retention, crypto-shred with approvals, key history.

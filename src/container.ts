@@ -21,6 +21,8 @@ import { createKeysService } from './modules/keys/keys.service.js';
 import { createImportsService } from './modules/imports/imports.service.js';
 import { createIdentityRepo } from './modules/identity/identity.repo.js';
 import { APPROVAL_GRANT_USER, createIdentityService } from './modules/identity/identity.service.js';
+import { createPasskeysRepo } from './modules/identity/passkeys.repo.js';
+import { createPasskeysService } from './modules/identity/passkeys.service.js';
 import { requireMfa } from './modules/settings/settings.repo.js';
 import { createDevicesService } from './modules/devices/devices.service.js';
 import { createAgentRepo } from './modules/agent/agent.repo.js';
@@ -180,12 +182,14 @@ export async function buildContainer(
       clock,
       stepUpMinutes: config.policy.stepUpMinutes,
     });
+    const passkeysRepo = createPasskeysRepo();
     const identity = createIdentityService({
       tx: transactions(db),
       repo: createIdentityRepo(),
       requireMfa,
       approvals: () => approvals,
       keyring,
+      passkeys: passkeysRepo,
       audit,
       clock,
       policy: config.policy,
@@ -199,6 +203,18 @@ export async function buildContainer(
       identity,
       approvals: () => approvals,
       mail: createDirectMail({ tx: transactions(db), repo: notifyRepos.channels, keyring, egress }),
+      audit,
+      clock,
+      policy: config.policy,
+      publicUrl: config.server.publicUrl,
+    });
+    // Passkeys (WebAuthn): registration, sign-in (password-less or second factor) and step-up.
+    const passkeys = createPasskeysService({
+      tx: transactions(db),
+      repo: passkeysRepo,
+      users: createIdentityRepo(),
+      identity,
+      requireMfa,
       audit,
       clock,
       policy: config.policy,
@@ -427,6 +443,7 @@ export async function buildContainer(
       imports,
       identity,
       invitations,
+      passkeys,
       devices,
       lifecycle,
       /** Two-owner approval (the same object as lifecycle.approvals). */

@@ -527,6 +527,7 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
         clients: [contoso],
         status: 'active',
         mfaEnabled: false,
+        totpEnabled: false,
         lastLoginAt: null,
         createdAt: expect.any(String),
       });

@@ -497,6 +497,22 @@ const notifyListCheck: Check = ({ p, target, json, fx }) => {
   return undefined;
 };
 
+/** Passkeys (issue 19): well-formed WebAuthn answers that no authenticator made. */
+const FAKE_REGISTRATION = {
+  id: 'bWF0cml4LWNyZWRlbnRpYWw',
+  rawId: 'bWF0cml4LWNyZWRlbnRpYWw',
+  type: 'public-key',
+  response: { clientDataJSON: 'e30', attestationObject: 'oA' },
+  clientExtensionResults: {},
+};
+const FAKE_ASSERTION = {
+  id: 'bWF0cml4LWNyZWRlbnRpYWw',
+  rawId: 'bWF0cml4LWNyZWRlbnRpYWw',
+  type: 'public-key',
+  response: { clientDataJSON: 'e30', authenticatorData: 'AA', signature: 'AA' },
+  clientExtensionResults: {},
+};
+
 // ------------------------------------------------------------------------------------ the matrix
 
 /** Invitations (issue 19, item 3): a fresh invitation made by the global owner (a person), for these clients; its id. */
@@ -620,6 +636,98 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+
+  // ---------------------------------------------------------------- passkeys (issue 19, item 2)
+  // The matrix's vault has no KEYWARDEN_PUBLIC_URL, so a person gets past authorization to "passkeys
+  // need the public address" (400) wherever a relying party is needed; test/passkeys.test.ts covers
+  // the flows themselves. API tokens have no passkeys (403); a passkey that is not yours is 404.
+  'GET /api/v1/me/passkeys': {
+    auth: 'enrolment',
+    variants: [
+      {
+        label: 'your passkeys (none)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me/passkeys' }),
+        session: all(200),
+        token: all(403),
+        check: ({ json }) => (asArray(json).length === 0 ? undefined : 'a person without passkeys lists some'),
+      },
+    ],
+  },
+  'POST /api/v1/me/passkeys/options': {
+    auth: 'enrolment',
+    variants: [{ label: 'no public URL configured', axis: 'none', build: () => ({ url: '/api/v1/me/passkeys/options' }), session: all(400), token: all(403) }],
+  },
+  'POST /api/v1/me/passkeys': {
+    auth: 'enrolment',
+    variants: [
+      {
+        label: 'an answer, no public URL configured',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/me/passkeys', payload: { name: 'Matrix key', response: FAKE_REGISTRATION } }),
+        session: all(400),
+        token: all(403),
+      },
+    ],
+  },
+  'PATCH /api/v1/me/passkeys/:passkeyId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a passkey that is not yours',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/me/passkeys/${randomUUID()}`, payload: { name: 'Renamed' } }),
+        session: all(404),
+        token: all(403),
+      },
+    ],
+  },
+  'DELETE /api/v1/me/passkeys/:passkeyId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a passkey that is not yours',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/me/passkeys/${randomUUID()}` }),
+        session: all(404),
+        token: all(403),
+      },
+    ],
+  },
+  'POST /api/v1/auth/passkey/options': {
+    auth: 'public',
+    variants: [{ label: 'no public URL configured', axis: 'none', build: () => ({ url: '/api/v1/auth/passkey/options', payload: {} }), session: all(400) }],
+  },
+  'POST /api/v1/auth/passkey': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'an answer, no public URL configured (never a session)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/auth/passkey', payload: { response: FAKE_ASSERTION } }),
+        session: all(400),
+      },
+    ],
+  },
+  'POST /api/v1/auth/step-up/passkey/options': {
+    auth: 'authenticated',
+    variants: [
+      { label: 'no public URL configured', axis: 'none', build: () => ({ url: '/api/v1/auth/step-up/passkey/options' }), session: all(400), token: all(403) },
+    ],
+  },
+  'POST /api/v1/auth/step-up/passkey': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'an answer, no public URL configured',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/auth/step-up/passkey', payload: { response: FAKE_ASSERTION } }),
+        session: all(400),
+        token: all(403),
+      },
+    ],
+  },
+  // ---------------------------------------------------------------- end of passkeys
 
   // ---------------------------------------------------------------- clients
   'GET /api/v1/clients': {

@@ -1203,7 +1203,7 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
   it('sign-in then needs a code: none → 401 mfaRequired, wrong → 401, right → 200, a recovery code works once', async () => {
     const none = await login(t, tech.email, PASSWORD);
     expect(none.statusCode).toBe(401);
-    expect(none.json().details).toEqual({ mfaRequired: true });
+    expect(none.json().details).toEqual({ mfaRequired: true, totp: true, passkey: false });
     expect(none.cookies.find((k) => k.name === 'kw_session')).toBeUndefined();
 
     const wrong = await login(t, tech.email, PASSWORD, { code: wrongTotp(secret) });
@@ -1303,6 +1303,10 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       `POST ${API}/me/mfa`,
       `POST ${API}/me/mfa/confirm`,
       `DELETE ${API}/me/mfa`,
+      // A passkey is a second factor too (issue 19): listing, starting and finishing its set-up.
+      `GET ${API}/me/passkeys`,
+      `POST ${API}/me/passkeys/options`,
+      `POST ${API}/me/passkeys`,
       `POST ${API}/auth/logout`,
       `POST ${API}/auth/login`,
     ]);
@@ -1364,7 +1368,7 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
       expect(r.statusCode).toBeLessThan(500);
       expect(r.json().message).toMatch(/required/i);
       expect((await t.app.inject({ method: 'GET', url: `${API}/me`, headers: s.headers })).json().user.mfaEnabled).toBe(true);
-      expect((await login(t, tech.email, PASSWORD)).json().details).toEqual({ mfaRequired: true });
+      expect((await login(t, tech.email, PASSWORD)).json().details).toEqual({ mfaRequired: true, totp: true, passkey: false });
 
       expect((await t.app.inject({ method: 'PATCH', url: `${API}/settings`, headers: ownerS.headers, payload: { requireMfa: false } })).json()).toEqual({
         requireMfa: false,

@@ -26,6 +26,8 @@ const TABLES = [
   'api_token_clients',
   'login_throttle',
   'invitations',
+  'passkeys',
+  'passkey_challenges',
   'settings',
   'master_keys',
   'data_keys',

@@ -46,6 +46,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   api_token_clients: 'identity',
   login_throttle: 'identity',
   invitations: 'identity',
+  passkeys: 'identity',
+  passkey_challenges: 'identity',
   settings: 'settings',
   enrollment_tokens: 'agent',
   agent_credentials: 'agent',

@@ -651,7 +651,35 @@ export interface LifecycleApprovalsTable {
   result: string | null;
 }
 
+/** A person's passkey (WebAuthn credential); several per person. */
+export interface PasskeysTable {
+  id: string;
+  user_id: string;
+  credential_id: string;
+  public_key: string;
+  sign_count: number;
+  /** JSON list of transports. */
+  transports: string;
+  name: string;
+  backed_up: number;
+  created_at: string;
+  last_used_at: string | null;
+}
+
+/** A single-use WebAuthn challenge (stored by its SHA-256). purpose: register | sign-in | step-up. */
+export interface PasskeyChallengesTable {
+  id: string;
+  challenge_hash: string;
+  purpose: string;
+  user_id: string | null;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
 export interface DB {
+  passkeys: PasskeysTable;
+  passkey_challenges: PasskeyChallengesTable;
   lifecycle_approvals: LifecycleApprovalsTable;
   export_schedules: ExportSchedulesTable;
   notification_channels: NotificationChannelsTable;

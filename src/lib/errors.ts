@@ -37,7 +37,7 @@ export const forbidden = (message: string) => new AppError('forbidden', message)
 export const unauthenticated = (message: string) => new AppError('unauthenticated', message);
 export const rateLimited = (message: string, retryAfterSeconds: number) => new AppError('rate_limited', message, { retryAfterSeconds });
 export const stepUpRequired = (action = 'reveal a recovery key') =>
-  new AppError('step_up_required', `Confirm it is you: enter a current code from your authenticator app (step-up) to ${action}.`);
+  new AppError('step_up_required', `Confirm it is you: enter a current code from your authenticator app, or use your passkey (step-up), to ${action}.`);
 /** Problems with the vault itself: wrong master key, missing data key, undecryptable row. */
 export const vaultError = (message: string) => new AppError('vault', message);
 

@@ -85,7 +85,7 @@ describe('web console in Chromium', () => {
     await p.waitForURL('**/login');
     await p.getByLabel('Email').fill(userOf(server, 'technician'));
     await p.getByLabel('Password', { exact: true }).fill(server.demo.password);
-    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('button', { name: 'Sign in', exact: true }).click();
     const code = p.getByLabel('Authentication code');
     await code.waitFor();
     await code.fill('000000');

@@ -33,6 +33,19 @@ export type ConsoleServer = {
   close(): Promise<void>;
 };
 
+/** A loopback port nobody listens on now (for a server whose public URL must name its port before it starts). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
 export async function startConsole(
   opts: {
     bulkKeys?: number;
@@ -171,7 +184,7 @@ export async function signIn(page: Page, server: ConsoleServer, email: string, t
   await page.goto('/login');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password', { exact: true }).fill(server.demo.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   if (totpSecret) {
     const code = page.getByLabel('Authentication code');
     await code.waitFor();

@@ -1,6 +1,4 @@
 /// <reference lib="dom" />
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
@@ -8,6 +6,7 @@ import { totpCodeAt } from '../../src/crypto/totp.js';
 import { requireMfa } from '../../src/modules/settings/settings.repo.js';
 import { startSmtp, type SmtpSink } from '../helpers/notify.js';
 import {
+  freePort,
   enrolTotp,
   launchChromium,
   newContext,
@@ -30,14 +29,6 @@ import {
 const OPERATOR = cliActor('browser-test');
 const INVITEE = 'new.technician@msp.example';
 const INVITEE_PASSWORD = 'my own long password 2026';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 describe('invitations and a second factor by default in Chromium', () => {
   let server: ConsoleServer;

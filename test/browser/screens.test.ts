@@ -90,11 +90,11 @@ describe('every console screen: screenshots and axe-core', () => {
 
         // Sign in, then the TOTP step (the admin has an authenticator).
         await p.goto('/login');
-        await p.getByRole('button', { name: 'Sign in' }).waitFor();
+        await p.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
         await capture(p, 'sign-in', variant, findings);
         await p.getByLabel('Email').fill(userOf(server, 'admin'));
         await p.getByLabel('Password', { exact: true }).fill(server.demo.password);
-        await p.getByRole('button', { name: 'Sign in' }).click();
+        await p.getByRole('button', { name: 'Sign in', exact: true }).click();
         await p.getByLabel('Authentication code').waitFor();
         await capture(p, 'sign-in-totp', variant, findings);
         await context.clearCookies();

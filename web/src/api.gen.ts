@@ -1618,6 +1618,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -1626,6 +1627,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -1777,6 +1780,253 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/v1/auth/passkey': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Sign in with a passkey: the browser's answer to the options */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            response: {
+              /** @enum {string} */
+              authenticatorAttachment?: 'platform' | 'cross-platform';
+              /** @description clientExtensionResults, as the browser gave them */
+              clientExtensionResults: {
+                [key: string]: unknown;
+              };
+              id: string;
+              rawId: string;
+              response: {
+                authenticatorData: string;
+                clientDataJSON: string;
+                signature: string;
+                userHandle?: string;
+              };
+              /** @enum {string} */
+              type: 'public-key';
+            };
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              csrfToken: string;
+              mfaEnrolmentRequired: boolean;
+              user: {
+                clients: 'all' | string[];
+                createdAt: string;
+                email: string;
+                id: string;
+                lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
+                mfaEnabled: boolean;
+                name: string;
+                /** @description Set when the change waits for a second owner (two-owner approval is on) */
+                pendingApprovalId?: string;
+                /** @enum {string} */
+                role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @enum {string} */
+                status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
+              };
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/passkey/options': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Start signing in with a passkey: without a body (or an empty one) for a password-less sign-in; with e-mail and password when sign-in answered mfaRequired */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            email?: string;
+            password?: string;
+          };
+        };
+      };
+      responses: {
+        /** @description PublicKeyCredentialRequestOptionsJSON: hand it to startAuthentication({ optionsJSON }) of @simplewebauthn/browser */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              challenge: string;
+            } & {
+              [key: string]: unknown;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/auth/step-up': {
     parameters: {
       query?: never;
@@ -1875,6 +2125,247 @@ export interface paths {
         };
         /** @description Default Response */
         429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/step-up/passkey': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Confirm it is you with a passkey (step-up): the browser's answer to the options */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            response: {
+              /** @enum {string} */
+              authenticatorAttachment?: 'platform' | 'cross-platform';
+              /** @description clientExtensionResults, as the browser gave them */
+              clientExtensionResults: {
+                [key: string]: unknown;
+              };
+              id: string;
+              rawId: string;
+              response: {
+                authenticatorData: string;
+                clientDataJSON: string;
+                signature: string;
+                userHandle?: string;
+              };
+              /** @enum {string} */
+              type: 'public-key';
+            };
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              mfaAt: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        429: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/step-up/passkey/options': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Start confirming it is you with one of your passkeys (step-up) */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description PublicKeyCredentialRequestOptionsJSON: hand it to startAuthentication({ optionsJSON }) of @simplewebauthn/browser */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              challenge: string;
+            } & {
+              [key: string]: unknown;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
           headers: {
             [name: string]: unknown;
           };
@@ -10699,6 +11190,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -10707,6 +11199,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -12622,6 +13116,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -12630,6 +13125,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               } | null;
             };
           };
@@ -12950,6 +13447,603 @@ export interface paths {
         };
         /** @description Default Response */
         409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/me/passkeys': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Your passkeys */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @description synced by its provider (for example iCloud Keychain or Google Password Manager) */
+              backedUp: boolean;
+              createdAt: string;
+              id: string;
+              lastUsedAt: string | null;
+              name: string;
+              transports: string[];
+            }[];
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    /** Add a passkey: the browser's answer to the options, and a name you choose */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            name?: string;
+            response: {
+              /** @enum {string} */
+              authenticatorAttachment?: 'platform' | 'cross-platform';
+              /** @description clientExtensionResults, as the browser gave them */
+              clientExtensionResults: {
+                [key: string]: unknown;
+              };
+              id: string;
+              rawId: string;
+              response: {
+                attestationObject: string;
+                authenticatorData?: string;
+                clientDataJSON: string;
+                publicKey?: string;
+                publicKeyAlgorithm?: number;
+                transports?: ('ble' | 'cable' | 'hybrid' | 'internal' | 'nfc' | 'smart-card' | 'usb')[];
+              };
+              /** @enum {string} */
+              type: 'public-key';
+            };
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @description synced by its provider (for example iCloud Keychain or Google Password Manager) */
+              backedUp: boolean;
+              createdAt: string;
+              id: string;
+              lastUsedAt: string | null;
+              name: string;
+              transports: string[];
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/me/passkeys/{passkeyId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Remove one of your passkeys (fresh step-up; your last second factor stays while one is required for everyone) */
+    delete: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          passkeyId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @enum {boolean} */
+              ok: true;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    options?: never;
+    head?: never;
+    /** Rename one of your passkeys */
+    patch: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          passkeyId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            name: string;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @description synced by its provider (for example iCloud Keychain or Google Password Manager) */
+              backedUp: boolean;
+              createdAt: string;
+              id: string;
+              lastUsedAt: string | null;
+              name: string;
+              transports: string[];
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    trace?: never;
+  };
+  '/api/v1/me/passkeys/options': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Start adding a passkey: options for the browser (needs a fresh step-up when you already have a second factor) */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description PublicKeyCredentialCreationOptionsJSON: hand it to startRegistration({ optionsJSON }) of @simplewebauthn/browser */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              challenge: string;
+            } & {
+              [key: string]: unknown;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
           headers: {
             [name: string]: unknown;
           };
@@ -15898,6 +16992,7 @@ export interface paths {
                 email: string;
                 id: string;
                 lastLoginAt: string | null;
+                /** @description has a second factor: an authenticator app or a passkey */
                 mfaEnabled: boolean;
                 name: string;
                 /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -15906,6 +17001,8 @@ export interface paths {
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
                 /** @enum {string} */
                 status: 'active' | 'disabled';
+                /** @description has an authenticator app */
+                totpEnabled: boolean;
               };
             };
           };
@@ -16342,6 +17439,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16350,6 +17448,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             }[];
           };
         };
@@ -16429,6 +17529,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16437,6 +17538,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };
@@ -16560,6 +17663,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16568,6 +17672,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };
@@ -16694,6 +17800,7 @@ export interface paths {
               email: string;
               id: string;
               lastLoginAt: string | null;
+              /** @description has a second factor: an authenticator app or a passkey */
               mfaEnabled: boolean;
               name: string;
               /** @description Set when the change waits for a second owner (two-owner approval is on) */
@@ -16702,6 +17809,8 @@ export interface paths {
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
               /** @enum {string} */
               status: 'active' | 'disabled';
+              /** @description has an authenticator app */
+              totpEnabled: boolean;
             };
           };
         };

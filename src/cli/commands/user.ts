@@ -78,6 +78,35 @@ export function registerUser(program: Command, ctx: CliContext): void {
       });
   }
   user
+    .command('passkeys')
+    .argument('<email>')
+    .description("list a user's passkeys (names and dates; no key material)")
+    .option('--remove-all', 'remove every passkey of the user (a lost or stolen device) and end their sessions')
+    .option('--json', 'machine-readable output')
+    .action(async (email: string, opts: { removeAll?: boolean; json?: boolean }) => {
+      const c = await ctx.container();
+      const u = await c.identity.getUserByEmail(ctx.actor, email);
+      if (opts.removeAll) {
+        const r = await c.passkeys.removeAllFor(ctx.actor, u.id);
+        if (opts.json) return ctx.json(r);
+        return ctx.out(`Removed ${r.removed} passkey${r.removed === 1 ? '' : 's'} of ${u.email}; their sessions were ended.`);
+      }
+      const keys = await c.passkeys.listFor(ctx.actor, u.id);
+      if (opts.json) return ctx.json(keys);
+      if (!keys.length) return ctx.out(`${u.email} has no passkeys.`);
+      ctx.out(
+        table(
+          keys.map((k) => [
+            k.name,
+            k.createdAt.slice(0, 16).replace('T', ' '),
+            k.lastUsedAt?.slice(0, 16).replace('T', ' ') ?? 'never',
+            k.backedUp ? 'yes' : 'no',
+          ]),
+          ['NAME', 'ADDED (UTC)', 'LAST USED (UTC)', 'SYNCED'],
+        ),
+      );
+    });
+  user
     .command('reset-password')
     .argument('<email>')
     .description('set a new password (ends their sessions and lifts a lockout)')

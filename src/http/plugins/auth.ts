@@ -86,7 +86,9 @@ export function registerAuth(
       }
     }
     if (actor.session?.mfaEnrolmentRequired && mode !== 'enrolment') {
-      throw forbidden('Set up an authenticator app first: a second factor is required for everyone (POST /api/v1/me/mfa).');
+      throw forbidden(
+        'Set up an authenticator app or a passkey first: a second factor is required for everyone (POST /api/v1/me/mfa or /api/v1/me/passkeys/options).',
+      );
     }
   });
 }

@@ -16,6 +16,10 @@ export type AuditAction =
   | 'auth.denied'
   | 'mfa.enrol'
   | 'mfa.disable'
+  // passkeys (WebAuthn); signing in and step-up with one are auth.login / auth.step_up
+  | 'passkey.register'
+  | 'passkey.rename'
+  | 'passkey.remove'
   | 'user.create'
   | 'user.update'
   | 'user.role'

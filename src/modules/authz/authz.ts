@@ -118,6 +118,8 @@ export type SensitiveAction =
   | 'change security settings'
   | 'change lifecycle settings'
   | 'remove your authenticator app'
+  | 'add a passkey'
+  | 'remove a passkey'
   | 'offboard a client'
   | 'destroy recovery keys'
   | 'lift a legal hold'

@@ -28,6 +28,7 @@ import {
 } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { IdentityRepo } from './identity.repo.js';
+import type { PasskeysRepo } from './passkeys.repo.js';
 import type { LoginResult, Settings, TokenView, UserView } from './identity.types.js';
 
 /**
@@ -53,6 +54,8 @@ type Deps = {
   requireMfa: (exec: Executor) => Promise<boolean>;
   approvals?: () => ApprovalsPort | undefined;
   keyring: Pick<Keyring<Executor>, 'secretCipher'>;
+  /** A person's passkeys count as a second factor (hasSecondFactor). */
+  passkeys?: Pick<PasskeysRepo, 'countForUser'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   policy: Policy;
@@ -85,7 +88,7 @@ function validateRole(role: string): Role {
   return role as Role;
 }
 
-export function createIdentityService({ tx: transactions, repo, requireMfa, approvals, keyring, audit, clock, policy }: Deps) {
+export function createIdentityService({ tx: transactions, repo, requireMfa, approvals, keyring, passkeys, audit, clock, policy }: Deps) {
   const db = transactions.reader;
   const view = async (exec: Executor, u: UsersTable): Promise<UserView> => ({
     id: u.id,
@@ -94,7 +97,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     role: u.role as Role,
     clients: u.all_clients ? 'all' : await repo.userClients(exec, u.id),
     status: u.status as UserView['status'],
-    mfaEnabled: !!u.totp_confirmed_at,
+    mfaEnabled: await hasSecondFactor(exec, u),
+    totpEnabled: !!u.totp_confirmed_at,
     lastLoginAt: u.last_login_at,
     createdAt: u.created_at,
   });
@@ -226,10 +230,11 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
   });
 
   /**
-   * Whether this person has a second factor of their own (today: a confirmed authenticator app).
+   * Whether this person has a second factor of their own: a confirmed authenticator app or a passkey.
    * Every check of "is this person enrolled" goes through here, so a new kind of factor is added once.
    */
-  const hasSecondFactor = async (_exec: Executor, user: UsersTable): Promise<boolean> => !!user.totp_confirmed_at;
+  const hasSecondFactor = async (exec: Executor, user: UsersTable): Promise<boolean> =>
+    !!user.totp_confirmed_at || (!!passkeys && (await passkeys.countForUser(exec, user.id)) > 0);
 
   /**
    * Opens a console session for a person who has just proved who they are (by whatever method),
@@ -367,7 +372,15 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     return after && !before && (await secondOwnerNeeded(tx, actor));
   };
 
+  /**
+   * What other sign-in methods in this module (passkeys) build on, so that every method opens its
+   * session, counts its attempts and tests for a second factor the same way.
+   */
+  const signInParts = { openSession, hasSecondFactor, reserve, refund, lockedMessage, claimant, stepUpKeys, view, settingsOf };
+
   const service = {
+    /** For other sign-in methods of the identity module (passkeys): see signInParts. */
+    signInParts,
     // ---------------------------------------------------------------- users
     async createUser(actor: Actor, input: { email: string; name?: string; password: string; role: string; clients: 'all' | string[] }): Promise<UserView> {
       requirePermission(actor, 'user:manage');
@@ -584,7 +597,14 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
             await refund(tx, acctKey);
             if (ipKey) await refund(tx, ipKey);
           });
-          throw new AppError('unauthenticated', 'Enter the code from your authenticator app (or a recovery code).', { mfaRequired: true });
+          const passkey = !!passkeys && (await passkeys.countForUser(db, user.id)) > 0;
+          throw new AppError(
+            'unauthenticated',
+            user.totp_confirmed_at
+              ? 'Enter the code from your authenticator app (or a recovery code).'
+              : 'Confirm with your passkey: this account has a passkey as its second factor.',
+            { mfaRequired: true, passkey, totp: !!user.totp_confirmed_at },
+          );
         }
         if (!(await checkSecondFactor(db, user, input.code))) return fail('wrong second factor', 'The authenticator code is not right.');
       }

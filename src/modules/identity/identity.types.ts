@@ -7,7 +7,10 @@ export type UserView = {
   role: Role;
   clients: 'all' | string[];
   status: 'active' | 'disabled';
+  /** Any second factor: an authenticator app or a passkey. */
   mfaEnabled: boolean;
+  /** An authenticator app in particular. */
+  totpEnabled: boolean;
   lastLoginAt: string | null;
   createdAt: string;
   /** Set when the change waits for a second owner (two-owner approval): the approval request's id. */

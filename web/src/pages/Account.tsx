@@ -5,6 +5,7 @@ import { Alert, Button, Center, Code, Group, List, Paper, PasswordInput, Stack, 
 import { notifications } from '@mantine/notifications';
 import { api, csrf, type Answer, type Me } from '../api';
 import { CopyValue, messageOf } from '../ui';
+import { PasskeysSection } from '../passkeys';
 
 /**
  * The otpauth URI as a QR code, drawn here in the browser: the URI (it holds the secret) is never
@@ -163,9 +164,10 @@ export function MfaEnrolPage({ me }: { me: Me }) {
               Set up two-step verification
             </Title>
             <Text size="sm" c="dimmed">
-              The owner of this vault requires an authenticator app for everyone. Signed in as {me.user?.email ?? me.actor.name}.
+              The owner of this vault requires a second factor for everyone: an authenticator app or a passkey. Signed in as {me.user?.email ?? me.actor.name}.
             </Text>
             <MfaSetup onDone={() => void qc.invalidateQueries({ queryKey: ['me'] })} />
+            <PasskeysSection me={me} />
             <Group>
               <Button variant="subtle" onClick={() => void signOut()}>
                 Sign out
@@ -209,7 +211,7 @@ export function AccountTab({ me }: { me: Me }) {
         <Title order={2} fz="lg" id="acc-mfa" mb="xs">
           Two-step verification
         </Title>
-        {me.user?.mfaEnabled ? (
+        {me.user?.totpEnabled ? (
           <form
             onSubmit={(e) => {
               e.preventDefault();
@@ -241,6 +243,7 @@ export function AccountTab({ me }: { me: Me }) {
           <MfaSetup />
         )}
       </section>
+      <PasskeysSection me={me} />
       <section aria-labelledby="acc-pw">
         <Title order={2} fz="lg" id="acc-pw" mb="xs">
           Change password

@@ -5,6 +5,7 @@ import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle, Ico
 import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
+import { PasskeyStepUpButton } from '../passkeys';
 
 type RevealAnswer = Answer<'/api/v1/keys/{id}/reveal', 'post'>;
 type Revealed = { password: string; rotation: Extract<RevealAnswer, { status: 'revealed' }>['rotation']; state: string };
@@ -49,12 +50,16 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   // Step-up is needed when the person has an authenticator and the last proof is too old.
   const mfa = me.data?.user?.mfaEnabled ?? false;
   const stepUpFresh = !!me.data?.stepUpValidUntil && Date.parse(me.data.stepUpValidUntil) > Date.now() + 5_000;
-  const showCode = mfa && (needCode || !stepUpFresh);
+  // A passkey confirmation just made in this dialog (the /me answer catches up a moment later).
+  const [passkeyDone, setPasskeyDone] = useState(false);
+  const totp = me.data?.user?.totpEnabled ?? false;
+  const showCode = mfa && (needCode || !stepUpFresh) && !passkeyDone;
 
   const reveal = useMutation({
     gcTime: 0,
     mutationFn: async () => {
       if (showCode) {
+        if (!totp) throw new Error('Confirm it is you first: use your passkey.');
         await api.post('/api/v1/auth/step-up', { body: { code: code.replace(/\s+/g, '') } });
         setCode('');
         void qc.invalidateQueries({ queryKey: ['me'] });
@@ -85,7 +90,8 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
     onError: (e) => {
       if (e instanceof ApiError && e.code === 'step_up_required') {
         setNeedCode(true);
-        setError('Confirm it is you: enter a current code from your authenticator app.');
+        setPasskeyDone(false);
+        setError(totp ? 'Confirm it is you: enter a current code from your authenticator app.' : 'Confirm it is you: use your passkey.');
       } else setError(messageOf(e));
     },
   });
@@ -171,6 +177,16 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                 maxRows={4}
               />
               {showCode && (
+                <PasskeyStepUpButton
+                  label="Confirm with a passkey (step-up)"
+                  onDone={() => {
+                    setPasskeyDone(true);
+                    setNeedCode(false);
+                    setError(null);
+                  }}
+                />
+              )}
+              {showCode && totp && (
                 <TextInput
                   label="Authentication code"
                   description="A current code from your authenticator app (step-up before a reveal)"

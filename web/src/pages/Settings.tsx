@@ -30,6 +30,7 @@ import { api, ApiError, type Answer, type Body, type Role, type User } from '../
 import { ROLE_LABEL, ROLES, useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
 import { AccountTab } from './Account';
+import { PasskeyStepUpButton } from '../passkeys';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 
@@ -1135,6 +1136,7 @@ function StepUp({ onDone }: { onDone: () => void }) {
           </Text>
         )}
       </form>
+      <PasskeyStepUpButton onDone={onDone} label="Confirm with a passkey and save" />
     </Alert>
   );
 }

@@ -2,9 +2,10 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { useLocation } from 'wouter';
 import { Alert, Button, Center, Group, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
-import { IconShieldLock } from '@tabler/icons-react';
+import { IconKey, IconShieldLock } from '@tabler/icons-react';
 import { api, ApiError, csrf, type Answer } from '../api';
 import { messageOf } from '../ui';
+import { passkeysSupported, secondFactorWithPasskey, signInWithPasskey } from '../passkeys';
 
 type LoginAnswer = Answer<'/api/v1/auth/login', 'post'> | Answer<'/api/v1/setup', 'post'>;
 
@@ -56,6 +57,8 @@ export function LoginPage() {
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
   const [step, setStep] = useState<'password' | 'code'>('password');
+  // Which second factors the password step said this account has.
+  const [factors, setFactors] = useState<{ totp: boolean; passkey: boolean }>({ totp: true, passkey: false });
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const signedIn = useSignedIn();
@@ -73,6 +76,7 @@ export function LoginPage() {
       await signedIn(r);
     } catch (err) {
       if (err instanceof ApiError && err.details?.mfaRequired) {
+        setFactors({ totp: err.details.totp !== false, passkey: err.details.passkey === true });
         setStep('code');
         setError(null);
       } else {
@@ -83,6 +87,52 @@ export function LoginPage() {
       setBusy(false);
     }
   };
+
+  const withPasskey = async (how: () => Promise<LoginAnswer>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await how();
+      setPassword('');
+      await signedIn(r);
+    } catch (err) {
+      const name = err instanceof Error ? err.name : '';
+      setError(name === 'NotAllowedError' ? 'The passkey request was cancelled or timed out. Try again.' : messageOf(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const passkeyButton = (label: string, how: () => Promise<LoginAnswer>) =>
+    passkeysSupported() && (
+      <Button variant="light" leftSection={<IconKey size={16} aria-hidden />} loading={busy} fullWidth onClick={() => void withPasskey(how)}>
+        {label}
+      </Button>
+    );
+
+  if (step === 'code' && !factors.totp) {
+    return (
+      <Frame title="Two-step verification" sub="Confirm with your passkey: your fingerprint, face, device PIN or security key.">
+        <Stack>
+          {passkeyButton('Use your passkey', () => secondFactorWithPasskey(email, password))}
+          {error && (
+            <Alert color="red" variant="light" role="alert">
+              {error}
+            </Alert>
+          )}
+          <Button
+            variant="subtle"
+            onClick={() => {
+              setStep('password');
+              setPassword('');
+              setError(null);
+            }}
+          >
+            Use another account
+          </Button>
+        </Stack>
+      </Frame>
+    );
+  }
 
   if (step === 'code') {
     return (
@@ -108,6 +158,7 @@ export function LoginPage() {
             <Button type="submit" loading={busy} fullWidth>
               Verify
             </Button>
+            {factors.passkey && passkeyButton('Use your passkey instead', () => secondFactorWithPasskey(email, password))}
             <Button
               variant="subtle"
               onClick={() => {
@@ -155,6 +206,7 @@ export function LoginPage() {
           <Button type="submit" loading={busy} fullWidth>
             Sign in
           </Button>
+          {passkeyButton('Sign in with a passkey', signInWithPasskey)}
         </Stack>
       </form>
     </Frame>

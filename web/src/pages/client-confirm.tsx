@@ -3,6 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import { TextInput } from '@mantine/core';
 import { api, ApiError } from '../api';
 import { useSession } from '../session';
+import { PasskeyStepUpButton } from '../passkeys';
 
 /**
  * The two proofs a destructive or break-glass action asks for in the console: a fresh second factor
@@ -15,13 +16,17 @@ export function useStepUp(purpose: string) {
   const { me } = useSession();
   const [code, setCode] = useState('');
   const [needCode, setNeedCode] = useState(false);
+  // A passkey confirmation just made here (the /me answer catches up a moment later).
+  const [passkeyDone, setPasskeyDone] = useState(false);
   const mfa = me.user?.mfaEnabled ?? false;
+  const totp = me.user?.totpEnabled ?? false;
   const fresh = !!me.stepUpValidUntil && Date.parse(me.stepUpValidUntil) > Date.now() + 30_000;
-  const showCode = mfa && (needCode || !fresh);
+  const showCode = mfa && (needCode || !fresh) && !passkeyDone;
 
   /** Proves the second factor first when it is needed; throws the server's answer otherwise. */
   const prove = async () => {
     if (!showCode) return;
+    if (!totp) throw new ApiError(400, 'step_up_required', 'Confirm it is you first: use your passkey.');
     const typed = code.replace(/\s+/g, '');
     if (!typed) throw new ApiError(400, 'step_up_required', 'Enter a current code from your authenticator app.');
     await api.post('/api/v1/auth/step-up', { body: { code: typed } });
@@ -34,24 +39,38 @@ export function useStepUp(purpose: string) {
   const caught = (e: unknown) => {
     if (e instanceof ApiError && e.code === 'step_up_required') {
       setNeedCode(true);
+      setPasskeyDone(false);
       return true;
     }
     return false;
   };
 
-  const field: ReactNode = showCode ? (
-    <TextInput
-      label="Authentication code"
-      description={`A current code from your authenticator app: confirm it is you before you ${purpose}.`}
-      value={code}
-      onChange={(e) => setCode(e.currentTarget.value)}
-      autoComplete="one-time-code"
-      inputMode="numeric"
-      required
-      maxLength={20}
-      classNames={{ input: 'kw-mono' }}
+  const passkey = (
+    <PasskeyStepUpButton
+      onDone={() => {
+        setPasskeyDone(true);
+        setNeedCode(false);
+      }}
     />
-  ) : null;
+  );
+  const field: ReactNode = !showCode ? null : !totp ? (
+    passkey
+  ) : (
+    <>
+      <TextInput
+        label="Authentication code"
+        description={`A current code from your authenticator app: confirm it is you before you ${purpose}.`}
+        value={code}
+        onChange={(e) => setCode(e.currentTarget.value)}
+        autoComplete="one-time-code"
+        inputMode="numeric"
+        required
+        maxLength={20}
+        classNames={{ input: 'kw-mono' }}
+      />
+      {passkey}
+    </>
+  );
 
   return { mfa, showCode, field, prove, caught };
 }
