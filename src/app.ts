@@ -31,6 +31,7 @@ import { exportRoutes } from './http/routes/exports.routes.js';
 import { lifecycleRoutes } from './http/routes/lifecycle.routes.js';
 import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
+import { ssoRoutes } from './http/routes/sso.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -231,6 +232,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(exportRoutes(container));
       // Retire, legal hold, retention, crypto-shred with approvals, key history.
       await api.register(lifecycleRoutes(container));
+      // Single sign-on (OpenID Connect): sign-in buttons, start, callback, step-up, provider settings.
+      await api.register(ssoRoutes(container));
     },
     { prefix: '/api/v1' },
   );

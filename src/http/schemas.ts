@@ -47,6 +47,7 @@ export const UserSchema = z.object({
   clients: z.union([z.literal('all'), z.array(z.string())]),
   status: z.enum(['active', 'disabled']),
   mfaEnabled: z.boolean(),
+  ssoOnly: z.boolean().describe('Signs in only through single sign-on (password sign-in refused)'),
   lastLoginAt: z.string().nullable(),
   createdAt: z.string(),
   pendingApprovalId: z.string().optional().describe('Set when the change waits for a second owner (two-owner approval is on)'),

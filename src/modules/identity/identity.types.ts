@@ -8,6 +8,8 @@ export type UserView = {
   clients: 'all' | string[];
   status: 'active' | 'disabled';
   mfaEnabled: boolean;
+  /** Signs in only through single sign-on (password sign-in refused). */
+  ssoOnly: boolean;
   lastLoginAt: string | null;
   createdAt: string;
   /** Set when the change waits for a second owner (two-owner approval): the approval request's id. */
