@@ -71,7 +71,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('ended_at', 'text')
     .execute();
   await db.schema.createIndex('sso_sessions_open_idx').on('sso_sessions').columns(['ended_at', 'validated_at']).execute();
-  await db.schema.alterTable('users').addColumn('sso_only', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .alterTable('users')
+    .addColumn('sso_only', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -81,7 +81,8 @@ export const ssoRoutes =
   async (app) => {
     const secure = c.config.server.secure;
     const stateCookie = { path: '/api/v1/auth/sso', httpOnly: true, sameSite: 'lax' as const, secure };
-    const redirectUri = (request: FastifyRequest) => `${(c.config.server.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, '')}/api/v1/auth/sso/callback`;
+    const redirectUri = (request: FastifyRequest) =>
+      `${(c.config.server.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, '')}/api/v1/auth/sso/callback`;
     /** Back to the console's sign-in page with a reason word (never a message from the provider). */
     const backToLogin = (reply: FastifyReply, e: unknown) => {
       const reason = e instanceof SsoRefusal ? e.reason : 'provider unreachable';
@@ -122,7 +123,10 @@ export const ssoRoutes =
           reply.setCookie(SSO_STATE_COOKIE, r.browserToken, { ...stateCookie, maxAge: 600 });
           return reply.redirect(r.url, 302);
         } catch (e) {
-          request.log.warn({ provider: request.params.id, problem: e instanceof SsoRefusal ? e.reason : (e as Error).message }, 'single sign-on could not start');
+          request.log.warn(
+            { provider: request.params.id, problem: e instanceof SsoRefusal ? e.reason : (e as Error).message },
+            'single sign-on could not start',
+          );
           return backToLogin(reply, e);
         }
       },
@@ -145,7 +149,13 @@ export const ssoRoutes =
           const r = await c.sso.callback(request.query, request.cookies?.[SSO_STATE_COOKIE], ctxOf(request));
           reply.clearCookie(SSO_STATE_COOKIE, stateCookie);
           if (r.kind === 'login') {
-            reply.setCookie(sessionCookieName(secure), r.sessionToken, { path: '/', httpOnly: true, sameSite: 'strict', secure, maxAge: c.config.policy.sessionMaxHours * 3600 });
+            reply.setCookie(sessionCookieName(secure), r.sessionToken, {
+              path: '/',
+              httpOnly: true,
+              sameSite: 'strict',
+              secure,
+              maxAge: c.config.policy.sessionMaxHours * 3600,
+            });
             reply.setCookie(SSO_CSRF_COOKIE, r.csrfToken, { path: '/', httpOnly: false, sameSite: 'lax', secure, maxAge: 120 });
           }
           return reply.redirect(r.returnTo, 302);
@@ -170,7 +180,12 @@ export const ssoRoutes =
         const p = await c.sso.stepUpProvider(actor);
         if (!p || !actor.session) throw badRequest('This session was not opened through a sign-in provider whose multi-factor sign-in counts for step-up.');
         try {
-          const r = await c.sso.start(p.id, { redirectUri: redirectUri(request), purpose: 'step-up', sessionId: actor.session.id, returnTo: request.query.returnTo });
+          const r = await c.sso.start(p.id, {
+            redirectUri: redirectUri(request),
+            purpose: 'step-up',
+            sessionId: actor.session.id,
+            returnTo: request.query.returnTo,
+          });
           reply.setCookie(SSO_STATE_COOKIE, r.browserToken, { ...stateCookie, maxAge: 600 });
           return reply.redirect(r.url, 302);
         } catch (e) {
@@ -195,7 +210,13 @@ export const ssoRoutes =
     // ---------------------------------------------------------------- provider settings (owner)
     app.get(
       '/settings/sso/providers',
-      { schema: { tags: ['settings'], summary: 'Sign-in providers (owner); client secrets are never returned', response: { 200: z.array(ProviderSchema), ...errors(401, 403) } } },
+      {
+        schema: {
+          tags: ['settings'],
+          summary: 'Sign-in providers (owner); client secrets are never returned',
+          response: { 200: z.array(ProviderSchema), ...errors(401, 403) },
+        },
+      },
       async (request) => c.sso.listProviders(actorOf(request)),
     );
     app.post(
@@ -243,7 +264,7 @@ export const ssoRoutes =
       {
         schema: {
           tags: ['settings'],
-          summary: "Test a sign-in provider: reads its discovery document through the egress policy",
+          summary: 'Test a sign-in provider: reads its discovery document through the egress policy',
           params: z.object({ id: Id }),
           response: { 200: z.object({ ok: z.boolean(), issuer: z.string().nullable(), message: z.string() }), ...errors(401, 403, 404) },
         },

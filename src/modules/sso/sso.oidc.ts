@@ -117,10 +117,22 @@ export type Oidc = ReturnType<typeof createOidc>;
 /** iat is not checked by openid-client: a token issued in the future (beyond the allowance) is refused here. */
 function checkTimes(claims: Record<string, unknown>, nowSeconds: number) {
   if (typeof claims.iat === 'number' && claims.iat > nowSeconds + CLOCK_SKEW_SECONDS)
-    throw new SsoRefusal('token not yet valid', 'The sign-in answer is not valid yet (issued in the future): check the clocks of Keywarden and the sign-in provider.');
+    throw new SsoRefusal(
+      'token not yet valid',
+      'The sign-in answer is not valid yet (issued in the future): check the clocks of Keywarden and the sign-in provider.',
+    );
+}
+
+/** The error and its causes (openid-client wraps oauth4webapi's errors, which carry the claim at fault). */
+function chain(e: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let x = e, i = 0; x && typeof x === 'object' && i < 5; x = (x as { cause?: unknown }).cause, i++) out.push(x);
+  return out;
 }
 
 function discoveryError(p: ProviderConnection, e: unknown): AppError {
+  const refused = chain(e).find((x) => x instanceof AppError);
+  if (refused) e = refused;
   if (e instanceof AppError) return isEgressError(e) ? badRequest(e.message, { field: 'issuer', egress: e.details?.egress }) : e;
   const code = (e as { code?: string }).code ?? '';
   if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED' || /issuer/i.test((e as Error).message ?? ''))
@@ -131,11 +143,16 @@ function discoveryError(p: ProviderConnection, e: unknown): AppError {
 /** Maps openid-client's errors to a reason for the audit log and words for the person; never echoes what the provider sent. */
 export function refusalOf(e: unknown): Error {
   if (e instanceof SsoRefusal || e instanceof AppError) return e;
-  if (e instanceof oidc.AuthorizationResponseError) return new SsoRefusal('provider refused', 'The sign-in provider did not sign you in (refused or cancelled).');
+  if (e instanceof oidc.AuthorizationResponseError)
+    return new SsoRefusal('provider refused', 'The sign-in provider did not sign you in (refused or cancelled).');
   if (e instanceof oidc.ResponseBodyError)
     return new SsoRefusal(e.error === 'invalid_grant' ? 'provider refused grant' : 'provider error', 'The sign-in provider refused the sign-in.');
-  const err = e as { code?: string; cause?: { claim?: string } | unknown; message?: string };
-  const claim = (err.cause as { claim?: string } | undefined)?.claim;
+  const inner = chain(e);
+  const refused = inner.find((x) => x instanceof AppError);
+  if (refused) return new SsoRefusal('provider unreachable', (refused as AppError).message);
+  const messages = inner.map((x) => String((x as { message?: unknown }).message ?? '')).join(' | ');
+  const claim =
+    inner.map((x) => (x as { claim?: unknown }).claim).find((c) => typeof c === 'string') ?? /JWT "(\w+)" \([^)]*\) claim missing/.exec(messages)?.[1];
   switch (claim) {
     case 'iss':
       return new SsoRefusal('wrong issuer', 'The sign-in answer comes from another issuer than the one configured.');
@@ -151,7 +168,7 @@ export function refusalOf(e: unknown): Error {
       return new SsoRefusal('authentication too old', 'The sign-in provider did not ask you to sign in again.');
     default:
   }
-  if (/state/i.test(err.message ?? '')) return new SsoRefusal('state mismatch', 'The sign-in answer does not belong to this sign-in (state).');
-  if (/signature/i.test(err.message ?? '')) return new SsoRefusal('bad signature', 'The sign-in answer is not signed by the sign-in provider.');
+  if (/"state"/i.test(messages)) return new SsoRefusal('state mismatch', 'The sign-in answer does not belong to this sign-in (state).');
+  if (/signature/i.test(messages)) return new SsoRefusal('bad signature', 'The sign-in answer is not signed by the sign-in provider.');
   return new SsoRefusal('invalid answer', 'The sign-in provider sent an answer Keywarden cannot accept.');
 }

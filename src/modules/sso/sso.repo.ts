@@ -79,7 +79,11 @@ export function createSsoRepo() {
       await exec.insertInto('sso_sessions').values(row).execute();
     },
     findSsoSession: (exec: Executor, sessionId: string) => exec.selectFrom('sso_sessions').selectAll().where('session_id', '=', sessionId).executeTakeFirst(),
-    async updateSsoSession(exec: Executor, sessionId: string, patch: Partial<Pick<SsoSessionsTable, 'refresh_token' | 'validated_at' | 'ended_at' | 'idp_mfa'>>): Promise<void> {
+    async updateSsoSession(
+      exec: Executor,
+      sessionId: string,
+      patch: Partial<Pick<SsoSessionsTable, 'refresh_token' | 'validated_at' | 'ended_at' | 'idp_mfa'>>,
+    ): Promise<void> {
       await exec.updateTable('sso_sessions').set(patch).where('session_id', '=', sessionId).execute();
     },
     /** Marks every SSO session record of a user ended (their console sessions were revoked). */

@@ -154,7 +154,11 @@ export function createSsoService(deps: Deps) {
   });
 
   const ssoActor = (p: { name: string }): Actor => ({ ...systemActor('sso'), name: `Keywarden (single sign-on: ${p.name})` });
-  const claimant = (p: { id: string }, who: { id?: string; email?: string | null; sub: string }, ctx: { ip: string | null; userAgent: string | null }): Actor => ({
+  const claimant = (
+    p: { id: string },
+    who: { id?: string; email?: string | null; sub: string },
+    ctx: { ip: string | null; userAgent: string | null },
+  ): Actor => ({
     type: 'user',
     id: who.id ?? `sso:${p.id}:${who.sub.slice(0, 200)}`,
     name: (who.email ?? who.sub).slice(0, 200),
@@ -179,11 +183,15 @@ export function createSsoService(deps: Deps) {
     }
     const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
     if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw badRequest('The issuer URL must start with https://.', { field: 'issuer' });
-    if (u.search || u.hash || u.username || u.password) throw badRequest('The issuer URL cannot carry a query, a fragment or credentials.', { field: 'issuer' });
+    if (u.search || u.hash || u.username || u.password)
+      throw badRequest('The issuer URL cannot carry a query, a fragment or credentials.', { field: 'issuer' });
     const text = u.href.replace(/\/$/, '') === u.origin ? u.origin : u.href;
     if (kind === 'entra') {
       const m = /^https:\/\/login\.microsoftonline\.com\/([^/]+)\/v2\.0\/?$/.exec(text);
-      if (!m) throw badRequest('An Entra ID issuer is https://login.microsoftonline.com/<tenant id>/v2.0 (or /organizations/v2.0 for a multi-tenant app).', { field: 'issuer' });
+      if (!m)
+        throw badRequest('An Entra ID issuer is https://login.microsoftonline.com/<tenant id>/v2.0 (or /organizations/v2.0 for a multi-tenant app).', {
+          field: 'issuer',
+        });
       const tenant = m[1]!.toLowerCase();
       if (tenant === 'organizations' || tenant === 'common') {
         const list = [...new Set((allowedTenants ?? []).map((t) => t.trim().toLowerCase()))];
@@ -192,7 +200,8 @@ export function createSsoService(deps: Deps) {
         if (bad) throw badRequest(`"${bad.slice(0, 60)}" is not a tenant id (a GUID).`, { field: 'allowedTenants' });
         return { issuer: `https://login.microsoftonline.com/${tenant}/v2.0`, allowedTenants: list };
       }
-      if (!GUID.test(tenant)) throw badRequest('The Entra ID issuer must name the tenant by its id (a GUID), or /organizations/ for a multi-tenant app.', { field: 'issuer' });
+      if (!GUID.test(tenant))
+        throw badRequest('The Entra ID issuer must name the tenant by its id (a GUID), or /organizations/ for a multi-tenant app.', { field: 'issuer' });
       return { issuer: `https://login.microsoftonline.com/${tenant}/v2.0`, allowedTenants: null };
     }
     if (allowedTenants?.length) throw badRequest('Allowed tenants are only for a multi-tenant Entra ID app.', { field: 'allowedTenants' });
@@ -208,7 +217,8 @@ export function createSsoService(deps: Deps) {
       const value = r.value.trim();
       if (!claim || claim.length > 100) throw badRequest(`Rule ${i + 1}: the claim needs 1 to 100 characters.`, { field: 'mappings' });
       if (!value || value.length > 500) throw badRequest(`Rule ${i + 1}: the value needs 1 to 500 characters.`, { field: 'mappings' });
-      if (!(ROLES as readonly string[]).includes(r.role)) throw badRequest(`Rule ${i + 1}: unknown role "${String(r.role).slice(0, 40)}".`, { field: 'mappings' });
+      if (!(ROLES as readonly string[]).includes(r.role))
+        throw badRequest(`Rule ${i + 1}: unknown role "${String(r.role).slice(0, 40)}".`, { field: 'mappings' });
       // A rule grants no more than the person writing it could grant by hand.
       if (!mayManagePrincipal(actor, { role: r.role, clients: actor.clients }) || (r.clients === 'all' && actor.clients !== 'all'))
         throw badRequest(`Rule ${i + 1}: you cannot grant the ${r.role} role${r.clients === 'all' ? ' of all clients' : ''}.`, { field: 'mappings' });
@@ -251,7 +261,10 @@ export function createSsoService(deps: Deps) {
     });
   }
 
-  const grantOf = async (exec: Executor, u: UsersTable) => ({ role: u.role as Role, clients: u.all_clients ? ('all' as const) : await users.userClients(exec, u.id) });
+  const grantOf = async (exec: Executor, u: UsersTable) => ({
+    role: u.role as Role,
+    clients: u.all_clients ? ('all' as const) : await users.userClients(exec, u.id),
+  });
   const sameGrant = (a: { role: Role; clients: 'all' | readonly string[] }, b: { role: Role; clients: 'all' | readonly string[] }) =>
     a.role === b.role &&
     (a.clients === 'all' || b.clients === 'all' ? a.clients === b.clients : [...a.clients].sort().join(',') === [...b.clients].sort().join(','));
@@ -266,11 +279,23 @@ export function createSsoService(deps: Deps) {
     const actor = ssoActor(p);
     await users.revokeUserSessions(tx, u.id, now);
     await repo.endUserSsoSessions(tx, u.id, now);
-    await audit.record(tx, actor, { action: 'auth.session_revoked', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, reason, provider: p.name } });
+    await audit.record(tx, actor, {
+      action: 'auth.session_revoked',
+      outcome: 'success',
+      targetType: 'user',
+      targetId: u.id,
+      details: { email: u.email, reason, provider: p.name },
+    });
     const lastOwner = managesVault(u) && (await users.countOwners(tx)) <= 1;
     if (u.status === 'active' && !lastOwner) {
       await users.updateUser(tx, u.id, { status: 'disabled', updated_at: now });
-      await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: u.id, details: { email: u.email, status: 'disabled', reason } });
+      await audit.record(tx, actor, {
+        action: 'user.update',
+        outcome: 'success',
+        targetType: 'user',
+        targetId: u.id,
+        details: { email: u.email, status: 'disabled', reason },
+      });
     }
   }
 
@@ -327,12 +352,18 @@ export function createSsoService(deps: Deps) {
     const email = verifiedEmailOf(p, claims);
     if (!email)
       return {
-        refusal: new SsoRefusal('no verified e-mail', `${p.name} did not send a verified e-mail address, so Keywarden cannot tell which account is yours. Ask an owner.`),
+        refusal: new SsoRefusal(
+          'no verified e-mail',
+          `${p.name} did not send a verified e-mail address, so Keywarden cannot tell which account is yours. Ask an owner.`,
+        ),
       };
     const rules = rulesOf(p);
     let user = await users.findUserByEmail(tx, email);
     let created = false;
-    if (!user) user = (await deps.invitee?.()?.acceptBySso(tx, { email, name: typeof claims.name === 'string' ? claims.name : null, providerId: p.id, subject: sub })) ?? undefined;
+    if (!user)
+      user =
+        (await deps.invitee?.()?.acceptBySso(tx, { email, name: typeof claims.name === 'string' ? claims.name : null, providerId: p.id, subject: sub })) ??
+        undefined;
     if (!user) {
       if (!p.jit) return { refusal: new SsoRefusal('no account', `There is no Keywarden account for ${email}. Ask an owner to add you.`) };
       if (!grant) return { refusal: new SsoRefusal('no mapping', `Your account at ${p.name} is not in a group that has access to Keywarden.`) };
@@ -428,7 +459,13 @@ export function createSsoService(deps: Deps) {
         };
         await repo.insertProvider(tx, row);
         const v = view(row);
-        await audit.record(tx, actor, { action: 'sso.provider.create', outcome: 'success', targetType: 'sso_provider', targetId: id, details: auditDetails(v) });
+        await audit.record(tx, actor, {
+          action: 'sso.provider.create',
+          outcome: 'success',
+          targetType: 'sso_provider',
+          targetId: id,
+          details: auditDetails(v),
+        });
         return v;
       });
     },
@@ -439,11 +476,16 @@ export function createSsoService(deps: Deps) {
         const p = await repo.findProvider(tx, id);
         if (!p) throw notFound(`No sign-in provider with id ${id.slice(0, 60)}.`);
         const kind = p.kind as SsoKind;
-        if (input.kind !== undefined && input.kind !== kind) throw badRequest('The kind of a provider cannot change; add a new provider instead.', { field: 'kind' });
+        if (input.kind !== undefined && input.kind !== kind)
+          throw badRequest('The kind of a provider cannot change; add a new provider instead.', { field: 'kind' });
         const patch: Partial<SsoProvidersTable> = { updated_at: clock.now() };
         if (input.name !== undefined) patch.name = displayName(input.name);
         if (input.issuer !== undefined || input.allowedTenants !== undefined) {
-          const iss = validateIssuer(kind, input.issuer ?? p.issuer, input.allowedTenants !== undefined ? input.allowedTenants : json<string[] | null>(p.allowed_tenants, null));
+          const iss = validateIssuer(
+            kind,
+            input.issuer ?? p.issuer,
+            input.allowedTenants !== undefined ? input.allowedTenants : json<string[] | null>(p.allowed_tenants, null),
+          );
           patch.issuer = iss.issuer;
           patch.allowed_tenants = iss.allowedTenants ? JSON.stringify(iss.allowedTenants) : null;
         }
@@ -482,10 +524,17 @@ export function createSsoService(deps: Deps) {
         const p = await repo.findProvider(tx, id);
         if (!p) throw notFound(`No sign-in provider with id ${id.slice(0, 60)}.`);
         const now = clock.now();
-        for (const s of await repo.openSsoSessions(tx, now, 100_000)) if (s.provider_id === id) await users.updateSession(tx, s.session_id, { revoked_at: now });
+        for (const s of await repo.openSsoSessions(tx, now, 100_000))
+          if (s.provider_id === id) await users.updateSession(tx, s.session_id, { revoked_at: now });
         await repo.deleteProvider(tx, id);
         deps.oidc.forget(id);
-        await audit.record(tx, actor, { action: 'sso.provider.delete', outcome: 'success', targetType: 'sso_provider', targetId: id, details: { name: p.name } });
+        await audit.record(tx, actor, {
+          action: 'sso.provider.delete',
+          outcome: 'success',
+          targetType: 'sso_provider',
+          targetId: id,
+          details: { name: p.name },
+        });
       });
     },
 
@@ -512,7 +561,13 @@ export function createSsoService(deps: Deps) {
         throw badRequest('Add and enable a sign-in provider first: an SSO-only person could not sign in at all.', { field: 'ssoOnly' });
       await transactions.run(async (tx) => {
         await users.updateUser(tx, v.id, { sso_only: on ? 1 : 0, updated_at: clock.now() });
-        await audit.record(tx, actor, { action: 'user.update', outcome: 'success', targetType: 'user', targetId: v.id, details: { email: v.email, ssoOnly: on } });
+        await audit.record(tx, actor, {
+          action: 'user.update',
+          outcome: 'success',
+          targetType: 'user',
+          targetId: v.id,
+          details: { email: v.email, ssoOnly: on },
+        });
       });
     },
 
@@ -587,19 +642,26 @@ export function createSsoService(deps: Deps) {
       const state = typeof query.state === 'string' ? query.state.slice(0, 500) : '';
       const anon = { id: 'sso:unknown', name: 'single sign-on', ip: ctx.ip, userAgent: ctx.userAgent };
       const refuse = async (actor: Actor, reason: string, e: SsoRefusal, providerName?: string): Promise<never> => {
-        await audit.recordNow(actor, { action: 'auth.login', outcome: 'failure', details: { method: 'sso', reason, ...(providerName ? { provider: providerName } : {}) } });
+        await audit.recordNow(actor, {
+          action: 'auth.login',
+          outcome: 'failure',
+          details: { method: 'sso', reason, ...(providerName ? { provider: providerName } : {}) },
+        });
         throw e;
       };
       const unknownActor: Actor = { type: 'user', role: 'client-viewer', clients: [], ...anon };
       if (!state) return refuse(unknownActor, 'no state', new SsoRefusal('no state', 'The sign-in answer is incomplete: start again.'));
       const row = await repo.takeState(db, sha256Hex(state), now);
-      if (!row) return refuse(unknownActor, 'state unknown or used', new SsoRefusal('state used', 'This sign-in answer was already used or is unknown: start again.'));
+      if (!row)
+        return refuse(unknownActor, 'state unknown or used', new SsoRefusal('state used', 'This sign-in answer was already used or is unknown: start again.'));
       const p = await repo.findProvider(db, row.provider_id);
       const pName = p?.name;
-      if (Date.parse(row.expires_at) <= Date.parse(now)) return refuse(unknownActor, 'state expired', new SsoRefusal('state expired', 'The sign-in took too long: start again.'), pName);
+      if (Date.parse(row.expires_at) <= Date.parse(now))
+        return refuse(unknownActor, 'state expired', new SsoRefusal('state expired', 'The sign-in took too long: start again.'), pName);
       if (!browserToken || !sameHash(row.browser_hash, sha256Hex(browserToken)))
         return refuse(unknownActor, 'other browser', new SsoRefusal('other browser', 'This sign-in was started in another browser: start again here.'), pName);
-      if (!p || !p.enabled) return refuse(unknownActor, 'provider unavailable', new SsoRefusal('provider unavailable', 'This sign-in provider is not available.'), pName);
+      if (!p || !p.enabled)
+        return refuse(unknownActor, 'provider unavailable', new SsoRefusal('provider unavailable', 'This sign-in provider is not available.'), pName);
       const sealed = await unsealState(db, row.id, row.sealed);
       const callbackUrl = new URL(sealed.redirectUri);
       for (const [k, v] of Object.entries(query)) if (typeof v === 'string') callbackUrl.searchParams.set(k, v.slice(0, 4000));
@@ -621,18 +683,40 @@ export function createSsoService(deps: Deps) {
       const who = { sub, email: typeof claims.email === 'string' ? claims.email : null };
       const allowed = json<string[] | null>(p.allowed_tenants, null);
       if (allowed && !(typeof claims.tid === 'string' && allowed.includes(claims.tid.toLowerCase())))
-        return refuse(claimant(p, who, ctx), 'tenant not allowed', new SsoRefusal('tenant not allowed', `Your organisation's Entra ID tenant is not allowed to sign in to this Keywarden.`), p.name);
+        return refuse(
+          claimant(p, who, ctx),
+          'tenant not allowed',
+          new SsoRefusal('tenant not allowed', `Your organisation's Entra ID tenant is not allowed to sign in to this Keywarden.`),
+          p.name,
+        );
       const mfa = !!p.idp_mfa && idTokenShowsMfa(claims, json<string[]>(p.mfa_acr, []));
 
       if (row.purpose === 'step-up') {
         const s = row.session_id ? await repo.openSession(db, row.session_id, now) : undefined;
         const link = await repo.findLink(db, p.id, sub);
         if (!s || !link || link.user_id !== s.user_id)
-          return refuse(claimant(p, who, ctx), 'step-up by another person', new SsoRefusal('another person', 'You signed in at the provider as someone else.'), p.name);
+          return refuse(
+            claimant(p, who, ctx),
+            'step-up by another person',
+            new SsoRefusal('another person', 'You signed in at the provider as someone else.'),
+            p.name,
+          );
         const u = await users.findUser(db, s.user_id);
-        const actor: Actor = { type: 'user', id: s.user_id, name: u?.email ?? sub, role: (u?.role as Role) ?? 'client-viewer', clients: [], ip: ctx.ip, userAgent: ctx.userAgent };
+        const actor: Actor = {
+          type: 'user',
+          id: s.user_id,
+          name: u?.email ?? sub,
+          role: (u?.role as Role) ?? 'client-viewer',
+          clients: [],
+          ip: ctx.ip,
+          userAgent: ctx.userAgent,
+        };
         if (!mfa) {
-          await audit.recordNow(actor, { action: 'auth.step_up', outcome: 'failure', details: { method: 'sso', provider: p.name, reason: 'no multi-factor sign-in at the provider' } });
+          await audit.recordNow(actor, {
+            action: 'auth.step_up',
+            outcome: 'failure',
+            details: { method: 'sso', provider: p.name, reason: 'no multi-factor sign-in at the provider' },
+          });
           throw new SsoRefusal('no mfa', `${p.name} did not confirm a multi-factor sign-in.`);
         }
         await transactions.run(async (tx) => {
@@ -649,10 +733,14 @@ export function createSsoService(deps: Deps) {
       const resolved = await transactions.run(async (tx): Promise<Resolved> => {
         const r = await findOrLinkUserByVerifiedEmail(tx, p, claims, grant);
         if ('refusal' in r) return r;
-        if (r.user.status !== 'active') return { refusal: new SsoRefusal('account disabled', 'Your Keywarden account is disabled. Ask an owner.'), user: r.user };
+        if (r.user.status !== 'active')
+          return { refusal: new SsoRefusal('account disabled', 'Your Keywarden account is disabled. Ask an owner.'), user: r.user };
         if (rules.length && !grant) {
           await endAccess(tx, p, r.user, 'the sign-in provider no longer grants access');
-          return { refusal: new SsoRefusal('mapping no longer grants access', `Your account at ${p.name} is no longer in a group that has access to Keywarden.`), user: r.user };
+          return {
+            refusal: new SsoRefusal('mapping no longer grants access', `Your account at ${p.name} is no longer in a group that has access to Keywarden.`),
+            user: r.user,
+          };
         }
         if (grant) await applyGrant(tx, p, r.user, grant);
         return { user: (await users.findUser(tx, r.user.id))!, linkId: r.linkId };
