@@ -5,7 +5,7 @@ import type { Container } from '../../container.js';
 import { actorOf, sessionCookieName } from '../plugins/auth.js';
 import { ClientIds, Id, Ok, RoleName, errors } from '../schemas.js';
 import { SsoRefusal } from '../../modules/sso/sso.oidc.js';
-import { badRequest } from '../../lib/errors.js';
+import { badRequest, forbidden } from '../../lib/errors.js';
 
 /**
  * Single sign-on (OpenID Connect): the public sign-in buttons, the start and the callback (both
@@ -177,6 +177,7 @@ export const ssoRoutes =
       },
       async (request, reply) => {
         const actor = actorOf(request);
+        if (!actor.session) throw forbidden('Step-up is for signed-in people; API tokens do not have a second factor.');
         const p = await c.sso.stepUpProvider(actor);
         if (!p || !actor.session) throw badRequest('This session was not opened through a sign-in provider whose multi-factor sign-in counts for step-up.');
         try {
@@ -272,18 +273,18 @@ export const ssoRoutes =
       async (request) => c.sso.testProvider(actorOf(request), request.params.id),
     );
     app.put(
-      '/users/:id/sso-only',
+      '/users/:userId/sso-only',
       {
         schema: {
           tags: ['users'],
           summary: 'Make a person sign in only through single sign-on (password sign-in refused), or lift it',
-          params: z.object({ id: Id }),
+          params: z.object({ userId: Id }),
           body: z.strictObject({ ssoOnly: z.boolean() }),
           response: { 200: Ok, ...errors(400, 401, 403, 404) },
         },
       },
       async (request) => {
-        await c.sso.setSsoOnly(actorOf(request), request.params.id, request.body.ssoOnly);
+        await c.sso.setSsoOnly(actorOf(request), request.params.userId, request.body.ssoOnly);
         return { ok: true as const };
       },
     );
