@@ -527,6 +527,7 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
         clients: [contoso],
         status: 'active',
         mfaEnabled: false,
+        ssoOnly: false,
         lastLoginAt: null,
         createdAt: expect.any(String),
       });

@@ -140,13 +140,23 @@ export const ssoRoutes =
           tags: ['auth'],
           summary: "The provider's answer: checks it, opens the session and redirects to the console",
           security: [],
-          querystring: z.record(z.string().max(100), z.string().max(4000)),
+          // Providers add parameters of their own (session_state, hd, authuser…): they are passed on, bounded.
+          querystring: z.looseObject({
+            state: z.string().max(500).optional(),
+            code: z.string().max(4000).optional(),
+            iss: z.string().max(500).optional(),
+            error: z.string().max(200).optional(),
+            error_description: z.string().max(1000).optional(),
+          }),
           response: redirectSchema,
         },
       },
       async (request, reply) => {
         try {
-          const r = await c.sso.callback(request.query, request.cookies?.[SSO_STATE_COOKIE], ctxOf(request));
+          const query = Object.fromEntries(
+            Object.entries(request.query as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0].length <= 100),
+          );
+          const r = await c.sso.callback(query, request.cookies?.[SSO_STATE_COOKIE], ctxOf(request));
           reply.clearCookie(SSO_STATE_COOKIE, stateCookie);
           if (r.kind === 'login') {
             reply.setCookie(sessionCookieName(secure), r.sessionToken, {
