@@ -235,8 +235,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
    * Whether this person has a second factor of their own (today: a confirmed authenticator app).
    * Every check of "is this person enrolled" goes through here, so a new kind of factor is added once.
    */
-  const hasSecondFactor = async (exec: Executor, user: UsersTable): Promise<boolean> =>
-    !!user.totp_confirmed_at || !!(await idpSecondFactor?.()?.(exec, user));
+  const hasSecondFactor = async (exec: Executor, user: UsersTable): Promise<boolean> => !!user.totp_confirmed_at || !!(await idpSecondFactor?.()?.(exec, user));
 
   /**
    * Opens a console session for a person who has just proved who they are (by whatever method),
@@ -590,7 +589,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       if (!user || !passwordOk) return fail(user ? 'wrong password' : 'unknown account');
       if (user.status !== 'active') return fail('account disabled');
       // Told only to someone who knew the password: it says nothing about which accounts exist.
-      if (user.sso_only) return fail('single sign-on only', 'This account signs in with single sign-on only: use the "Sign in with …" button of your organisation.');
+      if (user.sso_only)
+        return fail('single sign-on only', 'This account signs in with single sign-on only: use the "Sign in with …" button of your organisation.');
       const mfaEnrolled = await hasSecondFactor(db, user);
       if (mfaEnrolled) {
         if (!input.code) {
