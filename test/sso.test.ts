@@ -7,6 +7,8 @@
  * refused on password sign-in, the client secret never echoed, and the egress policy refusing an
  * issuer the operator has not allowed.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, createTestApp, type Session, type TestApp } from './helpers/app.js';
@@ -369,6 +371,35 @@ describe(`single sign-on (OpenID Connect) on ${ENGINE}`, () => {
     expect(idTokenShowsMfa({ amr: ['pwd'] }, [])).toBe(false);
     expect(idTokenShowsMfa({ amr: ['pwd', 'mfa'] }, [])).toBe(true);
     expect(idTokenShowsMfa({ acr: 'urn:okta:loa:2fa:any' }, ['urn:okta:loa:2fa:any'])).toBe(true);
+  });
+
+  it('the CLI adds, lists (never the secret) and removes a provider', async () => {
+    const file = path.join(t.db.dir, 'sso-secret.txt');
+    fs.writeFileSync(file, 'cli-client-secret-value\n');
+    const add = await t.cli([
+      'sso',
+      'add',
+      '--kind',
+      'okta',
+      '--name',
+      'Okta CLI',
+      '--issuer',
+      'https://example.okta.com',
+      '--client-id',
+      'okta-app',
+      '--client-secret-file',
+      file,
+      '--map',
+      'groups=kw-techs:technician:Client A',
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    const list = await t.cli(['sso', 'list']);
+    expect(list.stdout).toContain('Okta CLI');
+    expect(list.stdout).toContain('stored');
+    expect(list.stdout + (await t.cli(['sso', 'list', '--json'])).stdout).not.toContain('cli-client-secret-value');
+    const rm = await t.cli(['sso', 'remove', 'Okta CLI']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect((await t.cli(['sso', 'list'])).stdout).not.toContain('Okta CLI');
   });
 
   it('a disabled or unknown provider does not start a sign-in', async () => {
