@@ -2036,7 +2036,7 @@ const MATRIX: Record<string, Entry> = {
     variants: [{ label: 'a password session', axis: 'none', build: () => ({ url: '/api/v1/auth/sso/step-up' }), session: all(400), token: all(403) }],
   },
   'GET /api/v1/me/sso': {
-    auth: 'enrolment',
+    auth: 'authenticated',
     variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/me/sso' }), session: all(200) }],
   },
   'GET /api/v1/settings/sso/providers': {

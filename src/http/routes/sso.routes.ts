@@ -208,7 +208,6 @@ export const ssoRoutes =
     app.get(
       '/me/sso',
       {
-        config: { auth: 'enrolment' },
         schema: {
           tags: ['me'],
           summary: 'Whether this session can step up at its sign-in provider (and which)',
