@@ -33,6 +33,7 @@ import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
 import { invitationRoutes } from './http/routes/invitations.routes.js';
 import { passkeyRoutes } from './http/routes/passkeys.routes.js';
+import { ssoRoutes } from './http/routes/sso.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -237,6 +238,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(lifecycleRoutes(container));
       // Invitations by e-mail (issue 19).
       await api.register(invitationRoutes(container));
+      // Single sign-on (OpenID Connect): sign-in buttons, start, callback, step-up, provider settings.
+      await api.register(ssoRoutes(container));
     },
     { prefix: '/api/v1' },
   );

@@ -73,6 +73,9 @@ import { createUnlockOutcome } from './modules/keys/keys.outcome.js';
 import { createDeviceTableRepo } from './modules/devices/device-table.repo.js';
 import { createDeviceTableService } from './modules/devices/device-table.service.js';
 import { createClientOverview } from './modules/clients/clients.overview.js';
+import { createSsoRepo } from './modules/sso/sso.repo.js';
+import { createSsoService, SSO_REVALIDATE_TASK, type InviteePort } from './modules/sso/sso.service.js';
+import { createOidc } from './modules/sso/sso.oidc.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -193,6 +196,23 @@ export async function buildContainer(
       audit,
       clock,
       policy: config.policy,
+      // Single sign-on, built just below: an SSO-only person's second factor may be proven at their provider.
+      idpSecondFactor: () => (exec, user) => sso.idpSecondFactor(exec, user),
+    });
+    // Single sign-on (OpenID Connect): providers, links, sign-in through identity's openSession.
+    // Invitations may accept an invitee signing in through a provider (bound later: ssoInvitee).
+    let ssoInvitee: InviteePort | undefined;
+    const sso = createSsoService({
+      tx: transactions(db),
+      repo: createSsoRepo(),
+      users: createIdentityRepo(),
+      identity: () => identity,
+      invitee: () => ssoInvitee,
+      keyring,
+      audit,
+      clock,
+      policy: config.policy,
+      oidc: createOidc({ egress, clock }),
     });
     // Making someone an owner or giving them every client waits for a second owner while two-owner approval is on.
     approvals.register(APPROVAL_GRANT_USER, (tx, approver, params) => identity.applyApprovedGrant(tx, approver, params));
@@ -221,6 +241,8 @@ export async function buildContainer(
       publicUrl: config.server.publicUrl,
     });
     approvals.register(APPROVAL_INVITE, (tx, approver, params) => invitations.applyApproval(tx, approver, params));
+    // A person with a pending invitation may accept it by signing in through a provider.
+    ssoInvitee = { acceptBySso: (tx, input) => invitations.acceptBySso(tx, input) };
     // "Last seen" of unchanged check-ins, written every 100 ms in one transaction.
     const seen = createSeenBuffer({ db, engine: database.engine });
     const agent = createAgentService({
@@ -315,6 +337,11 @@ export async function buildContainer(
           const r = await notifications.runOnce();
           return `ok: ${r.routed} events routed, ${r.sent} sent, ${r.retrying} to retry, ${r.failed} failed, ${r.reports} reports queued`;
         },
+        // SSO sessions are confirmed again at their provider (refresh token) or end: every 5 minutes.
+        [SSO_REVALIDATE_TASK]: async () => {
+          const r = await sso.revalidate();
+          return `ok: ${r.checked} sessions due, ${r.confirmed} confirmed, ${r.ended} ended`;
+        },
         // The audit chain is checked daily; a break is notified (audit.chain_broken) by the audit service.
         'audit-verify': async () => {
           const r = await audit.verify(systemActor('audit-verify'));
@@ -326,6 +353,7 @@ export async function buildContainer(
     for (const t of [
       { id: 'notifications', kind: 'notifications', intervalMinutes: 1, firstRunAt: clock.now() },
       { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
+      { id: SSO_REVALIDATE_TASK, kind: SSO_REVALIDATE_TASK, intervalMinutes: 5, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
     ]) {
       await db
@@ -444,6 +472,11 @@ export async function buildContainer(
       identity,
       invitations,
       passkeys,
+      sso,
+      /** Invitations bind here to accept an invitee who signs in through a provider. */
+      useSsoInvitee: (port: InviteePort) => {
+        ssoInvitee = port;
+      },
       devices,
       lifecycle,
       /** Two-owner approval (the same object as lifecycle.approvals). */

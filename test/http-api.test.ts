@@ -528,6 +528,7 @@ describe(`HTTP API happy paths on ${ENGINE}`, () => {
         status: 'active',
         mfaEnabled: false,
         totpEnabled: false,
+        ssoOnly: false,
         lastLoginAt: null,
         createdAt: expect.any(String),
       });

@@ -245,6 +245,18 @@ function multipart(fields: Record<string, string>, file: { filename: string; con
   return { payload: parts.join(''), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
 }
 
+/** Single sign-on (OIDC part): a provider made by the local CLI for a request to act on. */
+const matrixProvider = async (fx: Fx) =>
+  (
+    await fx.t.container.sso.createProvider(cliOwner, {
+      kind: 'oidc',
+      name: `Matrix IdP ${hex()}`,
+      issuer: 'https://127.0.0.1:9/matrix',
+      clientId: 'matrix',
+      clientSecret: 'matrix-client-secret',
+    })
+  ).id;
+
 /** A person actor for service calls that need a user (token creation records created_by). */
 const personActor = (u: SeedUser): Actor => ({
   type: 'user',
@@ -2226,6 +2238,116 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+
+  // ================================================================ single sign-on (issue 19, OIDC part)
+  // Sign-in buttons, start and callback are public (start and callback answer with a redirect, to
+  // the console's sign-in page when anything is wrong); provider settings are the owner's (a person
+  // with all clients, never a token); SSO-only is managing a user.
+  'GET /api/v1/auth/sso/providers': {
+    auth: 'public',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/auth/sso/providers' }), session: all(200) }],
+  },
+  'GET /api/v1/auth/sso/:id/start': {
+    auth: 'public',
+    variants: [{ label: 'an unknown provider', axis: 'none', build: () => ({ url: `/api/v1/auth/sso/${randomUUID()}/start` }), session: all(302) }],
+  },
+  'GET /api/v1/auth/sso/callback': {
+    auth: 'public',
+    variants: [
+      { label: 'an unknown state', axis: 'none', build: () => ({ url: `/api/v1/auth/sso/callback?state=${hex(16)}&code=${hex(16)}` }), session: all(302) },
+    ],
+  },
+  'GET /api/v1/auth/sso/step-up': {
+    auth: 'authenticated',
+    // None of the matrix's sessions was opened through a provider: 400 for people, 403 for tokens (no second factor).
+    variants: [{ label: 'a password session', axis: 'none', build: () => ({ url: '/api/v1/auth/sso/step-up' }), session: all(400), token: all(403) }],
+  },
+  'GET /api/v1/me/sso': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/me/sso' }), session: all(200) }],
+  },
+  'GET /api/v1/settings/sso/providers': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/sso/providers' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
+  'POST /api/v1/settings/sso/providers': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a new provider',
+        axis: 'none',
+        build: () => ({
+          url: '/api/v1/settings/sso/providers',
+          payload: {
+            kind: 'oidc',
+            name: `Matrix IdP ${hex()}`,
+            issuer: 'https://127.0.0.1:9/matrix',
+            clientId: 'matrix',
+            clientSecret: 'matrix-client-secret',
+          },
+        }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+        check: ({ json }) => (JSON.stringify(json ?? '').includes('matrix-client-secret') ? 'the client secret was echoed' : undefined),
+      },
+    ],
+  },
+  'PATCH /api/v1/settings/sso/providers/:id': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'rename a provider',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/settings/sso/providers/${await matrixProvider(fx)}`, payload: { name: `Renamed ${hex()}` } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
+  },
+  'DELETE /api/v1/settings/sso/providers/:id': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'remove a provider',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/settings/sso/providers/${await matrixProvider(fx)}` }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
+  },
+  'POST /api/v1/settings/sso/providers/:id/test': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'an unreachable issuer',
+        axis: 'none',
+        build: async ({ fx }) => ({ url: `/api/v1/settings/sso/providers/${await matrixProvider(fx)}/test` }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
+  },
+  'PUT /api/v1/users/:userId/sso-only': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a user of Own',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.targetUserId}/sso-only`, payload: { ssoOnly: false } }),
+        session: only(['owner', 'scoped-owner'], 200),
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+      {
+        label: 'a global user',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/users/${fx.globalTargetUserId}/sso-only`, payload: { ssoOnly: false } }),
+        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
+        token: { owner: 403, 'scoped-owner': 403 },
+      },
+    ],
+  },
+  // ================================================================ end of single sign-on (OIDC part)
 
   // ================================================================ notifications routes
   // Owners and admins manage channels, rules and report schedules (admins only of their clients; MSP-wide

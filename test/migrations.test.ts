@@ -52,6 +52,11 @@ const TABLES = [
   'report_schedules',
   'export_schedules',
   'lifecycle_approvals',
+  // single sign-on (0016)
+  'sso_providers',
+  'sso_links',
+  'sso_login_states',
+  'sso_sessions',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -22,6 +22,7 @@ import { registerBackup } from './commands/backup.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerDemo } from './commands/demo.js';
 import { registerReport } from './commands/report.js';
+import { registerSso } from './commands/sso.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -101,6 +102,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   registerLifecycle(program, ctx);
   // Compliance and recovery reports to a file.
   registerReport(program, ctx);
+  registerSso(program, ctx);
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.
   const harden = (cmd: Command) => {
     cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

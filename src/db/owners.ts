@@ -22,6 +22,7 @@ export type ModuleName =
   | 'notifications'
   | 'lifecycle'
   | 'exports'
+  | 'sso'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -75,6 +76,10 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   report_schedules: 'notifications',
   lifecycle_approvals: 'lifecycle',
   export_schedules: 'exports',
+  sso_providers: 'sso',
+  sso_links: 'sso',
+  sso_login_states: 'sso',
+  sso_sessions: 'sso',
 };
 
 /**
@@ -98,4 +103,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   notifications: ['clients', 'devices'],
   // Which of a person's clients let client staff reveal.
   identity: ['clients'],
+  // sso: the re-validation job reads which SSO sessions are still open.
+  sso: ['sessions'],
 };

@@ -182,6 +182,8 @@ export interface UsersTable {
   password_changed_at: string;
   created_at: string;
   updated_at: string;
+  /** 1: the person signs in only through single sign-on (migration 0016; default 0). */
+  sso_only: number;
 }
 
 export interface UserClientsTable {
@@ -677,9 +679,74 @@ export interface PasskeyChallengesTable {
   used_at: string | null;
 }
 
+/** Single sign-on (migration 0016): an OpenID Connect provider an owner configured. */
+export interface SsoProvidersTable {
+  id: string;
+  kind: string;
+  name: string;
+  issuer: string;
+  /** JSON array of Entra tenant ids allowed for a multi-tenant app, or null. */
+  allowed_tenants: string | null;
+  client_id: string;
+  /** Sealed with the vault's secrets key (AAD sso-provider=<id>); never returned. */
+  client_secret: string | null;
+  scopes: string;
+  enabled: number;
+  jit: number;
+  idp_mfa: number;
+  /** JSON array of acr values that count as multi-factor, or null. */
+  mfa_acr: string | null;
+  mapping_mode: string;
+  /** JSON array of mapping rules. */
+  mappings: string;
+  revalidate_minutes: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SsoLinksTable {
+  id: string;
+  provider_id: string;
+  subject: string;
+  user_id: string;
+  email: string | null;
+  created_at: string;
+  last_login_at: string | null;
+}
+
+export interface SsoLoginStatesTable {
+  id: string;
+  state_hash: string;
+  browser_hash: string;
+  provider_id: string;
+  purpose: string;
+  session_id: string | null;
+  /** Nonce and PKCE verifier, sealed with the secrets key (AAD sso-state=<id>). */
+  sealed: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface SsoSessionsTable {
+  session_id: string;
+  provider_id: string;
+  link_id: string;
+  user_id: string;
+  /** Sealed with the secrets key (AAD sso-session=<session id>), when the provider issued one. */
+  refresh_token: string | null;
+  idp_mfa: number;
+  validated_at: string;
+  ended_at: string | null;
+}
+
 export interface DB {
   passkeys: PasskeysTable;
   passkey_challenges: PasskeyChallengesTable;
+  sso_providers: SsoProvidersTable;
+  sso_links: SsoLinksTable;
+  sso_login_states: SsoLoginStatesTable;
+  sso_sessions: SsoSessionsTable;
   lifecycle_approvals: LifecycleApprovalsTable;
   export_schedules: ExportSchedulesTable;
   notification_channels: NotificationChannelsTable;

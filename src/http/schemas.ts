@@ -48,6 +48,7 @@ export const UserSchema = z.object({
   status: z.enum(['active', 'disabled']),
   mfaEnabled: z.boolean().describe('has a second factor: an authenticator app or a passkey'),
   totpEnabled: z.boolean().describe('has an authenticator app'),
+  ssoOnly: z.boolean().describe('Signs in only through single sign-on (password sign-in refused)'),
   lastLoginAt: z.string().nullable(),
   createdAt: z.string(),
   pendingApprovalId: z.string().optional().describe('Set when the change waits for a second owner (two-owner approval is on)'),

@@ -1625,6 +1625,8 @@ export interface paths {
                 pendingApprovalId?: string;
                 /** @enum {string} */
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @description Signs in only through single sign-on (password sign-in refused) */
+                ssoOnly: boolean;
                 /** @enum {string} */
                 status: 'active' | 'disabled';
                 /** @description has an authenticator app */
@@ -1844,6 +1846,8 @@ export interface paths {
                 pendingApprovalId?: string;
                 /** @enum {string} */
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @description Signs in only through single sign-on (password sign-in refused) */
+                ssoOnly: boolean;
                 /** @enum {string} */
                 status: 'active' | 'disabled';
                 /** @description has an authenticator app */
@@ -2021,6 +2025,226 @@ export interface paths {
         };
       };
     };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/sso/{id}/start': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Sign in with a provider: redirects to it (authorization code with PKCE, state and nonce) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description A redirect (to the sign-in provider, or back to the console) */
+        302: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': null;
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/sso/callback': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The provider's answer: checks it, opens the session and redirects to the console */
+    get: {
+      parameters: {
+        query?: {
+          code?: string;
+          error?: string;
+          error_description?: string;
+          iss?: string;
+          state?: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description A redirect (to the sign-in provider, or back to the console) */
+        302: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': null;
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/sso/providers': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The sign-in providers offered on the sign-in page (names and ids only) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              providers: {
+                id: string;
+                name: string;
+              }[];
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/auth/sso/step-up': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Step-up at the sign-in provider (sign in there again with multi-factor): redirects to it */
+    get: {
+      parameters: {
+        query?: {
+          returnTo?: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description A redirect (to the sign-in provider, or back to the console) */
+        302: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': null;
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
     delete?: never;
     options?: never;
     head?: never;
@@ -11197,6 +11421,8 @@ export interface paths {
                 pendingApprovalId?: string;
                 /** @enum {string} */
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @description Signs in only through single sign-on (password sign-in refused) */
+                ssoOnly: boolean;
                 /** @enum {string} */
                 status: 'active' | 'disabled';
                 /** @description has an authenticator app */
@@ -13123,6 +13349,8 @@ export interface paths {
                 pendingApprovalId?: string;
                 /** @enum {string} */
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @description Signs in only through single sign-on (password sign-in refused) */
+                ssoOnly: boolean;
                 /** @enum {string} */
                 status: 'active' | 'disabled';
                 /** @description has an authenticator app */
@@ -14170,6 +14398,67 @@ export interface paths {
         };
       };
     };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/me/sso': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Whether this session can step up at its sign-in provider (and which) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              stepUpProvider: {
+                id: string;
+                name: string;
+              } | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
     delete?: never;
     options?: never;
     head?: never;
@@ -16927,6 +17216,627 @@ export interface paths {
     };
     trace?: never;
   };
+  '/api/v1/settings/sso/providers': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Sign-in providers (owner); client secrets are never returned */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              allowedTenants: string[] | null;
+              clientId: string;
+              createdAt: string;
+              enabled: boolean;
+              /** @description The client secret is write-only: only whether one is stored */
+              hasClientSecret: boolean;
+              id: string;
+              idpMfa: boolean;
+              issuer: string;
+              jit: boolean;
+              /** @enum {string} */
+              kind: 'entra' | 'google' | 'okta' | 'oidc';
+              /** @enum {string} */
+              mappingMode: 'first' | 'most';
+              mappings: {
+                claim: string;
+                clients: 'all' | string[];
+                /** @enum {string} */
+                role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                value: string;
+              }[];
+              mfaAcr: string[];
+              name: string;
+              revalidateMinutes: number;
+              scopes: string[];
+              updatedAt: string;
+            }[];
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    /** Add a sign-in provider (owner, fresh step-up) */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** @description Multi-tenant Entra ID app: the tenant ids allowed to sign in */
+            allowedTenants?: string[] | null;
+            clientId: string;
+            /** @description Write-only; never returned */
+            clientSecret?: string | null;
+            enabled?: boolean;
+            /** @description The provider's multi-factor sign-in (amr/acr) satisfies Keywarden's step-up */
+            idpMfa?: boolean;
+            /** @description Issuer URL, e.g. https://login.microsoftonline.com/<tenant id>/v2.0 */
+            issuer: string;
+            /** @description Create a Keywarden user on first sign-in when a mapping rule grants access */
+            jit?: boolean;
+            /** @enum {string} */
+            kind: 'entra' | 'google' | 'okta' | 'oidc';
+            /**
+             * @description first: the first matching rule wins; most: the most privileged matching rule wins
+             * @enum {string}
+             */
+            mappingMode?: 'first' | 'most';
+            mappings?: {
+              /** @description Claim of the ID token, e.g. groups, roles, hd, email */
+              claim: string;
+              clients: 'all' | string[];
+              /** @enum {string} */
+              role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description The value that must appear in the claim (a group id, a role name, a domain) */
+              value: string;
+            }[];
+            /** @description acr values that count as multi-factor */
+            mfaAcr?: string[];
+            name: string;
+            /** @description How often an SSO session is confirmed again at the provider */
+            revalidateMinutes?: number;
+            scopes?: string[];
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              allowedTenants: string[] | null;
+              clientId: string;
+              createdAt: string;
+              enabled: boolean;
+              /** @description The client secret is write-only: only whether one is stored */
+              hasClientSecret: boolean;
+              id: string;
+              idpMfa: boolean;
+              issuer: string;
+              jit: boolean;
+              /** @enum {string} */
+              kind: 'entra' | 'google' | 'okta' | 'oidc';
+              /** @enum {string} */
+              mappingMode: 'first' | 'most';
+              mappings: {
+                claim: string;
+                clients: 'all' | string[];
+                /** @enum {string} */
+                role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                value: string;
+              }[];
+              mfaAcr: string[];
+              name: string;
+              revalidateMinutes: number;
+              scopes: string[];
+              updatedAt: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/settings/sso/providers/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Remove a sign-in provider (owner, fresh step-up): its links go and its sessions end */
+    delete: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @enum {boolean} */
+              ok: true;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    options?: never;
+    head?: never;
+    /** Change a sign-in provider (owner, fresh step-up); a client secret sent replaces the stored one */
+    patch: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** @description Multi-tenant Entra ID app: the tenant ids allowed to sign in */
+            allowedTenants?: string[] | null;
+            clientId?: string;
+            /** @description Write-only; never returned */
+            clientSecret?: string | null;
+            enabled?: boolean;
+            /** @description The provider's multi-factor sign-in (amr/acr) satisfies Keywarden's step-up */
+            idpMfa?: boolean;
+            /** @description Issuer URL, e.g. https://login.microsoftonline.com/<tenant id>/v2.0 */
+            issuer?: string;
+            /** @description Create a Keywarden user on first sign-in when a mapping rule grants access */
+            jit?: boolean;
+            /**
+             * @description first: the first matching rule wins; most: the most privileged matching rule wins
+             * @enum {string}
+             */
+            mappingMode?: 'first' | 'most';
+            mappings?: {
+              /** @description Claim of the ID token, e.g. groups, roles, hd, email */
+              claim: string;
+              clients: 'all' | string[];
+              /** @enum {string} */
+              role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description The value that must appear in the claim (a group id, a role name, a domain) */
+              value: string;
+            }[];
+            /** @description acr values that count as multi-factor */
+            mfaAcr?: string[];
+            name?: string;
+            /** @description How often an SSO session is confirmed again at the provider */
+            revalidateMinutes?: number;
+            scopes?: string[];
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              allowedTenants: string[] | null;
+              clientId: string;
+              createdAt: string;
+              enabled: boolean;
+              /** @description The client secret is write-only: only whether one is stored */
+              hasClientSecret: boolean;
+              id: string;
+              idpMfa: boolean;
+              issuer: string;
+              jit: boolean;
+              /** @enum {string} */
+              kind: 'entra' | 'google' | 'okta' | 'oidc';
+              /** @enum {string} */
+              mappingMode: 'first' | 'most';
+              mappings: {
+                claim: string;
+                clients: 'all' | string[];
+                /** @enum {string} */
+                role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                value: string;
+              }[];
+              mfaAcr: string[];
+              name: string;
+              revalidateMinutes: number;
+              scopes: string[];
+              updatedAt: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    trace?: never;
+  };
+  '/api/v1/settings/sso/providers/{id}/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Test a sign-in provider: reads its discovery document through the egress policy */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              issuer: string | null;
+              message: string;
+              ok: boolean;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/setup': {
     parameters: {
       query?: never;
@@ -16999,6 +17909,8 @@ export interface paths {
                 pendingApprovalId?: string;
                 /** @enum {string} */
                 role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+                /** @description Signs in only through single sign-on (password sign-in refused) */
+                ssoOnly: boolean;
                 /** @enum {string} */
                 status: 'active' | 'disabled';
                 /** @description has an authenticator app */
@@ -17446,6 +18358,8 @@ export interface paths {
               pendingApprovalId?: string;
               /** @enum {string} */
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description Signs in only through single sign-on (password sign-in refused) */
+              ssoOnly: boolean;
               /** @enum {string} */
               status: 'active' | 'disabled';
               /** @description has an authenticator app */
@@ -17536,6 +18450,8 @@ export interface paths {
               pendingApprovalId?: string;
               /** @enum {string} */
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description Signs in only through single sign-on (password sign-in refused) */
+              ssoOnly: boolean;
               /** @enum {string} */
               status: 'active' | 'disabled';
               /** @description has an authenticator app */
@@ -17670,6 +18586,8 @@ export interface paths {
               pendingApprovalId?: string;
               /** @enum {string} */
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description Signs in only through single sign-on (password sign-in refused) */
+              ssoOnly: boolean;
               /** @enum {string} */
               status: 'active' | 'disabled';
               /** @description has an authenticator app */
@@ -17807,6 +18725,8 @@ export interface paths {
               pendingApprovalId?: string;
               /** @enum {string} */
               role: 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
+              /** @description Signs in only through single sign-on (password sign-in refused) */
+              ssoOnly: boolean;
               /** @enum {string} */
               status: 'active' | 'disabled';
               /** @description has an authenticator app */
@@ -18020,6 +18940,134 @@ export interface paths {
         };
       };
     };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/users/{userId}/sso-only': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    /** Make a person sign in only through single sign-on (password sign-in refused), or lift it */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          userId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            ssoOnly: boolean;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @enum {boolean} */
+              ok: true;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
     delete?: never;
     options?: never;
     head?: never;

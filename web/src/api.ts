@@ -34,6 +34,23 @@ export const csrf = {
   clear: () => sessionStorage.removeItem(CSRF_KEY),
 };
 
+/**
+ * Single sign-on: after the provider's redirect the server hands the new session's CSRF token over
+ * once in a short-lived cookie readable by this script (kw_sso_csrf); it moves to sessionStorage
+ * and the cookie is removed at once. Returns true when a token was adopted.
+ */
+export function adoptSsoCsrf(): boolean {
+  const m = /(?:^|;\s*)kw_sso_csrf=([^;]+)/.exec(document.cookie);
+  if (!m) return false;
+  csrf.set(decodeURIComponent(m[1]!));
+  document.cookie = 'kw_sso_csrf=; Max-Age=0; path=/; SameSite=Lax';
+  return true;
+}
+
+/** Where a "Sign in with …" button (a plain navigation, not a fetch) and an SSO step-up go. */
+export const ssoStartUrl = (providerId: string) => `/api/v1/auth/sso/${encodeURIComponent(providerId)}/start`;
+export const ssoStepUpUrl = (returnTo: string) => `/api/v1/auth/sso/step-up?returnTo=${encodeURIComponent(returnTo)}`;
+
 /** Called when any request answers 401: the app goes back to sign-in. */
 let onUnauthenticated: () => void = () => {};
 export function setUnauthenticatedHandler(fn: () => void): void {

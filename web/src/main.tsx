@@ -22,7 +22,10 @@ import { BarChart, DonutChart } from '@mantine/charts';
 import { Notifications } from '@mantine/notifications';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App } from './App';
-import { ApiError } from './api';
+import { ApiError, adoptSsoCsrf } from './api';
+
+// Back from a sign-in provider: take over the session's CSRF token before anything calls the API.
+adoptSsoCsrf();
 
 /**
  * The server writes a fresh nonce into this meta tag for every page it sends, and allows

@@ -14,6 +14,7 @@ import * as m0012 from './0012_agent_links.js';
 import * as m0013 from './0013_sync_warnings.js';
 import * as m0014 from './0014_agent_jobs.js';
 import * as m0015 from './0015_checkin_indexes.js';
+import * as m0016 from './0016_sso.js';
 import * as m0017 from './0017_passkeys.js';
 import * as m0018 from './0018_invitations.js';
 
@@ -37,6 +38,7 @@ export const migrations: Record<string, Migration> = {
   '0013_sync_warnings': m0013,
   '0014_agent_jobs': m0014,
   '0015_checkin_indexes': m0015,
+  '0016_sso': m0016,
   '0017_passkeys': m0017,
   '0018_invitations': m0018,
 };

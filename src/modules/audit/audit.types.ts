@@ -94,7 +94,13 @@ export type AuditAction =
   | 'export.sheet'
   | 'export.schedule'
   | 'export.unschedule'
-  | 'vault.backup';
+  | 'vault.backup'
+  // single sign-on
+  | 'sso.provider.create'
+  | 'sso.provider.update'
+  | 'sso.provider.delete'
+  | 'sso.link'
+  | 'auth.session_revoked';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

@@ -59,6 +59,11 @@ type Deps = {
   audit: Pick<AuditService, 'record' | 'recordNow'>;
   clock: Clock;
   policy: Policy;
+  /**
+   * Single sign-on (sso module, bound late): whether this person's second factor is proven at their
+   * identity provider (an SSO-only person whose provider's MFA satisfies step-up).
+   */
+  idpSecondFactor?: () => ((exec: Executor, user: UsersTable) => Promise<boolean>) | undefined;
 };
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -88,7 +93,7 @@ function validateRole(role: string): Role {
   return role as Role;
 }
 
-export function createIdentityService({ tx: transactions, repo, requireMfa, approvals, keyring, passkeys, audit, clock, policy }: Deps) {
+export function createIdentityService({ tx: transactions, repo, requireMfa, approvals, keyring, passkeys, audit, clock, policy, idpSecondFactor }: Deps) {
   const db = transactions.reader;
   const view = async (exec: Executor, u: UsersTable): Promise<UserView> => ({
     id: u.id,
@@ -99,6 +104,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
     status: u.status as UserView['status'],
     mfaEnabled: await hasSecondFactor(exec, u),
     totpEnabled: !!u.totp_confirmed_at,
+    ssoOnly: !!u.sso_only,
     lastLoginAt: u.last_login_at,
     createdAt: u.created_at,
   });
@@ -234,7 +240,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
    * Every check of "is this person enrolled" goes through here, so a new kind of factor is added once.
    */
   const hasSecondFactor = async (exec: Executor, user: UsersTable): Promise<boolean> =>
-    !!user.totp_confirmed_at || (!!passkeys && (await passkeys.countForUser(exec, user.id)) > 0);
+    !!user.totp_confirmed_at || (!!passkeys && (await passkeys.countForUser(exec, user.id)) > 0) || !!(await idpSecondFactor?.()?.(exec, user));
 
   /**
    * Opens a console session for a person who has just proved who they are (by whatever method),
@@ -249,15 +255,17 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       ip: string | null;
       userAgent: string | null;
       audit: (tx: Tx) => Promise<unknown>;
-      afterInsert?: (tx: Tx) => Promise<void>;
+      /** Runs in the session's transaction, after its row: the new session's id (e.g. for single sign-on's own record). */
+      afterInsert?: (tx: Tx, sessionId: string) => Promise<void>;
     },
   ): Promise<{ sessionToken: string; csrfToken: string }> => {
     const sessionToken = newSecret();
     const csrfToken = newSecret();
     const now = clock.now();
+    const sessionId = newId();
     await transactions.run(async (tx) => {
       await repo.insertSession(tx, {
-        id: newId(),
+        id: sessionId,
         token_hash: sha256Hex(sessionToken),
         csrf_hash: sha256Hex(csrfToken),
         user_id: user.id,
@@ -270,7 +278,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         user_agent: how.userAgent?.slice(0, 500) ?? null,
       });
       await repo.updateUser(tx, user.id, { last_login_at: now, failed_logins: 0 });
-      if (how.afterInsert) await how.afterInsert(tx);
+      if (how.afterInsert) await how.afterInsert(tx, sessionId);
       await how.audit(tx);
     });
     return { sessionToken, csrfToken };
@@ -381,6 +389,10 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
   const service = {
     /** For other sign-in methods of the identity module (passkeys): see signInParts. */
     signInParts,
+    /** The one session opener, for sign-in methods outside this module (single sign-on, passkeys). */
+    openSession,
+    /** Whether this person has a second factor of their own (every method counted). */
+    hasSecondFactor,
     // ---------------------------------------------------------------- users
     async createUser(actor: Actor, input: { email: string; name?: string; password: string; role: string; clients: 'all' | string[] }): Promise<UserView> {
       requirePermission(actor, 'user:manage');
@@ -414,6 +426,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
           password_changed_at: now,
           created_at: now,
           updated_at: now,
+          sso_only: 0,
         };
         await repo.insertUser(tx, row);
         if (!pending && input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
@@ -588,6 +601,9 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       };
       if (!user || !passwordOk) return fail(user ? 'wrong password' : 'unknown account');
       if (user.status !== 'active') return fail('account disabled');
+      // Told only to someone who knew the password: it says nothing about which accounts exist.
+      if (user.sso_only)
+        return fail('single sign-on only', 'This account signs in with single sign-on only: use the "Sign in with …" button of your organisation.');
       const mfaEnrolled = await hasSecondFactor(db, user);
       if (mfaEnrolled) {
         if (!input.code) {
@@ -977,6 +993,8 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         password_changed_at: now,
         created_at: now,
         updated_at: now,
+        // Accepted through the identity provider: it has no password anyone knows.
+        sso_only: input.passwordHash === null ? 1 : 0,
       };
       await repo.insertUser(tx, row);
       if (input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);

@@ -11,6 +11,8 @@ export type UserView = {
   mfaEnabled: boolean;
   /** An authenticator app in particular. */
   totpEnabled: boolean;
+  /** Signs in only through single sign-on (password sign-in refused). */
+  ssoOnly: boolean;
   lastLoginAt: string | null;
   createdAt: string;
   /** Set when the change waits for a second owner (two-owner approval): the approval request's id. */

@@ -1,5 +1,5 @@
 import type { Executor, Tx } from '../../db/database.js';
-import type { InvitationsTable } from '../../db/schema.js';
+import type { InvitationsTable, UsersTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { Policy } from '../../config.js';
 import { hashPassword } from '../../crypto/passwords.js';
@@ -406,6 +406,46 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       const r = input.token ? await usable(input.token) : (await repo.openFor(db, email, clock.now()))[0];
       if (!r || r.email !== email) throw badRequest(GENERIC);
       return complete(r, { name: input.name, passwordHash: null, method: input.method, ip: input.ip, userAgent: input.userAgent });
+    },
+
+    /**
+     * Single sign-on's way in (bound to the sso module as its InviteePort): inside the sign-in's
+     * transaction, uses up the open invitation for an e-mail the identity provider has verified and
+     * creates the person without a password (SSO only), under the same checks as a link accepted by
+     * hand. Null when there is no usable invitation; the caller then refuses the sign-in.
+     */
+    async acceptBySso(tx: Tx, input: { email: string; name: string | null; providerId: string; subject: string }): Promise<UsersTable | null> {
+      const email = input.email.trim().toLowerCase();
+      const r = (await repo.openFor(tx, email, clock.now()))[0];
+      if (!r || r.email !== email) return null;
+      const inviter = await inviterNow(r);
+      if (!inviter || (r.approval_id && !r.approved_at)) return null;
+      if (!(await repo.claim(tx, r.id, r.token_hash, clock.now()))) return null;
+      const u = await identity.createInvitedUser(tx, inviter, {
+        email: r.email,
+        name: input.name ?? undefined,
+        passwordHash: null,
+        role: r.role as Role,
+        clients: clientsOf(r),
+        approved: !!r.approved_at,
+      });
+      await repo.setAcceptedUser(tx, r.id, u.id);
+      const person: Actor = { type: 'user', id: u.id, name: u.email, role: u.role as Role, clients: clientsOf(r) };
+      await audit.record(tx, person, {
+        action: 'user.create',
+        outcome: 'success',
+        targetType: 'user',
+        targetId: u.id,
+        details: { email: u.email, role: u.role, clients: clientsOf(r), via: 'invitation', invitedBy: r.invited_by_name },
+      });
+      await audit.record(tx, person, {
+        action: 'invitation.accepted',
+        outcome: 'success',
+        targetType: 'invitation',
+        targetId: r.id,
+        details: { email: u.email, role: u.role, clients: clientsOf(r), invitedBy: r.invited_by_name, method: 'sso', provider: input.providerId },
+      });
+      return u;
     },
 
     /** Carries out a second owner's approval of an invitation (registered with the lifecycle approvals). */

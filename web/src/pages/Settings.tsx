@@ -33,8 +33,9 @@ import { AccountTab } from './Account';
 import { PasskeyStepUpButton } from '../passkeys';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
+import { SignInTab } from './SignInSettings';
 
-type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security';
+type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
 
 export function SettingsPage({ tab }: { tab?: string }) {
   const { can, me } = useSession();
@@ -47,6 +48,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
     { value: 'integrations', label: 'Connections', show: can('integration:manage') },
     { value: 'branding', label: 'Branding', show: can('settings:manage') },
     { value: 'security', label: 'Security', show: can('settings:manage') },
+    { value: 'sign-in', label: 'Sign-in', show: can('settings:manage') },
   ];
   const visible = tabs.filter((t) => t.show);
   const current = (tab ?? (visible.length > 1 ? visible[1]!.value : 'account')) as Tab;
@@ -71,6 +73,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
         <Tabs.Panel value="integrations">{current === 'integrations' && <IntegrationsTab />}</Tabs.Panel>
         <Tabs.Panel value="branding">{current === 'branding' && <BrandingTab />}</Tabs.Panel>
         <Tabs.Panel value="security">{current === 'security' && <SecurityTab />}</Tabs.Panel>
+        <Tabs.Panel value="sign-in">{current === 'sign-in' && <SignInTab />}</Tabs.Panel>
       </Tabs>
     </Stack>
   );
@@ -120,6 +123,12 @@ function UsersTab() {
   const update = useMutation({
     mutationFn: ({ id, patch }: { id: string; patch: Body<'/api/v1/users/{userId}', 'patch'> }) =>
       api.patch('/api/v1/users/{userId}', { params: { path: { userId: id } }, body: patch }),
+    onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
+    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+  });
+  const ssoOnly = useMutation({
+    mutationFn: ({ id, on }: { id: string; on: boolean }) =>
+      api.put('/api/v1/users/{userId}/sso-only', { params: { path: { userId: id } }, body: { ssoOnly: on } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
     onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
   });
@@ -202,6 +211,14 @@ function UsersTab() {
                     <Button size="compact-xs" variant="default" onClick={() => setResetFor(u)}>
                       Set password
                     </Button>
+                    <Switch
+                      size="xs"
+                      label="SSO only"
+                      aria-label={`SSO only for ${u.email}`}
+                      checked={u.ssoOnly}
+                      disabled={u.id === me.actor.id}
+                      onChange={(e) => ssoOnly.mutate({ id: u.id, on: e.currentTarget.checked })}
+                    />
                   </Group>
                 </Table.Td>
               </Table.Tr>

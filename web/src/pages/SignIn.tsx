@@ -1,9 +1,10 @@
 import { useState, type FormEvent, type ReactNode } from 'react';
+import { useQuery } from '@tanstack/react-query';
 import { useQueryClient } from '@tanstack/react-query';
 import { useLocation } from 'wouter';
-import { Alert, Button, Center, Group, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
+import { Alert, Button, Center, Divider, Group, Paper, PasswordInput, Stack, Text, TextInput, Title } from '@mantine/core';
 import { IconKey, IconShieldLock } from '@tabler/icons-react';
-import { api, ApiError, csrf, type Answer } from '../api';
+import { api, ApiError, csrf, ssoStartUrl, type Answer } from '../api';
 import { messageOf } from '../ui';
 import { passkeysSupported, secondFactorWithPasskey, signInWithPasskey } from '../passkeys';
 
@@ -52,6 +53,43 @@ function useSignedIn() {
   };
 }
 
+/** Why a single sign-on came back to this page (the server's reason word, never the provider's text). */
+const SSO_REASONS: Record<string, string> = {
+  'no-account': 'There is no Keywarden account for you yet. Ask an owner to add you.',
+  'no-mapping': 'Your account at the sign-in provider is not in a group that has access to Keywarden.',
+  'mapping-no-longer-grants-access': 'Your account at the sign-in provider no longer has access to Keywarden. Your sessions have ended.',
+  'account-disabled': 'Your Keywarden account is disabled. Ask an owner.',
+  'no-verified-e-mail': 'The sign-in provider did not send a verified e-mail address. Ask an owner.',
+  'tenant-not-allowed': "Your organisation's tenant is not allowed to sign in here.",
+  'state-expired': 'The sign-in took too long. Try again.',
+  'provider-unreachable': 'The sign-in provider cannot be reached. Try again later, or ask an owner.',
+  'provider-unavailable': 'This sign-in provider is not available.',
+  'provider-refused': 'The sign-in provider did not sign you in.',
+  'another-person': 'You signed in at the provider as someone else.',
+  'no-mfa': 'The sign-in provider did not confirm a multi-factor sign-in.',
+};
+const ssoReason = () => {
+  const r = new URLSearchParams(window.location.search).get('sso');
+  return r ? (SSO_REASONS[r] ?? 'The single sign-on did not succeed. Try again.') : null;
+};
+
+/** "Sign in with …": one button per enabled provider (a navigation to the provider, not a fetch). */
+function SsoButtons() {
+  const providers = useQuery({ queryKey: ['sso-providers'], queryFn: () => api.get('/api/v1/auth/sso/providers', { quiet401: true }), staleTime: 60_000 });
+  const list = providers.data?.providers ?? [];
+  if (!list.length) return null;
+  return (
+    <>
+      <Divider label="or" labelPosition="center" />
+      {list.map((p) => (
+        <Button key={p.id} component="a" href={ssoStartUrl(p.id)} variant="default" fullWidth>
+          Sign in with {p.name}
+        </Button>
+      ))}
+    </>
+  );
+}
+
 export function LoginPage() {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
@@ -59,7 +97,7 @@ export function LoginPage() {
   const [step, setStep] = useState<'password' | 'code'>('password');
   // Which second factors the password step said this account has.
   const [factors, setFactors] = useState<{ totp: boolean; passkey: boolean }>({ totp: true, passkey: false });
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(ssoReason);
   const [busy, setBusy] = useState(false);
   const signedIn = useSignedIn();
 
@@ -207,6 +245,7 @@ export function LoginPage() {
             Sign in
           </Button>
           {passkeyButton('Sign in with a passkey', signInWithPasskey)}
+          <SsoButtons />
         </Stack>
       </form>
     </Frame>

@@ -1,0 +1,89 @@
+/// <reference lib="dom" />
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext } from 'playwright-core';
+import { cliActor } from '../../src/modules/authz/authz.js';
+import { launchChromium, newContext, screenshotFailure, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
+
+/**
+ * Issue 19 (single sign-on): the sign-in page's "Sign in with …" button goes to a real OpenID
+ * provider (oidc-provider on 127.0.0.1), the person signs in on the provider's own login page and
+ * comes back signed in; the CSRF token handed over works for a change (signing out), and its
+ * cookie is gone. A person the vault does not know comes back to the sign-in page with a reason.
+ */
+describe('single sign-on in Chromium', () => {
+  let server: ConsoleServer;
+  let browser: Browser;
+  let idp: TestIdp;
+  let techEmail: string;
+  const open: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
+    techEmail = userOf(server, 'technician');
+    idp = await startOidcProvider({
+      redirectUris: [`${server.baseUrl}/api/v1/auth/sso/callback`],
+      users: {
+        tech: { sub: 'sub-tech', email: techEmail, password: 'idp password 1', name: 'Tech' },
+        stranger: { sub: 'sub-stranger', email: 'stranger@example.test', password: 'idp password 2' },
+      },
+    });
+    await server.container.sso.createProvider(cliActor('browser-test'), {
+      kind: 'oidc',
+      name: 'Contoso IdP',
+      issuer: idp.issuer,
+      clientId: idp.clientId,
+      clientSecret: idp.clientSecret,
+      scopes: ['openid', 'email', 'profile'],
+    });
+    browser = await launchChromium();
+  });
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
+    for (const c of open.splice(0)) await c.close().catch(() => {});
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await idp?.close();
+    await server?.close();
+  });
+
+  const atIdp = async (page: import('playwright-core').Page, login: string, password: string) => {
+    await page.getByRole('link', { name: 'Sign in with Contoso IdP' }).click();
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    await page.getByLabel('Username').fill(login);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
+  };
+
+  it('signs in with the "Sign in with …" button through the provider\'s login page', async () => {
+    const { context } = await newContext(browser, server.baseUrl);
+    open.push(context);
+    const page = await context.newPage();
+    await page.goto('/login');
+    await atIdp(page, 'tech', 'idp password 1');
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    expect(page.url().startsWith(server.baseUrl)).toBe(true);
+    await expect.poll(() => page.getByText(techEmail).first().isVisible()).toBe(true);
+    // The CSRF token moved to sessionStorage; its hand-over cookie is gone.
+    expect(await page.evaluate(() => sessionStorage.getItem('kw.csrf'))).toBeTruthy();
+    expect(await page.evaluate(() => document.cookie)).not.toContain('kw_sso_csrf');
+    const logins = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.login').execute();
+    expect(logins.some((e) => e.outcome === 'success' && (e.details ?? '').includes('"method":"sso"') && (e.details ?? '').includes(techEmail))).toBe(true);
+    // A change with the handed-over CSRF token: signing out works.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(/\/login$/);
+    const outs = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.logout').execute();
+    expect(outs.length).toBeGreaterThan(0);
+  });
+
+  it('a person the vault does not know comes back to sign-in with the reason', async () => {
+    const { context } = await newContext(browser, server.baseUrl);
+    open.push(context);
+    const page = await context.newPage();
+    await page.goto('/login');
+    await atIdp(page, 'stranger', 'idp password 2');
+    await page.waitForURL(/\/login\?sso=no-account$/);
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('There is no Keywarden account for you yet');
+  });
+});
