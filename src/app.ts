@@ -31,6 +31,7 @@ import { exportRoutes } from './http/routes/exports.routes.js';
 import { lifecycleRoutes } from './http/routes/lifecycle.routes.js';
 import { complianceRoutes } from './http/routes/compliance.routes.js';
 import { directoryRoutes } from './http/routes/directory.routes.js';
+import { revealApprovalRoutes } from './http/routes/reveal-approvals.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -231,6 +232,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(exportRoutes(container));
       // Retire, legal hold, retention, crypto-shred with approvals, key history.
       await api.register(lifecycleRoutes(container));
+      // Two-person reveal: policies, device tags, reveal requests.
+      await api.register(revealApprovalRoutes(container));
     },
     { prefix: '/api/v1' },
   );

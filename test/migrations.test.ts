@@ -49,6 +49,9 @@ const TABLES = [
   'report_schedules',
   'export_schedules',
   'lifecycle_approvals',
+  'reveal_policies',
+  'device_tags',
+  'reveal_requests',
 ];
 
 async function tables(database: Database): Promise<string[]> {

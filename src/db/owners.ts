@@ -22,6 +22,7 @@ export type ModuleName =
   | 'notifications'
   | 'lifecycle'
   | 'exports'
+  | 'reveal-approvals'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -72,6 +73,9 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   report_schedules: 'notifications',
   lifecycle_approvals: 'lifecycle',
   export_schedules: 'exports',
+  device_tags: 'devices',
+  reveal_policies: 'reveal-approvals',
+  reveal_requests: 'reveal-approvals',
 };
 
 /**
@@ -95,4 +99,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   notifications: ['clients', 'devices'],
   // Which of a person's clients let client staff reveal.
   identity: ['clients'],
+  // Two-person reveal: names of clients, devices and keys in requests; a device's tags decide a tagged policy.
+  'reveal-approvals': ['clients', 'devices', 'recovery_keys', 'device_tags'],
 };

@@ -14,6 +14,7 @@ import * as m0012 from './0012_agent_links.js';
 import * as m0013 from './0013_sync_warnings.js';
 import * as m0014 from './0014_agent_jobs.js';
 import * as m0015 from './0015_checkin_indexes.js';
+import * as m0019 from './0019_reveal_approvals.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '0013_sync_warnings': m0013,
   '0014_agent_jobs': m0014,
   '0015_checkin_indexes': m0015,
+  '0019_reveal_approvals': m0019,
 };

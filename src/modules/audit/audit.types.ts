@@ -84,7 +84,15 @@ export type AuditAction =
   | 'export.sheet'
   | 'export.schedule'
   | 'export.unschedule'
-  | 'vault.backup';
+  | 'vault.backup'
+  // two-person reveal
+  | 'reveal_request.create'
+  | 'reveal_request.approve'
+  | 'reveal_request.deny'
+  | 'reveal_request.cancel'
+  | 'key.break_glass'
+  | 'reveal_policy.update'
+  | 'device.tags';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 
