@@ -146,7 +146,14 @@ describe(`two-person reveal on ${ENGINE}`, () => {
     expect((await ask(s.tech, keys.fab)).statusCode).toBe(404);
 
     const created = ok(await ask(s.tech, keys.srv, { note: 'user on the phone, laptop at the desk' }), 201);
-    expect(created).toMatchObject({ status: 'pending', mine: true, mayDecide: false, keyId: keys.srv.keyId, device: { name: keys.srv.device }, ticket: 'T-1001' });
+    expect(created).toMatchObject({
+      status: 'pending',
+      mine: true,
+      mayDecide: false,
+      keyId: keys.srv.keyId,
+      device: { name: keys.srv.device },
+      ticket: 'T-1001',
+    });
     flowId = created.id;
     expect(created.path).toBe(`/requests/${flowId}`);
     const [e] = await audit('reveal_request.create');
@@ -238,11 +245,13 @@ describe(`two-person reveal on ${ENGINE}`, () => {
     const won = answers.find((r) => r.statusCode === 200)!;
     expect(won.json().key.recoveryPassword).toBe(keys.exec.password);
     for (const r of answers.filter((x) => x.statusCode !== 200)) expectNoLeak(r, passwords());
-    const events = (await audit('key.reveal')).filter((e) => e.details?.approvalRequestId === id || (e.outcome === 'denied' && e.targetId === keys.exec.recordId));
+    const events = (await audit('key.reveal')).filter(
+      (e) => e.details?.approvalRequestId === id || (e.outcome === 'denied' && e.targetId === keys.exec.recordId),
+    );
     expect(events.filter((e) => e.outcome === 'success')).toHaveLength(1);
   });
 
-  it("an API token asks and reveals after approval; neither its creator nor the token approves", async () => {
+  it('an API token asks and reveals after approval; neither its creator nor the token approves', async () => {
     const id = ok(await ask(adminToken, keys.exec), 201).id as string;
     expect((await req('GET', `/reveal-requests/${id}`, s.scopedAdmin)).json()).toMatchObject({ mine: true, requestedByToken: true, mayDecide: false });
     const creator = await approve(s.scopedAdmin, id);
@@ -299,9 +308,14 @@ describe(`two-person reveal on ${ENGINE}`, () => {
     expect((await req('PUT', `/devices/${srvDevice}/tags`, s.tech, { tags: ['server'] })).statusCode).toBe(403);
     const fabDevice = (await lc.c.devices.list(cliOwner, { q: 'fake-fab1' }))[0]!.id;
     expect((await req('PUT', `/devices/${fabDevice}/tags`, s.scopedAdmin, { tags: ['server'] })).statusCode).toBe(404);
-    expect(ok(await req('PUT', `/devices/${srvDevice}/tags`, s.scopedAdmin, { tags: ['Server', 'server', 'rack-2'] }))).toEqual({ deviceId: srvDevice, tags: ['rack-2', 'server'] });
+    expect(ok(await req('PUT', `/devices/${srvDevice}/tags`, s.scopedAdmin, { tags: ['Server', 'server', 'rack-2'] }))).toEqual({
+      deviceId: srvDevice,
+      tags: ['rack-2', 'server'],
+    });
     expect(ok(await req('GET', `/devices/${srvDevice}/tags`, s.tech)).tags).toEqual(['rack-2', 'server']);
-    expect(ok(await req('GET', `/clients/${contoso}/device-tags`, s.tech))).toEqual([{ deviceId: srvDevice, deviceName: keys.srv.device, tags: ['rack-2', 'server'] }]);
+    expect(ok(await req('GET', `/clients/${contoso}/device-tags`, s.tech))).toEqual([
+      { deviceId: srvDevice, deviceName: keys.srv.device, tags: ['rack-2', 'server'] },
+    ]);
     expect((await audit('device.tags'))[0]).toMatchObject({ targetId: srvDevice, details: { to: ['rack-2', 'server'] } });
 
     await setPolicy({ mode: 'tagged', tags: ['server', 'executive'] });
@@ -332,7 +346,12 @@ describe(`two-person reveal on ${ENGINE}`, () => {
     expect(r.statusCode, r.body).toBe(200);
     expect(r.json().key.recoveryPassword).toBe(keys.lap.password);
     const [bg] = await audit('key.break_glass');
-    expect(bg).toMatchObject({ actorId: ids.owner, targetId: keys.lap.recordId, clientId: contoso, details: { breakGlassReason: 'server down, nobody else awake' } });
+    expect(bg).toMatchObject({
+      actorId: ids.owner,
+      targetId: keys.lap.recordId,
+      clientId: contoso,
+      details: { breakGlassReason: 'server down, nobody else awake' },
+    });
     const ev = (await audit('key.reveal')).find((e) => e.outcome === 'success' && e.actorId === ids.owner);
     expect(ev?.details).toMatchObject({ breakGlass: true });
     const [n] = await outbox('key.break_glass');

@@ -88,7 +88,7 @@ export const keyRoutes =
             reason: z.string().min(1).max(40),
             ticket: z.string().max(200).optional(),
             note: z.string().max(1000).optional(),
-            approvalRequestId: Id.optional().describe("two-person reveal: the id of your approved request for this key (it reveals once)"),
+            approvalRequestId: Id.optional().describe('two-person reveal: the id of your approved request for this key (it reveals once)'),
             breakGlassReason: z
               .string()
               .max(500)

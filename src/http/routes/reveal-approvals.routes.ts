@@ -220,4 +220,3 @@ export const revealApprovalRoutes =
       async (request) => c.revealApprovals.cancel(actorOf(request), request.params.requestId),
     );
   };
-

@@ -5,7 +5,13 @@ import { inClientScope, type ClientScope } from '../../db/scope.js';
 export function createDeviceTagsRepo() {
   return {
     async tagsOf(exec: Executor, clientId: string, deviceId: string): Promise<string[]> {
-      const rows = await exec.selectFrom('device_tags').select('tag').where('client_id', '=', clientId).where('device_id', '=', deviceId).orderBy('tag').execute();
+      const rows = await exec
+        .selectFrom('device_tags')
+        .select('tag')
+        .where('client_id', '=', clientId)
+        .where('device_id', '=', deviceId)
+        .orderBy('tag')
+        .execute();
       return rows.map((r) => r.tag);
     },
     /** Every tagged device of a client (inside the scope), with its name and tags. */

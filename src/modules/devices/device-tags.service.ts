@@ -15,7 +15,8 @@ export const MAX_TAGS = 10;
 export function parseTags(input: readonly string[], field = 'tags'): string[] {
   const out = [...new Set(input.map((t) => t.trim().toLowerCase()).filter(Boolean))];
   for (const t of out) {
-    if (!TAG_PATTERN.test(t)) throw badRequest(`Tag "${t.slice(0, 40)}" is not valid: use 1 to 32 lower-case letters, digits or dashes (e.g. server, executive).`, { field });
+    if (!TAG_PATTERN.test(t))
+      throw badRequest(`Tag "${t.slice(0, 40)}" is not valid: use 1 to 32 lower-case letters, digits or dashes (e.g. server, executive).`, { field });
   }
   if (out.length > MAX_TAGS) throw badRequest(`At most ${MAX_TAGS} tags.`, { field });
   return out.sort();
@@ -38,6 +39,7 @@ export function createDeviceTagsService({ tx, repo, devices, audit, clock }: Dep
   const mayManage = (actor: Actor, clientId: string) => can(actor, 'client:manage', clientId) || can(actor, 'lifecycle:manage', clientId);
   return {
     async get(actor: Actor, deviceId: string): Promise<{ deviceId: string; tags: string[] }> {
+      if (!can(actor, 'device:read') && !can(actor, 'client:manage') && !can(actor, 'lifecycle:manage')) throw forbidden('You are not allowed to see devices.');
       const d = await devices.findVisible(tx.reader, deviceId, clientScope(actor));
       if (!d || !(can(actor, 'device:read', d.client_id) || mayManage(actor, d.client_id))) throw notFound(`No device with id ${deviceId.slice(0, 60)}.`);
       return { deviceId: d.id, tags: await repo.tagsOf(tx.reader, d.client_id, d.id) };

@@ -233,7 +233,12 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         const refuse = async (error: AppError, problem: string) => {
           plaintext = undefined;
           refusal = error;
-          await audit.record(tx, actor, { ...base, ...target, outcome: 'denied', details: { keyId: row.key_id, query, device: row.device_name ?? null, problem } });
+          await audit.record(tx, actor, {
+            ...base,
+            ...target,
+            outcome: 'denied',
+            details: { keyId: row.key_id, query, device: row.device_name ?? null, problem },
+          });
           return { status: 'refused' as const };
         };
         // Two-person reveal: may this actor reveal this key now (policy, an approved request, break-glass)?

@@ -7,7 +7,7 @@ import { AppError, approvalRequired, badRequest, conflict, forbidden, isAppError
 import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
-import { can, clientScope, requireFreshSecondFactor, requirePermission, revealScope, type Actor } from '../authz/authz.js';
+import { can, requireFreshSecondFactor, requirePermission, revealScope, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { KeysRepo } from '../keys/keys.repo.js';
@@ -98,7 +98,8 @@ function cleanText(v: string | null | undefined, field: string, what: string, ma
   const t = v?.trim() || null;
   if (!t) return null;
   if (t.length > max) throw badRequest(`${what} can be at most ${max} characters.`, { field });
-  if (containsRecoveryPasswordLike(t)) throw badRequest(`${what} looks like it contains a recovery password; leave it out (the audit log must never hold one).`, { field });
+  if (containsRecoveryPasswordLike(t))
+    throw badRequest(`${what} looks like it contains a recovery password; leave it out (the audit log must never hold one).`, { field });
   if (CONTROL.test(t)) throw badRequest(`${what} contains control characters.`, { field });
   return t;
 }
@@ -116,8 +117,17 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
 
   async function policyIn(exec: Executor, clientId: string): Promise<RevealPolicyView> {
     const p = await repo.policy(exec, clientId);
-    if (!p) return { clientId, mode: 'off', tags: [], approvalMinutes: DEFAULT_APPROVAL_MINUTES, requestHours: DEFAULT_REQUEST_HOURS, updatedAt: null, updatedBy: null };
-    let tags: string[] = [];
+    if (!p)
+      return {
+        clientId,
+        mode: 'off',
+        tags: [],
+        approvalMinutes: DEFAULT_APPROVAL_MINUTES,
+        requestHours: DEFAULT_REQUEST_HOURS,
+        updatedAt: null,
+        updatedBy: null,
+      };
+    let tags: string[];
     try {
       tags = JSON.parse(p.tags) as string[];
     } catch {
@@ -135,7 +145,10 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
   }
 
   /** Whether revealing this key needs a second person now, and why (in words). */
-  async function requirement(exec: Executor, key: { client_id: string; device_id: string | null }): Promise<{ required: boolean; why: string | null; policy: RevealPolicyView }> {
+  async function requirement(
+    exec: Executor,
+    key: { client_id: string; device_id: string | null },
+  ): Promise<{ required: boolean; why: string | null; policy: RevealPolicyView }> {
     const policy = await policyIn(exec, key.client_id);
     if (policy.mode === 'required') return { required: true, why: "this client's policy requires a second person's approval for every reveal", policy };
     if (policy.mode === 'tagged' && key.device_id && (await repo.deviceHasTag(exec, key.client_id, key.device_id, policy.tags))) {
@@ -241,10 +254,11 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       input: { mode: RevealPolicyMode; tags?: string[]; approvalMinutes?: number; requestHours?: number },
     ): Promise<RevealPolicyView> {
       requirePermission(actor, 'client:manage');
-      const tags = parseTags(input.tags ?? []);
-      if (input.mode === 'tagged' && tags.length === 0) throw badRequest('A policy for tagged devices needs at least one tag (e.g. server, executive).', { field: 'tags' });
-      const client = await requireVisibleClient(db, actor, clientId, 'client:manage');
       requireFreshSecondFactor(actor, 'change the reveal approval policy', clock.now(), stepUpMinutes);
+      const tags = parseTags(input.tags ?? []);
+      if (input.mode === 'tagged' && tags.length === 0)
+        throw badRequest('A policy for tagged devices needs at least one tag (e.g. server, executive).', { field: 'tags' });
+      const client = await requireVisibleClient(db, actor, clientId, 'client:manage');
       return tx.run(async (t) => {
         const before = await policyIn(t, client.id);
         const now = clock.now();
@@ -419,19 +433,26 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       const requestId = input.approvalRequestId?.trim() || null;
       const breakGlass = input.breakGlassReason !== undefined && input.breakGlassReason !== null;
       const refuse = (error: AppError, problem: string): GateDecision => ({ ok: false, error, problem });
-      if (requestId && breakGlass) return refuse(badRequest('Reveal either with an approved request or by break-glass, not both.'), 'request and break-glass together');
+      if (requestId && breakGlass)
+        return refuse(badRequest('Reveal either with an approved request or by break-glass, not both.'), 'request and break-glass together');
 
       if (requestId) {
         const r = isId(requestId) ? await repo.get(t, null, requestId.toLowerCase()) : undefined;
         if (!r || r.client_id !== key.client_id || r.requester_id !== actor.id) {
-          return refuse(forbidden(`Request ${requestId.slice(0, 60)} is not an approval of yours for this key; ask for approval of this key.`), 'not an approval of this actor');
+          return refuse(
+            forbidden(`Request ${requestId.slice(0, 60)} is not an approval of yours for this key; ask for approval of this key.`),
+            'not an approval of this actor',
+          );
         }
         if (r.recovery_key_id !== key.id) {
           return refuse(forbidden('That approval is for another key; it cannot reveal this one. Ask for approval of this key.'), 'approval of another key');
         }
         const status = statusOf(r, now);
         if (status === 'pending') {
-          return refuse(approvalRequired('Your request waits for a second person to approve it.', { keyRecordId: key.id, requestId: r.id }), 'approval pending');
+          return refuse(
+            approvalRequired('Your request waits for a second person to approve it.', { keyRecordId: key.id, requestId: r.id }),
+            'approval pending',
+          );
         }
         if (status === 'expired') {
           return refuse(approvalRequired('That approval has expired; ask for approval again.', { keyRecordId: key.id, requestId: r.id }), 'approval expired');
@@ -451,7 +472,10 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       if (breakGlass) {
         if (!required) return refuse(badRequest('This key needs no approval: reveal it without break-glass.'), 'break-glass not needed');
         if (!can(actor, 'key:break-glass', key.client_id)) {
-          return refuse(forbidden('Only an owner signed in as a person can reveal without approval (break-glass); ask a second person to approve instead.'), 'break-glass not allowed');
+          return refuse(
+            forbidden('Only an owner signed in as a person can reveal without approval (break-glass); ask a second person to approve instead.'),
+            'break-glass not allowed',
+          );
         }
         try {
           requireFreshSecondFactor(actor, 'reveal without approval (break-glass)', now, stepUpMinutes);
@@ -467,7 +491,12 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
           throw e;
         }
         if (!why2 || why2.length < 10) {
-          return refuse(badRequest('Say why you break the glass (at least 10 characters): it is kept in the audit log and sent to the notification rules.', { field: 'breakGlassReason' }), 'break-glass reason missing');
+          return refuse(
+            badRequest('Say why you break the glass (at least 10 characters): it is kept in the audit log and sent to the notification rules.', {
+              field: 'breakGlassReason',
+            }),
+            'break-glass reason missing',
+          );
         }
         const bgReason = why2;
         return {
@@ -496,9 +525,12 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       }
       if (required) {
         return refuse(
-          approvalRequired(`Revealing this key needs a second person's approval: ${why}. Ask for approval (POST /api/v1/reveal-requests), then reveal with the approved request.`, {
-            keyRecordId: key.id,
-          }),
+          approvalRequired(
+            `Revealing this key needs a second person's approval: ${why}. Ask for approval (POST /api/v1/reveal-requests), then reveal with the approved request.`,
+            {
+              keyRecordId: key.id,
+            },
+          ),
           'approval required',
         );
       }
