@@ -411,7 +411,6 @@ export function RequestPage({ id }: { id: string }) {
                 Deny
               </Button>
               <Button
-                color="green"
                 leftSection={<IconCheck size={16} />}
                 loading={decide.isPending && decide.variables === 'approve'}
                 onClick={() => decide.mutate('approve')}
