@@ -7,6 +7,7 @@ import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/key
 import { expectNoLeak } from './helpers/http.js';
 import type { Session } from './helpers/app.js';
 import { totpCodeAt } from '../src/crypto/totp.js';
+import { createRevealApprovalsRepo } from '../src/modules/reveal-approvals/reveal-approvals.repo.js';
 
 /**
  * Two-person reveal over real HTTP (issue 19, item 4): a client's policy (off / required / tagged),
@@ -249,6 +250,29 @@ describe(`two-person reveal on ${ENGINE}`, () => {
       (e) => e.details?.approvalRequestId === id || (e.outcome === 'denied' && e.targetId === keys.exec.recordId),
     );
     expect(events.filter((e) => e.outcome === 'success')).toHaveLength(1);
+  });
+
+  it('two approvers at once: one decides, the other finds it decided; two transactions spending one approval: one wins', async () => {
+    const id = ok(await ask(s.tech, keys.exec), 201).id as string;
+    const both = await Promise.all([approve(s.approver, id), req('POST', `/reveal-requests/${id}/deny`, s.helpdesk, {})]);
+    expect(both.map((r) => r.statusCode).sort()).toEqual([200, 409]);
+    const status = (await req('GET', `/reveal-requests/${id}`, s.tech)).json().status as string;
+    expect(['approved', 'denied']).toContain(status);
+    const decisions = (await audit('reveal_request.approve')).concat(await audit('reveal_request.deny')).filter((e) => e.targetId === id);
+    expect(decisions).toHaveLength(1);
+
+    // Below the per-person reveal lock: the conditional update alone lets one of two transactions spend it.
+    const id2 = ok(await ask(s.tech, keys.exec), 201).id as string;
+    ok(await approve(s.approver, id2));
+    const repo = createRevealApprovalsRepo();
+    const spend = () =>
+      lc.c.database.db.transaction().execute(async (t) => {
+        const won = await repo.use(t, id2, keys.exec.recordId, ids.tech, lc.clock.now());
+        // Held open a moment, so the other transaction runs while this one has not committed.
+        await new Promise((r) => setTimeout(r, 50));
+        return won;
+      });
+    expect((await Promise.all([spend(), spend()])).filter(Boolean)).toHaveLength(1);
   });
 
   it('an API token asks and reveals after approval; neither its creator nor the token approves', async () => {
