@@ -34,6 +34,7 @@ import { directoryRoutes } from './http/routes/directory.routes.js';
 import { invitationRoutes } from './http/routes/invitations.routes.js';
 import { passkeyRoutes } from './http/routes/passkeys.routes.js';
 import { ssoRoutes } from './http/routes/sso.routes.js';
+import { revealApprovalRoutes } from './http/routes/reveal-approvals.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -240,6 +241,8 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(invitationRoutes(container));
       // Single sign-on (OpenID Connect): sign-in buttons, start, callback, step-up, provider settings.
       await api.register(ssoRoutes(container));
+      // Two-person reveal: policies, device tags, reveal requests.
+      await api.register(revealApprovalRoutes(container));
     },
     { prefix: '/api/v1' },
   );

@@ -76,6 +76,10 @@ import { createClientOverview } from './modules/clients/clients.overview.js';
 import { createSsoRepo } from './modules/sso/sso.repo.js';
 import { createSsoService, SSO_REVALIDATE_TASK, type InviteePort } from './modules/sso/sso.service.js';
 import { createOidc } from './modules/sso/sso.oidc.js';
+import { createRevealApprovals } from './modules/reveal-approvals/reveal-approvals.service.js';
+import { createRevealApprovalsRepo } from './modules/reveal-approvals/reveal-approvals.repo.js';
+import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
+import { createDeviceTagsService } from './modules/devices/device-tags.service.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -361,6 +365,25 @@ export async function buildContainer(
         .execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null }))
         .catch(() => undefined);
     }
+    // Two-person reveal: the client's policy, reveal requests, approvals; asked by the reveal path (approvalGate).
+    const peopleRepo = createIdentityRepo();
+    const revealApprovals = createRevealApprovals({
+      tx: transactions(db),
+      repo: createRevealApprovalsRepo(),
+      keys: keysRepo,
+      people: {
+        // The person behind an API token is its creator: their token is never the "second person".
+        personOf: async (exec, actor) =>
+          actor.type === 'token' ? ((await peopleRepo.findToken(exec, actor.id.replace(/^token:/, '')))?.created_by ?? actor.id) : actor.id,
+        accountCreatedAt: async (exec, userId) => (await peopleRepo.findUser(exec, userId))?.created_at ?? null,
+      },
+      audit,
+      clock,
+      notifier,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      publicUrl: config.server.publicUrl,
+    });
+    const deviceTags = createDeviceTagsService({ tx: transactions(db), repo: createDeviceTagsRepo(), devices: devicesRepo, audit, clock });
     const keys = createKeysService({
       tx: transactions(db),
       repo: keysRepo,
@@ -374,6 +397,7 @@ export async function buildContainer(
         revealsSince: (exec, actorId, since) => auditRepo.revealsSince(exec, actorId, since),
       },
       notifier,
+      approvalGate: (tx, actor, key, input) => revealApprovals.gate(tx, actor, key, input),
       onDisclosed: async (tx, actor, key) => {
         await agent.onKeyDisclosed(tx, actor, key);
         await graph.onKeyDisclosed(tx, actor, key);
@@ -498,6 +522,8 @@ export async function buildContainer(
       clientOverview,
       agentFiles,
       agentHealth,
+      revealApprovals,
+      deviceTags,
       scheduler: scheduler!,
       metrics,
       clock,

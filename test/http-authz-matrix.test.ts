@@ -181,7 +181,7 @@ const hex = (n = 4) => randomBytes(n).toString('hex');
 /** A client's "rotate after disclosure" as created (on): a request that sets it changes nothing. */
 const ROTATE_DEFAULT = true;
 /** Written out by hand (not imported): what no API token ever holds. */
-const PERSON_ONLY_BY_HAND = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage'];
+const PERSON_ONLY_BY_HAND = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage', 'key:break-glass'];
 /** Written out by hand: what an owner of one client holds (everything but the vault-wide powers). */
 const SCOPED_OWNER_PERMISSIONS = [
   'client:read',
@@ -199,6 +199,7 @@ const SCOPED_OWNER_PERMISSIONS = [
   'lifecycle:manage',
   'lifecycle:destroy',
   'lifecycle:approve',
+  'key:break-glass',
 ];
 /** ... and an API token of it (no person-only powers). */
 const SCOPED_OWNER_TOKEN_PERMISSIONS = [
@@ -524,6 +525,63 @@ const FAKE_ASSERTION = {
   response: { clientDataJSON: 'e30', authenticatorData: 'AA', signature: 'AA' },
   clientExtensionResults: {},
 };
+
+// ------------------------------------------------------------------------------------ two-person reveal helpers (issue 19, reveal approval)
+
+/** The tag of the matrix's tagged reveal policy: only devices the matrix tags with it need approval, so every other reveal entry is unaffected. */
+const APPROVAL_TAG = 'matrix-approval';
+const approvalPolicy = { mode: 'tagged', tags: [APPROVAL_TAG] } as const;
+/** A fresh key on a fresh device of Own / Other tagged for approval (the client's tagged policy set), or a random id. */
+async function approvalKey(fx: Fx, target: Target): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  const c = target === 'own' ? fx.own : fx.other;
+  const k = { device: `MATRIX-APPROVAL-${hex(3).toUpperCase()}`, keyId: randomKeyId(), password: randomRecoveryPassword() };
+  fx.passwords.push(k.password);
+  await fx.t.container.revealApprovals.setPolicy(cliOwner, c.id, { ...approvalPolicy, tags: [...approvalPolicy.tags] });
+  await fx.t.container.imports.importFile(cliOwner, c.name, { fileName: 'approval.csv', bytes: bytes(csvOf([k])) });
+  const key = (await fx.t.container.keys.searchByKeyId(cliOwner, k.keyId))[0]!;
+  await fx.t.container.deviceTags.set(cliOwner, key.device!.id, { tags: [APPROVAL_TAG] });
+  return key.id;
+}
+/** A pending reveal request of Own / Other, asked by `requester` (default: a person who is nobody in the matrix), or a random id. */
+async function revealRequest(fx: Fx, target: Target, requester?: Principal): Promise<string> {
+  if (target === 'missing') return randomUUID();
+  const c = target === 'own' ? fx.own : fx.other;
+  const id = randomUUID();
+  const now = new Date().toISOString();
+  // A token's person is its creator (the person a second person must differ from).
+  const person = (requester?.kind === 'token' ? (requester.creator ?? requester.user) : requester?.user)?.id ?? randomUUID();
+  await fx.t.container.database.db
+    .insertInto('reveal_requests')
+    .values({
+      id,
+      client_id: c.id,
+      recovery_key_id: c.solo.recordId,
+      device_id: c.device.id,
+      reason: 'lost-pin',
+      ticket: 'MATRIX-1',
+      note: null,
+      requester_type: requester?.kind === 'token' ? 'token' : 'user',
+      requester_id: requester?.kind === 'token' ? `token:${requester.tokenId}` : person,
+      requester_person_id: person,
+      requester_name: 'someone else',
+      status: 'pending',
+      requested_at: now,
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      decided_by_id: null,
+      decided_by_name: null,
+      decided_at: null,
+      decision_note: null,
+      approval_expires_at: null,
+      used_at: null,
+    })
+    .execute();
+  return id;
+}
+const requestStatus =
+  (want: string): Check =>
+  ({ json }) =>
+    (json as { status?: string }).status === want ? undefined : `expected the request to be ${want}, got ${JSON.stringify(json).slice(0, 200)}`;
 
 // ------------------------------------------------------------------------------------ the matrix
 
@@ -2850,6 +2908,171 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+
+  // ================================================================ two-person reveal (issue 19, reveal approval): policy, tags, requests
+  'GET /api/v1/clients/:clientId/reveal-policy': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/reveal-policy` }), session: { ...all(MINE), owner: OK } }],
+  },
+  'PUT /api/v1/clients/:clientId/reveal-policy': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // The matrix's own tagged policy, set again: nothing else changes.
+        label: 'the same tagged policy again (step-up; never a token)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/reveal-policy`, payload: { ...approvalPolicy, tags: [...approvalPolicy.tags] } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/device-tags': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/device-tags` }),
+        // helpdesk sees the client but not its devices.
+        session: { ...all(MINE), owner: OK, helpdesk: [403, 404] },
+      },
+    ],
+  },
+  'GET /api/v1/devices/:deviceId/tags': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/tags` }),
+        session: { ...all(MINE), owner: OK, helpdesk: DENY },
+      },
+    ],
+  },
+  'PUT /api/v1/devices/:deviceId/tags': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a tag no policy names',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/devices/${c.device.id}/tags`, payload: { tags: ['matrix'] } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'GET /api/v1/keys/:keyRecordId/approval': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/keys/${c.solo.recordId}/approval` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'GET /api/v1/reveal-requests': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "a pending request of Own and one of Other's",
+        axis: 'none',
+        build: async ({ fx }) => {
+          await revealRequest(fx, 'own');
+          await revealRequest(fx, 'other');
+          return { url: '/api/v1/reveal-requests?status=pending' };
+        },
+        session: only(['owner', 'admin', 'technician', 'helpdesk', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) => {
+          const ids = asArray(json).map((a) => (a.client as { id: string }).id);
+          if (!ids.includes(fx.own.id)) return "the list lacks Own's request";
+          if (p.global) return ids.includes(fx.other.id) ? undefined : "the global owner does not see Other's request";
+          return ids.every((id) => id === fx.own.id) ? undefined : 'a client-limited principal sees requests of another client';
+        },
+      },
+    ],
+  },
+  'POST /api/v1/reveal-requests': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'a key of a device the tagged policy names',
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({
+          url: '/api/v1/reveal-requests',
+          payload: { keyRecordId: await approvalKey(fx, target), reason: 'lost-pin', ticket: 'MATRIX-2' },
+        }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], technician: [201, 404], helpdesk: [201, 404], 'scoped-owner': [201, 404] },
+        check: requestStatus('pending'),
+      },
+    ],
+  },
+  'GET /api/v1/reveal-requests/:requestId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "another person's pending request",
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target)}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        check: requestStatus('pending'),
+      },
+    ],
+  },
+  'POST /api/v1/reveal-requests/:requestId/approve': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // A second person who may reveal in the client; never an API token.
+        label: "another person's pending request",
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target)}/approve`, payload: {} }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        token: all(DENY),
+        check: requestStatus('approved'),
+      },
+      {
+        label: 'their own request (also through their token): never',
+        axis: 'client',
+        build: async ({ fx, p }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target, p)}/approve`, payload: {} }),
+        session: { ...all(DENY), admin: [403, 404], technician: [403, 404], helpdesk: [403, 404], 'scoped-owner': [403, 404] },
+        token: all(DENY),
+      },
+    ],
+  },
+  'POST /api/v1/reveal-requests/:requestId/deny': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "another person's pending request",
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target)}/deny`, payload: { note: 'matrix' } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        token: all(DENY),
+        check: requestStatus('denied'),
+      },
+    ],
+  },
+  'POST /api/v1/reveal-requests/:requestId/cancel': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'their own pending request',
+        axis: 'client',
+        build: async ({ fx, p }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target, p)}/cancel` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, technician: MINE, helpdesk: MINE, 'scoped-owner': MINE },
+        check: requestStatus('cancelled'),
+      },
+      {
+        label: "another person's request: only the requester cancels",
+        axis: 'client',
+        build: async ({ fx }, _c, target) => ({ url: `/api/v1/reveal-requests/${await revealRequest(fx, target)}/cancel` }),
+        session: { ...all(DENY), admin: [403, 404], technician: [403, 404], helpdesk: [403, 404], 'scoped-owner': [403, 404] },
+      },
+    ],
+  },
+  // ================================================================ end of two-person reveal
 
   // ================================================================ export, backup routes
   'POST /api/v1/clients/:clientId/export': {

@@ -57,6 +57,9 @@ const TABLES = [
   'sso_links',
   'sso_login_states',
   'sso_sessions',
+  'reveal_policies',
+  'device_tags',
+  'reveal_requests',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -23,6 +23,7 @@ export type ModuleName =
   | 'lifecycle'
   | 'exports'
   | 'sso'
+  | 'reveal-approvals'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -80,6 +81,9 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   sso_links: 'sso',
   sso_login_states: 'sso',
   sso_sessions: 'sso',
+  device_tags: 'devices',
+  reveal_policies: 'reveal-approvals',
+  reveal_requests: 'reveal-approvals',
 };
 
 /**
@@ -105,4 +109,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   identity: ['clients'],
   // sso: the re-validation job reads which SSO sessions are still open.
   sso: ['sessions'],
+  // Two-person reveal: names of clients, devices and keys in requests; a device's tags decide a tagged policy.
+  'reveal-approvals': ['clients', 'devices', 'recovery_keys', 'device_tags'],
 };

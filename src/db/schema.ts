@@ -740,6 +740,54 @@ export interface SsoSessionsTable {
   ended_at: string | null;
 }
 
+/** Two-person approval for reveal, per client (no row: off). */
+export interface RevealPoliciesTable {
+  client_id: string;
+  /** 'off' | 'required' | 'tagged' (required for devices with one of `tags`). */
+  mode: string;
+  /** JSON array of tag names. */
+  tags: string;
+  approval_minutes: number;
+  request_hours: number;
+  updated_at: string;
+  updated_by_name: string;
+}
+
+/** Labels on devices ("server", "executive"), named by a tagged reveal policy. */
+export interface DeviceTagsTable {
+  device_id: string;
+  client_id: string;
+  tag: string;
+  created_at: string;
+  created_by_name: string;
+}
+
+/** A request to reveal one key record, approved or denied by a second person; never a secret. */
+export interface RevealRequestsTable {
+  id: string;
+  client_id: string;
+  recovery_key_id: string;
+  device_id: string | null;
+  reason: string;
+  ticket: string | null;
+  note: string | null;
+  /** 'user' | 'token': who asked, and the person behind it (a token's creator). */
+  requester_type: string;
+  requester_id: string;
+  requester_person_id: string;
+  requester_name: string;
+  /** 'pending' | 'approved' | 'denied' | 'cancelled' | 'used'; expiry is read from the times. */
+  status: string;
+  requested_at: string;
+  expires_at: string;
+  decided_by_id: string | null;
+  decided_by_name: string | null;
+  decided_at: string | null;
+  decision_note: string | null;
+  approval_expires_at: string | null;
+  used_at: string | null;
+}
+
 export interface DB {
   passkeys: PasskeysTable;
   passkey_challenges: PasskeyChallengesTable;
@@ -747,6 +795,9 @@ export interface DB {
   sso_links: SsoLinksTable;
   sso_login_states: SsoLoginStatesTable;
   sso_sessions: SsoSessionsTable;
+  reveal_policies: RevealPoliciesTable;
+  device_tags: DeviceTagsTable;
+  reveal_requests: RevealRequestsTable;
   lifecycle_approvals: LifecycleApprovalsTable;
   export_schedules: ExportSchedulesTable;
   notification_channels: NotificationChannelsTable;

@@ -3,7 +3,8 @@
  * keyboard, quotes what they sent (never a secret) and maps to one HTTP status and one CLI
  * exit code, so the CLI and (later) the HTTP error handler translate errors in one place.
  */
-export type ErrorKind = 'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'vault';
+export type ErrorKind =
+  'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'approval_required' | 'vault';
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400,
@@ -13,6 +14,7 @@ const STATUS: Record<ErrorKind, number> = {
   conflict: 409,
   rate_limited: 429,
   step_up_required: 403,
+  approval_required: 403,
   vault: 500,
 };
 
@@ -38,6 +40,9 @@ export const unauthenticated = (message: string) => new AppError('unauthenticate
 export const rateLimited = (message: string, retryAfterSeconds: number) => new AppError('rate_limited', message, { retryAfterSeconds });
 export const stepUpRequired = (action = 'reveal a recovery key') =>
   new AppError('step_up_required', `Confirm it is you: enter a current code from your authenticator app, or use your passkey (step-up), to ${action}.`);
+/** A reveal that needs a second person's approval first (two-person reveal); details name the key record, nothing secret. */
+export const approvalRequired = (message: string, details: { keyRecordId: string; requestId?: string | null }) =>
+  new AppError('approval_required', message, details);
 /** Problems with the vault itself: wrong master key, missing data key, undecryptable row. */
 export const vaultError = (message: string) => new AppError('vault', message);
 

@@ -13,6 +13,7 @@ import {
   IconHome,
   IconKey,
   IconListDetails,
+  IconLock,
   IconLogout,
   IconMoon,
   IconReportAnalytics,
@@ -38,6 +39,7 @@ import { ReportsPage } from './pages/Reports';
 import { NotificationsPage } from './pages/Notifications';
 import { FindingsPage } from './pages/Findings';
 import { AcceptInvitationPage, SecondFactorNag, invitationTokenInHash } from './pages/Invitations';
+import { RequestPage, RequestsPage, rememberRequestLink, useAfterSignIn } from './pages/Requests';
 
 export type SessionState = Answer<'/api/v1/setup', 'get'>;
 export const SIGNED_OUT: SessionState = { needed: false, signedIn: false };
@@ -99,6 +101,13 @@ function SignedOut({ needed }: { needed: boolean }) {
     <Switch>
       <Route path="/setup">{needed ? <SetupPage /> : <Redirect to="/login" />}</Route>
       <Route path="/login">{needed ? <Redirect to="/setup" /> : <LoginPage />}</Route>
+      {/* A reveal request's link from a notification: opened once the person has signed in. */}
+      <Route path="/requests/:id">
+        {(p) => {
+          rememberRequestLink(`/requests/${p.id}`);
+          return <Redirect to={needed ? '/setup' : '/login'} />;
+        }}
+      </Route>
       <Route>
         <Redirect to={needed ? '/setup' : '/login'} />
       </Route>
@@ -135,6 +144,9 @@ function Shell() {
   const reports = clients;
   // Notification settings: whoever manages a client or reads its audit trail (the server's mayRead).
   const notifications = can('client:manage') || can('audit:read');
+  // Two-person reveal: whoever may reveal may ask and approve.
+  const requests = can('key:reveal');
+  useAfterSignIn();
 
   useEffect(() => close(), [location, close]);
 
@@ -206,6 +218,7 @@ function Shell() {
         {reports && link('/reports', 'Reports', <IconReportAnalytics size={18} />, location.startsWith('/reports'))}
         {imports && link('/imports', 'Import', <IconFileImport size={18} />, location.startsWith('/imports'))}
         {clients && link('/agents', 'Agents', <IconDeviceLaptop size={18} />, location.startsWith('/agents'))}
+        {requests && link('/requests', 'Requests', <IconLock size={18} />, location.startsWith('/requests'))}
         {notifications && link('/notifications', 'Notifications', <IconBell size={18} />, location.startsWith('/notifications'))}
         {audit && link('/audit', 'Audit log', <IconListDetails size={18} />, location.startsWith('/audit'))}
         {link('/settings', 'Settings', <IconSettings size={18} />, location.startsWith('/settings'))}
@@ -231,6 +244,8 @@ function Shell() {
           <Route path="/imports">{imports ? <ImportsPage /> : <Redirect to="/" />}</Route>
           <Route path="/notifications">{notifications ? <NotificationsPage /> : <Redirect to="/" />}</Route>
           <Route path="/audit">{audit ? <AuditPage /> : <Redirect to="/" />}</Route>
+          <Route path="/requests">{requests ? <RequestsPage /> : <Redirect to="/" />}</Route>
+          <Route path="/requests/:id">{(p) => (requests ? <RequestPage id={p.id} /> : <Redirect to="/" />)}</Route>
           <Route path="/settings">
             <SettingsPage />
           </Route>

@@ -88,8 +88,14 @@ export const keyRoutes =
             reason: z.string().min(1).max(40),
             ticket: z.string().max(200).optional(),
             note: z.string().max(1000).optional(),
+            approvalRequestId: Id.optional().describe('two-person reveal: the id of your approved request for this key (it reveals once)'),
+            breakGlassReason: z
+              .string()
+              .max(500)
+              .optional()
+              .describe('two-person reveal: an owner reveals without approval, saying why (fresh step-up; audited as key.break_glass and notified)'),
           }),
-          response: { 200: RevealResponse, ...errors(400, 401, 403, 404, 429) },
+          response: { 200: RevealResponse, ...errors(400, 401, 403, 404, 409, 429) },
         },
       },
       async (request) => {

@@ -104,6 +104,13 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'export.schedule': 'Break-glass export scheduled',
   'export.unschedule': 'Break-glass schedule removed',
   'vault.backup': 'Vault backed up',
+  'reveal_request.create': 'Reveal approval requested',
+  'reveal_request.approve': 'Reveal approved by a second person',
+  'reveal_request.deny': 'Reveal denied by a second person',
+  'reveal_request.cancel': 'Reveal request cancelled',
+  'key.break_glass': 'BREAK-GLASS: key revealed without approval',
+  'reveal_policy.update': 'Reveal approval policy changed',
+  'device.tags': 'Device tags changed',
 };
 
 /** Every action with its label, in the order above (the console's action filter). */

@@ -100,7 +100,15 @@ export type AuditAction =
   | 'sso.provider.update'
   | 'sso.provider.delete'
   | 'sso.link'
-  | 'auth.session_revoked';
+  | 'auth.session_revoked'
+  // two-person reveal
+  | 'reveal_request.create'
+  | 'reveal_request.approve'
+  | 'reveal_request.deny'
+  | 'reveal_request.cancel'
+  | 'key.break_glass'
+  | 'reveal_policy.update'
+  | 'device.tags';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

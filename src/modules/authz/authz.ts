@@ -53,7 +53,8 @@ export type Permission =
   | 'agent:manage'
   | 'lifecycle:manage'
   | 'lifecycle:destroy'
-  | 'lifecycle:approve';
+  | 'lifecycle:approve'
+  | 'key:break-glass';
 
 export const PERMISSIONS: readonly Permission[] = [
   'client:read',
@@ -73,6 +74,7 @@ export const PERMISSIONS: readonly Permission[] = [
   'lifecycle:manage',
   'lifecycle:destroy',
   'lifecycle:approve',
+  'key:break-glass',
 ];
 
 /** The permission table. Nothing else decides what a role may do. */
@@ -106,7 +108,15 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
 export const VAULT_WIDE: readonly Permission[] = ['settings:manage', 'key:export'];
 
 /** Powers a person exercises themselves: an API token never carries them. */
-export const PERSON_ONLY: readonly Permission[] = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage'];
+export const PERSON_ONLY: readonly Permission[] = [
+  'key:export',
+  'lifecycle:destroy',
+  'lifecycle:approve',
+  'user:manage',
+  'settings:manage',
+  'token:manage',
+  'key:break-glass',
+];
 
 /**
  * Actions that need a person who has just proved their second factor again (step-up), so that a
@@ -125,7 +135,10 @@ export type SensitiveAction =
   | 'lift a legal hold'
   | 'approve a destructive action'
   | 'export recovery keys'
-  | 'reveal a recovery key';
+  | 'reveal a recovery key'
+  | 'approve or deny a reveal'
+  | 'reveal without approval (break-glass)'
+  | 'change the reveal approval policy';
 
 export const ROLES: readonly Role[] = ['owner', 'admin', 'technician', 'helpdesk', 'auditor', 'client-viewer'];
 
@@ -178,6 +191,7 @@ export const PERMISSION_WORDS: Record<Permission, string> = {
   'lifecycle:manage': 'retire devices and manage legal holds',
   'lifecycle:destroy': 'destroy keys or offboard clients',
   'lifecycle:approve': 'approve destructive actions',
+  'key:break-glass': 'reveal a key without the second approval its client requires (break-glass)',
 };
 
 /**

@@ -1,10 +1,10 @@
-import type { Executor } from '../../db/database.js';
+import type { Executor, Tx } from '../../db/database.js';
 import type { Transactions } from '../../db/transactions.js';
 import { lockKey } from '../../db/locks.js';
 import { isId } from '../../db/scope.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited } from '../../lib/errors.js';
+import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited, type AppError } from '../../lib/errors.js';
 import { parseKeyIdQuery, parseSpokenKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
@@ -35,6 +35,21 @@ type Deps = {
   onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
   /** key.revealed notifications, written in the reveal's transaction. */
   notifier?: Notifier;
+  /**
+   * Two-person reveal (src/modules/reveal-approvals): asked in the reveal's transaction once the one
+   * key is known. A refusal is audited as a denied reveal; `claim` runs after a successful
+   * decryption (an approval is spent only by a reveal that worked; false: someone else spent it);
+   * `after` runs once the reveal is audited (break-glass: its own audit event and notification).
+   */
+  approvalGate?: (
+    tx: Tx,
+    actor: Actor,
+    key: { id: string; client_id: string; device_id: string | null; key_id: string | null; device_name: string | null },
+    input: { approvalRequestId?: string | null; breakGlassReason?: string | null; query: string },
+  ) => Promise<
+    | { ok: true; details: Record<string, unknown>; claim?: (tx: Tx) => Promise<boolean>; after?: (tx: Tx) => Promise<void> }
+    | { ok: false; error: AppError; problem: string }
+  >;
 };
 
 export type RevealInput = {
@@ -43,6 +58,10 @@ export type RevealInput = {
   reason: string;
   ticket?: string | null;
   note?: string | null;
+  /** Two-person reveal: the id of this actor's approved request for this key. */
+  approvalRequestId?: string | null;
+  /** Two-person reveal: an owner reveals without approval, saying why (break-glass). */
+  breakGlassReason?: string | null;
 };
 export type RevealResult =
   /** rotation: how the disclosed key will be replaced (the agent at its next check-in, Intune), or null when nothing is queued. */
@@ -84,7 +103,7 @@ async function destroyedKeyError(repo: KeysRepo, exec: Executor, clientId: strin
   return conflict(`This key was destroyed on ${on} ${why}; its recovery password no longer exists in the vault.`);
 }
 
-export function createKeysService({ tx: transactions, repo, rotations, keyring, audit, clock, guard, onDisclosed, notifier }: Deps) {
+export function createKeysService({ tx: transactions, repo, rotations, keyring, audit, clock, guard, onDisclosed, notifier, approvalGate }: Deps) {
   const db = transactions.reader;
   const summarize = (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => summarizeKeys(repo, exec, rows);
 
@@ -177,7 +196,8 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
 
       let plaintext: string | undefined;
       let failure: unknown;
-      const outcome = await transactions.run(async (tx): Promise<RevealResult | { status: 'rate_limited' }> => {
+      let refusal: AppError | undefined;
+      const outcome = await transactions.run(async (tx): Promise<RevealResult | { status: 'rate_limited' } | { status: 'refused' }> => {
         if (limit) {
           // Count and record under one lock per actor: parallel reveals by one person queue here,
           // each sees the attempts committed before it, so the limit holds exactly.
@@ -209,12 +229,31 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         const { ciphertext, data_key_version: dataKeyVersion, ...row } = rows[0]!;
         // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
         const destroyed = row.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
+        const target = { clientId: row.client_id, targetType: 'recovery_key', targetId: row.id };
+        const refuse = async (error: AppError, problem: string) => {
+          plaintext = undefined;
+          refusal = error;
+          await audit.record(tx, actor, {
+            ...base,
+            ...target,
+            outcome: 'denied',
+            details: { keyId: row.key_id, query, device: row.device_name ?? null, problem },
+          });
+          return { status: 'refused' as const };
+        };
+        // Two-person reveal: may this actor reveal this key now (policy, an approved request, break-glass)?
+        const gate = destroyed || !approvalGate ? undefined : await approvalGate(tx, actor, row, { ...input, query });
+        if (gate && !gate.ok) return refuse(gate.error, gate.problem);
         try {
           if (destroyed) throw destroyed;
           const cipher = await keyring.clientCipher(tx, row.client_id);
           plaintext = cipher.openRecoveryPassword(row.id, { ciphertext, dataKeyVersion });
         } catch (e) {
           failure = e;
+        }
+        // An approval is single use: spent here, in the reveal's transaction, only by a reveal that worked.
+        if (!failure && gate?.ok && gate.claim && !(await gate.claim(tx))) {
+          return refuse(conflict('That approval has already been used: an approval reveals the key once.'), 'approval already used');
         }
         await audit.record(tx, actor, {
           ...base,
@@ -228,8 +267,10 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
             device: row.device_name ?? null,
             ...(note ? { note } : {}),
             ...(destroyed ? { problem: 'the key was destroyed' } : {}),
+            ...(gate?.ok ? gate.details : {}),
           },
         });
+        if (!failure && gate?.ok && gate.after) await gate.after(tx);
         // A disclosed key should be rotated; the state says so until a new key arrives.
         if (!failure && row.state === 'active') {
           await repo.setState(tx, row.client_id, row.id, 'disclosed', clock.now());
@@ -258,6 +299,7 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
         const [summary] = summariesOf([row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });
+      if (outcome.status === 'refused') throw refusal!;
       if (outcome.status === 'rate_limited') {
         throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
       }

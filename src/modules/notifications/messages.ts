@@ -20,6 +20,8 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'key.rotation_failed': 'Key rotation failed',
   'sync.failed': 'Directory sync failed',
   'audit.chain_broken': 'Audit chain broken',
+  'key.reveal_requested': 'A reveal waits for a second person',
+  'key.break_glass': 'Break-glass reveal (no approval)',
 };
 
 export type EventView = {

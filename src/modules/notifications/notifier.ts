@@ -22,6 +22,8 @@ export const NOTIFICATION_EVENT_TYPES = [
   'key.rotation_failed',
   'sync.failed',
   'audit.chain_broken',
+  'key.reveal_requested',
+  'key.break_glass',
 ] as const;
 export type NotificationEventType = (typeof NOTIFICATION_EVENT_TYPES)[number];
 

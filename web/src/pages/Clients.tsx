@@ -28,6 +28,7 @@ import { Empty, ErrorState, Loading, PageTitle, fmtAgo, messageOf } from '../ui'
 import { BulkQueueModal } from './Agents';
 import { AddClientModal, ArchiveClientModal, RenameClientModal } from './client-admin';
 import { ClientLifecycleCard } from './client-lifecycle';
+import { RevealPolicyCard } from './Requests';
 
 type ClientRow = Answer<'/api/v1/console/clients', 'get'>[number];
 /** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
@@ -683,6 +684,7 @@ export function ClientPage({ id }: { id: string }) {
         )}
       </Card>
       {can('device:read', id) && <ClientLifecycleCard clientId={id} clientName={o.client.name} />}
+      <RevealPolicyCard clientId={id} />
     </Stack>
   );
 }

@@ -57,6 +57,8 @@ const EVENT_LABEL: Record<EventType, string> = {
   'key.rotation_failed': 'A key rotation failed',
   'sync.failed': 'An Entra ID or AD sync failed',
   'audit.chain_broken': 'The audit chain is broken',
+  'key.reveal_requested': 'A reveal needs a second person',
+  'key.break_glass': 'A key was revealed by break-glass',
 };
 const EVENTS = Object.keys(EVENT_LABEL) as EventType[];
 const DIGEST_LABEL: Record<Digest, string> = { none: 'At once', hourly: 'Hourly digest', daily: 'Daily digest' };

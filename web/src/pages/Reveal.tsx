@@ -4,8 +4,9 @@ import { Alert, Badge, Button, Group, Modal, NativeSelect, Progress, Stack, Text
 import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle, IconX } from '@tabler/icons-react';
 import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
-import { fmtDate, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
+import { fmtDate, fmtDateTime, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 import { PasskeyStepUpButton } from '../passkeys';
+import { ApprovalPanel, useKeyApproval } from './Requests';
 
 type RevealAnswer = Answer<'/api/v1/keys/{id}/reveal', 'post'>;
 type Revealed = { password: string; rotation: Extract<RevealAnswer, { status: 'revealed' }>['rotation']; state: string };
@@ -46,6 +47,12 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   // Set once a reveal succeeded in this dialog: the person may then say whether it unlocked.
   const [revealedTicket, setRevealedTicket] = useState<string | null | undefined>(undefined);
   const form = useRef<HTMLFormElement>(null);
+  // Two-person reveal: whether this key needs a second person, and an approval of mine to use once.
+  const { can } = useSession();
+  const approval = useKeyApproval(keySummary.id, can('key:reveal', keySummary.client.id));
+  const approved = approval.data?.requests.find((r) => r.status === 'approved') ?? null;
+  const [breakGlass, setBreakGlass] = useState<string | null>(null);
+  const needsApproval = !!approval.data?.required && !approved && breakGlass === null;
 
   // Step-up is needed when the person has an authenticator and the last proof is too old.
   const mfa = me.data?.user?.mfaEnabled ?? false;
@@ -70,6 +77,8 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
           reason,
           ...(ticket.trim() ? { ticket: ticket.trim() } : {}),
           ...(note.trim() ? { note: note.trim() } : {}),
+          ...(approved ? { approvalRequestId: approved.id } : {}),
+          ...(breakGlass !== null ? { breakGlassReason: breakGlass.trim() } : {}),
         },
       });
     },
@@ -92,7 +101,11 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
         setNeedCode(true);
         setPasskeyDone(false);
         setError(totp ? 'Confirm it is you: enter a current code from your authenticator app.' : 'Confirm it is you: use your passkey.');
-      } else setError(messageOf(e));
+      } else {
+        // The policy changed, or the approval expired or was used: ask the server again.
+        if (e instanceof ApiError && (e.code === 'approval_required' || e.status === 409)) void approval.refetch();
+        setError(messageOf(e));
+      }
     },
   });
 
@@ -143,9 +156,29 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
           <Alert color="orange" title="Several keys match">
             {ambiguous} keys match: ask for more digits of the key ID.
           </Alert>
+        ) : needsApproval && approval.data ? (
+          <ApprovalPanel k={current} approval={approval.data} onBreakGlass={() => setBreakGlass('')} />
         ) : (
           <form onSubmit={submit} ref={form}>
             <Stack gap="sm">
+              {approved && (
+                <Alert color="green" variant="light" icon={<IconCheck size={18} />} data-testid="approved-reveal">
+                  Approved by {approved.decidedBy}: this reveal uses the approval once (before {fmtDateTime(approved.approvalExpiresAt)}).
+                </Alert>
+              )}
+              {breakGlass !== null && (
+                <Textarea
+                  label="Why break the glass?"
+                  description="Revealing without a second person's approval is audited as break-glass and notified. At least 10 characters."
+                  required
+                  color="red"
+                  value={breakGlass}
+                  onChange={(e) => setBreakGlass(e.currentTarget.value)}
+                  maxLength={500}
+                  autosize
+                  minRows={2}
+                />
+              )}
               <NativeSelect
                 label="Reason"
                 required
