@@ -179,6 +179,10 @@ describe('keywarden demo (CLI)', () => {
       expect((await cliRun(['init'], start, cwd)).stdout).toMatch(/keywarden-demo; nothing changed/);
       const users = JSON.parse((await cliRun(['user', 'list', '--json'], start, cwd)).stdout) as { email: string }[];
       expect(users.map((u) => u.email)).toContain('helpdesk@northwind-msp.example');
+      // A new vault requires a second factor; the demo vault (one shared password) switches that off, audited, and says so.
+      expect(r.stdout).toContain('A second factor is not required in this demo vault');
+      const changes = JSON.parse((await cliRun(['audit', 'list', '--action', 'settings.update', '--json'], start, cwd)).stdout) as { details: unknown }[];
+      expect(changes.map((e) => e.details)).toContainEqual({ requireMfa: false });
       // The folder holds the master key: git must not pick it up.
       expect(fs.readFileSync(path.join(REPO, '.gitignore'), 'utf8').split('\n')).toContain('keywarden-demo/');
     } finally {

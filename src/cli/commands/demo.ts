@@ -61,6 +61,9 @@ export function registerDemo(program: Command, ctx: CliContext): void {
       try {
         if (!opts.json) ctx.err(`Filling ${config.dataDir} with demo data (seed ${seed})…`);
         const summary = await seedDemo(c, { seed, onProgress: (s) => !opts.json && ctx.err(`  - ${s}`) });
+        // A new vault requires a second factor of everyone; the demo's people are for trying the
+        // console with one shared password, so this demo vault does not (audited, and said below).
+        await c.settings.update(ctx.actor, { requireMfa: false });
         const extra = bulk
           ? await seedBulkKeys(c, bulk, {
               seed: seed + 1,
@@ -78,6 +81,7 @@ export function registerDemo(program: Command, ctx: CliContext): void {
             extra ? `  plus ${extra.keys.toLocaleString('en')} generated keys in ${extra.clients.length} "Bulk Client" clients.` : '',
             '',
             'DEMO ONLY: these users share one generated password. Do not use this data folder for real keys.',
+            'A second factor is not required in this demo vault (a new real vault requires one of everyone).',
             `  Password: ${summary.password}`,
             ...summary.users.map((u) => `  ${u.email.padEnd(40)} ${u.role.padEnd(14)} ${u.note}`),
             '',
