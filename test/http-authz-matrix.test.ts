@@ -181,7 +181,16 @@ const hex = (n = 4) => randomBytes(n).toString('hex');
 /** A client's "rotate after disclosure" as created (on): a request that sets it changes nothing. */
 const ROTATE_DEFAULT = true;
 /** Written out by hand (not imported): what no API token ever holds. */
-const PERSON_ONLY_BY_HAND = ['key:export', 'lifecycle:destroy', 'lifecycle:approve', 'user:manage', 'settings:manage', 'token:manage', 'key:break-glass'];
+const PERSON_ONLY_BY_HAND = [
+  'key:export',
+  'lifecycle:destroy',
+  'lifecycle:approve',
+  'user:manage',
+  'user:invite',
+  'settings:manage',
+  'token:manage',
+  'key:break-glass',
+];
 /** Written out by hand: what an owner of one client holds (everything but the vault-wide powers). */
 const SCOPED_OWNER_PERMISSIONS = [
   'client:read',
@@ -193,6 +202,7 @@ const SCOPED_OWNER_PERMISSIONS = [
   'key:import',
   'audit:read',
   'user:manage',
+  'user:invite',
   'token:manage',
   'integration:manage',
   'agent:manage',
@@ -1187,8 +1197,8 @@ const MATRIX: Record<string, Entry> = {
   },
 
   // ---------------------------------------------------------------- invitations (issue 19, item 3: invitations)
-  // Inviting is managing users: people with user:manage (owners), never a token, never beyond their
-  // own clients; an invitation outside a client-limited owner's reach is "not found". The invitee's
+  // Inviting: people with user:invite (owners; admins within their own role and clients), never a
+  // token, never beyond their own clients; an invitation outside a client-limited owner's reach is "not found". The invitee's
   // preview and acceptance are public: an unknown link answers 400 to everyone.
   'GET /api/v1/invitations': {
     auth: 'authenticated',
@@ -1197,8 +1207,8 @@ const MATRIX: Record<string, Entry> = {
         label: '',
         axis: 'none',
         build: () => ({ url: '/api/v1/invitations' }),
-        session: only(['owner', 'scoped-owner'], 200),
-        token: { owner: 403, 'scoped-owner': 403 },
+        session: only(['owner', 'scoped-owner', 'admin'], 200),
+        token: { owner: 403, 'scoped-owner': 403, admin: 403 },
         check: ({ p, json }) => {
           if (JSON.stringify(json).includes('kwi_')) return 'the list carries an invitation token';
           if (p.global) return undefined;
@@ -1216,8 +1226,8 @@ const MATRIX: Record<string, Entry> = {
         label: 'a helpdesk invitation for that client',
         axis: 'client',
         build: (_x, c) => ({ url: '/api/v1/invitations', payload: { email: `matrix-invite-${hex()}@example.test`, role: 'helpdesk', clients: [c.id] } }),
-        session: { ...all(DENY), owner: [201, 201], 'scoped-owner': [201, 400] },
-        token: { owner: DENY, 'scoped-owner': DENY },
+        session: { ...all(DENY), owner: [201, 201], 'scoped-owner': [201, 400], admin: [201, 400] },
+        token: { owner: DENY, 'scoped-owner': DENY, admin: DENY },
       },
       {
         label: 'an owner of all clients',
@@ -1235,15 +1245,15 @@ const MATRIX: Record<string, Entry> = {
         label: 'an invitation for Own',
         axis: 'none',
         build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, [fx.own.id])}/resend`, payload: {} }),
-        session: only(['owner', 'scoped-owner'], 200),
-        token: { owner: 403, 'scoped-owner': 403 },
+        session: only(['owner', 'scoped-owner', 'admin'], 200),
+        token: { owner: 403, 'scoped-owner': 403, admin: 403 },
       },
       {
         label: 'an invitation for all clients',
         axis: 'none',
         build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, 'all')}/resend`, payload: {} }),
-        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
-        token: { owner: 403, 'scoped-owner': 403 },
+        session: { ...only(['owner'], 200), 'scoped-owner': 404, admin: 404 },
+        token: { owner: 403, 'scoped-owner': 403, admin: 403 },
       },
     ],
   },
@@ -1254,15 +1264,15 @@ const MATRIX: Record<string, Entry> = {
         label: 'an invitation for Own',
         axis: 'none',
         build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, [fx.own.id])}` }),
-        session: only(['owner', 'scoped-owner'], 200),
-        token: { owner: 403, 'scoped-owner': 403 },
+        session: only(['owner', 'scoped-owner', 'admin'], 200),
+        token: { owner: 403, 'scoped-owner': 403, admin: 403 },
       },
       {
         label: 'an invitation for all clients',
         axis: 'none',
         build: async ({ fx }) => ({ url: `/api/v1/invitations/${await matrixInvitation(fx, 'all')}` }),
-        session: { ...only(['owner'], 200), 'scoped-owner': 404 },
-        token: { owner: 403, 'scoped-owner': 403 },
+        session: { ...only(['owner'], 200), 'scoped-owner': 404, admin: 404 },
+        token: { owner: 403, 'scoped-owner': 403, admin: 403 },
       },
     ],
   },

@@ -230,11 +230,29 @@ describe('invitations', () => {
   });
 
   it('escalation: nobody invites beyond their own role and clients; out-of-reach invitations are invisible', async () => {
-    // Admins do not manage users at all (the permission table): no invitations either.
+    // Admins invite (user:invite) but do not manage users: never an owner, never beyond their own role.
     const admin = await v.signInAs('admin', 'all');
     expect((await invite(admin, { email: fresh(), role: 'owner', clients: 'all' })).statusCode).toBe(403);
-    expect((await invite(admin, { email: fresh(), role: 'technician', clients: [clientA] })).statusCode).toBe(403);
-    expect((await inject('GET', '/invitations', admin)).statusCode).toBe(403);
+    expect((await invite(admin, { email: fresh(), role: 'owner', clients: [clientA] })).statusCode).toBe(403);
+    const byAdmin = await invite(admin, { email: fresh(), role: 'technician', clients: [clientA] });
+    expect(byAdmin.statusCode, byAdmin.body).toBe(201);
+    expect((await invite(admin, { email: fresh(), role: 'admin', clients: [clientB] })).statusCode).toBe(201);
+    const adminList = (await inject('GET', '/invitations', admin)).json() as { id: string; role: string }[];
+    expect(adminList.some((i) => i.id === byAdmin.json().invitation.id)).toBe(true);
+    // Invitations to an owner are outside an admin's reach: not listed.
+    expect(adminList.every((i) => i.role !== 'owner')).toBe(true);
+    expect((await inject('GET', '/users', admin)).statusCode).toBe(403);
+    // The invitee becomes what the admin invited, nothing more.
+    const accepted = await accept(byAdmin.json().token);
+    expect(accepted.statusCode, accepted.body).toBe(200);
+    expect(accepted.json().user).toMatchObject({ role: 'technician', clients: [clientA] });
+    // An admin limited to client A invites for client A only.
+    const limitedAdminEmail = fresh();
+    await v.container.identity.createUser(systemActor('test'), { email: limitedAdminEmail, password: PASSWORD, role: 'admin', clients: [clientA] });
+    const limitedAdmin = sessionFrom(await inject('POST', '/auth/login', null, { email: limitedAdminEmail, password: PASSWORD }));
+    expect((await invite(limitedAdmin, { email: fresh(), role: 'helpdesk', clients: [clientB] })).statusCode).toBe(400);
+    expect((await invite(limitedAdmin, { email: fresh(), role: 'helpdesk', clients: 'all' })).statusCode).toBe(403);
+    expect((await invite(limitedAdmin, { email: fresh(), role: 'helpdesk', clients: [clientA] })).statusCode).toBe(201);
 
     // An owner limited to client A.
     const limitedEmail = fresh();

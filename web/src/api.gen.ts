@@ -14123,6 +14123,7 @@ export interface paths {
                 | 'key:export'
                 | 'audit:read'
                 | 'user:manage'
+                | 'user:invite'
                 | 'token:manage'
                 | 'settings:manage'
                 | 'integration:manage'

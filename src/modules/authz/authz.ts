@@ -47,6 +47,7 @@ export type Permission =
   | 'key:export'
   | 'audit:read'
   | 'user:manage'
+  | 'user:invite'
   | 'token:manage'
   | 'settings:manage'
   | 'integration:manage'
@@ -67,6 +68,7 @@ export const PERMISSIONS: readonly Permission[] = [
   'key:export',
   'audit:read',
   'user:manage',
+  'user:invite',
   'token:manage',
   'settings:manage',
   'integration:manage',
@@ -89,6 +91,8 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'key:reveal',
     'key:import',
     'audit:read',
+    // An admin invites people (never beyond their own role and clients) but does not manage users.
+    'user:invite',
     'token:manage',
     'integration:manage',
     'agent:manage',
@@ -113,6 +117,7 @@ export const PERSON_ONLY: readonly Permission[] = [
   'lifecycle:destroy',
   'lifecycle:approve',
   'user:manage',
+  'user:invite',
   'settings:manage',
   'token:manage',
   'key:break-glass',
@@ -184,6 +189,7 @@ export const PERMISSION_WORDS: Record<Permission, string> = {
   'key:export': 'export recovery keys (break-glass bundles and recovery sheets)',
   'audit:read': 'read the audit log',
   'user:manage': 'manage users',
+  'user:invite': 'invite people',
   'token:manage': 'manage API tokens',
   'settings:manage': 'change vault-wide settings',
   'integration:manage': 'manage Entra ID and Active Directory connections',

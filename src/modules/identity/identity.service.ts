@@ -935,7 +935,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       actor: Actor,
       input: { email: string; role: string; clients: 'all' | readonly string[] },
     ): Promise<{ email: string; role: Role; clients: 'all' | string[]; secondOwnerNeeded: boolean }> {
-      requirePermission(actor, 'user:manage');
+      requirePermission(actor, 'user:invite');
       sensitive(actor, 'manage users');
       const email = normalizeEmail(input.email);
       if (!EMAIL.test(email) || email.length > 254) throw badRequest(`"${input.email.slice(0, 100)}" is not an e-mail address.`, { field: 'email' });
@@ -966,7 +966,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       inviter: Actor,
       input: { email: string; name?: string; passwordHash: string | null; role: Role; clients: 'all' | readonly string[]; approved: boolean },
     ): Promise<UsersTable> {
-      requirePermission(inviter, 'user:manage');
+      requirePermission(inviter, 'user:invite');
       checkGrant(inviter, input.role, input.clients);
       await checkClients(tx, inviter, input.clients);
       if (!input.approved && grantsVaultControl(input) && (await secondOwnerNeeded(tx, inviter)))

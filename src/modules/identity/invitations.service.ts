@@ -160,7 +160,7 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
   /** The inviter as they are now; null (the invitation is void) when they are disabled or no longer manage users. */
   const inviterNow = async (r: InvitationsTable): Promise<Actor | null> => {
     const a = await identity.userActor(db, r.invited_by);
-    return a && can(a, 'user:manage') && mayManagePrincipal(a, { role: r.role as Role, clients: clientsOf(r) }) ? a : null;
+    return a && can(a, 'user:invite') && mayManagePrincipal(a, { role: r.role as Role, clients: clientsOf(r) }) ? a : null;
   };
 
   /**
@@ -310,14 +310,14 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
 
     /** Open invitations (expired ones marked) whose grant is inside the actor's reach; never a token. */
     async list(actor: Actor): Promise<InvitationView[]> {
-      requirePermission(actor, 'user:manage');
+      requirePermission(actor, 'user:invite');
       const rows = await repo.listOpen(db);
       return rows.filter((r) => mayManagePrincipal(actor, { role: r.role as Role, clients: clientsOf(r) })).map(view);
     },
 
     /** A new link (the old one stops working) with a new expiry, e-mailed again. */
     async resend(actor: Actor, id: string, input: { expiresInHours?: number } = {}): Promise<InvitationIssued> {
-      requirePermission(actor, 'user:manage');
+      requirePermission(actor, 'user:invite');
       requireFreshSecondFactor(actor, 'manage users', clock.now(), policy.stepUpMinutes);
       const hours = hoursOf(input.expiresInHours);
       const token = newSecret(INVITATION_TOKEN_PREFIX);
@@ -341,7 +341,7 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
     },
 
     async revoke(actor: Actor, id: string): Promise<void> {
-      requirePermission(actor, 'user:manage');
+      requirePermission(actor, 'user:invite');
       await transactions.run(async (tx) => {
         const r = await reachable(tx, actor, id);
         if (!(await repo.revoke(tx, r.id, clock.now()))) throw conflict(`That invitation was already ${r.accepted_at ? 'accepted' : 'withdrawn'}.`);

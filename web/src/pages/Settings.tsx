@@ -42,7 +42,8 @@ export function SettingsPage({ tab }: { tab?: string }) {
   const [, navigate] = useLocation();
   const tabs: { value: Tab; label: string; show: boolean }[] = [
     { value: 'account', label: 'My account', show: true },
-    { value: 'users', label: 'Users & roles', show: can('user:manage') },
+    // Admins may invite people (user:invite) without managing users: they see the invitations only.
+    { value: 'users', label: 'Users & roles', show: can('user:manage') || can('user:invite') },
     { value: 'tokens', label: 'API tokens', show: can('token:manage') },
     { value: 'enrollment', label: 'Enrollment', show: can('agent:manage') },
     { value: 'integrations', label: 'Connections', show: can('integration:manage') },
@@ -67,7 +68,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
         <Tabs.Panel value="account">
           <AccountTab me={me} />
         </Tabs.Panel>
-        <Tabs.Panel value="users">{current === 'users' && <UsersTab />}</Tabs.Panel>
+        <Tabs.Panel value="users">{current === 'users' && (can('user:manage') ? <UsersTab /> : <InvitationsPanel />)}</Tabs.Panel>
         <Tabs.Panel value="tokens">{current === 'tokens' && <TokensTab />}</Tabs.Panel>
         <Tabs.Panel value="enrollment">{current === 'enrollment' && <EnrollmentTab />}</Tabs.Panel>
         <Tabs.Panel value="integrations">{current === 'integrations' && <IntegrationsTab />}</Tabs.Panel>
