@@ -10,12 +10,15 @@ import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
  * provider (oidc-provider on 127.0.0.1), the person signs in on the provider's own login page and
  * comes back signed in; the CSRF token handed over works for a change (signing out), and its
  * cookie is gone. A person the vault does not know comes back to the sign-in page with a reason.
+ * An SSO-only person whose provider's multi-factor sign-in counts steps up at the provider (signs in
+ * there again) from the reveal dialog, and then reveals.
  */
 describe('single sign-on in Chromium', () => {
   let server: ConsoleServer;
   let browser: Browser;
   let idp: TestIdp;
   let techEmail: string;
+  let providerId: string;
   const open: BrowserContext[] = [];
 
   beforeAll(async () => {
@@ -28,14 +31,14 @@ describe('single sign-on in Chromium', () => {
         stranger: { sub: 'sub-stranger', email: 'stranger@example.test', password: 'idp password 2' },
       },
     });
-    await server.container.sso.createProvider(cliActor('browser-test'), {
+    ({ id: providerId } = await server.container.sso.createProvider(cliActor('browser-test'), {
       kind: 'oidc',
       name: 'Contoso IdP',
       issuer: idp.issuer,
       clientId: idp.clientId,
       clientSecret: idp.clientSecret,
       scopes: ['openid', 'email', 'profile'],
-    });
+    }));
     browser = await launchChromium();
   });
   afterEach(async (ctx) => {
@@ -85,5 +88,56 @@ describe('single sign-on in Chromium', () => {
     await atIdp(page, 'stranger', 'idp password 2');
     await page.waitForURL(/\/login\?sso=no-account$/);
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('There is no Keywarden account for you yet');
+  });
+
+  it("an SSO-only person whose provider's multi-factor sign-in counts steps up at the provider before a reveal", async () => {
+    const operator = cliActor('browser-test');
+    await server.container.sso.updateProvider(operator, providerId, { idpMfa: true });
+    const tech = await server.container.identity.getUserByEmail(operator, techEmail);
+    await server.container.sso.setSsoOnly(operator, tech.id, true);
+    // Signed in with a password only at the provider: no multi-factor proof in this session yet.
+    idp.users.tech!.amr = ['pwd'];
+    const { context } = await newContext(browser, server.baseUrl);
+    open.push(context);
+    const page = await context.newPage();
+    await page.goto('/login');
+    await atIdp(page, 'tech', 'idp password 1');
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+
+    const sample = server.demo.samplePrefixes[0]!;
+    const reveal = async () => {
+      await page.getByRole('searchbox', { name: 'Find a key' }).pressSequentially(sample.prefix);
+      await page.getByRole('list', { name: 'Matching keys' }).getByRole('listitem').first().getByRole('button', { name: 'Reveal' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Reveal recovery key' });
+      await dialog.getByLabel('Reason').selectOption({ label: 'BIOS Changed' });
+      await dialog.getByLabel('Ticket reference').fill('SSO-1901');
+      await dialog.getByRole('button', { name: 'Show password' }).click();
+      return dialog;
+    };
+    await page.goto('/');
+    const dialog = await reveal();
+    // No authenticator app and no passkey: the provider is the way to step up.
+    const atProvider = dialog.getByRole('link', { name: 'Confirm at Contoso IdP (step-up)' });
+    await atProvider.waitFor();
+    expect(await dialog.getByLabel('Authentication code').count()).toBe(0);
+    expect(await page.getByTestId('recovery-password').count()).toBe(0);
+
+    // This time the provider asks for (and reports) its second factor.
+    idp.users.tech!.amr = ['pwd', 'mfa'];
+    await atProvider.click();
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    await page.getByLabel('Username').fill('tech');
+    await page.getByLabel('Password').fill('idp password 1');
+    await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
+    await page.waitForURL((u) => u.href.startsWith(server.baseUrl));
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+
+    // Back in the console with a fresh proof: the reveal goes through.
+    await reveal();
+    await page.getByTestId('recovery-password').waitFor();
+    const stepUps = await server.container.audit.list(operator, { action: 'auth.step_up', actorId: tech.id, outcome: 'success', limit: 5 });
+    expect(stepUps.length).toBeGreaterThan(0);
+    const reveals = await server.container.audit.list(operator, { action: 'key.reveal', actorId: tech.id, outcome: 'success', limit: 5 });
+    expect(reveals.some((e) => e.ticket === 'SSO-1901')).toBe(true);
   });
 });

@@ -6,6 +6,7 @@ import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { fmtDate, fmtDateTime, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 import { PasskeyStepUpButton } from '../passkeys';
+import { SsoStepUpButton } from '../sso-step-up';
 import { ApprovalPanel, useKeyApproval } from './Requests';
 
 type RevealAnswer = Answer<'/api/v1/keys/{id}/reveal', 'post'>;
@@ -209,6 +210,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                 minRows={1}
                 maxRows={4}
               />
+              {showCode && <SsoStepUpButton />}
               {showCode && (
                 <PasskeyStepUpButton
                   label="Confirm with a passkey (step-up)"

@@ -31,6 +31,7 @@ import { ROLE_LABEL, ROLES, useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
 import { AccountTab } from './Account';
 import { PasskeyStepUpButton } from '../passkeys';
+import { SsoStepUpButton } from '../sso-step-up';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
@@ -1155,6 +1156,7 @@ function StepUp({ onDone }: { onDone: () => void }) {
         )}
       </form>
       <PasskeyStepUpButton onDone={onDone} label="Confirm with a passkey and save" />
+      <SsoStepUpButton />
     </Alert>
   );
 }

@@ -4,6 +4,7 @@ import { TextInput } from '@mantine/core';
 import { api, ApiError } from '../api';
 import { useSession } from '../session';
 import { PasskeyStepUpButton } from '../passkeys';
+import { SsoStepUpButton } from '../sso-step-up';
 
 /**
  * The two proofs a destructive or break-glass action asks for in the console: a fresh second factor
@@ -46,12 +47,15 @@ export function useStepUp(purpose: string) {
   };
 
   const passkey = (
-    <PasskeyStepUpButton
-      onDone={() => {
-        setPasskeyDone(true);
-        setNeedCode(false);
-      }}
-    />
+    <>
+      <SsoStepUpButton />
+      <PasskeyStepUpButton
+        onDone={() => {
+          setPasskeyDone(true);
+          setNeedCode(false);
+        }}
+      />
+    </>
   );
   const field: ReactNode = !showCode ? null : !totp ? (
     passkey
