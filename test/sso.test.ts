@@ -245,6 +245,46 @@ describe(`single sign-on (OpenID Connect) on ${ENGINE}`, () => {
     }
   });
 
+  it('an invitee signs in through the provider: the invitation is accepted (SSO only, mapped); without a rule that grants, it stays unused', async () => {
+    const off = await t.app.inject({ method: 'PATCH', url: `${API}/settings/sso/providers/${providerId}`, headers: owner.headers, payload: { jit: false } });
+    expect(off.statusCode).toBe(200);
+    try {
+      const invite = async (email: string) => {
+        const r = await t.app.inject({
+          method: 'POST',
+          url: `${API}/invitations`,
+          headers: owner.headers,
+          payload: { email, role: 'helpdesk', clients: [clientA] },
+        });
+        expect(r.statusCode, r.body).toBe(201);
+        return (r.json() as { invitation: { id: string } }).invitation.id;
+      };
+      const pending = async () =>
+        ((await t.app.inject({ method: 'GET', url: `${API}/invitations`, headers: owner.headers })).json() as { id: string }[]).map((i) => i.id);
+
+      // No rule grants this person anything: refused, and the invitation is still there to use.
+      idp.users.judy = { sub: 'sub-judy', email: 'judy@example.test', groups: ['other'] };
+      const forJudy = await invite('judy@example.test');
+      refusedWith((await ssoSignIn('judy')).res, 'no-account');
+      expect(await pending()).toContain(forJudy);
+      expect(await t.container.database.db.selectFrom('users').select('id').where('email', '=', 'judy@example.test').execute()).toEqual([]);
+
+      // A rule grants: the invitation is used (JIT is off, so only the invitation lets her in); the rules set the role.
+      idp.users.ivan = { sub: 'sub-ivan', email: 'ivan@example.test', name: 'Ivan', groups: ['kw-techs'] };
+      const forIvan = await invite('ivan@example.test');
+      const s = sessionOf((await ssoSignIn('ivan')).res);
+      expect((await me(s)).json().user).toMatchObject({ email: 'ivan@example.test', role: 'technician', clients: [clientA], ssoOnly: true });
+      expect(await pending()).not.toContain(forIvan);
+      const accepted = (await audits('invitation.accepted')).filter((e) => e.target_id === forIvan);
+      expect(accepted.map((e) => [e.outcome, e.details.method])).toEqual([['success', 'sso']]);
+      // Used once: signing in again goes by the link, not the invitation.
+      sessionOf((await ssoSignIn('ivan')).res);
+      expect((await audits('invitation.accepted')).filter((e) => e.target_id === forIvan)).toHaveLength(1);
+    } finally {
+      await t.app.inject({ method: 'PATCH', url: `${API}/settings/sso/providers/${providerId}`, headers: owner.headers, payload: { jit: true } });
+    }
+  });
+
   it('a group removed at the IdP: sign-in refused, every session ends, the account is disabled; a changed group narrows the role', async () => {
     idp.users.frank!.groups = ['kw-admins'];
     const s1 = sessionOf((await ssoSignIn('frank')).res);

@@ -158,8 +158,8 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
   };
 
   /** The inviter as they are now; null (the invitation is void) when they are disabled or no longer manage users. */
-  const inviterNow = async (r: InvitationsTable): Promise<Actor | null> => {
-    const a = await identity.userActor(db, r.invited_by);
+  const inviterNow = async (r: InvitationsTable, exec: Executor = db): Promise<Actor | null> => {
+    const a = await identity.userActor(exec, r.invited_by);
     return a && can(a, 'user:invite') && mayManagePrincipal(a, { role: r.role as Role, clients: clientsOf(r) }) ? a : null;
   };
 
@@ -418,7 +418,8 @@ export function createInvitationsService({ tx: transactions, repo, identity, app
       const email = input.email.trim().toLowerCase();
       const r = (await repo.openFor(tx, email, clock.now()))[0];
       if (!r || r.email !== email) return null;
-      const inviter = await inviterNow(r);
+      // Read in the sign-in's transaction: on SQLite another read would wait for it to finish.
+      const inviter = await inviterNow(r, tx);
       if (!inviter || (r.approval_id && !r.approved_at)) return null;
       if (!(await repo.claim(tx, r.id, r.token_hash, clock.now()))) return null;
       const u = await identity.createInvitedUser(tx, inviter, {

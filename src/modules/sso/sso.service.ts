@@ -360,7 +360,8 @@ export function createSsoService(deps: Deps) {
     const rules = rulesOf(p);
     let user = await users.findUserByEmail(tx, email);
     let created = false;
-    if (!user)
+    // An invitation is used only when this sign-in may go through: with mapping rules, a rule must grant.
+    if (!user && !(rules.length && !grant))
       user =
         (await deps.invitee?.()?.acceptBySso(tx, { email, name: typeof claims.name === 'string' ? claims.name : null, providerId: p.id, subject: sub })) ??
         undefined;
