@@ -4,6 +4,7 @@ import type { UsersTable } from '../../db/schema.js';
 import type { Policy } from '../../config.js';
 import { normalizeName } from '../../domain/names.js';
 import type { Keyring } from '../../crypto/keyring.js';
+import { newUserRow } from './user-row.js';
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../../crypto/passwords.js';
 import { newRecoveryCode, newSecret, sameHash, sha256Hex } from '../../crypto/tokens.js';
 import { checkTotp, newTotpSecret, totpUri } from '../../crypto/totp.js';
@@ -408,26 +409,17 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
         if (await repo.findUserByEmail(tx, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
         const now = clock.now();
         const pending = await needsApproval(tx, actor, null, { status: 'active', role, clients: input.clients });
-        const row: UsersTable = {
-          id: newId(),
-          email,
-          name: displayName(input.name) || email,
-          password_hash: passwordHash,
-          role: pending ? 'client-viewer' : role,
-          all_clients: !pending && input.clients === 'all' ? 1 : 0,
-          status: pending ? 'disabled' : 'active',
-          totp_secret: null,
-          totp_confirmed_at: null,
-          totp_last_step: null,
-          failed_logins: 0,
-          lockouts: 0,
-          locked_until: null,
-          last_login_at: null,
-          password_changed_at: now,
-          created_at: now,
-          updated_at: now,
-          sso_only: 0,
-        };
+        const row = await newUserRow(
+          {
+            email,
+            name: displayName(input.name) || email,
+            passwordHash,
+            role: pending ? 'client-viewer' : role,
+            allClients: !pending && input.clients === 'all',
+            status: pending ? 'disabled' : 'active',
+          },
+          now,
+        );
         await repo.insertUser(tx, row);
         if (!pending && input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
         await audit.record(tx, actor, {
@@ -974,28 +966,10 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       const email = normalizeEmail(input.email);
       if (await repo.findUserByEmail(tx, email)) throw conflict(`A user with the e-mail ${email} already exists.`);
       const now = clock.now();
-      const row: UsersTable = {
-        id: newId(),
-        email,
-        name: displayName(input.name) || email,
-        // Without a password: a random one nobody knows (sign-in only through the identity provider).
-        password_hash: input.passwordHash ?? (await hashPassword(newSecret())),
-        role: input.role,
-        all_clients: input.clients === 'all' ? 1 : 0,
-        status: 'active',
-        totp_secret: null,
-        totp_confirmed_at: null,
-        totp_last_step: null,
-        failed_logins: 0,
-        lockouts: 0,
-        locked_until: null,
-        last_login_at: null,
-        password_changed_at: now,
-        created_at: now,
-        updated_at: now,
-        // Accepted through the identity provider: it has no password anyone knows.
-        sso_only: input.passwordHash === null ? 1 : 0,
-      };
+      const row = await newUserRow(
+        { email, name: displayName(input.name) || email, passwordHash: input.passwordHash, role: input.role, allClients: input.clients === 'all' },
+        now,
+      );
       await repo.insertUser(tx, row);
       if (input.clients !== 'all') await repo.setUserClients(tx, row.id, [...new Set(input.clients)]);
       return row;

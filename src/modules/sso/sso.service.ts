@@ -4,7 +4,6 @@ import type { Transactions } from '../../db/transactions.js';
 import type { SsoProvidersTable, UsersTable } from '../../db/schema.js';
 import type { Policy } from '../../config.js';
 import type { Keyring } from '../../crypto/keyring.js';
-import { hashPassword } from '../../crypto/passwords.js';
 import { newSecret, sameHash, sha256Hex } from '../../crypto/tokens.js';
 import { normalizeName } from '../../domain/names.js';
 import type { Clock } from '../../lib/clock.js';
@@ -23,6 +22,7 @@ import {
 import type { AuditService } from '../audit/audit.service.js';
 import type { IdentityRepo } from '../identity/identity.repo.js';
 import type { IdentityService } from '../identity/identity.service.js';
+import { newUserRow } from '../identity/user-row.js';
 import type { SsoRepo } from './sso.repo.js';
 import { evaluateMapping, idTokenShowsMfa, type Grant, type MappingMode, type MappingRule } from './sso.mapping.js';
 import { SsoRefusal, type Oidc, type ProviderConnection } from './sso.oidc.js';
@@ -369,27 +369,11 @@ export function createSsoService(deps: Deps) {
       if (!p.jit) return { refusal: new SsoRefusal('no account', `There is no Keywarden account for ${email}. Ask an owner to add you.`) };
       if (!grant) return { refusal: new SsoRefusal('no mapping', `Your account at ${p.name} is not in a group that has access to Keywarden.`) };
       const named = normalizeName(typeof claims.name === 'string' ? claims.name : '', 'A name');
-      user = {
-        id: newId(),
-        email,
-        name: (named.ok && named.value.slice(0, 200)) || email,
-        // Nobody knows this password: the person signs in through the provider only.
-        password_hash: await hashPassword(newSecret()),
-        role: 'client-viewer',
-        all_clients: 0,
-        status: 'active',
-        totp_secret: null,
-        totp_confirmed_at: null,
-        totp_last_step: null,
-        failed_logins: 0,
-        lockouts: 0,
-        locked_until: null,
-        last_login_at: null,
-        password_changed_at: now,
-        created_at: now,
-        updated_at: now,
-        sso_only: 1,
-      };
+      // Nobody knows this account's password: the person signs in through the provider only.
+      user = await newUserRow(
+        { email, name: (named.ok && named.value.slice(0, 200)) || email, passwordHash: null, role: 'client-viewer', allClients: false },
+        now,
+      );
       await users.insertUser(tx, user);
       created = true;
       await audit.record(tx, ssoActor(p), {
