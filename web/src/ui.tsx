@@ -156,3 +156,27 @@ export function Snippet({ title, code, description }: { title: string; code: str
     </div>
   );
 }
+
+/**
+ * The end of every modal form: what went wrong (in the server's words), then Cancel and the submit
+ * button, which shows progress while the request runs.
+ */
+export function FormFooter({ error, onCancel, submitting, submit }: { error: unknown; onCancel: () => void; submitting: boolean; submit: ReactNode }) {
+  return (
+    <>
+      {!!error && (
+        <Alert color="red" role="alert">
+          {messageOf(error)}
+        </Alert>
+      )}
+      <Group justify="flex-end">
+        <Button variant="default" onClick={onCancel}>
+          Cancel
+        </Button>
+        <Button type="submit" loading={submitting}>
+          {submit}
+        </Button>
+      </Group>
+    </>
+  );
+}

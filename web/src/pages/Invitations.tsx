@@ -23,7 +23,7 @@ import { notifications } from '@mantine/notifications';
 import { IconMailPlus } from '@tabler/icons-react';
 import { api, csrf, type Answer, type Role } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
-import { ErrorState, Loading, SecretOnce, fmtDateTime, messageOf } from '../ui';
+import { ErrorState, Loading, SecretOnce, fmtDateTime, messageOf, FormFooter } from '../ui';
 
 /**
  * Invitations (issue 19): on the Users tab, invite someone by e-mail with a role and clients, see
@@ -194,19 +194,7 @@ function InviteModal({ onClose, onIssued }: { onClose: () => void; onIssued: (r:
               required
             />
           )}
-          {create.error && (
-            <Alert color="red" role="alert">
-              {messageOf(create.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={create.isPending}>
-              Send invitation
-            </Button>
-          </Group>
+          <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Send invitation" />
         </Stack>
       </form>
     </Modal>

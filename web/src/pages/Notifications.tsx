@@ -24,7 +24,7 @@ import { notifications } from '@mantine/notifications';
 import { IconPlus } from '@tabler/icons-react';
 import { api, type Answer, type Body, type Query } from '../api';
 import { useSession } from '../session';
-import { CopyValue, Empty, ErrorState, Loading, PageTitle, fmtAgo, fmtDateTime, messageOf } from '../ui';
+import { CopyValue, Empty, ErrorState, Loading, PageTitle, fmtAgo, fmtDateTime, messageOf, FormFooter } from '../ui';
 
 /**
  * Notifications: where messages go (channels: e-mail, signed webhook, Teams, Slack), which events go
@@ -653,19 +653,7 @@ function RuleModal({ channels, onClose }: { channels: Channel[]; onClose: () => 
             onChange={(e) => setDigest(e.currentTarget.value as Digest)}
             data={(Object.keys(DIGEST_LABEL) as Digest[]).map((d) => ({ value: d, label: DIGEST_LABEL[d] }))}
           />
-          {create.error && (
-            <Alert color="red" role="alert">
-              {messageOf(create.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={create.isPending}>
-              Add rule
-            </Button>
-          </Group>
+          <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Add rule" />
         </Stack>
       </form>
     </Modal>

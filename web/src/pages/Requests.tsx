@@ -23,6 +23,7 @@ import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDateTime, fmtKeyId, messageOf } from '../ui';
 import { RevealDialog } from './Reveal';
+import { ReasonTicketFields, reasonProblem } from '../reason-fields';
 
 /**
  * Two-person reveal in the console: the panel the reveal dialog shows when a key needs a second
@@ -86,7 +87,6 @@ function useStepUp() {
 export function ApprovalPanel({ k, approval, onBreakGlass }: { k: KeySummary; approval: KeyApproval; onBreakGlass?: () => void }) {
   const qc = useQueryClient();
   const { can } = useSession();
-  const reasons = useQuery({ queryKey: ['reasons'], queryFn: () => api.get('/api/v1/keys/reasons'), staleTime: Infinity });
   const [reason, setReason] = useState('');
   const [ticket, setTicket] = useState('');
   const [note, setNote] = useState('');
@@ -108,8 +108,8 @@ export function ApprovalPanel({ k, approval, onBreakGlass }: { k: KeySummary; ap
   const submit = (e: FormEvent) => {
     e.preventDefault();
     setError(null);
-    if (!reason) return setError('Pick a reason.');
-    if (reason === 'other' && !ticket.trim()) return setError('“Other” needs a ticket reference.');
+    const problem = reasonProblem(reason, ticket);
+    if (problem) return setError(problem);
     ask.mutate();
   };
   return (
@@ -133,23 +133,7 @@ export function ApprovalPanel({ k, approval, onBreakGlass }: { k: KeySummary; ap
       ) : (
         <form onSubmit={submit}>
           <Stack gap="sm">
-            <NativeSelect
-              label="Reason"
-              required
-              value={reason}
-              onChange={(e) => setReason(e.currentTarget.value)}
-              data={[
-                { value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' },
-                ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label })),
-              ]}
-            />
-            <TextInput
-              label="Ticket reference"
-              value={ticket}
-              onChange={(e) => setTicket(e.currentTarget.value)}
-              maxLength={200}
-              required={reason === 'other'}
-            />
+            <ReasonTicketFields reason={reason} setReason={setReason} ticket={ticket} setTicket={setTicket} />
             <Textarea
               label="Note for the approver"
               description="Optional. Never paste a recovery password."

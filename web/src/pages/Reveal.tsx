@@ -1,12 +1,13 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Alert, Badge, Button, Group, Modal, NativeSelect, Progress, Stack, Text, TextInput, Textarea } from '@mantine/core';
+import { Alert, Badge, Button, Group, Modal, Progress, Stack, Text, TextInput, Textarea } from '@mantine/core';
 import { IconAlertTriangle, IconCheck, IconCopy, IconEyeOff, IconInfoCircle, IconX } from '@tabler/icons-react';
 import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { fmtDate, fmtDateTime, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 import { PasskeyStepUpButton } from '../passkeys';
 import { SsoStepUpButton } from '../sso-step-up';
+import { ReasonTicketFields, reasonProblem } from '../reason-fields';
 import { ApprovalPanel, useKeyApproval } from './Requests';
 
 type RevealAnswer = Answer<'/api/v1/keys/{id}/reveal', 'post'>;
@@ -31,7 +32,6 @@ function consequence(r: Revealed): string {
  */
 export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; onClose: () => void }) {
   const qc = useQueryClient();
-  const reasons = useQuery({ queryKey: ['reasons'], queryFn: () => api.get('/api/v1/keys/reasons'), staleTime: Infinity });
   const settings = useQuery({ queryKey: ['console-settings'], queryFn: () => api.get('/api/v1/console/settings'), staleTime: 60_000 });
   const me = useQuery({ queryKey: ['me'], queryFn: () => api.get('/api/v1/me') });
   const [reason, setReason] = useState('');
@@ -122,8 +122,8 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     setError(null);
-    if (!reason) return setError('Pick a reason.');
-    if (reason === 'other' && !ticket.trim()) return setError('“Other” needs a ticket reference.');
+    const problem = reasonProblem(reason, ticket);
+    if (problem) return setError(problem);
     reveal.mutate();
   };
   // A native select does not submit its form on Enter; on the phone the reason is often all it takes.
@@ -180,26 +180,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                   minRows={2}
                 />
               )}
-              <NativeSelect
-                label="Reason"
-                required
-                data-autofocus
-                value={reason}
-                onChange={(e) => setReason(e.currentTarget.value)}
-                onKeyDown={enterSubmits}
-                data={[
-                  { value: '', label: reasons.isPending ? 'Loading…' : 'Pick the reason the user gives' },
-                  ...(reasons.data ?? []).map((r) => ({ value: r.code, label: r.label })),
-                ]}
-              />
-              <TextInput
-                label="Ticket reference"
-                description={reason === 'other' ? 'Required for “Other”' : 'Optional, e.g. T-1234'}
-                value={ticket}
-                onChange={(e) => setTicket(e.currentTarget.value)}
-                maxLength={200}
-                required={reason === 'other'}
-              />
+              <ReasonTicketFields reason={reason} setReason={setReason} ticket={ticket} setTicket={setTicket} onKeyDown={enterSubmits} autoFocus />
               <Textarea
                 label="Note"
                 description="Optional; goes into the audit log. Never paste a recovery password."

@@ -28,7 +28,7 @@ import { notifications } from '@mantine/notifications';
 import { IconPlus } from '@tabler/icons-react';
 import { api, ApiError, type Answer, type Body, type Role, type User } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
-import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf } from '../ui';
+import { Empty, ErrorState, Loading, PageTitle, SecretOnce, fmtAgo, fmtDate, fmtDateTime, messageOf, FormFooter } from '../ui';
 import { AccountTab } from './Account';
 import { PasskeyStepUpButton } from '../passkeys';
 import { SsoStepUpButton } from '../sso-step-up';
@@ -278,19 +278,7 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
             data={ROLES.map((r) => ({ value: r, label: ROLE_LABEL[r] }))}
           />
           <ClientsPicker all={all} setAll={setAll} ids={ids} setIds={setIds} label="Access" />
-          {create.error && (
-            <Alert color="red" role="alert">
-              {messageOf(create.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={create.isPending}>
-              Add user
-            </Button>
-          </Group>
+          <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Add user" />
         </Stack>
       </form>
     </Modal>
@@ -324,19 +312,7 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
             autoComplete="new-password"
             autoFocus
           />
-          {reset.error && (
-            <Alert color="red" role="alert">
-              {messageOf(reset.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={reset.isPending}>
-              Set password
-            </Button>
-          </Group>
+          <FormFooter error={reset.error} onCancel={onClose} submitting={reset.isPending} submit="Set password" />
         </Stack>
       </form>
     </Modal>
@@ -1094,19 +1070,7 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
             required
             autoComplete="off"
           />
-          {create.error && (
-            <Alert color="red" role="alert">
-              {messageOf(create.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={create.isPending}>
-              Connect
-            </Button>
-          </Group>
+          <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Connect" />
         </Stack>
       </form>
     </Modal>

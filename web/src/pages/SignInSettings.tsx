@@ -21,7 +21,7 @@ import { notifications } from '@mantine/notifications';
 import { IconPlus, IconTrash } from '@tabler/icons-react';
 import { api, type Answer, type Body, type Role } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
-import { Empty, ErrorState, Loading, messageOf } from '../ui';
+import { Empty, ErrorState, Loading, messageOf, FormFooter } from '../ui';
 
 /**
  * Settings → Sign-in: the single sign-on providers (OpenID Connect). The client secret is
@@ -263,19 +263,7 @@ function ProviderModal({ existing, onClose }: { existing?: Provider; onClose: ()
           >
             Add rule
           </Button>
-          {save.error && (
-            <Alert color="red" variant="light" role="alert">
-              {messageOf(save.error)}
-            </Alert>
-          )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={onClose}>
-              Cancel
-            </Button>
-            <Button type="submit" loading={save.isPending}>
-              Save
-            </Button>
-          </Group>
+          <FormFooter error={save.error} onCancel={onClose} submitting={save.isPending} submit="Save" />
         </Stack>
       </form>
     </Modal>
