@@ -395,4 +395,24 @@ describe(`passkeys on ${ENGINE}`, () => {
       await plain.close();
     }
   });
+
+  it('an address may start only so many password-less sign-ins (each stores a challenge), also in a parallel burst', async () => {
+    // 2 failed sign-ins per address → 4 × 2 = 8 starts per lockout window.
+    const small = await createTestApp({ KEYWARDEN_PUBLIC_URL: ORIGIN, KEYWARDEN_LOGIN_MAX_FAILURES_PER_IP: '2' });
+    try {
+      const start = (ip: string) => small.app.inject({ method: 'POST', url: `${API}/auth/passkey/options`, payload: {}, remoteAddress: ip });
+      const burst = await Promise.all(Array.from({ length: 14 }, () => start('10.66.0.1')));
+      expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(8);
+      const refused = burst.filter((r) => r.statusCode === 429);
+      expect(refused).toHaveLength(6);
+      expect(refused[0]!.json().message).toMatch(/Too many sign-ins were started from your address/);
+      expect(refused[0]!.headers['retry-after']).toBeDefined();
+      const rows = await small.container.database.db.selectFrom('passkey_challenges').select('id').execute();
+      expect(rows).toHaveLength(8);
+      // Another address is not affected.
+      expect((await start('10.66.0.2')).statusCode).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
 });

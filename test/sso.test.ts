@@ -439,6 +439,19 @@ describe(`single sign-on (OpenID Connect) on ${ENGINE}`, () => {
     expect((await t.cli(['sso', 'list'])).stdout).not.toContain('Okta CLI');
   });
 
+  it('an address may start only so many sign-ins (each stores a state row), also in a parallel burst', async () => {
+    // The default 30 failed sign-ins per address → 120 starts per lockout window.
+    const start = (ip: string) => t.app.inject({ method: 'GET', url: `${API}/auth/sso/${providerId}/start`, remoteAddress: ip });
+    const before = (await t.container.database.db.selectFrom('sso_login_states').select('id').execute()).length;
+    const burst = await Promise.all(Array.from({ length: 130 }, () => start('10.77.0.1')));
+    const started = burst.filter((r) => String(r.headers.location).startsWith(idp.issuer));
+    const refused = burst.filter((r) => r.headers.location === '/login?sso=too-many-starts');
+    expect(started).toHaveLength(120);
+    expect(refused).toHaveLength(10);
+    expect((await t.container.database.db.selectFrom('sso_login_states').select('id').execute()).length).toBe(before + 120);
+    expect(String((await start('10.77.0.2')).headers.location).startsWith(idp.issuer)).toBe(true);
+  });
+
   it('a disabled or unknown provider does not start a sign-in', async () => {
     const r = await t.app.inject({ method: 'GET', url: `${API}/auth/sso/00000000-0000-4000-8000-000000000000/start` });
     refusedWith(r, 'provider-unavailable');

@@ -163,7 +163,7 @@ export const passkeyRoutes =
             userAgent: request.headers['user-agent'] ?? null,
           });
         }
-        return c.passkeys.signInOptions();
+        return c.passkeys.signInOptions(request.ip ?? null);
       },
     );
 

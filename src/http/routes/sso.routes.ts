@@ -119,7 +119,7 @@ export const ssoRoutes =
       },
       async (request, reply) => {
         try {
-          const r = await c.sso.start(request.params.id, { redirectUri: redirectUri(request), purpose: 'login' });
+          const r = await c.sso.start(request.params.id, { redirectUri: redirectUri(request), purpose: 'login', ip: request.ip ?? null });
           reply.setCookie(SSO_STATE_COOKIE, r.browserToken, { ...stateCookie, maxAge: 600 });
           return reply.redirect(r.url, 302);
         } catch (e) {

@@ -76,6 +76,8 @@ export const API_TOKEN_PREFIX = 'kw_';
 
 const addMinutes = (iso: string, minutes: number) => new Date(Date.parse(iso) + minutes * 60_000).toISOString();
 const normalizeEmail = (e: string) => e.trim().toLowerCase();
+/** Sign-in starts an address may make per lockout window, as a multiple of its allowed failed sign-ins. */
+const START_FACTOR = 4;
 
 /** A person's display name: NFKC, no invisible or text-direction characters (they make one name look like another). */
 function displayName(raw: string | undefined): string {
@@ -217,6 +219,16 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
       }
       return { ok: true as const };
     });
+  /**
+   * Public sign-in starts (passkey options, single sign-on redirects) each store a short-lived row
+   * before anyone is known: an address may start only START_FACTOR times its failed sign-ins per
+   * lockout window, so nobody can fill those tables from one address.
+   */
+  const reserveStart = async (ip: string | null): Promise<{ ok: true } | { ok: false; wait: number; message: string }> => {
+    if (!ip) return { ok: true };
+    const r = await reserve([{ key: `start:${ip}`, max: policy.loginMaxFailuresPerIp * START_FACTOR }]);
+    return r.ok ? r : { ...r, message: `Too many sign-ins were started from your address. Try again in ${Math.ceil(r.wait / 60)} minutes.` };
+  };
   /** Gives back a reserved attempt that turned out not to be a failure. */
   const refund = (exec: Executor, key: string) => repo.refundThrottle(exec, key);
   const lockedMessage = (what: string, wait: number) => `Too many failed ${what}. Try again in ${Math.ceil(wait / 60)} minute${wait > 60 ? 's' : ''}.`;
@@ -385,7 +397,7 @@ export function createIdentityService({ tx: transactions, repo, requireMfa, appr
    * What other sign-in methods in this module (passkeys) build on, so that every method opens its
    * session, counts its attempts and tests for a second factor the same way.
    */
-  const signInParts = { openSession, hasSecondFactor, reserve, refund, lockedMessage, claimant, stepUpKeys, view, settingsOf };
+  const signInParts = { openSession, hasSecondFactor, reserve, reserveStart, refund, lockedMessage, claimant, stepUpKeys, view, settingsOf };
 
   const service = {
     /** For other sign-in methods of the identity module (passkeys): see signInParts. */

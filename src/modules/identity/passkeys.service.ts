@@ -410,8 +410,10 @@ export function createPasskeysService({ tx: transactions, repo, users, identity,
 
     // ---------------------------------------------------------------- sign-in
     /** Password-less: any passkey of this Keywarden (discoverable), with user verification. */
-    async signInOptions(): Promise<PasskeyOptions> {
+    async signInOptions(ip: string | null): Promise<PasskeyOptions> {
       const r = rp();
+      const started = await parts().reserveStart(ip);
+      if (!started.ok) throw rateLimited(started.message, started.wait);
       const challenge = await newChallenge('sign-in', null);
       return asJson(
         await generateAuthenticationOptions({ rpID: r.id, challenge: bytesOf(challenge), userVerification: 'required', timeout: CHALLENGE_MINUTES * 60_000 }),

@@ -88,7 +88,7 @@ type Deps = {
   tx: Transactions;
   repo: SsoRepo;
   users: IdentityRepo;
-  identity: () => Pick<IdentityService, 'openSession' | 'getUser'>;
+  identity: () => Pick<IdentityService, 'openSession' | 'getUser' | 'signInParts'>;
   invitee?: () => InviteePort | undefined;
   keyring: Pick<Keyring<Executor>, 'secretCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
@@ -570,10 +570,15 @@ export function createSsoService(deps: Deps) {
      */
     async start(
       providerId: string,
-      ctx: { redirectUri: string; purpose: 'login' | 'step-up'; sessionId?: string; returnTo?: string },
+      ctx: { redirectUri: string; purpose: 'login' | 'step-up'; sessionId?: string; returnTo?: string; ip?: string | null },
     ): Promise<{ url: string; browserToken: string }> {
       const p = await repo.findProvider(db, providerId);
       if (!p || !p.enabled) throw new SsoRefusal('provider unavailable', 'This sign-in provider is not available.');
+      // Anyone may start a sign-in (a step-up has a session already): an address may start only so many.
+      if (ctx.purpose === 'login') {
+        const started = await deps.identity().signInParts.reserveStart(ctx.ip ?? null);
+        if (!started.ok) throw new SsoRefusal('too many starts', started.message);
+      }
       const config = await deps.oidc.configFor(await connection(db, p));
       const state = oidc.randomState();
       const nonce = oidc.randomNonce();

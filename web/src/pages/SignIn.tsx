@@ -63,6 +63,7 @@ const SSO_REASONS: Record<string, string> = {
   'tenant-not-allowed': "Your organisation's tenant is not allowed to sign in here.",
   'state-expired': 'The sign-in took too long. Try again.',
   'provider-unreachable': 'The sign-in provider cannot be reached. Try again later, or ask an owner.',
+  'too-many-starts': 'Too many sign-ins were started from your address. Wait a few minutes and try again.',
   'provider-unavailable': 'This sign-in provider is not available.',
   'provider-refused': 'The sign-in provider did not sign you in.',
   'another-person': 'You signed in at the provider as someone else.',
