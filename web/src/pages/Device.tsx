@@ -11,6 +11,7 @@ import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, SOURCE_LABEL, STATE_COLOR, fmtAgo, fmtDate, fmtDateTime, fmtKeyId, messageOf } from '../ui';
 import { EnableEncryptionModal, JobRow } from './Agents';
 import { MayNotUnlockBadge, RevealDialog } from './Reveal';
+import { useStepUp } from './client-confirm';
 
 /** Below this width the device page shows cards instead of tables (issue 17, item 6). */
 const PHONE = '(max-width: 599px)';
@@ -659,25 +660,19 @@ function LifecycleSection({ device: d }: { device: DeviceDetail }) {
 
 function LifecycleModal({ action, device: d, onClose }: { action: LifecycleAction; device: DeviceDetail; onClose: () => void }) {
   const qc = useQueryClient();
-  const me = useQuery({ queryKey: ['me'], queryFn: () => api.get('/api/v1/me') });
   const [reason, setReason] = useState('');
   const [confirm, setConfirm] = useState('');
-  const [code, setCode] = useState('');
   const [error, setError] = useState<string | null>(null);
   const sensitive = action === 'lift' || action === 'destroy';
-  const mfa = me.data?.user?.mfaEnabled ?? false;
-  const fresh = !!me.data?.stepUpValidUntil && Date.parse(me.data.stepUpValidUntil) > Date.now() + 5_000;
-  const showCode = sensitive && mfa && !fresh;
+  // Lifting a hold and destroying keys need a fresh second factor: a code, a passkey or the sign-in provider.
+  const stepUp = useStepUp(action === 'lift' ? 'lift the legal hold' : 'destroy these keys');
   const reasonRequired = action === 'hold' || action === 'lift';
   const deviceId = d.id;
   const path = { params: { path: { deviceId } } };
 
   const run = useMutation({
     mutationFn: async (): Promise<string> => {
-      if (showCode) {
-        await api.post('/api/v1/auth/step-up', { body: { code: code.replace(/\s+/g, '') } });
-        void qc.invalidateQueries({ queryKey: ['me'] });
-      }
+      if (sensitive) await stepUp.prove();
       const why = reason.trim();
       if (action === 'retire') {
         const r = await api.post('/api/v1/devices/{deviceId}/retire', { ...path, body: why ? { reason: why } : {} });
@@ -701,7 +696,10 @@ function LifecycleModal({ action, device: d, onClose }: { action: LifecycleActio
       void qc.invalidateQueries({ queryKey: ['device', deviceId] });
       onClose();
     },
-    onError: (e) => setError(messageOf(e)),
+    onError: (e) => {
+      stepUp.caught(e);
+      setError(messageOf(e));
+    },
   });
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -745,18 +743,7 @@ function LifecycleModal({ action, device: d, onClose }: { action: LifecycleActio
               autoComplete="off"
             />
           )}
-          {showCode && (
-            <TextInput
-              label="Authentication code"
-              description="A current code from your authenticator app (this action needs a fresh second factor)"
-              value={code}
-              onChange={(e) => setCode(e.currentTarget.value)}
-              autoComplete="one-time-code"
-              required
-              maxLength={20}
-              classNames={{ input: 'kw-mono' }}
-            />
-          )}
+          {sensitive && stepUp.field}
           {error && (
             <Alert color="red" variant="light" role="alert">
               {error}
