@@ -22,6 +22,7 @@ import { IconPlus, IconTrash } from '@tabler/icons-react';
 import { api, type Answer, type Body, type Role } from '../api';
 import { ROLE_LABEL, ROLES, useSession } from '../session';
 import { Empty, ErrorState, Loading, messageOf, FormFooter } from '../ui';
+import { useStepUp } from './client-confirm';
 
 /**
  * Settings → Sign-in: the single sign-on providers (OpenID Connect). The client secret is
@@ -151,8 +152,11 @@ function ProviderModal({ existing, onClose }: { existing?: Provider; onClose: ()
     mappings: rules,
     revalidateMinutes: revalidate,
   });
+  // Who may sign in is vault control: the server asks for a fresh second factor, proved here.
+  const stepUp = useStepUp('change how people sign in');
   const save = useMutation({
-    mutationFn: () => {
+    mutationFn: async () => {
+      await stepUp.prove();
       if (!existing) return api.post('/api/v1/settings/sso/providers', { body: body() });
       const { kind: _kind, ...patch } = body();
       return api.patch('/api/v1/settings/sso/providers/{id}', { params: { path: { id: existing.id } }, body: patch });
@@ -162,6 +166,7 @@ function ProviderModal({ existing, onClose }: { existing?: Provider; onClose: ()
       void qc.invalidateQueries({ queryKey: ['sso-providers-admin'] });
       onClose();
     },
+    onError: (e) => stepUp.caught(e),
   });
   const setRule = (i: number, r: Partial<Rule>) => setRules(rules.map((x, j) => (j === i ? { ...x, ...r } : x)));
   return (
@@ -263,6 +268,7 @@ function ProviderModal({ existing, onClose }: { existing?: Provider; onClose: ()
           >
             Add rule
           </Button>
+          {stepUp.field}
           <FormFooter error={save.error} onCancel={onClose} submitting={save.isPending} submit="Save" />
         </Stack>
       </form>
