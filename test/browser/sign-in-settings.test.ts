@@ -9,7 +9,7 @@ import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
  * Settings → Sign-in in Chromium: an owner whose step-up has gone stale adds an OpenID Connect
  * provider with a mapping rule (the form asks for a fresh code and saves), tests its discovery,
  * and the provider's button then signs a new technician in just in time, who appears in Users &
- * roles as SSO only. The client secret typed in the form never comes back to the page.
+ * roles as SSO only; turning that off with a stale step-up asks for a code first. The client secret typed in the form never comes back to the page.
  */
 describe('Settings → Sign-in in Chromium', () => {
   let server: ConsoleServer;
@@ -44,11 +44,13 @@ describe('Settings → Sign-in in Chromium', () => {
     await signIn(page, server, ownerEmail, secret);
     // The second factor proved at sign-in is an hour old: saving needs a fresh one.
     const owner = await server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
-    await server.container.database.db
-      .updateTable('sessions')
-      .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
-      .where('user_id', '=', owner.id)
-      .execute();
+    const ageStepUp = () =>
+      server.container.database.db
+        .updateTable('sessions')
+        .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
+        .where('user_id', '=', owner.id)
+        .execute();
+    await ageStepUp();
 
     await page.goto('/settings/sign-in');
     await page.getByText('No sign-in provider').waitFor();
@@ -97,5 +99,21 @@ describe('Settings → Sign-in in Chromium', () => {
     await sw.waitFor();
     expect(await sw.isChecked()).toBe(true);
     expect(await page.getByRole('row', { name: /new\.tech@example\.test/ }).textContent()).toContain('Technician');
+
+    // Turning "SSO only" off needs a fresh second factor again: the step-up panel asks, then the change is made.
+    await ageStepUp();
+    await page.reload();
+    await sw.waitFor();
+    await sw.click({ force: true });
+    const confirm = page.getByRole('alert').filter({ hasText: 'Confirm it is you' });
+    await confirm.getByLabel('Authentication code').fill(await freshCode(server.container, ownerEmail, secret));
+    await confirm.getByRole('button', { name: 'Verify and save' }).click();
+    await expect.poll(() => sw.isChecked()).toBe(false);
+    const row = await server.container.database.db
+      .selectFrom('users')
+      .select('sso_only')
+      .where('email', '=', 'new.tech@example.test')
+      .executeTakeFirstOrThrow();
+    expect(row.sso_only).toBe(0);
   });
 });

@@ -35,6 +35,7 @@ import { SsoStepUpButton } from '../sso-step-up';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
+import { useStepUp } from './client-confirm';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
 
@@ -122,17 +123,24 @@ function UsersTab() {
   const [adding, setAdding] = useState(false);
   const [resetFor, setResetFor] = useState<User | null>(null);
   const names = new Map(clients.map((c) => [c.id, c.name]));
+  // Managing users needs a fresh second factor: when the server asks for one, the step-up panel
+  // appears and the refused change is made again once it is proved.
+  const [retry, setRetry] = useState<(() => void) | null>(null);
+  const refused = (again: () => void) => (e: unknown) => {
+    if (e instanceof ApiError && e.code === 'step_up_required') setRetry(() => again);
+    else notifications.show({ color: 'red', message: messageOf(e) });
+  };
   const update = useMutation({
     mutationFn: ({ id, patch }: { id: string; patch: Body<'/api/v1/users/{userId}', 'patch'> }) =>
       api.patch('/api/v1/users/{userId}', { params: { path: { userId: id } }, body: patch }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e, v) => refused(() => update.mutate(v))(e),
   });
   const ssoOnly = useMutation({
     mutationFn: ({ id, on }: { id: string; on: boolean }) =>
       api.put('/api/v1/users/{userId}/sso-only', { params: { path: { userId: id } }, body: { ssoOnly: on } }),
     onSuccess: () => void qc.invalidateQueries({ queryKey: ['users'] }),
-    onError: (e) => notifications.show({ color: 'red', message: messageOf(e) }),
+    onError: (e, v) => refused(() => ssoOnly.mutate(v))(e),
   });
   if (users.isPending) return <Loading />;
   if (users.isError) return <ErrorState error={users.error} retry={() => void users.refetch()} />;
@@ -147,6 +155,14 @@ function UsersTab() {
           Add user
         </Button>
       </Group>
+      {retry && (
+        <StepUp
+          onDone={() => {
+            setRetry(null);
+            retry();
+          }}
+        />
+      )}
       <div className="kw-table-wrap" tabIndex={0}>
         <Table striped verticalSpacing={6} fz="sm">
           <Table.Thead>
@@ -243,8 +259,13 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
   const [role, setRole] = useState<Role>('technician');
   const [all, setAll] = useState(false);
   const [ids, setIds] = useState<string[]>([]);
+  const stepUp = useStepUp('add a user');
   const create = useMutation({
-    mutationFn: () => api.post('/api/v1/users', { body: { email, name: name || undefined, password, role, clients: all ? 'all' : ids } }),
+    mutationFn: async () => {
+      await stepUp.prove();
+      return api.post('/api/v1/users', { body: { email, name: name || undefined, password, role, clients: all ? 'all' : ids } });
+    },
+    onError: (e) => stepUp.caught(e),
     onSuccess: (u) => {
       notifications.show({ color: 'green', message: `${u.email} can now sign in.` });
       void qc.invalidateQueries({ queryKey: ['users'] });
@@ -278,6 +299,7 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
             data={ROLES.map((r) => ({ value: r, label: ROLE_LABEL[r] }))}
           />
           <ClientsPicker all={all} setAll={setAll} ids={ids} setIds={setIds} label="Access" />
+          {stepUp.field}
           <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Add user" />
         </Stack>
       </form>
@@ -287,8 +309,13 @@ function AddUserModal({ onClose }: { onClose: () => void }) {
 
 function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void }) {
   const [password, setPassword] = useState('');
+  const stepUp = useStepUp('set their password');
   const reset = useMutation({
-    mutationFn: () => api.post('/api/v1/users/{userId}/password', { params: { path: { userId: user.id } }, body: { password } }),
+    mutationFn: async () => {
+      await stepUp.prove();
+      return api.post('/api/v1/users/{userId}/password', { params: { path: { userId: user.id } }, body: { password } });
+    },
+    onError: (e) => stepUp.caught(e),
     onSuccess: () => {
       notifications.show({ color: 'green', message: `New password set for ${user.email}; their sessions ended.` });
       onClose();
@@ -312,6 +339,7 @@ function ResetPasswordModal({ user, onClose }: { user: User; onClose: () => void
             autoComplete="new-password"
             autoFocus
           />
+          {stepUp.field}
           <FormFooter error={reset.error} onCancel={onClose} submitting={reset.isPending} submit="Set password" />
         </Stack>
       </form>
