@@ -175,6 +175,17 @@ describe('HaloPSA simulator', () => {
     }
     expect(statuses).toEqual([200, 200, 429, 200, 200, 429]);
     expect(sim.throttled()).toHaveLength(2);
+    // the calls right after the first 429 ignored its Retry-After (the clock did not move)
+    expect(sim.violations().map((v) => v.path)).toEqual([`/api/Tickets/${seeded.open.id}`, `/api/Tickets/${seeded.open.id}`, `/api/Tickets/${seeded.open.id}`]);
+    // a client that waits is fine
+    sim.resetLog();
+    sim.throttleEvery = 1;
+    await call(`${sim.apiUrl}/Tickets/${seeded.open.id}`, { headers: h });
+    sim.throttleEvery = undefined;
+    clock += 7000;
+    expect((await call(`${sim.apiUrl}/Tickets/${seeded.open.id}`, { headers: h })).status).toBe(200);
+    expect(sim.violations()).toEqual([]);
+    clock = T0;
   });
 
   it('can be unreachable: socket reset, 503, or no answer at all', async () => {
@@ -254,6 +265,10 @@ describe('ConnectWise PSA simulator', () => {
     }
     expect(pages).toBe(3);
     expect(ids).toEqual(sim.companies.map((c) => c.id));
+    const middle = await call(`${sim.apiUrl}/company/companies?pageSize=25&page=2`, { headers: h });
+    expect((middle.headers.get('link') ?? '').match(/rel="(\w+)"/g)).toEqual(['rel="first"', 'rel="prev"', 'rel="next"', 'rel="last"']);
+    const lastPage = await call(`${sim.apiUrl}/company/companies?pageSize=25&page=3`, { headers: h });
+    expect(lastPage.headers.get('link')).not.toContain('rel="next"');
     expect((await call(`${sim.apiUrl}/company/companies?pageSize=1001`, { headers: h })).status).toBe(400);
   });
 
@@ -262,6 +277,7 @@ describe('ConnectWise PSA simulator', () => {
     expect((await q('name like "Contoso*"')).body.map((c: Json) => c.name)).toEqual(['Contoso Ltd', 'Contoso Pharmaceuticals']);
     expect((await q('identifier="FourthCoffee" and deletedFlag=false')).body).toHaveLength(1);
     expect((await q(`id in (${sim.companies[0]!.id}, ${sim.companies[1]!.id})`)).body).toHaveLength(2);
+    expect((await q(`id not in (${sim.companies[0]!.id}) and name contains "contoso"`)).body.map((c: Json) => c.name)).toEqual(['Contoso Pharmaceuticals']);
     const bad = await q('name ~~ "x"');
     expect(bad.status).toBe(400);
     expect(bad.body.code).toBe('InvalidObject');
@@ -397,6 +413,7 @@ describe('Autotask simulator', () => {
     const post = await call(`${api}/Tickets/query`, json('POST', { filter }, h));
     expect(post.body.items.map((t: Json) => t.id)).toEqual([seeded.open.id, seeded.openUnassigned.id]);
     expect(post.body.pageDetails).toEqual({ count: 2, requestCount: 500, prevPageUrl: null, nextPageUrl: null });
+    expect((await call(`${api}/Tickets/query/count`, json('POST', { filter }, h))).body).toEqual({ queryCount: 2 });
     const get = await call(`${api}/Tickets/query?search=${encodeURIComponent(JSON.stringify({ filter, IncludeFields: ['title'] }))}`, { headers: h });
     expect(get.body.items).toEqual([
       { id: seeded.open.id, title: seeded.open.title },

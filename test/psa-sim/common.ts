@@ -34,6 +34,12 @@ export type PsaRequest = {
  */
 export type UnreachableMode = false | 'reset' | '503' | 'hang';
 
+/** An API call sent before the previous throttle's Retry-After elapsed. */
+export type PsaViolation = { at: number; method: string; path: string; throttledAt: number; until: number };
+
+/** Slack allowed when checking that a client waited for Retry-After. */
+export const RETRY_AFTER_SLACK_MS = 50;
+
 export type Reply = {
   status: number;
   body?: unknown;
@@ -74,6 +80,8 @@ export abstract class PsaSimBase {
   protected readonly latencyMs: number;
   protected log: PsaRequest[] = [];
   protected apiCount = 0;
+  private early: PsaViolation[] = [];
+  private window: { from: number; until: number } | null = null;
   private readonly serverErrors: Error[] = [];
   private server: http.Server | null = null;
   private readonly sockets = new Set<Socket>();
@@ -143,6 +151,16 @@ export abstract class PsaSimBase {
   resetLog(): void {
     this.log = [];
     this.apiCount = 0;
+    this.early = [];
+    this.window = null;
+  }
+
+  /**
+   * API calls that arrived before the Retry-After of the last `throttleEvery` answer elapsed
+   * (simulator clock, minus RETRY_AFTER_SLACK_MS). A client that honours the hint has none.
+   */
+  violations(): PsaViolation[] {
+    return [...this.early];
   }
 
   /** Number of throttled answers in the log. */
@@ -197,8 +215,15 @@ export abstract class PsaSimBase {
       incoming.json = parseJsonBody(req.headers['content-type'], raw);
       entry.body = this.redact(u.pathname, incoming.json ?? (raw ? Object.fromEntries(new URLSearchParams(raw)) : undefined));
       if (this.unreachable === '503') reply = this.unavailableReply();
-      else if (this.isApiCall(u.pathname) && this.throttleEvery && ++this.apiCount % this.throttleEvery === 0) reply = this.throttleReply();
-      else reply = await this.route(incoming);
+      else {
+        const api = this.isApiCall(u.pathname);
+        if (api && this.window && at < this.window.until - RETRY_AFTER_SLACK_MS)
+          this.early.push({ at, method, path: u.pathname, throttledAt: this.window.from, until: this.window.until });
+        if (api && this.throttleEvery && ++this.apiCount % this.throttleEvery === 0) {
+          reply = this.throttleReply();
+          this.window = { from: at, until: at + this.retryAfterSeconds * 1000 };
+        } else reply = await this.route(incoming);
+      }
     } catch (err) {
       if (err instanceof HttpError) reply = err.reply;
       else if (err instanceof BadJson) reply = this.badRequestReply('The request body is not valid JSON.');
