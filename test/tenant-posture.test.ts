@@ -145,10 +145,18 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     expect(p).toMatchObject({ usersCanReadOwnKeys: 'unknown', intuneRequiresEscrow: 'unknown', intunePolicies: [], notes: [] });
     expect(p.usersCanReadOwnKeysReason).toMatch(/^grant Policy\.Read\.All/);
     expect(p.intuneReason).toMatch(/^grant DeviceManagementConfiguration\.Read\.All/);
-    expect(p.lines.map((l) => l.text)).toEqual([expect.stringMatching(/^Unknown — grant Policy\.Read\.All/), expect.stringMatching(/^Unknown — grant DeviceManagementConfiguration/)]);
+    expect(p.lines.map((l) => l.text)).toEqual([
+      expect.stringMatching(/^Unknown — grant Policy\.Read\.All/),
+      expect.stringMatching(/^Unknown — grant DeviceManagementConfiguration/),
+    ]);
     // Forbidden answers were what Graph said: the simulator saw the reads and refused them.
-    const refused = sim.requests(c.tenantId).filter((r) => r.status === 403).map((r) => r.path);
-    expect(refused).toEqual(expect.arrayContaining([expect.stringContaining('/policies/authorizationPolicy'), expect.stringContaining('/deviceConfigurations')]));
+    const refused = sim
+      .requests(c.tenantId)
+      .filter((r) => r.status === 403)
+      .map((r) => r.path);
+    expect(refused).toEqual(
+      expect.arrayContaining([expect.stringContaining('/policies/authorizationPolicy'), expect.stringContaining('/deviceConfigurations')]),
+    );
   });
 
   it('the posture changes at the next sync (audited once per change); a sync without change leaves it and writes no event', async () => {
@@ -159,7 +167,11 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     tenant.posture.usersCanReadOwnKeys = false;
     // Paged: the policy that does not require escrow is on the last page.
     tenant.posture.pageSize = 1;
-    tenant.posture.deviceConfigurations.push(wifiProfile(), endpointProtectionProfile('Tailspin laptops', true), endpointProtectionProfile('Tailspin kiosks', false));
+    tenant.posture.deviceConfigurations.push(
+      wifiProfile(),
+      endpointProtectionProfile('Tailspin laptops', true),
+      endpointProtectionProfile('Tailspin kiosks', false),
+    );
     const run = await t.container.graph.runSync(c.connId);
     expect(run).toMatchObject({ status: 'succeeded', warnings: null });
     let p = await postureOf(c.clientId);
@@ -167,8 +179,7 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     expect(p.intunePolicies.map((x) => `${x.name}:${x.requiresEscrow}`)).toEqual(['Tailspin laptops:true', 'Tailspin kiosks:false']);
     expect(p.lines[1]!.text).toBe('No ("Tailspin kiosks") — devices may encrypt without an escrowed key.');
 
-    const events = async () =>
-      (await get(`/audit?action=graph.posture_changed&clientId=${c.clientId}`)).json() as { items?: unknown[] } | unknown[];
+    const events = async () => (await get(`/audit?action=graph.posture_changed&clientId=${c.clientId}`)).json() as { items?: unknown[] } | unknown[];
     const count = async () => {
       const e = await events();
       return (Array.isArray(e) ? e : (e.items ?? [])).length;
@@ -207,7 +218,10 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     const posture = rows.filter((r) => r.section === 'tenant_posture');
     expect(posture.map((r) => [r.scope, r.note])).toEqual([
       ['Fabrikam', 'End users can read their own BitLocker keys in Entra ID: No — only administrators read recovery keys in Entra ID.'],
-      ['Fabrikam', 'Intune requires recovery information stored before BitLocker is enabled: No ("Fabrikam disk encryption") — devices may encrypt without an escrowed key.'],
+      [
+        'Fabrikam',
+        'Intune requires recovery information stored before BitLocker is enabled: No ("Fabrikam disk encryption") — devices may encrypt without an escrowed key.',
+      ],
     ]);
     const pdf = await get(`/reports/compliance-summary?format=pdf&clientId=${conns.Contoso!.clientId}`);
     expect(pdf.statusCode).toBe(200);

@@ -144,7 +144,10 @@ export type PostureRequest = {
 };
 export type PostureReply = { status: number; body: Record<string, unknown> } | { status: number; error: { code: string; message: string } };
 
-const denied = (): PostureReply => ({ status: 403, error: { code: 'Authorization_RequestDenied', message: 'Insufficient privileges to complete the operation.' } });
+const denied = (): PostureReply => ({
+  status: 403,
+  error: { code: 'Authorization_RequestDenied', message: 'Insufficient privileges to complete the operation.' },
+});
 const intuneDenied = (): PostureReply => ({
   status: 403,
   error: {
@@ -182,7 +185,8 @@ export function postureRoute(r: PostureRequest): PostureReply | null {
     const named = lower.length === 3 && lower[2] === 'authorizationpolicy';
     const list = lower.length === 2 && version === 'beta';
     if (!single && !named && !list) return null;
-    if (r.method !== 'GET') return { status: 405, error: { code: 'Request_BadRequest', message: 'Specified HTTP method is not allowed for the request target.' } };
+    if (r.method !== 'GET')
+      return { status: 405, error: { code: 'Request_BadRequest', message: 'Specified HTTP method is not allowed for the request target.' } };
     if (!has(r.permissions, PERM.policy)) return denied();
     const obj = authorizationPolicy(r.posture);
     if (list) return { status: 200, body: { '@odata.context': ctx('policies/authorizationPolicy'), value: [obj] } };

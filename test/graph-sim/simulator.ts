@@ -970,7 +970,13 @@ export class GraphSimulator {
       if (segs.length === 2) return this.listAudits(ctx);
       if (segs.length === 3) return this.getAudit(ctx, segs[2]!);
     }
-    const posture = postureRoute({ ...ctx, posture: st.t.posture, permissions: st.t.permissions, graphUrl: this.graphUrl, page: (k, n, size) => this.page(ctx, k, n, size) });
+    const posture = postureRoute({
+      ...ctx,
+      posture: st.t.posture,
+      permissions: st.t.permissions,
+      graphUrl: this.graphUrl,
+      page: (k, n, size) => this.page(ctx, k, n, size),
+    });
     if (posture) {
       if ('error' in posture) throw new GraphError(posture.status, posture.error.code, posture.error.message);
       return posture;

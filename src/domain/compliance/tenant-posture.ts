@@ -92,7 +92,11 @@ export function catalogPolicy(name: string, settings: unknown[]): PosturePolicy 
   const requireBackup = options
     ? [...instances(obj(options.choiceSettingValue)?.children)].find((i) => text(i.settingDefinitionId, 300).toLowerCase() === SETTING.requireBackup)
     : undefined;
-  return { name: name.slice(0, 200) || 'unnamed policy', kind: 'settings catalog', requiresEscrow: !!options && enabled(options) && !!requireBackup && enabled(requireBackup) };
+  return {
+    name: name.slice(0, 200) || 'unnamed policy',
+    kind: 'settings catalog',
+    requiresEscrow: !!options && enabled(options) && !!requireBackup && enabled(requireBackup),
+  };
 }
 
 /** Yes when Intune turns BitLocker on and every such policy requires escrow first; no otherwise. */
@@ -112,10 +116,18 @@ export function postureLines(p: TenantPosture): PostureLine[] {
   const q2 = 'Intune requires recovery information stored before BitLocker is enabled';
   const l1: PostureLine =
     p.usersCanReadOwnKeys === 'yes'
-      ? { question: q1, answer: 'yes', text: 'Yes — consider turning this off if you use Keywarden self-service (Entra admin centre > Devices > Device settings).' }
+      ? {
+          question: q1,
+          answer: 'yes',
+          text: 'Yes — consider turning this off if you use Keywarden self-service (Entra admin centre > Devices > Device settings).',
+        }
       : p.usersCanReadOwnKeys === 'no'
         ? { question: q1, answer: 'no', text: 'No — only administrators read recovery keys in Entra ID.' }
-        : { question: q1, answer: 'unknown', text: `Unknown — ${p.usersCanReadOwnKeysReason ?? `grant ${POSTURE_PERMISSION.policy} to the app registration`}.` };
+        : {
+            question: q1,
+            answer: 'unknown',
+            text: `Unknown — ${p.usersCanReadOwnKeysReason ?? `grant ${POSTURE_PERMISSION.policy} to the app registration`}.`,
+          };
   const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
   const l2: PostureLine =
     p.intuneRequiresEscrow === 'yes'

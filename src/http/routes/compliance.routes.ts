@@ -55,7 +55,7 @@ const Answer = z.enum(['yes', 'no', 'unknown']);
 const TenantPostureSchema = z.object({
   client: Ref,
   tenantId: z.string(),
-  usersCanReadOwnKeys: Answer.describe("Entra authorization policy: allowedToReadBitlockerKeysForOwnedDevice (unknown: Policy.Read.All not granted)"),
+  usersCanReadOwnKeys: Answer.describe('Entra authorization policy: allowedToReadBitlockerKeysForOwnedDevice (unknown: Policy.Read.All not granted)'),
   usersCanReadOwnKeysReason: z.string().nullable().describe('why the answer is unknown, and what to grant'),
   intuneRequiresEscrow: Answer.describe(
     'every Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)',
@@ -207,7 +207,7 @@ export const complianceRoutes =
         schema: {
           tags: ['compliance'],
           summary:
-            "Tenant posture per client, as the last Entra ID sync read it: may end users read their own BitLocker keys, does Intune require escrow before encrypting",
+            'Tenant posture per client, as the last Entra ID sync read it: may end users read their own BitLocker keys, does Intune require escrow before encrypting',
           querystring: z.strictObject({ clientId: Id.optional() }),
           response: { 200: z.array(TenantPostureSchema), ...errors(400, 401, 403, 404) },
         },

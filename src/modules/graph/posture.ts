@@ -28,7 +28,14 @@ import type { PostureRepo } from './posture.repo.js';
  * change audited as graph.posture_changed; compliance and reports read it through `list`.
  */
 
-export type PostureView = TenantPosture & { clientId: string; tenantId: string; checkedAt: string; changedAt: string; lines: PostureLine[]; notes: PostureNote[] };
+export type PostureView = TenantPosture & {
+  clientId: string;
+  tenantId: string;
+  checkedAt: string;
+  changedAt: string;
+  lines: PostureLine[];
+  notes: PostureNote[];
+};
 
 /** Settings catalog policies whose settings are read (a tenant with more is read in part, said so). */
 const MAX_CATALOG_POLICIES = 200;
@@ -82,7 +89,8 @@ export async function readTenantPosture(graph: Pick<GraphClient, 'getObject' | '
     }
     posture.intunePolicies = policies.slice(0, 100);
     posture.intuneRequiresEscrow = intuneRequiresEscrow(policies);
-    if (catalog.length > MAX_CATALOG_POLICIES) warnings.push(`Only the first ${MAX_CATALOG_POLICIES} Intune settings catalog policies were read for the tenant posture.`);
+    if (catalog.length > MAX_CATALOG_POLICIES)
+      warnings.push(`Only the first ${MAX_CATALOG_POLICIES} Intune settings catalog policies were read for the tenant posture.`);
   } catch (e) {
     posture.intunePolicies = [];
     posture.intuneRequiresEscrow = 'unknown';
@@ -101,7 +109,15 @@ export function postureView(r: TenantPostureTable): PostureView {
     intuneReason: r.intune_reason,
     intunePolicies: JSON.parse(r.intune_policies) as PosturePolicy[],
   };
-  return { clientId: r.client_id, tenantId: r.tenant_id, checkedAt: r.checked_at, changedAt: r.changed_at, ...p, lines: postureLines(p), notes: postureNotes(p) };
+  return {
+    clientId: r.client_id,
+    tenantId: r.tenant_id,
+    checkedAt: r.checked_at,
+    changedAt: r.changed_at,
+    ...p,
+    lines: postureLines(p),
+    notes: postureNotes(p),
+  };
 }
 
 type Deps = { repo: PostureRepo; audit: Pick<AuditService, 'record'>; clock: Clock };

@@ -297,11 +297,7 @@ export async function renderSummaryPdf(
     const mspWide = data.scope.clientId === null;
     table(
       ctx,
-      [
-        ...(mspWide ? [{ header: 'Client', width: 90 }] : []),
-        { header: 'Question', width: 170 },
-        { header: 'Answer', width: full - 170 - (mspWide ? 90 : 0) },
-      ],
+      [...(mspWide ? [{ header: 'Client', width: 90 }] : []), { header: 'Question', width: 170 }, { header: 'Answer', width: full - 170 - (mspWide ? 90 : 0) }],
       data.posture.flatMap((p) => p.lines.map((l) => [...(mspWide ? [p.client] : []), l.question, l.text])),
     );
     const checked = data.posture.map((p) => p.checkedAt).sort()[0]!;

@@ -262,7 +262,14 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
       }
     }
     const names = new Map(scope.clients.map((c) => [c.id, c.name]));
-    const postureRows = posture && scope.clients.length ? await posture.list(reader, scope.clients.map((c) => c.id), scope.clientId) : [];
+    const postureRows =
+      posture && scope.clients.length
+        ? await posture.list(
+            reader,
+            scope.clients.map((c) => c.id),
+            scope.clientId,
+          )
+        : [];
     return {
       posture: postureRows
         .filter((p) => names.has(p.clientId))
