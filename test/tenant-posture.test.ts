@@ -237,6 +237,72 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     expect(new Set(all.filter((r) => r.section === 'tenant_posture').map((r) => r.scope))).toEqual(new Set(['Contoso', 'Fabrikam', 'Litware', 'Tailspin']));
   });
 
+  it('"Test connection" names the two optional posture permissions, granted or not', async () => {
+    const c = conns.Fabrikam!;
+    const tenant = sim.tenant(c.tenantId);
+    tenant.permissions.delete('Policy.Read.All');
+    try {
+      const r = await t.app.inject({ method: 'POST', url: `${API}/graph/connections/${c.connId}/test`, headers: owner.headers });
+      expect(r.statusCode).toBe(200);
+      const body = r.json() as { ok: boolean; checks: { check: string; ok: boolean; detail: string }[] };
+      expect(body.ok).toBe(true); // optional: the connection works without them
+      expect(body.checks.find((x) => x.check.startsWith('Policy.Read.All'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^403 /) });
+      expect(body.checks.find((x) => x.check.startsWith('DeviceManagementConfiguration.Read.All'))).toMatchObject({ ok: true });
+    } finally {
+      tenant.permissions.add('Policy.Read.All');
+    }
+  });
+
+  it('the simulator answers as documented: v1.0 authorizationPolicy is the object, beta a collection; Intune refuses without its permission', async () => {
+    const tenant = sim.tenant(conns.Contoso!.tenantId);
+    const token = (
+      (await (
+        await fetch(`${urls.loginUrl}/${tenant.tenantId}/oauth2/v2.0/token`, {
+          method: 'POST',
+          body: new URLSearchParams({
+            grant_type: 'client_credentials',
+            client_id: tenant.clientId,
+            client_secret: tenant.clientSecret,
+            scope: 'https://graph.microsoft.com/.default',
+          }),
+        })
+      ).json()) as { access_token: string }
+    ).access_token;
+    const g = async (p: string) => {
+      const r = await fetch(`${urls.graphUrl}${p}`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    };
+    const v1 = await g('/v1.0/policies/authorizationPolicy');
+    expect(v1.status).toBe(200);
+    expect(v1.json).toMatchObject({ id: 'authorizationPolicy', defaultUserRolePermissions: { allowedToReadBitlockerKeysForOwnedDevice: true } });
+    expect(String(v1.json['@odata.context'])).toMatch(/#policies\/authorizationPolicy\/\$entity$/);
+    expect(v1.json.value).toBeUndefined();
+    const beta = await g('/beta/policies/authorizationPolicy');
+    expect(beta.json.value).toEqual([expect.objectContaining({ id: 'authorizationPolicy' })]);
+    expect((await g('/beta/policies/authorizationPolicy/authorizationPolicy')).json).toMatchObject({ id: 'authorizationPolicy' });
+    const configs = await g('/v1.0/deviceManagement/deviceConfigurations');
+    expect(configs.json.value).toEqual([
+      expect.objectContaining({ '@odata.type': '#microsoft.graph.windows10GeneralConfiguration' }),
+      expect.objectContaining({
+        '@odata.type': '#microsoft.graph.windows10EndpointProtectionConfiguration',
+        bitLockerSystemDrivePolicy: expect.objectContaining({
+          recoveryOptions: expect.objectContaining({ enableBitLockerAfterRecoveryInformationToStore: true }),
+        }),
+      }),
+    ]);
+    expect((await g('/v1.0/deviceManagement/configurationPolicies')).status).toBe(400); // settings catalog: beta only
+    tenant.permissions.delete('DeviceManagementConfiguration.Read.All');
+    tenant.permissions.delete('Policy.Read.All');
+    try {
+      expect(await g('/v1.0/deviceManagement/deviceConfigurations')).toMatchObject({ status: 403, json: { error: { code: 'Forbidden' } } });
+      expect(await g('/beta/deviceManagement/configurationPolicies')).toMatchObject({ status: 403, json: { error: { code: 'Forbidden' } } });
+      expect(await g('/v1.0/policies/authorizationPolicy')).toMatchObject({ status: 403, json: { error: { code: 'Authorization_RequestDenied' } } });
+    } finally {
+      tenant.permissions.add('DeviceManagementConfiguration.Read.All');
+      tenant.permissions.add('Policy.Read.All');
+    }
+  });
+
   it('removing the Entra ID connection removes the posture (Keywarden no longer knows it)', async () => {
     const c = conns.Litware!;
     const r = await t.app.inject({ method: 'DELETE', url: `${API}/graph/connections/${c.connId}`, headers: owner.headers });

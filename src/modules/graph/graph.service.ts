@@ -333,6 +333,15 @@ export function createGraphService({
         'DeviceManagementManagedDevices.ReadWrite.All (optional: Intune rotation)',
         async () => (await graph.findManagedDevice('00000000-0000-0000-0000-000000000000'), 'managed devices readable'),
       );
+      await probe(
+        'Policy.Read.All (optional: tenant posture, may end users read their keys)',
+        async () => (await graph.getObject('/v1.0/policies/authorizationPolicy'), 'authorization policy readable'),
+      );
+      await probe('DeviceManagementConfiguration.Read.All (optional: tenant posture, Intune BitLocker policies)', async () => {
+        for await (const page of graph.listPages('/v1.0/deviceManagement/deviceConfigurations'))
+          return `Intune device configuration readable (${page.length} on the first page)`;
+        return 'Intune device configuration readable';
+      });
       return { ok: checks.filter((x) => !x.check.includes('optional')).every((x) => x.ok), checks };
     },
 
