@@ -196,6 +196,25 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     expect(await count()).toBe(3);
   });
 
+  it('Graph unavailable for the posture step: the last answers stand, the sync succeeds with a warning and no change is audited', async () => {
+    const c = conns.Contoso!;
+    const tenant = sim.tenant(c.tenantId);
+    const changes = async () => ((await get(`/audit?action=graph.posture_changed&clientId=${c.clientId}`)).json() as unknown[]).length;
+    const before = await changes();
+    tenant.posture.failure = { status: 500, code: 'InternalServerError', message: 'remote text that must not be repeated' };
+    try {
+      const run = await t.container.graph.runSync(c.connId);
+      expect(run.status).toBe('succeeded');
+      expect(run.warnings).toMatch(/Microsoft Graph answered HTTP 500 when Keywarden read the authorization policy/);
+      expect(run.warnings).not.toContain('remote text');
+    } finally {
+      delete tenant.posture.failure;
+    }
+    const p = await postureOf(c.clientId);
+    expect(p).toMatchObject({ usersCanReadOwnKeys: 'yes', intuneRequiresEscrow: 'yes', intunePolicies: [{ name: 'Contoso BitLocker' }] });
+    expect(await changes()).toBe(before);
+  });
+
   it('a client viewer sees only their client’s posture; another client’s is neither listed nor readable', async () => {
     const viewer = await t.signIn((await t.addUser('client-viewer', [conns.Fabrikam!.clientId], 'viewer@example.test')).email);
     const all = (await get('/compliance/tenant-posture', viewer)).json() as Posture[];

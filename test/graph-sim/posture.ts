@@ -63,6 +63,8 @@ export type SimPosture = {
   configurationPolicies: SimConfigurationPolicy[];
   /** deviceConfigurations page size (default 25). */
   pageSize?: number;
+  /** Every posture route answers this error instead (the rest of Graph works): Graph down for this step. */
+  failure?: { status: number; code: string; message: string };
 };
 
 export const POSTURE_PERMISSIONS = ['Policy.Read.All', 'DeviceManagementConfiguration.Read.All'] as const;
@@ -178,6 +180,12 @@ function authorizationPolicy(p: SimPosture): Record<string, unknown> {
 
 /** Answers a posture route, or null when the path is not one of them. */
 export function postureRoute(r: PostureRequest): PostureReply | null {
+  const reply = route(r);
+  const f = r.posture.failure;
+  return reply && f ? { status: f.status, error: { code: f.code, message: f.message } } : reply;
+}
+
+function route(r: PostureRequest): PostureReply | null {
   const { lower, version } = r;
   const ctx = (path: string) => `${r.graphUrl}/${version}/$metadata#${path}`;
   if (lower[0] === 'policies' && lower[1] === 'authorizationpolicy') {

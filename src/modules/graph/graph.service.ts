@@ -495,7 +495,7 @@ export function createGraphService({
         if (posture) {
           const read = await readTenantPosture(graph);
           if (read.warnings.length) run.warnings = [run.warnings, ...read.warnings].filter(Boolean).join(' ');
-          await tx.run((t) => posture.record(t, actor, conn, read.posture));
+          await tx.run((t) => posture.record(t, actor, conn, read.posture, read.gaps));
         }
         run.status = 'succeeded';
       } catch (e) {

@@ -47,9 +47,16 @@ function why(e: unknown, permission: string, what: string): string {
   return `an unexpected error stopped reading ${what}`;
 }
 
+/** A part that could not be read for a reason other than a refused permission (throttled, down): the last answer stands. */
+export type PostureGaps = { users: boolean; intune: boolean };
+const transient = (e: unknown) => !(e instanceof GraphError && e.status === 403);
+
 /** Reads both answers from Graph. Never throws; `warnings` says what could not be read and why. */
-export async function readTenantPosture(graph: Pick<GraphClient, 'getObject' | 'listPages'>): Promise<{ posture: TenantPosture; warnings: string[] }> {
+export async function readTenantPosture(
+  graph: Pick<GraphClient, 'getObject' | 'listPages'>,
+): Promise<{ posture: TenantPosture; warnings: string[]; gaps: PostureGaps }> {
   const warnings: string[] = [];
+  const gaps: PostureGaps = { users: false, intune: false };
   const posture: TenantPosture = {
     usersCanReadOwnKeys: 'unknown',
     usersCanReadOwnKeysReason: null,
@@ -62,6 +69,7 @@ export async function readTenantPosture(graph: Pick<GraphClient, 'getObject' | '
     if (posture.usersCanReadOwnKeys === 'unknown') posture.usersCanReadOwnKeysReason = 'the authorization policy does not say';
   } catch (e) {
     posture.usersCanReadOwnKeysReason = why(e, POSTURE_PERMISSION.policy, 'the authorization policy');
+    gaps.users = transient(e);
     warnings.push(`Whether end users can read their own BitLocker keys is unknown: ${posture.usersCanReadOwnKeysReason}.`);
   }
   try {
@@ -95,9 +103,10 @@ export async function readTenantPosture(graph: Pick<GraphClient, 'getObject' | '
     posture.intunePolicies = [];
     posture.intuneRequiresEscrow = 'unknown';
     posture.intuneReason = why(e, POSTURE_PERMISSION.intune, 'the Intune BitLocker policies');
+    gaps.intune = transient(e);
     warnings.push(`Whether Intune requires recovery information stored before BitLocker is enabled is unknown: ${posture.intuneReason}.`);
   }
-  return { posture, warnings };
+  return { posture, warnings, gaps };
 }
 
 const asTristate = (s: string): Tristate => (s === 'yes' || s === 'no' ? s : 'unknown');
@@ -125,9 +134,22 @@ type Deps = { repo: PostureRepo; audit: Pick<AuditService, 'record'>; clock: Clo
 export function createTenantPosture({ repo, audit, clock }: Deps) {
   return {
     /** In the caller's transaction: stores what a sync read; a change of an answer is audited. */
-    async record(exec: Executor, actor: Actor, conn: { id: string; client_id: string; tenant_id: string }, posture: TenantPosture): Promise<void> {
+    async record(
+      exec: Executor,
+      actor: Actor,
+      conn: { id: string; client_id: string; tenant_id: string },
+      posture: TenantPosture,
+      gaps: PostureGaps = { users: false, intune: false },
+    ): Promise<void> {
       const now = clock.now();
       const before = await repo.find(exec, conn.client_id);
+      // Graph throttled or down for a part: its last answer stands (a refused permission does replace it).
+      if (before && before.tenant_id === conn.tenant_id) {
+        const last = postureView(before);
+        if (gaps.users) posture = { ...posture, usersCanReadOwnKeys: last.usersCanReadOwnKeys, usersCanReadOwnKeysReason: last.usersCanReadOwnKeysReason };
+        if (gaps.intune)
+          posture = { ...posture, intuneRequiresEscrow: last.intuneRequiresEscrow, intuneReason: last.intuneReason, intunePolicies: last.intunePolicies };
+      }
       const row: TenantPostureTable = {
         client_id: conn.client_id,
         tenant_id: conn.tenant_id,
