@@ -33,6 +33,8 @@ import { createAgentHealthRepo } from './modules/agent/agent-health.repo.js';
 import { createAgentHealthService } from './modules/agent/agent-health.service.js';
 import { createGraphRepo } from './modules/graph/graph.repo.js';
 import { createGraphService } from './modules/graph/graph.service.js';
+import { createPostureRepo } from './modules/graph/posture.repo.js';
+import { createTenantPosture } from './modules/graph/posture.js';
 import { createDirectoryRepo } from './modules/directory/directory.repo.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
@@ -164,9 +166,12 @@ export async function buildContainer(
     const keysRepo = createKeysRepo();
     const devicesRepo = createDevicesRepo();
     const ingest = createKeyIngest({ keys: keysRepo, devices: devicesRepo, keyring, audit, clock });
+    // Tenant posture: written by the Entra sync, shown by compliance and the compliance report.
+    const tenantPosture = createTenantPosture({ repo: createPostureRepo(), audit, clock });
     // Compliance: re-evaluated by the producers' hooks below, and hourly by the scheduler.
     const compliance = createComplianceService({
       tx: transactions(db),
+      posture: tenantPosture,
       repo: createComplianceRepo(),
       clients: clientsRepo,
       audit,
@@ -283,6 +288,7 @@ export async function buildContainer(
       egress,
       graphOptions: { sleep: opts.graphSleep },
       onSynced: afterSync,
+      posture: tenantPosture,
     });
     const directory = createDirectoryService({
       egress,
@@ -412,7 +418,15 @@ export async function buildContainer(
       return r;
     };
     const imports = createImportsService({ tx: transactions(db), ingest: importIngest, clients, audit });
-    const reports = createReportsService({ tx: transactions(db), repo: createReportsRepo(), clients: clientsRepo, clock, audit, compliance });
+    const reports = createReportsService({
+      tx: transactions(db),
+      repo: createReportsRepo(),
+      clients: clientsRepo,
+      clock,
+      audit,
+      compliance,
+      posture: tenantPosture,
+    });
     // Scheduled report e-mails render through the reports module.
     notifications.useReportRenderer(reports);
     // Vault-wide settings (MFA, reveal display, rotate after disclosure, branding) and first-run setup.

@@ -2216,6 +2216,24 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  'GET /api/v1/compliance/tenant-posture': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'all visible',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/compliance/tenant-posture' }),
+        session: only(['owner', 'admin', 'technician', 'auditor', 'client-viewer', 'scoped-owner'], 200),
+        check: ({ p, json, fx }) => (!p.global && clientIdsOf(json).some((id) => id !== fx.own.id) ? "lists another client's tenant posture" : undefined),
+      },
+      {
+        label: 'filtered by client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/compliance/tenant-posture?clientId=${c.id}` }),
+        session: { ...all(FILTER), owner: OK, helpdesk: DENY },
+      },
+    ],
+  },
   'GET /api/v1/devices/:deviceId/compliance': {
     auth: 'authenticated',
     variants: [

@@ -60,6 +60,8 @@ const TABLES = [
   'reveal_policies',
   'device_tags',
   'reveal_requests',
+  // tenant posture (0021)
+  'tenant_posture',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -60,6 +60,7 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   jobs: 'agent',
   graph_connections: 'graph',
   sync_runs: 'graph',
+  tenant_posture: 'graph',
   directory_connections: 'directory',
   directory_sync_runs: 'directory',
   scheduled_tasks: 'jobs',

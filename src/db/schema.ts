@@ -788,7 +788,22 @@ export interface RevealRequestsTable {
   used_at: string | null;
 }
 
+/** What the last Entra sync read about a client's tenant (migration 0021); answers are yes / no / unknown. */
+export interface TenantPostureTable {
+  client_id: string;
+  tenant_id: string;
+  users_read_own_keys: string;
+  users_read_own_keys_reason: string | null;
+  intune_requires_escrow: string;
+  intune_reason: string | null;
+  /** JSON: [{ name, kind, requiresEscrow }] */
+  intune_policies: string;
+  checked_at: string;
+  changed_at: string;
+}
+
 export interface DB {
+  tenant_posture: TenantPostureTable;
   passkeys: PasskeysTable;
   passkey_challenges: PasskeyChallengesTable;
   sso_providers: SsoProvidersTable;

@@ -336,6 +336,21 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
         next = nextLink(json);
       }
     },
+
+    /** GET of one Graph path (on the connection's Graph URL); the caller narrows the documented shape. */
+    async getObject(path: string): Promise<unknown> {
+      return (await call('GET', path)).json as unknown;
+    },
+
+    /** Every page of a Graph collection, following @odata.nextLink on the same origin. */
+    async *listPages(path: string): AsyncGenerator<unknown[]> {
+      let next: string | undefined = path;
+      while (next) {
+        const { json } = await call('GET', next);
+        yield Array.isArray(json?.value) ? (json.value as unknown[]) : [];
+        next = nextLink(json);
+      }
+    },
   };
 }
 export type GraphClient = ReturnType<typeof createGraphClient>;

@@ -17,6 +17,7 @@
 import http from 'node:http';
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { defaultPosture, postureRoute, POSTURE_PERMISSIONS, type SimPosture } from './posture.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -95,6 +96,8 @@ export type SimTenant = {
   tokenLifetimeSeconds?: number;
   /** what happens when rotateBitLockerKeys is called: by default a new key for the same device/volume is added and the old one stays */
   onRotate?: RotateBehaviour;
+  /** Authorization policy and Intune BitLocker configuration (posture.ts). */
+  posture: SimPosture;
 };
 
 export type SimRequest = {
@@ -163,6 +166,7 @@ export const ALL_PERMISSIONS = [
   'Device.Read.All',
   'DeviceManagementManagedDevices.ReadWrite.All',
   'AuditLog.Read.All',
+  ...POSTURE_PERMISSIONS,
 ] as const;
 
 export const VOLUME_TYPE_NAMES = ['operatingSystemVolume', 'fixedDataVolume', 'removableDataVolume', 'unknownFutureValue'] as const;
@@ -508,6 +512,7 @@ export class GraphSimulator {
       managedDevices: t.managedDevices ?? [],
       audits: t.audits ?? [],
       pageSize: t.pageSize ?? 200,
+      posture: t.posture ?? defaultPosture(),
     };
     st.t = tenant;
     this.tenants.set(tenantKey, st);
@@ -964,6 +969,17 @@ export class GraphSimulator {
       allowMethods('GET');
       if (segs.length === 2) return this.listAudits(ctx);
       if (segs.length === 3) return this.getAudit(ctx, segs[2]!);
+    }
+    const posture = postureRoute({
+      ...ctx,
+      posture: st.t.posture,
+      permissions: st.t.permissions,
+      graphUrl: this.graphUrl,
+      page: (k, n, size) => this.page(ctx, k, n, size),
+    });
+    if (posture) {
+      if ('error' in posture) throw new GraphError(posture.status, posture.error.code, posture.error.message);
+      return posture;
     }
     const last = segs[segs.length - 1] ?? '';
     throw new GraphError(400, 'BadRequest', `Resource not found for the segment '${last}'.`);

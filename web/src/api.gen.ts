@@ -6674,6 +6674,170 @@ export interface paths {
     };
     trace?: never;
   };
+  '/api/v1/compliance/tenant-posture': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Tenant posture per client, as the last Entra ID sync read it: may end users read their own BitLocker keys, does Intune require escrow before encrypting */
+    get: {
+      parameters: {
+        query?: {
+          /** @description record id */
+          clientId?: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @description when an answer last changed */
+              changedAt: string;
+              /** @description the sync that read it */
+              checkedAt: string;
+              client: {
+                id: string;
+                name: string;
+              };
+              intunePolicies: {
+                /** @enum {string} */
+                kind: 'endpoint protection profile' | 'settings catalog';
+                name: string;
+                requiresEscrow: boolean;
+              }[];
+              /** @description why the answer is unknown, and what to grant */
+              intuneReason: string | null;
+              /**
+               * @description every Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)
+               * @enum {string}
+               */
+              intuneRequiresEscrow: 'yes' | 'no' | 'unknown';
+              /** @description the two answers in product words */
+              lines: {
+                /** @enum {string} */
+                answer: 'yes' | 'no' | 'unknown';
+                question: string;
+                text: string;
+              }[];
+              /** @description client-level findings */
+              notes: {
+                /** @enum {string} */
+                code: 'entra_users_read_own_keys' | 'intune_escrow_not_required';
+                explanation: string;
+                fix: string;
+                title: string;
+              }[];
+              tenantId: string;
+              /**
+               * @description Entra authorization policy: allowedToReadBitlockerKeysForOwnedDevice (unknown: Policy.Read.All not granted)
+               * @enum {string}
+               */
+              usersCanReadOwnKeys: 'yes' | 'no' | 'unknown';
+              /** @description why the answer is unknown, and what to grant */
+              usersCanReadOwnKeysReason: string | null;
+            }[];
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/console/clients': {
     parameters: {
       query?: never;

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
 import { COMPLIANCE_STATUSES } from '../../domain/compliance/evaluate.js';
 import { FINDING_CODES } from '../../domain/compliance/findings.js';
+import { POSTURE_NOTE_CODES } from '../../domain/compliance/tenant-posture.js';
 import { POLICY_FIELDS, policyOverridesSchema, policySchema } from '../../domain/compliance/policy.js';
 import { parsePeriod } from '../../modules/reports/period.js';
 import { REPORT_KINDS } from '../../modules/reports/reports.service.js';
@@ -50,6 +51,22 @@ const ExemptionSchema = z.object({
   active: z.boolean(),
 });
 const Ref = z.object({ id: z.string(), name: z.string() });
+const Answer = z.enum(['yes', 'no', 'unknown']);
+const TenantPostureSchema = z.object({
+  client: Ref,
+  tenantId: z.string(),
+  usersCanReadOwnKeys: Answer.describe('Entra authorization policy: allowedToReadBitlockerKeysForOwnedDevice (unknown: Policy.Read.All not granted)'),
+  usersCanReadOwnKeysReason: z.string().nullable().describe('why the answer is unknown, and what to grant'),
+  intuneRequiresEscrow: Answer.describe(
+    'every Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)',
+  ),
+  intuneReason: z.string().nullable().describe('why the answer is unknown, and what to grant'),
+  intunePolicies: z.array(z.object({ name: z.string(), kind: z.enum(['endpoint protection profile', 'settings catalog']), requiresEscrow: z.boolean() })),
+  checkedAt: z.string().describe('the sync that read it'),
+  changedAt: z.string().describe('when an answer last changed'),
+  lines: z.array(z.object({ question: z.string(), answer: Answer, text: z.string() })).describe('the two answers in product words'),
+  notes: z.array(z.object({ code: z.enum(POSTURE_NOTE_CODES), title: z.string(), explanation: z.string(), fix: z.string() })).describe('client-level findings'),
+});
 
 export const complianceRoutes =
   (c: Container): FastifyPluginAsyncZod =>
@@ -183,6 +200,19 @@ export const complianceRoutes =
         },
       },
       async (request) => c.compliance.deviceStatus(actorOf(request), request.params.deviceId),
+    );
+    app.get(
+      '/compliance/tenant-posture',
+      {
+        schema: {
+          tags: ['compliance'],
+          summary:
+            'Tenant posture per client, as the last Entra ID sync read it: may end users read their own BitLocker keys, does Intune require escrow before encrypting',
+          querystring: z.strictObject({ clientId: Id.optional() }),
+          response: { 200: z.array(TenantPostureSchema), ...errors(400, 401, 403, 404) },
+        },
+      },
+      async (request) => c.compliance.tenantPosture(actorOf(request), request.query),
     );
     app.post(
       '/compliance/evaluate',

@@ -63,6 +63,7 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'graph.connect': 'Entra ID connected',
   'graph.disconnect': 'Entra ID disconnected',
   'graph.sync': 'Entra ID sync',
+  'graph.posture_changed': 'Tenant posture changed',
   'entra.key_read': 'Key read in Entra ID',
   'ad.connect': 'Active Directory connected',
   'ad.update': 'Active Directory connection changed',

@@ -51,6 +51,7 @@ export type AuditAction =
   | 'graph.connect'
   | 'graph.disconnect'
   | 'graph.sync'
+  | 'graph.posture_changed'
   | 'entra.key_read'
   | 'ad.connect'
   | 'ad.update'

@@ -24,6 +24,7 @@ import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { NotificationEvent, NotificationEventType, Notifier } from '../notifications/notifier.js';
+import type { PostureView, TenantPostureStore } from '../graph/posture.js';
 import { loadDevices, type LoadedDevice } from './compliance.loader.js';
 import type { ComplianceRepo } from './compliance.repo.js';
 
@@ -76,6 +77,8 @@ type Deps = {
    * the policy enforces something.
    */
   enforce?: (tx: Executor, clientId: string, policy: Policy, devices: { deviceId: string; findings: Finding[] }[]) => Promise<unknown>;
+  /** Tenant posture as the last Entra sync read it (the graph module owns it). */
+  posture?: Pick<TenantPostureStore, 'list'>;
 };
 
 const BATCH = 500;
@@ -104,7 +107,7 @@ const findingKey = (f: Pick<Finding, 'code' | 'volumeId' | 'protectorId'>) => `$
  * runs the pure rules in src/domain/compliance, and writes only what changed: the current status,
  * a history row, and notification events (in the same transaction, through the notifier's outbox).
  */
-export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier, enforce }: Deps) {
+export function createComplianceService({ tx: transactions, repo, clients, audit, clock, notifier, enforce, posture }: Deps) {
   const reader = transactions.reader;
   // ------------------------------------------------------------------ policies
   type Overrides = { overrides: PolicyOverrides; updatedAt: string | null; updatedBy: string | null };
@@ -494,6 +497,18 @@ export function createComplianceService({ tx: transactions, repo, clients, audit
         lastSeenAt: r.last_seen_at,
         findings: (JSON.parse(r.findings) as Finding[]).map(withInfo),
       }));
+    },
+
+    /**
+     * Tenant posture per client (clients with an Entra ID connection that synced), within the
+     * actor's clients: may end users read their own keys, does Intune require escrow first.
+     */
+    async tenantPosture(actor: Actor, filter: { clientId?: string } = {}): Promise<(PostureView & { client: { id: string; name: string } })[]> {
+      requirePermission(actor, 'device:read', filter.clientId);
+      const scope = clientScope(actor);
+      const names = new Map((await clients.listVisible(reader, scope)).map((c) => [c.id, c.name]));
+      const rows = posture ? await posture.list(reader, scope, filter.clientId?.toLowerCase()) : [];
+      return rows.filter((r) => names.has(r.clientId)).map((r) => ({ ...r, client: { id: r.clientId, name: names.get(r.clientId)! } }));
     },
 
     /** The policy in force for a client, read in the caller's transaction (the agent's rotation backups). */

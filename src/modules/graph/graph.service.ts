@@ -24,6 +24,7 @@ import type { Scheduler } from '../jobs/scheduler.js';
 import { notifySyncFailed } from '../jobs/sync-failed.js';
 import type { Notifier } from '../notifications/notifier.js';
 import type { GraphRepo } from './graph.repo.js';
+import { readTenantPosture, type TenantPostureStore } from './posture.js';
 
 export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
 export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
@@ -84,6 +85,8 @@ type Deps = {
   egress: EgressPolicy;
   /** Injected waits (tests use real time; the production default is setTimeout). */
   graphOptions?: { sleep?: (ms: number) => Promise<void> };
+  /** Tenant posture, read after the keys at every sync (posture.ts). */
+  posture?: Pick<TenantPostureStore, 'record' | 'remove'>;
 };
 
 const view = (c: GraphConnectionsTable): ConnectionView => ({
@@ -160,6 +163,7 @@ export function createGraphService({
   graphOptions,
   onSynced,
   notifier,
+  posture,
 }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
     const c = await repo.findVisible(exec, id, clientScope(actor));
@@ -285,6 +289,7 @@ export function createGraphService({
         const c = await load(t, actor, id);
         await scheduler().removeTask(t, syncTaskId(id));
         await repo.remove(t, id);
+        await posture?.remove(t, c.client_id);
         await audit.record(t, actor, { action: 'graph.disconnect', outcome: 'success', clientId: c.client_id, targetType: 'graph_connection', targetId: id });
       });
     },
@@ -328,6 +333,15 @@ export function createGraphService({
         'DeviceManagementManagedDevices.ReadWrite.All (optional: Intune rotation)',
         async () => (await graph.findManagedDevice('00000000-0000-0000-0000-000000000000'), 'managed devices readable'),
       );
+      await probe(
+        'Policy.Read.All (optional: tenant posture, may end users read their keys)',
+        async () => (await graph.getObject('/v1.0/policies/authorizationPolicy'), 'authorization policy readable'),
+      );
+      await probe('DeviceManagementConfiguration.Read.All (optional: tenant posture, Intune BitLocker policies)', async () => {
+        for await (const page of graph.listPages('/v1.0/deviceManagement/deviceConfigurations'))
+          return `Intune device configuration readable (${page.length} on the first page)`;
+        return 'Intune device configuration readable';
+      });
       return { ok: checks.filter((x) => !x.check.includes('optional')).every((x) => x.ok), checks };
     },
 
@@ -476,6 +490,12 @@ export function createGraphService({
             e instanceof GraphError
               ? `Portal key reads were not imported: ${e.status ? `Microsoft Graph answered HTTP ${e.status} to` : 'Microsoft Graph could not be reached for'} the directory audit log (auditLogs/directoryAudits). Every key was synced.`
               : 'Portal key reads were not imported: an unexpected error stopped that step. Every key was synced.';
+        }
+        // 7. Tenant posture (optional): a permission not granted is "unknown" and a warning, never a failure.
+        if (posture) {
+          const read = await readTenantPosture(graph);
+          if (read.warnings.length) run.warnings = [run.warnings, ...read.warnings].filter(Boolean).join(' ');
+          await tx.run((t) => posture.record(t, actor, conn, read.posture, read.gaps));
         }
         run.status = 'succeeded';
       } catch (e) {

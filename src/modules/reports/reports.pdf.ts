@@ -292,6 +292,17 @@ export async function renderSummaryPdf(
       ],
       data.findings.map((f) => [FINDING_INFO[f.code].title, f.devices.toLocaleString('en-US'), FINDING_INFO[f.code].fix]),
     );
+  if (data.posture.length) {
+    heading(ctx, 'Tenant posture (Entra ID and Intune)');
+    const mspWide = data.scope.clientId === null;
+    table(
+      ctx,
+      [...(mspWide ? [{ header: 'Client', width: 90 }] : []), { header: 'Question', width: 170 }, { header: 'Answer', width: full - 170 - (mspWide ? 90 : 0) }],
+      data.posture.flatMap((p) => p.lines.map((l) => [...(mspWide ? [p.client] : []), l.question, l.text])),
+    );
+    const checked = data.posture.map((p) => p.checkedAt).sort()[0]!;
+    para(ctx, `As read by the Entra ID sync (oldest reading ${when(checked)} UTC).`, { size: 8, color: COLORS.muted });
+  }
   if (data.scope.clientId === null && data.perClient.length) {
     doc.addPage();
     heading(ctx, 'Clients');

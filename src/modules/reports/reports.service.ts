@@ -14,6 +14,8 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { ComplianceService } from '../compliance/compliance.service.js';
+import type { TenantPostureStore } from '../graph/posture.js';
+import type { PostureLine, PostureNote } from '../../domain/compliance/tenant-posture.js';
 import { readBranding } from './branding.js';
 import type { ReportPeriod } from './period.js';
 import type { ReportsRepo } from './reports.repo.js';
@@ -71,6 +73,8 @@ export type SummaryData = {
   findings: { code: FindingCode; devices: number }[];
   attention: { client: string; device: string; since: string; lastSeenAt: string; findings: string[] }[];
   attentionMore: number;
+  /** Tenant posture of the clients in scope that have an Entra ID connection (as the last sync read it). */
+  posture: { client: string; checkedAt: string; lines: PostureLine[]; notes: PostureNote[] }[];
 };
 export type AuditRow = {
   seq: number;
@@ -119,6 +123,7 @@ type Deps = {
   clock: Clock;
   audit: Pick<AuditService, 'record'>;
   compliance: Pick<ComplianceService, 'policyFor'>;
+  posture?: Pick<TenantPostureStore, 'list'>;
 };
 
 /**
@@ -126,7 +131,7 @@ type Deps = {
  * (never the whole table in memory); the PDFs (summary, recovery audit) are drawn by pdfkit, which
  * writes each finished page to the output stream.
  */
-export function createReportsService({ tx: transactions, repo, clients, clock, audit, compliance }: Deps) {
+export function createReportsService({ tx: transactions, repo, clients, clock, audit, compliance, posture }: Deps) {
   const reader = transactions.reader;
   async function resolveScope(actor: Actor, req: ReportRequest): Promise<ReportScope> {
     if (!(REPORT_KINDS as readonly string[]).includes(req.report))
@@ -256,7 +261,20 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         }
       }
     }
+    const names = new Map(scope.clients.map((c) => [c.id, c.name]));
+    const postureRows =
+      posture && scope.clients.length
+        ? await posture.list(
+            reader,
+            scope.clients.map((c) => c.id),
+            scope.clientId,
+          )
+        : [];
     return {
+      posture: postureRows
+        .filter((p) => names.has(p.clientId))
+        .map((p) => ({ client: names.get(p.clientId)!, checkedAt: p.checkedAt, lines: p.lines, notes: p.notes }))
+        .sort((a, b) => a.client.localeCompare(b.client)),
       scope,
       generatedAt: now,
       totals,
@@ -338,10 +356,13 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
           c.unknown,
           // compliant ÷ (compliant + non-compliant); empty when nothing is judged (unknown, not 0).
           c.percentCompliant ?? '',
+          '',
         ];
         yield [row('current', scope.label, day(s.generatedAt), s.totals), ...s.perClient.map((c) => row('client', c.client, day(s.generatedAt), c))];
         yield s.trend.map((t) => row('trend', scope.label, t.day, t));
-        yield s.findings.map((f) => ['finding', FINDING_INFO[f.code].title, f.code, f.devices, '', '', '', '', pct(f.devices, s.totals.total)]);
+        yield s.findings.map((f) => ['finding', FINDING_INFO[f.code].title, f.code, f.devices, '', '', '', '', pct(f.devices, s.totals.total), '']);
+        // Tenant posture: one row per answer, the answer in words in the last column.
+        yield s.posture.flatMap((p) => p.lines.map((l) => ['tenant_posture', p.client, day(p.checkedAt), '', '', '', '', '', '', `${l.question}: ${l.text}`]));
         return;
       }
       case 'devices': {
@@ -411,7 +432,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
   }
 
   const CSV_COLUMNS: Record<ReportKind, string[]> = {
-    'compliance-summary': ['section', 'scope', 'date', 'devices', 'compliant', 'non_compliant', 'exempt', 'unknown', 'compliant_percent'],
+    'compliance-summary': ['section', 'scope', 'date', 'devices', 'compliant', 'non_compliant', 'exempt', 'unknown', 'compliant_percent', 'note'],
     devices: ['client', 'device', 'serial', 'primary_user', 'status', 'status_since', 'last_seen', 'last_checkin', 'finding_codes', 'findings'],
     'escrow-coverage': ['client', 'source', 'devices', 'devices_with_key', 'coverage_percent', 'keys'],
     'recovery-audit': ['when', 'source', 'status', 'who', 'client', 'device', 'key_id', 'reason', 'ticket', 'ip'],

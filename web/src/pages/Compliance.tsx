@@ -21,7 +21,7 @@ import {
   Title,
 } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { IconPlayerPlay, IconPlus, IconRestore, IconShieldCheck, IconTrash } from '@tabler/icons-react';
+import { IconBuildingCommunity, IconPlayerPlay, IconPlus, IconRestore, IconShieldCheck, IconTrash } from '@tabler/icons-react';
 import { api, type Answer, type Body } from '../api';
 import { useSession } from '../session';
 import { Empty, ErrorState, Loading, PageTitle, fmtDate, fmtDateTime, messageOf } from '../ui';
@@ -34,6 +34,7 @@ type Field = keyof Policy;
 type PolicySet = NonNullable<Body<'/api/v1/compliance/policy', 'patch'>['set']>;
 type Source = PolicyView['sources'][Field];
 type Exemption = Answer<'/api/v1/compliance/exemptions', 'get'>[number];
+type TenantPosture = Answer<'/api/v1/compliance/tenant-posture', 'get'>[number];
 
 const options = <T extends string>(labels: Record<T, string>) => (Object.keys(labels) as T[]).map((value) => ({ value, label: labels[value] }));
 
@@ -209,6 +210,7 @@ export function CompliancePage() {
           data={[{ value: '', label: 'MSP default (every client inherits it)' }, ...clients.map((c) => ({ value: c.id, label: c.name }))]}
         />
         <PolicyForm key={clientId} clientId={clientId} clientName={clientName} scope={scope} mayEdit={mayEdit} />
+        {can('device:read', clientId || undefined) && <TenantPostureCard clientId={clientId} />}
         <Exemptions clientId={clientId} />
       </Stack>
     </>
@@ -441,6 +443,72 @@ function PolicyField({
 }
 
 // ------------------------------------------------------------------ exemptions
+
+/** Whether an answer is the safe one: end users reading keys is not; Intune requiring escrow is. */
+const POSTURE_GOOD: Record<number, TenantPosture['lines'][number]['answer']> = { 0: 'no', 1: 'yes' };
+const answerColor = (i: number, a: TenantPosture['lines'][number]['answer']) => (a === 'unknown' ? 'gray' : a === POSTURE_GOOD[i] ? 'green' : 'orange');
+const ANSWER_LABEL: Record<TenantPosture['lines'][number]['answer'], string> = { yes: 'Yes', no: 'No', unknown: 'Unknown' };
+
+/** Tenant posture per client (Entra ID and Intune settings the last sync read), with what to do. */
+function TenantPostureCard({ clientId }: { clientId: string }) {
+  const list = useQuery({
+    queryKey: ['tenant-posture', clientId],
+    queryFn: () => api.get('/api/v1/compliance/tenant-posture', { params: { query: clientId ? { clientId } : {} } }),
+  });
+  return (
+    <Card withBorder component="section" aria-labelledby="posture-title">
+      <Stack gap="sm">
+        <div>
+          <Title order={2} size="h3" id="posture-title">
+            Tenant posture (Entra ID and Intune)
+          </Title>
+          <Text size="sm" c="dimmed">
+            Read from each client&apos;s tenant at every Entra ID sync: who can read BitLocker keys outside Keywarden, and whether Intune waits for an escrowed
+            key before it encrypts.
+          </Text>
+        </div>
+        {list.isPending ? (
+          <Loading />
+        ) : list.error ? (
+          <ErrorState error={list.error} retry={() => void list.refetch()} />
+        ) : list.data.length === 0 ? (
+          <Empty title="No tenant posture yet" icon={<IconBuildingCommunity size={24} />}>
+            A client&apos;s posture appears after the first sync of its Entra ID connection (Clients &gt; the client &gt; Entra ID).
+          </Empty>
+        ) : (
+          list.data.map((p) => (
+            <Stack key={p.client.id} gap={6} component="article" aria-label={`Tenant posture of ${p.client.name}`}>
+              <Group justify="space-between" gap="xs">
+                <Text fw={600}>{p.client.name}</Text>
+                <Text size="xs" c="dimmed">
+                  Read {fmtDateTime(p.checkedAt)}
+                </Text>
+              </Group>
+              {p.lines.map((l, i) => (
+                <Group key={l.question} gap="xs" wrap="nowrap" align="flex-start">
+                  <Badge variant="light" color={answerColor(i, l.answer)} miw={84}>
+                    {ANSWER_LABEL[l.answer]}
+                  </Badge>
+                  <Text size="sm">
+                    {l.question}: {l.text}
+                  </Text>
+                </Group>
+              ))}
+              {p.notes.map((n) => (
+                <Alert key={n.code} color="orange" variant="light" title={n.title}>
+                  <Text size="sm">{n.explanation}</Text>
+                  <Text size="sm" mt={4}>
+                    <b>What to do:</b> {n.fix}
+                  </Text>
+                </Alert>
+              ))}
+            </Stack>
+          ))
+        )}
+      </Stack>
+    </Card>
+  );
+}
 
 function Exemptions({ clientId }: { clientId: string }) {
   const { can, clients } = useSession();

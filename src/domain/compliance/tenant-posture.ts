@@ -1,0 +1,166 @@
+/**
+ * Tenant posture: two Entra ID / Intune settings of a client's tenant that decide how safe its
+ * BitLocker keys are, read from Microsoft Graph at each sync (src/modules/graph/posture.ts). Pure
+ * code: what Graph's documented shapes mean, and what Keywarden says about them.
+ *
+ * - usersCanReadOwnKeys: the authorization policy's
+ *   `defaultUserRolePermissions.allowedToReadBitlockerKeysForOwnedDevice` (Entra's default: yes).
+ * - intuneRequiresEscrow: whether every Intune policy that turns BitLocker on also says "do not enable
+ *   BitLocker until recovery information is stored" (Endpoint protection template:
+ *   `bitLockerSystemDrivePolicy.recoveryOptions.enableBitLockerAfterRecoveryInformationToStore`;
+ *   settings catalog: the BitLocker CSP's OSRequireActiveDirectoryBackup under SystemDrivesRecoveryOptions).
+ *
+ * Client-level notes (not device findings: a tenant setting is no device's state, and the device
+ * consequence, an unescrowed key, is already the finding recovery_key_not_escrowed) with stable codes.
+ */
+export type Tristate = 'yes' | 'no' | 'unknown';
+export type PosturePolicy = { name: string; kind: 'endpoint protection profile' | 'settings catalog'; requiresEscrow: boolean };
+export type TenantPosture = {
+  usersCanReadOwnKeys: Tristate;
+  usersCanReadOwnKeysReason: string | null;
+  intuneRequiresEscrow: Tristate;
+  intuneReason: string | null;
+  /** The Intune policies that turn BitLocker on, and whether each requires escrow first. */
+  intunePolicies: PosturePolicy[];
+};
+
+export const POSTURE_NOTE_CODES = ['entra_users_read_own_keys', 'intune_escrow_not_required'] as const;
+export type PostureNoteCode = (typeof POSTURE_NOTE_CODES)[number];
+export type PostureNote = { code: PostureNoteCode; title: string; explanation: string; fix: string };
+export type PostureLine = { question: string; answer: Tristate; text: string };
+
+export const POSTURE_PERMISSION = { policy: 'Policy.Read.All', intune: 'DeviceManagementConfiguration.Read.All' } as const;
+
+const SETTING = {
+  recoveryOptions: 'device_vendor_msft_bitlocker_systemdrivesrecoveryoptions',
+  requireBackup: 'device_vendor_msft_bitlocker_systemdrivesrecoveryoptions_osrequireactivedirectorybackup_name',
+  bitlockerPrefix: 'device_vendor_msft_bitlocker_',
+} as const;
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : null);
+const text = (v: unknown, max = 200) => (typeof v === 'string' ? v.slice(0, max) : '');
+
+/**
+ * `allowedToReadBitlockerKeysForOwnedDevice` from GET policies/authorizationPolicy: the v1.0 answer
+ * is the object; beta's plain path answers a collection holding it. Absent → unknown.
+ */
+export function usersCanReadOwnKeys(answer: unknown): Tristate {
+  const a = obj(answer);
+  const policy = a && Array.isArray(a.value) ? obj(a.value[0]) : a;
+  const v = obj(policy?.defaultUserRolePermissions)?.allowedToReadBitlockerKeysForOwnedDevice;
+  return v === true ? 'yes' : v === false ? 'no' : 'unknown';
+}
+
+/** An Endpoint protection profile that turns BitLocker on or sets OS drive recovery options; else null. */
+export function templatePolicy(config: unknown): PosturePolicy | null {
+  const c = obj(config);
+  if (!c || c['@odata.type'] !== '#microsoft.graph.windows10EndpointProtectionConfiguration') return null;
+  const recovery = obj(obj(c.bitLockerSystemDrivePolicy)?.recoveryOptions);
+  if (c.bitLockerEncryptDevice !== true && !recovery) return null;
+  return {
+    name: text(c.displayName) || 'unnamed profile',
+    kind: 'endpoint protection profile',
+    requiresEscrow: recovery?.enableBitLockerAfterRecoveryInformationToStore === true,
+  };
+}
+
+type Instance = { settingDefinitionId?: unknown; choiceSettingValue?: { value?: unknown; children?: unknown } };
+function* instances(list: unknown): Generator<Instance> {
+  if (!Array.isArray(list)) return;
+  for (const item of list) {
+    const i = obj(item) as Instance | null;
+    if (!i) continue;
+    yield i;
+    yield* instances(obj(i.choiceSettingValue)?.children);
+  }
+}
+const enabled = (i: Instance) => {
+  const v = text(obj(i.choiceSettingValue)?.value, 300);
+  return v === `${String(i.settingDefinitionId)}_1`;
+};
+
+/**
+ * A settings catalog policy with BitLocker CSP settings (its GET …/settings items, each
+ * `{settingInstance}`); null when it sets nothing of BitLocker.
+ */
+export function catalogPolicy(name: string, settings: unknown[]): PosturePolicy | null {
+  const all = [...instances(settings.map((s) => obj(s)?.settingInstance))];
+  const ids = all.map((i) => text(i.settingDefinitionId, 300).toLowerCase());
+  if (!ids.some((id) => id.startsWith(SETTING.bitlockerPrefix))) return null;
+  const options = all.find((i) => text(i.settingDefinitionId, 300).toLowerCase() === SETTING.recoveryOptions);
+  const requireBackup = options
+    ? [...instances(obj(options.choiceSettingValue)?.children)].find((i) => text(i.settingDefinitionId, 300).toLowerCase() === SETTING.requireBackup)
+    : undefined;
+  return {
+    name: name.slice(0, 200) || 'unnamed policy',
+    kind: 'settings catalog',
+    requiresEscrow: !!options && enabled(options) && !!requireBackup && enabled(requireBackup),
+  };
+}
+
+/** Yes when Intune turns BitLocker on and every such policy requires escrow first; no otherwise. */
+export function intuneRequiresEscrow(policies: PosturePolicy[]): Tristate {
+  return policies.length > 0 && policies.every((p) => p.requiresEscrow) ? 'yes' : 'no';
+}
+
+const names = (ps: PosturePolicy[]) =>
+  ps
+    .slice(0, 5)
+    .map((p) => `"${p.name}"`)
+    .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
+
+/** The two answers in product words, as the compliance page and the report show them. */
+export function postureLines(p: TenantPosture): PostureLine[] {
+  const q1 = 'End users can read their own BitLocker keys in Entra ID';
+  const q2 = 'Intune requires recovery information stored before BitLocker is enabled';
+  const l1: PostureLine =
+    p.usersCanReadOwnKeys === 'yes'
+      ? {
+          question: q1,
+          answer: 'yes',
+          text: 'Yes — consider turning this off if you use Keywarden self-service (Entra admin centre > Devices > Device settings).',
+        }
+      : p.usersCanReadOwnKeys === 'no'
+        ? { question: q1, answer: 'no', text: 'No — only administrators read recovery keys in Entra ID.' }
+        : {
+            question: q1,
+            answer: 'unknown',
+            text: `Unknown — ${p.usersCanReadOwnKeysReason ?? `grant ${POSTURE_PERMISSION.policy} to the app registration`}.`,
+          };
+  const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
+  const l2: PostureLine =
+    p.intuneRequiresEscrow === 'yes'
+      ? { question: q2, answer: 'yes', text: `Yes (${names(p.intunePolicies)}).` }
+      : p.intuneRequiresEscrow === 'unknown'
+        ? { question: q2, answer: 'unknown', text: `Unknown — ${p.intuneReason ?? `grant ${POSTURE_PERMISSION.intune} to the app registration`}.` }
+        : failing.length
+          ? { question: q2, answer: 'no', text: `No (${names(failing)}) — devices may encrypt without an escrowed key.` }
+          : { question: q2, answer: 'no', text: 'No — no Intune policy turns BitLocker on; devices are encrypted some other way (agent, GPO) or not at all.' };
+  return [l1, l2];
+}
+
+/**
+ * Client-level notes. "Intune does not require escrow" is one only when Intune does turn BitLocker
+ * on without it (a client whose devices Intune does not encrypt is not at fault).
+ */
+export function postureNotes(p: TenantPosture): PostureNote[] {
+  const out: PostureNote[] = [];
+  if (p.usersCanReadOwnKeys === 'yes')
+    out.push({
+      code: 'entra_users_read_own_keys',
+      title: 'End users can read their own BitLocker keys in Entra ID',
+      explanation:
+        'Any user (or anyone who takes over a user account) can read the recovery key of the devices they own, outside Keywarden and its reasons, limits and rotation.',
+      fix: 'Entra admin centre > Devices > Device settings: "Restrict non-admin users from recovering the BitLocker key(s) for their owned devices" = Yes.',
+    });
+  const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
+  if (p.intuneRequiresEscrow === 'no' && failing.length)
+    out.push({
+      code: 'intune_escrow_not_required',
+      title: 'Intune encrypts without requiring the recovery key escrowed first',
+      explanation: `${names(failing)} turn${failing.length === 1 ? 's' : ''} BitLocker on without "Do not enable BitLocker until recovery information is stored": a device that cannot reach Entra ID encrypts with a key nobody holds.`,
+      fix: 'In the Intune BitLocker policy set "Store recovery information in Microsoft Entra ID before enabling BitLocker" (settings catalog: Do not enable BitLocker until recovery information is stored to AD DS for operating system drives = True).',
+    });
+  return out;
+}

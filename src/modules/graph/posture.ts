@@ -1,0 +1,196 @@
+import type { Executor } from '../../db/database.js';
+import type { TenantPostureTable } from '../../db/schema.js';
+import type { ClientScope } from '../../db/scope.js';
+import type { Clock } from '../../lib/clock.js';
+import {
+  catalogPolicy,
+  intuneRequiresEscrow,
+  POSTURE_PERMISSION,
+  postureLines,
+  postureNotes,
+  templatePolicy,
+  usersCanReadOwnKeys,
+  type PostureLine,
+  type PostureNote,
+  type PosturePolicy,
+  type TenantPosture,
+  type Tristate,
+} from '../../domain/compliance/tenant-posture.js';
+import { GraphError, type GraphClient } from '../../integrations/graph-client.js';
+import type { Actor } from '../authz/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { PostureRepo } from './posture.repo.js';
+
+/**
+ * Tenant posture, read at the end of every Entra sync (after the keys): an optional step. A
+ * permission the app registration lacks makes that answer "unknown" with what to grant, and a
+ * warning on a succeeded sync; nothing here fails a sync. Stored per client (posture.repo.ts), a
+ * change audited as graph.posture_changed; compliance and reports read it through `list`.
+ */
+
+export type PostureView = TenantPosture & {
+  clientId: string;
+  tenantId: string;
+  checkedAt: string;
+  changedAt: string;
+  lines: PostureLine[];
+  notes: PostureNote[];
+};
+
+/** Settings catalog policies whose settings are read (a tenant with more is read in part, said so). */
+const MAX_CATALOG_POLICIES = 200;
+
+function why(e: unknown, permission: string, what: string): string {
+  if (e instanceof GraphError && e.status === 403) return `grant ${permission} to the app registration (and admin consent) so Keywarden can read ${what}`;
+  if (e instanceof GraphError)
+    return `${e.status ? `Microsoft Graph answered HTTP ${e.status}` : 'Microsoft Graph could not be reached'} when Keywarden read ${what}`;
+  return `an unexpected error stopped reading ${what}`;
+}
+
+/** A part that could not be read for a reason other than a refused permission (throttled, down): the last answer stands. */
+export type PostureGaps = { users: boolean; intune: boolean };
+const transient = (e: unknown) => !(e instanceof GraphError && e.status === 403);
+
+/** Reads both answers from Graph. Never throws; `warnings` says what could not be read and why. */
+export async function readTenantPosture(
+  graph: Pick<GraphClient, 'getObject' | 'listPages'>,
+): Promise<{ posture: TenantPosture; warnings: string[]; gaps: PostureGaps }> {
+  const warnings: string[] = [];
+  const gaps: PostureGaps = { users: false, intune: false };
+  const posture: TenantPosture = {
+    usersCanReadOwnKeys: 'unknown',
+    usersCanReadOwnKeysReason: null,
+    intuneRequiresEscrow: 'unknown',
+    intuneReason: null,
+    intunePolicies: [],
+  };
+  try {
+    posture.usersCanReadOwnKeys = usersCanReadOwnKeys(await graph.getObject('/v1.0/policies/authorizationPolicy'));
+    if (posture.usersCanReadOwnKeys === 'unknown') posture.usersCanReadOwnKeysReason = 'the authorization policy does not say';
+  } catch (e) {
+    posture.usersCanReadOwnKeysReason = why(e, POSTURE_PERMISSION.policy, 'the authorization policy');
+    gaps.users = transient(e);
+    warnings.push(`Whether end users can read their own BitLocker keys is unknown: ${posture.usersCanReadOwnKeysReason}.`);
+  }
+  try {
+    const policies: PosturePolicy[] = [];
+    for await (const page of graph.listPages('/v1.0/deviceManagement/deviceConfigurations')) {
+      for (const c of page) {
+        const p = templatePolicy(c);
+        if (p) policies.push(p);
+      }
+    }
+    const catalog: { id: string; name: string }[] = [];
+    for await (const page of graph.listPages('/beta/deviceManagement/configurationPolicies')) {
+      for (const raw of page) {
+        const p = raw as { id?: unknown; name?: unknown; platforms?: unknown };
+        if (typeof p.id !== 'string' || !/^[0-9a-zA-Z-]{1,64}$/.test(p.id)) continue;
+        if (typeof p.platforms === 'string' && !p.platforms.toLowerCase().includes('windows10')) continue;
+        catalog.push({ id: p.id, name: typeof p.name === 'string' ? p.name : '' });
+      }
+    }
+    for (const c of catalog.slice(0, MAX_CATALOG_POLICIES)) {
+      const settings: unknown[] = [];
+      for await (const page of graph.listPages(`/beta/deviceManagement/configurationPolicies/${encodeURIComponent(c.id)}/settings`)) settings.push(...page);
+      const p = catalogPolicy(c.name, settings);
+      if (p) policies.push(p);
+    }
+    posture.intunePolicies = policies.slice(0, 100);
+    posture.intuneRequiresEscrow = intuneRequiresEscrow(policies);
+    if (catalog.length > MAX_CATALOG_POLICIES)
+      warnings.push(`Only the first ${MAX_CATALOG_POLICIES} Intune settings catalog policies were read for the tenant posture.`);
+  } catch (e) {
+    posture.intunePolicies = [];
+    posture.intuneRequiresEscrow = 'unknown';
+    posture.intuneReason = why(e, POSTURE_PERMISSION.intune, 'the Intune BitLocker policies');
+    gaps.intune = transient(e);
+    warnings.push(`Whether Intune requires recovery information stored before BitLocker is enabled is unknown: ${posture.intuneReason}.`);
+  }
+  return { posture, warnings, gaps };
+}
+
+const asTristate = (s: string): Tristate => (s === 'yes' || s === 'no' ? s : 'unknown');
+export function postureView(r: TenantPostureTable): PostureView {
+  const p: TenantPosture = {
+    usersCanReadOwnKeys: asTristate(r.users_read_own_keys),
+    usersCanReadOwnKeysReason: r.users_read_own_keys_reason,
+    intuneRequiresEscrow: asTristate(r.intune_requires_escrow),
+    intuneReason: r.intune_reason,
+    intunePolicies: JSON.parse(r.intune_policies) as PosturePolicy[],
+  };
+  return {
+    clientId: r.client_id,
+    tenantId: r.tenant_id,
+    checkedAt: r.checked_at,
+    changedAt: r.changed_at,
+    ...p,
+    lines: postureLines(p),
+    notes: postureNotes(p),
+  };
+}
+
+type Deps = { repo: PostureRepo; audit: Pick<AuditService, 'record'>; clock: Clock };
+
+export function createTenantPosture({ repo, audit, clock }: Deps) {
+  return {
+    /** In the caller's transaction: stores what a sync read; a change of an answer is audited. */
+    async record(
+      exec: Executor,
+      actor: Actor,
+      conn: { id: string; client_id: string; tenant_id: string },
+      posture: TenantPosture,
+      gaps: PostureGaps = { users: false, intune: false },
+    ): Promise<void> {
+      const now = clock.now();
+      const before = await repo.find(exec, conn.client_id);
+      // Graph throttled or down for a part: its last answer stands (a refused permission does replace it).
+      if (before && before.tenant_id === conn.tenant_id) {
+        const last = postureView(before);
+        if (gaps.users) posture = { ...posture, usersCanReadOwnKeys: last.usersCanReadOwnKeys, usersCanReadOwnKeysReason: last.usersCanReadOwnKeysReason };
+        if (gaps.intune)
+          posture = { ...posture, intuneRequiresEscrow: last.intuneRequiresEscrow, intuneReason: last.intuneReason, intunePolicies: last.intunePolicies };
+      }
+      const row: TenantPostureTable = {
+        client_id: conn.client_id,
+        tenant_id: conn.tenant_id,
+        users_read_own_keys: posture.usersCanReadOwnKeys,
+        users_read_own_keys_reason: posture.usersCanReadOwnKeysReason,
+        intune_requires_escrow: posture.intuneRequiresEscrow,
+        intune_reason: posture.intuneReason,
+        intune_policies: JSON.stringify(posture.intunePolicies),
+        checked_at: now,
+        changed_at: now,
+      };
+      const changed =
+        !before ||
+        before.users_read_own_keys !== row.users_read_own_keys ||
+        before.intune_requires_escrow !== row.intune_requires_escrow ||
+        before.intune_policies !== row.intune_policies;
+      if (before && !changed) row.changed_at = before.changed_at;
+      await repo.upsert(exec, row);
+      if (changed)
+        await audit.record(exec, actor, {
+          action: 'graph.posture_changed',
+          outcome: 'success',
+          clientId: conn.client_id,
+          targetType: 'graph_connection',
+          targetId: conn.id,
+          details: {
+            tenantId: conn.tenant_id,
+            usersCanReadOwnKeys: row.users_read_own_keys,
+            intuneRequiresEscrow: row.intune_requires_escrow,
+            previous: before ? { usersCanReadOwnKeys: before.users_read_own_keys, intuneRequiresEscrow: before.intune_requires_escrow } : null,
+          },
+        });
+    },
+
+    /** With the Entra ID connection: without one, Keywarden no longer knows the tenant's posture. */
+    remove: (exec: Executor, clientId: string) => repo.remove(exec, clientId),
+
+    /** The posture of the clients in scope, for compliance and reports (the caller authorizes). */
+    async list(exec: Executor, scope: ClientScope, clientId?: string | null): Promise<PostureView[]> {
+      return (await repo.list(exec, scope, clientId)).map(postureView);
+    },
+  };
+}
+export type TenantPostureStore = ReturnType<typeof createTenantPosture>;
