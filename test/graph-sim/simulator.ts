@@ -17,6 +17,7 @@
 import http from 'node:http';
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { routeOwners } from './owners.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -965,6 +966,21 @@ export class GraphSimulator {
       if (segs.length === 2) return this.listAudits(ctx);
       if (segs.length === 3) return this.getAudit(ctx, segs[2]!);
     }
+    // Device owners and users, users' owned and registered devices (owners.ts).
+    const owned = routeOwners({
+      tenant: st.t,
+      method,
+      segs,
+      query: (name) => q.get(name),
+      page: (kind, total, size) => this.page(ctx, kind, total, size),
+      collection: (contextPath, value, nextLink) => this.collection(ctx, contextPath, value, nextLink),
+      fail: (status, code, message) => {
+        throw new GraphError(status, code, message);
+      },
+      deviceByObjectId: (id) => st.devicesById.get(st.t.devices, st.version, id)[0],
+      deviceByDeviceId: (id) => st.devicesByDeviceId.get(st.t.devices, st.version, id)[0],
+    });
+    if (owned) return owned as Reply;
     const last = segs[segs.length - 1] ?? '';
     throw new GraphError(400, 'BadRequest', `Resource not found for the segment '${last}'.`);
   }

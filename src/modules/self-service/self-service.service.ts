@@ -241,7 +241,6 @@ export function createSelfServiceService(deps: Deps) {
         nonce,
         code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
         code_challenge_method: 'S256',
-        prompt: 'select_account',
       });
       return { url: url.href, browserToken };
     },
