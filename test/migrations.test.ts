@@ -60,6 +60,11 @@ const TABLES = [
   'reveal_policies',
   'device_tags',
   'reveal_requests',
+  // self-service recovery (0022)
+  'self_service_clients',
+  'self_service_app',
+  'self_service_states',
+  'self_service_sessions',
 ];
 
 async function tables(database: Database): Promise<string[]> {
