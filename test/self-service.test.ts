@@ -203,6 +203,28 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(12 - (5 - before));
   });
 
+  it("a device whose primary user is the person's UPN counts too, also when Graph cannot answer", async () => {
+    const db = t.container.database.db;
+    const dev = await db
+      .selectFrom('devices')
+      .select(['id', 'name'])
+      .where('client_id', '=', clientA)
+      .where('entra_device_id', '=', tenantA.devices[1]!.deviceId.toLowerCase())
+      .executeTakeFirstOrThrow();
+    await db.updateTable('devices').set({ primary_user: 'BO@contoso.example' }).where('id', '=', dev.id).execute();
+    tenantA.permissions.delete('User.Read.All');
+    try {
+      const bo = await signIn('bo');
+      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: bo.headers.cookie! } });
+      expect(me.json().devices).toEqual([{ id: dev.id, name: dev.name, why: 'primary user' }]);
+      // Graph answered 403 for the user's devices: nothing of Ann's shows up for Bo.
+      expect(sim.requests(TENANT_A).some((r) => r.path.includes('/ownedDevices') && r.status === 403)).toBe(true);
+    } finally {
+      tenantA.permissions.add('User.Read.All');
+      await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+    }
+  });
+
   it('a user without MFA, of a client with self-service off, or of a tenant not linked, is refused', async () => {
     await refused('nomfa', 'no-mfa');
     await refused('offuser', 'tenant-not-enabled');
