@@ -35,6 +35,7 @@ import { invitationRoutes } from './http/routes/invitations.routes.js';
 import { passkeyRoutes } from './http/routes/passkeys.routes.js';
 import { ssoRoutes } from './http/routes/sso.routes.js';
 import { revealApprovalRoutes } from './http/routes/reveal-approvals.routes.js';
+import { selfServiceRoutes } from './http/routes/self-service.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -196,7 +197,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       throw badRequest('The request contains a NUL character, which no field accepts.');
     }
   });
-  registerAuth(app, container.identity, container.agent, { secure: container.config.server.secure });
+  registerAuth(app, container.identity, container.agent, { secure: container.config.server.secure, selfService: container.selfService });
   // GET /metrics and the request counters; off until KEYWARDEN_METRICS_TOKEN is set.
   registerMetrics(app, container.metrics, container.config.scale.metricsToken);
 
@@ -243,6 +244,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(ssoRoutes(container));
       // Two-person reveal: policies, device tags, reveal requests.
       await api.register(revealApprovalRoutes(container));
+      await api.register(selfServiceRoutes(container));
     },
     { prefix: '/api/v1' },
   );

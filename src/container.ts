@@ -78,6 +78,8 @@ import { createClientOverview } from './modules/clients/clients.overview.js';
 import { createSsoRepo } from './modules/sso/sso.repo.js';
 import { createSsoService, SSO_REVALIDATE_TASK, type InviteePort } from './modules/sso/sso.service.js';
 import { createOidc } from './modules/sso/sso.oidc.js';
+import { createSelfServiceRepo } from './modules/self-service/self-service.repo.js';
+import { createSelfServiceService } from './modules/self-service/self-service.service.js';
 import { createRevealApprovals } from './modules/reveal-approvals/reveal-approvals.service.js';
 import { createRevealApprovalsRepo } from './modules/reveal-approvals/reveal-approvals.repo.js';
 import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
@@ -402,6 +404,7 @@ export async function buildContainer(
         revealLimitPerHour: config.policy.revealLimitPerHour,
         revealsSince: (exec, actorId, since) => auditRepo.revealsSince(exec, actorId, since),
       },
+      selfServiceCounts: (exec, actorId, since, successOnly) => auditRepo.selfServiceAttemptsSince(exec, actorId, since, successOnly),
       notifier,
       approvalGate: (tx, actor, key, input) => revealApprovals.gate(tx, actor, key, input),
       onDisclosed: async (tx, actor, key) => {
@@ -410,6 +413,23 @@ export async function buildContainer(
         // A revealed key is due for rotation (finding key_rotation_due) until it is replaced.
         if (key.device_id) await compliance.evaluateDevicesIn(tx, key.client_id, [key.device_id]);
       },
+    });
+    // Self-service recovery for end users (issue 20): the vault-wide sign-in app, each client's switch,
+    // end-user sessions; a tenant maps to its client through the graph module, keys are revealed by keys.
+    const graphRepoForSelfService = createGraphRepo();
+    const selfService = createSelfServiceService({
+      tx: transactions(db),
+      repo: createSelfServiceRepo(),
+      keyring,
+      audit,
+      clock,
+      policy: config.policy,
+      oidc: createOidc({ egress, clock }),
+      graph: {
+        clientOfTenant: (exec, tenantId) => graphRepoForSelfService.clientOfTenant(exec, tenantId),
+        userDeviceIds: (clientId, objectId) => graph.userDeviceIds(clientId, objectId),
+      },
+      keys: () => keys,
     });
     // An import's keys change the compliance of their devices: evaluated in the import's transaction.
     const importIngest: typeof ingest = async (tx, actor, clientId, source, reports, onProgress) => {
@@ -511,6 +531,7 @@ export async function buildContainer(
       invitations,
       passkeys,
       sso,
+      selfService,
       /** Invitations bind here to accept an invitee who signs in through a provider. */
       useSsoInvitee: (port: InviteePort) => {
         ssoInvitee = port;

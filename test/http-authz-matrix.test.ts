@@ -158,7 +158,7 @@ type FlatVariant = {
   check?: Check;
 };
 type Variant = ClientVariant | FlatVariant;
-type Entry = { auth: 'public' | 'authenticated' | 'enrolment' | 'agent'; variants: Variant[] };
+type Entry = { auth: 'public' | 'authenticated' | 'enrolment' | 'agent' | 'self-service'; variants: Variant[] };
 
 // ------------------------------------------------------------------------------------ helpers
 
@@ -3128,6 +3128,75 @@ const MATRIX: Record<string, Entry> = {
     auth: 'public',
     variants: [{ label: 'not enabled without KEYWARDEN_METRICS_TOKEN', axis: 'none', build: () => ({ url: '/metrics' }), session: all(404) }],
   },
+
+  // ================================================================ self-service recovery for end users (issue 20)
+  // The end user's routes take only the end user's own session cookie: every console session and API token gets 401.
+  'GET /api/v1/recover/start': {
+    auth: 'public',
+    // No self-service app set up in the matrix's vault: back to the self-service page with a reason word.
+    variants: [{ label: 'not set up', axis: 'none', build: () => ({ url: '/api/v1/recover/start' }), session: all(302) }],
+  },
+  'GET /api/v1/recover/callback': {
+    auth: 'public',
+    variants: [
+      { label: 'an unknown state', axis: 'none', build: () => ({ url: `/api/v1/recover/callback?state=${hex(16)}&code=${hex(16)}` }), session: all(302) },
+    ],
+  },
+  'GET /api/v1/recover/me': {
+    auth: 'self-service',
+    variants: [{ label: 'a console session or token', axis: 'none', build: () => ({ url: '/api/v1/recover/me' }), session: all(401) }],
+  },
+  'POST /api/v1/recover/reveal': {
+    auth: 'self-service',
+    variants: [
+      {
+        label: 'a console session or token',
+        axis: 'none',
+        build: ({ fx }) => ({ url: '/api/v1/recover/reveal', payload: { keyId: fx.own.solo.keyId.slice(0, 8), reason: 'matrix' } }),
+        session: all(401),
+      },
+    ],
+  },
+  'POST /api/v1/recover/sign-out': {
+    auth: 'self-service',
+    variants: [{ label: 'a console session or token', axis: 'none', build: () => ({ url: '/api/v1/recover/sign-out', payload: {} }), session: all(401) }],
+  },
+  'GET /api/v1/settings/self-service': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/self-service' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
+  'PUT /api/v1/settings/self-service': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'the sign-in app, switched off (step-up; never a token)',
+        axis: 'none',
+        build: () => ({
+          url: '/api/v1/settings/self-service',
+          payload: { issuer: 'http://127.0.0.1:9/matrix', clientId: 'matrix', clientSecret: 'matrix-self-service-secret', enabled: false },
+        }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+        check: ({ json }) => (JSON.stringify(json ?? '').includes('matrix-self-service-secret') ? 'the client secret was echoed' : undefined),
+      },
+    ],
+  },
+  'GET /api/v1/clients/:id/self-service': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/self-service` }), session: { ...all(MINE), owner: OK } }],
+  },
+  'PUT /api/v1/clients/:id/self-service': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Off, as it is by default: nothing changes.
+        label: 'switched off',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/self-service`, payload: { enabled: false } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
 };
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -3626,7 +3695,7 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
   });
 
   // ---------------------------------------------------------------- CSRF
-  it('a session without the right x-csrf-token gets 403 on every unsafe route (before any permission or validation); on agent routes a cookie is simply 401', async () => {
+  it('a session without the right x-csrf-token gets 403 on every unsafe route (before any permission or validation); on agent and self-service routes a console cookie is simply 401', async () => {
     const ownerP = principals.find((p) => p.role === 'owner' && p.kind === 'session')!;
     const otherCsrf = principals.find((p) => p.role === 'technician' && p.kind === 'session')!.headers['x-csrf-token']!;
     const agentP = principals.find((p) => p.kind === 'agent')!;
@@ -3658,6 +3727,10 @@ describe(`HTTP authorization matrix on ${ENGINE}`, () => {
                   `${key} (agent route) with the device credential and a session cookie: expected ${want}, got ${withDevice.statusCode} ${withDevice.body.slice(0, 160)}`,
                 );
             }
+          } else if (entry.auth === 'self-service') {
+            // Self-service routes read the end user's own cookie only: a console session is no credential there.
+            if (res.statusCode !== 401 || details?.csrf === true)
+              failures.push(`${key} (self-service route) with a console session and ${what}: expected 401, got ${res.statusCode} ${res.body.slice(0, 160)}`);
           } else if (res.statusCode !== 403 || details?.csrf !== true)
             failures.push(`${key} with ${what}: expected a 403 CSRF refusal, got ${res.statusCode} ${res.body.slice(0, 160)}`);
           for (const problem of bodyProblems(null, requestText(req), res.body, undefined)) failures.push(`${key}: ${problem}`);

@@ -1312,9 +1312,15 @@ describe(`second factor (TOTP), step-up and the "MFA required" rule on ${ENGINE}
     ]);
 
     it('a user without an authenticator signs in, but every route except /me, /me/mfa* and /auth/logout is 403', async () => {
-      // Public routes and the agent's own routes do not use a session at all.
+      // Public routes, the agent's own routes and the end users' self-service routes do not use a console session at all.
       const routes = t.app.routeTable.filter(
-        (r) => r.url.startsWith(API) && r.auth !== 'public' && r.auth !== 'agent' && !allowed.has(`${r.method} ${r.url}`) && r.url !== `${API}/me/password`,
+        (r) =>
+          r.url.startsWith(API) &&
+          r.auth !== 'public' &&
+          r.auth !== 'agent' &&
+          r.auth !== 'self-service' &&
+          !allowed.has(`${r.method} ${r.url}`) &&
+          r.url !== `${API}/me/password`,
       );
       expect(routes.length).toBeGreaterThan(20);
       const id = '11111111-2222-4333-8444-555555555555';

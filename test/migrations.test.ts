@@ -62,6 +62,11 @@ const TABLES = [
   'reveal_requests',
   // tenant posture (0021)
   'tenant_posture',
+  // self-service recovery (0022)
+  'self_service_clients',
+  'self_service_app',
+  'self_service_states',
+  'self_service_sessions',
 ];
 
 async function tables(database: Database): Promise<string[]> {

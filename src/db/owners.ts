@@ -24,6 +24,7 @@ export type ModuleName =
   | 'exports'
   | 'sso'
   | 'reveal-approvals'
+  | 'self-service'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -85,6 +86,10 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   device_tags: 'devices',
   reveal_policies: 'reveal-approvals',
   reveal_requests: 'reveal-approvals',
+  self_service_clients: 'self-service',
+  self_service_app: 'self-service',
+  self_service_states: 'self-service',
+  self_service_sessions: 'self-service',
 };
 
 /**
@@ -112,4 +117,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   sso: ['sessions'],
   // Two-person reveal: names of clients, devices and keys in requests; a device's tags decide a tagged policy.
   'reveal-approvals': ['clients', 'devices', 'recovery_keys', 'device_tags'],
+  // Self-service: the client's devices an end user owns or primarily uses (Entra device id, primary user).
+  'self-service': ['clients', 'devices'],
 };

@@ -804,6 +804,57 @@ export interface TenantPostureTable {
 
 export interface DB {
   tenant_posture: TenantPostureTable;
+/** Self-service recovery (issue 20): a client's switch; no row = off. */
+export interface SelfServiceClientsTable {
+  client_id: string;
+  enabled: number;
+  updated_at: string;
+  updated_by_name: string;
+}
+
+/** The vault-wide self-service sign-in app (one row, id 'app'). client_secret sealed (secrets key, AAD self-service-app). */
+export interface SelfServiceAppTable {
+  id: string;
+  issuer: string;
+  client_id: string;
+  client_secret: string | null;
+  /** 'secret' today; a certificate credential may follow (the MSP app's). */
+  credential_kind: string;
+  enabled: number;
+  updated_at: string;
+}
+
+/** A started end-user sign-in: used once. */
+export interface SelfServiceStatesTable {
+  id: string;
+  state_hash: string;
+  browser_hash: string;
+  sealed: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+/** An end user's short self-service session (never a console session). */
+export interface SelfServiceSessionsTable {
+  id: string;
+  token_hash: string;
+  csrf_hash: string;
+  client_id: string;
+  tenant_id: string;
+  object_id: string;
+  upn: string;
+  name: string | null;
+  created_at: string;
+  expires_at: string;
+  ended_at: string | null;
+}
+
+export interface DB {
+  self_service_clients: SelfServiceClientsTable;
+  self_service_app: SelfServiceAppTable;
+  self_service_states: SelfServiceStatesTable;
+  self_service_sessions: SelfServiceSessionsTable;
   passkeys: PasskeysTable;
   passkey_challenges: PasskeyChallengesTable;
   sso_providers: SsoProvidersTable;

@@ -326,6 +326,22 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       await call('POST', `/beta/deviceManagement/managedDevices/${encodeURIComponent(managedDeviceId)}/rotateBitLockerKeys`);
     },
 
+    /**
+     * The devices a user owns (`ownedDevices`) or is a registered user of (`registeredDevices`),
+     * page by page: directory objects, of which only `#microsoft.graph.device` ones are devices.
+     */
+    async *listUserDevices(userId: string, relation: 'ownedDevices' | 'registeredDevices'): AsyncGenerator<{ id: string; deviceId: string | null }[]> {
+      let next: string | undefined = `/v1.0/users/${encodeURIComponent(userId)}/${relation}?$select=id,deviceId`;
+      while (next) {
+        const { json } = await call('GET', next);
+        const value = (json?.value ?? []) as { '@odata.type'?: string; id?: unknown; deviceId?: unknown }[];
+        yield value
+          .filter((o) => o['@odata.type'] === '#microsoft.graph.device' && typeof o.id === 'string')
+          .map((o) => ({ id: o.id as string, deviceId: typeof o.deviceId === 'string' ? o.deviceId : null }));
+        next = nextLink(json);
+      }
+    },
+
     /** "Read BitLocker key" audit events (category KeyManagement), newer than `since` when given. */
     async *listKeyReadAudits(since?: string | null): AsyncGenerator<GraphKeyReadAudit[]> {
       const filter = `activityDisplayName eq 'Read BitLocker key'${since ? ` and activityDateTime gt ${since}` : ''}`;

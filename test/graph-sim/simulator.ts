@@ -18,6 +18,7 @@ import http from 'node:http';
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { defaultPosture, postureRoute, POSTURE_PERMISSIONS, type SimPosture } from './posture.js';
+import { routeOwners } from './owners.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -981,6 +982,21 @@ export class GraphSimulator {
       if ('error' in posture) throw new GraphError(posture.status, posture.error.code, posture.error.message);
       return posture;
     }
+    // Device owners and users, users' owned and registered devices (owners.ts).
+    const owned = routeOwners({
+      tenant: st.t,
+      method,
+      segs,
+      query: (name) => q.get(name),
+      page: (kind, total, size) => this.page(ctx, kind, total, size),
+      collection: (contextPath, value, nextLink) => this.collection(ctx, contextPath, value, nextLink),
+      fail: (status, code, message) => {
+        throw new GraphError(status, code, message);
+      },
+      deviceByObjectId: (id) => st.devicesById.get(st.t.devices, st.version, id)[0],
+      deviceByDeviceId: (id) => st.devicesByDeviceId.get(st.t.devices, st.version, id)[0],
+    });
+    if (owned) return owned as Reply;
     const last = segs[segs.length - 1] ?? '';
     throw new GraphError(400, 'BadRequest', `Resource not found for the segment '${last}'.`);
   }

@@ -81,7 +81,7 @@ export async function startOidcProvider(opts: {
       sid: null,
       openid: ['sub', 'auth_time', 'amr', 'acr'],
       email: ['email', 'email_verified'],
-      profile: ['name'],
+      profile: ['name', 'preferred_username', 'oid', 'tid'],
       groups: ['groups'],
       tenant: ['tid', 'hd', 'roles'],
     },

@@ -47,6 +47,23 @@ export function adoptSsoCsrf(): boolean {
   return true;
 }
 
+/**
+ * Self-service recovery (/recover, end users): its own CSRF token, handed over once by the sign-in
+ * callback in `kw_recover_csrf` and kept apart from the console's; sent only to /api/v1/recover/….
+ */
+const RECOVER_CSRF_KEY = 'kw.recover.csrf';
+export const recoverCsrf = {
+  get: () => sessionStorage.getItem(RECOVER_CSRF_KEY),
+  clear: () => sessionStorage.removeItem(RECOVER_CSRF_KEY),
+  adopt(): void {
+    const m = /(?:^|;\s*)kw_recover_csrf=([^;]+)/.exec(document.cookie);
+    if (!m) return;
+    sessionStorage.setItem(RECOVER_CSRF_KEY, decodeURIComponent(m[1]!));
+    document.cookie = 'kw_recover_csrf=; Max-Age=0; path=/recover; SameSite=Lax';
+  },
+};
+export const recoverStartUrl = '/api/v1/recover/start';
+
 /** Where a "Sign in with …" button (a plain navigation, not a fetch) and an SSO step-up go. */
 export const ssoStartUrl = (providerId: string) => `/api/v1/auth/sso/${encodeURIComponent(providerId)}/start`;
 export const ssoStepUpUrl = (returnTo: string) => `/api/v1/auth/sso/step-up?returnTo=${encodeURIComponent(returnTo)}`;
@@ -83,7 +100,7 @@ const client = createClient<paths>({
 client.use({
   onRequest({ request }) {
     if (request.method !== 'GET') {
-      const token = csrf.get();
+      const token = new URL(request.url).pathname.startsWith('/api/v1/recover/') ? recoverCsrf.get() : csrf.get();
       if (token) request.headers.set('x-csrf-token', token);
     }
     return request;

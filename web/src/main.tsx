@@ -22,10 +22,14 @@ import { BarChart, DonutChart } from '@mantine/charts';
 import { Notifications } from '@mantine/notifications';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App } from './App';
-import { ApiError, adoptSsoCsrf } from './api';
+import { ApiError, adoptSsoCsrf, recoverCsrf } from './api';
+import { RecoverPage } from './pages/Recover';
 
 // Back from a sign-in provider: take over the session's CSRF token before anything calls the API.
 adoptSsoCsrf();
+// The end users' self-service page (/recover) is a page of its own, not the console.
+const selfService = window.location.pathname === '/recover' || window.location.pathname.startsWith('/recover/');
+if (selfService) recoverCsrf.adopt();
 
 /**
  * The server writes a fresh nonce into this meta tag for every page it sends, and allows
@@ -93,9 +97,7 @@ createRoot(document.getElementById('root')!).render(
   <StrictMode>
     <MantineProvider theme={theme} defaultColorScheme="auto" getStyleNonce={() => nonce} cssVariablesResolver={cssVariablesResolver}>
       <Notifications position="top-right" />
-      <QueryClientProvider client={queryClient}>
-        <App />
-      </QueryClientProvider>
+      <QueryClientProvider client={queryClient}>{selfService ? <RecoverPage /> : <App />}</QueryClientProvider>
     </MantineProvider>
   </StrictMode>,
 );

@@ -19,6 +19,7 @@ import * as m0017 from './0017_passkeys.js';
 import * as m0018 from './0018_invitations.js';
 import * as m0019 from './0019_reveal_approvals.js';
 import * as m0021 from './0021_tenant_posture.js';
+import * as m0022 from './0022_self_service.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -45,4 +46,5 @@ export const migrations: Record<string, Migration> = {
   '0018_invitations': m0018,
   '0019_reveal_approvals': m0019,
   '0021_tenant_posture': m0021,
+  '0022_self_service': m0022,
 };

@@ -3,6 +3,7 @@ import { AppError, forbidden, unauthenticated } from '../../lib/errors.js';
 import type { Actor } from '../../modules/authz/authz.js';
 import type { IdentityService } from '../../modules/identity/identity.service.js';
 import type { AgentService } from '../../modules/agent/agent.service.js';
+import type { SelfServicePrincipal, SelfServiceService } from '../../modules/self-service/self-service.service.js';
 
 export const SESSION_COOKIE = 'kw_session';
 /**
@@ -16,6 +17,17 @@ export function sessionCookieName(secure: boolean): string {
   return secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE;
 }
 export const CSRF_HEADER = 'x-csrf-token';
+/**
+ * The end user's self-service session (issue 20): its own cookie, sent by the browser only to the
+ * self-service routes (path-scoped), read only by them; console routes never look at it and the
+ * self-service routes never look at a console session.
+ */
+export const SELF_SERVICE_COOKIE = 'kw_recover';
+export const SECURE_SELF_SERVICE_COOKIE = '__Secure-kw_recover';
+export const SELF_SERVICE_PATH = '/api/v1/recover';
+export function selfServiceCookieName(secure: boolean): string {
+  return secure ? SECURE_SELF_SERVICE_COOKIE : SELF_SERVICE_COOKIE;
+}
 
 /**
  * How a route is reached:
@@ -23,8 +35,9 @@ export const CSRF_HEADER = 'x-csrf-token';
  * - authenticated (default): a session cookie or an API token
  * - enrolment: reachable while the owner's "second factor required" rule still waits for this user
  * - agent: only with a device credential (kwd_…), which works nowhere else
+ * - self-service: only with an end user's self-service session cookie (never a console session or token)
  */
-export type RouteAuth = 'public' | 'authenticated' | 'enrolment' | 'agent';
+export type RouteAuth = 'public' | 'authenticated' | 'enrolment' | 'agent' | 'self-service';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -34,6 +47,8 @@ declare module 'fastify' {
     actor?: Actor;
     /** The raw session cookie, when the actor came from one (logout and CSRF use it). */
     sessionToken?: string;
+    /** An end user signed in for self-service recovery (self-service routes only). */
+    selfService?: SelfServicePrincipal;
   }
 }
 
@@ -43,11 +58,13 @@ export function registerAuth(
   app: FastifyInstance,
   identity: Pick<IdentityService, 'authenticateSession' | 'authenticateToken' | 'checkCsrf'>,
   agents: Pick<AgentService, 'authenticateDevice'>,
-  opts: { secure?: boolean } = {},
+  opts: { secure?: boolean; selfService?: Pick<SelfServiceService, 'authenticate' | 'checkCsrf'> } = {},
 ): void {
   const cookieName = sessionCookieName(opts.secure ?? false);
+  const endUserCookie = selfServiceCookieName(opts.secure ?? false);
   app.decorateRequest('actor', undefined);
   app.decorateRequest('sessionToken', undefined);
+  app.decorateRequest('selfService', undefined);
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const mode: RouteAuth = request.routeOptions.config?.auth ?? 'authenticated';
@@ -55,6 +72,21 @@ export function registerAuth(
     const ctx = { ip: request.ip ?? null, userAgent: (request.headers['user-agent'] ?? '').slice(0, 500) || null };
 
     const authorization = request.headers.authorization;
+    if (mode === 'self-service') {
+      // Only the end user's own cookie: no API token, no console session.
+      const cookie = request.cookies?.[endUserCookie];
+      const p = cookie && opts.selfService && authorization === undefined ? await opts.selfService.authenticate(cookie, ctx) : null;
+      if (!p) throw unauthenticated('Sign in with your work account first (self-service recovery), or sign in again: the session lasts 15 minutes.');
+      if (UNSAFE.has(request.method)) {
+        const header = request.headers[CSRF_HEADER];
+        const token = Array.isArray(header) ? header[0] : header;
+        if (!token || !opts.selfService!.checkCsrf(p, token))
+          throw new AppError('forbidden', `This request needs the ${CSRF_HEADER} header from sign-in (cross-site request protection).`, { csrf: true });
+      }
+      request.selfService = p;
+      request.actor = p.actor;
+      return;
+    }
     if (mode === 'agent') {
       const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
       const actor = m ? await agents.authenticateDevice(m[1]!, ctx) : null;

@@ -185,6 +185,18 @@ export function createAuditRepo() {
         .executeTakeFirstOrThrow();
       return Number(row.n);
     },
+    /** Self-service attempts of one end user since a time: every looked-up key ID, or only the keys revealed. */
+    async selfServiceAttemptsSince(exec: Executor, actorId: string, since: string, successOnly: boolean): Promise<number> {
+      const row = await exec
+        .selectFrom('audit_events')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('actor_id', '=', actorId)
+        .where('action', '=', 'key.self_service_reveal')
+        .where('outcome', 'in', successOnly ? ['success'] : ['success', 'not_found', 'denied'])
+        .where('occurred_at', '>=', since)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
   };
 }
 export type AuditRepo = ReturnType<typeof createAuditRepo>;

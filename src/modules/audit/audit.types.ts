@@ -109,7 +109,12 @@ export type AuditAction =
   | 'reveal_request.cancel'
   | 'key.break_glass'
   | 'reveal_policy.update'
-  | 'device.tags';
+  | 'device.tags'
+  // self-service recovery for end users (issue 20)
+  | 'self_service.app'
+  | 'self_service.client'
+  | 'self_service.sign_in'
+  | 'key.self_service_reveal';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

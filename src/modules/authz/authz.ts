@@ -8,7 +8,8 @@ import { forbidden, stepUpRequired } from '../../lib/errors.js';
  * for a named permission, and never compare role names themselves.
  */
 export type Role = 'owner' | 'admin' | 'technician' | 'helpdesk' | 'auditor' | 'client-viewer';
-export type ActorType = 'user' | 'token' | 'agent' | 'system' | 'cli';
+/** end-user: a person of a client's organisation signed in for self-service recovery (holds no console permission). */
+export type ActorType = 'user' | 'token' | 'agent' | 'system' | 'cli' | 'end-user';
 
 export type Actor = {
   type: ActorType;

@@ -12,6 +12,20 @@ export function createGraphRepo() {
     },
     /** For the scheduler's handlers, which act for no person. */
     find: (exec: Executor, id: string) => exec.selectFrom('graph_connections').selectAll().where('id', '=', id).executeTakeFirst(),
+    /**
+     * The client a Microsoft tenant is linked to: through its enabled Entra ID connection (whatever
+     * credential it uses). Null when no client, or more than one, has that tenant.
+     */
+    async clientOfTenant(exec: Executor, tenantId: string): Promise<string | null> {
+      const rows = await exec
+        .selectFrom('graph_connections')
+        .select('client_id')
+        .where('tenant_id', '=', tenantId.toLowerCase())
+        .where('enabled', '=', 1)
+        .limit(2)
+        .execute();
+      return rows.length === 1 ? rows[0]!.client_id : null;
+    },
     findByClient: (exec: Executor, clientId: string) => exec.selectFrom('graph_connections').selectAll().where('client_id', '=', clientId).executeTakeFirst(),
     list: (exec: Executor, scope: ClientScope) =>
       inClientScope(exec.selectFrom('graph_connections').selectAll().orderBy('created_at'), 'client_id', scope).execute(),

@@ -9,6 +9,7 @@ import { parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { parseVolumeType } from '../../domain/volume.js';
 import { type EgressPolicy, isUnresolved } from '../../integrations/egress.js';
+import { userDeviceIds } from './graph.owners.js';
 import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey, type GraphKeyReadAudit } from '../../integrations/graph-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -192,6 +193,16 @@ export function createGraphService({
   };
 
   const service = {
+    /**
+     * Self-service recovery: the Entra device ids of the devices this user (their object id in the
+     * client's tenant) owns or uses, read live with the client's connection. Empty without one.
+     */
+    async userDeviceIds(clientId: string, userObjectId: string): Promise<string[]> {
+      const conn = await repo.findByClient(tx.reader, clientId);
+      if (!conn || !conn.enabled) return [];
+      return userDeviceIds(await clientFor(conn), userObjectId);
+    },
+
     async createConnection(
       actor: Actor,
       input: {

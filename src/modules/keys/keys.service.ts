@@ -4,7 +4,7 @@ import { lockKey } from '../../db/locks.js';
 import { isId } from '../../db/scope.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { Clock } from '../../lib/clock.js';
-import { badRequest, conflict, notFound, vaultError, isAppError, rateLimited, type AppError } from '../../lib/errors.js';
+import { badRequest, conflict, forbidden, notFound, vaultError, isAppError, rateLimited, type AppError } from '../../lib/errors.js';
 import { parseKeyIdQuery, parseSpokenKeyIdQuery, type KeyIdQuery } from '../../domain/key-id.js';
 import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { parseRevealReason } from '../../domain/reason-codes.js';
@@ -33,6 +33,11 @@ type Deps = {
   };
   /** Runs in the reveal's transaction after a key became disclosed (the agent queues a rotation). */
   onDisclosed?: (tx: Executor, actor: Actor, key: { id: string; client_id: string; device_id: string | null; key_id: string | null }) => Promise<void>;
+  /**
+   * Self-service recovery (end users): attempts an end user made since a time, from the audit log
+   * (`key.self_service_reveal`), all attempts or successes only; read under the user's lock.
+   */
+  selfServiceCounts?: (exec: Executor, actorId: string, since: string, successOnly: boolean) => Promise<number>;
   /** key.revealed notifications, written in the reveal's transaction. */
   notifier?: Notifier;
   /**
@@ -103,7 +108,19 @@ async function destroyedKeyError(repo: KeysRepo, exec: Executor, clientId: strin
   return conflict(`This key was destroyed on ${on} ${why}; its recovery password no longer exists in the vault.`);
 }
 
-export function createKeysService({ tx: transactions, repo, rotations, keyring, audit, clock, guard, onDisclosed, notifier, approvalGate }: Deps) {
+export function createKeysService({
+  tx: transactions,
+  repo,
+  rotations,
+  keyring,
+  audit,
+  clock,
+  guard,
+  onDisclosed,
+  notifier,
+  approvalGate,
+  selfServiceCounts,
+}: Deps) {
   const db = transactions.reader;
   const summarize = (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => summarizeKeys(repo, exec, rows);
 
@@ -303,6 +320,129 @@ export function createKeysService({ tx: transactions, repo, rotations, keyring, 
       if (outcome.status === 'rate_limited') {
         throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
       }
+      if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
+      if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
+      return outcome;
+    },
+
+    /**
+     * Self-service recovery: an end user (actor type end-user, no console permission) types the
+     * first 8 characters of a key ID and a reason; only a key of one of `deviceIds` (the devices of
+     * `clientId` they own or use, decided by the self-service module) is revealed. Anything else —
+     * a key of another device, of another client, or no key — is the same "not_found", so the
+     * answer tells nothing about other devices. Attempts are counted per user under a lock (hourly
+     * attempts, daily reveals), audited as `key.self_service_reveal` with the user's UPN and tenant;
+     * a reveal queues the rotation after disclosure and notifies the MSP, like a console reveal.
+     */
+    async revealOwnKey(
+      actor: Actor,
+      input: {
+        clientId: string;
+        deviceIds: readonly string[];
+        prefix: string;
+        reason: string;
+        who: { upn: string; tenantId: string };
+        limits: { attemptsPerHour: number; revealsPerDay: number };
+      },
+    ): Promise<{ status: 'revealed'; key: RevealedKey; rotation: 'agent' | 'intune' | null } | { status: 'not_found' }> {
+      if (actor.type !== 'end-user') throw badRequest('Only an end user signed in for self-service recovery can use this.');
+      const compact = input.prefix.replace(/[\s-]/g, '');
+      if (containsRecoveryPasswordLike(input.prefix))
+        throw badRequest('That looks like a recovery password, not a key ID. Type the first 8 characters of the key ID shown on the blue screen.');
+      if (!/^[0-9a-f]{8}$/i.test(compact))
+        throw badRequest('Type the first 8 characters of the key ID (0-9 and A-F) shown on the recovery screen.', { field: 'keyId' });
+      const reason = input.reason.trim();
+      if (reason.length < 3 || reason.length > 300) throw badRequest('Say in a few words why you need the key (3 to 300 characters).', { field: 'reason' });
+      if (containsRecoveryPasswordLike(reason)) throw badRequest('The reason looks like it contains a recovery password; leave it out.', { field: 'reason' });
+      // eslint-disable-next-line no-control-regex
+      if (/[\u0000-\u001f\u007f\u202a-\u202e\u2066-\u2069]/.test(reason)) throw badRequest('The reason contains control characters.', { field: 'reason' });
+      const prefix = compact.toLowerCase();
+      const parsed = parseKeyIdQuery(prefix);
+      if (!parsed.ok) throw badRequest('Type the first 8 characters of the key ID shown on the recovery screen.', { field: 'keyId' });
+      const whoDetails = { upn: input.who.upn, tenantId: input.who.tenantId, query: prefix, reason };
+      const base = { action: 'key.self_service_reveal' as const, clientId: input.clientId };
+      const devices = new Set(input.deviceIds);
+
+      let plaintext: string | undefined;
+      let failure: unknown;
+      let limited: AppError | undefined;
+      const outcome = await transactions.run(async (tx) => {
+        // Count and record under one lock per end user: a parallel burst queues here and sees the
+        // attempts committed before it, so the limits hold exactly (PostgreSQL advisory lock).
+        await lockKey(tx, 'self-service', actor.id);
+        const now = Date.parse(clock.now());
+        const hour = new Date(now - 3600_000).toISOString();
+        const day = new Date(now - 86_400_000).toISOString();
+        const count = selfServiceCounts ?? (async () => 0);
+        if ((await count(tx, actor.id, hour, false)) >= input.limits.attemptsPerHour) {
+          await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { ...whoDetails, limit: 'attempts per hour' } });
+          limited = rateLimited(`You can try ${input.limits.attemptsPerHour} key IDs an hour. Try again later, or call your IT provider.`, 3600);
+          return { status: 'limited' as const };
+        }
+        if ((await count(tx, actor.id, day, true)) >= input.limits.revealsPerDay) {
+          await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { ...whoDetails, limit: 'reveals per day' } });
+          limited = rateLimited(`You can get ${input.limits.revealsPerDay} keys a day. Call your IT provider.`, 86_400);
+          return { status: 'limited' as const };
+        }
+        const rows = devices.size
+          ? (await repo.revealCandidates(tx, [input.clientId], parsed.value, 200)).filter((r) => r.device_id && devices.has(r.device_id))
+          : [];
+        // Only working keys; the newest first (revealCandidates orders by first seen).
+        const usable = rows.filter((r) => r.state === 'active' || r.state === 'disclosed');
+        const row = usable[0];
+        if (!row) {
+          await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { ...whoDetails, devices: devices.size } });
+          return { status: 'not_found' as const };
+        }
+        const { ciphertext, data_key_version: dataKeyVersion, ...key } = row;
+        // A client's two-person rule holds for its users too: no approval, no key.
+        const gate = approvalGate ? await approvalGate(tx, actor, key, { query: prefix }) : undefined;
+        if (gate && !gate.ok) {
+          await audit.record(tx, actor, {
+            ...base,
+            targetType: 'recovery_key',
+            targetId: key.id,
+            outcome: 'denied',
+            details: { ...whoDetails, keyId: key.key_id, device: key.device_name ?? null, problem: gate.problem },
+          });
+          limited = forbidden('Your IT provider must approve every reveal for your organisation: call them.');
+          return { status: 'limited' as const };
+        }
+        try {
+          plaintext = (await keyring.clientCipher(tx, key.client_id)).openRecoveryPassword(key.id, { ciphertext, dataKeyVersion });
+        } catch (e) {
+          failure = e;
+        }
+        await audit.record(tx, actor, {
+          ...base,
+          targetType: 'recovery_key',
+          targetId: key.id,
+          outcome: failure ? 'error' : 'success',
+          details: { ...whoDetails, keyId: key.key_id, device: key.device_name ?? null, selfService: true },
+        });
+        if (failure) return { status: 'not_found' as const };
+        if (key.state === 'active') {
+          await repo.setState(tx, key.client_id, key.id, 'disclosed', clock.now());
+          key.state = 'disclosed';
+        }
+        await onDisclosed?.(tx, actor, key);
+        await notifier?.emit(tx, {
+          type: 'key.self_service_reveal',
+          clientId: key.client_id,
+          deviceId: key.device_id,
+          subject: `${input.who.upn} revealed recovery key ${key.key_id ? formatKeyIdForDisplay(key.key_id) : key.id} of ${key.device_name ?? 'their device'} (self-service)`,
+          details: { keyId: key.key_id, device: key.device_name ?? null, revealedBy: input.who.upn, tenantId: input.who.tenantId, reason },
+          occurredAt: clock.now(),
+        });
+        const kind = await rotations.pendingRotationKind(tx, key.client_id, key.id);
+        const [summary] = summariesOf([key]);
+        return {
+          status: 'revealed' as const,
+          key: { ...summary!, recoveryPassword: '' },
+          rotation: kind ? (kind === 'rotate' ? ('agent' as const) : ('intune' as const)) : null,
+        };
+      });
+      if (outcome.status === 'limited') throw limited!;
       if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
       if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
       return outcome;

@@ -22,6 +22,7 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'audit.chain_broken': 'Audit chain broken',
   'key.reveal_requested': 'A reveal waits for a second person',
   'key.break_glass': 'Break-glass reveal (no approval)',
+  'key.self_service_reveal': 'An end user revealed their own recovery key',
 };
 
 export type EventView = {

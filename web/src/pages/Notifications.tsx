@@ -59,6 +59,7 @@ const EVENT_LABEL: Record<EventType, string> = {
   'audit.chain_broken': 'The audit chain is broken',
   'key.reveal_requested': 'A reveal needs a second person',
   'key.break_glass': 'A key was revealed by break-glass',
+  'key.self_service_reveal': 'An end user revealed their own key (self-service)',
 };
 const EVENTS = Object.keys(EVENT_LABEL) as EventType[];
 const DIGEST_LABEL: Record<Digest, string> = { none: 'At once', hourly: 'Hourly digest', daily: 'Daily digest' };

@@ -6,6 +6,7 @@ import { api, ApiError, type Answer, type KeySummary } from '../api';
 import { useSession } from '../session';
 import { fmtDate, fmtDateTime, fmtKeyId, messageOf, SOURCE_LABEL, STATE_COLOR } from '../ui';
 import { PasskeyStepUpButton } from '../passkeys';
+import { PasswordGroups } from '../password-groups';
 import { SsoStepUpButton } from '../sso-step-up';
 import { ReasonTicketFields, reasonProblem } from '../reason-fields';
 import { ApprovalPanel, useKeyApproval } from './Requests';
@@ -262,7 +263,6 @@ function KeyFacts({ k, state }: { k: KeySummary; state: string }) {
 function PasswordView({ revealed, seconds, onHide }: { revealed: Revealed; seconds: number; onHide: () => void }) {
   const [left, setLeft] = useState(seconds);
   const [copied, setCopied] = useState(false);
-  const groups = revealed.password.split('-');
   // The latest onHide, without restarting the countdown when the parent re-renders.
   const hideRef = useRef(onHide);
   hideRef.current = onHide;
@@ -291,14 +291,7 @@ function PasswordView({ revealed, seconds, onHide }: { revealed: Revealed; secon
 
   return (
     <Stack gap="sm">
-      <div data-testid="recovery-password" className="kw-password" aria-label="Recovery password, 8 groups of 6 digits" role="group">
-        {groups.map((g, i) => (
-          <div key={i} data-testid="password-group" className="kw-group">
-            <span className="kw-group-num">{i + 1}</span>
-            <span className="kw-group-digits">{g}</span>
-          </div>
-        ))}
-      </div>
+      <PasswordGroups password={revealed.password} />
       <Group justify="space-between" wrap="wrap">
         <Text size="sm" c="dimmed" aria-live="off">
           Hides in {left} s

@@ -1,0 +1,107 @@
+/// <reference lib="dom" />
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext } from 'playwright-core';
+import { cliActor } from '../../src/modules/authz/authz.js';
+import { PHONE, launchChromium, newContext, screenshotFailure, seriousA11yViolations, startConsole, type ConsoleServer } from './harness.js';
+import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
+import { GraphSimulator, type SimTenant } from '../graph-sim/simulator.js';
+import { simOwners } from '../graph-sim/owners.js';
+
+/**
+ * Issue 20 (self-service recovery): on a phone, an end user opens /recover, signs in with their
+ * work account at the provider's own login page (multi-factor), sees the device they own (from
+ * the Graph simulator), types the first 8 characters of its key ID and a reason, and sees the key
+ * in the console's grouped digits with "This key will be changed after use". No console navigation.
+ */
+describe('self-service recovery in Chromium (phone)', () => {
+  const TENANT = 'e5e5e5e5-1111-4222-8333-444444444444';
+  const ANN = 'e0000000-0000-4000-8000-00000000000a';
+  let server: ConsoleServer;
+  let browser: Browser;
+  let idp: TestIdp;
+  let sim: GraphSimulator;
+  let tenant: SimTenant;
+  const open: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
+    idp = await startOidcProvider({
+      redirectUris: [`${server.baseUrl}/api/v1/recover/callback`],
+      users: {
+        ann: {
+          sub: 'sub-ann',
+          password: 'idp password 1',
+          amr: ['pwd', 'mfa'],
+          extra: { oid: ANN, tid: TENANT, preferred_username: 'ann@contoso.example', name: 'Ann' },
+        },
+      },
+    });
+    sim = new GraphSimulator();
+    const urls = await sim.start();
+    tenant = sim.seedTenant(TENANT, { keys: 4, devices: 2 });
+    tenant.permissions.add('User.Read.All');
+    const o = simOwners(tenant);
+    o.addUser({ id: ANN, userPrincipalName: 'ann@contoso.example' });
+    o.setOwners(tenant.devices[0]!.id, [ANN]);
+    const cli = cliActor('browser-test');
+    const client = await server.container.clients.create(cli, { name: 'Contoso Self-Service' });
+    const conn = await server.container.graph.createConnection(cli, {
+      clientId: client.id,
+      tenantId: TENANT,
+      appClientId: tenant.clientId,
+      clientSecret: tenant.clientSecret,
+      ...urls,
+    });
+    await server.container.graph.runSync(conn.id);
+    await server.container.selfService.saveApp(cli, { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, enabled: true });
+    await server.container.selfService.setClient(cli, client.id, true);
+    browser = await launchChromium();
+  }, 120_000);
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
+    for (const c of open.splice(0)) await c.close().catch(() => {});
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await idp?.close();
+    await sim?.stop();
+    await server?.close();
+  });
+
+  it('signs in at the provider, sees the device, enters the key ID prefix and a reason, and sees the key', async () => {
+    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: PHONE });
+    open.push(context);
+    const page = await context.newPage();
+    await page.goto('/recover');
+    await page.getByRole('heading', { name: 'Recover your BitLocker key' }).waitFor();
+    // Not the technician console: no console navigation, no console sign-in form.
+    expect(await page.getByRole('navigation').count()).toBe(0);
+    await page.getByRole('link', { name: 'Sign in with your work account' }).click();
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    await page.getByLabel('Username').fill('ann');
+    await page.getByLabel('Password').fill('idp password 1');
+    await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
+    await page.waitForURL(`${server.baseUrl}/recover`);
+    await page.getByText('Signed in as ann@contoso.example').waitFor();
+    await page.getByText(tenant.devices[0]!.displayName).waitFor();
+    expect(await page.evaluate(() => document.cookie)).not.toContain('kw_recover_csrf');
+
+    const key = tenant.keys.find((k) => k.deviceId === tenant.devices[0]!.deviceId)!;
+    const input = page.getByLabel('Key ID (first 8 characters)');
+    // Validated as typed: not hex.
+    await input.fill('ZZZZ');
+    await page.getByText('Only 0-9 and A-F, 8 characters.').waitFor();
+    await input.fill(key.id.slice(0, 8).toUpperCase());
+    await page.getByLabel('Why do you need the key?').fill('My laptop shows the blue recovery screen');
+    await page.getByRole('button', { name: 'Show my key' }).click();
+    await page.getByTestId('recovery-password').waitFor();
+    const groups = await page.getByTestId('password-group').locator('.kw-group-digits').allTextContents();
+    expect(groups.join('-')).toBe(key.key);
+    await page.getByText('This key will be changed after use.').waitFor();
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    // The password never reached the browser's console.
+    expect(consoleLines.join('\n')).not.toContain(key.key);
+    const audit = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'key.self_service_reveal').execute();
+    expect(audit.some((e) => e.outcome === 'success' && e.actor_name === 'ann@contoso.example')).toBe(true);
+  }, 120_000);
+});

@@ -1,0 +1,286 @@
+/**
+ * Self-service recovery for end users (issue 20) against a real OpenID provider (oidc-provider)
+ * and the Graph simulator: an owner of one device signs in (sees it, reveals its key, rotation
+ * queued, audited with the UPN, the MSP notified); a tenant not linked, a client with self-service
+ * off and a sign-in without MFA are refused; guessing other devices' key IDs finds nothing and is
+ * rate-limited (also in a parallel burst); a replayed or forged state is refused; the end user's
+ * session never reaches console routes and a console session never reaches the self-service ones.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type Session, type TestApp } from './helpers/app.js';
+import { owner as cliOwner } from './helpers/vault.js';
+import { ENGINE } from './helpers/engine.js';
+import { startOidcProvider, type TestIdp } from './oidc/provider.js';
+import { GraphSimulator, type SimTenant } from './graph-sim/simulator.js';
+import { simOwners } from './graph-sim/owners.js';
+import { expectedIssuer } from '../src/modules/self-service/self-service.service.js';
+
+const PUBLIC_URL = 'http://kw.test';
+const REDIRECT = `${PUBLIC_URL}/api/v1/recover/callback`;
+const API = '/api/v1';
+const TENANT_A = 'a1a1a1a1-1111-4222-8333-444444444444';
+const TENANT_OFF = 'b2b2b2b2-1111-4222-8333-444444444444';
+const TENANT_NONE = 'c3c3c3c3-1111-4222-8333-444444444444';
+const ANN = 'a0000000-0000-4000-8000-00000000000a';
+
+describe(`self-service recovery for end users on ${ENGINE}`, () => {
+  let t: TestApp;
+  let idp: TestIdp;
+  let sim: GraphSimulator;
+  let owner: Session;
+  let clientA: string;
+  let tenantA: SimTenant;
+
+  const user = (oid: string, upn: string, tid: string, amr = ['pwd', 'mfa']) => ({
+    sub: `sub-${oid}`,
+    amr,
+    extra: { oid, tid, preferred_username: upn, name: upn },
+  });
+  type EndUser = { cookie: string; csrf: string; headers: Record<string, string> };
+
+  async function startAndReturn(login: string) {
+    const start = await t.app.inject({ method: 'GET', url: `${API}/recover/start` });
+    expect(start.statusCode, start.body).toBe(302);
+    const state = start.cookies.find((c) => c.name === 'kw_recover_state')!;
+    expect(state.httpOnly).toBe(true);
+    const cb = await idp.signIn(String(start.headers.location), login);
+    return { url: `${cb.pathname}${cb.search}`, stateCookie: state.value };
+  }
+  async function signIn(login: string): Promise<EndUser> {
+    const { url, stateCookie } = await startAndReturn(login);
+    const res = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
+    expect(res.statusCode, res.body).toBe(302);
+    expect(res.headers.location).toBe('/recover');
+    const cookie = res.cookies.find((c) => c.name === 'kw_recover')!;
+    expect(cookie.httpOnly).toBe(true);
+    expect(cookie.path).toBe('/api/v1/recover');
+    const csrf = res.cookies.find((c) => c.name === 'kw_recover_csrf')!.value;
+    return { cookie: cookie.value, csrf, headers: { cookie: `kw_recover=${cookie.value}`, 'x-csrf-token': csrf } };
+  }
+  async function refused(login: string, reason: string) {
+    const { url, stateCookie } = await startAndReturn(login);
+    const res = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
+    expect(res.statusCode).toBe(302);
+    expect(res.headers.location).toBe(`/recover?error=${reason}`);
+    expect(res.cookies.find((c) => c.name === 'kw_recover')).toBeUndefined();
+  }
+  const audits = async (action: string) =>
+    (await t.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute()).map((r) => ({
+      ...r,
+      details: JSON.parse(r.details ?? '{}') as Record<string, unknown>,
+    }));
+  const reveal = (u: EndUser, keyId: string, reason = 'my laptop asks for the key') =>
+    t.app.inject({ method: 'POST', url: `${API}/recover/reveal`, headers: u.headers, payload: { keyId, reason } });
+
+  beforeAll(async () => {
+    idp = await startOidcProvider({
+      redirectUris: [REDIRECT],
+      users: {
+        ann: user(ANN, 'ann@contoso.example', TENANT_A),
+        bo: user('a0000000-0000-4000-8000-00000000000b', 'bo@contoso.example', TENANT_A),
+        nomfa: user('a0000000-0000-4000-8000-00000000000c', 'cy@contoso.example', TENANT_A, ['pwd']),
+        offuser: user('a0000000-0000-4000-8000-00000000000d', 'di@fabrikam.example', TENANT_OFF),
+        stranger: user('a0000000-0000-4000-8000-00000000000e', 'ed@elsewhere.example', TENANT_NONE),
+      },
+    });
+    t = await createTestApp({ KEYWARDEN_PUBLIC_URL: PUBLIC_URL, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
+    owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
+    sim = new GraphSimulator();
+    const urls = await sim.start();
+    tenantA = sim.seedTenant(TENANT_A, { keys: 8, devices: 4 });
+    tenantA.permissions.add('User.Read.All');
+    sim.seedTenant(TENANT_OFF, { keys: 2, devices: 1 });
+    const connect = async (name: string, tenantId: string) => {
+      const client = await t.container.clients.create(cliOwner, { name });
+      const tn = sim.tenant(tenantId);
+      const conn = await t.container.graph.createConnection(cliOwner, {
+        clientId: client.id,
+        tenantId,
+        appClientId: tn.clientId,
+        clientSecret: tn.clientSecret,
+        ...urls,
+      });
+      await t.container.graph.runSync(conn.id);
+      return client.id;
+    };
+    clientA = await connect('Contoso', TENANT_A);
+    // Contoso rotates keys after disclosure (the client's security switch).
+    await t.container.database.db.updateTable('clients').set({ rotate_after_disclosure: 1 }).where('id', '=', clientA).execute();
+    const clientOff = await connect('Fabrikam', TENANT_OFF);
+    // Ann owns the first device (Graph); Bo owns none.
+    const o = simOwners(tenantA);
+    o.addUser({ id: ANN, userPrincipalName: 'ann@contoso.example' });
+    o.setOwners(tenantA.devices[0]!.id, [ANN]);
+
+    const app = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/settings/self-service`,
+      headers: owner.headers,
+      payload: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, enabled: true },
+    });
+    expect(app.statusCode, app.body).toBe(200);
+    expect(app.json()).toMatchObject({ hasSecret: true, enabled: true });
+    expect(app.body).not.toContain(idp.clientSecret);
+    const on = await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
+    expect(on.statusCode, on.body).toBe(200);
+    // Fabrikam's switch stays off (the default).
+    expect((await t.app.inject({ url: `${API}/clients/${clientOff}/self-service`, headers: owner.headers })).json()).toEqual({ enabled: false });
+  }, 120_000);
+  afterAll(async () => {
+    await t?.close();
+    await idp?.close();
+    await sim?.stop();
+  });
+
+  it("the issuer rule: the template of the multi-tenant discovery document with the token's own tid", () => {
+    expect(expectedIssuer('https://login.microsoftonline.com/{tenantid}/v2.0', TENANT_A)).toBe(`https://login.microsoftonline.com/${TENANT_A}/v2.0`);
+    expect(expectedIssuer('http://127.0.0.1:1', TENANT_A)).toBe('http://127.0.0.1:1');
+  });
+
+  it('an owner of one device signs in, sees it, reveals its key: rotation queued, audited with the UPN, the MSP notified', async () => {
+    const ann = await signIn('ann');
+    const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } });
+    expect(me.statusCode, me.body).toBe(200);
+    expect(me.json().upn).toBe('ann@contoso.example');
+    expect(me.json().devices).toEqual([{ id: expect.any(String), name: tenantA.devices[0]!.displayName, why: 'owner' }]);
+    const key = tenantA.keys.find((k) => k.deviceId === tenantA.devices[0]!.deviceId && (k.volumeType === 1 || k.volumeType === 'operatingSystemVolume'))!;
+    // No CSRF token: refused.
+    const noCsrf = await t.app.inject({
+      method: 'POST',
+      url: `${API}/recover/reveal`,
+      headers: { cookie: ann.headers.cookie! },
+      payload: { keyId: key.id.slice(0, 8), reason: 'stuck at the blue screen' },
+    });
+    expect(noCsrf.statusCode).toBe(403);
+    const r = await reveal(ann, key.id.slice(0, 8).toUpperCase());
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json()).toMatchObject({ status: 'revealed', key: { keyId: key.id.toLowerCase(), recoveryPassword: key.key } });
+    const ev = (await audits('key.self_service_reveal')).filter((e) => e.outcome === 'success');
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ actor_type: 'end-user', actor_name: 'ann@contoso.example', client_id: clientA });
+    expect(ev[0]!.details).toMatchObject({ upn: 'ann@contoso.example', tenantId: TENANT_A, keyId: key.id.toLowerCase() });
+    expect(JSON.stringify(ev[0])).not.toContain(key.key);
+    const stored = await t.container.database.db
+      .selectFrom('recovery_keys')
+      .select(['id', 'state'])
+      .where('key_id', '=', key.id.toLowerCase())
+      .executeTakeFirstOrThrow();
+    expect(stored.state).toBe('disclosed');
+    const jobs = await t.container.database.db.selectFrom('jobs').selectAll().where('recovery_key_id', '=', stored.id).execute();
+    expect(
+      jobs.map((j) => j.kind),
+      'a rotation after disclosure is queued',
+    ).toEqual(['intune-rotate']);
+    expect(r.json().rotation).toBe('intune');
+    const outbox = await t.container.database.db.selectFrom('notification_outbox').selectAll().where('event_type', '=', 'key.self_service_reveal').execute();
+    expect(outbox).toHaveLength(1);
+    expect(JSON.stringify(outbox[0])).toContain('ann@contoso.example');
+    expect(JSON.stringify(outbox[0])).not.toContain(key.key);
+  });
+
+  it('a user guessing other devices\' key IDs gets the same "nothing", and is rate-limited', async () => {
+    const bo = await signIn('bo');
+    const other = tenantA.keys.find((k) => k.deviceId !== tenantA.devices[0]!.deviceId)!;
+    const answers = [];
+    for (const guess of [other.id.slice(0, 8), tenantA.keys[0]!.id.slice(0, 8), 'deadbeef', '00000000', 'abcdef12']) answers.push(await reveal(bo, guess));
+    for (const a of answers) {
+      expect(a.statusCode).toBe(200);
+      expect(a.json()).toEqual({ status: 'not_found' });
+    }
+    const sixth = await reveal(bo, 'feedface');
+    expect(sixth.statusCode).toBe(429);
+    expect((await audits('key.self_service_reveal')).filter((e) => e.actor_name === 'bo@contoso.example' && e.outcome === 'rate_limited')).toHaveLength(1);
+  });
+
+  it('the limit holds under a parallel burst', async () => {
+    const u = await signIn('ann');
+    await t.container.database.db.deleteFrom('audit_events').where('action', '=', 'nothing').execute();
+    const before = (await audits('key.self_service_reveal')).filter((e) => e.actor_name === 'ann@contoso.example' && e.outcome !== 'rate_limited').length;
+    const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => reveal(u, `0${i.toString(16)}bad${i.toString(16)}00`.slice(0, 8))));
+    const counted = (await audits('key.self_service_reveal')).filter((e) => e.actor_name === 'ann@contoso.example' && e.outcome !== 'rate_limited').length;
+    expect(counted).toBe(5);
+    expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(5 - before);
+    expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(12 - (5 - before));
+  });
+
+  it("a device whose primary user is the person's UPN counts too, also when Graph cannot answer", async () => {
+    const db = t.container.database.db;
+    const dev = await db
+      .selectFrom('devices')
+      .select(['id', 'name'])
+      .where('client_id', '=', clientA)
+      .where('entra_device_id', '=', tenantA.devices[1]!.deviceId.toLowerCase())
+      .executeTakeFirstOrThrow();
+    await db.updateTable('devices').set({ primary_user: 'BO@contoso.example' }).where('id', '=', dev.id).execute();
+    tenantA.permissions.delete('User.Read.All');
+    try {
+      const bo = await signIn('bo');
+      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: bo.headers.cookie! } });
+      expect(me.json().devices).toEqual([{ id: dev.id, name: dev.name, why: 'primary user' }]);
+      // Graph answered 403 for the user's devices: nothing of Ann's shows up for Bo.
+      expect(sim.requests(TENANT_A).some((r) => r.path.includes('/ownedDevices') && r.status === 403)).toBe(true);
+    } finally {
+      tenantA.permissions.add('User.Read.All');
+      await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+    }
+  });
+
+  it('a user without MFA, of a client with self-service off, or of a tenant not linked, is refused', async () => {
+    await refused('nomfa', 'no-mfa');
+    await refused('offuser', 'tenant-not-enabled');
+    await refused('stranger', 'tenant-not-enabled');
+    const fails = (await audits('self_service.sign_in')).filter((e) => e.outcome === 'failure').map((e) => e.details.reason);
+    expect(fails).toEqual(expect.arrayContaining(['no mfa', 'tenant not enabled']));
+  });
+
+  it('a replayed or forged state is refused', async () => {
+    const { url, stateCookie } = await startAndReturn('ann');
+    const ok = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
+    expect(ok.headers.location).toBe('/recover');
+    const replay = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
+    expect(replay.headers.location).toBe('/recover?error=state-unknown-or-used');
+    const forged = await t.app.inject({
+      method: 'GET',
+      url: `${API}/recover/callback?code=x&state=forged-state`,
+      headers: { cookie: `kw_recover_state=${stateCookie}` },
+    });
+    expect(forged.headers.location).toBe('/recover?error=state-unknown-or-used');
+    // Another browser (no state cookie).
+    const { url: url2 } = await startAndReturn('ann');
+    const other = await t.app.inject({ method: 'GET', url: url2 });
+    expect(other.headers.location).toBe('/recover?error=other-browser');
+  });
+
+  it('a token from another issuer is refused (tamper)', async () => {
+    idp.tamper((c) => ({ ...c, iss: `https://login.microsoftonline.com/${TENANT_A}/v2.0` }));
+    try {
+      await refused('ann', 'wrong-issuer');
+    } finally {
+      idp.tamper(null);
+    }
+  });
+
+  it("the end user's session never reaches console routes, and a console session never reaches the self-service ones", async () => {
+    const ann = await signIn('ann');
+    for (const url of [`${API}/me`, `${API}/clients`, `${API}/keys`]) {
+      const r = await t.app.inject({ url, headers: { cookie: `kw_session=${ann.cookie}` } });
+      expect(r.statusCode, url).toBe(401);
+      const r2 = await t.app.inject({ url, headers: { cookie: ann.headers.cookie! } });
+      expect(r2.statusCode, url).toBe(401);
+    }
+    const consoleOnRecover = await t.app.inject({ url: `${API}/recover/me`, headers: owner.headers });
+    expect(consoleOnRecover.statusCode).toBe(401);
+    const consoleCookieAsRecover = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: `kw_recover=${owner.cookie}` } });
+    expect(consoleCookieAsRecover.statusCode).toBe(401);
+  });
+
+  it("switching self-service off ends the end users' sessions at once", async () => {
+    const ann = await signIn('ann');
+    expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(200);
+    await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: false } });
+    expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(401);
+    const ev = (await audits('self_service.client')).at(-1)!;
+    expect(ev.details).toMatchObject({ enabled: false, was: true });
+    await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
+  });
+});
