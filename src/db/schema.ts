@@ -802,8 +802,6 @@ export interface TenantPostureTable {
   changed_at: string;
 }
 
-export interface DB {
-  tenant_posture: TenantPostureTable;
 /** Self-service recovery (issue 20): a client's switch; no row = off. */
 export interface SelfServiceClientsTable {
   client_id: string;
@@ -851,6 +849,7 @@ export interface SelfServiceSessionsTable {
 }
 
 export interface DB {
+  tenant_posture: TenantPostureTable;
   self_service_clients: SelfServiceClientsTable;
   self_service_app: SelfServiceAppTable;
   self_service_states: SelfServiceStatesTable;
