@@ -33,6 +33,8 @@ import { createAgentHealthRepo } from './modules/agent/agent-health.repo.js';
 import { createAgentHealthService } from './modules/agent/agent-health.service.js';
 import { createGraphRepo } from './modules/graph/graph.repo.js';
 import { createGraphService } from './modules/graph/graph.service.js';
+import { createMspAppRepo } from './modules/graph/msp-app.repo.js';
+import { createMspAppService } from './modules/graph/msp-app.service.js';
 import { createDirectoryRepo } from './modules/directory/directory.repo.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
@@ -267,9 +269,11 @@ export async function buildContainer(
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     // eslint-disable-next-line prefer-const -- assigned once below; the services built first read it only when a task runs
     let scheduler: Scheduler | undefined;
+    const mspAppRepo = createMspAppRepo();
     const graph = createGraphService({
       tx: transactions(db),
       repo: createGraphRepo(),
+      msp: mspAppRepo,
       keyring,
       ingest,
       keys: keysRepo,
@@ -283,6 +287,19 @@ export async function buildContainer(
       egress,
       graphOptions: { sleep: opts.graphSleep },
       onSynced: afterSync,
+    });
+    // The MSP's one multi-tenant app and the per-client admin-consent links.
+    const mspApp = createMspAppService({
+      tx: transactions(db),
+      repo: mspAppRepo,
+      connections: createGraphRepo(),
+      clients: clientsRepo,
+      keyring,
+      audit,
+      clock,
+      scheduler: () => scheduler!,
+      egress,
+      stepUpMinutes: config.policy.stepUpMinutes,
     });
     const directory = createDirectoryService({
       egress,
@@ -508,6 +525,7 @@ export async function buildContainer(
       keyHistory,
       agent,
       graph,
+      mspApp,
       directory,
       exports,
       notifier,

@@ -60,6 +60,9 @@ const TABLES = [
   'reveal_policies',
   'device_tags',
   'reveal_requests',
+  // one MSP app, consent links (0020)
+  'graph_msp_app',
+  'graph_consent_states',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -59,6 +59,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   findings: 'agent',
   jobs: 'agent',
   graph_connections: 'graph',
+  graph_msp_app: 'graph',
+  graph_consent_states: 'graph',
   sync_runs: 'graph',
   directory_connections: 'directory',
   directory_sync_runs: 'directory',

@@ -18,6 +18,7 @@ import * as m0016 from './0016_sso.js';
 import * as m0017 from './0017_passkeys.js';
 import * as m0018 from './0018_invitations.js';
 import * as m0019 from './0019_reveal_approvals.js';
+import * as m0020 from './0020_msp_app.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -43,4 +44,5 @@ export const migrations: Record<string, Migration> = {
   '0017_passkeys': m0017,
   '0018_invitations': m0018,
   '0019_reveal_approvals': m0019,
+  '0020_msp_app': m0020,
 };

@@ -22,6 +22,7 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'audit.chain_broken': 'Audit chain broken',
   'key.reveal_requested': 'A reveal waits for a second person',
   'key.break_glass': 'Break-glass reveal (no approval)',
+  'graph.consent_lost': 'Admin consent for the Keywarden app withdrawn',
 };
 
 export type EventView = {

@@ -24,6 +24,7 @@ export const NOTIFICATION_EVENT_TYPES = [
   'audit.chain_broken',
   'key.reveal_requested',
   'key.break_glass',
+  'graph.consent_lost',
 ] as const;
 export type NotificationEventType = (typeof NOTIFICATION_EVENT_TYPES)[number];
 
