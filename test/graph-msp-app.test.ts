@@ -345,6 +345,21 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect(failure.outcome).toBe('failure');
   });
 
+  it('the CLI shows the MSP app, prints its certificate and makes consent links', async () => {
+    const show = await t.cli(['graph', 'app', 'show']);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain(`Application ID: ${MSP_APP}`);
+    expect(show.stdout).toMatch(/Certificate: {4}[0-9A-F]{40}, valid until \d{4}-\d{2}-\d{2}/);
+    const cert = await t.cli(['graph', 'app', 'cert']);
+    expect(cert.stdout).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(cert.stdout).not.toMatch(/PRIVATE KEY/);
+    const link = await t.cli(['graph', 'consent-link', '--client', 'Echo']);
+    expect(link.code, link.stderr).toBe(0);
+    const url = new URL(link.stdout.trim());
+    expect(url.searchParams.get('redirect_uri')).toBe(CALLBACK);
+    expect(link.stderr).toContain("Send this link to an administrator of Echo's Microsoft 365 tenant");
+  });
+
   it('no private key in any answer, log or audit record', async () => {
     const all = await t.container.database.db.selectFrom('audit_events').selectAll().execute();
     const everything = [answers.join('\n'), log.text(), JSON.stringify(all)].join('\n');
