@@ -59,6 +59,7 @@ const EVENT_LABEL: Record<EventType, string> = {
   'audit.chain_broken': 'The audit chain is broken',
   'key.reveal_requested': 'A reveal needs a second person',
   'key.break_glass': 'A key was revealed by break-glass',
+  'graph.consent_lost': "A client's admin consent for the Keywarden app was withdrawn",
 };
 const EVENTS = Object.keys(EVENT_LABEL) as EventType[];
 const DIGEST_LABEL: Record<Digest, string> = { none: 'At once', hourly: 'Hourly digest', daily: 'Daily digest' };

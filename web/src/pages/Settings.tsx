@@ -35,6 +35,7 @@ import { SsoStepUpButton } from '../sso-step-up';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
+import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel } from './MspApp';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
 
@@ -519,6 +520,7 @@ function IntegrationsTab() {
   const ad = useQuery({ queryKey: ['ad-connections'], queryFn: () => api.get('/api/v1/directory/connections') });
   return (
     <Stack gap="lg">
+      <MspAppPanel stepUp={(onDone) => <StepUp onDone={onDone} />} />
       <section aria-labelledby="int-entra">
         <Group justify="space-between" mb="xs">
           <Title order={2} fz="md" id="int-entra">
@@ -691,10 +693,12 @@ function GraphCard({ g }: { g: GraphConnection }) {
                 disabled
               </Badge>
             )}
+            <CredentialBadges kind={g.credentialKind} consentLostAt={g.consentLostAt} />
           </Group>
           <Text size="xs" c="dimmed" className="kw-mono">
             tenant {g.tenantId} · app {g.appClientId} · every {g.syncIntervalMinutes} min
           </Text>
+          {g.certificate && <CertificateFacts cert={g.certificate} />}
           <Health c={g} />
         </div>
         <Group gap="xs">
@@ -718,6 +722,7 @@ function GraphCard({ g }: { g: GraphConnection }) {
           )}
         </Group>
       </Group>
+      {manage && g.consentLostAt && <ConsentLinkForm clientId={g.clientId} />}
       {result && <TestOutcome r={result} label={`Entra ID of ${name}`} />}
       {history &&
         (runs.isPending ? (
