@@ -26,6 +26,7 @@ import {
 const OWNER = cliActor('browser-test');
 const APP = '0c0ffee0-1234-4567-89ab-0123456789ab';
 const TENANT = '9f9f9f9f-1111-4222-8333-444444444444';
+const OWN_TENANT = '8e8e8e8e-1111-4222-8333-444444444444';
 
 describe('Settings: the MSP Entra ID app and consent links (Chromium)', () => {
   let server: ConsoleServer;
@@ -39,11 +40,13 @@ describe('Settings: the MSP Entra ID app and consent links (Chromium)', () => {
     sim = new GraphSimulator();
     urls = await sim.start();
     sim.seedTenant(TENANT, { keys: 6, devices: 3 });
+    sim.seedTenant(OWN_TENANT, { keys: 4, devices: 2 });
     const port = await freePort();
     publicUrl = `http://127.0.0.1:${port}`;
     // The simulator is on this machine: allowed, as an operator would.
     server = await startConsole({ port, env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost', KEYWARDEN_PUBLIC_URL: publicUrl } });
     await server.container.clients.create(OWNER, { name: 'Woodgrove Bank' });
+    await server.container.clients.create(OWNER, { name: 'Proseware' });
     browser = await launchChromium();
   });
   afterEach(async (ctx) => {
@@ -111,5 +114,36 @@ describe('Settings: the MSP Entra ID app and consent links (Chromium)', () => {
     await p.getByText('Sync of Woodgrove Bank succeeded: 6 new keys', { exact: false }).first().waitFor();
     expect(sim.tenant(TENANT).audits.at(-1)!.initiatedBy.app!.appId).toBe(APP);
     expect(sim.errors()).toEqual([]);
+  });
+
+  it('an admin connects a per-client app with a generated certificate; once uploaded, it signs in and syncs', async () => {
+    const { context } = await newContext(browser, server.baseUrl, { viewport: DESKTOP });
+    open.push(context);
+    const p = await context.newPage();
+    await signIn(p, server, userOf(server, 'admin'));
+    await p.getByRole('navigation').getByRole('link', { name: 'Settings' }).click();
+    await p.getByRole('tab', { name: 'Connections' }).click();
+    // Admins see the MSP app but do not set it.
+    await p.getByRole('heading', { name: 'Entra ID app for all clients' }).waitFor();
+    expect(await p.getByRole('button', { name: /MSP app$/ }).count()).toBe(0);
+    await p.getByRole('button', { name: 'Connect a tenant' }).click();
+    const d = p.getByRole('dialog', { name: 'Connect an Entra ID tenant' });
+    await d.getByLabel('Client', { exact: true }).selectOption({ label: 'Proseware' });
+    await d.getByLabel('Tenant ID').fill(OWN_TENANT);
+    await d.getByLabel('Application (client) ID').fill(sim.tenant(OWN_TENANT).clientId);
+    await d.getByLabel('Credential').selectOption('generate');
+    await d.getByLabel('Sign-in URL').fill(urls.loginUrl);
+    await d.getByLabel('Graph URL').fill(urls.graphUrl);
+    await d.getByRole('button', { name: 'Connect' }).click();
+    const pem = (await d.getByLabel('Public certificate', { exact: true }).innerText()).trim();
+    expect(pem).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(await seriousA11yViolations(p)).toEqual([]);
+    await d.getByRole('button', { name: 'Done' }).click();
+    sim.apps.setTenantCertificates(OWN_TENANT, [pem]);
+    const conn = p.getByRole('article', { name: 'Entra ID of Proseware' });
+    await conn.getByText('certificate', { exact: true }).waitFor();
+    await conn.getByText(/Certificate [0-9A-F]{40} · valid until/).waitFor();
+    await conn.getByRole('button', { name: 'Sync now' }).click();
+    await p.getByText('Sync of Proseware succeeded: 4 new keys', { exact: false }).first().waitFor();
   });
 });

@@ -25,7 +25,7 @@ export function CertificateFacts({ cert }: { cert: Cert }) {
   );
 }
 
-function PublicCertificate({ pem }: { pem: string }) {
+export function PublicCertificate({ pem }: { pem: string }) {
   return (
     <Alert color="blue" variant="light" title="Upload this certificate to the app registration">
       <Stack gap="xs">

@@ -35,7 +35,7 @@ import { SsoStepUpButton } from '../sso-step-up';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
-import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel } from './MspApp';
+import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel, PublicCertificate } from './MspApp';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
 
@@ -1062,17 +1062,46 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
   const [tenantId, setTenantId] = useState('');
   const [appClientId, setAppClientId] = useState('');
   const [secret, setSecret] = useState('');
+  // A client secret, or a certificate Keywarden generates (its public part is shown once saved) or one uploaded with its key.
+  const [kind, setKind] = useState<'secret' | 'generate' | 'upload'>('secret');
+  const [certificatePem, setCertificatePem] = useState('');
+  const [privateKeyPem, setPrivateKeyPem] = useState('');
+  const [generated, setGenerated] = useState<string | null>(null);
+  const [loginUrl, setLoginUrl] = useState('https://login.microsoftonline.com');
+  const [graphUrl, setGraphUrl] = useState('https://graph.microsoft.com');
   const create = useMutation({
     mutationFn: () =>
-      api.post('/api/v1/graph/connections', { body: { clientId, tenantId: tenantId.trim(), appClientId: appClientId.trim(), clientSecret: secret } }),
-    onSuccess: () => {
+      api.post('/api/v1/graph/connections', {
+        body: {
+          clientId,
+          tenantId: tenantId.trim(),
+          appClientId: appClientId.trim(),
+          loginUrl: loginUrl.trim(),
+          graphUrl: graphUrl.trim(),
+          ...(kind === 'secret' ? { clientSecret: secret } : kind === 'generate' ? { generateCertificate: true } : { certificatePem, privateKeyPem }),
+        },
+      }),
+    onSuccess: (r) => {
       setSecret('');
+      setPrivateKeyPem('');
       notifications.show({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
-      onClose();
+      if (r.certificatePem) setGenerated(r.certificatePem);
+      else onClose();
     },
     gcTime: 0,
   });
+  if (generated)
+    return (
+      <Modal opened onClose={onClose} title="Connect an Entra ID tenant" size="lg">
+        <Stack gap="sm">
+          <PublicCertificate pem={generated} />
+          <Group justify="flex-end">
+            <Button onClick={onClose}>Done</Button>
+          </Group>
+        </Stack>
+      </Modal>
+    );
   return (
     <Modal opened onClose={onClose} title="Connect an Entra ID tenant">
       <form
@@ -1091,14 +1120,50 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
           />
           <TextInput label="Tenant ID" value={tenantId} onChange={(e) => setTenantId(e.currentTarget.value)} required className="kw-mono" />
           <TextInput label="Application (client) ID" value={appClientId} onChange={(e) => setAppClientId(e.currentTarget.value)} required />
-          <PasswordInput
-            label="Client secret"
-            description="Stored encrypted; never shown again."
-            value={secret}
-            onChange={(e) => setSecret(e.currentTarget.value)}
-            required
-            autoComplete="off"
+          <NativeSelect
+            label="Credential"
+            value={kind}
+            onChange={(e) => setKind(e.currentTarget.value as typeof kind)}
+            data={[
+              { value: 'secret', label: 'A client secret' },
+              { value: 'generate', label: 'Generate a certificate' },
+              { value: 'upload', label: 'Upload a certificate and its private key' },
+            ]}
           />
+          {kind === 'secret' && (
+            <PasswordInput
+              label="Client secret"
+              description="Stored encrypted; never shown again."
+              value={secret}
+              onChange={(e) => setSecret(e.currentTarget.value)}
+              required
+              autoComplete="off"
+            />
+          )}
+          {kind === 'upload' && (
+            <>
+              <Textarea
+                label="Certificate (PEM)"
+                value={certificatePem}
+                onChange={(e) => setCertificatePem(e.currentTarget.value)}
+                autosize
+                minRows={3}
+                required
+              />
+              <Textarea
+                label="Private key (PEM, without a passphrase)"
+                description="Sealed in the vault at once; never shown again."
+                value={privateKeyPem}
+                onChange={(e) => setPrivateKeyPem(e.currentTarget.value)}
+                autosize
+                minRows={3}
+                required
+                autoComplete="off"
+              />
+            </>
+          )}
+          <TextInput label="Sign-in URL" description="National clouds differ" value={loginUrl} onChange={(e) => setLoginUrl(e.currentTarget.value)} required />
+          <TextInput label="Graph URL" value={graphUrl} onChange={(e) => setGraphUrl(e.currentTarget.value)} required />
           {create.error && (
             <Alert color="red" role="alert">
               {messageOf(create.error)}
