@@ -179,6 +179,11 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
 
     const { location } = sim.consent(link.url, { tenantId: T2 });
     expect((await follow(location)).statusCode).toBe(200);
+    // Two answers at once (a double click): one links, the other is refused.
+    const twice = await linkFor(clients.Bravo!.id);
+    const again = sim.consent(twice.url, { tenantId: T2 }).location;
+    const both = await Promise.all([follow(again), follow(again)]);
+    expect(both.map((r) => r.statusCode).sort()).toEqual([200, 400]);
     // Replayed: the same answer again.
     const replay = await follow(location);
     expect(replay.statusCode).toBe(400);
