@@ -79,7 +79,11 @@ export async function mspCredentials(
   tenantId: string,
 ): Promise<GraphCredentials> {
   if (!app)
-    throw new GraphError(0, 'msp_app_missing', 'This client is linked through the MSP app, which is not configured: set it up in Settings › Connections › Entra ID app for all clients.');
+    throw new GraphError(
+      0,
+      'msp_app_missing',
+      'This client is linked through the MSP app, which is not configured: set it up in Settings › Connections › Entra ID app for all clients.',
+    );
   const opened = (await keyring.secretCipher(exec)).open(MSP_SECRET_CONTEXT, app.secret_ciphertext);
   return {
     tenantId,

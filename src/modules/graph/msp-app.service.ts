@@ -194,7 +194,10 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
       return tx.run(async (t) => {
         const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
         const app = await repo.find(t);
-        if (!app) throw badRequest('Set up the MSP app first (Settings › Connections › Entra ID app for all clients): its application ID and credential.', { field: 'clientId' });
+        if (!app)
+          throw badRequest('Set up the MSP app first (Settings › Connections › Entra ID app for all clients): its application ID and credential.', {
+            field: 'clientId',
+          });
         if (expected) {
           const other = await connections.findByTenant(t, expected);
           if (other && other.client_id !== client.id) throw badRequest(`Tenant ${expected} is already linked to another client.`, { field: 'tenantId' });
