@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphSimulator } from './graph-sim/simulator.js';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { ENGINE } from './helpers/engine.js';
-import { logCapture } from './helpers/http.js';
+import { freshTotp, logCapture, minutesAgo, updateSession } from './helpers/http.js';
 import { buildApp } from '../src/app.js';
 import { generateSelfSignedCertificate } from '../src/crypto/certificate.js';
 
@@ -348,6 +348,30 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect((await call(owner, 'GET', `${API}/graph/msp-app`)).json()).toMatchObject({ loginUrl: urls.loginUrl });
     const failure = (await audits('graph.msp_app')).at(-1)!;
     expect(failure.outcome).toBe('failure');
+  });
+
+  it('a stolen owner session without a fresh second factor cannot change the MSP app', async () => {
+    const mfaOwner = await t.signIn((await t.addUser('owner', 'all', 'msp.mfa-owner@example.test')).email);
+    const secret = (await api.inject({ method: 'POST', url: `${API}/me/mfa`, headers: mfaOwner.headers })).json().secret as string;
+    const confirm = await api.inject({
+      method: 'POST',
+      url: `${API}/me/mfa/confirm`,
+      headers: mfaOwner.headers,
+      payload: { code: await freshTotp(t, secret) },
+    });
+    expect(confirm.statusCode).toBe(200);
+    await updateSession(t, mfaOwner.cookie, { mfa_at: minutesAgo(t.config.policy.stepUpMinutes + 1) });
+    const before = (await call(owner, 'GET', `${API}/graph/msp-app`)).json();
+    const stale = await call(mfaOwner, 'PUT', `${API}/graph/msp-app`, { appClientId: randomUUID(), clientSecret: 'attacker-secret-value' });
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().error).toBe('step_up_required');
+    expect((await call(owner, 'GET', `${API}/graph/msp-app`)).json()).toEqual(before);
+    // After a step-up the same owner may.
+    const step = await api.inject({ method: 'POST', url: `${API}/auth/step-up`, headers: mfaOwner.headers, payload: { code: await freshTotp(t, secret) } });
+    expect(step.statusCode).toBe(200);
+    const ok = await call(mfaOwner, 'PUT', `${API}/graph/msp-app`, { appClientId: MSP_APP });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json()).toMatchObject({ appClientId: MSP_APP, credentialKind: before.credentialKind });
   });
 
   it('the CLI shows the MSP app, prints its certificate and makes consent links', async () => {
