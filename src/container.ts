@@ -35,6 +35,8 @@ import { createGraphRepo } from './modules/graph/graph.repo.js';
 import { createGraphService } from './modules/graph/graph.service.js';
 import { createPostureRepo } from './modules/graph/posture.repo.js';
 import { createTenantPosture } from './modules/graph/posture.js';
+import { createMspAppRepo } from './modules/graph/msp-app.repo.js';
+import { createMspAppService } from './modules/graph/msp-app.service.js';
 import { createDirectoryRepo } from './modules/directory/directory.repo.js';
 import { createDirectoryService } from './modules/directory/directory.service.js';
 import { createScheduler, type Scheduler } from './modules/jobs/scheduler.js';
@@ -274,9 +276,11 @@ export async function buildContainer(
     // The scheduler and the Graph service need each other (tasks run syncs; connections create tasks).
     // eslint-disable-next-line prefer-const -- assigned once below; the services built first read it only when a task runs
     let scheduler: Scheduler | undefined;
+    const mspAppRepo = createMspAppRepo();
     const graph = createGraphService({
       tx: transactions(db),
       repo: createGraphRepo(),
+      msp: mspAppRepo,
       keyring,
       ingest,
       keys: keysRepo,
@@ -291,6 +295,19 @@ export async function buildContainer(
       graphOptions: { sleep: opts.graphSleep },
       onSynced: afterSync,
       posture: tenantPosture,
+    });
+    // The MSP's one multi-tenant app and the per-client admin-consent links.
+    const mspApp = createMspAppService({
+      tx: transactions(db),
+      repo: mspAppRepo,
+      connections: createGraphRepo(),
+      clients: clientsRepo,
+      keyring,
+      audit,
+      clock,
+      scheduler: () => scheduler!,
+      egress,
+      stepUpMinutes: config.policy.stepUpMinutes,
     });
     const directory = createDirectoryService({
       egress,
@@ -543,6 +560,7 @@ export async function buildContainer(
       keyHistory,
       agent,
       graph,
+      mspApp,
       directory,
       exports,
       notifier,

@@ -30,6 +30,7 @@ import { ENGINE } from './helpers/engine.js';
 import { ROLES, type Actor, type Role } from '../src/modules/authz/authz.js';
 import { sha256Hex } from '../src/crypto/tokens.js';
 import { SimMachine, TestAgent, injectTransport } from './agent/test-agent.js';
+import { generateSelfSignedCertificate } from '../src/crypto/certificate.js';
 
 // ------------------------------------------------------------------------------------ types
 
@@ -397,6 +398,28 @@ async function throwawayConnection(fx: Fx, p: Principal, target: Target): Promis
   const conn = await fx.t.container.graph.createConnection(cliOwner, graphBody(spare.id));
   return { id: conn.id, after: spare.after };
 }
+
+/**
+ * One certificate and private key for every certificate credential the matrix uploads (made once:
+ * parsing is cheap, generating an RSA key per request is not). The key must never be in an answer.
+ */
+const MATRIX_CERT = generateSelfSignedCertificate({ commonName: 'Matrix app', days: 365, bits: 2048, now: new Date() });
+const certBody = { certificatePem: MATRIX_CERT.certificatePem, privateKeyPem: MATRIX_CERT.privateKeyPem };
+const leaksKey = (json: unknown) => (/PRIVATE KEY/.test(JSON.stringify(json ?? '')) ? 'a private key is in the answer' : undefined);
+
+/** A throwaway connection with a certificate credential (on a spare client), or a random id for a missing one. */
+async function certConnection(fx: Fx, p: Principal, target: Target): Promise<{ id: string; after?: () => Promise<void> }> {
+  if (target === 'missing') return { id: randomUUID() };
+  const spare = await spareClient(fx, p, target);
+  const { clientSecret: _s, ...body } = graphBody(spare.id);
+  const conn = await fx.t.container.graph.createConnection(cliOwner, { ...body, ...certBody });
+  return { id: conn.id, after: spare.after };
+}
+
+/** The MSP app of the matrix vault (a certificate credential), set up by the CLI owner once. */
+let mspAppReady: Promise<unknown> | null = null;
+const ensureMspApp = (fx: Fx) =>
+  (mspAppReady ??= fx.t.container.mspApp.set(cliOwner, { appClientId: randomUUID(), loginUrl: GRAPH_LOGIN_URL, graphUrl: GRAPH_URL, ...certBody }));
 
 const asArray = (json: unknown): Record<string, unknown>[] => (Array.isArray(json) ? (json as Record<string, unknown>[]) : []);
 /** True when an object has any field that looks like a secret (the app secret is never returned). */
@@ -1822,6 +1845,103 @@ const MATRIX: Record<string, Entry> = {
           if (!runs.length) return 'no runs listed (one was seeded)';
           return runs.every((r) => r.clientId === (target === 'own' ? fx.own.id : fx.other.id)) ? undefined : 'lists runs of another client';
         },
+      },
+    ],
+  },
+  'GET /api/v1/graph/connections/:connectionId/certificate': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "a throwaway connection's public certificate",
+        axis: 'client',
+        build: async ({ p, fx }, _c, target) => {
+          const conn = await certConnection(fx, p, target);
+          return { url: `/api/v1/graph/connections/${conn.id}/certificate`, after: conn.after };
+        },
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) =>
+          leaksKey(json) ?? ((json as { certificatePem?: string }).certificatePem === MATRIX_CERT.certificatePem ? undefined : 'not the certificate uploaded'),
+      },
+    ],
+  },
+
+  // ---------------------------------------------------------------- the MSP's one multi-tenant app (issue 20)
+  // Reading it and making consent links is managing integrations; setting it is a vault-wide setting
+  // (owners with all clients, never a token). The consent callback is public (the client's admin has
+  // no account): an unknown state is refused there for everyone.
+  'GET /api/v1/graph/msp-app': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: async ({ fx }) => (await ensureMspApp(fx), { url: '/api/v1/graph/msp-app' }),
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
+        check: ({ json }) => leaksKey(json),
+      },
+    ],
+  },
+  'PUT /api/v1/graph/msp-app': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'set the app (certificate)',
+        axis: 'none',
+        build: async ({ fx }) => (
+          await ensureMspApp(fx),
+          { url: '/api/v1/graph/msp-app', payload: { appClientId: randomUUID(), loginUrl: GRAPH_LOGIN_URL, graphUrl: GRAPH_URL, ...certBody } }
+        ),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+        check: ({ json }) => leaksKey(json),
+      },
+    ],
+  },
+  'GET /api/v1/graph/msp-app/certificate': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: '',
+        axis: 'none',
+        build: async ({ fx }) => (await ensureMspApp(fx), { url: '/api/v1/graph/msp-app/certificate' }),
+        session: only(['owner', 'admin', 'scoped-owner'], 200),
+        check: ({ json }) => leaksKey(json),
+      },
+    ],
+  },
+  'POST /api/v1/graph/consent-links': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "a consent link for the client's administrator",
+        axis: 'client',
+        build: async ({ fx }, c) => (await ensureMspApp(fx), { url: '/api/v1/graph/consent-links', payload: { clientId: c.id } }),
+        session: { ...all(DENY), owner: [201, 201], admin: [201, 404], 'scoped-owner': [201, 404] },
+        check: ({ json }) => (/\/adminconsent\?/.test((json as { url?: string }).url ?? '') ? undefined : 'no admin-consent URL in the answer'),
+      },
+    ],
+  },
+  'GET /api/v1/graph/consent-links': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: "the client's consent links",
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/graph/consent-links?clientId=${c.id}` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ target, json, fx }) =>
+          asArray(json).every((l) => l.clientId === (target === 'own' ? fx.own.id : fx.other.id)) ? undefined : 'lists links of another client',
+      },
+    ],
+  },
+  'GET /api/v1/graph/consent/callback': {
+    auth: 'public',
+    variants: [
+      {
+        label: 'an unknown state',
+        axis: 'none',
+        build: () => ({ url: `/api/v1/graph/consent/callback?admin_consent=True&tenant=${randomUUID()}&state=${hex(32)}` }),
+        session: all(400),
       },
     ],
   },

@@ -67,6 +67,9 @@ const TABLES = [
   'self_service_app',
   'self_service_states',
   'self_service_sessions',
+  // one MSP app, consent links (0020)
+  'graph_msp_app',
+  'graph_consent_states',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -60,6 +60,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   findings: 'agent',
   jobs: 'agent',
   graph_connections: 'graph',
+  graph_msp_app: 'graph',
+  graph_consent_states: 'graph',
   sync_runs: 'graph',
   tenant_posture: 'graph',
   directory_connections: 'directory',

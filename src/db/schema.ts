@@ -383,6 +383,44 @@ export interface GraphConnectionsTable {
   last_status: string | null;
   last_error: string | null;
   audit_cursor: string | null;
+  /** How the connection signs in: its own app's secret or certificate, or the MSP's one app (migration 0020). */
+  credential_kind: 'secret' | 'certificate' | 'msp_app';
+  /** A per-client app's public certificate (PEM), its SHA-1 thumbprint (hex) and expiry; the private key is sealed in secret_ciphertext. */
+  certificate_pem: string | null;
+  certificate_thumbprint: string | null;
+  certificate_expires_at: string | null;
+  /** When a sync found admin consent withdrawn (or the app gone) in the tenant; cleared by the next good sync. */
+  consent_lost_at: string | null;
+}
+
+/** The MSP's one multi-tenant Entra ID app (at most one row, id 'msp'). */
+export interface GraphMspAppTable {
+  id: string;
+  app_client_id: string;
+  credential_kind: 'secret' | 'certificate';
+  /** The client secret or the certificate's private key (PEM), sealed with the vault's `secrets` key. */
+  secret_ciphertext: string;
+  certificate_pem: string | null;
+  certificate_thumbprint: string | null;
+  certificate_expires_at: string | null;
+  login_url: string;
+  graph_url: string;
+  created_at: string;
+  updated_at: string;
+  updated_by_name: string;
+}
+
+/** A one-time admin-consent link: the state is kept as its SHA-256 only. */
+export interface GraphConsentStatesTable {
+  id: string;
+  client_id: string;
+  state_hash: string;
+  expected_tenant_id: string | null;
+  created_by_name: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  used_tenant_id: string | null;
 }
 
 export interface SyncRunsTable {
@@ -880,6 +918,8 @@ export interface DB {
   directory_connections: DirectoryConnectionsTable;
   directory_sync_runs: DirectorySyncRunsTable;
   graph_connections: GraphConnectionsTable;
+  graph_msp_app: GraphMspAppTable;
+  graph_consent_states: GraphConsentStatesTable;
   sync_runs: SyncRunsTable;
   scheduled_tasks: ScheduledTasksTable;
   enrollment_tokens: EnrollmentTokensTable;

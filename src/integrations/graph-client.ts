@@ -1,3 +1,5 @@
+import { createPrivateKey, randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
 import type { Response } from 'undici';
 import { AppError } from '../lib/errors.js';
 import type { EgressPolicy } from './egress.js';
@@ -18,7 +20,11 @@ import type { EgressPolicy } from './egress.js';
 export type GraphCredentials = {
   tenantId: string;
   clientId: string;
-  clientSecret: string;
+  /**
+   * How the app proves itself: its client secret, or a certificate (RFC 7523 client assertion,
+   * signed here with the private key for each token request; `x5tS256` names the certificate).
+   */
+  credential: { kind: 'secret'; clientSecret: string } | { kind: 'certificate'; privateKeyPem: string; x5tS256: string };
   /** e.g. https://login.microsoftonline.com (US Gov: https://login.microsoftonline.us) */
   loginUrl: string;
   /** e.g. https://graph.microsoft.com (US Gov L4: https://graph.microsoft.us) */
@@ -57,6 +63,8 @@ export class GraphError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The sign-in endpoint's AADSTS number, when it is one Keywarden knows (see AADSTS_WORDS). */
+    readonly aadsts: number | null = null,
   ) {
     super(message);
     this.name = 'GraphError';
@@ -95,6 +103,23 @@ const SIGN_IN_CODES: Record<string, string> = {
   unsupported_grant_type: 'does not accept client credentials at this address: check the sign-in URL',
   temporarily_unavailable: 'is temporarily unavailable: the next sync tries again',
   server_error: 'had a server error: the next sync tries again',
+};
+
+/**
+ * AADSTS numbers of the sign-in endpoint that say more than the OAuth error code, in Keywarden's
+ * words. 7000229, 700016 and 65001 mean the app has no standing in the tenant (consent withdrawn,
+ * never given, or the app deleted); the graph module treats them as "consent lost".
+ */
+export const AADSTS_WORDS: Record<number, string> = {
+  7000229: 'has no service principal for this app in the tenant: admin consent was withdrawn (or never given) there',
+  700016: 'does not know this application in the tenant: the app registration was deleted, or was never consented to there',
+  65001: 'says no administrator has consented to this app in the tenant',
+  700027: 'refused the certificate: upload the certificate Keywarden shows (same thumbprint) to the app registration, or check that it has not expired',
+  700024: "refused the signed client assertion as outside its valid time: check this server's clock",
+  700021: 'refused the signed client assertion: its application ID does not match',
+  700023: 'refused the signed client assertion: its audience does not match the sign-in URL',
+  7000215: "refused the client secret: check the app registration's client secret (its value, not its ID)",
+  7000222: 'refused the client secret because it has expired: add a new one to the app registration',
 };
 
 /** The Graph error codes Keywarden recognises; any other code is reported as http_<status>. */
@@ -171,6 +196,34 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
     for (let left = notBefore - now(); left > 0; left = notBefore - now()) await sleep(left);
   };
 
+  /**
+   * The client's proof for one token request: the secret, or a fresh client assertion (RFC 7523,
+   * as Microsoft's "certificate credentials" describe it): PS256, `x5t#S256`, aud = the token
+   * endpoint, iss = sub = the application id, a new jti, valid for 10 minutes.
+   */
+  async function proof(tokenUrl: string): Promise<Record<string, string>> {
+    const c = creds.credential;
+    if (c.kind === 'secret') return { client_secret: c.clientSecret };
+    const at = Math.floor(now() / 1000);
+    let key;
+    try {
+      key = createPrivateKey(c.privateKeyPem);
+    } catch {
+      throw new GraphError(0, 'certificate', "The connection's certificate private key cannot be read: upload or generate the certificate again.");
+    }
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'PS256', typ: 'JWT', 'x5t#S256': c.x5tS256 })
+      .setIssuer(creds.clientId)
+      .setSubject(creds.clientId)
+      .setAudience(tokenUrl)
+      .setJti(randomUUID())
+      .setIssuedAt(at)
+      .setNotBefore(at)
+      .setExpirationTime(at + 600)
+      .sign(key);
+    return { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion };
+  }
+
   async function getToken(force = false): Promise<string> {
     if (!force && token && token.expiresAt - 60_000 > now()) return token.value;
     const url = `${creds.loginUrl.replace(/\/+$/, '')}/${encodeURIComponent(creds.tenantId)}/oauth2/v2.0/token`;
@@ -183,7 +236,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
         {
           method: 'POST',
           headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': opts.userAgent ?? 'Keywarden' },
-          body: new URLSearchParams({ grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret, scope }),
+          body: new URLSearchParams({ grant_type: 'client_credentials', client_id: creds.clientId, ...(await proof(url)), scope }),
         },
         'internet',
         'the Microsoft sign-in endpoint',
@@ -196,11 +249,15 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
       throw redirected(res.status, signIn, 'sign-in URL');
     }
     const text = await readText(res);
-    const body = ((text ? safeJson(text) : null) ?? {}) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
+    const body = ((text ? safeJson(text) : null) ?? {}) as { access_token?: unknown; expires_in?: unknown; error?: unknown; error_codes?: unknown };
     if (!res.ok || typeof body.access_token !== 'string' || !body.access_token) {
-      // Only the OAuth error code is used, and only when it is one Keywarden knows; the
-      // description (and anything else in the answer) is not repeated.
+      // Only the OAuth error code (and a known AADSTS number) is used; the description (and
+      // anything else in the answer) is not repeated.
       const code = typeof body.error === 'string' && Object.hasOwn(SIGN_IN_CODES, body.error) ? body.error : null;
+      const aadsts = Array.isArray(body.error_codes)
+        ? body.error_codes.find((n): n is number => typeof n === 'number' && Object.hasOwn(AADSTS_WORDS, n))
+        : undefined;
+      if (aadsts !== undefined) throw new GraphError(res.status, code ?? `http_${res.status}`, `${signIn} ${AADSTS_WORDS[aadsts]} (AADSTS${aadsts}).`, aadsts);
       if (code) throw new GraphError(res.status, code, `${signIn} ${SIGN_IN_CODES[code]}.`);
       if (res.ok) throw new GraphError(res.status, 'token_error', `${signIn} answered without an access token.`);
       throw new GraphError(res.status, `http_${res.status}`, `${signIn} refused the sign-in with HTTP ${res.status}.`);

@@ -19,6 +19,7 @@ import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from
 import type { AddressInfo } from 'node:net';
 import { defaultPosture, postureRoute, POSTURE_PERMISSIONS, type SimPosture } from './posture.js';
 import { routeOwners } from './owners.js';
+import { SimApps } from './consent.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -435,11 +436,23 @@ export class GraphSimulator {
   private readonly serverErrors: Error[] = [];
   private server: http.Server | null = null;
   private base = '';
+  /** Multi-tenant apps, admin consent and certificate credentials (consent.ts). */
+  readonly apps: SimApps;
 
   constructor(opts: GraphSimulatorOptions = {}) {
     this.latencyMs = opts.latencyMs ?? 0;
     this.inFlightGraceMs = opts.inFlightGraceMs ?? 100;
     this.now = opts.now ?? Date.now;
+    this.apps = new SimApps({ now: this.now, tenantId: (id) => this.tenants.get(id.toLowerCase())?.t.tenantId ?? null });
+  }
+
+  /** An administrator of `tenantId` follows an admin-consent link (see consent.ts). */
+  consent(url: string, who: Parameters<SimApps['consent']>[1]) {
+    return this.apps.consent(url, who);
+  }
+
+  revokeConsent(tenantId: string, appId: string): void {
+    this.apps.revokeConsent(tenantId, appId);
   }
 
   get loginUrl(): string {
@@ -799,17 +812,20 @@ export class GraphSimulator {
     if (grantType !== 'client_credentials')
       return { st, reply: fail(400, 'unsupported_grant_type', 70003, `The app requested an unsupported grant type '${grantType}'.`) };
     if (!clientId) return { st, reply: fail(400, 'invalid_request', 900144, "The request body must contain the following parameter: 'client_id'.") };
-    if (clientId.toLowerCase() !== st.t.clientId.toLowerCase())
+    // Multi-tenant apps and client assertions (consent.ts); null: the tenant's own app with a secret.
+    const auth = this.apps.authenticate(st.t, clientId, form, `${this.base}${path}`, at);
+    if (auth && !auth.ok) return { st, reply: fail(auth.failure.status, auth.failure.error, auth.failure.code, auth.failure.description) };
+    if (!auth && clientId.toLowerCase() !== st.t.clientId.toLowerCase())
       return {
         st,
         reply: fail(400, 'unauthorized_client', 700016, `Application with identifier '${clientId}' was not found in the directory '${st.t.tenantId}'.`),
       };
-    if (!secret)
+    if (!auth && !secret)
       return {
         st,
         reply: fail(401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."),
       };
-    if (!safeEqual(secret, st.t.clientSecret))
+    if (!auth && !safeEqual(secret!, st.t.clientSecret))
       return {
         st,
         reply: fail(
@@ -837,7 +853,7 @@ export class GraphSimulator {
       tenantKey: st.t.tenantId.toLowerCase(),
       expiresAt: at + lifetime * 1000,
       audience: GRAPH_SCOPES.has(scopes[0]!.toLowerCase()) || GRAPH_SCOPES.has(scopes[0]!) ? 'graph' : 'other',
-      clientId: st.t.clientId,
+      clientId: auth?.clientId ?? st.t.clientId,
     });
     return {
       st,
@@ -910,14 +926,14 @@ export class GraphSimulator {
     }
 
     try {
-      return { st, reply: this.route(st, method, path, rawQuery, at, req.socket.remoteAddress ?? '127.0.0.1') };
+      return { st, reply: this.route(st, method, path, rawQuery, at, req.socket.remoteAddress ?? '127.0.0.1', rec.clientId) };
     } catch (err) {
       if (err instanceof GraphError) return { st, reply: { status: err.status, body: graphErrorBody(err.code, err.message, at) } };
       throw err;
     }
   }
 
-  private route(st: TenantState, method: string, path: string, rawQuery: string, at: number, ip: string): Reply {
+  private route(st: TenantState, method: string, path: string, rawQuery: string, at: number, ip: string, appId: string): Reply {
     const segs = path
       .slice('/graph/'.length)
       .split('/')
@@ -927,7 +943,7 @@ export class GraphSimulator {
     if (version !== 'v1.0' && version !== 'beta') throw new GraphError(400, 'BadRequest', `Invalid version: ${version ?? ''}`);
     const q = parseQuery(rawQuery);
     const lower = segs.map((s) => s.toLowerCase());
-    const ctx: Ctx = { st, method, version, q, at, ip, lower, segs };
+    const ctx: Ctx = { st, method, version, q, at, ip, lower, segs, appId };
 
     const allowMethods = (...ms: string[]) => {
       if (!ms.includes(method)) throw new GraphError(405, 'Request_BadRequest', `Specified HTTP method is not allowed for the request target.`);
@@ -1050,7 +1066,7 @@ export class GraphSimulator {
       activityDisplayName: 'Read BitLocker key',
       category: 'KeyManagement',
       result: 'success',
-      initiatedBy: { user: { userPrincipalName: '', ipAddress: c.ip }, app: { appId: c.st.t.clientId, displayName: 'Keywarden' } },
+      initiatedBy: { user: { userPrincipalName: '', ipAddress: c.ip }, app: { appId: c.appId, displayName: 'Keywarden' } },
       targetResources: [{ displayName: id }],
     });
     const full = select && select.length > 1 ? project({ ...keyMeta(k), key: k.key }, select) : { ...keyMeta(k), key: k.key };
@@ -1260,6 +1276,8 @@ type Ctx = {
   ip: string;
   lower: string[];
   segs: string[];
+  /** The app the access token was issued to (the tenant's own app, or a multi-tenant app). */
+  appId: string;
 };
 
 type SkipPayload = { k: string; t: string; q: string; o: number; n?: number };

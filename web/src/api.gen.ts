@@ -10893,11 +10893,24 @@ export interface paths {
           content: {
             'application/json': {
               appClientId: string;
+              certificate: {
+                daysLeft: number;
+                /** @description Within 30 days of its end (or past it): upload a new certificate */
+                expiringSoon: boolean;
+                notAfter: string;
+                subject: string;
+                /** @description SHA-1 thumbprint (hex), as the Entra admin centre shows it */
+                thumbprint: string;
+              } | null;
               clientId: string;
+              consentLostAt: string | null;
+              /** @enum {string} */
+              credentialKind: 'secret' | 'certificate' | 'msp_app';
               enabled: boolean;
               graphUrl: string;
               id: string;
               lastError: string | null;
+              /** @description 'consent_revoked' when admin consent was withdrawn in the tenant */
               lastStatus: string | null;
               lastSyncAt: string | null;
               loginUrl: string;
@@ -10961,14 +10974,17 @@ export interface paths {
         content: {
           'application/json': {
             appClientId: string;
+            certificatePem?: string;
             /**
              * Format: uuid
              * @description record id
              */
             clientId: string;
-            clientSecret: string;
+            clientSecret?: string;
+            generateCertificate?: boolean;
             graphUrl?: string;
             loginUrl?: string;
+            privateKeyPem?: string;
             syncIntervalMinutes?: number;
             tenantId: string;
           };
@@ -10983,11 +10999,26 @@ export interface paths {
           content: {
             'application/json': {
               appClientId: string;
+              certificate: {
+                daysLeft: number;
+                /** @description Within 30 days of its end (or past it): upload a new certificate */
+                expiringSoon: boolean;
+                notAfter: string;
+                subject: string;
+                /** @description SHA-1 thumbprint (hex), as the Entra admin centre shows it */
+                thumbprint: string;
+              } | null;
+              /** @description A generated certificate (public part) to upload to the app registration */
+              certificatePem: string | null;
               clientId: string;
+              consentLostAt: string | null;
+              /** @enum {string} */
+              credentialKind: 'secret' | 'certificate' | 'msp_app';
               enabled: boolean;
               graphUrl: string;
               id: string;
               lastError: string | null;
+              /** @description 'consent_revoked' when admin consent was withdrawn in the tenant */
               lastStatus: string | null;
               lastSyncAt: string | null;
               loginUrl: string;
@@ -11221,6 +11252,129 @@ export interface paths {
         };
       };
     };
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/graph/connections/{connectionId}/certificate': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A per-client app's public certificate (PEM), to upload to its app registration; never the private key */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          connectionId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              certificatePem: string;
+              notAfter: string;
+              thumbprint: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
     options?: never;
     head?: never;
     patch?: never;
@@ -11636,6 +11790,617 @@ export interface paths {
         };
       };
     };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/graph/consent-links': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A client's recent consent links (never their state) */
+    get: {
+      parameters: {
+        query: {
+          /** @description record id */
+          clientId: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              createdAt: string;
+              createdBy: string;
+              expectedTenantId: string | null;
+              expiresAt: string;
+              id: string;
+              usedAt: string | null;
+              usedTenantId: string | null;
+            }[];
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    /** A one-time admin-consent link (7 days) for a client's administrator: consenting links their tenant to this client */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /**
+             * Format: uuid
+             * @description record id
+             */
+            clientId: string;
+            tenantId?: string;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        201: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              expiresAt: string;
+              link: {
+                clientId: string;
+                createdAt: string;
+                createdBy: string;
+                expectedTenantId: string | null;
+                expiresAt: string;
+                id: string;
+                usedAt: string | null;
+                usedTenantId: string | null;
+              };
+              url: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/graph/consent/callback': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Microsoft's admin-consent redirect: checks the one-time state and links the consenting tenant to the client (a small HTML page) */
+    get: {
+      parameters: {
+        query?: {
+          admin_consent?: string;
+          error?: string;
+          error_description?: string;
+          state?: string;
+          tenant?: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description text/html */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': string;
+          };
+        };
+        /** @description text/html */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': string;
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/graph/msp-app': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The MSP's multi-tenant Entra ID app (null when not configured); the credential is write-only */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              appClientId: string;
+              certificate: {
+                daysLeft: number;
+                /** @description Within 30 days of its end (or past it): upload a new certificate */
+                expiringSoon: boolean;
+                notAfter: string;
+                subject: string;
+                /** @description SHA-1 thumbprint (hex), as the Entra admin centre shows it */
+                thumbprint: string;
+              } | null;
+              /** @enum {string} */
+              credentialKind: 'secret' | 'certificate';
+              graphUrl: string;
+              hasCertificate: boolean;
+              hasSecret: boolean;
+              loginUrl: string;
+              updatedAt: string;
+              updatedBy: string;
+            } | null;
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    /** Set the MSP's multi-tenant app: application ID, sign-in and Graph URLs, and (required the first time) one credential; owners, fresh second factor */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            appClientId: string;
+            certificatePem?: string;
+            clientSecret?: string;
+            generateCertificate?: boolean;
+            graphUrl?: string;
+            loginUrl?: string;
+            privateKeyPem?: string;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              appClientId: string;
+              certificate: {
+                daysLeft: number;
+                /** @description Within 30 days of its end (or past it): upload a new certificate */
+                expiringSoon: boolean;
+                notAfter: string;
+                subject: string;
+                /** @description SHA-1 thumbprint (hex), as the Entra admin centre shows it */
+                thumbprint: string;
+              } | null;
+              /** @description A generated certificate (public part) to upload to the app registration */
+              certificatePem: string | null;
+              /** @enum {string} */
+              credentialKind: 'secret' | 'certificate';
+              graphUrl: string;
+              hasCertificate: boolean;
+              hasSecret: boolean;
+              loginUrl: string;
+              updatedAt: string;
+              updatedBy: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/graph/msp-app/certificate': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The MSP app's public certificate (PEM), to upload to the app registration; never the private key */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              certificatePem: string;
+              notAfter: string;
+              thumbprint: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
     delete?: never;
     options?: never;
     head?: never;
@@ -17380,6 +18145,7 @@ export interface paths {
               | 'key.reveal_requested'
               | 'key.break_glass'
               | 'key.self_service_reveal'
+              | 'graph.consent_lost'
             )[];
             name: string;
           };
@@ -17648,6 +18414,7 @@ export interface paths {
               | 'key.reveal_requested'
               | 'key.break_glass'
               | 'key.self_service_reveal'
+              | 'graph.consent_lost'
             )[];
             name?: string;
           };

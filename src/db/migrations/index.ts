@@ -18,6 +18,7 @@ import * as m0016 from './0016_sso.js';
 import * as m0017 from './0017_passkeys.js';
 import * as m0018 from './0018_invitations.js';
 import * as m0019 from './0019_reveal_approvals.js';
+import * as m0020 from './0020_msp_app.js';
 import * as m0021 from './0021_tenant_posture.js';
 import * as m0022 from './0022_self_service.js';
 
@@ -45,6 +46,7 @@ export const migrations: Record<string, Migration> = {
   '0017_passkeys': m0017,
   '0018_invitations': m0018,
   '0019_reveal_approvals': m0019,
+  '0020_msp_app': m0020,
   '0021_tenant_posture': m0021,
   '0022_self_service': m0022,
 };

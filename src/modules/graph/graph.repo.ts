@@ -32,12 +32,21 @@ export function createGraphRepo() {
     async insert(exec: Executor, row: GraphConnectionsTable): Promise<void> {
       await exec.insertInto('graph_connections').values(row).execute();
     },
-    async update(
-      exec: Executor,
-      id: string,
-      patch: Partial<Pick<GraphConnectionsTable, 'last_sync_at' | 'last_status' | 'last_error' | 'updated_at' | 'audit_cursor'>>,
-    ): Promise<void> {
+    async update(exec: Executor, id: string, patch: Partial<Omit<GraphConnectionsTable, 'id' | 'client_id' | 'created_at'>>): Promise<void> {
       await exec.updateTable('graph_connections').set(patch).where('id', '=', id).execute();
+    },
+    /** The connection linked to this Entra tenant, if any (one tenant belongs to one client). */
+    findByTenant: (exec: Executor, tenantId: string) =>
+      exec.selectFrom('graph_connections').selectAll().where('tenant_id', '=', tenantId.toLowerCase()).executeTakeFirst(),
+    /** Notes that consent was found withdrawn; false when it was already noted (notify once). */
+    async markConsentLost(exec: Executor, id: string, at: string): Promise<boolean> {
+      const r = await exec
+        .updateTable('graph_connections')
+        .set({ consent_lost_at: at, updated_at: at })
+        .where('id', '=', id)
+        .where('consent_lost_at', 'is', null)
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
     },
     /** The connection and its run history. */
     async remove(exec: Executor, id: string): Promise<void> {

@@ -10,7 +10,15 @@ import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { parseVolumeType } from '../../domain/volume.js';
 import { type EgressPolicy, isUnresolved } from '../../integrations/egress.js';
 import { userDeviceIds } from './graph.owners.js';
-import { createGraphClient, GraphError, type GraphClient, type GraphDevice, type GraphKey, type GraphKeyReadAudit } from '../../integrations/graph-client.js';
+import {
+  createGraphClient,
+  GraphError,
+  type GraphClient,
+  type GraphCredentials,
+  type GraphDevice,
+  type GraphKey,
+  type GraphKeyReadAudit,
+} from '../../integrations/graph-client.js';
 import { clientScope, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { AgentRepo } from '../agent/agent.repo.js';
@@ -26,6 +34,9 @@ import { notifySyncFailed } from '../jobs/sync-failed.js';
 import type { Notifier } from '../notifications/notifier.js';
 import type { GraphRepo } from './graph.repo.js';
 import { readTenantPosture, type TenantPostureStore } from './posture.js';
+import type { MspAppRepo } from './msp-app.repo.js';
+import { certificateView, consentLost, mspCredentials, newCredential, type CertificateView, type CredentialInput } from './graph.credentials.js';
+import { certificateFacts } from '../../crypto/certificate.js';
 
 export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
 export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
@@ -44,6 +55,12 @@ export type ConnectionView = {
   lastSyncAt: string | null;
   lastStatus: string | null;
   lastError: string | null;
+  /** How it signs in: its own app's secret or certificate, or the MSP's one app (admin consent). */
+  credentialKind: 'secret' | 'certificate' | 'msp_app';
+  /** A per-client app's certificate (public facts only); null for a secret or the MSP app. */
+  certificate: CertificateView | null;
+  /** When a sync found admin consent withdrawn in the tenant (null when fine). */
+  consentLostAt: string | null;
 };
 
 export type SyncRunView = {
@@ -68,7 +85,9 @@ export type SyncRunView = {
 type Deps = {
   tx: Transactions;
   repo: GraphRepo;
-  keyring: Pick<Keyring<Executor>, 'clientCipher'>;
+  /** The MSP's one app (its sign-in is used by connections in MSP-app mode). */
+  msp: Pick<MspAppRepo, 'find'>;
+  keyring: Pick<Keyring<Executor>, 'clientCipher' | 'secretCipher'>;
   ingest: KeyIngest;
   keys: Pick<KeysRepo, 'findForIngest' | 'upsertSources' | 'setState' | 'markSourcePresence'>;
   devices: Pick<DevicesRepo, 'find' | 'findByEntraIds'>;
@@ -90,7 +109,7 @@ type Deps = {
   posture?: Pick<TenantPostureStore, 'record' | 'remove'>;
 };
 
-const view = (c: GraphConnectionsTable): ConnectionView => ({
+const view = (c: GraphConnectionsTable, now: string): ConnectionView => ({
   id: c.id,
   clientId: c.client_id,
   tenantId: c.tenant_id,
@@ -102,6 +121,9 @@ const view = (c: GraphConnectionsTable): ConnectionView => ({
   lastSyncAt: c.last_sync_at,
   lastStatus: c.last_status,
   lastError: c.last_error,
+  credentialKind: c.credential_kind,
+  certificate: certificateView(c.certificate_pem, now),
+  consentLostAt: c.consent_lost_at,
 });
 const runView = (r: SyncRunsTable): SyncRunView => ({
   id: r.id,
@@ -121,9 +143,9 @@ const runView = (r: SyncRunsTable): SyncRunView => ({
   durationMs: r.duration_ms,
 });
 export const syncTaskId = (connectionId: string) => `graph-sync:${connectionId}`;
-const secretContext = (connectionId: string) => `graph=${connectionId}`;
+export const secretContext = (connectionId: string) => `graph=${connectionId}`;
 
-function validUrl(u: string, field: string): string {
+export function validUrl(u: string, field: string): string {
   try {
     const url = new URL(u);
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))) throw new Error();
@@ -165,6 +187,7 @@ export function createGraphService({
   onSynced,
   notifier,
   posture,
+  msp,
 }: Deps) {
   const load = async (exec: Executor, actor: Actor, id: string) => {
     const c = await repo.findVisible(exec, id, clientScope(actor));
@@ -172,13 +195,29 @@ export function createGraphService({
     return c;
   };
 
+  /**
+   * A Graph client for this connection: its own app's secret or certificate (opened from the
+   * client's data key), or the MSP app's credential (the vault's `secrets` key) in its tenant.
+   */
   const clientFor = async (conn: GraphConnectionsTable, onWait?: (ms: number) => void): Promise<GraphClient> => {
-    const cipher = await keyring.clientCipher(tx.reader, conn.client_id);
-    const secret = cipher.openSecret(secretContext(conn.id), { ciphertext: conn.secret_ciphertext, dataKeyVersion: conn.secret_data_key_version });
-    return createGraphClient(
-      { tenantId: conn.tenant_id, clientId: conn.app_client_id, clientSecret: secret, loginUrl: conn.login_url, graphUrl: conn.graph_url },
-      { egress, userAgent: 'Keywarden/1 (BitLocker key escrow)', onWait: (ms) => onWait?.(ms), sleep: graphOptions?.sleep },
-    );
+    let creds: GraphCredentials;
+    if (conn.credential_kind === 'msp_app') {
+      creds = await mspCredentials(tx.reader, keyring, await msp.find(tx.reader), conn.tenant_id);
+    } else {
+      const cipher = await keyring.clientCipher(tx.reader, conn.client_id);
+      const opened = cipher.openSecret(secretContext(conn.id), { ciphertext: conn.secret_ciphertext, dataKeyVersion: conn.secret_data_key_version });
+      creds = {
+        tenantId: conn.tenant_id,
+        clientId: conn.app_client_id,
+        credential:
+          conn.credential_kind === 'certificate'
+            ? { kind: 'certificate', privateKeyPem: opened, x5tS256: certificateFacts(conn.certificate_pem!).x5tS256 }
+            : { kind: 'secret', clientSecret: opened },
+        loginUrl: conn.login_url,
+        graphUrl: conn.graph_url,
+      };
+    }
+    return createGraphClient(creds, { egress, userAgent: 'Keywarden/1 (BitLocker key escrow)', onWait: (ms) => onWait?.(ms), sleep: graphOptions?.sleep });
   };
 
   const checkEgress = async (url: string, what: string) => {
@@ -209,20 +248,20 @@ export function createGraphService({
         clientId: string;
         tenantId: string;
         appClientId: string;
-        clientSecret: string;
         loginUrl?: string;
         graphUrl?: string;
         syncIntervalMinutes?: number;
-      },
-    ): Promise<ConnectionView> {
+      } & CredentialInput,
+    ): Promise<ConnectionView & { certificatePem: string | null }> {
       // Without the client id: a client outside the actor's list is then "not found" (checked below).
       requirePermission(actor, 'integration:manage');
       const tenant = parseKeyId(input.tenantId);
       const app = parseKeyId(input.appClientId);
       if (!tenant.ok) throw badRequest('tenantId must be the tenant GUID (Entra admin centre > Overview).', { field: 'tenantId' });
       if (!app.ok) throw badRequest("appClientId must be the app registration's Application (client) ID GUID.", { field: 'appClientId' });
-      if (!input.clientSecret || input.clientSecret.length > 500)
-        throw badRequest('clientSecret is required (the secret value, not its ID).', { field: 'clientSecret' });
+      // The secret, or a certificate (uploaded, or generated here: its public part is answered once
+      // for upload to the app registration, the private key is sealed below).
+      const credential = newCredential(input, { now: new Date(clock.now()), commonName: `Keywarden ${tenant.value}`, required: true })!;
       const interval = input.syncIntervalMinutes ?? 60;
       if (!Number.isInteger(interval) || interval < 5 || interval > 7 * 24 * 60)
         throw badRequest('syncIntervalMinutes must be from 5 to 10080.', { field: 'syncIntervalMinutes' });
@@ -255,8 +294,12 @@ export function createGraphService({
           throw conflict(`${client.name} already has a Graph connection; change or remove it instead.`);
         }
         const id = newId();
-        const sealed = (await keyring.clientCipher(t, client.id)).sealSecret(secretContext(id), input.clientSecret);
+        const sealed = (await keyring.clientCipher(t, client.id)).sealSecret(
+          secretContext(id),
+          credential.kind === 'secret' ? credential.secret : credential.cert.privateKeyPem,
+        );
         const now = clock.now();
+        const cert = credential.kind === 'certificate' ? credential.cert : null;
         const row: GraphConnectionsTable = {
           id,
           client_id: client.id,
@@ -274,6 +317,11 @@ export function createGraphService({
           last_status: null,
           last_error: null,
           audit_cursor: null,
+          credential_kind: credential.kind,
+          certificate_pem: cert?.certificatePem ?? null,
+          certificate_thumbprint: cert?.thumbprint ?? null,
+          certificate_expires_at: cert?.notAfter ?? null,
+          consent_lost_at: null,
         };
         await repo.insert(t, row);
         await scheduler().ensureTask(t, { id: syncTaskId(id), kind: 'graph-sync', clientId: client.id, targetId: id, intervalMinutes: interval });
@@ -283,15 +331,25 @@ export function createGraphService({
           clientId: client.id,
           targetType: 'graph_connection',
           targetId: id,
-          details: { tenantId: tenant.value, appClientId: app.value, graphUrl },
+          details: { tenantId: tenant.value, appClientId: app.value, graphUrl, credential: credential.kind, thumbprint: cert?.thumbprint ?? null },
         });
-        return view(row);
+        return { ...view(row, now), certificatePem: cert?.certificatePem ?? null };
       });
     },
 
     async listConnections(actor: Actor): Promise<ConnectionView[]> {
       requirePermission(actor, 'device:read');
-      return (await repo.list(tx.reader, clientScope(actor))).map(view);
+      const now = clock.now();
+      return (await repo.list(tx.reader, clientScope(actor))).map((c) => view(c, now));
+    },
+
+    /** A per-client app's public certificate, to upload to its app registration (never the private key). */
+    async connectionCertificate(actor: Actor, id: string): Promise<{ certificatePem: string; thumbprint: string; notAfter: string }> {
+      requirePermission(actor, 'integration:manage');
+      const c = await load(tx.reader, actor, id);
+      if (!c.certificate_pem) throw notFound('This connection signs in with a client secret or the MSP app: it has no certificate of its own.');
+      const f = certificateFacts(c.certificate_pem);
+      return { certificatePem: f.certificatePem, thumbprint: f.thumbprint, notAfter: f.notAfter };
     },
 
     async deleteConnection(actor: Actor, id: string): Promise<void> {
@@ -378,6 +436,7 @@ export function createGraphService({
       };
       const started = Date.now();
       let auditImport = 'not run';
+      let failure: unknown = null;
       const run: SyncRunsTable = {
         id: newId(),
         client_id: conn.client_id,
@@ -510,6 +569,7 @@ export function createGraphService({
         }
         run.status = 'succeeded';
       } catch (e) {
+        failure = e;
         run.status = 'failed';
         run.errors++;
         run.error_text =
@@ -517,9 +577,35 @@ export function createGraphService({
       }
       run.finished_at = clock.now();
       run.duration_ms = Date.now() - started;
+      // Consent withdrawn (or the app deleted) in the tenant: the connection says so, keys stay,
+      // and people are told once (not at every sync) until a sync works again.
+      const lost = run.status === 'failed' && consentLost(failure, conn.credential_kind === 'msp_app');
+      const lostText = `Admin consent for the Keywarden app was withdrawn in tenant ${conn.tenant_id} (or the app was deleted there); send the client a new consent link. Every key already synced stays in the vault.`;
       await tx.run(async (t) => {
         await repo.updateRun(t, run);
-        if (run.status === 'failed' && notifier) {
+        if (lost) {
+          if (await repo.markConsentLost(t, conn.id, run.finished_at!)) {
+            await audit.record(t, actor, {
+              action: 'graph.consent_lost',
+              outcome: 'failure',
+              clientId: conn.client_id,
+              targetType: 'graph_connection',
+              targetId: conn.id,
+              details: { tenantId: conn.tenant_id, error: run.error_text },
+            });
+            await notifier?.emit(t, {
+              type: 'graph.consent_lost',
+              clientId: conn.client_id,
+              subject: `Admin consent for the Keywarden app was withdrawn in Entra tenant ${conn.tenant_id}`,
+              details: { tenantId: conn.tenant_id, error: run.error_text, action: 'Send the client a new consent link (Connections > Consent link).' },
+              dedupKey: `graph.consent_lost:${conn.id}`,
+              occurredAt: run.finished_at!,
+            });
+          }
+        } else if (run.status === 'succeeded' && conn.consent_lost_at) {
+          await repo.update(t, conn.id, { consent_lost_at: null, updated_at: run.finished_at! });
+        }
+        if (run.status === 'failed' && !lost && notifier) {
           await notifySyncFailed(t, notifier, {
             source: 'Entra ID',
             dedupKind: 'graph',
@@ -534,8 +620,8 @@ export function createGraphService({
         repo.update(t, conn.id, {
           last_sync_at: run.finished_at,
           // The connection's one-line state: a warning shows there until the next sync.
-          last_status: run.warnings ? 'succeeded with warnings' : run.status,
-          last_error: run.error_text ?? run.warnings,
+          last_status: lost ? 'consent_revoked' : run.warnings ? 'succeeded with warnings' : run.status,
+          last_error: lost ? `${lostText} (${run.error_text})`.slice(0, 1000) : (run.error_text ?? run.warnings),
           updated_at: run.finished_at!,
         }),
       );

@@ -23,6 +23,7 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'key.reveal_requested': 'A reveal waits for a second person',
   'key.break_glass': 'Break-glass reveal (no approval)',
   'key.self_service_reveal': 'An end user revealed their own recovery key',
+  'graph.consent_lost': 'Admin consent for the Keywarden app withdrawn',
 };
 
 export type EventView = {

@@ -25,6 +25,7 @@ export const NOTIFICATION_EVENT_TYPES = [
   'key.reveal_requested',
   'key.break_glass',
   'key.self_service_reveal',
+  'graph.consent_lost',
 ] as const;
 export type NotificationEventType = (typeof NOTIFICATION_EVENT_TYPES)[number];
 

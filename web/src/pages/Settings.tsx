@@ -36,6 +36,7 @@ import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
 import { useStepUp } from './client-confirm';
+import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel, PublicCertificate } from './MspApp';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
 
@@ -523,6 +524,7 @@ function IntegrationsTab() {
   const ad = useQuery({ queryKey: ['ad-connections'], queryFn: () => api.get('/api/v1/directory/connections') });
   return (
     <Stack gap="lg">
+      <MspAppPanel stepUp={(onDone) => <StepUp onDone={onDone} />} />
       <section aria-labelledby="int-entra">
         <Group justify="space-between" mb="xs">
           <Title order={2} fz="md" id="int-entra">
@@ -695,10 +697,12 @@ function GraphCard({ g }: { g: GraphConnection }) {
                 disabled
               </Badge>
             )}
+            <CredentialBadges kind={g.credentialKind} consentLostAt={g.consentLostAt} />
           </Group>
           <Text size="xs" c="dimmed" className="kw-mono">
             tenant {g.tenantId} · app {g.appClientId} · every {g.syncIntervalMinutes} min
           </Text>
+          {g.certificate && <CertificateFacts cert={g.certificate} />}
           <Health c={g} />
         </div>
         <Group gap="xs">
@@ -722,6 +726,7 @@ function GraphCard({ g }: { g: GraphConnection }) {
           )}
         </Group>
       </Group>
+      {manage && g.consentLostAt && <ConsentLinkForm clientId={g.clientId} />}
       {result && <TestOutcome r={result} label={`Entra ID of ${name}`} />}
       {history &&
         (runs.isPending ? (
@@ -1061,17 +1066,46 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
   const [tenantId, setTenantId] = useState('');
   const [appClientId, setAppClientId] = useState('');
   const [secret, setSecret] = useState('');
+  // A client secret, or a certificate Keywarden generates (its public part is shown once saved) or one uploaded with its key.
+  const [kind, setKind] = useState<'secret' | 'generate' | 'upload'>('secret');
+  const [certificatePem, setCertificatePem] = useState('');
+  const [privateKeyPem, setPrivateKeyPem] = useState('');
+  const [generated, setGenerated] = useState<string | null>(null);
+  const [loginUrl, setLoginUrl] = useState('https://login.microsoftonline.com');
+  const [graphUrl, setGraphUrl] = useState('https://graph.microsoft.com');
   const create = useMutation({
     mutationFn: () =>
-      api.post('/api/v1/graph/connections', { body: { clientId, tenantId: tenantId.trim(), appClientId: appClientId.trim(), clientSecret: secret } }),
-    onSuccess: () => {
+      api.post('/api/v1/graph/connections', {
+        body: {
+          clientId,
+          tenantId: tenantId.trim(),
+          appClientId: appClientId.trim(),
+          loginUrl: loginUrl.trim(),
+          graphUrl: graphUrl.trim(),
+          ...(kind === 'secret' ? { clientSecret: secret } : kind === 'generate' ? { generateCertificate: true } : { certificatePem, privateKeyPem }),
+        },
+      }),
+    onSuccess: (r) => {
       setSecret('');
+      setPrivateKeyPem('');
       notifications.show({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
-      onClose();
+      if (r.certificatePem) setGenerated(r.certificatePem);
+      else onClose();
     },
     gcTime: 0,
   });
+  if (generated)
+    return (
+      <Modal opened onClose={onClose} title="Connect an Entra ID tenant" size="lg">
+        <Stack gap="sm">
+          <PublicCertificate pem={generated} />
+          <Group justify="flex-end">
+            <Button onClick={onClose}>Done</Button>
+          </Group>
+        </Stack>
+      </Modal>
+    );
   return (
     <Modal opened onClose={onClose} title="Connect an Entra ID tenant">
       <form
@@ -1090,14 +1124,50 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
           />
           <TextInput label="Tenant ID" value={tenantId} onChange={(e) => setTenantId(e.currentTarget.value)} required className="kw-mono" />
           <TextInput label="Application (client) ID" value={appClientId} onChange={(e) => setAppClientId(e.currentTarget.value)} required />
-          <PasswordInput
-            label="Client secret"
-            description="Stored encrypted; never shown again."
-            value={secret}
-            onChange={(e) => setSecret(e.currentTarget.value)}
-            required
-            autoComplete="off"
+          <NativeSelect
+            label="Credential"
+            value={kind}
+            onChange={(e) => setKind(e.currentTarget.value as typeof kind)}
+            data={[
+              { value: 'secret', label: 'A client secret' },
+              { value: 'generate', label: 'Generate a certificate' },
+              { value: 'upload', label: 'Upload a certificate and its private key' },
+            ]}
           />
+          {kind === 'secret' && (
+            <PasswordInput
+              label="Client secret"
+              description="Stored encrypted; never shown again."
+              value={secret}
+              onChange={(e) => setSecret(e.currentTarget.value)}
+              required
+              autoComplete="off"
+            />
+          )}
+          {kind === 'upload' && (
+            <>
+              <Textarea
+                label="Certificate (PEM)"
+                value={certificatePem}
+                onChange={(e) => setCertificatePem(e.currentTarget.value)}
+                autosize
+                minRows={3}
+                required
+              />
+              <Textarea
+                label="Private key (PEM, without a passphrase)"
+                description="Sealed in the vault at once; never shown again."
+                value={privateKeyPem}
+                onChange={(e) => setPrivateKeyPem(e.currentTarget.value)}
+                autosize
+                minRows={3}
+                required
+                autoComplete="off"
+              />
+            </>
+          )}
+          <TextInput label="Sign-in URL" description="National clouds differ" value={loginUrl} onChange={(e) => setLoginUrl(e.currentTarget.value)} required />
+          <TextInput label="Graph URL" value={graphUrl} onChange={(e) => setGraphUrl(e.currentTarget.value)} required />
           <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Connect" />
         </Stack>
       </form>
