@@ -241,6 +241,25 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect(upFront.statusCode).toBe(400);
   });
 
+  it("two clients' consent links answered at once by the same tenant: one client gets it, the other is refused", async () => {
+    const T6 = '6f6f6f6f-1111-4222-8333-444444444444';
+    sim.seedTenant(T6, { keys: 3, devices: 1 });
+    const cli = { type: 'cli' as const, id: 'cli', name: 'test', role: 'owner' as const, clients: 'all' as const };
+    const foxtrot = await t.container.clients.create(cli, { name: 'Foxtrot' });
+    const golf = await t.container.clients.create(cli, { name: 'Golf' });
+    // An owner makes them (the admin of this file is scoped to the first five clients).
+    const link = async (clientId: string) => {
+      const r = await call(owner, 'POST', `${API}/graph/consent-links`, { clientId });
+      expect(r.statusCode, r.body).toBe(201);
+      return r.json() as { url: string };
+    };
+    const [f, g] = [await link(foxtrot.id), await link(golf.id)];
+    const answers = await Promise.all([follow(sim.consent(f.url, { tenantId: T6 }).location), follow(sim.consent(g.url, { tenantId: T6 }).location)]);
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([200, 400]);
+    const linked = await t.container.database.db.selectFrom('graph_connections').select('client_id').where('tenant_id', '=', T6).execute();
+    expect(linked).toHaveLength(1);
+  });
+
   it('consent withdrawn mid-life: the connection says so, one notification, keys kept; a new consent recovers', async () => {
     const alpha = clients.Alpha!;
     const conn = (await connectionOf(alpha.id))!;

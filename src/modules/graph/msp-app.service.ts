@@ -12,6 +12,7 @@ import { type EgressPolicy, isUnresolved } from '../../integrations/egress.js';
 import { createGraphClient, GraphError } from '../../integrations/graph-client.js';
 import { requireFreshSecondFactor, requirePermission, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import { lockKey } from '../../db/locks.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { Scheduler } from '../jobs/scheduler.js';
@@ -306,6 +307,8 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
         );
       }
       return tx.run(async (t): Promise<ConsentOutcome> => {
+        // One tenant, one client: consents of the same tenant (for two clients' links) take turns.
+        await lockKey(t, 'tenant', tenantId);
         const now = clock.now();
         // Checked again inside the transaction: two callbacks at once link once.
         const again = await connections.findByTenant(t, tenantId);
