@@ -12,6 +12,7 @@ import type { PsaSimBase } from './psa-sim/common.js';
 import { HaloPsaSimulator } from './psa-sim/halopsa.js';
 import { ConnectWiseSimulator } from './psa-sim/connectwise.js';
 import { AT_PUBLISH, AT_STATUS, AutotaskSimulator } from './psa-sim/autotask.js';
+import { randomRecoveryPassword } from './helpers/keys.js';
 
 const T0 = Date.parse('2025-03-01T08:00:00Z');
 let clock = T0;
@@ -291,6 +292,27 @@ describe.each(harnesses)('$name client', (h) => {
     await client.addInternalNote(h.t.open, text);
     const notes = h.notes(h.t.open);
     expect(notes).toEqual([{ text, internal: true }]);
+  });
+
+  it('never sends text that holds a recovery password (note, new ticket, update, closing note)', async () => {
+    const pw = randomRecoveryPassword();
+    secrets.push(pw);
+    const before = h.sim.requests().length;
+    const attempts = [
+      client.addInternalNote(h.t.open, `Key for LAPTOP-07: ${pw}`),
+      client.addInternalNote(h.t.open, `Key: ${pw.split('-').join(' ')}`),
+      client.createTicket({ companyId: h.newTicketCompany(), title: 'Finding', description: `password ${pw}` }),
+      client.updateTicket(h.t.open, { description: pw.replace(/-/g, '') }),
+      client.closeTicket(h.t.open, `was ${pw}`),
+    ];
+    for (const a of attempts) {
+      const e = await failure(a);
+      expect(e.code).toBe('bad_request');
+      expect(e.message).toContain(`looks like a recovery password to ${h.name}`);
+    }
+    expect(h.sim.requests()).toHaveLength(before);
+    expect(h.notes(h.t.open).some((n) => n.text.includes(pw.slice(0, 6)))).toBe(false);
+    expect(h.state(h.t.open).closed).toBe(false);
   });
 
   it('creates, updates and closes a ticket (with a closing note)', async () => {

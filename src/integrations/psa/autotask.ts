@@ -1,4 +1,4 @@
-import { createTransport, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
+import { createTransport, guardText, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
 import { PsaError, type AutotaskConfig, type PsaClient, type PsaClientDeps, type PsaCompany, type PsaTicket } from './types.js';
 
 /**
@@ -144,6 +144,7 @@ export function createAutotaskClient(cfg: AutotaskConfig, deps: PsaClientDeps): 
     },
 
     async addInternalNote(ticketId, text) {
+      guardText(NAME, text);
       const n = numericId(NAME, ticketId);
       await api({
         method: 'POST',
@@ -153,6 +154,7 @@ export function createAutotaskClient(cfg: AutotaskConfig, deps: PsaClientDeps): 
     },
 
     async createTicket(t) {
+      guardText(NAME, t.title, t.description);
       const body: Record<string, unknown> = {
         companyID: numericId(NAME, t.companyId, 'company'),
         title: t.title.slice(0, 255),
@@ -169,6 +171,7 @@ export function createAutotaskClient(cfg: AutotaskConfig, deps: PsaClientDeps): 
     },
 
     async updateTicket(id, change) {
+      guardText(NAME, change.title, change.description);
       const body: Record<string, unknown> = { id: numericId(NAME, id) };
       if (change.title !== undefined) body.title = change.title.slice(0, 255);
       if (change.description !== undefined) body.description = change.description.slice(0, 8000);
@@ -178,6 +181,7 @@ export function createAutotaskClient(cfg: AutotaskConfig, deps: PsaClientDeps): 
     },
 
     async closeTicket(id, note) {
+      guardText(NAME, note);
       const n = numericId(NAME, id);
       if (note) await client.addInternalNote(id, note);
       await api({ method: 'PATCH', path: '/Tickets', json: { id: n, status: cfg.closeStatusId ?? 5 } });

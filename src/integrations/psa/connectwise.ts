@@ -1,4 +1,4 @@
-import { createTransport, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
+import { createTransport, guardText, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
 import { PsaError, type ConnectWiseConfig, type PsaClient, type PsaClientDeps, type PsaCompany, type PsaTicket } from './types.js';
 
 /**
@@ -81,6 +81,7 @@ export function createConnectWiseClient(cfg: ConnectWiseConfig, deps: PsaClientD
     },
 
     async addInternalNote(ticketId, text) {
+      guardText(NAME, text);
       const n = numericId(NAME, ticketId);
       await api({
         method: 'POST',
@@ -90,6 +91,7 @@ export function createConnectWiseClient(cfg: ConnectWiseConfig, deps: PsaClientD
     },
 
     async createTicket(t) {
+      guardText(NAME, t.title, t.description);
       const companyId = numericId(NAME, t.companyId, 'company');
       const body: Record<string, unknown> = { summary: t.title.slice(0, 100), company: { id: companyId }, initialDescription: t.description };
       const prio = optionalNumber(NAME, t.priority, 'priority');
@@ -102,6 +104,7 @@ export function createConnectWiseClient(cfg: ConnectWiseConfig, deps: PsaClientD
     },
 
     async updateTicket(id, change) {
+      guardText(NAME, change.title, change.description);
       const n = numericId(NAME, id);
       const ops: { op: 'replace'; path: string; value: unknown }[] = [];
       if (change.title !== undefined) ops.push({ op: 'replace', path: 'summary', value: change.title.slice(0, 100) });
@@ -113,6 +116,7 @@ export function createConnectWiseClient(cfg: ConnectWiseConfig, deps: PsaClientD
     },
 
     async closeTicket(id, note) {
+      guardText(NAME, note);
       const n = numericId(NAME, id);
       if (note) await client.addInternalNote(id, note);
       const op = cfg.closeStatusName ? { op: 'replace', path: 'status/name', value: cfg.closeStatusName } : { op: 'replace', path: 'closedFlag', value: true };

@@ -1,4 +1,4 @@
-import { createTransport, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
+import { createTransport, guardText, idOf, numericId, obj, optionalNumber, str, validPsaUrl, type PsaHttpRequest } from './http.js';
 import { PsaError, type HaloPsaConfig, type PsaClient, type PsaClientDeps, type PsaCompany, type PsaTicket } from './types.js';
 
 /**
@@ -116,11 +116,13 @@ export function createHaloPsaClient(cfg: HaloPsaConfig, deps: PsaClientDeps): Ps
     },
 
     async addInternalNote(ticketId, text) {
+      guardText(NAME, text);
       const n = numericId(NAME, ticketId);
       await api({ method: 'POST', path: '/Actions', json: [{ ticket_id: n, note: text, outcome: 'Private Note', hiddenfromuser: true }] });
     },
 
     async createTicket(t) {
+      guardText(NAME, t.title, t.description);
       const clientId = numericId(NAME, t.companyId, 'client');
       const row: Record<string, unknown> = { summary: t.title, details: t.description, client_id: clientId };
       const prio = optionalNumber(NAME, t.priority, 'priority');
@@ -134,6 +136,7 @@ export function createHaloPsaClient(cfg: HaloPsaConfig, deps: PsaClientDeps): Ps
     },
 
     async updateTicket(id, change) {
+      guardText(NAME, change.title, change.description);
       const row: Record<string, unknown> = { id: numericId(NAME, id) };
       if (change.title !== undefined) row.summary = change.title;
       if (change.description !== undefined) row.details = change.description;
@@ -143,6 +146,7 @@ export function createHaloPsaClient(cfg: HaloPsaConfig, deps: PsaClientDeps): Ps
     },
 
     async closeTicket(id, note) {
+      guardText(NAME, note);
       const n = numericId(NAME, id);
       if (note) await client.addInternalNote(id, note);
       await api({ method: 'POST', path: '/Tickets', json: [{ id: n, status_id: closeStatus }] });

@@ -1,4 +1,5 @@
 import type { Response } from 'undici';
+import { containsRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { isEgressError } from '../egress.js';
 import { PsaError, type PsaClientDeps } from './types.js';
 
@@ -189,4 +190,14 @@ export function optionalNumber(name: string, v: string | undefined, field: strin
   if (v === undefined || v === '') return undefined;
   if (!/^\d{1,15}$/.test(v.trim())) throw new PsaError(0, 'bad_request', `The ${field} for ${name} must be a number.`);
   return Number(v.trim());
+}
+
+/**
+ * Last line of defence: text Keywarden sends to a PSA (notes, ticket titles and descriptions) never
+ * holds anything shaped like a recovery password. Checked before anything is sent.
+ */
+export function guardText(name: string, ...texts: (string | undefined)[]): void {
+  for (const t of texts)
+    if (t !== undefined && containsRecoveryPasswordLike(t))
+      throw new PsaError(0, 'bad_request', `Keywarden does not send text that looks like a recovery password to ${name}.`);
 }
