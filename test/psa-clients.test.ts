@@ -5,6 +5,8 @@
  * unreachable PSAs and the egress refusal. No database is needed; the file runs in the db project
  * on either engine. The clock is injected and the sleep advances it, so waits cost no real time.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createEgressPolicy, parseEgressAllow } from '../src/integrations/egress.js';
 import { createPsaClient, PsaError, type PsaClient, type PsaClientDeps, type PsaConfig } from '../src/integrations/psa/index.js';
@@ -507,5 +509,142 @@ describe('vendor specifics', () => {
     const unknownUser = await failure(createPsaClient({ ...cfg, userName: 'nobody@msp.example' }, { egress: allow }).testConnection());
     expect(unknownUser.code).toBe('auth_failed');
     expect(unknownUser.message).toMatch(/API user name/);
+  });
+});
+
+/** A PSA that misbehaves on purpose: each test gives it a handler. Records what reached it. */
+class HostileServer {
+  hits: { method: string; url: string; auth: boolean }[] = [];
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void = (_q, r) => r.end();
+  private server = http.createServer((req, res) => {
+    this.hits.push({ method: req.method ?? '', url: req.url ?? '', auth: Boolean(req.headers.authorization || req.headers.secret) });
+    req.resume();
+    req.on('end', () => this.handler(req, res));
+  });
+  url = '';
+  async start() {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  async stop() {
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+describe('a hostile or broken PSA', () => {
+  const psa = new HostileServer();
+  const trap = new HostileServer();
+  beforeAll(async () => {
+    await psa.start();
+    await trap.start();
+  });
+  afterAll(async () => {
+    await psa.stop();
+    await trap.stop();
+  });
+  beforeEach(() => {
+    psa.hits = [];
+    trap.hits = [];
+    trap.handler = (_q, r) => send(r, 200, { items: [], pageDetails: { nextPageUrl: null } });
+  });
+  const halo = (): PsaConfig => ({
+    kind: 'halopsa',
+    authUrl: `${psa.url}/auth`,
+    apiUrl: `${psa.url}/api`,
+    clientId: 'halo-client',
+    clientSecret: 'halo-hostile-secret-0002',
+  });
+  const token = (res: http.ServerResponse) => send(res, 200, { token_type: 'Bearer', access_token: 'tok-hostile', expires_in: 3600 });
+
+  it('does not follow a redirect with the bearer token', async () => {
+    secrets.push('halo-hostile-secret-0002', 'tok-hostile');
+    psa.handler = (req, res) => {
+      if (req.url?.startsWith('/auth/token')) return token(res);
+      res.writeHead(302, { location: `${trap.url}/steal` });
+      res.end();
+    };
+    const e = await failure(createPsaClient(halo(), deps()).getTicket('1'));
+    expect(e).toMatchObject({ code: 'redirect', status: 302 });
+    expect(trap.hits).toEqual([]);
+  });
+
+  it('never repeats what the PSA said, even on a failed sign-in or an error page', async () => {
+    const echo = 'ECHO-halo-hostile-secret-0002 <script>';
+    psa.handler = (req, res) => {
+      if (req.url?.startsWith('/auth/token')) return send(res, 400, { error: 'invalid_client', error_description: echo });
+      send(res, 500, { message: echo });
+    };
+    const signIn = await failure(createPsaClient(halo(), deps()).testConnection());
+    expect(signIn.code).toBe('auth_failed');
+    expect(signIn.message).not.toContain('ECHO');
+    psa.handler = (req, res) => (req.url?.startsWith('/auth/token') ? token(res) : send(res, 500, { message: echo }));
+    const server = await failure(createPsaClient(halo(), deps()).getTicket('1'));
+    expect(server).toMatchObject({ code: 'http_500', status: 500 });
+    expect(server.message).toBe('HaloPSA answered HTTP 500.');
+    // An unknown OAuth error code is not repeated either.
+    psa.handler = (req, res) => send(res, 400, { error: echo });
+    expect((await failure(createPsaClient(halo(), deps()).testConnection())).message).not.toContain('ECHO');
+  });
+
+  it('Autotask: a zone that is not https is refused, and a next page on another origin is not followed', async () => {
+    const cfg: PsaConfig = {
+      kind: 'autotask',
+      zoneLookupUrl: `${psa.url}/atservicesrest`,
+      userName: 'api@msp.example',
+      secret: 'at-hostile-secret-0003',
+      integrationCode: 'CODE',
+    };
+    secrets.push('at-hostile-secret-0003');
+    psa.handler = (_req, res) => send(res, 200, { url: 'http://203.0.113.9/atservicesrest/' });
+    const zone = await failure(createPsaClient(cfg, deps()).testConnection());
+    expect(zone.code).toBe('bad_answer');
+    expect(psa.hits).toHaveLength(1);
+    expect(psa.hits[0]!.auth).toBe(false);
+
+    psa.hits = [];
+    psa.handler = (req, res) => {
+      if (/zoneInformation/i.test(req.url ?? '')) return send(res, 200, { url: `${psa.url}/atservicesrest/` });
+      send(res, 200, {
+        items: [{ id: 1, companyName: 'Contoso Ltd' }],
+        pageDetails: { count: 1, nextPageUrl: `${trap.url}/atservicesrest/V1.0/Companies/query/next?paging=x` },
+      });
+    };
+    const link = await failure(createPsaClient(cfg, deps()).listCompanies());
+    expect(link.code).toBe('foreign_link');
+    expect(trap.hits).toEqual([]);
+  });
+
+  it('ConnectWise: the Link header decides only whether there is a next page; the keys never follow it', async () => {
+    const cfg: PsaConfig = {
+      kind: 'connectwise',
+      apiUrl: `${psa.url}/v4_6_release/apis/3.0`,
+      companyId: 'x',
+      publicKey: 'p',
+      privateKey: 'cw-hostile-private-0004',
+      clientId: 'c',
+    };
+    secrets.push('cw-hostile-private-0004');
+    psa.handler = (req, res) => {
+      const page = new URL(req.url ?? '/', psa.url).searchParams.get('page');
+      if (page === '1') return send(res, 200, [{ id: 1, name: 'Contoso Ltd', identifier: 'Contoso' }], { link: `<${trap.url}/steal?page=2>; rel="next"` });
+      send(res, 200, [{ id: 2, name: 'Fabrikam, Inc.', identifier: 'Fabrikam' }]);
+    };
+    const list = await createPsaClient(cfg, deps()).listCompanies();
+    expect(list.map((c) => c.name)).toEqual(['Contoso Ltd', 'Fabrikam, Inc.']);
+    expect(trap.hits).toEqual([]);
+    expect(psa.hits.map((h) => new URL(h.url, psa.url).searchParams.get('page'))).toEqual(['1', '2']);
+  });
+
+  it('an answer that is not what the PSA documents is a clear error, not a crash', async () => {
+    psa.handler = (req, res) => (req.url?.startsWith('/auth/token') ? token(res) : send(res, 200, ['not', 'a', 'ticket']));
+    const e = await failure(createPsaClient(halo(), deps()).getTicket('1'));
+    expect(e.code).toBe('bad_answer');
+    expect(e.message).toMatch(/HaloPSA answered the ticket in a form Keywarden does not understand/);
   });
 });
