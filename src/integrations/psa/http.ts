@@ -138,7 +138,12 @@ export function createTransport(name: string, deps: PsaClientDeps) {
       } catch (e) {
         if (e instanceof PsaError) throw e;
         if (isEgressError(e)) throw new PsaError(0, 'refused', e.message);
-        if (signal.aborted) throw new PsaError(0, 'unreachable', `${name} at ${host} did not answer within ${Math.round(timeoutMs / 1000)} seconds.`);
+        if (signal.aborted)
+          throw new PsaError(
+            0,
+            'unreachable',
+            `${name} at ${host} did not answer within ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} seconds`}.`,
+          );
         const cause = (e as { cause?: { code?: unknown } } | null)?.cause;
         const code = typeof cause?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(cause.code) ? ` (${cause.code})` : '';
         if (retryNetwork && attempt < maxRetries) {
