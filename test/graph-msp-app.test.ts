@@ -283,6 +283,13 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect(await outbox()).toHaveLength(1);
     expect((await audits('graph.consent_lost')).filter((a) => a.client_id === alpha.id)).toHaveLength(1);
     expect(await keyCount(alpha.id)).toBe(12);
+    // A client-level finding in compliance says so, with what to do.
+    const notes = async () => {
+      const r = await call(owner, 'GET', `${API}/compliance/tenant-posture?clientId=${alpha.id}`);
+      expect(r.statusCode, r.body).toBe(200);
+      return (r.json() as { notes: { code: string; fix: string }[] }[]).flatMap((p) => p.notes);
+    };
+    expect((await notes()).find((n) => n.code === 'entra_consent_lost')?.fix).toContain('new consent link');
 
     // Re-consent with a new link: linked again, the next sync works and clears the state.
     const again = await linkFor(alpha.id);
@@ -290,6 +297,7 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     const run = await sync(conn.id);
     expect(run.status).toBe('succeeded');
     expect(await connectionOf(alpha.id)).toMatchObject({ lastStatus: 'succeeded', consentLostAt: null, tenantId: T1 });
+    expect((await notes()).map((n) => n.code)).not.toContain('entra_consent_lost');
     expect(await keyCount(alpha.id)).toBe(12);
 
     // The app deleted in its home tenant: the same state, noticed once.

@@ -6944,7 +6944,7 @@ export interface paths {
               /** @description client-level findings */
               notes: {
                 /** @enum {string} */
-                code: 'entra_users_read_own_keys' | 'intune_escrow_not_required';
+                code: 'entra_consent_lost' | 'entra_users_read_own_keys' | 'intune_escrow_not_required';
                 explanation: string;
                 fix: string;
                 title: string;

@@ -75,5 +75,9 @@ describe('tenant posture rules', () => {
       'Unknown — grant DeviceManagementConfiguration.Read.All to the app registration.',
     ]);
     expect(postureNotes({ ...base, usersCanReadOwnKeys: 'yes' }).map((n) => n.code)).toEqual(['entra_users_read_own_keys']);
+    // Consent lost comes first: every other answer is stale until it is given again.
+    const lost = postureNotes({ ...base, usersCanReadOwnKeys: 'yes' }, { consentLostAt: '2026-12-01T10:00:00.000Z' });
+    expect(lost.map((n) => n.code)).toEqual(['entra_consent_lost', 'entra_users_read_own_keys']);
+    expect(lost[0]!.explanation).toContain('Since 2026-12-01');
   });
 });

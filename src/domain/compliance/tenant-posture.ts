@@ -24,7 +24,7 @@ export type TenantPosture = {
   intunePolicies: PosturePolicy[];
 };
 
-export const POSTURE_NOTE_CODES = ['entra_users_read_own_keys', 'intune_escrow_not_required'] as const;
+export const POSTURE_NOTE_CODES = ['entra_consent_lost', 'entra_users_read_own_keys', 'intune_escrow_not_required'] as const;
 export type PostureNoteCode = (typeof POSTURE_NOTE_CODES)[number];
 export type PostureNote = { code: PostureNoteCode; title: string; explanation: string; fix: string };
 export type PostureLine = { question: string; answer: Tristate; text: string };
@@ -141,11 +141,19 @@ export function postureLines(p: TenantPosture): PostureLine[] {
 }
 
 /**
- * Client-level notes. "Intune does not require escrow" is one only when Intune does turn BitLocker
+ * Client-level notes. Consent lost (the connection's `consent_lost_at`) comes first: every other
+ * answer is stale until it is given again. "Intune does not require escrow" is one only when Intune does turn BitLocker
  * on without it (a client whose devices Intune does not encrypt is not at fault).
  */
-export function postureNotes(p: TenantPosture): PostureNote[] {
+export function postureNotes(p: TenantPosture, connection: { consentLostAt: string | null } = { consentLostAt: null }): PostureNote[] {
   const out: PostureNote[] = [];
+  if (connection.consentLostAt)
+    out.push({
+      code: 'entra_consent_lost',
+      title: "Keywarden's access to this Entra ID tenant was withdrawn",
+      explanation: `Since ${connection.consentLostAt.slice(0, 10)} the app Keywarden signs in with has no consent in this tenant (withdrawn, or the app was deleted): new and changed keys in Entra ID are no longer collected. The keys already in the vault are kept. The answers below are from the last sync that worked.`,
+      fix: "Send an administrator of the client's tenant a new consent link (Settings › Connections › Consent link), or check the client's own app registration.",
+    });
   if (p.usersCanReadOwnKeys === 'yes')
     out.push({
       code: 'entra_users_read_own_keys',

@@ -15,13 +15,19 @@ export function createPostureRepo() {
         .execute();
     },
     /** The posture of the clients in scope (one client when clientId is given). */
+    /** With the connection's consent state: consent lost is a client-level note too. */
     list(exec: Executor, scope: ClientScope, clientId?: string | null) {
-      let q = exec.selectFrom('tenant_posture').selectAll().orderBy('client_id');
+      let q = exec
+        .selectFrom('tenant_posture')
+        .leftJoin('graph_connections', 'graph_connections.client_id', 'tenant_posture.client_id')
+        .selectAll('tenant_posture')
+        .select('graph_connections.consent_lost_at')
+        .orderBy('tenant_posture.client_id');
       if (clientId) {
         if (!isId(clientId)) return Promise.resolve([]);
-        q = q.where('client_id', '=', clientId);
+        q = q.where('tenant_posture.client_id', '=', clientId);
       }
-      return inClientScope(q, 'client_id', scope).execute();
+      return inClientScope(q, 'tenant_posture.client_id', scope).execute();
     },
     /** With the connection: a client without Entra ID has no tenant posture. */
     async remove(exec: Executor, clientId: string): Promise<void> {

@@ -110,7 +110,7 @@ export async function readTenantPosture(
 }
 
 const asTristate = (s: string): Tristate => (s === 'yes' || s === 'no' ? s : 'unknown');
-export function postureView(r: TenantPostureTable): PostureView {
+export function postureView(r: TenantPostureTable & { consent_lost_at?: string | null }): PostureView {
   const p: TenantPosture = {
     usersCanReadOwnKeys: asTristate(r.users_read_own_keys),
     usersCanReadOwnKeysReason: r.users_read_own_keys_reason,
@@ -125,7 +125,7 @@ export function postureView(r: TenantPostureTable): PostureView {
     changedAt: r.changed_at,
     ...p,
     lines: postureLines(p),
-    notes: postureNotes(p),
+    notes: postureNotes(p, { consentLostAt: r.consent_lost_at ?? null }),
   };
 }
 
