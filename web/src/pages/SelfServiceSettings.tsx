@@ -64,13 +64,7 @@ export function SelfServiceSection() {
             <CopyValue value={page} label="the end users' page address" />
           </Group>
         </Stack>
-        {app.isPending ? (
-          <Loading />
-        ) : app.isError ? (
-          <ErrorState error={app.error} retry={() => void app.refetch()} />
-        ) : (
-          <AppForm key={app.data?.updatedAt ?? 'new'} app={app.data} />
-        )}
+        {app.isPending ? <Loading /> : app.isError ? <ErrorState error={app.error} retry={() => void app.refetch()} /> : <AppForm app={app.data} />}
         <EnabledClients />
       </Stack>
     </Card>
@@ -103,6 +97,7 @@ function AppForm({ app }: { app: App }) {
     },
     onSuccess: (saved) => {
       setSecret('');
+      setReplacing(!saved?.hasSecret);
       qc.setQueryData(QUERY, saved);
     },
     onError: (e) => stepUp.caught(e),
