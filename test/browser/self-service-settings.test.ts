@@ -140,7 +140,7 @@ describe('self-service recovery settings in Chromium', () => {
       await page.goto(`/clients/${client.id}`);
       const card = page.getByRole('region', { name: 'Self-service recovery' });
       await card.waitFor();
-      await expect.poll(() => card.getByTestId('client-self-service-state').textContent(), role).toBe('on');
+      await expect.poll(() => card.getByTestId('client-self-service-state').textContent(), { message: role }).toBe('on');
       expect(await card.getByRole('switch').count(), role).toBe(0);
       expect(await seriousA11yViolations(page), role).toEqual([]);
       const status = await page.evaluate(async (id) => {

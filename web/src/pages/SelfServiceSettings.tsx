@@ -52,15 +52,19 @@ export function SelfServiceSection() {
           <Text size="sm" fw={600}>
             Redirect URI to register on the app (platform Web)
           </Text>
-          <Group gap="xs" wrap="nowrap">
-            <Code data-testid="ss-redirect-uri">{redirectUri}</Code>
+          <Group gap="xs">
+            <Code data-testid="ss-redirect-uri" style={{ wordBreak: 'break-all' }}>
+              {redirectUri}
+            </Code>
             <CopyValue value={redirectUri} label="the redirect URI" />
           </Group>
           <Text size="sm" fw={600}>
             The end users' page, to hand to your clients
           </Text>
-          <Group gap="xs" wrap="nowrap">
-            <Code data-testid="ss-page">{page}</Code>
+          <Group gap="xs">
+            <Code data-testid="ss-page" style={{ wordBreak: 'break-all' }}>
+              {page}
+            </Code>
             <CopyValue value={page} label="the end users' page address" />
           </Group>
         </Stack>
