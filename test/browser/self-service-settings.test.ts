@@ -1,8 +1,10 @@
 /// <reference lib="dom" />
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import {
+  SCREENSHOTS,
   enrolTotp,
   freshCode,
   launchChromium,
@@ -119,6 +121,7 @@ describe('self-service recovery settings in Chromium', () => {
     await sw.click({ force: true });
     await expect.poll(async () => (await server.container.selfService.clientSetting(CLI, client.id)).enabled).toBe(true);
     await expect.poll(() => sw.isChecked()).toBe(true);
+    await card.screenshot({ path: path.join(SCREENSHOTS, 'self-service-client.png') });
     const switched = await audited('self_service.client');
     expect(switched.length).toBe(1);
     const details = switched[0]!.details;
@@ -130,6 +133,7 @@ describe('self-service recovery settings in Chromium', () => {
     await page.goto('/settings/sign-in');
     await section.getByTestId('ss-clients').getByRole('link', { name: client.name }).waitFor();
     expect(await section.getByTestId('ss-clients').getByRole('link').count()).toBe(1);
+    await section.screenshot({ path: path.join(SCREENSHOTS, 'self-service-settings.png') });
   });
 
   it('a technician and the client viewer see the state but no switch; the server refuses the change from their page', async () => {
