@@ -29,6 +29,7 @@ import { BulkQueueModal } from './Agents';
 import { AddClientModal, ArchiveClientModal, RenameClientModal } from './client-admin';
 import { ClientLifecycleCard } from './client-lifecycle';
 import { RevealPolicyCard } from './Requests';
+import { ClientSelfServiceCard } from './SelfServiceSettings';
 
 type ClientRow = Answer<'/api/v1/console/clients', 'get'>[number];
 /** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
@@ -685,6 +686,7 @@ export function ClientPage({ id }: { id: string }) {
       </Card>
       {can('device:read', id) && <ClientLifecycleCard clientId={id} clientName={o.client.name} />}
       <RevealPolicyCard clientId={id} />
+      <ClientSelfServiceCard clientId={id} clientName={o.client.name} />
     </Stack>
   );
 }

@@ -35,6 +35,7 @@ import { SsoStepUpButton } from '../sso-step-up';
 import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
+import { SelfServiceSection } from './SelfServiceSettings';
 import { useStepUp } from './client-confirm';
 import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel, PublicCertificate } from './MspApp';
 
@@ -77,7 +78,14 @@ export function SettingsPage({ tab }: { tab?: string }) {
         <Tabs.Panel value="integrations">{current === 'integrations' && <IntegrationsTab />}</Tabs.Panel>
         <Tabs.Panel value="branding">{current === 'branding' && <BrandingTab />}</Tabs.Panel>
         <Tabs.Panel value="security">{current === 'security' && <SecurityTab />}</Tabs.Panel>
-        <Tabs.Panel value="sign-in">{current === 'sign-in' && <SignInTab />}</Tabs.Panel>
+        <Tabs.Panel value="sign-in">
+          {current === 'sign-in' && (
+            <>
+              <SignInTab />
+              <SelfServiceSection />
+            </>
+          )}
+        </Tabs.Panel>
       </Tabs>
     </Stack>
   );
