@@ -3285,6 +3285,12 @@ const MATRIX: Record<string, Entry> = {
     auth: 'authenticated',
     variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/self-service' }), session: only(['owner'], 200), token: { owner: 403 } }],
   },
+  'GET /api/v1/settings/self-service/clients': {
+    auth: 'authenticated',
+    variants: [
+      { label: '', axis: 'none', build: () => ({ url: '/api/v1/settings/self-service/clients' }), session: only(['owner'], 200), token: { owner: 403 } },
+    ],
+  },
   'PUT /api/v1/settings/self-service': {
     auth: 'authenticated',
     variants: [

@@ -211,6 +211,17 @@ export const selfServiceRoutes =
       async (request) => c.selfService.saveApp(actorOf(request), request.body),
     );
     app.get(
+      '/settings/self-service/clients',
+      {
+        schema: {
+          tags: ['settings'],
+          summary: 'The clients whose end users may recover their own keys (self-service on), by id',
+          response: { 200: z.object({ clients: z.array(z.string()) }), ...errors(401, 403) },
+        },
+      },
+      async (request) => c.selfService.enabledClients(actorOf(request)),
+    );
+    app.get(
       '/clients/:id/self-service',
       {
         schema: {

@@ -1,4 +1,5 @@
 import type { Executor } from '../../db/database.js';
+import { inClientScope, type ClientScope } from '../../db/scope.js';
 import type { SelfServiceAppTable, SelfServiceSessionsTable, SelfServiceStatesTable } from '../../db/schema.js';
 
 export const APP_ROW = 'app';
@@ -21,6 +22,15 @@ export function createSelfServiceRepo() {
     async clientEnabled(exec: Executor, clientId: string): Promise<boolean> {
       const r = await exec.selectFrom('self_service_clients').select('enabled').where('client_id', '=', clientId).executeTakeFirst();
       return r?.enabled === 1;
+    },
+    /** The clients in scope whose self-service is on, in one query (an MSP has hundreds). */
+    async enabledClients(exec: Executor, scope: ClientScope): Promise<string[]> {
+      const rows = await inClientScope(
+        exec.selectFrom('self_service_clients').select('client_id').where('enabled', '=', 1).orderBy('client_id'),
+        'client_id',
+        scope,
+      ).execute();
+      return rows.map((r) => r.client_id);
     },
     async setClient(exec: Executor, clientId: string, enabled: boolean, at: string, by: string): Promise<void> {
       const r = await exec

@@ -8,7 +8,7 @@ import { newSecret, sameHash, sha256Hex } from '../../crypto/tokens.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
 import { badRequest, forbidden } from '../../lib/errors.js';
-import { requireFreshSecondFactor, requirePermission, type Actor } from '../authz/authz.js';
+import { clientScope, requireFreshSecondFactor, requirePermission, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { KeysService } from '../keys/keys.service.js';
@@ -188,6 +188,12 @@ export function createSelfServiceService(deps: Deps) {
     },
 
     // ---------------------------------------------------------------- a client's switch
+    /** Which of the actor's clients have self-service on (the settings page's list). */
+    async enabledClients(actor: Actor): Promise<{ clients: string[] }> {
+      requirePermission(actor, 'settings:manage');
+      return { clients: await repo.enabledClients(db, clientScope(actor)) };
+    },
+
     async clientSetting(actor: Actor, clientId: string): Promise<{ enabled: boolean }> {
       const c = await requireVisibleClient(db, actor, clientId, 'client:read');
       return { enabled: await repo.clientEnabled(db, c.id) };

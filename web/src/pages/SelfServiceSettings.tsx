@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react';
-import { useMutation, useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, Anchor, Badge, Button, Card, Code, Group, List, PasswordInput, Stack, Switch, Text, TextInput, Title } from '@mantine/core';
 import { Link } from 'wouter';
 import { api, type Answer } from '../api';
@@ -172,18 +172,14 @@ function AppForm({ app }: { app: App }) {
   );
 }
 
-/** Which clients have self-service on (each client's own switch, read for the clients this person sees). */
+/** Which clients have self-service on (one request, whatever the number of clients). */
 function EnabledClients() {
   const { clients } = useSession();
-  const settings = useQueries({
-    queries: clients.map((c) => ({
-      queryKey: clientQuery(c.id),
-      queryFn: () => api.get('/api/v1/clients/{id}/self-service', { params: { path: { id: c.id } } }),
-    })),
-  });
-  const pending = settings.some((s) => s.isPending);
-  const failed = settings.find((s) => s.isError);
-  const on = clients.filter((_, i) => settings[i]?.data?.enabled);
+  const enabled = useQuery({ queryKey: ['self-service-clients'], queryFn: () => api.get('/api/v1/settings/self-service/clients') });
+  const pending = enabled.isPending;
+  const failed = enabled.isError ? enabled : undefined;
+  const ids = new Set(enabled.data?.clients ?? []);
+  const on = clients.filter((c) => ids.has(c.id));
   return (
     <Stack gap={4} data-testid="ss-clients">
       <Text size="sm" fw={600}>
@@ -225,7 +221,10 @@ export function ClientSelfServiceCard({ clientId, clientName }: { clientId: stri
   });
   const change = useMutation({
     mutationFn: (enabled: boolean) => api.put('/api/v1/clients/{id}/self-service', { params: { path: { id: clientId } }, body: { enabled } }),
-    onSuccess: (r) => qc.setQueryData(clientQuery(clientId), r),
+    onSuccess: (r) => {
+      qc.setQueryData(clientQuery(clientId), r);
+      void qc.invalidateQueries({ queryKey: ['self-service-clients'] });
+    },
   });
   return (
     <Card withBorder component="section" aria-labelledby="ss-client-title" data-testid="client-self-service">
