@@ -20,6 +20,7 @@ import * as m0018 from './0018_invitations.js';
 import * as m0019 from './0019_reveal_approvals.js';
 import * as m0021 from './0021_tenant_posture.js';
 import * as m0022 from './0022_self_service.js';
+import * as m0023 from './0023_self_service_devices.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -47,4 +48,5 @@ export const migrations: Record<string, Migration> = {
   '0019_reveal_approvals': m0019,
   '0021_tenant_posture': m0021,
   '0022_self_service': m0022,
+  '0023_self_service_devices': m0023,
 };
