@@ -68,7 +68,7 @@ const DEVICE_READ = ['Device.Read.All', 'Device.ReadWrite.All', 'Directory.Read.
 const USER_READ = ['User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'];
 const has = (t: SimTenant, anyOf: string[]) => anyOf.some((p) => t.permissions.has(p));
 /** Delegated permissions for /me/ownedDevices and /me/registeredDevices (least privileged: User.Read). */
-const ME_DEVICES = ['User.Read', 'Directory.Read.All', 'Directory.ReadWrite.All'];
+const ME_DEVICES = ['User.Read', 'User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'];
 
 /** A user as a directoryObject; without a user-reading permission only @odata.type and id (limited information). */
 const userObject = (t: SimTenant, u: SimUser) =>

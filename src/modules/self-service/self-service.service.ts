@@ -344,6 +344,7 @@ export function createSelfServiceService(deps: Deps) {
         });
       // Their devices, read once with their own token (Graph has no application permission for
       // this). Graph down or the permission missing: only the primary user counts, and the page says so.
+      // The token goes no further than this call: not stored, not logged, not audited.
       let entra: string[] | null = null;
       if (accessToken) {
         try {
@@ -352,7 +353,6 @@ export function createSelfServiceService(deps: Deps) {
           deps.log?.(`self-service: Microsoft Graph could not list the user's devices: ${(e as Error).message}`);
         }
       }
-      accessToken = null;
       const sessionToken = newSecret('kws_');
       const csrfToken = newSecret();
       const name = typeof claims.name === 'string' ? claims.name.slice(0, 200) : null;
