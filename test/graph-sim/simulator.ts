@@ -727,7 +727,8 @@ export class GraphSimulator {
       st = r.st;
       reply = r.reply;
     } else if (path === '/graph' || path.startsWith('/graph/')) {
-      await this.learnDelegated(req, at);
+      // Only when a test trusts delegated tokens (no extra await otherwise: timing-sensitive Retry-After checks).
+      if (this.delegatedLookup) await this.learnDelegated(req, at);
       const r = this.graph(req, method, path, rawQuery, at);
       st = r.st;
       reply = r.reply;
