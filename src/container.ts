@@ -444,8 +444,9 @@ export async function buildContainer(
       oidc: createOidc({ egress, clock }),
       graph: {
         clientOfTenant: (exec, tenantId) => graphRepoForSelfService.clientOfTenant(exec, tenantId),
-        userDeviceIds: (clientId, objectId) => graph.userDeviceIds(clientId, objectId),
+        myDeviceIds: (clientId, accessToken) => graph.myDeviceIds(clientId, accessToken),
       },
+      reserveStart: (ip) => identity.signInParts.reserveStart(ip),
       keys: () => keys,
     });
     // An import's keys change the compliance of their devices: evaluated in the import's transaction.

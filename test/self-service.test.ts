@@ -5,6 +5,9 @@
  * off and a sign-in without MFA are refused; guessing other devices' key IDs finds nothing and is
  * rate-limited (also in a parallel burst); a replayed or forged state is refused; the end user's
  * session never reaches console routes and a console session never reaches the self-service ones.
+ * The person's devices come from Graph `/me/ownedDevices|registeredDevices` with their own delegated
+ * token (User.Read, issued by the IdP in the sign-in's code exchange; the Graph simulator asks the
+ * IdP whose token it is): the client's app-only token cannot list a user's devices at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
@@ -22,6 +25,7 @@ const TENANT_A = 'a1a1a1a1-1111-4222-8333-444444444444';
 const TENANT_OFF = 'b2b2b2b2-1111-4222-8333-444444444444';
 const TENANT_NONE = 'c3c3c3c3-1111-4222-8333-444444444444';
 const ANN = 'a0000000-0000-4000-8000-00000000000a';
+const FAY = 'a0000000-0000-4000-8000-00000000000f';
 
 describe(`self-service recovery for end users on ${ENGINE}`, () => {
   let t: TestApp;
@@ -31,10 +35,11 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
   let clientA: string;
   let tenantA: SimTenant;
 
-  const user = (oid: string, upn: string, tid: string, amr = ['pwd', 'mfa']) => ({
+  const user = (oid: string, upn: string, tid: string, amr = ['pwd', 'mfa'], withholdScopes?: string[]) => ({
     sub: `sub-${oid}`,
     amr,
     extra: { oid, tid, preferred_username: upn, name: upn },
+    ...(withholdScopes ? { withholdScopes } : {}),
   });
   type EndUser = { cookie: string; csrf: string; headers: Record<string, string> };
 
@@ -43,6 +48,8 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(start.statusCode, start.body).toBe(302);
     const state = start.cookies.find((c) => c.name === 'kw_recover_state')!;
     expect(state.httpOnly).toBe(true);
+    // The delegated Graph permission for /me's devices is asked for in the same sign-in.
+    expect(new URL(String(start.headers.location)).searchParams.get('scope')!.split(' ')).toEqual(expect.arrayContaining(['openid', 'User.Read']));
     const cb = await idp.signIn(String(start.headers.location), login);
     return { url: `${cb.pathname}${cb.search}`, stateCookie: state.value };
   }
@@ -81,6 +88,8 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         nomfa: user('a0000000-0000-4000-8000-00000000000c', 'cy@contoso.example', TENANT_A, ['pwd']),
         offuser: user('a0000000-0000-4000-8000-00000000000d', 'di@fabrikam.example', TENANT_OFF),
         stranger: user('a0000000-0000-4000-8000-00000000000e', 'ed@elsewhere.example', TENANT_NONE),
+        // Owns a device too, but her grant leaves out User.Read (not consented).
+        noscope: user(FAY, 'fay@contoso.example', TENANT_A, ['pwd', 'mfa'], ['User.Read']),
       },
     });
     t = await createTestApp({ KEYWARDEN_PUBLIC_URL: PUBLIC_URL, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
@@ -88,7 +97,12 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     sim = new GraphSimulator();
     const urls = await sim.start();
     tenantA = sim.seedTenant(TENANT_A, { keys: 8, devices: 4 });
-    tenantA.permissions.add('User.Read.All');
+    // The Graph simulator learns the IdP's access tokens as delegated tokens of the person's tenant.
+    sim.trustDelegated(async (token) => {
+      const a = await idp.accessToken(token);
+      const extra = a?.user.extra as { tid?: string; oid?: string } | undefined;
+      return a && extra?.tid && extra.oid ? { tenantId: extra.tid, userObjectId: extra.oid, scopes: a.scopes } : null;
+    });
     sim.seedTenant(TENANT_OFF, { keys: 2, devices: 1 });
     const connect = async (name: string, tenantId: string) => {
       const client = await t.container.clients.create(cliOwner, { name });
@@ -111,6 +125,8 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     const o = simOwners(tenantA);
     o.addUser({ id: ANN, userPrincipalName: 'ann@contoso.example' });
     o.setOwners(tenantA.devices[0]!.id, [ANN]);
+    o.addUser({ id: FAY, userPrincipalName: 'fay@contoso.example' });
+    o.setOwners(tenantA.devices[2]!.id, [FAY]);
 
     const app = await t.app.inject({
       method: 'PUT',
@@ -143,6 +159,19 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(me.statusCode, me.body).toBe(200);
     expect(me.json().upn).toBe('ann@contoso.example');
     expect(me.json().devices).toEqual([{ id: expect.any(String), name: tenantA.devices[0]!.displayName, why: 'owner' }]);
+    expect(me.json().entraRead).toBe(true);
+    // Read through her own delegated token at sign-in, never through the client's app-only connection.
+    const graphCalls = sim.requests(TENANT_A).filter((r) => /ownedDevices|registeredDevices/i.test(r.path));
+    expect(graphCalls.filter((r) => r.path.endsWith('/me/ownedDevices') && r.status === 200).length).toBeGreaterThan(0);
+    expect(graphCalls.filter((r) => r.path.endsWith('/me/registeredDevices') && r.status === 200).length).toBeGreaterThan(0);
+    expect(graphCalls.filter((r) => r.path.includes('/users/'))).toEqual([]);
+    const session = await t.container.database.db
+      .selectFrom('self_service_sessions')
+      .select(['entra_device_ids'])
+      .where('upn', '=', 'ann@contoso.example')
+      .orderBy('created_at', 'desc')
+      .executeTakeFirstOrThrow();
+    expect(JSON.parse(session.entra_device_ids!)).toEqual([tenantA.devices[0]!.deviceId.toLowerCase()]);
     const key = tenantA.keys.find((k) => k.deviceId === tenantA.devices[0]!.deviceId && (k.volumeType === 1 || k.volumeType === 'operatingSystemVolume'))!;
     // No CSRF token: refused.
     const noCsrf = await t.app.inject({
@@ -203,7 +232,7 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(12 - (5 - before));
   });
 
-  it("a device whose primary user is the person's UPN counts too, also when Graph cannot answer", async () => {
+  it("a device whose primary user is the person's UPN counts too; Graph unreachable at sign-in: only that, and the page is told", async () => {
     const db = t.container.database.db;
     const dev = await db
       .selectFrom('devices')
@@ -211,18 +240,81 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
       .where('client_id', '=', clientA)
       .where('entra_device_id', '=', tenantA.devices[1]!.deviceId.toLowerCase())
       .executeTakeFirstOrThrow();
-    await db.updateTable('devices').set({ primary_user: 'BO@contoso.example' }).where('id', '=', dev.id).execute();
-    tenantA.permissions.delete('User.Read.All');
+    await db.updateTable('devices').set({ primary_user: 'ANN@contoso.example' }).where('id', '=', dev.id).execute();
+    const conn = await db.selectFrom('graph_connections').select(['id', 'graph_url']).where('client_id', '=', clientA).executeTakeFirstOrThrow();
+    // Nothing listens on port 1: Graph cannot be reached while Ann signs in.
+    await db.updateTable('graph_connections').set({ graph_url: 'http://127.0.0.1:1/graph' }).where('id', '=', conn.id).execute();
     try {
-      const bo = await signIn('bo');
-      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: bo.headers.cookie! } });
+      const ann = await signIn('ann');
+      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } });
       expect(me.json().devices).toEqual([{ id: dev.id, name: dev.name, why: 'primary user' }]);
-      // Graph answered 403 for the user's devices: nothing of Ann's shows up for Bo.
-      expect(sim.requests(TENANT_A).some((r) => r.path.includes('/ownedDevices') && r.status === 403)).toBe(true);
+      expect(me.json().entraRead).toBe(false);
+      const ok = (await audits('self_service.sign_in')).filter((e) => e.outcome === 'success').at(-1)!;
+      expect(ok.details).toMatchObject({ upn: 'ann@contoso.example', entraDevices: 'not read' });
     } finally {
-      tenantA.permissions.add('User.Read.All');
-      await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+      await db.updateTable('graph_connections').set({ graph_url: conn.graph_url }).where('id', '=', conn.id).execute();
     }
+    // Graph back: her owned device and the one she primarily uses.
+    const again = await signIn('ann');
+    const me2 = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: again.headers.cookie! } });
+    expect(me2.json().entraRead).toBe(true);
+    expect(
+      me2
+        .json()
+        .devices.map((d: { why: string }) => d.why)
+        .sort(),
+    ).toEqual(['owner', 'primary user']);
+    await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+  });
+
+  it('a token without the delegated User.Read sees no device from Entra', async () => {
+    const fay = await signIn('noscope');
+    const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: fay.headers.cookie! } });
+    expect(me.statusCode, me.body).toBe(200);
+    expect(me.json()).toMatchObject({ upn: 'fay@contoso.example', devices: [], entraRead: false });
+    expect(sim.requests(TENANT_A).some((r) => r.path.endsWith('/me/ownedDevices') && r.status === 403)).toBe(true);
+  });
+
+  it("the client's app-only token cannot list a user's devices, even with directory permissions", async () => {
+    tenantA.permissions.add('Directory.Read.All');
+    try {
+      const tn = sim.tenant(TENANT_A);
+      const tokenRes = await fetch(`${sim.loginUrl}/${TENANT_A}/oauth2/v2.0/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: tn.clientId,
+          client_secret: tn.clientSecret,
+          scope: 'https://graph.microsoft.com/.default',
+        }).toString(),
+      });
+      const appToken = ((await tokenRes.json()) as { access_token: string }).access_token;
+      for (const rel of ['ownedDevices', 'registeredDevices']) {
+        const r = await fetch(`${sim.graphUrl}/v1.0/users/${ANN}/${rel}?$select=id,deviceId`, { headers: { authorization: `Bearer ${appToken}` } });
+        expect(r.status, rel).toBe(403);
+        expect(((await r.json()) as { error: { code: string } }).error.code).toBe('Authorization_RequestDenied');
+      }
+      // /me needs a person.
+      const me = await fetch(`${sim.graphUrl}/v1.0/me/ownedDevices`, { headers: { authorization: `Bearer ${appToken}` } });
+      expect(me.status).toBe(400);
+    } finally {
+      tenantA.permissions.delete('Directory.Read.All');
+    }
+  });
+
+  it('an address may start only so many end-user sign-ins (each stores a state row), also in a parallel burst', async () => {
+    // The default 30 failed sign-ins per address → 120 starts per lockout window.
+    const start = (ip: string) => t.app.inject({ method: 'GET', url: `${API}/recover/start`, remoteAddress: ip });
+    const count = async () => (await t.container.database.db.selectFrom('self_service_states').select('id').execute()).length;
+    const before = await count();
+    const burst = await Promise.all(Array.from({ length: 130 }, () => start('10.78.0.1')));
+    const started = burst.filter((r) => String(r.headers.location).startsWith(idp.issuer));
+    const refusedStarts = burst.filter((r) => r.headers.location === '/recover?error=too-many-starts');
+    expect(started).toHaveLength(120);
+    expect(refusedStarts).toHaveLength(10);
+    expect(await count()).toBe(before + 120);
+    expect(String((await start('10.78.0.2')).headers.location).startsWith(idp.issuer)).toBe(true);
   });
 
   it('a user without MFA, of a client with self-service off, or of a tenant not linked, is refused', async () => {

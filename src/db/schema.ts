@@ -884,6 +884,8 @@ export interface SelfServiceSessionsTable {
   created_at: string;
   expires_at: string;
   ended_at: string | null;
+  /** JSON array of the Entra device ids Graph /me named at sign-in (0023); null: Graph could not be read. */
+  entra_device_ids: string | null;
 }
 
 export interface DB {

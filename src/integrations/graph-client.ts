@@ -80,6 +80,11 @@ export type GraphClientOptions = {
   userAgent?: string;
   /** Called for every wait, so runs can report how long throttling cost. */
   onWait?: (ms: number, reason: string) => void;
+  /**
+   * A person's delegated access token (self-service sign-in): used as is, no client-credentials
+   * sign-in, and a 401 is final (there is nothing to refresh it with). Never logged or stored.
+   */
+  accessToken?: string;
 };
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -225,6 +230,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
   }
 
   async function getToken(force = false): Promise<string> {
+    if (opts.accessToken) return opts.accessToken;
     if (!force && token && token.expiresAt - 60_000 > now()) return token.value;
     const url = `${creds.loginUrl.replace(/\/+$/, '')}/${encodeURIComponent(creds.tenantId)}/oauth2/v2.0/token`;
     const scope = graph.startsWith('https://') ? `${new URL(graph).origin}/.default` : 'https://graph.microsoft.com/.default';
@@ -316,7 +322,7 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
         await res.body?.cancel().catch(() => undefined);
         throw redirected(res.status, 'Microsoft Graph', 'Graph URL');
       }
-      if (res.status === 401 && !refreshed) {
+      if (res.status === 401 && !refreshed && !opts.accessToken) {
         // An expired token mid-run: get a fresh one once, then try again.
         refreshed = true;
         await readText(res).catch(() => undefined);
@@ -384,11 +390,12 @@ export function createGraphClient(creds: GraphCredentials, opts: GraphClientOpti
     },
 
     /**
-     * The devices a user owns (`ownedDevices`) or is a registered user of (`registeredDevices`),
-     * page by page: directory objects, of which only `#microsoft.graph.device` ones are devices.
+     * The devices the signed-in person owns (`/me/ownedDevices`) or is a registered user of
+     * (`/me/registeredDevices`), page by page, with their delegated token (`accessToken`): Graph
+     * supports no application permission for these. Only `#microsoft.graph.device` objects count.
      */
-    async *listUserDevices(userId: string, relation: 'ownedDevices' | 'registeredDevices'): AsyncGenerator<{ id: string; deviceId: string | null }[]> {
-      let next: string | undefined = `/v1.0/users/${encodeURIComponent(userId)}/${relation}?$select=id,deviceId`;
+    async *listMyDevices(relation: 'ownedDevices' | 'registeredDevices'): AsyncGenerator<{ id: string; deviceId: string | null }[]> {
+      let next: string | undefined = `/v1.0/me/${relation}?$select=id,deviceId`;
       while (next) {
         const { json } = await call('GET', next);
         const value = (json?.value ?? []) as { '@odata.type'?: string; id?: unknown; deviceId?: unknown }[];

@@ -12,6 +12,8 @@ import { simOwners } from '../graph-sim/owners.js';
  * work account at the provider's own login page (multi-factor), sees the device they own (from
  * the Graph simulator), types the first 8 characters of its key ID and a reason, and sees the key
  * in the console's grouped digits with "This key will be changed after use". No console navigation.
+ * The device comes from Graph /me/ownedDevices with Ann's own delegated token (User.Read); with
+ * Graph unreachable at sign-in the page says devices from Entra could not be read.
  */
 describe('self-service recovery in Chromium (phone)', () => {
   const TENANT = 'e5e5e5e5-1111-4222-8333-444444444444';
@@ -39,7 +41,12 @@ describe('self-service recovery in Chromium (phone)', () => {
     sim = new GraphSimulator();
     const urls = await sim.start();
     tenant = sim.seedTenant(TENANT, { keys: 4, devices: 2 });
-    tenant.permissions.add('User.Read.All');
+    // The simulator learns the IdP's access tokens as Ann's delegated tokens (User.Read).
+    sim.trustDelegated(async (token) => {
+      const a = await idp.accessToken(token);
+      const extra = a?.user.extra as { tid?: string; oid?: string } | undefined;
+      return a && extra?.tid && extra.oid ? { tenantId: extra.tid, userObjectId: extra.oid, scopes: a.scopes } : null;
+    });
     const o = simOwners(tenant);
     o.addUser({ id: ANN, userPrincipalName: 'ann@contoso.example' });
     o.setOwners(tenant.devices[0]!.id, [ANN]);
@@ -67,6 +74,22 @@ describe('self-service recovery in Chromium (phone)', () => {
     await sim?.stop();
     await server?.close();
   });
+
+  async function signIn() {
+    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: PHONE });
+    open.push(context);
+    const page = await context.newPage();
+    await page.goto('/recover');
+    await page.getByRole('heading', { name: 'Recover your BitLocker key' }).waitFor();
+    await page.getByRole('link', { name: 'Sign in with your work account' }).click();
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    await page.getByLabel('Username').fill('ann');
+    await page.getByLabel('Password').fill('idp password 1');
+    await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
+    await page.waitForURL(`${server.baseUrl}/recover`);
+    await page.getByText('Signed in as ann@contoso.example').waitFor();
+    return { page, consoleLines };
+  }
 
   it('signs in at the provider, sees the device, enters the key ID prefix and a reason, and sees the key', async () => {
     const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: PHONE });
@@ -103,5 +126,21 @@ describe('self-service recovery in Chromium (phone)', () => {
     expect(consoleLines.join('\n')).not.toContain(key.key);
     const audit = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'key.self_service_reveal').execute();
     expect(audit.some((e) => e.outcome === 'success' && e.actor_name === 'ann@contoso.example')).toBe(true);
+  }, 120_000);
+
+  it('Graph unreachable at sign-in: the page says the devices from Entra could not be read', async () => {
+    const db = server.container.database.db;
+    const conn = await db.selectFrom('graph_connections').select(['id', 'graph_url']).where('tenant_id', '=', TENANT).executeTakeFirstOrThrow();
+    // Nothing listens on port 1.
+    await db.updateTable('graph_connections').set({ graph_url: 'http://127.0.0.1:1/graph' }).where('id', '=', conn.id).execute();
+    try {
+      const { page } = await signIn();
+      await page.getByText('Your devices from Microsoft Entra could not be read').waitFor();
+      await page.getByText('No device of yours is known here. Call your IT provider.').waitFor();
+      expect(await page.getByText(tenant.devices[0]!.displayName).count()).toBe(0);
+      expect(await seriousA11yViolations(page)).toEqual([]);
+    } finally {
+      await db.updateTable('graph_connections').set({ graph_url: conn.graph_url }).where('id', '=', conn.id).execute();
+    }
   }, 120_000);
 });

@@ -5,6 +5,11 @@
  * information returned for inaccessible member objects"). The simulator calls `routeOwners` for
  * every Graph request it does not answer itself; the data lives here, per tenant.
  *
+ * A user's own devices are read only as that user: `/me/ownedDevices|registeredDevices` with a
+ * delegated token (User.Read or Directory.Read.All; the simulator learns delegated tokens through
+ * `sim.trustDelegated`). `/users/{id}/ownedDevices|registeredDevices` with an app-only token is
+ * 403 Authorization_RequestDenied: the docs list application permissions as "Not supported".
+ *
  *   const o = simOwners(tenant);                 // tenant = sim.seedTenant(…)
  *   o.addUser({ id, userPrincipalName: 'ann@contoso.example' });
  *   o.setOwners(tenant.devices[0].id, [userId]); // device *object* id, like Graph
@@ -49,6 +54,8 @@ export type OwnersHost = {
   tenant: SimTenant;
   method: string;
   segs: string[];
+  /** The person of a delegated token (trustDelegated), null for an app-only token. */
+  delegated: { userObjectId: string; scopes: string[] } | null;
   query: (name: string) => string | undefined;
   page(kind: string, total: number, size: number): { offset: number; end: number; nextLink?: string };
   collection(contextPath: string, value: unknown[], nextLink: string | undefined): unknown;
@@ -60,18 +67,14 @@ export type OwnersHost = {
 const DEVICE_READ = ['Device.Read.All', 'Device.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'];
 const USER_READ = ['User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'];
 const has = (t: SimTenant, anyOf: string[]) => anyOf.some((p) => t.permissions.has(p));
+/** Delegated permissions for /me/ownedDevices and /me/registeredDevices (least privileged: User.Read). */
+const ME_DEVICES = ['User.Read', 'User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'];
 
 /** A user as a directoryObject; without a user-reading permission only @odata.type and id (limited information). */
 const userObject = (t: SimTenant, u: SimUser) =>
   has(t, USER_READ)
     ? { '@odata.type': '#microsoft.graph.user', id: u.id, userPrincipalName: u.userPrincipalName, displayName: u.displayName ?? null }
     : { '@odata.type': '#microsoft.graph.user', id: u.id, userPrincipalName: null, displayName: null };
-/** A device as a directoryObject; without a device-reading permission only @odata.type and id. */
-const deviceObject = (t: SimTenant, d: SimDevice) =>
-  has(t, DEVICE_READ)
-    ? { '@odata.type': '#microsoft.graph.device', id: d.id, deviceId: d.deviceId, displayName: d.displayName, trustType: d.trustType }
-    : { '@odata.type': '#microsoft.graph.device', id: d.id, deviceId: null, displayName: null, trustType: null };
-
 function select(h: OwnersHost, obj: Record<string, unknown>): Record<string, unknown> {
   const raw = h.query('$select');
   if (raw === undefined) return obj;
@@ -129,23 +132,32 @@ export function routeOwners(h: OwnersHost): unknown {
     );
   }
 
-  // GET /users/{id | userPrincipalName}/ownedDevices|registeredDevices
+  // GET /users/{id | userPrincipalName}/ownedDevices|registeredDevices: the docs list no
+  // application permission ("Not supported"), so an app-only token is refused whatever it holds.
   if (lower[0] === 'users' && segs.length === 3 && (rel === 'owneddevices' || rel === 'registereddevices')) {
     if (h.method !== 'GET') h.fail(405, 'Request_BadRequest', 'Specified HTTP method is not allowed for the request target.');
-    // (sim choice) The docs list delegated permissions only for these two relations; the simulator
-    // answers app-only tokens too, needing a permission to read users (User.Read.All or Directory.Read.All).
-    if (!has(t, USER_READ)) h.fail(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
-    const key = segs[1]!.toLowerCase();
-    const user = d.users.find((u) => u.id.toLowerCase() === key || u.userPrincipalName.toLowerCase() === key);
-    if (!user)
-      h.fail(404, 'Request_ResourceNotFound', `Resource '${segs[1]}' does not exist or one of its queried reference-property objects are not present.`);
+    h.fail(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+  }
+
+  // GET /me/ownedDevices|registeredDevices with a person's delegated token (User.Read or more).
+  if (lower[0] === 'me' && segs.length === 2 && (rel === 'owneddevices' || rel === 'registereddevices')) {
+    if (h.method !== 'GET') h.fail(405, 'Request_BadRequest', 'Specified HTTP method is not allowed for the request target.');
+    const me = h.delegated;
+    if (!me) return h.fail(400, 'BadRequest', '/me request is only valid with delegated authentication flow.');
+    if (!ME_DEVICES.some((p) => me.scopes.includes(p))) h.fail(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
     const map = rel === 'owneddevices' ? d.owners : d.registered;
-    const devices = t.devices.filter((dev) => (map.get(dev.id.toLowerCase()) ?? []).includes(user!.id.toLowerCase()));
+    const devices = t.devices.filter((dev) => (map.get(dev.id.toLowerCase()) ?? []).includes(me.userObjectId));
     return pageOf(
       h,
-      `user-${rel}`,
+      `me-${rel}`,
       'directoryObjects',
-      devices.map((dev) => deviceObject(t, dev)),
+      devices.map((dev) => ({
+        '@odata.type': '#microsoft.graph.device',
+        id: dev.id,
+        deviceId: dev.deviceId,
+        displayName: dev.displayName,
+        trustType: dev.trustType,
+      })),
     );
   }
   return undefined;

@@ -361,7 +361,17 @@ type TenantState = {
   managedByAad: Lookup<SimManagedDevice>;
 };
 
-type TokenRecord = { tenantKey: string; expiresAt: number; audience: 'graph' | 'other'; clientId: string };
+type TokenRecord = {
+  tenantKey: string;
+  expiresAt: number;
+  audience: 'graph' | 'other';
+  clientId: string;
+  /** A person's delegated token (trustDelegated): whose, with which delegated scopes. */
+  delegated?: { userObjectId: string; scopes: string[] };
+};
+
+/** What a delegated (user) token stands for, as the test's identity provider says (trustDelegated). */
+export type DelegatedToken = { tenantId: string; userObjectId: string; scopes: string[] };
 
 type Reply = {
   status: number;
@@ -431,6 +441,7 @@ export class GraphSimulator {
   private readonly now: () => number;
   private readonly tenants = new Map<string, TenantState>();
   private readonly tokens = new Map<string, TokenRecord>();
+  private delegatedLookup: ((token: string) => Promise<DelegatedToken | null> | DelegatedToken | null) | null = null;
   private readonly skipSecret = randomBytes(32);
   private readonly unattributedLog: SimRequest[] = [];
   private readonly serverErrors: Error[] = [];
@@ -646,6 +657,15 @@ export class GraphSimulator {
     this.state(tenantId).version++;
   }
 
+  /**
+   * Delegated (user) tokens: the simulator issues only app-only tokens itself; a bearer token it
+   * does not know is shown to `lookup` (wired by a test to its identity provider), which says whose
+   * token it is in which tenant and with which delegated scopes, or null (then: 401 as for any unknown token).
+   */
+  trustDelegated(lookup: ((token: string) => Promise<DelegatedToken | null> | DelegatedToken | null) | null): void {
+    this.delegatedLookup = lookup;
+  }
+
   /** Makes every token issued for this tenant invalid (as if it had expired). */
   expireTokens(tenantId: string): void {
     const key = this.state(tenantId).t.tenantId.toLowerCase();
@@ -720,6 +740,8 @@ export class GraphSimulator {
       st = r.st;
       reply = r.reply;
     } else if (path === '/graph' || path.startsWith('/graph/')) {
+      // Only when a test trusts delegated tokens (no extra await otherwise: timing-sensitive Retry-After checks).
+      if (this.delegatedLookup) await this.learnDelegated(req, at);
       const r = this.graph(req, method, path, rawQuery, at);
       st = r.st;
       reply = r.reply;
@@ -870,6 +892,21 @@ export class GraphSimulator {
   // Graph
   // -------------------------------------------------------------------------------------------
 
+  /** An unknown bearer token the test's identity provider vouches for becomes a delegated token of its tenant. */
+  private async learnDelegated(req: http.IncomingMessage, at: number): Promise<void> {
+    const m = typeof req.headers.authorization === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization) : null;
+    if (!m || !this.delegatedLookup || this.tokens.has(m[1]!)) return;
+    const d = await this.delegatedLookup(m[1]!);
+    if (!d || !this.tenants.has(d.tenantId.toLowerCase())) return;
+    this.tokens.set(m[1]!, {
+      tenantKey: d.tenantId.toLowerCase(),
+      expiresAt: at + 3600_000,
+      audience: 'graph',
+      clientId: 'delegated',
+      delegated: { userObjectId: d.userObjectId.toLowerCase(), scopes: [...d.scopes] },
+    });
+  }
+
   private graph(req: http.IncomingMessage, method: string, path: string, rawQuery: string, at: number): { st: TenantState | null; reply: Reply } {
     const unauthorized = (message: string): Reply => ({
       status: 401,
@@ -926,14 +963,26 @@ export class GraphSimulator {
     }
 
     try {
-      return { st, reply: this.route(st, method, path, rawQuery, at, req.socket.remoteAddress ?? '127.0.0.1', rec.clientId) };
+      return {
+        st,
+        reply: this.route(st, method, path, rawQuery, at, req.socket.remoteAddress ?? '127.0.0.1', rec.clientId, rec.delegated ?? null),
+      };
     } catch (err) {
       if (err instanceof GraphError) return { st, reply: { status: err.status, body: graphErrorBody(err.code, err.message, at) } };
       throw err;
     }
   }
 
-  private route(st: TenantState, method: string, path: string, rawQuery: string, at: number, ip: string, appId: string): Reply {
+  private route(
+    st: TenantState,
+    method: string,
+    path: string,
+    rawQuery: string,
+    at: number,
+    ip: string,
+    appId: string,
+    delegated: { userObjectId: string; scopes: string[] } | null,
+  ): Reply {
     const segs = path
       .slice('/graph/'.length)
       .split('/')
@@ -948,6 +997,10 @@ export class GraphSimulator {
     const allowMethods = (...ms: string[]) => {
       if (!ms.includes(method)) throw new GraphError(405, 'Request_BadRequest', `Specified HTTP method is not allowed for the request target.`);
     };
+    // /me needs a person: Graph answers an app-only token with 400 BadRequest. (sim choice) A
+    // delegated token reaches only /me's device relations here (owners.ts); nothing app-only.
+    if (lower[0] === 'me' && !delegated) throw new GraphError(400, 'BadRequest', '/me request is only valid with delegated authentication flow.');
+    if (delegated && lower[0] !== 'me') throw new GraphError(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
 
     if (lower[0] === 'informationprotection' && lower[1] === 'bitlocker' && lower[2] === 'recoverykeys') {
       allowMethods('GET');
@@ -1003,6 +1056,7 @@ export class GraphSimulator {
       tenant: st.t,
       method,
       segs,
+      delegated,
       query: (name) => q.get(name),
       page: (kind, total, size) => this.page(ctx, kind, total, size),
       collection: (contextPath, value, nextLink) => this.collection(ctx, contextPath, value, nextLink),

@@ -8,9 +8,16 @@ declare module 'oidc-provider' {
     addOIDCScope(scope: string): void;
     save(): Promise<string>;
   }
+  class AccessToken {
+    static find(value: string): Promise<AccessToken | undefined>;
+    readonly accountId?: string;
+    readonly scope?: string;
+    readonly isExpired: boolean;
+  }
   export default class Provider {
     constructor(issuer: string, configuration: Record<string, unknown>);
     Grant: typeof Grant;
+    AccessToken: typeof AccessToken;
     callback(): RequestListener;
     use(fn: (ctx: Ctx, next: () => Promise<void>) => Promise<void>): void;
     on(event: string, fn: (...args: any[]) => void): void;

@@ -27,6 +27,8 @@ export type IdpUser = {
   acr?: string;
   /** Any further claims (tid, hd, roles…). */
   extra?: Record<string, unknown>;
+  /** Scopes this person's access tokens do not carry even when asked (e.g. ['User.Read']: not consented), as `accessToken()` reports them. */
+  withholdScopes?: string[];
 };
 
 export type TamperFn = (claims: Record<string, unknown>) => Record<string, unknown>;
@@ -42,6 +44,11 @@ export type TestIdp = {
   signIn(authorizationUrl: string, login: string, password?: string): Promise<URL>;
   /** How many token requests the provider answered (refresh included). */
   tokenRequests(): number;
+  /**
+   * An access token this provider issued and still holds (oidc-provider's AccessToken.find): whose
+   * (the user's claims) and its scopes; null for a token it does not know or that expired.
+   */
+  accessToken(value: string): Promise<{ user: IdpUser; scopes: string[] } | null>;
   close(): Promise<void>;
 };
 
@@ -85,7 +92,8 @@ export async function startOidcProvider(opts: {
       groups: ['groups'],
       tenant: ['tid', 'hd', 'roles'],
     },
-    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'tenant'],
+    // User.Read: Entra's delegated Graph permission, asked for by the self-service sign-in.
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'tenant', 'User.Read'],
     conformIdTokenClaims: false,
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
@@ -189,6 +197,20 @@ export async function startOidcProvider(opts: {
     users,
     tamper: (fn) => void (tamper = fn),
     tokenRequests: () => tokens,
+    async accessToken(value) {
+      const at = await provider.AccessToken.find(value);
+      if (!at || at.isExpired) return null;
+      const user = at.accountId ? bySub(at.accountId) : undefined;
+      const withheld = new Set(user?.withholdScopes ?? []);
+      return user
+        ? {
+            user,
+            scopes: String(at.scope ?? '')
+              .split(' ')
+              .filter((x) => x && !withheld.has(x)),
+          }
+        : null;
+    },
     async signIn(authorizationUrl, login, password) {
       const jar = new Map<string, string>();
       let url = new URL(authorizationUrl);

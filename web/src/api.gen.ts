@@ -18595,6 +18595,8 @@ export interface paths {
                 /** @enum {string} */
                 why: 'owner' | 'primary user';
               }[];
+              /** @description Whether Microsoft Entra could be read at sign-in; false: only devices whose primary user you are are listed */
+              entraRead: boolean;
               expiresAt: string;
               limits: {
                 attemptsPerHour: number;

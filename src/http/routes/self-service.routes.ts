@@ -78,7 +78,7 @@ export const selfServiceRoutes =
       },
       async (request, reply) => {
         try {
-          const r = await c.selfService.start({ redirectUri: redirectUri(request) });
+          const r = await c.selfService.start({ redirectUri: redirectUri(request), ip: request.ip ?? null });
           reply.setCookie(SELF_SERVICE_STATE_COOKIE, r.browserToken, { ...stateCookie, maxAge: 600 });
           return reply.redirect(r.url, 302);
         } catch (e) {
@@ -139,6 +139,7 @@ export const selfServiceRoutes =
               name: z.string().nullable(),
               expiresAt: z.string(),
               devices: z.array(Device),
+              entraRead: z.boolean().describe('Whether Microsoft Entra could be read at sign-in; false: only devices whose primary user you are are listed'),
               limits: z.object({ attemptsPerHour: z.number(), revealsPerDay: z.number() }),
             }),
             ...errors(401),

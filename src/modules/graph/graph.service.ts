@@ -9,7 +9,7 @@ import { parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { parseVolumeType } from '../../domain/volume.js';
 import { type EgressPolicy, isUnresolved } from '../../integrations/egress.js';
-import { userDeviceIds } from './graph.owners.js';
+import { myDeviceIds } from './graph.owners.js';
 import {
   createGraphClient,
   GraphError,
@@ -233,13 +233,25 @@ export function createGraphService({
 
   const service = {
     /**
-     * Self-service recovery: the Entra device ids of the devices this user (their object id in the
-     * client's tenant) owns or uses, read live with the client's connection. Empty without one.
+     * Self-service recovery, at the end user's sign-in: the Entra device ids of the devices they own
+     * or use, read with their own delegated token on the Graph URL of their client's connection
+     * (through the egress policy). The token is used for these requests only. Empty without a connection.
      */
-    async userDeviceIds(clientId: string, userObjectId: string): Promise<string[]> {
+    async myDeviceIds(clientId: string, accessToken: string): Promise<string[]> {
       const conn = await repo.findByClient(tx.reader, clientId);
       if (!conn || !conn.enabled) return [];
-      return userDeviceIds(await clientFor(conn), userObjectId);
+      const client = createGraphClient(
+        // No app credential: every request carries the person's own token.
+        {
+          tenantId: conn.tenant_id,
+          clientId: conn.app_client_id,
+          credential: { kind: 'secret', clientSecret: '' },
+          loginUrl: conn.login_url,
+          graphUrl: conn.graph_url,
+        },
+        { egress, userAgent: 'Keywarden/1 (BitLocker key escrow)', accessToken, maxRetries: 1, sleep: graphOptions?.sleep },
+      );
+      return myDeviceIds(client);
     },
 
     async createConnection(

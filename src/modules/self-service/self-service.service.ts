@@ -23,7 +23,12 @@ const STATE_MINUTES = 10;
 export const SESSION_MINUTES = 15;
 /** Per end user: key IDs tried per hour, keys revealed per day. */
 export const LIMITS = { attemptsPerHour: 5, revealsPerDay: 3 } as const;
-const SCOPES = 'openid profile';
+/**
+ * `User.Read` is the delegated Graph permission for `/me/ownedDevices` and `/me/registeredDevices`
+ * (Graph supports no application permission for them): Entra issues a Graph access token in the
+ * same code exchange. It is used once at the callback and dropped.
+ */
+const SCOPES = 'openid profile User.Read';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type SelfServiceAppView = {
@@ -39,6 +44,17 @@ export type SelfServiceAppView = {
 
 export type SelfServicePrincipal = { actor: Actor; session: SelfServiceSession };
 export type SelfServiceDevice = { id: string; name: string; why: 'owner' | 'primary user' };
+
+/** The Entra device ids kept with a session; null when Graph could not be read at sign-in. */
+export const entraIdsOf = (s: SelfServiceSession): string[] | null => {
+  if (s.entra_device_ids === null) return null;
+  try {
+    const v = JSON.parse(s.entra_device_ids) as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : null;
+  } catch {
+    return null;
+  }
+};
 
 /**
  * The issuer an ID token of tenant `tid` must carry. Entra's multi-tenant discovery document
@@ -60,8 +76,10 @@ type Deps = {
   /** graph module: which client a tenant is linked to; the Entra device ids of a user's devices (live). */
   graph: {
     clientOfTenant(exec: Executor, tenantId: string): Promise<string | null>;
-    userDeviceIds(clientId: string, userObjectId: string): Promise<string[]>;
+    myDeviceIds(clientId: string, accessToken: string): Promise<string[]>;
   };
+  /** identity module: public sign-in starts are throttled per address (reserveStart). */
+  reserveStart: (ip: string | null) => Promise<{ ok: true } | { ok: false; wait: number; message: string }>;
   keys: () => Pick<KeysService, 'revealOwnKey'>;
   log?: (problem: string) => void;
 };
@@ -130,15 +148,12 @@ export function createSelfServiceService(deps: Deps) {
     userAgent: ctx.userAgent,
   });
 
-  /** The devices of a client that this end user owns or primarily uses (Graph live, then Keywarden's primary user). */
+  /**
+   * The devices of a client that this end user owns or primarily uses: the Entra device ids Graph
+   * named at sign-in (kept with the 15-minute session), then Keywarden's primary user.
+   */
   async function devicesOf(s: SelfServiceSession): Promise<SelfServiceDevice[]> {
-    let entra: string[] = [];
-    try {
-      entra = await deps.graph.userDeviceIds(s.client_id, s.object_id);
-    } catch (e) {
-      // Graph unreachable or the permission missing: the agent's and imports' primary user still count.
-      deps.log?.(`self-service: Microsoft Graph could not list the user's devices: ${(e as Error).message}`);
-    }
+    const entra = entraIdsOf(s) ?? [];
     const rows = await repo.userDevices(db, s.client_id, entra, s.upn);
     const set = new Set(entra);
     return rows.map((r) => ({ id: r.id, name: r.name, why: r.entra_device_id && set.has(r.entra_device_id.toLowerCase()) ? 'owner' : 'primary user' }));
@@ -218,9 +233,12 @@ export function createSelfServiceService(deps: Deps) {
 
     // ---------------------------------------------------------------- the end user's sign-in
     /** Starts an end user's sign-in at Microsoft: a single-use state bound to this browser. */
-    async start(ctx: { redirectUri: string }): Promise<{ url: string; browserToken: string }> {
+    async start(ctx: { redirectUri: string; ip: string | null }): Promise<{ url: string; browserToken: string }> {
       const a = await repo.findApp(db);
       if (!a || !a.enabled) throw new SsoRefusal('not configured', 'Self-service recovery is not set up on this Keywarden.');
+      // Anyone may start: each start stores a row, so an address may start only so many (like console sign-ins).
+      const started = await deps.reserveStart(ctx.ip);
+      if (!started.ok) throw new SsoRefusal('too many starts', started.message);
       const config = await deps.oidc.configFor(await connection(db, a));
       const state = oidc.randomState();
       const nonce = oidc.randomNonce();
@@ -300,10 +318,17 @@ export function createSelfServiceService(deps: Deps) {
       for (const [k, v] of Object.entries(query)) if (typeof v === 'string') callbackUrl.searchParams.set(k, v.slice(0, 4000));
       let claims: Record<string, unknown>;
       let discovered: string;
+      // The person's delegated Graph token (User.Read): used below for /me's devices, then dropped.
+      let accessToken: string | null | undefined;
       try {
         const config = await deps.oidc.configFor(await connection(db, a));
         discovered = config.serverMetadata().issuer;
-        ({ claims } = await deps.oidc.exchange(config, callbackUrl, { state, nonce: sealed.nonce, verifier: sealed.verifier }));
+        ({ claims, accessToken } = await deps.oidc.exchange(
+          config,
+          callbackUrl,
+          { state, nonce: sealed.nonce, verifier: sealed.verifier },
+          { accessToken: true },
+        ));
       } catch (e) {
         const r = e instanceof SsoRefusal ? e : new SsoRefusal('provider unreachable', 'Microsoft could not be reached to finish the sign-in.');
         return refuse(r.reason, r.message);
@@ -323,6 +348,17 @@ export function createSelfServiceService(deps: Deps) {
           ...who,
           clientId,
         });
+      // Their devices, read once with their own token (Graph has no application permission for
+      // this). Graph down or the permission missing: only the primary user counts, and the page says so.
+      // The token goes no further than this call: not stored, not logged, not audited.
+      let entra: string[] | null = null;
+      if (accessToken) {
+        try {
+          entra = await deps.graph.myDeviceIds(clientId, accessToken);
+        } catch (e) {
+          deps.log?.(`self-service: Microsoft Graph could not list the user's devices: ${(e as Error).message}`);
+        }
+      }
       const sessionToken = newSecret('kws_');
       const csrfToken = newSecret();
       const name = typeof claims.name === 'string' ? claims.name.slice(0, 200) : null;
@@ -338,6 +374,7 @@ export function createSelfServiceService(deps: Deps) {
         created_at: now,
         expires_at: addMinutes(now, SESSION_MINUTES),
         ended_at: null,
+        entra_device_ids: entra ? JSON.stringify(entra.slice(0, 500)) : null,
       };
       await transactions.run(async (tx) => {
         await repo.insertSession(tx, session);
@@ -345,7 +382,7 @@ export function createSelfServiceService(deps: Deps) {
           action: 'self_service.sign_in',
           outcome: 'success',
           clientId,
-          details: { upn, tenantId: tid, mfa: true },
+          details: { upn, tenantId: tid, mfa: true, entraDevices: entra ? entra.length : 'not read' },
         });
       });
       return { sessionToken, csrfToken };
@@ -367,8 +404,17 @@ export function createSelfServiceService(deps: Deps) {
       return sameHash(p.session.csrf_hash, sha256Hex(token));
     },
 
-    async me(p: SelfServicePrincipal): Promise<{ upn: string; name: string | null; expiresAt: string; devices: SelfServiceDevice[]; limits: typeof LIMITS }> {
-      return { upn: p.session.upn, name: p.session.name, expiresAt: p.session.expires_at, devices: await devicesOf(p.session), limits: LIMITS };
+    async me(
+      p: SelfServicePrincipal,
+    ): Promise<{ upn: string; name: string | null; expiresAt: string; devices: SelfServiceDevice[]; entraRead: boolean; limits: typeof LIMITS }> {
+      return {
+        upn: p.session.upn,
+        name: p.session.name,
+        expiresAt: p.session.expires_at,
+        devices: await devicesOf(p.session),
+        entraRead: entraIdsOf(p.session) !== null,
+        limits: LIMITS,
+      };
     },
 
     async reveal(

@@ -81,7 +81,8 @@ export function createOidc(deps: { egress: EgressPolicy; clock: Clock }) {
       config: oidc.Configuration,
       callbackUrl: URL,
       checks: { state: string; nonce: string; verifier: string; maxAge?: number },
-    ): Promise<{ claims: Record<string, unknown>; refreshToken: string | null }> {
+      want: { accessToken?: boolean } = {},
+    ): Promise<{ claims: Record<string, unknown>; refreshToken: string | null; accessToken?: string | null }> {
       try {
         const tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
           expectedState: checks.state,
@@ -93,7 +94,9 @@ export function createOidc(deps: { egress: EgressPolicy; clock: Clock }) {
         const claims = tokens.claims() as Record<string, unknown> | undefined;
         if (!claims) throw new SsoRefusal('no ID token', 'The sign-in provider did not send an ID token.');
         checkTimes(claims, Date.parse(deps.clock.now()) / 1000);
-        return { claims, refreshToken: tokens.refresh_token ?? null };
+        // The access token only to a caller that asks for it (self-service: Graph /me with the
+        // person's delegated User.Read), to be used at once and dropped: never stored, never logged.
+        return { claims, refreshToken: tokens.refresh_token ?? null, ...(want.accessToken ? { accessToken: tokens.access_token || null } : {}) };
       } catch (e) {
         throw refusalOf(e);
       }

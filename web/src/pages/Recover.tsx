@@ -15,6 +15,7 @@ const REFUSALS: Record<string, string> = {
   'tenant-not-enabled': 'Self-service recovery is not available for your organisation. Call your IT provider.',
   'not-configured': 'Self-service recovery is not set up yet. Call your IT provider.',
   'not-a-work-account': 'Sign in with your work account.',
+  'too-many-starts': 'Too many sign-ins were started from your address. Wait a few minutes, then try again.',
 };
 
 /**
@@ -105,6 +106,11 @@ function SignedIn({ me }: { me: Me }) {
           </List>
         ) : (
           <Text size="sm">No device of yours is known here. Call your IT provider.</Text>
+        )}
+        {!me.entraRead && (
+          <Alert color="yellow" mt="xs" title="Your devices from Microsoft Entra could not be read">
+            Only devices you are the primary user of are listed. Sign out and in again later, or call your IT provider.
+          </Alert>
         )}
       </Card>
       {answer?.status === 'revealed' ? (
