@@ -5,7 +5,7 @@ import { badRequest } from '../../lib/errors.js';
 import { readNewPassword } from '../prompt.js';
 import { CliExit, EXIT, table } from '../io.js';
 import type { CliContext } from '../program.js';
-import { CONSENT_CALLBACK_PATH } from '../../modules/graph/msp-app.service.js';
+import { CONSENT_CALLBACK_PATH } from '../../modules/graph/consent-path.js';
 
 type CredentialOptions = { secretFile?: string; certFile?: string; keyFile?: string; generateCert?: boolean };
 

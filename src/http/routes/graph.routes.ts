@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Container } from '../../container.js';
-import { CONSENT_CALLBACK_PATH } from '../../modules/graph/msp-app.service.js';
+import { CONSENT_CALLBACK_PATH } from '../../modules/graph/consent-path.js';
 import { actorOf } from '../plugins/auth.js';
 import { Id, Ok, errors } from '../schemas.js';
 

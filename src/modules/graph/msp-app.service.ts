@@ -24,7 +24,7 @@ import { DEFAULT_GRAPH_URL, DEFAULT_LOGIN_URL, syncTaskId, validUrl } from './gr
 /** How long an admin-consent link works. */
 export const CONSENT_LINK_DAYS = 7;
 /** The path of the public callback (the redirect URI registered on the MSP app). */
-export const CONSENT_CALLBACK_PATH = '/api/v1/graph/consent/callback';
+export { CONSENT_CALLBACK_PATH } from './consent-path.js';
 
 export type MspAppView = {
   appClientId: string;
