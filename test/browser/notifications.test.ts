@@ -94,7 +94,7 @@ describe('Notifications (Chromium)', () => {
     // ---- add a channel
     await p.getByRole('button', { name: 'Add channel' }).click();
     const dialog = p.getByRole('dialog', { name: 'Add a channel' });
-    await dialog.getByLabel('For').selectOption({ label: 'All clients (MSP-wide)' });
+    await dialog.getByLabel('For', { exact: true }).selectOption({ label: 'All clients (MSP-wide)' });
     await dialog.getByLabel('Kind').selectOption({ label: 'Webhook' });
     await dialog.getByLabel('Channel name').fill('Ops webhook');
     await dialog.getByLabel('Webhook URL').fill(receiver.url('/ops-hook'));
@@ -144,7 +144,7 @@ describe('Notifications (Chromium)', () => {
     await p.getByRole('tab', { name: 'Rules' }).click();
     await p.getByRole('button', { name: 'Add rule' }).click();
     const rd = p.getByRole('dialog', { name: 'Add a rule' });
-    await rd.getByLabel('For').selectOption({ label: 'All clients (MSP-wide)' });
+    await rd.getByLabel('For', { exact: true }).selectOption({ label: 'All clients (MSP-wide)' });
     await rd.getByLabel('Rule name').fill('Sync failures to the NOC');
     await rd.getByRole('checkbox', { name: 'An Entra ID or AD sync failed' }).check();
     await rd.getByRole('checkbox', { name: 'The audit chain is broken' }).check();
