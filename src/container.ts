@@ -4,6 +4,9 @@ import { openDatabase, type Database, type Executor } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { transactions } from './db/transactions.js';
 import { createEgressPolicy, type EgressPolicy } from './integrations/egress.js';
+import type { PsaClientDeps } from './integrations/psa/index.js';
+import { createPsaRepo } from './modules/psa/psa.repo.js';
+import { createPsaService } from './modules/psa/psa.service.js';
 import { openKeyring, type Keyring } from './crypto/keyring.js';
 import { loadMasterKeys } from './crypto/master-key.js';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -103,6 +106,8 @@ export async function buildContainer(
     notifier?: Notifier;
     /** Tests may resolve names their own way (e.g. a fake DNS answer for a rebinding test). */
     egress?: EgressPolicy;
+    /** Tests: PSA calls without real waiting between retries, shorter timeouts. */
+    psaClient?: Partial<PsaClientDeps>;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -390,6 +395,17 @@ export async function buildContainer(
         .execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null }))
         .catch(() => undefined);
     }
+    // The PSA connection, clients' PSA companies and ticket policies (issue 21).
+    const psa = createPsaService({
+      tx: transactions(db),
+      repo: createPsaRepo(),
+      keyring,
+      audit,
+      clock,
+      egress,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      clientDeps: opts.psaClient,
+    });
     // Two-person reveal: the client's policy, reveal requests, approvals; asked by the reveal path (approvalGate).
     const peopleRepo = createIdentityRepo();
     const revealApprovals = createRevealApprovals({
@@ -578,6 +594,7 @@ export async function buildContainer(
       agentHealth,
       revealApprovals,
       deviceTags,
+      psa,
       scheduler: scheduler!,
       metrics,
       clock,

@@ -49,6 +49,17 @@ export function createPsaRepo() {
         .onConflict((oc) => oc.column('client_id').doUpdateSet(patch))
         .execute();
     },
+    /** Clients that are not archived, by name: the ones to link to a PSA company. */
+    clientNames: (exec: Executor) => exec.selectFrom('clients').select(['id', 'name']).where('archived_at', 'is', null).orderBy('name').execute(),
+    /** The PSA connection is gone: no client has a company or a ticket policy any more. */
+    async resetAllClients(exec: Executor, at: string, by: string): Promise<number> {
+      const r = await exec
+        .updateTable('psa_client_settings')
+        .set({ company_id: null, company_name: null, ticket_policy: 'off', updated_at: at, updated_by_name: by })
+        .where((eb) => eb.or([eb('company_id', 'is not', null), eb('ticket_policy', '!=', 'off')]))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows);
+    },
     /** Unlinks every client from its company (the PSA connection was replaced by another PSA). */
     async clearCompanies(exec: Executor, at: string, by: string): Promise<void> {
       await exec
