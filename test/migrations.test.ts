@@ -70,6 +70,10 @@ const TABLES = [
   // one MSP app, consent links (0020)
   'graph_msp_app',
   'graph_consent_states',
+  // the PSA connection (0024)
+  'psa_connection',
+  'psa_client_settings',
+  'psa_members',
 ];
 
 async function tables(database: Database): Promise<string[]> {
