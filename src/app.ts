@@ -35,6 +35,7 @@ import { invitationRoutes } from './http/routes/invitations.routes.js';
 import { passkeyRoutes } from './http/routes/passkeys.routes.js';
 import { ssoRoutes } from './http/routes/sso.routes.js';
 import { revealApprovalRoutes } from './http/routes/reveal-approvals.routes.js';
+import { psaFindingsRoutes } from './http/routes/psa-findings.routes.js';
 import { selfServiceRoutes } from './http/routes/self-service.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
@@ -244,6 +245,7 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(ssoRoutes(container));
       // Two-person reveal: policies, device tags, reveal requests.
       await api.register(revealApprovalRoutes(container));
+      await api.register(psaFindingsRoutes(container));
       await api.register(selfServiceRoutes(container));
     },
     { prefix: '/api/v1' },

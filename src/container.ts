@@ -86,6 +86,9 @@ import { createRevealApprovals } from './modules/reveal-approvals/reveal-approva
 import { createRevealApprovalsRepo } from './modules/reveal-approvals/reveal-approvals.repo.js';
 import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
 import { createDeviceTagsService } from './modules/devices/device-tags.service.js';
+import { createPsaFindingsRepo } from './modules/psa/psa-findings.repo.js';
+import { createPsaFindings } from './modules/psa/psa-findings.service.js';
+import type { PsaAccess } from './modules/psa/psa.access.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -103,6 +106,8 @@ export async function buildContainer(
     notifier?: Notifier;
     /** Tests may resolve names their own way (e.g. a fake DNS answer for a rebinding test). */
     egress?: EgressPolicy;
+    /** Tests may hand in their own PSA connection (a real client against a simulator). */
+    psaAccess?: PsaAccess;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -334,12 +339,31 @@ export async function buildContainer(
       stepUpMinutes: config.policy.stepUpMinutes,
       scheduler: () => scheduler!,
     });
+    // Findings → PSA tickets (issue 21). The PSA connection itself is the psa service's (PsaAccess);
+    // until it is wired here, a vault without a PSA connection: runs answer "no PSA configured".
+    const psaAccess: PsaAccess = opts.psaAccess ?? {
+      active: async () => null,
+      clientSettings: async (_exec, clientId) => ({ clientId, companyId: null, companyName: null, ticketPolicy: 'off', requireAssignee: false }),
+      linkedClients: async () => [],
+      memberOf: async () => null,
+    };
+    const processOwner = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    const psaFindings = createPsaFindings({
+      tx: transactions(db),
+      repo: createPsaFindingsRepo(),
+      psa: psaAccess,
+      audit,
+      notifier,
+      clock,
+      publicUrl: config.server.publicUrl,
+      owner: processOwner,
+    });
     // Prometheus metrics of this process (GET /metrics).
     const metrics = createMetrics({ tx: transactions(db), repo: createMetricsRepo(), poolStats: database.poolStats });
     scheduler = createScheduler({
       tx: transactions(db),
       clock,
-      owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      owner: processOwner,
       leaseSeconds: config.scale.taskLeaseSeconds,
       events: { onRun: (task, status, ms) => metrics.observeTask(task, status, ms), onLeaseLost: () => metrics.leaseLost() },
       handlers: {
@@ -359,7 +383,16 @@ export async function buildContainer(
         // Time alone changes compliance (grace periods, exemptions expiring, stale devices): hourly.
         'compliance-evaluate': async () => {
           const r = await compliance.evaluateAll();
-          return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events`;
+          // Fresh findings go to the PSA right away; a PSA problem is the ticket run's own (recorded per client).
+          const tickets = await psaFindings.runAll().catch(() => []);
+          return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events; ${tickets.length} clients' PSA tickets run`;
+        },
+        // Findings → PSA tickets for every linked client with rules: every 15 minutes.
+        'psa-finding-tickets': async () => {
+          const r = await psaFindings.runAll();
+          const sum = (k: 'opened' | 'updated' | 'closed') => r.reduce((n, x) => n + x[k], 0);
+          const failed = r.filter((x) => x.status === 'failed').length;
+          return `${failed ? 'failed' : 'ok'}: ${r.length} clients, ${sum('opened')} opened, ${sum('updated')} updated, ${sum('closed')} closed${failed ? `, ${failed} clients failed (PSA)` : ''}`;
         },
         // Notification delivery: scheduled reports, outbox routing, digests, sending with retries.
         notifications: async () => {
@@ -382,6 +415,7 @@ export async function buildContainer(
     for (const t of [
       { id: 'notifications', kind: 'notifications', intervalMinutes: 1, firstRunAt: clock.now() },
       { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
+      { id: 'psa-finding-tickets', kind: 'psa-finding-tickets', intervalMinutes: 15, firstRunAt: clock.now() },
       { id: SSO_REVALIDATE_TASK, kind: SSO_REVALIDATE_TASK, intervalMinutes: 5, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
     ]) {
@@ -578,6 +612,7 @@ export async function buildContainer(
       agentHealth,
       revealApprovals,
       deviceTags,
+      psaFindings,
       scheduler: scheduler!,
       metrics,
       clock,

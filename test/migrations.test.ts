@@ -70,6 +70,9 @@ const TABLES = [
   // one MSP app, consent links (0020)
   'graph_msp_app',
   'graph_consent_states',
+  // findings become PSA tickets (0026)
+  'psa_ticket_rules',
+  'psa_finding_tickets',
 ];
 
 async function tables(database: Database): Promise<string[]> {

@@ -25,6 +25,7 @@ export type ModuleName =
   | 'sso'
   | 'reveal-approvals'
   | 'self-service'
+  | 'psa'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -92,6 +93,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   self_service_app: 'self-service',
   self_service_states: 'self-service',
   self_service_sessions: 'self-service',
+  psa_ticket_rules: 'psa',
+  psa_finding_tickets: 'psa',
 };
 
 /**
@@ -121,4 +124,6 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   'reveal-approvals': ['clients', 'devices', 'recovery_keys', 'device_tags'],
   // Self-service: the client's devices an end user owns or primarily uses (Entra device id, primary user).
   'self-service': ['clients', 'devices'],
+  // Findings → PSA tickets: each device's current findings and name, and its latest rotate job (failed rotations).
+  psa: ['clients', 'devices', 'device_compliance', 'jobs'],
 };
