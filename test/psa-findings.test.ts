@@ -244,6 +244,16 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
     const bad = await api('PUT', `/clients/${clientId}/psa/ticket-rules`, { enabled: true, codes: [] });
     expect(bad.status).toBe(400);
     expect(bad.json.message).toMatch(/at least one finding/);
+
+    // The CLI sets the same rules (and shows them); run-tickets without a PSA in the CLI's process skips.
+    const cli = await t.cli(['psa', 'rules', 'Contoso', '--codes', 'rotation_failed,stale', '--priority', '2', '--threshold', '5']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('Contoso: on; findings: stale, rotation_failed');
+    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({ priority: '2', digestThreshold: 5, codes: ['stale', 'rotation_failed'] });
+    const runCli = await t.cli(['psa', 'run-tickets', 'Contoso']);
+    expect(runCli.code, runCli.stderr).toBe(0);
+    expect(runCli.stdout).toMatch(/skipped: .*not linked/);
+    await setRules();
   });
 
   let first: WireDevice;
