@@ -91,7 +91,6 @@ import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
 import { createDeviceTagsService } from './modules/devices/device-tags.service.js';
 import { createPsaFindingsRepo } from './modules/psa/psa-findings.repo.js';
 import { createPsaFindings } from './modules/psa/psa-findings.service.js';
-import type { PsaAccess } from './modules/psa/psa.access.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -111,8 +110,6 @@ export async function buildContainer(
     egress?: EgressPolicy;
     /** Tests: PSA calls without real waiting between retries, shorter timeouts. */
     psaClient?: Partial<PsaClientDeps>;
-    /** Tests may hand in their own PSA connection (a real client against a simulator). */
-    psaAccess?: PsaAccess;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -355,13 +352,11 @@ export async function buildContainer(
       stepUpMinutes: config.policy.stepUpMinutes,
       clientDeps: opts.psaClient,
     });
-    // Findings → PSA tickets (issue 21), through the PSA connection (tests may hand in their own).
-    const psaAccess: PsaAccess = opts.psaAccess ?? psa.access;
     const processOwner = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const psaFindings = createPsaFindings({
       tx: transactions(db),
       repo: createPsaFindingsRepo(),
-      psa: psaAccess,
+      psa: psa.access,
       audit,
       notifier,
       clock,

@@ -2,17 +2,15 @@
  * Findings become PSA tickets (issue 21, item 3), end to end per PSA against its simulator: the
  * client's rules set over HTTP, devices given findings by the agent protocol (a key never uploaded,
  * a failed rotation), runs through POST …/finding-tickets/run and the service, tickets read back
- * from the simulator. A real PSA client goes through the egress policy; until the lead's PSA
- * connection service lands, a small PsaAccess hands it out with the client ↔ company link.
+ * from the simulator. The PSA
+ * connection is set up over HTTP (Settings › PSA) and the client linked to its company.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { owner as cliOwner } from './helpers/vault.js';
 import { ENGINE } from './helpers/engine.js';
 import { WireDevice, listen, request, volume } from './helpers/agent-wire.js';
-import { createEgressPolicy, parseEgressAllow } from '../src/integrations/egress.js';
-import { createPsaClient, PSA_NAMES, type PsaConfig, type PsaKind } from '../src/integrations/psa/index.js';
-import type { ClientPsaSettings, PsaAccess } from '../src/modules/psa/psa.access.js';
+import { PSA_NAMES, type PsaConfig, type PsaKind } from '../src/integrations/psa/index.js';
 import type { PsaSimBase } from './psa-sim/common.js';
 import { HaloPsaSimulator } from './psa-sim/halopsa.js';
 import { ConnectWiseSimulator } from './psa-sim/connectwise.js';
@@ -137,31 +135,27 @@ const harnesses: Harness[] = [
   },
 ];
 
-const egress = createEgressPolicy({ allow: parseEgressAllow('127.0.0.1') });
-
-/** The lead's PsaAccess stands in here: the real client for the simulator, and this test's client ↔ company links. */
-function fakeAccess(h: Harness, links: Map<string, string>): PsaAccess {
-  const settings = (clientId: string): ClientPsaSettings => ({
-    clientId,
-    companyId: links.get(clientId) ?? null,
-    companyName: null,
-    ticketPolicy: 'off',
-    requireAssignee: false,
-  });
-  return {
-    active: async () => ({
-      kind: h.kind,
-      name: PSA_NAMES[h.kind],
-      client: createPsaClient(h.config(), { egress, sleep: async () => {}, maxRetries: 1, timeoutMs: 2000 }),
-    }),
-    clientSettings: async (_exec, clientId) => settings(clientId),
-    linkedClients: async () => [...links.keys()].map(settings),
-    memberOf: async () => null,
-  };
+/** What an owner types in Settings › PSA for this simulator (PUT /settings/psa). */
+function connectionInput(c: PsaConfig): Record<string, unknown> {
+  switch (c.kind) {
+    case 'halopsa':
+      return {
+        kind: c.kind,
+        url: c.apiUrl.replace(/\/api$/, ''),
+        authUrl: c.authUrl,
+        apiUrl: c.apiUrl,
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        tenant: c.tenant ?? null,
+      };
+    case 'connectwise':
+      return { kind: c.kind, apiUrl: c.apiUrl, companyId: c.companyId, publicKey: c.publicKey, privateKey: c.privateKey, clientId: c.clientId };
+    case 'autotask':
+      return { kind: c.kind, zoneLookupUrl: c.zoneLookupUrl, userName: c.userName, secret: c.secret, integrationCode: c.integrationCode };
+  }
 }
 
 describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
-  const links = new Map<string, string>();
   let t: TestApp;
   let base: string;
   let owner: Session;
@@ -217,11 +211,16 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
 
   beforeAll(async () => {
     await h.start();
-    t = await createTestApp({}, { container: { clock, psaAccess: fakeAccess(h, links) } });
+    // The PSA connection as an owner sets it up; no real waiting between retries of a PSA that is down.
+    t = await createTestApp({}, { container: { clock, psaClient: { sleep: async () => {}, maxRetries: 1, timeoutMs: 2000 } } });
     base = await listen(t.app);
     owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
     clientId = (await api('POST', '/clients', { name: 'Contoso' })).json.id;
-    links.set(clientId, h.company());
+    const conn = await api('PUT', '/settings/psa', connectionInput(h.config()));
+    expect(conn.status, conn.body).toBe(200);
+    expect(conn.json.status).toBe('ok');
+    const link = await api('PUT', `/clients/${clientId}/psa`, { companyId: h.company() });
+    expect(link.status, link.body).toBe(200);
     token = (await api('POST', '/agent/enrollment-tokens', { clientId, maxUses: 50 })).json.token;
   });
   afterAll(async () => {
@@ -245,14 +244,18 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
     expect(bad.status).toBe(400);
     expect(bad.json.message).toMatch(/at least one finding/);
 
-    // The CLI sets the same rules (and shows them); run-tickets without a PSA in the CLI's process skips.
+    // The CLI sets the same rules (and shows them) and runs them through the same PSA connection.
     const cli = await t.cli(['psa', 'rules', 'Contoso', '--codes', 'rotation_failed,stale', '--priority', '2', '--threshold', '5']);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toContain('Contoso: on; findings: stale, rotation_failed');
-    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({ priority: '2', digestThreshold: 5, codes: ['stale', 'rotation_failed'] });
+    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({
+      priority: '2',
+      digestThreshold: 5,
+      codes: ['stale', 'rotation_failed'],
+    });
     const runCli = await t.cli(['psa', 'run-tickets', 'Contoso']);
     expect(runCli.code, runCli.stderr).toBe(0);
-    expect(runCli.stdout).toMatch(/skipped: .*not linked/);
+    expect(runCli.stdout).toBe(`Contoso: done: Tickets in ${PSA_NAMES[h.kind]}: 0 opened, 0 updated, 0 closed.\n`);
     await setRules();
   });
 

@@ -56,7 +56,8 @@ export function registerPsaTickets(program: Command, ctx: CliContext): void {
       const c = await ctx.container();
       const results = name ? [await c.psaFindings.runNow(ctx.actor, (await c.clients.getByName(ctx.actor, name)).id)] : await c.psaFindings.runAll();
       if (results.length === 0) ctx.out('No linked client has ticket rules.');
-      for (const r of results) ctx.out(`${r.clientId}: ${r.status}: ${r.message}`);
+      const names = new Map((await c.clients.list(ctx.actor)).map((x) => [x.id, x.name]));
+      for (const r of results) ctx.out(`${names.get(r.clientId) ?? r.clientId}: ${r.status}: ${r.message}`);
     });
 }
 
