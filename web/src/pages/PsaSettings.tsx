@@ -47,6 +47,13 @@ const MEMBERS = ['psa-members'];
 const clientKey = (clientId: string) => ['client-psa', clientId];
 
 const KIND_LABEL: Record<Kind, string> = { halopsa: 'HaloPSA', connectwise: 'ConnectWise PSA', autotask: 'Autotask' };
+/** The secrets' names as the PSA calls them (the server answers field names). */
+const SECRET_WORDS: Record<string, string> = {
+  clientSecret: 'client secret',
+  privateKey: 'private key',
+  secret: 'API user secret',
+  integrationCode: 'integration code',
+};
 const STATUS_COLOR: Record<Connection['status'], string> = { ok: 'green', failing: 'red', untested: 'gray' };
 const POLICY_WORDS: Record<ClientPsa['ticketPolicy'], string> = {
   off: 'Off: the ticket a technician gives is free text.',
@@ -154,7 +161,7 @@ function ConnectionCard({ connection, mayEdit }: { connection: Connection | null
               {typeof connection.settings.url === 'string' || typeof connection.settings.apiUrl === 'string'
                 ? ` at ${String(connection.settings.url ?? connection.settings.apiUrl)}`
                 : ''}
-              {' · '}secrets stored: {connection.secretsSet.join(', ')} (never shown)
+              {' · '}secrets stored: {connection.secretsSet.map((k) => SECRET_WORDS[k] ?? k).join(', ')} (never shown)
             </Text>
             <Text size="sm" c="dimmed">
               Last checked {fmtDateTime(connection.lastCheckedAt)}; changed by {connection.updatedBy} {fmtDateTime(connection.updatedAt)}.
