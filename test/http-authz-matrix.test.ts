@@ -3075,6 +3075,54 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  // ================================================================ findings → PSA tickets (issue 21)
+  'GET /api/v1/clients/:clientId/psa/ticket-rules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'integration:manage for the client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/ticket-rules` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'PUT /api/v1/clients/:clientId/psa/ticket-rules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Rules switched off: nothing is ever sent to a PSA (the matrix vault has none anyway).
+        label: 'rules switched off (integration:manage)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/ticket-rules`, payload: { enabled: false, codes: ['rotation_failed'] } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/psa/finding-tickets': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'client:read',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/finding-tickets` }),
+        session: { ...all(MINE), owner: OK },
+      },
+    ],
+  },
+  'POST /api/v1/clients/:clientId/psa/finding-tickets/run': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // No PSA connection in the matrix vault: an authorized run answers what it skipped.
+        label: 'run now (integration:manage)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/finding-tickets/run` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) => ((json as { status?: string }).status === 'skipped' ? undefined : `not skipped: ${JSON.stringify(json).slice(0, 160)}`),
+      },
+    ],
+  },
   'GET /api/v1/clients/:clientId/device-tags': {
     auth: 'authenticated',
     variants: [

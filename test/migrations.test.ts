@@ -74,6 +74,9 @@ const TABLES = [
   'psa_connection',
   'psa_client_settings',
   'psa_members',
+  // findings become PSA tickets (0026)
+  'psa_ticket_rules',
+  'psa_finding_tickets',
 ];
 
 async function tables(database: Database): Promise<string[]> {

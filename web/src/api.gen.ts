@@ -5503,6 +5503,637 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/v1/clients/{clientId}/psa/finding-tickets': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              closedAt: string | null;
+              closedReason: string | null;
+              /** @enum {string} */
+              code:
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed';
+              device: {
+                id: string;
+                name: string;
+              };
+              digest: boolean;
+              finding: string;
+              id: string;
+              openedAt: string;
+              /**
+               * @description closed_in_psa: someone closed the ticket in the PSA while the finding persisted
+               * @enum {string}
+               */
+              state: 'open' | 'closed' | 'closed_in_psa';
+              ticketId: string;
+              /** @description the number a technician sees in the PSA */
+              ticketNumber: string;
+              updatedAt: string;
+            }[];
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/clients/{clientId}/psa/finding-tickets/run': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Turns the client’s findings into PSA tickets now (integration:manage): answers how many were opened, updated and closed */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              closed: number;
+              digest: boolean;
+              message: string;
+              opened: number;
+              /** @enum {string} */
+              status: 'done' | 'skipped' | 'busy' | 'failed';
+              updated: number;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/clients/{clientId}/psa/ticket-rules': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The client's rules for turning findings into PSA tickets (integration:manage; off when never set) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              codes: (
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed'
+              )[];
+              /** @description one ticket per run listing every new finding instead of one per device and finding */
+              digest: boolean;
+              /** @description a run that would open more tickets than this opens one digest ticket instead */
+              digestThreshold: number;
+              enabled: boolean;
+              /** @description since when runs fail (PSA unreachable, credentials revoked); null when the last run worked */
+              failingSince: string | null;
+              lastError: string | null;
+              lastRunAt: string | null;
+              /** @description the PSA's priority id for new tickets (null: the PSA's default) */
+              priority: string | null;
+              /** @description HaloPSA team, ConnectWise board (id or name) or Autotask queue id (null: the default) */
+              queue: string | null;
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    /** Sets which findings open PSA tickets for the client, with priority, queue and digest mode (integration:manage). Audited. */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            codes: (
+              | 'os_volume_unprotected'
+              | 'data_volume_unprotected'
+              | 'removable_volume_unprotected'
+              | 'encryption_in_progress'
+              | 'encryption_method_mismatch'
+              | 'tpm_required'
+              | 'tpm_pin_required'
+              | 'protection_suspended'
+              | 'waiting_for_activation'
+              | 'recovery_password_missing'
+              | 'recovery_key_not_escrowed'
+              | 'escrowed_key_mismatch'
+              | 'key_conflict'
+              | 'not_in_directory'
+              | 'key_rotation_due'
+              | 'stale'
+              | 'rotation_failed'
+            )[];
+            digest?: boolean;
+            digestThreshold?: number;
+            enabled: boolean;
+            priority?: string | null;
+            queue?: string | null;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              codes: (
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed'
+              )[];
+              /** @description one ticket per run listing every new finding instead of one per device and finding */
+              digest: boolean;
+              /** @description a run that would open more tickets than this opens one digest ticket instead */
+              digestThreshold: number;
+              enabled: boolean;
+              /** @description since when runs fail (PSA unreachable, credentials revoked); null when the last run worked */
+              failingSince: string | null;
+              lastError: string | null;
+              lastRunAt: string | null;
+              /** @description the PSA's priority id for new tickets (null: the PSA's default) */
+              priority: string | null;
+              /** @description HaloPSA team, ConnectWise board (id or name) or Autotask queue id (null: the default) */
+              queue: string | null;
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/clients/{clientId}/retention-run': {
     parameters: {
       query?: never;
@@ -18446,6 +19077,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'psa.ticket_sync_failed'
             )[];
             name: string;
           };
@@ -18715,6 +19347,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'psa.ticket_sync_failed'
             )[];
             name?: string;
           };

@@ -123,6 +123,11 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'reveal_request.cancel': 'Reveal request cancelled',
   'key.break_glass': 'BREAK-GLASS: key revealed without approval',
   'reveal_policy.update': 'Reveal approval policy changed',
+  'psa.ticket_rules': 'PSA ticket rules changed',
+  'psa.ticket_opened': 'PSA ticket opened for a finding',
+  'psa.ticket_updated': 'PSA ticket updated for a finding',
+  'psa.ticket_closed': 'PSA ticket for a finding closed',
+  'psa.ticket_sync_failed': 'PSA ticket run failed',
   'device.tags': 'Device tags changed',
 };
 

@@ -122,7 +122,13 @@ export type AuditAction =
   | 'self_service.app'
   | 'self_service.client'
   | 'self_service.sign_in'
-  | 'key.self_service_reveal';
+  | 'key.self_service_reveal'
+  // findings become PSA tickets (issue 21)
+  | 'psa.ticket_rules'
+  | 'psa.ticket_opened'
+  | 'psa.ticket_updated'
+  | 'psa.ticket_closed'
+  | 'psa.ticket_sync_failed';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 
