@@ -109,7 +109,7 @@ export function registerPsa(program: Command, ctx: CliContext): void {
     return { c, client: await c.clients.getByName(ctx.actor, name) };
   };
 
-  const psa = program.command('psa').description('the PSA (HaloPSA, ConnectWise PSA, Autotask): tickets for reveals, client companies, members');
+  const psa = program.command('psa').description('the PSA (HaloPSA, ConnectWise PSA, Autotask): tickets for reveals and findings, client companies, members');
   psa
     .command('show')
     .description('the PSA connection and its status (secrets are never shown)')
