@@ -30,6 +30,7 @@ import { AddClientModal, ArchiveClientModal, RenameClientModal } from './client-
 import { ClientLifecycleCard } from './client-lifecycle';
 import { RevealPolicyCard } from './Requests';
 import { ClientSelfServiceCard } from './SelfServiceSettings';
+import { ClientPsaCard } from './PsaSettings';
 
 type ClientRow = Answer<'/api/v1/console/clients', 'get'>[number];
 /** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
@@ -687,6 +688,7 @@ export function ClientPage({ id }: { id: string }) {
       {can('device:read', id) && <ClientLifecycleCard clientId={id} clientName={o.client.name} />}
       <RevealPolicyCard clientId={id} />
       <ClientSelfServiceCard clientId={id} clientName={o.client.name} />
+      <ClientPsaCard clientId={id} clientName={o.client.name} />
     </Stack>
   );
 }

@@ -36,10 +36,11 @@ import { EnrollmentTab } from './Enrollment';
 import { InvitationsPanel } from './Invitations';
 import { SignInTab } from './SignInSettings';
 import { SelfServiceSection } from './SelfServiceSettings';
+import { PsaSettingsTab } from './PsaSettings';
 import { useStepUp } from './client-confirm';
 import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel, PublicCertificate } from './MspApp';
 
-type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'branding' | 'security' | 'sign-in';
+type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'psa' | 'branding' | 'security' | 'sign-in';
 
 export function SettingsPage({ tab }: { tab?: string }) {
   const { can, me } = useSession();
@@ -51,6 +52,8 @@ export function SettingsPage({ tab }: { tab?: string }) {
     { value: 'tokens', label: 'API tokens', show: can('token:manage') },
     { value: 'enrollment', label: 'Enrollment', show: can('agent:manage') },
     { value: 'integrations', label: 'Connections', show: can('integration:manage') },
+    // The PSA serves every client: someone with some clients only sees who sets it up (the server's 403).
+    { value: 'psa', label: 'PSA', show: can('integration:manage') },
     { value: 'branding', label: 'Branding', show: can('settings:manage') },
     { value: 'security', label: 'Security', show: can('settings:manage') },
     { value: 'sign-in', label: 'Sign-in', show: can('settings:manage') },
@@ -76,6 +79,7 @@ export function SettingsPage({ tab }: { tab?: string }) {
         <Tabs.Panel value="tokens">{current === 'tokens' && <TokensTab />}</Tabs.Panel>
         <Tabs.Panel value="enrollment">{current === 'enrollment' && <EnrollmentTab />}</Tabs.Panel>
         <Tabs.Panel value="integrations">{current === 'integrations' && <IntegrationsTab />}</Tabs.Panel>
+        <Tabs.Panel value="psa">{current === 'psa' && <PsaSettingsTab />}</Tabs.Panel>
         <Tabs.Panel value="branding">{current === 'branding' && <BrandingTab />}</Tabs.Panel>
         <Tabs.Panel value="security">{current === 'security' && <SecurityTab />}</Tabs.Panel>
         <Tabs.Panel value="sign-in">
