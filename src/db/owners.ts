@@ -25,6 +25,7 @@ export type ModuleName =
   | 'sso'
   | 'reveal-approvals'
   | 'self-service'
+  | 'psa'
   // Modules that own no table and only read: reports, backup (doctor), metrics, demo.
   | 'reports'
   | 'backup'
@@ -92,6 +93,7 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   self_service_app: 'self-service',
   self_service_states: 'self-service',
   self_service_sessions: 'self-service',
+  psa_note_outbox: 'psa',
 };
 
 /**

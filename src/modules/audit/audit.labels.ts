@@ -120,6 +120,8 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'key.break_glass': 'BREAK-GLASS: key revealed without approval',
   'reveal_policy.update': 'Reveal approval policy changed',
   'device.tags': 'Device tags changed',
+  'psa.note_posted': 'Reveal note posted on the PSA ticket',
+  'psa.note_failed': 'Reveal note could not be posted on the PSA ticket',
 };
 
 /** Every action with its label, in the order above (the console's action filter). */

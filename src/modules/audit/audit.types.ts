@@ -118,7 +118,10 @@ export type AuditAction =
   | 'self_service.app'
   | 'self_service.client'
   | 'self_service.sign_in'
-  | 'key.self_service_reveal';
+  | 'key.self_service_reveal'
+  // ticket-bound reveal (issue 21): the internal note on the reveal's PSA ticket
+  | 'psa.note_posted'
+  | 'psa.note_failed';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 
