@@ -4,6 +4,9 @@ import { openDatabase, type Database, type Executor } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { transactions } from './db/transactions.js';
 import { createEgressPolicy, type EgressPolicy } from './integrations/egress.js';
+import type { PsaClientDeps } from './integrations/psa/index.js';
+import { createPsaRepo } from './modules/psa/psa.repo.js';
+import { createPsaService } from './modules/psa/psa.service.js';
 import { openKeyring, type Keyring } from './crypto/keyring.js';
 import { loadMasterKeys } from './crypto/master-key.js';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -84,8 +87,6 @@ import { createSelfServiceRepo } from './modules/self-service/self-service.repo.
 import { createSelfServiceService } from './modules/self-service/self-service.service.js';
 import { createRevealApprovals } from './modules/reveal-approvals/reveal-approvals.service.js';
 import { createRevealApprovalsRepo } from './modules/reveal-approvals/reveal-approvals.repo.js';
-import type { PsaAccess } from './modules/psa/psa.access.js';
-import { noPsaAccess } from './modules/psa/psa.none.js';
 import { createPsaTickets, PSA_NOTES_TASK } from './modules/psa/psa.tickets.js';
 import { createPsaNotesRepo } from './modules/psa/psa-notes.repo.js';
 import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
@@ -107,8 +108,8 @@ export async function buildContainer(
     notifier?: Notifier;
     /** Tests may resolve names their own way (e.g. a fake DNS answer for a rebinding test). */
     egress?: EgressPolicy;
-    /** The PSA connection (issue 21); tests pass one pointed at a PSA simulator. */
-    psaAccess?: PsaAccess;
+    /** Tests: PSA calls without real waiting between retries, shorter timeouts. */
+    psaClient?: Partial<PsaClientDeps>;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -402,6 +403,17 @@ export async function buildContainer(
         .execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null }))
         .catch(() => undefined);
     }
+    // The PSA connection, clients' PSA companies and ticket policies (issue 21).
+    const psa = createPsaService({
+      tx: transactions(db),
+      repo: createPsaRepo(),
+      keyring,
+      audit,
+      clock,
+      egress,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      clientDeps: opts.psaClient,
+    });
     // Two-person reveal: the client's policy, reveal requests, approvals; asked by the reveal path (approvalGate).
     const peopleRepo = createIdentityRepo();
     // The person behind an API token is its creator: their token is never the "second person", and
@@ -426,7 +438,7 @@ export async function buildContainer(
     // transaction; the internal note on the ticket goes through an outbox (psa_note_outbox).
     const psaTickets = createPsaTickets({
       tx: transactions(db),
-      access: opts.psaAccess ?? noPsaAccess,
+      access: psa.access,
       notes: createPsaNotesRepo(),
       audit,
       clock,
@@ -604,6 +616,7 @@ export async function buildContainer(
       revealApprovals,
       psaTickets,
       deviceTags,
+      psa,
       scheduler: scheduler!,
       metrics,
       clock,

@@ -65,6 +65,9 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   graph_consent_states: 'graph',
   sync_runs: 'graph',
   tenant_posture: 'graph',
+  psa_connection: 'psa',
+  psa_client_settings: 'psa',
+  psa_members: 'psa',
   directory_connections: 'directory',
   directory_sync_runs: 'directory',
   scheduled_tasks: 'jobs',
@@ -101,6 +104,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
  * counts for display, and joins a report needs in one query. Never written.
  */
 export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
+  // psa: client and user names beside their PSA company and member.
+  psa: ['clients', 'users'],
   clients: ['devices', 'recovery_keys'],
   devices: ['clients', 'recovery_keys', 'key_sources', 'findings', 'volume_states', 'device_compliance'],
   // keys: open mismatch findings mark a key "may not unlock" in search, device page and reveal.

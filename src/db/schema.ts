@@ -393,6 +393,42 @@ export interface GraphConnectionsTable {
   consent_lost_at: string | null;
 }
 
+/** The vault's one PSA connection (at most one row, id 'psa'). */
+export interface PsaConnectionTable {
+  id: string;
+  kind: 'halopsa' | 'connectwise' | 'autotask';
+  /** JSON: the settings that are not secret (addresses, client id, public key, user name, status ids). */
+  settings: string;
+  /** JSON of the secrets, sealed with the vault's `secrets` key. */
+  secret_ciphertext: string;
+  status: 'untested' | 'ok' | 'failing';
+  last_checked_at: string | null;
+  /** Keywarden's words for the last failed test or call (never the PSA's text, never a secret). */
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  updated_by_name: string;
+}
+
+/** Per client: its PSA company and ticket policy for reveals. */
+export interface PsaClientSettingsTable {
+  client_id: string;
+  company_id: string | null;
+  company_name: string | null;
+  ticket_policy: 'off' | 'validate' | 'required';
+  require_assignee: number;
+  updated_at: string;
+  updated_by_name: string;
+}
+
+/** Per user: the PSA identity (id, login or name) an owner linked, for "assigned to the technician". */
+export interface PsaMembersTable {
+  user_id: string;
+  member: string;
+  updated_at: string;
+  updated_by_name: string;
+}
+
 /** The MSP's one multi-tenant Entra ID app (at most one row, id 'msp'). */
 export interface GraphMspAppTable {
   id: string;
@@ -946,6 +982,9 @@ export interface DB {
   directory_sync_runs: DirectorySyncRunsTable;
   graph_connections: GraphConnectionsTable;
   graph_msp_app: GraphMspAppTable;
+  psa_connection: PsaConnectionTable;
+  psa_client_settings: PsaClientSettingsTable;
+  psa_members: PsaMembersTable;
   graph_consent_states: GraphConsentStatesTable;
   sync_runs: SyncRunsTable;
   scheduled_tasks: ScheduledTasksTable;

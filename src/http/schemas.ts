@@ -93,5 +93,5 @@ export const AuditEventSchema = z.object({
 });
 
 /** Standard error responses, listed on every route so the OpenAPI document tells the truth. */
-export const errors = (...codes: (400 | 401 | 403 | 404 | 409 | 413 | 429)[]) =>
+export const errors = (...codes: (400 | 401 | 403 | 404 | 409 | 413 | 429 | 503)[]) =>
   Object.fromEntries(codes.map((c) => [c, ErrorBody])) as Record<number, typeof ErrorBody>;

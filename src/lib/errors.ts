@@ -4,7 +4,7 @@
  * exit code, so the CLI and (later) the HTTP error handler translate errors in one place.
  */
 export type ErrorKind =
-  'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'approval_required' | 'vault';
+  'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'approval_required' | 'unavailable' | 'vault';
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400,
@@ -15,6 +15,8 @@ const STATUS: Record<ErrorKind, number> = {
   rate_limited: 429,
   step_up_required: 403,
   approval_required: 403,
+  /** A service Keywarden depends on for this step (a PSA) cannot be reached now. */
+  unavailable: 503,
   vault: 500,
 };
 
@@ -44,6 +46,7 @@ export const stepUpRequired = (action = 'reveal a recovery key') =>
 export const approvalRequired = (message: string, details: { keyRecordId: string; requestId?: string | null }) =>
   new AppError('approval_required', message, details);
 /** Problems with the vault itself: wrong master key, missing data key, undecryptable row. */
+export const unavailable = (message: string, details?: Record<string, unknown>) => new AppError('unavailable', message, details);
 export const vaultError = (message: string) => new AppError('vault', message);
 
 export function isAppError(e: unknown): e is AppError {

@@ -22,6 +22,7 @@ import * as m0020 from './0020_msp_app.js';
 import * as m0021 from './0021_tenant_posture.js';
 import * as m0022 from './0022_self_service.js';
 import * as m0023 from './0023_self_service_devices.js';
+import * as m0024 from './0024_psa.js';
 import * as m0025 from './0025_psa_notes.js';
 
 /**
@@ -52,5 +53,6 @@ export const migrations: Record<string, Migration> = {
   '0021_tenant_posture': m0021,
   '0022_self_service': m0022,
   '0023_self_service_devices': m0023,
+  '0024_psa': m0024,
   '0025_psa_notes': m0025,
 };

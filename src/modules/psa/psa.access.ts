@@ -23,8 +23,12 @@ export type ClientPsaSettings = {
 export type ActivePsa = { kind: PsaKind; name: string; client: PsaClient };
 
 export type PsaAccess = {
-  /** The vault's one PSA connection as a client (calls go through the egress policy); null when none is configured. */
-  active(): Promise<ActivePsa | null>;
+  /**
+   * The vault's one PSA connection as a client (calls go through the egress policy); null when none
+   * is configured. 'interactive' (a person waits: a reveal) gives up sooner than 'background' (the
+   * default: findings → tickets, note delivery), which retries and waits out throttling longer.
+   */
+  active(purpose?: 'interactive' | 'background'): Promise<ActivePsa | null>;
   /** A client's PSA link and ticket policy (policy off, no company, when never set). */
   clientSettings(exec: Executor, clientId: string): Promise<ClientPsaSettings>;
   /** Every client linked to a PSA company. */

@@ -2,10 +2,11 @@ import type { Executor, Tx } from '../../db/database.js';
 import type { Transactions } from '../../db/transactions.js';
 import type { Clock } from '../../lib/clock.js';
 import { newId } from '../../lib/ids.js';
-import { AppError, badRequest } from '../../lib/errors.js';
+import { AppError, badRequest, unavailable } from '../../lib/errors.js';
 import { checkTicket, normaliseTicketText, type TicketProblem } from '../../domain/psa/ticket-check.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
+import { isEgressError } from '../../integrations/egress.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { PsaAccess } from './psa.access.js';
@@ -131,7 +132,8 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
         { number, psa: null, validated: false, problem: 'client not linked' },
       );
     }
-    const psa = await access.active();
+    // 'interactive': a person waits, so throttling is not waited out for long.
+    const psa = await access.active('interactive');
     if (!psa) {
       const a: TicketAudit = { number, psa: null, validated: false, problem: 'no PSA connection' };
       // Validate-when-given cannot validate without a PSA: the reveal goes on, marked unverified.
@@ -152,6 +154,11 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     try {
       ticket = await psa.client.getTicket(number);
     } catch (e) {
+      if (isEgressError(e)) {
+        // The vault's own egress policy forbids the PSA's address: a setting to fix, not an outage.
+        const problem = 'PSA address not allowed by the egress policy';
+        return refuse(refusedTicket(`Ticket ${number} could not be checked: ${psaName} ${e.message}`, problem), problem, { number, psa: psa.kind, validated: false, problem });
+      }
       if (!(e instanceof PsaError)) throw e;
       if (isDown(e)) {
         const problem = `${psaName} unreachable`;
@@ -163,10 +170,10 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
           breakGlassProblem: problem,
           refusal: {
             problem,
-            error: refusedTicket(
+            // 503: nothing is wrong with the ticket as far as anyone knows; the PSA cannot say.
+            error: unavailable(
               `${psaName} cannot be reached to check ticket ${number}; ${key.client_name} requires a valid ticket. An owner can reveal with break-glass (reason recorded, owners notified).`,
-              problem,
-              { breakGlass: can(actor, 'key:break-glass', key.client_id) },
+              { field: 'ticket', ticketProblem: problem, breakGlass: can(actor, 'key:break-glass', key.client_id) },
             ),
           },
         });
@@ -265,7 +272,7 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       );
       return 'retry' as const;
     };
-    const psa = await access.active();
+    const psa = await access.active('background');
     if (!psa) return retry('no PSA connection');
     if (psa.kind !== row.psa_kind) return giveUp(`the PSA connection is now ${PSA_NAMES[psa.kind]}, not ${PSA_NAMES[row.psa_kind as PsaKind] ?? row.psa_kind}`);
     try {
@@ -284,6 +291,7 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       });
       return 'posted';
     } catch (e) {
+      if (isEgressError(e)) return retry(`${PSA_NAMES[psa.kind]} is not allowed by the egress policy`);
       if (!(e instanceof PsaError)) throw e;
       return isDown(e) ? retry(e.message) : giveUp(e.message);
     }
