@@ -49,10 +49,7 @@ export async function allowPasswordOnly(database: Database): Promise<void> {
 }
 
 /** A fresh, initialized vault on the engine under test, with a random master key in the env. */
-export async function createTestVault(
-  extraEnv: NodeJS.ProcessEnv = {},
-  opts: { keepRequiredMfa?: boolean; container?: Parameters<typeof buildContainer>[1] } = {},
-): Promise<TestVault> {
+export async function createTestVault(extraEnv: NodeJS.ProcessEnv = {}, opts: { keepRequiredMfa?: boolean } = {}): Promise<TestVault> {
   const db = await createTestDatabase();
   const masterKey = randomMasterKey();
   const env = {
@@ -72,7 +69,7 @@ export async function createTestVault(
   } finally {
     await database.close();
   }
-  const container = await buildContainer(config, opts.container);
+  const container = await buildContainer(config);
   return {
     db,
     config,
