@@ -433,6 +433,10 @@ export async function buildContainer(
       notifier,
       stepUpMinutes: config.policy.stepUpMinutes,
       publicUrl: config.server.publicUrl,
+      ticketPolicy: async (exec, clientId) => {
+        const policy = (await psa.access.clientSettings(exec, clientId)).ticketPolicy;
+        return { policy, psa: policy === 'off' ? null : ((await psa.connection(systemActor('reveal-dialog')))?.name ?? null) };
+      },
     });
     // Ticket-bound reveal (issue 21): the client's ticket policy, checked before the reveal's
     // transaction; the internal note on the ticket goes through an outbox (psa_note_outbox).

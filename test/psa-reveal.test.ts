@@ -33,7 +33,7 @@ type Harness = {
   sim: PsaSimBase;
   start(): Promise<void>;
   input(): PsaConnectionInput;
-  t: { open: Ticket; closed: Ticket; other: Ticket; company: string; ada: string; bob: string };
+  t: { open: Ticket; closed: Ticket; other: Ticket; company: string; otherCompany: string; ada: string; bob: string };
   notes(ticketId: string): { text: string; internal: boolean }[];
 };
 
@@ -53,6 +53,7 @@ const harnesses: Harness[] = [
         closed: { ref: String(s.closed.id), id: String(s.closed.id) },
         other: { ref: String(s.otherClientOpen.id), id: String(s.otherClientOpen.id) },
         company: String(s.open.client_id),
+        otherCompany: String(s.otherClientOpen.client_id),
         // Halo's ticket names its agent by id.
         ada: String(s.open.agent_id),
         bob: String(s.otherClientOpen.agent_id),
@@ -73,6 +74,7 @@ const harnesses: Harness[] = [
         closed: { ref: String(s.closed.id), id: String(s.closed.id) },
         other: { ref: String(s.otherCompanyOpen.id), id: String(s.otherCompanyOpen.id) },
         company: String(s.open.company.id),
+        otherCompany: String(s.otherCompanyOpen.company.id),
         ada: 'atech',
         bob: 'btech',
       };
@@ -93,6 +95,7 @@ const harnesses: Harness[] = [
         closed: { ref: s.closed.ticketNumber, id: String(s.closed.id) },
         other: { ref: s.otherCompanyOpen.ticketNumber, id: String(s.otherCompanyOpen.id) },
         company: String(s.open.companyID),
+        otherCompany: String(s.otherCompanyOpen.companyID),
         ada: String(s.open.assignedResourceID),
         bob: String(s.otherCompanyOpen.assignedResourceID),
       };
@@ -222,6 +225,20 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(evs[0]!.details).toMatchObject({ problem: expect.stringMatching(/^ticket /), ticket: { validated: false } });
   });
 
+  it("another company's name is given only to someone who may see the client linked to it", async () => {
+    await c.psa.setClientSettings(cliOwner, fabrikam, { companyId: h.t.otherCompany });
+    try {
+      const k = newKey();
+      await importKeys('Contoso', [k]);
+      // Ada (Contoso only) is not told whose ticket it is; the owner (all clients) is.
+      expect(answer(await reveal(s.ada, k, { ticket: h.t.other.ref }), 409).message).toMatch(/belongs to another company in /);
+      const named = answer(await reveal(s.owner, k, { ticket: h.t.other.ref }), 409).message as string;
+      expect(named).toMatch(/belongs to Fabrikam, Inc\. in .+, not to Contoso Ltd \(Contoso\)/);
+    } finally {
+      await c.psa.setClientSettings(cliOwner, fabrikam, { companyId: null });
+    }
+  });
+
   it('"#" before the number and surrounding spaces are forgiven; characters a ticket number cannot hold are a 400', async () => {
     const k = newKey();
     await importKeys('Contoso', [k]);
@@ -277,6 +294,9 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await policy('required');
     const k = newKey();
     await importKeys('Contoso', [k]);
+    // The reveal dialog learns the policy with the key's approval state.
+    const dialog = answer(await app.inject({ method: 'GET', url: `${API}/keys/${k.recordId}/approval`, headers: s.ada.headers }), 200);
+    expect(dialog.ticket).toEqual({ policy: 'required', psa: h.name });
     h.sim.unreachable = 'reset';
     try {
       const refused = answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 503);
@@ -311,6 +331,10 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     try {
       const k = newKey();
       await importKeys('Contoso', [k]);
+      expect(answer(await app.inject({ method: 'GET', url: `${API}/keys/${k.recordId}/approval`, headers: s.ada.headers }), 200).ticket).toEqual({
+        policy: 'off',
+        psa: null,
+      });
       h.sim.resetLog();
       answer(await reveal(s.ada, k, { ticket: 'anything at all, even spaces' }), 200);
       answer(await reveal(s.ada, k, {}), 200);

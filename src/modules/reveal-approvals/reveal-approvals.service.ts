@@ -98,6 +98,8 @@ type Deps = {
   stepUpMinutes: number;
   /** KEYWARDEN_PUBLIC_URL: notification links open the console there. */
   publicUrl: string | null;
+  /** Ticket-bound reveal (src/modules/psa): the client's ticket policy and its PSA's name, for the reveal dialog. */
+  ticketPolicy?: (exec: Executor, clientId: string) => Promise<{ policy: 'off' | 'validate' | 'required'; psa: string | null }>;
 };
 
 const addMinutes = (iso: string, m: number) => new Date(Date.parse(iso) + m * 60_000).toISOString();
@@ -121,7 +123,7 @@ function statusOf(r: RequestRow, now: string): RevealRequestStatus {
   return r.status as RevealRequestStatus;
 }
 
-export function createRevealApprovals({ tx, repo, keys, people, audit, clock, notifier, stepUpMinutes, publicUrl }: Deps) {
+export function createRevealApprovals({ tx, repo, keys, people, audit, clock, notifier, stepUpMinutes, publicUrl, ticketPolicy }: Deps) {
   const db = tx.reader;
   const pathOf = (id: string) => `/requests/${id}`;
   const linkOf = (id: string) => (publicUrl ? `${publicUrl.replace(/\/+$/, '')}${pathOf(id)}` : pathOf(id));
@@ -300,8 +302,19 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       });
     },
 
-    /** For the reveal dialog: does this key need approval, and the actor's open requests for it. */
-    async forKey(actor: Actor, keyRecordId: string): Promise<{ required: boolean; why: string | null; requests: RevealRequestView[] }> {
+    /**
+     * For the reveal dialog: does this key need approval, the actor's open requests for it, and the
+     * client's ticket policy (required: the ticket field is required and checked in the PSA).
+     */
+    async forKey(
+      actor: Actor,
+      keyRecordId: string,
+    ): Promise<{
+      required: boolean;
+      why: string | null;
+      requests: RevealRequestView[];
+      ticket: { policy: 'off' | 'validate' | 'required'; psa: string | null };
+    }> {
       requirePermission(actor, 'key:reveal');
       const key = isId(keyRecordId) ? await keys.summaryById(db, revealScope(actor), keyRecordId.toLowerCase()) : undefined;
       if (!key) throw notFound(`No recovery key you can reach has record id ${keyRecordId.slice(0, 60)}.`);
@@ -309,7 +322,8 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       const now = clock.now();
       const person = await people.personOf(db, actor);
       const rows = await repo.list(db, revealScope(actor), now, { keyRecordId: key.id, requesterPersonId: person, status: 'open', limit: 20 });
-      return { required, why, requests: rows.map((r) => view(r, actor, person, now)) };
+      const ticket = ticketPolicy ? await ticketPolicy(db, key.client_id) : { policy: 'off' as const, psa: null };
+      return { required, why, requests: rows.map((r) => view(r, actor, person, now)), ticket };
     },
 
     /** Asks a second person to approve revealing one key record. Audited and notified; nothing secret. */
