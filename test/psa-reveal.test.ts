@@ -79,7 +79,14 @@ const harnesses: Harness[] = [
         bob: 'btech',
       };
     },
-    input: () => ({ kind: 'connectwise', apiUrl: cw.apiUrl, companyId: cw.companyId, publicKey: cw.publicKey, privateKey: cw.privateKey, clientId: cw.clientId }),
+    input: () => ({
+      kind: 'connectwise',
+      apiUrl: cw.apiUrl,
+      companyId: cw.companyId,
+      publicKey: cw.publicKey,
+      privateKey: cw.privateKey,
+      clientId: cw.clientId,
+    }),
     t: undefined as never,
     notes: (id) => cw.notes(Number(id)).map((n) => ({ text: n.text, internal: n.internalAnalysisFlag && !n.externalFlag && !n.detailDescriptionFlag })),
   },
@@ -100,7 +107,13 @@ const harnesses: Harness[] = [
         bob: String(s.otherCompanyOpen.assignedResourceID),
       };
     },
-    input: () => ({ kind: 'autotask', zoneLookupUrl: `${at.url}/atservicesrest`, userName: at.userName, secret: at.secret, integrationCode: at.integrationCode }),
+    input: () => ({
+      kind: 'autotask',
+      zoneLookupUrl: `${at.url}/atservicesrest`,
+      userName: at.userName,
+      secret: at.secret,
+      integrationCode: at.integrationCode,
+    }),
     t: undefined as never,
     notes: (id) => at.notes(Number(id)).map((n) => ({ text: n.description, internal: n.publish === AT_PUBLISH.InternalProjectTeam })),
   },
@@ -199,7 +212,11 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(note.text).not.toMatch(FORTY_EIGHT_DIGITS);
     const [ev] = await reveals(k);
     expect(ev).toMatchObject({ outcome: 'success' });
-    expect(ev!.details!.ticket).toMatchObject({ id: h.t.open.id, psa: h.sim === halo ? 'halopsa' : h.sim === cw ? 'connectwise' : 'autotask', validated: true });
+    expect(ev!.details!.ticket).toMatchObject({
+      id: h.t.open.id,
+      psa: h.sim === halo ? 'halopsa' : h.sim === cw ? 'connectwise' : 'autotask',
+      validated: true,
+    });
     expect(note.text).toContain(ev!.actorName);
     const posted = await c.audit.list(cliOwner, { action: 'psa.note_posted', limit: 100 });
     expect(posted.filter((e) => e.targetId === k.recordId)).toHaveLength(1);
@@ -208,7 +225,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
 
   it.each([
     ['a closed', () => h.t.closed.ref, /is closed \(.+\) in .+: reopen it or use an open ticket/],
-    ['another company\'s', () => h.t.other.ref, /belongs to another company in .+, not to/],
+    ["another company's", () => h.t.other.ref, /belongs to another company in .+, not to/],
     ['an unknown', () => '999999', /Ticket 999999 does not exist in /],
   ])('%s ticket: refused with the reason, no note, no reveal', async (_what, ref, message) => {
     const k = newKey();
@@ -321,7 +338,9 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     // Break-glass never passes a ticket the PSA says is wrong, nor a missing one.
     const k2 = newKey();
     await importKeys('Contoso', [k2]);
-    expect(answer(await reveal(s.owner, k2, { ticket: h.t.closed.ref, breakGlassReason: 'the PSA is down and the CEO waits' }), 409).message).toMatch(/is closed/);
+    expect(answer(await reveal(s.owner, k2, { ticket: h.t.closed.ref, breakGlassReason: 'the PSA is down and the CEO waits' }), 409).message).toMatch(
+      /is closed/,
+    );
     expect(answer(await reveal(s.owner, k2, { breakGlassReason: 'the PSA is down and the CEO waits' }), 409).fields[0].field).toBe('ticket');
     await policy('validate');
   });
@@ -370,7 +389,14 @@ describe(`ticket-bound reveal under a burst on ${ENGINE}`, () => {
       const contoso = (await c.clients.create(cliOwner, { name: 'Contoso' })).id;
       const ks = Array.from({ length: 12 }, (_, i) => ({ keyId: randomKeyId(), password: randomRecoveryPassword(), device: `FAKE-B${i}` }));
       await c.imports.importFile(cliOwner, 'Contoso', { fileName: 'b.csv', bytes: bytes(csvOf(ks)) });
-      await c.psa.setConnection(cliOwner, { kind: 'halopsa', url: sim.url, authUrl: sim.authUrl, apiUrl: sim.apiUrl, clientId: sim.clientId, clientSecret: sim.clientSecret });
+      await c.psa.setConnection(cliOwner, {
+        kind: 'halopsa',
+        url: sim.url,
+        authUrl: sim.authUrl,
+        apiUrl: sim.apiUrl,
+        clientId: sim.clientId,
+        clientSecret: sim.clientSecret,
+      });
       await c.psa.setClientSettings(cliOwner, contoso, { companyId: String(seeded.open.client_id), ticketPolicy: 'required' });
       const u = await c.identity.createUser(systemActor('test'), { email: 'burst@example.test', password: PASSWORD, role: 'technician', clients: [contoso] });
       const who = sessionFrom(await app.inject({ method: 'POST', url: `${API}/auth/login`, payload: { email: u.email, password: PASSWORD } }));

@@ -10,7 +10,8 @@ export type TicketPolicy = Answer<'/api/v1/keys/{keyRecordId}/approval', 'get'>[
 export function reasonProblem(reason: string, ticket: string, ticketPolicy?: TicketPolicy): string | null {
   if (!reason) return 'Pick a reason.';
   if (reason === 'other' && !ticket.trim()) return '“Other” needs a ticket reference.';
-  if (ticketPolicy?.policy === 'required' && !ticket.trim()) return `This client requires a ticket: enter the number of an open ${ticketPolicy.psa ?? 'PSA'} ticket.`;
+  if (ticketPolicy?.policy === 'required' && !ticket.trim())
+    return `This client requires a ticket: enter the number of an open ${ticketPolicy.psa ?? 'PSA'} ticket.`;
   return null;
 }
 

@@ -39,11 +39,19 @@ describe('checkTicket', () => {
     expect(checkTicket(input())).toEqual({ ok: true });
   });
   it('names an unknown ticket and the PSA', () => {
-    expect(checkTicket(input({ ticket: null }))).toEqual({ ok: false, problem: 'ticket unknown', message: expect.stringContaining('Ticket 1234 does not exist in HaloPSA') });
+    expect(checkTicket(input({ ticket: null }))).toEqual({
+      ok: false,
+      problem: 'ticket unknown',
+      message: expect.stringContaining('Ticket 1234 does not exist in HaloPSA'),
+    });
   });
   it('names a closed ticket with its status', () => {
     const r = checkTicket(input({ ticket: { ...open, open: false, statusName: 'Resolved' } }));
-    expect(r).toEqual({ ok: false, problem: 'ticket closed', message: expect.stringContaining('Ticket 1234 is closed (Resolved) in HaloPSA: reopen it or use an open ticket') });
+    expect(r).toEqual({
+      ok: false,
+      problem: 'ticket closed',
+      message: expect.stringContaining('Ticket 1234 is closed (Resolved) in HaloPSA: reopen it or use an open ticket'),
+    });
   });
   it('says "another company" unless the technician may see it', () => {
     const other = { ...open, companyId: '18', companyName: 'Fabrikam, Inc.' };

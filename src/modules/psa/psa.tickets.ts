@@ -120,7 +120,11 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       );
     }
     const n = normaliseTicketText(typed);
-    if (!n.ok) return refuse(badRequest(`Ticket "${typed.trim().slice(0, 40)}": ${n.reason}.`, { field: 'ticket', ticketProblem: 'ticket not valid' }), 'ticket not valid');
+    if (!n.ok)
+      return refuse(
+        badRequest(`Ticket "${typed.trim().slice(0, 40)}": ${n.reason}.`, { field: 'ticket', ticketProblem: 'ticket not valid' }),
+        'ticket not valid',
+      );
     const number = n.value;
     if (!settings.companyId) {
       return refuse(
@@ -139,7 +143,10 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       // Validate-when-given cannot validate without a PSA: the reveal goes on, marked unverified.
       if (policy === 'validate') return result({ audit: a });
       return refuse(
-        refusedTicket(`${key.client_name} requires a valid PSA ticket, but no PSA is connected: an owner must connect the PSA (Settings → PSA).`, 'no PSA connection'),
+        refusedTicket(
+          `${key.client_name} requires a valid PSA ticket, but no PSA is connected: an owner must connect the PSA (Settings → PSA).`,
+          'no PSA connection',
+        ),
         'no PSA connection',
         a,
       );
@@ -157,7 +164,12 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       if (isEgressError(e)) {
         // The vault's own egress policy forbids the PSA's address: a setting to fix, not an outage.
         const problem = 'PSA address not allowed by the egress policy';
-        return refuse(refusedTicket(`Ticket ${number} could not be checked: ${psaName} ${e.message}`, problem), problem, { number, psa: psa.kind, validated: false, problem });
+        return refuse(refusedTicket(`Ticket ${number} could not be checked: ${psaName} ${e.message}`, problem), problem, {
+          number,
+          psa: psa.kind,
+          validated: false,
+          problem,
+        });
       }
       if (!(e instanceof PsaError)) throw e;
       if (isDown(e)) {
@@ -220,7 +232,14 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
    * The note's text: key ID prefix, device, client, who, the reason code's label and what happens
    * next. Never the password, never the reveal's free-text note (it could hold anything).
    */
-  function noteText(f: { keyId: string | null; device: string | null; clientName: string; actorName: string; reason: string; rotation: 'agent' | 'intune' | null }) {
+  function noteText(f: {
+    keyId: string | null;
+    device: string | null;
+    clientName: string;
+    actorName: string;
+    reason: string;
+    rotation: 'agent' | 'intune' | null;
+  }) {
     const key = f.keyId ? `${f.keyId.replace(/[{}]/g, '').slice(0, 8).toUpperCase()}…` : 'without a key ID';
     const reason = REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason;
     const next = f.rotation === 'agent' ? 'rotation queued (agent)' : f.rotation === 'intune' ? 'rotation queued (Intune)' : 'no rotation queued';
@@ -268,7 +287,13 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     const retry = async (problem: string) => {
       if (attempts >= NOTE_MAX_ATTEMPTS) return giveUp(`${problem}; gave up after ${attempts} attempts`);
       await tx.run((t) =>
-        notes.finish(t, row.id, { status: 'pending', attempts, next_attempt_at: addMinutes(clock.now(), backoffMinutes(attempts)), last_problem: problem, done_at: null }),
+        notes.finish(t, row.id, {
+          status: 'pending',
+          attempts,
+          next_attempt_at: addMinutes(clock.now(), backoffMinutes(attempts)),
+          last_problem: problem,
+          done_at: null,
+        }),
       );
       return 'retry' as const;
     };
@@ -286,7 +311,14 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       }
       await psa.client.addInternalNote(ticketId, row.text);
       await tx.run(async (t) => {
-        await notes.finish(t, row.id, { status: 'posted', attempts, next_attempt_at: clock.now(), last_problem: null, done_at: clock.now(), ticket_id: ticketId });
+        await notes.finish(t, row.id, {
+          status: 'posted',
+          attempts,
+          next_attempt_at: clock.now(),
+          last_problem: null,
+          done_at: clock.now(),
+          ticket_id: ticketId,
+        });
         await audit.record(t, actorOfNotes, { action: 'psa.note_posted', outcome: 'success', ...auditBase, details: { ...details, ticketId } });
       });
       return 'posted';

@@ -548,7 +548,13 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
               clientId: key.client_id,
               deviceId: key.device_id,
               subject: `BREAK-GLASS: ${actor.name} revealed recovery key ${keyText} of ${key.device_name ?? 'an unknown device'} without ${without}`,
-              details: { keyId: key.key_id, device: key.device_name, revealedBy: actor.name, breakGlassReason: bgReason, ...(psaDown ? { psaProblem: psaDown } : {}) },
+              details: {
+                keyId: key.key_id,
+                device: key.device_name,
+                revealedBy: actor.name,
+                breakGlassReason: bgReason,
+                ...(psaDown ? { psaProblem: psaDown } : {}),
+              },
               occurredAt: clock.now(),
             });
           },
