@@ -70,6 +70,12 @@ const TABLES = [
   // one MSP app, consent links (0020)
   'graph_msp_app',
   'graph_consent_states',
+  // the PSA connection (0024: the lead's part of issue 21)
+  'psa_connection',
+  'psa_client_settings',
+  'psa_members',
+  // ticket-bound reveal: internal notes waiting for the PSA (0025)
+  'psa_note_outbox',
 ];
 
 async function tables(database: Database): Promise<string[]> {
