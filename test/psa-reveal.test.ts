@@ -162,7 +162,8 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
 
   beforeAll(async () => {
     await h.start();
-    v = await createTestVault({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '10000' });
+    // Sessions outlive the hours the retry test moves the clock on.
+    v = await createTestVault({ KEYWARDEN_REVEAL_LIMIT_PER_HOUR: '10000', KEYWARDEN_SESSION_IDLE_MINUTES: '1440', KEYWARDEN_SESSION_MAX_HOURS: '720' });
     clock = new TestClock(new Date().toISOString());
     // PSA calls without real waits between retries; an unreachable PSA fails at once.
     c = await buildContainer(v.config, { clock, psaClient: { sleep: async () => undefined, timeoutMs: 3000, maxRetries: 0 } });
@@ -305,6 +306,27 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(notes).toHaveLength(1);
     expect(notes[0]!.text).toContain(k.device);
     expect(notes[0]!.text).not.toContain(k.password);
+  });
+
+  it('a note the PSA never takes is given up after its attempts, audited psa.note_failed; the reveal stands', async () => {
+    const k = newKey();
+    await importKeys('Contoso', [k]);
+    h.sim.unreachable = 'reset';
+    try {
+      answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+      await c.psaTickets.settled();
+      for (let i = 0; i < 10; i++) {
+        clock.t += 61 * 60_000;
+        await c.scheduler.runNow('psa-notes');
+      }
+    } finally {
+      h.sim.unreachable = false;
+    }
+    expect(await outboxOf(k)).toMatchObject([{ status: 'failed', attempts: 6 }]);
+    const failed = (await c.audit.list(cliOwner, { action: 'psa.note_failed', limit: 100 })).filter((e) => e.targetId === k.recordId);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.details).toMatchObject({ problem: expect.stringMatching(/gave up after 6 attempts/) });
+    expect((await reveals(k)).map((e) => e.outcome)).toEqual(['success']);
   });
 
   it('PSA unreachable under required: refused (503); an owner breaks the glass, audited and notified; a technician cannot', async () => {
