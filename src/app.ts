@@ -35,7 +35,9 @@ import { invitationRoutes } from './http/routes/invitations.routes.js';
 import { passkeyRoutes } from './http/routes/passkeys.routes.js';
 import { ssoRoutes } from './http/routes/sso.routes.js';
 import { revealApprovalRoutes } from './http/routes/reveal-approvals.routes.js';
+import { psaFindingsRoutes } from './http/routes/psa-findings.routes.js';
 import { selfServiceRoutes } from './http/routes/self-service.routes.js';
+import { psaRoutes } from './http/routes/psa.routes.js';
 import { createWebConsole } from './http/web.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import { RequestLogController, requestLogSerializers } from './http/request-log.js';
@@ -244,7 +246,10 @@ export async function buildApp(container: Container, opts: AppOptions = {}): Pro
       await api.register(ssoRoutes(container));
       // Two-person reveal: policies, device tags, reveal requests.
       await api.register(revealApprovalRoutes(container));
+      await api.register(psaFindingsRoutes(container));
       await api.register(selfServiceRoutes(container));
+      // The PSA connection, clients' PSA companies and ticket policies, people's PSA members (issue 21).
+      await api.register(psaRoutes(container));
     },
     { prefix: '/api/v1' },
   );

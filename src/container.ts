@@ -91,6 +91,9 @@ import { createPsaTickets, PSA_NOTES_TASK } from './modules/psa/psa.tickets.js';
 import { createPsaNotesRepo } from './modules/psa/psa-notes.repo.js';
 import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
 import { createDeviceTagsService } from './modules/devices/device-tags.service.js';
+import { createPsaFindingsRepo } from './modules/psa/psa-findings.repo.js';
+import { createPsaFindings } from './modules/psa/psa-findings.service.js';
+import type { PsaAccess } from './modules/psa/psa.access.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 
@@ -110,6 +113,8 @@ export async function buildContainer(
     egress?: EgressPolicy;
     /** Tests: PSA calls without real waiting between retries, shorter timeouts. */
     psaClient?: Partial<PsaClientDeps>;
+    /** Tests may hand in their own PSA connection (a real client against a simulator). */
+    psaAccess?: PsaAccess;
   } = {},
 ) {
   const clock = opts.clock ?? systemClock;
@@ -341,12 +346,36 @@ export async function buildContainer(
       stepUpMinutes: config.policy.stepUpMinutes,
       scheduler: () => scheduler!,
     });
+    // The PSA connection, clients' PSA companies and ticket policies (issue 21).
+    const psa = createPsaService({
+      tx: transactions(db),
+      repo: createPsaRepo(),
+      keyring,
+      audit,
+      clock,
+      egress,
+      stepUpMinutes: config.policy.stepUpMinutes,
+      clientDeps: opts.psaClient,
+    });
+    // Findings → PSA tickets (issue 21), through the PSA connection (tests may hand in their own).
+    const psaAccess: PsaAccess = opts.psaAccess ?? psa.access;
+    const processOwner = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    const psaFindings = createPsaFindings({
+      tx: transactions(db),
+      repo: createPsaFindingsRepo(),
+      psa: psaAccess,
+      audit,
+      notifier,
+      clock,
+      publicUrl: config.server.publicUrl,
+      owner: processOwner,
+    });
     // Prometheus metrics of this process (GET /metrics).
     const metrics = createMetrics({ tx: transactions(db), repo: createMetricsRepo(), poolStats: database.poolStats });
     scheduler = createScheduler({
       tx: transactions(db),
       clock,
-      owner: `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      owner: processOwner,
       leaseSeconds: config.scale.taskLeaseSeconds,
       events: { onRun: (task, status, ms) => metrics.observeTask(task, status, ms), onLeaseLost: () => metrics.leaseLost() },
       handlers: {
@@ -366,7 +395,16 @@ export async function buildContainer(
         // Time alone changes compliance (grace periods, exemptions expiring, stale devices): hourly.
         'compliance-evaluate': async () => {
           const r = await compliance.evaluateAll();
-          return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events`;
+          // Fresh findings go to the PSA right away; a PSA problem is the ticket run's own (recorded per client).
+          const tickets = await psaFindings.runAll().catch(() => []);
+          return `ok: ${r.evaluated} devices in ${r.clients} clients, ${r.changed} changed, ${r.events} events; ${tickets.length} clients' PSA tickets run`;
+        },
+        // Findings → PSA tickets for every linked client with rules: every 15 minutes.
+        'psa-finding-tickets': async () => {
+          const r = await psaFindings.runAll();
+          const sum = (k: 'opened' | 'updated' | 'closed') => r.reduce((n, x) => n + x[k], 0);
+          const failed = r.filter((x) => x.status === 'failed').length;
+          return `${failed ? 'failed' : 'ok'}: ${r.length} clients, ${sum('opened')} opened, ${sum('updated')} updated, ${sum('closed')} closed${failed ? `, ${failed} clients failed (PSA)` : ''}`;
         },
         // Notification delivery: scheduled reports, outbox routing, digests, sending with retries.
         notifications: async () => {
@@ -394,6 +432,7 @@ export async function buildContainer(
     for (const t of [
       { id: 'notifications', kind: 'notifications', intervalMinutes: 1, firstRunAt: clock.now() },
       { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
+      { id: 'psa-finding-tickets', kind: 'psa-finding-tickets', intervalMinutes: 15, firstRunAt: clock.now() },
       { id: SSO_REVALIDATE_TASK, kind: SSO_REVALIDATE_TASK, intervalMinutes: 5, firstRunAt: clock.now() },
       { id: PSA_NOTES_TASK, kind: PSA_NOTES_TASK, intervalMinutes: 1, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
@@ -403,17 +442,6 @@ export async function buildContainer(
         .execute((tx) => scheduler!.ensureTask(tx, { ...t, clientId: null, targetId: null }))
         .catch(() => undefined);
     }
-    // The PSA connection, clients' PSA companies and ticket policies (issue 21).
-    const psa = createPsaService({
-      tx: transactions(db),
-      repo: createPsaRepo(),
-      keyring,
-      audit,
-      clock,
-      egress,
-      stepUpMinutes: config.policy.stepUpMinutes,
-      clientDeps: opts.psaClient,
-    });
     // Two-person reveal: the client's policy, reveal requests, approvals; asked by the reveal path (approvalGate).
     const peopleRepo = createIdentityRepo();
     // The person behind an API token is its creator: their token is never the "second person", and
@@ -621,6 +649,7 @@ export async function buildContainer(
       psaTickets,
       deviceTags,
       psa,
+      psaFindings,
       scheduler: scheduler!,
       metrics,
       clock,

@@ -239,6 +239,17 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     // A link naming a tenant that another client holds is refused up front.
     const upFront = await call(admin, 'POST', `${API}/graph/consent-links`, { clientId: clients.Delta!.id, tenantId: T1 });
     expect(upFront.statusCode).toBe(400);
+    // A per-client app for a tenant another client holds is refused too (its keys would land in two clients).
+    const direct = await call(admin, 'POST', `${API}/graph/connections`, {
+      clientId: clients.Delta!.id,
+      tenantId: T1,
+      appClientId: sim.tenant(T1).clientId,
+      clientSecret: 'per-client-secret-for-a-taken-tenant',
+      ...urls,
+    });
+    expect(direct.statusCode, direct.body).toBe(409);
+    expect(direct.json().message).toContain('already connected to another client');
+    expect(await connectionOf(clients.Delta!.id)).toBeUndefined();
   });
 
   it("two clients' consent links answered at once by the same tenant: one client gets it, the other is refused", async () => {

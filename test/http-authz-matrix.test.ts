@@ -3075,6 +3075,54 @@ const MATRIX: Record<string, Entry> = {
       },
     ],
   },
+  // ================================================================ findings → PSA tickets (issue 21)
+  'GET /api/v1/clients/:clientId/psa/ticket-rules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'integration:manage for the client',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/ticket-rules` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'PUT /api/v1/clients/:clientId/psa/ticket-rules': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Rules switched off: nothing is ever sent to a PSA (the matrix vault has none anyway).
+        label: 'rules switched off (integration:manage)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/ticket-rules`, payload: { enabled: false, codes: ['rotation_failed'] } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  'GET /api/v1/clients/:clientId/psa/finding-tickets': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'client:read',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/finding-tickets` }),
+        session: { ...all(MINE), owner: OK },
+      },
+    ],
+  },
+  'POST /api/v1/clients/:clientId/psa/finding-tickets/run': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // No PSA connection in the matrix vault: an authorized run answers what it skipped.
+        label: 'run now (integration:manage)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa/finding-tickets/run` }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        check: ({ json }) => ((json as { status?: string }).status === 'skipped' ? undefined : `not skipped: ${JSON.stringify(json).slice(0, 160)}`),
+      },
+    ],
+  },
   'GET /api/v1/clients/:clientId/device-tags': {
     auth: 'authenticated',
     variants: [
@@ -3320,6 +3368,80 @@ const MATRIX: Record<string, Entry> = {
         axis: 'client',
         build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/self-service`, payload: { enabled: false } }),
         session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+      },
+    ],
+  },
+  // ================================================================ PSA connection (issue 21); the matrix's vault has none
+  'GET /api/v1/settings/psa': {
+    auth: 'authenticated',
+    variants: [{ label: 'none set', axis: 'none', build: () => ({ url: '/api/v1/settings/psa' }), session: only(['owner'], 200) }],
+  },
+  'PUT /api/v1/settings/psa': {
+    auth: 'authenticated',
+    variants: [
+      {
+        // Refused by the service after the permission check: nothing is stored.
+        label: 'an address Keywarden refuses (owners; step-up; never a token)',
+        axis: 'none',
+        build: () => ({
+          url: '/api/v1/settings/psa',
+          payload: { kind: 'halopsa', url: 'ftp://psa.example.test', clientId: 'matrix', clientSecret: 'matrix-psa-secret' },
+        }),
+        session: only(['owner'], 400),
+        token: { owner: 403 },
+        check: ({ json }) => (JSON.stringify(json ?? '').includes('matrix-psa-secret') ? 'the PSA secret was echoed' : undefined),
+      },
+    ],
+  },
+  'POST /api/v1/settings/psa/test': {
+    auth: 'authenticated',
+    variants: [{ label: 'none set', axis: 'none', build: () => ({ url: '/api/v1/settings/psa/test' }), session: only(['owner'], 404) }],
+  },
+  'DELETE /api/v1/settings/psa': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'none set (owners; step-up; never a token)',
+        axis: 'none',
+        build: () => ({ url: '/api/v1/settings/psa' }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
+      },
+    ],
+  },
+  'GET /api/v1/psa/companies': {
+    auth: 'authenticated',
+    variants: [{ label: 'no PSA connected', axis: 'none', build: () => ({ url: '/api/v1/psa/companies' }), session: only(['owner'], 400) }],
+  },
+  'GET /api/v1/clients/:clientId/psa': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'client', build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa` }), session: { ...all(MINE), owner: OK } }],
+  },
+  'PUT /api/v1/clients/:clientId/psa': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'ticket policy off, as by default (step-up; never a token)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa`, payload: { ticketPolicy: 'off' } }),
+        session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
+        token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
+      },
+    ],
+  },
+  'GET /api/v1/psa/members': {
+    auth: 'authenticated',
+    variants: [{ label: '', axis: 'none', build: () => ({ url: '/api/v1/psa/members' }), session: only(['owner'], 200), token: { owner: 403 } }],
+  },
+  'PUT /api/v1/psa/members/:userId': {
+    auth: 'authenticated',
+    variants: [
+      {
+        label: 'unlinked, as it is (owners of all clients; step-up; never a token)',
+        axis: 'none',
+        build: ({ fx }) => ({ url: `/api/v1/psa/members/${fx.globalTargetUserId}`, payload: { member: null } }),
+        session: only(['owner'], 200),
+        token: { owner: 403 },
       },
     ],
   },

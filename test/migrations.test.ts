@@ -70,10 +70,13 @@ const TABLES = [
   // one MSP app, consent links (0020)
   'graph_msp_app',
   'graph_consent_states',
-  // the PSA connection (0024: the lead's part of issue 21)
+  // the PSA connection (0024)
   'psa_connection',
   'psa_client_settings',
   'psa_members',
+  // findings become PSA tickets (0026)
+  'psa_ticket_rules',
+  'psa_finding_tickets',
   // ticket-bound reveal: internal notes waiting for the PSA (0025)
   'psa_note_outbox',
 ];

@@ -17,7 +17,7 @@ import { AT_PUBLISH, AutotaskSimulator } from './psa-sim/autotask.js';
 
 /**
  * Ticket-bound reveal (issue 21, item 2) over real HTTP against each PSA's simulator, with the real
- * PSA connection service (configured through its service; its HTTP routes are the lead's part):
+ * PSA connection service, configured as an owner does it, through its HTTP routes:
  * a valid open ticket of the linked company reveals and posts exactly one internal note (never the
  * password); a closed, another company's or an unknown ticket is refused with the reason and posts
  * nothing; the assignee rule; a PSA that cannot be reached under validate (reveal, unverified, note
@@ -154,8 +154,11 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     );
     return r.json();
   };
-  const policy = (ticketPolicy: 'off' | 'validate' | 'required', requireAssignee = false) =>
-    c.psa.setClientSettings(cliOwner, contoso, { ticketPolicy, requireAssignee });
+  /** An owner's PUT through the PSA routes (connection, a client's company and policy, a person's member). */
+  const put = async (url: string, payload: Record<string, unknown>) =>
+    answer(await app.inject({ method: 'PUT', url: `${API}${url}`, headers: s.owner.headers, payload }), 200);
+  const policy = (ticketPolicy: 'off' | 'validate' | 'required', requireAssignee = false) => put(`/clients/${contoso}/psa`, { ticketPolicy, requireAssignee });
+  const setMember = (who: Session, member: string | null) => put(`/psa/members/${who.userId}`, { member });
   const reveals = async (k: Key) => (await c.audit.list(cliOwner, { action: 'key.reveal', limit: 1000 })).filter((e) => e.targetId === k.recordId);
   const outboxOf = (k: Key) => c.psaTickets.notesForKey(k.recordId);
   const allNotes = () => [h.t.open, h.t.closed, h.t.other].flatMap((t) => h.notes(t.id));
@@ -182,10 +185,10 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
       s[who] = sessionFrom(r);
       names[who] = u.name ?? email;
     }
-    await c.psa.setConnection(cliOwner, h.input());
-    await c.psa.setClientSettings(cliOwner, contoso, { companyId: h.t.company, ticketPolicy: 'validate' });
-    await c.psa.setMember(cliOwner, s.ada.userId, h.t.ada);
-    await c.psa.setMember(cliOwner, s.bob.userId, h.t.bob);
+    expect(await put('/settings/psa', h.input())).toMatchObject({ status: 'ok' });
+    await put(`/clients/${contoso}/psa`, { companyId: h.t.company, ticketPolicy: 'validate' });
+    await setMember(s.ada, h.t.ada);
+    await setMember(s.bob, h.t.bob);
   });
   afterAll(async () => {
     await app?.close();
@@ -244,7 +247,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
   });
 
   it("another company's name is given only to someone who may see the client linked to it", async () => {
-    await c.psa.setClientSettings(cliOwner, fabrikam, { companyId: h.t.otherCompany });
+    await put(`/clients/${fabrikam}/psa`, { companyId: h.t.otherCompany });
     try {
       const k = newKey();
       await importKeys('Contoso', [k]);
@@ -253,7 +256,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
       const named = answer(await reveal(s.owner, k, { ticket: h.t.other.ref }), 409).message as string;
       expect(named).toMatch(/belongs to Fabrikam, Inc\. in .+, not to Contoso Ltd \(Contoso\)/);
     } finally {
-      await c.psa.setClientSettings(cliOwner, fabrikam, { companyId: null });
+      await put(`/clients/${fabrikam}/psa`, { companyId: null });
     }
   });
 
@@ -272,9 +275,9 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
       const k = newKey();
       await importKeys('Contoso', [k]);
       expect(answer(await reveal(s.bob, k, { ticket: h.t.open.ref }), 409).message).toMatch(/is not assigned to you/);
-      await c.psa.setMember(cliOwner, s.bob.userId, null);
+      await setMember(s.bob, null);
       expect(answer(await reveal(s.bob, k, { ticket: h.t.open.ref }), 409).message).toMatch(/ask an owner to link your PSA member/);
-      await c.psa.setMember(cliOwner, s.bob.userId, h.t.bob);
+      await setMember(s.bob, h.t.bob);
       answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
       await c.psaTickets.settled();
     } finally {

@@ -375,4 +375,19 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(ev.details).toMatchObject({ enabled: false, was: true });
     await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
   });
+
+  it("sessions that ended or expired over a day ago are deleted at the next sign-in (they hold a person's UPN and devices)", async () => {
+    const db = t.container.database.db;
+    const rows = await db.selectFrom('self_service_sessions').selectAll().execute();
+    expect(rows.length).toBeGreaterThan(1);
+    const [old, ended] = rows;
+    const longAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
+    await db.updateTable('self_service_sessions').set({ expires_at: longAgo }).where('id', '=', old!.id).execute();
+    await db.updateTable('self_service_sessions').set({ ended_at: longAgo }).where('id', '=', ended!.id).execute();
+    await signIn('ann');
+    const left = new Set((await db.selectFrom('self_service_sessions').select('id').execute()).map((r) => r.id));
+    expect(left.has(old!.id)).toBe(false);
+    expect(left.has(ended!.id)).toBe(false);
+    expect(left.size).toBeGreaterThanOrEqual(rows.length - 1);
+  });
 });

@@ -23,6 +23,7 @@ import { registerLifecycle } from './commands/lifecycle.js';
 import { registerDemo } from './commands/demo.js';
 import { registerReport } from './commands/report.js';
 import { registerSso } from './commands/sso.js';
+import { registerPsaTickets } from './commands/psa-tickets.js';
 
 /** What every command gets: the IO, config from env + global flags, and a container on demand. */
 export type CliContext = {
@@ -103,6 +104,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   // Compliance and recovery reports to a file.
   registerReport(program, ctx);
   registerSso(program, ctx);
+  // Findings → PSA tickets (joins the `psa` command of the PSA connection when it is registered first).
+  registerPsaTickets(program, ctx);
   // Subcommands inherit the overrides so usage errors anywhere exit 2 instead of killing the process.
   const harden = (cmd: Command) => {
     cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

@@ -3,7 +3,7 @@ import { PostgresAdapter, sql } from 'kysely';
 import type { Executor } from './database.js';
 
 /** What a lock serialises; the namespace keeps one kind of lock from colliding with another. */
-export type LockNamespace = 'reveal' | 'ingest' | 'self-service' | 'tenant';
+export type LockNamespace = 'reveal' | 'ingest' | 'self-service' | 'tenant' | 'psa-tickets';
 
 /**
  * A stable signed 64-bit number for (namespace, key): the first 8 bytes of a SHA-256, so every

@@ -97,6 +97,8 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   self_service_states: 'self-service',
   self_service_sessions: 'self-service',
   psa_note_outbox: 'psa',
+  psa_ticket_rules: 'psa',
+  psa_finding_tickets: 'psa',
 };
 
 /**
@@ -104,8 +106,6 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
  * counts for display, and joins a report needs in one query. Never written.
  */
 export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
-  // psa: client and user names beside their PSA company and member.
-  psa: ['clients', 'users'],
   clients: ['devices', 'recovery_keys'],
   devices: ['clients', 'recovery_keys', 'key_sources', 'findings', 'volume_states', 'device_compliance'],
   // keys: open mismatch findings mark a key "may not unlock" in search, device page and reveal.
@@ -128,4 +128,7 @@ export const TABLE_READS: Partial<Record<ModuleName, readonly TableName[]>> = {
   'reveal-approvals': ['clients', 'devices', 'recovery_keys', 'device_tags'],
   // Self-service: the client's devices an end user owns or primarily uses (Entra device id, primary user).
   'self-service': ['clients', 'devices'],
+  // Findings → PSA tickets: each device's current findings and name, and its latest rotate job (failed rotations).
+  // psa: client and user names beside their PSA company and member; findings and rotate jobs become tickets.
+  psa: ['clients', 'devices', 'device_compliance', 'jobs', 'users'],
 };

@@ -948,6 +948,48 @@ export interface PsaNoteOutboxTable {
   done_at: string | null;
 }
 
+/** Findings → PSA tickets (0026): a client's rules, with its run lease and the last failed run. codes: JSON array. */
+export interface PsaTicketRulesTable {
+  client_id: string;
+  enabled: number;
+  codes: string;
+  priority: string | null;
+  queue: string | null;
+  digest: number;
+  digest_threshold: number;
+  updated_at: string;
+  updated_by_name: string;
+  run_owner: string | null;
+  run_until: string | null;
+  last_run_at: string | null;
+  failing_since: string | null;
+  last_error: string | null;
+}
+
+/** One (client, device, finding code) Keywarden opened a PSA ticket for (0026); digest rows share a PSA ticket. */
+export interface PsaFindingTicketsTable {
+  id: string;
+  client_id: string;
+  device_id: string;
+  device_name: string;
+  code: string;
+  /** `device|code` while open (unique per client), NULL once closed. */
+  open_key: string | null;
+  psa_kind: string;
+  psa_ticket_id: string;
+  psa_ticket_number: string;
+  digest: number;
+  /** open | closed (the finding cleared) | closed_in_psa (someone closed the ticket while the finding persisted). */
+  state: string;
+  title: string;
+  body: string;
+  opened_at: string;
+  updated_at: string;
+  checked_at: string;
+  closed_at: string | null;
+  closed_reason: string | null;
+}
+
 export interface DB {
   psa_note_outbox: PsaNoteOutboxTable;
   tenant_posture: TenantPostureTable;
@@ -955,6 +997,8 @@ export interface DB {
   self_service_app: SelfServiceAppTable;
   self_service_states: SelfServiceStatesTable;
   self_service_sessions: SelfServiceSessionsTable;
+  psa_ticket_rules: PsaTicketRulesTable;
+  psa_finding_tickets: PsaFindingTicketsTable;
   passkeys: PasskeysTable;
   passkey_challenges: PasskeyChallengesTable;
   sso_providers: SsoProvidersTable;

@@ -19,7 +19,7 @@ export type Session = {
 
 export const PASSWORD = 'correct horse battery staple';
 
-export async function createTestApp(env: NodeJS.ProcessEnv = {}, opts: { keepRequiredMfa?: boolean } = {}): Promise<TestApp> {
+export async function createTestApp(env: NodeJS.ProcessEnv = {}, opts: Parameters<typeof createTestVault>[1] = {}): Promise<TestApp> {
   const v = await createTestVault(env, opts);
   const app = await buildApp(v.container, { logger: false });
   let n = 0;

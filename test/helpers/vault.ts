@@ -49,7 +49,10 @@ export async function allowPasswordOnly(database: Database): Promise<void> {
 }
 
 /** A fresh, initialized vault on the engine under test, with a random master key in the env. */
-export async function createTestVault(extraEnv: NodeJS.ProcessEnv = {}, opts: { keepRequiredMfa?: boolean } = {}): Promise<TestVault> {
+export async function createTestVault(
+  extraEnv: NodeJS.ProcessEnv = {},
+  opts: { keepRequiredMfa?: boolean; container?: Parameters<typeof buildContainer>[1] } = {},
+): Promise<TestVault> {
   const db = await createTestDatabase();
   const masterKey = randomMasterKey();
   const env = {
@@ -69,7 +72,7 @@ export async function createTestVault(extraEnv: NodeJS.ProcessEnv = {}, opts: { 
   } finally {
     await database.close();
   }
-  const container = await buildContainer(config);
+  const container = await buildContainer(config, opts.container);
   return {
     db,
     config,

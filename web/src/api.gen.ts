@@ -5203,6 +5203,937 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/v1/clients/{clientId}/psa': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The client's PSA company and ticket policy for reveals */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              clientName: string;
+              companyId: string | null;
+              companyName: string | null;
+              /** @description the ticket must be assigned to the revealing person's PSA member */
+              requireAssignee: boolean;
+              /**
+               * @description off: the ticket is free text; validate: a ticket given is checked; required: no valid ticket, no reveal
+               * @enum {string}
+               */
+              ticketPolicy: 'off' | 'validate' | 'required';
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    /** Links the client to a PSA company and sets its ticket policy (integration:manage, fresh step-up). Audited. */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** @description null unlinks */
+            companyId?: string | null;
+            requireAssignee?: boolean;
+            /** @enum {string} */
+            ticketPolicy?: 'off' | 'validate' | 'required';
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              clientName: string;
+              companyId: string | null;
+              companyName: string | null;
+              /** @description the ticket must be assigned to the revealing person's PSA member */
+              requireAssignee: boolean;
+              /**
+               * @description off: the ticket is free text; validate: a ticket given is checked; required: no valid ticket, no reveal
+               * @enum {string}
+               */
+              ticketPolicy: 'off' | 'validate' | 'required';
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/clients/{clientId}/psa/finding-tickets': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              closedAt: string | null;
+              closedReason: string | null;
+              /** @enum {string} */
+              code:
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed';
+              device: {
+                id: string;
+                name: string;
+              };
+              digest: boolean;
+              finding: string;
+              id: string;
+              openedAt: string;
+              /**
+               * @description closed_in_psa: someone closed the ticket in the PSA while the finding persisted
+               * @enum {string}
+               */
+              state: 'open' | 'closed' | 'closed_in_psa';
+              ticketId: string;
+              /** @description the number a technician sees in the PSA */
+              ticketNumber: string;
+              updatedAt: string;
+            }[];
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/clients/{clientId}/psa/finding-tickets/run': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Turns the client’s findings into PSA tickets now (integration:manage): answers how many were opened, updated and closed */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              closed: number;
+              digest: boolean;
+              message: string;
+              opened: number;
+              /** @enum {string} */
+              status: 'done' | 'skipped' | 'busy' | 'failed';
+              updated: number;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/clients/{clientId}/psa/ticket-rules': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The client's rules for turning findings into PSA tickets (integration:manage; off when never set) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              codes: (
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed'
+              )[];
+              /** @description one ticket per run listing every new finding instead of one per device and finding */
+              digest: boolean;
+              /** @description a run that would open more tickets than this opens one digest ticket instead */
+              digestThreshold: number;
+              enabled: boolean;
+              /** @description since when runs fail (PSA unreachable, credentials revoked); null when the last run worked */
+              failingSince: string | null;
+              lastError: string | null;
+              lastRunAt: string | null;
+              /** @description the PSA's priority id for new tickets (null: the PSA's default) */
+              priority: string | null;
+              /** @description HaloPSA team, ConnectWise board (id or name) or Autotask queue id (null: the default) */
+              queue: string | null;
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    /** Sets which findings open PSA tickets for the client, with priority, queue and digest mode (integration:manage). Audited. */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          clientId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            codes: (
+              | 'os_volume_unprotected'
+              | 'data_volume_unprotected'
+              | 'removable_volume_unprotected'
+              | 'encryption_in_progress'
+              | 'encryption_method_mismatch'
+              | 'tpm_required'
+              | 'tpm_pin_required'
+              | 'protection_suspended'
+              | 'waiting_for_activation'
+              | 'recovery_password_missing'
+              | 'recovery_key_not_escrowed'
+              | 'escrowed_key_mismatch'
+              | 'key_conflict'
+              | 'not_in_directory'
+              | 'key_rotation_due'
+              | 'stale'
+              | 'rotation_failed'
+            )[];
+            digest?: boolean;
+            digestThreshold?: number;
+            enabled: boolean;
+            priority?: string | null;
+            queue?: string | null;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clientId: string;
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              codes: (
+                | 'os_volume_unprotected'
+                | 'data_volume_unprotected'
+                | 'removable_volume_unprotected'
+                | 'encryption_in_progress'
+                | 'encryption_method_mismatch'
+                | 'tpm_required'
+                | 'tpm_pin_required'
+                | 'protection_suspended'
+                | 'waiting_for_activation'
+                | 'recovery_password_missing'
+                | 'recovery_key_not_escrowed'
+                | 'escrowed_key_mismatch'
+                | 'key_conflict'
+                | 'not_in_directory'
+                | 'key_rotation_due'
+                | 'stale'
+                | 'rotation_failed'
+              )[];
+              /** @description one ticket per run listing every new finding instead of one per device and finding */
+              digest: boolean;
+              /** @description a run that would open more tickets than this opens one digest ticket instead */
+              digestThreshold: number;
+              enabled: boolean;
+              /** @description since when runs fail (PSA unreachable, credentials revoked); null when the last run worked */
+              failingSince: string | null;
+              lastError: string | null;
+              lastRunAt: string | null;
+              /** @description the PSA's priority id for new tickets (null: the PSA's default) */
+              priority: string | null;
+              /** @description HaloPSA team, ConnectWise board (id or name) or Autotask queue id (null: the default) */
+              queue: string | null;
+              updatedAt: string | null;
+              updatedBy: string | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/clients/{clientId}/retention-run': {
     parameters: {
       query?: never;
@@ -18151,6 +19082,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'psa.ticket_sync_failed'
             )[];
             name: string;
           };
@@ -18420,6 +19352,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'psa.ticket_sync_failed'
             )[];
             name?: string;
           };
@@ -18528,6 +19461,362 @@ export interface paths {
         };
       };
     };
+    trace?: never;
+  };
+  '/api/v1/psa/companies': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The PSA's active companies, and per client its link or the company whose name matches (all clients only) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              clients: {
+                clientId: string;
+                clientName: string;
+                companyId: string | null;
+                companyName: string | null;
+                /** @description the company whose name matches, when not linked */
+                suggestion: {
+                  id: string;
+                  name: string;
+                  score: number;
+                } | null;
+              }[];
+              companies: {
+                id: string;
+                identifier?: string;
+                name: string;
+              }[];
+              psa: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/psa/members': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Every person and the PSA member linked to them (owners) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              members: {
+                active: boolean;
+                email: string;
+                member: string | null;
+                name: string;
+                role: string;
+                updatedAt: string | null;
+                updatedBy: string | null;
+                userId: string;
+              }[];
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/psa/members/{userId}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    /** Links a person to their PSA member (agent id, member identifier, resource id or name; owners, fresh step-up). Audited. */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description record id */
+          userId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            member: string | null;
+          };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              active: boolean;
+              email: string;
+              member: string | null;
+              name: string;
+              role: string;
+              updatedAt: string | null;
+              updatedBy: string | null;
+              userId: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
     trace?: never;
   };
   '/api/v1/recover/callback': {
@@ -20345,6 +21634,430 @@ export interface paths {
         };
       };
     };
+    trace?: never;
+  };
+  '/api/v1/settings/psa': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The PSA connection (null when none); secrets are never answered */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              connection: {
+                /** @enum {string} */
+                kind: 'halopsa' | 'connectwise' | 'autotask';
+                lastCheckedAt: string | null;
+                lastError: string | null;
+                name: string;
+                /** @description The secrets stored (write-only: never answered) */
+                secretsSet: string[];
+                /** @description Everything but the secrets */
+                settings: {
+                  [key: string]: (string | number | number[]) | null;
+                };
+                /** @enum {string} */
+                status: 'untested' | 'ok' | 'failing';
+                updatedAt: string;
+                updatedBy: string;
+              } | null;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    /** Sets the PSA connection and tests it (owners, fresh step-up). Another PSA unlinks every client from its company. Audited. */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json':
+            | {
+                /** @description Resource server (default: url + /api) */
+                apiUrl?: string;
+                /** @description Authorisation server (default: url + /auth) */
+                authUrl?: string;
+                /** @description The API application's client ID (Client ID and Secret (Services)) */
+                clientId: string;
+                /** @description Write-only; required the first time */
+                clientSecret?: string;
+                /** @description Statuses that count as closed (default 9 Closed, 10 Resolved) */
+                closedStatusIds?: number[];
+                /** @description Status set when Keywarden closes a ticket (default 9) */
+                closeStatusId?: number;
+                /** @enum {string} */
+                kind: 'halopsa';
+                /** @description Hosted HaloPSA: the tenant name */
+                tenant?: string | null;
+                /** @description The HaloPSA address, e.g. https://yourmsp.halopsa.com */
+                url: string;
+              }
+            | {
+                /** @description Site and codebase, e.g. https://api-na.myconnectwise.net/v4_6_release/apis/3.0 */
+                apiUrl: string;
+                /** @description The integration's clientId from the ConnectWise developer portal */
+                clientId: string;
+                /** @description Status set when Keywarden closes a ticket (default: the board's closed status) */
+                closeStatusName?: string | null;
+                /** @description The company ID you sign in with */
+                companyId: string;
+                /** @enum {string} */
+                kind: 'connectwise';
+                /** @description The API member's private key; write-only, required the first time */
+                privateKey?: string;
+                /** @description The API member's public key */
+                publicKey: string;
+              }
+            | {
+                /** @description Statuses that count as closed (default 5 Complete) */
+                closedStatusIds?: number[];
+                closeStatusId?: number;
+                defaultPriority?: number;
+                /** @description The API tracking identifier; write-only, required the first time */
+                integrationCode?: string;
+                /** @enum {string} */
+                kind: 'autotask';
+                newStatusId?: number;
+                notePublish?: number;
+                noteType?: number;
+                /** @description The API user's secret; write-only, required the first time */
+                secret?: string;
+                /** @description The API user's user name */
+                userName: string;
+                /** @description Default https://webservices.autotask.net/atservicesrest */
+                zoneLookupUrl?: string | null;
+              };
+        };
+      };
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @enum {string} */
+              kind: 'halopsa' | 'connectwise' | 'autotask';
+              lastCheckedAt: string | null;
+              lastError: string | null;
+              name: string;
+              /** @description The secrets stored (write-only: never answered) */
+              secretsSet: string[];
+              /** @description Everything but the secrets */
+              settings: {
+                [key: string]: (string | number | number[]) | null;
+              };
+              /** @enum {string} */
+              status: 'untested' | 'ok' | 'failing';
+              updatedAt: string;
+              updatedBy: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    post?: never;
+    /** Removes the PSA connection (owners, fresh step-up): clients' company links and ticket policies are turned off. Audited. */
+    delete: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              policiesTurnedOff: number;
+              removed: boolean;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/settings/psa/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Tests the PSA connection again and records the answer */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Default Response */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @enum {string} */
+              kind: 'halopsa' | 'connectwise' | 'autotask';
+              lastCheckedAt: string | null;
+              lastError: string | null;
+              name: string;
+              /** @description The secrets stored (write-only: never answered) */
+              secretsSet: string[];
+              /** @description Everything but the secrets */
+              settings: {
+                [key: string]: (string | number | number[]) | null;
+              };
+              /** @enum {string} */
+              status: 'untested' | 'ok' | 'failing';
+              updatedAt: string;
+              updatedBy: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+        /** @description Default Response */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              details?: {
+                [key: string]: unknown;
+              };
+              error: string;
+              fields?: {
+                field: string;
+                message: string;
+              }[];
+              message: string;
+              requestId?: string;
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
     trace?: never;
   };
   '/api/v1/settings/security': {

@@ -125,7 +125,13 @@ export type AuditAction =
   | 'key.self_service_reveal'
   // ticket-bound reveal (issue 21): the internal note on the reveal's PSA ticket
   | 'psa.note_posted'
-  | 'psa.note_failed';
+  | 'psa.note_failed'
+  // findings become PSA tickets (issue 21)
+  | 'psa.ticket_rules'
+  | 'psa.ticket_opened'
+  | 'psa.ticket_updated'
+  | 'psa.ticket_closed'
+  | 'psa.ticket_sync_failed';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied' | 'not_found' | 'ambiguous' | 'error' | 'rate_limited' | 'locked';
 

@@ -1,3 +1,4 @@
+import { lockKey } from '../../db/locks.js';
 import type { Executor } from '../../db/database.js';
 import type { GraphConnectionsTable, SyncRunsTable } from '../../db/schema.js';
 import type { Transactions } from '../../db/transactions.js';
@@ -304,6 +305,12 @@ export function createGraphService({
         const client = await requireVisibleClient(t, actor, input.clientId, 'integration:manage');
         if (await repo.findByClient(t, client.id)) {
           throw conflict(`${client.name} already has a Graph connection; change or remove it instead.`);
+        }
+        // One tenant belongs to one client (as for admin consent): otherwise one tenant's keys would
+        // land in two clients. The per-tenant lock makes two connects at once take turns.
+        await lockKey(t, 'tenant', tenant.value);
+        if (await repo.findByTenant(t, tenant.value)) {
+          throw conflict(`Tenant ${tenant.value} is already connected to another client: a tenant's keys belong to one client.`);
         }
         const id = newId();
         const sealed = (await keyring.clientCipher(t, client.id)).sealSecret(

@@ -16,11 +16,7 @@ export function createPsaRepo() {
         .execute();
     },
     async setConnectionStatus(exec: Executor, status: PsaConnectionTable['status'], at: string, error: string | null): Promise<void> {
-      await exec
-        .updateTable('psa_connection')
-        .set({ status, last_checked_at: at, last_error: error })
-        .where('id', '=', PSA_CONNECTION_ID)
-        .execute();
+      await exec.updateTable('psa_connection').set({ status, last_checked_at: at, last_error: error }).where('id', '=', PSA_CONNECTION_ID).execute();
     },
     async removeConnection(exec: Executor): Promise<void> {
       await exec.deleteFrom('psa_connection').where('id', '=', PSA_CONNECTION_ID).execute();
@@ -31,16 +27,15 @@ export function createPsaRepo() {
     /** Which client (if any) holds a PSA company. */
     clientOfCompany: (exec: Executor, companyId: string) =>
       exec.selectFrom('psa_client_settings').select('client_id').where('company_id', '=', companyId).executeTakeFirst(),
-    /** Every client's PSA settings with the client's name; `scope` null: all clients. */
-    listClientSettings(exec: Executor, scope: readonly string[] | null) {
-      let q = exec
+    /** Every client's PSA settings with the client's name. */
+    listClientSettings: (exec: Executor) =>
+      exec
         .selectFrom('psa_client_settings')
         .innerJoin('clients', 'clients.id', 'psa_client_settings.client_id')
         .selectAll('psa_client_settings')
-        .select('clients.name as client_name');
-      if (scope) q = scope.length ? q.where('psa_client_settings.client_id', 'in', [...scope]) : q.where((eb) => eb.val(false));
-      return q.orderBy('clients.name').execute();
-    },
+        .select('clients.name as client_name')
+        .orderBy('clients.name')
+        .execute(),
     async upsertClientSettings(exec: Executor, row: PsaClientSettingsTable): Promise<void> {
       const { client_id: _id, ...patch } = row;
       await exec
@@ -74,7 +69,16 @@ export function createPsaRepo() {
       exec
         .selectFrom('users')
         .leftJoin('psa_members', 'psa_members.user_id', 'users.id')
-        .select(['users.id as user_id', 'users.email', 'users.name', 'users.role', 'users.status', 'psa_members.member', 'psa_members.updated_at', 'psa_members.updated_by_name'])
+        .select([
+          'users.id as user_id',
+          'users.email',
+          'users.name',
+          'users.role',
+          'users.status',
+          'psa_members.member',
+          'psa_members.updated_at',
+          'psa_members.updated_by_name',
+        ])
         .orderBy('users.email')
         .execute(),
     async upsertMember(exec: Executor, row: PsaMembersTable): Promise<void> {

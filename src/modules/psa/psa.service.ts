@@ -34,7 +34,17 @@ import { TICKET_POLICIES, type ActivePsa, type ClientPsaSettings, type PsaAccess
 
 /** What an owner types per PSA. Secrets are write-only: required the first time and when the PSA changes. */
 export type PsaConnectionInput =
-  | { kind: 'halopsa'; url: string; authUrl?: string; apiUrl?: string; clientId: string; clientSecret?: string; tenant?: string | null; closedStatusIds?: number[]; closeStatusId?: number }
+  | {
+      kind: 'halopsa';
+      url: string;
+      authUrl?: string;
+      apiUrl?: string;
+      clientId: string;
+      clientSecret?: string;
+      tenant?: string | null;
+      closedStatusIds?: number[];
+      closeStatusId?: number;
+    }
   | { kind: 'connectwise'; apiUrl: string; companyId: string; publicKey: string; privateKey?: string; clientId: string; closeStatusName?: string | null }
   | {
       kind: 'autotask';
@@ -75,7 +85,16 @@ export type CompaniesView = {
   clients: { clientId: string; clientName: string; companyId: string | null; companyName: string | null; suggestion: CompanySuggestion | null }[];
 };
 
-export type MemberView = { userId: string; email: string; name: string; role: string; active: boolean; member: string | null; updatedAt: string | null; updatedBy: string | null };
+export type MemberView = {
+  userId: string;
+  email: string;
+  name: string;
+  role: string;
+  active: boolean;
+  member: string | null;
+  updatedAt: string | null;
+  updatedBy: string | null;
+};
 
 const SECRET_CONTEXT = 'psa-connection';
 const SECRET_FIELDS: Record<PsaKind, string[]> = { halopsa: ['clientSecret'], connectwise: ['privateKey'], autotask: ['secret', 'integrationCode'] };
@@ -259,8 +278,14 @@ export function psaProblem(e: unknown, name: string): string {
 
 /** PSA failures that mean "cannot check now" (as opposed to a wrong ticket or a bad request). */
 export function psaIsDown(e: unknown): boolean {
-  if (e instanceof PsaError) return ['unreachable', 'timeout', 'throttled', 'auth_failed', 'forbidden', 'redirect', 'bad_answer'].includes(e.code) || e.code.startsWith('http_5');
+  if (e instanceof PsaError)
+    return ['unreachable', 'timeout', 'throttled', 'auth_failed', 'forbidden', 'redirect', 'bad_answer'].includes(e.code) || e.code.startsWith('http_5');
   return isEgressError(e);
+}
+
+/** Vault-wide PSA facts (the connection, every company, every person) are for principals with all clients. */
+function requireAllClients(actor: Actor, message: string): void {
+  if (clientScope(actor) !== null) throw forbidden(message);
 }
 
 type Deps = {
@@ -348,7 +373,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
       return r ? activeFrom(db, r, purpose) : null;
     },
     clientSettings: async (exec, clientId) => settingsOf(clientId, await repo.clientSettings(exec, clientId)),
-    linkedClients: async (exec) => (await repo.listClientSettings(exec, null)).filter((r) => r.company_id).map((r) => settingsOf(r.client_id, r)),
+    linkedClients: async (exec) => (await repo.listClientSettings(exec)).filter((r) => r.company_id).map((r) => settingsOf(r.client_id, r)),
     memberOf: async (exec, userId) => (await repo.member(exec, userId))?.member ?? null,
   };
 
@@ -357,6 +382,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
 
     async connection(actor: Actor): Promise<PsaConnectionView | null> {
       requirePermission(actor, 'integration:manage');
+      requireAllClients(actor, 'The PSA connection serves every client: only someone with access to all clients can see it.');
       const r = await repo.findConnection(db);
       return r ? connectionView(r) : null;
     },
@@ -414,6 +440,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
     /** Tests the stored connection again (admins), recording the answer. */
     async test(actor: Actor): Promise<PsaConnectionView> {
       requirePermission(actor, 'integration:manage');
+      requireAllClients(actor, 'The PSA connection serves every client: only someone with access to all clients can test it.');
       return check(actor);
     },
 
@@ -428,7 +455,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
         const existing = await repo.findConnection(t);
         if (!existing) return { removed: false, policiesTurnedOff: 0 };
         const now = clock.now();
-        const off = (await repo.listClientSettings(t, null)).filter((r) => r.ticket_policy !== 'off').length;
+        const off = (await repo.listClientSettings(t)).filter((r) => r.ticket_policy !== 'off').length;
         await repo.resetAllClients(t, now, actor.name.slice(0, 200));
         await repo.removeConnection(t);
         await audit.record(t, actor, {
@@ -450,12 +477,10 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
      */
     async companies(actor: Actor): Promise<CompaniesView> {
       requirePermission(actor, 'integration:manage');
-      if (clientScope(actor) !== null) {
-        throw forbidden("The PSA's company list covers every client: only someone with access to all clients can read it.");
-      }
+      requireAllClients(actor, "The PSA's company list covers every client: only someone with access to all clients can read it.");
       const active = await requireActive();
       const companies = await companiesOf(active);
-      const settings = new Map((await repo.listClientSettings(db, null)).map((r) => [r.client_id, r]));
+      const settings = new Map((await repo.listClientSettings(db)).map((r) => [r.client_id, r]));
       const taken = new Set([...settings.values()].flatMap((r) => (r.company_id ? [r.company_id] : [])));
       const clients = await repo.clientNames(db);
       return {
@@ -562,6 +587,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
     /** Every person and the PSA member linked to them (owners). */
     async members(actor: Actor): Promise<MemberView[]> {
       requirePermission(actor, 'user:manage');
+      requireAllClients(actor, 'The list of PSA members covers everyone: only an owner of all clients can read it.');
       return (await repo.listMembers(db)).map((r) => ({
         userId: r.user_id,
         email: r.email,
@@ -581,6 +607,7 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
      */
     async setMember(actor: Actor, userId: string, member: string | null): Promise<MemberView> {
       requirePermission(actor, 'user:manage');
+      requireAllClients(actor, 'Only an owner of all clients links people to PSA members.');
       requireFreshSecondFactor(actor, 'manage users', clock.now(), stepUpMinutes);
       const value = member === null ? null : text(member, 'member', 'The PSA member (agent id, member identifier, resource id or name)', 200);
       return tx.run(async (t) => {

@@ -61,6 +61,14 @@ export function createSelfServiceRepo() {
       await exec.deleteFrom('self_service_states').where('expires_at', '<', before).execute();
     },
 
+    /** Sessions that ended or expired before a time: nothing needs them (limits count the audit log). */
+    async deleteSessionsBefore(exec: Executor, before: string): Promise<number> {
+      const r = await exec
+        .deleteFrom('self_service_sessions')
+        .where((eb) => eb.or([eb('expires_at', '<', before), eb('ended_at', '<', before)]))
+        .executeTakeFirst();
+      return Number(r.numDeletedRows);
+    },
     async insertSession(exec: Executor, row: SelfServiceSessionsTable): Promise<void> {
       await exec.insertInto('self_service_sessions').values(row).execute();
     },

@@ -377,6 +377,8 @@ export function createSelfServiceService(deps: Deps) {
         entra_device_ids: entra ? JSON.stringify(entra.slice(0, 500)) : null,
       };
       await transactions.run(async (tx) => {
+        // Old sessions (with the person's UPN and device ids) are not kept: gone a day after they ended.
+        await repo.deleteSessionsBefore(tx, new Date(Date.parse(session.created_at) - 86_400_000).toISOString());
         await repo.insertSession(tx, session);
         await audit.record(tx, endUser(session, ctx), {
           action: 'self_service.sign_in',

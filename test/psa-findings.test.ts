@@ -1,0 +1,392 @@
+/**
+ * Findings become PSA tickets (issue 21, item 3), end to end per PSA against its simulator: the
+ * client's rules set over HTTP, devices given findings by the agent protocol (a key never uploaded,
+ * a failed rotation), runs through POST …/finding-tickets/run and the service, tickets read back
+ * from the simulator. A real PSA client goes through the egress policy; until the lead's PSA
+ * connection service lands, a small PsaAccess hands it out with the client ↔ company link.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type Session, type TestApp } from './helpers/app.js';
+import { owner as cliOwner } from './helpers/vault.js';
+import { ENGINE } from './helpers/engine.js';
+import { WireDevice, listen, request, volume } from './helpers/agent-wire.js';
+import { createEgressPolicy, parseEgressAllow } from '../src/integrations/egress.js';
+import { createPsaClient, PSA_NAMES, type PsaConfig, type PsaKind } from '../src/integrations/psa/index.js';
+import type { ClientPsaSettings, PsaAccess } from '../src/modules/psa/psa.access.js';
+import type { PsaSimBase } from './psa-sim/common.js';
+import { HaloPsaSimulator } from './psa-sim/halopsa.js';
+import { ConnectWiseSimulator } from './psa-sim/connectwise.js';
+import { AT_STATUS, AutotaskSimulator } from './psa-sim/autotask.js';
+
+const clock = { offsetMs: 0, now: () => new Date(Date.now() + clock.offsetMs).toISOString() };
+const HOUR = 3600_000;
+const PASSWORD_LIKE = /\d{6}(-\d{6}){7}/;
+
+/** A ticket as the test reads it back from a simulator. */
+type SimTicket = { id: string; company: string; title: string; body: string; closed: boolean; priority: string; queue: string };
+
+type Harness = {
+  kind: PsaKind;
+  sim: PsaSimBase;
+  start(): Promise<void>;
+  config(): PsaConfig;
+  company(): string;
+  /** The queue value the rules set, and how the simulator shows it. */
+  queue: string;
+  shownQueue: string;
+  tickets(): SimTicket[];
+  notes(id: string): string[];
+  /** Someone closes the ticket in the PSA. */
+  closeInPsa(id: string): void;
+};
+
+const halo = new HaloPsaSimulator();
+const cw = new ConnectWiseSimulator();
+const at = new AutotaskSimulator();
+
+const harnesses: Harness[] = [
+  {
+    kind: 'halopsa',
+    sim: halo,
+    async start() {
+      await halo.start();
+      halo.seed();
+    },
+    config: () => ({ kind: 'halopsa', authUrl: halo.authUrl, apiUrl: halo.apiUrl, clientId: halo.clientId, clientSecret: halo.clientSecret }),
+    company: () => String(halo.clients[0]!.id),
+    queue: 'Security',
+    shownQueue: 'Security',
+    tickets: () =>
+      halo.tickets().map((t) => ({
+        id: String(t.id),
+        company: String(t.client_id),
+        title: t.summary,
+        body: t.details,
+        closed: halo.isClosedStatus(t.status_id),
+        priority: String(t.priority_id),
+        queue: t.team,
+      })),
+    notes: (id) => halo.notes(Number(id)).map((a) => a.note),
+    closeInPsa: (id) => void (halo.ticket(Number(id))!.status_id = 9),
+  },
+  {
+    kind: 'connectwise',
+    sim: cw,
+    async start() {
+      await cw.start();
+      cw.seed();
+    },
+    config: () => ({
+      kind: 'connectwise',
+      apiUrl: cw.apiUrl,
+      companyId: cw.companyId,
+      publicKey: cw.publicKey,
+      privateKey: cw.privateKey,
+      clientId: [...cw.clientIds][0]!,
+    }),
+    company: () => String(cw.companies[0]!.id),
+    queue: '2',
+    shownQueue: 'Security Findings',
+    tickets: () =>
+      cw.tickets().map((t) => ({
+        id: String(t.id),
+        company: String(t.company.id),
+        title: t.summary,
+        body: t.initialDescription ?? '',
+        closed: t.closedFlag,
+        priority: String(t.priority.id),
+        queue: t.board.name,
+      })),
+    notes: (id) => cw.notes(Number(id)).map((n) => n.text),
+    closeInPsa: (id) => {
+      const t = cw.ticket(Number(id))!;
+      const closed = cw.boards.find((b) => b.id === t.board.id)!.statuses.find((s) => s.closedStatus)!;
+      t.status = { id: closed.id, name: closed.name };
+      t.closedFlag = true;
+    },
+  },
+  {
+    kind: 'autotask',
+    sim: at,
+    async start() {
+      await at.start();
+      at.seed();
+    },
+    config: () => ({
+      kind: 'autotask',
+      zoneLookupUrl: `${at.url}/atservicesrest`,
+      userName: at.userName,
+      secret: at.secret,
+      integrationCode: at.integrationCode,
+    }),
+    company: () => String(at.companies[0]!.id),
+    queue: '29683355',
+    shownQueue: '29683355',
+    tickets: () =>
+      at.tickets().map((t) => ({
+        id: String(t.id),
+        company: String(t.companyID),
+        title: t.title,
+        body: t.description,
+        closed: t.status === AT_STATUS.Complete,
+        priority: String(t.priority),
+        queue: String(t.queueID),
+      })),
+    notes: (id) => at.notes(Number(id)).map((n) => n.description),
+    closeInPsa: (id) => void (at.ticket(Number(id))!.status = AT_STATUS.Complete),
+  },
+];
+
+const egress = createEgressPolicy({ allow: parseEgressAllow('127.0.0.1') });
+
+/** The lead's PsaAccess stands in here: the real client for the simulator, and this test's client ↔ company links. */
+function fakeAccess(h: Harness, links: Map<string, string>): PsaAccess {
+  const settings = (clientId: string): ClientPsaSettings => ({
+    clientId,
+    companyId: links.get(clientId) ?? null,
+    companyName: null,
+    ticketPolicy: 'off',
+    requireAssignee: false,
+  });
+  return {
+    active: async () => ({
+      kind: h.kind,
+      name: PSA_NAMES[h.kind],
+      client: createPsaClient(h.config(), { egress, sleep: async () => {}, maxRetries: 1, timeoutMs: 2000 }),
+    }),
+    clientSettings: async (_exec, clientId) => settings(clientId),
+    linkedClients: async () => [...links.keys()].map(settings),
+    memberOf: async () => null,
+  };
+}
+
+describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
+  const links = new Map<string, string>();
+  let t: TestApp;
+  let base: string;
+  let owner: Session;
+  let clientId: string;
+  let token: string;
+  let n = 0;
+  const passwords: string[] = [];
+  const api = (method: string, url: string, body?: unknown) => request(base, method, `/api/v1${url}`, { headers: owner.headers, body });
+  // Check-ins that only asked for passwords leave evaluation to the upload: evaluate first, as the hourly task does before its ticket run.
+  const evaluate = async () => expect((await api('POST', '/compliance/evaluate', { clientId })).status).toBe(200);
+  const run = async () => {
+    await evaluate();
+    const r = await api('POST', `/clients/${clientId}/psa/finding-tickets/run`);
+    expect(r.status, r.body).toBe(200);
+    return r.json as { status: string; message: string; opened: number; updated: number; closed: number; digest: boolean };
+  };
+  const ours = () => h.tickets().filter((x) => x.title.startsWith('BitLocker:'));
+  const rows = async () =>
+    (await api('GET', `/clients/${clientId}/psa/finding-tickets`)).json as {
+      ticketId: string;
+      state: string;
+      device: { name: string };
+      code: string;
+      digest: boolean;
+    }[];
+  const setRules = async (over: Record<string, unknown> = {}) => {
+    const r = await api('PUT', `/clients/${clientId}/psa/ticket-rules`, {
+      enabled: true,
+      codes: ['recovery_key_not_escrowed', 'rotation_failed'],
+      priority: '1',
+      queue: h.queue,
+      digest: false,
+      digestThreshold: 10,
+      ...over,
+    });
+    expect(r.status, r.body).toBe(200);
+    return r.json;
+  };
+  /** A device whose C: key was never uploaded: finding recovery_key_not_escrowed. */
+  const unescrowed = async (volumes = [volume('C:')]) => {
+    const d = new WireDevice(base, `FAKE-PSA-${String(++n).padStart(2, '0')}`, volumes);
+    expect((await d.enroll(token)).status).toBe(200);
+    expect((await d.checkin()).status).toBe(200);
+    for (const v of volumes) for (const p of d.recoveryPasswords(v.mountPoint)) passwords.push(p.password!);
+    return d;
+  };
+  const uploadAll = async (d: WireDevice) => {
+    for (const v of d.volumes) {
+      const keys = d.recoveryPasswords(v.mountPoint).map((p) => ({ mountPoint: v.mountPoint, id: p.id, password: p.password! }));
+      expect((await d.upload(keys)).status).toBe(200);
+    }
+  };
+
+  beforeAll(async () => {
+    await h.start();
+    t = await createTestApp({}, { container: { clock, psaAccess: fakeAccess(h, links) } });
+    base = await listen(t.app);
+    owner = await t.signIn((await t.addUser('owner', 'all', 'owner@example.test')).email);
+    clientId = (await api('POST', '/clients', { name: 'Contoso' })).json.id;
+    links.set(clientId, h.company());
+    token = (await api('POST', '/agent/enrollment-tokens', { clientId, maxUses: 50 })).json.token;
+  });
+  afterAll(async () => {
+    // Never a recovery password in any ticket or note Keywarden wrote.
+    for (const x of ours()) {
+      expect(x.title + x.body).not.toMatch(PASSWORD_LIKE);
+      for (const note of h.notes(x.id)) for (const p of passwords) expect(note).not.toContain(p);
+      for (const p of passwords) expect(x.body).not.toContain(p);
+    }
+    expect(h.sim.errors()).toEqual([]);
+    await t?.close();
+    await h.sim.stop();
+  });
+
+  it('without rules nothing runs; the rules are set and read back over HTTP', async () => {
+    expect(await run()).toMatchObject({ status: 'skipped', opened: 0 });
+    const off = (await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json;
+    expect(off).toMatchObject({ enabled: false, digestThreshold: 10, failingSince: null });
+    expect(await setRules()).toMatchObject({ enabled: true, codes: ['recovery_key_not_escrowed', 'rotation_failed'], priority: '1', queue: h.queue });
+    const bad = await api('PUT', `/clients/${clientId}/psa/ticket-rules`, { enabled: true, codes: [] });
+    expect(bad.status).toBe(400);
+    expect(bad.json.message).toMatch(/at least one finding/);
+
+    // The CLI sets the same rules (and shows them); run-tickets without a PSA in the CLI's process skips.
+    const cli = await t.cli(['psa', 'rules', 'Contoso', '--codes', 'rotation_failed,stale', '--priority', '2', '--threshold', '5']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('Contoso: on; findings: stale, rotation_failed');
+    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({ priority: '2', digestThreshold: 5, codes: ['stale', 'rotation_failed'] });
+    const runCli = await t.cli(['psa', 'run-tickets', 'Contoso']);
+    expect(runCli.code, runCli.stderr).toBe(0);
+    expect(runCli.stdout).toMatch(/skipped: .*not linked/);
+    await setRules();
+  });
+
+  let first: WireDevice;
+  let ticketId: string;
+  it('a device with a finding opens one ticket in the linked company with the rule’s priority and queue; a second run does not duplicate it', async () => {
+    first = await unescrowed();
+    expect(await run()).toMatchObject({ status: 'done', opened: 1, updated: 0, closed: 0 });
+    const mine = ours();
+    expect(mine).toHaveLength(1);
+    ticketId = mine[0]!.id;
+    expect(mine[0]).toMatchObject({ company: h.company(), priority: '1', queue: h.shownQueue, closed: false });
+    expect(mine[0]!.title).toBe(`BitLocker: Recovery password not escrowed on ${first.hostname}`);
+    expect(mine[0]!.body).toContain('client Contoso');
+    expect(mine[0]!.body).toContain('How to fix it:');
+
+    h.sim.resetLog();
+    expect(await run()).toMatchObject({ status: 'done', opened: 0, updated: 0, closed: 0 });
+    expect(ours()).toHaveLength(1);
+    // Nothing written to the PSA when nothing changed.
+    expect(h.sim.requests().filter((r) => r.method !== 'GET' && !/token|query$/i.test(r.path))).toEqual([]);
+    const listed = await rows();
+    expect(listed).toEqual([expect.objectContaining({ ticketId, state: 'open', code: 'recovery_key_not_escrowed', digest: false })]);
+  });
+
+  it('a changed finding updates the ticket; clearing it closes the ticket with a note', async () => {
+    first.volumes.push(volume('D:'));
+    for (const p of first.recoveryPasswords('D:')) passwords.push(p.password!);
+    expect((await first.checkin()).status).toBe(200);
+    expect(await run()).toMatchObject({ opened: 0, updated: 1, closed: 0 });
+    expect(ours().find((x) => x.id === ticketId)!.body).toContain('D:');
+
+    await uploadAll(first);
+    expect(await run()).toMatchObject({ opened: 0, updated: 0, closed: 1 });
+    const closed = ours().find((x) => x.id === ticketId)!;
+    expect(closed.closed).toBe(true);
+    expect(h.notes(ticketId).some((note) => /^Cleared in Keywarden on \d{4}-\d{2}-\d{2}/.test(note))).toBe(true);
+    expect((await rows()).find((r) => r.ticketId === ticketId)).toMatchObject({ state: 'closed' });
+    expect(await run()).toMatchObject({ opened: 0, updated: 0, closed: 0 });
+  });
+
+  it('more new findings than the threshold open one digest ticket listing every device', async () => {
+    await setRules({ digestThreshold: 2 });
+    const ds = [await unescrowed(), await unescrowed(), await unescrowed()];
+    const before = ours().length;
+    expect(await run()).toMatchObject({ opened: 1, digest: true });
+    const digest = ours().slice(before);
+    expect(digest).toHaveLength(1);
+    for (const d of ds) expect(digest[0]!.body).toContain(d.hostname);
+    // One device fixed: the digest is rewritten without it; all fixed: closed.
+    await uploadAll(ds[0]!);
+    expect(await run()).toMatchObject({ opened: 0, updated: 1, closed: 0 });
+    expect(ours().find((x) => x.id === digest[0]!.id)!.body).not.toContain(ds[0]!.hostname);
+    await uploadAll(ds[1]!);
+    await uploadAll(ds[2]!);
+    expect(await run()).toMatchObject({ opened: 0, closed: 1 });
+    expect(ours().find((x) => x.id === digest[0]!.id)!.closed).toBe(true);
+    await setRules({ digestThreshold: 10 });
+  });
+
+  it('a failed key rotation opens a ticket', async () => {
+    const d = await unescrowed();
+    await uploadAll(d);
+    const job = await api('POST', `/devices/${d.deviceId}/jobs`, { kind: 'rotate', mountPoint: 'C:' });
+    expect(job.status, job.body).toBe(201);
+    for (let i = 0; i < 3; i++) {
+      await d.checkin();
+      await d.checkin({ jobResults: [{ jobId: job.json.id, status: 'failed', detail: 'FAKE failure' }] });
+    }
+    const r = await run();
+    expect(r).toMatchObject({ opened: 1 });
+    const ticket = ours().find((x) => x.title === `BitLocker: Recovery password rotation failed on ${d.hostname}`);
+    expect(ticket).toBeDefined();
+    expect(ticket!.body).toMatch(/C:: the rotation failed/);
+  });
+
+  it('PSA unreachable: the run stops, is told once, and the next run catches up', async () => {
+    const d = await unescrowed();
+    const before = ours().length;
+    h.sim.unreachable = 'reset';
+    try {
+      const r1 = await run();
+      expect(r1.status).toBe('failed');
+      expect(r1.message).toContain(PSA_NAMES[h.kind]);
+      expect(await run()).toMatchObject({ status: 'failed' });
+    } finally {
+      h.sim.unreachable = false;
+    }
+    const rules = (await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json;
+    expect(rules.failingSince).not.toBeNull();
+    const audit = (await api('GET', `/audit?action=psa.ticket_sync_failed&limit=50`)).json as { items?: unknown[] } | unknown[];
+    const events = Array.isArray(audit) ? audit : (audit.items ?? []);
+    expect(events).toHaveLength(1);
+
+    expect(await run()).toMatchObject({ status: 'done', opened: 1 });
+    expect(ours().length).toBe(before + 1);
+    expect(ours().at(-1)!.title).toContain(d.hostname);
+    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({ failingSince: null, lastError: null });
+  });
+
+  it('two runs at once open one ticket', async () => {
+    const d = await unescrowed();
+    const before = ours().length;
+    await evaluate();
+    const rs = await Promise.all([t.container.psaFindings.runClient(clientId), t.container.psaFindings.runClient(clientId)]);
+    expect(rs.reduce((s, r) => s + r.opened, 0)).toBe(1);
+    expect(rs.map((r) => r.status).sort()).toEqual(['busy', 'done']);
+    expect(ours().length).toBe(before + 1);
+    expect(ours().at(-1)!.title).toContain(d.hostname);
+    // The route answers a run in progress with 409; here, once both are done, a new run is free.
+    expect(await run()).toMatchObject({ status: 'done', opened: 0 });
+  });
+
+  it('a ticket closed in the PSA while the finding persists is left closed for a week, then a new one opens', async () => {
+    const d = await unescrowed();
+    expect(await run()).toMatchObject({ opened: 1 });
+    const ticket = ours().at(-1)!;
+    expect(ticket.title).toContain(d.hostname);
+    h.closeInPsa(ticket.id);
+    try {
+      clock.offsetMs = 25 * HOUR;
+      const before = ours().length;
+      expect(await t.container.psaFindings.runClient(clientId)).toMatchObject({ status: 'done', opened: 0 });
+      expect(ours().length).toBe(before);
+      // Through the service: the session would have expired on the moved clock.
+      const row = (await t.container.psaFindings.listTickets(cliOwner, clientId)).find((r) => r.ticketId === ticket.id);
+      expect(row).toMatchObject({ state: 'closed_in_psa' });
+
+      clock.offsetMs = 9 * 24 * HOUR;
+      expect(await t.container.psaFindings.runClient(clientId)).toMatchObject({ status: 'done', opened: 1 });
+      expect(ours().length).toBe(before + 1);
+      expect(ours().at(-1)!.title).toContain(d.hostname);
+    } finally {
+      clock.offsetMs = 0;
+    }
+  });
+});
