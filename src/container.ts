@@ -50,7 +50,7 @@ import { createApprovals } from './modules/lifecycle/approvals.js';
 import { createSchedulerRepo } from './modules/jobs/scheduler.repo.js';
 import type { Notifier } from './modules/notifications/notifier.js';
 import { createOutboxNotifier } from './modules/notifications/outbox.js';
-import { systemActor } from './modules/authz/authz.js';
+import { systemActor, type Actor } from './modules/authz/authz.js';
 import { createNotificationsService, type NotificationOptions } from './modules/notifications/notifications.service.js';
 import { createChannelsService } from './modules/notifications/channels.service.js';
 import { createRulesService } from './modules/notifications/rules.service.js';
@@ -87,6 +87,8 @@ import { createSelfServiceRepo } from './modules/self-service/self-service.repo.
 import { createSelfServiceService } from './modules/self-service/self-service.service.js';
 import { createRevealApprovals } from './modules/reveal-approvals/reveal-approvals.service.js';
 import { createRevealApprovalsRepo } from './modules/reveal-approvals/reveal-approvals.repo.js';
+import { createPsaTickets, PSA_NOTES_TASK } from './modules/psa/psa.tickets.js';
+import { createPsaNotesRepo } from './modules/psa/psa-notes.repo.js';
 import { createDeviceTagsRepo } from './modules/devices/device-tags.repo.js';
 import { createDeviceTagsService } from './modules/devices/device-tags.service.js';
 import { createPsaFindingsRepo } from './modules/psa/psa-findings.repo.js';
@@ -409,6 +411,11 @@ export async function buildContainer(
           const r = await sso.revalidate();
           return `ok: ${r.checked} sessions due, ${r.confirmed} confirmed, ${r.ended} ended`;
         },
+        // Internal notes of ticket-bound reveals that could not be posted right after the reveal: every minute.
+        [PSA_NOTES_TASK]: async () => {
+          const r = await psaTickets.deliverDue();
+          return `ok: ${r.posted} notes posted, ${r.retrying} to retry, ${r.failed} given up`;
+        },
         // The audit chain is checked daily; a break is notified (audit.chain_broken) by the audit service.
         'audit-verify': async () => {
           const r = await audit.verify(systemActor('audit-verify'));
@@ -422,6 +429,7 @@ export async function buildContainer(
       { id: 'compliance-evaluate', kind: 'compliance-evaluate', intervalMinutes: 60, firstRunAt: clock.now() },
       { id: 'psa-finding-tickets', kind: 'psa-finding-tickets', intervalMinutes: 15, firstRunAt: clock.now() },
       { id: SSO_REVALIDATE_TASK, kind: SSO_REVALIDATE_TASK, intervalMinutes: 5, firstRunAt: clock.now() },
+      { id: PSA_NOTES_TASK, kind: PSA_NOTES_TASK, intervalMinutes: 1, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
     ]) {
       await db
@@ -431,14 +439,16 @@ export async function buildContainer(
     }
     // Two-person reveal: the client's policy, reveal requests, approvals; asked by the reveal path (approvalGate).
     const peopleRepo = createIdentityRepo();
+    // The person behind an API token is its creator: their token is never the "second person", and
+    // their PSA member is the one a ticket's assignee is compared with.
+    const personOf = async (exec: Executor, actor: Actor) =>
+      actor.type === 'token' ? ((await peopleRepo.findToken(exec, actor.id.replace(/^token:/, '')))?.created_by ?? actor.id) : actor.id;
     const revealApprovals = createRevealApprovals({
       tx: transactions(db),
       repo: createRevealApprovalsRepo(),
       keys: keysRepo,
       people: {
-        // The person behind an API token is its creator: their token is never the "second person".
-        personOf: async (exec, actor) =>
-          actor.type === 'token' ? ((await peopleRepo.findToken(exec, actor.id.replace(/^token:/, '')))?.created_by ?? actor.id) : actor.id,
+        personOf,
         accountCreatedAt: async (exec, userId) => (await peopleRepo.findUser(exec, userId))?.created_at ?? null,
       },
       audit,
@@ -446,6 +456,20 @@ export async function buildContainer(
       notifier,
       stepUpMinutes: config.policy.stepUpMinutes,
       publicUrl: config.server.publicUrl,
+      ticketPolicy: async (exec, clientId) => {
+        const policy = (await psa.access.clientSettings(exec, clientId)).ticketPolicy;
+        return { policy, psa: policy === 'off' ? null : ((await psa.connection(systemActor('reveal-dialog')))?.name ?? null) };
+      },
+    });
+    // Ticket-bound reveal (issue 21): the client's ticket policy, checked before the reveal's
+    // transaction; the internal note on the ticket goes through an outbox (psa_note_outbox).
+    const psaTickets = createPsaTickets({
+      tx: transactions(db),
+      access: psa.access,
+      notes: createPsaNotesRepo(),
+      audit,
+      clock,
+      personOf,
     });
     const deviceTags = createDeviceTagsService({ tx: transactions(db), repo: createDeviceTagsRepo(), devices: devicesRepo, audit, clock });
     const keys = createKeysService({
@@ -463,6 +487,7 @@ export async function buildContainer(
       selfServiceCounts: (exec, actorId, since, successOnly) => auditRepo.selfServiceAttemptsSince(exec, actorId, since, successOnly),
       notifier,
       approvalGate: (tx, actor, key, input) => revealApprovals.gate(tx, actor, key, input),
+      ticketGate: psaTickets,
       onDisclosed: async (tx, actor, key) => {
         await agent.onKeyDisclosed(tx, actor, key);
         await graph.onKeyDisclosed(tx, actor, key);
@@ -616,6 +641,7 @@ export async function buildContainer(
       agentFiles,
       agentHealth,
       revealApprovals,
+      psaTickets,
       deviceTags,
       psa,
       psaFindings,
@@ -624,6 +650,8 @@ export async function buildContainer(
       clock,
       close: async () => {
         await scheduler!.stop();
+        // Notes being posted in the background finish (or fail) before the database closes.
+        await psaTickets.settled();
         await seen.close();
         await database.close();
       },

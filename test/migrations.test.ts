@@ -77,6 +77,8 @@ const TABLES = [
   // findings become PSA tickets (0026)
   'psa_ticket_rules',
   'psa_finding_tickets',
+  // ticket-bound reveal: internal notes waiting for the PSA (0025)
+  'psa_note_outbox',
 ];
 
 async function tables(database: Database): Promise<string[]> {

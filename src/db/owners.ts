@@ -96,6 +96,7 @@ export const TABLE_OWNERS: Record<TableName, ModuleName> = {
   self_service_app: 'self-service',
   self_service_states: 'self-service',
   self_service_sessions: 'self-service',
+  psa_note_outbox: 'psa',
   psa_ticket_rules: 'psa',
   psa_finding_tickets: 'psa',
 };

@@ -924,6 +924,30 @@ export interface SelfServiceSessionsTable {
   entra_device_ids: string | null;
 }
 
+/** Ticket-bound reveal (0025): internal notes waiting to be posted on a PSA ticket. Never a secret. */
+export interface PsaNoteOutboxTable {
+  id: string;
+  client_id: string;
+  recovery_key_id: string;
+  psa_kind: string;
+  /** The ticket as typed (normalised): what getTicket is asked for when ticket_id is unknown. */
+  ticket_ref: string;
+  /** The PSA's ticket id once known (a validated reveal knows it). */
+  ticket_id: string | null;
+  /** The client's linked PSA company at reveal time: a note is posted only on a ticket of it. */
+  company_id: string;
+  /** 1: the ticket was checked at reveal time; 0: the PSA could not be asked then. */
+  validated: number;
+  text: string;
+  /** pending | posted | failed */
+  status: string;
+  attempts: number;
+  next_attempt_at: string;
+  last_problem: string | null;
+  created_at: string;
+  done_at: string | null;
+}
+
 /** Findings → PSA tickets (0026): a client's rules, with its run lease and the last failed run. codes: JSON array. */
 export interface PsaTicketRulesTable {
   client_id: string;
@@ -967,6 +991,7 @@ export interface PsaFindingTicketsTable {
 }
 
 export interface DB {
+  psa_note_outbox: PsaNoteOutboxTable;
   tenant_posture: TenantPostureTable;
   self_service_clients: SelfServiceClientsTable;
   self_service_app: SelfServiceAppTable;

@@ -14873,6 +14873,11 @@ export interface paths {
                 usedAt: string | null;
               }[];
               required: boolean;
+              ticket: {
+                /** @enum {string} */
+                policy: 'off' | 'validate' | 'required';
+                psa: string | null;
+              };
               why: string | null;
             };
           };

@@ -23,6 +23,7 @@ import * as m0021 from './0021_tenant_posture.js';
 import * as m0022 from './0022_self_service.js';
 import * as m0023 from './0023_self_service_devices.js';
 import * as m0024 from './0024_psa.js';
+import * as m0025 from './0025_psa_notes.js';
 import * as m0026 from './0026_psa_ticket_rules.js';
 
 /**
@@ -54,5 +55,6 @@ export const migrations: Record<string, Migration> = {
   '0022_self_service': m0022,
   '0023_self_service_devices': m0023,
   '0024_psa': m0024,
+  '0025_psa_notes': m0025,
   '0026_psa_ticket_rules': m0026,
 };

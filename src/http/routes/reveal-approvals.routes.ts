@@ -125,7 +125,13 @@ export const revealApprovalRoutes =
           summary: "Whether revealing this key needs a second person's approval now, and your open requests for it",
           params: z.strictObject({ keyRecordId: Id }),
           response: {
-            200: z.object({ required: z.boolean(), why: z.string().nullable(), requests: z.array(RequestSchema) }),
+            200: z.object({
+              required: z.boolean(),
+              why: z.string().nullable(),
+              requests: z.array(RequestSchema),
+              // Ticket-bound reveal: off (free text), validate (a ticket given is checked), required; the PSA's name.
+              ticket: z.object({ policy: z.enum(['off', 'validate', 'required']), psa: z.string().nullable() }),
+            }),
             ...errors(400, 401, 403, 404),
           },
         },

@@ -129,6 +129,8 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'psa.ticket_closed': 'PSA ticket for a finding closed',
   'psa.ticket_sync_failed': 'PSA ticket run failed',
   'device.tags': 'Device tags changed',
+  'psa.note_posted': 'Reveal note posted on the PSA ticket',
+  'psa.note_failed': 'Reveal note could not be posted on the PSA ticket',
 };
 
 /** Every action with its label, in the order above (the console's action filter). */

@@ -171,8 +171,11 @@ export function createAuditRepo() {
 
     /**
      * Reveal attempts by one actor since a time: successes, and misses and ambiguous prefixes too,
-     * so probing key IDs is limited as well. The keys service counts them under the actor's reveal
-     * lock, in the transaction that writes the next attempt.
+     * so probing key IDs is limited as well, and refusals about one key (a ticket the PSA refused, an
+     * approval missing: each told the actor something about that key, and a ticket check costs a PSA
+     * call). A refusal before any key was looked at (step-up, no permission) has no target and does
+     * not count. The keys service counts them under the actor's reveal lock, in the transaction that
+     * writes the next attempt.
      */
     async revealsSince(exec: Executor, actorId: string, since: string): Promise<number> {
       const row = await exec
@@ -180,7 +183,9 @@ export function createAuditRepo() {
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .where('actor_id', '=', actorId)
         .where('action', '=', 'key.reveal')
-        .where('outcome', 'in', ['success', 'not_found', 'ambiguous'])
+        .where((eb) =>
+          eb.or([eb('outcome', 'in', ['success', 'not_found', 'ambiguous']), eb.and([eb('outcome', '=', 'denied'), eb('target_type', '=', 'recovery_key')])]),
+        )
         .where('occurred_at', '>=', since)
         .executeTakeFirstOrThrow();
       return Number(row.n);

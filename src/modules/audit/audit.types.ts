@@ -123,6 +123,9 @@ export type AuditAction =
   | 'self_service.client'
   | 'self_service.sign_in'
   | 'key.self_service_reveal'
+  // ticket-bound reveal (issue 21): the internal note on the reveal's PSA ticket
+  | 'psa.note_posted'
+  | 'psa.note_failed'
   // findings become PSA tickets (issue 21)
   | 'psa.ticket_rules'
   | 'psa.ticket_opened'

@@ -15,6 +15,7 @@ import { formatKeyIdForDisplay } from '../../domain/key-id.js';
 import type { KeySummaryRow, KeysRepo } from './keys.repo.js';
 import type { KeySummary, RevealedKey } from './keys.types.js';
 import { rankCandidates, summariesOf, summarizeKeys } from './keys.summary.js';
+import type { PsaTickets } from '../psa/psa.tickets.js';
 
 type Deps = {
   tx: Transactions;
@@ -38,6 +39,12 @@ type Deps = {
    * (`key.self_service_reveal`), all attempts or successes only; read under the user's lock.
    */
   selfServiceCounts?: (exec: Executor, actorId: string, since: string, successOnly: boolean) => Promise<number>;
+  /**
+   * Ticket-bound reveal (src/modules/psa/psa.tickets.ts): the client's ticket policy. `check` calls
+   * the PSA before the reveal's transaction; the transaction makes sure it reveals the key that was
+   * checked, audits the result and queues the internal note, delivered after commit.
+   */
+  ticketGate?: Pick<PsaTickets, 'applies' | 'check' | 'queueNote' | 'deliverSoon'>;
   /** key.revealed notifications, written in the reveal's transaction. */
   notifier?: Notifier;
   /**
@@ -50,7 +57,7 @@ type Deps = {
     tx: Tx,
     actor: Actor,
     key: { id: string; client_id: string; device_id: string | null; key_id: string | null; device_name: string | null },
-    input: { approvalRequestId?: string | null; breakGlassReason?: string | null; query: string },
+    input: { approvalRequestId?: string | null; breakGlassReason?: string | null; query: string; psaBreakGlass?: string | null },
   ) => Promise<
     | { ok: true; details: Record<string, unknown>; claim?: (tx: Tx) => Promise<boolean>; after?: (tx: Tx) => Promise<void> }
     | { ok: false; error: AppError; problem: string }
@@ -120,6 +127,7 @@ export function createKeysService({
   notifier,
   approvalGate,
   selfServiceCounts,
+  ticketGate,
 }: Deps) {
   const db = transactions.reader;
   const summarize = (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => summarizeKeys(repo, exec, rows);
@@ -210,6 +218,22 @@ export function createKeysService({
       }
       // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
       const limit = guard && (actor.type === 'user' || actor.type === 'token') ? guard : undefined;
+      const hourAgo = () => new Date(Date.parse(clock.now()) - 3600_000).toISOString();
+      const byRecordId = isId(input.query.trim()) ? input.query.trim().toLowerCase() : null;
+
+      // Ticket-bound reveal: the PSA is asked here, before the transaction (no network call inside
+      // one), about the one key the query names now. Someone already over the hourly limit is not
+      // worth a PSA call: the transaction refuses them first anyway. Ambiguous or unknown queries
+      // fall through to the transaction's answer as before.
+      let ticketCheck: Awaited<ReturnType<PsaTickets['check']>> | undefined;
+      if (ticketGate && !(limit && (await limit.revealsSince(db, actor.id, hourAgo())) >= limit.revealLimitPerHour)) {
+        const pre = byRecordId
+          ? [await repo.revealById(db, revealScope(actor), byRecordId)].filter((r) => r !== undefined)
+          : await repo.revealCandidates(db, revealScope(actor), parsed, 2);
+        if (pre.length === 1 && pre[0]!.state !== 'destroyed') ticketCheck = await ticketGate.check(actor, pre[0]!, reason.value.ticket);
+      }
+      const breakGlassGiven = input.breakGlassReason !== undefined && input.breakGlassReason !== null;
+      let noteId: string | null = null;
 
       let plaintext: string | undefined;
       let failure: unknown;
@@ -219,15 +243,14 @@ export function createKeysService({
           // Count and record under one lock per actor: parallel reveals by one person queue here,
           // each sees the attempts committed before it, so the limit holds exactly.
           await lockKey(tx, 'reveal', actor.id);
-          const since = new Date(Date.parse(clock.now()) - 3600_000).toISOString();
-          if ((await limit.revealsSince(tx, actor.id, since)) >= limit.revealLimitPerHour) {
+          if ((await limit.revealsSince(tx, actor.id, hourAgo())) >= limit.revealLimitPerHour) {
             // Committed with this transaction; the refusal is thrown once it has been.
             await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { query } });
             return { status: 'rate_limited' };
           }
         }
         // The id of one key record (what the console links to) names exactly that key.
-        const byRecord = isId(input.query.trim()) ? await repo.revealById(tx, revealScope(actor), input.query.trim().toLowerCase()) : undefined;
+        const byRecord = byRecordId ? await repo.revealById(tx, revealScope(actor), byRecordId) : undefined;
         const rows = byRecord ? [byRecord] : await repo.revealCandidates(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
         if (rows.length === 0) {
           await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
@@ -247,6 +270,7 @@ export function createKeysService({
         // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
         const destroyed = row.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
         const target = { clientId: row.client_id, targetType: 'recovery_key', targetId: row.id };
+        const ticketDetails = ticketCheck?.keyRecordId === row.id && ticketCheck.audit ? { ticket: ticketCheck.audit } : {};
         const refuse = async (error: AppError, problem: string) => {
           plaintext = undefined;
           refusal = error;
@@ -254,12 +278,25 @@ export function createKeysService({
             ...base,
             ...target,
             outcome: 'denied',
-            details: { keyId: row.key_id, query, device: row.device_name ?? null, problem },
+            details: { keyId: row.key_id, query, device: row.device_name ?? null, problem, ...ticketDetails },
           });
           return { status: 'refused' as const };
         };
+        // Ticket-bound reveal: the key revealed must be the key whose ticket was checked.
+        let psaBreakGlass: string | null = null;
+        if (ticketGate && !destroyed) {
+          if (!ticketCheck || ticketCheck.keyRecordId !== row.id) {
+            if (await ticketGate.applies(tx, actor, row.client_id)) {
+              return refuse(conflict('The key changed while its ticket was being checked: reveal it again.'), 'key changed during the ticket check');
+            }
+          } else if (ticketCheck.refusal) {
+            // Only "the PSA cannot be asked" yields to an owner's break-glass (checked by the approval gate).
+            if (!(ticketCheck.breakGlassProblem && breakGlassGiven && approvalGate)) return refuse(ticketCheck.refusal.error, ticketCheck.refusal.problem);
+            psaBreakGlass = ticketCheck.breakGlassProblem;
+          }
+        }
         // Two-person reveal: may this actor reveal this key now (policy, an approved request, break-glass)?
-        const gate = destroyed || !approvalGate ? undefined : await approvalGate(tx, actor, row, { ...input, query });
+        const gate = destroyed || !approvalGate ? undefined : await approvalGate(tx, actor, row, { ...input, query, psaBreakGlass });
         if (gate && !gate.ok) return refuse(gate.error, gate.problem);
         try {
           if (destroyed) throw destroyed;
@@ -285,6 +322,7 @@ export function createKeysService({
             ...(note ? { note } : {}),
             ...(destroyed ? { problem: 'the key was destroyed' } : {}),
             ...(gate?.ok ? gate.details : {}),
+            ...ticketDetails,
           },
         });
         if (!failure && gate?.ok && gate.after) await gate.after(tx);
@@ -313,9 +351,23 @@ export function createKeysService({
         // What happens next, in plain words for the console: a rotation now waiting for this key.
         const kind = failure ? null : await rotations.pendingRotationKind(tx, row.client_id, row.id);
         const rotation = kind ? (kind === 'rotate' ? 'agent' : 'intune') : null;
+        // The internal note on the ticket waits in the outbox, committed with the reveal.
+        if (!failure && ticketGate && ticketCheck?.keyRecordId === row.id && ticketCheck.note) {
+          noteId = await ticketGate.queueNote(tx, ticketCheck.note, {
+            clientId: row.client_id,
+            keyRecordId: row.id,
+            keyId: row.key_id,
+            device: row.device_name,
+            clientName: row.client_name,
+            actorName: actor.name,
+            reason: reason.value.reason,
+            rotation,
+          });
+        }
         const [summary] = summariesOf([row]);
         return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
       });
+      if (noteId && outcome.status === 'revealed') ticketGate!.deliverSoon(noteId);
       if (outcome.status === 'refused') throw refusal!;
       if (outcome.status === 'rate_limited') {
         throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);

@@ -70,7 +70,18 @@ const NOTE_MAX = 1000;
 
 /** What the reveal path receives from the gate (keys.service `approvalGate`). */
 export type GateKey = { id: string; client_id: string; device_id: string | null; key_id: string | null; device_name: string | null };
-export type GateInput = { approvalRequestId?: string | null; breakGlassReason?: string | null; query: string };
+export type GateInput = {
+  approvalRequestId?: string | null;
+  breakGlassReason?: string | null;
+  query: string;
+  /**
+   * Ticket-bound reveal: the PSA cannot be asked about the ticket (the problem, e.g. "HaloPSA
+   * unreachable") and the client requires a valid ticket. An owner's break-glass then lets the
+   * reveal go ahead, even when no approval is needed; when approval is needed too, the one
+   * break-glass (one reason, one key.break_glass event) covers both.
+   */
+  psaBreakGlass?: string | null;
+};
 export type GateDecision =
   | { ok: true; details: Record<string, unknown>; claim?: (tx: Tx) => Promise<boolean>; after?: (tx: Tx) => Promise<void> }
   | { ok: false; error: AppError; problem: string };
@@ -87,6 +98,8 @@ type Deps = {
   stepUpMinutes: number;
   /** KEYWARDEN_PUBLIC_URL: notification links open the console there. */
   publicUrl: string | null;
+  /** Ticket-bound reveal (src/modules/psa): the client's ticket policy and its PSA's name, for the reveal dialog. */
+  ticketPolicy?: (exec: Executor, clientId: string) => Promise<{ policy: 'off' | 'validate' | 'required'; psa: string | null }>;
 };
 
 const addMinutes = (iso: string, m: number) => new Date(Date.parse(iso) + m * 60_000).toISOString();
@@ -110,7 +123,7 @@ function statusOf(r: RequestRow, now: string): RevealRequestStatus {
   return r.status as RevealRequestStatus;
 }
 
-export function createRevealApprovals({ tx, repo, keys, people, audit, clock, notifier, stepUpMinutes, publicUrl }: Deps) {
+export function createRevealApprovals({ tx, repo, keys, people, audit, clock, notifier, stepUpMinutes, publicUrl, ticketPolicy }: Deps) {
   const db = tx.reader;
   const pathOf = (id: string) => `/requests/${id}`;
   const linkOf = (id: string) => (publicUrl ? `${publicUrl.replace(/\/+$/, '')}${pathOf(id)}` : pathOf(id));
@@ -289,8 +302,19 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       });
     },
 
-    /** For the reveal dialog: does this key need approval, and the actor's open requests for it. */
-    async forKey(actor: Actor, keyRecordId: string): Promise<{ required: boolean; why: string | null; requests: RevealRequestView[] }> {
+    /**
+     * For the reveal dialog: does this key need approval, the actor's open requests for it, and the
+     * client's ticket policy (required: the ticket field is required and checked in the PSA).
+     */
+    async forKey(
+      actor: Actor,
+      keyRecordId: string,
+    ): Promise<{
+      required: boolean;
+      why: string | null;
+      requests: RevealRequestView[];
+      ticket: { policy: 'off' | 'validate' | 'required'; psa: string | null };
+    }> {
       requirePermission(actor, 'key:reveal');
       const key = isId(keyRecordId) ? await keys.summaryById(db, revealScope(actor), keyRecordId.toLowerCase()) : undefined;
       if (!key) throw notFound(`No recovery key you can reach has record id ${keyRecordId.slice(0, 60)}.`);
@@ -298,7 +322,8 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
       const now = clock.now();
       const person = await people.personOf(db, actor);
       const rows = await repo.list(db, revealScope(actor), now, { keyRecordId: key.id, requesterPersonId: person, status: 'open', limit: 20 });
-      return { required, why, requests: rows.map((r) => view(r, actor, person, now)) };
+      const ticket = ticketPolicy ? await ticketPolicy(db, key.client_id) : { policy: 'off' as const, psa: null };
+      return { required, why, requests: rows.map((r) => view(r, actor, person, now)), ticket };
     },
 
     /** Asks a second person to approve revealing one key record. Audited and notified; nothing secret. */
@@ -470,10 +495,15 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
 
       const { required, why } = await requirement(t, key);
       if (breakGlass) {
-        if (!required) return refuse(badRequest('This key needs no approval: reveal it without break-glass.'), 'break-glass not needed');
+        const psaDown = input.psaBreakGlass?.trim() || null;
+        if (!required && !psaDown) return refuse(badRequest('This key needs no approval: reveal it without break-glass.'), 'break-glass not needed');
         if (!can(actor, 'key:break-glass', key.client_id)) {
           return refuse(
-            forbidden('Only an owner signed in as a person can reveal without approval (break-glass); ask a second person to approve instead.'),
+            forbidden(
+              required
+                ? 'Only an owner signed in as a person can reveal without approval (break-glass); ask a second person to approve instead.'
+                : 'Only an owner signed in as a person can reveal without a checked ticket (break-glass); wait until the PSA can be reached, or ask an owner.',
+            ),
             'break-glass not allowed',
           );
         }
@@ -499,9 +529,10 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
           );
         }
         const bgReason = why2;
+        const without = [required ? "a second person's approval" : null, psaDown ? `a checked ticket (${psaDown})` : null].filter(Boolean).join(' and ');
         return {
           ok: true,
-          details: { breakGlass: true, breakGlassReason: bgReason },
+          details: { breakGlass: true, breakGlassReason: bgReason, ...(psaDown ? { psaProblem: psaDown } : {}) },
           after: async (x) => {
             const keyText = key.key_id ? formatKeyIdForDisplay(key.key_id) : key.id;
             await audit.record(x, actor, {
@@ -510,14 +541,20 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
               clientId: key.client_id,
               targetType: 'recovery_key',
               targetId: key.id,
-              details: { keyId: key.key_id, device: key.device_name, breakGlassReason: bgReason, policy: why },
+              details: { keyId: key.key_id, device: key.device_name, breakGlassReason: bgReason, policy: why, ...(psaDown ? { psaProblem: psaDown } : {}) },
             });
             await notifier?.emit(x, {
               type: 'key.break_glass',
               clientId: key.client_id,
               deviceId: key.device_id,
-              subject: `BREAK-GLASS: ${actor.name} revealed recovery key ${keyText} of ${key.device_name ?? 'an unknown device'} without a second person's approval`,
-              details: { keyId: key.key_id, device: key.device_name, revealedBy: actor.name, breakGlassReason: bgReason },
+              subject: `BREAK-GLASS: ${actor.name} revealed recovery key ${keyText} of ${key.device_name ?? 'an unknown device'} without ${without}`,
+              details: {
+                keyId: key.key_id,
+                device: key.device_name,
+                revealedBy: actor.name,
+                breakGlassReason: bgReason,
+                ...(psaDown ? { psaProblem: psaDown } : {}),
+              },
               occurredAt: clock.now(),
             });
           },

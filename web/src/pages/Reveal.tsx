@@ -55,6 +55,11 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const approved = approval.data?.requests.find((r) => r.status === 'approved') ?? null;
   const [breakGlass, setBreakGlass] = useState<string | null>(null);
   const needsApproval = !!approval.data?.required && !approved && breakGlass === null;
+  // Ticket-bound reveal: the client's policy, what the server said about the ticket, and whether
+  // the PSA is down while this person may break the glass (an owner).
+  const ticketPolicy = approval.data?.ticket;
+  const [ticketError, setTicketError] = useState<string | null>(null);
+  const [psaDownBreakGlass, setPsaDownBreakGlass] = useState(false);
 
   // Step-up is needed when the person has an authenticator and the last proof is too old.
   const mfa = me.data?.user?.mfaEnabled ?? false;
@@ -103,6 +108,10 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
         setNeedCode(true);
         setPasskeyDone(false);
         setError(totp ? 'Confirm it is you: enter a current code from your authenticator app.' : 'Confirm it is you: use your passkey.');
+      } else if (e instanceof ApiError && e.fields?.some((f) => f.field === 'ticket')) {
+        // Closed, another company's, unknown, the PSA down …: said next to the ticket field.
+        setTicketError(e.message);
+        setPsaDownBreakGlass(e.details?.breakGlass === true);
       } else {
         // The policy changed, or the approval expired or was used: ask the server again.
         if (e instanceof ApiError && (e.code === 'approval_required' || e.status === 409)) void approval.refetch();
@@ -123,7 +132,8 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     setError(null);
-    const problem = reasonProblem(reason, ticket);
+    setTicketError(null);
+    const problem = reasonProblem(reason, ticket, ticketPolicy);
     if (problem) return setError(problem);
     reveal.mutate();
   };
@@ -171,7 +181,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
               {breakGlass !== null && (
                 <Textarea
                   label="Why break the glass?"
-                  description="Revealing without a second person's approval is audited as break-glass and notified. At least 10 characters."
+                  description={`Revealing without ${psaDownBreakGlass ? 'a checked ticket' : "a second person's approval"} is audited as break-glass and notified. At least 10 characters.`}
                   required
                   color="red"
                   value={breakGlass}
@@ -181,7 +191,26 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                   minRows={2}
                 />
               )}
-              <ReasonTicketFields reason={reason} setReason={setReason} ticket={ticket} setTicket={setTicket} onKeyDown={enterSubmits} autoFocus />
+              <ReasonTicketFields
+                reason={reason}
+                setReason={setReason}
+                ticket={ticket}
+                setTicket={(t) => {
+                  setTicket(t);
+                  setTicketError(null);
+                }}
+                onKeyDown={enterSubmits}
+                autoFocus
+                ticketPolicy={ticketPolicy}
+                ticketError={ticketError}
+              />
+              {psaDownBreakGlass && breakGlass === null && (
+                <Group justify="flex-end">
+                  <Button variant="light" color="red" onClick={() => setBreakGlass('')} data-testid="psa-break-glass">
+                    Break glass: reveal without a checked ticket
+                  </Button>
+                </Group>
+              )}
               <Textarea
                 label="Note"
                 description="Optional; goes into the audit log. Never paste a recovery password."
