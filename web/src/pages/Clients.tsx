@@ -31,6 +31,7 @@ import { ClientLifecycleCard } from './client-lifecycle';
 import { RevealPolicyCard } from './Requests';
 import { ClientSelfServiceCard } from './SelfServiceSettings';
 import { ClientPsaCard } from './PsaSettings';
+import { PsaTicketRules } from './PsaTicketRules';
 
 type ClientRow = Answer<'/api/v1/console/clients', 'get'>[number];
 /** The server's one definition (src/domain/compliance/summary.ts): the same numbers as the compliance report. */
@@ -689,6 +690,7 @@ export function ClientPage({ id }: { id: string }) {
       <RevealPolicyCard clientId={id} />
       <ClientSelfServiceCard clientId={id} clientName={o.client.name} />
       <ClientPsaCard clientId={id} clientName={o.client.name} />
+      <PsaTicketRules clientId={id} />
     </Stack>
   );
 }

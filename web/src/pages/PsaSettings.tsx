@@ -662,7 +662,6 @@ export function ClientPsaCard({ clientId, clientName }: { clientId: string; clie
             )}
           </>
         )}
-        {/* PSA ticket rules (PsaTicketRules) */}
       </Stack>
     </Card>
   );
