@@ -227,6 +227,18 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(await outboxOf(k)).toMatchObject([{ status: 'posted', attempts: 1, validated: 1 }]);
   });
 
+  it('a device name with markup (from an import) reaches the PSA as inert text, never as HTML', async () => {
+    const k = { ...newKey(), device: 'FAKE-<img src=x onerror=alert(1)>' };
+    keys[keys.length - 1] = k;
+    await importKeys('Contoso', [k]);
+    const before = h.notes(h.t.open.id).length;
+    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+    await c.psaTickets.settled();
+    const [note] = h.notes(h.t.open.id).slice(before);
+    expect(note!.text).toContain('FAKE-‹img src=x onerror=alert(1)›');
+    expect(note!.text).not.toMatch(/[<>]/);
+  });
+
   it.each([
     ['a closed', () => h.t.closed.ref, /is closed \(.+\) in .+: reopen it or use an open ticket/],
     ["another company's", () => h.t.other.ref, /belongs to another company in .+, not to/],

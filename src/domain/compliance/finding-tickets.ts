@@ -1,4 +1,5 @@
 import { FINDING_CODES, FINDING_INFO, type FindingCode, type FindingInfo } from './findings.js';
+import { inertPsaText } from '../psa/psa-text.js';
 
 /**
  * What Keywarden writes into a PSA ticket about a finding: titles and bodies in product words
@@ -58,7 +59,7 @@ export function findingTicketText(item: TicketItem, clientName: string, publicUr
     '',
     FOOTER,
   ];
-  return { title: clip(`BitLocker: ${info.title} on ${item.deviceName}`, TITLE_MAX), body: lines.join('\n') };
+  return { title: inertPsaText(clip(`BitLocker: ${info.title} on ${item.deviceName}`, TITLE_MAX)), body: inertPsaText(lines.join('\n')) };
 }
 
 /** One ticket listing several devices' findings (digest mode, or a burst above the threshold). */
@@ -83,13 +84,17 @@ export function digestTicketText(items: readonly TicketItem[], clientName: strin
     `BitLocker: ${items.length} finding${items.length === 1 ? '' : 's'} on ${devices} device${devices === 1 ? '' : 's'} (${clientName})`,
     TITLE_MAX,
   );
-  return { title, body: lines.join('\n') };
+  return { title: inertPsaText(title), body: inertPsaText(lines.join('\n')) };
 }
 
 export type ClearedWhy = 'cleared' | 'device_gone' | 'rule_off';
 
 /** The note a closing ticket gets. */
 export function clearedNote(why: ClearedWhy, at: string, what: string): string {
+  return inertPsaText(clearedNoteText(why, at, what));
+}
+
+function clearedNoteText(why: ClearedWhy, at: string, what: string): string {
   const day = at.slice(0, 10);
   switch (why) {
     case 'cleared':

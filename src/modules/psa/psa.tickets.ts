@@ -5,6 +5,7 @@ import { newId } from '../../lib/ids.js';
 import { AppError, badRequest, unavailable } from '../../lib/errors.js';
 import { checkTicket, normaliseTicketText, type TicketProblem } from '../../domain/psa/ticket-check.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
+import { inertPsaText } from '../../domain/psa/psa-text.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
 import { isEgressError } from '../../integrations/egress.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
@@ -243,7 +244,9 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     const key = f.keyId ? `${f.keyId.replace(/[{}]/g, '').slice(0, 8).toUpperCase()}…` : 'without a key ID';
     const reason = REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason;
     const next = f.rotation === 'agent' ? 'rotation queued (agent)' : f.rotation === 'intune' ? 'rotation queued (Intune)' : 'no rotation queued';
-    return `Recovery key ${key} for ${f.device ?? 'an unknown device'} (client ${f.clientName}) revealed in Keywarden by ${f.actorName}, reason: ${reason}; ${next}.`;
+    return inertPsaText(
+      `Recovery key ${key} for ${f.device ?? 'an unknown device'} (client ${f.clientName}) revealed in Keywarden by ${f.actorName}, reason: ${reason}; ${next}.`,
+    );
   }
 
   /** In the reveal's transaction: the note waits in the outbox until it is posted. Returns its id. */

@@ -1,0 +1,10 @@
+import { describe, expect, it } from 'vitest';
+import { inertPsaText } from './psa-text.js';
+
+describe('text written into a PSA', () => {
+  it('turns markup into inert quotation marks and drops control characters, keeping line breaks', () => {
+    expect(inertPsaText('LAPTOP-07 <img src=x onerror=alert(1)>')).toBe('LAPTOP-07 ‹img src=x onerror=alert(1)›');
+    expect(inertPsaText('a\u0000b\u202ec\nd\te')).toBe('abc\nd\te');
+    expect(inertPsaText('Recovery key 4290B6C0… for LAPTOP-07 (client Contoso & Co)')).toBe('Recovery key 4290B6C0… for LAPTOP-07 (client Contoso & Co)');
+  });
+});
