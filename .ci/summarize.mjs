@@ -18,11 +18,19 @@ for (const file of process.argv.slice(2)) {
   for (const suite of r.testResults ?? []) {
     const where = String(suite.name ?? '').replace(process.cwd() + '/', '');
     if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) {
-      console.log(`FAILED to load ${where}: ${String(suite.message ?? '').split('\n')[0].slice(0, 300)}`);
+      console.log(
+        `FAILED to load ${where}: ${String(suite.message ?? '')
+          .split('\n')[0]
+          .slice(0, 300)}`,
+      );
     }
     for (const t of suite.assertionResults ?? []) {
       if (t.status !== 'failed') continue;
-      const why = String((t.failureMessages ?? [])[0] ?? '').split('\n').slice(0, 3).join(' | ').slice(0, 400);
+      const why = String((t.failureMessages ?? [])[0] ?? '')
+        .split('\n')
+        .slice(0, 3)
+        .join(' | ')
+        .slice(0, 400);
       console.log(`FAILED ${where} > ${t.fullName}: ${why}`);
     }
   }

@@ -4,7 +4,16 @@
  * exit code, so the CLI and (later) the HTTP error handler translate errors in one place.
  */
 export type ErrorKind =
-  'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'unauthenticated' | 'rate_limited' | 'step_up_required' | 'approval_required' | 'unavailable' | 'vault';
+  | 'bad_request'
+  | 'not_found'
+  | 'conflict'
+  | 'forbidden'
+  | 'unauthenticated'
+  | 'rate_limited'
+  | 'step_up_required'
+  | 'approval_required'
+  | 'unavailable'
+  | 'vault';
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400,
