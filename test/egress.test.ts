@@ -11,6 +11,7 @@ import { AppError } from '../src/lib/errors.js';
 import { systemActor } from '../src/modules/authz/authz.js';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { ENGINE } from './helpers/engine.js';
+import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from './helpers/keys.js';
 
 type Hit = { method: string; url: string; authorization: string | undefined; local: string };
 type Lab = { port: number; url: string; hits: Hit[]; close(): Promise<void> };
@@ -459,5 +460,83 @@ describe(`Microsoft Graph connections and the egress policy on ${ENGINE}`, () =>
     expect(all).not.toContain('hunter2');
     // An AADSTS number appears only as Keywarden names a number it knows ("… (AADSTS7000215)."), never in Microsoft's text.
     expect(all.match(/AADSTS7000215/g)?.length ?? 0).toBe(all.match(/\(AADSTS7000215\)\./g)?.length ?? 0);
+  });
+});
+
+describe(`PSA connections and the egress policy on ${ENGINE}`, () => {
+  it('a PSA address the egress policy does not allow is never contacted: the connection test and a ticket check say why', async () => {
+    const strict = await createTestApp({ KEYWARDEN_EGRESS_ALLOW: '' });
+    try {
+      const owner = await strict.signIn((await strict.addUser('owner', 'all', 'psa-owner@example.test')).email);
+      const watched = await lab();
+      const put = await strict.app.inject({
+        method: 'PUT',
+        url: `${API}/settings/psa`,
+        headers: owner.headers,
+        payload: { kind: 'halopsa', url: watched.url, clientId: 'lab', clientSecret: 'lab-psa-secret' },
+      });
+      expect(put.statusCode, put.body).toBe(200);
+      expect(put.json()).toMatchObject({ status: 'failing', lastError: expect.stringMatching(/loopback.*KEYWARDEN_EGRESS_ALLOW/s) });
+      // Listing companies (to link a client) goes nowhere either, and says why.
+      const companies = await strict.app.inject({ method: 'GET', url: `${API}/psa/companies`, headers: owner.headers });
+      expect(companies.statusCode).toBe(503);
+      expect(companies.json().message).toMatch(/egress|loopback/);
+
+      // A client whose reveals require a ticket (linked while the PSA was allowed: set in the table here).
+      const client = await strict.container.clients.create(admin, { name: 'Egress PSA' });
+      await strict.container.database.db
+        .insertInto('psa_client_settings')
+        .values({
+          client_id: client.id,
+          company_id: '10',
+          company_name: 'Lab Ltd',
+          ticket_policy: 'required',
+          require_assignee: 0,
+          updated_at: new Date().toISOString(),
+          updated_by_name: 'test',
+        })
+        .execute();
+      const k = { device: 'FAKE-EGRESS', keyId: randomKeyId(), password: randomRecoveryPassword() };
+      await strict.container.imports.importFile(admin, client.name, { fileName: 'k.csv', bytes: bytes(csvOf([k])) });
+      const reveal = await strict.app.inject({
+        method: 'POST',
+        url: `${API}/keys/${k.keyId}/reveal`,
+        headers: owner.headers,
+        payload: { reason: 'lost-pin', ticket: '1234' },
+      });
+      // The PSA cannot be asked (the vault's own policy forbids its address): required refuses, naming why.
+      expect(reveal.statusCode, reveal.body).toBe(503);
+      expect(reveal.json().message).toMatch(/HaloPSA cannot be reached to check ticket 1234 \(.*loopback.*KEYWARDEN_EGRESS_ALLOW/s);
+      expect(reveal.body).not.toContain(k.password);
+      expect(watched.hits).toEqual([]);
+      expect(JSON.stringify(await strict.container.audit.list(admin, { limit: 200 }))).not.toContain('lab-psa-secret');
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('a PSA answering with a redirect is not followed: its target receives nothing, and no secret travels', async () => {
+    const t = await createTestApp();
+    try {
+      const owner = await t.signIn((await t.addUser('owner', 'all', 'psa-owner@example.test')).email);
+      const elsewhere = await lab();
+      const redirecting = await lab((_q, res) => {
+        res.writeHead(302, { location: `${elsewhere.url}/auth/token` });
+        res.end();
+      });
+      const put = await t.app.inject({
+        method: 'PUT',
+        url: `${API}/settings/psa`,
+        headers: owner.headers,
+        payload: { kind: 'halopsa', url: redirecting.url, clientId: 'lab', clientSecret: 'lab-psa-secret' },
+      });
+      expect(put.statusCode, put.body).toBe(200);
+      expect(put.json()).toMatchObject({ status: 'failing', lastError: expect.stringMatching(/redirect/) });
+      expect(redirecting.hits.length).toBeGreaterThan(0);
+      expect(elsewhere.hits).toEqual([]);
+      expect(put.body).not.toContain('lab-psa-secret');
+    } finally {
+      await t.close();
+    }
   });
 });

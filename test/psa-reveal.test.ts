@@ -227,6 +227,29 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(await outboxOf(k)).toMatchObject([{ status: 'posted', attempts: 1, validated: 1 }]);
   });
 
+  it('the ticket is checked whether the key is named by its record id, its full key ID or an 8-character prefix', async () => {
+    for (const by of [(k: Key) => k.keyId, (k: Key) => k.keyId.slice(0, 8), (k: Key) => k.keyId.toUpperCase()]) {
+      const k = newKey();
+      await importKeys('Contoso', [k]);
+      const ok = answer(
+        await app.inject({ method: 'POST', url: `${API}/keys/${by(k)}/reveal`, headers: s.ada.headers, payload: { reason: 'lost-pin', ticket: h.t.open.ref } }),
+        200,
+      );
+      expect(ok.key.recoveryPassword).toBe(k.password);
+      const refused = answer(
+        await app.inject({
+          method: 'POST',
+          url: `${API}/keys/${by(k)}/reveal`,
+          headers: s.ada.headers,
+          payload: { reason: 'lost-pin', ticket: h.t.closed.ref },
+        }),
+        409,
+      );
+      expect(refused.message).toMatch(/is closed/);
+    }
+    await c.psaTickets.settled();
+  });
+
   it('a device name with markup (from an import) reaches the PSA as inert text, never as HTML', async () => {
     const k = { ...newKey(), device: 'FAKE-<img src=x onerror=alert(1)>' };
     keys[keys.length - 1] = k;

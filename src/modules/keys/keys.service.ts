@@ -227,9 +227,10 @@ export function createKeysService({
       // fall through to the transaction's answer as before.
       let ticketCheck: Awaited<ReturnType<PsaTickets['check']>> | undefined;
       if (ticketGate && !(limit && (await limit.revealsSince(db, actor.id, hourAgo())) >= limit.revealLimitPerHour)) {
-        const pre = byRecordId
-          ? [await repo.revealById(db, revealScope(actor), byRecordId)].filter((r) => r !== undefined)
-          : await repo.revealCandidates(db, revealScope(actor), parsed, 2);
+        // The same lookup as the transaction's: a record id first, else key-ID matches (a full key
+        // ID is a GUID too, so it is tried as a record id and then as a key ID).
+        const byRecord = byRecordId ? await repo.revealById(db, revealScope(actor), byRecordId) : undefined;
+        const pre = byRecord ? [byRecord] : await repo.revealCandidates(db, revealScope(actor), parsed, 2);
         if (pre.length === 1 && pre[0]!.state !== 'destroyed') ticketCheck = await ticketGate.check(actor, pre[0]!, reason.value.ticket);
       }
       const breakGlassGiven = input.breakGlassReason !== undefined && input.breakGlassReason !== null;

@@ -185,7 +185,7 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
             problem,
             // 503: nothing is wrong with the ticket as far as anyone knows; the PSA cannot say.
             error: unavailable(
-              `${psaName} cannot be reached to check ticket ${number}; ${key.client_name} requires a valid ticket. An owner can reveal with break-glass (reason recorded, owners notified).`,
+              `${psaName} cannot be reached to check ticket ${number} (${e.message.replace(/\.$/, '')}); ${key.client_name} requires a valid ticket. An owner can reveal with break-glass (reason recorded, owners notified).`,
               { field: 'ticket', ticketProblem: problem, breakGlass: can(actor, 'key:break-glass', key.client_id) },
             ),
           },
