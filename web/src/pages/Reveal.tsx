@@ -144,6 +144,27 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
     form.current?.requestSubmit();
   };
 
+  // Break-glass skips what this reveal lacks: a second person's approval, a checked ticket, or both.
+  const without = [approval.data?.required && !approved ? "a second person's approval" : null, psaDownBreakGlass ? 'a checked ticket' : null]
+    .filter(Boolean)
+    .join(' and ');
+  // The reason box opens where it was asked for: on top of the form (approval panel's break-glass), or
+  // in place of the PSA break-glass button under the ticket field, focused so the owner types at once.
+  const breakGlassBox = breakGlass !== null && (
+    <Textarea
+      label="Why break the glass?"
+      description={`Revealing without ${without || "a second person's approval"} is audited as break-glass and notified. At least 10 characters.`}
+      required
+      color="red"
+      value={breakGlass}
+      onChange={(e) => setBreakGlass(e.currentTarget.value)}
+      maxLength={500}
+      autosize
+      minRows={2}
+      autoFocus={psaDownBreakGlass}
+    />
+  );
+
   return (
     <Modal opened onClose={close} title="Reveal recovery key" size="lg" centered>
       <Stack gap="md">
@@ -178,19 +199,7 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                   Approved by {approved.decidedBy}: this reveal uses the approval once (before {fmtDateTime(approved.approvalExpiresAt)}).
                 </Alert>
               )}
-              {breakGlass !== null && (
-                <Textarea
-                  label="Why break the glass?"
-                  description={`Revealing without ${psaDownBreakGlass ? 'a checked ticket' : "a second person's approval"} is audited as break-glass and notified. At least 10 characters.`}
-                  required
-                  color="red"
-                  value={breakGlass}
-                  onChange={(e) => setBreakGlass(e.currentTarget.value)}
-                  maxLength={500}
-                  autosize
-                  minRows={2}
-                />
-              )}
+              {!psaDownBreakGlass && breakGlassBox}
               <ReasonTicketFields
                 reason={reason}
                 setReason={setReason}
@@ -204,13 +213,16 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
                 ticketPolicy={ticketPolicy}
                 ticketError={ticketError}
               />
-              {psaDownBreakGlass && breakGlass === null && (
-                <Group justify="flex-end">
-                  <Button variant="light" color="red" onClick={() => setBreakGlass('')} data-testid="psa-break-glass">
-                    Break glass: reveal without a checked ticket
-                  </Button>
-                </Group>
-              )}
+              {psaDownBreakGlass &&
+                (breakGlass === null ? (
+                  <Group justify="flex-end">
+                    <Button variant="light" color="red" onClick={() => setBreakGlass('')} data-testid="psa-break-glass">
+                      Break glass: reveal without a checked ticket
+                    </Button>
+                  </Group>
+                ) : (
+                  breakGlassBox
+                ))}
               <Textarea
                 label="Note"
                 description="Optional; goes into the audit log. Never paste a recovery password."
