@@ -317,6 +317,7 @@ export async function buildContainer(
       scheduler: () => scheduler!,
       egress,
       stepUpMinutes: config.policy.stepUpMinutes,
+      notifier,
     });
     const directory = createDirectoryService({
       egress,
@@ -416,6 +417,8 @@ export async function buildContainer(
           const r = await psaTickets.deliverDue();
           return `ok: ${r.posted} notes posted, ${r.retrying} to retry, ${r.failed} given up`;
         },
+        // Certificates Entra ID connections sign in with: warned 30 and 7 days ahead and once expired (daily).
+        'graph-certificates': async () => `ok: ${(await mspApp.checkCertificates()).warned} warnings`,
         // The audit chain is checked daily; a break is notified (audit.chain_broken) by the audit service.
         'audit-verify': async () => {
           const r = await audit.verify(systemActor('audit-verify'));
@@ -430,6 +433,7 @@ export async function buildContainer(
       { id: 'psa-finding-tickets', kind: 'psa-finding-tickets', intervalMinutes: 15, firstRunAt: clock.now() },
       { id: SSO_REVALIDATE_TASK, kind: SSO_REVALIDATE_TASK, intervalMinutes: 5, firstRunAt: clock.now() },
       { id: PSA_NOTES_TASK, kind: PSA_NOTES_TASK, intervalMinutes: 1, firstRunAt: clock.now() },
+      { id: 'graph-certificates', kind: 'graph-certificates', intervalMinutes: 24 * 60, firstRunAt: clock.now() },
       { id: 'audit-verify', kind: 'audit-verify', intervalMinutes: 24 * 60, firstRunAt: new Date(Date.parse(clock.now()) + 3600_000).toISOString() },
     ]) {
       await db

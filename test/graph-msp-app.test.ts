@@ -427,6 +427,80 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect(link.stderr).toContain("Send this link to an administrator of Echo's Microsoft 365 tenant");
   });
 
+  it('certificates running out are warned 30 and 7 days ahead and once expired: each stage once per certificate, a new one starts over', async () => {
+    const db = t.container.database.db;
+    const inDays = (d: number) => new Date(Date.now() + d * 86_400_000).toISOString();
+    const warnings = async () =>
+      (await db.selectFrom('notification_outbox').selectAll().where('event_type', '=', 'graph.certificate_expiring').orderBy('created_at').execute()).map(
+        (e) => ({
+          client: e.client_id,
+          subject: e.subject,
+          stage: (JSON.parse(e.details) as { stage: string }).stage,
+        }),
+      );
+    const app = (await db.selectFrom('graph_msp_app').selectAll().executeTakeFirstOrThrow())!;
+    expect(app.credential_kind).toBe('certificate');
+    // A client app with its own certificate (Echo, from the per-client certificate test).
+    const echoConn = (await db.selectFrom('graph_connections').selectAll().where('client_id', '=', clients.Echo!.id).executeTakeFirstOrThrow())!;
+    expect(echoConn.credential_kind).toBe('certificate');
+    const before = (await warnings()).length;
+
+    // Far from expiry: nothing.
+    expect(await t.container.mspApp.checkCertificates()).toEqual({ warned: 0 });
+    await db
+      .updateTable('graph_msp_app')
+      .set({ certificate_expires_at: inDays(20) })
+      .execute();
+    await db
+      .updateTable('graph_connections')
+      .set({ certificate_expires_at: inDays(5) })
+      .where('id', '=', echoConn.id)
+      .execute();
+    expect(await t.container.mspApp.checkCertificates()).toEqual({ warned: 2 });
+    // The next day's check says nothing new.
+    expect(await t.container.mspApp.checkCertificates()).toEqual({ warned: 0 });
+    let w = (await warnings()).slice(before);
+    expect(w).toHaveLength(2);
+    expect(w).toEqual(
+      expect.arrayContaining([
+        {
+          client: null,
+          stage: '30',
+          subject: expect.stringMatching(
+            /^The certificate of the MSP's Entra ID app expires on \d{4}-\d{2}-\d{2} \(\d+ days left\): \d+ clients? sign in with it\./,
+          ),
+        },
+        { client: clients.Echo!.id, stage: '7', subject: expect.stringMatching(/^The certificate Echo's Entra ID connection signs in with expires on /) },
+      ]),
+    );
+    // Later stages: 7 days, then expired.
+    await db
+      .updateTable('graph_msp_app')
+      .set({ certificate_expires_at: inDays(3) })
+      .execute();
+    await db
+      .updateTable('graph_connections')
+      .set({ certificate_expires_at: inDays(-1) })
+      .where('id', '=', echoConn.id)
+      .execute();
+    expect(await t.container.mspApp.checkCertificates()).toEqual({ warned: 2 });
+    w = (await warnings()).slice(before);
+    expect(w.map((x) => `${x.client ? 'Echo' : 'MSP app'} ${x.stage}`).sort()).toEqual(['Echo 7', 'Echo expired', 'MSP app 30', 'MSP app 7']);
+    expect(w.find((x) => x.stage === 'expired')!.subject).toMatch(/expired on \d{4}-\d{2}-\d{2}/);
+    // A new certificate for the MSP app starts over (far from expiry: nothing).
+    const renewed = await call(owner, 'PUT', `${API}/graph/msp-app`, { appClientId: MSP_APP, generateCertificate: true, ...urls });
+    expect(renewed.statusCode, renewed.body).toBe(200);
+    sim.apps.register({ appId: MSP_APP, displayName: 'Keywarden (MSP)', redirectUris: [CALLBACK], certificates: [renewed.json().certificatePem] });
+    expect(await t.container.mspApp.checkCertificates()).toEqual({ warned: 0 });
+    const audited = (await audits('graph.certificate_expiring')).slice(-4);
+    expect(audited.map((a) => (JSON.parse(a.details!) as { stage: string }).stage).sort()).toEqual(['30', '7', '7', 'expired']);
+    // The scheduled task runs the same check daily.
+    expect(await db.selectFrom('scheduled_tasks').select(['kind', 'interval_minutes']).where('id', '=', 'graph-certificates').executeTakeFirst()).toEqual({
+      kind: 'graph-certificates',
+      interval_minutes: 1440,
+    });
+  });
+
   it('no private key in any answer, log or audit record', async () => {
     const all = await t.container.database.db.selectFrom('audit_events').selectAll().execute();
     const everything = [answers.join('\n'), log.text(), JSON.stringify(all)].join('\n');

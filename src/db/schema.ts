@@ -391,6 +391,8 @@ export interface GraphConnectionsTable {
   certificate_expires_at: string | null;
   /** When a sync found admin consent withdrawn (or the app gone) in the tenant; cleared by the next good sync. */
   consent_lost_at: string | null;
+  /** The last certificate expiry warning sent: `<thumbprint>:<stage>` (migration 0027). */
+  certificate_warned?: string | null;
 }
 
 /** The vault's one PSA connection (at most one row, id 'psa'). */
@@ -444,6 +446,8 @@ export interface GraphMspAppTable {
   created_at: string;
   updated_at: string;
   updated_by_name: string;
+  /** The last certificate expiry warning sent: `<thumbprint>:<stage>` (migration 0027). */
+  certificate_warned?: string | null;
 }
 
 /** A one-time admin-consent link: the state is kept as its SHA-256 only. */

@@ -19082,6 +19082,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'graph.certificate_expiring'
               | 'psa.ticket_sync_failed'
             )[];
             name: string;
@@ -19352,6 +19353,7 @@ export interface paths {
               | 'key.break_glass'
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
+              | 'graph.certificate_expiring'
               | 'psa.ticket_sync_failed'
             )[];
             name?: string;

@@ -25,6 +25,7 @@ import * as m0023 from './0023_self_service_devices.js';
 import * as m0024 from './0024_psa.js';
 import * as m0025 from './0025_psa_notes.js';
 import * as m0026 from './0026_psa_ticket_rules.js';
+import * as m0027 from './0027_certificate_warnings.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -57,4 +58,5 @@ export const migrations: Record<string, Migration> = {
   '0024_psa': m0024,
   '0025_psa_notes': m0025,
   '0026_psa_ticket_rules': m0026,
+  '0027_certificate_warnings': m0027,
 };

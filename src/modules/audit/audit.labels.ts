@@ -76,6 +76,7 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'graph.consent_link': 'Admin-consent link created',
   'graph.consent': 'Admin consent recorded',
   'graph.consent_lost': 'Admin consent withdrawn in a tenant',
+  'graph.certificate_expiring': 'Entra ID app certificate expiring',
   'entra.key_read': 'Key read in Entra ID',
   'ad.connect': 'Active Directory connected',
   'ad.update': 'Active Directory connection changed',

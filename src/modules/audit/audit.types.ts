@@ -60,6 +60,7 @@ export type AuditAction =
   | 'graph.consent_link'
   | 'graph.consent'
   | 'graph.consent_lost'
+  | 'graph.certificate_expiring'
   | 'entra.key_read'
   | 'ad.connect'
   | 'ad.update'

@@ -26,6 +26,23 @@ export function createGraphRepo() {
         .execute();
       return rows.length === 1 ? rows[0]!.client_id : null;
     },
+    /** Connections that sign in with their own certificate (for expiry warnings). */
+    withCertificates: (exec: Executor) =>
+      exec
+        .selectFrom('graph_connections')
+        .select(['id', 'client_id', 'tenant_id', 'certificate_thumbprint', 'certificate_expires_at', 'certificate_warned'])
+        .where('credential_kind', '=', 'certificate')
+        .where('certificate_expires_at', 'is not', null)
+        .execute(),
+    /** How many connections sign in through the MSP app (they stop when its certificate expires). */
+    async countMspApp(exec: Executor): Promise<number> {
+      const r = await exec
+        .selectFrom('graph_connections')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('credential_kind', '=', 'msp_app')
+        .executeTakeFirstOrThrow();
+      return Number(r.n);
+    },
     findByClient: (exec: Executor, clientId: string) => exec.selectFrom('graph_connections').selectAll().where('client_id', '=', clientId).executeTakeFirst(),
     list: (exec: Executor, scope: ClientScope) =>
       inClientScope(exec.selectFrom('graph_connections').selectAll().orderBy('created_at'), 'client_id', scope).execute(),

@@ -16,6 +16,10 @@ export function createMspAppRepo() {
         .execute();
     },
 
+    async setCertificateWarned(exec: Executor, warned: string): Promise<void> {
+      await exec.updateTable('graph_msp_app').set({ certificate_warned: warned }).where('id', '=', MSP_APP_ID).execute();
+    },
+
     // consent links
     async insertState(exec: Executor, row: GraphConsentStatesTable): Promise<void> {
       await exec.insertInto('graph_consent_states').values(row).execute();

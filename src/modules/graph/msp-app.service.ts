@@ -13,6 +13,8 @@ import { createGraphClient, GraphError } from '../../integrations/graph-client.j
 import { requireFreshSecondFactor, requirePermission, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import { lockKey } from '../../db/locks.js';
+import type { Notifier } from '../notifications/notifier.js';
+import { daysLeft, stageToWarn, type ExpiryStage } from '../../domain/certificate-expiry.js';
 import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { Scheduler } from '../jobs/scheduler.js';
@@ -56,7 +58,7 @@ export type ConsentOutcome = { ok: true; clientName: string; tenantId: string } 
 type Deps = {
   tx: Transactions;
   repo: MspAppRepo;
-  connections: Pick<GraphRepo, 'findByClient' | 'findByTenant' | 'insert' | 'update'>;
+  connections: Pick<GraphRepo, 'findByClient' | 'findByTenant' | 'insert' | 'update' | 'withCertificates' | 'countMspApp'>;
   clients: Pick<ClientsRepo, 'findById'>;
   keyring: Pick<Keyring<Executor>, 'secretCipher'>;
   audit: Pick<AuditService, 'record' | 'recordNow'>;
@@ -64,6 +66,8 @@ type Deps = {
   scheduler: () => Scheduler;
   egress: EgressPolicy;
   stepUpMinutes: number;
+  /** graph.certificate_expiring notifications, written with the warning's audit event. */
+  notifier?: Notifier;
 };
 
 const view = (a: GraphMspAppTable, now: string): MspAppView => ({
@@ -86,7 +90,7 @@ const view = (a: GraphMspAppTable, now: string): MspAppView => ({
  * admin has no Keywarden account): it links the consenting tenant to that client in MSP-app mode,
  * never a tenant another client already has.
  */
-export function createMspAppService({ tx, repo, connections, clients, keyring, audit, clock, scheduler, egress, stepUpMinutes }: Deps) {
+export function createMspAppService({ tx, repo, connections, clients, keyring, audit, clock, scheduler, egress, stepUpMinutes, notifier }: Deps) {
   const checkEgress = async (url: string, what: string, field: string, actor: Actor) => {
     const u = new URL(url);
     try {
@@ -103,7 +107,83 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
     name: tenantId ? `Entra admin consent (tenant ${tenantId})` : 'Entra admin consent',
   });
 
+  const certificateActor = systemActor('certificate-check');
+  const whenWords = (stage: ExpiryStage, expiresAt: string, now: string) =>
+    stage === 'expired' ? `expired on ${expiresAt.slice(0, 10)}` : `expires on ${expiresAt.slice(0, 10)} (${daysLeft(expiresAt, now)} days left)`;
+
   return {
+    /**
+     * The daily certificate check: the MSP app's certificate and each client app's certificate are
+     * warned about 30 and 7 days before they expire and once expired (one notification per stage and
+     * certificate, audited). An expired certificate stops every sync that signs in with it.
+     */
+    async checkCertificates(): Promise<{ warned: number }> {
+      const now = clock.now();
+      let warned = 0;
+      const app = await repo.find(tx.reader);
+      if (app?.certificate_thumbprint && app.certificate_expires_at) {
+        const stage = stageToWarn(app.certificate_thumbprint, app.certificate_expires_at, now, app.certificate_warned);
+        if (stage) {
+          const users = await connections.countMspApp(tx.reader);
+          const when = whenWords(stage, app.certificate_expires_at, now);
+          await tx.run(async (t) => {
+            await repo.setCertificateWarned(t, `${app.certificate_thumbprint}:${stage}`);
+            const details = { certificate: 'MSP app', thumbprint: app.certificate_thumbprint, expiresAt: app.certificate_expires_at, stage, clients: users };
+            await audit.record(t, certificateActor, {
+              action: 'graph.certificate_expiring',
+              outcome: 'success',
+              targetType: 'graph_msp_app',
+              targetId: MSP_APP_ID,
+              details,
+            });
+            await notifier?.emit(t, {
+              type: 'graph.certificate_expiring',
+              clientId: null,
+              subject: `The certificate of the MSP's Entra ID app ${when}: ${users} client${users === 1 ? '' : 's'} sign in with it. Renew it in Settings › Connections › Entra ID app for all clients.`,
+              details,
+              dedupKey: `graph.certificate_expiring:${app.certificate_thumbprint}:${stage}`,
+              occurredAt: now,
+            });
+          });
+          warned += 1;
+        }
+      }
+      for (const c of await connections.withCertificates(tx.reader)) {
+        const stage = stageToWarn(c.certificate_thumbprint ?? '', c.certificate_expires_at!, now, c.certificate_warned);
+        if (!stage || !c.certificate_thumbprint) continue;
+        const client = await clients.findById(tx.reader, c.client_id, null);
+        const when = whenWords(stage, c.certificate_expires_at!, now);
+        await tx.run(async (t) => {
+          await connections.update(t, c.id, { certificate_warned: `${c.certificate_thumbprint}:${stage}` });
+          const details = {
+            certificate: 'client app',
+            tenantId: c.tenant_id,
+            thumbprint: c.certificate_thumbprint,
+            expiresAt: c.certificate_expires_at,
+            stage,
+          };
+          await audit.record(t, certificateActor, {
+            action: 'graph.certificate_expiring',
+            outcome: 'success',
+            clientId: c.client_id,
+            targetType: 'graph_connection',
+            targetId: c.id,
+            details,
+          });
+          await notifier?.emit(t, {
+            type: 'graph.certificate_expiring',
+            clientId: c.client_id,
+            subject: `The certificate ${client?.name ?? 'a client'}'s Entra ID connection signs in with ${when}. Generate or upload a new one on the client's connection.`,
+            details,
+            dedupKey: `graph.certificate_expiring:${c.certificate_thumbprint}:${stage}`,
+            occurredAt: now,
+          });
+        });
+        warned += 1;
+      }
+      return { warned };
+    },
+
     async get(actor: Actor): Promise<MspAppView | null> {
       requirePermission(actor, 'integration:manage');
       const a = await repo.find(tx.reader);

@@ -24,6 +24,7 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'key.break_glass': 'Break-glass reveal (no approval)',
   'key.self_service_reveal': 'An end user revealed their own recovery key',
   'graph.consent_lost': 'Admin consent for the Keywarden app withdrawn',
+  'graph.certificate_expiring': 'Entra ID app certificate expiring',
   'psa.ticket_sync_failed': 'Findings could not be sent to the PSA',
 };
 

@@ -26,6 +26,7 @@ export const NOTIFICATION_EVENT_TYPES = [
   'key.break_glass',
   'key.self_service_reveal',
   'graph.consent_lost',
+  'graph.certificate_expiring',
   'psa.ticket_sync_failed',
 ] as const;
 export type NotificationEventType = (typeof NOTIFICATION_EVENT_TYPES)[number];

@@ -61,6 +61,7 @@ const EVENT_LABEL: Record<EventType, string> = {
   'key.break_glass': 'A key was revealed by break-glass',
   'key.self_service_reveal': 'An end user revealed their own key (self-service)',
   'graph.consent_lost': "A client's admin consent for the Keywarden app was withdrawn",
+  'graph.certificate_expiring': 'An Entra ID app certificate expires within 30 days, or has expired',
   'psa.ticket_sync_failed': 'Findings could not be sent to the PSA as tickets',
 };
 const EVENTS = Object.keys(EVENT_LABEL) as EventType[];
