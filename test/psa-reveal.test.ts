@@ -405,6 +405,27 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await policy('validate');
   });
 
+  it('a ticket policy switched on while a reveal is on its way (after its check found it off) refuses that reveal', async () => {
+    await policy('off');
+    const k = newKey();
+    await importKeys('Contoso', [k]);
+    const check = c.psaTickets.check;
+    try {
+      // The race, made certain: the policy is checked (off), then an admin requires tickets before the reveal's transaction.
+      c.psaTickets.check = async (...args) => {
+        const r = await check(...args);
+        await c.database.db.updateTable('psa_client_settings').set({ ticket_policy: 'required' }).where('client_id', '=', contoso).execute();
+        return r;
+      };
+      const r = answer(await reveal(s.ada, k, {}), 409);
+      expect(r.message).toMatch(/ticket policy changed while this reveal was on its way/);
+      expect((await reveals(k)).map((e) => e.outcome)).toEqual(['denied']);
+    } finally {
+      c.psaTickets.check = check;
+      await policy('validate');
+    }
+  });
+
   it('policy off: the ticket is free text and the PSA is never called', async () => {
     await policy('off');
     try {

@@ -290,6 +290,9 @@ export function createKeysService({
             if (await ticketGate.applies(tx, actor, row.client_id)) {
               return refuse(conflict('The key changed while its ticket was being checked: reveal it again.'), 'key changed during the ticket check');
             }
+          } else if (!ticketCheck.applies && (await ticketGate.applies(tx, actor, row.client_id))) {
+            // The client's ticket policy was switched on while this reveal was on its way: check again.
+            return refuse(conflict("The client's ticket policy changed while this reveal was on its way: reveal it again."), 'ticket policy changed');
           } else if (ticketCheck.refusal) {
             // Only "the PSA cannot be asked" yields to an owner's break-glass (checked by the approval gate).
             if (!(ticketCheck.breakGlassProblem && breakGlassGiven && approvalGate)) return refuse(ticketCheck.refusal.error, ticketCheck.refusal.problem);
