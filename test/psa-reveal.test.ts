@@ -405,7 +405,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await policy('validate');
   });
 
-  it('a ticket policy switched on while a reveal is on its way (after its check found it off) refuses that reveal', async () => {
+  it('a ticket policy switched on or tightened while a reveal is on its way (after its check) refuses that reveal', async () => {
     await policy('off');
     const k = newKey();
     await importKeys('Contoso', [k]);
@@ -420,6 +420,11 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
       const r = answer(await reveal(s.ada, k, {}), 409);
       expect(r.message).toMatch(/ticket policy changed while this reveal was on its way/);
       expect((await reveals(k)).map((e) => e.outcome)).toEqual(['denied']);
+      // Validate (no ticket given: nothing to check) tightened to required on the way: refused too.
+      await policy('validate');
+      const r2 = answer(await reveal(s.ada, k, {}), 409);
+      expect(r2.message).toMatch(/ticket policy changed while this reveal was on its way/);
+      expect((await reveals(k)).map((e) => e.outcome)).toEqual(['denied', 'denied']);
     } finally {
       c.psaTickets.check = check;
       await policy('validate');

@@ -44,7 +44,7 @@ type Deps = {
    * the PSA before the reveal's transaction; the transaction makes sure it reveals the key that was
    * checked, audits the result and queues the internal note, delivered after commit.
    */
-  ticketGate?: Pick<PsaTickets, 'applies' | 'check' | 'queueNote' | 'deliverSoon'>;
+  ticketGate?: Pick<PsaTickets, 'applies' | 'rulesOf' | 'check' | 'queueNote' | 'deliverSoon'>;
   /** key.revealed notifications, written in the reveal's transaction. */
   notifier?: Notifier;
   /**
@@ -290,8 +290,8 @@ export function createKeysService({
             if (await ticketGate.applies(tx, actor, row.client_id)) {
               return refuse(conflict('The key changed while its ticket was being checked: reveal it again.'), 'key changed during the ticket check');
             }
-          } else if (!ticketCheck.applies && (await ticketGate.applies(tx, actor, row.client_id))) {
-            // The client's ticket policy was switched on while this reveal was on its way: check again.
+          } else if ((await ticketGate.rulesOf(tx, actor, row.client_id)) !== ticketCheck.rules) {
+            // The client's ticket policy, company or assignee rule changed while this reveal was on its way: check again.
             return refuse(conflict("The client's ticket policy changed while this reveal was on its way: reveal it again."), 'ticket policy changed');
           } else if (ticketCheck.refusal) {
             // Only "the PSA cannot be asked" yields to an owner's break-glass (checked by the approval gate).

@@ -10,7 +10,7 @@ import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.
 import { isEgressError } from '../../integrations/egress.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
-import type { PsaAccess } from './psa.access.js';
+import type { ClientPsaSettings, PsaAccess } from './psa.access.js';
 import type { PsaNotesRepo } from './psa-notes.repo.js';
 
 /**
@@ -65,6 +65,8 @@ export type TicketGateResult = {
   keyRecordId: string;
   /** False: the client's policy is off (or the actor is not subject to it): nothing was checked. */
   applies: boolean;
+  /** The rules the check followed (see `rulesOf`): the reveal's transaction refuses when they changed since. */
+  rules: string;
   audit: TicketAudit | null;
   note: NotePlan | null;
   /** Set: the reveal must not go ahead (audited as a denied reveal with `problem`). */
@@ -104,10 +106,19 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     return (await access.clientSettings(exec, clientId)).ticketPolicy !== 'off';
   }
 
+  const rulesText = (s: ClientPsaSettings) =>
+    s.ticketPolicy === 'off' ? 'off' : `${s.ticketPolicy}|${s.companyId ?? ''}|${s.requireAssignee ? 'assignee' : ''}`;
+
+  /** The ticket rules this actor's reveal of this client's keys follows now (policy, company, assignee), as one text. */
+  async function rulesOf(exec: Executor, actor: Actor, clientId: string): Promise<string> {
+    return subject(actor) ? rulesText(await access.clientSettings(exec, clientId)) : 'off';
+  }
+
   async function check(actor: Actor, key: { id: string; client_id: string; client_name: string }, typed: string | null): Promise<TicketGateResult> {
-    const none: TicketGateResult = { keyRecordId: key.id, applies: false, audit: null, note: null, refusal: null, breakGlassProblem: null };
-    if (!subject(actor)) return none;
+    const off: TicketGateResult = { keyRecordId: key.id, applies: false, rules: 'off', audit: null, note: null, refusal: null, breakGlassProblem: null };
+    if (!subject(actor)) return off;
     const settings = await access.clientSettings(db, key.client_id);
+    const none = { ...off, rules: rulesText(settings) };
     const policy = settings.ticketPolicy;
     if (policy === 'off') return none;
     const result = (r: Partial<TicketGateResult>): TicketGateResult => ({ ...none, applies: true, ...r });
@@ -341,6 +352,7 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
 
   return {
     applies,
+    rulesOf,
     check,
     queueNote,
     noteText,
