@@ -474,6 +474,7 @@ export async function buildContainer(
       audit,
       clock,
       personOf,
+      notifier,
     });
     const deviceTags = createDeviceTagsService({ tx: transactions(db), repo: createDeviceTagsRepo(), devices: devicesRepo, audit, clock });
     const keys = createKeysService({

@@ -365,6 +365,13 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(failed).toHaveLength(1);
     expect(failed[0]!.details).toMatchObject({ problem: expect.stringMatching(/gave up after 6 attempts/) });
     expect((await reveals(k)).map((e) => e.outcome)).toEqual(['success']);
+    // The MSP is told once that the ticket lacks the record of this reveal (never the password).
+    const told = (await c.database.db.selectFrom('notification_outbox').selectAll().where('event_type', '=', 'psa.note_failed').execute()).filter((o) =>
+      o.details.includes(`${k.keyId.slice(0, 8).toUpperCase()}…`),
+    );
+    expect(told).toHaveLength(1);
+    expect(told[0]!.subject).toMatch(new RegExp(`^The note about a key reveal could not be posted on ticket ${h.t.open.ref.replace('#', '')} in `));
+    expect(told[0]!.details + told[0]!.subject).not.toContain(k.password);
   });
 
   it('PSA unreachable under required: refused (503); an owner breaks the glass, audited and notified; a technician cannot', async () => {

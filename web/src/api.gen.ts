@@ -19083,6 +19083,7 @@ export interface paths {
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
               | 'graph.certificate_expiring'
+              | 'psa.note_failed'
               | 'psa.ticket_sync_failed'
             )[];
             name: string;
@@ -19354,6 +19355,7 @@ export interface paths {
               | 'key.self_service_reveal'
               | 'graph.consent_lost'
               | 'graph.certificate_expiring'
+              | 'psa.note_failed'
               | 'psa.ticket_sync_failed'
             )[];
             name?: string;

@@ -25,6 +25,7 @@ export const EVENT_LABELS: Record<NotificationEventType, string> = {
   'key.self_service_reveal': 'An end user revealed their own recovery key',
   'graph.consent_lost': 'Admin consent for the Keywarden app withdrawn',
   'graph.certificate_expiring': 'Entra ID app certificate expiring',
+  'psa.note_failed': 'Reveal note not posted on the PSA ticket',
   'psa.ticket_sync_failed': 'Findings could not be sent to the PSA',
 };
 

@@ -27,6 +27,7 @@ export const NOTIFICATION_EVENT_TYPES = [
   'key.self_service_reveal',
   'graph.consent_lost',
   'graph.certificate_expiring',
+  'psa.note_failed',
   'psa.ticket_sync_failed',
 ] as const;
 export type NotificationEventType = (typeof NOTIFICATION_EVENT_TYPES)[number];

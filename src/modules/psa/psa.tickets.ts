@@ -10,6 +10,7 @@ import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.
 import { isEgressError } from '../../integrations/egress.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { Notifier } from '../notifications/notifier.js';
 import type { ClientPsaSettings, PsaAccess } from './psa.access.js';
 import type { PsaNotesRepo } from './psa-notes.repo.js';
 
@@ -88,6 +89,8 @@ type Deps = {
   /** The person behind an actor (an API token's creator), whose PSA member must be the ticket's assignee. */
   personOf(exec: Executor, actor: Actor): Promise<string>;
   onDeliveryError?: (e: unknown) => void;
+  /** psa.note_failed notifications, written with the give-up's audit event. */
+  notifier?: Notifier;
 };
 
 /** A refused check: 409 (400 for a ticket that cannot be a ticket number), field `ticket`, the problem named. */
@@ -95,7 +98,7 @@ function refusedTicket(message: string, problem: string, extra: Record<string, u
   return new AppError('conflict', message, { field: 'ticket', ticketProblem: problem, ...extra });
 }
 
-export function createPsaTickets({ tx, access, notes, audit, clock, personOf, onDeliveryError }: Deps) {
+export function createPsaTickets({ tx, access, notes, audit, clock, personOf, onDeliveryError, notifier }: Deps) {
   const db = tx.reader;
   const inFlight = new Set<Promise<unknown>>();
   const subject = (actor: Actor) => actor.type === 'user' || actor.type === 'token';
@@ -295,6 +298,15 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       await tx.run(async (t) => {
         await notes.finish(t, row.id, { status: 'failed', attempts, next_attempt_at: clock.now(), last_problem: problem, done_at: clock.now() });
         await audit.record(t, actorOfNotes, { action: 'psa.note_failed', outcome: 'failure', ...auditBase, details: { ...details, problem } });
+        // The ticket now lacks the record of a reveal: someone should add it by hand.
+        await notifier?.emit(t, {
+          type: 'psa.note_failed',
+          clientId: row.client_id,
+          subject: `The note about a key reveal could not be posted on ticket ${row.ticket_ref} in ${PSA_NAMES[row.psa_kind as PsaKind] ?? 'the PSA'}: ${problem}`,
+          details: { ticket: row.ticket_ref, psa: row.psa_kind, problem, note: row.text },
+          dedupKey: `psa.note_failed:${row.id}`,
+          occurredAt: clock.now(),
+        });
       });
       return 'failed' as const;
     };

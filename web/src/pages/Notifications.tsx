@@ -62,6 +62,7 @@ const EVENT_LABEL: Record<EventType, string> = {
   'key.self_service_reveal': 'An end user revealed their own key (self-service)',
   'graph.consent_lost': "A client's admin consent for the Keywarden app was withdrawn",
   'graph.certificate_expiring': 'An Entra ID app certificate expires within 30 days, or has expired',
+  'psa.note_failed': 'The note about a reveal could not be posted on its PSA ticket',
   'psa.ticket_sync_failed': 'Findings could not be sent to the PSA as tickets',
 };
 const EVENTS = Object.keys(EVENT_LABEL) as EventType[];
