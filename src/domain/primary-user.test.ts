@@ -5,7 +5,7 @@ describe('parsePrimaryUser', () => {
   it.each([
     ['ann@contoso.example', 'ann@contoso.example'],
     ['  Ann.Lee@Contoso.onmicrosoft.com ', 'Ann.Lee@Contoso.onmicrosoft.com'],
-    ['o\'brien+it@contoso.example', "o'brien+it@contoso.example"],
+    ["o'brien+it@contoso.example", "o'brien+it@contoso.example"],
     // A person whose name merely starts like a placeholder is still a person.
     ['foouser2@contoso.example', 'foouser2@contoso.example'],
     ['packager@contoso.example', 'packager@contoso.example'],
