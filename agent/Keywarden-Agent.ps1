@@ -162,7 +162,7 @@
     KEYWARDEN_ENROLLMENT_TOKEN_ARGUMENT is set by the agent itself for its 64-bit relaunch (it
     carries a -EnrollmentToken value to the child); do not set it.
 
-    Agent version 1.1.0, protocol v1.
+    Agent version 1.2.0, protocol v1.
 #>
 [CmdletBinding()]
 param(
@@ -201,7 +201,7 @@ $ProgressPreference = 'SilentlyContinue'
 # this session should see that property; it does not exist (and is not needed) in PowerShell 7.
 Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
 
-$AgentVersion = '1.1.0'
+$AgentVersion = '1.2.0'
 # A recovery password as Windows prints it: 8 groups of 6 digits joined by dashes.
 $PasswordPattern = '\d{6}(-\d{6}){7}'
 $GuidPattern = '[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}'

@@ -23,7 +23,7 @@ export type Transport = (req: {
   headers?: Record<string, string>;
 }) => Promise<{ status: number; json: any }>;
 
-export const AGENT_VERSION = '1.1.0';
+export const AGENT_VERSION = '1.2.0';
 export const USER_AGENT = `Keywarden-Agent/${AGENT_VERSION}`;
 export const STATE_PATH = 'C:\\ProgramData\\Keywarden';
 export const STATE_FILE = `${STATE_PATH}\\agent.json`;
