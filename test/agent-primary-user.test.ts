@@ -33,15 +33,17 @@ describe(`the agent reports the device's primary user on ${ENGINE}`, () => {
   let n = 0;
 
   /** An Entra-joined machine of the tenant whose join account is `joinUser`, enrolled and after its first run. */
-  async function joinedMachine(joinUser: string | null) {
-    const machine = new SimMachine(`FAKE-PU-${String(++n).padStart(2, '0')}`);
+  async function joinedMachine(joinUser: string | null, opts: { name?: string; pending?: boolean } = {}) {
+    const machine = new SimMachine(opts.name ?? `FAKE-PU-${String(++n).padStart(2, '0')}`);
     machine.entraDeviceId = randomUUID();
     machine.entraTenantId = TENANT;
     machine.entraJoinUser = joinUser;
     const agent = new TestAgent(injectTransport(t.app), machine);
     const token = (await t.app.inject({ method: 'POST', url: `${API}/agent/enrollment-tokens`, headers: owner.headers, payload: { clientId } })).json()
       .token as string;
-    expect((await agent.enroll(token)).status).toBe(200);
+    const enrolled = await agent.enroll(token);
+    expect(enrolled.status).toBe(200);
+    expect(enrolled.json.pendingApproval).toBe(opts.pending ?? false);
     const run = await agent.run();
     expect(run.exitCode, run.lines.join('\n')).toBe(0);
     return { machine, agent, deviceId: agent.deviceId! };
@@ -164,6 +166,16 @@ describe(`the agent reports the device's primary user on ${ENGINE}`, () => {
     // The next good report clears the warning.
     expect((await agent.run()).exitCode).toBe(0);
     expect((await deviceView(deviceId)).facts?.primaryUserIgnored).toBeUndefined();
+  });
+
+  it('a device waiting for an admin to link its agent takes no primary user from that agent', async () => {
+    // The vault knows the name from an import: the new agent works under a record of its own until linked.
+    const name = `FAKE-PU-${String(++n).padStart(2, '0')}`;
+    const csv = `Device,Recovery Password,Drive\n${name},${randomRecoveryPassword()},C:\n`;
+    expect((await t.container.imports.importFile(cliOwner, 'Contoso', { fileName: 'known.csv', bytes: bytes(csv) })).imported).toBe(1);
+    const { agent, deviceId } = await joinedMachine(GUS, { name, pending: true });
+    expect(lastReported(agent).primaryUser).toBe(GUS);
+    expect(await deviceRow(deviceId)).toEqual({ primary_user: null, primary_user_source: null });
   });
 
   it('a person whose UPN is the agent-reported primary user (neither owner nor user in Graph) sees the device and reveals its key', async () => {
