@@ -508,9 +508,17 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
       expect(r.status, r.body).toBe(200);
       h.sim.resetLog();
       expect(await runFab()).toMatchObject({ status: 'done', opened: 0, updated: 1, closed: 0 });
-      expect(theirs().filter((x) => !x.closed).map((x) => x.priority)).toEqual(['2']);
+      expect(
+        theirs()
+          .filter((x) => !x.closed)
+          .map((x) => x.priority),
+      ).toEqual(['2']);
       // The closed ticket was left alone.
-      expect(theirs().filter((x) => x.closed).map((x) => x.priority)).toEqual(['1']);
+      expect(
+        theirs()
+          .filter((x) => x.closed)
+          .map((x) => x.priority),
+      ).toEqual(['1']);
       expect(writes()).toHaveLength(1);
 
       h.sim.resetLog();
@@ -519,6 +527,15 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
       const audits = (await api('GET', `/audit?action=psa.ticket_updated&limit=50`)).json as { items?: { details?: unknown }[] } | { details?: unknown }[];
       const events = Array.isArray(audits) ? audits : (audits.items ?? []);
       expect(events.filter((e) => /\bpriority\b/.test(JSON.stringify(e)))).toHaveLength(1);
+    });
+
+    it('the Entra ID connection removed: the tenant ticket closes saying so (not that the setting was fixed)', async () => {
+      const open = theirs().filter((x) => !x.closed);
+      expect(open).toHaveLength(1);
+      await t.container.graph.deleteConnection(systemActor('test'), connId);
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0, closed: 1 });
+      expect(theirs().find((x) => x.id === open[0]!.id)!.closed).toBe(true);
+      expect(h.notes(open[0]!.id)).toContainEqual(expect.stringMatching(/the Entra ID connection of Fabrikam was removed/));
     });
   });
 });

@@ -47,7 +47,9 @@ describe('PSA ticket text for findings', () => {
     expect(t.body).toContain('Client in Keywarden: https://kw.example/clients/c1');
     expect(t.body).not.toContain('answers below');
     expect(clientFindingTicketText(note!, { id: 'c1', name: 'X'.repeat(300) }, null).title.length).toBeLessThanOrEqual(TITLE_MAX);
-    expect(clearedNote('tenant_gone', '2026-03-05T00:00:00Z', 'Contoso')).toMatch(/^Closed by Keywarden on 2026-03-05: the Entra ID connection of Contoso was removed/);
+    expect(clearedNote('tenant_gone', '2026-03-05T00:00:00Z', 'Contoso')).toMatch(
+      /^Closed by Keywarden on 2026-03-05: the Entra ID connection of Contoso was removed/,
+    );
   });
 
   it('every code a rule can name has a title', () => {

@@ -1,4 +1,4 @@
-import { FINDING_CODES, FINDING_INFO, type FindingCode, type FindingInfo } from './findings.js';
+import { FINDING_CODES, FINDING_INFO, type FindingInfo } from './findings.js';
 import { POSTURE_NOTE_CODES, POSTURE_NOTE_INFO, type PostureNote, type PostureNoteCode } from './tenant-posture.js';
 import { inertPsaText } from '../psa/psa-text.js';
 
@@ -83,7 +83,9 @@ export function findingTicketText(item: TicketItem, clientName: string, publicUr
 /** One ticket listing several devices' findings (digest mode, or a burst above the threshold). */
 export function digestTicketText(items: readonly TicketItem[], clientName: string, publicUrl: string | null): { title: string; body: string } {
   const devices = new Set(items.map((i) => i.deviceId)).size;
-  const sorted = [...items].sort((a, b) => a.deviceName.localeCompare(b.deviceName) || DEVICE_TICKET_CODES.indexOf(a.code) - DEVICE_TICKET_CODES.indexOf(b.code));
+  const sorted = [...items].sort(
+    (a, b) => a.deviceName.localeCompare(b.deviceName) || DEVICE_TICKET_CODES.indexOf(a.code) - DEVICE_TICKET_CODES.indexOf(b.code),
+  );
   const lines = [
     `Keywarden found ${items.length} BitLocker problem${items.length === 1 ? '' : 's'} on ${devices} device${devices === 1 ? '' : 's'} of ${clientName}.`,
     '',

@@ -37,7 +37,9 @@ const TicketSchema = z.object({
   device: z
     .object({ id: z.string(), name: z.string() })
     .nullable()
-    .describe("null for a client-level finding (about the client's Microsoft 365 tenant: entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required)"),
+    .describe(
+      "null for a client-level finding (about the client's Microsoft 365 tenant: entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required)",
+    ),
   code: Code,
   finding: z.string(),
   state: z.enum(['open', 'closed', 'closed_in_psa']).describe('closed_in_psa: someone closed the ticket in the PSA while the finding persisted'),

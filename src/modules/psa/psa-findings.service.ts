@@ -116,9 +116,7 @@ const clientKeyOf = (code: string) => `client|${code}`;
 const rowKey = (r: Pick<PsaFindingTicketsTable, 'device_id' | 'code'>) => (r.device_id === null ? clientKeyOf(r.code) : keyOf(r.device_id, r.code));
 /** Audit details: the devices a ticket is about, or that it is about the client's tenant. */
 const devicesOf = (rows: Pick<PsaFindingTicketsTable, 'device_name'>[]) =>
-  rows.some((r) => r.device_name === null)
-    ? { about: "the client's Microsoft 365 tenant" }
-    : { devices: [...new Set(rows.map((r) => r.device_name))] };
+  rows.some((r) => r.device_name === null) ? { about: "the client's Microsoft 365 tenant" } : { devices: [...new Set(rows.map((r) => r.device_name))] };
 const plus = (iso: string, ms: number) => new Date(Date.parse(iso) + ms).toISOString();
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;

@@ -87,9 +87,9 @@ export function PsaTicketRules({ clientId }: { clientId: string }) {
           )}
         </Group>
         <Text size="sm">
-          Keywarden opens a ticket in your PSA for each device and finding chosen below (and one for each finding about the client&apos;s Microsoft 365
-          tenant), updates it when the finding or the rule&apos;s priority changes and closes it with a note once the finding clears. The client must be linked
-          to a PSA company.
+          Keywarden opens a ticket in your PSA for each device and finding chosen below (and one for each finding about the client&apos;s Microsoft 365 tenant),
+          updates it when the finding or the rule&apos;s priority changes and closes it with a note once the finding clears. The client must be linked to a PSA
+          company.
         </Text>
         {run.data && (
           <Alert color={run.data.status === 'failed' ? 'red' : run.data.status === 'done' ? 'green' : 'gray'} data-testid="psa-run-result">
