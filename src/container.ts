@@ -360,6 +360,8 @@ export async function buildContainer(
       tx: transactions(db),
       repo: createPsaFindingsRepo(),
       psa: psa.access,
+      // Client-level findings about the client's tenant come from the graph module's posture.
+      posture: tenantPosture,
       audit,
       notifier,
       clock,

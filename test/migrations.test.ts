@@ -186,4 +186,26 @@ describe(`migrations on ${ENGINE}`, () => {
     expect(down.rows.map((r) => r.id)).toEqual(['a1']);
     await migrateToLatest(database.db);
   });
+
+  it('keeps finding tickets across 0028 (up and down): priority taken from the rule; a ticket without a device has no place in the older schema', async () => {
+    const at = '2026-01-01T00:00:00.000Z';
+    const ticket = (id: string, deviceId: string | null) =>
+      sql`insert into psa_finding_tickets (id, client_id, device_id, device_name, code, open_key, psa_kind, psa_ticket_id, psa_ticket_number, digest, state, title, body, opened_at, updated_at, checked_at)
+        values (${id}, 'c1', ${deviceId}, ${deviceId ? 'PC-1' : null}, 'entra_consent_lost', ${id}, 'halopsa', ${id}, ${id}, 0, 'open', 't', 'b', ${at}, ${at}, ${at})`.execute(
+        database.db,
+      );
+    expect(await migrateDownThrough('0028_psa_client_findings')).toEqual(['0028_psa_client_findings']);
+    await sql`insert into psa_ticket_rules (client_id, enabled, codes, priority, queue, digest, digest_threshold, updated_at, updated_by_name)
+      values ('c1', 1, '[]', '3', null, 0, 10, ${at}, 'owner')`.execute(database.db);
+    await ticket('t1', 'd1');
+    await expect(ticket('t0', null)).rejects.toThrow();
+    await migrateToLatest(database.db);
+    const up = await sql<{ id: string; priority: string | null }>`select id, priority from psa_finding_tickets`.execute(database.db);
+    expect(up.rows).toEqual([{ id: 't1', priority: '3' }]);
+    await ticket('t2', null);
+    expect(await migrateDownThrough('0028_psa_client_findings')).toEqual(['0028_psa_client_findings']);
+    const down = await sql<{ id: string }>`select id from psa_finding_tickets`.execute(database.db);
+    expect(down.rows.map((r) => r.id)).toEqual(['t1']);
+    await migrateToLatest(database.db);
+  });
 });

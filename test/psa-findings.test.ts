@@ -15,6 +15,9 @@ import type { PsaSimBase } from './psa-sim/common.js';
 import { HaloPsaSimulator } from './psa-sim/halopsa.js';
 import { ConnectWiseSimulator } from './psa-sim/connectwise.js';
 import { AT_STATUS, AutotaskSimulator } from './psa-sim/autotask.js';
+import { GraphSimulator } from './graph-sim/simulator.js';
+import { createGraphRepo } from '../src/modules/graph/graph.repo.js';
+import { systemActor } from '../src/modules/authz/authz.js';
 
 const clock = { offsetMs: 0, now: () => new Date(Date.now() + clock.offsetMs).toISOString() };
 const HOUR = 3600_000;
@@ -29,6 +32,8 @@ type Harness = {
   start(): Promise<void>;
   config(): PsaConfig;
   company(): string;
+  /** A second company, for the client whose tenant has client-level findings. */
+  company2(): string;
   /** The queue value the rules set, and how the simulator shows it. */
   queue: string;
   shownQueue: string;
@@ -52,6 +57,7 @@ const harnesses: Harness[] = [
     },
     config: () => ({ kind: 'halopsa', authUrl: halo.authUrl, apiUrl: halo.apiUrl, clientId: halo.clientId, clientSecret: halo.clientSecret }),
     company: () => String(halo.clients[0]!.id),
+    company2: () => String(halo.clients[1]!.id),
     queue: 'Security',
     shownQueue: 'Security',
     tickets: () =>
@@ -83,6 +89,7 @@ const harnesses: Harness[] = [
       clientId: [...cw.clientIds][0]!,
     }),
     company: () => String(cw.companies[0]!.id),
+    company2: () => String(cw.companies[1]!.id),
     queue: '2',
     shownQueue: 'Security Findings',
     tickets: () =>
@@ -118,6 +125,7 @@ const harnesses: Harness[] = [
       integrationCode: at.integrationCode,
     }),
     company: () => String(at.companies[0]!.id),
+    company2: () => String(at.companies[1]!.id),
     queue: '29683355',
     shownQueue: '29683355',
     tickets: () =>
@@ -154,6 +162,18 @@ function connectionInput(c: PsaConfig): Record<string, unknown> {
       return { kind: c.kind, zoneLookupUrl: c.zoneLookupUrl, userName: c.userName, secret: c.secret, integrationCode: c.integrationCode };
   }
 }
+
+/** One Entra ID tenant per PSA (each suite's vault links its own), all in one Graph simulator. */
+const graph = new GraphSimulator({ inFlightGraceMs: 0 });
+let graphUrls: Promise<{ loginUrl: string; graphUrl: string }> | null = null;
+const tenantIds: Record<PsaKind, string> = {
+  halopsa: '5a5a5a5a-1111-4222-8333-444444444444',
+  connectwise: '6b6b6b6b-1111-4222-8333-444444444444',
+  autotask: '7c7c7c7c-1111-4222-8333-444444444444',
+};
+afterAll(async () => {
+  if (graphUrls) await graph.stop();
+});
 
 describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
   let t: TestApp;
@@ -391,5 +411,131 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
     } finally {
       clock.offsetMs = 0;
     }
+  });
+
+  describe("client-level findings about the client's Microsoft 365 tenant", () => {
+    let fabrikam: string;
+    let connId: string;
+    const tenant = () => graph.tenant(tenantIds[h.kind]);
+    const theirs = () => ours().filter((x) => x.company === h.company2());
+    const fabApi = (method: string, url: string, body?: unknown) => api(method, url.replace(':id', fabrikam), body);
+    const runFab = async () => {
+      const r = await fabApi('POST', '/clients/:id/psa/finding-tickets/run');
+      expect(r.status, r.body).toBe(200);
+      return r.json as { status: string; opened: number; updated: number; closed: number; digest: boolean };
+    };
+    const fabRows = async () =>
+      (await fabApi('GET', '/clients/:id/psa/finding-tickets')).json as { ticketId: string; state: string; device: unknown; code: string; finding: string }[];
+    const sync = async () => expect((await t.container.graph.runSync(connId)).status).toBe('succeeded');
+    const writes = () => h.sim.requests().filter((r) => r.method !== 'GET' && !/token|query$/i.test(r.path));
+
+    beforeAll(async () => {
+      graphUrls ??= graph.start();
+      const urls = await graphUrls;
+      // The tenant: users may not read their own keys, no Intune BitLocker policy: no client-level finding yet.
+      const seeded = graph.seedTenant(tenantIds[h.kind], { keys: 2, devices: 1 });
+      seeded.posture.usersCanReadOwnKeys = false;
+      fabrikam = (await api('POST', '/clients', { name: 'Fabrikam' })).json.id;
+      const link = await fabApi('PUT', '/clients/:id/psa', { companyId: h.company2() });
+      expect(link.status, link.body).toBe(200);
+      const conn = await t.container.graph.createConnection(systemActor('test'), {
+        clientId: fabrikam,
+        tenantId: seeded.tenantId,
+        appClientId: seeded.clientId,
+        clientSecret: seeded.clientSecret,
+        ...urls,
+      });
+      connId = conn.id;
+      await sync();
+      const rules = await fabApi('PUT', '/clients/:id/psa/ticket-rules', {
+        enabled: true,
+        // A device finding too: the Entra devices' keys are all escrowed, so it stays quiet.
+        codes: ['entra_consent_lost', 'entra_users_read_own_keys', 'recovery_key_not_escrowed'],
+        priority: '1',
+        digest: true,
+      });
+      expect(rules.status, rules.body).toBe(200);
+    });
+
+    it('consent lost opens one ticket with no device; a second run does not duplicate it', async () => {
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0 });
+      expect(theirs()).toEqual([]);
+
+      // The Entra sync notes a withdrawn consent on the connection (as it does on AADSTS7000229).
+      await createGraphRepo().markConsentLost(t.container.database.db, connId, clock.now());
+      // Digest mode is on: a client-level finding still gets a ticket of its own.
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 1, digest: false });
+      const [ticket] = theirs();
+      expect(theirs()).toHaveLength(1);
+      expect(ticket).toMatchObject({ company: h.company2(), priority: '1', closed: false });
+      expect(ticket!.title).toBe("BitLocker: Keywarden's access to this Entra ID tenant was withdrawn (Fabrikam)");
+      expect(ticket!.body).toContain('Microsoft 365 tenant of client Fabrikam');
+      expect(ticket!.body).toContain('How to fix it: Send an administrator');
+      expect(await fabRows()).toEqual([
+        expect.objectContaining({ ticketId: ticket!.id, state: 'open', device: null, code: 'entra_consent_lost', finding: expect.stringMatching(/withdrawn/) }),
+      ]);
+
+      h.sim.resetLog();
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0, updated: 0, closed: 0 });
+      expect(theirs()).toHaveLength(1);
+      expect(writes()).toEqual([]);
+    });
+
+    it('consent back closes the ticket with a note; a new tenant finding opens its own ticket', async () => {
+      const consentTicket = theirs()[0]!;
+      // A sync that works again clears consent_lost_at; meanwhile the tenant let users read their own keys.
+      tenant().posture.usersCanReadOwnKeys = true;
+      await sync();
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 1, closed: 1 });
+      const closed = theirs().find((x) => x.id === consentTicket.id)!;
+      expect(closed.closed).toBe(true);
+      expect(h.notes(consentTicket.id)).toContainEqual(
+        expect.stringMatching(/^Cleared in Keywarden on \d{4}-\d{2}-\d{2}: the Microsoft 365 tenant of Fabrikam no longer has this finding/),
+      );
+      const open = theirs().filter((x) => !x.closed);
+      expect(open.map((x) => x.title)).toEqual(['BitLocker: End users can read their own BitLocker keys in Entra ID (Fabrikam)']);
+      expect((await fabRows()).map((r) => `${r.code}:${r.state}`).sort()).toEqual(['entra_consent_lost:closed', 'entra_users_read_own_keys:open']);
+      expect(await runFab()).toMatchObject({ opened: 0, updated: 0, closed: 0 });
+    });
+
+    it("a rule's new priority reaches the open tickets once", async () => {
+      const r = await fabApi('PUT', '/clients/:id/psa/ticket-rules', {
+        enabled: true,
+        codes: ['entra_consent_lost', 'entra_users_read_own_keys', 'recovery_key_not_escrowed'],
+        priority: '2',
+        digest: true,
+      });
+      expect(r.status, r.body).toBe(200);
+      h.sim.resetLog();
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0, updated: 1, closed: 0 });
+      expect(
+        theirs()
+          .filter((x) => !x.closed)
+          .map((x) => x.priority),
+      ).toEqual(['2']);
+      // The closed ticket was left alone.
+      expect(
+        theirs()
+          .filter((x) => x.closed)
+          .map((x) => x.priority),
+      ).toEqual(['1']);
+      expect(writes()).toHaveLength(1);
+
+      h.sim.resetLog();
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0, updated: 0, closed: 0 });
+      expect(writes()).toEqual([]);
+      const audits = (await api('GET', `/audit?action=psa.ticket_updated&limit=50`)).json as { items?: { details?: unknown }[] } | { details?: unknown }[];
+      const events = Array.isArray(audits) ? audits : (audits.items ?? []);
+      expect(events.filter((e) => /\bpriority\b/.test(JSON.stringify(e)))).toHaveLength(1);
+    });
+
+    it('the Entra ID connection removed: the tenant ticket closes saying so (not that the setting was fixed)', async () => {
+      const open = theirs().filter((x) => !x.closed);
+      expect(open).toHaveLength(1);
+      await t.container.graph.deleteConnection(systemActor('test'), connId);
+      expect(await runFab()).toMatchObject({ status: 'done', opened: 0, closed: 1 });
+      expect(theirs().find((x) => x.id === open[0]!.id)!.closed).toBe(true);
+      expect(h.notes(open[0]!.id)).toContainEqual(expect.stringMatching(/the Entra ID connection of Fabrikam was removed/));
+    });
   });
 });

@@ -976,10 +976,11 @@ export interface PsaTicketRulesTable {
 export interface PsaFindingTicketsTable {
   id: string;
   client_id: string;
-  device_id: string;
-  device_name: string;
+  /** NULL for a client-level finding (about the client's Microsoft 365 tenant). */
+  device_id: string | null;
+  device_name: string | null;
   code: string;
-  /** `device|code` while open (unique per client), NULL once closed. */
+  /** `device|code` (`client|code` for a client-level finding) while open (unique per client), NULL once closed. */
   open_key: string | null;
   psa_kind: string;
   psa_ticket_id: string;
@@ -994,6 +995,8 @@ export interface PsaFindingTicketsTable {
   checked_at: string;
   closed_at: string | null;
   closed_reason: string | null;
+  /** The PSA priority last written to the ticket (NULL: none given, the PSA's default). */
+  priority: string | null;
 }
 
 export interface DB {

@@ -5511,7 +5511,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding) */
+    /** The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding, or per client-level finding) */
     get: {
       parameters: {
         query?: never;
@@ -5551,11 +5551,15 @@ export interface paths {
                 | 'not_in_directory'
                 | 'key_rotation_due'
                 | 'stale'
-                | 'rotation_failed';
+                | 'rotation_failed'
+                | 'entra_consent_lost'
+                | 'entra_users_read_own_keys'
+                | 'intune_escrow_not_required';
+              /** @description null for a client-level finding (about the client's Microsoft 365 tenant: entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required) */
               device: {
                 id: string;
                 name: string;
-              };
+              } | null;
               digest: boolean;
               finding: string;
               id: string;
@@ -5838,7 +5842,7 @@ export interface paths {
           content: {
             'application/json': {
               clientId: string;
-              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation; entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required: client-level findings about the client's Microsoft 365 tenant (one ticket each, no device, never in a digest) */
               codes: (
                 | 'os_volume_unprotected'
                 | 'data_volume_unprotected'
@@ -5857,6 +5861,9 @@ export interface paths {
                 | 'key_rotation_due'
                 | 'stale'
                 | 'rotation_failed'
+                | 'entra_consent_lost'
+                | 'entra_users_read_own_keys'
+                | 'intune_escrow_not_required'
               )[];
               /** @description one ticket per run listing every new finding instead of one per device and finding */
               digest: boolean;
@@ -5990,6 +5997,9 @@ export interface paths {
               | 'key_rotation_due'
               | 'stale'
               | 'rotation_failed'
+              | 'entra_consent_lost'
+              | 'entra_users_read_own_keys'
+              | 'intune_escrow_not_required'
             )[];
             digest?: boolean;
             digestThreshold?: number;
@@ -6008,7 +6018,7 @@ export interface paths {
           content: {
             'application/json': {
               clientId: string;
-              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation */
+              /** @description finding codes that open a ticket; rotation_failed: a failed key rotation; entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required: client-level findings about the client's Microsoft 365 tenant (one ticket each, no device, never in a digest) */
               codes: (
                 | 'os_volume_unprotected'
                 | 'data_volume_unprotected'
@@ -6027,6 +6037,9 @@ export interface paths {
                 | 'key_rotation_due'
                 | 'stale'
                 | 'rotation_failed'
+                | 'entra_consent_lost'
+                | 'entra_users_read_own_keys'
+                | 'intune_escrow_not_required'
               )[];
               /** @description one ticket per run listing every new finding instead of one per device and finding */
               digest: boolean;

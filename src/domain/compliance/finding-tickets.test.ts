@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clearedNote, digestTicketText, findingTicketText, TITLE_MAX } from './finding-tickets.js';
+import { clearedNote, clientFindingTicketText, digestTicketText, findingTicketText, TICKET_CODES, ticketCodeTitle, TITLE_MAX } from './finding-tickets.js';
+import { postureNotes } from './tenant-posture.js';
 
 const item = (deviceName: string, code: 'recovery_key_not_escrowed' | 'rotation_failed' = 'recovery_key_not_escrowed') => ({
   deviceId: '11111111-2222-4333-8444-555555555555',
@@ -31,5 +32,27 @@ describe('PSA ticket text for findings', () => {
       expect(text).not.toMatch(/[<>]/);
     }
     expect(one.body).toContain('PC-‹script›alert(1)‹/script›');
+  });
+
+  it('a client-level finding: the tenant, client, explanation, fix and the client page; no device', () => {
+    const [note] = postureNotes(
+      { usersCanReadOwnKeys: 'no', usersCanReadOwnKeysReason: null, intuneRequiresEscrow: 'yes', intuneReason: null, intunePolicies: [] },
+      { consentLostAt: '2026-03-02T10:00:00.000Z' },
+    );
+    const t = clientFindingTicketText(note!, { id: 'c1', name: 'Contoso <b>' }, 'https://kw.example');
+    expect(t.title).toBe("BitLocker: Keywarden's access to this Entra ID tenant was withdrawn (Contoso ‹b›)");
+    expect(t.body).toContain('Microsoft 365 tenant of client Contoso ‹b›');
+    expect(t.body).toContain('Why it matters: Since 2026-03-02');
+    expect(t.body).toContain('How to fix it: Send an administrator');
+    expect(t.body).toContain('Client in Keywarden: https://kw.example/clients/c1');
+    expect(t.body).not.toContain('answers below');
+    expect(clientFindingTicketText(note!, { id: 'c1', name: 'X'.repeat(300) }, null).title.length).toBeLessThanOrEqual(TITLE_MAX);
+    expect(clearedNote('tenant_gone', '2026-03-05T00:00:00Z', 'Contoso')).toMatch(
+      /^Closed by Keywarden on 2026-03-05: the Entra ID connection of Contoso was removed/,
+    );
+  });
+
+  it('every code a rule can name has a title', () => {
+    for (const c of TICKET_CODES) expect(ticketCodeTitle(c)).toMatch(/^[A-Z]/);
   });
 });

@@ -1,4 +1,5 @@
-import { FINDING_CODES, FINDING_INFO, type FindingCode, type FindingInfo } from './findings.js';
+import { FINDING_CODES, FINDING_INFO, type FindingInfo } from './findings.js';
+import { POSTURE_NOTE_CODES, POSTURE_NOTE_INFO, type PostureNote, type PostureNoteCode } from './tenant-posture.js';
 import { inertPsaText } from '../psa/psa-text.js';
 
 /**
@@ -8,9 +9,19 @@ import { inertPsaText } from '../psa/psa-text.js';
  * the findings' own detail lines (which name key IDs at most).
  */
 
-/** Codes a ticket rule can name: the device findings plus a failed key rotation. */
-export const TICKET_CODES = [...FINDING_CODES, 'rotation_failed'] as const;
+/** Codes about one device: the device findings plus a failed key rotation. */
+export const DEVICE_TICKET_CODES = [...FINDING_CODES, 'rotation_failed'] as const;
+export type DeviceTicketCode = (typeof DEVICE_TICKET_CODES)[number];
+
+/** Codes about the client's Microsoft 365 tenant as a whole (tenant-posture.ts): a ticket each, with no device. */
+export const CLIENT_TICKET_CODES = POSTURE_NOTE_CODES;
+export type ClientTicketCode = PostureNoteCode;
+
+/** Codes a ticket rule can name. */
+export const TICKET_CODES = [...DEVICE_TICKET_CODES, ...CLIENT_TICKET_CODES] as const;
 export type TicketCode = (typeof TICKET_CODES)[number];
+
+export const isClientTicketCode = (code: string): code is ClientTicketCode => (CLIENT_TICKET_CODES as readonly string[]).includes(code);
 
 export const ROTATION_FAILED_INFO: FindingInfo = {
   title: 'Recovery password rotation failed',
@@ -19,9 +30,15 @@ export const ROTATION_FAILED_INFO: FindingInfo = {
   fix: 'Check that the device is on and the Keywarden agent runs, then queue the rotation again (or rotate the password with Intune). The ticket closes once a rotation succeeds.',
 };
 
-export const ticketCodeInfo = (code: TicketCode): FindingInfo => (code === 'rotation_failed' ? ROTATION_FAILED_INFO : FINDING_INFO[code as FindingCode]);
+export const ticketCodeInfo = (code: DeviceTicketCode): FindingInfo => (code === 'rotation_failed' ? ROTATION_FAILED_INFO : FINDING_INFO[code]);
 
-/** The codes a new rule starts with: a drive left readable, a password Keywarden does not hold or that would not work, and failed rotations. */
+/** The title of any code a rule can name (the ticket list shows it). */
+export const ticketCodeTitle = (code: TicketCode): string => (isClientTicketCode(code) ? POSTURE_NOTE_INFO[code].title : ticketCodeInfo(code).title);
+
+/**
+ * The codes a new rule starts with: a drive left readable, a password Keywarden does not hold or that
+ * would not work, failed rotations, and Keywarden no longer collecting the client's Entra ID keys.
+ */
 export const DEFAULT_TICKET_CODES: readonly TicketCode[] = [
   'os_volume_unprotected',
   'recovery_password_missing',
@@ -29,10 +46,11 @@ export const DEFAULT_TICKET_CODES: readonly TicketCode[] = [
   'escrowed_key_mismatch',
   'protection_suspended',
   'rotation_failed',
+  'entra_consent_lost',
 ];
 
 /** One device's finding of one code, with the specific facts (one line each: a drive, a key ID). */
-export type TicketItem = { deviceId: string; deviceName: string; code: TicketCode; details: string[] };
+export type TicketItem = { deviceId: string; deviceName: string; code: DeviceTicketCode; details: string[] };
 
 /** ConnectWise limits a ticket summary to 100 characters; the others allow more. Keep every PSA happy. */
 export const TITLE_MAX = 100;
@@ -65,7 +83,9 @@ export function findingTicketText(item: TicketItem, clientName: string, publicUr
 /** One ticket listing several devices' findings (digest mode, or a burst above the threshold). */
 export function digestTicketText(items: readonly TicketItem[], clientName: string, publicUrl: string | null): { title: string; body: string } {
   const devices = new Set(items.map((i) => i.deviceId)).size;
-  const sorted = [...items].sort((a, b) => a.deviceName.localeCompare(b.deviceName) || TICKET_CODES.indexOf(a.code) - TICKET_CODES.indexOf(b.code));
+  const sorted = [...items].sort(
+    (a, b) => a.deviceName.localeCompare(b.deviceName) || DEVICE_TICKET_CODES.indexOf(a.code) - DEVICE_TICKET_CODES.indexOf(b.code),
+  );
   const lines = [
     `Keywarden found ${items.length} BitLocker problem${items.length === 1 ? '' : 's'} on ${devices} device${devices === 1 ? '' : 's'} of ${clientName}.`,
     '',
@@ -75,7 +95,7 @@ export function digestTicketText(items: readonly TicketItem[], clientName: strin
     lines.push(`- ${i.deviceName}: ${ticketCodeInfo(i.code).title}${i.details.length ? ` (${i.details.join('; ')})` : ''}${link ? ` ${link}` : ''}`);
   }
   lines.push('', 'What each finding means and how to fix it:');
-  for (const code of TICKET_CODES.filter((c) => items.some((i) => i.code === c))) {
+  for (const code of DEVICE_TICKET_CODES.filter((c) => items.some((i) => i.code === c))) {
     const info = ticketCodeInfo(code);
     lines.push(`- ${info.title}: ${info.explanation} Fix: ${info.fix}`);
   }
@@ -87,7 +107,31 @@ export function digestTicketText(items: readonly TicketItem[], clientName: strin
   return { title: inertPsaText(title), body: inertPsaText(lines.join('\n')) };
 }
 
-export type ClearedWhy = 'cleared' | 'device_gone' | 'rule_off';
+export const clientPageUrl = (publicUrl: string | null, clientId: string): string | null =>
+  publicUrl ? `${publicUrl.replace(/\/+$/, '')}/clients/${clientId}` : null;
+
+/**
+ * A ticket about a client-level finding (a setting of the client's Microsoft 365 tenant, or
+ * Keywarden's access to it): one per client and code, never part of a digest (a digest lists devices).
+ */
+export function clientFindingTicketText(note: PostureNote, client: { id: string; name: string }, publicUrl: string | null): { title: string; body: string } {
+  const link = clientPageUrl(publicUrl, client.id);
+  const lines = [
+    `Keywarden found a problem with the Microsoft 365 tenant of client ${client.name} that puts its BitLocker recovery keys at risk.`,
+    '',
+    `Finding: ${note.title}`,
+    '',
+    `Why it matters: ${note.explanation}`,
+    `How to fix it: ${note.fix}`,
+    ...(link ? ['', `Client in Keywarden: ${link}`] : []),
+    '',
+    FOOTER,
+  ];
+  return { title: inertPsaText(clip(`BitLocker: ${note.title} (${client.name})`, TITLE_MAX)), body: inertPsaText(lines.join('\n')) };
+}
+
+/** cleared / rule_off as for devices; tenant_gone: the client's Entra ID connection was removed, so Keywarden no longer knows. */
+export type ClearedWhy = 'cleared' | 'device_gone' | 'rule_off' | 'tenant_gone';
 
 /** The note a closing ticket gets. */
 export function clearedNote(why: ClearedWhy, at: string, what: string): string {
@@ -101,6 +145,8 @@ function clearedNoteText(why: ClearedWhy, at: string, what: string): string {
       return `Cleared in Keywarden on ${day}: ${what} no longer has this finding. Closed automatically.`;
     case 'device_gone':
       return `Cleared in Keywarden on ${day}: ${what} was retired or removed from Keywarden. Closed automatically.`;
+    case 'tenant_gone':
+      return `Closed by Keywarden on ${day}: the Entra ID connection of ${what} was removed, so Keywarden no longer reads this tenant's settings.`;
     case 'rule_off':
       return `Closed by Keywarden on ${day}: the client's ticket rules no longer cover this finding (${what}).`;
   }

@@ -29,6 +29,25 @@ export type PostureNoteCode = (typeof POSTURE_NOTE_CODES)[number];
 export type PostureNote = { code: PostureNoteCode; title: string; explanation: string; fix: string };
 export type PostureLine = { question: string; answer: Tristate; text: string };
 
+/**
+ * Each note's title and fix (its explanation names the tenant's own facts: dates, policy names).
+ * Shared with the PSA tickets a client's rules may open for these notes (finding-tickets.ts).
+ */
+export const POSTURE_NOTE_INFO: Record<PostureNoteCode, { title: string; fix: string }> = {
+  entra_consent_lost: {
+    title: "Keywarden's access to this Entra ID tenant was withdrawn",
+    fix: "Send an administrator of the client's tenant a new consent link (Settings › Connections › Consent link), or check the client's own app registration.",
+  },
+  entra_users_read_own_keys: {
+    title: 'End users can read their own BitLocker keys in Entra ID',
+    fix: 'Entra admin centre > Devices > Device settings: "Restrict non-admin users from recovering the BitLocker key(s) for their owned devices" = Yes.',
+  },
+  intune_escrow_not_required: {
+    title: 'Intune encrypts without requiring the recovery key escrowed first',
+    fix: 'In the Intune BitLocker policy set "Store recovery information in Microsoft Entra ID before enabling BitLocker" (settings catalog: Do not enable BitLocker until recovery information is stored to AD DS for operating system drives = True).',
+  },
+};
+
 export const POSTURE_PERMISSION = { policy: 'Policy.Read.All', intune: 'DeviceManagementConfiguration.Read.All' } as const;
 
 const SETTING = {
@@ -150,25 +169,22 @@ export function postureNotes(p: TenantPosture, connection: { consentLostAt: stri
   if (connection.consentLostAt)
     out.push({
       code: 'entra_consent_lost',
-      title: "Keywarden's access to this Entra ID tenant was withdrawn",
-      explanation: `Since ${connection.consentLostAt.slice(0, 10)} the app Keywarden signs in with has no consent in this tenant (withdrawn, or the app was deleted): new and changed keys in Entra ID are no longer collected. The keys already in the vault are kept. The answers below are from the last sync that worked.`,
-      fix: "Send an administrator of the client's tenant a new consent link (Settings › Connections › Consent link), or check the client's own app registration.",
+      ...POSTURE_NOTE_INFO.entra_consent_lost,
+      explanation: `Since ${connection.consentLostAt.slice(0, 10)} the app Keywarden signs in with has no consent in this tenant (withdrawn, or the app was deleted): new and changed keys in Entra ID are no longer collected. The keys already in the vault are kept. The tenant's other answers are from the last sync that worked.`,
     });
   if (p.usersCanReadOwnKeys === 'yes')
     out.push({
       code: 'entra_users_read_own_keys',
-      title: 'End users can read their own BitLocker keys in Entra ID',
+      ...POSTURE_NOTE_INFO.entra_users_read_own_keys,
       explanation:
         'Any user (or anyone who takes over a user account) can read the recovery key of the devices they own, outside Keywarden and its reasons, limits and rotation.',
-      fix: 'Entra admin centre > Devices > Device settings: "Restrict non-admin users from recovering the BitLocker key(s) for their owned devices" = Yes.',
     });
   const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
   if (p.intuneRequiresEscrow === 'no' && failing.length)
     out.push({
       code: 'intune_escrow_not_required',
-      title: 'Intune encrypts without requiring the recovery key escrowed first',
+      ...POSTURE_NOTE_INFO.intune_escrow_not_required,
       explanation: `${names(failing)} turn${failing.length === 1 ? 's' : ''} BitLocker on without "Do not enable BitLocker until recovery information is stored": a device that cannot reach Entra ID encrypts with a key nobody holds.`,
-      fix: 'In the Intune BitLocker policy set "Store recovery information in Microsoft Entra ID before enabling BitLocker" (settings catalog: Do not enable BitLocker until recovery information is stored to AD DS for operating system drives = True).',
     });
   return out;
 }

@@ -14,7 +14,11 @@ const Code = z.enum(TICKET_CODES);
 const RulesSchema = z.object({
   clientId: z.string(),
   enabled: z.boolean(),
-  codes: z.array(Code).describe('finding codes that open a ticket; rotation_failed: a failed key rotation'),
+  codes: z
+    .array(Code)
+    .describe(
+      "finding codes that open a ticket; rotation_failed: a failed key rotation; entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required: client-level findings about the client's Microsoft 365 tenant (one ticket each, no device, never in a digest)",
+    ),
   priority: z.string().nullable().describe("the PSA's priority id for new tickets (null: the PSA's default)"),
   queue: z.string().nullable().describe('HaloPSA team, ConnectWise board (id or name) or Autotask queue id (null: the default)'),
   digest: z.boolean().describe('one ticket per run listing every new finding instead of one per device and finding'),
@@ -30,7 +34,12 @@ const TicketSchema = z.object({
   ticketId: z.string(),
   ticketNumber: z.string().describe('the number a technician sees in the PSA'),
   digest: z.boolean(),
-  device: z.object({ id: z.string(), name: z.string() }),
+  device: z
+    .object({ id: z.string(), name: z.string() })
+    .nullable()
+    .describe(
+      "null for a client-level finding (about the client's Microsoft 365 tenant: entra_consent_lost, entra_users_read_own_keys, intune_escrow_not_required)",
+    ),
   code: Code,
   finding: z.string(),
   state: z.enum(['open', 'closed', 'closed_in_psa']).describe('closed_in_psa: someone closed the ticket in the PSA while the finding persisted'),
@@ -91,7 +100,7 @@ export const psaFindingsRoutes =
       {
         schema: {
           tags: ['psa'],
-          summary: 'The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding)',
+          summary: 'The PSA tickets Keywarden opened for the client’s findings, open ones first (one row per device and finding, or per client-level finding)',
           params: Params,
           response: { 200: z.array(TicketSchema), ...errors(400, 401, 403, 404) },
         },

@@ -6,8 +6,10 @@ export type CoveringRow = PsaFindingTicketsTable;
 
 /**
  * Findings → PSA tickets: the per-client rules (with the run lease and the last failure) and one
- * row per (client, device, finding code) that has a ticket. Reads each device's stored compliance
- * evaluation and its rotate jobs (TABLE_READS in src/db/owners.ts), never writes them.
+ * row per (client, device, finding code) that has a ticket (device NULL for a client-level finding
+ * about the client's tenant). Reads each device's stored compliance evaluation and its rotate jobs
+ * (TABLE_READS in src/db/owners.ts), never writes them; the tenant posture comes from the graph
+ * module's service, not from here.
  */
 export function createPsaFindingsRepo() {
   return {
@@ -110,7 +112,9 @@ export function createPsaFindingsRepo() {
       exec: Executor,
       clientId: string,
       ids: readonly string[],
-      patch: Partial<Pick<PsaFindingTicketsTable, 'state' | 'open_key' | 'title' | 'body' | 'updated_at' | 'checked_at' | 'closed_at' | 'closed_reason'>>,
+      patch: Partial<
+        Pick<PsaFindingTicketsTable, 'state' | 'open_key' | 'title' | 'body' | 'priority' | 'updated_at' | 'checked_at' | 'closed_at' | 'closed_reason'>
+      >,
     ): Promise<void> {
       if (ids.length === 0) return;
       await exec

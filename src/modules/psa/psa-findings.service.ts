@@ -7,19 +7,24 @@ import {
   DEFAULT_TICKET_CODES,
   TICKET_CODES,
   clearedNote,
+  clientFindingTicketText,
   digestTicketText,
   findingTicketText,
-  ticketCodeInfo,
+  isClientTicketCode,
+  ticketCodeTitle,
   type ClearedWhy,
+  type DeviceTicketCode,
   type TicketCode,
   type TicketItem,
 } from '../../domain/compliance/finding-tickets.js';
+import type { PostureNote } from '../../domain/compliance/tenant-posture.js';
 import { PsaError, type PsaClient } from '../../integrations/psa/index.js';
 import type { Clock } from '../../lib/clock.js';
 import { badRequest, conflict } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { TenantPostureStore } from '../graph/posture.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { Notifier } from '../notifications/notifier.js';
 import type { ActivePsa, PsaAccess } from './psa.access.js';
@@ -41,6 +46,8 @@ type Deps = {
   tx: Transactions;
   repo: PsaFindingsRepo;
   psa: PsaAccess;
+  /** The client's tenant posture and its client-level notes (owned by the graph module). */
+  posture: Pick<TenantPostureStore, 'list'>;
   audit: Pick<AuditService, 'record'>;
   notifier: Notifier;
   clock: Clock;
@@ -80,7 +87,8 @@ export type FindingTicketView = {
   ticketId: string;
   ticketNumber: string;
   digest: boolean;
-  device: { id: string; name: string };
+  /** null: a client-level finding (about the client's Microsoft 365 tenant). */
+  device: { id: string; name: string } | null;
   code: TicketCode;
   finding: string;
   state: 'open' | 'closed' | 'closed_in_psa';
@@ -103,6 +111,12 @@ export type TicketRunResult = {
 };
 
 const keyOf = (deviceId: string, code: string) => `${deviceId}|${code}`;
+/** The open_key of a client-level finding: one per client and code. */
+const clientKeyOf = (code: string) => `client|${code}`;
+const rowKey = (r: Pick<PsaFindingTicketsTable, 'device_id' | 'code'>) => (r.device_id === null ? clientKeyOf(r.code) : keyOf(r.device_id, r.code));
+/** Audit details: the devices a ticket is about, or that it is about the client's tenant. */
+const devicesOf = (rows: Pick<PsaFindingTicketsTable, 'device_name'>[]) =>
+  rows.some((r) => r.device_name === null) ? { about: "the client's Microsoft 365 tenant" } : { devices: [...new Set(rows.map((r) => r.device_name))] };
 const plus = (iso: string, ms: number) => new Date(Date.parse(iso) + ms).toISOString();
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -126,7 +140,7 @@ const ticketGone = (e: unknown) => e instanceof PsaError && e.code === 'not_foun
  * records its result (row, audit event, lease renewal), so a run stopped by a PSA failure keeps
  * everything done so far and the next run continues from there.
  */
-export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, notifier, publicUrl, owner }: Deps) {
+export function createPsaFindings({ tx: transactions, repo, psa, posture, audit, clock, notifier, publicUrl, owner }: Deps) {
   const reader = transactions.reader;
 
   const view = (clientId: string, row: PsaTicketRulesTable | undefined): TicketRulesView => ({
@@ -155,13 +169,25 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
       throw badRequest(`Autotask needs the queue's id (a number, e.g. 29683354), not "${queue.slice(0, 40)}". Look it up under Admin → Queues.`);
   }
 
-  /** What should have a ticket now: every device finding and failed rotation the rules cover. */
+  /**
+   * What should have a ticket now: every device finding and failed rotation the rules cover, and
+   * the client-level notes about its tenant (keyed by rowKey). `tenantKnown`: Keywarden holds the
+   * client's tenant posture (it has an Entra ID connection that synced).
+   */
   async function currentItems(clientId: string, codes: ReadonlySet<TicketCode>, now: string) {
     const wanted = new Map<string, TicketItem>();
+    const clientNotes = new Map<string, PostureNote>();
+    let tenantKnown = false;
+    if ([...codes].some(isClientTicketCode)) {
+      // The system's own run: the client was chosen by the caller, so no actor scope narrows it here.
+      const [view] = await posture.list(reader, [clientId], clientId);
+      tenantKnown = !!view;
+      for (const note of view?.notes ?? []) if (codes.has(note.code)) clientNotes.set(clientKeyOf(note.code), note);
+    }
     const present = new Set<string>();
-    const add = (deviceId: string, deviceName: string, code: TicketCode, detail: string) => {
+    const add = (deviceId: string, deviceName: string, code: DeviceTicketCode, detail: string) => {
       const k = keyOf(deviceId, code);
-      const item = wanted.get(k) ?? { deviceId, deviceName, code, details: [] };
+      const item: TicketItem = wanted.get(k) ?? { deviceId, deviceName, code, details: [] };
       if (!item.details.includes(detail)) item.details.push(detail);
       wanted.set(k, item);
     };
@@ -190,7 +216,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
             `${j.mount_point ?? 'A drive'}: the rotation ${j.state === 'expired' ? 'was not done in time' : 'failed'} (${(j.finished_at ?? j.created_at).slice(0, 10)})`,
           );
     }
-    return { wanted, present };
+    return { wanted, clientNotes, tenantKnown, present };
   }
 
   /** One run for one client, holding its lease. Throws the PsaError that stopped it (after recording what was done). */
@@ -199,7 +225,9 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
     const now = clock.now();
     const clientName = (await repo.clientName(reader, clientId)) ?? 'this client';
     const codes = new Set<TicketCode>(rules.enabled === 1 ? parseCodes(rules.codes) : []);
-    const { wanted, present } = await currentItems(clientId, codes, now);
+    const { wanted, clientNotes, tenantKnown, present } = await currentItems(clientId, codes, now);
+    const isWanted = (r: PsaFindingTicketsTable) => (r.device_id === null ? clientNotes.has(rowKey(r)) : wanted.has(rowKey(r)));
+    const tenantOf = `the Microsoft 365 tenant of ${clientName}`;
     const covering = await repo.coveringRows(reader, clientId, plus(now, -REOPEN_AFTER_DAYS * DAY));
     const actor = systemActor('psa-tickets');
     const record = (work: (t: Executor) => Promise<void>) =>
@@ -212,7 +240,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
     const groups = new Map<string, PsaFindingTicketsTable[]>();
     const covered = new Set<string>();
     for (const r of covering) {
-      covered.add(keyOf(r.device_id, r.code));
+      covered.add(rowKey(r));
       if (r.state !== 'open') continue;
       const g = groups.get(r.psa_ticket_id) ?? [];
       g.push(r);
@@ -239,7 +267,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
             ticket: rows[0]!.psa_ticket_number,
             closedIn: 'psa',
             how,
-            devices: [...new Set(rows.map((r) => r.device_name))],
+            ...devicesOf(rows),
             findings: rows.map((r) => r.code),
           },
         });
@@ -248,10 +276,18 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
 
     for (const [ticketId, rows] of groups) {
       const first = rows[0]!;
-      const still = rows.filter((r) => wanted.has(keyOf(r.device_id, r.code)));
-      const gone = rows.filter((r) => !wanted.has(keyOf(r.device_id, r.code)));
+      const still = rows.filter(isWanted);
+      const gone = rows.filter((r) => !isWanted(r));
       const why = (r: PsaFindingTicketsTable): ClearedWhy =>
-        !codes.has(r.code as TicketCode) ? 'rule_off' : present.has(r.device_id) ? 'cleared' : 'device_gone';
+        !codes.has(r.code as TicketCode)
+          ? 'rule_off'
+          : r.device_id === null
+            ? tenantKnown
+              ? 'cleared'
+              : 'tenant_gone'
+            : present.has(r.device_id)
+              ? 'cleared'
+              : 'device_gone';
 
       // Someone may have closed (or deleted) the ticket in the PSA: read it back now and then.
       if (still.length && rows.some((r) => r.checked_at < plus(now, -CHECK_EVERY_HOURS * HOUR))) {
@@ -274,7 +310,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
         const at = clock.now();
         const note =
           rows.length === 1
-            ? clearedNote(why(first), at, first.device_name)
+            ? clearedNote(why(first), at, first.device_name ?? (why(first) === 'tenant_gone' ? clientName : tenantOf))
             : `Cleared in Keywarden on ${at.slice(0, 10)}: all ${rows.length} findings of this ticket cleared. Closed automatically.`;
         try {
           await client.closeTicket(ticketId, note);
@@ -294,7 +330,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
               psa: active.name,
               ticket: first.psa_ticket_number,
               why: [...new Set(rows.map(why))],
-              devices: [...new Set(rows.map((r) => r.device_name))],
+              ...devicesOf(rows),
               findings: rows.map((r) => r.code),
             },
           });
@@ -303,11 +339,27 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
         continue;
       }
 
-      const items = still.map((r) => wanted.get(keyOf(r.device_id, r.code))!);
-      const text = first.digest === 1 ? digestTicketText(items, clientName, publicUrl) : findingTicketText(items[0]!, clientName, publicUrl);
-      if (text.title === first.title && text.body === first.body && gone.length === 0) continue;
+      const text =
+        first.device_id === null
+          ? clientFindingTicketText(clientNotes.get(rowKey(first))!, { id: clientId, name: clientName }, publicUrl)
+          : first.digest === 1
+            ? digestTicketText(
+                still.map((r) => wanted.get(rowKey(r))!),
+                clientName,
+                publicUrl,
+              )
+            : findingTicketText(wanted.get(rowKey(first))!, clientName, publicUrl);
+      const textChanged = text.title !== first.title || text.body !== first.body || gone.length > 0;
+      // A rule's new priority reaches its open tickets once: each row stores the priority last
+      // written. A rule set back to "the PSA's default" leaves them as they are (there is no
+      // default to write back).
+      const priority = rules.priority !== null && still.some((r) => r.priority !== rules.priority) ? rules.priority : null;
+      if (!textChanged && priority === null) continue;
       try {
-        await client.updateTicket(ticketId, { title: text.title, description: text.body });
+        await client.updateTicket(ticketId, {
+          ...(textChanged ? { title: text.title, description: text.body } : {}),
+          ...(priority !== null ? { priority } : {}),
+        });
       } catch (e) {
         if (!ticketGone(e)) throw e;
         await closedInPsa(rows, `deleted in ${active.name}`);
@@ -319,7 +371,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
           t,
           clientId,
           still.map((r) => r.id),
-          { title: text.title, body: text.body, updated_at: at },
+          { title: text.title, body: text.body, updated_at: at, ...(priority !== null ? { priority } : {}) },
         );
         for (const r of gone)
           await repo.updateRows(t, clientId, [r.id], { state: 'closed', open_key: null, closed_at: at, closed_reason: why(r), updated_at: at });
@@ -333,21 +385,30 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
             psa: active.name,
             ticket: first.psa_ticket_number,
             findings: still.map((r) => r.code),
-            ...(gone.length ? { cleared: gone.map((r) => `${r.device_name}: ${r.code}`) } : {}),
+            ...(priority !== null ? { priority } : {}),
+            ...(gone.length ? { cleared: gone.map((r) => `${r.device_name ?? tenantOf}: ${r.code}`) } : {}),
           },
         });
       });
       out.updated++;
     }
 
-    // New findings: one ticket each, or one digest for all of them.
+    // New findings: one ticket each, or one digest for all the device findings. A client-level
+    // finding always gets a ticket of its own: a digest lists devices, and a tenant setting is no device's.
+    type NewTicket = { items: TicketItem[]; digest: boolean; note: null } | { items: []; digest: false; note: PostureNote };
     const fresh = [...wanted.entries()].filter(([k]) => !covered.has(k)).map(([, v]) => v);
-    if (fresh.length === 0) return;
-    const digest = rules.digest === 1 || fresh.length > rules.digest_threshold;
-    out.digest = digest;
-    const batches = digest ? [fresh] : fresh.map((i) => [i]);
+    const digest = fresh.length > 0 && (rules.digest === 1 || fresh.length > rules.digest_threshold);
+    if (digest) out.digest = true;
+    const batches: NewTicket[] = [
+      ...(digest ? [{ items: fresh, digest: true as const, note: null }] : fresh.map((i) => ({ items: [i], digest: false as const, note: null }))),
+      ...[...clientNotes.entries()].filter(([k]) => !covered.has(k)).map(([, note]) => ({ items: [] as [], digest: false as const, note })),
+    ];
     for (const batch of batches) {
-      const text = digest ? digestTicketText(batch, clientName, publicUrl) : findingTicketText(batch[0]!, clientName, publicUrl);
+      const text = batch.note
+        ? clientFindingTicketText(batch.note, { id: clientId, name: clientName }, publicUrl)
+        : batch.digest
+          ? digestTicketText(batch.items, clientName, publicUrl)
+          : findingTicketText(batch.items[0]!, clientName, publicUrl);
       const ticketId = await client.createTicket({
         companyId,
         title: text.title,
@@ -361,30 +422,30 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
         .then((t) => t?.number ?? ticketId)
         .catch(() => ticketId);
       const at = clock.now();
+      const row = (deviceId: string | null, deviceName: string | null, code: string): PsaFindingTicketsTable => ({
+        id: newId(),
+        client_id: clientId,
+        device_id: deviceId,
+        device_name: deviceName,
+        code,
+        open_key: deviceId === null ? clientKeyOf(code) : keyOf(deviceId, code),
+        psa_kind: active.kind,
+        psa_ticket_id: ticketId,
+        psa_ticket_number: number,
+        digest: batch.digest ? 1 : 0,
+        state: 'open',
+        title: text.title,
+        body: text.body,
+        opened_at: at,
+        updated_at: at,
+        checked_at: at,
+        closed_at: null,
+        closed_reason: null,
+        priority: rules.priority,
+      });
+      const rows = batch.note ? [row(null, null, batch.note.code)] : batch.items.map((i) => row(i.deviceId, i.deviceName, i.code));
       await record(async (t) => {
-        await repo.insertRows(
-          t,
-          batch.map((i) => ({
-            id: newId(),
-            client_id: clientId,
-            device_id: i.deviceId,
-            device_name: i.deviceName,
-            code: i.code,
-            open_key: keyOf(i.deviceId, i.code),
-            psa_kind: active.kind,
-            psa_ticket_id: ticketId,
-            psa_ticket_number: number,
-            digest: digest ? 1 : 0,
-            state: 'open',
-            title: text.title,
-            body: text.body,
-            opened_at: at,
-            updated_at: at,
-            checked_at: at,
-            closed_at: null,
-            closed_reason: null,
-          })),
-        );
+        await repo.insertRows(t, rows);
         await audit.record(t, actor, {
           action: 'psa.ticket_opened',
           outcome: 'success',
@@ -394,9 +455,9 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
           details: {
             psa: active.name,
             ticket: number,
-            digest,
-            devices: [...new Set(batch.map((i) => i.deviceName))],
-            findings: batch.map((i) => i.code),
+            digest: batch.digest,
+            ...devicesOf(rows),
+            findings: rows.map((r) => r.code),
             ...(rules.priority ? { priority: rules.priority } : {}),
             ...(rules.queue ? { queue: rules.queue } : {}),
           },
@@ -516,9 +577,9 @@ export function createPsaFindings({ tx: transactions, repo, psa, audit, clock, n
           ticketId: r.psa_ticket_id,
           ticketNumber: r.psa_ticket_number,
           digest: r.digest === 1,
-          device: { id: r.device_id, name: r.device_name },
+          device: r.device_id === null ? null : { id: r.device_id, name: r.device_name ?? '' },
           code: r.code as TicketCode,
-          finding: ticketCodeInfo(r.code as TicketCode).title,
+          finding: ticketCodeTitle(r.code as TicketCode),
           state: r.state as FindingTicketView['state'],
           openedAt: r.opened_at,
           updatedAt: r.updated_at,

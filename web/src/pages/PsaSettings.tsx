@@ -645,7 +645,7 @@ export function ClientPsaCard({ clientId, clientName }: { clientId: string; clie
                 <>
                   {clientName} is not linked to a PSA company.{' '}
                   {can('integration:manage') && (
-                    <Anchor component={Link} href="/settings/psa">
+                    <Anchor component={Link} href="/settings/psa" inherit underline="always">
                       Link it in Settings › PSA
                     </Anchor>
                   )}

@@ -15,7 +15,7 @@ type Rules = Answer<'/api/v1/clients/{clientId}/psa/ticket-rules', 'get'>;
 type Code = Rules['codes'][number];
 type RulesBody = Body<'/api/v1/clients/{clientId}/psa/ticket-rules', 'put'>;
 
-/** src/domain/compliance/findings.ts and finding-tickets.ts titles, in the server's order. */
+/** src/domain/compliance/findings.ts, finding-tickets.ts and tenant-posture.ts titles, in the server's order. */
 const CODE_TITLE: Record<Code, string> = {
   os_volume_unprotected: 'Operating-system drive not encrypted',
   data_volume_unprotected: 'Fixed data drive not encrypted',
@@ -34,8 +34,16 @@ const CODE_TITLE: Record<Code, string> = {
   key_rotation_due: 'Recovery password due for rotation',
   stale: 'Device not seen recently',
   rotation_failed: 'Recovery password rotation failed',
+  entra_consent_lost: "Keywarden's access to this Entra ID tenant was withdrawn",
+  entra_users_read_own_keys: 'End users can read their own BitLocker keys in Entra ID',
+  intune_escrow_not_required: 'Intune encrypts without requiring the recovery key escrowed first',
 };
-const CODES = Object.keys(CODE_TITLE) as Code[];
+/** Findings about the client's tenant as a whole: one ticket each, with no device (never in a digest). */
+const CLIENT_CODES: Code[] = ['entra_consent_lost', 'entra_users_read_own_keys', 'intune_escrow_not_required'];
+const CODE_GROUPS: { label: string; codes: Code[] }[] = [
+  { label: 'About a device', codes: (Object.keys(CODE_TITLE) as Code[]).filter((c) => !CLIENT_CODES.includes(c)) },
+  { label: "About the client's Microsoft 365 tenant", codes: CLIENT_CODES },
+];
 const STATE: Record<string, { label: string; color: string }> = {
   open: { label: 'open', color: 'orange' },
   closed: { label: 'closed (cleared)', color: 'green' },
@@ -79,8 +87,9 @@ export function PsaTicketRules({ clientId }: { clientId: string }) {
           )}
         </Group>
         <Text size="sm">
-          Keywarden opens a ticket in your PSA for each device and finding chosen below, updates it when the finding changes and closes it with a note once the
-          finding clears. The client must be linked to a PSA company.
+          Keywarden opens a ticket in your PSA for each device and finding chosen below (and one for each finding about the client&apos;s Microsoft 365 tenant),
+          updates it when the finding or the rule&apos;s priority changes and closes it with a note once the finding clears. The client must be linked to a PSA
+          company.
         </Text>
         {run.data && (
           <Alert color={run.data.status === 'failed' ? 'red' : run.data.status === 'done' ? 'green' : 'gray'} data-testid="psa-run-result">
@@ -128,7 +137,13 @@ export function PsaTicketRules({ clientId }: { clientId: string }) {
                     )}
                   </Table.Td>
                   <Table.Td>
-                    <Link href={`/devices/${t.device.id}`}>{t.device.name}</Link>
+                    {t.device ? (
+                      <Link href={`/devices/${t.device.id}`}>{t.device.name}</Link>
+                    ) : (
+                      <Text span size="sm" c="dimmed">
+                        The client&apos;s Microsoft 365 tenant
+                      </Text>
+                    )}
                   </Table.Td>
                   <Table.Td>{t.finding}</Table.Td>
                   <Table.Td>
@@ -180,16 +195,23 @@ function RulesForm({ clientId, rules }: { clientId: string; rules: Rules }) {
           onChange={(e) => setForm({ ...form, enabled: e.currentTarget.checked })}
         />
         <Checkbox.Group label="Findings that open a ticket" value={form.codes} onChange={(v) => setForm({ ...form, codes: v as Code[] })}>
-          <SimpleGrid cols={{ base: 1, sm: 2 }} spacing={6} mt={6}>
-            {CODES.map((c) => (
-              <Checkbox key={c} value={c} label={CODE_TITLE[c]} />
-            ))}
-          </SimpleGrid>
+          {CODE_GROUPS.map((g) => (
+            <div key={g.label} role="group" aria-label={g.label}>
+              <Text size="sm" fw={500} mt={8}>
+                {g.label}
+              </Text>
+              <SimpleGrid cols={{ base: 1, sm: 2 }} spacing={6} mt={4}>
+                {g.codes.map((c) => (
+                  <Checkbox key={c} value={c} label={CODE_TITLE[c]} />
+                ))}
+              </SimpleGrid>
+            </div>
+          ))}
         </Checkbox.Group>
         <Group grow align="flex-start">
           <TextInput
             label="Priority"
-            description="The PSA's priority id; empty: its default"
+            description="The PSA's priority id; empty: its default. A change reaches open tickets at the next run"
             value={form.priority}
             maxLength={64}
             onChange={(e) => setForm({ ...form, priority: e.currentTarget.value })}
