@@ -162,7 +162,7 @@
     KEYWARDEN_ENROLLMENT_TOKEN_ARGUMENT is set by the agent itself for its 64-bit relaunch (it
     carries a -EnrollmentToken value to the child); do not set it.
 
-    Agent version 1.1.0, protocol v1.
+    Agent version 1.2.0, protocol v1.
 #>
 [CmdletBinding()]
 param(
@@ -201,7 +201,7 @@ $ProgressPreference = 'SilentlyContinue'
 # this session should see that property; it does not exist (and is not needed) in PowerShell 7.
 Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
 
-$AgentVersion = '1.1.0'
+$AgentVersion = '1.2.0'
 # A recovery password as Windows prints it: 8 groups of 6 digits joined by dashes.
 $PasswordPattern = '\d{6}(-\d{6}){7}'
 $GuidPattern = '[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}'
@@ -238,6 +238,8 @@ if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProces
 $script:ManageBdePath = Join-Path $script:SystemFolder 'manage-bde.exe'
 
 $script:EncryptionNamespace = 'root/cimv2/Security/MicrosoftVolumeEncryption'
+# One subkey per Entra join (named by the device certificate's thumbprint); UserEmail is the account that joined.
+$script:JoinInfoKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\CloudDomainJoin\JoinInfo'
 
 # BitLocker numbers (Win32_EncryptableVolume) and the names the server expects (the vocabulary of
 # the BitLocker PowerShell module).
@@ -1556,6 +1558,52 @@ function Get-EntraFacts {
     return [ordered]@{ joinType = $joinType; deviceId = $deviceId; tenantId = $tenantId }
 }
 
+function ConvertTo-PrimaryUpn {
+    # $Value when it looks like a person's user principal name, else $null: one @ with text on
+    # both sides, no whitespace or control characters, at most 256 characters, and not one of the
+    # placeholders Windows records instead of a person (fooUser@... on hybrid-joined and
+    # pre-provisioned devices, package_<guid>@... of a bulk-enrolment provisioning package). The
+    # server checks the same again.
+    param($Value)
+    $text = ConvertTo-CleanString $Value
+    if ($null -eq $text -or $text.Length -gt 256) { return $null }
+    if ($text -notmatch '^[^@\s\p{Cc}]+@[^@\s\p{Cc}]+$') { return $null }
+    if ($text -match '^(foouser|package_[^@]*)@') { return $null }
+    return $text
+}
+
+function Get-PrimaryUser {
+    # The device's primary user for self-service recovery: on an Entra-joined or hybrid-joined
+    # device, the UPN of the account that joined it (UserEmail of the join's entry under
+    # CloudDomainJoin\JoinInfo), or $null. Never the logged-on DOMAIN\sam: it is no UPN, and on a
+    # shared or serviced machine it may be an administrator's. Entries naming different people
+    # name nobody.
+    param($Entra)
+    if (@('AzureAdJoined', 'HybridJoined') -notcontains $Entra.joinType) { return $null }
+    try {
+        $entries = @(Get-ChildItem -LiteralPath $script:JoinInfoKey -ErrorAction Stop)
+    } catch {
+        Write-AgentLog ('The Entra join information could not be read: ' + $_.Exception.Message) 'DEBUG'
+        return $null
+    }
+    $users = @()
+    foreach ($entry in $entries) {
+        $email = ConvertTo-CleanString (Get-ItemProperty -LiteralPath $entry.PSPath -Name 'UserEmail' -ErrorAction SilentlyContinue).UserEmail
+        $upn = ConvertTo-PrimaryUpn $email
+        if ($null -eq $upn) {
+            if ($null -ne $email) { Write-AgentLog ('The Entra join user {0} is no person''s UPN: no primary user from it.' -f $email) 'DEBUG' }
+        } elseif ($users -notcontains $upn) {
+            $users += $upn
+        }
+    }
+    if ($users.Count -gt 1) {
+        Write-AgentLog ('The Entra join information names {0} different users: no primary user reported.' -f $users.Count) 'WARN'
+        return $null
+    }
+    if ($users.Count -eq 0) { return $null }
+    return $users[0]
+}
+
 function Get-DeviceIdentity {
     $identity = @{
         hostname     = $env:COMPUTERNAME
@@ -1673,6 +1721,7 @@ function Get-CheckinDevice {
         smbiosUuid     = $Identity.smbiosUuid
         os             = (Get-OsFacts)
         entra          = $Entra
+        primaryUser    = (Get-PrimaryUser -Entra $Entra)
         adComputerName = $adComputerName
         tpm            = (Get-TpmFacts)
         secureBoot     = (Get-SecureBootState)

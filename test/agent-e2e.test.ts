@@ -138,7 +138,7 @@ describe(`the agent loop on ${ENGINE}`, () => {
     expect(enroll!.headers).toEqual({ 'content-type': 'application/json; charset=utf-8', 'user-agent': USER_AGENT });
     expect(checkin!.headers).toMatchObject({ 'user-agent': `Keywarden-Agent/${AGENT_VERSION}`, authorization: expect.stringMatching(/^Bearer kwd_/) });
     expect(checkin!.body.sentAt).toMatch(ROUND_TRIP);
-    expect(checkin!.body.agentVersion).toBe('1.1.0');
+    expect(checkin!.body.agentVersion).toBe(AGENT_VERSION);
     expect(checkin!.body.volumes.map((v: { mountPoint: string; volumeType: string }) => `${v.mountPoint}:${v.volumeType}`)).toEqual([
       'C::OperatingSystem',
       'D::Data',

@@ -13,7 +13,7 @@ const API = '/api/v1';
  * names, a locked volume, the manage-bde fallback in English and German) go through the real
  * endpoint; the server must read each into the same canonical volume state. These are the shapes
  * of agents before 1.1.0 (BitLocker module and ConvertTo-Json), which stay in the field until
- * they update; the 1.1.0 script's own bytes are tested below.
+ * they update; the current script's own bytes are tested below.
  */
 describe(`recorded agent check-ins on ${ENGINE}`, () => {
   let t: TestApp;
@@ -140,11 +140,11 @@ function withMember(bytes: Buffer, name: string, value: string | number): Buffer
 }
 
 /**
- * The 1.1.0 script's own wire format (test/fixtures/agent/wire/, see its README): the bytes
+ * The current script's own wire format (test/fixtures/agent/wire/, see its README): the bytes
  * ConvertTo-AgentJson writes for an enrollment, a check-in and a key upload, sent over HTTP with
  * the script's headers, then what the vault stored.
  */
-describe(`the 1.1.0 script's wire format through the real endpoints on ${ENGINE}`, () => {
+describe(`the current script's wire format through the real endpoints on ${ENGINE}`, () => {
   let t: TestApp;
   let owner: Session;
   let base: string;
@@ -168,7 +168,7 @@ describe(`the 1.1.0 script's wire format through the real endpoints on ${ENGINE}
       method: 'POST',
       headers: {
         'content-type': 'application/json; charset=utf-8',
-        'user-agent': 'Keywarden-Agent/1.1.0',
+        'user-agent': 'Keywarden-Agent/1.2.0',
         ...(credential ? { authorization: `Bearer ${credential}` } : {}),
       },
       body: new Uint8Array(body),
@@ -215,7 +215,7 @@ describe(`the 1.1.0 script's wire format through the real endpoints on ${ENGINE}
     const [c, d] = checkin.volumes;
 
     const version = /^\$AgentVersion\s*=\s*'([^']+)'/m.exec(script)?.[1];
-    expect(version).toBe('1.1.0');
+    expect(version).toBe('1.2.0');
     for (const body of [enroll, checkin]) expect(body.agentVersion).toBe(version);
     const api = functionText(script, 'Invoke-AgentApi');
     expect(api).toContain('$json = ConvertTo-AgentJson $Body');
@@ -336,6 +336,8 @@ describe(`the 1.1.0 script's wire format through the real endpoints on ${ENGINE}
       tpm: { present: true, ready: true },
       secureBoot: true,
     });
+    // Agent 1.2.0's primary user (the Entra join account) fills the device's empty one.
+    expect(device.primaryUser).toBe('fake.user11@fakecorp.example.test');
     // Both passwords are unknown to the vault until uploaded; the unencrypted volume without a
     // letter is no finding under the default policy.
     expect(await openFindings(deviceId)).toEqual(['unescrowed_key:C:', 'unescrowed_key:D:']);

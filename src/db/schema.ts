@@ -78,6 +78,8 @@ export interface DevicesTable {
   legal_hold_by?: string | null;
   /** When the retention job (or an approved destroy) wiped this device's key material. */
   keys_destroyed_at?: string | null;
+  /** migration 0029: 'agent' when the device's agent reported primary_user (and keeps it current); null: an import or Graph set it, or nobody. */
+  primary_user_source?: 'agent' | null;
 }
 
 export interface VolumesTable {

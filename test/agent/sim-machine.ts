@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 /**
  * A simulated Windows machine, as far as the Keywarden agent can see it: the
@@ -150,6 +150,12 @@ export class SimMachine {
   /** dsregcmd's DeviceId, or null when the machine is not Entra joined. */
   entraDeviceId: string | null = null;
   entraTenantId: string | null = null;
+  /**
+   * The account that joined the machine to Entra ID: UserEmail of the JoinInfo registry entry
+   * (only on a joined machine). Windows writes `fooUser@…` on hybrid-joined and pre-provisioned
+   * devices and `package_<guid>@…` for a bulk-enrolment package; null: the value is absent.
+   */
+  entraJoinUser: string | null = null;
   domainJoined = false;
   domain = 'WORKGROUP';
   secureBoot: boolean | null = true;
@@ -440,6 +446,16 @@ export class SimMachine {
       '',
       `           WorkplaceJoined : NO`,
     ].join('\r\n');
+  }
+
+  /**
+   * Get-ChildItem HKLM:\SYSTEM\CurrentControlSet\Control\CloudDomainJoin\JoinInfo with each
+   * subkey's UserEmail: one entry, named by the device certificate's thumbprint, on a joined machine.
+   */
+  joinInfo(): { name: string; UserEmail: string | null }[] {
+    if (this.entraDeviceId === null) return [];
+    const thumbprint = createHash('sha1').update(this.entraDeviceId).digest('hex').toUpperCase();
+    return [{ name: thumbprint, UserEmail: this.entraJoinUser }];
   }
 
   // ---------------------------------------------------------------------------------- CIM: Win32_EncryptableVolume

@@ -23,7 +23,7 @@ export type Transport = (req: {
   headers?: Record<string, string>;
 }) => Promise<{ status: number; json: any }>;
 
-export const AGENT_VERSION = '1.1.0';
+export const AGENT_VERSION = '1.2.0';
 export const USER_AGENT = `Keywarden-Agent/${AGENT_VERSION}`;
 export const STATE_PATH = 'C:\\ProgramData\\Keywarden';
 export const STATE_FILE = `${STATE_PATH}\\agent.json`;
@@ -304,13 +304,13 @@ export class TestAgent {
   // Logging and secrets
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Add-Secret 412-419
+  // Keywarden-Agent.ps1 Add-Secret 414-421
   private addSecret(value: string | null | undefined): void {
     const text = value ?? '';
     if (text.length >= 8 && !this.secrets.includes(text)) this.secrets.push(text);
   }
 
-  // Keywarden-Agent.ps1 Protect-Text 421-433
+  // Keywarden-Agent.ps1 Protect-Text 423-435
   private protectText(text: string | null | undefined): string {
     if (text == null) return '';
     let result = text;
@@ -319,18 +319,18 @@ export class TestAgent {
     return result.replace(/kw[de]_[A-Za-z0-9_-]+/g, 'kw*_[redacted]');
   }
 
-  // Keywarden-Agent.ps1 Limit-Text 435-441
+  // Keywarden-Agent.ps1 Limit-Text 437-443
   private limitText(text: string | null | undefined, max: number): string {
     const safe = this.protectText(text);
     return safe.length > max ? safe.slice(0, max) : safe;
   }
 
-  // Keywarden-Agent.ps1 Write-AgentLog 443-454
+  // Keywarden-Agent.ps1 Write-AgentLog 445-456
   private writeAgentLog(msg: string, level = 'INFO'): void {
     this.log.push(`${this.formatUtcTime(new Date())} [${level}] ${this.protectText(msg)}`);
   }
 
-  // Keywarden-Agent.ps1 Add-Summary 456-467
+  // Keywarden-Agent.ps1 Add-Summary 458-469
   private addSummary(line: string, level = 'INFO'): void {
     const safe = this.protectText(line);
     this.summaryLines.push(level === 'INFO' ? safe : `${level}: ${safe}`);
@@ -341,17 +341,17 @@ export class TestAgent {
   // Errors and exit codes
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Stop-AgentRun 491-501
+  // Keywarden-Agent.ps1 Stop-AgentRun 493-503
   private stopAgentRun(exitCode: number, msg: string, data: Record<string, unknown> | null = null): never {
     throw new AgentStop(exitCode, msg, data);
   }
 
-  // Keywarden-Agent.ps1 Get-AgentExitCode 516-521
+  // Keywarden-Agent.ps1 Get-AgentExitCode 518-523
   private getAgentExitCode(e: unknown): number | null {
     return e instanceof AgentStop ? e.exitCode : null;
   }
 
-  // Keywarden-Agent.ps1 Format-HResult 551-560
+  // Keywarden-Agent.ps1 Format-HResult 553-562
   protected formatHResult(code: unknown): string {
     let n = Number(code);
     if (!Number.isFinite(n)) return String(code);
@@ -364,14 +364,14 @@ export class TestAgent {
   // Small helpers
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 ConvertTo-CleanString 566-574
+  // Keywarden-Agent.ps1 ConvertTo-CleanString 568-576
   private convertToCleanString(value: unknown): string | null {
     if (value === null || value === undefined) return null;
     const text = String(value).trim();
     return text.length === 0 ? null : text;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-NullableBool 576-584
+  // Keywarden-Agent.ps1 ConvertTo-NullableBool 578-586
   private convertToNullableBool(value: unknown): boolean | null {
     if (value === null || value === undefined) return null;
     if (typeof value === 'boolean') return value;
@@ -381,7 +381,7 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 Get-EnumName 586-596
+  // Keywarden-Agent.ps1 Get-EnumName 588-598
   private getEnumName(names: readonly string[], value: unknown): string | number | null {
     if (value === null || value === undefined) return null;
     const n = Number(value);
@@ -391,20 +391,20 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 Get-NormalizedId 598-603
+  // Keywarden-Agent.ps1 Get-NormalizedId 600-605
   protected getNormalizedId(id: unknown): string {
     if (id === null || id === undefined) return '';
     return String(id).replace(/[{}\s]/g, '').toUpperCase();
   }
 
-  // Keywarden-Agent.ps1 Get-GuidOrNull 605-611
+  // Keywarden-Agent.ps1 Get-GuidOrNull 607-613
   private getGuidOrNull(value: unknown): string | null {
     if (value === null || value === undefined) return null;
     const m = new RegExp(GUID_PATTERN).exec(String(value));
     return m ? m[0].toLowerCase() : null;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-MountKey 613-624
+  // Keywarden-Agent.ps1 ConvertTo-MountKey 615-626
   private convertToMountKey(mountPoint: unknown): string {
     const text = this.convertToCleanString(mountPoint);
     if (text === null) return '';
@@ -415,7 +415,7 @@ export class TestAgent {
     return upper;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-MountPoint 626-636
+  // Keywarden-Agent.ps1 ConvertTo-MountPoint 628-638
   private convertToMountPoint(mountPoint: unknown): string | null {
     const text = this.convertToCleanString(mountPoint);
     if (text === null) return null;
@@ -424,30 +424,30 @@ export class TestAgent {
     return text.toLowerCase().startsWith('\\\\?\\') && !text.endsWith('\\') ? `${text}\\` : text;
   }
 
-  // Keywarden-Agent.ps1 Format-UtcTime 638-641
+  // Keywarden-Agent.ps1 Format-UtcTime 640-643
   /** ToString('o') of a UTC time: 7 fractional digits (JavaScript has milliseconds: the rest is 0). */
   private formatUtcTime(time: Date | string): string {
     return typeof time === 'string' ? fromTicks(ticksOf(time)) : `${time.toISOString().slice(0, 23)}0000Z`;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-UtcDate 643-654
+  // Keywarden-Agent.ps1 ConvertTo-UtcDate 645-656
   private convertToUtcDate(value: unknown): string | null {
     if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) return null;
     return fromTicks(ticksOf(value));
   }
 
-  // Keywarden-Agent.ps1 Get-SentAt 656-658
+  // Keywarden-Agent.ps1 Get-SentAt 658-660
   private getSentAt(): string {
     return this.formatUtcTime(new Date());
   }
 
-  // Keywarden-Agent.ps1 Select-FirstValue 660-666
+  // Keywarden-Agent.ps1 Select-FirstValue 662-668
   private selectFirstValue(values: unknown[]): string | null {
     for (const v of values) if (v !== null && v !== undefined && String(v).trim() !== '') return String(v).trim();
     return null;
   }
 
-  // Keywarden-Agent.ps1 Test-PathInside 684-690
+  // Keywarden-Agent.ps1 Test-PathInside 686-692
   private testPathInside(path: string, folder: string): boolean {
     return path.toLowerCase().startsWith(`${folder.replace(/\\+$/, '')}\\`.toLowerCase());
   }
@@ -456,14 +456,14 @@ export class TestAgent {
   // JSON (the script writes its own: no cmdlet sees a password)
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 ConvertTo-JsonString 700-706
+  // Keywarden-Agent.ps1 ConvertTo-JsonString 702-708
   private convertToJsonString(text: string): string {
     const escaped = text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r/g, '\\r').replace(/\n/g, '\\n').replace(/\t/g, '\\t');
     // Any other control character, and everything outside ASCII, as \uXXXX (UTF-16 units, as .NET).
     return `"${escaped.replace(/[^\x20-\x7E]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-AgentJson 708-754
+  // Keywarden-Agent.ps1 ConvertTo-AgentJson 710-756
   convertToAgentJson(value: unknown): string {
     if (value === null || value === undefined) return 'null';
     if (typeof value === 'string') return this.convertToJsonString(value);
@@ -482,7 +482,7 @@ export class TestAgent {
   // Native commands
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Invoke-NativeCommand 804-850
+  // Keywarden-Agent.ps1 Invoke-NativeCommand 806-852
   /** manage-bde.exe through System.Diagnostics.Process: its exit code and output as one string. */
   private invokeNativeCommand(args: string[]): { exitCode: number; text: string } {
     try {
@@ -493,7 +493,7 @@ export class TestAgent {
     }
   }
 
-  // Keywarden-Agent.ps1 Get-PasswordFingerprint 852-868
+  // Keywarden-Agent.ps1 Get-PasswordFingerprint 854-870
   private getPasswordFingerprint(password: string, key: Buffer): string | null {
     const digits = password.replace(/[^0-9]/g, '');
     if (digits.length !== 48) return null;
@@ -505,18 +505,18 @@ export class TestAgent {
   // Process, lock and state file
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Test-IsElevated 874-879
+  // Keywarden-Agent.ps1 Test-IsElevated 876-881
   private testIsElevated(): boolean {
     return this.machine.elevated;
   }
 
-  // Keywarden-Agent.ps1 Enter-AgentLock 881-899
+  // Keywarden-Agent.ps1 Enter-AgentLock 883-901
   /** agent.lock opened with FileShare.None; the script retries for 120 s, the simulated holder never lets go. */
   private enterAgentLock(): boolean {
     return !this.machine.lockHeldElsewhere;
   }
 
-  // Keywarden-Agent.ps1 New-AgentState 1051-1067
+  // Keywarden-Agent.ps1 New-AgentState 1053-1069
   private newAgentState(): AgentState {
     return {
       deviceId: null,
@@ -534,7 +534,7 @@ export class TestAgent {
     };
   }
 
-  // Keywarden-Agent.ps1 Read-AgentState 1069-1128
+  // Keywarden-Agent.ps1 Read-AgentState 1071-1130
   private readAgentState(): AgentState | null {
     this.stateOnDisk = null;
     const text = this.machine.files.get(STATE_FILE);
@@ -582,12 +582,12 @@ export class TestAgent {
     return `{\r\n${lines.join(',\r\n')}\r\n}\r\n`;
   }
 
-  // Keywarden-Agent.ps1 Save-AgentState 1130-1153
+  // Keywarden-Agent.ps1 Save-AgentState 1132-1155
   private saveAgentState(state: AgentState | null = this.state): void {
     this.machine.files.set(STATE_FILE, this.stateText(state!));
   }
 
-  // Keywarden-Agent.ps1 Save-RunStatus 1155-1172
+  // Keywarden-Agent.ps1 Save-RunStatus 1157-1174
   private saveRunStatus(exitCode: number, msg: string): void {
     if (!this.stateReady) return;
     const target = this.state ?? this.stateOnDisk ?? this.newAgentState();
@@ -597,7 +597,7 @@ export class TestAgent {
     this.saveAgentState(target);
   }
 
-  // Keywarden-Agent.ps1 Get-NextSeq 1174-1180
+  // Keywarden-Agent.ps1 Get-NextSeq 1176-1182
   private getNextSeq(): number {
     this.state!.lastSeq += 1;
     this.saveAgentState();
@@ -608,7 +608,7 @@ export class TestAgent {
   // Configuration, enrollment token and HTTP
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Get-ValidatedBaseUrl 1186-1208
+  // Keywarden-Agent.ps1 Get-ValidatedBaseUrl 1188-1210
   private getValidatedBaseUrl(url: string | null): string {
     if (!url?.trim()) this.stopAgentRun(2, 'No server URL: pass -ServerUrl or set KEYWARDEN_SERVER_URL.');
     let u: URL;
@@ -630,7 +630,7 @@ export class TestAgent {
     return `${u.origin}${u.pathname}`.replace(/\/+$/, '').replace(/\/api\/v1(\/agent)?$/i, '');
   }
 
-  // Keywarden-Agent.ps1 Read-TokenFile 1238-1246
+  // Keywarden-Agent.ps1 Read-TokenFile 1240-1248
   private readTokenFile(path: string): string | null {
     for (const line of (this.machine.files.get(path) ?? '').split(/\r?\n/)) {
       const value = this.convertToCleanString(line);
@@ -639,7 +639,7 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 Get-EnrollmentToken 1248-1284
+  // Keywarden-Agent.ps1 Get-EnrollmentToken 1250-1286
   private getEnrollmentToken(): Token | null {
     if (this.params.enrollmentTokenFile) {
       const path = this.params.enrollmentTokenFile;
@@ -660,7 +660,7 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 Remove-EnrollmentTokenFiles 1286-1308
+  // Keywarden-Agent.ps1 Remove-EnrollmentTokenFiles 1288-1310
   private removeEnrollmentTokenFiles(token: Token | null): void {
     const paths: string[] = [];
     if (this.machine.files.has(ENROLL_TOKEN_FILE)) paths.push(ENROLL_TOKEN_FILE);
@@ -677,7 +677,7 @@ export class TestAgent {
     }
   }
 
-  // Keywarden-Agent.ps1 Invoke-AgentApi 1408-1491
+  // Keywarden-Agent.ps1 Invoke-AgentApi 1410-1493
   private async invokeAgentApi(path: string, body: unknown, opts: { authenticated?: boolean; what: string; httpErrorExitCode?: number }): Promise<any> {
     // The escrow checker has looked at every change the agent made before anything reaches the vault.
     await this.machine.settle();
@@ -723,7 +723,7 @@ export class TestAgent {
     this.stopAgentRun(opts.httpErrorExitCode ?? 1, `The server refused the ${opts.what} with HTTP ${r.status}: ${detail}${hint}`, data);
   }
 
-  // Keywarden-Agent.ps1 Invoke-SequencedRequest 1493-1512
+  // Keywarden-Agent.ps1 Invoke-SequencedRequest 1495-1514
   /** Fills in seq and sentAt and posts; after one 409 with the server's last number it continues after that number (L9). */
   private async invokeSequencedRequest(path: string, body: Record<string, unknown>, what: string): Promise<any> {
     for (;;) {
@@ -746,7 +746,7 @@ export class TestAgent {
   // Device facts
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Get-DsregStatus 1518-1532
+  // Keywarden-Agent.ps1 Get-DsregStatus 1520-1534
   private getDsregStatus(): Record<string, string> {
     const values: Record<string, string> = {};
     for (const line of this.machine.dsregStatus().split(/\r?\n/)) {
@@ -756,7 +756,7 @@ export class TestAgent {
     return values;
   }
 
-  // Keywarden-Agent.ps1 Get-EntraFacts 1534-1557
+  // Keywarden-Agent.ps1 Get-EntraFacts 1536-1559
   private getEntraFacts(dsreg: Record<string, string>) {
     const azure = dsreg.AzureAdJoined === 'YES';
     const domain = dsreg.DomainJoined === 'YES';
@@ -773,7 +773,39 @@ export class TestAgent {
     return { joinType, deviceId, tenantId };
   }
 
-  // Keywarden-Agent.ps1 Get-DeviceIdentity 1559-1602
+  // Keywarden-Agent.ps1 ConvertTo-PrimaryUpn 1561-1573
+  private convertToPrimaryUpn(value: unknown): string | null {
+    const text = this.convertToCleanString(value);
+    if (text === null || text.length > 256) return null;
+    // PowerShell's -match and -notmatch ignore case.
+    if (!/^[^@\s\p{Cc}]+@[^@\s\p{Cc}]+$/iu.test(text)) return null;
+    if (/^(foouser|package_[^@]*)@/i.test(text)) return null;
+    return text;
+  }
+
+  // Keywarden-Agent.ps1 Get-PrimaryUser 1575-1605
+  private getPrimaryUser(entra: Entra): string | null {
+    if (!['AzureAdJoined', 'HybridJoined'].includes(entra.joinType)) return null;
+    const entries = this.machine.joinInfo();
+    const users: string[] = [];
+    for (const entry of entries) {
+      const email = this.convertToCleanString(entry.UserEmail);
+      const upn = this.convertToPrimaryUpn(email);
+      if (upn === null) {
+        if (email !== null) this.writeAgentLog(`The Entra join user ${email} is no person's UPN: no primary user from it.`, 'DEBUG');
+      } else if (!users.some((u) => u.toLowerCase() === upn.toLowerCase())) {
+        // -notcontains compares without case.
+        users.push(upn);
+      }
+    }
+    if (users.length > 1) {
+      this.writeAgentLog(`The Entra join information names ${users.length} different users: no primary user reported.`, 'WARN');
+      return null;
+    }
+    return users[0] ?? null;
+  }
+
+  // Keywarden-Agent.ps1 Get-DeviceIdentity 1607-1650
   private getDeviceIdentity() {
     const identity = {
       hostname: this.machine.hostname.slice(0, 15),
@@ -811,7 +843,7 @@ export class TestAgent {
     return identity;
   }
 
-  // Keywarden-Agent.ps1 Get-OsFacts 1604-1615
+  // Keywarden-Agent.ps1 Get-OsFacts 1652-1663
   private getOsFacts() {
     const facts = { caption: null as string | null, version: null as string | null, build: null as string | null };
     try {
@@ -825,7 +857,7 @@ export class TestAgent {
     return facts;
   }
 
-  // Keywarden-Agent.ps1 Get-TpmFacts 1617-1649
+  // Keywarden-Agent.ps1 Get-TpmFacts 1665-1697
   private getTpmFacts() {
     const tpm = { present: null as boolean | null, ready: null as boolean | null, enabled: null as boolean | null, activated: null as boolean | null, specVersion: null as string | null, manufacturer: null as string | null };
     let answered = false;
@@ -856,12 +888,12 @@ export class TestAgent {
     return answered ? tpm : null;
   }
 
-  // Keywarden-Agent.ps1 Get-SecureBootState 1651-1660
+  // Keywarden-Agent.ps1 Get-SecureBootState 1699-1708
   private getSecureBootState(): boolean | null {
     return this.machine.secureBoot;
   }
 
-  // Keywarden-Agent.ps1 Get-CheckinDevice 1662-1680
+  // Keywarden-Agent.ps1 Get-CheckinDevice 1710-1729
   private getCheckinDevice(identity: Identity, entra: Entra) {
     return {
       hostname: identity.hostname,
@@ -873,6 +905,7 @@ export class TestAgent {
       smbiosUuid: identity.smbiosUuid,
       os: this.getOsFacts(),
       entra,
+      primaryUser: this.getPrimaryUser(entra),
       adComputerName: identity.domainJoined ? identity.netbiosName : null,
       tpm: this.getTpmFacts(),
       secureBoot: this.getSecureBootState(),
@@ -883,7 +916,7 @@ export class TestAgent {
   // Volumes through Win32_EncryptableVolume
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Get-RemovableVolumeIds 1693-1730
+  // Keywarden-Agent.ps1 Get-RemovableVolumeIds 1742-1779
   private getRemovableVolumeIds(): Set<string> {
     if (this.removableIds !== null) return this.removableIds;
     const ids = new Set<string>();
@@ -911,7 +944,7 @@ export class TestAgent {
     return ids;
   }
 
-  // Keywarden-Agent.ps1 Get-EncryptableVolumes 1732-1757
+  // Keywarden-Agent.ps1 Get-EncryptableVolumes 1781-1806
   /** Every fixed and OS volume; throws when Win32_EncryptableVolume cannot be read at all. */
   private getEncryptableVolumes(): Volume[] {
     const removable = this.getRemovableVolumeIds();
@@ -933,7 +966,7 @@ export class TestAgent {
     return out;
   }
 
-  // Keywarden-Agent.ps1 Get-EncryptableVolume 1759-1770
+  // Keywarden-Agent.ps1 Get-EncryptableVolume 1808-1819
   protected getEncryptableVolume(mountPoint: string, volumes: Volume[] | null = null): Volume | null {
     const wanted = this.convertToMountKey(mountPoint);
     if (wanted === '') return null;
@@ -944,14 +977,14 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 New-ManageBdeVolume 1772-1781
+  // Keywarden-Agent.ps1 New-ManageBdeVolume 1821-1830
   private newManageBdeVolume(mountPoint: string): Volume {
     const mount = this.convertToMountPoint(mountPoint)!;
     const volumeType = this.convertToMountKey(mount) === this.convertToMountKey(this.machine.systemDrive) ? 'OperatingSystem' : 'Data';
     return { cim: null, mountPoint: mount, driveLetter: /^[A-Z]:$/.test(mount) ? mount : null, deviceId: null, volumeType };
   }
 
-  // Keywarden-Agent.ps1 Get-JobVolume 1783-1795
+  // Keywarden-Agent.ps1 Get-JobVolume 1832-1844
   protected getJobVolume(mountPoint: string, opts: { allowManageBde?: boolean; volumes?: Volume[] | null } = {}): Volume {
     let volume: Volume | null;
     try {
@@ -964,7 +997,7 @@ export class TestAgent {
     return volume;
   }
 
-  // Keywarden-Agent.ps1 Invoke-VolumeMethod 1797-1817
+  // Keywarden-Agent.ps1 Invoke-VolumeMethod 1846-1866
   /** Invoke-CimMethod; a non-zero ReturnValue throws with the HRESULT in hex unless allowFailure. */
   protected invokeVolumeMethod(volume: Volume, method: string, args: Record<string, unknown> | null = null, allowFailure = false): Record<string, unknown> & { ReturnValue: number } {
     if (volume.cim === null) throw new Error(`${method} needs Win32_EncryptableVolume, which could not be read for ${volume.mountPoint}`);
@@ -979,13 +1012,13 @@ export class TestAgent {
     return result;
   }
 
-  // Keywarden-Agent.ps1 Test-MethodSucceeded 1819-1825
+  // Keywarden-Agent.ps1 Test-MethodSucceeded 1868-1874
   private testMethodSucceeded(result: { ReturnValue?: number } | null): boolean {
     if (result === null) return false;
     return result.ReturnValue === undefined || Number(result.ReturnValue) === 0;
   }
 
-  // Keywarden-Agent.ps1 Get-VolumeState 1827-1853
+  // Keywarden-Agent.ps1 Get-VolumeState 1876-1902
   private getVolumeState(volume: Volume): VolumeState {
     const state: VolumeState = { lock: null, conversion: null, percentage: null, protection: null, method: null };
     state.lock = Number(this.invokeVolumeMethod(volume, 'GetLockStatus').LockStatus);
@@ -1008,13 +1041,13 @@ export class TestAgent {
     return state;
   }
 
-  // Keywarden-Agent.ps1 Assert-VolumeUnlocked 1855-1861
+  // Keywarden-Agent.ps1 Assert-VolumeUnlocked 1904-1910
   protected assertVolumeUnlocked(volume: Volume): void {
     if (volume.cim === null) return;
     if (Number(this.invokeVolumeMethod(volume, 'GetLockStatus').LockStatus) === 1) throw new Error(`volume ${volume.mountPoint} is locked; unlock it first`);
   }
 
-  // Keywarden-Agent.ps1 Get-VolumeProtectors 1863-1874
+  // Keywarden-Agent.ps1 Get-VolumeProtectors 1912-1923
   protected getVolumeProtectors(volume: Volume): Protector[] {
     const out: Protector[] = [];
     for (const id of (this.invokeVolumeMethod(volume, 'GetKeyProtectors').VolumeKeyProtectorID as string[] | undefined) ?? []) {
@@ -1025,18 +1058,18 @@ export class TestAgent {
     return out;
   }
 
-  // Keywarden-Agent.ps1 Find-VolumeProtector 1876-1884
+  // Keywarden-Agent.ps1 Find-VolumeProtector 1925-1933
   protected findVolumeProtector(protectors: Protector[], protectorId: string | null): Protector | null {
     const wanted = this.getNormalizedId(protectorId);
     return protectors.find((p) => this.getNormalizedId(p.id) === wanted) ?? null;
   }
 
-  // Keywarden-Agent.ps1 Test-ProtectorPresent 1886-1890
+  // Keywarden-Agent.ps1 Test-ProtectorPresent 1935-1939
   private testProtectorPresent(volume: Volume, protectorId: string): boolean {
     return this.findVolumeProtector(this.getVolumeProtectors(volume), protectorId) !== null;
   }
 
-  // Keywarden-Agent.ps1 Get-ProtectorPassword 1892-1912
+  // Keywarden-Agent.ps1 Get-ProtectorPassword 1941-1961
   protected getProtectorPassword(volume: Volume, protectorId: string): string {
     if (volume.cim !== null) {
       const password = String(this.invokeVolumeMethod(volume, 'GetKeyProtectorNumericalPassword', { VolumeKeyProtectorID: protectorId }).NumericalPassword ?? '');
@@ -1050,7 +1083,7 @@ export class TestAgent {
     return found[0]!;
   }
 
-  // Keywarden-Agent.ps1 Add-RecoveryPasswordProtector 1914-1930
+  // Keywarden-Agent.ps1 Add-RecoveryPasswordProtector 1963-1979
   /** Windows generates the password; the new protector is the one ID that was not there before. */
   protected addRecoveryPasswordProtector(volume: Volume): string {
     const before = new Set(this.getVolumeProtectors(volume).map((p) => this.getNormalizedId(p.id)));
@@ -1064,7 +1097,7 @@ export class TestAgent {
     return added[0]!.id;
   }
 
-  // Keywarden-Agent.ps1 Remove-Protector 1932-1941
+  // Keywarden-Agent.ps1 Remove-Protector 1981-1990
   /** Deletes one protector, and only a recovery password: its type is read again right before. */
   protected removeProtector(volume: Volume, protectorId: string): void {
     const type = Number(this.invokeVolumeMethod(volume, 'GetKeyProtectorType', { VolumeKeyProtectorID: protectorId }).KeyProtectorType);
@@ -1075,7 +1108,7 @@ export class TestAgent {
     this.writeAgentLog(`${volume.mountPoint}: removed recovery password protector ${protectorId}.`);
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-VolumePayload 1943-1980
+  // Keywarden-Agent.ps1 ConvertTo-VolumePayload 1992-2029
   private convertToVolumePayload(volume: Volume, saltKey: Buffer) {
     const state = this.getVolumeState(volume);
     const keyProtectors: { id: string; type: string | number | null; fingerprint?: string }[] = [];
@@ -1111,7 +1144,7 @@ export class TestAgent {
   // manage-bde fallback
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Split-ManageBdeStatus 1986-2013
+  // Keywarden-Agent.ps1 Split-ManageBdeStatus 2035-2062
   private splitManageBdeStatus(text: string): { preamble: string; sections: { mount: string; text: string }[] } {
     let preamble = '';
     const sections: { mount: string; text: string }[] = [];
@@ -1135,12 +1168,12 @@ export class TestAgent {
     return { preamble, sections };
   }
 
-  // Keywarden-Agent.ps1 Test-ManageBdeUnencrypted 2015-2020
+  // Keywarden-Agent.ps1 Test-ManageBdeUnencrypted 2064-2069
   private testManageBdeUnencrypted(sectionText: string): boolean {
     return /^[^\r\n:]+:\s*0(?:[.,]0+)?\s*%\s*$/m.test(sectionText);
   }
 
-  // Keywarden-Agent.ps1 Protect-ManageBdeText 2022-2035
+  // Keywarden-Agent.ps1 Protect-ManageBdeText 2071-2084
   private protectManageBdeText(text: string, saltKey: Buffer): string | null {
     let result = text;
     for (const password of new Set(text.match(new RegExp(PASSWORD_PATTERN, 'g')) ?? [])) {
@@ -1149,7 +1182,7 @@ export class TestAgent {
     return new RegExp(PASSWORD_PATTERN).test(result) ? null : result;
   }
 
-  // Keywarden-Agent.ps1 Get-ManageBdeReport 2037-2078
+  // Keywarden-Agent.ps1 Get-ManageBdeReport 2086-2127
   private getManageBdeReport(saltKey: Buffer): { status: string; protectors: string } | null {
     const status = this.invokeNativeCommand(['-status']);
     if (status.exitCode !== 0 || !status.text.trim()) {
@@ -1186,7 +1219,7 @@ export class TestAgent {
     return { status: maskedStatus, protectors: maskedProtectors };
   }
 
-  // Keywarden-Agent.ps1 Get-VolumeReport 2080-2123
+  // Keywarden-Agent.ps1 Get-VolumeReport 2129-2172
   private getVolumeReport(saltKey: Buffer): VolumeReport {
     const report: VolumeReport = { volumes: [], manageBde: null, source: '', skipped: [] };
     let volumes: Volume[] | null = null;
@@ -1227,7 +1260,7 @@ export class TestAgent {
   // Events
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Get-VolumeNameMap 2129-2146
+  // Keywarden-Agent.ps1 Get-VolumeNameMap 2178-2195
   private getVolumeNameMap(): Map<string, string> {
     const map = new Map<string, string>();
     try {
@@ -1242,7 +1275,7 @@ export class TestAgent {
     return map;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-EventVolume 2148-2166
+  // Keywarden-Agent.ps1 ConvertTo-EventVolume 2197-2215
   private convertToEventVolume(values: string[], volumeNames: Map<string, string>): string | null {
     for (const v of values) if (/^[A-Za-z]:\\?$/.test(v)) return this.convertToMountPoint(v);
     for (const v of values) {
@@ -1253,7 +1286,7 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 ConvertTo-EventPayload 2168-2218
+  // Keywarden-Agent.ps1 ConvertTo-EventPayload 2217-2267
   private convertToEventPayload(record: SimEvent, timeUtc: string, volumeNames: Map<string, string>): EventPayload {
     // The leaf elements of EventData, first value of each name.
     const fields = new Map<string, string>();
@@ -1285,7 +1318,7 @@ export class TestAgent {
     return { id: record.id, time: this.formatUtcTime(timeUtc), protectorId, volume };
   }
 
-  // Keywarden-Agent.ps1 Get-BitLockerEvents 2220-2265
+  // Keywarden-Agent.ps1 Get-BitLockerEvents 2269-2314
   /** Events newer than the cursor (first run: the last 7 days), newest 200 at most, oldest first. */
   private getBitLockerEvents(sinceUtc: string | null): EventReport {
     const since = sinceUtc === null ? null : ticksOf(sinceUtc);
@@ -1313,7 +1346,7 @@ export class TestAgent {
   // Protocol requests
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Invoke-Enrollment 2271-2335
+  // Keywarden-Agent.ps1 Invoke-Enrollment 2320-2384
   private async invokeEnrollment(identity: Identity, entra: Entra, token: Token | null, previous: AgentState | null, reason: string): Promise<void> {
     if (!token?.value.trim()) {
       this.stopAgentRun(
@@ -1367,7 +1400,7 @@ export class TestAgent {
     }
   }
 
-  // Keywarden-Agent.ps1 Send-Checkin 2337-2358
+  // Keywarden-Agent.ps1 Send-Checkin 2386-2407
   private async sendCheckin(device: unknown, volumeReport: VolumeReport, eventReport: EventReport, jobResults: JobResult[]): Promise<any> {
     const body = {
       seq: 0,
@@ -1388,7 +1421,7 @@ export class TestAgent {
     return response;
   }
 
-  // Keywarden-Agent.ps1 Send-Keys 2360-2399
+  // Keywarden-Agent.ps1 Send-Keys 2409-2448
   /** Uploads recovery passwords, at most 32 per request; returns the server's status per normalized protector ID. */
   protected async sendKeys(keys: KeyItem[], jobId: string | null): Promise<Statuses> {
     const statuses: Statuses = new Map();
@@ -1407,24 +1440,24 @@ export class TestAgent {
     return statuses;
   }
 
-  // Keywarden-Agent.ps1 Get-KeyUploadStatus 2401-2413
+  // Keywarden-Agent.ps1 Get-KeyUploadStatus 2450-2462
   protected async getKeyUploadStatus(key: KeyItem, jobId: string | null): Promise<UploadStatus> {
     const statuses = await this.sendKeys([key], jobId);
     const e = statuses.get(this.getNormalizedId(key.protectorId)) ?? { status: 'missing', reason: null };
     return { ...e, text: e.reason ? `${e.status} (${e.reason})` : e.status };
   }
 
-  // Keywarden-Agent.ps1 Test-Escrowed 2415-2419
+  // Keywarden-Agent.ps1 Test-Escrowed 2464-2468
   protected testEscrowed(status: string | undefined): boolean {
     return status === 'stored' || status === 'duplicate';
   }
 
-  // Keywarden-Agent.ps1 New-KeyItem 2421-2429
+  // Keywarden-Agent.ps1 New-KeyItem 2470-2478
   protected newKeyItem(volume: Volume, protectorId: string, password: string): KeyItem {
     return { mountPoint: volume.mountPoint, protectorId, recoveryPassword: password, volumeType: volume.volumeType };
   }
 
-  // Keywarden-Agent.ps1 Get-ProtectorKey 2431-2456
+  // Keywarden-Agent.ps1 Get-ProtectorKey 2480-2505
   protected getProtectorKey(mountPoint: string, protectorId: string, volumes: Volume[] | null = null, cache: Map<string, Protector[]> | null = null): KeyItem {
     const volume = this.getJobVolume(mountPoint, { allowManageBde: true, volumes });
     if (volume.cim === null) {
@@ -1444,7 +1477,7 @@ export class TestAgent {
     return this.newKeyItem(volume, protector.id, this.getProtectorPassword(volume, protector.id));
   }
 
-  // Keywarden-Agent.ps1 Send-RequestedPasswords 2458-2483
+  // Keywarden-Agent.ps1 Send-RequestedPasswords 2507-2532
   /** The passwords the server asked for (at most 128); a volume or protector that is gone is logged and skipped. */
   private async sendRequestedPasswords(requests: { mountPoint: string; protectorId: string }[] | null | undefined): Promise<number> {
     const pending = (requests ?? []).filter((r) => r !== null);
@@ -1473,7 +1506,7 @@ export class TestAgent {
   // Jobs
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Get-EscrowedRecoveryPassword 2493-2533
+  // Keywarden-Agent.ps1 Get-EscrowedRecoveryPassword 2542-2582
   /**
    * The escrow-first step: a spare recovery password of the volume (not in `exclude`) that the
    * server answers stored/duplicate for, uploaded with the job's ID; otherwise (not spareOnly) a
@@ -1510,7 +1543,7 @@ export class TestAgent {
     return { protectorId: newId, added: true, text: upload.text, tried };
   }
 
-  // Keywarden-Agent.ps1 Invoke-RotateJob 2535-2646
+  // Keywarden-Agent.ps1 Invoke-RotateJob 2584-2695
   protected async invokeRotateJob(job: Job, result: JobResult): Promise<void> {
     const oldId = this.getNormalizedId(job.protectorId);
     const replaceAll = oldId === '';
@@ -1596,7 +1629,7 @@ export class TestAgent {
     if (movedFrom !== null) result.detail += ` (the protector was on ${mountPoint}, not on ${movedFrom})`;
   }
 
-  // Keywarden-Agent.ps1 Invoke-BackupJob 2648-2661
+  // Keywarden-Agent.ps1 Invoke-BackupJob 2697-2710
   protected async invokeBackupJob(job: Job, result: JobResult): Promise<void> {
     const key = this.getProtectorKey(String(job.mountPoint), String(job.protectorId));
     const upload = await this.getKeyUploadStatus(key, job.id);
@@ -1604,7 +1637,7 @@ export class TestAgent {
     else Object.assign(result, { status: 'failed', detail: `the server answered ${upload.text}` });
   }
 
-  // Keywarden-Agent.ps1 Invoke-ReEscrowJob 2663-2702
+  // Keywarden-Agent.ps1 Invoke-ReEscrowJob 2712-2751
   protected async invokeReEscrowJob(job: Job, result: JobResult): Promise<void> {
     if (job.protectorId !== null) return this.invokeBackupJob(job, result);
     const volume = this.getJobVolume(String(job.mountPoint));
@@ -1627,7 +1660,7 @@ export class TestAgent {
     else Object.assign(result, { status: 'failed', detail: `not escrowed on ${volume.mountPoint}: ${notEscrowed.join(', ')}` });
   }
 
-  // Keywarden-Agent.ps1 Invoke-DirectoryBackupJob 2704-2735
+  // Keywarden-Agent.ps1 Invoke-DirectoryBackupJob 2753-2784
   protected async invokeDirectoryBackupJob(job: Job, result: JobResult, target: 'ad' | 'entra'): Promise<void> {
     const volume = this.getJobVolume(String(job.mountPoint), { allowManageBde: true });
     const wanted = this.getNormalizedId(job.protectorId);
@@ -1652,7 +1685,7 @@ export class TestAgent {
     Object.assign(result, { status: 'succeeded', detail: `backed up to ${targetName}` });
   }
 
-  // Keywarden-Agent.ps1 Invoke-AddRecoveryPasswordJob 2737-2756
+  // Keywarden-Agent.ps1 Invoke-AddRecoveryPasswordJob 2786-2805
   protected async invokeAddRecoveryPasswordJob(job: Job, result: JobResult): Promise<void> {
     const volume = this.getJobVolume(String(job.mountPoint));
     this.assertVolumeUnlocked(volume);
@@ -1665,7 +1698,7 @@ export class TestAgent {
     Object.assign(result, { status: 'succeeded', newProtectorId: escrow.protectorId, detail: `recovery password ${escrow.protectorId} added to ${volume.mountPoint} and escrowed` });
   }
 
-  // Keywarden-Agent.ps1 Invoke-ResumeProtectionJob 2758-2782
+  // Keywarden-Agent.ps1 Invoke-ResumeProtectionJob 2807-2831
   protected async invokeResumeProtectionJob(job: Job, result: JobResult): Promise<void> {
     const volume = this.getJobVolume(String(job.mountPoint));
     this.assertVolumeUnlocked(volume);
@@ -1687,7 +1720,7 @@ export class TestAgent {
     Object.assign(result, { status: 'succeeded', detail: `protection turned on for ${volume.mountPoint}; recovery password ${escrow.protectorId} is escrowed` });
   }
 
-  // Keywarden-Agent.ps1 Enable-DataVolumeAutoUnlock 2784-2797
+  // Keywarden-Agent.ps1 Enable-DataVolumeAutoUnlock 2833-2846
   private enableDataVolumeAutoUnlock(volume: Volume): boolean {
     const check = this.invokeVolumeMethod(volume, 'IsAutoUnlockEnabled', null, true);
     if (this.testMethodSucceeded(check) && check.IsAutoUnlockEnabled === true) return false;
@@ -1697,7 +1730,7 @@ export class TestAgent {
     return true;
   }
 
-  // Keywarden-Agent.ps1 Invoke-EnableEncryptionJob 2799-2921
+  // Keywarden-Agent.ps1 Invoke-EnableEncryptionJob 2848-2970
   protected async invokeEnableEncryptionJob(job: Job, result: JobResult): Promise<void> {
     const volume = this.getJobVolume(String(job.mountPoint));
     this.assertVolumeUnlocked(volume);
@@ -1793,7 +1826,7 @@ export class TestAgent {
     Object.assign(result, { status: 'succeeded', newProtectorId: recoveryId, detail: `${actions.join('; ')} on ${mountPoint}; recovery password ${recoveryId} is escrowed` });
   }
 
-  // Keywarden-Agent.ps1 Find-ProtectorMountPoint 2923-2937
+  // Keywarden-Agent.ps1 Find-ProtectorMountPoint 2972-2986
   /** Searches every volume; throws when one cannot be read ("on no volume" must be certain). */
   private findProtectorMountPoint(protectorId: string | null): string | null {
     if (!protectorId) return null;
@@ -1809,7 +1842,7 @@ export class TestAgent {
     return null;
   }
 
-  // Keywarden-Agent.ps1 Invoke-AgentJob 2939-2998
+  // Keywarden-Agent.ps1 Invoke-AgentJob 2988-3047
   private async invokeAgentJob(job: Job, results: JobResult[]): Promise<void> {
     const result: JobResult = { jobId: String(job.id ?? ''), status: 'failed', detail: '' };
     const kind = String(job.kind);
@@ -1857,7 +1890,7 @@ export class TestAgent {
   // Main
   // ================================================================================================
 
-  // Keywarden-Agent.ps1 Invoke-AgentRun 3004-3121
+  // Keywarden-Agent.ps1 Invoke-AgentRun 3053-3170
   private async invokeAgentRun(): Promise<void> {
     if (!this.testIsElevated()) this.stopAgentRun(3, 'The agent must run as SYSTEM or as an elevated administrator: BitLocker information is not readable otherwise.');
     if (!this.enterAgentLock()) this.stopAgentRun(5, `another run holds the lock ${LOCK_FILE} (waited 120 seconds); this run did nothing`);
@@ -1927,7 +1960,7 @@ export class TestAgent {
     }
   }
 
-  // Keywarden-Agent.ps1 (main) 3170-3196
+  // Keywarden-Agent.ps1 (main) 3219-3245
   /** One scheduled run: the script's main block. Rejects only at a fail point (the process was killed). */
   async run(): Promise<RunResult> {
     this.beginRun();

@@ -9,7 +9,7 @@ import { randomRecoveryPassword } from './keys.js';
  * User-Agent, UTF-8 JSON), and the test decides what the "device" does with each answer.
  */
 
-export const AGENT_VERSION = '1.1.0';
+export const AGENT_VERSION = '1.2.0';
 
 /** Starts the app on a loopback port (the app is built ready, never listening); returns its base URL. */
 export async function listen(app: FastifyInstance): Promise<string> {

@@ -43,6 +43,7 @@ export interface paths {
                 caption?: string | null;
                 version?: string | null;
               } | null;
+              primaryUser?: string | null;
               secureBoot?: boolean | null;
               serialNumber?: string | null;
               smbiosUuid?: string | null;

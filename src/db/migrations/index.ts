@@ -27,6 +27,7 @@ import * as m0025 from './0025_psa_notes.js';
 import * as m0026 from './0026_psa_ticket_rules.js';
 import * as m0027 from './0027_certificate_warnings.js';
 import * as m0028 from './0028_psa_client_findings.js';
+import * as m0029 from './0029_primary_user_source.js';
 
 /**
  * A static map instead of FileMigrationProvider: it works from src (vitest, tsx) and from dist
@@ -61,4 +62,5 @@ export const migrations: Record<string, Migration> = {
   '0026_psa_ticket_rules': m0026,
   '0027_certificate_warnings': m0027,
   '0028_psa_client_findings': m0028,
+  '0029_primary_user_source': m0029,
 };

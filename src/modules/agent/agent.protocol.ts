@@ -54,6 +54,13 @@ export const DeviceFacts = DeviceIdentity.extend({
     })
     .nullable()
     .optional(),
+  /**
+   * Agent 1.2.0 and later: the UPN of the account that joined the device to Entra ID (null when
+   * Windows knows none that is a person); older agents leave it out, which changes nothing. The
+   * bound here is loose on purpose: a value that is no UPN (src/domain/primary-user.ts) is ignored
+   * with a warning in the device's facts and never fails the check-in.
+   */
+  primaryUser: Str(1000).nullable().optional(),
   adComputerName: Str(255).nullable().optional(),
   tpm: z
     .strictObject({

@@ -11,6 +11,7 @@ import { isCurrentKey, isVolumeEncrypted } from '../../domain/device-status.js';
 import { formatKeyIdForDisplay, parseKeyId } from '../../domain/key-id.js';
 import { parseRecoveryPassword } from '../../domain/recovery-password.js';
 import { normalizeMountPoint } from '../../domain/volume.js';
+import { parsePrimaryUser } from '../../domain/primary-user.js';
 import { normalizeReport, type ReportedVolume } from '../../domain/agent-report.js';
 import type { Finding } from '../../domain/compliance/evaluate.js';
 import { FINDING_CODES, type FindingCode } from '../../domain/compliance/findings.js';
@@ -1192,6 +1193,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       entraId = device.entra_device_id;
     }
     const name = d.hostname.trim();
+    const primary = primaryUserOf(device, d.primaryUser, pendingLink);
     const facts = {
       manufacturer: d.manufacturer ?? null,
       model: d.model ?? null,
@@ -1204,6 +1206,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       agentVersion: body.agentVersion ?? null,
       // What the last report could not read (shown with the device; nothing was superseded because of it).
       ...(problems.length ? { reportProblems: problems.slice(0, 20).map((p) => p.slice(0, 300)) } : {}),
+      // A primary user the agent sent that is no UPN: ignored, and why is shown with the device.
+      ...(primary.ignored ? { primaryUserIgnored: primary.ignored } : {}),
     };
     const patch = {
       name,
@@ -1212,6 +1216,8 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       serial: pendingLink ? device.serial : d.serialNumber?.trim() || device.serial,
       smbios_uuid: pendingLink ? device.smbios_uuid : d.smbiosUuid?.trim().toLowerCase() || device.smbios_uuid,
       entra_device_id: entraId,
+      primary_user: primary.user,
+      primary_user_source: primary.source,
       facts: JSON.stringify(facts),
     };
     // The common hourly check-in reports the same facts: then only "seen at" changes, and that goes
@@ -1224,6 +1230,27 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     await devices.patch(tx, device.client_id, device.id, { ...patch, last_checkin_at: now, last_seen_at: now });
     device.name = name;
     return false;
+  }
+
+  /**
+   * The device's primary user after a check-in that reported `reported` (undefined: an agent before
+   * 1.2.0, which does not know the field). A primary user from an import or Graph stays (source
+   * null); the agent fills an empty one and keeps the one it set itself current, down to clearing
+   * it when Windows no longer names a join user. A device waiting for an admin's link keeps what it
+   * has: self-service lets that user reveal the device's keys, so an unconfirmed agent sets none.
+   */
+  function primaryUserOf(
+    device: DevicesTable,
+    reported: string | null | undefined,
+    pendingLink: boolean,
+  ): { user: string | null; source: 'agent' | null; ignored: string | null } {
+    const kept = { user: device.primary_user, source: device.primary_user_source ?? null, ignored: null };
+    if (reported === undefined || pendingLink) return kept;
+    const parsed = reported === null ? null : parsePrimaryUser(reported);
+    if (parsed && !parsed.ok) return { ...kept, ignored: `${parsed.reason}; it was ignored` };
+    const theAgents = device.primary_user === null || device.primary_user_source === 'agent';
+    if (!theAgents) return kept;
+    return parsed ? { user: parsed.value, source: 'agent', ignored: null } : { user: null, source: null, ignored: null };
   }
 
   /** `keepProtectors`: mount points whose protectors the report could not read; their stored list stays. */

@@ -144,7 +144,7 @@ export function createDevicesRepo() {
       exec: Executor,
       clientId: string,
       id: string,
-      patch: Partial<Pick<DevicesTable, 'domain' | 'serial' | 'entra_device_id' | 'primary_user'>>,
+      patch: Partial<Pick<DevicesTable, 'domain' | 'serial' | 'entra_device_id' | 'primary_user' | 'primary_user_source'>>,
     ): Promise<void> {
       await exec.updateTable('devices').set(patch).where('client_id', '=', clientId).where('id', '=', id).execute();
     },

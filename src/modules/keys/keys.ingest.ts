@@ -106,7 +106,12 @@ export function createKeyIngest({ keys, devices, keyring, audit, clock }: Deps) 
         if (!device.entra_device_id && entraId) patch.entra_device_id = entraId;
         if (!device.domain && d?.domain) patch.domain = d.domain;
         if (!device.serial && d?.serial) patch.serial = d.serial;
-        if (!device.primary_user && d?.user) patch.primary_user = d.user;
+        // An import's or Graph's primary user also replaces one the device's agent reported
+        // (devices.primary_user_source 'agent'): the agent only fills the gap.
+        if (d?.user && (!device.primary_user || device.primary_user_source === 'agent')) {
+          patch.primary_user = d.user;
+          patch.primary_user_source = null;
+        }
         if (Object.keys(patch).length) {
           // A device of this chunk is not written yet: its pending row takes the facts.
           if (!pendingDevices.includes(device)) await devices.update(tx, clientId, device.id, patch);
