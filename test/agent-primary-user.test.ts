@@ -128,6 +128,20 @@ describe(`the agent reports the device's primary user on ${ENGINE}`, () => {
     machine.entraJoinUser = null;
     expect((await agent.run()).exitCode).toBe(0);
     expect(await deviceRow(deviceId)).toEqual({ primary_user: null, primary_user_source: null });
+    // Whose self-service sign-in reaches the device's keys changed each time: each change is audited.
+    const changes = await t.container.database.db
+      .selectFrom('audit_events')
+      .select(['details', 'actor_type'])
+      .where('action', '=', 'device.primary_user')
+      .where('target_id', '=', deviceId)
+      .orderBy('seq')
+      .execute();
+    expect(changes.map((c) => JSON.parse(c.details!) as { from: string | null; to: string | null })).toMatchObject([
+      { from: null, to: 'ann@contoso.example' },
+      { from: 'ann@contoso.example', to: 'Ann.Lee@contoso.example' },
+      { from: 'Ann.Lee@contoso.example', to: null },
+    ]);
+    expect(changes.every((c) => c.actor_type === 'agent')).toBe(true);
   });
 
   it("an import's primary user wins over the agent's, and the agent leaves it alone from then on", async () => {

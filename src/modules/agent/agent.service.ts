@@ -616,7 +616,7 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
         const pendingLink = snap.link;
         // Jobs read at the start stay valid until this check-in changes one.
         const activeJobs = () => (jobsChanged.has(tx) ? repo.activeJobs(tx, clientId, device.id) : Promise.resolve(snap.jobs));
-        const seenDeferred = await updateFacts(tx, device, body, now, !!pendingLink, report.problems);
+        const seenDeferred = await updateFacts(tx, actor, device, body, now, !!pendingLink, report.problems);
 
         // A report with problems (a manage-bde fallback that could not read every volume's
         // protectors, an unreadable protector id) is not the whole truth: it supersedes no key, and
@@ -1180,7 +1180,15 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
     return d;
   }
 
-  async function updateFacts(tx: Executor, device: DevicesTable, body: CheckinRequest, now: string, pendingLink: boolean, problems: string[]) {
+  async function updateFacts(
+    tx: Executor,
+    actor: Actor,
+    device: DevicesTable,
+    body: CheckinRequest,
+    now: string,
+    pendingLink: boolean,
+    problems: string[],
+  ) {
     const d = body.device;
     const entra = d.entra?.deviceId ?? d.entraDeviceId ?? null;
     const parsedEntra = entra ? parseKeyId(entra) : null;
@@ -1228,6 +1236,17 @@ export function createAgentService({ tx: transactions, repo, devices, keys, clie
       return true;
     }
     await devices.patch(tx, device.client_id, device.id, { ...patch, last_checkin_at: now, last_seen_at: now });
+    // The primary user decides whose self-service sign-in reaches this device's keys: every change is audited.
+    if (patch.primary_user !== device.primary_user) {
+      await audit.record(tx, actor, {
+        action: 'device.primary_user',
+        outcome: 'success',
+        clientId: device.client_id,
+        targetType: 'device',
+        targetId: device.id,
+        details: { device: name, from: device.primary_user, to: patch.primary_user, source: 'agent' },
+      });
+    }
     device.name = name;
     return false;
   }

@@ -130,6 +130,7 @@ const ACTION_LABELS: Record<AuditAction, string> = {
   'psa.ticket_closed': 'PSA ticket for a finding closed',
   'psa.ticket_sync_failed': 'PSA ticket run failed',
   'device.tags': 'Device tags changed',
+  'device.primary_user': 'Primary user of a device changed',
   'psa.note_posted': 'Reveal note posted on the PSA ticket',
   'psa.note_failed': 'Reveal note could not be posted on the PSA ticket',
 };

@@ -119,6 +119,7 @@ export type AuditAction =
   | 'key.break_glass'
   | 'reveal_policy.update'
   | 'device.tags'
+  | 'device.primary_user'
   // self-service recovery for end users (issue 20)
   | 'self_service.app'
   | 'self_service.client'
