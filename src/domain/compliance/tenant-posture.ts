@@ -213,6 +213,18 @@ const names = (ps: PosturePolicy[]) =>
     .map((p) => `"${p.name}"`)
     .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
 
+/** Whom a policy reaches, in words, as the compliance card and the report say it per policy. */
+export function assignmentText(p: PolicyAssignment): string {
+  if (p.assigned === null) return 'assignments not read';
+  if (p.assigned) return `assigned to ${p.assignedTo}`;
+  return `${p.assignedTo.startsWith('only excluded') ? `assigned ${p.assignedTo}` : 'not assigned to any group'} — applies to no device`;
+}
+
+/** One Intune policy in words, for the report: what it says and whom it reaches. */
+export function policyText(p: PosturePolicy): string {
+  return `"${p.name}" (${p.kind}): ${p.requiresEscrow ? 'requires' : 'does not require'} recovery information stored first; ${assignmentText(p)}`;
+}
+
 /** The two answers in product words, as the compliance page and the report show them. */
 export function postureLines(p: TenantPosture): PostureLine[] {
   const q1 = 'End users can read their own BitLocker keys in Entra ID';
