@@ -443,6 +443,22 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
       expect(await posture()).toMatchObject({ intuneRequiresEscrow: 'yes', intunePolicies: [{ assigned: true, assignedTo: 'all devices' }] });
     });
 
+    it('assignments unavailable (HTTP 500): the last answer stands, with a warning; nothing audited', async () => {
+      const changes = async () => ((await get(`/audit?action=graph.posture_changed&clientId=${conns.Northwind!.clientId}`)).json() as unknown[]).length;
+      const before = await changes();
+      tenant().posture.deviceConfigurations[1]!.assignments = []; // would be a "no" if it were read
+      tenant().posture.assignmentsFailure = { status: 500, code: 'InternalServerError', message: 'remote text' };
+      try {
+        const run = await sync();
+        expect(run.warnings).toMatch(/Microsoft Graph answered HTTP 500 when Keywarden read the assignments of the Intune BitLocker policies/);
+      } finally {
+        delete tenant().posture.assignmentsFailure;
+        tenant().posture.deviceConfigurations[1]!.assignments = [assign.allDevices()];
+      }
+      expect(await posture()).toMatchObject({ intuneRequiresEscrow: 'yes', intunePolicies: [{ assigned: true, assignedTo: 'all devices' }] });
+      expect(await changes()).toBe(before);
+    });
+
     it('the report shows each policy with whom it is assigned to (PDF)', async () => {
       const pdf = await get(`/reports/compliance-summary?format=pdf&clientId=${conns.Northwind!.clientId}`);
       expect(pdf.statusCode).toBe(200);
