@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { GraphSimulator } from './graph-sim/simulator.js';
-import { endpointProtectionProfile, settingsCatalogBitLocker, type SimDeviceConfiguration } from './graph-sim/posture.js';
+import { assign, endpointProtectionProfile, settingsCatalogBitLocker, type SimDeviceConfiguration } from './graph-sim/posture.js';
 import { createTestApp, type Session, type TestApp } from './helpers/app.js';
 import { ENGINE } from './helpers/engine.js';
 import { systemActor } from '../src/modules/authz/authz.js';
@@ -26,7 +26,7 @@ type Posture = {
   usersCanReadOwnKeysReason: string | null;
   intuneRequiresEscrow: string;
   intuneReason: string | null;
-  intunePolicies: { name: string; kind: string; requiresEscrow: boolean }[];
+  intunePolicies: { name: string; kind: string; requiresEscrow: boolean; assigned: boolean | null; assignedTo: string }[];
   lines: { question: string; answer: string; text: string }[];
   notes: { code: string }[];
 };
@@ -58,6 +58,19 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
     });
     conns[name] = { clientId: client.id, connId: conn.id, tenantId };
     return conns[name];
+  };
+  const tokenFor = async (tenantId: string): Promise<string> => {
+    const tenant = sim.tenant(tenantId);
+    const r = await fetch(`${urls.loginUrl}/${tenant.tenantId}/oauth2/v2.0/token`, {
+      method: 'POST',
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_id: tenant.clientId,
+        client_secret: tenant.clientSecret,
+        scope: 'https://graph.microsoft.com/.default',
+      }),
+    });
+    return ((await r.json()) as { access_token: string }).access_token;
   };
   const get = async (url: string, s: Session = owner) => t.app.inject({ method: 'GET', url: `${API}${url}`, headers: s.headers });
   const postureOf = async (clientId: string, s: Session = owner): Promise<Posture> => {
@@ -107,7 +120,7 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
       client: { name: 'Contoso' },
       usersCanReadOwnKeys: 'yes',
       intuneRequiresEscrow: 'yes',
-      intunePolicies: [{ name: 'Contoso BitLocker', kind: 'endpoint protection profile', requiresEscrow: true }],
+      intunePolicies: [{ name: 'Contoso BitLocker', kind: 'endpoint protection profile', requiresEscrow: true, assigned: true, assignedTo: 'all devices' }],
     });
     expect(p.lines.map((l) => `${l.question}: ${l.text}`)).toEqual([
       expect.stringMatching(/^End users can read their own BitLocker keys in Entra ID: Yes — consider turning this off if you use Keywarden self-service/),
@@ -320,6 +333,177 @@ describe(`tenant posture from Entra ID and Intune on ${ENGINE}`, () => {
       tenant.permissions.add('DeviceManagementConfiguration.Read.All');
       tenant.permissions.add('Policy.Read.All');
     }
+  });
+
+  describe('only assigned Intune policies count', () => {
+    // Northwind: its own client and tenant, set up anew by each test (after the tests above, which count four clients).
+    const NORTHWIND = '7e7e7e7e-1111-4222-8333-444444444444';
+    const tenant = () => sim.tenant(NORTHWIND);
+    const sync = async () => {
+      const run = await t.container.graph.runSync(conns.Northwind!.connId);
+      expect(run.status).toBe('succeeded');
+      return run;
+    };
+    const posture = () => postureOf(conns.Northwind!.clientId);
+    const assignmentReads = () =>
+      sim
+        .requests(NORTHWIND)
+        .map((r) => r.path)
+        .map((p) => p.split('?')[0]!.replace(/^\/graph/, ''))
+        .filter((p) => p.endsWith('/assignments'));
+
+    beforeAll(async () => {
+      sim.seedTenant(NORTHWIND, { keys: 1, devices: 1 });
+      await connect('Northwind', NORTHWIND);
+    });
+
+    it('a policy that requires escrow but is assigned to nobody: "no", the reason names it; no finding (it encrypts no device)', async () => {
+      tenant().posture.deviceConfigurations = [wifiProfile(), endpointProtectionProfile('BitLocker baseline', true, [])];
+      tenant().posture.configurationPolicies = [];
+      await sync();
+      const p = await posture();
+      expect(p).toMatchObject({
+        intuneRequiresEscrow: 'no',
+        intuneReason: '"BitLocker baseline" requires it but is not assigned to any group',
+        intunePolicies: [{ name: 'BitLocker baseline', requiresEscrow: true, assigned: false, assignedTo: 'no group' }],
+      });
+      expect(p.lines[1]!.text).toBe(
+        'No — "BitLocker baseline" requires it but is not assigned to any group: an Intune policy applies only to the devices and users it is assigned to.',
+      );
+      expect(p.notes.map((n) => n.code)).not.toContain('intune_escrow_not_required');
+      // The assignments were read from Graph, for the BitLocker profile only (the Wi-Fi profile's are not needed).
+      const id = tenant().posture.deviceConfigurations[1]!.id;
+      expect(assignmentReads()).toContain(`/v1.0/deviceManagement/deviceConfigurations/${id}/assignments`);
+      expect(assignmentReads().some((x) => x.includes(wifiProfile().id))).toBe(false);
+    });
+
+    it('assigned to all devices: "yes"; a settings catalog policy assigned to groups counts too, an unassigned one that does not require escrow does not spoil it', async () => {
+      tenant().posture.deviceConfigurations[1]!.assignments = [assign.allDevices()];
+      tenant().posture.configurationPolicies = [
+        settingsCatalogBitLocker('Laptops encryption', true, [assign.group(), assign.group(), assign.exclude()]),
+        settingsCatalogBitLocker('Old kiosk test', false, []),
+      ];
+      await sync();
+      const p = await posture();
+      expect(p).toMatchObject({ intuneRequiresEscrow: 'yes', intuneReason: null });
+      expect(p.notes.map((n) => n.code)).not.toContain('intune_escrow_not_required');
+      expect(p.intunePolicies.map((x) => `${x.name}: ${x.assigned} (${x.assignedTo})`)).toEqual([
+        'BitLocker baseline: true (all devices)',
+        'Laptops encryption: true (2 groups (1 group excluded))',
+        'Old kiosk test: false (no group)',
+      ]);
+      expect(p.lines[1]!.text).toBe('Yes ("BitLocker baseline", "Laptops encryption").');
+      const catalogId = tenant().posture.configurationPolicies[0]!.id;
+      expect(assignmentReads()).toContain(`/beta/deviceManagement/configurationPolicies/${catalogId}/assignments`);
+    });
+
+    it('assigned only to an excluded group: "no", saying so', async () => {
+      tenant().posture.deviceConfigurations[1]!.assignments = [assign.exclude()];
+      tenant().posture.configurationPolicies = [];
+      await sync();
+      const p = await posture();
+      expect(p).toMatchObject({
+        intuneRequiresEscrow: 'no',
+        intuneReason: '"BitLocker baseline" requires it but is assigned only to excluded groups',
+        intunePolicies: [{ name: 'BitLocker baseline', assigned: false, assignedTo: 'only excluded groups (1)' }],
+      });
+      // The report says the same per policy (CSV row and PDF text).
+      const rows = parseCsv((await get(`/reports/compliance-summary?format=csv&clientId=${conns.Northwind!.clientId}`)).body, {
+        columns: true,
+      }) as Record<string, string>[];
+      expect(rows.filter((r) => r.section === 'tenant_posture_policy').map((r) => [r.scope, r.note])).toEqual([
+        [
+          'Northwind',
+          '"BitLocker baseline" (endpoint protection profile): requires recovery information stored first; assigned only excluded groups (1) — applies to no device',
+        ],
+      ]);
+    });
+
+    it('assignments refused (403): "unknown" with what to grant, the policies still listed, the sync succeeded with a warning', async () => {
+      tenant().posture.deviceConfigurations[1]!.assignments = [assign.allDevices()];
+      tenant().posture.assignmentsFailure = { status: 403, code: 'Forbidden', message: 'remote text that must not be repeated' };
+      try {
+        const run = await sync();
+        expect(run.warnings).toMatch(
+          /grant DeviceManagementConfiguration\.Read\.All .* so Keywarden can read the assignments of the Intune BitLocker policies/,
+        );
+        expect(run.warnings).not.toContain('remote text');
+      } finally {
+        delete tenant().posture.assignmentsFailure;
+      }
+      const p = await posture();
+      expect(p).toMatchObject({
+        intuneRequiresEscrow: 'unknown',
+        intunePolicies: [{ name: 'BitLocker baseline', requiresEscrow: true, assigned: null, assignedTo: 'not read' }],
+      });
+      expect(p.intuneReason).toMatch(/^grant DeviceManagementConfiguration\.Read\.All to the app registration/);
+      expect(p.lines[1]!.text).toMatch(/^Unknown — grant DeviceManagementConfiguration\.Read\.All/);
+      // Granted again (assignments readable): the next sync says "yes".
+      await sync();
+      expect(await posture()).toMatchObject({ intuneRequiresEscrow: 'yes', intunePolicies: [{ assigned: true, assignedTo: 'all devices' }] });
+    });
+
+    it('assignments unavailable (HTTP 500): the last answer stands, with a warning; nothing audited', async () => {
+      const changes = async () => ((await get(`/audit?action=graph.posture_changed&clientId=${conns.Northwind!.clientId}`)).json() as unknown[]).length;
+      const before = await changes();
+      tenant().posture.deviceConfigurations[1]!.assignments = []; // would be a "no" if it were read
+      tenant().posture.assignmentsFailure = { status: 500, code: 'InternalServerError', message: 'remote text' };
+      try {
+        const run = await sync();
+        expect(run.warnings).toMatch(/Microsoft Graph answered HTTP 500 when Keywarden read the assignments of the Intune BitLocker policies/);
+      } finally {
+        delete tenant().posture.assignmentsFailure;
+        tenant().posture.deviceConfigurations[1]!.assignments = [assign.allDevices()];
+      }
+      expect(await posture()).toMatchObject({ intuneRequiresEscrow: 'yes', intunePolicies: [{ assigned: true, assignedTo: 'all devices' }] });
+      expect(await changes()).toBe(before);
+    });
+
+    it('the report shows each policy with whom it is assigned to (PDF)', async () => {
+      const pdf = await get(`/reports/compliance-summary?format=pdf&clientId=${conns.Northwind!.clientId}`);
+      expect(pdf.statusCode).toBe(200);
+      const file = path.join(tmp, 'northwind.pdf');
+      fs.writeFileSync(file, pdf.rawPayload);
+      const text = execFileSync('pdftotext', ['-raw', '-enc', 'UTF-8', file, '-'], { encoding: 'utf8' }).replace(/\s+/g, ' ');
+      expect(text).toContain('Intune BitLocker policy');
+      expect(text).toContain('"BitLocker baseline" (endpoint protection profile): requires recovery information stored first; assigned to all devices');
+    });
+
+    it('the simulator serves assignments as documented: per policy, not in the lists, 404 for an unknown policy', async () => {
+      const catalog = settingsCatalogBitLocker('Sim check', true, [assign.group('11111111-2222-4333-8444-555555555555'), assign.allUsers()]);
+      tenant().posture.configurationPolicies = [catalog];
+      const token = await tokenFor(NORTHWIND);
+      const g = async (p: string) => {
+        const r = await fetch(`${urls.graphUrl}${p}`, { headers: { authorization: `Bearer ${token}` } });
+        return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+      };
+      const config = tenant().posture.deviceConfigurations[1]!;
+      const v1 = await g(`/v1.0/deviceManagement/deviceConfigurations/${config.id}/assignments`);
+      expect(v1.json.value).toEqual([
+        {
+          id: `${config.id}_adadadad-808e-44e2-905a-0b7873a8a531`,
+          source: 'direct',
+          sourceId: config.id,
+          intent: 'apply',
+          target: expect.objectContaining({ '@odata.type': '#microsoft.graph.allDevicesAssignmentTarget', deviceAndAppManagementAssignmentFilterType: 'none' }),
+        },
+      ]);
+      const beta = await g(`/beta/deviceManagement/configurationPolicies/${catalog.id}/assignments`);
+      expect((beta.json.value as { target: Record<string, unknown> }[]).map((a) => a.target)).toEqual([
+        expect.objectContaining({ '@odata.type': '#microsoft.graph.groupAssignmentTarget', groupId: '11111111-2222-4333-8444-555555555555' }),
+        expect.objectContaining({ '@odata.type': '#microsoft.graph.allLicensedUsersAssignmentTarget' }),
+      ]);
+      const lists = [await g('/v1.0/deviceManagement/deviceConfigurations'), await g('/beta/deviceManagement/configurationPolicies')];
+      for (const l of lists) expect(JSON.stringify(l.json.value)).not.toContain('assignments');
+      expect((await g('/beta/deviceManagement/configurationPolicies/00000000-0000-4000-8000-000000000000/assignments')).status).toBe(404);
+      expect((await g(`/v1.0/deviceManagement/configurationPolicies/${catalog.id}/assignments`)).status).toBe(400); // beta only
+      tenant().permissions.delete('DeviceManagementConfiguration.Read.All');
+      try {
+        expect((await g(`/v1.0/deviceManagement/deviceConfigurations/${config.id}/assignments`)).status).toBe(403);
+      } finally {
+        tenant().permissions.add('DeviceManagementConfiguration.Read.All');
+      }
+    });
   });
 
   it('removing the Entra ID connection removes the posture (Keywarden no longer knows it)', async () => {

@@ -46,6 +46,8 @@ describe('tenant posture on the compliance screen (Chromium)', () => {
       t.posture.usersCanReadOwnKeys = x.users;
       if (x.policy) t.posture.deviceConfigurations.push(x.policy);
       else t.posture.configurationPolicies.push(settingsCatalogBitLocker('Beta disk encryption', false));
+      // A pilot policy assigned to nobody: listed, flagged, and no part of Alpha's "Yes".
+      if (x.policy) t.posture.configurationPolicies.push(settingsCatalogBitLocker('Alpha pilot', true, []));
       const client = await server.container.clients.create(OWNER, { name: x.name });
       clients[x.name] = client.id;
       const conn = await server.container.graph.createConnection(OWNER, {
@@ -94,6 +96,12 @@ describe('tenant posture on the compliance screen (Chromium)', () => {
     );
     expect(await alpha.innerText()).toContain('Intune requires recovery information stored before BitLocker is enabled: Yes ("Alpha BitLocker").');
     expect(await beta.innerText()).toContain('No ("Beta disk encryption") — devices may encrypt without an escrowed key.');
+    // Each Intune policy says whom it is assigned to.
+    const policies = alpha.getByRole('list', { name: 'Intune BitLocker policies of Posture Alpha' });
+    expect((await policies.getByRole('listitem').allInnerTexts()).map((x) => x.replace(/\s+/g, ' ').trim())).toEqual([
+      'Alpha BitLocker (endpoint protection profile): requires recovery information stored first · Assigned to all devices',
+      'Alpha pilot (settings catalog): requires recovery information stored first · Not assigned to any group — applies to no device',
+    ]);
     await beta.getByText('Intune encrypts without requiring the recovery key escrowed first').waitFor();
     await p.waitForLoadState('networkidle');
     expect(await seriousA11yViolations(p)).toEqual([]);

@@ -10,7 +10,17 @@
  *       items carry bitLockerSystemDrivePolicy.recoveryOptions (bitLockerRecoveryOptions)
  *   GET {graph}/beta/deviceManagement/configurationPolicies       → settings catalog policies (beta only)
  *   GET {graph}/beta/deviceManagement/configurationPolicies/{id}/settings → the policy's setting instances
+ *   GET {graph}/{v}/deviceManagement/deviceConfigurations/{id}/assignments   → paged deviceConfigurationAssignment
+ *   GET {graph}/beta/deviceManagement/configurationPolicies/{id}/assignments → paged deviceManagementConfigurationPolicyAssignment
+ *       both `{id, source, sourceId, target}`; target `@odata.type` one of #microsoft.graph.groupAssignmentTarget
+ *       (groupId), allDevicesAssignmentTarget, allLicensedUsersAssignmentTarget, exclusionGroupAssignmentTarget
+ *       (groupId), each with deviceAndAppManagementAssignmentFilterId/-Type. Assignments are not in the
+ *       policy lists (a navigation property; `$expand` is not simulated). An unknown policy id → 404.
  *       Intune routes need DeviceManagementConfiguration.Read.All (or .ReadWrite.All); 403 Forbidden otherwise
+ *
+ * The builders below assign to all devices unless told otherwise, so a seeded policy applies (as most
+ * real ones do); `assign.*` builds the other targets, `posture.assignmentsFailure` makes only the
+ * assignment reads fail (Intune RBAC scope tags can hide them from an app that lists the policies).
  *
  * simulator.ts calls `postureRoute` from its router; everything else about posture lives here.
  */
@@ -29,6 +39,32 @@ export type SimBitLockerRecoveryOptions = {
   enableBitLockerAfterRecoveryInformationToStore?: boolean;
 };
 
+/** An assignment target (deviceAndAppManagementAssignmentTarget and its subtypes). */
+export type SimAssignmentTarget = {
+  '@odata.type':
+    | '#microsoft.graph.groupAssignmentTarget'
+    | '#microsoft.graph.allDevicesAssignmentTarget'
+    | '#microsoft.graph.allLicensedUsersAssignmentTarget'
+    | '#microsoft.graph.exclusionGroupAssignmentTarget';
+  groupId?: string;
+  deviceAndAppManagementAssignmentFilterId: string | null;
+  deviceAndAppManagementAssignmentFilterType: 'none' | 'include' | 'exclude';
+};
+
+const target = (type: SimAssignmentTarget['@odata.type'], groupId?: string): SimAssignmentTarget => ({
+  '@odata.type': type,
+  ...(groupId ? { groupId } : {}),
+  deviceAndAppManagementAssignmentFilterId: null,
+  deviceAndAppManagementAssignmentFilterType: 'none',
+});
+/** Assignment targets for the builders and for tests that change a seeded policy's `assignments`. */
+export const assign = {
+  allDevices: () => target('#microsoft.graph.allDevicesAssignmentTarget'),
+  allUsers: () => target('#microsoft.graph.allLicensedUsersAssignmentTarget'),
+  group: (groupId: string = randomUUID()) => target('#microsoft.graph.groupAssignmentTarget', groupId),
+  exclude: (groupId: string = randomUUID()) => target('#microsoft.graph.exclusionGroupAssignmentTarget', groupId),
+};
+
 /** An Intune device configuration profile (only what posture reads; other types are listed as-is). */
 export type SimDeviceConfiguration = {
   id: string;
@@ -37,6 +73,8 @@ export type SimDeviceConfiguration = {
   lastModifiedDateTime?: string;
   bitLockerEncryptDevice?: boolean;
   bitLockerSystemDrivePolicy?: { encryptionMethod?: string | null; recoveryOptions?: SimBitLockerRecoveryOptions | null } | null;
+  /** Served by …/{id}/assignments only, never in the list; absent = assigned to nobody. */
+  assignments?: SimAssignmentTarget[];
   [k: string]: unknown;
 };
 
@@ -54,6 +92,8 @@ export type SimConfigurationPolicy = {
   platforms: string;
   technologies: string;
   settings: SimSettingInstance[];
+  /** Served by …/{id}/assignments only; absent = assigned to nobody. */
+  assignments?: SimAssignmentTarget[];
 };
 
 export type SimPosture = {
@@ -65,6 +105,8 @@ export type SimPosture = {
   pageSize?: number;
   /** Every posture route answers this error instead (the rest of Graph works): Graph down for this step. */
   failure?: { status: number; code: string; message: string };
+  /** Only the …/assignments routes answer this error (the policies are listed): e.g. a 403 for an Intune scope the app is outside of. */
+  assignmentsFailure?: { status: number; code: string; message: string };
 };
 
 export const POSTURE_PERMISSIONS = ['Policy.Read.All', 'DeviceManagementConfiguration.Read.All'] as const;
@@ -88,9 +130,14 @@ const choice = (id: string, on: boolean, children: SimSettingInstance[] = []): S
   choiceSettingValue: { value: `${id}_${on ? 1 : 0}`, children },
 });
 
-/** An Endpoint protection profile (template) that turns BitLocker on, requiring escrow first or not. */
-export function endpointProtectionProfile(displayName: string, requireEscrow: boolean): SimDeviceConfiguration {
+/** An Endpoint protection profile (template) that turns BitLocker on, requiring escrow first or not; assigned to all devices unless told. */
+export function endpointProtectionProfile(
+  displayName: string,
+  requireEscrow: boolean,
+  assignments: SimAssignmentTarget[] = [assign.allDevices()],
+): SimDeviceConfiguration {
   return {
+    assignments,
     id: randomUUID(),
     '@odata.type': '#microsoft.graph.windows10EndpointProtectionConfiguration',
     displayName,
@@ -111,9 +158,14 @@ export function endpointProtectionProfile(displayName: string, requireEscrow: bo
   };
 }
 
-/** A settings catalog policy with the BitLocker CSP's OS drive recovery options. */
-export function settingsCatalogBitLocker(name: string, requireEscrow: boolean): SimConfigurationPolicy {
+/** A settings catalog policy with the BitLocker CSP's OS drive recovery options; assigned to all devices unless told. */
+export function settingsCatalogBitLocker(
+  name: string,
+  requireEscrow: boolean,
+  assignments: SimAssignmentTarget[] = [assign.allDevices()],
+): SimConfigurationPolicy {
   return {
+    assignments,
     id: randomUUID(),
     name,
     platforms: 'windows10',
@@ -181,8 +233,32 @@ function authorizationPolicy(p: SimPosture): Record<string, unknown> {
 /** Answers a posture route, or null when the path is not one of them. */
 export function postureRoute(r: PostureRequest): PostureReply | null {
   const reply = route(r);
-  const f = r.posture.failure;
+  const f = r.posture.failure ?? (r.lower.at(-1) === 'assignments' ? r.posture.assignmentsFailure : undefined);
   return reply && f ? { status: f.status, error: { code: f.code, message: f.message } } : reply;
+}
+
+/** Well-known ids Intune gives the virtual "all devices" / "all users" groups in assignment ids. */
+const VIRTUAL_GROUP = {
+  '#microsoft.graph.allDevicesAssignmentTarget': 'adadadad-808e-44e2-905a-0b7873a8a531',
+  '#microsoft.graph.allLicensedUsersAssignmentTarget': 'acacacac-9df4-4c7d-9d50-4ef0226f57a9',
+} as const;
+
+/** GET …/{policy}/assignments: a paged collection; `withIntent` for deviceConfigurationAssignment (it has `intent`). */
+function assignments(r: PostureRequest, kind: string, policyId: string, list: SimAssignmentTarget[], withIntent: boolean, context: string): PostureReply {
+  const page = r.page(`${kind}Assignments:${policyId}`, list.length, r.posture.pageSize ?? 25);
+  const body: Record<string, unknown> = { '@odata.context': `${r.graphUrl}/${r.version}/$metadata#${context}` };
+  if (page.nextLink) body['@odata.nextLink'] = page.nextLink;
+  body.value = list.slice(page.offset, page.end).map((t) => {
+    const group = t.groupId ?? VIRTUAL_GROUP[t['@odata.type'] as keyof typeof VIRTUAL_GROUP] ?? randomUUID();
+    return {
+      id: `${policyId}_${group}`,
+      source: 'direct',
+      sourceId: policyId,
+      ...(withIntent ? { intent: 'apply' } : {}),
+      target: t,
+    };
+  });
+  return { status: 200, body };
 }
 
 function route(r: PostureRequest): PostureReply | null {
@@ -207,8 +283,22 @@ function route(r: PostureRequest): PostureReply | null {
     const page = r.page('deviceConfigurations', all.length, r.posture.pageSize ?? 25);
     const body: Record<string, unknown> = { '@odata.context': ctx('deviceManagement/deviceConfigurations') };
     if (page.nextLink) body['@odata.nextLink'] = page.nextLink;
-    body.value = all.slice(page.offset, page.end);
+    body.value = all.slice(page.offset, page.end).map(({ assignments: _, ...c }) => c); // assignments: a navigation property, not listed
     return { status: 200, body };
+  }
+  if (lower[0] === 'devicemanagement' && lower[1] === 'deviceconfigurations' && lower.length === 4 && lower[3] === 'assignments') {
+    if (r.method !== 'GET') return null;
+    if (!has(r.permissions, PERM.intune)) return intuneDenied();
+    const config = r.posture.deviceConfigurations.find((c) => c.id.toLowerCase() === lower[2]);
+    if (!config) return { status: 404, error: { code: 'ResourceNotFound', message: `Resource not found: deviceConfiguration '${r.segs[2]}'.` } };
+    return assignments(
+      r,
+      'deviceConfiguration',
+      config.id,
+      config.assignments ?? [],
+      true,
+      `deviceManagement/deviceConfigurations('${config.id}')/assignments`,
+    );
   }
   if (lower[0] === 'devicemanagement' && lower[1] === 'configurationpolicies') {
     if (version !== 'beta') return { status: 400, error: { code: 'BadRequest', message: `Resource not found for the segment 'configurationPolicies'.` } };
@@ -219,8 +309,20 @@ function route(r: PostureRequest): PostureReply | null {
       const page = r.page('configurationPolicies', all.length, r.posture.pageSize ?? 25);
       const body: Record<string, unknown> = { '@odata.context': ctx('deviceManagement/configurationPolicies') };
       if (page.nextLink) body['@odata.nextLink'] = page.nextLink;
-      body.value = all.slice(page.offset, page.end).map(({ settings, ...p }) => ({ ...p, settingCount: settings.length }));
+      body.value = all.slice(page.offset, page.end).map(({ settings, assignments: _, ...p }) => ({ ...p, settingCount: settings.length }));
       return { status: 200, body };
+    }
+    if (lower.length === 4 && lower[3] === 'assignments') {
+      const policy = all.find((p) => p.id.toLowerCase() === lower[2]);
+      if (!policy) return { status: 404, error: { code: 'ResourceNotFound', message: `Resource not found: configurationPolicy '${r.segs[2]}'.` } };
+      return assignments(
+        r,
+        'configurationPolicy',
+        policy.id,
+        policy.assignments ?? [],
+        false,
+        `deviceManagement/configurationPolicies('${policy.id}')/assignments`,
+      );
     }
     if (lower.length === 4 && lower[3] === 'settings') {
       const policy = all.find((p) => p.id.toLowerCase() === lower[2]);

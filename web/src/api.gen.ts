@@ -7867,15 +7867,19 @@ export interface paths {
                 name: string;
               };
               intunePolicies: {
+                /** @description assigned to at least one group, all devices or all users (only such a policy counts); null: assignments not read */
+                assigned: boolean | null;
+                /** @description the assignments in words: "all devices", "2 groups (1 group excluded)", "no group", "only excluded groups (1)", "not read" */
+                assignedTo: string;
                 /** @enum {string} */
                 kind: 'endpoint protection profile' | 'settings catalog';
                 name: string;
                 requiresEscrow: boolean;
               }[];
-              /** @description why the answer is unknown, and what to grant */
+              /** @description why the answer is unknown, and what to grant; or why it is no although a policy requires escrow (the policy is not assigned) */
               intuneReason: string | null;
               /**
-               * @description every Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)
+               * @description every assigned Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)
                * @enum {string}
                */
               intuneRequiresEscrow: 'yes' | 'no' | 'unknown';

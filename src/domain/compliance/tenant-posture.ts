@@ -9,12 +9,29 @@
  *   BitLocker until recovery information is stored" (Endpoint protection template:
  *   `bitLockerSystemDrivePolicy.recoveryOptions.enableBitLockerAfterRecoveryInformationToStore`;
  *   settings catalog: the BitLocker CSP's OSRequireActiveDirectoryBackup under SystemDrivesRecoveryOptions).
+ *   Only policies that are assigned count: an Intune policy applies to the groups (or all devices, all
+ *   users) it is assigned to, and to nothing else. A requiring policy assigned to nobody (or only to
+ *   excluded groups) is no assurance, so it cannot make the answer "yes"; a non-requiring policy
+ *   assigned to nobody harms no device, so it does not make it "no".
  *
  * Client-level notes (not device findings: a tenant setting is no device's state, and the device
  * consequence, an unescrowed key, is already the finding recovery_key_not_escrowed) with stable codes.
  */
 export type Tristate = 'yes' | 'no' | 'unknown';
-export type PosturePolicy = { name: string; kind: 'endpoint protection profile' | 'settings catalog'; requiresEscrow: boolean };
+/** What a policy's settings say (templatePolicy, catalogPolicy). */
+export type BitLockerPolicy = { name: string; kind: 'endpoint protection profile' | 'settings catalog'; requiresEscrow: boolean };
+/** What its assignments say (policyAssignments). */
+export type PolicyAssignment = {
+  /**
+   * Whether at least one including assignment (a group, all devices, all users) makes the policy
+   * apply to some device. null: not read (the assignments could not be read, or rows stored before
+   * Keywarden read assignments); the rules then assume the worst for the answer (see intuneRequiresEscrow).
+   */
+  assigned: boolean | null;
+  /** The assignments in words: "all devices", "2 groups (1 group excluded)", "no group", "only excluded groups (1)", "not read". */
+  assignedTo: string;
+};
+export type PosturePolicy = BitLockerPolicy & PolicyAssignment;
 export type TenantPosture = {
   usersCanReadOwnKeys: Tristate;
   usersCanReadOwnKeysReason: string | null;
@@ -72,7 +89,7 @@ export function usersCanReadOwnKeys(answer: unknown): Tristate {
 }
 
 /** An Endpoint protection profile that turns BitLocker on or sets OS drive recovery options; else null. */
-export function templatePolicy(config: unknown): PosturePolicy | null {
+export function templatePolicy(config: unknown): BitLockerPolicy | null {
   const c = obj(config);
   if (!c || c['@odata.type'] !== '#microsoft.graph.windows10EndpointProtectionConfiguration') return null;
   const recovery = obj(obj(c.bitLockerSystemDrivePolicy)?.recoveryOptions);
@@ -103,7 +120,7 @@ const enabled = (i: Instance) => {
  * A settings catalog policy with BitLocker CSP settings (its GET …/settings items, each
  * `{settingInstance}`); null when it sets nothing of BitLocker.
  */
-export function catalogPolicy(name: string, settings: unknown[]): PosturePolicy | null {
+export function catalogPolicy(name: string, settings: unknown[]): BitLockerPolicy | null {
   const all = [...instances(settings.map((s) => obj(s)?.settingInstance))];
   const ids = all.map((i) => text(i.settingDefinitionId, 300).toLowerCase());
   if (!ids.some((id) => id.startsWith(SETTING.bitlockerPrefix))) return null;
@@ -118,9 +135,76 @@ export function catalogPolicy(name: string, settings: unknown[]): PosturePolicy 
   };
 }
 
-/** Yes when Intune turns BitLocker on and every such policy requires escrow first; no otherwise. */
+/** Assignment targets (Graph's deviceAndAppManagementAssignmentTarget subtypes) that make a policy apply. */
+const INCLUDING = {
+  '#microsoft.graph.allDevicesAssignmentTarget': 'allDevices',
+  '#microsoft.graph.allLicensedUsersAssignmentTarget': 'allUsers',
+  '#microsoft.graph.groupAssignmentTarget': 'group',
+  '#microsoft.graph.configurationManagerCollectionAssignmentTarget': 'collection',
+} as const;
+const EXCLUDING = '#microsoft.graph.exclusionGroupAssignmentTarget';
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+const and = (parts: string[]) => (parts.length < 2 ? parts.join('') : `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`);
+
+/**
+ * A policy's assignments (GET …/{id}/assignments items, each `{target: {'@odata.type', groupId?}}`),
+ * the same shape for Endpoint protection profiles (v1.0 deviceConfigurationAssignment) and the settings
+ * catalog (beta deviceManagementConfigurationPolicyAssignment). A target type Keywarden does not know
+ * is not counted as including: it cannot tell whom it reaches, and a "yes" must not rest on a guess.
+ */
+export function policyAssignments(list: unknown[]): Omit<PolicyAssignment, 'assigned'> & { assigned: boolean } {
+  const n = { allDevices: 0, allUsers: 0, group: 0, collection: 0, excluded: 0 };
+  for (const item of list) {
+    const type = text(obj(obj(item)?.target)?.['@odata.type'], 100);
+    if (type === EXCLUDING) n.excluded++;
+    else if (Object.hasOwn(INCLUDING, type)) n[INCLUDING[type as keyof typeof INCLUDING]]++;
+  }
+  const parts = [
+    ...(n.allDevices ? ['all devices'] : []),
+    ...(n.allUsers ? ['all users'] : []),
+    ...(n.group ? [count(n.group, 'group')] : []),
+    ...(n.collection ? [count(n.collection, 'Configuration Manager collection')] : []),
+  ];
+  if (parts.length) return { assigned: true, assignedTo: and(parts) + (n.excluded ? ` (${count(n.excluded, 'group')} excluded)` : '') };
+  return { assigned: false, assignedTo: n.excluded ? `only excluded groups (${n.excluded})` : 'no group' };
+}
+
+/** The assignment of a policy whose assignments Keywarden did not read. */
+export const NOT_READ: PolicyAssignment = { assigned: null, assignedTo: 'not read' };
+
+/** Policies that may apply to some device: assigned, or not known to be unassigned. */
+const mayApply = (ps: PosturePolicy[]) => ps.filter((p) => p.assigned !== false);
+/** Policies that require escrow but apply to no device. */
+const unassignedRequiring = (ps: PosturePolicy[]) => ps.filter((p) => p.requiresEscrow && p.assigned === false);
+
+/**
+ * Yes when some assigned policy requires escrow first and no policy that may apply does not; no
+ * otherwise. A policy whose assignments were not read counts against a "yes" either way: it may
+ * apply (so if it does not require escrow, the answer is no) and it is not known to apply (so it
+ * cannot be what makes the answer yes).
+ */
 export function intuneRequiresEscrow(policies: PosturePolicy[]): Tristate {
-  return policies.length > 0 && policies.every((p) => p.requiresEscrow) ? 'yes' : 'no';
+  const applying = mayApply(policies);
+  return applying.some((p) => p.requiresEscrow && p.assigned === true) && applying.every((p) => p.requiresEscrow) ? 'yes' : 'no';
+}
+
+/**
+ * Why a "no" is a no although a policy requires escrow: the requiring policies are assigned to
+ * nobody. Null when no such policy exists (a plain "no", said by postureLines).
+ */
+export function intuneNoReason(policies: PosturePolicy[]): string | null {
+  if (intuneRequiresEscrow(policies) !== 'no') return null;
+  const idle = unassignedRequiring(policies);
+  if (!idle.length) return null;
+  return (
+    idle
+      .slice(0, 5)
+      .map(
+        (p) =>
+          `"${p.name}" requires it but ${p.assignedTo.startsWith('only excluded') ? 'is assigned only to excluded groups' : 'is not assigned to any group'}`,
+      )
+      .join('; ') + (idle.length > 5 ? `; and ${idle.length - 5} more` : '')
+  );
 }
 
 const names = (ps: PosturePolicy[]) =>
@@ -128,6 +212,18 @@ const names = (ps: PosturePolicy[]) =>
     .slice(0, 5)
     .map((p) => `"${p.name}"`)
     .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
+
+/** Whom a policy reaches, in words, as the compliance card and the report say it per policy. */
+export function assignmentText(p: PolicyAssignment): string {
+  if (p.assigned === null) return 'assignments not read';
+  if (p.assigned) return `assigned to ${p.assignedTo}`;
+  return `${p.assignedTo.startsWith('only excluded') ? `assigned ${p.assignedTo}` : 'not assigned to any group'} — applies to no device`;
+}
+
+/** One Intune policy in words, for the report: what it says and whom it reaches. */
+export function policyText(p: PosturePolicy): string {
+  return `"${p.name}" (${p.kind}): ${p.requiresEscrow ? 'requires' : 'does not require'} recovery information stored first; ${assignmentText(p)}`;
+}
 
 /** The two answers in product words, as the compliance page and the report show them. */
 export function postureLines(p: TenantPosture): PostureLine[] {
@@ -147,15 +243,30 @@ export function postureLines(p: TenantPosture): PostureLine[] {
             answer: 'unknown',
             text: `Unknown — ${p.usersCanReadOwnKeysReason ?? `grant ${POSTURE_PERMISSION.policy} to the app registration`}.`,
           };
-  const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
+  // Only policies that may apply count (see intuneRequiresEscrow); unassigned ones are named in the "no" that they explain.
+  const applying = mayApply(p.intunePolicies);
+  const failing = applying.filter((x) => !x.requiresEscrow);
+  const idle = intuneNoReason(p.intunePolicies);
   const l2: PostureLine =
     p.intuneRequiresEscrow === 'yes'
-      ? { question: q2, answer: 'yes', text: `Yes (${names(p.intunePolicies)}).` }
+      ? { question: q2, answer: 'yes', text: `Yes (${names(applying)}).` }
       : p.intuneRequiresEscrow === 'unknown'
         ? { question: q2, answer: 'unknown', text: `Unknown — ${p.intuneReason ?? `grant ${POSTURE_PERMISSION.intune} to the app registration`}.` }
         : failing.length
           ? { question: q2, answer: 'no', text: `No (${names(failing)}) — devices may encrypt without an escrowed key.` }
-          : { question: q2, answer: 'no', text: 'No — no Intune policy turns BitLocker on; devices are encrypted some other way (agent, GPO) or not at all.' };
+          : idle
+            ? { question: q2, answer: 'no', text: `No — ${idle}: an Intune policy applies only to the devices and users it is assigned to.` }
+            : p.intunePolicies.length
+              ? {
+                  question: q2,
+                  answer: 'no',
+                  text: 'No — no assigned Intune policy turns BitLocker on; devices are encrypted some other way (agent, GPO) or not at all.',
+                }
+              : {
+                  question: q2,
+                  answer: 'no',
+                  text: 'No — no Intune policy turns BitLocker on; devices are encrypted some other way (agent, GPO) or not at all.',
+                };
   return [l1, l2];
 }
 
@@ -179,7 +290,8 @@ export function postureNotes(p: TenantPosture, connection: { consentLostAt: stri
       explanation:
         'Any user (or anyone who takes over a user account) can read the recovery key of the devices they own, outside Keywarden and its reasons, limits and rotation.',
     });
-  const failing = p.intunePolicies.filter((x) => !x.requiresEscrow);
+  // A policy assigned to nobody encrypts no device: it is not this note's fault (the line names it).
+  const failing = mayApply(p.intunePolicies).filter((x) => !x.requiresEscrow);
   if (p.intuneRequiresEscrow === 'no' && failing.length)
     out.push({
       code: 'intune_escrow_not_required',

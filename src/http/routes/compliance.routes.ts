@@ -58,10 +58,26 @@ const TenantPostureSchema = z.object({
   usersCanReadOwnKeys: Answer.describe('Entra authorization policy: allowedToReadBitlockerKeysForOwnedDevice (unknown: Policy.Read.All not granted)'),
   usersCanReadOwnKeysReason: z.string().nullable().describe('why the answer is unknown, and what to grant'),
   intuneRequiresEscrow: Answer.describe(
-    'every Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)',
+    'every assigned Intune policy that turns BitLocker on requires the recovery information stored first (unknown: DeviceManagementConfiguration.Read.All not granted)',
   ),
-  intuneReason: z.string().nullable().describe('why the answer is unknown, and what to grant'),
-  intunePolicies: z.array(z.object({ name: z.string(), kind: z.enum(['endpoint protection profile', 'settings catalog']), requiresEscrow: z.boolean() })),
+  intuneReason: z
+    .string()
+    .nullable()
+    .describe('why the answer is unknown, and what to grant; or why it is no although a policy requires escrow (the policy is not assigned)'),
+  intunePolicies: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.enum(['endpoint protection profile', 'settings catalog']),
+      requiresEscrow: z.boolean(),
+      assigned: z
+        .boolean()
+        .nullable()
+        .describe('assigned to at least one group, all devices or all users (only such a policy counts); null: assignments not read'),
+      assignedTo: z
+        .string()
+        .describe('the assignments in words: "all devices", "2 groups (1 group excluded)", "no group", "only excluded groups (1)", "not read"'),
+    }),
+  ),
   checkedAt: z.string().describe('the sync that read it'),
   changedAt: z.string().describe('when an answer last changed'),
   lines: z.array(z.object({ question: z.string(), answer: Answer, text: z.string() })).describe('the two answers in product words'),

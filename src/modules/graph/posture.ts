@@ -4,12 +4,16 @@ import type { ClientScope } from '../../db/scope.js';
 import type { Clock } from '../../lib/clock.js';
 import {
   catalogPolicy,
+  intuneNoReason,
   intuneRequiresEscrow,
+  NOT_READ,
+  policyAssignments,
   POSTURE_PERMISSION,
   postureLines,
   postureNotes,
   templatePolicy,
   usersCanReadOwnKeys,
+  type BitLockerPolicy,
   type PostureLine,
   type PostureNote,
   type PosturePolicy,
@@ -39,6 +43,13 @@ export type PostureView = TenantPosture & {
 
 /** Settings catalog policies whose settings are read (a tenant with more is read in part, said so). */
 const MAX_CATALOG_POLICIES = 200;
+/**
+ * BitLocker policies whose assignments are read, one call each (a tenant with more is read in part,
+ * said so; the rest count as "not read", which can only turn a "yes" into a "no").
+ */
+const MAX_ASSIGNMENT_READS = 100;
+/** Graph object ids Keywarden puts in a path (Intune policy ids are GUIDs). */
+const SAFE_ID = /^[0-9a-zA-Z-]{1,64}$/;
 
 function why(e: unknown, permission: string, what: string): string {
   if (e instanceof GraphError && e.status === 403) return `grant ${permission} to the app registration (and admin consent) so Keywarden can read ${what}`;
@@ -72,19 +83,23 @@ export async function readTenantPosture(
     gaps.users = transient(e);
     warnings.push(`Whether end users can read their own BitLocker keys is unknown: ${posture.usersCanReadOwnKeysReason}.`);
   }
+  // The Intune policies that turn BitLocker on, each with the path of its assignments.
+  let found: { policy: BitLockerPolicy; assignments: string | null }[] | null = null;
   try {
-    const policies: PosturePolicy[] = [];
+    found = [];
     for await (const page of graph.listPages('/v1.0/deviceManagement/deviceConfigurations')) {
       for (const c of page) {
         const p = templatePolicy(c);
-        if (p) policies.push(p);
+        const id = (c as { id?: unknown }).id;
+        const path = typeof id === 'string' && SAFE_ID.test(id) ? `/v1.0/deviceManagement/deviceConfigurations/${encodeURIComponent(id)}/assignments` : null;
+        if (p) found.push({ policy: p, assignments: path });
       }
     }
     const catalog: { id: string; name: string }[] = [];
     for await (const page of graph.listPages('/beta/deviceManagement/configurationPolicies')) {
       for (const raw of page) {
         const p = raw as { id?: unknown; name?: unknown; platforms?: unknown };
-        if (typeof p.id !== 'string' || !/^[0-9a-zA-Z-]{1,64}$/.test(p.id)) continue;
+        if (typeof p.id !== 'string' || !SAFE_ID.test(p.id)) continue;
         if (typeof p.platforms === 'string' && !p.platforms.toLowerCase().includes('windows10')) continue;
         catalog.push({ id: p.id, name: typeof p.name === 'string' ? p.name : '' });
       }
@@ -93,18 +108,46 @@ export async function readTenantPosture(
       const settings: unknown[] = [];
       for await (const page of graph.listPages(`/beta/deviceManagement/configurationPolicies/${encodeURIComponent(c.id)}/settings`)) settings.push(...page);
       const p = catalogPolicy(c.name, settings);
-      if (p) policies.push(p);
+      if (p) found.push({ policy: p, assignments: `/beta/deviceManagement/configurationPolicies/${encodeURIComponent(c.id)}/assignments` });
     }
-    posture.intunePolicies = policies.slice(0, 100);
-    posture.intuneRequiresEscrow = intuneRequiresEscrow(policies);
     if (catalog.length > MAX_CATALOG_POLICIES)
       warnings.push(`Only the first ${MAX_CATALOG_POLICIES} Intune settings catalog policies were read for the tenant posture.`);
   } catch (e) {
-    posture.intunePolicies = [];
-    posture.intuneRequiresEscrow = 'unknown';
+    found = null;
     posture.intuneReason = why(e, POSTURE_PERMISSION.intune, 'the Intune BitLocker policies');
     gaps.intune = transient(e);
     warnings.push(`Whether Intune requires recovery information stored before BitLocker is enabled is unknown: ${posture.intuneReason}.`);
+  }
+  if (found) {
+    // Assignments, one call per BitLocker policy: an unassigned policy applies to no device. The
+    // policies that require escrow are read first (only they can make the answer "yes"); then the
+    // others, so that a "no" names only policies that do reach devices, and the card says of each
+    // whom it reaches. Same permission as the policies themselves.
+    const policies: PosturePolicy[] = found.map((f) => ({ ...f.policy, ...NOT_READ }));
+    const order = found.map((_, i) => i).sort((a, b) => Number(found[b]!.policy.requiresEscrow) - Number(found[a]!.policy.requiresEscrow));
+    try {
+      for (const i of order.slice(0, MAX_ASSIGNMENT_READS)) {
+        const path = found[i]!.assignments;
+        if (!path) continue;
+        const list: unknown[] = [];
+        for await (const page of graph.listPages(path)) list.push(...page);
+        policies[i] = { ...found[i]!.policy, ...policyAssignments(list) };
+      }
+      if (found.length > MAX_ASSIGNMENT_READS)
+        warnings.push(`Only the assignments of the first ${MAX_ASSIGNMENT_READS} Intune BitLocker policies were read for the tenant posture.`);
+      posture.intunePolicies = policies.slice(0, 100);
+      posture.intuneRequiresEscrow = intuneRequiresEscrow(policies);
+      posture.intuneReason = intuneNoReason(policies);
+    } catch (e) {
+      // Unknown, not "no": Keywarden did not see whether the policies reach any device, and the fix
+      // is a permission (said here), not an assignment; a "no" would send the MSP looking for an
+      // unassigned policy that may well be assigned. The policies are still listed, "not read".
+      posture.intunePolicies = policies.map((p) => ({ ...p, ...NOT_READ })).slice(0, 100);
+      posture.intuneRequiresEscrow = 'unknown';
+      posture.intuneReason = why(e, POSTURE_PERMISSION.intune, 'the assignments of the Intune BitLocker policies');
+      gaps.intune = transient(e);
+      warnings.push(`Whether Intune requires recovery information stored before BitLocker is enabled is unknown: ${posture.intuneReason}.`);
+    }
   }
   return { posture, warnings, gaps };
 }
@@ -116,7 +159,12 @@ export function postureView(r: TenantPostureTable & { consent_lost_at?: string |
     usersCanReadOwnKeysReason: r.users_read_own_keys_reason,
     intuneRequiresEscrow: asTristate(r.intune_requires_escrow),
     intuneReason: r.intune_reason,
-    intunePolicies: JSON.parse(r.intune_policies) as PosturePolicy[],
+    // Rows stored before Keywarden read assignments have none: "not read" until the next sync.
+    intunePolicies: (JSON.parse(r.intune_policies) as Partial<PosturePolicy>[]).map((x) => ({
+      ...(x as PosturePolicy),
+      assigned: x.assigned ?? null,
+      assignedTo: x.assignedTo ?? NOT_READ.assignedTo,
+    })),
   };
   return {
     clientId: r.client_id,

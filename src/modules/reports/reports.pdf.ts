@@ -300,6 +300,10 @@ export async function renderSummaryPdf(
       [...(mspWide ? [{ header: 'Client', width: 90 }] : []), { header: 'Question', width: 170 }, { header: 'Answer', width: full - 170 - (mspWide ? 90 : 0) }],
       data.posture.flatMap((p) => p.lines.map((l) => [...(mspWide ? [p.client] : []), l.question, l.text])),
     );
+    // The Intune policies behind the second answer: only assigned ones count, so say whom each reaches.
+    const policies = data.posture.flatMap((p) => p.policies.map((text) => [...(mspWide ? [p.client] : []), text]));
+    if (policies.length)
+      table(ctx, [...(mspWide ? [{ header: 'Client', width: 90 }] : []), { header: 'Intune BitLocker policy', width: full - (mspWide ? 90 : 0) }], policies);
     const checked = data.posture.map((p) => p.checkedAt).sort()[0]!;
     para(ctx, `As read by the Entra ID sync (oldest reading ${when(checked)} UTC).`, { size: 8, color: COLORS.muted });
   }

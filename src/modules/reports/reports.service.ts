@@ -15,7 +15,7 @@ import type { ClientsRepo } from '../clients/clients.repo.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { ComplianceService } from '../compliance/compliance.service.js';
 import type { TenantPostureStore } from '../graph/posture.js';
-import type { PostureLine, PostureNote } from '../../domain/compliance/tenant-posture.js';
+import { policyText, type PostureLine, type PostureNote } from '../../domain/compliance/tenant-posture.js';
 import { readBranding } from './branding.js';
 import type { ReportPeriod } from './period.js';
 import type { ReportsRepo } from './reports.repo.js';
@@ -74,7 +74,7 @@ export type SummaryData = {
   attention: { client: string; device: string; since: string; lastSeenAt: string; findings: string[] }[];
   attentionMore: number;
   /** Tenant posture of the clients in scope that have an Entra ID connection (as the last sync read it). */
-  posture: { client: string; checkedAt: string; lines: PostureLine[]; notes: PostureNote[] }[];
+  posture: { client: string; checkedAt: string; lines: PostureLine[]; notes: PostureNote[]; policies: string[] }[];
 };
 export type AuditRow = {
   seq: number;
@@ -273,7 +273,7 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
     return {
       posture: postureRows
         .filter((p) => names.has(p.clientId))
-        .map((p) => ({ client: names.get(p.clientId)!, checkedAt: p.checkedAt, lines: p.lines, notes: p.notes }))
+        .map((p) => ({ client: names.get(p.clientId)!, checkedAt: p.checkedAt, lines: p.lines, notes: p.notes, policies: p.intunePolicies.map(policyText) }))
         .sort((a, b) => a.client.localeCompare(b.client)),
       scope,
       generatedAt: now,
@@ -363,6 +363,8 @@ export function createReportsService({ tx: transactions, repo, clients, clock, a
         yield s.findings.map((f) => ['finding', FINDING_INFO[f.code].title, f.code, f.devices, '', '', '', '', pct(f.devices, s.totals.total), '']);
         // Tenant posture: one row per answer, the answer in words in the last column.
         yield s.posture.flatMap((p) => p.lines.map((l) => ['tenant_posture', p.client, day(p.checkedAt), '', '', '', '', '', '', `${l.question}: ${l.text}`]));
+        // Each Intune BitLocker policy behind the second answer: what it requires and whom it is assigned to.
+        yield s.posture.flatMap((p) => p.policies.map((text) => ['tenant_posture_policy', p.client, day(p.checkedAt), '', '', '', '', '', '', text]));
         return;
       }
       case 'devices': {

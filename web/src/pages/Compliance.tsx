@@ -494,6 +494,7 @@ function TenantPostureCard({ clientId }: { clientId: string }) {
                   </Text>
                 </Group>
               ))}
+              {p.intunePolicies.length > 0 && <IntunePolicies policies={p.intunePolicies} client={p.client.name} />}
               {p.notes.map((n) => (
                 <Alert key={n.code} color="orange" variant="light" title={n.title}>
                   <Text size="sm">{n.explanation}</Text>
@@ -507,6 +508,32 @@ function TenantPostureCard({ clientId }: { clientId: string }) {
         )}
       </Stack>
     </Card>
+  );
+}
+
+/** Whom a policy reaches, in words (the same words as the report's). */
+function assignmentText(p: TenantPosture['intunePolicies'][number]): string {
+  if (p.assigned === null) return 'assignments not read';
+  if (p.assigned) return `Assigned to ${p.assignedTo}`;
+  return `${p.assignedTo.startsWith('only excluded') ? `Assigned ${p.assignedTo}` : 'Not assigned to any group'} — applies to no device`;
+}
+
+/**
+ * The Intune BitLocker policies behind "Intune requires …": only an assigned policy applies to devices,
+ * so each says whom it reaches; an unassigned one is flagged, it is why a "No" can name a good policy.
+ */
+function IntunePolicies({ policies, client }: { policies: TenantPosture['intunePolicies']; client: string }) {
+  return (
+    <Stack gap={2} component="ul" aria-label={`Intune BitLocker policies of ${client}`} pl="md" my={0}>
+      {policies.map((x, i) => (
+        <Text key={`${x.name}-${i}`} component="li" size="xs">
+          <b>{x.name}</b> ({x.kind}): {x.requiresEscrow ? 'requires' : 'does not require'} recovery information stored first ·{' '}
+          <Text span size="xs" c={x.assigned === false ? 'red' : x.assigned === null ? 'dimmed' : undefined} fw={x.assigned === false ? 600 : undefined}>
+            {assignmentText(x)}
+          </Text>
+        </Text>
+      ))}
+    </Stack>
   );
 }
 
