@@ -269,18 +269,11 @@ const settingsOf = (clientId: string, r: PsaClientSettingsTable | undefined): Cl
 });
 
 /** A PSA failure (or an egress refusal) in Keywarden's words, never the PSA's own text. */
-export function psaProblem(e: unknown, name: string): string {
+function psaProblem(e: unknown, name: string): string {
   if (e instanceof PsaError) return e.message;
   if (isEgressError(e)) return `${name} is not allowed by the egress policy: ${e.message}`;
   if (isAppError(e)) return e.message;
   return `${name} could not be reached.`;
-}
-
-/** PSA failures that mean "cannot check now" (as opposed to a wrong ticket or a bad request). */
-export function psaIsDown(e: unknown): boolean {
-  if (e instanceof PsaError)
-    return ['unreachable', 'timeout', 'throttled', 'auth_failed', 'forbidden', 'redirect', 'bad_answer'].includes(e.code) || e.code.startsWith('http_5');
-  return isEgressError(e);
 }
 
 /** Vault-wide PSA facts (the connection, every company, every person) are for principals with all clients. */
