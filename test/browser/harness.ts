@@ -206,6 +206,20 @@ let axeSource: string | undefined;
 export async function seriousA11yViolations(page: Page): Promise<{ id: string; impact: string; help: string; nodes: string[] }[]> {
   axeSource ??= fs.readFileSync(path.join(ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
   if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
+  // Colours are judged as shown: a toast or dialog still fading in (a CSS transition) blends with
+  // what is behind it and would be measured at a contrast it never has once shown. Finite animations
+  // are waited for (a spinner's never ends and is not), at most 2 s.
+  await page.evaluate(() =>
+    Promise.race([
+      Promise.all(
+        document
+          .getAnimations()
+          .filter((a) => Number.isFinite(Number(a.effect?.getComputedTiming().endTime ?? Infinity)))
+          .map((a) => a.finished.catch(() => undefined)),
+      ),
+      new Promise((resolve) => setTimeout(resolve, 2000)),
+    ]),
+  );
   const result = await page.evaluate(async () => {
     const axe = (
       window as unknown as {
