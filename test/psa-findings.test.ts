@@ -265,6 +265,11 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
     expect(bad.json.message).toMatch(/at least one finding/);
 
     // The CLI sets the same rules (and shows them) and runs them through the same PSA connection.
+    // A code the vault does not know is refused by name (never silently dropped), and nothing changes.
+    const typo = await t.cli(['psa', 'rules', 'Contoso', '--codes', 'rotation_failed,os_volume_unprotect']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('Unknown finding code: os_volume_unprotect.');
+    expect((await api('GET', `/clients/${clientId}/psa/ticket-rules`)).json).toMatchObject({ codes: ['recovery_key_not_escrowed', 'rotation_failed'] });
     const cli = await t.cli(['psa', 'rules', 'Contoso', '--codes', 'rotation_failed,stale', '--priority', '2', '--threshold', '5']);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toContain('Contoso: on; findings: stale, rotation_failed');

@@ -529,6 +529,19 @@ export function createPsaFindings({ tx: transactions, repo, psa, posture, audit,
     async setRules(actor: Actor, clientId: string, input: TicketRulesInput): Promise<TicketRulesView> {
       const c = await requireVisibleClient(reader, actor, clientId, 'integration:manage');
       const codes = [...new Set(input.codes)];
+      // The HTTP route's schema knows the codes; the CLI passes what was typed: an unknown code is an error, never dropped.
+      const unknown = codes.filter((k) => !TICKET_CODES.includes(k));
+      if (unknown.length) {
+        throw badRequest(
+          `Unknown finding code${unknown.length === 1 ? '' : 's'}: ${unknown
+            .slice(0, 5)
+            .map((k) => String(k).slice(0, 60))
+            .join(', ')}. Known: ${TICKET_CODES.join(', ')}.`,
+          {
+            field: 'codes',
+          },
+        );
+      }
       if (input.enabled && codes.length === 0) throw badRequest('Choose at least one finding that opens a ticket, or switch the rules off.');
       const clean = (s: string | null | undefined) => (s == null || s.trim() === '' ? null : s.trim());
       const priority = clean(input.priority);
