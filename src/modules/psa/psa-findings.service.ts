@@ -288,6 +288,11 @@ export function createPsaFindings({ tx: transactions, repo, psa, posture, audit,
             : present.has(r.device_id)
               ? 'cleared'
               : 'device_gone';
+      /** Rows whose finding cleared (or that no rule covers any more): closed, their open key freed. */
+      const closeRows = async (t: Executor, closing: PsaFindingTicketsTable[], at: string) => {
+        for (const r of closing)
+          await repo.updateRows(t, clientId, [r.id], { state: 'closed', open_key: null, closed_at: at, closed_reason: why(r), updated_at: at });
+      };
 
       // Someone may have closed (or deleted) the ticket in the PSA: read it back now and then.
       if (still.length && rows.some((r) => r.checked_at < plus(now, -CHECK_EVERY_HOURS * HOUR))) {
@@ -318,8 +323,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, posture, audit,
           if (!ticketGone(e)) throw e;
         }
         await record(async (t) => {
-          for (const r of rows)
-            await repo.updateRows(t, clientId, [r.id], { state: 'closed', open_key: null, closed_at: at, closed_reason: why(r), updated_at: at });
+          await closeRows(t, rows, at);
           await audit.record(t, actor, {
             action: 'psa.ticket_closed',
             outcome: 'success',
@@ -373,8 +377,7 @@ export function createPsaFindings({ tx: transactions, repo, psa, posture, audit,
           still.map((r) => r.id),
           { title: text.title, body: text.body, updated_at: at, ...(priority !== null ? { priority } : {}) },
         );
-        for (const r of gone)
-          await repo.updateRows(t, clientId, [r.id], { state: 'closed', open_key: null, closed_at: at, closed_reason: why(r), updated_at: at });
+        await closeRows(t, gone, at);
         await audit.record(t, actor, {
           action: 'psa.ticket_updated',
           outcome: 'success',

@@ -7,7 +7,6 @@ import { checkTicket, normaliseTicketText, type TicketProblem } from '../../doma
 import { REASON_CODES } from '../../domain/reason-codes.js';
 import { inertPsaText } from '../../domain/psa/psa-text.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
-import { isEgressError } from '../../integrations/egress.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Notifier } from '../notifications/notifier.js';
@@ -35,7 +34,10 @@ import type { PsaNotesRepo } from './psa-notes.repo.js';
  * "another company", so a technician limited to some clients learns nothing about the others.
  */
 
-/** PSA failures that mean "cannot be asked now" (the policy decides), not "the ticket is wrong". */
+/**
+ * PSA failures that mean "cannot be asked now" (the policy decides), not "the ticket is wrong". The PSA
+ * clients turn an egress policy refusal into `refused`: the PSA cannot be asked then either.
+ */
 const DOWN = new Set(['unreachable', 'timeout', 'throttled', 'auth_failed', 'refused']);
 const isDown = (e: PsaError) => DOWN.has(e.code) || /^http_5\d\d$/.test(e.code);
 
@@ -176,16 +178,6 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     try {
       ticket = await psa.client.getTicket(number);
     } catch (e) {
-      if (isEgressError(e)) {
-        // The vault's own egress policy forbids the PSA's address: a setting to fix, not an outage.
-        const problem = 'PSA address not allowed by the egress policy';
-        return refuse(refusedTicket(`Ticket ${number} could not be checked: ${psaName} ${e.message}`, problem), problem, {
-          number,
-          psa: psa.kind,
-          validated: false,
-          problem,
-        });
-      }
       if (!(e instanceof PsaError)) throw e;
       if (isDown(e)) {
         const problem = `${psaName} unreachable`;
@@ -349,7 +341,6 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       });
       return 'posted';
     } catch (e) {
-      if (isEgressError(e)) return retry(`${PSA_NAMES[psa.kind]} is not allowed by the egress policy`);
       if (!(e instanceof PsaError)) throw e;
       return isDown(e) ? retry(e.message) : giveUp(e.message);
     }
