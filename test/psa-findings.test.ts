@@ -385,12 +385,35 @@ describe.each(harnesses)(`findings → $kind tickets (${ENGINE})`, (h) => {
     const d = await unescrowed();
     const before = ours().length;
     await evaluate();
+    // Truly concurrent: whichever claims first works; the other is refused or, if it claims after
+    // the first finished, finds nothing left to open. Never two tickets.
     const rs = await Promise.all([t.container.psaFindings.runClient(clientId), t.container.psaFindings.runClient(clientId)]);
     expect(rs.reduce((s, r) => s + r.opened, 0)).toBe(1);
-    expect(rs.map((r) => r.status).sort()).toEqual(['busy', 'done']);
+    for (const r of rs) expect(['busy', 'done']).toContain(r.status);
     expect(ours().length).toBe(before + 1);
     expect(ours().at(-1)!.title).toContain(d.hostname);
-    // The route answers a run in progress with 409; here, once both are done, a new run is free.
+    expect(await run()).toMatchObject({ status: 'done', opened: 0 });
+  });
+
+  it('a run started while another holds the client is refused as busy, and the route says 409', async () => {
+    const d = await unescrowed();
+    const before = ours().length;
+    await evaluate();
+    const gate = h.sim.holdAnswers();
+    let first: Promise<Awaited<ReturnType<typeof t.container.psaFindings.runClient>>> | undefined;
+    try {
+      first = t.container.psaFindings.runClient(clientId);
+      await gate.arrived; // the first run holds the lease and waits on the PSA
+      expect(await t.container.psaFindings.runClient(clientId)).toMatchObject({ status: 'busy', opened: 0 });
+      const viaRoute = await api('POST', `/clients/${clientId}/psa/finding-tickets/run`);
+      expect(viaRoute.status).toBe(409);
+    } finally {
+      gate.release();
+    }
+    expect(await first).toMatchObject({ status: 'done', opened: 1 });
+    expect(ours().length).toBe(before + 1);
+    expect(ours().at(-1)!.title).toContain(d.hostname);
+    // Once it is done, a new run is free.
     expect(await run()).toMatchObject({ status: 'done', opened: 0 });
   });
 

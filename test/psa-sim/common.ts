@@ -75,6 +75,7 @@ export abstract class PsaSimBase {
   throttleEvery: number | undefined;
   /** Seconds in the vendor's retry hint on a throttled answer (default 1). */
   retryAfterSeconds = 1;
+  private answerGate: { arrived: () => void; released: Promise<void> } | null = null;
 
   protected readonly now: () => number;
   protected readonly latencyMs: number;
@@ -91,6 +92,26 @@ export abstract class PsaSimBase {
   constructor(opts: PsaSimOptions = {}) {
     this.now = opts.now ?? Date.now;
     this.latencyMs = opts.latencyMs ?? 0;
+  }
+
+  /**
+   * Holds every answer until `release()` (tests that need a request provably in flight, e.g. a run
+   * that holds its lease while a second one starts). `arrived` settles when the first held request
+   * has been answered by the route and is waiting.
+   */
+  holdAnswers(): { arrived: Promise<void>; release: () => void } {
+    let arrived!: () => void;
+    let release!: () => void;
+    const arrivedP = new Promise<void>((r) => (arrived = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.answerGate = { arrived, released };
+    return {
+      arrived: arrivedP,
+      release: () => {
+        this.answerGate = null;
+        release();
+      },
+    };
   }
 
   /** `http://127.0.0.1:PORT` */
@@ -230,6 +251,11 @@ export abstract class PsaSimBase {
       else throw err;
     }
     if (this.latencyMs > 0) await sleep(this.latencyMs);
+    const gate = this.answerGate;
+    if (gate) {
+      gate.arrived();
+      await gate.released;
+    }
     await this.afterRoute(incoming);
     entry.status = reply.status;
     entry.outcome = 'answered';
