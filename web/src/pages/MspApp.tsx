@@ -121,7 +121,96 @@ export function MspAppPanel({ stepUp }: { stepUp: (onDone: () => void) => ReactN
   );
 }
 
-type Kind = 'generate' | 'upload' | 'secret' | 'keep';
+/** How an Entra ID app signs in: kept, a certificate Keywarden generates or one uploaded with its key, or a client secret. */
+export type CredentialKind = 'generate' | 'upload' | 'secret' | 'keep';
+
+/** The credential fields' state; `body()` is the part of the request that sets the credential. */
+export function useCredential(initial: CredentialKind) {
+  const [kind, setKind] = useState<CredentialKind>(initial);
+  const [certificatePem, setCertificatePem] = useState('');
+  const [privateKeyPem, setPrivateKeyPem] = useState('');
+  const [secret, setSecret] = useState('');
+  return {
+    kind,
+    setKind,
+    certificatePem,
+    setCertificatePem,
+    privateKeyPem,
+    setPrivateKeyPem,
+    secret,
+    setSecret,
+    body: () =>
+      kind === 'generate'
+        ? { generateCertificate: true as const }
+        : kind === 'upload'
+          ? { certificatePem, privateKeyPem }
+          : kind === 'secret'
+            ? { clientSecret: secret }
+            : {},
+    /** Secrets leave the form's memory once saved. */
+    forget: () => {
+      setSecret('');
+      setPrivateKeyPem('');
+    },
+  };
+}
+type Credential = ReturnType<typeof useCredential>;
+
+/** The credential choice and its fields, the same for the MSP app and a client's own app. */
+export function CredentialFields({
+  cred,
+  choices,
+  generateNote,
+  secretDescription,
+}: {
+  cred: Credential;
+  choices: { value: CredentialKind; label: string }[];
+  generateNote?: string;
+  secretDescription: string;
+}) {
+  return (
+    <>
+      <NativeSelect label="Credential" value={cred.kind} onChange={(e) => cred.setKind(e.currentTarget.value as CredentialKind)} data={choices} />
+      {cred.kind === 'generate' && generateNote && (
+        <Text size="xs" c="dimmed">
+          {generateNote}
+        </Text>
+      )}
+      {cred.kind === 'upload' && (
+        <>
+          <Textarea
+            label="Certificate (PEM)"
+            value={cred.certificatePem}
+            onChange={(e) => cred.setCertificatePem(e.currentTarget.value)}
+            autosize
+            minRows={3}
+            required
+          />
+          <Textarea
+            label="Private key (PEM, without a passphrase)"
+            description="Sealed in the vault at once; never shown again."
+            value={cred.privateKeyPem}
+            onChange={(e) => cred.setPrivateKeyPem(e.currentTarget.value)}
+            autosize
+            minRows={3}
+            required
+            autoComplete="off"
+          />
+        </>
+      )}
+      {cred.kind === 'secret' && (
+        <PasswordInput
+          label="Client secret"
+          description={secretDescription}
+          value={cred.secret}
+          onChange={(e) => cred.setSecret(e.currentTarget.value)}
+          required
+          autoComplete="off"
+        />
+      )}
+    </>
+  );
+}
 
 function MspAppModal({
   existing,
@@ -136,10 +225,7 @@ function MspAppModal({
 }) {
   const qc = useQueryClient();
   const [appClientId, setAppClientId] = useState(existing?.appClientId ?? '');
-  const [kind, setKind] = useState<Kind>(existing ? 'keep' : 'generate');
-  const [certificatePem, setCertificatePem] = useState('');
-  const [privateKeyPem, setPrivateKeyPem] = useState('');
-  const [secret, setSecret] = useState('');
+  const cred = useCredential(existing ? 'keep' : 'generate');
   const [loginUrl, setLoginUrl] = useState(existing?.loginUrl ?? 'https://login.microsoftonline.com');
   const [graphUrl, setGraphUrl] = useState(existing?.graphUrl ?? 'https://graph.microsoft.com');
   const [needStepUp, setNeedStepUp] = useState(false);
@@ -147,15 +233,12 @@ function MspAppModal({
     appClientId: appClientId.trim(),
     loginUrl: loginUrl.trim(),
     graphUrl: graphUrl.trim(),
-    ...(kind === 'generate' ? { generateCertificate: true } : {}),
-    ...(kind === 'upload' ? { certificatePem, privateKeyPem } : {}),
-    ...(kind === 'secret' ? { clientSecret: secret } : {}),
+    ...cred.body(),
   });
   const save = useMutation({
     mutationFn: (b: Body<'/api/v1/graph/msp-app', 'put'>) => api.put('/api/v1/graph/msp-app', { body: b }),
     onSuccess: (r) => {
-      setSecret('');
-      setPrivateKeyPem('');
+      cred.forget();
       setNeedStepUp(false);
       notifications.show({ color: 'green', message: 'MSP app saved.' });
       void qc.invalidateQueries({ queryKey: ['msp-app'] });
@@ -183,55 +266,17 @@ function MspAppModal({
             required
             className="kw-mono"
           />
-          <NativeSelect
-            label="Credential"
-            value={kind}
-            onChange={(e) => setKind(e.currentTarget.value as Kind)}
-            data={[
-              ...(existing ? [{ value: 'keep', label: 'Keep the current credential' }] : []),
+          <CredentialFields
+            cred={cred}
+            choices={[
+              ...(existing ? [{ value: 'keep' as const, label: 'Keep the current credential' }] : []),
               { value: 'generate', label: 'Generate a certificate (recommended)' },
               { value: 'upload', label: 'Upload a certificate and its private key' },
               { value: 'secret', label: 'A client secret' },
             ]}
+            generateNote="Keywarden makes an RSA 3072 certificate valid for two years. Its private key stays sealed in the vault; you upload the public certificate to the app registration."
+            secretDescription="The secret value, not its ID. Stored encrypted; never shown again."
           />
-          {kind === 'generate' && (
-            <Text size="xs" c="dimmed">
-              Keywarden makes an RSA 3072 certificate valid for two years. Its private key stays sealed in the vault; you upload the public certificate to the
-              app registration.
-            </Text>
-          )}
-          {kind === 'upload' && (
-            <>
-              <Textarea
-                label="Certificate (PEM)"
-                value={certificatePem}
-                onChange={(e) => setCertificatePem(e.currentTarget.value)}
-                autosize
-                minRows={3}
-                required
-              />
-              <Textarea
-                label="Private key (PEM, without a passphrase)"
-                description="Sealed in the vault at once; never shown again."
-                value={privateKeyPem}
-                onChange={(e) => setPrivateKeyPem(e.currentTarget.value)}
-                autosize
-                minRows={3}
-                required
-                autoComplete="off"
-              />
-            </>
-          )}
-          {kind === 'secret' && (
-            <PasswordInput
-              label="Client secret"
-              description="The secret value, not its ID. Stored encrypted; never shown again."
-              value={secret}
-              onChange={(e) => setSecret(e.currentTarget.value)}
-              required
-              autoComplete="off"
-            />
-          )}
           <TextInput label="Sign-in URL" description="National clouds differ" value={loginUrl} onChange={(e) => setLoginUrl(e.currentTarget.value)} required />
           <TextInput label="Graph URL" value={graphUrl} onChange={(e) => setGraphUrl(e.currentTarget.value)} required />
           {save.error && !needStepUp && (

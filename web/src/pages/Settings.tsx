@@ -38,7 +38,7 @@ import { SignInTab } from './SignInSettings';
 import { SelfServiceSection } from './SelfServiceSettings';
 import { PsaSettingsTab } from './PsaSettings';
 import { useStepUp } from './client-confirm';
-import { CertificateFacts, ConsentLinkForm, CredentialBadges, MspAppPanel, PublicCertificate } from './MspApp';
+import { CertificateFacts, ConsentLinkForm, CredentialBadges, CredentialFields, MspAppPanel, PublicCertificate, useCredential } from './MspApp';
 
 type Tab = 'account' | 'users' | 'tokens' | 'enrollment' | 'integrations' | 'psa' | 'branding' | 'security' | 'sign-in';
 
@@ -1077,11 +1077,8 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
   const [clientId, setClientId] = useState(options[0]?.id ?? '');
   const [tenantId, setTenantId] = useState('');
   const [appClientId, setAppClientId] = useState('');
-  const [secret, setSecret] = useState('');
-  // A client secret, or a certificate Keywarden generates (its public part is shown once saved) or one uploaded with its key.
-  const [kind, setKind] = useState<'secret' | 'generate' | 'upload'>('secret');
-  const [certificatePem, setCertificatePem] = useState('');
-  const [privateKeyPem, setPrivateKeyPem] = useState('');
+  // A certificate Keywarden generates shows its public part once saved.
+  const cred = useCredential('secret');
   const [generated, setGenerated] = useState<string | null>(null);
   const [loginUrl, setLoginUrl] = useState('https://login.microsoftonline.com');
   const [graphUrl, setGraphUrl] = useState('https://graph.microsoft.com');
@@ -1094,12 +1091,11 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
           appClientId: appClientId.trim(),
           loginUrl: loginUrl.trim(),
           graphUrl: graphUrl.trim(),
-          ...(kind === 'secret' ? { clientSecret: secret } : kind === 'generate' ? { generateCertificate: true } : { certificatePem, privateKeyPem }),
+          ...cred.body(),
         },
       }),
     onSuccess: (r) => {
-      setSecret('');
-      setPrivateKeyPem('');
+      cred.forget();
       notifications.show({ color: 'green', message: 'Tenant connected. Use “Test connection” to check its permissions.' });
       void qc.invalidateQueries({ queryKey: ['graph-connections'] });
       if (r.certificatePem) setGenerated(r.certificatePem);
@@ -1136,48 +1132,15 @@ function GraphConnectModal({ onClose }: { onClose: () => void }) {
           />
           <TextInput label="Tenant ID" value={tenantId} onChange={(e) => setTenantId(e.currentTarget.value)} required className="kw-mono" />
           <TextInput label="Application (client) ID" value={appClientId} onChange={(e) => setAppClientId(e.currentTarget.value)} required />
-          <NativeSelect
-            label="Credential"
-            value={kind}
-            onChange={(e) => setKind(e.currentTarget.value as typeof kind)}
-            data={[
+          <CredentialFields
+            cred={cred}
+            choices={[
               { value: 'secret', label: 'A client secret' },
               { value: 'generate', label: 'Generate a certificate' },
               { value: 'upload', label: 'Upload a certificate and its private key' },
             ]}
+            secretDescription="Stored encrypted; never shown again."
           />
-          {kind === 'secret' && (
-            <PasswordInput
-              label="Client secret"
-              description="Stored encrypted; never shown again."
-              value={secret}
-              onChange={(e) => setSecret(e.currentTarget.value)}
-              required
-              autoComplete="off"
-            />
-          )}
-          {kind === 'upload' && (
-            <>
-              <Textarea
-                label="Certificate (PEM)"
-                value={certificatePem}
-                onChange={(e) => setCertificatePem(e.currentTarget.value)}
-                autosize
-                minRows={3}
-                required
-              />
-              <Textarea
-                label="Private key (PEM, without a passphrase)"
-                description="Sealed in the vault at once; never shown again."
-                value={privateKeyPem}
-                onChange={(e) => setPrivateKeyPem(e.currentTarget.value)}
-                autosize
-                minRows={3}
-                required
-                autoComplete="off"
-              />
-            </>
-          )}
           <TextInput label="Sign-in URL" description="National clouds differ" value={loginUrl} onChange={(e) => setLoginUrl(e.currentTarget.value)} required />
           <TextInput label="Graph URL" value={graphUrl} onChange={(e) => setGraphUrl(e.currentTarget.value)} required />
           <FormFooter error={create.error} onCancel={onClose} submitting={create.isPending} submit="Connect" />
