@@ -325,6 +325,28 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(fails).toEqual(expect.arrayContaining(['no mfa', 'tenant not enabled']));
   });
 
+  it("only Entra's multi-factor amr counts: a single factor (an email or text passcode), no amr, or amr not an array is refused", async () => {
+    // 'otp' alone is Entra's one-time passcode by email or text (a guest's email passcode): one factor.
+    for (const amr of [['otp'], ['sms'], ['pwd', 'wiaormfa'], undefined, 'mfa']) {
+      idp.tamper((c) => {
+        const { amr: _amr, ...rest } = c;
+        return amr === undefined ? rest : { ...rest, amr };
+      });
+      try {
+        await refused('ann', 'no-mfa');
+      } finally {
+        idp.tamper(null);
+      }
+    }
+    // Windows Hello / passkey sign-ins say ngcmfa: a second factor.
+    idp.tamper((c) => ({ ...c, amr: ['rsa', 'ngcmfa'] }));
+    try {
+      await signIn('ann');
+    } finally {
+      idp.tamper(null);
+    }
+  });
+
   it('a replayed or forged state is refused', async () => {
     const { url, stateCookie } = await startAndReturn('ann');
     const ok = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
