@@ -398,6 +398,23 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
   });
 
+  it("switching self-service off for the whole vault ends the end users' open sessions at once", async () => {
+    const ann = await signIn('ann');
+    const key = tenantA.keys.find((k) => k.deviceId === tenantA.devices[0]!.deviceId)!;
+    expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(200);
+    const off = await t.app.inject({ method: 'PUT', url: `${API}/settings/self-service`, headers: owner.headers, payload: { enabled: false } });
+    expect(off.statusCode, off.body).toBe(200);
+    try {
+      expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(401);
+      const r = await reveal(ann, key.id.slice(0, 8));
+      expect(r.statusCode).toBe(401);
+      expect(r.body).not.toContain(key.key);
+    } finally {
+      const on = await t.app.inject({ method: 'PUT', url: `${API}/settings/self-service`, headers: owner.headers, payload: { enabled: true } });
+      expect(on.statusCode, on.body).toBe(200);
+    }
+  });
+
   it("sessions that ended or expired over a day ago are deleted at the next sign-in (they hold a person's UPN and devices)", async () => {
     const db = t.container.database.db;
     const rows = await db.selectFrom('self_service_sessions').selectAll().execute();

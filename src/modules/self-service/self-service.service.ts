@@ -407,6 +407,9 @@ export function createSelfServiceService(deps: Deps) {
       if (!token.startsWith('kws_') || token.length > 200) return null;
       const s = await repo.openSession(db, sha256Hex(token), clock.now());
       if (!s) return null;
+      // The vault-wide switch too: an owner who turns self-service off stops every open session.
+      const a = await repo.findApp(db);
+      if (!a?.enabled) return null;
       if (!(await repo.clientEnabled(db, s.client_id)) || (await deps.graph.clientOfTenant(db, s.tenant_id)) !== s.client_id) return null;
       return { actor: endUser(s, ctx), session: s };
     },
