@@ -338,12 +338,14 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         idp.tamper(null);
       }
     }
-    // Windows Hello / passkey sign-ins say ngcmfa: a second factor.
-    idp.tamper((c) => ({ ...c, amr: ['rsa', 'ngcmfa'] }));
-    try {
-      await signIn('ann');
-    } finally {
-      idp.tamper(null);
+    // Windows Hello / passkey sign-ins say ngcmfa, a FIDO2 key fido: more than one factor.
+    for (const amr of [['rsa', 'ngcmfa'], ['fido']]) {
+      idp.tamper((c) => ({ ...c, amr }));
+      try {
+        await signIn('ann');
+      } finally {
+        idp.tamper(null);
+      }
     }
   });
 

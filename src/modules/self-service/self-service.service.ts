@@ -31,12 +31,12 @@ const SCOPES = 'openid profile User.Read';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /**
  * The `amr` values with which Microsoft Entra ID says a sign-in used more than one factor: `mfa`
- * (and `ngcmfa`, its equivalent when Windows Hello or a passkey is set up). A single factor is
- * not enough for a recovery key, whatever it is: `otp` alone is a passcode sent by email or text
- * (a guest's email one-time passcode), `pwd`, `rsa`, `wia` and `wiaormfa` do not prove a second
- * factor either. `amr` is an array (OpenID Connect Core); anything else is no proof.
+ * (and `ngcmfa`, its equivalent when Windows Hello or a passkey is set up; `fido`, a FIDO2 key,
+ * which Entra always asks to verify its user). A single factor is not enough for a recovery key,
+ * whatever it is: `otp` alone is a passcode sent by email or text (a guest's email one-time
+ * passcode); `pwd`, `rsa`, `wia` and `wiaormfa` do not prove a second factor either. `amr` is an array (OpenID Connect Core); anything else is no proof.
  */
-const ENTRA_MFA_AMR: readonly string[] = ['mfa', 'ngcmfa'];
+const ENTRA_MFA_AMR: readonly string[] = ['mfa', 'ngcmfa', 'fido'];
 export const entraShowsMfa = (claims: Record<string, unknown>): boolean =>
   Array.isArray(claims.amr) && claims.amr.some((a) => typeof a === 'string' && ENTRA_MFA_AMR.includes(a));
 
