@@ -279,8 +279,11 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     sim.seedTenant(T7, { keys: 2, devices: 1 });
     const bravo = clients.Bravo!;
     expect(await connectionOf(bravo.id)).toMatchObject({ tenantId: T2 });
+    // A link made before Bravo was linked names no tenant (a new link would name T2 by itself).
     const link = await linkFor(bravo.id);
-    const hijack = await follow(sim.consent(link.url, { tenantId: T7 }).location);
+    await t.container.database.db.updateTable('graph_consent_states').set({ expected_tenant_id: null }).where('client_id', '=', bravo.id).execute();
+    expect(new URL((await linkFor(bravo.id)).url).pathname).toBe(`/login/${T2}/v2.0/adminconsent`);
+    const hijack = await follow(sim.consent(link.url.replace(`/login/${T2}/`, '/login/organizations/'), { tenantId: T7 }).location);
     expect(hijack.statusCode).toBe(400);
     expect(hijack.body).toContain('cannot link another Microsoft 365 tenant');
     expect(await connectionOf(bravo.id)).toMatchObject({ tenantId: T2 });

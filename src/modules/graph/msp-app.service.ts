@@ -286,6 +286,9 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
           const other = await connections.findByTenant(t, expected);
           if (other && other.client_id !== client.id) throw badRequest(`Tenant ${expected} is already linked to another client.`, { field: 'tenantId' });
         }
+        // A client already linked to a tenant: its link is for that tenant (re-consent) unless the
+        // MSP names another one (the callback refuses any other tenant for it).
+        expected ??= (await connections.findByClient(t, client.id))?.tenant_id ?? null;
         const state = newSecret();
         const now = clock.now();
         const row = {
