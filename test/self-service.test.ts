@@ -90,6 +90,8 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         stranger: user('a0000000-0000-4000-8000-00000000000e', 'ed@elsewhere.example', TENANT_NONE),
         // Owns a device too, but her grant leaves out User.Read (not consented).
         noscope: user(FAY, 'fay@contoso.example', TENANT_A, ['pwd', 'mfa'], ['User.Read']),
+        // Primary user of devices in two clients (a guard against matching across clients).
+        gus: user('a0000000-0000-4000-8000-000000000010', 'gus@contoso.example', TENANT_A),
       },
     });
     t = await createTestApp({ KEYWARDEN_PUBLIC_URL: PUBLIC_URL, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
@@ -265,6 +267,34 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         .sort(),
     ).toEqual(['owner', 'primary user']);
     await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+  });
+
+  it("the same primary user on another client's device, or on a retired device, reaches neither", async () => {
+    const db = t.container.database.db;
+    const off = sim.tenant(TENANT_OFF);
+    const offKey = off.keys[0]!;
+    const mine = tenantA.devices[3]!;
+    const mineKey = tenantA.keys.find((k) => k.deviceId === mine.deviceId)!;
+    const byEntra = (id: string) =>
+      db.selectFrom('devices').select(['id', 'client_id']).where('entra_device_id', '=', id.toLowerCase()).executeTakeFirstOrThrow();
+    const offDevice = await byEntra(offKey.deviceId);
+    const mineDevice = await byEntra(mine.deviceId);
+    expect(offDevice.client_id).not.toBe(clientA);
+    // Fabrikam's device names Gus (another client's tenant); Contoso's is retired.
+    await db.updateTable('devices').set({ primary_user: 'GUS@contoso.example' }).where('id', 'in', [offDevice.id, mineDevice.id]).execute();
+    await db.updateTable('devices').set({ retired_at: new Date().toISOString() }).where('id', '=', mineDevice.id).execute();
+    try {
+      const gus = await signIn('gus');
+      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: gus.headers.cookie! } });
+      expect(me.json().devices).toEqual([]);
+      for (const k of [offKey, mineKey]) expect((await reveal(gus, k.id.slice(0, 8))).json()).toEqual({ status: 'not_found' });
+      // The same device back in service: now it is his (the test can tell the difference).
+      await db.updateTable('devices').set({ retired_at: null }).where('id', '=', mineDevice.id).execute();
+      const r = await reveal(gus, mineKey.id.slice(0, 8));
+      expect(r.json()).toMatchObject({ status: 'revealed', key: { recoveryPassword: mineKey.key } });
+    } finally {
+      await db.updateTable('devices').set({ primary_user: null, retired_at: null }).where('id', 'in', [offDevice.id, mineDevice.id]).execute();
+    }
   });
 
   it('a token without the delegated User.Read sees no device from Entra', async () => {
