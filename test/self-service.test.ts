@@ -92,6 +92,7 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         noscope: user(FAY, 'fay@contoso.example', TENANT_A, ['pwd', 'mfa'], ['User.Read']),
         // Primary user of devices in two clients (a guard against matching across clients).
         gus: user('a0000000-0000-4000-8000-000000000010', 'gus@contoso.example', TENANT_A),
+        hal: user('a0000000-0000-4000-8000-000000000011', 'hal@contoso.example', TENANT_A),
       },
     });
     t = await createTestApp({ KEYWARDEN_PUBLIC_URL: PUBLIC_URL, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
@@ -232,6 +233,14 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(counted).toBe(5);
     expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(5 - before);
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(12 - (5 - before));
+  });
+
+  it('the limit is per person: several sessions of one user, upper or lower case, in one burst share it', async () => {
+    const [a, b] = [await signIn('hal'), await signIn('hal')];
+    const guesses = Array.from({ length: 8 }, (_, i) => `c0ffee${i.toString(16)}${i.toString(16)}`);
+    const burst = await Promise.all(guesses.map((g, i) => reveal(i % 2 ? a : b, i % 3 ? g.toUpperCase() : g)));
+    expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(5);
+    expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(3);
   });
 
   it("a device whose primary user is the person's UPN counts too; Graph unreachable at sign-in: only that, and the page is told", async () => {
