@@ -439,6 +439,21 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
   });
 
+  it("a tenant no longer linked to the client (its connection switched off) ends its users' sessions at once", async () => {
+    const db = t.container.database.db;
+    const ann = await signIn('ann');
+    const me = () => t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } });
+    expect((await me()).statusCode).toBe(200);
+    const conn = await db.selectFrom('graph_connections').select(['id', 'client_id']).where('tenant_id', '=', TENANT_A).executeTakeFirstOrThrow();
+    await db.updateTable('graph_connections').set({ enabled: 0 }).where('id', '=', conn.id).execute();
+    try {
+      expect((await me()).statusCode).toBe(401);
+    } finally {
+      await db.updateTable('graph_connections').set({ enabled: 1 }).where('id', '=', conn.id).execute();
+    }
+    expect((await me()).statusCode).toBe(200);
+  });
+
   it("switching self-service off for the whole vault ends the end users' open sessions at once", async () => {
     const ann = await signIn('ann');
     const key = tenantA.keys.find((k) => k.deviceId === tenantA.devices[0]!.deviceId)!;
