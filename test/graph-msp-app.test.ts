@@ -271,6 +271,31 @@ describe(`one multi-tenant MSP app, consent links and certificate credentials on
     expect(linked).toHaveLength(1);
   });
 
+  it('a link that names no tenant cannot move a linked client to the tenant of whoever answers it (a forwarded or leaked link)', async () => {
+    // The attacker: an administrator of a tenant of their own (any free tenant) who got hold of
+    // Bravo's consent link. Without the check Bravo's connection moved to their tenant: Bravo's
+    // syncs read the attacker's devices and keys, and the attacker's users got Bravo's self-service.
+    const T7 = '7a7a7a7a-1111-4222-8333-444444444444';
+    sim.seedTenant(T7, { keys: 2, devices: 1 });
+    const bravo = clients.Bravo!;
+    expect(await connectionOf(bravo.id)).toMatchObject({ tenantId: T2 });
+    // A link made before Bravo was linked names no tenant (a new link would name T2 by itself).
+    const link = await linkFor(bravo.id);
+    await t.container.database.db.updateTable('graph_consent_states').set({ expected_tenant_id: null }).where('client_id', '=', bravo.id).execute();
+    expect(new URL((await linkFor(bravo.id)).url).pathname).toBe(`/login/${T2}/v2.0/adminconsent`);
+    const hijack = await follow(sim.consent(link.url.replace(`/login/${T2}/`, '/login/organizations/'), { tenantId: T7 }).location);
+    expect(hijack.statusCode).toBe(400);
+    expect(hijack.body).toContain('cannot link another Microsoft 365 tenant');
+    expect(await connectionOf(bravo.id)).toMatchObject({ tenantId: T2 });
+    expect(await t.container.database.db.selectFrom('graph_connections').select('id').where('tenant_id', '=', T7).execute()).toEqual([]);
+    const refusal = (await audits('graph.consent')).at(-1)!;
+    expect(refusal).toMatchObject({ outcome: 'failure', client_id: bravo.id });
+    expect(JSON.parse(refusal.details ?? '{}').why).toContain('the link names no tenant');
+    // The client's own administrator can still use the same link; moving the client takes a link naming the new tenant.
+    expect((await follow(sim.consent(link.url, { tenantId: T2 }).location)).statusCode).toBe(200);
+    expect(await connectionOf(bravo.id)).toMatchObject({ tenantId: T2 });
+  });
+
   it('consent withdrawn mid-life: the connection says so, one notification, keys kept; a new consent recovers', async () => {
     const alpha = clients.Alpha!;
     const conn = (await connectionOf(alpha.id))!;

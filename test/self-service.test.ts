@@ -90,6 +90,9 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         stranger: user('a0000000-0000-4000-8000-00000000000e', 'ed@elsewhere.example', TENANT_NONE),
         // Owns a device too, but her grant leaves out User.Read (not consented).
         noscope: user(FAY, 'fay@contoso.example', TENANT_A, ['pwd', 'mfa'], ['User.Read']),
+        // Primary user of devices in two clients (a guard against matching across clients).
+        gus: user('a0000000-0000-4000-8000-000000000010', 'gus@contoso.example', TENANT_A),
+        hal: user('a0000000-0000-4000-8000-000000000011', 'hal@contoso.example', TENANT_A),
       },
     });
     t = await createTestApp({ KEYWARDEN_PUBLIC_URL: PUBLIC_URL, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' });
@@ -232,6 +235,14 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(12 - (5 - before));
   });
 
+  it('the limit is per person: several sessions of one user, upper or lower case, in one burst share it', async () => {
+    const [a, b] = [await signIn('hal'), await signIn('hal')];
+    const guesses = Array.from({ length: 8 }, (_, i) => `c0ffee${i.toString(16)}${i.toString(16)}`);
+    const burst = await Promise.all(guesses.map((g, i) => reveal(i % 2 ? a : b, i % 3 ? g.toUpperCase() : g)));
+    expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(5);
+    expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(3);
+  });
+
   it("a device whose primary user is the person's UPN counts too; Graph unreachable at sign-in: only that, and the page is told", async () => {
     const db = t.container.database.db;
     const dev = await db
@@ -265,6 +276,34 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
         .sort(),
     ).toEqual(['owner', 'primary user']);
     await db.updateTable('devices').set({ primary_user: null }).where('id', '=', dev.id).execute();
+  });
+
+  it("the same primary user on another client's device, or on a retired device, reaches neither", async () => {
+    const db = t.container.database.db;
+    const off = sim.tenant(TENANT_OFF);
+    const offKey = off.keys[0]!;
+    const mine = tenantA.devices[3]!;
+    const mineKey = tenantA.keys.find((k) => k.deviceId === mine.deviceId)!;
+    const byEntra = (id: string) =>
+      db.selectFrom('devices').select(['id', 'client_id']).where('entra_device_id', '=', id.toLowerCase()).executeTakeFirstOrThrow();
+    const offDevice = await byEntra(offKey.deviceId);
+    const mineDevice = await byEntra(mine.deviceId);
+    expect(offDevice.client_id).not.toBe(clientA);
+    // Fabrikam's device names Gus (another client's tenant); Contoso's is retired.
+    await db.updateTable('devices').set({ primary_user: 'GUS@contoso.example' }).where('id', 'in', [offDevice.id, mineDevice.id]).execute();
+    await db.updateTable('devices').set({ retired_at: new Date().toISOString() }).where('id', '=', mineDevice.id).execute();
+    try {
+      const gus = await signIn('gus');
+      const me = await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: gus.headers.cookie! } });
+      expect(me.json().devices).toEqual([]);
+      for (const k of [offKey, mineKey]) expect((await reveal(gus, k.id.slice(0, 8))).json()).toEqual({ status: 'not_found' });
+      // The same device back in service: now it is his (the test can tell the difference).
+      await db.updateTable('devices').set({ retired_at: null }).where('id', '=', mineDevice.id).execute();
+      const r = await reveal(gus, mineKey.id.slice(0, 8));
+      expect(r.json()).toMatchObject({ status: 'revealed', key: { recoveryPassword: mineKey.key } });
+    } finally {
+      await db.updateTable('devices').set({ primary_user: null, retired_at: null }).where('id', 'in', [offDevice.id, mineDevice.id]).execute();
+    }
   });
 
   it('a token without the delegated User.Read sees no device from Entra', async () => {
@@ -325,6 +364,30 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     expect(fails).toEqual(expect.arrayContaining(['no mfa', 'tenant not enabled']));
   });
 
+  it("only Entra's multi-factor amr counts: a single factor (an email or text passcode), no amr, or amr not an array is refused", async () => {
+    // 'otp' alone is Entra's one-time passcode by email or text (a guest's email passcode): one factor.
+    for (const amr of [['otp'], ['sms'], ['pwd', 'wiaormfa'], undefined, 'mfa']) {
+      idp.tamper((c) => {
+        const { amr: _amr, ...rest } = c;
+        return amr === undefined ? rest : { ...rest, amr };
+      });
+      try {
+        await refused('ann', 'no-mfa');
+      } finally {
+        idp.tamper(null);
+      }
+    }
+    // Windows Hello / passkey sign-ins say ngcmfa, a FIDO2 key fido: more than one factor.
+    for (const amr of [['rsa', 'ngcmfa'], ['fido']]) {
+      idp.tamper((c) => ({ ...c, amr }));
+      try {
+        await signIn('ann');
+      } finally {
+        idp.tamper(null);
+      }
+    }
+  });
+
   it('a replayed or forged state is refused', async () => {
     const { url, stateCookie } = await startAndReturn('ann');
     const ok = await t.app.inject({ method: 'GET', url, headers: { cookie: `kw_recover_state=${stateCookie}` } });
@@ -374,6 +437,38 @@ describe(`self-service recovery for end users on ${ENGINE}`, () => {
     const ev = (await audits('self_service.client')).at(-1)!;
     expect(ev.details).toMatchObject({ enabled: false, was: true });
     await t.app.inject({ method: 'PUT', url: `${API}/clients/${clientA}/self-service`, headers: owner.headers, payload: { enabled: true } });
+  });
+
+  it("a tenant no longer linked to the client (its connection switched off) ends its users' sessions at once", async () => {
+    const db = t.container.database.db;
+    const ann = await signIn('ann');
+    const me = () => t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } });
+    expect((await me()).statusCode).toBe(200);
+    const conn = await db.selectFrom('graph_connections').select(['id', 'client_id']).where('tenant_id', '=', TENANT_A).executeTakeFirstOrThrow();
+    await db.updateTable('graph_connections').set({ enabled: 0 }).where('id', '=', conn.id).execute();
+    try {
+      expect((await me()).statusCode).toBe(401);
+    } finally {
+      await db.updateTable('graph_connections').set({ enabled: 1 }).where('id', '=', conn.id).execute();
+    }
+    expect((await me()).statusCode).toBe(200);
+  });
+
+  it("switching self-service off for the whole vault ends the end users' open sessions at once", async () => {
+    const ann = await signIn('ann');
+    const key = tenantA.keys.find((k) => k.deviceId === tenantA.devices[0]!.deviceId)!;
+    expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(200);
+    const off = await t.app.inject({ method: 'PUT', url: `${API}/settings/self-service`, headers: owner.headers, payload: { enabled: false } });
+    expect(off.statusCode, off.body).toBe(200);
+    try {
+      expect((await t.app.inject({ url: `${API}/recover/me`, headers: { cookie: ann.headers.cookie! } })).statusCode).toBe(401);
+      const r = await reveal(ann, key.id.slice(0, 8));
+      expect(r.statusCode).toBe(401);
+      expect(r.body).not.toContain(key.key);
+    } finally {
+      const on = await t.app.inject({ method: 'PUT', url: `${API}/settings/self-service`, headers: owner.headers, payload: { enabled: true } });
+      expect(on.statusCode, on.body).toBe(200);
+    }
   });
 
   it("sessions that ended or expired over a day ago are deleted at the next sign-in (they hold a person's UPN and devices)", async () => {

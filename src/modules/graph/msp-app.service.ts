@@ -52,6 +52,9 @@ export type ConsentLinkView = {
   usedTenantId: string | null;
 };
 
+const MOVE_REFUSED =
+  'This consent link cannot link another Microsoft 365 tenant to your organisation in Keywarden. Sign in as an administrator of your own tenant, or ask your IT provider for a consent link that names your tenant.';
+
 /** What the public callback page says (product words, never a secret or Microsoft's text). */
 export type ConsentOutcome = { ok: true; clientName: string; tenantId: string } | { ok: false; message: string };
 
@@ -283,6 +286,9 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
           const other = await connections.findByTenant(t, expected);
           if (other && other.client_id !== client.id) throw badRequest(`Tenant ${expected} is already linked to another client.`, { field: 'tenantId' });
         }
+        // A client already linked to a tenant: its link is for that tenant (re-consent) unless the
+        // MSP names another one (the callback refuses any other tenant for it).
+        expected ??= (await connections.findByClient(t, client.id))?.tenant_id ?? null;
         const state = newSecret();
         const now = clock.now();
         const row = {
@@ -372,6 +378,12 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
       const taken = await connections.findByTenant(tx.reader, tenantId);
       if (taken && taken.client_id !== link.client_id)
         return refuse('tenant already linked to another client', 'This Microsoft 365 tenant is already linked in Keywarden. Contact your IT provider.', scoped);
+      // A client already linked to a tenant keeps it: a link that names no tenant cannot move the
+      // client to whichever tenant answers (a forwarded or leaked link, any admin of any tenant).
+      // Moving a client to another tenant takes a link that names the new one.
+      const current = await connections.findByClient(tx.reader, link.client_id);
+      if (current && current.tenant_id !== tenantId && !link.expected_tenant_id)
+        return refuse(`consent from tenant ${tenantId}, the client is linked to ${current.tenant_id} and the link names no tenant`, MOVE_REFUSED, scoped);
       const app = await repo.find(tx.reader);
       if (!app) return refuse('MSP app not configured', 'Keywarden is not ready for this consent yet. Contact your IT provider.', scoped);
       // Proof that the consent exists: the app signs in to that tenant now (no Graph data read).
@@ -394,11 +406,12 @@ export function createMspAppService({ tx, repo, connections, clients, keyring, a
         const again = await connections.findByTenant(t, tenantId);
         if (again && again.client_id !== link.client_id)
           return { ok: false, message: 'This Microsoft 365 tenant is already linked in Keywarden. Contact your IT provider.' };
+        const existing = await connections.findByClient(t, link.client_id);
+        if (existing && existing.tenant_id !== tenantId && !link.expected_tenant_id) return { ok: false, message: MOVE_REFUSED };
         if (!(await repo.useState(t, link.id, now, tenantId)))
           return { ok: false, message: 'This consent link was already used. Ask your IT provider for a new consent link.' };
         const client = await clients.findById(t, link.client_id, null);
         if (!client) return { ok: false, message: 'The client this link was made for no longer exists in Keywarden.' };
-        const existing = await connections.findByClient(t, link.client_id);
         const actor = { ...consentActor(tenantId), ip: ctx.ip, userAgent: ctx.userAgent };
         let connectionId: string;
         const msp = {

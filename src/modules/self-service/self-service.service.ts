@@ -13,7 +13,6 @@ import type { AuditService } from '../audit/audit.service.js';
 import { requireVisibleClient } from '../clients/visible-client.js';
 import type { KeysService } from '../keys/keys.service.js';
 import type { RevealedKey } from '../keys/keys.types.js';
-import { idTokenShowsMfa } from '../sso/sso.mapping.js';
 import { SsoRefusal, type Oidc, type ProviderConnection } from '../sso/sso.oidc.js';
 import { APP_ROW, type SelfServiceRepo, type SelfServiceSession } from './self-service.repo.js';
 
@@ -30,6 +29,16 @@ export const LIMITS = { attemptsPerHour: 5, revealsPerDay: 3 } as const;
  */
 const SCOPES = 'openid profile User.Read';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * The `amr` values with which Microsoft Entra ID says a sign-in used more than one factor: `mfa`
+ * (and `ngcmfa`, its equivalent when Windows Hello or a passkey is set up; `fido`, a FIDO2 key,
+ * which Entra always asks to verify its user). A single factor is not enough for a recovery key,
+ * whatever it is: `otp` alone is a passcode sent by email or text (a guest's email one-time
+ * passcode); `pwd`, `rsa`, `wia` and `wiaormfa` do not prove a second factor either. `amr` is an array (OpenID Connect Core); anything else is no proof.
+ */
+const ENTRA_MFA_AMR: readonly string[] = ['mfa', 'ngcmfa', 'fido'];
+export const entraShowsMfa = (claims: Record<string, unknown>): boolean =>
+  Array.isArray(claims.amr) && claims.amr.some((a) => typeof a === 'string' && ENTRA_MFA_AMR.includes(a));
 
 export type SelfServiceAppView = {
   issuer: string;
@@ -343,7 +352,7 @@ export function createSelfServiceService(deps: Deps) {
       const clientId = await deps.graph.clientOfTenant(db, tid);
       if (!clientId || !(await repo.clientEnabled(db, clientId)))
         return refuse('tenant not enabled', 'Self-service recovery is not available for your organisation. Call your IT provider.', { ...who, clientId });
-      if (!idTokenShowsMfa(claims, []))
+      if (!entraShowsMfa(claims))
         return refuse('no mfa', 'Your sign-in did not use multi-factor authentication. Sign in again with your authenticator app, or call your IT provider.', {
           ...who,
           clientId,
@@ -398,6 +407,9 @@ export function createSelfServiceService(deps: Deps) {
       if (!token.startsWith('kws_') || token.length > 200) return null;
       const s = await repo.openSession(db, sha256Hex(token), clock.now());
       if (!s) return null;
+      // The vault-wide switch too: an owner who turns self-service off stops every open session.
+      const a = await repo.findApp(db);
+      if (!a?.enabled) return null;
       if (!(await repo.clientEnabled(db, s.client_id)) || (await deps.graph.clientOfTenant(db, s.tenant_id)) !== s.client_id) return null;
       return { actor: endUser(s, ctx), session: s };
     },
