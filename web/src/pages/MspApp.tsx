@@ -333,8 +333,8 @@ export function ConsentLinkForm({ clientId: fixed }: { clientId?: string }) {
             />
           )}
           <TextInput
-            label="Their tenant ID (optional)"
-            description="The link then works for that tenant only"
+            label="Their tenant ID (recommended)"
+            description="The link then works for that tenant only. Without it, an administrator of any Microsoft 365 tenant not yet linked in Keywarden can answer it."
             value={tenantId}
             onChange={(e) => setTenantId(e.currentTarget.value)}
             className="kw-mono"
