@@ -41,6 +41,7 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
     const body = await multipart(fields, files);
     let done = false;
     let worstGap = 0;
+    let answers = 0;
     // The longest single block of the event loop, next to the health checks' own view.
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
@@ -50,6 +51,7 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
         const r = await fetch(`${base}/healthz`);
         expect(r.status).toBe(200);
         await r.arrayBuffer();
+        answers++;
         const now = performance.now();
         worstGap = Math.max(worstGap, now - last);
         last = now;
@@ -63,7 +65,19 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
     done = true;
     await poll;
     loop.disable();
-    return { status: res.status, text, json: JSON.parse(text), elapsed, worstGap, worstBlock: loop.max / 1e6 };
+    return { status: res.status, text, json: JSON.parse(text), elapsed, worstGap, answers, worstBlock: loop.max / 1e6 };
+  }
+
+  /**
+   * The server kept answering while it worked: /healthz was answered during the upload, and no wait
+   * for it came near a stall. A stall (a regex backtracking over 100 KB, a 20 MB file parsed and
+   * sealed in one go) blocks for seconds, the whole upload's length; a busy shared machine delays a
+   * health answer by a few hundred milliseconds. Speed itself is measured in bench/, not here.
+   */
+  function expectNoStall(r: { worstGap: number; elapsed: number; answers: number }) {
+    expect(r.answers).toBeGreaterThan(0);
+    // No single wait near 2 s, or, for a long upload, near a third of it (a blocking import is all of it).
+    expect(r.worstGap).toBeLessThan(Math.max(2000, r.elapsed / 3));
   }
 
   it('the crafted 100 KB TXT (dry run) is answered at once and /healthz never waits', async () => {
@@ -76,7 +90,7 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
     // The padded device line is longer than 64 KB: one rejected row; the key itself is read.
     expect(r.json).toMatchObject({ imported: 1, rejectedCount: 1, dryRun: true });
     expect(r.elapsed).toBeLessThan(5000);
-    expect(r.worstGap).toBeLessThan(500);
+    expectNoStall(r);
   });
 
   it('250,000 bad CSV rows: a count and the first 100 rows, a small answer, no stall', async () => {
@@ -91,7 +105,7 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
     expect(r.json.rejected[0]).toEqual({ file: 'bad.csv', line: 2, reason: expect.any(String) });
     expect(r.json.files).toEqual([expect.objectContaining({ file: 'bad.csv', rejected: 250_000 })]);
     expect(r.text.length).toBeLessThan(50_000);
-    expect(r.worstGap).toBeLessThan(500);
+    expectNoStall(r);
   });
 
   it('a 20 MB import never stalls /healthz', async () => {
@@ -105,7 +119,7 @@ describe(`upload and body boundaries on ${ENGINE}`, () => {
     );
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ imported: rows.length - 1, rejectedCount: 0 });
-    expect(r.worstGap).toBeLessThan(500);
+    expectNoStall(r);
   }, 300_000);
 
   it('21 files answer 413 and commit nothing', async () => {
