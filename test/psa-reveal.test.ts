@@ -412,6 +412,36 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await policy('validate');
   });
 
+  it.each([500, 504])(
+    'a ticket the PSA fails on (HTTP %i) while it answers other requests: refused under validate and required, never revealed "unverified", no break-glass',
+    async (status) => {
+      // The attack: a made-up number the PSA chokes on would look like "the PSA is down".
+      const bogus = '424242';
+      h.sim.faultFor = ({ path }) => (path.toLowerCase().endsWith(`/tickets/${bogus}`) ? { status, body: { message: 'Internal error' } } : undefined);
+      const k = newKey();
+      await importKeys('Contoso', [k]);
+      try {
+        const r = answer(await reveal(s.ada, k, { ticket: bogus }), 409);
+        expect(r.message).toMatch(/^Ticket 424242 could not be checked: .+ answers other requests but failed on this ticket/);
+        await policy('required');
+        const r2 = answer(await reveal(s.owner, k, { ticket: bogus }), 409);
+        expect(r2.details?.breakGlass).toBeUndefined();
+        expect(answer(await reveal(s.owner, k, { ticket: bogus, breakGlassReason: 'the PSA is down and the CEO waits' }), 409).message).toMatch(
+          /could not be checked/,
+        );
+      } finally {
+        h.sim.faultFor = null;
+        await policy('validate');
+      }
+      const evs = await reveals(k);
+      expect(evs.map((e) => e.outcome)).toEqual(['denied', 'denied', 'denied']);
+      expect(evs[0]!.details).toMatchObject({ ticket: { validated: false, problem: expect.stringMatching(/^PSA error /) } });
+      await c.psaTickets.settled();
+      expect(await outboxOf(k)).toEqual([]);
+      expect((await c.audit.list(cliOwner, { action: 'key.break_glass', limit: 100 })).filter((e) => e.targetId === k.recordId)).toEqual([]);
+    },
+  );
+
   it('a ticket policy switched on or tightened while a reveal is on its way (after its check) refuses that reveal', async () => {
     await policy('off');
     const k = newKey();

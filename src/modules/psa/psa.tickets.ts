@@ -41,6 +41,17 @@ import type { PsaNotesRepo } from './psa-notes.repo.js';
 const DOWN = new Set(['unreachable', 'timeout', 'throttled', 'auth_failed', 'refused']);
 const isDown = (e: PsaError) => DOWN.has(e.code) || /^http_5\d\d$/.test(e.code);
 
+/** Whether the PSA answers a harmless read (its connection test) now. */
+async function answersNow(client: { testConnection(): Promise<void> }): Promise<boolean> {
+  try {
+    await client.testConnection();
+    return true;
+  } catch (e) {
+    if (e instanceof PsaError) return false;
+    throw e;
+  }
+}
+
 /** The scheduler task that retries notes not posted right after their reveal. */
 export const PSA_NOTES_TASK = 'psa-notes';
 
@@ -179,7 +190,10 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       ticket = await psa.client.getTicket(number);
     } catch (e) {
       if (!(e instanceof PsaError)) throw e;
-      if (isDown(e)) {
+      // "Cannot be asked" only when the PSA fails a harmless read too: a PSA that answers but fails on
+      // this one ticket (an internal error, a gateway timeout for an odd number) says nothing about
+      // the ticket being valid, so it must not reveal "unverified" nor open the owner's break-glass.
+      if (isDown(e) && !(await answersNow(psa.client))) {
         const problem = `${psaName} unreachable`;
         const a: TicketAudit = { number, psa: psa.kind, validated: false, problem };
         if (policy === 'validate') return result({ audit: a, note: plan });
@@ -197,8 +211,12 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
           },
         });
       }
-      // The PSA answered, but not with a ticket (the connection's rights, a malformed answer): e.message is Keywarden's words.
-      return refuse(refusedTicket(`Ticket ${number} could not be checked: ${e.message}`, `PSA error ${e.code}`), `PSA error ${e.code}`, {
+      // The PSA answered, but not with a ticket (the connection's rights, a malformed answer, a failure
+      // on this ticket only): e.message is Keywarden's words.
+      const why = isDown(e)
+        ? `${psaName} answers other requests but failed on this ticket (${e.message.replace(/\.$/, '')}): check the number, or use another open ticket of ${key.client_name}.`
+        : e.message;
+      return refuse(refusedTicket(`Ticket ${number} could not be checked: ${why}`, `PSA error ${e.code}`), `PSA error ${e.code}`, {
         number,
         psa: psa.kind,
         validated: false,
