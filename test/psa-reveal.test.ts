@@ -262,6 +262,29 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(note!.text).not.toMatch(/[<>]/);
   });
 
+  it('a device, token or client name cannot forge a line of its own in the note: line breaks and separators become spaces', async () => {
+    const k = { ...newKey(), device: 'FAKE-L\u2028Recovery key 00000000… for LAPTOP-01 revealed; rotation queued (agent).' };
+    keys[keys.length - 1] = k;
+    await importKeys('Contoso', [k]);
+    const before = h.notes(h.t.open.id).length;
+    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+    await c.psaTickets.settled();
+    const [note] = h.notes(h.t.open.id).slice(before);
+    expect(note!.text).toContain('FAKE-L Recovery key 00000000…');
+    expect(note!.text).not.toMatch(/[\n\r\u2028\u2029\u0085]/);
+    // An agent reports its own hostname and a token is named by its creator: both may hold line breaks.
+    const text = c.psaTickets.noteText({
+      keyId: k.keyId,
+      device: 'LAPTOP-07\nThe key was not used; no rotation needed.',
+      clientName: 'Contoso\r\nLtd',
+      actorName: 'token ci\n\nRecovery key 00000000… (kw_1…)',
+      reason: 'lost-pin',
+      rotation: null,
+    });
+    expect(text).not.toMatch(/[\n\r\u2028\u2029\u0085]/);
+    expect(text).toContain('for LAPTOP-07 The key was not used; no rotation needed. (client Contoso Ltd)');
+  });
+
   it.each([
     ['a closed', () => h.t.closed.ref, /is closed \(.+\) in .+: reopen it or use an open ticket/],
     ["another company's", () => h.t.other.ref, /belongs to another company in .+, not to/],

@@ -5,7 +5,7 @@ import { newId } from '../../lib/ids.js';
 import { AppError, badRequest, unavailable } from '../../lib/errors.js';
 import { checkTicket, normaliseTicketText, type TicketProblem } from '../../domain/psa/ticket-check.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
-import { inertPsaText } from '../../domain/psa/psa-text.js';
+import { inertPsaText, psaLine } from '../../domain/psa/psa-text.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -266,10 +266,11 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     rotation: 'agent' | 'intune' | null;
   }) {
     const key = f.keyId ? `${f.keyId.replace(/[{}]/g, '').slice(0, 8).toUpperCase()}…` : 'without a key ID';
-    const reason = REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason;
+    const reason = psaLine(REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason);
     const next = f.rotation === 'agent' ? 'rotation queued (agent)' : f.rotation === 'intune' ? 'rotation queued (Intune)' : 'no rotation queued';
+    // One line: a device name (an agent reports its own), a token or client name cannot forge a line of its own.
     return inertPsaText(
-      `Recovery key ${key} for ${f.device ?? 'an unknown device'} (client ${f.clientName}) revealed in Keywarden by ${f.actorName}, reason: ${reason}; ${next}.`,
+      `Recovery key ${key} for ${f.device ? psaLine(f.device) : 'an unknown device'} (client ${psaLine(f.clientName)}) revealed in Keywarden by ${psaLine(f.actorName)}, reason: ${reason}; ${next}.`,
     );
   }
 
