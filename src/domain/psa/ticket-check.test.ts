@@ -73,8 +73,10 @@ describe('checkTicket', () => {
       message: expect.stringContaining('ask an owner to link your PSA member'),
     });
   });
-  it('reports the first failure: a closed ticket of another company is "closed"', () => {
-    expect(checkTicket(input({ ticket: { ...open, open: false, companyId: '99' } }))).toMatchObject({ problem: 'ticket closed' });
+  it("reports the first failure: a closed ticket of another company is another company's, its status untold", () => {
+    const r = checkTicket(input({ ticket: { ...open, open: false, statusName: 'Closed - Breach at Fabrikam', companyId: '99' } }));
+    expect(r).toMatchObject({ problem: 'ticket of another company' });
+    expect(!r.ok && r.message).not.toMatch(/closed|Breach/i);
   });
   it('an empty member never matches an unassigned ticket', () => {
     expect(isAssignedTo({ ...open, assigneeIds: [''], assigneeNames: [], assigneeLogins: [] }, '')).toBe(false);
