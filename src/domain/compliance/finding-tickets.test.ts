@@ -41,7 +41,7 @@ describe('PSA ticket text for findings', () => {
     const client = clientFindingTicketText(
       postureNotes(
         { usersCanReadOwnKeys: 'yes', usersCanReadOwnKeysReason: null, intuneRequiresEscrow: 'yes', intuneReason: null, intunePolicies: [] },
-        {},
+        { consentLostAt: null },
       )[0]!,
       { id: 'c1', name: 'Contoso\nLtd' },
       null,
