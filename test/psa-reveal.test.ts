@@ -524,7 +524,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
 });
 
 describe(`ticket-bound reveal under a burst on ${ENGINE}`, () => {
-  it('parallel reveals with tickets (some refused) still respect the hourly limit', async () => {
+  it('parallel reveals with tickets (some refused) still respect the hourly limit, and ask the PSA no more often than it allows', async () => {
     const sim = new HaloPsaSimulator();
     await sim.start();
     const seeded = sim.seed();
@@ -562,6 +562,8 @@ describe(`ticket-bound reveal under a burst on ${ENGINE}`, () => {
       expect(codes.filter((x) => x === 429)).toHaveLength(7);
       const attempts = (await c.audit.list(cliOwner, { action: 'key.reveal', limit: 1000 })).filter((e) => e.outcome !== 'rate_limited');
       expect(attempts).toHaveLength(5);
+      // The PSA is asked about one ticket per allowed attempt, not once per request of the burst.
+      expect(sim.requests().filter((r) => r.method === 'GET' && /\/tickets\/\d+$/i.test(r.path))).toHaveLength(5);
       await c.psaTickets.settled();
       expect(sim.notes(seeded.open.id)).toHaveLength(codes.filter((x) => x === 200).length);
     } finally {
