@@ -29,7 +29,27 @@ describe('normaliseTicketText', () => {
     expect(normaliseTicketText('# 1234')).toEqual({ ok: true, value: '1234' });
     expect(normaliseTicketText('T20250301.0001')).toEqual({ ok: true, value: 'T20250301.0001' });
   });
-  it.each(['', '   ', '#', '12 34', '1234/../5', '1234?x=1', 'ticket\u202e1', '.1234', 'a'.repeat(41), '12;drop'])('refuses %j', (t) => {
+  it.each([
+    '',
+    '   ',
+    '#',
+    '12 34',
+    '1234/../5',
+    '1234?x=1',
+    'ticket\u202e1',
+    '.1234',
+    'a'.repeat(41),
+    '12;drop',
+    '１２３４',
+    '١٢٣٤',
+    '12\n34',
+    '-1',
+    '%2e%2e',
+    '123#',
+    '123?x=1',
+    '123/../../Company/1',
+    '\u00a0',
+  ])('refuses %j', (t) => {
     expect(normaliseTicketText(t).ok).toBe(false);
   });
 });
