@@ -285,6 +285,22 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(text).toContain('for LAPTOP-07 The key was not used; no rotation needed. (client Contoso Ltd)');
   });
 
+  it('a device name shaped like a recovery password is masked in the note (and the outbox), and the note is still posted', async () => {
+    const shaped = randomRecoveryPassword();
+    const k = { ...newKey(), device: `FAKE-${shaped}` };
+    keys[keys.length - 1] = k;
+    await importKeys('Contoso', [k]);
+    const before = h.notes(h.t.open.id).length;
+    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+    await c.psaTickets.settled();
+    const [row] = await outboxOf(k);
+    expect(row).toMatchObject({ status: 'posted' });
+    expect(row!.text).not.toMatch(FORTY_EIGHT_DIGITS);
+    const [note] = h.notes(h.t.open.id).slice(before);
+    expect(note!.text).toContain('FAKE-[redacted-recovery-password]');
+    expect(note!.text).not.toMatch(FORTY_EIGHT_DIGITS);
+  });
+
   it.each([
     ['a closed', () => h.t.closed.ref, /is closed \(.+\) in .+: reopen it or use an open ticket/],
     ["another company's", () => h.t.other.ref, /belongs to another company in .+, not to/],

@@ -6,6 +6,7 @@ import { AppError, badRequest, unavailable } from '../../lib/errors.js';
 import { checkTicket, normaliseTicketText, type TicketProblem } from '../../domain/psa/ticket-check.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
 import { inertPsaText, psaLine } from '../../domain/psa/psa-text.js';
+import { containsRecoveryPasswordLike, redactRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -269,9 +270,9 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     const reason = psaLine(REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason);
     const next = f.rotation === 'agent' ? 'rotation queued (agent)' : f.rotation === 'intune' ? 'rotation queued (Intune)' : 'no rotation queued';
     // One line: a device name (an agent reports its own), a token or client name cannot forge a line of its own.
-    return inertPsaText(
-      `Recovery key ${key} for ${f.device ? psaLine(f.device) : 'an unknown device'} (client ${psaLine(f.clientName)}) revealed in Keywarden by ${psaLine(f.actorName)}, reason: ${reason}; ${next}.`,
-    );
+    const text = `Recovery key ${key} for ${f.device ? psaLine(f.device) : 'an unknown device'} (client ${psaLine(f.clientName)}) revealed in Keywarden by ${psaLine(f.actorName)}, reason: ${reason}; ${next}.`;
+    // A name shaped like a recovery password is masked: the outbox never holds one, and the note is still posted.
+    return inertPsaText(containsRecoveryPasswordLike(text) ? redactRecoveryPasswordLike(text) : text);
   }
 
   /** In the reveal's transaction: the note waits in the outbox until it is posted. Returns its id. */
