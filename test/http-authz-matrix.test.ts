@@ -3427,6 +3427,15 @@ const MATRIX: Record<string, Entry> = {
         session: { ...all(DENY), owner: OK, admin: MINE, 'scoped-owner': MINE },
         token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
       },
+      {
+        // Choosing a company takes the PSA's company list (every customer): principals limited to some
+        // clients are refused before anything is looked up; all clients get 400 here (no PSA connected).
+        label: 'link a company (all clients only)',
+        axis: 'client',
+        build: (_x, c) => ({ url: `/api/v1/clients/${c.id}/psa`, payload: { companyId: '17' } }),
+        session: { ...all(DENY), owner: [400, 400], admin: [403, 404], 'scoped-owner': [403, 404] },
+        token: { owner: DENY, admin: DENY, 'scoped-owner': DENY },
+      },
     ],
   },
   'GET /api/v1/psa/members': {

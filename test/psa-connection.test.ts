@@ -7,6 +7,8 @@
  * ticket policies off, people are linked to PSA members, and the changes need a fresh second factor
  * from someone with an authenticator app. Runs on SQLite and PostgreSQL.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCodeAt } from '../src/crypto/totp.js';
@@ -181,6 +183,67 @@ describe('PSA connection over HTTP (three simulators)', () => {
       expect((await req('PUT', `/clients/${contoso}/psa`, s.tech, { ticketPolicy: 'off' })).statusCode).toBe(403);
     });
   }
+
+  it('a stored secret is never sent to a new address: moving the connection elsewhere needs the secrets again (an owner cannot read them out through a server of their own)', async () => {
+    // The attacker's server: it records everything and names itself as Autotask's zone.
+    const seen: string[] = [];
+    const evil = http.createServer((q, res) => {
+      let body = '';
+      q.on('data', (c: Buffer) => (body += c.toString()));
+      q.on('end', () => {
+        seen.push(JSON.stringify({ url: q.url, headers: q.headers, body }));
+        const zone = q.url?.includes('zoneInformation');
+        res.writeHead(zone ? 200 : 401, { 'content-type': 'application/json' });
+        res.end(zone ? JSON.stringify({ url: `${base}/` }) : '{}');
+      });
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
+    const base = `http://127.0.0.1:${(evil.address() as AddressInfo).port}`;
+    try {
+      for (const psa of PSAS) {
+        await clean();
+        await connect(psa);
+        const moved =
+          psa.kind === 'halopsa'
+            ? { ...psa.withoutSecrets(), url: base }
+            : psa.kind === 'connectwise'
+              ? { ...psa.withoutSecrets(), apiUrl: `${base}/v4_6_release/apis/3.0` }
+              : { ...psa.withoutSecrets(), zoneLookupUrl: `${base}/atservicesrest` };
+        const r = ok(await req('PUT', '/settings/psa', s.owner, moved), 400);
+        expect(r.message, psa.name).toMatch(/is required again when the .+ address changes/);
+        expect(seen, psa.name).toEqual([]);
+        // Nothing changed: the connection still points at the PSA and works.
+        expect(ok(await req('POST', '/settings/psa/test', s.owner)).status).toBe('ok');
+        // Unchanged addresses keep the stored secrets as before.
+        expect(ok(await req('PUT', '/settings/psa', s.owner, psa.withoutSecrets())).status).toBe('ok');
+      }
+    } finally {
+      await new Promise<void>((r) => evil.close(() => r()));
+    }
+  });
+
+  it('an admin limited to some clients cannot link a company (the list covers every client): no company name, no claim; unlinking and the policy stay theirs', async () => {
+    await clean();
+    await connect(PSAS[0]!);
+    const list = ok(await req('GET', '/psa/companies', s.admin));
+    const theirs = list.clients.find((c: { clientId: string }) => c.clientId === contoso).suggestion;
+    const a = await t.addUser('admin', [northwind], 'northwind.admin@example.test');
+    const scoped = await t.signIn(a.email);
+    expect((await req('GET', '/psa/companies', scoped)).statusCode).toBe(403);
+    // Trying ids would name other customers' companies, or claim Contoso's company for Northwind.
+    for (const companyId of [theirs.id as string, '987654']) {
+      const r = ok(await req('PUT', `/clients/${northwind}/psa`, scoped, { companyId }), 403);
+      expect(JSON.stringify(r)).not.toContain(theirs.name);
+    }
+    expect(ok(await req('GET', `/clients/${northwind}/psa`, scoped))).toMatchObject({ companyId: null });
+    // Linked by an admin of all clients, the policy (and unlinking) is the scoped admin's to set.
+    const northwindCompany = list.companies.find((c: { id: string }) => c.id !== theirs.id).id as string;
+    ok(await req('PUT', `/clients/${northwind}/psa`, s.admin, { companyId: northwindCompany }));
+    expect(ok(await req('PUT', `/clients/${northwind}/psa`, scoped, { companyId: northwindCompany, ticketPolicy: 'required' }))).toMatchObject({
+      ticketPolicy: 'required',
+    });
+    expect(ok(await req('PUT', `/clients/${northwind}/psa`, scoped, { companyId: null, ticketPolicy: 'off' }))).toMatchObject({ companyId: null });
+  });
 
   it('another PSA unlinks every client from its company (the ids belong to the old PSA)', async () => {
     await clean();

@@ -262,6 +262,45 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     expect(note!.text).not.toMatch(/[<>]/);
   });
 
+  it('a device, token or client name cannot forge a line of its own in the note: line breaks and separators become spaces', async () => {
+    const k = { ...newKey(), device: 'FAKE-L\u2028Recovery key 00000000… for LAPTOP-01 revealed; rotation queued (agent).' };
+    keys[keys.length - 1] = k;
+    await importKeys('Contoso', [k]);
+    const before = h.notes(h.t.open.id).length;
+    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+    await c.psaTickets.settled();
+    const [note] = h.notes(h.t.open.id).slice(before);
+    expect(note!.text).toContain('FAKE-L Recovery key 00000000…');
+    expect(note!.text).not.toMatch(/[\n\r\u2028\u2029\u0085]/);
+    // An agent reports its own hostname and a token is named by its creator: both may hold line breaks.
+    const text = c.psaTickets.noteText({
+      keyId: k.keyId,
+      device: 'LAPTOP-07\nThe key was not used; no rotation needed.',
+      clientName: 'Contoso\r\nLtd',
+      actorName: 'token ci\n\nRecovery key 00000000… (kw_1…)',
+      reason: 'lost-pin',
+      rotation: null,
+    });
+    expect(text).not.toMatch(/[\n\r\u2028\u2029\u0085]/);
+    expect(text).toContain('for LAPTOP-07 The key was not used; no rotation needed. (client Contoso Ltd)');
+  });
+
+  it('a device name shaped like a recovery password is masked in the note (and the outbox), and the note is still posted', async () => {
+    const shaped = randomRecoveryPassword();
+    const k = { ...newKey(), device: `FAKE-${shaped}` };
+    keys[keys.length - 1] = k;
+    await importKeys('Contoso', [k]);
+    const before = h.notes(h.t.open.id).length;
+    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
+    await c.psaTickets.settled();
+    const [row] = await outboxOf(k);
+    expect(row).toMatchObject({ status: 'posted' });
+    expect(row!.text).not.toMatch(FORTY_EIGHT_DIGITS);
+    const [note] = h.notes(h.t.open.id).slice(before);
+    expect(note!.text).toContain('FAKE-[redacted-recovery-password]');
+    expect(note!.text).not.toMatch(FORTY_EIGHT_DIGITS);
+  });
+
   it.each([
     ['a closed', () => h.t.closed.ref, /is closed \(.+\) in .+: reopen it or use an open ticket/],
     ["another company's", () => h.t.other.ref, /belongs to another company in .+, not to/],
@@ -412,6 +451,36 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await policy('validate');
   });
 
+  it.each([500, 504])(
+    'a ticket the PSA fails on (HTTP %i) while it answers other requests: refused under validate and required, never revealed "unverified", no break-glass',
+    async (status) => {
+      // The attack: a made-up number the PSA chokes on would look like "the PSA is down".
+      const bogus = '424242';
+      h.sim.faultFor = ({ path }) => (path.toLowerCase().endsWith(`/tickets/${bogus}`) ? { status, body: { message: 'Internal error' } } : undefined);
+      const k = newKey();
+      await importKeys('Contoso', [k]);
+      try {
+        const r = answer(await reveal(s.ada, k, { ticket: bogus }), 409);
+        expect(r.message).toMatch(/^Ticket 424242 could not be checked: .+ answers other requests but failed on this ticket/);
+        await policy('required');
+        const r2 = answer(await reveal(s.owner, k, { ticket: bogus }), 409);
+        expect(r2.details?.breakGlass).toBeUndefined();
+        expect(answer(await reveal(s.owner, k, { ticket: bogus, breakGlassReason: 'the PSA is down and the CEO waits' }), 409).message).toMatch(
+          /could not be checked/,
+        );
+      } finally {
+        h.sim.faultFor = null;
+        await policy('validate');
+      }
+      const evs = await reveals(k);
+      expect(evs.map((e) => e.outcome)).toEqual(['denied', 'denied', 'denied']);
+      expect(evs[0]!.details).toMatchObject({ ticket: { validated: false, problem: expect.stringMatching(/^PSA error /) } });
+      await c.psaTickets.settled();
+      expect(await outboxOf(k)).toEqual([]);
+      expect((await c.audit.list(cliOwner, { action: 'key.break_glass', limit: 100 })).filter((e) => e.targetId === k.recordId)).toEqual([]);
+    },
+  );
+
   it('a ticket policy switched on or tightened while a reveal is on its way (after its check) refuses that reveal', async () => {
     await policy('off');
     const k = newKey();
@@ -471,7 +540,7 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
 });
 
 describe(`ticket-bound reveal under a burst on ${ENGINE}`, () => {
-  it('parallel reveals with tickets (some refused) still respect the hourly limit', async () => {
+  it('parallel reveals with tickets (some refused) still respect the hourly limit, and ask the PSA no more often than it allows', async () => {
     const sim = new HaloPsaSimulator();
     await sim.start();
     const seeded = sim.seed();
@@ -509,6 +578,8 @@ describe(`ticket-bound reveal under a burst on ${ENGINE}`, () => {
       expect(codes.filter((x) => x === 429)).toHaveLength(7);
       const attempts = (await c.audit.list(cliOwner, { action: 'key.reveal', limit: 1000 })).filter((e) => e.outcome !== 'rate_limited');
       expect(attempts).toHaveLength(5);
+      // The PSA is asked about one ticket per allowed attempt, not once per request of the burst.
+      expect(sim.requests().filter((r) => r.method === 'GET' && /\/tickets\/\d+$/i.test(r.path))).toHaveLength(5);
       await c.psaTickets.settled();
       expect(sim.notes(seeded.open.id)).toHaveLength(codes.filter((x) => x === 200).length);
     } finally {

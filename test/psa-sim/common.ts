@@ -75,6 +75,12 @@ export abstract class PsaSimBase {
   throttleEvery: number | undefined;
   /** Seconds in the vendor's retry hint on a throttled answer (default 1). */
   retryAfterSeconds = 1;
+  /**
+   * Live switch: a vendor fault on one input, e.g. an internal error (500) or a gateway timeout (504)
+   * for one ticket id while every other request is answered normally. Returns the answer to give, or
+   * undefined to route the request as usual.
+   */
+  faultFor: ((req: { method: string; path: string }) => Reply | undefined) | null = null;
   private answerGate: { arrived: () => void; released: Promise<void> } | null = null;
 
   protected readonly now: () => number;
@@ -243,7 +249,7 @@ export abstract class PsaSimBase {
         if (api && this.throttleEvery && ++this.apiCount % this.throttleEvery === 0) {
           reply = this.throttleReply();
           this.window = { from: at, until: at + this.retryAfterSeconds * 1000 };
-        } else reply = await this.route(incoming);
+        } else reply = this.faultFor?.({ method, path: u.pathname }) ?? (await this.route(incoming));
       }
     } catch (err) {
       if (err instanceof HttpError) reply = err.reply;

@@ -5329,7 +5329,7 @@ export interface paths {
         };
       };
     };
-    /** Links the client to a PSA company and sets its ticket policy (integration:manage, fresh step-up). Audited. */
+    /** Links the client to a PSA company (all clients only) and sets its ticket policy (integration:manage, fresh step-up). Audited. */
     put: {
       parameters: {
         query?: never;
@@ -21744,7 +21744,7 @@ export interface paths {
         };
       };
     };
-    /** Sets the PSA connection and tests it (owners, fresh step-up). Another PSA unlinks every client from its company. Audited. */
+    /** Sets the PSA connection and tests it (owners, fresh step-up); a new address needs the secrets again. Another PSA unlinks every client from its company. Audited. */
     put: {
       parameters: {
         query?: never;

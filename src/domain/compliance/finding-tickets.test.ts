@@ -34,6 +34,29 @@ describe('PSA ticket text for findings', () => {
     expect(one.body).toContain('PC-‹script›alert(1)‹/script›');
   });
 
+  it('a name with line breaks (an agent reports its own hostname) cannot forge a line of the ticket', () => {
+    const evil = 'PC-1\n- LAPTOP-99: Recovery key escrowed (nothing to do)\u2028Closed automatically.';
+    const one = findingTicketText({ ...item(evil), details: ['C:\r\nThe finding cleared.'] }, 'Contoso\nLtd', null);
+    const digest = digestTicketText([item(evil), item('B')], 'Contoso\r\nLtd', null);
+    const client = clientFindingTicketText(
+      postureNotes(
+        { usersCanReadOwnKeys: 'yes', usersCanReadOwnKeysReason: null, intuneRequiresEscrow: 'yes', intuneReason: null, intunePolicies: [] },
+        { consentLostAt: null },
+      )[0]!,
+      { id: 'c1', name: 'Contoso\nLtd' },
+      null,
+    );
+    const lines = (t: string) => t.split(/[\n\r\u2028\u2029\u0085]/);
+    expect(lines(one.body).filter((l) => l.includes('LAPTOP-99'))).toEqual([
+      'Keywarden found a BitLocker problem on PC-1 - LAPTOP-99: Recovery key escrowed (nothing to do) Closed automatically. (client Contoso Ltd).',
+    ]);
+    expect(lines(one.body)).toContain('- C: The finding cleared.');
+    expect(lines(digest.body).filter((l) => l.includes('LAPTOP-99'))).toHaveLength(1);
+    expect(lines(digest.body).filter((l) => l.startsWith('- LAPTOP-99'))).toEqual([]);
+    for (const t of [one.title, digest.title, client.title, clearedNote('cleared', '2026-12-07T00:00:00Z', evil)]) expect(lines(t)).toHaveLength(1);
+    expect(lines(client.body)[0]).toContain('client Contoso Ltd that');
+  });
+
   it('a client-level finding: the tenant, client, explanation, fix and the client page; no device', () => {
     const [note] = postureNotes(
       { usersCanReadOwnKeys: 'no', usersCanReadOwnKeysReason: null, intuneRequiresEscrow: 'yes', intuneReason: null, intunePolicies: [] },

@@ -1,6 +1,6 @@
 import { FINDING_CODES, FINDING_INFO, type FindingInfo } from './findings.js';
 import { POSTURE_NOTE_CODES, POSTURE_NOTE_INFO, type PostureNote, type PostureNoteCode } from './tenant-posture.js';
-import { inertPsaText } from '../psa/psa-text.js';
+import { inertPsaText, psaLine } from '../psa/psa-text.js';
 
 /**
  * What Keywarden writes into a PSA ticket about a finding: titles and bodies in product words
@@ -61,8 +61,13 @@ export const devicePageUrl = (publicUrl: string | null, deviceId: string): strin
 
 const FOOTER = 'Opened by Keywarden. It is updated when the finding changes and closed automatically once the finding clears.';
 
+/** Names and facts reported by devices stay on their line: a hostname with a line break cannot forge a line of the ticket. */
+const oneLineItem = (i: TicketItem): TicketItem => ({ ...i, deviceName: psaLine(i.deviceName), details: i.details.map(psaLine) });
+
 /** A ticket about one device's finding of one code. */
-export function findingTicketText(item: TicketItem, clientName: string, publicUrl: string | null): { title: string; body: string } {
+export function findingTicketText(raw: TicketItem, clientName: string, publicUrl: string | null): { title: string; body: string } {
+  const item = oneLineItem(raw);
+  clientName = psaLine(clientName);
   const info = ticketCodeInfo(item.code);
   const link = devicePageUrl(publicUrl, item.deviceId);
   const lines = [
@@ -81,7 +86,9 @@ export function findingTicketText(item: TicketItem, clientName: string, publicUr
 }
 
 /** One ticket listing several devices' findings (digest mode, or a burst above the threshold). */
-export function digestTicketText(items: readonly TicketItem[], clientName: string, publicUrl: string | null): { title: string; body: string } {
+export function digestTicketText(raw: readonly TicketItem[], clientName: string, publicUrl: string | null): { title: string; body: string } {
+  const items = raw.map(oneLineItem);
+  clientName = psaLine(clientName);
   const devices = new Set(items.map((i) => i.deviceId)).size;
   const sorted = [...items].sort(
     (a, b) => a.deviceName.localeCompare(b.deviceName) || DEVICE_TICKET_CODES.indexOf(a.code) - DEVICE_TICKET_CODES.indexOf(b.code),
@@ -114,7 +121,8 @@ export const clientPageUrl = (publicUrl: string | null, clientId: string): strin
  * A ticket about a client-level finding (a setting of the client's Microsoft 365 tenant, or
  * Keywarden's access to it): one per client and code, never part of a digest (a digest lists devices).
  */
-export function clientFindingTicketText(note: PostureNote, client: { id: string; name: string }, publicUrl: string | null): { title: string; body: string } {
+export function clientFindingTicketText(note: PostureNote, rawClient: { id: string; name: string }, publicUrl: string | null): { title: string; body: string } {
+  const client = { ...rawClient, name: psaLine(rawClient.name) };
   const link = clientPageUrl(publicUrl, client.id);
   const lines = [
     `Keywarden found a problem with the Microsoft 365 tenant of client ${client.name} that puts its BitLocker recovery keys at risk.`,
@@ -135,7 +143,7 @@ export type ClearedWhy = 'cleared' | 'device_gone' | 'rule_off' | 'tenant_gone';
 
 /** The note a closing ticket gets. */
 export function clearedNote(why: ClearedWhy, at: string, what: string): string {
-  return inertPsaText(clearedNoteText(why, at, what));
+  return inertPsaText(clearedNoteText(why, at, psaLine(what)));
 }
 
 function clearedNoteText(why: ClearedWhy, at: string, what: string): string {

@@ -14,3 +14,12 @@ export function inertPsaText(text: string): string {
       .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069]/g, '')
   );
 }
+
+/**
+ * A name quoted inside one of Keywarden's sentences (a device reported by an agent, a token, a
+ * client): every run of whitespace, line or paragraph separators becomes one space, so a name like
+ * "LAPTOP-07\nrotation queued" cannot start a line of its own and pass for Keywarden's words.
+ */
+export function psaLine(text: string): string {
+  return text.replace(/[\s\u0085]+/g, ' ').trim();
+}

@@ -29,7 +29,27 @@ describe('normaliseTicketText', () => {
     expect(normaliseTicketText('# 1234')).toEqual({ ok: true, value: '1234' });
     expect(normaliseTicketText('T20250301.0001')).toEqual({ ok: true, value: 'T20250301.0001' });
   });
-  it.each(['', '   ', '#', '12 34', '1234/../5', '1234?x=1', 'ticket\u202e1', '.1234', 'a'.repeat(41), '12;drop'])('refuses %j', (t) => {
+  it.each([
+    '',
+    '   ',
+    '#',
+    '12 34',
+    '1234/../5',
+    '1234?x=1',
+    'ticket\u202e1',
+    '.1234',
+    'a'.repeat(41),
+    '12;drop',
+    '１２３４',
+    '١٢٣٤',
+    '12\n34',
+    '-1',
+    '%2e%2e',
+    '123#',
+    '123?x=1',
+    '123/../../Company/1',
+    '\u00a0',
+  ])('refuses %j', (t) => {
     expect(normaliseTicketText(t).ok).toBe(false);
   });
 });
@@ -73,8 +93,10 @@ describe('checkTicket', () => {
       message: expect.stringContaining('ask an owner to link your PSA member'),
     });
   });
-  it('reports the first failure: a closed ticket of another company is "closed"', () => {
-    expect(checkTicket(input({ ticket: { ...open, open: false, companyId: '99' } }))).toMatchObject({ problem: 'ticket closed' });
+  it("reports the first failure: a closed ticket of another company is another company's, its status untold", () => {
+    const r = checkTicket(input({ ticket: { ...open, open: false, statusName: 'Closed - Breach at Fabrikam', companyId: '99' } }));
+    expect(r).toMatchObject({ problem: 'ticket of another company' });
+    expect(!r.ok && r.message).not.toMatch(/closed|Breach/i);
   });
   it('an empty member never matches an unassigned ticket', () => {
     expect(isAssignedTo({ ...open, assigneeIds: [''], assigneeNames: [], assigneeLogins: [] }, '')).toBe(false);

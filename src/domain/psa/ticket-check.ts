@@ -66,24 +66,25 @@ export function isAssignedTo(ticket: TicketFacts, member: string): boolean {
   return [...ticket.assigneeIds, ...ticket.assigneeLogins, ...ticket.assigneeNames].some((a) => a.trim().toLowerCase() === m);
 }
 
-/** Exists, is open, belongs to the linked company, and (when asked) is assigned to the technician: the first that fails. */
+/** Exists, belongs to the linked company, is open, and (when asked) is assigned to the technician: the first that fails. */
 export function checkTicket(i: TicketCheckInput): TicketCheck {
   const name = `Ticket ${i.ticketText}`;
   const t = i.ticket;
   if (!t) return { ok: false, problem: 'ticket unknown', message: `${name} does not exist in ${i.psaName}: check the number.` };
-  if (!t.open) {
-    return {
-      ok: false,
-      problem: 'ticket closed',
-      message: `${name} is closed (${t.statusName || 'closed'}) in ${i.psaName}: reopen it or use an open ticket.`,
-    };
-  }
+  // The company first: nothing more (its status) is told about another company's ticket.
   if (t.companyId !== i.companyId) {
     const other = i.otherCompanyName ?? 'another company';
     return {
       ok: false,
       problem: 'ticket of another company',
       message: `${name} belongs to ${other} in ${i.psaName}, not to ${i.companyLabel}: use a ticket of this client's company.`,
+    };
+  }
+  if (!t.open) {
+    return {
+      ok: false,
+      problem: 'ticket closed',
+      message: `${name} is closed (${t.statusName || 'closed'}) in ${i.psaName}: reopen it or use an open ticket.`,
     };
   }
   if (i.assignee) {

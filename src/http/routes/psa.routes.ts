@@ -113,7 +113,8 @@ export const psaRoutes =
       {
         schema: {
           tags: ['psa'],
-          summary: 'Sets the PSA connection and tests it (owners, fresh step-up). Another PSA unlinks every client from its company. Audited.',
+          summary:
+            'Sets the PSA connection and tests it (owners, fresh step-up); a new address needs the secrets again. Another PSA unlinks every client from its company. Audited.',
           body: ConnectionInput,
           response: { 200: ConnectionSchema, ...errors(400, 401, 403) },
         },
@@ -170,7 +171,7 @@ export const psaRoutes =
       {
         schema: {
           tags: ['psa'],
-          summary: 'Links the client to a PSA company and sets its ticket policy (integration:manage, fresh step-up). Audited.',
+          summary: 'Links the client to a PSA company (all clients only) and sets its ticket policy (integration:manage, fresh step-up). Audited.',
           params: z.strictObject({ clientId: Id }),
           body: z.strictObject({
             companyId: z.string().max(100).nullable().optional().describe('null unlinks'),

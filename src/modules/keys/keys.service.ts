@@ -132,6 +132,225 @@ export function createKeysService({
   const db = transactions.reader;
   const summarize = (exec: Executor, rows: KeySummaryRow[]): Promise<KeySummary[]> => summarizeKeys(repo, exec, rows);
 
+  // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
+  const limitOf = (actor: Actor) => (guard && (actor.type === 'user' || actor.type === 'token') ? guard : undefined);
+  /** Per actor, the reveal running now (and those queued behind it) in this process. */
+  const queues = new Map<string, Promise<unknown>>();
+  async function oneAtATime<T>(key: string, f: () => Promise<T>): Promise<T> {
+    const run = (queues.get(key) ?? Promise.resolve()).then(f, f);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    queues.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (queues.get(key) === tail) queues.delete(key);
+    }
+  }
+
+  /**
+   * One reveal (see revealByKeyId). The audit event, successful or not, is committed before the
+   * password leaves this function.
+   */
+  async function revealOne(actor: Actor, input: RevealInput): Promise<RevealResult> {
+    if (!can(actor, 'key:reveal')) {
+      // A denied reveal is a fact worth keeping: record it before refusing.
+      const q = parseKeyIdQuery(input.query);
+      await audit.recordNow(actor, { action: 'key.reveal', outcome: 'denied', details: { query: q.ok ? queryText(q.value) : null } });
+      requirePermission(actor, 'key:reveal');
+    }
+    const reason = parseRevealReason({ reason: input.reason, ticket: input.ticket ?? undefined });
+    if (!reason.ok) throw badRequest(reason.reason);
+    const parsed = parseQuery(input.query);
+    const note = input.note?.trim() || null;
+    if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`, { field: 'note' });
+    // The note goes into the audit log: never a recovery password, never control characters.
+    if (note && containsRecoveryPasswordLike(note)) {
+      throw badRequest('The note looks like it contains a recovery password; leave it out (the audit log must never hold one).', { field: 'note' });
+    }
+    // eslint-disable-next-line no-control-regex
+    if (note && /[\u0000-\u0008\u000b-\u001f\u007f\u202a-\u202e\u2066-\u2069]/.test(note)) {
+      throw badRequest('The note contains control characters.', { field: 'note' });
+    }
+    const query = queryText(parsed);
+    const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
+
+    if (guard && actor.session) {
+      // A fresh second factor: a session signed in hours ago does not reveal keys on its own.
+      // (API tokens have no second factor; they are limited by their grant and the hourly limit.)
+      try {
+        requireFreshSecondFactor(actor, 'reveal a recovery key', clock.now(), guard.stepUpMinutes);
+      } catch (e) {
+        await audit.recordNow(actor, { ...base, outcome: 'denied', details: { query, problem: 'step-up required' } });
+        throw e;
+      }
+    }
+    const limit = limitOf(actor);
+    const hourAgo = () => new Date(Date.parse(clock.now()) - 3600_000).toISOString();
+    const byRecordId = isId(input.query.trim()) ? input.query.trim().toLowerCase() : null;
+
+    // Ticket-bound reveal: the PSA is asked here, before the transaction (no network call inside
+    // one), about the one key the query names now. Someone already over the hourly limit is not
+    // worth a PSA call: the transaction refuses them first anyway. Ambiguous or unknown queries
+    // fall through to the transaction's answer as before.
+    let ticketCheck: Awaited<ReturnType<PsaTickets['check']>> | undefined;
+    if (ticketGate && !(limit && (await limit.revealsSince(db, actor.id, hourAgo())) >= limit.revealLimitPerHour)) {
+      // The same lookup as the transaction's: a record id first, else key-ID matches (a full key
+      // ID is a GUID too, so it is tried as a record id and then as a key ID).
+      const byRecord = byRecordId ? await repo.revealById(db, revealScope(actor), byRecordId) : undefined;
+      const pre = byRecord ? [byRecord] : await repo.revealCandidates(db, revealScope(actor), parsed, 2);
+      if (pre.length === 1 && pre[0]!.state !== 'destroyed') ticketCheck = await ticketGate.check(actor, pre[0]!, reason.value.ticket);
+    }
+    const breakGlassGiven = input.breakGlassReason !== undefined && input.breakGlassReason !== null;
+    let noteId: string | null = null;
+
+    let plaintext: string | undefined;
+    let failure: unknown;
+    let refusal: AppError | undefined;
+    const outcome = await transactions.run(async (tx): Promise<RevealResult | { status: 'rate_limited' } | { status: 'refused' }> => {
+      if (limit) {
+        // Count and record under one lock per actor: parallel reveals by one person queue here,
+        // each sees the attempts committed before it, so the limit holds exactly.
+        await lockKey(tx, 'reveal', actor.id);
+        if ((await limit.revealsSince(tx, actor.id, hourAgo())) >= limit.revealLimitPerHour) {
+          // Committed with this transaction; the refusal is thrown once it has been.
+          await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { query } });
+          return { status: 'rate_limited' };
+        }
+      }
+      // The id of one key record (what the console links to) names exactly that key.
+      const byRecord = byRecordId ? await repo.revealById(tx, revealScope(actor), byRecordId) : undefined;
+      const rows = byRecord ? [byRecord] : await repo.revealCandidates(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
+      if (rows.length === 0) {
+        await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
+        return { status: 'not_found' };
+      }
+      if (rows.length > 1) {
+        await audit.record(tx, actor, { ...base, outcome: 'ambiguous', details: { query, matches: rows.length } });
+        // Seeing the list of candidates for a prefix is browsing: only roles that may list keys get
+        // it. A full key ID is no browsing: every record of it (one per client, a conflict) is a
+        // key the actor may reveal, shown with its client so the right one is revealed by record id.
+        const mayList = mayListCandidates(actor) || parsed.kind === 'full';
+        if (!mayList) return { status: 'ambiguous', matches: rows.length, candidates: null };
+        const ranked = rankCandidates(summariesOf(rows.slice(0, MAX_CANDIDATES)));
+        return { status: 'ambiguous', matches: rows.length, candidates: ranked.keys, tryFirst: ranked.tryFirst };
+      }
+      const { ciphertext, data_key_version: dataKeyVersion, ...row } = rows[0]!;
+      // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
+      const destroyed = row.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
+      const target = { clientId: row.client_id, targetType: 'recovery_key', targetId: row.id };
+      const ticketDetails = ticketCheck?.keyRecordId === row.id && ticketCheck.audit ? { ticket: ticketCheck.audit } : {};
+      const refuse = async (error: AppError, problem: string) => {
+        plaintext = undefined;
+        refusal = error;
+        await audit.record(tx, actor, {
+          ...base,
+          ...target,
+          outcome: 'denied',
+          details: { keyId: row.key_id, query, device: row.device_name ?? null, problem, ...ticketDetails },
+        });
+        return { status: 'refused' as const };
+      };
+      // Ticket-bound reveal: the key revealed must be the key whose ticket was checked.
+      let psaBreakGlass: string | null = null;
+      if (ticketGate && !destroyed) {
+        if (!ticketCheck || ticketCheck.keyRecordId !== row.id) {
+          if (await ticketGate.applies(tx, actor, row.client_id)) {
+            return refuse(conflict('The key changed while its ticket was being checked: reveal it again.'), 'key changed during the ticket check');
+          }
+        } else if ((await ticketGate.rulesOf(tx, actor, row.client_id)) !== ticketCheck.rules) {
+          // The client's ticket policy, company or assignee rule changed while this reveal was on its way: check again.
+          return refuse(conflict("The client's ticket policy changed while this reveal was on its way: reveal it again."), 'ticket policy changed');
+        } else if (ticketCheck.refusal) {
+          // Only "the PSA cannot be asked" yields to an owner's break-glass (checked by the approval gate).
+          if (!(ticketCheck.breakGlassProblem && breakGlassGiven && approvalGate)) return refuse(ticketCheck.refusal.error, ticketCheck.refusal.problem);
+          psaBreakGlass = ticketCheck.breakGlassProblem;
+        }
+      }
+      // Two-person reveal: may this actor reveal this key now (policy, an approved request, break-glass)?
+      const gate = destroyed || !approvalGate ? undefined : await approvalGate(tx, actor, row, { ...input, query, psaBreakGlass });
+      if (gate && !gate.ok) return refuse(gate.error, gate.problem);
+      try {
+        if (destroyed) throw destroyed;
+        const cipher = await keyring.clientCipher(tx, row.client_id);
+        plaintext = cipher.openRecoveryPassword(row.id, { ciphertext, dataKeyVersion });
+      } catch (e) {
+        failure = e;
+      }
+      // An approval is single use: spent here, in the reveal's transaction, only by a reveal that worked.
+      if (!failure && gate?.ok && gate.claim && !(await gate.claim(tx))) {
+        return refuse(conflict('That approval has already been used: an approval reveals the key once.'), 'approval already used');
+      }
+      await audit.record(tx, actor, {
+        ...base,
+        outcome: destroyed ? 'failure' : failure ? 'error' : 'success',
+        clientId: row.client_id,
+        targetType: 'recovery_key',
+        targetId: row.id,
+        details: {
+          keyId: row.key_id,
+          query,
+          device: row.device_name ?? null,
+          ...(note ? { note } : {}),
+          ...(destroyed ? { problem: 'the key was destroyed' } : {}),
+          ...(gate?.ok ? gate.details : {}),
+          ...ticketDetails,
+        },
+      });
+      if (!failure && gate?.ok && gate.after) await gate.after(tx);
+      // A disclosed key should be rotated; the state says so until a new key arrives.
+      if (!failure && row.state === 'active') {
+        await repo.setState(tx, row.client_id, row.id, 'disclosed', clock.now());
+        row.state = 'disclosed';
+      }
+      if (!failure && row.state === 'disclosed') await onDisclosed?.(tx, actor, row);
+      if (!failure && notifier) {
+        await notifier.emit(tx, {
+          type: 'key.revealed',
+          clientId: row.client_id,
+          deviceId: row.device_id,
+          subject: `Recovery key ${row.key_id ? formatKeyIdForDisplay(row.key_id) : row.id} of ${row.device_name ?? 'an unknown device'} was revealed by ${actor.name}`,
+          details: {
+            keyId: row.key_id,
+            device: row.device_name ?? null,
+            revealedBy: actor.name,
+            reason: reason.value.reason,
+            ticket: reason.value.ticket ?? null,
+          },
+          occurredAt: clock.now(),
+        });
+      }
+      // What happens next, in plain words for the console: a rotation now waiting for this key.
+      const kind = failure ? null : await rotations.pendingRotationKind(tx, row.client_id, row.id);
+      const rotation = kind ? (kind === 'rotate' ? 'agent' : 'intune') : null;
+      // The internal note on the ticket waits in the outbox, committed with the reveal.
+      if (!failure && ticketGate && ticketCheck?.keyRecordId === row.id && ticketCheck.note) {
+        noteId = await ticketGate.queueNote(tx, ticketCheck.note, {
+          clientId: row.client_id,
+          keyRecordId: row.id,
+          keyId: row.key_id,
+          device: row.device_name,
+          clientName: row.client_name,
+          actorName: actor.name,
+          reason: reason.value.reason,
+          rotation,
+        });
+      }
+      const [summary] = summariesOf([row]);
+      return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
+    });
+    if (noteId && outcome.status === 'revealed') ticketGate!.deliverSoon(noteId);
+    if (outcome.status === 'refused') throw refusal!;
+    if (outcome.status === 'rate_limited') {
+      throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
+    }
+    if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
+    if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
+    return outcome;
+  }
+
   return {
     /** Metadata of keys the actor may see. Never a password. */
     async list(actor: Actor, filter: { clientId?: string; deviceId?: string; limit?: number; offset?: number } = {}): Promise<KeySummary[]> {
@@ -184,201 +403,12 @@ export function createKeysService({
      * The audit event, successful or not, is committed before the password leaves this function.
      */
     async revealByKeyId(actor: Actor, input: RevealInput): Promise<RevealResult> {
-      if (!can(actor, 'key:reveal')) {
-        // A denied reveal is a fact worth keeping: record it before refusing.
-        const q = parseKeyIdQuery(input.query);
-        await audit.recordNow(actor, { action: 'key.reveal', outcome: 'denied', details: { query: q.ok ? queryText(q.value) : null } });
-        requirePermission(actor, 'key:reveal');
-      }
-      const reason = parseRevealReason({ reason: input.reason, ticket: input.ticket ?? undefined });
-      if (!reason.ok) throw badRequest(reason.reason);
-      const parsed = parseQuery(input.query);
-      const note = input.note?.trim() || null;
-      if (note && note.length > NOTE_MAX) throw badRequest(`A note can be at most ${NOTE_MAX} characters.`, { field: 'note' });
-      // The note goes into the audit log: never a recovery password, never control characters.
-      if (note && containsRecoveryPasswordLike(note)) {
-        throw badRequest('The note looks like it contains a recovery password; leave it out (the audit log must never hold one).', { field: 'note' });
-      }
-      // eslint-disable-next-line no-control-regex
-      if (note && /[\u0000-\u0008\u000b-\u001f\u007f\u202a-\u202e\u2066-\u2069]/.test(note)) {
-        throw badRequest('The note contains control characters.', { field: 'note' });
-      }
-      const query = queryText(parsed);
-      const base = { action: 'key.reveal' as const, reasonCode: reason.value.reason, ticket: reason.value.ticket };
-
-      if (guard && actor.session) {
-        // A fresh second factor: a session signed in hours ago does not reveal keys on its own.
-        // (API tokens have no second factor; they are limited by their grant and the hourly limit.)
-        try {
-          requireFreshSecondFactor(actor, 'reveal a recovery key', clock.now(), guard.stepUpMinutes);
-        } catch (e) {
-          await audit.recordNow(actor, { ...base, outcome: 'denied', details: { query, problem: 'step-up required' } });
-          throw e;
-        }
-      }
-      // People and integrations are rate-limited; the local CLI (which holds the master key) is not.
-      const limit = guard && (actor.type === 'user' || actor.type === 'token') ? guard : undefined;
-      const hourAgo = () => new Date(Date.parse(clock.now()) - 3600_000).toISOString();
-      const byRecordId = isId(input.query.trim()) ? input.query.trim().toLowerCase() : null;
-
-      // Ticket-bound reveal: the PSA is asked here, before the transaction (no network call inside
-      // one), about the one key the query names now. Someone already over the hourly limit is not
-      // worth a PSA call: the transaction refuses them first anyway. Ambiguous or unknown queries
-      // fall through to the transaction's answer as before.
-      let ticketCheck: Awaited<ReturnType<PsaTickets['check']>> | undefined;
-      if (ticketGate && !(limit && (await limit.revealsSince(db, actor.id, hourAgo())) >= limit.revealLimitPerHour)) {
-        // The same lookup as the transaction's: a record id first, else key-ID matches (a full key
-        // ID is a GUID too, so it is tried as a record id and then as a key ID).
-        const byRecord = byRecordId ? await repo.revealById(db, revealScope(actor), byRecordId) : undefined;
-        const pre = byRecord ? [byRecord] : await repo.revealCandidates(db, revealScope(actor), parsed, 2);
-        if (pre.length === 1 && pre[0]!.state !== 'destroyed') ticketCheck = await ticketGate.check(actor, pre[0]!, reason.value.ticket);
-      }
-      const breakGlassGiven = input.breakGlassReason !== undefined && input.breakGlassReason !== null;
-      let noteId: string | null = null;
-
-      let plaintext: string | undefined;
-      let failure: unknown;
-      let refusal: AppError | undefined;
-      const outcome = await transactions.run(async (tx): Promise<RevealResult | { status: 'rate_limited' } | { status: 'refused' }> => {
-        if (limit) {
-          // Count and record under one lock per actor: parallel reveals by one person queue here,
-          // each sees the attempts committed before it, so the limit holds exactly.
-          await lockKey(tx, 'reveal', actor.id);
-          if ((await limit.revealsSince(tx, actor.id, hourAgo())) >= limit.revealLimitPerHour) {
-            // Committed with this transaction; the refusal is thrown once it has been.
-            await audit.record(tx, actor, { ...base, outcome: 'rate_limited', details: { query } });
-            return { status: 'rate_limited' };
-          }
-        }
-        // The id of one key record (what the console links to) names exactly that key.
-        const byRecord = byRecordId ? await repo.revealById(tx, revealScope(actor), byRecordId) : undefined;
-        const rows = byRecord ? [byRecord] : await repo.revealCandidates(tx, revealScope(actor), parsed, MAX_CANDIDATES + 1);
-        if (rows.length === 0) {
-          await audit.record(tx, actor, { ...base, outcome: 'not_found', details: { query } });
-          return { status: 'not_found' };
-        }
-        if (rows.length > 1) {
-          await audit.record(tx, actor, { ...base, outcome: 'ambiguous', details: { query, matches: rows.length } });
-          // Seeing the list of candidates for a prefix is browsing: only roles that may list keys get
-          // it. A full key ID is no browsing: every record of it (one per client, a conflict) is a
-          // key the actor may reveal, shown with its client so the right one is revealed by record id.
-          const mayList = mayListCandidates(actor) || parsed.kind === 'full';
-          if (!mayList) return { status: 'ambiguous', matches: rows.length, candidates: null };
-          const ranked = rankCandidates(summariesOf(rows.slice(0, MAX_CANDIDATES)));
-          return { status: 'ambiguous', matches: rows.length, candidates: ranked.keys, tryFirst: ranked.tryFirst };
-        }
-        const { ciphertext, data_key_version: dataKeyVersion, ...row } = rows[0]!;
-        // A destroyed key (retention ended, or its client was offboarded) answers in plain words.
-        const destroyed = row.state === 'destroyed' ? await destroyedKeyError(repo, tx, row.client_id, row.id) : undefined;
-        const target = { clientId: row.client_id, targetType: 'recovery_key', targetId: row.id };
-        const ticketDetails = ticketCheck?.keyRecordId === row.id && ticketCheck.audit ? { ticket: ticketCheck.audit } : {};
-        const refuse = async (error: AppError, problem: string) => {
-          plaintext = undefined;
-          refusal = error;
-          await audit.record(tx, actor, {
-            ...base,
-            ...target,
-            outcome: 'denied',
-            details: { keyId: row.key_id, query, device: row.device_name ?? null, problem, ...ticketDetails },
-          });
-          return { status: 'refused' as const };
-        };
-        // Ticket-bound reveal: the key revealed must be the key whose ticket was checked.
-        let psaBreakGlass: string | null = null;
-        if (ticketGate && !destroyed) {
-          if (!ticketCheck || ticketCheck.keyRecordId !== row.id) {
-            if (await ticketGate.applies(tx, actor, row.client_id)) {
-              return refuse(conflict('The key changed while its ticket was being checked: reveal it again.'), 'key changed during the ticket check');
-            }
-          } else if ((await ticketGate.rulesOf(tx, actor, row.client_id)) !== ticketCheck.rules) {
-            // The client's ticket policy, company or assignee rule changed while this reveal was on its way: check again.
-            return refuse(conflict("The client's ticket policy changed while this reveal was on its way: reveal it again."), 'ticket policy changed');
-          } else if (ticketCheck.refusal) {
-            // Only "the PSA cannot be asked" yields to an owner's break-glass (checked by the approval gate).
-            if (!(ticketCheck.breakGlassProblem && breakGlassGiven && approvalGate)) return refuse(ticketCheck.refusal.error, ticketCheck.refusal.problem);
-            psaBreakGlass = ticketCheck.breakGlassProblem;
-          }
-        }
-        // Two-person reveal: may this actor reveal this key now (policy, an approved request, break-glass)?
-        const gate = destroyed || !approvalGate ? undefined : await approvalGate(tx, actor, row, { ...input, query, psaBreakGlass });
-        if (gate && !gate.ok) return refuse(gate.error, gate.problem);
-        try {
-          if (destroyed) throw destroyed;
-          const cipher = await keyring.clientCipher(tx, row.client_id);
-          plaintext = cipher.openRecoveryPassword(row.id, { ciphertext, dataKeyVersion });
-        } catch (e) {
-          failure = e;
-        }
-        // An approval is single use: spent here, in the reveal's transaction, only by a reveal that worked.
-        if (!failure && gate?.ok && gate.claim && !(await gate.claim(tx))) {
-          return refuse(conflict('That approval has already been used: an approval reveals the key once.'), 'approval already used');
-        }
-        await audit.record(tx, actor, {
-          ...base,
-          outcome: destroyed ? 'failure' : failure ? 'error' : 'success',
-          clientId: row.client_id,
-          targetType: 'recovery_key',
-          targetId: row.id,
-          details: {
-            keyId: row.key_id,
-            query,
-            device: row.device_name ?? null,
-            ...(note ? { note } : {}),
-            ...(destroyed ? { problem: 'the key was destroyed' } : {}),
-            ...(gate?.ok ? gate.details : {}),
-            ...ticketDetails,
-          },
-        });
-        if (!failure && gate?.ok && gate.after) await gate.after(tx);
-        // A disclosed key should be rotated; the state says so until a new key arrives.
-        if (!failure && row.state === 'active') {
-          await repo.setState(tx, row.client_id, row.id, 'disclosed', clock.now());
-          row.state = 'disclosed';
-        }
-        if (!failure && row.state === 'disclosed') await onDisclosed?.(tx, actor, row);
-        if (!failure && notifier) {
-          await notifier.emit(tx, {
-            type: 'key.revealed',
-            clientId: row.client_id,
-            deviceId: row.device_id,
-            subject: `Recovery key ${row.key_id ? formatKeyIdForDisplay(row.key_id) : row.id} of ${row.device_name ?? 'an unknown device'} was revealed by ${actor.name}`,
-            details: {
-              keyId: row.key_id,
-              device: row.device_name ?? null,
-              revealedBy: actor.name,
-              reason: reason.value.reason,
-              ticket: reason.value.ticket ?? null,
-            },
-            occurredAt: clock.now(),
-          });
-        }
-        // What happens next, in plain words for the console: a rotation now waiting for this key.
-        const kind = failure ? null : await rotations.pendingRotationKind(tx, row.client_id, row.id);
-        const rotation = kind ? (kind === 'rotate' ? 'agent' : 'intune') : null;
-        // The internal note on the ticket waits in the outbox, committed with the reveal.
-        if (!failure && ticketGate && ticketCheck?.keyRecordId === row.id && ticketCheck.note) {
-          noteId = await ticketGate.queueNote(tx, ticketCheck.note, {
-            clientId: row.client_id,
-            keyRecordId: row.id,
-            keyId: row.key_id,
-            device: row.device_name,
-            clientName: row.client_name,
-            actorName: actor.name,
-            reason: reason.value.reason,
-            rotation,
-          });
-        }
-        const [summary] = summariesOf([row]);
-        return { status: 'revealed', key: { ...summary!, recoveryPassword: '' }, rotation };
-      });
-      if (noteId && outcome.status === 'revealed') ticketGate!.deliverSoon(noteId);
-      if (outcome.status === 'refused') throw refusal!;
-      if (outcome.status === 'rate_limited') {
-        throw rateLimited('You have revealed as many keys as allowed in an hour. Ask an owner if this is an emergency.', 3600);
-      }
-      if (failure) throw isAppError(failure) ? failure : vaultError('The recovery password could not be decrypted.');
-      if (outcome.status === 'revealed') outcome.key.recoveryPassword = plaintext!;
-      return outcome;
+      // With a ticket to check, one person's (or token's) reveals run one at a time in this process: the
+      // hourly limit is read before the PSA is asked, so a parallel burst would otherwise ask the PSA
+      // once per request however far over the limit it is (the MSP's PSA API quota is shared by all
+      // its integrations). One at a time, every attempt after the limit is refused without a PSA call.
+      const checked = ticketGate && limitOf(actor) && !!input.ticket?.trim();
+      return checked ? oneAtATime(actor.id, () => revealOne(actor, input)) : revealOne(actor, input);
     },
 
     /**

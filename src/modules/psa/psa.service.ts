@@ -27,9 +27,10 @@ import { TICKET_POLICIES, type ActivePsa, type ClientPsaSettings, type PsaAccess
 /**
  * The vault's one PSA connection (HaloPSA, ConnectWise PSA or Autotask), each client's PSA company
  * and ticket policy, and each person's PSA member. Owners set the connection (vault-wide, fresh
- * second factor); the secrets are sealed with the vault's `secrets` key and never answered. Admins
- * link their clients to PSA companies (a suggestion by name, their choice) and set the ticket
- * policy for reveals (fresh second factor: it loosens or tightens a security control).
+ * second factor); the secrets are sealed with the vault's `secrets` key, never answered, and only
+ * sent to the addresses they were entered for. Admins of all clients link clients to PSA companies
+ * (a suggestion by name, their choice); admins set their clients' ticket policy for reveals (fresh
+ * second factor: it loosens or tightens a security control).
  */
 
 /** What an owner types per PSA. Secrets are write-only: required the first time and when the PSA changes. */
@@ -97,6 +98,8 @@ export type MemberView = {
 };
 
 const SECRET_CONTEXT = 'psa-connection';
+/** The addresses a PSA's secrets are sent to (directly, or via the zone Autotask's lookup names). */
+const ADDRESS_FIELDS: Record<PsaKind, string[]> = { halopsa: ['authUrl', 'apiUrl'], connectwise: ['apiUrl'], autotask: ['zoneLookupUrl'] };
 const SECRET_FIELDS: Record<PsaKind, string[]> = { halopsa: ['clientSecret'], connectwise: ['privateKey'], autotask: ['secret', 'integrationCode'] };
 const FIELD_WORDS: Record<string, string> = {
   clientSecret: 'the client secret',
@@ -391,11 +394,20 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
       const parsed = parseInput(input);
       const existing = await repo.findConnection(db);
       const samePsa = existing?.kind === parsed.kind;
+      // A stored secret goes only to the address it was entered for: pointing the connection elsewhere
+      // without typing the secrets again would send them to a server of the editor's choosing.
+      const oldSettings = samePsa ? parseJson(existing.settings) : {};
+      const moved = samePsa && ADDRESS_FIELDS[parsed.kind].some((f) => (oldSettings[f] ?? null) !== (parsed.settings[f] ?? null));
       await tx.run(async (t) => {
-        const before = samePsa ? await openSecrets(t, existing) : {};
+        const before = samePsa && !moved ? await openSecrets(t, existing) : {};
         const secrets: Secrets = {};
         for (const f of SECRET_FIELDS[parsed.kind]) {
           const v = parsed.secrets[f] ?? before[f];
+          if (!v && moved)
+            throw badRequest(
+              `${FIELD_WORDS[f]![0]!.toUpperCase()}${FIELD_WORDS[f]!.slice(1)} is required again when the ${PSA_NAMES[parsed.kind]} address changes: a stored secret is only sent to the address it was entered for.`,
+              { field: f },
+            );
           if (!v) throw badRequest(`${FIELD_WORDS[f]![0]!.toUpperCase()}${FIELD_WORDS[f]!.slice(1)} is required.`, { field: f });
           secrets[f] = v;
         }
@@ -516,6 +528,15 @@ export function createPsaService({ tx, repo, keyring, audit, clock, egress, step
         throw badRequest('ticketPolicy must be off, validate or required.', { field: 'ticketPolicy' });
       }
       const before = settingsOf(client.id, await repo.clientSettings(db, client.id));
+      // Choosing a company means knowing the PSA's company list, which covers every client: a principal
+      // limited to some clients would learn other customers' names (and could claim their company) by
+      // trying ids. Unlinking, and the policy of a client already linked, stay theirs.
+      if (typeof input.companyId === 'string' && input.companyId.trim() !== before.companyId) {
+        requireAllClients(
+          actor,
+          "Linking a client to a PSA company takes the PSA's company list, which covers every client: ask someone with access to all clients to link it.",
+        );
+      }
       let companyId = before.companyId;
       let companyName = before.companyName;
       if (input.companyId !== undefined) {

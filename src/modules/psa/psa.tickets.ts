@@ -5,7 +5,8 @@ import { newId } from '../../lib/ids.js';
 import { AppError, badRequest, unavailable } from '../../lib/errors.js';
 import { checkTicket, normaliseTicketText, type TicketProblem } from '../../domain/psa/ticket-check.js';
 import { REASON_CODES } from '../../domain/reason-codes.js';
-import { inertPsaText } from '../../domain/psa/psa-text.js';
+import { inertPsaText, psaLine } from '../../domain/psa/psa-text.js';
+import { containsRecoveryPasswordLike, redactRecoveryPasswordLike } from '../../domain/recovery-password.js';
 import { PSA_NAMES, PsaError, type PsaKind } from '../../integrations/psa/index.js';
 import { can, systemActor, type Actor } from '../authz/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -40,6 +41,17 @@ import type { PsaNotesRepo } from './psa-notes.repo.js';
  */
 const DOWN = new Set(['unreachable', 'timeout', 'throttled', 'auth_failed', 'refused']);
 const isDown = (e: PsaError) => DOWN.has(e.code) || /^http_5\d\d$/.test(e.code);
+
+/** Whether the PSA answers a harmless read (its connection test) now. */
+async function answersNow(client: { testConnection(): Promise<void> }): Promise<boolean> {
+  try {
+    await client.testConnection();
+    return true;
+  } catch (e) {
+    if (e instanceof PsaError) return false;
+    throw e;
+  }
+}
 
 /** The scheduler task that retries notes not posted right after their reveal. */
 export const PSA_NOTES_TASK = 'psa-notes';
@@ -179,7 +191,10 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
       ticket = await psa.client.getTicket(number);
     } catch (e) {
       if (!(e instanceof PsaError)) throw e;
-      if (isDown(e)) {
+      // "Cannot be asked" only when the PSA fails a harmless read too: a PSA that answers but fails on
+      // this one ticket (an internal error, a gateway timeout for an odd number) says nothing about
+      // the ticket being valid, so it must not reveal "unverified" nor open the owner's break-glass.
+      if (isDown(e) && !(await answersNow(psa.client))) {
         const problem = `${psaName} unreachable`;
         const a: TicketAudit = { number, psa: psa.kind, validated: false, problem };
         if (policy === 'validate') return result({ audit: a, note: plan });
@@ -197,8 +212,12 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
           },
         });
       }
-      // The PSA answered, but not with a ticket (the connection's rights, a malformed answer): e.message is Keywarden's words.
-      return refuse(refusedTicket(`Ticket ${number} could not be checked: ${e.message}`, `PSA error ${e.code}`), `PSA error ${e.code}`, {
+      // The PSA answered, but not with a ticket (the connection's rights, a malformed answer, a failure
+      // on this ticket only): e.message is Keywarden's words.
+      const why = isDown(e)
+        ? `${psaName} answers other requests but failed on this ticket (${e.message.replace(/\.$/, '')}): check the number, or use another open ticket of ${key.client_name}.`
+        : e.message;
+      return refuse(refusedTicket(`Ticket ${number} could not be checked: ${why}`, `PSA error ${e.code}`), `PSA error ${e.code}`, {
         number,
         psa: psa.kind,
         validated: false,
@@ -248,11 +267,12 @@ export function createPsaTickets({ tx, access, notes, audit, clock, personOf, on
     rotation: 'agent' | 'intune' | null;
   }) {
     const key = f.keyId ? `${f.keyId.replace(/[{}]/g, '').slice(0, 8).toUpperCase()}…` : 'without a key ID';
-    const reason = REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason;
+    const reason = psaLine(REASON_CODES.find((r) => r.code === f.reason)?.label ?? f.reason);
     const next = f.rotation === 'agent' ? 'rotation queued (agent)' : f.rotation === 'intune' ? 'rotation queued (Intune)' : 'no rotation queued';
-    return inertPsaText(
-      `Recovery key ${key} for ${f.device ?? 'an unknown device'} (client ${f.clientName}) revealed in Keywarden by ${f.actorName}, reason: ${reason}; ${next}.`,
-    );
+    // One line: a device name (an agent reports its own), a token or client name cannot forge a line of its own.
+    const text = `Recovery key ${key} for ${f.device ? psaLine(f.device) : 'an unknown device'} (client ${psaLine(f.clientName)}) revealed in Keywarden by ${psaLine(f.actorName)}, reason: ${reason}; ${next}.`;
+    // A name shaped like a recovery password is masked: the outbox never holds one, and the note is still posted.
+    return inertPsaText(containsRecoveryPasswordLike(text) ? redactRecoveryPasswordLike(text) : text);
   }
 
   /** In the reveal's transaction: the note waits in the outbox until it is posted. Returns its id. */
