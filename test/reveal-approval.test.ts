@@ -222,6 +222,22 @@ describe(`two-person reveal on ${ENGINE}`, () => {
     expect(r.json().key.recoveryPassword).toBe(keys.srv2.password);
   });
 
+  it('an approval reveals only with the ticket it was asked for (case, spaces and "#" aside)', async () => {
+    const id = ok(await ask(s.tech, keys.srv2), 201).id as string;
+    ok(await approve(s.helpdesk, id));
+    for (const ticket of ['T-2002', undefined]) {
+      const other = await reveal(s.tech, keys.srv2, { approvalRequestId: id, ticket });
+      expect(other.statusCode, other.body).toBe(409);
+      expect(other.json().message).toMatch(/approval was given for ticket T-1001/);
+      expect(other.json().fields).toEqual([expect.objectContaining({ field: 'ticket' })]);
+      expectNoLeak(other, passwords());
+    }
+    // Refused without spending it: the same ticket, typed differently, reveals once.
+    const r = await reveal(s.tech, keys.srv2, { approvalRequestId: id, ticket: ' #t-1001' });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json().key.recoveryPassword).toBe(keys.srv2.password);
+  });
+
   it('requests expire after hours, approvals after minutes (test clock)', async () => {
     const stale = ok(await ask(s.tech, keys.exec), 201).id as string;
     lc.clock.advanceHours(4);

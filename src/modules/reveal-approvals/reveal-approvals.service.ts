@@ -74,6 +74,8 @@ export type GateInput = {
   approvalRequestId?: string | null;
   breakGlassReason?: string | null;
   query: string;
+  /** The reveal's ticket: with an approved request, it must be the ticket the approver saw. */
+  ticket?: string | null;
   /**
    * Ticket-bound reveal: the PSA cannot be asked about the ticket (the problem, e.g. "HaloPSA
    * unreachable") and the client requires a valid ticket. An owner's break-glass then lets the
@@ -82,6 +84,9 @@ export type GateInput = {
    */
   psaBreakGlass?: string | null;
 };
+/** A ticket as typed, compared: case, spaces and a leading "#" do not make another ticket. */
+const ticketText = (t: string | null | undefined) => (t ?? '').replace(/\s+/g, '').replace(/^#/, '').toLowerCase();
+
 export type GateDecision =
   | { ok: true; details: Record<string, unknown>; claim?: (tx: Tx) => Promise<boolean>; after?: (tx: Tx) => Promise<void> }
   | { ok: false; error: AppError; problem: string };
@@ -485,6 +490,15 @@ export function createRevealApprovals({ tx, repo, keys, people, audit, clock, no
         if (status === 'denied') return refuse(forbidden(`${r.decided_by_name ?? 'The approver'} denied that request.`), 'request denied');
         if (status === 'used') return refuse(conflict('That approval has already been used: an approval reveals the key once.'), 'approval already used');
         if (status !== 'approved') return refuse(conflict(`That request is ${status}.`), `request ${status}`);
+        // The approver approved this work (its ticket): the reveal cannot name other work.
+        if (r.ticket && ticketText(input.ticket) !== ticketText(r.ticket)) {
+          return refuse(
+            new AppError('conflict', `That approval was given for ticket ${r.ticket}: reveal with the same ticket, or ask for approval again.`, {
+              field: 'ticket',
+            }),
+            'ticket differs from the approved request',
+          );
+        }
         return {
           ok: true,
           details: { approvalRequestId: r.id, requestedBy: r.requester_name, approvedBy: r.decided_by_name },

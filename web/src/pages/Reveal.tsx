@@ -53,6 +53,10 @@ export function RevealDialog({ keySummary, onClose }: { keySummary: KeySummary; 
   const { can } = useSession();
   const approval = useKeyApproval(keySummary.id, can('key:reveal', keySummary.client.id));
   const approved = approval.data?.requests.find((r) => r.status === 'approved') ?? null;
+  // An approval was given for its ticket: the reveal carries the same one (the server refuses another).
+  useEffect(() => {
+    if (approved?.ticket) setTicket((t) => t || approved.ticket!);
+  }, [approved?.id, approved?.ticket]);
   const [breakGlass, setBreakGlass] = useState<string | null>(null);
   const needsApproval = !!approval.data?.required && !approved && breakGlass === null;
   // Ticket-bound reveal: the client's policy, what the server said about the ticket, and whether
