@@ -2,20 +2,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
-import {
-  PHONE,
-  ROOT,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Download, Page } from 'playwright-core';
+import { chromiumSuite, PHONE, ROOT, seriousA11yViolations } from './harness.js';
 
 /**
  * The agent's screens in Chromium (issue 16): the rollout screen (token once, snippets per
@@ -24,16 +13,12 @@ import {
  * bulk queue with its dry run; and that a read-only role sees no queue action.
  */
 describe('agent rollout, health and jobs in the console', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite();
   /** A demo device whose agent is enrolled, with its client. */
   let agentDevice: { id: string; name: string; clientId: string };
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    const db = server.container.database.db;
+    const db = suite.server.container.database.db;
     const row = await db
       .selectFrom('agent_credentials')
       .innerJoin('devices', 'devices.id', 'agent_credentials.device_id')
@@ -46,22 +31,8 @@ describe('agent rollout, health and jobs in the console', () => {
       .executeTakeFirstOrThrow();
     agentDevice = row;
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string, viewport?: { width: number; height: number }) => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl, viewport ? { viewport } : {});
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return { page, context, consoleLines };
-  };
+  const as = (role: string, viewport?: { width: number; height: number }) => suite.pageAs(role, viewport ? { viewport } : {});
   const bytesOf = async (d: Download) => fs.readFileSync((await d.path())!);
   const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
   /** The deployment tabs and every snippet in each: the text a person would paste. */
@@ -116,7 +87,7 @@ describe('agent rollout, health and jobs in the console', () => {
     }
     const install = snippets.find((s) => s.route === 'Intune Win32 app' && s.title === 'Install command')!;
     expect(install.code).toContain('%SystemRoot%\\Sysnative\\WindowsPowerShell\\v1.0\\powershell.exe');
-    expect(install.code).toContain(`-ServerUrl ${server.baseUrl}`);
+    expect(install.code).toContain(`-ServerUrl ${suite.server.baseUrl}`);
 
     expect(await seriousA11yViolations(p)).toEqual([]);
 
@@ -235,14 +206,14 @@ describe('agent rollout, health and jobs in the console', () => {
     const bulk = p.getByRole('dialog', { name: /Queue agent jobs for/ });
     await bulk.getByLabel('Job').selectOption({ label: 'Add a recovery password' });
     await bulk.getByLabel('Devices').selectOption({ label: 'Every device with an agent (operating-system drive)' });
-    const before = await server.container.database.db
+    const before = await suite.server.container.database.db
       .selectFrom('jobs')
       .select(({ fn }) => fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     await bulk.getByRole('button', { name: 'Preview' }).click();
     const result = bulk.getByTestId('bulk-result');
     await result.getByText(/Would queue \d+ jobs?/).waitFor();
-    const after = await server.container.database.db
+    const after = await suite.server.container.database.db
       .selectFrom('jobs')
       .select(({ fn }) => fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
@@ -252,7 +223,7 @@ describe('agent rollout, health and jobs in the console', () => {
     expect(await seriousA11yViolations(p)).toEqual([]);
     await bulk.getByRole('button', { name: /^Queue \d+ jobs?$/ }).click();
     await result.getByText(/^Queued \d+ jobs?/).waitFor();
-    const done = await server.container.database.db
+    const done = await suite.server.container.database.db
       .selectFrom('jobs')
       .select(({ fn }) => fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();

@@ -1,20 +1,9 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import QRCode from 'qrcode';
 import { formatKeyIdForDisplay } from '../../src/domain/key-id.js';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  launchChromium,
-  newContext,
-  pageTraces,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, pageTraces, seriousA11yViolations } from './harness.js';
 
 /**
  * Issue 17: the audit log as an auditor uses it (search by key ID, labelled columns, details as
@@ -25,36 +14,18 @@ const OPERATOR = cliActor('browser-test');
 const TICKET = 'AUD-7001';
 
 describe('audit log and authenticator QR code in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite();
   /** The revealed demo key: its stored ID, device, record id and password (which must never show). */
   let key: { keyId: string; device: string; recordId: string; password: string };
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    const sample = server.demo.samplePrefixes[0]!;
-    const r = await server.container.keys.revealByKeyId(OPERATOR, { query: sample.prefix, reason: 'bios-changed', ticket: TICKET });
+    const sample = suite.server.demo.samplePrefixes[0]!;
+    const r = await suite.server.container.keys.revealByKeyId(OPERATOR, { query: sample.prefix, reason: 'bios-changed', ticket: TICKET });
     if (r.status !== 'revealed') throw new Error(`the demo key ${sample.prefix} did not reveal: ${r.status}`);
     key = { keyId: r.key.keyId!, device: sample.device, recordId: r.key.id, password: r.key.recoveryPassword };
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string) => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return { page, context, consoleLines };
-  };
+  const as = (role: string) => suite.pageAs(role);
 
   it('an auditor finds a reveal by key ID and reads it in labelled columns, without JSON, record IDs or the key', async () => {
     const { page: p, context } = await as('auditor');

@@ -1,19 +1,8 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * Issue 17 item 6: the audit log on a phone. Below 600 px each event is a card (action, outcome,
@@ -24,30 +13,9 @@ const OWNER = cliActor('browser-test');
 const TICKET = 'T-10488';
 
 describe('audit log on the phone (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
 
-  beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
-
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}) => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, role));
-    return p;
-  };
+  const as = async (role: string, opts: ContextOptions = {}) => (await suite.pageAs(role, opts)).page;
   const noOverflow = async (p: Page, where: string) =>
     expect(await p.evaluate(() => document.documentElement.scrollWidth), where).toBeLessThanOrEqual(PHONE.width);
   const cards = (p: Page) => p.getByRole('list', { name: 'Audit events' }).getByRole('listitem');
@@ -63,7 +31,7 @@ describe('audit log on the phone (Chromium)', () => {
       expect(await seriousA11yViolations(p)).toEqual([]);
 
       // Search by ticket: the cards show exactly the events the server finds.
-      const byTicket = await server.container.audit.list(OWNER, { search: TICKET });
+      const byTicket = await suite.server.container.audit.list(OWNER, { search: TICKET });
       expect(byTicket.length, 'the demo has a reveal with this ticket').toBeGreaterThan(0);
       await p.getByLabel('Search').fill(TICKET);
       await expect.poll(async () => (await cards(p).allInnerTexts()).length).toBe(byTicket.length);
@@ -79,9 +47,9 @@ describe('audit log on the phone (Chromium)', () => {
       expect(await action.isVisible()).toBe(false);
       await p.getByRole('button', { name: 'Filters' }).click();
       await action.waitFor({ state: 'visible' });
-      const label = [...server.container.audit.actions(OWNER)].find((a) => a.action === 'key.reveal')!.label;
+      const label = [...suite.server.container.audit.actions(OWNER)].find((a) => a.action === 'key.reveal')!.label;
       await action.selectOption({ label });
-      const reveals = await server.container.audit.list(OWNER, { action: 'key.reveal', limit: 100 });
+      const reveals = await suite.server.container.audit.list(OWNER, { action: 'key.reveal', limit: 100 });
       await expect.poll(async () => (await cards(p).allInnerTexts()).length).toBe(reveals.length);
       for (const text of await cards(p).allInnerTexts()) expect(text).toContain(label);
       await noOverflow(p, 'filters open');

@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchChromium, newContext, screenshotFailure, seriousA11yViolations, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { chromiumSuite, seriousA11yViolations } from './harness.js';
 
 /**
  * The two calls that used to dead-end (issue 17, item 3), walked as helpdesk and as technician over
@@ -10,17 +10,13 @@ import { launchChromium, newContext, screenshotFailure, seriousA11yViolations, s
  * dialog's keyboard path: focus on Reason, Enter submits, the state turns to disclosed.
  */
 describe('a call that never dead-ends, in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
   /** A key ID held by two records of one client (a conflict), and a key with an open mismatch finding. */
   let conflict: { keyId: string; records: number; client: string };
   let mismatch: { keyId: string; keyRecord: string; deviceId: string; device: string };
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    const db = server.container.database.db;
+    const db = suite.server.container.database.db;
     const keys = await db.selectFrom('recovery_keys').select(['id', 'key_id', 'client_id', 'device_id', 'state']).execute();
     const byId = new Map<string, number>();
     for (const k of keys) if (k.key_id && k.state === 'conflict') byId.set(`${k.client_id}|${k.key_id}`, (byId.get(`${k.client_id}|${k.key_id}`) ?? 0) + 1);
@@ -40,22 +36,8 @@ describe('a call that never dead-ends, in Chromium', () => {
     mismatch = { keyId: f.key_id!, keyRecord: f.id, deviceId: f.device_id, device: f.name };
     expect(records).toBeGreaterThanOrEqual(2);
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, role));
-    return p;
-  };
+  const as = async (role: string): Promise<Page> => (await suite.pageAs(role)).page;
   const search = async (p: Page, text: string) => {
     const box = p.getByRole('searchbox', { name: 'Find a key' });
     await box.fill('');
@@ -145,7 +127,7 @@ describe('a call that never dead-ends, in Chromium', () => {
     const item = results(p).filter({ hasText: mismatch.device });
     await item.getByRole('button', { name: 'Ask the agent to re-escrow' }).click();
     await item.getByText(/Re-escrow queued/).waitFor();
-    const jobs = await server.container.database.db
+    const jobs = await suite.server.container.database.db
       .selectFrom('jobs')
       .select(['kind', 'state'])
       .where('device_id', '=', mismatch.deviceId)

@@ -1,23 +1,9 @@
 /// <reference lib="dom" />
 import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  DESKTOP,
-  PHONE,
-  enrolTotp,
-  freshCode,
-  launchChromium,
-  newContext,
-  screenshot,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, enrolTotp, freshCode, screenshot, seriousA11yViolations, userOf } from './harness.js';
 
 /**
  * Clients in the console (issue 17, items 2 and 6): add, rename and archive a client; a client's
@@ -35,44 +21,27 @@ const VARIANTS: Variant[] = [
 ];
 
 describe('clients: add, rename, archive, legal hold, offboarding and export (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite();
   let ownerSecret: string;
   const secondOwner = 'second-owner@northwind-msp.example';
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    ownerSecret = await enrolTotp(server, userOf(server, 'owner'), server.demo.password);
+    ownerSecret = await enrolTotp(suite.server, userOf(suite.server, 'owner'), suite.server.demo.password);
     // A second owner, older than any request it approves.
-    await server.container.identity.createUser(CLI, {
+    await suite.server.container.identity.createUser(CLI, {
       email: secondOwner,
       name: 'Second owner',
-      password: server.demo.password,
+      password: suite.server.demo.password,
       role: 'owner',
       clients: 'all',
     });
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string, variant: Pick<Variant, 'viewport' | 'scheme'> = VARIANTS[0]!): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, { viewport: variant.viewport, colorScheme: variant.scheme });
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role), role === 'owner' ? ownerSecret : undefined);
-    return page;
-  };
-  const db = () => server.container.database.db;
+  const as = async (role: string, variant: Pick<Variant, 'viewport' | 'scheme'> = VARIANTS[0]!): Promise<Page> =>
+    (await suite.pageAs(role, { viewport: variant.viewport, colorScheme: variant.scheme, totpSecret: role === 'owner' ? ownerSecret : undefined })).page;
+  const db = () => suite.server.container.database.db;
   const clientRow = (id: string) => db().selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-  const visibleNames = async () => (await server.container.clients.list(CLI)).map((c) => c.name);
+  const visibleNames = async () => (await suite.server.container.clients.list(CLI)).map((c) => c.name);
   const auditOf = (action: string, clientId: string) =>
     db()
       .selectFrom('audit_events')
@@ -82,13 +51,13 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
       .execute();
   /** The owner's last second-factor proof, made old: the next sensitive action needs a step-up. */
   const staleStepUp = async () => {
-    const u = await db().selectFrom('users').select('id').where('email', '=', userOf(server, 'owner')).executeTakeFirstOrThrow();
+    const u = await db().selectFrom('users').select('id').where('email', '=', userOf(suite.server, 'owner')).executeTakeFirstOrThrow();
     await db().updateTable('sessions').set({ mfa_at: '2000-01-01T00:00:00.000Z' }).where('user_id', '=', u.id).execute();
   };
   const noSideways = (p: Page) => p.evaluate(() => document.scrollingElement!.scrollWidth);
 
   it('every variant: the clients list and a client page (cards below 600 px, no sideways scroll), dialogs included, pass axe', async () => {
-    const client = server.demo.clients.find((c) => c.devices > 0)!;
+    const client = suite.server.demo.clients.find((c) => c.devices > 0)!;
     for (const variant of VARIANTS) {
       const phone = variant.viewport.width < 600;
       const p = await as('owner', variant);
@@ -96,7 +65,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
       await p.getByRole('link', { name: client.name, exact: true }).first().waitFor();
       expect(await p.getByRole('table').count(), variant.name).toBe(phone ? 0 : 1);
       if (phone) {
-        expect(await p.getByRole('list', { name: 'Clients' }).getByRole('listitem').count()).toBe(server.demo.clients.length);
+        expect(await p.getByRole('list', { name: 'Clients' }).getByRole('listitem').count()).toBe(suite.server.demo.clients.length);
         expect(await noSideways(p), variant.name).toBeLessThanOrEqual(PHONE.width);
       }
       expect(await seriousA11yViolations(p), `clients ${variant.name}`).toEqual([]);
@@ -141,10 +110,10 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
 
   for (const variant of [VARIANTS[0]!, VARIANTS[3]!]) {
     it(`admin (${variant.name}): adds a client (a duplicate name is refused at the field), renames it, sets a legal hold, archives it`, async () => {
-      const existing = server.demo.clients[0]!.name;
+      const existing = suite.server.demo.clients[0]!.name;
       const name = `Northwind ${variant.name}`;
       const renamed = `Northwind Traders ${variant.name}`;
-      const duplicate = await server.container.clients.create(CLI, { name: existing }).then(
+      const duplicate = await suite.server.container.clients.create(CLI, { name: existing }).then(
         () => 'no error',
         (e: Error) => e.message,
       );
@@ -164,7 +133,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
       await add.waitFor({ state: 'detached' });
       await p.getByRole('link', { name, exact: true }).waitFor();
       expect(await visibleNames()).toContain(name);
-      const created = (await server.container.clients.list(CLI)).find((c) => c.name === name)!;
+      const created = (await suite.server.container.clients.list(CLI)).find((c) => c.name === name)!;
       expect((await auditOf('client.create', created.id)).length).toBe(1);
 
       // Rename from the list.
@@ -221,7 +190,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
   }
 
   it('technician sees no add, rename, archive or lifecycle actions; helpdesk has no Clients screen at all', async () => {
-    const client = server.demo.clients[0]!;
+    const client = suite.server.demo.clients[0]!;
     const t = await as('technician');
     await t.getByRole('navigation').getByRole('link', { name: 'Clients' }).click();
     await t.getByRole('link', { name: client.name, exact: true }).first().waitFor();
@@ -251,7 +220,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
   });
 
   it('owner: break-glass export and offboarding ask for a fresh step-up and the typed name; with two-owner approval the offboarding waits', async () => {
-    const [exported, offboarded, pending] = server.demo.clients.filter((c) => c.devices > 0);
+    const [exported, offboarded, pending] = suite.server.demo.clients.filter((c) => c.devices > 0);
     expect(pending, 'the demo has three clients with devices').toBeDefined();
     const p = await as('owner');
 
@@ -269,7 +238,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
     await dialog.getByLabel("Type the client's name to confirm").fill(exported!.name);
     await download.click();
     await dialog.getByText('Confirm it is you: enter a current code from your authenticator app.').waitFor();
-    await dialog.getByLabel('Authentication code').fill(await freshCode(server.container, userOf(server, 'owner'), ownerSecret));
+    await dialog.getByLabel('Authentication code').fill(await freshCode(suite.server.container, userOf(suite.server, 'owner'), ownerSecret));
     const [file] = await Promise.all([p.waitForEvent('download'), download.click()]);
     const saved = await file.path();
     const bytes = fs.readFileSync(saved);
@@ -285,7 +254,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
       .orderBy('seq')
       .execute();
     expect(exportEvents.map((e) => e.outcome)).toEqual(['denied', 'success']);
-    expect(exportEvents[1]!.actor_name).toBe(userOf(server, 'owner'));
+    expect(exportEvents[1]!.actor_name).toBe(userOf(suite.server, 'owner'));
     expect(exportEvents[1]!.client_id).toBe(exported!.id);
     // The audit log answers it too (GET /api/v1/audit, with the page's own session).
     const inLog = await p.evaluate(async (clientId) => {
@@ -295,7 +264,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
     expect(inLog).toEqual(['export.bundle:success']);
 
     // --- a legal hold (set by someone else) is lifted by the owner: reason, typed name, step-up
-    await server.container.lifecycle.setClientHold(CLI, offboarded!.id, { hold: true, reason: 'Insurance audit 7' });
+    await suite.server.container.lifecycle.setClientHold(CLI, offboarded!.id, { hold: true, reason: 'Insurance audit 7' });
     await staleStepUp();
     await p.goto(`/clients/${offboarded!.id}`);
     await p.getByText(/“Insurance audit 7”/).waitFor();
@@ -303,7 +272,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
     const lift = p.getByRole('dialog', { name: `Lift legal hold on ${offboarded!.name}` });
     await lift.getByLabel('Reason').fill('Audit closed');
     await lift.getByLabel("Type the client's name to confirm").fill(offboarded!.name);
-    await lift.getByLabel('Authentication code').fill(await freshCode(server.container, userOf(server, 'owner'), ownerSecret));
+    await lift.getByLabel('Authentication code').fill(await freshCode(suite.server.container, userOf(suite.server, 'owner'), ownerSecret));
     await lift.getByRole('button', { name: 'Lift legal hold' }).click();
     await p.getByText(`The legal hold on ${offboarded!.name} was lifted.`).waitFor();
     expect((await clientRow(offboarded!.id)).legal_hold_at ?? null).toBeNull();
@@ -320,17 +289,17 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
     await off.getByLabel("Type the client's name to confirm").fill(offboarded!.name.toLowerCase());
     expect(await go.isDisabled()).toBe(true);
     await off.getByLabel("Type the client's name to confirm").fill(offboarded!.name);
-    await off.getByLabel('Authentication code').fill(await freshCode(server.container, userOf(server, 'owner'), ownerSecret));
+    await off.getByLabel('Authentication code').fill(await freshCode(suite.server.container, userOf(suite.server, 'owner'), ownerSecret));
     expect(await seriousA11yViolations(p)).toEqual([]);
     await go.click();
     await p.getByText(new RegExp(`${offboarded!.name} was offboarded: its data key was destroyed`)).waitFor();
     await p.getByText(/^Offboarded on /).waitFor();
     expect(await p.getByRole('button', { name: 'Offboard client' }).count()).toBe(0);
     expect((await clientRow(offboarded!.id)).offboarded_at).not.toBeNull();
-    expect((await auditOf('client.offboard', offboarded!.id)).map((e) => [e.outcome, e.actor_name])).toEqual([['success', userOf(server, 'owner')]]);
+    expect((await auditOf('client.offboard', offboarded!.id)).map((e) => [e.outcome, e.actor_name])).toEqual([['success', userOf(suite.server, 'owner')]]);
 
     // --- two-owner approval on: the request waits, and the page says so in words
-    await server.container.lifecycle.updateSettings(CLI, { twoOwnerApproval: true });
+    await suite.server.container.lifecycle.updateSettings(CLI, { twoOwnerApproval: true });
     await p.goto(`/clients/${pending!.id}`);
     await p.getByRole('button', { name: 'Offboard client' }).click();
     const req = p.getByRole('dialog', { name: `Offboard ${pending!.name}` });
@@ -350,10 +319,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
     expect(await approvals()).toEqual([{ action: 'offboard-client', status: 'pending', approved_by_name: null }]);
 
     // --- a second owner approves it on the same page: typed name, and it runs at once
-    const { context } = await newContext(browser, server.baseUrl, { viewport: PHONE, colorScheme: 'dark' });
-    open.push(context);
-    const second = await context.newPage();
-    await signIn(second, server, secondOwner);
+    const { page: second } = await suite.pageAs(secondOwner, { viewport: PHONE, colorScheme: 'dark' });
     await second.goto(`/clients/${pending!.id}`);
     const region = second.getByRole('region', { name: 'Retention, legal hold and offboarding' });
     await region.getByText('As a second owner, approve it to run it now, or cancel it.').waitFor();
@@ -371,7 +337,7 @@ describe('clients: add, rename, archive, legal hold, offboarding and export (Chr
   });
 
   it('with no client left, the Clients page offers to add the first one in the console', async () => {
-    for (const c of await server.container.clients.list(CLI)) await server.container.clients.archive(CLI, c.id);
+    for (const c of await suite.server.container.clients.list(CLI)) await suite.server.container.clients.archive(CLI, c.id);
     const p = await as('owner', VARIANTS[2]!);
     await p.goto('/clients');
     await p.getByText('No clients yet').waitFor();

@@ -1,8 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { launchChromium, newContext, screenshotFailure, seriousA11yViolations, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, seriousA11yViolations } from './harness.js';
 
 /**
  * Numbers that agree and lead somewhere (issue 17): on the Clients overview a client no agent ever
@@ -13,36 +12,17 @@ import { launchChromium, newContext, screenshotFailure, seriousA11yViolations, s
 const OWNER = cliActor('browser-test');
 
 describe('compliance counts link to their devices (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
 
-  beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
-
-  const asOwner = async () => {
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, 'owner'));
-    return page;
-  };
+  const asOwner = async () => (await suite.pageAs('owner')).page;
   /** What the server says, to know what the page must show. */
   const devicesWith = async (clientId: string, compliance: string) =>
-    (await server.container.deviceTable.clientDevices(OWNER, clientId, { compliance: compliance as 'compliant', limit: 500 })).items.map((d) => d.name).sort();
+    (await suite.server.container.deviceTable.clientDevices(OWNER, clientId, { compliance: compliance as 'compliant', limit: 500 })).items
+      .map((d) => d.name)
+      .sort();
 
   it('the overview says "unknown" for agent-less clients, and "N non-compliant" opens those N devices', async () => {
-    const overview = await server.container.clientOverview.clientsOverview(OWNER);
+    const overview = await suite.server.container.clientOverview.clientsOverview(OWNER);
     const failing = overview.find((c) => c.compliance && c.compliance['non-compliant'] > 0 && c.compliance['non-compliant'] <= 25)!;
     const agentless = overview.find((c) => c.devices > 0 && c.compliance?.level === 'unknown')!;
     expect(failing, 'the demo has a client with non-compliant devices').toBeDefined();
@@ -71,7 +51,7 @@ describe('compliance counts link to their devices (Chromium)', () => {
   });
 
   it('on the client page every compliance legend entry opens its devices, and the filter is in the URL', async () => {
-    const overview = await server.container.clientOverview.clientsOverview(OWNER);
+    const overview = await suite.server.container.clientOverview.clientsOverview(OWNER);
     const client = overview.find((c) => c.compliance && c.compliance.compliant > 0 && c.compliance['non-compliant'] > 0)!;
     const p = await asOwner();
     await p.goto(`/clients/${client.id}`);

@@ -1,20 +1,8 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshot,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, screenshot, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * The Compliance screen (issue 17): the MSP default policy, a client's overrides (inherited vs
@@ -25,30 +13,9 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('compliance policy screen (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
 
-  beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
-
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return page;
-  };
+  const as = async (role: string, opts: ContextOptions = {}): Promise<Page> => (await suite.pageAs(role, opts)).page;
   const axe = async (p: Page) => {
     await p.waitForLoadState('networkidle');
     expect(await seriousA11yViolations(p)).toEqual([]);
@@ -68,11 +35,11 @@ describe('compliance policy screen (Chromium)', () => {
     await p.getByText('1 unsaved change').waitFor();
     await p.getByRole('button', { name: 'Save the default' }).click();
     await p.getByTestId('source-staleAfterDays').getByText('Set by your MSP default').waitFor();
-    let def = await server.container.compliance.getPolicy(OWNER, null);
+    let def = await suite.server.container.compliance.getPolicy(OWNER, null);
     expect(def.overrides).toEqual(expect.objectContaining({ staleAfterDays: 45 }));
 
     // A client: the default's 45 is inherited; removable drives are overridden for it alone.
-    const client = server.demo.clients[0]!;
+    const client = suite.server.demo.clients[0]!;
     await p.getByLabel('Policy for').selectOption({ label: client.name });
     await p.getByRole('heading', { name: `${client.name}: policy in force` }).waitFor();
     expect(await p.getByLabel('A device is stale after (days)').inputValue()).toBe('45');
@@ -81,18 +48,18 @@ describe('compliance policy screen (Chromium)', () => {
     await p.getByRole('switch', { name: 'Removable drives must be encrypted' }).check({ force: true });
     await p.getByRole('button', { name: 'Save overrides' }).click();
     await p.getByTestId('source-protectRemovable').getByText('Set for this client').waitFor();
-    let own = await server.container.compliance.getPolicy(OWNER, client.id);
+    let own = await suite.server.container.compliance.getPolicy(OWNER, client.id);
     expect(own.overrides).toEqual({ protectRemovable: true });
     expect(own.sources.protectRemovable).toBe('client');
     expect(own.sources.staleAfterDays).toBe('default');
     // Another client still inherits everything.
-    expect((await server.container.compliance.getPolicy(OWNER, server.demo.clients[1]!.id)).effective.protectRemovable).toBe(false);
+    expect((await suite.server.container.compliance.getPolicy(OWNER, suite.server.demo.clients[1]!.id)).effective.protectRemovable).toBe(false);
     await axe(p);
 
     // Clear the override: the client inherits again.
     await p.getByRole('button', { name: 'Use the MSP default: Removable drives must be encrypted' }).click();
     await p.getByTestId('source-protectRemovable').getByText('Built-in value').waitFor();
-    own = await server.container.compliance.getPolicy(OWNER, client.id);
+    own = await suite.server.container.compliance.getPolicy(OWNER, client.id);
     expect(own.overrides).toEqual({});
     expect(own.effective.protectRemovable).toBe(false);
 
@@ -100,7 +67,7 @@ describe('compliance policy screen (Chromium)', () => {
     await p.getByLabel('Policy for').selectOption({ label: 'MSP default (every client inherits it)' });
     await p.getByRole('button', { name: 'Back to built-in: A device is stale after' }).click();
     await p.getByTestId('source-staleAfterDays').getByText('Built-in value').waitFor();
-    def = await server.container.compliance.getPolicy(OWNER, null);
+    def = await suite.server.container.compliance.getPolicy(OWNER, null);
     expect(def.overrides).not.toHaveProperty('staleAfterDays');
     expect(await p.getByLabel('A device is stale after (days)').inputValue()).toBe('30');
 
@@ -111,8 +78,8 @@ describe('compliance policy screen (Chromium)', () => {
 
   it('an exemption added for a device with a reason and last day, then removed (phone, dark)', async () => {
     const p = await as('owner', { viewport: PHONE, colorScheme: 'dark' });
-    const client = server.demo.clients[0]!;
-    const statuses = await server.container.compliance.listStatuses(OWNER, { clientId: client.id, status: 'non-compliant', limit: 5 });
+    const client = suite.server.demo.clients[0]!;
+    const statuses = await suite.server.container.compliance.listStatuses(OWNER, { clientId: client.id, status: 'non-compliant', limit: 5 });
     const device = statuses[0]!.device;
     expect(device, 'the demo has a non-compliant device').toBeDefined();
 
@@ -138,19 +105,19 @@ describe('compliance policy screen (Chromium)', () => {
     await row.waitFor();
     expect(await row.innerText()).toContain('Lab machine, disk replaced next week');
     expect(await row.innerText()).toMatch(/in force/i);
-    const stored = (await server.container.compliance.listExemptions(OWNER, { deviceId: device.id })).filter((e) => e.active);
+    const stored = (await suite.server.container.compliance.listExemptions(OWNER, { deviceId: device.id })).filter((e) => e.active);
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ reason: 'Lab machine, disk replaced next week', createdBy: expect.stringContaining('owner') });
     expect(stored[0]!.expiresAt!.slice(0, 10) >= last.slice(0, 8)).toBe(true);
-    expect((await server.container.compliance.deviceStatus(OWNER, device.id)).status).toBe('exempt');
+    expect((await suite.server.container.compliance.deviceStatus(OWNER, device.id)).status).toBe('exempt');
     await axe(p);
     await row.scrollIntoViewIfNeeded();
     await screenshot(p, 'compliance-exemptions-phone-dark');
 
     await row.getByRole('button', { name: `Remove the exemption of ${device.name}` }).click();
     await row.waitFor({ state: 'detached' });
-    expect((await server.container.compliance.listExemptions(OWNER, { deviceId: device.id })).filter((e) => e.active)).toEqual([]);
-    expect((await server.container.compliance.deviceStatus(OWNER, device.id)).status).toBe('non-compliant');
+    expect((await suite.server.container.compliance.listExemptions(OWNER, { deviceId: device.id })).filter((e) => e.active)).toEqual([]);
+    expect((await suite.server.container.compliance.deviceStatus(OWNER, device.id)).status).toBe('non-compliant');
   });
 
   it('read-only for an auditor (desktop dark, phone light): values in words, no edit controls', async () => {

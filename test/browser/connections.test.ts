@@ -1,22 +1,11 @@
 /// <reference lib="dom" />
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { GraphSimulator } from '../graph-sim/simulator.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * Settings → Connections and Settings → Branding (issue 17).
@@ -31,13 +20,11 @@ const OWNER = cliActor('browser-test');
 const AD_PASSWORD = 'Ad-Bind-Secret-93c1f0e2';
 
 describe('Settings: connections and branding (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let sim: GraphSimulator;
   let urls: { loginUrl: string; graphUrl: string };
   let closedPort: number;
-  const open: BrowserContext[] = [];
 
+  // Registered before the console's hooks: started before it, stopped after it.
   beforeAll(async () => {
     const srv = net.createServer();
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -45,34 +32,21 @@ describe('Settings: connections and branding (Chromium)', () => {
     await new Promise<void>((r) => srv.close(() => r()));
     sim = new GraphSimulator();
     urls = await sim.start();
-    // The simulator and the "domain controller" are on this machine: allowed, as an operator would.
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
   });
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
     await sim?.stop();
   });
+  // The simulator and the "domain controller" are on this machine: allowed, as an operator would.
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
 
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}) => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return page;
-  };
+  const as = async (role: string, opts: ContextOptions = {}) => (await suite.pageAs(role, opts)).page;
   const openTab = async (p: Page, tab: 'Connections' | 'Branding', phone = false) => {
     if (phone) await p.getByRole('button', { name: 'Open navigation' }).click();
     await p.getByRole('navigation').getByRole('link', { name: 'Settings' }).click();
     await p.getByRole('tab', { name: tab }).click();
   };
-  const client = (name: string) => server.demo.clients.find((c) => c.name === name)!;
-  const adOf = async (clientId: string) => (await server.container.directory.listConnections(OWNER)).find((c) => c.clientId === clientId);
+  const client = (name: string) => suite.server.demo.clients.find((c) => c.name === name)!;
+  const adOf = async (clientId: string) => (await suite.server.container.directory.listConnections(OWNER)).find((c) => c.clientId === clientId);
 
   it('connects Active Directory, "Test" fails clearly against an unreachable DC, sync history shows it, then edit, disable, remove (desktop, light)', async () => {
     const tailspin = client('Tailspin Toys');
@@ -98,7 +72,7 @@ describe('Settings: connections and branding (Chromium)', () => {
 
     const created = (await adOf(tailspin.id))!;
     expect(created).toMatchObject({ hosts: ['127.0.0.1'], port: closedPort, allowUntrusted: true, enabled: true, tlsMode: 'ldaps' });
-    const before = (await server.container.database.db
+    const before = (await suite.server.container.database.db
       .selectFrom('directory_connections')
       .select('password_ciphertext')
       .where('id', '=', created.id)
@@ -126,7 +100,7 @@ describe('Settings: connections and branding (Chromium)', () => {
     expect(await rows.count()).toBe(1);
     expect(await rows.first().innerText()).toMatch(/failed[\s\S]*unreachable/i);
     expect(await card.innerText()).toMatch(/Last sync .* · failed · unreachable/);
-    const runs = await server.container.directory.runs(OWNER, created.id);
+    const runs = await suite.server.container.directory.runs(OWNER, created.id);
     expect(runs).toHaveLength(1);
     expect(runs[0]!.status).toBe('failed');
     expect(await seriousA11yViolations(p)).toEqual([]);
@@ -142,7 +116,7 @@ describe('Settings: connections and branding (Chromium)', () => {
     await e.waitFor({ state: 'detached' });
     await card.getByText('CN=svc-keywarden-read', { exact: false }).waitFor();
     expect(await adOf(tailspin.id)).toMatchObject({ bindDn: 'CN=svc-keywarden-read,OU=Service Accounts,DC=tailspintoys,DC=example', syncIntervalMinutes: 240 });
-    const after = (await server.container.database.db
+    const after = (await suite.server.container.database.db
       .selectFrom('directory_connections')
       .select('password_ciphertext')
       .where('id', '=', created.id)
@@ -168,7 +142,7 @@ describe('Settings: connections and branding (Chromium)', () => {
     const tenantId = '5e5e5e5e-1111-4222-8333-444444444444';
     sim.seedTenant(tenantId, { keys: 4, devices: 3 });
     const tenant = sim.tenant(tenantId);
-    const conn = await server.container.graph.createConnection(OWNER, {
+    const conn = await suite.server.container.graph.createConnection(OWNER, {
       clientId: contoso.id,
       tenantId,
       appClientId: tenant.clientId,
@@ -196,13 +170,13 @@ describe('Settings: connections and branding (Chromium)', () => {
     await history.waitFor();
     expect(await history.locator('tbody tr').first().innerText()).toMatch(/succeeded[\s\S]*4 new/i);
     expect(await seriousA11yViolations(p)).toEqual([]);
-    const runs = await server.container.graph.runs(OWNER, conn.id);
+    const runs = await suite.server.container.graph.runs(OWNER, conn.id);
     expect(runs[0]).toMatchObject({ status: 'succeeded', newKeys: 4 });
 
     await card.getByRole('button', { name: 'Remove' }).click();
     await p.getByRole('dialog', { name: 'Remove the Entra ID connection of Contoso Dental?' }).getByRole('button', { name: 'Remove' }).click();
     await card.waitFor({ state: 'detached' });
-    expect((await server.container.graph.listConnections(OWNER)).some((c) => c.id === conn.id)).toBe(false);
+    expect((await suite.server.container.graph.listConnections(OWNER)).some((c) => c.id === conn.id)).toBe(false);
     expect(await p.content()).not.toContain(tenant.clientSecret);
   });
 
@@ -226,7 +200,7 @@ describe('Settings: connections and branding (Chromium)', () => {
     await openTab(p, 'Branding');
     const preview = p.getByTestId('branding-preview');
     await preview.waitFor();
-    const before = await server.container.settings.getBranding(OWNER);
+    const before = await suite.server.container.settings.getBranding(OWNER);
     expect(before.mspName).not.toBe('Blue Yonder Managed IT');
     expect(await preview.innerText()).toContain(before.mspName);
     expect(await seriousA11yViolations(p)).toEqual([]);
@@ -242,7 +216,7 @@ describe('Settings: connections and branding (Chromium)', () => {
     expect(await seriousA11yViolations(p)).toEqual([]);
     await p.getByRole('button', { name: 'Save branding' }).click();
     await p.getByText('Branding saved', { exact: false }).first().waitFor();
-    const saved = await server.container.settings.getBranding(OWNER);
+    const saved = await suite.server.container.settings.getBranding(OWNER);
     expect(saved).toEqual({ mspName: 'Blue Yonder Managed IT', hasLogo: true, logoBytes: png.length });
 
     // A new visit shows what is stored.

@@ -1,20 +1,9 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { parseRecoveryPassword } from '../../src/domain/recovery-password.js';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  enrolTotp,
-  freshCode,
-  launchChromium,
-  newContext,
-  pageTraces,
-  screenshotFailure,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, enrolTotp, freshCode, pageTraces, signIn, userOf } from './harness.js';
 
 /**
  * The helpdesk call, end to end in Chromium: sign in with TOTP, find a key by 8 characters,
@@ -25,37 +14,23 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('web console in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite();
   let techSecret: string;
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    techSecret = await enrolTotp(server, userOf(server, 'technician'), server.demo.password);
-  });
-  afterEach(async (ctx) => {
-    // A failed step leaves a picture of every open page in test-output/failures/.
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    techSecret = await enrolTotp(suite.server, userOf(suite.server, 'technician'), suite.server.demo.password);
   });
 
   const page = async (opts: { permissions?: string[] } = {}) => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl);
-    if (opts.permissions) await context.grantPermissions(opts.permissions, { origin: server.baseUrl });
-    open.push(context);
+    const { context, consoleLines } = await suite.context();
+    if (opts.permissions) await context.grantPermissions(opts.permissions, { origin: suite.server.baseUrl });
     return { page: await context.newPage(), context, consoleLines };
   };
   const asTech = async (opts: { permissions?: string[]; clock?: boolean } = {}) => {
     const p = await page(opts);
     // A controllable clock (for the auto-hide timer) is installed before the console loads.
     if (opts.clock) await p.page.clock.install();
-    await signIn(p.page, server, userOf(server, 'technician'), techSecret);
+    await signIn(p.page, suite.server, userOf(suite.server, 'technician'), techSecret);
     return p;
   };
   const search = async (p: Page, text: string) => {
@@ -83,8 +58,8 @@ describe('web console in Chromium', () => {
     await p.goto('/');
     // Not signed in: the console sends you to sign in.
     await p.waitForURL('**/login');
-    await p.getByLabel('Email').fill(userOf(server, 'technician'));
-    await p.getByLabel('Password', { exact: true }).fill(server.demo.password);
+    await p.getByLabel('Email').fill(userOf(suite.server, 'technician'));
+    await p.getByLabel('Password', { exact: true }).fill(suite.server.demo.password);
     await p.getByRole('button', { name: 'Sign in', exact: true }).click();
     const code = p.getByLabel('Authentication code');
     await code.waitFor();
@@ -92,7 +67,7 @@ describe('web console in Chromium', () => {
     await p.getByRole('button', { name: 'Verify' }).click();
     await p.getByRole('alert').filter({ hasText: /code/i }).first().waitFor();
     expect(await p.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
-    await code.fill(await freshCode(server.container, userOf(server, 'technician'), techSecret));
+    await code.fill(await freshCode(suite.server.container, userOf(suite.server, 'technician'), techSecret));
     await p.getByRole('button', { name: 'Verify' }).click();
     await p.getByRole('button', { name: 'Sign out' }).waitFor();
     await p.waitForFunction(() => document.activeElement?.getAttribute('type') === 'search');
@@ -105,7 +80,7 @@ describe('web console in Chromium', () => {
 
   it('finds a key by the first 8 characters of its ID, with client, device and volume', async () => {
     const { page: p } = await asTech();
-    const sample = server.demo.samplePrefixes[0]!;
+    const sample = suite.server.demo.samplePrefixes[0]!;
     await search(p, sample.prefix.toLowerCase());
     await results(p).filter({ hasText: sample.device }).waitFor();
     expect(await results(p).count()).toBe(1);
@@ -114,7 +89,7 @@ describe('web console in Chromium', () => {
     expect(text).toMatch(new RegExp(sample.prefix, 'i'));
     expect(text).toMatch(/Volume C:/);
     // Typed with a brace and the dash, as copied from a key file ("{B11CD51C-0975…"): the same key.
-    const [key] = await server.container.keys.searchByKeyId(OWNER, sample.prefix);
+    const [key] = await suite.server.container.keys.searchByKeyId(OWNER, sample.prefix);
     await search(p, `{${key!.keyId!.slice(0, 13).toUpperCase()}`);
     await results(p).filter({ hasText: sample.device }).waitFor();
     expect(await results(p).count()).toBe(1);
@@ -125,13 +100,13 @@ describe('web console in Chromium', () => {
 
   it('says "several keys match: ask for more digits" when a prefix is ambiguous, and narrows down with more digits', async () => {
     const { page: p } = await asTech();
-    await search(p, server.demo.ambiguousPrefix);
+    await search(p, suite.server.demo.ambiguousPrefix);
     const alert = p.getByText('Several keys match');
     await alert.waitFor();
     expect(await p.getByText(/ask for more digits/).count()).toBeGreaterThan(0);
     expect(await results(p).count()).toBe(2);
     // The two keys are in different clients; one more group of digits picks one.
-    const ids = await server.container.keys.searchByKeyId(OWNER, server.demo.ambiguousPrefix);
+    const ids = await suite.server.container.keys.searchByKeyId(OWNER, suite.server.demo.ambiguousPrefix);
     const longer = ids[0]!.keyId!.slice(0, 13);
     await search(p, longer);
     await p.getByText('Several keys match').waitFor({ state: 'detached' });
@@ -141,7 +116,7 @@ describe('web console in Chromium', () => {
 
   it('reveals with a reason: 8 numbered groups, the rotation consequence, and the audit log entry', async () => {
     const { page: p, context, consoleLines } = await asTech();
-    const sample = server.demo.samplePrefixes[1]!;
+    const sample = suite.server.demo.samplePrefixes[1]!;
     const { dialog, groups, password } = await reveal(p, sample.prefix, 'T-4242');
     expect(groups).toHaveLength(8);
     groups.forEach((g, i) => expect(g.replace(/\s+/g, ' ').trim()).toMatch(new RegExp(`^${i + 1} \\d{6}$`)));
@@ -159,8 +134,7 @@ describe('web console in Chromium', () => {
 
     await p.getByRole('navigation').getByRole('link', { name: 'Find a key' }).waitFor();
     // The technician has no audit screen; the owner sees the entry there.
-    const owner = await page();
-    await signIn(owner.page, server, userOf(server, 'owner'));
+    const owner = await suite.pageAs('owner');
     await owner.page.getByRole('navigation').getByRole('link', { name: 'Audit log' }).click();
     await owner.page.getByRole('heading', { level: 1, name: 'Audit log' }).waitFor();
     await owner.page.getByText('Chain verified').first().waitFor();
@@ -168,7 +142,7 @@ describe('web console in Chromium', () => {
     await entry.first().waitFor();
     const row = await entry.first().innerText();
     expect(row).toMatch(/key\.reveal|reveal/i);
-    expect(row).toContain(userOf(server, 'technician'));
+    expect(row).toContain(userOf(suite.server, 'technician'));
     expect(row).not.toContain(password);
   });
 
@@ -178,7 +152,7 @@ describe('web console in Chromium', () => {
       async () => ((await (await fetch('/api/v1/console/settings')).json()) as { revealHideSeconds: number }).revealHideSeconds,
     );
     expect(hideSeconds).toBeGreaterThan(0);
-    const { dialog, password } = await reveal(p, server.demo.samplePrefixes[2]!.prefix, 'T-4243');
+    const { dialog, password } = await reveal(p, suite.server.demo.samplePrefixes[2]!.prefix, 'T-4243');
     await dialog.getByRole('button', { name: 'Copy' }).click();
     await dialog.getByRole('button', { name: 'Copied' }).waitFor();
     expect(await p.evaluate(() => navigator.clipboard.readText())).toBe(password);
@@ -197,13 +171,12 @@ describe('web console in Chromium', () => {
   });
 
   it('helpdesk: finds and reveals by key ID, but cannot browse key or device lists (hidden in the page, refused by the API)', async () => {
-    const { page: p } = await page();
-    await signIn(p, server, userOf(server, 'helpdesk'));
+    const { page: p } = await suite.pageAs('helpdesk');
     const nav = p.getByRole('navigation');
     expect(await nav.getByRole('link', { name: 'Find a key' }).count()).toBe(1);
     for (const name of ['Clients', 'Audit log']) expect(await nav.getByRole('link', { name }).count(), name).toBe(0);
     // A device name is not a key ID: no list.
-    const sample = server.demo.samplePrefixes[3]!;
+    const sample = suite.server.demo.samplePrefixes[3]!;
     await search(p, sample.device);
     await p
       .getByText(/at least its first 8 characters|key ID/)
@@ -219,7 +192,7 @@ describe('web console in Chromium', () => {
     await p.getByRole('dialog', { name: 'Reveal recovery key' }).getByRole('button', { name: 'Hide' }).click();
     await p.keyboard.press('Escape');
     // The ambiguous case shows how many, not which.
-    await search(p, server.demo.ambiguousPrefix);
+    await search(p, suite.server.demo.ambiguousPrefix);
     await p.getByText('Several keys match').waitFor();
     expect(await results(p).count()).toBe(0);
     // Calling the API from the page, with the page's own session and CSRF token: refused.
@@ -234,26 +207,25 @@ describe('web console in Chromium', () => {
           clientDevices: await get(`/api/v1/clients/${clientId}/devices`),
         };
       },
-      [server.demo.clients[0]!.id],
+      [suite.server.demo.clients[0]!.id],
     );
     expect(statuses).toEqual({ keys: 403, keysOfClient: 403, devices: 403, clientDevices: 403 });
     // And the page itself does not offer those screens by URL either.
-    await p.goto(`/clients/${server.demo.clients[0]!.id}`);
+    await p.goto(`/clients/${suite.server.demo.clients[0]!.id}`);
     await p.getByRole('button', { name: 'Sign out' }).waitFor();
     expect(await p.getByRole('row').count()).toBe(0);
   });
 
   it("client-viewer: sees only their own client's devices, in the page and at the API", async () => {
-    const { page: p } = await page();
-    await signIn(p, server, userOf(server, 'client-viewer'));
-    const own = server.demo.viewerClient;
-    const other = server.demo.clients.find((c) => c.id !== own.id)!;
+    const { page: p } = await suite.pageAs('client-viewer');
+    const own = suite.server.demo.viewerClient;
+    const other = suite.server.demo.clients.find((c) => c.id !== own.id)!;
     await p.getByRole('navigation').getByRole('link', { name: 'Clients' }).click();
     await p.getByRole('columnheader', { name: 'Client' }).waitFor();
     await p.getByRole('row').filter({ hasText: own.name }).first().waitFor();
     const rows = await p.getByRole('row').allInnerTexts();
     expect(rows.join('\n')).not.toContain(other.name);
-    for (const c of server.demo.clients.filter((c) => c.id !== own.id)) expect(rows.join('\n')).not.toContain(c.name);
+    for (const c of suite.server.demo.clients.filter((c) => c.id !== own.id)) expect(rows.join('\n')).not.toContain(c.name);
     // Another client's page by URL: not found, nothing of it shown.
     await p.goto(`/clients/${other.id}`);
     await p.getByRole('button', { name: 'Sign out' }).waitFor();

@@ -1,18 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations } from './harness.js';
 
 /**
  * The device page's lifecycle (issue 17, item 2): retire → reinstate → legal hold walked as an
@@ -21,12 +10,10 @@ import {
  * (item 6): cards below 600 px, the Reveal button on screen without sideways scrolling.
  */
 describe('device lifecycle and the phone layout, in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
   let device: { id: string; name: string; clientId: string; client: string };
 
-  const db = () => server.container.database.db;
+  const db = () => suite.server.container.database.db;
   const row = () =>
     db()
       .selectFrom('devices')
@@ -37,8 +24,6 @@ describe('device lifecycle and the phone layout, in Chromium', () => {
     db().selectFrom('audit_events').select(['outcome', 'actor_name', 'details']).where('action', '=', action).where('target_id', '=', device.id).execute();
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
     // A device in service with keys and an agent, in a client without a hold.
     const d = await db()
       .selectFrom('devices as d')
@@ -53,22 +38,9 @@ describe('device lifecycle and the phone layout, in Chromium', () => {
       .executeTakeFirstOrThrow();
     device = { id: d.id, name: d.name, clientId: d.client_id, client: d.client_name };
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string, viewport: { width: number; height: number } = DESKTOP, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, { viewport, colorScheme });
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, role));
-    return p;
-  };
+  const as = async (role: string, viewport: { width: number; height: number } = DESKTOP, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> =>
+    (await suite.pageAs(role, { viewport, colorScheme })).page;
   const lifecycle = (p: Page) => p.getByRole('region', { name: 'Lifecycle' });
   const noSerious = async (p: Page, where: string) => expect(await seriousA11yViolations(p), where).toEqual([]);
   const act = async (p: Page, button: string, dialogTitle: string, fill: (d: ReturnType<Page['getByRole']>) => Promise<void>, submit: string) => {

@@ -13,7 +13,7 @@ import { createDemoClock, seedBulkKeys, seedDemo, type BulkResult, type DemoSumm
 import { totpCodeAt } from '../../src/crypto/totp.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/engine.js';
 import { allowPasswordOnly, randomMasterKey } from '../helpers/vault.js';
-import { inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 
 /**
  * The browser tests' world: a real server (buildApp on a loopback socket) over a fresh vault
@@ -266,4 +266,73 @@ export async function screenshotFailure(testName: string, contexts: BrowserConte
   const slug = testName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
   let i = 0;
   for (const c of contexts) for (const p of c.pages()) await p.screenshot({ path: path.join(dir, `${slug}-${++i}.png`), fullPage: true }).catch(() => {});
+}
+
+export type ConsoleOptions = NonNullable<Parameters<typeof startConsole>[0]>;
+export type ContextOptions = NonNullable<Parameters<typeof newContext>[2]>;
+
+export type ChromiumSuite = {
+  /** The console under test (started in the suite's beforeAll). */
+  readonly server: ConsoleServer;
+  readonly browser: Browser;
+  /** A new context on the console (or on `baseUrl`), closed after the test; a failed test leaves a picture of its pages. */
+  context(opts?: ContextOptions & { baseUrl?: string }): Promise<{ context: BrowserContext; consoleLines: string[] }>;
+  /** A new context and page, signed in through the console's form as a demo role ('owner', 'technician', …) or an email, with its TOTP step when a secret is given. */
+  pageAs(who: string, opts?: ContextOptions & { totpSecret?: string }): Promise<{ page: Page; context: BrowserContext; consoleLines: string[] }>;
+};
+
+/**
+ * The plumbing of a browser test file, called at the top of its describe: a beforeAll that starts
+ * the console (startConsole with `consoleOpts`) and Chromium, an afterEach that pictures a failed
+ * test's pages (test-output/failures/) and closes every context the test opened, and an afterAll
+ * that closes Chromium and the server.
+ *
+ * vitest runs beforeAll hooks in the order they are registered and after-hooks in reverse: a file's
+ * own beforeAll registered after this call finds the server started (and its afterAll runs while the
+ * server is still up); one registered before it runs first and its afterAll last, for a simulator
+ * the console's options must name. `consoleOpts` may be a function (called in the beforeAll) for
+ * options known only then.
+ */
+export function chromiumSuite(consoleOpts: ConsoleOptions | (() => ConsoleOptions | Promise<ConsoleOptions>) = {}): ChromiumSuite {
+  let server: ConsoleServer | undefined;
+  let browser: Browser | undefined;
+  const open: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    server = await startConsole(typeof consoleOpts === 'function' ? await consoleOpts() : consoleOpts);
+    browser = await launchChromium();
+  });
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
+    for (const c of open.splice(0)) await c.close().catch(() => {});
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  const started = <T>(what: string, value: T | undefined): T => {
+    if (value === undefined) throw new Error(`chromiumSuite: the ${what} is not started yet (it starts in the suite's beforeAll)`);
+    return value;
+  };
+  const suite: ChromiumSuite = {
+    get server() {
+      return started('console server', server);
+    },
+    get browser() {
+      return started('browser', browser);
+    },
+    async context({ baseUrl, ...opts } = {}) {
+      const made = await newContext(suite.browser, baseUrl ?? suite.server.baseUrl, opts);
+      open.push(made.context);
+      return made;
+    },
+    async pageAs(who, { totpSecret, ...opts } = {}) {
+      const { context, consoleLines } = await suite.context(opts);
+      const page = await context.newPage();
+      await signIn(page, suite.server, who.includes('@') ? who : userOf(suite.server, who), totpSecret);
+      return { page, context, consoleLines };
+    },
+  };
+  return suite;
 }

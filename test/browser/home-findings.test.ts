@@ -1,19 +1,8 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * Issue 17: the admin home (what needs attention, each line a link to its filtered list) and the
@@ -23,38 +12,17 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('admin home and findings work queue (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
 
-  beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
-
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}) => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, role));
-    return p;
-  };
-  const openFindings = () => server.container.agent.listFindings(OWNER, { open: true, limit: 1000 });
+  const as = async (role: string, opts: ContextOptions = {}) => (await suite.pageAs(role, opts)).page;
+  const openFindings = () => suite.server.container.agent.listFindings(OWNER, { open: true, limit: 1000 });
   const noOverflow = async (p: Page) => expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
   const countText = (n: number) => `${n} ${n === 1 ? 'finding' : 'findings'}`;
 
   it("home lists the demo's attention items, and each link opens its filtered list", async () => {
     const findings = await openFindings();
-    const overview = await server.container.clientOverview.clientsOverview(OWNER);
-    const health = await server.container.agentHealth.health(OWNER, { limit: 5000 });
+    const overview = await suite.server.container.clientOverview.clientsOverview(OWNER);
+    const health = await suite.server.container.agentHealth.health(OWNER, { limit: 5000 });
     const high = findings.filter((f) => f.severity === 'high').length;
     const mismatched = findings.filter((f) => f.kind === 'mismatch').length;
     const failing = overview.filter((c) => c.compliance && c.compliance['non-compliant'] > 0);
@@ -123,7 +91,7 @@ describe('admin home and findings work queue (Chromium)', () => {
     const perClient = new Map<string, number>();
     for (const f of findings.filter((f) => f.kind === 'unescrowed_key')) perClient.set(f.client.id, (perClient.get(f.client.id) ?? 0) + 1);
     const [clientId] = [...perClient.entries()].sort((a, b) => b[1] - a[1])[0]!;
-    const client = server.demo.clients.find((c) => c.id === clientId)!;
+    const client = suite.server.demo.clients.find((c) => c.id === clientId)!;
     const expected = findings.filter((f) => f.client.id === clientId && f.kind === 'unescrowed_key');
     const devices = [...new Set(expected.map((f) => f.device.id))].sort();
     // One job a device and drive (the re-escrow covers every recovery password of that drive).
@@ -155,12 +123,12 @@ describe('admin home and findings work queue (Chromium)', () => {
     expect(preview.sort()).toEqual(expected.map((f) => `${f.device.name} (${client.name}) · ${f.mountPoint}`).sort());
     expect(await seriousA11yViolations(p)).toEqual([]);
     // The dry run queued nothing.
-    expect((await server.container.agent.listClientJobs(OWNER, clientId, { state: 'active', kind: 're-escrow' })).length).toBe(0);
+    expect((await suite.server.container.agent.listClientJobs(OWNER, clientId, { state: 'active', kind: 're-escrow' })).length).toBe(0);
 
     await dialog.getByRole('button', { name: `Queue ${drives} ${drives === 1 ? 'job' : 'jobs'}` }).click();
     await dialog.waitFor({ state: 'detached' });
     await p.getByText(/re-escrow jobs? queued/).waitFor();
-    const jobs = await server.container.agent.listClientJobs(OWNER, clientId, { state: 'active', kind: 're-escrow' });
+    const jobs = await suite.server.container.agent.listClientJobs(OWNER, clientId, { state: 'active', kind: 're-escrow' });
     expect([...new Set(jobs.map((j) => j.device.id))].sort()).toEqual(devices);
     expect(jobs.map((j) => `${j.device.id}|${j.mountPoint}`).sort()).toEqual(expected.map((f) => `${f.device.id}|${f.mountPoint}`).sort());
     expect(new Set(jobs.map((j) => j.origin))).toEqual(new Set(['bulk']));
@@ -193,13 +161,10 @@ describe('admin home and findings work queue (Chromium)', () => {
   });
 
   it('an admin of a client with nothing wrong sees the calm state, and an empty queue says what to do', async () => {
-    const calm = await server.container.clients.create(OWNER, { name: 'Calm Client Ltd' });
+    const calm = await suite.server.container.clients.create(OWNER, { name: 'Calm Client Ltd' });
     const email = 'calm-admin@example.test';
-    await server.container.identity.createUser(OWNER, { email, password: server.demo.password, role: 'admin', clients: [calm.id] });
-    const { context } = await newContext(browser, server.baseUrl, { viewport: PHONE });
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, email);
+    await suite.server.container.identity.createUser(OWNER, { email, password: suite.server.demo.password, role: 'admin', clients: [calm.id] });
+    const { page: p } = await suite.pageAs(email, { viewport: PHONE });
     await p.goto('/home');
     await p.getByRole('region', { name: 'Nothing needs attention' }).waitFor();
     expect(await p.getByRole('region', { name: 'Open findings' }).count()).toBe(0);

@@ -1,21 +1,9 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { randomKeyId, randomRecoveryPassword } from '../helpers/keys.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshot,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, screenshot, seriousA11yViolations } from './harness.js';
 
 /**
  * The Import screen (issue 17, item 2): choose a client, add key files with the picker and by
@@ -97,30 +85,10 @@ async function dropFiles(page: Page, files: { name: string; text: string }[]) {
 }
 
 describe('Import screen (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite({ env: { KEYWARDEN_UPLOAD_LIMIT_MB: String(LIMIT_MB) } });
 
-  beforeAll(async () => {
-    server = await startConsole({ env: { KEYWARDEN_UPLOAD_LIMIT_MB: String(LIMIT_MB) } });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
-
-  const as = async (role: string, viewport: { width: number; height: number } = DESKTOP, colorScheme: 'light' | 'dark' = 'light') => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport, colorScheme });
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return { page, consoleLines };
-  };
+  const as = (role: string, viewport: { width: number; height: number } = DESKTOP, colorScheme: 'light' | 'dark' = 'light') =>
+    suite.pageAs(role, { viewport, colorScheme });
 
   const openImports = async (page: Page, phone: boolean) => {
     if (phone) await page.getByRole('button', { name: 'Open navigation' }).click();
@@ -129,7 +97,7 @@ describe('Import screen (Chromium)', () => {
     await page.getByRole('heading', { name: 'Import keys', level: 1 }).waitFor();
   };
 
-  const keysOf = async (clientId: string) => server.container.keys.list(OWNER, { clientId, limit: 500 });
+  const keysOf = async (clientId: string) => suite.server.container.keys.list(OWNER, { clientId, limit: 500 });
 
   const noHorizontalScroll = async (page: Page) =>
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(await page.evaluate(() => window.innerWidth));
@@ -143,7 +111,7 @@ describe('Import screen (Chromium)', () => {
     it(`picker and drop → preview (nothing stored) → import → results with rejected lines and devices (${name})`, async () => {
       const phone = viewport === PHONE;
       const tag = `${phone ? 'P' : 'D'}${scheme === 'dark' ? 'K' : 'L'}`;
-      const client = await server.container.clients.create(OWNER, { name: `Fake Imports ${tag} Ltd` });
+      const client = await suite.server.container.clients.create(OWNER, { name: `Fake Imports ${tag} Ltd` });
       const p = plan(tag);
       const { page, consoleLines } = await as('admin', viewport, scheme);
       await openImports(page, phone);
@@ -227,7 +195,7 @@ describe('Import screen (Chromium)', () => {
   }
 
   it('the same files again are "already in the vault"; an unreadable file and a too-large file are explained', async () => {
-    const client = await server.container.clients.create(OWNER, { name: 'Fake Imports Again Ltd' });
+    const client = await suite.server.container.clients.create(OWNER, { name: 'Fake Imports Again Ltd' });
     const p = plan('AGAIN');
     const { page } = await as('owner');
     await page.goto(`/imports?client=${client.id}`);

@@ -1,23 +1,10 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { totpCodeAt } from '../../src/crypto/totp.js';
 import { requireMfa } from '../../src/modules/settings/settings.repo.js';
 import { startSmtp, type SmtpSink } from '../helpers/notify.js';
-import {
-  freePort,
-  enrolTotp,
-  launchChromium,
-  newContext,
-  pageTraces,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, freePort, enrolTotp, pageTraces, seriousA11yViolations, userOf } from './harness.js';
 
 /**
  * Issue 19, item 3 in Chromium: in a new vault (a second factor required of everyone) the owner
@@ -31,20 +18,26 @@ const INVITEE = 'new.technician@msp.example';
 const INVITEE_PASSWORD = 'my own long password 2026';
 
 describe('invitations and a second factor by default in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let smtp: SmtpSink;
-  const open: BrowserContext[] = [];
 
+  // Registered before the console's hooks: started before it, closed after it.
   beforeAll(async () => {
     smtp = await startSmtp({ user: 'u', pass: 'p' });
+  });
+  afterAll(async () => {
+    await smtp?.close();
+  });
+  const suite = chromiumSuite(async () => {
     const port = await freePort();
-    server = await startConsole({
+    return {
       keepRequiredMfa: true,
       port,
       env: { KEYWARDEN_PUBLIC_URL: `http://127.0.0.1:${port}`, KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' },
-    });
-    await server.container.notifications.createChannel(OPERATOR, {
+    };
+  });
+
+  beforeAll(async () => {
+    await suite.server.container.notifications.createChannel(OPERATOR, {
       clientId: null,
       name: 'MSP mail',
       kind: 'email',
@@ -54,31 +47,13 @@ describe('invitations and a second factor by default in Chromium', () => {
       from: 'keywarden@msp.example',
       to: ['soc@msp.example'],
     });
-    browser = await launchChromium();
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await smtp?.close();
-  });
-
-  const context = async () => {
-    const c = await newContext(browser, server.baseUrl);
-    open.push(c.context);
-    return c;
-  };
 
   it('owner invites → mail → the link → own password → authenticator app (required) → the console with the invited role', async () => {
-    expect(await requireMfa(server.container.database.db)).toBe(true);
-    const ownerEmail = userOf(server, 'owner');
-    const secret = await enrolTotp(server, ownerEmail, server.demo.password);
-    const { context: oc } = await context();
-    const p = await oc.newPage();
-    await signIn(p, server, ownerEmail, secret);
+    expect(await requireMfa(suite.server.container.database.db)).toBe(true);
+    const ownerEmail = userOf(suite.server, 'owner');
+    const secret = await enrolTotp(suite.server, ownerEmail, suite.server.demo.password);
+    const { page: p } = await suite.pageAs(ownerEmail, { totpSecret: secret });
 
     await p.goto('/settings/users');
     await p.getByRole('button', { name: 'Invite', exact: true }).click();
@@ -101,7 +76,7 @@ describe('invitations and a second factor by default in Chromium', () => {
     expect(await seriousA11yViolations(p)).toEqual([]);
 
     // The invitee, in a browser of their own.
-    const { context: ic, consoleLines } = await context();
+    const { context: ic, consoleLines } = await suite.context();
     const q = await ic.newPage();
     await q.goto(link!);
     await q.getByRole('heading', { name: 'Join Keywarden' }).waitFor();
@@ -135,7 +110,7 @@ describe('invitations and a second factor by default in Chromium', () => {
     expect(consoleLines.join('\n')).not.toContain(token);
 
     // The link is used up: opened again, it says so.
-    const { context: xc } = await context();
+    const { context: xc } = await suite.context();
     const x = await xc.newPage();
     await x.goto(link!);
     await x
@@ -145,12 +120,10 @@ describe('invitations and a second factor by default in Chromium', () => {
   });
 
   it('an owner without a second factor is reminded on every page, until they dismiss it for the session', async () => {
-    await server.container.settings.update(OPERATOR, { requireMfa: false });
+    await suite.server.container.settings.update(OPERATOR, { requireMfa: false });
     const email = 'second.owner@msp.example';
-    await server.container.identity.createUser(OPERATOR, { email, password: server.demo.password, role: 'owner', clients: 'all' });
-    const { context: oc } = await context();
-    const p = await oc.newPage();
-    await signIn(p, server, email);
+    await suite.server.container.identity.createUser(OPERATOR, { email, password: suite.server.demo.password, role: 'owner', clients: 'all' });
+    const { page: p } = await suite.pageAs(email);
     const nag = p.getByTestId('second-factor-nag');
     await nag.waitFor();
     await p.getByRole('navigation').getByRole('link', { name: 'Clients' }).click();
@@ -163,13 +136,9 @@ describe('invitations and a second factor by default in Chromium', () => {
     expect(await nag.count()).toBe(0);
 
     // A technician is not nagged; a new session of the owner is.
-    const { context: tc } = await context();
-    const t = await tc.newPage();
-    await signIn(t, server, userOf(server, 'technician'));
+    const { page: t } = await suite.pageAs('technician');
     expect(await t.getByTestId('second-factor-nag').count()).toBe(0);
-    const { context: oc2 } = await context();
-    const p2 = await oc2.newPage();
-    await signIn(p2, server, email);
+    const { page: p2 } = await suite.pageAs(email);
     await p2.getByTestId('second-factor-nag').waitFor();
   });
 });

@@ -1,23 +1,12 @@
 /// <reference lib="dom" />
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook } from '../../src/crypto/webhook-signature.js';
 import { startReceiver, type Hit } from '../helpers/notify.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * The Notifications screen (issue 17): a webhook channel added like a person would, "Send test"
@@ -28,35 +17,20 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('Notifications (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  const open: BrowserContext[] = [];
   let signingSecret = '';
 
+  // Registered before the console's hooks: started before it, closed after it.
   beforeAll(async () => {
     receiver = await startReceiver();
-    // The receiver listens on this machine, which the egress policy refuses unless allowed.
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
   });
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
     await receiver?.close();
   });
+  // The receiver listens on this machine, which the egress policy refuses unless allowed.
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
 
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}) => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return page;
-  };
+  const as = async (role: string, opts: ContextOptions = {}) => (await suite.pageAs(role, opts)).page;
   const gotoNotifications = async (p: Page, phone = false) => {
     if (phone) await p.getByRole('button', { name: 'Open navigation' }).click();
     await p.getByRole('navigation').getByRole('link', { name: 'Notifications' }).click();
@@ -83,7 +57,7 @@ describe('Notifications (Chromium)', () => {
     await new Promise<void>((r) => srv.close(() => r()));
     return port;
   };
-  const channels = () => server.container.notifications.listChannels(OWNER, {});
+  const channels = () => suite.server.container.notifications.listChannels(OWNER, {});
 
   it('adds a webhook channel, "Send test" reaches the listener, a rule is created, the delivery log shows it (desktop, light)', async () => {
     const p = await as('owner', { viewport: DESKTOP, colorScheme: 'light' });
@@ -153,7 +127,7 @@ describe('Notifications (Chromium)', () => {
     expect(await seriousA11yViolations(p)).toEqual([]);
     await rd.getByRole('button', { name: 'Add rule' }).click();
     await rd.waitFor({ state: 'detached' });
-    const rules = await server.container.notifications.listRules(OWNER, {});
+    const rules = await suite.server.container.notifications.listRules(OWNER, {});
     const rule = rules.find((r) => r.name === 'Sync failures to the NOC');
     expect(rule).toMatchObject({ clientId: null, digest: 'none', channelIds: [ch!.id], enabled: true });
     expect([...rule!.eventTypes].sort()).toEqual(['audit.chain_broken', 'sync.failed']);
@@ -162,8 +136,8 @@ describe('Notifications (Chromium)', () => {
 
     // ---- the rule fires: an Active Directory sync fails (its DC cannot be reached), the delivery worker runs
     const port = await closedPort();
-    const tailspin = server.demo.clients.find((c) => c.name === 'Tailspin Toys')!;
-    const conn = await server.container.directory.createConnection(OWNER, {
+    const tailspin = suite.server.demo.clients.find((c) => c.name === 'Tailspin Toys')!;
+    const conn = await suite.server.container.directory.createConnection(OWNER, {
       clientId: tailspin.id,
       hosts: ['127.0.0.1'],
       port,
@@ -172,17 +146,17 @@ describe('Notifications (Chromium)', () => {
       password: 'not-used-by-this-test',
       baseDns: ['DC=tailspintoys,DC=example'],
     });
-    expect((await server.container.directory.runSync(conn.id)).status).toBe('failed');
+    expect((await suite.server.container.directory.runSync(conn.id)).status).toBe('failed');
     // Routed now; an immediate rule still waits its 30-second gathering window (a burst goes out as one
     // message). Test-only shortcut instead of waiting: the window is over.
-    await server.container.notifications.runOnce();
-    const waiting = await server.container.database.db
+    await suite.server.container.notifications.runOnce();
+    const waiting = await suite.server.container.database.db
       .updateTable('notification_items')
-      .set({ due_at: new Date(Date.parse(server.container.clock.now()) - 1000).toISOString() })
+      .set({ due_at: new Date(Date.parse(suite.server.container.clock.now()) - 1000).toISOString() })
       .where('delivery_id', 'is', null)
       .executeTakeFirst();
     expect(Number(waiting.numUpdatedRows)).toBe(1);
-    await server.container.notifications.runOnce();
+    await suite.server.container.notifications.runOnce();
     await expect.poll(() => receiver.hits.filter((h) => h.path === '/ops-hook').length).toBe(3);
     expect(JSON.stringify(receiver.hits.at(-1)!.json)).toContain('sync.failed');
     expect(signed(receiver.hits.at(-1)!)).toBe(true);
@@ -191,7 +165,7 @@ describe('Notifications (Chromium)', () => {
     await p.getByRole('tab', { name: 'Delivery log' }).click();
     const log = p.getByRole('table', { name: 'Delivery log' });
     await log.waitFor();
-    const sent = await server.container.notifications.listDeliveries(OWNER, { channelId: ch!.id });
+    const sent = await suite.server.container.notifications.listDeliveries(OWNER, { channelId: ch!.id });
     expect(sent).toHaveLength(3);
     expect(sent.every((d) => d.status === 'sent')).toBe(true);
     expect(sent.filter((d) => d.ruleId === rule!.id)).toHaveLength(1);
@@ -215,7 +189,7 @@ describe('Notifications (Chromium)', () => {
   it('a failing channel says why in words, in the test result and the log (phone, dark)', async () => {
     receiver.mode.set('/broken', 500);
     const [ch] = (await channels()).filter((c) => c.name === 'Ops webhook (NOC)');
-    await server.container.notifications.createChannel(OWNER, { clientId: null, name: 'Broken hook', kind: 'webhook', url: receiver.url('/broken') });
+    await suite.server.container.notifications.createChannel(OWNER, { clientId: null, name: 'Broken hook', kind: 'webhook', url: receiver.url('/broken') });
     const p = await as('owner', { viewport: PHONE, colorScheme: 'dark' });
     await gotoNotifications(p, true);
     const card = p.getByRole('article', { name: 'Channel Broken hook' });

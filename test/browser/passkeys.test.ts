@@ -1,7 +1,6 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
-import { freePort, launchChromium, newContext, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { chromiumSuite, freePort, signIn, userOf } from './harness.js';
 import { cliActor } from '../../src/modules/authz/authz.js';
 
 /**
@@ -13,35 +12,21 @@ import { cliActor } from '../../src/modules/authz/authz.js';
  * KEYWARDEN_PUBLIC_URL names that address: the relying party is "localhost".
  */
 describe('passkeys in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let base: string;
-  const open: BrowserContext[] = [];
-
-  beforeAll(async () => {
+  const suite = chromiumSuite(async () => {
     const port = await freePort();
     base = `http://localhost:${port}`;
-    server = await startConsole({ port, env: { KEYWARDEN_PUBLIC_URL: base } });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    return { port, env: { KEYWARDEN_PUBLIC_URL: base } };
   });
 
   /** Makes the person's second-factor proof an hour old, as if they had been signed in for a while. */
   const ageStepUp = async (userId: string) => {
-    const old = new Date(Date.parse(server.container.clock.now()) - 60 * 60_000).toISOString();
-    await server.container.database.db.updateTable('sessions').set({ mfa_at: old }).where('user_id', '=', userId).execute();
+    const old = new Date(Date.parse(suite.server.container.clock.now()) - 60 * 60_000).toISOString();
+    await suite.server.container.database.db.updateTable('sessions').set({ mfa_at: old }).where('user_id', '=', userId).execute();
   };
 
   it('adds a passkey on the Account page, signs in with it after signing out, steps up with it before a reveal, and removes it', async () => {
-    const { context, consoleLines } = await newContext(browser, base);
-    open.push(context);
+    const { context, consoleLines } = await suite.context({ baseUrl: base });
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
@@ -49,9 +34,9 @@ describe('passkeys in Chromium', () => {
       options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
     });
 
-    const email = userOf(server, 'technician');
-    const user = (await server.container.identity.getUserByEmail(cliActor('browser-test'), email))!;
-    await signIn(page, server, email);
+    const email = userOf(suite.server, 'technician');
+    const user = (await suite.server.container.identity.getUserByEmail(cliActor('browser-test'), email))!;
+    await signIn(page, suite.server, email);
 
     // Account page: add a passkey with a name.
     await page.goto('/settings/account');
@@ -63,7 +48,7 @@ describe('passkeys in Chromium', () => {
     const creds = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials;
     expect(creds).toHaveLength(1);
     expect(creds[0]!.isResidentCredential).toBe(true);
-    const rows = await server.container.database.db.selectFrom('passkeys').select(['name', 'credential_id']).where('user_id', '=', user.id).execute();
+    const rows = await suite.server.container.database.db.selectFrom('passkeys').select(['name', 'credential_id']).where('user_id', '=', user.id).execute();
     // DevTools gives the credential id in base64, Keywarden keeps it in base64url.
     const credentialId = Buffer.from(creds[0]!.credentialId, 'base64').toString('base64url');
     expect(rows).toEqual([{ name: 'Test laptop', credential_id: credentialId }]);
@@ -73,12 +58,12 @@ describe('passkeys in Chromium', () => {
     await page.waitForURL('**/login');
     await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
-    const logins = await server.container.audit.list(cliActor('browser-test'), { action: 'auth.login', actorId: user.id, outcome: 'success', limit: 5 });
+    const logins = await suite.server.container.audit.list(cliActor('browser-test'), { action: 'auth.login', actorId: user.id, outcome: 'success', limit: 5 });
     expect(logins[0]!.details).toMatchObject({ method: 'passkey', passwordless: true });
 
     // A reveal after a while: the dialog asks for a step-up, and the passkey gives it.
     await ageStepUp(user.id);
-    const sample = server.demo.samplePrefixes[0]!;
+    const sample = suite.server.demo.samplePrefixes[0]!;
     await page.goto('/');
     const box = page.getByRole('searchbox', { name: 'Find a key' });
     await box.pressSequentially(sample.prefix);
@@ -93,7 +78,12 @@ describe('passkeys in Chromium', () => {
     await confirm.waitFor({ state: 'detached' });
     await dialog.getByRole('button', { name: 'Show password' }).click();
     await page.getByTestId('recovery-password').waitFor();
-    const stepUps = await server.container.audit.list(cliActor('browser-test'), { action: 'auth.step_up', actorId: user.id, outcome: 'success', limit: 5 });
+    const stepUps = await suite.server.container.audit.list(cliActor('browser-test'), {
+      action: 'auth.step_up',
+      actorId: user.id,
+      outcome: 'success',
+      limit: 5,
+    });
     expect(stepUps[0]!.details).toMatchObject({ method: 'passkey' });
     await dialog.getByRole('button', { name: 'Hide' }).click();
     await page.keyboard.press('Escape');
@@ -108,7 +98,7 @@ describe('passkeys in Chromium', () => {
       .waitFor();
     await section.getByRole('button', { name: 'Confirm with a passkey' }).click();
     await table.waitFor({ state: 'detached' });
-    const removed = await server.container.audit.list(cliActor('browser-test'), { action: 'passkey.remove', actorId: user.id, limit: 5 });
+    const removed = await suite.server.container.audit.list(cliActor('browser-test'), { action: 'passkey.remove', actorId: user.id, limit: 5 });
     expect(removed.map((e) => e.outcome)).toEqual(['success']);
 
     // Nothing secret in the console: no challenge, no credential id.

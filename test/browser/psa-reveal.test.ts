@@ -1,8 +1,8 @@
 /// <reference lib="dom" />
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { enrolTotp, freshCode, launchChromium, newContext, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, enrolTotp, freshCode, userOf } from './harness.js';
 import { bytes, csvOf, randomKeyId, randomRecoveryPassword } from '../helpers/keys.js';
 import { HaloPsaSimulator } from '../psa-sim/halopsa.js';
 
@@ -17,21 +17,18 @@ import { HaloPsaSimulator } from '../psa-sim/halopsa.js';
  * and gets the password.
  */
 describe('ticket-bound reveal dialog, in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   const halo = new HaloPsaSimulator();
   let tickets: ReturnType<HaloPsaSimulator['seed']>;
-  const open: BrowserContext[] = [];
   const cli = cliActor('browser-test');
   type Key = { keyId: string; password: string; device: string; recordId: string };
   const keys: Key[] = [];
 
   /** Signs in over HTTP (no browser) and returns a fetch for the API as that person. */
   const apiAs = async (email: string) => {
-    const login = await fetch(`${server.baseUrl}/api/v1/auth/login`, {
+    const login = await fetch(`${suite.server.baseUrl}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email, password: server.demo.password }),
+      body: JSON.stringify({ email, password: suite.server.demo.password }),
     });
     if (login.status !== 200) throw new Error(`sign-in for ${email} failed: ${login.status}`);
     const cookie = login.headers
@@ -40,7 +37,7 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
       .join('; ');
     const { csrfToken } = (await login.json()) as { csrfToken: string };
     return async (method: string, url: string, body?: unknown) => {
-      const r = await fetch(`${server.baseUrl}/api/v1${url}`, {
+      const r = await fetch(`${suite.server.baseUrl}/api/v1${url}`, {
         method,
         headers: { cookie, 'x-csrf-token': csrfToken, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -51,21 +48,26 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     };
   };
 
+  // Registered before the console's hooks: started before it, stopped after it.
   beforeAll(async () => {
     await halo.start();
     tickets = halo.seed();
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
-    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await halo.stop();
+  });
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
 
+  beforeAll(async () => {
     // Two keys of Contoso's laptops: one for the checked-ticket reveal, one for the PSA outage.
-    const contoso = await server.container.clients.create(cli, { name: 'Contoso' });
+    const contoso = await suite.server.container.clients.create(cli, { name: 'Contoso' });
     for (const device of ['FAKE-CONTOSO-LAP1', 'FAKE-CONTOSO-LAP2'])
       keys.push({ keyId: randomKeyId(), password: randomRecoveryPassword(), device, recordId: '' });
-    await server.container.imports.importFile(cli, 'Contoso', { fileName: 'contoso.csv', bytes: bytes(csvOf(keys)) });
-    for (const k of keys) k.recordId = (await server.container.keys.searchByKeyId(cli, k.keyId))[0]!.id;
+    await suite.server.container.imports.importFile(cli, 'Contoso', { fileName: 'contoso.csv', bytes: bytes(csvOf(keys)) });
+    for (const k of keys) k.recordId = (await suite.server.container.keys.searchByKeyId(cli, k.keyId))[0]!.id;
 
     // The owner (password only until later in this test) connects HaloPSA and links the client.
-    const owner = await apiAs(userOf(server, 'owner'));
+    const owner = await apiAs(userOf(suite.server, 'owner'));
     const connection = await owner('PUT', '/settings/psa', {
       kind: 'halopsa',
       url: halo.url,
@@ -76,24 +78,14 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     });
     expect(connection).toMatchObject({ status: 'ok' });
     await owner('PUT', `/clients/${contoso.id}/psa`, { companyId: String(tickets.open.client_id), ticketPolicy: 'required' });
-    expect(await server.container.psa.clientSettings(cli, contoso.id)).toMatchObject({ companyName: 'Contoso Ltd', ticketPolicy: 'required' });
+    expect(await suite.server.container.psa.clientSettings(cli, contoso.id)).toMatchObject({ companyName: 'Contoso Ltd', ticketPolicy: 'required' });
   });
-  afterEach(async (ctx) => {
+  afterEach(() => {
     halo.unreachable = false;
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await halo.stop();
   });
 
   const signedIn = async (email: string, totpSecret?: string): Promise<{ page: Page; lines: string[] }> => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, email, totpSecret);
+    const { page, consoleLines } = await suite.pageAs(email, { totpSecret });
     return { page, lines: consoleLines };
   };
   /** Finds the key by its ID and opens its reveal dialog. */
@@ -123,7 +115,7 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
 
   it('a technician is refused a closed ticket next to the ticket field, then reveals with the open ticket; one internal note', async () => {
     const k = keys[0]!;
-    const tech = await signedIn(userOf(server, 'technician'));
+    const tech = await signedIn(userOf(suite.server, 'technician'));
     const dialog = await openReveal(tech.page, k);
     const ticket = dialog.getByLabel('Ticket reference', { exact: true });
     expect(await ticket.getAttribute('required')).not.toBeNull();
@@ -147,14 +139,14 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     expect(await shownPassword(tech.page)).toBe(k.password);
 
     // Exactly one internal note, on the open ticket, without the password; nothing on the closed one.
-    await server.container.psaTickets.settled();
+    await suite.server.container.psaTickets.settled();
     const notes = halo.notes(tickets.open.id);
     expect(notes).toHaveLength(1);
     expect(notes[0]!.hiddenfromuser).toBe(true);
     expect(notes[0]!.note).toContain(k.device);
     expect(allNotes()).toHaveLength(1);
     for (const n of allNotes()) expect(n.note).not.toContain(k.password);
-    const reveals = (await server.container.audit.list(cli, { action: 'key.reveal', limit: 100 })).filter((e) => e.targetId === k.recordId);
+    const reveals = (await suite.server.container.audit.list(cli, { action: 'key.reveal', limit: 100 })).filter((e) => e.targetId === k.recordId);
     expect(reveals.map((e) => e.outcome).sort()).toEqual(['denied', 'success']);
     for (const line of tech.lines) expect(line).not.toContain(k.password);
   });
@@ -164,7 +156,7 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     const notesBefore = allNotes().length;
     halo.unreachable = 'reset';
 
-    const tech = await signedIn(userOf(server, 'technician'));
+    const tech = await signedIn(userOf(suite.server, 'technician'));
     const techDialog = await openReveal(tech.page, k);
     const techTicket = techDialog.getByLabel('Ticket reference', { exact: true });
     await techDialog.getByLabel('Reason', { exact: true }).selectOption({ label: 'Lost PIN' });
@@ -178,13 +170,13 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     expect(await tech.page.getByTestId('recovery-password').count()).toBe(0);
 
     // The owner has an authenticator app and signed in an hour ago: the dialog asks for a code.
-    const ownerEmail = userOf(server, 'owner');
-    const secret = await enrolTotp(server, ownerEmail, server.demo.password);
+    const ownerEmail = userOf(suite.server, 'owner');
+    const secret = await enrolTotp(suite.server, ownerEmail, suite.server.demo.password);
     const owner = await signedIn(ownerEmail, secret);
-    const ownerRow = await server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
-    await server.container.database.db
+    const ownerRow = await suite.server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
+    await suite.server.container.database.db
       .updateTable('sessions')
-      .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
+      .set({ mfa_at: new Date(Date.parse(suite.server.container.clock.now()) - 3_600_000).toISOString() })
       .where('user_id', '=', ownerRow.id)
       .execute();
     await owner.page.reload();
@@ -193,7 +185,7 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     const code = dialog.getByLabel('Authentication code', { exact: true });
     await dialog.getByLabel('Reason', { exact: true }).selectOption({ label: 'Lost PIN' });
     await ticket.fill(String(tickets.open.id));
-    await code.fill(await freshCode(server.container, ownerEmail, secret));
+    await code.fill(await freshCode(suite.server.container, ownerEmail, secret));
     await dialog.getByRole('button', { name: 'Show password', exact: true }).click();
     await breakGlassButton(dialog).waitFor({ timeout: 20_000 });
     expect(await describedBy(ticket)).toMatch(/HaloPSA cannot be reached to check ticket /);
@@ -211,13 +203,13 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     expect(await shownPassword(owner.page)).toBe(k.password);
 
     // Through the server: one break-glass, with the owner's reason and the PSA's problem; no note posted yet.
-    const bg = (await server.container.audit.list(cli, { action: 'key.break_glass', limit: 100 })).filter((e) => e.targetId === k.recordId);
+    const bg = (await suite.server.container.audit.list(cli, { action: 'key.break_glass', limit: 100 })).filter((e) => e.targetId === k.recordId);
     expect(bg).toHaveLength(1);
     expect(bg[0]!.details).toMatchObject({
       breakGlassReason: 'The PSA is down and the CEO waits at the airport',
       psaProblem: expect.stringMatching(/unreachable/),
     });
-    await server.container.psaTickets.settled();
+    await suite.server.container.psaTickets.settled();
     expect(allNotes()).toHaveLength(notesBefore);
     for (const line of [...tech.lines, ...owner.lines]) expect(line).not.toContain(k.password);
   });

@@ -1,8 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { enrolTotp, freshCode, launchChromium, newContext, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, enrolTotp, freshCode, userOf } from './harness.js';
 import { HaloPsaSimulator } from '../psa-sim/halopsa.js';
 
 /**
@@ -12,41 +11,29 @@ import { HaloPsaSimulator } from '../psa-sim/halopsa.js';
  * to required (assigned to the technician) on the client page's PSA card.
  */
 describe('Settings › PSA in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   const halo = new HaloPsaSimulator();
-  const open: BrowserContext[] = [];
 
+  // Registered before the console's hooks: started before it, stopped after it.
   beforeAll(async () => {
     await halo.start();
     halo.tenant = 'kwsim';
     halo.seed();
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
   });
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
     await halo.stop();
   });
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
 
   it('an owner connects HaloPSA, accepts a suggested company and requires a ticket for a client', async () => {
-    const contoso = await server.container.clients.create(cliActor('browser-test'), { name: 'Contoso' });
-    const ownerEmail = userOf(server, 'owner');
-    const secret = await enrolTotp(server, ownerEmail, server.demo.password);
-    const { context, consoleLines } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, ownerEmail, secret);
+    const contoso = await suite.server.container.clients.create(cliActor('browser-test'), { name: 'Contoso' });
+    const ownerEmail = userOf(suite.server, 'owner');
+    const secret = await enrolTotp(suite.server, ownerEmail, suite.server.demo.password);
+    const { page, consoleLines } = await suite.pageAs(ownerEmail, { totpSecret: secret });
     // The second factor proved at sign-in is an hour old: saving needs a fresh one.
-    const owner = await server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
-    await server.container.database.db
+    const owner = await suite.server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
+    await suite.server.container.database.db
       .updateTable('sessions')
-      .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
+      .set({ mfa_at: new Date(Date.parse(suite.server.container.clock.now()) - 3_600_000).toISOString() })
       .where('user_id', '=', owner.id)
       .execute();
 
@@ -60,7 +47,7 @@ describe('Settings › PSA in Chromium', () => {
     await form.getByLabel('Client ID').fill(halo.clientId);
     await form.getByLabel('Client secret').fill(halo.clientSecret);
     await form.getByLabel('Tenant').fill('kwsim');
-    await form.getByLabel('Authentication code').fill(await freshCode(server.container, ownerEmail, secret));
+    await form.getByLabel('Authentication code').fill(await freshCode(suite.server.container, ownerEmail, secret));
     await form.getByRole('button', { name: 'Save and test' }).click();
     await form.waitFor({ state: 'detached' });
     await expect.poll(() => page.getByTestId('psa-status').textContent()).toBe('ok');
@@ -71,7 +58,7 @@ describe('Settings › PSA in Chromium', () => {
     await row.getByText('Suggested: Contoso Ltd').waitFor();
     await row.getByRole('button', { name: 'Accept Contoso Ltd for Contoso' }).click();
     await expect.poll(() => row.textContent()).toMatch(/Contoso Ltd \(\d+\)/);
-    const linked = await server.container.psa.clientSettings(cliActor('browser-test'), contoso.id);
+    const linked = await suite.server.container.psa.clientSettings(cliActor('browser-test'), contoso.id);
     expect(linked.companyName).toBe('Contoso Ltd');
 
     // The client page's PSA card: required, assigned to the technician.
@@ -82,7 +69,7 @@ describe('Settings › PSA in Chromium', () => {
     await card.getByRole('checkbox', { name: /assigned to the technician/ }).check();
     await card.getByRole('button', { name: 'Save ticket policy' }).click();
     await card.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
-    const saved = await server.container.psa.clientSettings(cliActor('browser-test'), contoso.id);
+    const saved = await suite.server.container.psa.clientSettings(cliActor('browser-test'), contoso.id);
     expect(saved).toMatchObject({ ticketPolicy: 'required', requireAssignee: true, companyName: 'Contoso Ltd' });
     expect(consoleLines.join('\n')).not.toContain(halo.clientSecret);
   });

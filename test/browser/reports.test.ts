@@ -1,23 +1,11 @@
 /// <reference lib="dom" />
 import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { startSmtp, type SmtpSink } from '../helpers/notify.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshot,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, screenshot, seriousA11yViolations, type ContextOptions } from './harness.js';
 
 /**
  * The Reports screen (issue 17): every report the server offers, for a client and a period,
@@ -28,17 +16,20 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('reports screen (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let smtp: SmtpSink;
-  const open: BrowserContext[] = [];
 
+  // Registered before the console's hooks: started before it, closed after it.
   beforeAll(async () => {
     smtp = await startSmtp({ user: 'kw', pass: 'unused' });
-    // The SMTP server listens on this machine: let the egress policy reach it.
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
-    browser = await launchChromium();
-    await server.container.notifications.createChannel(OWNER, {
+  });
+  afterAll(async () => {
+    await smtp?.close();
+  });
+  // The SMTP server listens on this machine: let the egress policy reach it.
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost' } });
+
+  beforeAll(async () => {
+    await suite.server.container.notifications.createChannel(OWNER, {
       clientId: null,
       name: 'MSP mail',
       kind: 'email',
@@ -49,23 +40,8 @@ describe('reports screen (Chromium)', () => {
       to: ['soc@msp.example'],
     });
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await smtp?.close();
-  });
 
-  const as = async (role: string, opts: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
-    return page;
-  };
+  const as = async (role: string, opts: ContextOptions = {}): Promise<Page> => (await suite.pageAs(role, opts)).page;
   const axe = async (p: Page) => {
     await p.waitForLoadState('networkidle');
     expect(await seriousA11yViolations(p)).toEqual([]);
@@ -84,7 +60,7 @@ describe('reports screen (Chromium)', () => {
     await screenshot(p, 'reports-desktop-light');
 
     // One client, a given month: the devices CSV lists that client's devices only.
-    const client = server.demo.clients[0]!;
+    const client = suite.server.demo.clients[0]!;
     await p.getByLabel('Client').selectOption({ label: client.name });
     await p.getByLabel('Period').selectOption('month');
     const month = new Date().toISOString().slice(0, 7);
@@ -94,7 +70,7 @@ describe('reports screen (Chromium)', () => {
     const rows = parseCsv(devices.bytes.toString('utf8'), { columns: true, bom: true }) as Record<string, string>[];
     expect(Object.keys(rows[0]!)).toEqual(expect.arrayContaining(['client', 'device', 'status', 'finding_codes']));
     expect(new Set(rows.map((r) => r.client))).toEqual(new Set([client.name]));
-    const inService = await server.container.compliance.listStatuses(OWNER, { clientId: client.id, limit: 1000 });
+    const inService = await suite.server.container.compliance.listStatuses(OWNER, { clientId: client.id, limit: 1000 });
     expect(rows.map((r) => r.device).sort()).toEqual(inService.map((s) => s.device.name).sort());
 
     // All clients, between two dates: every reveal listed falls in the period.
@@ -116,7 +92,7 @@ describe('reports screen (Chromium)', () => {
     expect(pdf.name).toBe(`keywarden-compliance-summary-all-clients-${from}_${to}.pdf`);
     expect(pdf.bytes.subarray(0, 5).toString('latin1')).toBe('%PDF-');
     expect(pdf.bytes.length).toBeGreaterThan(2000);
-    const exports = await server.container.audit.list(OWNER, { action: 'report.export', limit: 10 });
+    const exports = await suite.server.container.audit.list(OWNER, { action: 'report.export', limit: 10 });
     expect(exports.map((e) => (e.details as { report?: string }).report)).toEqual(expect.arrayContaining(['devices', 'recovery-audit', 'compliance-summary']));
 
     // A period that ends before it starts is explained, and nothing is offered to download.
@@ -133,7 +109,7 @@ describe('reports screen (Chromium)', () => {
     await p.getByText('No report is e-mailed on a schedule').waitFor();
     await axe(p);
 
-    const client = server.demo.clients[0]!;
+    const client = suite.server.demo.clients[0]!;
     await p.getByRole('button', { name: 'Schedule an e-mail' }).click();
     const dialog = p.getByRole('dialog', { name: 'Schedule a report e-mail' });
     await dialog.getByLabel('Name').fill('Weekly summary for IT');
@@ -153,7 +129,7 @@ describe('reports screen (Chromium)', () => {
     const row = p.getByRole('region', { name: 'Scheduled report e-mails' }).getByRole('row').filter({ hasText: 'Weekly summary for IT' });
     await row.waitFor();
     expect(await row.innerText()).toContain('Every Monday at 06:30 UTC');
-    const [stored] = await server.container.notifications.listSchedules(OWNER, {});
+    const [stored] = await suite.server.container.notifications.listSchedules(OWNER, {});
     expect(stored).toMatchObject({
       clientId: client.id,
       name: 'Weekly summary for IT',
@@ -173,7 +149,7 @@ describe('reports screen (Chromium)', () => {
     // Send now: queued by the page, sent by the delivery worker to the SMTP server.
     await row.getByRole('button', { name: 'Send "Weekly summary for IT" now' }).click();
     await row.getByTestId('last-delivery').waitFor();
-    await server.container.notifications.runOnce();
+    await suite.server.container.notifications.runOnce();
     const mail = smtp.mails.find((m) => m.to.includes('it@client.example'));
     expect(mail, 'the report e-mail reached the SMTP server').toBeDefined();
     expect(mail!.to.sort()).toEqual(['cio@client.example', 'it@client.example']);
@@ -185,18 +161,18 @@ describe('reports screen (Chromium)', () => {
     // Pause, then delete (with a confirmation).
     await row.getByRole('button', { name: 'Pause "Weekly summary for IT"' }).click();
     await row.getByText('Paused', { exact: true }).waitFor();
-    expect((await server.container.notifications.listSchedules(OWNER, {}))[0]!.enabled).toBe(false);
+    expect((await suite.server.container.notifications.listSchedules(OWNER, {}))[0]!.enabled).toBe(false);
     await row.getByRole('button', { name: 'Delete "Weekly summary for IT"' }).click();
     await p.getByRole('dialog', { name: 'Delete the scheduled e-mail?' }).getByRole('button', { name: 'Delete' }).click();
     await p.getByText('No report is e-mailed on a schedule').waitFor();
-    expect(await server.container.notifications.listSchedules(OWNER, {})).toEqual([]);
+    expect(await suite.server.container.notifications.listSchedules(OWNER, {})).toEqual([]);
   });
 
   it('an auditor reads reports and schedules without edit controls; a technician sees no recovery audit (desktop dark, phone light)', async () => {
-    await server.container.notifications.createSchedule(OWNER, {
-      clientId: server.demo.clients[0]!.id,
+    await suite.server.container.notifications.createSchedule(OWNER, {
+      clientId: suite.server.demo.clients[0]!.id,
       name: 'Monthly for the auditor',
-      channelId: (await server.container.notifications.listChannels(OWNER, {}))[0]!.id,
+      channelId: (await suite.server.container.notifications.listChannels(OWNER, {}))[0]!.id,
       recipients: ['audit@client.example'],
     });
     for (const variant of [

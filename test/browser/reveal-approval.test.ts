@@ -1,8 +1,8 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { DESKTOP, launchChromium, newContext, screenshotFailure, seriousA11yViolations, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, DESKTOP, seriousA11yViolations } from './harness.js';
 
 /**
  * Two-person reveal in the console (issue 19, item 4): an admin switches the client's policy to
@@ -12,16 +12,12 @@ import { DESKTOP, launchChromium, newContext, screenshotFailure, seriousA11yViol
  * reveals the key once. Each effect is checked through the server; no password outside the dialog.
  */
 describe('two-person reveal, in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
   let key: { id: string; keyId: string; clientId: string; clientName: string; device: string; password: string };
-  const db = () => server.container.database.db;
+  const db = () => suite.server.container.database.db;
   const cli = cliActor('browser-test');
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
     const row = await db()
       .selectFrom('recovery_keys as k')
       .innerJoin('clients as c', 'c.id', 'k.client_id')
@@ -32,24 +28,13 @@ describe('two-person reveal, in Chromium', () => {
       .orderBy('c.name')
       .orderBy('k.key_id')
       .executeTakeFirstOrThrow();
-    const r = await server.container.keys.revealByKeyId(cli, { query: row.id, reason: 'lost-pin' });
+    const r = await suite.server.container.keys.revealByKeyId(cli, { query: row.id, reason: 'lost-pin' });
     if (r.status !== 'revealed') throw new Error('no key to test with');
     key = { id: row.id, keyId: row.key_id!, clientId: row.client_id, clientName: row.client_name, device: row.device, password: r.key.recoveryPassword };
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
   const as = async (role: string): Promise<{ page: Page; lines: string[] }> => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: DESKTOP });
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role));
+    const { page, consoleLines } = await suite.pageAs(role, { viewport: DESKTOP });
     return { page, lines: consoleLines };
   };
   const noSerious = async (p: Page, where: string) => expect(await seriousA11yViolations(p), where).toEqual([]);
@@ -61,7 +46,7 @@ describe('two-person reveal, in Chromium', () => {
     const card = admin.page.getByTestId('reveal-policy');
     await card.getByText('Every reveal').click();
     await card.getByRole('button', { name: 'Save reveal policy' }).click();
-    await expect.poll(async () => (await server.container.revealApprovals.policy(cli, key.clientId)).mode).toBe('required');
+    await expect.poll(async () => (await suite.server.container.revealApprovals.policy(cli, key.clientId)).mode).toBe('required');
     await noSerious(admin.page, 'client page with the reveal policy');
 
     // The technician's reveal dialog asks for approval instead of the password form.
@@ -78,7 +63,7 @@ describe('two-person reveal, in Chromium', () => {
     await dialog.getByRole('button', { name: 'Request approval' }).click();
     await dialog.getByText('Waiting for approval').waitFor();
     await noSerious(tech.page, 'reveal dialog waiting for approval');
-    const [request] = await server.container.revealApprovals.list(cli, { status: 'pending' });
+    const [request] = await suite.server.container.revealApprovals.list(cli, { status: 'pending' });
     expect(request).toMatchObject({ keyRecordId: key.id, ticket: 'T-1919', status: 'pending' });
 
     // The admin (a second person) opens the queue and approves.
@@ -102,8 +87,8 @@ describe('two-person reveal, in Chromium', () => {
     await noSerious(tech.page, 'revealed after approval');
 
     // Through the server: the request is used, the reveal's audit names both people and the request.
-    expect((await server.container.revealApprovals.get(cli, request!.id)).status).toBe('used');
-    const [ev] = await server.container.audit.list(cli, { action: 'key.reveal', outcome: 'success', targetId: key.id, limit: 1 });
+    expect((await suite.server.container.revealApprovals.get(cli, request!.id)).status).toBe('used');
+    const [ev] = await suite.server.container.audit.list(cli, { action: 'key.reveal', outcome: 'success', targetId: key.id, limit: 1 });
     expect(ev?.details).toMatchObject({ approvalRequestId: request!.id, requestedBy: expect.any(String), approvedBy: expect.any(String) });
     expect(ev?.details?.approvedBy).not.toBe(ev?.details?.requestedBy);
     for (const line of [...tech.lines, ...admin.lines]) expect(line).not.toContain(key.password);

@@ -2,15 +2,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import {
+  chromiumSuite,
   DESKTOP,
   PHONE,
   ROOT,
   SCREENSHOTS,
   enrolTotp,
-  launchChromium,
-  newContext,
   screenshot,
   seriousA11yViolations,
   signIn,
@@ -38,28 +37,24 @@ const VARIANTS: Variant[] = [
 type Finding = { screen: string; variant: string; id: string; impact: string; help: string; nodes: string[] };
 
 describe('every console screen: screenshots and axe-core', () => {
-  let server: ConsoleServer;
+  const suite = chromiumSuite();
+  /** A second console over an empty vault: the first-run setup screen. */
   let empty: ConsoleServer;
-  let browser: Browser;
   let deviceId: string;
   const shots: string[] = [];
 
   beforeAll(async () => {
-    server = await startConsole();
     empty = await startConsole({ seed: false });
-    browser = await launchChromium();
-    await enrolTotp(server, userOf(server, 'admin'), server.demo.password);
-    const d = await server.container.database.db
+    await enrolTotp(suite.server, userOf(suite.server, 'admin'), suite.server.demo.password);
+    const d = await suite.server.container.database.db
       .selectFrom('devices')
       .select('id')
-      .where('name', '=', server.demo.samplePrefixes[0]!.device)
+      .where('name', '=', suite.server.demo.samplePrefixes[0]!.device)
       .executeTakeFirstOrThrow();
     deviceId = d.id;
   });
   afterAll(async () => {
-    await browser?.close();
     await empty?.close();
-    await server?.close();
   });
 
   /** Waits for a screen, checks it with axe, and saves its picture. */
@@ -75,7 +70,7 @@ describe('every console screen: screenshots and axe-core', () => {
   for (const variant of VARIANTS) {
     it(`${variant.name}: sign-in, setup, find, reveal, device, clients, home, findings, compliance, reports, import, notifications, agents, audit, settings`, async () => {
       const findings: Finding[] = [];
-      const { context } = await newContext(browser, server.baseUrl, { viewport: variant.viewport, colorScheme: variant.scheme });
+      const { context } = await suite.context({ viewport: variant.viewport, colorScheme: variant.scheme });
       try {
         const p = await context.newPage();
         const h1 = (name: string | RegExp) => p.getByRole('heading', { level: 1, name }).waitFor();
@@ -92,24 +87,24 @@ describe('every console screen: screenshots and axe-core', () => {
         await p.goto('/login');
         await p.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
         await capture(p, 'sign-in', variant, findings);
-        await p.getByLabel('Email').fill(userOf(server, 'admin'));
-        await p.getByLabel('Password', { exact: true }).fill(server.demo.password);
+        await p.getByLabel('Email').fill(userOf(suite.server, 'admin'));
+        await p.getByLabel('Password', { exact: true }).fill(suite.server.demo.password);
         await p.getByRole('button', { name: 'Sign in', exact: true }).click();
         await p.getByLabel('Authentication code').waitFor();
         await capture(p, 'sign-in-totp', variant, findings);
         await context.clearCookies();
 
         // The owner sees every screen.
-        await signIn(p, server, userOf(server, 'owner'));
+        await signIn(p, suite.server, userOf(suite.server, 'owner'));
         const box = p.getByRole('searchbox', { name: 'Find a key' });
         await box.waitFor();
         await capture(p, 'find-key', variant, findings);
-        const sample = server.demo.samplePrefixes[0]!;
+        const sample = suite.server.demo.samplePrefixes[0]!;
         await box.pressSequentially(sample.prefix);
         await p.getByRole('listitem').filter({ hasText: sample.device }).waitFor();
         await capture(p, 'find-key-result', variant, findings);
         await box.fill('');
-        await box.pressSequentially(server.demo.ambiguousPrefix);
+        await box.pressSequentially(suite.server.demo.ambiguousPrefix);
         await p.getByText('Several keys match').waitFor();
         await capture(p, 'find-key-ambiguous', variant, findings);
 
@@ -133,9 +128,9 @@ describe('every console screen: screenshots and axe-core', () => {
 
         await p.goto('/clients');
         // A table on the desktop, cards on the phone: the first client's link is in both.
-        await p.getByRole('link', { name: server.demo.clients[0]!.name, exact: true }).first().waitFor();
+        await p.getByRole('link', { name: suite.server.demo.clients[0]!.name, exact: true }).first().waitFor();
         await capture(p, 'clients', variant, findings);
-        const client = server.demo.clients[0]!;
+        const client = suite.server.demo.clients[0]!;
         await p.goto(`/clients/${client.id}`);
         await h1(client.name);
         await p
@@ -192,11 +187,11 @@ describe('every console screen: screenshots and axe-core', () => {
   }
 
   afterAll(async () => {
-    if (!process.env.KEYWARDEN_UPDATE_README_SCREENSHOTS || !browser) return;
+    if (!process.env.KEYWARDEN_UPDATE_README_SCREENSHOTS) return;
     // The README's pictures: a few screens, scaled down to 60% in Chromium itself (no image tools).
     const out = path.join(ROOT, 'docs', 'screenshots');
     fs.mkdirSync(out, { recursive: true });
-    const page = await browser.newPage({ viewport: { width: 768, height: 480 }, deviceScaleFactor: 1 });
+    const page = await suite.browser.newPage({ viewport: { width: 768, height: 480 }, deviceScaleFactor: 1 });
     try {
       for (const name of [
         'find-key-result-desktop-light',

@@ -1,8 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { enrolTotp, freshCode, launchChromium, newContext, screenshotFailure, signIn, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, enrolTotp, freshCode, userOf } from './harness.js';
 import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
 
 /**
@@ -12,42 +11,29 @@ import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
  * roles as SSO only; turning that off with a stale step-up asks for a code first. The client secret typed in the form never comes back to the page.
  */
 describe('Settings → Sign-in in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
   let idp: TestIdp;
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
     idp = await startOidcProvider({
-      redirectUris: [`${server.baseUrl}/api/v1/auth/sso/callback`],
+      redirectUris: [`${suite.server.baseUrl}/api/v1/auth/sso/callback`],
       users: { newtech: { sub: 'sub-newtech', email: 'new.tech@example.test', password: 'idp password 3', name: 'New Tech', groups: ['kw-techs'] } },
     });
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
   });
   afterAll(async () => {
-    await browser?.close();
     await idp?.close();
-    await server?.close();
   });
 
   it('an owner adds a provider with a rule (stale step-up: a fresh code), tests it, and a new technician signs in through it', async () => {
-    const ownerEmail = userOf(server, 'owner');
-    const secret = await enrolTotp(server, ownerEmail, server.demo.password);
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, ownerEmail, secret);
+    const ownerEmail = userOf(suite.server, 'owner');
+    const secret = await enrolTotp(suite.server, ownerEmail, suite.server.demo.password);
+    const { page } = await suite.pageAs(ownerEmail, { totpSecret: secret });
     // The second factor proved at sign-in is an hour old: saving needs a fresh one.
-    const owner = await server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
+    const owner = await suite.server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
     const ageStepUp = () =>
-      server.container.database.db
+      suite.server.container.database.db
         .updateTable('sessions')
-        .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
+        .set({ mfa_at: new Date(Date.parse(suite.server.container.clock.now()) - 3_600_000).toISOString() })
         .where('user_id', '=', owner.id)
         .execute();
     await ageStepUp();
@@ -68,7 +54,7 @@ describe('Settings → Sign-in in Chromium', () => {
     await dialog.getByLabel('Role').selectOption({ label: 'Technician' });
     await dialog.getByLabel('Clients').click();
     await page.getByRole('option', { name: 'All clients' }).click();
-    await dialog.getByLabel('Authentication code').fill(await freshCode(server.container, ownerEmail, secret));
+    await dialog.getByLabel('Authentication code').fill(await freshCode(suite.server.container, ownerEmail, secret));
     await dialog.getByRole('button', { name: 'Save' }).click();
     await dialog.waitFor({ state: 'detached' });
 
@@ -77,12 +63,11 @@ describe('Settings → Sign-in in Chromium', () => {
     expect(await page.content()).not.toContain(idp.clientSecret);
     await page.getByRole('button', { name: 'Test discovery' }).click();
     await expect.poll(() => page.getByRole('status').first().textContent()).toContain(`Discovery works: issuer ${idp.issuer}`);
-    const created = await server.container.audit.list(cliActor('browser-test'), { action: 'sso.provider.create', limit: 5 });
+    const created = await suite.server.container.audit.list(cliActor('browser-test'), { action: 'sso.provider.create', limit: 5 });
     expect(created.length).toBe(1);
 
     // The sign-in page offers it; a technician nobody added signs in through it and is created.
-    const { context: other } = await newContext(browser, server.baseUrl);
-    open.push(other);
+    const { context: other } = await suite.context();
     const tech = await other.newPage();
     await tech.goto('/login');
     await tech.getByRole('link', { name: 'Sign in with Fabrikam IdP' }).click();
@@ -106,10 +91,10 @@ describe('Settings → Sign-in in Chromium', () => {
     await sw.waitFor();
     await sw.click({ force: true });
     const confirm = page.getByRole('alert').filter({ hasText: 'Confirm it is you' });
-    await confirm.getByLabel('Authentication code').fill(await freshCode(server.container, ownerEmail, secret));
+    await confirm.getByLabel('Authentication code').fill(await freshCode(suite.server.container, ownerEmail, secret));
     await confirm.getByRole('button', { name: 'Verify and save' }).click();
     await expect.poll(() => sw.isChecked()).toBe(false);
-    const row = await server.container.database.db
+    const row = await suite.server.container.database.db
       .selectFrom('users')
       .select('sso_only')
       .where('email', '=', 'new.tech@example.test')

@@ -1,8 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { launchChromium, newContext, screenshotFailure, startConsole, userOf, type ConsoleServer } from './harness.js';
+import { chromiumSuite, userOf } from './harness.js';
 import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
 
 /**
@@ -14,24 +13,21 @@ import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
  * there again) from the reveal dialog, and then reveals.
  */
 describe('single sign-on in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
   let idp: TestIdp;
   let techEmail: string;
   let providerId: string;
-  const open: BrowserContext[] = [];
 
   beforeAll(async () => {
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
-    techEmail = userOf(server, 'technician');
+    techEmail = userOf(suite.server, 'technician');
     idp = await startOidcProvider({
-      redirectUris: [`${server.baseUrl}/api/v1/auth/sso/callback`],
+      redirectUris: [`${suite.server.baseUrl}/api/v1/auth/sso/callback`],
       users: {
         tech: { sub: 'sub-tech', email: techEmail, password: 'idp password 1', name: 'Tech' },
         stranger: { sub: 'sub-stranger', email: 'stranger@example.test', password: 'idp password 2' },
       },
     });
-    ({ id: providerId } = await server.container.sso.createProvider(cliActor('browser-test'), {
+    ({ id: providerId } = await suite.server.container.sso.createProvider(cliActor('browser-test'), {
       kind: 'oidc',
       name: 'Contoso IdP',
       issuer: idp.issuer,
@@ -39,16 +35,9 @@ describe('single sign-on in Chromium', () => {
       clientSecret: idp.clientSecret,
       scopes: ['openid', 'email', 'profile'],
     }));
-    browser = await launchChromium();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
   });
   afterAll(async () => {
-    await browser?.close();
     await idp?.close();
-    await server?.close();
   });
 
   const atIdp = async (page: import('playwright-core').Page, login: string, password: string) => {
@@ -60,29 +49,27 @@ describe('single sign-on in Chromium', () => {
   };
 
   it('signs in with the "Sign in with …" button through the provider\'s login page', async () => {
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
+    const { context } = await suite.context();
     const page = await context.newPage();
     await page.goto('/login');
     await atIdp(page, 'tech', 'idp password 1');
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
-    expect(page.url().startsWith(server.baseUrl)).toBe(true);
+    expect(page.url().startsWith(suite.server.baseUrl)).toBe(true);
     await expect.poll(() => page.getByText(techEmail).first().isVisible()).toBe(true);
     // The CSRF token moved to sessionStorage; its hand-over cookie is gone.
     expect(await page.evaluate(() => sessionStorage.getItem('kw.csrf'))).toBeTruthy();
     expect(await page.evaluate(() => document.cookie)).not.toContain('kw_sso_csrf');
-    const logins = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.login').execute();
+    const logins = await suite.server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.login').execute();
     expect(logins.some((e) => e.outcome === 'success' && (e.details ?? '').includes('"method":"sso"') && (e.details ?? '').includes(techEmail))).toBe(true);
     // A change with the handed-over CSRF token: signing out works.
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(/\/login$/);
-    const outs = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.logout').execute();
+    const outs = await suite.server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.logout').execute();
     expect(outs.length).toBeGreaterThan(0);
   });
 
   it('a person the vault does not know comes back to sign-in with the reason', async () => {
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
+    const { context } = await suite.context();
     const page = await context.newPage();
     await page.goto('/login');
     await atIdp(page, 'stranger', 'idp password 2');
@@ -92,19 +79,18 @@ describe('single sign-on in Chromium', () => {
 
   it("an SSO-only person whose provider's multi-factor sign-in counts steps up at the provider before a reveal", async () => {
     const operator = cliActor('browser-test');
-    await server.container.sso.updateProvider(operator, providerId, { idpMfa: true });
-    const tech = await server.container.identity.getUserByEmail(operator, techEmail);
-    await server.container.sso.setSsoOnly(operator, tech.id, true);
+    await suite.server.container.sso.updateProvider(operator, providerId, { idpMfa: true });
+    const tech = await suite.server.container.identity.getUserByEmail(operator, techEmail);
+    await suite.server.container.sso.setSsoOnly(operator, tech.id, true);
     // Signed in with a password only at the provider: no multi-factor proof in this session yet.
     idp.users.tech!.amr = ['pwd'];
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
+    const { context } = await suite.context();
     const page = await context.newPage();
     await page.goto('/login');
     await atIdp(page, 'tech', 'idp password 1');
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
 
-    const sample = server.demo.samplePrefixes[0]!;
+    const sample = suite.server.demo.samplePrefixes[0]!;
     const reveal = async () => {
       await page.getByRole('searchbox', { name: 'Find a key' }).pressSequentially(sample.prefix);
       await page.getByRole('list', { name: 'Matching keys' }).getByRole('listitem').first().getByRole('button', { name: 'Reveal' }).click();
@@ -129,15 +115,15 @@ describe('single sign-on in Chromium', () => {
     await page.getByLabel('Username').fill('tech');
     await page.getByLabel('Password').fill('idp password 1');
     await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
-    await page.waitForURL((u) => u.href.startsWith(server.baseUrl));
+    await page.waitForURL((u) => u.href.startsWith(suite.server.baseUrl));
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
 
     // Back in the console with a fresh proof: the reveal goes through.
     await reveal();
     await page.getByTestId('recovery-password').waitFor();
-    const stepUps = await server.container.audit.list(operator, { action: 'auth.step_up', actorId: tech.id, outcome: 'success', limit: 5 });
+    const stepUps = await suite.server.container.audit.list(operator, { action: 'auth.step_up', actorId: tech.id, outcome: 'success', limit: 5 });
     expect(stepUps.length).toBeGreaterThan(0);
-    const reveals = await server.container.audit.list(operator, { action: 'key.reveal', actorId: tech.id, outcome: 'success', limit: 5 });
+    const reveals = await suite.server.container.audit.list(operator, { action: 'key.reveal', actorId: tech.id, outcome: 'success', limit: 5 });
     expect(reveals.some((e) => e.ticket === 'SSO-1901')).toBe(true);
   });
 });

@@ -1,21 +1,10 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { GraphSimulator } from '../graph-sim/simulator.js';
 import { endpointProtectionProfile, settingsCatalogBitLocker } from '../graph-sim/posture.js';
-import {
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshot,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, PHONE, screenshot, seriousA11yViolations, userOf } from './harness.js';
 
 /**
  * Tenant posture on the Compliance screen (issue 20): after an Entra ID sync against the Graph
@@ -26,17 +15,21 @@ import {
 const OWNER = cliActor('browser-test');
 
 describe('tenant posture on the compliance screen (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let sim: GraphSimulator;
-  const open: BrowserContext[] = [];
+  let urls: { loginUrl: string; graphUrl: string };
   const clients: Record<string, string> = {};
 
+  // Registered before the console's hooks: started before it, stopped after it.
   beforeAll(async () => {
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
-    browser = await launchChromium();
     sim = new GraphSimulator();
-    const urls = await sim.start();
+    urls = await sim.start();
+  });
+  afterAll(async () => {
+    await sim?.stop();
+  });
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
+
+  beforeAll(async () => {
     const tenants = [
       { name: 'Posture Alpha', tenantId: '5a5a5a5a-1111-4222-8333-444444444444', users: true, policy: endpointProtectionProfile('Alpha BitLocker', true) },
       { name: 'Posture Beta', tenantId: '6b6b6b6b-1111-4222-8333-444444444444', users: false, policy: null },
@@ -48,44 +41,29 @@ describe('tenant posture on the compliance screen (Chromium)', () => {
       else t.posture.configurationPolicies.push(settingsCatalogBitLocker('Beta disk encryption', false));
       // A pilot policy assigned to nobody: listed, flagged, and no part of Alpha's "Yes".
       if (x.policy) t.posture.configurationPolicies.push(settingsCatalogBitLocker('Alpha pilot', true, []));
-      const client = await server.container.clients.create(OWNER, { name: x.name });
+      const client = await suite.server.container.clients.create(OWNER, { name: x.name });
       clients[x.name] = client.id;
-      const conn = await server.container.graph.createConnection(OWNER, {
+      const conn = await suite.server.container.graph.createConnection(OWNER, {
         clientId: client.id,
         tenantId: x.tenantId,
         appClientId: t.clientId,
         clientSecret: t.clientSecret,
         ...urls,
       });
-      expect(await server.container.graph.runSync(conn.id)).toMatchObject({ status: 'succeeded', warnings: null });
+      expect(await suite.server.container.graph.runSync(conn.id)).toMatchObject({ status: 'succeeded', warnings: null });
     }
-    await server.container.identity.createUser(OWNER, {
+    await suite.server.container.identity.createUser(OWNER, {
       email: 'beta-viewer@example.test',
-      password: server.demo.password,
+      password: suite.server.demo.password,
       role: 'client-viewer',
       clients: [clients['Posture Beta']!],
     });
   }, 120_000);
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sim?.stop();
-  });
 
-  const as = async (email: string, opts: { viewport?: { width: number; height: number } } = {}): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, opts);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, email);
-    return page;
-  };
+  const as = async (email: string, opts: { viewport?: { width: number; height: number } } = {}): Promise<Page> => (await suite.pageAs(email, opts)).page;
 
   it("the owner sees every synced client's posture, and one client's when it is picked", async () => {
-    const p = await as(userOf(server, 'owner'));
+    const p = await as(userOf(suite.server, 'owner'));
     await p.getByRole('navigation').getByRole('link', { name: 'Compliance' }).click();
     await p.getByRole('heading', { name: 'Tenant posture (Entra ID and Intune)' }).waitFor();
     const alpha = p.getByRole('article', { name: 'Tenant posture of Posture Alpha' });

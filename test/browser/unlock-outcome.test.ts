@@ -1,20 +1,9 @@
 /// <reference lib="dom" />
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  DESKTOP,
-  PHONE,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { chromiumSuite, DESKTOP, PHONE, seriousA11yViolations, userOf } from './harness.js';
 
 /**
  * "Did it unlock? yes / no" after a reveal (issue 17, item 3), walked as helpdesk and as technician
@@ -24,17 +13,13 @@ import {
  * checked through the server. Desktop 1280 and phone 390, light and dark, axe at each step.
  */
 describe('did it unlock, in Chromium', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
   let conflict: { keyId: string; clientId: string; records: string[]; finding: string };
   let mismatch: { keyId: string; keyRecord: string; deviceId: string; device: string };
-  const db = () => server.container.database.db;
-  const lookup = (keyId: string) => server.container.keyLookup.lookup(cliActor('browser-test'), keyId);
+  const db = () => suite.server.container.database.db;
+  const lookup = (keyId: string) => suite.server.container.keyLookup.lookup(cliActor('browser-test'), keyId);
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
     const keys = await db().selectFrom('recovery_keys').select(['id', 'key_id', 'client_id', 'device_id', 'state']).where('state', '=', 'conflict').execute();
     const groups = new Map<string, typeof keys>();
     for (const k of keys) if (k.key_id) groups.set(`${k.client_id}|${k.key_id}`, [...(groups.get(`${k.client_id}|${k.key_id}`) ?? []), k]);
@@ -70,22 +55,9 @@ describe('did it unlock, in Chromium', () => {
       .executeTakeFirstOrThrow();
     mismatch = { keyId: f.key_id!, keyRecord: f.id, deviceId: f.device_id, device: f.name };
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
-  const as = async (role: string, viewport: { width: number; height: number }, colorScheme: 'light' | 'dark'): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl, { viewport, colorScheme });
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, role));
-    return p;
-  };
+  const as = async (role: string, viewport: { width: number; height: number }, colorScheme: 'light' | 'dark'): Promise<Page> =>
+    (await suite.pageAs(role, { viewport, colorScheme })).page;
   const search = async (p: Page, text: string) => {
     const box = p.getByRole('searchbox', { name: 'Find a key' });
     await box.fill('');
@@ -103,7 +75,8 @@ describe('did it unlock, in Chromium', () => {
     await dialog.getByRole('group', { name: 'Did it unlock?' }).waitFor();
     return dialog;
   };
-  const userId = async (role: string) => (await db().selectFrom('users').select('id').where('email', '=', userOf(server, role)).executeTakeFirstOrThrow()).id;
+  const userId = async (role: string) =>
+    (await db().selectFrom('users').select('id').where('email', '=', userOf(suite.server, role)).executeTakeFirstOrThrow()).id;
   const outcomes = async (role: string, action: string, target: string) =>
     db()
       .selectFrom('audit_events')
