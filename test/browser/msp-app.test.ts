@@ -1,20 +1,8 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
 import { GraphSimulator } from '../graph-sim/simulator.js';
-import {
-  DESKTOP,
-  freePort,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { DESKTOP, chromiumSuite, freePort, seriousA11yViolations } from './harness.js';
 
 /**
  * Settings → Connections, the MSP's one Entra ID app (issue 20): an owner sets it up with a
@@ -29,42 +17,34 @@ const TENANT = '9f9f9f9f-1111-4222-8333-444444444444';
 const OWN_TENANT = '8e8e8e8e-1111-4222-8333-444444444444';
 
 describe('Settings: the MSP Entra ID app and consent links (Chromium)', () => {
-  let server: ConsoleServer;
-  let browser: Browser;
   let sim: GraphSimulator;
   let urls: { loginUrl: string; graphUrl: string };
   let publicUrl: string;
-  const open: BrowserContext[] = [];
 
+  // The simulator starts before the console and stops after it (after-hooks run in reverse).
   beforeAll(async () => {
     sim = new GraphSimulator();
     urls = await sim.start();
     sim.seedTenant(TENANT, { keys: 6, devices: 3 });
     sim.seedTenant(OWN_TENANT, { keys: 4, devices: 2 });
+  });
+  afterAll(async () => {
+    await sim?.stop();
+  });
+  const suite = chromiumSuite(async () => {
     const port = await freePort();
     publicUrl = `http://127.0.0.1:${port}`;
     // The simulator is on this machine: allowed, as an operator would.
-    server = await startConsole({ port, env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost', KEYWARDEN_PUBLIC_URL: publicUrl } });
-    await server.container.clients.create(OWNER, { name: 'Woodgrove Bank' });
-    await server.container.clients.create(OWNER, { name: 'Proseware' });
-    browser = await launchChromium();
+    return { port, env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1,::1,localhost', KEYWARDEN_PUBLIC_URL: publicUrl } };
   });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sim?.stop();
+  beforeAll(async () => {
+    await suite.server.container.clients.create(OWNER, { name: 'Woodgrove Bank' });
+    await suite.server.container.clients.create(OWNER, { name: 'Proseware' });
   });
 
   it('owner sets up the app, copies a consent link, the client admin consents, the tenant is linked and syncs', async () => {
-    const { context } = await newContext(browser, server.baseUrl, { viewport: DESKTOP });
-    open.push(context);
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.baseUrl });
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, 'owner'));
+    const { page: p, context } = await suite.pageAs('owner', { viewport: DESKTOP });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: suite.server.baseUrl });
     await p.getByRole('navigation').getByRole('link', { name: 'Settings' }).click();
     await p.getByRole('tab', { name: 'Connections' }).click();
     await p.getByRole('heading', { name: 'Entra ID app for all clients' }).waitFor();
@@ -117,10 +97,7 @@ describe('Settings: the MSP Entra ID app and consent links (Chromium)', () => {
   });
 
   it('an admin connects a per-client app with a generated certificate; once uploaded, it signs in and syncs', async () => {
-    const { context } = await newContext(browser, server.baseUrl, { viewport: DESKTOP });
-    open.push(context);
-    const p = await context.newPage();
-    await signIn(p, server, userOf(server, 'admin'));
+    const { page: p } = await suite.pageAs('admin', { viewport: DESKTOP });
     await p.getByRole('navigation').getByRole('link', { name: 'Settings' }).click();
     await p.getByRole('tab', { name: 'Connections' }).click();
     // Admins see the MSP app but do not set it.

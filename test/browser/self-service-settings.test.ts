@@ -1,21 +1,9 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import {
-  SCREENSHOTS,
-  enrolTotp,
-  freshCode,
-  launchChromium,
-  newContext,
-  screenshotFailure,
-  seriousA11yViolations,
-  signIn,
-  startConsole,
-  userOf,
-  type ConsoleServer,
-} from './harness.js';
+import { SCREENSHOTS, chromiumSuite, enrolTotp, freshCode, seriousA11yViolations, userOf } from './harness.js';
 
 /**
  * Issue 20 (self-service recovery), the MSP's side in Chromium: an owner whose step-up has gone
@@ -29,55 +17,37 @@ describe('self-service recovery settings in Chromium', () => {
   const CLI = cliActor('browser-test');
   const APP_ID = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
   const SECRET = 'fake-self-service-secret-Zq9';
-  let server: ConsoleServer;
-  let browser: Browser;
   let ownerSecret: string;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite();
 
   beforeAll(async () => {
-    server = await startConsole();
-    browser = await launchChromium();
-    ownerSecret = await enrolTotp(server, userOf(server, 'owner'), server.demo.password);
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    ownerSecret = await enrolTotp(suite.server, userOf(suite.server, 'owner'), suite.server.demo.password);
   });
 
-  const as = async (role: string): Promise<Page> => {
-    const { context } = await newContext(browser, server.baseUrl);
-    open.push(context);
-    const page = await context.newPage();
-    await signIn(page, server, userOf(server, role), role === 'owner' ? ownerSecret : undefined);
-    return page;
-  };
+  const as = async (role: string): Promise<Page> => (await suite.pageAs(role, { totpSecret: role === 'owner' ? ownerSecret : undefined })).page;
   const viewerClient = () => {
-    const viewer = server.demo.users.find((u) => u.role === 'client-viewer')!;
+    const viewer = suite.server.demo.users.find((u) => u.role === 'client-viewer')!;
     const id = (viewer.clients as string[])[0]!;
-    return server.demo.clients.find((c) => c.id === id)!;
+    return suite.server.demo.clients.find((c) => c.id === id)!;
   };
   const audited = (action: string) =>
-    server.container.database.db.selectFrom('audit_events').select(['actor_name', 'details']).where('action', '=', action).execute();
+    suite.server.container.database.db.selectFrom('audit_events').select(['actor_name', 'details']).where('action', '=', action).execute();
 
   it('an owner sets up the sign-in app (stale step-up: a fresh code; the secret never comes back) and switches one client on', async () => {
-    const ownerEmail = userOf(server, 'owner');
+    const ownerEmail = userOf(suite.server, 'owner');
     const page = await as('owner');
-    const owner = await server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
-    await server.container.database.db
+    const owner = await suite.server.container.database.db.selectFrom('users').select('id').where('email', '=', ownerEmail).executeTakeFirstOrThrow();
+    await suite.server.container.database.db
       .updateTable('sessions')
-      .set({ mfa_at: new Date(Date.parse(server.container.clock.now()) - 3_600_000).toISOString() })
+      .set({ mfa_at: new Date(Date.parse(suite.server.container.clock.now()) - 3_600_000).toISOString() })
       .where('user_id', '=', owner.id)
       .execute();
 
     await page.goto('/settings/sign-in');
     const section = page.getByRole('region', { name: 'Self-service recovery for end users' });
     await section.waitFor();
-    expect(await section.getByTestId('ss-redirect-uri').textContent()).toBe(`${server.baseUrl}/api/v1/recover/callback`);
-    expect(await section.getByTestId('ss-page').textContent()).toBe(`${server.baseUrl}/recover`);
+    expect(await section.getByTestId('ss-redirect-uri').textContent()).toBe(`${suite.server.baseUrl}/api/v1/recover/callback`);
+    expect(await section.getByTestId('ss-page').textContent()).toBe(`${suite.server.baseUrl}/recover`);
     await section.getByText('not set up').waitFor();
     await section.getByText(/None yet/).waitFor();
     expect(await section.getByLabel('Issuer').inputValue()).toBe('https://login.microsoftonline.com/organizations/v2.0');
@@ -88,15 +58,15 @@ describe('self-service recovery settings in Chromium', () => {
     await section.getByLabel('Client secret').fill(SECRET);
     const code = section.getByLabel('Authentication code');
     await code.waitFor();
-    await code.fill(await freshCode(server.container, ownerEmail, ownerSecret));
+    await code.fill(await freshCode(suite.server.container, ownerEmail, ownerSecret));
     await section.getByRole('button', { name: 'Save sign-in app' }).click();
     await expect.poll(() => section.getByRole('alert').first().textContent()).toContain('The application (client) id of the Entra ID app is a GUID.');
-    expect(await server.container.selfService.getApp(CLI)).toBeNull();
+    expect(await suite.server.container.selfService.getApp(CLI)).toBeNull();
 
     await section.getByLabel('Application (client) id').fill(APP_ID);
     await section.getByRole('button', { name: 'Save sign-in app' }).click();
     await section.getByRole('status').filter({ hasText: 'The secret is stored in the vault.' }).waitFor();
-    const saved = await server.container.selfService.getApp(CLI);
+    const saved = await suite.server.container.selfService.getApp(CLI);
     expect(saved).toMatchObject({ clientId: APP_ID, issuer: 'https://login.microsoftonline.com/organizations/v2.0', hasSecret: true, enabled: true });
     expect((await audited('self_service.app')).length).toBe(1);
     expect(await page.content()).not.toContain(SECRET);
@@ -119,15 +89,15 @@ describe('self-service recovery settings in Chromium', () => {
     expect(await sw.isChecked()).toBe(false);
     expect(await seriousA11yViolations(page)).toEqual([]);
     await sw.click({ force: true });
-    await expect.poll(async () => (await server.container.selfService.clientSetting(CLI, client.id)).enabled).toBe(true);
+    await expect.poll(async () => (await suite.server.container.selfService.clientSetting(CLI, client.id)).enabled).toBe(true);
     await expect.poll(() => sw.isChecked()).toBe(true);
     await card.screenshot({ path: path.join(SCREENSHOTS, 'self-service-client.png') });
     const switched = await audited('self_service.client');
     expect(switched.length).toBe(1);
     const details = switched[0]!.details;
     expect(typeof details === 'string' ? JSON.parse(details) : details).toMatchObject({ client: client.name, enabled: true, was: false });
-    for (const other of server.demo.clients.filter((c) => c.id !== client.id))
-      expect((await server.container.selfService.clientSetting(CLI, other.id)).enabled, other.name).toBe(false);
+    for (const other of suite.server.demo.clients.filter((c) => c.id !== client.id))
+      expect((await suite.server.container.selfService.clientSetting(CLI, other.id)).enabled, other.name).toBe(false);
 
     // Settings → Sign-in lists it.
     await page.goto('/settings/sign-in');
@@ -138,7 +108,7 @@ describe('self-service recovery settings in Chromium', () => {
 
   it('a technician and the client viewer see the state but no switch; the server refuses the change from their page', async () => {
     const client = viewerClient();
-    await server.container.selfService.setClient(CLI, client.id, true);
+    await suite.server.container.selfService.setClient(CLI, client.id, true);
     for (const role of ['technician', 'client-viewer']) {
       const page = await as(role);
       await page.goto(`/clients/${client.id}`);
@@ -160,6 +130,6 @@ describe('self-service recovery settings in Chromium', () => {
       await page.goto('/settings/sign-in');
       await page.waitForURL((u) => u.pathname === '/settings/account');
     }
-    expect((await server.container.selfService.clientSetting(CLI, client.id)).enabled).toBe(true);
+    expect((await suite.server.container.selfService.clientSetting(CLI, client.id)).enabled).toBe(true);
   });
 });

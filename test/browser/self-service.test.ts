@@ -1,8 +1,7 @@
 /// <reference lib="dom" />
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliActor } from '../../src/modules/authz/authz.js';
-import { PHONE, launchChromium, newContext, screenshotFailure, seriousA11yViolations, startConsole, type ConsoleServer } from './harness.js';
+import { PHONE, chromiumSuite, seriousA11yViolations } from './harness.js';
 import { startOidcProvider, type TestIdp } from '../oidc/provider.js';
 import { GraphSimulator, type SimTenant } from '../graph-sim/simulator.js';
 import { simOwners } from '../graph-sim/owners.js';
@@ -18,15 +17,13 @@ import { simOwners } from '../graph-sim/owners.js';
 describe('self-service recovery in Chromium (phone)', () => {
   const TENANT = 'e5e5e5e5-1111-4222-8333-444444444444';
   const ANN = 'e0000000-0000-4000-8000-00000000000a';
-  let server: ConsoleServer;
-  let browser: Browser;
   let idp: TestIdp;
   let sim: GraphSimulator;
   let tenant: SimTenant;
-  const open: BrowserContext[] = [];
+  const suite = chromiumSuite({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
 
   beforeAll(async () => {
-    server = await startConsole({ env: { KEYWARDEN_EGRESS_ALLOW: '127.0.0.1' } });
+    const server = suite.server;
     idp = await startOidcProvider({
       redirectUris: [`${server.baseUrl}/api/v1/recover/callback`],
       users: {
@@ -62,22 +59,14 @@ describe('self-service recovery in Chromium (phone)', () => {
     await server.container.graph.runSync(conn.id);
     await server.container.selfService.saveApp(cli, { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, enabled: true });
     await server.container.selfService.setClient(cli, client.id, true);
-    browser = await launchChromium();
   }, 120_000);
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') await screenshotFailure(ctx.task.name, open);
-    for (const c of open.splice(0)) await c.close().catch(() => {});
-  });
   afterAll(async () => {
-    await browser?.close();
     await idp?.close();
     await sim?.stop();
-    await server?.close();
   });
 
   async function signIn() {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: PHONE });
-    open.push(context);
+    const { context, consoleLines } = await suite.context({ viewport: PHONE });
     const page = await context.newPage();
     await page.goto('/recover');
     await page.getByRole('heading', { name: 'Recover your BitLocker key' }).waitFor();
@@ -86,14 +75,13 @@ describe('self-service recovery in Chromium (phone)', () => {
     await page.getByLabel('Username').fill('ann');
     await page.getByLabel('Password').fill('idp password 1');
     await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
-    await page.waitForURL(`${server.baseUrl}/recover`);
+    await page.waitForURL(`${suite.server.baseUrl}/recover`);
     await page.getByText('Signed in as ann@contoso.example').waitFor();
     return { page, consoleLines };
   }
 
   it('signs in at the provider, sees the device, enters the key ID prefix and a reason, and sees the key', async () => {
-    const { context, consoleLines } = await newContext(browser, server.baseUrl, { viewport: PHONE });
-    open.push(context);
+    const { context, consoleLines } = await suite.context({ viewport: PHONE });
     const page = await context.newPage();
     await page.goto('/recover');
     await page.getByRole('heading', { name: 'Recover your BitLocker key' }).waitFor();
@@ -104,7 +92,7 @@ describe('self-service recovery in Chromium (phone)', () => {
     await page.getByLabel('Username').fill('ann');
     await page.getByLabel('Password').fill('idp password 1');
     await page.getByRole('button', { name: 'Sign in at the IdP' }).click();
-    await page.waitForURL(`${server.baseUrl}/recover`);
+    await page.waitForURL(`${suite.server.baseUrl}/recover`);
     await page.getByText('Signed in as ann@contoso.example').waitFor();
     await page.getByText(tenant.devices[0]!.displayName).waitFor();
     expect(await page.evaluate(() => document.cookie)).not.toContain('kw_recover_csrf');
@@ -124,12 +112,12 @@ describe('self-service recovery in Chromium (phone)', () => {
     expect(await seriousA11yViolations(page)).toEqual([]);
     // The password never reached the browser's console.
     expect(consoleLines.join('\n')).not.toContain(key.key);
-    const audit = await server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'key.self_service_reveal').execute();
+    const audit = await suite.server.container.database.db.selectFrom('audit_events').selectAll().where('action', '=', 'key.self_service_reveal').execute();
     expect(audit.some((e) => e.outcome === 'success' && e.actor_name === 'ann@contoso.example')).toBe(true);
   }, 120_000);
 
   it('Graph unreachable at sign-in: the page says the devices from Entra could not be read', async () => {
-    const db = server.container.database.db;
+    const db = suite.server.container.database.db;
     const conn = await db.selectFrom('graph_connections').select(['id', 'graph_url']).where('tenant_id', '=', TENANT).executeTakeFirstOrThrow();
     // Nothing listens on port 1.
     await db.updateTable('graph_connections').set({ graph_url: 'http://127.0.0.1:1/graph' }).where('id', '=', conn.id).execute();
