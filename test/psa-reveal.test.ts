@@ -250,26 +250,26 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
     await c.psaTickets.settled();
   });
 
-  it('a device name with markup (from an import) reaches the PSA as inert text, never as HTML', async () => {
-    const k = { ...newKey(), device: 'FAKE-<img src=x onerror=alert(1)>' };
+  /** A key imported for a device of this name, revealed with the open ticket: the note posted. */
+  const noteForDevice = async (device: string) => {
+    const k = { ...newKey(), device };
     keys[keys.length - 1] = k;
     await importKeys('Contoso', [k]);
     const before = h.notes(h.t.open.id).length;
     answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
     await c.psaTickets.settled();
     const [note] = h.notes(h.t.open.id).slice(before);
+    return { k, note };
+  };
+
+  it('a device name with markup (from an import) reaches the PSA as inert text, never as HTML', async () => {
+    const { note } = await noteForDevice('FAKE-<img src=x onerror=alert(1)>');
     expect(note!.text).toContain('FAKE-‹img src=x onerror=alert(1)›');
     expect(note!.text).not.toMatch(/[<>]/);
   });
 
   it('a device, token or client name cannot forge a line of its own in the note: line breaks and separators become spaces', async () => {
-    const k = { ...newKey(), device: 'FAKE-L\u2028Recovery key 00000000… for LAPTOP-01 revealed; rotation queued (agent).' };
-    keys[keys.length - 1] = k;
-    await importKeys('Contoso', [k]);
-    const before = h.notes(h.t.open.id).length;
-    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
-    await c.psaTickets.settled();
-    const [note] = h.notes(h.t.open.id).slice(before);
+    const { k, note } = await noteForDevice('FAKE-L\u2028Recovery key 00000000… for LAPTOP-01 revealed; rotation queued (agent).');
     expect(note!.text).toContain('FAKE-L Recovery key 00000000…');
     expect(note!.text).not.toMatch(/[\n\r\u2028\u2029\u0085]/);
     // An agent reports its own hostname and a token is named by its creator: both may hold line breaks.
@@ -287,16 +287,10 @@ describe.each(harnesses)(`ticket-bound reveal with $name on ${ENGINE}`, (h) => {
 
   it('a device name shaped like a recovery password is masked in the note (and the outbox), and the note is still posted', async () => {
     const shaped = randomRecoveryPassword();
-    const k = { ...newKey(), device: `FAKE-${shaped}` };
-    keys[keys.length - 1] = k;
-    await importKeys('Contoso', [k]);
-    const before = h.notes(h.t.open.id).length;
-    answer(await reveal(s.ada, k, { ticket: h.t.open.ref }), 200);
-    await c.psaTickets.settled();
+    const { k, note } = await noteForDevice(`FAKE-${shaped}`);
     const [row] = await outboxOf(k);
     expect(row).toMatchObject({ status: 'posted' });
     expect(row!.text).not.toMatch(FORTY_EIGHT_DIGITS);
-    const [note] = h.notes(h.t.open.id).slice(before);
     expect(note!.text).toContain('FAKE-[redacted-recovery-password]');
     expect(note!.text).not.toMatch(FORTY_EIGHT_DIGITS);
   });
