@@ -118,8 +118,9 @@ describe('ticket-bound reveal dialog, in Chromium', () => {
     const tech = await signedIn(userOf(suite.server, 'technician'));
     const dialog = await openReveal(tech.page, k);
     const ticket = dialog.getByLabel('Ticket reference', { exact: true });
-    expect(await ticket.getAttribute('required')).not.toBeNull();
-    expect(await describedBy(ticket)).toContain('Required: an open ticket of this client in HaloPSA, checked before the key is shown');
+    // The client's ticket policy arrives with the dialog's approval query, a moment after the dialog.
+    await expect.poll(() => ticket.getAttribute('required')).not.toBeNull();
+    await expect.poll(() => describedBy(ticket)).toContain('Required: an open ticket of this client in HaloPSA, checked before the key is shown');
 
     await dialog.getByLabel('Reason', { exact: true }).selectOption({ label: 'Lost PIN' });
     await ticket.fill(String(tickets.closed.id));
